@@ -1,0 +1,32 @@
+//! pov-capture: the passive capture layer of pov.
+//!
+//! # Brief overview
+//!
+//! Bytes flow through four stages, each owned by one module:
+//!
+//! 1. [`pcap`] reads pcap and pcapng files (plain or gzip, or stdin), merges
+//!    several files by timestamp, and yields one [`Packet`] per frame.
+//! 2. [`decode`] walks link layers and tunnels down to the innermost IP
+//!    header, reassembles IP fragments (bounded), and yields a
+//!    [`TcpSegment`] for every TCP packet. Everything else is counted by
+//!    reason in [`decode::DecodeStats`], never silently dropped.
+//! 3. [`tcp`] rebuilds each connection's two byte streams exactly and pushes
+//!    [`tcp::StreamEvent`]s (open, data, gap, half-close, close) into a
+//!    [`tcp::StreamSink`], in capture-time order.
+//! 4. (issue #4) `http` turns the streams into transactions.
+//!
+//! Times are capture times ([`Ts`]); nothing here reads the wall clock.
+//! Library code never prints or exits: problems in the traffic are counted,
+//! problems with the input are returned as errors naming the file and byte
+//! offset.
+
+#![deny(missing_docs)]
+
+pub mod decode;
+pub mod packet;
+pub mod pcap;
+pub mod tcp;
+pub mod time;
+
+pub use packet::{Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
+pub use time::{Dur, Ts};

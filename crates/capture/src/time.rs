@@ -1,0 +1,138 @@
+//! Capture time.
+//!
+//! Every time in pov comes from the capture itself; nothing in the pipeline
+//! reads the wall clock, and timeouts run on capture time. [`Ts`] is an
+//! instant (nanoseconds since the Unix epoch, as the capture recorded it) and
+//! [`Dur`] a signed span between two instants.
+
+use std::fmt;
+use std::ops::{Add, Sub};
+
+/// An instant of capture time: nanoseconds since the Unix epoch.
+///
+/// Nanoseconds cover both pcap resolutions (micro and nano) and pcapng's
+/// `if_tsresol` down to 1 ns exactly; an `i64` spans the years 1678 to 2262.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Ts(pub i64);
+
+/// A signed span of capture time in nanoseconds.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Dur(pub i64);
+
+impl Ts {
+    /// Builds an instant from whole seconds and nanoseconds.
+    pub fn from_secs_nanos(secs: i64, nanos: i64) -> Ts {
+        Ts(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+    }
+
+    /// Seconds since the epoch as a float (for display and JSON).
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+
+    /// The span from `earlier` to `self` (negative if `earlier` is later).
+    pub fn since(self, earlier: Ts) -> Dur {
+        Dur(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl Dur {
+    /// Zero length.
+    pub const ZERO: Dur = Dur(0);
+
+    /// A span of whole seconds.
+    pub const fn from_secs(s: i64) -> Dur {
+        Dur(s * 1_000_000_000)
+    }
+
+    /// A span of whole milliseconds.
+    pub const fn from_millis(ms: i64) -> Dur {
+        Dur(ms * 1_000_000)
+    }
+
+    /// Seconds as a float.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+
+    /// Milliseconds as a float.
+    pub fn as_millis_f64(self) -> f64 {
+        self.0 as f64 / 1e6
+    }
+}
+
+impl Add<Dur> for Ts {
+    type Output = Ts;
+    fn add(self, d: Dur) -> Ts {
+        Ts(self.0.saturating_add(d.0))
+    }
+}
+
+impl Sub<Dur> for Ts {
+    type Output = Ts;
+    fn sub(self, d: Dur) -> Ts {
+        Ts(self.0.saturating_sub(d.0))
+    }
+}
+
+impl Sub for Ts {
+    type Output = Dur;
+    fn sub(self, other: Ts) -> Dur {
+        self.since(other)
+    }
+}
+
+impl fmt::Display for Ts {
+    /// `seconds.nanoseconds` since the epoch, like tshark's `-t e -u s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000);
+        write!(f, "{secs}.{nanos:09}")
+    }
+}
+
+impl fmt::Display for Dur {
+    /// Seconds with microsecond precision.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.6}", self.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_arith() {
+        let t = Ts::from_secs_nanos(1_700_000_000, 5_000);
+        assert_eq!(t.to_string(), "1700000000.000005000");
+        let u = t + Dur::from_millis(1500);
+        assert_eq!(u - t, Dur(1_500_000_000));
+        assert_eq!((t - u).to_string(), "-1.500000");
+        assert_eq!(Ts(-1).to_string(), "-1.999999999");
+    }
+}
