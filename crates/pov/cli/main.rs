@@ -1,0 +1,276 @@
+//! The `pov` command line: a thin shell over the `pov` library.
+//!
+//! Parses flags (clap), builds the pipeline configuration, runs it, prints
+//! records and problems, and picks the exit code: 0 on success (also when
+//! the output pipe closes early), 2 when any input could not be read.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pov::output::{self, Format};
+use pov::pipeline::{self, PipelineConfig, Progress, RunReport};
+use pov_capture::Dur;
+
+mod info;
+
+/// pov: the customer's point of view, from the wire.
+#[derive(Parser)]
+#[command(name = "pov", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List TCP connections (like `tshark -q -z conv,tcp`).
+    Flows(FlowsArgs),
+    /// Describe captures: link types, packets, bytes, time span, and every
+    /// decode and reassembly counter.
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+struct FlowsArgs {
+    /// Capture files (pcap or pcapng, optionally gzipped); `-` reads stdin.
+    /// Several files are merged by timestamp.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    format: FormatArg,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// Capture files (pcap or pcapng, optionally gzipped); `-` reads stdin.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output format (table or json).
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    format: FormatArg,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Table => Format::Table,
+            FormatArg::Json => Format::Json,
+            FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Csv => Format::Csv,
+        }
+    }
+}
+
+/// Limits shared by every command that reads captures. Each cap has a
+/// counter in `pov info`.
+#[derive(Args)]
+struct CommonArgs {
+    /// No progress display.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Most TCP connections tracked at once; the longest idle is evicted.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    max_connections: usize,
+    /// Most out-of-order bytes held per connection direction.
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    max_ooo_bytes: usize,
+    /// Most out-of-order bytes held over all connections.
+    #[arg(long, default_value_t = 512 << 20, value_name = "BYTES")]
+    max_ooo_total: usize,
+    /// Seconds without a packet after which a connection is closed.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    idle_timeout: i64,
+    /// Most bytes of IP fragments pending reassembly.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    max_frag_bytes: usize,
+    /// Most IP datagrams pending reassembly.
+    #[arg(long, default_value_t = 16384, value_name = "N")]
+    max_frag_datagrams: usize,
+    /// Seconds after which an incomplete IP datagram is dropped.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    frag_timeout: i64,
+}
+
+impl CommonArgs {
+    fn config(&self) -> PipelineConfig {
+        let mut cfg = PipelineConfig::default();
+        cfg.tcp.max_connections = self.max_connections.max(1);
+        cfg.tcp.max_ooo_bytes = self.max_ooo_bytes;
+        cfg.tcp.max_ooo_total = self.max_ooo_total;
+        cfg.tcp.idle_timeout = Dur::from_secs(self.idle_timeout.max(1));
+        cfg.decode.max_frag_bytes = self.max_frag_bytes;
+        cfg.decode.max_frag_datagrams = self.max_frag_datagrams;
+        cfg.decode.frag_timeout = Dur::from_secs(self.frag_timeout.max(1));
+        cfg
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Flows(a) => cmd_flows(a),
+        Command::Info(a) => cmd_info(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pov: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Runs the pipeline over `files` with a progress display on a terminal,
+/// and prints every input problem to stderr.
+fn run_pipeline<S: pov_capture::tcp::StreamSink>(
+    files: &[PathBuf],
+    common: &CommonArgs,
+    sink: &mut S,
+) -> RunReport {
+    let (inputs, open_errors) = pipeline::open_inputs(files);
+    let total = pipeline::total_size(files);
+    let mut bar = ProgressBar::new(!common.quiet && io::stderr().is_terminal());
+    let report = pipeline::run(
+        inputs,
+        open_errors,
+        &common.config(),
+        total,
+        sink,
+        &mut |p| bar.update(p),
+    );
+    bar.clear();
+    for w in &report.warnings {
+        eprintln!("pov: warning: {w}");
+    }
+    for e in &report.errors {
+        eprintln!("pov: error: {e}");
+    }
+    report
+}
+
+fn exit_code(report: &RunReport) -> ExitCode {
+    if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
+    let mut collector = pov::flows::FlowCollector::default();
+    let report = run_pipeline(&a.files, &a.common, &mut collector);
+    let flows = collector.into_sorted();
+    let format = Format::from(a.format);
+    let start = report.first_ts;
+    match &a.output {
+        Some(path) => output::write_atomic(path, |w| output::write_flows(w, &flows, format, start))
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+        None => {
+            let stdout = io::stdout();
+            let mut w = io::BufWriter::new(stdout.lock());
+            output::write_flows(&mut w, &flows, format, start)?;
+            w.flush()?;
+        }
+    }
+    Ok(exit_code(&report))
+}
+
+fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
+    let mut sink = pov::flows::FlowCollector::default();
+    let report = run_pipeline(&a.files, &a.common, &mut sink);
+    let stdout = io::stdout();
+    let mut w = io::BufWriter::new(stdout.lock());
+    match Format::from(a.format) {
+        Format::Table => info::write_table(&mut w, &report)?,
+        _ => {
+            serde_json::to_writer_pretty(&mut w, &report)?;
+            writeln!(w)?;
+        }
+    }
+    w.flush()?;
+    Ok(exit_code(&report))
+}
+
+/// A one-line progress display on stderr, redrawn at most 5 times a second.
+struct ProgressBar {
+    enabled: bool,
+    started: Instant,
+    last: Option<Instant>,
+    drawn: bool,
+}
+
+impl ProgressBar {
+    fn new(enabled: bool) -> ProgressBar {
+        ProgressBar {
+            enabled,
+            started: Instant::now(),
+            last: None,
+            drawn: false,
+        }
+    }
+
+    fn update(&mut self, p: Progress) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.started) < Duration::from_millis(500)
+            || self
+                .last
+                .is_some_and(|l| now.duration_since(l) < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last = Some(now);
+        let secs = now.duration_since(self.started).as_secs_f64().max(1e-3);
+        let mb = p.bytes_read as f64 / 1e6;
+        let line = match p.bytes_total {
+            Some(t) if t > 0 => {
+                let pct = (p.bytes_read as f64 / t as f64 * 100.0).min(100.0);
+                format!(
+                    "{pct:5.1}%  {mb:.0}/{:.0} MB  {} packets  {:.0} MB/s",
+                    t as f64 / 1e6,
+                    p.packets,
+                    mb / secs
+                )
+            }
+            _ => format!("{mb:.0} MB  {} packets  {:.0} MB/s", p.packets, mb / secs),
+        };
+        eprint!("\r\x1b[2K{line}");
+        self.drawn = true;
+    }
+
+    fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[2K");
+            self.drawn = false;
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! pov: the pipeline driver.
+//!
+//! # Brief overview
+//!
+//! The `pov` binary is a thin shell over this library. [`pipeline`] opens
+//! capture files and runs them through `pov_capture`'s stages (read, decode,
+//! reassemble), pushing stream events into a caller's
+//! [`pov_capture::tcp::StreamSink`] and returning a [`pipeline::RunReport`]
+//! with every counter and every input problem. [`flows`] is the sink behind
+//! `pov flows` (one record per TCP connection), and [`output`] renders
+//! records as tables, JSON or CSV into any writer, and writes files
+//! atomically.
+//!
+//! Library code never prints or exits; problems with the input come back as
+//! values naming the file and byte offset.
+
+#![deny(missing_docs)]
+
+pub mod flows;
+pub mod output;
+pub mod pipeline;
