@@ -1,0 +1,11 @@
+//! End-to-end tests of the `pov` binary, one test binary (ripgrep's layout).
+//!
+//! They run the real binary on `samples/` and on the shared public corpus
+//! (`../shared/corpus`, or `POV_CORPUS`), and compare with figures derived
+//! from tshark and committed under `tests/corpus/`.
+
+mod util;
+
+mod cli;
+mod flows;
+mod reassembly;
