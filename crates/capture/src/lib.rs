@@ -26,6 +26,8 @@ pub mod decode;
 pub mod packet;
 pub mod pcap;
 pub mod tcp;
+#[doc(hidden)]
+pub mod testing;
 pub mod time;
 
 pub use packet::{Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};

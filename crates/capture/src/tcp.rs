@@ -1221,8 +1221,10 @@ impl Conn {
         let Some(mut a) = h.offset_of(ack) else {
             return;
         };
+        // Nothing follows a FIN: an ACK of the FIN (fin + 1), or a bogus one
+        // beyond it, acknowledges the stream up to the FIN.
         if let Some(fin) = h.fin
-            && a == fin as i64 + 1
+            && a > fin as i64
         {
             a = fin as i64;
         }
@@ -1462,7 +1464,12 @@ impl Conn {
         // while nothing has been delivered yet.
         if off < 0 {
             let back = (-off) as u64;
-            if h.next == 0 && h.stats.gaps == 0 && h.syn_isn.is_none() && back <= 1 << 20 {
+            if h.next == 0
+                && h.stats.gaps == 0
+                && h.syn_isn.is_none()
+                && h.fin.is_none()
+                && back <= 1 << 20
+            {
                 rebase(h, back);
                 off = 0;
             } else {
@@ -2370,6 +2377,34 @@ mod tests {
         assert_eq!((gaps[0].offset, gaps[0].len), (3, 7));
         assert_eq!(m.rec.halves().len(), 1);
         m.finish();
+    }
+
+    #[test]
+    fn ack_beyond_the_fin_reports_nothing_after_it() {
+        // Found by the mutation test: a bogus ACK past a FIN already
+        // delivered produced a gap after the half-close.
+        let mut m = Sim::new();
+        m.handshake();
+        m.s(0, 0, A | F, b"abc");
+        assert_eq!(m.rec.halves().len(), 1);
+        m.c(0, 500, A, b"");
+        m.finish();
+        assert!(m.rec.gaps().is_empty(), "{:?}", m.rec.gaps());
+        assert_eq!(m.rec.text(1, S2C), "abc");
+    }
+
+    #[test]
+    fn no_rebase_behind_a_fin() {
+        // Found by fuzzing: a mid-stream half whose first packet is a FIN
+        // ended at once; an earlier segment then moved offset 0 back and
+        // delivered bytes after the half-close.
+        let mut m = Sim::new();
+        m.s(100, 0, A | F, b"");
+        assert_eq!(m.rec.halves().len(), 1);
+        m.s(90, 0, A, b"0123456789");
+        m.finish();
+        assert_eq!(m.rec.text(1, S2C), "");
+        assert_eq!(m.rec.summaries()[0].to_client.before_start_bytes, 10);
     }
 
     #[test]
