@@ -15,6 +15,7 @@ use pov::pipeline::{self, PipelineConfig, Progress, RunReport};
 use pov_capture::Dur;
 
 mod info;
+mod synth;
 
 /// pov: the customer's point of view, from the wire.
 #[derive(Parser)]
@@ -31,6 +32,8 @@ enum Command {
     /// Describe captures: link types, packets, bytes, time span, and every
     /// decode and reassembly counter.
     Info(InfoArgs),
+    /// Generate synthetic web-shop traffic with an exact answer key.
+    Synth(synth::SynthArgs),
 }
 
 #[derive(Args)]
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Flows(a) => cmd_flows(a),
         Command::Info(a) => cmd_info(a),
+        Command::Synth(a) => synth::run(a),
     };
     match result {
         Ok(code) => code,
