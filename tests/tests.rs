@@ -9,3 +9,4 @@ mod util;
 mod cli;
 mod flows;
 mod reassembly;
+mod synth;
