@@ -325,6 +325,9 @@ pub struct HalfStats {
     pub syn_retransmissions: u64,
     /// FINs whose sequence number differed from the first FIN.
     pub fin_mismatches: u64,
+    /// FINs the capture missed, inferred from the peer acknowledging one
+    /// sequence number beyond the last byte.
+    pub unseen_fins: u64,
 }
 
 impl HalfStats {
@@ -348,12 +351,13 @@ impl HalfStats {
         self.bogus_acks += o.bogus_acks;
         self.syn_retransmissions += o.syn_retransmissions;
         self.fin_mismatches += o.fin_mismatches;
+        self.unseen_fins += o.unseen_fins;
     }
 
     /// Names of the anomalies seen in this direction (for display).
     pub fn anomalies(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        let checks: [(u64, &'static str); 13] = [
+        let checks: [(u64, &'static str); 14] = [
             (self.gaps, "gap"),
             (self.retransmitted_segments, "retransmission"),
             (self.out_of_order_segments, "out_of_order"),
@@ -367,6 +371,7 @@ impl HalfStats {
             (self.seq_jump_segments, "seq_jump"),
             (self.bogus_acks, "bogus_ack"),
             (self.fin_mismatches, "fin_mismatch"),
+            (self.unseen_fins, "unseen_fin"),
         ];
         for (n, name) in checks {
             if n > 0 {
@@ -610,6 +615,14 @@ struct Half {
     window: u16,
     /// The most recent gap, to recognise data that arrives after it.
     last_gap: (u64, u64),
+    /// The peer acknowledged one sequence number beyond everything seen: a
+    /// FIN the capture missed, or one lost byte.
+    fin_suspect: Option<Suspect>,
+    /// Where this side's RST said its stream ended (its sequence number is
+    /// the next byte it would have sent).
+    rst_end: Option<u64>,
+    /// Highest offset the peer has acknowledged (plausible ones only).
+    acked: u64,
     stats: HalfStats,
 }
 
@@ -625,6 +638,22 @@ impl Half {
     fn untouched(&self) -> bool {
         self.next == 0 && self.ooo.is_empty() && self.syn_isn.is_none() && self.fin.is_none()
     }
+}
+
+/// The last sequence number an acknowledgment covered, when it may be a FIN
+/// the capture missed rather than a lost byte.
+#[derive(Clone, Copy)]
+struct Suspect {
+    /// Its stream offset.
+    off: u64,
+    /// The acknowledgment's capture time and frame.
+    ts: Ts,
+    frame: u64,
+    /// Every byte before it was in the capture, or already acknowledged,
+    /// when the acknowledgment came: it moved one sequence number past the
+    /// stream, as the acknowledgment of a FIN does. An acknowledgment that
+    /// also covered missing bytes makes it a lost byte.
+    one_step: bool,
 }
 
 /// A connection being reassembled.
@@ -1161,7 +1190,7 @@ impl Conn {
         // capture does not have is a gap now, not at the end.
         // (A SYN-ACK acknowledges only the SYN.)
         if flags.ack() && !flags.syn() {
-            self.on_ack(s, seg.ack, seg.ts, ctx, sink);
+            self.on_ack(s, seg.ack, seg.ts, seg.frame, ctx, sink);
         }
 
         if seg.payload_len > 0 {
@@ -1169,6 +1198,15 @@ impl Conn {
         }
 
         if flags.rst() {
+            // A RST's sequence number is evidence of how far its sender's
+            // stream went: bytes before it that the capture lacks are gaps.
+            let h = &mut self.half[s];
+            if let Some(o) = h.offset_of(data_seq)
+                && o > h.next as i64
+                && (o as u64 - h.next) <= ctx.cfg.max_seq_jump
+            {
+                h.rst_end = Some(o as u64);
+            }
             self.ensure_open(ctx, sink);
             return Some(CloseHow::Rst { from: self.dir(s) });
         }
@@ -1213,6 +1251,7 @@ impl Conn {
         s: usize,
         ack: u32,
         ts: Ts,
+        frame: u64,
         ctx: &mut Ctx<'_>,
         sink: &mut S,
     ) {
@@ -1228,6 +1267,13 @@ impl Conn {
         {
             a = fin as i64;
         }
+        // Remember how far the peer has acknowledged (to tell an unseen FIN
+        // from a lost byte below).
+        let prev_ack = h.acked;
+        if a > prev_ack as i64 && a <= (h.next + ctx.cfg.max_seq_jump) as i64 {
+            self.half[p].acked = a as u64;
+        }
+        let h = &self.half[p];
         if a <= h.next as i64 {
             return;
         }
@@ -1236,8 +1282,39 @@ impl Conn {
             self.half[s].stats.bogus_acks += 1;
             return;
         }
-        // The SYN-ACK of a connection whose SYN was lost to the capture
-        // acknowledges 1 beyond what we took as the base: nothing to do.
+        // An acknowledgment covers a FIN as well as bytes, so when nothing
+        // the capture holds lies at or beyond it, its last sequence number
+        // may be a FIN the capture missed rather than a lost byte: report
+        // the bytes before it missing now, and settle the last one later
+        // (a FIN if the stream ends there, a lost byte if data follows).
+        let known_beyond = h.ooo.last_key_value().is_some_and(|(k, v)| k + v.len >= a);
+        let fin_known = h.fin.is_some();
+        let next_before = h.next;
+        if !fin_known && !known_beyond {
+            self.advance_to(p, a - 1, GapReason::AckedUnseen, ts, ctx, sink);
+            self.deliver_ready(p, ctx, sink);
+            if self.half[p].next == a - 1 {
+                // A FIN if every byte before it is here; a lost byte if the
+                // acknowledgment also covered bytes the capture lacks. A
+                // later repeat of the same acknowledgment decides nothing.
+                let sus = match self.half[p].fin_suspect {
+                    Some(x) if x.off == a - 1 => x,
+                    _ => Suspect {
+                        off: a - 1,
+                        ts,
+                        frame,
+                        one_step: next_before == a - 1 || prev_ack == a - 1,
+                    },
+                };
+                self.half[p].fin_suspect = Some(sus);
+                if self.half[s].ended && sus.one_step {
+                    // The usual end of a connection: the side that closed
+                    // first acknowledges the other's FIN.
+                    self.accept_unseen_fin(p, ctx, sink);
+                }
+            }
+            return;
+        }
         self.advance_to(p, a, GapReason::AckedUnseen, ts, ctx, sink);
         self.deliver_ready(p, ctx, sink);
         self.check_fin(p, ctx, sink);
@@ -1377,6 +1454,39 @@ impl Conn {
             }
             self.deliver_front(side, ctx, sink);
         }
+    }
+
+    /// Takes a suspected unseen FIN of `side` as its FIN (if nothing came
+    /// after it) and emits the half-close.
+    fn accept_unseen_fin<S: StreamSink + ?Sized>(
+        &mut self,
+        side: usize,
+        ctx: &mut Ctx<'_>,
+        sink: &mut S,
+    ) {
+        let h = &mut self.half[side];
+        let Some(sus) = h.fin_suspect.take() else {
+            return;
+        };
+        if h.fin.is_some() || h.next != sus.off || !h.ooo.is_empty() {
+            return;
+        }
+        if !sus.one_step {
+            // The acknowledgment jumped over missing bytes: the last one
+            // was a byte too.
+            self.emit_gap(side, sus.off, 1, GapReason::AckedUnseen, sus.ts, ctx, sink);
+            return;
+        }
+        let h = &mut self.half[side];
+        let (off, ts, frame) = (sus.off, sus.ts, sus.frame);
+        h.fin = Some(off);
+        h.fin_ts = ts;
+        h.fin_frame = frame;
+        h.stats.unseen_fins += 1;
+        if self.fin_first.is_none() {
+            self.fin_first = Some(side);
+        }
+        self.check_fin(side, ctx, sink);
     }
 
     /// Emits the half-close of `side` if its FIN is reached.
@@ -1599,12 +1709,18 @@ impl Conn {
     ) -> Tomb {
         self.ensure_open(ctx, sink);
         for side in 0..2 {
+            self.accept_unseen_fin(side, ctx, sink);
             self.flush_half(side, GapReason::AtClose, ts, ctx, sink);
-            if let Some(fin) = self.half[side].fin
-                && self.half[side].next < fin
+            let h = &self.half[side];
+            let end = match (h.fin, h.rst_end) {
+                (Some(f), _) => Some(f),
+                (None, r) => r,
+            };
+            if let Some(end) = end
+                && h.next < end
             {
-                let next = self.half[side].next;
-                self.emit_gap(side, next, fin - next, GapReason::AtClose, ts, ctx, sink);
+                let next = h.next;
+                self.emit_gap(side, next, end - next, GapReason::AtClose, ts, ctx, sink);
             }
             self.check_fin(side, ctx, sink);
         }
@@ -2408,6 +2524,128 @@ mod tests {
     }
 
     #[test]
+    fn a_fin_the_capture_missed_is_not_a_lost_byte() {
+        // The server's FIN is seen, the client's FIN is not; the server's
+        // ACK of it (one beyond the client's last byte) ends the stream.
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A | P, b"GET / HTTP/1.0\r\n\r\n");
+        m.s(0, 18, A | P | F, b"HTTP/1.0 200 OK\r\n\r\n");
+        // (client FIN at 18 not captured)
+        m.s(20, 19, A, b"");
+        assert!(m.rec.gaps().is_empty(), "{:?}", m.rec.gaps());
+        assert_eq!(m.rec.halves().len(), 2);
+        assert_eq!(m.rec.closes()[0].how, CloseHow::Fin { first: S2C });
+        m.finish();
+        assert_eq!(m.rec.summaries()[0].to_server.unseen_fins, 1);
+
+        // Without the other side's FIN, the suspicion is settled at close:
+        // the acknowledgment moved one past the last (a FIN)...
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A, b"abc");
+        m.s(0, 3, A, b"");
+        m.s(0, 4, A, b"");
+        assert!(m.rec.gaps().is_empty());
+        m.finish();
+        assert!(m.rec.gaps().is_empty());
+        assert_eq!(m.rec.halves().len(), 1);
+
+        // ... or jumped over missing bytes (so the last one is a byte too).
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A, b"abc");
+        m.s(0, 3, A, b"");
+        m.s(0, 10, A | R, b"");
+        m.finish();
+        let g: u64 = m.rec.gaps().iter().map(|g| g.len).sum();
+        assert_eq!(g, 7, "{:?}", m.rec.gaps());
+        assert!(m.rec.halves().is_empty());
+
+        // One lost byte followed by more data is a one-byte gap.
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A, b"abc");
+        m.s(0, 4, A, b"");
+        m.c(4, 0, A, b"efg");
+        m.s(0, 7, A, b"");
+        let g = m.rec.gaps();
+        assert_eq!((g.len(), g[0].offset, g[0].len), (1, 3, 1));
+        assert_eq!(m.rec.text(1, C2S), "abc~efg");
+        m.finish();
+    }
+
+    #[test]
+    fn whole_request_missing_then_fins() {
+        // Found by the synthetic lossy runs: a request the capture missed
+        // entirely, then both FINs; every missing byte is reported.
+        let mut m = Sim::new();
+        m.handshake();
+        m.s(0, 411, A, b"HTTP/1.1 200 OK\r\n");
+        m.c(411, 17, A, b"");
+        m.s(17, 411, A | F, b"");
+        // A duplicate of the server's FIN (the capture saw it twice): it
+        // acknowledges the same bytes as before, not an unseen client FIN.
+        m.s(17, 411, A | F, b"");
+        m.c(411, 18, A | F, b"");
+        m.s(18, 412, A, b"");
+        m.finish();
+        assert_eq!(m.rec.summaries()[0].to_server.unseen_fins, 0);
+        let g: u64 = m
+            .rec
+            .gaps()
+            .iter()
+            .filter(|g| g.dir == C2S)
+            .map(|g| g.len)
+            .sum();
+        assert_eq!(g, 411, "{:?}", m.rec.gaps());
+        assert_eq!(m.rec.closes()[0].how, CloseHow::Fin { first: S2C });
+    }
+
+    #[test]
+    fn lost_response_then_unseen_fin() {
+        // Found by the synthetic lossy runs: a whole response missing (the
+        // client acknowledges it), then the server's FIN missing too (the
+        // client acknowledges it one further): the gap is the response,
+        // the last sequence number is the FIN.
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A | P, b"GET / HTTP/1.1\r\n\r\n");
+        m.c(18, 800, A, b"");
+        m.c(18, 801, A | F, b"");
+        m.s(800, 19, A, b"");
+        m.finish();
+        let g: u64 = m
+            .rec
+            .gaps()
+            .iter()
+            .filter(|g| g.dir == S2C)
+            .map(|g| g.len)
+            .sum();
+        assert_eq!(g, 800, "{:?}", m.rec.gaps());
+        assert_eq!(m.rec.summaries()[0].to_client.unseen_fins, 1);
+    }
+
+    #[test]
+    fn rst_sequence_number_reveals_missing_tail() {
+        // The server sends a partial answer whose last segment the capture
+        // missed, then resets: the RST's sequence number says how far the
+        // stream went.
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A | P, b"GET / HTTP/1.1\r\n\r\n");
+        m.s(0, 18, A, b"HTTP/1.1 200 OK\r\n");
+        m.s(200, 18, A | R, b"");
+        m.finish();
+        let g = m.rec.gaps();
+        assert_eq!(g.len(), 1);
+        assert_eq!(
+            (g[0].dir, g[0].offset, g[0].len, g[0].reason),
+            (S2C, 17, 183, GapReason::AtClose)
+        );
+    }
+
+    #[test]
     fn one_sided_capture() {
         let mut m = Sim::new();
         m.c(0, 0, SY, b"");
@@ -2742,12 +2980,19 @@ mod tests {
                         let seq_ack = isn.wrapping_add(1).wrapping_add(upto as u32);
                         send(&mut r, &mut rec, client, server, 1, seq_ack, A, b"", frame);
                         // Model: the in-order frontier moves over what is
-                        // present; holes below `upto` become lost.
-                        while frontier < upto {
-                            if model[frontier].is_none() {
-                                lost[frontier] = true;
+                        // present; holes below `upto` become lost, except
+                        // the last acknowledged position when nothing has
+                        // arrived at or beyond it (an ACK's last sequence
+                        // number may be a FIN): it stays open.
+                        if upto > frontier {
+                            let known_beyond = model[upto - 1..].iter().any(Option::is_some);
+                            let until = if known_beyond { upto } else { upto - 1 };
+                            while frontier < until {
+                                if model[frontier].is_none() {
+                                    lost[frontier] = true;
+                                }
+                                frontier += 1;
                             }
-                            frontier += 1;
                         }
                     }
                     None => {
