@@ -67,8 +67,8 @@ pub struct Pkt {
 /// How the capture treats a connection's packets.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct CaptureNoise {
-    /// Probability that the capture misses a packet carrying data or a pure
-    /// ACK (the endpoints still got it).
+    /// Probability that the capture misses a packet other than a SYN or RST
+    /// (the endpoints still got it).
     pub drop: f64,
     /// Probability that the capture records a packet twice.
     pub duplicate: f64,
@@ -101,8 +101,9 @@ pub struct DirTruth {
     /// Distinct stream bytes present in the capture.
     pub captured_bytes: u64,
     /// Distinct stream bytes missing from the capture below the highest
-    /// byte the capture shows evidence of (a later segment, the FIN, or the
-    /// peer's acknowledgment): what an exact reassembler reports as gaps.
+    /// byte the capture shows evidence of (a later segment, the FIN or RST
+    /// sequence number, or the peer's acknowledgment): what an exact
+    /// reassembler reports as gaps.
     pub gap_bytes: u64,
     /// Distinct stream bytes missing from the capture in all (including a
     /// lost tail nothing in the capture points to).
@@ -359,8 +360,9 @@ impl TcpConn {
             client_has_all = client_has_all.max(arrive + self.rtt / 2);
             // The client acknowledges every segment that has reached it, up
             // to the first one still missing (a lost segment not yet
-            // retransmitted makes this a duplicate ACK).
-            let have = (0..upto).find(|j| send_t[*j] > arrive).unwrap_or(upto);
+            // retransmitted makes this a duplicate ACK; once it arrives, the
+            // acknowledgment covers everything received after it too).
+            let have = (0..next).find(|j| send_t[*j] > arrive).unwrap_or(next);
             let ack_off: u64 = base + segs[..have].iter().map(|s| s.len() as u64).sum::<u64>();
             let c_off = self.c_next;
             self.last_ts = self.last_ts.max(ack_t);
@@ -509,7 +511,10 @@ impl TcpConn {
                 i += 2;
                 continue;
             }
-            if !control && self.rng.chance(noise.drop) {
+            // The capture may miss any packet but the ones that open or
+            // abort the connection (SYN, RST), whose loss would change what
+            // the connection is rather than which bytes are seen.
+            if p.flags & (SYN | RST) == 0 && self.rng.chance(noise.drop) {
                 i += 1;
                 continue;
             }
@@ -663,12 +668,12 @@ fn dir_truth(pkts: &[Pkt], from_client: bool, sent: u64) -> (DirTruth, Vec<(u64,
         if p.from_client == from_client {
             t.packets += 1;
             t.bytes += p.payload.len() as u64;
-            // Evidence of the stream's extent: data and FIN sequence
-            // numbers (not those of pure ACKs or RSTs).
+            // Evidence of the stream's extent: data, FIN and RST sequence
+            // numbers (not those of pure ACKs).
             if !p.payload.is_empty() {
                 covered.push((p.off, p.off + p.payload.len() as u64));
                 evidence = evidence.max(p.off + p.payload.len() as u64);
-            } else if p.flags & FIN != 0 {
+            } else if p.flags & (FIN | RST) != 0 {
                 evidence = evidence.max(p.off);
             }
         } else if p.flags & ACK != 0 && p.flags & SYN == 0 {
