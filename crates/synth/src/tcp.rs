@@ -383,6 +383,24 @@ impl TcpConn {
             self.cwnd = (self.cwnd + 2).min(64);
             t_free = t_free.max(ack_t + 10 * US);
         }
+        // Having drained a large answer from its buffer, the client's stack
+        // sometimes advertises a larger window (a window update).
+        if n >= 8 && self.rng.chance(0.2) {
+            let t_upd = client_has_all + self.rtt / 2 + 2 * MS;
+            self.last_ts = self.last_ts.max(t_upd);
+            self.pkts.push(Pkt {
+                ts: t_upd,
+                from_client: true,
+                flags: ACK,
+                off: self.c_next,
+                ack_off: base + data.len() as u64,
+                win: 4096,
+                payload: Vec::new(),
+                retransmission: false,
+                capture_duplicate: false,
+                lost: false,
+            });
+        }
         (last_sent, client_has_all)
     }
 
