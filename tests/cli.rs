@@ -11,9 +11,7 @@ fn sample() -> std::path::PathBuf {
 }
 
 fn jsonl(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
+    out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
 }
 
 #[test]
@@ -22,19 +20,10 @@ fn formats_table_json_jsonl_csv() {
     let table = util::pov_ok(&["flows", s(&p)]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 11, "header + 10 connections:\n{table}");
-    assert!(
-        lines[0].trim_start().starts_with('#') && lines[0].contains("start"),
-        "{}",
-        lines[0]
-    );
-    assert!(
-        lines[10].contains("rst by server") && lines[10].contains("REJ"),
-        "{}",
-        lines[10]
-    );
+    assert!(lines[0].trim_start().starts_with('#') && lines[0].contains("start"), "{}", lines[0]);
+    assert!(lines[10].contains("rst by server") && lines[10].contains("REJ"), "{}", lines[10]);
 
-    let json: serde_json::Value =
-        serde_json::from_str(&util::pov_ok(&["flows", "--format", "json", s(&p)])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&util::pov_ok(&["flows", "--format", "json", s(&p)])).unwrap();
     let arr = json.as_array().expect("array");
     assert_eq!(arr.len(), 10);
     let rows = jsonl(&util::pov_ok(&["flows", "--format", "jsonl", s(&p)]));
@@ -61,10 +50,7 @@ fn not_a_capture_is_named_exit_2_and_other_inputs_still_analysed() {
     let out = util::pov(&["flows", "--format", "jsonl", s(&notes), s(&sample())]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("notes.txt: not a pcap or pcapng capture"),
-        "{err}"
-    );
+    assert!(err.contains("notes.txt: not a pcap or pcapng capture"), "{err}");
     assert_eq!(jsonl(&String::from_utf8_lossy(&out.stdout)).len(), 10);
 
     let missing = d.path("missing.pcap");
@@ -84,22 +70,11 @@ fn truncated_capture_keeps_what_was_read_and_warns_with_offset() {
     let p = d.path("cut.pcap");
     std::fs::write(&p, &full[..cut]).unwrap();
     let out = util::pov(&["flows", "--format", "jsonl", s(&p)]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "a cut capture is a warning, not an error"
-    );
+    assert_eq!(out.status.code(), Some(0), "a cut capture is a warning, not an error");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cut.pcap") && err.contains(&format!("byte {last_start}")),
-        "{err}"
-    );
+    assert!(err.contains("cut.pcap") && err.contains(&format!("byte {last_start}")), "{err}");
     let rows = jsonl(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(
-        rows.len(),
-        10,
-        "the last frame (the RST of a refused connection) is lost, its SYN is not"
-    );
+    assert_eq!(rows.len(), 10, "the last frame (the RST of a refused connection) is lost, its SYN is not");
     let refused = &rows[9];
     assert_eq!(refused["state"], "S0");
 }
@@ -120,10 +95,7 @@ fn corrupt_record_in_the_middle_is_an_error_with_offset() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("bad.pcap: byte {at}")), "{err}");
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        info["packets"], 59,
-        "everything before the bad record is analysed"
-    );
+    assert_eq!(info["packets"], 59, "everything before the bad record is analysed");
 }
 
 #[test]
@@ -140,19 +112,10 @@ fn gzip_and_stdin_give_the_same_flows() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&std::fs::read(&gz).unwrap())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(&std::fs::read(&gz).unwrap()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        plain,
-        "gzipped stdin"
-    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), plain, "gzipped stdin");
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -169,11 +132,7 @@ fn files_are_merged_by_timestamp_like_mergecap() {
     let mut a = header.clone();
     let mut b = header.clone();
     for (i, r) in recs.iter().enumerate() {
-        if i % 2 == 0 {
-            a.extend_from_slice(r)
-        } else {
-            b.extend_from_slice(r)
-        }
+        if i % 2 == 0 { a.extend_from_slice(r) } else { b.extend_from_slice(r) }
     }
     let d = TempDir::new("merge");
     let (pa, pb) = (d.path("a.pcap"), d.path("b.pcap"));
@@ -193,15 +152,9 @@ fn output_file_is_written_atomically() {
     assert!(out.stdout.is_empty());
     let text = std::fs::read_to_string(&p).unwrap();
     assert_eq!(text.lines().count(), 11);
-    let names: Vec<String> = std::fs::read_dir(&d.0)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        names,
-        vec!["flows.csv".to_string()],
-        "no temporary file left"
-    );
+    let names: Vec<String> =
+        std::fs::read_dir(&d.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec!["flows.csv".to_string()], "no temporary file left");
 }
 
 #[test]
@@ -217,48 +170,19 @@ fn info_reports_files_and_counters() {
     assert_eq!(v["tcp"]["closed_rst"], 2);
     let table = util::pov_ok(&["info", s(&sample())]);
     assert!(table.contains("pcap (le, us)"), "{table}");
-    assert!(
-        table.contains("tcp.evicted"),
-        "every cap's counter is listed:\n{table}"
-    );
+    assert!(table.contains("tcp.evicted"), "every cap's counter is listed:\n{table}");
     assert!(table.contains("decode.fragments.evicted"));
 }
 
 #[test]
 fn every_corpus_capture_is_read_without_error_or_unaccounted_packet() {
     for p in util::corpus_pcaps() {
-        let v: serde_json::Value = serde_json::from_str(&util::pov_ok(&[
-            "info",
-            "--format",
-            "json",
-            "--quiet",
-            s(&p),
-        ]))
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&util::pov_ok(&["info", "--format", "json", "--quiet", s(&p)])).unwrap();
         let packets = v["packets"].as_u64().unwrap();
-        assert_eq!(
-            v["decode"]["packets"].as_u64().unwrap(),
-            packets,
-            "{}",
-            p.display()
-        );
-        let outcomes: u64 = v["decode"]["outcome"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|x| x.as_u64().unwrap())
-            .sum();
-        assert_eq!(
-            outcomes,
-            packets,
-            "{}: every packet ends in exactly one bucket",
-            p.display()
-        );
-        assert!(
-            v["errors"].as_array().unwrap().is_empty(),
-            "{}: {}",
-            p.display(),
-            v["errors"]
-        );
+        assert_eq!(v["decode"]["packets"].as_u64().unwrap(), packets, "{}", p.display());
+        let outcomes: u64 = v["decode"]["outcome"].as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum();
+        assert_eq!(outcomes, packets, "{}: every packet ends in exactly one bucket", p.display());
+        assert!(v["errors"].as_array().unwrap().is_empty(), "{}: {}", p.display(), v["errors"]);
     }
 }

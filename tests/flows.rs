@@ -28,33 +28,14 @@ struct TsharkFlow {
 fn load_tsv(text: &str) -> Vec<TsharkFlow> {
     let mut lines = text.lines().filter(|l| !l.starts_with('#'));
     let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no column {name}"))
-    };
-    let (c_cap, c_stream, c_ff, c_a, c_b) = (
-        col("capture"),
-        col("stream"),
-        col("first_frame"),
-        col("a"),
-        col("b"),
-    );
-    let (c_pab, c_bab, c_pba, c_bba) = (
-        col("pkts_ab"),
-        col("bytes_ab"),
-        col("pkts_ba"),
-        col("bytes_ba"),
-    );
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let (c_cap, c_stream, c_ff, c_a, c_b) = (col("capture"), col("stream"), col("first_frame"), col("a"), col("b"));
+    let (c_pab, c_bab, c_pba, c_bba) = (col("pkts_ab"), col("bytes_ab"), col("pkts_ba"), col("bytes_ba"));
     let (c_sab, c_sba) = (col("seq_bytes_ab"), col("seq_bytes_ba"));
     lines
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            let n = |i: usize| {
-                f[i].parse::<u64>()
-                    .unwrap_or_else(|_| panic!("bad number in {l}"))
-            };
+            let n = |i: usize| f[i].parse::<u64>().unwrap_or_else(|_| panic!("bad number in {l}"));
             TsharkFlow {
                 capture: f[c_cap].to_string(),
                 stream: n(c_stream),
@@ -75,9 +56,7 @@ fn load_tsv(text: &str) -> Vec<TsharkFlow> {
 /// pov's flows for one capture, as JSON values.
 fn pov_flows(path: &std::path::Path) -> Vec<serde_json::Value> {
     let out = util::pov_ok(&["flows", "--format", "jsonl", "--quiet", util::s(path)]);
-    out.lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
+    out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
 }
 
 /// Figures of one direction, as pov reports them: (packets, bytes, stream
@@ -94,11 +73,7 @@ fn compare(capture: &str, path: &std::path::Path, expected: &[TsharkFlow]) -> Ve
     let got = pov_flows(path);
     let mut problems = Vec::new();
     if got.len() != expected.len() {
-        problems.push(format!(
-            "{capture}: {} connections, tshark {}",
-            got.len(),
-            expected.len()
-        ));
+        problems.push(format!("{capture}: {} connections, tshark {}", got.len(), expected.len()));
     }
     // Match each tshark stream to the pov flow with the same endpoints that
     // starts at the same frame.
@@ -108,21 +83,12 @@ fn compare(capture: &str, path: &std::path::Path, expected: &[TsharkFlow]) -> Ve
     }
     for t in expected {
         let Some(f) = by_frame.get(&t.first_frame) else {
-            problems.push(format!(
-                "{capture}: tshark stream {} (frame {}) has no pov flow",
-                t.stream, t.first_frame
-            ));
+            problems.push(format!("{capture}: tshark stream {} (frame {}) has no pov flow", t.stream, t.first_frame));
             continue;
         };
-        let ends = [
-            f["client"].as_str().unwrap_or(""),
-            f["server"].as_str().unwrap_or(""),
-        ];
+        let ends = [f["client"].as_str().unwrap_or(""), f["server"].as_str().unwrap_or("")];
         if !(ends.contains(&t.a.as_str()) && ends.contains(&t.b.as_str())) {
-            problems.push(format!(
-                "{capture}: stream {}: endpoints {ends:?} vs {} {}",
-                t.stream, t.a, t.b
-            ));
+            problems.push(format!("{capture}: stream {}: endpoints {ends:?} vs {} {}", t.stream, t.a, t.b));
             continue;
         }
         let ab = dir_figures(f, &t.a);
@@ -145,8 +111,7 @@ fn compare(capture: &str, path: &std::path::Path, expected: &[TsharkFlow]) -> Ve
 
 #[test]
 fn every_corpus_capture_agrees_with_tshark_on_connections_and_bytes() {
-    let text =
-        std::fs::read_to_string(util::root().join("tests/corpus/tshark-flows.tsv")).expect("tsv");
+    let text = std::fs::read_to_string(util::root().join("tests/corpus/tshark-flows.tsv")).expect("tsv");
     let all = load_tsv(&text);
     let mut by_capture: BTreeMap<String, Vec<TsharkFlow>> = BTreeMap::new();
     for f in all {
@@ -157,39 +122,21 @@ fn every_corpus_capture_agrees_with_tshark_on_connections_and_bytes() {
     let mut problems = Vec::new();
     let mut compared = 0;
     for path in &pcaps {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_string();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_string();
         let expected = by_capture.remove(&name).unwrap_or_default();
         compared += expected.len();
         problems.extend(compare(&name, path, &expected));
     }
-    assert!(
-        by_capture.is_empty(),
-        "tshark rows for captures not in the corpus: {:?}",
-        by_capture.keys()
-    );
+    assert!(by_capture.is_empty(), "tshark rows for captures not in the corpus: {:?}", by_capture.keys());
     assert_eq!(compared, 274);
-    assert!(
-        problems.is_empty(),
-        "{} differences:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} differences:\n{}", problems.len(), problems.join("\n"));
 }
 
 #[test]
 fn the_readme_sample_agrees_with_tshark() {
-    let text = std::fs::read_to_string(util::root().join("samples/local-curl.tshark-flows.tsv"))
-        .expect("tsv");
+    let text = std::fs::read_to_string(util::root().join("samples/local-curl.tshark-flows.tsv")).expect("tsv");
     let expected = load_tsv(&text);
     assert_eq!(expected.len(), 10);
-    let problems = compare(
-        "local-curl.pcap",
-        &util::root().join("samples/local-curl.pcap"),
-        &expected,
-    );
+    let problems = compare("local-curl.pcap", &util::root().join("samples/local-curl.pcap"), &expected);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

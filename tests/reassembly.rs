@@ -44,26 +44,12 @@ impl Conn {
         payload: &[u8],
     ) {
         self.t_us += 1000;
-        let ((sa, sp), (da, dp)) = if from_client {
-            (CLIENT, SERVER)
-        } else {
-            (SERVER, CLIENT)
-        };
-        let (isn, peer) = if from_client {
-            (self.cisn, self.sisn)
-        } else {
-            (self.sisn, self.cisn)
-        };
-        let seq = if syn {
-            isn
-        } else {
-            isn.wrapping_add(1).wrapping_add(rel_seq)
-        };
+        let ((sa, sp), (da, dp)) = if from_client { (CLIENT, SERVER) } else { (SERVER, CLIENT) };
+        let (isn, peer) = if from_client { (self.cisn, self.sisn) } else { (self.sisn, self.cisn) };
+        let seq = if syn { isn } else { isn.wrapping_add(1).wrapping_add(rel_seq) };
         let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
         let ip = match self.vlan {
-            Some(v) => eth
-                .single_vlan(v.try_into().expect("vlan id"))
-                .ipv4(sa, da, 64),
+            Some(v) => eth.single_vlan(v.try_into().expect("vlan id")).ipv4(sa, da, 64),
             None => eth.ipv4(sa, da, 64),
         };
         let mut tcp = ip.tcp(sp, dp, seq, 65535);
@@ -107,26 +93,8 @@ fn loss_acked_by_the_peer_reorder_and_retransmission() {
     let mut c = Conn::new();
     c.vlan = Some(42);
     c.handshake();
-    c.seg(
-        true,
-        0,
-        0,
-        false,
-        true,
-        false,
-        false,
-        b"GET /a HTTP/1.1\r\n\r\n",
-    ); // 19 bytes
-    c.seg(
-        false,
-        0,
-        19,
-        false,
-        true,
-        false,
-        false,
-        b"HTTP/1.1 200 OK\r\n",
-    ); // 0..17
+    c.seg(true, 0, 0, false, true, false, false, b"GET /a HTTP/1.1\r\n\r\n"); // 19 bytes
+    c.seg(false, 0, 19, false, true, false, false, b"HTTP/1.1 200 OK\r\n"); // 0..17
     // 17..27 lost; 27..37 arrives; then 37..47 arrives before a
     // retransmission of 27..37.
     c.seg(false, 27, 19, false, true, false, false, b"0123456789");
@@ -142,25 +110,13 @@ fn loss_acked_by_the_peer_reorder_and_retransmission() {
     assert_eq!(f["client"], "192.168.1.10:51000");
     assert_eq!(f["server"], "192.168.1.20:80");
     assert_eq!(f["c2s_stream_bytes"], 19);
-    assert_eq!(
-        f["s2c_bytes"],
-        17 + 30,
-        "wire bytes count the retransmission"
-    );
+    assert_eq!(f["s2c_bytes"], 17 + 30, "wire bytes count the retransmission");
     assert_eq!(f["s2c_stream_bytes"], 17 + 20);
     assert_eq!(f["s2c_gap_bytes"], 10);
     assert_eq!(f["state"], "SF");
     assert_eq!(f["close"], "fin by server");
-    let anomalies: Vec<&str> = f["anomalies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert_eq!(
-        anomalies,
-        ["s2c:gap", "s2c:retransmission", "s2c:out_of_order"]
-    );
+    let anomalies: Vec<&str> = f["anomalies"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(anomalies, ["s2c:gap", "s2c:retransmission", "s2c:out_of_order"]);
 }
 
 #[test]
@@ -172,10 +128,7 @@ fn snaplen_cut_frames_are_capture_loss() {
     c.snaplen = 65535;
     c.seg(false, 100, 0, false, true, false, true, b"");
     let f = &c.flows("snaplen")[0];
-    assert_eq!(
-        f["s2c_bytes"], 100,
-        "like tshark's tcp.len, from the IP header"
-    );
+    assert_eq!(f["s2c_bytes"], 100, "like tshark's tcp.len, from the IP header");
     assert_eq!(f["s2c_stream_bytes"], 5);
     assert_eq!(f["s2c_gap_bytes"], 95);
     assert_eq!(f["close"], "rst by server");
@@ -195,13 +148,7 @@ fn port_reuse_after_fin_starts_a_new_connection() {
     c.seg(true, 0, 0, false, true, false, false, b"two!");
     let f = c.flows("reuse");
     assert_eq!(f.len(), 2);
-    assert_eq!(
-        (
-            f[0]["c2s_stream_bytes"].as_u64(),
-            f[1]["c2s_stream_bytes"].as_u64()
-        ),
-        (Some(3), Some(4))
-    );
+    assert_eq!((f[0]["c2s_stream_bytes"].as_u64(), f[1]["c2s_stream_bytes"].as_u64()), (Some(3), Some(4)));
     assert_eq!(f[0]["state"], "SF");
     assert_eq!(f[1]["state"], "S1");
     assert_eq!(f[1]["close"], "end of capture");

@@ -10,15 +10,11 @@ use crate::util::{self, TempDir, s};
 
 /// Every connection of an answer key, by (client, server).
 fn truth_conns(key: &Path) -> HashMap<(String, String), Vec<serde_json::Value>> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(key).expect("key")).expect("json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(key).expect("key")).expect("json");
     let mut m: HashMap<(String, String), Vec<serde_json::Value>> = HashMap::new();
     for u in v["users"].as_array().expect("users") {
         for c in u["connections"].as_array().expect("connections") {
-            let k = (
-                c["client"].as_str().unwrap().to_string(),
-                c["server"].as_str().unwrap().to_string(),
-            );
+            let k = (c["client"].as_str().unwrap().to_string(), c["server"].as_str().unwrap().to_string());
             m.entry(k).or_default().push(c.clone());
         }
     }
@@ -30,22 +26,13 @@ fn compare_flows(pcap: &Path, key: &Path) -> (usize, Vec<String>) {
     let truth = truth_conns(key);
     let total: usize = truth.values().map(Vec::len).sum();
     let out = util::pov_ok(&["flows", "--format", "jsonl", "--quiet", s(pcap)]);
-    let flows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let flows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut problems = Vec::new();
     if flows.len() != total {
-        problems.push(format!(
-            "{} flows, answer key {total} connections",
-            flows.len()
-        ));
+        problems.push(format!("{} flows, answer key {total} connections", flows.len()));
     }
     for f in &flows {
-        let k = (
-            f["client"].as_str().unwrap().to_string(),
-            f["server"].as_str().unwrap().to_string(),
-        );
+        let k = (f["client"].as_str().unwrap().to_string(), f["server"].as_str().unwrap().to_string());
         let Some(cands) = truth.get(&k) else {
             problems.push(format!("{k:?}: not in the answer key"));
             continue;
@@ -54,9 +41,7 @@ fn compare_flows(pcap: &Path, key: &Path) -> (usize, Vec<String>) {
         let c = cands
             .iter()
             .min_by(|a, b| {
-                (a["start"].as_f64().unwrap() - ts)
-                    .abs()
-                    .total_cmp(&(b["start"].as_f64().unwrap() - ts).abs())
+                (a["start"].as_f64().unwrap() - ts).abs().total_cmp(&(b["start"].as_f64().unwrap() - ts).abs())
             })
             .unwrap();
         let got = [
@@ -86,11 +71,7 @@ fn compare_flows(pcap: &Path, key: &Path) -> (usize, Vec<String>) {
 fn flows_agree_with_the_answer_key_on_the_samples() {
     for (pcap, key, conns) in [
         ("samples/shop.pcap", "samples/shop.truth.json", 223),
-        (
-            "samples/shop-lossy.pcapng",
-            "samples/shop-lossy.truth.json",
-            225,
-        ),
+        ("samples/shop-lossy.pcapng", "samples/shop-lossy.truth.json", 225),
     ] {
         let (n, problems) = compare_flows(&util::root().join(pcap), &util::root().join(key));
         assert_eq!(n, conns, "{pcap}");
@@ -103,10 +84,7 @@ fn flows_agree_with_the_answer_key_on_larger_lossy_runs() {
     let d = TempDir::new("synth-lossy");
     let mut gap_total = 0u64;
     for seed in [11, 12, 13] {
-        let (pcap, key) = (
-            d.path(&format!("s{seed}.pcapng")),
-            d.path(&format!("s{seed}.json")),
-        );
+        let (pcap, key) = (d.path(&format!("s{seed}.pcapng")), d.path(&format!("s{seed}.json")));
         util::pov_ok(&[
             "synth",
             "--users",
@@ -128,20 +106,14 @@ fn flows_agree_with_the_answer_key_on_larger_lossy_runs() {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&key).unwrap()).unwrap();
         gap_total += v["totals"]["gap_bytes"].as_u64().unwrap();
     }
-    assert!(
-        gap_total > 10_000,
-        "the runs really lost bytes in the capture ({gap_total})"
-    );
+    assert!(gap_total > 10_000, "the runs really lost bytes in the capture ({gap_total})");
 }
 
 #[test]
 fn synth_is_deterministic_and_writes_atomically() {
     let d = TempDir::new("synth-det");
     let run = |name: &str| {
-        let (p, k) = (
-            d.path(&format!("{name}.pcap")),
-            d.path(&format!("{name}.json")),
-        );
+        let (p, k) = (d.path(&format!("{name}.pcap")), d.path(&format!("{name}.json")));
         util::pov_ok(&[
             "synth",
             "--users",
@@ -161,16 +133,10 @@ fn synth_is_deterministic_and_writes_atomically() {
     let b = run("b");
     assert!(a.0.len() > 10_000);
     assert_eq!(a, b, "same seed, same bytes");
-    let mut names: Vec<String> = std::fs::read_dir(&d.0)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&d.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        ["a.json", "a.pcap", "b.json", "b.pcap"],
-        "no temporary files left"
-    );
+    assert_eq!(names, ["a.json", "a.pcap", "b.json", "b.pcap"], "no temporary files left");
 }
 
 /// The committed samples are exactly what their documented commands make
@@ -180,11 +146,7 @@ fn samples_regenerate_byte_for_byte() {
     let d = TempDir::new("synth-regen");
     for (args, pcap, key) in [
         (vec!["--seed", "7"], "shop.pcap", "shop.truth.json"),
-        (
-            vec!["--seed", "8", "--profile", "lossy"],
-            "shop-lossy.pcapng",
-            "shop-lossy.truth.json",
-        ),
+        (vec!["--seed", "8", "--profile", "lossy"], "shop-lossy.pcapng", "shop-lossy.truth.json"),
     ] {
         let (p, k) = (d.path(pcap), d.path(key));
         let mut all = vec!["synth", "--users", "25", "--body-scale", "0.05"];
@@ -192,19 +154,14 @@ fn samples_regenerate_byte_for_byte() {
         all.extend(["--out", s(&p), "--truth", s(&k)]);
         util::pov_ok(&all);
         assert!(
-            std::fs::read(&p).unwrap()
-                == std::fs::read(util::root().join("samples").join(pcap)).unwrap(),
+            std::fs::read(&p).unwrap() == std::fs::read(util::root().join("samples").join(pcap)).unwrap(),
             "{pcap} differs"
         );
         assert!(
-            std::fs::read(&k).unwrap()
-                == std::fs::read(util::root().join("samples").join(key)).unwrap(),
+            std::fs::read(&k).unwrap() == std::fs::read(util::root().join("samples").join(key)).unwrap(),
             "{key} differs"
         );
-        assert!(
-            std::fs::metadata(&p).unwrap().len() < 2 << 20,
-            "{pcap} must stay under 2 MiB"
-        );
+        assert!(std::fs::metadata(&p).unwrap().len() < 2 << 20, "{pcap} must stay under 2 MiB");
     }
 }
 
@@ -219,11 +176,7 @@ fn tshark_decodes_the_samples_without_malformed_packets() {
     }
     let tshark = |args: &[&str]| -> String {
         let out = Command::new("tshark").args(args).output().expect("tshark");
-        assert!(
-            out.status.success(),
-            "tshark {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "tshark {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let clean = util::root().join("samples/shop.pcap");
@@ -238,22 +191,10 @@ fn tshark_decodes_the_samples_without_malformed_packets() {
         args.extend(extra);
         let text = tshark(&args);
         let malformed: Vec<&str> = text.lines().filter(|l| l.contains("Malformed")).collect();
-        assert!(
-            malformed.is_empty(),
-            "{}:\n{}",
-            p.display(),
-            malformed.join("\n")
-        );
+        assert!(malformed.is_empty(), "{}:\n{}", p.display(), malformed.join("\n"));
     }
-    let requests = tshark(&["-n", "-r", s(&clean), "-Y", "http.request"])
-        .lines()
-        .count();
-    let v: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(util::root().join("samples/shop.truth.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        requests as u64,
-        v["totals"]["transactions"].as_u64().unwrap()
-    );
+    let requests = tshark(&["-n", "-r", s(&clean), "-Y", "http.request"]).lines().count();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(util::root().join("samples/shop.truth.json")).unwrap()).unwrap();
+    assert_eq!(requests as u64, v["totals"]["transactions"].as_u64().unwrap());
 }

@@ -15,30 +15,21 @@ pub fn corpus() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => root().join("../shared/corpus"),
     };
-    assert!(
-        p.join("pcaps").is_dir(),
-        "the shared corpus is not at {} (set POV_CORPUS)",
-        p.display()
-    );
+    assert!(p.join("pcaps").is_dir(), "the shared corpus is not at {} (set POV_CORPUS)", p.display());
     p
 }
 
 /// Every capture in the corpus, sorted by name.
 pub fn corpus_pcaps() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus().join("pcaps"))
-        .expect("read corpus")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(corpus().join("pcaps")).expect("read corpus").map(|e| e.expect("dir entry").path()).collect();
     v.sort();
     v
 }
 
 /// Runs the `pov` binary with `args`.
 pub fn pov(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pov"))
-        .args(args)
-        .output()
-        .expect("run pov")
+    Command::new(env!("CARGO_BIN_EXE_pov")).args(args).output().expect("run pov")
 }
 
 /// Runs `pov` and returns stdout, asserting exit code 0.
@@ -105,13 +96,10 @@ impl PcapBuilder {
     /// keeping at most `caplen` bytes of it.
     pub fn frame(&mut self, ts_us: u64, data: &[u8], caplen: usize) -> &mut PcapBuilder {
         let cap = data.len().min(caplen);
-        self.bytes
-            .extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        self.bytes
-            .extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+        self.bytes.extend_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
+        self.bytes.extend_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
         self.bytes.extend_from_slice(&(cap as u32).to_le_bytes());
-        self.bytes
-            .extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(&data[..cap]);
         self
     }
@@ -125,17 +113,12 @@ impl PcapBuilder {
 /// Splits a little-endian microsecond pcap file into its header and records
 /// (each record with its 16-byte header).
 pub fn pcap_records(file: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
-    assert_eq!(
-        &file[..4],
-        &0xa1b2_c3d4u32.to_le_bytes(),
-        "a LE microsecond pcap"
-    );
+    assert_eq!(&file[..4], &0xa1b2_c3d4u32.to_le_bytes(), "a LE microsecond pcap");
     let header = file[..24].to_vec();
     let mut recs = Vec::new();
     let mut at = 24;
     while at + 16 <= file.len() {
-        let caplen =
-            u32::from_le_bytes(file[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+        let caplen = u32::from_le_bytes(file[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
         recs.push(file[at..at + 16 + caplen].to_vec());
         at += 16 + caplen;
     }

@@ -14,9 +14,7 @@ use crate::time::Ts;
 ///
 /// Open newtype: values pov does not know survive, so they can be counted
 /// and shown by number.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Linktype(pub u32);
 
 impl Linktype {

@@ -760,18 +760,11 @@ impl Reassembler {
                 self.stats.port_reuse += 1;
             }
         } else if syn_only {
-            let supersede = self
-                .active
-                .get(&key)
-                .is_some_and(|c| c.is_new_connection_syn(c.side_of(seg.src), seg.seq));
+            let supersede = self.active.get(&key).is_some_and(|c| c.is_new_connection_syn(c.side_of(seg.src), seg.seq));
             if supersede {
                 if let Some(conn) = self.active.remove(&key) {
                     self.stats.superseded += 1;
-                    let mut ctx = Ctx {
-                        cfg: &self.cfg,
-                        stats: &mut self.stats,
-                        ooo_total: &mut self.ooo_total,
-                    };
+                    let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
                     let tomb = conn.close(CloseHow::Superseded, seg.ts, &mut ctx, sink);
                     self.finish_tomb(tomb, sink);
                 }
@@ -790,11 +783,7 @@ impl Reassembler {
             self.stats.peak_active = self.stats.peak_active.max(self.active.len() as u64);
         }
 
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            stats: &mut self.stats,
-            ooo_total: &mut self.ooo_total,
-        };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
         let Some(conn) = self.active.to_back(&key) else {
             return;
         };
@@ -804,11 +793,7 @@ impl Reassembler {
         }
         if let Some(how) = closed {
             if let Some(conn) = self.active.remove(&key) {
-                let mut ctx = Ctx {
-                    cfg: &self.cfg,
-                    stats: &mut self.stats,
-                    ooo_total: &mut self.ooo_total,
-                };
+                let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
                 let tomb = conn.close(how, seg.ts, &mut ctx, sink);
                 if self.closed.len() >= self.cfg.max_connections.max(1)
                     && let Some((_, old)) = self.closed.pop_front()
@@ -828,11 +813,7 @@ impl Reassembler {
         let mut tombs: Vec<Tomb> = Vec::with_capacity(conns.len() + self.closed.len());
         for conn in conns {
             let ts = conn.last_ts;
-            let mut ctx = Ctx {
-                cfg: &self.cfg,
-                stats: &mut self.stats,
-                ooo_total: &mut self.ooo_total,
-            };
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
             tombs.push(conn.close(CloseHow::EndOfCapture, ts, &mut ctx, sink));
         }
         tombs.extend(self.closed.drain().map(|(_, t)| t));
@@ -853,11 +834,7 @@ impl Reassembler {
                 break;
             };
             let ts = conn.last_ts;
-            let mut ctx = Ctx {
-                cfg: &self.cfg,
-                stats: &mut self.stats,
-                ooo_total: &mut self.ooo_total,
-            };
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
             let tomb = conn.close(CloseHow::IdleTimeout, ts, &mut ctx, sink);
             self.finish_tomb(tomb, sink);
         }
@@ -877,11 +854,7 @@ impl Reassembler {
         if let Some((_, conn)) = self.active.pop_front() {
             self.stats.evicted += 1;
             let ts = conn.last_ts;
-            let mut ctx = Ctx {
-                cfg: &self.cfg,
-                stats: &mut self.stats,
-                ooo_total: &mut self.ooo_total,
-            };
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
             let tomb = conn.close(CloseHow::Evicted, ts, &mut ctx, sink);
             self.finish_tomb(tomb, sink);
         }
@@ -897,11 +870,7 @@ impl Reassembler {
 /// Counts a packet that arrived after its connection closed.
 fn absorb(tomb: &mut Tomb, seg: &TcpSegment<'_>) {
     let s = &mut tomb.summary;
-    let half = if seg.src == tomb.client {
-        &mut s.to_server
-    } else {
-        &mut s.to_client
-    };
+    let half = if seg.src == tomb.client { &mut s.to_server } else { &mut s.to_client };
     half.packets += 1;
     half.payload_bytes += u64::from(seg.payload_len);
     half.after_close_bytes += u64::from(seg.payload_len);
@@ -913,10 +882,7 @@ fn absorb(tomb: &mut Tomb, seg: &TcpSegment<'_>) {
 
 /// True if the first bytes of a payload look like an HTTP request line.
 fn looks_like_request(p: &[u8]) -> bool {
-    let token_len = p
-        .iter()
-        .take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_')
-        .count();
+    let token_len = p.iter().take_while(|b| b.is_ascii_uppercase() || **b == b'-' || **b == b'_').count();
     (3..=16).contains(&token_len) && p.get(token_len) == Some(&b' ')
 }
 
@@ -978,11 +944,7 @@ impl Conn {
 
     /// Direction of bytes sent by `side`. Valid once roles are decided.
     fn dir(&self, side: usize) -> Direction {
-        if Some(side) == self.client {
-            Direction::ClientToServer
-        } else {
-            Direction::ServerToClient
-        }
+        if Some(side) == self.client { Direction::ClientToServer } else { Direction::ServerToClient }
     }
 
     /// Is a SYN (without ACK) from `side` with `isn` the start of a new
@@ -1151,9 +1113,7 @@ impl Conn {
             && !flags.syn()
             && self.syn_ts.is_some()
             && Some(s) == self.client
-            && self
-                .syn_ack_isn
-                .is_some_and(|isn| seg.ack == isn.wrapping_add(1))
+            && self.syn_ack_isn.is_some_and(|isn| seg.ack == isn.wrapping_add(1))
         {
             self.hs_ack_ts = Some(seg.ts);
             if self.meta.is_none() {
@@ -1212,9 +1172,7 @@ impl Conn {
         }
 
         if flags.fin() {
-            let fin_off = self.half[s]
-                .offset_of(data_seq)
-                .map(|o| o + i64::from(seg.payload_len));
+            let fin_off = self.half[s].offset_of(data_seq).map(|o| o + i64::from(seg.payload_len));
             if let Some(f) = fin_off.filter(|f| *f >= 0) {
                 let f = f as u64;
                 let h = &mut self.half[s];
@@ -1239,9 +1197,7 @@ impl Conn {
         if self.half[0].ended && self.half[1].ended {
             let first = self.fin_first.unwrap_or(s);
             self.ensure_open(ctx, sink);
-            return Some(CloseHow::Fin {
-                first: self.dir(first),
-            });
+            return Some(CloseHow::Fin { first: self.dir(first) });
         }
         None
     }
@@ -1299,12 +1255,7 @@ impl Conn {
                 // later repeat of the same acknowledgment decides nothing.
                 let sus = match self.half[p].fin_suspect {
                     Some(x) if x.off == a - 1 => x,
-                    _ => Suspect {
-                        off: a - 1,
-                        ts,
-                        frame,
-                        one_step: next_before == a - 1 || prev_ack == a - 1,
-                    },
+                    _ => Suspect { off: a - 1, ts, frame, one_step: next_before == a - 1 || prev_ack == a - 1 },
                 };
                 self.half[p].fin_suspect = Some(sus);
                 if self.half[s].ended && sus.one_step {
@@ -1372,23 +1323,11 @@ impl Conn {
             GapReason::BufferLimit => ctx.stats.gap_bytes_buffer_limit += len,
             GapReason::AtClose => ctx.stats.gap_bytes_at_close += len,
         }
-        sink.on_gap(&Gap {
-            conn: self.id,
-            dir,
-            offset,
-            len,
-            ts,
-            reason,
-        });
+        sink.on_gap(&Gap { conn: self.id, dir, offset, len, ts, reason });
     }
 
     /// Delivers the first held piece (which must start at `next`).
-    fn deliver_front<S: StreamSink + ?Sized>(
-        &mut self,
-        side: usize,
-        ctx: &mut Ctx<'_>,
-        sink: &mut S,
-    ) {
+    fn deliver_front<S: StreamSink + ?Sized>(&mut self, side: usize, ctx: &mut Ctx<'_>, sink: &mut S) {
         let Some((off, held)) = self.half[side].ooo.pop_first() else {
             return;
         };
@@ -1396,15 +1335,7 @@ impl Conn {
         self.half[side].ooo_cost -= cost;
         *ctx.ooo_total -= cost;
         if held.phantom {
-            self.emit_gap(
-                side,
-                off,
-                held.len,
-                GapReason::SnaplenCut,
-                held.ts,
-                ctx,
-                sink,
-            );
+            self.emit_gap(side, off, held.len, GapReason::SnaplenCut, held.ts, ctx, sink);
         } else {
             self.emit_data(side, off, &held.data, held.ts, held.frame, ctx, sink);
         }
@@ -1442,12 +1373,7 @@ impl Conn {
     }
 
     /// Delivers held pieces that have become contiguous.
-    fn deliver_ready<S: StreamSink + ?Sized>(
-        &mut self,
-        side: usize,
-        ctx: &mut Ctx<'_>,
-        sink: &mut S,
-    ) {
+    fn deliver_ready<S: StreamSink + ?Sized>(&mut self, side: usize, ctx: &mut Ctx<'_>, sink: &mut S) {
         while let Some((k, _)) = self.half[side].ooo.first_key_value() {
             if *k != self.half[side].next {
                 break;
@@ -1458,12 +1384,7 @@ impl Conn {
 
     /// Takes a suspected unseen FIN of `side` as its FIN (if nothing came
     /// after it) and emits the half-close.
-    fn accept_unseen_fin<S: StreamSink + ?Sized>(
-        &mut self,
-        side: usize,
-        ctx: &mut Ctx<'_>,
-        sink: &mut S,
-    ) {
+    fn accept_unseen_fin<S: StreamSink + ?Sized>(&mut self, side: usize, ctx: &mut Ctx<'_>, sink: &mut S) {
         let h = &mut self.half[side];
         let Some(sus) = h.fin_suspect.take() else {
             return;
@@ -1503,24 +1424,14 @@ impl Conn {
         self.ensure_open(ctx, sink);
         let dir = self.dir(side);
         self.half[side].ended = true;
-        sink.on_half_close(&HalfClose {
-            conn: self.id,
-            dir,
-            ts,
-            frame,
-        });
+        sink.on_half_close(&HalfClose { conn: self.id, dir, ts, frame });
     }
 
     /// Drops held pieces at or beyond `side`'s FIN.
     fn drop_beyond_fin(&mut self, side: usize, ctx: &mut Ctx<'_>) {
         let h = &mut self.half[side];
         let Some(fin) = h.fin else { return };
-        let beyond: Vec<u64> = h
-            .ooo
-            .range(..)
-            .filter(|(k, v)| **k + v.len > fin)
-            .map(|(k, _)| *k)
-            .collect();
+        let beyond: Vec<u64> = h.ooo.range(..).filter(|(k, v)| **k + v.len > fin).map(|(k, _)| *k).collect();
         for k in beyond {
             let Some(mut held) = h.ooo.remove(&k) else {
                 continue;
@@ -1574,12 +1485,7 @@ impl Conn {
         // while nothing has been delivered yet.
         if off < 0 {
             let back = (-off) as u64;
-            if h.next == 0
-                && h.stats.gaps == 0
-                && h.syn_isn.is_none()
-                && h.fin.is_none()
-                && back <= 1 << 20
-            {
+            if h.next == 0 && h.stats.gaps == 0 && h.syn_isn.is_none() && h.fin.is_none() && back <= 1 << 20 {
                 rebase(h, back);
                 off = 0;
             } else {
@@ -1642,15 +1548,7 @@ impl Conn {
         if off == h.next && h.ooo.is_empty() {
             self.emit_data(s, off, bytes, seg.ts, seg.frame, ctx, sink);
             if present_end < end {
-                self.emit_gap(
-                    s,
-                    present_end,
-                    end - present_end,
-                    GapReason::SnaplenCut,
-                    seg.ts,
-                    ctx,
-                    sink,
-                );
+                self.emit_gap(s, present_end, end - present_end, GapReason::SnaplenCut, seg.ts, ctx, sink);
             }
             self.check_fin(s, ctx, sink);
             return;
@@ -1700,13 +1598,7 @@ impl Conn {
 
     /// Ends the connection: flushes both directions, emits `on_close`, and
     /// returns its tombstone.
-    fn close<S: StreamSink + ?Sized>(
-        mut self,
-        how: CloseHow,
-        ts: Ts,
-        ctx: &mut Ctx<'_>,
-        sink: &mut S,
-    ) -> Tomb {
+    fn close<S: StreamSink + ?Sized>(mut self, how: CloseHow, ts: Ts, ctx: &mut Ctx<'_>, sink: &mut S) -> Tomb {
         self.ensure_open(ctx, sink);
         for side in 0..2 {
             self.accept_unseen_fin(side, ctx, sink);
@@ -1731,11 +1623,7 @@ impl Conn {
             CloseHow::EndOfCapture => ctx.stats.closed_end_of_capture += 1,
             CloseHow::Evicted | CloseHow::Superseded => {}
         }
-        sink.on_close(&Close {
-            conn: self.id,
-            ts,
-            how,
-        });
+        sink.on_close(&Close { conn: self.id, ts, how });
         let c = self.client.unwrap_or(0);
         let state = self.state(how);
         let meta = self.meta.take();
@@ -1751,14 +1639,10 @@ impl Conn {
                 last_ts: self.last_ts,
                 first_frame: self.first_frame,
                 last_frame: self.last_frame,
-                handshake: meta.and_then(|m| m.handshake).or(
-                    match (self.syn_ts, self.syn_ack_ts, self.hs_ack_ts) {
-                        (Some(syn), Some(syn_ack), Some(ack)) => {
-                            Some(Handshake { syn, syn_ack, ack })
-                        }
-                        _ => None,
-                    },
-                ),
+                handshake: meta.and_then(|m| m.handshake).or(match (self.syn_ts, self.syn_ack_ts, self.hs_ack_ts) {
+                    (Some(syn), Some(syn_ack), Some(ack)) => Some(Handshake { syn, syn_ack, ack }),
+                    _ => None,
+                }),
                 syn_seen: self.half[c].syn_isn.is_some(),
                 syn_ack_seen: self.syn_ack_ts.is_some(),
                 to_server: self.half[c].stats,
@@ -1779,21 +1663,15 @@ impl Conn {
         }
         if !syn_ack {
             return match how {
-                CloseHow::Rst {
-                    from: Direction::ServerToClient,
-                } => ConnState::REJ,
+                CloseHow::Rst { from: Direction::ServerToClient } => ConnState::REJ,
                 _ if self.half[c].fin.is_some() => ConnState::SH,
                 _ => ConnState::S0,
             };
         }
         match how {
             CloseHow::Fin { .. } => ConnState::SF,
-            CloseHow::Rst {
-                from: Direction::ClientToServer,
-            } => ConnState::RSTO,
-            CloseHow::Rst {
-                from: Direction::ServerToClient,
-            } => ConnState::RSTR,
+            CloseHow::Rst { from: Direction::ClientToServer } => ConnState::RSTO,
+            CloseHow::Rst { from: Direction::ServerToClient } => ConnState::RSTR,
             _ => match (self.half[c].fin.is_some(), self.half[1 - c].fin.is_some()) {
                 (true, false) => ConnState::S2,
                 (false, true) => ConnState::S3,
@@ -1826,15 +1704,7 @@ fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
 /// only the parts not already held are added; overlapping bytes that differ
 /// from what is held are counted as conflicts. `data` is `None` for a
 /// phantom (capture-cut) range.
-fn insert_held(
-    h: &mut Half,
-    ctx: &mut Ctx<'_>,
-    start: u64,
-    end: u64,
-    data: Option<&[u8]>,
-    ts: Ts,
-    frame: u64,
-) {
+fn insert_held(h: &mut Half, ctx: &mut Ctx<'_>, start: u64, end: u64, data: Option<&[u8]>, ts: Ts, frame: u64) {
     if start >= end {
         return;
     }
@@ -1861,13 +1731,8 @@ fn insert_held(
             if let (Some(new), Some(held)) = (data, h.ooo.get(k))
                 && !held.phantom
             {
-                let a = new
-                    .get((lo - start) as usize..(hi - start) as usize)
-                    .unwrap_or(&[]);
-                let b = held
-                    .data
-                    .get((lo - k) as usize..(hi - k) as usize)
-                    .unwrap_or(&[]);
+                let a = new.get((lo - start) as usize..(hi - start) as usize).unwrap_or(&[]);
+                let b = held.data.get((lo - k) as usize..(hi - k) as usize).unwrap_or(&[]);
                 let diff = a.iter().zip(b).filter(|(x, y)| x != y).count();
                 h.stats.conflicting_overlap_bytes += diff as u64;
             }
@@ -1886,22 +1751,13 @@ fn insert_held(
     for (a, b) in pieces {
         let held = match data {
             Some(d) => Held {
-                data: d
-                    .get((a - start) as usize..(b - start) as usize)
-                    .unwrap_or(&[])
-                    .to_vec(),
+                data: d.get((a - start) as usize..(b - start) as usize).unwrap_or(&[]).to_vec(),
                 len: b - a,
                 phantom: false,
                 ts,
                 frame,
             },
-            None => Held {
-                data: Vec::new(),
-                len: b - a,
-                phantom: true,
-                ts,
-                frame,
-            },
+            None => Held { data: Vec::new(), len: b - a, phantom: true, ts, frame },
         };
         let cost = held.cost();
         h.ooo_cost += cost;
@@ -1919,14 +1775,7 @@ mod tests {
     #[derive(Clone, Debug, PartialEq)]
     enum Ev {
         Open(ConnMeta),
-        Data {
-            conn: ConnId,
-            dir: Direction,
-            offset: u64,
-            bytes: Vec<u8>,
-            ts: Ts,
-            frame: u64,
-        },
+        Data { conn: ConnId, dir: Direction, offset: u64, bytes: Vec<u8>, ts: Ts, frame: u64 },
         Gap(Gap),
         Half(HalfClose),
         Close(Close),
@@ -1982,13 +1831,7 @@ mod tests {
             let mut v: Vec<Option<u8>> = Vec::new();
             for e in &self.0 {
                 match e {
-                    Ev::Data {
-                        conn: c,
-                        dir: d,
-                        offset,
-                        bytes,
-                        ..
-                    } if *c == conn && *d == dir => {
+                    Ev::Data { conn: c, dir: d, offset, bytes, .. } if *c == conn && *d == dir => {
                         assert_eq!(*offset, v.len() as u64, "data out of order");
                         v.extend(bytes.iter().map(|b| Some(*b)));
                     }
@@ -2002,52 +1845,22 @@ mod tests {
             v
         }
         fn text(&self, conn: ConnId, dir: Direction) -> String {
-            self.stream(conn, dir)
-                .iter()
-                .map(|b| b.map(|b| b as char).unwrap_or('~'))
-                .collect()
+            self.stream(conn, dir).iter().map(|b| b.map(|b| b as char).unwrap_or('~')).collect()
         }
         fn gaps(&self) -> Vec<Gap> {
-            self.0
-                .iter()
-                .filter_map(|e| if let Ev::Gap(g) = e { Some(*g) } else { None })
-                .collect()
+            self.0.iter().filter_map(|e| if let Ev::Gap(g) = e { Some(*g) } else { None }).collect()
         }
         fn opens(&self) -> Vec<ConnMeta> {
-            self.0
-                .iter()
-                .filter_map(|e| {
-                    if let Ev::Open(m) = e {
-                        Some(m.clone())
-                    } else {
-                        None
-                    }
-                })
-                .collect()
+            self.0.iter().filter_map(|e| if let Ev::Open(m) = e { Some(m.clone()) } else { None }).collect()
         }
         fn closes(&self) -> Vec<Close> {
-            self.0
-                .iter()
-                .filter_map(|e| if let Ev::Close(c) = e { Some(*c) } else { None })
-                .collect()
+            self.0.iter().filter_map(|e| if let Ev::Close(c) = e { Some(*c) } else { None }).collect()
         }
         fn halves(&self) -> Vec<HalfClose> {
-            self.0
-                .iter()
-                .filter_map(|e| if let Ev::Half(h) = e { Some(*h) } else { None })
-                .collect()
+            self.0.iter().filter_map(|e| if let Ev::Half(h) = e { Some(*h) } else { None }).collect()
         }
         fn summaries(&self) -> Vec<ConnSummary> {
-            self.0
-                .iter()
-                .filter_map(|e| {
-                    if let Ev::Summary(s) = e {
-                        Some((**s).clone())
-                    } else {
-                        None
-                    }
-                })
-                .collect()
+            self.0.iter().filter_map(|e| if let Ev::Summary(s) = e { Some((**s).clone()) } else { None }).collect()
         }
         /// Every connection: exactly one open first, one close, one summary
         /// last; data only between open and close.
@@ -2137,11 +1950,7 @@ mod tests {
         ) {
             self.frame += 1;
             self.t += ms * 1_000_000;
-            let (src, dst) = if from_client {
-                (self.c, self.s)
-            } else {
-                (self.s, self.c)
-            };
+            let (src, dst) = if from_client { (self.c, self.s) } else { (self.s, self.c) };
             let seg = TcpSegment {
                 frame: self.frame,
                 ts: Ts(self.t),
@@ -2159,40 +1968,14 @@ mod tests {
         }
         /// Client segment at relative seq `rs` (0 = first data byte), acking server rel `ra`.
         fn c(&mut self, rs: u32, ra: u32, flags: u8, payload: &[u8]) {
-            let seq = if flags & SY != 0 {
-                self.cisn
-            } else {
-                self.cisn.wrapping_add(1).wrapping_add(rs)
-            };
+            let seq = if flags & SY != 0 { self.cisn } else { self.cisn.wrapping_add(1).wrapping_add(rs) };
             let ack = self.sisn.wrapping_add(1).wrapping_add(ra);
-            self.raw(
-                true,
-                seq,
-                ack,
-                flags,
-                payload,
-                payload.len() as u32,
-                1,
-                1000,
-            );
+            self.raw(true, seq, ack, flags, payload, payload.len() as u32, 1, 1000);
         }
         fn s(&mut self, rs: u32, ra: u32, flags: u8, payload: &[u8]) {
-            let seq = if flags & SY != 0 {
-                self.sisn
-            } else {
-                self.sisn.wrapping_add(1).wrapping_add(rs)
-            };
+            let seq = if flags & SY != 0 { self.sisn } else { self.sisn.wrapping_add(1).wrapping_add(rs) };
             let ack = self.cisn.wrapping_add(1).wrapping_add(ra);
-            self.raw(
-                false,
-                seq,
-                ack,
-                flags,
-                payload,
-                payload.len() as u32,
-                1,
-                1000,
-            );
+            self.raw(false, seq, ack, flags, payload, payload.len() as u32, 1, 1000);
         }
         fn handshake(&mut self) {
             self.c(0, 0, SY, b"");
@@ -2234,10 +2017,7 @@ mod tests {
         let sum = &m.rec.summaries()[0];
         assert_eq!(sum.state, ConnState::SF);
         assert_eq!(sum.to_server.packets, 4);
-        assert_eq!(
-            sum.to_client.packets, 4,
-            "the last ACK after close still counts"
-        );
+        assert_eq!(sum.to_client.packets, 4, "the last ACK after close still counts");
         assert_eq!(sum.to_server.payload_bytes, 18);
         assert_eq!(sum.to_client.stream_bytes, 19);
         assert_eq!(m.r.stats().packets_after_close, 1);
@@ -2256,19 +2036,9 @@ mod tests {
             .rec
             .0
             .iter()
-            .filter_map(|e| {
-                if let Ev::Data { offset, frame, .. } = e {
-                    Some((*offset, *frame))
-                } else {
-                    None
-                }
-            })
+            .filter_map(|e| if let Ev::Data { offset, frame, .. } = e { Some((*offset, *frame)) } else { None })
             .collect();
-        assert_eq!(
-            data,
-            vec![(0, 5), (5, 4)],
-            "each byte keeps the frame that carried it"
-        );
+        assert_eq!(data, vec![(0, 5), (5, 4)], "each byte keeps the frame that carried it");
         let s = &m.rec.summaries()[0];
         assert_eq!(s.to_client.out_of_order_segments, 1);
         assert_eq!(s.to_client.gap_bytes, 0);
@@ -2301,10 +2071,7 @@ mod tests {
         assert_eq!(m.rec.text(1, C2S), "ABCDEFGHIJ");
         let s = &m.rec.summaries()[0];
         assert_eq!(s.to_server.conflicting_overlap_bytes, 2);
-        assert!(
-            s.anomalies()
-                .contains(&"c2s:conflicting_overlap".to_string())
-        );
+        assert!(s.anomalies().contains(&"c2s:conflicting_overlap".to_string()));
     }
 
     #[test]
@@ -2347,10 +2114,7 @@ mod tests {
         m.handshake();
         m.s(0, 0, A, b"abc");
         m.s(6, 0, A | F, b"ghi"); // FIN at 9, hole at 3..6
-        assert!(
-            m.rec.halves().is_empty(),
-            "no half-close while a hole is open"
-        );
+        assert!(m.rec.halves().is_empty(), "no half-close while a hole is open");
         m.s(3, 0, A, b"def");
         assert_eq!(m.rec.halves().len(), 1);
         assert_eq!(m.rec.halves()[0].dir, S2C);
@@ -2385,14 +2149,7 @@ mod tests {
             let want = if from_client { C2S } else { S2C };
             assert_eq!(m.rec.closes()[0].how, CloseHow::Rst { from: want });
             let s = &m.rec.summaries()[0];
-            assert_eq!(
-                s.state,
-                if from_client {
-                    ConnState::RSTO
-                } else {
-                    ConnState::RSTR
-                }
-            );
+            assert_eq!(s.state, if from_client { ConnState::RSTO } else { ConnState::RSTR });
             assert_eq!(s.to_server.after_close_bytes, 2);
             assert_eq!(m.rec.text(1, C2S), "GET");
         }
@@ -2465,10 +2222,7 @@ mod tests {
         let gaps = m.rec.gaps();
         assert_eq!(before, 0);
         assert_eq!(gaps.len(), 1);
-        assert_eq!(
-            (gaps[0].offset, gaps[0].len, gaps[0].reason),
-            (3, 3, GapReason::AckedUnseen)
-        );
+        assert_eq!((gaps[0].offset, gaps[0].len, gaps[0].reason), (3, 3, GapReason::AckedUnseen));
         assert_eq!(gaps[0].ts, Ts(m.t), "reported at the ACK, not at the end");
         // The held bytes after the hole are delivered at once too.
         assert_eq!(m.rec.text(1, S2C), "abc~~~ghi");
@@ -2591,13 +2345,7 @@ mod tests {
         m.s(18, 412, A, b"");
         m.finish();
         assert_eq!(m.rec.summaries()[0].to_server.unseen_fins, 0);
-        let g: u64 = m
-            .rec
-            .gaps()
-            .iter()
-            .filter(|g| g.dir == C2S)
-            .map(|g| g.len)
-            .sum();
+        let g: u64 = m.rec.gaps().iter().filter(|g| g.dir == C2S).map(|g| g.len).sum();
         assert_eq!(g, 411, "{:?}", m.rec.gaps());
         assert_eq!(m.rec.closes()[0].how, CloseHow::Fin { first: S2C });
     }
@@ -2615,13 +2363,7 @@ mod tests {
         m.c(18, 801, A | F, b"");
         m.s(800, 19, A, b"");
         m.finish();
-        let g: u64 = m
-            .rec
-            .gaps()
-            .iter()
-            .filter(|g| g.dir == S2C)
-            .map(|g| g.len)
-            .sum();
+        let g: u64 = m.rec.gaps().iter().filter(|g| g.dir == S2C).map(|g| g.len).sum();
         assert_eq!(g, 800, "{:?}", m.rec.gaps());
         assert_eq!(m.rec.summaries()[0].to_client.unseen_fins, 1);
     }
@@ -2639,10 +2381,7 @@ mod tests {
         m.finish();
         let g = m.rec.gaps();
         assert_eq!(g.len(), 1);
-        assert_eq!(
-            (g[0].dir, g[0].offset, g[0].len, g[0].reason),
-            (S2C, 17, 183, GapReason::AtClose)
-        );
+        assert_eq!((g[0].dir, g[0].offset, g[0].len, g[0].reason), (S2C, 17, 183, GapReason::AtClose));
     }
 
     #[test]
@@ -2722,10 +2461,7 @@ mod tests {
 
     #[test]
     fn idle_timeout_closes_and_later_packets_start_anew() {
-        let cfg = TcpConfig {
-            idle_timeout: Dur::from_secs(10),
-            ..TcpConfig::default()
-        };
+        let cfg = TcpConfig { idle_timeout: Dur::from_secs(10), ..TcpConfig::default() };
         let mut m = Sim::with(cfg, 1, 2);
         m.handshake();
         m.c(0, 0, A, b"a");
@@ -2740,10 +2476,7 @@ mod tests {
 
     #[test]
     fn connection_cap_evicts_the_longest_idle() {
-        let cfg = TcpConfig {
-            max_connections: 2,
-            ..TcpConfig::default()
-        };
+        let cfg = TcpConfig { max_connections: 2, ..TcpConfig::default() };
         let mut r = Reassembler::new(cfg);
         let mut rec = Rec::default();
         let mut t = 0;
@@ -2772,21 +2505,13 @@ mod tests {
         assert_eq!(r.stats().evicted, 1);
         r.finish(&mut rec);
         rec.check_lifecycle();
-        let evicted: Vec<ConnId> = rec
-            .closes()
-            .iter()
-            .filter(|c| c.how == CloseHow::Evicted)
-            .map(|c| c.conn)
-            .collect();
+        let evicted: Vec<ConnId> = rec.closes().iter().filter(|c| c.how == CloseHow::Evicted).map(|c| c.conn).collect();
         assert_eq!(evicted, vec![2]);
     }
 
     #[test]
     fn ooo_cap_per_direction_bounds_memory_and_reports_gap() {
-        let cfg = TcpConfig {
-            max_ooo_bytes: 1000,
-            ..TcpConfig::default()
-        };
+        let cfg = TcpConfig { max_ooo_bytes: 1000, ..TcpConfig::default() };
         let mut m = Sim::with(cfg, 1, 2);
         m.handshake();
         let chunk = [7u8; 300];
@@ -2797,10 +2522,7 @@ mod tests {
         }
         assert!(m.r.stats().ooo_cap_hits > 0);
         let g = m.rec.gaps();
-        assert_eq!(
-            (g[0].offset, g[0].len, g[0].reason),
-            (0, 100, GapReason::BufferLimit)
-        );
+        assert_eq!((g[0].offset, g[0].len, g[0].reason), (0, 100, GapReason::BufferLimit));
         m.finish();
         assert_eq!(m.rec.stream(1, S2C).len(), 100 + 3000);
         assert_eq!(m.r.ooo_bytes(), 0);
@@ -2808,10 +2530,7 @@ mod tests {
 
     #[test]
     fn ooo_total_cap_bounds_memory_over_connections() {
-        let cfg = TcpConfig {
-            max_ooo_total: 2000,
-            ..TcpConfig::default()
-        };
+        let cfg = TcpConfig { max_ooo_total: 2000, ..TcpConfig::default() };
         let mut r = Reassembler::new(cfg);
         let mut rec = Rec::default();
         for port in 1..50u16 {
@@ -2899,11 +2618,7 @@ mod tests {
             let mut txs: Vec<Tx> = Vec::new();
             for &(a, b) in &segs {
                 if !rng.chance(15) {
-                    txs.push(Tx {
-                        start: a,
-                        bytes: stream[a..b].to_vec(),
-                        ack: None,
-                    });
+                    txs.push(Tx { start: a, bytes: stream[a..b].to_vec(), ack: None });
                 }
                 if rng.chance(20) {
                     let a2 = a.saturating_sub(rng.below(50) as usize);
@@ -2913,21 +2628,13 @@ mod tests {
                         let i = rng.below(bytes.len() as u64) as usize;
                         bytes[i] ^= 0xFF;
                     }
-                    txs.push(Tx {
-                        start: a2,
-                        bytes,
-                        ack: None,
-                    });
+                    txs.push(Tx { start: a2, bytes, ack: None });
                 }
                 if rng.chance(10) {
                     // An ACK from the receiver up to somewhere it has (in
                     // reality) received: never beyond what was sent.
                     let upto = (b as u64).min(rng.below(len as u64 + 1)) as usize;
-                    txs.push(Tx {
-                        start: 0,
-                        bytes: Vec::new(),
-                        ack: Some(upto),
-                    });
+                    txs.push(Tx { start: 0, bytes: Vec::new(), ack: Some(upto) });
                 }
             }
             // Local reordering.
@@ -2947,30 +2654,23 @@ mod tests {
             let client: SocketAddr = "10.1.1.1:5555".parse().unwrap();
             let mut frame = 0u64;
             // Start with the SYN so offset 0 is the first byte.
-            let send = |r: &mut Reassembler,
-                        rec: &mut Rec,
+            let send =
+                |r: &mut Reassembler, rec: &mut Rec, src, dst, seq: u32, ack: u32, flags: u8, p: &[u8], frame: u64| {
+                    let seg = TcpSegment {
+                        frame,
+                        ts: Ts(frame as i64 * 1000),
                         src,
                         dst,
-                        seq: u32,
-                        ack: u32,
-                        flags: u8,
-                        p: &[u8],
-                        frame: u64| {
-                let seg = TcpSegment {
-                    frame,
-                    ts: Ts(frame as i64 * 1000),
-                    src,
-                    dst,
-                    seq,
-                    ack,
-                    flags: TcpFlags(flags),
-                    window: 1000,
-                    options: TcpOptions::default(),
-                    payload: p,
-                    payload_len: p.len() as u32,
+                        seq,
+                        ack,
+                        flags: TcpFlags(flags),
+                        window: 1000,
+                        options: TcpOptions::default(),
+                        payload: p,
+                        payload_len: p.len() as u32,
+                    };
+                    r.process(&seg, rec);
                 };
-                r.process(&seg, rec);
-            };
             frame += 1;
             send(&mut r, &mut rec, server, client, isn, 0, SY, b"", frame);
             for tx in &txs {
@@ -2997,9 +2697,7 @@ mod tests {
                     }
                     None => {
                         let seq = isn.wrapping_add(1).wrapping_add(tx.start as u32);
-                        send(
-                            &mut r, &mut rec, server, client, seq, 0, A, &tx.bytes, frame,
-                        );
+                        send(&mut r, &mut rec, server, client, seq, 0, A, &tx.bytes, frame);
                         for (i, b) in tx.bytes.iter().enumerate() {
                             let o = tx.start + i;
                             if model[o].is_none() && !lost[o] {
@@ -3014,11 +2712,7 @@ mod tests {
             // Where the reassembler's stream ends: last byte present in the
             // model (trailing unseen bytes are unknown to it).
             let got = rec.stream(1, C2S);
-            let last_present = model
-                .iter()
-                .rposition(|m| m.is_some())
-                .map(|i| i + 1)
-                .unwrap_or(0);
+            let last_present = model.iter().rposition(|m| m.is_some()).map(|i| i + 1).unwrap_or(0);
             let expect_len = last_present.max(frontier);
             assert_eq!(got.len(), expect_len, "seed {seed}: stream length");
             for (o, g) in got.iter().enumerate() {
@@ -3030,20 +2724,10 @@ mod tests {
             }
             // Frames: every delivered byte carries the frame of its first copy.
             for e in &rec.0 {
-                if let Ev::Data {
-                    offset,
-                    bytes,
-                    frame,
-                    ..
-                } = e
-                {
+                if let Ev::Data { offset, bytes, frame, .. } = e {
                     for i in 0..bytes.len() {
                         let o = *offset as usize + i;
-                        assert_eq!(
-                            model[o].map(|(_, f)| f),
-                            Some(*frame),
-                            "seed {seed}: frame at {o}"
-                        );
+                        assert_eq!(model[o].map(|(_, f)| f), Some(*frame), "seed {seed}: frame at {o}");
                     }
                 }
             }

@@ -13,8 +13,7 @@ use crate::decode::{DecodeConfig, Decoder};
 use crate::packet::{Linktype, Packet};
 use crate::pcap::CaptureFile;
 use crate::tcp::{
-    Close, ConnId, ConnMeta, ConnSummary, DataChunk, Direction, Gap, HalfClose, Reassembler,
-    StreamSink, TcpConfig,
+    Close, ConnId, ConnMeta, ConnSummary, DataChunk, Direction, Gap, HalfClose, Reassembler, StreamSink, TcpConfig,
 };
 use crate::time::{Dur, Ts};
 
@@ -52,19 +51,12 @@ pub struct CheckingSink {
 
 impl CheckingSink {
     fn live(&self, conn: ConnId) {
-        assert_eq!(
-            self.state.get(&conn),
-            Some(&1),
-            "event for conn {conn} outside open..close"
-        );
+        assert_eq!(self.state.get(&conn), Some(&1), "event for conn {conn} outside open..close");
     }
 
     fn advance(&mut self, conn: ConnId, dir: Direction, offset: u64, len: u64) {
         self.live(conn);
-        let e = self
-            .next
-            .entry((conn, dir == Direction::ClientToServer))
-            .or_insert((0, false));
+        let e = self.next.entry((conn, dir == Direction::ClientToServer)).or_insert((0, false));
         assert!(!e.1, "conn {conn} {dir:?}: bytes after the half-close");
         assert_eq!(e.0, offset, "conn {conn} {dir:?}: offsets not contiguous");
         assert!(len > 0, "empty chunk or gap");
@@ -75,11 +67,7 @@ impl CheckingSink {
 
 impl StreamSink for CheckingSink {
     fn on_open(&mut self, m: &ConnMeta) {
-        assert!(
-            self.state.insert(m.id, 1).is_none(),
-            "conn {} opened twice",
-            m.id
-        );
+        assert!(self.state.insert(m.id, 1).is_none(), "conn {} opened twice", m.id);
         self.events += 1;
     }
     fn on_data(&mut self, c: &DataChunk<'_>) {
@@ -91,10 +79,7 @@ impl StreamSink for CheckingSink {
     }
     fn on_half_close(&mut self, h: &HalfClose) {
         self.live(h.conn);
-        let e = self
-            .next
-            .entry((h.conn, h.dir == Direction::ClientToServer))
-            .or_insert((0, false));
+        let e = self.next.entry((h.conn, h.dir == Direction::ClientToServer)).or_insert((0, false));
         assert!(!e.1, "half-closed twice");
         e.1 = true;
     }
@@ -103,21 +88,11 @@ impl StreamSink for CheckingSink {
         self.state.insert(c.conn, 2);
     }
     fn on_summary(&mut self, s: &ConnSummary) {
-        assert_eq!(
-            self.state.get(&s.id),
-            Some(&2),
-            "summary of conn {} before its close",
-            s.id
-        );
+        assert_eq!(self.state.get(&s.id), Some(&2), "summary of conn {} before its close", s.id);
         self.state.insert(s.id, 3);
         for (h, dir) in [(&s.to_server, true), (&s.to_client, false)] {
             let delivered = self.next.get(&(s.id, dir)).map(|e| e.0).unwrap_or(0);
-            assert_eq!(
-                h.stream_bytes + h.gap_bytes,
-                delivered,
-                "conn {}: counters vs events",
-                s.id
-            );
+            assert_eq!(h.stream_bytes + h.gap_bytes, delivered, "conn {}: counters vs events", s.id);
         }
     }
 }
@@ -144,11 +119,7 @@ fn run_packets<'a>(mut next: impl FnMut() -> Option<Packet<'a>>) {
             tcp.process(&seg, &mut sink);
         }
         assert!(decoder.pending_fragment_bytes() <= 16384);
-        assert!(
-            tcp.ooo_bytes() <= cap_total,
-            "ooo total {} > cap",
-            tcp.ooo_bytes()
-        );
+        assert!(tcp.ooo_bytes() <= cap_total, "ooo total {} > cap", tcp.ooo_bytes());
         assert_eq!(decoder.stats().unaccounted(), 0);
     }
     decoder.finish();
@@ -173,15 +144,14 @@ pub fn check_capture_bytes(data: &[u8]) {
     }
     let mut it = buf.iter();
     run_packets(|| {
-        it.next()
-            .map(|(frame, ts, linktype, data, orig_len)| Packet {
-                frame: *frame,
-                source: 0,
-                ts: *ts,
-                linktype: *linktype,
-                data,
-                orig_len: *orig_len,
-            })
+        it.next().map(|(frame, ts, linktype, data, orig_len)| Packet {
+            frame: *frame,
+            source: 0,
+            ts: *ts,
+            linktype: *linktype,
+            data,
+            orig_len: *orig_len,
+        })
     });
 }
 
@@ -216,14 +186,7 @@ pub fn check_frames(data: &[u8]) {
     run_packets(|| {
         let (linktype, t, data) = it.next()?;
         frame += 1;
-        Some(Packet {
-            frame,
-            source: 0,
-            ts: Ts(t),
-            linktype,
-            data,
-            orig_len: data.len() as u32,
-        })
+        Some(Packet { frame, source: 0, ts: Ts(t), linktype, data, orig_len: data.len() as u32 })
     });
 }
 
@@ -232,14 +195,9 @@ mod tests {
     use super::*;
 
     fn corpus_file(name: &str) -> Vec<u8> {
-        let dir = std::env::var_os("POV_CORPUS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../../shared/corpus"
-                ))
-            });
+        let dir = std::env::var_os("POV_CORPUS").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"))
+        });
         let p = dir.join("pcaps").join(name);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (set POV_CORPUS)", p.display()))
     }

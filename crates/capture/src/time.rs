@@ -12,35 +12,11 @@ use std::ops::{Add, Sub};
 ///
 /// Nanoseconds cover both pcap resolutions (micro and nano) and pcapng's
 /// `if_tsresol` down to 1 ns exactly; an `i64` spans the years 1678 to 2262.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Ts(pub i64);
 
 /// A signed span of capture time in nanoseconds.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Dur(pub i64);
 
 impl Ts {

@@ -8,52 +8,26 @@ use pov_capture::pcap::Format;
 
 /// Writes the run report for people: one row per file, then every counter.
 pub fn write_table(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
-    let mut t = Table::new(&[
-        "file",
-        "format",
-        "packets",
-        "captured bytes",
-        "first",
-        "last",
-        "span s",
-        "link types",
-    ]);
+    let mut t = Table::new(&["file", "format", "packets", "captured bytes", "first", "last", "span s", "link types"]);
     for f in &r.files {
         let format = match f.format {
-            Format::Pcap {
-                big_endian,
-                nanosecond,
-            } => format!(
-                "pcap ({}, {})",
-                if big_endian { "be" } else { "le" },
-                if nanosecond { "ns" } else { "us" }
-            ),
+            Format::Pcap { big_endian, nanosecond } => {
+                format!("pcap ({}, {})", if big_endian { "be" } else { "le" }, if nanosecond { "ns" } else { "us" })
+            }
             Format::Pcapng => "pcapng".to_string(),
         };
-        let lt: Vec<String> = f
-            .linktypes
-            .iter()
-            .map(|(l, n)| format!("{}:{n}", pov_capture::Linktype(*l)))
-            .collect();
+        let lt: Vec<String> = f.linktypes.iter().map(|(l, n)| format!("{}:{n}", pov_capture::Linktype(*l))).collect();
         let span = match (f.first_ts, f.last_ts) {
             (Some(a), Some(b)) => format!("{:.6}", (b - a).as_secs_f64()),
             _ => "-".into(),
         };
         t.row(vec![
             f.name.clone(),
-            if f.gzip {
-                format!("{format}+gzip")
-            } else {
-                format
-            },
+            if f.gzip { format!("{format}+gzip") } else { format },
             f.packets.to_string(),
             f.captured_bytes.to_string(),
-            f.first_ts
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "-".into()),
-            f.last_ts
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "-".into()),
+            f.first_ts.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+            f.last_ts.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
             span,
             lt.join(" "),
         ]);
@@ -68,10 +42,7 @@ pub fn write_table(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
             c.row(vec![k, v]);
         }
     };
-    add(
-        "decode",
-        serde_json::to_value(&r.decode).unwrap_or_default(),
-    );
+    add("decode", serde_json::to_value(&r.decode).unwrap_or_default());
     add("tcp", serde_json::to_value(&r.tcp).unwrap_or_default());
     c.write(w)?;
     for e in &r.errors {

@@ -70,10 +70,7 @@ enum CookieArg {
 
 /// A temporary path next to `path`, renamed over it when complete.
 fn temp_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -118,8 +115,7 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
         );
         let key = BufWriter::with_capacity(
             1 << 20,
-            fs::File::create(&tmp_key)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", a.truth.display()))?,
+            fs::File::create(&tmp_key).map_err(|e| anyhow::anyhow!("{}: {e}", a.truth.display()))?,
         );
         let totals = pov_synth::generate(&cfg, cap, key)?;
         fs::rename(&tmp_cap, &a.out)?;

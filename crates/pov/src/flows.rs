@@ -20,8 +20,7 @@ impl StreamSink for FlowCollector {
 impl FlowCollector {
     /// The flows in order of first packet (then connection id).
     pub fn into_sorted(mut self) -> Vec<ConnSummary> {
-        self.flows
-            .sort_by_key(|f| (f.first_ts, f.first_frame, f.id));
+        self.flows.sort_by_key(|f| (f.first_ts, f.first_frame, f.id));
         self.flows
     }
 }

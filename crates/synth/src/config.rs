@@ -78,11 +78,7 @@ pub struct Reactions {
 
 impl Default for Reactions {
     fn default() -> Reactions {
-        Reactions {
-            retry: 0.45,
-            carry_on: 0.25,
-            give_up: 0.30,
-        }
+        Reactions { retry: 0.45, carry_on: 0.25, give_up: 0.30 }
     }
 }
 
@@ -202,11 +198,7 @@ impl Profile {
             Profile::Lossy => {
                 cfg.server_loss = 0.01;
                 cfg.client_loss = 0.01;
-                cfg.noise = CaptureNoise {
-                    drop: 0.005,
-                    duplicate: 0.004,
-                    reorder: 0.02,
-                };
+                cfg.noise = CaptureNoise { drop: 0.005, duplicate: 0.004, reorder: 0.02 };
             }
         }
     }

@@ -15,9 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::SynthConfig;
 use crate::http::{self, Encoding, Framing, Request, Response};
-use crate::key::{
-    ConnTruth, FailureKind, Outcome, PageTruth, Reaction, Step, Totals, TxTruth, UserTruth,
-};
+use crate::key::{ConnTruth, FailureKind, Outcome, PageTruth, Reaction, Step, Totals, TxTruth, UserTruth};
 use crate::rng::Rng;
 use crate::site::{PageRef, ResourceKind, Site, money};
 use crate::tcp::{Endpoint, MS, PathLoss, TcpConn, US, frame};
@@ -68,16 +66,9 @@ const AGENTS: &[Agent] = &[
         accept_encoding: Some("gzip, deflate"),
     },
 ];
-const HTTP10_AGENT: Agent = Agent {
-    ua: "Wget/1.21.4",
-    max_conns: 1,
-    accept_encoding: None,
-};
-const PIPELINE_AGENT: Agent = Agent {
-    ua: "ShopKiosk/2.3 (embedded; pipelining)",
-    max_conns: 2,
-    accept_encoding: Some("gzip"),
-};
+const HTTP10_AGENT: Agent = Agent { ua: "Wget/1.21.4", max_conns: 1, accept_encoding: None };
+const PIPELINE_AGENT: Agent =
+    Agent { ua: "ShopKiosk/2.3 (embedded; pipelining)", max_conns: 2, accept_encoding: Some("gzip") };
 
 /// A frame waiting to be written, ordered by capture time then creation.
 struct Pending {
@@ -121,11 +112,7 @@ impl<W: Write> World<'_, W> {
     fn push_frames(&mut self, frames: Vec<(i64, Vec<u8>)>) {
         for (ts, frame) in frames {
             self.seq += 1;
-            self.heap.push(Reverse(Pending {
-                ts,
-                seq: self.seq,
-                frame,
-            }));
+            self.heap.push(Reverse(Pending { ts, seq: self.seq, frame }));
         }
     }
 
@@ -143,15 +130,8 @@ impl<W: Write> World<'_, W> {
     }
 
     fn client_port(&mut self, ip: IpAddr, rng: &mut Rng) -> u16 {
-        let p = self
-            .next_port
-            .entry(ip)
-            .or_insert_with(|| 32768 + rng.below(20000) as u16);
-        *p = if *p >= 60999 {
-            32768
-        } else {
-            *p + 1 + rng.below(3) as u16
-        };
+        let p = self.next_port.entry(ip).or_insert_with(|| 32768 + rng.below(20000) as u16);
+        *p = if *p >= 60999 { 32768 } else { *p + 1 + rng.below(3) as u16 };
         *p
     }
 
@@ -159,45 +139,21 @@ impl<W: Write> World<'_, W> {
         self.next_client += 1;
         let n = self.next_client;
         if v6 {
-            IpAddr::V6(Ipv6Addr::new(
-                0x2001,
-                0xdb8,
-                0x100,
-                0,
-                0,
-                0,
-                (n >> 16) as u16,
-                n as u16,
-            ))
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, (n >> 16) as u16, n as u16))
         } else {
             // 198.18.0.0/15 (benchmarking range): 131072 addresses.
             let n = n % 131_000 + 2;
-            IpAddr::V4(Ipv4Addr::new(
-                198,
-                18 + (n >> 16) as u8,
-                (n >> 8) as u8,
-                n as u8,
-            ))
+            IpAddr::V4(Ipv4Addr::new(198, 18 + (n >> 16) as u8, (n >> 8) as u8, n as u8))
         }
     }
 }
 
 /// Generates the capture into `capture` and the answer key into `key`.
 /// Returns the totals (also written at the end of the key).
-pub fn generate<W: Write, K: Write>(
-    cfg: &SynthConfig,
-    capture: W,
-    mut key: K,
-) -> io::Result<Totals> {
+pub fn generate<W: Write, K: Write>(cfg: &SynthConfig, capture: W, mut key: K) -> io::Result<Totals> {
     let mut master = Rng::new(cfg.seed);
     let mut site_rng = master.fork(1);
-    let site = Site::new(
-        &mut site_rng,
-        &cfg.host,
-        cfg.products,
-        &cfg.error_text,
-        cfg.body_scale,
-    );
+    let site = Site::new(&mut site_rng, &cfg.host, cfg.products, &cfg.error_text, cfg.body_scale);
     let out = CaptureWriter::new(capture, cfg.format)?;
     let mut world = World {
         cfg,
@@ -214,9 +170,7 @@ pub fn generate<W: Write, K: Write>(
     // NAT addresses: each shared by about four users.
     let nat_n = ((cfg.users as f64 * cfg.nat_share / 4.0).ceil() as usize).max(1);
     for i in 0..nat_n {
-        world
-            .nat_pool
-            .push(IpAddr::V4(Ipv4Addr::new(203, 0, 113, (i % 250 + 2) as u8)));
+        world.nat_pool.push(IpAddr::V4(Ipv4Addr::new(203, 0, 113, (i % 250 + 2) as u8)));
     }
 
     write!(
@@ -235,11 +189,7 @@ pub fn generate<W: Write, K: Write>(
         }
         world.flush_before(arrival)?;
         let rng = user_rng.fork(i);
-        let forced = if cfg.guarantee_faults {
-            FailureKind::ALL.get(i as usize).copied()
-        } else {
-            None
-        };
+        let forced = if cfg.guarantee_faults { FailureKind::ALL.get(i as usize).copied() } else { None };
         let forced = forced.filter(|k| rate_of(cfg, *k) > 0.0);
         let user = UserSim::new(&mut world, rng, i, arrival, forced).run(&mut world);
         tally(&mut world.totals, &user);
@@ -351,23 +301,11 @@ struct TxResult {
 
 impl TxResult {
     fn none(t: i64) -> TxResult {
-        TxResult {
-            status: None,
-            failure: None,
-            important: true,
-            done: t,
-            location: None,
-        }
+        TxResult { status: None, failure: None, important: true, done: t, location: None }
     }
 
     fn failed(kind: FailureKind, done: i64) -> TxResult {
-        TxResult {
-            status: None,
-            failure: Some(kind),
-            important: true,
-            done,
-            location: None,
-        }
+        TxResult { status: None, failure: Some(kind), important: true, done, location: None }
     }
 }
 
@@ -413,11 +351,7 @@ impl UserSim {
         let cfg = world.cfg;
         let nat = rng.chance(cfg.nat_share);
         let v6 = !nat && rng.chance(cfg.ipv6_share);
-        let ip = if nat {
-            *rng.pick(&world.nat_pool)
-        } else {
-            world.new_client_ip(v6)
-        };
+        let ip = if nat { *rng.pick(&world.nat_pool) } else { world.new_client_ip(v6) };
         let http10 = rng.chance(cfg.http10_share);
         let pipelining = !http10 && rng.chance(cfg.pipelining_share);
         let agent: &'static Agent = if http10 {
@@ -491,10 +425,8 @@ impl UserSim {
                     plan.push((p, self.rng.range(1, 2) as u32));
                 }
             }
-            self.truth.intended_order_cents = plan
-                .iter()
-                .map(|(p, q)| world.site.products[*p].price_cents * u64::from(*q))
-                .sum();
+            self.truth.intended_order_cents =
+                plan.iter().map(|(p, q)| world.site.products[*p].price_cents * u64::from(*q)).sum();
         }
 
         let gave_up = self.visit(world, buyer, login, &plan);
@@ -509,13 +441,7 @@ impl UserSim {
             for _ in 0..n {
                 let p = self.rng.below(n_products as u64) as usize;
                 let url = world.site.product_url(p);
-                let (ok, _) = self.page(
-                    world,
-                    Step::Product,
-                    PageRef::Product(p),
-                    url.clone(),
-                    referer.clone(),
-                );
+                let (ok, _) = self.page(world, Step::Product, PageRef::Product(p), url.clone(), referer.clone());
                 if !ok {
                     break;
                 }
@@ -525,11 +451,8 @@ impl UserSim {
         }
         let end = self.now + KEEPALIVE;
         self.close_all(world, end);
-        self.truth.cart_cents = self
-            .cart
-            .iter()
-            .map(|(p, q)| world.site.products[*p].price_cents * u64::from(*q))
-            .sum();
+        self.truth.cart_cents =
+            self.cart.iter().map(|(p, q)| world.site.products[*p].price_cents * u64::from(*q)).sum();
         self.truth.affected = !self.truth.failures.is_empty();
         self.finished.sort_by(|a, b| a.start.total_cmp(&b.start));
         self.truth.connections = std::mem::take(&mut self.finished);
@@ -542,13 +465,7 @@ impl UserSim {
     }
 
     /// The first session. Returns true if the user gave up.
-    fn visit<W: Write>(
-        &mut self,
-        world: &mut World<'_, W>,
-        buyer: bool,
-        login: bool,
-        plan: &[(usize, u32)],
-    ) -> bool {
+    fn visit<W: Write>(&mut self, world: &mut World<'_, W>, buyer: bool, login: bool, plan: &[(usize, u32)]) -> bool {
         let cfg = world.cfg;
         let n_cat = world.site.categories.len();
         let n_products = world.site.products.len();
@@ -561,23 +478,12 @@ impl UserSim {
         } else {
             let p = self.rng.below(n_products as u64) as usize;
             let url = world.site.product_url(p);
-            self.page(
-                world,
-                Step::Product,
-                PageRef::Product(p),
-                url,
-                Some("https://www.search.example/".into()),
-            )
+            self.page(world, Step::Product, PageRef::Product(p), url, Some("https://www.search.example/".into()))
         };
         if !ok {
             return true;
         }
-        let last_url = self
-            .truth
-            .pages
-            .last()
-            .map(|p| p.url.clone())
-            .unwrap_or_default();
+        let last_url = self.truth.pages.last().map(|p| p.url.clone()).unwrap_or_default();
         referer = Some(full_url(&host, &last_url)).or(referer);
 
         if !buyer {
@@ -587,19 +493,12 @@ impl UserSim {
                 self.think(cfg);
                 let (step, page, url) = if self.rng.chance(0.35) {
                     let c = self.rng.below(n_cat as u64) as usize;
-                    (
-                        Step::Category,
-                        PageRef::Category(c),
-                        world.site.category_url(c),
-                    )
+                    (Step::Category, PageRef::Category(c), world.site.category_url(c))
                 } else {
                     let p = self.rng.below(n_products as u64) as usize;
                     // Some links use the short form, answered with a 301.
-                    let url = if self.rng.chance(0.1) {
-                        world.site.product_short_url(p)
-                    } else {
-                        world.site.product_url(p)
-                    };
+                    let url =
+                        if self.rng.chance(0.1) { world.site.product_short_url(p) } else { world.site.product_url(p) };
                     (Step::Product, PageRef::Product(p), url)
                 };
                 let (ok, _) = self.page(world, step, page, url.clone(), referer.clone());
@@ -616,13 +515,7 @@ impl UserSim {
                 }
                 self.think(cfg);
                 let cart = self.cart.clone();
-                let (ok, _) = self.page(
-                    world,
-                    Step::Cart,
-                    PageRef::Cart(cart),
-                    "/cart".into(),
-                    referer.clone(),
-                );
+                let (ok, _) = self.page(world, Step::Cart, PageRef::Cart(cart), "/cart".into(), referer.clone());
                 if !ok {
                     return true;
                 }
@@ -635,13 +528,8 @@ impl UserSim {
         let first = plan.first().map(|(p, _)| *p).unwrap_or(0);
         let cat = world.site.products[first].category;
         self.think(cfg);
-        let (ok, _) = self.page(
-            world,
-            Step::Category,
-            PageRef::Category(cat),
-            world.site.category_url(cat),
-            referer.clone(),
-        );
+        let (ok, _) =
+            self.page(world, Step::Category, PageRef::Category(cat), world.site.category_url(cat), referer.clone());
         if !ok {
             return true;
         }
@@ -651,13 +539,7 @@ impl UserSim {
             self.think(cfg);
             let p = self.rng.below(n_products as u64) as usize;
             let url = world.site.product_url(p);
-            let (ok, _) = self.page(
-                world,
-                Step::Product,
-                PageRef::Product(p),
-                url,
-                referer.clone(),
-            );
+            let (ok, _) = self.page(world, Step::Product, PageRef::Product(p), url, referer.clone());
             if !ok {
                 return true;
             }
@@ -665,13 +547,7 @@ impl UserSim {
         for (p, q) in plan {
             self.think(cfg);
             let url = world.site.product_url(*p);
-            let (ok, _) = self.page(
-                world,
-                Step::Product,
-                PageRef::Product(*p),
-                url.clone(),
-                referer.clone(),
-            );
+            let (ok, _) = self.page(world, Step::Product, PageRef::Product(*p), url.clone(), referer.clone());
             if !ok {
                 return true;
             }
@@ -682,25 +558,14 @@ impl UserSim {
         }
         self.think(cfg);
         let cart = self.cart.clone();
-        let (ok, _) = self.page(
-            world,
-            Step::Cart,
-            PageRef::Cart(cart),
-            "/cart".into(),
-            referer.clone(),
-        );
+        let (ok, _) = self.page(world, Step::Cart, PageRef::Cart(cart), "/cart".into(), referer.clone());
         if !ok {
             return true;
         }
         if login {
             self.think(cfg);
-            let (ok, _) = self.page(
-                world,
-                Step::Login,
-                PageRef::Login,
-                "/login".into(),
-                Some(full_url(&host, "/cart")),
-            );
+            let (ok, _) =
+                self.page(world, Step::Login, PageRef::Login, "/login".into(), Some(full_url(&host, "/cart")));
             if !ok {
                 return true;
             }
@@ -768,8 +633,7 @@ impl UserSim {
         let cfg = world.cfg;
         let mut tries = 0;
         loop {
-            let (failed, status) =
-                self.page_once(world, step, &page, &url, referer.clone(), tries > 0);
+            let (failed, status) = self.page_once(world, step, &page, &url, referer.clone(), tries > 0);
             if !failed {
                 return (true, status);
             }
@@ -882,24 +746,12 @@ impl UserSim {
         if doc_ok || matches!(r.failure, Some(FailureKind::Slow)) {
             // Resources: common assets not yet cached (cached ones are
             // revalidated now and then), page images, and APIs.
-            let page_url = full_url(
-                &world.site.host,
-                self.truth
-                    .pages
-                    .last()
-                    .map(|p| p.url.as_str())
-                    .unwrap_or("/"),
-            );
+            let page_url = full_url(&world.site.host, self.truth.pages.last().map(|p| p.url.as_str()).unwrap_or("/"));
             let mut reqs = Vec::new();
             let mut assets: Vec<String> = world.site.common_assets.clone();
             assets.extend(world.site.page_images(page));
             for a in assets {
-                let kind = world
-                    .site
-                    .assets
-                    .get(&a)
-                    .map(|x| x.kind)
-                    .unwrap_or(ResourceKind::Image);
+                let kind = world.site.assets.get(&a).map(|x| x.kind).unwrap_or(ResourceKind::Image);
                 let answer = if self.cached.contains(&a) {
                     if !self.rng.chance(0.15) {
                         continue;
@@ -964,13 +816,7 @@ impl UserSim {
     }
 
     /// A POST to add to the cart (from the product page).
-    fn add_to_cart<W: Write>(
-        &mut self,
-        world: &mut World<'_, W>,
-        p: usize,
-        q: u32,
-        referer: Option<String>,
-    ) -> bool {
+    fn add_to_cart<W: Write>(&mut self, world: &mut World<'_, W>, p: usize, q: u32, referer: Option<String>) -> bool {
         let id = world.site.products[p].id;
         let mut cart = self.cart.clone();
         match cart.iter_mut().find(|(x, _)| *x == p) {
@@ -1017,16 +863,9 @@ impl UserSim {
 
     /// Places the order: POST /checkout/submit, 302, confirmation page.
     fn submit_order<W: Write>(&mut self, world: &mut World<'_, W>) -> bool {
-        let total: u64 = self
-            .cart
-            .iter()
-            .map(|(p, q)| world.site.products[*p].price_cents * u64::from(*q))
-            .sum();
+        let total: u64 = self.cart.iter().map(|(p, q)| world.site.products[*p].price_cents * u64::from(*q)).sum();
         world.orders += 1;
-        let order = format!(
-            "ORD-{:07}",
-            world.orders + 1_000_000 * (world.cfg.seed % 10)
-        );
+        let order = format!("ORD-{:07}", world.orders + 1_000_000 * (world.cfg.seed % 10));
         let card = "4111111111111111";
         let spec = ReqSpec {
             method: "POST",
@@ -1073,17 +912,12 @@ impl UserSim {
                 self.truth.order_cents = total;
                 self.truth.order_id = Some(order.clone());
                 self.cart.clear();
-                let loc = r
-                    .location
-                    .unwrap_or_else(|| format!("/order/confirm?order={order}"));
+                let loc = r.location.unwrap_or_else(|| format!("/order/confirm?order={order}"));
                 self.now += 5 * MS;
                 let _ = self.page(
                     world,
                     Step::Confirmation,
-                    PageRef::Confirm {
-                        order: order.clone(),
-                        total_cents: total,
-                    },
+                    PageRef::Confirm { order: order.clone(), total_cents: total },
                     loc,
                     Some(full_url(&world.site.host, "/checkout")),
                 );
@@ -1095,11 +929,7 @@ impl UserSim {
             // Carrying on is not possible past a failed order: retry or leave.
             let mut reaction = self.react(world.cfg, tries);
             if reaction == Reaction::CarryOn {
-                reaction = if tries < 2 {
-                    Reaction::Retry
-                } else {
-                    Reaction::GiveUp
-                };
+                reaction = if tries < 2 { Reaction::Retry } else { Reaction::GiveUp };
             }
             if let Some(p) = self.truth.pages.last_mut() {
                 p.reaction = Some(reaction);
@@ -1191,18 +1021,13 @@ impl UserSim {
         self.finish_conn(world, lane.conn, lane.truth);
     }
 
-    fn finish_conn<W: Write>(
-        &mut self,
-        world: &mut World<'_, W>,
-        conn: TcpConn,
-        mut truth: ConnTruth,
-    ) {
+    fn finish_conn<W: Write>(&mut self, world: &mut World<'_, W>, conn: TcpConn, mut truth: ConnTruth) {
         let f = conn.finish(&world.cfg.noise);
         truth.c2s = f.c2s;
         truth.s2c = f.s2c;
         for tx in &mut truth.transactions {
-            tx.missing_bytes = f.missing_in(0, tx.c2s_range[0], tx.c2s_range[1])
-                + f.missing_in(1, tx.s2c_range[0], tx.s2c_range[1]);
+            tx.missing_bytes =
+                f.missing_in(0, tx.c2s_range[0], tx.c2s_range[1]) + f.missing_in(1, tx.s2c_range[0], tx.s2c_range[1]);
         }
         truth.start = f.pkts.first().map(|p| secs(p.ts)).unwrap_or(truth.start);
         truth.end = f.pkts.last().map(|p| secs(p.ts)).unwrap_or(truth.end);
@@ -1223,25 +1048,10 @@ impl UserSim {
 
     fn new_conn<W: Write>(&mut self, world: &mut World<'_, W>) -> TcpConn {
         let port = world.client_port(self.ip, &mut self.rng);
-        let server_ip = if self.ip.is_ipv6() {
-            IpAddr::V6(SERVER_V6)
-        } else {
-            IpAddr::V4(SERVER_V4)
-        };
-        let client = Endpoint {
-            mac: GATEWAY_MAC,
-            ip: self.ip,
-            port,
-        };
-        let server = Endpoint {
-            mac: SERVER_MAC,
-            ip: server_ip,
-            port: 80,
-        };
-        let loss = PathLoss {
-            server_loss: world.cfg.server_loss,
-            client_loss: world.cfg.client_loss,
-        };
+        let server_ip = if self.ip.is_ipv6() { IpAddr::V6(SERVER_V6) } else { IpAddr::V4(SERVER_V4) };
+        let client = Endpoint { mac: GATEWAY_MAC, ip: self.ip, port };
+        let server = Endpoint { mac: SERVER_MAC, ip: server_ip, port: 80 };
+        let loss = PathLoss { server_loss: world.cfg.server_loss, client_loss: world.cfg.client_loss };
         let rng = self.rng.fork(u64::from(port));
         TcpConn::new(client, server, world.cfg.vlan, self.rtt, loss, rng)
     }
@@ -1355,12 +1165,7 @@ impl UserSim {
                     }
                 }
             } else {
-                let best = self
-                    .lanes
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, l)| l.free_at)
-                    .map(|(j, l)| (j, l.free_at));
+                let best = self.lanes.iter().enumerate().min_by_key(|(_, l)| l.free_at).map(|(j, l)| (j, l.free_at));
                 match best {
                     Some((j, free)) if free <= t || self.lanes.len() >= self.agent.max_conns => j,
                     _ => match self.open_lane(world, t, document && self.lanes.is_empty()) {
@@ -1388,10 +1193,7 @@ impl UserSim {
                 results[j] = Some(r);
             }
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| TxResult::none(t)))
-            .collect()
+        results.into_iter().map(|r| r.unwrap_or_else(|| TxResult::none(t))).collect()
     }
 
     /// Sends `batch` on lane `li` from time `t` (pipelined if more than
@@ -1417,10 +1219,7 @@ impl UserSim {
         }
         let mut planned: Vec<Planned> = Vec::new();
         for (i, mut spec) in batch {
-            let fault = spec
-                .forced
-                .take()
-                .or_else(|| self.decide_fault(cfg, spec.kind, &spec.answer));
+            let fault = spec.forced.take().or_else(|| self.decide_fault(cfg, spec.kind, &spec.answer));
             let mut uri = spec.uri.clone();
             if fault == Some(FailureKind::NotFound) && spec.kind == ResourceKind::Document {
                 // A broken link.
@@ -1428,14 +1227,7 @@ impl UserSim {
             }
             let req = self.build_request(&world.site, &spec, &uri, version);
             let think = self.server_think(cfg, spec.kind, fault);
-            planned.push(Planned {
-                i,
-                spec,
-                fault,
-                bytes: req.to_bytes(),
-                uri,
-                think,
-            });
+            planned.push(Planned { i, spec, fault, bytes: req.to_bytes(), uri, think });
         }
         // The client sends every request (back to back when pipelined).
         let mut send_t = t;
@@ -1490,13 +1282,7 @@ impl UserSim {
                 // this one never got an answer.
                 tx.outcome = Outcome::NoResponse;
                 self.lanes[li].truth.transactions.push(tx);
-                out.push((
-                    p.i,
-                    TxResult {
-                        important,
-                        ..TxResult::none(server_free)
-                    },
-                ));
+                out.push((p.i, TxResult { important, ..TxResult::none(server_free) }));
                 continue;
             }
             let resp_t = req_end.max(server_free) + p.think;
@@ -1507,14 +1293,7 @@ impl UserSim {
                     self.lanes[li].conn.client_fin_only(give_up);
                     tx.outcome = Outcome::NoResponse;
                     self.lanes[li].truth.transactions.push(tx);
-                    out.push((
-                        p.i,
-                        TxResult {
-                            failure: p.fault,
-                            important,
-                            ..TxResult::none(give_up)
-                        },
-                    ));
+                    out.push((p.i, TxResult { failure: p.fault, important, ..TxResult::none(give_up) }));
                     dead = true;
                     closed_how = Some("fin_by_client");
                     server_free = give_up;
@@ -1527,14 +1306,7 @@ impl UserSim {
                     self.lanes[li].conn.client_rst(at);
                     tx.outcome = Outcome::ClientAbort;
                     self.lanes[li].truth.transactions.push(tx);
-                    out.push((
-                        p.i,
-                        TxResult {
-                            failure: p.fault,
-                            important,
-                            ..TxResult::none(at)
-                        },
-                    ));
+                    out.push((p.i, TxResult { failure: p.fault, important, ..TxResult::none(at) }));
                     dead = true;
                     closed_how = Some("rst_by_client");
                     server_free = at;
@@ -1542,17 +1314,13 @@ impl UserSim {
                 }
                 _ => {}
             }
-            let (resp, error_page, location) =
-                self.build_response(world, &p.spec, p.fault, version);
+            let (resp, error_page, location) = self.build_response(world, &p.spec, p.fault, version);
             let wire = resp.to_bytes();
             tx.status = Some(resp.status);
             tx.error_page = error_page;
             tx.content_length = wire.content_length.map(|v| v as u64);
-            tx.content_encoding = if resp.framing == Framing::None {
-                None
-            } else {
-                resp.encoding.header().map(str::to_string)
-            };
+            tx.content_encoding =
+                if resp.framing == Framing::None { None } else { resp.encoding.header().map(str::to_string) };
             tx.framing = Some(resp.framing);
             let s_a = self.lanes[li].conn.s_next;
             let (stop, outcome) = match p.fault {
@@ -1560,32 +1328,19 @@ impl UserSim {
                     let body = wire.bytes.len() - wire.head_len;
                     let keep = wire.head_len + body * self.rng.range(20, 70) as usize / 100;
                     (
-                        Some(
-                            keep.max(wire.head_len / 2)
-                                .min(wire.bytes.len().saturating_sub(1))
-                                .max(1),
-                        ),
+                        Some(keep.max(wire.head_len / 2).min(wire.bytes.len().saturating_sub(1)).max(1)),
                         Outcome::ServerReset,
                     )
                 }
                 Some(FailureKind::Truncated) => {
                     let body = wire.bytes.len() - wire.head_len;
                     let keep = wire.head_len + body * self.rng.range(30, 80) as usize / 100;
-                    (
-                        Some(
-                            keep.min(wire.bytes.len().saturating_sub(1))
-                                .max(wire.head_len),
-                        ),
-                        Outcome::Truncated,
-                    )
+                    (Some(keep.min(wire.bytes.len().saturating_sub(1)).max(wire.head_len)), Outcome::Truncated)
                 }
                 _ => (None, Outcome::Complete),
             };
             let sent = stop.unwrap_or(wire.bytes.len());
-            let (last_sent, client_has) =
-                self.lanes[li]
-                    .conn
-                    .server_send(resp_t, &wire.bytes, &wire.writes, stop);
+            let (last_sent, client_has) = self.lanes[li].conn.server_send(resp_t, &wire.bytes, &wire.writes, stop);
             let s_b = self.lanes[li].conn.s_next;
             tx.s2c_range = [s_a, s_b];
             tx.resp_start = Some(secs(resp_t));
@@ -1594,10 +1349,7 @@ impl UserSim {
             // Body bytes that went out, decoded and on the wire.
             let body_sent = sent.saturating_sub(wire.head_len);
             let complete = body_sent >= wire.bytes.len() - wire.head_len;
-            let framed = wire
-                .bytes
-                .get(wire.head_len..wire.head_len + body_sent)
-                .unwrap_or(&[]);
+            let framed = wire.bytes.get(wire.head_len..wire.head_len + body_sent).unwrap_or(&[]);
             tx.wire_body_len = if resp.framing == Framing::Chunked {
                 dechunked_len(framed) as u64
             } else {
@@ -1605,11 +1357,7 @@ impl UserSim {
             };
             // A body cut short is counted in wire bytes (what decodes from a
             // cut compressed stream depends on the decoder).
-            tx.response_body_len = if complete {
-                wire.body_len as u64
-            } else {
-                tx.wire_body_len
-            };
+            tx.response_body_len = if complete { wire.body_len as u64 } else { tx.wire_body_len };
             let mut done = client_has;
             let failure = p.fault;
             match outcome {
@@ -1641,21 +1389,11 @@ impl UserSim {
                     self.truth.cookie = self.cookie.clone();
                 }
             }
-            if resp.status == 200 && matches!(p.spec.answer, Answer::Asset(_)) && p.fault.is_none()
-            {
+            if resp.status == 200 && matches!(p.spec.answer, Answer::Asset(_)) && p.fault.is_none() {
                 self.cached.insert(p.spec.uri.clone());
             }
             self.lanes[li].truth.transactions.push(tx);
-            out.push((
-                p.i,
-                TxResult {
-                    status: Some(resp.status),
-                    failure,
-                    important,
-                    done,
-                    location,
-                },
-            ));
+            out.push((p.i, TxResult { status: Some(resp.status), failure, important, done, location }));
         }
         let lane = &mut self.lanes[li];
         // The client may reuse the connection once it has every answer
@@ -1677,12 +1415,7 @@ impl UserSim {
     }
 
     /// Server processing time for a request.
-    fn server_think(
-        &mut self,
-        cfg: &SynthConfig,
-        kind: ResourceKind,
-        fault: Option<FailureKind>,
-    ) -> i64 {
+    fn server_think(&mut self, cfg: &SynthConfig, kind: ResourceKind, fault: Option<FailureKind>) -> i64 {
         match fault {
             Some(FailureKind::Slow) => (self.rng.range(5_000, 12_000) as i64) * MS,
             Some(FailureKind::ClientAbort) => (self.rng.range(20_000, 40_000) as i64) * MS,
@@ -1698,12 +1431,7 @@ impl UserSim {
     }
 
     /// Draws a fault for a request of `kind`, by the configured rates.
-    fn decide_fault(
-        &mut self,
-        cfg: &SynthConfig,
-        kind: ResourceKind,
-        answer: &Answer,
-    ) -> Option<FailureKind> {
+    fn decide_fault(&mut self, cfg: &SynthConfig, kind: ResourceKind, answer: &Answer) -> Option<FailureKind> {
         let f = &cfg.faults;
         let candidates: &[(FailureKind, f64)] = match kind {
             ResourceKind::Document => &[
@@ -1743,22 +1471,12 @@ impl UserSim {
         None
     }
 
-    fn build_request(
-        &self,
-        site: &Site,
-        spec: &ReqSpec,
-        uri: &str,
-        version: &'static str,
-    ) -> Request {
+    fn build_request(&self, site: &Site, spec: &ReqSpec, uri: &str, version: &'static str) -> Request {
         let host = site.host.as_str();
-        let mut h: Vec<(String, String)> = vec![
-            ("Host".into(), host.into()),
-            ("User-Agent".into(), self.agent.ua.into()),
-        ];
+        let mut h: Vec<(String, String)> =
+            vec![("Host".into(), host.into()), ("User-Agent".into(), self.agent.ua.into())];
         let accept = match spec.kind {
-            ResourceKind::Document => {
-                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-            }
+            ResourceKind::Document => "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
             ResourceKind::Api | ResourceKind::Post => "application/json, text/plain, */*",
             ResourceKind::Css => "text/css,*/*;q=0.1",
             ResourceKind::Js => "*/*",
@@ -1791,13 +1509,7 @@ impl UserSim {
         if version == "HTTP/1.1" {
             h.push(("Connection".into(), "keep-alive".into()));
         }
-        Request {
-            method: spec.method.into(),
-            uri: uri.into(),
-            version,
-            headers: h,
-            body: spec.body.clone(),
-        }
+        Request { method: spec.method.into(), uri: uri.into(), version, headers: h, body: spec.body.clone() }
     }
 
     /// The server's answer. Returns (response, error page with 2xx,
@@ -1811,10 +1523,8 @@ impl UserSim {
     ) -> (Response, bool, Option<String>) {
         let site = &mut world.site;
         let cfg = world.cfg;
-        let mut headers: Vec<(String, String)> = vec![
-            ("Date".into(), "Mon, 02 Nov 2026 02:00:00 GMT".into()),
-            ("Server".into(), "nginx".into()),
-        ];
+        let mut headers: Vec<(String, String)> =
+            vec![("Date".into(), "Mon, 02 Nov 2026 02:00:00 GMT".into()), ("Server".into(), "nginx".into())];
         let enc_ok = |enc: Encoding| -> bool {
             match self.agent.accept_encoding {
                 Some(ae) => enc.header().is_some_and(|h| ae.contains(h)),
@@ -1829,165 +1539,136 @@ impl UserSim {
             Encoding::Identity
         };
         let dyn_framing = if version == "HTTP/1.0" {
-            if self.rng.chance(0.5) {
-                Framing::Close
-            } else {
-                Framing::ContentLength
-            }
+            if self.rng.chance(0.5) { Framing::Close } else { Framing::ContentLength }
         } else {
             Framing::Chunked
         };
         // A new visitor gets the session cookie on the first answer.
         let set_cookie = self.cookie.is_none();
-        let cookie_value = if set_cookie {
-            Some(self.rng.hex(32))
-        } else {
-            None
-        };
+        let cookie_value = if set_cookie { Some(self.rng.hex(32)) } else { None };
         let add_cookie = |h: &mut Vec<(String, String)>| {
             if let Some(v) = &cookie_value {
-                h.push((
-                    "Set-Cookie".into(),
-                    format!("{}={v}; Path=/; HttpOnly", cfg.cookie_name),
-                ));
+                h.push(("Set-Cookie".into(), format!("{}={v}; Path=/; HttpOnly", cfg.cookie_name)));
             }
         };
         let mut error_page = false;
         let mut location = None;
-        let (status, ct, body, encoding, framing): (u16, &str, Vec<u8>, Encoding, Framing) =
-            match (fault, &spec.answer) {
-                (Some(FailureKind::ServerError), a) => {
-                    let code = *self.rng.pick(&[500u16, 502, 503]);
-                    add_cookie(&mut headers);
-                    match (a, spec.kind) {
-                        (Answer::Json(_), _) | (_, ResourceKind::Api | ResourceKind::Post) => (
-                            code,
-                            "application/json",
-                            format!("{{\"error\":\"{}\",\"status\":{code}}}", http::reason(code))
-                                .into_bytes(),
-                            Encoding::Identity,
-                            Framing::ContentLength,
-                        ),
-                        _ => (
-                            code,
-                            "text/html",
-                            site.page_html(&PageRef::ServerError(code), false),
-                            Encoding::Identity,
-                            Framing::ContentLength,
-                        ),
-                    }
-                }
-                (Some(FailureKind::NotFound), _) => {
-                    add_cookie(&mut headers);
-                    (
-                        404,
-                        "text/html",
-                        site.page_html(&PageRef::NotFound, false),
+        let (status, ct, body, encoding, framing): (u16, &str, Vec<u8>, Encoding, Framing) = match (fault, &spec.answer)
+        {
+            (Some(FailureKind::ServerError), a) => {
+                let code = *self.rng.pick(&[500u16, 502, 503]);
+                add_cookie(&mut headers);
+                match (a, spec.kind) {
+                    (Answer::Json(_), _) | (_, ResourceKind::Api | ResourceKind::Post) => (
+                        code,
+                        "application/json",
+                        format!("{{\"error\":\"{}\",\"status\":{code}}}", http::reason(code)).into_bytes(),
                         Encoding::Identity,
                         Framing::ContentLength,
-                    )
-                }
-                (Some(FailureKind::ErrorPage), a) => {
-                    error_page = true;
-                    add_cookie(&mut headers);
-                    match a {
-                        Answer::Page(p) => {
-                            let body = site.page_html(p, true);
-                            (200, "text/html; charset=utf-8", body, dyn_enc, dyn_framing)
-                        }
-                        _ => (
-                            200,
-                            "application/json",
-                            format!("{{\"error\":\"{}\"}}", site.error_text).into_bytes(),
-                            Encoding::Identity,
-                            Framing::ContentLength,
-                        ),
-                    }
-                }
-                (_, Answer::Page(p)) => {
-                    add_cookie(&mut headers);
-                    let body = site.page_html(p, false);
-                    (200, "text/html; charset=utf-8", body, dyn_enc, dyn_framing)
-                }
-                (_, Answer::Asset(path)) => {
-                    let Some(a) = site.assets.get(path).cloned() else {
-                        return (
-                            Response {
-                                version,
-                                status: 404,
-                                reason: "Not Found",
-                                headers,
-                                body: Vec::new(),
-                                encoding: Encoding::Identity,
-                                framing: Framing::ContentLength,
-                            },
-                            false,
-                            None,
-                        );
-                    };
-                    headers.push(("ETag".into(), a.etag.clone()));
-                    headers.push(("Cache-Control".into(), "max-age=3600".into()));
-                    let compressible = matches!(a.kind, ResourceKind::Css | ResourceKind::Js);
-                    let enc = if compressible {
-                        if enc_ok(Encoding::Br) {
-                            Encoding::Br
-                        } else if enc_ok(Encoding::Gzip) {
-                            Encoding::Gzip
-                        } else {
-                            Encoding::Identity
-                        }
-                    } else {
-                        Encoding::Identity
-                    };
-                    (
-                        200,
-                        a.content_type,
-                        a.body.clone(),
-                        enc,
+                    ),
+                    _ => (
+                        code,
+                        "text/html",
+                        site.page_html(&PageRef::ServerError(code), false),
+                        Encoding::Identity,
                         Framing::ContentLength,
-                    )
+                    ),
                 }
-                (_, Answer::NotModified(path)) => {
-                    if let Some(a) = site.assets.get(path) {
-                        headers.push(("ETag".into(), a.etag.clone()));
+            }
+            (Some(FailureKind::NotFound), _) => {
+                add_cookie(&mut headers);
+                (
+                    404,
+                    "text/html",
+                    site.page_html(&PageRef::NotFound, false),
+                    Encoding::Identity,
+                    Framing::ContentLength,
+                )
+            }
+            (Some(FailureKind::ErrorPage), a) => {
+                error_page = true;
+                add_cookie(&mut headers);
+                match a {
+                    Answer::Page(p) => {
+                        let body = site.page_html(p, true);
+                        (200, "text/html; charset=utf-8", body, dyn_enc, dyn_framing)
                     }
-                    (304, "", Vec::new(), Encoding::Identity, Framing::None)
-                }
-                (_, Answer::Json(j)) => {
-                    add_cookie(&mut headers);
-                    (
+                    _ => (
                         200,
                         "application/json",
-                        j.clone().into_bytes(),
+                        format!("{{\"error\":\"{}\"}}", site.error_text).into_bytes(),
                         Encoding::Identity,
                         Framing::ContentLength,
-                    )
+                    ),
                 }
-                (_, Answer::Redirect(code, to)) => {
-                    add_cookie(&mut headers);
-                    if spec.uri == "/login" {
-                        // Signing in sets the auth cookie.
-                        let body = String::from_utf8_lossy(&spec.body);
-                        if let Some(name) =
-                            body.split('&').find_map(|kv| kv.strip_prefix("username="))
-                        {
-                            headers.push((
-                                "Set-Cookie".into(),
-                                format!("auth={}; Path=/; HttpOnly", auth_token(name)),
-                            ));
-                        }
+            }
+            (_, Answer::Page(p)) => {
+                add_cookie(&mut headers);
+                let body = site.page_html(p, false);
+                (200, "text/html; charset=utf-8", body, dyn_enc, dyn_framing)
+            }
+            (_, Answer::Asset(path)) => {
+                let Some(a) = site.assets.get(path).cloned() else {
+                    return (
+                        Response {
+                            version,
+                            status: 404,
+                            reason: "Not Found",
+                            headers,
+                            body: Vec::new(),
+                            encoding: Encoding::Identity,
+                            framing: Framing::ContentLength,
+                        },
+                        false,
+                        None,
+                    );
+                };
+                headers.push(("ETag".into(), a.etag.clone()));
+                headers.push(("Cache-Control".into(), "max-age=3600".into()));
+                let compressible = matches!(a.kind, ResourceKind::Css | ResourceKind::Js);
+                let enc = if compressible {
+                    if enc_ok(Encoding::Br) {
+                        Encoding::Br
+                    } else if enc_ok(Encoding::Gzip) {
+                        Encoding::Gzip
+                    } else {
+                        Encoding::Identity
                     }
-                    location = Some(to.clone());
-                    headers.push(("Location".into(), to.clone()));
-                    (
-                        *code,
-                        "text/html",
-                        format!("<a href=\"{to}\">moved</a>").into_bytes(),
-                        Encoding::Identity,
-                        Framing::ContentLength,
-                    )
+                } else {
+                    Encoding::Identity
+                };
+                (200, a.content_type, a.body.clone(), enc, Framing::ContentLength)
+            }
+            (_, Answer::NotModified(path)) => {
+                if let Some(a) = site.assets.get(path) {
+                    headers.push(("ETag".into(), a.etag.clone()));
                 }
-            };
+                (304, "", Vec::new(), Encoding::Identity, Framing::None)
+            }
+            (_, Answer::Json(j)) => {
+                add_cookie(&mut headers);
+                (200, "application/json", j.clone().into_bytes(), Encoding::Identity, Framing::ContentLength)
+            }
+            (_, Answer::Redirect(code, to)) => {
+                add_cookie(&mut headers);
+                if spec.uri == "/login" {
+                    // Signing in sets the auth cookie.
+                    let body = String::from_utf8_lossy(&spec.body);
+                    if let Some(name) = body.split('&').find_map(|kv| kv.strip_prefix("username=")) {
+                        headers.push(("Set-Cookie".into(), format!("auth={}; Path=/; HttpOnly", auth_token(name))));
+                    }
+                }
+                location = Some(to.clone());
+                headers.push(("Location".into(), to.clone()));
+                (
+                    *code,
+                    "text/html",
+                    format!("<a href=\"{to}\">moved</a>").into_bytes(),
+                    Encoding::Identity,
+                    Framing::ContentLength,
+                )
+            }
+        };
         if !ct.is_empty() {
             headers.push(("Content-Type".into(), ct.into()));
         }
@@ -1995,15 +1676,7 @@ impl UserSim {
             headers.push(("Connection".into(), "close".into()));
         }
         (
-            Response {
-                version,
-                status,
-                reason: http::reason(status),
-                headers,
-                body,
-                encoding,
-                framing,
-            },
+            Response { version, status, reason: http::reason(status), headers, body, encoding, framing },
             error_page,
             location,
         )
@@ -2019,27 +1692,14 @@ fn recommendations(site: &Site, i: usize) -> String {
         .take(4)
         .map(|j| site.products[*j].id.to_string())
         .collect();
-    format!(
-        "{{\"product\":{},\"recommended\":[{}]}}",
-        p.id,
-        ids.join(",")
-    )
+    format!("{{\"product\":{},\"recommended\":[{}]}}", p.id, ids.join(","))
 }
 
 fn cart_json(site: &Site, cart: &[(usize, u32)]) -> String {
-    let total: u64 = cart
-        .iter()
-        .map(|(p, q)| site.products[*p].price_cents * u64::from(*q))
-        .sum();
-    let items: Vec<String> = cart
-        .iter()
-        .map(|(p, q)| format!("{{\"id\":{},\"qty\":{q}}}", site.products[*p].id))
-        .collect();
-    format!(
-        "{{\"items\":[{}],\"cart_total\":{}}}",
-        items.join(","),
-        money(total)
-    )
+    let total: u64 = cart.iter().map(|(p, q)| site.products[*p].price_cents * u64::from(*q)).sum();
+    let items: Vec<String> =
+        cart.iter().map(|(p, q)| format!("{{\"id\":{},\"qty\":{q}}}", site.products[*p].id)).collect();
+    format!("{{\"items\":[{}],\"cart_total\":{}}}", items.join(","), money(total))
 }
 
 fn auth_token(user: &str) -> String {
@@ -2073,9 +1733,7 @@ fn dechunked_len(mut b: &[u8]) -> usize {
         let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
             return total;
         };
-        let size = std::str::from_utf8(&b[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
+        let size = std::str::from_utf8(&b[..eol]).ok().and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
         let Some(size) = size else { return total };
         if size == 0 {
             return total;
@@ -2103,12 +1761,7 @@ mod tests {
     }
 
     fn small(users: u64, seed: u64) -> SynthConfig {
-        SynthConfig {
-            users,
-            seed,
-            body_scale: 0.05,
-            ..SynthConfig::default()
-        }
+        SynthConfig { users, seed, body_scale: 0.05, ..SynthConfig::default() }
     }
 
     #[test]
@@ -2125,11 +1778,7 @@ mod tests {
     fn every_fault_kind_occurs_in_a_default_run() {
         let (_, key, t) = run(&small(20, 1));
         for k in FailureKind::ALL {
-            assert!(
-                t.faults_by_kind.get(&k).copied().unwrap_or(0) > 0,
-                "{k:?} never injected: {:?}",
-                t.faults_by_kind
-            );
+            assert!(t.faults_by_kind.get(&k).copied().unwrap_or(0) > 0, "{k:?} never injected: {:?}", t.faults_by_kind);
             assert!(
                 t.failures_by_kind.get(&k).copied().unwrap_or(0) > 0,
                 "{k:?} never noticed: {:?}",
@@ -2180,12 +1829,9 @@ mod tests {
                 conns += 1;
                 for d in ["c2s", "s2c"] {
                     let dt = &c[d];
-                    assert!(
-                        dt["gap_bytes"].as_u64().unwrap() <= dt["missing_bytes"].as_u64().unwrap()
-                    );
+                    assert!(dt["gap_bytes"].as_u64().unwrap() <= dt["missing_bytes"].as_u64().unwrap());
                     assert_eq!(
-                        dt["captured_bytes"].as_u64().unwrap()
-                            + dt["missing_bytes"].as_u64().unwrap(),
+                        dt["captured_bytes"].as_u64().unwrap() + dt["missing_bytes"].as_u64().unwrap(),
                         dt["sent_bytes"].as_u64().unwrap()
                     );
                     gap += dt["gap_bytes"].as_u64().unwrap();
@@ -2218,10 +1864,7 @@ mod tests {
         assert_eq!(t.revenue_realised_cents, realised);
         assert_eq!(t.connections, conns);
         assert_eq!(t.gap_bytes, gap);
-        assert!(
-            t.gap_bytes > 0,
-            "the lossy profile loses bytes in the capture"
-        );
+        assert!(t.gap_bytes > 0, "the lossy profile loses bytes in the capture");
         assert!(t.transactions_with_capture_loss > 0);
     }
 
@@ -2229,15 +1872,8 @@ mod tests {
     /// totals say, in both formats.
     #[test]
     fn capture_reads_back_in_time_order() {
-        for format in [
-            CaptureFormat::Pcap,
-            CaptureFormat::PcapNs,
-            CaptureFormat::Pcapng,
-        ] {
-            let cfg = SynthConfig {
-                format,
-                ..small(8, 2)
-            };
+        for format in [CaptureFormat::Pcap, CaptureFormat::PcapNs, CaptureFormat::Pcapng] {
+            let cfg = SynthConfig { format, ..small(8, 2) };
             let (cap, _, t) = run(&cfg);
             assert_eq!(cap.len() as u64, t.capture_bytes);
             let mut reader = pcap_parser::create_reader(1 << 20, &cap[..]).unwrap();
@@ -2247,12 +1883,10 @@ mod tests {
                 match reader.next() {
                     Ok((off, block)) => {
                         let ts = match &block {
-                            pcap_parser::PcapBlockOwned::Legacy(b) => {
-                                Some((u64::from(b.ts_sec), u64::from(b.ts_usec)))
+                            pcap_parser::PcapBlockOwned::Legacy(b) => Some((u64::from(b.ts_sec), u64::from(b.ts_usec))),
+                            pcap_parser::PcapBlockOwned::NG(pcap_parser::Block::EnhancedPacket(b)) => {
+                                Some((u64::from(b.ts_high), u64::from(b.ts_low)))
                             }
-                            pcap_parser::PcapBlockOwned::NG(
-                                pcap_parser::Block::EnhancedPacket(b),
-                            ) => Some((u64::from(b.ts_high), u64::from(b.ts_low))),
                             _ => None,
                         };
                         if let Some(ts) = ts {

@@ -68,8 +68,7 @@ impl Encoding {
                 e.finish().unwrap_or_default()
             }
             Encoding::Deflate => {
-                let mut e =
-                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
                 let _ = e.write_all(body);
                 e.finish().unwrap_or_default()
             }
@@ -140,11 +139,7 @@ pub struct WireResponse {
 impl Response {
     /// The response's bytes on the wire.
     pub fn to_bytes(&self) -> WireResponse {
-        let encoded = if self.framing == Framing::None {
-            Vec::new()
-        } else {
-            self.encoding.encode(&self.body)
-        };
+        let encoded = if self.framing == Framing::None { Vec::new() } else { self.encoding.encode(&self.body) };
         let mut out = Vec::with_capacity(300 + encoded.len() + encoded.len() / 1000 * 8);
         let _ = write!(out, "{} {} {}\r\n", self.version, self.status, self.reason);
         for (k, v) in &self.headers {
@@ -197,11 +192,7 @@ impl Response {
             bytes: out,
             head_len,
             wire_body_len: encoded.len(),
-            body_len: if self.framing == Framing::None {
-                0
-            } else {
-                self.body.len()
-            },
+            body_len: if self.framing == Framing::None { 0 } else { self.body.len() },
             content_length,
             writes,
         }
@@ -265,21 +256,15 @@ mod tests {
         let body = b"hello hello hello hello hello".repeat(50);
         let g = Encoding::Gzip.encode(&body);
         let mut d = Vec::new();
-        flate2::read::GzDecoder::new(&g[..])
-            .read_to_end(&mut d)
-            .unwrap();
+        flate2::read::GzDecoder::new(&g[..]).read_to_end(&mut d).unwrap();
         assert_eq!(d, body);
         let z = Encoding::Deflate.encode(&body);
         let mut d = Vec::new();
-        flate2::read::ZlibDecoder::new(&z[..])
-            .read_to_end(&mut d)
-            .unwrap();
+        flate2::read::ZlibDecoder::new(&z[..]).read_to_end(&mut d).unwrap();
         assert_eq!(d, body);
         let b = Encoding::Br.encode(&body);
         let mut d = Vec::new();
-        brotli::Decompressor::new(&b[..], 4096)
-            .read_to_end(&mut d)
-            .unwrap();
+        brotli::Decompressor::new(&b[..], 4096).read_to_end(&mut d).unwrap();
         assert_eq!(d, body);
         let w = resp(Framing::ContentLength, Encoding::Gzip, &body);
         assert_eq!(w.body_len, body.len());

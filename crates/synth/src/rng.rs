@@ -19,9 +19,7 @@ impl Rng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
+        Rng { s: [next(), next(), next(), next()] }
     }
 
     /// An independent generator derived from this one and `salt` (so that
@@ -121,9 +119,7 @@ impl Rng {
     /// A random lowercase hexadecimal string of `n` characters.
     pub fn hex(&mut self, n: usize) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        (0..n)
-            .map(|_| HEX[self.below(16) as usize] as char)
-            .collect()
+        (0..n).map(|_| HEX[self.below(16) as usize] as char).collect()
     }
 }
 

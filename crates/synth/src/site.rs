@@ -100,24 +100,15 @@ pub struct Site {
 }
 
 const WORDS: &[&str] = &[
-    "linen", "cotton", "classic", "modern", "soft", "everyday", "premium", "organic", "slim",
-    "relaxed", "vintage", "travel", "weekend", "studio", "coastal", "urban", "merino", "canvas",
-    "leather", "recycled", "bamboo", "light", "warm", "bright",
+    "linen", "cotton", "classic", "modern", "soft", "everyday", "premium", "organic", "slim", "relaxed", "vintage",
+    "travel", "weekend", "studio", "coastal", "urban", "merino", "canvas", "leather", "recycled", "bamboo", "light",
+    "warm", "bright",
 ];
 const NOUNS: &[&str] = &[
-    "shirt", "jacket", "sneaker", "backpack", "scarf", "hoodie", "jeans", "mug", "lamp", "blanket",
-    "watch", "wallet", "bottle", "cap", "sweater", "tote", "belt", "sock", "towel", "notebook",
+    "shirt", "jacket", "sneaker", "backpack", "scarf", "hoodie", "jeans", "mug", "lamp", "blanket", "watch", "wallet",
+    "bottle", "cap", "sweater", "tote", "belt", "sock", "towel", "notebook",
 ];
-const CATEGORIES: &[&str] = &[
-    "women",
-    "men",
-    "home",
-    "accessories",
-    "outdoor",
-    "kids",
-    "sale",
-    "new-in",
-];
+const CATEGORIES: &[&str] = &["women", "men", "home", "accessories", "outdoor", "kids", "sale", "new-in"];
 
 impl Site {
     /// A site generated from `rng`: `n_products` products in eight
@@ -127,11 +118,7 @@ impl Site {
         let scale = scale.clamp(0.01, 10.0);
         let mut categories: Vec<Category> = CATEGORIES
             .iter()
-            .map(|c| Category {
-                slug: (*c).to_string(),
-                name: title(c),
-                products: Vec::new(),
-            })
+            .map(|c| Category { slug: (*c).to_string(), name: title(c), products: Vec::new() })
             .collect();
         let mut products = Vec::new();
         for i in 0..n_products.max(8) {
@@ -161,45 +148,15 @@ impl Site {
             encoded: HashMap::new(),
             scale,
         };
-        let css = site.text_asset(
-            rng,
-            "/static/site.css",
-            ResourceKind::Css,
-            "text/css",
-            40_000,
-        );
-        let js = site.text_asset(
-            rng,
-            "/static/app.js",
-            ResourceKind::Js,
-            "application/javascript",
-            90_000,
-        );
-        let font = site.binary_asset(
-            rng,
-            "/static/font.woff2",
-            ResourceKind::Font,
-            "font/woff2",
-            30_000,
-        );
-        let logo = site.binary_asset(
-            rng,
-            "/img/logo.png",
-            ResourceKind::Image,
-            "image/png",
-            8_000,
-        );
+        let css = site.text_asset(rng, "/static/site.css", ResourceKind::Css, "text/css", 40_000);
+        let js = site.text_asset(rng, "/static/app.js", ResourceKind::Js, "application/javascript", 90_000);
+        let font = site.binary_asset(rng, "/static/font.woff2", ResourceKind::Font, "font/woff2", 30_000);
+        let logo = site.binary_asset(rng, "/img/logo.png", ResourceKind::Image, "image/png", 8_000);
         site.common_assets = vec![css, js, font, logo];
         let ids: Vec<u32> = site.products.iter().map(|p| p.id).collect();
         for id in ids {
             let size = rng.range(6_000, 60_000) as usize;
-            site.binary_asset(
-                rng,
-                &format!("/img/p/{id}.jpg"),
-                ResourceKind::Image,
-                "image/jpeg",
-                size,
-            );
+            site.binary_asset(rng, &format!("/img/p/{id}.jpg"), ResourceKind::Image, "image/jpeg", size);
         }
         site
     }
@@ -208,46 +165,22 @@ impl Site {
         ((n as f64) * self.scale).max(64.0) as usize
     }
 
-    fn text_asset(
-        &mut self,
-        rng: &mut Rng,
-        path: &str,
-        kind: ResourceKind,
-        ct: &'static str,
-        size: usize,
-    ) -> String {
+    fn text_asset(&mut self, rng: &mut Rng, path: &str, kind: ResourceKind, ct: &'static str, size: usize) -> String {
         let size = self.sized(size);
         let mut body = String::with_capacity(size + 64);
         let mut i = 0;
         while body.len() < size {
             if kind == ResourceKind::Css {
-                let _ = writeln!(
-                    body,
-                    ".c{i} {{ margin: {}px; color: #{}; }}",
-                    rng.below(40),
-                    rng.hex(6)
-                );
+                let _ = writeln!(body, ".c{i} {{ margin: {}px; color: #{}; }}", rng.below(40), rng.hex(6));
             } else {
-                let _ = writeln!(
-                    body,
-                    "function f{i}(a) {{ return a * {} + {}; }}",
-                    rng.below(100),
-                    rng.below(1000)
-                );
+                let _ = writeln!(body, "function f{i}(a) {{ return a * {} + {}; }}", rng.below(100), rng.below(1000));
             }
             i += 1;
         }
         self.add_asset(rng, path, kind, ct, body.into_bytes())
     }
 
-    fn binary_asset(
-        &mut self,
-        rng: &mut Rng,
-        path: &str,
-        kind: ResourceKind,
-        ct: &'static str,
-        size: usize,
-    ) -> String {
+    fn binary_asset(&mut self, rng: &mut Rng, path: &str, kind: ResourceKind, ct: &'static str, size: usize) -> String {
         let size = self.sized(size);
         let mut filler = vec![0u8; size];
         rng.fill(&mut filler);
@@ -265,25 +198,9 @@ impl Site {
         self.add_asset(rng, path, kind, ct, body)
     }
 
-    fn add_asset(
-        &mut self,
-        rng: &mut Rng,
-        path: &str,
-        kind: ResourceKind,
-        ct: &'static str,
-        body: Vec<u8>,
-    ) -> String {
+    fn add_asset(&mut self, rng: &mut Rng, path: &str, kind: ResourceKind, ct: &'static str, body: Vec<u8>) -> String {
         let etag = format!("\"{}\"", rng.hex(16));
-        self.assets.insert(
-            path.to_string(),
-            Asset {
-                path: path.to_string(),
-                kind,
-                content_type: ct,
-                body,
-                etag,
-            },
-        );
+        self.assets.insert(path.to_string(), Asset { path: path.to_string(), kind, content_type: ct, body, etag });
         path.to_string()
     }
 
@@ -307,12 +224,7 @@ impl Site {
     pub fn page_images(&self, page: &PageRef) -> Vec<String> {
         let ids: Vec<u32> = match page {
             PageRef::Home => self.products.iter().take(6).map(|p| p.id).collect(),
-            PageRef::Category(c) => self.categories[*c]
-                .products
-                .iter()
-                .take(8)
-                .map(|i| self.products[*i].id)
-                .collect(),
+            PageRef::Category(c) => self.categories[*c].products.iter().take(8).map(|i| self.products[*i].id).collect(),
             PageRef::Product(i) => {
                 let p = &self.products[*i];
                 let mut v = vec![p.id];
@@ -331,9 +243,7 @@ impl Site {
             }
             _ => Vec::new(),
         };
-        ids.into_iter()
-            .map(|id| format!("/img/p/{id}.jpg"))
-            .collect()
+        ids.into_iter().map(|id| format!("/img/p/{id}.jpg")).collect()
     }
 
     /// The HTML of a page (decoded). `error` replaces the content with the
@@ -362,11 +272,7 @@ impl Site {
         }
         h.push_str("</nav></header>\n<main>");
         if error {
-            let _ = write!(
-                h,
-                "<div class=\"error\"><h1>{}</h1><p>Please try again later.</p></div>",
-                self.error_text
-            );
+            let _ = write!(h, "<div class=\"error\"><h1>{}</h1><p>Please try again later.</p></div>", self.error_text);
         } else {
             match page {
                 PageRef::Home | PageRef::Category(_) => {
@@ -417,12 +323,7 @@ impl Site {
                             p.price_cents % 100
                         );
                     }
-                    let _ = write!(
-                        h,
-                        "</table><p class=\"total\">Total: ${}.{:02}</p>",
-                        total / 100,
-                        total % 100
-                    );
+                    let _ = write!(h, "</table><p class=\"total\">Total: ${}.{:02}</p>", total / 100, total % 100);
                     if matches!(page, PageRef::Checkout(_)) {
                         h.push_str(
                             "<form method=\"post\" action=\"/checkout/submit\"><input name=\"card_number\">\
@@ -441,9 +342,9 @@ impl Site {
                 PageRef::Login => {
                     h.push_str("<form method=\"post\" action=\"/login\"><input name=\"username\"><input name=\"password\" type=\"password\"><button>Sign in</button></form>");
                 }
-                PageRef::NotFound => h.push_str(
-                    "<h1>Page not found</h1><p>The page you are looking for does not exist.</p>",
-                ),
+                PageRef::NotFound => {
+                    h.push_str("<h1>Page not found</h1><p>The page you are looking for does not exist.</p>")
+                }
                 PageRef::ServerError(code) => {
                     let _ = write!(h, "<h1>{code} {}</h1>", crate::http::reason(*code));
                 }
@@ -457,9 +358,7 @@ impl Site {
         let mut seed = target as u64 ^ (title_text.len() as u64) << 7;
         h.push_str("<section class=\"about\"><p>");
         while h.len() < target {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let w = WORDS[(seed >> 33) as usize % WORDS.len()];
             let n = NOUNS[(seed >> 45) as usize % NOUNS.len()];
             let _ = write!(h, "{w} {n} ");

@@ -182,11 +182,8 @@ impl TcpConn {
     }
 
     fn push(&mut self, ts: i64, from_client: bool, flags: u8, off: u64, payload: Vec<u8>) {
-        let ack_off = if from_client {
-            self.s_next + u64::from(self.s_fin)
-        } else {
-            self.c_next + u64::from(self.c_fin)
-        };
+        let ack_off =
+            if from_client { self.s_next + u64::from(self.s_fin) } else { self.c_next + u64::from(self.c_fin) };
         let win = if from_client { 2048 } else { 502 };
         self.last_ts = self.last_ts.max(ts);
         self.pkts.push(Pkt {
@@ -250,11 +247,8 @@ impl TcpConn {
             let flags = if i + 1 == n { ACK | PSH } else { ACK };
             // Lost before the capture point: only the retransmission is
             // captured, a retransmission timeout later.
-            let capture_at = if self.rng.chance(self.loss.client_loss) {
-                at + (200 * MS).max(2 * self.rtt)
-            } else {
-                at
-            };
+            let capture_at =
+                if self.rng.chance(self.loss.client_loss) { at + (200 * MS).max(2 * self.rtt) } else { at };
             self.push(capture_at, true, flags, off, chunk.to_vec());
             if capture_at != at
                 && let Some(p) = self.pkts.last_mut()
@@ -293,13 +287,7 @@ impl TcpConn {
     /// is given, the server stops after that many bytes (the caller then
     /// resets or closes). Returns (capture time of the last byte sent,
     /// capture time at which the client has it all).
-    pub fn server_send(
-        &mut self,
-        t: i64,
-        data: &[u8],
-        writes: &[usize],
-        stop_after: Option<usize>,
-    ) -> (i64, i64) {
+    pub fn server_send(&mut self, t: i64, data: &[u8], writes: &[usize], stop_after: Option<usize>) -> (i64, i64) {
         let limit = stop_after.unwrap_or(data.len()).min(data.len());
         let data = &data[..limit];
         if data.is_empty() {
@@ -320,11 +308,7 @@ impl TcpConn {
             while next < n && next - acked < self.cwnd {
                 let off = self.s_next;
                 self.s_next += segs[next].len() as u64;
-                let flags = if next + 1 == n && stop_after.is_none() {
-                    ACK | PSH
-                } else {
-                    ACK
-                };
+                let flags = if next + 1 == n && stop_after.is_none() { ACK | PSH } else { ACK };
                 self.push(t_free, false, flags, off, segs[next].to_vec());
                 send_t[next] = t_free;
                 // Lost after the capture point: retransmitted a round trip
@@ -556,13 +540,7 @@ impl TcpConn {
             sisn: self.sisn,
             ip_id: [self.ip_id_c, self.ip_id_s],
         };
-        Finished {
-            pkts: out,
-            c2s,
-            s2c,
-            ends,
-            covered: [cov_c, cov_s],
-        }
+        Finished { pkts: out, c2s, s2c, ends, covered: [cov_c, cov_s] }
     }
 }
 
@@ -610,10 +588,7 @@ impl Finished {
     /// Bytes of `[a, b)` in direction `dir` (0 = client to server) that the
     /// capture lacks.
     pub fn missing_in(&self, dir: usize, a: u64, b: u64) -> u64 {
-        let have: u64 = self.covered[dir]
-            .iter()
-            .map(|(x, y)| (*y).min(b).saturating_sub((*x).max(a)))
-            .sum();
+        let have: u64 = self.covered[dir].iter().map(|(x, y)| (*y).min(b).saturating_sub((*x).max(a))).sum();
         (b - a.min(b)) - have
     }
 }
@@ -676,10 +651,7 @@ fn segment<'a>(data: &'a [u8], writes: &[usize], mss: usize) -> Vec<&'a [u8]> {
 
 /// Counts, for one direction, what the capture holds of what was sent.
 fn dir_truth(pkts: &[Pkt], from_client: bool, sent: u64) -> (DirTruth, Vec<(u64, u64)>) {
-    let mut t = DirTruth {
-        sent_bytes: sent,
-        ..DirTruth::default()
-    };
+    let mut t = DirTruth { sent_bytes: sent, ..DirTruth::default() };
     let mut covered: Vec<(u64, u64)> = Vec::new();
     let mut evidence = 0u64;
     for p in pkts {
@@ -711,26 +683,16 @@ fn dir_truth(pkts: &[Pkt], from_client: bool, sent: u64) -> (DirTruth, Vec<(u64,
     t.captured_bytes = merged.iter().map(|(a, b)| b - a).sum();
     t.missing_bytes = sent - t.captured_bytes.min(sent);
     let evidence = evidence.min(sent);
-    let covered_below: u64 = merged
-        .iter()
-        .map(|(a, b)| (*b).min(evidence).saturating_sub(*a))
-        .sum();
+    let covered_below: u64 = merged.iter().map(|(a, b)| (*b).min(evidence).saturating_sub(*a)).sum();
     t.gap_bytes = evidence - covered_below;
     (t, merged)
 }
 
 /// Builds the Ethernet frame of a packet.
 pub fn frame(e: &Endpoints, p: &Pkt, id: u16) -> Vec<u8> {
-    let (src, dst, isn, peer_isn) = if p.from_client {
-        (e.client, e.server, e.cisn, e.sisn)
-    } else {
-        (e.server, e.client, e.sisn, e.cisn)
-    };
-    let seq = if p.flags & SYN != 0 {
-        isn
-    } else {
-        isn.wrapping_add(1).wrapping_add(p.off as u32)
-    };
+    let (src, dst, isn, peer_isn) =
+        if p.from_client { (e.client, e.server, e.cisn, e.sisn) } else { (e.server, e.client, e.sisn, e.cisn) };
+    let seq = if p.flags & SYN != 0 { isn } else { isn.wrapping_add(1).wrapping_add(p.off as u32) };
     let mut tcp = TcpHeader::new(src.port, dst.port, seq, p.win);
     tcp.syn = p.flags & SYN != 0;
     tcp.fin = p.flags & FIN != 0;
@@ -757,8 +719,7 @@ pub fn frame(e: &Endpoints, p: &Pkt, id: u16) -> Vec<u8> {
     let ttl = if p.from_client { 54 } else { 64 };
     let res = match (src.ip, dst.ip, e.vlan) {
         (IpAddr::V4(s), IpAddr::V4(d), vlan) => {
-            let mut ip =
-                Ipv4Header::new(0, ttl, IpNumber::TCP, s.octets(), d.octets()).unwrap_or_default();
+            let mut ip = Ipv4Header::new(0, ttl, IpNumber::TCP, s.octets(), d.octets()).unwrap_or_default();
             ip.identification = id;
             ip.dont_fragment = true;
             let headers = etherparse::IpHeaders::Ipv4(ip, Default::default());
@@ -816,16 +777,8 @@ mod tests {
     }
 
     fn conn(loss: PathLoss, seed: u64) -> TcpConn {
-        let c = Endpoint {
-            mac: [0; 6],
-            ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-            port: 40000,
-        };
-        let s = Endpoint {
-            mac: [1; 6],
-            ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
-            port: 80,
-        };
+        let c = Endpoint { mac: [0; 6], ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), port: 40000 };
+        let s = Endpoint { mac: [1; 6], ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), port: 80 };
         TcpConn::new(c, s, None, 20 * MS, loss, Rng::new(seed))
     }
 
@@ -840,10 +793,7 @@ mod tests {
         let f = c.finish(&CaptureNoise::default());
         assert_eq!(f.c2s.sent_bytes, 300);
         assert_eq!(f.s2c.sent_bytes, 50_000);
-        assert_eq!(
-            (f.c2s.gap_bytes, f.s2c.gap_bytes, f.s2c.missing_bytes),
-            (0, 0, 0)
-        );
+        assert_eq!((f.c2s.gap_bytes, f.s2c.gap_bytes, f.s2c.missing_bytes), (0, 0, 0));
         assert_eq!(f.s2c.bytes, 50_000);
         // Every ACK covers only bytes captured before it.
         let mut seen = 0u64;
@@ -861,20 +811,10 @@ mod tests {
 
     #[test]
     fn capture_drops_become_gaps_only_where_evidence_exists() {
-        let noise = CaptureNoise {
-            drop: 0.2,
-            duplicate: 0.0,
-            reorder: 0.0,
-        };
+        let noise = CaptureNoise { drop: 0.2, duplicate: 0.0, reorder: 0.0 };
         let mut total_gap = 0;
         for seed in 0..20 {
-            let mut c = conn(
-                PathLoss {
-                    server_loss: 0.05,
-                    client_loss: 0.0,
-                },
-                seed,
-            );
+            let mut c = conn(PathLoss { server_loss: 0.05, client_loss: 0.0 }, seed);
             let t = c.open(0);
             let t = c.client_send(t, &[b'a'; 100], MS);
             let body = vec![b'b'; 30_000];

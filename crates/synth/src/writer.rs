@@ -45,11 +45,7 @@ impl<W: Write> CaptureWriter<W> {
         let mut bytes = 0u64;
         match format {
             CaptureFormat::Pcap | CaptureFormat::PcapNs => {
-                let magic: u32 = if format == CaptureFormat::Pcap {
-                    0xa1b2_c3d4
-                } else {
-                    0xa1b2_3c4d
-                };
+                let magic: u32 = if format == CaptureFormat::Pcap { 0xa1b2_c3d4 } else { 0xa1b2_3c4d };
                 let mut h = Vec::with_capacity(24);
                 h.extend_from_slice(&magic.to_le_bytes());
                 h.extend_from_slice(&2u16.to_le_bytes());
@@ -89,12 +85,7 @@ impl<W: Write> CaptureWriter<W> {
                 bytes += (shb.len() + idb.len()) as u64;
             }
         }
-        Ok(CaptureWriter {
-            out,
-            format,
-            frames: 0,
-            bytes,
-        })
+        Ok(CaptureWriter { out, format, frames: 0, bytes })
     }
 
     /// Writes one frame captured at `ts_ns` nanoseconds since the epoch.
@@ -168,10 +159,7 @@ mod tests {
         let b = w.finish().unwrap();
         assert_eq!(b.len(), 24 + 16 + 3);
         assert_eq!(&b[0..4], &0xa1b2_c3d4u32.to_le_bytes());
-        assert_eq!(
-            u32::from_le_bytes(b[24..28].try_into().unwrap()),
-            1_700_000_000
-        );
+        assert_eq!(u32::from_le_bytes(b[24..28].try_into().unwrap()), 1_700_000_000);
         assert_eq!(u32::from_le_bytes(b[28..32].try_into().unwrap()), 123_456);
         assert_eq!(&b[40..43], &[1, 2, 3]);
     }

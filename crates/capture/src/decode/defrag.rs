@@ -28,18 +28,9 @@ const MAX_PIECES: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum FragKey {
     /// IPv4: addresses, protocol and identification (RFC 791).
-    V4 {
-        src: [u8; 4],
-        dst: [u8; 4],
-        proto: u8,
-        id: u16,
-    },
+    V4 { src: [u8; 4], dst: [u8; 4], proto: u8, id: u16 },
     /// IPv6: addresses and the fragment header's identification (RFC 8200).
-    V6 {
-        src: [u8; 16],
-        dst: [u8; 16],
-        id: u32,
-    },
+    V6 { src: [u8; 16], dst: [u8; 16], id: u32 },
 }
 
 /// One fragment as the IP layer found it.
@@ -175,8 +166,7 @@ impl Defrag {
         }
         // Once every other datagram is gone, `pending` is `cur_len`, which
         // with `growth` fits (checked above).
-        while self.pending.saturating_add(growth) > cfg.max_frag_bytes && self.evict_oldest(&f.key)
-        {
+        while self.pending.saturating_add(growth) > cfg.max_frag_bytes && self.evict_oldest(&f.key) {
             st.evicted += 1;
         }
 
@@ -190,9 +180,7 @@ impl Defrag {
         if growth > 0 {
             d.data.resize(end, 0);
             self.pending = self.pending.saturating_add(growth);
-            st.peak_pending_bytes = st
-                .peak_pending_bytes
-                .max(u64::try_from(self.pending).unwrap_or(u64::MAX));
+            st.peak_pending_bytes = st.peak_pending_bytes.max(u64::try_from(self.pending).unwrap_or(u64::MAX));
         }
 
         // Copy the bytes not held yet; compare the ones that are.
@@ -267,10 +255,9 @@ impl Defrag {
 /// Copies datagram bytes `from..to` out of a fragment that starts at
 /// `offset`; returns how many were copied.
 fn copy(data: &mut [u8], frag: &[u8], offset: usize, from: usize, to: usize) -> usize {
-    let (Some(dst), Some(src)) = (
-        data.get_mut(from..to),
-        frag.get(from.saturating_sub(offset)..to.saturating_sub(offset)),
-    ) else {
+    let (Some(dst), Some(src)) =
+        (data.get_mut(from..to), frag.get(from.saturating_sub(offset)..to.saturating_sub(offset)))
+    else {
         return 0;
     };
     if dst.len() != src.len() {
@@ -285,10 +272,7 @@ pub(super) fn add_piece(pieces: &mut Vec<(usize, usize)>, start: usize, end: usi
     // First range that ends at or after `start` (touching counts).
     let i = pieces.partition_point(|&(_, b)| b < start);
     // Ranges from `i` that begin at or before `end` merge with the new one.
-    let j = i + pieces
-        .get(i..)
-        .unwrap_or_default()
-        .partition_point(|&(a, _)| a <= end);
+    let j = i + pieces.get(i..).unwrap_or_default().partition_point(|&(a, _)| a <= end);
     let merged = match (pieces.get(i), j.checked_sub(1).and_then(|k| pieces.get(k))) {
         (Some(&(a, _)), Some(&(_, b))) if j > i => (a.min(start), b.max(end)),
         _ => (start, end),

@@ -212,11 +212,7 @@ impl<'a> Walker<'a, '_> {
             return Err(self.short(s, Reason::MalformedLink));
         };
         let le = u32::from_le_bytes(*fam);
-        let fam = if le & 0xffff == 0 {
-            le.swap_bytes()
-        } else {
-            le
-        };
+        let fam = if le & 0xffff == 0 { le.swap_bytes() } else { le };
         let rest = self.skip(s, 4, Reason::MalformedLink)?;
         self.stats.layers.loopback += 1;
         match fam {
@@ -294,11 +290,7 @@ impl<'a> Walker<'a, '_> {
             None => true,
         };
         let rd = |b: [u8; 2]| {
-            if little {
-                u16::from_le_bytes(b)
-            } else {
-                u16::from_be_bytes(b)
-            }
+            if little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }
         };
         while !tlvs.is_empty() {
             let Some(&[l0, l1, t0, t1]) = tlvs.first_chunk::<4>() else {

@@ -38,8 +38,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::err::{ip_auth, ipv4, ipv6, tcp};
 use etherparse::{
-    IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice,
-    Ipv6RawExtHeaderSlice, TcpHeaderSlice,
+    IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice, Ipv6RawExtHeaderSlice, TcpHeaderSlice,
 };
 
 use crate::packet::{Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
@@ -338,10 +337,7 @@ impl DecodeStats {
     /// Packets minus the sum of the terminal buckets: zero unless a packet
     /// went uncounted or was counted twice (a bug).
     pub fn unaccounted(&self) -> i64 {
-        let terminal = self
-            .outcome
-            .counts()
-            .fold(0i128, |acc, (_, n)| acc + i128::from(n));
+        let terminal = self.outcome.counts().fold(0i128, |acc, (_, n)| acc + i128::from(n));
         let diff = i128::from(self.packets) - terminal;
         i64::try_from(diff).unwrap_or(if diff < 0 { i64::MIN } else { i64::MAX })
     }
@@ -433,12 +429,7 @@ impl Decoder {
     /// Everything else is counted in [`Decoder::stats`]. Packets must come
     /// in capture order: fragment timeouts run on their timestamps.
     pub fn decode<'a>(&'a mut self, pkt: &Packet<'a>) -> Option<TcpSegment<'a>> {
-        let Decoder {
-            cfg,
-            stats,
-            defrag,
-            bufs,
-        } = self;
+        let Decoder { cfg, stats, defrag, bufs } = self;
         stats.packets = stats.packets.saturating_add(1);
         let cut = u64::try_from(pkt.data.len()).unwrap_or(u64::MAX) < u64::from(pkt.orig_len);
         if cut {
@@ -546,9 +537,7 @@ fn end_addr(s: &[u8]) -> usize {
 /// Big-endian u16 at `at`, if the bytes are there.
 #[inline]
 fn be16(s: &[u8], at: usize) -> Option<u16> {
-    s.get(at..)?
-        .first_chunk::<2>()
-        .map(|b| u16::from_be_bytes(*b))
+    s.get(at..)?.first_chunk::<2>().map(|b| u16::from_be_bytes(*b))
 }
 
 /// The byte at `at`, if there.
@@ -566,11 +555,7 @@ impl<'a> Walker<'a, '_> {
     /// The bucket for a header that does not fit in `s`: truncated when `s`
     /// runs to the end of a frame the snapshot length cut, else `malformed`.
     fn short(&self, s: &[u8], malformed: Reason) -> Reason {
-        if self.at_cut_end(s) {
-            Reason::TruncatedHeaders
-        } else {
-            malformed
-        }
+        if self.at_cut_end(s) { Reason::TruncatedHeaders } else { malformed }
     }
 
     /// The bytes of `s` from `at` on, or the bucket for a short header.
@@ -628,12 +613,7 @@ impl<'a> Walker<'a, '_> {
     /// Splits an IP packet at its header (`hlen` bytes) and the length its
     /// header announces (`total`, 0 = take what was captured): the payload
     /// bytes present and the payload length on the wire.
-    fn ip_extent(
-        &mut self,
-        s: &'a [u8],
-        hlen: usize,
-        total: usize,
-    ) -> Result<(&'a [u8], usize), Reason> {
+    fn ip_extent(&mut self, s: &'a [u8], hlen: usize, total: usize) -> Result<(&'a [u8], usize), Reason> {
         let total = if total == 0 {
             self.stats.anomalies.ip_length_zero += 1;
             s.len()
@@ -667,29 +647,14 @@ impl<'a> Walker<'a, '_> {
         };
         self.stats.layers.ipv4 += 1;
         let (payload, declared) = self.ip_extent(s, h.slice().len(), usize::from(h.total_len()))?;
-        let ends = Ends {
-            src: IpAddr::V4(Ipv4Addr::from(h.source())),
-            dst: IpAddr::V4(Ipv4Addr::from(h.destination())),
-        };
+        let ends =
+            Ends { src: IpAddr::V4(Ipv4Addr::from(h.source())), dst: IpAddr::V4(Ipv4Addr::from(h.destination())) };
         let proto = h.protocol().0;
         let offset = usize::from(h.fragments_offset().value()) * 8;
         if offset != 0 || h.more_fragments() {
             self.stats.fragments.fragments_v4 += 1;
-            let key = FragKey::V4 {
-                src: h.source(),
-                dst: h.destination(),
-                proto,
-                id: h.identification(),
-            };
-            return self.fragment(
-                ends,
-                key,
-                offset,
-                h.more_fragments(),
-                proto,
-                payload,
-                declared,
-            );
+            let key = FragKey::V4 { src: h.source(), dst: h.destination(), proto, id: h.identification() };
+            return self.fragment(ends, key, offset, h.more_fragments(), proto, payload, declared);
         }
         self.upper(ends, proto, payload, declared, false, false)
     }
@@ -711,10 +676,8 @@ impl<'a> Walker<'a, '_> {
             n => hlen + usize::from(n),
         };
         let (payload, declared) = self.ip_extent(s, hlen, total)?;
-        let ends = Ends {
-            src: IpAddr::V6(Ipv6Addr::from(h.source())),
-            dst: IpAddr::V6(Ipv6Addr::from(h.destination())),
-        };
+        let ends =
+            Ends { src: IpAddr::V6(Ipv6Addr::from(h.source())), dst: IpAddr::V6(Ipv6Addr::from(h.destination())) };
         self.upper(ends, next, payload, declared, true, false)
     }
 
@@ -739,21 +702,9 @@ impl<'a> Walker<'a, '_> {
             self.stats.fragments.invalid += 1;
             return Err(Reason::FragmentDropped);
         };
-        let frag = Fragment {
-            key,
-            offset,
-            more,
-            proto,
-            data,
-        };
+        let frag = Fragment { key, offset, more, proto, data };
         let v6 = matches!(key, FragKey::V6 { .. });
-        match self.defrag.insert(
-            frag,
-            self.ts,
-            self.cfg,
-            &mut self.stats.fragments,
-            &mut *buf,
-        ) {
+        match self.defrag.insert(frag, self.ts, self.cfg, &mut self.stats.fragments, &mut *buf) {
             Insert::Held => Err(Reason::FragmentHeld),
             Insert::Dropped => Err(Reason::FragmentDropped),
             Insert::Complete(proto) => {
@@ -811,8 +762,7 @@ impl<'a> Walker<'a, '_> {
                     h.slice().len()
                 }
                 PROTO_FRAGMENT if v6 => {
-                    let h = Ipv6FragmentHeaderSlice::from_slice(s)
-                        .map_err(|_| self.short(s, Reason::MalformedIp))?;
+                    let h = Ipv6FragmentHeaderSlice::from_slice(s).map_err(|_| self.short(s, Reason::MalformedIp))?;
                     self.stats.layers.ipv6_ext_headers += 1;
                     let hlen = h.slice().len();
                     let rest = s.get(hlen..).ok_or(Reason::MalformedIp)?;
@@ -827,11 +777,7 @@ impl<'a> Walker<'a, '_> {
                         let (IpAddr::V6(src), IpAddr::V6(dst)) = (ends.src, ends.dst) else {
                             return Err(Reason::MalformedIp);
                         };
-                        let key = FragKey::V6 {
-                            src: src.octets(),
-                            dst: dst.octets(),
-                            id: h.identification(),
-                        };
+                        let key = FragKey::V6 { src: src.octets(), dst: dst.octets(), id: h.identification() };
                         let nh = h.next_header().0;
                         return self.fragment(ends, key, offset, more, nh, rest, rest_declared);
                     }
@@ -840,8 +786,7 @@ impl<'a> Walker<'a, '_> {
                     hlen
                 }
                 p if v6 && is_generic_ext(p) => {
-                    let h = Ipv6RawExtHeaderSlice::from_slice(s)
-                        .map_err(|_| self.short(s, Reason::MalformedIp))?;
+                    let h = Ipv6RawExtHeaderSlice::from_slice(s).map_err(|_| self.short(s, Reason::MalformedIp))?;
                     self.stats.layers.ipv6_ext_headers += 1;
                     proto = h.next_header().0;
                     h.slice().len()
@@ -866,11 +811,7 @@ impl<'a> Walker<'a, '_> {
         let flags = TcpFlags(byte(h.slice(), 13).unwrap_or(0));
         // Window scale, MSS and SACK-permitted only mean something on a SYN
         // (RFC 7323 2.2: ignore window scale elsewhere).
-        let options = if flags.syn() {
-            tcp_options(h.options())
-        } else {
-            TcpOptions::default()
-        };
+        let options = if flags.syn() { tcp_options(h.options()) } else { TcpOptions::default() };
         Ok(Next::Segment(TcpSegment {
             frame: self.frame,
             ts: self.ts,
@@ -888,18 +829,13 @@ impl<'a> Walker<'a, '_> {
 
     /// A UDP header: a tunnel on a known port (either side), else counted.
     fn udp(&mut self, s: &'a [u8], declared: usize) -> Step<'a> {
-        let (Some(sport), Some(dport), Some(ulen), true) =
-            (be16(s, 0), be16(s, 2), be16(s, 4), s.len() >= UDP_HEADER)
+        let (Some(sport), Some(dport), Some(ulen), true) = (be16(s, 0), be16(s, 2), be16(s, 4), s.len() >= UDP_HEADER)
         else {
             return Err(self.short(s, Reason::Udp));
         };
         // The UDP length may trim the datagram further (0 = jumbogram).
         let ulen = usize::from(ulen);
-        let end = if (UDP_HEADER..=declared).contains(&ulen) {
-            ulen.min(s.len())
-        } else {
-            s.len()
-        };
+        let end = if (UDP_HEADER..=declared).contains(&ulen) { ulen.min(s.len()) } else { s.len() };
         let body = s.get(UDP_HEADER..end).ok_or(Reason::Udp)?;
         for port in [dport, sport] {
             if let Some(next) = self.udp_tunnel(port, body)? {

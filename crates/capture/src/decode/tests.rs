@@ -60,10 +60,7 @@ impl H {
     }
 
     fn with(cfg: DecodeConfig) -> H {
-        H {
-            dec: Decoder::new(cfg),
-            frame: 0,
-        }
+        H { dec: Decoder::new(cfg), frame: 0 }
     }
 
     /// Decodes a complete (uncut) frame at time 0.
@@ -73,31 +70,14 @@ impl H {
 
     /// Decodes a frame whose wire length was `orig_len`, at `ts`; returns
     /// the segment and the terminal bucket the packet landed in.
-    fn feed_at(
-        &mut self,
-        lt: Linktype,
-        data: &[u8],
-        orig_len: usize,
-        ts: Ts,
-    ) -> (Option<Seg>, &'static str) {
+    fn feed_at(&mut self, lt: Linktype, data: &[u8], orig_len: usize, ts: Ts) -> (Option<Seg>, &'static str) {
         self.frame += 1;
         let before: Vec<u64> = self.dec.stats().outcome.counts().map(|(_, n)| n).collect();
-        let pkt = Packet {
-            frame: self.frame,
-            source: 0,
-            ts,
-            linktype: lt,
-            data,
-            orig_len: u32::try_from(orig_len).unwrap(),
-        };
+        let pkt =
+            Packet { frame: self.frame, source: 0, ts, linktype: lt, data, orig_len: u32::try_from(orig_len).unwrap() };
         let seg = self.dec.decode(&pkt).map(Seg::from);
         let stats = self.dec.stats();
-        assert_eq!(
-            stats.unaccounted(),
-            0,
-            "unaccounted after frame {}",
-            self.frame
-        );
+        assert_eq!(stats.unaccounted(), 0, "unaccounted after frame {}", self.frame);
         let changed: Vec<&'static str> = stats
             .outcome
             .counts()
@@ -108,10 +88,7 @@ impl H {
         assert_eq!(changed.len(), 1, "exactly one terminal bucket: {changed:?}");
         if let Some(s) = &seg {
             assert_eq!(changed[0], "tcp_segments");
-            assert!(
-                s.payload.len() <= s.payload_len as usize,
-                "payload beyond its length"
-            );
+            assert!(s.payload.len() <= s.payload_len as usize, "payload beyond its length");
         }
         assert!(self.dec.pending_fragment_bytes() <= self.dec.cfg.max_frag_bytes);
         (seg, changed[0])
@@ -167,24 +144,14 @@ const BODY: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
 /// IPv4 + TCP (ACK|PSH) from C4:40000 to S4:80 carrying `payload`.
 fn tcp4(payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ipv4(C4, S4, 64)
-        .tcp(SPORT, DPORT, SEQ, WIN)
-        .ack(ACK)
-        .psh()
-        .write(&mut v, payload)
-        .unwrap();
+    PacketBuilder::ipv4(C4, S4, 64).tcp(SPORT, DPORT, SEQ, WIN).ack(ACK).psh().write(&mut v, payload).unwrap();
     v
 }
 
 /// IPv6 + TCP (ACK|PSH) from C6:40000 to S6:80 carrying `payload`.
 fn tcp6(payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ipv6(C6, S6, 64)
-        .tcp(SPORT, DPORT, SEQ, WIN)
-        .ack(ACK)
-        .psh()
-        .write(&mut v, payload)
-        .unwrap();
+    PacketBuilder::ipv6(C6, S6, 64).tcp(SPORT, DPORT, SEQ, WIN).ack(ACK).psh().write(&mut v, payload).unwrap();
     v
 }
 
@@ -216,9 +183,7 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 
 /// Ethernet II header with the given type.
 fn eth_hdr(t: u16) -> Vec<u8> {
-    let mut v = vec![
-        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x02, 0x11, 0x22, 0x33, 0x44, 0x66,
-    ];
+    let mut v = vec![0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x02, 0x11, 0x22, 0x33, 0x44, 0x66];
     v.extend_from_slice(&t.to_be_bytes());
     v
 }
@@ -233,14 +198,7 @@ fn tag(vid: u16, inner: u16) -> Vec<u8> {
 }
 
 /// An IPv4 header (checksum left 0: it is never verified).
-fn ip4_hdr(
-    proto: u8,
-    payload_len: usize,
-    src: [u8; 4],
-    dst: [u8; 4],
-    id: u16,
-    frag: u16,
-) -> Vec<u8> {
+fn ip4_hdr(proto: u8, payload_len: usize, src: [u8; 4], dst: [u8; 4], id: u16, frag: u16) -> Vec<u8> {
     let total = u16::try_from(20 + payload_len).unwrap();
     let mut v = vec![0x45, 0];
     v.extend_from_slice(&total.to_be_bytes());
@@ -275,20 +233,14 @@ fn ip6(next: u8, payload: &[u8]) -> Vec<u8> {
 /// Outer IPv4 + UDP around `payload`.
 fn udp4(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ipv4(O4A, O4B, 64)
-        .udp(sport, dport)
-        .write(&mut v, payload)
-        .unwrap();
+    PacketBuilder::ipv4(O4A, O4B, 64).udp(sport, dport).write(&mut v, payload).unwrap();
     v
 }
 
 /// Outer IPv6 + UDP around `payload`.
 fn udp6(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ipv6(O6A, O6B, 64)
-        .udp(sport, dport)
-        .write(&mut v, payload)
-        .unwrap();
+    PacketBuilder::ipv6(O6A, O6B, 64).udp(sport, dport).write(&mut v, payload).unwrap();
     v
 }
 
@@ -332,10 +284,7 @@ fn loopback_null_both_byte_orders_and_loop() {
         }
     }
     // AF_APPLETALK (16): not IP.
-    assert_eq!(
-        bucket(Linktype::NULL, &cat(&[&16u32.to_le_bytes(), &tcp4(BODY)])),
-        "other_link_payload"
-    );
+    assert_eq!(bucket(Linktype::NULL, &cat(&[&16u32.to_le_bytes(), &tcp4(BODY)])), "other_link_payload");
     assert_eq!(bucket(Linktype::NULL, &[2, 0]), "malformed_link");
     let mut h = H::new();
     h.seg(Linktype::LOOP, &cat(&[&2u32.to_be_bytes(), &tcp4(BODY)]));
@@ -354,9 +303,7 @@ fn sll(proto: u16, inner: &[u8]) -> Vec<u8> {
 /// type, address length, address.
 fn sll2(proto: u16, inner: &[u8]) -> Vec<u8> {
     let mut v = proto.to_be_bytes().to_vec();
-    v.extend_from_slice(&[
-        0, 0, 0, 0, 0, 3, 0, 1, 4, 6, 0x02, 0x11, 0x22, 0x33, 0x44, 0x66, 0, 0,
-    ]);
+    v.extend_from_slice(&[0, 0, 0, 0, 0, 3, 0, 1, 4, 6, 0x02, 0x11, 0x22, 0x33, 0x44, 0x66, 0, 0]);
     cat(&[&v, inner])
 }
 
@@ -371,14 +318,8 @@ fn linux_cooked_v1_and_v2() {
     assert_seg6(&seg(Linktype::LINUX_SLL2, &sll2(0x86dd, &tcp6(BODY))), BODY);
     assert_eq!(bucket(Linktype::LINUX_SLL, &sll(0x0806, &[0; 28])), "arp");
     // ETH_P_CAN.
-    assert_eq!(
-        bucket(Linktype::LINUX_SLL, &sll(0x000c, &[0; 16])),
-        "other_link_payload"
-    );
-    assert_eq!(
-        bucket(Linktype::LINUX_SLL2, &sll2(0x0800, &[])[..19]),
-        "malformed_link"
-    );
+    assert_eq!(bucket(Linktype::LINUX_SLL, &sll(0x000c, &[0; 16])), "other_link_payload");
+    assert_eq!(bucket(Linktype::LINUX_SLL2, &sll2(0x0800, &[])[..19]), "malformed_link");
     let mut h = H::new();
     h.seg(Linktype::LINUX_SLL2, &sll2(0x0800, &tcp4(BODY)));
     assert_eq!(h.stats().layers.sll, 1);
@@ -425,10 +366,7 @@ fn nflog_both_byte_orders() {
     let no_payload = cat(&[&[2, 0, 0, 1], &nflog_tlv(1, &[8, 0, 3, 0], true)]);
     assert_eq!(bucket(Linktype::NFLOG, &no_payload), "other_link_payload");
     // A TLV shorter than its own header.
-    assert_eq!(
-        bucket(Linktype::NFLOG, &[2, 0, 0, 1, 2, 0, 9, 0]),
-        "malformed_link"
-    );
+    assert_eq!(bucket(Linktype::NFLOG, &[2, 0, 0, 1, 2, 0, 9, 0]), "malformed_link");
     // Payload TLV longer than the frame, frame not cut.
     // (The last TLV is 8 bytes, the payload TLV has 2 bytes of padding:
     // cutting 14 bytes takes 4 off the TCP payload.)
@@ -447,31 +385,16 @@ fn nflog_both_byte_orders() {
 #[test]
 fn ppp_link_types() {
     for lt in [Linktype::PPP, Linktype::PPP_HDLC] {
-        assert_seg4(
-            &seg(lt, &cat(&[&[0xff, 0x03, 0x00, 0x21], &tcp4(BODY)])),
-            BODY,
-        );
-        assert_seg6(
-            &seg(lt, &cat(&[&[0xff, 0x03, 0x00, 0x57], &tcp6(BODY)])),
-            BODY,
-        );
+        assert_seg4(&seg(lt, &cat(&[&[0xff, 0x03, 0x00, 0x21], &tcp4(BODY)])), BODY);
+        assert_seg6(&seg(lt, &cat(&[&[0xff, 0x03, 0x00, 0x57], &tcp6(BODY)])), BODY);
         assert_seg4(&seg(lt, &cat(&[&[0x00, 0x21], &tcp4(BODY)])), BODY);
         // Protocol field compression (one byte).
         assert_seg4(&seg(lt, &cat(&[&[0xff, 0x03, 0x21], &tcp4(BODY)])), BODY);
         // LCP.
-        assert_eq!(
-            bucket(lt, &[0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4]),
-            "other_link_payload"
-        );
+        assert_eq!(bucket(lt, &[0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4]), "other_link_payload");
     }
     // Cisco HDLC inside link type 50.
-    assert_seg4(
-        &seg(
-            Linktype::PPP_HDLC,
-            &cat(&[&[0x0f, 0x00, 0x08, 0x00], &tcp4(BODY)]),
-        ),
-        BODY,
-    );
+    assert_seg4(&seg(Linktype::PPP_HDLC, &cat(&[&[0x0f, 0x00, 0x08, 0x00], &tcp4(BODY)])), BODY);
     // PPP over Ethernet without the Ethernet header.
     assert_seg4(&seg(Linktype::PPP_ETHER, &pppoe(0x0021, &tcp4(BODY))), BODY);
 }
@@ -487,24 +410,9 @@ fn unsupported_linktype_is_counted() {
 #[test]
 fn vlan_qinq_any_depth() {
     let one = eth(0x8100, &cat(&[&tag(10, 0x0800), &tcp4(BODY)]));
-    let qinq = eth(
-        0x88a8,
-        &cat(&[&tag(100, 0x8100), &tag(10, 0x86dd), &tcp6(BODY)]),
-    );
-    let old = eth(
-        0x9100,
-        &cat(&[&tag(100, 0x8100), &tag(10, 0x0800), &tcp4(BODY)]),
-    );
-    let deep = eth(
-        0x88a8,
-        &cat(&[
-            &tag(1, 0x88a8),
-            &tag(2, 0x9100),
-            &tag(3, 0x8100),
-            &tag(4, 0x0800),
-            &tcp4(BODY),
-        ]),
-    );
+    let qinq = eth(0x88a8, &cat(&[&tag(100, 0x8100), &tag(10, 0x86dd), &tcp6(BODY)]));
+    let old = eth(0x9100, &cat(&[&tag(100, 0x8100), &tag(10, 0x0800), &tcp4(BODY)]));
+    let deep = eth(0x88a8, &cat(&[&tag(1, 0x88a8), &tag(2, 0x9100), &tag(3, 0x8100), &tag(4, 0x0800), &tcp4(BODY)]));
     let mut h = H::new();
     assert_seg4(&h.seg(ETH, &one), BODY);
     assert_seg6(&h.seg(ETH, &qinq), BODY);
@@ -533,40 +441,23 @@ fn llc_snap_and_plain_llc() {
     padded.resize(64, 0xee);
     assert_seg4(&seg(ETH, &padded), b"");
     // Spanning tree BPDU.
-    assert_eq!(
-        bucket(ETH, &dot3(&[0x42, 0x42, 0x03, 0, 0, 0, 0, 0])),
-        "llc"
-    );
+    assert_eq!(bucket(ETH, &dot3(&[0x42, 0x42, 0x03, 0, 0, 0, 0, 0])), "llc");
     // CDP: SNAP with Cisco's OUI.
-    assert_eq!(
-        bucket(ETH, &dot3(&[0xaa, 0xaa, 0x03, 0, 0, 0x0c, 0x20, 0, 1, 2])),
-        "llc"
-    );
+    assert_eq!(bucket(ETH, &dot3(&[0xaa, 0xaa, 0x03, 0, 0, 0x0c, 0x20, 0, 1, 2])), "llc");
     // 802.3 inside a VLAN tag.
     let tagged = eth(0x8100, &cat(&[&tag(5, 3), &[0x42, 0x42, 0x03]]));
     assert_eq!(bucket(ETH, &tagged), "llc");
     // SNAP with an ARP ethertype.
-    assert_eq!(
-        bucket(ETH, &dot3(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x06, 0, 1])),
-        "arp"
-    );
+    assert_eq!(bucket(ETH, &dot3(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x06, 0, 1])), "arp");
     // Type field in the undefined 1501..1535 range.
     assert_eq!(bucket(ETH, &eth(1510, &tcp4(BODY))), "malformed_link");
-    assert_eq!(
-        bucket(ETH, &dot3(&[0xaa, 0xaa, 0x03, 0, 0])),
-        "malformed_link"
-    );
+    assert_eq!(bucket(ETH, &dot3(&[0xaa, 0xaa, 0x03, 0, 0])), "malformed_link");
 }
 
 /// PPPoE session header (session 0x1234) and PPP protocol around `inner`.
 fn pppoe(proto: u16, inner: &[u8]) -> Vec<u8> {
     let len = u16::try_from(2 + inner.len()).unwrap();
-    cat(&[
-        &[0x11, 0x00, 0x12, 0x34],
-        &len.to_be_bytes(),
-        &proto.to_be_bytes(),
-        inner,
-    ])
+    cat(&[&[0x11, 0x00, 0x12, 0x34], &len.to_be_bytes(), &proto.to_be_bytes(), inner])
 }
 
 #[test]
@@ -580,15 +471,9 @@ fn pppoe_session() {
     assert_eq!(h.stats().layers.pppoe, 2);
     assert_eq!(h.stats().layers.ppp, 2);
     // Discovery stage.
-    assert_eq!(
-        bucket(ETH, &eth(0x8863, &[0x11, 0x09, 0, 0, 0, 0])),
-        "other_ethertype"
-    );
+    assert_eq!(bucket(ETH, &eth(0x8863, &[0x11, 0x09, 0, 0, 0, 0])), "other_ethertype");
     // Wrong version/type.
-    assert_eq!(
-        bucket(ETH, &eth(0x8864, &[0x21, 0, 0, 1, 0, 2, 0, 0x21])),
-        "malformed_link"
-    );
+    assert_eq!(bucket(ETH, &eth(0x8864, &[0x21, 0, 0, 1, 0, 2, 0, 0x21])), "malformed_link");
 }
 
 /// One MPLS label stack entry.
@@ -599,39 +484,19 @@ fn label(value: u32, bottom: bool) -> [u8; 4] {
 #[test]
 fn mpls_ip_and_pseudowire() {
     let mut h = H::new();
-    assert_seg4(
-        &h.seg(ETH, &eth(0x8847, &cat(&[&label(16, true), &tcp4(BODY)]))),
-        BODY,
-    );
-    let stacked = cat(&[
-        &label(16, false),
-        &label(17, false),
-        &label(18, true),
-        &tcp6(BODY),
-    ]);
+    assert_seg4(&h.seg(ETH, &eth(0x8847, &cat(&[&label(16, true), &tcp4(BODY)]))), BODY);
+    let stacked = cat(&[&label(16, false), &label(17, false), &label(18, true), &tcp6(BODY)]);
     assert_seg6(&h.seg(ETH, &eth(0x8847, &stacked)), BODY);
     // Ethernet pseudowire: control word 0000, then a whole frame.
     let pw = cat(&[&label(20, true), &[0, 0, 0, 5], &eth(0x0800, &tcp4(BODY))]);
     assert_seg4(&h.seg(ETH, &eth(0x8847, &pw)), BODY);
-    assert_seg4(
-        &h.seg(ETH, &eth(0x8848, &cat(&[&label(3, true), &tcp4(BODY)]))),
-        BODY,
-    );
+    assert_seg4(&h.seg(ETH, &eth(0x8848, &cat(&[&label(3, true), &tcp4(BODY)]))), BODY);
     assert_eq!(h.stats().layers.mpls, 4);
     assert_eq!(h.stats().layers.mpls_pw, 1);
     // Generic associated channel (first nibble 1).
-    assert_eq!(
-        bucket(ETH, &eth(0x8847, &[0, 0, 0xd1, 64, 0x10, 0, 0, 0x21])),
-        "other_link_payload"
-    );
+    assert_eq!(bucket(ETH, &eth(0x8847, &[0, 0, 0xd1, 64, 0x10, 0, 0, 0x21])), "other_link_payload");
     // Never reaches bottom of stack.
-    assert_eq!(
-        bucket(
-            ETH,
-            &eth(0x8847, &cat(&[&label(1, false), &label(2, false)]))
-        ),
-        "malformed_link"
-    );
+    assert_eq!(bucket(ETH, &eth(0x8847, &cat(&[&label(1, false), &label(2, false)]))), "malformed_link");
 }
 
 #[test]
@@ -671,27 +536,16 @@ fn gre_every_flag_combination_and_protocol() {
         assert_seg4(&h.seg(ETH, &eth(0x0800, &v4)), BODY);
         let v6 = ip4(47, &cat(&[&gre_hdr(c, k, s, 0x86dd), &tcp6(BODY)]));
         assert_seg6(&h.seg(ETH, &eth(0x0800, &v6)), BODY);
-        let teb = ip6(
-            47,
-            &cat(&[&gre_hdr(c, k, s, 0x6558), &eth(0x0800, &tcp4(BODY))]),
-        );
+        let teb = ip6(47, &cat(&[&gre_hdr(c, k, s, 0x6558), &eth(0x0800, &tcp4(BODY))]));
         assert_seg4(&h.seg(ETH, &eth(0x86dd, &teb)), BODY);
-        let mpls = ip4(
-            47,
-            &cat(&[&gre_hdr(c, k, s, 0x8847), &label(16, true), &tcp4(BODY)]),
-        );
+        let mpls = ip4(47, &cat(&[&gre_hdr(c, k, s, 0x8847), &label(16, true), &tcp4(BODY)]));
         assert_seg4(&h.seg(ETH, &eth(0x0800, &mpls)), BODY);
         n += 4;
     }
     assert_eq!(h.stats().layers.gre, n);
     // RFC 1701 routing: checksum/offset, one source route entry, NULL entry.
-    let routed = cat(&[
-        &[0x40, 0x00, 0x08, 0x00],
-        &[0, 0, 0, 0],
-        &[0x08, 0x00, 0, 4, 10, 0, 0, 9],
-        &[0, 0, 0, 0],
-        &tcp4(BODY),
-    ]);
+    let routed =
+        cat(&[&[0x40, 0x00, 0x08, 0x00], &[0, 0, 0, 0], &[0x08, 0x00, 0, 4, 10, 0, 0, 9], &[0, 0, 0, 0], &tcp4(BODY)]);
     assert_seg4(&seg(Linktype::RAW, &ip4(47, &routed)), BODY);
     // Enhanced GRE (PPTP): K, S and A set, PPP inside.
     let pptp = cat(&[
@@ -704,28 +558,13 @@ fn gre_every_flag_combination_and_protocol() {
     ]);
     assert_seg4(&seg(Linktype::RAW, &ip4(47, &pptp)), BODY);
     let ack_only = [0x20, 0x81, 0x88, 0x0b, 0, 0, 0, 1, 0, 0, 0, 2];
-    assert_eq!(
-        bucket(Linktype::RAW, &ip4(47, &ack_only)),
-        "other_link_payload"
-    );
-    assert_eq!(
-        bucket(Linktype::RAW, &ip4(47, &[0x00, 0x02, 0x08, 0x00])),
-        "malformed_tunnel"
-    );
-    assert_eq!(
-        bucket(Linktype::RAW, &ip4(47, &[0xb0, 0x00, 0x08, 0x00, 0, 0])),
-        "malformed_tunnel"
-    );
+    assert_eq!(bucket(Linktype::RAW, &ip4(47, &ack_only)), "other_link_payload");
+    assert_eq!(bucket(Linktype::RAW, &ip4(47, &[0x00, 0x02, 0x08, 0x00])), "malformed_tunnel");
+    assert_eq!(bucket(Linktype::RAW, &ip4(47, &[0xb0, 0x00, 0x08, 0x00, 0, 0])), "malformed_tunnel");
     // WCCP, and a GRE keepalive (protocol 0: no 802.3 lengths outside
     // Ethernet).
-    assert_eq!(
-        bucket(Linktype::RAW, &ip4(47, &[0, 0, 0x88, 0x3e])),
-        "other_ethertype"
-    );
-    assert_eq!(
-        bucket(Linktype::RAW, &ip4(47, &[0, 0, 0, 0])),
-        "other_ethertype"
-    );
+    assert_eq!(bucket(Linktype::RAW, &ip4(47, &[0, 0, 0x88, 0x3e])), "other_ethertype");
+    assert_eq!(bucket(Linktype::RAW, &ip4(47, &[0, 0, 0, 0])), "other_ethertype");
 }
 
 #[test]
@@ -735,28 +574,16 @@ fn erspan_types_one_two_three() {
     let t1 = ip4(47, &cat(&[&gre_hdr(false, false, false, 0x88be), &inner]));
     // Type II: sequence number, 8-byte header (version 1).
     let e2 = [0x10, 0x64, 0x00, 0x01, 0, 0, 0, 0];
-    let t2 = ip4(
-        47,
-        &cat(&[&gre_hdr(false, false, true, 0x88be), &e2, &inner]),
-    );
+    let t2 = ip4(47, &cat(&[&gre_hdr(false, false, true, 0x88be), &e2, &inner]));
     // Type III without and with the platform subheader (O bit), and with
     // frame type 2 (IP).
     let e3 = [0x20, 0x64, 0x00, 0x01, 0, 0, 0, 1, 0, 0, 0x00, 0x00];
     let e3o = [0x20, 0x64, 0x00, 0x01, 0, 0, 0, 1, 0, 0, 0x00, 0x01];
     let e3ip = [0x20, 0x64, 0x00, 0x01, 0, 0, 0, 1, 0, 0, 0x08, 0x00];
     let plat = [0x08, 0, 0, 0, 0, 0, 0, 0];
-    let t3 = ip4(
-        47,
-        &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3, &inner]),
-    );
-    let t3o = ip4(
-        47,
-        &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3o, &plat, &inner]),
-    );
-    let t3ip = ip4(
-        47,
-        &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3ip, &tcp6(BODY)]),
-    );
+    let t3 = ip4(47, &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3, &inner]));
+    let t3o = ip4(47, &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3o, &plat, &inner]));
+    let t3ip = ip4(47, &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3ip, &tcp6(BODY)]));
     let mut h = H::new();
     for p in [&t1, &t2, &t3, &t3o] {
         assert_seg4(&h.seg(ETH, &eth(0x0800, p)), BODY);
@@ -764,19 +591,13 @@ fn erspan_types_one_two_three() {
     assert_seg6(&h.seg(ETH, &eth(0x0800, &t3ip)), BODY);
     assert_eq!(h.stats().layers.erspan, 5);
     assert_eq!(h.stats().layers.gre, 5);
-    let short = ip4(
-        47,
-        &cat(&[&gre_hdr(false, false, true, 0x88be), &[0x10, 0x64]]),
-    );
+    let short = ip4(47, &cat(&[&gre_hdr(false, false, true, 0x88be), &[0x10, 0x64]]));
     assert_eq!(bucket(Linktype::RAW, &short), "malformed_tunnel");
 }
 
 #[test]
 fn vxlan_on_either_port() {
-    let vx = cat(&[
-        &[0x08, 0, 0, 0, 0, 0x12, 0x34, 0],
-        &eth(0x0800, &tcp4(BODY)),
-    ]);
+    let vx = cat(&[&[0x08, 0, 0, 0, 0, 0x12, 0x34, 0], &eth(0x0800, &tcp4(BODY))]);
     let mut h = H::new();
     assert_seg4(&h.seg(ETH, &eth(0x0800, &udp4(50000, 4789, &vx))), BODY);
     assert_seg4(&h.seg(ETH, &eth(0x0800, &udp4(4789, 50000, &vx))), BODY);
@@ -786,20 +607,13 @@ fn vxlan_on_either_port() {
     let mut not = vx.clone();
     not[0] = 0;
     assert_eq!(bucket(ETH, &eth(0x0800, &udp4(50000, 4789, &not))), "udp");
-    assert_eq!(
-        bucket(ETH, &eth(0x0800, &udp4(50000, 4789, &vx[..6]))),
-        "malformed_tunnel"
-    );
+    assert_eq!(bucket(ETH, &eth(0x0800, &udp4(50000, 4789, &vx[..6]))), "malformed_tunnel");
 }
 
 #[test]
 fn geneve_with_options() {
     let opt = [0x01, 0x02, 0x03, 0x01, 0xaa, 0xbb, 0xcc, 0xdd];
-    let g = cat(&[
-        &[0x02, 0x00, 0x65, 0x58, 0, 0, 7, 0],
-        &opt,
-        &eth(0x0800, &tcp4(BODY)),
-    ]);
+    let g = cat(&[&[0x02, 0x00, 0x65, 0x58, 0, 0, 7, 0], &opt, &eth(0x0800, &tcp4(BODY))]);
     assert_seg4(&seg(ETH, &eth(0x0800, &udp4(50000, 6081, &g))), BODY);
     let g6 = cat(&[&[0x00, 0x00, 0x86, 0xdd, 0, 0, 7, 0], &tcp6(BODY)]);
     assert_seg6(&seg(ETH, &eth(0x0800, &udp4(6081, 6081, &g6))), BODY);
@@ -812,13 +626,7 @@ fn geneve_with_options() {
 /// A GTP-U T-PDU with the given flag byte and optional part.
 fn gtpu(flags: u8, msg: u8, optional: &[u8], inner: &[u8]) -> Vec<u8> {
     let len = u16::try_from(optional.len() + inner.len()).unwrap();
-    cat(&[
-        &[flags, msg],
-        &len.to_be_bytes(),
-        &[0, 0, 0, 1],
-        optional,
-        inner,
-    ])
+    cat(&[&[flags, msg], &len.to_be_bytes(), &[0, 0, 0, 1], optional, inner])
 }
 
 #[test]
@@ -834,23 +642,14 @@ fn gtpu_header_variants() {
     // 2-unit one), then IPv4.
     let ext = [0, 0, 0, 0x85, 1, 0x10, 0x01, 0x40, 2, 1, 2, 3, 4, 5, 6, 0];
     let chained = gtpu(0x34, 0xff, &ext, &tcp4(BODY));
-    assert_seg4(
-        &h.seg(ETH, &eth(0x0800, &udp4(40000, 2152, &chained))),
-        BODY,
-    );
+    assert_seg4(&h.seg(ETH, &eth(0x0800, &udp4(40000, 2152, &chained))), BODY);
     assert_eq!(h.stats().layers.gtpu, 3);
     // Echo request: signalling.
     let echo = gtpu(0x32, 0x01, &[0, 1, 0, 0], &[]);
-    assert_eq!(
-        bucket(ETH, &eth(0x0800, &udp4(2152, 2152, &echo))),
-        "other_link_payload"
-    );
+    assert_eq!(bucket(ETH, &eth(0x0800, &udp4(2152, 2152, &echo))), "other_link_payload");
     // Extension header of length 0.
     let bad = gtpu(0x34, 0xff, &[0, 0, 0, 0x85, 0, 0, 0, 0], &tcp4(BODY));
-    assert_eq!(
-        bucket(ETH, &eth(0x0800, &udp4(2152, 2152, &bad))),
-        "malformed_tunnel"
-    );
+    assert_eq!(bucket(ETH, &eth(0x0800, &udp4(2152, 2152, &bad))), "malformed_tunnel");
     // GTPv2 on the user-plane port is not GTP-U.
     let v2 = gtpu(0x48, 0xff, &[], &tcp4(BODY));
     assert_eq!(bucket(ETH, &eth(0x0800, &udp4(2152, 2152, &v2))), "udp");
@@ -860,75 +659,34 @@ fn gtpu_header_variants() {
 fn teredo_direct_and_with_indicators() {
     let inner = tcp6(BODY);
     let origin = [0x00, 0x00, 0x8c, 0x3f, 0x3f, 0xff, 0xff, 0xfe];
-    let auth = cat(&[
-        &[0x00, 0x01, 2, 3],
-        b"id",
-        b"val",
-        &[1, 2, 3, 4, 5, 6, 7, 8],
-        &[0],
-    ]);
+    let auth = cat(&[&[0x00, 0x01, 2, 3], b"id", b"val", &[1, 2, 3, 4, 5, 6, 7, 8], &[0]]);
     let mut h = H::new();
-    for p in [
-        inner.clone(),
-        cat(&[&origin, &inner]),
-        cat(&[&auth, &origin, &inner]),
-        cat(&[&auth, &inner]),
-    ] {
+    for p in [inner.clone(), cat(&[&origin, &inner]), cat(&[&auth, &origin, &inner]), cat(&[&auth, &inner])] {
         assert_seg6(&h.seg(ETH, &eth(0x0800, &udp4(3544, 61000, &p))), BODY);
     }
     assert_eq!(h.stats().layers.teredo, 4);
-    assert_eq!(
-        bucket(ETH, &eth(0x0800, &udp4(3544, 61000, b"ping"))),
-        "udp"
-    );
+    assert_eq!(bucket(ETH, &eth(0x0800, &udp4(3544, 61000, b"ping"))), "udp");
     let twice = cat(&[&origin, &origin, &inner]);
-    assert_eq!(
-        bucket(ETH, &eth(0x0800, &udp4(3544, 61000, &twice))),
-        "malformed_tunnel"
-    );
+    assert_eq!(bucket(ETH, &eth(0x0800, &udp4(3544, 61000, &twice))), "malformed_tunnel");
 }
 
 /// AYIYA header: identity length 2^4 = 16 bytes, type 1; signature 5*4 =
 /// 20 bytes, hash SHA-1; auth method 2, opcode; next header; epoch.
 fn ayiya(opcode: u8, next: u8, inner: &[u8]) -> Vec<u8> {
-    cat(&[
-        &[0x41, 0x52, 0x20 | opcode, next],
-        &[0x5f, 0, 0, 0],
-        &[0xaa; 16],
-        &[0xbb; 20],
-        inner,
-    ])
+    cat(&[&[0x41, 0x52, 0x20 | opcode, next], &[0x5f, 0, 0, 0], &[0xaa; 16], &[0xbb; 20], inner])
 }
 
 #[test]
 fn ayiya_ipv6_and_ipv4() {
     let mut h = H::new();
-    assert_seg6(
-        &h.seg(
-            ETH,
-            &eth(0x0800, &udp4(5072, 5072, &ayiya(1, 41, &tcp6(BODY)))),
-        ),
-        BODY,
-    );
-    assert_seg4(
-        &h.seg(
-            ETH,
-            &eth(0x0800, &udp4(5072, 5072, &ayiya(1, 4, &tcp4(BODY)))),
-        ),
-        BODY,
-    );
+    assert_seg6(&h.seg(ETH, &eth(0x0800, &udp4(5072, 5072, &ayiya(1, 41, &tcp6(BODY))))), BODY);
+    assert_seg4(&h.seg(ETH, &eth(0x0800, &udp4(5072, 5072, &ayiya(1, 4, &tcp4(BODY))))), BODY);
     assert_eq!(h.stats().layers.ayiya, 2);
     // Heartbeat (opcode 0, no next header).
     let hb = ayiya(0, 59, &[]);
-    assert_eq!(
-        bucket(ETH, &eth(0x0800, &udp4(5072, 5072, &hb))),
-        "other_link_payload"
-    );
+    assert_eq!(bucket(ETH, &eth(0x0800, &udp4(5072, 5072, &hb))), "other_link_payload");
     let cut = &ayiya(1, 41, &[])[..20];
-    assert_eq!(
-        bucket(ETH, &eth(0x0800, &udp4(5072, 5072, cut))),
-        "malformed_tunnel"
-    );
+    assert_eq!(bucket(ETH, &eth(0x0800, &udp4(5072, 5072, cut))), "malformed_tunnel");
 }
 
 #[test]
@@ -955,57 +713,26 @@ fn tunnel_depth_is_bounded() {
     let mut h = H::new();
     assert_seg4(&h.seg(Linktype::RAW, &nest(8)), BODY);
     assert_eq!(h.feed(Linktype::RAW, &nest(9)).1, "tunnel_too_deep");
-    let mut shallow = H::with(DecodeConfig {
-        max_tunnel_depth: 1,
-        ..DecodeConfig::default()
-    });
+    let mut shallow = H::with(DecodeConfig { max_tunnel_depth: 1, ..DecodeConfig::default() });
     assert_seg4(&shallow.seg(Linktype::RAW, &nest(1)), BODY);
     assert_eq!(shallow.feed(Linktype::RAW, &nest(2)).1, "tunnel_too_deep");
-    let vx = cat(&[
-        &[0x08, 0, 0, 0, 0, 0, 1, 0],
-        &eth(0x0800, &ip4(4, &tcp4(BODY))),
-    ]);
-    assert_eq!(
-        shallow.feed(ETH, &eth(0x0800, &udp4(1, 4789, &vx))).1,
-        "tunnel_too_deep"
-    );
-    let mut none = H::with(DecodeConfig {
-        max_tunnel_depth: 0,
-        ..DecodeConfig::default()
-    });
+    let vx = cat(&[&[0x08, 0, 0, 0, 0, 0, 1, 0], &eth(0x0800, &ip4(4, &tcp4(BODY)))]);
+    assert_eq!(shallow.feed(ETH, &eth(0x0800, &udp4(1, 4789, &vx))).1, "tunnel_too_deep");
+    let mut none = H::with(DecodeConfig { max_tunnel_depth: 0, ..DecodeConfig::default() });
     assert_eq!(none.feed(Linktype::RAW, &nest(1)).1, "tunnel_too_deep");
 }
 
 #[test]
 fn nested_encapsulations() {
     // VLAN inside QinQ, then MPLS.
-    let stack = cat(&[
-        &tag(100, 0x8100),
-        &tag(10, 0x8847),
-        &label(16, false),
-        &label(17, true),
-        &tcp4(BODY),
-    ]);
+    let stack = cat(&[&tag(100, 0x8100), &tag(10, 0x8847), &label(16, false), &label(17, true), &tcp4(BODY)]);
     let mut h = H::new();
     assert_seg4(&h.seg(ETH, &eth(0x88a8, &stack)), BODY);
-    assert_eq!(
-        (
-            h.stats().layers.qinq,
-            h.stats().layers.vlan,
-            h.stats().layers.mpls
-        ),
-        (1, 1, 1)
-    );
+    assert_eq!((h.stats().layers.qinq, h.stats().layers.vlan, h.stats().layers.mpls), (1, 1, 1));
 
     // VXLAN inside GRE.
     let vx = cat(&[&[0x08, 0, 0, 0, 0, 0, 1, 0], &eth(0x0800, &tcp4(BODY))]);
-    let gre = ip4(
-        47,
-        &cat(&[
-            &gre_hdr(false, true, false, 0x0800),
-            &udp4(33333, 4789, &vx),
-        ]),
-    );
+    let gre = ip4(47, &cat(&[&gre_hdr(false, true, false, 0x0800), &udp4(33333, 4789, &vx)]));
     let mut h = H::new();
     assert_seg4(&h.seg(ETH, &eth(0x0800, &gre)), BODY);
     assert_eq!((h.stats().layers.gre, h.stats().layers.vxlan), (1, 1));
@@ -1044,10 +771,7 @@ fn ipv6_extension_headers() {
     bad.truncate(40 + 8 + 10);
     assert_eq!(bucket(Linktype::RAW, &bad), "malformed_ip");
     // No next header.
-    assert_eq!(
-        bucket(Linktype::RAW, &ip6_hdr(59, 0, C6, S6)),
-        "other_ip_protocol"
-    );
+    assert_eq!(bucket(Linktype::RAW, &ip6_hdr(59, 0, C6, S6)), "other_ip_protocol");
 }
 
 #[test]
@@ -1081,14 +805,7 @@ fn tcp_options_on_syn_only() {
     let s = seg(Linktype::RAW, &syn);
     assert_eq!(s.flags, TcpFlags(TcpFlags::SYN));
     assert_eq!(s.window, 64240);
-    assert_eq!(
-        s.options,
-        TcpOptions {
-            mss: Some(1460),
-            wscale: Some(7),
-            sack_permitted: true
-        }
-    );
+    assert_eq!(s.options, TcpOptions { mss: Some(1460), wscale: Some(7), sack_permitted: true });
     let mut ack = Vec::new();
     PacketBuilder::ipv4(C4, S4, 64)
         .tcp(SPORT, DPORT, SEQ, 1)
@@ -1111,36 +828,18 @@ fn tcp_options_on_syn_only() {
 #[test]
 fn other_ip_protocols_have_buckets() {
     let mut udp = Vec::new();
-    PacketBuilder::ipv4(C4, S4, 64)
-        .udp(53, 5353)
-        .write(&mut udp, b"x")
-        .unwrap();
+    PacketBuilder::ipv4(C4, S4, 64).udp(53, 5353).write(&mut udp, b"x").unwrap();
     assert_eq!(bucket(Linktype::RAW, &udp), "udp");
     let mut icmp = Vec::new();
-    PacketBuilder::ipv4(C4, S4, 64)
-        .icmpv4_echo_request(1, 1)
-        .write(&mut icmp, b"x")
-        .unwrap();
+    PacketBuilder::ipv4(C4, S4, 64).icmpv4_echo_request(1, 1).write(&mut icmp, b"x").unwrap();
     assert_eq!(bucket(Linktype::RAW, &icmp), "icmp");
     let mut icmp6 = Vec::new();
-    PacketBuilder::ipv6(C6, S6, 64)
-        .icmpv6_echo_request(1, 1)
-        .write(&mut icmp6, b"x")
-        .unwrap();
+    PacketBuilder::ipv6(C6, S6, 64).icmpv6_echo_request(1, 1).write(&mut icmp6, b"x").unwrap();
     assert_eq!(bucket(Linktype::RAW, &icmp6), "icmpv6");
-    assert_eq!(
-        bucket(Linktype::RAW, &ip4(50, &[0; 16])),
-        "other_ip_protocol"
-    );
-    assert_eq!(
-        bucket(Linktype::RAW, &ip4(132, &[0; 16])),
-        "other_ip_protocol"
-    );
+    assert_eq!(bucket(Linktype::RAW, &ip4(50, &[0; 16])), "other_ip_protocol");
+    assert_eq!(bucket(Linktype::RAW, &ip4(132, &[0; 16])), "other_ip_protocol");
     // Extension header numbers mean nothing after IPv4.
-    assert_eq!(
-        bucket(Linktype::RAW, &ip4(0, &[6, 0, 0, 0, 0, 0, 0, 0])),
-        "other_ip_protocol"
-    );
+    assert_eq!(bucket(Linktype::RAW, &ip4(0, &[6, 0, 0, 0, 0, 0, 0, 0])), "other_ip_protocol");
     assert_eq!(bucket(Linktype::RAW, &ip4(17, &[0, 53, 0])), "udp");
 }
 
@@ -1241,52 +940,23 @@ fn snaplen_cut_inside_payload_still_decodes() {
 fn snaplen_cut_inside_headers_is_truncated() {
     let frame = eth(0x0800, &tcp4(BODY));
     for keep in [0, 5, 13, 14, 20, 33, 34, 40, 53] {
-        assert_eq!(
-            cut_bucket(ETH, &frame, keep),
-            "truncated_headers",
-            "cut at {keep}"
-        );
+        assert_eq!(cut_bucket(ETH, &frame, keep), "truncated_headers", "cut at {keep}");
     }
     let v6 = eth(0x86dd, &tcp6(BODY));
     for keep in [30, 54, 60, 73] {
-        assert_eq!(
-            cut_bucket(ETH, &v6, keep),
-            "truncated_headers",
-            "cut at {keep}"
-        );
+        assert_eq!(cut_bucket(ETH, &v6, keep), "truncated_headers", "cut at {keep}");
     }
     let tagged = eth(0x8100, &cat(&[&tag(1, 0x0800), &tcp4(BODY)]));
     assert_eq!(cut_bucket(ETH, &tagged, 16), "truncated_headers");
-    let gre = eth(
-        0x0800,
-        &ip4(47, &cat(&[&gre_hdr(true, true, true, 0x0800), &tcp4(BODY)])),
-    );
+    let gre = eth(0x0800, &ip4(47, &cat(&[&gre_hdr(true, true, true, 0x0800), &tcp4(BODY)])));
     assert_eq!(cut_bucket(ETH, &gre, 34 + 10), "truncated_headers");
-    let vx = eth(
-        0x0800,
-        &udp4(
-            1,
-            4789,
-            &cat(&[&[0x08, 0, 0, 0, 0, 0, 1, 0], &eth(0x0800, &tcp4(BODY))]),
-        ),
-    );
+    let vx = eth(0x0800, &udp4(1, 4789, &cat(&[&[0x08, 0, 0, 0, 0, 0, 1, 0], &eth(0x0800, &tcp4(BODY))])));
     for keep in [34 + 4, 42, 45, 50, 60] {
-        assert_eq!(
-            cut_bucket(ETH, &vx, keep),
-            "truncated_headers",
-            "cut at {keep}"
-        );
+        assert_eq!(cut_bucket(ETH, &vx, keep), "truncated_headers", "cut at {keep}");
     }
     let sll_frame = sll(0x0800, &tcp4(BODY));
-    assert_eq!(
-        cut_bucket(Linktype::LINUX_SLL, &sll_frame, 15),
-        "truncated_headers"
-    );
-    let ext = cat(&[
-        &ip6_hdr(0, 8 + 20, C6, S6),
-        &[6, 0, 1, 4, 0, 0, 0, 0],
-        &tcp6(b"")[40..],
-    ]);
+    assert_eq!(cut_bucket(Linktype::LINUX_SLL, &sll_frame, 15), "truncated_headers");
+    let ext = cat(&[&ip6_hdr(0, 8 + 20, C6, S6), &[6, 0, 1, 4, 0, 0, 0, 0], &tcp6(b"")[40..]]);
     assert_eq!(cut_bucket(Linktype::RAW, &ext, 44), "truncated_headers");
     // The same shortness without a cut is malformed.
     assert_eq!(bucket(ETH, &frame[..20]), "malformed_ip");
@@ -1300,10 +970,7 @@ fn snaplen_cut_inside_headers_is_truncated() {
 fn frag4(packet: &[u8], size: usize, id: u16) -> Vec<Vec<u8>> {
     let payload = &packet[20..];
     let proto = packet[9];
-    let (src, dst) = (
-        packet[12..16].try_into().unwrap(),
-        packet[16..20].try_into().unwrap(),
-    );
+    let (src, dst) = (packet[12..16].try_into().unwrap(), packet[16..20].try_into().unwrap());
     payload
         .chunks(size)
         .enumerate()
@@ -1321,10 +988,7 @@ fn frag4(packet: &[u8], size: usize, id: u16) -> Vec<Vec<u8>> {
 fn frag6(packet: &[u8], size: usize, id: u32) -> Vec<Vec<u8>> {
     let payload = &packet[40..];
     let next = packet[6];
-    let (src, dst) = (
-        packet[8..24].try_into().unwrap(),
-        packet[24..40].try_into().unwrap(),
-    );
+    let (src, dst) = (packet[8..24].try_into().unwrap(), packet[24..40].try_into().unwrap());
     payload
         .chunks(size)
         .enumerate()
@@ -1369,11 +1033,7 @@ fn ipv4_fragments_out_of_order_and_duplicated() {
     for (n, &i) in order.iter().enumerate() {
         let (s, b) = h.feed(Linktype::RAW, &frags[i]);
         if n < order.len() - 1 {
-            let want = if n == 2 || n == 4 {
-                "fragment_dropped"
-            } else {
-                "fragment_held"
-            };
+            let want = if n == 2 || n == 4 { "fragment_dropped" } else { "fragment_held" };
             assert_eq!(b, want, "step {n}");
         }
         last = s;
@@ -1393,10 +1053,7 @@ fn ipv4_overlapping_fragments_keep_first_bytes() {
     let mut tampered = payload[800..1600].to_vec();
     tampered[..200].fill(0xff);
     let second = cat(&[&ip4_hdr(6, 800, C4, S4, 5, 0x2000 | 100), &tampered]);
-    let rest = cat(&[
-        &ip4_hdr(6, payload.len() - 1600, C4, S4, 5, 200),
-        &payload[1600..],
-    ]);
+    let rest = cat(&[&ip4_hdr(6, payload.len() - 1600, C4, S4, 5, 200), &payload[1600..]]);
     let mut h = H::new();
     assert_eq!(h.feed(Linktype::RAW, &first).1, "fragment_held");
     assert_eq!(h.feed(Linktype::RAW, &second).1, "fragment_held");
@@ -1407,10 +1064,7 @@ fn ipv4_overlapping_fragments_keep_first_bytes() {
     h.feed(Linktype::RAW, &first);
     let inside = cat(&[&ip4_hdr(6, 16, C4, S4, 5, 0x2000 | 10), &[0xff; 16]]);
     assert_eq!(h.feed(Linktype::RAW, &inside).1, "fragment_dropped");
-    assert_eq!(
-        (h.stats().fragments.overlaps, h.stats().fragments.duplicates),
-        (1, 0)
-    );
+    assert_eq!((h.stats().fragments.overlaps, h.stats().fragments.duplicates), (1, 0));
 }
 
 #[test]
@@ -1451,10 +1105,7 @@ fn ipv6_fragments_in_and_out_of_order() {
 fn fragments_never_completed_time_out() {
     let frags = frag4(&tcp4(&big_body()), 1480, 1);
     let mut h = H::new();
-    assert_eq!(
-        h.feed_at(Linktype::RAW, &frags[0], frags[0].len(), Ts(0)).1,
-        "fragment_held"
-    );
+    assert_eq!(h.feed_at(Linktype::RAW, &frags[0], frags[0].len(), Ts(0)).1, "fragment_held");
     assert!(h.dec.pending_fragment_bytes() > 0);
     // 30 s later: not yet.
     h.feed_at(ETH, &eth(0x0806, &[0; 28]), 42, Ts(30_000_000_000));
@@ -1463,10 +1114,7 @@ fn fragments_never_completed_time_out() {
     assert_eq!(h.stats().fragments.timeouts, 1);
     assert_eq!(h.dec.pending_fragment_bytes(), 0);
     // The rest arrives too late: held again as a new datagram, never whole.
-    assert_eq!(
-        h.feed_at(Linktype::RAW, &frags[2], 0, Ts(31_000_000_000)).1,
-        "fragment_held"
-    );
+    assert_eq!(h.feed_at(Linktype::RAW, &frags[2], 0, Ts(31_000_000_000)).1, "fragment_held");
     h.dec.finish();
     assert_eq!(h.stats().fragments.unfinished, 1);
     assert_eq!(h.dec.pending_fragment_bytes(), 0);
@@ -1476,11 +1124,7 @@ fn fragments_never_completed_time_out() {
 fn fragment_flood_respects_the_caps() {
     // Byte cap: each datagram's last fragment sits at offset 8000, so holds
     // 8016 bytes; a 64 KiB cap keeps at most 8 of them.
-    let cfg = DecodeConfig {
-        max_frag_bytes: 64 * 1024,
-        max_frag_datagrams: 1000,
-        ..DecodeConfig::default()
-    };
+    let cfg = DecodeConfig { max_frag_bytes: 64 * 1024, max_frag_datagrams: 1000, ..DecodeConfig::default() };
     let mut h = H::with(cfg);
     for id in 0..100u16 {
         let f = cat(&[&ip4_hdr(6, 16, C4, S4, id, 1000), &[1; 16]]);
@@ -1492,10 +1136,7 @@ fn fragment_flood_respects_the_caps() {
     assert!(f.peak_pending_bytes <= 64 * 1024);
     assert_eq!(h.dec.pending_fragment_bytes(), 8 * 8016);
     // The newest datagrams survived: complete id 99.
-    let first = cat(&[
-        &ip4_hdr(6, 8000, C4, S4, 99, 0x2000),
-        &tcp4(&[0; 7980])[20..],
-    ]);
+    let first = cat(&[&ip4_hdr(6, 8000, C4, S4, 99, 0x2000), &tcp4(&[0; 7980])[20..]]);
     let s = h.seg(Linktype::RAW, &first);
     assert_eq!((s.payload.len(), s.payload_len), (7996, 7996));
     assert_eq!(&s.payload[7980..], &[1; 16]);
@@ -1503,10 +1144,7 @@ fn fragment_flood_respects_the_caps() {
     assert_eq!(h.dec.pending_fragment_bytes(), 7 * 8016);
 
     // Datagram cap: 16 pending at most.
-    let cfg = DecodeConfig {
-        max_frag_datagrams: 16,
-        ..DecodeConfig::default()
-    };
+    let cfg = DecodeConfig { max_frag_datagrams: 16, ..DecodeConfig::default() };
     let mut h = H::with(cfg);
     for id in 0..1000u16 {
         let f = cat(&[&ip4_hdr(6, 8, C4, S4, id, 0x2000), &[1; 8]]);
@@ -1517,18 +1155,12 @@ fn fragment_flood_respects_the_caps() {
     assert_eq!(h.stats().outcome.fragment_held, 1000);
 
     // A single datagram larger than the cap is refused, not half-kept.
-    let mut h = H::with(DecodeConfig {
-        max_frag_bytes: 1000,
-        ..DecodeConfig::default()
-    });
+    let mut h = H::with(DecodeConfig { max_frag_bytes: 1000, ..DecodeConfig::default() });
     let f = cat(&[&ip4_hdr(6, 16, C4, S4, 1, 0x2000 | 200), &[1; 16]]);
     assert_eq!(h.feed(Linktype::RAW, &f).1, "fragment_dropped");
     assert_eq!(h.stats().fragments.over_cap, 1);
     // Reassembly disabled.
-    let mut h = H::with(DecodeConfig {
-        max_frag_datagrams: 0,
-        ..DecodeConfig::default()
-    });
+    let mut h = H::with(DecodeConfig { max_frag_datagrams: 0, ..DecodeConfig::default() });
     assert_eq!(h.feed(Linktype::RAW, &f).1, "fragment_dropped");
 }
 
@@ -1564,18 +1196,11 @@ fn fragmented_tunnel_inside_fragmented_tunnel() {
     for (i, f) in inner.iter().enumerate() {
         let gre = cat(&[&gre_hdr(false, false, false, 0x0800), f]);
         let outer = ip4_hdr(47, gre.len(), O4A, O4B, 900 + u16::try_from(i).unwrap(), 0);
-        frames.extend(frag4(
-            &cat(&[&outer, &gre]),
-            640,
-            900 + u16::try_from(i).unwrap(),
-        ));
+        frames.extend(frag4(&cat(&[&outer, &gre]), 640, 900 + u16::try_from(i).unwrap()));
     }
     assert_eq!(frames.len(), 4);
     let mut h = H::new();
-    let buckets: Vec<_> = frames[..3]
-        .iter()
-        .map(|f| h.feed(ETH, &eth(0x0800, f)).1)
-        .collect();
+    let buckets: Vec<_> = frames[..3].iter().map(|f| h.feed(ETH, &eth(0x0800, f)).1).collect();
     assert_eq!(buckets, ["fragment_held", "fragment_held", "fragment_held"]);
     assert_seg4(&h.seg(ETH, &eth(0x0800, &frames[3])), &body[..2000]);
     assert_eq!(h.stats().fragments.reassembled, 3);
@@ -1629,10 +1254,7 @@ fn stats_merge_and_names() {
     for (name, n) in h.stats().layers.counts() {
         assert_eq!(json["layers"][name], n, "{name}");
     }
-    assert_eq!(
-        json["outcome"].as_object().unwrap().len(),
-        h.stats().outcome.counts().count()
-    );
+    assert_eq!(json["outcome"].as_object().unwrap().len(), h.stats().outcome.counts().count());
     assert_eq!(json["packets"], 3);
     assert!(json["fragments"]["peak_pending_bytes"].is_u64());
 }
@@ -1644,13 +1266,7 @@ fn vectors() -> Vec<(Linktype, Vec<u8>)> {
     let vx = cat(&[&[0x08, 0, 0, 0, 0, 0, 1, 0], &eth(0x0800, &tcp4(BODY))]);
     let e3o = [0x20, 0x64, 0x00, 0x01, 0, 0, 0, 1, 0, 0, 0x00, 0x01];
     let ext = [0, 0, 0, 0x85, 1, 0x10, 0x01, 0x40, 2, 1, 2, 3, 4, 5, 6, 0];
-    let auth = cat(&[
-        &[0x00, 0x01, 2, 3],
-        b"id",
-        b"val",
-        &[1, 2, 3, 4, 5, 6, 7, 8],
-        &[0],
-    ]);
+    let auth = cat(&[&[0x00, 0x01, 2, 3], b"id", b"val", &[1, 2, 3, 4, 5, 6, 7, 8], &[0]]);
     let origin = [0x00, 0x00, 0x8c, 0x3f, 0x3f, 0xff, 0xff, 0xfe];
     let hop = [43, 0, 1, 4, 0, 0, 0, 0];
     let routing = [60, 0, 0, 0, 0, 0, 0, 0];
@@ -1664,56 +1280,18 @@ fn vectors() -> Vec<(Linktype, Vec<u8>)> {
         (Linktype::IPV6, tcp6(BODY)),
         (Linktype::NULL, cat(&[&30u32.to_le_bytes(), &tcp6(BODY)])),
         (Linktype::LOOP, cat(&[&2u32.to_be_bytes(), &tcp4(BODY)])),
-        (
-            Linktype::LINUX_SLL,
-            sll(0x8100, &cat(&[&tag(7, 0x0800), &tcp4(BODY)])),
-        ),
+        (Linktype::LINUX_SLL, sll(0x8100, &cat(&[&tag(7, 0x0800), &tcp4(BODY)]))),
         (Linktype::LINUX_SLL2, sll2(0x86dd, &tcp6(BODY))),
         (Linktype::NFLOG, nflog(2, &tcp4(BODY), true)),
         (Linktype::NFLOG, nflog(10, &tcp6(BODY), false)),
-        (
-            Linktype::PPP,
-            cat(&[&[0xff, 0x03, 0x00, 0x21], &tcp4(BODY)]),
-        ),
-        (
-            Linktype::PPP_HDLC,
-            cat(&[&[0x0f, 0x00, 0x08, 0x00], &tcp4(BODY)]),
-        ),
+        (Linktype::PPP, cat(&[&[0xff, 0x03, 0x00, 0x21], &tcp4(BODY)])),
+        (Linktype::PPP_HDLC, cat(&[&[0x0f, 0x00, 0x08, 0x00], &tcp4(BODY)])),
         (Linktype::PPP_ETHER, pppoe(0x0057, &tcp6(BODY))),
-        (
-            ETH,
-            eth(
-                0x88a8,
-                &cat(&[
-                    &tag(100, 0x8100),
-                    &tag(10, 0x8847),
-                    &label(16, true),
-                    &tcp4(BODY),
-                ]),
-            ),
-        ),
-        (
-            ETH,
-            dot3(&cat(&[
-                &[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00],
-                &tcp4(BODY),
-            ])),
-        ),
+        (ETH, eth(0x88a8, &cat(&[&tag(100, 0x8100), &tag(10, 0x8847), &label(16, true), &tcp4(BODY)]))),
+        (ETH, dot3(&cat(&[&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00], &tcp4(BODY)]))),
         (ETH, eth(0x8864, &pppoe(0x0021, &tcp4(BODY)))),
-        (
-            ETH,
-            eth(
-                0x8847,
-                &cat(&[&label(20, true), &[0, 0, 0, 5], &eth(0x0800, &tcp4(BODY))]),
-            ),
-        ),
-        (
-            ETH,
-            eth(
-                0x0800,
-                &ip4(47, &cat(&[&gre_hdr(true, true, true, 0x86dd), &tcp6(BODY)])),
-            ),
-        ),
+        (ETH, eth(0x8847, &cat(&[&label(20, true), &[0, 0, 0, 5], &eth(0x0800, &tcp4(BODY))]))),
+        (ETH, eth(0x0800, &ip4(47, &cat(&[&gre_hdr(true, true, true, 0x86dd), &tcp6(BODY)])))),
         (
             ETH,
             eth(
@@ -1732,15 +1310,7 @@ fn vectors() -> Vec<(Linktype, Vec<u8>)> {
             ETH,
             eth(
                 0x0800,
-                &ip4(
-                    47,
-                    &cat(&[
-                        &gre_hdr(false, false, true, 0x22eb),
-                        &e3o,
-                        &[0; 8],
-                        &eth(0x0800, &tcp4(BODY)),
-                    ]),
-                ),
+                &ip4(47, &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3o, &[0; 8], &eth(0x0800, &tcp4(BODY))])),
             ),
         ),
         (ETH, eth(0x0800, &udp4(1, 4789, &vx))),
@@ -1748,45 +1318,20 @@ fn vectors() -> Vec<(Linktype, Vec<u8>)> {
             ETH,
             eth(
                 0x0800,
-                &udp4(
-                    1,
-                    6081,
-                    &cat(&[
-                        &[0x01, 0, 0x65, 0x58, 0, 0, 1, 0, 1, 2, 3, 4],
-                        &eth(0x0800, &tcp4(BODY)),
-                    ]),
-                ),
+                &udp4(1, 6081, &cat(&[&[0x01, 0, 0x65, 0x58, 0, 0, 1, 0, 1, 2, 3, 4], &eth(0x0800, &tcp4(BODY))])),
             ),
         ),
-        (
-            ETH,
-            eth(
-                0x0800,
-                &udp4(2152, 2152, &gtpu(0x34, 0xff, &ext, &ip4(41, &tcp6(BODY)))),
-            ),
-        ),
-        (
-            ETH,
-            eth(0x0800, &udp4(3544, 1, &cat(&[&auth, &origin, &tcp6(BODY)]))),
-        ),
-        (
-            ETH,
-            eth(0x0800, &udp4(5072, 5072, &ayiya(1, 41, &tcp6(BODY)))),
-        ),
+        (ETH, eth(0x0800, &udp4(2152, 2152, &gtpu(0x34, 0xff, &ext, &ip4(41, &tcp6(BODY)))))),
+        (ETH, eth(0x0800, &udp4(3544, 1, &cat(&[&auth, &origin, &tcp6(BODY)])))),
+        (ETH, eth(0x0800, &udp4(5072, 5072, &ayiya(1, 41, &tcp6(BODY))))),
         (Linktype::RAW, ip4(41, &ip6(4, &ip4(4, &tcp4(BODY))))),
-        (
-            Linktype::RAW,
-            cat(&[&ip6_hdr(0, ext6.len(), C6, S6), &ext6]),
-        ),
+        (Linktype::RAW, cat(&[&ip6_hdr(0, ext6.len(), C6, S6), &ext6])),
         (
             Linktype::RAW,
             ip4(
                 47,
                 &cat(&[
-                    &[
-                        0x30, 0x81, 0x88, 0x0b, 0, 40, 0, 1, 0, 0, 0, 3, 0, 0, 0, 2, 0xff, 0x03,
-                        0x00, 0x21,
-                    ],
+                    &[0x30, 0x81, 0x88, 0x0b, 0, 40, 0, 1, 0, 0, 0, 3, 0, 0, 0, 2, 0xff, 0x03, 0x00, 0x21],
                     &tcp4(BODY),
                 ]),
             ),
@@ -1794,117 +1339,32 @@ fn vectors() -> Vec<(Linktype, Vec<u8>)> {
     ];
     for bits in 0..8u8 {
         let (c, k, s) = (bits & 4 != 0, bits & 2 != 0, bits & 1 != 0);
-        v.push((
-            ETH,
-            eth(
-                0x0800,
-                &ip4(47, &cat(&[&gre_hdr(c, k, s, 0x0800), &tcp4(BODY)])),
-            ),
-        ));
-        v.push((
-            ETH,
-            eth(
-                0x86dd,
-                &ip6(
-                    47,
-                    &cat(&[&gre_hdr(c, k, s, 0x6558), &eth(0x86dd, &tcp6(BODY))]),
-                ),
-            ),
-        ));
-        v.push((
-            ETH,
-            eth(
-                0x0800,
-                &ip4(
-                    47,
-                    &cat(&[&gre_hdr(c, k, s, 0x8847), &label(16, true), &tcp4(BODY)]),
-                ),
-            ),
-        ));
+        v.push((ETH, eth(0x0800, &ip4(47, &cat(&[&gre_hdr(c, k, s, 0x0800), &tcp4(BODY)])))));
+        v.push((ETH, eth(0x86dd, &ip6(47, &cat(&[&gre_hdr(c, k, s, 0x6558), &eth(0x86dd, &tcp6(BODY))])))));
+        v.push((ETH, eth(0x0800, &ip4(47, &cat(&[&gre_hdr(c, k, s, 0x8847), &label(16, true), &tcp4(BODY)])))));
     }
     let inner = eth(0x0800, &tcp4(BODY));
     let e3 = [0x20, 0x64, 0x00, 0x01, 0, 0, 0, 1, 0, 0, 0x00, 0x00];
-    v.push((
-        ETH,
-        eth(
-            0x0800,
-            &ip4(47, &cat(&[&gre_hdr(false, false, false, 0x88be), &inner])),
-        ),
-    ));
-    v.push((
-        ETH,
-        eth(
-            0x0800,
-            &ip4(
-                47,
-                &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3, &inner]),
-            ),
-        ),
-    ));
+    v.push((ETH, eth(0x0800, &ip4(47, &cat(&[&gre_hdr(false, false, false, 0x88be), &inner])))));
+    v.push((ETH, eth(0x0800, &ip4(47, &cat(&[&gre_hdr(false, false, true, 0x22eb), &e3, &inner])))));
     v.push((ETH, eth(0x0800, &udp4(4789, 1, &vx))));
     v.push((ETH, eth(0x86dd, &udp6(1, 4789, &vx))));
-    v.push((
-        ETH,
-        eth(
-            0x0800,
-            &udp4(2152, 2152, &gtpu(0x30, 0xff, &[], &tcp4(BODY))),
-        ),
-    ));
-    v.push((
-        ETH,
-        eth(
-            0x0800,
-            &udp4(2152, 2152, &gtpu(0x32, 0xff, &[0, 9, 0, 0], &tcp6(BODY))),
-        ),
-    ));
+    v.push((ETH, eth(0x0800, &udp4(2152, 2152, &gtpu(0x30, 0xff, &[], &tcp4(BODY))))));
+    v.push((ETH, eth(0x0800, &udp4(2152, 2152, &gtpu(0x32, 0xff, &[0, 9, 0, 0], &tcp6(BODY))))));
     v.push((ETH, eth(0x0800, &udp4(3544, 1, &tcp6(BODY)))));
-    v.push((
-        ETH,
-        eth(0x0800, &udp4(1, 3544, &cat(&[&origin, &tcp6(BODY)]))),
-    ));
-    v.push((
-        ETH,
-        eth(0x0800, &udp4(5072, 5072, &ayiya(1, 4, &tcp4(BODY)))),
-    ));
-    v.push((
-        ETH,
-        eth(
-            0x88a8,
-            &cat(&[
-                &tag(1, 0x9100),
-                &tag(2, 0x8100),
-                &tag(3, 0x86dd),
-                &tcp6(BODY),
-            ]),
-        ),
-    ));
-    v.push((
-        ETH,
-        eth(
-            0x8847,
-            &cat(&[&label(16, false), &label(17, true), &tcp6(BODY)]),
-        ),
-    ));
+    v.push((ETH, eth(0x0800, &udp4(1, 3544, &cat(&[&origin, &tcp6(BODY)])))));
+    v.push((ETH, eth(0x0800, &udp4(5072, 5072, &ayiya(1, 4, &tcp4(BODY))))));
+    v.push((ETH, eth(0x88a8, &cat(&[&tag(1, 0x9100), &tag(2, 0x8100), &tag(3, 0x86dd), &tcp6(BODY)]))));
+    v.push((ETH, eth(0x8847, &cat(&[&label(16, false), &label(17, true), &tcp6(BODY)]))));
     v.push((Linktype::NULL, cat(&[&2u32.to_be_bytes(), &tcp4(BODY)])));
     v.push((Linktype::NULL, cat(&[&24u32.to_le_bytes(), &tcp6(BODY)])));
     v.push((Linktype::LOOP, cat(&[&28u32.to_be_bytes(), &tcp6(BODY)])));
     v.push((Linktype::PPP, cat(&[&[0x00, 0x57], &tcp6(BODY)])));
     v.push((Linktype::LINUX_SLL, sll(0x86dd, &tcp6(BODY))));
     v.push((Linktype::RAW, ip6(41, &tcp6(BODY))));
-    v.push((
-        Linktype::RAW,
-        cat(&[&ip4_hdr(51, 24 + 20, C4, S4, 1, 0), &ah, &tcp4(b"")[20..]]),
-    ));
-    v.extend(
-        frag4(&tcp4(&big_body()), 1480, 3)
-            .into_iter()
-            .map(|f| (Linktype::RAW, f)),
-    );
-    v.extend(
-        frag6(&tcp6(&big_body()), 1480, 3)
-            .into_iter()
-            .map(|f| (Linktype::RAW, f)),
-    );
+    v.push((Linktype::RAW, cat(&[&ip4_hdr(51, 24 + 20, C4, S4, 1, 0), &ah, &tcp4(b"")[20..]])));
+    v.extend(frag4(&tcp4(&big_body()), 1480, 3).into_iter().map(|f| (Linktype::RAW, f)));
+    v.extend(frag6(&tcp6(&big_body()), 1480, 3).into_iter().map(|f| (Linktype::RAW, f)));
     v
 }
 
@@ -1931,12 +1391,7 @@ fn every_prefix_cut_or_not_never_panics() {
             // What a cut prefix misses is the snapshot length's doing: it is
             // never malformed, whatever layer the cut falls in.
             let (_, b) = cut.feed_at(lt, &p[..keep], p.len(), Ts(0));
-            let allowed = [
-                "tcp_segments",
-                "truncated_headers",
-                "fragment_dropped",
-                "fragment_held",
-            ];
+            let allowed = ["tcp_segments", "truncated_headers", "fragment_dropped", "fragment_held"];
             assert!(allowed.contains(&b), "{lt:?} cut at {keep}: {b}");
             short.feed(lt, &p[..keep]);
         }
@@ -1963,27 +1418,15 @@ impl Rng {
 #[test]
 fn random_byte_flips_never_panic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut h = H::with(DecodeConfig {
-        max_frag_bytes: 256 * 1024,
-        max_frag_datagrams: 64,
-        ..DecodeConfig::default()
-    });
+    let mut h = H::with(DecodeConfig { max_frag_bytes: 256 * 1024, max_frag_datagrams: 64, ..DecodeConfig::default() });
     for (lt, p) in vectors() {
         for round in 0..400 {
             let mut q = p.clone();
             for _ in 0..1 + rng.below(4) {
                 let i = rng.below(q.len());
-                q[i] = if round % 3 == 0 {
-                    rng.next() as u8
-                } else {
-                    q[i] ^ (1u8 << rng.below(8))
-                };
+                q[i] = if round % 3 == 0 { rng.next() as u8 } else { q[i] ^ (1u8 << rng.below(8)) };
             }
-            let keep = if round % 5 == 0 {
-                rng.below(q.len() + 1)
-            } else {
-                q.len()
-            };
+            let keep = if round % 5 == 0 { rng.below(q.len() + 1) } else { q.len() };
             h.feed_at(lt, &q[..keep], q.len(), Ts(i64::from(round)));
         }
     }
@@ -1998,10 +1441,7 @@ fn corpus() -> PathBuf {
     if let Some(dir) = std::env::var_os("POV_CORPUS") {
         return PathBuf::from(dir);
     }
-    let near = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus"
-    ));
+    let near = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"));
     if near.is_dir() {
         return near;
     }
@@ -2027,14 +1467,7 @@ fn decode_file(name: &str) -> (u64, DecodeStats) {
             Ok((offset, block)) => {
                 let mut one = |lt: Linktype, data: &[u8], orig_len: u32, ts: Ts| {
                     frame += 1;
-                    let pkt = Packet {
-                        frame,
-                        source: 0,
-                        ts,
-                        linktype: lt,
-                        data,
-                        orig_len,
-                    };
+                    let pkt = Packet { frame, source: 0, ts, linktype: lt, data, orig_len };
                     if dec.decode(&pkt).is_some() {
                         segs += 1;
                     }

@@ -137,11 +137,7 @@ impl<'a> Walker<'a, '_> {
     /// Too short to tell whether this is the tunnel: truncated if the
     /// snapshot length is to blame, else plain UDP.
     fn unknown(&self, s: &[u8]) -> Maybe<'a> {
-        if self.at_cut_end(s) {
-            Err(Reason::TruncatedHeaders)
-        } else {
-            Ok(None)
-        }
+        if self.at_cut_end(s) { Err(Reason::TruncatedHeaders) } else { Ok(None) }
     }
 
     /// VXLAN (RFC 7348): flags with the I bit, VNI, then Ethernet.

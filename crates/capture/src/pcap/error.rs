@@ -71,10 +71,9 @@ impl fmt::Display for ReadErrorKind {
             ReadErrorKind::Unsupported(what) => write!(f, "unsupported capture format: {what}"),
             ReadErrorKind::Io(e) => write!(f, "read error: {e}"),
             ReadErrorKind::Corrupt(what) => write!(f, "corrupt capture: {what}"),
-            ReadErrorKind::TooLarge { len, limit } => write!(
-                f,
-                "record of {len} bytes is larger than the reader's limit of {limit} bytes"
-            ),
+            ReadErrorKind::TooLarge { len, limit } => {
+                write!(f, "record of {len} bytes is larger than the reader's limit of {limit} bytes")
+            }
         }
     }
 }
@@ -92,11 +91,7 @@ impl fmt::Display for ReadError {
                 "{}: byte {}{}: {}",
                 self.file,
                 self.offset,
-                if self.decompressed {
-                    " (decompressed)"
-                } else {
-                    ""
-                },
+                if self.decompressed { " (decompressed)" } else { "" },
                 self.kind
             ),
         }
@@ -137,11 +132,7 @@ impl fmt::Display for ReadWarning {
             "{}: byte {}{}: {}",
             self.file,
             self.offset,
-            if self.decompressed {
-                " (decompressed)"
-            } else {
-                ""
-            },
+            if self.decompressed { " (decompressed)" } else { "" },
             self.message
         )
     }

@@ -6,10 +6,9 @@ use std::path::Path;
 
 use pcap_parser::nom::Offset;
 use pcap_parser::pcapng::{
-    BOM_MAGIC, EPB_MAGIC, IDB_MAGIC, OptionCode, SHB_MAGIC, SPB_MAGIC,
-    parse_enhancedpacketblock_be, parse_enhancedpacketblock_le, parse_interfacedescriptionblock_be,
-    parse_interfacedescriptionblock_le, parse_sectionheaderblock, parse_simplepacketblock_be,
-    parse_simplepacketblock_le,
+    BOM_MAGIC, EPB_MAGIC, IDB_MAGIC, OptionCode, SHB_MAGIC, SPB_MAGIC, parse_enhancedpacketblock_be,
+    parse_enhancedpacketblock_le, parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le,
+    parse_sectionheaderblock, parse_simplepacketblock_be, parse_simplepacketblock_le,
 };
 use pcap_parser::traits::PcapNGPacketBlock;
 use pcap_parser::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_header};
@@ -175,19 +174,10 @@ impl CaptureFile {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) => {
-                return Err(ReadError {
-                    file: name,
-                    offset: 0,
-                    decompressed: false,
-                    kind: ReadErrorKind::Open(e),
-                });
+                return Err(ReadError { file: name, offset: 0, decompressed: false, kind: ReadErrorKind::Open(e) });
             }
         };
-        let size = file
-            .metadata()
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len());
+        let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         let mut cf = CaptureFile::from_read(name, file)?;
         cf.size_hint = size;
         Ok(cf)
@@ -199,10 +189,7 @@ impl CaptureFile {
     /// # Errors
     ///
     /// As for [`CaptureFile::open`], minus the open failure.
-    pub fn from_read(
-        name: impl Into<String>,
-        reader: impl Read + Send + 'static,
-    ) -> Result<CaptureFile, ReadError> {
+    pub fn from_read(name: impl Into<String>, reader: impl Read + Send + 'static) -> Result<CaptureFile, ReadError> {
         CaptureFile::start(name.into(), Source::new(reader))
     }
 
@@ -222,50 +209,23 @@ impl CaptureFile {
         let mut src = match src {
             Ok(src) => src,
             Err(e) => {
-                return Err(ReadError {
-                    file: name,
-                    offset: 0,
-                    decompressed: false,
-                    kind: ReadErrorKind::Io(e),
-                });
+                return Err(ReadError { file: name, offset: 0, decompressed: false, kind: ReadErrorKind::Io(e) });
             }
         };
         let gzip = src.gzip();
-        let err = |offset: u64, kind: ReadErrorKind| ReadError {
-            file: name.clone(),
-            offset,
-            decompressed: gzip,
-            kind,
-        };
-        let not_a_capture = |data: &[u8]| {
-            err(
-                0,
-                ReadErrorKind::NotACapture {
-                    first_bytes: first4(data),
-                },
-            )
-        };
+        let err = |offset: u64, kind: ReadErrorKind| ReadError { file: name.clone(), offset, decompressed: gzip, kind };
+        let not_a_capture = |data: &[u8]| err(0, ReadErrorKind::NotACapture { first_bytes: first4(data) });
 
         src.fill(4).map_err(|e| err(0, ReadErrorKind::Io(e)))?;
-        let magic = match src
-            .data()
-            .get(..4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        {
+        let magic = match src.data().get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
             Some(m) => u32::from_le_bytes(m),
             None => return Err(not_a_capture(src.data())),
         };
         let (kind, stats) = match magic {
             0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
-                let full = src
-                    .fill(PCAP_FILE_HEADER)
-                    .map_err(|e| err(0, ReadErrorKind::Io(e)))?;
+                let full = src.fill(PCAP_FILE_HEADER).map_err(|e| err(0, ReadErrorKind::Io(e)))?;
                 let header = src.data().get(..PCAP_FILE_HEADER).unwrap_or_default();
-                let parsed = if full {
-                    parse_pcap_header(header).ok()
-                } else {
-                    None
-                };
+                let parsed = if full { parse_pcap_header(header).ok() } else { None };
                 let Some((_, h)) = parsed else {
                     return Err(err(
                         0,
@@ -286,10 +246,7 @@ impl CaptureFile {
                 };
                 let mut stats = FileStats::new(
                     name.clone(),
-                    Format::Pcap {
-                        big_endian: h.is_bigendian(),
-                        nanosecond: h.is_nanosecond_precision(),
-                    },
+                    Format::Pcap { big_endian: h.is_bigendian(), nanosecond: h.is_nanosecond_precision() },
                     gzip,
                 );
                 stats.snaplen = Some(h.snaplen);
@@ -302,27 +259,17 @@ impl CaptureFile {
             0xa1b2_cd34 | 0x34cd_b2a1 => {
                 return Err(err(
                     0,
-                    ReadErrorKind::Unsupported(
-                        "modified pcap (magic a1b2cd34, old Red Hat tcpdump)".into(),
-                    ),
+                    ReadErrorKind::Unsupported("modified pcap (magic a1b2cd34, old Red Hat tcpdump)".into()),
                 ));
             }
             SHB_MAGIC => {
-                src.fill(NG_MIN_BLOCK)
-                    .map_err(|e| err(0, ReadErrorKind::Io(e)))?;
-                let bom = src
-                    .data()
-                    .get(8..12)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(u32::from_le_bytes);
+                src.fill(NG_MIN_BLOCK).map_err(|e| err(0, ReadErrorKind::Io(e)))?;
+                let bom = src.data().get(8..12).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_le_bytes);
                 if bom != Some(BOM_MAGIC) && bom != Some(BOM_MAGIC.swap_bytes()) {
                     return Err(not_a_capture(src.data()));
                 }
                 // The section header is read as the first block.
-                (
-                    Kind::Pcapng,
-                    FileStats::new(name.clone(), Format::Pcapng, gzip),
-                )
+                (Kind::Pcapng, FileStats::new(name.clone(), Format::Pcapng, gzip))
             }
             _ => return Err(not_a_capture(src.data())),
         };
@@ -392,11 +339,7 @@ impl CaptureFile {
             source,
             ts: head.ts,
             linktype: head.linktype,
-            data: self
-                .src
-                .buffer()
-                .get(head.pos..head.pos + head.len)
-                .unwrap_or_default(),
+            data: self.src.buffer().get(head.pos..head.pos + head.len).unwrap_or_default(),
             orig_len: head.orig_len,
         }
     }
@@ -408,12 +351,7 @@ impl CaptureFile {
             return Ok(None);
         }
         let res = match self.kind {
-            Kind::Pcap {
-                big,
-                nano,
-                linktype,
-                max_caplen,
-            } => self.next_pcap(big, nano, linktype, max_caplen),
+            Kind::Pcap { big, nano, linktype, max_caplen } => self.next_pcap(big, nano, linktype, max_caplen),
             Kind::Pcapng => self.next_pcapng(),
         };
         match res {
@@ -439,10 +377,7 @@ impl CaptureFile {
         self.done = true;
         self.stats.bytes = self.src.offset();
         if self.src.gzip_cut() {
-            self.warn(
-                self.src.offset(),
-                "gzip stream ends early: the compressed data is cut short".into(),
-            );
+            self.warn(self.src.offset(), "gzip stream ends early: the compressed data is cut short".into());
         }
     }
 
@@ -456,12 +391,7 @@ impl CaptureFile {
     }
 
     fn error(&self, offset: u64, kind: ReadErrorKind) -> ReadError {
-        ReadError {
-            file: self.stats.name.clone(),
-            offset,
-            decompressed: self.stats.gzip,
-            kind,
-        }
+        ReadError { file: self.stats.name.clone(), offset, decompressed: self.stats.gzip, kind }
     }
 
     fn corrupt(&self, offset: u64, what: String) -> ReadError {
@@ -481,13 +411,7 @@ impl CaptureFile {
     #[inline]
     fn check_size(&self, len: usize, offset: u64) -> Result<(), ReadError> {
         if len > self.src.max() {
-            return Err(self.error(
-                offset,
-                ReadErrorKind::TooLarge {
-                    len: len as u64,
-                    limit: self.src.max() as u64,
-                },
-            ));
+            return Err(self.error(offset, ReadErrorKind::TooLarge { len: len as u64, limit: self.src.max() as u64 }));
         }
         Ok(())
     }
@@ -545,19 +469,11 @@ impl CaptureFile {
             return self.cut_short(total, true);
         }
         let record = self.src.data().get(..total).unwrap_or_default();
-        let parsed = if big {
-            parse_pcap_frame_be(record)
-        } else {
-            parse_pcap_frame(record)
-        };
+        let parsed = if big { parse_pcap_frame_be(record) } else { parse_pcap_frame(record) };
         let Ok((_, rec)) = parsed else {
             return Err(self.corrupt(at, "malformed pcap record".into()));
         };
-        let frac_ns = if nano {
-            i64::from(rec.ts_usec)
-        } else {
-            i64::from(rec.ts_usec) * 1000
-        };
+        let frac_ns = if nano { i64::from(rec.ts_usec) } else { i64::from(rec.ts_usec) * 1000 };
         let ts = Ts(i64::from(rec.ts_sec) * 1_000_000_000 + frac_ns);
         let head = Head {
             ts,
@@ -592,10 +508,9 @@ impl CaptureFile {
                     BOM_MAGIC => false,
                     m if m == BOM_MAGIC.swap_bytes() => true,
                     m => {
-                        return Err(self.corrupt(
-                            at,
-                            format!("section header block with unknown byte-order magic {m:08x}"),
-                        ));
+                        return Err(
+                            self.corrupt(at, format!("section header block with unknown byte-order magic {m:08x}"))
+                        );
                     }
                 };
             }
@@ -643,9 +558,7 @@ impl CaptureFile {
                         parse_interfacedescriptionblock_le(block)
                     };
                     let Ok((_, idb)) = parsed else {
-                        return Err(
-                            self.corrupt(at, "malformed interface description block".into())
-                        );
+                        return Err(self.corrupt(at, "malformed interface description block".into()));
                     };
                     let offset_s = idb
                         .options
@@ -653,13 +566,7 @@ impl CaptureFile {
                         .find(|o| o.code == OptionCode::IfTsoffset)
                         .and_then(|o| o.as_bytes().ok())
                         .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                        .map_or(0, |v| {
-                            if big {
-                                i64::from_be_bytes(v)
-                            } else {
-                                i64::from_le_bytes(v)
-                            }
-                        });
+                        .map_or(0, |v| if big { i64::from_be_bytes(v) } else { i64::from_le_bytes(v) });
                     let iface = Iface {
                         linktype: Linktype((idb.linktype.0 as u32) & 0xffff),
                         snaplen: idb.snaplen,
@@ -677,11 +584,8 @@ impl CaptureFile {
                     None
                 }
                 EPB_MAGIC => {
-                    let parsed = if big {
-                        parse_enhancedpacketblock_be(block)
-                    } else {
-                        parse_enhancedpacketblock_le(block)
-                    };
+                    let parsed =
+                        if big { parse_enhancedpacketblock_be(block) } else { parse_enhancedpacketblock_le(block) };
                     let Ok((_, epb)) = parsed else {
                         return Err(self.corrupt(at, "malformed enhanced packet block".into()));
                     };
@@ -708,19 +612,15 @@ impl CaptureFile {
                     })
                 }
                 SPB_MAGIC => {
-                    let parsed = if big {
-                        parse_simplepacketblock_be(block)
-                    } else {
-                        parse_simplepacketblock_le(block)
-                    };
+                    let parsed =
+                        if big { parse_simplepacketblock_be(block) } else { parse_simplepacketblock_le(block) };
                     let Ok((_, spb)) = parsed else {
                         return Err(self.corrupt(at, "malformed simple packet block".into()));
                     };
                     let Some(iface) = self.ifaces.first().copied() else {
-                        return Err(self.corrupt(
-                            at,
-                            "simple packet block but the section describes no interface".into(),
-                        ));
+                        return Err(
+                            self.corrupt(at, "simple packet block but the section describes no interface".into())
+                        );
                     };
                     // The captured length is implied: the original length,
                     // cut at the interface's snapshot length (0: none) and
@@ -746,10 +646,9 @@ impl CaptureFile {
                     let if_id = read_u16(block, 8, big);
                     let caplen = read_u32(block, 20, big);
                     if len < DATA + 4 || caplen as usize > len - DATA - 4 {
-                        return Err(self.corrupt(
-                            at,
-                            format!("packet block of length {len} cannot hold {caplen} bytes"),
-                        ));
+                        return Err(
+                            self.corrupt(at, format!("packet block of length {len} cannot hold {caplen} bytes"))
+                        );
                     }
                     let Some(iface) = self.ifaces.get(usize::from(if_id)).copied() else {
                         return Err(self.corrupt(
@@ -761,8 +660,7 @@ impl CaptureFile {
                             ),
                         ));
                     };
-                    let units = (u64::from(read_u32(block, 12, big)) << 32)
-                        | u64::from(read_u32(block, 16, big));
+                    let units = (u64::from(read_u32(block, 12, big)) << 32) | u64::from(read_u32(block, 16, big));
                     Some(Head {
                         ts: clamp_ts(iface.scale.to_ns(units) + iface.offset_ns),
                         linktype: iface.linktype,
@@ -778,8 +676,7 @@ impl CaptureFile {
             };
             self.src.consume(len);
             if let Some(head) = head {
-                self.stats
-                    .count_packet(head.ts, head.linktype.0, head.len as u32, head.orig_len);
+                self.stats.count_packet(head.ts, head.linktype.0, head.len as u32, head.orig_len);
                 return Ok(Some(head));
             }
         }
@@ -827,16 +724,10 @@ mod scale_tests {
         // 10^-12: 1_234_567 ps = 1234 ns (rounded down).
         assert_eq!(TsScale::from_tsresol(12).to_ns(1_234_567), 1234);
         // 2^-20: 3.5 s exactly, and one unit is 953.67431640625 ns.
-        assert_eq!(
-            TsScale::from_tsresol(0x80 | 20).to_ns(7 << 19),
-            3_500_000_000
-        );
+        assert_eq!(TsScale::from_tsresol(0x80 | 20).to_ns(7 << 19), 3_500_000_000);
         assert_eq!(TsScale::from_tsresol(0x80 | 20).to_ns(1), 953);
         // Largest count at 10^-0: no overflow.
-        assert_eq!(
-            TsScale::from_tsresol(0).to_ns(u64::MAX),
-            i128::from(u64::MAX) * 1_000_000_000
-        );
+        assert_eq!(TsScale::from_tsresol(0).to_ns(u64::MAX), i128::from(u64::MAX) * 1_000_000_000);
         assert_eq!(TsScale::from_tsresol(0x80 | 127).to_ns(u64::MAX), 0);
     }
 }

@@ -59,16 +59,9 @@ impl Source {
     }
 
     /// As [`Source::new`], with the given initial and largest buffer sizes.
-    pub(super) fn with_limits<R: Read + Send + 'static>(
-        reader: R,
-        initial: usize,
-        max: usize,
-    ) -> io::Result<Source> {
+    pub(super) fn with_limits<R: Read + Send + 'static>(reader: R, initial: usize, max: usize) -> io::Result<Source> {
         let raw = Arc::new(AtomicU64::new(0));
-        let mut counting = Counting {
-            inner: reader,
-            count: Arc::clone(&raw),
-        };
+        let mut counting = Counting { inner: reader, count: Arc::clone(&raw) };
         let mut head = [0u8; 2];
         let mut got = 0;
         while got < head.len() {
@@ -83,11 +76,8 @@ impl Source {
         let gzip = head == [0x1f, 0x8b];
         let peeked = io::Cursor::new(head.get(..got).unwrap_or_default().to_vec());
         let chained = peeked.chain(counting);
-        let reader: Box<dyn Read + Send> = if gzip {
-            Box::new(MultiGzDecoder::new(chained))
-        } else {
-            Box::new(chained)
-        };
+        let reader: Box<dyn Read + Send> =
+            if gzip { Box::new(MultiGzDecoder::new(chained)) } else { Box::new(chained) };
         Ok(Source {
             reader,
             buf: vec![0; initial.clamp(1, max.max(64))],

@@ -35,27 +35,15 @@ fn pcap_record(v: &mut Vec<u8>, big: bool, sec: u32, frac: u32, data: &[u8], ori
 }
 
 fn put16(v: &mut Vec<u8>, big: bool, x: u16) {
-    v.extend_from_slice(&if big {
-        x.to_be_bytes()
-    } else {
-        x.to_le_bytes()
-    });
+    v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
 }
 
 fn put32(v: &mut Vec<u8>, big: bool, x: u32) {
-    v.extend_from_slice(&if big {
-        x.to_be_bytes()
-    } else {
-        x.to_le_bytes()
-    });
+    v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
 }
 
 fn put64(v: &mut Vec<u8>, big: bool, x: u64) {
-    v.extend_from_slice(&if big {
-        x.to_be_bytes()
-    } else {
-        x.to_le_bytes()
-    });
+    v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
 }
 
 fn pad4(v: &mut Vec<u8>) {
@@ -112,14 +100,7 @@ fn ng_idb(big: bool, linktype: u16, snaplen: u32, opts: &[(u16, Vec<u8>)]) -> Ve
 }
 
 fn ng_tsoffset(big: bool, secs: i64) -> (u16, Vec<u8>) {
-    (
-        14,
-        if big {
-            secs.to_be_bytes().to_vec()
-        } else {
-            secs.to_le_bytes().to_vec()
-        },
-    )
+    (14, if big { secs.to_be_bytes().to_vec() } else { secs.to_le_bytes().to_vec() })
 }
 
 fn ng_epb(big: bool, if_id: u32, units: u64, data: &[u8], orig: u32) -> Vec<u8> {
@@ -225,10 +206,7 @@ fn ts(secs: i64, nanos: i64) -> Ts {
 /// The shared corpus, from the real crate (crates/capture) or from a
 /// scratch copy elsewhere.
 fn corpus(name: &str) -> PathBuf {
-    let bases = [
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"),
-        "/work/shared/corpus",
-    ];
+    let bases = [concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"), "/work/shared/corpus"];
     for base in bases {
         let p = PathBuf::from(base).join("pcaps").join(name);
         if p.exists() {
@@ -288,11 +266,7 @@ fn three_record_pcap(big: bool, nano: bool) -> (Vec<u8>, [Ts; 3]) {
     // Upper bits of the link type field carry FCS information (here: FCS
     // length 4 present); the link type is the low 16 bits.
     let mut v = pcap_header(big, nano, 65535, 0x1000_0000 | 0x0400_0000 | 1);
-    let (f1, f2, f3) = if nano {
-        (123_456_789, 5, 999_999_999)
-    } else {
-        (123_456, 5, 999_999)
-    };
+    let (f1, f2, f3) = if nano { (123_456_789, 5, 999_999_999) } else { (123_456, 5, 999_999) };
     let m = if nano { 1 } else { 1000 };
     pcap_record(&mut v, big, 1_700_000_000, f1, &[1; 10], 10);
     pcap_record(&mut v, big, 1_700_000_001, f2, &[2; 5], 60);
@@ -325,13 +299,7 @@ fn pcap_both_byte_orders_and_resolutions() {
             assert_eq!(frames[1].data, vec![2; 5]);
             assert_eq!(frames[1].orig_len, 60);
             let s = f.stats();
-            assert_eq!(
-                s.format,
-                Format::Pcap {
-                    big_endian: big,
-                    nanosecond: nano
-                }
-            );
+            assert_eq!(s.format, Format::Pcap { big_endian: big, nanosecond: nano });
             assert!(!s.gzip);
             assert_eq!(s.snaplen, Some(65535));
             assert_eq!(s.packets, 3);
@@ -358,10 +326,7 @@ fn pcap_timestamps_are_exact_at_the_extremes() {
     pcap_record(&mut v, false, u32::MAX, 999_999_999, &[0; 1], 1);
     pcap_record(&mut v, false, 0, 1, &[0; 1], 1);
     let (frames, _) = read_all(&mut open("x.pcap", v));
-    assert_eq!(
-        frames[0].ts,
-        Ts(i64::from(u32::MAX) * 1_000_000_000 + 999_999_999)
-    );
+    assert_eq!(frames[0].ts, Ts(i64::from(u32::MAX) * 1_000_000_000 + 999_999_999));
     assert_eq!(frames[1].ts, Ts(1));
 }
 
@@ -374,21 +339,10 @@ fn pcapng_sections_interfaces_and_resolutions() {
     // 10^-9 with an offset of 100 s.
     v.extend(ng_shb(false));
     v.extend(ng_idb(false, 1, 65535, &[]));
-    v.extend(ng_idb(
-        false,
-        101,
-        0,
-        &[(9, vec![9]), ng_tsoffset(false, 100)],
-    ));
+    v.extend(ng_idb(false, 101, 0, &[(9, vec![9]), ng_tsoffset(false, 100)]));
     v.extend(ng_block(false, 0x0000_0FFF, b"what is this")); // unknown: skipped
     v.extend(ng_epb(false, 0, 1_700_000_000_123_456, b"first", 5));
-    v.extend(ng_epb(
-        false,
-        1,
-        1_700_000_000_123_456_789,
-        b"second!",
-        1500,
-    ));
+    v.extend(ng_epb(false, 1, 1_700_000_000_123_456_789, b"second!", 1500));
     // No timestamp: the previous frame's; interface 0; captured length is
     // the original length (the rest is padding).
     v.extend(ng_spb(false, 6, b"simple"));
@@ -397,23 +351,14 @@ fn pcapng_sections_interfaces_and_resolutions() {
     // snapshot length 4.
     v.extend(ng_shb(true));
     v.extend(ng_idb(true, 113, 4, &[(9, vec![0x80 | 20])]));
-    v.extend(ng_epb(
-        true,
-        0,
-        (1_700_000_200 << 20) | (1 << 19),
-        b"abc",
-        3,
-    ));
+    v.extend(ng_epb(true, 0, (1_700_000_200 << 20) | (1 << 19), b"abc", 3));
     v.extend(ng_spb(true, 10, b"0123456789"));
     v.extend(ng_epb(true, 0, (1_700_000_300 << 20) | 1, b"x", 1));
 
     let mut f = open("t.pcapng", v);
     let (frames, err) = read_all(&mut f);
     assert!(err.is_none(), "{err:?}");
-    let got: Vec<_> = frames
-        .iter()
-        .map(|f| (f.frame, f.ts, f.linktype.0, f.data.clone(), f.orig_len))
-        .collect();
+    let got: Vec<_> = frames.iter().map(|f| (f.frame, f.ts, f.linktype.0, f.data.clone(), f.orig_len)).collect();
     let t1 = ts(1_700_000_000, 123_456_000);
     let t2 = ts(1_700_000_100, 123_456_789);
     let t3 = ts(1_700_000_200, 500_000_000);
@@ -438,13 +383,7 @@ fn pcapng_sections_interfaces_and_resolutions() {
     assert_eq!(s.out_of_order_timestamps, 0);
     assert_eq!(s.first_ts, Some(t1));
     assert_eq!(s.last_ts, Some(t4));
-    assert_eq!(
-        s.linktypes
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect::<Vec<_>>(),
-        [(1, 2), (101, 1), (113, 3)]
-    );
+    assert_eq!(s.linktypes.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(), [(1, 2), (101, 1), (113, 3)]);
     // One interface declared no limit.
     assert_eq!(s.snaplen, Some(0));
     assert!(f.warnings().is_empty());
@@ -454,12 +393,7 @@ fn pcapng_sections_interfaces_and_resolutions() {
 fn pcapng_big_endian_tsoffset_and_other_resolutions() {
     let mut v = ng_shb(true);
     // 10^-3 with a negative offset, 10^-10, 2^-0 (whole seconds).
-    v.extend(ng_idb(
-        true,
-        1,
-        0,
-        &[(9, vec![3]), ng_tsoffset(true, -1_000)],
-    ));
+    v.extend(ng_idb(true, 1, 0, &[(9, vec![3]), ng_tsoffset(true, -1_000)]));
     v.extend(ng_idb(true, 1, 0, &[(9, vec![10])]));
     v.extend(ng_idb(true, 1, 0, &[(9, vec![0x80])]));
     v.extend(ng_epb(true, 0, 1_700_000_000_250, b"a", 1));
@@ -468,14 +402,7 @@ fn pcapng_big_endian_tsoffset_and_other_resolutions() {
     let (frames, err) = read_all(&mut open("be.pcapng", v));
     assert!(err.is_none(), "{err:?}");
     let got: Vec<_> = frames.iter().map(|f| f.ts).collect();
-    assert_eq!(
-        got,
-        [
-            ts(1_699_999_000, 250_000_000),
-            ts(1_700_000_000, 123_456_789),
-            ts(1_700_000_000, 0)
-        ]
-    );
+    assert_eq!(got, [ts(1_699_999_000, 250_000_000), ts(1_700_000_000, 123_456_789), ts(1_700_000_000, 0)]);
 }
 
 #[test]
@@ -573,10 +500,7 @@ fn pcapng_corrupt_blocks_in_the_middle() {
     assert_eq!(frames.len(), 1);
     let e = err.unwrap();
     assert_eq!(e.offset, at);
-    assert!(
-        e.to_string().contains("malformed enhanced packet block"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("malformed enhanced packet block"), "{e}");
 
     // Bad byte-order magic in a later section header.
     let mut v = base;
@@ -600,13 +524,7 @@ fn gzip_input_is_read_transparently() {
     assert_eq!(frames.iter().map(|f| f.ts).collect::<Vec<_>>(), want);
     let s = f.stats();
     assert!(s.gzip);
-    assert_eq!(
-        s.format,
-        Format::Pcap {
-            big_endian: false,
-            nanosecond: true
-        }
-    );
+    assert_eq!(s.format, Format::Pcap { big_endian: false, nanosecond: true });
     assert_eq!(s.bytes, plain.len() as u64);
     assert_eq!(f.bytes_read(), packed.len() as u64);
 
@@ -642,11 +560,7 @@ fn gzip_offsets_are_decompressed() {
     let e = err.unwrap();
     assert_eq!(e.offset, at);
     assert!(e.decompressed);
-    assert!(
-        e.to_string()
-            .starts_with(&format!("c.pcap.gz: byte {at} (decompressed): ")),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with(&format!("c.pcap.gz: byte {at} (decompressed): ")), "{e}");
 
     let e = CaptureFile::from_read("notes.gz", io::Cursor::new(gzip(b"hello"))).unwrap_err();
     assert_eq!(
@@ -672,11 +586,7 @@ fn gzip_stream_cut_short_keeps_what_was_read() {
         assert_eq!(fr.ts, ts(i as i64, 0));
     }
     let w = f.warnings();
-    assert!(
-        w.iter()
-            .any(|w| w.message.contains("gzip stream ends early")),
-        "{w:?}"
-    );
+    assert!(w.iter().any(|w| w.message.contains("gzip stream ends early")), "{w:?}");
     assert!(w.iter().all(|w| w.decompressed));
 }
 
@@ -728,10 +638,7 @@ fn truncated_last_block_pcapng() {
     assert_eq!(frames.len(), 1);
     let w = &f.warnings()[0];
     assert_eq!(w.offset, at);
-    assert!(
-        w.message.contains("lacks 6 bytes (30 of 36 present)"),
-        "{w}"
-    );
+    assert!(w.message.contains("lacks 6 bytes (30 of 36 present)"), "{w}");
 }
 
 /// Every prefix of a valid capture either fails to open (too short for a
@@ -762,17 +669,9 @@ fn every_prefix_is_handled() {
             assert!(cut >= min_len, "cut {cut}");
             let (frames, err) = read_all(&mut f);
             assert!(err.is_none(), "cut {cut}: {err:?}");
-            let complete = bounds
-                .iter()
-                .filter(|&&e| e <= cut)
-                .count()
-                .saturating_sub(headers);
+            let complete = bounds.iter().filter(|&&e| e <= cut).count().saturating_sub(headers);
             assert_eq!(frames.len(), complete, "cut {cut}");
-            assert_eq!(
-                f.warnings().len(),
-                usize::from(!bounds.contains(&cut)),
-                "cut {cut}"
-            );
+            assert_eq!(f.warnings().len(), usize::from(!bounds.contains(&cut)), "cut {cut}");
         }
     }
 }
@@ -810,20 +709,14 @@ fn corrupt_record_in_the_middle_pcap() {
 #[test]
 fn read_errors_name_the_record() {
     let (v, _) = three_record_pcap(false, false);
-    let f = FailAfter {
-        data: io::Cursor::new(v),
-        limit: 24 + 26 + 5,
-    };
+    let f = FailAfter { data: io::Cursor::new(v), limit: 24 + 26 + 5 };
     let mut f = CaptureFile::from_read("flaky.pcap", f).unwrap();
     let (frames, err) = read_all(&mut f);
     assert_eq!(frames.len(), 1);
     let e = err.unwrap();
     assert_eq!(e.offset, 24 + 26);
     assert!(matches!(e.kind, ReadErrorKind::Io(_)));
-    assert_eq!(
-        e.to_string(),
-        "flaky.pcap: byte 50: read error: disk on fire"
-    );
+    assert_eq!(e.to_string(), "flaky.pcap: byte 50: read error: disk on fire");
     assert!(std::error::Error::source(&e).is_some());
 }
 
@@ -831,40 +724,24 @@ fn read_errors_name_the_record() {
 
 #[test]
 fn not_a_capture_names_the_file() {
-    let e = CaptureFile::from_read("notes.txt", io::Cursor::new(b"<!DOCTYPE html>".to_vec()))
-        .unwrap_err();
-    assert!(
-        matches!(&e.kind, ReadErrorKind::NotACapture { first_bytes } if first_bytes == b"<!DO")
-    );
-    assert_eq!(
-        e.to_string(),
-        "notes.txt: not a pcap or pcapng capture (first bytes: 3c 21 44 4f)"
-    );
+    let e = CaptureFile::from_read("notes.txt", io::Cursor::new(b"<!DOCTYPE html>".to_vec())).unwrap_err();
+    assert!(matches!(&e.kind, ReadErrorKind::NotACapture { first_bytes } if first_bytes == b"<!DO"));
+    assert_eq!(e.to_string(), "notes.txt: not a pcap or pcapng capture (first bytes: 3c 21 44 4f)");
 
     let e = CaptureFile::from_read("empty.pcap", io::empty()).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "empty.pcap: not a pcap or pcapng capture (empty file)"
-    );
+    assert_eq!(e.to_string(), "empty.pcap: not a pcap or pcapng capture (empty file)");
 
     let e = CaptureFile::from_read("two", io::Cursor::new(vec![0xd4, 0xc3])).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "two: not a pcap or pcapng capture (first bytes: d4 c3)"
-    );
+    assert_eq!(e.to_string(), "two: not a pcap or pcapng capture (first bytes: d4 c3)");
 
     // pcapng magic without a valid byte-order magic.
-    let e =
-        CaptureFile::from_read("nl", io::Cursor::new(b"\n\r\r\nhello world".to_vec())).unwrap_err();
+    let e = CaptureFile::from_read("nl", io::Cursor::new(b"\n\r\r\nhello world".to_vec())).unwrap_err();
     assert!(matches!(e.kind, ReadErrorKind::NotACapture { .. }));
 
     // A pcap magic with a cut file header.
     let h = pcap_header(false, false, 65535, 1);
     let e = CaptureFile::from_read("short.pcap", io::Cursor::new(h[..10].to_vec())).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "short.pcap: byte 0: corrupt capture: pcap file header cut short (10 of 24 bytes)"
-    );
+    assert_eq!(e.to_string(), "short.pcap: byte 0: corrupt capture: pcap file header cut short (10 of 24 bytes)");
 
     // The "modified" pcap variant.
     let mut m = h.clone();
@@ -874,11 +751,7 @@ fn not_a_capture_names_the_file() {
 
     let e = CaptureFile::open("/nonexistent/dir/x.pcap".as_ref()).unwrap_err();
     assert!(matches!(e.kind, ReadErrorKind::Open(_)));
-    assert!(
-        e.to_string()
-            .starts_with("/nonexistent/dir/x.pcap: cannot open: "),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("/nonexistent/dir/x.pcap: cannot open: "), "{e}");
 }
 
 #[test]
@@ -910,16 +783,7 @@ fn buffer_grows_for_large_records_up_to_its_limit() {
     assert_eq!(frames[1].data, vec![8; 3000]);
     let e = err.unwrap();
     assert_eq!(e.offset, at);
-    assert!(
-        matches!(
-            e.kind,
-            ReadErrorKind::TooLarge {
-                len: 5016,
-                limit: 4096
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e.kind, ReadErrorKind::TooLarge { len: 5016, limit: 4096 }), "{e}");
 
     // The real reader, with a frame larger than its initial 1 MiB.
     let mut v = pcap_header(false, false, 4 << 20, 1);
@@ -938,20 +802,10 @@ fn tiny_reads_and_interruptions() {
     let mut v = ng_shb(false);
     v.extend(ng_idb(false, 1, 0, &[]));
     for i in 0..20u8 {
-        v.extend(ng_epb(
-            false,
-            0,
-            u64::from(i),
-            &vec![i; usize::from(i)],
-            u32::from(i),
-        ));
+        v.extend(ng_epb(false, 0, u64::from(i), &vec![i; usize::from(i)], u32::from(i)));
     }
     let (want, _) = read_all(&mut open("a", v.clone()));
-    let trickle = Trickle {
-        data: gzip(&v),
-        at: 0,
-        calls: 0,
-    };
+    let trickle = Trickle { data: gzip(&v), at: 0, calls: 0 };
     let mut f = CaptureFile::from_read_limits("b", trickle, 16, 1 << 16).unwrap();
     let (got, err) = read_all(&mut f);
     assert!(err.is_none(), "{err:?}");
@@ -980,10 +834,7 @@ fn merge_by_time_ties_by_input_order() {
     let mut r = PacketReader::new(vec![open("a.pcap", a), open("b.pcapng", b)]);
     let (frames, errs) = read_merged(&mut r);
     assert!(errs.is_empty());
-    let got: Vec<_> = frames
-        .iter()
-        .map(|f| (f.frame, f.source, f.ts, f.data[0]))
-        .collect();
+    let got: Vec<_> = frames.iter().map(|f| (f.frame, f.source, f.ts, f.data[0])).collect();
     let s = |x| ts(x, 0);
     assert_eq!(
         got,
@@ -1001,10 +852,7 @@ fn merge_by_time_ties_by_input_order() {
     assert_eq!(frames[1].linktype, Linktype::RAW);
     assert_eq!(r.frames(), 8);
     let stats: Vec<_> = r.files().map(|s| (s.name.clone(), s.packets)).collect();
-    assert_eq!(
-        stats,
-        vec![("a.pcap".to_string(), 4), ("b.pcapng".to_string(), 4)]
-    );
+    assert_eq!(stats, vec![("a.pcap".to_string(), 4), ("b.pcapng".to_string(), 4)]);
     assert!(r.warnings().is_empty());
     assert!(r.next_packet().unwrap().is_none());
 }
@@ -1055,10 +903,7 @@ fn merge_of_nothing_and_one() {
     let (frames, errs) = read_merged(&mut r);
     assert!(errs.is_empty());
     assert_eq!(frames.iter().map(|f| f.ts).collect::<Vec<_>>(), want);
-    assert_eq!(
-        frames.iter().map(|f| f.frame).collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
+    assert_eq!(frames.iter().map(|f| f.frame).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(r.bytes_read(), len);
     assert_eq!(r.size_hint(), None);
 }
@@ -1104,10 +949,7 @@ fn corpus_captures_match_tshark() {
         captured: u64,
         linktype: u32,
     }
-    let pcap = Format::Pcap {
-        big_endian: false,
-        nanosecond: false,
-    };
+    let pcap = Format::Pcap { big_endian: false, nanosecond: false };
     let wants = [
         Want {
             file: "zeek__wikipedia.pcap",
@@ -1162,17 +1004,7 @@ fn corpus_captures_match_tshark() {
         assert_eq!(s.wire_bytes, w.captured, "{}", w.file);
         assert_eq!(s.cut_by_snaplen, 0, "{}", w.file);
         assert_eq!(s.out_of_order_timestamps, 0, "{}", w.file);
-        assert_eq!(
-            s.linktypes.keys().copied().collect::<Vec<_>>(),
-            [w.linktype],
-            "{}",
-            w.file
-        );
-        assert_eq!(
-            s.bytes,
-            std::fs::metadata(&path).unwrap().len(),
-            "{}",
-            w.file
-        );
+        assert_eq!(s.linktypes.keys().copied().collect::<Vec<_>>(), [w.linktype], "{}", w.file);
+        assert_eq!(s.bytes, std::fs::metadata(&path).unwrap().len(), "{}", w.file);
     }
 }
