@@ -13,7 +13,8 @@
 //! 3. [`tcp`] rebuilds each connection's two byte streams exactly and pushes
 //!    [`tcp::StreamEvent`]s (open, data, gap, half-close, close) into a
 //!    [`tcp::StreamSink`], in capture-time order.
-//! 4. (issue #4) `http` turns the streams into transactions.
+//! 4. [`http`] parses each connection's streams into HTTP/1.x transactions
+//!    ([`http::HttpTransaction`]) and hands them out in request-time order.
 //!
 //! Times are capture times ([`Ts`]); nothing here reads the wall clock.
 //! Library code never prints or exits: problems in the traffic are counted,
@@ -23,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod decode;
+pub mod http;
 pub mod packet;
 pub mod pcap;
 pub mod tcp;

@@ -172,6 +172,10 @@ pub struct DataChunk<'a> {
     pub first_frame: u64,
     /// Frame of the last segment.
     pub last_frame: u64,
+    /// How far the sender had acknowledged the other direction's stream
+    /// (an offset in it) when it sent these bytes: for a request, how much
+    /// of the server's answers the client had received.
+    pub peer_ack: Option<u64>,
 }
 
 /// Why bytes are missing.
@@ -583,6 +587,7 @@ struct Held {
     phantom: bool,
     ts: Ts,
     frame: u64,
+    peer_ack: Option<u64>,
 }
 
 impl Held {
@@ -621,8 +626,6 @@ struct Half {
     /// Where this side's RST said its stream ended (its sequence number is
     /// the next byte it would have sent).
     rst_end: Option<u64>,
-    /// Highest offset the peer has acknowledged (plausible ones only).
-    acked: u64,
     stats: HalfStats,
 }
 
@@ -649,11 +652,6 @@ struct Suspect {
     /// The acknowledgment's capture time and frame.
     ts: Ts,
     frame: u64,
-    /// Every byte before it was in the capture, or already acknowledged,
-    /// when the acknowledgment came: it moved one sequence number past the
-    /// stream, as the acknowledgment of a FIN does. An acknowledgment that
-    /// also covered missing bytes makes it a lost byte.
-    one_step: bool,
 }
 
 /// A connection being reassembled.
@@ -1148,13 +1146,19 @@ impl Conn {
 
         // Acknowledgment of the peer's bytes: anything acknowledged that the
         // capture does not have is a gap now, not at the end.
+        // How far this segment's sender had received the other direction.
+        let peer_ack = if flags.ack() && !flags.syn() {
+            self.half[p].offset_of(seg.ack).filter(|a| *a >= 0).map(|a| a as u64)
+        } else {
+            None
+        };
         // (A SYN-ACK acknowledges only the SYN.)
         if flags.ack() && !flags.syn() {
             self.on_ack(s, seg.ack, seg.ts, seg.frame, ctx, sink);
         }
 
         if seg.payload_len > 0 {
-            self.on_payload(s, seg, data_seq, ctx, sink);
+            self.on_payload(s, seg, data_seq, peer_ack, ctx, sink);
         }
 
         if flags.rst() {
@@ -1223,13 +1227,6 @@ impl Conn {
         {
             a = fin as i64;
         }
-        // Remember how far the peer has acknowledged (to tell an unseen FIN
-        // from a lost byte below).
-        let prev_ack = h.acked;
-        if a > prev_ack as i64 && a <= (h.next + ctx.cfg.max_seq_jump) as i64 {
-            self.half[p].acked = a as u64;
-        }
-        let h = &self.half[p];
         if a <= h.next as i64 {
             return;
         }
@@ -1238,31 +1235,20 @@ impl Conn {
             self.half[s].stats.bogus_acks += 1;
             return;
         }
-        // An acknowledgment covers a FIN as well as bytes, so when nothing
-        // the capture holds lies at or beyond it, its last sequence number
-        // may be a FIN the capture missed rather than a lost byte: report
-        // the bytes before it missing now, and settle the last one later
-        // (a FIN if the stream ends there, a lost byte if data follows).
+        // An acknowledgment covers a FIN as well as bytes. When it goes
+        // exactly one past every byte the capture has, with nothing beyond,
+        // its last sequence number is most likely a FIN the capture missed,
+        // not a lost byte: leave it open, and settle it later (a FIN if the
+        // stream ends there, a lost byte if data follows). An acknowledgment
+        // that also covers missing bytes makes its last one a byte too.
         let known_beyond = h.ooo.last_key_value().is_some_and(|(k, v)| k + v.len >= a);
-        let fin_known = h.fin.is_some();
-        let next_before = h.next;
-        if !fin_known && !known_beyond {
-            self.advance_to(p, a - 1, GapReason::AckedUnseen, ts, ctx, sink);
-            self.deliver_ready(p, ctx, sink);
-            if self.half[p].next == a - 1 {
-                // A FIN if every byte before it is here; a lost byte if the
-                // acknowledgment also covered bytes the capture lacks. A
-                // later repeat of the same acknowledgment decides nothing.
-                let sus = match self.half[p].fin_suspect {
-                    Some(x) if x.off == a - 1 => x,
-                    _ => Suspect { off: a - 1, ts, frame, one_step: next_before == a - 1 || prev_ack == a - 1 },
-                };
-                self.half[p].fin_suspect = Some(sus);
-                if self.half[s].ended && sus.one_step {
-                    // The usual end of a connection: the side that closed
-                    // first acknowledges the other's FIN.
-                    self.accept_unseen_fin(p, ctx, sink);
-                }
+        if h.fin.is_none() && !known_beyond && h.next + 1 == a {
+            let sus = Suspect { off: a - 1, ts, frame };
+            self.half[p].fin_suspect = Some(sus);
+            if self.half[s].ended {
+                // The usual end of a connection: the side that closed first
+                // acknowledges the other's FIN.
+                self.accept_unseen_fin(p, ctx, sink);
             }
             return;
         }
@@ -1337,7 +1323,7 @@ impl Conn {
         if held.phantom {
             self.emit_gap(side, off, held.len, GapReason::SnaplenCut, held.ts, ctx, sink);
         } else {
-            self.emit_data(side, off, &held.data, held.ts, held.frame, ctx, sink);
+            self.emit_data(side, off, &held.data, held.ts, held.frame, held.peer_ack, ctx, sink);
         }
     }
 
@@ -1349,6 +1335,7 @@ impl Conn {
         bytes: &[u8],
         ts: Ts,
         frame: u64,
+        peer_ack: Option<u64>,
         ctx: &mut Ctx<'_>,
         sink: &mut S,
     ) {
@@ -1369,6 +1356,7 @@ impl Conn {
             last_ts: ts,
             first_frame: frame,
             last_frame: frame,
+            peer_ack,
         });
     }
 
@@ -1390,12 +1378,6 @@ impl Conn {
             return;
         };
         if h.fin.is_some() || h.next != sus.off || !h.ooo.is_empty() {
-            return;
-        }
-        if !sus.one_step {
-            // The acknowledgment jumped over missing bytes: the last one
-            // was a byte too.
-            self.emit_gap(side, sus.off, 1, GapReason::AckedUnseen, sus.ts, ctx, sink);
             return;
         }
         let h = &mut self.half[side];
@@ -1456,11 +1438,13 @@ impl Conn {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_payload<S: StreamSink + ?Sized>(
         &mut self,
         s: usize,
         seg: &TcpSegment<'_>,
         data_seq: u32,
+        peer_ack: Option<u64>,
         ctx: &mut Ctx<'_>,
         sink: &mut S,
     ) {
@@ -1546,7 +1530,7 @@ impl Conn {
 
         // Fast path: in order, nothing held.
         if off == h.next && h.ooo.is_empty() {
-            self.emit_data(s, off, bytes, seg.ts, seg.frame, ctx, sink);
+            self.emit_data(s, off, bytes, seg.ts, seg.frame, peer_ack, ctx, sink);
             if present_end < end {
                 self.emit_gap(s, present_end, end - present_end, GapReason::SnaplenCut, seg.ts, ctx, sink);
             }
@@ -1557,9 +1541,9 @@ impl Conn {
         if off > h.next {
             h.stats.out_of_order_segments += 1;
         }
-        insert_held(h, ctx, off, present_end, Some(bytes), seg.ts, seg.frame);
+        insert_held(h, ctx, off, present_end, Some(bytes), seg.ts, seg.frame, peer_ack);
         if present_end < end {
-            insert_held(h, ctx, present_end, end, None, seg.ts, seg.frame);
+            insert_held(h, ctx, present_end, end, None, seg.ts, seg.frame, peer_ack);
         }
         self.deliver_ready(s, ctx, sink);
 
@@ -1704,7 +1688,17 @@ fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
 /// only the parts not already held are added; overlapping bytes that differ
 /// from what is held are counted as conflicts. `data` is `None` for a
 /// phantom (capture-cut) range.
-fn insert_held(h: &mut Half, ctx: &mut Ctx<'_>, start: u64, end: u64, data: Option<&[u8]>, ts: Ts, frame: u64) {
+#[allow(clippy::too_many_arguments)]
+fn insert_held(
+    h: &mut Half,
+    ctx: &mut Ctx<'_>,
+    start: u64,
+    end: u64,
+    data: Option<&[u8]>,
+    ts: Ts,
+    frame: u64,
+    peer_ack: Option<u64>,
+) {
     if start >= end {
         return;
     }
@@ -1756,8 +1750,9 @@ fn insert_held(h: &mut Half, ctx: &mut Ctx<'_>, start: u64, end: u64, data: Opti
                 phantom: false,
                 ts,
                 frame,
+                peer_ack,
             },
-            None => Held { data: Vec::new(), len: b - a, phantom: true, ts, frame },
+            None => Held { data: Vec::new(), len: b - a, phantom: true, ts, frame, peer_ack },
         };
         let cost = held.cost();
         h.ooo_cost += cost;
@@ -2685,8 +2680,11 @@ mod tests {
                         // arrived at or beyond it (an ACK's last sequence
                         // number may be a FIN): it stays open.
                         if upto > frontier {
+                            // The reassembler's next byte: the first one
+                            // neither present nor given up.
+                            let next = (0..len).find(|p| model[*p].is_none() && !lost[*p]).unwrap_or(len);
                             let known_beyond = model[upto - 1..].iter().any(Option::is_some);
-                            let until = if known_beyond { upto } else { upto - 1 };
+                            let until = if !known_beyond && next + 1 == upto { upto - 1 } else { upto };
                             while frontier < until {
                                 if model[frontier].is_none() {
                                     lost[frontier] = true;

@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// List TCP connections (like `tshark -q -z conv,tcp`).
     Flows(FlowsArgs),
+    /// List HTTP transactions (one record per request and its response).
+    Transactions(TransactionsArgs),
     /// Describe captures: link types, packets, bytes, time span, and every
     /// decode and reassembly counter.
     Info(InfoArgs),
@@ -50,6 +52,58 @@ struct FlowsArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+#[derive(Args)]
+struct TransactionsArgs {
+    /// Capture files (pcap or pcapng, optionally gzipped); `-` reads stdin.
+    /// Several files are merged by timestamp.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output format (records come in request time order).
+    #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
+    format: FormatArg,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Show cookie values and credentials instead of masking them.
+    #[arg(long)]
+    no_mask: bool,
+    #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Limits of the HTTP layer.
+#[derive(Args)]
+struct HttpArgs {
+    /// Decoded body bytes kept per message.
+    #[arg(long, default_value_t = 256 << 10, value_name = "BYTES")]
+    body_keep_bytes: usize,
+    /// Largest request or response head.
+    #[arg(long, default_value_t = 64 << 10, value_name = "BYTES")]
+    max_head_bytes: usize,
+    /// Most decoded bytes counted per body (decompression stops beyond).
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    max_decoded_bytes: u64,
+    /// Largest decoded/wire ratio of a body (decompression bombs stop).
+    #[arg(long, default_value_t = 1000, value_name = "RATIO")]
+    max_decode_ratio: u64,
+    /// Seconds a client waits before its close counts as a timeout (no
+    /// response) rather than giving up (client abort).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    client_timeout: i64,
+}
+
+impl HttpArgs {
+    fn apply(&self, cfg: &mut PipelineConfig) {
+        cfg.http.body_keep_bytes = self.body_keep_bytes;
+        cfg.http.max_head_bytes = self.max_head_bytes.max(64);
+        cfg.http.max_decoded_bytes = self.max_decoded_bytes;
+        cfg.http.max_decode_ratio = self.max_decode_ratio.max(1);
+        cfg.http.client_timeout = Dur::from_secs(self.client_timeout.max(0));
+    }
 }
 
 #[derive(Args)]
@@ -131,6 +185,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Flows(a) => cmd_flows(a),
+        Command::Transactions(a) => cmd_transactions(a),
         Command::Info(a) => cmd_info(a),
         Command::Synth(a) => synth::run(a),
     };
@@ -145,30 +200,25 @@ fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
 /// Runs the pipeline over `files` with a progress display on a terminal,
 /// and prints every input problem to stderr.
-fn run_pipeline<S: pov_capture::tcp::StreamSink>(
+fn run_pipeline<S: pov_capture::tcp::StreamSink>(files: &[PathBuf], common: &CommonArgs, sink: &mut S) -> RunReport {
+    run_pipeline_with(files, common, &common.config(), sink)
+}
+
+fn run_pipeline_with<S: pov_capture::tcp::StreamSink>(
     files: &[PathBuf],
     common: &CommonArgs,
+    cfg: &PipelineConfig,
     sink: &mut S,
 ) -> RunReport {
     let (inputs, open_errors) = pipeline::open_inputs(files);
     let total = pipeline::total_size(files);
     let mut bar = ProgressBar::new(!common.quiet && io::stderr().is_terminal());
-    let report = pipeline::run(
-        inputs,
-        open_errors,
-        &common.config(),
-        total,
-        sink,
-        &mut |p| bar.update(p),
-    );
+    let report = pipeline::run(inputs, open_errors, cfg, total, sink, &mut |p| bar.update(p));
     bar.clear();
     for w in &report.warnings {
         eprintln!("pov: warning: {w}");
@@ -180,11 +230,7 @@ fn run_pipeline<S: pov_capture::tcp::StreamSink>(
 }
 
 fn exit_code(report: &RunReport) -> ExitCode {
-    if report.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    }
+    if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
 
 fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
@@ -204,6 +250,32 @@ fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(exit_code(&report))
+}
+
+fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = a.common.config();
+    a.http.apply(&mut cfg);
+    let report = match &a.output {
+        Some(path) => {
+            let f = output::AtomicFile::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let (f, report) = transactions_into(&a, &cfg, f)?;
+            f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            report
+        }
+        None => transactions_into(&a, &cfg, io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))?.1,
+    };
+    Ok(exit_code(&report))
+}
+
+/// Runs the pipeline with HTTP parsing, writing records to `out`.
+fn transactions_into<W: Write>(a: &TransactionsArgs, cfg: &PipelineConfig, out: W) -> anyhow::Result<(W, RunReport)> {
+    let mask = pov::transactions::Masking { on: !a.no_mask };
+    let writer = pov::transactions::TxWriter::new(out, Format::from(a.format), mask);
+    let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), writer);
+    let mut report = run_pipeline_with(&a.files, &a.common, cfg, &mut http);
+    let (writer, stats) = http.finish();
+    report.http = Some(stats);
+    Ok((writer.finish()?, report))
 }
 
 fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
@@ -232,12 +304,7 @@ struct ProgressBar {
 
 impl ProgressBar {
     fn new(enabled: bool) -> ProgressBar {
-        ProgressBar {
-            enabled,
-            started: Instant::now(),
-            last: None,
-            drawn: false,
-        }
+        ProgressBar { enabled, started: Instant::now(), last: None, drawn: false }
     }
 
     fn update(&mut self, p: Progress) {
@@ -246,9 +313,7 @@ impl ProgressBar {
         }
         let now = Instant::now();
         if now.duration_since(self.started) < Duration::from_millis(500)
-            || self
-                .last
-                .is_some_and(|l| now.duration_since(l) < Duration::from_millis(200))
+            || self.last.is_some_and(|l| now.duration_since(l) < Duration::from_millis(200))
         {
             return;
         }
@@ -258,12 +323,7 @@ impl ProgressBar {
         let line = match p.bytes_total {
             Some(t) if t > 0 => {
                 let pct = (p.bytes_read as f64 / t as f64 * 100.0).min(100.0);
-                format!(
-                    "{pct:5.1}%  {mb:.0}/{:.0} MB  {} packets  {:.0} MB/s",
-                    t as f64 / 1e6,
-                    p.packets,
-                    mb / secs
-                )
+                format!("{pct:5.1}%  {mb:.0}/{:.0} MB  {} packets  {:.0} MB/s", t as f64 / 1e6, p.packets, mb / secs)
             }
             _ => format!("{mb:.0} MB  {} packets  {:.0} MB/s", p.packets, mb / secs),
         };

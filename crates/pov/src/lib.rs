@@ -7,7 +7,8 @@
 //! reassemble), pushing stream events into a caller's
 //! [`pov_capture::tcp::StreamSink`] and returning a [`pipeline::RunReport`]
 //! with every counter and every input problem. [`flows`] is the sink behind
-//! `pov flows` (one record per TCP connection), and [`output`] renders
+//! `pov flows` (one record per TCP connection), [`transactions`] renders
+//! HTTP transactions for `pov transactions`, and [`output`] renders
 //! records as tables, JSON or CSV into any writer, and writes files
 //! atomically.
 //!
@@ -19,3 +20,4 @@
 pub mod flows;
 pub mod output;
 pub mod pipeline;
+pub mod transactions;

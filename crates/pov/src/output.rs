@@ -85,10 +85,7 @@ impl FlowRow {
             handshake_rtt_ms: s.handshake.map(|h| h.rtt().as_millis_f64()),
             close: s.close.describe(),
             state: format!("{:?}", s.state),
-            roles: serde_json::to_value(s.roles)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            roles: serde_json::to_value(s.roles).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
             first_frame: s.first_frame,
             last_frame: s.last_frame,
             anomalies: s.anomalies(),
@@ -156,9 +153,7 @@ pub fn write_flows(
                     r.s2c_stream_bytes.to_string(),
                     r.c2s_gap_bytes.to_string(),
                     r.s2c_gap_bytes.to_string(),
-                    r.handshake_rtt_ms
-                        .map(|v| format!("{v:.3}"))
-                        .unwrap_or_default(),
+                    r.handshake_rtt_ms.map(|v| format!("{v:.3}")).unwrap_or_default(),
                     r.close.clone(),
                     r.state.clone(),
                     r.roles.clone(),
@@ -200,17 +195,11 @@ pub fn write_flows(
                     r.c2s_bytes.to_string(),
                     r.s2c_packets.to_string(),
                     r.s2c_bytes.to_string(),
-                    r.handshake_rtt_ms
-                        .map(|v| format!("{v:.3}"))
-                        .unwrap_or_else(|| "-".into()),
+                    r.handshake_rtt_ms.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into()),
                     r.close.clone(),
                     r.state.clone(),
                     (r.c2s_gap_bytes + r.s2c_gap_bytes).to_string(),
-                    if r.anomalies.is_empty() {
-                        "-".into()
-                    } else {
-                        r.anomalies.join(",")
-                    },
+                    if r.anomalies.is_empty() { "-".into() } else { r.anomalies.join(",") },
                 ]);
             }
             t.write(w)
@@ -220,11 +209,7 @@ pub fn write_flows(
 
 /// Quotes a CSV field when it needs it (RFC 4180).
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
 /// A plain text table: columns padded to their widest cell; cells that
@@ -237,10 +222,7 @@ pub struct Table {
 impl Table {
     /// A table with these column names.
     pub fn new(header: &[&str]) -> Table {
-        Table {
-            header: header.iter().map(|s| s.to_string()).collect(),
-            rows: Vec::new(),
-        }
+        Table { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
     }
 
     /// Adds a row (missing cells are blank, extra cells ignored).
@@ -257,21 +239,11 @@ impl Table {
                 width[i] = width[i].max(c.chars().count());
             }
         }
-        let numeric = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
-        };
+        let numeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-');
         // A column is right-aligned (header included) when every cell in
         // it is a number or "-".
         let right: Vec<bool> = (0..n)
-            .map(|i| {
-                !self.rows.is_empty()
-                    && self
-                        .rows
-                        .iter()
-                        .all(|r| r.get(i).is_some_and(|c| numeric(c)))
-            })
+            .map(|i| !self.rows.is_empty() && self.rows.iter().all(|r| r.get(i).is_some_and(|c| numeric(c))))
             .collect();
         let line = |w: &mut dyn Write, cells: &[String]| -> io::Result<()> {
             let mut out = String::new();
@@ -301,34 +273,66 @@ impl Table {
     }
 }
 
-/// Writes `path` atomically: the bytes go to a temporary file in the same
-/// folder, which is renamed over `path` only once complete, so a killed run
-/// never leaves a half-written file.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let f = fs::File::create(&tmp)?;
-        let mut bw = io::BufWriter::new(f);
-        write(&mut bw)?;
-        let f = bw.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+/// A file written under a temporary name in the same folder and renamed
+/// over its real name only by [`AtomicFile::commit`], so a killed or failed
+/// run never leaves a half-written file. Dropping it uncommitted removes the
+/// temporary file.
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<io::BufWriter<fs::File>>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file for `path`.
+    pub fn create(path: &Path) -> io::Result<AtomicFile> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let file = fs::File::create(&tmp)?;
+        Ok(AtomicFile { path: path.to_path_buf(), tmp, file: Some(io::BufWriter::with_capacity(1 << 20, file)) })
     }
-    result
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(w) = self.file.take() else { return Ok(()) };
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        fs::rename(&self.tmp, &self.path)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.file.as_mut() {
+            Some(f) => f.write(buf),
+            None => Err(io::Error::other("file already committed")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `path` atomically (see [`AtomicFile`]).
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    write(&mut f)?;
+    f.commit()
 }
 
 #[cfg(test)]
@@ -349,10 +353,7 @@ mod tests {
         t.row(vec!["bbb".into(), "100".into(), "y".into()]);
         let mut out = Vec::new();
         t.write(&mut out).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "name    n  note\na       5  x\nbbb   100  y\n"
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), "name    n  note\na       5  x\nbbb   100  y\n");
     }
 
     #[test]
@@ -365,16 +366,8 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let err = write_atomic(&p, |_| Err(io::Error::other("boom")));
         assert!(err.is_err());
-        assert_eq!(
-            fs::read(&p).unwrap(),
-            b"two",
-            "a failed write leaves the old file"
-        );
-        assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
-            1,
-            "no temporary left behind"
-        );
+        assert_eq!(fs::read(&p).unwrap(), b"two", "a failed write leaves the old file");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temporary left behind");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use pov_capture::decode::{DecodeConfig, DecodeStats, Decoder};
+use pov_capture::http::{HttpConfig, HttpStats};
 use pov_capture::pcap::{CaptureFile, FileStats, PacketReader, ReadError, ReadWarning};
 use pov_capture::tcp::{Reassembler, StreamSink, TcpConfig, TcpStats};
 use pov_capture::{Dur, Ts};
@@ -14,6 +15,8 @@ pub struct PipelineConfig {
     pub decode: DecodeConfig,
     /// TCP reassembly.
     pub tcp: TcpConfig,
+    /// HTTP parsing.
+    pub http: HttpConfig,
 }
 
 /// How far a run has got, for progress displays.
@@ -36,6 +39,8 @@ pub struct RunReport {
     pub decode: DecodeStats,
     /// Reassembly counters, including every cap that acted.
     pub tcp: TcpStats,
+    /// HTTP counters (when the run parsed HTTP).
+    pub http: Option<HttpStats>,
     /// Inputs that could not be read, or stopped early, with byte offsets.
     pub errors: Vec<String>,
     /// Inputs that ended early but were read up to that point.
@@ -92,10 +97,7 @@ pub fn run<S: StreamSink + ?Sized>(
     sink: &mut S,
     progress: &mut dyn FnMut(Progress),
 ) -> RunReport {
-    let mut report = RunReport {
-        errors: open_errors.iter().map(|e| e.to_string()).collect(),
-        ..RunReport::default()
-    };
+    let mut report = RunReport { errors: open_errors.iter().map(|e| e.to_string()).collect(), ..RunReport::default() };
     let mut reader = PacketReader::new(files);
     let mut decoder = Decoder::new(cfg.decode.clone());
     let mut tcp = Reassembler::new(cfg.tcp.clone());
@@ -114,11 +116,7 @@ pub fn run<S: StreamSink + ?Sized>(
                     tcp.process(&seg, sink);
                 }
                 if packets % 8192 == 0 {
-                    progress(Progress {
-                        bytes_read: reader.bytes_read(),
-                        bytes_total,
-                        packets,
-                    });
+                    progress(Progress { bytes_read: reader.bytes_read(), bytes_total, packets });
                 }
             }
             Ok(None) => break,
@@ -127,18 +125,10 @@ pub fn run<S: StreamSink + ?Sized>(
     }
     decoder.finish();
     tcp.finish(sink);
-    progress(Progress {
-        bytes_read: reader.bytes_read(),
-        bytes_total,
-        packets,
-    });
+    progress(Progress { bytes_read: reader.bytes_read(), bytes_total, packets });
     report.packets = packets;
     report.files = reader.files().cloned().collect();
-    report.warnings = reader
-        .warnings()
-        .iter()
-        .map(|w: &&ReadWarning| w.to_string())
-        .collect();
+    report.warnings = reader.warnings().iter().map(|w: &&ReadWarning| w.to_string()).collect();
     report.decode = decoder.stats().clone();
     report.tcp = tcp.stats().clone();
     report

@@ -1,0 +1,350 @@
+//! Message bodies: counting wire bytes, decoding gzip / deflate / br as the
+//! bytes stream in, and keeping the first bytes of the decoded body, all
+//! under caps (decompression bombs stop at the cap and are counted).
+
+use std::io::Write;
+
+/// Content encodings pov decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentEncoding {
+    /// No encoding (or one pov does not decode: the body is kept as is).
+    Identity,
+    /// gzip (and x-gzip).
+    Gzip,
+    /// deflate (zlib-wrapped, or raw as some servers send it).
+    Deflate,
+    /// Brotli.
+    Br,
+}
+
+impl ContentEncoding {
+    /// The encoding a `Content-Encoding` value names (the last one listed
+    /// is the outermost). Unknown values are `None`.
+    pub fn from_header(v: &[u8]) -> Option<ContentEncoding> {
+        let last = v.rsplit(|b| *b == b',').next().unwrap_or(v);
+        let t = trim(last);
+        let eq = |s: &[u8]| t.eq_ignore_ascii_case(s);
+        if t.is_empty() || eq(b"identity") {
+            Some(ContentEncoding::Identity)
+        } else if eq(b"gzip") || eq(b"x-gzip") {
+            Some(ContentEncoding::Gzip)
+        } else if eq(b"deflate") {
+            Some(ContentEncoding::Deflate)
+        } else if eq(b"br") {
+            Some(ContentEncoding::Br)
+        } else {
+            None
+        }
+    }
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map(|i| i + 1).unwrap_or(start);
+    &s[start..end.max(start)]
+}
+
+/// Where decoded bytes go: counted, the first `keep` kept, stop past
+/// `max` (the size cap) or `ratio_max` (the ratio cap for the wire bytes
+/// fed so far).
+struct Sink {
+    kept: Vec<u8>,
+    keep: usize,
+    total: u64,
+    max: u64,
+    ratio_max: u64,
+    hit: Option<DecodeStop>,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.keep.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&buf[..buf.len().min(room)]);
+        self.total += buf.len() as u64;
+        if self.total > self.max {
+            self.hit = Some(DecodeStop::SizeCap);
+            return Err(std::io::Error::other("decoded size cap"));
+        }
+        if self.total > self.ratio_max {
+            self.hit = Some(DecodeStop::RatioCap);
+            return Err(std::io::Error::other("decoded ratio cap"));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Decoder {
+    Identity(Sink),
+    Gzip(Box<flate2::write::MultiGzDecoder<Sink>>),
+    Zlib(Box<flate2::write::ZlibDecoder<Sink>>),
+    Raw(Box<flate2::write::DeflateDecoder<Sink>>),
+    Br(Box<brotli::DecompressorWriter<Sink>>),
+    /// Decoding stopped (cap, ratio or corrupt data); the sink survives.
+    Stopped(Sink),
+}
+
+/// Why decoding stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeStop {
+    /// More decoded bytes than `max_decoded_bytes`.
+    SizeCap,
+    /// Decoded/wire ratio above `max_decode_ratio` (a decompression bomb).
+    RatioCap,
+    /// The encoded data was not valid.
+    Corrupt,
+    /// Bytes of the body are missing from the capture.
+    Gap,
+}
+
+/// A body as it streams in.
+pub struct BodyDecoder {
+    enc: ContentEncoding,
+    dec: Decoder,
+    wire: u64,
+    max_ratio: u64,
+    /// Bytes buffered to decide between zlib and raw deflate.
+    sniff: Vec<u8>,
+    stop: Option<DecodeStop>,
+}
+
+/// What is known of a finished body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BodyInfo {
+    /// Body bytes on the wire after de-chunking, before content decoding.
+    pub wire_len: u64,
+    /// Decoded body bytes (equal to `wire_len` without content encoding).
+    pub decoded_len: u64,
+    /// The first decoded bytes (up to the keep cap).
+    #[serde(skip)]
+    pub kept: Vec<u8>,
+    /// Content encoding.
+    pub encoding: Option<ContentEncoding>,
+    /// Decoding stopped early, and why (then `decoded_len` counts what was
+    /// decoded before the stop).
+    pub decode_stop: Option<DecodeStop>,
+}
+
+impl BodyDecoder {
+    /// A decoder for `enc`, keeping `keep` decoded bytes, stopping past
+    /// `max_decoded` decoded bytes or a decoded/wire ratio of `max_ratio`.
+    pub fn new(enc: ContentEncoding, keep: usize, max_decoded: u64, max_ratio: u64) -> BodyDecoder {
+        let sink = Sink { kept: Vec::new(), keep, total: 0, max: max_decoded, ratio_max: u64::MAX, hit: None };
+        let dec = match enc {
+            ContentEncoding::Identity => Decoder::Identity(sink),
+            ContentEncoding::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink))),
+            // Decided on the first two bytes (zlib header or raw deflate).
+            ContentEncoding::Deflate => Decoder::Stopped(sink),
+            ContentEncoding::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(sink, 4096))),
+        };
+        BodyDecoder { enc, dec, wire: 0, max_ratio: max_ratio.max(1), sniff: Vec::new(), stop: None }
+    }
+
+    /// Feeds body bytes (de-chunked) as they arrive.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.wire += bytes.len() as u64;
+        if self.enc == ContentEncoding::Deflate && self.sniff.len() < 2 && self.stop.is_none() {
+            let take = (2 - self.sniff.len()).min(bytes.len());
+            self.sniff.extend_from_slice(&bytes[..take]);
+            if self.sniff.len() < 2 {
+                return;
+            }
+            let Decoder::Stopped(sink) = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink())) else {
+                return;
+            };
+            // A zlib header: CMF with method 8, and (CMF*256+FLG) % 31 == 0.
+            let zlib =
+                self.sniff[0] & 0x0F == 8 && (u16::from(self.sniff[0]) * 256 + u16::from(self.sniff[1])) % 31 == 0;
+            self.dec = if zlib {
+                Decoder::Zlib(Box::new(flate2::write::ZlibDecoder::new(sink)))
+            } else {
+                Decoder::Raw(Box::new(flate2::write::DeflateDecoder::new(sink)))
+            };
+            let sniffed = std::mem::take(&mut self.sniff);
+            self.feed(&sniffed);
+            self.sniff = sniffed;
+            self.feed(&bytes[take..]);
+            return;
+        }
+        self.feed(bytes);
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.stop.is_some() || bytes.is_empty() {
+            return;
+        }
+        // The ratio cap applies while decoding (a small input can inflate
+        // enormously in one call), with a floor so small bodies never trip.
+        let ratio_max = if self.enc == ContentEncoding::Identity {
+            u64::MAX
+        } else {
+            self.wire.saturating_mul(self.max_ratio).max(1 << 20)
+        };
+        if let Some(s) = self.sink_mut() {
+            s.ratio_max = ratio_max;
+        }
+        let res = match &mut self.dec {
+            Decoder::Identity(s) => s.write_all(bytes),
+            Decoder::Gzip(d) => d.write_all(bytes),
+            Decoder::Zlib(d) => d.write_all(bytes),
+            Decoder::Raw(d) => d.write_all(bytes),
+            Decoder::Br(d) => d.write_all(bytes),
+            Decoder::Stopped(_) => Ok(()),
+        };
+        if res.is_err() {
+            let why = self.sink_mut().and_then(|s| s.hit).unwrap_or(DecodeStop::Corrupt);
+            self.halt(why);
+        }
+    }
+
+    fn sink_mut(&mut self) -> Option<&mut Sink> {
+        match &mut self.dec {
+            Decoder::Identity(s) | Decoder::Stopped(s) => Some(s),
+            Decoder::Gzip(d) => Some(d.get_mut()),
+            Decoder::Zlib(d) => Some(d.get_mut()),
+            Decoder::Raw(d) => Some(d.get_mut()),
+            Decoder::Br(d) => Some(d.get_mut()),
+        }
+    }
+
+    /// Stops decoding (keeps what was decoded).
+    fn halt(&mut self, why: DecodeStop) {
+        if self.stop.is_none() {
+            self.stop = Some(why);
+        }
+        let dec = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink()));
+        self.dec = Decoder::Stopped(into_sink(dec));
+    }
+
+    /// Bytes of the body are missing: counted on the wire, decoding of an
+    /// encoded body cannot go on (an identity body just continues).
+    pub fn gap(&mut self, len: u64) {
+        self.wire += len;
+        if self.enc != ContentEncoding::Identity {
+            self.halt(DecodeStop::Gap);
+        }
+    }
+
+    /// Ends the body.
+    pub fn finish(mut self) -> BodyInfo {
+        let enc = self.enc;
+        let stop = self.stop;
+        let dec = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink()));
+        let (sink, err) = match dec {
+            Decoder::Identity(s) | Decoder::Stopped(s) => (s, false),
+            Decoder::Gzip(d) => match d.finish() {
+                Ok(s) => (s, false),
+                Err(_) => (empty_sink(), true),
+            },
+            Decoder::Zlib(d) => match d.finish() {
+                Ok(s) => (s, false),
+                Err(_) => (empty_sink(), true),
+            },
+            Decoder::Raw(d) => match d.finish() {
+                Ok(s) => (s, false),
+                Err(_) => (empty_sink(), true),
+            },
+            Decoder::Br(mut d) => {
+                let _ = d.flush();
+                match d.into_inner() {
+                    Ok(s) => (s, false),
+                    Err(s) => (s, true),
+                }
+            }
+        };
+        let stop = stop.or(if err { Some(DecodeStop::Corrupt) } else { None });
+        BodyInfo {
+            wire_len: self.wire,
+            decoded_len: if enc == ContentEncoding::Identity { self.wire } else { sink.total },
+            kept: sink.kept,
+            encoding: Some(enc),
+            decode_stop: stop,
+        }
+    }
+}
+
+fn empty_sink() -> Sink {
+    Sink { kept: Vec::new(), keep: 0, total: 0, max: 0, ratio_max: 0, hit: None }
+}
+
+fn into_sink(d: Decoder) -> Sink {
+    match d {
+        Decoder::Identity(s) | Decoder::Stopped(s) => s,
+        Decoder::Gzip(d) => d.finish().unwrap_or_else(|_| empty_sink()),
+        Decoder::Zlib(d) => d.finish().unwrap_or_else(|_| empty_sink()),
+        Decoder::Raw(d) => d.finish().unwrap_or_else(|_| empty_sink()),
+        Decoder::Br(d) => d.into_inner().unwrap_or_else(|s| s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn encodings_decode_in_pieces() {
+        let body = b"hello world, hello world, hello world".repeat(100);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&body).unwrap();
+        let zlib = z.finish().unwrap();
+        let mut r = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        r.write_all(&body).unwrap();
+        let raw = r.finish().unwrap();
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 20);
+            w.write_all(&body).unwrap();
+        }
+        for (enc, data) in [
+            (ContentEncoding::Gzip, gz(&body)),
+            (ContentEncoding::Deflate, zlib),
+            (ContentEncoding::Deflate, raw),
+            (ContentEncoding::Br, br),
+            (ContentEncoding::Identity, body.clone()),
+        ] {
+            let mut d = BodyDecoder::new(enc, 16, 1 << 30, 1000);
+            for piece in data.chunks(7) {
+                d.push(piece);
+            }
+            let info = d.finish();
+            assert_eq!(info.wire_len, data.len() as u64, "{enc:?}");
+            assert_eq!(info.decoded_len, body.len() as u64, "{enc:?}");
+            assert_eq!(info.kept, &body[..16], "{enc:?}");
+            assert_eq!(info.decode_stop, None, "{enc:?}");
+        }
+    }
+
+    #[test]
+    fn bombs_and_garbage_stop_at_the_caps() {
+        let zeros = vec![0u8; 50 << 20];
+        let bomb = gz(&zeros);
+        let mut d = BodyDecoder::new(ContentEncoding::Gzip, 0, 1 << 40, 100);
+        d.push(&bomb);
+        let info = d.finish();
+        assert_eq!(info.decode_stop, Some(DecodeStop::RatioCap));
+        assert!(info.decoded_len <= (bomb.len() as u64 * 100).max(1 << 20) + (64 << 10));
+        let mut d = BodyDecoder::new(ContentEncoding::Gzip, 0, 1 << 20, 1 << 20);
+        d.push(&bomb);
+        let info = d.finish();
+        assert_eq!(info.decode_stop, Some(DecodeStop::SizeCap));
+        let mut d = BodyDecoder::new(ContentEncoding::Gzip, 8, 1 << 20, 100);
+        d.push(b"this is not gzip at all");
+        assert_eq!(d.finish().decode_stop, Some(DecodeStop::Corrupt));
+        assert_eq!(ContentEncoding::from_header(b" x-gzip "), Some(ContentEncoding::Gzip));
+        assert_eq!(ContentEncoding::from_header(b"gzip, br"), Some(ContentEncoding::Br));
+        assert_eq!(ContentEncoding::from_header(b"compress"), None);
+    }
+}

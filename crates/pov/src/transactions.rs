@@ -1,0 +1,392 @@
+//! `pov transactions`: one record per HTTP transaction, with Zeek http.log
+//! field names where Zeek has the field, and pov's own beside them.
+
+use std::io::{self, Write};
+
+use pov_capture::Ts;
+use pov_capture::http::{HttpTransaction, TxSink, uri};
+
+use crate::output::{Format, Table, csv_field};
+
+/// Masks secrets (cookie values, credentials) unless told not to.
+#[derive(Clone, Copy, Debug)]
+pub struct Masking {
+    /// Mask (the default).
+    pub on: bool,
+}
+
+impl Default for Masking {
+    fn default() -> Masking {
+        Masking { on: true }
+    }
+}
+
+/// The mask put in place of a secret.
+pub const MASK: &str = "***";
+
+impl Masking {
+    fn value(&self, v: &str) -> String {
+        if self.on && !v.is_empty() { MASK.to_string() } else { v.to_string() }
+    }
+
+    /// `name=value; ...` with values masked.
+    fn pairs(&self, pairs: &[(String, String)]) -> Option<String> {
+        if pairs.is_empty() {
+            return None;
+        }
+        Some(pairs.iter().map(|(k, v)| format!("{k}={}", self.value(v))).collect::<Vec<_>>().join("; "))
+    }
+
+    /// An Authorization value: the scheme stays, the credentials are masked.
+    fn auth(&self, v: &str) -> String {
+        if !self.on {
+            return v.to_string();
+        }
+        match v.split_once(' ') {
+            Some((scheme, _)) => format!("{scheme} {MASK}"),
+            None => MASK.to_string(),
+        }
+    }
+}
+
+/// One output record (field order is the JSON and CSV column order).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TxRecord {
+    /// Request start (epoch seconds); response start for a response without
+    /// request.
+    pub ts: f64,
+    /// Connection id (`C` + pov's connection number).
+    pub uid: String,
+    /// Client address.
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: String,
+    /// Client port.
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    /// Server address.
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: String,
+    /// Server port.
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// Position of the transaction in its connection, from 1.
+    pub trans_depth: u32,
+    /// Request method.
+    pub method: Option<String>,
+    /// Host header.
+    pub host: Option<String>,
+    /// Request target, percent-decoded (non-printable bytes as `\xNN`).
+    pub uri: Option<String>,
+    /// Request target as sent.
+    pub uri_raw: Option<String>,
+    /// Referer header.
+    pub referrer: Option<String>,
+    /// HTTP version of the response (of the request when there is none).
+    pub version: Option<String>,
+    /// User-Agent header.
+    pub user_agent: Option<String>,
+    /// Request body bytes, decoded.
+    pub request_body_len: u64,
+    /// Response body bytes, decoded.
+    pub response_body_len: u64,
+    /// Final status code.
+    pub status_code: Option<u16>,
+    /// Final reason phrase.
+    pub status_msg: Option<String>,
+    /// Last interim (1xx) status code.
+    pub info_code: Option<u16>,
+    /// Capture time of the request's first byte.
+    pub req_start: Option<f64>,
+    /// Capture time of the request's last byte.
+    pub req_end: Option<f64>,
+    /// Capture time of the response's first byte.
+    pub resp_start: Option<f64>,
+    /// Capture time of the response's last byte.
+    pub resp_end: Option<f64>,
+    /// Request end to response start (server time), milliseconds.
+    pub ttfb_ms: Option<f64>,
+    /// Response start to end, milliseconds.
+    pub transfer_ms: Option<f64>,
+    /// The connection's handshake round trip, milliseconds.
+    pub handshake_rtt_ms: Option<f64>,
+    /// How the transaction ended.
+    pub outcome: String,
+    /// For a client abort or no response: how long the client waited, ms.
+    pub waited_ms: Option<f64>,
+    /// Bytes of the transaction missing from the capture.
+    pub missing_bytes: u64,
+    /// Response Content-Encoding.
+    pub content_encoding: Option<String>,
+    /// Response Content-Type.
+    pub content_type: Option<String>,
+    /// Response body bytes on the wire (de-chunked, not decoded).
+    pub wire_body_len: u64,
+    /// Request body bytes on the wire (de-chunked, not decoded).
+    pub request_wire_body_len: u64,
+    /// Cookies sent (`name=value; ...`, values masked).
+    pub cookie: Option<String>,
+    /// Cookies set by the response (values masked).
+    pub set_cookie: Option<String>,
+    /// Authorization header (credentials masked).
+    pub authorization: Option<String>,
+    /// X-Forwarded-For addresses.
+    pub x_forwarded_for: Option<String>,
+    /// First frame of the request.
+    pub req_first_frame: Option<u64>,
+    /// Last frame of the request.
+    pub req_last_frame: Option<u64>,
+    /// First frame of the response.
+    pub resp_first_frame: Option<u64>,
+    /// Last frame of the response.
+    pub resp_last_frame: Option<u64>,
+    /// Unusual things about the transaction.
+    pub anomalies: Vec<String>,
+}
+
+fn secs(t: Option<Ts>) -> Option<f64> {
+    t.map(Ts::as_secs_f64)
+}
+
+fn ip(a: std::net::SocketAddr) -> String {
+    a.ip().to_string()
+}
+
+impl TxRecord {
+    /// The record of a transaction.
+    pub fn new(tx: &HttpTransaction, mask: Masking) -> TxRecord {
+        let req = tx.request.as_ref();
+        let resp = tx.response.as_ref();
+        let anomalies = tx
+            .anomalies
+            .iter()
+            .filter_map(|a| serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_owned)))
+            .collect();
+        TxRecord {
+            ts: tx.timing.start().as_secs_f64(),
+            uid: format!("C{}", tx.conn),
+            orig_h: ip(tx.client),
+            orig_p: tx.client.port(),
+            resp_h: ip(tx.server),
+            resp_p: tx.server.port(),
+            trans_depth: tx.depth,
+            method: req.map(|r| r.method.clone()).filter(|m| !m.is_empty()),
+            host: req.and_then(|r| r.host()),
+            uri: req.map(|r| uri::zeek_decode(&r.uri)).filter(|u| !u.is_empty()),
+            uri_raw: req.map(|r| uri::escape(&r.uri)).filter(|u| !u.is_empty()),
+            referrer: req.and_then(|r| r.referer()),
+            version: resp.map(|r| r.version_text()).or(req.map(|r| r.version_text())).map(str::to_owned),
+            user_agent: req.and_then(|r| r.user_agent()),
+            request_body_len: tx.request_body.decoded_len,
+            response_body_len: tx.response_body.decoded_len,
+            status_code: resp.map(|r| r.status),
+            status_msg: resp.map(|r| String::from_utf8_lossy(&r.reason).into_owned()),
+            info_code: tx.interim.last().copied(),
+            req_start: secs(tx.timing.req_start),
+            req_end: secs(tx.timing.req_end),
+            resp_start: secs(tx.timing.resp_start),
+            resp_end: secs(tx.timing.resp_end),
+            ttfb_ms: tx.timing.ttfb().map(|d| d.as_millis_f64()),
+            transfer_ms: tx.timing.transfer().map(|d| d.as_millis_f64()),
+            handshake_rtt_ms: tx.timing.handshake_rtt.map(|d| d.as_millis_f64()),
+            outcome: tx.outcome.as_str().to_string(),
+            waited_ms: tx.waited.map(|d| d.as_millis_f64()),
+            missing_bytes: tx.missing_bytes,
+            content_encoding: resp.and_then(|r| r.headers.text("content-encoding")),
+            content_type: resp.and_then(|r| r.content_type()),
+            wire_body_len: tx.response_body.wire_len,
+            request_wire_body_len: tx.request_body.wire_len,
+            cookie: req.and_then(|r| mask.pairs(&r.headers.cookies())),
+            set_cookie: resp.and_then(|r| mask.pairs(&r.headers.set_cookies())),
+            authorization: req.and_then(|r| r.headers.text("authorization")).map(|a| mask.auth(&a)),
+            x_forwarded_for: req.map(|r| r.x_forwarded_for().join(", ")).filter(|s| !s.is_empty()),
+            req_first_frame: tx.req_frames.map(|f| f.first),
+            req_last_frame: tx.req_frames.map(|f| f.last),
+            resp_first_frame: tx.resp_frames.map(|f| f.first),
+            resp_last_frame: tx.resp_frames.map(|f| f.last),
+            anomalies,
+        }
+    }
+}
+
+/// CSV header (the record's field order).
+const CSV_FIELDS: &[&str] = &[
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "trans_depth",
+    "method",
+    "host",
+    "uri",
+    "uri_raw",
+    "referrer",
+    "version",
+    "user_agent",
+    "request_body_len",
+    "response_body_len",
+    "status_code",
+    "status_msg",
+    "info_code",
+    "req_start",
+    "req_end",
+    "resp_start",
+    "resp_end",
+    "ttfb_ms",
+    "transfer_ms",
+    "handshake_rtt_ms",
+    "outcome",
+    "waited_ms",
+    "missing_bytes",
+    "content_encoding",
+    "content_type",
+    "wire_body_len",
+    "request_wire_body_len",
+    "cookie",
+    "set_cookie",
+    "authorization",
+    "x_forwarded_for",
+    "req_first_frame",
+    "req_last_frame",
+    "resp_first_frame",
+    "resp_last_frame",
+    "anomalies",
+];
+
+/// Writes transactions as they come (JSON lines, CSV), or collects them
+/// for formats that need them all (table, JSON array).
+pub struct TxWriter<W: Write> {
+    out: W,
+    format: Format,
+    mask: Masking,
+    held: Vec<TxRecord>,
+    count: u64,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> TxWriter<W> {
+    /// A writer in `format`.
+    pub fn new(out: W, format: Format, mask: Masking) -> TxWriter<W> {
+        TxWriter { out, format, mask, held: Vec::new(), count: 0, error: None }
+    }
+
+    /// Transactions written.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn write_one(&mut self, r: &TxRecord) -> io::Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, r)?;
+                writeln!(self.out)
+            }
+            Format::Csv => {
+                if self.count == 0 {
+                    writeln!(self.out, "{}", CSV_FIELDS.join(","))?;
+                }
+                let v = serde_json::to_value(r).map_err(io::Error::other)?;
+                let cells: Vec<String> = CSV_FIELDS
+                    .iter()
+                    .map(|k| match &v[*k] {
+                        serde_json::Value::Null => String::new(),
+                        serde_json::Value::String(s) => csv_field(s),
+                        serde_json::Value::Array(a) => csv_field(
+                            &a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join(" "),
+                        ),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                writeln!(self.out, "{}", cells.join(","))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes what was held and flushes; returns the writer and the first
+    /// write error, if any.
+    pub fn finish(mut self) -> io::Result<W> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        match self.format {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut self.out, &self.held)?;
+                writeln!(self.out)?;
+            }
+            Format::Table => {
+                let mut t = Table::new(&[
+                    "ts",
+                    "client",
+                    "server",
+                    "depth",
+                    "method",
+                    "host",
+                    "uri",
+                    "status",
+                    "resp bytes",
+                    "ttfb ms",
+                    "outcome",
+                    "missing",
+                ]);
+                for r in &self.held {
+                    t.row(vec![
+                        format!("{:.6}", r.ts),
+                        format!("{}:{}", r.orig_h, r.orig_p),
+                        format!("{}:{}", r.resp_h, r.resp_p),
+                        r.trans_depth.to_string(),
+                        r.method.clone().unwrap_or_else(|| "-".into()),
+                        r.host.clone().unwrap_or_else(|| "-".into()),
+                        r.uri.clone().unwrap_or_else(|| "-".into()),
+                        r.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                        r.response_body_len.to_string(),
+                        r.ttfb_ms.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+                        r.outcome.clone(),
+                        r.missing_bytes.to_string(),
+                    ]);
+                }
+                t.write(&mut self.out)?;
+            }
+            _ => {
+                if self.format == Format::Csv && self.count == 0 {
+                    writeln!(self.out, "{}", CSV_FIELDS.join(","))?;
+                }
+            }
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> TxSink for TxWriter<W> {
+    fn on_transaction(&mut self, tx: HttpTransaction) {
+        let r = TxRecord::new(&tx, self.mask);
+        match self.format {
+            Format::Json | Format::Table => self.held.push(r),
+            _ => {
+                if self.error.is_none()
+                    && let Err(e) = self.write_one(&r)
+                {
+                    self.error = Some(e);
+                }
+            }
+        }
+        self.count += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_secrets() {
+        let m = Masking::default();
+        assert_eq!(m.pairs(&[("sid".into(), "abc".into()), ("x".into(), "".into())]).unwrap(), "sid=***; x=");
+        assert_eq!(m.auth("Basic dXNlcjpwYXNz"), "Basic ***");
+        let open = Masking { on: false };
+        assert_eq!(open.auth("Basic dXNlcjpwYXNz"), "Basic dXNlcjpwYXNz");
+        assert_eq!(open.pairs(&[("sid".into(), "abc".into())]).unwrap(), "sid=abc");
+    }
+}
