@@ -1026,8 +1026,13 @@ impl UserSim {
         truth.c2s = f.c2s;
         truth.s2c = f.s2c;
         for tx in &mut truth.transactions {
-            tx.missing_bytes =
-                f.missing_in(0, tx.c2s_range[0], tx.c2s_range[1]) + f.missing_in(1, tx.s2c_range[0], tx.s2c_range[1]);
+            let [a, b] = tx.c2s_range;
+            let [c, d] = tx.s2c_range;
+            tx.missing_request_bytes = f.missing_in(0, a, b);
+            tx.missing_response_bytes = f.missing_in(1, c, d);
+            tx.missing_bytes = tx.missing_request_bytes + tx.missing_response_bytes;
+            tx.request_head_lost = b > a && f.missing_in(0, a, a + 1) == 1;
+            tx.response_head_lost = d > c && f.missing_in(1, c, c + 1) == 1;
         }
         truth.start = f.pkts.first().map(|p| secs(p.ts)).unwrap_or(truth.start);
         truth.end = f.pkts.last().map(|p| secs(p.ts)).unwrap_or(truth.end);
@@ -1273,14 +1278,22 @@ impl UserSim {
                 resp_start: None,
                 resp_end: None,
                 missing_bytes: 0,
+                missing_request_bytes: 0,
+                missing_response_bytes: 0,
+                request_head_lost: false,
+                response_head_lost: false,
                 c2s_range,
                 s2c_range: [0, 0],
             };
             self.lanes[li].served += 1;
             if dead {
                 // The connection died under an earlier pipelined request:
-                // this one never got an answer.
-                tx.outcome = Outcome::NoResponse;
+                // this one never got an answer, for the same reason.
+                tx.outcome = match closed_how {
+                    Some("rst_by_server") => Outcome::ServerReset,
+                    Some("rst_by_client") => Outcome::ClientAbort,
+                    _ => Outcome::NoResponse,
+                };
                 self.lanes[li].truth.transactions.push(tx);
                 out.push((p.i, TxResult { important, ..TxResult::none(server_free) }));
                 continue;
@@ -1539,7 +1552,13 @@ impl UserSim {
             Encoding::Identity
         };
         let dyn_framing = if version == "HTTP/1.0" {
-            if self.rng.chance(0.5) { Framing::Close } else { Framing::ContentLength }
+            // A truncation needs an announced length to be one: the server
+            // announces it for the answers it cuts short.
+            if self.rng.chance(0.5) && fault != Some(FailureKind::Truncated) {
+                Framing::Close
+            } else {
+                Framing::ContentLength
+            }
         } else {
             Framing::Chunked
         };

@@ -168,6 +168,14 @@ pub struct TxTruth {
     pub resp_end: Option<f64>,
     /// Request and response bytes missing from the capture.
     pub missing_bytes: u64,
+    /// Request bytes missing from the capture.
+    pub missing_request_bytes: u64,
+    /// Response bytes missing from the capture.
+    pub missing_response_bytes: u64,
+    /// The request's first byte is missing (its request line is lost).
+    pub request_head_lost: bool,
+    /// The response's first byte is missing (its status line is lost).
+    pub response_head_lost: bool,
     /// Stream offsets (client to server) of the request: [start, end).
     pub c2s_range: [u64; 2],
     /// Stream offsets (server to client) of the response: [start, end).
