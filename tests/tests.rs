@@ -8,5 +8,6 @@ mod util;
 
 mod cli;
 mod flows;
+mod http;
 mod reassembly;
 mod synth;

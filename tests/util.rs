@@ -19,6 +19,11 @@ pub fn corpus() -> PathBuf {
     p
 }
 
+/// Path of one corpus capture.
+pub fn corpus_pcap(name: &str) -> PathBuf {
+    corpus().join("pcaps").join(name)
+}
+
 /// Every capture in the corpus, sorted by name.
 pub fn corpus_pcaps() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> =

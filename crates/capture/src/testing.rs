@@ -190,6 +190,90 @@ pub fn check_frames(data: &[u8]) {
     });
 }
 
+/// Drives the HTTP layer with a script decoded from `data`: each step is an
+/// operation byte, then (for data) a length byte and that many bytes.
+/// Checks that it never panics, that every transaction has a place in its
+/// connection, and that missing bytes never exceed what was reported lost.
+pub fn check_http(data: &[u8]) {
+    use crate::http::{HttpAnalyzer, HttpConfig};
+    use crate::tcp::{CloseHow, GapReason, HalfClose, RoleSource};
+    let cfg = HttpConfig { max_head_bytes: 512, body_keep_bytes: 64, max_pending: 8, ..HttpConfig::default() };
+    let mut a = HttpAnalyzer::new(cfg, Vec::new());
+    let roles = if data.first().is_some_and(|b| b & 1 == 1) { RoleSource::Port } else { RoleSource::Syn };
+    a.on_open(&ConnMeta {
+        id: 1,
+        client: std::net::SocketAddr::from(([10, 0, 0, 1], 40000)),
+        server: std::net::SocketAddr::from(([10, 0, 0, 2], 80)),
+        start: Ts(0),
+        first_frame: 1,
+        handshake: None,
+        roles,
+    });
+    let (mut off, mut t, mut lost) = ([0u64; 2], 0i64, 0u64);
+    let mut rest = data.get(1..).unwrap_or(&[]);
+    let mut closed = false;
+    while let Some((&op, tail)) = rest.split_first() {
+        rest = tail;
+        t += 1_000_000;
+        let i = usize::from(op & 1);
+        let dir = if i == 0 { Direction::ClientToServer } else { Direction::ServerToClient };
+        match op % 8 {
+            0..=3 => {
+                let n = usize::from(rest.first().copied().unwrap_or(0)).min(rest.len().saturating_sub(1));
+                let bytes = rest.get(1..1 + n).unwrap_or(&[]);
+                rest = rest.get(1 + n..).unwrap_or(&[]);
+                if bytes.is_empty() {
+                    continue;
+                }
+                a.on_data(&DataChunk {
+                    conn: 1,
+                    dir,
+                    offset: off[i],
+                    bytes,
+                    first_ts: Ts(t),
+                    last_ts: Ts(t),
+                    first_frame: 1,
+                    last_frame: 1,
+                    peer_ack: Some(off[1 - i]),
+                });
+                off[i] += bytes.len() as u64;
+            }
+            4 | 5 => {
+                let n = u64::from(rest.first().copied().unwrap_or(1)).max(1);
+                rest = rest.get(1..).unwrap_or(&[]);
+                a.on_gap(&Gap { conn: 1, dir, offset: off[i], len: n, ts: Ts(t), reason: GapReason::AckedUnseen });
+                off[i] += n;
+                lost += n;
+            }
+            6 => a.on_half_close(&HalfClose { conn: 1, dir, ts: Ts(t), frame: 1 }),
+            _ => {
+                let how = match rest.first().copied().unwrap_or(0) % 4 {
+                    0 => CloseHow::EndOfCapture,
+                    1 => CloseHow::Rst { from: Direction::ServerToClient },
+                    2 => CloseHow::Rst { from: Direction::ClientToServer },
+                    _ => CloseHow::IdleTimeout,
+                };
+                a.on_close(&Close { conn: 1, ts: Ts(t), how });
+                closed = true;
+                break;
+            }
+        }
+    }
+    if !closed {
+        a.on_close(&Close { conn: 1, ts: Ts(t + 1), how: CloseHow::EndOfCapture });
+    }
+    let (txs, stats) = a.finish();
+    let mut depths = std::collections::HashSet::new();
+    let mut missing = 0;
+    for tx in &txs {
+        assert!(tx.depth >= 1, "depth from 1");
+        assert!(depths.insert(tx.depth), "depth {} twice", tx.depth);
+        missing += tx.missing_bytes;
+    }
+    assert!(missing <= lost, "{missing} missing bytes reported, {lost} lost");
+    assert_eq!(stats.transactions, txs.len() as u64);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +336,48 @@ mod tests {
                 data.truncate(cut);
             }
             check_capture_bytes(&data);
+        }
+    }
+
+    #[test]
+    fn random_http_scripts_keep_every_invariant() {
+        let mut rng = Rng(1234);
+        // Scripts of real messages cut at random places, with gaps and
+        // endings, plus pure noise.
+        let msgs: [&[u8]; 6] = [
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\n\r\nclose-delimited",
+        ];
+        for round in 0..2000 {
+            let mut script = vec![rng.next() as u8];
+            for _ in 0..(rng.next() % 12) {
+                let op = (rng.next() % 8) as u8;
+                script.push(op);
+                match op {
+                    0..=3 => {
+                        let m = msgs[(rng.next() as usize) % msgs.len()];
+                        let m = if op & 1 == 0 { &msgs[(rng.next() as usize) % 2] } else { &m };
+                        let cut = (rng.next() as usize) % (m.len() + 1);
+                        let piece = &m[..cut.max(1)];
+                        script.push(piece.len() as u8);
+                        script.extend_from_slice(piece);
+                    }
+                    4 | 5 => script.push((rng.next() % 40) as u8 + 1),
+                    _ => script.push(rng.next() as u8),
+                }
+            }
+            if round % 5 == 0 {
+                for b in script.iter_mut().skip(1) {
+                    if rng.next() % 10 == 0 {
+                        *b ^= rng.next() as u8;
+                    }
+                }
+            }
+            check_http(&script);
         }
     }
 

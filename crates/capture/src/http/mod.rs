@@ -559,3 +559,406 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_summary(&mut self, _summary: &ConnSummary) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::{CloseHow, Direction, GapReason, RoleSource};
+
+    /// One thing that happens on a connection.
+    #[derive(Clone, Copy)]
+    enum Step<'a> {
+        /// Client bytes.
+        C(&'a [u8]),
+        /// Server bytes.
+        S(&'a [u8]),
+        /// Client bytes missing.
+        CGap(u64),
+        /// Server bytes missing.
+        SGap(u64),
+        /// The client sends FIN.
+        CFin,
+        /// The server sends FIN.
+        SFin,
+        /// Capture time moves on (ms).
+        Wait(i64),
+        /// The connection ends.
+        End(CloseHow),
+    }
+    use Step::*;
+
+    fn meta(roles: RoleSource) -> ConnMeta {
+        ConnMeta {
+            id: 7,
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            start: Ts(0),
+            first_frame: 1,
+            handshake: None,
+            roles,
+        }
+    }
+
+    /// Runs steps through an analyzer; the connection ends with a FIN
+    /// exchange unless a step ends it.
+    fn run_with(cfg: HttpConfig, roles: RoleSource, steps: &[Step<'_>]) -> Vec<HttpTransaction> {
+        let mut a = HttpAnalyzer::new(cfg, Vec::new());
+        a.on_open(&meta(roles));
+        let (mut off, mut t, mut frame) = ([0u64; 2], 1_000_000i64, 1u64);
+        let mut ended = false;
+        for s in steps {
+            // Each step is a millisecond after the one before (a wait, its
+            // own length).
+            if !matches!(s, Wait(_)) {
+                t += 1_000_000;
+            }
+            frame += 1;
+            match *s {
+                C(b) | S(b) => {
+                    let (dir, i) =
+                        if matches!(s, C(_)) { (Direction::ClientToServer, 0) } else { (Direction::ServerToClient, 1) };
+                    a.on_data(&DataChunk {
+                        conn: 7,
+                        dir,
+                        offset: off[i],
+                        bytes: b,
+                        first_ts: Ts(t),
+                        last_ts: Ts(t),
+                        first_frame: frame,
+                        last_frame: frame,
+                        peer_ack: Some(off[1 - i]),
+                    });
+                    off[i] += b.len() as u64;
+                }
+                CGap(n) | SGap(n) => {
+                    let (dir, i) = if matches!(s, CGap(_)) {
+                        (Direction::ClientToServer, 0)
+                    } else {
+                        (Direction::ServerToClient, 1)
+                    };
+                    a.on_gap(&Gap { conn: 7, dir, offset: off[i], len: n, ts: Ts(t), reason: GapReason::AckedUnseen });
+                    off[i] += n;
+                }
+                CFin => a.on_half_close(&HalfClose { conn: 7, dir: Direction::ClientToServer, ts: Ts(t), frame }),
+                SFin => a.on_half_close(&HalfClose { conn: 7, dir: Direction::ServerToClient, ts: Ts(t), frame }),
+                Wait(ms) => t += ms * 1_000_000,
+                End(how) => {
+                    a.on_close(&Close { conn: 7, ts: Ts(t), how });
+                    ended = true;
+                }
+            }
+        }
+        if !ended {
+            a.on_close(&Close { conn: 7, ts: Ts(t + 1), how: CloseHow::Fin { first: Direction::ServerToClient } });
+        }
+        a.finish().0
+    }
+
+    fn run(steps: &[Step<'_>]) -> Vec<HttpTransaction> {
+        run_with(HttpConfig::default(), RoleSource::Syn, steps)
+    }
+
+    /// A compact view of a transaction for assertions.
+    fn view(tx: &HttpTransaction) -> (String, String, Option<u16>, u64, Outcome) {
+        let req = tx.request.as_ref();
+        (
+            req.map(|r| r.method.clone()).unwrap_or_default(),
+            req.map(|r| r.uri_text()).unwrap_or_default(),
+            tx.response.as_ref().map(|r| r.status),
+            tx.response_body.decoded_len,
+            tx.outcome,
+        )
+    }
+
+    fn views(txs: &[HttpTransaction]) -> Vec<(String, String, Option<u16>, u64, Outcome)> {
+        txs.iter().map(view).collect()
+    }
+
+    fn v(m: &str, u: &str, s: Option<u16>, len: u64, o: Outcome) -> (String, String, Option<u16>, u64, Outcome) {
+        (m.into(), u.into(), s, len, o)
+    }
+
+    const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    const GET_B: &[u8] = b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    const OK_5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    const OK_CHUNKED: &[u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0A\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
+
+    #[test]
+    fn keep_alive_content_length_and_chunked() {
+        let t = run(&[C(GET_A), S(OK_5), C(GET_B), S(OK_CHUNKED)]);
+        assert_eq!(
+            views(&t),
+            vec![v("GET", "/a", Some(200), 5, Outcome::Complete), v("GET", "/b", Some(200), 15, Outcome::Complete)]
+        );
+        assert_eq!(t[1].depth, 2);
+        assert_eq!(t[1].response_body.kept, b"hello0123456789");
+    }
+
+    /// Every way of cutting the exchange in two pieces gives the same
+    /// result: partial input is never an error.
+    #[test]
+    fn every_split_point_gives_the_same_transactions() {
+        let client = [GET_A, GET_B].concat();
+        let server = [OK_5, OK_CHUNKED].concat();
+        let whole = views(&run(&[C(&client), S(&server)]));
+        assert_eq!(whole.len(), 2);
+        for i in 1..client.len() {
+            let t = run(&[C(&client[..i]), C(&client[i..]), S(&server)]);
+            assert_eq!(views(&t), whole, "client split at {i}");
+        }
+        for i in 1..server.len() {
+            let t = run(&[C(&client), S(&server[..i]), S(&server[i..])]);
+            assert_eq!(views(&t), whole, "server split at {i}");
+        }
+        // Byte by byte.
+        let mut steps: Vec<Step<'_>> = client.chunks(1).map(C).collect();
+        steps.extend(server.chunks(1).map(S));
+        assert_eq!(views(&run(&steps)), whole);
+    }
+
+    #[test]
+    fn every_prefix_is_partial_then_capture_gap_at_the_end() {
+        // A response cut anywhere: the transaction is unfinished, never
+        // malformed, and the capture ending makes it a capture gap.
+        for i in 0..OK_CHUNKED.len() {
+            let t = run(&[C(GET_A), S(&OK_CHUNKED[..i]), End(CloseHow::EndOfCapture)]);
+            assert_eq!(t.len(), 1, "prefix {i}");
+            assert_eq!(t[0].outcome, Outcome::CaptureGap, "prefix {i}");
+            assert!(t[0].anomalies.contains(&Anomaly::CaptureEnded), "prefix {i}");
+        }
+    }
+
+    #[test]
+    fn pipelining_pairs_in_order() {
+        let t = run(&[C(&[GET_A, GET_B, GET_A].concat()), S(&[OK_5, OK_CHUNKED, OK_5].concat())]);
+        assert_eq!(
+            views(&t),
+            vec![
+                v("GET", "/a", Some(200), 5, Outcome::Complete),
+                v("GET", "/b", Some(200), 15, Outcome::Complete),
+                v("GET", "/a", Some(200), 5, Outcome::Complete),
+            ]
+        );
+        assert!(t[1].anomalies.contains(&Anomaly::Pipelined));
+    }
+
+    #[test]
+    fn head_204_304_have_no_body() {
+        let t = run(&[
+            C(b"HEAD /h HTTP/1.1\r\n\r\n"),
+            S(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"),
+            C(GET_A),
+            S(b"HTTP/1.1 204 No Content\r\n\r\n"),
+            C(GET_B),
+            S(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n"),
+            C(GET_A),
+            S(OK_5),
+        ]);
+        assert_eq!(
+            views(&t),
+            vec![
+                v("HEAD", "/h", Some(200), 0, Outcome::Complete),
+                v("GET", "/a", Some(204), 0, Outcome::Complete),
+                v("GET", "/b", Some(304), 0, Outcome::Complete),
+                v("GET", "/a", Some(200), 5, Outcome::Complete),
+            ]
+        );
+    }
+
+    #[test]
+    fn continue_100_is_interim_and_timing_is_the_final_answer() {
+        let t = run(&[
+            C(b"POST /up HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"),
+            S(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Wait(50),
+            C(b"data"),
+            Wait(100),
+            S(OK_5),
+        ]);
+        assert_eq!(views(&t), vec![v("POST", "/up", Some(200), 5, Outcome::Complete)]);
+        assert_eq!(t[0].interim, vec![100]);
+        assert_eq!(t[0].request_body.decoded_len, 4);
+        let ttfb = t[0].timing.ttfb().unwrap();
+        assert_eq!(ttfb, Dur::from_millis(101), "from the body's end to the final answer");
+    }
+
+    #[test]
+    fn close_delimited_body_ends_at_the_server_fin() {
+        let t = run(&[C(b"GET /old HTTP/1.0\r\n\r\n"), S(b"HTTP/1.0 200 OK\r\n\r\nabc"), S(b"defg"), SFin, CFin]);
+        assert_eq!(views(&t), vec![v("GET", "/old", Some(200), 7, Outcome::Complete)]);
+    }
+
+    #[test]
+    fn gap_in_a_body_of_known_length_is_skipped() {
+        let t = run(&[
+            C(GET_A),
+            S(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"),
+            SGap(5),
+            S(b"hij"),
+            C(GET_B),
+            S(OK_5),
+        ]);
+        assert_eq!(
+            views(&t),
+            vec![v("GET", "/a", Some(200), 10, Outcome::CaptureGap), v("GET", "/b", Some(200), 5, Outcome::Complete)]
+        );
+        assert_eq!(t[0].missing_bytes, 5);
+        assert!(t[0].anomalies.contains(&Anomaly::ResponseGap));
+    }
+
+    #[test]
+    fn gap_in_a_head_resynchronises_at_the_next_message() {
+        // The first answer's head is cut; the next answer still pairs with
+        // its own request.
+        let t = run(&[C(GET_A), S(b"HTTP/1.1 200 OK\r\nContent-Le"), SGap(40), S(b"tail of body"), C(GET_B), S(OK_5)]);
+        assert_eq!(views(&t)[1], v("GET", "/b", Some(200), 5, Outcome::Complete));
+        assert_eq!(t[0].outcome, Outcome::CaptureGap);
+        assert_eq!(t[0].response, None);
+        // A request head cut by a gap: what the request line said is kept,
+        // and its answer pairs with it.
+        let t = run(&[C(b"GET /partial HTTP/1.1\r\nHo"), CGap(30), C(GET_B), S(OK_5), S(OK_5)]);
+        assert_eq!(views(&t)[0], v("GET", "/partial", Some(200), 5, Outcome::CaptureGap));
+        assert!(t[0].anomalies.contains(&Anomaly::PartialRequestHead));
+        assert_eq!(views(&t)[1], v("GET", "/b", Some(200), 5, Outcome::Complete));
+    }
+
+    #[test]
+    fn gap_in_chunk_framing_ends_the_body_and_finds_the_next_answer() {
+        let t = run(&[
+            C(GET_A),
+            S(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"),
+            SGap(2),
+            S(b"\r\n3"),
+            SGap(5),
+            S(b"\r\n0\r\n\r\n"),
+            C(GET_B),
+            S(OK_5),
+        ]);
+        let vs = views(&t);
+        assert_eq!(vs[0].4, Outcome::CaptureGap);
+        assert_eq!(t[0].missing_bytes, 7);
+        assert_eq!(vs[1], v("GET", "/b", Some(200), 5, Outcome::Complete));
+    }
+
+    #[test]
+    fn whole_answer_lost_does_not_shift_the_pairing() {
+        // /a's answer is entirely missing; /b was sent after the client had
+        // received it (its acknowledgment says so).
+        let t = run(&[C(GET_A), SGap(OK_5.len() as u64), C(GET_B), S(OK_5)]);
+        assert_eq!(
+            views(&t),
+            vec![v("GET", "/a", None, 0, Outcome::CaptureGap), v("GET", "/b", Some(200), 5, Outcome::Complete)]
+        );
+        assert_eq!(t[0].missing_bytes, OK_5.len() as u64);
+        // A whole request lost: its answer comes back without a request.
+        let t = run(&[CGap(GET_A.len() as u64), S(OK_5), C(GET_B), S(OK_CHUNKED)]);
+        assert_eq!(
+            views(&t),
+            vec![v("", "", Some(200), 5, Outcome::CaptureGap), v("GET", "/b", Some(200), 15, Outcome::Complete)]
+        );
+        assert_eq!(t[0].missing_bytes, GET_A.len() as u64);
+        assert!(t[0].anomalies.contains(&Anomaly::NoRequest));
+    }
+
+    #[test]
+    fn garbage_between_messages_is_skipped() {
+        let t = run(&[C(GET_A), S(OK_5), S(b"\r\n\r\nJUNK junk\r\nmore junk\r\n"), C(GET_B), S(OK_5)]);
+        assert_eq!(views(&t).len(), 2);
+        assert_eq!(views(&t)[1], v("GET", "/b", Some(200), 5, Outcome::Complete));
+        // Empty lines before a request are allowed.
+        let t = run(&[C(b"\r\n\r\nGET /c HTTP/1.1\r\n\r\n"), S(OK_5)]);
+        assert_eq!(views(&t), vec![v("GET", "/c", Some(200), 5, Outcome::Complete)]);
+    }
+
+    #[test]
+    fn endings_decide_the_outcome() {
+        // The server resets mid-answer.
+        let t = run(&[
+            C(GET_A),
+            S(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"),
+            End(CloseHow::Rst { from: Direction::ServerToClient }),
+        ]);
+        assert_eq!(t[0].outcome, Outcome::ServerReset);
+        // The server closes early: truncated.
+        let t = run(&[C(GET_A), S(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"), SFin, CFin]);
+        assert_eq!(t[0].outcome, Outcome::Truncated);
+        // The client gives up quickly: client abort, with the wait.
+        let t = run(&[C(GET_A), Wait(3000), End(CloseHow::Rst { from: Direction::ClientToServer })]);
+        assert_eq!(t[0].outcome, Outcome::ClientAbort);
+        assert!(t[0].waited.unwrap() >= Dur::from_millis(3000));
+        // The client times out after 30 s: no response.
+        let t = run(&[C(GET_A), Wait(31_000), CFin, End(CloseHow::IdleTimeout)]);
+        assert_eq!(t[0].outcome, Outcome::NoResponse);
+        // The server closes without answering.
+        let t = run(&[C(GET_A), SFin, CFin]);
+        assert_eq!(t[0].outcome, Outcome::NoResponse);
+        // The capture ends first: unknown, never blamed.
+        let t = run(&[C(GET_A), End(CloseHow::EndOfCapture)]);
+        assert_eq!(t[0].outcome, Outcome::CaptureGap);
+        // The client aborts a download in progress.
+        let t = run(&[
+            C(GET_A),
+            S(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"),
+            CFin,
+            End(CloseHow::Rst { from: Direction::ClientToServer }),
+        ]);
+        assert_eq!(t[0].outcome, Outcome::ClientAbort);
+    }
+
+    #[test]
+    fn upgrade_and_connect_end_parsing() {
+        let t = run(&[
+            C(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            S(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"),
+            C(b"\x81\x05hello"),
+            S(b"\x81\x02hi"),
+        ]);
+        assert_eq!(views(&t), vec![v("GET", "/ws", Some(101), 0, Outcome::Complete)]);
+        assert!(t[0].anomalies.contains(&Anomaly::Tunnel));
+        let t = run(&[C(b"CONNECT a:443 HTTP/1.1\r\n\r\n"), S(b"HTTP/1.1 200 OK\r\n\r\n"), C(b"\x16\x03\x01 tls")]);
+        assert_eq!(views(&t), vec![v("CONNECT", "a:443", Some(200), 0, Outcome::Complete)]);
+    }
+
+    #[test]
+    fn http09_and_malformed_and_not_http() {
+        let t = run(&[C(b"GET /old\r\n"), S(b"<html>hi</html>"), SFin, CFin]);
+        assert_eq!(views(&t), vec![v("GET", "/old", Some(0), 15, Outcome::Complete)]);
+        assert!(t[0].anomalies.contains(&Anomaly::Http09));
+        let t =
+            run(&[C(b"GET / HTTP/1.\nHost: h\n\n"), S(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad")]);
+        assert_eq!(views(&t), vec![v("GET", "/", Some(400), 3, Outcome::Malformed)]);
+        assert_eq!(t[0].request.as_ref().unwrap().host().as_deref(), Some("h"));
+        // TLS on port 80: not HTTP, nothing made up.
+        let t = run(&[C(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), S(b"\x16\x03\x03\x00\x5a")]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn mid_stream_pickup_starts_at_the_next_message() {
+        let t = run_with(
+            HttpConfig::default(),
+            RoleSource::Port,
+            &[C(b"rest of some body\r\n"), S(b"lo world"), C(GET_B), S(OK_5)],
+        );
+        assert_eq!(views(&t), vec![v("GET", "/b", Some(200), 5, Outcome::Complete)]);
+    }
+
+    #[test]
+    fn gzip_body_and_head_cap() {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&b"abc".repeat(1000)).unwrap();
+        let gz = e.finish().unwrap();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len());
+        let t = run(&[C(GET_A), S(head.as_bytes()), S(&gz)]);
+        assert_eq!(t[0].response_body.decoded_len, 3000);
+        assert_eq!(t[0].response_body.wire_len, gz.len() as u64);
+        // A head beyond the cap is malformed, and parsing goes on.
+        let cfg = HttpConfig { max_head_bytes: 100, ..HttpConfig::default() };
+        let big = format!("GET /big HTTP/1.1\r\nX: {}\r\n\r\n", "y".repeat(500));
+        let t = run_with(cfg, RoleSource::Syn, &[C(big.as_bytes()), C(GET_B), S(OK_5), S(OK_5)]);
+        assert_eq!(t[0].outcome, Outcome::Malformed);
+        assert!(t[0].anomalies.contains(&Anomaly::HeadTooLarge));
+    }
+}
