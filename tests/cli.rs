@@ -20,7 +20,7 @@ fn formats_table_json_jsonl_csv() {
     let table = util::pov_ok(&["flows", s(&p)]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 11, "header + 10 connections:\n{table}");
-    assert!(lines[0].trim_start().starts_with('#') && lines[0].contains("start"), "{}", lines[0]);
+    assert!(lines[0].trim_start().starts_with('#') && lines[0].contains(" ts "), "{}", lines[0]);
     assert!(lines[10].contains("rst by server") && lines[10].contains("REJ"), "{}", lines[10]);
 
     let json: serde_json::Value = serde_json::from_str(&util::pov_ok(&["flows", "--format", "json", s(&p)])).unwrap();

@@ -44,6 +44,9 @@ pub fn write_table(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     };
     add("decode", serde_json::to_value(&r.decode).unwrap_or_default());
     add("tcp", serde_json::to_value(&r.tcp).unwrap_or_default());
+    if let Some(h) = &r.http {
+        add("http", serde_json::to_value(h).unwrap_or_default());
+    }
     c.write(w)?;
     for e in &r.errors {
         writeln!(w, "error: {e}")?;

@@ -5,7 +5,7 @@
 //! the output pipe closes early), 2 when any input could not be read.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,14 @@ struct HttpArgs {
     /// response) rather than giving up (client abort).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     client_timeout: i64,
+    /// Most requests waiting for responses on one connection; beyond, the
+    /// oldest is given up.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_pending_requests: usize,
+    /// Most finished transactions held to be written in request time
+    /// order; beyond, the earliest are written early.
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    max_held_transactions: usize,
 }
 
 impl HttpArgs {
@@ -103,6 +111,8 @@ impl HttpArgs {
         cfg.http.max_decoded_bytes = self.max_decoded_bytes;
         cfg.http.max_decode_ratio = self.max_decode_ratio.max(1);
         cfg.http.client_timeout = Dur::from_secs(self.client_timeout.max(0));
+        cfg.http.max_pending = self.max_pending_requests.max(1);
+        cfg.http.max_held = self.max_held_transactions.max(1);
     }
 }
 
@@ -114,6 +124,8 @@ struct InfoArgs {
     /// Output format (table or json).
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     format: FormatArg,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -234,53 +246,78 @@ fn exit_code(report: &RunReport) -> ExitCode {
 }
 
 fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
-    let mut collector = pov::flows::FlowCollector::default();
-    let report = run_pipeline(&a.files, &a.common, &mut collector);
-    let flows = collector.into_sorted();
     let format = Format::from(a.format);
-    let start = report.first_ts;
-    match &a.output {
-        Some(path) => output::write_atomic(path, |w| output::write_flows(w, &flows, format, start))
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
-        None => {
-            let stdout = io::stdout();
-            let mut w = io::BufWriter::new(stdout.lock());
-            output::write_flows(&mut w, &flows, format, start)?;
-            w.flush()?;
-        }
-    }
-    Ok(exit_code(&report))
+    let report = write_output(a.output.as_deref(), |out| {
+        let mut flows = pov::flows::FlowWriter::new(out, format);
+        let report = run_pipeline(&a.files, &a.common, &mut flows);
+        flows.finish()?;
+        Ok(report)
+    })?;
+    Ok(finish_run(&report, a.common.quiet))
 }
 
 fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
-    let report = match &a.output {
-        Some(path) => {
-            let f = output::AtomicFile::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let (f, report) = transactions_into(&a, &cfg, f)?;
-            f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            report
-        }
-        None => transactions_into(&a, &cfg, io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))?.1,
-    };
-    Ok(exit_code(&report))
+    let mask = pov::transactions::Masking { on: !a.no_mask };
+    let format = Format::from(a.format);
+    let report = write_output(a.output.as_deref(), |out| {
+        let writer = pov::transactions::TxWriter::new(out, format, mask);
+        let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), writer);
+        let mut report = run_pipeline_with(&a.files, &a.common, &cfg, &mut http);
+        let (writer, stats) = http.finish();
+        report.http = Some(stats);
+        writer.finish()?;
+        Ok(report)
+    })?;
+    Ok(finish_run(&report, a.common.quiet))
 }
 
-/// Runs the pipeline with HTTP parsing, writing records to `out`.
-fn transactions_into<W: Write>(a: &TransactionsArgs, cfg: &PipelineConfig, out: W) -> anyhow::Result<(W, RunReport)> {
-    let mask = pov::transactions::Masking { on: !a.no_mask };
-    let writer = pov::transactions::TxWriter::new(out, Format::from(a.format), mask);
-    let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), writer);
-    let mut report = run_pipeline_with(&a.files, &a.common, cfg, &mut http);
-    let (writer, stats) = http.finish();
-    report.http = Some(stats);
-    Ok((writer.finish()?, report))
+/// Runs `write` into `path` (atomically: nothing appears unless it
+/// succeeds) or into stdout.
+fn write_output(
+    path: Option<&Path>,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<RunReport>,
+) -> anyhow::Result<RunReport> {
+    match path {
+        Some(path) => {
+            let mut f = output::AtomicFile::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let report = write(&mut f).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Ok(report)
+        }
+        None => {
+            let mut w = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+            let report = write(&mut w)?;
+            w.flush()?;
+            Ok(report)
+        }
+    }
+}
+
+/// Warns about every cap that acted, and picks the exit code.
+fn finish_run(report: &RunReport, quiet: bool) -> ExitCode {
+    if !quiet {
+        for w in report.cap_warnings() {
+            eprintln!("pov: warning: {w}");
+        }
+    }
+    exit_code(report)
+}
+
+/// Counts transactions without keeping them (for `pov info`).
+struct CountTx;
+
+impl pov_capture::http::TxSink for CountTx {
+    fn on_transaction(&mut self, _tx: pov_capture::http::HttpTransaction) {}
 }
 
 fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
-    let mut sink = pov::flows::FlowCollector::default();
-    let report = run_pipeline(&a.files, &a.common, &mut sink);
+    let mut cfg = a.common.config();
+    a.http.apply(&mut cfg);
+    let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), CountTx);
+    let mut report = run_pipeline_with(&a.files, &a.common, &cfg, &mut http);
+    report.http = Some(http.finish().1);
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     match Format::from(a.format) {
@@ -291,7 +328,7 @@ fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     w.flush()?;
-    Ok(exit_code(&report))
+    Ok(finish_run(&report, a.common.quiet))
 }
 
 /// A one-line progress display on stderr, redrawn at most 5 times a second.

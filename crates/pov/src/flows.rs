@@ -1,26 +1,164 @@
 //! `pov flows`: one record per TCP connection, like `tshark -z conv,tcp`.
 
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use pov_capture::Ts;
 use pov_capture::tcp::{ConnSummary, DataChunk, StreamSink};
 
-/// Collects the final record of every connection.
-#[derive(Default)]
-pub struct FlowCollector {
-    /// Finished connections, in the order they finished.
-    pub flows: Vec<ConnSummary>,
+use crate::output::{FlowRow, Format, RecordWriter};
+
+/// Finished connections held back so that records come out in order of
+/// first packet: a connection that started earlier usually ends later.
+pub const REORDER_WINDOW: usize = 4096;
+
+/// Writes one record per connection as connections finish, in order of
+/// first packet as long as no more than [`REORDER_WINDOW`] later-started
+/// connections finish while an earlier one is still open (beyond that the
+/// earliest held is written, so memory stays bounded).
+pub struct FlowWriter<W: Write> {
+    out: RecordWriter<W, FlowRow>,
+    held: BTreeMap<(Ts, u64, u64), FlowRow>,
+    window: usize,
+    error: Option<io::Error>,
 }
 
-impl StreamSink for FlowCollector {
-    fn on_data(&mut self, _chunk: &DataChunk<'_>) {}
+impl<W: Write> FlowWriter<W> {
+    /// A writer of `format` into `out`.
+    pub fn new(out: W, format: Format) -> FlowWriter<W> {
+        FlowWriter::with_window(out, format, REORDER_WINDOW)
+    }
 
-    fn on_summary(&mut self, summary: &ConnSummary) {
-        self.flows.push(summary.clone());
+    /// A writer that holds at most `window` finished connections.
+    pub fn with_window(out: W, format: Format, window: usize) -> FlowWriter<W> {
+        FlowWriter { out: RecordWriter::new(out, format), held: BTreeMap::new(), window: window.max(1), error: None }
+    }
+
+    /// Connections seen so far.
+    pub fn count(&self) -> u64 {
+        self.out.count() + self.held.len() as u64
+    }
+
+    fn emit(&mut self, row: &FlowRow) {
+        if self.error.is_none()
+            && let Err(e) = self.out.write(row)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    /// Writes the held connections and ends the output; returns the writer
+    /// and the first write error, if any.
+    pub fn finish(mut self) -> io::Result<W> {
+        while let Some((_, row)) = self.held.pop_first() {
+            self.emit(&row);
+        }
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.finish()
     }
 }
 
-impl FlowCollector {
-    /// The flows in order of first packet (then connection id).
-    pub fn into_sorted(mut self) -> Vec<ConnSummary> {
-        self.flows.sort_by_key(|f| (f.first_ts, f.first_frame, f.id));
-        self.flows
+impl<W: Write> StreamSink for FlowWriter<W> {
+    fn on_data(&mut self, _chunk: &DataChunk<'_>) {}
+
+    fn on_summary(&mut self, s: &ConnSummary) {
+        self.held.insert((s.first_ts, s.first_frame, s.id), FlowRow::from_summary(s));
+        if self.held.len() > self.window
+            && let Some((_, row)) = self.held.pop_first()
+        {
+            self.emit(&row);
+        }
+    }
+}
+
+/// A sink that only counts connections (for runs that want the counters).
+#[derive(Default)]
+pub struct Counter {
+    /// Connections finished.
+    pub connections: u64,
+}
+
+impl StreamSink for Counter {
+    fn on_data(&mut self, _chunk: &DataChunk<'_>) {}
+
+    fn on_summary(&mut self, _s: &ConnSummary) {
+        self.connections += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row_ids(out: &[u8]) -> Vec<u64> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap())
+            .collect()
+    }
+
+    fn summary(id: u64, start: u64) -> ConnSummary {
+        use pov_capture::tcp::{CloseHow, ConnState, HalfStats, RoleSource};
+        ConnSummary {
+            id,
+            client: "192.0.2.1:40000".parse().unwrap(),
+            server: "192.0.2.2:80".parse().unwrap(),
+            roles: RoleSource::Syn,
+            first_ts: Ts(start as i64 * 1000),
+            last_ts: Ts(start as i64 * 1000 + 5000),
+            first_frame: start,
+            last_frame: start + 3,
+            handshake: None,
+            syn_seen: true,
+            syn_ack_seen: false,
+            to_server: HalfStats::default(),
+            to_client: HalfStats::default(),
+            close: CloseHow::EndOfCapture,
+            close_ts: Ts(start as i64 * 1000 + 5000),
+            state: ConnState::S0,
+        }
+    }
+
+    #[test]
+    fn finished_connections_come_out_in_start_order_within_the_window() {
+        let mut w = FlowWriter::with_window(Vec::new(), Format::Jsonl, 3);
+        // Connection 1 starts first and finishes last; 2..4 fit the window.
+        for (id, start) in [(2, 20), (4, 40), (3, 30), (1, 10)] {
+            w.on_summary(&summary(id, start));
+        }
+        assert_eq!(row_ids(&w.finish().unwrap()), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_full_window_writes_the_earliest_held() {
+        let mut w = FlowWriter::with_window(Vec::new(), Format::Jsonl, 2);
+        for (id, start) in [(2, 20), (3, 30), (4, 40), (1, 10)] {
+            w.on_summary(&summary(id, start));
+        }
+        // 2 had to go before 1 finished; the rest are in order.
+        assert_eq!(row_ids(&w.finish().unwrap()), vec![2, 1, 3, 4]);
+    }
+
+    #[test]
+    fn json_array_and_csv_are_complete_with_and_without_rows() {
+        for n in [0, 1, 3] {
+            let mut w = FlowWriter::new(Vec::new(), Format::Json);
+            for i in 0..n {
+                w.on_summary(&summary(i + 1, 10 * (i + 1)));
+            }
+            let out = w.finish().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v.as_array().map(Vec::len), Some(n as usize));
+
+            let mut w = FlowWriter::new(Vec::new(), Format::Csv);
+            for i in 0..n {
+                w.on_summary(&summary(i + 1, 10 * (i + 1)));
+            }
+            let out = String::from_utf8(w.finish().unwrap()).unwrap();
+            assert_eq!(out.lines().count(), 1 + n as usize);
+            assert!(out.starts_with("id,ts,duration,client,server,"));
+        }
     }
 }

@@ -4,7 +4,6 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use pov_capture::Ts;
 use pov_capture::tcp::ConnSummary;
 
 /// Output formats for commands that print records.
@@ -93,117 +92,183 @@ impl FlowRow {
     }
 }
 
-/// Writes flows in `format`. `capture_start` makes the table's start
-/// column relative, as tshark's is.
-pub fn write_flows(
-    w: &mut dyn Write,
-    flows: &[ConnSummary],
+/// Field order of `pov flows` records (JSON keys, CSV columns).
+const FLOW_FIELDS: &[&str] = &[
+    "id",
+    "ts",
+    "duration",
+    "client",
+    "server",
+    "c2s_packets",
+    "c2s_bytes",
+    "s2c_packets",
+    "s2c_bytes",
+    "c2s_stream_bytes",
+    "s2c_stream_bytes",
+    "c2s_gap_bytes",
+    "s2c_gap_bytes",
+    "handshake_rtt_ms",
+    "close",
+    "state",
+    "roles",
+    "first_frame",
+    "last_frame",
+    "anomalies",
+];
+
+impl Record for FlowRow {
+    const FIELDS: &'static [&'static str] = FLOW_FIELDS;
+    const COLUMNS: &'static [&'static str] = &[
+        "#",
+        "ts",
+        "duration",
+        "client",
+        "server",
+        "c2s pkts",
+        "c2s bytes",
+        "s2c pkts",
+        "s2c bytes",
+        "rtt ms",
+        "close",
+        "state",
+        "gap bytes",
+        "anomalies",
+    ];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            format!("{:.6}", self.ts),
+            format!("{:.6}", self.duration),
+            self.client.clone(),
+            self.server.clone(),
+            self.c2s_packets.to_string(),
+            self.c2s_bytes.to_string(),
+            self.s2c_packets.to_string(),
+            self.s2c_bytes.to_string(),
+            self.handshake_rtt_ms.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into()),
+            self.close.clone(),
+            self.state.clone(),
+            (self.c2s_gap_bytes + self.s2c_gap_bytes).to_string(),
+            if self.anomalies.is_empty() { "-".into() } else { self.anomalies.join(",") },
+        ]
+    }
+}
+
+/// A record that [`RecordWriter`] can write in every [`Format`].
+pub trait Record: serde::Serialize {
+    /// JSON keys in CSV column order.
+    const FIELDS: &'static [&'static str];
+    /// Column names of the table (a readable subset).
+    const COLUMNS: &'static [&'static str];
+    /// The table cells, one per column.
+    fn cells(&self) -> Vec<String>;
+}
+
+/// Rows a streamed table holds to choose its column widths; later rows
+/// keep those widths (a wider cell pushes its line out).
+pub const TABLE_SAMPLE_ROWS: usize = 1000;
+
+/// Writes records one at a time in any [`Format`], holding at most
+/// [`TABLE_SAMPLE_ROWS`] (for a table's widths), so memory does not grow
+/// with the number of records.
+pub struct RecordWriter<W: Write, R: Record> {
+    out: W,
     format: Format,
-    capture_start: Option<Ts>,
-) -> io::Result<()> {
-    let rows: Vec<FlowRow> = flows.iter().map(FlowRow::from_summary).collect();
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *w, &rows)?;
-            writeln!(w)
-        }
-        Format::Jsonl => {
-            for r in &rows {
-                serde_json::to_writer(&mut *w, r)?;
-                writeln!(w)?;
+    count: u64,
+    sample: Vec<Vec<String>>,
+    layout: Option<Layout>,
+    _record: std::marker::PhantomData<fn(&R)>,
+}
+
+impl<W: Write, R: Record> RecordWriter<W, R> {
+    /// A writer of `format` into `out`.
+    pub fn new(out: W, format: Format) -> RecordWriter<W, R> {
+        RecordWriter { out, format, count: 0, sample: Vec::new(), layout: None, _record: std::marker::PhantomData }
+    }
+
+    /// Records written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Writes one record.
+    pub fn write(&mut self, r: &R) -> io::Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, r)?;
+                writeln!(self.out)?;
             }
-            Ok(())
-        }
-        Format::Csv => {
-            let header = [
-                "id",
-                "ts",
-                "duration",
-                "client",
-                "server",
-                "c2s_packets",
-                "c2s_bytes",
-                "s2c_packets",
-                "s2c_bytes",
-                "c2s_stream_bytes",
-                "s2c_stream_bytes",
-                "c2s_gap_bytes",
-                "s2c_gap_bytes",
-                "handshake_rtt_ms",
-                "close",
-                "state",
-                "roles",
-                "first_frame",
-                "last_frame",
-                "anomalies",
-            ];
-            writeln!(w, "{}", header.join(","))?;
-            for r in &rows {
-                let fields = [
-                    r.id.to_string(),
-                    format!("{:.6}", r.ts),
-                    format!("{:.6}", r.duration),
-                    r.client.clone(),
-                    r.server.clone(),
-                    r.c2s_packets.to_string(),
-                    r.c2s_bytes.to_string(),
-                    r.s2c_packets.to_string(),
-                    r.s2c_bytes.to_string(),
-                    r.c2s_stream_bytes.to_string(),
-                    r.s2c_stream_bytes.to_string(),
-                    r.c2s_gap_bytes.to_string(),
-                    r.s2c_gap_bytes.to_string(),
-                    r.handshake_rtt_ms.map(|v| format!("{v:.3}")).unwrap_or_default(),
-                    r.close.clone(),
-                    r.state.clone(),
-                    r.roles.clone(),
-                    r.first_frame.to_string(),
-                    r.last_frame.to_string(),
-                    r.anomalies.join(" "),
-                ];
-                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-                writeln!(w, "{}", line.join(","))?;
+            Format::Json => {
+                self.out.write_all(if self.count == 0 { b"[\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut self.out, r)?;
             }
-            Ok(())
-        }
-        Format::Table => {
-            let start = capture_start.unwrap_or(Ts(0));
-            let mut t = Table::new(&[
-                "#",
-                "start",
-                "duration",
-                "client",
-                "server",
-                "c2s pkts",
-                "c2s bytes",
-                "s2c pkts",
-                "s2c bytes",
-                "rtt ms",
-                "close",
-                "state",
-                "gap bytes",
-                "anomalies",
-            ]);
-            for (s, r) in flows.iter().zip(&rows) {
-                t.row(vec![
-                    r.id.to_string(),
-                    format!("{:.6}", (s.first_ts - start).as_secs_f64()),
-                    format!("{:.6}", r.duration),
-                    r.client.clone(),
-                    r.server.clone(),
-                    r.c2s_packets.to_string(),
-                    r.c2s_bytes.to_string(),
-                    r.s2c_packets.to_string(),
-                    r.s2c_bytes.to_string(),
-                    r.handshake_rtt_ms.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into()),
-                    r.close.clone(),
-                    r.state.clone(),
-                    (r.c2s_gap_bytes + r.s2c_gap_bytes).to_string(),
-                    if r.anomalies.is_empty() { "-".into() } else { r.anomalies.join(",") },
-                ]);
+            Format::Csv => {
+                if self.count == 0 {
+                    writeln!(self.out, "{}", R::FIELDS.join(","))?;
+                }
+                let v = serde_json::to_value(r).map_err(io::Error::other)?;
+                let cells: Vec<String> = R::FIELDS.iter().map(|k| csv_value(&v[*k])).collect();
+                writeln!(self.out, "{}", cells.join(","))?;
             }
-            t.write(w)
+            Format::Table => {
+                let cells = r.cells();
+                match &self.layout {
+                    Some(l) => l.line(&mut self.out, &cells)?,
+                    None => {
+                        self.sample.push(cells);
+                        if self.sample.len() >= TABLE_SAMPLE_ROWS {
+                            self.flush_sample()?;
+                        }
+                    }
+                }
+            }
         }
+        self.count += 1;
+        Ok(())
+    }
+
+    fn flush_sample(&mut self) -> io::Result<()> {
+        let header: Vec<String> = R::COLUMNS.iter().map(|s| s.to_string()).collect();
+        let layout = Layout::of(&header, &self.sample);
+        layout.line(&mut self.out, &header)?;
+        for r in self.sample.drain(..) {
+            layout.line(&mut self.out, &r)?;
+        }
+        self.layout = Some(layout);
+        Ok(())
+    }
+
+    /// Ends the output (closing a JSON array, writing a table or CSV
+    /// header that had no rows) and flushes; returns the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        match self.format {
+            Format::Json => self.out.write_all(if self.count == 0 { b"[]\n" } else { b"\n]\n" })?,
+            Format::Csv if self.count == 0 => writeln!(self.out, "{}", R::FIELDS.join(","))?,
+            Format::Table if self.layout.is_none() => self.flush_sample()?,
+            _ => {}
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// One CSV cell for a JSON value: null is empty, lists are space-separated.
+fn csv_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => csv_field(s),
+        serde_json::Value::Array(a) => {
+            let items: Vec<String> = a
+                .iter()
+                .map(|x| match x {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            csv_field(&items.join(" "))
+        }
+        other => other.to_string(),
     }
 }
 
@@ -232,9 +297,26 @@ impl Table {
 
     /// Writes the table.
     pub fn write(&self, w: &mut dyn Write) -> io::Result<()> {
-        let n = self.header.len();
-        let mut width: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        let layout = Layout::of(&self.header, &self.rows);
+        layout.line(w, &self.header)?;
         for r in &self.rows {
+            layout.line(w, r)?;
+        }
+        Ok(())
+    }
+}
+
+/// Column widths and alignment, chosen from a header and some rows.
+struct Layout {
+    width: Vec<usize>,
+    right: Vec<bool>,
+}
+
+impl Layout {
+    fn of(header: &[String], rows: &[Vec<String>]) -> Layout {
+        let n = header.len();
+        let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for r in rows {
             for (i, c) in r.iter().take(n).enumerate() {
                 width[i] = width[i].max(c.chars().count());
             }
@@ -242,34 +324,31 @@ impl Table {
         let numeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-');
         // A column is right-aligned (header included) when every cell in
         // it is a number or "-".
-        let right: Vec<bool> = (0..n)
-            .map(|i| !self.rows.is_empty() && self.rows.iter().all(|r| r.get(i).is_some_and(|c| numeric(c))))
-            .collect();
-        let line = |w: &mut dyn Write, cells: &[String]| -> io::Result<()> {
-            let mut out = String::new();
-            for (i, wd) in width.iter().enumerate() {
-                let c = cells.get(i).map(String::as_str).unwrap_or("");
-                let pad = wd.saturating_sub(c.chars().count());
-                if i > 0 {
-                    out.push_str("  ");
-                }
-                if right[i] && i + 1 < n {
+        let right =
+            (0..n).map(|i| !rows.is_empty() && rows.iter().all(|r| r.get(i).is_some_and(|c| numeric(c)))).collect();
+        Layout { width, right }
+    }
+
+    fn line(&self, w: &mut dyn Write, cells: &[String]) -> io::Result<()> {
+        let n = self.width.len();
+        let mut out = String::new();
+        for (i, wd) in self.width.iter().enumerate() {
+            let c = cells.get(i).map(String::as_str).unwrap_or("");
+            let pad = wd.saturating_sub(c.chars().count());
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if self.right[i] && i + 1 < n {
+                out.extend(std::iter::repeat_n(' ', pad));
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                if i + 1 < n {
                     out.extend(std::iter::repeat_n(' ', pad));
-                    out.push_str(c);
-                } else {
-                    out.push_str(c);
-                    if i + 1 < n {
-                        out.extend(std::iter::repeat_n(' ', pad));
-                    }
                 }
             }
-            writeln!(w, "{}", out.trim_end())
-        };
-        line(w, &self.header)?;
-        for r in &self.rows {
-            line(w, r)?;
         }
-        Ok(())
+        writeln!(w, "{}", out.trim_end())
     }
 }
 

@@ -54,6 +54,45 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// One line per cap that acted during the run, naming its flag, so a
+    /// user knows the output is limited and how to lift the limit.
+    pub fn cap_warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let mut note = |n: u64, what: &str, flag: &str| {
+            if n > 0 {
+                w.push(format!("{n} {what} (raise {flag})"));
+            }
+        };
+        note(self.tcp.evicted, "connections evicted to stay under the connection cap", "--max-connections");
+        note(self.tcp.ooo_cap_hits, "times a direction's out-of-order buffer was full", "--max-ooo-bytes");
+        note(self.tcp.ooo_total_cap_hits, "times the total out-of-order buffer was full", "--max-ooo-total");
+        note(self.decode.fragments.over_cap, "IP fragments refused by the fragment byte cap", "--max-frag-bytes");
+        note(
+            self.decode.fragments.evicted,
+            "incomplete IP datagrams evicted by the fragment caps",
+            "--max-frag-bytes/--max-frag-datagrams",
+        );
+        if let Some(h) = &self.http {
+            note(h.heads_too_large, "HTTP heads longer than the head cap", "--max-head-bytes");
+            note(
+                h.decode_caps,
+                "HTTP bodies whose decoding stopped at a cap",
+                "--max-decoded-bytes/--max-decode-ratio",
+            );
+            note(
+                h.pending_overflow,
+                "HTTP requests given up with too many waiting on one connection",
+                "--max-pending-requests",
+            );
+            note(
+                h.held_cap_releases,
+                "HTTP transactions written before an earlier one finished",
+                "--max-held-transactions",
+            );
+        }
+        w
+    }
+
     /// Time from the first to the last packet.
     pub fn span(&self) -> Option<Dur> {
         Some(self.last_ts? - self.first_ts?)

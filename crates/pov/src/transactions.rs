@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use pov_capture::Ts;
 use pov_capture::http::{HttpTransaction, TxSink, uri};
 
-use crate::output::{Format, Table, csv_field};
+use crate::output::{Format, Record, RecordWriter};
 
 /// Masks secrets (cookie values, credentials) unless told not to.
 #[derive(Clone, Copy, Debug)]
@@ -254,125 +254,77 @@ const CSV_FIELDS: &[&str] = &[
     "anomalies",
 ];
 
-/// Writes transactions as they come (JSON lines, CSV), or collects them
-/// for formats that need them all (table, JSON array).
+impl Record for TxRecord {
+    const FIELDS: &'static [&'static str] = CSV_FIELDS;
+    const COLUMNS: &'static [&'static str] = &[
+        "ts",
+        "client",
+        "server",
+        "depth",
+        "method",
+        "host",
+        "uri",
+        "status",
+        "resp bytes",
+        "ttfb ms",
+        "outcome",
+        "missing",
+    ];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            format!("{:.6}", self.ts),
+            format!("{}:{}", self.orig_h, self.orig_p),
+            format!("{}:{}", self.resp_h, self.resp_p),
+            self.trans_depth.to_string(),
+            self.method.clone().unwrap_or_else(|| "-".into()),
+            self.host.clone().unwrap_or_else(|| "-".into()),
+            self.uri.clone().unwrap_or_else(|| "-".into()),
+            self.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            self.response_body_len.to_string(),
+            self.ttfb_ms.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
+            self.outcome.clone(),
+            self.missing_bytes.to_string(),
+        ]
+    }
+}
+
+/// Writes transactions as they come, in any format (see [`RecordWriter`]).
 pub struct TxWriter<W: Write> {
-    out: W,
-    format: Format,
+    out: RecordWriter<W, TxRecord>,
     mask: Masking,
-    held: Vec<TxRecord>,
-    count: u64,
     error: Option<io::Error>,
 }
 
 impl<W: Write> TxWriter<W> {
     /// A writer in `format`.
     pub fn new(out: W, format: Format, mask: Masking) -> TxWriter<W> {
-        TxWriter { out, format, mask, held: Vec::new(), count: 0, error: None }
+        TxWriter { out: RecordWriter::new(out, format), mask, error: None }
     }
 
     /// Transactions written.
     pub fn count(&self) -> u64 {
-        self.count
+        self.out.count()
     }
 
-    fn write_one(&mut self, r: &TxRecord) -> io::Result<()> {
-        match self.format {
-            Format::Jsonl => {
-                serde_json::to_writer(&mut self.out, r)?;
-                writeln!(self.out)
-            }
-            Format::Csv => {
-                if self.count == 0 {
-                    writeln!(self.out, "{}", CSV_FIELDS.join(","))?;
-                }
-                let v = serde_json::to_value(r).map_err(io::Error::other)?;
-                let cells: Vec<String> = CSV_FIELDS
-                    .iter()
-                    .map(|k| match &v[*k] {
-                        serde_json::Value::Null => String::new(),
-                        serde_json::Value::String(s) => csv_field(s),
-                        serde_json::Value::Array(a) => csv_field(
-                            &a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join(" "),
-                        ),
-                        other => other.to_string(),
-                    })
-                    .collect();
-                writeln!(self.out, "{}", cells.join(","))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Writes what was held and flushes; returns the writer and the first
-    /// write error, if any.
+    /// Ends the output and flushes; returns the writer and the first write
+    /// error, if any.
     pub fn finish(mut self) -> io::Result<W> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        match self.format {
-            Format::Json => {
-                serde_json::to_writer_pretty(&mut self.out, &self.held)?;
-                writeln!(self.out)?;
-            }
-            Format::Table => {
-                let mut t = Table::new(&[
-                    "ts",
-                    "client",
-                    "server",
-                    "depth",
-                    "method",
-                    "host",
-                    "uri",
-                    "status",
-                    "resp bytes",
-                    "ttfb ms",
-                    "outcome",
-                    "missing",
-                ]);
-                for r in &self.held {
-                    t.row(vec![
-                        format!("{:.6}", r.ts),
-                        format!("{}:{}", r.orig_h, r.orig_p),
-                        format!("{}:{}", r.resp_h, r.resp_p),
-                        r.trans_depth.to_string(),
-                        r.method.clone().unwrap_or_else(|| "-".into()),
-                        r.host.clone().unwrap_or_else(|| "-".into()),
-                        r.uri.clone().unwrap_or_else(|| "-".into()),
-                        r.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-                        r.response_body_len.to_string(),
-                        r.ttfb_ms.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-                        r.outcome.clone(),
-                        r.missing_bytes.to_string(),
-                    ]);
-                }
-                t.write(&mut self.out)?;
-            }
-            _ => {
-                if self.format == Format::Csv && self.count == 0 {
-                    writeln!(self.out, "{}", CSV_FIELDS.join(","))?;
-                }
-            }
-        }
-        self.out.flush()?;
-        Ok(self.out)
+        self.out.finish()
     }
 }
 
 impl<W: Write> TxSink for TxWriter<W> {
     fn on_transaction(&mut self, tx: HttpTransaction) {
         let r = TxRecord::new(&tx, self.mask);
-        match self.format {
-            Format::Json | Format::Table => self.held.push(r),
-            _ => {
-                if self.error.is_none()
-                    && let Err(e) = self.write_one(&r)
-                {
-                    self.error = Some(e);
-                }
-            }
+        if self.error.is_none()
+            && let Err(e) = self.out.write(&r)
+        {
+            self.error = Some(e);
         }
-        self.count += 1;
     }
 }
 

@@ -47,6 +47,10 @@ pub struct HttpConfig {
     pub max_decode_ratio: u64,
     /// Most requests waiting for a response on one connection.
     pub max_pending: usize,
+    /// Most finished transactions held to be released in order of request
+    /// time; beyond, the earliest held are released early (a transaction
+    /// that started before them but finishes later comes out of order).
+    pub max_held: usize,
     /// A client that closes after waiting at least this long with no
     /// response byte timed out (`NoResponse`); sooner, it gave up
     /// (`ClientAbort`).
@@ -61,6 +65,7 @@ impl Default for HttpConfig {
             max_decoded_bytes: 64 << 20,
             max_decode_ratio: 1000,
             max_pending: 1024,
+            max_held: 65536,
             client_timeout: Dur::from_secs(30),
         }
     }
@@ -433,6 +438,9 @@ pub struct HttpStats {
     /// Transactions emitted after a later-starting one (their bytes came
     /// out of the reassembler long after they were captured).
     pub late_order: u64,
+    /// Transactions released early because [`HttpConfig::max_held`] were
+    /// held.
+    pub held_cap_releases: u64,
 }
 
 /// Parses HTTP from reassembled streams; see the module docs.
@@ -511,7 +519,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
         }
         // Scanning the open connections costs their number: do it at most
         // once per second of capture time, or when many are waiting.
-        if self.now < self.last_release + Dur::from_secs(1) && self.order.len() < 4096 {
+        let cap = self.cfg.max_held.max(1);
+        if self.now < self.last_release + Dur::from_secs(1) && self.order.len() < cap.min(4096) {
             return;
         }
         self.last_release = self.now;
@@ -519,6 +528,15 @@ impl<S: TxSink> HttpAnalyzer<S> {
         let watermark = self.conns.values().filter_map(|c| c.earliest_open()).min().map_or(guard, |t| t.min(guard));
         for tx in self.order.release(watermark) {
             self.sink.on_transaction(tx);
+        }
+        // A connection that stays open with a request unanswered holds the
+        // watermark back; memory must not grow with the capture for it.
+        if self.order.len() > cap {
+            let early = self.order.release_oldest(self.order.len() - cap / 2);
+            self.stats.held_cap_releases += early.len() as u64;
+            for tx in early {
+                self.sink.on_transaction(tx);
+            }
         }
     }
 }

@@ -48,6 +48,19 @@ impl Orderer {
         out
     }
 
+    /// The `n` earliest held, in order, whatever the watermark.
+    pub(super) fn release_oldest(&mut self, n: usize) -> Vec<HttpTransaction> {
+        let mut out = Vec::with_capacity(n.min(self.ready.len()));
+        while out.len() < n {
+            let Some((_, tx)) = self.ready.pop_first() else { break };
+            if self.released_up_to.is_none_or(|w| tx.timing.start() > w) {
+                self.released_up_to = Some(tx.timing.start());
+            }
+            out.push(tx);
+        }
+        out
+    }
+
     /// Everything left, in order.
     pub(super) fn drain(&mut self) -> Vec<HttpTransaction> {
         std::mem::take(&mut self.ready).into_values().collect()
