@@ -384,4 +384,12 @@ fn a_small_order_buffer_keeps_every_transaction_and_says_so() {
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["http"]["held_cap_releases"].as_u64(), Some(early));
     assert!(info["http"]["peak_order_buffer"].as_u64().unwrap() < 64, "{}", info["http"]);
+
+    // The byte cap acts the same way.
+    let info = util::pov_ok(&["info", "--format", "json", util::s(&shop), "--max-held-bytes", "50000"]);
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let h = &info["http"];
+    assert_eq!(h["transactions"].as_u64(), Some(full.len() as u64));
+    assert!(h["held_cap_releases"].as_u64().unwrap() > 0, "{h}");
+    assert!(h["peak_held_bytes"].as_u64().unwrap() < 100_000, "{h}");
 }

@@ -102,6 +102,10 @@ struct HttpArgs {
     /// order; beyond, the earliest are written early.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     max_held_transactions: usize,
+    /// Most bytes (kept bodies, heads) of finished transactions held for
+    /// ordering; beyond, the earliest are written early.
+    #[arg(long, default_value_t = 128 << 20, value_name = "BYTES")]
+    max_held_bytes: usize,
 }
 
 impl HttpArgs {
@@ -113,6 +117,7 @@ impl HttpArgs {
         cfg.http.client_timeout = Dur::from_secs(self.client_timeout.max(0));
         cfg.http.max_pending = self.max_pending_requests.max(1);
         cfg.http.max_held = self.max_held_transactions.max(1);
+        cfg.http.max_held_bytes = self.max_held_bytes;
     }
 }
 

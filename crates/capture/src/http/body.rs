@@ -39,6 +39,37 @@ impl ContentEncoding {
     }
 }
 
+/// Whether a response body of this Content-Type is worth keeping: pages,
+/// data and text are (error pages, error JSON, order totals live there);
+/// images, media, fonts, style sheets, scripts and archives are not, and
+/// keeping them would only cost memory. An absent or unreadable type is
+/// kept (error pages often come without one).
+pub(crate) fn worth_keeping(content_type: Option<&[u8]>) -> bool {
+    let Some(ct) = content_type else { return true };
+    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or("").trim();
+    let (top, sub) = media.split_once('/').unwrap_or((media, ""));
+    let skip_top = matches!(top, "image" | "video" | "audio" | "font");
+    let skip_sub = matches!(
+        sub,
+        "css"
+            | "javascript"
+            | "x-javascript"
+            | "ecmascript"
+            | "octet-stream"
+            | "zip"
+            | "gzip"
+            | "x-tar"
+            | "pdf"
+            | "wasm"
+            | "font-woff"
+            | "font-woff2"
+            | "vnd.ms-fontobject"
+            | "x-shockwave-flash"
+    );
+    !(skip_top || skip_sub)
+}
+
 fn trim(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
     let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map(|i| i + 1).unwrap_or(start);
@@ -287,6 +318,32 @@ fn into_sink(d: Decoder) -> Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_pages_data_and_unknown_types_only() {
+        for kept in [
+            None,
+            Some("text/html; charset=utf-8"),
+            Some("application/json"),
+            Some("application/problem+json"),
+            Some("text/plain"),
+            Some("application/xml"),
+            Some(""),
+        ] {
+            assert!(worth_keeping(kept.map(str::as_bytes)), "{kept:?}");
+        }
+        for skipped in [
+            "image/png",
+            "IMAGE/JPEG",
+            "text/css",
+            "application/javascript; charset=utf-8",
+            "font/woff2",
+            "video/mp4",
+            "application/octet-stream",
+        ] {
+            assert!(!worth_keeping(Some(skipped.as_bytes())), "{skipped}");
+        }
+    }
 
     fn gz(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::body::{BodyDecoder, BodyInfo, ContentEncoding, DecodeStop};
+use super::body::{self, BodyDecoder, BodyInfo, ContentEncoding, DecodeStop};
 use super::{
     Anomaly, FrameSpan, Header, Headers, HttpConfig, HttpStats, HttpTransaction, Outcome, RequestHead, ResponseHead,
     TxTiming,
@@ -1256,6 +1256,7 @@ impl ConnHttp {
         let no_body =
             p.method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || (100..200).contains(&status);
         let http10 = head.version == Some(0);
+        let keep = if body::worth_keeping(head.headers.get("content-type")) { cfg.body_keep_bytes } else { 0 };
         p.tx.response = Some(head);
         if upgrade {
             p.tx.anomalies.push(Anomaly::Tunnel);
@@ -1291,7 +1292,7 @@ impl ConnHttp {
                 self.resp.st = St::Body(Box::new(Body {
                     framing: f,
                     chunk: Chunk::Size(Vec::new()),
-                    decoder: BodyDecoder::new(enc, cfg.body_keep_bytes, cfg.max_decoded_bytes, cfg.max_decode_ratio),
+                    decoder: BodyDecoder::new(enc, keep, cfg.max_decoded_bytes, cfg.max_decode_ratio),
                 }));
             }
         }

@@ -51,6 +51,9 @@ pub struct HttpConfig {
     /// time; beyond, the earliest held are released early (a transaction
     /// that started before them but finishes later comes out of order).
     pub max_held: usize,
+    /// Most bytes (kept bodies, heads) of finished transactions held for
+    /// ordering; beyond, the earliest held are released early.
+    pub max_held_bytes: usize,
     /// A client that closes after waiting at least this long with no
     /// response byte timed out (`NoResponse`); sooner, it gave up
     /// (`ClientAbort`).
@@ -66,6 +69,7 @@ impl Default for HttpConfig {
             max_decode_ratio: 1000,
             max_pending: 1024,
             max_held: 65536,
+            max_held_bytes: 128 << 20,
             client_timeout: Dur::from_secs(30),
         }
     }
@@ -438,9 +442,11 @@ pub struct HttpStats {
     /// Transactions emitted after a later-starting one (their bytes came
     /// out of the reassembler long after they were captured).
     pub late_order: u64,
-    /// Transactions released early because [`HttpConfig::max_held`] were
-    /// held.
+    /// Transactions released early because [`HttpConfig::max_held`] or
+    /// [`HttpConfig::max_held_bytes`] were held.
     pub held_cap_releases: u64,
+    /// Largest number of bytes held for ordering.
+    pub peak_held_bytes: u64,
 }
 
 /// Parses HTTP from reassembled streams; see the module docs.
@@ -511,6 +517,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
             self.order.push(tx);
         }
         self.stats.peak_order_buffer = self.stats.peak_order_buffer.max(self.order.len() as u64);
+        self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.order.bytes() as u64);
     }
 
     fn release(&mut self, ts: Ts) {
@@ -520,7 +527,11 @@ impl<S: TxSink> HttpAnalyzer<S> {
         // Scanning the open connections costs their number: do it at most
         // once per second of capture time, or when many are waiting.
         let cap = self.cfg.max_held.max(1);
-        if self.now < self.last_release + Dur::from_secs(1) && self.order.len() < cap.min(4096) {
+        let cap_bytes = self.cfg.max_held_bytes;
+        if self.now < self.last_release + Dur::from_secs(1)
+            && self.order.len() < cap.min(4096)
+            && self.order.bytes() <= cap_bytes
+        {
             return;
         }
         self.last_release = self.now;
@@ -531,8 +542,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
         }
         // A connection that stays open with a request unanswered holds the
         // watermark back; memory must not grow with the capture for it.
-        if self.order.len() > cap {
-            let early = self.order.release_oldest(self.order.len() - cap / 2);
+        if self.order.len() > cap || self.order.bytes() > cap_bytes {
+            let early = self.order.release_oldest(cap / 2, cap_bytes / 2);
             self.stats.held_cap_releases += early.len() as u64;
             for tx in early {
                 self.sink.on_transaction(tx);

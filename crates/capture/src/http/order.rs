@@ -13,6 +13,18 @@ pub(super) struct Orderer {
     seq: u64,
     released_up_to: Option<Ts>,
     late: u64,
+    bytes: usize,
+}
+
+/// Approximate memory a held transaction costs: kept bodies, heads, and
+/// the record itself.
+fn weight(tx: &HttpTransaction) -> usize {
+    let head = |h: &super::Headers| h.0.iter().map(|f| f.name.len() + f.value.len() + 48).sum::<usize>();
+    std::mem::size_of::<HttpTransaction>()
+        + tx.request_body.kept.len()
+        + tx.response_body.kept.len()
+        + tx.request.as_ref().map_or(0, |r| r.uri.len() + head(&r.headers))
+        + tx.response.as_ref().map_or(0, |r| r.reason.len() + head(&r.headers))
 }
 
 impl Orderer {
@@ -22,7 +34,13 @@ impl Orderer {
         if self.released_up_to.is_some_and(|w| start < w) {
             self.late += 1;
         }
+        self.bytes += weight(&tx);
         self.ready.insert((start, tx.conn, tx.depth, self.seq), tx);
+    }
+
+    /// Approximate bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub(super) fn len(&self) -> usize {
@@ -40,7 +58,9 @@ impl Orderer {
             if e.key().0 >= watermark {
                 break;
             }
-            out.push(e.remove());
+            let tx = e.remove();
+            self.bytes -= weight(&tx);
+            out.push(tx);
         }
         if self.released_up_to.is_none_or(|w| watermark > w) {
             self.released_up_to = Some(watermark);
@@ -48,11 +68,13 @@ impl Orderer {
         out
     }
 
-    /// The `n` earliest held, in order, whatever the watermark.
-    pub(super) fn release_oldest(&mut self, n: usize) -> Vec<HttpTransaction> {
-        let mut out = Vec::with_capacity(n.min(self.ready.len()));
-        while out.len() < n {
+    /// The earliest held, in order, whatever the watermark, until at most
+    /// `n` transactions and `bytes` bytes are held.
+    pub(super) fn release_oldest(&mut self, n: usize, bytes: usize) -> Vec<HttpTransaction> {
+        let mut out = Vec::new();
+        while self.ready.len() > n || self.bytes > bytes {
             let Some((_, tx)) = self.ready.pop_first() else { break };
+            self.bytes -= weight(&tx);
             if self.released_up_to.is_none_or(|w| tx.timing.start() > w) {
                 self.released_up_to = Some(tx.timing.start());
             }
@@ -63,6 +85,7 @@ impl Orderer {
 
     /// Everything left, in order.
     pub(super) fn drain(&mut self) -> Vec<HttpTransaction> {
+        self.bytes = 0;
         std::mem::take(&mut self.ready).into_values().collect()
     }
 }
