@@ -126,13 +126,19 @@ struct InfoArgs {
     /// Capture files (pcap or pcapng, optionally gzipped); `-` reads stdin.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Output format (table or json).
-    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
-    format: FormatArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = InfoFormat::Table)]
+    format: InfoFormat,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InfoFormat {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -141,6 +147,7 @@ enum FormatArg {
     Json,
     Jsonl,
     Csv,
+    Parquet,
 }
 
 impl From<FormatArg> for Format {
@@ -150,6 +157,7 @@ impl From<FormatArg> for Format {
             FormatArg::Json => Format::Json,
             FormatArg::Jsonl => Format::Jsonl,
             FormatArg::Csv => Format::Csv,
+            FormatArg::Parquet => Format::Parquet,
         }
     }
 }
@@ -252,8 +260,8 @@ fn exit_code(report: &RunReport) -> ExitCode {
 
 fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
     let format = Format::from(a.format);
-    let report = write_output(a.output.as_deref(), |out| {
-        let mut flows = pov::flows::FlowWriter::new(out, format);
+    let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
+        let mut flows = pov::flows::FlowWriter::new(out, format)?;
         let report = run_pipeline(&a.files, &a.common, &mut flows);
         flows.finish()?;
         Ok(report)
@@ -266,8 +274,8 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
     a.http.apply(&mut cfg);
     let mask = pov::transactions::Masking { on: !a.no_mask };
     let format = Format::from(a.format);
-    let report = write_output(a.output.as_deref(), |out| {
-        let writer = pov::transactions::TxWriter::new(out, format, mask);
+    let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
+        let writer = pov::transactions::TxWriter::new(out, format, mask)?;
         let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), writer);
         let mut report = run_pipeline_with(&a.files, &a.common, &cfg, &mut http);
         let (writer, stats) = http.finish();
@@ -282,6 +290,7 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
 /// succeeds) or into stdout.
 fn write_output(
     path: Option<&Path>,
+    binary: bool,
     write: impl FnOnce(&mut dyn Write) -> io::Result<RunReport>,
 ) -> anyhow::Result<RunReport> {
     match path {
@@ -290,6 +299,9 @@ fn write_output(
             let report = write(&mut f).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
             f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             Ok(report)
+        }
+        None if binary && io::stdout().is_terminal() => {
+            anyhow::bail!("Parquet is binary: write it to a file with -o FILE, or into a pipe")
         }
         None => {
             let mut w = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
@@ -325,9 +337,9 @@ fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
     report.http = Some(http.finish().1);
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
-    match Format::from(a.format) {
-        Format::Table => info::write_table(&mut w, &report)?,
-        _ => {
+    match a.format {
+        InfoFormat::Table => info::write_table(&mut w, &report)?,
+        InfoFormat::Json => {
             serde_json::to_writer_pretty(&mut w, &report)?;
             writeln!(w)?;
         }

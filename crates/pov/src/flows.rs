@@ -25,13 +25,18 @@ pub struct FlowWriter<W: Write> {
 
 impl<W: Write> FlowWriter<W> {
     /// A writer of `format` into `out`.
-    pub fn new(out: W, format: Format) -> FlowWriter<W> {
+    pub fn new(out: W, format: Format) -> io::Result<FlowWriter<W>> {
         FlowWriter::with_window(out, format, REORDER_WINDOW)
     }
 
     /// A writer that holds at most `window` finished connections.
-    pub fn with_window(out: W, format: Format, window: usize) -> FlowWriter<W> {
-        FlowWriter { out: RecordWriter::new(out, format), held: BTreeMap::new(), window: window.max(1), error: None }
+    pub fn with_window(out: W, format: Format, window: usize) -> io::Result<FlowWriter<W>> {
+        Ok(FlowWriter {
+            out: RecordWriter::new(out, format)?,
+            held: BTreeMap::new(),
+            window: window.max(1),
+            error: None,
+        })
     }
 
     /// Connections seen so far.
@@ -123,7 +128,7 @@ mod tests {
 
     #[test]
     fn finished_connections_come_out_in_start_order_within_the_window() {
-        let mut w = FlowWriter::with_window(Vec::new(), Format::Jsonl, 3);
+        let mut w = FlowWriter::with_window(Vec::new(), Format::Jsonl, 3).unwrap();
         // Connection 1 starts first and finishes last; 2..4 fit the window.
         for (id, start) in [(2, 20), (4, 40), (3, 30), (1, 10)] {
             w.on_summary(&summary(id, start));
@@ -133,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_full_window_writes_the_earliest_held() {
-        let mut w = FlowWriter::with_window(Vec::new(), Format::Jsonl, 2);
+        let mut w = FlowWriter::with_window(Vec::new(), Format::Jsonl, 2).unwrap();
         for (id, start) in [(2, 20), (3, 30), (4, 40), (1, 10)] {
             w.on_summary(&summary(id, start));
         }
@@ -144,7 +149,7 @@ mod tests {
     #[test]
     fn json_array_and_csv_are_complete_with_and_without_rows() {
         for n in [0, 1, 3] {
-            let mut w = FlowWriter::new(Vec::new(), Format::Json);
+            let mut w = FlowWriter::new(Vec::new(), Format::Json).unwrap();
             for i in 0..n {
                 w.on_summary(&summary(i + 1, 10 * (i + 1)));
             }
@@ -152,7 +157,7 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(v.as_array().map(Vec::len), Some(n as usize));
 
-            let mut w = FlowWriter::new(Vec::new(), Format::Csv);
+            let mut w = FlowWriter::new(Vec::new(), Format::Csv).unwrap();
             for i in 0..n {
                 w.on_summary(&summary(i + 1, 10 * (i + 1)));
             }

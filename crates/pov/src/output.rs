@@ -4,6 +4,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub use pov_impact::Kind;
+
 use pov_capture::tcp::ConnSummary;
 
 /// Output formats for commands that print records.
@@ -17,6 +19,8 @@ pub enum Format {
     Jsonl,
     /// Comma-separated values with a header row (RFC 4180 quoting).
     Csv,
+    /// Apache Parquet (typed columns, zstd), for polars, DuckDB, Spark.
+    Parquet,
 }
 
 /// One row of `pov flows`.
@@ -92,32 +96,32 @@ impl FlowRow {
     }
 }
 
-/// Field order of `pov flows` records (JSON keys, CSV columns).
-const FLOW_FIELDS: &[&str] = &[
-    "id",
-    "ts",
-    "duration",
-    "client",
-    "server",
-    "c2s_packets",
-    "c2s_bytes",
-    "s2c_packets",
-    "s2c_bytes",
-    "c2s_stream_bytes",
-    "s2c_stream_bytes",
-    "c2s_gap_bytes",
-    "s2c_gap_bytes",
-    "handshake_rtt_ms",
-    "close",
-    "state",
-    "roles",
-    "first_frame",
-    "last_frame",
-    "anomalies",
+/// Columns of `pov flows` records, with their types.
+const FLOW_FIELDS: &[(&str, Kind)] = &[
+    ("id", Kind::U64),
+    ("ts", Kind::F64),
+    ("duration", Kind::F64),
+    ("client", Kind::Str),
+    ("server", Kind::Str),
+    ("c2s_packets", Kind::U64),
+    ("c2s_bytes", Kind::U64),
+    ("s2c_packets", Kind::U64),
+    ("s2c_bytes", Kind::U64),
+    ("c2s_stream_bytes", Kind::U64),
+    ("s2c_stream_bytes", Kind::U64),
+    ("c2s_gap_bytes", Kind::U64),
+    ("s2c_gap_bytes", Kind::U64),
+    ("handshake_rtt_ms", Kind::F64),
+    ("close", Kind::Str),
+    ("state", Kind::Str),
+    ("roles", Kind::Str),
+    ("first_frame", Kind::U64),
+    ("last_frame", Kind::U64),
+    ("anomalies", Kind::StrList),
 ];
 
 impl Record for FlowRow {
-    const FIELDS: &'static [&'static str] = FLOW_FIELDS;
+    const FIELDS: &'static [(&'static str, Kind)] = FLOW_FIELDS;
     const COLUMNS: &'static [&'static str] = &[
         "#",
         "ts",
@@ -157,8 +161,8 @@ impl Record for FlowRow {
 
 /// A record that [`RecordWriter`] can write in every [`Format`].
 pub trait Record: serde::Serialize {
-    /// JSON keys in CSV column order.
-    const FIELDS: &'static [&'static str];
+    /// JSON keys in column order, with their types (CSV and Parquet).
+    const FIELDS: &'static [(&'static str, Kind)];
     /// Column names of the table (a readable subset).
     const COLUMNS: &'static [&'static str];
     /// The table cells, one per column.
@@ -170,10 +174,10 @@ pub trait Record: serde::Serialize {
 pub const TABLE_SAMPLE_ROWS: usize = 1000;
 
 /// Writes records one at a time in any [`Format`], holding at most
-/// [`TABLE_SAMPLE_ROWS`] (for a table's widths), so memory does not grow
-/// with the number of records.
+/// [`TABLE_SAMPLE_ROWS`] (for a table's widths) or one Parquet row group,
+/// so memory does not grow with the number of records.
 pub struct RecordWriter<W: Write, R: Record> {
-    out: W,
+    out: Out<W>,
     format: Format,
     count: u64,
     sample: Vec<Vec<String>>,
@@ -181,10 +185,19 @@ pub struct RecordWriter<W: Write, R: Record> {
     _record: std::marker::PhantomData<fn(&R)>,
 }
 
+enum Out<W: Write> {
+    Text(W),
+    Parquet(Box<pov_impact::ParquetWriter<W>>),
+}
+
 impl<W: Write, R: Record> RecordWriter<W, R> {
     /// A writer of `format` into `out`.
-    pub fn new(out: W, format: Format) -> RecordWriter<W, R> {
-        RecordWriter { out, format, count: 0, sample: Vec::new(), layout: None, _record: std::marker::PhantomData }
+    pub fn new(out: W, format: Format) -> io::Result<RecordWriter<W, R>> {
+        let out = match format {
+            Format::Parquet => Out::Parquet(Box::new(pov_impact::ParquetWriter::new(out, R::FIELDS)?)),
+            _ => Out::Text(out),
+        };
+        Ok(RecordWriter { out, format, count: 0, sample: Vec::new(), layout: None, _record: std::marker::PhantomData })
     }
 
     /// Records written so far.
@@ -194,27 +207,35 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
 
     /// Writes one record.
     pub fn write(&mut self, r: &R) -> io::Result<()> {
+        let out = match &mut self.out {
+            Out::Parquet(p) => {
+                p.push(&serde_json::to_value(r).map_err(io::Error::other)?)?;
+                self.count += 1;
+                return Ok(());
+            }
+            Out::Text(out) => out,
+        };
         match self.format {
             Format::Jsonl => {
-                serde_json::to_writer(&mut self.out, r)?;
-                writeln!(self.out)?;
+                serde_json::to_writer(&mut *out, r)?;
+                writeln!(out)?;
             }
             Format::Json => {
-                self.out.write_all(if self.count == 0 { b"[\n" } else { b",\n" })?;
-                serde_json::to_writer(&mut self.out, r)?;
+                out.write_all(if self.count == 0 { b"[\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut *out, r)?;
             }
             Format::Csv => {
                 if self.count == 0 {
-                    writeln!(self.out, "{}", R::FIELDS.join(","))?;
+                    writeln!(out, "{}", csv_header::<R>())?;
                 }
                 let v = serde_json::to_value(r).map_err(io::Error::other)?;
-                let cells: Vec<String> = R::FIELDS.iter().map(|k| csv_value(&v[*k])).collect();
-                writeln!(self.out, "{}", cells.join(","))?;
+                let cells: Vec<String> = R::FIELDS.iter().map(|(k, _)| csv_value(&v[*k])).collect();
+                writeln!(out, "{}", cells.join(","))?;
             }
             Format::Table => {
                 let cells = r.cells();
                 match &self.layout {
-                    Some(l) => l.line(&mut self.out, &cells)?,
+                    Some(l) => l.line(out, &cells)?,
                     None => {
                         self.sample.push(cells);
                         if self.sample.len() >= TABLE_SAMPLE_ROWS {
@@ -223,34 +244,47 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
                     }
                 }
             }
+            Format::Parquet => {}
         }
         self.count += 1;
         Ok(())
     }
 
     fn flush_sample(&mut self) -> io::Result<()> {
+        let Out::Text(out) = &mut self.out else { return Ok(()) };
         let header: Vec<String> = R::COLUMNS.iter().map(|s| s.to_string()).collect();
         let layout = Layout::of(&header, &self.sample);
-        layout.line(&mut self.out, &header)?;
+        layout.line(out, &header)?;
         for r in self.sample.drain(..) {
-            layout.line(&mut self.out, &r)?;
+            layout.line(out, &r)?;
         }
         self.layout = Some(layout);
         Ok(())
     }
 
     /// Ends the output (closing a JSON array, writing a table or CSV
-    /// header that had no rows) and flushes; returns the writer.
+    /// header that had no rows, a Parquet footer) and flushes; returns the
+    /// writer.
     pub fn finish(mut self) -> io::Result<W> {
+        if self.format == Format::Table && self.layout.is_none() {
+            self.flush_sample()?;
+        }
+        let mut out = match self.out {
+            Out::Parquet(p) => return p.finish(),
+            Out::Text(out) => out,
+        };
         match self.format {
-            Format::Json => self.out.write_all(if self.count == 0 { b"[]\n" } else { b"\n]\n" })?,
-            Format::Csv if self.count == 0 => writeln!(self.out, "{}", R::FIELDS.join(","))?,
-            Format::Table if self.layout.is_none() => self.flush_sample()?,
+            Format::Json => out.write_all(if self.count == 0 { b"[]\n" } else { b"\n]\n" })?,
+            Format::Csv if self.count == 0 => writeln!(out, "{}", csv_header::<R>())?,
             _ => {}
         }
-        self.out.flush()?;
-        Ok(self.out)
+        out.flush()?;
+        Ok(out)
     }
+}
+
+fn csv_header<R: Record>() -> String {
+    R::FIELDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(",")
 }
 
 /// One CSV cell for a JSON value: null is empty, lists are space-separated.

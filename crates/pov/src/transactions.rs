@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use pov_capture::Ts;
 use pov_capture::http::{HttpTransaction, TxSink, uri};
 
-use crate::output::{Format, Record, RecordWriter};
+use crate::output::{Format, Kind, Record, RecordWriter};
 
 /// Masks secrets (cookie values, credentials) unless told not to.
 #[derive(Clone, Copy, Debug)]
@@ -208,54 +208,55 @@ impl TxRecord {
     }
 }
 
-/// CSV header (the record's field order).
-const CSV_FIELDS: &[&str] = &[
-    "ts",
-    "uid",
-    "id.orig_h",
-    "id.orig_p",
-    "id.resp_h",
-    "id.resp_p",
-    "trans_depth",
-    "method",
-    "host",
-    "uri",
-    "uri_raw",
-    "referrer",
-    "version",
-    "user_agent",
-    "request_body_len",
-    "response_body_len",
-    "status_code",
-    "status_msg",
-    "info_code",
-    "req_start",
-    "req_end",
-    "resp_start",
-    "resp_end",
-    "ttfb_ms",
-    "transfer_ms",
-    "handshake_rtt_ms",
-    "outcome",
-    "waited_ms",
-    "missing_bytes",
-    "content_encoding",
-    "content_type",
-    "wire_body_len",
-    "request_wire_body_len",
-    "cookie",
-    "set_cookie",
-    "authorization",
-    "x_forwarded_for",
-    "req_first_frame",
-    "req_last_frame",
-    "resp_first_frame",
-    "resp_last_frame",
-    "anomalies",
+/// Columns in record order, with their types (JSON keys, CSV and Parquet
+/// columns).
+const FIELDS: &[(&str, Kind)] = &[
+    ("ts", Kind::F64),
+    ("uid", Kind::Str),
+    ("id.orig_h", Kind::Str),
+    ("id.orig_p", Kind::U64),
+    ("id.resp_h", Kind::Str),
+    ("id.resp_p", Kind::U64),
+    ("trans_depth", Kind::U64),
+    ("method", Kind::Str),
+    ("host", Kind::Str),
+    ("uri", Kind::Str),
+    ("uri_raw", Kind::Str),
+    ("referrer", Kind::Str),
+    ("version", Kind::Str),
+    ("user_agent", Kind::Str),
+    ("request_body_len", Kind::U64),
+    ("response_body_len", Kind::U64),
+    ("status_code", Kind::U64),
+    ("status_msg", Kind::Str),
+    ("info_code", Kind::U64),
+    ("req_start", Kind::F64),
+    ("req_end", Kind::F64),
+    ("resp_start", Kind::F64),
+    ("resp_end", Kind::F64),
+    ("ttfb_ms", Kind::F64),
+    ("transfer_ms", Kind::F64),
+    ("handshake_rtt_ms", Kind::F64),
+    ("outcome", Kind::Str),
+    ("waited_ms", Kind::F64),
+    ("missing_bytes", Kind::U64),
+    ("content_encoding", Kind::Str),
+    ("content_type", Kind::Str),
+    ("wire_body_len", Kind::U64),
+    ("request_wire_body_len", Kind::U64),
+    ("cookie", Kind::Str),
+    ("set_cookie", Kind::Str),
+    ("authorization", Kind::Str),
+    ("x_forwarded_for", Kind::Str),
+    ("req_first_frame", Kind::U64),
+    ("req_last_frame", Kind::U64),
+    ("resp_first_frame", Kind::U64),
+    ("resp_last_frame", Kind::U64),
+    ("anomalies", Kind::StrList),
 ];
 
 impl Record for TxRecord {
-    const FIELDS: &'static [&'static str] = CSV_FIELDS;
+    const FIELDS: &'static [(&'static str, Kind)] = FIELDS;
     const COLUMNS: &'static [&'static str] = &[
         "ts",
         "client",
@@ -298,8 +299,8 @@ pub struct TxWriter<W: Write> {
 
 impl<W: Write> TxWriter<W> {
     /// A writer in `format`.
-    pub fn new(out: W, format: Format, mask: Masking) -> TxWriter<W> {
-        TxWriter { out: RecordWriter::new(out, format), mask, error: None }
+    pub fn new(out: W, format: Format, mask: Masking) -> io::Result<TxWriter<W>> {
+        Ok(TxWriter { out: RecordWriter::new(out, format)?, mask, error: None })
     }
 
     /// Transactions written.

@@ -1,0 +1,18 @@
+//! pov-impact: pov's polars stage.
+//!
+//! # Brief overview
+//!
+//! Everything pov writes in columns goes through polars here, the one crate
+//! of the tree that depends on it. Today that is [`ParquetWriter`]: records
+//! (JSON objects with a declared column list) streamed into a Parquet file
+//! in row groups, so memory holds one row group, never the whole output.
+//! The aggregation of affected users and lost revenue will live here too.
+//!
+//! The crate never prints or exits; errors are `io::Error`s that say what
+//! went wrong.
+
+#![deny(missing_docs)]
+
+pub mod parquet;
+
+pub use parquet::{Kind, ParquetWriter};

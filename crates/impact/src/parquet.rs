@@ -1,0 +1,316 @@
+//! Records to Parquet, one row group at a time.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::rc::Rc;
+
+use polars::prelude::{
+    Column, DataFrame, DataType, Field, IntoSeries, ListBuilderTrait, ListStringChunkedBuilder, NamedFrom,
+    ParquetCompression, PlSmallStr, Schema, Series,
+};
+
+/// The type of a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// UTF-8 text.
+    Str,
+    /// Unsigned integer.
+    U64,
+    /// Signed integer.
+    I64,
+    /// Floating point.
+    F64,
+    /// true / false.
+    Bool,
+    /// A list of texts.
+    StrList,
+}
+
+impl Kind {
+    fn dtype(self) -> DataType {
+        match self {
+            Kind::Str => DataType::String,
+            Kind::U64 => DataType::UInt64,
+            Kind::I64 => DataType::Int64,
+            Kind::F64 => DataType::Float64,
+            Kind::Bool => DataType::Boolean,
+            Kind::StrList => DataType::List(Box::new(DataType::String)),
+        }
+    }
+}
+
+/// Rows per row group: what the writer holds at most.
+pub const ROW_GROUP_ROWS: usize = 16384;
+
+/// Values of one column for the rows not yet written.
+enum Buffer {
+    Str(Vec<Option<String>>),
+    U64(Vec<Option<u64>>),
+    I64(Vec<Option<i64>>),
+    F64(Vec<Option<f64>>),
+    Bool(Vec<Option<bool>>),
+    StrList(Vec<Option<Vec<String>>>),
+}
+
+impl Buffer {
+    fn new(kind: Kind) -> Buffer {
+        match kind {
+            Kind::Str => Buffer::Str(Vec::new()),
+            Kind::U64 => Buffer::U64(Vec::new()),
+            Kind::I64 => Buffer::I64(Vec::new()),
+            Kind::F64 => Buffer::F64(Vec::new()),
+            Kind::Bool => Buffer::Bool(Vec::new()),
+            Kind::StrList => Buffer::StrList(Vec::new()),
+        }
+    }
+
+    /// Whether `v` fits the column's type.
+    fn fits(&self, v: &serde_json::Value) -> bool {
+        use serde_json::Value as J;
+        match (self, v) {
+            (_, J::Null)
+            | (Buffer::Str(_), J::String(_))
+            | (Buffer::F64(_), J::Number(_))
+            | (Buffer::Bool(_), J::Bool(_)) => true,
+            (Buffer::U64(_), J::Number(n)) => n.as_u64().is_some(),
+            (Buffer::I64(_), J::Number(n)) => n.as_i64().is_some(),
+            (Buffer::StrList(_), J::Array(items)) => items.iter().all(J::is_string),
+            _ => false,
+        }
+    }
+
+    /// Appends `v` (which [`Buffer::fits`]); false when it does not fit.
+    fn push(&mut self, v: &serde_json::Value) -> bool {
+        use serde_json::Value as J;
+        if v.is_null() {
+            match self {
+                Buffer::Str(b) => b.push(None),
+                Buffer::U64(b) => b.push(None),
+                Buffer::I64(b) => b.push(None),
+                Buffer::F64(b) => b.push(None),
+                Buffer::Bool(b) => b.push(None),
+                Buffer::StrList(b) => b.push(None),
+            }
+            return true;
+        }
+        match (self, v) {
+            (Buffer::Str(b), J::String(s)) => b.push(Some(s.clone())),
+            (Buffer::U64(b), J::Number(n)) if n.as_u64().is_some() => b.push(n.as_u64()),
+            (Buffer::I64(b), J::Number(n)) if n.as_i64().is_some() => b.push(n.as_i64()),
+            (Buffer::F64(b), J::Number(n)) => b.push(n.as_f64()),
+            (Buffer::Bool(b), J::Bool(x)) => b.push(Some(*x)),
+            (Buffer::StrList(b), J::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    match i {
+                        J::String(s) => out.push(s.clone()),
+                        _ => return false,
+                    }
+                }
+                b.push(Some(out));
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The buffered values as a column, leaving the buffer empty.
+    fn take(&mut self, name: &str) -> Column {
+        let name = PlSmallStr::from(name);
+        let series = match self {
+            Buffer::Str(b) => Series::new(name, std::mem::take(b)),
+            Buffer::U64(b) => Series::new(name, std::mem::take(b)),
+            Buffer::I64(b) => Series::new(name, std::mem::take(b)),
+            Buffer::F64(b) => Series::new(name, std::mem::take(b)),
+            Buffer::Bool(b) => Series::new(name, std::mem::take(b)),
+            Buffer::StrList(b) => {
+                let rows = std::mem::take(b);
+                let values: usize = rows.iter().flatten().map(Vec::len).sum();
+                let mut lb = ListStringChunkedBuilder::new(name, rows.len(), values.max(1));
+                for r in rows {
+                    match r {
+                        Some(items) => lb.append_values_iter(items.iter().map(String::as_str)),
+                        None => lb.append_null(),
+                    }
+                }
+                lb.finish().into_series()
+            }
+        };
+        series.into()
+    }
+}
+
+/// A writer shared between the caller and polars, so the caller gets it
+/// back when the file is done.
+struct Shared<W>(Rc<RefCell<W>>);
+
+impl<W: Write> Write for Shared<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+fn polars_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("parquet: {e}"))
+}
+
+/// Streams records into a Parquet file (zstd-compressed row groups of
+/// [`ROW_GROUP_ROWS`] rows).
+///
+/// Each record is a JSON object; the declared columns are read from it by
+/// name, in order (a missing key is null). A value of the wrong type is an
+/// error naming the column: the declared schema and the records must agree.
+pub struct ParquetWriter<W: Write> {
+    out: Rc<RefCell<W>>,
+    writer: polars::io::parquet::write::BatchedWriter<Shared<W>>,
+    columns: Vec<(String, Kind)>,
+    buffers: Vec<Buffer>,
+    rows: usize,
+    total: u64,
+}
+
+impl<W: Write> ParquetWriter<W> {
+    /// A writer of these columns into `out`.
+    pub fn new(out: W, columns: &[(&str, Kind)]) -> io::Result<ParquetWriter<W>> {
+        let schema: Schema =
+            columns.iter().map(|(n, k)| Field::new(PlSmallStr::from(*n), k.dtype())).collect::<Schema>();
+        let out = Rc::new(RefCell::new(out));
+        let writer = polars::io::parquet::write::ParquetWriter::new(Shared(Rc::clone(&out)))
+            .with_compression(ParquetCompression::Zstd(None))
+            .batched(&schema)
+            .map_err(polars_err)?;
+        Ok(ParquetWriter {
+            out,
+            writer,
+            columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
+            buffers: columns.iter().map(|(_, k)| Buffer::new(*k)).collect(),
+            rows: 0,
+            total: 0,
+        })
+    }
+
+    /// Rows written or buffered so far.
+    pub fn rows(&self) -> u64 {
+        self.total
+    }
+
+    /// Appends one record (nothing of it when a value does not fit).
+    pub fn push(&mut self, record: &serde_json::Value) -> io::Result<()> {
+        let null = serde_json::Value::Null;
+        for ((name, kind), buf) in self.columns.iter().zip(&self.buffers) {
+            let v = record.get(name).unwrap_or(&null);
+            if !buf.fits(v) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("parquet: column {name} is {kind:?}, the record has {v}"),
+                ));
+            }
+        }
+        for ((name, _), buf) in self.columns.iter().zip(self.buffers.iter_mut()) {
+            buf.push(record.get(name).unwrap_or(&null));
+        }
+        self.rows += 1;
+        self.total += 1;
+        if self.rows >= ROW_GROUP_ROWS {
+            self.flush_rows()?;
+        }
+        Ok(())
+    }
+
+    fn flush_rows(&mut self) -> io::Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let cols: Vec<Column> = self.columns.iter().zip(self.buffers.iter_mut()).map(|((n, _), b)| b.take(n)).collect();
+        let df = DataFrame::new(self.rows, cols).map_err(polars_err)?;
+        self.writer.write_batch(&df).map_err(polars_err)?;
+        self.rows = 0;
+        Ok(())
+    }
+
+    /// Writes the last row group and the footer; returns the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.flush_rows()?;
+        self.writer.finish().map_err(polars_err)?;
+        let ParquetWriter { out, writer, .. } = self;
+        drop(writer);
+        let out = Rc::try_unwrap(out).map_err(|_| io::Error::other("parquet: writer still shared"))?;
+        let mut out = out.into_inner();
+        out.flush()?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::{ParquetReader, SerReader};
+
+    const COLS: &[(&str, Kind)] = &[
+        ("name", Kind::Str),
+        ("n", Kind::U64),
+        ("d", Kind::I64),
+        ("x", Kind::F64),
+        ("ok", Kind::Bool),
+        ("tags", Kind::StrList),
+    ];
+
+    fn read(bytes: Vec<u8>) -> DataFrame {
+        ParquetReader::new(io::Cursor::new(bytes)).finish().unwrap()
+    }
+
+    #[test]
+    fn round_trips_every_kind_with_nulls_across_row_groups() {
+        let mut w = ParquetWriter::new(Vec::new(), COLS).unwrap();
+        let rows = ROW_GROUP_ROWS + 3;
+        for i in 0..rows {
+            let rec = if i % 2 == 0 {
+                serde_json::json!({"name": format!("r{i}"), "n": i, "d": -(i as i64), "x": i as f64 / 2.0,
+                    "ok": i % 4 == 0, "tags": ["a", format!("t{i}")]})
+            } else {
+                serde_json::json!({"name": null, "n": null, "tags": []})
+            };
+            w.push(&rec).unwrap();
+        }
+        assert_eq!(w.rows(), rows as u64);
+        let df = read(w.finish().unwrap());
+        assert_eq!(df.height(), rows);
+        assert_eq!(df.width(), COLS.len());
+        let n = df.column("n").unwrap().u64().unwrap();
+        assert_eq!(n.get(0), Some(0));
+        assert_eq!(n.get(1), None);
+        assert_eq!(n.get(rows - 1), Some((rows - 1) as u64), "the row after the first row group");
+        assert_eq!(df.column("d").unwrap().i64().unwrap().get(2), Some(-2));
+        assert_eq!(df.column("x").unwrap().f64().unwrap().get(4), Some(2.0));
+        assert_eq!(df.column("ok").unwrap().bool().unwrap().get(4), Some(true));
+        assert_eq!(df.column("name").unwrap().str().unwrap().get(2), Some("r2"));
+        let tags = df.column("tags").unwrap().list().unwrap();
+        let t2 = tags.get_as_series(2).unwrap();
+        let t2 = t2.str().unwrap();
+        assert_eq!((0..t2.len()).map(|i| t2.get(i)).collect::<Vec<_>>(), vec![Some("a"), Some("t2")]);
+        assert_eq!(tags.get_as_series(1).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn an_empty_output_is_a_valid_file_with_the_columns() {
+        let w = ParquetWriter::new(Vec::new(), COLS).unwrap();
+        let df = read(w.finish().unwrap());
+        assert_eq!((df.height(), df.width()), (0, COLS.len()));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_the_column() {
+        let mut w = ParquetWriter::new(Vec::new(), COLS).unwrap();
+        let e = w.push(&serde_json::json!({"name": "a", "n": "seven"})).unwrap_err();
+        assert!(e.to_string().contains("column n"), "{e}");
+        // Nothing of the refused record was kept.
+        w.push(&serde_json::json!({"name": "b", "n": 2})).unwrap();
+        let df = read(w.finish().unwrap());
+        assert_eq!(df.height(), 1);
+        assert_eq!(df.column("name").unwrap().str().unwrap().get(0), Some("b"));
+    }
+}
