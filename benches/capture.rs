@@ -1,5 +1,5 @@
 //! Throughput of the capture layer (read; read and decode; read, decode
-//! and reassemble) on real captures held in memory, with criterion's
+//! and reassemble; and HTTP on top) on real captures held in memory, with criterion's
 //! `Throughput::Bytes` of the capture file.
 //!
 //! Run: `cargo bench --bench capture` (uses the shared corpus at
@@ -8,9 +8,11 @@
 use std::hint::black_box;
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pov_capture::decode::{DecodeConfig, Decoder};
+use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpTransaction};
 use pov_capture::pcap::CaptureFile;
 use pov_capture::tcp::{DataChunk, Reassembler, StreamSink, TcpConfig};
 
@@ -30,8 +32,9 @@ impl StreamSink for Count {
     }
 }
 
-fn open(bytes: &[u8]) -> CaptureFile {
-    match CaptureFile::from_read("bench", Cursor::new(bytes.to_vec())) {
+/// The capture over shared in-memory bytes (no copy per iteration).
+fn open(bytes: &Arc<[u8]>) -> CaptureFile {
+    match CaptureFile::from_read("bench", Cursor::new(Arc::clone(bytes))) {
         Ok(f) => f,
         Err(e) => panic!("{e}"),
     }
@@ -39,7 +42,7 @@ fn open(bytes: &[u8]) -> CaptureFile {
 
 fn bench_file(c: &mut Criterion, name: &str) {
     let path = corpus().join("pcaps").join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bytes: Arc<[u8]> = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into();
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Bytes(bytes.len() as u64));
     g.bench_function("read", |b| {
@@ -78,6 +81,21 @@ fn bench_file(c: &mut Criterion, name: &str) {
             }
             r.finish(&mut sink);
             black_box(sink.0)
+        })
+    });
+    g.bench_function("read+decode+reassemble+http", |b| {
+        b.iter(|| {
+            let mut f = open(&bytes);
+            let mut d = Decoder::new(DecodeConfig::default());
+            let mut r = Reassembler::new(TcpConfig::default());
+            let mut http = HttpAnalyzer::new(HttpConfig::default(), Vec::<HttpTransaction>::new());
+            while let Ok(Some(p)) = f.next_packet() {
+                if let Some(s) = d.decode(&p) {
+                    r.process(&s, &mut http);
+                }
+            }
+            r.finish(&mut http);
+            black_box(http.finish().0.len())
         })
     });
     g.finish();
