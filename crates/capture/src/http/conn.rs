@@ -5,8 +5,7 @@ use std::collections::VecDeque;
 
 use super::body::{self, BodyDecoder, BodyInfo, ContentEncoding, DecodeStop};
 use super::{
-    Anomaly, FrameSpan, Header, Headers, HttpConfig, HttpStats, HttpTransaction, Outcome, RequestHead, ResponseHead,
-    TxTiming,
+    Anomaly, FrameSpan, Headers, HttpConfig, HttpStats, HttpTransaction, Outcome, RequestHead, ResponseHead, TxTiming,
 };
 use crate::tcp::{Close, CloseHow, ConnMeta, DataChunk, Direction, Gap, HalfClose, RoleSource};
 use crate::time::Ts;
@@ -241,7 +240,13 @@ fn head_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 fn headers_from(h: &[httparse::Header<'_>]) -> Headers {
-    Headers(h.iter().map(|h| Header { name: h.name.as_bytes().to_vec(), value: h.value.to_vec() }).collect())
+    let mut out = Headers::default();
+    let total: usize = h.iter().map(|h| h.name.len() + h.value.len()).sum();
+    out.reserve(h.len(), total);
+    for f in h {
+        out.push(f.name.as_bytes(), f.value);
+    }
+    out
 }
 
 fn content_length(h: &Headers) -> Option<u64> {
@@ -348,15 +353,7 @@ fn message_start_in(line: &[u8], request: bool) -> Option<usize> {
                 && message_line(&line[*i..], true)
         })
     } else {
-        let mut from = 0;
-        while let Some(k) = line[from..].windows(7).position(|w| w == b"HTTP/1.") {
-            let i = from + k;
-            if message_line(&line[i..], false) {
-                return Some(i);
-            }
-            from = i + 1;
-        }
-        None
+        memchr::memmem::find_iter(line, b"HTTP/1.").find(|&i| message_line(&line[i..], false))
     }
 }
 
@@ -368,10 +365,26 @@ fn resync(side: &mut Side, b: &[u8], request: bool, window: usize, stats: &mut H
     let mut pos = 0;
     while pos < b.len() {
         let rest = &b[pos..];
-        let (piece, nl) = match rest.iter().position(|c| *c == b'\n') {
+        let (piece, nl) = match memchr::memchr(b'\n', rest) {
             Some(nl) => (&rest[..nl], Some(nl)),
             None => (rest, None),
         };
+        if side.buf.is_empty() && nl.is_some() {
+            // A whole line in this chunk: look at it where it lies.
+            let line = &piece[piece.len().saturating_sub(window)..];
+            let cut = piece.len() - line.len();
+            if let Some(start) = message_start_in(line, request) {
+                let skipped = (cut + start) as u64;
+                side.skipped += skipped;
+                stats.resync_skipped_bytes += skipped;
+                return Some(rest[cut + start..].to_vec());
+            }
+            let skipped = piece.len() as u64 + 1;
+            side.skipped += skipped;
+            stats.resync_skipped_bytes += skipped;
+            pos += piece.len() + 1;
+            continue;
+        }
         side.buf.extend_from_slice(piece);
         if side.buf.len() > window {
             let drop = side.buf.len() - window;

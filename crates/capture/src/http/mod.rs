@@ -75,28 +75,75 @@ impl Default for HttpConfig {
     }
 }
 
-/// One header field, kept as bytes (values may be any octets).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    /// Field name as sent.
-    pub name: Vec<u8>,
-    /// Field value as sent.
-    pub value: Vec<u8>,
+/// Header fields in order, kept as bytes (values may be any octets), with
+/// case-insensitive lookup. A head is one buffer and a list of offsets:
+/// two allocations per message, whatever its number of fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    buf: Vec<u8>,
+    /// Per field: where its name starts, where its value starts (the name
+    /// ends there), where its value ends.
+    fields: Vec<(u32, u32, u32)>,
 }
 
-/// Header fields in order, with case-insensitive lookup.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Headers(pub Vec<Header>);
-
 impl Headers {
+    /// Headers from (name, value) pairs, in order.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Headers {
+        let mut h = Headers::default();
+        for (n, v) in pairs {
+            h.push(n, v);
+        }
+        h
+    }
+
+    /// Makes room for `fields` more fields of `bytes` bytes in all.
+    pub fn reserve(&mut self, fields: usize, bytes: usize) {
+        self.fields.reserve(fields);
+        self.buf.reserve(bytes);
+    }
+
+    /// Appends a field.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        // A head is capped far below 4 GiB (`HttpConfig::max_head_bytes`).
+        let at = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+        let start = at(self.buf.len());
+        self.buf.extend_from_slice(name);
+        let mid = at(self.buf.len());
+        self.buf.extend_from_slice(value);
+        self.fields.push((start, mid, at(self.buf.len())));
+    }
+
+    /// The fields as (name, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.fields.iter().map(|&(a, b, c)| {
+            let (a, b, c) = (a as usize, b as usize, c as usize);
+            (self.buf.get(a..b).unwrap_or(&[]), self.buf.get(b..c).unwrap_or(&[]))
+        })
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// No fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Bytes held (names, values and offsets), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity() + self.fields.capacity() * std::mem::size_of::<(u32, u32, u32)>()
+    }
+
     /// The first value of `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0.iter().find(|h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value.as_slice())
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.iter().filter(move |h| h.name.eq_ignore_ascii_case(name.as_bytes())).map(|h| h.value.as_slice())
+        self.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     /// The first value of `name` as (lossy) text.

@@ -19,7 +19,7 @@ pub(super) struct Orderer {
 /// Approximate memory a held transaction costs: kept bodies, heads, and
 /// the record itself.
 fn weight(tx: &HttpTransaction) -> usize {
-    let head = |h: &super::Headers| h.0.iter().map(|f| f.name.len() + f.value.len() + 48).sum::<usize>();
+    let head = |h: &super::Headers| h.heap_bytes();
     std::mem::size_of::<HttpTransaction>()
         + tx.request_body.kept.len()
         + tx.response_body.kept.len()
