@@ -1159,6 +1159,28 @@ impl Conn {
 
         if seg.payload_len > 0 {
             self.on_payload(s, seg, data_seq, peer_ack, ctx, sink);
+        } else if !flags.fin() && !flags.rst() && !flags.syn() {
+            // A bare segment one sequence number past everything its sender
+            // sent: that number went to a FIN the capture missed (a lost
+            // data byte would have come with more). Settled like an unseen
+            // FIN the peer acknowledged.
+            let h = &self.half[s];
+            if h.fin.is_none()
+                && h.fin_suspect.is_none()
+                && h.ooo.is_empty()
+                && h.offset_of(data_seq).is_some_and(|o| o == h.next as i64 + 1)
+            {
+                let off = h.next;
+                self.half[s].fin_suspect = Some(Suspect { off, ts: seg.ts, frame: seg.frame });
+                // The same segment may acknowledge the peer's unseen FIN:
+                // then both sides are done.
+                if self.half[p].fin_suspect.is_some() {
+                    self.accept_unseen_fin(p, ctx, sink);
+                }
+                if self.half[p].ended {
+                    self.accept_unseen_fin(s, ctx, sink);
+                }
+            }
         }
 
         if flags.rst() {
@@ -2343,6 +2365,26 @@ mod tests {
         let g: u64 = m.rec.gaps().iter().filter(|g| g.dir == C2S).map(|g| g.len).sum();
         assert_eq!(g, 411, "{:?}", m.rec.gaps());
         assert_eq!(m.rec.closes()[0].how, CloseHow::Fin { first: S2C });
+    }
+
+    #[test]
+    fn unseen_fin_from_the_senders_next_sequence_number() {
+        // Found by the synthetic lossy runs: both FINs missed by the
+        // capture. The client's is known from the server's acknowledgment;
+        // the server's only from its own last segment, one sequence number
+        // past its data.
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A | P, b"GET / HTTP/1.0\r\n\r\n");
+        m.s(0, 18, A | P, b"0123456789");
+        m.c(18, 10, A, b"");
+        m.s(11, 19, A, b"");
+        m.finish();
+        let sum = &m.rec.summaries()[0];
+        assert_eq!(sum.to_client.unseen_fins, 1);
+        assert_eq!(sum.to_server.unseen_fins, 1);
+        assert!(matches!(m.rec.closes()[0].how, CloseHow::Fin { .. }), "{:?}", m.rec.closes());
+        assert!(m.rec.gaps().is_empty(), "{:?}", m.rec.gaps());
     }
 
     #[test]

@@ -717,6 +717,11 @@ impl UserSim {
         let mut results = self.fetch(world, vec![doc], page_idx, start, true);
         let mut r = results.pop().unwrap_or_else(|| TxResult::none(start));
         if let (Some(301), Some(loc)) = (r.status, r.location.clone()) {
+            // A slow redirect was waited for too: noticed, before the
+            // follow-up request replaces the result.
+            if let Some(f) = r.failure {
+                self.note_failure(f, true);
+            }
             if let Some(p) = self.truth.pages.last_mut() {
                 p.url = loc.clone();
             }
