@@ -11,3 +11,4 @@ mod flows;
 mod http;
 mod reassembly;
 mod synth;
+mod users;

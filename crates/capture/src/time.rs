@@ -82,6 +82,20 @@ impl Sub for Ts {
     }
 }
 
+impl Add for Dur {
+    type Output = Dur;
+    fn add(self, d: Dur) -> Dur {
+        Dur(self.0.saturating_add(d.0))
+    }
+}
+
+impl Sub for Dur {
+    type Output = Dur;
+    fn sub(self, d: Dur) -> Dur {
+        Dur(self.0.saturating_sub(d.0))
+    }
+}
+
 impl fmt::Display for Ts {
     /// `seconds.nanoseconds` since the epoch, like tshark's `-t e -u s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,5 +124,6 @@ mod tests {
         assert_eq!(u - t, Dur(1_500_000_000));
         assert_eq!((t - u).to_string(), "-1.500000");
         assert_eq!(Ts(-1).to_string(), "-1.999999999");
+        assert_eq!(Dur(3) + Dur(4) - Dur(10), Dur(-3));
     }
 }

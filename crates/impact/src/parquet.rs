@@ -69,7 +69,7 @@ impl Buffer {
         use serde_json::Value as J;
         match (self, v) {
             (_, J::Null)
-            | (Buffer::Str(_), J::String(_))
+            | (Buffer::Str(_), J::String(_) | J::Object(_))
             | (Buffer::F64(_), J::Number(_))
             | (Buffer::Bool(_), J::Bool(_)) => true,
             (Buffer::U64(_), J::Number(n)) => n.as_u64().is_some(),
@@ -95,6 +95,8 @@ impl Buffer {
         }
         match (self, v) {
             (Buffer::Str(b), J::String(s)) => b.push(Some(s.clone())),
+            // An object (e.g. counts by kind) is kept as its JSON text.
+            (Buffer::Str(b), J::Object(_)) => b.push(Some(v.to_string())),
             (Buffer::U64(b), J::Number(n)) if n.as_u64().is_some() => b.push(n.as_u64()),
             (Buffer::I64(b), J::Number(n)) if n.as_i64().is_some() => b.push(n.as_i64()),
             (Buffer::F64(b), J::Number(n)) => b.push(n.as_f64()),

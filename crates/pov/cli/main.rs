@@ -34,8 +34,59 @@ enum Command {
     /// Describe captures: link types, packets, bytes, time span, and every
     /// decode and reassembly counter.
     Info(InfoArgs),
+    /// One record per user: sessions, pages, failures by kind, conversion
+    /// and value.
+    Users(UserArgs),
+    /// One record per session (a user's activity between 30-minute quiet
+    /// spells, by default).
+    Sessions(UserArgs),
+    /// One record per page view: document, resources, load time, Apdex.
+    Pages(UserArgs),
+    /// One record per failure a user met, with its rule and evidence.
+    Failures(UserArgs),
+    /// Show the configuration (`--print-default`) or check a pov.toml.
+    Config(ConfigArgs),
     /// Generate synthetic web-shop traffic with an exact answer key.
     Synth(synth::SynthArgs),
+}
+
+#[derive(Args)]
+struct UserArgs {
+    /// Capture files (pcap or pcapng, optionally gzipped); `-` reads stdin.
+    /// Several files are merged by timestamp.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Settings file (users, sessions, pages, failures, revenue, privacy).
+    #[arg(short, long, value_name = "POV.TOML")]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    format: FormatArg,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Show raw user keys (cookie values), sign-in names and masked
+    /// parameters.
+    #[arg(long)]
+    no_mask: bool,
+    /// Most transactions kept per session; beyond, they are counted and
+    /// left out.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    max_session_transactions: usize,
+    #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Print the default pov.toml, with comments.
+    #[arg(long)]
+    print_default: bool,
+    /// Check this file and print it as pov reads it (defaults filled in).
+    #[arg(long, value_name = "POV.TOML")]
+    check: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -212,6 +263,11 @@ fn main() -> ExitCode {
         Command::Flows(a) => cmd_flows(a),
         Command::Transactions(a) => cmd_transactions(a),
         Command::Info(a) => cmd_info(a),
+        Command::Users(a) => cmd_users(a, pov::users::View::Users),
+        Command::Sessions(a) => cmd_users(a, pov::users::View::Sessions),
+        Command::Pages(a) => cmd_users(a, pov::users::View::Pages),
+        Command::Failures(a) => cmd_users(a, pov::users::View::Failures),
+        Command::Config(a) => cmd_config(a),
         Command::Synth(a) => synth::run(a),
     };
     match result {
@@ -284,6 +340,71 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
         Ok(report)
     })?;
     Ok(finish_run(&report, a.common.quiet))
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<pov::config::PovConfig> {
+    match path {
+        Some(p) => pov::config::PovConfig::load(p).map_err(|e| anyhow::anyhow!("{e}")),
+        None => Ok(pov::config::PovConfig::default()),
+    }
+}
+
+fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
+    let mut pov_cfg = load_config(a.config.as_deref())?;
+    let mut cfg = a.common.config();
+    a.http.apply(&mut cfg);
+    let format = Format::from(a.format);
+    let mask = !a.no_mask;
+    let max_txs = a.max_session_transactions.max(1);
+    if pov_cfg.pages.is_empty() {
+        pov_cfg.pages = pov_sessions::config::default_pages();
+    }
+    let mut stage_report = None;
+    let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
+        let outputs = pov::users::Outputs::one(view, out, format)?;
+        let stage = pov::users::UserStage::with_limits(&pov_cfg, mask, outputs, max_txs)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage);
+        let mut pipe = pov::users::UserPipeline { http };
+        let mut report = run_pipeline_with(&a.files, &a.common, &cfg, &mut pipe);
+        let (stage, stats) = pipe.http.finish();
+        report.http = Some(stats);
+        let (outputs, r) = stage.finish()?;
+        outputs.finish()?;
+        stage_report = Some(r);
+        Ok(report)
+    })?;
+    if let (Some(r), false) = (&stage_report, a.common.quiet) {
+        if r.sessions.session_tx_cap_drops > 0 {
+            eprintln!(
+                "pov: warning: {} transactions left out of sessions over the per-session cap (raise --max-session-transactions)",
+                r.sessions.session_tx_cap_drops
+            );
+        }
+        eprintln!(
+            "pov: {} users ({} affected), {} sessions, {} pages; {} transactions with capture loss (never counted as failures)",
+            r.users, r.users_affected, r.sessions.sessions, r.sessions.pages, r.capture_loss
+        );
+    }
+    Ok(finish_run(&report, a.common.quiet))
+}
+
+fn cmd_config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &a.check {
+        let cfg = pov::config::PovConfig::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!(
+            "{}: ok ({} page rules, {} error-page rules)",
+            p.display(),
+            if cfg.pages.is_empty() { pov_sessions::config::default_pages().len() } else { cfg.pages.len() },
+            cfg.failures.error_pages.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.print_default {
+        print!("{}", pov::config::DEFAULT_TOML);
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::bail!("say --print-default or --check FILE")
 }
 
 /// Runs `write` into `path` (atomically: nothing appears unless it

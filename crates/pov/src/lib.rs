@@ -10,14 +10,19 @@
 //! `pov flows` (one record per TCP connection), [`transactions`] renders
 //! HTTP transactions for `pov transactions`, and [`output`] renders
 //! records as tables, JSON or CSV into any writer, and writes files
-//! atomically.
+//! atomically. [`config`] reads `pov.toml`; [`users`] is the user stage
+//! behind `pov users`, `pov sessions`, `pov pages` and `pov failures`
+//! (pov-sessions ties transactions to users, sessions and page views;
+//! pov-classify labels the failures).
 //!
 //! Library code never prints or exits; problems with the input come back as
 //! values naming the file and byte offset.
 
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod flows;
 pub mod output;
 pub mod pipeline;
 pub mod transactions;
+pub mod users;

@@ -302,7 +302,7 @@ fn csv_value(v: &serde_json::Value) -> String {
                 .collect();
             csv_field(&items.join(" "))
         }
-        other => other.to_string(),
+        other => csv_field(&other.to_string()),
     }
 }
 

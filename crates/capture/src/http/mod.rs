@@ -535,6 +535,12 @@ impl<S: TxSink> HttpAnalyzer<S> {
         &self.sink
     }
 
+    /// The sink, to hand it things the HTTP layer does not see (such as
+    /// connection summaries).
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
     /// Releases every transaction still held for ordering (call after the
     /// reassembler's `finish`) and returns the sink.
     pub fn finish(mut self) -> (S, HttpStats) {

@@ -1,0 +1,554 @@
+//! pov-classify: what went wrong for each user, by rule, with evidence.
+//!
+//! [`Classifier::error_page`] reads a 2xx response body once, when the
+//! transaction is reduced (bodies are not kept after that);
+//! [`Classifier::classify`] labels a closed session's transactions, failed
+//! connections and page views. Capture loss is never a failure: a
+//! transaction whose evidence lies in bytes the capture missed is left
+//! unlabelled and counted as capture loss.
+
+pub mod config;
+
+use std::collections::HashSet;
+
+use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
+use pov_capture::{Dur, Ts};
+use pov_sessions::{FailedConnKind, ResourceClass, Session, Tx};
+use regex::{Regex, RegexBuilder};
+
+pub use config::{ErrorPageRule, FailuresConfig};
+
+/// Kinds of failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A 5xx answer.
+    ServerError,
+    /// A 4xx answer to a page or an important resource.
+    ClientError,
+    /// A 2xx answer whose body is an error page or a JSON error.
+    ErrorPage,
+    /// An important transaction took more than 4 Apdex T.
+    Slow,
+    /// A page took more than 4 Apdex T to load (with no slow transaction).
+    SlowPage,
+    /// The user gave up waiting (closed or reset before the answer).
+    ClientAbort,
+    /// The server reset the connection before the answer was complete.
+    ServerReset,
+    /// No answer came.
+    NoResponse,
+    /// Fewer body bytes than announced, then the server closed.
+    Truncated,
+    /// A connection attempt answered with a reset.
+    Refused,
+    /// A connection attempt never answered.
+    Unanswered,
+    /// A page view that kept being redirected.
+    RedirectLoop,
+    /// The same page again right after it failed (a signal, not a new
+    /// failure).
+    Struggle,
+}
+
+impl FailureKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [FailureKind; 13] = [
+        FailureKind::ServerError,
+        FailureKind::ClientError,
+        FailureKind::ErrorPage,
+        FailureKind::Slow,
+        FailureKind::SlowPage,
+        FailureKind::ClientAbort,
+        FailureKind::ServerReset,
+        FailureKind::NoResponse,
+        FailureKind::Truncated,
+        FailureKind::Refused,
+        FailureKind::Unanswered,
+        FailureKind::RedirectLoop,
+        FailureKind::Struggle,
+    ];
+
+    /// Snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::ServerError => "server_error",
+            FailureKind::ClientError => "client_error",
+            FailureKind::ErrorPage => "error_page",
+            FailureKind::Slow => "slow",
+            FailureKind::SlowPage => "slow_page",
+            FailureKind::ClientAbort => "client_abort",
+            FailureKind::ServerReset => "server_reset",
+            FailureKind::NoResponse => "no_response",
+            FailureKind::Truncated => "truncated",
+            FailureKind::Refused => "refused",
+            FailureKind::Unanswered => "unanswered",
+            FailureKind::RedirectLoop => "redirect_loop",
+            FailureKind::Struggle => "struggle",
+        }
+    }
+}
+
+/// How much a failure hurts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// A signal about behaviour (struggle); never counted as a failure.
+    Info,
+    /// On a resource most users do not notice (images): counted apart.
+    Minor,
+    /// On an important resource (script, style, API, font).
+    Major,
+    /// On the page itself or a form the user sent.
+    Critical,
+}
+
+impl Severity {
+    /// Snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The user noticed it: it makes the user affected.
+    pub fn noticed(self) -> bool {
+        self >= Severity::Major
+    }
+}
+
+/// One failure a user met.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// What.
+    pub kind: FailureKind,
+    /// The rule that decided (e.g. `status_5xx`, `error_page:stack_trace`).
+    pub rule: String,
+    /// How much it hurts.
+    pub severity: Severity,
+    /// When (request start, or the first SYN).
+    pub ts: Ts,
+    /// The page view (index in the session), if any.
+    pub page: Option<u32>,
+    /// The transaction (index into the session's `txs`), if any.
+    pub tx: Option<usize>,
+    /// Connection id.
+    pub conn: u64,
+    /// Client socket of the connection.
+    pub client: Option<std::net::SocketAddr>,
+    /// Server socket.
+    pub server: Option<std::net::SocketAddr>,
+    /// Position of the transaction in its connection.
+    pub depth: Option<u32>,
+    /// First and last frame of the evidence.
+    pub frames: Option<FrameSpan>,
+    /// Host.
+    pub host: Option<String>,
+    /// Path and query.
+    pub url: String,
+    /// Status, if answered.
+    pub status: Option<u16>,
+    /// What the evidence says, in words.
+    pub detail: String,
+}
+
+/// Apdex zone of a page load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Apdex {
+    /// Loaded within T.
+    Satisfied,
+    /// Within 4 T.
+    Tolerating,
+    /// Slower, or failed.
+    Frustrated,
+}
+
+impl Apdex {
+    /// Snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Apdex::Satisfied => "satisfied",
+            Apdex::Tolerating => "tolerating",
+            Apdex::Frustrated => "frustrated",
+        }
+    }
+}
+
+/// A session's labels.
+#[derive(Clone, Debug, Default)]
+pub struct Classified {
+    /// Failures, by time.
+    pub failures: Vec<Failure>,
+    /// Apdex zone per page view (same order as the session's pages).
+    pub apdex: Vec<Apdex>,
+    /// Transactions with bytes missing from the capture.
+    pub capture_loss: u64,
+    /// Of those, transactions whose outcome the loss made unknowable.
+    pub unknown: u64,
+}
+
+/// Compiled failure rules.
+pub struct Classifier {
+    cfg: FailuresConfig,
+    error_pages: Vec<(String, Regex)>,
+    minor: HashSet<String>,
+    strip: Regex,
+}
+
+fn ms(x: f64) -> Dur {
+    Dur((x.max(0.0) * 1e6) as i64)
+}
+
+impl Classifier {
+    /// Compiles the rules; a bad pattern is an error naming its rule.
+    pub fn new(cfg: &FailuresConfig) -> Result<Classifier, String> {
+        let mut error_pages = Vec::new();
+        for r in &cfg.error_pages {
+            let re = RegexBuilder::new(&r.pattern)
+                .case_insensitive(true)
+                .size_limit(1 << 22)
+                .build()
+                .map_err(|e| format!("[failures] error page rule `{}`: {e}", r.name))?;
+            error_pages.push((r.name.clone(), re));
+        }
+        let strip = Regex::new(r"(?is)<script\b.*?</script\s*>|<style\b.*?</style\s*>|<!--.*?-->")
+            .map_err(|e| e.to_string())?;
+        Ok(Classifier {
+            cfg: cfg.clone(),
+            error_pages,
+            minor: cfg.minor_classes.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            strip,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FailuresConfig {
+        &self.cfg
+    }
+
+    /// For a 2xx response of a page or API: the error-page rule its body
+    /// matches (`error_page:NAME`, or `error_json` for a JSON error).
+    pub fn error_page(&self, t: &HttpTransaction, class: ResourceClass) -> Option<String> {
+        let resp = t.response.as_ref()?;
+        if !(200..300).contains(&resp.status) || t.response_body.kept.is_empty() {
+            return None;
+        }
+        if !matches!(class, ResourceClass::Document | ResourceClass::Api | ResourceClass::Other) {
+            return None;
+        }
+        let body = String::from_utf8_lossy(&t.response_body.kept);
+        let ct = resp.headers.text("content-type").unwrap_or_default().to_ascii_lowercase();
+        let trimmed = body.trim_start();
+        if ct.contains("json") || (!ct.contains("html") && (trimmed.starts_with('{'))) {
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(trimmed) {
+                for k in &self.cfg.error_json_keys {
+                    let bad = match m.get(k) {
+                        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+                        Some(serde_json::Value::String(s)) => !s.is_empty(),
+                        Some(serde_json::Value::Array(a)) => !a.is_empty(),
+                        Some(serde_json::Value::Object(o)) => !o.is_empty(),
+                        Some(_) => true,
+                    };
+                    if bad {
+                        return Some("error_json".into());
+                    }
+                }
+                return None;
+            }
+        }
+        let text = if ct.contains("html") || trimmed.starts_with('<') {
+            self.strip.replace_all(&body, " ")
+        } else {
+            body.clone()
+        };
+        self.error_pages.iter().find(|(_, re)| re.is_match(&text)).map(|(n, _)| format!("error_page:{n}"))
+    }
+
+    fn is_minor(&self, class: ResourceClass) -> bool {
+        self.minor.contains(class.as_str())
+    }
+
+    /// Labels a session.
+    pub fn classify(&self, s: &Session) -> Classified {
+        let mut out = Classified::default();
+        let page_of = page_index(s);
+        let mut dead_conns: HashSet<u64> = HashSet::new();
+        let mut aborted_pages: HashSet<u32> = HashSet::new();
+        let t_tx = ms(self.cfg.apdex_t_ms);
+        for (i, t) in s.txs.iter().enumerate() {
+            if t.capture_loss() {
+                out.capture_loss += 1;
+            }
+            let page = page_of.get(i).copied().flatten();
+            let is_doc = page.is_some_and(|p| s.pages[(p - 1) as usize].documents.contains(&i));
+            let severity = if self.is_minor(t.class) {
+                Severity::Minor
+            } else if is_doc || t.method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD") {
+                Severity::Critical
+            } else {
+                Severity::Major
+            };
+            let mut push = |kind: FailureKind, rule: &str, detail: String| {
+                out.failures.push(Failure {
+                    kind,
+                    rule: rule.to_string(),
+                    severity,
+                    ts: t.start,
+                    page,
+                    tx: Some(i),
+                    conn: t.conn,
+                    client: Some(t.client),
+                    server: Some(t.server),
+                    depth: Some(t.depth),
+                    frames: span(t),
+                    host: t.host.clone(),
+                    url: t.target.clone(),
+                    status: t.status,
+                    detail,
+                })
+            };
+            // Without the request, what was asked for (a page? an image?)
+            // is in bytes the capture missed: whether anything failed for
+            // the user is unknown.
+            if t.method.is_none() {
+                out.unknown += 1;
+                continue;
+            }
+            // The connection died under an earlier request: this one shares
+            // that failure, it is not a new one.
+            let follower = dead_conns.contains(&t.conn);
+            match t.outcome {
+                Outcome::CaptureGap => {
+                    // What happened is in bytes the capture missed; a status
+                    // line that was captured still tells.
+                    out.unknown += 1;
+                }
+                Outcome::ServerReset if !follower => {
+                    dead_conns.insert(t.conn);
+                    push(FailureKind::ServerReset, "outcome", reset_detail(t));
+                    continue;
+                }
+                Outcome::Truncated if !follower => {
+                    dead_conns.insert(t.conn);
+                    push(
+                        FailureKind::Truncated,
+                        "outcome",
+                        format!("{} body bytes, then the server closed", t.response_body_len),
+                    );
+                    continue;
+                }
+                Outcome::ClientAbort if !follower => {
+                    dead_conns.insert(t.conn);
+                    // Leaving a page aborts all it was loading: once per page.
+                    if page.is_none_or(|p| aborted_pages.insert(p)) {
+                        push(FailureKind::ClientAbort, "outcome", waited(t, "gave up after"));
+                    }
+                    continue;
+                }
+                Outcome::NoResponse if !follower => {
+                    dead_conns.insert(t.conn);
+                    push(FailureKind::NoResponse, "outcome", waited(t, "no answer in"));
+                    continue;
+                }
+                Outcome::ServerReset | Outcome::Truncated | Outcome::ClientAbort | Outcome::NoResponse => continue,
+                Outcome::Complete | Outcome::Malformed => {}
+            }
+            if let Some(st) = t.status {
+                if st >= 500 {
+                    push(FailureKind::ServerError, "status_5xx", format!("status {st}"));
+                    continue;
+                }
+                if (400..500).contains(&st) && !self.cfg.client_error_ignore.contains(&st) {
+                    push(FailureKind::ClientError, "status_4xx", format!("status {st}"));
+                    continue;
+                }
+                if let Some(rule) = &t.error_page {
+                    push(FailureKind::ErrorPage, rule, format!("status {st} with an error body"));
+                    continue;
+                }
+            }
+            // Slow: the request's first byte to the response's last.
+            if matches!(t.outcome, Outcome::Complete | Outcome::CaptureGap)
+                && t.method.is_some()
+                && severity >= Severity::Major
+            {
+                let limit = Dur(t_tx.0.saturating_mul(4));
+                // With bytes missing, the response's end may be only when
+                // the connection closed: count up to its first byte, which
+                // the capture does show.
+                let d = if t.capture_loss() { t.resp_start.map(|r| r - t.start) } else { t.duration() };
+                if let Some(d) = d {
+                    if d > limit {
+                        push(
+                            FailureKind::Slow,
+                            "apdex_4t",
+                            format!("{:.0} ms (4 T = {:.0} ms)", d.as_millis_f64(), limit.as_millis_f64()),
+                        );
+                    }
+                }
+            }
+        }
+        for (fi, f) in s.failed.iter().enumerate() {
+            let page = s.pages.iter().find(|p| p.failed.contains(&fi)).map(|p| p.index);
+            let (kind, detail) = match f.kind {
+                FailedConnKind::Refused => (FailureKind::Refused, "SYN answered by RST".to_string()),
+                FailedConnKind::Unanswered => (
+                    FailureKind::Unanswered,
+                    format!("{} SYN, no answer in {:.1} s", f.syns, (f.end - f.start).as_secs_f64()),
+                ),
+            };
+            out.failures.push(Failure {
+                kind,
+                rule: "connection".into(),
+                severity: Severity::Critical,
+                ts: f.start,
+                page,
+                tx: None,
+                conn: f.conn,
+                client: Some(f.client),
+                server: Some(f.server),
+                depth: None,
+                frames: Some(f.frames),
+                host: None,
+                url: String::new(),
+                status: None,
+                detail,
+            });
+        }
+        // Page-level rules.
+        let struggle = Dur((self.cfg.struggle_window_secs.max(0.0) * 1e9) as i64);
+        for p in &s.pages {
+            let t_page = ms(p.apdex_t_ms.unwrap_or(self.cfg.page_apdex_t_ms));
+            let failed_here = out.failures.iter().any(|f| f.page == Some(p.index) && f.severity.noticed());
+            let zone = if failed_here || p.load > Dur(t_page.0.saturating_mul(4)) {
+                Apdex::Frustrated
+            } else if p.load > t_page {
+                Apdex::Tolerating
+            } else {
+                Apdex::Satisfied
+            };
+            out.apdex.push(zone);
+            let first_doc = p.documents.first().map(|d| &s.txs[*d]);
+            if let Some(d) = first_doc {
+                let redirects =
+                    p.documents.iter().filter(|i| s.txs[**i].status.is_some_and(|x| (300..400).contains(&x))).count();
+                let mut seen = HashSet::new();
+                let revisits = p.documents.iter().any(|i| !seen.insert(s.txs[*i].target.as_str()));
+                let still_redirected = p.status.is_some_and(|x| (300..400).contains(&x));
+                if still_redirected && (revisits || redirects as u32 > self.cfg.redirect_limit) {
+                    out.failures.push(page_failure(
+                        p,
+                        d,
+                        FailureKind::RedirectLoop,
+                        "redirects",
+                        Severity::Critical,
+                        format!("{redirects} redirects"),
+                    ));
+                }
+                if !failed_here && p.load > Dur(t_page.0.saturating_mul(4)) && d.method.is_some() {
+                    out.failures.push(page_failure(
+                        p,
+                        d,
+                        FailureKind::SlowPage,
+                        "apdex_4t",
+                        Severity::Major,
+                        format!(
+                            "loaded in {:.0} ms (4 T = {:.0} ms)",
+                            p.load.as_millis_f64(),
+                            4.0 * t_page.as_millis_f64()
+                        ),
+                    ));
+                }
+            }
+            // Struggle: the same page again, soon after it failed there.
+            if let Some(prev) = s.pages.iter().rev().find(|q| q.index < p.index && q.url == p.url && !p.url.is_empty())
+            {
+                let prev_failed = out.failures.iter().any(|f| f.page == Some(prev.index) && f.severity.noticed());
+                if prev_failed && p.start - prev.end <= struggle {
+                    if let Some(d) = first_doc.or_else(|| p.txs.first().map(|i| &s.txs[*i])) {
+                        out.failures.push(page_failure(
+                            p,
+                            d,
+                            FailureKind::Struggle,
+                            "same_page_after_failure",
+                            Severity::Info,
+                            format!(
+                                "again {:.1} s after page {} failed",
+                                (p.start - prev.end).as_secs_f64(),
+                                prev.index
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out.failures.sort_by_key(|f| (f.ts, f.conn, f.depth));
+        out
+    }
+}
+
+fn page_failure(
+    p: &pov_sessions::PageView,
+    d: &Tx,
+    kind: FailureKind,
+    rule: &str,
+    severity: Severity,
+    detail: String,
+) -> Failure {
+    Failure {
+        kind,
+        rule: rule.into(),
+        severity,
+        ts: p.start,
+        page: Some(p.index),
+        tx: None,
+        conn: d.conn,
+        client: Some(d.client),
+        server: Some(d.server),
+        depth: Some(d.depth),
+        frames: span(d),
+        host: p.host.clone(),
+        url: p.url.clone(),
+        status: p.status,
+        detail,
+    }
+}
+
+/// The page each transaction belongs to.
+fn page_index(s: &Session) -> Vec<Option<u32>> {
+    let mut v = vec![None; s.txs.len()];
+    for p in &s.pages {
+        for i in &p.txs {
+            if let Some(x) = v.get_mut(*i) {
+                *x = Some(p.index);
+            }
+        }
+    }
+    v
+}
+
+fn span(t: &Tx) -> Option<FrameSpan> {
+    match (t.req_frames, t.resp_frames) {
+        (Some(a), Some(b)) => Some(FrameSpan { first: a.first.min(b.first), last: a.last.max(b.last) }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn waited(t: &Tx, what: &str) -> String {
+    match t.waited {
+        Some(w) => format!("{what} {:.1} s", w.as_secs_f64()),
+        None => what.trim_end_matches(" after").trim_end_matches(" in").to_string(),
+    }
+}
+
+fn reset_detail(t: &Tx) -> String {
+    if t.resp_start.is_some() {
+        format!("reset after {} body bytes", t.response_body_len)
+    } else {
+        "reset before any answer".into()
+    }
+}

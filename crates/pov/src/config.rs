@@ -1,0 +1,280 @@
+//! `pov.toml`: every part optional, defaults that work on a typical shop,
+//! unknown keys refused with their line.
+
+use std::path::Path;
+
+use pov_classify::FailuresConfig;
+use pov_sessions::{PageRule, RevenueConfig, SessionsConfig, UsersConfig};
+use serde::Deserialize;
+
+/// `[privacy]`: what outputs hide.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Mask secrets in every output (the `--no-mask` flag turns it off).
+    pub mask: bool,
+    /// Salt of the user pseudonyms (same salt, same pseudonyms across runs).
+    pub hash_salt: String,
+    /// Query and form parameters whose values are masked in URLs.
+    pub mask_params: Vec<String>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> PrivacyConfig {
+        PrivacyConfig {
+            mask: true,
+            hash_salt: String::new(),
+            mask_params: [
+                "password",
+                "passwd",
+                "pwd",
+                "pass",
+                "token",
+                "access_token",
+                "auth",
+                "key",
+                "api_key",
+                "apikey",
+                "secret",
+                "card",
+                "card_number",
+                "cardnumber",
+                "cc",
+                "ccnum",
+                "cvv",
+                "cvc",
+                "ssn",
+                "jsessionid",
+                "sessionid",
+                "session_id",
+                "phpsessid",
+                "sid",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PovConfig {
+    /// `[users]`.
+    pub users: UsersConfig,
+    /// `[sessions]`.
+    pub sessions: SessionsConfig,
+    /// `[[pages]]` (empty: the built-in shop pages).
+    pub pages: Vec<PageRule>,
+    /// `[failures]`.
+    pub failures: FailuresConfig,
+    /// `[revenue]`.
+    pub revenue: RevenueConfig,
+    /// `[privacy]`.
+    pub privacy: PrivacyConfig,
+}
+
+impl PovConfig {
+    /// Reads and checks a file. Errors name the file, and for a bad key or
+    /// value its line and column.
+    pub fn load(path: &Path) -> Result<PovConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        PovConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> Result<PovConfig, String> {
+        let cfg: PovConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Compiles every pattern once, so a bad one fails before any capture
+    /// is read.
+    pub fn check(&self) -> Result<(), String> {
+        pov_sessions::Sessionizer::new(&self.sessionizer())?;
+        pov_sessions::Sessionizer::proxies(&self.users)?;
+        pov_classify::Classifier::new(&self.failures)?;
+        if let Some(p) = &self.revenue.pattern {
+            regex::Regex::new(p).map_err(|e| format!("[revenue] pattern: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The sessionizer's part.
+    pub fn sessionizer(&self) -> pov_sessions::SessionizerConfig {
+        pov_sessions::SessionizerConfig {
+            users: self.users.clone(),
+            sessions: self.sessions.clone(),
+            pages: self.pages.clone(),
+            revenue: self.revenue.clone(),
+            max_session_txs: 0,
+        }
+    }
+}
+
+/// The defaults, as a commented file (`pov config --print-default`).
+pub const DEFAULT_TOML: &str = r#"# pov.toml: every section and key is optional; these are the defaults.
+
+[users]
+# Session cookies that identify a user, tried in order.
+cookies = ["JSESSIONID", "PHPSESSID", "ASP.NET_SessionId", "sid", "session", "session_id", "sessionid", "connect.sid", "_session_id", "laravel_session", "CFID"]
+# A request header naming the user (e.g. "X-User-Id"); "" for none.
+header = ""
+# Query or ;path parameters that carry a session id.
+query_params = ["jsessionid", "sessionid", "session_id", "PHPSESSID"]
+# Form or JSON fields of a sign-in that name the user.
+login_fields = ["username", "login", "email", "user"]
+# Proxies (addresses or CIDR blocks) whose X-Forwarded-For is trusted.
+trusted_proxies = []
+# Seconds a request without a cookie waits for the Set-Cookie of a first
+# visit from the same address and User-Agent.
+join_window_secs = 300.0
+# Seconds in which a client's next attempt is a retry by the same person:
+# the next connection after a refused or unanswered one tells whose it was,
+# and a new first visit (same address and User-Agent) after one whose cookie
+# never came back joins it.
+retry_window_secs = 60.0
+
+[sessions]
+# Inactivity that ends a session.
+timeout_secs = 1800.0
+# A resource whose Referer names no page joins the latest page started this
+# many seconds before it.
+page_window_secs = 10.0
+
+# [[pages]]: URL pattern (regular expression on path and query) -> page name
+# and funnel step; the first match wins. Giving any [[pages]] replaces all
+# of these built-in ones.
+[[pages]]
+name = "confirmation"
+pattern = '(?i)^/(order|orders|checkout)/(confirm|confirmation|success|complete|thank-?you)|^/thank-?you|^/order-confirmation'
+step = "confirmation"
+conversion = true
+
+[[pages]]
+name = "checkout"
+pattern = '(?i)^/(checkout|payment)'
+step = "checkout"
+
+[[pages]]
+name = "login"
+pattern = '(?i)^/(login|signin|sign-in|account/login)'
+step = "login"
+
+[[pages]]
+name = "cart"
+pattern = '(?i)^/(cart|basket|bag)'
+step = "cart"
+
+[[pages]]
+name = "product"
+pattern = '(?i)^/(p|product|products|item|dp)/'
+step = "product"
+
+[[pages]]
+name = "category"
+pattern = '(?i)^/(c|category|categories|collections|shop)/'
+step = "category"
+
+[[pages]]
+name = "search"
+pattern = '(?i)^/search'
+step = "search"
+
+[[pages]]
+name = "home"
+pattern = '^/(\?.*)?$|^/index\.(html?|php)'
+step = "home"
+# apdex_t_ms = 2000.0   # a page class may set its own Apdex T
+
+[failures]
+# Apdex T of a transaction, ms: an important one slower than 4 T is "slow".
+apdex_t_ms = 1000.0
+# Apdex T of a page load, ms: a page slower than 4 T is "slow_page".
+page_apdex_t_ms = 3000.0
+# 4xx statuses that are not failures.
+client_error_ignore = [401, 407]
+# Resource classes whose failures are minor (counted, not noticed).
+minor_classes = ["image", "media"]
+# Top-level JSON keys that make a 2xx JSON body an error.
+error_json_keys = ["error", "errors", "error_message", "errorMessage"]
+# The same page again this soon after it failed is a "struggle".
+struggle_window_secs = 60.0
+# More redirects than this in one page view is a "redirect_loop".
+redirect_limit = 10
+
+# Error pages served with 2xx: case-insensitive patterns on the visible text.
+[[failures.error_pages]]
+name = "generic_error_text"
+pattern = '''something went wrong|an (unexpected |internal )?error (has )?occurred|unexpected error occurred|internal server error|service (is )?(temporarily )?unavailable|bad gateway|gateway time-?out|we('|’)re sorry, (but )?(something|an error|there was)|page could not be (displayed|loaded)'''
+
+[[failures.error_pages]]
+name = "stack_trace"
+pattern = '''traceback \(most recent call last\)|java\.lang\.[a-z]+(exception|error)|exception in thread|whitelabel error page|server error in '/' application|(fatal|parse) error: .{0,200} on line \d+|stack trace:|sqlstate\[|ora-\d{5}|unhandled exception'''
+
+[[failures.error_pages]]
+name = "maintenance"
+pattern = '''(down|closed) for maintenance|under maintenance|maintenance mode'''
+
+[[failures.error_pages]]
+name = "localised_error_text"
+pattern = '''es ist ein fehler aufgetreten|ein fehler ist aufgetreten|une erreur (s'est produite|est survenue)|se ha producido un error|ha ocurrido un error|algo salió mal|si è verificato un errore|qualcosa è andato storto|ocorreu um erro|algo deu errado|er is iets misgegaan|er is een fout opgetreden|произошла ошибка|wystąpił błąd|エラーが発生しました|发生错误|出错了'''
+
+[revenue]
+# Fields (form, query, JSON at any depth) with an order's value, preferred first.
+order_fields = ["order_total", "grand_total", "total", "amount", "order_value"]
+# Fields with a cart's value.
+cart_fields = ["cart_total", "subtotal", "cart_value", "basket_total", "total"]
+# pattern = 'Order total: \$([0-9.,]+)'   # one capture group, tried on bodies
+# json_path = "order.total"               # tried first on JSON bodies
+# POSTs that place an order (path regex): a conversion when answered 2xx/3xx.
+conversion_posts = '(?i)^/(checkout|order|orders|purchase|payment)(/(submit|place|complete|confirm|pay))?/?(\?.*)?$|^/(checkout|cart)/place-?order'
+# average_order_value = 80.0              # used where no value is visible
+currency = "USD"
+
+[privacy]
+# Mask secrets in every output (--no-mask turns it off for one run).
+mask = true
+# Salt of user pseudonyms.
+hash_salt = ""
+# Parameters whose values are masked in URLs.
+mask_params = ["password", "passwd", "pwd", "pass", "token", "access_token", "auth", "key", "api_key", "apikey", "secret", "card", "card_number", "cardnumber", "cc", "ccnum", "cvv", "cvc", "ssn", "jsessionid", "sessionid", "session_id", "phpsessid", "sid"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_defaults_are_the_defaults() {
+        let printed = PovConfig::parse(DEFAULT_TOML).unwrap();
+        let expected = PovConfig { pages: pov_sessions::config::default_pages(), ..PovConfig::default() };
+        assert_eq!(printed, expected);
+    }
+
+    #[test]
+    fn empty_file_and_partial_sections() {
+        assert_eq!(PovConfig::parse("").unwrap(), PovConfig::default());
+        let c = PovConfig::parse("[sessions]\ntimeout_secs = 600\n").unwrap();
+        assert_eq!(c.sessions.timeout_secs, 600.0);
+        assert_eq!(c.sessions.page_window_secs, 10.0);
+        assert_eq!(c.users, UsersConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let e = PovConfig::parse("[users]\ncookies = [\"sid\"]\ncookie_names = [\"x\"]\n").unwrap_err();
+        assert!(e.contains("cookie_names") && e.contains("line 3"), "{e}");
+        let e = PovConfig::parse("[nope]\n").unwrap_err();
+        assert!(e.contains("nope") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        let e = PovConfig::parse("[[pages]]\nname = \"x\"\npattern = \"(\"\n").unwrap_err();
+        assert!(e.contains("[[pages]] `x`"), "{e}");
+        let e = PovConfig::parse("[users]\ntrusted_proxies = [\"10.0.0.0/99\"]\n").unwrap_err();
+        assert!(e.contains("trusted_proxies"), "{e}");
+    }
+}

@@ -1,0 +1,842 @@
+//! `pov users`, `pov sessions`, `pov pages`, `pov failures`: the user
+//! stage. Transactions stream into a [`UserStage`], which ties them to
+//! users and sessions (pov-sessions), labels what went wrong (pov-classify)
+//! and writes records as sessions close.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+
+use pov_capture::Ts;
+use pov_capture::http::{HttpTransaction, TxSink};
+use pov_capture::tcp::{Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, StreamSink};
+use pov_classify::{Classified, Classifier, FailureKind, Severity};
+use pov_sessions::{FailedConn, Session, SessionStats, Sessionizer, Tx, UserKey};
+
+use crate::config::PovConfig;
+use crate::output::{Format, Kind, Record, RecordWriter};
+use crate::transactions::MASK;
+
+fn secs(t: Ts) -> f64 {
+    t.as_secs_f64()
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Masks the values of sensitive parameters in a path and query.
+pub fn mask_target(target: &str, params: &[String], on: bool) -> String {
+    if !on {
+        return target.to_string();
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let sensitive = |k: &str| params.iter().any(|p| p.eq_ignore_ascii_case(k));
+    let mask_pairs = |s: &str, sep: char| -> String {
+        s.split(sep)
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if sensitive(k) && !v.is_empty() => format!("{k}={MASK}"),
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(&sep.to_string())
+    };
+    let mut segs = path.split(';');
+    let mut out = segs.next().unwrap_or("").to_string();
+    for s in segs {
+        out.push(';');
+        out.push_str(&mask_pairs(s, '&'));
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(&mask_pairs(q, '&'));
+    }
+    out
+}
+
+/// One row of `pov users`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UserRecord {
+    /// Pseudonym (hash of the identity key), or the raw key with `--no-mask`.
+    pub user: String,
+    /// Rule that identified the user: cookie, header, query, login, client,
+    /// address.
+    pub id_rule: String,
+    /// First activity (epoch seconds).
+    pub first_ts: f64,
+    /// Last activity.
+    pub last_ts: f64,
+    /// Client address of the first request.
+    pub client_ip: Option<String>,
+    /// User-Agent of the first request.
+    pub user_agent: Option<String>,
+    /// Sign-in name (hashed unless `--no-mask`).
+    pub login: Option<String>,
+    /// Sessions.
+    pub sessions: u64,
+    /// Page views.
+    pub pages: u64,
+    /// Transactions.
+    pub transactions: u64,
+    /// Noticed failures by kind.
+    pub failures: BTreeMap<String, u64>,
+    /// Noticed failures in all.
+    pub failures_total: u64,
+    /// Failures on resources users rarely notice (images).
+    pub minor_failures: u64,
+    /// Pages requested again right after they failed.
+    pub struggles: u64,
+    /// Transactions with bytes missing from the capture (never failures).
+    pub capture_loss: u64,
+    /// At least one noticed failure.
+    pub affected: bool,
+    /// Placed an order (or reached a conversion page).
+    pub converted: bool,
+    /// Orders placed.
+    pub orders: u64,
+    /// Last cart value seen.
+    pub cart_value: Option<f64>,
+    /// Value of the orders placed.
+    pub order_value: Option<f64>,
+}
+
+const USER_FIELDS: &[(&str, Kind)] = &[
+    ("user", Kind::Str),
+    ("id_rule", Kind::Str),
+    ("first_ts", Kind::F64),
+    ("last_ts", Kind::F64),
+    ("client_ip", Kind::Str),
+    ("user_agent", Kind::Str),
+    ("login", Kind::Str),
+    ("sessions", Kind::U64),
+    ("pages", Kind::U64),
+    ("transactions", Kind::U64),
+    ("failures", Kind::Str),
+    ("failures_total", Kind::U64),
+    ("minor_failures", Kind::U64),
+    ("struggles", Kind::U64),
+    ("capture_loss", Kind::U64),
+    ("affected", Kind::Bool),
+    ("converted", Kind::Bool),
+    ("orders", Kind::U64),
+    ("cart_value", Kind::F64),
+    ("order_value", Kind::F64),
+];
+
+fn kinds_text(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter().map(|(k, n)| format!("{k}:{n}")).collect::<Vec<_>>().join(" ")
+}
+
+fn opt_money(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into())
+}
+
+impl Record for UserRecord {
+    const FIELDS: &'static [(&'static str, Kind)] = USER_FIELDS;
+    const COLUMNS: &'static [&'static str] = &[
+        "user", "rule", "first", "client", "sessions", "pages", "tx", "failures", "minor", "loss", "conv", "cart",
+        "order",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.user.clone(),
+            self.id_rule.clone(),
+            format!("{:.3}", self.first_ts),
+            self.client_ip.clone().unwrap_or_else(|| "-".into()),
+            self.sessions.to_string(),
+            self.pages.to_string(),
+            self.transactions.to_string(),
+            kinds_text(&self.failures),
+            self.minor_failures.to_string(),
+            self.capture_loss.to_string(),
+            if self.converted { "yes".into() } else { "no".into() },
+            opt_money(self.cart_value),
+            opt_money(self.order_value),
+        ]
+    }
+}
+
+/// One row of `pov sessions`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SessionRecord {
+    /// `user/index`.
+    pub session: String,
+    /// The user's pseudonym.
+    pub user: String,
+    /// Position among the user's sessions, from 1.
+    pub index: u32,
+    /// Start (epoch seconds).
+    pub start: f64,
+    /// End.
+    pub end: f64,
+    /// Seconds from start to end.
+    pub duration_s: f64,
+    /// Client address.
+    pub client_ip: Option<String>,
+    /// User-Agent.
+    pub user_agent: Option<String>,
+    /// Page views.
+    pub pages: u64,
+    /// Transactions.
+    pub transactions: u64,
+    /// Funnel steps reached, in order of first reach.
+    pub steps: Vec<String>,
+    /// The last funnel step reached.
+    pub last_step: Option<String>,
+    /// Noticed failures by kind.
+    pub failures: BTreeMap<String, u64>,
+    /// Minor failures.
+    pub minor_failures: u64,
+    /// Struggles.
+    pub struggles: u64,
+    /// Transactions with capture loss.
+    pub capture_loss: u64,
+    /// At least one noticed failure.
+    pub affected: bool,
+    /// Apdex score of its page views: (satisfied + tolerating / 2) / pages.
+    pub apdex: Option<f64>,
+    /// Converted.
+    pub converted: bool,
+    /// Orders.
+    pub orders: u64,
+    /// Last cart value seen.
+    pub cart_value: Option<f64>,
+    /// Order value.
+    pub order_value: Option<f64>,
+}
+
+const SESSION_FIELDS: &[(&str, Kind)] = &[
+    ("session", Kind::Str),
+    ("user", Kind::Str),
+    ("index", Kind::U64),
+    ("start", Kind::F64),
+    ("end", Kind::F64),
+    ("duration_s", Kind::F64),
+    ("client_ip", Kind::Str),
+    ("user_agent", Kind::Str),
+    ("pages", Kind::U64),
+    ("transactions", Kind::U64),
+    ("steps", Kind::StrList),
+    ("last_step", Kind::Str),
+    ("failures", Kind::Str),
+    ("minor_failures", Kind::U64),
+    ("struggles", Kind::U64),
+    ("capture_loss", Kind::U64),
+    ("affected", Kind::Bool),
+    ("apdex", Kind::F64),
+    ("converted", Kind::Bool),
+    ("orders", Kind::U64),
+    ("cart_value", Kind::F64),
+    ("order_value", Kind::F64),
+];
+
+impl Record for SessionRecord {
+    const FIELDS: &'static [(&'static str, Kind)] = SESSION_FIELDS;
+    const COLUMNS: &'static [&'static str] =
+        &["session", "start", "secs", "pages", "tx", "last step", "failures", "apdex", "conv", "order"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.session.clone(),
+            format!("{:.3}", self.start),
+            format!("{:.1}", self.duration_s),
+            self.pages.to_string(),
+            self.transactions.to_string(),
+            self.last_step.clone().unwrap_or_else(|| "-".into()),
+            kinds_text(&self.failures),
+            self.apdex.map(|a| format!("{a:.2}")).unwrap_or_else(|| "-".into()),
+            if self.converted { "yes".into() } else { "no".into() },
+            opt_money(self.order_value),
+        ]
+    }
+}
+
+/// One row of `pov pages`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PageRecord {
+    /// `user/session/index`.
+    pub page: String,
+    /// `user/session`.
+    pub session: String,
+    /// The user's pseudonym.
+    pub user: String,
+    /// Start (epoch seconds).
+    pub ts: f64,
+    /// Host.
+    pub host: Option<String>,
+    /// Path and query of the final document (sensitive values masked).
+    pub url: String,
+    /// `[[pages]]` rule name.
+    pub name: Option<String>,
+    /// Funnel step.
+    pub step: Option<String>,
+    /// Status of the final document.
+    pub status: Option<u16>,
+    /// Redirects followed.
+    pub redirects: u64,
+    /// Requests (documents included).
+    pub requests: u64,
+    /// Document request to the last response byte, ms.
+    pub load_ms: f64,
+    /// Of that, ms some request waited for the server.
+    pub server_ms: f64,
+    /// The rest, ms.
+    pub network_ms: f64,
+    /// Apdex zone.
+    pub apdex: String,
+    /// Failure kinds met on it (noticed and minor).
+    pub failures: Vec<String>,
+}
+
+const PAGE_FIELDS: &[(&str, Kind)] = &[
+    ("page", Kind::Str),
+    ("session", Kind::Str),
+    ("user", Kind::Str),
+    ("ts", Kind::F64),
+    ("host", Kind::Str),
+    ("url", Kind::Str),
+    ("name", Kind::Str),
+    ("step", Kind::Str),
+    ("status", Kind::U64),
+    ("redirects", Kind::U64),
+    ("requests", Kind::U64),
+    ("load_ms", Kind::F64),
+    ("server_ms", Kind::F64),
+    ("network_ms", Kind::F64),
+    ("apdex", Kind::Str),
+    ("failures", Kind::StrList),
+];
+
+impl Record for PageRecord {
+    const FIELDS: &'static [(&'static str, Kind)] = PAGE_FIELDS;
+    const COLUMNS: &'static [&'static str] =
+        &["page", "ts", "url", "step", "status", "reqs", "load ms", "server ms", "apdex", "failures"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.page.clone(),
+            format!("{:.3}", self.ts),
+            self.url.clone(),
+            self.step.clone().unwrap_or_else(|| "-".into()),
+            self.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            self.requests.to_string(),
+            format!("{:.0}", self.load_ms),
+            format!("{:.0}", self.server_ms),
+            self.apdex.clone(),
+            if self.failures.is_empty() { "-".into() } else { self.failures.join(" ") },
+        ]
+    }
+}
+
+/// One row of `pov failures`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FailureRecord {
+    /// When (epoch seconds).
+    pub ts: f64,
+    /// The user's pseudonym.
+    pub user: String,
+    /// `user/session`.
+    pub session: String,
+    /// Page view index in the session.
+    pub page: Option<u32>,
+    /// Kind.
+    pub kind: String,
+    /// Rule that decided.
+    pub rule: String,
+    /// critical, major, minor or info.
+    pub severity: String,
+    /// Connection (`C` + id, as in `pov transactions`).
+    pub uid: String,
+    /// Client `address:port` of the connection.
+    pub client: Option<String>,
+    /// Server `address:port`.
+    pub server: Option<String>,
+    /// Position of the transaction in its connection.
+    pub trans_depth: Option<u32>,
+    /// First frame of the evidence.
+    pub first_frame: Option<u64>,
+    /// Last frame of the evidence.
+    pub last_frame: Option<u64>,
+    /// Host.
+    pub host: Option<String>,
+    /// Path and query (sensitive values masked).
+    pub url: String,
+    /// Status.
+    pub status: Option<u16>,
+    /// The evidence in words.
+    pub detail: String,
+}
+
+const FAILURE_FIELDS: &[(&str, Kind)] = &[
+    ("ts", Kind::F64),
+    ("user", Kind::Str),
+    ("session", Kind::Str),
+    ("page", Kind::U64),
+    ("kind", Kind::Str),
+    ("rule", Kind::Str),
+    ("severity", Kind::Str),
+    ("uid", Kind::Str),
+    ("client", Kind::Str),
+    ("server", Kind::Str),
+    ("trans_depth", Kind::U64),
+    ("first_frame", Kind::U64),
+    ("last_frame", Kind::U64),
+    ("host", Kind::Str),
+    ("url", Kind::Str),
+    ("status", Kind::U64),
+    ("detail", Kind::Str),
+];
+
+impl Record for FailureRecord {
+    const FIELDS: &'static [(&'static str, Kind)] = FAILURE_FIELDS;
+    const COLUMNS: &'static [&'static str] =
+        &["ts", "user", "kind", "severity", "rule", "uid", "frames", "url", "status", "detail"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            format!("{:.3}", self.ts),
+            self.user.clone(),
+            self.kind.clone(),
+            self.severity.clone(),
+            self.rule.clone(),
+            self.uid.clone(),
+            match (self.first_frame, self.last_frame) {
+                (Some(a), Some(b)) => format!("{a}-{b}"),
+                _ => "-".into(),
+            },
+            self.url.clone(),
+            self.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            self.detail.clone(),
+        ]
+    }
+}
+
+/// A user's totals over their sessions.
+struct UserAgg {
+    key: UserKey,
+    first: Ts,
+    last: Ts,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    login: Option<String>,
+    sessions: u64,
+    pages: u64,
+    txs: u64,
+    failures: BTreeMap<String, u64>,
+    minor: u64,
+    struggles: u64,
+    loss: u64,
+    orders: u64,
+    cart: Option<f64>,
+    order: Option<f64>,
+}
+
+/// Where the user stage writes (any subset).
+pub struct Outputs<W: Write> {
+    /// `users` records (written at the end, by first activity).
+    pub users: Option<RecordWriter<W, UserRecord>>,
+    /// `sessions` records (as sessions close).
+    pub sessions: Option<RecordWriter<W, SessionRecord>>,
+    /// `pages` records.
+    pub pages: Option<RecordWriter<W, PageRecord>>,
+    /// `failures` records.
+    pub failures: Option<RecordWriter<W, FailureRecord>>,
+}
+
+impl<W: Write> Outputs<W> {
+    /// One output of `view` in `format`.
+    pub fn one(view: View, out: W, format: Format) -> io::Result<Outputs<W>> {
+        let mut o = Outputs { users: None, sessions: None, pages: None, failures: None };
+        match view {
+            View::Users => o.users = Some(RecordWriter::new(out, format)?),
+            View::Sessions => o.sessions = Some(RecordWriter::new(out, format)?),
+            View::Pages => o.pages = Some(RecordWriter::new(out, format)?),
+            View::Failures => o.failures = Some(RecordWriter::new(out, format)?),
+        }
+        Ok(o)
+    }
+}
+
+impl<W: Write> Outputs<W> {
+    /// Finishes every writer (Parquet footers, JSON closing brackets).
+    pub fn finish(self) -> io::Result<()> {
+        if let Some(w) = self.users {
+            w.finish()?;
+        }
+        if let Some(w) = self.sessions {
+            w.finish()?;
+        }
+        if let Some(w) = self.pages {
+            w.finish()?;
+        }
+        if let Some(w) = self.failures {
+            w.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// Which records a command prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// One per user.
+    Users,
+    /// One per session.
+    Sessions,
+    /// One per page view.
+    Pages,
+    /// One per failure.
+    Failures,
+}
+
+/// Counters of the user stage, for `pov info` and warnings.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct UserStageReport {
+    /// Sessionizer counters.
+    pub sessions: SessionStats,
+    /// Users.
+    pub users: u64,
+    /// Users with at least one noticed failure.
+    pub users_affected: u64,
+    /// Noticed failures by kind.
+    pub failures_by_kind: BTreeMap<String, u64>,
+    /// Transactions with capture loss.
+    pub capture_loss: u64,
+    /// Of those, transactions whose outcome the loss made unknowable.
+    pub unknown: u64,
+}
+
+/// The user stage: a [`TxSink`] for transactions, fed failed connections
+/// by [`UserPipeline`].
+pub struct UserStage<W: Write> {
+    cfg: PovConfig,
+    mask: bool,
+    sessionizer: Sessionizer,
+    classifier: Classifier,
+    proxies: Vec<pov_sessions::config::Cidr>,
+    users: HashMap<UserKey, UserAgg>,
+    out: Outputs<W>,
+    error: Option<io::Error>,
+    report: UserStageReport,
+}
+
+impl<W: Write> UserStage<W> {
+    /// A stage with `cfg`; `mask` false shows raw keys and values.
+    pub fn new(cfg: &PovConfig, mask: bool, out: Outputs<W>) -> Result<UserStage<W>, String> {
+        UserStage::with_limits(cfg, mask, out, 100_000)
+    }
+
+    /// As [`UserStage::new`], keeping at most `max_session_txs`
+    /// transactions per session.
+    pub fn with_limits(
+        cfg: &PovConfig,
+        mask: bool,
+        out: Outputs<W>,
+        max_session_txs: usize,
+    ) -> Result<UserStage<W>, String> {
+        let mut scfg = cfg.sessionizer();
+        scfg.max_session_txs = max_session_txs;
+        Ok(UserStage {
+            sessionizer: Sessionizer::new(&scfg)?,
+            classifier: Classifier::new(&cfg.failures)?,
+            proxies: Sessionizer::proxies(&cfg.users)?,
+            cfg: cfg.clone(),
+            mask: mask && cfg.privacy.mask,
+            users: HashMap::new(),
+            out,
+            error: None,
+            report: UserStageReport::default(),
+        })
+    }
+
+    /// Adds a failed connection attempt.
+    pub fn failed_connection(&mut self, f: FailedConn) {
+        let closed = self.sessionizer.push_failed(f);
+        self.handle(closed);
+    }
+
+    fn user_name(&self, k: &UserKey) -> String {
+        if self.mask { k.hashed(&self.cfg.privacy.hash_salt) } else { k.raw() }
+    }
+
+    fn handle(&mut self, closed: Vec<Session>) {
+        for s in closed {
+            let c = self.classifier.classify(&s);
+            if let Err(e) = self.session_closed(&s, &c) {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn session_closed(&mut self, s: &Session, c: &Classified) -> io::Result<()> {
+        let user = self.user_name(&s.user);
+        let sid = format!("{user}/{}", s.index);
+        let mut noticed: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut minor, mut struggles) = (0u64, 0u64);
+        for f in &c.failures {
+            match f.severity {
+                Severity::Info => struggles += 1,
+                Severity::Minor => minor += 1,
+                _ => *noticed.entry(f.kind.as_str().to_string()).or_default() += 1,
+            }
+        }
+        self.report.capture_loss += c.capture_loss;
+        self.report.unknown += c.unknown;
+        for (k, n) in &noticed {
+            *self.report.failures_by_kind.entry(k.clone()).or_default() += n;
+        }
+        let params = &self.cfg.privacy.mask_params;
+        if let Some(w) = self.out.failures.as_mut() {
+            for f in &c.failures {
+                w.write(&FailureRecord {
+                    ts: secs(f.ts),
+                    user: user.clone(),
+                    session: sid.clone(),
+                    page: f.page,
+                    kind: f.kind.as_str().into(),
+                    rule: f.rule.clone(),
+                    severity: f.severity.as_str().into(),
+                    uid: format!("C{}", f.conn),
+                    client: f.client.map(|a| a.to_string()),
+                    server: f.server.map(|a| a.to_string()),
+                    trans_depth: f.depth,
+                    first_frame: f.frames.map(|x| x.first),
+                    last_frame: f.frames.map(|x| x.last),
+                    host: f.host.clone(),
+                    url: mask_target(&f.url, params, self.mask),
+                    status: f.status,
+                    detail: f.detail.clone(),
+                })?;
+            }
+        }
+        if let Some(w) = self.out.pages.as_mut() {
+            for (pi, p) in s.pages.iter().enumerate() {
+                let kinds: Vec<String> = c
+                    .failures
+                    .iter()
+                    .filter(|f| f.page == Some(p.index))
+                    .map(|f| f.kind.as_str().to_string())
+                    .collect();
+                w.write(&PageRecord {
+                    page: format!("{sid}/{}", p.index),
+                    session: sid.clone(),
+                    user: user.clone(),
+                    ts: secs(p.start),
+                    host: p.host.clone(),
+                    url: mask_target(&p.url, params, self.mask),
+                    name: p.name.clone(),
+                    step: p.step.clone(),
+                    status: p.status,
+                    redirects: p.documents.len().saturating_sub(1) as u64,
+                    requests: p.txs.len() as u64,
+                    load_ms: round2(p.load.as_millis_f64()),
+                    server_ms: round2(p.server.as_millis_f64()),
+                    network_ms: round2(p.network.as_millis_f64()),
+                    apdex: c.apdex.get(pi).map(|a| a.as_str()).unwrap_or("satisfied").into(),
+                    failures: kinds,
+                })?;
+            }
+        }
+        let mut steps: Vec<String> = Vec::new();
+        for p in &s.pages {
+            if let Some(st) = &p.step {
+                if !steps.contains(st) {
+                    steps.push(st.clone());
+                }
+            }
+        }
+        let apdex = if c.apdex.is_empty() {
+            None
+        } else {
+            let score: f64 = c
+                .apdex
+                .iter()
+                .map(|a| match a {
+                    pov_classify::Apdex::Satisfied => 1.0,
+                    pov_classify::Apdex::Tolerating => 0.5,
+                    pov_classify::Apdex::Frustrated => 0.0,
+                })
+                .sum();
+            Some(round2(score / c.apdex.len() as f64))
+        };
+        let affected = !noticed.is_empty();
+        if let Some(w) = self.out.sessions.as_mut() {
+            w.write(&SessionRecord {
+                session: sid.clone(),
+                user: user.clone(),
+                index: s.index,
+                start: secs(s.start),
+                end: secs(s.end),
+                duration_s: round2((s.end - s.start).as_secs_f64()),
+                client_ip: s.client_ip.map(|i| i.to_string()),
+                user_agent: s.user_agent.clone(),
+                pages: s.pages.len() as u64,
+                transactions: s.txs.len() as u64,
+                last_step: s.pages.iter().rev().find_map(|p| p.step.clone()),
+                steps,
+                failures: noticed.clone(),
+                minor_failures: minor,
+                struggles,
+                capture_loss: c.capture_loss,
+                affected,
+                apdex,
+                converted: s.converted,
+                orders: u64::from(s.orders),
+                cart_value: s.cart_value,
+                order_value: s.order_value,
+            })?;
+        }
+        let agg = self.users.entry(s.user.clone()).or_insert_with(|| UserAgg {
+            key: s.user.clone(),
+            first: s.start,
+            last: s.end,
+            client_ip: s.client_ip.map(|i| i.to_string()),
+            user_agent: s.user_agent.clone(),
+            login: None,
+            sessions: 0,
+            pages: 0,
+            txs: 0,
+            failures: BTreeMap::new(),
+            minor: 0,
+            struggles: 0,
+            loss: 0,
+            orders: 0,
+            cart: None,
+            order: None,
+        });
+        agg.first = agg.first.min(s.start);
+        agg.last = agg.last.max(s.end);
+        if agg.user_agent.is_none() {
+            agg.user_agent = s.user_agent.clone();
+        }
+        if agg.login.is_none() {
+            agg.login = s.login.clone();
+        }
+        agg.sessions += 1;
+        agg.pages += s.pages.len() as u64;
+        agg.txs += s.txs.len() as u64;
+        for (k, n) in noticed {
+            *agg.failures.entry(k).or_default() += n;
+        }
+        agg.minor += minor;
+        agg.struggles += struggles;
+        agg.loss += c.capture_loss;
+        agg.orders += u64::from(s.orders);
+        if s.cart_value.is_some() {
+            agg.cart = s.cart_value;
+        }
+        if let Some(v) = s.order_value {
+            *agg.order.get_or_insert(0.0) += v;
+        }
+        Ok(())
+    }
+
+    /// Closes every session, writes the users, and returns the outputs and
+    /// counters (or the first write error).
+    pub fn finish(mut self) -> io::Result<(Outputs<W>, UserStageReport)> {
+        let closed = self.sessionizer.finish();
+        self.handle(closed);
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut users: Vec<UserAgg> = self.users.drain().map(|(_, v)| v).collect();
+        users.sort_by(|a, b| (a.first, &a.key).cmp(&(b.first, &b.key)));
+        self.report.users = users.len() as u64;
+        self.report.users_affected = users.iter().filter(|u| !u.failures.is_empty()).count() as u64;
+        self.report.sessions = self.sessionizer.stats().clone();
+        if let Some(w) = self.out.users.as_mut() {
+            for u in &users {
+                let login = u.login.as_ref().map(|l| {
+                    if self.mask { UserKey::Login(l.clone()).hashed(&self.cfg.privacy.hash_salt) } else { l.clone() }
+                });
+                w.write(&UserRecord {
+                    user: if self.mask { u.key.hashed(&self.cfg.privacy.hash_salt) } else { u.key.raw() },
+                    id_rule: u.key.rule().into(),
+                    first_ts: secs(u.first),
+                    last_ts: secs(u.last),
+                    client_ip: u.client_ip.clone(),
+                    user_agent: u.user_agent.clone(),
+                    login,
+                    sessions: u.sessions,
+                    pages: u.pages,
+                    transactions: u.txs,
+                    failures_total: u.failures.values().sum(),
+                    affected: !u.failures.is_empty(),
+                    failures: u.failures.clone(),
+                    minor_failures: u.minor,
+                    struggles: u.struggles,
+                    capture_loss: u.loss,
+                    converted: u.orders > 0,
+                    orders: u.orders,
+                    cart_value: u.cart,
+                    order_value: u.order.map(round2),
+                })?;
+            }
+        }
+        Ok((self.out, self.report))
+    }
+}
+
+impl<W: Write> TxSink for UserStage<W> {
+    fn on_transaction(&mut self, t: HttpTransaction) {
+        if self.error.is_some() {
+            return;
+        }
+        let mut tx = Tx::from_http(&t, &self.cfg.users, &self.proxies, &self.cfg.revenue);
+        tx.error_page = self.classifier.error_page(&t, tx.class);
+        let closed = self.sessionizer.push(tx);
+        self.handle(closed);
+    }
+}
+
+/// The HTTP layer with the user stage behind it; also passes failed
+/// connection attempts (from connection summaries) to the user stage.
+pub struct UserPipeline<W: Write> {
+    /// The HTTP analyzer feeding the user stage.
+    pub http: pov_capture::http::HttpAnalyzer<UserStage<W>>,
+}
+
+impl<W: Write> StreamSink for UserPipeline<W> {
+    fn on_open(&mut self, meta: &ConnMeta) {
+        self.http.on_open(meta);
+    }
+    fn on_data(&mut self, chunk: &DataChunk<'_>) {
+        self.http.on_data(chunk);
+    }
+    fn on_gap(&mut self, gap: &Gap) {
+        self.http.on_gap(gap);
+    }
+    fn on_half_close(&mut self, hc: &HalfClose) {
+        self.http.on_half_close(hc);
+    }
+    fn on_close(&mut self, close: &Close) {
+        self.http.on_close(close);
+    }
+    fn on_summary(&mut self, s: &ConnSummary) {
+        self.http.on_summary(s);
+        if let Some(f) = FailedConn::from_summary(s) {
+            self.http.sink_mut().failed_connection(f);
+        }
+    }
+}
+
+/// Every noticed failure kind name, for documentation and tests.
+pub fn failure_kinds() -> Vec<&'static str> {
+    FailureKind::ALL.iter().map(|k| k.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_sensitive_parameters() {
+        let p: Vec<String> = ["password", "jsessionid", "card"].map(String::from).to_vec();
+        assert_eq!(mask_target("/login?user=a&password=hunter2", &p, true), "/login?user=a&password=***");
+        assert_eq!(mask_target("/a;jsessionid=XYZ?card=4111&x=1", &p, true), "/a;jsessionid=***?card=***&x=1");
+        assert_eq!(mask_target("/login?password=hunter2", &p, false), "/login?password=hunter2");
+        assert_eq!(mask_target("/plain", &p, true), "/plain");
+    }
+}

@@ -1,0 +1,229 @@
+//! Settings of users, sessions, pages and revenue (`pov.toml` sections
+//! `[users]`, `[sessions]`, `[[pages]]`, `[revenue]`). Every field has a
+//! default that works on a typical shop; unknown keys are refused.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+/// `[users]`: how requests are tied to a person.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersConfig {
+    /// Session cookie names, tried in order (case-sensitive, as browsers
+    /// send them).
+    pub cookies: Vec<String>,
+    /// A request header that names the user (e.g. `X-User-Id`); empty for
+    /// none.
+    pub header: String,
+    /// Query (or `;name=` path) parameters that carry a session id.
+    pub query_params: Vec<String>,
+    /// Form or JSON fields of a sign-in request that name the user; the
+    /// identity of last resort before the client address.
+    pub login_fields: Vec<String>,
+    /// Addresses or CIDR blocks of proxies whose `X-Forwarded-For` is
+    /// trusted (the client is the last address before a trusted one).
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a request sent without a session cookie waits for a
+    /// `Set-Cookie` answer to a request from the same address and
+    /// User-Agent (a first visit), before it counts as an anonymous user.
+    pub join_window_secs: f64,
+    /// Seconds in which a client's next attempt counts as a retry by the
+    /// same person: the next connection after a refused or unanswered one
+    /// tells whose it was, and a first visit from the same address and
+    /// User-Agent after one whose cookie never came back (its answer
+    /// failed) is the same user trying again.
+    pub retry_window_secs: f64,
+}
+
+impl Default for UsersConfig {
+    fn default() -> UsersConfig {
+        UsersConfig {
+            cookies: [
+                "JSESSIONID",
+                "PHPSESSID",
+                "ASP.NET_SessionId",
+                "sid",
+                "session",
+                "session_id",
+                "sessionid",
+                "connect.sid",
+                "_session_id",
+                "laravel_session",
+                "CFID",
+            ]
+            .map(String::from)
+            .to_vec(),
+            header: String::new(),
+            query_params: ["jsessionid", "sessionid", "session_id", "PHPSESSID"].map(String::from).to_vec(),
+            login_fields: ["username", "login", "email", "user"].map(String::from).to_vec(),
+            trusted_proxies: Vec::new(),
+            join_window_secs: 300.0,
+            retry_window_secs: 60.0,
+        }
+    }
+}
+
+/// A trusted proxy: one address or a CIDR block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `10.0.0.1`, `10.0.0.0/8` or `2001:db8::/32`.
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| format!("`{s}` is not an address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or(format!("`{s}`: bad prefix length"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is inside the block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn bits(a: IpAddr) -> (u128, u32) {
+            match a {
+                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        }
+        let ((a, wa), (b, wb)) = (bits(self.addr), bits(ip));
+        if wa != wb {
+            return false;
+        }
+        let p = u32::from(self.prefix);
+        if p == 0 {
+            return true;
+        }
+        let shift = wa - p;
+        (a >> shift) == (b >> shift)
+    }
+}
+
+/// `[sessions]`: how activity is cut into sessions and page views.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Inactivity, in seconds, that ends a session.
+    pub timeout_secs: f64,
+    /// A resource without a Referer that names a page joins the user's
+    /// latest page started at most this many seconds before it.
+    pub page_window_secs: f64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> SessionsConfig {
+        SessionsConfig { timeout_secs: 1800.0, page_window_secs: 10.0 }
+    }
+}
+
+/// One `[[pages]]` rule: URL pattern to page name and funnel step.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PageRule {
+    /// Page name shown in reports.
+    pub name: String,
+    /// Regular expression matched against the path and query.
+    pub pattern: String,
+    /// Funnel step (`browse`, `product`, `cart`, `checkout`, `confirm` ...).
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Reaching this page (answered 2xx) is a conversion.
+    #[serde(default)]
+    pub conversion: bool,
+    /// Apdex T for this page class, milliseconds (defaults to
+    /// `[failures] page_apdex_t_ms`).
+    #[serde(default)]
+    pub apdex_t_ms: Option<f64>,
+}
+
+/// The default `[[pages]]`: the usual URL shapes of a web shop.
+pub fn default_pages() -> Vec<PageRule> {
+    let rule = |name: &str, pattern: &str, step: &str, conversion: bool| PageRule {
+        name: name.into(),
+        pattern: pattern.into(),
+        step: Some(step.into()),
+        conversion,
+        apdex_t_ms: None,
+    };
+    vec![
+        rule(
+            "confirmation",
+            r"(?i)^/(order|orders|checkout)/(confirm|confirmation|success|complete|thank-?you)|^/thank-?you|^/order-confirmation",
+            "confirmation",
+            true,
+        ),
+        rule("checkout", r"(?i)^/(checkout|payment)", "checkout", false),
+        rule("login", r"(?i)^/(login|signin|sign-in|account/login)", "login", false),
+        rule("cart", r"(?i)^/(cart|basket|bag)", "cart", false),
+        rule("product", r"(?i)^/(p|product|products|item|dp)/", "product", false),
+        rule("category", r"(?i)^/(c|category|categories|collections|shop)/", "category", false),
+        rule("search", r"(?i)^/search", "search", false),
+        rule("home", r"^/(\?.*)?$|^/index\.(html?|php)", "home", false),
+    ]
+}
+
+/// `[revenue]`: where money is read.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevenueConfig {
+    /// Form, query and JSON fields that carry an order's value, in order of
+    /// preference.
+    pub order_fields: Vec<String>,
+    /// Fields that carry a cart's value.
+    pub cart_fields: Vec<String>,
+    /// A regular expression with one capture group for the value, tried on
+    /// request and response bodies when no field matched.
+    pub pattern: Option<String>,
+    /// A JSON path (`order.total`, `data.cart.grand_total`) tried first on
+    /// JSON bodies.
+    pub json_path: Option<String>,
+    /// POSTs that place an order (regular expression on the path), a
+    /// conversion when answered 2xx or 3xx.
+    pub conversion_posts: String,
+    /// Average order value, used where no value is visible.
+    pub average_order_value: Option<f64>,
+    /// Currency of the values (for display).
+    pub currency: String,
+}
+
+impl Default for RevenueConfig {
+    fn default() -> RevenueConfig {
+        RevenueConfig {
+            order_fields: ["order_total", "grand_total", "total", "amount", "order_value"].map(String::from).to_vec(),
+            cart_fields: ["cart_total", "subtotal", "cart_value", "basket_total", "total"].map(String::from).to_vec(),
+            pattern: None,
+            json_path: None,
+            conversion_posts: r"(?i)^/(checkout|order|orders|purchase|payment)(/(submit|place|complete|confirm|pay))?/?(\?.*)?$|^/(checkout|cart)/place-?order".into(),
+            average_order_value: None,
+            currency: "USD".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks() {
+        let c = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let one = Cidr::parse("192.0.2.7").unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        assert!(Cidr::parse("2001:db8::/32").unwrap().contains("2001:db8:1::5".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("nope").is_err());
+    }
+}

@@ -1,0 +1,869 @@
+//! Users, sessions and page views, built as transactions stream by.
+//!
+//! Transactions arrive in (about) request time order. Each is tied to a
+//! user by the identity rules; a user's activity is one open session until
+//! the user has been quiet for the session timeout, when the session is
+//! closed, cut into page views and handed back. Memory holds the open
+//! sessions and short-lived joining state, never the whole capture.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use pov_capture::http::FrameSpan;
+use pov_capture::tcp::{ConnState, ConnSummary};
+use pov_capture::{Dur, Ts};
+use regex::Regex;
+
+use crate::config::{Cidr, PageRule, RevenueConfig, SessionsConfig, UsersConfig, default_pages};
+use crate::identity::UserKey;
+use crate::tx::{ResourceClass, Tx};
+
+/// Why a connection carried nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailedConnKind {
+    /// The server answered the SYN with a RST.
+    Refused,
+    /// The SYN was never answered (the client tried again, or gave up).
+    Unanswered,
+}
+
+/// A connection attempt that failed before any HTTP.
+#[derive(Clone, Debug)]
+pub struct FailedConn {
+    /// Connection id.
+    pub conn: u64,
+    /// Client socket.
+    pub client: SocketAddr,
+    /// Server socket.
+    pub server: SocketAddr,
+    /// First SYN.
+    pub start: Ts,
+    /// Last packet.
+    pub end: Ts,
+    /// Refused or unanswered.
+    pub kind: FailedConnKind,
+    /// SYNs the client sent (retransmissions included).
+    pub syns: u64,
+    /// Frames.
+    pub frames: FrameSpan,
+}
+
+impl FailedConn {
+    /// The failed attempt a connection summary shows, if any. A SYN left
+    /// unanswered counts only when the client sent it again or the
+    /// connection timed out: a single SYN at the end of a capture may have
+    /// been answered after the capture stopped.
+    pub fn from_summary(s: &ConnSummary) -> Option<FailedConn> {
+        let kind = match s.state {
+            ConnState::REJ => FailedConnKind::Refused,
+            ConnState::S0
+                if s.syn_seen
+                    && s.to_server.payload_bytes == 0
+                    && (s.to_server.packets >= 2 || matches!(s.close, pov_capture::tcp::CloseHow::IdleTimeout)) =>
+            {
+                FailedConnKind::Unanswered
+            }
+            _ => return None,
+        };
+        Some(FailedConn {
+            conn: s.id,
+            client: s.client,
+            server: s.server,
+            start: s.first_ts,
+            end: s.last_ts,
+            kind,
+            syns: s.to_server.packets,
+            frames: FrameSpan { first: s.first_frame, last: s.last_frame },
+        })
+    }
+}
+
+/// A page view: a document and what it pulled in.
+#[derive(Clone, Debug)]
+pub struct PageView {
+    /// Position in the session, from 1.
+    pub index: u32,
+    /// The first request of the page (the document, or the first
+    /// resource of a page whose document is not in the capture).
+    pub start: Ts,
+    /// The last response byte of any of its requests.
+    pub end: Ts,
+    /// Host.
+    pub host: Option<String>,
+    /// Path and query of the (final, after redirects) document.
+    pub url: String,
+    /// The `[[pages]]` rule that matched, if any.
+    pub name: Option<String>,
+    /// Its funnel step.
+    pub step: Option<String>,
+    /// Reaching it (2xx) is a conversion.
+    pub conversion: bool,
+    /// Apdex T of its page class, if the rule sets one.
+    pub apdex_t_ms: Option<f64>,
+    /// Documents of the redirect chain, in order (indices into the
+    /// session's transactions); empty for a page without document.
+    pub documents: Vec<usize>,
+    /// Every transaction of the page, documents first.
+    pub txs: Vec<usize>,
+    /// Failed connection attempts made for it (indices into the session's
+    /// `failed`).
+    pub failed: Vec<usize>,
+    /// Status of the final document.
+    pub status: Option<u16>,
+    /// Document request to the last response byte of the page.
+    pub load: Dur,
+    /// Of that, time some request was waiting for the server's first byte.
+    pub server: Dur,
+    /// The rest: sending, receiving, connecting (the network's share).
+    pub network: Dur,
+}
+
+/// A user's activity between two quiet spells of the session timeout.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Who.
+    pub user: UserKey,
+    /// Position among the user's sessions, from 1.
+    pub index: u32,
+    /// First request.
+    pub start: Ts,
+    /// Last response byte.
+    pub end: Ts,
+    /// The client address of its first request.
+    pub client_ip: Option<IpAddr>,
+    /// The User-Agent of its first request.
+    pub user_agent: Option<String>,
+    /// A sign-in name seen in it.
+    pub login: Option<String>,
+    /// Transactions, by request start.
+    pub txs: Vec<Tx>,
+    /// Failed connection attempts, by start.
+    pub failed: Vec<FailedConn>,
+    /// Page views, by start.
+    pub pages: Vec<PageView>,
+    /// An order was placed (or a conversion page reached).
+    pub converted: bool,
+    /// Orders placed.
+    pub orders: u32,
+    /// Value of the orders placed.
+    pub order_value: Option<f64>,
+    /// The last cart value seen.
+    pub cart_value: Option<f64>,
+    /// Transactions left out because the session held too many.
+    pub dropped_txs: u64,
+}
+
+/// Counters of the user stage.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SessionStats {
+    /// Transactions seen.
+    pub transactions: u64,
+    /// Users, by the rule that identified them.
+    pub users_by_rule: std::collections::BTreeMap<String, u64>,
+    /// Sessions closed.
+    pub sessions: u64,
+    /// Page views.
+    pub pages: u64,
+    /// Requests sent before a session cookie, joined to the user the
+    /// cookie was then given to.
+    pub joined_before_cookie: u64,
+    /// Session cookies replaced by the server (e.g. at sign-in), followed.
+    pub cookie_rotations: u64,
+    /// First visits joined to an earlier one from the same address and
+    /// User-Agent whose cookie never came back.
+    pub retried_first_visits: u64,
+    /// Failed connection attempts tied to the user whose connection came
+    /// next.
+    pub failed_conns_attributed: u64,
+    /// Failed connection attempts with no later connection: a user known
+    /// only by address.
+    pub failed_conns_alone: u64,
+    /// Transactions left out of sessions at the per-session cap
+    /// (`--max-session-transactions`).
+    pub session_tx_cap_drops: u64,
+}
+
+struct OpenSession {
+    index: u32,
+    txs: Vec<Tx>,
+    failed: Vec<FailedConn>,
+    last: Ts,
+    dropped: u64,
+}
+
+#[derive(Default)]
+struct UserState {
+    open: Option<OpenSession>,
+    sessions: u32,
+}
+
+/// Compiled `[[pages]]` rules.
+pub struct PageRules {
+    rules: Vec<(Regex, PageRule)>,
+}
+
+impl PageRules {
+    /// Compiles rules; an invalid pattern is an error naming it.
+    pub fn new(rules: &[PageRule]) -> Result<PageRules, String> {
+        let mut out = Vec::new();
+        for r in rules {
+            let re = Regex::new(&r.pattern).map_err(|e| format!("[[pages]] `{}`: bad pattern: {e}", r.name))?;
+            out.push((re, r.clone()));
+        }
+        Ok(PageRules { rules: out })
+    }
+
+    /// The first rule that matches `target` (path and query).
+    pub fn matching(&self, target: &str) -> Option<&PageRule> {
+        self.rules.iter().find(|(re, _)| re.is_match(target)).map(|(_, r)| r)
+    }
+}
+
+impl Default for PageRules {
+    fn default() -> PageRules {
+        PageRules::new(&default_pages()).unwrap_or(PageRules { rules: Vec::new() })
+    }
+}
+
+/// Everything the sessionizer needs to know.
+#[derive(Clone, Debug, Default)]
+pub struct SessionizerConfig {
+    /// `[users]`.
+    pub users: UsersConfig,
+    /// `[sessions]`.
+    pub sessions: SessionsConfig,
+    /// `[[pages]]` (empty: the defaults).
+    pub pages: Vec<PageRule>,
+    /// `[revenue]`.
+    pub revenue: RevenueConfig,
+    /// Most transactions kept per session.
+    pub max_session_txs: usize,
+}
+
+/// Builds sessions from a stream of transactions and failed connections.
+pub struct Sessionizer {
+    timeout: Dur,
+    join_window: Dur,
+    retry_window: Dur,
+    page_window: Dur,
+    max_txs: usize,
+    pages: PageRules,
+    conversion_post: Option<Regex>,
+    users: HashMap<UserKey, UserState>,
+    /// A session cookie replaced by the server, to the one it replaced.
+    aliases: HashMap<UserKey, UserKey>,
+    conn_user: HashMap<u64, (UserKey, Ts)>,
+    /// Requests with no identifier, waiting for a Set-Cookie answer from
+    /// the same client and User-Agent.
+    pending: HashMap<(IpAddr, String), VecDeque<Tx>>,
+    pending_failed: Vec<FailedConn>,
+    /// Per address and User-Agent: the last user made from a Set-Cookie
+    /// whose cookie has not come back yet.
+    fresh: HashMap<(IpAddr, String), (UserKey, Ts)>,
+    /// The first transaction of each recent connection, per client address.
+    recent: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
+    /// Sessions closed while requests were being claimed, handed out with
+    /// the next batch.
+    orphans: Vec<Session>,
+    watermark: Ts,
+    last_sweep: Ts,
+    stats: SessionStats,
+}
+
+impl Sessionizer {
+    /// A sessionizer with the given settings.
+    pub fn new(cfg: &SessionizerConfig) -> Result<Sessionizer, String> {
+        let secs = |s: f64| Dur((s.max(0.0) * 1e9) as i64);
+        let pages = if cfg.pages.is_empty() { PageRules::default() } else { PageRules::new(&cfg.pages)? };
+        let conversion_post = if cfg.revenue.conversion_posts.is_empty() {
+            None
+        } else {
+            Some(Regex::new(&cfg.revenue.conversion_posts).map_err(|e| format!("[revenue] conversion_posts: {e}"))?)
+        };
+        Ok(Sessionizer {
+            timeout: secs(cfg.sessions.timeout_secs),
+            join_window: secs(cfg.users.join_window_secs),
+            retry_window: secs(cfg.users.retry_window_secs),
+            page_window: secs(cfg.sessions.page_window_secs),
+            max_txs: if cfg.max_session_txs == 0 { 100_000 } else { cfg.max_session_txs },
+            pages,
+            conversion_post,
+            users: HashMap::new(),
+            aliases: HashMap::new(),
+            conn_user: HashMap::new(),
+            pending: HashMap::new(),
+            pending_failed: Vec::new(),
+            recent: HashMap::new(),
+            fresh: HashMap::new(),
+            orphans: Vec::new(),
+            watermark: Ts(i64::MIN),
+            last_sweep: Ts(i64::MIN),
+            stats: SessionStats::default(),
+        })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// Parses `users.trusted_proxies`.
+    pub fn proxies(cfg: &UsersConfig) -> Result<Vec<Cidr>, String> {
+        cfg.trusted_proxies
+            .iter()
+            .map(|p| Cidr::parse(p).map_err(|e| format!("[users] trusted_proxies: {e}")))
+            .collect()
+    }
+
+    fn resolve(&self, k: UserKey) -> UserKey {
+        let mut k = k;
+        for _ in 0..8 {
+            match self.aliases.get(&k) {
+                Some(a) => k = a.clone(),
+                None => break,
+            }
+        }
+        k
+    }
+
+    /// Adds a transaction; returns the sessions that closed.
+    pub fn push(&mut self, tx: Tx) -> Vec<Session> {
+        self.stats.transactions += 1;
+        self.watermark = self.watermark.max(tx.start);
+        let first_on_conn = !self.conn_user.contains_key(&tx.conn);
+        let ua = || tx.user_agent.clone().unwrap_or_default();
+        let key = if let Some((n, v)) = &tx.cookie {
+            let k = self.resolve(UserKey::Cookie(n.clone(), v.clone()));
+            if self.fresh.get(&(tx.client_ip, ua())).is_some_and(|(f, _)| *f == k) {
+                self.fresh.remove(&(tx.client_ip, ua()));
+            }
+            // The server replaced the session cookie (sign-in): the new
+            // value is the same user.
+            if let Some((sn, sv)) = &tx.set_cookie {
+                let new = UserKey::Cookie(sn.clone(), sv.clone());
+                if new != k && !self.aliases.contains_key(&new) && !self.users.contains_key(&new) {
+                    self.aliases.insert(new, k.clone());
+                    self.stats.cookie_rotations += 1;
+                }
+            }
+            Some(k)
+        } else if let Some(h) = &tx.header_id {
+            Some(UserKey::Header(h.clone()))
+        } else if let Some((n, v)) = &tx.query_id {
+            Some(UserKey::Query(n.clone(), v.clone()))
+        } else if let Some((n, v)) = &tx.set_cookie {
+            // The first request, before the user had a cookie.
+            let mut k = self.resolve(UserKey::Cookie(n.clone(), v.clone()));
+            // A first visit right after one whose cookie never came back
+            // (its answer failed, the browser kept no cookie): the same
+            // person trying again.
+            let slot = (tx.client_ip, ua());
+            if let Some((f, t)) = self.fresh.get(&slot) {
+                if *f != k && tx.start - *t <= self.retry_window && !self.users.contains_key(&k) {
+                    self.aliases.insert(k.clone(), f.clone());
+                    self.stats.retried_first_visits += 1;
+                    k = f.clone();
+                }
+            }
+            self.fresh.insert(slot, (k.clone(), tx.start));
+            self.claim_bucket(&tx, &k);
+            Some(k)
+        } else if let Some((k, _)) = self.conn_user.get(&tx.conn) {
+            Some(k.clone())
+        } else {
+            tx.login.as_ref().map(|l| UserKey::Login(l.clone()))
+        };
+        let mut closed = Vec::new();
+        match key {
+            Some(k) => {
+                if first_on_conn {
+                    self.note_recent(&tx, &k);
+                }
+                self.conn_user.insert(tx.conn, (k.clone(), tx.start));
+                self.claim_conn(tx.conn, tx.client_ip, &k);
+                self.add(k, tx, &mut closed);
+            }
+            None => {
+                let ua = tx.user_agent.clone().unwrap_or_default();
+                self.pending.entry((tx.client_ip, ua)).or_default().push_back(tx);
+            }
+        }
+        if self.watermark.0 >= self.last_sweep.0.saturating_add(1_000_000_000) {
+            self.sweep(&mut closed);
+        }
+        closed
+    }
+
+    /// Adds a failed connection attempt.
+    pub fn push_failed(&mut self, f: FailedConn) -> Vec<Session> {
+        let mut closed = Vec::new();
+        if let Some(k) = self.recent_user_after(&f) {
+            self.stats.failed_conns_attributed += 1;
+            self.add_failed(k, f, &mut closed);
+        } else {
+            self.pending_failed.push(f);
+        }
+        closed
+    }
+
+    /// Closes every session (end of input); returns them by start.
+    pub fn finish(&mut self) -> Vec<Session> {
+        let mut closed = std::mem::take(&mut self.orphans);
+        let mut pending: Vec<((IpAddr, String), VecDeque<Tx>)> = self.pending.drain().collect();
+        pending.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((ip, ua), txs) in pending {
+            for tx in txs {
+                self.adopt_anonymous(ip, &ua, tx, &mut closed);
+            }
+        }
+        for f in std::mem::take(&mut self.pending_failed) {
+            match self.recent_user_after(&f) {
+                Some(k) => {
+                    self.stats.failed_conns_attributed += 1;
+                    self.add_failed(k, f, &mut closed);
+                }
+                None => {
+                    self.stats.failed_conns_alone += 1;
+                    let ip = f.client.ip();
+                    self.add_failed(UserKey::Address(ip), f, &mut closed);
+                }
+            }
+        }
+        let keys: Vec<UserKey> = self.users.keys().cloned().collect();
+        for k in keys {
+            if let Some(s) = self.close_user(&k) {
+                closed.push(s);
+            }
+        }
+        closed.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
+        closed
+    }
+
+    fn note_recent(&mut self, tx: &Tx, k: &UserKey) {
+        let q = self.recent.entry(tx.client_ip).or_default();
+        q.push_back((tx.start, k.clone()));
+        // Kept long enough for an unanswered SYN reported at the TCP idle
+        // timeout to find the connection that followed it.
+        let keep = self.timeout.0 / 2;
+        while q.front().is_some_and(|(t, _)| t.0 < tx.start.0.saturating_sub(keep)) {
+            q.pop_front();
+        }
+    }
+
+    /// The user whose first new connection from the same address followed
+    /// the failed attempt within the window.
+    fn recent_user_after(&self, f: &FailedConn) -> Option<UserKey> {
+        let q = self.recent.get(&f.client.ip())?;
+        let until = f.end + self.retry_window;
+        q.iter().find(|(t, _)| *t >= f.start && *t <= until).map(|(_, k)| self.resolve(k.clone()))
+    }
+
+    /// Requests waiting on this connection belong to `k`.
+    fn claim_conn(&mut self, conn: u64, ip: IpAddr, k: &UserKey) {
+        let mut claimed = Vec::new();
+        for ((bip, _), q) in self.pending.iter_mut() {
+            if *bip != ip {
+                continue;
+            }
+            let mut i = 0;
+            while i < q.len() {
+                if q[i].conn == conn {
+                    if let Some(t) = q.remove(i) {
+                        claimed.push(t);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.pending.retain(|_, q| !q.is_empty());
+        let mut sink = Vec::new();
+        for t in claimed {
+            self.stats.joined_before_cookie += 1;
+            self.add(k.clone(), t, &mut sink);
+        }
+        self.orphans.extend(sink);
+    }
+
+    /// A new user's first answer set their cookie: earlier requests from
+    /// the same address and User-Agent that no one claimed (other
+    /// connections of the same first visit) are theirs.
+    fn claim_bucket(&mut self, tx: &Tx, k: &UserKey) {
+        let ua = tx.user_agent.clone().unwrap_or_default();
+        let Some(q) = self.pending.get_mut(&(tx.client_ip, ua.clone())) else { return };
+        let from = tx.start - self.join_window;
+        let mut claimed = Vec::new();
+        let mut keep = VecDeque::new();
+        while let Some(t) = q.pop_front() {
+            let other_owner = self.conn_user.get(&t.conn).is_some_and(|(o, _)| o != k);
+            if t.start >= from && !other_owner {
+                claimed.push(t);
+            } else {
+                keep.push_back(t);
+            }
+        }
+        *q = keep;
+        if q.is_empty() {
+            self.pending.remove(&(tx.client_ip, ua));
+        }
+        let mut sink = Vec::new();
+        for t in claimed {
+            self.stats.joined_before_cookie += 1;
+            self.conn_user.entry(t.conn).or_insert((k.clone(), t.start));
+            self.add(k.clone(), t, &mut sink);
+        }
+        self.orphans.extend(sink);
+    }
+
+    fn adopt_anonymous(&mut self, ip: IpAddr, ua: &str, tx: Tx, closed: &mut Vec<Session>) {
+        let k = match self.conn_user.get(&tx.conn) {
+            Some((k, _)) => k.clone(),
+            None => UserKey::Client(ip, ua.to_string()),
+        };
+        if !self.conn_user.contains_key(&tx.conn) {
+            self.note_recent(&tx, &k);
+            self.conn_user.insert(tx.conn, (k.clone(), tx.start));
+        }
+        self.add(k, tx, closed);
+    }
+
+    fn add(&mut self, k: UserKey, tx: Tx, closed: &mut Vec<Session>) {
+        let timeout = self.timeout;
+        let stale = self.users.get(&k).and_then(|u| u.open.as_ref()).is_some_and(|o| tx.start - o.last > timeout);
+        if stale {
+            if let Some(s) = self.close_user(&k) {
+                closed.push(s);
+            }
+        }
+        let max = self.max_txs;
+        let st = self.users.entry(k.clone()).or_default();
+        if st.sessions == 0 && st.open.is_none() {
+            *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
+        }
+        let open = st.open.get_or_insert_with(|| {
+            st.sessions += 1;
+            OpenSession { index: st.sessions, txs: Vec::new(), failed: Vec::new(), last: tx.start, dropped: 0 }
+        });
+        open.last = open.last.max(tx.end());
+        if open.txs.len() >= max {
+            open.dropped += 1;
+            self.stats.session_tx_cap_drops += 1;
+        } else {
+            open.txs.push(tx);
+        }
+    }
+
+    fn add_failed(&mut self, k: UserKey, f: FailedConn, closed: &mut Vec<Session>) {
+        let timeout = self.timeout;
+        let stale = self.users.get(&k).and_then(|u| u.open.as_ref()).is_some_and(|o| f.start - o.last > timeout);
+        if stale {
+            if let Some(s) = self.close_user(&k) {
+                closed.push(s);
+            }
+        }
+        let st = self.users.entry(k.clone()).or_default();
+        if st.sessions == 0 && st.open.is_none() {
+            *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
+        }
+        let open = st.open.get_or_insert_with(|| {
+            st.sessions += 1;
+            OpenSession { index: st.sessions, txs: Vec::new(), failed: Vec::new(), last: f.end, dropped: 0 }
+        });
+        open.last = open.last.max(f.end);
+        open.failed.push(f);
+    }
+
+    /// Moves time on: expires waiting requests and failed attempts, closes
+    /// quiet sessions.
+    fn sweep(&mut self, closed: &mut Vec<Session>) {
+        self.last_sweep = self.watermark;
+        let now = self.watermark;
+        closed.append(&mut self.orphans);
+        // Requests that waited the join window without a cookie: anonymous.
+        let join = self.join_window;
+        let mut expired: Vec<(IpAddr, String, Tx)> = Vec::new();
+        for ((ip, ua), q) in self.pending.iter_mut() {
+            while q.front().is_some_and(|t| now - t.start > join) {
+                if let Some(t) = q.pop_front() {
+                    expired.push((*ip, ua.clone(), t));
+                }
+            }
+        }
+        self.pending.retain(|_, q| !q.is_empty());
+        for (ip, ua, t) in expired {
+            self.adopt_anonymous(ip, &ua, t, closed);
+        }
+        // Failed attempts whose window passed.
+        let window = self.retry_window;
+        let mut keep = Vec::new();
+        for f in std::mem::take(&mut self.pending_failed) {
+            if let Some(k) = self.recent_user_after(&f) {
+                self.stats.failed_conns_attributed += 1;
+                self.add_failed(k, f, closed);
+            } else if now - f.end > window {
+                self.stats.failed_conns_alone += 1;
+                let ip = f.client.ip();
+                self.add_failed(UserKey::Address(ip), f, closed);
+            } else {
+                keep.push(f);
+            }
+        }
+        self.pending_failed = keep;
+        // Quiet sessions.
+        let timeout = self.timeout;
+        let quiet: Vec<UserKey> = self
+            .users
+            .iter()
+            .filter(|(_, u)| u.open.as_ref().is_some_and(|o| now - o.last > timeout))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut batch = Vec::new();
+        for k in quiet {
+            if let Some(s) = self.close_user(&k) {
+                batch.push(s);
+            }
+        }
+        batch.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
+        closed.extend(batch);
+        let retry = self.retry_window;
+        self.fresh.retain(|_, (_, t)| now - *t <= retry);
+        // Connections quiet for a session timeout are forgotten.
+        self.conn_user.retain(|_, (_, t)| now - *t <= timeout);
+    }
+
+    fn close_user(&mut self, k: &UserKey) -> Option<Session> {
+        let open = self.users.get_mut(k)?.open.take()?;
+        Some(self.build(k.clone(), open))
+    }
+
+    fn build(&mut self, user: UserKey, open: OpenSession) -> Session {
+        let mut txs = open.txs;
+        txs.sort_by_key(|t| (t.start, t.conn, t.depth));
+        let mut failed = open.failed;
+        failed.sort_by_key(|f| (f.start, f.conn));
+        let start =
+            txs.first().map(|t| t.start).into_iter().chain(failed.first().map(|f| f.start)).min().unwrap_or(Ts(0));
+        let end = txs.iter().map(Tx::end).chain(failed.iter().map(|f| f.end)).max().unwrap_or(start);
+        let pages = build_pages(&txs, &failed, &self.pages, self.page_window);
+        self.stats.sessions += 1;
+        self.stats.pages += pages.len() as u64;
+
+        // Conversion and money.
+        let mut orders = 0u32;
+        let mut order_value: Option<f64> = None;
+        let mut cart_value = None;
+        for t in &txs {
+            if let Some(v) = t.cart_value {
+                cart_value = Some(v);
+            }
+            let ok = t.status.is_some_and(|s| (200..400).contains(&s));
+            let post = t.method.as_deref() == Some("POST");
+            if post && ok && self.conversion_post.as_ref().is_some_and(|re| re.is_match(&t.target)) {
+                orders += 1;
+                if let Some(v) = t.order_value {
+                    *order_value.get_or_insert(0.0) += v;
+                }
+            } else if post && t.order_value.is_some() && t.cart_value.is_none() {
+                cart_value = t.order_value;
+            }
+        }
+        if orders == 0 {
+            for p in &pages {
+                if p.conversion && p.status.is_some_and(|s| (200..300).contains(&s)) {
+                    orders += 1;
+                    if let Some(v) = p.documents.last().and_then(|d| txs[*d].order_value.or(txs[*d].cart_value)) {
+                        *order_value.get_or_insert(0.0) += v;
+                    }
+                }
+            }
+        }
+        let first = txs.first();
+        Session {
+            index: open.index,
+            start,
+            end,
+            client_ip: first.map(|t| t.client_ip).or(failed.first().map(|f| f.client.ip())),
+            user_agent: first.and_then(|t| t.user_agent.clone()),
+            login: txs.iter().find_map(|t| t.login.clone()),
+            converted: orders > 0,
+            orders,
+            order_value,
+            cart_value,
+            dropped_txs: open.dropped,
+            user,
+            txs,
+            failed,
+            pages,
+        }
+    }
+}
+
+/// The path and query a Referer or Location names (scheme and host
+/// dropped).
+fn target_of(url: &str) -> &str {
+    match url.find("://") {
+        Some(i) => {
+            let rest = &url[i + 3..];
+            match rest.find('/') {
+                Some(j) => &rest[j..],
+                None => "/",
+            }
+        }
+        None => url,
+    }
+}
+
+/// A resource that starts later than this after the page's last response
+/// so far is a user action, not part of the load.
+const LOAD_QUIET: Dur = Dur::from_millis(1000);
+
+/// Cuts a session's transactions into page views.
+fn build_pages(txs: &[Tx], failed: &[FailedConn], rules: &PageRules, window: Dur) -> Vec<PageView> {
+    let mut pages: Vec<PageView> = Vec::new();
+    let new_page = |i: usize, t: &Tx, doc: bool| PageView {
+        index: 0,
+        start: t.start,
+        end: t.end(),
+        host: t.host.clone(),
+        url: t.target.clone(),
+        name: None,
+        step: None,
+        conversion: false,
+        apdex_t_ms: None,
+        documents: if doc { vec![i] } else { Vec::new() },
+        txs: vec![i],
+        failed: Vec::new(),
+        status: if doc { t.status } else { None },
+        load: Dur::ZERO,
+        server: Dur::ZERO,
+        network: Dur::ZERO,
+    };
+    for (i, t) in txs.iter().enumerate() {
+        if t.class == ResourceClass::Document {
+            // The target of the previous document's redirect continues its
+            // page view.
+            if let Some(p) = pages.last_mut() {
+                let prev = p.documents.last().map(|d| &txs[*d]);
+                let follows = prev.is_some_and(|d| {
+                    d.status.is_some_and(|s| (300..400).contains(&s))
+                        && d.location.as_deref().is_some_and(|l| target_of(l) == t.target)
+                        && t.start - d.end() <= Dur::from_secs(10)
+                });
+                if follows && p.documents.len() < 64 {
+                    p.documents.push(i);
+                    p.txs.push(i);
+                    p.url = t.target.clone();
+                    p.status = t.status;
+                    continue;
+                }
+            }
+            pages.push(new_page(i, t, true));
+            continue;
+        }
+        // A resource: the latest page its Referer names, else the latest
+        // page started shortly before it.
+        let by_referer = t.referer.as_deref().map(target_of).and_then(|r| {
+            pages
+                .iter()
+                .rposition(|p| p.start <= t.start && (p.url == r || p.documents.iter().any(|d| txs[*d].target == r)))
+        });
+        let by_time =
+            || pages.iter().rposition(|p| p.start <= t.start && t.start - p.start <= window.max(p.end - p.start));
+        match by_referer.or_else(by_time) {
+            Some(pi) => pages[pi].txs.push(i),
+            None => pages.push(new_page(i, t, false)),
+        }
+    }
+    // Failed connection attempts: the page that was loading (or the next
+    // one, which the attempt was made for).
+    for (fi, f) in failed.iter().enumerate() {
+        let at =
+            pages.iter().position(|p| p.start >= f.start).or_else(|| pages.iter().rposition(|p| p.start <= f.start));
+        match at {
+            Some(pi) => pages[pi].failed.push(fi),
+            None => pages.push(PageView {
+                index: 0,
+                start: f.start,
+                end: f.end,
+                host: None,
+                url: String::new(),
+                name: None,
+                step: None,
+                conversion: false,
+                apdex_t_ms: None,
+                documents: Vec::new(),
+                txs: Vec::new(),
+                failed: vec![fi],
+                status: None,
+                load: Dur::ZERO,
+                server: Dur::ZERO,
+                network: Dur::ZERO,
+            }),
+        }
+    }
+    pages.sort_by_key(|p| p.start);
+    for (n, p) in pages.iter_mut().enumerate() {
+        p.index = n as u32 + 1;
+        if let Some(r) = rules.matching(&p.url).filter(|_| !p.url.is_empty()) {
+            p.name = Some(r.name.clone());
+            p.step = r.step.clone();
+            p.conversion = r.conversion;
+            p.apdex_t_ms = r.apdex_t_ms;
+        }
+        let end =
+            p.txs.iter().map(|i| txs[*i].end()).chain(p.failed.iter().map(|i| failed[*i].end)).max().unwrap_or(p.start);
+        p.end = end.max(p.start);
+        // The load: the documents, then every resource fetched while the
+        // page was still loading (started within a moment of the last
+        // response so far). Later requests, and anything sent other than
+        // GET after the document, are the user interacting, not loading.
+        let mut order: Vec<usize> = p.txs.clone();
+        order.sort_by_key(|i| (txs[*i].start, *i));
+        let known_end = |t: &Tx| if t.capture_loss() { t.resp_start.or(t.req_end).unwrap_or(t.start) } else { t.end() };
+        let mut load_end = p.documents.iter().map(|d| known_end(&txs[*d])).max().unwrap_or(p.start);
+        let mut in_load: Vec<usize> = p.documents.clone();
+        for i in order {
+            if p.documents.contains(&i) {
+                continue;
+            }
+            let t = &txs[i];
+            let fetch = t.method.as_deref().is_none_or(|m| m == "GET" || m == "HEAD");
+            if (fetch || p.documents.is_empty()) && t.start <= load_end + LOAD_QUIET {
+                // With bytes missing, the end may be only when the
+                // connection closed: count what the capture shows.
+                load_end = load_end.max(known_end(t));
+                in_load.push(i);
+            }
+        }
+        p.load = load_end.max(p.start) - p.start;
+        // Server time: the union of the intervals in which some request
+        // waited for its first response byte.
+        let mut waits: Vec<(Ts, Ts)> = in_load
+            .iter()
+            .filter_map(|i| {
+                let t = &txs[*i];
+                Some((t.req_end?, t.resp_start?)).filter(|(a, b)| b > a)
+            })
+            .collect();
+        waits.sort();
+        let mut server = Dur::ZERO;
+        let mut cur: Option<(Ts, Ts)> = None;
+        for (a, b) in waits {
+            match cur {
+                Some((ca, cb)) if a <= cb => cur = Some((ca, cb.max(b))),
+                Some((ca, cb)) => {
+                    server = server + (cb - ca);
+                    cur = Some((a, b));
+                }
+                None => cur = Some((a, b)),
+            }
+        }
+        if let Some((ca, cb)) = cur {
+            server = server + (cb - ca);
+        }
+        p.server = server.min(p.load);
+        p.network = p.load - p.server;
+    }
+    pages
+}

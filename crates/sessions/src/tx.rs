@@ -1,0 +1,379 @@
+//! A transaction as the user-level stages need it: small, owned, without
+//! bodies (what the bodies say is read once, when it is built).
+
+use std::net::{IpAddr, SocketAddr};
+
+use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
+use pov_capture::{Dur, Ts};
+
+use crate::config::{Cidr, RevenueConfig, UsersConfig};
+use crate::values;
+
+/// What a request fetched, from its response type, Accept header and path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceClass {
+    /// An HTML document (a page view starts here).
+    Document,
+    /// A JSON/XML API call or a form post answered with data.
+    Api,
+    /// A style sheet.
+    Style,
+    /// A script.
+    Script,
+    /// An image.
+    Image,
+    /// A web font.
+    Font,
+    /// Audio or video.
+    Media,
+    /// Anything else.
+    Other,
+}
+
+impl ResourceClass {
+    /// Snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceClass::Document => "document",
+            ResourceClass::Api => "api",
+            ResourceClass::Style => "style",
+            ResourceClass::Script => "script",
+            ResourceClass::Image => "image",
+            ResourceClass::Font => "font",
+            ResourceClass::Media => "media",
+            ResourceClass::Other => "other",
+        }
+    }
+
+    /// Classifies a transaction.
+    pub fn of(
+        method: Option<&str>,
+        path: &str,
+        accept: Option<&str>,
+        content_type: Option<&str>,
+        status: Option<u16>,
+    ) -> ResourceClass {
+        let ct = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        // A redirect's or error's body type says little: decide those by
+        // what was asked for.
+        let answered_content = status.is_some_and(|s| (200..300).contains(&s) && s != 204);
+        if let (Some(ct), true) = (ct.as_deref(), answered_content) {
+            if let Some(c) = by_content_type(ct) {
+                return c;
+            }
+        }
+        if let Some(a) = accept {
+            let a = a.trim_start().to_ascii_lowercase();
+            if a.starts_with("text/html") || a.starts_with("application/xhtml") {
+                return ResourceClass::Document;
+            }
+            if a.starts_with("application/json") || a.starts_with("application/xml") {
+                return ResourceClass::Api;
+            }
+            if a.starts_with("text/css") {
+                return ResourceClass::Style;
+            }
+            if a.starts_with("image/") {
+                return ResourceClass::Image;
+            }
+        }
+        if let Some(c) = by_extension(path) {
+            return c;
+        }
+        if let Some(c) = ct.as_deref().and_then(by_content_type) {
+            return c;
+        }
+        if method.is_some_and(|m| m != "GET" && m != "HEAD") || path.starts_with("/api/") {
+            return ResourceClass::Api;
+        }
+        ResourceClass::Document
+    }
+
+    /// A failure of this class goes unnoticed by most users (broken
+    /// images): counted, but minor.
+    pub fn minor_by_default(self) -> bool {
+        matches!(self, ResourceClass::Image | ResourceClass::Media)
+    }
+}
+
+fn by_content_type(ct: &str) -> Option<ResourceClass> {
+    Some(match ct {
+        "text/html" | "application/xhtml+xml" => ResourceClass::Document,
+        "application/json" | "text/json" | "application/xml" | "text/xml" | "text/plain" => ResourceClass::Api,
+        "text/css" => ResourceClass::Style,
+        "application/javascript" | "text/javascript" | "application/x-javascript" | "application/ecmascript" => {
+            ResourceClass::Script
+        }
+        c if c.starts_with("image/") => ResourceClass::Image,
+        c if c.starts_with("font/") || c.starts_with("application/font") || c == "application/vnd.ms-fontobject" => {
+            ResourceClass::Font
+        }
+        c if c.starts_with("audio/") || c.starts_with("video/") => ResourceClass::Media,
+        c if c.ends_with("+json") => ResourceClass::Api,
+        _ => return None,
+    })
+}
+
+fn by_extension(path: &str) -> Option<ResourceClass> {
+    let p = path.split(['?', '#', ';']).next().unwrap_or("");
+    let last = p.rsplit('/').next().unwrap_or("");
+    let ext = last.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "html" | "htm" | "php" | "asp" | "aspx" | "jsp" | "cfm" | "shtml" => ResourceClass::Document,
+        "css" => ResourceClass::Style,
+        "js" | "mjs" => ResourceClass::Script,
+        "png" | "jpg" | "jpeg" | "gif" | "webp" | "avif" | "svg" | "ico" | "bmp" => ResourceClass::Image,
+        "woff" | "woff2" | "ttf" | "otf" | "eot" => ResourceClass::Font,
+        "mp4" | "webm" | "mp3" | "m4a" | "ogg" | "m3u8" | "ts" => ResourceClass::Media,
+        "json" | "xml" => ResourceClass::Api,
+        _ => return None,
+    })
+}
+
+/// One transaction, reduced to what users, sessions, pages and failures
+/// need.
+#[derive(Clone, Debug)]
+pub struct Tx {
+    /// Connection id.
+    pub conn: u64,
+    /// Position in the connection, from 1.
+    pub depth: u32,
+    /// Client socket (the TCP peer).
+    pub client: SocketAddr,
+    /// The client's address after trusted `X-Forwarded-For`.
+    pub client_ip: IpAddr,
+    /// Server socket.
+    pub server: SocketAddr,
+    /// Request start (response start when the request is not in the
+    /// capture).
+    pub start: Ts,
+    /// Request's last byte.
+    pub req_end: Option<Ts>,
+    /// Response's first byte.
+    pub resp_start: Option<Ts>,
+    /// Response's last byte.
+    pub resp_end: Option<Ts>,
+    /// Method (`None`: the request is not in the capture).
+    pub method: Option<String>,
+    /// Host header.
+    pub host: Option<String>,
+    /// Request target as sent (path and query), lossy UTF-8.
+    pub target: String,
+    /// Referer header.
+    pub referer: Option<String>,
+    /// User-Agent header.
+    pub user_agent: Option<String>,
+    /// Final status (`None`: no response, or its head is not in the capture).
+    pub status: Option<u16>,
+    /// `Location` of a redirect.
+    pub location: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// For a client abort or no response: how long the client waited.
+    pub waited: Option<Dur>,
+    /// What it fetched.
+    pub class: ResourceClass,
+    /// Frames of the request.
+    pub req_frames: Option<FrameSpan>,
+    /// Frames of the response.
+    pub resp_frames: Option<FrameSpan>,
+    /// Bytes missing from the capture.
+    pub missing_bytes: u64,
+    /// Response body bytes (decoded).
+    pub response_body_len: u64,
+    /// The first configured session cookie the request carries.
+    pub cookie: Option<(String, String)>,
+    /// The first configured session cookie the response sets.
+    pub set_cookie: Option<(String, String)>,
+    /// The configured identity header's value.
+    pub header_id: Option<String>,
+    /// A session id from a configured query parameter.
+    pub query_id: Option<(String, String)>,
+    /// A sign-in name from a configured login field of the request body.
+    pub login: Option<String>,
+    /// An order value read from the request (or its response).
+    pub order_value: Option<f64>,
+    /// A cart value read from the response (or the request).
+    pub cart_value: Option<f64>,
+    /// The error-page rule whose pattern the (2xx) response body matched,
+    /// set by the classifier when the transaction is built.
+    pub error_page: Option<String>,
+}
+
+impl Tx {
+    /// Reduces `t`, reading identity and money as `users` and `revenue`
+    /// say. `proxies` are the parsed `users.trusted_proxies`.
+    pub fn from_http(t: &HttpTransaction, users: &UsersConfig, proxies: &[Cidr], revenue: &RevenueConfig) -> Tx {
+        let req = t.request.as_ref();
+        let resp = t.response.as_ref();
+        let target = req.map(|r| String::from_utf8_lossy(&r.uri).into_owned()).unwrap_or_default();
+        let path = target.split(['?', '#']).next().unwrap_or("");
+        let accept = req.and_then(|r| r.headers.text("accept"));
+        let content_type = resp.and_then(|r| r.headers.text("content-type"));
+        let status = resp.map(|r| r.status).filter(|s| *s != 0);
+        let method = req.map(|r| r.method.clone());
+        let class = ResourceClass::of(method.as_deref(), path, accept.as_deref(), content_type.as_deref(), status);
+
+        let cookie = req.and_then(|r| {
+            let jar = r.headers.cookies();
+            users.cookies.iter().find_map(|name| {
+                jar.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(k, v)| (k.clone(), v.clone()))
+            })
+        });
+        let set_cookie = resp.and_then(|r| {
+            let set = r.headers.set_cookies();
+            users.cookies.iter().find_map(|name| {
+                set.iter()
+                    .find(|(k, v)| k == name && !v.is_empty() && v != "deleted")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+            })
+        });
+        let header_id = if users.header.is_empty() {
+            None
+        } else {
+            req.and_then(|r| r.headers.text(&users.header)).filter(|v| !v.trim().is_empty())
+        };
+        let query_id = values::query_param(&target, &users.query_params);
+
+        let client_ip = match req {
+            Some(r) if !proxies.is_empty() && proxies.iter().any(|c| c.contains(t.client.ip())) => {
+                forwarded_client(&r.x_forwarded_for(), proxies).unwrap_or(t.client.ip())
+            }
+            _ => t.client.ip(),
+        };
+
+        let req_ct = req.and_then(|r| r.headers.text("content-type"));
+        let req_body = &t.request_body.kept;
+        let resp_body = &t.response_body.kept;
+        let is_post = method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD");
+        let login = if is_post {
+            values::field_text(req_body, req_ct.as_deref(), &users.login_fields).filter(|v| !v.is_empty())
+        } else {
+            None
+        };
+        let rx = values::Extractor::new(revenue);
+        let order_value = if is_post {
+            rx.value(req_body, req_ct.as_deref(), &revenue.order_fields)
+                .or_else(|| rx.value(resp_body, content_type.as_deref(), &revenue.order_fields))
+        } else {
+            None
+        };
+        let cart_value = rx
+            .value(resp_body, content_type.as_deref(), &revenue.cart_fields)
+            .or_else(|| if is_post { rx.value(req_body, req_ct.as_deref(), &revenue.cart_fields) } else { None });
+
+        Tx {
+            conn: t.conn,
+            depth: t.depth,
+            client: t.client,
+            client_ip,
+            server: t.server,
+            start: t.timing.start(),
+            req_end: t.timing.req_end,
+            resp_start: t.timing.resp_start,
+            resp_end: t.timing.resp_end,
+            method,
+            host: req.and_then(|r| r.host()),
+            target,
+            referer: req.and_then(|r| r.referer()),
+            user_agent: req.and_then(|r| r.user_agent()),
+            status,
+            location: resp.and_then(|r| r.headers.text("location")),
+            outcome: t.outcome,
+            waited: t.waited,
+            class,
+            req_frames: t.req_frames,
+            resp_frames: t.resp_frames,
+            missing_bytes: t.missing_bytes,
+            response_body_len: t.response_body.decoded_len,
+            cookie,
+            set_cookie,
+            header_id,
+            query_id,
+            login,
+            order_value,
+            cart_value,
+            error_page: None,
+        }
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.target.split(['?', '#']).next().unwrap_or("")
+    }
+
+    /// When the transaction ended as far as the capture shows.
+    pub fn end(&self) -> Ts {
+        self.resp_end.or(self.resp_start).or(self.req_end).unwrap_or(self.start).max(self.start)
+    }
+
+    /// Request start to response end (the time the user waited for it).
+    pub fn duration(&self) -> Option<Dur> {
+        Some(self.resp_end? - self.start)
+    }
+
+    /// Request end to response start (server time).
+    pub fn ttfb(&self) -> Option<Dur> {
+        Some(self.resp_start? - self.req_end?)
+    }
+
+    /// `http://host/target`, as a Referer would name this request.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.host.as_deref().unwrap_or(""), self.target)
+    }
+
+    /// Whether the capture lost bytes of this transaction.
+    pub fn capture_loss(&self) -> bool {
+        self.missing_bytes > 0 || self.outcome == Outcome::CaptureGap
+    }
+}
+
+/// The client in an `X-Forwarded-For` chain: the rightmost address that is
+/// not a trusted proxy (the ones left of it could be forged by the client).
+fn forwarded_client(chain: &[String], proxies: &[Cidr]) -> Option<IpAddr> {
+    let mut found = None;
+    for a in chain.iter().rev() {
+        let ip: IpAddr = a.trim().trim_start_matches('[').split(']').next()?.parse().ok()?;
+        found = Some(ip);
+        if !proxies.iter().any(|c| c.contains(ip)) {
+            break;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        use ResourceClass::*;
+        let c = |m: &str, p: &str, a: Option<&str>, ct: Option<&str>, s: Option<u16>| {
+            ResourceClass::of(Some(m), p, a, ct, s)
+        };
+        assert_eq!(c("GET", "/", None, Some("text/html; charset=utf-8"), Some(200)), Document);
+        assert_eq!(c("GET", "/api/cart", None, Some("application/json"), Some(200)), Api);
+        assert_eq!(c("GET", "/x.css", None, None, None), Style);
+        assert_eq!(c("GET", "/img/a.jpg", Some("image/avif,*/*"), Some("text/html"), Some(404)), Image);
+        // A page that failed still is a page (asked for as HTML).
+        assert_eq!(
+            c("GET", "/product/7", Some("text/html,application/xhtml+xml"), Some("text/html"), Some(500)),
+            Document
+        );
+        assert_eq!(c("GET", "/product/7", None, None, None), Document);
+        assert_eq!(c("POST", "/cart/add", Some("application/json, */*"), None, None), Api);
+        // A form post answered with a redirect to a page is a navigation.
+        assert_eq!(c("POST", "/checkout/submit", None, Some("text/html"), Some(302)), Document);
+        assert_eq!(c("GET", "/static/font.woff2", Some("*/*"), Some("font/woff2"), Some(200)), Font);
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_last_untrusted_hop() {
+        let proxies = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let chain: Vec<String> = ["1.2.3.4", "203.0.113.9", "10.0.0.5"].map(String::from).to_vec();
+        assert_eq!(forwarded_client(&chain, &proxies), Some("203.0.113.9".parse().unwrap()));
+        assert_eq!(forwarded_client(&[], &proxies), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! `pov failures` and `pov users` against the synthetic answer keys: the
+//! set of (user, failure kind) pairs must be the key's exactly, and
+//! capture loss must not create a single failure.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use crate::util::{self, TempDir, s};
+
+/// pov's kind for an answer-key kind.
+fn kind(k: &str) -> String {
+    match k {
+        "not_found" => "client_error".into(),
+        other => other.into(),
+    }
+}
+
+/// Whether the evidence of a failure of `kind` on transaction `t` lies in
+/// bytes the capture missed (the key says which heads and bytes were lost);
+/// pov must then call it unknown, not guess.
+fn evidence_lost(t: &serde_json::Value, kind: &str) -> bool {
+    let b = |k: &str| t[k].as_bool().unwrap_or(false);
+    let n = |k: &str| t[k].as_u64().unwrap_or(0);
+    if b("request_head_lost") {
+        return true;
+    }
+    match kind {
+        // When the answer's first bytes are missing, so is when it came.
+        "slow" | "server_error" | "not_found" => b("response_head_lost"),
+        "error_page" | "server_reset" | "truncated" => b("response_head_lost") || n("missing_response_bytes") > 0,
+        _ => n("missing_bytes") > 0,
+    }
+}
+
+struct Score {
+    truth: BTreeSet<(String, String)>,
+    found: BTreeSet<(String, String)>,
+    unknowable: BTreeSet<(String, String)>,
+    merged: Vec<String>,
+    users_affected_pov: u64,
+    users_affected_key: u64,
+}
+
+impl Score {
+    fn report(&self) -> String {
+        let fp: Vec<_> = self.found.difference(&self.truth).collect();
+        let fn_: Vec<_> = self.truth.difference(&self.found).collect();
+        format!(
+            "truth {} pairs, pov {} pairs, unknowable {}; false positives {fp:?}; missed {fn_:?}; merged users {:?}",
+            self.truth.len(),
+            self.found.len(),
+            self.unknowable.len(),
+            self.merged
+        )
+    }
+}
+
+/// Runs `pov failures` and `pov users` on `pcap` and scores them against
+/// `key`.
+fn score(pcap: &Path, key: &Path) -> Score {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(key).expect("key")).expect("json");
+    let users = v["users"].as_array().expect("users");
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut truth = BTreeSet::new();
+    let mut unknowable = BTreeSet::new();
+    for u in users {
+        let id = u["user"].as_str().unwrap().to_string();
+        for c in u["connections"].as_array().unwrap() {
+            owner.insert(c["client"].as_str().unwrap().to_string(), id.clone());
+        }
+        for k in u["failures"].as_object().unwrap().keys() {
+            let txs: Vec<&serde_json::Value> = u["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|c| c["transactions"].as_array().unwrap())
+                .filter(|t| t["fault"].as_str() == Some(k) && t["important"].as_bool().unwrap_or(true))
+                .collect();
+            let pair = (id.clone(), kind(k));
+            if !txs.is_empty() && txs.iter().all(|t| evidence_lost(t, k)) {
+                unknowable.insert(pair);
+            } else {
+                truth.insert(pair);
+            }
+        }
+    }
+    let out = util::pov_ok(&["failures", "--no-mask", "--format", "jsonl", "--quiet", s(pcap)]);
+    let mut by_user: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for l in out.lines() {
+        let r: serde_json::Value = serde_json::from_str(l).expect("jsonl");
+        if matches!(r["severity"].as_str(), Some("critical" | "major")) {
+            by_user.entry(r["user"].as_str().unwrap().to_string()).or_default().push(r);
+        }
+    }
+    let mut found = BTreeSet::new();
+    let mut merged = Vec::new();
+    for (user, fs) in &by_user {
+        let owners: BTreeSet<String> = fs
+            .iter()
+            .map(|f| owner.get(f["client"].as_str().unwrap_or("")).cloned().unwrap_or_else(|| "?".into()))
+            .collect();
+        if owners.len() != 1 {
+            merged.push(format!("{user}: {owners:?}"));
+        }
+        let who = owners.iter().next().cloned().unwrap_or_default();
+        for f in fs {
+            let pair = (who.clone(), f["kind"].as_str().unwrap().to_string());
+            if !unknowable.contains(&pair) {
+                found.insert(pair);
+            }
+        }
+    }
+    let users_out = util::pov_ok(&["users", "--format", "jsonl", "--quiet", s(pcap)]);
+    let users_affected_pov =
+        users_out.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["affected"] == true).count()
+            as u64;
+    let unknowable_users: BTreeSet<&String> = unknowable.iter().map(|(u, _)| u).collect();
+    let truth_users: BTreeSet<&String> = truth.iter().map(|(u, _)| u).collect();
+    let users_affected_key =
+        v["totals"]["users_affected"].as_u64().unwrap() - unknowable_users.difference(&truth_users).count() as u64;
+    Score { truth, found, unknowable, merged, users_affected_pov, users_affected_key }
+}
+
+fn assert_exact(sc: &Score, what: &str) {
+    assert!(sc.merged.is_empty() && sc.found == sc.truth, "{what}: {}", sc.report());
+    assert_eq!(sc.users_affected_pov, sc.users_affected_key, "{what}: affected users; {}", sc.report());
+}
+
+#[test]
+fn failures_match_the_answer_key_on_the_samples() {
+    let root = util::root();
+    let clean = score(&root.join("samples/shop.pcap"), &root.join("samples/shop.truth.json"));
+    assert_exact(&clean, "shop.pcap");
+    assert!(clean.unknowable.is_empty());
+    // Every fault kind the generator has shows up, so every rule was used.
+    let kinds: BTreeSet<&str> = clean.found.iter().map(|(_, k)| k.as_str()).collect();
+    for k in [
+        "server_error",
+        "client_error",
+        "error_page",
+        "slow",
+        "server_reset",
+        "truncated",
+        "no_response",
+        "client_abort",
+        "refused",
+        "unanswered",
+    ] {
+        assert!(kinds.contains(k), "{k} never found: {kinds:?}");
+    }
+    let lossy = score(&root.join("samples/shop-lossy.pcapng"), &root.join("samples/shop-lossy.truth.json"));
+    assert_exact(&lossy, "shop-lossy.pcapng");
+}
+
+#[test]
+fn failures_match_the_answer_key_on_generated_runs() {
+    let d = TempDir::new("users-gen");
+    for (seed, profile) in [("21", "default"), ("22", "lossy"), ("23", "lossy")] {
+        let pcap = d.path(&format!("{seed}.pcap"));
+        let key = d.path(&format!("{seed}.json"));
+        util::pov_ok(&[
+            "synth",
+            "--users",
+            "400",
+            "--seed",
+            seed,
+            "--profile",
+            profile,
+            "--body-scale",
+            "0.2",
+            "--out",
+            s(&pcap),
+            "--truth",
+            s(&key),
+        ]);
+        let sc = score(&pcap, &key);
+        assert!(sc.truth.len() > 50, "seed {seed}: only {} failure pairs", sc.truth.len());
+        assert_exact(&sc, &format!("seed {seed} {profile}"));
+    }
+}
+
+#[test]
+fn capture_loss_is_counted_apart() {
+    let root = util::root();
+    let out = util::pov_ok(&["users", "--format", "jsonl", "--quiet", s(&root.join("samples/shop-lossy.pcapng"))]);
+    let loss: u64 = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["capture_loss"].as_u64().unwrap())
+        .sum();
+    let key: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("samples/shop-lossy.truth.json")).unwrap()).unwrap();
+    let want = key["totals"]["transactions_with_capture_loss"].as_u64().unwrap();
+    assert!(loss > 0 && loss <= want + 2, "pov counted {loss} transactions with capture loss, key {want}");
+}
+
+#[test]
+fn user_keys_are_pseudonyms_unless_told() {
+    let root = util::root();
+    let masked = util::pov_ok(&["users", "--format", "jsonl", "--quiet", s(&root.join("samples/shop.pcap"))]);
+    let raw = util::pov_ok(&["users", "--no-mask", "--format", "jsonl", "--quiet", s(&root.join("samples/shop.pcap"))]);
+    assert!(!masked.contains("sid="), "a cookie value leaked");
+    let first: serde_json::Value = serde_json::from_str(masked.lines().next().unwrap()).unwrap();
+    assert_eq!(first["user"].as_str().unwrap().len(), 16);
+    assert!(raw.contains("\"cookie:sid="));
+    // The checkout form's card number never shows in failures or pages.
+    for cmd in ["failures", "pages"] {
+        let o = util::pov_ok(&[cmd, "--format", "jsonl", "--quiet", s(&root.join("samples/shop.pcap"))]);
+        assert!(!o.contains("4111111111111111"), "{cmd} shows a card number");
+    }
+}
+
+#[test]
+fn config_defaults_print_and_bad_keys_are_refused() {
+    let printed = util::pov_ok(&["config", "--print-default"]);
+    let d = TempDir::new("config");
+    let p = d.path("pov.toml");
+    std::fs::write(&p, &printed).unwrap();
+    util::pov_ok(&["config", "--check", s(&p)]);
+    std::fs::write(&p, "[sessions]\ntimeout_secs = 60\nidle = 5\n").unwrap();
+    let out = util::pov(&["users", "--config", s(&p), s(&util::root().join("samples/shop.pcap"))]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("idle") && err.contains("line 3") && err.contains("pov.toml"), "{err}");
+    // The committed sample configuration is valid.
+    util::pov_ok(&["config", "--check", s(&util::root().join("samples/pov.toml"))]);
+}
