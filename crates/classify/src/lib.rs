@@ -552,3 +552,183 @@ fn reset_detail(t: &Tx) -> String {
         "reset before any answer".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pov_capture::http::Outcome;
+    use pov_sessions::{Sessionizer, SessionizerConfig};
+
+    fn tx(conn: u64, depth: u32, ms: i64, target: &str) -> Tx {
+        let client: std::net::SocketAddr = "10.0.0.1:1000".parse().unwrap();
+        let start = Ts(1_700_000_000_000_000_000 + ms * 1_000_000);
+        Tx {
+            conn,
+            depth,
+            client,
+            client_ip: client.ip(),
+            server: "192.0.2.10:80".parse().unwrap(),
+            start,
+            req_end: Some(start),
+            resp_start: Some(start + Dur::from_millis(20)),
+            resp_end: Some(start + Dur::from_millis(30)),
+            method: Some("GET".into()),
+            host: Some("shop.example".into()),
+            target: target.into(),
+            referer: None,
+            user_agent: Some("UA".into()),
+            status: Some(200),
+            location: None,
+            outcome: Outcome::Complete,
+            waited: None,
+            class: ResourceClass::Document,
+            req_frames: None,
+            resp_frames: None,
+            missing_bytes: 0,
+            response_body_len: 10,
+            cookie: Some(("sid".into(), "A".into())),
+            set_cookie: None,
+            header_id: None,
+            query_id: None,
+            login: None,
+            order_value: None,
+            cart_value: None,
+            error_page: None,
+        }
+    }
+
+    fn kinds(txs: Vec<Tx>) -> Vec<(String, String)> {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut sessions = Vec::new();
+        for t in txs {
+            sessions.extend(s.push(t));
+        }
+        sessions.extend(s.finish());
+        let c = Classifier::new(&FailuresConfig::default()).unwrap();
+        sessions
+            .iter()
+            .flat_map(|s| c.classify(s).failures)
+            .map(|f| (f.kind.as_str().to_string(), f.severity.as_str().to_string()))
+            .collect()
+    }
+
+    fn with(mut t: Tx, f: impl FnOnce(&mut Tx)) -> Tx {
+        f(&mut t);
+        t
+    }
+
+    fn pair(k: &str, s: &str) -> (String, String) {
+        (k.to_string(), s.to_string())
+    }
+
+    #[test]
+    fn status_rules() {
+        assert_eq!(
+            kinds(vec![with(tx(1, 1, 0, "/"), |t| t.status = Some(503))]),
+            vec![pair("server_error", "critical")]
+        );
+        assert_eq!(
+            kinds(vec![with(tx(1, 1, 0, "/x"), |t| t.status = Some(404))]),
+            vec![pair("client_error", "critical")]
+        );
+        // An authentication challenge is not a failure.
+        assert!(kinds(vec![with(tx(1, 1, 0, "/x"), |t| t.status = Some(401))]).is_empty());
+        // A broken image is minor; a broken script is major.
+        let img = with(tx(1, 2, 40, "/a.png"), |t| {
+            t.status = Some(404);
+            t.class = ResourceClass::Image;
+        });
+        let js = with(tx(1, 3, 45, "/a.js"), |t| {
+            t.status = Some(500);
+            t.class = ResourceClass::Script;
+        });
+        assert_eq!(
+            kinds(vec![tx(1, 1, 0, "/"), img, js]),
+            vec![pair("client_error", "minor"), pair("server_error", "major")]
+        );
+        let err = with(tx(1, 1, 0, "/"), |t| t.error_page = Some("error_page:generic_error_text".into()));
+        assert_eq!(kinds(vec![err]), vec![pair("error_page", "critical")]);
+    }
+
+    #[test]
+    fn outcome_rules_and_one_failure_per_dead_connection() {
+        let reset = with(tx(1, 1, 0, "/"), |t| t.outcome = Outcome::ServerReset);
+        // A pipelined request behind it died with it.
+        let behind = with(tx(1, 2, 1, "/b.css"), |t| {
+            t.outcome = Outcome::ServerReset;
+            t.class = ResourceClass::Style;
+            t.status = None;
+        });
+        assert_eq!(kinds(vec![reset, behind]), vec![pair("server_reset", "critical")]);
+        let cut = with(tx(1, 1, 0, "/"), |t| t.outcome = Outcome::Truncated);
+        assert_eq!(kinds(vec![cut]), vec![pair("truncated", "critical")]);
+        let hung = with(tx(1, 1, 0, "/"), |t| {
+            t.outcome = Outcome::NoResponse;
+            t.status = None;
+            t.waited = Some(Dur::from_secs(30));
+        });
+        assert_eq!(kinds(vec![hung]), vec![pair("no_response", "critical")]);
+        // Leaving a page aborts everything it was loading: one abort.
+        let left = with(tx(1, 1, 0, "/"), |t| {
+            t.outcome = Outcome::ClientAbort;
+            t.status = None;
+        });
+        let left2 = with(tx(2, 1, 5, "/api/x"), |t| {
+            t.outcome = Outcome::ClientAbort;
+            t.status = None;
+            t.class = ResourceClass::Api;
+        });
+        assert_eq!(kinds(vec![left, left2]), vec![pair("client_abort", "critical")]);
+    }
+
+    #[test]
+    fn capture_loss_is_never_a_failure() {
+        let gap = with(tx(1, 1, 0, "/"), |t| {
+            t.outcome = Outcome::CaptureGap;
+            t.missing_bytes = 1460;
+            t.resp_end = Some(t.start + Dur::from_secs(15));
+        });
+        assert!(kinds(vec![gap]).is_empty());
+        // Without the request, even a 404 is unknown (was it an image?).
+        let blind = with(tx(1, 1, 0, ""), |t| {
+            t.method = None;
+            t.status = Some(404);
+            t.missing_bytes = 300;
+        });
+        assert!(kinds(vec![blind]).is_empty());
+    }
+
+    #[test]
+    fn slow_transactions_and_pages() {
+        let slow = with(tx(1, 1, 0, "/"), |t| {
+            t.resp_start = Some(t.start + Dur::from_secs(6));
+            t.resp_end = Some(t.start + Dur::from_secs(6));
+        });
+        assert_eq!(kinds(vec![slow]), vec![pair("slow", "critical")]);
+        // Fast requests, but the page took 13 s of back-to-back loading.
+        let mut txs = vec![tx(1, 1, 0, "/")];
+        for i in 0..14 {
+            txs.push(with(tx(1, 2 + i, 30 + i as i64 * 950, "/x.js"), |t| {
+                t.class = ResourceClass::Script;
+                t.referer = Some("http://shop.example/".into());
+                t.resp_end = Some(t.start + Dur::from_millis(900));
+            }));
+        }
+        assert_eq!(kinds(txs), vec![pair("slow_page", "major")]);
+    }
+
+    #[test]
+    fn struggle_and_redirect_loop() {
+        let failed = with(tx(1, 1, 0, "/p/1"), |t| t.status = Some(500));
+        let again = tx(1, 2, 3000, "/p/1");
+        assert_eq!(kinds(vec![failed, again]), vec![pair("server_error", "critical"), pair("struggle", "info")]);
+        let hop = |d: u32, ms: i64, from: &str, to: &str| {
+            with(tx(1, d, ms, from), |t| {
+                t.status = Some(302);
+                t.location = Some(format!("http://shop.example{to}"));
+            })
+        };
+        let k = kinds(vec![hop(1, 0, "/a", "/b"), hop(2, 100, "/b", "/a"), hop(3, 200, "/a", "/b")]);
+        assert_eq!(k, vec![pair("redirect_loop", "critical")]);
+    }
+}

@@ -260,7 +260,9 @@ pub struct Sessionizer {
     pending_failed: Vec<FailedConn>,
     /// Per address and User-Agent: the last user made from a Set-Cookie
     /// whose cookie has not come back yet.
-    fresh: HashMap<(IpAddr, String), (UserKey, Ts)>,
+    /// (With when the cookie reached the client: requests sent before then
+    /// could not carry it.)
+    fresh: HashMap<(IpAddr, String), (UserKey, Ts, Ts)>,
     /// The first transaction of each recent connection, per client address.
     recent: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
     /// Sessions closed while requests were being claimed, handed out with
@@ -335,7 +337,7 @@ impl Sessionizer {
         let ua = || tx.user_agent.clone().unwrap_or_default();
         let key = if let Some((n, v)) = &tx.cookie {
             let k = self.resolve(UserKey::Cookie(n.clone(), v.clone()));
-            if self.fresh.get(&(tx.client_ip, ua())).is_some_and(|(f, _)| *f == k) {
+            if self.fresh.get(&(tx.client_ip, ua())).is_some_and(|(f, _, _)| *f == k) {
                 self.fresh.remove(&(tx.client_ip, ua()));
             }
             // The server replaced the session cookie (sign-in): the new
@@ -359,18 +361,25 @@ impl Sessionizer {
             // (its answer failed, the browser kept no cookie): the same
             // person trying again.
             let slot = (tx.client_ip, ua());
-            if let Some((f, t)) = self.fresh.get(&slot) {
+            if let Some((f, t, _)) = self.fresh.get(&slot) {
                 if *f != k && tx.start - *t <= self.retry_window && !self.users.contains_key(&k) {
                     self.aliases.insert(k.clone(), f.clone());
                     self.stats.retried_first_visits += 1;
                     k = f.clone();
                 }
             }
-            self.fresh.insert(slot, (k.clone(), tx.start));
+            self.fresh.insert(slot, (k.clone(), tx.start, tx.resp_start.unwrap_or(tx.start)));
             self.claim_bucket(&tx, &k);
             Some(k)
         } else if let Some((k, _)) = self.conn_user.get(&tx.conn) {
             Some(k.clone())
+        } else if let Some((f, _, _)) =
+            self.fresh.get(&(tx.client_ip, ua())).filter(|(_, t, got)| tx.start >= *t && tx.start <= *got)
+        {
+            // Sent on another connection while the first answer, with the
+            // cookie, was still on its way.
+            self.stats.joined_before_cookie += 1;
+            Some(f.clone())
         } else {
             tx.login.as_ref().map(|l| UserKey::Login(l.clone()))
         };
@@ -627,7 +636,7 @@ impl Sessionizer {
         batch.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
         closed.extend(batch);
         let retry = self.retry_window;
-        self.fresh.retain(|_, (_, t)| now - *t <= retry);
+        self.fresh.retain(|_, (_, t, _)| now - *t <= retry);
         // Connections quiet for a session timeout are forgotten.
         self.conn_user.retain(|_, (_, t)| now - *t <= timeout);
     }
@@ -866,4 +875,227 @@ fn build_pages(txs: &[Tx], failed: &[FailedConn], rules: &PageRules, window: Dur
         p.network = p.load - p.server;
     }
     pages
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use pov_capture::http::Outcome;
+
+    /// A hand-made transaction: `ms` after a fixed epoch, on `conn`.
+    pub(crate) fn tx(conn: u64, client: &str, ms: i64, target: &str) -> Tx {
+        let client: SocketAddr = client.parse().unwrap();
+        let start = Ts(1_700_000_000_000_000_000 + ms * 1_000_000);
+        Tx {
+            conn,
+            depth: 1,
+            client,
+            client_ip: client.ip(),
+            server: "192.0.2.10:80".parse().unwrap(),
+            start,
+            req_end: Some(start),
+            resp_start: Some(start + Dur::from_millis(20)),
+            resp_end: Some(start + Dur::from_millis(30)),
+            method: Some("GET".into()),
+            host: Some("shop.example".into()),
+            target: target.into(),
+            referer: None,
+            user_agent: Some("UA-1".into()),
+            status: Some(200),
+            location: None,
+            outcome: Outcome::Complete,
+            waited: None,
+            class: ResourceClass::Document,
+            req_frames: None,
+            resp_frames: None,
+            missing_bytes: 0,
+            response_body_len: 100,
+            cookie: None,
+            set_cookie: None,
+            header_id: None,
+            query_id: None,
+            login: None,
+            order_value: None,
+            cart_value: None,
+            error_page: None,
+        }
+    }
+
+    fn cookie(mut t: Tx, v: &str) -> Tx {
+        t.cookie = Some(("sid".into(), v.into()));
+        t
+    }
+
+    fn sets(mut t: Tx, v: &str) -> Tx {
+        t.set_cookie = Some(("sid".into(), v.into()));
+        t
+    }
+
+    fn run(txs: Vec<Tx>, failed: Vec<FailedConn>) -> Vec<Session> {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for t in txs {
+            out.extend(s.push(t));
+        }
+        for f in failed {
+            out.extend(s.push_failed(f));
+        }
+        out.extend(s.finish());
+        out
+    }
+
+    fn users(sessions: &[Session]) -> Vec<(String, usize)> {
+        let mut v: Vec<(String, usize)> = sessions.iter().map(|s| (s.user.raw(), s.txs.len())).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn first_request_before_the_cookie_joins_its_user() {
+        // The document answered with Set-Cookie; an asset fetched on a
+        // second connection before the cookie was stored; then requests
+        // with the cookie.
+        let s = run(
+            vec![
+                sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"),
+                tx(2, "10.0.0.1:1001", 5, "/a.css"),
+                cookie(tx(1, "10.0.0.1:1000", 50, "/p/1"), "A"),
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3)]);
+    }
+
+    #[test]
+    fn a_cookieless_request_on_a_users_connection_is_theirs() {
+        let s = run(vec![cookie(tx(1, "10.0.0.1:1000", 0, "/"), "A"), tx(1, "10.0.0.1:1000", 10, "/b")], vec![]);
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 2)]);
+    }
+
+    #[test]
+    fn users_behind_one_nat_stay_apart() {
+        // Same address and User-Agent, two cookies, interleaved.
+        let s = run(
+            vec![
+                sets(tx(1, "10.0.0.9:1000", 0, "/"), "A"),
+                cookie(tx(1, "10.0.0.9:1000", 100, "/x"), "A"),
+                sets(tx(2, "10.0.0.9:2000", 150, "/"), "B"),
+                cookie(tx(2, "10.0.0.9:2000", 200, "/y"), "B"),
+                cookie(tx(1, "10.0.0.9:1000", 300, "/z"), "A"),
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3), ("cookie:sid=B".into(), 2)]);
+    }
+
+    #[test]
+    fn a_retried_first_visit_is_the_same_user() {
+        // The first answer failed, its cookie never came back; the retry
+        // got a new cookie.
+        let s = run(
+            vec![
+                sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"),
+                sets(tx(2, "10.0.0.1:1001", 3000, "/"), "B"),
+                cookie(tx(2, "10.0.0.1:1001", 3100, "/p"), "B"),
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3)]);
+        // But a second visitor whose cookie came back is not merged.
+        let s = run(
+            vec![
+                sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"),
+                cookie(tx(1, "10.0.0.1:1000", 100, "/p"), "A"),
+                sets(tx(2, "10.0.0.1:1001", 3000, "/"), "B"),
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 2), ("cookie:sid=B".into(), 1)]);
+    }
+
+    #[test]
+    fn without_identifiers_the_client_and_user_agent_decide() {
+        let mut other = tx(2, "10.0.0.1:1001", 10, "/");
+        other.user_agent = Some("UA-2".into());
+        let s = run(vec![tx(1, "10.0.0.1:1000", 0, "/"), other, tx(3, "10.0.0.2:1000", 0, "/")], vec![]);
+        assert_eq!(
+            users(&s),
+            vec![
+                ("client:10.0.0.1 UA-1".into(), 1),
+                ("client:10.0.0.1 UA-2".into(), 1),
+                ("client:10.0.0.2 UA-1".into(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn header_and_query_identifiers() {
+        let mut h = tx(1, "10.0.0.1:1000", 0, "/");
+        h.header_id = Some("u-42".into());
+        let mut q = tx(2, "10.0.0.1:1001", 10, "/a;jsessionid=Q1");
+        q.query_id = Some(("jsessionid".into(), "Q1".into()));
+        let s = run(vec![h, q], vec![]);
+        assert_eq!(users(&s), vec![("header:u-42".into(), 1), ("query:jsessionid=Q1".into(), 1)]);
+    }
+
+    fn failed(conn: u64, client: &str, ms: i64) -> FailedConn {
+        let start = Ts(1_700_000_000_000_000_000 + ms * 1_000_000);
+        FailedConn {
+            conn,
+            client: client.parse().unwrap(),
+            server: "192.0.2.10:80".parse().unwrap(),
+            start,
+            end: start + Dur::from_millis(1),
+            kind: FailedConnKind::Refused,
+            syns: 1,
+            frames: FrameSpan { first: 1, last: 2 },
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_belongs_to_the_next_connection_from_its_address() {
+        let s = run(
+            vec![sets(tx(2, "10.0.0.1:1001", 2000, "/"), "A")],
+            vec![failed(1, "10.0.0.1:1000", 0), failed(3, "10.0.0.7:1000", 0)],
+        );
+        let a = s.iter().find(|x| x.user.raw() == "cookie:sid=A").unwrap();
+        assert_eq!(a.failed.len(), 1);
+        assert_eq!(a.pages.len(), 1);
+        assert_eq!(a.pages[0].failed, vec![0]);
+        let alone = s.iter().find(|x| x.user.raw() == "address:10.0.0.7").unwrap();
+        assert_eq!(alone.failed.len(), 1);
+    }
+
+    #[test]
+    fn inactivity_splits_sessions_and_resources_join_their_page() {
+        let mut css = tx(1, "10.0.0.1:1000", 40, "/s.css");
+        css.class = ResourceClass::Style;
+        css.referer = Some("http://shop.example/".into());
+        let mut late = tx(1, "10.0.0.1:1000", 31 * 60 * 1000, "/again");
+        late.cookie = Some(("sid".into(), "A".into()));
+        let s = run(vec![sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), cookie(css, "A"), late], vec![]);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].index, s[1].index), (1, 2));
+        assert_eq!(s[0].pages.len(), 1);
+        assert_eq!(s[0].pages[0].txs.len(), 2);
+        assert_eq!(s[0].pages[0].step.as_deref(), Some("home"));
+        // Document start to the style sheet's last byte.
+        assert_eq!(s[0].pages[0].load, Dur::from_millis(70));
+    }
+
+    #[test]
+    fn an_order_post_converts_with_its_value() {
+        let mut post = cookie(tx(1, "10.0.0.1:1000", 100, "/checkout/submit"), "A");
+        post.method = Some("POST".into());
+        post.status = Some(302);
+        post.order_value = Some(59.9);
+        let mut cart = cookie(tx(1, "10.0.0.1:1000", 50, "/api/cart"), "A");
+        cart.class = ResourceClass::Api;
+        cart.cart_value = Some(59.9);
+        let s = run(vec![sets(tx(1, "10.0.0.1:1000", 0, "/cart"), "A"), cart, post], vec![]);
+        assert!(s[0].converted);
+        assert_eq!(s[0].orders, 1);
+        assert_eq!(s[0].order_value, Some(59.9));
+        assert_eq!(s[0].cart_value, Some(59.9));
+    }
 }
