@@ -153,6 +153,11 @@ step = "confirmation"
 conversion = true
 
 [[pages]]
+name = "order_submit"
+pattern = '(?i)^/(checkout|order|orders)/(submit|place|place-order|complete-order)'
+step = "order"
+
+[[pages]]
 name = "checkout"
 pattern = '(?i)^/(checkout|payment)'
 step = "checkout"

@@ -161,6 +161,12 @@ pub fn default_pages() -> Vec<PageRule> {
             "confirmation",
             true,
         ),
+        rule(
+            "order_submit",
+            r"(?i)^/(checkout|order|orders)/(submit|place|place-order|complete-order)",
+            "order",
+            false,
+        ),
         rule("checkout", r"(?i)^/(checkout|payment)", "checkout", false),
         rule("login", r"(?i)^/(login|signin|sign-in|account/login)", "login", false),
         rule("cart", r"(?i)^/(cart|basket|bag)", "cart", false),

@@ -654,7 +654,7 @@ impl Sessionizer {
         let start =
             txs.first().map(|t| t.start).into_iter().chain(failed.first().map(|f| f.start)).min().unwrap_or(Ts(0));
         let end = txs.iter().map(Tx::end).chain(failed.iter().map(|f| f.end)).max().unwrap_or(start);
-        let pages = build_pages(&txs, &failed, &self.pages, self.page_window);
+        let pages = build_pages(&txs, &failed, &self.pages, self.page_window, self.conversion_post.as_ref());
         self.stats.sessions += 1;
         self.stats.pages += pages.len() as u64;
 
@@ -666,7 +666,8 @@ impl Sessionizer {
             if let Some(v) = t.cart_value {
                 cart_value = Some(v);
             }
-            let ok = t.status.is_some_and(|s| (200..400).contains(&s));
+            // (A 2xx whose body says it failed placed nothing.)
+            let ok = t.status.is_some_and(|s| (200..400).contains(&s)) && t.error_page.is_none();
             let post = t.method.as_deref() == Some("POST");
             if post && ok && self.conversion_post.as_ref().is_some_and(|re| re.is_match(&t.target)) {
                 orders += 1;
@@ -728,7 +729,13 @@ fn target_of(url: &str) -> &str {
 const LOAD_QUIET: Dur = Dur::from_millis(1000);
 
 /// Cuts a session's transactions into page views.
-fn build_pages(txs: &[Tx], failed: &[FailedConn], rules: &PageRules, window: Dur) -> Vec<PageView> {
+fn build_pages(
+    txs: &[Tx],
+    failed: &[FailedConn],
+    rules: &PageRules,
+    window: Dur,
+    order_post: Option<&Regex>,
+) -> Vec<PageView> {
     let mut pages: Vec<PageView> = Vec::new();
     let new_page = |i: usize, t: &Tx, doc: bool| PageView {
         index: 0,
@@ -749,16 +756,24 @@ fn build_pages(txs: &[Tx], failed: &[FailedConn], rules: &PageRules, window: Dur
         network: Dur::ZERO,
     };
     for (i, t) in txs.iter().enumerate() {
-        if t.class == ResourceClass::Document {
+        // Placing an order is a funnel step of its own, whether the form
+        // posts as a navigation or from a script.
+        let order = t.method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD")
+            && order_post.is_some_and(|re| re.is_match(&t.target));
+        if t.class == ResourceClass::Document || order {
             // The target of the previous document's redirect continues its
             // page view.
             if let Some(p) = pages.last_mut() {
                 let prev = p.documents.last().map(|d| &txs[*d]);
-                let follows = prev.is_some_and(|d| {
-                    d.status.is_some_and(|s| (300..400).contains(&s))
-                        && d.location.as_deref().is_some_and(|l| target_of(l) == t.target)
-                        && t.start - d.end() <= Dur::from_secs(10)
-                });
+                // (An order's redirect to its confirmation is the next
+                // funnel step, not the same page.)
+                let follows = !order
+                    && prev.is_some_and(|d| {
+                        d.method.as_deref().is_none_or(|m| m == "GET" || m == "HEAD")
+                            && d.status.is_some_and(|s| (300..400).contains(&s))
+                            && d.location.as_deref().is_some_and(|l| target_of(l) == t.target)
+                            && t.start - d.end() <= Dur::from_secs(10)
+                    });
                 if follows && p.documents.len() < 64 {
                     p.documents.push(i);
                     p.txs.push(i);
@@ -784,12 +799,17 @@ fn build_pages(txs: &[Tx], failed: &[FailedConn], rules: &PageRules, window: Dur
             None => pages.push(new_page(i, t, false)),
         }
     }
-    // Failed connection attempts: the page that was loading (or the next
-    // one, which the attempt was made for).
+    // Failed connection attempts: the page that was loading then, or the
+    // one that started right after (the browser trying again at once).
+    // One the user tried again later by hand is a page view of its own: a
+    // page they never saw.
     for (fi, f) in failed.iter().enumerate() {
-        let at =
-            pages.iter().position(|p| p.start >= f.start).or_else(|| pages.iter().rposition(|p| p.start <= f.start));
-        match at {
+        let loading = pages.iter().rposition(|p| {
+            let end = p.txs.iter().map(|i| txs[*i].end()).max().unwrap_or(p.start);
+            p.start <= f.start && f.start <= end
+        });
+        let next = || pages.iter().position(|p| p.start >= f.start && p.start - f.end <= LOAD_QUIET);
+        match loading.or_else(next) {
             Some(pi) => pages[pi].failed.push(fi),
             None => pages.push(PageView {
                 index: 0,
@@ -812,6 +832,21 @@ fn build_pages(txs: &[Tx], failed: &[FailedConn], rules: &PageRules, window: Dur
         }
     }
     pages.sort_by_key(|p| p.start);
+    // Requests without a page, right after a page whose connection failed
+    // (the user acting on what they had), belong to that page view.
+    let mut merged: Vec<PageView> = Vec::with_capacity(pages.len());
+    for p in pages {
+        if let Some(last) = merged.last_mut() {
+            let failed_only = last.documents.is_empty() && last.txs.is_empty() && !last.failed.is_empty();
+            if failed_only && p.documents.is_empty() && p.failed.is_empty() && p.start - last.start <= window {
+                last.txs.extend(p.txs);
+                last.end = last.end.max(p.end);
+                continue;
+            }
+        }
+        merged.push(p);
+    }
+    let mut pages = merged;
     for (n, p) in pages.iter_mut().enumerate() {
         p.index = n as u32 + 1;
         if let Some(r) = rules.matching(&p.url).filter(|_| !p.url.is_empty()) {
@@ -1060,8 +1095,15 @@ pub(crate) mod tests {
         );
         let a = s.iter().find(|x| x.user.raw() == "cookie:sid=A").unwrap();
         assert_eq!(a.failed.len(), 1);
-        assert_eq!(a.pages.len(), 1);
-        assert_eq!(a.pages[0].failed, vec![0]);
+        // Tried again by hand 2 s later: the failed attempt is a page view
+        // the user never saw, then the page.
+        assert_eq!(a.pages.len(), 2);
+        assert_eq!((a.pages[0].failed.clone(), a.pages[0].txs.len()), (vec![0], 0));
+        // Tried again by the browser at once: one page view.
+        let s2 = run(vec![sets(tx(2, "10.0.0.1:1001", 300, "/"), "A")], vec![failed(1, "10.0.0.1:1000", 0)]);
+        assert_eq!(s2.len(), 1);
+        assert_eq!(s2[0].pages.len(), 1);
+        assert_eq!(s2[0].pages[0].failed, vec![0]);
         let alone = s.iter().find(|x| x.user.raw() == "address:10.0.0.7").unwrap();
         assert_eq!(alone.failed.len(), 1);
     }

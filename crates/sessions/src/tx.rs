@@ -55,6 +55,14 @@ impl ResourceClass {
         status: Option<u16>,
     ) -> ResourceClass {
         let ct = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        // Without the request, only the answer's type can tell; a page view
+        // is never started on a guess.
+        if method.is_none() {
+            return match ct.as_deref().and_then(by_content_type) {
+                Some(ResourceClass::Document) | None => ResourceClass::Other,
+                Some(c) => c,
+            };
+        }
         // A redirect's or error's body type says little: decide those by
         // what was asked for.
         let answered_content = status.is_some_and(|s| (200..300).contains(&s) && s != 204);
@@ -367,6 +375,9 @@ mod tests {
         // A form post answered with a redirect to a page is a navigation.
         assert_eq!(c("POST", "/checkout/submit", None, Some("text/html"), Some(302)), Document);
         assert_eq!(c("GET", "/static/font.woff2", Some("*/*"), Some("font/woff2"), Some(200)), Font);
+        // No request in the capture: never a new page view on a guess.
+        assert_eq!(ResourceClass::of(None, "", None, None, Some(304)), Other);
+        assert_eq!(ResourceClass::of(None, "", None, Some("text/html"), Some(200)), Other);
     }
 
     #[test]

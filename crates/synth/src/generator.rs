@@ -273,6 +273,9 @@ struct ReqSpec {
     answer: Answer,
     /// A fault forced on this request.
     forced: Option<FailureKind>,
+    /// Follows a redirect: sent to the Location as given (a broken link
+    /// fault answers 404 there rather than renaming it).
+    redirect_target: bool,
 }
 
 /// What the server answers to a request, absent faults.
@@ -713,6 +716,7 @@ impl UserSim {
             referer: referer.clone(),
             answer,
             forced,
+            redirect_target: false,
         };
         let mut results = self.fetch(world, vec![doc], page_idx, start, true);
         let mut r = results.pop().unwrap_or_else(|| TxResult::none(start));
@@ -734,6 +738,7 @@ impl UserSim {
                 referer,
                 answer: Answer::Page(page.clone()),
                 forced: None,
+                redirect_target: true,
             };
             let t = r.done + 2 * MS;
             let mut rs = self.fetch(world, vec![follow], page_idx, t, true);
@@ -774,6 +779,7 @@ impl UserSim {
                     referer: Some(page_url.clone()),
                     answer,
                     forced: None,
+                    redirect_target: false,
                 });
             }
             if let PageRef::Product(i) = page {
@@ -787,6 +793,7 @@ impl UserSim {
                     referer: Some(page_url.clone()),
                     answer: Answer::Json(recommendations(&world.site, *i)),
                     forced: None,
+                    redirect_target: false,
                 });
             }
             if matches!(page, PageRef::Cart(_) | PageRef::Checkout(_)) {
@@ -799,6 +806,7 @@ impl UserSim {
                     referer: Some(page_url.clone()),
                     answer: Answer::Json(cart_json(&world.site, &self.cart)),
                     forced: None,
+                    redirect_target: false,
                 });
             }
             let t = r.done + 8 * MS;
@@ -837,6 +845,7 @@ impl UserSim {
             referer,
             answer: Answer::Json(cart_json(&world.site, &cart)),
             forced: None,
+            redirect_target: false,
         };
         let ok = self.action(world, Step::Product, spec);
         if ok {
@@ -858,6 +867,7 @@ impl UserSim {
             referer: Some(full_url(&world.site.host, "/login")),
             answer: Answer::Redirect(302, "/checkout".into()),
             forced: None,
+            redirect_target: false,
         };
         let ok = self.action(world, Step::Login, spec);
         if ok {
@@ -887,6 +897,7 @@ impl UserSim {
             referer: Some(full_url(&world.site.host, "/checkout")),
             answer: Answer::Redirect(302, format!("/order/confirm?order={order}")),
             forced: None,
+            redirect_target: false,
         };
         // The page view the POST belongs to is the checkout's; the
         // submission is its own funnel step.
@@ -912,7 +923,12 @@ impl UserSim {
             if let Some(p) = self.truth.pages.last_mut() {
                 p.load_ms = (r.done - start) as f64 / 1e6;
             }
-            if r.failure.is_none() && r.status == Some(302) {
+            // A slow answer is noticed, but the order went through.
+            let slow = r.failure == Some(FailureKind::Slow);
+            if (r.failure.is_none() || slow) && r.status == Some(302) {
+                if slow {
+                    self.note_failure(FailureKind::Slow, true);
+                }
                 self.truth.converted = true;
                 self.truth.order_cents = total;
                 self.truth.order_id = Some(order.clone());
@@ -972,6 +988,10 @@ impl UserSim {
             self.now = self.now.max(r.done);
             let Some(f) = r.failure else { return true };
             self.note_failure(f, true);
+            // Slow, but done: the user noticed and goes on.
+            if f == FailureKind::Slow {
+                return true;
+            }
             match self.react(world.cfg, tries) {
                 Reaction::Retry => {
                     tries += 1;
@@ -1231,7 +1251,7 @@ impl UserSim {
         for (i, mut spec) in batch {
             let fault = spec.forced.take().or_else(|| self.decide_fault(cfg, spec.kind, &spec.answer));
             let mut uri = spec.uri.clone();
-            if fault == Some(FailureKind::NotFound) && spec.kind == ResourceKind::Document {
+            if fault == Some(FailureKind::NotFound) && spec.kind == ResourceKind::Document && !spec.redirect_target {
                 // A broken link.
                 uri = format!("{uri}-old");
             }
