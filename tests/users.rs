@@ -61,6 +61,29 @@ fn score(pcap: &Path, key: &Path) -> Score {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(key).expect("key")).expect("json");
     let users = v["users"].as_array().expect("users");
     let mut owner: HashMap<String, String> = HashMap::new();
+    // Failed connection attempts that nothing on the wire ties to their
+    // user: no request of theirs from the address in the 300 s before or the
+    // 60 s after (a returning visitor who never got through).
+    let mut untied: BTreeSet<String> = BTreeSet::new();
+    for u in users {
+        let conns = u["connections"].as_array().unwrap();
+        let ip = |c: &serde_json::Value| {
+            let a = c["client"].as_str().unwrap();
+            a[..a.rfind(':').unwrap()].to_string()
+        };
+        for c in conns.iter().filter(|c| c["kind"] != "established") {
+            let (at, from) = (c["start"].as_f64().unwrap(), ip(c));
+            let tied = conns.iter().filter(|o| o["kind"] == "established" && ip(o) == from).any(|o| {
+                o["transactions"].as_array().unwrap().iter().any(|t| {
+                    let r = t["req_start"].as_f64().unwrap_or(f64::NAN);
+                    r >= at - 300.0 && r <= at + 60.0
+                })
+            });
+            if !tied {
+                untied.insert(c["client"].as_str().unwrap().to_string());
+            }
+        }
+    }
     let mut truth = BTreeSet::new();
     let mut unknowable = BTreeSet::new();
     for u in users {
@@ -94,6 +117,19 @@ fn score(pcap: &Path, key: &Path) -> Score {
     }
     let mut found = BTreeSet::new();
     let mut merged = Vec::new();
+    // Each key user's failures must come from one pov user (not split).
+    let mut pov_users_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (user, fs) in &by_user {
+        for f in fs.iter().filter(|f| !untied.contains(f["client"].as_str().unwrap_or(""))) {
+            let o = owner.get(f["client"].as_str().unwrap_or("")).cloned().unwrap_or_else(|| "?".into());
+            pov_users_of.entry(o).or_default().insert(user.clone());
+        }
+    }
+    for (k, us) in &pov_users_of {
+        if us.len() > 1 {
+            merged.push(format!("key user {k} split over pov users {us:?}"));
+        }
+    }
     for (user, fs) in &by_user {
         let owners: BTreeSet<String> = fs
             .iter()

@@ -176,8 +176,8 @@ pub struct SessionStats {
     /// Failed connection attempts tied to the user whose connection came
     /// next.
     pub failed_conns_attributed: u64,
-    /// Failed connection attempts with no later connection: a user known
-    /// only by address.
+    /// Failed connection attempts with no connection from the address
+    /// shortly before or after: a user known only by address.
     pub failed_conns_alone: u64,
     /// Transactions left out of sessions at the per-session cap
     /// (`--max-session-transactions`).
@@ -263,6 +263,9 @@ pub struct Sessionizer {
     /// (With when the cookie reached the client: requests sent before then
     /// could not carry it.)
     fresh: HashMap<(IpAddr, String), (UserKey, Ts, Ts)>,
+    /// Recent activity per client address (request start, user), for
+    /// failed attempts that no new connection followed.
+    activity: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
     /// The first transaction of each recent connection, per client address.
     recent: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
     /// Sessions closed while requests were being claimed, handed out with
@@ -298,6 +301,7 @@ impl Sessionizer {
             pending_failed: Vec::new(),
             recent: HashMap::new(),
             fresh: HashMap::new(),
+            activity: HashMap::new(),
             orphans: Vec::new(),
             watermark: Ts(i64::MIN),
             last_sweep: Ts(i64::MIN),
@@ -433,9 +437,11 @@ impl Sessionizer {
                     self.add_failed(k, f, &mut closed);
                 }
                 None => {
-                    self.stats.failed_conns_alone += 1;
-                    let ip = f.client.ip();
-                    self.add_failed(UserKey::Address(ip), f, &mut closed);
+                    let k = self.active_user_before(&f).unwrap_or_else(|| {
+                        self.stats.failed_conns_alone += 1;
+                        UserKey::Address(f.client.ip())
+                    });
+                    self.add_failed(k, f, &mut closed);
                 }
             }
         }
@@ -537,7 +543,34 @@ impl Sessionizer {
         self.add(k, tx, closed);
     }
 
+    fn note_activity(&mut self, ip: IpAddr, at: Ts, k: &UserKey) {
+        let keep = self.join_window;
+        let q = self.activity.entry(ip).or_default();
+        if q.back().is_some_and(|(t, b)| b == k && *t <= at) {
+            if let Some(last) = q.back_mut() {
+                last.0 = at;
+            }
+        } else {
+            q.push_back((at, k.clone()));
+        }
+        while q.front().is_some_and(|(t, _)| at - *t > keep + keep) {
+            q.pop_front();
+        }
+    }
+
+    /// The user last active from the attempt's address in the join window
+    /// before it (a user mid-visit whose next connection failed and who
+    /// then left).
+    fn active_user_before(&self, f: &FailedConn) -> Option<UserKey> {
+        let q = self.activity.get(&f.client.ip())?;
+        q.iter()
+            .rev()
+            .find(|(t, _)| *t <= f.start && f.start - *t <= self.join_window)
+            .map(|(_, k)| self.resolve(k.clone()))
+    }
+
     fn add(&mut self, k: UserKey, tx: Tx, closed: &mut Vec<Session>) {
+        self.note_activity(tx.client_ip, tx.start, &k);
         let timeout = self.timeout;
         let stale = self.users.get(&k).and_then(|u| u.open.as_ref()).is_some_and(|o| tx.start - o.last > timeout);
         if stale {
@@ -611,9 +644,11 @@ impl Sessionizer {
                 self.stats.failed_conns_attributed += 1;
                 self.add_failed(k, f, closed);
             } else if now - f.end > window {
-                self.stats.failed_conns_alone += 1;
-                let ip = f.client.ip();
-                self.add_failed(UserKey::Address(ip), f, closed);
+                let k = self.active_user_before(&f).unwrap_or_else(|| {
+                    self.stats.failed_conns_alone += 1;
+                    UserKey::Address(f.client.ip())
+                });
+                self.add_failed(k, f, closed);
             } else {
                 keep.push(f);
             }

@@ -555,7 +555,9 @@ impl UserSim {
                 return true;
             }
             self.think(cfg);
-            if !self.add_to_cart(world, *p, *q, Some(full_url(&host, &url))) {
+            // From the page the user is on (a broken link's, if it was one).
+            let on = self.truth.pages.last().map(|pg| pg.url.clone()).unwrap_or(url);
+            if !self.add_to_cart(world, *p, *q, Some(full_url(&host, &on))) {
                 return true;
             }
         }
@@ -1252,8 +1254,11 @@ impl UserSim {
             let fault = spec.forced.take().or_else(|| self.decide_fault(cfg, spec.kind, &spec.answer));
             let mut uri = spec.uri.clone();
             if fault == Some(FailureKind::NotFound) && spec.kind == ResourceKind::Document && !spec.redirect_target {
-                // A broken link.
+                // A broken link: the page the user is on is its URL.
                 uri = format!("{uri}-old");
+                if let Some(p) = self.truth.pages.get_mut(page_idx as usize) {
+                    p.url = uri.clone();
+                }
             }
             let req = self.build_request(&world.site, &spec, &uri, version);
             let think = self.server_think(cfg, spec.kind, fault);
