@@ -63,6 +63,14 @@ impl ResourceClass {
                 Some(c) => c,
             };
         }
+        // A navigation asks for HTML first: a page view, whatever came back
+        // (a JSON error shown in the window is still what the user saw).
+        if accept.is_some_and(|a| {
+            let a = a.trim_start().to_ascii_lowercase();
+            a.starts_with("text/html") || a.starts_with("application/xhtml")
+        }) {
+            return ResourceClass::Document;
+        }
         // A redirect's or error's body type says little: decide those by
         // what was asked for.
         let answered_content = status.is_some_and(|s| (200..300).contains(&s) && s != 204);
@@ -365,6 +373,11 @@ mod tests {
         assert_eq!(c("GET", "/api/cart", None, Some("application/json"), Some(200)), Api);
         assert_eq!(c("GET", "/x.css", None, None, None), Style);
         assert_eq!(c("GET", "/img/a.jpg", Some("image/avif,*/*"), Some("text/html"), Some(404)), Image);
+        // A navigation answered with JSON is still a page view.
+        assert_eq!(
+            c("GET", "/p/9", Some("text/html,application/xhtml+xml"), Some("application/json"), Some(200)),
+            Document
+        );
         // A page that failed still is a page (asked for as HTML).
         assert_eq!(
             c("GET", "/product/7", Some("text/html,application/xhtml+xml"), Some("text/html"), Some(500)),
