@@ -835,8 +835,7 @@ fn build_pages(
         }
     }
     // Failed connection attempts: the page that was loading then, or the
-    // one that started right after (the browser trying again at once), or
-    // the one the user had opened just before.
+    // one that started right after (the browser trying again at once).
     // One the user tried again later by hand is a page view of its own: a
     // page they never saw.
     for (fi, f) in failed.iter().enumerate() {
@@ -845,10 +844,7 @@ fn build_pages(
             p.start <= f.start && f.start <= end
         });
         let next = || pages.iter().position(|p| p.start >= f.start && p.start - f.end <= LOAD_QUIET);
-        // A connection opened while the user was still on a page they had
-        // just loaded (within the page window) was for that page.
-        let current = || pages.iter().rposition(|p| p.start <= f.start && f.start - p.start <= window);
-        match loading.or_else(next).or_else(current) {
+        match loading.or_else(next) {
             Some(pi) => pages[pi].failed.push(fi),
             None => pages.push(PageView {
                 index: 0,
