@@ -121,6 +121,7 @@ fn score(pcap: &Path, key: &Path) -> Score {
         }
     }
     let mut found = BTreeSet::new();
+    let mut found_unknowable = BTreeSet::new();
     let mut merged = Vec::new();
     // Each key user's failures must come from one pov user (not split).
     let mut pov_users_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -146,7 +147,11 @@ fn score(pcap: &Path, key: &Path) -> Score {
         let who = owners.iter().next().cloned().unwrap_or_default();
         for f in fs {
             let pair = (who.clone(), f["kind"].as_str().unwrap().to_string());
-            if !unknowable.contains(&pair) {
+            if unknowable.contains(&pair) {
+                // pov saw what the key calls unknowable: neither right nor
+                // wrong, but it makes the user affected.
+                found_unknowable.insert(pair);
+            } else {
                 found.insert(pair);
             }
         }
@@ -155,10 +160,10 @@ fn score(pcap: &Path, key: &Path) -> Score {
     let users_affected_pov =
         users_out.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["affected"] == true).count()
             as u64;
-    let unknowable_users: BTreeSet<&String> = unknowable.iter().map(|(u, _)| u).collect();
-    let truth_users: BTreeSet<&String> = truth.iter().map(|(u, _)| u).collect();
+    // The key's affected users, as far as the capture can show them: those
+    // with a knowable failure, and those whose unknowable one pov saw.
     let users_affected_key =
-        v["totals"]["users_affected"].as_u64().unwrap() - unknowable_users.difference(&truth_users).count() as u64;
+        truth.iter().chain(&found_unknowable).map(|(u, _)| u).collect::<BTreeSet<&String>>().len() as u64;
     Score { truth, found, unknowable, merged, users_affected_pov, users_affected_key }
 }
 
