@@ -273,6 +273,7 @@ pub struct Sessionizer {
     orphans: Vec<Session>,
     watermark: Ts,
     last_sweep: Ts,
+    last_prune: Ts,
     stats: SessionStats,
 }
 
@@ -305,6 +306,7 @@ impl Sessionizer {
             orphans: Vec::new(),
             watermark: Ts(i64::MIN),
             last_sweep: Ts(i64::MIN),
+            last_prune: Ts(i64::MIN),
             stats: SessionStats::default(),
         })
     }
@@ -672,6 +674,23 @@ impl Sessionizer {
         closed.extend(batch);
         let retry = self.retry_window;
         self.fresh.retain(|_, (_, t, _)| now - *t <= retry);
+        // Per-address history of addresses gone quiet (once a minute).
+        if now.0 >= self.last_prune.0.saturating_add(60_000_000_000) {
+            self.last_prune = now;
+            let (keep_recent, keep_activity) = (Dur(self.timeout.0 / 2), join + join);
+            self.recent.retain(|_, q| {
+                while q.front().is_some_and(|(t, _)| now - *t > keep_recent) {
+                    q.pop_front();
+                }
+                !q.is_empty()
+            });
+            self.activity.retain(|_, q| {
+                while q.front().is_some_and(|(t, _)| now - *t > keep_activity) {
+                    q.pop_front();
+                }
+                !q.is_empty()
+            });
+        }
         // Connections quiet for a session timeout are forgotten.
         self.conn_user.retain(|_, (_, t)| now - *t <= timeout);
     }
