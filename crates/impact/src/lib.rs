@@ -14,5 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod parquet;
+pub mod summary;
 
 pub use parquet::{Kind, ParquetWriter};
+pub use summary::{Estimate, Impact, RevenueModel, StepImpact, impact};

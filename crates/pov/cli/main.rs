@@ -34,6 +34,10 @@ enum Command {
     /// Describe captures: link types, packets, bytes, time span, and every
     /// decode and reassembly counter.
     Info(InfoArgs),
+    /// The main job: who was hurt and what it likely cost. Writes every
+    /// record set as Parquet and summary.json into a folder, and prints a
+    /// summary.
+    Analyze(AnalyzeArgs),
     /// One record per user: sessions, pages, failures by kind, conversion
     /// and value.
     Users(UserArgs),
@@ -71,6 +75,30 @@ struct UserArgs {
     no_mask: bool,
     /// Most transactions kept per session; beyond, they are counted and
     /// left out.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    max_session_transactions: usize,
+    #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// Capture files, folders (every file in them) or globs (`*` and `?` in
+    /// the file name); all are read as one capture, merged by timestamp.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder (created if needed; files are replaced atomically).
+    #[arg(long, default_value = "pov-report")]
+    out: PathBuf,
+    /// Settings file (users, sessions, pages, failures, revenue, privacy).
+    #[arg(short, long, value_name = "POV.TOML")]
+    config: Option<PathBuf>,
+    /// Show raw user keys and secrets in the outputs.
+    #[arg(long)]
+    no_mask: bool,
+    /// Most transactions kept per session.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     max_session_transactions: usize,
     #[command(flatten)]
@@ -263,6 +291,7 @@ fn main() -> ExitCode {
         Command::Flows(a) => cmd_flows(a),
         Command::Transactions(a) => cmd_transactions(a),
         Command::Info(a) => cmd_info(a),
+        Command::Analyze(a) => cmd_analyze(a),
         Command::Users(a) => cmd_users(a, pov::users::View::Users),
         Command::Sessions(a) => cmd_users(a, pov::users::View::Sessions),
         Command::Pages(a) => cmd_users(a, pov::users::View::Pages),
@@ -387,6 +416,121 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(finish_run(&report, a.common.quiet))
+}
+
+/// Files, folders (their files, sorted) and globs in the file name.
+fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in inputs {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .collect();
+            v.sort();
+            out.extend(v);
+        } else if !p.exists() && (name.contains('*') || name.contains('?')) {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.file_name().and_then(|n| n.to_str()).is_some_and(|n| glob_match(name, n)))
+                .collect();
+            if v.is_empty() {
+                anyhow::bail!("{}: no file matches", p.display());
+            }
+            v.sort();
+            out.extend(v);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// `*` (any run) and `?` (one character) matching.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let mut pov_cfg = load_config(a.config.as_deref())?;
+    if pov_cfg.pages.is_empty() {
+        pov_cfg.pages = pov_sessions::config::default_pages();
+    }
+    let files = expand_inputs(&a.inputs)?;
+    let mut cfg = a.common.config();
+    a.http.apply(&mut cfg);
+    let mut pipe =
+        pov::analyze::AnalyzePipeline::new(&a.out, &pov_cfg, &cfg.http, !a.no_mask, a.max_session_transactions.max(1))?;
+    let mut report = run_pipeline_with(&files, &a.common, &cfg, &mut pipe);
+    let (stats, users) = pipe.finish()?;
+    report.http = Some(stats);
+    let imp = pov::analyze::impact(&a.out, &pov_cfg)?;
+    let summary = pov::analyze::Summary::new(&files, &report, &users, imp, &pov_cfg.revenue.currency);
+    summary.write(&a.out)?;
+    let stdout = io::stdout();
+    let mut w = io::BufWriter::new(stdout.lock());
+    print_summary(&mut w, &summary, &a.out)?;
+    w.flush()?;
+    Ok(finish_run(&report, a.common.quiet))
+}
+
+fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io::Result<()> {
+    let span = match (s.capture_start, s.capture_end) {
+        (Some(a), Some(b)) => format!("{:.0} s of traffic", b - a),
+        _ => "no packets".into(),
+    };
+    writeln!(
+        w,
+        "{span}, {} HTTP transactions, {} bytes missing from the capture",
+        s.transactions, s.capture_loss_bytes
+    )?;
+    writeln!(
+        w,
+        "users: {} ({} affected, {:.1} %); sessions: {} ({} affected)",
+        s.users_total, s.users_affected, s.users_affected_pct, s.sessions_total, s.sessions_affected
+    )?;
+    let kinds: Vec<String> = s.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    writeln!(w, "failures: {}", if kinds.is_empty() { "none".into() } else { kinds.join(", ") })?;
+    writeln!(
+        w,
+        "orders: {} worth {:.2} {}; revenue lost: {:.2} {} (95 % interval {:.2} to {:.2})",
+        s.orders,
+        s.revenue_realised,
+        s.currency,
+        s.revenue_lost.value,
+        s.currency,
+        s.revenue_lost.low,
+        s.revenue_lost.high
+    )?;
+    if !s.top_failing_pages.is_empty() {
+        writeln!(w, "top failing pages:")?;
+        for (url, n, users) in s.top_failing_pages.iter().take(5) {
+            writeln!(w, "  {n:>5} failures, {users:>4} users  {url}")?;
+        }
+    }
+    writeln!(w, "outputs: {}/{{{}, summary.json}}", out.display(), pov::analyze::FILES.join(", "))
 }
 
 fn cmd_config(a: ConfigArgs) -> anyhow::Result<ExitCode> {

@@ -236,6 +236,8 @@ cart_fields = ["cart_total", "subtotal", "cart_value", "basket_total", "total"]
 # POSTs that place an order (path regex): a conversion when answered 2xx/3xx.
 conversion_posts = '(?i)^/(checkout|order|orders|purchase|payment)(/(submit|place|complete|confirm|pay))?/?(\?.*)?$|^/(checkout|cart)/place-?order'
 # average_order_value = 80.0              # used where no value is visible
+# Funnel steps in order: how far a session got is the furthest it reached.
+funnel = ["home", "search", "category", "product", "cart", "login", "checkout", "order", "confirmation"]
 currency = "USD"
 
 [privacy]

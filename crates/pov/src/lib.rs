@@ -20,6 +20,7 @@
 
 #![deny(missing_docs)]
 
+pub mod analyze;
 pub mod config;
 pub mod flows;
 pub mod output;

@@ -318,14 +318,22 @@ impl<W: Write> TxWriter<W> {
     }
 }
 
-impl<W: Write> TxSink for TxWriter<W> {
-    fn on_transaction(&mut self, tx: HttpTransaction) {
-        let r = TxRecord::new(&tx, self.mask);
+impl<W: Write> TxWriter<W> {
+    /// Writes one transaction (the first write error is kept for
+    /// [`TxWriter::finish`]).
+    pub fn write(&mut self, tx: &HttpTransaction) {
+        let r = TxRecord::new(tx, self.mask);
         if self.error.is_none()
             && let Err(e) = self.out.write(&r)
         {
             self.error = Some(e);
         }
+    }
+}
+
+impl<W: Write> TxSink for TxWriter<W> {
+    fn on_transaction(&mut self, tx: HttpTransaction) {
+        self.write(&tx);
     }
 }
 

@@ -188,6 +188,13 @@ pub struct SessionRecord {
     pub steps: Vec<String>,
     /// The last funnel step reached.
     pub last_step: Option<String>,
+    /// The furthest step of `[revenue] funnel` reached.
+    pub funnel_step: Option<String>,
+    /// The step of the session's last page view.
+    pub exit_step: Option<String>,
+    /// The session ended on a page view with a noticed failure (the user
+    /// left right after being hurt).
+    pub left_after_failure: bool,
     /// Noticed failures by kind.
     pub failures: BTreeMap<String, u64>,
     /// Minor failures.
@@ -223,6 +230,9 @@ const SESSION_FIELDS: &[(&str, Kind)] = &[
     ("transactions", Kind::U64),
     ("steps", Kind::StrList),
     ("last_step", Kind::Str),
+    ("funnel_step", Kind::Str),
+    ("exit_step", Kind::Str),
+    ("left_after_failure", Kind::Bool),
     ("failures", Kind::Str),
     ("minor_failures", Kind::U64),
     ("struggles", Kind::U64),
@@ -675,6 +685,12 @@ impl<W: Write> UserStage<W> {
                 pages: s.pages.len() as u64,
                 transactions: s.txs.len() as u64,
                 last_step: s.pages.iter().rev().find_map(|p| p.step.clone()),
+                funnel_step: self.cfg.revenue.funnel.iter().rev().find(|f| steps.iter().any(|s| s == *f)).cloned(),
+                exit_step: s.pages.last().and_then(|p| p.step.clone()),
+                left_after_failure: s
+                    .pages
+                    .last()
+                    .is_some_and(|p| c.failures.iter().any(|f| f.page == Some(p.index) && f.severity.noticed())),
                 steps,
                 failures: noticed.clone(),
                 minor_failures: minor,

@@ -195,8 +195,12 @@ pub struct RevenueConfig {
     /// POSTs that place an order (regular expression on the path), a
     /// conversion when answered 2xx or 3xx.
     pub conversion_posts: String,
-    /// Average order value, used where no value is visible.
+    /// Average order value, used where no value is visible (default: the
+    /// mean of the orders in the capture).
     pub average_order_value: Option<f64>,
+    /// Funnel steps in order, first to last (the `step`s of `[[pages]]`):
+    /// how far a session got is the furthest of these it reached.
+    pub funnel: Vec<String>,
     /// Currency of the values (for display).
     pub currency: String,
 }
@@ -210,6 +214,9 @@ impl Default for RevenueConfig {
             json_path: None,
             conversion_posts: r"(?i)^/(checkout|order|orders|purchase|payment)(/(submit|place|complete|confirm|pay))?/?(\?.*)?$|^/(checkout|cart)/place-?order".into(),
             average_order_value: None,
+            funnel: ["home", "search", "category", "product", "cart", "login", "checkout", "order", "confirmation"]
+                .map(String::from)
+                .to_vec(),
             currency: "USD".into(),
         }
     }

@@ -379,11 +379,14 @@ impl Sessionizer {
             Some(k)
         } else if let Some((k, _)) = self.conn_user.get(&tx.conn) {
             Some(k.clone())
-        } else if let Some((f, _, _)) =
-            self.fresh.get(&(tx.client_ip, ua())).filter(|(_, t, got)| tx.start >= *t && tx.start <= *got)
+        } else if let Some((f, _, _)) = self
+            .fresh
+            .get(&(tx.client_ip, ua()))
+            .filter(|(_, t, got)| tx.start <= *got && *t - tx.start <= self.join_window)
         {
-            // Sent on another connection while the first answer, with the
-            // cookie, was still on its way.
+            // Sent on another connection before the first answer, with the
+            // cookie, reached the client (reported late: a request left
+            // unanswered is written when its connection ends).
             self.stats.joined_before_cookie += 1;
             Some(f.clone())
         } else {

@@ -1,0 +1,224 @@
+//! `pov analyze`: the main job. One pass over the captures writes every
+//! record set as Parquet into a folder; then the impact stage (pov-impact,
+//! polars) reads them back and `summary.json` says who was hurt and what it
+//! likely cost. Every file is written under a temporary name and renamed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use pov_capture::http::{HttpTransaction, TxSink};
+use pov_capture::tcp::{Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, StreamSink};
+use pov_impact::{Impact, RevenueModel};
+use pov_sessions::FailedConn;
+
+use crate::config::PovConfig;
+use crate::output::{AtomicFile, Format, RecordWriter};
+use crate::pipeline::RunReport;
+use crate::transactions::{Masking, TxWriter};
+use crate::users::{Outputs, UserStage, UserStageReport};
+
+/// The record files of a run, in its output folder.
+pub const FILES: [&str; 5] =
+    ["transactions.parquet", "pages.parquet", "sessions.parquet", "users.parquet", "failures.parquet"];
+
+/// Transactions go both to their Parquet file and to the user stage.
+pub struct AnalyzeSink {
+    tx: TxWriter<AtomicFile>,
+    users: UserStage<AtomicFile>,
+}
+
+impl TxSink for AnalyzeSink {
+    fn on_transaction(&mut self, t: HttpTransaction) {
+        self.tx.write(&t);
+        self.users.on_transaction(t);
+    }
+}
+
+/// The stream side of `pov analyze`: HTTP parsing feeding [`AnalyzeSink`],
+/// and failed connection attempts from connection summaries.
+pub struct AnalyzePipeline {
+    /// The HTTP analyzer.
+    pub http: pov_capture::http::HttpAnalyzer<AnalyzeSink>,
+}
+
+impl StreamSink for AnalyzePipeline {
+    fn on_open(&mut self, meta: &ConnMeta) {
+        self.http.on_open(meta);
+    }
+    fn on_data(&mut self, chunk: &DataChunk<'_>) {
+        self.http.on_data(chunk);
+    }
+    fn on_gap(&mut self, gap: &Gap) {
+        self.http.on_gap(gap);
+    }
+    fn on_half_close(&mut self, hc: &HalfClose) {
+        self.http.on_half_close(hc);
+    }
+    fn on_close(&mut self, close: &Close) {
+        self.http.on_close(close);
+    }
+    fn on_summary(&mut self, s: &ConnSummary) {
+        self.http.on_summary(s);
+        if let Some(f) = FailedConn::from_summary(s) {
+            self.http.sink_mut().users.failed_connection(f);
+        }
+    }
+}
+
+impl AnalyzePipeline {
+    /// Opens every output file of `dir` (created if needed) under a
+    /// temporary name.
+    pub fn new(
+        dir: &Path,
+        cfg: &PovConfig,
+        http: &pov_capture::http::HttpConfig,
+        mask: bool,
+        max_session_txs: usize,
+    ) -> io::Result<AnalyzePipeline> {
+        fs::create_dir_all(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        let open = |name: &str| AtomicFile::create(&dir.join(name));
+        let tx = TxWriter::new(open(FILES[0])?, Format::Parquet, Masking { on: mask && cfg.privacy.mask })?;
+        let outputs = Outputs {
+            pages: Some(RecordWriter::new(open(FILES[1])?, Format::Parquet)?),
+            sessions: Some(RecordWriter::new(open(FILES[2])?, Format::Parquet)?),
+            users: Some(RecordWriter::new(open(FILES[3])?, Format::Parquet)?),
+            failures: Some(RecordWriter::new(open(FILES[4])?, Format::Parquet)?),
+        };
+        let users = UserStage::with_limits(cfg, mask, outputs, max_session_txs)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(AnalyzePipeline { http: pov_capture::http::HttpAnalyzer::new(http.clone(), AnalyzeSink { tx, users }) })
+    }
+
+    /// Flushes everything, renames the record files into place, and returns
+    /// the HTTP and user-stage counters.
+    pub fn finish(self) -> io::Result<(pov_capture::http::HttpStats, UserStageReport)> {
+        let (sink, stats) = self.http.finish();
+        let tx = sink.tx.finish()?;
+        let (outputs, report) = sink.users.finish()?;
+        let missing = || io::Error::other("an output of the user stage was not open");
+        let files = [
+            tx,
+            outputs.pages.ok_or_else(missing)?.finish()?,
+            outputs.sessions.ok_or_else(missing)?.finish()?,
+            outputs.users.ok_or_else(missing)?.finish()?,
+            outputs.failures.ok_or_else(missing)?.finish()?,
+        ];
+        for f in files {
+            f.commit()?;
+        }
+        Ok((stats, report))
+    }
+}
+
+/// `summary.json`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    /// Inputs, as given.
+    pub inputs: Vec<String>,
+    /// First packet (epoch seconds).
+    pub capture_start: Option<f64>,
+    /// Last packet.
+    pub capture_end: Option<f64>,
+    /// Users.
+    pub users_total: u64,
+    /// Users with at least one noticed failure.
+    pub users_affected: u64,
+    /// Their share, percent.
+    pub users_affected_pct: f64,
+    /// Sessions.
+    pub sessions_total: u64,
+    /// Sessions with at least one noticed failure.
+    pub sessions_affected: u64,
+    /// HTTP transactions.
+    pub transactions: u64,
+    /// Noticed failures by kind.
+    pub failures_by_kind: BTreeMap<String, u64>,
+    /// Orders placed.
+    pub orders: u64,
+    /// Their value.
+    pub revenue_realised: f64,
+    /// Revenue lost, with its 95 % interval.
+    pub revenue_lost: pov_impact::Estimate,
+    /// Currency of the values.
+    pub currency: String,
+    /// Average order value used where no cart was visible.
+    pub average_order_value: f64,
+    /// The revenue model's inputs, step by step.
+    pub funnel: Vec<pov_impact::StepImpact>,
+    /// Pages with the most noticed failures (url, failures, users).
+    pub top_failing_pages: Vec<(String, u64, u64)>,
+    /// Bytes missing from the capture (never blamed on the application).
+    pub capture_loss_bytes: u64,
+    /// Transactions with bytes missing from the capture.
+    pub capture_loss_transactions: u64,
+    /// Every counter: decoding, reassembly (every cap), HTTP, users.
+    pub counters: serde_json::Value,
+}
+
+impl Summary {
+    /// Puts the run's counters and the impact together.
+    pub fn new(
+        inputs: &[PathBuf],
+        report: &RunReport,
+        users: &UserStageReport,
+        imp: Impact,
+        currency: &str,
+    ) -> Summary {
+        let gaps = report.tcp.totals.gap_bytes;
+        Summary {
+            inputs: inputs.iter().map(|p| p.display().to_string()).collect(),
+            capture_start: report.first_ts.map(|t| t.as_secs_f64()),
+            capture_end: report.last_ts.map(|t| t.as_secs_f64()),
+            users_total: imp.users_total,
+            users_affected: imp.users_affected,
+            users_affected_pct: (imp.users_affected_pct * 100.0).round() / 100.0,
+            sessions_total: imp.sessions_total,
+            sessions_affected: imp.sessions_affected,
+            transactions: report.http.as_ref().map(|h| h.transactions).unwrap_or(0),
+            failures_by_kind: imp.failures_by_kind,
+            orders: imp.orders,
+            revenue_realised: round2(imp.revenue_realised),
+            revenue_lost: pov_impact::Estimate {
+                value: round2(imp.revenue_lost.value),
+                low: round2(imp.revenue_lost.low),
+                high: round2(imp.revenue_lost.high),
+            },
+            currency: currency.to_string(),
+            average_order_value: round2(imp.average_order_value),
+            funnel: imp.funnel,
+            top_failing_pages: imp.top_failing_pages,
+            capture_loss_bytes: gaps,
+            capture_loss_transactions: users.capture_loss,
+            counters: serde_json::json!({
+                "decode": report.decode,
+                "tcp": report.tcp,
+                "http": report.http,
+                "users": users,
+                "errors": report.errors,
+                "warnings": report.warnings,
+            }),
+        }
+    }
+
+    /// Writes `summary.json` into `dir` atomically.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        let mut f = AtomicFile::create(&dir.join("summary.json"))?;
+        serde_json::to_writer_pretty(&mut f, self).map_err(io::Error::other)?;
+        writeln!(f)?;
+        f.commit()
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The impact of the records in `dir`.
+pub fn impact(dir: &Path, cfg: &PovConfig) -> io::Result<Impact> {
+    pov_impact::impact(
+        dir,
+        &RevenueModel { funnel: cfg.revenue.funnel.clone(), average_order_value: cfg.revenue.average_order_value },
+    )
+}
