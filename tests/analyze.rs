@@ -129,3 +129,20 @@ fn revenue_lost_on_large_generated_runs() {
         assert!((v - truth).abs() <= 0.1 * truth, "seed {seed}: {v} vs {truth}");
     }
 }
+
+#[test]
+fn fail_if_sets_exit_code_3_for_cron() {
+    let d = TempDir::new("analyze-fail-if");
+    let out = d.path("r");
+    let shop = util::root().join("samples/shop.pcap");
+    let run =
+        |cond: &str| util::pov(&["analyze", "--quiet", "--out", s(&out), "--fail-if", cond, s(&shop)]).status.code();
+    // 15 of 25 users affected: 60 %.
+    assert_eq!(run("users_affected_pct > 50"), Some(3));
+    assert_eq!(run("users_affected_pct > 60"), Some(0));
+    assert_eq!(run("failures_by_kind.server_error >= 2"), Some(3));
+    assert_eq!(run("failures_by_kind.redirect_loop > 0"), Some(0));
+    // A malformed condition is refused before any capture is read.
+    assert_eq!(run("users_affected_pct >> 1"), Some(2));
+    assert_eq!(run("no_such_field > 1"), Some(2));
+}

@@ -101,6 +101,11 @@ struct AnalyzeArgs {
     /// Most transactions kept per session.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     max_session_transactions: usize,
+    /// Exit with code 3 when a summary field passes a threshold, e.g.
+    /// `users_affected_pct > 2` or `failures_by_kind.server_error >= 10`
+    /// (repeatable: any one is enough). For cron alerting.
+    #[arg(long, value_name = "CONDITION")]
+    fail_if: Vec<String>,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
@@ -474,6 +479,11 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let conditions: Vec<pov::analyze::Condition> = a
+        .fail_if
+        .iter()
+        .map(|c| pov::analyze::Condition::parse(c).map_err(|e| anyhow::anyhow!(e)))
+        .collect::<anyhow::Result<_>>()?;
     let mut pov_cfg = load_config(a.config.as_deref())?;
     if pov_cfg.pages.is_empty() {
         pov_cfg.pages = pov_sessions::config::default_pages();
@@ -493,7 +503,19 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut w = io::BufWriter::new(stdout.lock());
     print_summary(&mut w, &summary, &a.out)?;
     w.flush()?;
-    Ok(finish_run(&report, a.common.quiet))
+    let code = finish_run(&report, a.common.quiet);
+    let json = serde_json::to_value(&summary)?;
+    let mut alert = false;
+    for c in &conditions {
+        if c.holds(&json).map_err(|e| anyhow::anyhow!(e))? {
+            eprintln!("pov: alert: {}", c.text);
+            alert = true;
+        }
+    }
+    if alert && report.errors.is_empty() {
+        return Ok(ExitCode::from(3));
+    }
+    Ok(code)
 }
 
 fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io::Result<()> {

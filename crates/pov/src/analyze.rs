@@ -222,3 +222,91 @@ pub fn impact(dir: &Path, cfg: &PovConfig) -> io::Result<Impact> {
         &RevenueModel { funnel: cfg.revenue.funnel.clone(), average_order_value: cfg.revenue.average_order_value },
     )
 }
+
+/// A `--fail-if` condition: `FIELD OP NUMBER`, FIELD a summary.json path
+/// (`users_affected_pct`, `revenue_lost.value`, `failures_by_kind.slow`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    /// The path, split at dots.
+    pub field: Vec<String>,
+    /// `>`, `>=`, `<`, `<=`, `==` or `!=`.
+    pub op: String,
+    /// The number compared with.
+    pub value: f64,
+    /// As written.
+    pub text: String,
+}
+
+impl Condition {
+    /// Parses `users_affected_pct > 2`.
+    pub fn parse(text: &str) -> Result<Condition, String> {
+        let t = text.trim();
+        let ops = [">=", "<=", "==", "!=", ">", "<"];
+        let (at, op) = ops
+            .iter()
+            .filter_map(|op| t.find(op).map(|i| (i, *op)))
+            .min_by_key(|(i, op)| (*i, std::cmp::Reverse(op.len())))
+            .ok_or_else(|| format!("--fail-if `{text}`: no comparison (one of > >= < <= == !=)"))?;
+        let field = t[..at].trim();
+        let number = t[at + op.len()..].trim();
+        if field.is_empty() || !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            return Err(format!("--fail-if `{text}`: `{field}` is not a summary field"));
+        }
+        let value: f64 = number.parse().map_err(|_| format!("--fail-if `{text}`: `{number}` is not a number"))?;
+        Ok(Condition {
+            field: field.split('.').map(str::to_string).collect(),
+            op: op.to_string(),
+            value,
+            text: t.into(),
+        })
+    }
+
+    /// Whether the condition holds for `summary` (a missing count under
+    /// `failures_by_kind` is 0; any other missing field is an error).
+    pub fn holds(&self, summary: &serde_json::Value) -> Result<bool, String> {
+        let mut at = summary;
+        for (i, part) in self.field.iter().enumerate() {
+            match at.get(part) {
+                Some(v) => at = v,
+                None if i == 1 && self.field[0] == "failures_by_kind" => return Ok(self.compare(0.0)),
+                None => {
+                    return Err(format!("--fail-if `{}`: summary.json has no `{}`", self.text, self.field.join(".")));
+                }
+            }
+        }
+        let x = at
+            .as_f64()
+            .ok_or_else(|| format!("--fail-if `{}`: `{}` is not a number", self.text, self.field.join(".")))?;
+        Ok(self.compare(x))
+    }
+
+    fn compare(&self, x: f64) -> bool {
+        match self.op.as_str() {
+            ">" => x > self.value,
+            ">=" => x >= self.value,
+            "<" => x < self.value,
+            "<=" => x <= self.value,
+            "==" => x == self.value,
+            _ => x != self.value,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_if_conditions() {
+        let s = serde_json::json!({"users_affected_pct": 2.5, "revenue_lost": {"value": 100.0}, "failures_by_kind": {"slow": 3}});
+        assert!(Condition::parse("users_affected_pct > 2").unwrap().holds(&s).unwrap());
+        assert!(!Condition::parse("users_affected_pct>=3").unwrap().holds(&s).unwrap());
+        assert!(Condition::parse("revenue_lost.value <= 100").unwrap().holds(&s).unwrap());
+        assert!(Condition::parse("failures_by_kind.slow == 3").unwrap().holds(&s).unwrap());
+        assert!(!Condition::parse("failures_by_kind.server_error > 0").unwrap().holds(&s).unwrap());
+        assert!(Condition::parse("nope > 1").unwrap().holds(&s).is_err());
+        assert!(Condition::parse("users_affected_pct 2").is_err());
+        assert!(Condition::parse("users_affected_pct > two").is_err());
+        assert_eq!(Condition::parse("a >= 1").unwrap().op, ">=");
+    }
+}
