@@ -67,6 +67,21 @@ fn analyze_writes_every_output_and_matches_the_key() {
     // Every input of the estimate is there.
     assert!(sm["funnel"].as_array().unwrap().iter().any(|f| f["lost_sessions"].as_u64().unwrap() > 0));
     assert!(printed.contains("users: 25 (15 affected"), "{printed}");
+    // The breakdowns add up to the totals.
+    let total: u64 = kinds.values().sum();
+    let sum = |k: &str, f: &dyn Fn(&serde_json::Value) -> u64| sm[k].as_array().unwrap().iter().map(f).sum::<u64>();
+    assert_eq!(sum("by_hour", &|h| h["failures"].as_u64().unwrap()), total);
+    assert_eq!(sum("by_server", &|r| r[1].as_u64().unwrap()), total);
+    assert_eq!(sum("apdex_by_page", &|p| p["views"].as_u64().unwrap()), 154, "the key's page views");
+    let home = sm["funnel_comparison"].as_array().unwrap().iter().find(|r| r["step"] == "home").unwrap();
+    assert_eq!(
+        home["converted_unaffected"].as_u64().unwrap() + home["converted_affected"].as_u64().unwrap(),
+        sm["orders"].as_u64().unwrap(),
+        "every buyer came through the home page"
+    );
+    let top: Vec<u64> =
+        sm["top_affected_users"].as_array().unwrap().iter().map(|u| u["failures"].as_u64().unwrap()).collect();
+    assert!(!top.is_empty() && top.windows(2).all(|w| w[0] >= w[1]), "{top:?}");
     // A second run over the same folder gives the same summary.
     util::pov_ok(&["analyze", "--quiet", "--out", s(&out), s(&root.join("samples/shop.pcap"))]);
     assert_eq!(summary(&out), sm);

@@ -17,4 +17,4 @@ pub mod parquet;
 pub mod summary;
 
 pub use parquet::{Kind, ParquetWriter};
-pub use summary::{Estimate, Impact, RevenueModel, StepImpact, impact};
+pub use summary::{Estimate, FunnelRow, HourImpact, Impact, PageApdex, RevenueModel, StepImpact, TopUser, impact};

@@ -95,6 +95,77 @@ pub struct Impact {
     pub funnel: Vec<StepImpact>,
     /// Pages with the most noticed failures: (url, failures, users).
     pub top_failing_pages: Vec<(String, u64, u64)>,
+    /// Noticed failures and affected users per hour (epoch seconds of the
+    /// hour's start).
+    pub by_hour: Vec<HourImpact>,
+    /// Noticed failures and affected users per server.
+    pub by_server: Vec<(String, u64, u64)>,
+    /// Apdex per page class (`[[pages]]` name).
+    pub apdex_by_page: Vec<PageApdex>,
+    /// Per funnel step: sessions that reached it and converted, affected
+    /// and not.
+    pub funnel_comparison: Vec<FunnelRow>,
+    /// Users with the most noticed failures.
+    pub top_affected_users: Vec<TopUser>,
+}
+
+/// One hour of the capture.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HourImpact {
+    /// Start of the hour (epoch seconds).
+    pub hour: f64,
+    /// Noticed failures.
+    pub failures: u64,
+    /// Users who met one.
+    pub users_affected: u64,
+}
+
+/// Apdex of one page class.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PageApdex {
+    /// `[[pages]]` name (`(none)` for pages no rule names).
+    pub page: String,
+    /// Page views.
+    pub views: u64,
+    /// Satisfied, tolerating, frustrated.
+    pub satisfied: u64,
+    /// Tolerating.
+    pub tolerating: u64,
+    /// Frustrated.
+    pub frustrated: u64,
+    /// (satisfied + tolerating / 2) / views.
+    pub score: f64,
+}
+
+/// Reached and converted per step, for sessions with and without a
+/// failure.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FunnelRow {
+    /// Step.
+    pub step: String,
+    /// Unaffected sessions that viewed it.
+    pub reached_unaffected: u64,
+    /// Of those, converted.
+    pub converted_unaffected: u64,
+    /// Affected sessions that viewed it.
+    pub reached_affected: u64,
+    /// Of those, converted.
+    pub converted_affected: u64,
+}
+
+/// A user with many failures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopUser {
+    /// Pseudonym.
+    pub user: String,
+    /// Noticed failures.
+    pub failures: u64,
+    /// Sessions.
+    pub sessions: u64,
+    /// Converted.
+    pub converted: bool,
+    /// Last cart value seen.
+    pub cart_value: Option<f64>,
 }
 
 fn err(e: PolarsError) -> io::Error {
@@ -336,7 +407,157 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
             pu.get(i).unwrap_or(0),
         ));
     }
+    breakdowns(dir, model, &mut out)?;
     Ok(out)
+}
+
+fn texts(df: &DataFrame, c: &str) -> io::Result<Vec<String>> {
+    let s = df.column(c).map_err(err)?.cast(&DataType::String).map_err(err)?;
+    let s = s.str().map_err(err)?.clone();
+    Ok((0..df.height()).map(|i| s.get(i).unwrap_or("(none)").to_string()).collect())
+}
+
+fn counts(df: &DataFrame, c: &str) -> io::Result<Vec<u64>> {
+    let s = df.column(c).map_err(err)?.cast(&DataType::UInt64).map_err(err)?;
+    let s = s.u64().map_err(err)?.clone();
+    Ok((0..df.height()).map(|i| s.get(i).unwrap_or(0)).collect())
+}
+
+fn floats(df: &DataFrame, c: &str) -> io::Result<Vec<Option<f64>>> {
+    let s = df.column(c).map_err(err)?.cast(&DataType::Float64).map_err(err)?;
+    let s = s.f64().map_err(err)?.clone();
+    Ok((0..df.height()).map(|i| s.get(i)).collect())
+}
+
+/// Failures by hour and by server, Apdex by page class, the funnel of
+/// affected and unaffected sessions, and the most affected users.
+fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<()> {
+    let noticed = scan(&dir.join("failures.parquet"))?
+        .filter(col("severity").eq(lit("critical")).or(col("severity").eq(lit("major"))));
+    let hours = noticed
+        .clone()
+        .with_column(col("ts").cast(DataType::Int64).alias("t"))
+        .with_column((col("t") - col("t") % lit(3600i64)).alias("hour"))
+        .group_by([col("hour")])
+        .agg([len().alias("failures"), col("user").n_unique().alias("users")])
+        .sort(["hour"], SortMultipleOptions::default())
+        .collect()
+        .map_err(err)?;
+    let (h, f, u) = (floats(&hours, "hour")?, counts(&hours, "failures")?, counts(&hours, "users")?);
+    out.by_hour = (0..hours.height())
+        .map(|i| HourImpact { hour: h[i].unwrap_or(0.0), failures: f[i], users_affected: u[i] })
+        .collect();
+
+    let servers = noticed
+        .group_by([col("server").fill_null(lit("(none)"))])
+        .agg([len().alias("failures"), col("user").n_unique().alias("users")])
+        .sort_by_exprs(
+            [col("failures"), col("server")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .limit(20)
+        .collect()
+        .map_err(err)?;
+    let (sv, f, u) = (texts(&servers, "server")?, counts(&servers, "failures")?, counts(&servers, "users")?);
+    out.by_server = (0..servers.height()).map(|i| (sv[i].clone(), f[i], u[i])).collect();
+
+    let pages = scan(&dir.join("pages.parquet"))?;
+    let apdex = pages
+        .clone()
+        .group_by([col("name").fill_null(lit("(none)"))])
+        .agg([
+            len().alias("views"),
+            col("apdex").eq(lit("satisfied")).cast(DataType::UInt64).sum().alias("satisfied"),
+            col("apdex").eq(lit("tolerating")).cast(DataType::UInt64).sum().alias("tolerating"),
+            col("apdex").eq(lit("frustrated")).cast(DataType::UInt64).sum().alias("frustrated"),
+        ])
+        .sort(["name"], SortMultipleOptions::default())
+        .collect()
+        .map_err(err)?;
+    let (nm, v, sa, to, fr) = (
+        texts(&apdex, "name")?,
+        counts(&apdex, "views")?,
+        counts(&apdex, "satisfied")?,
+        counts(&apdex, "tolerating")?,
+        counts(&apdex, "frustrated")?,
+    );
+    out.apdex_by_page = (0..apdex.height())
+        .map(|i| PageApdex {
+            page: nm[i].clone(),
+            views: v[i],
+            satisfied: sa[i],
+            tolerating: to[i],
+            frustrated: fr[i],
+            score: if v[i] == 0 { 0.0 } else { (sa[i] as f64 + to[i] as f64 / 2.0) / v[i] as f64 },
+        })
+        .collect();
+
+    let flags = scan(&dir.join("sessions.parquet"))?.select([col("session"), col("affected"), col("converted")]);
+    let funnel = pages
+        .select([col("session"), col("step").fill_null(lit("(none)"))])
+        .join(flags, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
+        .group_by([col("step"), col("affected")])
+        .agg([
+            col("session").n_unique().alias("reached"),
+            col("session").filter(col("converted")).n_unique().alias("converted"),
+        ])
+        .collect()
+        .map_err(err)?;
+    let (st, re, co) = (texts(&funnel, "step")?, counts(&funnel, "reached")?, counts(&funnel, "converted")?);
+    let af = funnel.column("affected").map_err(err)?.cast(&DataType::Boolean).map_err(err)?;
+    let af = af.bool().map_err(err)?.clone();
+    let mut rows: BTreeMap<String, FunnelRow> = BTreeMap::new();
+    for i in 0..funnel.height() {
+        let r = rows.entry(st[i].clone()).or_insert_with(|| FunnelRow {
+            step: st[i].clone(),
+            reached_unaffected: 0,
+            converted_unaffected: 0,
+            reached_affected: 0,
+            converted_affected: 0,
+        });
+        if af.get(i).unwrap_or(false) {
+            r.reached_affected += re[i];
+            r.converted_affected += co[i];
+        } else {
+            r.reached_unaffected += re[i];
+            r.converted_unaffected += co[i];
+        }
+    }
+    for f in model.funnel.iter().map(String::as_str).chain(["(none)"]) {
+        if let Some(r) = rows.remove(f) {
+            out.funnel_comparison.push(r);
+        }
+    }
+    out.funnel_comparison.extend(rows.into_values());
+
+    let users = scan(&dir.join("users.parquet"))?
+        .filter(col("failures_total").gt(lit(0u64)))
+        .sort_by_exprs(
+            [col("failures_total"), col("user")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .limit(20)
+        .select([col("user"), col("failures_total"), col("sessions"), col("converted"), col("cart_value")])
+        .collect()
+        .map_err(err)?;
+    let (us, ft, se, cv) = (
+        texts(&users, "user")?,
+        counts(&users, "failures_total")?,
+        counts(&users, "sessions")?,
+        floats(&users, "cart_value")?,
+    );
+    let conv = users.column("converted").map_err(err)?.cast(&DataType::Boolean).map_err(err)?;
+    let conv = conv.bool().map_err(err)?.clone();
+    out.top_affected_users = (0..users.height())
+        .map(|i| TopUser {
+            user: us[i].clone(),
+            failures: ft[i],
+            sessions: se[i],
+            converted: conv.get(i).unwrap_or(false),
+            cart_value: cv[i],
+        })
+        .collect();
+    Ok(())
 }
 
 #[cfg(test)]

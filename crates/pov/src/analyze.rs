@@ -149,6 +149,17 @@ pub struct Summary {
     pub funnel: Vec<pov_impact::StepImpact>,
     /// Pages with the most noticed failures (url, failures, users).
     pub top_failing_pages: Vec<(String, u64, u64)>,
+    /// Noticed failures and affected users per hour.
+    pub by_hour: Vec<pov_impact::HourImpact>,
+    /// Noticed failures and affected users per server (server, failures,
+    /// users).
+    pub by_server: Vec<(String, u64, u64)>,
+    /// Apdex per page class.
+    pub apdex_by_page: Vec<pov_impact::PageApdex>,
+    /// Reached and converted per step, sessions with and without a failure.
+    pub funnel_comparison: Vec<pov_impact::FunnelRow>,
+    /// Users with the most noticed failures.
+    pub top_affected_users: Vec<pov_impact::TopUser>,
     /// Bytes missing from the capture (never blamed on the application).
     pub capture_loss_bytes: u64,
     /// Transactions with bytes missing from the capture.
@@ -189,6 +200,11 @@ impl Summary {
             average_order_value: round2(imp.average_order_value),
             funnel: imp.funnel,
             top_failing_pages: imp.top_failing_pages,
+            by_hour: imp.by_hour,
+            by_server: imp.by_server,
+            apdex_by_page: imp.apdex_by_page,
+            funnel_comparison: imp.funnel_comparison,
+            top_affected_users: imp.top_affected_users,
             capture_loss_bytes: gaps,
             capture_loss_transactions: users.capture_loss,
             counters: serde_json::json!({
