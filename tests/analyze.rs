@@ -161,3 +161,56 @@ fn fail_if_sets_exit_code_3_for_cron() {
     assert_eq!(run("users_affected_pct >> 1"), Some(2));
     assert_eq!(run("no_such_field > 1"), Some(2));
 }
+
+#[test]
+fn history_adds_earlier_nights_and_the_change() {
+    let d = TempDir::new("analyze-history");
+    let root = util::root();
+    let hist = d.path("nights");
+    let night1 = hist.join("2026-11-24");
+    util::pov_ok(&["analyze", "--quiet", "--out", s(&night1), s(&root.join("samples/shop.pcap"))]);
+    let night2 = hist.join("2026-11-25");
+    let printed = util::pov_ok(&[
+        "analyze",
+        "--out",
+        s(&night2),
+        "--history",
+        s(&hist),
+        "--quiet",
+        s(&root.join("samples/shop-lossy.pcapng")),
+    ]);
+    let sm = summary(&night2);
+    let h = sm["history"].as_array().unwrap();
+    assert_eq!(h.len(), 2, "night 1 and this one: {h:?}");
+    assert_eq!(h[0]["users_affected"], 15);
+    assert_eq!(h[1]["users_affected"], 10);
+    assert_eq!(sm["delta"]["users_affected"], -5);
+    assert_eq!(sm["delta"]["failures"], 10 - 16);
+    assert!(printed.contains("affected users -5"), "{printed}");
+    // Re-running the night gives the same summary (its own folder is not
+    // history).
+    util::pov_ok(&[
+        "analyze",
+        "--quiet",
+        "--out",
+        s(&night2),
+        "--history",
+        s(&hist),
+        s(&root.join("samples/shop-lossy.pcapng")),
+    ]);
+    assert_eq!(summary(&night2), sm);
+    // A history folder holding something else is refused before reading.
+    std::fs::create_dir_all(hist.join("junk")).unwrap();
+    std::fs::write(hist.join("junk/summary.json"), "{}").unwrap();
+    let out = util::pov(&[
+        "analyze",
+        "--quiet",
+        "--out",
+        s(&night2),
+        "--history",
+        s(&hist),
+        s(&root.join("samples/shop.pcap")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk/summary.json"));
+}

@@ -106,6 +106,10 @@ struct AnalyzeArgs {
     /// (repeatable: any one is enough). For cron alerting.
     #[arg(long, value_name = "CONDITION")]
     fail_if: Vec<String>,
+    /// Folder of earlier runs (each a folder with its summary.json): adds
+    /// their numbers and the change since the latest one.
+    #[arg(long, value_name = "DIR")]
+    history: Option<PathBuf>,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
@@ -489,6 +493,8 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         pov_cfg.pages = pov_sessions::config::default_pages();
     }
     let files = expand_inputs(&a.inputs)?;
+    // Earlier runs are read first: a bad one stops before the long part.
+    let history = a.history.as_ref().map(|h| pov::analyze::read_history(h, &a.out)).transpose()?;
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
     let mut pipe =
@@ -497,7 +503,10 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let (stats, users) = pipe.finish()?;
     report.http = Some(stats);
     let imp = pov::analyze::impact(&a.out, &pov_cfg)?;
-    let summary = pov::analyze::Summary::new(&files, &report, &users, imp, &pov_cfg.revenue.currency);
+    let mut summary = pov::analyze::Summary::new(&files, &report, &users, imp, &pov_cfg.revenue.currency);
+    if let Some(h) = history {
+        summary = summary.with_history(h);
+    }
     summary.write(&a.out)?;
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
@@ -551,6 +560,13 @@ fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io
         for (url, n, users) in s.top_failing_pages.iter().take(5) {
             writeln!(w, "  {n:>5} failures, {users:>4} users  {url}")?;
         }
+    }
+    if let Some(d) = &s.delta {
+        writeln!(
+            w,
+            "since {}: affected users {:+} ({:+.2} points), failures {:+}, revenue lost {:+.2}",
+            d.since, d.users_affected, d.users_affected_pct, d.failures, d.revenue_lost
+        )?;
     }
     writeln!(w, "outputs: {}/{{{}, summary.json}}", out.display(), pov::analyze::FILES.join(", "))
 }

@@ -160,6 +160,10 @@ pub struct Summary {
     pub funnel_comparison: Vec<pov_impact::FunnelRow>,
     /// Users with the most noticed failures.
     pub top_affected_users: Vec<pov_impact::TopUser>,
+    /// Earlier runs (from `--history`) and this one, by capture start.
+    pub history: Vec<HistoryPoint>,
+    /// This run minus the latest earlier one, for the headline numbers.
+    pub delta: Option<HistoryDelta>,
     /// Bytes missing from the capture (never blamed on the application).
     pub capture_loss_bytes: u64,
     /// Transactions with bytes missing from the capture.
@@ -205,6 +209,8 @@ impl Summary {
             apdex_by_page: imp.apdex_by_page,
             funnel_comparison: imp.funnel_comparison,
             top_affected_users: imp.top_affected_users,
+            history: Vec::new(),
+            delta: None,
             capture_loss_bytes: gaps,
             capture_loss_transactions: users.capture_loss,
             counters: serde_json::json!({
@@ -229,6 +235,117 @@ impl Summary {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// One run's headline numbers, for trends.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryPoint {
+    /// Where its summary.json was (empty for this run).
+    pub run: String,
+    /// First packet.
+    pub capture_start: Option<f64>,
+    /// Users.
+    pub users_total: u64,
+    /// Affected users.
+    pub users_affected: u64,
+    /// Their share, percent.
+    pub users_affected_pct: f64,
+    /// Sessions.
+    pub sessions_total: u64,
+    /// Noticed failures.
+    pub failures: u64,
+    /// Orders' value.
+    pub revenue_realised: f64,
+    /// Revenue lost (point estimate).
+    pub revenue_lost: f64,
+}
+
+/// Night over night: this run minus the latest earlier one.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HistoryDelta {
+    /// The earlier run compared with.
+    pub since: String,
+    /// Change in affected users.
+    pub users_affected: i64,
+    /// Change in their share, percentage points.
+    pub users_affected_pct: f64,
+    /// Change in noticed failures.
+    pub failures: i64,
+    /// Change in revenue lost.
+    pub revenue_lost: f64,
+}
+
+impl HistoryPoint {
+    fn of(run: String, v: &serde_json::Value) -> Option<HistoryPoint> {
+        let u = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+        let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        Some(HistoryPoint {
+            run,
+            capture_start: f("capture_start"),
+            users_total: u("users_total")?,
+            users_affected: u("users_affected")?,
+            users_affected_pct: f("users_affected_pct")?,
+            sessions_total: u("sessions_total")?,
+            failures: v.get("failures_by_kind")?.as_object()?.values().filter_map(serde_json::Value::as_u64).sum(),
+            revenue_realised: f("revenue_realised")?,
+            revenue_lost: v.get("revenue_lost")?.get("value")?.as_f64()?,
+        })
+    }
+}
+
+/// Earlier runs: every `summary.json` in `dir` or one folder below it
+/// (except the one in `exclude`, this run's folder), by capture start.
+/// A file that is not a summary is an error naming it.
+pub fn read_history(dir: &Path, exclude: &Path) -> io::Result<Vec<HistoryPoint>> {
+    let named = |e: io::Error, p: &Path| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+    let mut files = Vec::new();
+    let direct = dir.join("summary.json");
+    if direct.is_file() {
+        files.push(direct);
+    }
+    for e in fs::read_dir(dir).map_err(|e| named(e, dir))? {
+        let p = e.map_err(|e| named(e, dir))?.path();
+        if p.is_dir() && p.join("summary.json").is_file() {
+            files.push(p.join("summary.json"));
+        }
+    }
+    let skip = fs::canonicalize(exclude).ok();
+    let mut out = Vec::new();
+    for f in files {
+        if skip.is_some() && f.parent().and_then(|d| fs::canonicalize(d).ok()) == skip {
+            continue;
+        }
+        let text = fs::read(&f).map_err(|e| named(e, &f))?;
+        let v: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", f.display())))?;
+        let point = HistoryPoint::of(f.display().to_string(), &v).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: not a pov summary.json", f.display()))
+        })?;
+        out.push(point);
+    }
+    out.sort_by(|a, b| {
+        a.capture_start.unwrap_or(0.0).total_cmp(&b.capture_start.unwrap_or(0.0)).then(a.run.cmp(&b.run))
+    });
+    Ok(out)
+}
+
+impl Summary {
+    /// Adds the earlier runs and the change since the latest one.
+    pub fn with_history(mut self, mut earlier: Vec<HistoryPoint>) -> Summary {
+        let me = serde_json::to_value(&self).ok().and_then(|v| HistoryPoint::of(String::new(), &v));
+        if let (Some(last), Some(me)) = (earlier.last(), me.as_ref()) {
+            self.delta = Some(HistoryDelta {
+                since: last.run.clone(),
+                users_affected: me.users_affected as i64 - last.users_affected as i64,
+                users_affected_pct: round2(me.users_affected_pct - last.users_affected_pct),
+                failures: me.failures as i64 - last.failures as i64,
+                revenue_lost: round2(me.revenue_lost - last.revenue_lost),
+            });
+        }
+        earlier.extend(me);
+        self.history = earlier;
+        self
+    }
 }
 
 /// The impact of the records in `dir`.
