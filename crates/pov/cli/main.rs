@@ -508,6 +508,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         summary = summary.with_history(h);
     }
     summary.write(&a.out)?;
+    summary.write_report(&a.out)?;
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     print_summary(&mut w, &summary, &a.out)?;
@@ -568,7 +569,7 @@ fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io
             d.since, d.users_affected, d.users_affected_pct, d.failures, d.revenue_lost
         )?;
     }
-    writeln!(w, "outputs: {}/{{{}, summary.json}}", out.display(), pov::analyze::FILES.join(", "))
+    writeln!(w, "outputs: {}/{{{}, summary.json, report.html}}", out.display(), pov::analyze::FILES.join(", "))
 }
 
 fn cmd_config(a: ConfigArgs) -> anyhow::Result<ExitCode> {

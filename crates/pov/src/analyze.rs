@@ -224,6 +224,13 @@ impl Summary {
         }
     }
 
+    /// Writes `report.html` into `dir` atomically.
+    pub fn write_report(&self, dir: &Path) -> io::Result<()> {
+        let mut f = AtomicFile::create(&dir.join("report.html"))?;
+        f.write_all(crate::report::render(self).as_bytes())?;
+        f.commit()
+    }
+
     /// Writes `summary.json` into `dir` atomically.
     pub fn write(&self, dir: &Path) -> io::Result<()> {
         let mut f = AtomicFile::create(&dir.join("summary.json"))?;

@@ -25,5 +25,6 @@ pub mod config;
 pub mod flows;
 pub mod output;
 pub mod pipeline;
+pub mod report;
 pub mod transactions;
 pub mod users;

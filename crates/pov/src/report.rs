@@ -1,0 +1,223 @@
+//! `report.html`: one self-contained page (no network) with the headline
+//! numbers, charts (Chart.js, embedded) and the tables of a run.
+
+use std::fmt::Write as _;
+
+use crate::analyze::Summary;
+
+/// Chart.js, embedded so the report needs no network (crates/pov/assets).
+const CHART_JS: &str = include_str!("../assets/chart.umd.min.js");
+
+/// Escapes text for HTML (captured URLs and user agents are untrusted).
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// JSON safe to put inside a `<script>` element.
+fn script_json(v: &serde_json::Value) -> String {
+    v.to_string().replace("</", "<\\/").replace("<!--", "<\\!--")
+}
+
+fn money(x: f64) -> String {
+    let whole = x.abs().trunc() as u64;
+    let cents = ((x.abs() - x.abs().trunc()) * 100.0).round() as u64;
+    let (whole, cents) = if cents == 100 { (whole + 1, 0) } else { (whole, cents) };
+    let digits = whole.to_string();
+    let mut grouped = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{}{grouped}.{cents:02}", if x < 0.0 { "-" } else { "" })
+}
+
+/// The page.
+pub fn render(s: &Summary) -> String {
+    let data = serde_json::json!({
+        "by_hour": s.by_hour,
+        "failures_by_kind": s.failures_by_kind,
+        "funnel": s.funnel_comparison,
+        "lost": s.funnel.iter().map(|f| serde_json::json!({"step": f.step, "lost": f.lost})).collect::<Vec<_>>(),
+        "history": s.history,
+    });
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>pov report</title><style>{CSS}</style></head><body>\n<h1>Who was hurt, and what it cost</h1>\n"
+    );
+    let span = match (s.capture_start, s.capture_end) {
+        (Some(a), Some(b)) => format!("{:.0} s of traffic", b - a),
+        _ => "no packets".into(),
+    };
+    let _ = writeln!(
+        h,
+        "<p class=\"sub\">{} · {} HTTP transactions · {} bytes missing from the capture (never counted as failures)</p>",
+        esc(&span),
+        s.transactions,
+        s.capture_loss_bytes
+    );
+    let _ = writeln!(
+        h,
+        "<div class=\"cards\">\
+         <div class=\"card\"><b>{}</b> of {} users affected<br><span>{:.1} %</span></div>\
+         <div class=\"card\"><b>{}</b> of {} sessions affected</div>\
+         <div class=\"card\"><b>{} {}</b> revenue lost<br><span>95 % interval {} to {}</span></div>\
+         <div class=\"card\"><b>{}</b> orders, {} {}</div></div>",
+        s.users_affected,
+        s.users_total,
+        s.users_affected_pct,
+        s.sessions_affected,
+        s.sessions_total,
+        money(s.revenue_lost.value),
+        esc(&s.currency),
+        money(s.revenue_lost.low),
+        money(s.revenue_lost.high),
+        s.orders,
+        money(s.revenue_realised),
+        esc(&s.currency),
+    );
+    if let Some(d) = &s.delta {
+        let _ = writeln!(
+            h,
+            "<p class=\"sub\">Since {}: affected users {:+} ({:+.2} points), failures {:+}, revenue lost {:+.2}</p>",
+            esc(&d.since),
+            d.users_affected,
+            d.users_affected_pct,
+            d.failures,
+            d.revenue_lost
+        );
+    }
+    h.push_str(
+        "<div class=\"grid\">\
+         <figure><figcaption>Affected users and failures per hour</figcaption><canvas id=\"hours\"></canvas></figure>\
+         <figure><figcaption>Failures by kind</figcaption><canvas id=\"kinds\"></canvas></figure>\
+         <figure><figcaption>Funnel: sessions reaching each step, with and without a failure</figcaption><canvas id=\"funnel\"></canvas></figure>\
+         <figure><figcaption>Revenue lost by the step users left from</figcaption><canvas id=\"lost\"></canvas></figure>\
+         </div>\n",
+    );
+    h.push_str("<h2>Top failing pages</h2>\n<table><tr><th>page</th><th>failures</th><th>users</th></tr>");
+    for (url, n, u) in &s.top_failing_pages {
+        let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{u}</td></tr>", esc(url));
+    }
+    h.push_str("</table>\n<h2>Most affected users</h2>\n<table><tr><th>user</th><th>failures</th><th>sessions</th><th>converted</th><th>cart</th></tr>");
+    for u in &s.top_affected_users {
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&u.user),
+            u.failures,
+            u.sessions,
+            if u.converted { "yes" } else { "no" },
+            u.cart_value.map(money).unwrap_or_else(|| "-".into())
+        );
+    }
+    h.push_str("</table>\n<h2>Apdex by page</h2>\n<table><tr><th>page</th><th>views</th><th>satisfied</th><th>tolerating</th><th>frustrated</th><th>score</th></tr>");
+    for p in &s.apdex_by_page {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            esc(&p.page),
+            p.views,
+            p.satisfied,
+            p.tolerating,
+            p.frustrated,
+            p.score
+        );
+    }
+    h.push_str("</table>\n<h2>Failures by server</h2>\n<table><tr><th>server</th><th>failures</th><th>users</th></tr>");
+    for (srv, n, u) in &s.by_server {
+        let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{u}</td></tr>", esc(srv));
+    }
+    h.push_str("</table>\n<h2>How revenue lost was estimated</h2>\n<table><tr><th>step</th><th>baseline</th><th>interval</th><th>lost sessions</th><th>their value</th><th>lost</th></tr>");
+    for f in &s.funnel {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:.3}</td><td>{:.3} to {:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.step),
+            f.baseline,
+            f.baseline_low,
+            f.baseline_high,
+            f.lost_sessions,
+            money(f.lost_value),
+            money(f.lost)
+        );
+    }
+    let _ = writeln!(
+        h,
+        "</table>\n<p class=\"sub\">Average order value used where no cart was visible: {} {}. Method: docs/revenue.md.</p>",
+        money(s.average_order_value),
+        esc(&s.currency)
+    );
+    let _ = writeln!(
+        h,
+        "<script>{CHART_JS}</script>\n<script>const POV = {};\n{SCRIPT}</script>\n</body></html>",
+        script_json(&data)
+    );
+    h
+}
+
+const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}\
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}.sub{color:#666}\
+.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:12px 16px;min-width:200px}\
+.card b{font-size:20px}.card span{color:#666}\
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(500px,1fr));gap:16px;margin-top:16px}\
+figure{margin:0;border:1px solid #eee;padding:8px}figcaption{font-weight:600;margin-bottom:6px}\
+table{border-collapse:collapse;margin-top:6px}td,th{border-bottom:1px solid #eee;padding:3px 10px;text-align:left}\
+td:nth-child(n+2){text-align:right}code{font-size:12px}";
+
+const SCRIPT: &str = r#"
+(function () {
+  let drawn = 0;
+  const opts = { animation: false, responsive: true, scales: { y: { beginAtZero: true } } };
+  function chart(id, config) {
+    const el = document.getElementById(id);
+    if (!el) return;
+    new Chart(el, Object.assign({ options: opts }, config));
+    drawn += 1;
+  }
+  const hours = POV.by_hour.map(h => new Date(h.hour * 1000).toISOString().slice(0, 16).replace('T', ' '));
+  chart('hours', { type: 'line', data: { labels: hours, datasets: [
+    { label: 'affected users', data: POV.by_hour.map(h => h.users_affected), borderColor: '#c0392b' },
+    { label: 'failures', data: POV.by_hour.map(h => h.failures), borderColor: '#7f8c8d' } ] } });
+  const kinds = Object.keys(POV.failures_by_kind);
+  chart('kinds', { type: 'bar', data: { labels: kinds, datasets: [
+    { label: 'failures', data: kinds.map(k => POV.failures_by_kind[k]), backgroundColor: '#e67e22' } ] } });
+  chart('funnel', { type: 'bar', data: { labels: POV.funnel.map(f => f.step), datasets: [
+    { label: 'reached, no failure', data: POV.funnel.map(f => f.reached_unaffected), backgroundColor: '#27ae60' },
+    { label: 'converted, no failure', data: POV.funnel.map(f => f.converted_unaffected), backgroundColor: '#2ecc71' },
+    { label: 'reached, affected', data: POV.funnel.map(f => f.reached_affected), backgroundColor: '#c0392b' },
+    { label: 'converted, affected', data: POV.funnel.map(f => f.converted_affected), backgroundColor: '#e74c3c' } ] } });
+  chart('lost', { type: 'bar', data: { labels: POV.lost.map(l => l.step), datasets: [
+    { label: 'revenue lost', data: POV.lost.map(l => l.lost), backgroundColor: '#8e44ad' } ] } });
+  document.body.dataset.charts = String(drawn);
+})();
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_money() {
+        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(script_json(&serde_json::json!({"u": "</script><!--"})), r#"{"u":"<\/script><\!--"}"#);
+        assert_eq!(money(1234567.891), "1,234,567.89");
+        assert_eq!(money(0.999), "1.00");
+        assert_eq!(money(-5.5), "-5.50");
+    }
+}
