@@ -142,6 +142,22 @@ fn revenue_lost_on_large_generated_runs() {
             v / truth
         );
         assert!(lo <= truth && truth <= hi, "seed {seed}: {truth} outside {lo}..{hi}");
+        // Who was hurt, and by what: exact on clean captures; on lossy ones
+        // never more than the key (what the capture lost is unknown).
+        let kinds: BTreeMap<String, u64> =
+            sm["failures_by_kind"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect();
+        let (aff, key_aff) = (sm["users_affected"].as_u64().unwrap(), t["users_affected"].as_u64().unwrap());
+        eprintln!("seed {seed} {profile}: users affected {aff} (key {key_aff}), failures {kinds:?}");
+        if profile == "default" {
+            assert_eq!(aff, key_aff, "seed {seed}");
+            assert_eq!(kinds, key_kinds(&t), "seed {seed}");
+        } else {
+            assert!(aff <= key_aff && key_aff - aff <= key_aff / 100, "seed {seed}: {aff} vs {key_aff}");
+            for (k, n) in key_kinds(&t) {
+                let got = kinds.get(&k).copied().unwrap_or(0);
+                assert!(got <= n && n - got <= 1 + n / 50, "seed {seed} {k}: {got} vs {n}");
+            }
+        }
         assert!((v - truth).abs() <= 0.1 * truth, "seed {seed}: {v} vs {truth}");
     }
 }

@@ -263,6 +263,10 @@ pub struct Sessionizer {
     /// (With when the cookie reached the client: requests sent before then
     /// could not carry it.)
     fresh: HashMap<(IpAddr, String), (UserKey, Ts, Ts)>,
+    /// Per client address, the one user seen from it (`true` once a second
+    /// one was): a failed attempt from an address only one user ever used
+    /// is theirs, however long after.
+    ip_users: HashMap<IpAddr, (UserKey, bool)>,
     /// Recent activity per client address (request start, user), for
     /// failed attempts that no new connection followed.
     activity: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
@@ -303,6 +307,7 @@ impl Sessionizer {
             recent: HashMap::new(),
             fresh: HashMap::new(),
             activity: HashMap::new(),
+            ip_users: HashMap::new(),
             orphans: Vec::new(),
             watermark: Ts(i64::MIN),
             last_sweep: Ts(i64::MIN),
@@ -549,6 +554,16 @@ impl Sessionizer {
     }
 
     fn note_activity(&mut self, ip: IpAddr, at: Ts, k: &UserKey) {
+        match self.ip_users.get_mut(&ip) {
+            Some((only, shared)) => {
+                if !*shared && only != k {
+                    *shared = true;
+                }
+            }
+            None => {
+                self.ip_users.insert(ip, (k.clone(), false));
+            }
+        }
         let keep = self.join_window;
         let q = self.activity.entry(ip).or_default();
         if q.back().is_some_and(|(t, b)| b == k && *t <= at) {
@@ -565,13 +580,16 @@ impl Sessionizer {
 
     /// The user last active from the attempt's address in the join window
     /// before it (a user mid-visit whose next connection failed and who
-    /// then left).
+    /// then left); else the only user the address ever had.
     fn active_user_before(&self, f: &FailedConn) -> Option<UserKey> {
-        let q = self.activity.get(&f.client.ip())?;
-        q.iter()
-            .rev()
-            .find(|(t, _)| *t <= f.start && f.start - *t <= self.join_window)
-            .map(|(_, k)| self.resolve(k.clone()))
+        let recent = self.activity.get(&f.client.ip()).and_then(|q| {
+            q.iter().rev().find(|(t, _)| *t <= f.start && f.start - *t <= self.join_window).map(|(_, k)| k.clone())
+        });
+        let only = || match self.ip_users.get(&f.client.ip()) {
+            Some((k, false)) if !matches!(k, UserKey::Address(_)) => Some(k.clone()),
+            _ => None,
+        };
+        recent.or_else(only).map(|k| self.resolve(k))
     }
 
     fn add(&mut self, k: UserKey, tx: Tx, closed: &mut Vec<Session>) {
@@ -1163,6 +1181,24 @@ pub(crate) mod tests {
         assert_eq!(s2[0].pages[0].failed, vec![0]);
         let alone = s.iter().find(|x| x.user.raw() == "address:10.0.0.7").unwrap();
         assert_eq!(alone.failed.len(), 1);
+    }
+
+    #[test]
+    fn a_late_failed_attempt_goes_to_the_only_user_of_its_address() {
+        // 40 minutes later, nothing else from the address: the one user it
+        // ever had came back and could not get through (a second session).
+        let late = 40 * 60 * 1000;
+        let s = run(vec![sets(tx(1, "10.0.0.5:1000", 0, "/"), "A")], vec![failed(2, "10.0.0.5:1001", late)]);
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().all(|x| x.user.raw() == "cookie:sid=A"));
+        assert_eq!(s[1].index, 2);
+        assert_eq!(s[1].failed.len(), 1);
+        // An address two users shared: nobody can tell whose it was.
+        let s = run(
+            vec![sets(tx(1, "10.0.0.5:1000", 0, "/"), "A"), sets(tx(3, "10.0.0.5:1002", 100_000, "/"), "B")],
+            vec![failed(2, "10.0.0.5:1001", late)],
+        );
+        assert!(s.iter().any(|x| x.user.raw() == "address:10.0.0.5" && x.failed.len() == 1));
     }
 
     #[test]
