@@ -65,6 +65,9 @@ fn analyze_writes_every_output_and_matches_the_key() {
     let lost = &sm["revenue_lost"];
     assert!(lost["low"].as_f64().unwrap() <= lost["value"].as_f64().unwrap());
     assert!(lost["value"].as_f64().unwrap() <= lost["high"].as_f64().unwrap());
+    // Revenue lost by failure kind adds up to the estimate.
+    let by_kind: f64 = sm["lost_by_kind"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((by_kind - lost["value"].as_f64().unwrap()).abs() < 0.1, "{by_kind} vs {lost}");
     // Every input of the estimate is there.
     assert!(sm["funnel"].as_array().unwrap().iter().any(|f| f["lost_sessions"].as_u64().unwrap() > 0));
     assert!(printed.contains("users: 25 (15 affected"), "{printed}");
@@ -249,8 +252,25 @@ fn report_loads_in_headless_chromium_with_its_charts() {
         return;
     }
     let d = TempDir::new("analyze-chromium");
-    let out = d.path("report");
-    util::pov_ok(&["analyze", "--quiet", "--out", s(&out), s(&util::root().join("samples/shop.pcap"))]);
+    // Two nights, so the report also draws its trend chart.
+    let nights = d.path("nights");
+    let out = nights.join("night2");
+    util::pov_ok(&[
+        "analyze",
+        "--quiet",
+        "--out",
+        s(&nights.join("night1")),
+        s(&util::root().join("samples/shop-lossy.pcapng")),
+    ]);
+    util::pov_ok(&[
+        "analyze",
+        "--quiet",
+        "--out",
+        s(&out),
+        "--history",
+        s(&nights),
+        s(&util::root().join("samples/shop.pcap")),
+    ]);
     let shots = d.path("chromium");
     let run = std::process::Command::new("sh")
         .arg(util::root().join("tests/report_in_chromium.sh"))
@@ -263,10 +283,10 @@ fn report_loads_in_headless_chromium_with_its_charts() {
     let log = std::fs::read_to_string(shots.join("console.log")).unwrap();
     let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
     assert!(console.is_empty(), "{console:?}");
-    // The page's script drew its four charts.
+    // The page's script drew its six charts (the sixth is the trend).
     let dom = std::fs::read_to_string(shots.join("dom.html")).unwrap();
-    assert!(dom.contains("data-charts=\"4\""), "charts not drawn");
-    assert_eq!(dom.matches("<canvas").count(), 4);
+    assert!(dom.contains("data-charts=\"6\""), "charts not drawn");
+    assert_eq!(dom.matches("<canvas").count(), 6);
     assert!(dom.contains("15</b> of 25 users affected"));
     // The screenshot is a real picture (a blank page of this size
     // compresses to a few KB).

@@ -107,6 +107,11 @@ pub struct Impact {
     pub funnel_comparison: Vec<FunnelRow>,
     /// Users with the most noticed failures.
     pub top_affected_users: Vec<TopUser>,
+    /// Revenue lost by the kind of failure users left after.
+    pub lost_by_kind: BTreeMap<String, f64>,
+    /// Revenue lost by the page users left from (top 10: url, lost,
+    /// sessions).
+    pub lost_by_page: Vec<(String, f64, u64)>,
 }
 
 /// One hour of the capture.
@@ -271,6 +276,7 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
         .collect()
         .map_err(err)?;
     let affected_by_exit = sessions
+        .clone()
         .filter(col("affected"))
         .select([col("exit_step").fill_null(none()).alias("step"), col("converted")])
         .group_by([col("step")])
@@ -360,6 +366,35 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
         let se = (r.baseline_high - r.baseline_low) / (2.0 * 1.959_963_984_540_054);
         variance += p * (1.0 - p) * lq[i] + (lv[i] * se).powi(2);
     }
+    // The same, by the kind of failure users left after and by the page
+    // they left from.
+    let each = sessions
+        .clone()
+        .filter(col("affected").and(col("converted").not()).and(col("left_after_failure")))
+        .select([
+            col("exit_step").fill_null(none()).alias("step"),
+            col("exit_failure").fill_null(none()).alias("kind"),
+            col("exit_url").fill_null(lit("")).alias("url"),
+            when(col("cart_value").fill_null(lit(0.0)).gt(lit(0.0)))
+                .then(col("cart_value"))
+                .otherwise(lit(aov))
+                .alias("value"),
+        ])
+        .collect()
+        .map_err(err)?;
+    let (es, ek, eu, ev) = (strs(&each, "step")?, strs(&each, "kind")?, strs(&each, "url")?, nums(&each, "value")?);
+    let mut by_page: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for i in 0..es.len() {
+        let b = rows.get(&es[i]).map(|r| r.baseline).unwrap_or(pooled);
+        *out.lost_by_kind.entry(ek[i].clone()).or_default() += b * ev[i];
+        let e = by_page.entry(eu[i].clone()).or_default();
+        e.0 += b * ev[i];
+        e.1 += 1;
+    }
+    let mut pages: Vec<(String, f64, u64)> = by_page.into_iter().map(|(u, (l, n))| (u, l, n)).collect();
+    pages.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    pages.truncate(10);
+    out.lost_by_page = pages;
     let half = 1.959_963_984_540_054 * variance.sqrt();
     estimate.low = (estimate.value - half).max(0.0);
     estimate.high = estimate.value + half;

@@ -160,6 +160,10 @@ pub struct Summary {
     pub funnel_comparison: Vec<pov_impact::FunnelRow>,
     /// Users with the most noticed failures.
     pub top_affected_users: Vec<pov_impact::TopUser>,
+    /// Revenue lost by the kind of failure users left after.
+    pub lost_by_kind: BTreeMap<String, f64>,
+    /// Revenue lost by the page users left from (url, lost, sessions).
+    pub lost_by_page: Vec<(String, f64, u64)>,
     /// Earlier runs (from `--history`) and this one, by capture start.
     pub history: Vec<HistoryPoint>,
     /// This run minus the latest earlier one, for the headline numbers.
@@ -209,6 +213,8 @@ impl Summary {
             apdex_by_page: imp.apdex_by_page,
             funnel_comparison: imp.funnel_comparison,
             top_affected_users: imp.top_affected_users,
+            lost_by_kind: imp.lost_by_kind.into_iter().map(|(k, v)| (k, round2(v))).collect(),
+            lost_by_page: imp.lost_by_page.into_iter().map(|(u, v, n)| (u, round2(v), n)).collect(),
             history: Vec::new(),
             delta: None,
             capture_loss_bytes: gaps,

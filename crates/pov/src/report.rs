@@ -52,6 +52,7 @@ pub fn render(s: &Summary) -> String {
         "funnel": s.funnel_comparison,
         "lost": s.funnel.iter().map(|f| serde_json::json!({"step": f.step, "lost": f.lost})).collect::<Vec<_>>(),
         "history": s.history,
+        "lost_by_kind": s.lost_by_kind,
     });
     let mut h = String::new();
     let _ = write!(
@@ -108,8 +109,16 @@ pub fn render(s: &Summary) -> String {
          <figure><figcaption>Failures by kind</figcaption><canvas id=\"kinds\"></canvas></figure>\
          <figure><figcaption>Funnel: sessions reaching each step, with and without a failure</figcaption><canvas id=\"funnel\"></canvas></figure>\
          <figure><figcaption>Revenue lost by the step users left from</figcaption><canvas id=\"lost\"></canvas></figure>\
-         </div>\n",
+         <figure><figcaption>Revenue lost by the failure users left after</figcaption><canvas id=\"lostkind\"></canvas></figure>",
     );
+    if s.history.len() > 1 {
+        h.push_str("<figure><figcaption>Night over night: affected users (%) and revenue lost</figcaption><canvas id=\"trend\"></canvas></figure>");
+    }
+    h.push_str("</div>\n<h2>Revenue lost by the page users left from</h2>\n<table><tr><th>page</th><th>lost</th><th>sessions</th></tr>");
+    for (url, lost, n) in &s.lost_by_page {
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", esc(url), money(*lost));
+    }
+    h.push_str("</table>\n");
     h.push_str("<h2>Top failing pages</h2>\n<table><tr><th>page</th><th>failures</th><th>users</th></tr>");
     for (url, n, u) in &s.top_failing_pages {
         let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{u}</td></tr>", esc(url));
@@ -204,6 +213,16 @@ const SCRIPT: &str = r#"
     { label: 'converted, affected', data: POV.funnel.map(f => f.converted_affected), backgroundColor: '#e74c3c' } ] } });
   chart('lost', { type: 'bar', data: { labels: POV.lost.map(l => l.step), datasets: [
     { label: 'revenue lost', data: POV.lost.map(l => l.lost), backgroundColor: '#8e44ad' } ] } });
+  const lk = Object.keys(POV.lost_by_kind);
+  chart('lostkind', { type: 'bar', data: { labels: lk, datasets: [
+    { label: 'revenue lost', data: lk.map(k => POV.lost_by_kind[k]), backgroundColor: '#16a085' } ] } });
+  if (POV.history.length > 1) {
+    const runs = POV.history.map(p => p.capture_start ? new Date(p.capture_start * 1000).toISOString().slice(0, 10) : p.run);
+    chart('trend', { type: 'line', data: { labels: runs, datasets: [
+      { label: 'affected users, %', data: POV.history.map(p => p.users_affected_pct), borderColor: '#c0392b', yAxisID: 'y' },
+      { label: 'revenue lost', data: POV.history.map(p => p.revenue_lost), borderColor: '#8e44ad', yAxisID: 'y1' } ] },
+      options: { animation: false, scales: { y: { beginAtZero: true, position: 'left' }, y1: { beginAtZero: true, position: 'right' } } } });
+  }
   document.body.dataset.charts = String(drawn);
 })();
 "#;

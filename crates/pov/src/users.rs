@@ -195,6 +195,10 @@ pub struct SessionRecord {
     /// The session ended on a page view with a noticed failure (the user
     /// left right after being hurt).
     pub left_after_failure: bool,
+    /// The kind of that failure (the first noticed one on the last page).
+    pub exit_failure: Option<String>,
+    /// The last page view's path and query (sensitive values masked).
+    pub exit_url: Option<String>,
     /// Noticed failures by kind.
     pub failures: BTreeMap<String, u64>,
     /// Minor failures.
@@ -233,6 +237,8 @@ const SESSION_FIELDS: &[(&str, Kind)] = &[
     ("funnel_step", Kind::Str),
     ("exit_step", Kind::Str),
     ("left_after_failure", Kind::Bool),
+    ("exit_failure", Kind::Str),
+    ("exit_url", Kind::Str),
     ("failures", Kind::Str),
     ("minor_failures", Kind::U64),
     ("struggles", Kind::U64),
@@ -672,6 +678,10 @@ impl<W: Write> UserStage<W> {
             Some(round2(score / c.apdex.len() as f64))
         };
         let affected = !noticed.is_empty();
+        let exit_failure = s
+            .pages
+            .last()
+            .and_then(|p| c.failures.iter().find(|f| f.page == Some(p.index) && f.severity.noticed()).map(|f| f.kind));
         if let Some(w) = self.out.sessions.as_mut() {
             w.write(&SessionRecord {
                 session: sid.clone(),
@@ -687,10 +697,9 @@ impl<W: Write> UserStage<W> {
                 last_step: s.pages.iter().rev().find_map(|p| p.step.clone()),
                 funnel_step: self.cfg.revenue.funnel.iter().rev().find(|f| steps.iter().any(|s| s == *f)).cloned(),
                 exit_step: s.pages.last().and_then(|p| p.step.clone()),
-                left_after_failure: s
-                    .pages
-                    .last()
-                    .is_some_and(|p| c.failures.iter().any(|f| f.page == Some(p.index) && f.severity.noticed())),
+                left_after_failure: exit_failure.is_some(),
+                exit_failure: exit_failure.map(|k| k.as_str().to_string()),
+                exit_url: s.pages.last().map(|p| mask_target(&p.url, params, self.mask)),
                 steps,
                 failures: noticed.clone(),
                 minor_failures: minor,
