@@ -330,8 +330,8 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
         r.baseline_high = hi.max(r.baseline);
     }
     // A step no unaffected session viewed (a page known only by a failed
-    // connection attempt, whose URL the SYN does not say) takes the rate
-    // over every step.
+    // connection attempt, whose URL the SYN does not say), and pages no
+    // `[[pages]]` rule names, take the rate over every step.
     let (pool_views, pool_conv): (f64, f64) = (bv.iter().sum(), bc.iter().sum());
     let pool_sessions = out.sessions_total.saturating_sub(out.sessions_affected).max(1);
     let pooled = if pool_views > 0.0 { pool_conv / pool_views } else { 0.0 };
@@ -353,7 +353,9 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
         let r = rows.get_mut(&ls[i]).ok_or_else(|| io::Error::other("step row"))?;
         r.lost_sessions = ln[i] as u64;
         r.lost_value = lv[i];
-        if r.unaffected_views == 0 {
+        // Pages no rule names are a mixed bag (form posts, broken links):
+        // their own rate says nothing about a visitor's intent.
+        if r.unaffected_views == 0 || r.step == "(none)" {
             r.baseline = pooled;
             r.baseline_low = pool_lo.min(pooled);
             r.baseline_high = pool_hi.max(pooled);
@@ -385,7 +387,7 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     let (es, ek, eu, ev) = (strs(&each, "step")?, strs(&each, "kind")?, strs(&each, "url")?, nums(&each, "value")?);
     let mut by_page: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     for i in 0..es.len() {
-        let b = rows.get(&es[i]).map(|r| r.baseline).unwrap_or(pooled);
+        let b = rows.get(&es[i]).map(|r| r.baseline).filter(|_| es[i] != "(none)").unwrap_or(pooled);
         *out.lost_by_kind.entry(ek[i].clone()).or_default() += b * ev[i];
         let e = by_page.entry(eu[i].clone()).or_default();
         e.0 += b * ev[i];
