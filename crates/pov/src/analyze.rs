@@ -9,7 +9,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use pov_capture::http::{HttpTransaction, TxSink};
-use pov_capture::tcp::{Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, StreamSink};
 use pov_impact::{Impact, RevenueModel};
 use pov_sessions::FailedConn;
 
@@ -36,36 +35,15 @@ impl TxSink for AnalyzeSink {
     }
 }
 
-/// The stream side of `pov analyze`: HTTP parsing feeding [`AnalyzeSink`],
-/// and failed connection attempts from connection summaries.
-pub struct AnalyzePipeline {
-    /// The HTTP analyzer.
-    pub http: pov_capture::http::HttpAnalyzer<AnalyzeSink>,
+impl crate::users::FailedConnSink for AnalyzeSink {
+    fn failed_connection(&mut self, f: FailedConn) {
+        self.users.failed_connection(f);
+    }
 }
 
-impl StreamSink for AnalyzePipeline {
-    fn on_open(&mut self, meta: &ConnMeta) {
-        self.http.on_open(meta);
-    }
-    fn on_data(&mut self, chunk: &DataChunk<'_>) {
-        self.http.on_data(chunk);
-    }
-    fn on_gap(&mut self, gap: &Gap) {
-        self.http.on_gap(gap);
-    }
-    fn on_half_close(&mut self, hc: &HalfClose) {
-        self.http.on_half_close(hc);
-    }
-    fn on_close(&mut self, close: &Close) {
-        self.http.on_close(close);
-    }
-    fn on_summary(&mut self, s: &ConnSummary) {
-        self.http.on_summary(s);
-        if let Some(f) = FailedConn::from_summary(s) {
-            self.http.sink_mut().users.failed_connection(f);
-        }
-    }
-}
+/// The stream side of `pov analyze`: HTTP parsing feeding [`AnalyzeSink`],
+/// and failed connection attempts from connection summaries.
+pub type AnalyzePipeline = crate::users::UserPipeline<AnalyzeSink>;
 
 impl AnalyzePipeline {
     /// Opens every output file of `dir` (created if needed) under a
@@ -88,7 +66,8 @@ impl AnalyzePipeline {
         };
         let users = UserStage::with_limits(cfg, mask, outputs, max_session_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Ok(AnalyzePipeline { http: pov_capture::http::HttpAnalyzer::new(http.clone(), AnalyzeSink { tx, users }) })
+        let http = pov_capture::http::HttpAnalyzer::new(http.clone(), AnalyzeSink { tx, users });
+        Ok(crate::users::UserPipeline { http })
     }
 
     /// Flushes everything, renames the record files into place, and returns

@@ -816,14 +816,26 @@ impl<W: Write> TxSink for UserStage<W> {
     }
 }
 
-/// The HTTP layer with the user stage behind it; also passes failed
-/// connection attempts (from connection summaries) to the user stage.
-pub struct UserPipeline<W: Write> {
-    /// The HTTP analyzer feeding the user stage.
-    pub http: pov_capture::http::HttpAnalyzer<UserStage<W>>,
+/// A transaction sink that also takes failed connection attempts.
+pub trait FailedConnSink: TxSink {
+    /// A refused or unanswered connection attempt.
+    fn failed_connection(&mut self, f: FailedConn);
 }
 
-impl<W: Write> StreamSink for UserPipeline<W> {
+impl<W: Write> FailedConnSink for UserStage<W> {
+    fn failed_connection(&mut self, f: FailedConn) {
+        UserStage::failed_connection(self, f);
+    }
+}
+
+/// The HTTP layer with the user stage behind it; also passes failed
+/// connection attempts (from connection summaries) to the user stage.
+pub struct UserPipeline<S: FailedConnSink> {
+    /// The HTTP analyzer feeding the user stage.
+    pub http: pov_capture::http::HttpAnalyzer<S>,
+}
+
+impl<S: FailedConnSink> StreamSink for UserPipeline<S> {
     fn on_open(&mut self, meta: &ConnMeta) {
         self.http.on_open(meta);
     }
