@@ -76,6 +76,7 @@ fn analyze_writes_every_output_and_matches_the_key() {
     let sum = |k: &str, f: &dyn Fn(&serde_json::Value) -> u64| sm[k].as_array().unwrap().iter().map(f).sum::<u64>();
     assert_eq!(sum("by_hour", &|h| h["failures"].as_u64().unwrap()), total);
     assert_eq!(sum("by_server", &|r| r[1].as_u64().unwrap()), total);
+    assert_eq!(sum("by_page_name", &|r| r[1].as_u64().unwrap()), total);
     assert_eq!(sum("apdex_by_page", &|p| p["views"].as_u64().unwrap()), 154, "the key's page views");
     let home = sm["funnel_comparison"].as_array().unwrap().iter().find(|r| r["step"] == "home").unwrap();
     assert_eq!(

@@ -100,6 +100,9 @@ pub struct Impact {
     pub by_hour: Vec<HourImpact>,
     /// Noticed failures and affected users per server.
     pub by_server: Vec<(String, u64, u64)>,
+    /// Noticed failures and affected users per page class (`[[pages]]`
+    /// name).
+    pub by_page_name: Vec<(String, u64, u64)>,
     /// Apdex per page class (`[[pages]]` name).
     pub apdex_by_page: Vec<PageApdex>,
     /// Per funnel step: sessions that reached it and converted, affected
@@ -484,6 +487,19 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
     out.by_hour = (0..hours.height())
         .map(|i| HourImpact { hour: h[i].unwrap_or(0.0), failures: f[i], users_affected: u[i] })
         .collect();
+
+    let names = noticed
+        .clone()
+        .group_by([col("page_name").fill_null(lit("(none)"))])
+        .agg([len().alias("failures"), col("user").n_unique().alias("users")])
+        .sort_by_exprs(
+            [col("failures"), col("page_name")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .collect()
+        .map_err(err)?;
+    let (pn, f, u) = (texts(&names, "page_name")?, counts(&names, "failures")?, counts(&names, "users")?);
+    out.by_page_name = (0..names.height()).map(|i| (pn[i].clone(), f[i], u[i])).collect();
 
     let servers = noticed
         .group_by([col("server").fill_null(lit("(none)"))])

@@ -133,6 +133,9 @@ pub struct Summary {
     /// Noticed failures and affected users per server (server, failures,
     /// users).
     pub by_server: Vec<(String, u64, u64)>,
+    /// Noticed failures and affected users per page class (name,
+    /// failures, users).
+    pub by_page_name: Vec<(String, u64, u64)>,
     /// Apdex per page class.
     pub apdex_by_page: Vec<pov_impact::PageApdex>,
     /// Reached and converted per step, sessions with and without a failure.
@@ -189,6 +192,7 @@ impl Summary {
             top_failing_pages: imp.top_failing_pages,
             by_hour: imp.by_hour,
             by_server: imp.by_server,
+            by_page_name: imp.by_page_name,
             apdex_by_page: imp.apdex_by_page,
             funnel_comparison: imp.funnel_comparison,
             top_affected_users: imp.top_affected_users,

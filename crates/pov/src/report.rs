@@ -148,6 +148,12 @@ pub fn render(s: &Summary) -> String {
             p.score
         );
     }
+    h.push_str(
+        "</table>\n<h2>Failures by page class</h2>\n<table><tr><th>page</th><th>failures</th><th>users</th></tr>",
+    );
+    for (name, n, u) in &s.by_page_name {
+        let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{u}</td></tr>", esc(name));
+    }
     h.push_str("</table>\n<h2>Failures by server</h2>\n<table><tr><th>server</th><th>failures</th><th>users</th></tr>");
     for (srv, n, u) in &s.by_server {
         let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{u}</td></tr>", esc(srv));

@@ -378,6 +378,8 @@ pub struct FailureRecord {
     pub last_frame: Option<u64>,
     /// Host.
     pub host: Option<String>,
+    /// The `[[pages]]` name of its page view.
+    pub page_name: Option<String>,
     /// Path and query (sensitive values masked).
     pub url: String,
     /// Status.
@@ -401,6 +403,7 @@ const FAILURE_FIELDS: &[(&str, Kind)] = &[
     ("first_frame", Kind::U64),
     ("last_frame", Kind::U64),
     ("host", Kind::Str),
+    ("page_name", Kind::Str),
     ("url", Kind::Str),
     ("status", Kind::U64),
     ("detail", Kind::Str),
@@ -621,6 +624,7 @@ impl<W: Write> UserStage<W> {
                     first_frame: f.frames.map(|x| x.first),
                     last_frame: f.frames.map(|x| x.last),
                     host: f.host.clone(),
+                    page_name: f.page.and_then(|i| s.pages.get(i as usize - 1)).and_then(|p| p.name.clone()),
                     url: mask_target(&f.url, params, self.mask),
                     status: f.status,
                     detail: f.detail.clone(),
