@@ -11,5 +11,6 @@ mod cli;
 mod flows;
 mod http;
 mod reassembly;
+mod replay;
 mod synth;
 mod users;

@@ -50,6 +50,9 @@ enum Command {
     Failures(UserArgs),
     /// Show the configuration (`--print-default`) or check a pov.toml.
     Config(ConfigArgs),
+    /// See what a customer saw: export their sessions (HAR).
+    #[command(subcommand)]
+    Replay(ReplayCommand),
     /// Generate synthetic web-shop traffic with an exact answer key.
     Synth(synth::SynthArgs),
 }
@@ -110,6 +113,43 @@ struct AnalyzeArgs {
     /// their numbers and the change since the latest one.
     #[arg(long, value_name = "DIR")]
     history: Option<PathBuf>,
+    #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Subcommand)]
+enum ReplayCommand {
+    /// A HAR 1.2 file of the selected sessions (one page per page view),
+    /// for a browser's developer tools or any HAR viewer.
+    Har(ReplayHarArgs),
+}
+
+#[derive(Args)]
+struct ReplayHarArgs {
+    /// Capture files, folders or globs, read as one capture.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Every session of this user (the pseudonym `pov users` shows, or the
+    /// raw key with --no-mask).
+    #[arg(long, conflicts_with_all = ["session", "failed"])]
+    user: Option<String>,
+    /// One session (`user/index`, as `pov sessions` shows it).
+    #[arg(long, conflicts_with = "failed")]
+    session: Option<String>,
+    /// Every session with a noticed failure.
+    #[arg(long)]
+    failed: bool,
+    /// The HAR file to write (atomically).
+    #[arg(short, long, required = true)]
+    output: PathBuf,
+    /// Settings file.
+    #[arg(short, long, value_name = "POV.TOML")]
+    config: Option<PathBuf>,
+    /// Show cookies, credentials and raw user keys.
+    #[arg(long)]
+    no_mask: bool,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
@@ -306,6 +346,7 @@ fn main() -> ExitCode {
         Command::Pages(a) => cmd_users(a, pov::users::View::Pages),
         Command::Failures(a) => cmd_users(a, pov::users::View::Failures),
         Command::Config(a) => cmd_config(a),
+        Command::Replay(ReplayCommand::Har(a)) => cmd_replay_har(a),
         Command::Synth(a) => synth::run(a),
     };
     match result {
@@ -570,6 +611,57 @@ fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io
         )?;
     }
     writeln!(w, "outputs: {}/{{{}, summary.json, report.html}}", out.display(), pov::analyze::FILES.join(", "))
+}
+
+fn cmd_replay_har(a: ReplayHarArgs) -> anyhow::Result<ExitCode> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let selector = match (&a.user, &a.session, a.failed) {
+        (Some(u), _, _) => pov::replay::Selector::User(u.clone()),
+        (_, Some(s), _) => pov::replay::Selector::Session(s.clone()),
+        (_, _, true) => pov::replay::Selector::Failed,
+        _ => anyhow::bail!("say which sessions: --user U, --session S or --failed"),
+    };
+    let mut pov_cfg = load_config(a.config.as_deref())?;
+    if pov_cfg.pages.is_empty() {
+        pov_cfg.pages = pov_sessions::config::default_pages();
+    }
+    let files = expand_inputs(&a.inputs)?;
+    let mut cfg = a.common.config();
+    a.http.apply(&mut cfg);
+    let mask = !a.no_mask && pov_cfg.privacy.mask;
+    // Pass 1: which transactions the selected sessions hold.
+    let selection = Rc::new(RefCell::new(pov::replay::Selection::default()));
+    let outputs = pov::users::Outputs::<io::Sink> { users: None, sessions: None, pages: None, failures: None };
+    let mut stage = pov::users::UserStage::new(&pov_cfg, mask, outputs).map_err(|e| anyhow::anyhow!(e))?;
+    stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection)));
+    let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
+    let report = run_pipeline_with(&files, &a.common, &cfg, &mut pipe);
+    let (stage, _) = pipe.http.finish();
+    stage.finish()?;
+    let sel = std::mem::take(&mut *selection.borrow_mut());
+    if sel.sessions == 0 {
+        anyhow::bail!("no session matches");
+    }
+    // Pass 2: those transactions, whole.
+    let keep = pov::replay::Keep { wanted: sel.txs, kept: Vec::new() };
+    let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), keep);
+    run_pipeline_with(&files, &a.common, &cfg, &mut http);
+    let (keep, _) = http.finish();
+    let har = pov::replay::har(&keep, &sel.pages, mask);
+    let mut f = output::AtomicFile::create(&a.output).map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
+    serde_json::to_writer_pretty(&mut f, &har)?;
+    f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
+    if !a.common.quiet {
+        eprintln!(
+            "pov: {} sessions, {} pages, {} entries -> {}",
+            sel.sessions,
+            sel.pages.len(),
+            keep.kept.len(),
+            a.output.display()
+        );
+    }
+    Ok(finish_run(&report, a.common.quiet))
 }
 
 fn cmd_config(a: ConfigArgs) -> anyhow::Result<ExitCode> {

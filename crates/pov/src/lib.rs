@@ -25,6 +25,7 @@ pub mod config;
 pub mod flows;
 pub mod output;
 pub mod pipeline;
+pub mod replay;
 pub mod report;
 pub mod transactions;
 pub mod users;

@@ -539,7 +539,12 @@ pub struct UserStage<W: Write> {
     out: Outputs<W>,
     error: Option<io::Error>,
     report: UserStageReport,
+    tap: Option<SessionTap>,
 }
+
+/// Sees every closed session with its labels, the user's name and the
+/// session's id as the outputs show them (for `pov replay`).
+pub type SessionTap = Box<dyn FnMut(&Session, &Classified, &str, &str)>;
 
 impl<W: Write> UserStage<W> {
     /// A stage with `cfg`; `mask` false shows raw keys and values.
@@ -567,7 +572,13 @@ impl<W: Write> UserStage<W> {
             out,
             error: None,
             report: UserStageReport::default(),
+            tap: None,
         })
+    }
+
+    /// Calls `tap` with every session as it closes.
+    pub fn set_tap(&mut self, tap: SessionTap) {
+        self.tap = Some(tap);
     }
 
     /// Adds a failed connection attempt.
@@ -592,6 +603,9 @@ impl<W: Write> UserStage<W> {
     fn session_closed(&mut self, s: &Session, c: &Classified) -> io::Result<()> {
         let user = self.user_name(&s.user);
         let sid = format!("{user}/{}", s.index);
+        if let Some(tap) = self.tap.as_mut() {
+            tap(s, c, &user, &sid);
+        }
         let mut noticed: BTreeMap<String, u64> = BTreeMap::new();
         let (mut minor, mut struggles) = (0u64, 0u64);
         for f in &c.failures {

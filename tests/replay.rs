@@ -1,0 +1,56 @@
+//! `pov replay har`: the HAR of the failed sessions holds every transaction
+//! of the affected users, as the answer key has them.
+
+use std::collections::BTreeMap;
+
+use crate::util::{self, TempDir, s};
+
+#[test]
+fn har_of_failed_sessions_matches_the_key() {
+    let d = TempDir::new("replay-har");
+    let har = d.path("failed.har");
+    let root = util::root();
+    util::pov_ok(&["replay", "har", "--quiet", "--failed", "-o", s(&har), s(&root.join("samples/shop.pcap"))]);
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let log = &h["log"];
+    assert_eq!(log["version"], "1.2");
+    assert_eq!(log["creator"]["name"], "pov");
+    let key: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("samples/shop.truth.json")).unwrap()).unwrap();
+    let mut want: BTreeMap<(String, String, u64), u32> = BTreeMap::new();
+    for u in key["users"].as_array().unwrap().iter().filter(|u| u["affected"] == true) {
+        for c in u["connections"].as_array().unwrap() {
+            for t in c["transactions"].as_array().unwrap() {
+                let k = (
+                    t["method"].as_str().unwrap().into(),
+                    t["uri"].as_str().unwrap().into(),
+                    t["status"].as_u64().unwrap_or(0),
+                );
+                *want.entry(k).or_default() += 1;
+            }
+        }
+    }
+    let mut got: BTreeMap<(String, String, u64), u32> = BTreeMap::new();
+    let pages: Vec<&str> = log["pages"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    for e in log["entries"].as_array().unwrap() {
+        let url = e["request"]["url"].as_str().unwrap();
+        let path = url.strip_prefix("http://shop.example.com").unwrap_or(url);
+        let k =
+            (e["request"]["method"].as_str().unwrap().into(), path.into(), e["response"]["status"].as_u64().unwrap());
+        *got.entry(k).or_default() += 1;
+        // Every entry names a page of the file, and has every timing.
+        if let Some(p) = e["pageref"].as_str() {
+            assert!(pages.contains(&p), "{p}");
+        }
+        for t in ["blocked", "dns", "connect", "send", "wait", "receive"] {
+            assert!(e["timings"][t].is_number(), "{t}");
+        }
+        // Cookies and card numbers are masked.
+        for c in e["request"]["cookies"].as_array().unwrap() {
+            assert_eq!(c["value"], "***");
+        }
+        assert!(!e.to_string().contains("4111111111111111"));
+    }
+    assert_eq!(got, want);
+    assert_eq!(got.values().sum::<u32>(), 419);
+}
