@@ -53,4 +53,30 @@ fn har_of_failed_sessions_matches_the_key() {
     }
     assert_eq!(got, want);
     assert_eq!(got.values().sum::<u32>(), 419);
+    // Valid against the HAR 1.2 JSON Schema (the npm har-schema package,
+    // in tests/har-schema, ISC licence), with a JSON Schema crate.
+    let dir = root.join("tests/har-schema");
+    let mut opts = jsonschema::options().with_base_uri("http://har.invalid/");
+    let mut top = None;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("json") {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name == "har.json" {
+            top = Some(v.clone());
+        }
+        opts =
+            opts.with_resource(format!("http://har.invalid/{name}"), jsonschema::Resource::from_contents(v).unwrap());
+    }
+    let validator = opts.build(&top.expect("har.json")).expect("the HAR schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(&h).take(10).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // And the schema does catch a broken HAR.
+    let mut broken = h.clone();
+    broken["log"]["entries"][0]["request"].as_object_mut().unwrap().remove("method");
+    assert!(!validator.is_valid(&broken));
 }
