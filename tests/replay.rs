@@ -53,6 +53,47 @@ fn har_of_failed_sessions_matches_the_key() {
     }
     assert_eq!(got, want);
     assert_eq!(got.values().sum::<u32>(), 419);
+    // Timings from the wire, against the key: send, wait (time to first
+    // byte) and receive, to the microsecond.
+    let mut key_times: BTreeMap<String, Vec<(f64, f64, f64, f64)>> = BTreeMap::new();
+    for u in key["users"].as_array().unwrap().iter().filter(|u| u["affected"] == true) {
+        for c in u["connections"].as_array().unwrap() {
+            for t in c["transactions"].as_array().unwrap() {
+                let f = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+                key_times.entry(t["uri"].as_str().unwrap().to_string()).or_default().push((
+                    f("req_start"),
+                    f("req_end"),
+                    f("resp_start"),
+                    f("resp_end"),
+                ));
+            }
+        }
+    }
+    let mut compared = 0;
+    for e in log["entries"].as_array().unwrap() {
+        let url = e["request"]["url"].as_str().unwrap();
+        let path = url.strip_prefix("http://shop.example.com").unwrap_or(url).to_string();
+        let start = e["_startedEpoch"].as_f64().unwrap();
+        // The same request in the key: same URI, same start (to 10 µs;
+        // both sides print seconds as floats).
+        let Some(&(rs, re, ps, pe)) = key_times.get(&path).and_then(|v| v.iter().find(|k| (k.0 - start).abs() < 1e-5))
+        else {
+            continue;
+        };
+        let tm = &e["timings"];
+        let close = |got: &serde_json::Value, want: f64| {
+            let g = got.as_f64().unwrap();
+            if want.is_nan() { g == -1.0 } else { (g - want * 1e3).abs() < 0.002 }
+        };
+        assert!(close(&tm["send"], re - rs), "{path} send {} vs {}", tm["send"], (re - rs) * 1e3);
+        assert!(close(&tm["wait"], ps - re), "{path} wait {} vs {}", tm["wait"], (ps - re) * 1e3);
+        // (A response cut short never finished: its receive time is -1.)
+        if e["_outcome"] == "complete" {
+            assert!(close(&tm["receive"], pe - ps), "{path} receive {} vs {}", tm["receive"], (pe - ps) * 1e3);
+        }
+        compared += 1;
+    }
+    assert!(compared > 400, "only {compared} entries matched the key by URI and start");
     // Valid against the HAR 1.2 JSON Schema (the npm har-schema package,
     // in tests/har-schema, ISC licence), with a JSON Schema crate.
     let dir = root.join("tests/har-schema");

@@ -205,6 +205,7 @@ fn entry(e: &HarEntry<'_>, mask: bool) -> Value {
         "serverIPAddress": t.server.ip().to_string(),
         "connection": t.conn.to_string(),
         "_outcome": t.outcome.as_str(),
+        "_startedEpoch": tm.start().as_secs_f64(),
     });
     if let Some(p) = &e.page {
         v["pageref"] = json!(p);
