@@ -6,7 +6,7 @@
 //! closed, cut into page views and handed back. Memory holds the open
 //! sessions and short-lived joining state, never the whole capture.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use pov_capture::http::FrameSpan;
@@ -251,12 +251,17 @@ pub struct Sessionizer {
     pages: PageRules,
     conversion_post: Option<Regex>,
     users: HashMap<UserKey, UserState>,
+    /// Users with an open session (the ones a sweep looks at).
+    open: HashSet<UserKey>,
     /// A session cookie replaced by the server, to the one it replaced.
     aliases: HashMap<UserKey, UserKey>,
     conn_user: HashMap<u64, (UserKey, Ts)>,
     /// Requests with no identifier, waiting for a Set-Cookie answer from
     /// the same client and User-Agent.
     pending: HashMap<(IpAddr, String), VecDeque<Tx>>,
+    /// Connections that may have requests waiting (so a claim looks only
+    /// when one might).
+    pending_conns: HashSet<u64>,
     pending_failed: Vec<FailedConn>,
     /// Per address and User-Agent: the last user made from a Set-Cookie
     /// whose cookie has not come back yet.
@@ -300,9 +305,11 @@ impl Sessionizer {
             pages,
             conversion_post,
             users: HashMap::new(),
+            open: HashSet::new(),
             aliases: HashMap::new(),
             conn_user: HashMap::new(),
             pending: HashMap::new(),
+            pending_conns: HashSet::new(),
             pending_failed: Vec::new(),
             recent: HashMap::new(),
             fresh: HashMap::new(),
@@ -409,6 +416,7 @@ impl Sessionizer {
             }
             None => {
                 let ua = tx.user_agent.clone().unwrap_or_default();
+                self.pending_conns.insert(tx.conn);
                 self.pending.entry((tx.client_ip, ua)).or_default().push_back(tx);
             }
         }
@@ -486,6 +494,9 @@ impl Sessionizer {
 
     /// Requests waiting on this connection belong to `k`.
     fn claim_conn(&mut self, conn: u64, ip: IpAddr, k: &UserKey) {
+        if !self.pending_conns.remove(&conn) {
+            return;
+        }
         let mut claimed = Vec::new();
         for ((bip, _), q) in self.pending.iter_mut() {
             if *bip != ip {
@@ -594,23 +605,9 @@ impl Sessionizer {
 
     fn add(&mut self, k: UserKey, tx: Tx, closed: &mut Vec<Session>) {
         self.note_activity(tx.client_ip, tx.start, &k);
-        let timeout = self.timeout;
-        let stale = self.users.get(&k).and_then(|u| u.open.as_ref()).is_some_and(|o| tx.start - o.last > timeout);
-        if stale {
-            if let Some(s) = self.close_user(&k) {
-                closed.push(s);
-            }
-        }
+        let (start, end) = (tx.start, tx.end());
         let max = self.max_txs;
-        let st = self.users.entry(k.clone()).or_default();
-        if st.sessions == 0 && st.open.is_none() {
-            *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
-        }
-        let open = st.open.get_or_insert_with(|| {
-            st.sessions += 1;
-            OpenSession { index: st.sessions, txs: Vec::new(), failed: Vec::new(), last: tx.start, dropped: 0 }
-        });
-        open.last = open.last.max(tx.end());
+        let open = self.session_for(k, start, end, closed);
         if open.txs.len() >= max {
             open.dropped += 1;
             self.stats.session_tx_cap_drops += 1;
@@ -620,8 +617,16 @@ impl Sessionizer {
     }
 
     fn add_failed(&mut self, k: UserKey, f: FailedConn, closed: &mut Vec<Session>) {
+        let (start, end) = (f.start, f.end);
+        self.session_for(k, start, end, closed).failed.push(f);
+    }
+
+    /// The user's open session for activity from `start` to `end`: the
+    /// current one, or a new one when the user was quiet for the timeout
+    /// (the old one goes to `closed`).
+    fn session_for(&mut self, k: UserKey, start: Ts, end: Ts, closed: &mut Vec<Session>) -> &mut OpenSession {
         let timeout = self.timeout;
-        let stale = self.users.get(&k).and_then(|u| u.open.as_ref()).is_some_and(|o| f.start - o.last > timeout);
+        let stale = self.users.get(&k).and_then(|u| u.open.as_ref()).is_some_and(|o| start - o.last > timeout);
         if stale {
             if let Some(s) = self.close_user(&k) {
                 closed.push(s);
@@ -631,12 +636,15 @@ impl Sessionizer {
         if st.sessions == 0 && st.open.is_none() {
             *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
         }
+        if st.open.is_none() {
+            self.open.insert(k.clone());
+        }
         let open = st.open.get_or_insert_with(|| {
             st.sessions += 1;
-            OpenSession { index: st.sessions, txs: Vec::new(), failed: Vec::new(), last: f.end, dropped: 0 }
+            OpenSession { index: st.sessions, txs: Vec::new(), failed: Vec::new(), last: start, dropped: 0 }
         });
-        open.last = open.last.max(f.end);
-        open.failed.push(f);
+        open.last = open.last.max(end);
+        open
     }
 
     /// Moves time on: expires waiting requests and failed attempts, closes
@@ -677,13 +685,20 @@ impl Sessionizer {
             }
         }
         self.pending_failed = keep;
-        // Quiet sessions.
+        // Quiet sessions, and state of connections and addresses gone
+        // quiet: once a minute of capture time (a session closes at most a
+        // minute late; a user coming back after the timeout starts a new
+        // one whatever the sweep did).
+        if now.0 < self.last_prune.0.saturating_add(60_000_000_000) {
+            return;
+        }
+        self.last_prune = now;
         let timeout = self.timeout;
         let quiet: Vec<UserKey> = self
-            .users
+            .open
             .iter()
-            .filter(|(_, u)| u.open.as_ref().is_some_and(|o| now - o.last > timeout))
-            .map(|(k, _)| k.clone())
+            .filter(|k| self.users.get(*k).and_then(|u| u.open.as_ref()).is_some_and(|o| now - o.last > timeout))
+            .cloned()
             .collect();
         let mut batch = Vec::new();
         for k in quiet {
@@ -695,28 +710,26 @@ impl Sessionizer {
         closed.extend(batch);
         let retry = self.retry_window;
         self.fresh.retain(|_, (_, t, _)| now - *t <= retry);
-        // Per-address history of addresses gone quiet (once a minute).
-        if now.0 >= self.last_prune.0.saturating_add(60_000_000_000) {
-            self.last_prune = now;
-            let (keep_recent, keep_activity) = (Dur(self.timeout.0 / 2), join + join);
-            self.recent.retain(|_, q| {
-                while q.front().is_some_and(|(t, _)| now - *t > keep_recent) {
-                    q.pop_front();
-                }
-                !q.is_empty()
-            });
-            self.activity.retain(|_, q| {
-                while q.front().is_some_and(|(t, _)| now - *t > keep_activity) {
-                    q.pop_front();
-                }
-                !q.is_empty()
-            });
-        }
-        // Connections quiet for a session timeout are forgotten.
+        let (keep_recent, keep_activity) = (Dur(self.timeout.0 / 2), join + join);
+        self.recent.retain(|_, q| {
+            while q.front().is_some_and(|(t, _)| now - *t > keep_recent) {
+                q.pop_front();
+            }
+            !q.is_empty()
+        });
+        self.activity.retain(|_, q| {
+            while q.front().is_some_and(|(t, _)| now - *t > keep_activity) {
+                q.pop_front();
+            }
+            !q.is_empty()
+        });
         self.conn_user.retain(|_, (_, t)| now - *t <= timeout);
+        let waiting: HashSet<u64> = self.pending.values().flatten().map(|t| t.conn).collect();
+        self.pending_conns.retain(|c| waiting.contains(c));
     }
 
     fn close_user(&mut self, k: &UserKey) -> Option<Session> {
+        self.open.remove(k);
         let open = self.users.get_mut(k)?.open.take()?;
         Some(self.build(k.clone(), open))
     }
