@@ -560,41 +560,8 @@ mod tests {
     use pov_sessions::{Sessionizer, SessionizerConfig};
 
     fn tx(conn: u64, depth: u32, ms: i64, target: &str) -> Tx {
-        let client: std::net::SocketAddr = "10.0.0.1:1000".parse().unwrap();
-        let start = Ts(1_700_000_000_000_000_000 + ms * 1_000_000);
-        Tx {
-            conn,
-            depth,
-            client,
-            client_ip: client.ip(),
-            server: "192.0.2.10:80".parse().unwrap(),
-            start,
-            req_end: Some(start),
-            resp_start: Some(start + Dur::from_millis(20)),
-            resp_end: Some(start + Dur::from_millis(30)),
-            method: Some("GET".into()),
-            host: Some("shop.example".into()),
-            target: target.into(),
-            referer: None,
-            user_agent: Some("UA".into()),
-            status: Some(200),
-            location: None,
-            outcome: Outcome::Complete,
-            waited: None,
-            class: ResourceClass::Document,
-            req_frames: None,
-            resp_frames: None,
-            missing_bytes: 0,
-            response_body_len: 10,
-            cookie: Some(("sid".into(), "A".into())),
-            set_cookie: None,
-            header_id: None,
-            query_id: None,
-            login: None,
-            order_value: None,
-            cart_value: None,
-            error_page: None,
-        }
+        let client = "10.0.0.1:1000".parse().unwrap();
+        Tx { depth, cookie: Some(("sid".into(), "A".into())), ..Tx::sample(conn, client, ms, target) }
     }
 
     fn kinds(txs: Vec<Tx>) -> Vec<(String, String)> {

@@ -1003,45 +1003,10 @@ fn build_pages(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use pov_capture::http::Outcome;
 
     /// A hand-made transaction: `ms` after a fixed epoch, on `conn`.
     pub(crate) fn tx(conn: u64, client: &str, ms: i64, target: &str) -> Tx {
-        let client: SocketAddr = client.parse().unwrap();
-        let start = Ts(1_700_000_000_000_000_000 + ms * 1_000_000);
-        Tx {
-            conn,
-            depth: 1,
-            client,
-            client_ip: client.ip(),
-            server: "192.0.2.10:80".parse().unwrap(),
-            start,
-            req_end: Some(start),
-            resp_start: Some(start + Dur::from_millis(20)),
-            resp_end: Some(start + Dur::from_millis(30)),
-            method: Some("GET".into()),
-            host: Some("shop.example".into()),
-            target: target.into(),
-            referer: None,
-            user_agent: Some("UA-1".into()),
-            status: Some(200),
-            location: None,
-            outcome: Outcome::Complete,
-            waited: None,
-            class: ResourceClass::Document,
-            req_frames: None,
-            resp_frames: None,
-            missing_bytes: 0,
-            response_body_len: 100,
-            cookie: None,
-            set_cookie: None,
-            header_id: None,
-            query_id: None,
-            login: None,
-            order_value: None,
-            cart_value: None,
-            error_page: None,
-        }
+        Tx::sample(conn, client.parse().unwrap(), ms, target)
     }
 
     fn cookie(mut t: Tx, v: &str) -> Tx {

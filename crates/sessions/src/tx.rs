@@ -314,6 +314,46 @@ impl Tx {
         }
     }
 
+    /// A hand-made transaction for tests and examples: a GET of `target`
+    /// from `client` on connection `conn`, `ms` milliseconds after a fixed
+    /// epoch, answered 200 20 ms later and done 10 ms after that.
+    pub fn sample(conn: u64, client: SocketAddr, ms: i64, target: &str) -> Tx {
+        let start = Ts(1_700_000_000_000_000_000 + ms * 1_000_000);
+        Tx {
+            conn,
+            depth: 1,
+            client,
+            client_ip: client.ip(),
+            server: SocketAddr::from(([192, 0, 2, 10], 80)),
+            start,
+            req_end: Some(start),
+            resp_start: Some(start + Dur::from_millis(20)),
+            resp_end: Some(start + Dur::from_millis(30)),
+            method: Some("GET".into()),
+            host: Some("shop.example".into()),
+            target: target.into(),
+            referer: None,
+            user_agent: Some("UA-1".into()),
+            status: Some(200),
+            location: None,
+            outcome: Outcome::Complete,
+            waited: None,
+            class: ResourceClass::Document,
+            req_frames: None,
+            resp_frames: None,
+            missing_bytes: 0,
+            response_body_len: 100,
+            cookie: None,
+            set_cookie: None,
+            header_id: None,
+            query_id: None,
+            login: None,
+            order_value: None,
+            cart_value: None,
+            error_page: None,
+        }
+    }
+
     /// The path without the query.
     pub fn path(&self) -> &str {
         self.target.split(['?', '#']).next().unwrap_or("")
