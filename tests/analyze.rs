@@ -123,19 +123,7 @@ fn revenue_lost_on_large_generated_runs() {
     let d = TempDir::new("analyze-large");
     for (seed, profile) in [("31", "default"), ("32", "lossy"), ("33", "lossy"), ("34", "default")] {
         let (pcap, key, out) = (d.path("run.pcap"), d.path("run.json"), d.path("report"));
-        util::pov_ok(&[
-            "synth",
-            "--users",
-            "5000",
-            "--seed",
-            seed,
-            "--profile",
-            profile,
-            "--out",
-            s(&pcap),
-            "--truth",
-            s(&key),
-        ]);
+        util::synth(&["--users", "5000", "--seed", seed, "--profile", profile], &pcap, &key);
         util::pov_ok(&["analyze", "--quiet", "--out", s(&out), s(&pcap)]);
         let (sm, t) = (summary(&out), key_totals(&key));
         let truth = t["revenue_lost_cents"].as_f64().unwrap() / 100.0;

@@ -204,21 +204,7 @@ fn failures_match_the_answer_key_on_generated_runs() {
     for (seed, profile) in [("21", "default"), ("22", "lossy"), ("23", "lossy")] {
         let pcap = d.path(&format!("{seed}.pcap"));
         let key = d.path(&format!("{seed}.json"));
-        util::pov_ok(&[
-            "synth",
-            "--users",
-            "400",
-            "--seed",
-            seed,
-            "--profile",
-            profile,
-            "--body-scale",
-            "0.2",
-            "--out",
-            s(&pcap),
-            "--truth",
-            s(&key),
-        ]);
+        util::synth(&["--users", "400", "--seed", seed, "--profile", profile, "--body-scale", "0.2"], &pcap, &key);
         let sc = score(&pcap, &key);
         assert!(sc.truth.len() > 50, "seed {seed}: only {} failure pairs", sc.truth.len());
         assert_exact(&sc, &format!("seed {seed} {profile}"));
@@ -286,19 +272,7 @@ fn failures_match_the_answer_key_on_large_generated_runs() {
     for (seed, profile) in [("31", "default"), ("32", "lossy"), ("33", "lossy")] {
         let pcap = d.path("run.pcap");
         let key = d.path("run.json");
-        util::pov_ok(&[
-            "synth",
-            "--users",
-            &users,
-            "--seed",
-            seed,
-            "--profile",
-            profile,
-            "--out",
-            s(&pcap),
-            "--truth",
-            s(&key),
-        ]);
+        util::synth(&["--users", &users, "--seed", seed, "--profile", profile], &pcap, &key);
         let started = std::time::Instant::now();
         let sc = score(&pcap, &key);
         eprintln!(

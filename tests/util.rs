@@ -130,3 +130,12 @@ pub fn pcap_records(file: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
     assert_eq!(at, file.len());
     (header, recs)
 }
+
+/// Runs `pov synth` with `args`, writing the capture to `pcap` and the
+/// answer key to `key`.
+pub fn synth(args: &[&str], pcap: &Path, key: &Path) {
+    let mut all = vec!["synth"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", s(pcap), "--truth", s(key)]);
+    pov_ok(&all);
+}
