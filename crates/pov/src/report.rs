@@ -44,6 +44,23 @@ fn money(x: f64) -> String {
     format!("{}{grouped}.{cents:02}", if x < 0.0 { "-" } else { "" })
 }
 
+/// A titled table; every cell is escaped.
+fn table(h: &mut String, title: &str, head: &[&str], rows: Vec<Vec<String>>) {
+    let _ = write!(h, "<h2>{}</h2>\n<table><tr>", esc(title));
+    for c in head {
+        let _ = write!(h, "<th>{}</th>", esc(c));
+    }
+    h.push_str("</tr>");
+    for r in rows {
+        h.push_str("<tr>");
+        for c in r {
+            let _ = write!(h, "<td>{}</td>", esc(&c));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>\n");
+}
+
 /// The page.
 pub fn render(s: &Summary) -> String {
     let data = serde_json::json!({
@@ -114,64 +131,72 @@ pub fn render(s: &Summary) -> String {
     if s.history.len() > 1 {
         h.push_str("<figure><figcaption>Night over night: affected users (%) and revenue lost</figcaption><canvas id=\"trend\"></canvas></figure>");
     }
-    h.push_str("</div>\n<h2>Revenue lost by the page users left from</h2>\n<table><tr><th>page</th><th>lost</th><th>sessions</th></tr>");
-    for (url, lost, n) in &s.lost_by_page {
-        let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", esc(url), money(*lost));
-    }
-    h.push_str("</table>\n");
-    h.push_str("<h2>Top failing pages</h2>\n<table><tr><th>page</th><th>failures</th><th>users</th></tr>");
-    for (url, n, u) in &s.top_failing_pages {
-        let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{u}</td></tr>", esc(url));
-    }
-    h.push_str("</table>\n<h2>Most affected users</h2>\n<table><tr><th>user</th><th>failures</th><th>sessions</th><th>converted</th><th>cart</th></tr>");
-    for u in &s.top_affected_users {
-        let _ = write!(
-            h,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&u.user),
-            u.failures,
-            u.sessions,
-            if u.converted { "yes" } else { "no" },
-            u.cart_value.map(money).unwrap_or_else(|| "-".into())
-        );
-    }
-    h.push_str("</table>\n<h2>Apdex by page</h2>\n<table><tr><th>page</th><th>views</th><th>satisfied</th><th>tolerating</th><th>frustrated</th><th>score</th></tr>");
-    for p in &s.apdex_by_page {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
-            esc(&p.page),
-            p.views,
-            p.satisfied,
-            p.tolerating,
-            p.frustrated,
-            p.score
-        );
-    }
-    h.push_str(
-        "</table>\n<h2>Failures by page class</h2>\n<table><tr><th>page</th><th>failures</th><th>users</th></tr>",
+    h.push_str("</div>\n");
+    let counts = |v: &[(String, u64, u64)]| -> Vec<Vec<String>> {
+        v.iter().map(|(a, n, u)| vec![a.clone(), n.to_string(), u.to_string()]).collect()
+    };
+    table(
+        &mut h,
+        "Revenue lost by the page users left from",
+        &["page", "lost", "sessions"],
+        s.lost_by_page.iter().map(|(u, l, n)| vec![u.clone(), money(*l), n.to_string()]).collect(),
     );
-    for (name, n, u) in &s.by_page_name {
-        let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{u}</td></tr>", esc(name));
-    }
-    h.push_str("</table>\n<h2>Failures by server</h2>\n<table><tr><th>server</th><th>failures</th><th>users</th></tr>");
-    for (srv, n, u) in &s.by_server {
-        let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{u}</td></tr>", esc(srv));
-    }
-    h.push_str("</table>\n<h2>How revenue lost was estimated</h2>\n<table><tr><th>step</th><th>baseline</th><th>interval</th><th>lost sessions</th><th>their value</th><th>lost</th></tr>");
-    for f in &s.funnel {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{:.3}</td><td>{:.3} to {:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&f.step),
-            f.baseline,
-            f.baseline_low,
-            f.baseline_high,
-            f.lost_sessions,
-            money(f.lost_value),
-            money(f.lost)
-        );
-    }
+    table(&mut h, "Top failing pages", &["page", "failures", "users"], counts(&s.top_failing_pages));
+    table(
+        &mut h,
+        "Most affected users",
+        &["user", "failures", "sessions", "converted", "cart"],
+        s.top_affected_users
+            .iter()
+            .map(|u| {
+                vec![
+                    u.user.clone(),
+                    u.failures.to_string(),
+                    u.sessions.to_string(),
+                    (if u.converted { "yes" } else { "no" }).to_string(),
+                    u.cart_value.map(money).unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect(),
+    );
+    table(
+        &mut h,
+        "Apdex by page",
+        &["page", "views", "satisfied", "tolerating", "frustrated", "score"],
+        s.apdex_by_page
+            .iter()
+            .map(|p| {
+                vec![
+                    p.page.clone(),
+                    p.views.to_string(),
+                    p.satisfied.to_string(),
+                    p.tolerating.to_string(),
+                    p.frustrated.to_string(),
+                    format!("{:.2}", p.score),
+                ]
+            })
+            .collect(),
+    );
+    table(&mut h, "Failures by page class", &["page", "failures", "users"], counts(&s.by_page_name));
+    table(&mut h, "Failures by server", &["server", "failures", "users"], counts(&s.by_server));
+    table(
+        &mut h,
+        "How revenue lost was estimated",
+        &["step", "baseline", "interval", "lost sessions", "their value", "lost"],
+        s.funnel
+            .iter()
+            .map(|f| {
+                vec![
+                    f.step.clone(),
+                    format!("{:.3}", f.baseline),
+                    format!("{:.3} to {:.3}", f.baseline_low, f.baseline_high),
+                    f.lost_sessions.to_string(),
+                    money(f.lost_value),
+                    money(f.lost),
+                ]
+            })
+            .collect(),
+    );
     let _ = writeln!(
         h,
         "</table>\n<p class=\"sub\">Average order value used where no cart was visible: {} {}. Method: docs/revenue.md.</p>",
