@@ -7,6 +7,8 @@
 
 #![deny(missing_docs)]
 
+pub mod send;
+
 use pov_capture::Ts;
 use pov_capture::http::{Headers, HttpTransaction};
 use serde_json::{Value, json};

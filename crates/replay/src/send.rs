@@ -1,0 +1,1 @@
+//! Re-sending captured requests to a live server (`pov replay send`).
