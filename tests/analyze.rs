@@ -224,20 +224,9 @@ fn history_adds_earlier_nights_and_the_change() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk/summary.json"));
 }
 
-/// Whether a tool is on this machine; under CI (which installs it) a
-/// missing tool is a failure, not a skip.
-pub fn have(tool: &str) -> bool {
-    let found = std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(found || std::env::var_os("CI").is_none(), "{tool} is not installed (.ci/run installs it)");
-    if !found {
-        eprintln!("{tool} not installed: skipping (CI installs it)");
-    }
-    found
-}
-
 #[test]
 fn report_loads_in_headless_chromium_with_its_charts() {
-    if !have("chromium") {
+    if !util::have("chromium") {
         return;
     }
     let d = TempDir::new("analyze-chromium");
@@ -260,26 +249,15 @@ fn report_loads_in_headless_chromium_with_its_charts() {
         s(&nights),
         s(&util::root().join("samples/shop.pcap")),
     ]);
-    let shots = d.path("chromium");
-    let run = std::process::Command::new("sh")
-        .arg(util::root().join("tests/report_in_chromium.sh"))
-        .arg(out.join("report.html"))
-        .arg(&shots)
-        .output()
-        .expect("run the chromium script");
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (console, dom, png) = util::in_chromium(&out.join("report.html"), &d.path("chromium"), "1280,2200");
     // No console message at all: no error, no warning, no uncaught exception.
-    let log = std::fs::read_to_string(shots.join("console.log")).unwrap();
-    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
     assert!(console.is_empty(), "{console:?}");
     // The page's script drew its six charts (the sixth is the trend).
-    let dom = std::fs::read_to_string(shots.join("dom.html")).unwrap();
     assert!(dom.contains("data-charts=\"6\""), "charts not drawn");
     assert_eq!(dom.matches("<canvas").count(), 6);
     assert!(dom.contains("15</b> of 25 users affected"));
     // The screenshot is a real picture (a blank page of this size
     // compresses to a few KB).
-    let png = std::fs::read(shots.join("report.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 60_000, "screenshot of {} bytes", png.len());
 }

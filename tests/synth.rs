@@ -170,7 +170,7 @@ fn samples_regenerate_byte_for_byte() {
 /// installed (.ci/run installs it).
 #[test]
 fn tshark_decodes_the_samples_without_malformed_packets() {
-    if !crate::analyze::have("tshark") {
+    if !crate::util::have("tshark") {
         return;
     }
     let tshark = |args: &[&str]| -> String {

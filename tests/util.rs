@@ -139,3 +139,107 @@ pub fn synth(args: &[&str], pcap: &Path, key: &Path) {
     all.extend_from_slice(&["--out", s(pcap), "--truth", s(key)]);
     pov_ok(&all);
 }
+
+/// Whether a tool is on this machine; under CI (which installs it) a
+/// missing tool is a failure, not a skip.
+pub fn have(tool: &str) -> bool {
+    let found = std::process::Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(found || std::env::var_os("CI").is_none(), "{tool} is not installed (.ci/run installs it)");
+    if !found {
+        eprintln!("{tool} not installed: skipping (CI installs it)");
+    }
+    found
+}
+
+/// Opens `page` in headless Chromium (tests/in_chromium.sh) at `size`
+/// ("W,H"): returns the console messages, the DOM after the page's scripts
+/// ran, and the screenshot.
+pub fn in_chromium(page: &Path, out: &Path, size: &str) -> (Vec<String>, String, Vec<u8>) {
+    let run = Command::new("sh")
+        .arg(root().join("tests/in_chromium.sh"))
+        .arg(page)
+        .arg(out)
+        .arg(size)
+        .output()
+        .expect("run the chromium script");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let log = std::fs::read_to_string(out.join("console.log")).expect("console.log");
+    let console = log.lines().filter(|l| l.contains(":CONSOLE")).map(str::to_string).collect();
+    let dom = std::fs::read_to_string(out.join("dom.html")).expect("dom.html");
+    let png = std::fs::read(out.join("shot.png")).expect("shot.png");
+    (console, dom, png)
+}
+
+/// An 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes) decoded
+/// to (width, height, RGBA bytes).
+pub fn png_rgba(png: &[u8]) -> (usize, usize, Vec<u8>) {
+    use std::io::Read;
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let (mut w, mut h, mut channels) = (0usize, 0usize, 0usize);
+    let mut idat = Vec::new();
+    let mut i = 8;
+    while i + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[i..i + 4].try_into().unwrap()) as usize;
+        let kind = &png[i + 4..i + 8];
+        let data = &png[i + 8..i + 8 + len];
+        match kind {
+            b"IHDR" => {
+                w = u32::from_be_bytes(data[0..4].try_into().unwrap()) as usize;
+                h = u32::from_be_bytes(data[4..8].try_into().unwrap()) as usize;
+                assert_eq!(data[8], 8, "bit depth");
+                channels = match data[9] {
+                    2 => 3,
+                    6 => 4,
+                    c => panic!("colour type {c}"),
+                };
+                assert_eq!(data[12], 0, "interlaced");
+            }
+            b"IDAT" => idat.extend_from_slice(data),
+            _ => {}
+        }
+        i += 12 + len;
+    }
+    let mut raw = Vec::new();
+    flate2::read::ZlibDecoder::new(&idat[..]).read_to_end(&mut raw).expect("inflate");
+    let stride = w * channels;
+    let mut px = vec![0u8; stride * h];
+    for y in 0..h {
+        let f = raw[y * (stride + 1)];
+        let line = &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)];
+        for x in 0..stride {
+            let a = if x >= channels { px[y * stride + x - channels] } else { 0 };
+            let b = if y > 0 { px[(y - 1) * stride + x] } else { 0 };
+            let c = if y > 0 && x >= channels { px[(y - 1) * stride + x - channels] } else { 0 };
+            let pred = match f {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                4 => {
+                    let p = i16::from(a) + i16::from(b) - i16::from(c);
+                    let (pa, pb, pc) = ((p - i16::from(a)).abs(), (p - i16::from(b)).abs(), (p - i16::from(c)).abs());
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                f => panic!("filter {f}"),
+            };
+            px[y * stride + x] = line[x].wrapping_add(pred);
+        }
+    }
+    let rgba = if channels == 4 { px } else { px.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect() };
+    (w, h, rgba)
+}
+
+/// The few character references Chromium writes in attribute values.
+pub fn unescape_attr(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&")
+}

@@ -123,11 +123,16 @@ struct AnalyzeArgs {
 enum ReplayCommand {
     /// A HAR 1.2 file of the selected sessions (one page per page view),
     /// for a browser's developer tools or any HAR viewer.
-    Har(ReplayHarArgs),
+    Har(ReplayArgs),
+    /// One self-contained HTML page that replays the selected sessions:
+    /// a timeline of page views, each page as captured (its style sheets
+    /// and images put back, scripts off), the failures highlighted, and
+    /// every request's details on click.
+    Html(ReplayArgs),
 }
 
 #[derive(Args)]
-struct ReplayHarArgs {
+struct ReplayArgs {
     /// Capture files, folders or globs, read as one capture.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -141,7 +146,7 @@ struct ReplayHarArgs {
     /// Every session with a noticed failure.
     #[arg(long)]
     failed: bool,
-    /// The HAR file to write (atomically).
+    /// The file to write (atomically).
     #[arg(short, long, required = true)]
     output: PathBuf,
     /// Settings file.
@@ -346,7 +351,8 @@ fn main() -> ExitCode {
         Command::Pages(a) => cmd_users(a, pov::users::View::Pages),
         Command::Failures(a) => cmd_users(a, pov::users::View::Failures),
         Command::Config(a) => cmd_config(a),
-        Command::Replay(ReplayCommand::Har(a)) => cmd_replay_har(a),
+        Command::Replay(ReplayCommand::Har(a)) => cmd_replay(a, false),
+        Command::Replay(ReplayCommand::Html(a)) => cmd_replay(a, true),
         Command::Synth(a) => synth::run(a),
     };
     match result {
@@ -613,9 +619,46 @@ fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io
     writeln!(w, "outputs: {}/{{{}, summary.json, report.html}}", out.display(), pov::analyze::FILES.join(", "))
 }
 
-fn cmd_replay_har(a: ReplayHarArgs) -> anyhow::Result<ExitCode> {
+/// The selected sessions and their transactions, whole: two passes over
+/// the captures (the user stage finds the sessions, then the HTTP stage
+/// keeps their transactions).
+fn collect_replay(
+    files: &[PathBuf],
+    selector: pov::replay::Selector,
+    pov_cfg: &pov::config::PovConfig,
+    mask: bool,
+    cfg: &PipelineConfig,
+    common: &CommonArgs,
+) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport)> {
     use std::cell::RefCell;
     use std::rc::Rc;
+    let selection = Rc::new(RefCell::new(pov::replay::Selection::default()));
+    let outputs = pov::users::Outputs::<io::Sink> { users: None, sessions: None, pages: None, failures: None };
+    let mut stage = pov::users::UserStage::new(pov_cfg, mask, outputs).map_err(|e| anyhow::anyhow!(e))?;
+    stage.set_tap(pov::replay::selecting_tap(
+        selector,
+        Rc::clone(&selection),
+        pov_cfg.privacy.mask_params.clone(),
+        mask,
+    ));
+    let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
+    let report = run_pipeline_with(files, common, cfg, &mut pipe);
+    let (stage, _) = pipe.http.finish();
+    stage.finish()?;
+    let sel = std::mem::take(&mut *selection.borrow_mut());
+    if sel.sessions.is_empty() {
+        return Ok((sel, pov::replay::Keep { wanted: Default::default(), kept: Vec::new() }, report));
+    }
+    let keep = pov::replay::Keep { wanted: sel.txs.clone(), kept: Vec::new() };
+    // Images, style sheets and fonts too: the replay shows them.
+    let http_cfg = pov_capture::http::HttpConfig { keep_every_body: true, ..cfg.http.clone() };
+    let mut http = pov_capture::http::HttpAnalyzer::new(http_cfg, keep);
+    run_pipeline_with(files, common, cfg, &mut http);
+    let (keep, _) = http.finish();
+    Ok((sel, keep, report))
+}
+
+fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
     let selector = match (&a.user, &a.session, a.failed) {
         (Some(u), _, _) => pov::replay::Selector::User(u.clone()),
         (_, Some(s), _) => pov::replay::Selector::Session(s.clone()),
@@ -630,32 +673,21 @@ fn cmd_replay_har(a: ReplayHarArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
     let mask = !a.no_mask && pov_cfg.privacy.mask;
-    // Pass 1: which transactions the selected sessions hold.
-    let selection = Rc::new(RefCell::new(pov::replay::Selection::default()));
-    let outputs = pov::users::Outputs::<io::Sink> { users: None, sessions: None, pages: None, failures: None };
-    let mut stage = pov::users::UserStage::new(&pov_cfg, mask, outputs).map_err(|e| anyhow::anyhow!(e))?;
-    stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection)));
-    let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
-    let report = run_pipeline_with(&files, &a.common, &cfg, &mut pipe);
-    let (stage, _) = pipe.http.finish();
-    stage.finish()?;
-    let sel = std::mem::take(&mut *selection.borrow_mut());
-    if sel.sessions == 0 {
+    let (sel, keep, report) = collect_replay(&files, selector, &pov_cfg, mask, &cfg, &a.common)?;
+    if sel.sessions.is_empty() {
         anyhow::bail!("no session matches");
     }
-    // Pass 2: those transactions, whole.
-    let keep = pov::replay::Keep { wanted: sel.txs, kept: Vec::new() };
-    let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), keep);
-    run_pipeline_with(&files, &a.common, &cfg, &mut http);
-    let (keep, _) = http.finish();
-    let har = pov::replay::har(&keep, &sel.pages, mask);
     let mut f = output::AtomicFile::create(&a.output).map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
-    serde_json::to_writer_pretty(&mut f, &har)?;
+    if html {
+        f.write_all(pov::replay::html(&keep, &sel.sessions, mask).as_bytes())?;
+    } else {
+        serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel.pages, mask))?;
+    }
     f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
     if !a.common.quiet {
         eprintln!(
-            "pov: {} sessions, {} pages, {} entries -> {}",
-            sel.sessions,
+            "pov: {} sessions, {} pages, {} transactions -> {}",
+            sel.sessions.len(),
             sel.pages.len(),
             keep.kept.len(),
             a.output.display()

@@ -1,16 +1,21 @@
-//! `pov replay har`: a HAR of the selected sessions. Two passes over the
-//! captures: the first finds the sessions (the user stage) and which
-//! transactions they hold; the second keeps those transactions whole
-//! (headers and bodies) and writes them as HAR 1.2 (pov-replay).
+//! `pov replay har|html`: the selected sessions as HAR 1.2 or as an HTML
+//! replay. Two passes over the captures: the first finds the sessions (the
+//! user stage) and which transactions they hold; the second keeps those
+//! transactions whole (headers and bodies) for pov-replay to write.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+use pov_capture::Ts;
 use pov_capture::http::{HttpTransaction, TxSink};
+use pov_replay::html::{ReplayFailure, ReplayPage, ReplaySession};
 use pov_replay::{HarEntry, HarPage};
 
-use crate::users::SessionTap;
+use crate::users::{SessionTap, mask_target};
+
+/// A transaction's place: (connection, position in it).
+pub type TxKey = (u64, u32);
 
 /// Which sessions to replay.
 #[derive(Clone, Debug)]
@@ -21,6 +26,27 @@ pub enum Selector {
     Session(String),
     /// Every session with a noticed failure.
     Failed,
+    /// Every session of these users.
+    Users(HashSet<String>),
+}
+
+/// A selected session, its transactions named by [`TxKey`].
+#[derive(Debug)]
+pub struct SelSession {
+    /// Session id.
+    pub id: String,
+    /// User.
+    pub user: String,
+    /// Start and end.
+    pub start: Ts,
+    /// End.
+    pub end: Ts,
+    /// Page views (the document and transactions by key).
+    pub pages: Vec<(ReplayPage, Option<TxKey>, Vec<TxKey>)>,
+    /// Failures (the transaction by key).
+    pub failures: Vec<(ReplayFailure, Option<TxKey>)>,
+    /// Every transaction.
+    pub txs: Vec<TxKey>,
 }
 
 /// What the first pass found: the transactions to keep and their pages.
@@ -31,22 +57,70 @@ pub struct Selection {
     /// Page views, in order.
     pub pages: Vec<HarPage>,
     /// Sessions selected.
-    pub sessions: u64,
+    pub sessions: Vec<SelSession>,
 }
 
-/// A tap for the user stage that fills a shared [`Selection`].
-pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>) -> SessionTap {
+/// A tap for the user stage that fills a shared [`Selection`]; URLs of
+/// failures have the `mask_params` values masked when `mask` is on.
+pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, mask_params: Vec<String>, mask: bool) -> SessionTap {
     Box::new(move |s, c, user, sid| {
         let chosen = match &sel {
             Selector::User(u) => u == user,
             Selector::Session(x) => x == sid,
             Selector::Failed => c.failures.iter().any(|f| f.severity.noticed()),
+            Selector::Users(set) => set.contains(user),
         };
         if !chosen {
             return;
         }
+        let key = |i: usize| s.txs.get(i).map(|t| (t.conn, t.depth));
         let mut out = into.borrow_mut();
-        out.sessions += 1;
+        out.sessions.push(SelSession {
+            id: sid.to_string(),
+            user: user.to_string(),
+            start: s.start,
+            end: s.end,
+            pages: s
+                .pages
+                .iter()
+                .map(|p| {
+                    let page = ReplayPage {
+                        url: mask_target(
+                            &format!("http://{}{}", p.host.as_deref().unwrap_or("").to_ascii_lowercase(), p.url),
+                            &mask_params,
+                            mask,
+                        ),
+                        name: p.name.clone(),
+                        start: p.start,
+                        load_ms: p.load.as_millis_f64(),
+                        status: p.status,
+                        document: None,
+                        txs: Vec::new(),
+                    };
+                    (page, p.documents.last().and_then(|d| key(*d)), p.txs.iter().filter_map(|i| key(*i)).collect())
+                })
+                .collect(),
+            failures: c
+                .failures
+                .iter()
+                .map(|f| {
+                    let rf = ReplayFailure {
+                        kind: f.kind.as_str().to_string(),
+                        rule: f.rule.clone(),
+                        severity: f.severity.as_str().to_string(),
+                        // Page views count from 1; the replay indexes them.
+                        page: f.page.and_then(|n| s.pages.iter().position(|p| p.index == n)),
+                        tx: None,
+                        ts: f.ts,
+                        url: mask_target(&f.url, &mask_params, mask),
+                        status: f.status,
+                        detail: f.detail.clone(),
+                    };
+                    (rf, f.tx.and_then(key))
+                })
+                .collect(),
+            txs: s.txs.iter().map(|t| (t.conn, t.depth)).collect(),
+        });
         let mut in_page = vec![None; s.txs.len()];
         for p in &s.pages {
             let id = format!("page_{}", out.pages.len() + 1);
@@ -82,6 +156,38 @@ impl TxSink for Keep {
             self.kept.push(tx);
         }
     }
+}
+
+/// The HTML replay of the selected sessions.
+pub fn html(keep: &Keep, sessions: &[SelSession], mask: bool) -> String {
+    let txs: Vec<&HttpTransaction> = keep.kept.iter().collect();
+    let at: HashMap<TxKey, usize> = txs.iter().enumerate().map(|(i, t)| ((t.conn, t.depth), i)).collect();
+    let idx = |k: &TxKey| at.get(k).copied();
+    let sessions: Vec<ReplaySession> = sessions
+        .iter()
+        .map(|s| ReplaySession {
+            id: s.id.clone(),
+            user: s.user.clone(),
+            start: s.start,
+            end: s.end,
+            pages: s
+                .pages
+                .iter()
+                .map(|(p, doc, txs)| ReplayPage {
+                    document: doc.as_ref().and_then(idx),
+                    txs: txs.iter().filter_map(idx).collect(),
+                    ..p.clone()
+                })
+                .collect(),
+            failures: s
+                .failures
+                .iter()
+                .map(|(f, k)| ReplayFailure { tx: k.as_ref().and_then(idx), ..f.clone() })
+                .collect(),
+            txs: s.txs.iter().filter_map(idx).collect(),
+        })
+        .collect();
+    pov_replay::html::html(&sessions, &txs, mask, env!("CARGO_PKG_VERSION"))
 }
 
 /// The HAR of the kept transactions.

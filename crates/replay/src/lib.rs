@@ -7,6 +7,8 @@
 
 #![deny(missing_docs)]
 
+pub mod html;
+pub mod rewrite;
 pub mod send;
 
 use pov_capture::Ts;
@@ -55,6 +57,60 @@ fn secret_param(name: &str) -> bool {
         .any(|s| n.contains(s))
 }
 
+/// Card numbers in `text` (13 to 19 digits, single spaces or dashes
+/// between them allowed, passing the Luhn check) with all but their last
+/// four digits masked.
+pub fn mask_cards(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        // The run of digits and single separators from here.
+        let mut j = i;
+        let mut end = i;
+        let mut digits = 0;
+        while j < b.len() {
+            if b[j].is_ascii_digit() {
+                digits += 1;
+                j += 1;
+                end = j;
+            } else if (b[j] == b' ' || b[j] == b'-') && j + 1 < b.len() && b[j + 1].is_ascii_digit() {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let alnum_after = end < b.len() && b[end].is_ascii_alphanumeric();
+        if (13..=19).contains(&digits) && !alnum_after && luhn(&b[i..end]) {
+            let o = out.get_or_insert_with(|| b.to_vec());
+            let mut left = digits - 4;
+            for k in i..end {
+                if left > 0 && b[k].is_ascii_digit() {
+                    o[k] = b'*';
+                    left -= 1;
+                }
+            }
+        }
+        i = end.max(i + 1);
+    }
+    match out {
+        Some(o) => String::from_utf8(o).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        None => text.to_string(),
+    }
+}
+
+fn luhn(run: &[u8]) -> bool {
+    let mut sum = 0;
+    for (n, d) in run.iter().rev().filter(|c| c.is_ascii_digit()).map(|c| u32::from(c - b'0')).enumerate() {
+        sum += if n % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d };
+    }
+    sum % 10 == 0
+}
+
 /// An ISO 8601 date-time (UTC, milliseconds) for a capture time.
 pub fn iso8601(t: Ts) -> String {
     let ms = t.0.div_euclid(1_000_000);
@@ -101,7 +157,7 @@ fn cookies(list: Vec<(String, String)>, mask: bool) -> Vec<Value> {
         .collect()
 }
 
-fn is_text(mime: &str) -> bool {
+pub(crate) fn is_text(mime: &str) -> bool {
     let m = mime.to_ascii_lowercase();
     m.starts_with("text/")
         || m.contains("json")
@@ -110,7 +166,7 @@ fn is_text(mime: &str) -> bool {
         || m.contains("x-www-form-urlencoded")
 }
 
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
@@ -128,7 +184,7 @@ fn ms(d: Option<pov_capture::Dur>) -> f64 {
     d.map(|d| (d.as_millis_f64() * 1000.0).round() / 1000.0).unwrap_or(-1.0)
 }
 
-fn entry(e: &HarEntry<'_>, mask: bool) -> Value {
+pub(crate) fn entry(e: &HarEntry<'_>, mask: bool) -> Value {
     let t = e.tx;
     let req = t.request.as_ref();
     let resp = t.response.as_ref();
@@ -244,6 +300,17 @@ mod tests {
         assert_eq!(base64(b"Man"), "TWFu");
         assert_eq!(base64(b"Ma"), "TWE=");
         assert_eq!(base64(b"M"), "TQ==");
+    }
+
+    #[test]
+    fn card_numbers_are_masked() {
+        assert_eq!(mask_cards("card 4111111111111111 ok"), "card ************1111 ok");
+        assert_eq!(mask_cards("4111 1111 1111 1111."), "**** **** **** 1111.");
+        assert_eq!(mask_cards("n=5500-0000-0000-0004&x"), "n=****-****-****-0004&x");
+        // Not cards: fails Luhn, too short, part of a word, a timestamp.
+        for keep in ["4111111111111112", "123456789012", "id4111111111111111", "1793584800044004200", "1 2 3"] {
+            assert_eq!(mask_cards(keep), keep);
+        }
     }
 
     #[test]

@@ -1269,7 +1269,11 @@ impl ConnHttp {
         let no_body =
             p.method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || (100..200).contains(&status);
         let http10 = head.version == Some(0);
-        let keep = if body::worth_keeping(head.headers.get("content-type")) { cfg.body_keep_bytes } else { 0 };
+        let keep = if cfg.keep_every_body || body::worth_keeping(head.headers.get("content-type")) {
+            cfg.body_keep_bytes
+        } else {
+            0
+        };
         p.tx.response = Some(head);
         if upgrade {
             p.tx.anomalies.push(Anomaly::Tunnel);
