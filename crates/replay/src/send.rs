@@ -869,3 +869,674 @@ fn exchange(cfg: &SendConfig, conns: &mut HashMap<u64, TcpStream>, conn: u64, wi
         return Exchange { outcome, head, body, ttfb };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+
+    /// A captured start for the tests: ms after this.
+    const T0: i64 = 1_700_000_000_000_000_000;
+
+    /// A request as a test server received it.
+    #[derive(Clone, Debug)]
+    struct Seen {
+        /// The server's connection number (0, 1, ... in accept order).
+        conn: usize,
+        raw: Vec<u8>,
+        target: String,
+        headers: Vec<(String, Vec<u8>)>,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<String> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        }
+    }
+
+    /// What a test server does with a request.
+    enum Act {
+        /// Writes these bytes and waits for the next request.
+        Reply(Vec<u8>),
+        /// Writes these bytes one at a time, then waits for the next request.
+        Trickle(Vec<u8>),
+        /// Writes these bytes and closes the connection.
+        Close(Vec<u8>),
+    }
+
+    /// A loopback server that accepts for at most 20 s (or until dropped)
+    /// and runs `handler` on each connection in its own thread.
+    struct Server {
+        addr: SocketAddr,
+        seen: Arc<Mutex<Vec<Seen>>>,
+        accepted: Arc<AtomicUsize>,
+        stop: Arc<AtomicBool>,
+        thread: Option<thread::JoinHandle<()>>,
+    }
+
+    impl Server {
+        fn raw(handler: impl Fn(TcpStream, usize, &Mutex<Vec<Seen>>) + Send + Sync + 'static) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let handler = Arc::new(handler);
+            let (seen2, accepted2, stop2) = (seen.clone(), accepted.clone(), stop.clone());
+            let thread = thread::spawn(move || {
+                let began = Instant::now();
+                while !stop2.load(Ordering::SeqCst) && began.elapsed() < Duration::from_secs(20) {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            s.set_nonblocking(false).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                            s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                            let conn = accepted2.fetch_add(1, Ordering::SeqCst);
+                            let (seen, handler) = (seen2.clone(), handler.clone());
+                            thread::spawn(move || handler(s, conn, &seen));
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(2)),
+                        Err(_) => break,
+                    }
+                }
+            });
+            Server { addr, seen, accepted, stop, thread: Some(thread) }
+        }
+
+        /// An HTTP server: records each request, then acts as `respond` says.
+        fn start(respond: impl Fn(&Seen) -> Act + Send + Sync + 'static) -> Server {
+            Server::raw(move |mut s, conn, seen| {
+                let mut buf = Vec::new();
+                while let Some(req) = read_request(&mut s, &mut buf, conn) {
+                    seen.lock().unwrap().push(req.clone());
+                    match respond(&req) {
+                        Act::Reply(b) => {
+                            if s.write_all(&b).is_err() {
+                                return;
+                            }
+                        }
+                        Act::Trickle(b) => {
+                            s.set_nodelay(true).unwrap();
+                            for byte in b {
+                                if s.write_all(&[byte]).is_err() {
+                                    return;
+                                }
+                                thread::sleep(Duration::from_micros(300));
+                            }
+                        }
+                        Act::Close(b) => {
+                            s.write_all(&b).ok();
+                            return;
+                        }
+                    }
+                }
+            })
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            self.seen.lock().unwrap().clone()
+        }
+
+        fn targets(&self) -> Vec<String> {
+            self.seen().into_iter().map(|s| s.target).collect()
+        }
+
+        fn accepted(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            if let Some(t) = self.thread.take() {
+                t.join().ok();
+            }
+        }
+    }
+
+    /// Reads one request (head and Content-Length body); None at EOF,
+    /// timeout or error.
+    fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> Option<Seen> {
+        loop {
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Request::new(&mut slots);
+            if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
+                let headers: Vec<(String, Vec<u8>)> =
+                    r.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect();
+                let target = r.path.unwrap_or("").to_string();
+                let len = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| std::str::from_utf8(v).unwrap().parse::<usize>().unwrap());
+                while buf.len() < n + len {
+                    read_some(s, buf)?;
+                }
+                let raw = buf.drain(..n + len).collect();
+                return Some(Seen { conn, raw, target, headers });
+            }
+            read_some(s, buf)?;
+        }
+    }
+
+    fn read_some(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+        let mut tmp = [0u8; 4096];
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                buf.extend_from_slice(&tmp[..n]);
+                Some(())
+            }
+        }
+    }
+
+    /// Reads until the end of a request head (for the raw servers).
+    fn read_head_raw(s: &mut TcpStream) -> Vec<u8> {
+        let mut buf = Vec::new();
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            if read_some(s, &mut buf).is_none() {
+                break;
+            }
+        }
+        buf
+    }
+
+    fn ok(body: &str) -> Act {
+        Act::Reply(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes())
+    }
+
+    fn req(session: &str, conn: u64, start_ms: i64, method: &str, target: &str) -> SendRequest {
+        SendRequest {
+            session: session.into(),
+            conn,
+            start_ns: T0 + start_ms * 1_000_000,
+            method: method.into(),
+            target: target.into(),
+            headers: vec![("Host".into(), b"shop.example".to_vec())],
+            body: Vec::new(),
+            body_complete: true,
+        }
+    }
+
+    fn get(session: &str, conn: u64, start_ms: i64, target: &str) -> SendRequest {
+        req(session, conn, start_ms, "GET", target)
+    }
+
+    fn hdrs(list: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+        list.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
+    }
+
+    /// No pacing, one worker, no bounds, a 3 s timeout.
+    fn config(addr: SocketAddr) -> SendConfig {
+        SendConfig {
+            speed: 0.0,
+            timeout: Duration::from_secs(3),
+            max_time: Duration::from_secs(30),
+            ..SendConfig::new(addr)
+        }
+    }
+
+    fn run(reqs: &[SendRequest], cfg: &SendConfig) -> Vec<SendResult> {
+        let res = send(reqs, cfg, &|_| {});
+        assert_eq!(res.len(), reqs.len());
+        for (i, r) in res.iter().enumerate() {
+            assert_eq!(r.index, i);
+        }
+        res
+    }
+
+    fn outcomes(res: &[SendResult]) -> Vec<SendOutcome> {
+        res.iter().map(|r| r.outcome.clone()).collect()
+    }
+
+    fn skipped(why: &str) -> SendOutcome {
+        SendOutcome::Skipped(why.into())
+    }
+
+    #[test]
+    fn host_rewritten_hop_headers_dropped_body_sent_as_captured() {
+        let srv = Server::start(|_| ok("done"));
+        let host = srv.addr.to_string();
+        let mut post = req("s", 1, 0, "POST", "/cart/add?x=1&y=%20");
+        post.headers = hdrs(&[
+            ("Host", b"shop.example"),
+            ("User-Agent", b"pov-test"),
+            ("Connection", b"keep-alive"),
+            ("Keep-Alive", b"timeout=5"),
+            ("Accept-Encoding", b"gzip, br"),
+            ("Content-Length", b"999"),
+            ("Transfer-Encoding", b"chunked"),
+            ("Expect", b"100-continue"),
+            ("TE", b"trailers"),
+            ("Upgrade", b"h2c"),
+            ("Proxy-Connection", b"keep-alive"),
+            ("Content-Type", b"application/x-www-form-urlencoded"),
+            ("X-Raw", b"a\xffb"),
+            ("accept-encoding", b"deflate"),
+        ]);
+        post.body = b"sku=42&qty=1".to_vec();
+        let mut no_host = get("s", 1, 1, "/");
+        no_host.headers = hdrs(&[("Accept", b"*/*")]);
+        let mut empty_post = req("s", 1, 2, "POST", "/ping");
+        empty_post.headers = hdrs(&[("host", b"shop.example"), ("X-A", b"1")]);
+        let mut delete = req("s", 1, 3, "DELETE", "/item/7");
+        delete.body = b"x".to_vec();
+        let res = run(&[post, no_host, empty_post, delete], &config(srv.addr));
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 4]);
+        assert!(res.iter().all(|r| r.status == Some(200) && r.body == b"done" && r.body_len == 4));
+        let raw: Vec<Vec<u8>> = srv.seen().into_iter().map(|s| s.raw).collect();
+        let mut want_post = format!(
+            "POST /cart/add?x=1&y=%20 HTTP/1.1\r\nHost: {host}\r\nUser-Agent: pov-test\r\nAccept-Encoding: identity\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nX-Raw: a"
+        )
+        .into_bytes();
+        want_post.extend_from_slice(b"\xffb\r\nContent-Length: 12\r\n\r\nsku=42&qty=1");
+        assert_eq!(raw[0], want_post, "{}", String::from_utf8_lossy(&raw[0]));
+        assert_eq!(String::from_utf8_lossy(&raw[1]), format!("GET / HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n"));
+        assert_eq!(
+            String::from_utf8_lossy(&raw[2]),
+            format!("POST /ping HTTP/1.1\r\nhost: {host}\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n")
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&raw[3]),
+            format!("DELETE /item/7 HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\n\r\nx")
+        );
+    }
+
+    #[test]
+    fn unsendable_requests_are_errors_not_sent() {
+        let srv = Server::start(|_| ok(""));
+        let bad_target = get("s", 1, 0, "/a b");
+        let mut bad_header = get("s", 1, 1, "/");
+        bad_header.headers.push(("X-Bad".into(), b"a\r\nInjected: 1".to_vec()));
+        let bad_method = req("s", 1, 2, "GE T", "/");
+        let res = run(&[bad_target, bad_header, bad_method, get("s", 1, 3, "/fine")], &config(srv.addr));
+        for r in &res[..3] {
+            assert!(matches!(&r.outcome, SendOutcome::Error(e) if e.contains("not sendable")), "{:?}", r.outcome);
+        }
+        assert_eq!(res[3].outcome, SendOutcome::Answered);
+        assert_eq!(srv.targets(), vec!["/fine"]);
+    }
+
+    #[test]
+    fn one_replay_connection_per_captured_connection() {
+        let srv = Server::start(|s| ok(&s.target));
+        let reqs = [
+            get("s", 1, 0, "/a"),
+            get("s", 1, 1, "/b"),
+            get("s", 2, 2, "/c"),
+            get("s", 1, 3, "/d"),
+            // Another session's connection 1 is its own.
+            get("t", 1, 4, "/e"),
+        ];
+        let res = run(&reqs, &config(srv.addr));
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 5]);
+        assert_eq!(res[3].body, b"/d");
+        let seen = srv.seen();
+        let conn_of = |t: &str| seen.iter().find(|s| s.target == t).unwrap().conn;
+        assert_eq!(srv.accepted(), 3);
+        assert_eq!(conn_of("/a"), conn_of("/b"));
+        assert_eq!(conn_of("/a"), conn_of("/d"));
+        assert_ne!(conn_of("/a"), conn_of("/c"));
+        assert_ne!(conn_of("/e"), conn_of("/a"));
+        assert_ne!(conn_of("/e"), conn_of("/c"));
+    }
+
+    #[test]
+    fn response_framings() {
+        let srv = Server::start(|s| {
+            match s.target.as_str() {
+            "/cl" => Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\n\r\nabc".to_vec()),
+            "/head" => Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec()),
+            "/204" => Act::Reply(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
+            "/304" => Act::Reply(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n".to_vec()),
+            "/continue" => Act::Reply(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+                    .to_vec(),
+            ),
+            "/chunked" => Act::Reply(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n"
+                    .to_vec(),
+            ),
+            "/trickle" => Act::Trickle(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n".to_vec(),
+            ),
+            "/close" => Act::Close(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end".to_vec()),
+            _ => ok("again"),
+        }
+        });
+        let reqs = [
+            get("s", 1, 0, "/cl"),
+            req("s", 1, 1, "HEAD", "/head"),
+            get("s", 1, 2, "/204"),
+            get("s", 1, 3, "/304"),
+            req("s", 1, 4, "POST", "/continue"),
+            get("s", 1, 5, "/chunked"),
+            get("s", 1, 6, "/trickle"),
+            get("s", 1, 7, "/close"),
+            get("s", 1, 8, "/after"),
+        ];
+        let cfg = SendConfig { max_body: 8, ..config(srv.addr) };
+        let res = run(&reqs, &cfg);
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 9]);
+        let got: Vec<(Option<u16>, &str, &[u8], u64)> =
+            res.iter().map(|r| (r.status, r.reason.as_str(), r.body.as_slice(), r.body_len)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(200), "OK", &b"abc"[..], 3),
+                (Some(200), "OK", &b""[..], 0),
+                (Some(204), "No Content", &b""[..], 0),
+                (Some(304), "Not Modified", &b""[..], 0),
+                (Some(201), "Created", &b"ok"[..], 2),
+                (Some(200), "OK", &b"hello, w"[..], 12),
+                (Some(200), "OK", &b"abc01234"[..], 13),
+                (Some(200), "OK", &b"until th"[..], 13),
+                (Some(200), "OK", &b"again"[..], 5),
+            ]
+        );
+        assert_eq!(res[0].headers, hdrs(&[("Content-Length", b"3"), ("X-A", b"1")]));
+        for r in &res {
+            let (ttfb, total) = (r.ttfb.unwrap(), r.total.unwrap());
+            assert!(ttfb <= total, "{ttfb:?} > {total:?}");
+        }
+        // Each framing ended exactly where the answer did, so everything up
+        // to the read-until-close answer shared one connection.
+        assert_eq!(srv.accepted(), 2);
+        let conns: Vec<usize> = srv.seen().iter().map(|s| s.conn).collect();
+        assert_eq!(conns, vec![0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn connection_close_and_http10_are_not_reused() {
+        let srv = Server::start(|s| match s.target.as_str() {
+            "/close" => Act::Reply(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx".to_vec()),
+            "/old" => Act::Reply(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\ny".to_vec()),
+            "/old-ka" => {
+                Act::Reply(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nz".to_vec())
+            }
+            _ => ok("w"),
+        });
+        let reqs =
+            [get("s", 1, 0, "/close"), get("s", 1, 1, "/old"), get("s", 1, 2, "/old-ka"), get("s", 1, 3, "/last")];
+        let res = run(&reqs, &config(srv.addr));
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 4]);
+        let conns: Vec<usize> = srv.seen().iter().map(|s| s.conn).collect();
+        assert_eq!(conns, vec![0, 1, 2, 2]);
+    }
+
+    #[test]
+    fn cookies_follow_the_targets_set_cookie_per_session() {
+        let srv = Server::start(|s| {
+            match s.target.as_str() {
+            "/login" => Act::Reply(
+                b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=NEW; Path=/\r\nset-cookie: cart=c1; HttpOnly\r\nContent-Length: 0\r\n\r\n"
+                    .to_vec(),
+            ),
+            "/logout" => {
+                Act::Reply(b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=gone; Max-Age=0\r\nContent-Length: 0\r\n\r\n".to_vec())
+            }
+            _ => ok(""),
+        }
+        });
+        let with = |mut r: SendRequest, session: &str, cookie: &[u8]| {
+            r.headers = hdrs(&[("X-Session", session.as_bytes()), ("Cookie", cookie)]);
+            r
+        };
+        let reqs = [
+            with(get("a", 1, 0, "/login"), "a", b"sid=OLD; theme=dark"),
+            with(get("b", 1, 5, "/page"), "b", b"sid=OLD; theme=dark"),
+            with(get("a", 1, 10, "/page"), "a", b"sid=OLD; theme=dark"),
+            with(get("a", 1, 20, "/logout"), "a", b"theme=dark;sid=OLD"),
+            with(get("a", 1, 30, "/after"), "a", b"sid=OLD; cart=old; x"),
+            with(get("b", 1, 40, "/login"), "b", b"sid=OLD"),
+        ];
+        let cfg = SendConfig { concurrency: 2, ..config(srv.addr) };
+        let res = run(&reqs, &cfg);
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 6]);
+        let cookie_of = |session: &str, target: &str| {
+            let seen = srv.seen();
+            let s = seen
+                .iter()
+                .find(|s| s.target == target && s.header("x-session").as_deref() == Some(session))
+                .unwrap()
+                .clone();
+            s.header("cookie").unwrap()
+        };
+        assert_eq!(cookie_of("a", "/login"), "sid=OLD; theme=dark");
+        assert_eq!(cookie_of("a", "/page"), "sid=NEW; theme=dark");
+        assert_eq!(cookie_of("a", "/logout"), "theme=dark;sid=NEW");
+        // Max-Age=0 took sid out of the jar; cart is still the target's.
+        assert_eq!(cookie_of("a", "/after"), "sid=OLD; cart=c1; x");
+        // Session b never saw a's answers.
+        assert_eq!(cookie_of("b", "/page"), "sid=OLD; theme=dark");
+        assert_eq!(cookie_of("b", "/login"), "sid=OLD");
+    }
+
+    #[test]
+    fn jar_rules() {
+        let mut jar = Jar::default();
+        jar.update(&hdrs(&[
+            ("Set-Cookie", b" a = 1 ; Path=/"),
+            ("Set-Cookie", b"b=2; Max-Age=60"),
+            ("Set-Cookie", b"noequals; Path=/"),
+            ("Set-Cookie", b"=v"),
+            ("X-Other", b"c=3"),
+        ]));
+        assert_eq!(jar.0, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+        jar.update(&hdrs(&[("set-cookie", b"a=; max-age=-1"), ("Set-Cookie", b"b=22; Max-Age=x")]));
+        assert_eq!(jar.0, vec![(b"b".to_vec(), b"22".to_vec())]);
+        assert_eq!(jar.map_cookies(b"a=0;  b=0 ;c"), b"a=0;  b=22;c");
+        assert_eq!(Jar::default().map_cookies(b" odd ;; x=1"), b" odd ;; x=1");
+    }
+
+    #[test]
+    fn one_worker_sends_session_by_session_in_start_order() {
+        let srv = Server::start(|_| ok(""));
+        // Input order is neither session nor start order; /a3 and /a4 tie
+        // on start and keep their input order.
+        let reqs = [
+            get("b", 1, 30, "/b2"),
+            get("a", 1, 40, "/a3"),
+            get("a", 1, 0, "/a1"),
+            get("b", 1, 10, "/b1"),
+            get("a", 2, 20, "/a2"),
+            get("a", 1, 40, "/a4"),
+            get("d", 1, 35, "/d1"),
+            get("c", 1, 32, "/c1"),
+            get("e", 1, 50, "/e1"),
+            get("c", 1, 1, "/c0"),
+        ];
+        let calls = Mutex::new(Vec::new());
+        let res = send(&reqs, &config(srv.addr), &|n| calls.lock().unwrap().push(n));
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 10]);
+        assert_eq!(srv.targets(), ["/a1", "/a2", "/a3", "/a4", "/c0", "/c1", "/b1", "/b2", "/d1", "/e1"]);
+        assert_eq!(*calls.lock().unwrap(), (1..=10).collect::<Vec<_>>());
+        let sent_at = |i: usize| res[i].sent_at.unwrap();
+        assert!(
+            sent_at(2) <= sent_at(4)
+                && sent_at(4) <= sent_at(1)
+                && sent_at(5) <= sent_at(3)
+                && sent_at(3) <= sent_at(0)
+        );
+    }
+
+    #[test]
+    fn pacing_follows_the_capture() {
+        let srv = Server::start(|_| ok(""));
+        let reqs = [get("s", 1, 0, "/p1"), get("s", 1, 300, "/p2")];
+        let res = run(&reqs, &SendConfig { speed: 1.0, ..config(srv.addr) });
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 2]);
+        assert!(res[1].sent_at.unwrap() >= Duration::from_millis(300), "{:?}", res[1].sent_at);
+
+        let res = run(&reqs, &SendConfig { speed: 2.0, ..config(srv.addr) });
+        assert!(res[1].sent_at.unwrap() >= Duration::from_millis(150), "{:?}", res[1].sent_at);
+
+        let began = Instant::now();
+        let res = run(&reqs, &config(srv.addr));
+        assert!(began.elapsed() < Duration::from_millis(300), "{:?}", began.elapsed());
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 2]);
+        assert!(res.iter().all(|r| r.sent_at.unwrap() < Duration::from_millis(300)));
+    }
+
+    #[test]
+    fn max_requests_bounds_what_is_sent() {
+        let srv = Server::start(|_| ok(""));
+        let reqs: Vec<SendRequest> = (0..5).map(|i| get("s", 1, i, &format!("/{i}"))).collect();
+        let res = run(&reqs, &SendConfig { max_requests: 2, ..config(srv.addr) });
+        let over = skipped("over --max-requests");
+        assert_eq!(
+            outcomes(&res),
+            vec![SendOutcome::Answered, SendOutcome::Answered, over.clone(), over.clone(), over]
+        );
+        assert_eq!(srv.targets(), vec!["/0", "/1"]);
+        assert!(res[2].sent_at.is_none() && res[2].status.is_none());
+
+        // Across workers too: five one-request sessions, two sent.
+        let srv = Server::start(|_| ok(""));
+        let reqs: Vec<SendRequest> = (0..5).map(|i| get(&format!("s{i}"), 1, i, "/")).collect();
+        let res = run(&reqs, &SendConfig { max_requests: 2, concurrency: 3, ..config(srv.addr) });
+        assert_eq!(res.iter().filter(|r| r.outcome == SendOutcome::Answered).count(), 2);
+        assert_eq!(res.iter().filter(|r| r.outcome == skipped("over --max-requests")).count(), 3);
+        assert_eq!(srv.seen().len(), 2);
+    }
+
+    #[test]
+    fn max_time_skips_what_would_be_late() {
+        let srv = Server::start(|_| ok(""));
+        let reqs = [get("s", 1, 0, "/now"), get("s", 1, 1000, "/later"), get("t", 1, 2000, "/much-later")];
+        let began = Instant::now();
+        let cfg = SendConfig { speed: 1.0, max_time: Duration::from_millis(100), ..config(srv.addr) };
+        let res = run(&reqs, &cfg);
+        // The late ones were not waited for.
+        assert!(began.elapsed() < Duration::from_millis(900), "{:?}", began.elapsed());
+        let over = skipped("over --max-time");
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered, over.clone(), over]);
+        assert_eq!(srv.targets(), vec!["/now"]);
+    }
+
+    #[test]
+    fn refused() {
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let res = run(&[get("s", 1, 0, "/")], &config(addr));
+        assert_eq!(res[0].outcome, SendOutcome::Refused);
+        assert_eq!(res[0].status, None);
+        assert!(res[0].sent_at.is_some() && res[0].ttfb.is_none());
+    }
+
+    #[test]
+    fn timeout_when_the_server_never_answers() {
+        let srv = Server::raw(|mut s, _, _| {
+            read_head_raw(&mut s);
+            // Hold the connection until the client gives up.
+            let mut tmp = [0u8; 64];
+            while matches!(s.read(&mut tmp), Ok(n) if n > 0) {}
+        });
+        let cfg = SendConfig { timeout: Duration::from_millis(300), ..config(srv.addr) };
+        let began = Instant::now();
+        let res = run(&[get("s", 1, 0, "/")], &cfg);
+        assert_eq!(res[0].outcome, SendOutcome::Timeout);
+        assert!(res[0].total.unwrap() >= Duration::from_millis(250), "{:?}", res[0].total);
+        assert!(began.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn closed_before_an_answer_and_mid_body() {
+        let srv = Server::raw(|mut s, _, _| {
+            let head = read_head_raw(&mut s);
+            if head.starts_with(b"GET /half") {
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+            }
+        });
+        // Separate captured connections: nothing is reused, nothing retried.
+        let res = run(&[get("s", 1, 0, "/none"), get("s", 2, 1, "/half")], &config(srv.addr));
+        assert_eq!(outcomes(&res), vec![SendOutcome::Closed, SendOutcome::Closed]);
+        assert_eq!(res[0].status, None);
+        assert_eq!((res[1].status, res[1].body.as_slice(), res[1].body_len), (Some(200), &b"abc"[..], 3));
+        assert_eq!(srv.accepted(), 2);
+    }
+
+    #[test]
+    fn reset_when_the_server_aborts() {
+        // Closing a socket with unread data in its receive queue sends an RST.
+        let srv = Server::raw(|s, _, _| {
+            let mut one = [0u8; 1];
+            s.peek(&mut one).ok();
+            thread::sleep(Duration::from_millis(50));
+        });
+        let res = run(&[get("s", 1, 0, "/")], &config(srv.addr));
+        if cfg!(target_os = "linux") {
+            assert_eq!(res[0].outcome, SendOutcome::Reset);
+        } else {
+            assert!(matches!(res[0].outcome, SendOutcome::Reset | SendOutcome::Closed), "{:?}", res[0].outcome);
+        }
+    }
+
+    #[test]
+    fn oversized_head_is_an_error() {
+        let srv = Server::raw(|mut s, _, _| {
+            read_head_raw(&mut s);
+            let mut big = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            big.resize(big.len() + 70 * 1024, b'a');
+            big.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            s.write_all(&big).ok();
+        });
+        let res = run(&[get("s", 1, 0, "/")], &config(srv.addr));
+        assert_eq!(res[0].outcome, SendOutcome::Error("response head over 64 KiB".into()));
+    }
+
+    #[test]
+    fn stale_keep_alive_is_reconnected_once() {
+        // The first answer says nothing of closing, then the server closes.
+        let srv = Server::start(|s| {
+            if s.target == "/first" {
+                Act::Close(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst".to_vec())
+            } else {
+                ok("second")
+            }
+        });
+        let reqs = [get("s", 1, 0, "/first"), get("s", 1, 1, "/second")];
+        let res = run(&reqs, &config(srv.addr));
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 2]);
+        assert_eq!(res[1].body, b"second");
+        assert_eq!(srv.accepted(), 2);
+        let conns: Vec<usize> = srv.seen().iter().map(|s| s.conn).collect();
+        assert_eq!(conns, vec![0, 1]);
+    }
+
+    #[test]
+    fn body_not_captured_whole_is_not_sent() {
+        let srv = Server::start(|_| ok(""));
+        let mut upload = req("s", 1, 0, "POST", "/upload");
+        upload.body = b"partial".to_vec();
+        upload.body_complete = false;
+        // It does not count against max_requests either.
+        let res = run(&[upload, get("s", 1, 10, "/next")], &SendConfig { max_requests: 1, ..config(srv.addr) });
+        assert_eq!(outcomes(&res), vec![skipped("body not captured whole"), SendOutcome::Answered]);
+        assert_eq!(res[0].sent_at, None);
+        assert_eq!(srv.targets(), vec!["/next"]);
+    }
+
+    #[test]
+    fn conflicting_content_length_is_an_error() {
+        let srv = Server::start(|_| {
+            Act::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec())
+        });
+        let res = run(&[get("s", 1, 0, "/")], &config(srv.addr));
+        assert_eq!(res[0].outcome, SendOutcome::Error("conflicting Content-Length in the response".into()));
+        assert_eq!(res[0].status, Some(200));
+    }
+
+    #[test]
+    fn nothing_to_send() {
+        let cfg = SendConfig::new("127.0.0.1:9".parse().unwrap());
+        assert!(send(&[], &cfg, &|_| {}).is_empty());
+    }
+}
