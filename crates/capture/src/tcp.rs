@@ -789,17 +789,17 @@ impl Reassembler {
         if ctx.stats.ooo_peak_bytes < *ctx.ooo_total as u64 {
             ctx.stats.ooo_peak_bytes = *ctx.ooo_total as u64;
         }
-        if let Some(how) = closed {
-            if let Some(conn) = self.active.remove(&key) {
-                let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
-                let tomb = conn.close(how, seg.ts, &mut ctx, sink);
-                if self.closed.len() >= self.cfg.max_connections.max(1)
-                    && let Some((_, old)) = self.closed.pop_front()
-                {
-                    self.finish_tomb(old, sink);
-                }
-                self.closed.insert(key, tomb);
+        if let Some(how) = closed
+            && let Some(conn) = self.active.remove(&key)
+        {
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+            let tomb = conn.close(how, seg.ts, &mut ctx, sink);
+            if self.closed.len() >= self.cfg.max_connections.max(1)
+                && let Some((_, old)) = self.closed.pop_front()
+            {
+                self.finish_tomb(old, sink);
             }
+            self.closed.insert(key, tomb);
         }
     }
 

@@ -331,7 +331,7 @@ mod tests {
                 let i = 32 + (rng.next() as usize) % (data.len() - 32);
                 data[i] ^= 1 << (rng.next() % 8);
             }
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 let cut = 24 + (rng.next() as usize) % (data.len() - 24);
                 data.truncate(cut);
             }
@@ -372,7 +372,7 @@ mod tests {
             }
             if round % 5 == 0 {
                 for b in script.iter_mut().skip(1) {
-                    if rng.next() % 10 == 0 {
+                    if rng.next().is_multiple_of(10) {
                         *b ^= rng.next() as u8;
                     }
                 }

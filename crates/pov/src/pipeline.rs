@@ -154,7 +154,7 @@ pub fn run<S: StreamSink + ?Sized>(
                 if let Some(seg) = decoder.decode(&pkt) {
                     tcp.process(&seg, sink);
                 }
-                if packets % 8192 == 0 {
+                if packets.is_multiple_of(8192) {
                     progress(Progress { bytes_read: reader.bytes_read(), bytes_total, packets });
                 }
             }

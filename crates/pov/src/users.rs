@@ -675,10 +675,10 @@ impl<W: Write> UserStage<W> {
         }
         let mut steps: Vec<String> = Vec::new();
         for p in &s.pages {
-            if let Some(st) = &p.step {
-                if !steps.contains(st) {
-                    steps.push(st.clone());
-                }
+            if let Some(st) = &p.step
+                && !steps.contains(st)
+            {
+                steps.push(st.clone());
             }
         }
         let apdex = if c.apdex.is_empty() {

@@ -379,12 +379,14 @@ impl Sessionizer {
             // (its answer failed, the browser kept no cookie): the same
             // person trying again.
             let slot = (tx.client_ip, ua());
-            if let Some((f, t, _)) = self.fresh.get(&slot) {
-                if *f != k && tx.start - *t <= self.retry_window && !self.users.contains_key(&k) {
-                    self.aliases.insert(k.clone(), f.clone());
-                    self.stats.retried_first_visits += 1;
-                    k = f.clone();
-                }
+            if let Some((f, t, _)) = self.fresh.get(&slot)
+                && *f != k
+                && tx.start - *t <= self.retry_window
+                && !self.users.contains_key(&k)
+            {
+                self.aliases.insert(k.clone(), f.clone());
+                self.stats.retried_first_visits += 1;
+                k = f.clone();
             }
             self.fresh.insert(slot, (k.clone(), tx.start, tx.resp_start.unwrap_or(tx.start)));
             self.claim_bucket(&tx, &k);
@@ -627,10 +629,8 @@ impl Sessionizer {
     fn session_for(&mut self, k: UserKey, start: Ts, end: Ts, closed: &mut Vec<Session>) -> &mut OpenSession {
         let timeout = self.timeout;
         let stale = self.users.get(&k).and_then(|u| u.open.as_ref()).is_some_and(|o| start - o.last > timeout);
-        if stale {
-            if let Some(s) = self.close_user(&k) {
-                closed.push(s);
-            }
+        if stale && let Some(s) = self.close_user(&k) {
+            closed.push(s);
         }
         let st = self.users.entry(k.clone()).or_default();
         if st.sessions == 0 && st.open.is_none() {

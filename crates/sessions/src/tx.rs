@@ -74,10 +74,10 @@ impl ResourceClass {
         // A redirect's or error's body type says little: decide those by
         // what was asked for.
         let answered_content = status.is_some_and(|s| (200..300).contains(&s) && s != 204);
-        if let (Some(ct), true) = (ct.as_deref(), answered_content) {
-            if let Some(c) = by_content_type(ct) {
-                return c;
-            }
+        if let (Some(ct), true) = (ct.as_deref(), answered_content)
+            && let Some(c) = by_content_type(ct)
+        {
+            return c;
         }
         if let Some(a) = accept {
             let a = a.trim_start().to_ascii_lowercase();

@@ -76,12 +76,11 @@ pub fn json_field<'a>(v: &'a Value, names: &[String]) -> Option<&'a Value> {
     for _ in 0..8 {
         for n in names {
             for x in &level {
-                if let Value::Object(m) = x {
-                    if let Some((_, found)) = m.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)) {
-                        if !found.is_null() {
-                            return Some(found);
-                        }
-                    }
+                if let Value::Object(m) = x
+                    && let Some((_, found)) = m.iter().find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    && !found.is_null()
+                {
+                    return Some(found);
                 }
             }
         }
@@ -184,20 +183,18 @@ impl Extractor {
                             }
                         }
                     }
-                    if ok {
-                        if let Some(x) = money_of(at) {
-                            return Some(x);
-                        }
+                    if ok && let Some(x) = money_of(at) {
+                        return Some(x);
                     }
                 }
                 if let Some(x) = json_field(&v, fields).and_then(money_of) {
                     return Some(x);
                 }
             }
-        } else if let Some(t) = field_text(body, ct, fields) {
-            if let Some(x) = parse_money(&t) {
-                return Some(x);
-            }
+        } else if let Some(t) = field_text(body, ct, fields)
+            && let Some(x) = parse_money(&t)
+        {
+            return Some(x);
         }
         let re = self.pattern.as_ref()?;
         let text = String::from_utf8_lossy(body);

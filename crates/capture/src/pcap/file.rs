@@ -515,7 +515,7 @@ impl CaptureFile {
                 };
             }
             let len32 = read_u32(self.src.data(), 4, big);
-            if len32 < NG_MIN_BLOCK as u32 || len32 % 4 != 0 {
+            if len32 < NG_MIN_BLOCK as u32 || !len32.is_multiple_of(4) {
                 return Err(self.corrupt(
                     at,
                     format!(
