@@ -241,3 +241,251 @@ fn html_replay_of_failed_sessions_masks_secrets() {
     // Resources are stored once: fewer than the entries that fetched them.
     assert!(data["res"].as_array().unwrap().len() < entries / 2);
 }
+
+/// A server on loopback that answers each request with the captured answer
+/// to the same method and URL (in the order pov re-sends them: session by
+/// session, each in request order), built from a HAR of the capture. With
+/// `inject`, every request for that path is answered 500 instead.
+struct CaptureServer {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A captured answer: status (0: none came), reason, headers, body, and
+/// whether it was cut short (then the captured Content-Length is sent with
+/// the bytes the capture holds, and the connection closed).
+type Answer = (u16, String, Vec<(String, String)>, Vec<u8>, bool);
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::new();
+    for ch in clean.chunks(4) {
+        let n = ch.iter().enumerate().fold(0u32, |n, (i, c)| n | (u32::from(val(*c)) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..ch.len()]);
+    }
+    out
+}
+
+impl CaptureServer {
+    fn start(har: &serde_json::Value, inject: Option<&str>) -> CaptureServer {
+        use std::collections::{HashMap, VecDeque};
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let entries = har["log"]["entries"].as_array().unwrap();
+        let mut order: Vec<String> = Vec::new();
+        for e in entries {
+            let s = e["_session"].as_str().unwrap().to_string();
+            if !order.contains(&s) {
+                order.push(s);
+            }
+        }
+        let mut queues: HashMap<(String, String), VecDeque<Answer>> = HashMap::new();
+        for sid in &order {
+            for e in entries.iter().filter(|e| e["_session"] == sid.as_str()) {
+                let url = e["request"]["url"].as_str().unwrap();
+                let path = url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap_or("/".into());
+                let r = &e["response"];
+                let c = &r["content"];
+                let text = c["text"].as_str().unwrap_or("");
+                let body = if c["encoding"] == "base64" { decode_base64(text) } else { text.as_bytes().to_vec() };
+                let headers = r["headers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| (h["name"].as_str().unwrap().to_string(), h["value"].as_str().unwrap().to_string()))
+                    .collect();
+                let cut = e["_outcome"] != "complete";
+                let a = (
+                    r["status"].as_u64().unwrap() as u16,
+                    r["statusText"].as_str().unwrap().to_string(),
+                    headers,
+                    body,
+                    cut,
+                );
+                queues.entry((e["request"]["method"].as_str().unwrap().to_string(), path)).or_default().push_back(a);
+            }
+        }
+        let queues = Arc::new(Mutex::new(queues));
+        let inject = inject.map(str::to_string);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                let queues = Arc::clone(&queues);
+                let inject = inject.clone();
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        // One request: its head, then Content-Length bytes.
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                        let mut lines = head.lines();
+                        let mut first = lines.next().unwrap_or("").split(' ');
+                        let (method, target) =
+                            (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
+                        let len: usize = lines
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                            .map(|(_, v)| v.trim().parse().unwrap())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + len {
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + len);
+                        let answer =
+                            queues.lock().unwrap().get_mut(&(method, target.clone())).and_then(|q| q.pop_front());
+                        let (status, reason, headers, body, cut) = answer.unwrap_or((
+                            404,
+                            "Not Found".into(),
+                            Vec::new(),
+                            b"not in the capture".to_vec(),
+                            false,
+                        ));
+                        let (status, reason, body, cut) = if inject.as_deref() == Some(target.as_str()) {
+                            (500, "Internal Server Error".to_string(), b"injected".to_vec(), false)
+                        } else {
+                            (status, reason, body, cut)
+                        };
+                        if status == 0 {
+                            // No answer came in the capture: none now either.
+                            let _ = conn.read(&mut chunk);
+                            return;
+                        }
+                        let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+                        let mut announced = body.len();
+                        for (n, v) in &headers {
+                            match n.to_ascii_lowercase().as_str() {
+                                "content-length" => announced = announced.max(v.parse().unwrap_or(0)),
+                                "transfer-encoding" | "content-encoding" | "connection" | "keep-alive" => {}
+                                _ => out.push_str(&format!("{n}: {v}\r\n")),
+                            }
+                        }
+                        let announced = if cut { announced.max(body.len() + 1) } else { body.len() };
+                        out.push_str(&format!("Content-Length: {announced}\r\n\r\n"));
+                        let mut bytes = out.into_bytes();
+                        if !(100..200).contains(&status) && status != 204 && status != 304 {
+                            bytes.extend_from_slice(&body);
+                        }
+                        if conn.write_all(&bytes).is_err() || cut {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CaptureServer { addr, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for CaptureServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn send_records(out: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn replay_send_finds_no_difference_on_a_faithful_server_and_reports_an_injected_500() {
+    let d = TempDir::new("replay-send");
+    let pcap = util::root().join("samples/shop.pcap");
+    let har = d.path("raw.har");
+    util::pov_ok(&["replay", "har", "--quiet", "--failed", "--no-mask", "-o", s(&har), s(&pcap)]);
+    let har: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap().len();
+    let send = |server: &CaptureServer, out: &std::path::Path| {
+        let target = format!("http://{}", server.addr);
+        util::pov_ok(&[
+            "replay",
+            "send",
+            "--quiet",
+            "--failed",
+            "--target",
+            &target,
+            "--speed",
+            "0",
+            "--concurrency",
+            "1",
+            "--timeout",
+            "1",
+            "-o",
+            s(out),
+            s(&pcap),
+        ])
+    };
+    // A server that answers like the capture: no difference at all.
+    let faithful = CaptureServer::start(&har, None);
+    let out = d.path("same.jsonl");
+    let text = send(&faithful, &out);
+    drop(faithful);
+    let recs = send_records(&out);
+    assert_eq!(recs.len(), entries);
+    assert!(text.contains(&format!("{entries} sent")), "{text}");
+    assert!(text.contains(&format!("{entries} same, 0 with another status, 0 with another body length")), "{text}");
+    for r in &recs {
+        assert_eq!((r["status_differs"].as_bool(), r["length_differs"].as_bool()), (Some(false), Some(false)), "{r}");
+        assert_eq!(r["status"], r["captured_status"], "{r}");
+        // Failures whose evidence is in the answer happen again.
+        for k in r["failures"].as_array().unwrap() {
+            let k = k.as_str().unwrap();
+            if ["server_error", "client_error", "error_page", "no_response", "truncated"].contains(&k) {
+                assert!(r["reproduced"].as_array().unwrap().iter().any(|x| x == k), "{k} not reproduced: {r}");
+            }
+        }
+    }
+    let reproduced: usize = recs.iter().map(|r| r["reproduced"].as_array().unwrap().len()).sum();
+    assert!(reproduced >= 8, "{reproduced}");
+    // The same server, with /cart answering 500: exactly those differ.
+    let injected = CaptureServer::start(&har, Some("/cart"));
+    let out = d.path("injected.jsonl");
+    let text = send(&injected, &out);
+    drop(injected);
+    let recs = send_records(&out);
+    let carts: Vec<&serde_json::Value> = recs.iter().filter(|r| r["url"] == "/cart").collect();
+    assert!(!carts.is_empty());
+    for r in &recs {
+        let differs = r["status_differs"].as_bool().unwrap();
+        assert_eq!(differs, r["url"] == "/cart" && r["captured_status"] != 500, "{r}");
+        if r["url"] == "/cart" {
+            assert_eq!(r["status"], 500);
+        }
+    }
+    let n = carts.iter().filter(|r| r["captured_status"] != 500).count();
+    assert!(text.contains(&format!("{} same, {n} with another status", entries - n)), "{text}");
+    assert!(text.contains("/cart"), "the differing requests are listed: {text}");
+}

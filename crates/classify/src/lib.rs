@@ -234,31 +234,38 @@ impl Classifier {
     /// matches (`error_page:NAME`, or `error_json` for a JSON error).
     pub fn error_page(&self, t: &HttpTransaction, class: ResourceClass) -> Option<String> {
         let resp = t.response.as_ref()?;
-        if !(200..300).contains(&resp.status) || t.response_body.kept.is_empty() {
+        let ct = resp.headers.text("content-type").unwrap_or_default();
+        self.error_body(resp.status, &ct, &t.response_body.kept, class)
+    }
+
+    /// [`Classifier::error_page`] for an answer given as its parts (status,
+    /// Content-Type, decoded body): `pov replay send` checks a live answer.
+    pub fn error_body(&self, status: u16, content_type: &str, body: &[u8], class: ResourceClass) -> Option<String> {
+        if !(200..300).contains(&status) || body.is_empty() {
             return None;
         }
         if !matches!(class, ResourceClass::Document | ResourceClass::Api | ResourceClass::Other) {
             return None;
         }
-        let body = String::from_utf8_lossy(&t.response_body.kept);
-        let ct = resp.headers.text("content-type").unwrap_or_default().to_ascii_lowercase();
+        let body = String::from_utf8_lossy(body);
+        let ct = content_type.to_ascii_lowercase();
         let trimmed = body.trim_start();
-        if ct.contains("json") || (!ct.contains("html") && (trimmed.starts_with('{'))) {
-            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(trimmed) {
-                for k in &self.cfg.error_json_keys {
-                    let bad = match m.get(k) {
-                        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
-                        Some(serde_json::Value::String(s)) => !s.is_empty(),
-                        Some(serde_json::Value::Array(a)) => !a.is_empty(),
-                        Some(serde_json::Value::Object(o)) => !o.is_empty(),
-                        Some(_) => true,
-                    };
-                    if bad {
-                        return Some("error_json".into());
-                    }
+        if (ct.contains("json") || (!ct.contains("html") && (trimmed.starts_with('{'))))
+            && let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(trimmed)
+        {
+            for k in &self.cfg.error_json_keys {
+                let bad = match m.get(k) {
+                    None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+                    Some(serde_json::Value::String(s)) => !s.is_empty(),
+                    Some(serde_json::Value::Array(a)) => !a.is_empty(),
+                    Some(serde_json::Value::Object(o)) => !o.is_empty(),
+                    Some(_) => true,
+                };
+                if bad {
+                    return Some("error_json".into());
                 }
-                return None;
             }
+            return None;
         }
         let text = if ct.contains("html") || trimmed.starts_with('<') {
             self.strip.replace_all(&body, " ")
@@ -381,14 +388,14 @@ impl Classifier {
                 // the connection closed: count up to its first byte, which
                 // the capture does show.
                 let d = if t.capture_loss() { t.resp_start.map(|r| r - t.start) } else { t.duration() };
-                if let Some(d) = d {
-                    if d > limit {
-                        push(
-                            FailureKind::Slow,
-                            "apdex_4t",
-                            format!("{:.0} ms (4 T = {:.0} ms)", d.as_millis_f64(), limit.as_millis_f64()),
-                        );
-                    }
+                if let Some(d) = d
+                    && d > limit
+                {
+                    push(
+                        FailureKind::Slow,
+                        "apdex_4t",
+                        format!("{:.0} ms (4 T = {:.0} ms)", d.as_millis_f64(), limit.as_millis_f64()),
+                    );
                 }
             }
         }
@@ -468,21 +475,18 @@ impl Classifier {
             if let Some(prev) = s.pages.iter().rev().find(|q| q.index < p.index && q.url == p.url && !p.url.is_empty())
             {
                 let prev_failed = out.failures.iter().any(|f| f.page == Some(prev.index) && f.severity.noticed());
-                if prev_failed && p.start - prev.end <= struggle {
-                    if let Some(d) = first_doc.or_else(|| p.txs.first().map(|i| &s.txs[*i])) {
-                        out.failures.push(page_failure(
-                            p,
-                            d,
-                            FailureKind::Struggle,
-                            "same_page_after_failure",
-                            Severity::Info,
-                            format!(
-                                "again {:.1} s after page {} failed",
-                                (p.start - prev.end).as_secs_f64(),
-                                prev.index
-                            ),
-                        ));
-                    }
+                if prev_failed
+                    && p.start - prev.end <= struggle
+                    && let Some(d) = first_doc.or_else(|| p.txs.first().map(|i| &s.txs[*i]))
+                {
+                    out.failures.push(page_failure(
+                        p,
+                        d,
+                        FailureKind::Struggle,
+                        "same_page_after_failure",
+                        Severity::Info,
+                        format!("again {:.1} s after page {} failed", (p.start - prev.end).as_secs_f64(), prev.index),
+                    ));
                 }
             }
         }

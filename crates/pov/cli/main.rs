@@ -129,10 +129,25 @@ enum ReplayCommand {
     /// and images put back, scripts off), the failures highlighted, and
     /// every request's details on click.
     Html(ReplayArgs),
+    /// Re-send the selected sessions' requests to a live server, paced as
+    /// captured (or faster), with each session's cookies mapped to the ones
+    /// the server issues; prints how the answers differ from the capture's
+    /// and which failures happen again.
+    Send(ReplaySendArgs),
 }
 
 #[derive(Args)]
 struct ReplayArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// The file to write (atomically).
+    #[arg(short, long, required = true)]
+    output: PathBuf,
+}
+
+/// Which sessions to replay, from which captures.
+#[derive(Args)]
+struct SelectArgs {
     /// Capture files, folders or globs, read as one capture.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -146,9 +161,6 @@ struct ReplayArgs {
     /// Every session with a noticed failure.
     #[arg(long)]
     failed: bool,
-    /// The file to write (atomically).
-    #[arg(short, long, required = true)]
-    output: PathBuf,
     /// Settings file.
     #[arg(short, long, value_name = "POV.TOML")]
     config: Option<PathBuf>,
@@ -159,6 +171,41 @@ struct ReplayArgs {
     http: HttpArgs,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+#[derive(Args)]
+struct ReplaySendArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// The server to send to, `http://HOST:PORT` (the Host header becomes
+    /// HOST:PORT).
+    #[arg(long, required = true)]
+    target: String,
+    /// Pacing: 1 keeps the captured gaps between requests, 2 halves them,
+    /// 0 sends as fast as the server answers.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Sessions replayed at once (each session's requests stay in order).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Send at most this many requests; the rest are reported as skipped.
+    #[arg(long, default_value_t = 10_000)]
+    max_requests: usize,
+    /// Stop sending after this many seconds; the rest are skipped.
+    #[arg(long, default_value_t = 600.0)]
+    max_time: f64,
+    /// Seconds to wait for a connection, and for each read of an answer.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Write every request's comparison here (atomically).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Format of the -o file.
+    #[arg(long, value_enum, default_value_t = FormatArg::Jsonl)]
+    format: FormatArg,
+    /// Exit with code 3 when any status or body length differs.
+    #[arg(long)]
+    fail_on_diff: bool,
 }
 
 #[derive(Args)]
@@ -353,6 +400,7 @@ fn main() -> ExitCode {
         Command::Config(a) => cmd_config(a),
         Command::Replay(ReplayCommand::Har(a)) => cmd_replay(a, false),
         Command::Replay(ReplayCommand::Html(a)) => cmd_replay(a, true),
+        Command::Replay(ReplayCommand::Send(a)) => cmd_replay_send(a),
         Command::Synth(a) => synth::run(a),
     };
     match result {
@@ -658,7 +706,10 @@ fn collect_replay(
     Ok((sel, keep, report))
 }
 
-fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
+/// The sessions `a` selects, with their transactions whole.
+fn select_sessions(
+    a: &SelectArgs,
+) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport, pov::config::PovConfig, bool)> {
     let selector = match (&a.user, &a.session, a.failed) {
         (Some(u), _, _) => pov::replay::Selector::User(u.clone()),
         (_, Some(s), _) => pov::replay::Selector::Session(s.clone()),
@@ -677,14 +728,19 @@ fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
     if sel.sessions.is_empty() {
         anyhow::bail!("no session matches");
     }
+    Ok((sel, keep, report, pov_cfg, mask))
+}
+
+fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
+    let (sel, keep, report, _, mask) = select_sessions(&a.select)?;
     let mut f = output::AtomicFile::create(&a.output).map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
     if html {
         f.write_all(pov::replay::html(&keep, &sel.sessions, mask).as_bytes())?;
     } else {
-        serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel.pages, mask))?;
+        serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel, mask))?;
     }
     f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
-    if !a.common.quiet {
+    if !a.select.common.quiet {
         eprintln!(
             "pov: {} sessions, {} pages, {} transactions -> {}",
             sel.sessions.len(),
@@ -693,7 +749,115 @@ fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
             a.output.display()
         );
     }
-    Ok(finish_run(&report, a.common.quiet))
+    Ok(finish_run(&report, a.select.common.quiet))
+}
+
+/// `http://HOST:PORT` -> (socket address, Host header value).
+fn parse_target(t: &str) -> anyhow::Result<(std::net::SocketAddr, String)> {
+    use std::net::ToSocketAddrs;
+    if t.starts_with("https://") {
+        anyhow::bail!("--target {t}: pov re-sends plain HTTP/1.1; point it at an http:// listener");
+    }
+    let rest = t.strip_prefix("http://").unwrap_or(t);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if authority.is_empty() {
+        anyhow::bail!("--target {t}: no host");
+    }
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("--target {t}: {e}"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("--target {t}: no address"))?;
+    Ok((addr, authority.to_string()))
+}
+
+fn cmd_replay_send(a: ReplaySendArgs) -> anyhow::Result<ExitCode> {
+    let (target, host) = parse_target(&a.target)?;
+    let positive = |x: f64| x > 0.0 && x.is_finite();
+    if !positive(a.timeout) || !positive(a.max_time) {
+        anyhow::bail!("--timeout and --max-time must be positive");
+    }
+    let (sel, keep, report, pov_cfg, mask) = select_sessions(&a.select)?;
+    let cfg = pov::resend::SendConfig {
+        host,
+        speed: a.speed,
+        concurrency: a.concurrency.max(1),
+        max_requests: a.max_requests,
+        max_time: Duration::from_secs_f64(a.max_time),
+        timeout: Duration::from_secs_f64(a.timeout),
+        ..pov::resend::SendConfig::new(target)
+    };
+    let quiet = a.select.common.quiet || !io::stderr().is_terminal();
+    let progress = move |n: usize, total: usize| {
+        if !quiet && (n == total || n.is_multiple_of(50)) {
+            eprint!("\rpov: sent {n}/{total}");
+        }
+    };
+    let (records, sum) =
+        pov::resend::resend(&keep, &sel, &cfg, &pov_cfg, mask, &progress).map_err(|e| anyhow::anyhow!(e))?;
+    if !quiet {
+        eprintln!();
+    }
+    if let Some(path) = &a.output {
+        let format = Format::from(a.format);
+        write_output(Some(path), format == Format::Parquet, |out| {
+            let mut w = output::RecordWriter::<_, pov::resend::SendRecord>::new(out, format)?;
+            for r in &records {
+                w.write(r)?;
+            }
+            w.finish()?;
+            Ok(RunReport::default())
+        })?;
+    }
+    let mut w = io::stdout().lock();
+    writeln!(
+        w,
+        "{} sessions, {} requests to {}: {} sent ({} answered), {} skipped, {} not sendable (request head lost)",
+        sel.sessions.len(),
+        sum.requests,
+        a.target,
+        sum.sent,
+        sum.answered,
+        sum.skipped,
+        sum.head_lost
+    )?;
+    writeln!(
+        w,
+        "compared with the capture: {} same, {} with another status, {} with another body length",
+        sum.same, sum.status_differs, sum.length_differs
+    )?;
+    for (kind, (seen, again)) in &sum.failures {
+        writeln!(w, "  {kind}: {again} of {seen} happened again")?;
+    }
+    if sum.not_replayable > 0 {
+        writeln!(
+            w,
+            "  {} failures re-sending cannot show (user gave up, page or connection level, not sent)",
+            sum.not_replayable
+        )?;
+    }
+    let differing: Vec<&pov::resend::SendRecord> =
+        records.iter().filter(|r| r.status_differs || r.length_differs).collect();
+    if !differing.is_empty() {
+        let mut t = output::Table::new(<pov::resend::SendRecord as output::Record>::COLUMNS);
+        for r in differing.iter().take(50) {
+            t.row(output::Record::cells(*r));
+        }
+        t.write(&mut w)?;
+        if differing.len() > 50 {
+            writeln!(w, "... {} more (all in -o FILE)", differing.len() - 50)?;
+        }
+    }
+    let code = finish_run(&report, a.select.common.quiet);
+    if a.fail_on_diff && !differing.is_empty() {
+        return Ok(ExitCode::from(3));
+    }
+    Ok(code)
 }
 
 fn cmd_config(a: ConfigArgs) -> anyhow::Result<ExitCode> {

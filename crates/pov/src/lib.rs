@@ -27,5 +27,6 @@ pub mod output;
 pub mod pipeline;
 pub mod replay;
 pub mod report;
+pub mod resend;
 pub mod transactions;
 pub mod users;

@@ -30,6 +30,15 @@ pub enum Selector {
     Users(HashSet<String>),
 }
 
+/// Where a selected transaction belongs.
+#[derive(Clone, Debug)]
+pub struct Place {
+    /// The HAR page id of its page view, if it has one.
+    pub page: Option<String>,
+    /// Its session (index into [`Selection::sessions`]).
+    pub session: usize,
+}
+
 /// A selected session, its transactions named by [`TxKey`].
 #[derive(Debug)]
 pub struct SelSession {
@@ -52,8 +61,8 @@ pub struct SelSession {
 /// What the first pass found: the transactions to keep and their pages.
 #[derive(Debug, Default)]
 pub struct Selection {
-    /// (connection, depth) -> page id.
-    pub txs: HashMap<(u64, u32), Option<String>>,
+    /// Where each selected transaction belongs.
+    pub txs: HashMap<TxKey, Place>,
     /// Page views, in order.
     pub pages: Vec<HarPage>,
     /// Sessions selected.
@@ -75,6 +84,7 @@ pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, mask_params: V
         }
         let key = |i: usize| s.txs.get(i).map(|t| (t.conn, t.depth));
         let mut out = into.borrow_mut();
+        let session = out.sessions.len();
         out.sessions.push(SelSession {
             id: sid.to_string(),
             user: user.to_string(),
@@ -137,7 +147,7 @@ pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, mask_params: V
             }
         }
         for (i, t) in s.txs.iter().enumerate() {
-            out.txs.insert((t.conn, t.depth), in_page[i].clone());
+            out.txs.insert((t.conn, t.depth), Place { page: in_page[i].clone(), session });
         }
     })
 }
@@ -145,7 +155,7 @@ pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, mask_params: V
 /// The second pass's sink: keeps the selected transactions whole.
 pub struct Keep {
     /// What to keep.
-    pub wanted: HashMap<(u64, u32), Option<String>>,
+    pub wanted: HashMap<TxKey, Place>,
     /// What was kept.
     pub kept: Vec<HttpTransaction>,
 }
@@ -190,17 +200,27 @@ pub fn html(keep: &Keep, sessions: &[SelSession], mask: bool) -> String {
     pov_replay::html::html(&sessions, &txs, mask, env!("CARGO_PKG_VERSION"))
 }
 
-/// The HAR of the kept transactions.
-pub fn har(keep: &Keep, pages: &[HarPage], mask: bool) -> serde_json::Value {
+/// The kept transactions in request order.
+pub fn in_order(keep: &Keep) -> Vec<&HttpTransaction> {
     let mut txs: Vec<&HttpTransaction> = keep.kept.iter().collect();
     txs.sort_by_key(|t| (t.timing.start(), t.conn, t.depth));
-    let entries: Vec<HarEntry<'_>> = txs
-        .iter()
-        .map(|t| HarEntry {
-            page: keep.wanted.get(&(t.conn, t.depth)).cloned().flatten(),
-            tx: t,
-            first_on_conn: t.depth == 1,
+    txs
+}
+
+/// The HAR of the kept transactions.
+pub fn har(keep: &Keep, sel: &Selection, mask: bool) -> serde_json::Value {
+    let entries: Vec<HarEntry<'_>> = in_order(keep)
+        .into_iter()
+        .map(|t| {
+            let place = keep.wanted.get(&(t.conn, t.depth));
+            HarEntry {
+                page: place.and_then(|p| p.page.clone()),
+                session: place.and_then(|p| sel.sessions.get(p.session)).map(|s| s.id.clone()),
+                tx: t,
+                first_on_conn: t.depth == 1,
+            }
         })
         .collect();
+    let pages = &sel.pages;
     pov_replay::har(pages, &entries, mask, env!("CARGO_PKG_VERSION"))
 }

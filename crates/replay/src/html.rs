@@ -242,7 +242,7 @@ pub fn escape(s: &str) -> String {
 
 /// A HAR-style entry for the details panel, with its body cut to a preview.
 fn details(t: &HttpTransaction, session_start: Ts, mask: bool) -> Value {
-    let mut e = entry(&HarEntry { page: None, tx: t, first_on_conn: t.depth == 1 }, mask);
+    let mut e = entry(&HarEntry { page: None, session: None, tx: t, first_on_conn: t.depth == 1 }, mask);
     let content = &mut e["response"]["content"];
     let preview = if is_text(content["mimeType"].as_str().unwrap_or("")) {
         let body = &t.response_body.kept;

@@ -33,6 +33,8 @@ pub struct HarPage {
 pub struct HarEntry<'a> {
     /// The page view it belongs to (`HarPage::id`).
     pub page: Option<String>,
+    /// Its session's id (written as `_session`).
+    pub session: Option<String>,
     /// The transaction.
     pub tx: &'a HttpTransaction,
     /// The first request on its connection (the connect time is its).
@@ -267,6 +269,9 @@ pub(crate) fn entry(e: &HarEntry<'_>, mask: bool) -> Value {
     });
     if let Some(p) = &e.page {
         v["pageref"] = json!(p);
+    }
+    if let Some(s) = &e.session {
+        v["_session"] = json!(s);
     }
     v
 }

@@ -1,0 +1,300 @@
+//! `pov replay send`: the selected sessions' requests re-sent to a live
+//! server (pov-replay's `send`), and the answers compared with the capture:
+//! per request, status and body length then and now, and which of the
+//! failures the users met happen again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use pov_capture::http::{HttpTransaction, Outcome};
+use pov_classify::Classifier;
+use pov_impact::Kind;
+use pov_replay::send::{SendOutcome, SendRequest, SendResult};
+use pov_sessions::ResourceClass;
+
+use crate::output::Record;
+use crate::replay::{Keep, Selection, TxKey, in_order};
+use crate::users::mask_target;
+
+/// The requests to re-send (request order) and the captured transactions
+/// they come from; transactions whose request head the capture lost are
+/// left out (counted in the second value).
+pub fn requests<'a>(keep: &'a Keep, sel: &Selection) -> (Vec<SendRequest>, Vec<&'a HttpTransaction>, u64) {
+    let (mut reqs, mut txs, mut lost) = (Vec::new(), Vec::new(), 0);
+    for t in in_order(keep) {
+        let Some(r) = t.request.as_ref() else {
+            lost += 1;
+            continue;
+        };
+        let session = keep
+            .wanted
+            .get(&(t.conn, t.depth))
+            .and_then(|p| sel.sessions.get(p.session))
+            .map(|s| s.id.clone())
+            .unwrap_or_default();
+        let b = &t.request_body;
+        reqs.push(SendRequest {
+            session,
+            conn: t.conn,
+            start_ns: t.timing.start().0,
+            method: r.method.as_str().to_string(),
+            target: r.uri_text(),
+            headers: r.headers.iter().map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec())).collect(),
+            body: b.kept.clone(),
+            body_complete: b.kept.len() as u64 == b.decoded_len && b.decode_stop.is_none(),
+        });
+        txs.push(t);
+    }
+    (reqs, txs, lost)
+}
+
+/// One request of `pov replay send`: the capture's answer and today's.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SendRecord {
+    /// Session id.
+    pub session: String,
+    /// Captured request start, seconds since the epoch.
+    pub ts: f64,
+    /// Method.
+    pub method: String,
+    /// Path and query (secret parameters masked).
+    pub url: String,
+    /// Captured status.
+    pub captured_status: Option<u16>,
+    /// Captured decoded body length.
+    pub captured_body_len: u64,
+    /// Captured outcome (`complete`, `server_reset` ...).
+    pub captured_outcome: String,
+    /// Replay outcome (`answered`, `refused`, `reset`, `timeout`, `closed`,
+    /// `error`, `skipped`).
+    pub outcome: String,
+    /// Why it was skipped or failed, if it was.
+    pub note: Option<String>,
+    /// Status now.
+    pub status: Option<u16>,
+    /// Body length now.
+    pub body_len: Option<u64>,
+    /// Time to first byte now, ms.
+    pub ttfb_ms: Option<f64>,
+    /// The status differs from the capture's.
+    pub status_differs: bool,
+    /// The body length differs from the capture's.
+    pub length_differs: bool,
+    /// Failures the capture shows on this request.
+    pub failures: Vec<String>,
+    /// Of those, the ones that happened again.
+    pub reproduced: Vec<String>,
+}
+
+const SEND_FIELDS: &[(&str, Kind)] = &[
+    ("session", Kind::Str),
+    ("ts", Kind::F64),
+    ("method", Kind::Str),
+    ("url", Kind::Str),
+    ("captured_status", Kind::U64),
+    ("captured_body_len", Kind::U64),
+    ("captured_outcome", Kind::Str),
+    ("outcome", Kind::Str),
+    ("note", Kind::Str),
+    ("status", Kind::U64),
+    ("body_len", Kind::U64),
+    ("ttfb_ms", Kind::F64),
+    ("status_differs", Kind::Bool),
+    ("length_differs", Kind::Bool),
+    ("failures", Kind::StrList),
+    ("reproduced", Kind::StrList),
+];
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+impl Record for SendRecord {
+    const FIELDS: &'static [(&'static str, Kind)] = SEND_FIELDS;
+    const COLUMNS: &'static [&'static str] =
+        &["session", "method", "url", "then", "now", "bytes then", "bytes now", "outcome", "failures", "again"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.session.clone(),
+            self.method.clone(),
+            self.url.clone(),
+            opt(self.captured_status),
+            opt(self.status),
+            self.captured_body_len.to_string(),
+            opt(self.body_len),
+            self.outcome.clone(),
+            self.failures.join(","),
+            self.reproduced.join(","),
+        ]
+    }
+}
+
+/// What a replay found, in numbers.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SendSummary {
+    /// Requests of the selected sessions.
+    pub requests: u64,
+    /// Left out: the capture lost their request head.
+    pub head_lost: u64,
+    /// Sent (attempted).
+    pub sent: u64,
+    /// Not sent (over a limit, body not captured whole).
+    pub skipped: u64,
+    /// Sent and answered in full.
+    pub answered: u64,
+    /// Sent and compared: same status and body length as captured.
+    pub same: u64,
+    /// Sent, with another status than captured.
+    pub status_differs: u64,
+    /// Sent, with the same status but another body length.
+    pub length_differs: u64,
+    /// Captured failures on re-sent requests, by kind: (seen, happened
+    /// again).
+    pub failures: BTreeMap<String, (u64, u64)>,
+    /// Captured failures that re-sending cannot show (a user's give-up, a
+    /// page-level or connection-level failure, a request not sent).
+    pub not_replayable: u64,
+}
+
+/// Whether a failure of `kind` happened again in `r`; `None` when
+/// re-sending cannot show it (the user gave up, a page-level verdict).
+fn reproduces(kind: &str, r: &SendResult, classifier: &Classifier) -> Option<bool> {
+    let status = r.status.unwrap_or(0);
+    let t = classifier.config().apdex_t_ms;
+    Some(match kind {
+        "server_error" => status >= 500,
+        "client_error" => (400..500).contains(&status),
+        "error_page" => {
+            let ct = r
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            classifier.error_body(status, &ct, &r.body, ResourceClass::Other).is_some()
+        }
+        "slow" => r.total.is_some_and(|d| d.as_secs_f64() * 1000.0 > 4.0 * t),
+        "no_response" => r.outcome == SendOutcome::Timeout,
+        "server_reset" => r.outcome == SendOutcome::Reset,
+        "truncated" => matches!(r.outcome, SendOutcome::Closed | SendOutcome::Reset) && r.status.is_some(),
+        _ => return None,
+    })
+}
+
+/// Compares each result with its captured transaction. `failures` maps a
+/// transaction to the failure kinds the capture shows on it (noticed and
+/// minor; struggles are not failures).
+pub fn compare(
+    txs: &[&HttpTransaction],
+    reqs: &[SendRequest],
+    results: &[SendResult],
+    failures: &HashMap<TxKey, Vec<String>>,
+    classifier: &Classifier,
+    mask_params: &[String],
+    mask: bool,
+) -> (Vec<SendRecord>, SendSummary) {
+    let mut sum = SendSummary { requests: txs.len() as u64, ..SendSummary::default() };
+    let mut out = Vec::with_capacity(txs.len());
+    for ((t, q), r) in txs.iter().zip(reqs).zip(results) {
+        let captured_status = t.response.as_ref().map(|h| h.status);
+        let kinds = failures.get(&(t.conn, t.depth)).cloned().unwrap_or_default();
+        let (note, skipped) = match &r.outcome {
+            SendOutcome::Skipped(why) => (Some(why.clone()), true),
+            SendOutcome::Error(e) => (Some(e.clone()), false),
+            _ => (None, false),
+        };
+        let mut rec = SendRecord {
+            session: q.session.clone(),
+            ts: t.timing.start().as_secs_f64(),
+            method: q.method.clone(),
+            url: mask_target(&q.target, mask_params, mask),
+            captured_status,
+            captured_body_len: t.response_body.decoded_len,
+            captured_outcome: t.outcome.as_str().to_string(),
+            outcome: r.outcome.as_str().to_string(),
+            note,
+            status: r.status,
+            body_len: (!skipped).then_some(r.body_len),
+            ttfb_ms: r.ttfb.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+            status_differs: false,
+            length_differs: false,
+            failures: kinds.clone(),
+            reproduced: Vec::new(),
+        };
+        if skipped {
+            sum.skipped += 1;
+            sum.not_replayable += kinds.len() as u64;
+        } else {
+            sum.sent += 1;
+            sum.answered += u64::from(r.outcome == SendOutcome::Answered);
+            rec.status_differs = r.status != captured_status;
+            // A body the capture lost part of has no length to compare.
+            let captured_len_known = t.missing_bytes == 0 || t.outcome == Outcome::Complete;
+            rec.length_differs = !rec.status_differs && captured_len_known && r.body_len != t.response_body.decoded_len;
+            if rec.status_differs {
+                sum.status_differs += 1;
+            } else if rec.length_differs {
+                sum.length_differs += 1;
+            } else {
+                sum.same += 1;
+            }
+            for k in &kinds {
+                match reproduces(k, r, classifier) {
+                    Some(again) => {
+                        let e = sum.failures.entry(k.clone()).or_default();
+                        e.0 += 1;
+                        if again {
+                            e.1 += 1;
+                            rec.reproduced.push(k.clone());
+                        }
+                    }
+                    None => sum.not_replayable += 1,
+                }
+            }
+        }
+        out.push(rec);
+    }
+    (out, sum)
+}
+
+/// Failure kinds by transaction, over the selected sessions (struggles,
+/// a signal rather than a failure, left out).
+pub fn failures_by_tx(sel: &Selection) -> (HashMap<TxKey, Vec<String>>, u64) {
+    let mut by: HashMap<TxKey, Vec<String>> = HashMap::new();
+    let mut without_tx = 0;
+    for s in &sel.sessions {
+        for (f, k) in &s.failures {
+            if f.kind == "struggle" {
+                continue;
+            }
+            match k {
+                Some(k) => by.entry(*k).or_default().push(f.kind.clone()),
+                None => without_tx += 1,
+            }
+        }
+    }
+    (by, without_tx)
+}
+
+pub use pov_replay::send::SendConfig;
+
+/// Re-sends the selected sessions' requests as `cfg` says and compares the
+/// answers with the capture. `progress` hears how many are done.
+pub fn resend(
+    keep: &Keep,
+    sel: &Selection,
+    cfg: &SendConfig,
+    pov_cfg: &crate::config::PovConfig,
+    mask: bool,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<(Vec<SendRecord>, SendSummary), String> {
+    let classifier = Classifier::new(&pov_cfg.failures)?;
+    let (reqs, txs, head_lost) = requests(keep, sel);
+    let total = reqs.len();
+    let results = pov_replay::send::send(&reqs, cfg, &|n| progress(n, total));
+    let (by_tx, without_tx) = failures_by_tx(sel);
+    let (records, mut sum) = compare(&txs, &reqs, &results, &by_tx, &classifier, &pov_cfg.privacy.mask_params, mask);
+    sum.head_lost = head_lost;
+    sum.requests += head_lost;
+    sum.not_replayable += without_tx;
+    Ok((records, sum))
+}
