@@ -40,6 +40,7 @@ fn analyze_writes_every_output_and_matches_the_key() {
         [
             "failures.parquet",
             "pages.parquet",
+            "replays",
             "report.html",
             "sessions.parquet",
             "summary.json",
@@ -48,6 +49,27 @@ fn analyze_writes_every_output_and_matches_the_key() {
         ]
     );
     let sm = summary(&out);
+    // The ten most affected users each have a replay of their own
+    // sessions, linked from the report.
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let replays = sm["replays"].as_object().unwrap();
+    let top: Vec<&str> =
+        sm["top_affected_users"].as_array().unwrap().iter().map(|u| u["user"].as_str().unwrap()).collect();
+    assert_eq!(replays.len(), 10);
+    for u in &top[..10] {
+        let rel = replays[*u].as_str().unwrap();
+        assert!(report.contains(&format!("<td><a href=\"{rel}\">{u}</a></td>")), "{u} not linked");
+        let page = std::fs::read_to_string(out.join(rel)).unwrap();
+        let data = page.split("id=\"data\">").nth(1).unwrap();
+        let data: serde_json::Value = serde_json::from_str(&data[..data.find("</script>").unwrap()]).unwrap();
+        let sessions = data["sessions"].as_array().unwrap();
+        assert!(!sessions.is_empty());
+        assert!(sessions.iter().all(|s| s["user"] == *u));
+        assert!(sessions.iter().any(|s| {
+            s["failures"].as_array().unwrap().iter().any(|f| f["severity"] == "critical" || f["severity"] == "major")
+        }));
+    }
+    assert_eq!(std::fs::read_dir(out.join("replays")).unwrap().count(), 10);
     let t = key_totals(&root.join("samples/shop.truth.json"));
     assert_eq!(sm["users_total"], t["users"]);
     assert_eq!(sm["users_affected"], t["users_affected"]);

@@ -489,3 +489,131 @@ fn replay_send_finds_no_difference_on_a_faithful_server_and_reports_an_injected_
     assert!(text.contains(&format!("{} same, {n} with another status", entries - n)), "{text}");
     assert!(text.contains("/cart"), "the differing requests are listed: {text}");
 }
+
+/// Chromium driven over `--remote-debugging-pipe` (the DevTools protocol as
+/// NUL-separated JSON on its fds 3 and 4, here our pipes through `sh`).
+struct Cdp {
+    child: std::process::Child,
+    to: std::process::ChildStdin,
+    from: std::sync::mpsc::Receiver<serde_json::Value>,
+    next: u64,
+    _profile: TempDir,
+}
+
+impl Cdp {
+    fn start(name: &str) -> Cdp {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let profile = TempDir::new(name);
+        let cmd = format!(
+            "exec chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir='{}' \
+             --remote-debugging-pipe about:blank 3<&0 4>&1 </dev/null >/dev/null 2>/dev/null",
+            profile.0.display()
+        );
+        let mut child =
+            Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let to = child.stdin.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 1 << 16]);
+            while let Ok(n) = out.read(&mut chunk) {
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buf.iter().position(|b| *b == 0) {
+                    let msg: Vec<u8> = buf.drain(..=end).collect();
+                    if tx.send(serde_json::from_slice(&msg[..end]).unwrap()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Cdp { child, to, from: rx, next: 0, _profile: profile }
+    }
+
+    fn call(&mut self, method: &str, params: serde_json::Value, session: Option<&str>) -> serde_json::Value {
+        use std::io::Write;
+        self.next += 1;
+        let mut m = serde_json::json!({"id": self.next, "method": method, "params": params});
+        if let Some(s) = session {
+            m["sessionId"] = s.into();
+        }
+        let mut bytes = serde_json::to_vec(&m).unwrap();
+        bytes.push(0);
+        self.to.write_all(&bytes).unwrap();
+        loop {
+            let r = self.from.recv_timeout(std::time::Duration::from_secs(30)).expect("chromium answers");
+            if r["id"] == self.next {
+                return r;
+            }
+        }
+    }
+}
+
+impl Drop for Cdp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn har_opens_in_chrome_devtools_import() {
+    if !util::have("chromium") {
+        return;
+    }
+    let d = TempDir::new("replay-devtools");
+    let har = d.path("failed.har");
+    util::pov_ok(&["replay", "har", "--quiet", "--failed", "-o", s(&har), s(&util::root().join("samples/shop.pcap"))]);
+    let text = std::fs::read_to_string(&har).unwrap();
+    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let want_status: Vec<u64> =
+        h["log"]["entries"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_u64().unwrap()).collect();
+    // Chromium's own DevTools front end (bundled in the browser) parses the
+    // file with the code its Network panel's "Import HAR file" runs.
+    let mut cdp = Cdp::start("replay-devtools-profile");
+    let t = cdp.call(
+        "Target.createTarget",
+        serde_json::json!({"url": "devtools://devtools/bundled/devtools_app.html"}),
+        None,
+    );
+    let target = t["result"]["targetId"].as_str().expect("a DevTools page").to_string();
+    let a = cdp.call("Target.attachToTarget", serde_json::json!({"targetId": target, "flatten": true}), None);
+    let session = a["result"]["sessionId"].as_str().unwrap().to_string();
+    let expr = format!(
+        "(async () => {{ const har = await import('./models/har/har.js'); \
+         const log = new har.HARFormat.HARRoot(JSON.parse({})).log; \
+         const reqs = har.Importer.Importer.requestsFromHARLog(log); \
+         return JSON.stringify({{pages: log.pages.length, requests: reqs.map(r => [r.url(), r.statusCode, r.requestMethod])}}); }})()",
+        serde_json::to_string(&text).unwrap()
+    );
+    // The page may still be loading its modules: try for up to 15 s.
+    let mut got = None;
+    for _ in 0..60 {
+        let r = cdp.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expr, "awaitPromise": true, "returnByValue": true}),
+            Some(&session),
+        );
+        if let Some(v) = r["result"]["result"]["value"].as_str() {
+            got = Some(serde_json::from_str::<serde_json::Value>(v).unwrap());
+            break;
+        }
+        // Only a module not loaded yet is worth a retry; anything else is
+        // DevTools refusing the file.
+        let why = r["result"]["exceptionDetails"]["exception"]["description"].as_str().unwrap_or("").to_string();
+        assert!(why.is_empty() || why.contains("import"), "DevTools refused the HAR: {why}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let got = got.expect("DevTools imported the HAR");
+    assert_eq!(got["pages"], 85);
+    let reqs = got["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), want_status.len());
+    for (r, (e, status)) in reqs.iter().zip(h["log"]["entries"].as_array().unwrap().iter().zip(&want_status)) {
+        assert_eq!(r[0], e["request"]["url"]);
+        assert_eq!(r[1], *status);
+        assert_eq!(r[2], e["request"]["method"]);
+    }
+}

@@ -113,6 +113,11 @@ struct AnalyzeArgs {
     /// their numbers and the change since the latest one.
     #[arg(long, value_name = "DIR")]
     history: Option<PathBuf>,
+    /// Write an HTML replay (replays/USER.html, linked from report.html)
+    /// for this many of the most affected users; 0 writes none. Costs two
+    /// more passes over the captures.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    replays: usize,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
@@ -602,6 +607,10 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if let Some(h) = history {
         summary = summary.with_history(h);
     }
+    if a.replays > 0 && !summary.top_affected_users.is_empty() {
+        let mask = !a.no_mask && pov_cfg.privacy.mask;
+        summary.replays = write_replays(&a, &files, &pov_cfg, mask, &cfg, &summary)?;
+    }
     summary.write(&a.out)?;
     summary.write_report(&a.out)?;
     let stdout = io::stdout();
@@ -621,6 +630,38 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(3));
     }
     Ok(code)
+}
+
+/// HTML replays of the most affected users, in OUT/replays: user -> path.
+fn write_replays(
+    a: &AnalyzeArgs,
+    files: &[PathBuf],
+    pov_cfg: &pov::config::PovConfig,
+    mask: bool,
+    cfg: &PipelineConfig,
+    summary: &pov::analyze::Summary,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let users: Vec<String> = summary.top_affected_users.iter().take(a.replays).map(|u| u.user.clone()).collect();
+    let selector = pov::replay::Selector::Users(users.iter().cloned().collect());
+    let (sel, keep, _) = collect_replay(files, selector, pov_cfg, mask, cfg, &a.common)?;
+    let dir = a.out.join("replays");
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let mut taken = std::collections::HashSet::new();
+    let mut out = std::collections::BTreeMap::new();
+    for u in &users {
+        let sessions: Vec<&pov::replay::SelSession> = sel.sessions.iter().filter(|s| &s.user == u).collect();
+        if sessions.is_empty() {
+            continue;
+        }
+        let name = pov::analyze::replay_file_name(u, &taken);
+        taken.insert(name.clone());
+        let path = dir.join(&name);
+        let page = pov::replay::html_of(&keep, &sessions, mask);
+        output::write_atomic(&path, |w| w.write_all(page.as_bytes()))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        out.insert(u.clone(), format!("replays/{name}"));
+    }
+    Ok(out)
 }
 
 fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io::Result<()> {
@@ -664,7 +705,11 @@ fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io
             d.since, d.users_affected, d.users_affected_pct, d.failures, d.revenue_lost
         )?;
     }
-    writeln!(w, "outputs: {}/{{{}, summary.json, report.html}}", out.display(), pov::analyze::FILES.join(", "))
+    writeln!(w, "outputs: {}/{{{}, summary.json, report.html}}", out.display(), pov::analyze::FILES.join(", "))?;
+    if !s.replays.is_empty() {
+        writeln!(w, "replays of the {} most affected users: {}/replays/", s.replays.len(), out.display())?;
+    }
+    Ok(())
 }
 
 /// The selected sessions and their transactions, whole: two passes over
@@ -735,7 +780,7 @@ fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
     let (sel, keep, report, _, mask) = select_sessions(&a.select)?;
     let mut f = output::AtomicFile::create(&a.output).map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
     if html {
-        f.write_all(pov::replay::html(&keep, &sel.sessions, mask).as_bytes())?;
+        f.write_all(pov::replay::html_of(&keep, &sel.sessions.iter().collect::<Vec<_>>(), mask).as_bytes())?;
     } else {
         serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel, mask))?;
     }

@@ -156,6 +156,23 @@ pub struct Summary {
     pub capture_loss_transactions: u64,
     /// Every counter: decoding, reassembly (every cap), HTTP, users.
     pub counters: serde_json::Value,
+    /// HTML replays written for the most affected users: user -> path
+    /// relative to the output folder.
+    pub replays: BTreeMap<String, String>,
+}
+
+/// A file name for a user's replay: the user's name with anything but
+/// letters, digits, `.`, `_` and `-` replaced (raw keys hold `:` and `/`).
+pub fn replay_file_name(user: &str, taken: &std::collections::HashSet<String>) -> String {
+    let base: String =
+        user.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).take(80).collect();
+    let mut name = format!("{base}.html");
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}-{n}.html");
+        n += 1;
+    }
+    name
 }
 
 impl Summary {
@@ -210,6 +227,7 @@ impl Summary {
                 "errors": report.errors,
                 "warnings": report.warnings,
             }),
+            replays: BTreeMap::new(),
         }
     }
 

@@ -168,8 +168,8 @@ impl TxSink for Keep {
     }
 }
 
-/// The HTML replay of the selected sessions.
-pub fn html(keep: &Keep, sessions: &[SelSession], mask: bool) -> String {
+/// The HTML replay of some of the selected sessions.
+pub fn html_of(keep: &Keep, sessions: &[&SelSession], mask: bool) -> String {
     let txs: Vec<&HttpTransaction> = keep.kept.iter().collect();
     let at: HashMap<TxKey, usize> = txs.iter().enumerate().map(|(i, t)| ((t.conn, t.depth), i)).collect();
     let idx = |k: &TxKey| at.get(k).copied();

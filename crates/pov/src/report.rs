@@ -46,15 +46,27 @@ fn money(x: f64) -> String {
 
 /// A titled table; every cell is escaped.
 fn table(h: &mut String, title: &str, head: &[&str], rows: Vec<Vec<String>>) {
+    linked_table(h, title, head, rows, &[]);
+}
+
+/// A table whose row `i` has its first cell linked to `links[i]`, if any.
+fn linked_table(h: &mut String, title: &str, head: &[&str], rows: Vec<Vec<String>>, links: &[Option<String>]) {
     let _ = write!(h, "<h2>{}</h2>\n<table><tr>", esc(title));
     for c in head {
         let _ = write!(h, "<th>{}</th>", esc(c));
     }
     h.push_str("</tr>");
-    for r in rows {
+    for (i, r) in rows.into_iter().enumerate() {
         h.push_str("<tr>");
-        for c in r {
-            let _ = write!(h, "<td>{}</td>", esc(&c));
+        for (j, c) in r.into_iter().enumerate() {
+            match links.get(i).and_then(|l| l.as_deref()).filter(|_| j == 0) {
+                Some(href) => {
+                    let _ = write!(h, "<td><a href=\"{}\">{}</a></td>", esc(href), esc(&c));
+                }
+                None => {
+                    let _ = write!(h, "<td>{}</td>", esc(&c));
+                }
+            }
         }
         h.push_str("</tr>");
     }
@@ -142,9 +154,10 @@ pub fn render(s: &Summary) -> String {
         s.lost_by_page.iter().map(|(u, l, n)| vec![u.clone(), money(*l), n.to_string()]).collect(),
     );
     table(&mut h, "Top failing pages", &["page", "failures", "users"], counts(&s.top_failing_pages));
-    table(
+    let links: Vec<Option<String>> = s.top_affected_users.iter().map(|u| s.replays.get(&u.user).cloned()).collect();
+    linked_table(
         &mut h,
-        "Most affected users",
+        "Most affected users (a name links to the user's replay)",
         &["user", "failures", "sessions", "converted", "cart"],
         s.top_affected_users
             .iter()
@@ -158,6 +171,7 @@ pub fn render(s: &Summary) -> String {
                 ]
             })
             .collect(),
+        &links,
     );
     table(
         &mut h,
