@@ -617,3 +617,27 @@ fn har_opens_in_chrome_devtools_import() {
         assert_eq!(r[2], e["request"]["method"]);
     }
 }
+
+#[test]
+fn replay_keeps_at_most_max_sessions_and_says_so() {
+    let d = TempDir::new("replay-cap");
+    let har = d.path("three.har");
+    let out = util::pov(&[
+        "replay",
+        "har",
+        "--failed",
+        "--max-sessions",
+        "3",
+        "-o",
+        s(&har),
+        s(&util::root().join("samples/shop.pcap")),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // 15 sessions have a noticed failure: 3 kept, 12 counted.
+    assert!(err.contains("12 more sessions matched; only the first 3 are replayed (raise --max-sessions)"), "{err}");
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let sessions: std::collections::BTreeSet<&str> =
+        h["log"]["entries"].as_array().unwrap().iter().map(|e| e["_session"].as_str().unwrap()).collect();
+    assert_eq!(sessions.len(), 3);
+}

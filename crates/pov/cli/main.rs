@@ -150,6 +150,9 @@ struct ReplayArgs {
     output: PathBuf,
 }
 
+/// Default of `--max-sessions` (also the cap for analyze's replays).
+const DEFAULT_MAX_REPLAY_SESSIONS: usize = 1000;
+
 /// Which sessions to replay, from which captures.
 #[derive(Args)]
 struct SelectArgs {
@@ -166,6 +169,10 @@ struct SelectArgs {
     /// Every session with a noticed failure.
     #[arg(long)]
     failed: bool,
+    /// Most sessions replayed (their transactions are held whole until
+    /// the output is written); later matches are counted and left out.
+    #[arg(long, default_value_t = DEFAULT_MAX_REPLAY_SESSIONS, value_name = "N")]
+    max_sessions: usize,
     /// Settings file.
     #[arg(short, long, value_name = "POV.TOML")]
     config: Option<PathBuf>,
@@ -643,7 +650,7 @@ fn write_replays(
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let users: Vec<String> = summary.top_affected_users.iter().take(a.replays).map(|u| u.user.clone()).collect();
     let selector = pov::replay::Selector::Users(users.iter().cloned().collect());
-    let (sel, keep, _) = collect_replay(files, selector, pov_cfg, mask, cfg, &a.common)?;
+    let (sel, keep, _) = collect_replay(files, selector, pov_cfg, mask, DEFAULT_MAX_REPLAY_SESSIONS, cfg, &a.common)?;
     let dir = a.out.join("replays");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     let mut taken = std::collections::HashSet::new();
@@ -720,6 +727,7 @@ fn collect_replay(
     selector: pov::replay::Selector,
     pov_cfg: &pov::config::PovConfig,
     mask: bool,
+    max_sessions: usize,
     cfg: &PipelineConfig,
     common: &CommonArgs,
 ) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport)> {
@@ -728,17 +736,19 @@ fn collect_replay(
     let selection = Rc::new(RefCell::new(pov::replay::Selection::default()));
     let outputs = pov::users::Outputs::<io::Sink> { users: None, sessions: None, pages: None, failures: None };
     let mut stage = pov::users::UserStage::new(pov_cfg, mask, outputs).map_err(|e| anyhow::anyhow!(e))?;
-    stage.set_tap(pov::replay::selecting_tap(
-        selector,
-        Rc::clone(&selection),
-        pov_cfg.privacy.mask_params.clone(),
-        mask,
-    ));
+    let limits = pov::replay::SelectLimits { mask_params: pov_cfg.privacy.mask_params.clone(), mask, max_sessions };
+    stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), limits));
     let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
     let report = run_pipeline_with(files, common, cfg, &mut pipe);
     let (stage, _) = pipe.http.finish();
     stage.finish()?;
     let sel = std::mem::take(&mut *selection.borrow_mut());
+    if sel.over_cap > 0 && !common.quiet {
+        eprintln!(
+            "pov: warning: {} more sessions matched; only the first {max_sessions} are replayed (raise --max-sessions)",
+            sel.over_cap
+        );
+    }
     if sel.sessions.is_empty() {
         return Ok((sel, pov::replay::Keep { wanted: Default::default(), kept: Vec::new() }, report));
     }
@@ -769,7 +779,7 @@ fn select_sessions(
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
     let mask = !a.no_mask && pov_cfg.privacy.mask;
-    let (sel, keep, report) = collect_replay(&files, selector, &pov_cfg, mask, &cfg, &a.common)?;
+    let (sel, keep, report) = collect_replay(&files, selector, &pov_cfg, mask, a.max_sessions, &cfg, &a.common)?;
     if sel.sessions.is_empty() {
         anyhow::bail!("no session matches");
     }

@@ -67,11 +67,27 @@ pub struct Selection {
     pub pages: Vec<HarPage>,
     /// Sessions selected.
     pub sessions: Vec<SelSession>,
+    /// Sessions that matched after [`SelectLimits::max_sessions`] were
+    /// selected, left out.
+    pub over_cap: u64,
 }
 
-/// A tap for the user stage that fills a shared [`Selection`]; URLs of
-/// failures have the `mask_params` values masked when `mask` is on.
-pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, mask_params: Vec<String>, mask: bool) -> SessionTap {
+/// How a selection is made.
+#[derive(Clone, Debug)]
+pub struct SelectLimits {
+    /// Query and form parameters whose values are masked in URLs.
+    pub mask_params: Vec<String>,
+    /// Mask them.
+    pub mask: bool,
+    /// Most sessions kept (their transactions are held whole, bodies
+    /// included, until the replay is written); later matches are counted
+    /// in [`Selection::over_cap`].
+    pub max_sessions: usize,
+}
+
+/// A tap for the user stage that fills a shared [`Selection`].
+pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, limits: SelectLimits) -> SessionTap {
+    let SelectLimits { mask_params, mask, max_sessions } = limits;
     Box::new(move |s, c, user, sid| {
         let chosen = match &sel {
             Selector::User(u) => u == user,
@@ -84,6 +100,10 @@ pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, mask_params: V
         }
         let key = |i: usize| s.txs.get(i).map(|t| (t.conn, t.depth));
         let mut out = into.borrow_mut();
+        if out.sessions.len() >= max_sessions {
+            out.over_cap += 1;
+            return;
+        }
         let session = out.sessions.len();
         out.sessions.push(SelSession {
             id: sid.to_string(),
