@@ -114,8 +114,8 @@ struct AnalyzeArgs {
     #[arg(long, value_name = "DIR")]
     history: Option<PathBuf>,
     /// Write an HTML replay (replays/USER.html, linked from report.html)
-    /// for this many of the most affected users; 0 writes none. Costs two
-    /// more passes over the captures.
+    /// for this many of the most affected users; 0 writes none. Costs one
+    /// more pass over the captures.
     #[arg(long, default_value_t = 10, value_name = "N")]
     replays: usize,
     #[command(flatten)]
@@ -606,6 +606,23 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     a.http.apply(&mut cfg);
     let mut pipe =
         pov::analyze::AnalyzePipeline::new(&a.out, &pov_cfg, &cfg.http, !a.no_mask, a.max_session_transactions.max(1))?;
+    // Sessions with a failure go to a spill file as they close, so the
+    // replays of the most affected users (known at the end) need one more
+    // pass, not two.
+    let mask = !a.no_mask && pov_cfg.privacy.mask;
+    let spill = if a.replays > 0 {
+        let spill = pov::replay::Spill::create(&a.out.join(".pov-replay-candidates.jsonl"))?;
+        let spill = std::rc::Rc::new(std::cell::RefCell::new(spill));
+        let limits = pov::replay::SelectLimits {
+            mask_params: pov_cfg.privacy.mask_params.clone(),
+            mask,
+            max_sessions: DEFAULT_MAX_REPLAY_SESSIONS,
+        };
+        pipe.http.sink_mut().set_tap(pov::replay::spilling_tap(std::rc::Rc::clone(&spill), limits));
+        Some(spill)
+    } else {
+        None
+    };
     let mut report = run_pipeline_with(&files, &a.common, &cfg, &mut pipe);
     let (stats, users) = pipe.finish()?;
     report.http = Some(stats);
@@ -614,9 +631,10 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if let Some(h) = history {
         summary = summary.with_history(h);
     }
-    if a.replays > 0 && !summary.top_affected_users.is_empty() {
-        let mask = !a.no_mask && pov_cfg.privacy.mask;
-        summary.replays = write_replays(&a, &files, &pov_cfg, mask, &cfg, &summary)?;
+    if let Some(spill) = spill
+        && !summary.top_affected_users.is_empty()
+    {
+        summary.replays = write_replays(&a, &files, &mut spill.borrow_mut(), mask, &cfg, &summary)?;
     }
     summary.write(&a.out)?;
     summary.write_report(&a.out)?;
@@ -643,14 +661,16 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
 fn write_replays(
     a: &AnalyzeArgs,
     files: &[PathBuf],
-    pov_cfg: &pov::config::PovConfig,
+    spill: &mut pov::replay::Spill,
     mask: bool,
     cfg: &PipelineConfig,
     summary: &pov::analyze::Summary,
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let users: Vec<String> = summary.top_affected_users.iter().take(a.replays).map(|u| u.user.clone()).collect();
-    let selector = pov::replay::Selector::Users(users.iter().cloned().collect());
-    let (sel, keep, _) = collect_replay(files, selector, pov_cfg, mask, DEFAULT_MAX_REPLAY_SESSIONS, cfg, &a.common)?;
+    let sel = spill
+        .select(&users.iter().cloned().collect(), DEFAULT_MAX_REPLAY_SESSIONS)
+        .map_err(|e| anyhow::anyhow!("replay candidates: {e}"))?;
+    let keep = collect_transactions(files, &sel, cfg, &a.common);
     let dir = a.out.join("replays");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     let mut taken = std::collections::HashSet::new();
@@ -752,13 +772,23 @@ fn collect_replay(
     if sel.sessions.is_empty() {
         return Ok((sel, pov::replay::Keep { wanted: Default::default(), kept: Vec::new() }, report));
     }
+    let keep = collect_transactions(files, &sel, cfg, common);
+    Ok((sel, keep, report))
+}
+
+/// The second pass: the selected transactions, whole.
+fn collect_transactions(
+    files: &[PathBuf],
+    sel: &pov::replay::Selection,
+    cfg: &PipelineConfig,
+    common: &CommonArgs,
+) -> pov::replay::Keep {
     let keep = pov::replay::Keep { wanted: sel.txs.clone(), kept: Vec::new() };
     // Images, style sheets and fonts too: the replay shows them.
     let http_cfg = pov_capture::http::HttpConfig { keep_every_body: true, ..cfg.http.clone() };
     let mut http = pov_capture::http::HttpAnalyzer::new(http_cfg, keep);
     run_pipeline_with(files, common, cfg, &mut http);
-    let (keep, _) = http.finish();
-    Ok((sel, keep, report))
+    http.finish().0
 }
 
 /// The sessions `a` selects, with their transactions whole.

@@ -28,6 +28,14 @@ pub struct AnalyzeSink {
     users: UserStage<AtomicFile>,
 }
 
+impl AnalyzeSink {
+    /// Calls `tap` with every session as it closes (see
+    /// [`crate::replay::spilling_tap`]).
+    pub fn set_tap(&mut self, tap: crate::users::SessionTap) {
+        self.users.set_tap(tap);
+    }
+}
+
 impl TxSink for AnalyzeSink {
     fn on_transaction(&mut self, t: HttpTransaction) {
         self.tx.write(&t);

@@ -5,12 +5,18 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use pov_capture::Ts;
 use pov_capture::http::{HttpTransaction, TxSink};
 use pov_replay::html::{ReplayFailure, ReplayPage, ReplaySession};
 use pov_replay::{HarEntry, HarPage};
+
+use pov_classify::Classified;
+use pov_sessions::Session;
 
 use crate::users::{SessionTap, mask_target};
 
@@ -40,7 +46,7 @@ pub struct Place {
 }
 
 /// A selected session, its transactions named by [`TxKey`].
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SelSession {
     /// Session id.
     pub id: String,
@@ -85,9 +91,81 @@ pub struct SelectLimits {
     pub max_sessions: usize,
 }
 
+/// A closed session as the replay keeps it (URLs masked as `limits` say).
+pub fn sel_session(s: &Session, c: &Classified, user: &str, sid: &str, limits: &SelectLimits) -> SelSession {
+    let key = |i: usize| s.txs.get(i).map(|t| (t.conn, t.depth));
+    let masked = |u: &str| mask_target(u, &limits.mask_params, limits.mask);
+    SelSession {
+        id: sid.to_string(),
+        user: user.to_string(),
+        start: s.start,
+        end: s.end,
+        pages: s
+            .pages
+            .iter()
+            .map(|p| {
+                let page = ReplayPage {
+                    url: masked(&format!("http://{}{}", p.host.as_deref().unwrap_or("").to_ascii_lowercase(), p.url)),
+                    name: p.name.clone(),
+                    start: p.start,
+                    load_ms: p.load.as_millis_f64(),
+                    status: p.status,
+                    document: None,
+                    txs: Vec::new(),
+                };
+                (page, p.documents.last().and_then(|d| key(*d)), p.txs.iter().filter_map(|i| key(*i)).collect())
+            })
+            .collect(),
+        failures: c
+            .failures
+            .iter()
+            .map(|f| {
+                let rf = ReplayFailure {
+                    kind: f.kind.as_str().to_string(),
+                    rule: f.rule.clone(),
+                    severity: f.severity.as_str().to_string(),
+                    // Page views count from 1; the replay indexes them.
+                    page: f.page.and_then(|n| s.pages.iter().position(|p| p.index == n)),
+                    tx: None,
+                    ts: f.ts,
+                    url: masked(&f.url),
+                    status: f.status,
+                    detail: f.detail.clone(),
+                };
+                (rf, f.tx.and_then(key))
+            })
+            .collect(),
+        txs: s.txs.iter().map(|t| (t.conn, t.depth)).collect(),
+    }
+}
+
+impl Selection {
+    /// Adds a session: its page views become HAR pages and its
+    /// transactions are wanted from the second pass.
+    pub fn add(&mut self, s: SelSession) {
+        let session = self.sessions.len();
+        let mut page_of: HashMap<TxKey, String> = HashMap::new();
+        for (p, _, txs) in &s.pages {
+            let id = format!("page_{}", self.pages.len() + 1);
+            self.pages.push(HarPage {
+                id: id.clone(),
+                started: p.start,
+                title: p.url.clone(),
+                on_load_ms: Some(p.load_ms),
+            });
+            for k in txs {
+                page_of.insert(*k, id.clone());
+            }
+        }
+        for k in &s.txs {
+            self.txs.insert(*k, Place { page: page_of.get(k).cloned(), session });
+        }
+        self.sessions.push(s);
+    }
+}
+
 /// A tap for the user stage that fills a shared [`Selection`].
 pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, limits: SelectLimits) -> SessionTap {
-    let SelectLimits { mask_params, mask, max_sessions } = limits;
     Box::new(move |s, c, user, sid| {
         let chosen = match &sel {
             Selector::User(u) => u == user,
@@ -98,76 +176,77 @@ pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, limits: Select
         if !chosen {
             return;
         }
-        let key = |i: usize| s.txs.get(i).map(|t| (t.conn, t.depth));
         let mut out = into.borrow_mut();
-        if out.sessions.len() >= max_sessions {
+        if out.sessions.len() >= limits.max_sessions {
             out.over_cap += 1;
             return;
         }
-        let session = out.sessions.len();
-        out.sessions.push(SelSession {
-            id: sid.to_string(),
-            user: user.to_string(),
-            start: s.start,
-            end: s.end,
-            pages: s
-                .pages
-                .iter()
-                .map(|p| {
-                    let page = ReplayPage {
-                        url: mask_target(
-                            &format!("http://{}{}", p.host.as_deref().unwrap_or("").to_ascii_lowercase(), p.url),
-                            &mask_params,
-                            mask,
-                        ),
-                        name: p.name.clone(),
-                        start: p.start,
-                        load_ms: p.load.as_millis_f64(),
-                        status: p.status,
-                        document: None,
-                        txs: Vec::new(),
-                    };
-                    (page, p.documents.last().and_then(|d| key(*d)), p.txs.iter().filter_map(|i| key(*i)).collect())
-                })
-                .collect(),
-            failures: c
-                .failures
-                .iter()
-                .map(|f| {
-                    let rf = ReplayFailure {
-                        kind: f.kind.as_str().to_string(),
-                        rule: f.rule.clone(),
-                        severity: f.severity.as_str().to_string(),
-                        // Page views count from 1; the replay indexes them.
-                        page: f.page.and_then(|n| s.pages.iter().position(|p| p.index == n)),
-                        tx: None,
-                        ts: f.ts,
-                        url: mask_target(&f.url, &mask_params, mask),
-                        status: f.status,
-                        detail: f.detail.clone(),
-                    };
-                    (rf, f.tx.and_then(key))
-                })
-                .collect(),
-            txs: s.txs.iter().map(|t| (t.conn, t.depth)).collect(),
-        });
-        let mut in_page = vec![None; s.txs.len()];
-        for p in &s.pages {
-            let id = format!("page_{}", out.pages.len() + 1);
-            out.pages.push(HarPage {
-                id: id.clone(),
-                started: p.start,
-                title: format!("http://{}{}", p.host.as_deref().unwrap_or(""), p.url),
-                on_load_ms: Some(p.load.as_millis_f64()),
-            });
-            for i in &p.txs {
-                if let Some(x) = in_page.get_mut(*i) {
-                    *x = Some(id.clone());
-                }
-            }
+        out.add(sel_session(s, c, user, sid, &limits));
+    })
+}
+
+/// Sessions with a noticed failure, written as JSON lines while `pov
+/// analyze` runs, so that the replays of the most affected users (known only
+/// at the end) need one more pass, not two, and memory holds none of them.
+pub struct Spill {
+    path: PathBuf,
+    out: Option<io::BufWriter<fs::File>>,
+    error: Option<io::Error>,
+}
+
+impl Spill {
+    /// A new spill file at `path` (removed when the spill is dropped).
+    pub fn create(path: &Path) -> io::Result<Spill> {
+        let f = fs::File::create(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(Spill { path: path.to_path_buf(), out: Some(io::BufWriter::new(f)), error: None })
+    }
+
+    fn write(&mut self, s: &SelSession) {
+        let Some(w) = self.out.as_mut() else { return };
+        let r = serde_json::to_writer(&mut *w, s).map_err(io::Error::other).and_then(|()| w.write_all(b"\n"));
+        if let Err(e) = r {
+            self.error = Some(e);
+            self.out = None;
         }
-        for (i, t) in s.txs.iter().enumerate() {
-            out.txs.insert((t.conn, t.depth), Place { page: in_page[i].clone(), session });
+    }
+
+    /// The sessions of `users`, at most `max` of them, in the order they
+    /// closed; an error if writing or reading the spill failed.
+    pub fn select(&mut self, users: &HashSet<String>, max: usize) -> io::Result<Selection> {
+        if let Some(mut w) = self.out.take() {
+            w.flush()?;
+        }
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut sel = Selection::default();
+        for line in io::BufReader::new(fs::File::open(&self.path)?).lines() {
+            let s: SelSession = serde_json::from_str(&line?).map_err(io::Error::other)?;
+            if !users.contains(&s.user) {
+                continue;
+            }
+            if sel.sessions.len() >= max {
+                sel.over_cap += 1;
+                continue;
+            }
+            sel.add(s);
+        }
+        Ok(sel)
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        self.out = None;
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A tap that writes every session with a noticed failure to `spill`.
+pub fn spilling_tap(spill: Rc<RefCell<Spill>>, limits: SelectLimits) -> SessionTap {
+    Box::new(move |s, c, user, sid| {
+        if c.failures.iter().any(|f| f.severity.noticed()) {
+            spill.borrow_mut().write(&sel_session(s, c, user, sid, &limits));
         }
     })
 }

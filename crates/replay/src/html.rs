@@ -22,7 +22,7 @@ use crate::rewrite::{Resolver, Use, rewrite_css, rewrite_html};
 use crate::{HarEntry, base64, entry, is_text, mask_cards};
 
 /// A failure the user met, as the replay shows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ReplayFailure {
     /// Kind (`server_error` ...).
     pub kind: String,
@@ -45,7 +45,7 @@ pub struct ReplayFailure {
 }
 
 /// A page view, as the replay shows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ReplayPage {
     /// Absolute URL of the page.
     pub url: String,
