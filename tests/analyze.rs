@@ -70,6 +70,44 @@ fn analyze_writes_every_output_and_matches_the_key() {
         }));
     }
     assert_eq!(std::fs::read_dir(out.join("replays")).unwrap().count(), 10);
+    // Analyze finds them through its spill file; `pov replay html --user`
+    // through its own two passes: the same sessions, and the same documents
+    // but for which captured copy fills a resource (analyze's replays may
+    // take an image from another top user's fetch where this user's browser
+    // had it cached).
+    let data = |page: &str| -> serde_json::Value {
+        let d = page.split("id=\"data\">").nth(1).unwrap();
+        serde_json::from_str(&d[..d.find("</script>").unwrap()]).unwrap()
+    };
+    let alone = d.path("alone.html");
+    util::pov_ok(&["replay", "html", "--quiet", "--user", top[0], "-o", s(&alone), s(&root.join("samples/shop.pcap"))]);
+    let (a, b) = (
+        data(&std::fs::read_to_string(out.join(replays[top[0]].as_str().unwrap())).unwrap()),
+        data(&std::fs::read_to_string(&alone).unwrap()),
+    );
+    assert_eq!(a["sessions"], b["sessions"]);
+    let shape = |docs: &serde_json::Value| -> Vec<String> {
+        docs.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let mut t = d.as_str().unwrap().to_string();
+                for marker in ["pov-res:", "pov-css:"] {
+                    let mut out = String::new();
+                    let mut rest = t.as_str();
+                    while let Some(i) = rest.find(marker) {
+                        out.push_str(&rest[..i + marker.len()]);
+                        rest = rest[i + marker.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+                        out.push('N');
+                    }
+                    out.push_str(rest);
+                    t = out;
+                }
+                t.replace(pov_replay::rewrite::MISSING_IMAGE, "pov-res:N")
+            })
+            .collect()
+    };
+    assert_eq!(shape(&a["docs"]), shape(&b["docs"]));
     let t = key_totals(&root.join("samples/shop.truth.json"));
     assert_eq!(sm["users_total"], t["users"]);
     assert_eq!(sm["users_affected"], t["users_affected"]);

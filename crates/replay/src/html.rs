@@ -97,6 +97,8 @@ struct Resources<'a> {
     style_of: HashMap<usize, usize>,
     /// Content hash -> stored media with that hash.
     by_content: HashMap<u64, Vec<(usize, usize)>>,
+    /// Hash of a rewritten style sheet -> stored sheets with that hash.
+    css_by_content: HashMap<u64, Vec<usize>>,
     /// The page being rewritten starts here (the nearest copy wins).
     at: Ts,
     mask: bool,
@@ -134,6 +136,7 @@ impl<'a> Resources<'a> {
             media_of: HashMap::new(),
             style_of: HashMap::new(),
             by_content: HashMap::new(),
+            css_by_content: HashMap::new(),
             at: Ts(0),
             mask,
         }
@@ -191,8 +194,21 @@ impl Resolver for Resources<'_> {
                 let text = String::from_utf8_lossy(&self.txs[i].response_body.kept).into_owned();
                 let css = rewrite_css(&text, url, self).replace("</style", "<\\/style");
                 let css = if self.mask { mask_cards(&css) } else { css };
-                self.list.push(json!({"m": "text/css", "t": css}));
-                let r = self.list.len() - 1;
+                // The same sheet fetched by many users is stored once.
+                let mut h = DefaultHasher::new();
+                css.hash(&mut h);
+                let key = h.finish();
+                let same =
+                    self.css_by_content.get(&key).and_then(|v| v.iter().find(|r| self.list[**r]["t"] == css.as_str()));
+                let r = match same {
+                    Some(r) => *r,
+                    None => {
+                        self.list.push(json!({"m": "text/css", "t": css}));
+                        let r = self.list.len() - 1;
+                        self.css_by_content.entry(key).or_default().push(r);
+                        r
+                    }
+                };
                 self.style_of.insert(i, r);
                 Some(format!("pov-css:{r}"))
             }
