@@ -327,6 +327,9 @@ pub struct HalfStats {
     pub bogus_acks: u64,
     /// SYNs repeated with the same initial sequence number.
     pub syn_retransmissions: u64,
+    /// SYN-ACKs with a new initial sequence number before any data: the
+    /// stream restarted from the later one.
+    pub syn_ack_restarts: u64,
     /// FINs whose sequence number differed from the first FIN.
     pub fin_mismatches: u64,
     /// FINs the capture missed, inferred from the peer acknowledging one
@@ -354,6 +357,7 @@ impl HalfStats {
         self.seq_jump_segments += o.seq_jump_segments;
         self.bogus_acks += o.bogus_acks;
         self.syn_retransmissions += o.syn_retransmissions;
+        self.syn_ack_restarts += o.syn_ack_restarts;
         self.fin_mismatches += o.fin_mismatches;
         self.unseen_fins += o.unseen_fins;
     }
@@ -361,7 +365,7 @@ impl HalfStats {
     /// Names of the anomalies seen in this direction (for display).
     pub fn anomalies(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        let checks: [(u64, &'static str); 14] = [
+        let checks: [(u64, &'static str); 15] = [
             (self.gaps, "gap"),
             (self.retransmitted_segments, "retransmission"),
             (self.out_of_order_segments, "out_of_order"),
@@ -376,6 +380,7 @@ impl HalfStats {
             (self.bogus_acks, "bogus_ack"),
             (self.fin_mismatches, "fin_mismatch"),
             (self.unseen_fins, "unseen_fin"),
+            (self.syn_ack_restarts, "syn_ack_restart"),
         ];
         for (n, name) in checks {
             if n > 0 {
@@ -1081,6 +1086,18 @@ impl Conn {
                 let h = &mut self.half[s];
                 match h.syn_isn {
                     Some(isn) if isn == seg.seq => h.stats.syn_retransmissions += 1,
+                    // Another SYN-ACK with another initial sequence number,
+                    // before any data from this side: the server dropped the
+                    // first half-open connection (SYN cookies under a full
+                    // backlog do this) and answered the client's
+                    // retransmitted SYN afresh. The later one is the
+                    // handshake that completes; the client acknowledges it.
+                    Some(_) if h.next == 0 && h.ooo.is_empty() && h.fin.is_none() => {
+                        h.syn_isn = Some(seg.seq);
+                        h.base = Some(seg.seq.wrapping_add(1));
+                        h.stats.syn_ack_restarts += 1;
+                        self.syn_ack_isn = Some(seg.seq);
+                    }
                     Some(_) => {}
                     None => {
                         h.syn_isn = Some(seg.seq);
@@ -2365,6 +2382,29 @@ mod tests {
         let g: u64 = m.rec.gaps().iter().filter(|g| g.dir == C2S).map(|g| g.len).sum();
         assert_eq!(g, 411, "{:?}", m.rec.gaps());
         assert_eq!(m.rec.closes()[0].how, CloseHow::Fin { first: S2C });
+    }
+
+    #[test]
+    fn a_second_syn_ack_with_a_new_isn_restarts_the_servers_stream() {
+        // Found on real traffic (benches/netem): the client lost the first
+        // SYN-ACK, retransmitted its SYN, and the server (SYN cookies under
+        // a full backlog) answered with another initial sequence number.
+        // The server's bytes start after the second one, not 1.9 GB later.
+        let mut m = Sim::new();
+        m.c(0, 0, SY, b"");
+        m.s(0, 0, SY | A, b"");
+        m.c(0, 0, SY, b"");
+        m.sisn = 3_000_000_000;
+        m.s(0, 0, SY | A, b"");
+        m.c(0, 0, A, b"");
+        m.c(0, 0, A | P, b"GET / HTTP/1.1\r\n\r\n");
+        m.s(0, 18, A | P, b"HTTP/1.1 200 OK\r\n");
+        m.finish();
+        assert_eq!(m.rec.text(1, S2C), "HTTP/1.1 200 OK\r\n");
+        assert!(m.rec.gaps().is_empty(), "{:?}", m.rec.gaps());
+        let sum = &m.rec.summaries()[0];
+        assert_eq!(sum.to_client.syn_ack_restarts, 1);
+        assert!(sum.handshake.is_some());
     }
 
     #[test]
