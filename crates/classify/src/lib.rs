@@ -391,10 +391,21 @@ impl Classifier {
                 if let Some(d) = d
                     && d > limit
                 {
+                    // Where the time went: the server (request sent to first
+                    // answer byte) or the network (sending the request and
+                    // receiving the answer, retransmissions included).
+                    let split = match t.ttfb() {
+                        Some(server) => format!(
+                            ": server {:.0} ms, network {:.0} ms",
+                            server.as_millis_f64(),
+                            (d - server).as_millis_f64().max(0.0)
+                        ),
+                        None => String::new(),
+                    };
                     push(
                         FailureKind::Slow,
                         "apdex_4t",
-                        format!("{:.0} ms (4 T = {:.0} ms)", d.as_millis_f64(), limit.as_millis_f64()),
+                        format!("{:.0} ms (4 T = {:.0} ms){split}", d.as_millis_f64(), limit.as_millis_f64()),
                     );
                 }
             }
@@ -568,7 +579,7 @@ mod tests {
         Tx { depth, cookie: Some(("sid".into(), "A".into())), ..Tx::sample(conn, client, ms, target) }
     }
 
-    fn kinds(txs: Vec<Tx>) -> Vec<(String, String)> {
+    fn failures(txs: Vec<Tx>) -> Vec<Failure> {
         let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
         let mut sessions = Vec::new();
         for t in txs {
@@ -576,11 +587,11 @@ mod tests {
         }
         sessions.extend(s.finish());
         let c = Classifier::new(&FailuresConfig::default()).unwrap();
-        sessions
-            .iter()
-            .flat_map(|s| c.classify(s).failures)
-            .map(|f| (f.kind.as_str().to_string(), f.severity.as_str().to_string()))
-            .collect()
+        sessions.iter().flat_map(|s| c.classify(s).failures).collect()
+    }
+
+    fn kinds(txs: Vec<Tx>) -> Vec<(String, String)> {
+        failures(txs).into_iter().map(|f| (f.kind.as_str().to_string(), f.severity.as_str().to_string())).collect()
     }
 
     fn with(mut t: Tx, f: impl FnOnce(&mut Tx)) -> Tx {
@@ -676,6 +687,15 @@ mod tests {
             t.resp_end = Some(t.start + Dur::from_secs(6));
         });
         assert_eq!(kinds(vec![slow]), vec![pair("slow", "critical")]);
+        // The evidence says where the time went: here the server answered
+        // at once and the answer took 5 s to arrive (a lossy network).
+        let by_network = with(tx(1, 1, 0, "/"), |t| {
+            t.req_end = Some(t.start + Dur::from_millis(40));
+            t.resp_start = Some(t.start + Dur::from_millis(100));
+            t.resp_end = Some(t.start + Dur::from_millis(5100));
+        });
+        let f = failures(vec![by_network]);
+        assert_eq!(f[0].detail, "5100 ms (4 T = 4000 ms): server 60 ms, network 5040 ms");
         // Fast requests, but the page took 13 s of back-to-back loading.
         let mut txs = vec![tx(1, 1, 0, "/")];
         for i in 0..14 {
