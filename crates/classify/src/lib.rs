@@ -285,6 +285,9 @@ impl Classifier {
         let page_of = page_index(s);
         let mut dead_conns: HashSet<u64> = HashSet::new();
         let mut aborted_pages: HashSet<u32> = HashSet::new();
+        // A page's document tried again by the browser and failing the same
+        // way is one failure the user met, not two.
+        let mut doc_failures: HashSet<(u32, String, FailureKind)> = HashSet::new();
         let t_tx = ms(self.cfg.apdex_t_ms);
         for (i, t) in s.txs.iter().enumerate() {
             if t.capture_loss() {
@@ -300,6 +303,12 @@ impl Classifier {
                 Severity::Major
             };
             let mut push = |kind: FailureKind, rule: &str, detail: String| {
+                if is_doc
+                    && let Some(p) = page
+                    && !doc_failures.insert((p, t.target.clone(), kind))
+                {
+                    return;
+                }
                 out.failures.push(Failure {
                     kind,
                     rule: rule.to_string(),
@@ -706,6 +715,31 @@ mod tests {
             }));
         }
         assert_eq!(kinds(txs), vec![pair("slow_page", "major")]);
+    }
+
+    #[test]
+    fn a_browsers_own_retries_of_a_reset_page_are_one_page_and_one_failure() {
+        // Seen with Chromium: a page reset before any answer is asked for
+        // twice more within milliseconds, each on a new connection. The user
+        // saw one page fail once; it is not a struggle.
+        let reset = |conn: u64, ms: i64| {
+            with(tx(conn, 1, ms, "/p/1"), |t| {
+                t.status = None;
+                t.resp_start = None;
+                t.resp_end = None;
+                t.outcome = Outcome::ServerReset;
+            })
+        };
+        let f = failures(vec![reset(1, 0), reset(2, 1), reset(3, 2)]);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].kind, f[0].page), (FailureKind::ServerReset, Some(1)));
+        // Asked for again by the user seconds later: a page view of its
+        // own, and a struggle.
+        let k = kinds(vec![reset(1, 0), reset(2, 4000)]);
+        assert_eq!(
+            k,
+            vec![pair("server_reset", "critical"), pair("server_reset", "critical"), pair("struggle", "info")]
+        );
     }
 
     #[test]

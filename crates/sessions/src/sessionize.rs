@@ -817,6 +817,10 @@ fn target_of(url: &str) -> &str {
 const LOAD_QUIET: Dur = Dur::from_millis(1000);
 
 /// Cuts a session's transactions into page views.
+/// How soon after a document's connection died a request for the same
+/// document counts as the browser trying again by itself.
+const BROWSER_RETRY: Dur = Dur::from_millis(1000);
+
 fn build_pages(
     txs: &[Tx],
     failed: &[FailedConn],
@@ -862,7 +866,19 @@ fn build_pages(
                             && d.location.as_deref().is_some_and(|l| target_of(l) == t.target)
                             && t.start - d.end() <= Dur::from_secs(10)
                     });
-                if follows && p.documents.len() < 64 {
+                // A browser tries a page again by itself, at once, when its
+                // connection died before any answer (Chromium does, up to
+                // twice, on a reset): the same page view, not the user
+                // coming back.
+                let retried = !order
+                    && prev.is_some_and(|d| {
+                        d.status.is_none()
+                            && d.method == t.method
+                            && d.target == t.target
+                            && t.start >= d.start
+                            && t.start - d.end() <= BROWSER_RETRY
+                    });
+                if (follows || retried) && p.documents.len() < 64 {
                     p.documents.push(i);
                     p.txs.push(i);
                     p.url = t.target.clone();
