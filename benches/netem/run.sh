@@ -100,6 +100,23 @@ while [ "$i" -le "$users" ]; do
     i=$((i + 1))
 done
 for p in $pids; do wait "$p" || true; done
+# A few users with a real browser (headless Chromium, when installed): the
+# home page, then a page with a fault. Chromium asks for /favicon.ico (a 404
+# here: a minor failure, not counted) and tries a reset page again by itself.
+if command -v chromium >/dev/null 2>&1; then
+    for spec in 1:/err500:server_error 2:/errpage:error_page 3:/reset:server_reset 4:/p/3:-; do
+        n=${spec%%:*}
+        rest=${spec#*:}
+        path=${rest%%:*}
+        kind=${rest#*:}
+        for url in "$base/" "$base$path"; do
+            ip netns exec "$cli" chromium --headless --no-sandbox --disable-gpu --no-first-run \
+                --user-data-dir="$out/chrome$n" --user-agent="povchrome/$n" --virtual-time-budget=3000 \
+                --dump-dom "$url" >/dev/null 2>&1 || true
+        done
+        echo "povchrome/$n	$kind" >>"$out/truth.tsv"
+    done
+fi
 sleep 1
 kill "$tcpd"
 wait "$tcpd" 2>/dev/null || true

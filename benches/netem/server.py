@@ -39,7 +39,7 @@ class H(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         if "sid=" not in (self.headers.get("Cookie") or ""):
-            self.send_header("Set-Cookie", "sid=%s; Path=/; HttpOnly" % uuid.uuid4().hex)
+            self.send_header("Set-Cookie", "sid=%s; Path=/; Max-Age=86400; HttpOnly" % uuid.uuid4().hex)
         for k, v in extra:
             self.send_header(k, v)
         self.end_headers()
