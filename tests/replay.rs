@@ -194,15 +194,25 @@ fn html_replay_of_an_error_page_session_shows_the_captured_error_page() {
         let (aw, ah, solo) = util::png_rgba(&alone_png);
         assert!(x0 + w <= sw && y0 + h <= sh && (aw, ah) == (w, h), "frame {rect:?} in {sw}x{sh}, alone {aw}x{ah}");
         let (mut same, mut inked) = (0, 0);
+        let (mut lo, mut hi) = ((usize::MAX, usize::MAX), (0, 0));
         for y in 0..h {
             for x in 0..w {
                 let a = &shot[((y0 + y) * sw + x0 + x) * 4..][..4];
                 let b = &solo[(y * w + x) * 4..][..4];
                 same += usize::from(a == b);
+                if a != b {
+                    lo = (lo.0.min(x), lo.1.min(y));
+                    hi = (hi.0.max(x), hi.1.max(y));
+                }
                 inked += usize::from(a[..3].iter().any(|c| *c < 128));
             }
         }
-        assert!(same * 10_000 >= w * h * 9_990, "only {same} of {} pixels match the page drawn alone", w * h);
+        assert!(
+            same * 10_000 >= w * h * 9_990,
+            "only {same} of {} pixels match the page drawn alone; they differ within {lo:?}-{hi:?} ({})",
+            w * h,
+            d.path(&format!("chromium{n}")).display()
+        );
         // And the page is drawn, not blank: text covers some of it.
         assert!(inked > 2_000, "{inked} dark pixels");
     }

@@ -36,9 +36,15 @@ for ua, kind in list(truth.items()):
         print("  %s: %s not caused (the request never reached the server)" % (ua, kind))
         truth[ua] = "-"
 txs = sum(1 for _ in open(out + "/transactions.jsonl"))
-pov_users = [ua for ua in ua_of.values() if ua and ua.startswith(("povclient/", "povchrome/"))]
+pov_users = [ua for ua in ua_of.values() if ua and ua.startswith(("povclient/", "povchrome/", "race/"))]
 print("users: pov %d (%d distinct user agents) for %d run" % (len(pov_users), len(set(pov_users)), len(truth)))
-print("transactions: pov %d, requests the server read %d" % (txs, server))
+# A request that died in the keep-alive race never reached the server, but
+# it was sent: pov counts it.
+try:
+    raced = int(open(out + "/truth-race.tsv.retries").read())
+except OSError:
+    raced = 0
+print("transactions: pov %d, requests the server read %d, plus %d lost in the keep-alive race" % (txs, server, raced))
 ok = 0
 for ua, want in sorted(truth.items(), key=lambda x: (x[0].split("/")[0], int(x[0].split("/")[1]))):
     want = set() if want == "-" else {want}

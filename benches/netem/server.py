@@ -31,6 +31,7 @@ def page(title, n):
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+
     def log_message(self, fmt, *args):
         sys.stderr.write("%.6f %s %s\n" % (time.time(), self.headers.get("User-Agent", "-"), fmt % args))
 
@@ -50,7 +51,13 @@ class H(BaseHTTPRequestHandler):
 
     def do_GET(self):
         p = self.path
-        sys.stderr.write("REQ %.6f %s %s\n" % (time.time(), self.headers.get("User-Agent", "-"), p))
+        ua = self.headers.get("User-Agent", "-")
+        sys.stderr.write("REQ %.6f %s %s\n" % (time.time(), ua, p))
+        # The race users' connections are closed after POV_IDLE seconds of
+        # idleness, as servers do with kept-alive connections (the others
+        # are left alone, so that loss alone cannot trip the timeout).
+        if ua.startswith("race/") and os.environ.get("POV_IDLE"):
+            self.connection.settimeout(float(os.environ["POV_IDLE"]))
         if p == "/" or p.startswith("/p/"):
             n = int(p[3:]) if p.startswith("/p/") and p[3:].isdigit() else 0
             self.answer(200, "text/html; charset=utf-8", page("Shop page %d" % n, n % 5))

@@ -189,6 +189,38 @@ pub struct Classified {
     pub capture_loss: u64,
     /// Of those, transactions whose outcome the loss made unknowable.
     pub unknown: u64,
+    /// Requests that died unanswered and that the browser sent again at
+    /// once on another connection, answered there: not failures.
+    pub silent_retries: u64,
+}
+
+/// How soon after a request died the same request on another connection
+/// counts as the browser's own retry.
+const SILENT_RETRY: Dur = Dur::from_millis(1000);
+
+/// Whether transaction `i` (dead, unanswered) died at once and was sent
+/// again on another connection within [`SILENT_RETRY`], answered there. A
+/// request that waited longer for its answer hurt the user, retried or not.
+fn answered_retry(txs: &[Tx], i: usize) -> bool {
+    let t = &txs[i];
+    let waited = t.waited.unwrap_or(Dur::ZERO);
+    if waited > SILENT_RETRY {
+        return false;
+    }
+    let deadline = t.req_end.unwrap_or(t.start) + waited + SILENT_RETRY;
+    // Transactions are in request order; a retry starts after this one.
+    // The retry's connection may have taken a while to open (a lost SYN
+    // costs 1 s): what counts is when the browser began it.
+    let began = |r: &Tx| r.start - r.handshake.unwrap_or(Dur::ZERO);
+    let horizon = deadline + Dur::from_secs(4);
+    txs.iter().skip(i + 1).take_while(|r| r.start <= horizon).any(|r| {
+        r.conn != t.conn
+            && r.method == t.method
+            && r.target == t.target
+            && r.status.is_some()
+            && r.start >= t.start
+            && began(r) <= deadline
+    })
 }
 
 /// Compiled failure rules.
@@ -337,6 +369,19 @@ impl Classifier {
             // The connection died under an earlier request: this one shares
             // that failure, it is not a new one.
             let follower = dead_conns.contains(&t.conn);
+            // A request that died with no answer and that the browser sent
+            // again at once on another connection, answered there: the
+            // user saw nothing go wrong. (Browsers do this when a kept-alive
+            // connection is closed or reset under a new request, the server
+            // having timed it out just as the request left.)
+            if t.status.is_none()
+                && matches!(t.outcome, Outcome::ServerReset | Outcome::NoResponse)
+                && answered_retry(&s.txs, i)
+            {
+                dead_conns.insert(t.conn);
+                out.silent_retries += 1;
+                continue;
+            }
             match t.outcome {
                 Outcome::CaptureGap => {
                     // What happened is in bytes the capture missed; a status
@@ -715,6 +760,39 @@ mod tests {
             }));
         }
         assert_eq!(kinds(txs), vec![pair("slow_page", "major")]);
+    }
+
+    #[test]
+    fn a_request_the_browser_sent_again_at_once_and_got_answered_is_no_failure() {
+        // The keep-alive race: the server closed an idle connection just as
+        // a request left on it; the browser sent it again on a new one.
+        let dead = with(tx(1, 2, 0, "/app.js"), |t| {
+            t.class = ResourceClass::Script;
+            t.status = None;
+            t.resp_start = None;
+            t.resp_end = None;
+            t.outcome = Outcome::ServerReset;
+        });
+        let again = with(tx(2, 1, 3, "/app.js"), |t| t.class = ResourceClass::Script);
+        let doc = tx(1, 1, -500, "/");
+        assert_eq!(kinds(vec![doc.clone(), dead.clone(), again.clone()]), vec![]);
+        // Not sent again (or sent again on the same connection, or only
+        // after a wait the user felt): a failure.
+        assert_eq!(kinds(vec![doc.clone(), dead.clone()]), vec![pair("server_reset", "major")]);
+        let later = with(again.clone(), |t| t.start = t.start + Dur::from_secs(3));
+        assert_eq!(kinds(vec![doc.clone(), dead.clone(), later.clone()]), vec![pair("server_reset", "major")]);
+        // Begun at once, but its SYN was lost and retransmitted: the
+        // connection opened 1 s later, still the browser's own retry.
+        let slow_open = with(again.clone(), |t| {
+            t.start = t.start + Dur::from_millis(1030);
+            t.handshake = Some(Dur::from_millis(1025));
+        });
+        assert_eq!(kinds(vec![doc.clone(), dead.clone(), slow_open]), vec![]);
+        let hung = with(dead, |t| {
+            t.outcome = Outcome::NoResponse;
+            t.waited = Some(Dur::from_secs(31));
+        });
+        assert_eq!(kinds(vec![doc, hung, again]), vec![pair("no_response", "major")]);
     }
 
     #[test]

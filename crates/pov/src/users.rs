@@ -525,6 +525,9 @@ pub struct UserStageReport {
     pub capture_loss: u64,
     /// Of those, transactions whose outcome the loss made unknowable.
     pub unknown: u64,
+    /// Requests that died unanswered and that the browser sent again at
+    /// once on another connection, answered there: not failures.
+    pub silent_retries: u64,
 }
 
 /// The user stage: a [`TxSink`] for transactions, fed failed connections
@@ -616,6 +619,7 @@ impl<W: Write> UserStage<W> {
             }
         }
         self.report.capture_loss += c.capture_loss;
+        self.report.silent_retries += c.silent_retries;
         self.report.unknown += c.unknown;
         for (k, n) in &noticed {
             *self.report.failures_by_kind.entry(k.clone()).or_default() += n;

@@ -188,6 +188,10 @@ pub struct Tx {
     pub outcome: Outcome,
     /// For a client abort or no response: how long the client waited.
     pub waited: Option<Dur>,
+    /// The connection's handshake (SYN to its last ACK), on a connection's
+    /// first request when the capture saw it: the connection began that
+    /// long before the request.
+    pub handshake: Option<Dur>,
     /// What it fetched.
     pub class: ResourceClass,
     /// Frames of the request.
@@ -298,6 +302,7 @@ impl Tx {
             location: resp.and_then(|r| r.headers.text("location")),
             outcome: t.outcome,
             waited: t.waited,
+            handshake: if t.depth == 1 { t.timing.handshake_rtt } else { None },
             class,
             req_frames: t.req_frames,
             resp_frames: t.resp_frames,
@@ -338,6 +343,7 @@ impl Tx {
             location: None,
             outcome: Outcome::Complete,
             waited: None,
+            handshake: None,
             class: ResourceClass::Document,
             req_frames: None,
             resp_frames: None,
