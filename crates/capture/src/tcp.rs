@@ -222,6 +222,24 @@ pub struct Gap {
     pub reason: GapReason,
 }
 
+/// Bytes sent again that the stream already held: the sender had not seen
+/// them acknowledged (the capture saw a copy the receiver may not have).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retransmission {
+    /// Connection.
+    pub conn: ConnId,
+    /// Direction.
+    pub dir: Direction,
+    /// Stream offsets of the bytes sent again, `[start, end)`.
+    pub start: u64,
+    /// End (exclusive).
+    pub end: u64,
+    /// Capture time of the copy.
+    pub ts: Ts,
+    /// Its frame.
+    pub frame: u64,
+}
+
 /// One direction ended with a FIN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HalfClose {
@@ -564,6 +582,8 @@ pub trait StreamSink {
     fn on_data(&mut self, chunk: &DataChunk<'_>);
     /// Bytes missing from the capture.
     fn on_gap(&mut self, _gap: &Gap) {}
+    /// Bytes the stream already held, sent again.
+    fn on_retransmission(&mut self, _r: &Retransmission) {}
     /// A direction ended with a FIN.
     fn on_half_close(&mut self, _hc: &HalfClose) {}
     /// The connection ended.
@@ -1498,6 +1518,7 @@ impl Conn {
 
         // Zero-window probe: one byte sent while the peer advertised no room.
         let peer_window = self.half[1 - s].window;
+        let (conn, dir) = (self.id, self.dir(s));
         let h = &mut self.half[s];
         if wire_len == 1 && peer_window == 0 && off == h.next as i64 && h.stats.packets > 1 {
             h.stats.zero_window_probes += 1;
@@ -1539,6 +1560,7 @@ impl Conn {
                 h.stats.retransmitted_bytes += wire_len;
                 h.stats.retransmitted_segments += 1;
                 h.stats.late_after_gap_bytes += overlap(h.last_gap, (off, end));
+                sink.on_retransmission(&Retransmission { conn, dir, start: off, end, ts: seg.ts, frame: seg.frame });
             }
             return;
         }
@@ -1547,6 +1569,14 @@ impl Conn {
             let cut = h.next - off;
             h.stats.retransmitted_bytes += cut;
             h.stats.late_after_gap_bytes += overlap(h.last_gap, (off, h.next));
+            sink.on_retransmission(&Retransmission {
+                conn,
+                dir,
+                start: off,
+                end: h.next,
+                ts: seg.ts,
+                frame: seg.frame,
+            });
             bytes = bytes.get(cut as usize..).unwrap_or(&[]);
             off = h.next;
         }
@@ -1827,10 +1857,14 @@ mod tests {
         }
     }
 
+    /// The events, and the retransmissions apart.
     #[derive(Default)]
-    struct Rec(Vec<Ev>);
+    struct Rec(Vec<Ev>, Vec<Retransmission>);
 
     impl StreamSink for Rec {
+        fn on_retransmission(&mut self, r: &Retransmission) {
+            self.1.push(*r);
+        }
         fn on_open(&mut self, m: &ConnMeta) {
             self.0.push(Ev::Open(m.clone()));
         }
@@ -2382,6 +2416,36 @@ mod tests {
         let g: u64 = m.rec.gaps().iter().filter(|g| g.dir == C2S).map(|g| g.len).sum();
         assert_eq!(g, 411, "{:?}", m.rec.gaps());
         assert_eq!(m.rec.closes()[0].how, CloseHow::Fin { first: S2C });
+    }
+
+    #[test]
+    fn bytes_sent_again_are_reported_with_their_time() {
+        // The request's copy the capture saw may never have reached the
+        // server: the sink hears when it was sent again.
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A | P, b"GET / HTTP/1.1\r\n\r\n");
+        m.t += 2_000_000_000;
+        m.c(0, 0, A | P, b"GET / HTTP/1.1\r\n\r\n");
+        // A later segment that repeats the tail of the request and goes on.
+        m.c(11, 0, A | P, b"1.1\r\n\r\nGET /b");
+        m.s(0, 18, A | P, b"HTTP/1.1 200 OK\r\n");
+        m.finish();
+        let r: Vec<(Direction, u64, u64, u64)> = m.rec.1.iter().map(|r| (r.dir, r.start, r.end, r.frame)).collect();
+        assert_eq!(r, vec![(C2S, 0, 18, 5), (C2S, 11, 18, 6)]);
+        assert_eq!(
+            m.rec.1[0].ts.0
+                - m.rec
+                    .0
+                    .iter()
+                    .find_map(|e| match e {
+                        Ev::Data { ts, .. } => Some(ts.0),
+                        _ => None,
+                    })
+                    .unwrap(),
+            2_001_000_000
+        );
+        assert_eq!(m.rec.text(1, C2S), "GET / HTTP/1.1\r\n\r\nGET /b");
     }
 
     #[test]

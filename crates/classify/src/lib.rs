@@ -445,10 +445,10 @@ impl Classifier {
                 if let Some(d) = d
                     && d > limit
                 {
-                    // Where the time went: the server (request sent to first
-                    // answer byte) or the network (sending the request and
-                    // receiving the answer, retransmissions included).
-                    let split = match t.ttfb() {
+                    // Where the time went: the server (request received to
+                    // first answer byte) or the network (sending the request,
+                    // again if it was lost, and receiving the answer).
+                    let split = match t.server_time() {
                         Some(server) => format!(
                             ": server {:.0} ms, network {:.0} ms",
                             server.as_millis_f64(),
@@ -748,8 +748,16 @@ mod tests {
             t.resp_start = Some(t.start + Dur::from_millis(100));
             t.resp_end = Some(t.start + Dur::from_millis(5100));
         });
-        let f = failures(vec![by_network]);
+        let f = failures(vec![by_network.clone()]);
         assert_eq!(f[0].detail, "5100 ms (4 T = 4000 ms): server 60 ms, network 5040 ms");
+        // The request was sent again 4.9 s in (the copy the capture saw
+        // never reached the server): the wait before that was the network's.
+        let resent = with(by_network, |t| {
+            t.resp_start = Some(t.start + Dur::from_millis(5000));
+            t.req_resent = Some(t.start + Dur::from_millis(4900));
+        });
+        let f = failures(vec![resent]);
+        assert_eq!(f[0].detail, "5100 ms (4 T = 4000 ms): server 100 ms, network 5000 ms");
         // Fast requests, but the page took 13 s of back-to-back loading.
         let mut txs = vec![tx(1, 1, 0, "/")];
         for i in 0..14 {

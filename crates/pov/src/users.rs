@@ -867,6 +867,9 @@ impl<S: FailedConnSink> StreamSink for UserPipeline<S> {
     fn on_gap(&mut self, gap: &Gap) {
         self.http.on_gap(gap);
     }
+    fn on_retransmission(&mut self, r: &pov_capture::tcp::Retransmission) {
+        self.http.on_retransmission(r);
+    }
     fn on_half_close(&mut self, hc: &HalfClose) {
         self.http.on_half_close(hc);
     }

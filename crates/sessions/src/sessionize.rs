@@ -986,12 +986,13 @@ fn build_pages(
         }
         p.load = load_end.max(p.start) - p.start;
         // Server time: the union of the intervals in which some request
-        // waited for its first response byte.
+        // waited for its first response byte, once the server had it (a
+        // request being sent again is network time).
         let mut waits: Vec<(Ts, Ts)> = in_load
             .iter()
             .filter_map(|i| {
                 let t = &txs[*i];
-                Some((t.req_end?, t.resp_start?)).filter(|(a, b)| b > a)
+                Some((t.request_arrived()?, t.resp_start?)).filter(|(a, b)| b > a)
             })
             .collect();
         waits.sort();

@@ -166,6 +166,9 @@ pub struct Tx {
     pub start: Ts,
     /// Request's last byte.
     pub req_end: Option<Ts>,
+    /// The last time the client sent the request again before the answer
+    /// began (the server may have had it only from then).
+    pub req_resent: Option<Ts>,
     /// Response's first byte.
     pub resp_start: Option<Ts>,
     /// Response's last byte.
@@ -291,6 +294,7 @@ impl Tx {
             server: t.server,
             start: t.timing.start(),
             req_end: t.timing.req_end,
+            req_resent: t.timing.req_resent,
             resp_start: t.timing.resp_start,
             resp_end: t.timing.resp_end,
             method,
@@ -332,6 +336,7 @@ impl Tx {
             server: SocketAddr::from(([192, 0, 2, 10], 80)),
             start,
             req_end: Some(start),
+            req_resent: None,
             resp_start: Some(start + Dur::from_millis(20)),
             resp_end: Some(start + Dur::from_millis(30)),
             method: Some("GET".into()),
@@ -378,6 +383,23 @@ impl Tx {
     /// Request end to response start (server time).
     pub fn ttfb(&self) -> Option<Dur> {
         Some(self.resp_start? - self.req_end?)
+    }
+
+    /// When the server surely had the whole request: its last byte, or
+    /// the last time it was sent again before the answer began.
+    pub fn request_arrived(&self) -> Option<Ts> {
+        let end = self.req_end?;
+        Some(match (self.req_resent, self.resp_start) {
+            (Some(r), Some(a)) if r > end && r <= a => r,
+            _ => end,
+        })
+    }
+
+    /// The server's share of the wait: from [`Tx::request_arrived`] to the
+    /// answer's first byte. Time the request spent being sent again is the
+    /// network's.
+    pub fn server_time(&self) -> Option<Dur> {
+        Some(self.resp_start? - self.request_arrived()?)
     }
 
     /// `http://host/target`, as a Referer would name this request.

@@ -486,6 +486,19 @@ impl ConnHttp {
         }
     }
 
+    /// Bytes the client sent again: requests sent in full and not yet
+    /// answered were still on their way to the server then.
+    pub(super) fn retransmission(&mut self, r: &crate::tcp::Retransmission) {
+        if r.dir != Direction::ClientToServer {
+            return;
+        }
+        for p in self.pending.iter_mut() {
+            if p.req_done && !p.resp_head && p.tx.timing.req_end.is_some_and(|e| e <= r.ts) {
+                p.tx.timing.req_resent = Some(r.ts);
+            }
+        }
+    }
+
     pub(super) fn data(&mut self, c: &DataChunk<'_>, cfg: &HttpConfig, stats: &mut HttpStats) -> Vec<HttpTransaction> {
         let mut done = Vec::new();
         if self.off {

@@ -373,6 +373,10 @@ pub struct TxTiming {
     pub resp_end: Option<Ts>,
     /// The connection's handshake round trip, when the handshake was seen.
     pub handshake_rtt: Option<Dur>,
+    /// The last time the client sent the request's bytes again before the
+    /// answer began: the server may only have had them from then on (the
+    /// capture saw an earlier copy the server may not have received).
+    pub req_resent: Option<Ts>,
 }
 
 impl TxTiming {
@@ -628,6 +632,12 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         let done = c.gap(gap, &self.cfg, &mut self.stats);
         self.emit(done);
         self.release(gap.ts);
+    }
+
+    fn on_retransmission(&mut self, r: &crate::tcp::Retransmission) {
+        if let Some(c) = self.conns.get_mut(&r.conn) {
+            c.retransmission(r);
+        }
     }
 
     fn on_half_close(&mut self, hc: &HalfClose) {
