@@ -651,3 +651,40 @@ fn replay_keeps_at_most_max_sessions_and_says_so() {
         h["log"]["entries"].as_array().unwrap().iter().map(|e| e["_session"].as_str().unwrap()).collect();
     assert_eq!(sessions.len(), 3);
 }
+
+#[test]
+fn configured_parameters_are_masked_in_har_urls_queries_and_forms() {
+    // `[privacy] mask_params` names more fields to hide; here `product`
+    // (the shop's add-to-cart form field and recommendation query).
+    let d = TempDir::new("replay-mask-params");
+    let cfg = d.path("pov.toml");
+    std::fs::write(&cfg, "[privacy]\nmask_params = [\"product\", \"password\"]\n").unwrap();
+    let har = d.path("failed.har");
+    let pcap = util::root().join("samples/shop.pcap");
+    util::pov_ok(&["replay", "har", "--quiet", "--failed", "-c", s(&cfg), "-o", s(&har), s(&pcap)]);
+    let text = std::fs::read_to_string(&har).unwrap();
+    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (mut in_query, mut in_form) = (0, 0);
+    for e in h["log"]["entries"].as_array().unwrap() {
+        let url = e["request"]["url"].as_str().unwrap();
+        if url.contains("product=") {
+            assert!(url.contains("product=***"), "{url}");
+            in_query += 1;
+        }
+        for q in e["request"]["queryString"].as_array().unwrap() {
+            if q["name"] == "product" {
+                assert_eq!(q["value"], "***");
+            }
+        }
+        if let Some(form) = e["request"]["postData"]["text"].as_str()
+            && form.contains("product=")
+        {
+            assert!(form.contains("product=***"), "{form}");
+            in_form += 1;
+        }
+    }
+    assert!(in_query > 0 && in_form > 0, "query {in_query}, form {in_form}");
+    // Without the setting, the same file shows them.
+    util::pov_ok(&["replay", "har", "--quiet", "--failed", "-o", s(&har), s(&pcap)]);
+    assert!(!std::fs::read_to_string(&har).unwrap().contains("product=***"));
+}

@@ -634,7 +634,8 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if let Some(spill) = spill
         && !summary.top_affected_users.is_empty()
     {
-        summary.replays = write_replays(&a, &files, &mut spill.borrow_mut(), mask, &cfg, &summary)?;
+        summary.replays =
+            write_replays(&a, &files, &mut spill.borrow_mut(), mask, &pov_cfg.privacy.mask_params, &cfg, &summary)?;
     }
     summary.write(&a.out)?;
     summary.write_report(&a.out)?;
@@ -663,6 +664,7 @@ fn write_replays(
     files: &[PathBuf],
     spill: &mut pov::replay::Spill,
     mask: bool,
+    mask_params: &[String],
     cfg: &PipelineConfig,
     summary: &pov::analyze::Summary,
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
@@ -683,7 +685,8 @@ fn write_replays(
         let name = pov::analyze::replay_file_name(u, &taken);
         taken.insert(name.clone());
         let path = dir.join(&name);
-        let page = pov::replay::html_of(&keep, &sessions, mask);
+        let masking = pov::replay::Masking { on: mask, params: mask_params };
+        let page = pov::replay::html_of(&keep, &sessions, masking);
         output::write_atomic(&path, |w| w.write_all(page.as_bytes()))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         out.insert(u.clone(), format!("replays/{name}"));
@@ -817,12 +820,13 @@ fn select_sessions(
 }
 
 fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
-    let (sel, keep, report, _, mask) = select_sessions(&a.select)?;
+    let (sel, keep, report, pov_cfg, mask) = select_sessions(&a.select)?;
+    let masking = pov::replay::Masking { on: mask, params: &pov_cfg.privacy.mask_params };
     let mut f = output::AtomicFile::create(&a.output).map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
     if html {
-        f.write_all(pov::replay::html_of(&keep, &sel.sessions.iter().collect::<Vec<_>>(), mask).as_bytes())?;
+        f.write_all(pov::replay::html_of(&keep, &sel.sessions.iter().collect::<Vec<_>>(), masking).as_bytes())?;
     } else {
-        serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel, mask))?;
+        serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel, masking))?;
     }
     f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
     if !a.select.common.quiet {

@@ -20,6 +20,8 @@ use pov_sessions::Session;
 
 use crate::users::{SessionTap, mask_target};
 
+pub use pov_replay::Masking;
+
 /// A transaction's place: (connection, position in it).
 pub type TxKey = (u64, u32);
 
@@ -268,7 +270,7 @@ impl TxSink for Keep {
 }
 
 /// The HTML replay of some of the selected sessions.
-pub fn html_of(keep: &Keep, sessions: &[&SelSession], mask: bool) -> String {
+pub fn html_of(keep: &Keep, sessions: &[&SelSession], mask: Masking<'_>) -> String {
     let txs: Vec<&HttpTransaction> = keep.kept.iter().collect();
     let at: HashMap<TxKey, usize> = txs.iter().enumerate().map(|(i, t)| ((t.conn, t.depth), i)).collect();
     let idx = |k: &TxKey| at.get(k).copied();
@@ -307,7 +309,7 @@ pub fn in_order(keep: &Keep) -> Vec<&HttpTransaction> {
 }
 
 /// The HAR of the kept transactions.
-pub fn har(keep: &Keep, sel: &Selection, mask: bool) -> serde_json::Value {
+pub fn har(keep: &Keep, sel: &Selection, mask: Masking<'_>) -> serde_json::Value {
     let entries: Vec<HarEntry<'_>> = in_order(keep)
         .into_iter()
         .map(|t| {

@@ -19,7 +19,7 @@ use pov_capture::http::HttpTransaction;
 use serde_json::{Value, json};
 
 use crate::rewrite::{Resolver, Use, rewrite_css, rewrite_html};
-use crate::{HarEntry, base64, entry, is_text, mask_cards};
+use crate::{HarEntry, Masking, base64, entry, is_text, mask_cards};
 
 /// A failure the user met, as the replay shows it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -257,8 +257,9 @@ pub fn escape(s: &str) -> String {
 }
 
 /// A HAR-style entry for the details panel, with its body cut to a preview.
-fn details(t: &HttpTransaction, session_start: Ts, mask: bool) -> Value {
-    let mut e = entry(&HarEntry { page: None, session: None, tx: t, first_on_conn: t.depth == 1 }, mask);
+fn details(t: &HttpTransaction, session_start: Ts, m: Masking<'_>) -> Value {
+    let mask = m.on;
+    let mut e = entry(&HarEntry { page: None, session: None, tx: t, first_on_conn: t.depth == 1 }, m);
     let content = &mut e["response"]["content"];
     let preview = if is_text(content["mimeType"].as_str().unwrap_or("")) {
         let body = &t.response_body.kept;
@@ -280,7 +281,8 @@ fn details(t: &HttpTransaction, session_start: Ts, mask: bool) -> Value {
 }
 
 /// The replay page for `sessions`, whose indices point into `txs`.
-pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], mask: bool, version: &str) -> String {
+pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: Masking<'_>, version: &str) -> String {
+    let mask = m.on;
     let mut res = Resources::new(txs, mask);
     let mut docs: Vec<String> = Vec::new();
     let mut out_sessions = Vec::with_capacity(sessions.len());
@@ -291,7 +293,7 @@ pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], mask: bool, ve
         for &i in &s.txs {
             let Some(t) = txs.get(i) else { continue };
             entry_of.insert(i, entries.len());
-            entries.push(details(t, s.start, mask));
+            entries.push(details(t, s.start, m));
         }
         let mut pages = Vec::with_capacity(s.pages.len());
         for (pi, p) in s.pages.iter().enumerate() {

@@ -43,6 +43,22 @@ pub struct HarEntry<'a> {
 
 const MASK: &str = "***";
 
+/// What to mask in the outputs.
+#[derive(Clone, Copy, Debug)]
+pub struct Masking<'a> {
+    /// Mask at all (`--no-mask` turns it off).
+    pub on: bool,
+    /// Query and form parameters to mask besides those whose names look
+    /// secret (`[privacy] mask_params`).
+    pub params: &'a [String],
+}
+
+impl Masking<'_> {
+    fn param(&self, name: &str) -> bool {
+        self.on && (secret_param(name) || self.params.iter().any(|p| p.eq_ignore_ascii_case(name)))
+    }
+}
+
 /// Header names whose values are secrets.
 fn secret_header(name: &str) -> bool {
     matches!(
@@ -142,15 +158,40 @@ fn headers(h: &Headers, mask: bool) -> Vec<Value> {
         .collect()
 }
 
-fn pairs(text: &str, mask: bool) -> Vec<Value> {
+fn pairs(text: &str, m: Masking<'_>) -> Vec<Value> {
     text.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let v = if mask && secret_param(k) && !v.is_empty() { MASK } else { v };
+            let v = if m.param(k) && !v.is_empty() { MASK } else { v };
             json!({"name": k, "value": v})
         })
         .collect()
+}
+
+/// `url` with the values of its secret query parameters masked.
+fn mask_url(url: &str, m: Masking<'_>) -> String {
+    let Some((base, query)) = url.split_once('?') else { return url.to_string() };
+    if !m.on {
+        return url.to_string();
+    }
+    let (query, frag) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let q: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if m.param(k) && !v.is_empty() => format!("{k}={MASK}"),
+            _ => p.to_string(),
+        })
+        .collect();
+    let mut out = format!("{base}?{}", q.join("&"));
+    if let Some(f) = frag {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }
 
 fn cookies(list: Vec<(String, String)>, mask: bool) -> Vec<Value> {
@@ -186,7 +227,8 @@ fn ms(d: Option<pov_capture::Dur>) -> f64 {
     d.map(|d| (d.as_millis_f64() * 1000.0).round() / 1000.0).unwrap_or(-1.0)
 }
 
-pub(crate) fn entry(e: &HarEntry<'_>, mask: bool) -> Value {
+pub(crate) fn entry(e: &HarEntry<'_>, m: Masking<'_>) -> Value {
+    let mask = m.on;
     let t = e.tx;
     let req = t.request.as_ref();
     let resp = t.response.as_ref();
@@ -202,18 +244,18 @@ pub(crate) fn entry(e: &HarEntry<'_>, mask: bool) -> Value {
     let req_ct = req.and_then(|r| r.headers.text("content-type")).unwrap_or_default();
     let mut request = json!({
         "method": req.map(|r| r.method.as_str()).unwrap_or("GET"),
-        "url": format!("http://{host}{target}"),
+        "url": mask_url(&format!("http://{host}{target}"), m),
         "httpVersion": version(req.and_then(|r| r.version)),
         "cookies": cookies(req.map(|r| r.headers.cookies()).unwrap_or_default(), mask),
         "headers": req.map(|r| headers(&r.headers, mask)).unwrap_or_default(),
-        "queryString": pairs(query, mask),
+        "queryString": pairs(query, m),
         "headersSize": -1,
         "bodySize": t.request_body.wire_len,
     });
     if t.request_body.decoded_len > 0 {
         let text = String::from_utf8_lossy(&t.request_body.kept).into_owned();
         let text = if req_ct.starts_with("application/x-www-form-urlencoded") {
-            pairs(&text, mask)
+            pairs(&text, m)
                 .iter()
                 .map(|p| format!("{}={}", p["name"].as_str().unwrap_or(""), p["value"].as_str().unwrap_or("")))
                 .collect::<Vec<_>>()
@@ -243,7 +285,7 @@ pub(crate) fn entry(e: &HarEntry<'_>, mask: bool) -> Value {
         "cookies": cookies(resp.map(|r| r.headers.set_cookies()).unwrap_or_default(), mask),
         "headers": resp.map(|r| headers(&r.headers, mask)).unwrap_or_default(),
         "content": content,
-        "redirectURL": resp.and_then(|r| r.headers.text("location")).unwrap_or_default(),
+        "redirectURL": mask_url(&resp.and_then(|r| r.headers.text("location")).unwrap_or_default(), m),
         "headersSize": -1,
         "bodySize": if resp.is_some() { t.response_body.wire_len as i64 } else { -1 },
     });
@@ -277,7 +319,7 @@ pub(crate) fn entry(e: &HarEntry<'_>, mask: bool) -> Value {
 }
 
 /// The HAR 1.2 document.
-pub fn har(pages: &[HarPage], entries: &[HarEntry<'_>], mask: bool, version: &str) -> Value {
+pub fn har(pages: &[HarPage], entries: &[HarEntry<'_>], m: Masking<'_>, version: &str) -> Value {
     json!({
         "log": {
             "version": "1.2",
@@ -288,7 +330,7 @@ pub fn har(pages: &[HarPage], entries: &[HarEntry<'_>], mask: bool, version: &st
                 "title": p.title,
                 "pageTimings": {"onContentLoad": -1, "onLoad": p.on_load_ms.unwrap_or(-1.0)},
             })).collect::<Vec<_>>(),
-            "entries": entries.iter().map(|e| entry(e, mask)).collect::<Vec<_>>(),
+            "entries": entries.iter().map(|e| entry(e, m)).collect::<Vec<_>>(),
         }
     })
 }
@@ -321,9 +363,17 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         assert!(secret_header("Cookie") && secret_header("authorization") && !secret_header("Accept"));
-        let p = pairs("user=a&password=x&card_number=4111", true);
+        let on = Masking { on: true, params: &[] };
+        let p = pairs("user=a&password=x&card_number=4111", on);
         assert_eq!(p[1]["value"], "***");
         assert_eq!(p[2]["value"], "***");
         assert_eq!(p[0]["value"], "a");
+        // Configured names too, in query strings and in URLs.
+        let extra = ["email".to_string()];
+        let m = Masking { on: true, params: &extra };
+        assert_eq!(pairs("email=a@b&x=1", m)[0]["value"], "***");
+        assert_eq!(mask_url("http://h/p?email=a@b&x=1&token=t#f", m), "http://h/p?email=***&x=1&token=***#f");
+        assert_eq!(mask_url("http://h/p?email=a@b", Masking { on: false, params: &extra }), "http://h/p?email=a@b");
+        assert_eq!(mask_url("http://h/p", m), "http://h/p");
     }
 }
