@@ -10,6 +10,7 @@ mod analyze;
 mod cli;
 mod flows;
 mod http;
+mod netem;
 mod reassembly;
 mod replay;
 mod synth;
