@@ -688,3 +688,37 @@ fn configured_parameters_are_masked_in_har_urls_queries_and_forms() {
     util::pov_ok(&["replay", "har", "--quiet", "--failed", "-o", s(&har), s(&pcap)]);
     assert!(!std::fs::read_to_string(&har).unwrap().contains("product=***"));
 }
+
+#[test]
+fn replay_bodies_stop_at_max_replay_bytes_and_say_so() {
+    let d = TempDir::new("replay-bytes");
+    let har = d.path("small.har");
+    let out = util::pov(&[
+        "replay",
+        "har",
+        "--failed",
+        "--max-replay-bytes",
+        "20000",
+        "-o",
+        s(&har),
+        s(&util::root().join("samples/shop.pcap")),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("response bodies left out of the replay over --max-replay-bytes"), "{err}");
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let entries = h["log"]["entries"].as_array().unwrap();
+    // Every entry is still there, with its status; the bodies held add up
+    // to no more than the cap.
+    assert_eq!(entries.len(), 419);
+    let held: usize = entries
+        .iter()
+        .filter_map(|e| {
+            e["response"]["content"]["text"]
+                .as_str()
+                .map(|t| if e["response"]["content"]["encoding"] == "base64" { t.len() / 4 * 3 } else { t.len() })
+        })
+        .sum();
+    assert!(held <= 20_000 + 3 * entries.len(), "{held}");
+    assert!(held > 5_000, "{held}");
+}

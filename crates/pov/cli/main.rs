@@ -153,6 +153,9 @@ struct ReplayArgs {
 /// Default of `--max-sessions` (also the cap for analyze's replays).
 const DEFAULT_MAX_REPLAY_SESSIONS: usize = 1000;
 
+/// Default of `--max-replay-bytes` (also the cap for analyze's replays).
+const DEFAULT_MAX_REPLAY_BYTES: usize = 128 << 20;
+
 /// Which sessions to replay, from which captures.
 #[derive(Args)]
 struct SelectArgs {
@@ -173,6 +176,10 @@ struct SelectArgs {
     /// the output is written); later matches are counted and left out.
     #[arg(long, default_value_t = DEFAULT_MAX_REPLAY_SESSIONS, value_name = "N")]
     max_sessions: usize,
+    /// Most response body bytes held for the replay in all (128 MiB);
+    /// later bodies are left out (heads and timings stay), with a warning.
+    #[arg(long, default_value_t = DEFAULT_MAX_REPLAY_BYTES, value_name = "BYTES")]
+    max_replay_bytes: usize,
     /// Settings file.
     #[arg(short, long, value_name = "POV.TOML")]
     config: Option<PathBuf>,
@@ -672,7 +679,7 @@ fn write_replays(
     let sel = spill
         .select(&users.iter().cloned().collect(), DEFAULT_MAX_REPLAY_SESSIONS)
         .map_err(|e| anyhow::anyhow!("replay candidates: {e}"))?;
-    let keep = collect_transactions(files, &sel, cfg, &a.common);
+    let keep = collect_transactions(files, &sel, DEFAULT_MAX_REPLAY_BYTES, cfg, &a.common);
     let dir = a.out.join("replays");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     let mut taken = std::collections::HashSet::new();
@@ -750,17 +757,18 @@ fn collect_replay(
     selector: pov::replay::Selector,
     pov_cfg: &pov::config::PovConfig,
     mask: bool,
-    max_sessions: usize,
+    limits: ReplayLimits,
     cfg: &PipelineConfig,
     common: &CommonArgs,
 ) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport)> {
+    let (max_sessions, max_body_bytes) = (limits.max_sessions, limits.max_body_bytes);
     use std::cell::RefCell;
     use std::rc::Rc;
     let selection = Rc::new(RefCell::new(pov::replay::Selection::default()));
     let outputs = pov::users::Outputs::<io::Sink> { users: None, sessions: None, pages: None, failures: None };
     let mut stage = pov::users::UserStage::new(pov_cfg, mask, outputs).map_err(|e| anyhow::anyhow!(e))?;
-    let limits = pov::replay::SelectLimits { mask_params: pov_cfg.privacy.mask_params.clone(), mask, max_sessions };
-    stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), limits));
+    let select = pov::replay::SelectLimits { mask_params: pov_cfg.privacy.mask_params.clone(), mask, max_sessions };
+    stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), select));
     let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
     let report = run_pipeline_with(files, common, cfg, &mut pipe);
     let (stage, _) = pipe.http.finish();
@@ -773,9 +781,9 @@ fn collect_replay(
         );
     }
     if sel.sessions.is_empty() {
-        return Ok((sel, pov::replay::Keep { wanted: Default::default(), kept: Vec::new() }, report));
+        return Ok((sel, pov::replay::Keep::new(Default::default(), 0), report));
     }
-    let keep = collect_transactions(files, &sel, cfg, common);
+    let keep = collect_transactions(files, &sel, max_body_bytes, cfg, common);
     Ok((sel, keep, report))
 }
 
@@ -783,15 +791,33 @@ fn collect_replay(
 fn collect_transactions(
     files: &[PathBuf],
     sel: &pov::replay::Selection,
+    max_body_bytes: usize,
     cfg: &PipelineConfig,
     common: &CommonArgs,
 ) -> pov::replay::Keep {
-    let keep = pov::replay::Keep { wanted: sel.txs.clone(), kept: Vec::new() };
-    // Images, style sheets and fonts too: the replay shows them.
-    let http_cfg = pov_capture::http::HttpConfig { keep_every_body: true, ..cfg.http.clone() };
+    let keep = pov::replay::Keep::new(sel.txs.clone(), max_body_bytes);
+    // Every body of the selected connections (images, style sheets and
+    // fonts too: the replay shows them), and none of the others.
+    let conns: std::collections::HashSet<u64> = sel.txs.keys().map(|(c, _)| *c).collect();
+    let http_cfg =
+        pov_capture::http::HttpConfig { bodies_only_of: Some(std::sync::Arc::new(conns)), ..cfg.http.clone() };
     let mut http = pov_capture::http::HttpAnalyzer::new(http_cfg, keep);
     run_pipeline_with(files, common, cfg, &mut http);
-    http.finish().0
+    let keep = http.finish().0;
+    if keep.bodies_dropped > 0 && !common.quiet {
+        eprintln!(
+            "pov: warning: {} response bodies left out of the replay over --max-replay-bytes ({} bytes kept)",
+            keep.bodies_dropped, keep.body_bytes
+        );
+    }
+    keep
+}
+
+/// How much a replay holds.
+#[derive(Clone, Copy)]
+struct ReplayLimits {
+    max_sessions: usize,
+    max_body_bytes: usize,
 }
 
 /// The sessions `a` selects, with their transactions whole.
@@ -812,7 +838,15 @@ fn select_sessions(
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
     let mask = !a.no_mask && pov_cfg.privacy.mask;
-    let (sel, keep, report) = collect_replay(&files, selector, &pov_cfg, mask, a.max_sessions, &cfg, &a.common)?;
+    let (sel, keep, report) = collect_replay(
+        &files,
+        selector,
+        &pov_cfg,
+        mask,
+        ReplayLimits { max_sessions: a.max_sessions, max_body_bytes: a.max_replay_bytes },
+        &cfg,
+        &a.common,
+    )?;
     if sel.sessions.is_empty() {
         anyhow::bail!("no session matches");
     }

@@ -259,13 +259,39 @@ pub struct Keep {
     pub wanted: HashMap<TxKey, Place>,
     /// What was kept.
     pub kept: Vec<HttpTransaction>,
+    /// Most response body bytes held in all (`--max-replay-bytes`); the
+    /// bodies of later transactions are dropped (their heads and timings
+    /// stay).
+    pub max_body_bytes: usize,
+    /// Body bytes held.
+    pub body_bytes: usize,
+    /// Response bodies dropped over `max_body_bytes`.
+    pub bodies_dropped: u64,
+}
+
+impl Keep {
+    /// Keeps the `wanted` transactions, with at most `max_body_bytes` of
+    /// response bodies in all.
+    pub fn new(wanted: HashMap<TxKey, Place>, max_body_bytes: usize) -> Keep {
+        Keep { wanted, kept: Vec::new(), max_body_bytes, body_bytes: 0, bodies_dropped: 0 }
+    }
 }
 
 impl TxSink for Keep {
-    fn on_transaction(&mut self, tx: HttpTransaction) {
-        if self.wanted.contains_key(&(tx.conn, tx.depth)) {
-            self.kept.push(tx);
+    fn on_transaction(&mut self, mut tx: HttpTransaction) {
+        if !self.wanted.contains_key(&(tx.conn, tx.depth)) {
+            return;
         }
+        let n = tx.response_body.kept.len();
+        if self.body_bytes + n > self.max_body_bytes {
+            if n > 0 {
+                tx.response_body.kept = Vec::new();
+                self.bodies_dropped += 1;
+            }
+        } else {
+            self.body_bytes += n;
+        }
+        self.kept.push(tx);
     }
 }
 

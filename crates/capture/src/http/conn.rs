@@ -1282,10 +1282,11 @@ impl ConnHttp {
         let no_body =
             p.method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || (100..200).contains(&status);
         let http10 = head.version == Some(0);
-        let keep = if cfg.keep_every_body || body::worth_keeping(head.headers.get("content-type")) {
-            cfg.body_keep_bytes
-        } else {
-            0
+        let keep = match &cfg.bodies_only_of {
+            Some(conns) if conns.contains(&self.meta.id) => cfg.body_keep_bytes,
+            Some(_) => 0,
+            None if body::worth_keeping(head.headers.get("content-type")) => cfg.body_keep_bytes,
+            None => 0,
         };
         p.tx.response = Some(head);
         if upgrade {

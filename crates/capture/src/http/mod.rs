@@ -41,10 +41,12 @@ pub struct HttpConfig {
     pub max_head_bytes: usize,
     /// Decoded body bytes kept per message (for error-page rules, replay).
     pub body_keep_bytes: usize,
-    /// Keep the bodies of every media type. Off, images, media, fonts,
-    /// style sheets, scripts and archives are counted but not kept (no
-    /// failure rule reads them); the replay turns it on.
-    pub keep_every_body: bool,
+    /// Keep the bodies of every media type, but only on these connections
+    /// (the replay's second pass, which wants those and nothing else).
+    /// `None`: bodies a failure rule can read are kept on every connection;
+    /// images, media, fonts, style sheets, scripts and archives are counted
+    /// but not kept.
+    pub bodies_only_of: Option<std::sync::Arc<std::collections::HashSet<crate::tcp::ConnId>>>,
     /// Most decoded bytes counted per body; decoding stops beyond.
     pub max_decoded_bytes: u64,
     /// Largest decoded/wire ratio before decoding stops (decompression bomb).
@@ -69,7 +71,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_head_bytes: 64 << 10,
             body_keep_bytes: 256 << 10,
-            keep_every_body: false,
+            bodies_only_of: None,
             max_decoded_bytes: 64 << 20,
             max_decode_ratio: 1000,
             max_pending: 1024,
