@@ -9,20 +9,7 @@ use crate::analyze::Summary;
 const CHART_JS: &str = include_str!("../assets/chart.umd.min.js");
 
 /// Escapes text for HTML (captured URLs and user agents are untrusted).
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+pub use pov_replay::html::escape as esc;
 
 /// JSON safe to put inside a `<script>` element.
 fn script_json(v: &serde_json::Value) -> String {
