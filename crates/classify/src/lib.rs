@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
 use pov_capture::{Dur, Ts};
-use pov_sessions::{FailedConnKind, ResourceClass, Session, Tx};
+use pov_sessions::{BROWSER_RETRY, FailedConnKind, ResourceClass, Session, Tx};
 use regex::{Regex, RegexBuilder};
 
 pub use config::{ErrorPageRule, FailuresConfig};
@@ -194,20 +194,16 @@ pub struct Classified {
     pub silent_retries: u64,
 }
 
-/// How soon after a request died the same request on another connection
-/// counts as the browser's own retry.
-const SILENT_RETRY: Dur = Dur::from_millis(1000);
-
 /// Whether transaction `i` (dead, unanswered) died at once and was sent
-/// again on another connection within [`SILENT_RETRY`], answered there. A
+/// again on another connection within [`BROWSER_RETRY`], answered there. A
 /// request that waited longer for its answer hurt the user, retried or not.
 fn answered_retry(txs: &[Tx], i: usize) -> bool {
     let t = &txs[i];
     let waited = t.waited.unwrap_or(Dur::ZERO);
-    if waited > SILENT_RETRY {
+    if waited > BROWSER_RETRY {
         return false;
     }
-    let deadline = t.req_end.unwrap_or(t.start) + waited + SILENT_RETRY;
+    let deadline = t.req_end.unwrap_or(t.start) + waited + BROWSER_RETRY;
     // Transactions are in request order; a retry starts after this one.
     // The retry's connection may have taken a while to open (a lost SYN
     // costs 1 s): what counts is when the browser began it.

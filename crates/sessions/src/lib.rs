@@ -24,6 +24,7 @@ pub mod values;
 pub use config::{PageRule, RevenueConfig, SessionsConfig, UsersConfig};
 pub use identity::UserKey;
 pub use sessionize::{
-    FailedConn, FailedConnKind, PageRules, PageView, Session, SessionStats, Sessionizer, SessionizerConfig,
+    BROWSER_RETRY, FailedConn, FailedConnKind, PageRules, PageView, Session, SessionStats, Sessionizer,
+    SessionizerConfig,
 };
 pub use tx::{ResourceClass, Tx};

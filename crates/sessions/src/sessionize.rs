@@ -816,11 +816,12 @@ fn target_of(url: &str) -> &str {
 /// so far is a user action, not part of the load.
 const LOAD_QUIET: Dur = Dur::from_millis(1000);
 
-/// Cuts a session's transactions into page views.
-/// How soon after a document's connection died a request for the same
-/// document counts as the browser trying again by itself.
-const BROWSER_RETRY: Dur = Dur::from_millis(1000);
+/// How soon after a request died unanswered the same request counts as the
+/// browser trying again by itself (browsers retry at once; a lost SYN on
+/// the new connection can add a second).
+pub const BROWSER_RETRY: Dur = Dur::from_millis(1000);
 
+/// Cuts a session's transactions into page views.
 fn build_pages(
     txs: &[Tx],
     failed: &[FailedConn],
