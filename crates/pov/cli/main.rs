@@ -641,8 +641,12 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if let Some(spill) = spill
         && !summary.top_affected_users.is_empty()
     {
-        summary.replays =
-            write_replays(&a, &files, &mut spill.borrow_mut(), mask, &pov_cfg.privacy.mask_params, &cfg, &summary)?;
+        // The analysis stands without its replays: a failure here is a
+        // warning, and summary.json and report.html are still written.
+        match write_replays(&a, &files, &mut spill.borrow_mut(), mask, &pov_cfg.privacy.mask_params, &cfg, &summary) {
+            Ok(r) => summary.replays = r,
+            Err(e) => eprintln!("pov: warning: no replays written: {e}"),
+        }
     }
     summary.write(&a.out)?;
     summary.write_report(&a.out)?;
@@ -825,7 +829,7 @@ fn select_sessions(
     a: &SelectArgs,
 ) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport, pov::config::PovConfig, bool)> {
     let selector = match (&a.user, &a.session, a.failed) {
-        (Some(u), _, _) => pov::replay::Selector::User(u.clone()),
+        (Some(u), _, _) => pov::replay::Selector::Users([u.clone()].into()),
         (_, Some(s), _) => pov::replay::Selector::Session(s.clone()),
         (_, _, true) => pov::replay::Selector::Failed,
         _ => anyhow::bail!("say which sessions: --user U, --session S or --failed"),

@@ -28,8 +28,6 @@ pub type TxKey = (u64, u32);
 /// Which sessions to replay.
 #[derive(Clone, Debug)]
 pub enum Selector {
-    /// Every session of a user (pseudonym, or raw key with masking off).
-    User(String),
     /// One session (`user/index`).
     Session(String),
     /// Every session with a noticed failure.
@@ -170,7 +168,6 @@ impl Selection {
 pub fn selecting_tap(sel: Selector, into: Rc<RefCell<Selection>>, limits: SelectLimits) -> SessionTap {
     Box::new(move |s, c, user, sid| {
         let chosen = match &sel {
-            Selector::User(u) => u == user,
             Selector::Session(x) => x == sid,
             Selector::Failed => c.failures.iter().any(|f| f.severity.noticed()),
             Selector::Users(set) => set.contains(user),
@@ -344,7 +341,6 @@ pub fn har(keep: &Keep, sel: &Selection, mask: Masking<'_>) -> serde_json::Value
                 page: place.and_then(|p| p.page.clone()),
                 session: place.and_then(|p| sel.sessions.get(p.session)).map(|s| s.id.clone()),
                 tx: t,
-                first_on_conn: t.depth == 1,
             }
         })
         .collect();

@@ -259,7 +259,7 @@ pub fn escape(s: &str) -> String {
 /// A HAR-style entry for the details panel, with its body cut to a preview.
 fn details(t: &HttpTransaction, session_start: Ts, m: Masking<'_>) -> Value {
     let mask = m.on;
-    let mut e = entry(&HarEntry { page: None, session: None, tx: t, first_on_conn: t.depth == 1 }, m);
+    let mut e = entry(&HarEntry { page: None, session: None, tx: t }, m);
     let content = &mut e["response"]["content"];
     let preview = if is_text(content["mimeType"].as_str().unwrap_or("")) {
         let body = &t.response_body.kept;

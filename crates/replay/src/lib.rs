@@ -37,8 +37,6 @@ pub struct HarEntry<'a> {
     pub session: Option<String>,
     /// The transaction.
     pub tx: &'a HttpTransaction,
-    /// The first request on its connection (the connect time is its).
-    pub first_on_conn: bool,
 }
 
 const MASK: &str = "***";
@@ -294,7 +292,8 @@ pub(crate) fn entry(e: &HarEntry<'_>, m: Masking<'_>) -> Value {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let connect = if e.first_on_conn { tm.handshake_rtt } else { None };
+    // The connect time is the connection's first request's.
+    let connect = if t.depth == 1 { tm.handshake_rtt } else { None };
     let (send, wait, receive) = (ms(send), ms(tm.ttfb()), ms(tm.transfer()));
     let total: f64 = [ms(connect), send, wait, receive].iter().filter(|x| **x > 0.0).sum();
     let mut v = json!({
