@@ -5,13 +5,25 @@ use std::collections::BTreeMap;
 
 use crate::util::{self, TempDir, s};
 
+/// `pov replay har --failed EXTRA... samples/shop.pcap` into `d/name`:
+/// what it said on stderr, and the HAR.
+fn failed_har(d: &TempDir, name: &str, extra: &[&str]) -> (String, serde_json::Value) {
+    let har = d.path(name);
+    let pcap = util::root().join("samples/shop.pcap");
+    let mut args = vec!["replay", "har", "--failed", "-o", s(&har)];
+    args.extend_from_slice(extra);
+    args.push(s(&pcap));
+    let out = util::pov(&args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    (err, serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap())
+}
+
 #[test]
 fn har_of_failed_sessions_matches_the_key() {
     let d = TempDir::new("replay-har");
-    let har = d.path("failed.har");
     let root = util::root();
-    util::pov_ok(&["replay", "har", "--quiet", "--failed", "-o", s(&har), s(&root.join("samples/shop.pcap"))]);
-    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let (_, h) = failed_har(&d, "failed.har", &["--quiet"]);
     let log = &h["log"];
     assert_eq!(log["version"], "1.2");
     assert_eq!(log["creator"]["name"], "pov");
@@ -434,9 +446,7 @@ fn send_records(out: &std::path::Path) -> Vec<serde_json::Value> {
 fn replay_send_finds_no_difference_on_a_faithful_server_and_reports_an_injected_500() {
     let d = TempDir::new("replay-send");
     let pcap = util::root().join("samples/shop.pcap");
-    let har = d.path("raw.har");
-    util::pov_ok(&["replay", "har", "--quiet", "--failed", "--no-mask", "-o", s(&har), s(&pcap)]);
-    let har: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let (_, har) = failed_har(&d, "raw.har", &["--quiet", "--no-mask"]);
     let entries = har["log"]["entries"].as_array().unwrap().len();
     let send = |server: &CaptureServer, out: &std::path::Path| {
         let target = format!("http://{}", server.addr);
@@ -575,10 +585,8 @@ fn har_opens_in_chrome_devtools_import() {
         return;
     }
     let d = TempDir::new("replay-devtools");
-    let har = d.path("failed.har");
-    util::pov_ok(&["replay", "har", "--quiet", "--failed", "-o", s(&har), s(&util::root().join("samples/shop.pcap"))]);
-    let text = std::fs::read_to_string(&har).unwrap();
-    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (_, h) = failed_har(&d, "failed.har", &["--quiet"]);
+    let text = h.to_string();
     let want_status: Vec<u64> =
         h["log"]["entries"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_u64().unwrap()).collect();
     // Chromium's own DevTools front end (bundled in the browser) parses the
@@ -631,22 +639,9 @@ fn har_opens_in_chrome_devtools_import() {
 #[test]
 fn replay_keeps_at_most_max_sessions_and_says_so() {
     let d = TempDir::new("replay-cap");
-    let har = d.path("three.har");
-    let out = util::pov(&[
-        "replay",
-        "har",
-        "--failed",
-        "--max-sessions",
-        "3",
-        "-o",
-        s(&har),
-        s(&util::root().join("samples/shop.pcap")),
-    ]);
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (err, h) = failed_har(&d, "three.har", &["--max-sessions", "3"]);
     // 15 sessions have a noticed failure: 3 kept, 12 counted.
     assert!(err.contains("12 more sessions matched; only the first 3 are replayed (raise --max-sessions)"), "{err}");
-    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
     let sessions: std::collections::BTreeSet<&str> =
         h["log"]["entries"].as_array().unwrap().iter().map(|e| e["_session"].as_str().unwrap()).collect();
     assert_eq!(sessions.len(), 3);
@@ -659,11 +654,7 @@ fn configured_parameters_are_masked_in_har_urls_queries_and_forms() {
     let d = TempDir::new("replay-mask-params");
     let cfg = d.path("pov.toml");
     std::fs::write(&cfg, "[privacy]\nmask_params = [\"product\", \"password\"]\n").unwrap();
-    let har = d.path("failed.har");
-    let pcap = util::root().join("samples/shop.pcap");
-    util::pov_ok(&["replay", "har", "--quiet", "--failed", "-c", s(&cfg), "-o", s(&har), s(&pcap)]);
-    let text = std::fs::read_to_string(&har).unwrap();
-    let h: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (_, h) = failed_har(&d, "failed.har", &["--quiet", "-c", s(&cfg)]);
     let (mut in_query, mut in_form) = (0, 0);
     for e in h["log"]["entries"].as_array().unwrap() {
         let url = e["request"]["url"].as_str().unwrap();
@@ -685,28 +676,15 @@ fn configured_parameters_are_masked_in_har_urls_queries_and_forms() {
     }
     assert!(in_query > 0 && in_form > 0, "query {in_query}, form {in_form}");
     // Without the setting, the same file shows them.
-    util::pov_ok(&["replay", "har", "--quiet", "--failed", "-o", s(&har), s(&pcap)]);
-    assert!(!std::fs::read_to_string(&har).unwrap().contains("product=***"));
+    let (_, plain) = failed_har(&d, "plain.har", &["--quiet"]);
+    assert!(!plain.to_string().contains("product=***"));
 }
 
 #[test]
 fn replay_bodies_stop_at_max_replay_bytes_and_say_so() {
     let d = TempDir::new("replay-bytes");
-    let har = d.path("small.har");
-    let out = util::pov(&[
-        "replay",
-        "har",
-        "--failed",
-        "--max-replay-bytes",
-        "20000",
-        "-o",
-        s(&har),
-        s(&util::root().join("samples/shop.pcap")),
-    ]);
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (err, h) = failed_har(&d, "small.har", &["--max-replay-bytes", "20000"]);
     assert!(err.contains("response bodies left out of the replay over --max-replay-bytes"), "{err}");
-    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
     let entries = h["log"]["entries"].as_array().unwrap();
     // Every entry is still there, with its status; the bodies held add up
     // to no more than the cap.
