@@ -23,10 +23,12 @@
 
 mod body;
 mod conn;
+mod framing;
 mod order;
+mod pairing;
 pub mod uri;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 pub use body::{BodyInfo, ContentEncoding, DecodeStop};
@@ -510,12 +512,19 @@ pub struct HttpStats {
 /// Parses HTTP from reassembled streams; see the module docs.
 pub struct HttpAnalyzer<S: TxSink> {
     cfg: HttpConfig,
-    conns: HashMap<ConnId, conn::ConnHttp>,
+    /// Each connection, and the start time under which it is in `open`.
+    conns: HashMap<ConnId, (conn::ConnHttp, Option<Ts>)>,
+    /// The connections with an unfinished transaction, by its start time:
+    /// the earliest bounds what can be released in order, without a scan
+    /// of every connection.
+    open: BTreeSet<(Ts, ConnId)>,
     order: order::Orderer,
     stats: HttpStats,
     sink: S,
     now: Ts,
     last_release: Ts,
+    /// Queued items looked at while pairing, over the closed connections.
+    pairing_steps: u64,
 }
 
 /// Finished transactions are held this long (in capture time) before they
@@ -528,11 +537,13 @@ impl<S: TxSink> HttpAnalyzer<S> {
         HttpAnalyzer {
             cfg,
             conns: HashMap::new(),
+            open: BTreeSet::new(),
             order: order::Orderer::default(),
             stats: HttpStats::default(),
             sink,
             now: Ts(i64::MIN),
             last_release: Ts(i64::MIN),
+            pairing_steps: 0,
         }
     }
 
@@ -584,6 +595,22 @@ impl<S: TxSink> HttpAnalyzer<S> {
         self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.order.bytes() as u64);
     }
 
+    /// Keeps `open` in step with the connection's earliest unfinished
+    /// transaction.
+    fn reindex(&mut self, id: ConnId) {
+        let Some((c, indexed)) = self.conns.get_mut(&id) else { return };
+        let now = c.earliest_open();
+        if now == *indexed {
+            return;
+        }
+        if let Some(t) = std::mem::replace(indexed, now) {
+            self.open.remove(&(t, id));
+        }
+        if let Some(t) = now {
+            self.open.insert((t, id));
+        }
+    }
+
     fn release(&mut self, ts: Ts) {
         if ts > self.now {
             self.now = ts;
@@ -600,7 +627,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
         }
         self.last_release = self.now;
         let guard = self.now - ORDER_GUARD;
-        let watermark = self.conns.values().filter_map(|c| c.earliest_open()).min().map_or(guard, |t| t.min(guard));
+        let watermark = self.open.first().map_or(guard, |(t, _)| (*t).min(guard));
         for tx in self.order.release(watermark) {
             self.sink.on_transaction(tx);
         }
@@ -619,39 +646,48 @@ impl<S: TxSink> HttpAnalyzer<S> {
 impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_open(&mut self, meta: &ConnMeta) {
         self.stats.connections += 1;
-        self.conns.insert(meta.id, conn::ConnHttp::new(meta));
+        if let Some((_, Some(t))) = self.conns.insert(meta.id, (conn::ConnHttp::new(meta), None)) {
+            self.open.remove(&(t, meta.id));
+        }
     }
 
     fn on_data(&mut self, chunk: &DataChunk<'_>) {
-        let Some(c) = self.conns.get_mut(&chunk.conn) else { return };
+        let Some((c, _)) = self.conns.get_mut(&chunk.conn) else { return };
         let done = c.data(chunk, &self.cfg, &mut self.stats);
+        self.reindex(chunk.conn);
         self.emit(done);
         self.release(chunk.last_ts);
     }
 
     fn on_gap(&mut self, gap: &Gap) {
-        let Some(c) = self.conns.get_mut(&gap.conn) else { return };
+        let Some((c, _)) = self.conns.get_mut(&gap.conn) else { return };
         let done = c.gap(gap, &self.cfg, &mut self.stats);
+        self.reindex(gap.conn);
         self.emit(done);
         self.release(gap.ts);
     }
 
     fn on_retransmission(&mut self, r: &crate::tcp::Retransmission) {
-        if let Some(c) = self.conns.get_mut(&r.conn) {
+        if let Some((c, _)) = self.conns.get_mut(&r.conn) {
             c.retransmission(r);
         }
     }
 
     fn on_half_close(&mut self, hc: &HalfClose) {
-        let Some(c) = self.conns.get_mut(&hc.conn) else { return };
+        let Some((c, _)) = self.conns.get_mut(&hc.conn) else { return };
         let done = c.half_close(hc, &self.cfg, &mut self.stats);
+        self.reindex(hc.conn);
         self.emit(done);
         self.release(hc.ts);
     }
 
     fn on_close(&mut self, close: &Close) {
-        let Some(mut c) = self.conns.remove(&close.conn) else { return };
+        let Some((mut c, indexed)) = self.conns.remove(&close.conn) else { return };
+        if let Some(t) = indexed {
+            self.open.remove(&(t, close.conn));
+        }
         let done = c.close(close, &self.cfg, &mut self.stats);
+        self.pairing_steps += c.pairing_steps();
         self.emit(done);
         self.release(close.ts);
     }
@@ -702,6 +738,11 @@ mod tests {
     /// exchange unless a step ends it.
     fn run_with(cfg: HttpConfig, roles: RoleSource, steps: &[Step<'_>]) -> Vec<HttpTransaction> {
         let mut a = HttpAnalyzer::new(cfg, Vec::new());
+        drive(&mut a, roles, steps);
+        a.finish().0
+    }
+
+    fn drive(a: &mut HttpAnalyzer<Vec<HttpTransaction>>, roles: RoleSource, steps: &[Step<'_>]) {
         a.on_open(&meta(roles));
         let (mut off, mut t, mut frame) = ([0u64; 2], 1_000_000i64, 1u64);
         let mut ended = false;
@@ -750,11 +791,20 @@ mod tests {
         if !ended {
             a.on_close(&Close { conn: 7, ts: Ts(t + 1), how: CloseHow::Fin { first: Direction::ServerToClient } });
         }
-        a.finish().0
     }
 
     fn run(steps: &[Step<'_>]) -> Vec<HttpTransaction> {
         run_with(HttpConfig::default(), RoleSource::Syn, steps)
+    }
+
+    /// Runs steps; returns the transactions, the counters, and the queued
+    /// items looked at while pairing.
+    fn run_counted(cfg: HttpConfig, steps: &[Step<'_>]) -> (Vec<HttpTransaction>, HttpStats, u64) {
+        let mut a = HttpAnalyzer::new(cfg, Vec::new());
+        drive(&mut a, RoleSource::Syn, steps);
+        let pairing = a.pairing_steps;
+        let (txs, stats) = a.finish();
+        (txs, stats, pairing)
     }
 
     /// A compact view of a transaction for assertions.
@@ -1041,6 +1091,63 @@ mod tests {
             &[C(b"rest of some body\r\n"), S(b"lo world"), C(GET_B), S(OK_5)],
         );
         assert_eq!(views(&t), vec![v("GET", "/b", Some(200), 5, Outcome::Complete)]);
+    }
+
+    /// One segment of about 100 KB made of malformed requests (it
+    /// overflowed the stack when the resynchronisation called itself once
+    /// per message, on a copy of the rest): every request is a record, and
+    /// those beyond `--max-pending-requests` are given up like any other.
+    #[test]
+    fn a_segment_of_malformed_requests_is_parsed_in_a_loop() {
+        const BAD: &[u8] = b"GET / HTTP/1.1\r\n:\r\n\r\n";
+        let burst = BAD.repeat(5000);
+        let cfg = HttpConfig::default();
+        let (t, stats, _) = run_counted(cfg.clone(), &[C(&burst)]);
+        assert_eq!(t.len(), 5000);
+        assert!(t.iter().all(|t| t.outcome == Outcome::Malformed && t.anomalies.contains(&Anomaly::BadHead)));
+        assert_eq!(stats.malformed, 5000);
+        assert_eq!(stats.pending_overflow, 5000 - cfg.max_pending as u64);
+        assert_eq!(t.iter().filter(|t| t.anomalies.contains(&Anomaly::PendingOverflow)).count(), 5000 - 1024);
+        // In request order, each with its own place in the connection.
+        assert!(t.windows(2).all(|w| w[0].depth + 1 == w[1].depth));
+    }
+
+    /// The same on the response side, after a valid exchange.
+    #[test]
+    fn a_segment_of_malformed_responses_is_parsed_in_a_loop() {
+        const BAD: &[u8] = b"HTTP/1.1 200 OK\r\n:\r\n\r\n";
+        let burst = BAD.repeat(5000);
+        let t = run(&[C(GET_A), S(OK_5), S(&burst), C(GET_B), S(OK_5)]);
+        assert_eq!(views(&t)[0], v("GET", "/a", Some(200), 5, Outcome::Complete));
+        // The broken answers are lost; /b waits for an answer that the
+        // capture cannot tell from the garbage, and the good one after
+        // the burst is its answer.
+        assert_eq!(views(&t)[1], v("GET", "/b", Some(200), 5, Outcome::Complete));
+        assert_eq!(t.len(), 2);
+    }
+
+    /// Pairing looks at a bounded number of queued requests per response,
+    /// however many are queued: a thousand pipelined requests answered one
+    /// by one cost a few steps each, not a scan of the queue each.
+    #[test]
+    fn pairing_work_is_bounded_per_response() {
+        let n = 1000;
+        let reqs = GET_A.repeat(n);
+        let resps = OK_5.repeat(n);
+        let (t, _, steps) = run_counted(HttpConfig::default(), &[C(&reqs), S(&resps)]);
+        assert_eq!(t.len(), n);
+        assert!(t.iter().all(|t| t.outcome == Outcome::Complete));
+        assert!(steps <= 4 * n as u64, "{steps} steps for {n} responses");
+        // Malformed requests and their answers: the queue is capped, and
+        // every answer beyond what is queued is an answer without request.
+        const BAD: &[u8] = b"GET / HTTP/1.1\r\n:\r\n\r\n";
+        let reqs = BAD.repeat(3000);
+        let resps = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".repeat(3000);
+        let (t, stats, steps) = run_counted(HttpConfig::default(), &[C(&reqs), S(&resps)]);
+        assert_eq!(stats.pending_overflow, 3000 - 1024);
+        assert_eq!(t.iter().filter(|t| t.request.is_none()).count(), 3000 - 1024);
+        assert_eq!(t.len(), 3000 + 3000 - 1024);
+        assert!(steps <= 4 * 6000, "{steps} steps");
     }
 
     #[test]
