@@ -22,7 +22,9 @@
 //! offset.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod decode;
 pub mod http;
 pub mod packet;
@@ -32,5 +34,6 @@ pub mod tcp;
 pub mod testing;
 pub mod time;
 
+pub use budget::{Budget, BudgetReport, Holder};
 pub use packet::{Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
 pub use time::{Dur, Ts};

@@ -49,6 +49,7 @@ use std::net::SocketAddr;
 
 use hashlink::LinkedHashMap;
 
+use crate::budget::{Budget, Charge, Holder};
 use crate::packet::TcpSegment;
 use crate::time::{Dur, Ts};
 
@@ -521,6 +522,12 @@ pub struct TcpStats {
     pub ooo_cap_hits: u64,
     /// Times the total out-of-order buffer hit `--max-ooo-total`.
     pub ooo_total_cap_hits: u64,
+    /// Connections evicted (the longest idle) because the memory budget
+    /// was full when a new one began (`--memory-budget`).
+    pub budget_evictions: u64,
+    /// Times a direction's out-of-order bytes were delivered early (as
+    /// gaps) because the memory budget was nearly full.
+    pub budget_flushes: u64,
     /// Largest total of out-of-order bytes held at once (with overhead).
     pub ooo_peak_bytes: u64,
     /// Gap bytes by reason.
@@ -554,6 +561,9 @@ pub struct TcpConfig {
     /// A segment or acknowledgment further ahead of the expected byte than
     /// this is treated as bogus and ignored (counted).
     pub max_seq_jump: u64,
+    /// The run's memory budget: connections and out-of-order bytes are
+    /// charged to it.
+    pub budget: Budget,
 }
 
 impl Default for TcpConfig {
@@ -565,6 +575,7 @@ impl Default for TcpConfig {
             idle_timeout: Dur::from_secs(300),
             closed_linger: Dur::from_secs(60),
             max_seq_jump: 1 << 30,
+            budget: Budget::default(),
         }
     }
 }
@@ -572,6 +583,18 @@ impl Default for TcpConfig {
 /// Bookkeeping bytes charged per held out-of-order piece, so a flood of
 /// tiny segments cannot grow memory past the cap.
 pub const HELD_OVERHEAD: usize = 64;
+
+/// What one tracked connection costs the memory budget: its record here
+/// (about 1 KiB) and in the HTTP layer (about 1.4 KiB), its first waiting
+/// request (about 0.7 KiB), and their map entries: an estimate, measured
+/// on x86-64. Buffers, further waiting requests and kept bodies are
+/// charged on their own. At the default budget, about 40,000 connections
+/// can be open at once; beyond, the longest idle is evicted.
+pub const CONN_COST: usize = std::mem::size_of::<Conn>() + 3072;
+
+/// What a closed connection remembered for stray packets costs the memory
+/// budget (an estimate).
+pub const TOMB_COST: usize = std::mem::size_of::<Tomb>() + 128;
 
 /// Receives what the reassembler learns. Every method but `on_data` has a
 /// no-op default.
@@ -701,10 +724,14 @@ struct Conn {
     fin_first: Option<usize>,
     /// First payload seen and its side, for the role heuristic.
     first_payload: Option<(usize, [u8; 8], usize)>,
+    /// Its share of the memory budget.
+    charge: Charge,
 }
 
 /// What remains of a closed connection while stray packets may still come.
 struct Tomb {
+    /// Its share of the memory budget.
+    charge: Charge,
     summary: ConnSummary,
     /// Side 0 address (to tell directions apart).
     client: SocketAddr,
@@ -799,7 +826,20 @@ impl Reassembler {
             if self.active.len() >= self.cfg.max_connections.max(1) {
                 self.evict_one(sink);
             }
-            let conn = Conn::new(self.next_id, seg);
+            // A new connection is always tracked; when the memory budget
+            // has no room for it, the longest idle one makes room.
+            let charge = match self.cfg.budget.try_charge(Holder::Connections, CONN_COST) {
+                Some(c) => c,
+                None => {
+                    if !self.active.is_empty() {
+                        self.stats.budget_evictions += 1;
+                        self.evict_one(sink);
+                    }
+                    self.cfg.budget.charge(Holder::Connections, CONN_COST)
+                }
+            };
+            let mut conn = Conn::new(self.next_id, seg);
+            conn.charge = charge;
             self.next_id += 1;
             self.stats.connections += 1;
             self.active.insert(key, conn);
@@ -818,12 +858,23 @@ impl Reassembler {
             && let Some(conn) = self.active.remove(&key)
         {
             let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
-            let tomb = conn.close(how, seg.ts, &mut ctx, sink);
+            let mut tomb = conn.close(how, seg.ts, &mut ctx, sink);
             if self.closed.len() >= self.cfg.max_connections.max(1)
                 && let Some((_, old)) = self.closed.pop_front()
             {
                 self.finish_tomb(old, sink);
             }
+            // Remembering it for stray packets is worth less than anything
+            // open: without room, the oldest closed one is forgotten.
+            tomb.charge = match self.cfg.budget.try_charge(Holder::Connections, TOMB_COST) {
+                Some(c) => c,
+                None => {
+                    if let Some((_, old)) = self.closed.pop_front() {
+                        self.finish_tomb(old, sink);
+                    }
+                    self.cfg.budget.charge(Holder::Connections, TOMB_COST)
+                }
+            };
             self.closed.insert(key, tomb);
         }
     }
@@ -958,6 +1009,7 @@ impl Conn {
             last_frame: seg.frame,
             fin_first: None,
             first_payload: None,
+            charge: Charge::none(),
         }
     }
 
@@ -1379,6 +1431,7 @@ impl Conn {
         let cost = held.cost();
         self.half[side].ooo_cost -= cost;
         *ctx.ooo_total -= cost;
+        ctx.cfg.budget.shrink(Holder::OutOfOrder, cost);
         if held.phantom {
             self.emit_gap(side, off, held.len, GapReason::SnaplenCut, held.ts, ctx, sink);
         } else {
@@ -1480,6 +1533,7 @@ impl Conn {
             let cost = held.cost();
             h.ooo_cost -= cost;
             *ctx.ooo_total -= cost;
+            ctx.cfg.budget.shrink(Holder::OutOfOrder, cost);
             if k < fin {
                 let keep = (fin - k) as usize;
                 h.stats.data_after_fin_bytes += held.len - keep as u64;
@@ -1490,6 +1544,7 @@ impl Conn {
                 let cost = held.cost();
                 h.ooo_cost += cost;
                 *ctx.ooo_total += cost;
+                ctx.cfg.budget.grow(Holder::OutOfOrder, cost);
                 h.ooo.insert(k, held);
             } else {
                 h.stats.data_after_fin_bytes += held.len;
@@ -1630,6 +1685,12 @@ impl Conn {
         if *ctx.ooo_total > ctx.cfg.max_ooo_total {
             ctx.stats.ooo_total_cap_hits += 1;
             self.flush_half(s, GapReason::BufferLimit, seg.ts, ctx, sink);
+        } else if ctx.cfg.budget.pressed() && self.half[s].ooo_cost > 0 {
+            // The memory budget is nearly full: what this direction holds
+            // goes out now, its holes reported as gaps.
+            ctx.stats.budget_flushes += 1;
+            ctx.cfg.budget.refused(Holder::OutOfOrder);
+            self.flush_half(s, GapReason::BufferLimit, seg.ts, ctx, sink);
         }
         self.check_fin(s, ctx, sink);
     }
@@ -1681,6 +1742,7 @@ impl Conn {
         let state = self.state(how);
         let meta = self.meta.take();
         Tomb {
+            charge: Charge::none(),
             client: self.addr[c],
             client_isn: self.half[c].syn_isn,
             summary: ConnSummary {
@@ -1826,6 +1888,7 @@ fn insert_held(
         let cost = held.cost();
         h.ooo_cost += cost;
         *ctx.ooo_total += cost;
+        ctx.cfg.budget.grow(Holder::OutOfOrder, cost);
         h.ooo.insert(a, held);
     }
 }
@@ -2667,6 +2730,70 @@ mod tests {
         m.finish();
         assert_eq!(m.rec.stream(1, S2C).len(), 100 + 3000);
         assert_eq!(m.r.ooo_bytes(), 0);
+    }
+
+    #[test]
+    fn a_flood_of_new_connections_stays_within_the_budget() {
+        let budget = Budget::new(4 << 20);
+        let cfg = TcpConfig { budget: budget.clone(), ..TcpConfig::default() };
+        let mut r = Reassembler::new(cfg);
+        let mut rec = Rec::default();
+        let n = 20_000u32;
+        for i in 0..n {
+            let seg = TcpSegment {
+                frame: u64::from(i),
+                ts: Ts(i64::from(i)),
+                src: SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 40000)),
+                dst: SocketAddr::from(([10, 0, 0, 2], 80)),
+                seq: 7,
+                ack: 0,
+                flags: TcpFlags(SY),
+                window: 100,
+                options: TcpOptions::default(),
+                payload: &[],
+                payload_len: 0,
+            };
+            r.process(&seg, &mut rec);
+            assert!(budget.used() <= (4 << 20) + CONN_COST);
+        }
+        let most = (4 << 20) / CONN_COST;
+        assert!(r.active_connections() <= most, "{} open", r.active_connections());
+        assert!(r.stats().budget_evictions >= u64::from(n) - most as u64);
+        assert_eq!(r.stats().budget_evictions, r.stats().evicted);
+        r.finish(&mut rec);
+        rec.check_lifecycle();
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn out_of_order_bytes_are_flushed_when_the_budget_is_pressed() {
+        let budget = Budget::new(64 << 10);
+        let cfg = TcpConfig { budget: budget.clone(), ..TcpConfig::default() };
+        let mut r = Reassembler::new(cfg);
+        let mut rec = Rec::default();
+        for k in 0..400u32 {
+            let seg = TcpSegment {
+                frame: u64::from(k),
+                ts: Ts(i64::from(k)),
+                src: SocketAddr::from(([10, 0, 0, 1], 4000)),
+                dst: SocketAddr::from(([10, 0, 0, 2], 80)),
+                // Every segment but the first beyond a hole that never
+                // fills.
+                seq: if k == 0 { 0 } else { 5000 + k * 1000 },
+                ack: 1,
+                flags: TcpFlags(A),
+                window: 100,
+                options: TcpOptions::default(),
+                payload: &[9u8; 1000],
+                payload_len: 1000,
+            };
+            r.process(&seg, &mut rec);
+            assert!(budget.used() <= 64 << 10, "{}", budget.used());
+        }
+        assert!(r.stats().budget_flushes > 0);
+        r.finish(&mut rec);
+        rec.check_lifecycle();
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -26,6 +26,7 @@ fn small_tcp() -> TcpConfig {
         idle_timeout: Dur::from_secs(30),
         closed_linger: Dur::from_secs(5),
         max_seq_jump: 1 << 24,
+        budget: crate::budget::Budget::default(),
     }
 }
 

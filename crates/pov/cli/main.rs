@@ -389,6 +389,13 @@ struct CommonArgs {
     /// Seconds after which an incomplete IP datagram is dropped.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     frag_timeout: i64,
+    /// Most bytes held on behalf of the traffic over everything (open
+    /// connections, out-of-order bytes, fragments, heads, kept bodies,
+    /// waiting requests, transactions held for ordering, open sessions,
+    /// replays); when full, each holder lets go as its own cap does and
+    /// the records that lost something say `memory_budget`.
+    #[arg(long, default_value_t = pov_capture::budget::DEFAULT_BUDGET, value_name = "BYTES")]
+    memory_budget: usize,
 }
 
 impl CommonArgs {
@@ -401,6 +408,7 @@ impl CommonArgs {
         cfg.decode.max_frag_bytes = self.max_frag_bytes;
         cfg.decode.max_frag_datagrams = self.max_frag_datagrams;
         cfg.decode.frag_timeout = Dur::from_secs(self.frag_timeout.max(1));
+        cfg.set_budget(pov_capture::Budget::new(self.memory_budget.max(1 << 20)));
         cfg
     }
 }

@@ -6,10 +6,10 @@ use pov_capture::decode::{DecodeConfig, DecodeStats, Decoder};
 use pov_capture::http::{HttpConfig, HttpStats};
 use pov_capture::pcap::{CaptureFile, FileStats, PacketReader, ReadError, ReadWarning};
 use pov_capture::tcp::{Reassembler, StreamSink, TcpConfig, TcpStats};
-use pov_capture::{Dur, Ts};
+use pov_capture::{Budget, BudgetReport, Dur, Ts};
 
 /// Limits and timeouts for every stage.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PipelineConfig {
     /// Decoding and IP defragmentation.
     pub decode: DecodeConfig,
@@ -17,6 +17,31 @@ pub struct PipelineConfig {
     pub tcp: TcpConfig,
     /// HTTP parsing.
     pub http: HttpConfig,
+}
+
+impl Default for PipelineConfig {
+    /// Every stage's defaults, sharing one memory budget of the default
+    /// size.
+    fn default() -> PipelineConfig {
+        let mut cfg =
+            PipelineConfig { decode: DecodeConfig::default(), tcp: TcpConfig::default(), http: HttpConfig::default() };
+        cfg.set_budget(Budget::default());
+        cfg
+    }
+}
+
+impl PipelineConfig {
+    /// Every stage charges `budget` (one budget for the whole run).
+    pub fn set_budget(&mut self, budget: Budget) {
+        self.decode.budget = budget.clone();
+        self.tcp.budget = budget.clone();
+        self.http.budget = budget;
+    }
+
+    /// The run's memory budget.
+    pub fn budget(&self) -> &Budget {
+        &self.tcp.budget
+    }
 }
 
 /// How far a run has got, for progress displays.
@@ -51,6 +76,8 @@ pub struct RunReport {
     pub last_ts: Option<Ts>,
     /// Packets read over all inputs.
     pub packets: u64,
+    /// What the memory budget saw: its limit, peak, and what it refused.
+    pub budget: Option<BudgetReport>,
 }
 
 impl RunReport {
@@ -89,6 +116,18 @@ impl RunReport {
                 "HTTP transactions written before an earlier one finished",
                 "--max-held-transactions",
             );
+        }
+        if let Some(b) = &self.budget
+            && b.refusals() > 0
+        {
+            let what: Vec<String> = b.refused.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            w.push(format!(
+                "the memory budget ({} MiB) was full {} times: {}; records that lost something say memory_budget \
+                 (raise --memory-budget)",
+                b.limit.unwrap_or(0) >> 20,
+                b.refusals(),
+                what.join(", ")
+            ));
         }
         w
     }
@@ -170,5 +209,6 @@ pub fn run<S: StreamSink + ?Sized>(
     report.warnings = reader.warnings().iter().map(|w: &&ReadWarning| w.to_string()).collect();
     report.decode = decoder.stats().clone();
     report.tcp = tcp.stats().clone();
+    report.budget = Some(cfg.budget().report());
     report
 }

@@ -16,6 +16,7 @@
 use hashlink::LinkedHashMap;
 
 use super::{DecodeConfig, FragmentStats};
+use crate::budget::{Charge, Holder};
 use crate::time::{Dur, Ts};
 
 /// Largest reassembled payload: IP length fields are 16 bits.
@@ -78,6 +79,9 @@ pub(super) struct Defrag {
     map: LinkedHashMap<FragKey, Datagram>,
     /// Sum of the `data` lengths.
     pending: usize,
+    /// `pending`'s share of the memory budget (bound at the first
+    /// fragment).
+    charge: Charge,
 }
 
 impl Defrag {
@@ -103,6 +107,7 @@ impl Defrag {
             }
             st.timeouts += 1;
         }
+        self.charge.set(self.pending);
     }
 
     /// Drops every pending datagram, counting it as unfinished.
@@ -110,6 +115,7 @@ impl Defrag {
         st.unfinished += u64::try_from(self.map.len()).unwrap_or(u64::MAX);
         self.map.clear();
         self.pending = 0;
+        self.charge.set(0);
     }
 
     /// Evicts the oldest datagram other than `keep`; false if none.
@@ -120,6 +126,7 @@ impl Defrag {
         if let Some(d) = self.map.remove(&victim) {
             self.pending = self.pending.saturating_sub(d.data.len());
         }
+        self.charge.set(self.pending);
         true
     }
 
@@ -168,6 +175,20 @@ impl Defrag {
         // with `growth` fits (checked above).
         while self.pending.saturating_add(growth) > cfg.max_frag_bytes && self.evict_oldest(&f.key) {
             st.evicted += 1;
+        }
+        // The memory budget too: the oldest others make room, and without
+        // them the fragment is refused.
+        if growth > 0 {
+            if !self.charge.is_bound() {
+                self.charge = cfg.budget.empty(Holder::Fragments);
+            }
+            while !self.charge.try_set(self.pending.saturating_add(growth)) {
+                if !self.evict_oldest(&f.key) {
+                    st.over_cap += 1;
+                    return Insert::Dropped;
+                }
+                st.evicted += 1;
+            }
         }
 
         let d = self.map.entry(f.key).or_insert_with(|| Datagram {
@@ -223,6 +244,7 @@ impl Defrag {
             if let Some(d) = self.map.remove(&f.key) {
                 self.pending = self.pending.saturating_sub(d.data.len());
             }
+            self.charge.set(self.pending);
             return Insert::Dropped;
         }
         if !f.more {
@@ -242,6 +264,7 @@ impl Defrag {
                 std::mem::swap(out, &mut d.data);
                 out.truncate(t);
             }
+            self.charge.set(self.pending);
             st.reassembled += 1;
             return Insert::Complete(proto);
         }

@@ -65,6 +65,9 @@ pub struct DecodeConfig {
     /// Teredo, AYIYA, IP-in-IP each count one). A packet that goes deeper is
     /// counted as `tunnel_too_deep`. Default 8; zero decodes no tunnel.
     pub max_tunnel_depth: u8,
+    /// The run's memory budget: fragments held for reassembly are charged
+    /// to it (the oldest datagrams are evicted when it is full).
+    pub budget: crate::budget::Budget,
 }
 
 impl Default for DecodeConfig {
@@ -74,6 +77,7 @@ impl Default for DecodeConfig {
             max_frag_datagrams: 16384,
             frag_timeout: Dur::from_secs(30),
             max_tunnel_depth: 8,
+            budget: crate::budget::Budget::default(),
         }
     }
 }

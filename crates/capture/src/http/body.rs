@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+use crate::budget::{Budget, Charge, Holder};
+
 /// Content encodings pov decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,12 +88,25 @@ struct Sink {
     max: u64,
     ratio_max: u64,
     hit: Option<DecodeStop>,
+    /// The kept bytes' share of the memory budget.
+    charge: Charge,
+    /// The budget refused more kept bytes.
+    cut: bool,
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let room = self.keep.saturating_sub(self.kept.len());
-        self.kept.extend_from_slice(&buf[..buf.len().min(room)]);
+        let n = buf.len().min(room);
+        if n > 0 {
+            if self.charge.try_grow(n) {
+                self.kept.extend_from_slice(&buf[..n]);
+            } else {
+                // The memory budget is full: keep no more of this body.
+                self.keep = self.kept.len();
+                self.cut = true;
+            }
+        }
         self.total += buf.len() as u64;
         if self.total > self.max {
             self.hit = Some(DecodeStop::SizeCap);
@@ -130,6 +145,9 @@ pub enum DecodeStop {
     Corrupt,
     /// Bytes of the body are missing from the capture.
     Gap,
+    /// The memory budget had no room for a decompressor
+    /// (`--memory-budget`): the body was counted on the wire, not decoded.
+    Budget,
 }
 
 /// A body as it streams in.
@@ -141,7 +159,17 @@ pub struct BodyDecoder {
     /// Bytes buffered to decide between zlib and raw deflate.
     sniff: Vec<u8>,
     stop: Option<DecodeStop>,
+    /// The decompressor's share of the memory budget.
+    state: Charge,
 }
+
+/// What an inflate decompressor holds (its 32 KiB window and state), as
+/// charged to the memory budget.
+const INFLATE_STATE: usize = 48 << 10;
+
+/// What a brotli decompressor holds, as charged to the memory budget (its
+/// ring buffer grows with the stream's window; this is a typical size).
+const BROTLI_STATE: usize = 256 << 10;
 
 /// What is known of a finished body.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -158,13 +186,29 @@ pub struct BodyInfo {
     /// Decoding stopped early, and why (then `decoded_len` counts what was
     /// decoded before the stop).
     pub decode_stop: Option<DecodeStop>,
+    /// The memory budget was full: fewer bytes were kept than the keep cap
+    /// allowed (`--memory-budget`).
+    pub budget_cut: bool,
+    /// The kept bytes' share of the memory budget, given back when the
+    /// body is dropped.
+    #[serde(skip)]
+    pub(crate) charge: Charge,
 }
 
 impl BodyDecoder {
     /// A decoder for `enc`, keeping `keep` decoded bytes, stopping past
     /// `max_decoded` decoded bytes or a decoded/wire ratio of `max_ratio`.
     pub fn new(enc: ContentEncoding, keep: usize, max_decoded: u64, max_ratio: u64) -> BodyDecoder {
-        let sink = Sink { kept: Vec::new(), keep, total: 0, max: max_decoded, ratio_max: u64::MAX, hit: None };
+        let sink = Sink {
+            kept: Vec::new(),
+            keep,
+            total: 0,
+            max: max_decoded,
+            ratio_max: u64::MAX,
+            hit: None,
+            charge: Charge::none(),
+            cut: false,
+        };
         let dec = match enc {
             ContentEncoding::Identity => Decoder::Identity(sink),
             ContentEncoding::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink))),
@@ -172,7 +216,34 @@ impl BodyDecoder {
             ContentEncoding::Deflate => Decoder::Stopped(sink),
             ContentEncoding::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(sink, 4096))),
         };
-        BodyDecoder { enc, dec, wire: 0, max_ratio: max_ratio.max(1), sniff: Vec::new(), stop: None }
+        BodyDecoder {
+            enc,
+            dec,
+            wire: 0,
+            max_ratio: max_ratio.max(1),
+            sniff: Vec::new(),
+            stop: None,
+            state: Charge::none(),
+        }
+    }
+
+    /// Charges what the decoder holds (kept bytes, decompressor state) to
+    /// `budget`. With no room for a decompressor, the body is counted on
+    /// the wire and not decoded ([`DecodeStop::Budget`]).
+    pub fn budgeted(mut self, budget: &Budget) -> BodyDecoder {
+        if let Some(s) = self.sink_mut() {
+            s.charge = budget.empty(Holder::Bodies);
+        }
+        let state = match self.enc {
+            ContentEncoding::Identity => 0,
+            ContentEncoding::Gzip | ContentEncoding::Deflate => INFLATE_STATE,
+            ContentEncoding::Br => BROTLI_STATE,
+        };
+        match budget.try_charge(Holder::Bodies, state) {
+            Some(c) => self.state = c,
+            None => self.halt(DecodeStop::Budget),
+        }
+        self
     }
 
     /// Feeds body bytes (de-chunked) as they arrive.
@@ -297,12 +368,14 @@ impl BodyDecoder {
             kept: sink.kept,
             encoding: Some(enc),
             decode_stop: stop,
+            budget_cut: sink.cut,
+            charge: sink.charge,
         }
     }
 }
 
 fn empty_sink() -> Sink {
-    Sink { kept: Vec::new(), keep: 0, total: 0, max: 0, ratio_max: 0, hit: None }
+    Sink { kept: Vec::new(), keep: 0, total: 0, max: 0, ratio_max: 0, hit: None, charge: Charge::none(), cut: false }
 }
 
 fn into_sink(d: Decoder) -> Sink {

@@ -10,6 +10,7 @@ use super::pairing::{Pending, Queue};
 use super::{
     Anomaly, FrameSpan, Headers, HttpConfig, HttpStats, HttpTransaction, Outcome, RequestHead, ResponseHead, TxTiming,
 };
+use crate::budget::{Charge, Holder};
 use crate::tcp::{Close, CloseHow, ConnMeta, DataChunk, Direction, Gap, HalfClose, RoleSource};
 use crate::time::Ts;
 
@@ -47,6 +48,8 @@ pub(super) struct ConnHttp {
     /// Client bytes held while it is not yet clear the connection is HTTP
     /// (a request line too broken to tell; the server's answer decides).
     held: Option<(Vec<u8>, (Ts, u64))>,
+    /// `held`'s share of the memory budget.
+    held_charge: Charge,
 }
 
 fn content_length(h: &Headers) -> Option<u64> {
@@ -69,14 +72,15 @@ fn encoding(h: &Headers) -> ContentEncoding {
 }
 
 impl ConnHttp {
-    pub(super) fn new(meta: &ConnMeta) -> ConnHttp {
+    pub(super) fn new(meta: &ConnMeta, cfg: &HttpConfig) -> ConnHttp {
         // A connection picked up mid-stream may begin inside a message:
         // both sides start by looking for one.
         let mid = !matches!(meta.roles, RoleSource::Syn | RoleSource::SynAck);
         ConnHttp {
             meta: meta.clone(),
-            req: Framer::new(Role::Request, mid),
-            resp: Framer::new(Role::Response, mid),
+            req: Framer::new(Role::Request, mid, &cfg.budget),
+            resp: Framer::new(Role::Response, mid, &cfg.budget),
+            held_charge: cfg.budget.empty(Holder::Heads),
             queue: Queue::default(),
             next_depth: 1,
             off: false,
@@ -123,18 +127,25 @@ impl ConnHttp {
         }
     }
 
-    /// Queues `p`; past `--max-pending-requests`, the oldest is given up.
-    fn push(&mut self, p: Pending, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Vec<HttpTransaction>) {
-        if let Some(mut old) = self.queue.push(p, cfg.max_pending) {
-            stats.pending_overflow += 1;
-            old.tx.anomalies.push(Anomaly::PendingOverflow);
-            // Its answer will not be known; a malformed request stays
-            // malformed.
-            if old.tx.outcome != Outcome::Malformed {
-                old.tx.outcome = Outcome::CaptureGap;
-            }
-            settle(&mut old.tx, None);
-            done.push(old.tx);
+    /// Queues `p`; past `--max-pending-requests`, or when the memory
+    /// budget has no room for it, the oldest is given up.
+    fn push(&mut self, mut p: Pending, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Vec<HttpTransaction>) {
+        let w = p.weight();
+        p.charge = match cfg.budget.try_charge(Holder::Pending, w) {
+            Some(c) => c,
+            // Without room, the oldest waiting here is given up for it;
+            // the first one a connection holds is part of the connection's
+            // own cost (`tcp::CONN_COST`).
+            None => match self.queue.pop_front() {
+                Some(old) => {
+                    give_up(old, Anomaly::MemoryBudget, stats, done);
+                    cfg.budget.try_charge(Holder::Pending, w).unwrap_or_default()
+                }
+                None => Charge::none(),
+            },
+        };
+        if let Some(old) = self.queue.push(p, cfg.max_pending) {
+            give_up(old, Anomaly::PendingOverflow, stats, done);
         }
     }
 
@@ -153,6 +164,7 @@ impl ConnHttp {
         self.req.set_off();
         self.resp.set_off();
         self.held = None;
+        self.held_charge.set(0);
     }
 
     /// Bytes the client sent again: requests sent in full and not yet
@@ -210,6 +222,7 @@ impl ConnHttp {
         if self.fresh && self.req.is_idle() {
             // Is this HTTP? A request that says so is parsed at once; bytes
             // that do not are held until the server's first bytes decide.
+            self.held_charge.set(0);
             first = match self.held.take() {
                 Some((mut h, _)) => {
                     h.extend_from_slice(b);
@@ -229,6 +242,7 @@ impl ConnHttp {
                     return;
                 }
                 _ => {
+                    self.held_charge.set(first.len());
                     self.held = Some((std::mem::take(&mut first), at));
                     return;
                 }
@@ -259,10 +273,15 @@ impl ConnHttp {
                         None => self.malformed_request(tx, &bytes, Anomaly::BadHead, at, cfg, stats, done),
                     }
                 }
-                Event::HeadTooLarge(bytes) => {
-                    stats.heads_too_large += 1;
+                Event::HeadTooLarge { bytes, budget } => {
+                    let why = if budget {
+                        Anomaly::MemoryBudget
+                    } else {
+                        stats.heads_too_large += 1;
+                        Anomaly::HeadTooLarge
+                    };
                     let tx = self.new_tx();
-                    self.malformed_request(tx, &bytes, Anomaly::HeadTooLarge, at, cfg, stats, done);
+                    self.malformed_request(tx, &bytes, why, at, cfg, stats, done);
                 }
                 Event::BodyEnd { .. } => self.end_request(at, done),
                 Event::Found => self.fresh = false,
@@ -342,7 +361,8 @@ impl ConnHttp {
         self.push(p, cfg, stats, done);
         match framing {
             Some(f) => {
-                let decoder = BodyDecoder::new(enc, cfg.body_keep_bytes, cfg.max_decoded_bytes, cfg.max_decode_ratio);
+                let decoder = BodyDecoder::new(enc, cfg.body_keep_bytes, cfg.max_decoded_bytes, cfg.max_decode_ratio)
+                    .budgeted(&cfg.budget);
                 self.req.start_body(Body::new(f, decoder));
             }
             None => {
@@ -372,6 +392,7 @@ impl ConnHttp {
                 if b.decode_stop.is_some() {
                     p.tx.anomalies.push(Anomaly::BodyDecode);
                 }
+                label_budget(&mut p.tx, &b);
                 p.tx.request_body = b;
             }
         }
@@ -434,8 +455,10 @@ impl ConnHttp {
                         }
                     }
                 }
-                Event::HeadTooLarge(_) => {
-                    stats.heads_too_large += 1;
+                Event::HeadTooLarge { budget, .. } => {
+                    if !budget {
+                        stats.heads_too_large += 1;
+                    }
                     self.resp_lost = true;
                     self.resp.lose_track();
                 }
@@ -480,6 +503,7 @@ impl ConnHttp {
             }
             self.fresh = false;
             if let Some((held, held_at)) = self.held.take() {
+                self.held_charge.set(0);
                 self.req_bytes(&held, held_at, cfg, stats, done);
             }
             // Looked at again, no longer fresh, on the next turn.
@@ -517,7 +541,8 @@ impl ConnHttp {
             cfg.body_keep_bytes,
             cfg.max_decoded_bytes,
             cfg.max_decode_ratio,
-        );
+        )
+        .budgeted(&cfg.budget);
         self.resp.begin_body(b, Body::new(Framing::Close, decoder));
     }
 
@@ -741,7 +766,8 @@ impl ConnHttp {
             }
             Some(f) => {
                 self.queue.set_current(idx);
-                let decoder = BodyDecoder::new(enc, keep, cfg.max_decoded_bytes, cfg.max_decode_ratio);
+                let decoder =
+                    BodyDecoder::new(enc, keep, cfg.max_decoded_bytes, cfg.max_decode_ratio).budgeted(&cfg.budget);
                 self.resp.start_body(Body::new(f, decoder));
             }
         }
@@ -814,6 +840,7 @@ impl ConnHttp {
             } else if matches!(info.decode_stop, Some(DecodeStop::Corrupt)) {
                 p.tx.anomalies.push(Anomaly::BodyDecode);
             }
+            label_budget(&mut p.tx, &info);
             p.tx.response_body = info;
         }
         self.try_finish(done);
@@ -975,6 +1002,7 @@ impl ConnHttp {
                         if let Some(p) = self.queue.current_mut() {
                             p.resp_done = true;
                             if let Some(info) = info {
+                                label_budget(&mut p.tx, &info);
                                 p.tx.response_body = info;
                             }
                             if p.tx.outcome == Outcome::Complete {
@@ -997,12 +1025,14 @@ impl ConnHttp {
             && let Some(p) = self.queue.back_mut()
             && !p.req_done
         {
+            label_budget(&mut p.tx, &info);
             p.tx.request_body = info;
         }
         let last = self.resp.last().0;
         if let Some((info, framing)) = self.resp.shut()
             && let Some(p) = self.queue.current_mut()
         {
+            label_budget(&mut p.tx, &info);
             p.tx.response_body = info;
             if framing == Framing::Close && matches!(c.how, CloseHow::Fin { .. }) {
                 p.resp_done = true;
@@ -1010,6 +1040,7 @@ impl ConnHttp {
             }
         }
         self.held = None;
+        self.held_charge.set(0);
         self.try_finish(&mut done);
         self.release_resync_owner(&mut done);
         // Requests the capture lost entirely, never answered: still
@@ -1088,6 +1119,28 @@ impl ConnHttp {
             CloseHow::IdleTimeout if !started => Outcome::NoResponse,
             _ => Outcome::CaptureGap,
         }
+    }
+}
+
+/// A request that stops waiting for its answer: too many were waiting, or
+/// the memory budget was full.
+fn give_up(mut old: Pending, why: Anomaly, stats: &mut HttpStats, done: &mut Vec<HttpTransaction>) {
+    stats.pending_overflow += 1;
+    old.tx.anomalies.push(Anomaly::PendingOverflow);
+    old.tx.anomalies.push(why);
+    // Its answer will not be known; a malformed request stays malformed.
+    if old.tx.outcome != Outcome::Malformed {
+        old.tx.outcome = Outcome::CaptureGap;
+    }
+    settle(&mut old.tx, None);
+    done.push(old.tx);
+}
+
+/// A body the memory budget cut short (not kept whole, or not decoded)
+/// says so on its transaction.
+fn label_budget(tx: &mut HttpTransaction, b: &BodyInfo) {
+    if b.budget_cut || b.decode_stop == Some(DecodeStop::Budget) {
+        tx.anomalies.push(Anomaly::MemoryBudget);
     }
 }
 

@@ -22,6 +22,7 @@
 
 use super::body::{BodyDecoder, BodyInfo};
 use super::{Headers, RequestHead, ResponseHead};
+use crate::budget::{Budget, Charge, Holder};
 use crate::time::Ts;
 
 /// Which direction a framer parses.
@@ -238,8 +239,14 @@ pub(super) enum Event {
     Head(Vec<u8>),
     /// An HTTP/0.9 request line (no version, no header fields).
     Http09(RequestHead),
-    /// The head reached the size cap before it ended: its bytes so far.
-    HeadTooLarge(Vec<u8>),
+    /// The head reached the size cap (or, `budget`, the memory budget had
+    /// no room for more of it) before it ended: its bytes so far.
+    HeadTooLarge {
+        /// The head's bytes so far.
+        bytes: Vec<u8>,
+        /// The memory budget, not the head cap, stopped it.
+        budget: bool,
+    },
     /// Every byte of the body has come, or (`bad_chunk`) its chunk framing
     /// broke. The body is still held: [`Framer::finish_body`] takes it.
     BodyEnd {
@@ -328,13 +335,17 @@ pub(super) struct Framer {
     /// first byte.
     msg_off: u64,
     msg_peer_ack: Option<u64>,
+    /// `buf`'s share of the memory budget.
+    charge: Charge,
 }
 
 impl Framer {
     /// A framer for `role`; `resync`: the stream may begin inside a
-    /// message (a connection picked up mid-stream).
-    pub(super) fn new(role: Role, resync: bool) -> Framer {
+    /// message (a connection picked up mid-stream). Its buffer is charged
+    /// to `budget`.
+    pub(super) fn new(role: Role, resync: bool, budget: &Budget) -> Framer {
         Framer {
+            charge: budget.empty(Holder::Heads),
             role,
             st: if resync { St::Resync } else { St::Idle },
             buf: Vec::new(),
@@ -422,7 +433,7 @@ impl Framer {
     /// A head starts at the first byte of `b` (the rest of the chunk).
     pub(super) fn begin_head(&mut self, b: &[u8]) {
         self.st = St::Head;
-        self.buf.clear();
+        self.clear_buf();
         self.first_eol = None;
         self.mark_start(b.len());
     }
@@ -447,13 +458,31 @@ impl Framer {
     /// Starts looking for the next message.
     pub(super) fn lose_track(&mut self) {
         self.st = St::Resync;
-        self.buf.clear();
+        self.clear_buf();
     }
 
     /// Stops parsing this direction.
     pub(super) fn set_off(&mut self) {
         self.st = St::Off;
         self.buf = Vec::new();
+        self.charge.set(0);
+    }
+
+    /// Empties the buffer (and frees a large one: a connection that once
+    /// had a long head does not keep its room).
+    fn clear_buf(&mut self) {
+        if self.buf.capacity() > 16 << 10 {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+        self.charge.set(0);
+    }
+
+    /// Takes the buffer out (a head, or a head cut short).
+    fn take_buf(&mut self) -> Vec<u8> {
+        self.charge.set(0);
+        std::mem::take(&mut self.buf)
     }
 
     /// Ends the body being received (if any): what was decoded of it. The
@@ -473,6 +502,7 @@ impl Framer {
     pub(super) fn shut(&mut self) -> Option<(BodyInfo, Framing)> {
         let st = std::mem::replace(&mut self.st, St::Off);
         self.buf = Vec::new();
+        self.charge.set(0);
         match st {
             St::Body(b) => Some((b.decoder.finish(), b.framing)),
             _ => None,
@@ -522,38 +552,70 @@ impl Framer {
         let old = self.buf.len();
         let room = max_head.saturating_sub(old).max(1);
         let take = b.len().min(room);
+        if old == 0 {
+            // The usual case: the whole head is in this chunk. It is looked
+            // at where it lies, and only its own bytes are copied.
+            let window = &b[..take];
+            if let Some(eol) = memchr::memchr(b'\n', window) {
+                if let Some(head) = self.http09(&window[..eol]) {
+                    self.st = St::Idle;
+                    return Status::Complete(eol + 1, Event::Http09(head));
+                }
+                self.first_eol = Some(eol);
+            }
+            if let Some(end) = head_end(window, 0) {
+                self.st = St::Idle;
+                return Status::Complete(end, Event::Head(window[..end].to_vec()));
+            }
+        }
+        // A head split across chunks is held until it ends.
+        if !self.charge.try_set(old + take) {
+            // No room in the memory budget for more of this head: it is
+            // given up like one over the head cap, through the end of its
+            // current line (the next message is looked for from there).
+            let used = memchr::memchr(b'\n', &b[..take]).map_or(take, |i| i + 1);
+            let mut bytes = self.take_buf();
+            bytes.extend_from_slice(&b[..used.min(MAX_CHUNK_LINE)]);
+            self.st = St::Idle;
+            return Status::Complete(used, Event::HeadTooLarge { bytes, budget: true });
+        }
         self.buf.extend_from_slice(&b[..take]);
         if self.first_eol.is_none()
             && let Some(eol) = memchr::memchr(b'\n', &self.buf[old..])
         {
             let eol = old + eol;
             self.first_eol = Some(eol);
-            // HTTP/0.9: a single request line without a version.
-            if self.role == Role::Request
-                && memchr::memmem::find(&self.buf[..eol], b"HTTP/").is_none()
-                && let Some(head) = http09_request(&self.buf[..eol])
-            {
+            if let Some(head) = self.http09(&self.buf[..eol]) {
                 let used = (eol + 1).saturating_sub(old).min(take);
                 self.st = St::Idle;
+                self.clear_buf();
                 return Status::Complete(used, Event::Http09(head));
             }
         }
         match head_end(&self.buf, old) {
             Some(end) => {
-                let mut head = std::mem::take(&mut self.buf);
+                let mut head = self.take_buf();
                 head.truncate(end);
                 self.st = St::Idle;
                 Status::Complete(end - old, Event::Head(head))
             }
             None if self.buf.len() >= max_head => {
                 self.st = St::Idle;
-                Status::Complete(take, Event::HeadTooLarge(std::mem::take(&mut self.buf)))
+                Status::Complete(take, Event::HeadTooLarge { bytes: self.take_buf(), budget: false })
             }
             None => {
                 debug_assert_eq!(take, b.len());
                 Status::Partial
             }
         }
+    }
+
+    /// HTTP/0.9: a request's first line without a version.
+    fn http09(&self, line: &[u8]) -> Option<RequestHead> {
+        if self.role != Role::Request || memchr::memmem::find(line, b"HTTP/").is_some() {
+            return None;
+        }
+        http09_request(line)
     }
 
     /// Scans for the start of the next message, line by line, looking at
@@ -583,6 +645,20 @@ impl Framer {
                 pos += nl + 1;
                 continue;
             }
+            if !self.charge.try_set(self.buf.len() + piece.len()) {
+                // No room in the memory budget to hold the line: it is
+                // skipped (a message starting in it is not found).
+                let n = self.buf.len() + piece.len() + usize::from(nl.is_some());
+                self.skip(n, total);
+                self.clear_buf();
+                match nl {
+                    Some(nl) => {
+                        pos += nl + 1;
+                        continue;
+                    }
+                    None => return Status::Partial,
+                }
+            }
             self.buf.extend_from_slice(piece);
             if self.buf.len() > 2 * RESYNC_WINDOW {
                 // Keep the line's last bytes only (amortised: at most one
@@ -590,6 +666,7 @@ impl Framer {
                 let drop = self.buf.len() - RESYNC_WINDOW;
                 self.buf.drain(..drop);
                 self.skip(drop, total);
+                self.charge.set(self.buf.len());
             }
             let Some(nl) = nl else {
                 return Status::Partial;
@@ -601,6 +678,7 @@ impl Framer {
                 self.skip(cut + start, total);
                 self.buf.drain(..cut + start);
                 self.buf.push(b'\n');
+                self.charge.set(self.buf.len());
                 let consumed = pos + nl + 1;
                 let line_len = self.buf.len();
                 self.st = St::Head;
@@ -611,7 +689,7 @@ impl Framer {
             }
             let skipped = self.buf.len() + 1;
             self.skip(skipped, total);
-            self.buf.clear();
+            self.clear_buf();
             pos += nl + 1;
         }
         Status::Partial
@@ -634,14 +712,14 @@ impl Framer {
                 GapAt::Off
             }
             St::Idle => {
-                self.buf.clear();
+                self.clear_buf();
                 GapAt::Idle
             }
             St::Resync => {
-                self.buf.clear();
+                self.clear_buf();
                 GapAt::Resync
             }
-            St::Head => GapAt::Head(std::mem::take(&mut self.buf)),
+            St::Head => GapAt::Head(self.take_buf()),
             St::Body(mut body) => {
                 let before = match body.framing {
                     Framing::Length(rem) => Some(rem),
@@ -906,7 +984,7 @@ mod tests {
     }
 
     fn events_capped(role: Role, input: &[u8], step: usize, max_head: usize) -> Vec<String> {
-        let mut f = Framer::new(role, false);
+        let mut f = Framer::new(role, false, &Budget::unlimited());
         let mut out = Vec::new();
         let mut off = 0;
         let mut skipped = 0;
@@ -947,7 +1025,7 @@ mod tests {
                                 }
                             }
                             Event::Http09(h) => out.push(format!("0.9 {}", String::from_utf8_lossy(&h.uri))),
-                            Event::HeadTooLarge(_) => {
+                            Event::HeadTooLarge { .. } => {
                                 out.push("too large".into());
                                 f.lose_track();
                             }
@@ -991,7 +1069,7 @@ mod tests {
 
     #[test]
     fn resync_finds_a_line_split_across_chunks_and_keeps_its_start() {
-        let mut f = Framer::new(Role::Response, true);
+        let mut f = Framer::new(Role::Response, true, &Budget::unlimited());
         let mut skipped = 0;
         f.chunk(10, None, (Ts(5), 1));
         assert!(matches!(f.advance(b"xx\nabcHTTP", 1024, &mut skipped), Status::Partial));
@@ -1027,7 +1105,7 @@ mod tests {
 
     #[test]
     fn chunked_bodies_and_broken_framing() {
-        let mut f = Framer::new(Role::Response, false);
+        let mut f = Framer::new(Role::Response, false, &Budget::unlimited());
         let mut skipped = 0;
         let body = b"5;x=1\r\nhello\r\n0A\r\n0123456789\r\n0\r\nT: 1\r\n\r\nNEXT";
         for step in 1..body.len() {

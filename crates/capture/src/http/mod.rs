@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 
 pub use body::{BodyInfo, ContentEncoding, DecodeStop};
 
+use crate::budget::{Budget, Holder};
 use crate::tcp::{Close, ConnId, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, StreamSink};
 use crate::time::{Dur, Ts};
 
@@ -66,6 +67,9 @@ pub struct HttpConfig {
     /// response byte timed out (`NoResponse`); sooner, it gave up
     /// (`ClientAbort`).
     pub client_timeout: Dur,
+    /// The run's memory budget: heads, kept bodies, decompressors, waiting
+    /// requests and transactions held for ordering are charged to it.
+    pub budget: Budget,
 }
 
 impl Default for HttpConfig {
@@ -80,6 +84,7 @@ impl Default for HttpConfig {
             max_held: 65536,
             max_held_bytes: 128 << 20,
             client_timeout: Dur::from_secs(30),
+            budget: Budget::default(),
         }
     }
 }
@@ -362,6 +367,10 @@ pub enum Anomaly {
     /// Too many requests were waiting for responses; the oldest was given
     /// up ([`HttpConfig::max_pending`]).
     PendingOverflow,
+    /// The memory budget was full: a body was not kept (or not decoded),
+    /// a head was not held whole, or the request was given up while
+    /// waiting ([`HttpConfig::budget`], `--memory-budget`).
+    MemoryBudget,
 }
 
 /// Capture times of a transaction.
@@ -507,6 +516,13 @@ pub struct HttpStats {
     pub held_cap_releases: u64,
     /// Largest number of bytes held for ordering.
     pub peak_held_bytes: u64,
+    /// Transactions released early (out of order) because the memory
+    /// budget was nearly full (`--memory-budget`).
+    pub budget_releases: u64,
+    /// Transactions with something left out because the memory budget
+    /// was full: a body not kept or not decoded, a head not held whole, a
+    /// request given up while waiting (anomaly `memory_budget`).
+    pub budget_cuts: u64,
 }
 
 /// Parses HTTP from reassembled streams; see the module docs.
@@ -534,11 +550,12 @@ const ORDER_GUARD: Dur = Dur::from_secs(10);
 impl<S: TxSink> HttpAnalyzer<S> {
     /// An analyzer handing transactions to `sink`.
     pub fn new(cfg: HttpConfig, sink: S) -> HttpAnalyzer<S> {
+        let order = order::Orderer::new(&cfg.budget);
         HttpAnalyzer {
             cfg,
             conns: HashMap::new(),
             open: BTreeSet::new(),
-            order: order::Orderer::default(),
+            order,
             stats: HttpStats::default(),
             sink,
             now: Ts(i64::MIN),
@@ -588,7 +605,30 @@ impl<S: TxSink> HttpAnalyzer<S> {
             if tx.request.is_none() {
                 self.stats.orphan_responses += 1;
             }
+            if tx.anomalies.contains(&Anomaly::MemoryBudget) {
+                self.stats.budget_cuts += 1;
+            }
             self.stats.missing_bytes += tx.missing_bytes;
+            // Held for ordering within the memory budget: without room, the
+            // earliest held go out now.
+            let w = order::record_weight(&tx);
+            if !self.cfg.budget.fits(w) {
+                let budget = self.cfg.budget.clone();
+                let early = self.order.release_while(|| !budget.fits(w));
+                if !early.is_empty() {
+                    budget.refused(Holder::Ordering);
+                    self.stats.budget_releases += early.len() as u64;
+                }
+                for tx in early {
+                    self.sink.on_transaction(tx);
+                }
+                if !budget.fits(w) {
+                    // Nothing held to let go of: this one goes out at once.
+                    self.stats.budget_releases += 1;
+                    self.sink.on_transaction(tx);
+                    continue;
+                }
+            }
             self.order.push(tx);
         }
         self.stats.peak_order_buffer = self.stats.peak_order_buffer.max(self.order.len() as u64);
@@ -619,9 +659,11 @@ impl<S: TxSink> HttpAnalyzer<S> {
         // once per second of capture time, or when many are waiting.
         let cap = self.cfg.max_held.max(1);
         let cap_bytes = self.cfg.max_held_bytes;
+        let pressed = self.cfg.budget.pressed();
         if self.now < self.last_release + Dur::from_secs(1)
             && self.order.len() < cap.min(4096)
             && self.order.bytes() <= cap_bytes
+            && !pressed
         {
             return;
         }
@@ -640,13 +682,26 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 self.sink.on_transaction(tx);
             }
         }
+        // The memory budget is nearly full: what is held for ordering goes
+        // out now (out of order if need be) until a quarter is free again.
+        if pressed && self.order.len() > 0 {
+            let budget = self.cfg.budget.clone();
+            let early = self.order.release_while(|| !budget.relieved());
+            if !early.is_empty() {
+                budget.refused(Holder::Ordering);
+                self.stats.budget_releases += early.len() as u64;
+            }
+            for tx in early {
+                self.sink.on_transaction(tx);
+            }
+        }
     }
 }
 
 impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_open(&mut self, meta: &ConnMeta) {
         self.stats.connections += 1;
-        if let Some((_, Some(t))) = self.conns.insert(meta.id, (conn::ConnHttp::new(meta), None)) {
+        if let Some((_, Some(t))) = self.conns.insert(meta.id, (conn::ConnHttp::new(meta, &self.cfg), None)) {
             self.open.remove(&(t, meta.id));
         }
     }
@@ -1148,6 +1203,93 @@ mod tests {
         assert_eq!(t.iter().filter(|t| t.request.is_none()).count(), 3000 - 1024);
         assert_eq!(t.len(), 3000 + 3000 - 1024);
         assert!(steps <= 4 * 6000, "{steps} steps");
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Feeds `steps` on connection `id` of an analyzer already running.
+    fn feed(a: &mut HttpAnalyzer<Vec<HttpTransaction>>, id: u64, client: &[u8], t: i64) {
+        let mut m = meta(RoleSource::Syn);
+        m.id = id;
+        m.client = SocketAddr::from(([10, 0, 0, 1], 40000 + id as u16));
+        a.on_open(&m);
+        a.on_data(&DataChunk {
+            conn: id,
+            dir: Direction::ClientToServer,
+            offset: 0,
+            bytes: client,
+            first_ts: Ts(t),
+            last_ts: Ts(t),
+            first_frame: 1,
+            last_frame: 1,
+            peer_ack: Some(0),
+        });
+    }
+
+    /// Small gzip request bodies that expand to 256 KiB each, never
+    /// answered, on three connections: what they keep stays within the
+    /// memory budget, the bodies it could not keep say so, and the budget
+    /// is whole again once the transactions are gone.
+    #[test]
+    fn kept_bodies_of_waiting_requests_stay_within_the_budget() {
+        let body = gzip(&b"a".repeat(256 << 10));
+        let head = format!("POST /up HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", body.len());
+        let one = [head.as_bytes(), &body].concat();
+        let stream = one.repeat(200);
+        let budget = Budget::new(8 << 20);
+        let cfg = HttpConfig { budget: budget.clone(), ..HttpConfig::default() };
+        let mut a = HttpAnalyzer::new(cfg, Vec::new());
+        for id in 1..=3 {
+            feed(&mut a, id, &stream, id as i64 * 1_000_000);
+        }
+        let r = budget.report();
+        assert!(r.peak_bytes <= 8 << 20, "peak {}", r.peak_bytes);
+        assert!(r.refused.get("bodies").copied().unwrap_or(0) > 0, "{r:?}");
+        for id in 1..=3 {
+            a.on_close(&Close { conn: id, ts: Ts(9_000_000), how: CloseHow::EndOfCapture });
+        }
+        let (t, stats) = a.finish();
+        assert_eq!(t.len(), 600);
+        let cut = t.iter().filter(|t| t.anomalies.contains(&Anomaly::MemoryBudget)).count();
+        assert_eq!(stats.budget_cuts, cut as u64);
+        assert!(cut > 500, "{cut} of 600 cut");
+        // Every body was still counted in full.
+        assert!(t.iter().all(|t| t.request_body.decoded_len == 256 << 10 || t.request_body.decode_stop.is_some()));
+        let kept: usize = t.iter().map(|t| t.request_body.kept.len()).sum();
+        assert!(kept <= 8 << 20);
+        drop(t);
+        assert_eq!(budget.used(), 0, "every charge given back");
+    }
+
+    /// Thousands of connections each holding most of a head that never
+    /// ends: heads stop at the budget and are given up as malformed,
+    /// labelled.
+    #[test]
+    fn unfinished_heads_over_many_connections_stay_within_the_budget() {
+        let head = format!("GET /x HTTP/1.1\r\nX-Pad: {}", "p".repeat(60_000));
+        let budget = Budget::new(16 << 20);
+        let cfg = HttpConfig { budget: budget.clone(), ..HttpConfig::default() };
+        let mut a = HttpAnalyzer::new(cfg, Vec::new());
+        for id in 1..=1000 {
+            feed(&mut a, id, head.as_bytes(), id as i64);
+        }
+        assert!(budget.report().peak_bytes <= 16 << 20);
+        for id in 1..=1000 {
+            a.on_close(&Close { conn: id, ts: Ts(9_000_000), how: CloseHow::EndOfCapture });
+        }
+        let (t, _) = a.finish();
+        let refused = t.iter().filter(|t| t.anomalies.contains(&Anomaly::MemoryBudget)).count();
+        assert!(refused > 700, "{refused}");
+        assert!(
+            t.iter().filter(|t| t.anomalies.contains(&Anomaly::MemoryBudget)).all(|t| t.outcome == Outcome::Malformed)
+        );
+        drop(t);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

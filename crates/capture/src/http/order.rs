@@ -4,16 +4,19 @@
 use std::collections::BTreeMap;
 
 use super::HttpTransaction;
+use crate::budget::{Budget, Charge, Holder};
 use crate::time::Ts;
 
 /// The ordering buffer.
-#[derive(Default)]
 pub(super) struct Orderer {
     ready: BTreeMap<(Ts, u64, u32, u64), HttpTransaction>,
     seq: u64,
     released_up_to: Option<Ts>,
     late: u64,
     bytes: usize,
+    /// The held transactions' share of the memory budget (their kept
+    /// bodies carry charges of their own).
+    charge: Charge,
 }
 
 /// Approximate memory a held transaction costs: kept bodies, heads, and
@@ -27,7 +30,29 @@ fn weight(tx: &HttpTransaction) -> usize {
         + tx.response.as_ref().map_or(0, |r| r.reason.len() + head(&r.headers))
 }
 
+/// What a held transaction costs the memory budget besides its kept
+/// bodies (which are charged on their own): the record and its heads.
+pub(super) fn record_weight(tx: &HttpTransaction) -> usize {
+    weight(tx) - tx.request_body.kept.len() - tx.response_body.kept.len()
+}
+
 impl Orderer {
+    pub(super) fn new(budget: &Budget) -> Orderer {
+        Orderer {
+            ready: BTreeMap::new(),
+            seq: 0,
+            released_up_to: None,
+            late: 0,
+            bytes: 0,
+            charge: budget.empty(Holder::Ordering),
+        }
+    }
+
+    fn take(&mut self, tx: &HttpTransaction) {
+        self.bytes -= weight(tx);
+        self.charge.shrink(record_weight(tx));
+    }
+
     pub(super) fn push(&mut self, tx: HttpTransaction) {
         self.seq += 1;
         let start = tx.timing.start();
@@ -35,6 +60,7 @@ impl Orderer {
             self.late += 1;
         }
         self.bytes += weight(&tx);
+        self.charge.grow(record_weight(&tx));
         self.ready.insert((start, tx.conn, tx.depth, self.seq), tx);
     }
 
@@ -59,7 +85,7 @@ impl Orderer {
                 break;
             }
             let tx = e.remove();
-            self.bytes -= weight(&tx);
+            self.take(&tx);
             out.push(tx);
         }
         if self.released_up_to.is_none_or(|w| watermark > w) {
@@ -74,7 +100,21 @@ impl Orderer {
         let mut out = Vec::new();
         while self.ready.len() > n || self.bytes > bytes {
             let Some((_, tx)) = self.ready.pop_first() else { break };
-            self.bytes -= weight(&tx);
+            self.take(&tx);
+            if self.released_up_to.is_none_or(|w| tx.timing.start() > w) {
+                self.released_up_to = Some(tx.timing.start());
+            }
+            out.push(tx);
+        }
+        out
+    }
+
+    /// The earliest held, in order, while `more` says so.
+    pub(super) fn release_while(&mut self, more: impl Fn() -> bool) -> Vec<HttpTransaction> {
+        let mut out = Vec::new();
+        while more() {
+            let Some((_, tx)) = self.ready.pop_first() else { break };
+            self.take(&tx);
             if self.released_up_to.is_none_or(|w| tx.timing.start() > w) {
                 self.released_up_to = Some(tx.timing.start());
             }
@@ -86,6 +126,7 @@ impl Orderer {
     /// Everything left, in order.
     pub(super) fn drain(&mut self) -> Vec<HttpTransaction> {
         self.bytes = 0;
+        self.charge.set(0);
         std::mem::take(&mut self.ready).into_values().collect()
     }
 }

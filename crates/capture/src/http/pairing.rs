@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::HttpTransaction;
+use crate::budget::Charge;
 use crate::time::Ts;
 
 /// A transaction not yet finished.
@@ -40,6 +41,8 @@ pub(super) struct Pending {
     pub peer_ack: Option<u64>,
     /// Position in the queue's order (increasing).
     seq: u64,
+    /// Its share of the memory budget while it waits.
+    pub charge: Charge,
 }
 
 impl Pending {
@@ -56,7 +59,15 @@ impl Pending {
             lost_depth: None,
             peer_ack,
             seq: 0,
+            charge: Charge::none(),
         }
+    }
+
+    /// What it holds while it waits (the record and its request head), as
+    /// charged to the memory budget. Kept bodies carry their own charge.
+    pub(super) fn weight(&self) -> usize {
+        std::mem::size_of::<Pending>()
+            + self.tx.request.as_ref().map_or(0, |r| r.uri.len() + r.method.len() + r.headers.heap_bytes())
     }
 
     /// Waiting for its answer's head.
