@@ -461,6 +461,8 @@ fn forms(secret: &str) -> Vec<String> {
             v.push(groups.join(sep));
         }
     }
+    v.sort();
+    v.dedup();
     v
 }
 
@@ -498,6 +500,33 @@ fn no_planted_secret_reaches_any_output_unless_told() {
     assert!(masked["pages.jsonl"].contains("/shop;jsessionid=***"));
     assert!(masked["failures.jsonl"].contains("server_error"));
     assert!(masked["send.jsonl"].contains("\"outcome\":\"answered\""), "{}", masked["send.jsonl"]);
+    // Consistent: the session cookie has one mask on every request of the
+    // run, in every output, so the session can still be followed.
+    let cookies: BTreeSet<String> = std::fs::read_to_string(masked_dir.join("transactions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|r| r["cookie"].as_str().unwrap().split("; ").next().unwrap().to_string())
+        .collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let sid = cookies.into_iter().next().unwrap();
+    assert!(sid.starts_with("sid=***") && sid.len() == "sid=***".len() + 6, "{sid}");
+    // Within one run, the same in every output it writes: analyze's
+    // transactions and its replays.
+    let at = masked["analyze/transactions.parquet"].find("sid=***").unwrap() + 4;
+    let analyze_sid = &masked["analyze/transactions.parquet"][at..at + 9];
+    assert!(masked["analyze/replays"].matches(analyze_sid).count() >= 7, "{analyze_sid}");
+    let har: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(masked_dir.join("replay.har")).unwrap()).unwrap();
+    let sids: BTreeSet<&str> = har["log"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["request"]["cookies"].as_array().unwrap())
+        .filter(|c| c["name"] == "sid")
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(sids.len(), 1, "{sids:?}");
 
     let open = every_output(&pcap, &open_dir, &["--no-mask"]);
     let mut found: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
