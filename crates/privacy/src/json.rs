@@ -88,6 +88,9 @@ pub(crate) fn json(m: &Masker, s: &[u8]) -> Option<Vec<u8>> {
                     if closed {
                         out.push(b'"');
                     }
+                } else if !raw.contains(&b'\\') && !crate::maybe_secret(raw) {
+                    // Nothing text masking could find.
+                    out.extend_from_slice(&s[i..after]);
                 } else {
                     let plain = unescape(raw);
                     let masked = text::text(m, &plain);

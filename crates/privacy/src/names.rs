@@ -49,6 +49,11 @@ impl Words {
 
     /// Whether `name` (as sent: percent-encoded, any bytes) names a secret.
     pub(crate) fn matches(&self, name: &[u8]) -> bool {
+        self.may_match(name) && self.matches_parts(name)
+    }
+
+    /// [`Words::matches`] without the first test.
+    fn matches_parts(&self, name: &[u8]) -> bool {
         let parts = parts(name);
         if parts.is_empty() {
             return false;
@@ -60,6 +65,31 @@ impl Words {
             }
         }
         self.short.iter().any(|w| parts.iter().any(|p| short_match(p, w)))
+    }
+}
+
+impl Words {
+    /// A cheap first test, without allocating: false when no word can
+    /// match. For a plain ASCII name, every match (a long word in the parts
+    /// run together, a short word in one part) is a substring of its
+    /// letters and digits, lowercased.
+    fn may_match(&self, name: &[u8]) -> bool {
+        const MAX: usize = 128;
+        if name.len() > MAX || name.iter().any(|c| !c.is_ascii() || *c == b'%') {
+            return true;
+        }
+        let mut buf = [0u8; MAX];
+        let mut n = 0;
+        for c in name.iter().filter(|c| c.is_ascii_alphanumeric()) {
+            buf[n] = c.to_ascii_lowercase();
+            n += 1;
+        }
+        let hay = &buf[..n];
+        let found = |w: &String| {
+            let w = w.as_bytes();
+            !w.is_empty() && w.len() <= hay.len() && hay.windows(w.len()).any(|x| x == w)
+        };
+        self.long.iter().any(found) || self.short.iter().any(found)
     }
 }
 
@@ -262,6 +292,38 @@ mod tests {
             "[]",
         ] {
             assert!(!w.matches(name.as_bytes()), "{name} should not be secret");
+        }
+    }
+
+    #[test]
+    fn the_cheap_first_test_never_hides_a_match() {
+        let w = default_words();
+        let names: Vec<Vec<u8>> = [
+            &b"pass_word"[..],
+            b"TO-KEN",
+            b"x.SID",
+            b"a+b+pin",
+            b"apiKey",
+            b"APIKey",
+            b"Card[Number]",
+            b"cvv2",
+            b"user[password]",
+            b"X-CSRF-Token",
+            b"monkey",
+            b"inside",
+            b"phpSessId",
+            b"s e s s i o n",
+        ]
+        .iter()
+        .map(|n| n.to_vec())
+        // And every name of two to four letters from a small alphabet.
+        .chain((0..4u32.pow(4)).flat_map(|i| {
+            let al = b"kesy";
+            (2..=4).map(move |len| (0..len).map(|j| al[((i >> (2 * j)) & 3) as usize]).collect::<Vec<u8>>())
+        }))
+        .collect();
+        for n in &names {
+            assert_eq!(w.matches(n), w.matches_parts(n), "{}", String::from_utf8_lossy(n));
         }
     }
 
