@@ -613,7 +613,10 @@ impl<W: Write> UserStage<W> {
                     first_frame: f.frames.map(|x| x.first),
                     last_frame: f.frames.map(|x| x.last),
                     host: text(&f.host),
-                    page_name: f.page.and_then(|i| s.pages.get(i as usize - 1)).and_then(|p| p.name.clone()),
+                    page_name: f
+                        .page
+                        .and_then(|i| s.pages.get((i as usize).checked_sub(1)?))
+                        .and_then(|p| p.name.clone()),
                     url: m.url(&f.url),
                     status: f.status,
                     detail: m.text(&f.detail).into_owned(),
