@@ -31,7 +31,12 @@ fn analyze_writes_every_output_and_matches_the_key() {
     let d = TempDir::new("analyze");
     let out = d.path("report");
     let root = util::root();
-    let printed = util::pov_ok(&["analyze", "--quiet", "--out", s(&out), s(&root.join("samples/shop.pcap"))]);
+    // Masks are keyed per run unless `[privacy] mask_key` is set: set, the
+    // replay written below by another run masks alike.
+    let cfg = d.path("pov.toml");
+    std::fs::write(&cfg, "[privacy]\nmask_key = \"analyze-test\"\n").unwrap();
+    let printed =
+        util::pov_ok(&["analyze", "--quiet", "-c", s(&cfg), "--out", s(&out), s(&root.join("samples/shop.pcap"))]);
     let mut names: Vec<String> =
         std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
@@ -80,7 +85,18 @@ fn analyze_writes_every_output_and_matches_the_key() {
         serde_json::from_str(&d[..d.find("</script>").unwrap()]).unwrap()
     };
     let alone = d.path("alone.html");
-    util::pov_ok(&["replay", "html", "--quiet", "--user", top[0], "-o", s(&alone), s(&root.join("samples/shop.pcap"))]);
+    util::pov_ok(&[
+        "replay",
+        "html",
+        "--quiet",
+        "-c",
+        s(&cfg),
+        "--user",
+        top[0],
+        "-o",
+        s(&alone),
+        s(&root.join("samples/shop.pcap")),
+    ]);
     let (a, b) = (
         data(&std::fs::read_to_string(out.join(replays[top[0]].as_str().unwrap())).unwrap()),
         data(&std::fs::read_to_string(&alone).unwrap()),

@@ -11,6 +11,7 @@ mod cli;
 mod flows;
 mod http;
 mod netem;
+mod privacy;
 mod reassembly;
 mod replay;
 mod synth;

@@ -265,9 +265,13 @@ struct TransactionsArgs {
     /// Write to this file (atomically) instead of stdout.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Show cookie values and credentials instead of masking them.
+    /// Show cookie values, credentials and other secrets instead of
+    /// masking them.
     #[arg(long)]
     no_mask: bool,
+    /// Settings file (its [privacy] section says what is masked).
+    #[arg(short, long, value_name = "POV.TOML")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
@@ -488,7 +492,8 @@ fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
 fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
-    let mask = pov::transactions::Masking { on: !a.no_mask };
+    let pov_cfg = load_config(a.config.as_deref())?;
+    let mask = pov::transactions::Masker::new(&pov_cfg.privacy, !a.no_mask);
     let format = Format::from(a.format);
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
         let writer = pov::transactions::TxWriter::new(out, format, mask)?;
@@ -629,8 +634,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         let spill = pov::replay::Spill::create(&a.out.join(".pov-replay-candidates.jsonl"))?;
         let spill = std::rc::Rc::new(std::cell::RefCell::new(spill));
         let limits = pov::replay::SelectLimits {
-            mask_params: pov_cfg.privacy.mask_params.clone(),
-            mask,
+            masker: pov::replay::Masker::new(&pov_cfg.privacy, mask),
             max_sessions: DEFAULT_MAX_REPLAY_SESSIONS,
         };
         pipe.http.sink_mut().set_tap(pov::replay::spilling_tap(std::rc::Rc::clone(&spill), limits));
@@ -651,7 +655,8 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     {
         // The analysis stands without its replays: a failure here is a
         // warning, and summary.json and report.html are still written.
-        match write_replays(&a, &files, &mut spill.borrow_mut(), mask, &pov_cfg.privacy.mask_params, &cfg, &summary) {
+        let masker = pov::replay::Masker::new(&pov_cfg.privacy, mask);
+        match write_replays(&a, &files, &mut spill.borrow_mut(), &masker, &cfg, &summary) {
             Ok(r) => summary.replays = r,
             Err(e) => eprintln!("pov: warning: no replays written: {e}"),
         }
@@ -682,8 +687,7 @@ fn write_replays(
     a: &AnalyzeArgs,
     files: &[PathBuf],
     spill: &mut pov::replay::Spill,
-    mask: bool,
-    mask_params: &[String],
+    masker: &pov::replay::Masker,
     cfg: &PipelineConfig,
     summary: &pov::analyze::Summary,
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
@@ -704,8 +708,7 @@ fn write_replays(
         let name = pov::analyze::replay_file_name(u, &taken);
         taken.insert(name.clone());
         let path = dir.join(&name);
-        let masking = pov::replay::Masking { on: mask, params: mask_params };
-        let page = pov::replay::html_of(&keep, &sessions, masking);
+        let page = pov::replay::html_of(&keep, &sessions, masker);
         output::write_atomic(&path, |w| w.write_all(page.as_bytes()))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         out.insert(u.clone(), format!("replays/{name}"));
@@ -779,7 +782,7 @@ fn collect_replay(
     let selection = Rc::new(RefCell::new(pov::replay::Selection::default()));
     let outputs = pov::users::Outputs::<io::Sink> { users: None, sessions: None, pages: None, failures: None };
     let mut stage = pov::users::UserStage::new(pov_cfg, mask, outputs).map_err(|e| anyhow::anyhow!(e))?;
-    let select = pov::replay::SelectLimits { mask_params: pov_cfg.privacy.mask_params.clone(), mask, max_sessions };
+    let select = pov::replay::SelectLimits { masker: pov::replay::Masker::new(&pov_cfg.privacy, mask), max_sessions };
     stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), select));
     let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
     let report = run_pipeline_with(files, common, cfg, &mut pipe);
@@ -867,12 +870,12 @@ fn select_sessions(
 
 fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
     let (sel, keep, report, pov_cfg, mask) = select_sessions(&a.select)?;
-    let masking = pov::replay::Masking { on: mask, params: &pov_cfg.privacy.mask_params };
+    let masking = pov::replay::Masker::new(&pov_cfg.privacy, mask);
     let mut f = output::AtomicFile::create(&a.output).map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
     if html {
-        f.write_all(pov::replay::html_of(&keep, &sel.sessions.iter().collect::<Vec<_>>(), masking).as_bytes())?;
+        f.write_all(pov::replay::html_of(&keep, &sel.sessions.iter().collect::<Vec<_>>(), &masking).as_bytes())?;
     } else {
-        serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel, masking))?;
+        serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel, &masking))?;
     }
     f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
     if !a.select.common.quiet {

@@ -15,7 +15,7 @@ use pov_sessions::FailedConn;
 use crate::config::PovConfig;
 use crate::output::{AtomicFile, Format, RecordWriter};
 use crate::pipeline::RunReport;
-use crate::transactions::{Masking, TxWriter};
+use crate::transactions::{Masker, TxWriter};
 use crate::users::{Outputs, UserStage, UserStageReport};
 
 /// The record files of a run, in its output folder.
@@ -65,7 +65,7 @@ impl AnalyzePipeline {
     ) -> io::Result<AnalyzePipeline> {
         fs::create_dir_all(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         let open = |name: &str| AtomicFile::create(&dir.join(name));
-        let tx = TxWriter::new(open(FILES[0])?, Format::Parquet, Masking { on: mask && cfg.privacy.mask })?;
+        let tx = TxWriter::new(open(FILES[0])?, Format::Parquet, Masker::new(&cfg.privacy, mask))?;
         let outputs = Outputs {
             pages: Some(RecordWriter::new(open(FILES[1])?, Format::Parquet)?),
             sessions: Some(RecordWriter::new(open(FILES[2])?, Format::Parquet)?),

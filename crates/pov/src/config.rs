@@ -7,54 +7,8 @@ use pov_classify::FailuresConfig;
 use pov_sessions::{PageRule, RevenueConfig, SessionsConfig, UsersConfig};
 use serde::Deserialize;
 
-/// `[privacy]`: what outputs hide.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PrivacyConfig {
-    /// Mask secrets in every output (the `--no-mask` flag turns it off).
-    pub mask: bool,
-    /// Salt of the user pseudonyms (same salt, same pseudonyms across runs).
-    pub hash_salt: String,
-    /// Query and form parameters whose values are masked in URLs.
-    pub mask_params: Vec<String>,
-}
-
-impl Default for PrivacyConfig {
-    fn default() -> PrivacyConfig {
-        PrivacyConfig {
-            mask: true,
-            hash_salt: String::new(),
-            mask_params: [
-                "password",
-                "passwd",
-                "pwd",
-                "pass",
-                "token",
-                "access_token",
-                "auth",
-                "key",
-                "api_key",
-                "apikey",
-                "secret",
-                "card",
-                "card_number",
-                "cardnumber",
-                "cc",
-                "ccnum",
-                "cvv",
-                "cvc",
-                "ssn",
-                "jsessionid",
-                "sessionid",
-                "session_id",
-                "phpsessid",
-                "sid",
-            ]
-            .map(String::from)
-            .to_vec(),
-        }
-    }
-}
+/// `[privacy]`: what outputs hide (pov-privacy decides it).
+pub use pov_privacy::PrivacyConfig;
 
 /// The whole file.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -241,12 +195,26 @@ funnel = ["home", "search", "category", "product", "cart", "login", "checkout", 
 currency = "USD"
 
 [privacy]
-# Mask secrets in every output (--no-mask turns it off for one run).
+# Mask secrets in every output (--no-mask turns it off for one run):
+# cookie and credential header values, the values of query, form, ;path and
+# JSON parameters with secret names (also in Referer, Location and Refresh),
+# card numbers anywhere. See docs/privacy.md.
 mask = true
-# Salt of user pseudonyms.
+# Salt of user pseudonyms (the same salt gives the same pseudonyms).
 hash_salt = ""
-# Parameters whose values are masked in URLs.
-mask_params = ["password", "passwd", "pwd", "pass", "token", "access_token", "auth", "key", "api_key", "apikey", "secret", "card", "card_number", "cardnumber", "cc", "ccnum", "cvv", "cvc", "ssn", "jsessionid", "sessionid", "session_id", "phpsessid", "sid"]
+# Words that make a parameter or field name secret. A name is
+# percent-decoded and cut into parts at _ - . [ ] and camelCase; a word of
+# four letters or more matches anywhere in it (password, new_password,
+# user[password], accessToken), a shorter one only as a whole part
+# (api_key, apiKey, connect.sid; not monkey, inside, shipping).
+secret_words = ["pass", "pwd", "token", "secret", "key", "auth", "session", "sid", "card", "cvv", "pin", "ssn", "otp"]
+# More words or names masked by the same rule: add your site's own here
+# (e.g. "email", "phone").
+mask_params = ["sessid", "cvc", "cc", "ccnum", "iban", "signature", "sig", "credential", "totp", "mfa"]
+# Key of the masks (*** and a short hash: the same value, the same mask).
+# Unset, a random key is drawn for each run, so a mask cannot be checked
+# against a guessed value; set, masks stay the same from run to run.
+# mask_key = "a long random secret"
 "#;
 
 #[cfg(test)]

@@ -288,10 +288,13 @@ fn csv_header<R: Record>() -> String {
 }
 
 /// One CSV cell for a JSON value: null is empty, lists are space-separated.
+/// Text (strings and lists) is neutralised against formula injection
+/// ([`csv_text`]); numbers and booleans are written as they are (a
+/// negative number is a number, and no spreadsheet runs it).
 fn csv_value(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => csv_field(s),
+        serde_json::Value::String(s) => csv_text(s),
         serde_json::Value::Array(a) => {
             let items: Vec<String> = a
                 .iter()
@@ -300,9 +303,22 @@ fn csv_value(v: &serde_json::Value) -> String {
                     other => other.to_string(),
                 })
                 .collect();
-            csv_field(&items.join(" "))
+            csv_text(&items.join(" "))
         }
         other => csv_field(&other.to_string()),
+    }
+}
+
+/// A CSV cell of text, neutralised by OWASP's rule against formula
+/// injection (CSV opened in a spreadsheet): a cell that begins with `=`,
+/// `+`, `-`, `@`, a tab or a carriage return gets a single quote in front
+/// and is quoted, so it reads as text (`'=cmd|' /C calc'!A0`). Other cells
+/// as [`csv_field`].
+pub fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("\"'{}\"", s.replace('"', "\"\""))
+    } else {
+        csv_field(s)
     }
 }
 
@@ -457,6 +473,26 @@ mod tests {
         assert_eq!(csv_field("a"), "a");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn csv_text_cannot_start_a_formula() {
+        assert_eq!(csv_text("=cmd|' /C calc'!A0"), "\"'=cmd|' /C calc'!A0\"");
+        assert_eq!(csv_text("+1+1"), "\"'+1+1\"");
+        assert_eq!(csv_text("-2+3"), "\"'-2+3\"");
+        assert_eq!(csv_text("@SUM(A1)"), "\"'@SUM(A1)\"");
+        assert_eq!(csv_text("\t=1"), "\"'\t=1\"");
+        assert_eq!(csv_text("\r=1"), "\"'\r=1\"");
+        assert_eq!(csv_text("=\"x\",y"), "\"'=\"\"x\"\",y\"");
+        // Anything else as before.
+        assert_eq!(csv_text("a=b"), "a=b");
+        assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text(""), "");
+        // Numbers are not text: a negative number stays a number.
+        assert_eq!(csv_value(&serde_json::json!(-1.5)), "-1.5");
+        assert_eq!(csv_value(&serde_json::json!("-1.5")), "\"'-1.5\"");
+        assert_eq!(csv_value(&serde_json::json!(["=a", "b"])), "\"'=a b\"");
+        assert_eq!(csv_value(&serde_json::json!(null)), "");
     }
 
     #[test]

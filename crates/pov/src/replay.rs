@@ -18,9 +18,9 @@ use pov_replay::{HarEntry, HarPage};
 use pov_classify::Classified;
 use pov_sessions::Session;
 
-use crate::users::{SessionTap, mask_target};
+use crate::users::SessionTap;
 
-pub use pov_replay::Masking;
+pub use pov_privacy::Masker;
 
 /// A transaction's place: (connection, position in it).
 pub type TxKey = (u64, u32);
@@ -81,10 +81,8 @@ pub struct Selection {
 /// How a selection is made.
 #[derive(Clone, Debug)]
 pub struct SelectLimits {
-    /// Query and form parameters whose values are masked in URLs.
-    pub mask_params: Vec<String>,
-    /// Mask them.
-    pub mask: bool,
+    /// Masks what the selection keeps of the sessions (URLs, details).
+    pub masker: Masker,
     /// Most sessions kept (their transactions are held whole, bodies
     /// included, until the replay is written); later matches are counted
     /// in [`Selection::over_cap`].
@@ -94,7 +92,7 @@ pub struct SelectLimits {
 /// A closed session as the replay keeps it (URLs masked as `limits` say).
 pub fn sel_session(s: &Session, c: &Classified, user: &str, sid: &str, limits: &SelectLimits) -> SelSession {
     let key = |i: usize| s.txs.get(i).map(|t| (t.conn, t.depth));
-    let masked = |u: &str| mask_target(u, &limits.mask_params, limits.mask);
+    let masked = |u: &str| limits.masker.url(u);
     SelSession {
         id: sid.to_string(),
         user: user.to_string(),
@@ -130,7 +128,7 @@ pub fn sel_session(s: &Session, c: &Classified, user: &str, sid: &str, limits: &
                     ts: f.ts,
                     url: masked(&f.url),
                     status: f.status,
-                    detail: f.detail.clone(),
+                    detail: limits.masker.text(&f.detail).into_owned(),
                 };
                 (rf, f.tx.and_then(key))
             })
@@ -293,7 +291,7 @@ impl TxSink for Keep {
 }
 
 /// The HTML replay of some of the selected sessions.
-pub fn html_of(keep: &Keep, sessions: &[&SelSession], mask: Masking<'_>) -> String {
+pub fn html_of(keep: &Keep, sessions: &[&SelSession], mask: &Masker) -> String {
     let txs: Vec<&HttpTransaction> = keep.kept.iter().collect();
     let at: HashMap<TxKey, usize> = txs.iter().enumerate().map(|(i, t)| ((t.conn, t.depth), i)).collect();
     let idx = |k: &TxKey| at.get(k).copied();
@@ -332,7 +330,7 @@ pub fn in_order(keep: &Keep) -> Vec<&HttpTransaction> {
 }
 
 /// The HAR of the kept transactions.
-pub fn har(keep: &Keep, sel: &Selection, mask: Masking<'_>) -> serde_json::Value {
+pub fn har(keep: &Keep, sel: &Selection, mask: &Masker) -> serde_json::Value {
     let entries: Vec<HarEntry<'_>> = in_order(keep)
         .into_iter()
         .map(|t| {

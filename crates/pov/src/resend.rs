@@ -13,7 +13,7 @@ use pov_sessions::ResourceClass;
 
 use crate::output::Record;
 use crate::replay::{Keep, Selection, TxKey, in_order};
-use crate::users::mask_target;
+use pov_privacy::Masker;
 
 /// The requests to re-send (request order) and the captured transactions
 /// they come from; transactions whose request head the capture lost are
@@ -56,7 +56,7 @@ pub struct SendRecord {
     pub ts: f64,
     /// Method.
     pub method: String,
-    /// Path and query (secret parameters masked).
+    /// Path and query (secrets masked).
     pub url: String,
     /// Captured status.
     pub captured_status: Option<u16>,
@@ -189,8 +189,7 @@ pub fn compare(
     results: &[SendResult],
     failures: &HashMap<TxKey, Vec<String>>,
     classifier: &Classifier,
-    mask_params: &[String],
-    mask: bool,
+    masker: &Masker,
 ) -> (Vec<SendRecord>, SendSummary) {
     let mut sum = SendSummary { requests: txs.len() as u64, ..SendSummary::default() };
     let mut out = Vec::with_capacity(txs.len());
@@ -198,15 +197,15 @@ pub fn compare(
         let captured_status = t.response.as_ref().map(|h| h.status);
         let kinds = failures.get(&(t.conn, t.depth)).cloned().unwrap_or_default();
         let (note, skipped) = match &r.outcome {
-            SendOutcome::Skipped(why) => (Some(why.clone()), true),
-            SendOutcome::Error(e) => (Some(e.clone()), false),
+            SendOutcome::Skipped(why) => (Some(masker.text(why).into_owned()), true),
+            SendOutcome::Error(e) => (Some(masker.text(e).into_owned()), false),
             _ => (None, false),
         };
         let mut rec = SendRecord {
             session: q.session.clone(),
             ts: t.timing.start().as_secs_f64(),
             method: q.method.clone(),
-            url: mask_target(&q.target, mask_params, mask),
+            url: masker.url(&q.target),
             captured_status,
             captured_body_len: t.response_body.decoded_len,
             captured_outcome: t.outcome.as_str().to_string(),
@@ -292,7 +291,8 @@ pub fn resend(
     let total = reqs.len();
     let results = pov_replay::send::send(&reqs, cfg, &|n| progress(n, total));
     let (by_tx, without_tx) = failures_by_tx(sel);
-    let (records, mut sum) = compare(&txs, &reqs, &results, &by_tx, &classifier, &pov_cfg.privacy.mask_params, mask);
+    let masker = Masker::new(&pov_cfg.privacy, mask);
+    let (records, mut sum) = compare(&txs, &reqs, &results, &by_tx, &classifier, &masker);
     sum.head_lost = head_lost;
     sum.requests += head_lost;
     sum.not_replayable += without_tx;

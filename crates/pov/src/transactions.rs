@@ -6,48 +6,9 @@ use std::io::{self, Write};
 use pov_capture::Ts;
 use pov_capture::http::{HttpTransaction, TxSink, uri};
 
+pub use pov_privacy::Masker;
+
 use crate::output::{Format, Kind, Record, RecordWriter};
-
-/// Masks secrets (cookie values, credentials) unless told not to.
-#[derive(Clone, Copy, Debug)]
-pub struct Masking {
-    /// Mask (the default).
-    pub on: bool,
-}
-
-impl Default for Masking {
-    fn default() -> Masking {
-        Masking { on: true }
-    }
-}
-
-/// The mask put in place of a secret.
-pub const MASK: &str = "***";
-
-impl Masking {
-    fn value(&self, v: &str) -> String {
-        if self.on && !v.is_empty() { MASK.to_string() } else { v.to_string() }
-    }
-
-    /// `name=value; ...` with values masked.
-    fn pairs(&self, pairs: &[(String, String)]) -> Option<String> {
-        if pairs.is_empty() {
-            return None;
-        }
-        Some(pairs.iter().map(|(k, v)| format!("{k}={}", self.value(v))).collect::<Vec<_>>().join("; "))
-    }
-
-    /// An Authorization value: the scheme stays, the credentials are masked.
-    fn auth(&self, v: &str) -> String {
-        if !self.on {
-            return v.to_string();
-        }
-        match v.split_once(' ') {
-            Some((scheme, _)) => format!("{scheme} {MASK}"),
-            None => MASK.to_string(),
-        }
-    }
-}
 
 /// One output record (field order is the JSON and CSV column order).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -75,11 +36,12 @@ pub struct TxRecord {
     pub method: Option<String>,
     /// Host header.
     pub host: Option<String>,
-    /// Request target, percent-decoded (non-printable bytes as `\xNN`).
+    /// Request target, percent-decoded (non-printable bytes as `\xNN`),
+    /// secrets masked.
     pub uri: Option<String>,
-    /// Request target as sent.
+    /// Request target as sent, secrets masked.
     pub uri_raw: Option<String>,
-    /// Referer header.
+    /// Referer header, secrets masked.
     pub referrer: Option<String>,
     /// HTTP version of the response (of the request when there is none).
     pub version: Option<String>,
@@ -123,9 +85,10 @@ pub struct TxRecord {
     pub wire_body_len: u64,
     /// Request body bytes on the wire (de-chunked, not decoded).
     pub request_wire_body_len: u64,
-    /// Cookies sent (`name=value; ...`, values masked).
+    /// Cookies sent (`name=value; ...`, values masked; a cookie without
+    /// `=` is a masked value).
     pub cookie: Option<String>,
-    /// Cookies set by the response (values masked).
+    /// Cookies set by the response (`name=value; ...`, values masked).
     pub set_cookie: Option<String>,
     /// Authorization header (credentials masked).
     pub authorization: Option<String>,
@@ -143,6 +106,12 @@ pub struct TxRecord {
     pub anomalies: Vec<String>,
 }
 
+/// `a; b; ...` of non-empty parts, or nothing.
+fn joined(parts: impl Iterator<Item = String>) -> Option<String> {
+    let v: Vec<String> = parts.filter(|p| !p.is_empty()).collect();
+    (!v.is_empty()).then(|| v.join("; "))
+}
+
 fn secs(t: Option<Ts>) -> Option<f64> {
     t.map(Ts::as_secs_f64)
 }
@@ -153,9 +122,12 @@ fn ip(a: std::net::SocketAddr) -> String {
 
 impl TxRecord {
     /// The record of a transaction.
-    pub fn new(tx: &HttpTransaction, mask: Masking) -> TxRecord {
+    pub fn new(tx: &HttpTransaction, mask: &Masker) -> TxRecord {
         let req = tx.request.as_ref();
         let resp = tx.response.as_ref();
+        // Masked as sent, then decoded: a secret is masked however it was
+        // encoded.
+        let target = req.map(|r| mask.url_raw(&r.uri));
         let anomalies = tx
             .anomalies
             .iter()
@@ -170,16 +142,16 @@ impl TxRecord {
             resp_p: tx.server.port(),
             trans_depth: tx.depth,
             method: req.map(|r| r.method.clone()).filter(|m| !m.is_empty()),
-            host: req.and_then(|r| r.host()),
-            uri: req.map(|r| uri::zeek_decode(&r.uri)).filter(|u| !u.is_empty()),
-            uri_raw: req.map(|r| uri::escape(&r.uri)).filter(|u| !u.is_empty()),
-            referrer: req.and_then(|r| r.referer()),
+            host: req.and_then(|r| r.host()).map(|h| mask.text(&h).into_owned()),
+            uri: target.as_deref().map(uri::zeek_decode).filter(|u| !u.is_empty()),
+            uri_raw: target.as_deref().map(uri::escape).filter(|u| !u.is_empty()),
+            referrer: req.and_then(|r| r.headers.get("referer")).map(|v| mask.header_value("referer", v)),
             version: resp.map(|r| r.version_text()).or(req.map(|r| r.version_text())).map(str::to_owned),
-            user_agent: req.and_then(|r| r.user_agent()),
+            user_agent: req.and_then(|r| r.user_agent()).map(|u| mask.text(&u).into_owned()),
             request_body_len: tx.request_body.decoded_len,
             response_body_len: tx.response_body.decoded_len,
             status_code: resp.map(|r| r.status),
-            status_msg: resp.map(|r| String::from_utf8_lossy(&r.reason).into_owned()),
+            status_msg: resp.map(|r| mask.text(&String::from_utf8_lossy(&r.reason)).into_owned()),
             info_code: tx.interim.last().copied(),
             req_start: secs(tx.timing.req_start),
             req_end: secs(tx.timing.req_end),
@@ -195,9 +167,16 @@ impl TxRecord {
             content_type: resp.and_then(|r| r.content_type()),
             wire_body_len: tx.response_body.wire_len,
             request_wire_body_len: tx.request_body.wire_len,
-            cookie: req.and_then(|r| mask.pairs(&r.headers.cookies())),
-            set_cookie: resp.and_then(|r| mask.pairs(&r.headers.set_cookies())),
-            authorization: req.and_then(|r| r.headers.text("authorization")).map(|a| mask.auth(&a)),
+            cookie: req.and_then(|r| joined(r.headers.get_all("cookie").map(|v| mask.cookie_header(v)))),
+            set_cookie: resp.and_then(|r| {
+                joined(r.headers.get_all("set-cookie").map(|v| {
+                    let (k, v) = mask.set_cookie_pair(v);
+                    if k.is_empty() { v } else { format!("{k}={v}") }
+                }))
+            }),
+            authorization: req
+                .and_then(|r| r.headers.get("authorization"))
+                .map(|a| mask.header_value("authorization", a)),
             x_forwarded_for: req.map(|r| r.x_forwarded_for().join(", ")).filter(|s| !s.is_empty()),
             req_first_frame: tx.req_frames.map(|f| f.first),
             req_last_frame: tx.req_frames.map(|f| f.last),
@@ -293,13 +272,13 @@ impl Record for TxRecord {
 /// Writes transactions as they come, in any format (see [`RecordWriter`]).
 pub struct TxWriter<W: Write> {
     out: RecordWriter<W, TxRecord>,
-    mask: Masking,
+    mask: Masker,
     error: Option<io::Error>,
 }
 
 impl<W: Write> TxWriter<W> {
     /// A writer in `format`.
-    pub fn new(out: W, format: Format, mask: Masking) -> io::Result<TxWriter<W>> {
+    pub fn new(out: W, format: Format, mask: Masker) -> io::Result<TxWriter<W>> {
         Ok(TxWriter { out: RecordWriter::new(out, format)?, mask, error: None })
     }
 
@@ -322,7 +301,7 @@ impl<W: Write> TxWriter<W> {
     /// Writes one transaction (the first write error is kept for
     /// [`TxWriter::finish`]).
     pub fn write(&mut self, tx: &HttpTransaction) {
-        let r = TxRecord::new(tx, self.mask);
+        let r = TxRecord::new(tx, &self.mask);
         if self.error.is_none()
             && let Err(e) = self.out.write(&r)
         {
@@ -340,14 +319,66 @@ impl<W: Write> TxSink for TxWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pov_capture::http::{Headers, Outcome, RequestHead, ResponseHead};
+
+    fn tx(uri: &[u8], req: &[(&[u8], &[u8])], resp: &[(&[u8], &[u8])]) -> HttpTransaction {
+        HttpTransaction {
+            conn: 1,
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            depth: 1,
+            request: Some(RequestHead {
+                method: "GET".into(),
+                uri: uri.to_vec(),
+                version: Some(1),
+                headers: Headers::from_pairs(req.iter().copied()),
+            }),
+            response: Some(ResponseHead {
+                version: Some(1),
+                status: 200,
+                reason: b"OK".to_vec(),
+                headers: Headers::from_pairs(resp.iter().copied()),
+            }),
+            interim: Vec::new(),
+            timing: Default::default(),
+            req_frames: None,
+            resp_frames: None,
+            request_body: Default::default(),
+            response_body: Default::default(),
+            outcome: Outcome::Complete,
+            waited: None,
+            missing_bytes: 0,
+            anomalies: Vec::new(),
+        }
+    }
 
     #[test]
-    fn masks_secrets() {
-        let m = Masking::default();
-        assert_eq!(m.pairs(&[("sid".into(), "abc".into()), ("x".into(), "".into())]).unwrap(), "sid=***; x=");
-        assert_eq!(m.auth("Basic dXNlcjpwYXNz"), "Basic ***");
-        let open = Masking { on: false };
-        assert_eq!(open.auth("Basic dXNlcjpwYXNz"), "Basic dXNlcjpwYXNz");
-        assert_eq!(open.pairs(&[("sid".into(), "abc".into())]).unwrap(), "sid=abc");
+    fn records_mask_secrets() {
+        let cfg = pov_privacy::PrivacyConfig { mask_key: Some("t".into()), ..Default::default() };
+        let m = Masker::new(&cfg, true);
+        let t = tx(
+            b"/a;jsessionid=J1?p%61ssword=%41b&q=x%20y",
+            &[
+                (b"Cookie", b"sid=abc; b4re"),
+                (b"Cookie", b"theme=dark"),
+                (b"Authorization", b"Basic dXNlcjpwYXNz"),
+                (b"Referer", b"http://h/?token=R"),
+            ],
+            &[(b"Set-Cookie", b"sid=n3w; Path=/"), (b"Set-Cookie", b"lonely")],
+        );
+        let r = TxRecord::new(&t, &m);
+        let k = |v: &str| m.mask(v.as_bytes());
+        // The masked target, then decoded: the encoded secret is gone in both.
+        assert_eq!(r.uri_raw.unwrap(), format!("/a;jsessionid={}?p%61ssword={}&q=x%20y", k("J1"), k("Ab")));
+        assert_eq!(r.uri.unwrap(), format!("/a;jsessionid={}?password={}&q=x y", k("J1"), k("Ab")));
+        assert_eq!(r.referrer.unwrap(), format!("http://h/?token={}", k("R")));
+        assert_eq!(r.cookie.unwrap(), format!("sid={}; {}; theme={}", k("abc"), k("b4re"), k("dark")));
+        assert_eq!(r.set_cookie.unwrap(), format!("sid={}; {}", k("n3w"), k("lonely")));
+        assert_eq!(r.authorization.unwrap(), format!("Basic {}", k("dXNlcjpwYXNz")));
+        let open = TxRecord::new(&t, &Masker::off());
+        assert_eq!(open.uri.unwrap(), "/a;jsessionid=J1?password=Ab&q=x y");
+        assert_eq!(open.cookie.unwrap(), "sid=abc; b4re; theme=dark");
+        assert_eq!(open.set_cookie.unwrap(), "sid=n3w; lonely");
+        assert_eq!(open.authorization.unwrap(), "Basic dXNlcjpwYXNz");
     }
 }

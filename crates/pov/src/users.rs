@@ -14,7 +14,7 @@ use pov_sessions::{FailedConn, Session, SessionStats, Sessionizer, Tx, UserKey};
 
 use crate::config::PovConfig;
 use crate::output::{Format, Kind, Record, RecordWriter};
-use crate::transactions::MASK;
+use pov_privacy::Masker;
 
 fn secs(t: Ts) -> f64 {
     t.as_secs_f64()
@@ -22,38 +22,6 @@ fn secs(t: Ts) -> f64 {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-/// Masks the values of sensitive parameters in a path and query.
-pub fn mask_target(target: &str, params: &[String], on: bool) -> String {
-    if !on {
-        return target.to_string();
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    let sensitive = |k: &str| params.iter().any(|p| p.eq_ignore_ascii_case(k));
-    let mask_pairs = |s: &str, sep: char| -> String {
-        s.split(sep)
-            .map(|pair| match pair.split_once('=') {
-                Some((k, v)) if sensitive(k) && !v.is_empty() => format!("{k}={MASK}"),
-                _ => pair.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(&sep.to_string())
-    };
-    let mut segs = path.split(';');
-    let mut out = segs.next().unwrap_or("").to_string();
-    for s in segs {
-        out.push(';');
-        out.push_str(&mask_pairs(s, '&'));
-    }
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(&mask_pairs(q, '&'));
-    }
-    out
 }
 
 /// One row of `pov users`.
@@ -535,6 +503,7 @@ pub struct UserStageReport {
 pub struct UserStage<W: Write> {
     cfg: PovConfig,
     mask: bool,
+    masker: Masker,
     sessionizer: Sessionizer,
     classifier: Classifier,
     proxies: Vec<pov_sessions::config::Cidr>,
@@ -571,6 +540,7 @@ impl<W: Write> UserStage<W> {
             proxies: Sessionizer::proxies(&cfg.users)?,
             cfg: cfg.clone(),
             mask: mask && cfg.privacy.mask,
+            masker: Masker::new(&cfg.privacy, mask),
             users: HashMap::new(),
             out,
             error: None,
@@ -624,7 +594,8 @@ impl<W: Write> UserStage<W> {
         for (k, n) in &noticed {
             *self.report.failures_by_kind.entry(k.clone()).or_default() += n;
         }
-        let params = &self.cfg.privacy.mask_params;
+        let m = &self.masker;
+        let text = |s: &Option<String>| s.as_deref().map(|s| m.text(s).into_owned());
         if let Some(w) = self.out.failures.as_mut() {
             for f in &c.failures {
                 w.write(&FailureRecord {
@@ -641,11 +612,14 @@ impl<W: Write> UserStage<W> {
                     trans_depth: f.depth,
                     first_frame: f.frames.map(|x| x.first),
                     last_frame: f.frames.map(|x| x.last),
-                    host: f.host.clone(),
-                    page_name: f.page.and_then(|i| s.pages.get(i as usize - 1)).and_then(|p| p.name.clone()),
-                    url: mask_target(&f.url, params, self.mask),
+                    host: text(&f.host),
+                    page_name: f
+                        .page
+                        .and_then(|i| s.pages.get((i as usize).checked_sub(1)?))
+                        .and_then(|p| p.name.clone()),
+                    url: m.url(&f.url),
                     status: f.status,
-                    detail: f.detail.clone(),
+                    detail: m.text(&f.detail).into_owned(),
                 })?;
             }
         }
@@ -662,8 +636,8 @@ impl<W: Write> UserStage<W> {
                     session: sid.clone(),
                     user: user.clone(),
                     ts: secs(p.start),
-                    host: p.host.clone(),
-                    url: mask_target(&p.url, params, self.mask),
+                    host: text(&p.host),
+                    url: m.url(&p.url),
                     name: p.name.clone(),
                     step: p.step.clone(),
                     status: p.status,
@@ -713,7 +687,7 @@ impl<W: Write> UserStage<W> {
                 end: secs(s.end),
                 duration_s: round2((s.end - s.start).as_secs_f64()),
                 client_ip: s.client_ip.map(|i| i.to_string()),
-                user_agent: s.user_agent.clone(),
+                user_agent: text(&s.user_agent),
                 pages: s.pages.len() as u64,
                 transactions: s.txs.len() as u64,
                 last_step: s.pages.iter().rev().find_map(|p| p.step.clone()),
@@ -721,7 +695,7 @@ impl<W: Write> UserStage<W> {
                 exit_step: s.pages.last().and_then(|p| p.step.clone()),
                 left_after_failure: exit_failure.is_some(),
                 exit_failure: exit_failure.map(|k| k.as_str().to_string()),
-                exit_url: s.pages.last().map(|p| mask_target(&p.url, params, self.mask)),
+                exit_url: s.pages.last().map(|p| m.url(&p.url)),
                 steps,
                 failures: noticed.clone(),
                 minor_failures: minor,
@@ -804,7 +778,7 @@ impl<W: Write> UserStage<W> {
                     first_ts: secs(u.first),
                     last_ts: secs(u.last),
                     client_ip: u.client_ip.clone(),
-                    user_agent: u.user_agent.clone(),
+                    user_agent: u.user_agent.as_deref().map(|a| self.masker.text(a).into_owned()),
                     login,
                     sessions: u.sessions,
                     pages: u.pages,
@@ -887,18 +861,4 @@ impl<S: FailedConnSink> StreamSink for UserPipeline<S> {
 /// Every noticed failure kind name, for documentation and tests.
 pub fn failure_kinds() -> Vec<&'static str> {
     FailureKind::ALL.iter().map(|k| k.as_str()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_sensitive_parameters() {
-        let p: Vec<String> = ["password", "jsessionid", "card"].map(String::from).to_vec();
-        assert_eq!(mask_target("/login?user=a&password=hunter2", &p, true), "/login?user=a&password=***");
-        assert_eq!(mask_target("/a;jsessionid=XYZ?card=4111&x=1", &p, true), "/a;jsessionid=***?card=***&x=1");
-        assert_eq!(mask_target("/login?password=hunter2", &p, false), "/login?password=hunter2");
-        assert_eq!(mask_target("/plain", &p, true), "/plain");
-    }
 }

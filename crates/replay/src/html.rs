@@ -19,7 +19,7 @@ use pov_capture::http::HttpTransaction;
 use serde_json::{Value, json};
 
 use crate::rewrite::{Resolver, Use, rewrite_css, rewrite_html};
-use crate::{HarEntry, Masking, base64, entry, is_text, mask_cards};
+use crate::{HarEntry, Masker, base64, entry, is_text};
 
 /// A failure the user met, as the replay shows it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -101,7 +101,7 @@ struct Resources<'a> {
     css_by_content: HashMap<u64, Vec<usize>>,
     /// The page being rewritten starts here (the nearest copy wins).
     at: Ts,
-    mask: bool,
+    mask: Masker,
 }
 
 /// Absolute URL of a transaction's request.
@@ -118,7 +118,7 @@ fn mime_of(t: &HttpTransaction) -> String {
 }
 
 impl<'a> Resources<'a> {
-    fn new(txs: &'a [&'a HttpTransaction], mask: bool) -> Resources<'a> {
+    fn new(txs: &'a [&'a HttpTransaction], mask: Masker) -> Resources<'a> {
         let mut by_url: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, t) in txs.iter().enumerate() {
             let ok = t.response.as_ref().is_some_and(|r| (200..300).contains(&r.status));
@@ -192,8 +192,8 @@ impl Resolver for Resources<'_> {
                     return Some(format!("pov-css:{r}"));
                 }
                 let text = String::from_utf8_lossy(&self.txs[i].response_body.kept).into_owned();
-                let css = rewrite_css(&text, url, self).replace("</style", "<\\/style");
-                let css = if self.mask { mask_cards(&css) } else { css };
+                let css = rewrite_css(&text, url, self);
+                let css = self.mask.text(&css).replace("</style", "<\\/style");
                 // The same sheet fetched by many users is stored once.
                 let mut h = DefaultHasher::new();
                 css.hash(&mut h);
@@ -222,7 +222,7 @@ fn ms_between(a: Ts, b: Ts) -> f64 {
 
 /// The document a page view shows: its captured HTML made safe, or its
 /// body as text, or `None` when nothing came back.
-fn document(t: &HttpTransaction, res: &mut Resources<'_>, mask: bool) -> Option<String> {
+fn document(t: &HttpTransaction, res: &mut Resources<'_>, m: &Masker) -> Option<String> {
     t.response.as_ref()?;
     let body = &t.response_body.kept;
     if body.is_empty() {
@@ -230,14 +230,13 @@ fn document(t: &HttpTransaction, res: &mut Resources<'_>, mask: bool) -> Option<
     }
     let mime = mime_of(t);
     let text = String::from_utf8_lossy(body);
-    let doc = if mime.contains("html") || (mime == "application/octet-stream" && text.trim_start().starts_with('<')) {
-        rewrite_html(&text, &url_of(t)?, res)
+    Some(if mime.contains("html") || (mime == "application/octet-stream" && text.trim_start().starts_with('<')) {
+        m.text(&rewrite_html(&text, &url_of(t)?, res)).into_owned()
     } else if is_text(&mime) {
-        format!("<pre style=\"white-space:pre-wrap\">{}</pre>", escape(&text))
+        format!("<pre style=\"white-space:pre-wrap\">{}</pre>", escape(&m.body(&mime, body)))
     } else {
         format!("<p>{} body, {} bytes</p>", escape(&mime), t.response_body.decoded_len)
-    };
-    Some(if mask { mask_cards(&doc) } else { doc })
+    })
 }
 
 /// Escapes text for HTML.
@@ -256,16 +255,42 @@ pub fn escape(s: &str) -> String {
     o
 }
 
+/// JSON text made safe inside an HTML `<script>` element: `<`, `>` and
+/// `&` (which can only be inside its strings) and the line separators
+/// U+2028 and U+2029 written as `\u` escapes, so no captured text can end
+/// the element (`</script>`), open an HTML comment that swallows its end
+/// (`<!--<script`), or break a JavaScript reader. It parses back to the
+/// same value. The HTML replay's data block and report.html use it.
+pub fn script_json(json: &str) -> String {
+    let mut o = String::with_capacity(json.len() + json.len() / 16);
+    for c in json.chars() {
+        match c {
+            '<' => o.push_str("\\u003c"),
+            '>' => o.push_str("\\u003e"),
+            '&' => o.push_str("\\u0026"),
+            '\u{2028}' => o.push_str("\\u2028"),
+            '\u{2029}' => o.push_str("\\u2029"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
 /// A HAR-style entry for the details panel, with its body cut to a preview.
-fn details(t: &HttpTransaction, session_start: Ts, m: Masking<'_>) -> Value {
-    let mask = m.on;
+fn details(t: &HttpTransaction, session_start: Ts, m: &Masker) -> Value {
     let mut e = entry(&HarEntry { page: None, session: None, tx: t }, m);
     let content = &mut e["response"]["content"];
-    let preview = if is_text(content["mimeType"].as_str().unwrap_or("")) {
+    let mime = content["mimeType"].as_str().unwrap_or("").to_string();
+    let preview = if is_text(&mime) {
         let body = &t.response_body.kept;
         let cut = &body[..body.len().min(PREVIEW_BYTES)];
-        let text = String::from_utf8_lossy(cut).into_owned();
-        Some(if mask { mask_cards(&text) } else { text })
+        // A preview cut inside a character: the bytes up to it.
+        let cut = match std::str::from_utf8(cut) {
+            Ok(_) => cut,
+            Err(e) if e.error_len().is_none() => &cut[..e.valid_up_to()],
+            Err(_) => cut,
+        };
+        Some(m.body(&mime, cut))
     } else {
         None
     };
@@ -281,9 +306,8 @@ fn details(t: &HttpTransaction, session_start: Ts, m: Masking<'_>) -> Value {
 }
 
 /// The replay page for `sessions`, whose indices point into `txs`.
-pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: Masking<'_>, version: &str) -> String {
-    let mask = m.on;
-    let mut res = Resources::new(txs, mask);
+pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: &Masker, version: &str) -> String {
+    let mut res = Resources::new(txs, m.clone());
     let mut docs: Vec<String> = Vec::new();
     let mut out_sessions = Vec::with_capacity(sessions.len());
     for s in sessions {
@@ -298,7 +322,7 @@ pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: Masking<'_>
         let mut pages = Vec::with_capacity(s.pages.len());
         for (pi, p) in s.pages.iter().enumerate() {
             res.at = p.start;
-            let doc = p.document.and_then(|d| txs.get(d)).and_then(|t| document(t, &mut res, mask));
+            let doc = p.document.and_then(|d| txs.get(d)).and_then(|t| document(t, &mut res, m));
             let doc_index = doc.map(|d| {
                 docs.push(d);
                 docs.len() - 1
@@ -324,7 +348,7 @@ pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: Masking<'_>
                 json!({
                     "kind": f.kind, "rule": f.rule, "severity": f.severity, "page": f.page,
                     "entry": f.tx.and_then(|i| entry_of.get(&i)), "url": f.url, "status": f.status,
-                    "detail": f.detail, "at_ms": ms_between(s.start, f.ts),
+                    "detail": m.text(&f.detail), "at_ms": ms_between(s.start, f.ts),
                 })
             })
             .collect();
@@ -339,8 +363,7 @@ pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: Masking<'_>
         }));
     }
     let data = json!({"version": version, "sessions": out_sessions, "docs": docs, "res": res.list});
-    // In a <script> element, "</" would end it early.
-    let data = data.to_string().replace("</", "<\\/");
+    let data = script_json(&data.to_string());
     let title = match sessions {
         [one] => format!("pov replay: session {}", one.id),
         _ => format!("pov replay: {} sessions", sessions.len()),
@@ -356,3 +379,21 @@ pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: Masking<'_>
 /// (no script, no forms, no navigation of the top page); the page's own
 /// policy lets nothing load from the network, and frames inherit it.
 const TEMPLATE: &str = include_str!("replay.html");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_in_a_script_element_cannot_end_it() {
+        let v = json!({"ua": "<!--<script>", "url": "/x?</script><b>&amp;", "ls": "a\u{2028}b\u{2029}c"});
+        let safe = script_json(&v.to_string());
+        assert!(!safe.contains(['<', '>', '&', '\u{2028}', '\u{2029}']), "{safe}");
+        assert_eq!(
+            safe,
+            r#"{"ls":"a\u2028b\u2029c","ua":"\u003c!--\u003cscript\u003e","url":"/x?\u003c/script\u003e\u003cb\u003e\u0026amp;"}"#
+        );
+        // It parses back to the same strings.
+        assert_eq!(serde_json::from_str::<Value>(&safe).unwrap(), v);
+    }
+}

@@ -15,6 +15,8 @@ use pov_capture::Ts;
 use pov_capture::http::{Headers, HttpTransaction};
 use serde_json::{Value, json};
 
+pub use pov_privacy::Masker;
+
 /// A page view of the HAR.
 #[derive(Clone, Debug)]
 pub struct HarPage {
@@ -39,94 +41,6 @@ pub struct HarEntry<'a> {
     pub tx: &'a HttpTransaction,
 }
 
-const MASK: &str = "***";
-
-/// What to mask in the outputs.
-#[derive(Clone, Copy, Debug)]
-pub struct Masking<'a> {
-    /// Mask at all (`--no-mask` turns it off).
-    pub on: bool,
-    /// Query and form parameters to mask besides those whose names look
-    /// secret (`[privacy] mask_params`).
-    pub params: &'a [String],
-}
-
-impl Masking<'_> {
-    fn param(&self, name: &str) -> bool {
-        self.on && (secret_param(name) || self.params.iter().any(|p| p.eq_ignore_ascii_case(name)))
-    }
-}
-
-/// Header names whose values are secrets.
-fn secret_header(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "cookie" | "set-cookie" | "authorization" | "proxy-authorization" | "x-api-key" | "x-auth-token"
-    )
-}
-
-/// Form and query parameter names whose values are secrets.
-fn secret_param(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    ["pass", "pwd", "token", "secret", "card", "cvv", "cvc", "ssn", "auth", "session", "sid"]
-        .iter()
-        .any(|s| n.contains(s))
-}
-
-/// Card numbers in `text` (13 to 19 digits, single spaces or dashes
-/// between them allowed, passing the Luhn check) with all but their last
-/// four digits masked.
-pub fn mask_cards(text: &str) -> String {
-    let b = text.as_bytes();
-    let mut out: Option<Vec<u8>> = None;
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
-            i += 1;
-            continue;
-        }
-        // The run of digits and single separators from here.
-        let mut j = i;
-        let mut end = i;
-        let mut digits = 0;
-        while j < b.len() {
-            if b[j].is_ascii_digit() {
-                digits += 1;
-                j += 1;
-                end = j;
-            } else if (b[j] == b' ' || b[j] == b'-') && j + 1 < b.len() && b[j + 1].is_ascii_digit() {
-                j += 1;
-            } else {
-                break;
-            }
-        }
-        let alnum_after = end < b.len() && b[end].is_ascii_alphanumeric();
-        if (13..=19).contains(&digits) && !alnum_after && luhn(&b[i..end]) {
-            let o = out.get_or_insert_with(|| b.to_vec());
-            let mut left = digits - 4;
-            for k in i..end {
-                if left > 0 && b[k].is_ascii_digit() {
-                    o[k] = b'*';
-                    left -= 1;
-                }
-            }
-        }
-        i = end.max(i + 1);
-    }
-    match out {
-        Some(o) => String::from_utf8(o).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        None => text.to_string(),
-    }
-}
-
-fn luhn(run: &[u8]) -> bool {
-    let mut sum = 0;
-    for (n, d) in run.iter().rev().filter(|c| c.is_ascii_digit()).map(|c| u32::from(c - b'0')).enumerate() {
-        sum += if n % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d };
-    }
-    sum % 10 == 0
-}
-
 /// An ISO 8601 date-time (UTC, milliseconds) for a capture time.
 pub fn iso8601(t: Ts) -> String {
     let ms = t.0.div_euclid(1_000_000);
@@ -145,57 +59,18 @@ pub fn iso8601(t: Ts) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-fn headers(h: &Headers, mask: bool) -> Vec<Value> {
+fn headers(h: &Headers, m: &Masker) -> Vec<Value> {
     h.iter()
         .map(|(n, v)| {
             let name = String::from_utf8_lossy(n).into_owned();
-            let value =
-                if mask && secret_header(&name) { MASK.to_string() } else { String::from_utf8_lossy(v).into_owned() };
+            let value = m.header_value(&name, v);
             json!({"name": name, "value": value})
         })
         .collect()
 }
 
-fn pairs(text: &str, m: Masking<'_>) -> Vec<Value> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let v = if m.param(k) && !v.is_empty() { MASK } else { v };
-            json!({"name": k, "value": v})
-        })
-        .collect()
-}
-
-/// `url` with the values of its secret query parameters masked.
-fn mask_url(url: &str, m: Masking<'_>) -> String {
-    let Some((base, query)) = url.split_once('?') else { return url.to_string() };
-    if !m.on {
-        return url.to_string();
-    }
-    let (query, frag) = match query.split_once('#') {
-        Some((q, f)) => (q, Some(f)),
-        None => (query, None),
-    };
-    let q: Vec<String> = query
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) if m.param(k) && !v.is_empty() => format!("{k}={MASK}"),
-            _ => p.to_string(),
-        })
-        .collect();
-    let mut out = format!("{base}?{}", q.join("&"));
-    if let Some(f) = frag {
-        out.push('#');
-        out.push_str(f);
-    }
-    out
-}
-
-fn cookies(list: Vec<(String, String)>, mask: bool) -> Vec<Value> {
-    list.into_iter()
-        .map(|(k, v)| json!({"name": k, "value": if mask && !v.is_empty() { MASK.to_string() } else { v }}))
-        .collect()
+fn pairs(list: Vec<(String, String)>) -> Vec<Value> {
+    list.into_iter().map(|(k, v)| json!({"name": k, "value": v})).collect()
 }
 
 pub(crate) fn is_text(mime: &str) -> bool {
@@ -225,14 +100,14 @@ fn ms(d: Option<pov_capture::Dur>) -> f64 {
     d.map(|d| (d.as_millis_f64() * 1000.0).round() / 1000.0).unwrap_or(-1.0)
 }
 
-pub(crate) fn entry(e: &HarEntry<'_>, m: Masking<'_>) -> Value {
-    let mask = m.on;
+pub(crate) fn entry(e: &HarEntry<'_>, m: &Masker) -> Value {
     let t = e.tx;
     let req = t.request.as_ref();
     let resp = t.response.as_ref();
     let host = req.and_then(|r| r.host()).unwrap_or_else(|| t.server.to_string());
     let target = req.map(|r| r.uri_text()).unwrap_or_default();
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
     let version = |v: Option<u8>| match v {
         Some(1) => "HTTP/1.1",
         Some(0) => "HTTP/1.0",
@@ -240,50 +115,44 @@ pub(crate) fn entry(e: &HarEntry<'_>, m: Masking<'_>) -> Value {
         None => "HTTP/0.9",
     };
     let req_ct = req.and_then(|r| r.headers.text("content-type")).unwrap_or_default();
+    let cookies = req
+        .map(|r| r.headers.get_all("cookie").flat_map(|v| m.cookie_pairs(v)).collect::<Vec<_>>())
+        .unwrap_or_default();
     let mut request = json!({
         "method": req.map(|r| r.method.as_str()).unwrap_or("GET"),
-        "url": mask_url(&format!("http://{host}{target}"), m),
+        "url": m.url(&format!("http://{host}{target}")),
         "httpVersion": version(req.and_then(|r| r.version)),
-        "cookies": cookies(req.map(|r| r.headers.cookies()).unwrap_or_default(), mask),
-        "headers": req.map(|r| headers(&r.headers, mask)).unwrap_or_default(),
-        "queryString": pairs(query, m),
+        "cookies": pairs(cookies),
+        "headers": req.map(|r| headers(&r.headers, m)).unwrap_or_default(),
+        "queryString": pairs(m.query_pairs(query)),
         "headersSize": -1,
         "bodySize": t.request_body.wire_len,
     });
     if t.request_body.decoded_len > 0 {
-        let text = String::from_utf8_lossy(&t.request_body.kept).into_owned();
-        let text = if req_ct.starts_with("application/x-www-form-urlencoded") {
-            pairs(&text, m)
-                .iter()
-                .map(|p| format!("{}={}", p["name"].as_str().unwrap_or(""), p["value"].as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join("&")
-        } else if mask {
-            MASK.to_string()
-        } else {
-            text
-        };
-        request["postData"] = json!({"mimeType": req_ct, "text": text});
+        request["postData"] = json!({"mimeType": req_ct, "text": m.body(&req_ct, &t.request_body.kept)});
     }
     let mime = resp.and_then(|r| r.headers.text("content-type")).unwrap_or_default();
     let body = &t.response_body.kept;
     let mut content = json!({"size": t.response_body.decoded_len, "mimeType": mime});
     if !body.is_empty() {
         if is_text(&mime) {
-            content["text"] = json!(String::from_utf8_lossy(body));
+            content["text"] = json!(m.body(&mime, body));
         } else {
             content["text"] = json!(base64(body));
             content["encoding"] = json!("base64");
         }
     }
+    let set_cookies = resp
+        .map(|r| r.headers.get_all("set-cookie").map(|v| m.set_cookie_pair(v)).collect::<Vec<_>>())
+        .unwrap_or_default();
     let response = json!({
         "status": resp.map(|r| r.status).unwrap_or(0),
-        "statusText": resp.map(|r| String::from_utf8_lossy(&r.reason).into_owned()).unwrap_or_default(),
+        "statusText": resp.map(|r| m.text(&String::from_utf8_lossy(&r.reason)).into_owned()).unwrap_or_default(),
         "httpVersion": version(resp.and_then(|r| r.version)),
-        "cookies": cookies(resp.map(|r| r.headers.set_cookies()).unwrap_or_default(), mask),
-        "headers": resp.map(|r| headers(&r.headers, mask)).unwrap_or_default(),
+        "cookies": pairs(set_cookies),
+        "headers": resp.map(|r| headers(&r.headers, m)).unwrap_or_default(),
         "content": content,
-        "redirectURL": mask_url(&resp.and_then(|r| r.headers.text("location")).unwrap_or_default(), m),
+        "redirectURL": resp.and_then(|r| r.headers.get("location")).map(|l| m.header_value("location", l)).unwrap_or_default(),
         "headersSize": -1,
         "bodySize": if resp.is_some() { t.response_body.wire_len as i64 } else { -1 },
     });
@@ -318,7 +187,7 @@ pub(crate) fn entry(e: &HarEntry<'_>, m: Masking<'_>) -> Value {
 }
 
 /// The HAR 1.2 document.
-pub fn har(pages: &[HarPage], entries: &[HarEntry<'_>], m: Masking<'_>, version: &str) -> Value {
+pub fn har(pages: &[HarPage], entries: &[HarEntry<'_>], m: &Masker, version: &str) -> Value {
     json!({
         "log": {
             "version": "1.2",
@@ -349,30 +218,71 @@ mod tests {
     }
 
     #[test]
-    fn card_numbers_are_masked() {
-        assert_eq!(mask_cards("card 4111111111111111 ok"), "card ************1111 ok");
-        assert_eq!(mask_cards("4111 1111 1111 1111."), "**** **** **** 1111.");
-        assert_eq!(mask_cards("n=5500-0000-0000-0004&x"), "n=****-****-****-0004&x");
-        // Not cards: fails Luhn, too short, part of a word, a timestamp.
-        for keep in ["4111111111111112", "123456789012", "id4111111111111111", "1793584800044004200", "1 2 3"] {
-            assert_eq!(mask_cards(keep), keep);
+    fn entries_mask_every_place_a_secret_can_be() {
+        use pov_capture::http::{RequestHead, ResponseHead};
+        let cfg = pov_privacy::PrivacyConfig { mask_key: Some("t".into()), ..Default::default() };
+        let m = Masker::new(&cfg, true);
+        let mut tx = HttpTransaction {
+            conn: 1,
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            depth: 1,
+            request: None,
+            response: None,
+            interim: Vec::new(),
+            timing: Default::default(),
+            req_frames: None,
+            resp_frames: None,
+            request_body: Default::default(),
+            response_body: Default::default(),
+            outcome: pov_capture::http::Outcome::Complete,
+            waited: None,
+            missing_bytes: 0,
+            anomalies: Vec::new(),
+        };
+        tx.request = Some(RequestHead {
+            method: "POST".into(),
+            uri: b"/login;jsessionid=J5?p%61ssword=Q1&next=%2Fa".to_vec(),
+            version: Some(1),
+            headers: Headers::from_pairs([
+                (&b"Host"[..], &b"shop.example"[..]),
+                (b"Cookie", b"sid=C00k; b4re"),
+                (b"Authorization", b"Bearer T0k3n"),
+                (b"Referer", b"http://shop.example/?token=R3f"),
+                (b"Content-Type", b"application/x-www-form-urlencoded"),
+            ]),
+        });
+        tx.request_body.kept = b"user=ann&password=F0rm".to_vec();
+        tx.request_body.decoded_len = tx.request_body.kept.len() as u64;
+        tx.response = Some(ResponseHead {
+            version: Some(1),
+            status: 302,
+            reason: b"Found".to_vec(),
+            headers: Headers::from_pairs([
+                (&b"Location"[..], &b"/home?sid=L0c"[..]),
+                (b"Set-Cookie", b"sid=N3w; Path=/"),
+                (b"Content-Type", b"application/json"),
+            ]),
+        });
+        tx.response_body.kept = br#"{"access_token":"A7","card":"4111 1111 1111 1111"}"#.to_vec();
+        tx.response_body.decoded_len = tx.response_body.kept.len() as u64;
+        let e = entry(&HarEntry { page: None, session: None, tx: &tx }, &m);
+        let text = e.to_string();
+        for secret in ["J5", "Q1", "C00k", "b4re", "T0k3n", "R3f", "F0rm", "L0c", "N3w", "A7", "4111 1111 1111 1111"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
         }
-    }
-
-    #[test]
-    fn secrets_are_masked() {
-        assert!(secret_header("Cookie") && secret_header("authorization") && !secret_header("Accept"));
-        let on = Masking { on: true, params: &[] };
-        let p = pairs("user=a&password=x&card_number=4111", on);
-        assert_eq!(p[1]["value"], "***");
-        assert_eq!(p[2]["value"], "***");
-        assert_eq!(p[0]["value"], "a");
-        // Configured names too, in query strings and in URLs.
-        let extra = ["email".to_string()];
-        let m = Masking { on: true, params: &extra };
-        assert_eq!(pairs("email=a@b&x=1", m)[0]["value"], "***");
-        assert_eq!(mask_url("http://h/p?email=a@b&x=1&token=t#f", m), "http://h/p?email=***&x=1&token=***#f");
-        assert_eq!(mask_url("http://h/p?email=a@b", Masking { on: false, params: &extra }), "http://h/p?email=a@b");
-        assert_eq!(mask_url("http://h/p", m), "http://h/p");
+        assert_eq!(
+            e["request"]["url"],
+            format!("http://shop.example/login;jsessionid={}?p%61ssword={}&next=%2Fa", m.mask(b"J5"), m.mask(b"Q1"))
+        );
+        assert_eq!(e["request"]["cookies"][1]["value"], m.mask(b"b4re"));
+        assert_eq!(e["request"]["queryString"][1]["value"], "%2Fa");
+        assert_eq!(e["response"]["redirectURL"], format!("/home?sid={}", m.mask(b"L0c")));
+        assert_eq!(e["response"]["cookies"][0]["value"], m.mask(b"N3w"));
+        // With masking off, every one is there.
+        let open = entry(&HarEntry { page: None, session: None, tx: &tx }, &Masker::off()).to_string();
+        for secret in ["J5", "Q1", "C00k", "b4re", "T0k3n", "R3f", "F0rm", "L0c", "N3w", "A7", "4111 1111 1111 1111"] {
+            assert!(open.contains(secret), "{secret} missing from {open}");
+        }
     }
 }

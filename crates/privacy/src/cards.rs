@@ -1,0 +1,93 @@
+//! Card numbers in text: 13 to 19 digits, single spaces or dashes between
+//! them allowed, not part of a longer word or number, passing the Luhn
+//! check. All but the last four digits become `*` (the length and the
+//! separators stay, so the text around them is unchanged).
+
+/// Masks the card numbers in `b` in place; returns whether any was found.
+pub(crate) fn mask_in_place(b: &mut [u8]) -> bool {
+    let mut found = false;
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        // The run of digits and single separators from here.
+        let mut j = i;
+        let mut end = i;
+        let mut digits = 0usize;
+        while j < b.len() {
+            if b[j].is_ascii_digit() {
+                digits += 1;
+                j += 1;
+                end = j;
+            } else if (b[j] == b' ' || b[j] == b'-') && b.get(j + 1).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let alnum_after = b.get(end).is_some_and(u8::is_ascii_alphanumeric);
+        if (13..=19).contains(&digits) && !alnum_after && luhn(&b[i..end]) {
+            let mut left = digits - 4;
+            for c in &mut b[i..end] {
+                if left > 0 && c.is_ascii_digit() {
+                    *c = b'*';
+                    left -= 1;
+                }
+            }
+            found = true;
+        }
+        i = end.max(i + 1);
+    }
+    found
+}
+
+/// The Luhn check over the digits of `run` (other bytes skipped).
+pub(crate) fn luhn(run: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (n, d) in run.iter().rev().filter(|c| c.is_ascii_digit()).map(|c| u32::from(c - b'0')).enumerate() {
+        sum += if n % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d };
+    }
+    sum.is_multiple_of(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(s: &str) -> String {
+        let mut b = s.as_bytes().to_vec();
+        mask_in_place(&mut b);
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn card_numbers_are_masked() {
+        assert_eq!(masked("card 4111111111111111 ok"), "card ************1111 ok");
+        assert_eq!(masked("4111 1111 1111 1111."), "**** **** **** 1111.");
+        assert_eq!(masked("n=5500-0000-0000-0004&x"), "n=****-****-****-0004&x");
+        // Amex (15 digits), a 19-digit number, two on one line.
+        assert_eq!(masked("378282246310005"), "***********0005");
+        assert_eq!(masked("6011 1111 1111 1117 and 4012888888881881"), "**** **** **** 1117 and ************1881");
+        // Not cards: fails Luhn, too short, part of a word, a timestamp,
+        // separators doubled.
+        for keep in [
+            "4111111111111112",
+            "123456789012",
+            "id4111111111111111",
+            "1793584800044004200",
+            "1 2 3",
+            "4111  1111 1111 1111",
+        ] {
+            assert_eq!(masked(keep), keep);
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_are_left_alone() {
+        let mut b = b"\xff4111111111111111\xfe".to_vec();
+        assert!(mask_in_place(&mut b));
+        assert_eq!(b, b"\xff************1111\xfe");
+    }
+}
