@@ -900,9 +900,9 @@ fn replay_send_sends_paths_only_withholds_tunnels_and_keeps_credentials_home() {
     assert!(text.contains("5 requests to"), "{text}");
     assert!(text.contains("2 sent (2 answered), 0 skipped, 3 withheld"), "{text}");
     for why in [
-        "CONNECT: a tunnel to another host, never re-sent: 1",
-        "TRACE: echoes the request back, never re-sent: 1",
-        "a credential in the form body: sent only with --with-credentials: 1",
+        "CONNECT: a tunnel to another host, never re-sent (1)",
+        "TRACE: echoes the request back, never re-sent (1)",
+        "a credential in the form body: sent only with --with-credentials (1)",
     ] {
         assert!(text.contains(why), "{why} not in {text}");
     }

@@ -1008,7 +1008,7 @@ fn cmd_replay_send(a: ReplaySendArgs) -> anyhow::Result<ExitCode> {
     if sum.withheld > 0 {
         writeln!(w, "withheld by the safety rules (docs/replay.md, \"What is sent and what is not\"):")?;
         for (why, n) in &sum.withheld_by {
-            writeln!(w, "  {why}: {n}")?;
+            writeln!(w, "  {why} ({n})")?;
         }
         let mut t = output::Table::new(&["session", "method", "url", "why"]);
         let withheld: Vec<&pov::resend::SendRecord> = records.iter().filter(|r| r.outcome == "withheld").collect();
