@@ -974,6 +974,10 @@ fn replay_send_sends_paths_only_withholds_tunnels_and_keeps_credentials_home() {
     assert!(text.contains("3 sent (3 answered), 0 skipped, 2 withheld"), "{text}");
     assert!(text.contains("(--keep-header NAME, --with-credentials): x-original-url (1)\n"), "{text}");
 
+    // A target with a path would look like a prefix pov honours; it does not.
+    let out = util::pov(&["replay", "send", "--user", &user, "--target", "http://127.0.0.1:9/prefix", s(&pcap)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only http://HOST:PORT"));
     // Headers pov never forwards cannot be kept.
     let out = util::pov(&[
         "replay",

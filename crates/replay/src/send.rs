@@ -336,7 +336,7 @@ impl Run<'_> {
         let Some(req) = self.reqs.get(index) else {
             return SendResult::new(index, SendOutcome::Error("no such request".into()));
         };
-        if let Err(why) = withheld(req, self.cfg) {
+        if let Err(why) = target_to_send(req, self.cfg) {
             return SendResult::new(index, SendOutcome::Withheld(why));
         }
         if !req.body_complete {
@@ -389,8 +389,8 @@ impl Run<'_> {
 /// credentials included, back.
 const WITHHELD_METHODS: [&str; 3] = ["CONNECT", "TRACE", "TRACK"];
 
-/// Why a request is not sent at all, or its request-target as sent:
-/// origin-form as captured, absolute-form cut to its path and query
+/// The request-target as sent, or why it cannot be: origin-form as
+/// captured, absolute-form cut to its path and query
 /// (`http://169.254.169.254/latest/?a` -> `/latest/?a`, an empty path
 /// becomes `/`, a fragment goes), `*` with OPTIONS.
 fn origin_form<'a>(method: &str, target: &'a str) -> Result<std::borrow::Cow<'a, str>, String> {
@@ -434,9 +434,9 @@ fn origin_form<'a>(method: &str, target: &'a str) -> Result<std::borrow::Cow<'a,
     }
 }
 
-/// Why `req` is not sent at all, by the safety rules; else its
-/// request-target as sent.
-fn withheld<'a>(req: &'a SendRequest, cfg: &SendConfig) -> Result<std::borrow::Cow<'a, str>, String> {
+/// The request-target of `req` as sent; or why the safety rules withhold
+/// `req` (its method, its request-target, a credential in it).
+fn target_to_send<'a>(req: &'a SendRequest, cfg: &SendConfig) -> Result<std::borrow::Cow<'a, str>, String> {
     if let Some(m) = WITHHELD_METHODS.iter().find(|m| req.method.eq_ignore_ascii_case(m)) {
         return Err(if *m == "CONNECT" {
             "CONNECT: a tunnel to another host, never re-sent".into()
@@ -557,7 +557,7 @@ fn request_bytes(req: &SendRequest, cfg: &SendConfig, jar: &Jar) -> Result<Wire,
     if !is_token(req.method.as_bytes()) {
         return Err(format!("method {:?} not sendable", req.method));
     }
-    let target = withheld(req, cfg)?;
+    let target = target_to_send(req, cfg)?;
     // The target is not echoed: it may hold a secret.
     if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err("request-target not sendable (a blank or control byte in it)".into());
