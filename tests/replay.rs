@@ -468,6 +468,8 @@ fn replay_send_finds_no_difference_on_a_faithful_server_and_reports_an_injected_
             "1",
             "--timeout",
             "1",
+            // The capture's logins and payments too: this server is ours.
+            "--with-credentials",
             "-o",
             s(out),
             s(&pcap),
@@ -705,4 +707,299 @@ fn replay_bodies_stop_at_max_replay_bytes_and_say_so() {
         .sum();
     assert!(held <= 20_000 + 3 * entries.len(), "{held}");
     assert!(held > 5_000, "{held}");
+}
+
+/// A capture of one client's hostile-looking traffic, built packet by
+/// packet: an absolute-form GET to the cloud metadata address with
+/// routing headers, an Authorization and cookies; a TRACE; a GET with an
+/// API key and the captured session cookie; a login with a password in its
+/// form body; and, on a second connection, a CONNECT.
+fn hostile_session_pcap() -> Vec<u8> {
+    use etherparse::PacketBuilder;
+    let mut pcap = util::PcapBuilder::new(1, 65535);
+    let mut t_us: u64 = 1_700_000_000_000_000;
+    let (client, server) = ([10, 0, 0, 7], [10, 0, 0, 1]);
+    let exchanges: [&[(&[u8], &[u8])]; 2] = [
+        &[
+            (
+                b"GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\
+                  Authorization: Basic dXNlcjpodW50ZXIy\r\nCookie: sid=CAPTURED; theme=dark\r\n\
+                  X-Forwarded-Host: evil.example\r\nX-Original-URL: /admin\r\nUser-Agent: t\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            (b"TRACE / HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: t\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (
+                b"GET /account HTTP/1.1\r\nHost: shop.example\r\nCookie: sid=CAPTURED; theme=dark\r\nX-Api-Key: k-123\r\n\
+                  User-Agent: t\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            (
+                b"POST /login HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                  Content-Length: 29\r\nUser-Agent: t\r\n\r\nuser=shopper&password=hunter2",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ),
+        ],
+        &[(
+            b"CONNECT 169.254.169.254:443 HTTP/1.1\r\nHost: 169.254.169.254:443\r\nCookie: sid=CAPTURED\r\n\
+              User-Agent: t\r\n\r\n",
+            b"HTTP/1.1 200 Connection established\r\n\r\n",
+        )],
+    ];
+    for (k, conn) in exchanges.iter().enumerate() {
+        let port = 40_000 + k as u16;
+        let (mut cseq, mut sseq) = (1_000u32, 900_000u32);
+        let mut seg = |t_us: &mut u64, from_client: bool, flags: &str, payload: &[u8], cseq: u32, sseq: u32| {
+            *t_us += 2_000;
+            let (sa, sp, da, dp, seq, ack) = if from_client {
+                (client, port, server, 80, cseq, sseq)
+            } else {
+                (server, 80, client, port, sseq, cseq)
+            };
+            let mut tcp = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4(sa, da, 64)
+                .tcp(sp, dp, seq, 65535);
+            if flags.contains('S') {
+                tcp = tcp.syn();
+            }
+            if flags.contains('A') {
+                tcp = tcp.ack(ack);
+            }
+            if flags.contains('F') {
+                tcp = tcp.fin();
+            }
+            let mut frame = Vec::new();
+            tcp.write(&mut frame, payload).unwrap();
+            pcap.frame(*t_us, &frame, 65535);
+        };
+        seg(&mut t_us, true, "S", b"", cseq, 0);
+        seg(&mut t_us, false, "SA", b"", cseq + 1, sseq);
+        cseq += 1;
+        sseq += 1;
+        seg(&mut t_us, true, "A", b"", cseq, sseq);
+        for (req, resp) in conn.iter() {
+            seg(&mut t_us, true, "A", req, cseq, sseq);
+            cseq += req.len() as u32;
+            seg(&mut t_us, false, "A", resp, cseq, sseq);
+            sseq += resp.len() as u32;
+        }
+        seg(&mut t_us, true, "FA", b"", cseq, sseq);
+        seg(&mut t_us, false, "FA", b"", cseq + 1, sseq);
+        seg(&mut t_us, true, "A", b"", cseq + 1, sseq + 1);
+    }
+    pcap.bytes().to_vec()
+}
+
+/// A loopback server that records every request's bytes (head and
+/// Content-Length body) and answers 200 with a `Set-Cookie: sid=LIVE`.
+struct RecordingServer {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RecordingServer {
+    fn start() -> RecordingServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stopped) = (Arc::clone(&seen), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                let seen = Arc::clone(&seen2);
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+                    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+                    loop {
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                        let len: usize = head
+                            .lines()
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                            .map_or(0, |(_, v)| v.trim().parse().unwrap());
+                        while buf.len() < head_end + len {
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let raw: Vec<u8> = buf.drain(..head_end + len).collect();
+                        seen.lock().unwrap().push(String::from_utf8_lossy(&raw).into_owned());
+                        let answer = b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=LIVE; Path=/\r\nContent-Length: 2\r\n\r\nok";
+                        if conn.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RecordingServer { addr, seen, stop, thread: Some(thread) }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RecordingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn replay_send_sends_paths_only_withholds_tunnels_and_keeps_credentials_home() {
+    let d = TempDir::new("replay-send-safe");
+    let pcap = d.path("hostile.pcap");
+    std::fs::write(&pcap, hostile_session_pcap()).unwrap();
+    let users = util::pov_ok(&["users", "--format", "jsonl", "--quiet", s(&pcap)]);
+    let users: Vec<serde_json::Value> = users.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(users.len(), 1, "{users:?}");
+    let user = users[0]["user"].as_str().unwrap().to_string();
+    let send = |extra: &[&str], out: &std::path::Path| {
+        let server = RecordingServer::start();
+        let target = format!("http://{}", server.addr);
+        let mut args =
+            vec!["replay", "send", "--quiet", "--user", &user, "--target", &target, "--speed", "0", "-o", s(out)];
+        args.extend_from_slice(extra);
+        args.push(s(&pcap));
+        let text = util::pov_ok(&args);
+        (text, server.seen(), target.trim_start_matches("http://").to_string())
+    };
+
+    // By default.
+    let out = d.path("default.jsonl");
+    let (text, seen, host) = send(&[], &out);
+    // The exact bytes: origin-form, the target's Host, no routing header,
+    // no Authorization, no captured cookie; then the target's own cookie
+    // on the next request, and no API key.
+    assert_eq!(
+        seen,
+        [
+            format!("GET /latest/meta-data/ HTTP/1.1\r\nHost: {host}\r\nUser-Agent: t\r\n\r\n"),
+            format!("GET /account HTTP/1.1\r\nHost: {host}\r\nCookie: sid=LIVE\r\nUser-Agent: t\r\n\r\n"),
+        ],
+        "{text}"
+    );
+    assert!(text.contains("5 requests to"), "{text}");
+    assert!(text.contains("2 sent (2 answered), 0 skipped, 3 withheld"), "{text}");
+    for why in [
+        "CONNECT: a tunnel to another host, never re-sent (1)",
+        "TRACE: echoes the request back, never re-sent (1)",
+        "a credential in the form body: sent only with --with-credentials (1)",
+    ] {
+        assert!(text.contains(why), "{why} not in {text}");
+    }
+    // Listed, one row each.
+    assert!(text.lines().any(|l| l.contains("CONNECT") && l.contains("169.254.169.254:443")), "{text}");
+    assert!(text.lines().any(|l| l.contains("TRACE") && l.contains(" / ")), "{text}");
+    assert!(text.lines().any(|l| l.contains("POST") && l.contains("/login")), "{text}");
+    assert!(
+        text.contains(
+            "kept back from the requests sent (--keep-header NAME, --with-credentials): authorization (1), cookie (2), \
+             x-api-key (1), x-forwarded-host (1), x-original-url (1)"
+        ),
+        "{text}"
+    );
+    let recs = send_records(&out);
+    let by_method: Vec<(String, String, String)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+                r["note"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_method,
+        [
+            ("GET".into(), "answered".into(), String::new()),
+            ("TRACE".into(), "withheld".into(), "TRACE: echoes the request back, never re-sent".into()),
+            ("GET".into(), "answered".into(), String::new()),
+            (
+                "POST".into(),
+                "withheld".into(),
+                "a credential in the form body: sent only with --with-credentials".into()
+            ),
+            ("CONNECT".into(), "withheld".into(), "CONNECT: a tunnel to another host, never re-sent".into()),
+        ]
+    );
+    assert_eq!(
+        recs[0]["stripped"],
+        serde_json::json!(["authorization", "cookie", "x-forwarded-host", "x-original-url"])
+    );
+    assert_eq!(recs[2]["stripped"], serde_json::json!(["cookie", "x-api-key"]));
+
+    // With --with-credentials and one routing header kept: the captured
+    // credentials go (the cookie still mapped), the other routing header
+    // does not, and CONNECT and TRACE still do not go.
+    let out = d.path("credentials.jsonl");
+    let (text, seen, host) = send(&["--with-credentials", "--keep-header", "x-forwarded-host"], &out);
+    assert_eq!(
+        seen,
+        [
+            format!(
+                "GET /latest/meta-data/ HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic dXNlcjpodW50ZXIy\r\n\
+                 Cookie: sid=CAPTURED; theme=dark\r\nX-Forwarded-Host: evil.example\r\nUser-Agent: t\r\n\r\n"
+            ),
+            format!(
+                "GET /account HTTP/1.1\r\nHost: {host}\r\nCookie: sid=LIVE; theme=dark\r\nX-Api-Key: k-123\r\n\
+                 User-Agent: t\r\n\r\n"
+            ),
+            format!(
+                "POST /login HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 User-Agent: t\r\nContent-Length: 29\r\n\r\nuser=shopper&password=hunter2"
+            ),
+        ],
+        "{text}"
+    );
+    assert!(text.contains("3 sent (3 answered), 0 skipped, 2 withheld"), "{text}");
+    assert!(text.contains("(--keep-header NAME, --with-credentials): x-original-url (1)\n"), "{text}");
+
+    // A target with a path would look like a prefix pov honours; it does not.
+    let out = util::pov(&["replay", "send", "--user", &user, "--target", "http://127.0.0.1:9/prefix", s(&pcap)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only http://HOST:PORT"));
+    // Headers pov never forwards cannot be kept.
+    let out = util::pov(&[
+        "replay",
+        "send",
+        "--user",
+        &user,
+        "--target",
+        "http://127.0.0.1:9",
+        "--keep-header",
+        "Host",
+        s(&pcap),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--keep-header Host"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

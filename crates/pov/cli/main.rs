@@ -225,6 +225,19 @@ struct ReplaySendArgs {
     /// Exit with code 3 when any status or body length differs.
     #[arg(long)]
     fail_on_diff: bool,
+    /// Also send this captured header, which a safety rule would keep back:
+    /// a routing header (X-Forwarded-For, Forwarded, Proxy-*, ...), one the
+    /// captured Connection header names, or one credential header
+    /// (X-Api-Key, Cookie, ...). Repeatable. docs/replay.md, "What is sent
+    /// and what is not".
+    #[arg(long = "keep-header", value_name = "NAME")]
+    keep_header: Vec<String>,
+    /// Send the captured credentials too: Authorization and headers named
+    /// like a credential, captured cookie values, and requests with a
+    /// secret parameter in the query or body (a login, a payment). Only
+    /// against a server you control.
+    #[arg(long)]
+    with_credentials: bool,
 }
 
 #[derive(Args)]
@@ -890,14 +903,23 @@ fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
     Ok(finish_run(&report, a.select.common.quiet))
 }
 
-/// `http://HOST:PORT` -> (socket address, Host header value).
+/// `http://HOST:PORT` -> (socket address, Host header value). Requests go
+/// to the target's own paths, so a path, query or user name in it is
+/// refused rather than silently dropped.
 fn parse_target(t: &str) -> anyhow::Result<(std::net::SocketAddr, String)> {
     use std::net::ToSocketAddrs;
-    if t.starts_with("https://") {
+    if t.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
         anyhow::bail!("--target {t}: pov re-sends plain HTTP/1.1; point it at an http:// listener");
     }
-    let rest = t.strip_prefix("http://").unwrap_or(t);
-    let authority = rest.split('/').next().unwrap_or(rest);
+    let rest = t.get(..7).filter(|p| p.eq_ignore_ascii_case("http://")).map_or(t, |_| &t[7..]);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#']) {
+        anyhow::bail!("--target {t}: only http://HOST:PORT; the captured paths are sent as they are");
+    }
+    if rest.contains('@') || rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        anyhow::bail!("--target {t}: only http://HOST:PORT (no user name, no blanks)");
+    }
+    let authority = rest;
     if authority.is_empty() {
         anyhow::bail!("--target {t}: no host");
     }
@@ -920,6 +942,17 @@ fn cmd_replay_send(a: ReplaySendArgs) -> anyhow::Result<ExitCode> {
     if !positive(a.timeout) || !positive(a.max_time) {
         anyhow::bail!("--timeout and --max-time must be positive");
     }
+    for h in &a.keep_header {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            anyhow::bail!("--keep-header {h:?}: not a header name");
+        }
+        if pov::resend::never_forwarded(h) {
+            anyhow::bail!(
+                "--keep-header {h}: pov always rewrites Host and Accept-Encoding, rebuilds the framing and never \
+                 forwards hop-by-hop headers"
+            );
+        }
+    }
     let (sel, keep, report, pov_cfg, mask) = select_sessions(&a.select)?;
     let cfg = pov::resend::SendConfig {
         host,
@@ -928,6 +961,8 @@ fn cmd_replay_send(a: ReplaySendArgs) -> anyhow::Result<ExitCode> {
         max_requests: a.max_requests,
         max_time: Duration::from_secs_f64(a.max_time),
         timeout: Duration::from_secs_f64(a.timeout),
+        keep_headers: a.keep_header.clone(),
+        with_credentials: a.with_credentials,
         ..pov::resend::SendConfig::new(target)
     };
     let quiet = a.select.common.quiet || !io::stderr().is_terminal();
@@ -955,13 +990,15 @@ fn cmd_replay_send(a: ReplaySendArgs) -> anyhow::Result<ExitCode> {
     let mut w = io::stdout().lock();
     writeln!(
         w,
-        "{} sessions, {} requests to {}: {} sent ({} answered), {} skipped, {} not sendable (request head lost)",
+        "{} sessions, {} requests to {}: {} sent ({} answered), {} skipped, {} withheld, {} not sendable (request \
+         head lost)",
         sel.sessions.len(),
         sum.requests,
         a.target,
         sum.sent,
         sum.answered,
         sum.skipped,
+        sum.withheld,
         sum.head_lost
     )?;
     writeln!(
@@ -978,6 +1015,25 @@ fn cmd_replay_send(a: ReplaySendArgs) -> anyhow::Result<ExitCode> {
             "  {} failures re-sending cannot show (user gave up, page or connection level, not sent)",
             sum.not_replayable
         )?;
+    }
+    if sum.withheld > 0 {
+        writeln!(w, "withheld by the safety rules (docs/replay.md, \"What is sent and what is not\"):")?;
+        for (why, n) in &sum.withheld_by {
+            writeln!(w, "  {why} ({n})")?;
+        }
+        let mut t = output::Table::new(&["session", "method", "url", "why"]);
+        let withheld: Vec<&pov::resend::SendRecord> = records.iter().filter(|r| r.outcome == "withheld").collect();
+        for r in withheld.iter().take(50) {
+            t.row(vec![r.session.clone(), r.method.clone(), r.url.clone(), r.note.clone().unwrap_or_default()]);
+        }
+        t.write(&mut w)?;
+        if withheld.len() > 50 {
+            writeln!(w, "... {} more (all in -o FILE)", withheld.len() - 50)?;
+        }
+    }
+    if !sum.stripped.is_empty() {
+        let list: Vec<String> = sum.stripped.iter().map(|(h, n)| format!("{h} ({n})")).collect();
+        writeln!(w, "kept back from the requests sent (--keep-header NAME, --with-credentials): {}", list.join(", "))?;
     }
     let differing: Vec<&pov::resend::SendRecord> =
         records.iter().filter(|r| r.status_differs || r.length_differs).collect();

@@ -15,10 +15,73 @@ use crate::output::Record;
 use crate::replay::{Keep, Selection, TxKey, in_order};
 use pov_privacy::Masker;
 
+/// Where a captured request carries a credential outside its headers: a
+/// query or path parameter (`;name=value`), or a field of a form,
+/// multipart or JSON body, whose name `is_secret` says holds a secret (the
+/// names masking hides: a login's `password`, a checkout's `card_number`).
+/// Names are percent-decoded first. `None` when there is none.
+pub fn credential_in(
+    target: &str,
+    content_type: &str,
+    body: &[u8],
+    is_secret: &dyn Fn(&str) -> bool,
+) -> Option<&'static str> {
+    use pov_sessions::values::form_pairs;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = path.split_once('#').map_or(path, |(p, _)| p);
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    if form_pairs(query).any(|(k, _)| is_secret(&k)) {
+        return Some("query");
+    }
+    if path.split('/').flat_map(|seg| seg.split(';').skip(1)).flat_map(form_pairs).any(|(k, _)| is_secret(&k)) {
+        return Some("path parameters");
+    }
+    let ct = content_type.to_ascii_lowercase();
+    if body.is_empty() {
+        None
+    } else if ct.starts_with("application/x-www-form-urlencoded") {
+        form_pairs(&String::from_utf8_lossy(body)).any(|(k, _)| is_secret(&k)).then_some("form body")
+    } else if ct.starts_with("multipart/form-data") {
+        // Every part's `Content-Disposition: form-data; name="..."`.
+        let text = String::from_utf8_lossy(body);
+        let secret = text.lines().filter(|l| l.to_ascii_lowercase().starts_with("content-disposition:")).any(|l| {
+            l.split(';').filter_map(|p| p.trim().strip_prefix("name=")).any(|n| is_secret(n.trim_matches('"')))
+        });
+        secret.then_some("multipart body")
+    } else if ct.contains("json") {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return None };
+        // Every key at any depth, without recursion.
+        let mut stack = vec![&v];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if m.keys().any(|k| is_secret(k)) {
+                        return Some("JSON body");
+                    }
+                    stack.extend(m.values());
+                }
+                serde_json::Value::Array(a) => stack.extend(a),
+                _ => {}
+            }
+        }
+        None
+    } else {
+        None
+    }
+}
+
 /// The requests to re-send (request order) and the captured transactions
 /// they come from; transactions whose request head the capture lost are
-/// left out (counted in the second value).
-pub fn requests<'a>(keep: &'a Keep, sel: &Selection) -> (Vec<SendRequest>, Vec<&'a HttpTransaction>, u64) {
+/// left out (counted in the third value). Parameters and fields carry
+/// credentials when `masker` (masking or not) calls their names secret
+/// ([`credential_in`]): one rule for what outputs hide and what is kept
+/// back from a live server.
+pub fn requests<'a>(
+    keep: &'a Keep,
+    sel: &Selection,
+    masker: &Masker,
+) -> (Vec<SendRequest>, Vec<&'a HttpTransaction>, u64) {
+    let is_secret = |name: &str| masker.is_secret_param(name.as_bytes());
     let (mut reqs, mut txs, mut lost) = (Vec::new(), Vec::new(), 0);
     for t in in_order(keep) {
         let Some(r) = t.request.as_ref() else {
@@ -32,15 +95,18 @@ pub fn requests<'a>(keep: &'a Keep, sel: &Selection) -> (Vec<SendRequest>, Vec<&
             .map(|s| s.id.clone())
             .unwrap_or_default();
         let b = &t.request_body;
+        let target = r.uri_text();
+        let credential = credential_in(&target, &r.content_type().unwrap_or_default(), &b.kept, &is_secret);
         reqs.push(SendRequest {
             session,
             conn: t.conn,
             start_ns: t.timing.start().0,
             method: r.method.as_str().to_string(),
-            target: r.uri_text(),
+            target,
             headers: r.headers.iter().map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec())).collect(),
             body: b.kept.clone(),
             body_complete: b.kept.len() as u64 == b.decoded_len && b.decode_stop.is_none(),
+            credential: credential.map(str::to_string),
         });
         txs.push(t);
     }
@@ -65,10 +131,14 @@ pub struct SendRecord {
     /// Captured outcome (`complete`, `server_reset` ...).
     pub captured_outcome: String,
     /// Replay outcome (`answered`, `refused`, `reset`, `timeout`, `closed`,
-    /// `error`, `skipped`).
+    /// `error`, `skipped`, `withheld`).
     pub outcome: String,
-    /// Why it was skipped or failed, if it was.
+    /// Why it was skipped, withheld or failed, if it was.
     pub note: Option<String>,
+    /// Captured headers kept from the target by the safety rules
+    /// (lower-case names; `cookie` when captured cookie values were left
+    /// out).
+    pub stripped: Vec<String>,
     /// Status now.
     pub status: Option<u16>,
     /// Body length now.
@@ -95,6 +165,7 @@ const SEND_FIELDS: &[(&str, Kind)] = &[
     ("captured_outcome", Kind::Str),
     ("outcome", Kind::Str),
     ("note", Kind::Str),
+    ("stripped", Kind::StrList),
     ("status", Kind::U64),
     ("body_len", Kind::U64),
     ("ttfb_ms", Kind::F64),
@@ -139,6 +210,14 @@ pub struct SendSummary {
     pub sent: u64,
     /// Not sent (over a limit, body not captured whole).
     pub skipped: u64,
+    /// Not sent by a safety rule (CONNECT, TRACE, a request-target that is
+    /// not a path, a credential in the query or body).
+    pub withheld: u64,
+    /// Those by reason.
+    pub withheld_by: BTreeMap<String, u64>,
+    /// Requests sent without a captured header the safety rules kept back,
+    /// by header (lower-case; `cookie`: captured cookie values).
+    pub stripped: BTreeMap<String, u64>,
     /// Sent and answered in full.
     pub answered: u64,
     /// Sent and compared: same status and body length as captured.
@@ -197,10 +276,13 @@ pub fn compare(
         let captured_status = t.response.as_ref().map(|h| h.status);
         let kinds = failures.get(&(t.conn, t.depth)).cloned().unwrap_or_default();
         let (note, skipped) = match &r.outcome {
-            SendOutcome::Skipped(why) => (Some(masker.text(why).into_owned()), true),
+            SendOutcome::Skipped(why) | SendOutcome::Withheld(why) => (Some(masker.text(why).into_owned()), true),
             SendOutcome::Error(e) => (Some(masker.text(e).into_owned()), false),
             _ => (None, false),
         };
+        for h in &r.stripped {
+            *sum.stripped.entry(h.clone()).or_default() += 1;
+        }
         let mut rec = SendRecord {
             session: q.session.clone(),
             ts: t.timing.start().as_secs_f64(),
@@ -211,6 +293,7 @@ pub fn compare(
             captured_outcome: t.outcome.as_str().to_string(),
             outcome: r.outcome.as_str().to_string(),
             note,
+            stripped: r.stripped.clone(),
             status: r.status,
             body_len: (!skipped).then_some(r.body_len),
             ttfb_ms: r.ttfb.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
@@ -220,7 +303,12 @@ pub fn compare(
             reproduced: Vec::new(),
         };
         if skipped {
-            sum.skipped += 1;
+            if let SendOutcome::Withheld(why) = &r.outcome {
+                sum.withheld += 1;
+                *sum.withheld_by.entry(why.clone()).or_default() += 1;
+            } else {
+                sum.skipped += 1;
+            }
             sum.not_replayable += kinds.len() as u64;
         } else {
             sum.sent += 1;
@@ -274,7 +362,7 @@ pub fn failures_by_tx(sel: &Selection) -> (HashMap<TxKey, Vec<String>>, u64) {
     (by, without_tx)
 }
 
-pub use pov_replay::send::SendConfig;
+pub use pov_replay::send::{SendConfig, never_forwarded};
 
 /// Re-sends the selected sessions' requests as `cfg` says and compares the
 /// answers with the capture. `progress` hears how many are done.
@@ -287,14 +375,46 @@ pub fn resend(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<(Vec<SendRecord>, SendSummary), String> {
     let classifier = Classifier::new(&pov_cfg.failures)?;
-    let (reqs, txs, head_lost) = requests(keep, sel);
+    let masker = Masker::new(&pov_cfg.privacy, mask);
+    let (reqs, txs, head_lost) = requests(keep, sel, &masker);
     let total = reqs.len();
     let results = pov_replay::send::send(&reqs, cfg, &|n| progress(n, total));
     let (by_tx, without_tx) = failures_by_tx(sel);
-    let masker = Masker::new(&pov_cfg.privacy, mask);
     let (records, mut sum) = compare(&txs, &reqs, &results, &by_tx, &classifier, &masker);
     sum.head_lost = head_lost;
     sum.requests += head_lost;
     sum.not_replayable += without_tx;
     Ok((records, sum))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_query_path_and_body_are_found() {
+        let names = ["password".to_string(), "card_number".to_string(), "jsessionid".to_string()];
+        let is_secret = |n: &str| names.iter().any(|p| p.eq_ignore_ascii_case(n));
+        let find = |target: &str, ct: &str, body: &str| credential_in(target, ct, body.as_bytes(), &is_secret);
+        let form = "application/x-www-form-urlencoded; charset=utf-8";
+        assert_eq!(find("/login?user=a&Password=x", "", ""), Some("query"));
+        assert_eq!(find("http://h/login?p%61ssword=x#f", "", ""), Some("query"));
+        assert_eq!(find("/cart;jsessionid=ABC/view?x=1", "", ""), Some("path parameters"));
+        assert_eq!(find("/login", form, "user=a&password=hunter2"), Some("form body"));
+        assert_eq!(find("/pay", "Application/X-WWW-Form-Urlencoded", "card%5Fnumber=4111"), Some("form body"));
+        let multipart = "--b\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nx\r\n--b--\r\n";
+        assert_eq!(find("/login", "multipart/form-data; boundary=b", multipart), Some("multipart body"));
+        assert_eq!(
+            find("/api/login", "application/json", r#"{"user":{"name":"a","Password":"x"}}"#),
+            Some("JSON body")
+        );
+        assert_eq!(find("/api/pay", "application/vnd.api+json", r#"[{"card_number":"4111"}]"#), Some("JSON body"));
+        // Values, other names, and bodies of other types are not names.
+        assert_eq!(find("/search?q=password", "", ""), None);
+        assert_eq!(find("/cart/add", form, "product=1&qty=password"), None);
+        assert_eq!(find("/api", "application/json", r#"{"note":"password"}"#), None);
+        assert_eq!(find("/api", "application/json", r#"{"password":"#), None);
+        assert_eq!(find("/upload", "text/plain", "password=x"), None);
+        assert_eq!(find("/", form, ""), None);
+    }
 }

@@ -127,6 +127,17 @@ impl Default for Masker {
     }
 }
 
+/// Whether a header of this name carries a secret whatever the
+/// configuration: `Cookie`, `Set-Cookie`, `Authorization`,
+/// `Proxy-Authorization`, and any name containing token, secret, auth,
+/// key, session, csrf, xsrf or password. (The same rule decides what
+/// outputs mask and what `pov replay send` keeps back.)
+pub fn is_secret_header_name(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase();
+    matches!(n.as_str(), "cookie" | "set-cookie" | "authorization" | "proxy-authorization")
+        || HEADER_WORDS.iter().any(|w| n.contains(w))
+}
+
 impl Masker {
     /// A masker for `cfg`; it masks when `enabled` (false for `--no-mask`)
     /// and `cfg.mask` are both true.
@@ -159,12 +170,11 @@ impl Masker {
         self.inner.words.matches(name)
     }
 
-    /// Whether the values of this header are secret.
+    /// Whether the values of this header are secret: by
+    /// [`is_secret_header_name`], or a secret name by the parameter rule
+    /// (`X-Card-Number`).
     pub fn is_secret_header(&self, name: &str) -> bool {
-        let n = name.trim().to_ascii_lowercase();
-        matches!(n.as_str(), "cookie" | "set-cookie" | "authorization" | "proxy-authorization")
-            || HEADER_WORDS.iter().any(|w| n.contains(w))
-            || self.secret_name(n.as_bytes())
+        is_secret_header_name(name) || self.secret_name(name.trim().to_ascii_lowercase().as_bytes())
     }
 
     /// The mask of a secret value: `***` and a keyed hash of it (the same

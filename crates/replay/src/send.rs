@@ -8,6 +8,17 @@
 //! connections that follow the captured ones, with the session's cookies
 //! mapped to the ones the target issued during the replay.
 //!
+//! What goes to the target is safe by default (docs/replay.md, "What is
+//! sent and what is not"): the request-target is always a path on the
+//! target (absolute-form is cut to its path and query), CONNECT, TRACE and
+//! TRACK are withheld, routing headers (`Forwarded`, `X-Forwarded-*`,
+//! `Proxy-*` ...) and headers the captured `Connection` names are dropped
+//! unless [`SendConfig::keep_headers`] names them, and captured credentials
+//! (`Authorization`, credential-named headers, captured cookie values, and
+//! requests the caller marks as carrying a credential in their query or
+//! body) stay home unless [`SendConfig::with_credentials`]. Cookies the
+//! target itself sets during the replay are always sent back.
+//!
 //! Only std networking is used (blocking sockets with timeouts); response
 //! heads are parsed with `httparse`.
 
@@ -30,7 +41,9 @@ pub struct SendRequest {
     pub start_ns: i64,
     /// The request method, as captured.
     pub method: String,
-    /// The request-target as captured (path and query).
+    /// The request-target as captured: origin-form (path and query),
+    /// absolute-form (sent as its path and query), asterisk-form (`*`, sent
+    /// with OPTIONS only) or authority-form (never sent).
     pub target: String,
     /// The captured request headers, raw, in order.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -39,6 +52,11 @@ pub struct SendRequest {
     /// False if the capture did not keep the whole body: such a request is
     /// not sent (outcome `Skipped("body not captured whole")`).
     pub body_complete: bool,
+    /// Where the request carries a credential outside its headers, if it
+    /// does (`"query"`, `"form body"` ...: the caller decides by its
+    /// privacy rules). Such a request is withheld unless
+    /// [`SendConfig::with_credentials`].
+    pub credential: Option<String>,
 }
 
 /// How to re-send.
@@ -65,12 +83,22 @@ pub struct SendConfig {
     /// Response body bytes kept per response (the length is still counted
     /// in full).
     pub max_body: usize,
+    /// Captured headers sent although a rule would drop them: routing
+    /// headers, headers the captured `Connection` names, credential headers
+    /// (names, any case). The headers pov always rebuilds or never forwards
+    /// ([`never_forwarded`]) cannot be kept.
+    pub keep_headers: Vec<String>,
+    /// Send the captured credentials: `Authorization` and other
+    /// credential headers, captured cookie values, and requests with a
+    /// [`SendRequest::credential`].
+    pub with_credentials: bool,
 }
 
 impl SendConfig {
     /// A configuration for `target`: `Host` set to the target's address,
     /// captured pacing, one worker, no request or time bound, a 10 s
-    /// timeout, and 1 MiB of each response body kept.
+    /// timeout, 1 MiB of each response body kept, no dropped header kept and
+    /// no captured credential sent.
     pub fn new(target: SocketAddr) -> Self {
         SendConfig {
             target,
@@ -81,7 +109,13 @@ impl SendConfig {
             max_time: Duration::MAX,
             timeout: Duration::from_secs(10),
             max_body: 1 << 20,
+            keep_headers: Vec::new(),
+            with_credentials: false,
         }
+    }
+
+    fn keeps(&self, lname: &str) -> bool {
+        self.keep_headers.iter().any(|k| k.eq_ignore_ascii_case(lname))
     }
 }
 
@@ -101,13 +135,18 @@ pub enum SendOutcome {
     Closed,
     /// Anything else (a malformed answer, an unsendable request, ...).
     Error(String),
-    /// Not sent; the reason says why.
+    /// Not sent; the reason says why (a limit, a body not captured whole).
     Skipped(String),
+    /// Not sent by a safety rule (CONNECT, TRACE, a request-target that is
+    /// not a path, a credential in the query or body); the reason says
+    /// which.
+    Withheld(String),
 }
 
 impl SendOutcome {
     /// A short lower-case name for the outcome (`answered`, `refused`,
-    /// `reset`, `timeout`, `closed`, `error`, `skipped`), the text left out.
+    /// `reset`, `timeout`, `closed`, `error`, `skipped`, `withheld`), the
+    /// text left out.
     pub fn as_str(&self) -> &'static str {
         match self {
             SendOutcome::Answered => "answered",
@@ -117,6 +156,7 @@ impl SendOutcome {
             SendOutcome::Closed => "closed",
             SendOutcome::Error(_) => "error",
             SendOutcome::Skipped(_) => "skipped",
+            SendOutcome::Withheld(_) => "withheld",
         }
     }
 }
@@ -145,6 +185,11 @@ pub struct SendResult {
     pub total: Option<Duration>,
     /// Wall time since the replay began when the request was sent.
     pub sent_at: Option<Duration>,
+    /// Captured headers a safety rule kept from the target (lower-case
+    /// names, each once, in captured order; `cookie` when captured cookie
+    /// values were left out). Headers pov always rebuilds or never forwards
+    /// (framing, hop-by-hop) are not listed.
+    pub stripped: Vec<String>,
 }
 
 impl SendResult {
@@ -161,6 +206,7 @@ impl SendResult {
             ttfb: None,
             total: None,
             sent_at: None,
+            stripped: Vec::new(),
         }
     }
 
@@ -290,6 +336,9 @@ impl Run<'_> {
         let Some(req) = self.reqs.get(index) else {
             return SendResult::new(index, SendOutcome::Error("no such request".into()));
         };
+        if let Err(why) = target_to_send(req, self.cfg) {
+            return SendResult::new(index, SendOutcome::Withheld(why));
+        }
         if !req.body_complete {
             return SendResult::skipped(index, "body not captured whole");
         }
@@ -298,7 +347,7 @@ impl Run<'_> {
         if self.deadline.is_some_and(late) {
             return SendResult::skipped(index, "over --max-time");
         }
-        let wire = match request_bytes(req, &self.cfg.host, &st.jar) {
+        let Wire { bytes: wire, stripped } = match request_bytes(req, self.cfg, &st.jar) {
             Ok(w) => w,
             Err(e) => return SendResult::new(index, SendOutcome::Error(e)),
         };
@@ -316,6 +365,7 @@ impl Run<'_> {
         let head_req = req.method.eq_ignore_ascii_case("HEAD");
         let ex = exchange(self.cfg, &mut st.conns, req.conn, &wire, head_req);
         let mut r = SendResult::new(index, ex.outcome);
+        r.stripped = stripped;
         r.total = Some(sent.elapsed());
         r.sent_at = Some(sent.saturating_duration_since(self.begin));
         r.ttfb = ex.ttfb;
@@ -332,12 +382,142 @@ impl Run<'_> {
 }
 
 // ---------------------------------------------------------------------------
-// The request
+// The request: what is sent and what is not
 
-/// Captured headers never sent: hop-by-hop ones, and the framing, which is
-/// rebuilt from the decoded body.
-const DROPPED: [&str; 8] =
-    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length", "te", "upgrade", "expect"];
+/// Methods never re-sent: CONNECT opens a tunnel to a host of the
+/// capture's choosing; TRACE (and IIS's TRACK) echo the request, captured
+/// credentials included, back.
+const WITHHELD_METHODS: [&str; 3] = ["CONNECT", "TRACE", "TRACK"];
+
+/// The request-target as sent, or why it cannot be: origin-form as
+/// captured, absolute-form cut to its path and query
+/// (`http://169.254.169.254/latest/?a` -> `/latest/?a`, an empty path
+/// becomes `/`, a fragment goes), `*` with OPTIONS.
+fn origin_form<'a>(method: &str, target: &'a str) -> Result<std::borrow::Cow<'a, str>, String> {
+    use std::borrow::Cow;
+    if target.starts_with('/') {
+        return Ok(Cow::Borrowed(target));
+    }
+    if target == "*" {
+        return if method.eq_ignore_ascii_case("OPTIONS") {
+            Ok(Cow::Borrowed(target))
+        } else {
+            Err(format!("request-target * with {method}: only OPTIONS takes it"))
+        };
+    }
+    // absolute-URI = scheme ":" hier-part; anything else is authority-form
+    // (`host:port`, CONNECT's) or not a request-target.
+    let scheme_end = target.find(':').filter(|&c| {
+        let scheme = target.as_bytes().get(..c).unwrap_or_default();
+        scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme.iter().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+    });
+    let Some(c) = scheme_end else {
+        return Err("authority-form request-target: never re-sent".into());
+    };
+    let rest = &target[c + 1..];
+    let tail = match rest.strip_prefix("//") {
+        // The authority (userinfo included) goes; the Host is the target's.
+        Some(after) => &after[after.find(['/', '?', '#']).unwrap_or(after.len())..],
+        None => rest,
+    };
+    let tail = &tail[..tail.find('#').unwrap_or(tail.len())];
+    if tail.is_empty() {
+        Ok(Cow::Borrowed("/"))
+    } else if tail.starts_with('/') {
+        Ok(Cow::Borrowed(tail))
+    } else if tail.starts_with('?') {
+        Ok(Cow::Owned(format!("/{tail}")))
+    } else {
+        // `host:port` parses as a scheme and a path with no slash.
+        Err("authority-form request-target: never re-sent".into())
+    }
+}
+
+/// The request-target of `req` as sent; or why the safety rules withhold
+/// `req` (its method, its request-target, a credential in it).
+fn target_to_send<'a>(req: &'a SendRequest, cfg: &SendConfig) -> Result<std::borrow::Cow<'a, str>, String> {
+    if let Some(m) = WITHHELD_METHODS.iter().find(|m| req.method.eq_ignore_ascii_case(m)) {
+        return Err(if *m == "CONNECT" {
+            "CONNECT: a tunnel to another host, never re-sent".into()
+        } else {
+            format!("{m}: echoes the request back, never re-sent")
+        });
+    }
+    let target = origin_form(&req.method, &req.target)?;
+    if let Some(place) = &req.credential
+        && !cfg.with_credentials
+    {
+        return Err(format!("a credential in the {place}: sent only with --with-credentials"));
+    }
+    Ok(target)
+}
+
+/// Captured headers never sent, whatever `keep_headers` says (lower-case):
+/// `Host` and `Accept-Encoding` are rewritten, the framing is rebuilt from
+/// the decoded body, and hop-by-hop headers belong to the captured
+/// connection, not to the request.
+const NEVER_FORWARDED: [&str; 12] = [
+    "host",
+    "accept-encoding",
+    "content-length",
+    "transfer-encoding",
+    "expect",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+];
+
+/// Whether pov never forwards a captured header of this name as captured
+/// (`Host` and `Accept-Encoding` are rewritten, the framing rebuilt,
+/// hop-by-hop headers dropped); `keep_headers` cannot bring it back.
+pub fn never_forwarded(name: &str) -> bool {
+    NEVER_FORWARDED.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// Routing headers (lower-case exact names): they tell a proxy or the
+/// application where the request is for, who sent it, or which method it
+/// really is. Besides these, every `x-forwarded-*`, `x-original-*`,
+/// `x-envoy-*` and `proxy-*` name.
+const ROUTING: [&str; 17] = [
+    "forwarded",
+    "forwarded-for",
+    "x-forwarded",
+    "via",
+    "max-forwards",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-host",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Whether a header (lower-case name) routes the request: dropped unless
+/// kept.
+pub fn is_routing_header(lname: &str) -> bool {
+    ["x-forwarded-", "x-original-", "x-envoy-", "proxy-"].iter().any(|p| lname.starts_with(p))
+        || ROUTING.contains(&lname)
+}
+
+/// Whether a header (lower-case name) carries a credential: the headers
+/// whose values outputs mask ([`pov_privacy::is_secret_header_name`]:
+/// `Authorization`, `X-Api-Key`, `X-Auth-Token`, `X-CSRF-Token`,
+/// `X-Session-Id` ...) and any name with `cookie` in it. (`Cookie` itself is
+/// handled apart: the target's own cookies are always sent.)
+pub fn is_credential_header(lname: &str) -> bool {
+    lname.contains("cookie") || pov_privacy::is_secret_header_name(lname)
+}
 
 /// An RFC 9110 token (method, header name).
 fn is_token(s: &[u8]) -> bool {
@@ -356,46 +536,87 @@ fn push_header(w: &mut Vec<u8>, name: &str, value: &[u8]) {
     w.extend_from_slice(b"\r\n");
 }
 
-/// The bytes of `req` as re-sent: HTTP/1.1, `Host` rewritten, hop-by-hop
-/// and framing headers dropped, `Accept-Encoding: identity`, cookies mapped
-/// through `jar`, `Content-Length` when there is a body (or the method
-/// expects one).
-fn request_bytes(req: &SendRequest, host: &str, jar: &Jar) -> Result<Vec<u8>, String> {
+/// A request as it goes on the wire.
+struct Wire {
+    bytes: Vec<u8>,
+    /// What the safety rules kept back ([`SendResult::stripped`]).
+    stripped: Vec<String>,
+}
+
+/// The bytes of `req` as re-sent: HTTP/1.1, the request-target as
+/// [`origin_form`] makes it, `Host` the target's, `Accept-Encoding:
+/// identity`, `Content-Length` when there is a body (or the method expects
+/// one); framing and hop-by-hop headers dropped, and headers the captured
+/// `Connection` names, routing headers and credential headers unless kept;
+/// cookies mapped through `jar`, and the captured values of the others sent
+/// only with credentials.
+fn request_bytes(req: &SendRequest, cfg: &SendConfig, jar: &Jar) -> Result<Wire, String> {
+    let host = cfg.host.as_str();
     if !is_token(req.method.as_bytes()) {
         return Err(format!("method {:?} not sendable", req.method));
     }
-    if req.target.is_empty() || req.target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(format!("request-target {:?} not sendable", req.target));
+    let target = target_to_send(req, cfg)?;
+    // The target is not echoed: it may hold a secret.
+    if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("request-target not sendable (a blank or control byte in it)".into());
     }
     if host.is_empty() || !value_ok(host.as_bytes()) {
         return Err(format!("host {host:?} not sendable"));
     }
     let mut w = Vec::with_capacity(512 + req.body.len());
-    for part in [req.method.as_bytes(), b" ", req.target.as_bytes(), b" HTTP/1.1\r\n"] {
+    for part in [req.method.as_bytes(), b" ", target.as_bytes(), b" HTTP/1.1\r\n"] {
         w.extend_from_slice(part);
     }
     if !req.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         push_header(&mut w, "Host", host.as_bytes());
     }
+    // Headers the captured Connection header names are the captured
+    // connection's (RFC 9110 7.6.1).
+    let listed: Vec<String> = req
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(trim(t)).to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut stripped: Vec<String> = Vec::new();
+    let mut strip = |lname: String| {
+        if !stripped.contains(&lname) {
+            stripped.push(lname);
+        }
+    };
     let (mut host_done, mut encoding_done) = (false, false);
     for (name, value) in &req.headers {
         if !is_token(name.as_bytes()) || !value_ok(value) {
             return Err(format!("captured header {name:?} not sendable"));
         }
-        if name.eq_ignore_ascii_case("host") {
+        let lname = name.to_ascii_lowercase();
+        let kept = cfg.keeps(&lname);
+        if lname == "host" {
             if !host_done {
                 push_header(&mut w, name, host.as_bytes());
                 host_done = true;
             }
-        } else if DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d)) {
-            continue;
-        } else if name.eq_ignore_ascii_case("accept-encoding") {
+        } else if lname == "accept-encoding" {
             if !encoding_done {
                 push_header(&mut w, name, b"identity");
                 encoding_done = true;
             }
-        } else if name.eq_ignore_ascii_case("cookie") {
-            push_header(&mut w, name, &jar.map_cookies(value));
+        } else if never_forwarded(&lname) {
+            continue;
+        } else if !kept && (listed.contains(&lname) || is_routing_header(&lname)) {
+            strip(lname);
+        } else if lname == "cookie" {
+            let (mapped, left_out) = jar.map_cookies(value, cfg.with_credentials || kept);
+            if left_out {
+                strip(lname);
+            }
+            if !mapped.is_empty() {
+                push_header(&mut w, name, &mapped);
+            }
+        } else if !kept && !cfg.with_credentials && is_credential_header(&lname) {
+            strip(lname);
         } else {
             push_header(&mut w, name, value);
         }
@@ -406,7 +627,7 @@ fn request_bytes(req: &SendRequest, host: &str, jar: &Jar) -> Result<Vec<u8>, St
     }
     w.extend_from_slice(b"\r\n");
     w.extend_from_slice(&req.body);
-    Ok(w)
+    Ok(Wire { bytes: w, stripped })
 }
 
 fn trim(mut b: &[u8]) -> &[u8] {
@@ -466,27 +687,42 @@ impl Jar {
     }
 
     /// A captured `Cookie` value with the values of the names the jar holds
-    /// replaced by the jar's; everything else as captured, order kept.
-    fn map_cookies(&self, captured: &[u8]) -> Vec<u8> {
-        if self.0.is_empty() {
-            return captured.to_vec();
+    /// replaced by the jar's, order kept. The other pieces go as captured
+    /// with `captured`, else they are left out (and the second value says
+    /// whether any was): then only the target's own cookies go back.
+    fn map_cookies(&self, value: &[u8], captured: bool) -> (Vec<u8>, bool) {
+        if captured && self.0.is_empty() {
+            return (value.to_vec(), false);
         }
-        let mut out = Vec::with_capacity(captured.len() + 64);
-        for (k, piece) in captured.split(|&b| b == b';').enumerate() {
-            if k > 0 {
-                out.push(b';');
-            }
+        let mut out = Vec::with_capacity(value.len() + 64);
+        let mut left_out = false;
+        for (k, piece) in value.split(|&b| b == b';').enumerate() {
             let lead = piece.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
             let pair = &piece[lead..];
-            match pair.iter().position(|&b| b == b'=').and_then(|eq| Some(eq).zip(self.get(trim(&pair[..eq])))) {
-                Some((eq, value)) => {
-                    out.extend_from_slice(&piece[..lead + eq + 1]);
-                    out.extend_from_slice(value);
+            let ours = pair.iter().position(|&b| b == b'=').and_then(|eq| Some(eq).zip(self.get(trim(&pair[..eq]))));
+            if captured {
+                if k > 0 {
+                    out.push(b';');
                 }
-                None => out.extend_from_slice(piece),
+                match ours {
+                    Some((eq, v)) => {
+                        out.extend_from_slice(&piece[..lead + eq + 1]);
+                        out.extend_from_slice(v);
+                    }
+                    None => out.extend_from_slice(piece),
+                }
+            } else if let Some((eq, v)) = ours {
+                if !out.is_empty() {
+                    out.extend_from_slice(b"; ");
+                }
+                out.extend_from_slice(trim(&pair[..eq]));
+                out.push(b'=');
+                out.extend_from_slice(v);
+            } else if !trim(piece).is_empty() {
+                left_out = true;
             }
         }
-        out
+        (out, left_out)
     }
 }
 
@@ -1062,6 +1298,7 @@ mod tests {
             headers: vec![("Host".into(), b"shop.example".to_vec())],
             body: Vec::new(),
             body_complete: true,
+            credential: None,
         }
     }
 
@@ -1274,7 +1511,7 @@ mod tests {
 
     #[test]
     fn cookies_follow_the_targets_set_cookie_per_session() {
-        let srv = Server::start(|s| {
+        let login = |s: &Seen| {
             match s.target.as_str() {
             "/login" => Act::Reply(
                 b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=NEW; Path=/\r\nset-cookie: cart=c1; HttpOnly\r\nContent-Length: 0\r\n\r\n"
@@ -1285,9 +1522,10 @@ mod tests {
             }
             _ => ok(""),
         }
-        });
+        };
+        // X-Who tells the sessions apart at the server (a name no rule drops).
         let with = |mut r: SendRequest, session: &str, cookie: &[u8]| {
-            r.headers = hdrs(&[("X-Session", session.as_bytes()), ("Cookie", cookie)]);
+            r.headers = hdrs(&[("X-Who", session.as_bytes()), ("Cookie", cookie)]);
             r
         };
         let reqs = [
@@ -1298,26 +1536,272 @@ mod tests {
             with(get("a", 1, 30, "/after"), "a", b"sid=OLD; cart=old; x"),
             with(get("b", 1, 40, "/login"), "b", b"sid=OLD"),
         ];
-        let cfg = SendConfig { concurrency: 2, ..config(srv.addr) };
-        let res = run(&reqs, &cfg);
-        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 6]);
-        let cookie_of = |session: &str, target: &str| {
+        let cookies = |with_credentials: bool| {
+            let srv = Server::start(login);
+            let cfg = SendConfig { concurrency: 2, with_credentials, ..config(srv.addr) };
+            let res = run(&reqs, &cfg);
+            assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 6]);
             let seen = srv.seen();
-            let s = seen
-                .iter()
-                .find(|s| s.target == target && s.header("x-session").as_deref() == Some(session))
-                .unwrap()
-                .clone();
-            s.header("cookie").unwrap()
+            let cookie_of = |session: &str, target: &str| {
+                let s =
+                    seen.iter().find(|s| s.target == target && s.header("x-who").as_deref() == Some(session)).unwrap();
+                s.header("cookie")
+            };
+            let got =
+                [("a", "/login"), ("a", "/page"), ("a", "/logout"), ("a", "/after"), ("b", "/page"), ("b", "/login")]
+                    .map(|(s, t)| cookie_of(s, t));
+            (got, res.iter().map(|r| r.stripped.clone()).collect::<Vec<_>>())
         };
-        assert_eq!(cookie_of("a", "/login"), "sid=OLD; theme=dark");
-        assert_eq!(cookie_of("a", "/page"), "sid=NEW; theme=dark");
-        assert_eq!(cookie_of("a", "/logout"), "theme=dark;sid=NEW");
-        // Max-Age=0 took sid out of the jar; cart is still the target's.
-        assert_eq!(cookie_of("a", "/after"), "sid=OLD; cart=c1; x");
-        // Session b never saw a's answers.
-        assert_eq!(cookie_of("b", "/page"), "sid=OLD; theme=dark");
-        assert_eq!(cookie_of("b", "/login"), "sid=OLD");
+        let some = |c: &str| Some(c.to_string());
+        // With the captured credentials: the captured cookies, with the
+        // values the target set in their place.
+        let (got, stripped) = cookies(true);
+        assert_eq!(
+            got,
+            [
+                some("sid=OLD; theme=dark"),
+                some("sid=NEW; theme=dark"),
+                some("theme=dark;sid=NEW"),
+                // Max-Age=0 took sid out of the jar; cart is still the target's.
+                some("sid=OLD; cart=c1; x"),
+                // Session b never saw a's answers.
+                some("sid=OLD; theme=dark"),
+                some("sid=OLD"),
+            ]
+        );
+        assert!(stripped.iter().all(Vec::is_empty), "{stripped:?}");
+        // By default: only what the target itself set in this session.
+        let (got, stripped) = cookies(false);
+        assert_eq!(got, [None, some("sid=NEW"), some("sid=NEW"), some("cart=c1"), None, None]);
+        assert_eq!(stripped, vec![vec!["cookie".to_string()]; 6]);
+    }
+
+    fn withheld(why: &str) -> SendOutcome {
+        SendOutcome::Withheld(why.into())
+    }
+
+    fn raw_text(srv: &Server) -> Vec<String> {
+        srv.seen().iter().map(|s| String::from_utf8_lossy(&s.raw).into_owned()).collect()
+    }
+
+    #[test]
+    fn the_request_target_is_always_a_path_on_the_target() {
+        let srv = Server::start(|_| ok(""));
+        let host = srv.addr.to_string();
+        let mut metadata = get("s", 1, 0, "http://169.254.169.254/latest/meta-data/");
+        metadata.headers = hdrs(&[("Host", b"169.254.169.254")]);
+        let targets = [
+            "http://169.254.169.254/latest/meta-data/",
+            "HTTPS://user:pw@internal.example:8443?q=1#frag",
+            "http://internal.example",
+            "http://internal.example/a/b?c=d#e",
+            "ftp://h/x",
+            "http:/rel?x",
+            "/plain?x=http://169.254.169.254/",
+        ];
+        let mut reqs = vec![metadata];
+        for (i, t) in targets.iter().enumerate().skip(1) {
+            reqs.push(get("s", 1, i as i64, t));
+        }
+        let mut options = req("s", 1, 20, "OPTIONS", "*");
+        options.headers = hdrs(&[("Host", b"internal.example"), ("Max-Forwards", b"0")]);
+        reqs.push(options);
+        // Not sent: asterisk-form with another method, authority-form (a
+        // CONNECT's target on a GET), and URIs with no path.
+        for (i, t) in ["*", "internal.example:80", "[::1]:8080", "urn:isbn:1", "mailto:a@b"].iter().enumerate() {
+            reqs.push(get("s", 1, 30 + i as i64, t));
+        }
+        let res = run(&reqs, &config(srv.addr));
+        let authority = withheld("authority-form request-target: never re-sent");
+        let mut want = vec![SendOutcome::Answered; 8];
+        want.extend([
+            withheld("request-target * with GET: only OPTIONS takes it"),
+            authority.clone(),
+            authority.clone(),
+            authority.clone(),
+            authority,
+        ]);
+        assert_eq!(outcomes(&res), want);
+        // The exact bytes of the metadata request: origin-form, the
+        // target's Host.
+        let raw = raw_text(&srv);
+        assert_eq!(raw[0], format!("GET /latest/meta-data/ HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert_eq!(
+            srv.targets(),
+            ["/latest/meta-data/", "/?q=1", "/", "/a/b?c=d", "/x", "/rel?x", "/plain?x=http://169.254.169.254/", "*"]
+        );
+        // No other host or credential reached the wire.
+        assert!(raw.iter().all(|r| !r.contains("internal.example") && !r.contains("pw")), "{raw:?}");
+        assert_eq!(raw[7], format!("OPTIONS * HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert_eq!(res[7].stripped, ["max-forwards"]);
+        assert!(res[8..].iter().all(|r| r.sent_at.is_none() && r.status.is_none()));
+    }
+
+    #[test]
+    fn connect_trace_and_track_are_withheld() {
+        let srv = Server::start(|_| ok("fine"));
+        let mut connect = req("s", 1, 1, "CONNECT", "169.254.169.254:80");
+        connect.headers = hdrs(&[("Host", b"169.254.169.254:80")]);
+        let reqs = [
+            get("s", 1, 0, "/a"),
+            connect,
+            req("s", 1, 2, "TRACE", "/"),
+            req("s", 1, 3, "track", "/"),
+            req("s", 1, 4, "CONNECT", "/looks-like-a-path"),
+            get("s", 1, 5, "/b"),
+        ];
+        // Withheld requests are no attempt: two are allowed and both go.
+        let res = run(&reqs, &SendConfig { max_requests: 2, ..config(srv.addr) });
+        let tunnel = withheld("CONNECT: a tunnel to another host, never re-sent");
+        assert_eq!(
+            outcomes(&res),
+            [
+                SendOutcome::Answered,
+                tunnel.clone(),
+                withheld("TRACE: echoes the request back, never re-sent"),
+                withheld("TRACK: echoes the request back, never re-sent"),
+                tunnel,
+                SendOutcome::Answered,
+            ]
+        );
+        assert_eq!(srv.targets(), ["/a", "/b"]);
+        assert_eq!(srv.accepted(), 1);
+        assert_eq!(res[1].outcome.as_str(), "withheld");
+    }
+
+    #[test]
+    fn routing_headers_are_dropped_unless_kept() {
+        let routing: &[(&str, &[u8])] = &[
+            ("Forwarded", b"for=1.2.3.4;host=evil.example"),
+            ("X-Forwarded-Host", b"evil.example"),
+            ("X-Forwarded-For", b"10.0.0.1"),
+            ("x-forwarded-proto", b"https"),
+            ("X-Real-IP", b"127.0.0.1"),
+            ("X-Original-URL", b"/admin"),
+            ("X-Rewrite-URL", b"/admin"),
+            ("X-HTTP-Method-Override", b"DELETE"),
+            ("X-HTTP-Method", b"DELETE"),
+            ("X-Method-Override", b"DELETE"),
+            ("Proxy-Authorization", b"Basic cHJveHk6cHc="),
+            ("Via", b"1.1 proxy"),
+            ("True-Client-IP", b"127.0.0.1"),
+            ("X-Envoy-Original-Path", b"/admin"),
+            ("Connection", b"keep-alive, X-Hop, x-internal"),
+            ("X-Hop", b"1"),
+            ("X-Internal", b"1"),
+            ("Trailer", b"X-T"),
+            ("Upgrade", b"websocket"),
+            ("HTTP2-Settings", b"AAMAAABkAAQAAP__"),
+        ];
+        let mut r = get("s", 1, 0, "/x");
+        r.headers = hdrs(&[("Host", b"shop.example"), ("Accept", b"*/*")]);
+        r.headers.extend(hdrs(routing));
+        r.headers.extend(hdrs(&[("User-Agent", b"ua")]));
+        let sent = |keep: &[&str]| {
+            let srv = Server::start(|_| ok(""));
+            let cfg = SendConfig { keep_headers: keep.iter().map(|k| k.to_string()).collect(), ..config(srv.addr) };
+            let res = run(std::slice::from_ref(&r), &cfg);
+            assert_eq!(res[0].outcome, SendOutcome::Answered);
+            (raw_text(&srv).remove(0), res[0].stripped.clone(), srv.addr.to_string())
+        };
+        let (raw, stripped, host) = sent(&[]);
+        assert_eq!(raw, format!("GET /x HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nUser-Agent: ua\r\n\r\n"));
+        assert_eq!(
+            stripped,
+            [
+                "forwarded",
+                "x-forwarded-host",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-real-ip",
+                "x-original-url",
+                "x-rewrite-url",
+                "x-http-method-override",
+                "x-http-method",
+                "x-method-override",
+                "proxy-authorization",
+                "via",
+                "true-client-ip",
+                "x-envoy-original-path",
+                "x-hop",
+                "x-internal",
+            ]
+        );
+        // Kept by name (any case); hop-by-hop ones never go.
+        let (raw, stripped, host) =
+            sent(&["x-forwarded-host", "X-ORIGINAL-URL", "X-Hop", "Proxy-Authorization", "Upgrade", "Connection"]);
+        assert_eq!(
+            raw,
+            format!(
+                "GET /x HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nX-Forwarded-Host: evil.example\r\n\
+                 X-Original-URL: /admin\r\nProxy-Authorization: Basic cHJveHk6cHc=\r\nX-Hop: 1\r\nUser-Agent: ua\r\n\r\n"
+            )
+        );
+        assert_eq!(stripped.len(), 12, "{stripped:?}");
+        assert!(!stripped.iter().any(|s| ["x-forwarded-host", "x-original-url", "x-hop"].contains(&s.as_str())));
+    }
+
+    #[test]
+    fn captured_credentials_go_only_when_asked() {
+        let srv = Server::start(|_| ok(""));
+        let host = srv.addr.to_string();
+        let mut r = get("s", 1, 0, "/account");
+        r.headers = hdrs(&[
+            ("Host", b"shop.example"),
+            ("Authorization", b"Bearer eyJhbGciOi.captured"),
+            ("Cookie", b"sid=CAPTURED; theme=dark"),
+            ("X-Api-Key", b"k-123"),
+            ("X-Auth-Token", b"t-456"),
+            ("X-CSRF-Token", b"c-789"),
+            ("X-XSRF-TOKEN", b"x-000"),
+            ("X-Session-Id", b"s-111"),
+            ("Referer", b"http://shop.example/"),
+        ]);
+        let mut login = req("s", 1, 1, "POST", "/login");
+        login.body = b"user=a&password=hunter2".to_vec();
+        login.credential = Some("form body".into());
+        let reqs = [r, login];
+        let creds = ["eyJhbGciOi", "CAPTURED", "dark", "k-123", "t-456", "c-789", "x-000", "s-111", "hunter2"];
+
+        // By default: none of them.
+        let res = run(&reqs, &config(srv.addr));
+        assert_eq!(
+            outcomes(&res),
+            [SendOutcome::Answered, withheld("a credential in the form body: sent only with --with-credentials")]
+        );
+        let raw = raw_text(&srv);
+        assert_eq!(raw, [format!("GET /account HTTP/1.1\r\nHost: {host}\r\nReferer: http://shop.example/\r\n\r\n")]);
+        assert_eq!(
+            res[0].stripped,
+            ["authorization", "cookie", "x-api-key", "x-auth-token", "x-csrf-token", "x-xsrf-token", "x-session-id"]
+        );
+        drop(srv);
+
+        // One kept by name.
+        let srv = Server::start(|_| ok(""));
+        let res = run(&reqs[..1], &SendConfig { keep_headers: vec!["x-api-key".into()], ..config(srv.addr) });
+        assert_eq!(res[0].outcome, SendOutcome::Answered);
+        let raw = raw_text(&srv).remove(0);
+        assert!(raw.contains("\r\nX-Api-Key: k-123\r\n"), "{raw}");
+        assert!(!creds.iter().filter(|c| **c != "k-123").any(|c| raw.contains(c)), "{raw}");
+        drop(srv);
+
+        // With --with-credentials: all of them, as captured.
+        let srv = Server::start(|_| ok(""));
+        let host = srv.addr.to_string();
+        let res = run(&reqs, &SendConfig { with_credentials: true, ..config(srv.addr) });
+        assert_eq!(outcomes(&res), vec![SendOutcome::Answered; 2]);
+        assert!(res.iter().all(|r| r.stripped.is_empty()));
+        let raw = raw_text(&srv);
+        assert_eq!(
+            raw[0],
+            format!(
+                "GET /account HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer eyJhbGciOi.captured\r\n\
+                 Cookie: sid=CAPTURED; theme=dark\r\nX-Api-Key: k-123\r\nX-Auth-Token: t-456\r\nX-CSRF-Token: c-789\r\n\
+                 X-XSRF-TOKEN: x-000\r\nX-Session-Id: s-111\r\nReferer: http://shop.example/\r\n\r\n"
+            )
+        );
+        assert!(raw[1].ends_with("\r\n\r\nuser=a&password=hunter2"), "{}", raw[1]);
     }
 
     #[test]
@@ -1333,8 +1817,15 @@ mod tests {
         assert_eq!(jar.0, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
         jar.update(&hdrs(&[("set-cookie", b"a=; max-age=-1"), ("Set-Cookie", b"b=22; Max-Age=x")]));
         assert_eq!(jar.0, vec![(b"b".to_vec(), b"22".to_vec())]);
-        assert_eq!(jar.map_cookies(b"a=0;  b=0 ;c"), b"a=0;  b=22;c");
-        assert_eq!(Jar::default().map_cookies(b" odd ;; x=1"), b" odd ;; x=1");
+        // With the captured values: the jar's replace theirs, all else as
+        // captured.
+        assert_eq!(jar.map_cookies(b"a=0;  b=0 ;c", true), (b"a=0;  b=22;c".to_vec(), false));
+        assert_eq!(Jar::default().map_cookies(b" odd ;; x=1", true), (b" odd ;; x=1".to_vec(), false));
+        // Without: only the jar's, and whether anything was left out.
+        assert_eq!(jar.map_cookies(b"a=0;  b=0 ;c", false), (b"b=22".to_vec(), true));
+        assert_eq!(jar.map_cookies(b" b = 1", false), (b"b=22".to_vec(), false));
+        assert_eq!(Jar::default().map_cookies(b" odd ;; x=1", false), (Vec::new(), true));
+        assert_eq!(Jar::default().map_cookies(b" ; ", false), (Vec::new(), false));
     }
 
     #[test]
