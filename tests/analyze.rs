@@ -527,6 +527,20 @@ fn sigint_and_sigterm_stop_analyze_with_nothing_written() {
     assert!(res.stdout.is_empty());
     assert!(!out.exists(), "the folder this run created is gone: {:?}", names_in(&out));
 
+    // SIGINT, then the input ends in the middle of a record: the cut is not
+    // reported (the run is abandoned), only the interruption.
+    let out = d.path("r-cut");
+    let mut child = analyze_reading(&out, "-", Stdio::piped());
+    let mut stdin = child.stdin.take().unwrap();
+    let cut = head + 7;
+    stdin.write_all(&capture[..cut]).unwrap();
+    send_signal(child.id(), "INT");
+    drop(stdin);
+    let res = wait_within(child, 30, "analyze after SIGINT and a cut input");
+    assert_eq!(res.status.code(), Some(130));
+    assert_eq!(String::from_utf8_lossy(&res.stderr), "pov: interrupted by SIGINT; nothing written\n");
+    assert!(!out.exists());
+
     // SIGTERM, reading a named pipe, over an earlier report: left as it was.
     let out = d.path("r-term");
     util::pov_ok(&["analyze", "--quiet", "--out", s(&out), s(&sample())]);

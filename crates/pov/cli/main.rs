@@ -539,6 +539,10 @@ fn run_pass<S: pov_capture::tcp::StreamSink + ?Sized>(
         report.warnings.retain(|w| !seen.warnings.contains(w));
         report.errors.retain(|e| !seen.errors.contains(e));
     }
+    if report.stopped {
+        // Abandoned on a signal: its one line says it all.
+        return report;
+    }
     for w in &report.warnings {
         eprintln!("pov: warning: {w}");
     }

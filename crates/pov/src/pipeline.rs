@@ -89,8 +89,8 @@ pub struct RunReport {
     pub last_ts: Option<Ts>,
     /// Packets read over all inputs.
     pub packets: u64,
-    /// The run stopped early on a [`Stop`] request: the inputs were not
-    /// read to their end and open connections were not flushed.
+    /// A [`Stop`] request came during the run: the inputs may not have been
+    /// read to their end, and open connections were not flushed.
     #[serde(skip)]
     pub stopped: bool,
 }
@@ -412,6 +412,8 @@ pub fn run<S: StreamSink + ?Sized>(
             Err(e) => report.errors.push(e.to_string()),
         }
     }
+    // Asked while the last read was waiting (a pipe): stopped all the same.
+    report.stopped |= cfg.stop.requested().is_some();
     if !report.stopped {
         decoder.finish();
         tcp.finish(sink);
