@@ -337,3 +337,339 @@ fn report_loads_in_headless_chromium_with_its_charts() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 60_000, "screenshot of {} bytes", png.len());
 }
+
+// ---------------------------------------------------------------------------
+// One pass or an honest error; signals and full disks (issue 12).
+
+use crate::cli::{
+    feed_fifo, mkfifo, names_in, pov_with_file_limit, send_signal, spawn_pov, synth_capture, tree, wait_within,
+};
+use std::io::Write;
+use std::process::Stdio;
+
+/// What the analyze tests expect in an output folder.
+const OUTPUTS: [&str; 8] = [
+    "failures.parquet",
+    "pages.parquet",
+    "replays",
+    "report.html",
+    "sessions.parquet",
+    "summary.json",
+    "transactions.parquet",
+    "users.parquet",
+];
+
+#[test]
+fn fail_if_with_an_unknown_field_or_kind_is_refused_before_reading() {
+    let d = TempDir::new("analyze-fail-if-early");
+    // A named pipe nobody writes: opening it would block for ever, so an
+    // answer proves no input was opened.
+    let fifo = d.path("never.pipe");
+    mkfifo(&fifo);
+    let out = d.path("r");
+    let refuse = |cond: &str| {
+        let child = spawn_pov(&["analyze", "--quiet", "--out", s(&out), "--fail-if", cond, s(&fifo)], Stdio::null());
+        let res = wait_within(child, 20, cond);
+        assert_eq!(res.status.code(), Some(2), "{cond}");
+        assert!(!out.exists(), "{cond}: nothing is written either");
+        String::from_utf8_lossy(&res.stderr).into_owned()
+    };
+    let err = refuse("users_afected_pct > 2");
+    assert!(err.contains("`users_afected_pct` is not a number in summary.json"), "{err}");
+    assert!(err.contains("did you mean `users_affected_pct`?"), "{err}");
+    for field in ["users_affected_pct", "revenue_lost.value", "sessions_affected", "failures_by_kind.KIND"] {
+        assert!(err.contains(field), "the valid names are listed ({field}): {err}");
+    }
+    let err = refuse("failures_by_kind.sever_error >= 1");
+    assert!(err.contains("`sever_error` is not a failure kind (did you mean `server_error`?)"), "{err}");
+    // The kinds listed are pov-classify's.
+    let kinds = pov::analyze::failure_kinds();
+    assert!(kinds.len() >= 13 && kinds.contains(&"redirect_loop"), "{kinds:?}");
+    for k in &kinds {
+        assert!(err.contains(k), "{k} listed: {err}");
+    }
+    let err = refuse("lost_by_kind.slowness > 0");
+    assert!(err.contains("`slowness` is not a failure kind"), "{err}");
+    // A list or an object is not a number either.
+    refuse("top_failing_pages > 1");
+    refuse("revenue_lost > 1");
+
+    // Every field the check accepts is a number in a real summary.json
+    // (delta needs --history; a kind with no failure counts 0).
+    let hist = d.path("hist");
+    util::pov_ok(&["analyze", "--quiet", "--replays", "0", "--out", s(&hist.join("n1")), s(&sample())]);
+    util::pov_ok(&["analyze", "--quiet", "--replays", "0", "--history", s(&hist), "--out", s(&out), s(&sample())]);
+    let sm = summary(&out);
+    let fields = pov::analyze::condition_fields();
+    assert!(fields.iter().any(|f| f == "counters.tcp.connections"), "{fields:?}");
+    for f in &fields {
+        let mut at = &sm;
+        let parts: Vec<&str> = f.split('.').collect();
+        if parts.len() == 2 && (parts[0] == "failures_by_kind" || parts[0] == "lost_by_kind") {
+            assert!(kinds.contains(&parts[1]), "{f}");
+            continue;
+        }
+        for p in &parts {
+            at = &at[*p];
+        }
+        assert!(at.is_number(), "{f} is {at} in summary.json");
+    }
+}
+
+fn sample() -> std::path::PathBuf {
+    util::root().join("samples/shop.pcap")
+}
+
+/// summary.json without its `inputs` (the paths as given differ).
+fn summary_but_inputs(dir: &Path) -> serde_json::Value {
+    let mut v = summary(dir);
+    v.as_object_mut().unwrap().remove("inputs");
+    v
+}
+
+#[test]
+fn analyze_reads_stdin_and_named_pipes_like_the_file() {
+    let d = TempDir::new("analyze-pipes");
+    let bytes = std::fs::read(sample()).unwrap();
+    // Masks are keyed per run unless `[privacy] mask_key` is set: set, the
+    // runs' outputs can be compared byte for byte.
+    let cfg = d.path("pov.toml");
+    std::fs::write(&cfg, "[privacy]\nmask_key = \"pipes-test\"\n").unwrap();
+    let from_file = d.path("file");
+    util::pov_ok(&["analyze", "--quiet", "-c", s(&cfg), "--out", s(&from_file), s(&sample())]);
+    let expected = tree(&from_file);
+    assert_eq!(names_in(&from_file), OUTPUTS);
+    assert_eq!(expected.keys().filter(|k| k.starts_with("replays/")).count(), 10);
+
+    let from_stdin = d.path("stdin");
+    let mut child = spawn_pov(&["analyze", "--quiet", "-c", s(&cfg), "--out", s(&from_stdin), "-"], Stdio::piped());
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let res = wait_within(child, 60, "analyze from stdin");
+    writer.join().unwrap().unwrap();
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+
+    let fifo = d.path("capture.pipe");
+    mkfifo(&fifo);
+    let from_fifo = d.path("fifo");
+    let writer = feed_fifo(&fifo, bytes);
+    let res = wait_within(
+        spawn_pov(&["analyze", "--quiet", "-c", s(&cfg), "--out", s(&from_fifo), s(&fifo)], Stdio::null()),
+        60,
+        "fifo",
+    );
+    writer.join().unwrap().unwrap();
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+
+    for dir in [&from_stdin, &from_fifo] {
+        assert_eq!(names_in(dir), OUTPUTS, "{}: no spool, spill or staging folder left", dir.display());
+        assert_eq!(summary_but_inputs(dir), summary_but_inputs(&from_file), "{}", dir.display());
+        let got = tree(dir);
+        for (name, data) in &expected {
+            if name.ends_with(".parquet") || name.starts_with("replays/") {
+                assert!(got.get(name) == Some(data), "{}: {name} differs from the file's", dir.display());
+            }
+        }
+        assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn an_error_in_the_replay_pass_is_an_error() {
+    // Two inputs: a.pcap, and a named pipe whose packets all come later.
+    // Once pov has taken megabytes from the pipe, it has read a.pcap to its
+    // end; a.pcap is then removed, so only the replays' pass meets an error.
+    let d = TempDir::new("analyze-second-pass");
+    let a = d.path("a.pcap");
+    std::fs::copy(sample(), &a).unwrap();
+    let later = synth_capture(&d, "8", "4000000000");
+    assert!(later.len() > 3 << 20);
+    let fifo = d.path("later.pipe");
+    mkfifo(&fifo);
+    let out = d.path("r");
+    let child = spawn_pov(&["analyze", "--quiet", "--out", s(&out), s(&a), s(&fifo)], Stdio::null());
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    w.write_all(&later[..3 << 20]).unwrap();
+    std::fs::remove_file(&a).unwrap();
+    w.write_all(&later[3 << 20..]).unwrap();
+    drop(w);
+    let res = wait_within(child, 60, "analyze");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("pov: error: {}: cannot open", a.display())), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // The analysis stands, and says so.
+    let sm = summary(&out);
+    assert!(sm["counters"]["errors"][0].as_str().unwrap().contains("cannot open"), "{}", sm["counters"]["errors"]);
+    assert_eq!(sm["users_total"].as_u64().unwrap(), 25 + 8);
+}
+
+/// Starts `pov analyze --out OUT INPUT`.
+fn analyze_reading(out: &Path, input: &str, stdin: Stdio) -> std::process::Child {
+    spawn_pov(&["analyze", "--quiet", "--out", s(out), input], stdin)
+}
+
+/// Writes `rest` from a thread and keeps the pipe open until the returned
+/// sender is used: pov must stop between packets, not at the end of input.
+fn keep_feeding(
+    mut w: impl Write + Send + 'static,
+    rest: Vec<u8>,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (close, closed) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let _ = w.write_all(&rest);
+        let _ = closed.recv();
+    });
+    (close, t)
+}
+
+#[test]
+fn sigint_and_sigterm_stop_analyze_with_nothing_written() {
+    let d = TempDir::new("analyze-signals");
+    let capture = synth_capture(&d, "8", "1793584800");
+    let head = 2 << 20;
+
+    // SIGINT, reading stdin (spooled for the replays).
+    let out = d.path("r-int");
+    let mut child = analyze_reading(&out, "-", Stdio::piped());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&capture[..head]).unwrap();
+    // Mid-run: the staging folder holds the temporaries and the spool.
+    let staging = out.join(format!(".pov-run-{}", child.id()));
+    let inside = names_in(&staging);
+    assert!(inside.iter().any(|n| n.starts_with(".pov-spool-")), "{inside:?}");
+    assert!(inside.iter().any(|n| n.starts_with(".transactions.parquet.tmp.")), "{inside:?}");
+    send_signal(child.id(), "INT");
+    let (close, writer) = keep_feeding(stdin, capture[head..].to_vec());
+    let res = wait_within(child, 30, "analyze after SIGINT");
+    close.send(()).unwrap();
+    writer.join().unwrap();
+    assert_eq!(res.status.code(), Some(130));
+    assert_eq!(String::from_utf8_lossy(&res.stderr), "pov: interrupted by SIGINT; nothing written\n");
+    assert!(res.stdout.is_empty());
+    assert!(!out.exists(), "the folder this run created is gone: {:?}", names_in(&out));
+
+    // SIGINT, then the input ends in the middle of a record: the cut is not
+    // reported (the run is abandoned), only the interruption.
+    let out = d.path("r-cut");
+    let mut child = analyze_reading(&out, "-", Stdio::piped());
+    let mut stdin = child.stdin.take().unwrap();
+    let cut = head + 7;
+    stdin.write_all(&capture[..cut]).unwrap();
+    send_signal(child.id(), "INT");
+    drop(stdin);
+    let res = wait_within(child, 30, "analyze after SIGINT and a cut input");
+    assert_eq!(res.status.code(), Some(130));
+    assert_eq!(String::from_utf8_lossy(&res.stderr), "pov: interrupted by SIGINT; nothing written\n");
+    assert!(!out.exists());
+
+    // SIGTERM, reading a named pipe, over an earlier report: left as it was.
+    let out = d.path("r-term");
+    util::pov_ok(&["analyze", "--quiet", "--out", s(&out), s(&sample())]);
+    let before = tree(&out);
+    let fifo = d.path("capture.pipe");
+    mkfifo(&fifo);
+    let child = analyze_reading(&out, s(&fifo), Stdio::null());
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    w.write_all(&capture[..head]).unwrap();
+    assert!(names_in(&out.join(format!(".pov-run-{}", child.id()))).iter().any(|n| n.starts_with(".pov-spool-")));
+    send_signal(child.id(), "TERM");
+    let (close, writer) = keep_feeding(w, capture[head..].to_vec());
+    let res = wait_within(child, 30, "analyze after SIGTERM");
+    close.send(()).unwrap();
+    writer.join().unwrap();
+    assert_eq!(res.status.code(), Some(143));
+    assert_eq!(String::from_utf8_lossy(&res.stderr), "pov: interrupted by SIGTERM; nothing written\n");
+    assert_eq!(names_in(&out), OUTPUTS, "no temporary, spool or staging folder left");
+    assert!(tree(&out) == before, "the earlier report is untouched");
+}
+
+#[test]
+fn a_full_disk_is_an_error_naming_the_file_and_leaves_the_folder_as_it_was() {
+    let d = TempDir::new("analyze-full");
+    let out = d.path("r");
+    util::pov_ok(&["analyze", "--quiet", "--out", s(&out), s(&sample())]);
+    let before = tree(&out);
+    let size = |name: &str| before[name].len() as u64;
+    let largest_replay = before.iter().filter(|(k, _)| k.starts_with("replays/")).map(|(_, v)| v.len() as u64).max();
+    let largest_replay = largest_replay.unwrap();
+    let parquet = pov::analyze::FILES.iter().map(|f| size(f)).max().unwrap();
+    // Sizes that make the file named fail first (each limit is rounded down
+    // to whole ulimit units, so they keep a margin of 1 KB).
+    assert!(parquet + 2048 < largest_replay && largest_replay + 2048 < size("report.html"), "sizes changed");
+    let shop = sample();
+    let cases = [
+        // Parquet, through polars.
+        (4096, "transactions.parquet"),
+        // A replay (the report, larger, fails after it).
+        (largest_replay - 1024, "replays/"),
+        // report.html, once everything else fits.
+        (largest_replay + 2048, "report.html"),
+    ];
+    for (limit, name) in cases {
+        let res = pov_with_file_limit(limit, &["analyze", "--quiet", "--out", s(&out), s(&shop)]);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(2), "{name}: {err}");
+        let named = format!("{}/{name}", out.display());
+        assert!(err.contains(&named) && err.contains("File too large"), "the error names {named}: {err}");
+        assert_eq!(names_in(&out), OUTPUTS, "{name}: no temporary or staging folder left");
+        assert!(tree(&out) == before, "{name}: no output replaced by a partial run");
+    }
+
+    // summary.json: made large by 300 earlier nights, with no replays.
+    let hist = d.path("nights");
+    for i in 0..300 {
+        let night = hist.join(format!("n{i:03}"));
+        std::fs::create_dir_all(&night).unwrap();
+        let point = serde_json::json!({
+            "capture_start": 1.7e9 + f64::from(i) * 86400.0, "users_total": 10, "users_affected": 1,
+            "users_affected_pct": 10.0, "sessions_total": 12, "failures_by_kind": {"slow": 1},
+            "revenue_realised": 1.0, "revenue_lost": {"value": 2.0}
+        });
+        std::fs::write(night.join("summary.json"), point.to_string()).unwrap();
+    }
+    let out = d.path("r-history");
+    let local = util::root().join("samples/local-curl.pcap");
+    let args = ["analyze", "--quiet", "--replays", "0", "--history", s(&hist), "--out", s(&out), s(&local)];
+    util::pov_ok(&args);
+    let big = tree(&out);
+    let parquet = pov::analyze::FILES.iter().map(|f| big[*f].len() as u64).max().unwrap();
+    assert!(parquet + 2048 < big["summary.json"].len() as u64, "summary.json is the largest before report.html");
+    let res = pov_with_file_limit(parquet + 2048, &args);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}/summary.json: File too large", out.display())), "{err}");
+    assert!(tree(&out) == big, "summary.json: no output replaced by a partial run");
+}
+
+/// The same on a real full file system: a small tmpfs (root with mount
+/// namespaces only; skipped otherwise, the ulimit test above always runs).
+#[test]
+fn a_full_tmpfs_is_an_error_and_leaves_no_file() {
+    let d = TempDir::new("analyze-tmpfs");
+    let mnt = d.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let script = "mount -t tmpfs -o size=256k pov-test \"$1\" || { echo NO-MOUNT; exit 0; }; \
+                  \"$0\" analyze --quiet --out \"$1/r\" \"$2\" >/dev/null; echo \"rc=$?\"; \
+                  ls -A \"$1\" \"$1/r\" 2>&1; true";
+    let run = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", script, env!("CARGO_BIN_EXE_pov"), s(&mnt), s(&sample())])
+        .output();
+    let Ok(run) = run else {
+        eprintln!("unshare not available: skipping the tmpfs test");
+        return;
+    };
+    let said = String::from_utf8_lossy(&run.stdout);
+    if !said.contains("rc=") {
+        eprintln!("cannot mount a tmpfs here: skipping ({})", String::from_utf8_lossy(&run.stderr));
+        return;
+    }
+    let err = String::from_utf8_lossy(&run.stderr);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.first(), Some(&"rc=2"), "{said}\n{err}");
+    assert!(err.contains(&format!("{}/r/", mnt.display())) && err.contains("No space left on device"), "{err}");
+    // The folder this run created is gone; nothing else is on the tmpfs.
+    assert!(lines.iter().any(|l| l.contains("No such file")), "{said}");
+    assert!(!lines.iter().any(|l| l.contains("parquet") || l.contains(".pov-") || l.contains(".tmp.")), "{said}");
+}

@@ -186,3 +186,221 @@ fn every_corpus_capture_is_read_without_error_or_unaccounted_packet() {
         assert!(v["errors"].as_array().unwrap().is_empty(), "{}: {}", p.display(), v["errors"]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Pipes, signals and full disks (issue 12). Helpers shared with analyze.rs.
+
+/// Makes a named pipe (mkfifo(1): no unsafe code here).
+pub(crate) fn mkfifo(path: &std::path::Path) {
+    let ok = Command::new("mkfifo").arg(path).status().expect("run mkfifo").success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// Starts `pov args` with stdout and stderr captured.
+pub(crate) fn spawn_pov(args: &[&str], stdin: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_pov"))
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pov")
+}
+
+/// Waits for `child` at most `secs` seconds (a guard against a hang, not
+/// a speed check): kills it and fails if it is still running then.
+pub(crate) fn wait_within(mut child: std::process::Child, secs: u64, what: &str) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{what}: still running after {secs} s\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Writes `data` into the named pipe `fifo` from a thread (opening it
+/// blocks until a reader opens it); write errors (the reader left) are
+/// returned, not raised.
+pub(crate) fn feed_fifo(fifo: &std::path::Path, data: Vec<u8>) -> std::thread::JoinHandle<std::io::Result<()>> {
+    let fifo = fifo.to_path_buf();
+    std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(&fifo)?.write_all(&data))
+}
+
+/// Sends `signal` (`INT`, `TERM`) to the process `pid` with kill(1).
+pub(crate) fn send_signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("run kill").success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// The names in `dir`, sorted (hidden ones included).
+pub(crate) fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// Every file under `dir` (relative path -> bytes).
+pub(crate) fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The unit of `ulimit -f` in this machine's sh (512 bytes in dash and
+/// POSIX shells, 1024 in bash), measured once.
+fn ulimit_unit() -> u64 {
+    static UNIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *UNIT.get_or_init(|| {
+        let d = TempDir::new("ulimit-unit");
+        let probe = d.path("probe");
+        let script = "trap '' XFSZ; ulimit -f 1; head -c 4096 /dev/zero > \"$0\" 2>/dev/null";
+        let _ = Command::new("sh").args(["-c", script, s(&probe)]).status().expect("run sh");
+        let unit = std::fs::metadata(&probe).map(|m| m.len()).unwrap_or(0);
+        assert!(unit == 512 || unit == 1024, "ulimit -f 1 let {unit} bytes through");
+        unit
+    })
+}
+
+/// Runs `pov args` with files limited to `bytes` (rounded down to whole
+/// `ulimit -f` units): writes past the limit fail with EFBIG, as on a full
+/// disk, instead of killing pov (SIGXFSZ is ignored).
+pub(crate) fn pov_with_file_limit(bytes: u64, args: &[&str]) -> std::process::Output {
+    let blocks = (bytes / ulimit_unit()).max(1);
+    let script = format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\"");
+    Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_pov")])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh")
+}
+
+#[test]
+fn replay_reads_stdin_and_named_pipes_like_the_file() {
+    let d = TempDir::new("replay-pipes");
+    let shop = util::root().join("samples/shop.pcap");
+    let bytes = std::fs::read(&shop).unwrap();
+    let user = {
+        let users = jsonl(&util::pov_ok(&["users", "--format", "jsonl", "--quiet", s(&shop)]));
+        let worst = users.iter().max_by_key(|u| u["failures_total"].as_u64().unwrap()).unwrap();
+        worst["user"].as_str().unwrap().to_string()
+    };
+    // Masks are keyed per run unless `[privacy] mask_key` is set: set, the
+    // runs' outputs can be compared byte for byte.
+    let cfg = d.path("pov.toml");
+    std::fs::write(&cfg, "[privacy]\nmask_key = \"pipes-test\"\n").unwrap();
+    for (kind, select) in [("html", vec!["--failed"]), ("html", vec!["--user", &user]), ("har", vec!["--user", &user])]
+    {
+        let from_file = d.path("file.out");
+        let mut args = vec!["replay", kind, "--quiet", "-c", s(&cfg)];
+        args.extend(&select);
+        util::pov_ok(&[&args[..], &["-o", s(&from_file), s(&shop)]].concat());
+        let expected = std::fs::read(&from_file).unwrap();
+        assert!(expected.len() > 10_000, "a real replay: {} bytes", expected.len());
+
+        // stdin: the spool goes next to the output, and is gone afterwards.
+        let dir = d.path("stdin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("r.out");
+        let mut child = spawn_pov(&[&args[..], &["-o", s(&out), "-"]].concat(), Stdio::piped());
+        let mut stdin = child.stdin.take().unwrap();
+        let data = bytes.clone();
+        let writer = std::thread::spawn(move || stdin.write_all(&data));
+        let res = wait_within(child, 60, "replay from stdin");
+        writer.join().unwrap().unwrap();
+        assert!(res.status.success(), "{select:?}: {}", String::from_utf8_lossy(&res.stderr));
+        assert!(std::fs::read(&out).unwrap() == expected, "{kind} {select:?} from stdin differs from the file's");
+        assert_eq!(names_in(&dir), ["r.out"], "no spool or temporary left");
+
+        // A named pipe.
+        let dir = d.path("fifo");
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = d.path("capture.pipe");
+        let _ = std::fs::remove_file(&fifo);
+        mkfifo(&fifo);
+        let out = dir.join("r.out");
+        let writer = feed_fifo(&fifo, bytes.clone());
+        let res = wait_within(spawn_pov(&[&args[..], &["-o", s(&out), s(&fifo)]].concat(), Stdio::null()), 60, "fifo");
+        writer.join().unwrap().unwrap();
+        assert!(res.status.success(), "{select:?}: {}", String::from_utf8_lossy(&res.stderr));
+        assert!(
+            std::fs::read(&out).unwrap() == expected,
+            "{kind} {select:?} from a named pipe differs from the file's"
+        );
+        assert_eq!(names_in(&dir), ["r.out"], "no spool or temporary left");
+    }
+}
+
+#[test]
+fn transactions_output_on_a_full_disk_is_an_error_naming_it_and_leaves_nothing() {
+    let d = TempDir::new("tx-full");
+    let out = d.path("tx.jsonl");
+    // The whole output is about 500 KB; 16 KB fit.
+    let res = pov_with_file_limit(16 << 10, &["transactions", "--quiet", "-o", s(&out), s(&sample_shop())]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}: File too large", out.display())), "the error names the file: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(names_in(&d.0).is_empty(), "no temporary, no half-written file: {:?}", names_in(&d.0));
+    // The same without the limit is written whole.
+    util::pov_ok(&["transactions", "--quiet", "-o", s(&out), s(&sample_shop())]);
+    assert!(std::fs::metadata(&out).unwrap().len() > 16 << 10);
+}
+
+fn sample_shop() -> std::path::PathBuf {
+    util::root().join("samples/shop.pcap")
+}
+
+/// A synthetic capture of `users` users: its bytes.
+pub(crate) fn synth_capture(d: &TempDir, users: &str, start: &str) -> Vec<u8> {
+    let (pcap, key) = (d.path(&format!("synth-{users}-{start}.pcap")), d.path(&format!("synth-{users}-{start}.json")));
+    util::synth(&["--users", users, "--start", start], &pcap, &key);
+    std::fs::read(&pcap).unwrap()
+}
+
+#[test]
+fn transactions_stopped_by_sigterm_exit_143_and_write_nothing() {
+    let d = TempDir::new("tx-sigterm");
+    let capture = synth_capture(&d, "8", "1793584800");
+    let out = d.path("tx.jsonl");
+    let mut child = spawn_pov(&["transactions", "--quiet", "-o", s(&out), "-"], Stdio::piped());
+    let mut stdin = child.stdin.take().unwrap();
+    // 2 MB accepted by the pipe: pov is reading (the temporary exists).
+    stdin.write_all(&capture[..2 << 20]).unwrap();
+    assert!(names_in(&d.0).iter().any(|n| n.starts_with(".tx.jsonl.tmp.")), "{:?}", names_in(&d.0));
+    send_signal(child.id(), "TERM");
+    // More packets, and the pipe kept open: pov must stop between packets,
+    // not wait for the end of its input.
+    let rest = capture[2 << 20..].to_vec();
+    let (close, closed) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&rest);
+        let _ = closed.recv();
+    });
+    let res = wait_within(child, 30, "transactions after SIGTERM");
+    close.send(()).unwrap();
+    writer.join().unwrap();
+    assert_eq!(res.status.code(), Some(143));
+    assert_eq!(String::from_utf8_lossy(&res.stderr), "pov: interrupted by SIGTERM; nothing written\n");
+    assert!(!names_in(&d.0).iter().any(|n| n.starts_with(".tx") || n == "tx.jsonl"), "{:?}", names_in(&d.0));
+}

@@ -2,7 +2,9 @@
 //!
 //! Parses flags (clap), builds the pipeline configuration, runs it, prints
 //! records and problems, and picks the exit code: 0 on success (also when
-//! the output pipe closes early), 2 when any input could not be read.
+//! the output pipe closes early), 2 when any input could not be read or an
+//! output could not be written (every error printed means a non-zero exit),
+//! 130/143 when SIGINT/SIGTERM stopped the run (see signals.rs).
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pov::output::{self, Format};
-use pov::pipeline::{self, PipelineConfig, Progress, RunReport};
+use pov::pipeline::{self, Inputs, PipelineConfig, Progress, RunReport};
 use pov_capture::Dur;
 
 mod info;
+mod signals;
 mod synth;
 
 /// pov: the customer's point of view, from the wire.
@@ -426,12 +429,23 @@ impl CommonArgs {
         cfg.decode.max_frag_datagrams = self.max_frag_datagrams;
         cfg.decode.frag_timeout = Dur::from_secs(self.frag_timeout.max(1));
         cfg.set_budget(pov_capture::Budget::new(self.memory_budget.max(1 << 20)));
+        cfg.stop = signals::stop();
         cfg
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = signals::install() {
+        eprintln!("pov: warning: SIGINT and SIGTERM will not stop cleanly: {e}");
+    }
+    // Commands that stop cleanly on a first signal (their outputs are
+    // dropped, or cut short on stdout); `synth`, `config` and the sending
+    // part of `replay send` exit at once.
+    let _deferred = match &cli.command {
+        Command::Synth(_) | Command::Config(_) | Command::Replay(ReplayCommand::Send(_)) => None,
+        _ => Some(signals::defer()),
+    };
     let result = match cli.command {
         Command::Flows(a) => cmd_flows(a),
         Command::Transactions(a) => cmd_transactions(a),
@@ -447,37 +461,113 @@ fn main() -> ExitCode {
         Command::Replay(ReplayCommand::Send(a)) => cmd_replay_send(a),
         Command::Synth(a) => synth::run(a),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
+    match (result, signals::requested()) {
+        (Err(e), _) if e.is::<Interrupted>() => {
+            eprintln!("pov: {e}");
+            e.downcast_ref::<Interrupted>().map_or(ExitCode::from(2), Interrupted::exit_code)
+        }
+        (Err(e), Some(sig)) => {
+            eprintln!("pov: interrupted by {}; stopped with: {e:#}", signals::name(sig));
+            Interrupted::code(sig)
+        }
+        (Ok(_), Some(sig)) => {
+            eprintln!("pov: interrupted by {} after the run was done; every output was written", signals::name(sig));
+            Interrupted::code(sig)
+        }
+        (Ok(code), None) => code,
+        (Err(e), None) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        (Err(e), None) => {
             eprintln!("pov: error: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
+/// A run stopped by SIGINT or SIGTERM: `main` prints it as the one line
+/// that says what was written, and exits with 128 + the signal's number.
+#[derive(Debug)]
+struct Interrupted {
+    signal: usize,
+    /// What was written, for people.
+    written: String,
+}
+
+impl Interrupted {
+    fn code(signal: usize) -> ExitCode {
+        ExitCode::from(u8::try_from(128 + signal.min(127)).unwrap_or(255))
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        Interrupted::code(self.signal)
+    }
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted by {}; {}", signals::name(self.signal), self.written)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// An [`Interrupted`] error if a signal asked to stop; `written` says what
+/// was written by then.
+fn check_stop(written: impl FnOnce() -> String) -> anyhow::Result<()> {
+    match signals::requested() {
+        Some(signal) => Err(Interrupted { signal, written: written() }.into()),
+        None => Ok(()),
+    }
+}
+
+const NOTHING_WRITTEN: fn() -> String = || "nothing written".to_string();
+
+/// The error a writing closure returns when the pipeline stopped on a
+/// signal ([`write_output`] turns it into [`Interrupted`]).
+fn stopped_error() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "stopped by a signal")
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
-/// Runs the pipeline over `files` with a progress display on a terminal,
+/// Runs the pipeline over `inputs` with a progress display on a terminal,
 /// and prints every input problem to stderr.
-fn run_pipeline<S: pov_capture::tcp::StreamSink>(files: &[PathBuf], common: &CommonArgs, sink: &mut S) -> RunReport {
-    run_pipeline_with(files, common, &common.config(), sink)
+fn run_pipeline<S: pov_capture::tcp::StreamSink>(inputs: &mut Inputs, common: &CommonArgs, sink: &mut S) -> RunReport {
+    run_pipeline_with(inputs, common, &common.config(), sink)
 }
 
 fn run_pipeline_with<S: pov_capture::tcp::StreamSink>(
-    files: &[PathBuf],
+    inputs: &mut Inputs,
     common: &CommonArgs,
     cfg: &PipelineConfig,
     sink: &mut S,
 ) -> RunReport {
-    let (inputs, open_errors) = pipeline::open_inputs(files);
-    let total = pipeline::total_size(files);
+    run_pass(inputs, common, cfg, sink, None)
+}
+
+/// One pass over `inputs`. For a later pass, `seen` is the first pass's
+/// report: only the problems it did not have are printed and kept in the
+/// returned report, for the caller to add to the first.
+fn run_pass<S: pov_capture::tcp::StreamSink + ?Sized>(
+    inputs: &mut Inputs,
+    common: &CommonArgs,
+    cfg: &PipelineConfig,
+    sink: &mut S,
+    seen: Option<&RunReport>,
+) -> RunReport {
+    let (files, open_errors, total) = inputs.open();
     let mut bar = ProgressBar::new(!common.quiet && io::stderr().is_terminal());
-    let report = pipeline::run(inputs, open_errors, cfg, total, sink, &mut |p| bar.update(p));
+    let mut report = pipeline::run(files, open_errors, cfg, total, sink, &mut |p| bar.update(p));
     bar.clear();
+    if let Some(seen) = seen {
+        report.warnings.retain(|w| !seen.warnings.contains(w));
+        report.errors.retain(|e| !seen.errors.contains(e));
+    }
+    if report.stopped {
+        // Abandoned on a signal: its one line says it all.
+        return report;
+    }
     for w in &report.warnings {
         eprintln!("pov: warning: {w}");
     }
@@ -487,15 +577,41 @@ fn run_pipeline_with<S: pov_capture::tcp::StreamSink>(
     report
 }
 
+/// What a later pass over the captures needs; its new problems are added
+/// to `first`, the first pass's report (so they count for the exit code).
+struct Rerun<'a> {
+    inputs: &'a mut Inputs,
+    cfg: &'a PipelineConfig,
+    common: &'a CommonArgs,
+    first: &'a mut RunReport,
+}
+
+impl Rerun<'_> {
+    /// Runs the pass; an [`Interrupted`] error if a signal stopped it.
+    fn run<S: pov_capture::tcp::StreamSink + ?Sized>(&mut self, sink: &mut S) -> anyhow::Result<()> {
+        let report = run_pass(self.inputs, self.common, self.cfg, sink, Some(self.first));
+        self.first.errors.extend(report.errors);
+        self.first.warnings.extend(report.warnings);
+        if report.stopped {
+            check_stop(NOTHING_WRITTEN)?;
+        }
+        Ok(())
+    }
+}
+
 fn exit_code(report: &RunReport) -> ExitCode {
     if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
 
 fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
     let format = Format::from(a.format);
+    let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
         let mut flows = pov::flows::FlowWriter::new(out, format)?;
-        let report = run_pipeline(&a.files, &a.common, &mut flows);
+        let report = run_pipeline(&mut inputs, &a.common, &mut flows);
+        if report.stopped {
+            return Err(stopped_error());
+        }
         flows.finish()?;
         Ok(report)
     })?;
@@ -508,10 +624,14 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
     let pov_cfg = load_config(a.config.as_deref())?;
     let mask = pov::transactions::Masker::new(&pov_cfg.privacy, !a.no_mask);
     let format = Format::from(a.format);
+    let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
         let writer = pov::transactions::TxWriter::new(out, format, mask)?;
         let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), writer);
-        let mut report = run_pipeline_with(&a.files, &a.common, &cfg, &mut http);
+        let mut report = run_pipeline_with(&mut inputs, &a.common, &cfg, &mut http);
+        if report.stopped {
+            return Err(stopped_error());
+        }
         let (writer, stats) = http.finish();
         report.http = Some(stats);
         writer.finish()?;
@@ -538,13 +658,17 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         pov_cfg.pages = pov_sessions::config::default_pages();
     }
     let mut stage_report = None;
+    let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
         let outputs = pov::users::Outputs::one(view, out, format)?;
         let stage = pov::users::UserStage::with_limits(&pov_cfg, mask, outputs, max_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage);
         let mut pipe = pov::users::UserPipeline { http };
-        let mut report = run_pipeline_with(&a.files, &a.common, &cfg, &mut pipe);
+        let mut report = run_pipeline_with(&mut inputs, &a.common, &cfg, &mut pipe);
+        if report.stopped {
+            return Err(stopped_error());
+        }
         let (stage, stats) = pipe.http.finish();
         report.http = Some(stats);
         let (outputs, r) = stage.finish()?;
@@ -623,10 +747,12 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    // Every condition, its field and failure kind included, is checked
+    // before anything is read or written.
     let conditions: Vec<pov::analyze::Condition> = a
         .fail_if
         .iter()
-        .map(|c| pov::analyze::Condition::parse(c).map_err(|e| anyhow::anyhow!(e)))
+        .map(|c| pov::analyze::Condition::parse(c).and_then(|c| c.check().map(|()| c)).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<_>>()?;
     let mut pov_cfg = load_config(a.config.as_deref())?;
     if pov_cfg.pages.is_empty() {
@@ -637,14 +763,20 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let history = a.history.as_ref().map(|h| pov::analyze::read_history(h, &a.out)).transpose()?;
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
+    // Everything is written into a staging folder inside OUT and moved
+    // into place at the end: an error or a signal leaves OUT as it was.
+    let mut run = pov::analyze::RunDir::create(&a.out)?;
+    // The replays read the captures a second time: stdin and pipes are
+    // spooled into the staging folder during the first pass.
+    let mut inputs = if a.replays > 0 { Inputs::rereadable(files, run.staging()) } else { Inputs::once(files) };
     let mut pipe =
-        pov::analyze::AnalyzePipeline::new(&a.out, &pov_cfg, &cfg.http, !a.no_mask, a.max_session_transactions.max(1))?;
+        pov::analyze::AnalyzePipeline::new(&run, &pov_cfg, &cfg.http, !a.no_mask, a.max_session_transactions.max(1))?;
     // Sessions with a failure go to a spill file as they close, so the
     // replays of the most affected users (known at the end) need one more
     // pass, not two.
     let mask = !a.no_mask && pov_cfg.privacy.mask;
     let spill = if a.replays > 0 {
-        let spill = pov::replay::Spill::create(&a.out.join(".pov-replay-candidates.jsonl"))?;
+        let spill = pov::replay::Spill::create(&run.staging().join("replay-candidates.jsonl"))?;
         let spill = std::rc::Rc::new(std::cell::RefCell::new(spill));
         let limits = pov::replay::SelectLimits {
             masker: pov::replay::Masker::new(&pov_cfg.privacy, mask),
@@ -655,62 +787,84 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let mut report = run_pipeline_with(&files, &a.common, &cfg, &mut pipe);
+    let mut report = run_pipeline_with(&mut inputs, &a.common, &cfg, &mut pipe);
+    check_stop(NOTHING_WRITTEN)?;
     let (stats, users) = pipe.finish()?;
     report.http = Some(stats);
-    let imp = pov::analyze::impact(&a.out, &pov_cfg)?;
-    let mut summary = pov::analyze::Summary::new(&files, &report, &users, imp, &pov_cfg.revenue.currency);
+    check_stop(NOTHING_WRITTEN)?;
+    let imp = pov::analyze::impact(run.staging(), &pov_cfg)?;
+    check_stop(NOTHING_WRITTEN)?;
+    let mut summary = pov::analyze::Summary::new(inputs.paths(), &report, &users, imp, &pov_cfg.revenue.currency);
     if let Some(h) = history {
         summary = summary.with_history(h);
     }
+    let mut replays_failed = false;
     if let Some(spill) = spill
         && !summary.top_affected_users.is_empty()
     {
-        // The analysis stands without its replays: a failure here is a
-        // warning, and summary.json and report.html are still written.
         let masker = pov::replay::Masker::new(&pov_cfg.privacy, mask);
-        match write_replays(&a, &files, &mut spill.borrow_mut(), &masker, &cfg, &summary) {
+        let mut rerun = Rerun { inputs: &mut inputs, cfg: &cfg, common: &a.common, first: &mut report };
+        let written = write_replays(&a, &run, &mut rerun, &mut spill.borrow_mut(), &masker, &summary);
+        // The analysis stands without its replays: summary.json and
+        // report.html are still written, and the exit code says 2.
+        match written {
             Ok(r) => summary.replays = r,
-            Err(e) => eprintln!("pov: warning: no replays written: {e}"),
+            Err(e) if e.is::<Interrupted>() => return Err(e),
+            Err(e) => {
+                eprintln!("pov: error: no replays written: {e:#}");
+                replays_failed = true;
+            }
         }
+        // Problems only the second pass met.
+        summary.set_problems(&report);
     }
-    summary.write(&a.out)?;
-    summary.write_report(&a.out)?;
+    // The spool and the spill are not needed any more.
+    drop(inputs);
+    summary.write(&run)?;
+    summary.write_report(&run)?;
+    check_stop(NOTHING_WRITTEN)?;
+    let mut names: Vec<String> = summary.replays.values().cloned().collect();
+    names.extend(pov::analyze::FILES.iter().map(|f| f.to_string()));
+    names.extend(["summary.json".to_string(), "report.html".to_string()]);
+    run.publish(&names)?;
+    check_stop(|| format!("the run was done: every output was written to {}", a.out.display()))?;
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     print_summary(&mut w, &summary, &a.out)?;
     w.flush()?;
-    let code = finish_run(&report, a.common.quiet);
+    let mut code = finish_run(&report, a.common.quiet);
     let json = serde_json::to_value(&summary)?;
     let mut alert = false;
     for c in &conditions {
-        if c.holds(&json).map_err(|e| anyhow::anyhow!(e))? {
+        if c.holds(&json).map_err(anyhow::Error::msg)? {
             eprintln!("pov: alert: {}", c.text);
             alert = true;
         }
     }
-    if alert && report.errors.is_empty() {
-        return Ok(ExitCode::from(3));
+    if replays_failed {
+        code = ExitCode::from(2);
+    } else if alert && report.errors.is_empty() {
+        code = ExitCode::from(3);
     }
     Ok(code)
 }
 
-/// HTML replays of the most affected users, in OUT/replays: user -> path.
+/// HTML replays of the most affected users, in OUT/replays: user -> path
+/// (relative to OUT). Written into the staging folder; the second pass's
+/// problems go to the first pass's report.
 fn write_replays(
     a: &AnalyzeArgs,
-    files: &[PathBuf],
+    run: &pov::analyze::RunDir,
+    rerun: &mut Rerun<'_>,
     spill: &mut pov::replay::Spill,
     masker: &pov::replay::Masker,
-    cfg: &PipelineConfig,
     summary: &pov::analyze::Summary,
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let users: Vec<String> = summary.top_affected_users.iter().take(a.replays).map(|u| u.user.clone()).collect();
     let sel = spill
         .select(&users.iter().cloned().collect(), DEFAULT_MAX_REPLAY_SESSIONS)
         .map_err(|e| anyhow::anyhow!("replay candidates: {e}"))?;
-    let keep = collect_transactions(files, &sel, DEFAULT_MAX_REPLAY_BYTES, cfg, &a.common);
-    let dir = a.out.join("replays");
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let keep = collect_transactions(rerun, &sel, DEFAULT_MAX_REPLAY_BYTES)?;
     let mut taken = std::collections::HashSet::new();
     let mut out = std::collections::BTreeMap::new();
     for u in &users {
@@ -720,11 +874,12 @@ fn write_replays(
         }
         let name = pov::analyze::replay_file_name(u, &taken);
         taken.insert(name.clone());
-        let path = dir.join(&name);
+        let rel = format!("replays/{name}");
         let page = pov::replay::html_of(&keep, &sessions, masker);
-        output::write_atomic(&path, |w| w.write_all(page.as_bytes()))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        out.insert(u.clone(), format!("replays/{name}"));
+        let mut f = run.file(&rel)?;
+        f.write_all(page.as_bytes())?;
+        f.commit()?;
+        out.insert(u.clone(), rel);
     }
     Ok(out)
 }
@@ -779,9 +934,9 @@ fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io
 
 /// The selected sessions and their transactions, whole: two passes over
 /// the captures (the user stage finds the sessions, then the HTTP stage
-/// keeps their transactions).
+/// keeps their transactions). The report holds both passes' problems.
 fn collect_replay(
-    files: &[PathBuf],
+    inputs: &mut Inputs,
     selector: pov::replay::Selector,
     pov_cfg: &pov::config::PovConfig,
     mask: bool,
@@ -798,7 +953,8 @@ fn collect_replay(
     let select = pov::replay::SelectLimits { masker: pov::replay::Masker::new(&pov_cfg.privacy, mask), max_sessions };
     stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), select));
     let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
-    let report = run_pipeline_with(files, common, cfg, &mut pipe);
+    let mut report = run_pipeline_with(inputs, common, cfg, &mut pipe);
+    check_stop(NOTHING_WRITTEN)?;
     let (stage, _) = pipe.http.finish();
     stage.finish()?;
     let sel = std::mem::take(&mut *selection.borrow_mut());
@@ -811,34 +967,32 @@ fn collect_replay(
     if sel.sessions.is_empty() {
         return Ok((sel, pov::replay::Keep::new(Default::default(), 0), report));
     }
-    let keep = collect_transactions(files, &sel, max_body_bytes, cfg, common);
+    let keep = collect_transactions(&mut Rerun { inputs, cfg, common, first: &mut report }, &sel, max_body_bytes)?;
     Ok((sel, keep, report))
 }
 
 /// The second pass: the selected transactions, whole.
 fn collect_transactions(
-    files: &[PathBuf],
+    rerun: &mut Rerun<'_>,
     sel: &pov::replay::Selection,
     max_body_bytes: usize,
-    cfg: &PipelineConfig,
-    common: &CommonArgs,
-) -> pov::replay::Keep {
+) -> anyhow::Result<pov::replay::Keep> {
     let keep = pov::replay::Keep::new(sel.txs.clone(), max_body_bytes);
     // Every body of the selected connections (images, style sheets and
     // fonts too: the replay shows them), and none of the others.
     let conns: std::collections::HashSet<u64> = sel.txs.keys().map(|(c, _)| *c).collect();
     let http_cfg =
-        pov_capture::http::HttpConfig { bodies_only_of: Some(std::sync::Arc::new(conns)), ..cfg.http.clone() };
+        pov_capture::http::HttpConfig { bodies_only_of: Some(std::sync::Arc::new(conns)), ..rerun.cfg.http.clone() };
     let mut http = pov_capture::http::HttpAnalyzer::new(http_cfg, keep);
-    run_pipeline_with(files, common, cfg, &mut http);
+    rerun.run(&mut http)?;
     let keep = http.finish().0;
-    if keep.bodies_dropped > 0 && !common.quiet {
+    if keep.bodies_dropped > 0 && !rerun.common.quiet {
         eprintln!(
             "pov: warning: {} response bodies left out of the replay over --max-replay-bytes ({} bytes kept)",
             keep.bodies_dropped, keep.body_bytes
         );
     }
-    keep
+    Ok(keep)
 }
 
 /// How much a replay holds.
@@ -848,10 +1002,22 @@ struct ReplayLimits {
     max_body_bytes: usize,
 }
 
-/// The sessions `a` selects, with their transactions whole.
+/// The sessions `a` selects, with their transactions whole (stdin and
+/// pipes spooled into the temporary folder).
 fn select_sessions(
     a: &SelectArgs,
 ) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport, pov::config::PovConfig, bool)> {
+    select_sessions_spooling_in(a, &std::env::temp_dir())
+}
+
+/// As [`select_sessions`], spooling stdin and pipes into `spool_dir`.
+fn select_sessions_spooling_in(
+    a: &SelectArgs,
+    spool_dir: &Path,
+) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport, pov::config::PovConfig, bool)> {
+    // A first signal stops the reading cleanly (also for `replay send`,
+    // whose sending part is not covered).
+    let _deferred = signals::defer();
     let selector = match (&a.user, &a.session, a.failed) {
         (Some(u), _, _) => pov::replay::Selector::Users([u.clone()].into()),
         (_, Some(s), _) => pov::replay::Selector::Session(s.clone()),
@@ -862,12 +1028,12 @@ fn select_sessions(
     if pov_cfg.pages.is_empty() {
         pov_cfg.pages = pov_sessions::config::default_pages();
     }
-    let files = expand_inputs(&a.inputs)?;
+    let mut inputs = Inputs::rereadable(expand_inputs(&a.inputs)?, spool_dir);
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
     let mask = !a.no_mask && pov_cfg.privacy.mask;
     let (sel, keep, report) = collect_replay(
-        &files,
+        &mut inputs,
         selector,
         &pov_cfg,
         mask,
@@ -882,15 +1048,21 @@ fn select_sessions(
 }
 
 fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
-    let (sel, keep, report, pov_cfg, mask) = select_sessions(&a.select)?;
+    // The spool goes next to the output (same disk, same permissions).
+    let dir = match a.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (sel, keep, report, pov_cfg, mask) = select_sessions_spooling_in(&a.select, &dir)?;
     let masking = pov::replay::Masker::new(&pov_cfg.privacy, mask);
-    let mut f = output::AtomicFile::create(&a.output).map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
+    let mut f = output::AtomicFile::create(&a.output)?;
     if html {
         f.write_all(pov::replay::html_of(&keep, &sel.sessions.iter().collect::<Vec<_>>(), &masking).as_bytes())?;
     } else {
         serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel, &masking))?;
     }
-    f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
+    check_stop(NOTHING_WRITTEN)?;
+    f.commit()?;
     if !a.select.common.quiet {
         eprintln!(
             "pov: {} sessions, {} pages, {} transactions -> {}",
@@ -1079,11 +1251,15 @@ fn write_output(
     binary: bool,
     write: impl FnOnce(&mut dyn Write) -> io::Result<RunReport>,
 ) -> anyhow::Result<RunReport> {
+    // AtomicFile's errors name the file.
     match path {
         Some(path) => {
-            let mut f = output::AtomicFile::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let report = write(&mut f).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-            f.commit().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let mut f = output::AtomicFile::create(path)?;
+            let written = write(&mut f);
+            // Stopped by a signal: the temporary file goes with `f`.
+            check_stop(NOTHING_WRITTEN)?;
+            let report = written?;
+            f.commit()?;
             Ok(report)
         }
         None if binary && io::stdout().is_terminal() => {
@@ -1091,8 +1267,11 @@ fn write_output(
         }
         None => {
             let mut w = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
-            let report = write(&mut w)?;
-            w.flush()?;
+            let written = write(&mut w);
+            let flushed = w.flush();
+            check_stop(|| "the records on stdout are cut short".to_string())?;
+            let report = written?;
+            flushed?;
             Ok(report)
         }
     }
@@ -1119,7 +1298,8 @@ fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
     let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), CountTx);
-    let mut report = run_pipeline_with(&a.files, &a.common, &cfg, &mut http);
+    let mut report = run_pipeline_with(&mut Inputs::once(a.files.clone()), &a.common, &cfg, &mut http);
+    check_stop(NOTHING_WRITTEN)?;
     report.http = Some(http.finish().1);
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());

@@ -1,7 +1,8 @@
 //! `pov analyze`: the main job. One pass over the captures writes every
 //! record set as Parquet into a folder; then the impact stage (pov-impact,
 //! polars) reads them back and `summary.json` says who was hurt and what it
-//! likely cost. Every file is written under a temporary name and renamed.
+//! likely cost. Every file is written into a staging folder ([`RunDir`])
+//! and the whole set is moved into place at the end.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -53,18 +54,96 @@ impl crate::users::FailedConnSink for AnalyzeSink {
 /// and failed connection attempts from connection summaries.
 pub type AnalyzePipeline = crate::users::UserPipeline<AnalyzeSink>;
 
+/// The output folder of a `pov analyze` run, written as a whole: every
+/// file goes into a hidden staging folder inside it (`.pov-run-PID`), and
+/// [`RunDir::publish`] moves them into place together at the end. An error
+/// or an interrupted run leaves the folder as it was; the staging folder
+/// (with any temporary, spill or spool file in it) is removed when the
+/// `RunDir` is dropped, and so is the output folder if this run created it
+/// and published nothing into it.
+#[derive(Debug)]
+pub struct RunDir {
+    out: PathBuf,
+    staging: PathBuf,
+    created_out: bool,
+    published: bool,
+}
+
+impl RunDir {
+    /// Creates `out` (if needed) and an empty staging folder in it.
+    pub fn create(out: &Path) -> io::Result<RunDir> {
+        let named = |e: io::Error, p: &Path| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+        let created_out = !out.exists();
+        fs::create_dir_all(out).map_err(|e| named(e, out))?;
+        let staging = out.join(format!(".pov-run-{}", std::process::id()));
+        // Left by an earlier process that had this id and was killed.
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir(&staging).map_err(|e| named(e, &staging))?;
+        Ok(RunDir { out: out.to_path_buf(), staging, created_out, published: false })
+    }
+
+    /// The output folder.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// The staging folder (for the impact stage, spill and spool files).
+    pub fn staging(&self) -> &Path {
+        &self.staging
+    }
+
+    /// A new output file, `name` relative to the folder (`summary.json`,
+    /// `replays/u.html`): written atomically into the staging folder, named
+    /// by its final path in errors.
+    pub fn file(&self, name: &str) -> io::Result<AtomicFile> {
+        let path = self.staging.join(name);
+        let shown = self.out.join(name);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", shown.display())))?;
+        }
+        AtomicFile::create_as(&path, &shown)
+    }
+
+    /// Moves the files `names` (written with [`RunDir::file`] and
+    /// committed) into the output folder, in this order, each by one
+    /// rename; returns their final paths.
+    pub fn publish(&mut self, names: &[String]) -> io::Result<Vec<PathBuf>> {
+        self.published = true;
+        let mut done = Vec::new();
+        for name in names {
+            let (from, to) = (self.staging.join(name), self.out.join(name));
+            let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", to.display()));
+            if let Some(dir) = to.parent() {
+                fs::create_dir_all(dir).map_err(named)?;
+            }
+            fs::rename(&from, &to).map_err(named)?;
+            done.push(to);
+        }
+        Ok(done)
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.staging);
+        if self.created_out && !self.published {
+            // Only if empty.
+            let _ = fs::remove_dir(&self.out);
+        }
+    }
+}
+
 impl AnalyzePipeline {
-    /// Opens every output file of `dir` (created if needed) under a
+    /// Opens every record file of the run (in its staging folder) under a
     /// temporary name.
     pub fn new(
-        dir: &Path,
+        run: &RunDir,
         cfg: &PovConfig,
         http: &pov_capture::http::HttpConfig,
         mask: bool,
         max_session_txs: usize,
     ) -> io::Result<AnalyzePipeline> {
-        fs::create_dir_all(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-        let open = |name: &str| AtomicFile::create(&dir.join(name));
+        let open = |name: &str| run.file(name);
         let tx = TxWriter::new(open(FILES[0])?, Format::Parquet, Masker::new(&cfg.privacy, mask))?;
         let outputs = Outputs {
             pages: Some(RecordWriter::new(open(FILES[1])?, Format::Parquet)?),
@@ -78,8 +157,8 @@ impl AnalyzePipeline {
         Ok(crate::users::UserPipeline { http })
     }
 
-    /// Flushes everything, renames the record files into place, and returns
-    /// the HTTP and user-stage counters.
+    /// Flushes everything, renames the record files into place (in the
+    /// staging folder), and returns the HTTP and user-stage counters.
     pub fn finish(self) -> io::Result<(pov_capture::http::HttpStats, UserStageReport)> {
         let (sink, stats) = self.http.finish();
         let tx = sink.tx.finish()?;
@@ -239,19 +318,49 @@ impl Summary {
         }
     }
 
-    /// Writes `report.html` into `dir` atomically.
-    pub fn write_report(&self, dir: &Path) -> io::Result<()> {
-        let mut f = AtomicFile::create(&dir.join("report.html"))?;
+    /// Writes `report.html` into the run's folder atomically.
+    pub fn write_report(&self, run: &RunDir) -> io::Result<()> {
+        let mut f = run.file("report.html")?;
         f.write_all(crate::report::render(self).as_bytes())?;
         f.commit()
     }
 
-    /// Writes `summary.json` into `dir` atomically.
-    pub fn write(&self, dir: &Path) -> io::Result<()> {
-        let mut f = AtomicFile::create(&dir.join("summary.json"))?;
+    /// Writes `summary.json` into the run's folder atomically.
+    pub fn write(&self, run: &RunDir) -> io::Result<()> {
+        let mut f = run.file("summary.json")?;
         serde_json::to_writer_pretty(&mut f, self).map_err(io::Error::other)?;
         writeln!(f)?;
         f.commit()
+    }
+
+    /// Puts the input problems of `report` (errors and warnings) in the
+    /// counters again, after a later pass added some.
+    pub fn set_problems(&mut self, report: &RunReport) {
+        if let Some(c) = self.counters.as_object_mut() {
+            c.insert("errors".into(), serde_json::json!(report.errors));
+            c.insert("warnings".into(), serde_json::json!(report.warnings));
+        }
+    }
+
+    /// A summary with every part present (zero or empty), to check the
+    /// fields a `--fail-if` condition names against.
+    fn template() -> Summary {
+        let report = RunReport { http: Some(Default::default()), ..RunReport::default() };
+        let mut s = Summary::new(&[], &report, &UserStageReport::default(), Impact::default(), "");
+        s.capture_start = Some(0.0);
+        s.capture_end = Some(0.0);
+        let point = HistoryPoint {
+            run: String::new(),
+            capture_start: None,
+            users_total: 0,
+            users_affected: 0,
+            users_affected_pct: 0.0,
+            sessions_total: 0,
+            failures: 0,
+            revenue_realised: 0.0,
+            revenue_lost: 0.0,
+        };
+        s.with_history(vec![point])
     }
 }
 
@@ -378,6 +487,74 @@ pub fn impact(dir: &Path, cfg: &PovConfig) -> io::Result<Impact> {
     )
 }
 
+/// The maps of summary.json keyed by failure kind (a kind missing from
+/// them counts 0).
+const BY_KIND: [&str; 2] = ["failures_by_kind", "lost_by_kind"];
+
+/// The names of the failure kinds, as pov-classify defines them.
+pub fn failure_kinds() -> Vec<&'static str> {
+    pov_classify::FailureKind::ALL.iter().map(|k| k.as_str()).collect()
+}
+
+/// Every field a `--fail-if` condition may name: the path of every number
+/// in summary.json (the counters included), and `failures_by_kind.KIND`
+/// and `lost_by_kind.KIND` for every failure kind.
+pub fn condition_fields() -> Vec<String> {
+    let v = serde_json::to_value(Summary::template()).unwrap_or_default();
+    let mut out = Vec::new();
+    number_paths("", &v, &mut out);
+    for map in BY_KIND {
+        out.extend(failure_kinds().iter().map(|k| format!("{map}.{k}")));
+    }
+    out
+}
+
+/// The paths of the numbers in `v` (objects only: list items have no path).
+fn number_paths(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                number_paths(&path, x, out);
+            }
+        }
+        serde_json::Value::Number(_) => out.push(prefix.to_string()),
+        _ => {}
+    }
+}
+
+/// ` (did you mean `x`?)` for the candidate nearest to `word`, if it is
+/// near enough to be a slip.
+fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let best = candidates.into_iter().map(|c| (edit_distance(word, c), c)).min();
+    match best {
+        Some((d, c)) if d <= (word.len() / 4).max(2) => format!(" (did you mean `{c}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// Levenshtein distance (bytes; field names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diag = row.first().copied().unwrap_or(0);
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let up = row.get(j + 1).copied().unwrap_or(usize::MAX);
+            let left = row.get(j).copied().unwrap_or(usize::MAX);
+            let next = (diag + usize::from(ca != *cb)).min(up.saturating_add(1)).min(left.saturating_add(1));
+            diag = up;
+            if let Some(cell) = row.get_mut(j + 1) {
+                *cell = next;
+            }
+        }
+    }
+    row.last().copied().unwrap_or(0)
+}
+
 /// A `--fail-if` condition: `FIELD OP NUMBER`, FIELD a summary.json path
 /// (`users_affected_pct`, `revenue_lost.value`, `failures_by_kind.slow`).
 #[derive(Clone, Debug, PartialEq)]
@@ -416,18 +593,63 @@ impl Condition {
         })
     }
 
+    /// Checks the field before any capture is read: it must be a number
+    /// of summary.json ([`condition_fields`]); under `failures_by_kind` and
+    /// `lost_by_kind`, a failure kind pov-classify knows. The error lists
+    /// the valid names.
+    pub fn check(&self) -> Result<(), String> {
+        let path = self.field.join(".");
+        if let [map, kind] = self.field.as_slice()
+            && BY_KIND.contains(&map.as_str())
+        {
+            let kinds = failure_kinds();
+            if kinds.contains(&kind.as_str()) {
+                return Ok(());
+            }
+            return Err(format!(
+                "--fail-if `{}`: `{kind}` is not a failure kind{}; the kinds are: {}",
+                self.text,
+                did_you_mean(kind, kinds.iter().copied()),
+                kinds.join(", ")
+            ));
+        }
+        let fields = condition_fields();
+        if fields.contains(&path) {
+            return Ok(());
+        }
+        let mut listed: Vec<&str> = fields
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !f.starts_with("counters.") && !BY_KIND.iter().any(|m| f.starts_with(&format!("{m}."))))
+            .collect();
+        let patterns: Vec<String> = BY_KIND.iter().map(|m| format!("{m}.KIND")).collect();
+        listed.extend(patterns.iter().map(String::as_str));
+        listed.push("counters.* (every counter in summary.json)");
+        Err(format!(
+            "--fail-if `{}`: `{path}` is not a number in summary.json{}; the fields are: {}",
+            self.text,
+            did_you_mean(&path, fields.iter().map(String::as_str)),
+            listed.join(", ")
+        ))
+    }
+
     /// Whether the condition holds for `summary` (a missing count under
-    /// `failures_by_kind` is 0; any other missing field is an error).
+    /// `failures_by_kind` or `lost_by_kind` is 0, a null field such as the
+    /// capture start of an empty run never holds; any other missing field
+    /// is an error).
     pub fn holds(&self, summary: &serde_json::Value) -> Result<bool, String> {
         let mut at = summary;
         for (i, part) in self.field.iter().enumerate() {
             match at.get(part) {
                 Some(v) => at = v,
-                None if i == 1 && self.field[0] == "failures_by_kind" => return Ok(self.compare(0.0)),
+                None if i == 1 && BY_KIND.contains(&self.field[0].as_str()) => return Ok(self.compare(0.0)),
                 None => {
                     return Err(format!("--fail-if `{}`: summary.json has no `{}`", self.text, self.field.join(".")));
                 }
             }
+        }
+        if at.is_null() {
+            return Ok(false);
         }
         let x = at
             .as_f64()
@@ -453,7 +675,7 @@ mod tests {
 
     #[test]
     fn fail_if_conditions() {
-        let s = serde_json::json!({"users_affected_pct": 2.5, "revenue_lost": {"value": 100.0}, "failures_by_kind": {"slow": 3}});
+        let s = serde_json::json!({"users_affected_pct": 2.5, "revenue_lost": {"value": 100.0}, "failures_by_kind": {"slow": 3}, "lost_by_kind": {}});
         assert!(Condition::parse("users_affected_pct > 2").unwrap().holds(&s).unwrap());
         assert!(!Condition::parse("users_affected_pct>=3").unwrap().holds(&s).unwrap());
         assert!(Condition::parse("revenue_lost.value <= 100").unwrap().holds(&s).unwrap());
@@ -463,5 +685,40 @@ mod tests {
         assert!(Condition::parse("users_affected_pct 2").is_err());
         assert!(Condition::parse("users_affected_pct > two").is_err());
         assert_eq!(Condition::parse("a >= 1").unwrap().op, ">=");
+        // A kind missing from lost_by_kind is 0 too; a null never holds.
+        assert!(!Condition::parse("lost_by_kind.slow > 0").unwrap().holds(&s).unwrap());
+        let empty = serde_json::json!({"capture_start": null});
+        assert!(!Condition::parse("capture_start < 1").unwrap().holds(&empty).unwrap());
+    }
+
+    #[test]
+    fn fail_if_fields_and_kinds_are_checked_up_front() {
+        let ok = |c: &str| Condition::parse(c).unwrap().check();
+        for c in [
+            "users_affected_pct > 2",
+            "revenue_lost.value >= 100",
+            "failures_by_kind.server_error >= 1",
+            "lost_by_kind.slow_page > 10",
+            "delta.users_affected > 0",
+            "capture_loss_bytes > 0",
+            "counters.tcp.evicted > 0",
+            "counters.users.users > 0",
+        ] {
+            assert_eq!(ok(c), Ok(()), "{c}");
+        }
+        let e = ok("users_afected_pct > 2").unwrap_err();
+        assert!(e.contains("did you mean `users_affected_pct`?") && e.contains("revenue_lost.value"), "{e}");
+        let e = ok("failures_by_kind.sever_error >= 1").unwrap_err();
+        assert!(e.contains("did you mean `server_error`?"), "{e}");
+        for k in pov_classify::FailureKind::ALL {
+            assert!(e.contains(k.as_str()), "{k:?} listed: {e}");
+        }
+        // Not numbers: an object, a list, a string, and too deep.
+        for c in ["revenue_lost > 1", "funnel > 1", "currency > 1", "failures_by_kind.slow.x > 1", "zzz > 1"] {
+            assert!(ok(c).is_err(), "{c}");
+        }
+        assert_eq!(did_you_mean("qqqqqqqq", ["users_total"]), "", "no far-fetched suggestion");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -404,46 +404,69 @@ impl Layout {
 
 /// A file written under a temporary name in the same folder and renamed
 /// over its real name only by [`AtomicFile::commit`], so a killed or failed
-/// run never leaves a half-written file. Dropping it uncommitted removes the
-/// temporary file.
+/// run never leaves a half-written file. Dropping it uncommitted (an error,
+/// an interrupted run) removes the temporary file, also when the commit
+/// itself failed. Every error it returns names the file.
 pub struct AtomicFile {
     path: PathBuf,
     tmp: PathBuf,
+    shown: PathBuf,
     file: Option<io::BufWriter<fs::File>>,
+    committed: bool,
 }
 
 impl AtomicFile {
     /// Creates the temporary file for `path`.
     pub fn create(path: &Path) -> io::Result<AtomicFile> {
+        AtomicFile::create_as(path, path)
+    }
+
+    /// As [`AtomicFile::create`], naming the file `shown` in errors (for a
+    /// file written in a staging folder and moved to `shown` later).
+    pub fn create_as(path: &Path, shown: &Path) -> io::Result<AtomicFile> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
         let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let file = fs::File::create(&tmp)?;
-        Ok(AtomicFile { path: path.to_path_buf(), tmp, file: Some(io::BufWriter::with_capacity(1 << 20, file)) })
+        let file = fs::File::create(&tmp).map_err(|e| named(e, shown))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            shown: shown.to_path_buf(),
+            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            committed: false,
+        })
     }
 
     /// Flushes, syncs and renames the file into place.
     pub fn commit(mut self) -> io::Result<()> {
         let Some(w) = self.file.take() else { return Ok(()) };
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        fs::rename(&self.tmp, &self.path)
+        let f = w.into_inner().map_err(|e| named(e.into_error(), &self.shown))?;
+        f.sync_all().map_err(|e| named(e, &self.shown))?;
+        drop(f);
+        fs::rename(&self.tmp, &self.path).map_err(|e| named(e, &self.shown))?;
+        self.committed = true;
+        Ok(())
     }
+}
+
+/// `e` with the file's name in front (its kind kept).
+fn named(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.file.as_mut() {
-            Some(f) => f.write(buf),
-            None => Err(io::Error::other("file already committed")),
+            Some(f) => f.write(buf).map_err(|e| named(e, &self.shown)),
+            None => Err(io::Error::other(format!("{}: already committed", self.shown.display()))),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self.file.as_mut() {
-            Some(f) => f.flush(),
+            Some(f) => f.flush().map_err(|e| named(e, &self.shown)),
             None => Ok(()),
         }
     }
@@ -451,7 +474,11 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if let Some(w) = self.file.take() {
+            // Not flushed: the file is thrown away.
+            drop(w.into_parts());
+        }
+        if !self.committed {
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -517,6 +544,29 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"two", "a failed write leaves the old file");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temporary left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_commit_names_the_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("pov-atomic-commit-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        // The final name is taken by a folder that is not empty: the rename
+        // fails after the data was written and synced.
+        let path = dir.join("out.txt");
+        fs::create_dir_all(path.join("inside")).unwrap();
+        let mut f = AtomicFile::create_as(&path, Path::new("shown/out.txt")).unwrap();
+        f.write_all(b"data").unwrap();
+        let err = f.commit().unwrap_err();
+        assert!(err.to_string().starts_with("shown/out.txt: "), "{err}");
+        let names: Vec<String> =
+            fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["out.txt"], "the temporary is removed");
+        // Dropped uncommitted: removed too, without writing its buffer.
+        let mut f = AtomicFile::create(&dir.join("other.txt")).unwrap();
+        f.write_all(b"data").unwrap();
+        drop(f);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

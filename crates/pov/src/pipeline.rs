@@ -1,10 +1,14 @@
 //! Runs captures through reading, decoding and reassembly.
 
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pov_capture::decode::{DecodeConfig, DecodeStats, Decoder};
 use pov_capture::http::{HttpConfig, HttpStats};
-use pov_capture::pcap::{CaptureFile, FileStats, PacketReader, ReadError, ReadWarning};
+use pov_capture::pcap::{CaptureFile, FileStats, PacketReader, ReadError, ReadErrorKind, ReadWarning};
 use pov_capture::tcp::{Reassembler, StreamSink, TcpConfig, TcpStats};
 use pov_capture::{Budget, BudgetReport, Dur, Ts};
 
@@ -17,14 +21,52 @@ pub struct PipelineConfig {
     pub tcp: TcpConfig,
     /// HTTP parsing.
     pub http: HttpConfig,
+    /// Checked between packets: once set, the run stops where it is.
+    pub stop: Stop,
+}
+
+/// A request to stop a run early, shared with whoever may ask for it (a
+/// signal handler, another thread). It holds 0 while the run may go on,
+/// and otherwise why it should stop (the CLI stores the signal's number).
+/// Clones share the one flag.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<AtomicUsize>);
+
+impl Stop {
+    /// A flag nobody has set.
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// The shared flag itself, for a signal handler to set.
+    pub fn flag(&self) -> &Arc<AtomicUsize> {
+        &self.0
+    }
+
+    /// Asks the run to stop; `why` must not be 0.
+    pub fn request(&self, why: usize) {
+        self.0.store(why.max(1), Ordering::SeqCst);
+    }
+
+    /// Why a stop was asked for, if it was.
+    pub fn requested(&self) -> Option<usize> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
 }
 
 impl Default for PipelineConfig {
     /// Every stage's defaults, sharing one memory budget of the default
     /// size.
     fn default() -> PipelineConfig {
-        let mut cfg =
-            PipelineConfig { decode: DecodeConfig::default(), tcp: TcpConfig::default(), http: HttpConfig::default() };
+        let mut cfg = PipelineConfig {
+            decode: DecodeConfig::default(),
+            tcp: TcpConfig::default(),
+            http: HttpConfig::default(),
+            stop: Stop::default(),
+        };
         cfg.set_budget(Budget::default());
         cfg
     }
@@ -78,6 +120,10 @@ pub struct RunReport {
     pub packets: u64,
     /// What the memory budget saw: its limit, peak, and what it refused.
     pub budget: Option<BudgetReport>,
+    /// A [`Stop`] request came during the run: the inputs may not have been
+    /// read to their end, and open connections were not flushed.
+    #[serde(skip)]
+    pub stopped: bool,
 }
 
 impl RunReport {
@@ -159,9 +205,211 @@ pub fn total_size(paths: &[PathBuf]) -> Option<u64> {
         if p == Path::new("-") {
             return None;
         }
-        total += std::fs::metadata(p).ok()?.len();
+        total += regular_size(p)?;
     }
     Some(total)
+}
+
+/// The size of `p` if it is a regular file (symbolic links followed).
+fn regular_size(p: &Path) -> Option<u64> {
+    if p == Path::new("-") {
+        return None;
+    }
+    fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len())
+}
+
+/// The name [`CaptureFile::open`] gives an input in messages.
+fn input_name(p: &Path) -> String {
+    if p == Path::new("-") { "<stdin>".to_string() } else { p.display().to_string() }
+}
+
+/// How one input is read after the first pass.
+#[derive(Debug)]
+enum Later {
+    /// Opened again by its path (a regular file, or inputs read once).
+    Reopen,
+    /// Read from its spool file, unless copying into it failed (then the
+    /// flag is set, and later passes leave the input out: the first pass
+    /// reported the error, and the copy is not what it read).
+    Spool(PathBuf, Arc<AtomicBool>),
+    /// Not read again: the first pass could not open it (and said so).
+    Skip,
+}
+
+/// The capture inputs of a command, opened once per pass over them.
+///
+/// Commands that read their inputs twice (`pov analyze` for its replays,
+/// `pov replay`: a first pass finds the sessions, a second keeps their
+/// transactions whole) cannot read standard input or a named pipe again.
+/// [`Inputs::rereadable`] copies every input that is not a regular file
+/// (stdin, a pipe, a device; gzip input stays compressed) into a spool file
+/// while the first pass reads it, and later passes read the copy, so they
+/// see the same bytes. A spool costs disk as large as that input, never
+/// memory. Spool files are removed when the `Inputs` is dropped (after an
+/// error too). Regular files are simply opened again.
+#[derive(Debug)]
+pub struct Inputs {
+    paths: Vec<PathBuf>,
+    spool_dir: Option<PathBuf>,
+    later: Vec<Later>,
+    passes: u32,
+}
+
+impl Inputs {
+    /// Inputs read once (or opened again by path for each pass).
+    pub fn once(paths: Vec<PathBuf>) -> Inputs {
+        let later = paths.iter().map(|_| Later::Reopen).collect();
+        Inputs { paths, spool_dir: None, later, passes: 0 }
+    }
+
+    /// Inputs read more than once: those that are not regular files are
+    /// spooled into `dir` (as `.pov-spool-PID-N`) during the first pass.
+    pub fn rereadable(paths: Vec<PathBuf>, dir: &Path) -> Inputs {
+        let later = paths.iter().map(|_| Later::Reopen).collect();
+        Inputs { paths, spool_dir: Some(dir.to_path_buf()), later, passes: 0 }
+    }
+
+    /// The inputs as given.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// The spool files made so far.
+    pub fn spool_files(&self) -> Vec<&Path> {
+        self.later
+            .iter()
+            .filter_map(|l| match l {
+                Later::Spool(p, _) => Some(p.as_path()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Opens every input for the next pass: the captures in order, the
+    /// inputs that could not be opened, and the total size to read when it
+    /// is known (for progress). After the first pass, inputs that could not
+    /// be opened then are left out (their error was reported once).
+    pub fn open(&mut self) -> (Vec<CaptureFile>, Vec<ReadError>, Option<u64>) {
+        let first = self.passes == 0;
+        self.passes = self.passes.saturating_add(1);
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        let mut total = Some(0u64);
+        for (i, p) in self.paths.iter().enumerate() {
+            let Some(later) = self.later.get_mut(i) else { continue };
+            let opened = match (&*later, &self.spool_dir) {
+                (Later::Skip, _) => continue,
+                (Later::Spool(spool, failed), _) if failed.load(Ordering::Relaxed) => {
+                    let _ = fs::remove_file(spool);
+                    *later = Later::Skip;
+                    continue;
+                }
+                (Later::Spool(spool, _), _) => {
+                    total = total.and_then(|t| Some(t + regular_size(spool)?));
+                    File::open(spool)
+                        .map_err(|e| ReadError {
+                            file: input_name(p),
+                            offset: 0,
+                            decompressed: false,
+                            kind: ReadErrorKind::Open(named(e, "the spool file", spool)),
+                        })
+                        .and_then(|f| CaptureFile::from_read(input_name(p), f))
+                }
+                (Later::Reopen, Some(dir)) if first && needs_spool(p) => {
+                    total = None;
+                    let spool = dir.join(format!(".pov-spool-{}-{i}", std::process::id()));
+                    let failed = Arc::new(AtomicBool::new(false));
+                    let (r, created) = open_spooled(p, &spool, Arc::clone(&failed));
+                    if created {
+                        *later = Later::Spool(spool, failed);
+                    }
+                    r
+                }
+                (Later::Reopen, _) => {
+                    total = total.and_then(|t| Some(t + regular_size(p)?));
+                    CaptureFile::open(p)
+                }
+            };
+            match opened {
+                Ok(f) => files.push(f),
+                Err(e) => {
+                    if first {
+                        if let Later::Spool(s, _) = later {
+                            let _ = fs::remove_file(&*s);
+                        }
+                        *later = Later::Skip;
+                    }
+                    errors.push(e)
+                }
+            }
+        }
+        (files, errors, total)
+    }
+}
+
+impl Drop for Inputs {
+    fn drop(&mut self) {
+        for l in &self.later {
+            if let Later::Spool(p, _) = l {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// `e`, with what and where it happened.
+fn named(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Whether `p` cannot be read twice: stdin, or something that exists and
+/// is not a regular file (a named pipe, a device, `/dev/fd/N`).
+fn needs_spool(p: &Path) -> bool {
+    p == Path::new("-") || fs::metadata(p).is_ok_and(|m| !m.is_file())
+}
+
+/// Opens `p` (`-` is stdin) so that every byte read from it is also
+/// written to `spool`, a new file; says whether the spool was created
+/// (then it is the caller's to remove).
+fn open_spooled(p: &Path, spool: &Path, failed: Arc<AtomicBool>) -> (Result<CaptureFile, ReadError>, bool) {
+    let name = input_name(p);
+    let err = |kind| ReadError { file: name.clone(), offset: 0, decompressed: false, kind };
+    let copy = match File::create_new(spool) {
+        Ok(f) => f,
+        Err(e) => return (Err(err(ReadErrorKind::Io(named(e, "cannot create the spool file", spool)))), false),
+    };
+    let tee = |inner: Box<dyn Read + Send>| Tee { inner, copy, path: spool.to_path_buf(), failed };
+    let r = if p == Path::new("-") {
+        CaptureFile::from_read(name.clone(), tee(Box::new(io::stdin())))
+    } else {
+        match File::open(p) {
+            Ok(f) => CaptureFile::from_read(name.clone(), tee(Box::new(f))),
+            Err(e) => Err(err(ReadErrorKind::Open(e))),
+        }
+    };
+    (r, true)
+}
+
+/// A reader that copies what it reads into a spool file. A failed copy
+/// (a full disk) is a read error that names the spool file, and sets
+/// `failed`.
+struct Tee {
+    inner: Box<dyn Read + Send>,
+    copy: File,
+    path: PathBuf,
+    failed: Arc<AtomicBool>,
+}
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = buf.get(..n).unwrap_or_default();
+        if let Err(e) = self.copy.write_all(got) {
+            self.failed.store(true, Ordering::Relaxed);
+            return Err(named(e, "writing the spool file", &self.path));
+        }
+        Ok(got.len())
+    }
 }
 
 /// Reads, decodes and reassembles `files`, pushing stream events into
@@ -181,6 +429,12 @@ pub fn run<S: StreamSink + ?Sized>(
     let mut tcp = Reassembler::new(cfg.tcp.clone());
     let mut packets = 0u64;
     loop {
+        if cfg.stop.requested().is_some() {
+            // Stop where we are: no flush of open connections, whose
+            // transactions would only be thrown away.
+            report.stopped = true;
+            break;
+        }
         match reader.next_packet() {
             Ok(Some(pkt)) => {
                 packets += 1;
@@ -201,8 +455,12 @@ pub fn run<S: StreamSink + ?Sized>(
             Err(e) => report.errors.push(e.to_string()),
         }
     }
-    decoder.finish();
-    tcp.finish(sink);
+    // Asked while the last read was waiting (a pipe): stopped all the same.
+    report.stopped |= cfg.stop.requested().is_some();
+    if !report.stopped {
+        decoder.finish();
+        tcp.finish(sink);
+    }
     progress(Progress { bytes_read: reader.bytes_read(), bytes_total, packets });
     report.packets = packets;
     report.files = reader.files().cloned().collect();
@@ -211,4 +469,107 @@ pub fn run<S: StreamSink + ?Sized>(
     report.tcp = tcp.stats().clone();
     report.budget = Some(cfg.budget().report());
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pov_capture::tcp::{ConnMeta, DataChunk};
+
+    fn sample() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/local-curl.pcap")
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pov-pipeline-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Counts connections and stream bytes; asks `stop` to stop at the
+    /// first connection when given one.
+    #[derive(Default)]
+    struct Count {
+        conns: u64,
+        bytes: u64,
+        stop_at_first: Option<Stop>,
+    }
+
+    impl StreamSink for Count {
+        fn on_open(&mut self, _meta: &ConnMeta) {
+            self.conns += 1;
+            if let Some(s) = &self.stop_at_first {
+                s.request(2);
+            }
+        }
+        fn on_data(&mut self, chunk: &DataChunk<'_>) {
+            self.bytes += chunk.bytes.len() as u64;
+        }
+    }
+
+    fn pass(inputs: &mut Inputs, cfg: &PipelineConfig, sink: &mut Count) -> RunReport {
+        let (files, errors, total) = inputs.open();
+        run(files, errors, cfg, total, sink, &mut |_| {})
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_run_at_the_next_packet() {
+        let cfg = PipelineConfig::default();
+        let mut all = Count::default();
+        let full = pass(&mut Inputs::once(vec![sample()]), &cfg, &mut all);
+        assert_eq!((full.packets, all.conns, full.stopped), (130, 10, false));
+        let mut first = Count { stop_at_first: Some(cfg.stop.clone()), ..Count::default() };
+        let cut = pass(&mut Inputs::once(vec![sample()]), &cfg, &mut first);
+        assert!(cut.stopped);
+        assert_eq!(cfg.stop.requested(), Some(2));
+        // The handshake's third packet reports the first connection; no
+        // packet is read after it, and open connections are not flushed
+        // (no data of it reached the sink).
+        assert_eq!((cut.packets, first.conns, first.bytes), (3, 1, 0));
+        // Asked before the run: not one packet.
+        let cut = pass(&mut Inputs::once(vec![sample()]), &cfg, &mut Count::default());
+        assert_eq!((cut.packets, cut.stopped), (0, true));
+    }
+
+    #[test]
+    fn a_pipe_is_spooled_for_the_second_pass_and_the_spool_removed() {
+        let d = temp_dir("spool");
+        let fifo = d.join("in.pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let data = fs::read(sample()).unwrap();
+        let (f2, copy) = (fifo.clone(), data.clone());
+        let writer = std::thread::spawn(move || fs::OpenOptions::new().write(true).open(&f2).unwrap().write_all(&copy));
+        let cfg = PipelineConfig::default();
+        let mut inputs = Inputs::rereadable(vec![fifo.clone(), sample()], &d);
+        let (mut one, mut two) = (Count::default(), Count::default());
+        let first = pass(&mut inputs, &cfg, &mut one);
+        writer.join().unwrap().unwrap();
+        let spools: Vec<PathBuf> = inputs.spool_files().iter().map(|p| p.to_path_buf()).collect();
+        assert_eq!(spools.len(), 1, "the pipe is spooled, the regular file is not");
+        assert_eq!(fs::read(&spools[0]).unwrap(), data, "the spool holds the bytes read");
+        let second = pass(&mut inputs, &cfg, &mut two);
+        assert_eq!((first.packets, second.packets), (260, 260));
+        assert_eq!((one.conns, one.bytes), (two.conns, two.bytes));
+        assert_eq!(second.files[0].name, fifo.display().to_string(), "named as the input, not the spool");
+        assert!(first.errors.is_empty() && second.errors.is_empty());
+        drop(inputs);
+        assert!(!spools[0].exists(), "the spool is removed");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_input_that_failed_in_the_first_pass_is_left_out_of_the_next() {
+        let d = temp_dir("skip");
+        let notes = d.join("notes.txt");
+        fs::write(&notes, "not a capture").unwrap();
+        let mut inputs = Inputs::rereadable(vec![notes, sample()], &d);
+        let cfg = PipelineConfig::default();
+        let first = pass(&mut inputs, &cfg, &mut Count::default());
+        assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
+        let second = pass(&mut inputs, &cfg, &mut Count::default());
+        assert!(second.errors.is_empty(), "said once: {:?}", second.errors);
+        assert_eq!(second.packets, 130);
+        fs::remove_dir_all(&d).unwrap();
+    }
 }
