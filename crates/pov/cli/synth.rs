@@ -115,7 +115,13 @@ fn run_hostile(a: HostileArgs) -> anyhow::Result<ExitCode> {
     if a.list {
         let mut out = io::stdout().lock();
         for c in HostileClass::ALL {
-            writeln!(out, "{}\t{}\t{}", c.name(), c.bench_scale(), if c.has_failed_session() { "failed" } else { "-" })?;
+            writeln!(
+                out,
+                "{}\t{}\t{}",
+                c.name(),
+                c.bench_scale(),
+                if c.has_failed_session() { "failed" } else { "-" }
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -127,7 +133,8 @@ fn run_hostile(a: HostileArgs) -> anyhow::Result<ExitCode> {
     let tmp = temp_for(&path);
     let result = (|| -> anyhow::Result<()> {
         let file = fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let (w, _) = generate_hostile(class, scale, CaptureFormat::from_path(&path), BufWriter::with_capacity(1 << 20, file))?;
+        let (w, _) =
+            generate_hostile(class, scale, CaptureFormat::from_path(&path), BufWriter::with_capacity(1 << 20, file))?;
         w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         fs::rename(&tmp, &path)?;
         Ok(())

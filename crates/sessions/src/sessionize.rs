@@ -821,7 +821,40 @@ const LOAD_QUIET: Dur = Dur::from_millis(1000);
 /// the new connection can add a second).
 pub const BROWSER_RETRY: Dur = Dur::from_millis(1000);
 
-/// Cuts a session's transactions into page views.
+/// The latest of some items (pages) whose reach (a time) is at or after a
+/// moment that only moves forward, in O(1) amortised: an item is dropped
+/// once the moment passes its reach, or once a later item reaches at least
+/// as far (that one would always be chosen instead).
+#[derive(Default)]
+struct LatestReaching {
+    /// (reach, item), items in increasing order and reaches strictly
+    /// decreasing.
+    stack: Vec<(Ts, usize)>,
+}
+
+impl LatestReaching {
+    /// Adds `item`, later than every item so far.
+    fn push(&mut self, reach: Ts, item: usize) {
+        while self.stack.last().is_some_and(|(r, _)| *r <= reach) {
+            crate::work::step(1);
+            self.stack.pop();
+        }
+        self.stack.push((reach, item));
+    }
+
+    /// The latest item whose reach is at or after `now` (never earlier than
+    /// any `now` asked before).
+    fn latest(&mut self, now: Ts) -> Option<usize> {
+        while self.stack.last().is_some_and(|(r, _)| *r < now) {
+            crate::work::step(1);
+            self.stack.pop();
+        }
+        self.stack.last().map(|(_, i)| *i)
+    }
+}
+
+/// Cuts a session's transactions (sorted by request start) and failed
+/// connection attempts (sorted by start) into page views.
 fn build_pages(
     txs: &[Tx],
     failed: &[FailedConn],
@@ -829,6 +862,15 @@ fn build_pages(
     window: Dur,
     order_post: Option<&Regex>,
 ) -> Vec<PageView> {
+    let pages = place(txs, failed, window, order_post);
+    finish_pages(pages, txs, failed, rules, window)
+}
+
+/// Puts every transaction and failed attempt in a page view, in O(1)
+/// amortised each (plus a hash lookup of its Referer): the pages it could
+/// join are kept indexed rather than searched. Pages come out in the order
+/// they were made.
+fn place(txs: &[Tx], failed: &[FailedConn], window: Dur, order_post: Option<&Regex>) -> Vec<PageView> {
     let mut pages: Vec<PageView> = Vec::new();
     let new_page = |i: usize, t: &Tx, doc: bool| PageView {
         index: 0,
@@ -848,7 +890,18 @@ fn build_pages(
         server: Dur::ZERO,
         network: Dur::ZERO,
     };
+    // A Referer names a page by its URL or the target of one of its
+    // documents: each such target, to the latest page that has it (pages
+    // are made in request order, so the latest page is the last made, and
+    // every page started at or before the transaction at hand).
+    let mut by_target: HashMap<&str, usize> = HashMap::new();
+    // A resource without a page by Referer joins the latest page started
+    // within the page window before it (or still loading its first
+    // request): a page's reach is how long after its start that holds.
+    let mut by_time = LatestReaching::default();
+    let reach = |p: &PageView| p.start + window.max(p.end - p.start);
     for (i, t) in txs.iter().enumerate() {
+        crate::work::step(1);
         // Placing an order is a funnel step of its own, whether the form
         // posts as a navigation or from a script.
         let order = t.method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD")
@@ -884,58 +937,101 @@ fn build_pages(
                     p.txs.push(i);
                     p.url = t.target.clone();
                     p.status = t.status;
+                    by_target.insert(t.target.as_str(), pages.len() - 1);
                     continue;
                 }
             }
-            pages.push(new_page(i, t, true));
+            let p = new_page(i, t, true);
+            by_time.push(reach(&p), pages.len());
+            by_target.insert(t.target.as_str(), pages.len());
+            pages.push(p);
             continue;
         }
         // A resource: the latest page its Referer names, else the latest
         // page started shortly before it.
-        let by_referer = t.referer.as_deref().map(target_of).and_then(|r| {
-            pages
-                .iter()
-                .rposition(|p| p.start <= t.start && (p.url == r || p.documents.iter().any(|d| txs[*d].target == r)))
-        });
-        let by_time =
-            || pages.iter().rposition(|p| p.start <= t.start && t.start - p.start <= window.max(p.end - p.start));
-        match by_referer.or_else(by_time) {
+        let by_referer = t.referer.as_deref().map(target_of).and_then(|r| by_target.get(r).copied());
+        match by_referer.or_else(|| by_time.latest(t.start)) {
             Some(pi) => pages[pi].txs.push(i),
-            None => pages.push(new_page(i, t, false)),
+            None => {
+                let p = new_page(i, t, false);
+                by_time.push(reach(&p), pages.len());
+                by_target.insert(t.target.as_str(), pages.len());
+                pages.push(p);
+            }
         }
     }
     // Failed connection attempts: the page that was loading then, or the
     // one that started right after (the browser trying again at once).
     // One the user tried again later by hand is a page view of its own: a
     // page they never saw.
+    //
+    // The pages made so far are in order of start; attempts come in order
+    // of start too. "Loading then": the latest page started by the
+    // attempt's start whose last response ended at or after it, found as
+    // above with a page's end as its reach; pages are added as the
+    // attempts' starts pass theirs. A page made here for an attempt has no
+    // transaction (its end is its start): only the last one made can be
+    // loading at a later attempt's start (when both start together).
+    let made = pages.len();
+    let ends: Vec<Ts> = pages
+        .iter()
+        .map(|p| {
+            crate::work::step(1 + p.txs.len() as u64);
+            p.txs.iter().map(|i| txs[*i].end()).max().unwrap_or(p.start)
+        })
+        .collect();
+    let mut loading = LatestReaching::default();
+    let mut added = 0;
+    let mut last_made: Option<usize> = None;
     for (fi, f) in failed.iter().enumerate() {
-        let loading = pages.iter().rposition(|p| {
-            let end = p.txs.iter().map(|i| txs[*i].end()).max().unwrap_or(p.start);
-            p.start <= f.start && f.start <= end
-        });
-        let next = || pages.iter().position(|p| p.start >= f.start && p.start - f.end <= LOAD_QUIET);
-        match loading.or_else(next) {
+        crate::work::step(1);
+        while added < made && pages[added].start <= f.start {
+            loading.push(ends[added], added);
+            added += 1;
+        }
+        let own = last_made.filter(|pi| pages[*pi].start == f.start);
+        // Right after: the first page starting at or after it, soon enough.
+        let next = || {
+            let pi = pages[..made].partition_point(|p| p.start < f.start);
+            (pi < made && pages[pi].start - f.end <= LOAD_QUIET).then_some(pi)
+        };
+        match own.or_else(|| loading.latest(f.start)).or_else(next) {
             Some(pi) => pages[pi].failed.push(fi),
-            None => pages.push(PageView {
-                index: 0,
-                start: f.start,
-                end: f.end,
-                host: None,
-                url: String::new(),
-                name: None,
-                step: None,
-                conversion: false,
-                apdex_t_ms: None,
-                documents: Vec::new(),
-                txs: Vec::new(),
-                failed: vec![fi],
-                status: None,
-                load: Dur::ZERO,
-                server: Dur::ZERO,
-                network: Dur::ZERO,
-            }),
+            None => {
+                last_made = Some(pages.len());
+                pages.push(PageView {
+                    index: 0,
+                    start: f.start,
+                    end: f.end,
+                    host: None,
+                    url: String::new(),
+                    name: None,
+                    step: None,
+                    conversion: false,
+                    apdex_t_ms: None,
+                    documents: Vec::new(),
+                    txs: Vec::new(),
+                    failed: vec![fi],
+                    status: None,
+                    load: Dur::ZERO,
+                    server: Dur::ZERO,
+                    network: Dur::ZERO,
+                })
+            }
         }
     }
+    pages
+}
+
+/// Orders the page views, joins requests made right after a failed
+/// attempt to its page, and works out each page's rule, end and load.
+fn finish_pages(
+    mut pages: Vec<PageView>,
+    txs: &[Tx],
+    failed: &[FailedConn],
+    rules: &PageRules,
+    window: Dur,
+) -> Vec<PageView> {
     pages.sort_by_key(|p| p.start);
     // Requests without a page, right after a page whose connection failed
     // (the user acting on what they had), belong to that page view.
@@ -1212,6 +1308,242 @@ pub(crate) mod tests {
         assert_eq!(s[0].pages[0].step.as_deref(), Some("home"));
         // Document start to the style sheet's last byte.
         assert_eq!(s[0].pages[0].load, Dur::from_millis(70));
+    }
+
+    /// One user's long session: `n` pages 30 s apart, each followed 11 s
+    /// later by an image whose Referer names no page of the session (so
+    /// neither its Referer nor its time places it: it starts a page view of
+    /// its own), and a refused connection attempt from the same address
+    /// 20 s after each page.
+    fn long_session(n: i64) -> Vec<Session> {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let at = i * 30_000;
+            out.extend(s.push(cookie(tx(1, "10.0.0.1:1000", at, &format!("/p/{i}")), "A")));
+            let mut img = cookie(tx(1, "10.0.0.1:1000", at + 11_000, &format!("/i/{i}.png")), "A");
+            img.class = ResourceClass::Image;
+            img.referer = Some("http://shop.example/nowhere".into());
+            out.extend(s.push(img));
+            out.extend(s.push_failed(failed(2 + i as u64, "10.0.0.1:2000", at + 20_000)));
+        }
+        out.extend(s.finish());
+        out
+    }
+
+    #[test]
+    fn building_the_pages_of_a_long_session_is_linear() {
+        let n = 10_000;
+        crate::work::take();
+        let s = long_session(n);
+        let steps = crate::work::take();
+        // One session: every page, image and failed attempt of user A.
+        assert_eq!(s.len(), 1);
+        let a = &s[0];
+        assert_eq!((a.txs.len(), a.failed.len()), (2 * n as usize, n as usize));
+        // Each page view, then the image as a page of its own, then the
+        // failed attempt (9 s after the image, nothing loading then: a page
+        // the user never saw).
+        assert_eq!(a.pages.len(), 3 * n as usize);
+        assert_eq!(a.pages[1].txs, vec![1]);
+        assert!(a.pages[1].documents.is_empty());
+        assert_eq!((a.pages[2].failed.clone(), a.pages[2].txs.len()), (vec![0], 0));
+        // Linear: a few steps per transaction, page and attempt (the
+        // quadratic page builder took 900 million).
+        let items = (a.txs.len() + a.failed.len() + a.pages.len()) as u64;
+        assert!(steps <= 20 * items, "{steps} steps for {items} items");
+    }
+
+    /// The page placement as it was before it was made linear (it looked
+    /// at every earlier page for each resource and failed attempt): the
+    /// model the linear one must agree with.
+    fn place_reference(txs: &[Tx], failed: &[FailedConn], window: Dur, order_post: Option<&Regex>) -> Vec<PageView> {
+        let mut pages: Vec<PageView> = Vec::new();
+        let new_page = |i: usize, t: &Tx, doc: bool| PageView {
+            index: 0,
+            start: t.start,
+            end: t.end(),
+            host: t.host.clone(),
+            url: t.target.clone(),
+            name: None,
+            step: None,
+            conversion: false,
+            apdex_t_ms: None,
+            documents: if doc { vec![i] } else { Vec::new() },
+            txs: vec![i],
+            failed: Vec::new(),
+            status: if doc { t.status } else { None },
+            load: Dur::ZERO,
+            server: Dur::ZERO,
+            network: Dur::ZERO,
+        };
+        for (i, t) in txs.iter().enumerate() {
+            // Placing an order is a funnel step of its own, whether the form
+            // posts as a navigation or from a script.
+            let order = t.method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD")
+                && order_post.is_some_and(|re| re.is_match(&t.target));
+            if t.class == ResourceClass::Document || order {
+                // The target of the previous document's redirect continues its
+                // page view.
+                if let Some(p) = pages.last_mut() {
+                    let prev = p.documents.last().map(|d| &txs[*d]);
+                    // (An order's redirect to its confirmation is the next
+                    // funnel step, not the same page.)
+                    let follows = !order
+                        && prev.is_some_and(|d| {
+                            d.method.as_deref().is_none_or(|m| m == "GET" || m == "HEAD")
+                                && d.status.is_some_and(|s| (300..400).contains(&s))
+                                && d.location.as_deref().is_some_and(|l| target_of(l) == t.target)
+                                && t.start - d.end() <= Dur::from_secs(10)
+                        });
+                    // A browser tries a page again by itself, at once, when its
+                    // connection died before any answer (Chromium does, up to
+                    // twice, on a reset): the same page view, not the user
+                    // coming back.
+                    let retried = !order
+                        && prev.is_some_and(|d| {
+                            d.status.is_none()
+                                && d.method == t.method
+                                && d.target == t.target
+                                && t.start >= d.start
+                                && t.start - d.end() <= BROWSER_RETRY
+                        });
+                    if (follows || retried) && p.documents.len() < 64 {
+                        p.documents.push(i);
+                        p.txs.push(i);
+                        p.url = t.target.clone();
+                        p.status = t.status;
+                        continue;
+                    }
+                }
+                pages.push(new_page(i, t, true));
+                continue;
+            }
+            // A resource: the latest page its Referer names, else the latest
+            // page started shortly before it.
+            let by_referer = t.referer.as_deref().map(target_of).and_then(|r| {
+                pages.iter().rposition(|p| {
+                    p.start <= t.start && (p.url == r || p.documents.iter().any(|d| txs[*d].target == r))
+                })
+            });
+            let by_time =
+                || pages.iter().rposition(|p| p.start <= t.start && t.start - p.start <= window.max(p.end - p.start));
+            match by_referer.or_else(by_time) {
+                Some(pi) => pages[pi].txs.push(i),
+                None => pages.push(new_page(i, t, false)),
+            }
+        }
+        // Failed connection attempts: the page that was loading then, or the
+        // one that started right after (the browser trying again at once).
+        // One the user tried again later by hand is a page view of its own: a
+        // page they never saw.
+        for (fi, f) in failed.iter().enumerate() {
+            let loading = pages.iter().rposition(|p| {
+                let end = p.txs.iter().map(|i| txs[*i].end()).max().unwrap_or(p.start);
+                p.start <= f.start && f.start <= end
+            });
+            let next = || pages.iter().position(|p| p.start >= f.start && p.start - f.end <= LOAD_QUIET);
+            match loading.or_else(next) {
+                Some(pi) => pages[pi].failed.push(fi),
+                None => pages.push(PageView {
+                    index: 0,
+                    start: f.start,
+                    end: f.end,
+                    host: None,
+                    url: String::new(),
+                    name: None,
+                    step: None,
+                    conversion: false,
+                    apdex_t_ms: None,
+                    documents: Vec::new(),
+                    txs: Vec::new(),
+                    failed: vec![fi],
+                    status: None,
+                    load: Dur::ZERO,
+                    server: Dur::ZERO,
+                    network: Dur::ZERO,
+                }),
+            }
+        }
+        pages
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rand(u64);
+
+    impl Rand {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) % n.max(1)
+        }
+    }
+
+    /// A random session: documents (some redirected, some reset and sent
+    /// again), resources with and without a Referer naming an earlier
+    /// target, orders, and failed attempts, at random gaps.
+    fn random_session(seed: u64) -> (Vec<Tx>, Vec<FailedConn>) {
+        let mut r = Rand(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut txs = Vec::new();
+        let mut failed_v = Vec::new();
+        let mut at = 0i64;
+        let mut targets: Vec<String> = vec!["/".into()];
+        let n = 5 + r.below(60);
+        for i in 0..n {
+            at += [0, 5, 40, 300, 900, 1500, 4000, 9000, 11_000, 20_000][r.below(10) as usize];
+            let target = format!("/t/{}", r.below(12));
+            let mut t = tx(1 + r.below(4), "10.0.0.1:1000", at, &target);
+            t.depth = i as u32 + 1;
+            t.resp_end = Some(t.start + Dur::from_millis([5, 30, 800, 3000, 12_000][r.below(5) as usize]));
+            match r.below(9) {
+                0 | 1 => {}
+                2 => {
+                    t.status = Some(302);
+                    t.location = Some(format!("http://shop.example/t/{}", r.below(12)));
+                }
+                3 => {
+                    t.status = None;
+                    t.resp_start = None;
+                    t.resp_end = None;
+                    t.outcome = pov_capture::http::Outcome::ServerReset;
+                }
+                4 => {
+                    t.method = Some("POST".into());
+                    t.target = "/checkout/submit".into();
+                }
+                _ => {
+                    t.class = [ResourceClass::Image, ResourceClass::Style, ResourceClass::Script][r.below(3) as usize];
+                    t.referer = match r.below(3) {
+                        0 => None,
+                        1 => Some(format!("http://shop.example{}", targets[r.below(targets.len() as u64) as usize])),
+                        _ => Some("http://shop.example/nowhere".into()),
+                    };
+                }
+            }
+            targets.push(t.target.clone());
+            txs.push(t);
+            if r.below(4) == 0 {
+                let f_at = at + [0, 1, 10, 500, 2000, 15_000][r.below(6) as usize] as i64;
+                failed_v.push(failed(100 + i, "10.0.0.1:2000", f_at));
+            }
+        }
+        txs.sort_by_key(|t| (t.start, t.conn, t.depth));
+        failed_v.sort_by_key(|f| (f.start, f.conn));
+        (txs, failed_v)
+    }
+
+    #[test]
+    fn linear_page_placement_agrees_with_the_quadratic_one() {
+        let post = Regex::new(r"^/checkout/submit").unwrap();
+        for seed in 0..3000 {
+            let (txs, failed) = random_session(seed);
+            for window in [Dur::from_secs(10), Dur::from_millis(300)] {
+                let fast = place(&txs, &failed, window, Some(&post));
+                let slow = place_reference(&txs, &failed, window, Some(&post));
+                assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "seed {seed}");
+            }
+        }
     }
 
     #[test]

@@ -478,8 +478,13 @@ pub fn generate_hostile<W: Write>(
             let cookie = ("Cookie", "sid=hostile-style");
             let t = f.send(&mut o, t, true, &request("GET", "/", &[PAGE_ACCEPT, cookie], b""), MSS)?;
             let page: &[u8] = b"<html><head><link rel=\"stylesheet\" href=\"/s.css\"></head><body>Internal Server Error</body></html>";
-            let t =
-                f.send(&mut o, t + 2 * MS, false, &response(500, "Internal Server Error", "text/html", &[], page), MSS)?;
+            let t = f.send(
+                &mut o,
+                t + 2 * MS,
+                false,
+                &response(500, "Internal Server Error", "text/html", &[], page),
+                MSS,
+            )?;
             let css_req = request(
                 "GET",
                 "/s.css",
@@ -557,8 +562,7 @@ pub fn generate_hostile<W: Write>(
             let mut f = Flow::new(client_ip(1), 40_000, 1);
             let t = f.open(&mut o, t)?;
             let t = f.send(&mut o, t, true, &request("GET", "/", &[PAGE_ACCEPT], b""), MSS)?;
-            let mut body =
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            let mut body = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
             let ext = format!(";{}=1", "e".repeat(96));
             for _ in 0..n {
                 body.extend_from_slice(b"1");
