@@ -194,6 +194,20 @@ pub struct Classified {
     pub silent_retries: u64,
 }
 
+impl Classified {
+    /// The failures of each page view (by page index), in order: one pass,
+    /// for writers that list every page's failures.
+    pub fn by_page(&self) -> HashMap<u32, Vec<&Failure>> {
+        let mut m: HashMap<u32, Vec<&Failure>> = HashMap::new();
+        for f in &self.failures {
+            if let Some(p) = f.page {
+                m.entry(p).or_default().push(f);
+            }
+        }
+        m
+    }
+}
+
 /// The earliest `(began, conn)` among some answered requests, and the
 /// earliest among those on another connection than it: enough to tell
 /// whether one of them is on a connection other than a given one and began
