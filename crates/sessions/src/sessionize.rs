@@ -184,9 +184,101 @@ pub struct SessionStats {
     pub session_tx_cap_drops: u64,
 }
 
+/// Requests from one address and User-Agent waiting for a cookie, in
+/// arrival order. Each has a sequence number, so that the requests of one
+/// connection can be taken out in O(1) each (leaving a hole) rather than
+/// by searching the queue.
+#[derive(Default)]
+struct Waiting {
+    items: VecDeque<Option<Tx>>,
+    /// Sequence number of `items[0]`.
+    base: u64,
+    live: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, tx: Tx) -> u64 {
+        self.items.push_back(Some(tx));
+        self.live += 1;
+        self.base + self.items.len() as u64 - 1
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn is_live(&self, seq: u64) -> bool {
+        seq.checked_sub(self.base).and_then(|i| self.items.get(i as usize)).is_some_and(|x| x.is_some())
+    }
+
+    /// Drops holes at the front.
+    fn trim(&mut self) {
+        while self.items.front().is_some_and(|x| x.is_none()) {
+            self.items.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Takes request `seq` out, if it is still waiting.
+    fn take(&mut self, seq: u64) -> Option<Tx> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let t = self.items.get_mut(i)?.take()?;
+        self.live -= 1;
+        self.trim();
+        Some(t)
+    }
+
+    /// Takes out the requests at the front while `expired` says so.
+    fn pop_expired(&mut self, mut expired: impl FnMut(&Tx) -> bool) -> Vec<Tx> {
+        let mut out = Vec::new();
+        self.trim();
+        while self.items.front().and_then(|x| x.as_ref()).is_some_and(&mut expired) {
+            crate::work::step(1);
+            if let Some(Some(t)) = self.items.pop_front() {
+                out.push(t);
+                self.live -= 1;
+            }
+            self.base += 1;
+            self.trim();
+        }
+        out
+    }
+
+    /// Takes out, in order, every request `want` says.
+    fn take_where(&mut self, mut want: impl FnMut(&Tx) -> bool) -> Vec<Tx> {
+        let mut out = Vec::new();
+        for slot in self.items.iter_mut() {
+            crate::work::step(1);
+            if slot.as_ref().is_some_and(&mut want)
+                && let Some(t) = slot.take()
+            {
+                out.push(t);
+            }
+        }
+        self.live -= out.len();
+        self.trim();
+        out
+    }
+
+    /// Every request still waiting, in order.
+    fn into_txs(self) -> impl Iterator<Item = Tx> {
+        self.items.into_iter().flatten()
+    }
+
+    fn conns(&self) -> impl Iterator<Item = u64> + '_ {
+        self.items.iter().flatten().map(|t| t.conn)
+    }
+}
+
 struct OpenSession {
     index: u32,
+    /// Transactions, without what only identified them (see
+    /// [`Sessionizer::add`]).
     txs: Vec<Tx>,
+    /// The User-Agent of the first transaction in session order (request
+    /// start, connection, depth; the first added among equals), the one
+    /// the session shows.
+    first_ua: Option<((Ts, u64, u32), Option<String>)>,
     failed: Vec<FailedConn>,
     last: Ts,
     dropped: u64,
@@ -258,10 +350,12 @@ pub struct Sessionizer {
     conn_user: HashMap<u64, (UserKey, Ts)>,
     /// Requests with no identifier, waiting for a Set-Cookie answer from
     /// the same client and User-Agent.
-    pending: HashMap<(IpAddr, String), VecDeque<Tx>>,
-    /// Connections that may have requests waiting (so a claim looks only
-    /// when one might).
-    pending_conns: HashSet<u64>,
+    pending: HashMap<(IpAddr, String), Waiting>,
+    /// Where the requests of each connection wait (bucket and sequence
+    /// number), so that a claim takes them without searching; and whether
+    /// a claim looks (not after one took the connection's requests from
+    /// its address, until another request waits on it).
+    pending_conns: HashMap<u64, (bool, Vec<((IpAddr, String), u64)>)>,
     pending_failed: Vec<FailedConn>,
     /// Per address and User-Agent: the last user made from a Set-Cookie
     /// whose cookie has not come back yet.
@@ -309,7 +403,7 @@ impl Sessionizer {
             aliases: HashMap::new(),
             conn_user: HashMap::new(),
             pending: HashMap::new(),
-            pending_conns: HashSet::new(),
+            pending_conns: HashMap::new(),
             pending_failed: Vec::new(),
             recent: HashMap::new(),
             fresh: HashMap::new(),
@@ -418,8 +512,11 @@ impl Sessionizer {
             }
             None => {
                 let ua = tx.user_agent.clone().unwrap_or_default();
-                self.pending_conns.insert(tx.conn);
-                self.pending.entry((tx.client_ip, ua)).or_default().push_back(tx);
+                let (conn, ip) = (tx.conn, tx.client_ip);
+                let seq = self.pending.entry((ip, ua.clone())).or_default().push(tx);
+                let e = self.pending_conns.entry(conn).or_default();
+                e.0 = true;
+                e.1.push(((ip, ua), seq));
             }
         }
         if self.watermark.0 >= self.last_sweep.0.saturating_add(1_000_000_000) {
@@ -443,10 +540,11 @@ impl Sessionizer {
     /// Closes every session (end of input); returns them by start.
     pub fn finish(&mut self) -> Vec<Session> {
         let mut closed = std::mem::take(&mut self.orphans);
-        let mut pending: Vec<((IpAddr, String), VecDeque<Tx>)> = self.pending.drain().collect();
+        let mut pending: Vec<((IpAddr, String), Waiting)> = self.pending.drain().collect();
+        self.pending_conns.clear();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for ((ip, ua), txs) in pending {
-            for tx in txs {
+            for tx in txs.into_txs() {
                 self.adopt_anonymous(ip, &ua, tx, &mut closed);
             }
         }
@@ -491,31 +589,39 @@ impl Sessionizer {
     fn recent_user_after(&self, f: &FailedConn) -> Option<UserKey> {
         let q = self.recent.get(&f.client.ip())?;
         let until = f.end + self.retry_window;
-        q.iter().find(|(t, _)| *t >= f.start && *t <= until).map(|(_, k)| self.resolve(k.clone()))
+        q.iter()
+            .find(|(t, _)| {
+                crate::work::step(1);
+                *t >= f.start && *t <= until
+            })
+            .map(|(_, k)| self.resolve(k.clone()))
     }
 
-    /// Requests waiting on this connection belong to `k`.
+    /// Requests waiting on this connection (from address `ip`) belong to
+    /// `k`.
     fn claim_conn(&mut self, conn: u64, ip: IpAddr, k: &UserKey) {
-        if !self.pending_conns.remove(&conn) {
-            return;
-        }
+        let Some((true, places)) = self.pending_conns.remove(&conn) else { return };
         let mut claimed = Vec::new();
-        for ((bip, _), q) in self.pending.iter_mut() {
-            if *bip != ip {
+        let mut elsewhere = Vec::new();
+        for (key, seq) in places {
+            crate::work::step(1);
+            if key.0 != ip {
+                // (Waiting under another address: not taken, and not
+                // looked at again until a new request waits on this
+                // connection.)
+                elsewhere.push((key, seq));
                 continue;
             }
-            let mut i = 0;
-            while i < q.len() {
-                if q[i].conn == conn {
-                    if let Some(t) = q.remove(i) {
-                        claimed.push(t);
-                    }
-                } else {
-                    i += 1;
+            if let Some(q) = self.pending.get_mut(&key) {
+                claimed.extend(q.take(seq));
+                if q.is_empty() {
+                    self.pending.remove(&key);
                 }
             }
         }
-        self.pending.retain(|_, q| !q.is_empty());
+        if !elsewhere.is_empty() {
+            self.pending_conns.insert(conn, (false, elsewhere));
+        }
         let mut sink = Vec::new();
         for t in claimed {
             self.stats.joined_before_cookie += 1;
@@ -531,17 +637,11 @@ impl Sessionizer {
         let ua = tx.user_agent.clone().unwrap_or_default();
         let Some(q) = self.pending.get_mut(&(tx.client_ip, ua.clone())) else { return };
         let from = tx.start - self.join_window;
-        let mut claimed = Vec::new();
-        let mut keep = VecDeque::new();
-        while let Some(t) = q.pop_front() {
-            let other_owner = self.conn_user.get(&t.conn).is_some_and(|(o, _)| o != k);
-            if t.start >= from && !other_owner {
-                claimed.push(t);
-            } else {
-                keep.push_back(t);
-            }
-        }
-        *q = keep;
+        let conn_user = &self.conn_user;
+        let claimed = q.take_where(|t| {
+            let other_owner = conn_user.get(&t.conn).is_some_and(|(o, _)| o != k);
+            t.start >= from && !other_owner
+        });
         if q.is_empty() {
             self.pending.remove(&(tx.client_ip, ua));
         }
@@ -605,7 +705,11 @@ impl Sessionizer {
         recent.or_else(only).map(|k| self.resolve(k))
     }
 
-    fn add(&mut self, k: UserKey, tx: Tx, closed: &mut Vec<Session>) {
+    /// Puts `tx` in `k`'s open session. What only served to identify the
+    /// user (User-Agent, session cookie, Set-Cookie, identity header and
+    /// query parameter: a few hundred bytes a transaction) is dropped from
+    /// it there; the session keeps the User-Agent it shows.
+    fn add(&mut self, k: UserKey, mut tx: Tx, closed: &mut Vec<Session>) {
         self.note_activity(tx.client_ip, tx.start, &k);
         let (start, end) = (tx.start, tx.end());
         let max = self.max_txs;
@@ -614,6 +718,15 @@ impl Sessionizer {
             open.dropped += 1;
             self.stats.session_tx_cap_drops += 1;
         } else {
+            let order = (tx.start, tx.conn, tx.depth);
+            let ua = tx.user_agent.take();
+            if open.first_ua.as_ref().is_none_or(|(o, _)| order < *o) {
+                open.first_ua = Some((order, ua));
+            }
+            tx.cookie = None;
+            tx.set_cookie = None;
+            tx.header_id = None;
+            tx.query_id = None;
             open.txs.push(tx);
         }
     }
@@ -641,7 +754,14 @@ impl Sessionizer {
         }
         let open = st.open.get_or_insert_with(|| {
             st.sessions += 1;
-            OpenSession { index: st.sessions, txs: Vec::new(), failed: Vec::new(), last: start, dropped: 0 }
+            OpenSession {
+                index: st.sessions,
+                txs: Vec::new(),
+                first_ua: None,
+                failed: Vec::new(),
+                last: start,
+                dropped: 0,
+            }
         });
         open.last = open.last.max(end);
         open
@@ -657,10 +777,9 @@ impl Sessionizer {
         let join = self.join_window;
         let mut expired: Vec<(IpAddr, String, Tx)> = Vec::new();
         for ((ip, ua), q) in self.pending.iter_mut() {
-            while q.front().is_some_and(|t| now - t.start > join) {
-                if let Some(t) = q.pop_front() {
-                    expired.push((*ip, ua.clone(), t));
-                }
+            crate::work::step(1);
+            for t in q.pop_expired(|t| now - t.start > join) {
+                expired.push((*ip, ua.clone(), t));
             }
         }
         self.pending.retain(|_, q| !q.is_empty());
@@ -724,8 +843,12 @@ impl Sessionizer {
             !q.is_empty()
         });
         self.conn_user.retain(|_, (_, t)| now - *t <= timeout);
-        let waiting: HashSet<u64> = self.pending.values().flatten().map(|t| t.conn).collect();
-        self.pending_conns.retain(|c| waiting.contains(c));
+        let waiting: HashSet<u64> = self.pending.values().flat_map(Waiting::conns).collect();
+        let pending = &self.pending;
+        self.pending_conns.retain(|c, (_, places)| {
+            places.retain(|(key, seq)| pending.get(key).is_some_and(|q| q.is_live(*seq)));
+            waiting.contains(c) && !places.is_empty()
+        });
     }
 
     fn close_user(&mut self, k: &UserKey) -> Option<Session> {
@@ -782,7 +905,7 @@ impl Sessionizer {
             start,
             end,
             client_ip: first.map(|t| t.client_ip).or(failed.first().map(|f| f.client.ip())),
-            user_agent: first.and_then(|t| t.user_agent.clone()),
+            user_agent: open.first_ua.and_then(|(_, ua)| ua),
             login: txs.iter().find_map(|t| t.login.clone()),
             converted: orders > 0,
             orders,
@@ -1544,6 +1667,48 @@ pub(crate) mod tests {
                 assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "seed {seed}");
             }
         }
+    }
+
+    #[test]
+    fn requests_waiting_for_a_cookie_are_claimed_in_linear_time() {
+        // 10,000 connections from one address and browser, each first
+        // with a request without cookie (waiting for one), then each with
+        // the cookie: every connection's waiting request is claimed.
+        let n = 10_000u64;
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut out = Vec::new();
+        crate::work::take();
+        for i in 0..n {
+            out.extend(s.push(tx(i, "10.0.0.1:1000", i as i64, &format!("/a/{i}.js"))));
+        }
+        for i in 0..n {
+            out.extend(s.push(cookie(tx(i, "10.0.0.1:1000", 20_000 + i as i64, &format!("/b/{i}.js")), "A")));
+        }
+        out.extend(s.finish());
+        let steps = crate::work::take();
+        assert_eq!(users(&out), vec![("cookie:sid=A".into(), 2 * n as usize)]);
+        assert_eq!(s.stats().joined_before_cookie, n);
+        // Linear (each claim used to search every waiting request: 50
+        // million steps here).
+        assert!(steps <= 40 * n, "{steps} steps for {n} connections");
+    }
+
+    #[test]
+    fn a_session_keeps_one_user_agent_not_one_per_transaction() {
+        // Three transactions of one user, added out of order: the session
+        // shows the User-Agent of the first by request start; the
+        // transactions no longer carry it, nor the cookies that tied them
+        // to the user.
+        let mut a = sets(tx(1, "10.0.0.1:1000", 100, "/a"), "A");
+        a.user_agent = Some("UA-late".into());
+        let mut b = cookie(tx(2, "10.0.0.1:1001", 0, "/b"), "A");
+        b.user_agent = Some("UA-first".into());
+        let c = cookie(tx(1, "10.0.0.1:1000", 50, "/c"), "A");
+        let s = run(vec![a, b, c], vec![]);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].user_agent.as_deref(), Some("UA-first"));
+        assert_eq!(s[0].txs.len(), 3);
+        assert!(s[0].txs.iter().all(|t| t.user_agent.is_none() && t.cookie.is_none() && t.set_cookie.is_none()));
     }
 
     #[test]
