@@ -184,6 +184,10 @@ pub struct SessionStats {
     pub session_tx_cap_drops: u64,
 }
 
+/// Requests waiting for a cookie are kept by client address and
+/// User-Agent.
+type Bucket = (IpAddr, String);
+
 /// Requests from one address and User-Agent waiting for a cookie, in
 /// arrival order. Each has a sequence number, so that the requests of one
 /// connection can be taken out in O(1) each (leaving a hole) rather than
@@ -350,12 +354,12 @@ pub struct Sessionizer {
     conn_user: HashMap<u64, (UserKey, Ts)>,
     /// Requests with no identifier, waiting for a Set-Cookie answer from
     /// the same client and User-Agent.
-    pending: HashMap<(IpAddr, String), Waiting>,
+    pending: HashMap<Bucket, Waiting>,
     /// Where the requests of each connection wait (bucket and sequence
     /// number), so that a claim takes them without searching; and whether
     /// a claim looks (not after one took the connection's requests from
     /// its address, until another request waits on it).
-    pending_conns: HashMap<u64, (bool, Vec<((IpAddr, String), u64)>)>,
+    pending_conns: HashMap<u64, (bool, Vec<(Bucket, u64)>)>,
     pending_failed: Vec<FailedConn>,
     /// Per address and User-Agent: the last user made from a Set-Cookie
     /// whose cookie has not come back yet.
@@ -540,7 +544,7 @@ impl Sessionizer {
     /// Closes every session (end of input); returns them by start.
     pub fn finish(&mut self) -> Vec<Session> {
         let mut closed = std::mem::take(&mut self.orphans);
-        let mut pending: Vec<((IpAddr, String), Waiting)> = self.pending.drain().collect();
+        let mut pending: Vec<(Bucket, Waiting)> = self.pending.drain().collect();
         self.pending_conns.clear();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for ((ip, ua), txs) in pending {
