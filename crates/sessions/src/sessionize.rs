@@ -578,7 +578,8 @@ impl Sessionizer {
     }
 
     fn note_recent(&mut self, tx: &Tx, k: &UserKey) {
-        let q = self.recent.entry(tx.client_ip).or_default();
+        // (Most addresses have one user: room for one entry, not four.)
+        let q = self.recent.entry(tx.client_ip).or_insert_with(|| VecDeque::with_capacity(1));
         q.push_back((tx.start, k.clone()));
         // Kept long enough for an unanswered SYN reported at the TCP idle
         // timeout to find the connection that followed it.
@@ -682,7 +683,7 @@ impl Sessionizer {
             }
         }
         let keep = self.join_window;
-        let q = self.activity.entry(ip).or_default();
+        let q = self.activity.entry(ip).or_insert_with(|| VecDeque::with_capacity(1));
         if q.back().is_some_and(|(t, b)| b == k && *t <= at) {
             if let Some(last) = q.back_mut() {
                 last.0 = at;
@@ -731,6 +732,13 @@ impl Sessionizer {
             tx.set_cookie = None;
             tx.header_id = None;
             tx.query_id = None;
+            // A transaction is some 660 bytes: grow by a quarter rather
+            // than double (a first one gets room for one, not four), so a
+            // session holds at most a quarter more than it needs. (Large
+            // buffers are remapped in place, so growing copies little.)
+            if open.txs.len() == open.txs.capacity() {
+                open.txs.reserve_exact(open.txs.len() / 4 + 1);
+            }
             open.txs.push(tx);
         }
     }
@@ -863,7 +871,11 @@ impl Sessionizer {
 
     fn build(&mut self, user: UserKey, open: OpenSession) -> Session {
         let mut txs = open.txs;
-        txs.sort_by_key(|t| (t.start, t.conn, t.depth));
+        // Usually in order already; sorting would take a buffer of half
+        // the transactions.
+        if !txs.is_sorted_by_key(|t| (t.start, t.conn, t.depth)) {
+            txs.sort_by_key(|t| (t.start, t.conn, t.depth));
+        }
         let mut failed = open.failed;
         failed.sort_by_key(|f| (f.start, f.conn));
         let start =
