@@ -34,7 +34,7 @@ TIME_TARGET = 3.0
 MEM_TARGET_MIB = 256
 RATIO_LIMIT = 5.0
 # Times below this are too small for a ratio to mean anything.
-MIN_TIME_FOR_RATIO = 0.25
+MIN_TIME_FOR_RATIO = 0.5
 MIN_MIB_FOR_RATIO = 64
 
 
