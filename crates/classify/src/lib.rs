@@ -9,7 +9,7 @@
 
 pub mod config;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
 use pov_capture::{Dur, Ts};
@@ -194,29 +194,143 @@ pub struct Classified {
     pub silent_retries: u64,
 }
 
+impl Classified {
+    /// The failures of each page view (by page index), in order: one pass,
+    /// for writers that list every page's failures.
+    pub fn by_page(&self) -> HashMap<u32, Vec<&Failure>> {
+        let mut m: HashMap<u32, Vec<&Failure>> = HashMap::new();
+        for f in &self.failures {
+            if let Some(p) = f.page {
+                m.entry(p).or_default().push(f);
+            }
+        }
+        m
+    }
+}
+
+/// The earliest `(began, conn)` among some answered requests, and the
+/// earliest among those on another connection than it: enough to tell
+/// whether one of them is on a connection other than a given one and began
+/// by a deadline.
+#[derive(Clone, Copy, Debug, Default)]
+struct Earliest2 {
+    first: Option<(Ts, u64)>,
+    other: Option<(Ts, u64)>,
+}
+
+impl Earliest2 {
+    fn merge(x: Earliest2, y: Earliest2) -> Earliest2 {
+        let all = [x.first, x.other, y.first, y.other];
+        let first = all.iter().flatten().min_by_key(|(t, _)| *t).copied();
+        let other =
+            first.and_then(|(_, c)| all.iter().flatten().filter(|(_, o)| *o != c).min_by_key(|(t, _)| *t).copied());
+        Earliest2 { first, other }
+    }
+
+    /// Whether one of them is on a connection other than `conn` and began
+    /// at or before `deadline`.
+    fn other_conn_by(self, conn: u64, deadline: Ts) -> bool {
+        let pick = match self.first {
+            Some((_, c)) if c == conn => self.other,
+            f => f,
+        };
+        pick.is_some_and(|(t, _)| t <= deadline)
+    }
+}
+
+/// The answered requests of one method and target, in session order, with
+/// a segment tree of [`Earliest2`] over them.
+struct RetryGroup {
+    idx: Vec<usize>,
+    start: Vec<Ts>,
+    tree: Vec<Earliest2>,
+}
+
+impl RetryGroup {
+    fn build(&mut self, leaves: Vec<Earliest2>) {
+        let n = leaves.len();
+        self.tree = vec![Earliest2::default(); 2 * n];
+        self.tree[n..].copy_from_slice(&leaves);
+        for k in (1..n).rev() {
+            self.tree[k] = Earliest2::merge(self.tree[2 * k], self.tree[2 * k + 1]);
+        }
+    }
+
+    /// [`Earliest2`] of positions `l..r`.
+    fn query(&self, l: usize, r: usize) -> Earliest2 {
+        let n = self.idx.len();
+        let (mut l, mut r) = (l + n, r.min(n) + n);
+        let mut acc = Earliest2::default();
+        while l < r {
+            pov_sessions::work::step(1);
+            if l & 1 == 1 {
+                acc = Earliest2::merge(acc, self.tree[l]);
+                l += 1;
+            }
+            if r & 1 == 1 {
+                r -= 1;
+                acc = Earliest2::merge(acc, self.tree[r]);
+            }
+            l >>= 1;
+            r >>= 1;
+        }
+        acc
+    }
+}
+
+/// Answered requests by method and target, so that a dead request's retry
+/// is found in O(log n) rather than by looking at every later request.
+struct RetryIndex<'a> {
+    groups: HashMap<(&'a str, &'a str), RetryGroup>,
+}
+
+impl<'a> RetryIndex<'a> {
+    fn new(txs: &'a [Tx]) -> RetryIndex<'a> {
+        let mut groups: HashMap<(&str, &str), (RetryGroup, Vec<Earliest2>)> = HashMap::new();
+        for (j, r) in txs.iter().enumerate() {
+            pov_sessions::work::step(1);
+            let (Some(m), Some(_)) = (r.method.as_deref(), r.status) else { continue };
+            let (g, leaves) = groups
+                .entry((m, r.target.as_str()))
+                .or_insert_with(|| (RetryGroup { idx: Vec::new(), start: Vec::new(), tree: Vec::new() }, Vec::new()));
+            g.idx.push(j);
+            g.start.push(r.start);
+            // The retry's connection may have taken a while to open (a lost
+            // SYN costs 1 s): what counts is when the browser began it.
+            let began = r.start - r.handshake.unwrap_or(Dur::ZERO);
+            leaves.push(Earliest2 { first: Some((began, r.conn)), other: None });
+        }
+        let groups = groups
+            .into_iter()
+            .map(|(k, (mut g, leaves))| {
+                pov_sessions::work::step(leaves.len() as u64);
+                g.build(leaves);
+                (k, g)
+            })
+            .collect();
+        RetryIndex { groups }
+    }
+}
+
 /// Whether transaction `i` (dead, unanswered) died at once and was sent
 /// again on another connection within [`BROWSER_RETRY`], answered there. A
 /// request that waited longer for its answer hurt the user, retried or not.
-fn answered_retry(txs: &[Tx], i: usize) -> bool {
+fn answered_retry(txs: &[Tx], i: usize, index: &RetryIndex<'_>) -> bool {
     let t = &txs[i];
     let waited = t.waited.unwrap_or(Dur::ZERO);
     if waited > BROWSER_RETRY {
         return false;
     }
+    let Some(m) = t.method.as_deref() else { return false };
     let deadline = t.req_end.unwrap_or(t.start) + waited + BROWSER_RETRY;
-    // Transactions are in request order; a retry starts after this one.
-    // The retry's connection may have taken a while to open (a lost SYN
-    // costs 1 s): what counts is when the browser began it.
-    let began = |r: &Tx| r.start - r.handshake.unwrap_or(Dur::ZERO);
+    // Transactions are in request order; a retry starts after this one, by
+    // the deadline (when the browser began it, its connection's handshake
+    // included), within a few seconds more (that handshake).
     let horizon = deadline + Dur::from_secs(4);
-    txs.iter().skip(i + 1).take_while(|r| r.start <= horizon).any(|r| {
-        r.conn != t.conn
-            && r.method == t.method
-            && r.target == t.target
-            && r.status.is_some()
-            && r.start >= t.start
-            && began(r) <= deadline
-    })
+    let Some(g) = index.groups.get(&(m, t.target.as_str())) else { return false };
+    let l = g.idx.partition_point(|j| *j <= i);
+    let r = g.start.partition_point(|s| *s <= horizon);
+    l < r && g.query(l, r).other_conn_by(t.conn, deadline)
 }
 
 /// Compiled failure rules.
@@ -316,6 +430,9 @@ impl Classifier {
         // A page's document tried again by the browser and failing the same
         // way is one failure the user met, not two.
         let mut doc_failures: HashSet<(u32, String, FailureKind)> = HashSet::new();
+        // Pages with a noticed failure so far.
+        let mut noticed: HashSet<u32> = HashSet::new();
+        let mut retry: Option<RetryIndex<'_>> = None;
         let t_tx = ms(self.cfg.apdex_t_ms);
         for (i, t) in s.txs.iter().enumerate() {
             if t.capture_loss() {
@@ -336,6 +453,11 @@ impl Classifier {
                     && !doc_failures.insert((p, t.target.clone(), kind))
                 {
                     return;
+                }
+                if severity.noticed()
+                    && let Some(p) = page
+                {
+                    noticed.insert(p);
                 }
                 out.failures.push(Failure {
                     kind,
@@ -372,7 +494,7 @@ impl Classifier {
             // having timed it out just as the request left.)
             if t.status.is_none()
                 && matches!(t.outcome, Outcome::ServerReset | Outcome::NoResponse)
-                && answered_retry(&s.txs, i)
+                && answered_retry(&s.txs, i, retry.get_or_insert_with(|| RetryIndex::new(&s.txs)))
             {
                 dead_conns.insert(t.conn);
                 out.silent_retries += 1;
@@ -460,8 +582,16 @@ impl Classifier {
                 }
             }
         }
+        // The first page each failed attempt belongs to.
+        let mut failed_page: HashMap<usize, u32> = HashMap::new();
+        for p in &s.pages {
+            pov_sessions::work::step(1 + p.failed.len() as u64);
+            for fi in &p.failed {
+                failed_page.entry(*fi).or_insert(p.index);
+            }
+        }
         for (fi, f) in s.failed.iter().enumerate() {
-            let page = s.pages.iter().find(|p| p.failed.contains(&fi)).map(|p| p.index);
+            let page = failed_page.get(&fi).copied();
             let (kind, detail) = match f.kind {
                 FailedConnKind::Refused => (FailureKind::Refused, "SYN answered by RST".to_string()),
                 FailedConnKind::Unanswered => (
@@ -469,6 +599,9 @@ impl Classifier {
                     format!("{} SYN, no answer in {:.1} s", f.syns, (f.end - f.start).as_secs_f64()),
                 ),
             };
+            if let Some(p) = page {
+                noticed.insert(p);
+            }
             out.failures.push(Failure {
                 kind,
                 rule: "connection".into(),
@@ -489,9 +622,12 @@ impl Classifier {
         }
         // Page-level rules.
         let struggle = Dur((self.cfg.struggle_window_secs.max(0.0) * 1e9) as i64);
+        // The latest page so far with each URL.
+        let mut last_by_url: HashMap<&str, &pov_sessions::PageView> = HashMap::new();
         for p in &s.pages {
+            pov_sessions::work::step(1);
             let t_page = ms(p.apdex_t_ms.unwrap_or(self.cfg.page_apdex_t_ms));
-            let failed_here = out.failures.iter().any(|f| f.page == Some(p.index) && f.severity.noticed());
+            let failed_here = noticed.contains(&p.index);
             let zone = if failed_here || p.load > Dur(t_page.0.saturating_mul(4)) {
                 Apdex::Frustrated
             } else if p.load > t_page {
@@ -508,6 +644,7 @@ impl Classifier {
                 let revisits = p.documents.iter().any(|i| !seen.insert(s.txs[*i].target.as_str()));
                 let still_redirected = p.status.is_some_and(|x| (300..400).contains(&x));
                 if still_redirected && (revisits || redirects as u32 > self.cfg.redirect_limit) {
+                    noticed.insert(p.index);
                     out.failures.push(page_failure(
                         p,
                         d,
@@ -518,6 +655,7 @@ impl Classifier {
                     ));
                 }
                 if !failed_here && p.load > Dur(t_page.0.saturating_mul(4)) && d.method.is_some() {
+                    noticed.insert(p.index);
                     out.failures.push(page_failure(
                         p,
                         d,
@@ -533,9 +671,9 @@ impl Classifier {
                 }
             }
             // Struggle: the same page again, soon after it failed there.
-            if let Some(prev) = s.pages.iter().rev().find(|q| q.index < p.index && q.url == p.url && !p.url.is_empty())
-            {
-                let prev_failed = out.failures.iter().any(|f| f.page == Some(prev.index) && f.severity.noticed());
+            let prev = if p.url.is_empty() { None } else { last_by_url.insert(p.url.as_str(), p) };
+            if let Some(prev) = prev.filter(|q| q.index < p.index) {
+                let prev_failed = noticed.contains(&prev.index);
                 if prev_failed
                     && p.start - prev.end <= struggle
                     && let Some(d) = first_doc.or_else(|| p.txs.first().map(|i| &s.txs[*i]))
@@ -822,6 +960,456 @@ mod tests {
             k,
             vec![pair("server_reset", "critical"), pair("server_reset", "critical"), pair("struggle", "info")]
         );
+    }
+
+    fn session_of(txs: Vec<Tx>) -> Session {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut sessions = Vec::new();
+        for t in txs {
+            sessions.extend(s.push(t));
+        }
+        sessions.extend(s.finish());
+        assert_eq!(sessions.len(), 1);
+        sessions.remove(0)
+    }
+
+    #[test]
+    fn classifying_a_long_failed_session_is_linear() {
+        // One user, 10,000 pages 2 s apart, every one answered 500.
+        let n = 10_000;
+        let txs = (0..n).map(|i| with(tx(1, 1 + i as u32, i * 2000, &format!("/p/{i}")), |t| t.status = Some(500)));
+        let s = session_of(txs.collect());
+        assert_eq!(s.pages.len(), n as usize);
+        let c = Classifier::new(&FailuresConfig::default()).unwrap();
+        pov_sessions::work::take();
+        let out = c.classify(&s);
+        let steps = pov_sessions::work::take();
+        assert_eq!(out.failures.len(), n as usize);
+        assert!(out.failures.iter().all(|f| f.kind == FailureKind::ServerError && f.severity == Severity::Critical));
+        assert!(out.apdex.iter().all(|a| *a == Apdex::Frustrated));
+        // Linear (the page rules used to look at every failure and every
+        // later page for each page: 200 million steps here).
+        let items = (s.txs.len() + s.pages.len() + out.failures.len()) as u64;
+        assert!(steps <= 10 * items, "{steps} steps for {items} items");
+    }
+
+    #[test]
+    fn looking_for_a_browsers_retry_is_linear() {
+        // 10,000 requests on 64 connections within a second, every one
+        // reset unanswered; then 10,000 answered requests for the same URL
+        // on one other connection from 3 s on: too late to be the browser's
+        // own retries, yet within the 4 s a retry's connection may take.
+        let n = 10_000i64;
+        let mut txs = Vec::new();
+        for i in 0..n {
+            txs.push(with(tx(1 + (i % 64) as u64, 1 + (i / 64) as u32, i / 10, "/api/cart"), |t| {
+                t.class = ResourceClass::Api;
+                t.status = None;
+                t.resp_start = None;
+                t.resp_end = None;
+                t.outcome = Outcome::ServerReset;
+            }));
+        }
+        for i in 0..n {
+            txs.push(with(tx(100, 1 + i as u32, 3000 + i / 10, "/api/cart"), |t| t.class = ResourceClass::Api));
+        }
+        let s = session_of(txs);
+        let c = Classifier::new(&FailuresConfig::default()).unwrap();
+        pov_sessions::work::take();
+        let out = c.classify(&s);
+        let steps = pov_sessions::work::take();
+        // One reset per connection (the requests behind it share it).
+        assert_eq!(out.failures.len(), 64);
+        assert!(out.failures.iter().all(|f| f.kind == FailureKind::ServerReset && f.severity == Severity::Major));
+        assert_eq!(out.silent_retries, 0);
+        // Linear (each reset request used to look at every later request
+        // within the window: 150 million steps here).
+        let items = (s.txs.len() + s.pages.len()) as u64;
+        assert!(steps <= 40 * items, "{steps} steps for {items} items");
+    }
+
+    // The classifier as it was before it was made linear: the model the
+    // linear one must agree with.
+
+    /// As [`answered_retry`] before it was indexed: whether transaction `i` died at once and was sent
+    /// again on another connection within [`BROWSER_RETRY`], answered there. A
+    /// request that waited longer for its answer hurt the user, retried or not.
+    fn answered_retry_reference(txs: &[Tx], i: usize) -> bool {
+        let t = &txs[i];
+        let waited = t.waited.unwrap_or(Dur::ZERO);
+        if waited > BROWSER_RETRY {
+            return false;
+        }
+        let deadline = t.req_end.unwrap_or(t.start) + waited + BROWSER_RETRY;
+        // Transactions are in request order; a retry starts after this one.
+        // The retry's connection may have taken a while to open (a lost SYN
+        // costs 1 s): what counts is when the browser began it.
+        let began = |r: &Tx| r.start - r.handshake.unwrap_or(Dur::ZERO);
+        let horizon = deadline + Dur::from_secs(4);
+        txs.iter().skip(i + 1).take_while(|r| r.start <= horizon).any(|r| {
+            r.conn != t.conn
+                && r.method == t.method
+                && r.target == t.target
+                && r.status.is_some()
+                && r.start >= t.start
+                && began(r) <= deadline
+        })
+    }
+
+    impl Classifier {
+        /// How sessions were labelled before the linear rewrite.
+        fn classify_reference(&self, s: &Session) -> Classified {
+            let mut out = Classified::default();
+            let page_of = page_index(s);
+            let mut dead_conns: HashSet<u64> = HashSet::new();
+            let mut aborted_pages: HashSet<u32> = HashSet::new();
+            // A page's document tried again by the browser and failing the same
+            // way is one failure the user met, not two.
+            let mut doc_failures: HashSet<(u32, String, FailureKind)> = HashSet::new();
+            let t_tx = ms(self.cfg.apdex_t_ms);
+            for (i, t) in s.txs.iter().enumerate() {
+                if t.capture_loss() {
+                    out.capture_loss += 1;
+                }
+                let page = page_of.get(i).copied().flatten();
+                let is_doc = page.is_some_and(|p| s.pages[(p - 1) as usize].documents.contains(&i));
+                let severity = if self.is_minor(t.class) {
+                    Severity::Minor
+                } else if is_doc || t.method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD") {
+                    Severity::Critical
+                } else {
+                    Severity::Major
+                };
+                let mut push = |kind: FailureKind, rule: &str, detail: String| {
+                    if is_doc
+                        && let Some(p) = page
+                        && !doc_failures.insert((p, t.target.clone(), kind))
+                    {
+                        return;
+                    }
+                    out.failures.push(Failure {
+                        kind,
+                        rule: rule.to_string(),
+                        severity,
+                        ts: t.start,
+                        page,
+                        tx: Some(i),
+                        conn: t.conn,
+                        client: Some(t.client),
+                        server: Some(t.server),
+                        depth: Some(t.depth),
+                        frames: span(t),
+                        host: t.host.clone(),
+                        url: t.target.clone(),
+                        status: t.status,
+                        detail,
+                    })
+                };
+                // Without the request, what was asked for (a page? an image?)
+                // is in bytes the capture missed: whether anything failed for
+                // the user is unknown.
+                if t.method.is_none() {
+                    out.unknown += 1;
+                    continue;
+                }
+                // The connection died under an earlier request: this one shares
+                // that failure, it is not a new one.
+                let follower = dead_conns.contains(&t.conn);
+                // A request that died with no answer and that the browser sent
+                // again at once on another connection, answered there: the
+                // user saw nothing go wrong. (Browsers do this when a kept-alive
+                // connection is closed or reset under a new request, the server
+                // having timed it out just as the request left.)
+                if t.status.is_none()
+                    && matches!(t.outcome, Outcome::ServerReset | Outcome::NoResponse)
+                    && answered_retry_reference(&s.txs, i)
+                {
+                    dead_conns.insert(t.conn);
+                    out.silent_retries += 1;
+                    continue;
+                }
+                match t.outcome {
+                    Outcome::CaptureGap => {
+                        // What happened is in bytes the capture missed; a status
+                        // line that was captured still tells.
+                        out.unknown += 1;
+                    }
+                    Outcome::ServerReset if !follower => {
+                        dead_conns.insert(t.conn);
+                        push(FailureKind::ServerReset, "outcome", reset_detail(t));
+                        continue;
+                    }
+                    Outcome::Truncated if !follower => {
+                        dead_conns.insert(t.conn);
+                        push(
+                            FailureKind::Truncated,
+                            "outcome",
+                            format!("{} body bytes, then the server closed", t.response_body_len),
+                        );
+                        continue;
+                    }
+                    Outcome::ClientAbort if !follower => {
+                        dead_conns.insert(t.conn);
+                        // Leaving a page aborts all it was loading: once per page.
+                        if page.is_none_or(|p| aborted_pages.insert(p)) {
+                            push(FailureKind::ClientAbort, "outcome", waited(t, "gave up after"));
+                        }
+                        continue;
+                    }
+                    Outcome::NoResponse if !follower => {
+                        dead_conns.insert(t.conn);
+                        push(FailureKind::NoResponse, "outcome", waited(t, "no answer in"));
+                        continue;
+                    }
+                    Outcome::ServerReset | Outcome::Truncated | Outcome::ClientAbort | Outcome::NoResponse => continue,
+                    Outcome::Complete | Outcome::Malformed => {}
+                }
+                if let Some(st) = t.status {
+                    if st >= 500 {
+                        push(FailureKind::ServerError, "status_5xx", format!("status {st}"));
+                        continue;
+                    }
+                    if (400..500).contains(&st) && !self.cfg.client_error_ignore.contains(&st) {
+                        push(FailureKind::ClientError, "status_4xx", format!("status {st}"));
+                        continue;
+                    }
+                    if let Some(rule) = &t.error_page {
+                        push(FailureKind::ErrorPage, rule, format!("status {st} with an error body"));
+                        continue;
+                    }
+                }
+                // Slow: the request's first byte to the response's last.
+                if matches!(t.outcome, Outcome::Complete | Outcome::CaptureGap)
+                    && t.method.is_some()
+                    && severity >= Severity::Major
+                {
+                    let limit = Dur(t_tx.0.saturating_mul(4));
+                    // With bytes missing, the response's end may be only when
+                    // the connection closed: count up to its first byte, which
+                    // the capture does show.
+                    let d = if t.capture_loss() { t.resp_start.map(|r| r - t.start) } else { t.duration() };
+                    if let Some(d) = d
+                        && d > limit
+                    {
+                        // Where the time went: the server (request received to
+                        // first answer byte) or the network (sending the request,
+                        // again if it was lost, and receiving the answer).
+                        let split = match t.server_time() {
+                            Some(server) => format!(
+                                ": server {:.0} ms, network {:.0} ms",
+                                server.as_millis_f64(),
+                                (d - server).as_millis_f64().max(0.0)
+                            ),
+                            None => String::new(),
+                        };
+                        push(
+                            FailureKind::Slow,
+                            "apdex_4t",
+                            format!("{:.0} ms (4 T = {:.0} ms){split}", d.as_millis_f64(), limit.as_millis_f64()),
+                        );
+                    }
+                }
+            }
+            for (fi, f) in s.failed.iter().enumerate() {
+                let page = s.pages.iter().find(|p| p.failed.contains(&fi)).map(|p| p.index);
+                let (kind, detail) = match f.kind {
+                    FailedConnKind::Refused => (FailureKind::Refused, "SYN answered by RST".to_string()),
+                    FailedConnKind::Unanswered => (
+                        FailureKind::Unanswered,
+                        format!("{} SYN, no answer in {:.1} s", f.syns, (f.end - f.start).as_secs_f64()),
+                    ),
+                };
+                out.failures.push(Failure {
+                    kind,
+                    rule: "connection".into(),
+                    severity: Severity::Critical,
+                    ts: f.start,
+                    page,
+                    tx: None,
+                    conn: f.conn,
+                    client: Some(f.client),
+                    server: Some(f.server),
+                    depth: None,
+                    frames: Some(f.frames),
+                    host: None,
+                    url: String::new(),
+                    status: None,
+                    detail,
+                });
+            }
+            // Page-level rules.
+            let struggle = Dur((self.cfg.struggle_window_secs.max(0.0) * 1e9) as i64);
+            for p in &s.pages {
+                let t_page = ms(p.apdex_t_ms.unwrap_or(self.cfg.page_apdex_t_ms));
+                let failed_here = out.failures.iter().any(|f| f.page == Some(p.index) && f.severity.noticed());
+                let zone = if failed_here || p.load > Dur(t_page.0.saturating_mul(4)) {
+                    Apdex::Frustrated
+                } else if p.load > t_page {
+                    Apdex::Tolerating
+                } else {
+                    Apdex::Satisfied
+                };
+                out.apdex.push(zone);
+                let first_doc = p.documents.first().map(|d| &s.txs[*d]);
+                if let Some(d) = first_doc {
+                    let redirects = p
+                        .documents
+                        .iter()
+                        .filter(|i| s.txs[**i].status.is_some_and(|x| (300..400).contains(&x)))
+                        .count();
+                    let mut seen = HashSet::new();
+                    let revisits = p.documents.iter().any(|i| !seen.insert(s.txs[*i].target.as_str()));
+                    let still_redirected = p.status.is_some_and(|x| (300..400).contains(&x));
+                    if still_redirected && (revisits || redirects as u32 > self.cfg.redirect_limit) {
+                        out.failures.push(page_failure(
+                            p,
+                            d,
+                            FailureKind::RedirectLoop,
+                            "redirects",
+                            Severity::Critical,
+                            format!("{redirects} redirects"),
+                        ));
+                    }
+                    if !failed_here && p.load > Dur(t_page.0.saturating_mul(4)) && d.method.is_some() {
+                        out.failures.push(page_failure(
+                            p,
+                            d,
+                            FailureKind::SlowPage,
+                            "apdex_4t",
+                            Severity::Major,
+                            format!(
+                                "loaded in {:.0} ms (4 T = {:.0} ms)",
+                                p.load.as_millis_f64(),
+                                4.0 * t_page.as_millis_f64()
+                            ),
+                        ));
+                    }
+                }
+                // Struggle: the same page again, soon after it failed there.
+                if let Some(prev) =
+                    s.pages.iter().rev().find(|q| q.index < p.index && q.url == p.url && !p.url.is_empty())
+                {
+                    let prev_failed = out.failures.iter().any(|f| f.page == Some(prev.index) && f.severity.noticed());
+                    if prev_failed
+                        && p.start - prev.end <= struggle
+                        && let Some(d) = first_doc.or_else(|| p.txs.first().map(|i| &s.txs[*i]))
+                    {
+                        out.failures.push(page_failure(
+                            p,
+                            d,
+                            FailureKind::Struggle,
+                            "same_page_after_failure",
+                            Severity::Info,
+                            format!(
+                                "again {:.1} s after page {} failed",
+                                (p.start - prev.end).as_secs_f64(),
+                                prev.index
+                            ),
+                        ));
+                    }
+                }
+            }
+            out.failures.sort_by_key(|f| (f.ts, f.conn, f.depth));
+            out
+        }
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rand(u64);
+
+    impl Rand {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) % n.max(1)
+        }
+    }
+
+    /// One user's random transactions: pages (some failing, redirected,
+    /// slow, reset, retried at once or later), resources, dead requests
+    /// sent again on other connections, failed connection attempts.
+    fn random_session(seed: u64) -> Session {
+        let mut r = Rand(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut txs = Vec::new();
+        let mut at = 0i64;
+        let n = 5 + r.below(80);
+        for i in 0..n {
+            at += [0, 1, 3, 40, 300, 900, 1500, 3000, 9000, 20_000][r.below(10) as usize];
+            let target = format!("/p/{}", r.below(8));
+            let mut t = tx(1 + r.below(5), 1 + i as u32, at, &target);
+            t.resp_end = Some(t.start + Dur::from_millis([5, 30, 800, 3000, 6000][r.below(5) as usize]));
+            t.resp_start = Some(t.start + Dur::from_millis(2));
+            if r.below(3) > 0 {
+                t.class = [ResourceClass::Image, ResourceClass::Style, ResourceClass::Api][r.below(3) as usize];
+                if r.below(2) == 0 {
+                    t.referer = Some(format!("http://shop.example/p/{}", r.below(8)));
+                }
+            }
+            match r.below(12) {
+                0 => t.status = Some(500),
+                1 => t.status = Some(404),
+                2 => {
+                    t.status = Some(302);
+                    t.location = Some(format!("http://shop.example/p/{}", r.below(8)));
+                }
+                3 | 4 => {
+                    t.status = None;
+                    t.resp_start = None;
+                    t.resp_end = None;
+                    t.outcome = [Outcome::ServerReset, Outcome::NoResponse, Outcome::ClientAbort][r.below(3) as usize];
+                    t.waited = Some(Dur::from_millis([0, 500, 2000][r.below(3) as usize]));
+                }
+                5 => t.outcome = Outcome::Truncated,
+                6 => t.error_page = Some("error_page:generic_error_text".into()),
+                7 => {
+                    t.missing_bytes = 100;
+                    t.outcome = Outcome::CaptureGap;
+                }
+                8 => t.handshake = Some(Dur::from_millis(1000)),
+                _ => {}
+            }
+            txs.push(t);
+        }
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for t in txs {
+            out.extend(s.push(t));
+        }
+        for k in 0..r.below(6) {
+            let start = pov_capture::Ts(1_700_000_000_000_000_000 + (r.below(at as u64 + 1) as i64) * 1_000_000);
+            out.extend(s.push_failed(pov_sessions::FailedConn {
+                conn: 1000 + k,
+                client: "10.0.0.1:2000".parse().unwrap(),
+                server: "192.0.2.10:80".parse().unwrap(),
+                start,
+                end: start + Dur::from_millis(1),
+                kind: FailedConnKind::Refused,
+                syns: 1,
+                frames: FrameSpan { first: 1, last: 2 },
+            }));
+        }
+        out.extend(s.finish());
+        out.into_iter().max_by_key(|s| s.txs.len()).unwrap()
+    }
+
+    #[test]
+    fn linear_classification_agrees_with_the_quadratic_one() {
+        let c = Classifier::new(&FailuresConfig::default()).unwrap();
+        let mut kinds = HashSet::new();
+        let mut silent = 0;
+        for seed in 0..1500 {
+            let s = random_session(seed);
+            let fast = c.classify(&s);
+            let slow = c.classify_reference(&s);
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "seed {seed}");
+            kinds.extend(fast.failures.iter().map(|f| f.kind));
+            silent += fast.silent_retries;
+        }
+        // The sessions reach every kind but `unanswered`, and browsers'
+        // own retries.
+        assert_eq!(kinds.len(), FailureKind::ALL.len() - 1, "{kinds:?}");
+        assert!(silent > 0);
     }
 
     #[test]

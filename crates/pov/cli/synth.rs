@@ -1,4 +1,5 @@
-//! `pov synth`: synthetic shop traffic and its answer key.
+//! `pov synth`: synthetic shop traffic and its answer key; `pov synth
+//! hostile`: captures shaped to make pov spend time or memory.
 
 use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -6,12 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
+use pov_synth::hostile::{HostileClass, generate_hostile};
 use pov_synth::{CaptureFormat, Profile, SynthConfig};
 
 /// Arguments of `pov synth`.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SynthArgs {
+    #[command(subcommand)]
+    command: Option<SynthCommand>,
     /// Number of users.
     #[arg(long, default_value_t = 100)]
     users: u64,
@@ -19,11 +24,11 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Capture to write (`.pcapng` writes pcapng, anything else pcap).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
     /// Answer key (JSON) to write.
-    #[arg(long)]
-    truth: PathBuf,
+    #[arg(long, required = true)]
+    truth: Option<PathBuf>,
     /// Preset: `default` (a few faults, clean capture), `clean` (no faults),
     /// `lossy` (faults plus loss, retransmissions, reordering, duplicates and
     /// packets the capture missed).
@@ -52,6 +57,33 @@ pub struct SynthArgs {
     quiet: bool,
 }
 
+#[derive(Subcommand)]
+enum SynthCommand {
+    /// Hostile traffic: one attack on pov's time or memory per class, at a
+    /// chosen scale (see docs/synth.md and benches/hostile).
+    Hostile(HostileArgs),
+}
+
+/// Arguments of `pov synth hostile`.
+#[derive(Args)]
+struct HostileArgs {
+    /// The attack.
+    #[arg(long, required_unless_present = "list",
+          value_parser = clap::builder::PossibleValuesParser::new(HostileClass::ALL.map(HostileClass::name)))]
+    class: Option<String>,
+    /// How many of the class's units (messages, requests, pages, users...);
+    /// default: the smaller of the benchmark's two scales.
+    #[arg(long, value_name = "N")]
+    scale: Option<u64>,
+    /// Capture to write (`.pcapng` writes pcapng, anything else pcap).
+    #[arg(long, required_unless_present = "list")]
+    out: Option<PathBuf>,
+    /// List the classes: name, benchmark scale, and whether a failed
+    /// session is there to replay (tab-separated).
+    #[arg(long)]
+    list: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ProfileArg {
     Default,
@@ -78,8 +110,50 @@ fn temp_for(path: &Path) -> PathBuf {
     dir.join(format!(".{name}.tmp.{}", std::process::id()))
 }
 
+/// Runs `pov synth hostile`.
+fn run_hostile(a: HostileArgs) -> anyhow::Result<ExitCode> {
+    if a.list {
+        let mut out = io::stdout().lock();
+        for c in HostileClass::ALL {
+            writeln!(
+                out,
+                "{}\t{}\t{}",
+                c.name(),
+                c.bench_scale(),
+                if c.has_failed_session() { "failed" } else { "-" }
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(name), Some(path)) = (a.class, a.out) else {
+        anyhow::bail!("--class and --out are required");
+    };
+    let class = HostileClass::from_name(&name).ok_or_else(|| anyhow::anyhow!("no hostile class `{name}`"))?;
+    let scale = a.scale.unwrap_or(class.bench_scale());
+    let tmp = temp_for(&path);
+    let result = (|| -> anyhow::Result<()> {
+        let file = fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let (w, _) =
+            generate_hostile(class, scale, CaptureFormat::from_path(&path), BufWriter::with_capacity(1 << 20, file))?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `pov synth`.
 pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
+    if let Some(SynthCommand::Hostile(h)) = a.command {
+        return run_hostile(h);
+    }
+    let (Some(out), Some(truth)) = (a.out, a.truth) else {
+        anyhow::bail!("--out and --truth are required");
+    };
     let mut cfg = SynthConfig {
         users: a.users,
         seed: a.seed,
@@ -102,24 +176,24 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = a.start {
         cfg.start_ns = s.saturating_mul(1_000_000_000);
     }
-    cfg.format = match CaptureFormat::from_path(&a.out) {
+    cfg.format = match CaptureFormat::from_path(&out) {
         CaptureFormat::Pcap if a.nanos => CaptureFormat::PcapNs,
         f => f,
     };
-    let (tmp_cap, tmp_key) = (temp_for(&a.out), temp_for(&a.truth));
+    let (tmp_cap, tmp_key) = (temp_for(&out), temp_for(&truth));
     let started = Instant::now();
     let result = (|| -> anyhow::Result<pov_synth::key::Totals> {
         let cap = BufWriter::with_capacity(
             1 << 20,
-            fs::File::create(&tmp_cap).map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?,
+            fs::File::create(&tmp_cap).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?,
         );
         let key = BufWriter::with_capacity(
             1 << 20,
-            fs::File::create(&tmp_key).map_err(|e| anyhow::anyhow!("{}: {e}", a.truth.display()))?,
+            fs::File::create(&tmp_key).map_err(|e| anyhow::anyhow!("{}: {e}", truth.display()))?,
         );
         let totals = pov_synth::generate(&cfg, cap, key)?;
-        fs::rename(&tmp_cap, &a.out)?;
-        fs::rename(&tmp_key, &a.truth)?;
+        fs::rename(&tmp_cap, &out)?;
+        fs::rename(&tmp_key, &truth)?;
         Ok(totals)
     })();
     let totals = match result {

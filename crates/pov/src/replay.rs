@@ -93,6 +93,11 @@ pub struct SelectLimits {
 pub fn sel_session(s: &Session, c: &Classified, user: &str, sid: &str, limits: &SelectLimits) -> SelSession {
     let key = |i: usize| s.txs.get(i).map(|t| (t.conn, t.depth));
     let masked = |u: &str| limits.masker.url(u);
+    // Page index to position, once (not a search per failure).
+    let mut position: HashMap<u32, usize> = HashMap::with_capacity(s.pages.len());
+    for (i, p) in s.pages.iter().enumerate() {
+        position.entry(p.index).or_insert(i);
+    }
     SelSession {
         id: sid.to_string(),
         user: user.to_string(),
@@ -123,7 +128,7 @@ pub fn sel_session(s: &Session, c: &Classified, user: &str, sid: &str, limits: &
                     rule: f.rule.clone(),
                     severity: f.severity.as_str().to_string(),
                     // Page views count from 1; the replay indexes them.
-                    page: f.page.and_then(|n| s.pages.iter().position(|p| p.index == n)),
+                    page: f.page.and_then(|n| position.get(&n).copied()),
                     tx: None,
                     ts: f.ts,
                     url: masked(&f.url),

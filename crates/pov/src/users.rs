@@ -624,13 +624,10 @@ impl<W: Write> UserStage<W> {
             }
         }
         if let Some(w) = self.out.pages.as_mut() {
+            let by_page = c.by_page();
             for (pi, p) in s.pages.iter().enumerate() {
-                let kinds: Vec<String> = c
-                    .failures
-                    .iter()
-                    .filter(|f| f.page == Some(p.index))
-                    .map(|f| f.kind.as_str().to_string())
-                    .collect();
+                let kinds: Vec<String> =
+                    by_page.get(&p.index).into_iter().flatten().map(|f| f.kind.as_str().to_string()).collect();
                 w.write(&PageRecord {
                     page: format!("{sid}/{}", p.index),
                     session: sid.clone(),

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod sessionize;
 pub mod tx;
 pub mod values;
+pub mod work;
 
 pub use config::{PageRule, RevenueConfig, SessionsConfig, UsersConfig};
 pub use identity::UserKey;

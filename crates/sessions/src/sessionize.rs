@@ -184,9 +184,119 @@ pub struct SessionStats {
     pub session_tx_cap_drops: u64,
 }
 
+/// The first transaction of a recent connection from an address.
+struct Recent {
+    /// Its request start.
+    at: Ts,
+    /// Its user.
+    user: UserKey,
+    /// Position among every entry ever added (increasing in a queue).
+    seq: u64,
+    /// The latest `at` of this entry and those before it in the queue
+    /// (those dropped from its front included): every entry before the
+    /// first whose reach is at or after a time started before it.
+    reach: Ts,
+}
+
+/// Requests waiting for a cookie are kept by client address and
+/// User-Agent.
+type Bucket = (IpAddr, String);
+
+/// Requests from one address and User-Agent waiting for a cookie, in
+/// arrival order. Each has a sequence number, so that the requests of one
+/// connection can be taken out in O(1) each (leaving a hole) rather than
+/// by searching the queue.
+#[derive(Default)]
+struct Waiting {
+    items: VecDeque<Option<Tx>>,
+    /// Sequence number of `items[0]`.
+    base: u64,
+    live: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, tx: Tx) -> u64 {
+        self.items.push_back(Some(tx));
+        self.live += 1;
+        self.base + self.items.len() as u64 - 1
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn is_live(&self, seq: u64) -> bool {
+        seq.checked_sub(self.base).and_then(|i| self.items.get(i as usize)).is_some_and(|x| x.is_some())
+    }
+
+    /// Drops holes at the front.
+    fn trim(&mut self) {
+        while self.items.front().is_some_and(|x| x.is_none()) {
+            self.items.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Takes request `seq` out, if it is still waiting.
+    fn take(&mut self, seq: u64) -> Option<Tx> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let t = self.items.get_mut(i)?.take()?;
+        self.live -= 1;
+        self.trim();
+        Some(t)
+    }
+
+    /// Takes out the requests at the front while `expired` says so.
+    fn pop_expired(&mut self, mut expired: impl FnMut(&Tx) -> bool) -> Vec<Tx> {
+        let mut out = Vec::new();
+        self.trim();
+        while self.items.front().and_then(|x| x.as_ref()).is_some_and(&mut expired) {
+            crate::work::step(1);
+            if let Some(Some(t)) = self.items.pop_front() {
+                out.push(t);
+                self.live -= 1;
+            }
+            self.base += 1;
+            self.trim();
+        }
+        out
+    }
+
+    /// Takes out, in order, every request `want` says.
+    fn take_where(&mut self, mut want: impl FnMut(&Tx) -> bool) -> Vec<Tx> {
+        let mut out = Vec::new();
+        for slot in self.items.iter_mut() {
+            crate::work::step(1);
+            if slot.as_ref().is_some_and(&mut want)
+                && let Some(t) = slot.take()
+            {
+                out.push(t);
+            }
+        }
+        self.live -= out.len();
+        self.trim();
+        out
+    }
+
+    /// Every request still waiting, in order.
+    fn into_txs(self) -> impl Iterator<Item = Tx> {
+        self.items.into_iter().flatten()
+    }
+
+    fn conns(&self) -> impl Iterator<Item = u64> + '_ {
+        self.items.iter().flatten().map(|t| t.conn)
+    }
+}
+
 struct OpenSession {
     index: u32,
+    /// Transactions, without what only identified them (see
+    /// [`Sessionizer::add`]).
     txs: Vec<Tx>,
+    /// The User-Agent of the first transaction in session order (request
+    /// start, connection, depth; the first added among equals), the one
+    /// the session shows.
+    first_ua: Option<((Ts, u64, u32), Option<String>)>,
     failed: Vec<FailedConn>,
     last: Ts,
     dropped: u64,
@@ -258,11 +368,15 @@ pub struct Sessionizer {
     conn_user: HashMap<u64, (UserKey, Ts)>,
     /// Requests with no identifier, waiting for a Set-Cookie answer from
     /// the same client and User-Agent.
-    pending: HashMap<(IpAddr, String), VecDeque<Tx>>,
-    /// Connections that may have requests waiting (so a claim looks only
-    /// when one might).
-    pending_conns: HashSet<u64>,
-    pending_failed: Vec<FailedConn>,
+    pending: HashMap<Bucket, Waiting>,
+    /// Where the requests of each connection wait (bucket and sequence
+    /// number), so that a claim takes them without searching; and whether
+    /// a claim looks (not after one took the connection's requests from
+    /// its address, until another request waits on it).
+    pending_conns: HashMap<u64, (bool, Vec<(Bucket, u64)>)>,
+    /// Failed attempts waiting for a connection to follow them, each with
+    /// the last [`Recent::seq`] already looked at for it.
+    pending_failed: Vec<(FailedConn, u64)>,
     /// Per address and User-Agent: the last user made from a Set-Cookie
     /// whose cookie has not come back yet.
     /// (With when the cookie reached the client: requests sent before then
@@ -276,7 +390,9 @@ pub struct Sessionizer {
     /// failed attempts that no new connection followed.
     activity: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
     /// The first transaction of each recent connection, per client address.
-    recent: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
+    recent: HashMap<IpAddr, VecDeque<Recent>>,
+    /// Entries ever added to `recent`.
+    recent_seq: u64,
     /// Sessions closed while requests were being claimed, handed out with
     /// the next batch.
     orphans: Vec<Session>,
@@ -309,9 +425,10 @@ impl Sessionizer {
             aliases: HashMap::new(),
             conn_user: HashMap::new(),
             pending: HashMap::new(),
-            pending_conns: HashSet::new(),
+            pending_conns: HashMap::new(),
             pending_failed: Vec::new(),
             recent: HashMap::new(),
+            recent_seq: 0,
             fresh: HashMap::new(),
             activity: HashMap::new(),
             ip_users: HashMap::new(),
@@ -418,8 +535,11 @@ impl Sessionizer {
             }
             None => {
                 let ua = tx.user_agent.clone().unwrap_or_default();
-                self.pending_conns.insert(tx.conn);
-                self.pending.entry((tx.client_ip, ua)).or_default().push_back(tx);
+                let (conn, ip) = (tx.conn, tx.client_ip);
+                let seq = self.pending.entry((ip, ua.clone())).or_default().push(tx);
+                let e = self.pending_conns.entry(conn).or_default();
+                e.0 = true;
+                e.1.push(((ip, ua), seq));
             }
         }
         if self.watermark.0 >= self.last_sweep.0.saturating_add(1_000_000_000) {
@@ -431,11 +551,12 @@ impl Sessionizer {
     /// Adds a failed connection attempt.
     pub fn push_failed(&mut self, f: FailedConn) -> Vec<Session> {
         let mut closed = Vec::new();
-        if let Some(k) = self.recent_user_after(&f) {
-            self.stats.failed_conns_attributed += 1;
-            self.add_failed(k, f, &mut closed);
-        } else {
-            self.pending_failed.push(f);
+        match self.recent_user_after(&f, 0) {
+            (Some(k), _) => {
+                self.stats.failed_conns_attributed += 1;
+                self.add_failed(k, f, &mut closed);
+            }
+            (None, seen) => self.pending_failed.push((f, seen)),
         }
         closed
     }
@@ -443,15 +564,16 @@ impl Sessionizer {
     /// Closes every session (end of input); returns them by start.
     pub fn finish(&mut self) -> Vec<Session> {
         let mut closed = std::mem::take(&mut self.orphans);
-        let mut pending: Vec<((IpAddr, String), VecDeque<Tx>)> = self.pending.drain().collect();
+        let mut pending: Vec<(Bucket, Waiting)> = self.pending.drain().collect();
+        self.pending_conns.clear();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for ((ip, ua), txs) in pending {
-            for tx in txs {
+            for tx in txs.into_txs() {
                 self.adopt_anonymous(ip, &ua, tx, &mut closed);
             }
         }
-        for f in std::mem::take(&mut self.pending_failed) {
-            match self.recent_user_after(&f) {
+        for (f, seen) in std::mem::take(&mut self.pending_failed) {
+            match self.recent_user_after(&f, seen).0 {
                 Some(k) => {
                     self.stats.failed_conns_attributed += 1;
                     self.add_failed(k, f, &mut closed);
@@ -476,46 +598,63 @@ impl Sessionizer {
     }
 
     fn note_recent(&mut self, tx: &Tx, k: &UserKey) {
-        let q = self.recent.entry(tx.client_ip).or_default();
-        q.push_back((tx.start, k.clone()));
+        // (Most addresses have one user: room for one entry, not four.)
+        let q = self.recent.entry(tx.client_ip).or_insert_with(|| VecDeque::with_capacity(1));
+        self.recent_seq += 1;
+        let reach = q.back().map_or(tx.start, |r| r.reach.max(tx.start));
+        q.push_back(Recent { at: tx.start, user: k.clone(), seq: self.recent_seq, reach });
         // Kept long enough for an unanswered SYN reported at the TCP idle
         // timeout to find the connection that followed it.
         let keep = self.timeout.0 / 2;
-        while q.front().is_some_and(|(t, _)| t.0 < tx.start.0.saturating_sub(keep)) {
+        while q.front().is_some_and(|r| r.at.0 < tx.start.0.saturating_sub(keep)) {
             q.pop_front();
         }
     }
 
-    /// The user whose first new connection from the same address followed
-    /// the failed attempt within the window.
-    fn recent_user_after(&self, f: &FailedConn) -> Option<UserKey> {
-        let q = self.recent.get(&f.client.ip())?;
+    /// The user whose first new connection from the same address (in the
+    /// order they were seen) followed the failed attempt within the
+    /// window; and the last entry looked at. Entries up to `seen` (looked
+    /// at before for the same attempt, and found too early or too late)
+    /// are skipped, as are those before the first that started at or
+    /// after the attempt: an attempt waiting for its window looks at each
+    /// connection once, not once a second.
+    fn recent_user_after(&self, f: &FailedConn, seen: u64) -> (Option<UserKey>, u64) {
+        let Some(q) = self.recent.get(&f.client.ip()) else { return (None, seen) };
+        let last = q.back().map_or(seen, |r| r.seq.max(seen));
         let until = f.end + self.retry_window;
-        q.iter().find(|(t, _)| *t >= f.start && *t <= until).map(|(_, k)| self.resolve(k.clone()))
+        let from = q.partition_point(|r| r.seq <= seen).max(q.partition_point(|r| r.reach < f.start));
+        let found = q.range(from..).find(|r| {
+            crate::work::step(1);
+            r.at >= f.start && r.at <= until
+        });
+        (found.map(|r| self.resolve(r.user.clone())), last)
     }
 
-    /// Requests waiting on this connection belong to `k`.
+    /// Requests waiting on this connection (from address `ip`) belong to
+    /// `k`.
     fn claim_conn(&mut self, conn: u64, ip: IpAddr, k: &UserKey) {
-        if !self.pending_conns.remove(&conn) {
-            return;
-        }
+        let Some((true, places)) = self.pending_conns.remove(&conn) else { return };
         let mut claimed = Vec::new();
-        for ((bip, _), q) in self.pending.iter_mut() {
-            if *bip != ip {
+        let mut elsewhere = Vec::new();
+        for (key, seq) in places {
+            crate::work::step(1);
+            if key.0 != ip {
+                // (Waiting under another address: not taken, and not
+                // looked at again until a new request waits on this
+                // connection.)
+                elsewhere.push((key, seq));
                 continue;
             }
-            let mut i = 0;
-            while i < q.len() {
-                if q[i].conn == conn {
-                    if let Some(t) = q.remove(i) {
-                        claimed.push(t);
-                    }
-                } else {
-                    i += 1;
+            if let Some(q) = self.pending.get_mut(&key) {
+                claimed.extend(q.take(seq));
+                if q.is_empty() {
+                    self.pending.remove(&key);
                 }
             }
         }
-        self.pending.retain(|_, q| !q.is_empty());
+        if !elsewhere.is_empty() {
+            self.pending_conns.insert(conn, (false, elsewhere));
+        }
         let mut sink = Vec::new();
         for t in claimed {
             self.stats.joined_before_cookie += 1;
@@ -531,17 +670,11 @@ impl Sessionizer {
         let ua = tx.user_agent.clone().unwrap_or_default();
         let Some(q) = self.pending.get_mut(&(tx.client_ip, ua.clone())) else { return };
         let from = tx.start - self.join_window;
-        let mut claimed = Vec::new();
-        let mut keep = VecDeque::new();
-        while let Some(t) = q.pop_front() {
-            let other_owner = self.conn_user.get(&t.conn).is_some_and(|(o, _)| o != k);
-            if t.start >= from && !other_owner {
-                claimed.push(t);
-            } else {
-                keep.push_back(t);
-            }
-        }
-        *q = keep;
+        let conn_user = &self.conn_user;
+        let claimed = q.take_where(|t| {
+            let other_owner = conn_user.get(&t.conn).is_some_and(|(o, _)| o != k);
+            t.start >= from && !other_owner
+        });
         if q.is_empty() {
             self.pending.remove(&(tx.client_ip, ua));
         }
@@ -578,7 +711,7 @@ impl Sessionizer {
             }
         }
         let keep = self.join_window;
-        let q = self.activity.entry(ip).or_default();
+        let q = self.activity.entry(ip).or_insert_with(|| VecDeque::with_capacity(1));
         if q.back().is_some_and(|(t, b)| b == k && *t <= at) {
             if let Some(last) = q.back_mut() {
                 last.0 = at;
@@ -605,7 +738,11 @@ impl Sessionizer {
         recent.or_else(only).map(|k| self.resolve(k))
     }
 
-    fn add(&mut self, k: UserKey, tx: Tx, closed: &mut Vec<Session>) {
+    /// Puts `tx` in `k`'s open session. What only served to identify the
+    /// user (User-Agent, session cookie, Set-Cookie, identity header and
+    /// query parameter: a few hundred bytes a transaction) is dropped from
+    /// it there; the session keeps the User-Agent it shows.
+    fn add(&mut self, k: UserKey, mut tx: Tx, closed: &mut Vec<Session>) {
         self.note_activity(tx.client_ip, tx.start, &k);
         let (start, end) = (tx.start, tx.end());
         let max = self.max_txs;
@@ -614,6 +751,22 @@ impl Sessionizer {
             open.dropped += 1;
             self.stats.session_tx_cap_drops += 1;
         } else {
+            let order = (tx.start, tx.conn, tx.depth);
+            let ua = tx.user_agent.take();
+            if open.first_ua.as_ref().is_none_or(|(o, _)| order < *o) {
+                open.first_ua = Some((order, ua));
+            }
+            tx.cookie = None;
+            tx.set_cookie = None;
+            tx.header_id = None;
+            tx.query_id = None;
+            // A transaction is some 660 bytes: grow by a quarter rather
+            // than double (a first one gets room for one, not four), so a
+            // session holds at most a quarter more than it needs. (Large
+            // buffers are remapped in place, so growing copies little.)
+            if open.txs.len() == open.txs.capacity() {
+                open.txs.reserve_exact(open.txs.len() / 4 + 1);
+            }
             open.txs.push(tx);
         }
     }
@@ -641,7 +794,14 @@ impl Sessionizer {
         }
         let open = st.open.get_or_insert_with(|| {
             st.sessions += 1;
-            OpenSession { index: st.sessions, txs: Vec::new(), failed: Vec::new(), last: start, dropped: 0 }
+            OpenSession {
+                index: st.sessions,
+                txs: Vec::new(),
+                first_ua: None,
+                failed: Vec::new(),
+                last: start,
+                dropped: 0,
+            }
         });
         open.last = open.last.max(end);
         open
@@ -657,10 +817,9 @@ impl Sessionizer {
         let join = self.join_window;
         let mut expired: Vec<(IpAddr, String, Tx)> = Vec::new();
         for ((ip, ua), q) in self.pending.iter_mut() {
-            while q.front().is_some_and(|t| now - t.start > join) {
-                if let Some(t) = q.pop_front() {
-                    expired.push((*ip, ua.clone(), t));
-                }
+            crate::work::step(1);
+            for t in q.pop_expired(|t| now - t.start > join) {
+                expired.push((*ip, ua.clone(), t));
             }
         }
         self.pending.retain(|_, q| !q.is_empty());
@@ -670,8 +829,10 @@ impl Sessionizer {
         // Failed attempts whose window passed.
         let window = self.retry_window;
         let mut keep = Vec::new();
-        for f in std::mem::take(&mut self.pending_failed) {
-            if let Some(k) = self.recent_user_after(&f) {
+        for (f, seen) in std::mem::take(&mut self.pending_failed) {
+            crate::work::step(1);
+            let (user, seen) = self.recent_user_after(&f, seen);
+            if let Some(k) = user {
                 self.stats.failed_conns_attributed += 1;
                 self.add_failed(k, f, closed);
             } else if now - f.end > window {
@@ -681,7 +842,7 @@ impl Sessionizer {
                 });
                 self.add_failed(k, f, closed);
             } else {
-                keep.push(f);
+                keep.push((f, seen));
             }
         }
         self.pending_failed = keep;
@@ -712,7 +873,7 @@ impl Sessionizer {
         self.fresh.retain(|_, (_, t, _)| now - *t <= retry);
         let (keep_recent, keep_activity) = (Dur(self.timeout.0 / 2), join + join);
         self.recent.retain(|_, q| {
-            while q.front().is_some_and(|(t, _)| now - *t > keep_recent) {
+            while q.front().is_some_and(|r| now - r.at > keep_recent) {
                 q.pop_front();
             }
             !q.is_empty()
@@ -724,8 +885,12 @@ impl Sessionizer {
             !q.is_empty()
         });
         self.conn_user.retain(|_, (_, t)| now - *t <= timeout);
-        let waiting: HashSet<u64> = self.pending.values().flatten().map(|t| t.conn).collect();
-        self.pending_conns.retain(|c| waiting.contains(c));
+        let waiting: HashSet<u64> = self.pending.values().flat_map(Waiting::conns).collect();
+        let pending = &self.pending;
+        self.pending_conns.retain(|c, (_, places)| {
+            places.retain(|(key, seq)| pending.get(key).is_some_and(|q| q.is_live(*seq)));
+            waiting.contains(c) && !places.is_empty()
+        });
     }
 
     fn close_user(&mut self, k: &UserKey) -> Option<Session> {
@@ -736,7 +901,11 @@ impl Sessionizer {
 
     fn build(&mut self, user: UserKey, open: OpenSession) -> Session {
         let mut txs = open.txs;
-        txs.sort_by_key(|t| (t.start, t.conn, t.depth));
+        // Usually in order already; sorting would take a buffer of half
+        // the transactions.
+        if !txs.is_sorted_by_key(|t| (t.start, t.conn, t.depth)) {
+            txs.sort_by_key(|t| (t.start, t.conn, t.depth));
+        }
         let mut failed = open.failed;
         failed.sort_by_key(|f| (f.start, f.conn));
         let start =
@@ -782,7 +951,7 @@ impl Sessionizer {
             start,
             end,
             client_ip: first.map(|t| t.client_ip).or(failed.first().map(|f| f.client.ip())),
-            user_agent: first.and_then(|t| t.user_agent.clone()),
+            user_agent: open.first_ua.and_then(|(_, ua)| ua),
             login: txs.iter().find_map(|t| t.login.clone()),
             converted: orders > 0,
             orders,
@@ -821,7 +990,40 @@ const LOAD_QUIET: Dur = Dur::from_millis(1000);
 /// the new connection can add a second).
 pub const BROWSER_RETRY: Dur = Dur::from_millis(1000);
 
-/// Cuts a session's transactions into page views.
+/// The latest of some items (pages) whose reach (a time) is at or after a
+/// moment that only moves forward, in O(1) amortised: an item is dropped
+/// once the moment passes its reach, or once a later item reaches at least
+/// as far (that one would always be chosen instead).
+#[derive(Default)]
+struct LatestReaching {
+    /// (reach, item), items in increasing order and reaches strictly
+    /// decreasing.
+    stack: Vec<(Ts, usize)>,
+}
+
+impl LatestReaching {
+    /// Adds `item`, later than every item so far.
+    fn push(&mut self, reach: Ts, item: usize) {
+        while self.stack.last().is_some_and(|(r, _)| *r <= reach) {
+            crate::work::step(1);
+            self.stack.pop();
+        }
+        self.stack.push((reach, item));
+    }
+
+    /// The latest item whose reach is at or after `now` (never earlier than
+    /// any `now` asked before).
+    fn latest(&mut self, now: Ts) -> Option<usize> {
+        while self.stack.last().is_some_and(|(r, _)| *r < now) {
+            crate::work::step(1);
+            self.stack.pop();
+        }
+        self.stack.last().map(|(_, i)| *i)
+    }
+}
+
+/// Cuts a session's transactions (sorted by request start) and failed
+/// connection attempts (sorted by start) into page views.
 fn build_pages(
     txs: &[Tx],
     failed: &[FailedConn],
@@ -829,6 +1031,15 @@ fn build_pages(
     window: Dur,
     order_post: Option<&Regex>,
 ) -> Vec<PageView> {
+    let pages = place(txs, failed, window, order_post);
+    finish_pages(pages, txs, failed, rules, window)
+}
+
+/// Puts every transaction and failed attempt in a page view, in O(1)
+/// amortised each (plus a hash lookup of its Referer): the pages it could
+/// join are kept indexed rather than searched. Pages come out in the order
+/// they were made.
+fn place(txs: &[Tx], failed: &[FailedConn], window: Dur, order_post: Option<&Regex>) -> Vec<PageView> {
     let mut pages: Vec<PageView> = Vec::new();
     let new_page = |i: usize, t: &Tx, doc: bool| PageView {
         index: 0,
@@ -848,7 +1059,18 @@ fn build_pages(
         server: Dur::ZERO,
         network: Dur::ZERO,
     };
+    // A Referer names a page by its URL or the target of one of its
+    // documents: each such target, to the latest page that has it (pages
+    // are made in request order, so the latest page is the last made, and
+    // every page started at or before the transaction at hand).
+    let mut by_target: HashMap<&str, usize> = HashMap::new();
+    // A resource without a page by Referer joins the latest page started
+    // within the page window before it (or still loading its first
+    // request): a page's reach is how long after its start that holds.
+    let mut by_time = LatestReaching::default();
+    let reach = |p: &PageView| p.start + window.max(p.end - p.start);
     for (i, t) in txs.iter().enumerate() {
+        crate::work::step(1);
         // Placing an order is a funnel step of its own, whether the form
         // posts as a navigation or from a script.
         let order = t.method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD")
@@ -884,58 +1106,101 @@ fn build_pages(
                     p.txs.push(i);
                     p.url = t.target.clone();
                     p.status = t.status;
+                    by_target.insert(t.target.as_str(), pages.len() - 1);
                     continue;
                 }
             }
-            pages.push(new_page(i, t, true));
+            let p = new_page(i, t, true);
+            by_time.push(reach(&p), pages.len());
+            by_target.insert(t.target.as_str(), pages.len());
+            pages.push(p);
             continue;
         }
         // A resource: the latest page its Referer names, else the latest
         // page started shortly before it.
-        let by_referer = t.referer.as_deref().map(target_of).and_then(|r| {
-            pages
-                .iter()
-                .rposition(|p| p.start <= t.start && (p.url == r || p.documents.iter().any(|d| txs[*d].target == r)))
-        });
-        let by_time =
-            || pages.iter().rposition(|p| p.start <= t.start && t.start - p.start <= window.max(p.end - p.start));
-        match by_referer.or_else(by_time) {
+        let by_referer = t.referer.as_deref().map(target_of).and_then(|r| by_target.get(r).copied());
+        match by_referer.or_else(|| by_time.latest(t.start)) {
             Some(pi) => pages[pi].txs.push(i),
-            None => pages.push(new_page(i, t, false)),
+            None => {
+                let p = new_page(i, t, false);
+                by_time.push(reach(&p), pages.len());
+                by_target.insert(t.target.as_str(), pages.len());
+                pages.push(p);
+            }
         }
     }
     // Failed connection attempts: the page that was loading then, or the
     // one that started right after (the browser trying again at once).
     // One the user tried again later by hand is a page view of its own: a
     // page they never saw.
+    //
+    // The pages made so far are in order of start; attempts come in order
+    // of start too. "Loading then": the latest page started by the
+    // attempt's start whose last response ended at or after it, found as
+    // above with a page's end as its reach; pages are added as the
+    // attempts' starts pass theirs. A page made here for an attempt has no
+    // transaction (its end is its start): only the last one made can be
+    // loading at a later attempt's start (when both start together).
+    let made = pages.len();
+    let ends: Vec<Ts> = pages
+        .iter()
+        .map(|p| {
+            crate::work::step(1 + p.txs.len() as u64);
+            p.txs.iter().map(|i| txs[*i].end()).max().unwrap_or(p.start)
+        })
+        .collect();
+    let mut loading = LatestReaching::default();
+    let mut added = 0;
+    let mut last_made: Option<usize> = None;
     for (fi, f) in failed.iter().enumerate() {
-        let loading = pages.iter().rposition(|p| {
-            let end = p.txs.iter().map(|i| txs[*i].end()).max().unwrap_or(p.start);
-            p.start <= f.start && f.start <= end
-        });
-        let next = || pages.iter().position(|p| p.start >= f.start && p.start - f.end <= LOAD_QUIET);
-        match loading.or_else(next) {
+        crate::work::step(1);
+        while added < made && pages[added].start <= f.start {
+            loading.push(ends[added], added);
+            added += 1;
+        }
+        let own = last_made.filter(|pi| pages[*pi].start == f.start);
+        // Right after: the first page starting at or after it, soon enough.
+        let next = || {
+            let pi = pages[..made].partition_point(|p| p.start < f.start);
+            (pi < made && pages[pi].start - f.end <= LOAD_QUIET).then_some(pi)
+        };
+        match own.or_else(|| loading.latest(f.start)).or_else(next) {
             Some(pi) => pages[pi].failed.push(fi),
-            None => pages.push(PageView {
-                index: 0,
-                start: f.start,
-                end: f.end,
-                host: None,
-                url: String::new(),
-                name: None,
-                step: None,
-                conversion: false,
-                apdex_t_ms: None,
-                documents: Vec::new(),
-                txs: Vec::new(),
-                failed: vec![fi],
-                status: None,
-                load: Dur::ZERO,
-                server: Dur::ZERO,
-                network: Dur::ZERO,
-            }),
+            None => {
+                last_made = Some(pages.len());
+                pages.push(PageView {
+                    index: 0,
+                    start: f.start,
+                    end: f.end,
+                    host: None,
+                    url: String::new(),
+                    name: None,
+                    step: None,
+                    conversion: false,
+                    apdex_t_ms: None,
+                    documents: Vec::new(),
+                    txs: Vec::new(),
+                    failed: vec![fi],
+                    status: None,
+                    load: Dur::ZERO,
+                    server: Dur::ZERO,
+                    network: Dur::ZERO,
+                })
+            }
         }
     }
+    pages
+}
+
+/// Orders the page views, joins requests made right after a failed
+/// attempt to its page, and works out each page's rule, end and load.
+fn finish_pages(
+    mut pages: Vec<PageView>,
+    txs: &[Tx],
+    failed: &[FailedConn],
+    rules: &PageRules,
+    window: Dur,
+) -> Vec<PageView> {
     pages.sort_by_key(|p| p.start);
     // Requests without a page, right after a page whose connection failed
     // (the user acting on what they had), belong to that page view.
@@ -1212,6 +1477,318 @@ pub(crate) mod tests {
         assert_eq!(s[0].pages[0].step.as_deref(), Some("home"));
         // Document start to the style sheet's last byte.
         assert_eq!(s[0].pages[0].load, Dur::from_millis(70));
+    }
+
+    /// One user's long session: `n` pages 30 s apart, each followed 11 s
+    /// later by an image whose Referer names no page of the session (so
+    /// neither its Referer nor its time places it: it starts a page view of
+    /// its own), and a refused connection attempt from the same address
+    /// 20 s after each page.
+    fn long_session(n: i64) -> Vec<Session> {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let at = i * 30_000;
+            out.extend(s.push(cookie(tx(1, "10.0.0.1:1000", at, &format!("/p/{i}")), "A")));
+            let mut img = cookie(tx(1, "10.0.0.1:1000", at + 11_000, &format!("/i/{i}.png")), "A");
+            img.class = ResourceClass::Image;
+            img.referer = Some("http://shop.example/nowhere".into());
+            out.extend(s.push(img));
+            out.extend(s.push_failed(failed(2 + i as u64, "10.0.0.1:2000", at + 20_000)));
+        }
+        out.extend(s.finish());
+        out
+    }
+
+    #[test]
+    fn building_the_pages_of_a_long_session_is_linear() {
+        let n = 10_000;
+        crate::work::take();
+        let s = long_session(n);
+        let steps = crate::work::take();
+        // One session: every page, image and failed attempt of user A.
+        assert_eq!(s.len(), 1);
+        let a = &s[0];
+        assert_eq!((a.txs.len(), a.failed.len()), (2 * n as usize, n as usize));
+        // Each page view, then the image as a page of its own, then the
+        // failed attempt (9 s after the image, nothing loading then: a page
+        // the user never saw).
+        assert_eq!(a.pages.len(), 3 * n as usize);
+        assert_eq!(a.pages[1].txs, vec![1]);
+        assert!(a.pages[1].documents.is_empty());
+        assert_eq!((a.pages[2].failed.clone(), a.pages[2].txs.len()), (vec![0], 0));
+        // Linear: a few steps per transaction, page and attempt (the
+        // quadratic page builder took 900 million).
+        let items = (a.txs.len() + a.failed.len() + a.pages.len()) as u64;
+        assert!(steps <= 20 * items, "{steps} steps for {items} items");
+    }
+
+    /// The page placement as it was before it was made linear (it looked
+    /// at every earlier page for each resource and failed attempt): the
+    /// model the linear one must agree with.
+    fn place_reference(txs: &[Tx], failed: &[FailedConn], window: Dur, order_post: Option<&Regex>) -> Vec<PageView> {
+        let mut pages: Vec<PageView> = Vec::new();
+        let new_page = |i: usize, t: &Tx, doc: bool| PageView {
+            index: 0,
+            start: t.start,
+            end: t.end(),
+            host: t.host.clone(),
+            url: t.target.clone(),
+            name: None,
+            step: None,
+            conversion: false,
+            apdex_t_ms: None,
+            documents: if doc { vec![i] } else { Vec::new() },
+            txs: vec![i],
+            failed: Vec::new(),
+            status: if doc { t.status } else { None },
+            load: Dur::ZERO,
+            server: Dur::ZERO,
+            network: Dur::ZERO,
+        };
+        for (i, t) in txs.iter().enumerate() {
+            // Placing an order is a funnel step of its own, whether the form
+            // posts as a navigation or from a script.
+            let order = t.method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD")
+                && order_post.is_some_and(|re| re.is_match(&t.target));
+            if t.class == ResourceClass::Document || order {
+                // The target of the previous document's redirect continues its
+                // page view.
+                if let Some(p) = pages.last_mut() {
+                    let prev = p.documents.last().map(|d| &txs[*d]);
+                    // (An order's redirect to its confirmation is the next
+                    // funnel step, not the same page.)
+                    let follows = !order
+                        && prev.is_some_and(|d| {
+                            d.method.as_deref().is_none_or(|m| m == "GET" || m == "HEAD")
+                                && d.status.is_some_and(|s| (300..400).contains(&s))
+                                && d.location.as_deref().is_some_and(|l| target_of(l) == t.target)
+                                && t.start - d.end() <= Dur::from_secs(10)
+                        });
+                    // A browser tries a page again by itself, at once, when its
+                    // connection died before any answer (Chromium does, up to
+                    // twice, on a reset): the same page view, not the user
+                    // coming back.
+                    let retried = !order
+                        && prev.is_some_and(|d| {
+                            d.status.is_none()
+                                && d.method == t.method
+                                && d.target == t.target
+                                && t.start >= d.start
+                                && t.start - d.end() <= BROWSER_RETRY
+                        });
+                    if (follows || retried) && p.documents.len() < 64 {
+                        p.documents.push(i);
+                        p.txs.push(i);
+                        p.url = t.target.clone();
+                        p.status = t.status;
+                        continue;
+                    }
+                }
+                pages.push(new_page(i, t, true));
+                continue;
+            }
+            // A resource: the latest page its Referer names, else the latest
+            // page started shortly before it.
+            let by_referer = t.referer.as_deref().map(target_of).and_then(|r| {
+                pages.iter().rposition(|p| {
+                    p.start <= t.start && (p.url == r || p.documents.iter().any(|d| txs[*d].target == r))
+                })
+            });
+            let by_time =
+                || pages.iter().rposition(|p| p.start <= t.start && t.start - p.start <= window.max(p.end - p.start));
+            match by_referer.or_else(by_time) {
+                Some(pi) => pages[pi].txs.push(i),
+                None => pages.push(new_page(i, t, false)),
+            }
+        }
+        // Failed connection attempts: the page that was loading then, or the
+        // one that started right after (the browser trying again at once).
+        // One the user tried again later by hand is a page view of its own: a
+        // page they never saw.
+        for (fi, f) in failed.iter().enumerate() {
+            let loading = pages.iter().rposition(|p| {
+                let end = p.txs.iter().map(|i| txs[*i].end()).max().unwrap_or(p.start);
+                p.start <= f.start && f.start <= end
+            });
+            let next = || pages.iter().position(|p| p.start >= f.start && p.start - f.end <= LOAD_QUIET);
+            match loading.or_else(next) {
+                Some(pi) => pages[pi].failed.push(fi),
+                None => pages.push(PageView {
+                    index: 0,
+                    start: f.start,
+                    end: f.end,
+                    host: None,
+                    url: String::new(),
+                    name: None,
+                    step: None,
+                    conversion: false,
+                    apdex_t_ms: None,
+                    documents: Vec::new(),
+                    txs: Vec::new(),
+                    failed: vec![fi],
+                    status: None,
+                    load: Dur::ZERO,
+                    server: Dur::ZERO,
+                    network: Dur::ZERO,
+                }),
+            }
+        }
+        pages
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rand(u64);
+
+    impl Rand {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) % n.max(1)
+        }
+    }
+
+    /// A random session: documents (some redirected, some reset and sent
+    /// again), resources with and without a Referer naming an earlier
+    /// target, orders, and failed attempts, at random gaps.
+    fn random_session(seed: u64) -> (Vec<Tx>, Vec<FailedConn>) {
+        let mut r = Rand(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut txs = Vec::new();
+        let mut failed_v = Vec::new();
+        let mut at = 0i64;
+        let mut targets: Vec<String> = vec!["/".into()];
+        let n = 5 + r.below(60);
+        for i in 0..n {
+            at += [0, 5, 40, 300, 900, 1500, 4000, 9000, 11_000, 20_000][r.below(10) as usize];
+            let target = format!("/t/{}", r.below(12));
+            let mut t = tx(1 + r.below(4), "10.0.0.1:1000", at, &target);
+            t.depth = i as u32 + 1;
+            t.resp_end = Some(t.start + Dur::from_millis([5, 30, 800, 3000, 12_000][r.below(5) as usize]));
+            match r.below(9) {
+                0 | 1 => {}
+                2 => {
+                    t.status = Some(302);
+                    t.location = Some(format!("http://shop.example/t/{}", r.below(12)));
+                }
+                3 => {
+                    t.status = None;
+                    t.resp_start = None;
+                    t.resp_end = None;
+                    t.outcome = pov_capture::http::Outcome::ServerReset;
+                }
+                4 => {
+                    t.method = Some("POST".into());
+                    t.target = "/checkout/submit".into();
+                }
+                _ => {
+                    t.class = [ResourceClass::Image, ResourceClass::Style, ResourceClass::Script][r.below(3) as usize];
+                    t.referer = match r.below(3) {
+                        0 => None,
+                        1 => Some(format!("http://shop.example{}", targets[r.below(targets.len() as u64) as usize])),
+                        _ => Some("http://shop.example/nowhere".into()),
+                    };
+                }
+            }
+            targets.push(t.target.clone());
+            txs.push(t);
+            if r.below(4) == 0 {
+                let f_at = at + [0, 1, 10, 500, 2000, 15_000][r.below(6) as usize] as i64;
+                failed_v.push(failed(100 + i, "10.0.0.1:2000", f_at));
+            }
+        }
+        txs.sort_by_key(|t| (t.start, t.conn, t.depth));
+        failed_v.sort_by_key(|f| (f.start, f.conn));
+        (txs, failed_v)
+    }
+
+    #[test]
+    fn linear_page_placement_agrees_with_the_quadratic_one() {
+        let post = Regex::new(r"^/checkout/submit").unwrap();
+        for seed in 0..3000 {
+            let (txs, failed) = random_session(seed);
+            for window in [Dur::from_secs(10), Dur::from_millis(300)] {
+                let fast = place(&txs, &failed, window, Some(&post));
+                let slow = place_reference(&txs, &failed, window, Some(&post));
+                assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn requests_waiting_for_a_cookie_are_claimed_in_linear_time() {
+        // 10,000 connections from one address and browser, each first
+        // with a request without cookie (waiting for one), then each with
+        // the cookie: every connection's waiting request is claimed.
+        let n = 10_000u64;
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut out = Vec::new();
+        crate::work::take();
+        for i in 0..n {
+            out.extend(s.push(tx(i, "10.0.0.1:1000", i as i64, &format!("/a/{i}.js"))));
+        }
+        for i in 0..n {
+            out.extend(s.push(cookie(tx(i, "10.0.0.1:1000", 20_000 + i as i64, &format!("/b/{i}.js")), "A")));
+        }
+        out.extend(s.finish());
+        let steps = crate::work::take();
+        assert_eq!(users(&out), vec![("cookie:sid=A".into(), 2 * n as usize)]);
+        assert_eq!(s.stats().joined_before_cookie, n);
+        // Linear (each claim used to search every waiting request: 50
+        // million steps here).
+        assert!(steps <= 40 * n, "{steps} steps for {n} connections");
+    }
+
+    #[test]
+    fn a_session_keeps_one_user_agent_not_one_per_transaction() {
+        // Three transactions of one user, added out of order: the session
+        // shows the User-Agent of the first by request start; the
+        // transactions no longer carry it, nor the cookies that tied them
+        // to the user.
+        let mut a = sets(tx(1, "10.0.0.1:1000", 100, "/a"), "A");
+        a.user_agent = Some("UA-late".into());
+        let mut b = cookie(tx(2, "10.0.0.1:1001", 0, "/b"), "A");
+        b.user_agent = Some("UA-first".into());
+        let c = cookie(tx(1, "10.0.0.1:1000", 50, "/c"), "A");
+        let s = run(vec![a, b, c], vec![]);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].user_agent.as_deref(), Some("UA-first"));
+        assert_eq!(s[0].txs.len(), 3);
+        assert!(s[0].txs.iter().all(|t| t.user_agent.is_none() && t.cookie.is_none() && t.set_cookie.is_none()));
+    }
+
+    #[test]
+    fn failed_attempts_look_at_each_connection_once() {
+        // 4,000 connections from one address in 400 s (user A), then 4,000
+        // refused attempts from it, 10 ms apart, that no connection from it
+        // follows, while another address keeps time moving: each attempt
+        // waits out its window and goes to the user active before it.
+        let n = 4_000u64;
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let mut out = Vec::new();
+        crate::work::take();
+        for i in 0..n {
+            out.extend(s.push(cookie(tx(i, "10.0.0.1:1000", (i * 100) as i64, "/"), "A")));
+        }
+        for i in 0..n {
+            let at = (n * 100 + i * 10) as i64;
+            out.extend(s.push_failed(failed(100_000 + i, "10.0.0.1:2000", at)));
+            out.extend(s.push(cookie(tx(200_000 + i, "10.0.0.2:1000", at, "/"), "B")));
+        }
+        for i in 0..200 {
+            out.extend(
+                s.push(cookie(tx(300_000 + i, "10.0.0.2:1000", (n * 100 + n * 10) as i64 + i as i64 * 1000, "/"), "B")),
+            );
+        }
+        out.extend(s.finish());
+        let steps = crate::work::take();
+        let a = out.iter().filter(|x| x.user.raw() == "cookie:sid=A").map(|x| x.failed.len()).sum::<usize>();
+        assert_eq!(a, n as usize);
+        assert_eq!((s.stats().failed_conns_attributed, s.stats().failed_conns_alone), (0, 0));
+        // Linear (every attempt used to look at all 4,000 connections on
+        // arrival and again every second of its 60 s window: 344 million
+        // steps).
+        assert!(steps <= 200 * n, "{steps} steps");
     }
 
     #[test]

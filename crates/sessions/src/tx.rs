@@ -181,7 +181,8 @@ pub struct Tx {
     pub target: String,
     /// Referer header.
     pub referer: Option<String>,
-    /// User-Agent header.
+    /// User-Agent header. Read by the sessionizer to tell the user; no
+    /// longer set in a [`crate::Session`]'s transactions.
     pub user_agent: Option<String>,
     /// Final status (`None`: no response, or its head is not in the capture).
     pub status: Option<u16>,
@@ -205,13 +206,17 @@ pub struct Tx {
     pub missing_bytes: u64,
     /// Response body bytes (decoded).
     pub response_body_len: u64,
-    /// The first configured session cookie the request carries.
+    /// The first configured session cookie the request carries. Read by the sessionizer to tell the user; no
+    /// longer set in a [`crate::Session`]'s transactions.
     pub cookie: Option<(String, String)>,
-    /// The first configured session cookie the response sets.
+    /// The first configured session cookie the response sets. Read by the sessionizer to tell the user; no
+    /// longer set in a [`crate::Session`]'s transactions.
     pub set_cookie: Option<(String, String)>,
-    /// The configured identity header's value.
+    /// The configured identity header's value. Read by the sessionizer to tell the user; no
+    /// longer set in a [`crate::Session`]'s transactions.
     pub header_id: Option<String>,
-    /// A session id from a configured query parameter.
+    /// A session id from a configured query parameter. Read by the sessionizer to tell the user; no
+    /// longer set in a [`crate::Session`]'s transactions.
     pub query_id: Option<(String, String)>,
     /// A sign-in name from a configured login field of the request body.
     pub login: Option<String>,

@@ -24,6 +24,7 @@
 
 pub mod config;
 mod generator;
+pub mod hostile;
 pub mod http;
 pub mod key;
 pub mod rng;
