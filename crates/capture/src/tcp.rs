@@ -748,8 +748,10 @@ struct Ctx<'c> {
 /// Rebuilds TCP byte streams from segments. See the module docs.
 pub struct Reassembler {
     cfg: TcpConfig,
-    active: LinkedHashMap<FlowKey, Conn>,
-    closed: LinkedHashMap<FlowKey, Tomb>,
+    /// Boxed, so that a map's spare capacity costs a pointer a slot, not a
+    /// connection.
+    active: LinkedHashMap<FlowKey, Box<Conn>>,
+    closed: LinkedHashMap<FlowKey, Box<Tomb>>,
     next_id: ConnId,
     now: Ts,
     ooo_total: usize,
@@ -842,7 +844,7 @@ impl Reassembler {
             conn.charge = charge;
             self.next_id += 1;
             self.stats.connections += 1;
-            self.active.insert(key, conn);
+            self.active.insert(key, Box::new(conn));
             self.stats.peak_active = self.stats.peak_active.max(self.active.len() as u64);
         }
 
@@ -882,9 +884,9 @@ impl Reassembler {
     /// Ends the capture: every open connection closes (`EndOfCapture`) and
     /// every connection's summary is emitted, in connection id order.
     pub fn finish<S: StreamSink + ?Sized>(&mut self, sink: &mut S) {
-        let mut conns: Vec<Conn> = self.active.drain().map(|(_, c)| c).collect();
+        let mut conns: Vec<Box<Conn>> = self.active.drain().map(|(_, c)| c).collect();
         conns.sort_by_key(|c| c.id);
-        let mut tombs: Vec<Tomb> = Vec::with_capacity(conns.len() + self.closed.len());
+        let mut tombs: Vec<Box<Tomb>> = Vec::with_capacity(conns.len() + self.closed.len());
         for conn in conns {
             let ts = conn.last_ts;
             let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
@@ -934,7 +936,7 @@ impl Reassembler {
         }
     }
 
-    fn finish_tomb<S: StreamSink + ?Sized>(&mut self, t: Tomb, sink: &mut S) {
+    fn finish_tomb<S: StreamSink + ?Sized>(&mut self, t: Box<Tomb>, sink: &mut S) {
         self.stats.totals.add(&t.summary.to_server);
         self.stats.totals.add(&t.summary.to_client);
         sink.on_summary(&t.summary);
@@ -1712,7 +1714,7 @@ impl Conn {
 
     /// Ends the connection: flushes both directions, emits `on_close`, and
     /// returns its tombstone.
-    fn close<S: StreamSink + ?Sized>(mut self, how: CloseHow, ts: Ts, ctx: &mut Ctx<'_>, sink: &mut S) -> Tomb {
+    fn close<S: StreamSink + ?Sized>(mut self, how: CloseHow, ts: Ts, ctx: &mut Ctx<'_>, sink: &mut S) -> Box<Tomb> {
         self.ensure_open(ctx, sink);
         for side in 0..2 {
             self.accept_unseen_fin(side, ctx, sink);
@@ -1741,7 +1743,7 @@ impl Conn {
         let c = self.client.unwrap_or(0);
         let state = self.state(how);
         let meta = self.meta.take();
-        Tomb {
+        Box::new(Tomb {
             charge: Charge::none(),
             client: self.addr[c],
             client_isn: self.half[c].syn_isn,
@@ -1766,7 +1768,7 @@ impl Conn {
                 close_ts: ts,
                 state,
             },
-        }
+        })
     }
 
     fn state(&self, how: CloseHow) -> ConnState {

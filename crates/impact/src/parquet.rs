@@ -42,6 +42,23 @@ impl Kind {
 /// Rows per row group: what the writer holds at most.
 pub const ROW_GROUP_ROWS: usize = 16384;
 
+/// Text bytes per row group: a row group ends at [`ROW_GROUP_ROWS`] rows or
+/// once its rows hold this much text, whichever comes first, so that rows
+/// with long texts (URLs of tens of kilobytes, say) do not make the writer
+/// hold tens of thousands of them.
+pub const ROW_GROUP_BYTES: usize = 8 << 20;
+
+/// Text bytes a value holds once buffered (about).
+fn text_bytes(v: &serde_json::Value) -> usize {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) => s.len() + 24,
+        J::Array(items) => items.iter().map(text_bytes).sum::<usize>() + 24,
+        J::Object(m) => m.iter().map(|(k, v)| k.len() + text_bytes(v) + 4).sum::<usize>() + 24,
+        _ => 16,
+    }
+}
+
 /// Values of one column for the rows not yet written.
 enum Buffer {
     Str(Vec<Option<String>>),
@@ -172,7 +189,10 @@ pub struct ParquetWriter<W: Write> {
     columns: Vec<(String, Kind)>,
     buffers: Vec<Buffer>,
     rows: usize,
+    /// Text bytes of the buffered rows.
+    bytes: usize,
     total: u64,
+    groups: u64,
 }
 
 impl<W: Write> ParquetWriter<W> {
@@ -191,13 +211,20 @@ impl<W: Write> ParquetWriter<W> {
             columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
             buffers: columns.iter().map(|(_, k)| Buffer::new(*k)).collect(),
             rows: 0,
+            bytes: 0,
             total: 0,
+            groups: 0,
         })
     }
 
     /// Rows written or buffered so far.
     pub fn rows(&self) -> u64 {
         self.total
+    }
+
+    /// Row groups written so far.
+    pub fn row_groups(&self) -> u64 {
+        self.groups
     }
 
     /// Appends one record (nothing of it when a value does not fit).
@@ -213,11 +240,13 @@ impl<W: Write> ParquetWriter<W> {
             }
         }
         for ((name, _), buf) in self.columns.iter().zip(self.buffers.iter_mut()) {
-            buf.push(record.get(name).unwrap_or(&null));
+            let v = record.get(name).unwrap_or(&null);
+            self.bytes += text_bytes(v);
+            buf.push(v);
         }
         self.rows += 1;
         self.total += 1;
-        if self.rows >= ROW_GROUP_ROWS {
+        if self.rows >= ROW_GROUP_ROWS || self.bytes >= ROW_GROUP_BYTES {
             self.flush_rows()?;
         }
         Ok(())
@@ -231,6 +260,8 @@ impl<W: Write> ParquetWriter<W> {
         let df = DataFrame::new(self.rows, cols).map_err(polars_err)?;
         self.writer.write_batch(&df).map_err(polars_err)?;
         self.rows = 0;
+        self.bytes = 0;
+        self.groups += 1;
         Ok(())
     }
 
@@ -263,6 +294,21 @@ mod tests {
 
     fn read(bytes: Vec<u8>) -> DataFrame {
         ParquetReader::new(io::Cursor::new(bytes)).finish().unwrap()
+    }
+
+    /// Rows with long texts end their row group early: the writer holds
+    /// about [`ROW_GROUP_BYTES`] of them, not [`ROW_GROUP_ROWS`].
+    #[test]
+    fn long_texts_end_row_groups_by_bytes() {
+        let mut w = ParquetWriter::new(Vec::new(), &[("url", Kind::Str)]).unwrap();
+        let long = "u".repeat(1 << 20);
+        for _ in 0..40 {
+            w.push(&serde_json::json!({"url": long})).unwrap();
+        }
+        assert_eq!(w.row_groups(), 40 / 8, "a group every 8 rows of 1 MiB");
+        let bytes = w.finish().unwrap();
+        let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish().unwrap();
+        assert_eq!(df.height(), 40);
     }
 
     #[test]

@@ -529,7 +529,8 @@ pub struct HttpStats {
 pub struct HttpAnalyzer<S: TxSink> {
     cfg: HttpConfig,
     /// Each connection, and the start time under which it is in `open`.
-    conns: HashMap<ConnId, (conn::ConnHttp, Option<Ts>)>,
+    /// (Boxed, so that the map's spare capacity costs a pointer a slot.)
+    conns: HashMap<ConnId, Box<(conn::ConnHttp, Option<Ts>)>>,
     /// The connections with an unfinished transaction, by its start time:
     /// the earliest bounds what can be released in order, without a scan
     /// of every connection.
@@ -638,7 +639,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// Keeps `open` in step with the connection's earliest unfinished
     /// transaction.
     fn reindex(&mut self, id: ConnId) {
-        let Some((c, indexed)) = self.conns.get_mut(&id) else { return };
+        let Some(e) = self.conns.get_mut(&id) else { return };
+        let (c, indexed) = &mut **e;
         let now = c.earliest_open();
         if now == *indexed {
             return;
@@ -701,13 +703,16 @@ impl<S: TxSink> HttpAnalyzer<S> {
 impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_open(&mut self, meta: &ConnMeta) {
         self.stats.connections += 1;
-        if let Some((_, Some(t))) = self.conns.insert(meta.id, (conn::ConnHttp::new(meta, &self.cfg), None)) {
+        if let Some(old) = self.conns.insert(meta.id, Box::new((conn::ConnHttp::new(meta, &self.cfg), None)))
+            && let (_, Some(t)) = *old
+        {
             self.open.remove(&(t, meta.id));
         }
     }
 
     fn on_data(&mut self, chunk: &DataChunk<'_>) {
-        let Some((c, _)) = self.conns.get_mut(&chunk.conn) else { return };
+        let Some(e) = self.conns.get_mut(&chunk.conn) else { return };
+        let c = &mut e.0;
         let done = c.data(chunk, &self.cfg, &mut self.stats);
         self.reindex(chunk.conn);
         self.emit(done);
@@ -715,7 +720,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     }
 
     fn on_gap(&mut self, gap: &Gap) {
-        let Some((c, _)) = self.conns.get_mut(&gap.conn) else { return };
+        let Some(e) = self.conns.get_mut(&gap.conn) else { return };
+        let c = &mut e.0;
         let done = c.gap(gap, &self.cfg, &mut self.stats);
         self.reindex(gap.conn);
         self.emit(done);
@@ -723,13 +729,14 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     }
 
     fn on_retransmission(&mut self, r: &crate::tcp::Retransmission) {
-        if let Some((c, _)) = self.conns.get_mut(&r.conn) {
-            c.retransmission(r);
+        if let Some(e) = self.conns.get_mut(&r.conn) {
+            e.0.retransmission(r);
         }
     }
 
     fn on_half_close(&mut self, hc: &HalfClose) {
-        let Some((c, _)) = self.conns.get_mut(&hc.conn) else { return };
+        let Some(e) = self.conns.get_mut(&hc.conn) else { return };
+        let c = &mut e.0;
         let done = c.half_close(hc, &self.cfg, &mut self.stats);
         self.reindex(hc.conn);
         self.emit(done);
@@ -737,7 +744,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     }
 
     fn on_close(&mut self, close: &Close) {
-        let Some((mut c, indexed)) = self.conns.remove(&close.conn) else { return };
+        let Some(e) = self.conns.remove(&close.conn) else { return };
+        let (mut c, indexed) = *e;
         if let Some(t) = indexed {
             self.open.remove(&(t, close.conn));
         }

@@ -112,11 +112,21 @@ impl Queue {
         p.seq = self.next_seq;
         self.next_seq += 1;
         *self.starts.entry(p.tx.timing.start()).or_default() += 1;
+        // Most connections never have more than one request waiting: room
+        // for one at first (a record is some 700 bytes; the default growth
+        // would make room for four), doubling from there.
+        if self.items.capacity() == 0 {
+            self.items.reserve_exact(1);
+        }
         self.items.push_back(p);
         if self.items.len() > cap.max(1) { self.pop_front() } else { None }
     }
 
     fn forget(&mut self, p: &Pending) {
+        // A queue that held a burst of requests does not keep its room.
+        if self.items.is_empty() && self.items.capacity() > 16 {
+            self.items = VecDeque::new();
+        }
         let t = p.tx.timing.start();
         if let Some(n) = self.starts.get_mut(&t) {
             *n -= 1;
