@@ -661,8 +661,9 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
     let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
         let outputs = pov::users::Outputs::one(view, out, format)?;
-        let stage = pov::users::UserStage::with_limits(&pov_cfg, mask, outputs, max_txs)
+        let mut stage = pov::users::UserStage::with_limits(&pov_cfg, mask, outputs, max_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        stage.set_budget(cfg.budget());
         let http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage);
         let mut pipe = pov::users::UserPipeline { http };
         let mut report = run_pipeline_with(&mut inputs, &a.common, &cfg, &mut pipe);
@@ -673,6 +674,7 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         report.http = Some(stats);
         let (outputs, r) = stage.finish()?;
         outputs.finish()?;
+        report.budget = Some(cfg.budget().report());
         stage_report = Some(r);
         Ok(report)
     })?;
@@ -791,6 +793,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     check_stop(NOTHING_WRITTEN)?;
     let (stats, users) = pipe.finish()?;
     report.http = Some(stats);
+    report.budget = Some(cfg.budget().report());
     check_stop(NOTHING_WRITTEN)?;
     let imp = pov::analyze::impact(run.staging(), &pov_cfg)?;
     check_stop(NOTHING_WRITTEN)?;
@@ -875,9 +878,8 @@ fn write_replays(
         let name = pov::analyze::replay_file_name(u, &taken);
         taken.insert(name.clone());
         let rel = format!("replays/{name}");
-        let page = pov::replay::html_of(&keep, &sessions, masker);
         let mut f = run.file(&rel)?;
-        f.write_all(page.as_bytes())?;
+        pov::replay::write_html(&keep, &sessions, masker, &mut f)?;
         f.commit()?;
         out.insert(u.clone(), rel);
     }
@@ -950,6 +952,7 @@ fn collect_replay(
     let selection = Rc::new(RefCell::new(pov::replay::Selection::default()));
     let outputs = pov::users::Outputs::<io::Sink> { users: None, sessions: None, pages: None, failures: None };
     let mut stage = pov::users::UserStage::new(pov_cfg, mask, outputs).map_err(|e| anyhow::anyhow!(e))?;
+    stage.set_budget(cfg.budget());
     let select = pov::replay::SelectLimits { masker: pov::replay::Masker::new(&pov_cfg.privacy, mask), max_sessions };
     stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), select));
     let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
@@ -977,7 +980,7 @@ fn collect_transactions(
     sel: &pov::replay::Selection,
     max_body_bytes: usize,
 ) -> anyhow::Result<pov::replay::Keep> {
-    let keep = pov::replay::Keep::new(sel.txs.clone(), max_body_bytes);
+    let keep = pov::replay::Keep::new(sel.txs.clone(), max_body_bytes).with_budget(rerun.cfg.budget());
     // Every body of the selected connections (images, style sheets and
     // fonts too: the replay shows them), and none of the others.
     let conns: std::collections::HashSet<u64> = sel.txs.keys().map(|(c, _)| *c).collect();
@@ -990,6 +993,12 @@ fn collect_transactions(
         eprintln!(
             "pov: warning: {} response bodies left out of the replay over --max-replay-bytes ({} bytes kept)",
             keep.bodies_dropped, keep.body_bytes
+        );
+    }
+    if keep.txs_dropped > 0 && !rerun.common.quiet {
+        eprintln!(
+            "pov: warning: {} transactions left out of the replay: the memory budget was full (raise --memory-budget)",
+            keep.txs_dropped
         );
     }
     Ok(keep)
@@ -1057,7 +1066,7 @@ fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
     let masking = pov::replay::Masker::new(&pov_cfg.privacy, mask);
     let mut f = output::AtomicFile::create(&a.output)?;
     if html {
-        f.write_all(pov::replay::html_of(&keep, &sel.sessions.iter().collect::<Vec<_>>(), &masking).as_bytes())?;
+        pov::replay::write_html(&keep, &sel.sessions.iter().collect::<Vec<_>>(), &masking, &mut f)?;
     } else {
         serde_json::to_writer_pretty(&mut f, &pov::replay::har(&keep, &sel, &masking))?;
     }

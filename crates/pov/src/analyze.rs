@@ -151,8 +151,9 @@ impl AnalyzePipeline {
             users: Some(RecordWriter::new(open(FILES[3])?, Format::Parquet)?),
             failures: Some(RecordWriter::new(open(FILES[4])?, Format::Parquet)?),
         };
-        let users = UserStage::with_limits(cfg, mask, outputs, max_session_txs)
+        let mut users = UserStage::with_limits(cfg, mask, outputs, max_session_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        users.set_budget(&http.budget);
         let http = pov_capture::http::HttpAnalyzer::new(http.clone(), AnalyzeSink { tx, users });
         Ok(crate::users::UserPipeline { http })
     }
@@ -311,6 +312,7 @@ impl Summary {
                 "tcp": report.tcp,
                 "http": report.http,
                 "users": users,
+                "budget": report.budget,
                 "errors": report.errors,
                 "warnings": report.warnings,
             }),

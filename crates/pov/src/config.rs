@@ -63,6 +63,7 @@ impl PovConfig {
             pages: self.pages.clone(),
             revenue: self.revenue.clone(),
             max_session_txs: 0,
+            budget: pov_capture::Budget::default(),
         }
     }
 }

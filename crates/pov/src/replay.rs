@@ -267,19 +267,52 @@ pub struct Keep {
     pub body_bytes: usize,
     /// Response bodies dropped over `max_body_bytes`.
     pub bodies_dropped: u64,
+    /// Transactions left out because the memory budget was full.
+    pub txs_dropped: u64,
+    /// What the kept transactions hold of the memory budget (their kept
+    /// bodies carry charges of their own).
+    charge: pov_capture::budget::Charge,
 }
 
 impl Keep {
     /// Keeps the `wanted` transactions, with at most `max_body_bytes` of
     /// response bodies in all.
     pub fn new(wanted: HashMap<TxKey, Place>, max_body_bytes: usize) -> Keep {
-        Keep { wanted, kept: Vec::new(), max_body_bytes, body_bytes: 0, bodies_dropped: 0 }
+        Keep {
+            wanted,
+            kept: Vec::new(),
+            max_body_bytes,
+            body_bytes: 0,
+            bodies_dropped: 0,
+            txs_dropped: 0,
+            charge: pov_capture::budget::Charge::none(),
+        }
     }
+
+    /// Charges the kept transactions to `budget` (the run's): one it has no
+    /// room for is left out of the replay (counted in `txs_dropped`).
+    pub fn with_budget(mut self, budget: &pov_capture::Budget) -> Keep {
+        self.charge = budget.empty(pov_capture::Holder::Replay);
+        self
+    }
+}
+
+/// What a transaction kept whole for a replay costs the memory budget,
+/// besides its bodies: the record, its heads, and about as much again for
+/// its entry in the page being written.
+fn replay_weight(tx: &HttpTransaction) -> usize {
+    let heads = tx.request.as_ref().map_or(0, |r| r.uri.len() + r.headers.heap_bytes())
+        + tx.response.as_ref().map_or(0, |r| r.reason.len() + r.headers.heap_bytes());
+    2 * (std::mem::size_of::<HttpTransaction>() + heads)
 }
 
 impl TxSink for Keep {
     fn on_transaction(&mut self, mut tx: HttpTransaction) {
         if !self.wanted.contains_key(&(tx.conn, tx.depth)) {
+            return;
+        }
+        if !self.charge.try_grow(replay_weight(&tx)) {
+            self.txs_dropped += 1;
             return;
         }
         let n = tx.response_body.kept.len();
@@ -297,6 +330,20 @@ impl TxSink for Keep {
 
 /// The HTML replay of some of the selected sessions.
 pub fn html_of(keep: &Keep, sessions: &[&SelSession], mask: &Masker) -> String {
+    let mut out = Vec::new();
+    // Writing into memory cannot fail, and every piece is UTF-8.
+    let _ = write_html(keep, sessions, mask, &mut out);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// As [`html_of`], written into `w` as it is made (the page is never held
+/// whole).
+pub fn write_html(
+    keep: &Keep,
+    sessions: &[&SelSession],
+    mask: &Masker,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let txs: Vec<&HttpTransaction> = keep.kept.iter().collect();
     let at: HashMap<TxKey, usize> = txs.iter().enumerate().map(|(i, t)| ((t.conn, t.depth), i)).collect();
     let idx = |k: &TxKey| at.get(k).copied();
@@ -324,7 +371,7 @@ pub fn html_of(keep: &Keep, sessions: &[&SelSession], mask: &Masker) -> String {
             txs: s.txs.iter().filter_map(idx).collect(),
         })
         .collect();
-    pov_replay::html::html(&sessions, &txs, mask, env!("CARGO_PKG_VERSION"))
+    pov_replay::html::write(&sessions, &txs, mask, env!("CARGO_PKG_VERSION"), w)
 }
 
 /// The kept transactions in request order.
@@ -349,4 +396,57 @@ pub fn har(keep: &Keep, sel: &Selection, mask: &Masker) -> serde_json::Value {
         .collect();
     let pages = &sel.pages;
     pov_replay::har(pages, &entries, mask, env!("CARGO_PKG_VERSION"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pov_capture::http::{BodyInfo, Headers, Outcome, RequestHead, TxTiming};
+
+    fn tx(depth: u32) -> HttpTransaction {
+        HttpTransaction {
+            conn: 1,
+            client: "10.0.0.1:1".parse().expect("addr"),
+            server: "10.0.0.2:80".parse().expect("addr"),
+            depth,
+            request: Some(RequestHead {
+                method: "GET".into(),
+                uri: format!("/page/{depth}").into_bytes(),
+                version: Some(1),
+                headers: Headers::from_pairs([(&b"Host"[..], &b"shop"[..])]),
+            }),
+            response: None,
+            interim: Vec::new(),
+            timing: TxTiming { req_start: Some(Ts(i64::from(depth))), ..TxTiming::default() },
+            req_frames: None,
+            resp_frames: None,
+            request_body: BodyInfo::default(),
+            response_body: BodyInfo::default(),
+            outcome: Outcome::Complete,
+            waited: None,
+            missing_bytes: 0,
+            anomalies: Vec::new(),
+        }
+    }
+
+    /// A replay keeps the selected transactions the memory budget has room
+    /// for, counts the others, and gives the room back when dropped.
+    #[test]
+    fn a_replay_keeps_what_the_memory_budget_has_room_for() {
+        let budget = pov_capture::Budget::new(1 << 20);
+        let wanted: HashMap<TxKey, Place> = (1..=10_000).map(|d| ((1, d), Place { page: None, session: 0 })).collect();
+        let mut keep = Keep::new(wanted, usize::MAX).with_budget(&budget);
+        for d in 1..=10_000 {
+            keep.on_transaction(tx(d));
+            assert!(budget.used() <= 1 << 20);
+        }
+        // Transactions not selected are not kept, nor counted.
+        keep.on_transaction(tx(20_000));
+        let kept = keep.kept.len() as u64;
+        assert!((100..10_000).contains(&kept), "{kept} kept");
+        assert_eq!(keep.txs_dropped, 10_000 - kept);
+        assert_eq!(budget.report().refused.get("replay"), Some(&keep.txs_dropped));
+        drop(keep);
+        assert_eq!(budget.used(), 0);
+    }
 }

@@ -152,6 +152,10 @@ pub struct SessionRecord {
     pub pages: u64,
     /// Transactions.
     pub transactions: u64,
+    /// Transactions left out of the session (over
+    /// `--max-session-transactions`, or the memory budget was full): its
+    /// pages and failures are what the others show.
+    pub transactions_left_out: u64,
     /// Funnel steps reached, in order of first reach.
     pub steps: Vec<String>,
     /// The last funnel step reached.
@@ -200,6 +204,7 @@ const SESSION_FIELDS: &[(&str, Kind)] = &[
     ("user_agent", Kind::Str),
     ("pages", Kind::U64),
     ("transactions", Kind::U64),
+    ("transactions_left_out", Kind::U64),
     ("steps", Kind::StrList),
     ("last_step", Kind::Str),
     ("funnel_step", Kind::Str),
@@ -549,6 +554,11 @@ impl<W: Write> UserStage<W> {
         })
     }
 
+    /// Charges open sessions and users to the run's memory budget.
+    pub fn set_budget(&mut self, budget: &pov_capture::Budget) {
+        self.sessionizer.set_budget(budget);
+    }
+
     /// Calls `tap` with every session as it closes.
     pub fn set_tap(&mut self, tap: SessionTap) {
         self.tap = Some(tap);
@@ -687,6 +697,7 @@ impl<W: Write> UserStage<W> {
                 user_agent: text(&s.user_agent),
                 pages: s.pages.len() as u64,
                 transactions: s.txs.len() as u64,
+                transactions_left_out: s.dropped_txs,
                 last_step: s.pages.iter().rev().find_map(|p| p.step.clone()),
                 funnel_step: self.cfg.revenue.funnel.iter().rev().find(|f| steps.iter().any(|s| s == *f)).cloned(),
                 exit_step: s.pages.last().and_then(|p| p.step.clone()),

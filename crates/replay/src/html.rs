@@ -306,73 +306,183 @@ fn details(t: &HttpTransaction, session_start: Ts, m: &Masker) -> Value {
 }
 
 /// The replay page for `sessions`, whose indices point into `txs`.
+///
+/// The page's data block is written piece by piece (each page view,
+/// failure and request entry serialized on its own), not built as one JSON
+/// tree first: the memory it takes is the page itself, not several times
+/// it. A captured document that several page views show (the same error
+/// page, say) is stored once.
 pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: &Masker, version: &str) -> String {
+    let mut out = Vec::new();
+    // Writing into memory cannot fail, and every piece is UTF-8.
+    let _ = write(sessions, txs, m, version, &mut out);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// As [`html`], written into `w` as it is made: the page is never held
+/// whole.
+pub fn write(
+    sessions: &[ReplaySession],
+    txs: &[&HttpTransaction],
+    m: &Masker,
+    version: &str,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut res = Resources::new(txs, m.clone());
-    let mut docs: Vec<String> = Vec::new();
-    let mut out_sessions = Vec::with_capacity(sessions.len());
-    for s in sessions {
-        // Entries of the session, by transaction index.
-        let mut entry_of: HashMap<usize, usize> = HashMap::new();
-        let mut entries = Vec::with_capacity(s.txs.len());
-        for &i in &s.txs {
-            let Some(t) = txs.get(i) else { continue };
-            entry_of.insert(i, entries.len());
-            entries.push(details(t, s.start, m));
-        }
-        let mut pages = Vec::with_capacity(s.pages.len());
-        for (pi, p) in s.pages.iter().enumerate() {
-            res.at = p.start;
-            let doc = p.document.and_then(|d| txs.get(d)).and_then(|t| document(t, &mut res, m));
-            let doc_index = doc.map(|d| {
-                docs.push(d);
-                docs.len() - 1
-            });
-            let failures: Vec<usize> =
-                s.failures.iter().enumerate().filter(|(_, f)| f.page == Some(pi)).map(|(k, _)| k).collect();
-            pages.push(json!({
-                "url": p.url,
-                "name": p.name,
-                "at_ms": ms_between(s.start, p.start),
-                "load_ms": (p.load_ms * 1000.0).round() / 1000.0,
-                "status": p.status,
-                "doc": doc_index,
-                "document": p.document.and_then(|d| entry_of.get(&d)),
-                "entries": p.txs.iter().filter_map(|i| entry_of.get(i)).collect::<Vec<_>>(),
-                "failures": failures,
-            }));
-        }
-        let failures: Vec<Value> = s
-            .failures
-            .iter()
-            .map(|f| {
-                json!({
-                    "kind": f.kind, "rule": f.rule, "severity": f.severity, "page": f.page,
-                    "entry": f.tx.and_then(|i| entry_of.get(&i)), "url": f.url, "status": f.status,
-                    "detail": m.text(&f.detail), "at_ms": ms_between(s.start, f.ts),
-                })
-            })
-            .collect();
-        out_sessions.push(json!({
-            "id": s.id,
-            "user": s.user,
-            "start": crate::iso8601(s.start),
-            "duration_ms": ms_between(s.start, s.end),
-            "pages": pages,
-            "failures": failures,
-            "entries": entries,
-        }));
-    }
-    let data = json!({"version": version, "sessions": out_sessions, "docs": docs, "res": res.list});
-    let data = script_json(&data.to_string());
+    let mut docs = Docs::default();
     let title = match sessions {
         [one] => format!("pov replay: session {}", one.id),
         _ => format!("pov replay: {} sessions", sessions.len()),
     };
     let (head, tail) = TEMPLATE.split_once("{{DATA}}").unwrap_or((TEMPLATE, ""));
-    let mut out = head.replace("{{TITLE}}", &escape(&title));
-    out.push_str(&data);
+    let out = &mut Out { w, err: None };
+    out.push_str(&head.replace("{{TITLE}}", &escape(&title)));
+    let put = |out: &mut Out<'_>, v: &Value| out.push_str(&script_json(&v.to_string()));
+    out.push_str("{\"sessions\":[");
+    for (si, s) in sessions.iter().enumerate() {
+        if si > 0 {
+            out.push(',');
+        }
+        // Entries of the session, by transaction index.
+        let mut entry_of: HashMap<usize, usize> = HashMap::new();
+        let mut order = Vec::with_capacity(s.txs.len());
+        for &i in &s.txs {
+            if i < txs.len() && !entry_of.contains_key(&i) {
+                entry_of.insert(i, order.len());
+                order.push(i);
+            }
+        }
+        // Failures by page view, once (not a search per page).
+        let mut failures_of: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (k, f) in s.failures.iter().enumerate() {
+            if let Some(p) = f.page {
+                failures_of.entry(p).or_default().push(k);
+            }
+        }
+        let head = json!({
+            "id": s.id,
+            "user": s.user,
+            "start": crate::iso8601(s.start),
+            "duration_ms": ms_between(s.start, s.end),
+        });
+        let head = script_json(&head.to_string());
+        // The session's fields, then its pages, failures and entries.
+        out.push_str(head.strip_suffix('}').unwrap_or(&head));
+        out.push_str(",\"pages\":[");
+        for (pi, p) in s.pages.iter().enumerate() {
+            res.at = p.start;
+            let doc = p.document.and_then(|d| txs.get(d)).and_then(|t| document(t, &mut res, m));
+            let doc_index = doc.map(|d| docs.add(d));
+            if pi > 0 {
+                out.push(',');
+            }
+            put(
+                out,
+                &json!({
+                    "url": p.url,
+                    "name": p.name,
+                    "at_ms": ms_between(s.start, p.start),
+                    "load_ms": (p.load_ms * 1000.0).round() / 1000.0,
+                    "status": p.status,
+                    "doc": doc_index,
+                    "document": p.document.and_then(|d| entry_of.get(&d)),
+                    "entries": p.txs.iter().filter_map(|i| entry_of.get(i)).collect::<Vec<_>>(),
+                    "failures": failures_of.get(&pi).map_or(&[][..], |v| &v[..]),
+                }),
+            );
+        }
+        out.push_str("],\"failures\":[");
+        for (k, f) in s.failures.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            put(
+                out,
+                &json!({
+                    "kind": f.kind, "rule": f.rule, "severity": f.severity, "page": f.page,
+                    "entry": f.tx.and_then(|i| entry_of.get(&i)), "url": f.url, "status": f.status,
+                    "detail": m.text(&f.detail), "at_ms": ms_between(s.start, f.ts),
+                }),
+            );
+        }
+        out.push_str("],\"entries\":[");
+        for (k, &i) in order.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            put(out, &details(txs[i], s.start, m));
+        }
+        out.push_str("]}");
+    }
+    out.push_str("],\"docs\":[");
+    for (k, d) in docs.list.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        put(out, &Value::String(d.clone()));
+    }
+    out.push_str("],\"res\":[");
+    for (k, r) in res.list.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        put(out, r);
+    }
+    out.push_str("],\"version\":");
+    put(out, &json!(version));
+    out.push('}');
     out.push_str(tail);
-    out
+    match out.err.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The page's writer: the first error is kept, and nothing more is
+/// written after it.
+struct Out<'w> {
+    w: &'w mut dyn std::io::Write,
+    err: Option<std::io::Error>,
+}
+
+impl Out<'_> {
+    fn push_str(&mut self, s: &str) {
+        if self.err.is_none()
+            && let Err(e) = self.w.write_all(s.as_bytes())
+        {
+            self.err = Some(e);
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+}
+
+/// The documents a replay shows, each stored once.
+#[derive(Default)]
+struct Docs {
+    list: Vec<String>,
+    by_content: HashMap<u64, Vec<usize>>,
+}
+
+impl Docs {
+    /// The index of `doc`, stored if it is new.
+    fn add(&mut self, doc: String) -> usize {
+        let mut h = DefaultHasher::new();
+        doc.hash(&mut h);
+        let key = h.finish();
+        let same = self.by_content.get(&key).and_then(|v| v.iter().copied().find(|&i| self.list[i] == doc));
+        match same {
+            Some(i) => i,
+            None => {
+                self.list.push(doc);
+                let i = self.list.len() - 1;
+                self.by_content.entry(key).or_default().push(i);
+                i
+            }
+        }
+    }
 }
 
 /// The replay page. The captured documents go into `sandbox=""` frames

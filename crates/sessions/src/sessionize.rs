@@ -9,9 +9,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
+use pov_capture::budget::{Charge, Holder};
 use pov_capture::http::FrameSpan;
 use pov_capture::tcp::{ConnState, ConnSummary};
-use pov_capture::{Dur, Ts};
+use pov_capture::{Budget, Dur, Ts};
 use regex::Regex;
 
 use crate::config::{Cidr, PageRule, RevenueConfig, SessionsConfig, UsersConfig, default_pages};
@@ -150,8 +151,14 @@ pub struct Session {
     pub order_value: Option<f64>,
     /// The last cart value seen.
     pub cart_value: Option<f64>,
-    /// Transactions left out because the session held too many.
+    /// Transactions left out because the session held too many
+    /// (`--max-session-transactions`) or the memory budget was full.
     pub dropped_txs: u64,
+    /// Of those, the ones the memory budget left out.
+    pub budget_dropped_txs: u64,
+    /// What its transactions hold of the memory budget, given back when
+    /// the session is dropped.
+    pub charge: Charge,
 }
 
 /// Counters of the user stage.
@@ -182,6 +189,9 @@ pub struct SessionStats {
     /// Transactions left out of sessions at the per-session cap
     /// (`--max-session-transactions`).
     pub session_tx_cap_drops: u64,
+    /// Transactions left out of sessions because the memory budget was
+    /// full (`--memory-budget`).
+    pub session_budget_drops: u64,
 }
 
 /// The first transaction of a recent connection from an address.
@@ -300,6 +310,9 @@ struct OpenSession {
     failed: Vec<FailedConn>,
     last: Ts,
     dropped: u64,
+    budget_dropped: u64,
+    /// What its transactions hold of the memory budget.
+    charge: Charge,
 }
 
 #[derive(Default)]
@@ -349,6 +362,33 @@ pub struct SessionizerConfig {
     pub revenue: RevenueConfig,
     /// Most transactions kept per session.
     pub max_session_txs: usize,
+    /// The run's memory budget: open sessions' transactions are charged to
+    /// it, and a transaction it has no room for is left out of its session
+    /// (counted).
+    pub budget: Budget,
+}
+
+/// What a user seen costs for the rest of the run, as charged to the
+/// memory budget: an estimate of its entry here and its totals in the user
+/// stage (measured: about 4 KiB for a user of one page view, page and
+/// session records included).
+pub const USER_COST: usize = 2048;
+
+/// What a transaction held in an open session costs the memory budget:
+/// the record and its strings (identity fields are dropped by then), and
+/// about as much again for its page view and failure records when the
+/// session closes (measured: some 1.3 KiB a transaction with its page).
+fn tx_weight(t: &Tx) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+    2 * std::mem::size_of::<Tx>()
+        + t.target.capacity()
+        + opt(&t.method)
+        + opt(&t.host)
+        + opt(&t.referer)
+        + opt(&t.location)
+        + opt(&t.login)
+        + opt(&t.error_page)
+        + t.target.capacity()
 }
 
 /// Builds sessions from a stream of transactions and failed connections.
@@ -358,6 +398,9 @@ pub struct Sessionizer {
     retry_window: Dur,
     page_window: Dur,
     max_txs: usize,
+    budget: Budget,
+    /// What the users seen hold of the budget.
+    users_charge: Charge,
     pages: PageRules,
     conversion_post: Option<Regex>,
     users: HashMap<UserKey, UserState>,
@@ -418,6 +461,8 @@ impl Sessionizer {
             retry_window: secs(cfg.users.retry_window_secs),
             page_window: secs(cfg.sessions.page_window_secs),
             max_txs: if cfg.max_session_txs == 0 { 100_000 } else { cfg.max_session_txs },
+            budget: cfg.budget.clone(),
+            users_charge: cfg.budget.empty(Holder::Sessions),
             pages,
             conversion_post,
             users: HashMap::new(),
@@ -438,6 +483,15 @@ impl Sessionizer {
             last_prune: Ts(i64::MIN),
             stats: SessionStats::default(),
         })
+    }
+
+    /// Charges open sessions and users to `budget` (the run's) from now
+    /// on.
+    pub fn set_budget(&mut self, budget: &Budget) {
+        let held = self.users_charge.bytes();
+        self.users_charge = budget.empty(Holder::Sessions);
+        self.users_charge.grow(held);
+        self.budget = budget.clone();
     }
 
     /// Counters so far.
@@ -750,6 +804,12 @@ impl Sessionizer {
         if open.txs.len() >= max {
             open.dropped += 1;
             self.stats.session_tx_cap_drops += 1;
+        } else if !open.charge.try_grow(tx_weight(&tx)) {
+            // The memory budget has no room for it: the session goes on
+            // without it, and says so.
+            open.dropped += 1;
+            open.budget_dropped += 1;
+            self.stats.session_budget_drops += 1;
         } else {
             let order = (tx.start, tx.conn, tx.depth);
             let ua = tx.user_agent.take();
@@ -788,10 +848,15 @@ impl Sessionizer {
         let st = self.users.entry(k.clone()).or_default();
         if st.sessions == 0 && st.open.is_none() {
             *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
+            // What a user seen costs for the rest of the run (its entry
+            // here and its totals in the user stage): charged whatever the
+            // limit, so that holders that can let go do.
+            self.users_charge.grow(USER_COST);
         }
         if st.open.is_none() {
             self.open.insert(k.clone());
         }
+        let budget = &self.budget;
         let open = st.open.get_or_insert_with(|| {
             st.sessions += 1;
             OpenSession {
@@ -801,6 +866,8 @@ impl Sessionizer {
                 failed: Vec::new(),
                 last: start,
                 dropped: 0,
+                budget_dropped: 0,
+                charge: budget.empty(Holder::Sessions),
             }
         });
         open.last = open.last.max(end);
@@ -958,6 +1025,8 @@ impl Sessionizer {
             order_value,
             cart_value,
             dropped_txs: open.dropped,
+            budget_dropped_txs: open.budget_dropped,
+            charge: open.charge,
             user,
             txs,
             failed,
@@ -1319,6 +1388,33 @@ pub(crate) mod tests {
         let mut v: Vec<(String, usize)> = sessions.iter().map(|s| (s.user.raw(), s.txs.len())).collect();
         v.sort();
         v
+    }
+
+    /// One user's session of 20,000 requests under a budget with room for
+    /// a few thousand: the session holds what fits, the rest is counted on
+    /// it and in the counters, and the budget is whole again once the
+    /// session is dropped (but for the users seen).
+    #[test]
+    fn a_session_holds_what_the_memory_budget_has_room_for() {
+        let budget = Budget::new(4 << 20);
+        let cfg = SessionizerConfig { budget: budget.clone(), ..SessionizerConfig::default() };
+        let mut s = Sessionizer::new(&cfg).unwrap();
+        let mut out = Vec::new();
+        for i in 0..20_000 {
+            out.extend(s.push(cookie(tx(1, "10.0.0.1:1000", i, &format!("/p/{i}")), "A")));
+            assert!(budget.used() <= 4 << 20);
+        }
+        out.extend(s.finish());
+        assert_eq!(out.len(), 1);
+        let session = &out[0];
+        let kept = session.txs.len() as u64;
+        assert!((1000..20_000).contains(&kept), "{kept} kept");
+        assert_eq!(session.dropped_txs, 20_000 - kept);
+        assert_eq!(session.budget_dropped_txs, session.dropped_txs);
+        assert_eq!(s.stats().session_budget_drops, 20_000 - kept);
+        assert!(budget.report().refused.get("sessions").copied().unwrap_or(0) > 0);
+        drop(out);
+        assert_eq!(budget.used(), USER_COST, "only the user seen is still charged");
     }
 
     #[test]
