@@ -11,10 +11,9 @@ const CHART_JS: &str = include_str!("../assets/chart.umd.min.js");
 /// Escapes text for HTML (captured URLs and user agents are untrusted).
 pub use pov_replay::html::escape as esc;
 
-/// JSON safe to put inside a `<script>` element.
-fn script_json(v: &serde_json::Value) -> String {
-    v.to_string().replace("</", "<\\/").replace("<!--", "<\\!--")
-}
+/// JSON safe to put inside a `<script>` element (the replay's escaping:
+/// no `<`, `>` or `&`, still JSON).
+use pov_replay::html::script_json;
 
 fn money(x: f64) -> String {
     let whole = x.abs().trunc() as u64;
@@ -266,7 +265,10 @@ mod tests {
     #[test]
     fn escaping_and_money() {
         assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
-        assert_eq!(script_json(&serde_json::json!({"u": "</script><!--"})), r#"{"u":"<\/script><\!--"}"#);
+        let data = serde_json::json!({"u": "</script><!--<script>"});
+        let s = script_json(&data);
+        assert_eq!(s, r#"{"u":"\u003c/script\u003e\u003c!--\u003cscript\u003e"}"#);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), data, "the report's data is JSON");
         assert_eq!(money(1234567.891), "1,234,567.89");
         assert_eq!(money(0.999), "1.00");
         assert_eq!(money(-5.5), "-5.50");

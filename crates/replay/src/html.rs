@@ -240,6 +240,28 @@ fn document(t: &HttpTransaction, res: &mut Resources<'_>, mask: bool) -> Option<
     Some(if mask { mask_cards(&doc) } else { doc })
 }
 
+/// JSON text safe inside a `<script>` element: `<`, `>` and `&` are
+/// written as `\u003c`, `\u003e` and `\u0026`, and U+2028 and U+2029 as
+/// `\u2028` and `\u2029` (they only occur inside JSON strings, so the text
+/// is still JSON and parses to the same value). A captured `</script>` can
+/// then not end the element, nor a `<!--<script` keep its real end tag from
+/// ending it.
+pub fn script_json(v: &Value) -> String {
+    let s = v.to_string();
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Escapes text for HTML.
 pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -339,8 +361,7 @@ pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: Masking<'_>
         }));
     }
     let data = json!({"version": version, "sessions": out_sessions, "docs": docs, "res": res.list});
-    // In a <script> element, "</" would end it early.
-    let data = data.to_string().replace("</", "<\\/");
+    let data = script_json(&data);
     let title = match sessions {
         [one] => format!("pov replay: session {}", one.id),
         _ => format!("pov replay: {} sessions", sessions.len()),
@@ -356,3 +377,37 @@ pub fn html(sessions: &[ReplaySession], txs: &[&HttpTransaction], m: Masking<'_>
 /// (no script, no forms, no navigation of the top page); the page's own
 /// policy lets nothing load from the network, and frames inherit it.
 const TEMPLATE: &str = include_str!("replay.html");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_data_cannot_leave_its_element() {
+        let v = json!({"ua": "<!--<script>x</script>&\u{2028}>", "n": 1});
+        let s = script_json(&v);
+        assert!(!s.contains(['<', '>', '&', '\u{2028}']), "{s}");
+        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), v);
+        // The replay's data block, with a captured User-Agent that would
+        // have left the page blank.
+        let page = html(
+            &[ReplaySession {
+                id: "<!--<script>".into(),
+                user: "u".into(),
+                start: Ts(0),
+                end: Ts(0),
+                pages: Vec::new(),
+                failures: Vec::new(),
+                txs: Vec::new(),
+            }],
+            &[],
+            Masking { on: true, params: &[] },
+            "0",
+        );
+        let open = "<script type=\"application/json\" id=\"data\">";
+        let start = page.find(open).unwrap() + open.len();
+        let block = &page[start..start + page[start..].find("</script>").unwrap()];
+        assert!(!block.contains('<'), "{block}");
+        assert_eq!(serde_json::from_str::<Value>(block).unwrap()["sessions"][0]["id"], "<!--<script>");
+    }
+}
