@@ -9,6 +9,7 @@ mod util;
 mod analyze;
 mod cli;
 mod flows;
+mod fuzz_corpus;
 mod http;
 mod netem;
 mod privacy;

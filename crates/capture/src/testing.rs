@@ -191,88 +191,333 @@ pub fn check_frames(data: &[u8]) {
     });
 }
 
-/// Drives the HTTP layer with a script decoded from `data`: each step is an
-/// operation byte, then (for data) a length byte and that many bytes.
-/// Checks that it never panics, that every transaction has a place in its
-/// connection, and that missing bytes never exceed what was reported lost.
-pub fn check_http(data: &[u8]) {
-    use crate::http::{HttpAnalyzer, HttpConfig};
-    use crate::tcp::{CloseHow, GapReason, HalfClose, RoleSource};
-    let cfg = HttpConfig { max_head_bytes: 512, body_keep_bytes: 64, max_pending: 8, ..HttpConfig::default() };
-    let mut a = HttpAnalyzer::new(cfg, Vec::new());
-    let roles = if data.first().is_some_and(|b| b & 1 == 1) { RoleSource::Port } else { RoleSource::Syn };
-    a.on_open(&ConnMeta {
-        id: 1,
-        client: std::net::SocketAddr::from(([10, 0, 0, 1], 40000)),
-        server: std::net::SocketAddr::from(([10, 0, 0, 2], 80)),
-        start: Ts(0),
-        first_frame: 1,
-        handshake: None,
-        roles,
-    });
-    let (mut off, mut t, mut lost) = ([0u64; 2], 0i64, 0u64);
-    let mut rest = data.get(1..).unwrap_or(&[]);
-    let mut closed = false;
-    while let Some((&op, tail)) = rest.split_first() {
-        rest = tail;
-        t += 1_000_000;
-        let i = usize::from(op & 1);
-        let dir = if i == 0 { Direction::ClientToServer } else { Direction::ServerToClient };
-        match op % 8 {
-            0..=3 => {
-                let n = usize::from(rest.first().copied().unwrap_or(0)).min(rest.len().saturating_sub(1));
-                let bytes = rest.get(1..1 + n).unwrap_or(&[]);
-                rest = rest.get(1 + n..).unwrap_or(&[]);
-                if bytes.is_empty() {
+/// A cursor over fuzz input: every read succeeds, with what is left (an
+/// exhausted input reads as zeros and empty slices).
+#[derive(Clone, Copy, Debug)]
+pub struct Bytes<'a>(pub &'a [u8]);
+
+impl<'a> Bytes<'a> {
+    /// The next `n` bytes, or what is left.
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.0.split_at(n.min(self.0.len()));
+        self.0 = b;
+        a
+    }
+
+    /// The next byte (0 at the end).
+    pub fn u8(&mut self) -> u8 {
+        self.take(1).first().copied().unwrap_or(0)
+    }
+
+    /// The next two bytes, big-endian.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.u8(), self.u8()])
+    }
+
+    /// Whether the input is used up.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One of `items`, chosen by the next byte.
+    pub fn pick<'b, T>(&mut self, items: &'b [T]) -> &'b T {
+        let b = usize::from(self.u8());
+        &items[b % items.len()]
+    }
+}
+
+/// Connections a script can hold open at once.
+pub const SCRIPT_CONNS: usize = 4;
+
+/// Most stream bytes one script delivers (its repeat operation makes a few
+/// bytes of input into a long chunk; this bounds the time of one run).
+pub const SCRIPT_MAX_BYTES: usize = 4 << 20;
+
+/// Capture time a script starts at (2023-11-14, so outputs show real dates).
+pub const SCRIPT_START: Ts = Ts(1_700_000_000_000_000_000);
+
+/// What a script delivered, for the checks that follow it.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptRun {
+    /// Connections opened.
+    pub connections: u64,
+    /// Stream bytes delivered.
+    pub bytes: u64,
+    /// Bytes reported missing (gaps).
+    pub lost: u64,
+    /// Capture time of the last event.
+    pub end: Ts,
+}
+
+struct Live {
+    id: ConnId,
+    off: [u64; 2],
+    ended: [bool; 2],
+}
+
+/// Drives a [`StreamSink`] with the stream events of a script decoded from
+/// `data`, keeping the event contract of [`crate::tcp`] (offsets contiguous,
+/// nothing after a half-close or close), and closes what is still open at
+/// the end (end of capture). Connection summaries are not sent.
+///
+/// The first byte holds flags: bit 0, roles known from ports rather than a
+/// SYN; bit 2, a handshake was seen. Then each step is an operation byte:
+/// bits 0-2 the kind, bits 3-4 one of [`SCRIPT_CONNS`] connection slots
+/// (a slot's first event opens a connection; after its close, the next opens
+/// a new one), bit 5 the direction (0: client to server).
+///
+/// | kind | operation | operands |
+/// |---|---|---|
+/// | 0 | data | 2-byte length, that many bytes |
+/// | 1 | repeated data, in one chunk | 2-byte count, 1-byte length, that many bytes |
+/// | 2 | data in small chunks | 1-byte chunk size, 2-byte length, that many bytes |
+/// | 3 | gap | 2-byte length |
+/// | 4 | half-close | |
+/// | 5 | close | 1 byte: FIN, RST (either side), idle timeout, end of capture |
+/// | 6 | time passes | 1 byte: below 128, that many 10 ms; else its square in seconds |
+/// | 7 | retransmission of delivered bytes | 2-byte length |
+///
+/// Every operation also advances capture time by 1 ms. Lengths are
+/// big-endian; a length beyond the input takes what is left.
+pub fn run_http_script<S: StreamSink + ?Sized>(data: &[u8], sink: &mut S) -> ScriptRun {
+    run_http_script_upto(data, sink, SCRIPT_MAX_BYTES)
+}
+
+/// [`run_http_script`], delivering at most `max_bytes` stream bytes.
+pub fn run_http_script_upto<S: StreamSink + ?Sized>(data: &[u8], sink: &mut S, max_bytes: usize) -> ScriptRun {
+    use crate::tcp::{CloseHow, GapReason, HalfClose, Handshake, Retransmission, RoleSource};
+    let flags = data.first().copied().unwrap_or(0);
+    let roles = if flags & 1 == 1 { RoleSource::Port } else { RoleSource::Syn };
+    let mut input = Bytes(data.get(1..).unwrap_or(&[]));
+    let mut take = |n: usize| input.take(n);
+    let mut slots: [Option<Live>; SCRIPT_CONNS] = Default::default();
+    let mut run = ScriptRun { end: SCRIPT_START, ..ScriptRun::default() };
+    let mut t = SCRIPT_START;
+    let mut frame = 0u64;
+    let mut next_id: ConnId = 0;
+    let mut scratch: Vec<u8> = Vec::new();
+    loop {
+        let Some(&op) = take(1).first() else { break };
+        t = t + Dur::from_millis(1);
+        frame += 1;
+        let kind = op & 7;
+        let slot = usize::from(op >> 3) % SCRIPT_CONNS;
+        let dir = if op & 0x20 == 0 { Direction::ClientToServer } else { Direction::ServerToClient };
+        let i = usize::from(op & 0x20 != 0);
+        let u16_at = |b: &[u8]| match b {
+            [a, b] => usize::from(u16::from_be_bytes([*a, *b])),
+            [a] => usize::from(*a),
+            _ => 0,
+        };
+        if kind == 6 {
+            let v = i64::from(take(1).first().copied().unwrap_or(0));
+            t = t + if v < 128 { Dur::from_millis(10 * v) } else { Dur::from_secs((v - 127) * (v - 127)) };
+            continue;
+        }
+        // Operands first, so that an operation skipped for the contract's
+        // sake still consumes them.
+        scratch.clear();
+        let mut chunk_size = usize::MAX;
+        let mut len = 0usize;
+        match kind {
+            0 => {
+                let n = u16_at(take(2));
+                scratch.extend_from_slice(take(n));
+            }
+            1 => {
+                let count = u16_at(take(2)) + 1;
+                let n = usize::from(take(1).first().copied().unwrap_or(0));
+                let piece = take(n);
+                let room = max_bytes.saturating_sub(run.bytes as usize);
+                if !piece.is_empty() {
+                    let times = count.min(room / piece.len());
+                    for _ in 0..times {
+                        scratch.extend_from_slice(piece);
+                    }
+                }
+            }
+            2 => {
+                chunk_size = usize::from(take(1).first().copied().unwrap_or(0)) + 1;
+                let n = u16_at(take(2));
+                scratch.extend_from_slice(take(n));
+            }
+            3 | 7 => len = u16_at(take(2)),
+            5 => len = usize::from(take(1).first().copied().unwrap_or(0)),
+            _ => {}
+        }
+        let room = max_bytes.saturating_sub(run.bytes as usize);
+        scratch.truncate(room);
+        if slots[slot].is_none() {
+            let client = std::net::SocketAddr::from(([10, 0, 0, 1 + (slot % 2) as u8], 40000 + next_id as u16));
+            let handshake = (flags & 4 != 0).then_some(Handshake {
+                syn: t - Dur::from_millis(20),
+                syn_ack: t - Dur::from_millis(10),
+                ack: t - Dur::from_millis(1),
+            });
+            next_id += 1;
+            sink.on_open(&ConnMeta {
+                id: next_id,
+                client,
+                server: std::net::SocketAddr::from(([10, 0, 0, 100], 80)),
+                start: t,
+                first_frame: frame,
+                handshake,
+                roles,
+            });
+            run.connections += 1;
+            slots[slot] = Some(Live { id: next_id, off: [0, 0], ended: [false, false] });
+        }
+        let Some(live) = slots[slot].as_mut() else { continue };
+        let conn = live.id;
+        run.end = t;
+        match kind {
+            0..=2 => {
+                if live.ended[i] || scratch.is_empty() {
                     continue;
                 }
-                a.on_data(&DataChunk {
-                    conn: 1,
-                    dir,
-                    offset: off[i],
-                    bytes,
-                    first_ts: Ts(t),
-                    last_ts: Ts(t),
-                    first_frame: 1,
-                    last_frame: 1,
-                    peer_ack: Some(off[1 - i]),
-                });
-                off[i] += bytes.len() as u64;
+                for piece in scratch.chunks(chunk_size) {
+                    sink.on_data(&DataChunk {
+                        conn,
+                        dir,
+                        offset: live.off[i],
+                        bytes: piece,
+                        first_ts: t,
+                        last_ts: t,
+                        first_frame: frame,
+                        last_frame: frame,
+                        peer_ack: Some(live.off[1 - i]),
+                    });
+                    live.off[i] += piece.len() as u64;
+                }
+                run.bytes += scratch.len() as u64;
             }
-            4 | 5 => {
-                let n = u64::from(rest.first().copied().unwrap_or(1)).max(1);
-                rest = rest.get(1..).unwrap_or(&[]);
-                a.on_gap(&Gap { conn: 1, dir, offset: off[i], len: n, ts: Ts(t), reason: GapReason::AckedUnseen });
-                off[i] += n;
-                lost += n;
+            3 => {
+                if live.ended[i] {
+                    continue;
+                }
+                let n = len as u64 + 1;
+                sink.on_gap(&Gap { conn, dir, offset: live.off[i], len: n, ts: t, reason: GapReason::AckedUnseen });
+                live.off[i] += n;
+                run.lost += n;
             }
-            6 => a.on_half_close(&HalfClose { conn: 1, dir, ts: Ts(t), frame: 1 }),
-            _ => {
-                let how = match rest.first().copied().unwrap_or(0) % 4 {
-                    0 => CloseHow::EndOfCapture,
+            4 => {
+                if !live.ended[i] {
+                    live.ended[i] = true;
+                    sink.on_half_close(&HalfClose { conn, dir, ts: t, frame });
+                }
+            }
+            5 => {
+                let how = match len % 5 {
+                    0 => CloseHow::Fin { first: dir },
                     1 => CloseHow::Rst { from: Direction::ServerToClient },
                     2 => CloseHow::Rst { from: Direction::ClientToServer },
-                    _ => CloseHow::IdleTimeout,
+                    3 => CloseHow::IdleTimeout,
+                    _ => CloseHow::EndOfCapture,
                 };
-                a.on_close(&Close { conn: 1, ts: Ts(t), how });
-                closed = true;
-                break;
+                sink.on_close(&Close { conn, ts: t, how });
+                slots[slot] = None;
+            }
+            _ => {
+                let n = (len as u64).min(live.off[i]);
+                if n > 0 {
+                    let end = live.off[i];
+                    sink.on_retransmission(&Retransmission { conn, dir, start: end - n, end, ts: t, frame });
+                }
             }
         }
     }
-    if !closed {
-        a.on_close(&Close { conn: 1, ts: Ts(t + 1), how: CloseHow::EndOfCapture });
+    t = t + Dur::from_millis(1);
+    for live in slots.iter_mut().filter_map(Option::take) {
+        sink.on_close(&Close { conn: live.id, ts: t, how: CloseHow::EndOfCapture });
     }
-    let (txs, stats) = a.finish();
-    let mut depths = std::collections::HashSet::new();
-    let mut missing = 0;
-    for tx in &txs {
-        assert!(tx.depth >= 1, "depth from 1");
-        assert!(depths.insert(tx.depth), "depth {} twice", tx.depth);
-        missing += tx.missing_bytes;
+    run.end = t;
+    run
+}
+
+/// The caps a script's first byte chooses: bit 1 set, small caps (so that
+/// the caps act on short inputs); clear, the defaults `pov` runs with.
+pub fn script_http_config(data: &[u8]) -> crate::http::HttpConfig {
+    use crate::http::HttpConfig;
+    if data.first().is_some_and(|b| b & 2 != 0) {
+        HttpConfig {
+            max_head_bytes: 512,
+            body_keep_bytes: 64,
+            max_pending: 8,
+            max_held: 4,
+            max_held_bytes: 4096,
+            ..HttpConfig::default()
+        }
+    } else {
+        HttpConfig::default()
     }
+}
+
+/// Checks the HTTP layer's output against its counters and caps: every
+/// transaction emitted is counted once under its outcome, responses without
+/// request and missing bytes add up, positions in a connection are distinct
+/// and count from 1, kept bodies stay under the keep cap, and no more bytes
+/// are reported missing than `lost` (the gaps the layer was told of).
+pub fn check_transactions(
+    txs: &[crate::http::HttpTransaction],
+    stats: &crate::http::HttpStats,
+    cfg: &crate::http::HttpConfig,
+    lost: u64,
+) {
+    assert_eq!(stats.transactions, txs.len() as u64, "transactions emitted vs counted");
+    let by_outcome = stats.complete
+        + stats.client_abort
+        + stats.server_reset
+        + stats.no_response
+        + stats.truncated
+        + stats.capture_gap
+        + stats.malformed;
+    assert_eq!(by_outcome, stats.transactions, "transactions by outcome do not add up");
+    let orphans = txs.iter().filter(|t| t.request.is_none()).count() as u64;
+    assert_eq!(stats.orphan_responses, orphans, "responses without request");
+    let missing: u64 = txs.iter().map(|t| t.missing_bytes).sum();
+    assert_eq!(stats.missing_bytes, missing, "missing bytes: counter vs transactions");
     assert!(missing <= lost, "{missing} missing bytes reported, {lost} lost");
-    assert_eq!(stats.transactions, txs.len() as u64);
+    let mut seen = std::collections::HashSet::new();
+    for t in txs {
+        assert!(t.depth >= 1, "depth from 1");
+        assert!(seen.insert((t.conn, t.depth)), "conn {} depth {} twice", t.conn, t.depth);
+        for b in [&t.request_body, &t.response_body] {
+            assert!(
+                b.kept.len() <= cfg.body_keep_bytes,
+                "kept {} body bytes, cap {}",
+                b.kept.len(),
+                cfg.body_keep_bytes
+            );
+            assert!(b.kept.len() as u64 <= b.decoded_len, "kept more than decoded");
+        }
+    }
+}
+
+/// Drives the HTTP layer with a script (see [`run_http_script`]) under the
+/// caps its first byte chooses ([`script_http_config`]), then checks the
+/// transactions ([`check_transactions`]) and that request and response
+/// times run forward (the script's clock does).
+pub fn check_http(data: &[u8]) {
+    check_http_upto(data, SCRIPT_MAX_BYTES);
+}
+
+fn check_http_upto(data: &[u8], max_bytes: usize) {
+    use crate::http::HttpAnalyzer;
+    let cfg = script_http_config(data);
+    let mut a = HttpAnalyzer::new(cfg.clone(), Vec::new());
+    let run = run_http_script_upto(data, &mut a, max_bytes);
+    let (txs, stats) = a.finish();
+    check_transactions(&txs, &stats, &cfg, run.lost);
+    for t in &txs {
+        let tm = &t.timing;
+        if let (Some(a), Some(b)) = (tm.req_start, tm.req_end) {
+            assert!(a <= b, "request ends before it starts");
+        }
+        if let (Some(a), Some(b)) = (tm.resp_start, tm.resp_end) {
+            assert!(a <= b, "response ends before it starts");
+        }
+        assert!(tm.start() <= run.end, "a transaction after the script ended");
+    }
 }
 
 #[cfg(test)]
@@ -340,11 +585,19 @@ mod tests {
         }
     }
 
+    /// A script step delivering `bytes` (operation 0).
+    fn data_op(script: &mut Vec<u8>, slot: u8, server: bool, bytes: &[u8]) {
+        script.push((slot << 3) | (u8::from(server) << 5));
+        script.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        script.extend_from_slice(bytes);
+    }
+
     #[test]
     fn random_http_scripts_keep_every_invariant() {
         let mut rng = Rng(1234);
-        // Scripts of real messages cut at random places, with gaps and
-        // endings, plus pure noise.
+        let mut scripts = Vec::new();
+        // Scripts of real messages cut at random places, with gaps,
+        // endings, repeats and time passing, plus pure noise.
         let msgs: [&[u8]; 6] = [
             b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
             b"POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
@@ -356,19 +609,30 @@ mod tests {
         for round in 0..2000 {
             let mut script = vec![rng.next() as u8];
             for _ in 0..(rng.next() % 12) {
-                let op = (rng.next() % 8) as u8;
-                script.push(op);
-                match op {
-                    0..=3 => {
-                        let m = msgs[(rng.next() as usize) % msgs.len()];
-                        let m = if op & 1 == 0 { &msgs[(rng.next() as usize) % 2] } else { &m };
-                        let cut = (rng.next() as usize) % (m.len() + 1);
-                        let piece = &m[..cut.max(1)];
-                        script.push(piece.len() as u8);
-                        script.extend_from_slice(piece);
+                let slot = (rng.next() % 4) as u8;
+                let server = rng.next().is_multiple_of(2);
+                let m = if server { msgs[2 + (rng.next() as usize) % 4] } else { msgs[(rng.next() as usize) % 2] };
+                let cut = 1 + (rng.next() as usize) % m.len();
+                match rng.next() % 8 {
+                    0..=2 => data_op(&mut script, slot, server, &m[..cut]),
+                    3 => {
+                        script.push(1 | (slot << 3) | (u8::from(server) << 5));
+                        script.extend_from_slice(&((rng.next() % 8) as u16).to_be_bytes());
+                        script.push(cut as u8);
+                        script.extend_from_slice(&m[..cut]);
                     }
-                    4 | 5 => script.push((rng.next() % 40) as u8 + 1),
-                    _ => script.push(rng.next() as u8),
+                    4 => {
+                        script.push(2 | (slot << 3) | (u8::from(server) << 5));
+                        script.push((rng.next() % 8) as u8);
+                        script.extend_from_slice(&(m.len() as u16).to_be_bytes());
+                        script.extend_from_slice(m);
+                    }
+                    5 => {
+                        script.push(3 | (slot << 3) | (u8::from(server) << 5));
+                        script.extend_from_slice(&((rng.next() % 40) as u16).to_be_bytes());
+                    }
+                    6 => script.extend_from_slice(&[6, rng.next() as u8]),
+                    _ => script.extend_from_slice(&[(4 + (rng.next() % 2) as u8) | (slot << 3), rng.next() as u8]),
                 }
             }
             if round % 5 == 0 {
@@ -378,8 +642,41 @@ mod tests {
                     }
                 }
             }
-            check_http(&script);
+            scripts.push(script);
         }
+        // Mutated repeat counts make chunks of a megabyte of messages;
+        // 64 KiB keep this test short (the fuzz target goes further).
+        for s in &scripts {
+            check_http_upto(s, 64 << 10);
+        }
+    }
+
+    /// The repeat operation reaches long chunks from a short script, and
+    /// the script's counters say what was delivered.
+    #[test]
+    fn scripts_reach_long_chunks() {
+        struct Longest(usize, u64);
+        impl StreamSink for Longest {
+            fn on_data(&mut self, c: &DataChunk<'_>) {
+                self.0 = self.0.max(c.bytes.len());
+                self.1 += c.bytes.len() as u64;
+            }
+        }
+        let msg = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut script = vec![0, 1];
+        script.extend_from_slice(&3999u16.to_be_bytes());
+        script.push(msg.len() as u8);
+        script.extend_from_slice(msg);
+        let mut sink = Longest(0, 0);
+        let run = run_http_script(&script, &mut sink);
+        assert_eq!(sink.0, 4000 * msg.len());
+        assert_eq!((run.bytes, sink.1, run.connections), (4000 * msg.len() as u64, 4000 * msg.len() as u64, 1));
+        // Pipelined requests with no answer: every one becomes a transaction.
+        let mut a = crate::http::HttpAnalyzer::new(script_http_config(&script), Vec::new());
+        run_http_script(&script, &mut a);
+        let (txs, stats) = a.finish();
+        assert_eq!(stats.transactions, txs.len() as u64);
+        assert!(txs.len() >= 1000, "{} transactions", txs.len());
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! (pov-sessions ties transactions to users, sessions and page views;
 //! pov-classify labels the failures).
 //!
+//! [`testing`] holds the invariant checks the fuzz targets (`fuzz/`) and
+//! the corpus-replay tests (`tests/fuzz_corpus.rs`) share.
+//!
 //! Library code never prints or exits; problems with the input come back as
 //! values naming the file and byte offset.
 
@@ -28,5 +31,6 @@ pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod resend;
+pub mod testing;
 pub mod transactions;
 pub mod users;

@@ -233,7 +233,7 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
                 writeln!(out, "{}", cells.join(","))?;
             }
             Format::Table => {
-                let cells = r.cells();
+                let cells: Vec<String> = r.cells().iter().map(|c| printable(c)).collect();
                 match &self.layout {
                     Some(l) => l.line(out, &cells)?,
                     None => {
@@ -327,6 +327,25 @@ pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
+/// A table cell safe to print on a terminal: control characters (C0, DEL
+/// and C1, which a captured Host header or URL can carry as UTF-8) become
+/// `\xNN`, so no escape sequence reaches the terminal and no cell breaks
+/// its line.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A plain text table: columns padded to their widest cell; cells that
 /// look numeric are right-aligned.
 pub struct Table {
@@ -342,7 +361,7 @@ impl Table {
 
     /// Adds a row (missing cells are blank, extra cells ignored).
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|c| printable(c)).collect());
     }
 
     /// Writes the table.
@@ -520,6 +539,30 @@ mod tests {
         assert_eq!(csv_value(&serde_json::json!("-1.5")), "\"'-1.5\"");
         assert_eq!(csv_value(&serde_json::json!(["=a", "b"])), "\"'=a b\"");
         assert_eq!(csv_value(&serde_json::json!(null)), "");
+    }
+
+    #[test]
+    fn table_cells_hold_no_control_characters() {
+        let mut t = Table::new(&["host", "n"]);
+        t.row(vec!["a\u{1b}[31mred\nx\u{9b}2J".into(), "1".into()]);
+        let mut out = Vec::new();
+        t.write(&mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "host                     n\na\\x1b[31mred\\x0ax\\x9b2J  1\n");
+        #[derive(serde::Serialize)]
+        struct Cell {
+            close: String,
+        }
+        impl Record for Cell {
+            const FIELDS: &'static [(&'static str, Kind)] = &[("close", Kind::Str)];
+            const COLUMNS: &'static [&'static str] = &["close"];
+            fn cells(&self) -> Vec<String> {
+                vec![self.close.clone()]
+            }
+        }
+        let mut w = RecordWriter::<Vec<u8>, Cell>::new(Vec::new(), Format::Table).unwrap();
+        w.write(&Cell { close: "fin\r\u{7}".into() }).unwrap();
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert_eq!(text, "close\nfin\\x0d\\x07\n");
     }
 
     #[test]

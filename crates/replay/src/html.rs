@@ -506,4 +506,29 @@ mod tests {
         // It parses back to the same strings.
         assert_eq!(serde_json::from_str::<Value>(&safe).unwrap(), v);
     }
+
+    #[test]
+    fn script_data_cannot_leave_its_element() {
+        // The replay's data block, with a captured value that would have
+        // left the page blank.
+        let page = html(
+            &[ReplaySession {
+                id: "<!--<script>".into(),
+                user: "u".into(),
+                start: Ts(0),
+                end: Ts(0),
+                pages: Vec::new(),
+                failures: Vec::new(),
+                txs: Vec::new(),
+            }],
+            &[],
+            &Masker::default(),
+            "0",
+        );
+        let open = "<script type=\"application/json\" id=\"data\">";
+        let start = page.find(open).unwrap() + open.len();
+        let block = &page[start..start + page[start..].find("</script>").unwrap()];
+        assert!(!block.contains('<'), "{block}");
+        assert_eq!(serde_json::from_str::<Value>(block).unwrap()["sessions"][0]["id"], "<!--<script>");
+    }
 }

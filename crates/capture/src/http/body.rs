@@ -195,6 +195,15 @@ pub struct BodyInfo {
     pub(crate) charge: Charge,
 }
 
+impl BodyInfo {
+    /// A body sent without content encoding and kept whole (for records
+    /// built by hand, in tests and tools); it holds no budget charge.
+    pub fn plain(kept: Vec<u8>) -> BodyInfo {
+        let n = kept.len() as u64;
+        BodyInfo { wire_len: n, decoded_len: n, kept, ..BodyInfo::default() }
+    }
+}
+
 impl BodyDecoder {
     /// A decoder for `enc`, keeping `keep` decoded bytes, stopping past
     /// `max_decoded` decoded bytes or a decoded/wire ratio of `max_ratio`.
