@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo bench --bench capture` (uses the shared corpus at
 //! `../shared/corpus` or `POV_CORPUS`).
+#![forbid(unsafe_code)]
 
 use std::hint::black_box;
 use std::io::Cursor;

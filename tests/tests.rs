@@ -3,6 +3,7 @@
 //! They run the real binary on `samples/` and on the shared public corpus
 //! (`../shared/corpus`, or `POV_CORPUS`), and compare with figures derived
 //! from tshark and committed under `tests/corpus/`.
+#![forbid(unsafe_code)]
 
 mod util;
 

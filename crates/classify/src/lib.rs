@@ -6,6 +6,7 @@
 //! connections and page views. Capture loss is never a failure: a
 //! transaction whose evidence lies in bytes the capture missed is left
 //! unlabelled and counted as capture loss.
+#![forbid(unsafe_code)]
 
 pub mod config;
 

@@ -10,7 +10,7 @@
 //!
 //! The crate never prints or exits; errors are `io::Error`s that say what
 //! went wrong.
-
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod parquet;

@@ -5,6 +5,7 @@
 //! the output pipe closes early), 2 when any input could not be read or an
 //! output could not be written (every error printed means a non-zero exit),
 //! 130/143 when SIGINT/SIGTERM stopped the run (see signals.rs).
+#![forbid(unsafe_code)]
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@
 //!
 //! Library code never prints or exits; problems with the input come back as
 //! values naming the file and byte offset.
-
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod analyze;

@@ -4,7 +4,7 @@
 //! them, bodies included) into a HAR 1.2 document, one page per page view,
 //! with timings mapped from the wire and secrets masked. The HTML replay
 //! and re-sending come next (issue 7).
-
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod html;

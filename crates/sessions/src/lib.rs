@@ -14,6 +14,7 @@
 //! User-Agent shortly before); a sign-in name; and last, client address +
 //! User-Agent. Failed connection attempts (refused, unanswered) belong to
 //! the user whose next connection from the same address followed them.
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod identity;

@@ -19,7 +19,7 @@
 //!
 //! The crate does not depend on pov's analysis crates, so the truth cannot
 //! borrow from the code it checks.
-
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod config;
