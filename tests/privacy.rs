@@ -41,6 +41,7 @@ const SECRETS: &[(&str, &str)] = &[
     ("PLANTjsonAccess17", "JSON response `access_token`"),
     ("4012 8888 8888 1881", "card number in a body"),
     ("5555555555554444", "card number in a URL"),
+    ("PLANThiddenCsrf18", "hidden form field `authenticity_token` in a page"),
 ];
 
 /// The output each secret must show up in with `--no-mask` (one of the
@@ -65,6 +66,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("PLANTjsonAccess17", "analyze/replays"),
     ("4012 8888 8888 1881", "replay.html"),
     ("5555555555554444", "transactions.csv"),
+    ("PLANThiddenCsrf18", "replay.html"),
 ];
 
 /// A User-Agent that would end a `<script>` element or hide its end.
@@ -153,7 +155,7 @@ fn exchanges() -> Vec<Exchange> {
             request: request(&format!("GET /orders HTTP/1.1\nHost: shop.example\nAccept: text/html\n{common}"), ""),
             response: response(
                 &format!("HTTP/1.1 200 OK\n{html}"),
-                "<html><body><p>Paid with card 4012 8888 8888 1881, thank you.</p></body></html>",
+                "<html><body><p>Paid with card 4012 8888 8888 1881, thank you.</p><form method=post action=/orders/cancel><input type=\"hidden\" name=\"authenticity_token\" value=\"PLANThiddenCsrf18\"></form></body></html>",
             ),
         },
         Exchange {

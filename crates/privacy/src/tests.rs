@@ -323,3 +323,40 @@ fn text_patterns() {
     assert_eq!(m.text("a = b; key value"), "a = b; key value");
     assert_eq!(m.text("visit ?inside=1&shipping=2"), "visit ?inside=1&shipping=2");
 }
+
+#[test]
+fn html_form_fields_and_meta_tags() {
+    let m = m();
+    // A hidden CSRF field, a password field (any name), Rails' meta tag.
+    let page = r#"<form><input type="hidden" name="authenticity_token" value="Zm9vYmFy+/="><input type=password name=pw1 value=hunter2><INPUT NAME='q' VALUE='shoes'></form><meta name="csrf-token" content="abc123"><meta property="og:title" content="Shop">"#;
+    let out = m.text(page);
+    assert_eq!(
+        out,
+        format!(
+            r#"<form><input type="hidden" name="authenticity_token" value="{}"><input type=password name=pw1 value={}><INPUT NAME='q' VALUE='shoes'></form><meta name="csrf-token" content="{}"><meta property="og:title" content="Shop">"#,
+            k("Zm9vYmFy+/="),
+            k("hunter2"),
+            k("abc123")
+        )
+    );
+    // The same token posted back in the form body gets the same mask.
+    assert_eq!(m.form(b"authenticity_token=Zm9vYmFy%2B%2F%3D"), format!("authenticity_token={}", k("Zm9vYmFy+/=")));
+    // Names by `id`, attributes in any order, the value before the name.
+    assert_eq!(m.text(r#"<input value="s3cr3t" id="api_key">"#), format!(r#"<input value="{}" id="api_key">"#, k("s3cr3t")));
+    // Not a tag of ours, or cut short: left to the other rules, unchanged.
+    for same in [
+        r#"<inputs name="token" value="x">"#,
+        r#"<input name="token" value="x"#,
+        r#"<input name="token" value="a<b">"#,
+        r#"<input name="token">"#,
+        r#"<p title="token">x</p>"#,
+    ] {
+        assert_eq!(m.text(same), same);
+    }
+    // A value in a tag without a secret name still meets the URL rule.
+    let refresh = r#"<meta http-equiv="refresh" content="0;url=/next?token=t0k">"#;
+    assert_eq!(m.text(refresh), format!(r#"<meta http-equiv="refresh" content="0;url=/next?token={}">"#, k("t0k")));
+    // Linear: many unterminated tags in a row.
+    let hostile = r#"<input name="token" value="x"#.repeat(20_000);
+    assert_eq!(m.text(&hostile), hostile);
+}

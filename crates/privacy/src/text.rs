@@ -2,8 +2,11 @@
 //! numbers, and secrets written the way URLs and JSON write them:
 //! `?name=value`, `&name=value`, `;name=value` (also HTML-escaped, as
 //! `&amp;name=value`) and `"name": "value"` (also with escaped quotes, as
-//! JSON inside a JSON string has them). One pass, each byte looked at a
-//! bounded number of times.
+//! JSON inside a JSON string has them), and the way HTML forms and meta
+//! tags carry them: the `value` of an `<input>` whose `name` or `id` is
+//! secret or whose `type` is `password`, the `content` of a `<meta>` whose
+//! `name` or `property` is secret (Rails' `csrf-token`). One pass, each
+//! byte looked at a bounded number of times.
 
 use crate::names::percent_decode;
 use crate::{Masker, cards};
@@ -32,6 +35,12 @@ pub(crate) fn text(m: &Masker, s: &[u8]) -> Vec<u8> {
         }
         if c == b'"'
             && let Some(next) = json_pair(m, s, i, &mut out)
+        {
+            i = next;
+            continue;
+        }
+        if c == b'<'
+            && let Some(next) = html_tag(m, s, i, &mut out)
         {
             i = next;
             continue;
@@ -128,4 +137,126 @@ fn json_pair(m: &Masker, s: &[u8], i: usize, out: &mut Vec<u8>) -> Option<usize>
     out.extend_from_slice(m.tag(&s[j..e]).as_bytes());
     out.push(b'"');
     Some(e)
+}
+
+/// Longest HTML tag looked at.
+const MAX_TAG: usize = 4096;
+
+/// An `<input>` or `<meta>` tag at `i` that carries a secret value: writes
+/// it with that value masked and returns where the tag ends. Other tags,
+/// and these without a secret, are left to the byte-by-byte pass.
+fn html_tag(m: &Masker, s: &[u8], i: usize, out: &mut Vec<u8>) -> Option<usize> {
+    let rest = &s[i + 1..];
+    let (is_input, name_len) = if starts_ci(rest, b"input") {
+        (true, 5)
+    } else if starts_ci(rest, b"meta") {
+        (false, 4)
+    } else {
+        return None;
+    };
+    if !rest.get(name_len).is_some_and(|c| c.is_ascii_whitespace() || *c == b'/') {
+        return None;
+    }
+    let attrs = attributes(&s[..s.len().min(i + MAX_TAG)], i + 1 + name_len)?;
+    let value_of = |want: &[u8]| attrs.attrs.iter().find(|a| a.name.eq_ignore_ascii_case(want)).map(|a| &s[a.value.0..a.value.1]);
+    let secret = |want: &[u8]| value_of(want).is_some_and(|v| !v.is_empty() && m.secret_name(v));
+    let masked: &[u8] = if is_input {
+        let password = value_of(b"type").is_some_and(|t| t.eq_ignore_ascii_case(b"password"));
+        if !(password || secret(b"name") || secret(b"id")) {
+            return None;
+        }
+        b"value"
+    } else {
+        if !(secret(b"name") || secret(b"property")) {
+            return None;
+        }
+        b"content"
+    };
+    let mut at = i;
+    let mut any = false;
+    for a in attrs.attrs.iter().filter(|a| a.name.eq_ignore_ascii_case(masked)) {
+        let (start, end) = a.value;
+        if end == start {
+            continue;
+        }
+        out.extend_from_slice(&s[at..start]);
+        out.extend_from_slice(m.tag(&s[start..end]).as_bytes());
+        at = end;
+        any = true;
+    }
+    if !any {
+        return None;
+    }
+    out.extend_from_slice(&s[at..attrs.end]);
+    Some(attrs.end)
+}
+
+struct Attr<'a> {
+    name: &'a [u8],
+    /// The value's span in the text (quotes excluded).
+    value: (usize, usize),
+}
+
+struct Attrs<'a> {
+    attrs: Vec<Attr<'a>>,
+    /// Just past the tag's `>`.
+    end: usize,
+}
+
+/// The attributes of a tag from `j` (just past its name) to its `>`, or
+/// `None` when `s` ends or another `<` comes first (so the search from one
+/// `<` never passes the next: the pass stays linear).
+fn attributes(s: &[u8], mut j: usize) -> Option<Attrs<'_>> {
+    let mut attrs = Vec::new();
+    loop {
+        while s.get(j).is_some_and(|c| c.is_ascii_whitespace() || *c == b'/') {
+            j += 1;
+        }
+        match s.get(j)? {
+            b'>' => return Some(Attrs { attrs, end: j + 1 }),
+            b'<' => return None,
+            _ => {}
+        }
+        let n0 = j;
+        while s.get(j).is_some_and(|c| !(c.is_ascii_whitespace() || matches!(c, b'=' | b'>' | b'/' | b'<'))) {
+            j += 1;
+        }
+        let name = &s[n0..j];
+        while s.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        if s.get(j) != Some(&b'=') {
+            attrs.push(Attr { name, value: (j, j) });
+            continue;
+        }
+        j += 1;
+        while s.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        let value = match s.get(j)? {
+            q @ (b'"' | b'\'') => {
+                let start = j + 1;
+                // A value holding `<` is not taken for a tag's: so no
+                // byte is looked at again past the next `<`.
+                let len = s[start..].iter().position(|c| c == q || *c == b'<')?;
+                if s[start + len] == b'<' {
+                    return None;
+                }
+                j = start + len + 1;
+                (start, start + len)
+            }
+            _ => {
+                let start = j;
+                while s.get(j).is_some_and(|c| !(c.is_ascii_whitespace() || matches!(c, b'>' | b'<'))) {
+                    j += 1;
+                }
+                (start, j)
+            }
+        };
+        attrs.push(Attr { name, value });
+    }
+}
+
+fn starts_ci(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
