@@ -404,3 +404,21 @@ fn transactions_stopped_by_sigterm_exit_143_and_write_nothing() {
     assert_eq!(String::from_utf8_lossy(&res.stderr), "pov: interrupted by SIGTERM; nothing written\n");
     assert!(!names_in(&d.0).iter().any(|n| n.starts_with(".tx") || n == "tx.jsonl"), "{:?}", names_in(&d.0));
 }
+
+#[test]
+fn synth_stopped_by_sigint_exits_130_and_leaves_no_temporary() {
+    let d = TempDir::new("synth-sigint");
+    let (pcap, key) = (d.path("big.pcap"), d.path("big.json"));
+    // Far more users than it can write before the signal.
+    let child = spawn_pov(&["synth", "--users", "1000000", "--out", s(&pcap), "--truth", s(&key)], Stdio::null());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !names_in(&d.0).iter().any(|n| n.starts_with(".big.pcap.tmp.")) {
+        assert!(std::time::Instant::now() < deadline, "synth never started writing: {:?}", names_in(&d.0));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    send_signal(child.id(), "INT");
+    let res = wait_within(child, 30, "synth after SIGINT");
+    assert_eq!(res.status.code(), Some(130), "{}", String::from_utf8_lossy(&res.stderr));
+    assert_eq!(String::from_utf8_lossy(&res.stderr), "pov: interrupted by SIGINT; nothing written\n");
+    assert!(names_in(&d.0).is_empty(), "no temporary, no half-written file: {:?}", names_in(&d.0));
+}

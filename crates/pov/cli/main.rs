@@ -441,10 +441,10 @@ fn main() -> ExitCode {
         eprintln!("pov: warning: SIGINT and SIGTERM will not stop cleanly: {e}");
     }
     // Commands that stop cleanly on a first signal (their outputs are
-    // dropped, or cut short on stdout); `synth`, `config` and the sending
-    // part of `replay send` exit at once.
+    // dropped, or cut short on stdout); `config` and the sending part of
+    // `replay send` exit at once.
     let _deferred = match &cli.command {
-        Command::Synth(_) | Command::Config(_) | Command::Replay(ReplayCommand::Send(_)) => None,
+        Command::Config(_) | Command::Replay(ReplayCommand::Send(_)) => None,
         _ => Some(signals::defer()),
     };
     let result = match cli.command {

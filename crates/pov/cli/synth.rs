@@ -100,6 +100,35 @@ enum CookieArg {
     Phpsessid,
 }
 
+/// A writer that fails once SIGINT or SIGTERM asked to stop, so generation
+/// ends at its next write and its temporary files are removed (`main`
+/// then exits 130 or 143).
+struct StopWriter<W>(W);
+
+impl<W: Write> Write for StopWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if crate::signals::requested().is_some() {
+            // Not `ErrorKind::Interrupted`: `write_all` would retry it
+            // forever.
+            return Err(io::Error::other("stopped by a signal"));
+        }
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// After a failed generation: an interrupted run says so (nothing was
+/// written), any other error is itself.
+fn stopped_or(e: anyhow::Error) -> anyhow::Error {
+    match crate::check_stop(crate::NOTHING_WRITTEN) {
+        Err(stop) => stop,
+        Ok(()) => e,
+    }
+}
+
 /// A temporary path next to `path`, renamed over it when complete.
 fn temp_for(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
@@ -133,15 +162,15 @@ fn run_hostile(a: HostileArgs) -> anyhow::Result<ExitCode> {
     let tmp = temp_for(&path);
     let result = (|| -> anyhow::Result<()> {
         let file = fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let (w, _) =
-            generate_hostile(class, scale, CaptureFormat::from_path(&path), BufWriter::with_capacity(1 << 20, file))?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let out = BufWriter::with_capacity(1 << 20, StopWriter(file));
+        let (w, _) = generate_hostile(class, scale, CaptureFormat::from_path(&path), out)?;
+        w.into_inner().map_err(|e| e.into_error())?.0.sync_all()?;
         fs::rename(&tmp, &path)?;
         Ok(())
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(e);
+        return Err(stopped_or(e));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -185,11 +214,11 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
     let result = (|| -> anyhow::Result<pov_synth::key::Totals> {
         let cap = BufWriter::with_capacity(
             1 << 20,
-            fs::File::create(&tmp_cap).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?,
+            StopWriter(fs::File::create(&tmp_cap).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?),
         );
         let key = BufWriter::with_capacity(
             1 << 20,
-            fs::File::create(&tmp_key).map_err(|e| anyhow::anyhow!("{}: {e}", truth.display()))?,
+            StopWriter(fs::File::create(&tmp_key).map_err(|e| anyhow::anyhow!("{}: {e}", truth.display()))?),
         );
         let totals = pov_synth::generate(&cfg, cap, key)?;
         fs::rename(&tmp_cap, &out)?;
@@ -201,7 +230,7 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             let _ = fs::remove_file(&tmp_cap);
             let _ = fs::remove_file(&tmp_key);
-            return Err(e);
+            return Err(stopped_or(e));
         }
     };
     if !a.quiet && io::stderr().is_terminal() {
