@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::util::root;
 
-fn check_of(target: &str) -> fn(&[u8]) {
+fn check_of(target: &str) -> pov::testing::Check {
     pov::testing::CHECKS
         .iter()
         .find(|(name, _)| *name == target)

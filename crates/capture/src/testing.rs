@@ -296,8 +296,7 @@ pub fn run_http_script_upto<S: StreamSink + ?Sized>(data: &[u8], sink: &mut S, m
     let mut frame = 0u64;
     let mut next_id: ConnId = 0;
     let mut scratch: Vec<u8> = Vec::new();
-    loop {
-        let Some(&op) = take(1).first() else { break };
+    while let Some(&op) = take(1).first() {
         t = t + Dur::from_millis(1);
         frame += 1;
         let kind = op & 7;

@@ -51,9 +51,13 @@ use crate::users::{
 };
 use pov_privacy::Masker;
 
+/// A check: runs one fuzz input through pov and panics if an invariant
+/// breaks.
+pub type Check = fn(&[u8]);
+
 /// Every check by the name of its fuzz target (and of its folders under
 /// `fuzz/corpus/` and `fuzz/regressions/`).
-pub const CHECKS: &[(&str, fn(&[u8]))] = &[
+pub const CHECKS: &[(&str, Check)] = &[
     ("capture", pov_capture::testing::check_capture_bytes),
     ("frames", pov_capture::testing::check_frames),
     ("http", pov_capture::testing::check_http),
@@ -880,7 +884,7 @@ pub fn check_replay(data: &[u8]) {
     let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("shop.example").to_string();
     let path = |u: &str| -> Vec<u8> {
         let rest = u.split("://").nth(1).unwrap_or("");
-        rest.find('/').map(|i| rest[i..].as_bytes().to_vec()).unwrap_or_else(|| b"/".to_vec())
+        rest.find('/').map(|i| rest.as_bytes()[i..].to_vec()).unwrap_or_else(|| b"/".to_vec())
     };
     let mk = |i: u32, target: Vec<u8>, ct: &str, body: &str, status: u16| {
         let t0 = pov_capture::testing::SCRIPT_START + Dur::from_millis(100 * i64::from(i));

@@ -342,7 +342,10 @@ fn html_form_fields_and_meta_tags() {
     // The same token posted back in the form body gets the same mask.
     assert_eq!(m.form(b"authenticity_token=Zm9vYmFy%2B%2F%3D"), format!("authenticity_token={}", k("Zm9vYmFy+/=")));
     // Names by `id`, attributes in any order, the value before the name.
-    assert_eq!(m.text(r#"<input value="s3cr3t" id="api_key">"#), format!(r#"<input value="{}" id="api_key">"#, k("s3cr3t")));
+    assert_eq!(
+        m.text(r#"<input value="s3cr3t" id="api_key">"#),
+        format!(r#"<input value="{}" id="api_key">"#, k("s3cr3t"))
+    );
     // Not a tag of ours, or cut short: left to the other rules, unchanged.
     for same in [
         r#"<inputs name="token" value="x">"#,

@@ -158,7 +158,8 @@ fn html_tag(m: &Masker, s: &[u8], i: usize, out: &mut Vec<u8>) -> Option<usize> 
         return None;
     }
     let attrs = attributes(&s[..s.len().min(i + MAX_TAG)], i + 1 + name_len)?;
-    let value_of = |want: &[u8]| attrs.attrs.iter().find(|a| a.name.eq_ignore_ascii_case(want)).map(|a| &s[a.value.0..a.value.1]);
+    let value_of =
+        |want: &[u8]| attrs.attrs.iter().find(|a| a.name.eq_ignore_ascii_case(want)).map(|a| &s[a.value.0..a.value.1]);
     let secret = |want: &[u8]| value_of(want).is_some_and(|v| !v.is_empty() && m.secret_name(v));
     let masked: &[u8] = if is_input {
         let password = value_of(b"type").is_some_and(|t| t.eq_ignore_ascii_case(b"password"));
