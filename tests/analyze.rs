@@ -673,3 +673,37 @@ fn a_full_tmpfs_is_an_error_and_leaves_no_file() {
     assert!(lines.iter().any(|l| l.contains("No such file")), "{said}");
     assert!(!lines.iter().any(|l| l.contains("parquet") || l.contains(".pov-") || l.contains(".tmp.")), "{said}");
 }
+
+#[test]
+fn a_second_run_into_the_same_folder_leaves_no_replay_of_the_first() {
+    let d = TempDir::new("stale-replays");
+    let out = d.path("out");
+    let shop = util::root().join("samples/shop.pcap");
+    let replays = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join("replays"))
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    util::pov_ok(&["analyze", "--quiet", "--replays", "5", "--out", s(&out), s(&shop)]);
+    let first = replays(&out);
+    assert_eq!(first.len(), 5, "{first:?}");
+    // A file of the user's own in the folder stays.
+    std::fs::write(out.join("replays/notes.txt"), "mine").unwrap();
+    util::pov_ok(&["analyze", "--quiet", "--replays", "2", "--out", s(&out), s(&shop)]);
+    let second = replays(&out);
+    let linked: Vec<String> = summary(&out)["replays"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().trim_start_matches("replays/").to_string())
+        .collect();
+    assert_eq!(linked.len(), 2);
+    let mut expected = linked.clone();
+    expected.push("notes.txt".into());
+    expected.sort();
+    assert_eq!(second, expected, "only this run's replays (and the user's file)");
+    util::pov_ok(&["analyze", "--quiet", "--replays", "0", "--out", s(&out), s(&shop)]);
+    assert_eq!(replays(&out), ["notes.txt"]);
+}

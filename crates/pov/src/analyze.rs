@@ -119,7 +119,22 @@ impl RunDir {
             fs::rename(&from, &to).map_err(named)?;
             done.push(to);
         }
+        self.remove_stale_replays(&done);
         Ok(done)
+    }
+
+    /// Removes the HTML replays of an earlier run into the same folder that
+    /// this run did not write: they would show another night's customers
+    /// (perhaps unmasked), and report.html no longer links them. pov owns
+    /// `OUT/replays/`; only `.html` files there are touched.
+    fn remove_stale_replays(&self, published: &[PathBuf]) {
+        let Ok(entries) = fs::read_dir(self.out.join("replays")) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "html") && p.is_file() && !published.contains(&p) {
+                let _ = fs::remove_file(&p);
+            }
+        }
     }
 }
 
