@@ -133,6 +133,30 @@ impl Buffer {
         true
     }
 
+    /// As [`Buffer::push`], taking the value: its strings are moved, not
+    /// copied.
+    fn push_owned(&mut self, v: serde_json::Value) -> bool {
+        use serde_json::Value as J;
+        match (self, v) {
+            (Buffer::Str(b), J::String(s)) => {
+                b.push(Some(s));
+                true
+            }
+            (Buffer::StrList(b), J::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    match i {
+                        J::String(s) => out.push(s),
+                        _ => return false,
+                    }
+                }
+                b.push(Some(out));
+                true
+            }
+            (buf, v) => buf.push(&v),
+        }
+    }
+
     /// The buffered values as a column, leaving the buffer empty.
     fn take(&mut self, name: &str) -> Column {
         let name = PlSmallStr::from(name);
@@ -187,6 +211,9 @@ pub struct ParquetWriter<W: Write> {
     out: Rc<RefCell<W>>,
     writer: polars::io::parquet::write::BatchedWriter<Shared<W>>,
     columns: Vec<(String, Kind)>,
+    /// Column indices in the order of their names, to find a key's column
+    /// by binary search.
+    by_name: Vec<usize>,
     buffers: Vec<Buffer>,
     rows: usize,
     /// Text bytes of the buffered rows.
@@ -209,6 +236,11 @@ impl<W: Write> ParquetWriter<W> {
             out,
             writer,
             columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
+            by_name: {
+                let mut v: Vec<usize> = (0..columns.len()).collect();
+                v.sort_by_key(|&i| columns[i].0);
+                v
+            },
             buffers: columns.iter().map(|(_, k)| Buffer::new(*k)).collect(),
             rows: 0,
             bytes: 0,
@@ -243,6 +275,39 @@ impl<W: Write> ParquetWriter<W> {
             let v = record.get(name).unwrap_or(&null);
             self.bytes += text_bytes(v);
             buf.push(v);
+        }
+        self.rows += 1;
+        self.total += 1;
+        if self.rows >= ROW_GROUP_ROWS || self.bytes >= ROW_GROUP_BYTES {
+            self.flush_rows()?;
+        }
+        Ok(())
+    }
+
+    /// As [`ParquetWriter::push`], taking the record: one pass over its
+    /// keys, its strings moved into the columns (not copied).
+    pub fn push_owned(&mut self, record: serde_json::Value) -> io::Result<()> {
+        let serde_json::Value::Object(map) = record else { return self.push(&record) };
+        let mut cells: Vec<Option<serde_json::Value>> = (0..self.columns.len()).map(|_| None).collect();
+        for (k, v) in map {
+            if let Ok(at) = self.by_name.binary_search_by(|&i| self.columns[i].0.as_str().cmp(k.as_str())) {
+                cells[self.by_name[at]] = Some(v);
+            }
+        }
+        let null = serde_json::Value::Null;
+        for (((name, kind), buf), cell) in self.columns.iter().zip(&self.buffers).zip(&cells) {
+            let v = cell.as_ref().unwrap_or(&null);
+            if !buf.fits(v) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("parquet: column {name} is {kind:?}, the record has {v}"),
+                ));
+            }
+        }
+        for (buf, cell) in self.buffers.iter_mut().zip(cells) {
+            let v = cell.unwrap_or(serde_json::Value::Null);
+            self.bytes += text_bytes(&v);
+            buf.push_owned(v);
         }
         self.rows += 1;
         self.total += 1;
@@ -360,5 +425,29 @@ mod tests {
         let df = read(w.finish().unwrap());
         assert_eq!(df.height(), 1);
         assert_eq!(df.column("name").unwrap().str().unwrap().get(0), Some("b"));
+    }
+
+    #[test]
+    fn owned_records_write_the_same_file() {
+        let recs = [
+            serde_json::json!({"tags": ["a", "b"], "name": "r0", "n": 7, "d": -1, "x": 0.5, "ok": true, "extra": 1}),
+            serde_json::json!({"n": 8, "name": null}),
+            serde_json::json!({"ok": false, "x": 3, "tags": [], "zzz": "ignored", "d": 4}),
+        ];
+        let (mut a, mut b) =
+            (ParquetWriter::new(Vec::new(), COLS).unwrap(), ParquetWriter::new(Vec::new(), COLS).unwrap());
+        for r in &recs {
+            a.push(r).unwrap();
+            b.push_owned(r.clone()).unwrap();
+        }
+        let (a, b) = (read(a.finish().unwrap()), read(b.finish().unwrap()));
+        assert!(a.equals_missing(&b), "{a}\n{b}");
+        assert_eq!(b.column("name").unwrap().str().unwrap().get(0), Some("r0"));
+        assert_eq!(b.column("d").unwrap().i64().unwrap().get(2), Some(4));
+        // A value of the wrong type is refused the same way.
+        let mut w = ParquetWriter::new(Vec::new(), COLS).unwrap();
+        let e = w.push_owned(serde_json::json!({"n": "seven"})).unwrap_err();
+        assert!(e.to_string().contains("column n"), "{e}");
+        assert_eq!(w.rows(), 0);
     }
 }

@@ -262,18 +262,38 @@ pub fn escape(s: &str) -> String {
 /// (`<!--<script`), or break a JavaScript reader. It parses back to the
 /// same value. The HTML replay's data block and report.html use it.
 pub fn script_json(json: &str) -> String {
-    let mut o = String::with_capacity(json.len() + json.len() / 16);
-    for c in json.chars() {
-        match c {
-            '<' => o.push_str("\\u003c"),
-            '>' => o.push_str("\\u003e"),
-            '&' => o.push_str("\\u0026"),
-            '\u{2028}' => o.push_str("\\u2028"),
-            '\u{2029}' => o.push_str("\\u2029"),
-            c => o.push(c),
+    let mut o = Vec::with_capacity(json.len() + json.len() / 16);
+    script_json_into(json.as_bytes(), &mut o);
+    // Only ASCII escapes replace whole characters: still UTF-8.
+    String::from_utf8(o).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`script_json`] on bytes, appended to `out`: the runs between the
+/// characters to escape are copied whole.
+fn script_json_into(json: &[u8], out: &mut Vec<u8>) {
+    let mut from = 0;
+    let mut i = 0;
+    while i < json.len() {
+        let esc: Option<(&[u8], usize)> = match json[i] {
+            b'<' => Some((b"\\u003c", 1)),
+            b'>' => Some((b"\\u003e", 1)),
+            b'&' => Some((b"\\u0026", 1)),
+            // U+2028 and U+2029 in UTF-8.
+            0xE2 if json.get(i + 1) == Some(&0x80) && json.get(i + 2) == Some(&0xA8) => Some((b"\\u2028", 3)),
+            0xE2 if json.get(i + 1) == Some(&0x80) && json.get(i + 2) == Some(&0xA9) => Some((b"\\u2029", 3)),
+            _ => None,
+        };
+        match esc {
+            Some((with, n)) => {
+                out.extend_from_slice(&json[from..i]);
+                out.extend_from_slice(with);
+                i += n;
+                from = i;
+            }
+            None => i += 1,
         }
     }
-    o
+    out.extend_from_slice(&json[from..]);
 }
 
 /// A HAR-style entry for the details panel, with its body cut to a preview.
@@ -337,7 +357,17 @@ pub fn write(
     let (head, tail) = TEMPLATE.split_once("{{DATA}}").unwrap_or((TEMPLATE, ""));
     let out = &mut Out { w, err: None };
     out.push_str(&head.replace("{{TITLE}}", &escape(&title)));
-    let put = |out: &mut Out<'_>, v: &Value| out.push_str(&script_json(&v.to_string()));
+    // Each value serialized into one reused buffer, then escaped into
+    // another: no string per value.
+    let (mut raw, mut safe) = (Vec::new(), Vec::new());
+    let mut put = |out: &mut Out<'_>, v: &Value| {
+        raw.clear();
+        safe.clear();
+        if serde_json::to_writer(&mut raw, v).is_ok() {
+            script_json_into(&raw, &mut safe);
+            out.push_bytes(&safe);
+        }
+    };
     out.push_str("{\"sessions\":[");
     for (si, s) in sessions.iter().enumerate() {
         if si > 0 {
@@ -447,8 +477,12 @@ struct Out<'w> {
 
 impl Out<'_> {
     fn push_str(&mut self, s: &str) {
+        self.push_bytes(s.as_bytes());
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) {
         if self.err.is_none()
-            && let Err(e) = self.w.write_all(s.as_bytes())
+            && let Err(e) = self.w.write_all(b)
         {
             self.err = Some(e);
         }
