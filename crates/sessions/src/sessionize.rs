@@ -215,10 +215,12 @@ type Bucket = (IpAddr, String);
 /// Requests from one address and User-Agent waiting for a cookie, in
 /// arrival order. Each has a sequence number, so that the requests of one
 /// connection can be taken out in O(1) each (leaving a hole) rather than
-/// by searching the queue.
+/// by searching the queue. Each is boxed: the queue's slots (which
+/// grow by doubling, and hold holes) stay a pointer wide, and a request
+/// handed on frees its own room at once.
 #[derive(Default)]
 struct Waiting {
-    items: VecDeque<Option<Tx>>,
+    items: VecDeque<Option<Box<Tx>>>,
     /// Sequence number of `items[0]`.
     base: u64,
     live: usize,
@@ -226,7 +228,7 @@ struct Waiting {
 
 impl Waiting {
     fn push(&mut self, tx: Tx) -> u64 {
-        self.items.push_back(Some(tx));
+        self.items.push_back(Some(Box::new(tx)));
         self.live += 1;
         self.base + self.items.len() as u64 - 1
     }
@@ -253,17 +255,17 @@ impl Waiting {
         let t = self.items.get_mut(i)?.take()?;
         self.live -= 1;
         self.trim();
-        Some(t)
+        Some(*t)
     }
 
     /// Takes out the requests at the front while `expired` says so.
     fn pop_expired(&mut self, mut expired: impl FnMut(&Tx) -> bool) -> Vec<Tx> {
         let mut out = Vec::new();
         self.trim();
-        while self.items.front().and_then(|x| x.as_ref()).is_some_and(&mut expired) {
+        while self.items.front().and_then(|x| x.as_deref()).is_some_and(&mut expired) {
             crate::work::step(1);
             if let Some(Some(t)) = self.items.pop_front() {
-                out.push(t);
+                out.push(*t);
                 self.live -= 1;
             }
             self.base += 1;
@@ -277,10 +279,10 @@ impl Waiting {
         let mut out = Vec::new();
         for slot in self.items.iter_mut() {
             crate::work::step(1);
-            if slot.as_ref().is_some_and(&mut want)
+            if slot.as_deref().is_some_and(&mut want)
                 && let Some(t) = slot.take()
             {
-                out.push(t);
+                out.push(*t);
             }
         }
         self.live -= out.len();
@@ -290,7 +292,7 @@ impl Waiting {
 
     /// Every request still waiting, in order.
     fn into_txs(self) -> impl Iterator<Item = Tx> {
-        self.items.into_iter().flatten()
+        self.items.into_iter().flatten().map(|t| *t)
     }
 
     fn conns(&self) -> impl Iterator<Item = u64> + '_ {
