@@ -10,8 +10,9 @@
 //! Resources are stored once in the page (the same logo fetched by every
 //! user is one entry) and joined to a document only when it is shown.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use pov_capture::Ts;
@@ -325,6 +326,44 @@ fn details(t: &HttpTransaction, session_start: Ts, m: &Masker) -> Value {
     e
 }
 
+/// Most page views shown per session. A replay is for a person to step
+/// through: a session of tens of thousands of page views (a robot, or
+/// traffic made to be expensive) would make a page of tens of megabytes
+/// that no browser opens, and cost time in proportion.
+pub const MAX_PAGES: usize = 1000;
+
+/// `s` with at most `max` page views: those with a failure first (in
+/// order), then the earliest of the rest; with the failures and requests
+/// of the pages kept (and failures on no page). Returns how many page
+/// views were left out.
+pub fn trim(s: &ReplaySession, max: usize) -> (Cow<'_, ReplaySession>, usize) {
+    if s.pages.len() <= max {
+        return (Cow::Borrowed(s), 0);
+    }
+    let failed: HashSet<usize> = s.failures.iter().filter_map(|f| f.page).collect();
+    let mut keep: Vec<usize> = (0..s.pages.len()).filter(|p| failed.contains(p)).take(max).collect();
+    let room = max - keep.len();
+    keep.extend((0..s.pages.len()).filter(|p| !failed.contains(p)).take(room));
+    keep.sort_unstable();
+    let new_index: HashMap<usize, usize> = keep.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+    let pages: Vec<ReplayPage> = keep.iter().map(|&p| s.pages[p].clone()).collect();
+    let failures: Vec<ReplayFailure> = s
+        .failures
+        .iter()
+        .filter(|f| f.page.is_none_or(|p| new_index.contains_key(&p)))
+        .map(|f| ReplayFailure { page: f.page.and_then(|p| new_index.get(&p).copied()), ..f.clone() })
+        .collect();
+    let wanted: HashSet<usize> = pages
+        .iter()
+        .flat_map(|p| p.txs.iter().copied().chain(p.document))
+        .chain(failures.iter().filter_map(|f| f.tx))
+        .collect();
+    let txs = s.txs.iter().copied().filter(|i| wanted.contains(i)).collect();
+    let left_out = s.pages.len() - pages.len();
+    let (id, user, start, end) = (s.id.clone(), s.user.clone(), s.start, s.end);
+    (Cow::Owned(ReplaySession { id, user, start, end, pages, failures, txs }), left_out)
+}
+
 /// The replay page for `sessions`, whose indices point into `txs`.
 ///
 /// The page's data block is written piece by piece (each page view,
@@ -350,10 +389,18 @@ pub fn write(
 ) -> std::io::Result<()> {
     let mut res = Resources::new(txs, m.clone());
     let mut docs = Docs::default();
-    let title = match sessions {
+    let trimmed: Vec<(Cow<'_, ReplaySession>, usize)> = sessions.iter().map(|s| trim(s, MAX_PAGES)).collect();
+    let left_out: usize = trimmed.iter().map(|(_, n)| n).sum();
+    let mut title = match sessions {
         [one] => format!("pov replay: session {}", one.id),
         _ => format!("pov replay: {} sessions", sessions.len()),
     };
+    if left_out > 0 {
+        title.push_str(&format!(
+            " ({left_out} page views left out: at most {MAX_PAGES} per session, those with failures first)"
+        ));
+    }
+    let sessions: Vec<&ReplaySession> = trimmed.iter().map(|(s, _)| s.as_ref()).collect();
     let (head, tail) = TEMPLATE.split_once("{{DATA}}").unwrap_or((TEMPLATE, ""));
     let out = &mut Out { w, err: None };
     out.push_str(&head.replace("{{TITLE}}", &escape(&title)));
@@ -564,5 +611,51 @@ mod tests {
         let block = &page[start..start + page[start..].find("</script>").unwrap()];
         assert!(!block.contains('<'), "{block}");
         assert_eq!(serde_json::from_str::<Value>(block).unwrap()["sessions"][0]["id"], "<!--<script>");
+    }
+
+    #[test]
+    fn a_long_session_keeps_its_failed_pages_and_the_earliest_others() {
+        let page = |i: usize| ReplayPage {
+            url: format!("http://shop.example/p/{i}"),
+            name: None,
+            start: Ts(i as i64),
+            load_ms: 1.0,
+            status: Some(200),
+            document: Some(2 * i),
+            txs: vec![2 * i, 2 * i + 1],
+        };
+        let failure = |page: Option<usize>, tx: Option<usize>| ReplayFailure {
+            kind: "server_error".into(),
+            rule: "status_5xx".into(),
+            severity: "critical".into(),
+            page,
+            tx,
+            ts: Ts(0),
+            url: "/".into(),
+            status: Some(500),
+            detail: String::new(),
+        };
+        let s = ReplaySession {
+            id: "u/1".into(),
+            user: "u".into(),
+            start: Ts(0),
+            end: Ts(2500),
+            pages: (0..2500).map(page).collect(),
+            failures: vec![failure(Some(2400), Some(4800)), failure(Some(5), Some(10)), failure(None, Some(4999))],
+            txs: (0..5000).collect(),
+        };
+        let (t, left_out) = trim(&s, 10);
+        assert_eq!(left_out, 2490);
+        let kept: Vec<usize> = t.pages.iter().map(|p| p.start.0 as usize).collect();
+        assert_eq!(kept, [0, 1, 2, 3, 4, 5, 6, 7, 8, 2400], "failed pages first, then the earliest");
+        let pages: Vec<Option<usize>> = t.failures.iter().map(|f| f.page).collect();
+        assert_eq!(pages, [Some(9), Some(5), None], "failures follow their pages");
+        assert_eq!(t.txs.len(), 21, "the kept pages' requests and the failure on no page");
+        assert!(t.txs.contains(&4999) && t.txs.contains(&4801) && !t.txs.contains(&20));
+        // Short sessions are not copied.
+        assert!(matches!(trim(&s, 2500), (Cow::Borrowed(_), 0)));
+        // The page says what it left out.
+        let one = html(std::slice::from_ref(&s), &[], &Masker::default(), "0");
+        assert!(one.contains(&format!("1500 page views left out: at most {MAX_PAGES} per session")), "title");
     }
 }
