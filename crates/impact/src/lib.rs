@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod parquet;
+mod row;
 pub mod summary;
 
 pub use parquet::{Kind, ParquetWriter};

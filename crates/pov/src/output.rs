@@ -209,7 +209,7 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
     pub fn write(&mut self, r: &R) -> io::Result<()> {
         let out = match &mut self.out {
             Out::Parquet(p) => {
-                p.push_owned(serde_json::to_value(r).map_err(io::Error::other)?)?;
+                p.push_record(r)?;
                 self.count += 1;
                 return Ok(());
             }
