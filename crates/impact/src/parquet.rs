@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use polars::prelude::{
     Column, DataFrame, DataType, Field, IntoSeries, ListBuilderTrait, ListStringChunkedBuilder, NamedFrom,
-    ParquetCompression, PlSmallStr, Schema, Series,
+    ParquetCompression, PlSmallStr, Schema, Series, StringChunkedBuilder,
 };
 
 /// The type of a column.
@@ -60,9 +60,30 @@ fn text_bytes(v: &serde_json::Value) -> usize {
     }
 }
 
+/// A text column's values for the rows not yet written, appended to
+/// polars' own buffer as they come (no `String` kept per value).
+struct StrCol(StringChunkedBuilder);
+
+impl StrCol {
+    fn new() -> StrCol {
+        StrCol(StringChunkedBuilder::new(PlSmallStr::EMPTY, 1024))
+    }
+
+    fn push<S: AsRef<str>>(&mut self, v: Option<S>) {
+        match v {
+            Some(s) => self.0.append_value(s),
+            None => self.0.append_null(),
+        }
+    }
+
+    fn take(&mut self, name: PlSmallStr) -> Series {
+        std::mem::replace(self, StrCol::new()).0.finish().with_name(name).into_series()
+    }
+}
+
 /// Values of one column for the rows not yet written.
 enum Buffer {
-    Str(Vec<Option<String>>),
+    Str(StrCol),
     U64(Vec<Option<u64>>),
     I64(Vec<Option<i64>>),
     F64(Vec<Option<f64>>),
@@ -73,7 +94,7 @@ enum Buffer {
 impl Buffer {
     fn new(kind: Kind) -> Buffer {
         match kind {
-            Kind::Str => Buffer::Str(Vec::new()),
+            Kind::Str => Buffer::Str(StrCol::new()),
             Kind::U64 => Buffer::U64(Vec::new()),
             Kind::I64 => Buffer::I64(Vec::new()),
             Kind::F64 => Buffer::F64(Vec::new()),
@@ -102,7 +123,7 @@ impl Buffer {
         use serde_json::Value as J;
         if v.is_null() {
             match self {
-                Buffer::Str(b) => b.push(None),
+                Buffer::Str(b) => b.push(None::<&str>),
                 Buffer::U64(b) => b.push(None),
                 Buffer::I64(b) => b.push(None),
                 Buffer::F64(b) => b.push(None),
@@ -112,7 +133,7 @@ impl Buffer {
             return true;
         }
         match (self, v) {
-            (Buffer::Str(b), J::String(s)) => b.push(Some(s.clone())),
+            (Buffer::Str(b), J::String(s)) => b.push(Some(s)),
             // An object (e.g. counts by kind) is kept as its JSON text.
             (Buffer::Str(b), J::Object(_)) => b.push(Some(v.to_string())),
             (Buffer::U64(b), J::Number(n)) if n.as_u64().is_some() => b.push(n.as_u64()),
@@ -184,7 +205,7 @@ impl Buffer {
             (Buffer::F64(b), Cell::I64(n)) => b.push(Some(n as f64)),
             (Buffer::Bool(b), Cell::Bool(x)) => b.push(Some(x)),
             (Buffer::StrList(b), Cell::List(items)) => b.push(Some(items)),
-            (Buffer::Str(b), _) => b.push(None),
+            (Buffer::Str(b), _) => b.push(None::<&str>),
             (Buffer::U64(b), _) => b.push(None),
             (Buffer::I64(b), _) => b.push(None),
             (Buffer::F64(b), _) => b.push(None),
@@ -197,7 +218,7 @@ impl Buffer {
     fn take(&mut self, name: &str) -> Column {
         let name = PlSmallStr::from(name);
         let series = match self {
-            Buffer::Str(b) => Series::new(name, std::mem::take(b)),
+            Buffer::Str(b) => b.take(name),
             Buffer::U64(b) => Series::new(name, std::mem::take(b)),
             Buffer::I64(b) => Series::new(name, std::mem::take(b)),
             Buffer::F64(b) => Series::new(name, std::mem::take(b)),
