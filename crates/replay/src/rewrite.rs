@@ -269,7 +269,17 @@ fn write_tag(out: &mut String, name: &str, attrs: &[Attr<'_>], self_closing: boo
         out.push_str(a.name);
         if let Some(v) = &a.value {
             out.push_str("=\"");
-            out.push_str(&v.replace('"', "&quot;"));
+            // `<` and `>` as references too (the same value once decoded):
+            // a captured value holding `<script>` then reads as no markup
+            // to anything that looks at the page, not only to browsers.
+            for c in v.chars() {
+                match c {
+                    '"' => out.push_str("&quot;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    c => out.push(c),
+                }
+            }
             out.push('"');
         }
     }
@@ -534,6 +544,19 @@ mod tests {
                 Use::Style => format!("/*CSS {url}*/"),
             })
         }
+    }
+
+    #[test]
+    fn markup_inside_attribute_values_is_written_as_references() {
+        // Found by the replay fuzz target: a quoted value running over
+        // what looks like a <script> element kept it as raw text.
+        let page = r#"<img alt="a <textarea><script>x()</script> b" src="/a.png"><p title='1 > 0'>t</p>"#;
+        let out = rewrite_html(page, "http://shop.example.com/", &mut Fake(Vec::new()));
+        assert!(!out.to_ascii_lowercase().contains("<script"), "{out}");
+        assert!(out.contains(r#"alt="a &lt;textarea&gt;&lt;script&gt;x()&lt;/script&gt; b""#), "{out}");
+        // Written again, the value stays the same references.
+        let again = rewrite_html(&out, "http://shop.example.com/", &mut Fake(Vec::new()));
+        assert!(again.contains(r#"alt="a &lt;textarea&gt;&lt;script&gt;x()&lt;/script&gt; b""#), "{again}");
     }
 
     #[test]
