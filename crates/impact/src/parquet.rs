@@ -49,17 +49,6 @@ pub const ROW_GROUP_ROWS: usize = 16384;
 /// hold tens of thousands of them.
 pub const ROW_GROUP_BYTES: usize = 8 << 20;
 
-/// Text bytes a value holds once buffered (about).
-fn text_bytes(v: &serde_json::Value) -> usize {
-    use serde_json::Value as J;
-    match v {
-        J::String(s) => s.len() + 24,
-        J::Array(items) => items.iter().map(text_bytes).sum::<usize>() + 24,
-        J::Object(m) => m.iter().map(|(k, v)| k.len() + text_bytes(v) + 4).sum::<usize>() + 24,
-        _ => 16,
-    }
-}
-
 /// A text column's values for the rows not yet written, appended to
 /// polars' own buffer as they come (no `String` kept per value).
 struct StrCol(StringChunkedBuilder);
@@ -103,83 +92,7 @@ impl Buffer {
         }
     }
 
-    /// Whether `v` fits the column's type.
-    fn fits(&self, v: &serde_json::Value) -> bool {
-        use serde_json::Value as J;
-        match (self, v) {
-            (_, J::Null)
-            | (Buffer::Str(_), J::String(_) | J::Object(_))
-            | (Buffer::F64(_), J::Number(_))
-            | (Buffer::Bool(_), J::Bool(_)) => true,
-            (Buffer::U64(_), J::Number(n)) => n.as_u64().is_some(),
-            (Buffer::I64(_), J::Number(n)) => n.as_i64().is_some(),
-            (Buffer::StrList(_), J::Array(items)) => items.iter().all(J::is_string),
-            _ => false,
-        }
-    }
-
-    /// Appends `v` (which [`Buffer::fits`]); false when it does not fit.
-    fn push(&mut self, v: &serde_json::Value) -> bool {
-        use serde_json::Value as J;
-        if v.is_null() {
-            match self {
-                Buffer::Str(b) => b.push(None::<&str>),
-                Buffer::U64(b) => b.push(None),
-                Buffer::I64(b) => b.push(None),
-                Buffer::F64(b) => b.push(None),
-                Buffer::Bool(b) => b.push(None),
-                Buffer::StrList(b) => b.push(None),
-            }
-            return true;
-        }
-        match (self, v) {
-            (Buffer::Str(b), J::String(s)) => b.push(Some(s)),
-            // An object (e.g. counts by kind) is kept as its JSON text.
-            (Buffer::Str(b), J::Object(_)) => b.push(Some(v.to_string())),
-            (Buffer::U64(b), J::Number(n)) if n.as_u64().is_some() => b.push(n.as_u64()),
-            (Buffer::I64(b), J::Number(n)) if n.as_i64().is_some() => b.push(n.as_i64()),
-            (Buffer::F64(b), J::Number(n)) => b.push(n.as_f64()),
-            (Buffer::Bool(b), J::Bool(x)) => b.push(Some(*x)),
-            (Buffer::StrList(b), J::Array(items)) => {
-                let mut out = Vec::with_capacity(items.len());
-                for i in items {
-                    match i {
-                        J::String(s) => out.push(s.clone()),
-                        _ => return false,
-                    }
-                }
-                b.push(Some(out));
-            }
-            _ => return false,
-        }
-        true
-    }
-
-    /// As [`Buffer::push`], taking the value: its strings are moved, not
-    /// copied.
-    fn push_owned(&mut self, v: serde_json::Value) -> bool {
-        use serde_json::Value as J;
-        match (self, v) {
-            (Buffer::Str(b), J::String(s)) => {
-                b.push(Some(s));
-                true
-            }
-            (Buffer::StrList(b), J::Array(items)) => {
-                let mut out = Vec::with_capacity(items.len());
-                for i in items {
-                    match i {
-                        J::String(s) => out.push(s),
-                        _ => return false,
-                    }
-                }
-                b.push(Some(out));
-                true
-            }
-            (buf, v) => buf.push(&v),
-        }
-    }
-
-    /// Whether `c` fits the column's type (as [`Buffer::fits`] for JSON).
+    /// Whether `c` fits the column's type.
     fn fits_cell(&self, c: &Cell) -> bool {
         matches!(
             (self, c),
@@ -316,68 +229,16 @@ impl<W: Write> ParquetWriter<W> {
         self.groups
     }
 
-    /// Appends one record (nothing of it when a value does not fit).
+    /// Appends one record given as a JSON object (nothing of it when a
+    /// value does not fit); the same as [`ParquetWriter::push_record`].
     pub fn push(&mut self, record: &serde_json::Value) -> io::Result<()> {
-        let null = serde_json::Value::Null;
-        for ((name, kind), buf) in self.columns.iter().zip(&self.buffers) {
-            let v = record.get(name).unwrap_or(&null);
-            if !buf.fits(v) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("parquet: column {name} is {kind:?}, the record has {v}"),
-                ));
-            }
-        }
-        for ((name, _), buf) in self.columns.iter().zip(self.buffers.iter_mut()) {
-            let v = record.get(name).unwrap_or(&null);
-            self.bytes += text_bytes(v);
-            buf.push(v);
-        }
-        self.rows += 1;
-        self.total += 1;
-        if self.rows >= ROW_GROUP_ROWS || self.bytes >= ROW_GROUP_BYTES {
-            self.flush_rows()?;
-        }
-        Ok(())
+        self.push_record(record)
     }
 
-    /// As [`ParquetWriter::push`], taking the record: one pass over its
-    /// keys, its strings moved into the columns (not copied).
-    pub fn push_owned(&mut self, record: serde_json::Value) -> io::Result<()> {
-        let serde_json::Value::Object(map) = record else { return self.push(&record) };
-        let mut cells: Vec<Option<serde_json::Value>> = (0..self.columns.len()).map(|_| None).collect();
-        for (k, v) in map {
-            if let Ok(at) = self.by_name.binary_search_by(|&i| self.columns[i].0.as_str().cmp(k.as_str())) {
-                cells[self.by_name[at]] = Some(v);
-            }
-        }
-        let null = serde_json::Value::Null;
-        for (((name, kind), buf), cell) in self.columns.iter().zip(&self.buffers).zip(&cells) {
-            let v = cell.as_ref().unwrap_or(&null);
-            if !buf.fits(v) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("parquet: column {name} is {kind:?}, the record has {v}"),
-                ));
-            }
-        }
-        for (buf, cell) in self.buffers.iter_mut().zip(cells) {
-            let v = cell.unwrap_or(serde_json::Value::Null);
-            self.bytes += text_bytes(&v);
-            buf.push_owned(v);
-        }
-        self.rows += 1;
-        self.total += 1;
-        if self.rows >= ROW_GROUP_ROWS || self.bytes >= ROW_GROUP_BYTES {
-            self.flush_rows()?;
-        }
-        Ok(())
-    }
-
-    /// Appends one record given as a serializable struct, taken apart
-    /// field by field straight into the columns (no JSON tree is built);
-    /// the same rows as [`ParquetWriter::push`] of its JSON.
-    pub fn push_record<T: serde::Serialize>(&mut self, record: &T) -> io::Result<()> {
+    /// Appends one record (a struct, or a JSON object), taken apart field
+    /// by field straight into the columns (no JSON tree is built); nothing
+    /// of it when a value does not fit its column.
+    pub fn push_record<T: ?Sized + serde::Serialize>(&mut self, record: &T) -> io::Result<()> {
         let mut cells: Vec<Cell> = (0..self.columns.len()).map(|_| Cell::Null).collect();
         let (columns, by_name) = (&self.columns, &self.by_name);
         crate::row::cells(record, |key, cell| {
@@ -514,30 +375,6 @@ mod tests {
         let df = read(w.finish().unwrap());
         assert_eq!(df.height(), 1);
         assert_eq!(df.column("name").unwrap().str().unwrap().get(0), Some("b"));
-    }
-
-    #[test]
-    fn owned_records_write_the_same_file() {
-        let recs = [
-            serde_json::json!({"tags": ["a", "b"], "name": "r0", "n": 7, "d": -1, "x": 0.5, "ok": true, "extra": 1}),
-            serde_json::json!({"n": 8, "name": null}),
-            serde_json::json!({"ok": false, "x": 3, "tags": [], "zzz": "ignored", "d": 4}),
-        ];
-        let (mut a, mut b) =
-            (ParquetWriter::new(Vec::new(), COLS).unwrap(), ParquetWriter::new(Vec::new(), COLS).unwrap());
-        for r in &recs {
-            a.push(r).unwrap();
-            b.push_owned(r.clone()).unwrap();
-        }
-        let (a, b) = (read(a.finish().unwrap()), read(b.finish().unwrap()));
-        assert!(a.equals_missing(&b), "{a}\n{b}");
-        assert_eq!(b.column("name").unwrap().str().unwrap().get(0), Some("r0"));
-        assert_eq!(b.column("d").unwrap().i64().unwrap().get(2), Some(4));
-        // A value of the wrong type is refused the same way.
-        let mut w = ParquetWriter::new(Vec::new(), COLS).unwrap();
-        let e = w.push_owned(serde_json::json!({"n": "seven"})).unwrap_err();
-        assert!(e.to_string().contains("column n"), "{e}");
-        assert_eq!(w.rows(), 0);
     }
 
     #[test]

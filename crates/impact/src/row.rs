@@ -1,7 +1,7 @@
 //! Records straight into column cells: a serde serializer for one record
-//! (a struct of scalars, optional scalars, lists of strings, and maps kept
-//! as JSON text), so writing a row builds no JSON tree and looks up no key
-//! twice.
+//! (a struct, or a JSON object, of scalars, optional scalars, lists of
+//! strings, and maps kept as JSON text), so writing a row builds no JSON
+//! tree and looks up no key twice.
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
@@ -68,9 +68,9 @@ fn unsupported(what: &str) -> Error {
     Error(format!("a record field cannot be {what}"))
 }
 
-/// Serializes a record (a struct) into `(field name, cell)` pairs, in field
-/// order, handed to `put`.
-pub(crate) fn cells<T: Serialize, F: FnMut(&'static str, Cell)>(record: &T, put: F) -> Result<(), Error> {
+/// Serializes a record (a struct or a map) into `(field name, cell)`
+/// pairs, in field order, handed to `put`.
+pub(crate) fn cells<T: ?Sized + Serialize, F: FnMut(&str, Cell)>(record: &T, put: F) -> Result<(), Error> {
     record.serialize(RowSer { put })
 }
 
@@ -86,14 +86,14 @@ macro_rules! not_a_struct {
     )*};
 }
 
-impl<F: FnMut(&'static str, Cell)> ser::Serializer for RowSer<F> {
+impl<F: FnMut(&str, Cell)> ser::Serializer for RowSer<F> {
     type Ok = ();
     type Error = Error;
     type SerializeSeq = Impossible<(), Error>;
     type SerializeTuple = Impossible<(), Error>;
     type SerializeTupleStruct = Impossible<(), Error>;
     type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
+    type SerializeMap = RowMap<F>;
     type SerializeStruct = Self;
     type SerializeStructVariant = Impossible<(), Error>;
 
@@ -144,8 +144,8 @@ impl<F: FnMut(&'static str, Cell)> ser::Serializer for RowSer<F> {
     ) -> Result<Self::SerializeTupleVariant, Error> {
         Err(unsupported("a record that is not a struct"))
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(unsupported("a record that is not a struct"))
+    fn serialize_map(self, _: Option<usize>) -> Result<RowMap<F>, Error> {
+        Ok(RowMap { put: self.put, key: None })
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Error> {
         Ok(self)
@@ -161,13 +161,45 @@ impl<F: FnMut(&'static str, Cell)> ser::Serializer for RowSer<F> {
     }
 }
 
-impl<F: FnMut(&'static str, Cell)> ser::SerializeStruct for RowSer<F> {
+impl<F: FnMut(&str, Cell)> ser::SerializeStruct for RowSer<F> {
     type Ok = ();
     type Error = Error;
 
     fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
         let cell = value.serialize(CellSer)?;
         (self.put)(key, cell);
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A record given as a map (a JSON object): text keys name the fields.
+struct RowMap<F> {
+    put: F,
+    key: Option<String>,
+}
+
+impl<F: FnMut(&str, Cell)> ser::SerializeMap for RowMap<F> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Error> {
+        match key.serialize(CellSer)? {
+            Cell::Str(k) => {
+                self.key = Some(k);
+                Ok(())
+            }
+            other => Err(Error(format!("a record's key is {other}, not text"))),
+        }
+    }
+
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
+        let key = self.key.take().unwrap_or_default();
+        let cell = value.serialize(CellSer)?;
+        (self.put)(&key, cell);
         Ok(())
     }
 
