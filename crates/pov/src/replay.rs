@@ -401,31 +401,18 @@ pub fn har(keep: &Keep, sel: &Selection, mask: &Masker) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pov_capture::http::{BodyInfo, Headers, Outcome, RequestHead, TxTiming};
+    use pov_capture::http::{Headers, RequestHead, TxTiming};
 
     fn tx(depth: u32) -> HttpTransaction {
         HttpTransaction {
-            conn: 1,
-            client: "10.0.0.1:1".parse().expect("addr"),
-            server: "10.0.0.2:80".parse().expect("addr"),
-            depth,
             request: Some(RequestHead {
                 method: "GET".into(),
                 uri: format!("/page/{depth}").into_bytes(),
                 version: Some(1),
                 headers: Headers::from_pairs([(&b"Host"[..], &b"shop"[..])]),
             }),
-            response: None,
-            interim: Vec::new(),
             timing: TxTiming { req_start: Some(Ts(i64::from(depth))), ..TxTiming::default() },
-            req_frames: None,
-            resp_frames: None,
-            request_body: BodyInfo::default(),
-            response_body: BodyInfo::default(),
-            outcome: Outcome::Complete,
-            waited: None,
-            missing_bytes: 0,
-            anomalies: Vec::new(),
+            ..HttpTransaction::new(1, "10.0.0.1:1".parse().expect("addr"), "10.0.0.2:80".parse().expect("addr"), depth)
         }
     }
 

@@ -889,10 +889,6 @@ pub fn check_replay(data: &[u8]) {
     let mk = |i: u32, target: Vec<u8>, ct: &str, body: &str, status: u16| {
         let t0 = pov_capture::testing::SCRIPT_START + Dur::from_millis(100 * i64::from(i));
         HttpTransaction {
-            conn: 1,
-            client: SocketAddr::from(([10, 0, 0, 1], 40000)),
-            server: SocketAddr::from(([10, 0, 0, 100], 80)),
-            depth: i,
             request: Some(RequestHead {
                 method: "GET".into(),
                 uri: target,
@@ -905,7 +901,6 @@ pub fn check_replay(data: &[u8]) {
                 reason: b"OK".to_vec(),
                 headers: Headers::from_pairs([(&b"Content-Type"[..], ct.as_bytes())]),
             }),
-            interim: Vec::new(),
             timing: TxTiming {
                 req_start: Some(t0),
                 req_end: Some(t0 + Dur::from_millis(1)),
@@ -914,14 +909,13 @@ pub fn check_replay(data: &[u8]) {
                 handshake_rtt: None,
                 req_resent: None,
             },
-            req_frames: None,
-            resp_frames: None,
-            request_body: BodyInfo::default(),
             response_body: BodyInfo::plain(body.as_bytes().to_vec()),
-            outcome: Outcome::Complete,
-            waited: None,
-            missing_bytes: 0,
-            anomalies: Vec::new(),
+            ..HttpTransaction::new(
+                1,
+                SocketAddr::from(([10, 0, 0, 1], 40000)),
+                SocketAddr::from(([10, 0, 0, 100], 80)),
+                i,
+            )
         }
     };
     let other_type = *Bytes(&[flags]).pick(&TYPES);

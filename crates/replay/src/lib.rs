@@ -222,24 +222,7 @@ mod tests {
         use pov_capture::http::{RequestHead, ResponseHead};
         let cfg = pov_privacy::PrivacyConfig { mask_key: Some("t".into()), ..Default::default() };
         let m = Masker::new(&cfg, true);
-        let mut tx = HttpTransaction {
-            conn: 1,
-            client: "10.0.0.1:40000".parse().unwrap(),
-            server: "10.0.0.2:80".parse().unwrap(),
-            depth: 1,
-            request: None,
-            response: None,
-            interim: Vec::new(),
-            timing: Default::default(),
-            req_frames: None,
-            resp_frames: None,
-            request_body: Default::default(),
-            response_body: Default::default(),
-            outcome: pov_capture::http::Outcome::Complete,
-            waited: None,
-            missing_bytes: 0,
-            anomalies: Vec::new(),
-        };
+        let mut tx = HttpTransaction::new(1, "10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), 1);
         tx.request = Some(RequestHead {
             method: "POST".into(),
             uri: b"/login;jsessionid=J5?p%61ssword=Q1&next=%2Fa".to_vec(),

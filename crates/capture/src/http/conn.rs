@@ -108,22 +108,8 @@ impl ConnHttp {
         let depth = self.next_depth;
         self.next_depth += 1;
         HttpTransaction {
-            conn: self.meta.id,
-            client: self.meta.client,
-            server: self.meta.server,
-            depth,
-            request: None,
-            response: None,
-            interim: Vec::new(),
             timing: TxTiming { handshake_rtt: self.meta.handshake.map(|h| h.rtt()), ..TxTiming::default() },
-            req_frames: None,
-            resp_frames: None,
-            request_body: BodyInfo::default(),
-            response_body: BodyInfo::default(),
-            outcome: Outcome::Complete,
-            waited: None,
-            missing_bytes: 0,
-            anomalies: Vec::new(),
+            ..HttpTransaction::new(self.meta.id, self.meta.client, self.meta.server, depth)
         }
     }
 

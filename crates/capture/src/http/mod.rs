@@ -455,6 +455,32 @@ pub struct HttpTransaction {
     pub anomalies: Vec<Anomaly>,
 }
 
+impl HttpTransaction {
+    /// Transaction `depth` of connection `conn` with nothing known of it
+    /// yet: no heads, no times, no bodies, no anomalies, outcome
+    /// `complete` (until something says otherwise).
+    pub fn new(conn: ConnId, client: SocketAddr, server: SocketAddr, depth: u32) -> HttpTransaction {
+        HttpTransaction {
+            conn,
+            client,
+            server,
+            depth,
+            request: None,
+            response: None,
+            interim: Vec::new(),
+            timing: TxTiming::default(),
+            req_frames: None,
+            resp_frames: None,
+            request_body: BodyInfo::default(),
+            response_body: BodyInfo::default(),
+            outcome: Outcome::Complete,
+            waited: None,
+            missing_bytes: 0,
+            anomalies: Vec::new(),
+        }
+    }
+}
+
 /// Receives finished transactions.
 pub trait TxSink {
     /// A finished transaction (in order of request time).

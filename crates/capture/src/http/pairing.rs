@@ -280,26 +280,12 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{BodyInfo, Outcome, TxTiming};
+    use crate::http::TxTiming;
 
     fn tx(start: i64) -> HttpTransaction {
         HttpTransaction {
-            conn: 1,
-            client: "10.0.0.1:1".parse().expect("addr"),
-            server: "10.0.0.2:80".parse().expect("addr"),
-            depth: 1,
-            request: None,
-            response: None,
-            interim: Vec::new(),
             timing: TxTiming { req_start: Some(Ts(start)), ..TxTiming::default() },
-            req_frames: None,
-            resp_frames: None,
-            request_body: BodyInfo::default(),
-            response_body: BodyInfo::default(),
-            outcome: Outcome::Complete,
-            waited: None,
-            missing_bytes: 0,
-            anomalies: Vec::new(),
+            ..HttpTransaction::new(1, "10.0.0.1:1".parse().expect("addr"), "10.0.0.2:80".parse().expect("addr"), 1)
         }
     }
 
