@@ -542,6 +542,36 @@ pub struct TcpStats {
     pub totals: HalfStats,
 }
 
+impl TcpStats {
+    /// Adds the counters of another reassembler (a shard of the same
+    /// capture). Peaks add up too: the sum of the shards' peaks bounds the
+    /// whole run's from above (the shards need not peak at once).
+    pub fn merge(&mut self, o: &TcpStats) {
+        self.segments += o.segments;
+        self.connections += o.connections;
+        self.mid_stream += o.mid_stream;
+        self.peak_active += o.peak_active;
+        self.closed_fin += o.closed_fin;
+        self.closed_rst += o.closed_rst;
+        self.closed_idle += o.closed_idle;
+        self.closed_end_of_capture += o.closed_end_of_capture;
+        self.evicted += o.evicted;
+        self.superseded += o.superseded;
+        self.port_reuse += o.port_reuse;
+        self.packets_after_close += o.packets_after_close;
+        self.ooo_cap_hits += o.ooo_cap_hits;
+        self.ooo_total_cap_hits += o.ooo_total_cap_hits;
+        self.budget_evictions += o.budget_evictions;
+        self.budget_flushes += o.budget_flushes;
+        self.ooo_peak_bytes += o.ooo_peak_bytes;
+        self.gap_bytes_acked_unseen += o.gap_bytes_acked_unseen;
+        self.gap_bytes_snaplen += o.gap_bytes_snaplen;
+        self.gap_bytes_buffer_limit += o.gap_bytes_buffer_limit;
+        self.gap_bytes_at_close += o.gap_bytes_at_close;
+        self.totals.add(&o.totals);
+    }
+}
+
 /// Reassembly limits and timeouts.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
@@ -840,9 +870,14 @@ impl Reassembler {
                     self.cfg.budget.charge(Holder::Connections, CONN_COST)
                 }
             };
-            let mut conn = Conn::new(self.next_id, seg);
+            // Named by the frame that opened it: the same name whichever
+            // reassembler (shard) sees it, and one a user can find in
+            // Wireshark (`frame.number == N`). Frames without numbers (0,
+            // or repeated, as in hand-made segments) get the next free one.
+            let id = seg.frame.max(self.next_id);
+            let mut conn = Conn::new(id, seg);
             conn.charge = charge;
-            self.next_id += 1;
+            self.next_id = id + 1;
             self.stats.connections += 1;
             self.active.insert(key, Box::new(conn));
             self.stats.peak_active = self.stats.peak_active.max(self.active.len() as u64);
@@ -879,6 +914,17 @@ impl Reassembler {
             };
             self.closed.insert(key, tomb);
         }
+    }
+
+    /// Moves capture time on to `now` without a segment, for a reassembler
+    /// that sees only some of a capture's connections (a shard): idle
+    /// connections close, and closed ones are forgotten, as they would
+    /// have on a segment of their own at that time.
+    pub fn advance<S: StreamSink + ?Sized>(&mut self, now: Ts, sink: &mut S) {
+        if now > self.now {
+            self.now = now;
+        }
+        self.expire(sink);
     }
 
     /// Ends the capture: every open connection closes (`EndOfCapture`) and
@@ -2321,9 +2367,11 @@ mod tests {
         m.handshake();
         m.c(0, 0, A, b"two");
         m.finish();
-        assert_eq!(m.rec.opens().len(), 2);
-        assert_eq!(m.rec.text(1, C2S), "one");
-        assert_eq!(m.rec.text(2, C2S), "two");
+        let ids: Vec<ConnId> = m.rec.opens().iter().map(|o| o.id).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids[0] < ids[1], "named by their first frames: {ids:?}");
+        assert_eq!(m.rec.text(ids[0], C2S), "one");
+        assert_eq!(m.rec.text(ids[1], C2S), "two");
         assert_eq!(m.r.stats().port_reuse, 1);
         // The retransmitted SYN of the first connection would not have
         // started a third one.
@@ -2677,7 +2725,7 @@ mod tests {
         assert_eq!(closes[0].how, CloseHow::IdleTimeout);
         assert_eq!(closes[1].how, CloseHow::EndOfCapture);
         assert_eq!(m.r.stats().closed_idle, 1);
-        assert_eq!(m.rec.text(2, C2S), "b");
+        assert_eq!(m.rec.text(closes[1].conn, C2S), "b");
     }
 
     #[test]
@@ -2712,7 +2760,8 @@ mod tests {
         r.finish(&mut rec);
         rec.check_lifecycle();
         let evicted: Vec<ConnId> = rec.closes().iter().filter(|c| c.how == CloseHow::Evicted).map(|c| c.conn).collect();
-        assert_eq!(evicted, vec![2]);
+        // Named by its first frame (port 2's first packet).
+        assert_eq!(evicted, vec![2_000_000]);
     }
 
     #[test]

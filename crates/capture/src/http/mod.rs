@@ -551,6 +551,38 @@ pub struct HttpStats {
     pub budget_cuts: u64,
 }
 
+impl HttpStats {
+    /// Adds the counters of another analyzer (a shard of the same
+    /// capture). Peaks add up too: the sum of the shards' peaks bounds the
+    /// whole run's from above.
+    pub fn merge(&mut self, o: &HttpStats) {
+        self.connections += o.connections;
+        self.transactions += o.transactions;
+        self.complete += o.complete;
+        self.client_abort += o.client_abort;
+        self.server_reset += o.server_reset;
+        self.no_response += o.no_response;
+        self.truncated += o.truncated;
+        self.capture_gap += o.capture_gap;
+        self.malformed += o.malformed;
+        self.orphan_responses += o.orphan_responses;
+        self.interim_responses += o.interim_responses;
+        self.tunnels += o.tunnels;
+        self.not_http += o.not_http;
+        self.heads_too_large += o.heads_too_large;
+        self.decode_caps += o.decode_caps;
+        self.pending_overflow += o.pending_overflow;
+        self.resync_skipped_bytes += o.resync_skipped_bytes;
+        self.missing_bytes += o.missing_bytes;
+        self.peak_order_buffer += o.peak_order_buffer;
+        self.late_order += o.late_order;
+        self.held_cap_releases += o.held_cap_releases;
+        self.peak_held_bytes += o.peak_held_bytes;
+        self.budget_releases += o.budget_releases;
+        self.budget_cuts += o.budget_cuts;
+    }
+}
+
 /// Parses HTTP from reassembled streams; see the module docs.
 pub struct HttpAnalyzer<S: TxSink> {
     cfg: HttpConfig,
@@ -679,25 +711,41 @@ impl<S: TxSink> HttpAnalyzer<S> {
         }
     }
 
+    /// Moves capture time on to `now` (for an analyzer that sees only some
+    /// of a capture's connections) and releases, in order, every held
+    /// transaction that no unfinished one can precede. Returns the
+    /// watermark: every transaction released later starts at or after it,
+    /// unless it comes late (counted in [`HttpStats::late_order`]) or a cap
+    /// or the memory budget lets it out early.
+    pub fn advance(&mut self, now: Ts) -> Ts {
+        self.release_at(now, true)
+    }
+
     fn release(&mut self, ts: Ts) {
+        self.release_at(ts, false);
+    }
+
+    fn release_at(&mut self, ts: Ts, force: bool) -> Ts {
         if ts > self.now {
             self.now = ts;
         }
-        // Scanning the open connections costs their number: do it at most
-        // once per second of capture time, or when many are waiting.
+        let guard = self.now - ORDER_GUARD;
+        let watermark = self.open.first().map_or(guard, |(t, _)| (*t).min(guard));
+        // Finding what to release costs a look at the ordering buffer: do
+        // it at most once per second of capture time, or when many are
+        // waiting.
         let cap = self.cfg.max_held.max(1);
         let cap_bytes = self.cfg.max_held_bytes;
         let pressed = self.cfg.budget.pressed();
-        if self.now < self.last_release + Dur::from_secs(1)
+        if !force
+            && self.now < self.last_release + Dur::from_secs(1)
             && self.order.len() < cap.min(4096)
             && self.order.bytes() <= cap_bytes
             && !pressed
         {
-            return;
+            return watermark;
         }
         self.last_release = self.now;
-        let guard = self.now - ORDER_GUARD;
-        let watermark = self.open.first().map_or(guard, |(t, _)| (*t).min(guard));
         for tx in self.order.release(watermark) {
             self.sink.on_transaction(tx);
         }
@@ -723,6 +771,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 self.sink.on_transaction(tx);
             }
         }
+        watermark
     }
 }
 
