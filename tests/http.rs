@@ -357,9 +357,8 @@ fn larger_lossy_runs_match_the_answer_key() {
     assert!(bad.len() * 1000 <= total, "{} mismatches in {total}:\n{}", bad.len(), bad.join("\n"));
 }
 
-/// Holding fewer finished transactions for ordering changes only their
-/// order: the same records come out, and the output says how many were
-/// written early.
+/// Holding fewer finished transactions for ordering loses none: the same
+/// records come out, and the output says how many were written early.
 #[test]
 fn a_small_order_buffer_keeps_every_transaction_and_says_so() {
     let shop = util::root().join("samples/shop.pcap");
@@ -376,7 +375,10 @@ fn a_small_order_buffer_keeps_every_transaction_and_says_so() {
     let mut small_keys: Vec<String> = small.iter().map(key).collect();
     assert!(early > 0 && early <= small.len() as u64, "{early} written early of {}", small.len());
     let in_order = |v: &[serde_json::Value]| v.windows(2).all(|w| w[0]["ts"].as_f64() <= w[1]["ts"].as_f64());
-    assert!(!in_order(&small), "with 10 held, some records come out of order");
+    // The shards let transactions out early, but the merge behind them
+    // puts them back in order within its own half of the cap: on this
+    // capture, none comes out of order.
+    assert!(in_order(&small), "the merge orders what the shards let out early");
     full.sort();
     small_keys.sort();
     assert_eq!(full, small_keys);

@@ -13,6 +13,7 @@ mod flows;
 mod fuzz_corpus;
 mod http;
 mod netem;
+mod parallel;
 mod privacy;
 mod reassembly;
 mod replay;

@@ -88,12 +88,16 @@ impl Holder {
 }
 
 struct Inner {
-    limit: usize,
+    /// Lowered when a share is carved out ([`Budget::carve`]).
+    limit: AtomicUsize,
     used: AtomicUsize,
     peak: AtomicUsize,
     held: [AtomicUsize; Holder::ALL.len()],
     peak_held: [AtomicUsize; Holder::ALL.len()],
     refused: [AtomicU64; Holder::ALL.len()],
+    /// Peaks are taken only by [`Budget::sample`] (see
+    /// [`Budget::sample_peaks`]).
+    sampled: std::sync::atomic::AtomicBool,
 }
 
 /// The shared budget; cloning gives another handle to the same one. See
@@ -103,7 +107,7 @@ pub struct Budget(Arc<Inner>);
 
 impl std::fmt::Debug for Budget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Budget").field("limit", &self.0.limit).field("used", &self.used()).finish()
+        f.debug_struct("Budget").field("limit", &self.limit()).field("used", &self.used()).finish()
     }
 }
 
@@ -117,13 +121,35 @@ impl Budget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Budget {
         Budget(Arc::new(Inner {
-            limit,
+            limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             held: std::array::from_fn(|_| AtomicUsize::new(0)),
             peak_held: std::array::from_fn(|_| AtomicUsize::new(0)),
             refused: std::array::from_fn(|_| AtomicU64::new(0)),
+            sampled: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// With `on`, peaks are no longer followed on every charge but taken
+    /// when [`Budget::sample`] is called: for threads that charge one
+    /// budget at once, where the peak of every instant depends on how they
+    /// happened to interleave, and the holdings at agreed points (between
+    /// batches) do not. Turning it off samples once more.
+    pub fn sample_peaks(&self, on: bool) {
+        if !on {
+            self.sample();
+        }
+        self.0.sampled.store(on, Ordering::Relaxed);
+    }
+
+    /// Folds what is held now into the peaks.
+    pub fn sample(&self) {
+        let i = &self.0;
+        i.peak.fetch_max(self.used(), Ordering::Relaxed);
+        for h in Holder::ALL {
+            i.peak_held[h.index()].fetch_max(self.held(h), Ordering::Relaxed);
+        }
     }
 
     /// No limit (bytes are still counted).
@@ -133,7 +159,22 @@ impl Budget {
 
     /// The limit, in bytes.
     pub fn limit(&self) -> usize {
-        self.0.limit
+        self.0.limit.load(Ordering::Relaxed)
+    }
+
+    /// A budget of its own for a part of the run (a shard, the reader),
+    /// `n` bytes taken off this one's limit (an unlimited budget gives an
+    /// unlimited one). Parts that run on threads of their own decide on
+    /// their own holdings only, so what they are refused does not depend
+    /// on how the threads interleave; what they hold is reported with the
+    /// rest ([`BudgetReport::merge`]).
+    pub fn carve(&self, n: usize) -> Budget {
+        if self.limit() == usize::MAX {
+            return Budget::unlimited();
+        }
+        let n = n.min(self.limit());
+        self.0.limit.fetch_sub(n, Ordering::Relaxed);
+        Budget::new(n)
     }
 
     /// Bytes held now.
@@ -148,24 +189,24 @@ impl Budget {
 
     /// More is held than the limit (after forced growth).
     pub fn over(&self) -> bool {
-        self.used() > self.0.limit
+        self.used() > self.limit()
     }
 
     /// `n` more bytes would fit.
     pub fn fits(&self, n: usize) -> bool {
-        self.used().saturating_add(n) <= self.0.limit
+        self.used().saturating_add(n) <= self.limit()
     }
 
     /// Seven eighths of the budget are used: holders that can let go early
     /// (transactions held for ordering) should.
     pub fn pressed(&self) -> bool {
-        self.used() > self.0.limit / 8 * 7
+        self.used() > self.limit() / 8 * 7
     }
 
     /// At most three quarters of the budget are used: holders that let go
     /// under pressure can stop.
     pub fn relieved(&self) -> bool {
-        self.used() <= self.0.limit / 4 * 3
+        self.used() <= self.limit() / 4 * 3
     }
 
     /// `h` wants `n` more bytes: granted (and counted) if they fit,
@@ -176,7 +217,7 @@ impl Budget {
         }
         let i = &self.0;
         let before = i.used.fetch_add(n, Ordering::Relaxed);
-        if before.saturating_add(n) > i.limit {
+        if before.saturating_add(n) > self.limit() {
             i.used.fetch_sub(n, Ordering::Relaxed);
             i.refused[h.index()].fetch_add(1, Ordering::Relaxed);
             return false;
@@ -198,9 +239,11 @@ impl Budget {
 
     fn note(&self, h: Holder, now: usize, n: usize) {
         let i = &self.0;
-        i.peak.fetch_max(now, Ordering::Relaxed);
         let held = i.held[h.index()].fetch_add(n, Ordering::Relaxed) + n;
-        i.peak_held[h.index()].fetch_max(held, Ordering::Relaxed);
+        if !i.sampled.load(Ordering::Relaxed) {
+            i.peak.fetch_max(now, Ordering::Relaxed);
+            i.peak_held[h.index()].fetch_max(held, Ordering::Relaxed);
+        }
     }
 
     /// `h` gave back `n` bytes.
@@ -242,7 +285,7 @@ impl Budget {
             Holder::ALL.iter().map(|h| (h.as_str().to_string(), f(h.index()))).filter(|(_, n)| *n > 0).collect()
         };
         BudgetReport {
-            limit: if i.limit == usize::MAX { None } else { Some(i.limit as u64) },
+            limit: if self.limit() == usize::MAX { None } else { Some(self.limit() as u64) },
             peak_bytes: i.peak.load(Ordering::Relaxed) as u64,
             held_bytes: self.used() as u64,
             peak_by_holder: by(&|k| i.peak_held[k].load(Ordering::Relaxed) as u64).into_iter().collect(),
@@ -374,6 +417,25 @@ impl BudgetReport {
     pub fn refusals(&self) -> u64 {
         self.refused.values().sum()
     }
+
+    /// Adds the report of a budget carved out of this one
+    /// ([`Budget::carve`]): limits, holdings and refusals add up, and so do
+    /// peaks (the parts need not peak at once, so the sum bounds the run's
+    /// peak from above).
+    pub fn merge(&mut self, o: &BudgetReport) {
+        self.limit = match (self.limit, o.limit) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        self.peak_bytes += o.peak_bytes;
+        self.held_bytes += o.held_bytes;
+        for (k, v) in &o.peak_by_holder {
+            *self.peak_by_holder.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.refused {
+            *self.refused.entry(k.clone()).or_default() += v;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -397,6 +459,40 @@ mod tests {
         assert_eq!(r.refused.get("heads"), Some(&1));
         assert_eq!(r.peak_by_holder.get("connections"), Some(&500));
         assert_eq!(r.refusals(), 1);
+    }
+
+    #[test]
+    fn a_carved_share_is_a_budget_of_its_own_and_reports_with_the_rest() {
+        let b = Budget::new(1000);
+        let part = b.carve(300);
+        assert_eq!((b.limit(), part.limit()), (700, 300));
+        assert!(!part.try_grow(Holder::Bodies, 301), "the part decides on its own share");
+        assert!(part.try_grow(Holder::Bodies, 300));
+        assert!(b.try_grow(Holder::Heads, 700), "and the rest on the rest");
+        let mut r = b.report();
+        r.merge(&part.report());
+        assert_eq!((r.limit, r.peak_bytes, r.held_bytes), (Some(1000), 1000, 1000));
+        assert_eq!((r.peak_by_holder.get("bodies"), r.refused.get("bodies")), (Some(&300), Some(&1)));
+        assert_eq!(Budget::unlimited().carve(5).limit(), usize::MAX);
+    }
+
+    #[test]
+    fn sampled_peaks_are_taken_only_when_asked() {
+        let b = Budget::new(1000);
+        b.sample_peaks(true);
+        let c = b.charge(Holder::Bodies, 300);
+        drop(b.charge(Holder::Heads, 500));
+        assert_eq!(b.report().peak_bytes, 0, "not sampled yet");
+        b.sample();
+        let r = b.report();
+        assert_eq!(
+            (r.peak_bytes, r.peak_by_holder.get("bodies"), r.peak_by_holder.get("heads")),
+            (300, Some(&300), None)
+        );
+        drop(c);
+        b.sample_peaks(false);
+        drop(b.charge(Holder::Heads, 700));
+        assert_eq!(b.report().peak_bytes, 700, "followed again on every charge");
     }
 
     #[test]

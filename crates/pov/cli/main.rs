@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pov::output::{self, Format};
-use pov::pipeline::{self, Inputs, PipelineConfig, Progress, RunReport};
+use pov::pipeline::{Inputs, PipelineConfig, Progress, RunReport};
 use pov_capture::Dur;
 
 mod info;
@@ -417,9 +417,21 @@ struct CommonArgs {
     /// the records that lost something say `memory_budget`.
     #[arg(long, default_value_t = pov_capture::budget::DEFAULT_BUDGET, value_name = "BYTES")]
     memory_budget: usize,
+    /// Threads that read, reassemble and parse (0: one per core). The
+    /// outputs are the same whatever the number.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    threads: usize,
 }
 
 impl CommonArgs {
+    fn threads(&self) -> pov::parallel::Threads {
+        let mut t = pov::parallel::Threads::default();
+        if self.threads > 0 {
+            t.threads = self.threads;
+        }
+        t
+    }
+
     fn config(&self) -> PipelineConfig {
         let mut cfg = PipelineConfig::default();
         cfg.tcp.max_connections = self.max_connections.max(1);
@@ -534,32 +546,22 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Runs the pipeline over `inputs` with a progress display on a terminal,
 /// and prints every input problem to stderr.
-fn run_pipeline<S: pov_capture::tcp::StreamSink>(inputs: &mut Inputs, common: &CommonArgs, sink: &mut S) -> RunReport {
-    run_pipeline_with(inputs, common, &common.config(), sink)
-}
-
-fn run_pipeline_with<S: pov_capture::tcp::StreamSink>(
+/// One pass over `inputs` through the sharded pipeline (HTTP parsed when
+/// `http` is given) into `down`. For a later pass, `seen` is the first
+/// pass's report: only the problems it did not have are printed and kept
+/// in the returned report, for the caller to add to the first.
+fn run_pass<D: pov::parallel::Downstream + ?Sized>(
     inputs: &mut Inputs,
     common: &CommonArgs,
     cfg: &PipelineConfig,
-    sink: &mut S,
-) -> RunReport {
-    run_pass(inputs, common, cfg, sink, None)
-}
-
-/// One pass over `inputs`. For a later pass, `seen` is the first pass's
-/// report: only the problems it did not have are printed and kept in the
-/// returned report, for the caller to add to the first.
-fn run_pass<S: pov_capture::tcp::StreamSink + ?Sized>(
-    inputs: &mut Inputs,
-    common: &CommonArgs,
-    cfg: &PipelineConfig,
-    sink: &mut S,
+    http: Option<&pov_capture::http::HttpConfig>,
+    down: &mut D,
     seen: Option<&RunReport>,
 ) -> RunReport {
     let (files, open_errors, total) = inputs.open();
     let mut bar = ProgressBar::new(!common.quiet && io::stderr().is_terminal());
-    let mut report = pipeline::run(files, open_errors, cfg, total, sink, &mut |p| bar.update(p));
+    let mut report =
+        pov::parallel::run(files, open_errors, cfg, http, common.threads(), total, down, &mut |p| bar.update(p));
     bar.clear();
     if let Some(seen) = seen {
         report.warnings.retain(|w| !seen.warnings.contains(w));
@@ -578,6 +580,16 @@ fn run_pass<S: pov_capture::tcp::StreamSink + ?Sized>(
     report
 }
 
+/// The first (or only) pass over `inputs`, HTTP parsed with `cfg.http`.
+fn run_http<D: pov::parallel::Downstream + ?Sized>(
+    inputs: &mut Inputs,
+    common: &CommonArgs,
+    cfg: &PipelineConfig,
+    down: &mut D,
+) -> RunReport {
+    run_pass(inputs, common, cfg, Some(&cfg.http), down, None)
+}
+
 /// What a later pass over the captures needs; its new problems are added
 /// to `first`, the first pass's report (so they count for the exit code).
 struct Rerun<'a> {
@@ -589,8 +601,12 @@ struct Rerun<'a> {
 
 impl Rerun<'_> {
     /// Runs the pass; an [`Interrupted`] error if a signal stopped it.
-    fn run<S: pov_capture::tcp::StreamSink + ?Sized>(&mut self, sink: &mut S) -> anyhow::Result<()> {
-        let report = run_pass(self.inputs, self.common, self.cfg, sink, Some(self.first));
+    fn run<D: pov::parallel::Downstream + ?Sized>(
+        &mut self,
+        http: &pov_capture::http::HttpConfig,
+        down: &mut D,
+    ) -> anyhow::Result<()> {
+        let report = run_pass(self.inputs, self.common, self.cfg, Some(http), down, Some(self.first));
         self.first.errors.extend(report.errors);
         self.first.warnings.extend(report.warnings);
         if report.stopped {
@@ -609,7 +625,7 @@ fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
     let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
         let mut flows = pov::flows::FlowWriter::new(out, format)?;
-        let report = run_pipeline(&mut inputs, &a.common, &mut flows);
+        let report = run_pass(&mut inputs, &a.common, &a.common.config(), None, &mut flows, None);
         if report.stopped {
             return Err(stopped_error());
         }
@@ -627,14 +643,11 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
     let format = Format::from(a.format);
     let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
-        let writer = pov::transactions::TxWriter::new(out, format, mask)?;
-        let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), writer);
-        let mut report = run_pipeline_with(&mut inputs, &a.common, &cfg, &mut http);
+        let mut writer = pov::transactions::TxWriter::new(out, format, mask)?;
+        let report = run_http(&mut inputs, &a.common, &cfg, &mut writer);
         if report.stopped {
             return Err(stopped_error());
         }
-        let (writer, stats) = http.finish();
-        report.http = Some(stats);
         writer.finish()?;
         Ok(report)
     })?;
@@ -665,17 +678,13 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         let mut stage = pov::users::UserStage::with_limits(&pov_cfg, mask, outputs, max_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         stage.set_budget(cfg.budget());
-        let http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage);
-        let mut pipe = pov::users::UserPipeline { http };
-        let mut report = run_pipeline_with(&mut inputs, &a.common, &cfg, &mut pipe);
+        let mut report = run_http(&mut inputs, &a.common, &cfg, &mut stage);
         if report.stopped {
             return Err(stopped_error());
         }
-        let (stage, stats) = pipe.http.finish();
-        report.http = Some(stats);
         let (outputs, r) = stage.finish()?;
         outputs.finish()?;
-        report.budget = Some(cfg.budget().report());
+        report.budget = Some(report.budget_report(cfg.budget()));
         stage_report = Some(r);
         Ok(report)
     })?;
@@ -785,16 +794,15 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             masker: pov::replay::Masker::new(&pov_cfg.privacy, mask),
             max_sessions: DEFAULT_MAX_REPLAY_SESSIONS,
         };
-        pipe.http.sink_mut().set_tap(pov::replay::spilling_tap(std::rc::Rc::clone(&spill), limits));
+        pipe.sink.set_tap(pov::replay::spilling_tap(std::rc::Rc::clone(&spill), limits));
         Some(spill)
     } else {
         None
     };
-    let mut report = run_pipeline_with(&mut inputs, &a.common, &cfg, &mut pipe);
+    let mut report = run_http(&mut inputs, &a.common, &cfg, &mut pipe.sink);
     check_stop(NOTHING_WRITTEN)?;
-    let (stats, users) = pipe.finish()?;
-    report.http = Some(stats);
-    report.budget = Some(cfg.budget().report());
+    let users = pipe.finish()?;
+    report.budget = Some(report.budget_report(cfg.budget()));
     check_stop(NOTHING_WRITTEN)?;
     let imp = pov::analyze::impact(run.staging(), &pov_cfg)?;
     check_stop(NOTHING_WRITTEN)?;
@@ -956,10 +964,8 @@ fn collect_replay(
     stage.set_budget(cfg.budget());
     let select = pov::replay::SelectLimits { masker: pov::replay::Masker::new(&pov_cfg.privacy, mask), max_sessions };
     stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), select));
-    let mut pipe = pov::users::UserPipeline { http: pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), stage) };
-    let mut report = run_pipeline_with(inputs, common, cfg, &mut pipe);
+    let mut report = run_http(inputs, common, cfg, &mut stage);
     check_stop(NOTHING_WRITTEN)?;
-    let (stage, _) = pipe.http.finish();
     stage.finish()?;
     let sel = std::mem::take(&mut *selection.borrow_mut());
     if sel.over_cap > 0 && !common.quiet {
@@ -987,9 +993,8 @@ fn collect_transactions(
     let conns: std::collections::HashSet<u64> = sel.txs.keys().map(|(c, _)| *c).collect();
     let http_cfg =
         pov_capture::http::HttpConfig { bodies_only_of: Some(std::sync::Arc::new(conns)), ..rerun.cfg.http.clone() };
-    let mut http = pov_capture::http::HttpAnalyzer::new(http_cfg, keep);
-    rerun.run(&mut http)?;
-    let keep = http.finish().0;
+    let mut keep = keep;
+    rerun.run(&http_cfg, &mut keep)?;
     if keep.bodies_dropped > 0 && !rerun.common.quiet {
         eprintln!(
             "pov: warning: {} response bodies left out of the replay over --max-replay-bytes ({} bytes kept)",
@@ -1300,6 +1305,8 @@ fn finish_run(report: &RunReport, quiet: bool) -> ExitCode {
 /// Counts transactions without keeping them (for `pov info`).
 struct CountTx;
 
+impl pov::parallel::Downstream for CountTx {}
+
 impl pov_capture::http::TxSink for CountTx {
     fn on_transaction(&mut self, _tx: pov_capture::http::HttpTransaction) {}
 }
@@ -1307,10 +1314,8 @@ impl pov_capture::http::TxSink for CountTx {
 fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
-    let mut http = pov_capture::http::HttpAnalyzer::new(cfg.http.clone(), CountTx);
-    let mut report = run_pipeline_with(&mut Inputs::once(a.files.clone()), &a.common, &cfg, &mut http);
+    let report = run_http(&mut Inputs::once(a.files.clone()), &a.common, &cfg, &mut CountTx);
     check_stop(NOTHING_WRITTEN)?;
-    report.http = Some(http.finish().1);
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());
     match a.format {

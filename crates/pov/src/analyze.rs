@@ -50,9 +50,20 @@ impl crate::users::FailedConnSink for AnalyzeSink {
     }
 }
 
-/// The stream side of `pov analyze`: HTTP parsing feeding [`AnalyzeSink`],
-/// and failed connection attempts from connection summaries.
-pub type AnalyzePipeline = crate::users::UserPipeline<AnalyzeSink>;
+impl crate::parallel::Downstream for AnalyzeSink {
+    fn on_summary(&mut self, s: &pov_capture::tcp::ConnSummary) {
+        if let Some(f) = FailedConn::from_summary(s) {
+            self.users.failed_connection(f);
+        }
+    }
+}
+
+/// What `pov analyze` does with the transactions and connection summaries
+/// of its pass ([`crate::parallel::run`] feeds [`AnalyzePipeline::sink`]).
+pub struct AnalyzePipeline {
+    /// Every record writer and the user stage.
+    pub sink: AnalyzeSink,
+}
 
 /// The output folder of a `pov analyze` run, written as a whole: every
 /// file goes into a hidden staging folder inside it (`.pov-run-PID`), and
@@ -169,14 +180,13 @@ impl AnalyzePipeline {
         let mut users = UserStage::with_limits(cfg, mask, outputs, max_session_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         users.set_budget(&http.budget);
-        let http = pov_capture::http::HttpAnalyzer::new(http.clone(), AnalyzeSink { tx, users });
-        Ok(crate::users::UserPipeline { http })
+        Ok(AnalyzePipeline { sink: AnalyzeSink { tx, users } })
     }
 
     /// Flushes everything, renames the record files into place (in the
-    /// staging folder), and returns the HTTP and user-stage counters.
-    pub fn finish(self) -> io::Result<(pov_capture::http::HttpStats, UserStageReport)> {
-        let (sink, stats) = self.http.finish();
+    /// staging folder), and returns the user-stage counters.
+    pub fn finish(self) -> io::Result<UserStageReport> {
+        let sink = self.sink;
         let tx = sink.tx.finish()?;
         let (outputs, report) = sink.users.finish()?;
         let missing = || io::Error::other("an output of the user stage was not open");
@@ -190,7 +200,7 @@ impl AnalyzePipeline {
         for f in files {
             f.commit()?;
         }
-        Ok((stats, report))
+        Ok(report)
     }
 }
 

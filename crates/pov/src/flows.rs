@@ -65,6 +65,16 @@ impl<W: Write> FlowWriter<W> {
     }
 }
 
+impl<W: Write> pov_capture::http::TxSink for FlowWriter<W> {
+    fn on_transaction(&mut self, _tx: pov_capture::http::HttpTransaction) {}
+}
+
+impl<W: Write> crate::parallel::Downstream for FlowWriter<W> {
+    fn on_summary(&mut self, s: &ConnSummary) {
+        StreamSink::on_summary(self, s);
+    }
+}
+
 impl<W: Write> StreamSink for FlowWriter<W> {
     fn on_data(&mut self, _chunk: &DataChunk<'_>) {}
 

@@ -27,6 +27,7 @@ pub mod analyze;
 pub mod config;
 pub mod flows;
 pub mod output;
+pub mod parallel;
 pub mod pipeline;
 pub mod replay;
 pub mod report;

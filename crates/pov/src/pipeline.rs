@@ -120,6 +120,10 @@ pub struct RunReport {
     pub packets: u64,
     /// What the memory budget saw: its limit, peak, and what it refused.
     pub budget: Option<BudgetReport>,
+    /// The shares of the budget carved out for parts of the run (the
+    /// reader, the shards), to report with the rest.
+    #[serde(skip)]
+    pub budget_parts: Vec<Budget>,
     /// A [`Stop`] request came during the run: the inputs may not have been
     /// read to their end, and open connections were not flushed.
     #[serde(skip)]
@@ -176,6 +180,16 @@ impl RunReport {
             ));
         }
         w
+    }
+
+    /// What `main` (the run's budget) and the parts carved out of it saw,
+    /// together.
+    pub fn budget_report(&self, main: &Budget) -> BudgetReport {
+        let mut r = main.report();
+        for p in &self.budget_parts {
+            r.merge(&p.report());
+        }
+        r
     }
 
     /// Time from the first to the last packet.

@@ -306,6 +306,8 @@ fn replay_weight(tx: &HttpTransaction) -> usize {
     2 * (std::mem::size_of::<HttpTransaction>() + heads)
 }
 
+impl crate::parallel::Downstream for Keep {}
+
 impl TxSink for Keep {
     fn on_transaction(&mut self, mut tx: HttpTransaction) {
         if !self.wanted.contains_key(&(tx.conn, tx.depth)) {

@@ -310,6 +310,8 @@ impl<W: Write> TxWriter<W> {
     }
 }
 
+impl<W: Write> crate::parallel::Downstream for TxWriter<W> {}
+
 impl<W: Write> TxSink for TxWriter<W> {
     fn on_transaction(&mut self, tx: HttpTransaction) {
         self.write(&tx);

@@ -820,6 +820,14 @@ impl<W: Write> TxSink for UserStage<W> {
     }
 }
 
+impl<W: Write> crate::parallel::Downstream for UserStage<W> {
+    fn on_summary(&mut self, s: &ConnSummary) {
+        if let Some(f) = FailedConn::from_summary(s) {
+            self.failed_connection(f);
+        }
+    }
+}
+
 /// A transaction sink that also takes failed connection attempts.
 pub trait FailedConnSink: TxSink {
     /// A refused or unanswered connection attempt.

@@ -456,6 +456,14 @@ pub struct HttpTransaction {
 }
 
 impl HttpTransaction {
+    /// Gives back the memory budget charges of its kept bodies (the bytes
+    /// stay): for a transaction handed from one part of a run to another,
+    /// which charges what it keeps to its own budget.
+    pub fn uncharge(&mut self) {
+        self.request_body.charge = crate::budget::Charge::none();
+        self.response_body.charge = crate::budget::Charge::none();
+    }
+
     /// Transaction `depth` of connection `conn` with nothing known of it
     /// yet: no heads, no times, no bodies, no anomalies, outcome
     /// `complete` (until something says otherwise).

@@ -1,0 +1,668 @@
+//! The parallel pipeline: connections sharded across threads, transactions
+//! merged back into order.
+//!
+//! Connections are independent once packets are decoded, so the work after
+//! decoding is split by connection:
+//!
+//! ```text
+//!  reader task           shard tasks (rayon)                 calling thread
+//!  read + decode  ──▶  Reassembler + HttpAnalyzer, one   ──▶  merge by request start,
+//!  a batch of          per shard (a symmetric hash of         then the stage behind
+//!  packets, split      the connection's addresses and         (writers, user stage)
+//!  by shard            ports picks the shard)
+//! ```
+//!
+//! The three steps overlap: while the shards work on batch *k*, the reader
+//! reads batch *k + 1* and the calling thread hands on what the shards
+//! released from batch *k − 1*. A batch ends after a fixed number of
+//! packets or payload bytes, so what each shard sees, and when, depends on
+//! the capture only: the number of shards is fixed ([`SHARDS`]) and the
+//! number of threads only decides who does the work. The outputs are the
+//! same whatever `--threads` is (a test checks it).
+//!
+//! After each batch every shard moves its capture time on to the batch's
+//! last packet (idle connections close as they would have) and releases
+//! the transactions no unfinished one of its own can precede. Its
+//! *frontier* (the earliest start time anything it releases later can
+//! have) bounds what the merge may hand on: a transaction goes on once it
+//! started before every shard's frontier, in order of (request start,
+//! connection, depth). The shards share half of [`HttpConfig::max_held`]
+//! (and of `max_held_bytes`) for their own ordering, the merge holds at
+//! most the other half of `max_held`; beyond, the earliest go on early
+//! (counted in `held_cap_releases`), as in one analyzer.
+//!
+//! The memory budget is one for all threads. Its peaks are taken between
+//! batches ([`pov_capture::Budget::sample_peaks`]), so that the reports are
+//! the same on any number of threads; when the budget is nearly full, what
+//! a holder is refused depends on how the threads interleave.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use pov_capture::decode::Decoder;
+use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction, TxSink};
+use pov_capture::pcap::{CaptureFile, PacketReader, ReadError, ReadWarning};
+use pov_capture::tcp::{
+    Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
+};
+use pov_capture::{Budget, TcpFlags, TcpOptions, TcpSegment, Ts};
+
+use crate::pipeline::{PipelineConfig, Progress, RunReport};
+
+/// Shards of every run, whatever the number of threads: outputs depend on
+/// the capture only.
+pub const SHARDS: usize = 16;
+
+/// Packets per batch.
+const BATCH_PACKETS: usize = 8192;
+
+/// Payload bytes per batch (a batch also ends here).
+const BATCH_BYTES: usize = 8 << 20;
+
+/// What the merged stream feeds: transactions in order of request start,
+/// and connection summaries as connections end.
+pub trait Downstream: TxSink {
+    /// A connection's final record (after its close).
+    fn on_summary(&mut self, _summary: &ConnSummary) {}
+}
+
+impl Downstream for Vec<HttpTransaction> {}
+
+/// How a run is split.
+#[derive(Clone, Copy, Debug)]
+pub struct Threads {
+    /// Threads that read, reassemble and parse (the calling thread runs
+    /// the stage behind the merge besides). 1: everything on the calling
+    /// thread, in the same steps.
+    pub threads: usize,
+    /// Shards connections are spread over.
+    pub shards: usize,
+}
+
+impl Default for Threads {
+    /// As many threads as cores available, [`SHARDS`] shards.
+    fn default() -> Threads {
+        Threads { threads: available(), shards: SHARDS }
+    }
+}
+
+/// The cores this process may use (1 if unknown).
+pub fn available() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A decoded segment, its payload in the batch's byte buffer.
+#[derive(Clone, Copy)]
+struct Seg {
+    frame: u64,
+    ts: Ts,
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: TcpFlags,
+    window: u16,
+    options: TcpOptions,
+    payload_len: u32,
+    start: usize,
+    end: usize,
+}
+
+impl Seg {
+    fn segment<'b>(&self, data: &'b [u8]) -> TcpSegment<'b> {
+        TcpSegment {
+            frame: self.frame,
+            ts: self.ts,
+            src: self.src,
+            dst: self.dst,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            window: self.window,
+            options: self.options,
+            payload: data.get(self.start..self.end).unwrap_or_default(),
+            payload_len: self.payload_len,
+        }
+    }
+}
+
+/// One shard's share of a batch.
+#[derive(Default)]
+struct Part {
+    data: Vec<u8>,
+    segs: Vec<Seg>,
+}
+
+impl Part {
+    fn push(&mut self, seg: &TcpSegment<'_>) {
+        let start = self.data.len();
+        self.data.extend_from_slice(seg.payload);
+        self.segs.push(Seg {
+            frame: seg.frame,
+            ts: seg.ts,
+            src: seg.src,
+            dst: seg.dst,
+            seq: seg.seq,
+            ack: seg.ack,
+            flags: seg.flags,
+            window: seg.window,
+            options: seg.options,
+            payload_len: seg.payload_len,
+            start,
+            end: self.data.len(),
+        });
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.segs.clear();
+    }
+}
+
+/// A batch of packets, split by shard.
+struct Batch {
+    parts: Vec<Part>,
+    /// Capture time of its last packet (the latest so far).
+    now: Option<Ts>,
+    /// The input is read to its end (or stopped).
+    last: bool,
+}
+
+/// A symmetric hash of a segment's connection: both directions give the
+/// same value, and every run the same (no random seed).
+pub fn flow_hash(src: &SocketAddr, dst: &SocketAddr) -> u64 {
+    fn one(a: &SocketAddr) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut mix = |b: &[u8]| {
+            for x in b {
+                h ^= u64::from(*x);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        match a {
+            SocketAddr::V4(v) => mix(&v.ip().octets()),
+            SocketAddr::V6(v) => mix(&v.ip().octets()),
+        }
+        mix(&a.port().to_be_bytes());
+        h
+    }
+    let (a, b) = (one(src), one(dst));
+    // Order-free combination, then a final mix so that the low bits
+    // (which pick the shard) depend on every input bit.
+    let mut x = a.min(b) ^ b.max(a).rotate_left(29) ^ a.wrapping_add(b);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x
+}
+
+/// The stream events of one shard's connections: HTTP parsed (when asked)
+/// into its own ordered output, summaries collected.
+struct ShardSink {
+    http: Option<HttpAnalyzer<Vec<HttpTransaction>>>,
+    summaries: Vec<ConnSummary>,
+}
+
+impl StreamSink for ShardSink {
+    fn on_open(&mut self, meta: &ConnMeta) {
+        if let Some(h) = &mut self.http {
+            h.on_open(meta);
+        }
+    }
+    fn on_data(&mut self, chunk: &DataChunk<'_>) {
+        if let Some(h) = &mut self.http {
+            h.on_data(chunk);
+        }
+    }
+    fn on_gap(&mut self, gap: &Gap) {
+        if let Some(h) = &mut self.http {
+            h.on_gap(gap);
+        }
+    }
+    fn on_retransmission(&mut self, r: &Retransmission) {
+        if let Some(h) = &mut self.http {
+            h.on_retransmission(r);
+        }
+    }
+    fn on_half_close(&mut self, hc: &HalfClose) {
+        if let Some(h) = &mut self.http {
+            h.on_half_close(hc);
+        }
+    }
+    fn on_close(&mut self, close: &Close) {
+        if let Some(h) = &mut self.http {
+            h.on_close(close);
+        }
+    }
+    fn on_summary(&mut self, summary: &ConnSummary) {
+        if let Some(h) = &mut self.http {
+            h.on_summary(summary);
+        }
+        self.summaries.push(summary.clone());
+    }
+}
+
+/// One shard: its connections' reassembly and HTTP.
+struct Shard {
+    tcp: Reassembler,
+    sink: ShardSink,
+    /// The HTTP counters, once the shard has finished.
+    http_stats: Option<HttpStats>,
+}
+
+/// What a shard hands to the merge after a batch.
+#[derive(Default)]
+struct Out {
+    txs: Vec<HttpTransaction>,
+    summaries: Vec<ConnSummary>,
+    /// Everything this shard releases later starts at or after this
+    /// (`None`: no promise, as after the last batch).
+    frontier: Option<Ts>,
+}
+
+impl Shard {
+    fn new(cfg: &PipelineConfig, http: Option<&HttpConfig>, shards: usize, budget: Budget) -> Shard {
+        // Caps on what all connections hold together are shared out.
+        let mut tcp = cfg.tcp.clone();
+        tcp.budget = budget.clone();
+        tcp.max_connections = (tcp.max_connections / shards).max(1);
+        tcp.max_ooo_total = (tcp.max_ooo_total / shards).max(1);
+        let http = http.map(|h| {
+            let mut h = h.clone();
+            // Half of the ordering caps for the shards, half for the merge.
+            h.max_held = (h.max_held / 2 / shards).max(1);
+            h.max_held_bytes = (h.max_held_bytes / 2 / shards).max(1);
+            h.budget = budget.clone();
+            HttpAnalyzer::new(h, Vec::new())
+        });
+        Shard { tcp: Reassembler::new(tcp), sink: ShardSink { http, summaries: Vec::new() }, http_stats: None }
+    }
+
+    /// Reassembles and parses this shard's part of a batch; after the
+    /// last, ends every connection and releases everything held.
+    fn step(&mut self, part: &Part, now: Option<Ts>, last: bool) -> Out {
+        for s in &part.segs {
+            self.tcp.process(&s.segment(&part.data), &mut self.sink);
+        }
+        if let Some(now) = now {
+            self.tcp.advance(now, &mut self.sink);
+        }
+        let mut out = Out::default();
+        if last {
+            self.tcp.finish(&mut self.sink);
+            if let Some(h) = self.sink.http.take() {
+                let (txs, stats) = h.finish();
+                out.txs = txs;
+                self.http_stats = Some(stats);
+            }
+        } else if let Some(h) = &mut self.sink.http {
+            out.frontier = now.map(|now| h.advance(now));
+            out.txs = std::mem::take(h.sink_mut());
+        }
+        // What they keep is the user stage's to charge: the shard's budget
+        // is its own.
+        for tx in &mut out.txs {
+            tx.uncharge();
+        }
+        out.summaries = std::mem::take(&mut self.sink.summaries);
+        out
+    }
+}
+
+/// Where the reading stands.
+#[derive(Default)]
+struct ReadState {
+    packets: u64,
+    first_ts: Option<Ts>,
+    last_ts: Option<Ts>,
+    errors: Vec<String>,
+    done: bool,
+    stopped: bool,
+}
+
+/// The reader and decoder, run as one task.
+struct Reading<'c> {
+    reader: PacketReader,
+    decoder: Decoder,
+    state: ReadState,
+    cfg: &'c PipelineConfig,
+}
+
+impl Reading<'_> {
+    /// Reads the next batch into `batch` (emptied first).
+    fn read(&mut self, batch: &mut Batch) {
+        for p in &mut batch.parts {
+            p.clear();
+        }
+        let shards = batch.parts.len() as u64;
+        let (mut packets, mut bytes) = (0, 0);
+        while packets < BATCH_PACKETS && bytes < BATCH_BYTES {
+            if self.cfg.stop.requested().is_some() {
+                // Stop where we are: no flush of open connections, whose
+                // transactions would only be thrown away.
+                self.state.stopped = true;
+                break;
+            }
+            match self.reader.next_packet() {
+                Ok(Some(pkt)) => {
+                    packets += 1;
+                    let st = &mut self.state;
+                    st.packets += 1;
+                    if st.first_ts.is_none_or(|t| pkt.ts < t) {
+                        st.first_ts = Some(pkt.ts);
+                    }
+                    if st.last_ts.is_none_or(|t| pkt.ts > t) {
+                        st.last_ts = Some(pkt.ts);
+                    }
+                    if let Some(seg) = self.decoder.decode(&pkt) {
+                        bytes += seg.payload.len();
+                        let i = (flow_hash(&seg.src, &seg.dst) % shards) as usize;
+                        if let Some(part) = batch.parts.get_mut(i) {
+                            part.push(&seg);
+                        }
+                    }
+                }
+                Ok(None) => {
+                    self.state.done = true;
+                    break;
+                }
+                Err(e) => self.state.errors.push(e.to_string()),
+            }
+        }
+        // Asked while the last read was waiting (a pipe): stopped all the same.
+        self.state.stopped |= self.cfg.stop.requested().is_some();
+        if self.state.done && !self.state.stopped {
+            self.decoder.finish();
+        }
+        batch.now = self.state.last_ts;
+        batch.last = self.state.done || self.state.stopped;
+    }
+}
+
+/// Transactions from every shard, handed on in order.
+/// Where a transaction goes in the merged order: request start,
+/// connection, depth, then arrival.
+type Key = (Ts, u64, u32, u64);
+
+struct Merge {
+    held: BTreeMap<Key, HttpTransaction>,
+    seq: u64,
+    max_held: usize,
+    cap_releases: u64,
+    peak: usize,
+}
+
+impl Merge {
+    /// Takes what the shards released from one batch and hands on what no
+    /// shard can still precede (everything, after the last batch).
+    fn feed<D: Downstream + ?Sized>(&mut self, outs: &mut [Out], down: &mut D, last: bool) {
+        let mut sums: Vec<ConnSummary> = Vec::new();
+        for o in outs.iter_mut() {
+            sums.append(&mut o.summaries);
+        }
+        sums.sort_by_key(|s| (s.last_ts, s.id));
+        for s in &sums {
+            down.on_summary(s);
+        }
+        // This batch's transactions, in order, merged with those held
+        // from earlier ones: what starts before every shard's frontier goes
+        // on, and only the rest is held.
+        let mut new: Vec<(Key, HttpTransaction)> = Vec::new();
+        for o in outs.iter_mut() {
+            for tx in o.txs.drain(..) {
+                self.seq += 1;
+                new.push(((tx.timing.start(), tx.conn, tx.depth, self.seq), tx));
+            }
+        }
+        new.sort_unstable_by_key(|(k, _)| *k);
+        let bound = if last { None } else { Some(outs.iter().map(|o| o.frontier.unwrap_or(Ts(i64::MIN))).min()) };
+        let below = |k: &Key| bound.is_none_or(|b| b.is_some_and(|b| k.0 < b));
+        let mut new = new.into_iter().peekable();
+        loop {
+            let from_new = match (new.peek(), self.held.first_key_value()) {
+                (Some((a, _)), Some((b, _))) => a < b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if from_new {
+                match new.next_if(|(k, _)| below(k)) {
+                    Some((_, tx)) => down.on_transaction(tx),
+                    None => break,
+                }
+            } else {
+                match self.held.first_entry() {
+                    Some(e) if below(e.key()) => down.on_transaction(e.remove()),
+                    _ => break,
+                }
+            }
+        }
+        self.held.extend(new);
+        // A shard whose connection waits long for an answer holds the
+        // others back; memory must not grow with the capture for it.
+        if self.held.len() > self.max_held {
+            while self.held.len() > self.max_held / 2 {
+                let Some((_, tx)) = self.held.pop_first() else { break };
+                self.cap_releases += 1;
+                down.on_transaction(tx);
+            }
+        }
+        // What stays held between batches (a batch's own transactions pass
+        // through it at once).
+        self.peak = self.peak.max(self.held.len());
+    }
+}
+
+/// Reads, decodes, reassembles and (with `http`) parses `files` on
+/// `threads`, feeding `down` with transactions in order of request start
+/// and with connection summaries. `open_errors` are carried into the
+/// report; `progress` is called after every batch.
+#[allow(clippy::too_many_arguments)]
+pub fn run<D: Downstream + ?Sized>(
+    files: Vec<CaptureFile>,
+    open_errors: Vec<ReadError>,
+    cfg: &PipelineConfig,
+    http: Option<&HttpConfig>,
+    threads: Threads,
+    bytes_total: Option<u64>,
+    down: &mut D,
+    progress: &mut dyn FnMut(Progress),
+) -> RunReport {
+    let mut report = RunReport { errors: open_errors.iter().map(|e| e.to_string()).collect(), ..RunReport::default() };
+    let n = threads.shards.max(1);
+    // Half the memory budget is shared out to the reader and the shards,
+    // each deciding on its own share (so that what is refused does not
+    // depend on the threads); the stage behind the merge keeps the rest.
+    let share = cfg.budget().limit() / 2 / (n + 1);
+    let parts: Vec<Budget> = (0..=n).map(|_| cfg.budget().carve(share)).collect();
+    let mut shards: Vec<Shard> = parts.iter().skip(1).map(|b| Shard::new(cfg, http, n, b.clone())).collect();
+    let mut decode = cfg.decode.clone();
+    decode.budget = parts.first().cloned().unwrap_or_else(|| cfg.budget().clone());
+    let mut reading =
+        Reading { reader: PacketReader::new(files), decoder: Decoder::new(decode), state: ReadState::default(), cfg };
+    let new_batch = || Batch { parts: (0..n).map(|_| Part::default()).collect(), now: None, last: false };
+    let (mut cur, mut next) = (new_batch(), new_batch());
+    let mut merge = Merge {
+        held: BTreeMap::new(),
+        seq: 0,
+        max_held: http.map_or(usize::MAX, |h| (h.max_held / 2).max(1)),
+        cap_releases: 0,
+        peak: 0,
+    };
+    let mut prev: Vec<Out> = Vec::new();
+    let mut outs: Vec<Out> = (0..n).map(|_| Out::default()).collect();
+    let pool = if threads.threads > 1 {
+        rayon::ThreadPoolBuilder::new().num_threads(threads.threads).thread_name(|i| format!("pov-{i}")).build().ok()
+    } else {
+        None
+    };
+    let mut peak_active = 0u64;
+    // Shards charge the one budget at once: its peaks are taken between
+    // batches, where what is held does not depend on the threads.
+    let everyone: Vec<&Budget> = std::iter::once(cfg.budget()).chain(&parts).collect();
+    for b in &everyone {
+        b.sample_peaks(true);
+    }
+    reading.read(&mut cur);
+    loop {
+        let (now, last) = (cur.now, cur.last && !reading.state.stopped);
+        if reading.state.stopped {
+            break;
+        }
+        match &pool {
+            Some(pool) => pool.in_place_scope(|s| {
+                if !last {
+                    let (reading, next) = (&mut reading, &mut next);
+                    s.spawn(move |_| reading.read(next));
+                }
+                for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
+                    s.spawn(move |_| *out = shard.step(part, now, last));
+                }
+                merge.feed(&mut prev, down, false);
+            }),
+            None => {
+                for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
+                    *out = shard.step(part, now, last);
+                }
+                merge.feed(&mut prev, down, false);
+                if !last {
+                    reading.read(&mut next);
+                }
+            }
+        }
+        peak_active = peak_active.max(shards.iter().map(|s| s.tcp.active_connections() as u64).sum());
+        for b in &everyone {
+            b.sample();
+        }
+        prev = std::mem::replace(&mut outs, (0..n).map(|_| Out::default()).collect());
+        progress(Progress { bytes_read: reading.reader.bytes_read(), bytes_total, packets: reading.state.packets });
+        if last {
+            merge.feed(&mut prev, down, true);
+            break;
+        }
+        std::mem::swap(&mut cur, &mut next);
+    }
+    for b in &everyone {
+        b.sample_peaks(false);
+    }
+    let st = reading.state;
+    report.stopped = st.stopped;
+    report.errors.extend(st.errors);
+    report.packets = st.packets;
+    report.first_ts = st.first_ts;
+    report.last_ts = st.last_ts;
+    report.files = reading.reader.files().cloned().collect();
+    report.warnings = reading.reader.warnings().iter().map(|w: &&ReadWarning| w.to_string()).collect();
+    report.decode = reading.decoder.stats().clone();
+    let mut tcp = TcpStats::default();
+    for s in &shards {
+        tcp.merge(s.tcp.stats());
+    }
+    // The shards' peaks need not coincide: the sum sampled after each
+    // batch is the better figure, unless one shard alone peaked higher.
+    tcp.peak_active = peak_active.max(shards.iter().map(|s| s.tcp.stats().peak_active).max().unwrap_or(0));
+    report.tcp = tcp;
+    if http.is_some() && !report.stopped {
+        let mut h = HttpStats::default();
+        for s in &shards {
+            if let Some(st) = &s.http_stats {
+                h.merge(st);
+            }
+        }
+        h.held_cap_releases += merge.cap_releases;
+        h.peak_order_buffer += merge.peak as u64;
+        report.http = Some(h);
+    }
+    report.budget_parts = parts;
+    report.budget = Some(report.budget_report(cfg.budget()));
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn sample(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples").join(name)
+    }
+
+    /// Every transaction of `name` (request start, connection, depth,
+    /// method, URI, status, body sizes) and connection summary (id, first
+    /// frame, bytes), through `shards` shards on `threads` threads.
+    fn through(name: &str, threads: usize, shards: usize) -> (Vec<String>, Vec<String>, RunReport) {
+        struct Rec(Vec<String>, Vec<String>);
+        impl TxSink for Rec {
+            fn on_transaction(&mut self, tx: HttpTransaction) {
+                let req = tx
+                    .request
+                    .as_ref()
+                    .map(|r| format!("{} {}", r.method, String::from_utf8_lossy(&r.uri)))
+                    .unwrap_or_default();
+                let status = tx.response.as_ref().map_or(0, |r| r.status);
+                self.0.push(format!(
+                    "{:?} {} {} {req} {status} {} {}",
+                    tx.timing.start(),
+                    tx.conn,
+                    tx.depth,
+                    tx.request_body.decoded_len,
+                    tx.response_body.decoded_len
+                ));
+            }
+        }
+        impl Downstream for Rec {
+            fn on_summary(&mut self, s: &ConnSummary) {
+                self.1.push(format!(
+                    "{} {} {} {}",
+                    s.id, s.first_frame, s.to_server.stream_bytes, s.to_client.stream_bytes
+                ));
+            }
+        }
+        let cfg = PipelineConfig::default();
+        let (files, errors) = crate::pipeline::open_inputs(&[sample(name)]);
+        let mut rec = Rec(Vec::new(), Vec::new());
+        let report =
+            run(files, errors, &cfg, Some(&cfg.http), Threads { threads, shards }, None, &mut rec, &mut |_| {});
+        (rec.0, rec.1, report)
+    }
+
+    #[test]
+    fn shards_and_threads_change_nothing_but_the_speed() {
+        for name in ["shop.pcap", "shop-lossy.pcapng", "local-curl.pcap"] {
+            let (txs, mut sums, report) = through(name, 1, 1);
+            assert!(!txs.is_empty() && report.errors.is_empty(), "{name}: {:?}", report.errors);
+            let http = report.http.clone().unwrap_or_default();
+            assert_eq!(http.transactions, txs.len() as u64, "{name}");
+            // In order of request start.
+            let starts: Vec<&str> = txs.iter().map(|t| t.split(' ').next().unwrap_or("")).collect();
+            assert!(starts.windows(2).all(|w| w[0] <= w[1]) || http.late_order > 0, "{name}: out of order");
+            sums.sort();
+            for (threads, shards) in [(1, 16), (2, 16), (2, 3), (4, 7)] {
+                let (t2, mut s2, r2) = through(name, threads, shards);
+                assert_eq!(txs, t2, "{name}: transactions with {threads} threads, {shards} shards");
+                s2.sort();
+                assert_eq!(sums, s2, "{name}: summaries with {threads} threads, {shards} shards");
+                assert_eq!(report.packets, r2.packets);
+                assert_eq!(report.tcp.connections, r2.tcp.connections);
+                assert_eq!(report.tcp.totals.stream_bytes, r2.tcp.totals.stream_bytes);
+                let h2 = r2.http.unwrap_or_default();
+                assert_eq!((http.complete, http.missing_bytes), (h2.complete, h2.missing_bytes));
+            }
+        }
+    }
+
+    #[test]
+    fn the_flow_hash_is_the_same_both_ways_and_spreads_connections() {
+        let server: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let mut per_shard = [0u32; SHARDS];
+        for port in 1024..(1024 + 16 * 100) {
+            let client = SocketAddr::from(([192, 168, 1, 7], port));
+            let h = flow_hash(&client, &server);
+            assert_eq!(h, flow_hash(&server, &client));
+            per_shard[(h % SHARDS as u64) as usize] += 1;
+        }
+        // 1,600 connections of one client to one server: every shard gets
+        // a fair share (within a factor of two of the mean, 100).
+        assert!(per_shard.iter().all(|n| (50..=200).contains(n)), "{per_shard:?}");
+    }
+}

@@ -1,0 +1,121 @@
+//! `--threads`: every output of a run on several threads equals the run on
+//! one, on the samples, the shared corpus and a 5,000-user synthetic night.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::util::{TempDir, corpus_pcaps, pov_ok, root, s};
+
+/// The record commands whose output is compared, with their format.
+const COMMANDS: [(&str, &str); 6] = [
+    ("flows", "csv"),
+    ("transactions", "jsonl"),
+    ("pages", "jsonl"),
+    ("sessions", "jsonl"),
+    ("failures", "jsonl"),
+    ("users", "jsonl"),
+];
+
+/// `pov CMD --threads N` on `pcap` (secrets not masked: masks use a key
+/// drawn for each run).
+fn records(cmd: &str, format: &str, pcap: &Path, threads: usize) -> String {
+    let t = threads.to_string();
+    let mut args = vec![cmd, "--quiet", "--format", format, "--threads", &t, s(pcap)];
+    if cmd != "flows" {
+        args.push("--no-mask");
+    }
+    pov_ok(&args)
+}
+
+/// Every file of a `pov analyze` output folder (replays included), by
+/// path relative to it.
+fn folder(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read output folder") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).expect("inside").to_path_buf();
+                out.insert(rel, fs::read(&p).expect("read output"));
+            }
+        }
+    }
+    out
+}
+
+/// `pov analyze` on one and on two threads: the same files, byte for byte
+/// (summary.json less the inputs' names, which are the same anyway).
+fn analyze_equal(pcaps: &[&Path], d: &TempDir) {
+    let mut runs = Vec::new();
+    for t in ["1", "2"] {
+        let out = d.path(&format!("out-{t}"));
+        let mut args = vec!["analyze", "--quiet", "--no-mask", "--threads", t, "--out", s(&out)];
+        args.extend(pcaps.iter().map(|p| s(p)));
+        pov_ok(&args);
+        runs.push(folder(&out));
+    }
+    let (one, two) = (&runs[0], &runs[1]);
+    assert_eq!(one.keys().collect::<Vec<_>>(), two.keys().collect::<Vec<_>>(), "the same files");
+    assert!(one.contains_key(Path::new("transactions.parquet")) && one.contains_key(Path::new("summary.json")));
+    for (name, bytes) in one {
+        assert!(two.get(name) == Some(bytes), "{} differs between --threads 1 and 2", name.display());
+    }
+}
+
+#[test]
+fn records_are_the_same_on_one_thread_and_on_several() {
+    let mut pcaps: Vec<PathBuf> =
+        ["shop.pcap", "shop-lossy.pcapng", "local-curl.pcap"].iter().map(|n| root().join("samples").join(n)).collect();
+    pcaps.extend(corpus_pcaps());
+    let mut compared = 0;
+    for pcap in &pcaps {
+        for (cmd, format) in COMMANDS {
+            let one = records(cmd, format, pcap, 1);
+            for threads in [2, 3] {
+                let many = records(cmd, format, pcap, threads);
+                assert!(one == many, "pov {cmd} --threads {threads} differs from --threads 1 on {}", pcap.display());
+            }
+            compared += one.lines().count();
+        }
+    }
+    // Not a comparison of empty outputs.
+    assert!(compared > 5_000, "{compared} records compared");
+}
+
+#[test]
+fn analyze_writes_the_same_files_on_one_thread_and_on_two() {
+    let d = TempDir::new("parallel-analyze");
+    analyze_equal(&[&root().join("samples/shop.pcap"), &root().join("samples/shop-lossy.pcapng")], &d);
+}
+
+#[test]
+fn a_night_of_5000_users_is_the_same_on_one_thread_and_on_two() {
+    let d = TempDir::new("parallel-night");
+    let (pcap, truth) = (d.path("night.pcap"), d.path("night.truth.json"));
+    pov_ok(&[
+        "synth",
+        "--quiet",
+        "--users",
+        "5000",
+        "--seed",
+        "11",
+        "--body-scale",
+        "0.02",
+        "--rate",
+        "5",
+        "--out",
+        s(&pcap),
+        "--truth",
+        s(&truth),
+    ]);
+    for (cmd, format) in [("transactions", "jsonl"), ("flows", "csv")] {
+        let one = records(cmd, format, &pcap, 1);
+        assert!(one.lines().count() > 50_000, "{cmd}: {} records", one.lines().count());
+        assert!(one == records(cmd, format, &pcap, 2), "pov {cmd} differs between --threads 1 and 2");
+    }
+    analyze_equal(&[&pcap], &d);
+}
