@@ -869,6 +869,7 @@ mod tests {
             first_frame: 1,
             handshake: None,
             roles,
+            vlan: None,
         }
     }
 

@@ -118,6 +118,8 @@ pub(super) struct Head {
     first_payload: Option<(Side, [u8; 8], usize)>,
     /// Its share of the memory budget.
     pub(super) charge: Charge,
+    /// The outermost VLAN id of its domain.
+    vlan: Option<u16>,
 }
 
 /// Where a half sends what it learns: the sink, with the connection
@@ -254,6 +256,7 @@ impl Head {
             first_frame: self.first_frame,
             handshake: self.handshake(),
             roles: self.roles,
+            vlan: self.vlan,
         };
         sink.on_open(&meta);
         self.life = Lifecycle::Open(meta);
@@ -282,6 +285,7 @@ impl Conn {
                 fin_first: None,
                 first_payload: None,
                 charge: Charge::none(),
+                vlan: seg.domain.vlan,
             },
         }
     }
@@ -660,6 +664,7 @@ impl Conn {
                 close: how,
                 close_ts: ts,
                 state,
+                vlan: head.vlan,
             },
         })
     }

@@ -104,6 +104,9 @@ pub struct ConnMeta {
     pub handshake: Option<Handshake>,
     /// How the client was told from the server.
     pub roles: RoleSource,
+    /// The outermost VLAN id the connection was found in, when VLANs are
+    /// part of the flow key (see [`crate::Domain`]).
+    pub vlan: Option<u16>,
 }
 
 /// Bytes of one direction, in stream order.
@@ -423,6 +426,8 @@ pub struct ConnSummary {
     pub close_ts: Ts,
     /// Zeek-style connection state.
     pub state: ConnState,
+    /// The outermost VLAN id, as in [`ConnMeta::vlan`].
+    pub vlan: Option<u16>,
 }
 
 impl ConnSummary {

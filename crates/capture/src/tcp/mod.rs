@@ -66,4 +66,4 @@ pub use events::{
     Close, CloseHow, ConnId, ConnMeta, ConnState, ConnSummary, DataChunk, Direction, Gap, GapReason, HalfClose,
     HalfStats, Handshake, Retransmission, RoleSource, StreamSink, TcpStats,
 };
-pub use table::{CONN_COST, Reassembler, TOMB_COST, TcpConfig};
+pub use table::{CONN_COST, Reassembler, TOMB_COST, TcpConfig, shard_hash};

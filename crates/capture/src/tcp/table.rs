@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use hashlink::LinkedHashMap;
 
 use crate::budget::{Budget, Charge, Holder};
-use crate::packet::TcpSegment;
+use crate::packet::{Domain, TcpSegment, mix_addr};
 use crate::time::{Dur, Ts};
 
 use super::connection::Conn;
@@ -63,15 +63,27 @@ pub const CONN_COST: usize = std::mem::size_of::<Conn>() + 3072;
 /// budget (an estimate).
 pub const TOMB_COST: usize = std::mem::size_of::<Tomb>() + 128;
 
-/// Addresses of a connection in a canonical order (lower first), so both
-/// directions find the same entry.
+/// What names a connection: its addresses in a canonical order (lower
+/// first), so both directions find the same entry, and the VLANs and
+/// tunnels it was found in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FlowKey(SocketAddr, SocketAddr);
+struct FlowKey(SocketAddr, SocketAddr, Domain);
 
 impl FlowKey {
-    fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
-        if a <= b { FlowKey(a, b) } else { FlowKey(b, a) }
+    fn of(seg: &TcpSegment<'_>) -> FlowKey {
+        let (a, b) = (seg.src, seg.dst);
+        if a <= b { FlowKey(a, b, seg.domain) } else { FlowKey(b, a, seg.domain) }
     }
+}
+
+/// A hash of a segment's connection (addresses, ports and [`Domain`]):
+/// the same for both directions, and for every run on every platform (a
+/// fixed mixing function, no random seed). Segments of one connection
+/// always hash alike, so `shard_hash(seg) % n` can spread connections over
+/// `n` reassemblers.
+pub fn shard_hash(seg: &TcpSegment<'_>) -> u64 {
+    let FlowKey(lo, hi, domain) = FlowKey::of(seg);
+    mix_addr(mix_addr(domain.id, lo), hi)
 }
 
 /// What remains of a closed connection while stray packets may still come.
@@ -145,7 +157,7 @@ impl Reassembler {
             self.now = seg.ts;
         }
         self.expire(sink);
-        let key = FlowKey::new(seg.src, seg.dst);
+        let key = FlowKey::of(seg);
         let syn_only = seg.flags.syn() && !seg.flags.ack();
 
         if !self.active.contains_key(&key) {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use super::*;
 use crate::budget::Budget;
-use crate::packet::{TcpFlags, TcpOptions, TcpSegment};
+use crate::packet::{Domain, TcpFlags, TcpOptions, TcpSegment};
 use crate::time::{Dur, Ts};
 
 /// Everything a sink can see, owned.
@@ -193,6 +193,7 @@ impl Sim {
             options: TcpOptions::default(),
             payload,
             payload_len: wire,
+            domain: Domain::default(),
         };
         self.r.process(&seg, &mut self.rec);
     }
@@ -799,6 +800,7 @@ fn connection_cap_evicts_the_longest_idle() {
             options: TcpOptions::default(),
             payload,
             payload_len: payload.len() as u32,
+            domain: Domain::default(),
         };
         r.process(&seg, rec);
     };
@@ -854,6 +856,7 @@ fn a_flood_of_new_connections_stays_within_the_budget() {
             options: TcpOptions::default(),
             payload: &[],
             payload_len: 0,
+            domain: Domain::default(),
         };
         r.process(&seg, &mut rec);
         assert!(budget.used() <= (4 << 20) + CONN_COST);
@@ -888,6 +891,7 @@ fn out_of_order_bytes_are_flushed_when_the_budget_is_pressed() {
             options: TcpOptions::default(),
             payload: &[9u8; 1000],
             payload_len: 1000,
+            domain: Domain::default(),
         };
         r.process(&seg, &mut rec);
         assert!(budget.used() <= 64 << 10, "{}", budget.used());
@@ -917,6 +921,7 @@ fn ooo_total_cap_bounds_memory_over_connections() {
                 options: TcpOptions::default(),
                 payload: &[1u8; 200],
                 payload_len: 200,
+                domain: Domain::default(),
             };
             r.process(&seg, &mut rec);
             assert!(r.ooo_bytes() <= 2000);
@@ -1038,6 +1043,7 @@ fn differential_against_byte_map_model() {
                     options: TcpOptions::default(),
                     payload: p,
                     payload_len: p.len() as u32,
+                    domain: Domain::default(),
                 };
                 r.process(&seg, rec);
             };
@@ -1111,4 +1117,42 @@ fn differential_against_byte_map_model() {
     assert!(totals.conflicting_overlap_bytes > 5, "{totals:?}");
     assert!(totals.retransmitted_segments > 50, "{totals:?}");
     assert!(totals.late_after_gap_bytes > 0, "{totals:?}");
+}
+
+#[test]
+fn shard_hash_is_symmetric_fixed_and_spreads() {
+    let seg = |src: SocketAddr, dst: SocketAddr, domain: Domain| TcpSegment {
+        frame: 1,
+        ts: Ts(0),
+        src,
+        dst,
+        seq: 1,
+        ack: 0,
+        flags: TcpFlags(SY),
+        window: 0,
+        options: TcpOptions::default(),
+        payload: b"",
+        payload_len: 0,
+        domain,
+    };
+    let c: SocketAddr = C.parse().unwrap();
+    let s: SocketAddr = S.parse().unwrap();
+    let there = shard_hash(&seg(c, s, Domain::default()));
+    // Both directions alike.
+    assert_eq!(there, shard_hash(&seg(s, c, Domain::default())));
+    // The same value on every run and platform (no random seed).
+    assert_eq!(there, 0xa0f5_e7c7_3d8d_7b47);
+    // The domain is part of it, both directions alike too.
+    let d = Domain { id: 42, vlan: Some(10) };
+    assert_ne!(shard_hash(&seg(c, s, d)), there);
+    assert_eq!(shard_hash(&seg(c, s, d)), shard_hash(&seg(s, c, d)));
+    // Different client ports: all different, and spread evenly over shards.
+    let hashes: Vec<u64> = (0..4000u16).map(|p| shard_hash(&seg(SocketAddr::new(c.ip(), 20000 + p), s, d))).collect();
+    let distinct: std::collections::HashSet<u64> = hashes.iter().copied().collect();
+    assert_eq!(distinct.len(), hashes.len());
+    let mut shards = [0u32; 4];
+    for h in &hashes {
+        shards[(h % 4) as usize] += 1;
+    }
+    assert!(shards.iter().all(|n| (850..=1150).contains(n)), "{shards:?}");
 }
