@@ -35,5 +35,5 @@ pub mod testing;
 pub mod time;
 
 pub use budget::{Budget, BudgetReport, Holder};
-pub use packet::{Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
+pub use packet::{Domain, Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
 pub use time::{Dur, Ts};

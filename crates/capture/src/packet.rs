@@ -6,7 +6,7 @@
 //! kept longer is copied (smoltcp's wire view / owned repr split).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::time::Ts;
 
@@ -203,4 +203,114 @@ pub struct TcpSegment<'a> {
     /// Larger than `payload.len()` when the frame was cut by the capture's
     /// snapshot length: the missing tail is capture loss.
     pub payload_len: u32,
+    /// The VLANs and tunnels the segment was found in: two flows with the
+    /// same addresses and ports in different domains are different
+    /// connections.
+    pub domain: Domain,
+}
+
+/// The encapsulation "domain" a segment was found in: its VLAN ids
+/// (802.1Q and QinQ tags, all of them, in order) and the identity of each
+/// tunnel around it (VXLAN and Geneve VNI, GRE key, the tunnel's outer
+/// endpoint addresses), folded into one number.
+///
+/// The same for both directions of a flow (tunnel endpoints are taken
+/// lower address first) and the same across runs and platforms (a fixed
+/// mixing function, no random seed). The default (`id` 0) is a segment
+/// with no VLAN tag and no tunnel.
+///
+/// Left out on purpose: VLAN id 0 (an 802.1p priority tag, no VLAN), GTP-U
+/// TEIDs and the call id in PPTP's GRE key (each direction of a tunnel has
+/// its own, so they would split a connection in two), the 8-bit flow id of
+/// NVGRE's key (per-flow entropy, not part of the virtual network's id),
+/// MPLS labels (they change hop by hop and differ by direction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Domain {
+    /// All of it, hashed; 0 for none.
+    pub id: u64,
+    /// The outermost VLAN id, when VLANs are part of the domain
+    /// ([`DecodeConfig::vlan_in_flow_key`](crate::decode::DecodeConfig::vlan_in_flow_key)).
+    pub vlan: Option<u16>,
+}
+
+/// What a [`Domain`] is made of (mixed in first, so that VLAN 5 and VNI 5
+/// differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layer {
+    /// An 802.1Q or 802.1ad tag (its 12-bit VLAN id).
+    Vlan = 1,
+    /// A VXLAN header (its VNI).
+    Vxlan = 2,
+    /// A Geneve header (its VNI).
+    Geneve = 3,
+    /// A GRE header (its key, or `u64::MAX` without one).
+    Gre = 4,
+    /// GTP-U (no identity of its own: the TEID differs by direction).
+    Gtpu = 5,
+    /// Teredo.
+    Teredo = 6,
+    /// AYIYA.
+    Ayiya = 7,
+    /// IP in IP (4 and 41).
+    IpInIp = 8,
+}
+
+impl Domain {
+    /// Adds one layer with its identity.
+    pub(crate) fn push(&mut self, layer: Layer, value: u64) {
+        self.id = mix(mix(self.id, layer as u64), value);
+        if self.id == 0 {
+            self.id = 1;
+        }
+    }
+
+    /// Adds a VLAN tag's id (VLAN 0, a priority tag, is no VLAN).
+    pub(crate) fn push_vlan(&mut self, vid: u16) {
+        if vid == 0 {
+            return;
+        }
+        if self.vlan.is_none() {
+            self.vlan = Some(vid);
+        }
+        self.push(Layer::Vlan, u64::from(vid));
+    }
+
+    /// Adds a tunnel's outer endpoints, lower address first, so that both
+    /// directions of the tunnel give the same domain.
+    pub(crate) fn push_endpoints(&mut self, a: IpAddr, b: IpAddr) {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        for ip in [lo, hi] {
+            let (x, y) = ip_words(ip);
+            self.id = mix(mix(self.id, x), y);
+        }
+        if self.id == 0 {
+            self.id = 1;
+        }
+    }
+}
+
+/// An address as two words (IPv4 tagged so it never equals an IPv6 one).
+fn ip_words(ip: IpAddr) -> (u64, u64) {
+    match ip {
+        IpAddr::V4(v4) => (1 << 32 | u64::from(u32::from(v4)), 0),
+        IpAddr::V6(v6) => {
+            let n = u128::from(v6);
+            ((n >> 64) as u64, n as u64)
+        }
+    }
+}
+
+/// Folds `v` into the running hash `h`: order-dependent, deterministic
+/// (the SplitMix64 finaliser over an odd-constant multiply; no seed).
+pub(crate) fn mix(h: u64, v: u64) -> u64 {
+    let mut z = (h ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A hash of an address and port (see [`mix`]).
+pub(crate) fn mix_addr(h: u64, a: SocketAddr) -> u64 {
+    let (x, y) = ip_words(a.ip());
+    mix(mix(mix(h, x), y), u64::from(a.port()))
 }

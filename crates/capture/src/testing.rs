@@ -362,6 +362,7 @@ pub fn run_http_script_upto<S: StreamSink + ?Sized>(data: &[u8], sink: &mut S, m
                 first_frame: frame,
                 handshake,
                 roles,
+                vlan: None,
             });
             run.connections += 1;
             slots[slot] = Some(Live { id: next_id, off: [0, 0], ended: [false, false] });

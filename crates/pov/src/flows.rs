@@ -133,6 +133,7 @@ mod tests {
             close: CloseHow::EndOfCapture,
             close_ts: Ts(start as i64 * 1000 + 5000),
             state: ConnState::S0,
+            vlan: None,
         }
     }
 

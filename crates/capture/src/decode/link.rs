@@ -74,9 +74,10 @@ impl<'a> Walker<'a, '_> {
             ETHERTYPE_IPV6 => Ok(Next::Ipv6(s)),
             ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => {
                 // Tag control (2 bytes), then the next type or length.
-                let (Some(inner), Some(rest)) = (be16(s, 2), s.get(4..)) else {
+                let (Some(tci), Some(inner), Some(rest)) = (be16(s, 0), be16(s, 2), s.get(4..)) else {
                     return Err(self.short(s, Reason::MalformedLink));
                 };
+                self.vlan(tci);
                 if t == ETHERTYPE_VLAN {
                     self.stats.layers.vlan += 1;
                 } else {

@@ -26,6 +26,10 @@
 //! padding after the IP datagram is trimmed away, and a frame cut by the
 //! capture's snapshot length still yields its segment, with `payload` the
 //! bytes captured and `payload_len` the length the IP header announced.
+//!
+//! On the way down the walk folds every VLAN tag and every tunnel's
+//! identity into the segment's [`Domain`] (see there), which the
+//! reassembler adds to its flow key.
 
 mod defrag;
 mod link;
@@ -41,7 +45,7 @@ use etherparse::{
     IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice, Ipv6RawExtHeaderSlice, TcpHeaderSlice,
 };
 
-use crate::packet::{Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
+use crate::packet::{Domain, Layer, Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
 use crate::time::{Dur, Ts};
 
 use defrag::{Defrag, FragKey, Fragment, Insert};
@@ -65,6 +69,13 @@ pub struct DecodeConfig {
     /// Teredo, AYIYA, IP-in-IP each count one). A packet that goes deeper is
     /// counted as `tunnel_too_deep`. Default 8; zero decodes no tunnel.
     pub max_tunnel_depth: u8,
+    /// VLAN ids are part of a segment's [`Domain`], so that the same
+    /// addresses and ports in two VLANs are two connections. Default true.
+    /// Set it false for a capture where one connection's two directions
+    /// were mirrored on different VLANs (a SPAN port on a router-on-a-stick
+    /// link): its two directions then meet again. Tunnel identities stay in
+    /// the domain either way.
+    pub vlan_in_flow_key: bool,
     /// The run's memory budget: fragments held for reassembly are charged
     /// to it (the oldest datagrams are evicted when it is full).
     pub budget: crate::budget::Budget,
@@ -77,6 +88,7 @@ impl Default for DecodeConfig {
             max_frag_datagrams: 16384,
             frag_timeout: Dur::from_secs(30),
             max_tunnel_depth: 8,
+            vlan_in_flow_key: true,
             budget: crate::budget::Budget::default(),
         }
     }
@@ -452,6 +464,8 @@ impl Decoder {
             end: end_addr(pkt.data),
             cut,
             depth: 0,
+            domain: Domain::default(),
+            ends: None,
         };
         match walk.run(pkt.linktype, pkt.data) {
             Ok(seg) => {
@@ -531,6 +545,11 @@ struct Walker<'a, 'w> {
     cut: bool,
     /// Tunnels entered so far.
     depth: u8,
+    /// The VLANs and tunnels walked through so far.
+    domain: Domain,
+    /// The addresses of the latest IP header (a tunnel's outer endpoints
+    /// when a tunnel follows).
+    ends: Option<Ends>,
 }
 
 /// The address one past the end of `s` (compared, never dereferenced).
@@ -567,13 +586,27 @@ impl<'a> Walker<'a, '_> {
         s.get(at..).ok_or_else(|| self.short(s, malformed))
     }
 
-    /// Enters one more tunnel level, unless that is one too many.
-    fn enter_tunnel(&mut self) -> Result<(), Reason> {
+    /// Enters one more tunnel level, unless that is one too many; the
+    /// tunnel (`layer`, its identity `id`, and the endpoints of the IP
+    /// header around it) joins the segment's domain.
+    fn enter_tunnel(&mut self, layer: Layer, id: u64) -> Result<(), Reason> {
         if self.depth >= self.cfg.max_tunnel_depth {
             return Err(Reason::TunnelTooDeep);
         }
         self.depth += 1;
+        self.domain.push(layer, id);
+        if let Some(e) = self.ends {
+            self.domain.push_endpoints(e.src, e.dst);
+        }
         Ok(())
+    }
+
+    /// A VLAN tag's id joins the segment's domain (unless VLANs are left
+    /// out of it).
+    fn vlan(&mut self, tci: u16) {
+        if self.cfg.vlan_in_flow_key {
+            self.domain.push_vlan(tci & 0x0fff);
+        }
     }
 
     /// Takes a reassembly buffer for this packet.
@@ -653,6 +686,7 @@ impl<'a> Walker<'a, '_> {
         let (payload, declared) = self.ip_extent(s, h.slice().len(), usize::from(h.total_len()))?;
         let ends =
             Ends { src: IpAddr::V4(Ipv4Addr::from(h.source())), dst: IpAddr::V4(Ipv4Addr::from(h.destination())) };
+        self.ends = Some(ends);
         let proto = h.protocol().0;
         let offset = usize::from(h.fragments_offset().value()) * 8;
         if offset != 0 || h.more_fragments() {
@@ -682,6 +716,7 @@ impl<'a> Walker<'a, '_> {
         let (payload, declared) = self.ip_extent(s, hlen, total)?;
         let ends =
             Ends { src: IpAddr::V6(Ipv6Addr::from(h.source())), dst: IpAddr::V6(Ipv6Addr::from(h.destination())) };
+        self.ends = Some(ends);
         self.upper(ends, next, payload, declared, true, false)
     }
 
@@ -738,12 +773,12 @@ impl<'a> Walker<'a, '_> {
                 PROTO_ICMPV6 => return Err(Reason::Icmpv6),
                 PROTO_GRE => return self.gre(s),
                 PROTO_IPIP => {
-                    self.enter_tunnel()?;
+                    self.enter_tunnel(Layer::IpInIp, 4)?;
                     self.stats.layers.ip_in_ip += 1;
                     return Ok(Next::Ipv4(s));
                 }
                 PROTO_IPV6 => {
-                    self.enter_tunnel()?;
+                    self.enter_tunnel(Layer::IpInIp, 6)?;
                     self.stats.layers.ip_in_ip += 1;
                     return Ok(Next::Ipv6(s));
                 }
@@ -828,6 +863,7 @@ impl<'a> Walker<'a, '_> {
             options,
             payload,
             payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
+            domain: self.domain,
         }))
     }
 

@@ -1580,3 +1580,254 @@ fn dump_vectors_for_tshark() {
     }
     std::fs::write(dir.join("ours.txt"), report).unwrap();
 }
+
+// ------------------------------------------------------------ flow domains
+
+/// The domain of the one segment a frame yields.
+fn domain_with(cfg: DecodeConfig, lt: Linktype, data: &[u8]) -> Domain {
+    let mut dec = Decoder::new(cfg);
+    let pkt = Packet { frame: 1, source: 0, ts: Ts(0), linktype: lt, data, orig_len: data.len() as u32 };
+    match dec.decode(&pkt) {
+        Some(s) => s.domain,
+        None => panic!("no segment: {:?}", dec.stats().outcome),
+    }
+}
+
+fn domain(lt: Linktype, data: &[u8]) -> Domain {
+    domain_with(DecodeConfig::default(), lt, data)
+}
+
+/// Outer IPv4 + UDP from `src` to `dst` around `payload`.
+fn udp4_between(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64).udp(sport, dport).write(&mut v, payload).unwrap();
+    v
+}
+
+/// A VXLAN header with network id `vni`.
+fn vxlan_hdr(vni: u32) -> Vec<u8> {
+    let b = vni.to_be_bytes();
+    vec![0x08, 0, 0, 0, b[1], b[2], b[3], 0]
+}
+
+/// A GRE header (version 0) with key `key`, around Ethernet or IP.
+fn gre_key(proto: u16, key: u32) -> Vec<u8> {
+    cat(&[&[0x20, 0x00], &proto.to_be_bytes(), &key.to_be_bytes()])
+}
+
+#[test]
+fn domain_of_plain_vlan_and_tunnelled_segments() {
+    let plain = domain(ETH, &eth(0x0800, &tcp4(BODY)));
+    assert_eq!(plain, Domain::default());
+    // VLAN 0 is an 802.1p priority tag: no VLAN.
+    assert_eq!(domain(ETH, &eth(0x8100, &cat(&[&tag(0, 0x0800), &tcp4(BODY)]))), plain);
+    // The VLAN id is the TCI's low 12 bits: the priority bits do not count.
+    let v10 = domain(ETH, &eth(0x8100, &cat(&[&tag(10, 0x0800), &tcp4(BODY)])));
+    let v10_prio = domain(ETH, &eth(0x8100, &cat(&[&tag(0xa000 | 10, 0x0800), &tcp4(BODY)])));
+    let v20 = domain(ETH, &eth(0x8100, &cat(&[&tag(20, 0x0800), &tcp4(BODY)])));
+    assert_eq!(v10, v10_prio);
+    assert_eq!(v10.vlan, Some(10));
+    assert_ne!(v10.id, 0);
+    assert_ne!(v10, v20);
+    // QinQ: every tag counts, in order; the outermost is the one shown.
+    let q_100_10 = domain(ETH, &eth(0x88a8, &cat(&[&tag(100, 0x8100), &tag(10, 0x0800), &tcp4(BODY)])));
+    let q_10_100 = domain(ETH, &eth(0x88a8, &cat(&[&tag(10, 0x8100), &tag(100, 0x0800), &tcp4(BODY)])));
+    assert_eq!(q_100_10.vlan, Some(100));
+    assert_ne!(q_100_10.id, q_10_100.id);
+    assert_ne!(q_100_10.id, v10.id);
+    // With VLANs left out, every one of them is plain.
+    let off = DecodeConfig { vlan_in_flow_key: false, ..DecodeConfig::default() };
+    assert_eq!(domain_with(off.clone(), ETH, &eth(0x8100, &cat(&[&tag(10, 0x0800), &tcp4(BODY)]))), plain);
+    let q = eth(0x88a8, &cat(&[&tag(100, 0x8100), &tag(10, 0x0800), &tcp4(BODY)]));
+    assert_eq!(domain_with(off.clone(), ETH, &q), plain);
+    // ... but tunnels still count.
+    let vx = |vni| eth(0x0800, &udp4(50000, 4789, &cat(&[&vxlan_hdr(vni), &eth(0x0800, &tcp4(BODY))])));
+    assert_ne!(domain_with(off, ETH, &vx(7)), plain);
+
+    // VXLAN: the VNI counts; the outer endpoints count, either way round;
+    // the UDP source port (per-flow entropy) does not.
+    let (a, b) = (domain(ETH, &vx(100)), domain(ETH, &vx(200)));
+    assert_ne!(a, b);
+    assert_ne!(a, plain);
+    assert_eq!(a.vlan, None);
+    let inner = cat(&[&vxlan_hdr(100), &eth(0x0800, &tcp4(BODY))]);
+    let back = domain(ETH, &eth(0x0800, &udp4_between(O4B, O4A, 61000, 4789, &inner)));
+    assert_eq!(back, a);
+    let elsewhere = domain(ETH, &eth(0x0800, &udp4_between(O4A, [10, 0, 0, 3], 50000, 4789, &inner)));
+    assert_ne!(elsewhere, a);
+    // Geneve: the VNI counts, and VNI 100 in Geneve is not VNI 100 in VXLAN.
+    let geneve = |vni: u32| {
+        let b = vni.to_be_bytes();
+        let g = cat(&[&[0x00, 0x00, 0x65, 0x58, b[1], b[2], b[3], 0], &eth(0x0800, &tcp4(BODY))]);
+        domain(ETH, &eth(0x0800, &udp4(50000, 6081, &g)))
+    };
+    assert_ne!(geneve(100), geneve(200));
+    assert_ne!(geneve(100), a);
+    // GRE: the key counts; NVGRE's low byte (flow entropy) does not.
+    let gre = |proto, key, inner: &[u8]| domain(Linktype::RAW, &ip4(47, &cat(&[&gre_key(proto, key), inner])));
+    assert_ne!(gre(0x0800, 1, &tcp4(BODY)), gre(0x0800, 2, &tcp4(BODY)));
+    let nv = eth(0x0800, &tcp4(BODY));
+    assert_eq!(gre(0x6558, 0x0012_3401, &nv), gre(0x6558, 0x0012_3402, &nv));
+    assert_ne!(gre(0x6558, 0x0012_3401, &nv), gre(0x6558, 0x0012_3501, &nv));
+    // GTP-U: each direction has its own TEID, so only the endpoints count.
+    let teid = |t: u32, src, dst| {
+        let g = cat(&[&[0x30, 0xff], &(tcp4(BODY).len() as u16).to_be_bytes(), &t.to_be_bytes(), &tcp4(BODY)]);
+        domain(ETH, &eth(0x0800, &udp4_between(src, dst, 2152, 2152, &g)))
+    };
+    assert_eq!(teid(1, O4A, O4B), teid(2, O4B, O4A));
+    assert_ne!(teid(1, O4A, O4B), plain);
+    // IP in IP: the outer endpoints.
+    assert_ne!(domain(Linktype::RAW, &ip4(4, &tcp4(BODY))), plain);
+    assert_eq!(
+        domain(Linktype::RAW, &ip4(4, &tcp4(BODY))),
+        domain(Linktype::RAW, &cat(&[&ip4_hdr(4, tcp4(BODY).len(), O4B, O4A, 1, 0), &tcp4(BODY)]))
+    );
+}
+
+/// What the reassembler made of some frames: per connection, its
+/// outermost VLAN and both byte streams.
+#[derive(Default)]
+struct Conns(std::collections::BTreeMap<u64, ConnBytes>);
+
+/// A connection's outermost VLAN, client bytes and server bytes.
+type ConnBytes = (Option<u16>, Vec<u8>, Vec<u8>);
+
+impl crate::tcp::StreamSink for Conns {
+    fn on_open(&mut self, m: &crate::tcp::ConnMeta) {
+        self.0.insert(m.id, (m.vlan, Vec::new(), Vec::new()));
+    }
+    fn on_data(&mut self, c: &crate::tcp::DataChunk<'_>) {
+        let e = self.0.get_mut(&c.conn).expect("data before open");
+        let v = if c.dir == crate::tcp::Direction::ClientToServer { &mut e.1 } else { &mut e.2 };
+        v.extend_from_slice(c.bytes);
+    }
+}
+
+/// Decodes `frames` and reassembles them; the connections, in id order.
+fn reassemble(cfg: DecodeConfig, frames: &[Vec<u8>]) -> Vec<(Option<u16>, String, String)> {
+    let mut dec = Decoder::new(cfg);
+    let mut r = crate::tcp::Reassembler::new(crate::tcp::TcpConfig::default());
+    let mut out = Conns::default();
+    for (i, f) in frames.iter().enumerate() {
+        let frame = i as u64 + 1;
+        let pkt =
+            Packet { frame, source: 0, ts: Ts(frame as i64 * 1000), linktype: ETH, data: f, orig_len: f.len() as u32 };
+        let seg = dec.decode(&pkt).expect("a TCP segment");
+        r.process(&seg, &mut out);
+    }
+    r.finish(&mut out);
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    out.0.values().map(|(vlan, c2s, s2c)| (*vlan, text(c2s), text(s2c))).collect()
+}
+
+/// One connection's packets as IPv4 (C4:40000 <-> S4:80): handshake, a
+/// request, a response. `true` marks the client's.
+fn conversation(req: &[u8], resp: &[u8]) -> Vec<(bool, Vec<u8>)> {
+    let pkt = |from_client: bool, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]| {
+        let (src, dst, sp, dp) = if from_client { (C4, S4, SPORT, DPORT) } else { (S4, C4, DPORT, SPORT) };
+        let b = PacketBuilder::ipv4(src, dst, 64).tcp(sp, dp, seq, WIN);
+        let b = if syn { b.syn() } else { b };
+        let b = match ack {
+            Some(a) => b.ack(a),
+            None => b,
+        };
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        (from_client, v)
+    };
+    let (c, s) = (100u32, 500u32);
+    let rq = req.len() as u32;
+    vec![
+        pkt(true, c, None, true, b""),
+        pkt(false, s, Some(c + 1), true, b""),
+        pkt(true, c + 1, Some(s + 1), false, b""),
+        pkt(true, c + 1, Some(s + 1), false, req),
+        pkt(false, s + 1, Some(c + 1 + rq), false, resp),
+    ]
+}
+
+/// IP packets in VLAN `vid` on Ethernet.
+fn in_vlan(vid: u16, ip: &[u8]) -> Vec<u8> {
+    eth(0x8100, &cat(&[&tag(vid, 0x0800), ip]))
+}
+
+/// IP packets in VXLAN `vni` from outer `src` to `dst`.
+fn in_vxlan(vni: u32, src: [u8; 4], dst: [u8; 4], sport: u16, ip: &[u8]) -> Vec<u8> {
+    let inner = cat(&[&vxlan_hdr(vni), &eth(0x0800, ip)]);
+    eth(0x0800, &udp4_between(src, dst, sport, 4789, &inner))
+}
+
+/// Two lists of frames, interleaved.
+fn interleave(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    a.into_iter().zip(b).flat_map(|(x, y)| [x, y]).collect()
+}
+
+#[test]
+fn identical_flows_in_two_vlans_are_two_connections() {
+    let ten = conversation(b"GET /ten HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 ten\r\n\r\n");
+    let twenty = conversation(b"GET /twenty HTTP/1.1\r\n\r\n", b"HTTP/1.1 404 twenty\r\n\r\n");
+    let frames = interleave(
+        ten.iter().map(|(_, ip)| in_vlan(10, ip)).collect(),
+        twenty.iter().map(|(_, ip)| in_vlan(20, ip)).collect(),
+    );
+    let conns = reassemble(DecodeConfig::default(), &frames);
+    assert_eq!(
+        conns,
+        vec![
+            (Some(10), "GET /ten HTTP/1.1\r\n\r\n".into(), "HTTP/1.1 200 ten\r\n\r\n".into()),
+            (Some(20), "GET /twenty HTTP/1.1\r\n\r\n".into(), "HTTP/1.1 404 twenty\r\n\r\n".into()),
+        ]
+    );
+}
+
+#[test]
+fn directions_mirrored_on_two_vlans_meet_when_vlans_are_left_out() {
+    // Router on a stick: the client's packets were mirrored on VLAN 10,
+    // the server's on VLAN 20.
+    let conv = conversation(b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n");
+    let frames: Vec<Vec<u8>> = conv.iter().map(|(c, ip)| in_vlan(if *c { 10 } else { 20 }, ip)).collect();
+    // By default: two one-sided connections.
+    let split = reassemble(DecodeConfig::default(), &frames);
+    assert_eq!(
+        split,
+        vec![
+            (Some(10), "GET / HTTP/1.1\r\n\r\n".into(), String::new()),
+            (Some(20), String::new(), "HTTP/1.1 200 OK\r\n\r\n".into()),
+        ]
+    );
+    // VLANs left out: one connection with both streams.
+    let off = DecodeConfig { vlan_in_flow_key: false, ..DecodeConfig::default() };
+    let one = reassemble(off, &frames);
+    assert_eq!(one, vec![(None, "GET / HTTP/1.1\r\n\r\n".into(), "HTTP/1.1 200 OK\r\n\r\n".into())]);
+}
+
+#[test]
+fn identical_flows_in_two_vxlan_networks_are_two_connections() {
+    let a = conversation(b"GET /a HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 a\r\n\r\n");
+    let b = conversation(b"GET /b HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 b\r\n\r\n");
+    let frames = interleave(
+        a.iter().map(|(_, ip)| in_vxlan(100, O4A, O4B, 50000, ip)).collect(),
+        b.iter().map(|(_, ip)| in_vxlan(200, O4A, O4B, 50000, ip)).collect(),
+    );
+    let conns = reassemble(DecodeConfig::default(), &frames);
+    assert_eq!(
+        conns,
+        vec![
+            (None, "GET /a HTTP/1.1\r\n\r\n".into(), "HTTP/1.1 200 a\r\n\r\n".into()),
+            (None, "GET /b HTTP/1.1\r\n\r\n".into(), "HTTP/1.1 200 b\r\n\r\n".into()),
+        ]
+    );
+}
+
+#[test]
+fn a_tunnel_seen_from_both_ends_carries_one_connection() {
+    // The client's packets go O4A -> O4B, the server's come back O4B ->
+    // O4A, each with its own UDP source port.
+    let conv = conversation(b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n");
+    let frames: Vec<Vec<u8>> = conv
+        .iter()
+        .map(|(c, ip)| if *c { in_vxlan(7, O4A, O4B, 50000, ip) } else { in_vxlan(7, O4B, O4A, 61000, ip) })
+        .collect();
+    let conns = reassemble(DecodeConfig::default(), &frames);
+    assert_eq!(conns, vec![(None, "GET / HTTP/1.1\r\n\r\n".into(), "HTTP/1.1 200 OK\r\n\r\n".into())]);
+}

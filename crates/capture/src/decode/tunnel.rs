@@ -3,6 +3,7 @@
 //! AYIYA).
 
 use super::{Next, Reason, Step, Walker, be16, byte};
+use crate::packet::Layer;
 
 const GRE_C: u16 = 0x8000;
 const GRE_R: u16 = 0x4000;
@@ -15,6 +16,8 @@ const GRE_VERSION: u16 = 0x0007;
 const GRE_PROTO_ERSPAN_2: u16 = 0x88be;
 const GRE_PROTO_ERSPAN_3: u16 = 0x22eb;
 const GRE_PROTO_PPP: u16 = 0x880b;
+/// Transparent Ethernet bridging: with a key, NVGRE (RFC 7637).
+const GRE_PROTO_TEB: u16 = 0x6558;
 
 const PORT_VXLAN: u16 = 4789;
 const PORT_GENEVE: u16 = 6081;
@@ -35,6 +38,8 @@ impl<'a> Walker<'a, '_> {
         };
         let version = flags & GRE_VERSION;
         let mut hlen = 4usize;
+        // The tunnel's identity: its key (RFC 2890), if any.
+        let mut key = u64::MAX;
         match version {
             0 => {
                 // Checksum and offset are present together if either the
@@ -43,6 +48,13 @@ impl<'a> Walker<'a, '_> {
                     hlen += 4;
                 }
                 if flags & GRE_K != 0 {
+                    let (Some(hi), Some(lo)) = (be16(s, hlen), be16(s, hlen + 2)) else {
+                        return Err(self.short(s, Reason::MalformedTunnel));
+                    };
+                    let k = u32::from(hi) << 16 | u32::from(lo);
+                    // NVGRE: the virtual subnet id; the low byte is a
+                    // per-flow entropy value, not part of the identity.
+                    key = u64::from(if proto == GRE_PROTO_TEB { k >> 8 } else { k });
                     hlen += 4;
                 }
                 if flags & GRE_S != 0 {
@@ -79,7 +91,9 @@ impl<'a> Walker<'a, '_> {
         }
         let rest = self.skip(s, hlen, Reason::MalformedTunnel)?;
         self.stats.layers.gre += 1;
-        self.enter_tunnel()?;
+        // PPTP's key holds the payload length and the peer's call id (each
+        // direction its own): no identity beyond the endpoints.
+        self.enter_tunnel(Layer::Gre, key)?;
         match proto {
             GRE_PROTO_ERSPAN_2 => {
                 self.stats.layers.erspan += 1;
@@ -150,7 +164,7 @@ impl<'a> Walker<'a, '_> {
         }
         let eth = self.skip(s, 8, Reason::MalformedTunnel)?;
         self.stats.layers.vxlan += 1;
-        self.enter_tunnel()?;
+        self.enter_tunnel(Layer::Vxlan, vni(s))?;
         Ok(Some(Next::Ethernet(eth)))
     }
 
@@ -169,7 +183,7 @@ impl<'a> Walker<'a, '_> {
         let options = usize::from(b0 & 0x3f) * 4;
         let rest = self.skip(s, 8 + options, Reason::MalformedTunnel)?;
         self.stats.layers.geneve += 1;
-        self.enter_tunnel()?;
+        self.enter_tunnel(Layer::Geneve, vni(s))?;
         Ok(Some(Next::EtherType(proto, rest)))
     }
 
@@ -225,7 +239,9 @@ impl<'a> Walker<'a, '_> {
             // Echo, error indication, end marker: signalling, no user data.
             return Err(Reason::OtherLinkPayload);
         }
-        self.enter_tunnel()?;
+        // The TEID names the receiving end (each direction its own), so it
+        // is left out: the endpoints identify the tunnel.
+        self.enter_tunnel(Layer::Gtpu, 0)?;
         match byte(rest, 0).map(|b| b >> 4) {
             Some(4) => Ok(Some(Next::Ipv4(rest))),
             Some(6) => Ok(Some(Next::Ipv6(rest))),
@@ -265,7 +281,7 @@ impl<'a> Walker<'a, '_> {
             }
         }
         self.stats.layers.teredo += 1;
-        self.enter_tunnel()?;
+        self.enter_tunnel(Layer::Teredo, 0)?;
         Ok(Some(Next::Ipv6(rest)))
     }
 
@@ -289,14 +305,23 @@ impl<'a> Walker<'a, '_> {
         }
         match next {
             41 => {
-                self.enter_tunnel()?;
+                self.enter_tunnel(Layer::Ayiya, 6)?;
                 Ok(Some(Next::Ipv6(rest)))
             }
             4 => {
-                self.enter_tunnel()?;
+                self.enter_tunnel(Layer::Ayiya, 4)?;
                 Ok(Some(Next::Ipv4(rest)))
             }
             _ => Err(Reason::OtherLinkPayload),
         }
+    }
+}
+
+/// The 24-bit virtual network id in bytes 4 to 6 of a VXLAN or Geneve
+/// header (0 if the header is short; callers check its length first).
+fn vni(s: &[u8]) -> u64 {
+    match s.get(4..7) {
+        Some(&[a, b, c]) => u64::from(u32::from_be_bytes([0, a, b, c])),
+        _ => 0,
     }
 }

@@ -877,6 +877,7 @@ mod tests {
             first_frame: 1,
             handshake: None,
             roles,
+            vlan: None,
         }
     }
 

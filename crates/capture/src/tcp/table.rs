@@ -1,0 +1,336 @@
+//! The connection table: [`Reassembler`] finds each segment's connection,
+//! starts new ones, closes idle ones, evicts under the caps, and remembers
+//! closed ones for a while (their tombs) so stray packets count toward them.
+
+use std::net::SocketAddr;
+
+use hashlink::LinkedHashMap;
+
+use crate::budget::{Budget, Charge, Holder};
+use crate::packet::{Domain, TcpSegment, mix_addr};
+use crate::time::{Dur, Ts};
+
+use super::connection::Conn;
+use super::events::{CloseHow, ConnId, ConnSummary, StreamSink, TcpStats};
+
+/// Reassembly limits and timeouts.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// Most connections tracked at once; beyond it the longest idle one is
+    /// closed (`Evicted`) and counted.
+    pub max_connections: usize,
+    /// Most out-of-order bytes held per direction (each held piece also
+    /// counts [`HELD_OVERHEAD`](super::HELD_OVERHEAD) bytes of bookkeeping).
+    pub max_ooo_bytes: usize,
+    /// Most out-of-order bytes held over all connections.
+    pub max_ooo_total: usize,
+    /// A connection with no packet for this long is closed.
+    pub idle_timeout: Dur,
+    /// How long a closed connection is remembered, so that stray packets
+    /// after its close count toward it rather than start a new one.
+    pub closed_linger: Dur,
+    /// A segment or acknowledgment further ahead of the expected byte than
+    /// this is treated as bogus and ignored (counted).
+    pub max_seq_jump: u64,
+    /// The run's memory budget: connections and out-of-order bytes are
+    /// charged to it.
+    pub budget: Budget,
+}
+
+impl Default for TcpConfig {
+    fn default() -> TcpConfig {
+        TcpConfig {
+            max_connections: 1_000_000,
+            max_ooo_bytes: 4 << 20,
+            max_ooo_total: 512 << 20,
+            idle_timeout: Dur::from_secs(300),
+            closed_linger: Dur::from_secs(60),
+            max_seq_jump: 1 << 30,
+            budget: Budget::default(),
+        }
+    }
+}
+
+/// What one tracked connection costs the memory budget: its record here
+/// (about 1 KiB) and in the HTTP layer (about 1.4 KiB), its first waiting
+/// request (about 0.7 KiB), and their map entries: an estimate, measured
+/// on x86-64. Buffers, further waiting requests and kept bodies are
+/// charged on their own. At the default budget, about 40,000 connections
+/// can be open at once; beyond, the longest idle is evicted.
+pub const CONN_COST: usize = std::mem::size_of::<Conn>() + 3072;
+
+/// What a closed connection remembered for stray packets costs the memory
+/// budget (an estimate).
+pub const TOMB_COST: usize = std::mem::size_of::<Tomb>() + 128;
+
+/// What names a connection: its addresses in a canonical order (lower
+/// first), so both directions find the same entry, and the VLANs and
+/// tunnels it was found in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey(SocketAddr, SocketAddr, Domain);
+
+impl FlowKey {
+    fn of(seg: &TcpSegment<'_>) -> FlowKey {
+        let (a, b) = (seg.src, seg.dst);
+        if a <= b { FlowKey(a, b, seg.domain) } else { FlowKey(b, a, seg.domain) }
+    }
+}
+
+/// A hash of a segment's connection (addresses, ports and [`Domain`]):
+/// the same for both directions, and for every run on every platform (a
+/// fixed mixing function, no random seed). Segments of one connection
+/// always hash alike, so `shard_hash(seg) % n` can spread connections over
+/// `n` reassemblers.
+pub fn shard_hash(seg: &TcpSegment<'_>) -> u64 {
+    let FlowKey(lo, hi, domain) = FlowKey::of(seg);
+    mix_addr(mix_addr(domain.id, lo), hi)
+}
+
+/// What remains of a closed connection while stray packets may still come.
+pub(super) struct Tomb {
+    /// Its share of the memory budget.
+    pub(super) charge: Charge,
+    /// The record `on_summary` will get.
+    pub(super) summary: ConnSummary,
+    /// The client's address (to tell directions apart).
+    pub(super) client: SocketAddr,
+    /// The ISN of the client's SYN, if seen (a new one is port reuse).
+    pub(super) client_isn: Option<u32>,
+}
+
+/// Shared mutable state a connection needs while processing.
+pub(super) struct Ctx<'c> {
+    /// Limits.
+    pub(super) cfg: &'c TcpConfig,
+    /// Run-wide counters.
+    pub(super) stats: &'c mut TcpStats,
+    /// Out-of-order bytes held over all connections (with overhead).
+    pub(super) ooo_total: &'c mut usize,
+}
+
+/// Rebuilds TCP byte streams from segments. See the module docs.
+pub struct Reassembler {
+    cfg: TcpConfig,
+    /// Boxed, so that a map's spare capacity costs a pointer a slot, not a
+    /// connection.
+    active: LinkedHashMap<FlowKey, Box<Conn>>,
+    closed: LinkedHashMap<FlowKey, Box<Tomb>>,
+    next_id: ConnId,
+    now: Ts,
+    ooo_total: usize,
+    stats: TcpStats,
+}
+
+impl Reassembler {
+    /// A reassembler with the given limits.
+    pub fn new(cfg: TcpConfig) -> Reassembler {
+        Reassembler {
+            cfg,
+            active: LinkedHashMap::new(),
+            closed: LinkedHashMap::new(),
+            next_id: 1,
+            now: Ts(i64::MIN),
+            ooo_total: 0,
+            stats: TcpStats::default(),
+        }
+    }
+
+    /// Counters so far (complete after [`Reassembler::finish`]).
+    pub fn stats(&self) -> &TcpStats {
+        &self.stats
+    }
+
+    /// Connections currently open.
+    pub fn active_connections(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Out-of-order bytes currently held (with overhead).
+    pub fn ooo_bytes(&self) -> usize {
+        self.ooo_total
+    }
+
+    /// Processes one segment. Segments must come in capture order.
+    pub fn process<S: StreamSink + ?Sized>(&mut self, seg: &TcpSegment<'_>, sink: &mut S) {
+        self.stats.segments += 1;
+        if seg.ts > self.now {
+            self.now = seg.ts;
+        }
+        self.expire(sink);
+        let key = FlowKey::of(seg);
+        let syn_only = seg.flags.syn() && !seg.flags.ack();
+
+        if !self.active.contains_key(&key) {
+            if let Some(tomb) = self.closed.get_mut(&key) {
+                let reuse = syn_only && tomb.client_isn != Some(seg.seq);
+                if !reuse {
+                    absorb(tomb, seg);
+                    self.stats.packets_after_close += 1;
+                    self.closed.to_back(&key);
+                    return;
+                }
+                if let Some(t) = self.closed.remove(&key) {
+                    self.finish_tomb(t, sink);
+                }
+                self.stats.port_reuse += 1;
+            }
+        } else if syn_only {
+            let supersede = self.active.get(&key).is_some_and(|c| c.is_new_connection_syn(c.side_of(seg.src), seg.seq));
+            if supersede {
+                if let Some(conn) = self.active.remove(&key) {
+                    self.stats.superseded += 1;
+                    let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+                    let tomb = conn.close(CloseHow::Superseded, seg.ts, &mut ctx, sink);
+                    self.finish_tomb(tomb, sink);
+                }
+                self.stats.port_reuse += 1;
+            }
+        }
+
+        if !self.active.contains_key(&key) {
+            if self.active.len() >= self.cfg.max_connections.max(1) {
+                self.evict_one(sink);
+            }
+            // A new connection is always tracked; when the memory budget
+            // has no room for it, the longest idle one makes room.
+            let charge = match self.cfg.budget.try_charge(Holder::Connections, CONN_COST) {
+                Some(c) => c,
+                None => {
+                    if !self.active.is_empty() {
+                        self.stats.budget_evictions += 1;
+                        self.evict_one(sink);
+                    }
+                    self.cfg.budget.charge(Holder::Connections, CONN_COST)
+                }
+            };
+            // Named by the frame that opened it: the same name whichever
+            // reassembler (shard) sees it, and one a user can find in
+            // Wireshark (`frame.number == N`). Frames without numbers (0,
+            // or repeated, as in hand-made segments) get the next free one.
+            let id = seg.frame.max(self.next_id);
+            let mut conn = Conn::new(id, seg);
+            conn.head.charge = charge;
+            self.next_id = id + 1;
+            self.stats.connections += 1;
+            self.active.insert(key, Box::new(conn));
+            self.stats.peak_active = self.stats.peak_active.max(self.active.len() as u64);
+        }
+
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+        let Some(conn) = self.active.to_back(&key) else {
+            return;
+        };
+        let closed = conn.segment(seg, &mut ctx, sink);
+        if ctx.stats.ooo_peak_bytes < *ctx.ooo_total as u64 {
+            ctx.stats.ooo_peak_bytes = *ctx.ooo_total as u64;
+        }
+        if let Some(how) = closed
+            && let Some(conn) = self.active.remove(&key)
+        {
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+            let mut tomb = conn.close(how, seg.ts, &mut ctx, sink);
+            if self.closed.len() >= self.cfg.max_connections.max(1)
+                && let Some((_, old)) = self.closed.pop_front()
+            {
+                self.finish_tomb(old, sink);
+            }
+            // Remembering it for stray packets is worth less than anything
+            // open: without room, the oldest closed one is forgotten.
+            tomb.charge = match self.cfg.budget.try_charge(Holder::Connections, TOMB_COST) {
+                Some(c) => c,
+                None => {
+                    if let Some((_, old)) = self.closed.pop_front() {
+                        self.finish_tomb(old, sink);
+                    }
+                    self.cfg.budget.charge(Holder::Connections, TOMB_COST)
+                }
+            };
+            self.closed.insert(key, tomb);
+        }
+    }
+
+    /// Moves capture time on to `now` without a segment, for a reassembler
+    /// that sees only some of a capture's connections (a shard): idle
+    /// connections close, and closed ones are forgotten, as they would
+    /// have on a segment of their own at that time.
+    pub fn advance<S: StreamSink + ?Sized>(&mut self, now: Ts, sink: &mut S) {
+        if now > self.now {
+            self.now = now;
+        }
+        self.expire(sink);
+    }
+
+    /// Ends the capture: every open connection closes (`EndOfCapture`) and
+    /// every connection's summary is emitted, in connection id order.
+    pub fn finish<S: StreamSink + ?Sized>(&mut self, sink: &mut S) {
+        let mut conns: Vec<Box<Conn>> = self.active.drain().map(|(_, c)| c).collect();
+        conns.sort_by_key(|c| c.head.id);
+        let mut tombs: Vec<Box<Tomb>> = Vec::with_capacity(conns.len() + self.closed.len());
+        for conn in conns {
+            let ts = conn.head.last_ts;
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+            tombs.push(conn.close(CloseHow::EndOfCapture, ts, &mut ctx, sink));
+        }
+        tombs.extend(self.closed.drain().map(|(_, t)| t));
+        tombs.sort_by_key(|t| t.summary.id);
+        for t in tombs {
+            self.finish_tomb(t, sink);
+        }
+    }
+
+    /// Closes idle connections and forgets closed ones past their linger.
+    fn expire<S: StreamSink + ?Sized>(&mut self, sink: &mut S) {
+        let idle_deadline = self.now - self.cfg.idle_timeout;
+        while let Some((_, c)) = self.active.front() {
+            if c.head.last_ts >= idle_deadline {
+                break;
+            }
+            let Some((_, conn)) = self.active.pop_front() else {
+                break;
+            };
+            let ts = conn.head.last_ts;
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+            let tomb = conn.close(CloseHow::IdleTimeout, ts, &mut ctx, sink);
+            self.finish_tomb(tomb, sink);
+        }
+        let linger_deadline = self.now - self.cfg.closed_linger;
+        while let Some((_, t)) = self.closed.front() {
+            if t.summary.last_ts >= linger_deadline {
+                break;
+            }
+            let Some((_, t)) = self.closed.pop_front() else {
+                break;
+            };
+            self.finish_tomb(t, sink);
+        }
+    }
+
+    fn evict_one<S: StreamSink + ?Sized>(&mut self, sink: &mut S) {
+        if let Some((_, conn)) = self.active.pop_front() {
+            self.stats.evicted += 1;
+            let ts = conn.head.last_ts;
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+            let tomb = conn.close(CloseHow::Evicted, ts, &mut ctx, sink);
+            self.finish_tomb(tomb, sink);
+        }
+    }
+
+    fn finish_tomb<S: StreamSink + ?Sized>(&mut self, t: Box<Tomb>, sink: &mut S) {
+        self.stats.totals.add(&t.summary.to_server);
+        self.stats.totals.add(&t.summary.to_client);
+        sink.on_summary(&t.summary);
+    }
+}
+
+/// Counts a packet that arrived after its connection closed.
+fn absorb(tomb: &mut Tomb, seg: &TcpSegment<'_>) {
+    let s = &mut tomb.summary;
+    let half = if seg.src == tomb.client { &mut s.to_server } else { &mut s.to_client };
+    half.packets += 1;
+    half.payload_bytes += u64::from(seg.payload_len);
+    half.after_close_bytes += u64::from(seg.payload_len);
+    if seg.ts > s.last_ts {
+        s.last_ts = seg.ts;
+    }
+    s.last_frame = s.last_frame.max(seg.frame);
+}
