@@ -1040,11 +1040,11 @@ mod tests {
                             Event::Head(h) => {
                                 let h = h.bytes(given);
                                 let len = match role {
-                                    Role::Request => parse_request(&h).map(|r| {
+                                    Role::Request => parse_request(h).map(|r| {
                                         out.push(format!("req {}", String::from_utf8_lossy(&r.uri)));
                                         r.headers.get("content-length").map(|v| v.to_vec())
                                     }),
-                                    Role::Response => parse_response(&h).map(|r| {
+                                    Role::Response => parse_response(h).map(|r| {
                                         out.push(format!("resp {}", r.status));
                                         r.headers.get("content-length").map(|v| v.to_vec())
                                     }),
