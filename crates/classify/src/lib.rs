@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
 use pov_capture::{Dur, Ts};
 use pov_sessions::{BROWSER_RETRY, FailedConnKind, ResourceClass, Session, Tx};
-use regex::{Regex, RegexBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 pub use config::{ErrorPageRule, FailuresConfig};
 
@@ -338,6 +338,9 @@ fn answered_retry(txs: &[Tx], i: usize, index: &RetryIndex<'_>) -> bool {
 pub struct Classifier {
     cfg: FailuresConfig,
     error_pages: Vec<(String, Regex)>,
+    /// The same rules as one set: a body is scanned once, not once per
+    /// rule (`None` if the set is too large to compile; then rule by rule).
+    error_set: Option<RegexSet>,
     minor: HashSet<String>,
     strip: Regex,
 }
@@ -358,11 +361,17 @@ impl Classifier {
                 .map_err(|e| format!("[failures] error page rule `{}`: {e}", r.name))?;
             error_pages.push((r.name.clone(), re));
         }
+        let error_set = RegexSetBuilder::new(cfg.error_pages.iter().map(|r| &r.pattern))
+            .case_insensitive(true)
+            .size_limit((1 << 22) * cfg.error_pages.len().max(1))
+            .build()
+            .ok();
         let strip = Regex::new(r"(?is)<script\b.*?</script\s*>|<style\b.*?</style\s*>|<!--.*?-->")
             .map_err(|e| e.to_string())?;
         Ok(Classifier {
             cfg: cfg.clone(),
             error_pages,
+            error_set,
             minor: cfg.minor_classes.iter().map(|c| c.to_ascii_lowercase()).collect(),
             strip,
         })
@@ -415,7 +424,12 @@ impl Classifier {
         } else {
             body.clone()
         };
-        self.error_pages.iter().find(|(_, re)| re.is_match(&text)).map(|(n, _)| format!("error_page:{n}"))
+        // The first rule that matches names the failure.
+        let first = match &self.error_set {
+            Some(set) => set.matches(&text).iter().next(),
+            None => self.error_pages.iter().position(|(_, re)| re.is_match(&text)),
+        };
+        first.and_then(|i| self.error_pages.get(i)).map(|(n, _)| format!("error_page:{n}"))
     }
 
     fn is_minor(&self, class: ResourceClass) -> bool {

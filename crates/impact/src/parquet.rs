@@ -5,6 +5,8 @@ use std::cell::RefCell;
 use std::io::{self, Write};
 use std::rc::Rc;
 
+use serde::Serialize;
+
 use polars::prelude::{
     Column, DataFrame, DataType, Field, IntoSeries, ListBuilderTrait, ListStringChunkedBuilder, NamedFrom,
     ParquetCompression, PlSmallStr, Schema, Series, StringChunkedBuilder,
@@ -48,6 +50,9 @@ pub const ROW_GROUP_ROWS: usize = 16384;
 /// with long texts (URLs of tens of kilobytes, say) do not make the writer
 /// hold tens of thousands of them.
 pub const ROW_GROUP_BYTES: usize = 8 << 20;
+
+/// Room for a record's texts kept from one record to the next.
+const ROW_TEXT_KEPT: usize = 64 << 10;
 
 /// A text column's values for the rows not yet written, appended to
 /// polars' own buffer as they come (no `String` kept per value).
@@ -106,10 +111,10 @@ impl Buffer {
         ) || matches!((self, c), (Buffer::I64(_), Cell::U64(n)) if i64::try_from(*n).is_ok())
     }
 
-    /// Appends `c` (which [`Buffer::fits_cell`]).
-    fn push_cell(&mut self, c: Cell) {
+    /// Appends `c` (which [`Buffer::fits_cell`]; its text is in `text`).
+    fn push_cell(&mut self, c: Cell, text: &str) {
         match (self, c) {
-            (Buffer::Str(b), Cell::Str(s) | Cell::Json(s)) => b.push(Some(s)),
+            (Buffer::Str(b), Cell::Str(r) | Cell::Json(r)) => b.push(Some(text.get(r).unwrap_or(""))),
             (Buffer::U64(b), Cell::U64(n)) => b.push(Some(n)),
             (Buffer::I64(b), Cell::I64(n)) => b.push(Some(n)),
             (Buffer::I64(b), Cell::U64(n)) => b.push(i64::try_from(n).ok()),
@@ -185,6 +190,11 @@ pub struct ParquetWriter<W: Write> {
     /// by binary search.
     by_name: Vec<usize>,
     buffers: Vec<Buffer>,
+    /// The record being taken apart: its cells by column (all `Null`
+    /// between records) and its texts, kept from record to record so a
+    /// row costs no allocation.
+    cells: Vec<Cell>,
+    text: String,
     rows: usize,
     /// Text bytes of the buffered rows.
     bytes: usize,
@@ -212,6 +222,8 @@ impl<W: Write> ParquetWriter<W> {
                 v
             },
             buffers: columns.iter().map(|(_, k)| Buffer::new(*k)).collect(),
+            cells: columns.iter().map(|_| Cell::Null).collect(),
+            text: String::new(),
             rows: 0,
             bytes: 0,
             total: 0,
@@ -238,26 +250,49 @@ impl<W: Write> ParquetWriter<W> {
     /// Appends one record (a struct, or a JSON object), taken apart field
     /// by field straight into the columns (no JSON tree is built); nothing
     /// of it when a value does not fit its column.
-    pub fn push_record<T: ?Sized + serde::Serialize>(&mut self, record: &T) -> io::Result<()> {
-        let mut cells: Vec<Cell> = (0..self.columns.len()).map(|_| Cell::Null).collect();
-        let (columns, by_name) = (&self.columns, &self.by_name);
-        crate::row::cells(record, |key, cell| {
-            if let Ok(at) = by_name.binary_search_by(|&i| columns[i].0.as_str().cmp(key)) {
-                cells[by_name[at]] = cell;
+    pub fn push_record<T: ?Sized + Serialize>(&mut self, record: &T) -> io::Result<()> {
+        self.text.clear();
+        let (columns, by_name, cells) = (&self.columns, &self.by_name, &mut self.cells);
+        // A struct's fields come in the columns' order: the next column is
+        // tried first, the binary search by name is for the rest.
+        let mut next = 0;
+        let taken = crate::row::cells(record, &mut self.text, |key, cell| {
+            let at = match columns.get(next) {
+                Some((name, _)) if name == key => Some(next),
+                _ => by_name.binary_search_by(|&i| columns[i].0.as_str().cmp(key)).ok().map(|at| by_name[at]),
+            };
+            if let Some(i) = at {
+                cells[i] = cell;
+                next = i + 1;
             }
-        })
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}")))?;
-        for (((name, kind), buf), cell) in self.columns.iter().zip(&self.buffers).zip(&cells) {
-            if !buf.fits_cell(cell) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("parquet: column {name} is {kind:?}, the record has {cell}"),
-                ));
-            }
+        });
+        let misfit = match taken {
+            Err(e) => Some(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}"))),
+            Ok(()) => self
+                .columns
+                .iter()
+                .zip(&self.buffers)
+                .zip(&self.cells)
+                .find(|((_, buf), cell)| !buf.fits_cell(cell))
+                .map(|(((name, kind), _), cell)| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("parquet: column {name} is {kind:?}, the record has {}", cell.show(&self.text)),
+                    )
+                }),
+        };
+        if let Some(e) = misfit {
+            self.cells.iter_mut().for_each(|c| *c = Cell::Null);
+            return Err(e);
         }
-        for (buf, cell) in self.buffers.iter_mut().zip(cells) {
+        for (buf, cell) in self.buffers.iter_mut().zip(self.cells.iter_mut()) {
+            let cell = std::mem::take(cell);
             self.bytes += cell.text_bytes();
-            buf.push_cell(cell);
+            buf.push_cell(cell, &self.text);
+        }
+        if self.text.capacity() > ROW_TEXT_KEPT {
+            // A record of very long texts does not keep its room.
+            self.text = String::new();
         }
         self.rows += 1;
         self.total += 1;

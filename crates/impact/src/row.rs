@@ -1,47 +1,53 @@
 //! Records straight into column cells: a serde serializer for one record
 //! (a struct, or a JSON object, of scalars, optional scalars, lists of
 //! strings, and maps kept as JSON text), so writing a row builds no JSON
-//! tree and looks up no key twice.
+//! tree and looks up no key twice. The texts of a record go into one
+//! buffer the writer keeps from record to record (a cell holds where its
+//! text is), so a row of text cells costs no allocation.
+
+use std::ops::Range;
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
-/// One value of a record, as the columns take it.
-#[derive(Debug)]
+/// One value of a record, as the columns take it. Texts are ranges of the
+/// record's text buffer (see [`cells`]).
+#[derive(Debug, Default)]
 pub(crate) enum Cell {
+    #[default]
     Null,
-    Str(String),
+    Str(Range<usize>),
     U64(u64),
     I64(i64),
     F64(f64),
     Bool(bool),
     List(Vec<String>),
     /// A map (counts by kind), kept as its JSON text.
-    Json(String),
+    Json(Range<usize>),
 }
 
 impl Cell {
     /// Text bytes it holds, as the row group's size cap counts them.
     pub(crate) fn text_bytes(&self) -> usize {
         match self {
-            Cell::Str(s) | Cell::Json(s) => s.len() + 24,
+            Cell::Str(r) | Cell::Json(r) => r.len() + 24,
             Cell::List(items) => items.iter().map(|s| s.len() + 24).sum::<usize>() + 24,
             _ => 16,
         }
     }
-}
 
-impl std::fmt::Display for Cell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    /// The cell as error messages show it (`text`: the record's texts).
+    pub(crate) fn show(&self, text: &str) -> String {
+        let part = |r: &Range<usize>| text.get(r.clone()).unwrap_or("");
         match self {
-            Cell::Null => write!(f, "null"),
-            Cell::Str(s) => write!(f, "{s:?}"),
-            Cell::U64(n) => write!(f, "{n}"),
-            Cell::I64(n) => write!(f, "{n}"),
-            Cell::F64(x) => write!(f, "{x}"),
-            Cell::Bool(b) => write!(f, "{b}"),
-            Cell::List(items) => write!(f, "{items:?}"),
-            Cell::Json(s) => write!(f, "{s}"),
+            Cell::Null => "null".to_string(),
+            Cell::Str(r) => format!("{:?}", part(r)),
+            Cell::U64(n) => n.to_string(),
+            Cell::I64(n) => n.to_string(),
+            Cell::F64(x) => x.to_string(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::List(items) => format!("{items:?}"),
+            Cell::Json(r) => part(r).to_string(),
         }
     }
 }
@@ -69,13 +75,19 @@ fn unsupported(what: &str) -> Error {
 }
 
 /// Serializes a record (a struct or a map) into `(field name, cell)`
-/// pairs, in field order, handed to `put`.
-pub(crate) fn cells<T: ?Sized + Serialize, F: FnMut(&str, Cell)>(record: &T, put: F) -> Result<(), Error> {
-    record.serialize(RowSer { put })
+/// pairs, in field order, handed to `put`; the cells' texts are appended to
+/// `text`.
+pub(crate) fn cells<T: ?Sized + Serialize, F: FnMut(&str, Cell)>(
+    record: &T,
+    text: &mut String,
+    put: F,
+) -> Result<(), Error> {
+    record.serialize(RowSer { put, text })
 }
 
-struct RowSer<F> {
+struct RowSer<'t, F> {
     put: F,
+    text: &'t mut String,
 }
 
 macro_rules! not_a_struct {
@@ -86,14 +98,14 @@ macro_rules! not_a_struct {
     )*};
 }
 
-impl<F: FnMut(&str, Cell)> ser::Serializer for RowSer<F> {
+impl<'t, F: FnMut(&str, Cell)> ser::Serializer for RowSer<'t, F> {
     type Ok = ();
     type Error = Error;
     type SerializeSeq = Impossible<(), Error>;
     type SerializeTuple = Impossible<(), Error>;
     type SerializeTupleStruct = Impossible<(), Error>;
     type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = RowMap<F>;
+    type SerializeMap = RowMap<'t, F>;
     type SerializeStruct = Self;
     type SerializeStructVariant = Impossible<(), Error>;
 
@@ -144,8 +156,8 @@ impl<F: FnMut(&str, Cell)> ser::Serializer for RowSer<F> {
     ) -> Result<Self::SerializeTupleVariant, Error> {
         Err(unsupported("a record that is not a struct"))
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<RowMap<F>, Error> {
-        Ok(RowMap { put: self.put, key: None })
+    fn serialize_map(self, _: Option<usize>) -> Result<RowMap<'t, F>, Error> {
+        Ok(RowMap { put: self.put, text: self.text, key: String::new() })
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Error> {
         Ok(self)
@@ -161,12 +173,12 @@ impl<F: FnMut(&str, Cell)> ser::Serializer for RowSer<F> {
     }
 }
 
-impl<F: FnMut(&str, Cell)> ser::SerializeStruct for RowSer<F> {
+impl<F: FnMut(&str, Cell)> ser::SerializeStruct for RowSer<'_, F> {
     type Ok = ();
     type Error = Error;
 
     fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        let cell = value.serialize(CellSer)?;
+        let cell = value.serialize(CellSer { text: self.text })?;
         (self.put)(key, cell);
         Ok(())
     }
@@ -177,28 +189,35 @@ impl<F: FnMut(&str, Cell)> ser::SerializeStruct for RowSer<F> {
 }
 
 /// A record given as a map (a JSON object): text keys name the fields.
-struct RowMap<F> {
+struct RowMap<'t, F> {
     put: F,
-    key: Option<String>,
+    text: &'t mut String,
+    /// The key whose value comes next.
+    key: String,
 }
 
-impl<F: FnMut(&str, Cell)> ser::SerializeMap for RowMap<F> {
+impl<F: FnMut(&str, Cell)> ser::SerializeMap for RowMap<'_, F> {
     type Ok = ();
     type Error = Error;
 
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Error> {
-        match key.serialize(CellSer)? {
+        let at = self.text.len();
+        let cell = key.serialize(CellSer { text: self.text })?;
+        let r = match cell {
             Cell::Str(k) => {
-                self.key = Some(k);
+                self.key.clear();
+                self.key.push_str(self.text.get(k).unwrap_or(""));
                 Ok(())
             }
-            other => Err(Error(format!("a record's key is {other}, not text"))),
-        }
+            other => Err(Error(format!("a record's key is {}, not text", other.show(self.text)))),
+        };
+        self.text.truncate(at);
+        r
     }
 
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        let key = self.key.take().unwrap_or_default();
-        let cell = value.serialize(CellSer)?;
+        let key = std::mem::take(&mut self.key);
+        let cell = value.serialize(CellSer { text: self.text })?;
         (self.put)(&key, cell);
         Ok(())
     }
@@ -208,17 +227,27 @@ impl<F: FnMut(&str, Cell)> ser::SerializeMap for RowMap<F> {
     }
 }
 
-/// One field's value into a [`Cell`].
-struct CellSer;
+/// One field's value into a [`Cell`] (its text appended to `text`).
+struct CellSer<'t> {
+    text: &'t mut String,
+}
 
-impl ser::Serializer for CellSer {
+impl CellSer<'_> {
+    fn str(self, v: &str) -> Cell {
+        let at = self.text.len();
+        self.text.push_str(v);
+        Cell::Str(at..self.text.len())
+    }
+}
+
+impl<'t> ser::Serializer for CellSer<'t> {
     type Ok = Cell;
     type Error = Error;
-    type SerializeSeq = ListSer;
+    type SerializeSeq = ListSer<'t>;
     type SerializeTuple = Impossible<Cell, Error>;
     type SerializeTupleStruct = Impossible<Cell, Error>;
     type SerializeTupleVariant = Impossible<Cell, Error>;
-    type SerializeMap = MapSer;
+    type SerializeMap = MapSer<'t>;
     type SerializeStruct = Impossible<Cell, Error>;
     type SerializeStructVariant = Impossible<Cell, Error>;
 
@@ -258,10 +287,10 @@ impl ser::Serializer for CellSer {
         Ok(if v.is_finite() { Cell::F64(v) } else { Cell::Null })
     }
     fn serialize_char(self, v: char) -> Result<Cell, Error> {
-        Ok(Cell::Str(v.to_string()))
+        Ok(self.str(v.encode_utf8(&mut [0; 4])))
     }
     fn serialize_str(self, v: &str) -> Result<Cell, Error> {
-        Ok(Cell::Str(v.to_string()))
+        Ok(self.str(v))
     }
     fn serialize_bytes(self, _: &[u8]) -> Result<Cell, Error> {
         Err(unsupported("bytes"))
@@ -279,7 +308,7 @@ impl ser::Serializer for CellSer {
         Ok(Cell::Null)
     }
     fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<Cell, Error> {
-        Ok(Cell::Str(variant.to_string()))
+        Ok(self.str(variant))
     }
     fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, v: &T) -> Result<Cell, Error> {
         v.serialize(self)
@@ -293,8 +322,8 @@ impl ser::Serializer for CellSer {
     ) -> Result<Cell, Error> {
         Err(unsupported("an enum with data"))
     }
-    fn serialize_seq(self, len: Option<usize>) -> Result<ListSer, Error> {
-        Ok(ListSer(Vec::with_capacity(len.unwrap_or(0))))
+    fn serialize_seq(self, len: Option<usize>) -> Result<ListSer<'t>, Error> {
+        Ok(ListSer(Vec::with_capacity(len.unwrap_or(0)), self.text))
     }
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
         Err(unsupported("a tuple"))
@@ -311,8 +340,8 @@ impl ser::Serializer for CellSer {
     ) -> Result<Self::SerializeTupleVariant, Error> {
         Err(unsupported("an enum with data"))
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<MapSer, Error> {
-        Ok(MapSer(serde_json::Map::new(), None))
+    fn serialize_map(self, _: Option<usize>) -> Result<MapSer<'t>, Error> {
+        Ok(MapSer(serde_json::Map::new(), None, self.text))
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
         Err(unsupported("a nested struct"))
@@ -328,21 +357,25 @@ impl ser::Serializer for CellSer {
     }
 }
 
-/// A list: of strings only.
-struct ListSer(Vec<String>);
+/// A list: of strings only (the record's text buffer is only borrowed to
+/// take each element apart).
+struct ListSer<'t>(Vec<String>, &'t mut String);
 
-impl ser::SerializeSeq for ListSer {
+impl ser::SerializeSeq for ListSer<'_> {
     type Ok = Cell;
     type Error = Error;
 
     fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), Error> {
-        match v.serialize(CellSer)? {
+        let at = self.1.len();
+        let r = match v.serialize(CellSer { text: self.1 })? {
             Cell::Str(s) => {
-                self.0.push(s);
+                self.0.push(self.1.get(s).unwrap_or("").to_string());
                 Ok(())
             }
-            other => Err(Error(format!("a list holds {other}, not text"))),
-        }
+            other => Err(Error(format!("a list holds {}, not text", other.show(self.1)))),
+        };
+        self.1.truncate(at);
+        r
     }
 
     fn end(self) -> Result<Cell, Error> {
@@ -352,9 +385,9 @@ impl ser::SerializeSeq for ListSer {
 
 /// A map, kept as its JSON text (keys in the map's own order, as
 /// serde_json writes a map).
-struct MapSer(serde_json::Map<String, serde_json::Value>, Option<String>);
+struct MapSer<'t>(serde_json::Map<String, serde_json::Value>, Option<String>, &'t mut String);
 
-impl ser::SerializeMap for MapSer {
+impl ser::SerializeMap for MapSer<'_> {
     type Ok = Cell;
     type Error = Error;
 
@@ -373,6 +406,9 @@ impl ser::SerializeMap for MapSer {
     }
 
     fn end(self) -> Result<Cell, Error> {
-        Ok(Cell::Json(serde_json::Value::Object(self.0).to_string()))
+        let json = serde_json::Value::Object(self.0).to_string();
+        let at = self.2.len();
+        self.2.push_str(&json);
+        Ok(Cell::Json(at..self.2.len()))
     }
 }

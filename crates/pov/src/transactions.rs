@@ -128,11 +128,10 @@ impl TxRecord {
         // Masked as sent, then decoded: a secret is masked however it was
         // encoded.
         let target = req.map(|r| mask.url_raw(&r.uri));
-        let anomalies = tx
-            .anomalies
-            .iter()
-            .filter_map(|a| serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_owned)))
-            .collect();
+        let anomalies = tx.anomalies.iter().map(|a| a.as_str().to_owned()).collect();
+        // Header text, masked: one allocation (the masked text borrows the
+        // lossy text, which borrows the header when it is UTF-8).
+        let masked = |v: &[u8]| mask.text(&String::from_utf8_lossy(v)).into_owned();
         TxRecord {
             ts: tx.timing.start().as_secs_f64(),
             uid: format!("C{}", tx.conn),
@@ -142,16 +141,16 @@ impl TxRecord {
             resp_p: tx.server.port(),
             trans_depth: tx.depth,
             method: req.map(|r| r.method.clone()).filter(|m| !m.is_empty()),
-            host: req.and_then(|r| r.host()).map(|h| mask.text(&h).into_owned()),
+            host: req.and_then(|r| r.headers.get("host")).map(masked),
             uri: target.as_deref().map(uri::zeek_decode).filter(|u| !u.is_empty()),
             uri_raw: target.as_deref().map(uri::escape).filter(|u| !u.is_empty()),
             referrer: req.and_then(|r| r.headers.get("referer")).map(|v| mask.header_value("referer", v)),
             version: resp.map(|r| r.version_text()).or(req.map(|r| r.version_text())).map(str::to_owned),
-            user_agent: req.and_then(|r| r.user_agent()).map(|u| mask.text(&u).into_owned()),
+            user_agent: req.and_then(|r| r.headers.get("user-agent")).map(masked),
             request_body_len: tx.request_body.decoded_len,
             response_body_len: tx.response_body.decoded_len,
             status_code: resp.map(|r| r.status),
-            status_msg: resp.map(|r| mask.text(&String::from_utf8_lossy(&r.reason)).into_owned()),
+            status_msg: resp.map(|r| masked(&r.reason)),
             info_code: tx.interim.last().copied(),
             req_start: secs(tx.timing.req_start),
             req_end: secs(tx.timing.req_end),

@@ -41,6 +41,27 @@ impl ContentEncoding {
     }
 }
 
+/// Top-level media types whose bodies are not kept.
+const SKIP_TOP: &[&str] = &["image", "video", "audio", "font"];
+
+/// Media subtypes whose bodies are not kept.
+const SKIP_SUB: &[&str] = &[
+    "css",
+    "javascript",
+    "x-javascript",
+    "ecmascript",
+    "octet-stream",
+    "zip",
+    "gzip",
+    "x-tar",
+    "pdf",
+    "wasm",
+    "font-woff",
+    "font-woff2",
+    "vnd.ms-fontobject",
+    "x-shockwave-flash",
+];
+
 /// Whether a response body of this Content-Type is worth keeping: pages,
 /// data and text are (error pages, error JSON, order totals live there);
 /// images, media, fonts, style sheets, scripts and archives are not, and
@@ -48,27 +69,26 @@ impl ContentEncoding {
 /// kept (error pages often come without one).
 pub(crate) fn worth_keeping(content_type: Option<&[u8]>) -> bool {
     let Some(ct) = content_type else { return true };
+    if ct.is_ascii() {
+        // The usual case, without an allocation (the same rule on bytes).
+        let media = ct.split(|b| *b == b';').next().unwrap_or(&[]);
+        // str::trim's whitespace (which, unlike trim_ascii's, has VT).
+        let ws = |b: &u8| char::from(*b).is_whitespace();
+        let start = media.iter().position(|b| !ws(b)).unwrap_or(media.len());
+        let end = media.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+        let media = &media[start..end.max(start)];
+        let (top, sub) = match media.iter().position(|b| *b == b'/') {
+            Some(i) => (&media[..i], &media[i + 1..]),
+            None => (media, &[][..]),
+        };
+        let is = |a: &[u8], list: &[&str]| list.iter().any(|w| a.eq_ignore_ascii_case(w.as_bytes()));
+        return !(is(top, SKIP_TOP) || is(sub, SKIP_SUB));
+    }
     let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
     let media = ct.split(';').next().unwrap_or("").trim();
     let (top, sub) = media.split_once('/').unwrap_or((media, ""));
-    let skip_top = matches!(top, "image" | "video" | "audio" | "font");
-    let skip_sub = matches!(
-        sub,
-        "css"
-            | "javascript"
-            | "x-javascript"
-            | "ecmascript"
-            | "octet-stream"
-            | "zip"
-            | "gzip"
-            | "x-tar"
-            | "pdf"
-            | "wasm"
-            | "font-woff"
-            | "font-woff2"
-            | "vnd.ms-fontobject"
-            | "x-shockwave-flash"
-    );
+    let skip_top = SKIP_TOP.contains(&top);
+    let skip_sub = SKIP_SUB.contains(&sub);
     !(skip_top || skip_sub)
 }
 
@@ -411,6 +431,7 @@ mod tests {
             Some("text/plain"),
             Some("application/xml"),
             Some(""),
+            Some("text/css\u{b}x"),
         ] {
             assert!(worth_keeping(kept.map(str::as_bytes)), "{kept:?}");
         }
@@ -422,6 +443,9 @@ mod tests {
             "font/woff2",
             "video/mp4",
             "application/octet-stream",
+            "\u{b} Text/CSS \t; charset=x",
+            "image",
+            "\u{a0}image/png",
         ] {
             assert!(!worth_keeping(Some(skipped.as_bytes())), "{skipped}");
         }

@@ -244,6 +244,7 @@ impl ConnHttp {
                 }
                 Status::Complete(n, ev) => (n, ev),
             };
+            let given = b;
             b = &b[n..];
             match ev {
                 Event::Start => self.req.begin_head(b),
@@ -252,11 +253,12 @@ impl ConnHttp {
                     tx.anomalies.push(Anomaly::Http09);
                     self.request_head(tx, head, at, cfg, stats, done);
                 }
-                Event::Head(bytes) => {
+                Event::Head(h) => {
                     let tx = self.new_tx();
-                    match framing::parse_request(&bytes) {
+                    let bytes = h.bytes(given);
+                    match framing::parse_request(bytes) {
                         Some(head) => self.request_head(tx, head, at, cfg, stats, done),
-                        None => self.malformed_request(tx, &bytes, Anomaly::BadHead, at, cfg, stats, done),
+                        None => self.malformed_request(tx, bytes, Anomaly::BadHead, at, cfg, stats, done),
                     }
                 }
                 Event::HeadTooLarge { bytes, budget } => {
@@ -418,6 +420,7 @@ impl ConnHttp {
                 }
                 Status::Complete(n, ev) => (n, ev),
             };
+            let given = b;
             b = &b[n..];
             idle_turns = if n == 0 { idle_turns + 1 } else { 0 };
             if idle_turns > 2 {
@@ -426,9 +429,9 @@ impl ConnHttp {
             }
             match ev {
                 Event::Start => self.response_start(b, at, cfg, stats, done),
-                Event::Head(bytes) => {
+                Event::Head(h) => {
                     let head_end = self.resp.chunk_end() - b.len() as u64;
-                    match framing::parse_response(&bytes) {
+                    match framing::parse_response(h.bytes(given)) {
                         Some(head) => {
                             self.response_head(head, at, cfg, stats, done);
                             self.accounted_end = head_end;

@@ -236,7 +236,7 @@ pub(super) enum Event {
     Start,
     /// A head ended: its bytes, through the blank line. The framer is idle;
     /// the connection starts the body, if any.
-    Head(Vec<u8>),
+    Head(HeadBytes),
     /// An HTTP/0.9 request line (no version, no header fields).
     Http09(RequestHead),
     /// The head reached the size cap (or, `budget`, the memory budget had
@@ -256,6 +256,27 @@ pub(super) enum Event {
     /// While resynchronising, the start of a message was found: parsing
     /// goes on from it.
     Found,
+}
+
+/// Where the bytes of a head that ended are.
+#[derive(Debug)]
+pub(super) enum HeadBytes {
+    /// The head lay whole in the bytes given to [`Framer::advance`]: it is
+    /// their first this many bytes (looked at in place, not copied).
+    Here(usize),
+    /// The head came in pieces and was held: its bytes.
+    Held(Vec<u8>),
+}
+
+impl HeadBytes {
+    /// The head's bytes; `given`: the bytes given to the
+    /// [`Framer::advance`] call that returned it.
+    pub(super) fn bytes<'a>(&'a self, given: &'a [u8]) -> &'a [u8] {
+        match self {
+            HeadBytes::Here(n) => given.get(..*n).unwrap_or(given),
+            HeadBytes::Held(v) => v,
+        }
+    }
 }
 
 /// httparse's two outcomes of an incremental parse.
@@ -565,7 +586,7 @@ impl Framer {
             }
             if let Some(end) = head_end(window, 0) {
                 self.st = St::Idle;
-                return Status::Complete(end, Event::Head(window[..end].to_vec()));
+                return Status::Complete(end, Event::Head(HeadBytes::Here(end)));
             }
         }
         // A head split across chunks is held until it ends.
@@ -597,7 +618,7 @@ impl Framer {
                 let mut head = self.take_buf();
                 head.truncate(end);
                 self.st = St::Idle;
-                Status::Complete(end - old, Event::Head(head))
+                Status::Complete(end - old, Event::Head(HeadBytes::Held(head)))
             }
             None if self.buf.len() >= max_head => {
                 self.st = St::Idle;
@@ -863,10 +884,18 @@ const MAX_FIELDS: usize = 4096;
 
 /// Parses a request head. `None`: malformed.
 pub(super) fn parse_request(buf: &[u8]) -> Option<RequestHead> {
+    // The first try on the stack (no allocation for a usual head).
+    let mut first = [httparse::EMPTY_HEADER; FIELDS];
+    let mut more: Vec<httparse::Header<'_>>;
     let mut n = FIELDS;
     loop {
-        let mut headers = vec![httparse::EMPTY_HEADER; n];
-        let mut req = httparse::Request::new(&mut headers);
+        let headers: &mut [httparse::Header<'_>] = if n == FIELDS {
+            &mut first
+        } else {
+            more = vec![httparse::EMPTY_HEADER; n];
+            &mut more
+        };
+        let mut req = httparse::Request::new(headers);
         match req.parse(buf) {
             Ok(httparse::Status::Complete(_)) => {
                 return Some(RequestHead {
@@ -884,10 +913,18 @@ pub(super) fn parse_request(buf: &[u8]) -> Option<RequestHead> {
 
 /// Parses a response head. `None`: malformed.
 pub(super) fn parse_response(buf: &[u8]) -> Option<ResponseHead> {
+    // The first try on the stack (no allocation for a usual head).
+    let mut first = [httparse::EMPTY_HEADER; FIELDS];
+    let mut more: Vec<httparse::Header<'_>>;
     let mut n = FIELDS;
     loop {
-        let mut headers = vec![httparse::EMPTY_HEADER; n];
-        let mut resp = httparse::Response::new(&mut headers);
+        let headers: &mut [httparse::Header<'_>] = if n == FIELDS {
+            &mut first
+        } else {
+            more = vec![httparse::EMPTY_HEADER; n];
+            &mut more
+        };
+        let mut resp = httparse::Response::new(headers);
         match resp.parse(buf) {
             Ok(httparse::Status::Complete(_)) => {
                 return Some(ResponseHead {
@@ -996,16 +1033,18 @@ mod tests {
                 match f.advance(b, max_head, &mut skipped) {
                     Status::Partial => break,
                     Status::Complete(n, ev) => {
+                        let given = b;
                         b = &b[n..];
                         match ev {
                             Event::Start => f.begin_head(b),
                             Event::Head(h) => {
+                                let h = h.bytes(given);
                                 let len = match role {
-                                    Role::Request => parse_request(&h).map(|r| {
+                                    Role::Request => parse_request(h).map(|r| {
                                         out.push(format!("req {}", String::from_utf8_lossy(&r.uri)));
                                         r.headers.get("content-length").map(|v| v.to_vec())
                                     }),
-                                    Role::Response => parse_response(&h).map(|r| {
+                                    Role::Response => parse_response(h).map(|r| {
                                         out.push(format!("resp {}", r.status));
                                         r.headers.get("content-length").map(|v| v.to_vec())
                                     }),
@@ -1082,7 +1121,9 @@ mod tests {
                 assert_eq!(f.msg_off(), 6, "the status line began at offset 6");
                 assert_eq!(skipped, 6);
                 match f.advance(&rest[n..], 1024, &mut skipped) {
-                    Status::Complete(_, Event::Head(h)) => assert_eq!(h, b"HTTP/1.1 404 No\r\n\r\n"),
+                    Status::Complete(_, Event::Head(h)) => {
+                        assert_eq!(h.bytes(&rest[n..]), b"HTTP/1.1 404 No\r\n\r\n")
+                    }
                     other => panic!("{other:?}"),
                 }
             }

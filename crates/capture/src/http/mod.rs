@@ -373,6 +373,33 @@ pub enum Anomaly {
     MemoryBudget,
 }
 
+impl Anomaly {
+    /// Snake-case name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Anomaly::RequestGap => "request_gap",
+            Anomaly::ResponseGap => "response_gap",
+            Anomaly::PartialRequestHead => "partial_request_head",
+            Anomaly::NoRequest => "no_request",
+            Anomaly::CaptureEnded => "capture_ended",
+            Anomaly::Stalled => "stalled",
+            Anomaly::HeadTooLarge => "head_too_large",
+            Anomaly::BadHead => "bad_head",
+            Anomaly::BadChunk => "bad_chunk",
+            Anomaly::BodyDecode => "body_decode",
+            Anomaly::DecodeCap => "decode_cap",
+            Anomaly::Pipelined => "pipelined",
+            Anomaly::Interim => "interim",
+            Anomaly::Tunnel => "tunnel",
+            Anomaly::Http09 => "http09",
+            Anomaly::ConflictingLength => "conflicting_length",
+            Anomaly::Garbage => "garbage",
+            Anomaly::PendingOverflow => "pending_overflow",
+            Anomaly::MemoryBudget => "memory_budget",
+        }
+    }
+}
+
 /// Capture times of a transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TxTiming {
@@ -843,6 +870,34 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn anomaly_names_are_their_serialized_names() {
+        use Anomaly::*;
+        for a in [
+            RequestGap,
+            ResponseGap,
+            PartialRequestHead,
+            NoRequest,
+            CaptureEnded,
+            Stalled,
+            HeadTooLarge,
+            BadHead,
+            BadChunk,
+            BodyDecode,
+            DecodeCap,
+            Pipelined,
+            Interim,
+            Tunnel,
+            Http09,
+            ConflictingLength,
+            Garbage,
+            PendingOverflow,
+            MemoryBudget,
+        ] {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str(), "{a:?}");
+        }
+    }
     use super::*;
     use crate::tcp::{CloseHow, Direction, GapReason, RoleSource};
 

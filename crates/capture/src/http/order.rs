@@ -9,7 +9,9 @@ use crate::time::Ts;
 
 /// The ordering buffer.
 pub(super) struct Orderer {
-    ready: BTreeMap<(Ts, u64, u32, u64), HttpTransaction>,
+    /// Boxed: a transaction is large, and the map's nodes move their
+    /// values on every insert and removal.
+    ready: BTreeMap<(Ts, u64, u32, u64), Box<HttpTransaction>>,
     seq: u64,
     released_up_to: Option<Ts>,
     late: u64,
@@ -61,7 +63,7 @@ impl Orderer {
         }
         self.bytes += weight(&tx);
         self.charge.grow(record_weight(&tx));
-        self.ready.insert((start, tx.conn, tx.depth, self.seq), tx);
+        self.ready.insert((start, tx.conn, tx.depth, self.seq), Box::new(tx));
     }
 
     /// Approximate bytes held.
@@ -86,7 +88,7 @@ impl Orderer {
             }
             let tx = e.remove();
             self.take(&tx);
-            out.push(tx);
+            out.push(*tx);
         }
         if self.released_up_to.is_none_or(|w| watermark > w) {
             self.released_up_to = Some(watermark);
@@ -104,7 +106,7 @@ impl Orderer {
             if self.released_up_to.is_none_or(|w| tx.timing.start() > w) {
                 self.released_up_to = Some(tx.timing.start());
             }
-            out.push(tx);
+            out.push(*tx);
         }
         out
     }
@@ -118,7 +120,7 @@ impl Orderer {
             if self.released_up_to.is_none_or(|w| tx.timing.start() > w) {
                 self.released_up_to = Some(tx.timing.start());
             }
-            out.push(tx);
+            out.push(*tx);
         }
         out
     }
@@ -127,6 +129,6 @@ impl Orderer {
     pub(super) fn drain(&mut self) -> Vec<HttpTransaction> {
         self.bytes = 0;
         self.charge.set(0);
-        std::mem::take(&mut self.ready).into_values().collect()
+        std::mem::take(&mut self.ready).into_values().map(|tx| *tx).collect()
     }
 }
