@@ -421,6 +421,12 @@ struct CommonArgs {
     /// outputs are the same whatever the number.
     #[arg(long, default_value_t = 0, value_name = "N")]
     threads: usize,
+    /// Leave VLAN ids out of what tells connections apart (for a capture
+    /// where each direction of a connection was mirrored on its own VLAN).
+    /// By default two identical flows in different VLANs are two
+    /// connections; tunnel identifiers always count.
+    #[arg(long)]
+    ignore_vlans: bool,
 }
 
 impl CommonArgs {
@@ -441,6 +447,7 @@ impl CommonArgs {
         cfg.decode.max_frag_bytes = self.max_frag_bytes;
         cfg.decode.max_frag_datagrams = self.max_frag_datagrams;
         cfg.decode.frag_timeout = Dur::from_secs(self.frag_timeout.max(1));
+        cfg.decode.vlan_in_flow_key = !self.ignore_vlans;
         cfg.set_budget(pov_capture::Budget::new(self.memory_budget.max(1 << 20)));
         cfg.stop = signals::stop();
         cfg

@@ -45,7 +45,7 @@ use pov_capture::pcap::{CaptureFile, PacketReader, ReadError, ReadWarning};
 use pov_capture::tcp::{
     Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
 };
-use pov_capture::{Budget, TcpFlags, TcpOptions, TcpSegment, Ts};
+use pov_capture::{Budget, Domain, TcpFlags, TcpOptions, TcpSegment, Ts};
 
 use crate::pipeline::{PipelineConfig, Progress, RunReport};
 
@@ -103,6 +103,7 @@ struct Seg {
     flags: TcpFlags,
     window: u16,
     options: TcpOptions,
+    domain: Domain,
     payload_len: u32,
     start: usize,
     end: usize,
@@ -120,6 +121,7 @@ impl Seg {
             flags: self.flags,
             window: self.window,
             options: self.options,
+            domain: self.domain,
             payload: data.get(self.start..self.end).unwrap_or_default(),
             payload_len: self.payload_len,
         }
@@ -147,6 +149,7 @@ impl Part {
             flags: seg.flags,
             window: seg.window,
             options: seg.options,
+            domain: seg.domain,
             payload_len: seg.payload_len,
             start,
             end: self.data.len(),
@@ -166,34 +169,6 @@ struct Batch {
     now: Option<Ts>,
     /// The input is read to its end (or stopped).
     last: bool,
-}
-
-/// A symmetric hash of a segment's connection: both directions give the
-/// same value, and every run the same (no random seed).
-pub fn flow_hash(src: &SocketAddr, dst: &SocketAddr) -> u64 {
-    fn one(a: &SocketAddr) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut mix = |b: &[u8]| {
-            for x in b {
-                h ^= u64::from(*x);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        };
-        match a {
-            SocketAddr::V4(v) => mix(&v.ip().octets()),
-            SocketAddr::V6(v) => mix(&v.ip().octets()),
-        }
-        mix(&a.port().to_be_bytes());
-        h
-    }
-    let (a, b) = (one(src), one(dst));
-    // Order-free combination, then a final mix so that the low bits
-    // (which pick the shard) depend on every input bit.
-    let mut x = a.min(b) ^ b.max(a).rotate_left(29) ^ a.wrapping_add(b);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x
 }
 
 /// The stream events of one shard's connections: HTTP parsed (when asked)
@@ -356,7 +331,7 @@ impl Reading<'_> {
                     }
                     if let Some(seg) = self.decoder.decode(&pkt) {
                         bytes += seg.payload.len();
-                        let i = (flow_hash(&seg.src, &seg.dst) % shards) as usize;
+                        let i = (pov_capture::tcp::shard_hash(&seg) % shards) as usize;
                         if let Some(part) = batch.parts.get_mut(i) {
                             part.push(&seg);
                         }
@@ -649,20 +624,5 @@ mod tests {
                 assert_eq!((http.complete, http.missing_bytes), (h2.complete, h2.missing_bytes));
             }
         }
-    }
-
-    #[test]
-    fn the_flow_hash_is_the_same_both_ways_and_spreads_connections() {
-        let server: SocketAddr = "10.0.0.1:80".parse().unwrap();
-        let mut per_shard = [0u32; SHARDS];
-        for port in 1024..(1024 + 16 * 100) {
-            let client = SocketAddr::from(([192, 168, 1, 7], port));
-            let h = flow_hash(&client, &server);
-            assert_eq!(h, flow_hash(&server, &client));
-            per_shard[(h % SHARDS as u64) as usize] += 1;
-        }
-        // 1,600 connections of one client to one server: every shard gets
-        // a fair share (within a factor of two of the mean, 100).
-        assert!(per_shard.iter().all(|n| (50..=200).contains(n)), "{per_shard:?}");
     }
 }
