@@ -34,7 +34,11 @@
 # COMPARE_MAX_BUSY, COMPARE_TOOLS (default pov,tshark,tcpflow: which ones
 # to time; pov-http and tshark-http add `pov transactions --format csv`
 # and `tshark -Y http -T fields` with the matching fields, and a count of
-# HTTP requests by each), COMPARE_POV_INFO=1 to also time `pov info CAPTURE` (read,
+# HTTP requests by each; pov-analyze adds `pov analyze` with its default
+# outputs, replays included, into a folder next to the capture, removed
+# after each run), COMPARE_THREADS (default: pov's own default, one per
+# core; a list such as "1 2" runs every pov command once per thread count,
+# named "pov flows -j1" and so on), COMPARE_POV_INFO=1 to also time `pov info CAPTURE` (read,
 # decode and reassemble, counters instead of the connection table; it
 # also parses HTTP since 1950c45).
 #
@@ -173,17 +177,25 @@ for cap in "$@"; do
     log "== $cap"
     cat "$cap" >/dev/null
     packets=$(capinfos -c -M "$cap" 2>/dev/null | awk -F': *' '/Number of packets/ { print $2 }')
-    if want pov; then
-        run_tool "pov flows" "$cap" "$POV" flows --quiet --format csv "$cap"
-    fi
+    for j in ${COMPARE_THREADS:-0}; do
+        if [[ $j == 0 ]]; then jn=; ja=(); else jn=" -j$j"; ja=(--threads "$j"); fi
+        if want pov; then
+            run_tool "pov flows$jn" "$cap" "$POV" flows --quiet "${ja[@]}" --format csv "$cap"
+        fi
+        if want pov-http; then
+            run_tool "pov transactions$jn" "$cap" "$POV" transactions --quiet "${ja[@]}" --format csv "$cap"
+        fi
+        if want pov-analyze; then
+            out=$(mktemp -d "$(dirname "$cap")/povcmp-analyze.XXXXXX")
+            run_tool "pov analyze$jn" "$cap" "$POV" analyze --quiet "${ja[@]}" --out "$out/out" "$cap"
+            rm -rf "$out"
+        fi
+    done
     if [[ ${COMPARE_POV_INFO:-0} == 1 ]]; then
         run_tool "pov info" "$cap" "$POV" info "$cap"
     fi
     if want tshark; then
         run_tool "tshark conv,tcp" "$cap" tshark -n -q -z conv,tcp -r "$cap"
-    fi
-    if want pov-http; then
-        run_tool "pov transactions" "$cap" "$POV" transactions --quiet --format csv "$cap"
     fi
     if want tshark-http; then
         run_tool "tshark -Y http -T fields" "$cap" tshark -n -r "$cap" -Y http -T fields "${TSHARK_HTTP_FIELDS[@]}"

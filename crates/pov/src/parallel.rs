@@ -28,7 +28,7 @@
 //! started before every shard's frontier, in order of (request start,
 //! connection, depth). The shards share half of [`HttpConfig::max_held`]
 //! (and of `max_held_bytes`) for their own ordering, the merge holds at
-//! most the other half of `max_held`; beyond, the earliest go on early
+//! most the other halves; beyond, the earliest go on early
 //! (counted in `held_cap_releases`), as in one analyzer.
 //!
 //! The memory budget is one for all threads. Its peaks are taken between
@@ -128,18 +128,22 @@ impl Seg {
     }
 }
 
-/// One shard's share of a batch.
-#[derive(Default)]
-struct Part {
+/// A batch of packets: every payload in one buffer (reused from batch to
+/// batch, so it is at most a batch's bytes), the segments split by shard.
+struct Batch {
     data: Vec<u8>,
-    segs: Vec<Seg>,
+    parts: Vec<Vec<Seg>>,
+    /// Capture time of its last packet (the latest so far).
+    now: Option<Ts>,
+    /// The input is read to its end (or stopped).
+    last: bool,
 }
 
-impl Part {
-    fn push(&mut self, seg: &TcpSegment<'_>) {
+impl Batch {
+    fn push(&mut self, shard: usize, seg: &TcpSegment<'_>) {
         let start = self.data.len();
         self.data.extend_from_slice(seg.payload);
-        self.segs.push(Seg {
+        let seg = Seg {
             frame: seg.frame,
             ts: seg.ts,
             src: seg.src,
@@ -153,22 +157,18 @@ impl Part {
             payload_len: seg.payload_len,
             start,
             end: self.data.len(),
-        });
+        };
+        if let Some(part) = self.parts.get_mut(shard) {
+            part.push(seg);
+        }
     }
 
     fn clear(&mut self) {
         self.data.clear();
-        self.segs.clear();
+        for p in &mut self.parts {
+            p.clear();
+        }
     }
-}
-
-/// A batch of packets, split by shard.
-struct Batch {
-    parts: Vec<Part>,
-    /// Capture time of its last packet (the latest so far).
-    now: Option<Ts>,
-    /// The input is read to its end (or stopped).
-    last: bool,
 }
 
 /// The stream events of one shard's connections: HTTP parsed (when asked)
@@ -255,9 +255,9 @@ impl Shard {
 
     /// Reassembles and parses this shard's part of a batch; after the
     /// last, ends every connection and releases everything held.
-    fn step(&mut self, part: &Part, now: Option<Ts>, last: bool) -> Out {
-        for s in &part.segs {
-            self.tcp.process(&s.segment(&part.data), &mut self.sink);
+    fn step(&mut self, segs: &[Seg], data: &[u8], now: Option<Ts>, last: bool) -> Out {
+        for s in segs {
+            self.tcp.process(&s.segment(data), &mut self.sink);
         }
         if let Some(now) = now {
             self.tcp.advance(now, &mut self.sink);
@@ -306,9 +306,7 @@ struct Reading<'c> {
 impl Reading<'_> {
     /// Reads the next batch into `batch` (emptied first).
     fn read(&mut self, batch: &mut Batch) {
-        for p in &mut batch.parts {
-            p.clear();
-        }
+        batch.clear();
         let shards = batch.parts.len() as u64;
         let (mut packets, mut bytes) = (0, 0);
         while packets < BATCH_PACKETS && bytes < BATCH_BYTES {
@@ -332,9 +330,7 @@ impl Reading<'_> {
                     if let Some(seg) = self.decoder.decode(&pkt) {
                         bytes += seg.payload.len();
                         let i = (pov_capture::tcp::shard_hash(&seg) % shards) as usize;
-                        if let Some(part) = batch.parts.get_mut(i) {
-                            part.push(&seg);
-                        }
+                        batch.push(i, &seg);
                     }
                 }
                 Ok(None) => {
@@ -363,6 +359,9 @@ struct Merge {
     held: BTreeMap<Key, HttpTransaction>,
     seq: u64,
     max_held: usize,
+    /// Most kept body bytes held.
+    max_held_bytes: usize,
+    held_bytes: usize,
     cap_releases: u64,
     peak: usize,
 }
@@ -407,17 +406,25 @@ impl Merge {
                 }
             } else {
                 match self.held.first_entry() {
-                    Some(e) if below(e.key()) => down.on_transaction(e.remove()),
+                    Some(e) if below(e.key()) => {
+                        let tx = e.remove();
+                        self.held_bytes -= body_bytes(&tx);
+                        down.on_transaction(tx);
+                    }
                     _ => break,
                 }
             }
         }
-        self.held.extend(new);
+        for (k, tx) in new {
+            self.held_bytes += body_bytes(&tx);
+            self.held.insert(k, tx);
+        }
         // A shard whose connection waits long for an answer holds the
         // others back; memory must not grow with the capture for it.
-        if self.held.len() > self.max_held {
-            while self.held.len() > self.max_held / 2 {
+        if self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
+            while self.held.len() > self.max_held / 2 || self.held_bytes > self.max_held_bytes / 2 {
                 let Some((_, tx)) = self.held.pop_first() else { break };
+                self.held_bytes -= body_bytes(&tx);
                 self.cap_releases += 1;
                 down.on_transaction(tx);
             }
@@ -426,6 +433,12 @@ impl Merge {
         // through it at once).
         self.peak = self.peak.max(self.held.len());
     }
+}
+
+/// The kept body bytes of a transaction (what holding it costs, beyond
+/// its record).
+fn body_bytes(tx: &HttpTransaction) -> usize {
+    tx.request_body.kept.len() + tx.response_body.kept.len()
 }
 
 /// Reads, decodes, reassembles and (with `http`) parses `files` on
@@ -455,12 +468,14 @@ pub fn run<D: Downstream + ?Sized>(
     decode.budget = parts.first().cloned().unwrap_or_else(|| cfg.budget().clone());
     let mut reading =
         Reading { reader: PacketReader::new(files), decoder: Decoder::new(decode), state: ReadState::default(), cfg };
-    let new_batch = || Batch { parts: (0..n).map(|_| Part::default()).collect(), now: None, last: false };
+    let new_batch = || Batch { data: Vec::new(), parts: (0..n).map(|_| Vec::new()).collect(), now: None, last: false };
     let (mut cur, mut next) = (new_batch(), new_batch());
     let mut merge = Merge {
         held: BTreeMap::new(),
         seq: 0,
         max_held: http.map_or(usize::MAX, |h| (h.max_held / 2).max(1)),
+        max_held_bytes: http.map_or(usize::MAX, |h| (h.max_held_bytes / 2).max(1)),
+        held_bytes: 0,
         cap_releases: 0,
         peak: 0,
     };
@@ -490,14 +505,15 @@ pub fn run<D: Downstream + ?Sized>(
                     let (reading, next) = (&mut reading, &mut next);
                     s.spawn(move |_| reading.read(next));
                 }
+                let data = &cur.data;
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
-                    s.spawn(move |_| *out = shard.step(part, now, last));
+                    s.spawn(move |_| *out = shard.step(part, data, now, last));
                 }
                 merge.feed(&mut prev, down, false);
             }),
             None => {
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
-                    *out = shard.step(part, now, last);
+                    *out = shard.step(part, &cur.data, now, last);
                 }
                 merge.feed(&mut prev, down, false);
                 if !last {
