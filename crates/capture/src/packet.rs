@@ -209,6 +209,27 @@ pub struct TcpSegment<'a> {
     pub domain: Domain,
 }
 
+impl TcpSegment<'_> {
+    /// The same segment with `payload` as its bytes: to keep a segment
+    /// beyond the buffer it was decoded from (its bytes copied elsewhere).
+    pub fn with_payload<'b>(&self, payload: &'b [u8]) -> TcpSegment<'b> {
+        TcpSegment {
+            frame: self.frame,
+            ts: self.ts,
+            src: self.src,
+            dst: self.dst,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            window: self.window,
+            options: self.options,
+            payload,
+            payload_len: self.payload_len,
+            domain: self.domain,
+        }
+    }
+}
+
 /// The encapsulation "domain" a segment was found in: its VLAN ids
 /// (802.1Q and QinQ tags, all of them, in order) and the identity of each
 /// tunnel around it (VXLAN and Geneve VNI, GRE key, the tunnel's outer

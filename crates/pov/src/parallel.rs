@@ -37,7 +37,6 @@
 //! a holder is refused depends on how the threads interleave.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use pov_capture::decode::Decoder;
 use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction, TxSink};
@@ -45,7 +44,7 @@ use pov_capture::pcap::{CaptureFile, PacketReader, ReadError, ReadWarning};
 use pov_capture::tcp::{
     Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
 };
-use pov_capture::{Budget, Domain, TcpFlags, TcpOptions, TcpSegment, Ts};
+use pov_capture::{Budget, TcpSegment, Ts};
 
 use crate::pipeline::{PipelineConfig, Progress, RunReport};
 
@@ -91,41 +90,13 @@ pub fn available() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A decoded segment, its payload in the batch's byte buffer.
+/// A decoded segment kept in a batch: its payload is `start..end` of the
+/// batch's byte buffer (the segment itself holds none).
 #[derive(Clone, Copy)]
 struct Seg {
-    frame: u64,
-    ts: Ts,
-    src: SocketAddr,
-    dst: SocketAddr,
-    seq: u32,
-    ack: u32,
-    flags: TcpFlags,
-    window: u16,
-    options: TcpOptions,
-    domain: Domain,
-    payload_len: u32,
+    seg: TcpSegment<'static>,
     start: usize,
     end: usize,
-}
-
-impl Seg {
-    fn segment<'b>(&self, data: &'b [u8]) -> TcpSegment<'b> {
-        TcpSegment {
-            frame: self.frame,
-            ts: self.ts,
-            src: self.src,
-            dst: self.dst,
-            seq: self.seq,
-            ack: self.ack,
-            flags: self.flags,
-            window: self.window,
-            options: self.options,
-            domain: self.domain,
-            payload: data.get(self.start..self.end).unwrap_or_default(),
-            payload_len: self.payload_len,
-        }
-    }
 }
 
 /// A batch of packets: every payload in one buffer (reused from batch to
@@ -143,21 +114,7 @@ impl Batch {
     fn push(&mut self, shard: usize, seg: &TcpSegment<'_>) {
         let start = self.data.len();
         self.data.extend_from_slice(seg.payload);
-        let seg = Seg {
-            frame: seg.frame,
-            ts: seg.ts,
-            src: seg.src,
-            dst: seg.dst,
-            seq: seg.seq,
-            ack: seg.ack,
-            flags: seg.flags,
-            window: seg.window,
-            options: seg.options,
-            domain: seg.domain,
-            payload_len: seg.payload_len,
-            start,
-            end: self.data.len(),
-        };
+        let seg = Seg { seg: seg.with_payload(&[]), start, end: self.data.len() };
         if let Some(part) = self.parts.get_mut(shard) {
             part.push(seg);
         }
@@ -257,7 +214,7 @@ impl Shard {
     /// last, ends every connection and releases everything held.
     fn step(&mut self, segs: &[Seg], data: &[u8], now: Option<Ts>, last: bool) -> Out {
         for s in segs {
-            self.tcp.process(&s.segment(data), &mut self.sink);
+            self.tcp.process(&s.seg.with_payload(data.get(s.start..s.end).unwrap_or_default()), &mut self.sink);
         }
         if let Some(now) = now {
             self.tcp.advance(now, &mut self.sink);
@@ -495,10 +452,10 @@ pub fn run<D: Downstream + ?Sized>(
     }
     reading.read(&mut cur);
     loop {
-        let (now, last) = (cur.now, cur.last && !reading.state.stopped);
         if reading.state.stopped {
             break;
         }
+        let (now, last) = (cur.now, cur.last);
         match &pool {
             Some(pool) => pool.in_place_scope(|s| {
                 if !last {
@@ -581,10 +538,11 @@ mod tests {
     /// Every transaction of `name` (request start, connection, depth,
     /// method, URI, status, body sizes) and connection summary (id, first
     /// frame, bytes), through `shards` shards on `threads` threads.
-    fn through(name: &str, threads: usize, shards: usize) -> (Vec<String>, Vec<String>, RunReport) {
-        struct Rec(Vec<String>, Vec<String>);
+    fn through(name: &str, threads: usize, shards: usize) -> (Vec<String>, Vec<String>, Vec<Ts>, RunReport) {
+        struct Rec(Vec<String>, Vec<String>, Vec<Ts>);
         impl TxSink for Rec {
             fn on_transaction(&mut self, tx: HttpTransaction) {
+                self.2.push(tx.timing.start());
                 let req = tx
                     .request
                     .as_ref()
@@ -611,25 +569,24 @@ mod tests {
         }
         let cfg = PipelineConfig::default();
         let (files, errors) = crate::pipeline::open_inputs(&[sample(name)]);
-        let mut rec = Rec(Vec::new(), Vec::new());
+        let mut rec = Rec(Vec::new(), Vec::new(), Vec::new());
         let report =
             run(files, errors, &cfg, Some(&cfg.http), Threads { threads, shards }, None, &mut rec, &mut |_| {});
-        (rec.0, rec.1, report)
+        (rec.0, rec.1, rec.2, report)
     }
 
     #[test]
     fn shards_and_threads_change_nothing_but_the_speed() {
         for name in ["shop.pcap", "shop-lossy.pcapng", "local-curl.pcap"] {
-            let (txs, mut sums, report) = through(name, 1, 1);
+            let (txs, mut sums, starts, report) = through(name, 1, 1);
             assert!(!txs.is_empty() && report.errors.is_empty(), "{name}: {:?}", report.errors);
             let http = report.http.clone().unwrap_or_default();
             assert_eq!(http.transactions, txs.len() as u64, "{name}");
             // In order of request start.
-            let starts: Vec<&str> = txs.iter().map(|t| t.split(' ').next().unwrap_or("")).collect();
             assert!(starts.windows(2).all(|w| w[0] <= w[1]) || http.late_order > 0, "{name}: out of order");
             sums.sort();
             for (threads, shards) in [(1, 16), (2, 16), (2, 3), (4, 7)] {
-                let (t2, mut s2, r2) = through(name, threads, shards);
+                let (t2, mut s2, _, r2) = through(name, threads, shards);
                 assert_eq!(txs, t2, "{name}: transactions with {threads} threads, {shards} shards");
                 s2.sort();
                 assert_eq!(sums, s2, "{name}: summaries with {threads} threads, {shards} shards");
