@@ -882,62 +882,54 @@ const FIELDS: usize = 64;
 /// Most header fields in one head.
 const MAX_FIELDS: usize = 4096;
 
-/// Parses a request head. `None`: malformed.
-pub(super) fn parse_request(buf: &[u8]) -> Option<RequestHead> {
-    // The first try on the stack (no allocation for a usual head).
+/// Runs `parse` with header slots: first 64 on the stack (no allocation
+/// for a usual head), then four times as many on the heap while httparse
+/// says there were too many, up to [`MAX_FIELDS`]. `None`: malformed.
+fn with_slots<'b, T>(
+    mut parse: impl FnMut(&mut [httparse::Header<'b>]) -> Result<Option<T>, httparse::Error>,
+) -> Option<T> {
     let mut first = [httparse::EMPTY_HEADER; FIELDS];
-    let mut more: Vec<httparse::Header<'_>>;
     let mut n = FIELDS;
     loop {
-        let headers: &mut [httparse::Header<'_>] = if n == FIELDS {
-            &mut first
-        } else {
-            more = vec![httparse::EMPTY_HEADER; n];
-            &mut more
-        };
-        let mut req = httparse::Request::new(headers);
-        match req.parse(buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                return Some(RequestHead {
-                    method: req.method.unwrap_or("").to_string(),
-                    uri: req.path.unwrap_or("").as_bytes().to_vec(),
-                    version: req.version,
-                    headers: headers_from(req.headers),
-                });
-            }
+        let got = if n == FIELDS { parse(&mut first) } else { parse(&mut vec![httparse::EMPTY_HEADER; n]) };
+        match got {
+            Ok(head) => return head,
             Err(httparse::Error::TooManyHeaders) if n < MAX_FIELDS => n *= 4,
-            _ => return None,
+            Err(_) => return None,
         }
     }
 }
 
+/// Parses a request head. `None`: malformed.
+pub(super) fn parse_request(buf: &[u8]) -> Option<RequestHead> {
+    with_slots(|headers| {
+        let mut req = httparse::Request::new(headers);
+        Ok(match req.parse(buf)? {
+            httparse::Status::Complete(_) => Some(RequestHead {
+                method: req.method.unwrap_or("").to_string(),
+                uri: req.path.unwrap_or("").as_bytes().to_vec(),
+                version: req.version,
+                headers: headers_from(req.headers),
+            }),
+            httparse::Status::Partial => None,
+        })
+    })
+}
+
 /// Parses a response head. `None`: malformed.
 pub(super) fn parse_response(buf: &[u8]) -> Option<ResponseHead> {
-    // The first try on the stack (no allocation for a usual head).
-    let mut first = [httparse::EMPTY_HEADER; FIELDS];
-    let mut more: Vec<httparse::Header<'_>>;
-    let mut n = FIELDS;
-    loop {
-        let headers: &mut [httparse::Header<'_>] = if n == FIELDS {
-            &mut first
-        } else {
-            more = vec![httparse::EMPTY_HEADER; n];
-            &mut more
-        };
+    with_slots(|headers| {
         let mut resp = httparse::Response::new(headers);
-        match resp.parse(buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                return Some(ResponseHead {
-                    version: resp.version,
-                    status: resp.code.unwrap_or(0),
-                    reason: resp.reason.unwrap_or("").as_bytes().to_vec(),
-                    headers: headers_from(resp.headers),
-                });
-            }
-            Err(httparse::Error::TooManyHeaders) if n < MAX_FIELDS => n *= 4,
-            _ => return None,
-        }
-    }
+        Ok(match resp.parse(buf)? {
+            httparse::Status::Complete(_) => Some(ResponseHead {
+                version: resp.version,
+                status: resp.code.unwrap_or(0),
+                reason: resp.reason.unwrap_or("").as_bytes().to_vec(),
+                headers: headers_from(resp.headers),
+            }),
+            httparse::Status::Partial => None,
+        })
+    })
 }
 
 /// What the request line and header fields of a head that did not parse
@@ -1008,6 +1000,35 @@ fn http09_request(line: &[u8]) -> Option<RequestHead> {
 mod tests {
     use super::*;
     use crate::http::body::ContentEncoding;
+
+    /// A head with `n` header fields, `X-i: v<i>`.
+    fn head_with(first: &str, n: usize) -> Vec<u8> {
+        let mut h = format!("{first}\r\n");
+        for i in 0..n {
+            h.push_str(&format!("X-{i}: v{i}\r\n"));
+        }
+        h.push_str("\r\n");
+        h.into_bytes()
+    }
+
+    #[test]
+    fn heads_beyond_the_stack_slots_parse_whole_up_to_the_field_cap() {
+        // 64 slots on the stack, then 256 and 1024 on the heap.
+        for n in [FIELDS, FIELDS + 1, 300, 1024] {
+            let req = parse_request(&head_with("GET /a HTTP/1.1", n)).expect("request parses");
+            assert_eq!(
+                (req.headers.len(), req.headers.get(&format!("X-{}", n - 1))),
+                (n, Some(format!("v{}", n - 1).as_bytes()))
+            );
+            let resp = parse_response(&head_with("HTTP/1.1 200 OK", n)).expect("response parses");
+            assert_eq!((resp.status, resp.headers.len()), (200, n));
+        }
+        // Beyond the cap of 4,096 fields: malformed.
+        assert!(parse_request(&head_with("GET /a HTTP/1.1", MAX_FIELDS + 1)).is_none());
+        assert!(parse_response(&head_with("HTTP/1.1 200 OK", MAX_FIELDS + 1)).is_none());
+        // Cut short: not a head.
+        assert!(parse_request(b"GET /a HTTP/1.1\r\nX-1: v").is_none());
+    }
 
     fn decoder() -> BodyDecoder {
         BodyDecoder::new(ContentEncoding::Identity, 1 << 20, 1 << 30, 1000)
