@@ -153,10 +153,7 @@ impl Reassembler {
     /// Processes one segment. Segments must come in capture order.
     pub fn process<S: StreamSink + ?Sized>(&mut self, seg: &TcpSegment<'_>, sink: &mut S) {
         self.stats.segments += 1;
-        if seg.ts > self.now {
-            self.now = seg.ts;
-        }
-        self.expire(sink);
+        self.advance(seg.ts, sink);
         let key = FlowKey::of(seg);
         let syn_only = seg.flags.syn() && !seg.flags.ack();
 
@@ -288,10 +285,7 @@ impl Reassembler {
             let Some((_, conn)) = self.active.pop_front() else {
                 break;
             };
-            let ts = conn.head.last_ts;
-            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
-            let tomb = conn.close(CloseHow::IdleTimeout, ts, &mut ctx, sink);
-            self.finish_tomb(tomb, sink);
+            self.retire(conn, CloseHow::IdleTimeout, sink);
         }
         let linger_deadline = self.now - self.cfg.closed_linger;
         while let Some((_, t)) = self.closed.front() {
@@ -308,11 +302,17 @@ impl Reassembler {
     fn evict_one<S: StreamSink + ?Sized>(&mut self, sink: &mut S) {
         if let Some((_, conn)) = self.active.pop_front() {
             self.stats.evicted += 1;
-            let ts = conn.head.last_ts;
-            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
-            let tomb = conn.close(CloseHow::Evicted, ts, &mut ctx, sink);
-            self.finish_tomb(tomb, sink);
+            self.retire(conn, CloseHow::Evicted, sink);
         }
+    }
+
+    /// Closes a connection taken out of the table at its last packet's
+    /// time, and emits its summary at once (no linger).
+    fn retire<S: StreamSink + ?Sized>(&mut self, conn: Box<Conn>, how: CloseHow, sink: &mut S) {
+        let ts = conn.head.last_ts;
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+        let tomb = conn.close(how, ts, &mut ctx, sink);
+        self.finish_tomb(tomb, sink);
     }
 
     fn finish_tomb<S: StreamSink + ?Sized>(&mut self, t: Box<Tomb>, sink: &mut S) {
