@@ -556,7 +556,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// One pass over `inputs` through the sharded pipeline (HTTP parsed when
 /// `http` is given) into `down`. For a later pass, `seen` is the first
 /// pass's report: only the problems it did not have are printed and kept
-/// in the returned report, for the caller to add to the first.
+/// in the returned report, for the caller to add to the first. An error is
+/// `down`'s (an output it could not write), which ended the pass.
 fn run_pass<D: pov::parallel::Downstream + ?Sized>(
     inputs: &mut Inputs,
     common: &CommonArgs,
@@ -564,19 +565,20 @@ fn run_pass<D: pov::parallel::Downstream + ?Sized>(
     http: Option<&pov_capture::http::HttpConfig>,
     down: &mut D,
     seen: Option<&RunReport>,
-) -> RunReport {
+) -> io::Result<RunReport> {
     let (files, open_errors, total) = inputs.open();
     let mut bar = ProgressBar::new(!common.quiet && io::stderr().is_terminal());
-    let mut report =
+    let report =
         pov::parallel::run(files, open_errors, cfg, http, common.threads(), total, down, &mut |p| bar.update(p));
     bar.clear();
+    let mut report = report?;
     if let Some(seen) = seen {
         report.warnings.retain(|w| !seen.warnings.contains(w));
         report.errors.retain(|e| !seen.errors.contains(e));
     }
     if report.stopped {
         // Abandoned on a signal: its one line says it all.
-        return report;
+        return Ok(report);
     }
     for w in &report.warnings {
         eprintln!("pov: warning: {w}");
@@ -584,7 +586,7 @@ fn run_pass<D: pov::parallel::Downstream + ?Sized>(
     for e in &report.errors {
         eprintln!("pov: error: {e}");
     }
-    report
+    Ok(report)
 }
 
 /// The first (or only) pass over `inputs`, HTTP parsed with `cfg.http`.
@@ -593,7 +595,7 @@ fn run_http<D: pov::parallel::Downstream + ?Sized>(
     common: &CommonArgs,
     cfg: &PipelineConfig,
     down: &mut D,
-) -> RunReport {
+) -> io::Result<RunReport> {
     run_pass(inputs, common, cfg, Some(&cfg.http), down, None)
 }
 
@@ -613,7 +615,7 @@ impl Rerun<'_> {
         http: &pov_capture::http::HttpConfig,
         down: &mut D,
     ) -> anyhow::Result<()> {
-        let report = run_pass(self.inputs, self.common, self.cfg, Some(http), down, Some(self.first));
+        let report = run_pass(self.inputs, self.common, self.cfg, Some(http), down, Some(self.first))?;
         self.first.errors.extend(report.errors);
         self.first.warnings.extend(report.warnings);
         if report.stopped {
@@ -632,7 +634,7 @@ fn cmd_flows(a: FlowsArgs) -> anyhow::Result<ExitCode> {
     let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
         let mut flows = pov::flows::FlowWriter::new(out, format)?;
-        let report = run_pass(&mut inputs, &a.common, &a.common.config(), None, &mut flows, None);
+        let report = run_pass(&mut inputs, &a.common, &a.common.config(), None, &mut flows, None)?;
         if report.stopped {
             return Err(stopped_error());
         }
@@ -651,7 +653,7 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
     let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
         let mut writer = pov::transactions::TxWriter::new(out, format, mask)?;
-        let report = run_http(&mut inputs, &a.common, &cfg, &mut writer);
+        let report = run_http(&mut inputs, &a.common, &cfg, &mut writer)?;
         if report.stopped {
             return Err(stopped_error());
         }
@@ -685,7 +687,7 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         let mut stage = pov::users::UserStage::with_limits(&pov_cfg, mask, outputs, max_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         stage.set_budget(cfg.budget());
-        let mut report = run_http(&mut inputs, &a.common, &cfg, &mut stage);
+        let mut report = run_http(&mut inputs, &a.common, &cfg, &mut stage)?;
         if report.stopped {
             return Err(stopped_error());
         }
@@ -806,7 +808,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let mut report = run_http(&mut inputs, &a.common, &cfg, &mut pipe.sink);
+    let mut report = run_http(&mut inputs, &a.common, &cfg, &mut pipe.sink)?;
     check_stop(NOTHING_WRITTEN)?;
     let users = pipe.finish()?;
     report.budget = Some(report.budget_report(cfg.budget()));
@@ -971,7 +973,7 @@ fn collect_replay(
     stage.set_budget(cfg.budget());
     let select = pov::replay::SelectLimits { masker: pov::replay::Masker::new(&pov_cfg.privacy, mask), max_sessions };
     stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), select));
-    let mut report = run_http(inputs, common, cfg, &mut stage);
+    let mut report = run_http(inputs, common, cfg, &mut stage)?;
     check_stop(NOTHING_WRITTEN)?;
     stage.finish()?;
     let sel = std::mem::take(&mut *selection.borrow_mut());
@@ -1312,16 +1314,16 @@ fn finish_run(report: &RunReport, quiet: bool) -> ExitCode {
 /// Counts transactions without keeping them (for `pov info`).
 struct CountTx;
 
-impl pov::parallel::Downstream for CountTx {}
-
-impl pov_capture::http::TxSink for CountTx {
-    fn on_transaction(&mut self, _tx: pov_capture::http::HttpTransaction) {}
+impl pov::parallel::Downstream for CountTx {
+    fn on_transaction(&mut self, _tx: pov_capture::http::HttpTransaction) -> pov::parallel::Flow {
+        pov::parallel::GO_ON
+    }
 }
 
 fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
-    let report = run_http(&mut Inputs::once(a.files.clone()), &a.common, &cfg, &mut CountTx);
+    let report = run_http(&mut Inputs::once(a.files.clone()), &a.common, &cfg, &mut CountTx)?;
     check_stop(NOTHING_WRITTEN)?;
     let stdout = io::stdout();
     let mut w = io::BufWriter::new(stdout.lock());

@@ -9,12 +9,12 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use pov_capture::http::{HttpTransaction, TxSink};
+use pov_capture::http::HttpTransaction;
 use pov_impact::{Impact, RevenueModel};
-use pov_sessions::FailedConn;
 
 use crate::config::PovConfig;
 use crate::output::{AtomicFile, Format, RecordWriter};
+use crate::parallel::{Downstream, Flow, GO_ON};
 use crate::pipeline::RunReport;
 use crate::transactions::{Masker, TxWriter};
 use crate::users::{Outputs, UserStage, UserStageReport};
@@ -37,24 +37,15 @@ impl AnalyzeSink {
     }
 }
 
-impl TxSink for AnalyzeSink {
-    fn on_transaction(&mut self, t: HttpTransaction) {
-        self.tx.write(&t);
-        self.users.on_transaction(t);
+impl Downstream for AnalyzeSink {
+    fn on_transaction(&mut self, t: HttpTransaction) -> Flow {
+        self.tx.write(&t)?;
+        self.users.transaction(&t)?;
+        GO_ON
     }
-}
 
-impl crate::users::FailedConnSink for AnalyzeSink {
-    fn failed_connection(&mut self, f: FailedConn) {
-        self.users.failed_connection(f);
-    }
-}
-
-impl crate::parallel::Downstream for AnalyzeSink {
-    fn on_summary(&mut self, s: &pov_capture::tcp::ConnSummary) {
-        if let Some(f) = FailedConn::from_summary(s) {
-            self.users.failed_connection(f);
-        }
+    fn on_summary(&mut self, s: &pov_capture::tcp::ConnSummary) -> Flow {
+        self.users.on_summary(s)
     }
 }
 

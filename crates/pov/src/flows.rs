@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use pov_capture::Ts;
-use pov_capture::tcp::{ConnSummary, DataChunk, StreamSink};
+use pov_capture::http::HttpTransaction;
+use pov_capture::tcp::ConnSummary;
 
 use crate::output::{FlowRow, Format, RecordWriter};
+use crate::parallel::{Downstream, Flow, GO_ON};
 
 /// Finished connections held back so that records come out in order of
 /// first packet: a connection that started earlier usually ends later.
@@ -20,7 +22,6 @@ pub struct FlowWriter<W: Write> {
     out: RecordWriter<W, FlowRow>,
     held: BTreeMap<(Ts, u64, u64), FlowRow>,
     window: usize,
-    error: Option<io::Error>,
 }
 
 impl<W: Write> FlowWriter<W> {
@@ -31,12 +32,7 @@ impl<W: Write> FlowWriter<W> {
 
     /// A writer that holds at most `window` finished connections.
     pub fn with_window(out: W, format: Format, window: usize) -> io::Result<FlowWriter<W>> {
-        Ok(FlowWriter {
-            out: RecordWriter::new(out, format)?,
-            held: BTreeMap::new(),
-            window: window.max(1),
-            error: None,
-        })
+        Ok(FlowWriter { out: RecordWriter::new(out, format)?, held: BTreeMap::new(), window: window.max(1) })
     }
 
     /// Connections seen so far.
@@ -44,62 +40,28 @@ impl<W: Write> FlowWriter<W> {
         self.out.count() + self.held.len() as u64
     }
 
-    fn emit(&mut self, row: &FlowRow) {
-        if self.error.is_none()
-            && let Err(e) = self.out.write(row)
-        {
-            self.error = Some(e);
-        }
-    }
-
-    /// Writes the held connections and ends the output; returns the writer
-    /// and the first write error, if any.
+    /// Writes the held connections and ends the output; returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
         while let Some((_, row)) = self.held.pop_first() {
-            self.emit(&row);
-        }
-        if let Some(e) = self.error.take() {
-            return Err(e);
+            self.out.write(&row)?;
         }
         self.out.finish()
     }
 }
 
-impl<W: Write> pov_capture::http::TxSink for FlowWriter<W> {
-    fn on_transaction(&mut self, _tx: pov_capture::http::HttpTransaction) {}
-}
-
-impl<W: Write> crate::parallel::Downstream for FlowWriter<W> {
-    fn on_summary(&mut self, s: &ConnSummary) {
-        StreamSink::on_summary(self, s);
+impl<W: Write> Downstream for FlowWriter<W> {
+    fn on_transaction(&mut self, _tx: HttpTransaction) -> Flow {
+        GO_ON
     }
-}
 
-impl<W: Write> StreamSink for FlowWriter<W> {
-    fn on_data(&mut self, _chunk: &DataChunk<'_>) {}
-
-    fn on_summary(&mut self, s: &ConnSummary) {
+    fn on_summary(&mut self, s: &ConnSummary) -> Flow {
         self.held.insert((s.first_ts, s.first_frame, s.id), FlowRow::from_summary(s));
         if self.held.len() > self.window
             && let Some((_, row)) = self.held.pop_first()
         {
-            self.emit(&row);
+            self.out.write(&row)?;
         }
-    }
-}
-
-/// A sink that only counts connections (for runs that want the counters).
-#[derive(Default)]
-pub struct Counter {
-    /// Connections finished.
-    pub connections: u64,
-}
-
-impl StreamSink for Counter {
-    fn on_data(&mut self, _chunk: &DataChunk<'_>) {}
-
-    fn on_summary(&mut self, _s: &ConnSummary) {
-        self.connections += 1;
+        GO_ON
     }
 }
 
@@ -142,7 +104,7 @@ mod tests {
         let mut w = FlowWriter::with_window(Vec::new(), Format::Jsonl, 3).unwrap();
         // Connection 1 starts first and finishes last; 2..4 fit the window.
         for (id, start) in [(2, 20), (4, 40), (3, 30), (1, 10)] {
-            w.on_summary(&summary(id, start));
+            assert!(w.on_summary(&summary(id, start)).unwrap().is_continue());
         }
         assert_eq!(row_ids(&w.finish().unwrap()), vec![1, 2, 3, 4]);
     }
@@ -151,7 +113,7 @@ mod tests {
     fn a_full_window_writes_the_earliest_held() {
         let mut w = FlowWriter::with_window(Vec::new(), Format::Jsonl, 2).unwrap();
         for (id, start) in [(2, 20), (3, 30), (4, 40), (1, 10)] {
-            w.on_summary(&summary(id, start));
+            assert!(w.on_summary(&summary(id, start)).unwrap().is_continue());
         }
         // 2 had to go before 1 finished; the rest are in order.
         assert_eq!(row_ids(&w.finish().unwrap()), vec![2, 1, 3, 4]);
@@ -162,7 +124,7 @@ mod tests {
         for n in [0, 1, 3] {
             let mut w = FlowWriter::new(Vec::new(), Format::Json).unwrap();
             for i in 0..n {
-                w.on_summary(&summary(i + 1, 10 * (i + 1)));
+                assert!(w.on_summary(&summary(i + 1, 10 * (i + 1))).unwrap().is_continue());
             }
             let out = w.finish().unwrap();
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -170,7 +132,7 @@ mod tests {
 
             let mut w = FlowWriter::new(Vec::new(), Format::Csv).unwrap();
             for i in 0..n {
-                w.on_summary(&summary(i + 1, 10 * (i + 1)));
+                assert!(w.on_summary(&summary(i + 1, 10 * (i + 1))).unwrap().is_continue());
             }
             let out = String::from_utf8(w.finish().unwrap()).unwrap();
             assert_eq!(out.lines().count(), 1 + n as usize);

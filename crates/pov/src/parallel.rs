@@ -37,9 +37,11 @@
 //! a holder is refused depends on how the threads interleave.
 
 use std::collections::BTreeMap;
+use std::io;
+use std::ops::ControlFlow;
 
 use pov_capture::decode::Decoder;
-use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction, TxSink};
+use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction};
 use pov_capture::pcap::{CaptureFile, PacketReader, ReadError, ReadWarning};
 use pov_capture::tcp::{
     Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
@@ -58,14 +60,35 @@ const BATCH_PACKETS: usize = 8192;
 /// Payload bytes per batch (a batch also ends here).
 const BATCH_BYTES: usize = 8 << 20;
 
+/// What a stage answers for each item it takes: go on, stop the run
+/// (`Break`: it has all it wants), or an error, which stops the run too
+/// (a full disk, a closed pipe). The idea is ripgrep's `Sink`.
+pub type Flow = io::Result<ControlFlow<()>>;
+
+/// [`Flow`]'s "go on".
+pub const GO_ON: Flow = Ok(ControlFlow::Continue(()));
+
+/// [`Flow`]'s "stop here".
+pub const BREAK: Flow = Ok(ControlFlow::Break(()));
+
 /// What the merged stream feeds: transactions in order of request start,
-/// and connection summaries as connections end.
-pub trait Downstream: TxSink {
+/// and connection summaries as connections end. Each call may stop the
+/// run: no more is read, and open connections are not flushed.
+pub trait Downstream {
+    /// A finished transaction.
+    fn on_transaction(&mut self, tx: HttpTransaction) -> Flow;
     /// A connection's final record (after its close).
-    fn on_summary(&mut self, _summary: &ConnSummary) {}
+    fn on_summary(&mut self, _summary: &ConnSummary) -> Flow {
+        GO_ON
+    }
 }
 
-impl Downstream for Vec<HttpTransaction> {}
+impl Downstream for Vec<HttpTransaction> {
+    fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
+        self.push(tx);
+        GO_ON
+    }
+}
 
 /// How a run is split.
 #[derive(Clone, Copy, Debug)]
@@ -326,14 +349,16 @@ struct Merge {
 impl Merge {
     /// Takes what the shards released from one batch and hands on what no
     /// shard can still precede (everything, after the last batch).
-    fn feed<D: Downstream + ?Sized>(&mut self, outs: &mut [Out], down: &mut D, last: bool) {
+    fn feed<D: Downstream + ?Sized>(&mut self, outs: &mut [Out], down: &mut D, last: bool) -> Flow {
         let mut sums: Vec<ConnSummary> = Vec::new();
         for o in outs.iter_mut() {
             sums.append(&mut o.summaries);
         }
         sums.sort_by_key(|s| (s.last_ts, s.id));
         for s in &sums {
-            down.on_summary(s);
+            if down.on_summary(s)?.is_break() {
+                return BREAK;
+            }
         }
         // This batch's transactions, in order, merged with those held
         // from earlier ones: what starts before every shard's frontier goes
@@ -358,7 +383,11 @@ impl Merge {
             };
             if from_new {
                 match new.next_if(|(k, _)| below(k)) {
-                    Some((_, tx)) => down.on_transaction(tx),
+                    Some((_, tx)) => {
+                        if down.on_transaction(tx)?.is_break() {
+                            return BREAK;
+                        }
+                    }
                     None => break,
                 }
             } else {
@@ -366,7 +395,9 @@ impl Merge {
                     Some(e) if below(e.key()) => {
                         let tx = e.remove();
                         self.held_bytes -= body_bytes(&tx);
-                        down.on_transaction(tx);
+                        if down.on_transaction(tx)?.is_break() {
+                            return BREAK;
+                        }
                     }
                     _ => break,
                 }
@@ -383,12 +414,15 @@ impl Merge {
                 let Some((_, tx)) = self.held.pop_first() else { break };
                 self.held_bytes -= body_bytes(&tx);
                 self.cap_releases += 1;
-                down.on_transaction(tx);
+                if down.on_transaction(tx)?.is_break() {
+                    return BREAK;
+                }
             }
         }
         // What stays held between batches (a batch's own transactions pass
         // through it at once).
         self.peak = self.peak.max(self.held.len());
+        GO_ON
     }
 }
 
@@ -401,7 +435,9 @@ fn body_bytes(tx: &HttpTransaction) -> usize {
 /// Reads, decodes, reassembles and (with `http`) parses `files` on
 /// `threads`, feeding `down` with transactions in order of request start
 /// and with connection summaries. `open_errors` are carried into the
-/// report; `progress` is called after every batch.
+/// report; `progress` is called after every batch. When `down` says stop,
+/// the run ends there ([`RunReport::halted`]); its first error ends the run
+/// and is returned.
 #[allow(clippy::too_many_arguments)]
 pub fn run<D: Downstream + ?Sized>(
     files: Vec<CaptureFile>,
@@ -412,7 +448,7 @@ pub fn run<D: Downstream + ?Sized>(
     bytes_total: Option<u64>,
     down: &mut D,
     progress: &mut dyn FnMut(Progress),
-) -> RunReport {
+) -> io::Result<RunReport> {
     let mut report = RunReport { errors: open_errors.iter().map(|e| e.to_string()).collect(), ..RunReport::default() };
     let n = threads.shards.max(1);
     // Half the memory budget is shared out to the reader and the shards,
@@ -451,12 +487,13 @@ pub fn run<D: Downstream + ?Sized>(
         b.sample_peaks(true);
     }
     reading.read(&mut cur);
+    let mut flow = GO_ON;
     loop {
         if reading.state.stopped {
             break;
         }
         let (now, last) = (cur.now, cur.last);
-        match &pool {
+        flow = match &pool {
             Some(pool) => pool.in_place_scope(|s| {
                 if !last {
                     let (reading, next) = (&mut reading, &mut next);
@@ -466,17 +503,21 @@ pub fn run<D: Downstream + ?Sized>(
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
                     s.spawn(move |_| *out = shard.step(part, data, now, last));
                 }
-                merge.feed(&mut prev, down, false);
+                merge.feed(&mut prev, down, false)
             }),
             None => {
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
                     *out = shard.step(part, &cur.data, now, last);
                 }
-                merge.feed(&mut prev, down, false);
-                if !last {
+                let flow = merge.feed(&mut prev, down, false);
+                if !last && matches!(flow, Ok(ControlFlow::Continue(()))) {
                     reading.read(&mut next);
                 }
+                flow
             }
+        };
+        if !matches!(flow, Ok(ControlFlow::Continue(()))) {
+            break;
         }
         peak_active = peak_active.max(shards.iter().map(|s| s.tcp.active_connections() as u64).sum());
         for b in &everyone {
@@ -485,7 +526,7 @@ pub fn run<D: Downstream + ?Sized>(
         prev = std::mem::replace(&mut outs, (0..n).map(|_| Out::default()).collect());
         progress(Progress { bytes_read: reading.reader.bytes_read(), bytes_total, packets: reading.state.packets });
         if last {
-            merge.feed(&mut prev, down, true);
+            flow = merge.feed(&mut prev, down, true);
             break;
         }
         std::mem::swap(&mut cur, &mut next);
@@ -493,6 +534,7 @@ pub fn run<D: Downstream + ?Sized>(
     for b in &everyone {
         b.sample_peaks(false);
     }
+    report.halted = flow?.is_break();
     let st = reading.state;
     report.stopped = st.stopped;
     report.errors.extend(st.errors);
@@ -510,7 +552,7 @@ pub fn run<D: Downstream + ?Sized>(
     // batch is the better figure, unless one shard alone peaked higher.
     tcp.peak_active = peak_active.max(shards.iter().map(|s| s.tcp.stats().peak_active).max().unwrap_or(0));
     report.tcp = tcp;
-    if http.is_some() && !report.stopped {
+    if http.is_some() && !report.stopped && !report.halted {
         let mut h = HttpStats::default();
         for s in &shards {
             if let Some(st) = &s.http_stats {
@@ -523,7 +565,7 @@ pub fn run<D: Downstream + ?Sized>(
     }
     report.budget_parts = parts;
     report.budget = Some(report.budget_report(cfg.budget()));
-    report
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -540,8 +582,8 @@ mod tests {
     /// frame, bytes), through `shards` shards on `threads` threads.
     fn through(name: &str, threads: usize, shards: usize) -> (Vec<String>, Vec<String>, Vec<Ts>, RunReport) {
         struct Rec(Vec<String>, Vec<String>, Vec<Ts>);
-        impl TxSink for Rec {
-            fn on_transaction(&mut self, tx: HttpTransaction) {
+        impl Downstream for Rec {
+            fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
                 self.2.push(tx.timing.start());
                 let req = tx
                     .request
@@ -557,21 +599,22 @@ mod tests {
                     tx.request_body.decoded_len,
                     tx.response_body.decoded_len
                 ));
+                GO_ON
             }
-        }
-        impl Downstream for Rec {
-            fn on_summary(&mut self, s: &ConnSummary) {
+            fn on_summary(&mut self, s: &ConnSummary) -> Flow {
                 self.1.push(format!(
                     "{} {} {} {}",
                     s.id, s.first_frame, s.to_server.stream_bytes, s.to_client.stream_bytes
                 ));
+                GO_ON
             }
         }
         let cfg = PipelineConfig::default();
         let (files, errors) = crate::pipeline::open_inputs(&[sample(name)]);
         let mut rec = Rec(Vec::new(), Vec::new(), Vec::new());
         let report =
-            run(files, errors, &cfg, Some(&cfg.http), Threads { threads, shards }, None, &mut rec, &mut |_| {});
+            run(files, errors, &cfg, Some(&cfg.http), Threads { threads, shards }, None, &mut rec, &mut |_| {})
+                .unwrap();
         (rec.0, rec.1, rec.2, report)
     }
 
@@ -596,6 +639,65 @@ mod tests {
                 let h2 = r2.http.unwrap_or_default();
                 assert_eq!((http.complete, http.missing_bytes), (h2.complete, h2.missing_bytes));
             }
+        }
+    }
+
+    /// Takes transactions until it has `n`, then says stop, or fails.
+    struct Upto {
+        n: usize,
+        got: Vec<HttpTransaction>,
+        fail: bool,
+    }
+
+    impl Downstream for Upto {
+        fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
+            self.got.push(tx);
+            if self.got.len() < self.n {
+                GO_ON
+            } else if self.fail {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))
+            } else {
+                BREAK
+            }
+        }
+    }
+
+    /// `shop.pcap` given `copies` times: more packets than a batch holds.
+    fn copies(threads: usize, down: &mut Upto) -> io::Result<RunReport> {
+        let cfg = PipelineConfig::default();
+        let (files, errors) = crate::pipeline::open_inputs(&vec![sample("shop.pcap"); 40]);
+        run(files, errors, &cfg, Some(&cfg.http), Threads { threads, shards: SHARDS }, None, down, &mut |_| {})
+    }
+
+    #[test]
+    fn a_stage_that_says_stop_ends_the_run_early() {
+        let mut all = Upto { n: usize::MAX, got: Vec::new(), fail: false };
+        let full = copies(1, &mut all).unwrap();
+        assert!(!full.halted);
+        for threads in [1, 2] {
+            let mut five = Upto { n: 5, got: Vec::new(), fail: false };
+            let cut = copies(threads, &mut five).unwrap();
+            assert!(cut.halted && !cut.stopped);
+            // Not one transaction after the stop, and the first five as in
+            // the whole run.
+            assert_eq!(five.got.len(), 5);
+            let key = |t: &HttpTransaction| (t.timing.start(), t.conn, t.depth);
+            assert_eq!(five.got.iter().map(key).collect::<Vec<_>>(), all.got[..5].iter().map(key).collect::<Vec<_>>());
+            // Reading stopped a few batches in (the reader is a batch ahead
+            // of the shards, which are one ahead of the merge), not at the
+            // end of the input.
+            assert!(cut.packets <= 4 * BATCH_PACKETS as u64, "{threads} threads: read {} packets", cut.packets);
+            assert!(full.packets > 10 * BATCH_PACKETS as u64, "{} packets", full.packets);
+        }
+    }
+
+    #[test]
+    fn a_stage_error_ends_the_run_and_is_returned() {
+        for threads in [1, 2] {
+            let mut down = Upto { n: 3, got: Vec::new(), fail: true };
+            let e = copies(threads, &mut down).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+            assert_eq!(down.got.len(), 3, "nothing handed on after the error");
         }
     }
 }

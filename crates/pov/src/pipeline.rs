@@ -1,4 +1,6 @@
-//! Runs captures through reading, decoding and reassembly.
+//! What every run shares: its configuration, stop flag, inputs (spooled
+//! for a second pass when they cannot be read twice) and report. The run
+//! itself is [`crate::parallel::run`].
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -6,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use pov_capture::decode::{DecodeConfig, DecodeStats, Decoder};
+use pov_capture::decode::{DecodeConfig, DecodeStats};
 use pov_capture::http::{HttpConfig, HttpStats};
-use pov_capture::pcap::{CaptureFile, FileStats, PacketReader, ReadError, ReadErrorKind, ReadWarning};
-use pov_capture::tcp::{Reassembler, StreamSink, TcpConfig, TcpStats};
+use pov_capture::pcap::{CaptureFile, FileStats, ReadError, ReadErrorKind};
+use pov_capture::tcp::{TcpConfig, TcpStats};
 use pov_capture::{Budget, BudgetReport, Dur, Ts};
 
 /// Limits and timeouts for every stage.
@@ -128,6 +130,11 @@ pub struct RunReport {
     /// read to their end, and open connections were not flushed.
     #[serde(skip)]
     pub stopped: bool,
+    /// The stage behind the pipeline asked to stop (it had all it wanted):
+    /// the inputs may not have been read to their end, and open
+    /// connections were not flushed.
+    #[serde(skip)]
+    pub halted: bool,
 }
 
 impl RunReport {
@@ -426,69 +433,12 @@ impl Read for Tee {
     }
 }
 
-/// Reads, decodes and reassembles `files`, pushing stream events into
-/// `sink`. `open_errors` (from [`open_inputs`]) are carried into the report.
-/// `progress` is called every few thousand packets.
-pub fn run<S: StreamSink + ?Sized>(
-    files: Vec<CaptureFile>,
-    open_errors: Vec<ReadError>,
-    cfg: &PipelineConfig,
-    bytes_total: Option<u64>,
-    sink: &mut S,
-    progress: &mut dyn FnMut(Progress),
-) -> RunReport {
-    let mut report = RunReport { errors: open_errors.iter().map(|e| e.to_string()).collect(), ..RunReport::default() };
-    let mut reader = PacketReader::new(files);
-    let mut decoder = Decoder::new(cfg.decode.clone());
-    let mut tcp = Reassembler::new(cfg.tcp.clone());
-    let mut packets = 0u64;
-    loop {
-        if cfg.stop.requested().is_some() {
-            // Stop where we are: no flush of open connections, whose
-            // transactions would only be thrown away.
-            report.stopped = true;
-            break;
-        }
-        match reader.next_packet() {
-            Ok(Some(pkt)) => {
-                packets += 1;
-                if report.first_ts.is_none_or(|t| pkt.ts < t) {
-                    report.first_ts = Some(pkt.ts);
-                }
-                if report.last_ts.is_none_or(|t| pkt.ts > t) {
-                    report.last_ts = Some(pkt.ts);
-                }
-                if let Some(seg) = decoder.decode(&pkt) {
-                    tcp.process(&seg, sink);
-                }
-                if packets.is_multiple_of(8192) {
-                    progress(Progress { bytes_read: reader.bytes_read(), bytes_total, packets });
-                }
-            }
-            Ok(None) => break,
-            Err(e) => report.errors.push(e.to_string()),
-        }
-    }
-    // Asked while the last read was waiting (a pipe): stopped all the same.
-    report.stopped |= cfg.stop.requested().is_some();
-    if !report.stopped {
-        decoder.finish();
-        tcp.finish(sink);
-    }
-    progress(Progress { bytes_read: reader.bytes_read(), bytes_total, packets });
-    report.packets = packets;
-    report.files = reader.files().cloned().collect();
-    report.warnings = reader.warnings().iter().map(|w: &&ReadWarning| w.to_string()).collect();
-    report.decode = decoder.stats().clone();
-    report.tcp = tcp.stats().clone();
-    report.budget = Some(cfg.budget().report());
-    report
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pov_capture::tcp::{ConnMeta, DataChunk};
+    use crate::parallel::{Downstream, Flow, GO_ON, Threads};
+    use pov_capture::http::HttpTransaction;
+    use pov_capture::tcp::ConnSummary;
 
     fn sample() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/local-curl.pcap")
@@ -501,49 +451,41 @@ mod tests {
         d
     }
 
-    /// Counts connections and stream bytes; asks `stop` to stop at the
-    /// first connection when given one.
+    /// Counts connections (from their summaries) and stream bytes.
     #[derive(Default)]
     struct Count {
         conns: u64,
         bytes: u64,
-        stop_at_first: Option<Stop>,
     }
 
-    impl StreamSink for Count {
-        fn on_open(&mut self, _meta: &ConnMeta) {
-            self.conns += 1;
-            if let Some(s) = &self.stop_at_first {
-                s.request(2);
-            }
+    impl Downstream for Count {
+        fn on_transaction(&mut self, _tx: HttpTransaction) -> Flow {
+            GO_ON
         }
-        fn on_data(&mut self, chunk: &DataChunk<'_>) {
-            self.bytes += chunk.bytes.len() as u64;
+        fn on_summary(&mut self, s: &ConnSummary) -> Flow {
+            self.conns += 1;
+            self.bytes += s.to_server.stream_bytes + s.to_client.stream_bytes;
+            GO_ON
         }
     }
 
     fn pass(inputs: &mut Inputs, cfg: &PipelineConfig, sink: &mut Count) -> RunReport {
         let (files, errors, total) = inputs.open();
-        run(files, errors, cfg, total, sink, &mut |_| {})
+        let threads = Threads { threads: 1, shards: 4 };
+        crate::parallel::run(files, errors, cfg, None, threads, total, sink, &mut |_| {}).unwrap()
     }
 
     #[test]
-    fn a_stop_request_ends_the_run_at_the_next_packet() {
+    fn a_stop_asked_before_the_run_reads_nothing() {
         let cfg = PipelineConfig::default();
         let mut all = Count::default();
         let full = pass(&mut Inputs::once(vec![sample()]), &cfg, &mut all);
         assert_eq!((full.packets, all.conns, full.stopped), (130, 10, false));
-        let mut first = Count { stop_at_first: Some(cfg.stop.clone()), ..Count::default() };
-        let cut = pass(&mut Inputs::once(vec![sample()]), &cfg, &mut first);
-        assert!(cut.stopped);
+        cfg.stop.request(2);
+        let mut none = Count::default();
+        let cut = pass(&mut Inputs::once(vec![sample()]), &cfg, &mut none);
+        assert_eq!((cut.packets, cut.stopped, none.conns), (0, true, 0));
         assert_eq!(cfg.stop.requested(), Some(2));
-        // The handshake's third packet reports the first connection; no
-        // packet is read after it, and open connections are not flushed
-        // (no data of it reached the sink).
-        assert_eq!((cut.packets, first.conns, first.bytes), (3, 1, 0));
-        // Asked before the run: not one packet.
-        let cut = pass(&mut Inputs::once(vec![sample()]), &cfg, &mut Count::default());
-        assert_eq!((cut.packets, cut.stopped), (0, true));
     }
 
     #[test]

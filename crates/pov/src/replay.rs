@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use pov_capture::Ts;
-use pov_capture::http::{HttpTransaction, TxSink};
+use pov_capture::http::HttpTransaction;
 use pov_replay::html::{ReplayFailure, ReplayPage, ReplaySession};
 use pov_replay::{HarEntry, HarPage};
 
 use pov_classify::Classified;
 use pov_sessions::Session;
 
+use crate::parallel::{BREAK, Downstream, Flow, GO_ON};
 use crate::users::SessionTap;
 
 pub use pov_privacy::Masker;
@@ -269,6 +270,8 @@ pub struct Keep {
     pub bodies_dropped: u64,
     /// Transactions left out because the memory budget was full.
     pub txs_dropped: u64,
+    /// Wanted transactions not met yet: at none, the pass stops.
+    remaining: usize,
     /// What the kept transactions hold of the memory budget (their kept
     /// bodies carry charges of their own).
     charge: pov_capture::budget::Charge,
@@ -279,6 +282,7 @@ impl Keep {
     /// response bodies in all.
     pub fn new(wanted: HashMap<TxKey, Place>, max_body_bytes: usize) -> Keep {
         Keep {
+            remaining: wanted.len(),
             wanted,
             kept: Vec::new(),
             max_body_bytes,
@@ -306,16 +310,18 @@ fn replay_weight(tx: &HttpTransaction) -> usize {
     2 * (std::mem::size_of::<HttpTransaction>() + heads)
 }
 
-impl crate::parallel::Downstream for Keep {}
-
-impl TxSink for Keep {
-    fn on_transaction(&mut self, mut tx: HttpTransaction) {
+impl Downstream for Keep {
+    /// Keeps `tx` if it is wanted; once every wanted transaction was met,
+    /// stops the pass (the rest of the input holds none).
+    fn on_transaction(&mut self, mut tx: HttpTransaction) -> Flow {
         if !self.wanted.contains_key(&(tx.conn, tx.depth)) {
-            return;
+            return GO_ON;
         }
+        self.remaining = self.remaining.saturating_sub(1);
+        let flow = if self.remaining == 0 { BREAK } else { GO_ON };
         if !self.charge.try_grow(replay_weight(&tx)) {
             self.txs_dropped += 1;
-            return;
+            return flow;
         }
         let n = tx.response_body.kept.len();
         if self.body_bytes + n > self.max_body_bytes {
@@ -327,6 +333,7 @@ impl TxSink for Keep {
             self.body_bytes += n;
         }
         self.kept.push(tx);
+        flow
     }
 }
 
@@ -426,11 +433,13 @@ mod tests {
         let wanted: HashMap<TxKey, Place> = (1..=10_000).map(|d| ((1, d), Place { page: None, session: 0 })).collect();
         let mut keep = Keep::new(wanted, usize::MAX).with_budget(&budget);
         for d in 1..=10_000 {
-            keep.on_transaction(tx(d));
+            let flow = keep.on_transaction(tx(d)).unwrap();
+            // The last one wanted ends the pass.
+            assert_eq!(flow.is_break(), d == 10_000);
             assert!(budget.used() <= 1 << 20);
         }
         // Transactions not selected are not kept, nor counted.
-        keep.on_transaction(tx(20_000));
+        assert!(keep.on_transaction(tx(20_000)).unwrap().is_continue());
         let kept = keep.kept.len() as u64;
         assert!((100..10_000).contains(&kept), "{kept} kept");
         assert_eq!(keep.txs_dropped, 10_000 - kept);

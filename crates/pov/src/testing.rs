@@ -31,9 +31,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use pov_capture::http::{
-    Anomaly, BodyInfo, FrameSpan, Headers, HttpAnalyzer, HttpConfig, HttpTransaction, Outcome, RequestHead,
-    ResponseHead, TxSink, TxTiming,
+    Anomaly, BodyInfo, FrameSpan, Headers, HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction, Outcome, RequestHead,
+    ResponseHead, TxTiming,
 };
+use pov_capture::tcp::{Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Retransmission, StreamSink};
 use pov_capture::testing::Bytes;
 use pov_capture::{Dur, Ts};
 use pov_replay::html::{ReplayFailure, ReplayPage, ReplaySession};
@@ -43,12 +44,10 @@ use serde_json::{Map, Value};
 
 use crate::config::PovConfig;
 use crate::output::{Format, Kind, Record, RecordWriter};
+use crate::parallel::{Downstream, Flow, GO_ON};
 use crate::replay::{Keep, SelectLimits, Selection};
 use crate::transactions::TxRecord;
-use crate::users::{
-    FailedConnSink, FailureRecord, Outputs, PageRecord, SessionRecord, UserPipeline, UserRecord, UserStage,
-    UserStageReport,
-};
+use crate::users::{FailureRecord, Outputs, PageRecord, SessionRecord, UserRecord, UserStage, UserStageReport};
 use pov_privacy::Masker;
 
 /// A check: runs one fuzz input through pov and panics if an invariant
@@ -351,20 +350,67 @@ struct Tee {
     failed: u64,
 }
 
-impl TxSink for Tee {
-    fn on_transaction(&mut self, tx: HttpTransaction) {
+impl Downstream for Tee {
+    fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
         let r = TxRecord::new(&tx, &self.mask);
-        self.csv.write(&r).expect("memory");
-        self.other.write(&r).expect("memory");
-        self.all.push(tx.clone());
-        self.stage.on_transaction(tx);
+        self.csv.write(&r)?;
+        self.other.write(&r)?;
+        self.stage.transaction(&tx)?;
+        self.all.push(tx);
+        GO_ON
+    }
+
+    fn on_summary(&mut self, s: &ConnSummary) -> Flow {
+        if FailedConn::from_summary(s).is_some() {
+            self.failed += 1;
+        }
+        self.stage.on_summary(s)
     }
 }
 
-impl FailedConnSink for Tee {
-    fn failed_connection(&mut self, f: FailedConn) {
-        self.failed += 1;
-        self.stage.failed_connection(f);
+/// Stream events from a script: the HTTP layer, with a [`Tee`] behind it.
+struct Scripted {
+    http: HttpAnalyzer<Vec<HttpTransaction>>,
+    tee: Tee,
+}
+
+impl Scripted {
+    /// Hands on what the HTTP layer finished.
+    fn pass_on(&mut self) {
+        for tx in std::mem::take(self.http.sink_mut()) {
+            assert!(self.tee.on_transaction(tx).expect("writing into memory").is_continue());
+        }
+    }
+}
+
+impl StreamSink for Scripted {
+    fn on_open(&mut self, meta: &ConnMeta) {
+        self.http.on_open(meta);
+    }
+    fn on_data(&mut self, chunk: &DataChunk<'_>) {
+        self.http.on_data(chunk);
+        self.pass_on();
+    }
+    fn on_gap(&mut self, gap: &Gap) {
+        self.http.on_gap(gap);
+        self.pass_on();
+    }
+    fn on_retransmission(&mut self, r: &Retransmission) {
+        self.http.on_retransmission(r);
+        self.pass_on();
+    }
+    fn on_half_close(&mut self, hc: &HalfClose) {
+        self.http.on_half_close(hc);
+        self.pass_on();
+    }
+    fn on_close(&mut self, close: &Close) {
+        self.http.on_close(close);
+        self.pass_on();
+    }
+    fn on_summary(&mut self, s: &ConnSummary) {
+        self.http.on_summary(s);
+        self.pass_on();
+        assert!(self.tee.on_summary(s).expect("writing into memory").is_continue());
     }
 }
 
@@ -400,10 +446,11 @@ fn fuzz_config() -> PovConfig {
     cfg
 }
 
-/// Runs `feed` (which pushes stream events into the HTTP layer and returns
-/// the bytes it reported missing) with everything behind the HTTP layer,
-/// then checks every stage's output and the replays.
-fn through_everything(http: HttpConfig, b: u8, feed: impl FnOnce(&mut UserPipeline<Tee>) -> u64) {
+/// Runs `feed` (which runs the HTTP layer into the [`Tee`] it is given,
+/// and returns it with the HTTP counters and the bytes reported missing)
+/// with everything behind the HTTP layer, then checks every stage's output
+/// and the replays.
+fn through_everything(http: HttpConfig, b: u8, feed: impl FnOnce(Tee) -> (Tee, HttpStats, u64)) {
     let cfg = fuzz_config();
     let formats = stage_formats(b);
     let max_txs = if b & 1 == 0 { 100_000 } else { 1 + usize::from(b >> 4) };
@@ -418,9 +465,7 @@ fn through_everything(http: HttpConfig, b: u8, feed: impl FnOnce(&mut UserPipeli
         stage,
         failed: 0,
     };
-    let mut pipe = UserPipeline { http: HttpAnalyzer::new(http.clone(), tee) };
-    let lost = feed(&mut pipe);
-    let (tee, stats) = pipe.http.finish();
+    let (tee, stats, lost) = feed(tee);
     pov_capture::testing::check_transactions(&tee.all, &stats, &http, lost);
     let n = tee.all.len() as u64;
     assert_eq!(tee.csv.count(), n, "transactions written vs emitted");
@@ -444,7 +489,8 @@ fn through_everything(http: HttpConfig, b: u8, feed: impl FnOnce(&mut UserPipeli
 fn check_selection_replay(sel: &Selection, all: &[HttpTransaction], cfg: &PovConfig) {
     let mut keep = Keep::new(sel.txs.clone(), 8 << 20);
     for t in all {
-        keep.on_transaction(t.clone());
+        // The last one wanted says the pass may stop: nothing else is.
+        let _ = keep.on_transaction(t.clone()).expect("keeping in memory");
     }
     let kept: HashSet<(u64, u32)> = keep.kept.iter().map(|t| (t.conn, t.depth)).collect();
     assert_eq!(kept.len(), keep.kept.len(), "a transaction kept twice");
@@ -515,11 +561,14 @@ pub fn check_pipeline(data: &[u8]) {
     };
     let cfg = crate::pipeline::PipelineConfig::default();
     let b = data.last().copied().unwrap_or(0);
-    through_everything(cfg.http.clone(), b, |pipe| {
-        let report = crate::pipeline::run(vec![file], Vec::new(), &cfg, None, pipe, &mut |_| {});
+    through_everything(cfg.http.clone(), b, |mut tee| {
+        let threads = crate::parallel::Threads { threads: 1, shards: 4 };
+        let report =
+            crate::parallel::run(vec![file], Vec::new(), &cfg, Some(&cfg.http), threads, None, &mut tee, &mut |_| {})
+                .expect("writing into memory");
         assert_eq!(report.decode.unaccounted(), 0, "packets not accounted for by the decoder");
         assert!(report.tcp.ooo_peak_bytes <= cfg.tcp.max_ooo_total as u64, "out-of-order bytes over the total cap");
-        report.tcp.totals.gap_bytes
+        (tee, report.http.unwrap_or_default(), report.tcp.totals.gap_bytes)
     });
 }
 
@@ -531,7 +580,16 @@ pub fn check_pipeline(data: &[u8]) {
 pub fn check_streams(data: &[u8]) {
     let http = pov_capture::testing::script_http_config(data);
     let b = data.last().copied().unwrap_or(0);
-    through_everything(http, b, |pipe| pov_capture::testing::run_http_script(data, pipe).lost);
+    through_everything(http.clone(), b, |tee| {
+        let mut s = Scripted { http: HttpAnalyzer::new(http, Vec::new()), tee };
+        let lost = pov_capture::testing::run_http_script(data, &mut s).lost;
+        let (txs, stats) = s.http.finish();
+        let mut tee = s.tee;
+        for tx in txs {
+            assert!(tee.on_transaction(tx).expect("writing into memory").is_continue());
+        }
+        (tee, stats, lost)
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -787,9 +845,9 @@ fn run_stage(cfg: &PovConfig, events: Vec<Event>, formats: [Format; 4], max_txs:
             Event::Tx(t) => {
                 pushed += 1;
                 all.push((*t).clone());
-                stage.on_transaction(*t);
+                stage.transaction(&t).expect("writing into memory");
             }
-            Event::Failed(f) => stage.failed_connection(f),
+            Event::Failed(f) => stage.failed_connection(f).expect("writing into memory"),
         }
     }
     let (rows, report) = finish_stage(stage, formats);

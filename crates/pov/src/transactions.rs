@@ -4,11 +4,12 @@
 use std::io::{self, Write};
 
 use pov_capture::Ts;
-use pov_capture::http::{HttpTransaction, TxSink, uri};
+use pov_capture::http::{HttpTransaction, uri};
 
 pub use pov_privacy::Masker;
 
 use crate::output::{Format, Kind, Record, RecordWriter};
+use crate::parallel::{Downstream, Flow, GO_ON};
 
 /// One output record (field order is the JSON and CSV column order).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -272,13 +273,12 @@ impl Record for TxRecord {
 pub struct TxWriter<W: Write> {
     out: RecordWriter<W, TxRecord>,
     mask: Masker,
-    error: Option<io::Error>,
 }
 
 impl<W: Write> TxWriter<W> {
     /// A writer in `format`.
     pub fn new(out: W, format: Format, mask: Masker) -> io::Result<TxWriter<W>> {
-        Ok(TxWriter { out: RecordWriter::new(out, format)?, mask, error: None })
+        Ok(TxWriter { out: RecordWriter::new(out, format)?, mask })
     }
 
     /// Transactions written.
@@ -286,34 +286,21 @@ impl<W: Write> TxWriter<W> {
         self.out.count()
     }
 
-    /// Ends the output and flushes; returns the writer and the first write
-    /// error, if any.
-    pub fn finish(mut self) -> io::Result<W> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
+    /// Ends the output and flushes; returns the writer.
+    pub fn finish(self) -> io::Result<W> {
         self.out.finish()
     }
-}
 
-impl<W: Write> TxWriter<W> {
-    /// Writes one transaction (the first write error is kept for
-    /// [`TxWriter::finish`]).
-    pub fn write(&mut self, tx: &HttpTransaction) {
-        let r = TxRecord::new(tx, &self.mask);
-        if self.error.is_none()
-            && let Err(e) = self.out.write(&r)
-        {
-            self.error = Some(e);
-        }
+    /// Writes one transaction.
+    pub fn write(&mut self, tx: &HttpTransaction) -> io::Result<()> {
+        self.out.write(&TxRecord::new(tx, &self.mask))
     }
 }
 
-impl<W: Write> crate::parallel::Downstream for TxWriter<W> {}
-
-impl<W: Write> TxSink for TxWriter<W> {
-    fn on_transaction(&mut self, tx: HttpTransaction) {
-        self.write(&tx);
+impl<W: Write> Downstream for TxWriter<W> {
+    fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
+        self.write(&tx)?;
+        GO_ON
     }
 }
 

@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
 use pov_capture::Ts;
-use pov_capture::http::{HttpTransaction, TxSink};
-use pov_capture::tcp::{Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, StreamSink};
+use pov_capture::http::HttpTransaction;
+use pov_capture::tcp::ConnSummary;
 use pov_classify::{Classified, Classifier, FailureKind, Severity};
 use pov_sessions::{FailedConn, Session, SessionStats, Sessionizer, Tx, UserKey};
 
 use crate::config::PovConfig;
 use crate::output::{Format, Kind, Record, RecordWriter};
+use crate::parallel::{Downstream, Flow, GO_ON};
 use pov_privacy::Masker;
 
 fn secs(t: Ts) -> f64 {
@@ -503,8 +504,8 @@ pub struct UserStageReport {
     pub silent_retries: u64,
 }
 
-/// The user stage: a [`TxSink`] for transactions, fed failed connections
-/// by [`UserPipeline`].
+/// The user stage: takes transactions and connection summaries (a
+/// [`Downstream`]), and writes sessions, pages, failures and users.
 pub struct UserStage<W: Write> {
     cfg: PovConfig,
     mask: bool,
@@ -514,7 +515,6 @@ pub struct UserStage<W: Write> {
     proxies: Vec<pov_sessions::config::Cidr>,
     users: HashMap<UserKey, UserAgg>,
     out: Outputs<W>,
-    error: Option<io::Error>,
     report: UserStageReport,
     tap: Option<SessionTap>,
 }
@@ -548,7 +548,6 @@ impl<W: Write> UserStage<W> {
             masker: Masker::new(&cfg.privacy, mask),
             users: HashMap::new(),
             out,
-            error: None,
             report: UserStageReport::default(),
             tap: None,
         })
@@ -564,23 +563,31 @@ impl<W: Write> UserStage<W> {
         self.tap = Some(tap);
     }
 
-    /// Adds a failed connection attempt.
-    pub fn failed_connection(&mut self, f: FailedConn) {
+    /// Adds a failed connection attempt (the sessions it closes are
+    /// written).
+    pub fn failed_connection(&mut self, f: FailedConn) -> io::Result<()> {
         let closed = self.sessionizer.push_failed(f);
-        self.handle(closed);
+        self.handle(closed)
+    }
+
+    /// Adds a transaction (the sessions it closes are written).
+    pub fn transaction(&mut self, t: &HttpTransaction) -> io::Result<()> {
+        let mut tx = Tx::from_http(t, &self.cfg.users, &self.proxies, &self.cfg.revenue);
+        tx.error_page = self.classifier.error_page(t, tx.class);
+        let closed = self.sessionizer.push(tx);
+        self.handle(closed)
     }
 
     fn user_name(&self, k: &UserKey) -> String {
         if self.mask { k.hashed(&self.cfg.privacy.hash_salt) } else { k.raw() }
     }
 
-    fn handle(&mut self, closed: Vec<Session>) {
+    fn handle(&mut self, closed: Vec<Session>) -> io::Result<()> {
         for s in closed {
             let c = self.classifier.classify(&s);
-            if let Err(e) = self.session_closed(&s, &c) {
-                self.error.get_or_insert(e);
-            }
+            self.session_closed(&s, &c)?;
         }
+        Ok(())
     }
 
     fn session_closed(&mut self, s: &Session, c: &Classified) -> io::Result<()> {
@@ -763,13 +770,10 @@ impl<W: Write> UserStage<W> {
     }
 
     /// Closes every session, writes the users, and returns the outputs and
-    /// counters (or the first write error).
+    /// counters.
     pub fn finish(mut self) -> io::Result<(Outputs<W>, UserStageReport)> {
         let closed = self.sessionizer.finish();
-        self.handle(closed);
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
+        self.handle(closed)?;
         let mut users: Vec<UserAgg> = self.users.drain().map(|(_, v)| v).collect();
         users.sort_by(|a, b| (a.first, &a.key).cmp(&(b.first, &b.key)));
         self.report.users = users.len() as u64;
@@ -808,69 +812,17 @@ impl<W: Write> UserStage<W> {
     }
 }
 
-impl<W: Write> TxSink for UserStage<W> {
-    fn on_transaction(&mut self, t: HttpTransaction) {
-        if self.error.is_some() {
-            return;
-        }
-        let mut tx = Tx::from_http(&t, &self.cfg.users, &self.proxies, &self.cfg.revenue);
-        tx.error_page = self.classifier.error_page(&t, tx.class);
-        let closed = self.sessionizer.push(tx);
-        self.handle(closed);
+impl<W: Write> Downstream for UserStage<W> {
+    fn on_transaction(&mut self, t: HttpTransaction) -> Flow {
+        self.transaction(&t)?;
+        GO_ON
     }
-}
 
-impl<W: Write> crate::parallel::Downstream for UserStage<W> {
-    fn on_summary(&mut self, s: &ConnSummary) {
+    fn on_summary(&mut self, s: &ConnSummary) -> Flow {
         if let Some(f) = FailedConn::from_summary(s) {
-            self.failed_connection(f);
+            self.failed_connection(f)?;
         }
-    }
-}
-
-/// A transaction sink that also takes failed connection attempts.
-pub trait FailedConnSink: TxSink {
-    /// A refused or unanswered connection attempt.
-    fn failed_connection(&mut self, f: FailedConn);
-}
-
-impl<W: Write> FailedConnSink for UserStage<W> {
-    fn failed_connection(&mut self, f: FailedConn) {
-        UserStage::failed_connection(self, f);
-    }
-}
-
-/// The HTTP layer with the user stage behind it; also passes failed
-/// connection attempts (from connection summaries) to the user stage.
-pub struct UserPipeline<S: FailedConnSink> {
-    /// The HTTP analyzer feeding the user stage.
-    pub http: pov_capture::http::HttpAnalyzer<S>,
-}
-
-impl<S: FailedConnSink> StreamSink for UserPipeline<S> {
-    fn on_open(&mut self, meta: &ConnMeta) {
-        self.http.on_open(meta);
-    }
-    fn on_data(&mut self, chunk: &DataChunk<'_>) {
-        self.http.on_data(chunk);
-    }
-    fn on_gap(&mut self, gap: &Gap) {
-        self.http.on_gap(gap);
-    }
-    fn on_retransmission(&mut self, r: &pov_capture::tcp::Retransmission) {
-        self.http.on_retransmission(r);
-    }
-    fn on_half_close(&mut self, hc: &HalfClose) {
-        self.http.on_half_close(hc);
-    }
-    fn on_close(&mut self, close: &Close) {
-        self.http.on_close(close);
-    }
-    fn on_summary(&mut self, s: &ConnSummary) {
-        self.http.on_summary(s);
-        if let Some(f) = FailedConn::from_summary(s) {
-            self.http.sink_mut().failed_connection(f);
-        }
+        GO_ON
     }
 }
 
