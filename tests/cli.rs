@@ -318,7 +318,8 @@ fn replay_reads_stdin_and_named_pipes_like_the_file() {
         let expected = std::fs::read(&from_file).unwrap();
         assert!(expected.len() > 10_000, "a real replay: {} bytes", expected.len());
 
-        // stdin: the spool goes next to the output, and is gone afterwards.
+        // stdin: the transactions kept for the replay go next to the
+        // output, and are gone afterwards.
         let dir = d.path("stdin");
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("r.out");
@@ -330,7 +331,7 @@ fn replay_reads_stdin_and_named_pipes_like_the_file() {
         writer.join().unwrap().unwrap();
         assert!(res.status.success(), "{select:?}: {}", String::from_utf8_lossy(&res.stderr));
         assert!(std::fs::read(&out).unwrap() == expected, "{kind} {select:?} from stdin differs from the file's");
-        assert_eq!(names_in(&dir), ["r.out"], "no spool or temporary left");
+        assert_eq!(names_in(&dir), ["r.out"], "no store or temporary left");
 
         // A named pipe.
         let dir = d.path("fifo");
@@ -347,7 +348,7 @@ fn replay_reads_stdin_and_named_pipes_like_the_file() {
             std::fs::read(&out).unwrap() == expected,
             "{kind} {select:?} from a named pipe differs from the file's"
         );
-        assert_eq!(names_in(&dir), ["r.out"], "no spool or temporary left");
+        assert_eq!(names_in(&dir), ["r.out"], "no store or temporary left");
     }
 }
 

@@ -599,32 +599,6 @@ fn run_http<D: pov::parallel::Downstream + ?Sized>(
     run_pass(inputs, common, cfg, Some(&cfg.http), down, None)
 }
 
-/// What a later pass over the captures needs; its new problems are added
-/// to `first`, the first pass's report (so they count for the exit code).
-struct Rerun<'a> {
-    inputs: &'a mut Inputs,
-    cfg: &'a PipelineConfig,
-    common: &'a CommonArgs,
-    first: &'a mut RunReport,
-}
-
-impl Rerun<'_> {
-    /// Runs the pass; an [`Interrupted`] error if a signal stopped it.
-    fn run<D: pov::parallel::Downstream + ?Sized>(
-        &mut self,
-        http: &pov_capture::http::HttpConfig,
-        down: &mut D,
-    ) -> anyhow::Result<()> {
-        let report = run_pass(self.inputs, self.common, self.cfg, Some(http), down, Some(self.first))?;
-        self.first.errors.extend(report.errors);
-        self.first.warnings.extend(report.warnings);
-        if report.stopped {
-            check_stop(NOTHING_WRITTEN)?;
-        }
-        Ok(())
-    }
-}
-
 fn exit_code(report: &RunReport) -> ExitCode {
     if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
@@ -787,9 +761,11 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // Everything is written into a staging folder inside OUT and moved
     // into place at the end: an error or a signal leaves OUT as it was.
     let mut run = pov::analyze::RunDir::create(&a.out)?;
-    // The replays read the captures a second time: stdin and pipes are
-    // spooled into the staging folder during the first pass.
-    let mut inputs = if a.replays > 0 { Inputs::rereadable(files, run.staging()) } else { Inputs::once(files) };
+    // For the replays, every transaction is kept whole in the staging
+    // folder as it finishes: the captures are read once.
+    let mut inputs = Inputs::once(files);
+    let store = (a.replays > 0).then(|| pov::store::TxStore::new(run.staging()));
+    cfg.store = store.clone();
     let mut pipe =
         pov::analyze::AnalyzePipeline::new(&run, &pov_cfg, &cfg.http, !a.no_mask, a.max_session_transactions.max(1))?;
     // Sessions with a failure go to a spill file as they close, so the
@@ -820,12 +796,11 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         summary = summary.with_history(h);
     }
     let mut replays_failed = false;
-    if let Some(spill) = spill
+    if let (Some(spill), Some(store)) = (spill, &store)
         && !summary.top_affected_users.is_empty()
     {
         let masker = pov::replay::Masker::new(&pov_cfg.privacy, mask);
-        let mut rerun = Rerun { inputs: &mut inputs, cfg: &cfg, common: &a.common, first: &mut report };
-        let written = write_replays(&a, &run, &mut rerun, &mut spill.borrow_mut(), &masker, &summary);
+        let written = write_replays(&a, &run, (store, &cfg), &mut spill.borrow_mut(), &masker, &summary);
         // The analysis stands without its replays: summary.json and
         // report.html are still written, and the exit code says 2.
         match written {
@@ -836,11 +811,10 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
                 replays_failed = true;
             }
         }
-        // Problems only the second pass met.
-        summary.set_problems(&report);
     }
-    // The spool and the spill are not needed any more.
-    drop(inputs);
+    // The store and the spill are not needed any more.
+    drop(store);
+    cfg.store = None;
     summary.write(&run)?;
     summary.write_report(&run)?;
     check_stop(NOTHING_WRITTEN)?;
@@ -871,12 +845,12 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// HTML replays of the most affected users, in OUT/replays: user -> path
-/// (relative to OUT). Written into the staging folder; the second pass's
-/// problems go to the first pass's report.
+/// (relative to OUT), their transactions read from the run's store. Written
+/// into the staging folder.
 fn write_replays(
     a: &AnalyzeArgs,
     run: &pov::analyze::RunDir,
-    rerun: &mut Rerun<'_>,
+    (store, cfg): (&pov::store::TxStore, &PipelineConfig),
     spill: &mut pov::replay::Spill,
     masker: &pov::replay::Masker,
     summary: &pov::analyze::Summary,
@@ -885,7 +859,7 @@ fn write_replays(
     let sel = spill
         .select(&users.iter().cloned().collect(), DEFAULT_MAX_REPLAY_SESSIONS)
         .map_err(|e| anyhow::anyhow!("replay candidates: {e}"))?;
-    let keep = collect_transactions(rerun, &sel, DEFAULT_MAX_REPLAY_BYTES)?;
+    let keep = collect_transactions(store, &sel, DEFAULT_MAX_REPLAY_BYTES, cfg, a.common.quiet)?;
     let mut taken = std::collections::HashSet::new();
     let mut out = std::collections::BTreeMap::new();
     for u in &users {
@@ -952,11 +926,11 @@ fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io
     Ok(())
 }
 
-/// The selected sessions and their transactions, whole: two passes over
-/// the captures (the user stage finds the sessions, then the HTTP stage
-/// keeps their transactions). The report holds both passes' problems.
+/// The selected sessions and their transactions, whole, from one pass over
+/// the captures: the user stage finds the sessions while every transaction
+/// is stored whole in `store_dir`, and the selected ones are read back.
 fn collect_replay(
-    inputs: &mut Inputs,
+    (inputs, store_dir): (&mut Inputs, &Path),
     selector: pov::replay::Selector,
     pov_cfg: &pov::config::PovConfig,
     mask: bool,
@@ -973,7 +947,9 @@ fn collect_replay(
     stage.set_budget(cfg.budget());
     let select = pov::replay::SelectLimits { masker: pov::replay::Masker::new(&pov_cfg.privacy, mask), max_sessions };
     stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), select));
-    let mut report = run_http(inputs, common, cfg, &mut stage)?;
+    let store = pov::store::TxStore::new(store_dir);
+    let cfg = &PipelineConfig { store: Some(store.clone()), ..cfg.clone() };
+    let report = run_http(inputs, common, cfg, &mut stage)?;
     check_stop(NOTHING_WRITTEN)?;
     stage.finish()?;
     let sel = std::mem::take(&mut *selection.borrow_mut());
@@ -986,31 +962,28 @@ fn collect_replay(
     if sel.sessions.is_empty() {
         return Ok((sel, pov::replay::Keep::new(Default::default(), 0), report));
     }
-    let keep = collect_transactions(&mut Rerun { inputs, cfg, common, first: &mut report }, &sel, max_body_bytes)?;
+    let keep = collect_transactions(&store, &sel, max_body_bytes, cfg, common.quiet)?;
     Ok((sel, keep, report))
 }
 
-/// The second pass: the selected transactions, whole.
+/// The selected transactions, whole, from the run's store.
 fn collect_transactions(
-    rerun: &mut Rerun<'_>,
+    store: &pov::store::TxStore,
     sel: &pov::replay::Selection,
     max_body_bytes: usize,
+    cfg: &PipelineConfig,
+    quiet: bool,
 ) -> anyhow::Result<pov::replay::Keep> {
-    let keep = pov::replay::Keep::new(sel.txs.clone(), max_body_bytes).with_budget(rerun.cfg.budget());
-    // Every body of the selected connections (images, style sheets and
-    // fonts too: the replay shows them), and none of the others.
-    let conns: std::collections::HashSet<u64> = sel.txs.keys().map(|(c, _)| *c).collect();
-    let http_cfg =
-        pov_capture::http::HttpConfig { bodies_only_of: Some(std::sync::Arc::new(conns)), ..rerun.cfg.http.clone() };
-    let mut keep = keep;
-    rerun.run(&http_cfg, &mut keep)?;
-    if keep.bodies_dropped > 0 && !rerun.common.quiet {
+    let mut keep = pov::replay::Keep::new(sel.txs.clone(), max_body_bytes).with_budget(cfg.budget());
+    let wanted = sel.txs.keys().copied().collect();
+    store.read(&wanted, |tx| keep.keep(tx)).map_err(|e| anyhow::anyhow!("the transactions kept for replays: {e}"))?;
+    if keep.bodies_dropped > 0 && !quiet {
         eprintln!(
             "pov: warning: {} response bodies left out of the replay over --max-replay-bytes ({} bytes kept)",
             keep.bodies_dropped, keep.body_bytes
         );
     }
-    if keep.txs_dropped > 0 && !rerun.common.quiet {
+    if keep.txs_dropped > 0 && !quiet {
         eprintln!(
             "pov: warning: {} transactions left out of the replay: the memory budget was full (raise --memory-budget)",
             keep.txs_dropped
@@ -1026,18 +999,18 @@ struct ReplayLimits {
     max_body_bytes: usize,
 }
 
-/// The sessions `a` selects, with their transactions whole (stdin and
-/// pipes spooled into the temporary folder).
+/// The sessions `a` selects, with their transactions whole (kept in the
+/// temporary folder while the captures are read).
 fn select_sessions(
     a: &SelectArgs,
 ) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport, pov::config::PovConfig, bool)> {
     select_sessions_spooling_in(a, &std::env::temp_dir())
 }
 
-/// As [`select_sessions`], spooling stdin and pipes into `spool_dir`.
+/// As [`select_sessions`], keeping the transactions in `store_dir`.
 fn select_sessions_spooling_in(
     a: &SelectArgs,
-    spool_dir: &Path,
+    store_dir: &Path,
 ) -> anyhow::Result<(pov::replay::Selection, pov::replay::Keep, RunReport, pov::config::PovConfig, bool)> {
     // A first signal stops the reading cleanly (also for `replay send`,
     // whose sending part is not covered).
@@ -1052,12 +1025,12 @@ fn select_sessions_spooling_in(
     if pov_cfg.pages.is_empty() {
         pov_cfg.pages = pov_sessions::config::default_pages();
     }
-    let mut inputs = Inputs::rereadable(expand_inputs(&a.inputs)?, spool_dir);
+    let mut inputs = Inputs::once(expand_inputs(&a.inputs)?);
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
     let mask = !a.no_mask && pov_cfg.privacy.mask;
     let (sel, keep, report) = collect_replay(
-        &mut inputs,
+        (&mut inputs, store_dir),
         selector,
         &pov_cfg,
         mask,
@@ -1072,7 +1045,8 @@ fn select_sessions_spooling_in(
 }
 
 fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
-    // The spool goes next to the output (same disk, same permissions).
+    // The transactions are kept next to the output while the captures are
+    // read (same disk, same permissions).
     let dir = match a.output.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

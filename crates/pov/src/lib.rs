@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod resend;
+pub mod store;
 pub mod testing;
 pub mod transactions;
 pub mod users;

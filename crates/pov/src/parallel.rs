@@ -228,7 +228,12 @@ impl Shard {
             h.max_held = (h.max_held / 2 / shards).max(1);
             h.max_held_bytes = (h.max_held_bytes / 2 / shards).max(1);
             h.budget = budget.clone();
-            HttpAnalyzer::new(h, Vec::new())
+            h.keep_every_body |= cfg.store.is_some();
+            let mut a = HttpAnalyzer::new(h, Vec::new());
+            if let Some(store) = &cfg.store {
+                a.set_tap(store.tap());
+            }
+            a
         });
         Shard { tcp: Reassembler::new(tcp), sink: ShardSink { http, summaries: Vec::new() }, http_stats: None }
     }

@@ -18,7 +18,6 @@ use pov_replay::{HarEntry, HarPage};
 use pov_classify::Classified;
 use pov_sessions::Session;
 
-use crate::parallel::{BREAK, Downstream, Flow, GO_ON};
 use crate::users::SessionTap;
 
 pub use pov_privacy::Masker;
@@ -270,8 +269,6 @@ pub struct Keep {
     pub bodies_dropped: u64,
     /// Transactions left out because the memory budget was full.
     pub txs_dropped: u64,
-    /// Wanted transactions not met yet: at none, the pass stops.
-    remaining: usize,
     /// What the kept transactions hold of the memory budget (their kept
     /// bodies carry charges of their own).
     charge: pov_capture::budget::Charge,
@@ -282,7 +279,6 @@ impl Keep {
     /// response bodies in all.
     pub fn new(wanted: HashMap<TxKey, Place>, max_body_bytes: usize) -> Keep {
         Keep {
-            remaining: wanted.len(),
             wanted,
             kept: Vec::new(),
             max_body_bytes,
@@ -310,18 +306,16 @@ fn replay_weight(tx: &HttpTransaction) -> usize {
     2 * (std::mem::size_of::<HttpTransaction>() + heads)
 }
 
-impl Downstream for Keep {
-    /// Keeps `tx` if it is wanted; once every wanted transaction was met,
-    /// stops the pass (the rest of the input holds none).
-    fn on_transaction(&mut self, mut tx: HttpTransaction) -> Flow {
+impl Keep {
+    /// Keeps `tx` if it is wanted (fed in request order: over
+    /// `max_body_bytes`, the later bodies are dropped).
+    pub fn keep(&mut self, mut tx: HttpTransaction) {
         if !self.wanted.contains_key(&(tx.conn, tx.depth)) {
-            return GO_ON;
+            return;
         }
-        self.remaining = self.remaining.saturating_sub(1);
-        let flow = if self.remaining == 0 { BREAK } else { GO_ON };
         if !self.charge.try_grow(replay_weight(&tx)) {
             self.txs_dropped += 1;
-            return flow;
+            return;
         }
         let n = tx.response_body.kept.len();
         if self.body_bytes + n > self.max_body_bytes {
@@ -333,7 +327,6 @@ impl Downstream for Keep {
             self.body_bytes += n;
         }
         self.kept.push(tx);
-        flow
     }
 }
 
@@ -433,13 +426,11 @@ mod tests {
         let wanted: HashMap<TxKey, Place> = (1..=10_000).map(|d| ((1, d), Place { page: None, session: 0 })).collect();
         let mut keep = Keep::new(wanted, usize::MAX).with_budget(&budget);
         for d in 1..=10_000 {
-            let flow = keep.on_transaction(tx(d)).unwrap();
-            // The last one wanted ends the pass.
-            assert_eq!(flow.is_break(), d == 10_000);
+            keep.keep(tx(d));
             assert!(budget.used() <= 1 << 20);
         }
         // Transactions not selected are not kept, nor counted.
-        assert!(keep.on_transaction(tx(20_000)).unwrap().is_continue());
+        keep.keep(tx(20_000));
         let kept = keep.kept.len() as u64;
         assert!((100..10_000).contains(&kept), "{kept} kept");
         assert_eq!(keep.txs_dropped, 10_000 - kept);

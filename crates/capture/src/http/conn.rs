@@ -723,7 +723,7 @@ impl ConnHttp {
         let keep = match &cfg.bodies_only_of {
             Some(conns) if conns.contains(&self.meta.id) => cfg.body_keep_bytes,
             Some(_) => 0,
-            None if body::worth_keeping(head.headers.get("content-type")) => cfg.body_keep_bytes,
+            None if cfg.keep_every_body || body::worth_keeping(head.headers.get("content-type")) => cfg.body_keep_bytes,
             None => 0,
         };
         p.tx.response = Some(head);

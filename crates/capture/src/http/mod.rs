@@ -22,6 +22,7 @@
 //! [`Outcome::CaptureGap`] with the count, never blamed on the application.
 
 mod body;
+pub mod codec;
 mod conn;
 mod framing;
 mod order;
@@ -50,6 +51,11 @@ pub struct HttpConfig {
     /// images, media, fonts, style sheets, scripts and archives are counted
     /// but not kept.
     pub bodies_only_of: Option<std::sync::Arc<std::collections::HashSet<crate::tcp::ConnId>>>,
+    /// With `bodies_only_of` `None`: keep the bodies of every media type
+    /// too, for a tap ([`HttpAnalyzer::set_tap`]) that stores transactions
+    /// whole and then drops what no failure rule reads
+    /// ([`HttpTransaction::drop_unread_bodies`]).
+    pub keep_every_body: bool,
     /// Most decoded bytes counted per body; decoding stops beyond.
     pub max_decoded_bytes: u64,
     /// Largest decoded/wire ratio before decoding stops (decompression bomb).
@@ -78,6 +84,7 @@ impl Default for HttpConfig {
             max_head_bytes: 64 << 10,
             body_keep_bytes: 256 << 10,
             bodies_only_of: None,
+            keep_every_body: false,
             max_decoded_bytes: 64 << 20,
             max_decode_ratio: 1000,
             max_pending: 1024,
@@ -491,6 +498,17 @@ impl HttpTransaction {
         self.response_body.charge = crate::budget::Charge::none();
     }
 
+    /// Drops the kept response body if no failure rule reads its media
+    /// type (images, fonts, style sheets, scripts, archives): what an
+    /// analyzer without [`HttpConfig::keep_every_body`] keeps.
+    pub fn drop_unread_bodies(&mut self) {
+        let ct = self.response.as_ref().and_then(|r| r.headers.get("content-type"));
+        if !body::worth_keeping(ct) {
+            self.response_body.kept = Vec::new();
+            self.response_body.charge = crate::budget::Charge::none();
+        }
+    }
+
     /// Transaction `depth` of connection `conn` with nothing known of it
     /// yet: no heads, no times, no bodies, no anomalies, outcome
     /// `complete` (until something says otherwise).
@@ -635,7 +653,13 @@ pub struct HttpAnalyzer<S: TxSink> {
     last_release: Ts,
     /// Queued items looked at while pairing, over the closed connections.
     pairing_steps: u64,
+    /// Sees every transaction as it finishes.
+    tap: Option<Tap>,
 }
+
+/// Sees every transaction as it finishes, before it is held for ordering
+/// (it may store it and trim it).
+pub type Tap = Box<dyn FnMut(&mut HttpTransaction) + Send>;
 
 /// Finished transactions are held this long (in capture time) before they
 /// are released in order, for bytes delivered late by the reassembler.
@@ -655,7 +679,14 @@ impl<S: TxSink> HttpAnalyzer<S> {
             now: Ts(i64::MIN),
             last_release: Ts(i64::MIN),
             pairing_steps: 0,
+            tap: None,
         }
+    }
+
+    /// Calls `tap` with every transaction as it finishes, before it is held
+    /// to be released in order.
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
     }
 
     /// Counters so far.
@@ -685,7 +716,10 @@ impl<S: TxSink> HttpAnalyzer<S> {
     }
 
     fn emit(&mut self, done: Vec<HttpTransaction>) {
-        for tx in done {
+        for mut tx in done {
+            if let Some(tap) = &mut self.tap {
+                tap(&mut tx);
+            }
             self.stats.transactions += 1;
             match tx.outcome {
                 Outcome::Complete => self.stats.complete += 1,

@@ -1,0 +1,281 @@
+//! Whole transactions kept on disk while a run reads its input, so that
+//! replays chosen at the end (the most affected users, known only once
+//! every session is classified) need no second pass over the captures.
+//!
+//! Each shard of [`crate::parallel::run`] appends the transactions it
+//! finishes to a file of its own, on its own thread, through the HTTP
+//! layer's tap ([`pov_capture::http::HttpAnalyzer::set_tap`]): bodies of
+//! every media type up to the keep cap, so a replay shows images and style
+//! sheets; then the transaction goes on as without a store (the bodies no
+//! failure rule reads are dropped). At the end [`TxStore::read`] scans the
+//! record headers, seeks past what is not wanted, and decodes the rest in
+//! request order. The files are removed when the store is dropped.
+//!
+//! A record is a 24-byte header (payload length `u32`, connection `u64`,
+//! depth `u32`, request start `i64`, little-endian) and the transaction in
+//! [`pov_capture::http::codec`] form. Disk use is about the HTTP bytes
+//! kept (heads, and bodies up to the keep cap), less than the capture.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use pov_capture::Ts;
+use pov_capture::http::{HttpTransaction, Tap, codec};
+
+use crate::replay::TxKey;
+
+const HEADER: usize = 24;
+
+/// Where a wanted record is: its order key (start, connection, depth), its
+/// part, offset and length.
+type Found = ((Ts, u64, u32), usize, u64, usize);
+
+/// The store of one run: a folder and a file per shard.
+#[derive(Clone, Debug)]
+pub struct TxStore(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    parts: Mutex<Vec<Arc<Mutex<Part>>>>,
+}
+
+/// One shard's file.
+#[derive(Debug)]
+struct Part {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    buf: Vec<u8>,
+    error: Option<io::Error>,
+    records: u64,
+    bytes: u64,
+}
+
+impl Part {
+    fn write(&mut self, tx: &HttpTransaction) {
+        if self.error.is_some() || self.out.is_none() {
+            return;
+        }
+        self.buf.clear();
+        self.buf.resize(HEADER, 0);
+        codec::encode(tx, &mut self.buf);
+        let len = (self.buf.len() - HEADER) as u32;
+        let mut head = [0u8; HEADER];
+        head[..4].copy_from_slice(&len.to_le_bytes());
+        head[4..12].copy_from_slice(&tx.conn.to_le_bytes());
+        head[12..16].copy_from_slice(&tx.depth.to_le_bytes());
+        head[16..24].copy_from_slice(&tx.timing.start().0.to_le_bytes());
+        self.buf[..HEADER].copy_from_slice(&head);
+        if let Some(out) = self.out.as_mut()
+            && let Err(e) = out.write_all(&self.buf)
+        {
+            self.error = Some(named(e, &self.path));
+            self.out = None;
+            return;
+        }
+        self.records += 1;
+        self.bytes += self.buf.len() as u64;
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if let Some(out) = self.out.as_mut() {
+            out.flush().map_err(|e| named(e, &self.path))?;
+        }
+        Ok(())
+    }
+}
+
+fn named(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let parts = self.parts.get_mut().map(std::mem::take).unwrap_or_default();
+        for p in parts {
+            if let Ok(mut p) = p.lock() {
+                p.out = None;
+                let _ = fs::remove_file(&p.path);
+            }
+        }
+    }
+}
+
+/// What reading the store found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions stored.
+    pub records: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Transactions read back.
+    pub read: u64,
+}
+
+impl TxStore {
+    /// A store whose files go into `dir` (as `.pov-store-PID-N`).
+    pub fn new(dir: &Path) -> TxStore {
+        TxStore(Arc::new(Inner { dir: dir.to_path_buf(), parts: Mutex::new(Vec::new()) }))
+    }
+
+    /// A tap for one shard's HTTP layer: stores each transaction as it
+    /// finishes, then drops the bodies no failure rule reads (see
+    /// [`pov_capture::http::HttpConfig::keep_every_body`]). A write error
+    /// stops the storing and comes back from [`TxStore::read`].
+    pub fn tap(&self) -> Tap {
+        let mut parts = self.0.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.0.dir.join(format!(".pov-store-{}-{}", std::process::id(), parts.len()));
+        let (out, error) = match File::create(&path) {
+            Ok(f) => (Some(BufWriter::with_capacity(1 << 20, f)), None),
+            Err(e) => (None, Some(named(e, &path))),
+        };
+        let part = Arc::new(Mutex::new(Part { path, out, buf: Vec::new(), error, records: 0, bytes: 0 }));
+        parts.push(Arc::clone(&part));
+        Box::new(move |tx: &mut HttpTransaction| {
+            if let Ok(mut p) = part.lock() {
+                p.write(tx);
+            }
+            tx.drop_unread_bodies();
+        })
+    }
+
+    /// The stored transactions whose keys are in `wanted`, handed to `f` in
+    /// order of (request start, connection, depth); the first error of the
+    /// store's writing or reading.
+    pub fn read(&self, wanted: &HashSet<TxKey>, mut f: impl FnMut(HttpTransaction)) -> io::Result<StoreStats> {
+        let parts: Vec<Arc<Mutex<Part>>> = self.0.parts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut stats = StoreStats::default();
+        let mut found: Vec<Found> = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let mut p = part.lock().unwrap_or_else(|e| e.into_inner());
+            p.flush()?;
+            stats.records += p.records;
+            stats.bytes += p.bytes;
+            if p.records == 0 || wanted.is_empty() {
+                continue;
+            }
+            let mut r = BufReader::new(File::open(&p.path).map_err(|e| named(e, &p.path))?);
+            let mut at = 0u64;
+            let mut head = [0u8; HEADER];
+            for _ in 0..p.records {
+                r.read_exact(&mut head).map_err(|e| named(e, &p.path))?;
+                let word = |a: usize, b: usize| head.get(a..b).unwrap_or_default();
+                let len = u32::from_le_bytes(word(0, 4).try_into().unwrap_or_default()) as usize;
+                let conn = u64::from_le_bytes(word(4, 12).try_into().unwrap_or_default());
+                let depth = u32::from_le_bytes(word(12, 16).try_into().unwrap_or_default());
+                let start = i64::from_le_bytes(word(16, 24).try_into().unwrap_or_default());
+                if wanted.contains(&(conn, depth)) {
+                    found.push(((Ts(start), conn, depth), i, at + HEADER as u64, len));
+                }
+                r.seek_relative(len as i64).map_err(|e| named(e, &p.path))?;
+                at += (HEADER + len) as u64;
+            }
+        }
+        found.sort_unstable_by_key(|(k, ..)| *k);
+        let mut files: Vec<Option<File>> = parts.iter().map(|_| None).collect();
+        let mut buf = Vec::new();
+        for (_, i, offset, len) in found {
+            let (Some(part), Some(slot)) = (parts.get(i), files.get_mut(i)) else { continue };
+            let path = part.lock().unwrap_or_else(|e| e.into_inner()).path.clone();
+            let file = match slot {
+                Some(f) => f,
+                None => slot.insert(File::open(&path).map_err(|e| named(e, &path))?),
+            };
+            buf.resize(len, 0);
+            file.seek(SeekFrom::Start(offset)).map_err(|e| named(e, &path))?;
+            file.read_exact(&mut buf).map_err(|e| named(e, &path))?;
+            let tx = codec::decode(&buf).map_err(|e| named(io::Error::new(io::ErrorKind::InvalidData, e), &path))?;
+            stats.read += 1;
+            f(tx);
+        }
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pov_capture::http::{BodyInfo, Headers, ResponseHead};
+
+    fn tx(conn: u64, depth: u32, start: i64, ct: &str) -> HttpTransaction {
+        let mut t = HttpTransaction::new(
+            conn,
+            "10.0.0.1:1".parse().expect("addr"),
+            "10.0.0.2:80".parse().expect("addr"),
+            depth,
+        );
+        t.timing.req_start = Some(Ts(start));
+        t.response = Some(ResponseHead {
+            version: Some(1),
+            status: 200,
+            reason: b"OK".to_vec(),
+            headers: Headers::from_pairs([(&b"Content-Type"[..], ct.as_bytes())]),
+        });
+        t.response_body = BodyInfo::plain(format!("body of {conn}/{depth}").into_bytes());
+        t
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pov-store-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).expect("temp dir");
+        d
+    }
+
+    #[test]
+    fn wanted_transactions_come_back_whole_in_request_order() {
+        let d = temp_dir("order");
+        let store = TxStore::new(&d);
+        let mut taps = [store.tap(), store.tap()];
+        let mut handed_on = Vec::new();
+        // Two shards, each in its own order of finishing.
+        for (shard, t) in [
+            (0, tx(1, 1, 50, "image/png")),
+            (1, tx(2, 1, 10, "text/html")),
+            (0, tx(1, 2, 30, "text/css")),
+            (1, tx(2, 2, 40, "application/json")),
+            (0, tx(3, 1, 20, "text/html")),
+        ] {
+            let mut t = t;
+            taps[shard](&mut t);
+            handed_on.push(t);
+        }
+        // What goes on keeps only the bodies a failure rule reads.
+        let kept: Vec<bool> = handed_on.iter().map(|t| !t.response_body.kept.is_empty()).collect();
+        assert_eq!(kept, [false, true, false, true, true]);
+        let wanted: HashSet<TxKey> = [(1, 1), (2, 2), (1, 2), (9, 9)].into();
+        let mut got = Vec::new();
+        let stats = store.read(&wanted, |t| got.push(t)).expect("read");
+        assert_eq!((stats.records, stats.read), (5, 3));
+        let keys: Vec<(u64, u32)> = got.iter().map(|t| (t.conn, t.depth)).collect();
+        assert_eq!(keys, [(1, 2), (2, 2), (1, 1)], "by request start");
+        // Whole: the image's body too.
+        assert_eq!(got[2].response_body.kept, b"body of 1/1");
+        assert_eq!(format!("{:?}", got[1]), format!("{:?}", tx(2, 2, 40, "application/json")));
+        let files = fs::read_dir(&d).expect("dir").count();
+        assert_eq!(files, 2);
+        drop(taps);
+        drop(store);
+        assert_eq!(fs::read_dir(&d).expect("dir").count(), 0, "the store's files are removed with it");
+        fs::remove_dir_all(&d).expect("clean up");
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_written_says_where() {
+        let d = temp_dir("missing").join("gone");
+        let store = TxStore::new(&d);
+        let mut tap = store.tap();
+        let mut t = tx(1, 1, 1, "text/html");
+        tap(&mut t);
+        // The transaction goes on all the same.
+        assert_eq!(t.response_body.kept, b"body of 1/1");
+        let e = store.read(&[(1, 1)].into(), |_| {}).expect_err("no folder");
+        assert!(e.to_string().contains(&d.display().to_string()), "{e}");
+    }
+}
