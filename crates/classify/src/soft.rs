@@ -66,7 +66,7 @@ struct Rule {
     url: Option<Regex>,
     /// Lowercased.
     content_type: Option<String>,
-    /// JSON pointer, for `AnyOf` and `NonEmpty`.
+    /// JSON pointer, for `AnyOf` and `NonEmpty` (empty for a pattern).
     pointer: String,
     /// The field as shown in the evidence: the pointer without its leading
     /// `/`, or the key.
@@ -140,12 +140,17 @@ fn cut(s: &str) -> String {
     }
 }
 
+/// `s` cut to [`EVIDENCE_CHARS`] characters, as a JSON string.
+fn quoted(s: &str) -> String {
+    let c = cut(s);
+    serde_json::to_string(&c).unwrap_or(c)
+}
+
 /// `v` as compact JSON, at most [`EVIDENCE_CHARS`] characters of it: a
 /// string cut inside its quotes, an array or object cut with `…`.
 fn shown(v: &Value) -> String {
     if let Value::String(s) = v {
-        let c = cut(s);
-        return serde_json::to_string(&c).unwrap_or(c);
+        return quoted(s);
     }
     let mut w = Capped { out: Vec::new(), left: 4 * EVIDENCE_CHARS + 4 };
     let whole = serde_json::to_writer(&mut w, v).is_ok();
@@ -187,26 +192,25 @@ impl SoftRules {
                 continue;
             }
             let evidence = match &r.test {
-                Test::Pattern(re) => match re.find(text) {
-                    Some(m) => format!("matched {}", shown(&Value::String(m.as_str().to_string()))),
-                    None => continue,
-                },
-                test => {
-                    let Some(v) = json.and_then(|j| j.pointer(&r.pointer)) else { continue };
-                    let hit = match test {
-                        Test::AnyOf(want) => want.iter().any(|w| w.matches(v)),
-                        _ => non_empty(v),
-                    };
-                    if !hit {
-                        continue;
-                    }
-                    let label = serde_json::to_string(&r.label).unwrap_or_default();
-                    format!("{label}: {}", shown(v))
-                }
+                Test::Pattern(re) => re.find(text).map(|m| format!("matched {}", quoted(m.as_str()))),
+                Test::AnyOf(want) => r.field(json, |v| want.iter().any(|w| w.matches(v))),
+                Test::NonEmpty => r.field(json, non_empty),
             };
-            return Some(ErrorBody { rule: r.rule.clone(), evidence });
+            if let Some(evidence) = evidence {
+                return Some(ErrorBody { rule: r.rule.clone(), evidence });
+            }
         }
         None
+    }
+}
+
+impl Rule {
+    /// The evidence (`"field": value`) when the rule's field is in `json`
+    /// and `hit` says it failed.
+    fn field(&self, json: Option<&Value>, hit: impl Fn(&Value) -> bool) -> Option<String> {
+        let v = json?.pointer(&self.pointer).filter(|v| hit(v))?;
+        let label = serde_json::to_string(&self.label).unwrap_or_default();
+        Some(format!("{label}: {}", shown(v)))
     }
 }
 
@@ -477,6 +481,12 @@ mod tests {
         // A pattern reads any body, JSON or not.
         let soap = "<?xml version=\"1.0\"?><env><fault> <code>17</code></fault></env>";
         assert_eq!(j("/ws", "text/xml", soap), hit("api_error:soap", r#"matched "<fault> <code>17</code>""#));
+        // What it matched is shown short, however much it was.
+        let greedy =
+            with_rules(vec![SoftErrorRule { pattern: Some("(?s)<fault>.*</fault>".into()), ..rule("all") }]).unwrap();
+        let long = format!("<fault> <code>9</code>{}</fault>", "detail ".repeat(10_000));
+        let e = judge_with(&greedy, "/ws", 200, "text/xml", &long, ResourceClass::Api).unwrap().evidence;
+        assert!(e.starts_with("matched \"<fault> <code>9</code>detail") && e.ends_with("…\"") && e.len() < 90, "{e}");
         // Giving rules replaces the built-in ones; error_json_keys stay.
         assert_eq!(j("/x", JSON, r#"{"success":false}"#), None);
         assert_eq!(j("/x", JSON, r#"{"errors":[1]}"#), hit("api_error:errors", r#""errors": [1]"#));

@@ -326,7 +326,10 @@ fn text_patterns() {
     // its value as JSON): a secret field's value is masked, at any depth of
     // a pointer or inside the value; the verdict itself is not.
     assert_eq!(m.text(r#"status 200: "status": "error""#), r#"status 200: "status": "error""#);
-    assert_eq!(m.text(r#"status 200: "auth/api_key": "k-1""#), format!(r#"status 200: "auth/api_key": "{}""#, k("k-1")));
+    assert_eq!(
+        m.text(r#"status 200: "auth/api_key": "k-1""#),
+        format!(r#"status 200: "auth/api_key": "{}""#, k("k-1"))
+    );
     assert_eq!(
         m.text(r#"status 200: "errors": [{"message":"expired","token":"abc…"#),
         format!(r#"status 200: "errors": [{{"message":"expired","token":"{}"#, k("abc…"))
