@@ -192,6 +192,10 @@ def main():
         "pages.toml": b"[[pages]]\nname = \"all\"\npattern = \".*\"\nstep = \"home\"\nconversion = true\napdex_t_ms = 0.0\n",
         "failures.toml": b"[failures]\napdex_t_ms = -1.0\nredirect_limit = 0\nclient_error_ignore = [0, 65535]\nminor_classes = []\n"
                          b"[[failures.error_pages]]\nname = \"x\"\npattern = \"(?i)\"\n",
+        "soft_error.toml": b"[failures]\nerror_json_keys = [\"\", \"a/b~c\"]\n"
+                           b"[[failures.soft_error]]\nname = \"p\"\npointer = \"/data/0/state\"\nvalue = [\"failed\", false, 0, 1.5]\n"
+                           b"[[failures.soft_error]]\nname = \"n\"\nurl = \"^/api/\"\ncontent_type = \"json\"\npointer = \"\"\nvalue = \"non-empty\"\n"
+                           b"[[failures.soft_error]]\nname = \"t\"\npattern = \"(?s)<fault>.*\"\n",
         "revenue.toml": b"[revenue]\norder_fields = []\njson_path = \"a.b.c.0\"\npattern = '(\\d+)'\naverage_order_value = -3\nfunnel = []\ncurrency = \"\\u0000\"\n",
         "privacy.toml": b"[privacy]\nmask = false\nhash_salt = \"s\"\nmask_params = [\"\"]\n",
         "users.toml": b"[users]\ncookies = []\nheader = \"X-User\"\nquery_params = [\"\"]\ntrusted_proxies = [\"0.0.0.0/0\", \"::/0\"]\nlogin_fields = []\n",

@@ -131,6 +131,17 @@ pub fn pcap_records(file: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
     (header, recs)
 }
 
+/// pov's failure kind for an answer-key kind: the key's `not_found` is a
+/// `client_error`, and its `soft_error` (an API call answered 200 whose
+/// body says it failed) an `error_page` (rule `api_error:NAME`).
+pub fn pov_kind(key_kind: &str) -> &str {
+    match key_kind {
+        "not_found" => "client_error",
+        "soft_error" => "error_page",
+        other => other,
+    }
+}
+
 /// Runs `pov synth` with `args`, writing the capture to `pcap` and the
 /// answer key to `key`.
 pub fn synth(args: &[&str], pcap: &Path, key: &Path) {

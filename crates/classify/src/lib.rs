@@ -9,15 +9,16 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod soft;
 
 use std::collections::{HashMap, HashSet};
 
 use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
 use pov_capture::{Dur, Ts};
-use pov_sessions::{BROWSER_RETRY, FailedConnKind, ResourceClass, Session, Tx};
+use pov_sessions::{BROWSER_RETRY, ErrorBody, FailedConnKind, ResourceClass, Session, Tx};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-pub use config::{ErrorPageRule, FailuresConfig};
+pub use config::{ErrorPageRule, FailuresConfig, SoftErrorRule};
 
 /// Kinds of failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -27,7 +28,8 @@ pub enum FailureKind {
     ServerError,
     /// A 4xx answer to a page or an important resource.
     ClientError,
-    /// A 2xx answer whose body is an error page or a JSON error.
+    /// A 2xx answer whose body is an error page, or says the call failed
+    /// (an API's soft error: rule `api_error:NAME`).
     ErrorPage,
     /// An important transaction took more than 4 Apdex T.
     Slow,
@@ -341,6 +343,8 @@ pub struct Classifier {
     /// The same rules as one set: a body is scanned once, not once per
     /// rule (`None` if the set is too large to compile; then rule by rule).
     error_set: Option<RegexSet>,
+    /// API answers that say the call failed.
+    soft: soft::SoftRules,
     minor: HashSet<String>,
     strip: Regex,
 }
@@ -372,6 +376,7 @@ impl Classifier {
             cfg: cfg.clone(),
             error_pages,
             error_set,
+            soft: soft::SoftRules::new(cfg)?,
             minor: cfg.minor_classes.iter().map(|c| c.to_ascii_lowercase()).collect(),
             strip,
         })
@@ -382,17 +387,34 @@ impl Classifier {
         &self.cfg
     }
 
-    /// For a 2xx response of a page or API: the error-page rule its body
-    /// matches (`error_page:NAME`, or `error_json` for a JSON error).
-    pub fn error_page(&self, t: &HttpTransaction, class: ResourceClass) -> Option<String> {
+    /// For a 2xx response of a page or API: the rule its body matches,
+    /// with its evidence (`api_error:NAME` for an answer that says the call
+    /// failed, `error_page:NAME` for an error page).
+    pub fn error_page(&self, t: &HttpTransaction, class: ResourceClass) -> Option<ErrorBody> {
         let resp = t.response.as_ref()?;
         let ct = resp.headers.text("content-type").unwrap_or_default();
-        self.error_body(resp.status, &ct, &t.response_body.kept, class)
+        let target = t.request.as_ref().map(|r| String::from_utf8_lossy(&r.uri)).unwrap_or_default();
+        self.error_body(&target, resp.status, &ct, &t.response_body.kept, class)
     }
 
-    /// [`Classifier::error_page`] for an answer given as its parts (status,
-    /// Content-Type, decoded body): `pov replay send` checks a live answer.
-    pub fn error_body(&self, status: u16, content_type: &str, body: &[u8], class: ResourceClass) -> Option<String> {
+    /// [`Classifier::error_page`] for an answer given as its parts (request
+    /// target, status, Content-Type, decoded body): `pov replay send`
+    /// checks a live answer.
+    ///
+    /// Only a 2xx answer of a document, API or other resource with a body
+    /// is read. A body that looks like JSON (a JSON Content-Type, or not
+    /// HTML and starting with `{` or `[`) is parsed once, for every rule; a
+    /// body that parses is judged by the soft-error rules alone (its text
+    /// may quote anything), and one cut short (by the body cap) is never a
+    /// failure by its JSON or its text, only by a rule's own `pattern`.
+    pub fn error_body(
+        &self,
+        target: &str,
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+        class: ResourceClass,
+    ) -> Option<ErrorBody> {
         if !(200..300).contains(&status) || body.is_empty() {
             return None;
         }
@@ -402,21 +424,20 @@ impl Classifier {
         let body = String::from_utf8_lossy(body);
         let ct = content_type.to_ascii_lowercase();
         let trimmed = body.trim_start();
-        if (ct.contains("json") || (!ct.contains("html") && (trimmed.starts_with('{'))))
-            && let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(trimmed)
-        {
-            for k in &self.cfg.error_json_keys {
-                let bad = match m.get(k) {
-                    None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
-                    Some(serde_json::Value::String(s)) => !s.is_empty(),
-                    Some(serde_json::Value::Array(a)) => !a.is_empty(),
-                    Some(serde_json::Value::Object(o)) => !o.is_empty(),
-                    Some(_) => true,
-                };
-                if bad {
-                    return Some("error_json".into());
-                }
+        let looks_json =
+            ct.contains("json") || (!ct.contains("html") && (trimmed.starts_with('{') || trimmed.starts_with('[')));
+        let (json, cut_short) = if looks_json {
+            match serde_json::from_str::<serde_json::Value>(trimmed) {
+                Ok(v) => (Some(v), false),
+                Err(e) => (None, e.is_eof()),
             }
+        } else {
+            (None, false)
+        };
+        if let Some(e) = self.soft.judge(target, &ct, json.as_ref(), &body) {
+            return Some(e);
+        }
+        if json.is_some() || cut_short {
             return None;
         }
         let text = if ct.contains("html") || trimmed.starts_with('<') {
@@ -429,7 +450,7 @@ impl Classifier {
             Some(set) => set.matches(&text).iter().next(),
             None => self.error_pages.iter().position(|(_, re)| re.is_match(&text)),
         };
-        first.and_then(|i| self.error_pages.get(i)).map(|(n, _)| format!("error_page:{n}"))
+        first.and_then(|i| self.error_pages.get(i)).map(|(n, _)| ErrorBody::rule(format!("error_page:{n}")))
     }
 
     fn is_minor(&self, class: ResourceClass) -> bool {
@@ -560,8 +581,8 @@ impl Classifier {
                     push(FailureKind::ClientError, "status_4xx", format!("status {st}"));
                     continue;
                 }
-                if let Some(rule) = &t.error_page {
-                    push(FailureKind::ErrorPage, rule, format!("status {st} with an error body"));
+                if let Some(e) = &t.error_page {
+                    push(FailureKind::ErrorPage, &e.rule, error_detail(st, e));
                     continue;
                 }
             }
@@ -756,6 +777,16 @@ fn span(t: &Tx) -> Option<FrameSpan> {
     }
 }
 
+/// The detail of an `error_page` failure: the status, and what the body
+/// shows when the rule has evidence (`status 200: "status": "error"`).
+fn error_detail(status: u16, e: &ErrorBody) -> String {
+    if e.evidence.is_empty() {
+        format!("status {status} with an error body")
+    } else {
+        format!("status {status}: {}", e.evidence)
+    }
+}
+
 fn waited(t: &Tx, what: &str) -> String {
     match t.waited {
         Some(w) => format!("{what} {:.1} s", w.as_secs_f64()),
@@ -831,7 +862,7 @@ mod tests {
             kinds(vec![tx(1, 1, 0, "/"), img, js]),
             vec![pair("client_error", "minor"), pair("server_error", "major")]
         );
-        let err = with(tx(1, 1, 0, "/"), |t| t.error_page = Some("error_page:generic_error_text".into()));
+        let err = with(tx(1, 1, 0, "/"), |t| t.error_page = Some(ErrorBody::rule("error_page:generic_error_text")));
         assert_eq!(kinds(vec![err]), vec![pair("error_page", "critical")]);
     }
 
@@ -1188,8 +1219,8 @@ mod tests {
                         push(FailureKind::ClientError, "status_4xx", format!("status {st}"));
                         continue;
                     }
-                    if let Some(rule) = &t.error_page {
-                        push(FailureKind::ErrorPage, rule, format!("status {st} with an error body"));
+                    if let Some(e) = &t.error_page {
+                        push(FailureKind::ErrorPage, &e.rule, error_detail(st, e));
                         continue;
                     }
                 }
@@ -1376,7 +1407,7 @@ mod tests {
                     t.waited = Some(Dur::from_millis([0, 500, 2000][r.below(3) as usize]));
                 }
                 5 => t.outcome = Outcome::Truncated,
-                6 => t.error_page = Some("error_page:generic_error_text".into()),
+                6 => t.error_page = Some(ErrorBody::rule("error_page:generic_error_text")),
                 7 => {
                     t.missing_bytes = 100;
                     t.outcome = Outcome::CaptureGap;
@@ -1425,6 +1456,48 @@ mod tests {
         // own retries.
         assert_eq!(kinds.len(), FailureKind::ALL.len() - 1, "{kinds:?}");
         assert!(silent > 0);
+    }
+
+    #[test]
+    fn a_failed_api_call_of_the_page_shown_is_a_failure_the_user_noticed() {
+        let soft = |rule: &str, evidence: &str| Some(ErrorBody { rule: rule.into(), evidence: evidence.into() });
+        let product = tx(1, 1, 0, "/product/7");
+        // The page's script asks for recommendations: 200, but the body
+        // says the call failed.
+        let recs = with(tx(1, 2, 300, "/api/recommendations?product=7"), |t| {
+            t.class = ResourceClass::Api;
+            t.referer = Some("http://shop.example/product/7".into());
+            t.error_page = soft("api_error:status", r#""status": "error""#);
+        });
+        // Twenty seconds later, still on the page, the user adds to the
+        // cart (a form they sent): `{"success": false}`.
+        let add = with(tx(2, 1, 20_000, "/cart/add"), |t| {
+            t.method = Some("POST".into());
+            t.class = ResourceClass::Api;
+            t.referer = Some("http://shop.example/product/7".into());
+            t.error_page = soft("api_error:success", r#""success": false"#);
+        });
+        let s = session_of(vec![product, recs, add]);
+        assert_eq!(s.pages.len(), 1, "both calls belong to the product page");
+        let c = Classifier::new(&FailuresConfig::default()).unwrap();
+        let out = c.classify(&s);
+        let got: Vec<_> = out.failures.iter().map(|f| (f.kind, f.rule.as_str(), f.severity, f.page)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (FailureKind::ErrorPage, "api_error:status", Severity::Major, Some(1)),
+                (FailureKind::ErrorPage, "api_error:success", Severity::Critical, Some(1)),
+            ]
+        );
+        assert!(out.failures.iter().all(|f| f.severity.noticed()));
+        assert_eq!(out.failures[0].detail, r#"status 200: "status": "error""#);
+        assert_eq!(out.failures[1].detail, r#"status 200: "success": false"#);
+        assert_eq!(out.apdex, vec![Apdex::Frustrated]);
+        // Unless the class is configured as minor.
+        let cfg = FailuresConfig { minor_classes: vec!["api".into()], ..FailuresConfig::default() };
+        let out = Classifier::new(&cfg).unwrap().classify(&s);
+        assert!(out.failures.iter().all(|f| f.severity == Severity::Minor));
+        assert_eq!(out.apdex, vec![Apdex::Satisfied]);
     }
 
     #[test]

@@ -1228,10 +1228,11 @@ fn cmd_config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.check {
         let cfg = pov::config::PovConfig::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
         println!(
-            "{}: ok ({} page rules, {} error-page rules)",
+            "{}: ok ({} page rules, {} error-page rules, {} soft-error rules)",
             p.display(),
             if cfg.pages.is_empty() { pov_sessions::config::default_pages().len() } else { cfg.pages.len() },
-            cfg.failures.error_pages.len()
+            cfg.failures.error_pages.len(),
+            cfg.failures.soft_error.len()
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -157,7 +157,9 @@ page_apdex_t_ms = 3000.0
 client_error_ignore = [401, 407]
 # Resource classes whose failures are minor (counted, not noticed).
 minor_classes = ["image", "media"]
-# Top-level JSON keys that make a 2xx JSON body an error.
+# Top-level JSON keys that make a 2xx JSON body a failed call when present
+# and not null, false, 0 or empty ("errors": [...] is GraphQL's shape):
+# rule "api_error:KEY", tried after the [[failures.soft_error]] rules.
 error_json_keys = ["error", "errors", "error_message", "errorMessage"]
 # The same page again this soon after it failed is a "struggle".
 struggle_window_secs = 60.0
@@ -180,6 +182,40 @@ pattern = '''(down|closed) for maintenance|under maintenance|maintenance mode'''
 [[failures.error_pages]]
 name = "localised_error_text"
 pattern = '''es ist ein fehler aufgetreten|ein fehler ist aufgetreten|une erreur (s'est produite|est survenue)|se ha producido un error|ha ocurrido un error|algo salió mal|si è verificato un errore|qualcosa è andato storto|ocorreu um erro|algo deu errado|er is iets misgegaan|er is een fout opgetreden|произошла ошибка|wystąpił błąd|エラーが発生しました|发生错误|出错了'''
+
+# API answers (2xx) whose body says the call failed: rule "api_error:NAME",
+# with the field and its value as evidence. Either a JSON pointer (RFC 6901)
+# and the value that means failure (a string, ignoring case; a boolean; a
+# number; a list of them; or "non-empty"), or a body `pattern` (regular
+# expression, ignoring case). Optional: `url` (regular expression on path
+# and query) and `content_type` (text the Content-Type contains) narrow
+# where a rule applies. Tried in order; giving any replaces these four.
+[[failures.soft_error]]
+name = "status"
+pointer = "/status"
+value = ["error", "fail", "failed", "failure"]
+
+[[failures.soft_error]]
+name = "result"
+pointer = "/result"
+value = ["error", "fail", "failed", "failure"]
+
+[[failures.soft_error]]
+name = "success"
+pointer = "/success"
+value = false
+
+[[failures.soft_error]]
+name = "ok"
+pointer = "/ok"
+value = false
+
+# [[failures.soft_error]]                 # a site's own shape
+# name = "payment_declined"
+# url = '^/api/payment'
+# content_type = "json"
+# pointer = "/data/state"
+# value = "declined"
 
 [revenue]
 # Fields (form, query, JSON at any depth) with an order's value, preferred first.
@@ -244,6 +280,52 @@ mod tests {
         assert!(e.contains("cookie_names") && e.contains("line 3"), "{e}");
         let e = PovConfig::parse("[nope]\n").unwrap_err();
         assert!(e.contains("nope") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn soft_error_rules_load_and_bad_ones_are_refused_with_their_name() {
+        let c = PovConfig::parse(
+            r#"
+[[failures.soft_error]]
+name = "declined"
+url = '^/api/pay'
+content_type = "json"
+pointer = "/data/state"
+value = "declined"
+
+[[failures.soft_error]]
+name = "code"
+pointer = "/code"
+value = [500, 503.5, "E500", true]
+
+[[failures.soft_error]]
+name = "problem"
+pointer = "/detail"
+value = "non-empty"
+
+[[failures.soft_error]]
+name = "fault"
+pattern = '<fault>'
+"#,
+        )
+        .unwrap();
+        let names: Vec<&str> = c.failures.soft_error.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["declined", "code", "problem", "fault"]);
+        assert_eq!(c.failures.soft_error[1].value, Some(serde_json::json!([500, 503.5, "E500", true])));
+        assert_eq!(c.failures.error_json_keys, FailuresConfig::default().error_json_keys);
+        let bad = |body: &str| PovConfig::parse(&format!("[[failures.soft_error]]\nname = \"x\"\n{body}")).unwrap_err();
+        let e = bad("pointer = \"status\"\nvalue = \"error\"\n");
+        assert!(e.contains("[[failures.soft_error]] `x`") && e.contains("must start with `/`"), "{e}");
+        let e = bad("pointer = \"/a\"\nvalue = 1979-05-27\n");
+        assert!(e.contains("`x`") && e.contains("`value` must be"), "{e}");
+        let e = bad("pointer = \"/a\"\nvalue = { a = 1 }\n");
+        assert!(e.contains("`value` must be"), "{e}");
+        let e = bad("pointer = \"/a\"\n");
+        assert!(e.contains("`pointer` needs a `value`"), "{e}");
+        let e = bad("pattern = \"(\"\n");
+        assert!(e.contains("`pattern`"), "{e}");
+        let e = bad("pointer = \"/a\"\nvalue = 1\nvalues = [2]\n");
+        assert!(e.contains("values") && e.contains("line 5"), "{e}");
     }
 
     #[test]

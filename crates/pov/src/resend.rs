@@ -234,9 +234,10 @@ pub struct SendSummary {
     pub not_replayable: u64,
 }
 
-/// Whether a failure of `kind` happened again in `r`; `None` when
-/// re-sending cannot show it (the user gave up, a page-level verdict).
-fn reproduces(kind: &str, r: &SendResult, classifier: &Classifier) -> Option<bool> {
+/// Whether a failure of `kind` happened again in `r`, the answer to a
+/// request for `target`; `None` when re-sending cannot show it (the user
+/// gave up, a page-level verdict).
+fn reproduces(kind: &str, target: &str, r: &SendResult, classifier: &Classifier) -> Option<bool> {
     let status = r.status.unwrap_or(0);
     let t = classifier.config().apdex_t_ms;
     Some(match kind {
@@ -249,7 +250,7 @@ fn reproduces(kind: &str, r: &SendResult, classifier: &Classifier) -> Option<boo
                 .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
                 .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default();
-            classifier.error_body(status, &ct, &r.body, ResourceClass::Other).is_some()
+            classifier.error_body(target, status, &ct, &r.body, ResourceClass::Other).is_some()
         }
         "slow" => r.total.is_some_and(|d| d.as_secs_f64() * 1000.0 > 4.0 * t),
         "no_response" => r.outcome == SendOutcome::Timeout,
@@ -325,7 +326,7 @@ pub fn compare(
                 sum.same += 1;
             }
             for k in &kinds {
-                match reproduces(k, r, classifier) {
+                match reproduces(k, &q.target, r, classifier) {
                     Some(again) => {
                         let e = sum.failures.entry(k.clone()).or_default();
                         e.0 += 1;

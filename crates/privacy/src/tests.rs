@@ -322,6 +322,18 @@ fn text_patterns() {
     assert!(matches!(m.text("Mozilla/5.0 (X11; Linux x86_64)"), Cow::Borrowed(_)));
     assert_eq!(m.text("a = b; key value"), "a = b; key value");
     assert_eq!(m.text("visit ?inside=1&shipping=2"), "visit ?inside=1&shipping=2");
+    // The evidence of an API soft error (pov-classify writes the field and
+    // its value as JSON): a secret field's value is masked, at any depth of
+    // a pointer or inside the value; the verdict itself is not.
+    assert_eq!(m.text(r#"status 200: "status": "error""#), r#"status 200: "status": "error""#);
+    assert_eq!(
+        m.text(r#"status 200: "auth/api_key": "k-1""#),
+        format!(r#"status 200: "auth/api_key": "{}""#, k("k-1"))
+    );
+    assert_eq!(
+        m.text(r#"status 200: "errors": [{"message":"expired","token":"abc…"#),
+        format!(r#"status 200: "errors": [{{"message":"expired","token":"{}"#, k("abc…"))
+    );
 }
 
 #[test]

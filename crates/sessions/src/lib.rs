@@ -29,4 +29,4 @@ pub use sessionize::{
     BROWSER_RETRY, FailedConn, FailedConnKind, PageRules, PageView, Session, SessionStats, Sessionizer,
     SessionizerConfig,
 };
-pub use tx::{ResourceClass, Tx};
+pub use tx::{ErrorBody, ResourceClass, Tx};

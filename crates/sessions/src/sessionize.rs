@@ -17,7 +17,7 @@ use regex::Regex;
 
 use crate::config::{Cidr, PageRule, RevenueConfig, SessionsConfig, UsersConfig, default_pages};
 use crate::identity::UserKey;
-use crate::tx::{ResourceClass, Tx};
+use crate::tx::{ErrorBody, ResourceClass, Tx};
 
 /// Why a connection carried nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -389,7 +389,7 @@ fn tx_weight(t: &Tx) -> usize {
         + opt(&t.referer)
         + opt(&t.location)
         + opt(&t.login)
-        + opt(&t.error_page)
+        + t.error_page.as_ref().map_or(0, ErrorBody::capacity)
         + t.target.capacity()
 }
 

@@ -224,9 +224,35 @@ pub struct Tx {
     pub order_value: Option<f64>,
     /// A cart value read from the response (or the request).
     pub cart_value: Option<f64>,
-    /// The error-page rule whose pattern the (2xx) response body matched,
-    /// set by the classifier when the transaction is built.
-    pub error_page: Option<String>,
+    /// The rule a (2xx) response body matched, with its evidence: an error
+    /// page, or a JSON answer that says the call failed. Set by the
+    /// classifier when the transaction is built.
+    pub error_page: Option<ErrorBody>,
+}
+
+/// A 2xx answer whose body says it failed: the rule that decided and what
+/// the body shows. Read once, when the transaction is reduced (bodies are
+/// not kept after that).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// The rule (`error_page:NAME` for an error page, `api_error:NAME` for
+    /// an API answer that says the call failed).
+    pub rule: String,
+    /// The evidence, short: the field and its value (`"status": "error"`)
+    /// or the text matched; empty when the rule's name says it all.
+    pub evidence: String,
+}
+
+impl ErrorBody {
+    /// A rule without evidence of its own.
+    pub fn rule(rule: impl Into<String>) -> ErrorBody {
+        ErrorBody { rule: rule.into(), evidence: String::new() }
+    }
+
+    /// Heap bytes held (for memory accounting).
+    pub fn capacity(&self) -> usize {
+        self.rule.capacity() + self.evidence.capacity()
+    }
 }
 
 impl Tx {

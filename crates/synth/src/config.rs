@@ -28,6 +28,11 @@ pub struct FaultRates {
     pub refused: f64,
     /// A new connection's SYNs go unanswered.
     pub unanswered: f64,
+    /// An API call (a JSON answer: recommendations, cart, add to cart) is
+    /// answered 200 with a body that says the call failed. Drawn apart
+    /// from the other faults, after them, so that a rate of 0 leaves the
+    /// rest of the traffic as it was.
+    pub soft_error: f64,
 }
 
 impl Default for FaultRates {
@@ -43,6 +48,7 @@ impl Default for FaultRates {
             client_abort: 0.0015,
             refused: 0.002,
             unanswered: 0.001,
+            soft_error: 0.004,
         }
     }
 }
@@ -61,6 +67,7 @@ impl FaultRates {
             client_abort: 0.0,
             refused: 0.0,
             unanswered: 0.0,
+            soft_error: 0.0,
         }
     }
 }
@@ -136,7 +143,8 @@ pub struct SynthConfig {
     /// Output format.
     pub format: CaptureFormat,
     /// Guarantee every fault kind with a non-zero rate occurs at least once
-    /// (the first users each get one).
+    /// (the first users each get one on their first page or connection; a
+    /// soft error goes to the first API call of the run).
     pub guarantee_faults: bool,
 }
 

@@ -21,6 +21,18 @@ use crate::site::{PageRef, ResourceKind, Site, money};
 use crate::tcp::{Endpoint, MS, PathLoss, TcpConn, US, frame};
 use crate::writer::CaptureWriter;
 
+/// How the shop's API says a call failed under a 200: the top-level field
+/// that says it, and the body. (`{"error": ...}` is the `error_page`
+/// fault's API answer.)
+const SOFT_ERRORS: [(&str, &str); 6] = [
+    ("status", r#"{"status":"error","message":"The service could not complete the request"}"#),
+    ("status", r#"{"status":"fail","data":{"reason":"temporarily unavailable"}}"#),
+    ("result", r#"{"result":"error","code":"E_BACKEND","retry":true}"#),
+    ("success", r#"{"success":false,"message":"Could not load the data, please try again"}"#),
+    ("ok", r#"{"ok":false,"description":"backend timeout"}"#),
+    ("errors", r#"{"data":null,"errors":[{"message":"Internal server error","path":["cart"]}]}"#),
+];
+
 /// The shop's server.
 const SERVER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
@@ -106,6 +118,9 @@ struct World<'a, W: Write> {
     nat_pool: Vec<IpAddr>,
     next_client: u32,
     orders: u64,
+    /// A soft error is still owed to the run (`guarantee_faults`): the
+    /// first API call answered without another fault gets it.
+    soft_error_owed: bool,
 }
 
 impl<W: Write> World<'_, W> {
@@ -166,6 +181,7 @@ pub fn generate<W: Write, K: Write>(cfg: &SynthConfig, capture: W, mut key: K) -
         nat_pool: Vec::new(),
         next_client: 0,
         orders: 0,
+        soft_error_owed: cfg.guarantee_faults && cfg.faults.soft_error > 0.0,
     };
     // NAT addresses: each shared by about four users.
     let nat_n = ((cfg.users as f64 * cfg.nat_share / 4.0).ceil() as usize).max(1);
@@ -190,7 +206,9 @@ pub fn generate<W: Write, K: Write>(cfg: &SynthConfig, capture: W, mut key: K) -
         world.flush_before(arrival)?;
         let rng = user_rng.fork(i);
         let forced = if cfg.guarantee_faults { FailureKind::ALL.get(i as usize).copied() } else { None };
-        let forced = forced.filter(|k| rate_of(cfg, *k) > 0.0);
+        // (A soft error needs an API call, which not every user makes: it
+        // is owed to the run instead, see `World::soft_error_owed`.)
+        let forced = forced.filter(|k| rate_of(cfg, *k) > 0.0 && *k != FailureKind::SoftError);
         let user = UserSim::new(&mut world, rng, i, arrival, forced).run(&mut world);
         tally(&mut world.totals, &user);
         if i > 0 {
@@ -223,6 +241,7 @@ fn rate_of(cfg: &SynthConfig, k: FailureKind) -> f64 {
         FailureKind::ClientAbort => f.client_abort,
         FailureKind::Refused => f.refused,
         FailureKind::Unanswered => f.unanswered,
+        FailureKind::SoftError => f.soft_error,
     }
 }
 
@@ -327,6 +346,10 @@ struct Lane {
 
 struct UserSim {
     rng: Rng,
+    /// Draws soft errors and their bodies, apart from `rng`: the rest of a
+    /// user's visit is the same whatever the soft-error rate, until one
+    /// happens.
+    soft_rng: Rng,
     truth: UserTruth,
     ip: IpAddr,
     agent: &'static Agent,
@@ -392,8 +415,11 @@ impl UserSim {
             pages: Vec::new(),
             connections: Vec::new(),
         };
+        // Derived from the user's generator without drawing from it.
+        let soft_rng = rng.clone().fork(0x50F7_E440);
         UserSim {
             rng,
+            soft_rng,
             truth,
             ip,
             agent,
@@ -1245,13 +1271,23 @@ impl UserSim {
             i: usize,
             spec: ReqSpec,
             fault: Option<FailureKind>,
+            /// A soft error's field and body.
+            soft: Option<(&'static str, &'static str)>,
             bytes: Vec<u8>,
             uri: String,
             think: i64,
         }
         let mut planned: Vec<Planned> = Vec::new();
         for (i, mut spec) in batch {
-            let fault = spec.forced.take().or_else(|| self.decide_fault(cfg, spec.kind, &spec.answer));
+            let mut fault = spec.forced.take().or_else(|| self.decide_fault(cfg, spec.kind, &spec.answer));
+            let mut soft = None;
+            if fault.is_none() && matches!(spec.answer, Answer::Json(_)) {
+                let owed = std::mem::take(&mut world.soft_error_owed);
+                if owed || self.soft_rng.chance(cfg.faults.soft_error) {
+                    fault = Some(FailureKind::SoftError);
+                    soft = Some(*self.soft_rng.pick(&SOFT_ERRORS));
+                }
+            }
             let mut uri = spec.uri.clone();
             if fault == Some(FailureKind::NotFound) && spec.kind == ResourceKind::Document && !spec.redirect_target {
                 // A broken link: the page the user is on is its URL.
@@ -1262,7 +1298,7 @@ impl UserSim {
             }
             let req = self.build_request(&world.site, &spec, &uri, version);
             let think = self.server_think(cfg, spec.kind, fault);
-            planned.push(Planned { i, spec, fault, bytes: req.to_bytes(), uri, think });
+            planned.push(Planned { i, spec, fault, soft, bytes: req.to_bytes(), uri, think });
         }
         // The client sends every request (back to back when pipelined).
         let mut send_t = t;
@@ -1303,6 +1339,7 @@ impl UserSim {
                 outcome: Outcome::Complete,
                 fault: p.fault,
                 error_page: false,
+                error_field: p.soft.map(|(field, _)| field),
                 req_start: secs(req_start),
                 req_end: secs(req_end),
                 resp_start: None,
@@ -1357,7 +1394,8 @@ impl UserSim {
                 }
                 _ => {}
             }
-            let (resp, error_page, location) = self.build_response(world, &p.spec, p.fault, version);
+            let (resp, error_page, location) =
+                self.build_response(world, &p.spec, p.fault, p.soft.map(|(_, body)| body), version);
             let wire = resp.to_bytes();
             tx.status = Some(resp.status);
             tx.error_page = error_page;
@@ -1555,13 +1593,14 @@ impl UserSim {
         Request { method: spec.method.into(), uri: uri.into(), version, headers: h, body: spec.body.clone() }
     }
 
-    /// The server's answer. Returns (response, error page with 2xx,
-    /// redirect location).
+    /// The server's answer (`soft`: a soft error's body). Returns
+    /// (response, error page with 2xx, redirect location).
     fn build_response<W: Write>(
         &mut self,
         world: &mut World<'_, W>,
         spec: &ReqSpec,
         fault: Option<FailureKind>,
+        soft: Option<&'static str>,
         version: &'static str,
     ) -> (Response, bool, Option<String>) {
         let site = &mut world.site;
@@ -1650,6 +1689,13 @@ impl UserSim {
                         Framing::ContentLength,
                     ),
                 }
+            }
+            (Some(FailureKind::SoftError), _) => {
+                // 200, and the body says the call failed.
+                error_page = true;
+                add_cookie(&mut headers);
+                let body = soft.unwrap_or(SOFT_ERRORS[0].1);
+                (200, "application/json", body.as_bytes().to_vec(), Encoding::Identity, Framing::ContentLength)
             }
             (_, Answer::Page(p)) => {
                 add_cookie(&mut headers);
@@ -1799,7 +1845,7 @@ fn dechunked_len(mut b: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Profile;
+    use crate::config::{FaultRates, Profile};
     use crate::writer::CaptureFormat;
 
     fn run(cfg: &SynthConfig) -> (Vec<u8>, Vec<u8>, Totals) {
@@ -1893,6 +1939,15 @@ mod tests {
                             assert_eq!(tx["status"], 200);
                             assert!(tx["error_page"].as_bool().unwrap());
                         }
+                        // (Unless the connection died under an earlier
+                        // pipelined request before the answer.)
+                        Some("soft_error") if !tx["status"].is_null() => {
+                            assert_eq!(tx["status"], 200, "{tx}");
+                            assert!(tx["error_page"].as_bool().unwrap());
+                            let field = tx["error_field"].as_str().unwrap();
+                            assert!(SOFT_ERRORS.iter().any(|(f, _)| *f == field), "{tx}");
+                            assert!(matches!(tx["kind"].as_str(), Some("api" | "post")), "{tx}");
+                        }
                         Some("server_error") => assert!(tx["status"].as_u64().unwrap() >= 500),
                         Some("not_found") => assert_eq!(tx["status"], 404),
                         Some("no_response") | Some("client_abort") => {
@@ -1901,6 +1956,9 @@ mod tests {
                         Some("truncated") => assert_eq!(outcome, "truncated"),
                         Some("server_reset") => assert_eq!(outcome, "server_reset"),
                         _ => {}
+                    }
+                    if tx["fault"] != "soft_error" {
+                        assert!(tx.get("error_field").is_none(), "{tx}");
                     }
                     if outcome == "complete" && tx["framing"] == "content_length" {
                         assert_eq!(tx["content_length"], tx["wire_body_len"], "{tx}");
@@ -1915,6 +1973,60 @@ mod tests {
         assert_eq!(t.gap_bytes, gap);
         assert!(t.gap_bytes > 0, "the lossy profile loses bytes in the capture");
         assert!(t.transactions_with_capture_loss > 0);
+    }
+
+    /// Soft errors: API calls answered 200 with a body that says the call
+    /// failed, in every shape, labelled with the field that says it; a
+    /// rate of 0 leaves every other byte of the run as it was until one
+    /// would have happened.
+    #[test]
+    fn soft_errors_are_api_answers_labelled_with_their_field() {
+        let mut cfg = small(300, 4);
+        cfg.faults.soft_error = 0.05;
+        let (_, key, t) = run(&cfg);
+        let v: serde_json::Value = serde_json::from_slice(&key).unwrap();
+        let mut fields = std::collections::BTreeSet::new();
+        let mut users = 0;
+        for u in v["users"].as_array().unwrap() {
+            let mut mine = 0;
+            for c in u["connections"].as_array().unwrap() {
+                for tx in c["transactions"].as_array().unwrap() {
+                    if tx["fault"] == "soft_error" && tx["status"] == 200 {
+                        fields.insert(tx["error_field"].as_str().unwrap().to_string());
+                        mine += 1;
+                    }
+                }
+            }
+            if mine > 0 {
+                users += 1;
+                assert!(u["affected"].as_bool().unwrap(), "{}", u["user"]);
+                assert!(u["failures"]["soft_error"].as_u64().unwrap() >= 1, "{}", u["user"]);
+            }
+        }
+        let want: std::collections::BTreeSet<String> = SOFT_ERRORS.iter().map(|(f, _)| f.to_string()).collect();
+        assert_eq!(fields, want, "every shape occurs");
+        assert!(users >= 10, "{users} users met a soft error");
+        assert_eq!(
+            t.failures_by_kind.get(&FailureKind::SoftError).copied(),
+            Some(t.faults_by_kind[&FailureKind::SoftError])
+        );
+        // Every body says the call failed, in its own field.
+        for (field, body) in SOFT_ERRORS {
+            let b: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert!(b.get(field).is_some(), "{body}");
+        }
+        // Deterministic by seed.
+        assert_eq!(run(&cfg).1, key);
+        // Drawing soft errors moves nothing else: at a rate too small to
+        // hit, the capture is the one without them, byte for byte.
+        // (Not owed one either.)
+        let none = SynthConfig {
+            faults: FaultRates { soft_error: 0.0, ..FaultRates::default() },
+            guarantee_faults: false,
+            ..small(40, 4)
+        };
+        let some = SynthConfig { faults: FaultRates { soft_error: 1e-12, ..none.faults.clone() }, ..none.clone() };
+        assert!(run(&none).0 == run(&some).0, "a soft-error draw moved other traffic");
     }
 
     /// The capture reads back: every frame, in time order, as many as the

@@ -31,11 +31,15 @@ pub enum FailureKind {
     Refused,
     /// Connection attempt never answered.
     Unanswered,
+    /// An API call answered 200 whose JSON body says the call failed
+    /// (`{"status":"error"}`, `{"success":false}`, GraphQL's `errors` ...;
+    /// the transaction's `error_field` names the field).
+    SoftError,
 }
 
 impl FailureKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FailureKind; 10] = [
+    pub const ALL: [FailureKind; 11] = [
         FailureKind::ServerError,
         FailureKind::NotFound,
         FailureKind::ErrorPage,
@@ -46,6 +50,7 @@ impl FailureKind {
         FailureKind::ClientAbort,
         FailureKind::Refused,
         FailureKind::Unanswered,
+        FailureKind::SoftError,
     ];
 
     /// Snake-case name.
@@ -61,6 +66,7 @@ impl FailureKind {
             FailureKind::ClientAbort => "client_abort",
             FailureKind::Refused => "refused",
             FailureKind::Unanswered => "unanswered",
+            FailureKind::SoftError => "soft_error",
         }
     }
 }
@@ -158,6 +164,10 @@ pub struct TxTruth {
     pub fault: Option<FailureKind>,
     /// The body is an error page (or JSON error) although the status is 2xx.
     pub error_page: bool,
+    /// For a soft error: the top-level JSON field of the body that says the
+    /// call failed (`status`, `result`, `success`, `ok`, `errors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_field: Option<&'static str>,
     /// Capture time of the request's first byte (seconds).
     pub req_start: f64,
     /// Capture time of the request's last byte.

@@ -4,8 +4,9 @@
 //!
 //! [`generate`] simulates a shop's users ([`SynthConfig`]): they arrive,
 //! browse, fill carts, sign in, check out, meet injected faults (5xx, 404,
-//! error pages served with 200 OK, slow answers, resets, truncated bodies,
-//! no answer, client aborts, refused and unanswered connections) and react
+//! error pages served with 200 OK, API calls answered 200 whose JSON says
+//! they failed, slow answers, resets, truncated bodies, no answer, client
+//! aborts, refused and unanswered connections) and react
 //! (retry, carry on, give up). Every request travels over a simulated TCP
 //! connection written as real stacks write it (handshake, MSS segments,
 //! delayed ACKs, congestion-window flights, FIN and RST teardown), seen
