@@ -1,0 +1,161 @@
+//! Allocations per packet and per transaction, stage by stage, counted by a
+//! global allocator that wraps the system one.
+//!
+//! Run: `cargo bench --bench alloc` (reads `samples/shop.pcap` and the
+//! shared corpus at `../shared/corpus` or `POV_CORPUS`; a file given as
+//! the first argument after `--` is read instead). Prints one table: for
+//! each capture and stage, allocations per packet, per transaction, and
+//! bytes allocated per packet. The stages are cumulative, as in
+//! `benches/capture.rs`.
+// The one unsafe item of the repository: a GlobalAlloc can only be
+// implemented unsafely. It forwards every call to the system allocator
+// unchanged and only counts.
+#![deny(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pov_capture::decode::{DecodeConfig, Decoder};
+use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpTransaction};
+use pov_capture::pcap::CaptureFile;
+use pov_capture::tcp::{DataChunk, Reassembler, StreamSink, TcpConfig};
+
+/// Counts allocations (and reallocations) and the bytes they asked for.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+#[allow(unsafe_code)]
+// SAFETY: every method forwards to `System` with the caller's arguments,
+// so `System`'s guarantees hold unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` through this allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: as for `dealloc`; `new_size` is the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
+    let (a, b) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let r = f();
+    (r, ALLOCS.load(Ordering::Relaxed) - a, BYTES.load(Ordering::Relaxed) - b)
+}
+
+struct Count;
+
+impl StreamSink for Count {
+    fn on_data(&mut self, _c: &DataChunk<'_>) {}
+}
+
+/// The capture over shared bytes (no copy, so no allocation of its size).
+fn open(bytes: &Arc<[u8]>) -> CaptureFile {
+    match CaptureFile::from_read("bench", Cursor::new(Arc::clone(bytes))) {
+        Ok(f) => f,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// (stage, allocations, bytes) for each stage, and (packets, transactions).
+fn stages(bytes: &Arc<[u8]>) -> (Vec<(&'static str, u64, u64)>, u64, u64) {
+    let mut out = Vec::new();
+    let (packets, a, b) = counted(|| {
+        let mut f = open(bytes);
+        let mut n = 0u64;
+        while let Ok(Some(_)) = f.next_packet() {
+            n += 1;
+        }
+        n
+    });
+    out.push(("read", a, b));
+    let ((), a, b) = counted(|| {
+        let mut f = open(bytes);
+        let mut d = Decoder::new(DecodeConfig::default());
+        while let Ok(Some(p)) = f.next_packet() {
+            std::hint::black_box(d.decode(&p).map(|s| s.payload.len()));
+        }
+    });
+    out.push(("read+decode", a, b));
+    let ((), a, b) = counted(|| {
+        let mut f = open(bytes);
+        let mut d = Decoder::new(DecodeConfig::default());
+        let mut r = Reassembler::new(TcpConfig::default());
+        while let Ok(Some(p)) = f.next_packet() {
+            if let Some(s) = d.decode(&p) {
+                r.process(&s, &mut Count);
+            }
+        }
+        r.finish(&mut Count);
+    });
+    out.push(("+reassemble", a, b));
+    let (txs, a, b) = counted(|| {
+        let mut f = open(bytes);
+        let mut d = Decoder::new(DecodeConfig::default());
+        let mut r = Reassembler::new(TcpConfig::default());
+        let mut http = HttpAnalyzer::new(HttpConfig::default(), Vec::<HttpTransaction>::new());
+        while let Ok(Some(p)) = f.next_packet() {
+            if let Some(s) = d.decode(&p) {
+                r.process(&s, &mut http);
+            }
+        }
+        r.finish(&mut http);
+        http.finish().0.len() as u64
+    });
+    out.push(("+http", a, b));
+    (out, packets, txs)
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = std::env::var_os("POV_CORPUS").map(PathBuf::from).unwrap_or_else(|| root.join("../shared/corpus"));
+    let given: Vec<PathBuf> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).map(PathBuf::from).collect();
+    let files = if given.is_empty() {
+        vec![
+            root.join("samples/shop.pcap"),
+            corpus.join("pcaps/zeek__1000-requests-one-dropped-response.pcap"),
+            corpus.join("pcaps/ndpi__1kxun.pcap"),
+        ]
+    } else {
+        given
+    };
+    println!(
+        "| capture | packets | transactions | stage | allocations per packet | per transaction | bytes per packet |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---:|");
+    for path in files {
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!("{}: not found, skipped", path.display());
+            continue;
+        };
+        let bytes: Arc<[u8]> = bytes.into();
+        let (rows, packets, txs) = stages(&bytes);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for (stage, a, b) in rows {
+            let per = |n: u64, d: u64| if d == 0 { "-".to_string() } else { format!("{:.2}", n as f64 / d as f64) };
+            println!(
+                "| {name} | {packets} | {txs} | {stage} | {} | {} | {} |",
+                per(a, packets),
+                per(a, txs),
+                per(b, packets)
+            );
+        }
+    }
+}
