@@ -13,15 +13,12 @@
 #![deny(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pov_capture::decode::{DecodeConfig, Decoder};
-use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpTransaction};
-use pov_capture::pcap::CaptureFile;
-use pov_capture::tcp::{DataChunk, Reassembler, StreamSink, TcpConfig};
+#[path = "stages.rs"]
+mod stages;
 
 /// Counts allocations (and reallocations) and the bytes they asked for.
 struct Counting;
@@ -60,65 +57,15 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
     (r, ALLOCS.load(Ordering::Relaxed) - a, BYTES.load(Ordering::Relaxed) - b)
 }
 
-struct Count;
-
-impl StreamSink for Count {
-    fn on_data(&mut self, _c: &DataChunk<'_>) {}
-}
-
-/// The capture over shared bytes (no copy, so no allocation of its size).
-fn open(bytes: &Arc<[u8]>) -> CaptureFile {
-    match CaptureFile::from_read("bench", Cursor::new(Arc::clone(bytes))) {
-        Ok(f) => f,
-        Err(e) => panic!("{e}"),
-    }
-}
-
 /// (stage, allocations, bytes) for each stage, and (packets, transactions).
 fn stages(bytes: &Arc<[u8]>) -> (Vec<(&'static str, u64, u64)>, u64, u64) {
-    let mut out = Vec::new();
-    let (packets, a, b) = counted(|| {
-        let mut f = open(bytes);
-        let mut n = 0u64;
-        while let Ok(Some(_)) = f.next_packet() {
-            n += 1;
-        }
-        n
-    });
-    out.push(("read", a, b));
-    let ((), a, b) = counted(|| {
-        let mut f = open(bytes);
-        let mut d = Decoder::new(DecodeConfig::default());
-        while let Ok(Some(p)) = f.next_packet() {
-            std::hint::black_box(d.decode(&p).map(|s| s.payload.len()));
-        }
-    });
+    let (packets, a, b) = counted(|| stages::read(bytes));
+    let mut out = vec![("read", a, b)];
+    let (_, a, b) = counted(|| stages::decode(bytes));
     out.push(("read+decode", a, b));
-    let ((), a, b) = counted(|| {
-        let mut f = open(bytes);
-        let mut d = Decoder::new(DecodeConfig::default());
-        let mut r = Reassembler::new(TcpConfig::default());
-        while let Ok(Some(p)) = f.next_packet() {
-            if let Some(s) = d.decode(&p) {
-                r.process(&s, &mut Count);
-            }
-        }
-        r.finish(&mut Count);
-    });
+    let (_, a, b) = counted(|| stages::reassemble(bytes));
     out.push(("+reassemble", a, b));
-    let (txs, a, b) = counted(|| {
-        let mut f = open(bytes);
-        let mut d = Decoder::new(DecodeConfig::default());
-        let mut r = Reassembler::new(TcpConfig::default());
-        let mut http = HttpAnalyzer::new(HttpConfig::default(), Vec::<HttpTransaction>::new());
-        while let Ok(Some(p)) = f.next_packet() {
-            if let Some(s) = d.decode(&p) {
-                r.process(&s, &mut http);
-            }
-        }
-        r.finish(&mut http);
-        http.finish().0.len() as u64
-    });
+    let (txs, a, b) = counted(|| stages::http(bytes));
     out.push(("+http", a, b));
     (out, packets, txs)
 }
