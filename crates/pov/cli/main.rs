@@ -84,6 +84,11 @@ struct UserArgs {
     /// left out.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     max_session_transactions: usize,
+    /// Most users' totals held in memory; beyond, they are written to
+    /// sorted runs in the temporary folder and merged at the end (users
+    /// then come out in order of their key).
+    #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
+    max_users_held: usize,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
@@ -108,6 +113,11 @@ struct AnalyzeArgs {
     /// Most transactions kept per session.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     max_session_transactions: usize,
+    /// Most users' totals held in memory; beyond, they are written to
+    /// sorted runs in the staging folder and merged at the end (users.parquet
+    /// then lists users in order of their key).
+    #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
+    max_users_held: usize,
     /// Exit with code 3 when a summary field passes a threshold, e.g.
     /// `users_affected_pct > 2` or `failures_by_kind.server_error >= 10`
     /// (repeatable: any one is enough). For cron alerting.
@@ -661,6 +671,7 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         let mut stage = pov::users::UserStage::with_limits(&pov_cfg, mask, outputs, max_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         stage.set_budget(cfg.budget());
+        stage.set_user_spill(&std::env::temp_dir(), a.max_users_held);
         let mut report = run_http(&mut inputs, &a.common, &cfg, &mut stage)?;
         if report.stopped {
             return Err(stopped_error());
@@ -768,9 +779,10 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     cfg.store = store.clone();
     let mut pipe =
         pov::analyze::AnalyzePipeline::new(&run, &pov_cfg, &cfg.http, !a.no_mask, a.max_session_transactions.max(1))?;
+    pipe.sink.set_user_spill(run.staging(), a.max_users_held);
     // Sessions with a failure go to a spill file as they close, so the
-    // replays of the most affected users (known at the end) need one more
-    // pass, not two.
+    // replays of the most affected users (known at the end) are found
+    // without holding them.
     let mask = !a.no_mask && pov_cfg.privacy.mask;
     let spill = if a.replays > 0 {
         let spill = pov::replay::Spill::create(&run.staging().join("replay-candidates.jsonl"))?;

@@ -37,6 +37,13 @@ impl AnalyzeSink {
     }
 }
 
+impl AnalyzeSink {
+    /// See [`UserStage::set_user_spill`].
+    pub fn set_user_spill(&mut self, dir: &Path, max: usize) {
+        self.users.set_user_spill(dir, max);
+    }
+}
+
 impl Downstream for AnalyzeSink {
     fn on_transaction(&mut self, t: HttpTransaction) -> Flow {
         self.tx.write(&t)?;

@@ -3,8 +3,10 @@
 //! users and sessions (pov-sessions), labels what went wrong (pov-classify)
 //! and writes records as sessions close.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
 
 use pov_capture::Ts;
 use pov_capture::http::HttpTransaction;
@@ -407,6 +409,7 @@ impl Record for FailureRecord {
 }
 
 /// A user's totals over their sessions.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct UserAgg {
     key: UserKey,
     first: Ts,
@@ -425,6 +428,139 @@ struct UserAgg {
     cart: Option<f64>,
     order: Option<f64>,
 }
+
+impl UserAgg {
+    /// Adds `later`: the same user's totals from sessions that closed after
+    /// these (what one total would hold had it never been split).
+    fn absorb(&mut self, later: UserAgg) {
+        self.first = self.first.min(later.first);
+        self.last = self.last.max(later.last);
+        // The address is the first session's; the User-Agent and login the
+        // first known.
+        if self.user_agent.is_none() {
+            self.user_agent = later.user_agent;
+        }
+        if self.login.is_none() {
+            self.login = later.login;
+        }
+        self.sessions += later.sessions;
+        self.pages += later.pages;
+        self.txs += later.txs;
+        for (k, n) in later.failures {
+            *self.failures.entry(k).or_default() += n;
+        }
+        self.minor += later.minor;
+        self.struggles += later.struggles;
+        self.loss += later.loss;
+        self.orders += later.orders;
+        if later.cart.is_some() {
+            self.cart = later.cart;
+        }
+        if let Some(v) = later.order {
+            *self.order.get_or_insert(0.0) += v;
+        }
+    }
+
+    /// What it holds, for the memory budget.
+    fn weight(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        let key = match &self.key {
+            UserKey::Cookie(a, b) | UserKey::Query(a, b) => a.capacity() + b.capacity(),
+            UserKey::Header(a) | UserKey::Login(a) | UserKey::Client(_, a) => a.capacity(),
+            UserKey::Address(_) => 0,
+        };
+        // The map's entry (key and value), its strings, and a tree node
+        // per failure kind.
+        2 * std::mem::size_of::<UserAgg>()
+            + key
+            + text(&self.client_ip)
+            + text(&self.user_agent)
+            + text(&self.login)
+            + self.failures.keys().map(|k| 64 + k.capacity()).sum::<usize>()
+    }
+}
+
+/// Users' totals written to disk when more than a cap are held: runs
+/// sorted by user key, merged at the end. Removed when dropped.
+struct UserSpill {
+    dir: PathBuf,
+    runs: Vec<PathBuf>,
+}
+
+impl UserSpill {
+    /// Writes `users` (sorted here by key) as the next run.
+    fn write(&mut self, mut users: Vec<UserAgg>) -> io::Result<()> {
+        users.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let path = self.dir.join(format!(".pov-users-{}-{}", std::process::id(), self.runs.len()));
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let mut w = io::BufWriter::new(std::fs::File::create(&path).map_err(named)?);
+        self.runs.push(path.clone());
+        for u in &users {
+            serde_json::to_writer(&mut w, u).map_err(|e| named(io::Error::other(e)))?;
+            w.write_all(b"\n").map_err(named)?;
+        }
+        w.flush().map_err(named)
+    }
+
+    /// Every user's totals, merged across the runs, in key order.
+    fn merge(&self, mut each: impl FnMut(UserAgg) -> io::Result<()>) -> io::Result<()> {
+        let mut runs = Vec::new();
+        for p in &self.runs {
+            let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+            runs.push((p, io::BufReader::new(std::fs::File::open(p).map_err(named)?).lines()));
+        }
+        let mut next = |i: usize| -> io::Result<Option<UserAgg>> {
+            let Some((p, lines)) = runs.get_mut(i) else { return Ok(None) };
+            let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+            match lines.next() {
+                None => Ok(None),
+                Some(l) => serde_json::from_str(&l.map_err(named)?).map(Some).map_err(|e| named(io::Error::other(e))),
+            }
+        };
+        // The head of each run; the smallest key next, and for a key in
+        // several runs, the earlier run's first (sessions close in run order).
+        let mut heads: Vec<Option<UserAgg>> = Vec::new();
+        for i in 0..self.runs.len() {
+            heads.push(next(i)?);
+        }
+        let mut heap: BinaryHeap<Reverse<(UserKey, usize)>> =
+            heads.iter().enumerate().filter_map(|(i, h)| h.as_ref().map(|u| Reverse((u.key.clone(), i)))).collect();
+        while let Some(Reverse((key, i))) = heap.pop() {
+            let Some(mut user) = heads.get_mut(i).and_then(Option::take) else { continue };
+            if let Some(n) = next(i)? {
+                heap.push(Reverse((n.key.clone(), i)));
+                heads[i] = Some(n);
+            }
+            while let Some(Reverse((k, j))) = heap.peek().cloned() {
+                if k != key {
+                    break;
+                }
+                heap.pop();
+                if let Some(later) = heads.get_mut(j).and_then(Option::take) {
+                    user.absorb(later);
+                }
+                if let Some(n) = next(j)? {
+                    heap.push(Reverse((n.key.clone(), j)));
+                    heads[j] = Some(n);
+                }
+            }
+            each(user)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UserSpill {
+    fn drop(&mut self) {
+        for p in &self.runs {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Users whose totals are held in memory before they are spilled
+/// (`--max-users-held`).
+pub const MAX_USERS_HELD: usize = 100_000;
 
 /// Where the user stage writes (any subset).
 pub struct Outputs<W: Write> {
@@ -502,6 +638,11 @@ pub struct UserStageReport {
     /// Requests that died unanswered and that the browser sent again at
     /// once on another connection, answered there: not failures.
     pub silent_retries: u64,
+    /// Users' totals written to disk to hold at most `--max-users-held` in
+    /// memory (a user seen again after its totals went is counted again).
+    pub users_spilled: u64,
+    /// Sorted runs of users' totals written to disk.
+    pub user_spill_runs: u64,
 }
 
 /// The user stage: takes transactions and connection summaries (a
@@ -514,6 +655,11 @@ pub struct UserStage<W: Write> {
     classifier: Classifier,
     proxies: Vec<pov_sessions::config::Cidr>,
     users: HashMap<UserKey, UserAgg>,
+    /// What `users` holds of the memory budget.
+    users_charge: pov_capture::budget::Charge,
+    /// Most users held before their totals are spilled.
+    max_users_held: usize,
+    spill: UserSpill,
     out: Outputs<W>,
     report: UserStageReport,
     tap: Option<SessionTap>,
@@ -547,6 +693,9 @@ impl<W: Write> UserStage<W> {
             mask: mask && cfg.privacy.mask,
             masker: Masker::new(&cfg.privacy, mask),
             users: HashMap::new(),
+            users_charge: pov_capture::budget::Charge::none(),
+            max_users_held: MAX_USERS_HELD,
+            spill: UserSpill { dir: std::env::temp_dir(), runs: Vec::new() },
             out,
             report: UserStageReport::default(),
             tap: None,
@@ -556,6 +705,28 @@ impl<W: Write> UserStage<W> {
     /// Charges open sessions and users to the run's memory budget.
     pub fn set_budget(&mut self, budget: &pov_capture::Budget) {
         self.sessionizer.set_budget(budget);
+        let held = self.users_charge.bytes();
+        self.users_charge = budget.empty(pov_capture::Holder::Sessions);
+        self.users_charge.grow(held);
+    }
+
+    /// Holds at most `max` users' totals in memory; beyond, they are
+    /// written to files in `dir` (sorted runs, merged at the end, removed
+    /// with the stage) and the users come out in order of their key rather
+    /// than of their first activity.
+    pub fn set_user_spill(&mut self, dir: &Path, max: usize) {
+        self.spill.dir = dir.to_path_buf();
+        self.max_users_held = max.max(1);
+    }
+
+    /// Writes every user's totals held to a sorted run on disk.
+    fn spill_users(&mut self) -> io::Result<()> {
+        let users: Vec<UserAgg> = self.users.drain().map(|(_, v)| v).collect();
+        self.report.users_spilled += users.len() as u64;
+        self.spill.write(users)?;
+        self.report.user_spill_runs += 1;
+        self.users_charge.set(0);
+        Ok(())
     }
 
     /// Calls `tap` with every session as it closes.
@@ -724,6 +895,10 @@ impl<W: Write> UserStage<W> {
                 order_value: s.order_value,
             })?;
         }
+        if !self.users.contains_key(&s.user) && self.users.len() >= self.max_users_held {
+            self.spill_users()?;
+        }
+        let before = self.users.get(&s.user).map_or(0, UserAgg::weight);
         let agg = self.users.entry(s.user.clone()).or_insert_with(|| UserAgg {
             key: s.user.clone(),
             first: s.start,
@@ -766,6 +941,8 @@ impl<W: Write> UserStage<W> {
         if let Some(v) = s.order_value {
             *agg.order.get_or_insert(0.0) += v;
         }
+        let after = agg.weight();
+        self.users_charge.grow(after.saturating_sub(before));
         Ok(())
     }
 
@@ -774,41 +951,57 @@ impl<W: Write> UserStage<W> {
     pub fn finish(mut self) -> io::Result<(Outputs<W>, UserStageReport)> {
         let closed = self.sessionizer.finish();
         self.handle(closed)?;
-        let mut users: Vec<UserAgg> = self.users.drain().map(|(_, v)| v).collect();
-        users.sort_by(|a, b| (a.first, &a.key).cmp(&(b.first, &b.key)));
-        self.report.users = users.len() as u64;
-        self.report.users_affected = users.iter().filter(|u| !u.failures.is_empty()).count() as u64;
         self.report.sessions = self.sessionizer.stats().clone();
-        if let Some(w) = self.out.users.as_mut() {
+        if self.spill.runs.is_empty() {
+            let mut users: Vec<UserAgg> = self.users.drain().map(|(_, v)| v).collect();
+            users.sort_by(|a, b| (a.first, &a.key).cmp(&(b.first, &b.key)));
             for u in &users {
-                let login = u.login.as_ref().map(|l| {
-                    if self.mask { UserKey::Login(l.clone()).hashed(&self.cfg.privacy.hash_salt) } else { l.clone() }
-                });
-                w.write(&UserRecord {
-                    user: if self.mask { u.key.hashed(&self.cfg.privacy.hash_salt) } else { u.key.raw() },
-                    id_rule: u.key.rule().into(),
-                    first_ts: secs(u.first),
-                    last_ts: secs(u.last),
-                    client_ip: u.client_ip.clone(),
-                    user_agent: u.user_agent.as_deref().map(|a| self.masker.text(a).into_owned()),
-                    login,
-                    sessions: u.sessions,
-                    pages: u.pages,
-                    transactions: u.txs,
-                    failures_total: u.failures.values().sum(),
-                    affected: !u.failures.is_empty(),
-                    failures: u.failures.clone(),
-                    minor_failures: u.minor,
-                    struggles: u.struggles,
-                    capture_loss: u.loss,
-                    converted: u.orders > 0,
-                    orders: u.orders,
-                    cart_value: u.cart,
-                    order_value: u.order.map(round2),
-                })?;
+                self.write_user(u)?;
             }
+        } else {
+            // Too many users for memory: the rest join the runs on disk,
+            // and the runs are merged (in key order).
+            self.spill_users()?;
+            let spill = std::mem::replace(&mut self.spill, UserSpill { dir: PathBuf::new(), runs: Vec::new() });
+            spill.merge(|u| self.write_user(&u))?;
         }
         Ok((self.out, self.report))
+    }
+
+    /// Counts a user and writes its record.
+    fn write_user(&mut self, u: &UserAgg) -> io::Result<()> {
+        self.report.users += 1;
+        if !u.failures.is_empty() {
+            self.report.users_affected += 1;
+        }
+        if let Some(w) = self.out.users.as_mut() {
+            let login = u.login.as_ref().map(|l| {
+                if self.mask { UserKey::Login(l.clone()).hashed(&self.cfg.privacy.hash_salt) } else { l.clone() }
+            });
+            w.write(&UserRecord {
+                user: if self.mask { u.key.hashed(&self.cfg.privacy.hash_salt) } else { u.key.raw() },
+                id_rule: u.key.rule().into(),
+                first_ts: secs(u.first),
+                last_ts: secs(u.last),
+                client_ip: u.client_ip.clone(),
+                user_agent: u.user_agent.as_deref().map(|a| self.masker.text(a).into_owned()),
+                login,
+                sessions: u.sessions,
+                pages: u.pages,
+                transactions: u.txs,
+                failures_total: u.failures.values().sum(),
+                affected: !u.failures.is_empty(),
+                failures: u.failures.clone(),
+                minor_failures: u.minor,
+                struggles: u.struggles,
+                capture_loss: u.loss,
+                converted: u.orders > 0,
+                orders: u.orders,
+                cart_value: u.cart,
+                order_value: u.order.map(round2),
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// A user's identity, by the rule that found it (in order of trust).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum UserKey {
     /// A session cookie (name, value).
     Cookie(String, String),

@@ -319,7 +319,8 @@ struct OpenSession {
 
 #[derive(Default)]
 struct UserState {
-    open: Option<OpenSession>,
+    /// Boxed: most users seen have none, and then cost a pointer.
+    open: Option<Box<OpenSession>>,
     sessions: u32,
 }
 
@@ -370,11 +371,11 @@ pub struct SessionizerConfig {
     pub budget: Budget,
 }
 
-/// What a user seen costs for the rest of the run, as charged to the
-/// memory budget: an estimate of its entry here and its totals in the user
-/// stage (measured: about 4 KiB for a user of one page view, page and
-/// session records included).
-pub const USER_COST: usize = 2048;
+/// What a user seen costs here for the rest of the run, as charged to the
+/// memory budget: its entry (key, session count) in the users map, the
+/// open session being boxed apart. Its totals in the user stage are that
+/// stage's to charge, and it spills them to disk.
+pub const USER_COST: usize = 256;
 
 /// What a transaction held in an open session costs the memory budget:
 /// the record and its strings (identity fields are dropped by then), and
@@ -861,7 +862,7 @@ impl Sessionizer {
         let budget = &self.budget;
         let open = st.open.get_or_insert_with(|| {
             st.sessions += 1;
-            OpenSession {
+            Box::new(OpenSession {
                 index: st.sessions,
                 txs: Vec::new(),
                 first_ua: None,
@@ -870,7 +871,7 @@ impl Sessionizer {
                 dropped: 0,
                 budget_dropped: 0,
                 charge: budget.empty(Holder::Sessions),
-            }
+            })
         });
         open.last = open.last.max(end);
         open
@@ -965,7 +966,7 @@ impl Sessionizer {
     fn close_user(&mut self, k: &UserKey) -> Option<Session> {
         self.open.remove(k);
         let open = self.users.get_mut(k)?.open.take()?;
-        Some(self.build(k.clone(), open))
+        Some(self.build(k.clone(), *open))
     }
 
     fn build(&mut self, user: UserKey, open: OpenSession) -> Session {
