@@ -1,6 +1,7 @@
 //! Hand-built captures of the shapes in which public captures showed pov
 //! missing requests that Zeek and tshark found (issue #14, item 6): HTTP
-//! in a Teredo tunnel on a port other than 3544.
+//! in a Teredo tunnel on a port other than 3544, and a request sent after
+//! a RST the server ignored.
 //! Each runs through the `pov` binary (decode, reassembly, HTTP).
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ const RELAY: ([u8; 4], u16) = ([203, 0, 113, 7], 50000);
 const TEREDO_CLIENT: ([u8; 4], u16) = ([192, 0, 2, 45], 61000);
 
 const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+const GET_B: &[u8] = b"GET /b HTTP/1.1\r\nHost: shop.example\r\n\r\n";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 /// One TCP connection's frames, sequence numbers relative to each side's
@@ -155,4 +157,62 @@ fn http_in_teredo_on_any_port() {
     let flows = c.pov(&d, "flows");
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0]["state"], "SF");
+}
+
+/// The client's stack (or a middlebox) sends a RST whose sequence number
+/// is far out of the window; the server drops it, acknowledges (RFC 5961's
+/// challenge ACK), and answers the request the client sends next, in
+/// sequence. Both requests are transactions; the second says it came after
+/// the RST, and the connection says which side sent the RST.
+#[test]
+fn a_request_after_a_rst_the_server_ignored() {
+    let (a, b, ok) = (GET_A.len() as u32, GET_B.len() as u32, OK.len() as u32);
+    let mut c = Capture::new(false);
+    c.handshake();
+    c.c(0, 0, "AP", GET_A);
+    c.s(0, a, "AP", OK);
+    c.c(a, ok, "A", b"");
+    c.c(a.wrapping_add(0x4000_0000), ok, "RA", b"");
+    c.s(ok, a, "A", b"");
+    c.c(a, ok, "AP", GET_B);
+    c.s(ok, a + b, "AP", OK);
+    c.c(a + b, 2 * ok, "AF", b"");
+    c.s(2 * ok, a + b + 1, "AF", b"");
+    c.c(a + b + 1, 2 * ok + 1, "A", b"");
+    let d = TempDir::new("edge-rst-ignored");
+    let txs = c.pov(&d, "transactions");
+    assert_eq!(
+        summary(&txs),
+        [tx("GET", "/a", 200, "complete", &[]), tx("GET", "/b", 200, "complete", &["data_after_rst"])]
+    );
+    let flows = c.pov(&d, "flows");
+    assert_eq!(flows.len(), 1);
+    let f = &flows[0];
+    assert_eq!((f["close"].as_str(), f["state"].as_str()), (Some("fin by client"), Some("SF")));
+    let anomalies: Vec<&str> = f["anomalies"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+    assert_eq!(anomalies, ["c2s:ignored_rst", "c2s:data_after_rst", "s2c:data_after_rst"]);
+}
+
+/// The same request after a RST at the sequence number the server
+/// expected: that RST ends the connection (the server would answer the
+/// request with a RST of its own), and what follows it is not parsed, as
+/// before.
+#[test]
+fn a_request_after_a_rst_in_sequence_is_not_parsed() {
+    let (a, ok) = (GET_A.len() as u32, OK.len() as u32);
+    let mut c = Capture::new(false);
+    c.handshake();
+    c.c(0, 0, "AP", GET_A);
+    c.s(0, a, "AP", OK);
+    c.c(a, ok, "A", b"");
+    c.c(a, ok, "RA", b"");
+    c.c(a, ok, "AP", GET_B);
+    c.s(ok, a, "R", b"");
+    let d = TempDir::new("edge-rst-stands");
+    let txs = c.pov(&d, "transactions");
+    assert_eq!(summary(&txs), [tx("GET", "/a", 200, "complete", &[])]);
+    let f = &c.pov(&d, "flows")[0];
+    assert_eq!((f["close"].as_str(), f["state"].as_str()), (Some("rst by client"), Some("RSTO")));
+    let anomalies: Vec<&str> = f["anomalies"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+    assert_eq!(anomalies, ["c2s:data_after_close"]);
 }

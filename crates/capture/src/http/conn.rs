@@ -50,6 +50,9 @@ pub(super) struct ConnHttp {
     held: Option<(Vec<u8>, (Ts, u64))>,
     /// `held`'s share of the memory budget.
     held_charge: Charge,
+    /// The connection outlived a RST; every transaction that ends from
+    /// then on had bytes after it.
+    after_rst: bool,
 }
 
 fn content_length(h: &Headers) -> Option<u64> {
@@ -95,6 +98,22 @@ impl ConnHttp {
             accounted_end: 0,
             resp_gap_unclaimed: 0,
             held: None,
+            after_rst: false,
+        }
+    }
+
+    /// Marks transactions that end after the connection outlived a RST:
+    /// they were still open at the RST, or began after it.
+    pub(super) fn label_after_rst(&self, done: &mut [HttpTransaction]) {
+        if !self.after_rst {
+            return;
+        }
+        for tx in done {
+            if !tx.anomalies.contains(&Anomaly::DataAfterRst) {
+                // In the order settled transactions keep them.
+                tx.anomalies.push(Anomaly::DataAfterRst);
+                tx.anomalies.sort_unstable();
+            }
         }
     }
 
@@ -175,6 +194,7 @@ impl ConnHttp {
 
     pub(super) fn data(&mut self, c: &DataChunk<'_>, cfg: &HttpConfig, stats: &mut HttpStats) -> Vec<HttpTransaction> {
         let mut done = Vec::new();
+        self.after_rst |= c.after_rst;
         if self.off {
             return done;
         }
