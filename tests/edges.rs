@@ -1,7 +1,7 @@
 //! Hand-built captures of the shapes in which public captures showed pov
 //! missing requests that Zeek and tshark found (issue #14, item 6): HTTP
-//! in a Teredo tunnel on a port other than 3544, and a request sent after
-//! a RST the server ignored.
+//! in a Teredo tunnel on a port other than 3544, a request sent after a
+//! RST the server ignored, and a request line that is a method alone.
 //! Each runs through the `pov` binary (decode, reassembly, HTTP).
 
 use std::path::PathBuf;
@@ -215,4 +215,29 @@ fn a_request_after_a_rst_in_sequence_is_not_parsed() {
     assert_eq!((f["close"].as_str(), f["state"].as_str()), (Some("rst by client"), Some("RSTO")));
     let anomalies: Vec<&str> = f["anomalies"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
     assert_eq!(anomalies, ["c2s:data_after_close"]);
+}
+
+/// `OPTIONS` alone on the request line, answered 400: a malformed request
+/// with its method, paired with its answer; the connection's next request
+/// is parsed as usual.
+#[test]
+fn a_method_alone_keeps_its_method() {
+    let (a, ok) = (GET_A.len() as u32, OK.len() as u32);
+    const OPTIONS: &[u8] = b"OPTIONS\r\n";
+    const BAD: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    let (o, bad) = (OPTIONS.len() as u32, BAD.len() as u32);
+    let mut c = Capture::new(false);
+    c.handshake();
+    c.c(0, 0, "AP", OPTIONS);
+    c.s(0, o, "AP", BAD);
+    c.c(o, bad, "AP", GET_A);
+    c.s(bad, o + a, "AP", OK);
+    c.c(o + a, bad + ok, "AF", b"");
+    c.s(bad + ok, o + a + 1, "AF", b"");
+    let d = TempDir::new("edge-options");
+    let txs = c.pov(&d, "transactions");
+    assert_eq!(
+        summary(&txs),
+        [tx("OPTIONS", "", 400, "malformed", &["bad_head"]), tx("GET", "/a", 200, "complete", &[])]
+    );
 }

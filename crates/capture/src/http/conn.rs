@@ -518,6 +518,7 @@ impl ConnHttp {
             // Looked at again, no longer fresh, on the next turn.
             return;
         }
+        self.end_bare_request(cfg, stats, done);
         // An answer without a status line: HTTP/0.9, or a server that sent
         // only a body. It runs until the server closes.
         if status_line == Some(false) {
@@ -530,6 +531,18 @@ impl ConnHttp {
             return;
         }
         self.resp.begin_head(b);
+    }
+
+    /// A request whose first line is a method alone (`OPTIONS`), still
+    /// waiting for the end of its head when the server answers or the
+    /// connection ends: it is over, a malformed request with its method
+    /// (and whatever header fields came), in the queue before the answer.
+    fn end_bare_request(&mut self, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Vec<HttpTransaction>) {
+        if let Some(head) = self.req.take_bare_request() {
+            let tx = self.new_tx();
+            let last = self.req.last();
+            self.malformed_request(tx, &head, Anomaly::BadHead, last, cfg, stats, done);
+        }
     }
 
     /// An answer without a status line to the oldest waiting request.
@@ -1027,8 +1040,9 @@ impl ConnHttp {
         done
     }
 
-    pub(super) fn close(&mut self, c: &Close, cfg: &HttpConfig, _stats: &mut HttpStats) -> Vec<HttpTransaction> {
+    pub(super) fn close(&mut self, c: &Close, cfg: &HttpConfig, stats: &mut HttpStats) -> Vec<HttpTransaction> {
         let mut done = Vec::new();
+        self.end_bare_request(cfg, stats, &mut done);
         // A body still being received ends with the connection.
         if let Some((info, _)) = self.req.shut()
             && let Some(p) = self.queue.back_mut()

@@ -1335,6 +1335,42 @@ mod tests {
         assert!(t.is_empty());
     }
 
+    /// A request line with a method and nothing else (no target, no
+    /// version) is a malformed request that keeps its method, whether or
+    /// not header fields or a blank line follow before the server's 400
+    /// answers it. The next request is parsed as usual.
+    #[test]
+    fn a_method_alone_is_a_malformed_request_with_its_method() {
+        const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        for options in [&b"OPTIONS\r\n"[..], b"OPTIONS\n", b"OPTIONS\r\n\r\n", b"OPTIONS\r\nHost: x\r\n\r\n"] {
+            let t = run(&[C(GET_A), S(OK_5), C(options), S(BAD_REQUEST), C(GET_B), S(OK_5)]);
+            let what = String::from_utf8_lossy(options);
+            assert_eq!(
+                views(&t),
+                vec![
+                    v("GET", "/a", Some(200), 5, Outcome::Complete),
+                    v("OPTIONS", "", Some(400), 0, Outcome::Malformed),
+                    v("GET", "/b", Some(200), 5, Outcome::Complete),
+                ],
+                "{what:?}"
+            );
+            assert_eq!(t[1].anomalies, [Anomaly::BadHead], "{what:?}");
+            assert_eq!(t[1].depth, 2);
+        }
+        // The first thing on a connection, with nothing after it but the
+        // server's answer and its close.
+        let t = run(&[C(b"OPTIONS\r\n"), S(BAD_REQUEST), SFin, CFin]);
+        assert_eq!(views(&t), vec![v("OPTIONS", "", Some(400), 0, Outcome::Malformed)]);
+        // Header fields but no blank line before the answer: the fields
+        // that came are kept.
+        let t = run(&[C(b"OPTIONS\r\nHost: x\r\n"), S(BAD_REQUEST)]);
+        assert_eq!(views(&t), vec![v("OPTIONS", "", Some(400), 0, Outcome::Malformed)]);
+        assert_eq!(t[0].request.as_ref().and_then(|r| r.host()).as_deref(), Some("x"));
+        // No answer: the client gives up.
+        let t = run(&[C(b"OPTIONS\r\n"), End(CloseHow::Rst { from: Direction::ClientToServer })]);
+        assert_eq!(views(&t), vec![v("OPTIONS", "", None, 0, Outcome::Malformed)]);
+    }
+
     /// Transactions with bytes after a RST their connection outlived say
     /// so; those that ended before it do not.
     #[test]
