@@ -9,6 +9,7 @@ mod util;
 
 mod analyze;
 mod cli;
+mod edges;
 mod flows;
 mod fuzz_corpus;
 mod http;

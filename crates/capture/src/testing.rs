@@ -386,6 +386,7 @@ pub fn run_http_script_upto<S: StreamSink + ?Sized>(data: &[u8], sink: &mut S, m
                         first_frame: frame,
                         last_frame: frame,
                         peer_ack: Some(live.off[1 - i]),
+                        after_rst: false,
                     });
                     live.off[i] += piece.len() as u64;
                 }

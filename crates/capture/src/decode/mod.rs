@@ -867,7 +867,8 @@ impl<'a> Walker<'a, '_> {
         }))
     }
 
-    /// A UDP header: a tunnel on a known port (either side), else counted.
+    /// A UDP header: a tunnel on a known port (either side), or Teredo
+    /// recognised by content on any port, else counted.
     fn udp(&mut self, s: &'a [u8], declared: usize) -> Step<'a> {
         let (Some(sport), Some(dport), Some(ulen), true) = (be16(s, 0), be16(s, 2), be16(s, 4), s.len() >= UDP_HEADER)
         else {
@@ -875,12 +876,20 @@ impl<'a> Walker<'a, '_> {
         };
         // The UDP length may trim the datagram further (0 = jumbogram).
         let ulen = usize::from(ulen);
-        let end = if (UDP_HEADER..=declared).contains(&ulen) { ulen.min(s.len()) } else { s.len() };
+        let sane = (UDP_HEADER..=declared).contains(&ulen);
+        let end = if sane { ulen.min(s.len()) } else { s.len() };
         let body = s.get(UDP_HEADER..end).ok_or(Reason::Udp)?;
         for port in [dport, sport] {
             if let Some(next) = self.udp_tunnel(port, body)? {
                 return Ok(next);
             }
+        }
+        // Teredo's own port was looked at above, more leniently.
+        if sane
+            && !tunnel::is_teredo_port(sport, dport)
+            && let Some(next) = self.teredo_by_content(body, ulen - UDP_HEADER)?
+        {
+            return Ok(next);
         }
         Err(Reason::Udp)
     }

@@ -670,6 +670,93 @@ fn teredo_direct_and_with_indicators() {
     assert_eq!(bucket(ETH, &eth(0x0800, &udp4(3544, 61000, &twice))), "malformed_tunnel");
 }
 
+/// A Teredo client's address (RFC 4380 section 4: server 65.54.227.120,
+/// cone flag, obfuscated port 40000 and address 192.0.2.45).
+const T6: [u8; 16] = [0x20, 0x01, 0x00, 0x00, 0x41, 0x36, 0xe3, 0x78, 0x80, 0x00, 0x63, 0xbf, 0x3f, 0xff, 0xfd, 0xd2];
+
+/// IPv6 + TCP (ACK|PSH) from `src`:40000 to `dst`:80 carrying `payload`.
+fn tcp6_between(src: [u8; 16], dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv6(src, dst, 64).tcp(SPORT, DPORT, SEQ, WIN).ack(ACK).psh().write(&mut v, payload).unwrap();
+    v
+}
+
+#[test]
+fn teredo_by_content_on_any_port() {
+    let origin = [0x00, 0x00, 0x8c, 0x3f, 0x3f, 0xff, 0xff, 0xfe];
+    let auth = cat(&[&[0x00, 0x01, 2, 3], b"id", b"val", &[1, 2, 3, 4, 5, 6, 7, 8], &[0]]);
+    let from_client = tcp6_between(T6, S6, BODY);
+    let to_client = tcp6_between(S6, T6, BODY);
+    let mut h = H::new();
+    for p in [from_client.clone(), to_client.clone(), cat(&[&origin, &from_client]), cat(&[&auth, &origin, &to_client])]
+    {
+        let s = h.seg(ETH, &eth(0x0800, &udp4(50000, 61000, &p)));
+        assert_eq!(s.payload, BODY);
+    }
+    assert_eq!(h.stats().layers.teredo, 4);
+    // The length comes from the UDP header: a frame the snapshot length
+    // cut inside the TCP payload is still Teredo, its segment cut.
+    let frame = eth(0x0800, &udp4(50000, 61000, &from_client));
+    let cut = H::new().feed_at(ETH, &frame[..frame.len() - 5], frame.len(), Ts(0));
+    assert_eq!(cut.0.map(|s| (s.payload.len(), s.payload_len as usize)), Some((BODY.len() - 5, BODY.len())));
+    // Over IPv6 too, and two tunnels deep.
+    let twice = udp4(50000, 61000, &tcp6_between(T6, S6, BODY));
+    let outer = cat(&[&[0x08, 0, 0, 0, 0, 0, 1, 0], &eth(0x0800, &twice)]);
+    assert_eq!(h.seg(ETH, &eth(0x86dd, &udp6(1234, 4789, &outer))).payload, BODY);
+}
+
+#[test]
+fn udp_that_is_not_teredo_stays_udp() {
+    let inner = tcp6_between(T6, S6, BODY);
+    let udp = |p: &[u8]| bucket(ETH, &eth(0x0800, &udp4(50000, 61000, p)));
+    // One byte more or less than the IPv6 header announces.
+    assert_eq!(udp(&cat(&[&inner, &[0]])), "udp");
+    assert_eq!(udp(&inner[..inner.len() - 1]), "udp");
+    // Native IPv6 addresses: not a Teredo tunnel.
+    assert_eq!(udp(&tcp6_between(C6, S6, BODY)), "udp");
+    // Hop limit 0, an implausible next header, version 4.
+    for (at, value) in [(7, 0u8), (6, 0xfd), (0, 0x40)] {
+        let mut p = inner.clone();
+        p[at] = value;
+        assert_eq!(udp(&p), "udp", "byte {at} = {value:#x}");
+    }
+    // Indicator headers that do not fit.
+    assert_eq!(udp(&cat(&[&[0x00, 0x01, 200, 200], &inner])), "udp");
+    assert_eq!(udp(&cat(&[&[0x00, 0x00, 1, 2], &inner])), "udp");
+    // A DNS query whose id starts with 6 (the first byte of a Teredo
+    // packet), long enough to hold an IPv6 header.
+    let dns = cat(&[
+        &[0x6a, 0x12, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0],
+        b"\x03www\x1danother-fairly-long-domain-name\x03com\x00",
+        &[0, 28, 0, 1],
+    ]);
+    assert!(dns.len() > 40);
+    assert_eq!(bucket(ETH, &eth(0x0800, &udp4(53000, 53, &dns))), "udp");
+    // Random datagrams starting with 0x6_ (QUIC short headers, RTP, games):
+    // none is taken for Teredo.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut h = H::new();
+    for i in 0..20_000usize {
+        let len = 40 + i % 1200;
+        let mut p: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        p[0] = 0x60 | (p[0] & 0x0f);
+        // Not a tunnel's registered port (3544 is Teredo by port).
+        let port = 1024 + (i as u16 % 60000);
+        if [2152, 3544, 4789, 5072, 6081].contains(&port) {
+            continue;
+        }
+        assert_eq!(h.feed(ETH, &eth(0x0800, &udp4(port, 443, &p))).1, "udp");
+    }
+    assert_eq!(h.stats().layers.teredo, 0);
+}
+
 /// AYIYA header: identity length 2^4 = 16 bytes, type 1; signature 5*4 =
 /// 20 bytes, hash SHA-1; auth method 2, opcode; next header; epoch.
 fn ayiya(opcode: u8, next: u8, inner: &[u8]) -> Vec<u8> {

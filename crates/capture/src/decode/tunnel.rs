@@ -1,6 +1,7 @@
 //! Tunnels: GRE (with ERSPAN and PPTP), and the UDP encapsulations of
 //! traffic mirroring and mobile networks (VXLAN, Geneve, GTP-U, Teredo,
-//! AYIYA).
+//! AYIYA). Each UDP tunnel is looked for on its registered port; Teredo
+//! also on any other port, by content.
 
 use super::{Next, Reason, Step, Walker, be16, byte};
 use crate::packet::Layer;
@@ -24,6 +25,11 @@ const PORT_GENEVE: u16 = 6081;
 const PORT_GTPU: u16 = 2152;
 const PORT_TEREDO: u16 = 3544;
 const PORT_AYIYA: u16 = 5072;
+
+/// Every Teredo client's address is in 2001:0000::/32 (RFC 4380 section
+/// 2.6), and every packet a client sends or receives has it on one side.
+const TEREDO_PREFIX: [u8; 4] = [0x20, 0x01, 0x00, 0x00];
+const IPV6_HEADER: usize = 40;
 
 /// A UDP tunnel's verdict: `Ok(None)` when the payload does not look like
 /// the tunnel its port suggests (it is then plain UDP).
@@ -285,6 +291,50 @@ impl<'a> Walker<'a, '_> {
         Ok(Some(Next::Ipv6(rest)))
     }
 
+    /// Teredo on a port other than 3544, recognised by what the datagram
+    /// holds: Teredo relays and clients talk from any port (only the server
+    /// listens on 3544), and captures of them carry it on ports such as
+    /// 50000. Zeek's Teredo detection and Wireshark's Teredo heuristic look
+    /// at content the same way; every check here must hold, so that DNS,
+    /// QUIC, RTP and other UDP are never taken for it:
+    ///
+    /// * optional authentication and origin indication headers, each well
+    ///   formed and in RFC 4380's order, then an IPv6 header: version 6,
+    ///   whole in the capture;
+    /// * the IPv6 payload length plus everything before it is exactly the
+    ///   datagram's length (from the UDP header, so a frame the snapshot
+    ///   length cut still counts), as Wireshark requires;
+    /// * a hop limit above zero and a next header an IPv6 packet carries
+    ///   (TCP, UDP, ICMPv6, no next header, or an extension header);
+    /// * a Teredo address (2001:0000::/32) as source or destination, as
+    ///   Zeek requires (it waives that after an indicator header; pov does
+    ///   not, since a TCP connection through Teredo always has one).
+    ///
+    /// `wire_len` is the datagram's payload length on the wire. Anything
+    /// that fails is plain UDP, never a malformed tunnel.
+    pub(super) fn teredo_by_content(&mut self, s: &'a [u8], wire_len: usize) -> Maybe<'a> {
+        let Some(at) = teredo_indicators(s) else {
+            return Ok(None);
+        };
+        let Some(inner) = s.get(at..) else {
+            return Ok(None);
+        };
+        let Some(ip) = inner.first_chunk::<IPV6_HEADER>() else {
+            return Ok(None);
+        };
+        let version = ip[0] >> 4;
+        let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+        let (next, hops) = (ip[6], ip[7]);
+        let teredo_end = ip[8..12] == TEREDO_PREFIX || ip[24..28] == TEREDO_PREFIX;
+        let plausible_next = matches!(next, 0 | 6 | 17 | 43 | 44 | 50 | 51 | 58 | 59 | 60);
+        if version != 6 || at + IPV6_HEADER + payload != wire_len || hops == 0 || !plausible_next || !teredo_end {
+            return Ok(None);
+        }
+        self.stats.layers.teredo += 1;
+        self.enter_tunnel(Layer::Teredo, 0)?;
+        Ok(Some(Next::Ipv6(inner)))
+    }
+
     /// AYIYA ("anything in anything", as SixXS used it): identity length and
     /// type, signature length and hash method, authentication method and
     /// opcode, next header, epoch; then identity and signature.
@@ -315,6 +365,29 @@ impl<'a> Walker<'a, '_> {
             _ => Err(Reason::OtherLinkPayload),
         }
     }
+}
+
+/// True if either port is Teredo's registered one.
+pub(super) fn is_teredo_port(sport: u16, dport: u16) -> bool {
+    sport == PORT_TEREDO || dport == PORT_TEREDO
+}
+
+/// Where the IPv6 packet starts in a Teredo datagram: after an optional
+/// authentication header (type 1: client id and value lengths, the id, the
+/// value, an 8-byte nonce and a confirmation byte) and then an optional
+/// origin indication (type 0, 8 bytes). `None` if the headers there do not
+/// fit that grammar or the bytes.
+fn teredo_indicators(s: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    if s.get(..2)? == [0x00, 0x01] {
+        let id = usize::from(*s.get(2)?);
+        let value = usize::from(*s.get(3)?);
+        at = 4 + id + value + 9;
+    }
+    if s.get(at..at + 2)? == [0x00, 0x00] {
+        at += 8;
+    }
+    Some(at)
 }
 
 /// The 24-bit virtual network id in bytes 4 to 6 of a VXLAN or Geneve

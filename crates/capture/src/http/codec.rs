@@ -150,7 +150,7 @@ fn outcome_code(o: Outcome) -> u8 {
     }
 }
 
-const ANOMALIES: [Anomaly; 19] = [
+const ANOMALIES: [Anomaly; 20] = [
     Anomaly::RequestGap,
     Anomaly::ResponseGap,
     Anomaly::PartialRequestHead,
@@ -170,6 +170,7 @@ const ANOMALIES: [Anomaly; 19] = [
     Anomaly::Garbage,
     Anomaly::PendingOverflow,
     Anomaly::MemoryBudget,
+    Anomaly::DataAfterRst,
 ];
 
 /// Its place in [`ANOMALIES`].
@@ -194,6 +195,7 @@ fn anomaly_code(a: Anomaly) -> u8 {
         Anomaly::Garbage => 16,
         Anomaly::PendingOverflow => 17,
         Anomaly::MemoryBudget => 18,
+        Anomaly::DataAfterRst => 19,
     }
 }
 

@@ -50,6 +50,9 @@ pub(super) struct ConnHttp {
     held: Option<(Vec<u8>, (Ts, u64))>,
     /// `held`'s share of the memory budget.
     held_charge: Charge,
+    /// The connection outlived a RST; every transaction that ends from
+    /// then on had bytes after it.
+    after_rst: bool,
 }
 
 fn content_length(h: &Headers) -> Option<u64> {
@@ -95,6 +98,22 @@ impl ConnHttp {
             accounted_end: 0,
             resp_gap_unclaimed: 0,
             held: None,
+            after_rst: false,
+        }
+    }
+
+    /// Marks transactions that end after the connection outlived a RST:
+    /// they were still open at the RST, or began after it.
+    pub(super) fn label_after_rst(&self, done: &mut [HttpTransaction]) {
+        if !self.after_rst {
+            return;
+        }
+        for tx in done {
+            if !tx.anomalies.contains(&Anomaly::DataAfterRst) {
+                // In the order settled transactions keep them.
+                tx.anomalies.push(Anomaly::DataAfterRst);
+                tx.anomalies.sort_unstable();
+            }
         }
     }
 
@@ -175,6 +194,7 @@ impl ConnHttp {
 
     pub(super) fn data(&mut self, c: &DataChunk<'_>, cfg: &HttpConfig, stats: &mut HttpStats) -> Vec<HttpTransaction> {
         let mut done = Vec::new();
+        self.after_rst |= c.after_rst;
         if self.off {
             return done;
         }
@@ -498,6 +518,7 @@ impl ConnHttp {
             // Looked at again, no longer fresh, on the next turn.
             return;
         }
+        self.end_bare_request(cfg, stats, done);
         // An answer without a status line: HTTP/0.9, or a server that sent
         // only a body. It runs until the server closes.
         if status_line == Some(false) {
@@ -510,6 +531,18 @@ impl ConnHttp {
             return;
         }
         self.resp.begin_head(b);
+    }
+
+    /// A request whose first line is a method alone (`OPTIONS`), still
+    /// waiting for the end of its head when the server answers or the
+    /// connection ends: it is over, a malformed request with its method
+    /// (and whatever header fields came), in the queue before the answer.
+    fn end_bare_request(&mut self, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Vec<HttpTransaction>) {
+        if let Some(head) = self.req.take_bare_request() {
+            let tx = self.new_tx();
+            let last = self.req.last();
+            self.malformed_request(tx, &head, Anomaly::BadHead, last, cfg, stats, done);
+        }
     }
 
     /// An answer without a status line to the oldest waiting request.
@@ -1007,8 +1040,9 @@ impl ConnHttp {
         done
     }
 
-    pub(super) fn close(&mut self, c: &Close, cfg: &HttpConfig, _stats: &mut HttpStats) -> Vec<HttpTransaction> {
+    pub(super) fn close(&mut self, c: &Close, cfg: &HttpConfig, stats: &mut HttpStats) -> Vec<HttpTransaction> {
         let mut done = Vec::new();
+        self.end_bare_request(cfg, stats, &mut done);
         // A body still being received ends with the connection.
         if let Some((info, _)) = self.req.shut()
             && let Some(p) = self.queue.back_mut()

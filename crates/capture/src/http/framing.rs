@@ -518,6 +518,24 @@ impl Framer {
         }
     }
 
+    /// A request head still waiting for its end whose first line is a
+    /// method alone (`OPTIONS`, no target, no version): its whole lines so
+    /// far, ended as a head ends (so the fields that came can be read),
+    /// taken out. No header field can make such a head valid and servers
+    /// answer it at once, so once the server answers or the connection
+    /// ends it is over; the caller makes it a malformed request and the
+    /// framer looks for the next message.
+    pub(super) fn take_bare_request(&mut self) -> Option<Vec<u8>> {
+        if self.role != Role::Request || !matches!(self.st, St::Head) {
+            return None;
+        }
+        bare_method(self.buf.get(..self.first_eol?)?)?;
+        let mut head = self.take_buf();
+        head.truncate(memchr::memrchr(b'\n', &head).map_or(0, |i| i + 1));
+        head.extend_from_slice(b"\r\n");
+        Some(head)
+    }
+
     /// The connection ended: parsing stops. Returns the body being
     /// received, if any, as decoded so far, and its framing.
     pub(super) fn shut(&mut self) -> Option<(BodyInfo, Framing)> {
@@ -943,7 +961,9 @@ pub(super) fn salvage_request(head: &[u8]) -> RequestHead {
     let token =
         |w: &[u8]| !w.is_empty() && w.iter().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c));
     let method = match parts.first() {
-        Some(m) if token(m) && parts.len() >= 2 => String::from_utf8_lossy(m).into_owned(),
+        Some(m) if token(m) && (parts.len() >= 2 || bare_method(m).is_some()) => {
+            String::from_utf8_lossy(m).into_owned()
+        }
         _ => String::new(),
     };
     let uri = match parts.get(1) {
@@ -975,6 +995,15 @@ pub(super) fn partial_request(buf: &[u8]) -> RequestHead {
         version: req.version,
         headers: Headers::default(),
     }
+}
+
+/// The method, if `line` (without its line end) is a method and nothing
+/// else: an upper-case token of 3 to 24 characters, as request lines
+/// start (`OPTIONS`, `PROPFIND`, `M-SEARCH`).
+fn bare_method(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let token = line.iter().all(|c| c.is_ascii_uppercase() || *c == b'-' || *c == b'_');
+    (token && (3..=24).contains(&line.len()) && line.first().is_some_and(u8::is_ascii_uppercase)).then_some(line)
 }
 
 /// A request line without a version (HTTP/0.9): `METHOD SP target`.
@@ -1111,6 +1140,44 @@ mod tests {
         for step in 1..input.len() {
             assert_eq!(events(Role::Request, input, step), whole, "step {step}");
         }
+    }
+
+    /// A head whose first line is a method alone can be taken out while
+    /// it waits for its end, whatever the pieces it came in; no other can.
+    #[test]
+    fn a_method_alone_can_be_taken_out_while_it_waits() {
+        let budget = Budget::default();
+        let input = b"OPTIONS\r\nHost: x\r\nAccept: */";
+        for step in 1..=input.len() {
+            let mut f = Framer::new(Role::Request, false, &budget);
+            let mut skipped = 0;
+            for piece in input.chunks(step) {
+                let mut b = piece;
+                while let Status::Complete(n, ev) = f.advance(b, 1024, &mut skipped) {
+                    b = &b[n..];
+                    assert!(matches!(ev, Event::Start), "step {step}: {ev:?}");
+                    f.begin_head(b);
+                }
+            }
+            let head = f.take_bare_request().expect("a method alone");
+            assert_eq!(head, b"OPTIONS\r\nHost: x\r\n\r\n", "step {step}");
+            assert_eq!(salvage_request(&head).method, "OPTIONS");
+            assert_eq!(salvage_request(&head).headers.get("host"), Some(&b"x"[..]));
+        }
+        for first in [&b"GET / HTTP/1.1\r\n"[..], b"OPTIONS", b"OPTIONS * HTTP/1.1\r\n", b"options\r\n"] {
+            let mut f = Framer::new(Role::Request, false, &budget);
+            let mut skipped = 0;
+            if let Status::Complete(_, Event::Start) = f.advance(first, 1024, &mut skipped) {
+                f.begin_head(first);
+                let _ = f.advance(first, 1024, &mut skipped);
+            }
+            assert_eq!(f.take_bare_request(), None, "{}", String::from_utf8_lossy(first));
+        }
+        for line in [&b"OK"[..], b"OPTIONS *", b"options", b"A-VERY-LONG-WORD-THAT-IS-NO-METHOD", b"-GET"] {
+            assert_eq!(bare_method(line), None, "{}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(salvage_request(b"OPTIONS\n\n").method, "OPTIONS");
+        assert_eq!(salvage_request(b"hello\r\n\r\n").method, "");
     }
 
     /// A hundred thousand malformed messages in one piece: no recursion,

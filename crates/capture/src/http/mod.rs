@@ -378,6 +378,10 @@ pub enum Anomaly {
     /// a head was not held whole, or the request was given up while
     /// waiting ([`HttpConfig::budget`], `--memory-budget`).
     MemoryBudget,
+    /// Bytes of the transaction came after a RST on its connection that
+    /// the connection outlived (its receiver ignored it: the stream went
+    /// on in sequence). Zeek calls it `data_after_reset`.
+    DataAfterRst,
 }
 
 impl Anomaly {
@@ -403,6 +407,7 @@ impl Anomaly {
             Anomaly::Garbage => "garbage",
             Anomaly::PendingOverflow => "pending_overflow",
             Anomaly::MemoryBudget => "memory_budget",
+            Anomaly::DataAfterRst => "data_after_rst",
         }
     }
 }
@@ -857,7 +862,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_data(&mut self, chunk: &DataChunk<'_>) {
         let Some(e) = self.conns.get_mut(&chunk.conn) else { return };
         let c = &mut e.0;
-        let done = c.data(chunk, &self.cfg, &mut self.stats);
+        let mut done = c.data(chunk, &self.cfg, &mut self.stats);
+        c.label_after_rst(&mut done);
         self.reindex(chunk.conn);
         self.emit(done);
         self.release(chunk.last_ts);
@@ -866,7 +872,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_gap(&mut self, gap: &Gap) {
         let Some(e) = self.conns.get_mut(&gap.conn) else { return };
         let c = &mut e.0;
-        let done = c.gap(gap, &self.cfg, &mut self.stats);
+        let mut done = c.gap(gap, &self.cfg, &mut self.stats);
+        c.label_after_rst(&mut done);
         self.reindex(gap.conn);
         self.emit(done);
         self.release(gap.ts);
@@ -881,7 +888,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_half_close(&mut self, hc: &HalfClose) {
         let Some(e) = self.conns.get_mut(&hc.conn) else { return };
         let c = &mut e.0;
-        let done = c.half_close(hc, &self.cfg, &mut self.stats);
+        let mut done = c.half_close(hc, &self.cfg, &mut self.stats);
+        c.label_after_rst(&mut done);
         self.reindex(hc.conn);
         self.emit(done);
         self.release(hc.ts);
@@ -893,7 +901,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         if let Some(t) = indexed {
             self.open.remove(&(t, close.conn));
         }
-        let done = c.close(close, &self.cfg, &mut self.stats);
+        let mut done = c.close(close, &self.cfg, &mut self.stats);
+        c.label_after_rst(&mut done);
         self.pairing_steps += c.pairing_steps();
         self.emit(done);
         self.release(close.ts);
@@ -928,6 +937,7 @@ mod tests {
             Garbage,
             PendingOverflow,
             MemoryBudget,
+            DataAfterRst,
         ] {
             assert_eq!(serde_json::to_value(a).unwrap(), a.as_str(), "{a:?}");
         }
@@ -954,6 +964,9 @@ mod tests {
         Wait(i64),
         /// The connection ends.
         End(CloseHow),
+        /// A RST came that the connection outlived: later bytes come after
+        /// it.
+        RstIgnored,
     }
     use Step::*;
 
@@ -982,6 +995,7 @@ mod tests {
         a.on_open(&meta(roles));
         let (mut off, mut t, mut frame) = ([0u64; 2], 1_000_000i64, 1u64);
         let mut ended = false;
+        let mut after_rst = false;
         for s in steps {
             // Each step is a millisecond after the one before (a wait, its
             // own length).
@@ -1003,6 +1017,7 @@ mod tests {
                         first_frame: frame,
                         last_frame: frame,
                         peer_ack: Some(off[1 - i]),
+                        after_rst,
                     });
                     off[i] += b.len() as u64;
                 }
@@ -1018,6 +1033,7 @@ mod tests {
                 CFin => a.on_half_close(&HalfClose { conn: 7, dir: Direction::ClientToServer, ts: Ts(t), frame }),
                 SFin => a.on_half_close(&HalfClose { conn: 7, dir: Direction::ServerToClient, ts: Ts(t), frame }),
                 Wait(ms) => t += ms * 1_000_000,
+                RstIgnored => after_rst = true,
                 End(how) => {
                     a.on_close(&Close { conn: 7, ts: Ts(t), how });
                     ended = true;
@@ -1319,6 +1335,57 @@ mod tests {
         assert!(t.is_empty());
     }
 
+    /// A request line with a method and nothing else (no target, no
+    /// version) is a malformed request that keeps its method, whether or
+    /// not header fields or a blank line follow before the server's 400
+    /// answers it. The next request is parsed as usual.
+    #[test]
+    fn a_method_alone_is_a_malformed_request_with_its_method() {
+        const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        for options in [&b"OPTIONS\r\n"[..], b"OPTIONS\n", b"OPTIONS\r\n\r\n", b"OPTIONS\r\nHost: x\r\n\r\n"] {
+            let t = run(&[C(GET_A), S(OK_5), C(options), S(BAD_REQUEST), C(GET_B), S(OK_5)]);
+            let what = String::from_utf8_lossy(options);
+            assert_eq!(
+                views(&t),
+                vec![
+                    v("GET", "/a", Some(200), 5, Outcome::Complete),
+                    v("OPTIONS", "", Some(400), 0, Outcome::Malformed),
+                    v("GET", "/b", Some(200), 5, Outcome::Complete),
+                ],
+                "{what:?}"
+            );
+            assert_eq!(t[1].anomalies, [Anomaly::BadHead], "{what:?}");
+            assert_eq!(t[1].depth, 2);
+        }
+        // The first thing on a connection, with nothing after it but the
+        // server's answer and its close.
+        let t = run(&[C(b"OPTIONS\r\n"), S(BAD_REQUEST), SFin, CFin]);
+        assert_eq!(views(&t), vec![v("OPTIONS", "", Some(400), 0, Outcome::Malformed)]);
+        // Header fields but no blank line before the answer: the fields
+        // that came are kept.
+        let t = run(&[C(b"OPTIONS\r\nHost: x\r\n"), S(BAD_REQUEST)]);
+        assert_eq!(views(&t), vec![v("OPTIONS", "", Some(400), 0, Outcome::Malformed)]);
+        assert_eq!(t[0].request.as_ref().and_then(|r| r.host()).as_deref(), Some("x"));
+        // No answer: the client gives up.
+        let t = run(&[C(b"OPTIONS\r\n"), End(CloseHow::Rst { from: Direction::ClientToServer })]);
+        assert_eq!(views(&t), vec![v("OPTIONS", "", None, 0, Outcome::Malformed)]);
+    }
+
+    /// Transactions with bytes after a RST their connection outlived say
+    /// so; those that ended before it do not.
+    #[test]
+    fn bytes_after_an_ignored_rst_are_labelled() {
+        let t = run(&[C(GET_A), S(OK_5), RstIgnored, C(GET_B), S(OK_5)]);
+        assert_eq!(views(&t).len(), 2);
+        assert_eq!(t[0].anomalies, []);
+        assert_eq!(t[1].anomalies, [Anomaly::DataAfterRst]);
+        assert_eq!(t[1].outcome, Outcome::Complete);
+        // The RST while the first request waited for its answer.
+        let t = run(&[C(GET_A), RstIgnored, S(OK_5), C(GET_B), CGap(3), S(OK_5)]);
+        assert_eq!(t[0].anomalies, [Anomaly::DataAfterRst]);
+        assert!(t.iter().all(|t| t.anomalies.contains(&Anomaly::DataAfterRst)), "{:?}", t[1].anomalies);
+    }
+
     #[test]
     fn mid_stream_pickup_starts_at_the_next_message() {
         let t = run_with(
@@ -1409,6 +1476,7 @@ mod tests {
             first_frame: 1,
             last_frame: 1,
             peer_ack: Some(0),
+            after_rst: false,
         });
     }
 

@@ -91,6 +91,26 @@ impl Half {
         Some(self.next as i64 + delta)
     }
 
+    /// Would the receiver of a RST at stream offset `o` of this direction
+    /// take it? Only at the sequence number it expects next (RFC 5961
+    /// section 3.2; RFC 9293 section 3.10.7.4 asks for a challenge ACK
+    /// otherwise): just after the last byte this side sent (held ones
+    /// included), or after its FIN. One more is allowed for a FIN the
+    /// capture missed.
+    pub(super) fn expects_rst_at(&self, o: i64) -> bool {
+        let sent = self.ooo.last_key_value().map_or(self.next, |(k, v)| (k + v.len).max(self.next)) as i64;
+        let at = |end: i64| o == end || o == end + 1;
+        at(self.next as i64) || at(sent) || self.fin.is_some_and(|f| at(f as i64))
+    }
+
+    /// Does a segment at stream offset `off` with `len` bytes bring bytes
+    /// this side had not sent yet, right where its stream stands (not
+    /// ahead of a hole, not beyond its FIN)?
+    pub(super) fn continues_at(&self, off: i64, len: u32) -> bool {
+        let next = self.next as i64;
+        len > 0 && off <= next && off + i64::from(len) > next && self.fin.is_none_or(|f| next < f as i64)
+    }
+
     /// Nothing sent or held yet, no SYN, no FIN.
     pub(super) fn untouched(&self) -> bool {
         self.next == 0 && self.ooo.is_empty() && self.syn_isn.is_none() && self.fin.is_none()
@@ -213,6 +233,7 @@ impl Half {
             first_frame: frame,
             last_frame: frame,
             peer_ack,
+            after_rst: out.after_rst(),
         });
     }
 

@@ -3,9 +3,12 @@
 //!
 //! A connection is [`Lifecycle::Pending`] from its first packet until pov
 //! first has something to tell about it; then it is announced (`on_open`,
-//! roles fixed) and [`Lifecycle::Open`]. It ends with [`Conn::close`],
-//! which flushes both halves, emits `on_close` and turns it into a
-//! [`Tomb`] that the table keeps for stray packets until its summary.
+//! roles fixed) and [`Lifecycle::Open`]. A RST at a sequence number its
+//! receiver would not take makes it [`Lifecycle::Reset`] until either side
+//! goes on with its stream (it is open again) or the table gives up
+//! waiting. It ends with [`Conn::close`], which flushes both halves, emits
+//! `on_close` and turns it into a [`Tomb`] that the table keeps for stray
+//! packets until its summary.
 
 use std::net::SocketAddr;
 use std::ops::{Index, IndexMut};
@@ -84,6 +87,26 @@ pub(super) enum Lifecycle {
     Pending,
     /// `on_open` was sent with this record; the roles are fixed.
     Open(ConnMeta),
+    /// Announced, then a RST came whose sequence number was not the one
+    /// its receiver expected. A receiver takes a RST only at exactly that
+    /// number (RFC 5961 section 3.2; RFC 9293 section 3.10.7.4 answers any
+    /// other in the window with a challenge ACK and drops the rest), so the
+    /// connection may live on. Nothing is told to the sink until it is
+    /// known: new bytes in sequence from either side make it
+    /// [`Lifecycle::Open`] again; otherwise it closes as the RST said, at
+    /// the RST's time, as if it had closed then.
+    Reset(ConnMeta, HeldRst),
+}
+
+/// A RST a connection may outlive (see [`Lifecycle::Reset`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct HeldRst {
+    /// How the connection closes if nothing continues it.
+    pub(super) how: CloseHow,
+    /// The RST's capture time, the close's time if it stands.
+    pub(super) ts: Ts,
+    /// The side that sent it.
+    side: Side,
 }
 
 /// A connection being reassembled: its two halves and the rest.
@@ -120,6 +143,8 @@ pub(super) struct Head {
     pub(super) charge: Charge,
     /// The outermost VLAN id of its domain.
     vlan: Option<u16>,
+    /// The connection outlived a RST: bytes from here on came after it.
+    after_rst: bool,
 }
 
 /// Where a half sends what it learns: the sink, with the connection
@@ -145,6 +170,11 @@ impl<S: StreamSink + ?Sized> Out<'_, '_, S> {
     /// without announcing it (roles may not be decided yet).
     pub(super) fn names(&self) -> (ConnId, Direction) {
         (self.head.id, self.head.dir(self.side))
+    }
+
+    /// The connection outlived a RST: what is delivered now came after it.
+    pub(super) fn after_rst(&self) -> bool {
+        self.head.after_rst
     }
 }
 
@@ -240,7 +270,7 @@ impl Head {
 
     /// Emits `on_open` if not done yet.
     fn ensure_open<S: StreamSink + ?Sized>(&mut self, ctx: &mut Ctx<'_>, sink: &mut S) {
-        if matches!(self.life, Lifecycle::Open(_)) {
+        if !matches!(self.life, Lifecycle::Pending) {
             return;
         }
         self.decide_roles();
@@ -286,6 +316,7 @@ impl Conn {
                 first_payload: None,
                 charge: Charge::none(),
                 vlan: seg.domain.vlan,
+                after_rst: false,
             },
         }
     }
@@ -347,6 +378,9 @@ impl Conn {
             let h = &mut self.half[s];
             h.stats.packets += 1;
             h.stats.payload_bytes += u64::from(seg.payload_len);
+            if self.head.after_rst {
+                h.stats.data_after_rst_bytes += u64::from(seg.payload_len);
+            }
         }
 
         // Handshake (RFC 9293 section 3.5).
@@ -494,14 +528,27 @@ impl Conn {
             // A RST's sequence number is evidence of how far its sender's
             // stream went: bytes before it that the capture lacks are gaps.
             let h = &mut self.half[s];
-            if let Some(o) = h.offset_of(data_seq)
+            let off = h.offset_of(data_seq);
+            if let Some(o) = off
                 && o > h.next as i64
                 && (o as u64 - h.next) <= ctx.cfg.max_seq_jump
             {
                 h.rst_end = Some(o as u64);
             }
+            let expected = off.is_none_or(|o| h.expects_rst_at(o));
             self.head.ensure_open(ctx, sink);
-            return Some(CloseHow::Rst { from: self.head.dir(s) });
+            let how = CloseHow::Rst { from: self.head.dir(s) };
+            if expected {
+                return Some(how);
+            }
+            // Not where the receiver's stream stands: it may well have
+            // dropped it. Hold the close until the capture tells.
+            let life = std::mem::replace(&mut self.head.life, Lifecycle::Pending);
+            self.head.life = match life {
+                Lifecycle::Open(meta) => Lifecycle::Reset(meta, HeldRst { how, ts: seg.ts, side: s }),
+                other => other,
+            };
+            return None;
         }
 
         if flags.fin() {
@@ -534,6 +581,59 @@ impl Conn {
             return Some(CloseHow::Fin { first: self.head.dir(first) });
         }
         None
+    }
+
+    /// The RST this connection is waiting to see outlived or not, if any.
+    pub(super) fn held_rst(&self) -> Option<HeldRst> {
+        match &self.head.life {
+            Lifecycle::Reset(_, rst) => Some(*rst),
+            _ => None,
+        }
+    }
+
+    /// After a held RST: does `seg` carry new bytes right where its
+    /// sender's stream stands? That is what a connection whose RST was
+    /// dropped does next, and what a reset one cannot (its sender has no
+    /// connection left to send from; its receiver answers data with a RST
+    /// of its own). Retransmissions, bare ACKs (the challenge ACK among
+    /// them), FINs and RSTs are not evidence.
+    pub(super) fn continues_after_rst(&self, seg: &TcpSegment<'_>) -> bool {
+        if seg.flags.syn() || seg.flags.rst() {
+            return false;
+        }
+        let h = &self.half[self.side_of(seg.src)];
+        h.offset_of(seg.seq).is_some_and(|off| h.continues_at(off, seg.payload_len))
+    }
+
+    /// The held RST was ignored: the connection is open again, the RST is
+    /// counted as such, and its sequence number no longer says where its
+    /// sender's stream ended.
+    pub(super) fn outlive_rst(&mut self) {
+        let life = std::mem::replace(&mut self.head.life, Lifecycle::Pending);
+        self.head.life = match life {
+            Lifecycle::Reset(meta, rst) => {
+                let h = &mut self.half[rst.side];
+                h.stats.ignored_rsts += 1;
+                h.rst_end = None;
+                self.head.after_rst = true;
+                Lifecycle::Open(meta)
+            }
+            other => other,
+        };
+    }
+
+    /// A packet while a RST is held that does not continue the stream:
+    /// counted as one after the close, as it will be if the RST stands.
+    pub(super) fn absorb(&mut self, seg: &TcpSegment<'_>) {
+        let s = self.side_of(seg.src);
+        let h = &mut self.half[s];
+        h.stats.packets += 1;
+        h.stats.payload_bytes += u64::from(seg.payload_len);
+        h.stats.after_close_bytes += u64::from(seg.payload_len);
+        if seg.ts > self.head.last_ts {
+            self.head.last_ts = seg.ts;
+        }
+        self.head.last_frame = self.head.last_frame.max(seg.frame);
     }
 
     /// An acknowledgment from `s` of the peer's stream.
@@ -640,7 +740,7 @@ impl Conn {
         let c = head.client.unwrap_or(Side::First);
         let state = self.state(how);
         let announced = match &head.life {
-            Lifecycle::Open(meta) => meta.handshake,
+            Lifecycle::Open(meta) | Lifecycle::Reset(meta, _) => meta.handshake,
             Lifecycle::Pending => None,
         };
         Box::new(Tomb {

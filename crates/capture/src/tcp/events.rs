@@ -132,6 +132,10 @@ pub struct DataChunk<'a> {
     /// (an offset in it) when it sent these bytes: for a request, how much
     /// of the server's answers the client had received.
     pub peer_ack: Option<u64>,
+    /// The connection had a RST before these bytes, which its receiver
+    /// evidently ignored: the stream went on in sequence after it (see
+    /// [`HalfStats::ignored_rsts`]).
+    pub after_rst: bool,
 }
 
 /// Why bytes are missing.
@@ -309,6 +313,13 @@ pub struct HalfStats {
     /// FINs the capture missed, inferred from the peer acknowledging one
     /// sequence number beyond the last byte.
     pub unseen_fins: u64,
+    /// RSTs this side sent that the connection outlived: their sequence
+    /// number was not the one the receiver expected, and the stream went
+    /// on in sequence after them (Zeek's `data_after_reset`).
+    pub ignored_rsts: u64,
+    /// Payload bytes this side sent after a RST the connection outlived
+    /// (reassembled and parsed like any other).
+    pub data_after_rst_bytes: u64,
 }
 
 impl HalfStats {
@@ -334,12 +345,14 @@ impl HalfStats {
         self.syn_ack_restarts += o.syn_ack_restarts;
         self.fin_mismatches += o.fin_mismatches;
         self.unseen_fins += o.unseen_fins;
+        self.ignored_rsts += o.ignored_rsts;
+        self.data_after_rst_bytes += o.data_after_rst_bytes;
     }
 
     /// Names of the anomalies seen in this direction (for display).
     pub fn anomalies(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        let checks: [(u64, &'static str); 15] = [
+        let checks: [(u64, &'static str); 17] = [
             (self.gaps, "gap"),
             (self.retransmitted_segments, "retransmission"),
             (self.out_of_order_segments, "out_of_order"),
@@ -355,6 +368,8 @@ impl HalfStats {
             (self.fin_mismatches, "fin_mismatch"),
             (self.unseen_fins, "unseen_fin"),
             (self.syn_ack_restarts, "syn_ack_restart"),
+            (self.ignored_rsts, "ignored_rst"),
+            (self.data_after_rst_bytes, "data_after_rst"),
         ];
         for (n, name) in checks {
             if n > 0 {

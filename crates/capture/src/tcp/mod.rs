@@ -39,6 +39,13 @@
 //!   retransmissions of them are counted but cannot be compared.
 //! * Sequence numbers are unwrapped to 64-bit offsets relative to the
 //!   expected next byte, so wraparound and streams beyond 4 GiB work.
+//! * A RST closes the connection when its sequence number is the one its
+//!   receiver expects next. Elsewhere (RFC 5961 receivers drop it) it is
+//!   held: new bytes in sequence from either side mean it was ignored, and
+//!   the connection goes on ([`HalfStats::ignored_rsts`],
+//!   [`DataChunk::after_rst`]); otherwise it stands, and the connection
+//!   closes as it said, at its time, once a tomb would be forgotten or a
+//!   SYN comes.
 //! * Memory is bounded: [`TcpConfig::max_connections`] (longest idle evicted),
 //!   [`TcpConfig::max_ooo_bytes`] per direction and
 //!   [`TcpConfig::max_ooo_total`] over all connections; every cap that acts

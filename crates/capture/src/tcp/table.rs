@@ -1,6 +1,8 @@
 //! The connection table: [`Reassembler`] finds each segment's connection,
 //! starts new ones, closes idle ones, evicts under the caps, and remembers
 //! closed ones for a while (their tombs) so stray packets count toward them.
+//! A connection whose RST its receiver may have dropped waits apart, as
+//! long as a tomb would be kept, for the packet that says which it was.
 
 use std::net::SocketAddr;
 
@@ -27,7 +29,11 @@ pub struct TcpConfig {
     /// A connection with no packet for this long is closed.
     pub idle_timeout: Dur,
     /// How long a closed connection is remembered, so that stray packets
-    /// after its close count toward it rather than start a new one.
+    /// after its close count toward it rather than start a new one. A
+    /// connection reset at a sequence number its receiver would not take
+    /// is kept as long, in case it goes on (see [`HalfStats::ignored_rsts`]).
+    ///
+    /// [`HalfStats::ignored_rsts`]: super::HalfStats::ignored_rsts
     pub closed_linger: Dur,
     /// A segment or acknowledgment further ahead of the expected byte than
     /// this is treated as bogus and ignored (counted).
@@ -114,6 +120,10 @@ pub struct Reassembler {
     /// Boxed, so that a map's spare capacity costs a pointer a slot, not a
     /// connection.
     active: LinkedHashMap<FlowKey, Box<Conn>>,
+    /// Connections after a RST they may outlive, longest quiet first: each
+    /// becomes active again on new bytes in sequence, or closes (as the
+    /// RST said, at its time) when a tomb would be forgotten.
+    held: LinkedHashMap<FlowKey, Box<Conn>>,
     closed: LinkedHashMap<FlowKey, Box<Tomb>>,
     next_id: ConnId,
     now: Ts,
@@ -127,6 +137,7 @@ impl Reassembler {
         Reassembler {
             cfg,
             active: LinkedHashMap::new(),
+            held: LinkedHashMap::new(),
             closed: LinkedHashMap::new(),
             next_id: 1,
             now: Ts(i64::MIN),
@@ -156,6 +167,31 @@ impl Reassembler {
         self.advance(seg.ts, sink);
         let key = FlowKey::of(seg);
         let syn_only = seg.flags.syn() && !seg.flags.ack();
+
+        if let Some(conn) = self.held.get_mut(&key) {
+            if conn.continues_after_rst(seg) {
+                // The RST was dropped: the connection goes on.
+                if let Some(mut conn) = self.held.remove(&key) {
+                    conn.outlive_rst();
+                    if self.active.len() >= self.cfg.max_connections.max(1) {
+                        self.evict_one(sink);
+                    }
+                    self.active.insert(key, conn);
+                }
+            } else if syn_only {
+                // A SYN after the RST: the RST stands, and the SYN is what
+                // it would be after any close (a retransmission, or a new
+                // connection on these addresses).
+                if let Some(conn) = self.held.remove(&key) {
+                    self.settle(key, conn, sink);
+                }
+            } else {
+                conn.absorb(seg);
+                self.stats.packets_after_close += 1;
+                self.held.to_back(&key);
+                return;
+            }
+        }
 
         if !self.active.contains_key(&key) {
             if let Some(tomb) = self.closed.get_mut(&key) {
@@ -221,29 +257,60 @@ impl Reassembler {
         if ctx.stats.ooo_peak_bytes < *ctx.ooo_total as u64 {
             ctx.stats.ooo_peak_bytes = *ctx.ooo_total as u64;
         }
+        let held = conn.held_rst().is_some();
         if let Some(how) = closed
             && let Some(conn) = self.active.remove(&key)
         {
             let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
-            let mut tomb = conn.close(how, seg.ts, &mut ctx, sink);
-            if self.closed.len() >= self.cfg.max_connections.max(1)
-                && let Some((_, old)) = self.closed.pop_front()
+            let tomb = conn.close(how, seg.ts, &mut ctx, sink);
+            self.entomb(key, tomb, sink);
+        } else if held && let Some(conn) = self.active.remove(&key) {
+            if self.held.len() >= self.cfg.max_connections.max(1)
+                && let Some((k, old)) = self.held.pop_front()
             {
-                self.finish_tomb(old, sink);
+                self.settle(k, old, sink);
             }
-            // Remembering it for stray packets is worth less than anything
-            // open: without room, the oldest closed one is forgotten.
-            tomb.charge = match self.cfg.budget.try_charge(Holder::Connections, TOMB_COST) {
-                Some(c) => c,
-                None => {
-                    if let Some((_, old)) = self.closed.pop_front() {
-                        self.finish_tomb(old, sink);
-                    }
-                    self.cfg.budget.charge(Holder::Connections, TOMB_COST)
-                }
-            };
-            self.closed.insert(key, tomb);
+            self.held.insert(key, conn);
         }
+    }
+
+    /// Keeps a closed connection's tomb for stray packets.
+    fn entomb<S: StreamSink + ?Sized>(&mut self, key: FlowKey, mut tomb: Box<Tomb>, sink: &mut S) {
+        if self.closed.len() >= self.cfg.max_connections.max(1)
+            && let Some((_, old)) = self.closed.pop_front()
+        {
+            self.finish_tomb(old, sink);
+        }
+        // Remembering it for stray packets is worth less than anything
+        // open: without room, the oldest closed one is forgotten.
+        tomb.charge = match self.cfg.budget.try_charge(Holder::Connections, TOMB_COST) {
+            Some(c) => c,
+            None => {
+                if let Some((_, old)) = self.closed.pop_front() {
+                    self.finish_tomb(old, sink);
+                }
+                self.cfg.budget.charge(Holder::Connections, TOMB_COST)
+            }
+        };
+        self.closed.insert(key, tomb);
+    }
+
+    /// Closes a connection whose held RST stands, as the RST said and at
+    /// its time, as it would have closed then.
+    fn close_held<S: StreamSink + ?Sized>(&mut self, conn: Box<Conn>, sink: &mut S) -> Box<Tomb> {
+        let (how, ts) = match conn.held_rst() {
+            Some(rst) => (rst.how, rst.ts),
+            None => (CloseHow::EndOfCapture, conn.head.last_ts),
+        };
+        let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+        conn.close(how, ts, &mut ctx, sink)
+    }
+
+    /// The held RST stands: the connection closes, and its tomb is kept
+    /// for what lingering time it has left.
+    fn settle<S: StreamSink + ?Sized>(&mut self, key: FlowKey, conn: Box<Conn>, sink: &mut S) {
+        let tomb = self.close_held(conn, sink);
+        self.entomb(key, tomb, sink);
     }
 
     /// Moves capture time on to `now` without a segment, for a reassembler
@@ -261,9 +328,15 @@ impl Reassembler {
     /// every connection's summary is emitted, in connection id order.
     pub fn finish<S: StreamSink + ?Sized>(&mut self, sink: &mut S) {
         let mut conns: Vec<Box<Conn>> = self.active.drain().map(|(_, c)| c).collect();
+        conns.extend(self.held.drain().map(|(_, c)| c));
         conns.sort_by_key(|c| c.head.id);
         let mut tombs: Vec<Box<Tomb>> = Vec::with_capacity(conns.len() + self.closed.len());
         for conn in conns {
+            if conn.held_rst().is_some() {
+                // Nothing came after its RST: it stands.
+                tombs.push(self.close_held(conn, sink));
+                continue;
+            }
             let ts = conn.head.last_ts;
             let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
             tombs.push(conn.close(CloseHow::EndOfCapture, ts, &mut ctx, sink));
@@ -288,6 +361,19 @@ impl Reassembler {
             self.retire(conn, CloseHow::IdleTimeout, sink);
         }
         let linger_deadline = self.now - self.cfg.closed_linger;
+        // A held RST stands once the connection has been quiet as long as
+        // its tomb would have been kept: it is forgotten now, as that tomb
+        // would be.
+        while let Some((_, c)) = self.held.front() {
+            if c.head.last_ts >= linger_deadline {
+                break;
+            }
+            let Some((_, conn)) = self.held.pop_front() else {
+                break;
+            };
+            let tomb = self.close_held(conn, sink);
+            self.finish_tomb(tomb, sink);
+        }
         while let Some((_, t)) = self.closed.front() {
             if t.summary.last_ts >= linger_deadline {
                 break;

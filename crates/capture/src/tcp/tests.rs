@@ -11,7 +11,7 @@ use crate::time::{Dur, Ts};
 #[derive(Clone, Debug, PartialEq)]
 enum Ev {
     Open(ConnMeta),
-    Data { conn: ConnId, dir: Direction, offset: u64, bytes: Vec<u8>, ts: Ts, frame: u64 },
+    Data { conn: ConnId, dir: Direction, offset: u64, bytes: Vec<u8>, ts: Ts, frame: u64, after_rst: bool },
     Gap(Gap),
     Half(HalfClose),
     Close(Close),
@@ -49,6 +49,7 @@ impl StreamSink for Rec {
             bytes: c.bytes.to_vec(),
             ts: c.first_ts,
             frame: c.first_frame,
+            after_rst: c.after_rst,
         });
     }
     fn on_gap(&mut self, g: &Gap) {
@@ -384,6 +385,172 @@ fn rst_from_either_side() {
         assert_eq!(s.to_server.after_close_bytes, 2);
         assert_eq!(m.rec.text(1, C2S), "GET");
     }
+}
+
+const GET_A: &[u8] = b"GET /a HTTP/1.1\r\n\r\n";
+const GET_B: &[u8] = b"GET /b HTTP/1.1\r\n\r\n";
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+impl Rec {
+    /// Per data chunk: its direction, first byte, and whether it came after
+    /// a RST the connection outlived.
+    fn after_rst(&self) -> Vec<(Direction, u8, bool)> {
+        self.0
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Data { dir, bytes, after_rst, .. } => Some((*dir, bytes[0], *after_rst)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A RST far outside the window (a middlebox's, or a stack's with a bad
+/// sequence number) that the server drops: it goes on acknowledging, the
+/// client sends its next request in sequence, the server answers. The
+/// connection lives on, every byte is delivered, and the RST is counted.
+#[test]
+fn a_rst_the_receiver_ignored_is_outlived() {
+    let (a, b, ok) = (GET_A.len() as u32, GET_B.len() as u32, OK.len() as u32);
+    let mut m = Sim::new();
+    m.handshake();
+    m.c(0, 0, A | P, GET_A);
+    m.s(0, a, A | P, OK);
+    m.c(a, ok, A, b"");
+    m.c(a + 1_000_000, ok, R | A, b"");
+    m.s(ok, a, A, b""); // the challenge ACK (RFC 5961 section 3.2)
+    m.c(a, ok, A | P, GET_B);
+    m.s(ok, a + b, A | P, OK);
+    m.c(a + b, 2 * ok, A | F, b"");
+    m.s(2 * ok, a + b + 1, A | F, b"");
+    m.c(a + b + 1, 2 * ok + 1, A, b"");
+    m.finish();
+    assert_eq!(m.rec.opens().len(), 1);
+    assert_eq!(m.rec.text(1, C2S), "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+    assert_eq!(m.rec.closes()[0].how, CloseHow::Fin { first: C2S });
+    assert_eq!(m.rec.after_rst(), [(C2S, b'G', false), (S2C, b'H', false), (C2S, b'G', true), (S2C, b'H', true)]);
+    let s = &m.rec.summaries()[0];
+    assert_eq!(s.state, ConnState::SF);
+    assert_eq!((s.to_server.ignored_rsts, s.to_client.ignored_rsts), (1, 0));
+    assert_eq!((s.to_server.data_after_rst_bytes, s.to_client.data_after_rst_bytes), (u64::from(b), u64::from(ok)));
+    assert_eq!(s.to_client.after_close_bytes, 0);
+    assert_eq!(s.anomalies(), ["c2s:ignored_rst", "c2s:data_after_rst", "s2c:data_after_rst"]);
+    assert_eq!(m.r.stats().closed_rst, 0);
+    assert_eq!(m.r.stats().packets_after_close, 1 + 1, "the challenge ACK, and the last ACK");
+    assert!(m.rec.gaps().is_empty());
+}
+
+/// The server ignores the RST and answers the request it already had: its
+/// own bytes in sequence say the connection lives on.
+#[test]
+fn the_peer_going_on_outlives_a_rst() {
+    let a = GET_A.len() as u32;
+    let mut m = Sim::new();
+    m.handshake();
+    m.c(0, 0, A | P, GET_A);
+    m.c(a + 70_000, 0, R, b"");
+    m.s(0, a, A | P, OK);
+    m.finish();
+    assert_eq!(m.rec.text(1, S2C), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(m.rec.closes()[0].how, CloseHow::EndOfCapture);
+    assert_eq!(m.rec.summaries()[0].to_server.ignored_rsts, 1);
+}
+
+/// A RST at the sequence number the receiver expects ends the connection
+/// at once, whatever comes after (the server's answer already in flight,
+/// the client's data in sequence): as before.
+#[test]
+fn a_rst_at_the_expected_sequence_number_ends_the_connection() {
+    let a = GET_A.len() as u32;
+    for from_client in [true, false] {
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A | P, GET_A);
+        if from_client {
+            m.c(a, 0, R | A, b"");
+        } else {
+            m.s(0, a, R | A, b"");
+        }
+        let rst_ts = Ts(m.t);
+        m.s(0, a, A | P, OK);
+        m.c(a, 0, A | P, GET_B);
+        m.finish();
+        let closes = m.rec.closes();
+        let want = if from_client { C2S } else { S2C };
+        assert_eq!((closes[0].how, closes[0].ts), (CloseHow::Rst { from: want }, rst_ts));
+        assert_eq!(m.rec.text(1, C2S), "GET /a HTTP/1.1\r\n\r\n");
+        assert_eq!(m.rec.text(1, S2C), "");
+        let s = &m.rec.summaries()[0];
+        assert_eq!(s.to_server.after_close_bytes + s.to_client.after_close_bytes, u64::from(a) + OK.len() as u64);
+        assert_eq!(s.to_server.ignored_rsts + s.to_client.ignored_rsts, 0);
+        assert!(m.rec.after_rst().iter().all(|(_, _, after)| !after));
+    }
+}
+
+/// A RST at an unexpected sequence number (in the window, or not) that
+/// nothing continues stands: the connection closes as it said, at its
+/// time, and what came after counts as after the close, exactly as when
+/// every RST closed at once. A retransmission, a bare ACK or a FIN do not
+/// continue a stream; a SYN with a new ISN starts a new connection.
+#[test]
+fn a_rst_nothing_continues_stands_as_at_its_time() {
+    let a = GET_A.len() as u32;
+    for rst_at in [a + 5, a + 1_000_000, 0] {
+        let mut m = Sim::new();
+        m.handshake();
+        m.c(0, 0, A | P, GET_A);
+        m.s(0, a, A | P, b"HTTP/1.1 200 OK\r\n");
+        m.c(rst_at, 0, R, b"");
+        let rst_ts = Ts(m.t);
+        m.c(0, 17, A | P, GET_A); // a retransmission
+        m.s(0, a, A, b""); // a bare ACK
+        m.s(17, a, A | F, b""); // a FIN
+        m.finish();
+        let closes = m.rec.closes();
+        assert_eq!((closes[0].how, closes[0].ts), (CloseHow::Rst { from: C2S }, rst_ts), "RST at {rst_at}");
+        let s = &m.rec.summaries()[0];
+        assert_eq!(s.state, ConnState::RSTO);
+        assert_eq!((s.to_server.packets, s.to_client.packets), (5, 4));
+        assert_eq!(s.to_server.after_close_bytes, u64::from(a));
+        assert_eq!(s.to_server.ignored_rsts, 0);
+        assert_eq!(m.r.stats().packets_after_close, 3);
+        assert_eq!(m.r.stats().closed_rst, 1);
+    }
+    // A new connection on the same addresses after it.
+    let mut m = Sim::new();
+    m.handshake();
+    m.c(0, 0, A | P, GET_A);
+    m.c(a + 1_000_000, 0, R, b"");
+    m.cisn = 777_777;
+    m.sisn = 888_888;
+    m.handshake();
+    m.c(0, 0, A | P, GET_B);
+    m.finish();
+    let ids: Vec<ConnId> = m.rec.opens().iter().map(|o| o.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(m.rec.closes()[0].how, CloseHow::Rst { from: C2S });
+    assert_eq!(m.rec.text(ids[1], C2S), "GET /b HTTP/1.1\r\n\r\n");
+    assert_eq!(m.r.stats().port_reuse, 1);
+}
+
+/// A held RST is given up on as a tomb would be forgotten: once the
+/// connection has been quiet for `closed_linger`. Later bytes, even in
+/// sequence, start a new connection (picked up mid-stream), as after any
+/// close.
+#[test]
+fn a_held_rst_stands_after_the_linger() {
+    let a = GET_A.len() as u32;
+    let mut m = Sim::new();
+    m.handshake();
+    m.c(0, 0, A | P, GET_A);
+    m.c(a + 1_000_000, 0, R, b"");
+    let rst_ts = Ts(m.t);
+    m.raw(true, m.cisn + 1 + a, m.sisn + 1, A | P, GET_B, GET_B.len() as u32, 61_000, 1000);
+    m.finish();
+    let closes = m.rec.closes();
+    assert_eq!((closes[0].how, closes[0].ts), (CloseHow::Rst { from: C2S }, rst_ts));
+    assert_eq!(m.rec.opens().len(), 2);
+    assert_eq!(m.r.stats().packets_after_close, 0);
 }
 
 #[test]
