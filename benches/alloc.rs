@@ -15,7 +15,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 #[path = "stages.rs"]
 mod stages;
@@ -25,6 +25,8 @@ struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not freed.
+static LIVE: AtomicI64 = AtomicI64::new(0);
 
 #[allow(unsafe_code)]
 // SAFETY: every method forwards to `System` with the caller's arguments,
@@ -33,16 +35,19 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: the caller's contract for `alloc` is `System`'s.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         // SAFETY: `ptr` came from `System` through this allocator.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         // SAFETY: as for `dealloc`; `new_size` is the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -70,6 +75,59 @@ fn stages(bytes: &Arc<[u8]>) -> (Vec<(&'static str, u64, u64)>, u64, u64) {
     (out, packets, txs)
 }
 
+/// What the user stage holds per user seen once that user's sessions
+/// closed: `users` users, one request each, each an hour after the last
+/// (past the session timeout, so the one before has closed), their totals
+/// spilled past `max_held`. Bytes still allocated per user at the end of
+/// the pass (before the users are written).
+fn per_user(users: u64, max_held: usize) -> f64 {
+    use pov_capture::Ts;
+    use pov_capture::http::{Headers, HttpTransaction, RequestHead, ResponseHead};
+    let outputs = pov::users::Outputs::<std::io::Sink> { users: None, sessions: None, pages: None, failures: None };
+    let cfg = pov::config::PovConfig::default();
+    let mut stage = match pov::users::UserStage::new(&cfg, true, outputs) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    stage.set_user_spill(&std::env::temp_dir(), max_held);
+    let tx = |i: u64| {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i as u32);
+        let mut t = HttpTransaction::new(i + 1, (ip, 40000).into(), ([192, 0, 2, 1], 80).into(), 1);
+        let cookie = format!("sid={i:032x}");
+        t.request = Some(RequestHead {
+            method: "GET".into(),
+            uri: b"/".to_vec(),
+            version: Some(1),
+            headers: Headers::from_pairs([
+                (&b"Host"[..], &b"shop"[..]),
+                (b"User-Agent", b"Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0"),
+                (b"Cookie", cookie.as_bytes()),
+            ]),
+        });
+        t.response = Some(ResponseHead {
+            version: Some(1),
+            status: 200,
+            reason: b"OK".to_vec(),
+            headers: Headers::from_pairs([(&b"Content-Type"[..], &b"text/html"[..])]),
+        });
+        let at = Ts(i as i64 * 3_600_000_000);
+        t.timing.req_start = Some(at);
+        t.timing.resp_end = Some(Ts(at.0 + 1000));
+        t
+    };
+    // Warm up (regex caches, maps' first growth), then measure.
+    for i in 0..1000 {
+        let _ = stage.transaction(&tx(i));
+    }
+    let before = LIVE.load(Ordering::Relaxed);
+    for i in 1000..1000 + users {
+        let _ = stage.transaction(&tx(i));
+    }
+    let after = LIVE.load(Ordering::Relaxed);
+    std::hint::black_box(&stage);
+    (after - before) as f64 / users as f64
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus = std::env::var_os("POV_CORPUS").map(PathBuf::from).unwrap_or_else(|| root.join("../shared/corpus"));
@@ -87,6 +145,7 @@ fn main() {
         "| capture | packets | transactions | stage | allocations per packet | per transaction | bytes per packet |"
     );
     println!("|---|---:|---:|---|---:|---:|---:|");
+    let tables = std::env::args().skip(1).filter(|a| !a.starts_with('-')).count() == 0;
     for path in files {
         let Ok(bytes) = std::fs::read(&path) else {
             eprintln!("{}: not found, skipped", path.display());
@@ -103,6 +162,15 @@ fn main() {
                 per(a, txs),
                 per(b, packets)
             );
+        }
+    }
+    if tables {
+        println!();
+        println!("| users seen (sessions closed) | totals held at most | bytes held per user |");
+        println!("|---:|---:|---:|");
+        for (n, held) in [(200_000, 1000), (200_000, pov::users::MAX_USERS_HELD), (200_000, usize::MAX)] {
+            let held_text = if held == usize::MAX { "all".to_string() } else { held.to_string() };
+            println!("| {n} | {held_text} | {:.0} |", per_user(n, held));
         }
     }
 }

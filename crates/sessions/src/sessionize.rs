@@ -372,10 +372,11 @@ pub struct SessionizerConfig {
 }
 
 /// What a user seen costs here for the rest of the run, as charged to the
-/// memory budget: its entry (key, session count) in the users map, the
-/// open session being boxed apart. Its totals in the user stage are that
-/// stage's to charge, and it spills them to disk.
-pub const USER_COST: usize = 256;
+/// memory budget: its session count under its key's hash (about 24 bytes
+/// with the map's slack) and, at most, its address's entry for failed
+/// attempts (about 100). An open session is charged apart. Its totals in
+/// the user stage are that stage's to charge, and it spills them to disk.
+pub const USER_COST: usize = 128;
 
 /// What a transaction held in an open session costs the memory budget:
 /// the record and its strings (identity fields are dropped by then), and
@@ -394,6 +395,15 @@ fn tx_weight(t: &Tx) -> usize {
         + t.target.capacity()
 }
 
+/// A user key's hash for [`Sessionizer`]'s closed users: SipHash with
+/// fixed keys, the same in every run.
+fn key_hash(k: &UserKey) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    k.hash(&mut h);
+    h.finish()
+}
+
 /// Builds sessions from a stream of transactions and failed connections.
 pub struct Sessionizer {
     timeout: Dur,
@@ -406,7 +416,15 @@ pub struct Sessionizer {
     users_charge: Charge,
     pages: PageRules,
     conversion_post: Option<Regex>,
+    /// Users with an open session, by key.
     users: HashMap<UserKey, UserState>,
+    /// Users whose sessions all closed: a 64-bit hash of their key to the
+    /// number of sessions they had (their next one is numbered on), so
+    /// that what a user seen costs to the end of the run is a few bytes,
+    /// not its key. Two keys of one hash (odds of about 10^-6 over 10
+    /// million users) would only number the second one's sessions on from
+    /// the first's.
+    seen: HashMap<u64, u32>,
     /// Users with an open session (the ones a sweep looks at).
     open: HashSet<UserKey>,
     /// A session cookie replaced by the server, to the one it replaced.
@@ -480,6 +498,7 @@ impl Sessionizer {
             fresh: HashMap::new(),
             activity: HashMap::new(),
             ip_users: HashMap::new(),
+            seen: HashMap::new(),
             orphans: Vec::new(),
             watermark: Ts(i64::MIN),
             last_sweep: Ts(i64::MIN),
@@ -536,7 +555,7 @@ impl Sessionizer {
             // value is the same user.
             if let Some((sn, sv)) = &tx.set_cookie {
                 let new = UserKey::Cookie(sn.clone(), sv.clone());
-                if new != k && !self.aliases.contains_key(&new) && !self.users.contains_key(&new) {
+                if new != k && !self.aliases.contains_key(&new) && !self.known(&new) {
                     self.aliases.insert(new, k.clone());
                     self.stats.cookie_rotations += 1;
                 }
@@ -556,7 +575,7 @@ impl Sessionizer {
             if let Some((f, t, _)) = self.fresh.get(&slot)
                 && *f != k
                 && tx.start - *t <= self.retry_window
-                && !self.users.contains_key(&k)
+                && !self.known(&k)
             {
                 self.aliases.insert(k.clone(), f.clone());
                 self.stats.retried_first_visits += 1;
@@ -848,7 +867,11 @@ impl Sessionizer {
         if stale && let Some(s) = self.close_user(&k) {
             closed.push(s);
         }
-        let st = self.users.entry(k.clone()).or_default();
+        let seen = &mut self.seen;
+        let st = self
+            .users
+            .entry(k.clone())
+            .or_insert_with(|| UserState { open: None, sessions: seen.remove(&key_hash(&k)).unwrap_or(0) });
         if st.sessions == 0 && st.open.is_none() {
             *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
             // What a user seen costs for the rest of the run (its entry
@@ -965,8 +988,16 @@ impl Sessionizer {
 
     fn close_user(&mut self, k: &UserKey) -> Option<Session> {
         self.open.remove(k);
-        let open = self.users.get_mut(k)?.open.take()?;
+        let st = self.users.remove(k)?;
+        // From now on the user is a count under its key's hash.
+        self.seen.insert(key_hash(k), st.sessions);
+        let open = st.open?;
         Some(self.build(k.clone(), *open))
+    }
+
+    /// Whether `k` was seen (with a session open or closed).
+    fn known(&self, k: &UserKey) -> bool {
+        self.users.contains_key(k) || self.seen.contains_key(&key_hash(k))
     }
 
     fn build(&mut self, user: UserKey, open: OpenSession) -> Session {
