@@ -341,7 +341,9 @@ impl Reading<'_> {
 type Key = (Ts, u64, u32, u64);
 
 struct Merge {
-    held: BTreeMap<Key, HttpTransaction>,
+    /// Boxed: a transaction is some 600 bytes, which the tree's nodes
+    /// would otherwise shift on every insert.
+    held: BTreeMap<Key, Box<HttpTransaction>>,
     seq: u64,
     max_held: usize,
     /// Most kept body bytes held.
@@ -368,17 +370,21 @@ impl Merge {
         // This batch's transactions, in order, merged with those held
         // from earlier ones: what starts before every shard's frontier goes
         // on, and only the rest is held.
-        let mut new: Vec<(Key, HttpTransaction)> = Vec::new();
+        // The keys are sorted, not the transactions (which would be moved
+        // on every swap); each is moved once, when it goes.
+        let mut txs: Vec<Option<HttpTransaction>> = Vec::new();
+        let mut keys: Vec<(Key, usize)> = Vec::new();
         for o in outs.iter_mut() {
             for tx in o.txs.drain(..) {
                 self.seq += 1;
-                new.push(((tx.timing.start(), tx.conn, tx.depth, self.seq), tx));
+                keys.push(((tx.timing.start(), tx.conn, tx.depth, self.seq), txs.len()));
+                txs.push(Some(tx));
             }
         }
-        new.sort_unstable_by_key(|(k, _)| *k);
+        keys.sort_unstable();
         let bound = if last { None } else { Some(outs.iter().map(|o| o.frontier.unwrap_or(Ts(i64::MIN))).min()) };
         let below = |k: &Key| bound.is_none_or(|b| b.is_some_and(|b| k.0 < b));
-        let mut new = new.into_iter().peekable();
+        let mut new = keys.into_iter().filter_map(|(k, i)| Some((k, txs.get_mut(i)?.take()?))).peekable();
         loop {
             let from_new = match (new.peek(), self.held.first_key_value()) {
                 (Some((a, _)), Some((b, _))) => a < b,
@@ -400,7 +406,7 @@ impl Merge {
                     Some(e) if below(e.key()) => {
                         let tx = e.remove();
                         self.held_bytes -= body_bytes(&tx);
-                        if down.on_transaction(tx)?.is_break() {
+                        if down.on_transaction(*tx)?.is_break() {
                             return BREAK;
                         }
                     }
@@ -410,7 +416,7 @@ impl Merge {
         }
         for (k, tx) in new {
             self.held_bytes += body_bytes(&tx);
-            self.held.insert(k, tx);
+            self.held.insert(k, Box::new(tx));
         }
         // A shard whose connection waits long for an answer holds the
         // others back; memory must not grow with the capture for it.
@@ -419,7 +425,7 @@ impl Merge {
                 let Some((_, tx)) = self.held.pop_first() else { break };
                 self.held_bytes -= body_bytes(&tx);
                 self.cap_releases += 1;
-                if down.on_transaction(tx)?.is_break() {
+                if down.on_transaction(*tx)?.is_break() {
                     return BREAK;
                 }
             }
