@@ -62,6 +62,35 @@ const SKIP_SUB: &[&str] = &[
     "x-shockwave-flash",
 ];
 
+/// Of the media types not kept, those a replay renders (it puts them in
+/// place of their URLs); the others (video, audio, archives, PDFs, binary
+/// downloads) it names with their size only.
+const REPLAY_RENDERS: &[&str] = &[
+    "image",
+    "font",
+    "css",
+    "javascript",
+    "x-javascript",
+    "ecmascript",
+    "font-woff",
+    "font-woff2",
+    "vnd.ms-fontobject",
+];
+
+/// Bytes kept of a body a replay does not render: enough to sniff a page
+/// sent as `application/octet-stream`, and for a preview.
+pub(crate) const REPLAY_SNIFF_BYTES: usize = 1024;
+
+/// Whether a replay renders a body of this Content-Type that
+/// [`worth_keeping`] leaves out.
+pub(crate) fn replay_renders(content_type: Option<&[u8]>) -> bool {
+    let Some(ct) = content_type else { return true };
+    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or("").trim();
+    let (top, sub) = media.split_once('/').unwrap_or((media, ""));
+    REPLAY_RENDERS.contains(&top) || REPLAY_RENDERS.contains(&sub)
+}
+
 /// Whether a response body of this Content-Type is worth keeping: pages,
 /// data and text are (error pages, error JSON, order totals live there);
 /// images, media, fonts, style sheets, scripts and archives are not, and

@@ -756,7 +756,11 @@ impl ConnHttp {
         let keep = match &cfg.bodies_only_of {
             Some(conns) if conns.contains(&self.meta.id) => cfg.body_keep_bytes,
             Some(_) => 0,
-            None if cfg.keep_every_body || body::worth_keeping(head.headers.get("content-type")) => cfg.body_keep_bytes,
+            None if body::worth_keeping(head.headers.get("content-type")) => cfg.body_keep_bytes,
+            None if cfg.keep_every_body && body::replay_renders(head.headers.get("content-type")) => {
+                cfg.body_keep_bytes
+            }
+            None if cfg.keep_every_body => cfg.body_keep_bytes.min(body::REPLAY_SNIFF_BYTES),
             None => 0,
         };
         p.tx.response = Some(head);

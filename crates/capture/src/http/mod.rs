@@ -51,9 +51,11 @@ pub struct HttpConfig {
     /// images, media, fonts, style sheets, scripts and archives are counted
     /// but not kept.
     pub bodies_only_of: Option<std::sync::Arc<std::collections::HashSet<crate::tcp::ConnId>>>,
-    /// With `bodies_only_of` `None`: keep the bodies of every media type
-    /// too, for a tap ([`HttpAnalyzer::set_tap`]) that stores transactions
-    /// whole and then drops what no failure rule reads
+    /// With `bodies_only_of` `None`: keep the bodies a replay renders too
+    /// (images, fonts, style sheets, scripts; of video, audio, archives and
+    /// binary downloads, which a replay names with their size, the first
+    /// KiB), for a tap ([`HttpAnalyzer::set_tap`]) that stores
+    /// transactions whole and then drops what no failure rule reads
     /// ([`HttpTransaction::drop_unread_bodies`]).
     pub keep_every_body: bool,
     /// Most decoded bytes counted per body; decoding stops beyond.
@@ -989,6 +991,37 @@ mod tests {
         let mut a = HttpAnalyzer::new(cfg, Vec::new());
         drive(&mut a, roles, steps);
         a.finish().0
+    }
+
+    #[test]
+    fn bodies_kept_for_a_store_are_what_a_replay_renders() {
+        let body = vec![b'x'; 5000];
+        let answer = |ct: &str| {
+            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: 5000\r\n\r\n").into_bytes();
+            r.extend_from_slice(&body);
+            r
+        };
+        let types = ["text/html", "image/png", "text/css", "application/octet-stream", "video/mp4"];
+        let answers: Vec<Vec<u8>> = types.iter().map(|ct| answer(ct)).collect();
+        let mut steps = Vec::new();
+        for a in &answers {
+            steps.push(C(GET_A));
+            steps.push(S(a));
+        }
+        let kept = |cfg: HttpConfig| -> Vec<usize> {
+            run_with(cfg, RoleSource::Syn, &steps).iter().map(|t| t.response_body.kept.len()).collect()
+        };
+        // By default only what a failure rule reads.
+        assert_eq!(kept(HttpConfig::default()), [5000, 0, 0, 0, 0]);
+        // For a store: what a replay renders, and the first KiB of the rest.
+        let store = HttpConfig { keep_every_body: true, ..HttpConfig::default() };
+        assert_eq!(kept(store.clone()), [5000, 5000, 5000, 1024, 1024]);
+        // Dropped again as the transactions leave: as by default.
+        let mut a = HttpAnalyzer::new(store, Vec::new());
+        a.set_tap(Box::new(|t: &mut HttpTransaction| t.drop_unread_bodies()));
+        drive(&mut a, RoleSource::Syn, &steps);
+        let after: Vec<usize> = a.finish().0.iter().map(|t| t.response_body.kept.len()).collect();
+        assert_eq!(after, [5000, 0, 0, 0, 0]);
     }
 
     fn drive(a: &mut HttpAnalyzer<Vec<HttpTransaction>>, roles: RoleSource, steps: &[Step<'_>]) {
