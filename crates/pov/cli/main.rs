@@ -118,6 +118,11 @@ struct AnalyzeArgs {
     /// then lists users in order of their key).
     #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
     max_users_held: usize,
+    /// Most bytes of transactions kept on disk for the replays while the
+    /// captures are read (4 GiB); beyond, transactions are kept without
+    /// their bodies, with a warning and `counters.replay_store`.
+    #[arg(long, default_value_t = pov::store::MAX_STORE_BYTES, value_name = "BYTES")]
+    max_store_bytes: u64,
     /// Exit with code 3 when a summary field passes a threshold, e.g.
     /// `users_affected_pct > 2` or `failures_by_kind.server_error >= 10`
     /// (repeatable: any one is enough). For cron alerting.
@@ -194,6 +199,11 @@ struct SelectArgs {
     /// later bodies are left out (heads and timings stay), with a warning.
     #[arg(long, default_value_t = DEFAULT_MAX_REPLAY_BYTES, value_name = "BYTES")]
     max_replay_bytes: usize,
+    /// Most bytes of transactions kept on disk for the replays while the
+    /// captures are read (4 GiB); beyond, transactions are kept without
+    /// their bodies, with a warning and `counters.replay_store`.
+    #[arg(long, default_value_t = pov::store::MAX_STORE_BYTES, value_name = "BYTES")]
+    max_store_bytes: u64,
     /// Settings file.
     #[arg(short, long, value_name = "POV.TOML")]
     config: Option<PathBuf>,
@@ -775,7 +785,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // For the replays, every transaction is kept whole in the staging
     // folder as it finishes: the captures are read once.
     let mut inputs = Inputs::once(files);
-    let store = (a.replays > 0).then(|| pov::store::TxStore::new(run.staging()));
+    let store = (a.replays > 0).then(|| pov::store::TxStore::with_cap(run.staging(), a.max_store_bytes));
     cfg.store = store.clone();
     let mut pipe =
         pov::analyze::AnalyzePipeline::new(&run, &pov_cfg, &cfg.http, !a.no_mask, a.max_session_transactions.max(1))?;
@@ -812,7 +822,11 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         && !summary.top_affected_users.is_empty()
     {
         let masker = pov::replay::Masker::new(&pov_cfg.privacy, mask);
-        let written = write_replays(&a, &run, (store, &cfg), &mut spill.borrow_mut(), &masker, &summary);
+        let mut stats = None;
+        let written = write_replays(&a, &run, (store, &cfg, &mut stats), &mut spill.borrow_mut(), &masker, &summary);
+        if let (Some(s), Some(c)) = (stats, summary.counters.as_object_mut()) {
+            c.insert("replay_store".into(), serde_json::to_value(s)?);
+        }
         // The analysis stands without its replays: summary.json and
         // report.html are still written, and the exit code says 2.
         match written {
@@ -862,7 +876,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
 fn write_replays(
     a: &AnalyzeArgs,
     run: &pov::analyze::RunDir,
-    (store, cfg): (&pov::store::TxStore, &PipelineConfig),
+    (store, cfg, store_stats): (&pov::store::TxStore, &PipelineConfig, &mut Option<pov::store::StoreStats>),
     spill: &mut pov::replay::Spill,
     masker: &pov::replay::Masker,
     summary: &pov::analyze::Summary,
@@ -871,7 +885,8 @@ fn write_replays(
     let sel = spill
         .select(&users.iter().cloned().collect(), DEFAULT_MAX_REPLAY_SESSIONS)
         .map_err(|e| anyhow::anyhow!("replay candidates: {e}"))?;
-    let keep = collect_transactions(store, &sel, DEFAULT_MAX_REPLAY_BYTES, cfg, a.common.quiet)?;
+    let (keep, stats) = collect_transactions(store, &sel, DEFAULT_MAX_REPLAY_BYTES, cfg, a.common.quiet)?;
+    *store_stats = Some(stats);
     let mut taken = std::collections::HashSet::new();
     let mut out = std::collections::BTreeMap::new();
     for u in &users {
@@ -959,7 +974,7 @@ fn collect_replay(
     stage.set_budget(cfg.budget());
     let select = pov::replay::SelectLimits { masker: pov::replay::Masker::new(&pov_cfg.privacy, mask), max_sessions };
     stage.set_tap(pov::replay::selecting_tap(selector, Rc::clone(&selection), select));
-    let store = pov::store::TxStore::new(store_dir);
+    let store = pov::store::TxStore::with_cap(store_dir, limits.max_store_bytes);
     let cfg = &PipelineConfig { store: Some(store.clone()), ..cfg.clone() };
     let report = run_http(inputs, common, cfg, &mut stage)?;
     check_stop(NOTHING_WRITTEN)?;
@@ -974,7 +989,7 @@ fn collect_replay(
     if sel.sessions.is_empty() {
         return Ok((sel, pov::replay::Keep::new(Default::default(), 0), report));
     }
-    let keep = collect_transactions(&store, &sel, max_body_bytes, cfg, common.quiet)?;
+    let (keep, _) = collect_transactions(&store, &sel, max_body_bytes, cfg, common.quiet)?;
     Ok((sel, keep, report))
 }
 
@@ -985,10 +1000,18 @@ fn collect_transactions(
     max_body_bytes: usize,
     cfg: &PipelineConfig,
     quiet: bool,
-) -> anyhow::Result<pov::replay::Keep> {
+) -> anyhow::Result<(pov::replay::Keep, pov::store::StoreStats)> {
     let mut keep = pov::replay::Keep::new(sel.txs.clone(), max_body_bytes).with_budget(cfg.budget());
     let wanted = sel.txs.keys().copied().collect();
-    store.read(&wanted, |tx| keep.keep(tx)).map_err(|e| anyhow::anyhow!("the transactions kept for replays: {e}"))?;
+    let stats = store
+        .read(&wanted, |tx| keep.keep(tx))
+        .map_err(|e| anyhow::anyhow!("the transactions kept for replays: {e}"))?;
+    if stats.bodies_left_out > 0 && !quiet {
+        eprintln!(
+            "pov: warning: {} transactions were kept for replays without their bodies, the store being full ({} bytes; raise --max-store-bytes)",
+            stats.bodies_left_out, stats.bytes
+        );
+    }
     if keep.bodies_dropped > 0 && !quiet {
         eprintln!(
             "pov: warning: {} response bodies left out of the replay over --max-replay-bytes ({} bytes kept)",
@@ -1001,7 +1024,7 @@ fn collect_transactions(
             keep.txs_dropped
         );
     }
-    Ok(keep)
+    Ok((keep, stats))
 }
 
 /// How much a replay holds.
@@ -1009,6 +1032,7 @@ fn collect_transactions(
 struct ReplayLimits {
     max_sessions: usize,
     max_body_bytes: usize,
+    max_store_bytes: u64,
 }
 
 /// The sessions `a` selects, with their transactions whole (kept in the
@@ -1046,7 +1070,11 @@ fn select_sessions_spooling_in(
         selector,
         &pov_cfg,
         mask,
-        ReplayLimits { max_sessions: a.max_sessions, max_body_bytes: a.max_replay_bytes },
+        ReplayLimits {
+            max_sessions: a.max_sessions,
+            max_body_bytes: a.max_replay_bytes,
+            max_store_bytes: a.max_store_bytes,
+        },
         &cfg,
         &a.common,
     )?;

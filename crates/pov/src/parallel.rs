@@ -231,7 +231,7 @@ impl Shard {
             h.keep_every_body |= cfg.store.is_some();
             let mut a = HttpAnalyzer::new(h, Vec::new());
             if let Some(store) = &cfg.store {
-                a.set_tap(store.tap());
+                a.set_tap(store.tap(shards));
             }
             a
         });

@@ -40,8 +40,14 @@ pub struct TxStore(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
+    /// Most bytes stored in all; each part gets its share.
+    max_bytes: u64,
     parts: Mutex<Vec<Arc<Mutex<Part>>>>,
 }
+
+/// Bytes a store holds at most by default (`--max-store-bytes`): beyond,
+/// transactions are stored without their bodies.
+pub const MAX_STORE_BYTES: u64 = 4 << 30;
 
 /// One shard's file.
 #[derive(Debug)]
@@ -52,6 +58,10 @@ struct Part {
     error: Option<io::Error>,
     records: u64,
     bytes: u64,
+    /// This part's share of the store's cap.
+    max_bytes: u64,
+    /// Transactions stored without their bodies, over the cap.
+    bodies_left_out: u64,
 }
 
 impl Part {
@@ -61,7 +71,18 @@ impl Part {
         }
         self.buf.clear();
         self.buf.resize(HEADER, 0);
-        codec::encode(tx, &mut self.buf);
+        let bodies = tx.request_body.kept.len() + tx.response_body.kept.len();
+        if self.bytes + (bodies as u64) > self.max_bytes && bodies > 0 {
+            // Over the cap (a long night, or bodies that decode to far more
+            // than they weigh on the wire): the heads and times only.
+            let mut bare = tx.clone();
+            bare.request_body.kept = Vec::new();
+            bare.response_body.kept = Vec::new();
+            codec::encode(&bare, &mut self.buf);
+            self.bodies_left_out += 1;
+        } else {
+            codec::encode(tx, &mut self.buf);
+        }
         let len = (self.buf.len() - HEADER) as u32;
         let mut head = [0u8; HEADER];
         head[..4].copy_from_slice(&len.to_le_bytes());
@@ -108,7 +129,7 @@ impl Drop for Inner {
 }
 
 /// What reading the store found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StoreStats {
     /// Transactions stored.
     pub records: u64,
@@ -116,26 +137,47 @@ pub struct StoreStats {
     pub bytes: u64,
     /// Transactions read back.
     pub read: u64,
+    /// Transactions stored without their bodies, over `--max-store-bytes`.
+    pub bodies_left_out: u64,
 }
 
 impl TxStore {
-    /// A store whose files go into `dir` (as `.pov-store-PID-N`).
+    /// A store whose files go into `dir` (as `.pov-store-PID-N`), of at
+    /// most [`MAX_STORE_BYTES`].
     pub fn new(dir: &Path) -> TxStore {
-        TxStore(Arc::new(Inner { dir: dir.to_path_buf(), parts: Mutex::new(Vec::new()) }))
+        TxStore::with_cap(dir, MAX_STORE_BYTES)
     }
 
-    /// A tap for one shard's HTTP layer: stores each transaction as it
-    /// finishes, then drops the bodies no failure rule reads (see
-    /// [`pov_capture::http::HttpConfig::keep_every_body`]). A write error
-    /// stops the storing and comes back from [`TxStore::read`].
-    pub fn tap(&self) -> Tap {
+    /// A store of at most about `max_bytes`, shared out evenly to the
+    /// parts (so what is left out depends on the capture only, not on the
+    /// threads).
+    pub fn with_cap(dir: &Path, max_bytes: u64) -> TxStore {
+        TxStore(Arc::new(Inner { dir: dir.to_path_buf(), max_bytes, parts: Mutex::new(Vec::new()) }))
+    }
+
+    /// A tap for one of `parts` shards' HTTP layer: stores each
+    /// transaction as it finishes, then drops the bodies no failure rule
+    /// reads (see [`pov_capture::http::HttpConfig::keep_every_body`]). A
+    /// write error stops the storing and comes back from
+    /// [`TxStore::read`].
+    pub fn tap(&self, parts_in_all: usize) -> Tap {
+        let max_bytes = self.0.max_bytes / parts_in_all.max(1) as u64;
         let mut parts = self.0.parts.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.0.dir.join(format!(".pov-store-{}-{}", std::process::id(), parts.len()));
         let (out, error) = match File::create(&path) {
             Ok(f) => (Some(BufWriter::with_capacity(1 << 20, f)), None),
             Err(e) => (None, Some(named(e, &path))),
         };
-        let part = Arc::new(Mutex::new(Part { path, out, buf: Vec::new(), error, records: 0, bytes: 0 }));
+        let part = Arc::new(Mutex::new(Part {
+            path,
+            out,
+            buf: Vec::new(),
+            error,
+            records: 0,
+            bytes: 0,
+            max_bytes,
+            bodies_left_out: 0,
+        }));
         parts.push(Arc::clone(&part));
         Box::new(move |tx: &mut HttpTransaction| {
             if let Ok(mut p) = part.lock() {
@@ -157,6 +199,7 @@ impl TxStore {
             p.flush()?;
             stats.records += p.records;
             stats.bytes += p.bytes;
+            stats.bodies_left_out += p.bodies_left_out;
             if p.records == 0 || wanted.is_empty() {
                 continue;
             }
@@ -232,7 +275,7 @@ mod tests {
     fn wanted_transactions_come_back_whole_in_request_order() {
         let d = temp_dir("order");
         let store = TxStore::new(&d);
-        let mut taps = [store.tap(), store.tap()];
+        let mut taps = [store.tap(2), store.tap(2)];
         let mut handed_on = Vec::new();
         // Two shards, each in its own order of finishing.
         for (shard, t) in [
@@ -270,12 +313,39 @@ mod tests {
     fn a_store_that_cannot_be_written_says_where() {
         let d = temp_dir("missing").join("gone");
         let store = TxStore::new(&d);
-        let mut tap = store.tap();
+        let mut tap = store.tap(1);
         let mut t = tx(1, 1, 1, "text/html");
         tap(&mut t);
         // The transaction goes on all the same.
         assert_eq!(t.response_body.kept, b"body of 1/1");
         let e = store.read(&[(1, 1)].into(), |_| {}).expect_err("no folder");
         assert!(e.to_string().contains(&d.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn over_its_cap_the_store_keeps_heads_and_times_and_counts_the_rest() {
+        let d = temp_dir("cap");
+        // 100 bytes for each of two parts: the first body fits, later ones
+        // do not.
+        let store = TxStore::with_cap(&d, 200);
+        let mut taps = [store.tap(2), store.tap(2)];
+        for i in 0..6u32 {
+            let mut t = tx(u64::from(i % 2) + 1, i, i64::from(i), "text/html");
+            t.response_body = BodyInfo::plain(vec![b'a'; 60]);
+            taps[(i % 2) as usize](&mut t);
+            // What goes on is whole either way.
+            assert_eq!(t.response_body.kept.len(), 60);
+        }
+        let wanted: HashSet<TxKey> = (0..6u32).map(|i| (u64::from(i % 2) + 1, i)).collect();
+        let mut got = Vec::new();
+        let stats = store.read(&wanted, |t| got.push(t)).expect("read");
+        assert_eq!((stats.records, stats.read, stats.bodies_left_out), (6, 6, 4));
+        let bodies: Vec<usize> = got.iter().map(|t| t.response_body.kept.len()).collect();
+        assert_eq!(bodies, [60, 60, 0, 0, 0, 0], "each part's first body");
+        assert!(got.iter().all(|t| t.response.as_ref().is_some_and(|r| r.status == 200)), "heads kept");
+        assert_eq!(got.iter().map(|t| t.response_body.decoded_len).collect::<Vec<_>>(), [60; 6], "sizes kept");
+        drop(taps);
+        drop(store);
+        fs::remove_dir_all(&d).expect("clean up");
     }
 }
