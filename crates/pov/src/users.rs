@@ -685,8 +685,10 @@ impl<W: Write> UserStage<W> {
     ) -> Result<UserStage<W>, String> {
         let mut scfg = cfg.sessionizer();
         scfg.max_session_txs = max_session_txs;
+        let mut sessionizer = Sessionizer::new(&scfg)?;
+        sessionizer.set_spill_dir(&std::env::temp_dir());
         Ok(UserStage {
-            sessionizer: Sessionizer::new(&scfg)?,
+            sessionizer,
             classifier: Classifier::new(&cfg.failures)?,
             proxies: Sessionizer::proxies(&cfg.users)?,
             cfg: cfg.clone(),
@@ -717,6 +719,9 @@ impl<W: Write> UserStage<W> {
     pub fn set_user_spill(&mut self, dir: &Path, max: usize) {
         self.spill.dir = dir.to_path_buf();
         self.max_users_held = max.max(1);
+        // Open sessions' transactions the budget has no room for wait
+        // there too.
+        self.sessionizer.set_spill_dir(dir);
     }
 
     /// Writes every user's totals held to a sorted run on disk.

@@ -7,7 +7,10 @@
 //! sessions and short-lived joining state, never the whole capture.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use pov_capture::budget::{Charge, Holder};
 use pov_capture::http::FrameSpan;
@@ -190,8 +193,109 @@ pub struct SessionStats {
     /// (`--max-session-transactions`).
     pub session_tx_cap_drops: u64,
     /// Transactions left out of sessions because the memory budget was
-    /// full (`--memory-budget`).
+    /// full (`--memory-budget`) and no spill file could take them.
     pub session_budget_drops: u64,
+    /// Transactions of open sessions written to the spill file because the
+    /// memory budget was full, and read back when their session closed.
+    pub session_txs_spilled: u64,
+}
+
+/// Transactions of open sessions kept on disk when the memory budget has
+/// no room for them, as JSON lines, and read back when their session
+/// closes. The file is removed when the spill is dropped.
+struct TxSpill {
+    dir: PathBuf,
+    path: Option<PathBuf>,
+    out: Option<BufWriter<File>>,
+    reader: Option<File>,
+    /// Bytes written so far (the next record's offset).
+    at: u64,
+    /// Written since the last flush.
+    dirty: bool,
+    buf: Vec<u8>,
+    /// Writing or reading failed once: no more spilling (transactions are
+    /// dropped and counted as before).
+    failed: bool,
+}
+
+impl TxSpill {
+    fn new(dir: &Path) -> TxSpill {
+        TxSpill {
+            dir: dir.to_path_buf(),
+            path: None,
+            out: None,
+            reader: None,
+            at: 0,
+            dirty: false,
+            buf: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Writes `tx`; where it is, or `None` if it could not be written.
+    fn write(&mut self, tx: &Tx) -> Option<(u64, u32)> {
+        if self.failed {
+            return None;
+        }
+        if self.out.is_none() {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = self.dir.join(format!(".pov-sessions-{}-{n}", std::process::id()));
+            match File::create(&path) {
+                Ok(f) => {
+                    self.out = Some(BufWriter::with_capacity(1 << 20, f));
+                    self.path = Some(path);
+                }
+                Err(_) => {
+                    self.failed = true;
+                    return None;
+                }
+            }
+        }
+        self.buf.clear();
+        let ok = serde_json::to_writer(&mut self.buf, tx).is_ok()
+            && self.out.as_mut().is_some_and(|w| w.write_all(&self.buf).is_ok());
+        if !ok {
+            self.failed = true;
+            return None;
+        }
+        let at = self.at;
+        self.at += self.buf.len() as u64;
+        self.dirty = true;
+        Some((at, self.buf.len() as u32))
+    }
+
+    /// The transaction written at `at`.
+    fn read(&mut self, (at, len): (u64, u32)) -> Option<Tx> {
+        if self.dirty {
+            self.dirty = false;
+            if self.out.as_mut().is_none_or(|w| w.flush().is_err()) {
+                self.failed = true;
+                return None;
+            }
+        }
+        if self.reader.is_none() {
+            self.reader = File::open(self.path.as_ref()?).ok();
+        }
+        let r = self.reader.as_mut()?;
+        self.buf.resize(len as usize, 0);
+        let ok = r.seek(SeekFrom::Start(at)).is_ok() && r.read_exact(&mut self.buf).is_ok();
+        if !ok {
+            self.failed = true;
+            return None;
+        }
+        serde_json::from_slice(&self.buf).ok()
+    }
+}
+
+impl Drop for TxSpill {
+    fn drop(&mut self) {
+        self.out = None;
+        self.reader = None;
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// The first transaction of a recent connection from an address.
@@ -313,6 +417,8 @@ struct OpenSession {
     last: Ts,
     dropped: u64,
     budget_dropped: u64,
+    /// Its transactions in the spill file (offset and length).
+    spilled: Vec<(u64, u32)>,
     /// What its transactions hold of the memory budget.
     charge: Charge,
 }
@@ -425,6 +531,9 @@ pub struct Sessionizer {
     /// million users) would only number the second one's sessions on from
     /// the first's.
     seen: HashMap<u64, u32>,
+    /// Where transactions wait when the budget is full (if anywhere).
+    /// Shared so that `add` can write to it while it holds a session.
+    spill: Option<std::sync::Arc<std::sync::Mutex<TxSpill>>>,
     /// Users with an open session (the ones a sweep looks at).
     open: HashSet<UserKey>,
     /// A session cookie replaced by the server, to the one it replaced.
@@ -499,6 +608,7 @@ impl Sessionizer {
             activity: HashMap::new(),
             ip_users: HashMap::new(),
             seen: HashMap::new(),
+            spill: None,
             orphans: Vec::new(),
             watermark: Ts(i64::MIN),
             last_sweep: Ts(i64::MIN),
@@ -514,6 +624,13 @@ impl Sessionizer {
         self.users_charge = budget.empty(Holder::Sessions);
         self.users_charge.grow(held);
         self.budget = budget.clone();
+    }
+
+    /// Transactions the memory budget has no room for wait for their
+    /// session's close in a file in `dir` (removed with the sessionizer),
+    /// instead of being left out.
+    pub fn set_spill_dir(&mut self, dir: &Path) {
+        self.spill = Some(std::sync::Arc::new(std::sync::Mutex::new(TxSpill::new(dir))));
     }
 
     /// Counters so far.
@@ -822,16 +939,36 @@ impl Sessionizer {
         self.note_activity(tx.client_ip, tx.start, &k);
         let (start, end) = (tx.start, tx.end());
         let max = self.max_txs;
+        // A handle of its own, for while `open` borrows `self`.
+        let spill = self.spill.clone();
         let open = self.session_for(k, start, end, closed);
-        if open.txs.len() >= max {
+        if open.txs.len() + open.spilled.len() >= max {
             open.dropped += 1;
             self.stats.session_tx_cap_drops += 1;
         } else if !open.charge.try_grow(tx_weight(&tx)) {
-            // The memory budget has no room for it: the session goes on
-            // without it, and says so.
-            open.dropped += 1;
-            open.budget_dropped += 1;
-            self.stats.session_budget_drops += 1;
+            // The memory budget has no room for it: it waits on disk for
+            // its session to close; without a spill file, the session goes
+            // on without it, and says so.
+            let order = (tx.start, tx.conn, tx.depth);
+            let ua = tx.user_agent.take();
+            if open.first_ua.as_ref().is_none_or(|(o, _)| order < *o) {
+                open.first_ua = Some((order, ua));
+            }
+            tx.cookie = None;
+            tx.set_cookie = None;
+            tx.header_id = None;
+            tx.query_id = None;
+            match spill.as_ref().and_then(|s| s.lock().ok()?.write(&tx)) {
+                Some(at) => {
+                    open.spilled.push(at);
+                    self.stats.session_txs_spilled += 1;
+                }
+                None => {
+                    open.dropped += 1;
+                    open.budget_dropped += 1;
+                    self.stats.session_budget_drops += 1;
+                }
+            }
         } else {
             let order = (tx.start, tx.conn, tx.depth);
             let ua = tx.user_agent.take();
@@ -893,6 +1030,7 @@ impl Sessionizer {
                 last: start,
                 dropped: 0,
                 budget_dropped: 0,
+                spilled: Vec::new(),
                 charge: budget.empty(Holder::Sessions),
             })
         });
@@ -1002,6 +1140,14 @@ impl Sessionizer {
 
     fn build(&mut self, user: UserKey, open: OpenSession) -> Session {
         let mut txs = open.txs;
+        // Those that waited on disk come back (memory the budget did not
+        // have room for, held for as long as the session is built).
+        for at in open.spilled {
+            match self.spill.as_ref().and_then(|s| s.lock().ok()?.read(at)) {
+                Some(t) => txs.push(t),
+                None => self.stats.session_budget_drops += 1,
+            }
+        }
         // Usually in order already; sorting would take a buffer of half
         // the transactions.
         if !txs.is_sorted_by_key(|t| (t.start, t.conn, t.depth)) {
@@ -1449,6 +1595,52 @@ pub(crate) mod tests {
         assert!(budget.report().refused.get("sessions").copied().unwrap_or(0) > 0);
         drop(out);
         assert_eq!(budget.used(), USER_COST, "only the user seen is still charged");
+    }
+
+    /// The same session with a spill folder: what the budget has no room
+    /// for waits on disk and comes back when the session closes, so the
+    /// session is the one an unlimited budget gives; the file is removed.
+    #[test]
+    fn what_the_budget_has_no_room_for_waits_on_disk() {
+        let dir = std::env::temp_dir().join(format!("pov-session-spill-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sessions = |budget: Budget, spill: bool| {
+            let cfg = SessionizerConfig { budget: budget.clone(), ..SessionizerConfig::default() };
+            let mut s = Sessionizer::new(&cfg).unwrap();
+            if spill {
+                s.set_spill_dir(&dir);
+            }
+            let mut out = Vec::new();
+            for i in 0..20_000 {
+                let mut t = cookie(tx(1 + i / 7, "10.0.0.1:1000", i as i64, &format!("/p/{i}")), "A");
+                t.status = Some(if i % 1000 == 999 { 500 } else { 200 });
+                out.extend(s.push(t));
+            }
+            // A second user, after the first's session timed out.
+            out.extend(s.push(cookie(tx(90_000, "10.0.0.2:1000", 10_000_000, "/"), "B")));
+            out.extend(s.finish());
+            let stats = s.stats().clone();
+            (out, stats)
+        };
+        let (whole, _) = sessions(Budget::unlimited(), false);
+        let budget = Budget::new(4 << 20);
+        let (spilled, stats) = sessions(budget.clone(), true);
+        assert!(stats.session_txs_spilled > 10_000, "{} spilled", stats.session_txs_spilled);
+        assert_eq!(stats.session_budget_drops, 0);
+        // The same sessions (all but what they hold of the budget).
+        let view = |v: &[Session]| -> Vec<String> {
+            v.iter()
+                .map(|x| {
+                    format!("{:?} {} {:?} {:?} {:?} {:?}", x.user, x.index, x.txs, x.pages, x.failed, x.dropped_txs)
+                })
+                .collect()
+        };
+        assert_eq!(whole.len(), spilled.len());
+        assert!(view(&whole) == view(&spilled), "the sessions differ once spilled");
+        assert_eq!(spilled[0].txs.len(), 20_000);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the spill file is removed");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

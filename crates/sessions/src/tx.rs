@@ -10,7 +10,7 @@ use crate::config::{Cidr, RevenueConfig, UsersConfig};
 use crate::values;
 
 /// What a request fetched, from its response type, Accept header and path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceClass {
     /// An HTML document (a page view starts here).
@@ -149,7 +149,7 @@ fn by_extension(path: &str) -> Option<ResourceClass> {
 
 /// One transaction, reduced to what users, sessions, pages and failures
 /// need.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Tx {
     /// Connection id.
     pub conn: u64,
@@ -233,7 +233,7 @@ pub struct Tx {
 /// A 2xx answer whose body says it failed: the rule that decided and what
 /// the body shows. Read once, when the transaction is reduced (bodies are
 /// not kept after that).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
     /// The rule (`error_page:NAME` for an error page, `api_error:NAME` for
     /// an API answer that says the call failed).
