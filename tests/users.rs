@@ -344,6 +344,34 @@ fn users_spilled_to_disk_come_back_with_the_same_totals() {
 }
 
 #[test]
+fn sessions_the_budget_cannot_hold_wait_on_disk_and_lose_nothing() {
+    // 1,500 customers arriving 5 a second, so that at the peak most of
+    // them have a session open, under a 64 MiB budget whose sessions' share
+    // holds far from all their transactions. Leaving the rest out (as
+    // before the spill) found 140 affected users of the key's 369.
+    let d = TempDir::new("sessions-spill");
+    let (pcap, key) = (d.path("dense.pcap"), d.path("dense.json"));
+    util::synth(&["--users", "1500", "--seed", "12", "--body-scale", "0.02", "--rate", "5", "-q"], &pcap, &key);
+    let out = d.path("r");
+    let budget = (64u64 << 20).to_string();
+    util::pov_ok(&["analyze", "--quiet", "--replays", "0", "--memory-budget", &budget, "--out", s(&out), s(&pcap)]);
+    let sm: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let sessions = &sm["counters"]["users"]["sessions"];
+    let spilled = sessions["session_txs_spilled"].as_u64().unwrap();
+    assert!(spilled > 10_000, "{spilled} transactions spilled: the budget no longer binds");
+    assert_eq!(sessions["session_budget_drops"].as_u64(), Some(0), "no transaction left out of its session");
+    let k: serde_json::Value = serde_json::from_slice(&std::fs::read(&key).unwrap()).unwrap();
+    let want = k["totals"]["users_affected"].as_u64().unwrap() as i64;
+    let got = sm["users_affected"].as_u64().unwrap() as i64;
+    // The small budget also lets some transactions out of the time-order
+    // window early (counted); only those can move a user.
+    let early = sm["counters"]["budget"]["refused"]["ordering"].as_u64().unwrap_or(0) as i64;
+    assert!((got - want).abs() <= early.max(1), "affected users: pov {got}, key {want}, {early} released early");
+    // Nothing left in the run's folder but the outputs.
+    assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+}
+
+#[test]
 fn user_keys_are_pseudonyms_unless_told() {
     let root = util::root();
     let masked = util::pov_ok(&["users", "--format", "jsonl", "--quiet", s(&root.join("samples/shop.pcap"))]);
