@@ -27,11 +27,15 @@ use pov_capture::http::{HttpTransaction, Tap, codec};
 
 use crate::replay::TxKey;
 
-const HEADER: usize = 24;
+const HEADER: usize = 40;
+
+/// Response bodies from this size on are stored once per content.
+const DEDUP_MIN_BYTES: usize = 1024;
 
 /// Where a wanted record is: its order key (start, connection, depth), its
-/// part, offset and length.
-type Found = ((Ts, u64, u32), usize, u64, usize);
+/// part, offset and length, and where its response body is (offset and
+/// length; 0 for none).
+type Found = ((Ts, u64, u32), usize, u64, usize, u64, u32);
 
 /// The store of one run: a folder and a file per shard.
 #[derive(Clone, Debug)]
@@ -62,34 +66,63 @@ struct Part {
     max_bytes: u64,
     /// Transactions stored without their bodies, over the cap.
     bodies_left_out: u64,
+    /// Response bodies stored, by (hash, length), to where they are.
+    bodies: std::collections::HashMap<(u64, u32), u64>,
 }
 
 impl Part {
-    fn write(&mut self, tx: &HttpTransaction) {
+    fn write(&mut self, tx: &mut HttpTransaction) {
         if self.error.is_some() || self.out.is_none() {
             return;
         }
+        // The response body goes after the record, once per content: the
+        // same style sheet or image fetched by every visitor is stored
+        // once, and later records point at it.
+        let body = std::mem::take(&mut tx.response_body.kept);
+        let request = tx.request_body.kept.len() as u64;
+        let known = (body.len() >= DEDUP_MIN_BYTES).then(|| {
+            let mut h = std::hash::DefaultHasher::new();
+            std::hash::Hasher::write(&mut h, &body);
+            (std::hash::Hasher::finish(&h), body.len() as u32)
+        });
+        let earlier = known.and_then(|k| self.bodies.get(&k).copied());
+        let new_bytes = request + if earlier.is_some() { 0 } else { body.len() as u64 };
+        let over = new_bytes > 0 && self.bytes + new_bytes > self.max_bytes;
         self.buf.clear();
         self.buf.resize(HEADER, 0);
-        let bodies = tx.request_body.kept.len() + tx.response_body.kept.len();
-        if self.bytes + (bodies as u64) > self.max_bytes && bodies > 0 {
-            // Over the cap (a long night, or bodies that decode to far more
-            // than they weigh on the wire): the heads and times only.
-            let mut bare = tx.clone();
-            bare.request_body.kept = Vec::new();
-            bare.response_body.kept = Vec::new();
-            codec::encode(&bare, &mut self.buf);
+        let request_body = if over { std::mem::take(&mut tx.request_body.kept) } else { Vec::new() };
+        codec::encode(tx, &mut self.buf);
+        if over {
+            tx.request_body.kept = request_body;
             self.bodies_left_out += 1;
-        } else {
-            codec::encode(tx, &mut self.buf);
         }
-        let len = (self.buf.len() - HEADER) as u32;
+        let payload = self.buf.len() - HEADER;
+        let (body_at, raw) = match (over, earlier) {
+            (true, _) => (0, 0),
+            (false, Some(at)) => (at, 0),
+            (false, None) if body.is_empty() => (0, 0),
+            (false, None) => {
+                let at = self.bytes + self.buf.len() as u64;
+                if let Some(k) = known {
+                    self.bodies.insert(k, at);
+                }
+                (at, body.len())
+            }
+        };
+        let body_len = if over { 0 } else { body.len() as u32 };
         let mut head = [0u8; HEADER];
-        head[..4].copy_from_slice(&len.to_le_bytes());
-        head[4..12].copy_from_slice(&tx.conn.to_le_bytes());
-        head[12..16].copy_from_slice(&tx.depth.to_le_bytes());
-        head[16..24].copy_from_slice(&tx.timing.start().0.to_le_bytes());
+        head[..4].copy_from_slice(&(payload as u32).to_le_bytes());
+        head[4..8].copy_from_slice(&(raw as u32).to_le_bytes());
+        head[8..16].copy_from_slice(&tx.conn.to_le_bytes());
+        head[16..20].copy_from_slice(&tx.depth.to_le_bytes());
+        head[20..28].copy_from_slice(&tx.timing.start().0.to_le_bytes());
+        head[28..36].copy_from_slice(&body_at.to_le_bytes());
+        head[36..40].copy_from_slice(&body_len.to_le_bytes());
         self.buf[..HEADER].copy_from_slice(&head);
+        if raw > 0 {
+            self.buf.extend_from_slice(&body);
+        }
+        tx.response_body.kept = body;
         if let Some(out) = self.out.as_mut()
             && let Err(e) = out.write_all(&self.buf)
         {
@@ -177,6 +210,7 @@ impl TxStore {
             bytes: 0,
             max_bytes,
             bodies_left_out: 0,
+            bodies: std::collections::HashMap::new(),
         }));
         parts.push(Arc::clone(&part));
         Box::new(move |tx: &mut HttpTransaction| {
@@ -209,21 +243,22 @@ impl TxStore {
             for _ in 0..p.records {
                 r.read_exact(&mut head).map_err(|e| named(e, &p.path))?;
                 let word = |a: usize, b: usize| head.get(a..b).unwrap_or_default();
-                let len = u32::from_le_bytes(word(0, 4).try_into().unwrap_or_default()) as usize;
-                let conn = u64::from_le_bytes(word(4, 12).try_into().unwrap_or_default());
-                let depth = u32::from_le_bytes(word(12, 16).try_into().unwrap_or_default());
-                let start = i64::from_le_bytes(word(16, 24).try_into().unwrap_or_default());
+                let u32_at = |a: usize| u32::from_le_bytes(word(a, a + 4).try_into().unwrap_or_default());
+                let u64_at = |a: usize| u64::from_le_bytes(word(a, a + 8).try_into().unwrap_or_default());
+                let (len, raw) = (u32_at(0) as usize, u32_at(4) as usize);
+                let (conn, depth, start) = (u64_at(8), u32_at(16), u64_at(20) as i64);
+                let (body_at, body_len) = (u64_at(28), u32_at(36));
                 if wanted.contains(&(conn, depth)) {
-                    found.push(((Ts(start), conn, depth), i, at + HEADER as u64, len));
+                    found.push(((Ts(start), conn, depth), i, at + HEADER as u64, len, body_at, body_len));
                 }
-                r.seek_relative(len as i64).map_err(|e| named(e, &p.path))?;
-                at += (HEADER + len) as u64;
+                r.seek_relative((len + raw) as i64).map_err(|e| named(e, &p.path))?;
+                at += (HEADER + len + raw) as u64;
             }
         }
         found.sort_unstable_by_key(|(k, ..)| *k);
         let mut files: Vec<Option<File>> = parts.iter().map(|_| None).collect();
         let mut buf = Vec::new();
-        for (_, i, offset, len) in found {
+        for (_, i, offset, len, body_at, body_len) in found {
             let (Some(part), Some(slot)) = (parts.get(i), files.get_mut(i)) else { continue };
             let path = part.lock().unwrap_or_else(|e| e.into_inner()).path.clone();
             let file = match slot {
@@ -233,7 +268,14 @@ impl TxStore {
             buf.resize(len, 0);
             file.seek(SeekFrom::Start(offset)).map_err(|e| named(e, &path))?;
             file.read_exact(&mut buf).map_err(|e| named(e, &path))?;
-            let tx = codec::decode(&buf).map_err(|e| named(io::Error::new(io::ErrorKind::InvalidData, e), &path))?;
+            let mut tx =
+                codec::decode(&buf).map_err(|e| named(io::Error::new(io::ErrorKind::InvalidData, e), &path))?;
+            if body_len > 0 {
+                let mut body = vec![0u8; body_len as usize];
+                file.seek(SeekFrom::Start(body_at)).map_err(|e| named(e, &path))?;
+                file.read_exact(&mut body).map_err(|e| named(e, &path))?;
+                tx.response_body.kept = body;
+            }
             stats.read += 1;
             f(tx);
         }
@@ -345,6 +387,31 @@ mod tests {
         assert!(got.iter().all(|t| t.response.as_ref().is_some_and(|r| r.status == 200)), "heads kept");
         assert_eq!(got.iter().map(|t| t.response_body.decoded_len).collect::<Vec<_>>(), [60; 6], "sizes kept");
         drop(taps);
+        drop(store);
+        fs::remove_dir_all(&d).expect("clean up");
+    }
+
+    #[test]
+    fn a_body_fetched_again_is_stored_once_and_read_back_whole() {
+        let d = temp_dir("dedup");
+        let store = TxStore::new(&d);
+        let mut tap = store.tap(1);
+        let logo: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let other: Vec<u8> = logo.iter().map(|b| b ^ 1).collect();
+        for (i, body) in [&logo, &other, &logo, &logo].into_iter().enumerate() {
+            let mut t = tx(i as u64 + 1, 1, i as i64, "image/png");
+            t.response_body = BodyInfo::plain(body.clone());
+            tap(&mut t);
+        }
+        let wanted: HashSet<TxKey> = (1..=4).map(|c| (c, 1)).collect();
+        let mut got = Vec::new();
+        let stats = store.read(&wanted, |t| got.push(t)).expect("read");
+        assert_eq!(stats.read, 4);
+        // Two bodies of 5,000 bytes stored, not four.
+        assert!(stats.bytes < 2 * 5000 + 4 * 400, "{} bytes stored", stats.bytes);
+        let bodies: Vec<&Vec<u8>> = got.iter().map(|t| &t.response_body.kept).collect();
+        assert_eq!(bodies, [&logo, &other, &logo, &logo]);
+        drop(tap);
         drop(store);
         fs::remove_dir_all(&d).expect("clean up");
     }
