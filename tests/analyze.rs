@@ -608,9 +608,10 @@ fn a_full_disk_is_an_error_naming_the_file_and_leaves_the_folder_as_it_was() {
     let cases = [
         // Parquet, through polars.
         (4096, "transactions.parquet"),
-        // The transactions stored for the replays, in the staging folder
-        // (the largest store file is larger than any replay).
-        (largest_replay - 1024, ".pov-run-"),
+        // A replay (the report, larger, fails after it; the files of the
+        // store the replays are read from, one per shard, each body once,
+        // are smaller than the largest replay).
+        (largest_replay - 1024, "replays/"),
         // report.html, once everything else fits.
         (largest_replay + 2048, "report.html"),
     ];

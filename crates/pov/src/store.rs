@@ -11,10 +11,14 @@
 //! record headers, seeks past what is not wanted, and decodes the rest in
 //! request order. The files are removed when the store is dropped.
 //!
-//! A record is a 24-byte header (payload length `u32`, connection `u64`,
-//! depth `u32`, request start `i64`, little-endian) and the transaction in
-//! [`pov_capture::http::codec`] form. Disk use is about the HTTP bytes
-//! kept (heads, and bodies up to the keep cap), less than the capture.
+//! A record is a 40-byte header (payload length `u32`, raw body bytes that
+//! follow `u32`, connection `u64`, depth `u32`, request start `i64`, where
+//! its response body is `u64` and its length `u32`, little-endian), the
+//! transaction without its response body in [`pov_capture::http::codec`]
+//! form, and the response body if no earlier record holds the same one
+//! (bodies of 1 KiB and more are matched by hash and length). Disk use is
+//! about the distinct HTTP bytes kept (heads, and bodies up to the keep
+//! cap).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -31,6 +35,18 @@ const HEADER: usize = 40;
 
 /// Response bodies from this size on are stored once per content.
 const DEDUP_MIN_BYTES: usize = 1024;
+
+/// Bodies each part remembers for that (about 40 bytes each): the first
+/// ones seen, which on a site are its common images, scripts and styles.
+const DEDUP_ENTRIES: usize = 16_384;
+
+/// Whether a body of this type is shared between visitors (images, fonts,
+/// style sheets, scripts), so worth remembering for later records.
+fn shared_asset(tx: &HttpTransaction) -> bool {
+    let Some(ct) = tx.response.as_ref().and_then(|r| r.headers.get("content-type")) else { return false };
+    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
+    ct.starts_with("image/") || ct.starts_with("font/") || ct.contains("css") || ct.contains("javascript")
+}
 
 /// Where a wanted record is: its order key (start, connection, depth), its
 /// part, offset and length, and where its response body is (offset and
@@ -80,7 +96,7 @@ impl Part {
         // once, and later records point at it.
         let body = std::mem::take(&mut tx.response_body.kept);
         let request = tx.request_body.kept.len() as u64;
-        let known = (body.len() >= DEDUP_MIN_BYTES).then(|| {
+        let known = (body.len() >= DEDUP_MIN_BYTES && shared_asset(tx)).then(|| {
             let mut h = std::hash::DefaultHasher::new();
             std::hash::Hasher::write(&mut h, &body);
             (std::hash::Hasher::finish(&h), body.len() as u32)
@@ -103,7 +119,9 @@ impl Part {
             (false, None) if body.is_empty() => (0, 0),
             (false, None) => {
                 let at = self.bytes + self.buf.len() as u64;
-                if let Some(k) = known {
+                if let Some(k) = known
+                    && self.bodies.len() < DEDUP_ENTRIES
+                {
                     self.bodies.insert(k, at);
                 }
                 (at, body.len())
