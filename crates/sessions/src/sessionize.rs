@@ -945,31 +945,8 @@ impl Sessionizer {
         if open.txs.len() + open.spilled.len() >= max {
             open.dropped += 1;
             self.stats.session_tx_cap_drops += 1;
-        } else if !open.charge.try_grow(tx_weight(&tx)) {
-            // The memory budget has no room for it: it waits on disk for
-            // its session to close; without a spill file, the session goes
-            // on without it, and says so.
-            let order = (tx.start, tx.conn, tx.depth);
-            let ua = tx.user_agent.take();
-            if open.first_ua.as_ref().is_none_or(|(o, _)| order < *o) {
-                open.first_ua = Some((order, ua));
-            }
-            tx.cookie = None;
-            tx.set_cookie = None;
-            tx.header_id = None;
-            tx.query_id = None;
-            match spill.as_ref().and_then(|s| s.lock().ok()?.write(&tx)) {
-                Some(at) => {
-                    open.spilled.push(at);
-                    self.stats.session_txs_spilled += 1;
-                }
-                None => {
-                    open.dropped += 1;
-                    open.budget_dropped += 1;
-                    self.stats.session_budget_drops += 1;
-                }
-            }
         } else {
+            let fits = open.charge.try_grow(tx_weight(&tx));
             let order = (tx.start, tx.conn, tx.depth);
             let ua = tx.user_agent.take();
             if open.first_ua.as_ref().is_none_or(|(o, _)| order < *o) {
@@ -979,14 +956,32 @@ impl Sessionizer {
             tx.set_cookie = None;
             tx.header_id = None;
             tx.query_id = None;
-            // A transaction is some 660 bytes: grow by a quarter rather
-            // than double (a first one gets room for one, not four), so a
-            // session holds at most a quarter more than it needs. (Large
-            // buffers are remapped in place, so growing copies little.)
-            if open.txs.len() == open.txs.capacity() {
-                open.txs.reserve_exact(open.txs.len() / 4 + 1);
+            if fits {
+                // A transaction is some 660 bytes: grow by a quarter rather
+                // than double (a first one gets room for one, not four), so
+                // a session holds at most a quarter more than it needs.
+                // (Large buffers are remapped in place, so growing copies
+                // little.)
+                if open.txs.len() == open.txs.capacity() {
+                    open.txs.reserve_exact(open.txs.len() / 4 + 1);
+                }
+                open.txs.push(tx);
+            } else {
+                // The memory budget has no room for it: it waits on disk
+                // for its session to close; without a spill file, the
+                // session goes on without it, and says so.
+                match spill.as_ref().and_then(|s| s.lock().ok()?.write(&tx)) {
+                    Some(at) => {
+                        open.spilled.push(at);
+                        self.stats.session_txs_spilled += 1;
+                    }
+                    None => {
+                        open.dropped += 1;
+                        open.budget_dropped += 1;
+                        self.stats.session_budget_drops += 1;
+                    }
+                }
             }
-            open.txs.push(tx);
         }
     }
 
