@@ -1,6 +1,5 @@
-//! What every run shares: its configuration, stop flag, inputs (spooled
-//! for a second pass when they cannot be read twice) and report. The run
-//! itself is [`crate::parallel::run`].
+//! What every run shares: its configuration, stop flag, inputs and report.
+//! The run itself is [`crate::parallel::run`].
 
 use std::fs;
 
@@ -265,7 +264,7 @@ impl Inputs {
     /// Opens every input: the captures in order, the inputs that could not
     /// be opened, and the total size to read when it is known (for
     /// progress).
-    pub fn open(&mut self) -> (Vec<CaptureFile>, Vec<ReadError>, Option<u64>) {
+    pub fn open(&self) -> (Vec<CaptureFile>, Vec<ReadError>, Option<u64>) {
         let (files, errors) = open_inputs(&self.paths);
         (files, errors, total_size(&self.paths))
     }

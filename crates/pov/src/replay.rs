@@ -144,7 +144,7 @@ pub fn sel_session(s: &Session, c: &Classified, user: &str, sid: &str, limits: &
 
 impl Selection {
     /// Adds a session: its page views become HAR pages and its
-    /// transactions are wanted from the second pass.
+    /// transactions are wanted from the run's store.
     pub fn add(&mut self, s: SelSession) {
         let session = self.sessions.len();
         let mut page_of: HashMap<TxKey, String> = HashMap::new();
@@ -253,7 +253,7 @@ pub fn spilling_tap(spill: Rc<RefCell<Spill>>, limits: SelectLimits) -> SessionT
     })
 }
 
-/// The second pass's sink: keeps the selected transactions whole.
+/// The selected transactions, whole (read back from the run's store).
 pub struct Keep {
     /// What to keep.
     pub wanted: HashMap<TxKey, Place>,

@@ -484,8 +484,8 @@ fn through_everything(http: HttpConfig, b: u8, feed: impl FnOnce(Tee) -> (Tee, H
     check_selection_replay(&sel, &tee.all, &cfg);
 }
 
-/// The HAR and HTML replay of `sel`, with `all` as the second pass's
-/// transactions, parse back and hold what was selected.
+/// The HAR and HTML replay of `sel`, with `all` as the transactions the
+/// store gives back, parse back and hold what was selected.
 fn check_selection_replay(sel: &Selection, all: &[HttpTransaction], cfg: &PovConfig) {
     let mut keep = Keep::new(sel.txs.clone(), 8 << 20);
     for t in all {

@@ -753,15 +753,13 @@ impl ConnHttp {
         let enc = encoding(&head.headers);
         let upgrade = status == 101 || (p.connect && (200..300).contains(&status));
         let no_body = p.head || status == 204 || status == 304 || (100..200).contains(&status);
-        let keep = match &cfg.bodies_only_of {
-            Some(conns) if conns.contains(&self.meta.id) => cfg.body_keep_bytes,
-            Some(_) => 0,
-            None if body::worth_keeping(head.headers.get("content-type")) => cfg.body_keep_bytes,
-            None if cfg.keep_every_body && body::replay_renders(head.headers.get("content-type")) => {
-                cfg.body_keep_bytes
-            }
-            None if cfg.keep_every_body => cfg.body_keep_bytes.min(body::REPLAY_SNIFF_BYTES),
-            None => 0,
+        let ct = head.headers.get("content-type");
+        let keep = if body::worth_keeping(ct) || (cfg.keep_every_body && body::replay_renders(ct)) {
+            cfg.body_keep_bytes
+        } else if cfg.keep_every_body {
+            cfg.body_keep_bytes.min(body::REPLAY_SNIFF_BYTES)
+        } else {
+            0
         };
         p.tx.response = Some(head);
         if upgrade {

@@ -45,17 +45,13 @@ pub struct HttpConfig {
     pub max_head_bytes: usize,
     /// Decoded body bytes kept per message (for error-page rules, replay).
     pub body_keep_bytes: usize,
-    /// Keep the bodies of every media type, but only on these connections
-    /// (the replay's second pass, which wants those and nothing else).
-    /// `None`: bodies a failure rule can read are kept on every connection;
-    /// images, media, fonts, style sheets, scripts and archives are counted
-    /// but not kept.
-    pub bodies_only_of: Option<std::sync::Arc<std::collections::HashSet<crate::tcp::ConnId>>>,
-    /// With `bodies_only_of` `None`: keep the bodies a replay renders too
-    /// (images, fonts, style sheets, scripts; of video, audio, archives and
-    /// binary downloads, which a replay names with their size, the first
-    /// KiB), for a tap ([`HttpAnalyzer::set_tap`]) that stores
-    /// transactions whole and then drops what no failure rule reads
+    /// Bodies a failure rule can read are kept; images, media, fonts,
+    /// style sheets, scripts and archives are counted but not kept, unless
+    /// this is set: then the bodies a replay renders are kept too (images,
+    /// fonts, style sheets, scripts; of video, audio, archives and binary
+    /// downloads, which a replay names with their size, the first KiB),
+    /// for a tap ([`HttpAnalyzer::set_tap`]) that stores transactions
+    /// whole and then drops what no failure rule reads
     /// ([`HttpTransaction::drop_unread_bodies`]).
     pub keep_every_body: bool,
     /// Most decoded bytes counted per body; decoding stops beyond.
@@ -85,7 +81,6 @@ impl Default for HttpConfig {
         HttpConfig {
             max_head_bytes: 64 << 10,
             body_keep_bytes: 256 << 10,
-            bodies_only_of: None,
             keep_every_body: false,
             max_decoded_bytes: 64 << 20,
             max_decode_ratio: 1000,
