@@ -67,12 +67,12 @@ pub fn encode(tx: &HttpTransaction, out: &mut Vec<u8>) {
     }
     w.body(&tx.request_body);
     w.body(&tx.response_body);
-    w.u8(outcome_code(tx.outcome));
+    w.u8(tx.outcome as u8);
     w.opt(tx.waited.as_ref(), |w, d| w.i64(d.0));
     w.u64(tx.missing_bytes);
     w.u32(tx.anomalies.len() as u32);
     for a in &tx.anomalies {
-        w.u8(anomaly_code(*a));
+        w.u8(*a as u8);
     }
 }
 
@@ -118,13 +118,16 @@ pub fn decode(b: &[u8]) -> Result<HttpTransaction, CodecError> {
     tx.missing_bytes = r.u64()?;
     let n = r.len(1)?;
     tx.anomalies = (0..n)
-        .map(|_| r.u8().and_then(|c| ANOMALIES.get(usize::from(c)).copied().ok_or_else(|| r.err())))
+        .map(|_| r.u8().and_then(|c| Anomaly::ALL.get(usize::from(c)).copied().ok_or_else(|| r.err())))
         .collect::<Result<_, _>>()?;
     if r.at != b.len() {
         return Err(r.err());
     }
     Ok(tx)
 }
+
+// The enums are stored as their place in declaration order (`v as u8`);
+// these tables, in that order, turn it back (a test checks the order).
 
 const OUTCOMES: [Outcome; 7] = [
     Outcome::Complete,
@@ -136,93 +139,11 @@ const OUTCOMES: [Outcome; 7] = [
     Outcome::Malformed,
 ];
 
-/// Its place in [`OUTCOMES`] (a match, so a new outcome cannot be
-/// forgotten).
-fn outcome_code(o: Outcome) -> u8 {
-    match o {
-        Outcome::Complete => 0,
-        Outcome::ClientAbort => 1,
-        Outcome::ServerReset => 2,
-        Outcome::NoResponse => 3,
-        Outcome::Truncated => 4,
-        Outcome::CaptureGap => 5,
-        Outcome::Malformed => 6,
-    }
-}
-
-const ANOMALIES: [Anomaly; 20] = [
-    Anomaly::RequestGap,
-    Anomaly::ResponseGap,
-    Anomaly::PartialRequestHead,
-    Anomaly::NoRequest,
-    Anomaly::CaptureEnded,
-    Anomaly::Stalled,
-    Anomaly::HeadTooLarge,
-    Anomaly::BadHead,
-    Anomaly::BadChunk,
-    Anomaly::BodyDecode,
-    Anomaly::DecodeCap,
-    Anomaly::Pipelined,
-    Anomaly::Interim,
-    Anomaly::Tunnel,
-    Anomaly::Http09,
-    Anomaly::ConflictingLength,
-    Anomaly::Garbage,
-    Anomaly::PendingOverflow,
-    Anomaly::MemoryBudget,
-    Anomaly::DataAfterRst,
-];
-
-/// Its place in [`ANOMALIES`].
-fn anomaly_code(a: Anomaly) -> u8 {
-    match a {
-        Anomaly::RequestGap => 0,
-        Anomaly::ResponseGap => 1,
-        Anomaly::PartialRequestHead => 2,
-        Anomaly::NoRequest => 3,
-        Anomaly::CaptureEnded => 4,
-        Anomaly::Stalled => 5,
-        Anomaly::HeadTooLarge => 6,
-        Anomaly::BadHead => 7,
-        Anomaly::BadChunk => 8,
-        Anomaly::BodyDecode => 9,
-        Anomaly::DecodeCap => 10,
-        Anomaly::Pipelined => 11,
-        Anomaly::Interim => 12,
-        Anomaly::Tunnel => 13,
-        Anomaly::Http09 => 14,
-        Anomaly::ConflictingLength => 15,
-        Anomaly::Garbage => 16,
-        Anomaly::PendingOverflow => 17,
-        Anomaly::MemoryBudget => 18,
-        Anomaly::DataAfterRst => 19,
-    }
-}
-
 const ENCODINGS: [ContentEncoding; 4] =
     [ContentEncoding::Identity, ContentEncoding::Gzip, ContentEncoding::Deflate, ContentEncoding::Br];
 
-fn encoding_code(e: ContentEncoding) -> u8 {
-    match e {
-        ContentEncoding::Identity => 0,
-        ContentEncoding::Gzip => 1,
-        ContentEncoding::Deflate => 2,
-        ContentEncoding::Br => 3,
-    }
-}
-
 const STOPS: [DecodeStop; 5] =
     [DecodeStop::SizeCap, DecodeStop::RatioCap, DecodeStop::Corrupt, DecodeStop::Gap, DecodeStop::Budget];
-
-fn stop_code(s: DecodeStop) -> u8 {
-    match s {
-        DecodeStop::SizeCap => 0,
-        DecodeStop::RatioCap => 1,
-        DecodeStop::Corrupt => 2,
-        DecodeStop::Gap => 3,
-        DecodeStop::Budget => 4,
-    }
-}
 
 struct W<'a>(&'a mut Vec<u8>);
 
@@ -280,8 +201,8 @@ impl W<'_> {
         self.u64(b.wire_len);
         self.u64(b.decoded_len);
         self.bytes(&b.kept);
-        self.opt(b.encoding.as_ref(), |w, e| w.u8(encoding_code(*e)));
-        self.opt(b.decode_stop.as_ref(), |w, s| w.u8(stop_code(*s)));
+        self.opt(b.encoding.as_ref(), |w, e| w.u8(*e as u8));
+        self.opt(b.decode_stop.as_ref(), |w, s| w.u8(*s as u8));
         self.u8(u8::from(b.budget_cut));
     }
 }
@@ -423,13 +344,13 @@ mod tests {
         tx.outcome = OUTCOMES[i % OUTCOMES.len()];
         tx.waited = Some(Dur(42));
         tx.missing_bytes = 17;
-        tx.anomalies = ANOMALIES.iter().copied().skip(i % ANOMALIES.len()).collect();
+        tx.anomalies = Anomaly::ALL.iter().copied().skip(i % Anomaly::ALL.len()).collect();
         tx
     }
 
     #[test]
     fn a_transaction_comes_back_whole() {
-        for i in 0..ANOMALIES.len() {
+        for i in 0..Anomaly::ALL.len() {
             let tx = full(i);
             let mut b = Vec::new();
             encode(&tx, &mut b);
@@ -445,16 +366,16 @@ mod tests {
     #[test]
     fn the_tables_match_the_codes() {
         for (i, o) in OUTCOMES.iter().enumerate() {
-            assert_eq!(usize::from(outcome_code(*o)), i);
+            assert_eq!(*o as usize, i);
         }
-        for (i, a) in ANOMALIES.iter().enumerate() {
-            assert_eq!(usize::from(anomaly_code(*a)), i);
+        for (i, a) in Anomaly::ALL.iter().enumerate() {
+            assert_eq!(*a as usize, i);
         }
         for (i, e) in ENCODINGS.iter().enumerate() {
-            assert_eq!(usize::from(encoding_code(*e)), i);
+            assert_eq!(*e as usize, i);
         }
         for (i, s) in STOPS.iter().enumerate() {
-            assert_eq!(usize::from(stop_code(*s)), i);
+            assert_eq!(*s as usize, i);
         }
     }
 

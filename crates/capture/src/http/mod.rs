@@ -382,6 +382,30 @@ pub enum Anomaly {
 }
 
 impl Anomaly {
+    /// Every anomaly, in declaration order.
+    pub const ALL: [Anomaly; 20] = [
+        Anomaly::RequestGap,
+        Anomaly::ResponseGap,
+        Anomaly::PartialRequestHead,
+        Anomaly::NoRequest,
+        Anomaly::CaptureEnded,
+        Anomaly::Stalled,
+        Anomaly::HeadTooLarge,
+        Anomaly::BadHead,
+        Anomaly::BadChunk,
+        Anomaly::BodyDecode,
+        Anomaly::DecodeCap,
+        Anomaly::Pipelined,
+        Anomaly::Interim,
+        Anomaly::Tunnel,
+        Anomaly::Http09,
+        Anomaly::ConflictingLength,
+        Anomaly::Garbage,
+        Anomaly::PendingOverflow,
+        Anomaly::MemoryBudget,
+        Anomaly::DataAfterRst,
+    ];
+
     /// Snake-case name (as serialized).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -913,29 +937,7 @@ mod tests {
 
     #[test]
     fn anomaly_names_are_their_serialized_names() {
-        use Anomaly::*;
-        for a in [
-            RequestGap,
-            ResponseGap,
-            PartialRequestHead,
-            NoRequest,
-            CaptureEnded,
-            Stalled,
-            HeadTooLarge,
-            BadHead,
-            BadChunk,
-            BodyDecode,
-            DecodeCap,
-            Pipelined,
-            Interim,
-            Tunnel,
-            Http09,
-            ConflictingLength,
-            Garbage,
-            PendingOverflow,
-            MemoryBudget,
-            DataAfterRst,
-        ] {
+        for a in Anomaly::ALL {
             assert_eq!(serde_json::to_value(a).unwrap(), a.as_str(), "{a:?}");
         }
     }
