@@ -36,17 +36,10 @@ const HEADER: usize = 40;
 /// Response bodies from this size on are stored once per content.
 const DEDUP_MIN_BYTES: usize = 1024;
 
-/// Bodies each part remembers for that (about 40 bytes each): the first
-/// ones seen, which on a site are its common images, scripts and styles.
+/// Bodies each part remembers for that (a 24-byte map slot each, key and
+/// offset): the first ones seen, which on a site are its common images,
+/// scripts and styles.
 const DEDUP_ENTRIES: usize = 16_384;
-
-/// Whether a body of this type is shared between visitors (images, fonts,
-/// style sheets, scripts), so worth remembering for later records.
-fn shared_asset(tx: &HttpTransaction) -> bool {
-    let Some(ct) = tx.response.as_ref().and_then(|r| r.headers.get("content-type")) else { return false };
-    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
-    ct.starts_with("image/") || ct.starts_with("font/") || ct.contains("css") || ct.contains("javascript")
-}
 
 /// Where a wanted record is: its order key (start, connection, depth), its
 /// part, offset and length, and where its response body is (offset and
@@ -96,7 +89,7 @@ impl Part {
         // once, and later records point at it.
         let body = std::mem::take(&mut tx.response_body.kept);
         let request = tx.request_body.kept.len() as u64;
-        let known = (body.len() >= DEDUP_MIN_BYTES && shared_asset(tx)).then(|| {
+        let known = (body.len() >= DEDUP_MIN_BYTES && tx.shared_asset()).then(|| {
             let mut h = std::hash::DefaultHasher::new();
             std::hash::Hasher::write(&mut h, &body);
             (std::hash::Hasher::finish(&h), body.len() as u32)
@@ -429,6 +422,19 @@ mod tests {
         assert!(stats.bytes < 2 * 5000 + 4 * 400, "{} bytes stored", stats.bytes);
         let bodies: Vec<&Vec<u8>> = got.iter().map(|t| &t.response_body.kept).collect();
         assert_eq!(bodies, [&logo, &other, &logo, &logo]);
+        drop(tap);
+        drop(store);
+        // A page is the visitor's own: the same bytes twice are stored
+        // twice (only shared assets are remembered).
+        let store = TxStore::new(&d);
+        let mut tap = store.tap(1);
+        for c in 1..=2 {
+            let mut t = tx(c, 1, c as i64, "text/html");
+            t.response_body = BodyInfo::plain(logo.clone());
+            tap(&mut t);
+        }
+        let stats = store.read(&[(1, 1), (2, 1)].into(), |t| assert_eq!(t.response_body.kept, logo)).expect("read");
+        assert!(stats.bytes > 2 * 5000, "{} bytes stored", stats.bytes);
         drop(tap);
         drop(store);
         fs::remove_dir_all(&d).expect("clean up");

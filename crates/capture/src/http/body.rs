@@ -84,11 +84,13 @@ pub(crate) const REPLAY_SNIFF_BYTES: usize = 1024;
 /// Whether a replay renders a body of this Content-Type that
 /// [`worth_keeping`] leaves out.
 pub(crate) fn replay_renders(content_type: Option<&[u8]>) -> bool {
-    let Some(ct) = content_type else { return true };
-    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
-    let media = ct.split(';').next().unwrap_or("").trim();
-    let (top, sub) = media.split_once('/').unwrap_or((media, ""));
-    REPLAY_RENDERS.contains(&top) || REPLAY_RENDERS.contains(&sub)
+    content_type.is_none_or(|ct| media_in(ct, REPLAY_RENDERS, REPLAY_RENDERS))
+}
+
+/// Whether a body of this Content-Type is one visitors share (an image,
+/// font, style sheet or script: the same bytes for everyone).
+pub(crate) fn shared_asset(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|ct| media_in(ct, REPLAY_RENDERS, REPLAY_RENDERS))
 }
 
 /// Whether a response body of this Content-Type is worth keeping: pages,
@@ -97,7 +99,13 @@ pub(crate) fn replay_renders(content_type: Option<&[u8]>) -> bool {
 /// keeping them would only cost memory. An absent or unreadable type is
 /// kept (error pages often come without one).
 pub(crate) fn worth_keeping(content_type: Option<&[u8]>) -> bool {
-    let Some(ct) = content_type else { return true };
+    content_type.is_none_or(|ct| !media_in(ct, SKIP_TOP, SKIP_SUB))
+}
+
+/// Whether the media type of Content-Type `ct` (before any parameter,
+/// trimmed, any case) has its top-level type in `tops` or its subtype in
+/// `subs`.
+fn media_in(ct: &[u8], tops: &[&str], subs: &[&str]) -> bool {
     if ct.is_ascii() {
         // The usual case, without an allocation (the same rule on bytes).
         let media = ct.split(|b| *b == b';').next().unwrap_or(&[]);
@@ -111,14 +119,12 @@ pub(crate) fn worth_keeping(content_type: Option<&[u8]>) -> bool {
             None => (media, &[][..]),
         };
         let is = |a: &[u8], list: &[&str]| list.iter().any(|w| a.eq_ignore_ascii_case(w.as_bytes()));
-        return !(is(top, SKIP_TOP) || is(sub, SKIP_SUB));
+        return is(top, tops) || is(sub, subs);
     }
     let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
     let media = ct.split(';').next().unwrap_or("").trim();
     let (top, sub) = media.split_once('/').unwrap_or((media, ""));
-    let skip_top = SKIP_TOP.contains(&top);
-    let skip_sub = SKIP_SUB.contains(&sub);
-    !(skip_top || skip_sub)
+    tops.contains(&top) || subs.contains(&sub)
 }
 
 fn trim(s: &[u8]) -> &[u8] {

@@ -524,6 +524,12 @@ impl HttpTransaction {
         self.response_body.charge = crate::budget::Charge::none();
     }
 
+    /// Whether its response body is one visitors share (an image, font,
+    /// style sheet or script), by its Content-Type.
+    pub fn shared_asset(&self) -> bool {
+        body::shared_asset(self.response.as_ref().and_then(|r| r.headers.get("content-type")))
+    }
+
     /// Drops the kept response body if no failure rule reads its media
     /// type (images, fonts, style sheets, scripts, archives): what an
     /// analyzer without [`HttpConfig::keep_every_body`] keeps.
