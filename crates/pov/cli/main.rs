@@ -8,6 +8,10 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, IsTerminal, Write};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
