@@ -390,6 +390,9 @@ fn a_small_order_buffer_keeps_every_transaction_and_says_so() {
     let info = util::pov_ok(&["info", "--format", "json", util::s(&shop), "--max-held-transactions", "10"]);
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["http"]["held_cap_releases"].as_u64(), Some(early));
+    // Counted where they are written: none of them came out of order.
+    assert_eq!(info["http"]["written_out_of_order"].as_u64(), Some(0));
+    assert!(warning.contains(", 0 of them written after one that started later"), "{warning}");
     assert!(info["http"]["peak_order_buffer"].as_u64().unwrap() < 64, "{}", info["http"]);
 
     // The byte cap acts the same way.

@@ -1334,7 +1334,12 @@ fn finish_run(report: &RunReport, quiet: bool) -> ExitCode {
 struct CountTx;
 
 impl pov::parallel::Downstream for CountTx {
-    fn on_transaction(&mut self, _tx: pov_capture::http::HttpTransaction) -> pov::parallel::Flow {
+    type Item = ();
+    type Prep = pov::parallel::Discard;
+    fn preparer(&self) -> pov::parallel::Discard {
+        pov::parallel::Discard
+    }
+    fn on_transaction(&mut self, _tx: ()) -> pov::parallel::Flow {
         pov::parallel::GO_ON
     }
 }

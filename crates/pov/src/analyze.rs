@@ -14,9 +14,9 @@ use pov_impact::{Impact, RevenueModel};
 
 use crate::config::PovConfig;
 use crate::output::{AtomicFile, Format, RecordWriter};
-use crate::parallel::{Downstream, Flow, GO_ON};
+use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 use crate::pipeline::RunReport;
-use crate::transactions::{Masker, TxWriter};
+use crate::transactions::{Masker, TxRecord, TxWriter};
 use crate::users::{Outputs, UserStage, UserStageReport};
 
 /// The record files of a run, in its output folder.
@@ -44,10 +44,29 @@ impl AnalyzeSink {
     }
 }
 
+/// Makes, on the shards, both what the transaction writer and what the
+/// user stage take of a transaction.
+pub struct AnalyzePrep {
+    records: crate::transactions::Records,
+    txs: std::sync::Arc<crate::users::SessionTxs>,
+}
+
+impl Prepare for AnalyzePrep {
+    type Item = (TxRecord, pov_sessions::tx::Tx);
+    fn prepare(&self, t: HttpTransaction) -> Self::Item {
+        (self.records.prepare_ref(&t), self.txs.tx(&t))
+    }
+}
+
 impl Downstream for AnalyzeSink {
-    fn on_transaction(&mut self, t: HttpTransaction) -> Flow {
-        self.tx.write(&t)?;
-        self.users.transaction(&t)?;
+    type Item = (TxRecord, pov_sessions::tx::Tx);
+    type Prep = AnalyzePrep;
+    fn preparer(&self) -> AnalyzePrep {
+        AnalyzePrep { records: self.tx.preparer(), txs: self.users.preparer() }
+    }
+    fn on_transaction(&mut self, (record, tx): Self::Item) -> Flow {
+        self.tx.write_record(&record)?;
+        self.users.session_tx(tx)?;
         GO_ON
     }
 

@@ -8,7 +8,7 @@ use pov_capture::http::HttpTransaction;
 use pov_capture::tcp::ConnSummary;
 
 use crate::output::{FlowRow, Format, RecordWriter};
-use crate::parallel::{Downstream, Flow, GO_ON};
+use crate::parallel::{AsIs, Downstream, Flow, GO_ON};
 
 /// Finished connections held back so that records come out in order of
 /// first packet: a connection that started earlier usually ends later.
@@ -50,6 +50,11 @@ impl<W: Write> FlowWriter<W> {
 }
 
 impl<W: Write> Downstream for FlowWriter<W> {
+    type Item = HttpTransaction;
+    type Prep = AsIs;
+    fn preparer(&self) -> AsIs {
+        AsIs
+    }
     fn on_transaction(&mut self, _tx: HttpTransaction) -> Flow {
         GO_ON
     }

@@ -74,16 +74,70 @@ pub const BREAK: Flow = Ok(ControlFlow::Break(()));
 /// What the merged stream feeds: transactions in order of request start,
 /// and connection summaries as connections end. Each call may stop the
 /// run: no more is read, and open connections are not flushed.
+///
+/// What a stage can make of one transaction alone (a record, masked; a
+/// session's view of it) it makes in the shards, on their threads, through
+/// its [`Downstream::preparer`]; the calling thread, which runs what must
+/// see transactions in order, only gets the result ([`Downstream::Item`]).
 pub trait Downstream {
-    /// A finished transaction.
-    fn on_transaction(&mut self, tx: HttpTransaction) -> Flow;
+    /// What each transaction becomes before the merge.
+    type Item: Send;
+    /// What makes it, shared by the shards.
+    type Prep: Prepare<Item = Self::Item>;
+    /// The stage's preparer (taken once, at the start of a run).
+    fn preparer(&self) -> Self::Prep;
+    /// A finished transaction, prepared.
+    fn on_transaction(&mut self, item: Self::Item) -> Flow;
     /// A connection's final record (after its close).
     fn on_summary(&mut self, _summary: &ConnSummary) -> Flow {
         GO_ON
     }
 }
 
+/// Turns a finished transaction into what a stage takes, on the shard
+/// that parsed it (so it must not depend on any other transaction).
+pub trait Prepare: Sync {
+    /// What it makes.
+    type Item: Send;
+    /// Makes it.
+    fn prepare(&self, tx: HttpTransaction) -> Self::Item;
+    /// Bytes the item holds beyond its own size, as the merge counts
+    /// them against its cap on held bytes (`max_held_bytes`).
+    fn held_bytes(_item: &Self::Item) -> usize {
+        0
+    }
+}
+
+/// The preparer that changes nothing: the stage takes the transaction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsIs;
+
+impl Prepare for AsIs {
+    type Item = HttpTransaction;
+    fn prepare(&self, tx: HttpTransaction) -> HttpTransaction {
+        tx
+    }
+    fn held_bytes(tx: &HttpTransaction) -> usize {
+        body_bytes(tx)
+    }
+}
+
+/// The preparer that drops transactions in the shards (for a stage that
+/// only counts them, or takes summaries only).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Discard;
+
+impl Prepare for Discard {
+    type Item = ();
+    fn prepare(&self, _tx: HttpTransaction) {}
+}
+
 impl Downstream for Vec<HttpTransaction> {
+    type Item = HttpTransaction;
+    type Prep = AsIs;
+    fn preparer(&self) -> AsIs {
+        AsIs
+    }
     fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
         self.push(tx);
         GO_ON
@@ -205,14 +259,26 @@ struct Shard {
     http_stats: Option<HttpStats>,
 }
 
+/// A prepared transaction with where it goes in the merged order.
+struct Ready<T> {
+    /// Request start, connection, depth.
+    key: (Ts, u64, u32),
+    item: T,
+}
+
 /// What a shard hands to the merge after a batch.
-#[derive(Default)]
-struct Out {
-    txs: Vec<HttpTransaction>,
+struct Out<T> {
+    txs: Vec<Ready<T>>,
     summaries: Vec<ConnSummary>,
     /// Everything this shard releases later starts at or after this
     /// (`None`: no promise, as after the last batch).
     frontier: Option<Ts>,
+}
+
+impl<T> Default for Out<T> {
+    fn default() -> Out<T> {
+        Out { txs: Vec::new(), summaries: Vec::new(), frontier: None }
+    }
 }
 
 impl Shard {
@@ -240,7 +306,7 @@ impl Shard {
 
     /// Reassembles and parses this shard's part of a batch; after the
     /// last, ends every connection and releases everything held.
-    fn step(&mut self, segs: &[Seg], data: &[u8], now: Option<Ts>, last: bool) -> Out {
+    fn step<P: Prepare>(&mut self, segs: &[Seg], data: &[u8], now: Option<Ts>, last: bool, prep: &P) -> Out<P::Item> {
         for s in segs {
             self.tcp.process(&s.seg.with_payload(data.get(s.start..s.end).unwrap_or_default()), &mut self.sink);
         }
@@ -248,22 +314,27 @@ impl Shard {
             self.tcp.advance(now, &mut self.sink);
         }
         let mut out = Out::default();
+        let mut txs = Vec::new();
         if last {
             self.tcp.finish(&mut self.sink);
             if let Some(h) = self.sink.http.take() {
-                let (txs, stats) = h.finish();
-                out.txs = txs;
+                let stats;
+                (txs, stats) = h.finish();
                 self.http_stats = Some(stats);
             }
         } else if let Some(h) = &mut self.sink.http {
             out.frontier = now.map(|now| h.advance(now));
-            out.txs = std::mem::take(h.sink_mut());
+            txs = std::mem::take(h.sink_mut());
         }
-        // What they keep is the user stage's to charge: the shard's budget
-        // is its own.
-        for tx in &mut out.txs {
-            tx.uncharge();
-        }
+        out.txs = txs
+            .into_iter()
+            .map(|mut tx| {
+                // What they keep is the stage's to charge: the shard's
+                // budget is its own.
+                tx.uncharge();
+                Ready { key: (tx.timing.start(), tx.conn, tx.depth), item: prep.prepare(tx) }
+            })
+            .collect();
         out.summaries = std::mem::take(&mut self.sink.summaries);
         out
     }
@@ -340,10 +411,10 @@ impl Reading<'_> {
 /// connection, depth, then arrival.
 type Key = (Ts, u64, u32, u64);
 
-struct Merge {
+struct Merge<T> {
     /// Boxed: a transaction is some 600 bytes, which the tree's nodes
     /// would otherwise shift on every insert.
-    held: BTreeMap<Key, Box<HttpTransaction>>,
+    held: BTreeMap<Key, Box<T>>,
     seq: u64,
     max_held: usize,
     /// Most kept body bytes held.
@@ -351,12 +422,16 @@ struct Merge {
     held_bytes: usize,
     cap_releases: u64,
     peak: usize,
+    /// The latest request start handed on.
+    latest: Option<Ts>,
+    /// Handed on after one that started later.
+    out_of_order: u64,
 }
 
-impl Merge {
+impl<T> Merge<T> {
     /// Takes what the shards released from one batch and hands on what no
     /// shard can still precede (everything, after the last batch).
-    fn feed<D: Downstream + ?Sized>(&mut self, outs: &mut [Out], down: &mut D, last: bool) -> Flow {
+    fn feed<D: Downstream<Item = T> + ?Sized>(&mut self, outs: &mut [Out<T>], down: &mut D, last: bool) -> Flow {
         let mut sums: Vec<ConnSummary> = Vec::new();
         for o in outs.iter_mut() {
             sums.append(&mut o.summaries);
@@ -372,13 +447,14 @@ impl Merge {
         // on, and only the rest is held.
         // The keys are sorted, not the transactions (which would be moved
         // on every swap); each is moved once, when it goes.
-        let mut txs: Vec<Option<HttpTransaction>> = Vec::new();
+        let mut txs: Vec<Option<T>> = Vec::new();
         let mut keys: Vec<(Key, usize)> = Vec::new();
         for o in outs.iter_mut() {
-            for tx in o.txs.drain(..) {
+            for r in o.txs.drain(..) {
                 self.seq += 1;
-                keys.push(((tx.timing.start(), tx.conn, tx.depth, self.seq), txs.len()));
-                txs.push(Some(tx));
+                let (start, conn, depth) = r.key;
+                keys.push(((start, conn, depth, self.seq), txs.len()));
+                txs.push(Some(r.item));
             }
         }
         keys.sort_unstable();
@@ -394,7 +470,8 @@ impl Merge {
             };
             if from_new {
                 match new.next_if(|(k, _)| below(k)) {
-                    Some((_, tx)) => {
+                    Some((k, tx)) => {
+                        self.note(k.0);
                         if down.on_transaction(tx)?.is_break() {
                             return BREAK;
                         }
@@ -404,8 +481,10 @@ impl Merge {
             } else {
                 match self.held.first_entry() {
                     Some(e) if below(e.key()) => {
+                        let start = e.key().0;
                         let tx = e.remove();
-                        self.held_bytes -= body_bytes(&tx);
+                        self.note(start);
+                        self.held_bytes -= D::Prep::held_bytes(&tx);
                         if down.on_transaction(*tx)?.is_break() {
                             return BREAK;
                         }
@@ -415,15 +494,16 @@ impl Merge {
             }
         }
         for (k, tx) in new {
-            self.held_bytes += body_bytes(&tx);
+            self.held_bytes += D::Prep::held_bytes(&tx);
             self.held.insert(k, Box::new(tx));
         }
         // A shard whose connection waits long for an answer holds the
         // others back; memory must not grow with the capture for it.
         if self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
             while self.held.len() > self.max_held / 2 || self.held_bytes > self.max_held_bytes / 2 {
-                let Some((_, tx)) = self.held.pop_first() else { break };
-                self.held_bytes -= body_bytes(&tx);
+                let Some((k, tx)) = self.held.pop_first() else { break };
+                self.note(k.0);
+                self.held_bytes -= D::Prep::held_bytes(&tx);
                 self.cap_releases += 1;
                 if down.on_transaction(*tx)?.is_break() {
                     return BREAK;
@@ -434,6 +514,16 @@ impl Merge {
         // through it at once).
         self.peak = self.peak.max(self.held.len());
         GO_ON
+    }
+}
+
+impl<T> Merge<T> {
+    /// A transaction that started at `start` is handed on.
+    fn note(&mut self, start: Ts) {
+        match self.latest {
+            Some(l) if start < l => self.out_of_order += 1,
+            _ => self.latest = Some(start),
+        }
     }
 }
 
@@ -482,9 +572,12 @@ pub fn run<D: Downstream + ?Sized>(
         held_bytes: 0,
         cap_releases: 0,
         peak: 0,
+        latest: None,
+        out_of_order: 0,
     };
-    let mut prev: Vec<Out> = Vec::new();
-    let mut outs: Vec<Out> = (0..n).map(|_| Out::default()).collect();
+    let prep = down.preparer();
+    let mut prev: Vec<Out<D::Item>> = Vec::new();
+    let mut outs: Vec<Out<D::Item>> = (0..n).map(|_| Out::default()).collect();
     let pool = if threads.threads > 1 {
         rayon::ThreadPoolBuilder::new().num_threads(threads.threads).thread_name(|i| format!("pov-{i}")).build().ok()
     } else {
@@ -510,15 +603,15 @@ pub fn run<D: Downstream + ?Sized>(
                     let (reading, next) = (&mut reading, &mut next);
                     s.spawn(move |_| reading.read(next));
                 }
-                let data = &cur.data;
+                let (data, prep) = (&cur.data, &prep);
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
-                    s.spawn(move |_| *out = shard.step(part, data, now, last));
+                    s.spawn(move |_| *out = shard.step(part, data, now, last, prep));
                 }
                 merge.feed(&mut prev, down, false)
             }),
             None => {
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
-                    *out = shard.step(part, &cur.data, now, last);
+                    *out = shard.step(part, &cur.data, now, last, &prep);
                 }
                 let flow = merge.feed(&mut prev, down, false);
                 if !last && matches!(flow, Ok(ControlFlow::Continue(()))) {
@@ -571,6 +664,7 @@ pub fn run<D: Downstream + ?Sized>(
             }
         }
         h.held_cap_releases += merge.cap_releases;
+        h.written_out_of_order = merge.out_of_order;
         h.peak_order_buffer += merge.peak as u64;
         report.http = Some(h);
     }
@@ -594,6 +688,11 @@ mod tests {
     fn through(name: &str, threads: usize, shards: usize) -> (Vec<String>, Vec<String>, Vec<Ts>, RunReport) {
         struct Rec(Vec<String>, Vec<String>, Vec<Ts>);
         impl Downstream for Rec {
+            type Item = HttpTransaction;
+            type Prep = AsIs;
+            fn preparer(&self) -> AsIs {
+                AsIs
+            }
             fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
                 self.2.push(tx.timing.start());
                 let req = tx
@@ -661,6 +760,11 @@ mod tests {
     }
 
     impl Downstream for Upto {
+        type Item = HttpTransaction;
+        type Prep = AsIs;
+        fn preparer(&self) -> AsIs {
+            AsIs
+        }
         fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
             self.got.push(tx);
             if self.got.len() < self.n {

@@ -173,8 +173,12 @@ impl RunReport {
             );
             note(
                 h.held_cap_releases,
-                "HTTP transactions written before an earlier one finished",
-                "--max-held-transactions",
+                &format!(
+                    "HTTP transactions let out early by the ordering caps, {} of them written after one that \
+                     started later",
+                    h.written_out_of_order
+                ),
+                "--max-held-transactions/--max-held-bytes",
             );
         }
         if let Some(b) = &self.budget
@@ -273,8 +277,7 @@ impl Inputs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parallel::{Downstream, Flow, GO_ON, Threads};
-    use pov_capture::http::HttpTransaction;
+    use crate::parallel::{Discard, Downstream, Flow, GO_ON, Threads};
     use pov_capture::tcp::ConnSummary;
 
     fn sample() -> PathBuf {
@@ -289,7 +292,12 @@ mod tests {
     }
 
     impl Downstream for Count {
-        fn on_transaction(&mut self, _tx: HttpTransaction) -> Flow {
+        type Item = ();
+        type Prep = Discard;
+        fn preparer(&self) -> Discard {
+            Discard
+        }
+        fn on_transaction(&mut self, _tx: ()) -> Flow {
             GO_ON
         }
         fn on_summary(&mut self, s: &ConnSummary) -> Flow {

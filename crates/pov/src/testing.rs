@@ -44,7 +44,7 @@ use serde_json::{Map, Value};
 
 use crate::config::PovConfig;
 use crate::output::{Format, Kind, Record, RecordWriter};
-use crate::parallel::{Downstream, Flow, GO_ON};
+use crate::parallel::{AsIs, Downstream, Flow, GO_ON};
 use crate::replay::{Keep, SelectLimits, Selection};
 use crate::transactions::TxRecord;
 use crate::users::{FailureRecord, Outputs, PageRecord, SessionRecord, UserRecord, UserStage, UserStageReport};
@@ -351,6 +351,11 @@ struct Tee {
 }
 
 impl Downstream for Tee {
+    type Item = HttpTransaction;
+    type Prep = AsIs;
+    fn preparer(&self) -> AsIs {
+        AsIs
+    }
     fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
         let r = TxRecord::new(&tx, &self.mask);
         self.csv.write(&r)?;

@@ -9,7 +9,7 @@ use pov_capture::http::{HttpTransaction, uri};
 pub use pov_privacy::Masker;
 
 use crate::output::{Format, Kind, Record, RecordWriter};
-use crate::parallel::{Downstream, Flow, GO_ON};
+use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 
 /// One output record (field order is the JSON and CSV column order).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -295,11 +295,44 @@ impl<W: Write> TxWriter<W> {
     pub fn write(&mut self, tx: &HttpTransaction) -> io::Result<()> {
         self.out.write(&TxRecord::new(tx, &self.mask))
     }
+
+    /// Writes one record (made by [`TxWriter::preparer`]).
+    pub fn write_record(&mut self, r: &TxRecord) -> io::Result<()> {
+        self.out.write(r)
+    }
+
+    /// What makes this writer's records from transactions, on the shards.
+    pub fn preparer(&self) -> Records {
+        Records(self.mask.clone())
+    }
+}
+
+/// Makes transaction records, masked as the writer masks them.
+#[derive(Clone, Debug)]
+pub struct Records(Masker);
+
+impl Records {
+    /// The record of `tx`.
+    pub fn prepare_ref(&self, tx: &HttpTransaction) -> TxRecord {
+        TxRecord::new(tx, &self.0)
+    }
+}
+
+impl Prepare for Records {
+    type Item = TxRecord;
+    fn prepare(&self, tx: HttpTransaction) -> TxRecord {
+        self.prepare_ref(&tx)
+    }
 }
 
 impl<W: Write> Downstream for TxWriter<W> {
-    fn on_transaction(&mut self, tx: HttpTransaction) -> Flow {
-        self.write(&tx)?;
+    type Item = TxRecord;
+    type Prep = Records;
+    fn preparer(&self) -> Records {
+        TxWriter::preparer(self)
+    }
+    fn on_transaction(&mut self, r: TxRecord) -> Flow {
+        self.write_record(&r)?;
         GO_ON
     }
 }

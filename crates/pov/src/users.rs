@@ -16,8 +16,9 @@ use pov_sessions::{FailedConn, Session, SessionStats, Sessionizer, Tx, UserKey};
 
 use crate::config::PovConfig;
 use crate::output::{Format, Kind, Record, RecordWriter};
-use crate::parallel::{Downstream, Flow, GO_ON};
+use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 use pov_privacy::Masker;
+use std::sync::Arc;
 
 fn secs(t: Ts) -> f64 {
     t.as_secs_f64()
@@ -652,8 +653,8 @@ pub struct UserStage<W: Write> {
     mask: bool,
     masker: Masker,
     sessionizer: Sessionizer,
-    classifier: Classifier,
-    proxies: Vec<pov_sessions::config::Cidr>,
+    /// Makes the sessions' transactions, and classifies sessions.
+    txs: Arc<SessionTxs>,
     users: HashMap<UserKey, UserAgg>,
     /// What `users` holds of the memory budget.
     users_charge: pov_capture::budget::Charge,
@@ -689,8 +690,12 @@ impl<W: Write> UserStage<W> {
         sessionizer.set_spill_dir(&std::env::temp_dir());
         Ok(UserStage {
             sessionizer,
-            classifier: Classifier::new(&cfg.failures)?,
-            proxies: Sessionizer::proxies(&cfg.users)?,
+            txs: Arc::new(SessionTxs {
+                classifier: Classifier::new(&cfg.failures)?,
+                proxies: Sessionizer::proxies(&cfg.users)?,
+                users: cfg.users.clone(),
+                revenue: cfg.revenue.clone(),
+            }),
             cfg: cfg.clone(),
             mask: mask && cfg.privacy.mask,
             masker: Masker::new(&cfg.privacy, mask),
@@ -748,10 +753,19 @@ impl<W: Write> UserStage<W> {
 
     /// Adds a transaction (the sessions it closes are written).
     pub fn transaction(&mut self, t: &HttpTransaction) -> io::Result<()> {
-        let mut tx = Tx::from_http(t, &self.cfg.users, &self.proxies, &self.cfg.revenue);
-        tx.error_page = self.classifier.error_page(t, tx.class);
+        let tx = self.txs.tx(t);
+        self.session_tx(tx)
+    }
+
+    /// Adds a transaction made by [`UserStage::preparer`].
+    pub fn session_tx(&mut self, tx: Tx) -> io::Result<()> {
         let closed = self.sessionizer.push(tx);
         self.handle(closed)
+    }
+
+    /// What makes the sessions' view of transactions, on the shards.
+    pub fn preparer(&self) -> Arc<SessionTxs> {
+        self.txs.clone()
     }
 
     fn user_name(&self, k: &UserKey) -> String {
@@ -760,7 +774,7 @@ impl<W: Write> UserStage<W> {
 
     fn handle(&mut self, closed: Vec<Session>) -> io::Result<()> {
         for s in closed {
-            let c = self.classifier.classify(&s);
+            let c = self.txs.classifier.classify(&s);
             self.session_closed(&s, &c)?;
         }
         Ok(())
@@ -1010,9 +1024,40 @@ impl<W: Write> UserStage<W> {
     }
 }
 
+/// What the user stage takes of a transaction: its [`Tx`], with the
+/// error page found in its body (what the stage classifies needs nothing
+/// else, so bodies go no further than the shards).
+pub struct SessionTxs {
+    classifier: Classifier,
+    proxies: Vec<pov_sessions::config::Cidr>,
+    users: pov_sessions::config::UsersConfig,
+    revenue: pov_sessions::config::RevenueConfig,
+}
+
+impl SessionTxs {
+    /// The sessions' view of `t`.
+    pub fn tx(&self, t: &HttpTransaction) -> Tx {
+        let mut tx = Tx::from_http(t, &self.users, &self.proxies, &self.revenue);
+        tx.error_page = self.classifier.error_page(t, tx.class);
+        tx
+    }
+}
+
+impl Prepare for Arc<SessionTxs> {
+    type Item = Tx;
+    fn prepare(&self, t: HttpTransaction) -> Tx {
+        self.tx(&t)
+    }
+}
+
 impl<W: Write> Downstream for UserStage<W> {
-    fn on_transaction(&mut self, t: HttpTransaction) -> Flow {
-        self.transaction(&t)?;
+    type Item = Tx;
+    type Prep = Arc<SessionTxs>;
+    fn preparer(&self) -> Arc<SessionTxs> {
+        UserStage::preparer(self)
+    }
+    fn on_transaction(&mut self, tx: Tx) -> Flow {
+        self.session_tx(tx)?;
         GO_ON
     }
 

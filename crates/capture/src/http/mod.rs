@@ -625,6 +625,12 @@ pub struct HttpStats {
     /// Transactions released early because [`HttpConfig::max_held`] or
     /// [`HttpConfig::max_held_bytes`] were held.
     pub held_cap_releases: u64,
+    /// Transactions written after one that started later: the disorder
+    /// the outputs show, once every cap and late arrival is accounted for
+    /// (counted where the transactions are finally written in order; a
+    /// transaction let out early by a cap is not counted when nothing
+    /// earlier came after it).
+    pub written_out_of_order: u64,
     /// Largest number of bytes held for ordering.
     pub peak_held_bytes: u64,
     /// Transactions released early (out of order) because the memory
@@ -662,6 +668,7 @@ impl HttpStats {
         self.peak_order_buffer += o.peak_order_buffer;
         self.late_order += o.late_order;
         self.held_cap_releases += o.held_cap_releases;
+        self.written_out_of_order += o.written_out_of_order;
         self.peak_held_bytes += o.peak_held_bytes;
         self.budget_releases += o.budget_releases;
         self.budget_cuts += o.budget_cuts;
