@@ -263,7 +263,9 @@ struct Shard {
 struct Ready<T> {
     /// Request start, connection, depth.
     key: (Ts, u64, u32),
-    item: T,
+    /// Boxed: what a stage prepares can be a kilobyte, moved three times
+    /// on its way through the merge.
+    item: Box<T>,
 }
 
 /// What a shard hands to the merge after a batch.
@@ -332,7 +334,7 @@ impl Shard {
                 // What they keep is the stage's to charge: the shard's
                 // budget is its own.
                 tx.uncharge();
-                Ready { key: (tx.timing.start(), tx.conn, tx.depth), item: prep.prepare(tx) }
+                Ready { key: (tx.timing.start(), tx.conn, tx.depth), item: Box::new(prep.prepare(tx)) }
             })
             .collect();
         out.summaries = std::mem::take(&mut self.sink.summaries);
@@ -415,6 +417,9 @@ struct Merge<T> {
     /// Boxed: a transaction is some 600 bytes, which the tree's nodes
     /// would otherwise shift on every insert.
     held: BTreeMap<Key, Box<T>>,
+    /// A batch's items and their sorted keys (room kept between batches).
+    txs: Vec<Option<Box<T>>>,
+    keys: Vec<(Key, usize)>,
     seq: u64,
     max_held: usize,
     /// Most kept body bytes held.
@@ -447,8 +452,10 @@ impl<T> Merge<T> {
         // on, and only the rest is held.
         // The keys are sorted, not the transactions (which would be moved
         // on every swap); each is moved once, when it goes.
-        let mut txs: Vec<Option<T>> = Vec::new();
-        let mut keys: Vec<(Key, usize)> = Vec::new();
+        // Both vectors keep their room from batch to batch: fresh memory
+        // for each batch cost more than the work on it.
+        let mut txs = std::mem::take(&mut self.txs);
+        let mut keys = std::mem::take(&mut self.keys);
         for o in outs.iter_mut() {
             for r in o.txs.drain(..) {
                 self.seq += 1;
@@ -460,7 +467,7 @@ impl<T> Merge<T> {
         keys.sort_unstable();
         let bound = if last { None } else { Some(outs.iter().map(|o| o.frontier.unwrap_or(Ts(i64::MIN))).min()) };
         let below = |k: &Key| bound.is_none_or(|b| b.is_some_and(|b| k.0 < b));
-        let mut new = keys.into_iter().filter_map(|(k, i)| Some((k, txs.get_mut(i)?.take()?))).peekable();
+        let mut new = keys.drain(..).filter_map(|(k, i)| Some((k, txs.get_mut(i)?.take()?))).peekable();
         loop {
             let from_new = match (new.peek(), self.held.first_key_value()) {
                 (Some((a, _)), Some((b, _))) => a < b,
@@ -472,7 +479,7 @@ impl<T> Merge<T> {
                 match new.next_if(|(k, _)| below(k)) {
                     Some((k, tx)) => {
                         self.note(k.0);
-                        if down.on_transaction(tx)?.is_break() {
+                        if down.on_transaction(*tx)?.is_break() {
                             return BREAK;
                         }
                     }
@@ -495,8 +502,10 @@ impl<T> Merge<T> {
         }
         for (k, tx) in new {
             self.held_bytes += D::Prep::held_bytes(&tx);
-            self.held.insert(k, Box::new(tx));
+            self.held.insert(k, tx);
         }
+        txs.clear();
+        (self.txs, self.keys) = (txs, keys);
         // A shard whose connection waits long for an answer holds the
         // others back; memory must not grow with the capture for it.
         if self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
@@ -574,6 +583,8 @@ pub fn run<D: Downstream + ?Sized>(
         peak: 0,
         latest: None,
         out_of_order: 0,
+        txs: Vec::new(),
+        keys: Vec::new(),
     };
     let prep = down.preparer();
     let mut prev: Vec<Out<D::Item>> = Vec::new();
