@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -201,8 +201,9 @@ pub struct SessionStats {
 }
 
 /// Transactions of open sessions kept on disk when the memory budget has
-/// no room for them, as JSON lines, and read back when their session
-/// closes. The file is removed when the spill is dropped.
+/// no room for them (postcard, a compact binary serde format), and read
+/// back when their session closes. The file is removed when the spill is
+/// dropped.
 struct TxSpill {
     dir: PathBuf,
     path: Option<PathBuf>,
@@ -253,7 +254,7 @@ impl TxSpill {
             }
         }
         self.buf.clear();
-        let ok = serde_json::to_writer(&mut self.buf, tx).is_ok()
+        let ok = postcard::to_io(tx, &mut self.buf).is_ok()
             && self.out.as_mut().is_some_and(|w| w.write_all(&self.buf).is_ok());
         if !ok {
             self.failed = true;
@@ -279,12 +280,26 @@ impl TxSpill {
         }
         let r = self.reader.as_mut()?;
         self.buf.resize(len as usize, 0);
-        let ok = r.seek(SeekFrom::Start(at)).is_ok() && r.read_exact(&mut self.buf).is_ok();
-        if !ok {
+        if read_at(r, &mut self.buf, at).is_err() {
             self.failed = true;
             return None;
         }
-        serde_json::from_slice(&self.buf).ok()
+        postcard::from_bytes(&self.buf).ok()
+    }
+}
+
+/// Fills `buf` from `at` in `f` (one system call where the platform has
+/// positioned reads).
+fn read_at(f: &mut File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(f, buf, at)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek};
+        f.seek(std::io::SeekFrom::Start(at))?;
+        f.read_exact(buf)
     }
 }
 
