@@ -205,8 +205,10 @@ pub struct RobotsConfig {
     /// below which no person clicks.
     pub machine_gap_ms: f64,
     /// Documents without their assets: a session with at least this many
-    /// HTML pages answered 2xx and not one style sheet, script, image,
-    /// font, media file or API call (0: rule off).
+    /// HTML pages answered 2xx that no link of the site led to (no Referer
+    /// of the site: a person whose browser has every asset cached still
+    /// follows links), and not one style sheet, script, image, font, media
+    /// file or API call (0: rule off).
     pub assetless_documents: u32,
     /// Many identities: at least this many users first seen from one
     /// address with one User-Agent within `identity_window_secs` either

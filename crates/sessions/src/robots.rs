@@ -10,7 +10,9 @@
 //! 3. `identities`: many users were first seen from its address with its
 //!    User-Agent around its start (a load generator rotating cookies);
 //! 4. `machine_rate`: many page views, a median gap no person clicks at;
-//! 5. `no_assets`: many pages, not one of their assets or API calls.
+//! 5. `no_assets`: many pages reached by no link of the site (no Referer
+//!    of the site), and not one of their assets or API calls (a person
+//!    with every asset cached still follows links).
 
 use crate::config::RobotsConfig;
 use crate::sessionize::PageView;
@@ -110,6 +112,17 @@ impl RobotRules {
             })
             .count();
         let others = txs.iter().filter(|t| t.class != ResourceClass::Document).count();
+        // Of those pages, the ones no link on the site led to (a browser
+        // following a link names the page it came from).
+        let bare_docs = txs
+            .iter()
+            .filter(|t| {
+                t.class == ResourceClass::Document
+                    && t.status.is_some_and(|s| (200..300).contains(&s))
+                    && t.error_page.is_none()
+                    && !t.referer.as_deref().is_some_and(|r| same_site(r, t.host.as_deref()))
+            })
+            .count();
         if let Some(t) = ua.and_then(|u| self.tool_token(u))
             && good_docs >= 1
             && others == 0
@@ -145,11 +158,21 @@ impl RobotRules {
             }
         }
         let min = self.cfg.assetless_documents as usize;
-        if min > 0 && good_docs >= min && others == 0 {
-            return robot("no_assets", format!("{good_docs} pages and not one asset or API call"));
+        if min > 0 && bare_docs >= min && others == 0 {
+            return robot(
+                "no_assets",
+                format!("{bare_docs} pages reached by no link of the site, and not one asset or API call"),
+            );
         }
         None
     }
+}
+
+/// Whether URL `r` (a Referer) is on `host`.
+fn same_site(r: &str, host: Option<&str>) -> bool {
+    let Some((_, rest)) = r.split_once("://") else { return false };
+    let h = rest.split(['/', '?', '#']).next().unwrap_or("");
+    host.is_some_and(|host| h.eq_ignore_ascii_case(host))
 }
 
 impl Default for RobotRules {

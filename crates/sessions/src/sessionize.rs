@@ -2628,6 +2628,13 @@ pub(crate) mod tests {
         let bare: Vec<Tx> = (0..6).map(|i| cookie(tx(1, "10.0.0.1:1000", i * 3000, &format!("/p/{i}")), "A")).collect();
         let (s, _) = run_with(&cfg, bare.clone());
         assert_eq!(robot_of(&s), vec![Some("no_assets".into())]);
+        // ... but a person with every asset cached follows links.
+        let linked: Vec<Tx> = bare
+            .iter()
+            .cloned()
+            .map(|t| with(t, |t| t.referer = Some("http://shop.example/".into())))
+            .collect();
+        assert_eq!(robot_of(&run_with(&cfg, linked).0), vec![None]);
         // Rules can be turned off.
         let off = SessionizerConfig {
             robots: RobotsConfig { assetless_documents: 0, ..RobotsConfig::default() },
