@@ -117,8 +117,8 @@ machine_gap_ms = 1000.0
 # This many pages (0: off) and not one asset or API call.
 assetless_documents = 5
 # This many users (0: off) first seen from one address with one User-Agent
-# within identity_window_secs either side of a session's start.
-identities = 20
+# within one window of identity_window_secs that holds a session's start.
+identities = 10
 identity_window_secs = 60.0
 
 [sessions]

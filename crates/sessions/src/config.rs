@@ -211,10 +211,10 @@ pub struct RobotsConfig {
     /// file or API call (0: rule off).
     pub assetless_documents: u32,
     /// Many identities: at least this many users first seen from one
-    /// address with one User-Agent within `identity_window_secs` either
-    /// side of a session's start (0: rule off).
+    /// address with one User-Agent within one window of
+    /// `identity_window_secs` that holds a session's start (0: rule off).
     pub identities: u32,
-    /// The window of the identities rule, seconds each side.
+    /// The window of the identities rule, seconds.
     pub identity_window_secs: f64,
 }
 
@@ -227,7 +227,7 @@ impl Default for RobotsConfig {
             machine_pages: 10,
             machine_gap_ms: 1000.0,
             assetless_documents: 5,
-            identities: 20,
+            identities: 10,
             identity_window_secs: 60.0,
         }
     }

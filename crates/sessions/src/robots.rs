@@ -93,8 +93,8 @@ impl RobotRules {
     }
 
     /// Judges a session: its User-Agent, transactions (by start), page
-    /// views, and how many users were first seen from its address with its
-    /// User-Agent within the window around its start.
+    /// views, and the most users first seen from its address with its
+    /// User-Agent within one window that holds its start.
     pub fn judge(&self, ua: Option<&str>, txs: &[Tx], pages: &[PageView], identities: usize) -> Option<Robot> {
         let robot = |rule: &str, evidence: String| Some(Robot { rule: rule.into(), evidence });
         let cut = |s: &str| s.chars().take(80).collect::<String>();
@@ -103,25 +103,13 @@ impl RobotRules {
         }
         // Pages fetched (HTML answered 2xx, not an error page), and
         // anything else fetched.
-        let good_docs = txs
-            .iter()
-            .filter(|t| {
-                t.class == ResourceClass::Document
-                    && t.status.is_some_and(|s| (200..300).contains(&s))
-                    && t.error_page.is_none()
-            })
-            .count();
+        let good_docs = txs.iter().filter(|t| whole_page(t)).count();
         let others = txs.iter().filter(|t| t.class != ResourceClass::Document).count();
         // Of those pages, the ones no link on the site led to (a browser
         // following a link names the page it came from).
         let bare_docs = txs
             .iter()
-            .filter(|t| {
-                t.class == ResourceClass::Document
-                    && t.status.is_some_and(|s| (200..300).contains(&s))
-                    && t.error_page.is_none()
-                    && !t.referer.as_deref().is_some_and(|r| same_site(r, t.host.as_deref()))
-            })
+            .filter(|t| whole_page(t) && !t.referer.as_deref().is_some_and(|r| same_site(r, t.host.as_deref())))
             .count();
         if let Some(t) = ua.and_then(|u| self.tool_token(u))
             && good_docs >= 1
@@ -166,6 +154,15 @@ impl RobotRules {
         }
         None
     }
+}
+
+/// A page the client got whole: an HTML document answered 2xx, complete,
+/// and not an error page (one that failed has nothing to load).
+fn whole_page(t: &Tx) -> bool {
+    t.class == ResourceClass::Document
+        && t.status.is_some_and(|s| (200..300).contains(&s))
+        && t.outcome == pov_capture::http::Outcome::Complete
+        && t.error_page.is_none()
 }
 
 /// Whether URL `r` (a Referer) is on `host`.

@@ -1467,9 +1467,7 @@ impl Sessionizer {
         let identities = match (client_ip, self.robots.counts_identities()) {
             (Some(ip), true) => {
                 let w = self.robots.identity_window();
-                self.births.get(&(ip, user_agent.clone().unwrap_or_default())).map_or(0, |q| {
-                    q.partition_point(|t| *t <= start + w) - q.partition_point(|t| *t < start - w)
-                })
+                self.births.get(&(ip, user_agent.clone().unwrap_or_default())).map_or(0, |q| busiest(q, start, w))
             }
             _ => 0,
         };
@@ -1495,6 +1493,25 @@ impl Sessionizer {
             pages,
         }
     }
+}
+
+/// The most of `births` (sorted) inside one window `w` long that holds
+/// `at`: windows that start at a birth from `at - w` to `at`, or at `at`.
+fn busiest(births: &VecDeque<Ts>, at: Ts, w: Dur) -> usize {
+    let lo = births.partition_point(|t| *t < at - w);
+    let mid = births.partition_point(|t| *t <= at);
+    let end = |from: Ts| births.partition_point(|t| *t <= from + w);
+    let mut best = end(at) - mid;
+    let mut j = lo;
+    for i in lo..mid {
+        crate::work::step(1);
+        let Some(&a) = births.get(i) else { break };
+        while births.get(j).is_some_and(|t| *t <= a + w) {
+            j += 1;
+        }
+        best = best.max(j - i);
+    }
+    best
 }
 
 /// The path and query a Referer or Location names (scheme and host
@@ -2613,9 +2630,14 @@ pub(crate) mod tests {
         assert_eq!(robot_of(&s), vec![Some("tool_agent".into())]);
         let (s, _) = run_with(&cfg, page(1, "10.0.0.1:1000", 0, "/").into_iter().map(|t| ua(t, "Wget/1.21.4")).collect());
         assert_eq!(robot_of(&s), vec![None]);
-        // ... nor is one whose only page failed (nothing to load).
+        // ... nor is one whose only page failed (nothing to load), even
+        // under a 200 cut short.
         let (s, _) = run_with(&cfg, vec![with(ua(tx(1, "10.0.0.1:1000", 0, "/"), "Wget/1.21.4"), |t| t.status = Some(500))]);
         assert_eq!(robot_of(&s), vec![None]);
+        let reset = with(ua(tx(1, "10.0.0.1:1000", 0, "/"), "Wget/1.21.4"), |t| {
+            t.outcome = pov_capture::http::Outcome::ServerReset
+        });
+        assert_eq!(robot_of(&run_with(&cfg, vec![reset]).0), vec![None]);
         // Machine rate: twelve pages 200 ms apart, assets and all.
         let fast: Vec<Tx> = (0..12).flat_map(|i| page(1, "10.0.0.1:1000", i * 200, &format!("/p/{i}"))).collect();
         let (s, _) = run_with(&cfg, fast.into_iter().map(|t| cookie(t, "A")).collect());
