@@ -37,8 +37,7 @@ struct Seen {
 /// Runs the user stage over `cap` (raw keys), seeing every session written.
 fn sessions(cap: &[u8], include_robots: bool) -> (Vec<Seen>, UserStageReport) {
     let file = pov_capture::pcap::CaptureFile::from_read("gen", std::io::Cursor::new(cap.to_vec())).expect("pcap");
-    let mut cfg = PovConfig::default();
-    cfg.pages = pov_sessions::config::default_pages();
+    let cfg = PovConfig { pages: pov_sessions::config::default_pages(), ..PovConfig::default() };
     let outputs = Outputs { users: None, sessions: None, pages: None, failures: None };
     let mut stage: UserStage<Vec<u8>> = UserStage::with_limits(&cfg, false, outputs, 100_000).expect("stage");
     stage.set_include_robots(include_robots);
@@ -77,12 +76,8 @@ struct Owners {
 }
 
 fn owners(key: &serde_json::Value) -> Owners {
-    let mut o = Owners {
-        tx: HashMap::new(),
-        attempt: HashMap::new(),
-        robots: BTreeSet::new(),
-        customers: BTreeSet::new(),
-    };
+    let mut o =
+        Owners { tx: HashMap::new(), attempt: HashMap::new(), robots: BTreeSet::new(), customers: BTreeSet::new() };
     for u in key["users"].as_array().expect("users") {
         let id = u["user"].as_str().unwrap().to_string();
         if u["robot"].is_string() {
@@ -227,6 +222,10 @@ fn customers_behind_shared_addresses_are_each_their_own_user() {
             }
         }
         assert!(close >= 5, "seed {seed}: only {close} close pairs, the profile does not test the rules");
+        eprintln!(
+            "seed {seed}: {judged} customers found as {} users, {with_ga} with _ga, {close} close pairs, {ambiguous} ambiguous attempts, {affected} affected; {:?}",
+            report.users, report.sessions
+        );
         // The new rules did the work: persistent cookies told users apart.
         let st = &report.sessions;
         assert!(st.births_tied_by_connection + st.births_tied_by_cookie > 0, "{st:?}");
@@ -293,7 +292,11 @@ fn robots_are_found_and_kept_apart_and_customers_still_found() {
 fn include_robots_brings_them_back_on_the_command_line() {
     let d = TempDir::new("identity-robots");
     let (pcap, key) = (d.path("r.pcap"), d.path("r.json"));
-    util::synth(&["--users", "60", "--seed", "9", "--profile", "robots", "--load-identities", "40", "--body-scale", "0.05"], &pcap, &key);
+    util::synth(
+        &["--users", "60", "--seed", "9", "--profile", "robots", "--load-identities", "40", "--body-scale", "0.05"],
+        &pcap,
+        &key,
+    );
     let count = |extra: &[&str]| {
         let mut args = vec!["users", "--format", "jsonl", "--quiet", s(&pcap)];
         args.extend_from_slice(extra);

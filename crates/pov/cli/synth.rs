@@ -201,13 +201,8 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
     let (Some(out), Some(truth)) = (a.out, a.truth) else {
         anyhow::bail!("--out and --truth are required");
     };
-    let mut cfg = SynthConfig {
-        users: a.users,
-        seed: a.seed,
-        body_scale: a.body_scale,
-        vlan: a.vlan,
-        ..SynthConfig::default()
-    };
+    let mut cfg =
+        SynthConfig { users: a.users, seed: a.seed, body_scale: a.body_scale, vlan: a.vlan, ..SynthConfig::default() };
     match a.profile {
         ProfileArg::Default => Profile::Default.apply(&mut cfg),
         ProfileArg::Clean => Profile::Clean.apply(&mut cfg),

@@ -664,6 +664,9 @@ pub struct RobotClient {
     pub failures: u64,
 }
 
+/// A robot client: its address and (masked) User-Agent.
+type RobotId = (Option<String>, Option<String>);
+
 /// Robot clients listed in [`RobotsReport::clients`].
 pub const ROBOT_CLIENTS_SHOWN: usize = 50;
 
@@ -720,7 +723,7 @@ pub struct UserStage<W: Write> {
     /// Hashes of the robots' user keys (counted once each).
     robot_keys: std::collections::HashSet<u64>,
     /// Robots by (address, User-Agent), with their user keys' hashes.
-    robot_clients: HashMap<(Option<String>, Option<String>), (RobotClient, std::collections::HashSet<u64>)>,
+    robot_clients: HashMap<RobotId, (RobotClient, std::collections::HashSet<u64>)>,
 }
 
 /// Sees every closed session with its labels, the user's name and the

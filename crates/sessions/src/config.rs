@@ -100,9 +100,7 @@ impl UsersConfig {
     /// configured names.
     pub fn persistent_in(&self, jar: &[(String, String)]) -> Option<(String, String)> {
         self.persistent_cookies.iter().find_map(|want| {
-            jar.iter()
-                .find(|(k, v)| v.len() >= 8 && cookie_name_matches(want, k))
-                .map(|(k, v)| (k.clone(), v.clone()))
+            jar.iter().find(|(k, v)| v.len() >= 8 && cookie_name_matches(want, k)).map(|(k, v)| (k.clone(), v.clone()))
         })
     }
 }

@@ -132,7 +132,8 @@ impl RobotRules {
         }
         let min = self.cfg.machine_pages as usize;
         if min >= 2 {
-            let starts: Vec<pov_capture::Ts> = pages.iter().filter(|p| !p.documents.is_empty()).map(|p| p.start).collect();
+            let starts: Vec<pov_capture::Ts> =
+                pages.iter().filter(|p| !p.documents.is_empty()).map(|p| p.start).collect();
             if starts.len() >= min {
                 let mut gaps: Vec<i64> = starts.windows(2).map(|w| (w[1] - w[0]).0.max(0)).collect();
                 gaps.sort_unstable();
@@ -215,11 +216,8 @@ mod tests {
 
     #[test]
     fn rules_can_be_added_and_the_list_dropped() {
-        let cfg = RobotsConfig {
-            builtin_agents: false,
-            agents: vec!["  AcmeMonitor ".into()],
-            ..RobotsConfig::default()
-        };
+        let cfg =
+            RobotsConfig { builtin_agents: false, agents: vec!["  AcmeMonitor ".into()], ..RobotsConfig::default() };
         let r = RobotRules::new(&cfg);
         assert_eq!(r.crawler_token("acmemonitor/1.0"), Some("acmemonitor"));
         assert_eq!(r.crawler_token("Googlebot/2.1"), None);

@@ -900,7 +900,7 @@ impl Sessionizer {
                 got: tx.resp_start.unwrap_or(tx.start),
                 persistent: pers,
                 target: tx.target.clone(),
-                failed: !tx.status.is_some_and(|s| s < 500)
+                failed: tx.status.is_none_or(|s| s >= 500)
                     || tx.outcome != pov_capture::http::Outcome::Complete
                     || tx.error_page.is_some(),
             },
@@ -2594,7 +2594,9 @@ pub(crate) mod tests {
         let (s, st) = run_with(
             &SessionizerConfig::default(),
             vec![
-                with(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), |t| t.resp_start = Some(t.start + Dur::from_millis(80))),
+                with(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), |t| {
+                    t.resp_start = Some(t.start + Dur::from_millis(80))
+                }),
                 sets(tx(2, "10.0.0.1:1001", 30, "/favicon.ico"), "B"),
                 cookie(tx(1, "10.0.0.1:1000", 200, "/p/1"), "A"),
             ],
@@ -2622,17 +2624,20 @@ pub(crate) mod tests {
         let cfg = SessionizerConfig::default();
         let ua = |t: Tx, a: &str| with(t, |t| t.user_agent = Some(a.into()));
         // A crawler, whatever it does.
-        let (s, _) = run_with(&cfg, vec![ua(tx(1, "10.0.0.1:1000", 0, "/"), "Mozilla/5.0 (compatible; Googlebot/2.1)")]);
+        let (s, _) =
+            run_with(&cfg, vec![ua(tx(1, "10.0.0.1:1000", 0, "/"), "Mozilla/5.0 (compatible; Googlebot/2.1)")]);
         assert_eq!(robot_of(&s), vec![Some("user_agent".into())]);
         assert!(s[0].robot.as_ref().unwrap().evidence.contains("googlebot"));
         // A tool fetching pages only is a robot; one fetching assets is not.
         let (s, _) = run_with(&cfg, vec![ua(tx(1, "10.0.0.1:1000", 0, "/"), "curl/8.5.0")]);
         assert_eq!(robot_of(&s), vec![Some("tool_agent".into())]);
-        let (s, _) = run_with(&cfg, page(1, "10.0.0.1:1000", 0, "/").into_iter().map(|t| ua(t, "Wget/1.21.4")).collect());
+        let (s, _) =
+            run_with(&cfg, page(1, "10.0.0.1:1000", 0, "/").into_iter().map(|t| ua(t, "Wget/1.21.4")).collect());
         assert_eq!(robot_of(&s), vec![None]);
         // ... nor is one whose only page failed (nothing to load), even
         // under a 200 cut short.
-        let (s, _) = run_with(&cfg, vec![with(ua(tx(1, "10.0.0.1:1000", 0, "/"), "Wget/1.21.4"), |t| t.status = Some(500))]);
+        let (s, _) =
+            run_with(&cfg, vec![with(ua(tx(1, "10.0.0.1:1000", 0, "/"), "Wget/1.21.4"), |t| t.status = Some(500))]);
         assert_eq!(robot_of(&s), vec![None]);
         let reset = with(ua(tx(1, "10.0.0.1:1000", 0, "/"), "Wget/1.21.4"), |t| {
             t.outcome = pov_capture::http::Outcome::ServerReset
@@ -2651,11 +2656,8 @@ pub(crate) mod tests {
         let (s, _) = run_with(&cfg, bare.clone());
         assert_eq!(robot_of(&s), vec![Some("no_assets".into())]);
         // ... but a person with every asset cached follows links.
-        let linked: Vec<Tx> = bare
-            .iter()
-            .cloned()
-            .map(|t| with(t, |t| t.referer = Some("http://shop.example/".into())))
-            .collect();
+        let linked: Vec<Tx> =
+            bare.iter().cloned().map(|t| with(t, |t| t.referer = Some("http://shop.example/".into()))).collect();
         assert_eq!(robot_of(&run_with(&cfg, linked).0), vec![None]);
         // Rules can be turned off.
         let off = SessionizerConfig {

@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::config::SharedAddresses;
 use crate::config::SynthConfig;
 use crate::http::{self, Encoding, Framing, Request, Response};
 use crate::key::{ConnTruth, FailureKind, Outcome, PageTruth, Reaction, Step, Totals, TxTruth, UserTruth};
-use crate::config::SharedAddresses;
 use crate::rng::Rng;
 use crate::site::{PageRef, ResourceKind, Site, money};
 use crate::tcp::{Endpoint, MS, PathLoss, TcpConn, US, frame};
@@ -248,7 +248,8 @@ pub fn generate<W: Write, K: Write>(cfg: &SynthConfig, capture: W, mut key: K) -
     // customers.
     let mut robots = Vec::new();
     let r = &cfg.robots;
-    let kinds = (0..r.crawlers).map(|i| (RobotKind::Crawler, i)).chain((0..r.load_generators).map(|i| (RobotKind::Load, i)));
+    let kinds =
+        (0..r.crawlers).map(|i| (RobotKind::Crawler, i)).chain((0..r.load_generators).map(|i| (RobotKind::Load, i)));
     for (n, (kind, i)) in kinds.enumerate() {
         let rng = Rng::new(cfg.seed ^ 0x0B07_0B07_0000_0000 ^ n as u64);
         let start = cfg.start_ns + (20 + 40 * n as i64) * 1000 * MS;
