@@ -80,6 +80,11 @@ impl RobotRules {
         self.cfg.identities > 0
     }
 
+    /// The identities rule's threshold.
+    pub fn identities(&self) -> usize {
+        self.cfg.identities as usize
+    }
+
     /// The crawler token `ua` holds, if any.
     pub fn crawler_token(&self, ua: &str) -> Option<&str> {
         let ua = ua.to_ascii_lowercase();
@@ -93,9 +98,10 @@ impl RobotRules {
     }
 
     /// Judges a session: its User-Agent, transactions (by start), page
-    /// views, and the most users first seen from its address with its
-    /// User-Agent within one window that holds its start.
-    pub fn judge(&self, ua: Option<&str>, txs: &[Tx], pages: &[PageView], identities: usize) -> Option<Robot> {
+    /// views, and whether `identities` or more users were first seen from
+    /// its address with its User-Agent within one window that holds its
+    /// start (`crowded`).
+    pub fn judge(&self, ua: Option<&str>, txs: &[Tx], pages: &[PageView], crowded: bool) -> Option<Robot> {
         let robot = |rule: &str, evidence: String| Some(Robot { rule: rule.into(), evidence });
         let cut = |s: &str| s.chars().take(80).collect::<String>();
         if let Some(t) = ua.and_then(|u| self.crawler_token(u)) {
@@ -120,13 +126,12 @@ impl RobotRules {
                 format!("User-Agent holds `{}`; {good_docs} pages and nothing they load", cut(t)),
             );
         }
-        let n = self.cfg.identities as usize;
-        if n > 0 && identities >= n {
+        if self.cfg.identities > 0 && crowded {
             return robot(
                 "identities",
                 format!(
-                    "{identities} users first seen from its address with its User-Agent within {} s",
-                    self.cfg.identity_window_secs
+                    "{} or more users first seen from its address with its User-Agent within {} s",
+                    self.cfg.identities, self.cfg.identity_window_secs
                 ),
             );
         }

@@ -448,6 +448,43 @@ struct Tentative {
     followers: Vec<(UserKey, bool)>,
 }
 
+/// Users first seen from one address with one User-Agent, for the robots'
+/// identities rule: the `N` latest first sightings (kept in time order;
+/// they come in about that order), and the spans in which a session start
+/// lies in some window `w` long that holds `N` of them. What it costs is
+/// `N` times a few bytes a bucket, whatever the rate.
+#[derive(Default)]
+struct Births {
+    recent: VecDeque<Ts>,
+    busy: Vec<(Ts, Ts)>,
+}
+
+impl Births {
+    /// A user first seen at `t`.
+    fn add(&mut self, t: Ts, n: usize, w: Dur) {
+        let i = self.recent.partition_point(|x| *x <= t);
+        self.recent.insert(i, t);
+        while self.recent.len() > n {
+            self.recent.pop_front();
+        }
+        if let (true, Some(&first), Some(&last)) = (self.recent.len() == n, self.recent.front(), self.recent.back())
+            && last - first <= w
+        {
+            // Any window `w` long holding these `n` holds a start in here.
+            let span = (last - w, first + w);
+            match self.busy.last_mut() {
+                Some(b) if span.0 <= b.1 && span.1 >= b.0 => *b = (b.0.min(span.0), b.1.max(span.1)),
+                _ => self.busy.push(span),
+            }
+        }
+    }
+
+    /// Whether a session that started at `at` is inside a crowded span.
+    fn crowded(&self, at: Ts) -> bool {
+        self.busy.iter().rev().any(|(a, b)| *a <= at && at <= *b)
+    }
+}
+
 /// A hash of a persistent cookie or sign-in name (the maps keep 8 bytes
 /// of it, not the value).
 fn text_hash(a: &str, b: &str) -> u64 {
@@ -619,14 +656,17 @@ pub struct Sessionizer {
     /// person trying again (decided when the window passes: see
     /// [`Sessionizer::settle`]).
     tentative: HashMap<UserKey, Tentative>,
+    /// The first visits of `tentative` by deadline (an entry whose cookie
+    /// came back is gone from the map and skipped here).
+    tentative_due: VecDeque<(Ts, UserKey)>,
     /// A persistent cookie's hash (`[users] persistent_cookies`) to the
     /// user first seen with it.
     persistent: HashMap<u64, UserKey>,
     /// A sign-in name's hash to the user first seen with it.
     logins: HashMap<u64, UserKey>,
-    /// Per address and User-Agent, when each user first seen from it was
-    /// (for the robots' identities rule).
-    births: HashMap<(IpAddr, String), VecDeque<Ts>>,
+    /// Per address and User-Agent, the latest users first seen from it
+    /// and the times crowded with them (the robots' identities rule).
+    births: HashMap<(IpAddr, String), Births>,
     robots: RobotRules,
     /// Per client address, the one user seen from it (`true` once a second
     /// one was): a failed attempt from an address only one user ever used
@@ -679,6 +719,7 @@ impl Sessionizer {
             recent_seq: 0,
             fresh: HashMap::new(),
             tentative: HashMap::new(),
+            tentative_due: VecDeque::new(),
             persistent: HashMap::new(),
             logins: HashMap::new(),
             births: HashMap::new(),
@@ -888,7 +929,11 @@ impl Sessionizer {
                         && target_of(r) == target
                 });
                 let likely = failed || tx.target == target || from_its_page;
-                let t = self.tentative.entry(leader).or_insert_with(|| Tentative { deadline, followers: Vec::new() });
+                let due = &mut self.tentative_due;
+                let t = self.tentative.entry(leader.clone()).or_insert_with(|| {
+                    due.push_back((deadline, leader));
+                    Tentative { deadline, followers: Vec::new() }
+                });
                 t.followers.push((new.clone(), likely));
             }
         }
@@ -916,10 +961,18 @@ impl Sessionizer {
     /// all of them when the cookie came back, stay users of their own.
     /// `now` None: every one (end of input).
     fn settle(&mut self, now: Option<Ts>, closed: &mut Vec<Session>) {
-        let due: Vec<UserKey> =
-            self.tentative.iter().filter(|(_, t)| now.is_none_or(|n| n > t.deadline)).map(|(k, _)| k.clone()).collect();
-        let mut due: Vec<(UserKey, Tentative)> =
-            due.into_iter().filter_map(|k| self.tentative.remove(&k).map(|t| (k, t))).collect();
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.tentative_due.front() {
+            if now.is_some_and(|n| n <= *at) {
+                break;
+            }
+            if let Some((_, k)) = self.tentative_due.pop_front()
+                && let Some(t) = self.tentative.remove(&k)
+            {
+                due.push((k, t));
+            }
+        }
+        // (Deadlines come in about time order: settled in order.)
         due.sort_by_key(|(_, t)| t.deadline);
         for (leader, t) in due {
             crate::work::step(t.followers.len() as u64);
@@ -1191,11 +1244,10 @@ impl Sessionizer {
     fn add(&mut self, k: UserKey, mut tx: Tx, closed: &mut Vec<Session>) {
         self.note_activity(tx.client_ip, tx.start, &k);
         if self.robots.counts_identities() && !self.known(&k) {
-            // A user first seen: when, from where, with what User-Agent
-            // (kept in time order; they come in about that order).
-            let q = self.births.entry((tx.client_ip, tx.user_agent.clone().unwrap_or_default())).or_default();
-            let i = q.partition_point(|t| *t <= tx.start);
-            q.insert(i, tx.start);
+            // A user first seen: when, from where, with what User-Agent.
+            let (n, w) = (self.robots.identities(), self.robots.identity_window());
+            let b = self.births.entry((tx.client_ip, tx.user_agent.clone().unwrap_or_default())).or_default();
+            b.add(tx.start, n, w);
         }
         let (start, end) = (tx.start, tx.end());
         let max = self.max_txs;
@@ -1334,7 +1386,7 @@ impl Sessionizer {
         }
         self.pending_failed = keep;
         // First visits whose retry window passed.
-        if !self.tentative.is_empty() {
+        if !self.tentative_due.is_empty() {
             self.settle(Some(now), closed);
         }
         // Quiet sessions, and state of connections and addresses gone
@@ -1362,14 +1414,14 @@ impl Sessionizer {
         closed.extend(batch);
         let retry = self.retry_window;
         self.fresh.retain(|_, f| now - f.at <= retry);
-        // Births a closing session may still look at: sessions close a
-        // timeout after their last activity, and look around their start.
-        let keep_births = timeout + self.robots.identity_window() + Dur(120_000_000_000);
-        self.births.retain(|_, q| {
-            while q.front().is_some_and(|t| now - *t > keep_births) {
-                q.pop_front();
-            }
-            !q.is_empty()
+        // Crowded spans a closing session may still look at (sessions
+        // close a timeout after their last activity), and births a new one
+        // may still make a crowd with.
+        let w = self.robots.identity_window();
+        let keep_busy = timeout + w + Dur(120_000_000_000);
+        self.births.retain(|_, b| {
+            b.busy.retain(|(_, end)| now - *end <= keep_busy);
+            !b.busy.is_empty() || b.recent.back().is_some_and(|t| now - *t <= w)
         });
         let (keep_recent, keep_activity) = (Dur(self.timeout.0 / 2), join + join);
         self.recent.retain(|_, q| {
@@ -1464,14 +1516,13 @@ impl Sessionizer {
         let first = txs.first();
         let client_ip = first.map(|t| t.client_ip).or(failed.first().map(|f| f.client.ip()));
         let user_agent = open.first_ua.and_then(|(_, ua)| ua);
-        let identities = match (client_ip, self.robots.counts_identities()) {
+        let crowded = match (client_ip, self.robots.counts_identities()) {
             (Some(ip), true) => {
-                let w = self.robots.identity_window();
-                self.births.get(&(ip, user_agent.clone().unwrap_or_default())).map_or(0, |q| busiest(q, start, w))
+                self.births.get(&(ip, user_agent.clone().unwrap_or_default())).is_some_and(|b| b.crowded(start))
             }
-            _ => 0,
+            _ => false,
         };
-        let robot = self.robots.judge(user_agent.as_deref(), &txs, &pages, identities);
+        let robot = self.robots.judge(user_agent.as_deref(), &txs, &pages, crowded);
         Session {
             index: open.index,
             start,
@@ -1493,25 +1544,6 @@ impl Sessionizer {
             pages,
         }
     }
-}
-
-/// The most of `births` (sorted) inside one window `w` long that holds
-/// `at`: windows that start at a birth from `at - w` to `at`, or at `at`.
-fn busiest(births: &VecDeque<Ts>, at: Ts, w: Dur) -> usize {
-    let lo = births.partition_point(|t| *t < at - w);
-    let mid = births.partition_point(|t| *t <= at);
-    let end = |from: Ts| births.partition_point(|t| *t <= from + w);
-    let mut best = end(at) - mid;
-    let mut j = lo;
-    for i in lo..mid {
-        crate::work::step(1);
-        let Some(&a) = births.get(i) else { break };
-        while births.get(j).is_some_and(|t| *t <= a + w) {
-            j += 1;
-        }
-        best = best.max(j - i);
-    }
-    best
 }
 
 /// The path and query a Referer or Location names (scheme and host
@@ -2689,5 +2721,27 @@ pub(crate) mod tests {
             let want = if x.user.raw() == "cookie:sid=H" { None } else { Some("identities".to_string()) };
             assert_eq!(x.robot.as_ref().map(|r| r.rule.clone()), want, "{}", x.user.raw());
         }
+    }
+
+    #[test]
+    fn crowds_of_first_sightings_are_kept_in_a_few_bytes() {
+        let (n, w) = (10, Dur::from_secs(60));
+        let at = |s: i64| Ts(1_700_000_000_000_000_000 + s * 1_000_000_000);
+        // Eight new users a minute, for an hour: never ten in a minute.
+        let mut b = Births::default();
+        for i in 0..480 {
+            b.add(Ts(at(0).0 + i * 7_500_000_000), n, w);
+        }
+        assert!(b.busy.is_empty() && b.recent.len() == n);
+        // 100,000 in 1,000 s, a little out of order: one crowded span, ten
+        // times held.
+        let mut b = Births::default();
+        for i in 0..100_000i64 {
+            b.add(Ts(at(5000).0 + (i ^ 1) * 10_000_000), n, w);
+        }
+        assert_eq!(b.recent.len(), n);
+        assert_eq!(b.busy.len(), 1);
+        assert!(b.crowded(at(4950)) && b.crowded(at(5500)) && b.crowded(at(6050)));
+        assert!(!b.crowded(at(4900)) && !b.crowded(at(6100)));
     }
 }
