@@ -2293,4 +2293,64 @@ mod tests {
             assert_eq!(frames, t.packets, "{format:?}");
         }
     }
+
+    #[test]
+    fn shared_addresses_and_robots_are_keyed_and_leave_other_runs_alone() {
+        // A run without them is the same whatever the new settings'
+        // streams would draw (they are not drawn).
+        let plain = small(30, 11);
+        let (cap, key, _) = run(&plain);
+        let mut again = plain.clone();
+        again.robots = crate::config::RobotTraffic::default();
+        again.shared = None;
+        assert_eq!(run(&again).0, cap);
+        assert!(!String::from_utf8_lossy(&key).contains("robot") && !String::from_utf8_lossy(&key).contains("_ga"));
+        // Shared: a few addresses, one User-Agent, some with _ga, bare ones
+        // of one address spaced.
+        let mut cfg = small(60, 12);
+        Profile::Shared.apply(&mut cfg);
+        let (cap, key, t) = run(&cfg);
+        let v: serde_json::Value = serde_json::from_slice(&key).unwrap();
+        let users = v["users"].as_array().unwrap();
+        let ips: HashSet<&str> = users.iter().map(|u| u["client_ip"].as_str().unwrap()).collect();
+        assert!(ips.len() <= 6 && ips.iter().all(|i| i.starts_with("100.64.0.")), "{ips:?}");
+        assert!(users.iter().all(|u| u["user_agent"] == users[0]["user_agent"] && u["nat_shared"] == true));
+        let ga: Vec<&str> = users.iter().filter_map(|u| u["analytics_cookie"].as_str()).collect();
+        assert!(ga.len() > 10 && ga.len() < 60, "{} with _ga", ga.len());
+        assert_eq!(ga.iter().collect::<HashSet<_>>().len(), ga.len(), "one _ga per browser");
+        let text = String::from_utf8_lossy(&cap);
+        assert!(text.contains(&format!("_ga={}", ga[0])), "the browser sends it");
+        let mut bare: Vec<(&str, f64)> = users
+            .iter()
+            .filter(|u| u["analytics_cookie"].is_null())
+            .map(|u| (u["client_ip"].as_str().unwrap(), u["arrival"].as_f64().unwrap()))
+            .collect();
+        bare.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)));
+        for w in bare.windows(2) {
+            assert!(w[0].0 != w[1].0 || w[1].1 - w[0].1 >= 360.0, "{w:?}");
+        }
+        assert_eq!(t.users, 60);
+        // Robots: listed with `robot`, counted apart.
+        let mut cfg = small(20, 13);
+        Profile::Robots.apply(&mut cfg);
+        cfg.robots.load_identities = 30;
+        let (_, key, t) = run(&cfg);
+        let v: serde_json::Value = serde_json::from_slice(&key).unwrap();
+        let users = v["users"].as_array().unwrap();
+        let robots: Vec<&serde_json::Value> = users.iter().filter(|u| u["robot"].is_string()).collect();
+        assert_eq!((users.len(), robots.len(), t.users, t.robots), (22, 2, 20, 2));
+        let load = robots.iter().find(|r| r["robot"] == "load_generator").unwrap();
+        assert_eq!(load["robot_cookies"].as_array().unwrap().len(), 30, "a cookie an identity");
+        assert_eq!(load["converted"], false);
+        let crawler = robots.iter().find(|r| r["robot"] == "crawler").unwrap();
+        assert!(crawler["user_agent"].as_str().unwrap().contains("Googlebot"));
+        // Pages only: no asset, no API call.
+        for r in &robots {
+            for c in r["connections"].as_array().unwrap() {
+                for tx in c["transactions"].as_array().unwrap() {
+                    assert_eq!(tx["kind"], "document", "{tx}");
+                }
+            }
+        }
+    }
 }
