@@ -879,7 +879,8 @@ impl Sessionizer {
     /// (`new`, not seen before): whose it is. The rules, in order (see
     /// docs/failures.md, "Who a request belongs to"):
     ///
-    /// 1. sent on a connection an earlier user's request used: theirs;
+    /// 1. sent on a connection an earlier user's request used (not one
+    ///    from a trusted proxy, which carries many clients): theirs;
     /// 2. carrying a sign-in name an earlier user gave: theirs;
     /// 3. carrying a persistent cookie an earlier user's browser sent:
     ///    theirs;
@@ -894,18 +895,21 @@ impl Sessionizer {
     /// 5. otherwise a new user.
     fn birth(&mut self, tx: &Tx, new: UserKey, pers: Option<u64>) -> UserKey {
         let slot = (tx.client_ip, tx.user_agent.clone().unwrap_or_default());
-        let earlier = if let Some(e) = self.conn_user.get(&tx.conn).map(|(e, _)| self.resolve(e.clone())) {
-            self.stats.births_tied_by_connection += 1;
-            Some(e)
-        } else if let Some(e) = tx.login.as_ref().and_then(|l| self.logins.get(&text_hash("", l))).cloned() {
-            self.stats.births_tied_by_login += 1;
-            Some(self.resolve(e))
-        } else if let Some(e) = pers.and_then(|h| self.persistent.get(&h)).cloned() {
-            self.stats.births_tied_by_cookie += 1;
-            Some(self.resolve(e))
-        } else {
-            None
-        };
+        // (A connection from a trusted proxy carries many clients.)
+        let own_conn = tx.client.ip() == tx.client_ip;
+        let earlier =
+            if let Some(e) = self.conn_user.get(&tx.conn).filter(|_| own_conn).map(|(e, _)| self.resolve(e.clone())) {
+                self.stats.births_tied_by_connection += 1;
+                Some(e)
+            } else if let Some(e) = tx.login.as_ref().and_then(|l| self.logins.get(&text_hash("", l))).cloned() {
+                self.stats.births_tied_by_login += 1;
+                Some(self.resolve(e))
+            } else if let Some(e) = pers.and_then(|h| self.persistent.get(&h)).cloned() {
+                self.stats.births_tied_by_cookie += 1;
+                Some(self.resolve(e))
+            } else {
+                None
+            };
         if let Some(e) = earlier.filter(|e| *e != new) {
             self.aliases.insert(new, e.clone());
             return e;
@@ -2606,6 +2610,16 @@ pub(crate) mod tests {
         );
         assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3)]);
         assert_eq!(st.births_tied_by_connection, 1);
+        // Not on a trusted proxy's connection (its clients take turns).
+        let proxied = |t: Tx, ip: &str| with(t, |t| t.client_ip = ip.parse().unwrap());
+        let (s, _) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                proxied(cookie(tx(1, "10.0.0.1:1000", 0, "/"), "A"), "203.0.113.5"),
+                proxied(sets(tx(1, "10.0.0.1:1000", 900, "/"), "B"), "203.0.113.5"),
+            ],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 1), ("cookie:sid=B".into(), 1)]);
         // Signing in without a cookie, under a name a user gave before.
         let signin = |t: Tx| with(t, |t| t.login = Some("alice".into()));
         let (s, st) = run_with(
