@@ -9,7 +9,8 @@
 //!    library) and it fetched pages and nothing else;
 //! 3. `identities`: many users were first seen from its address with its
 //!    User-Agent around its start (a load generator rotating cookies);
-//! 4. `machine_rate`: many page views, a median gap no person clicks at;
+//! 4. `machine_rate`: many page views (of another page each time), a
+//!    median gap no person clicks at;
 //! 5. `no_assets`: many pages reached by no link of the site (no Referer
 //!    of the site), and not one of their assets or API calls (a person
 //!    with every asset cached still follows links).
@@ -137,8 +138,17 @@ impl RobotRules {
         }
         let min = self.cfg.machine_pages as usize;
         if min >= 2 {
-            let starts: Vec<pov_capture::Ts> =
-                pages.iter().filter(|p| !p.documents.is_empty()).map(|p| p.start).collect();
+            // Navigations: not a part of a file fetched again (206), nor
+            // the same page again (a viewer reading a document in ranges,
+            // a reload).
+            let mut starts: Vec<pov_capture::Ts> = Vec::new();
+            let mut last: Option<&str> = None;
+            for p in pages.iter().filter(|p| !p.documents.is_empty() && p.status != Some(206)) {
+                if last != Some(p.url.as_str()) {
+                    starts.push(p.start);
+                }
+                last = Some(p.url.as_str());
+            }
             if starts.len() >= min {
                 let mut gaps: Vec<i64> = starts.windows(2).map(|w| (w[1] - w[0]).0.max(0)).collect();
                 gaps.sort_unstable();
@@ -162,11 +172,12 @@ impl RobotRules {
     }
 }
 
-/// A page the client got whole: an HTML document answered 2xx, complete,
-/// and not an error page (one that failed has nothing to load).
+/// A page the client got whole: an HTML document answered 2xx (not a
+/// part of it: 206), complete, and not an error page (one that failed has
+/// nothing to load).
 fn whole_page(t: &Tx) -> bool {
     t.class == ResourceClass::Document
-        && t.status.is_some_and(|s| (200..300).contains(&s))
+        && t.status.is_some_and(|s| (200..300).contains(&s) && s != 206)
         && t.outcome == pov_capture::http::Outcome::Complete
         && t.error_page.is_none()
 }
@@ -202,6 +213,7 @@ mod tests {
             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0 Safari/537.36",
             "k6/0.54.0 (https://k6.io/)",
             "Apache-HttpClient/4.5.14 (Java/17.0.2) JMeter",
+            "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)",
         ] {
             assert!(r.crawler_token(ua).is_some(), "{ua}");
         }

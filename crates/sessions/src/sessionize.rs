@@ -2693,6 +2693,14 @@ pub(crate) mod tests {
         let fast: Vec<Tx> = (0..12).flat_map(|i| page(1, "10.0.0.1:1000", i * 200, &format!("/p/{i}"))).collect();
         let (s, _) = run_with(&cfg, fast.into_iter().map(|t| cookie(t, "A")).collect());
         assert_eq!(robot_of(&s), vec![Some("machine_rate".into())]);
+        // Not a viewer reading one file in ranges, nor reloads.
+        let ranges: Vec<Tx> = (0..12)
+            .map(|i| with(cookie(tx(1, "10.0.0.1:1000", i * 200, "/doc.pdf"), "A"), |t| t.status = Some(206)))
+            .collect();
+        assert_eq!(robot_of(&run_with(&cfg, ranges).0), vec![None]);
+        let reloads: Vec<Tx> =
+            (0..12).flat_map(|i| page(1, "10.0.0.1:1000", i * 300, "/p/1")).map(|t| cookie(t, "A")).collect();
+        assert_eq!(robot_of(&run_with(&cfg, reloads).0), vec![None]);
         // A person: twelve pages seconds apart.
         let slow: Vec<Tx> = (0..12).flat_map(|i| page(1, "10.0.0.1:1000", i * 4000, &format!("/p/{i}"))).collect();
         let (s, _) = run_with(&cfg, slow.into_iter().map(|t| cookie(t, "A")).collect());
