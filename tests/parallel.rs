@@ -25,6 +25,10 @@ fn records(cmd: &str, format: &str, pcap: &Path, threads: usize) -> String {
     if cmd != "flows" {
         args.push("--no-mask");
     }
+    if !matches!(cmd, "flows" | "transactions") {
+        // (Robots' records too: every session, whoever made it.)
+        args.push("--include-robots");
+    }
     pov_ok(&args)
 }
 

@@ -13,6 +13,7 @@ mod edges;
 mod flows;
 mod fuzz_corpus;
 mod http;
+mod identity;
 mod netem;
 mod parallel;
 mod privacy;

@@ -93,6 +93,10 @@ struct UserArgs {
     /// then come out in order of their key).
     #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
     max_users_held: usize,
+    /// Keep robots and load generators (the `[robots]` rules) among users;
+    /// by default their sessions are left out.
+    #[arg(long)]
+    include_robots: bool,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
@@ -141,6 +145,11 @@ struct AnalyzeArgs {
     /// more pass over the captures.
     #[arg(long, default_value_t = 10, value_name = "N")]
     replays: usize,
+    /// Keep robots and load generators (the `[robots]` rules) among users,
+    /// affected users and revenue; by default they are only reported apart
+    /// (summary.json `robots`).
+    #[arg(long)]
+    include_robots: bool,
     #[command(flatten)]
     http: HttpArgs,
     #[command(flatten)]
@@ -686,6 +695,7 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         stage.set_budget(cfg.budget());
         stage.set_user_spill(&std::env::temp_dir(), a.max_users_held);
+        stage.set_include_robots(a.include_robots);
         let mut report = run_http(&mut inputs, &a.common, &cfg, &mut stage)?;
         if report.stopped {
             return Err(stopped_error());
@@ -794,6 +804,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut pipe =
         pov::analyze::AnalyzePipeline::new(&run, &pov_cfg, &cfg.http, !a.no_mask, a.max_session_transactions.max(1))?;
     pipe.sink.set_user_spill(run.staging(), a.max_users_held);
+    pipe.sink.set_include_robots(a.include_robots);
     // Sessions with a failure go to a spill file as they close, so the
     // replays of the most affected users (known at the end) are found
     // without holding them.

@@ -31,15 +31,31 @@ pub struct SynthArgs {
     truth: Option<PathBuf>,
     /// Preset: `default` (a few faults, clean capture), `clean` (no faults),
     /// `lossy` (faults plus loss, retransmissions, reordering, duplicates and
-    /// packets the capture missed).
+    /// packets the capture missed), `shared` (every customer behind one of a
+    /// few shared addresses with one User-Agent, half with an analytics
+    /// cookie, one arriving every 20 s), `robots` (default plus a crawler and
+    /// a load generator).
     #[arg(long, value_enum, default_value_t = ProfileArg::Default)]
     profile: ProfileArg,
     /// Session cookie the shop sets.
     #[arg(long, value_enum, default_value_t = CookieArg::Sid)]
     cookie: CookieArg,
-    /// Mean new users per second.
-    #[arg(long, default_value_t = 0.5)]
-    rate: f64,
+    /// Mean new users per second (default 0.5; 0.05 with `--profile
+    /// shared`).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Search-engine crawlers beside the customers (keyed `robot:
+    /// crawler`).
+    #[arg(long, value_name = "N")]
+    crawlers: Option<u32>,
+    /// Load generators beside the customers: one address, a new session
+    /// cookie every few pages, machine-rate pages (keyed `robot:
+    /// load_generator`).
+    #[arg(long, value_name = "N")]
+    load_generators: Option<u32>,
+    /// Session cookies each load generator goes through.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    load_identities: u32,
     /// Scale of body sizes (1.0 realistic, smaller for small samples).
     #[arg(long, default_value_t = 1.0)]
     body_scale: f64,
@@ -89,6 +105,8 @@ enum ProfileArg {
     Default,
     Clean,
     Lossy,
+    Shared,
+    Robots,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -183,18 +201,26 @@ pub fn run(a: SynthArgs) -> anyhow::Result<ExitCode> {
     let (Some(out), Some(truth)) = (a.out, a.truth) else {
         anyhow::bail!("--out and --truth are required");
     };
-    let mut cfg = SynthConfig {
-        users: a.users,
-        seed: a.seed,
-        arrival_rate: a.rate,
-        body_scale: a.body_scale,
-        vlan: a.vlan,
-        ..SynthConfig::default()
-    };
+    let mut cfg =
+        SynthConfig { users: a.users, seed: a.seed, body_scale: a.body_scale, vlan: a.vlan, ..SynthConfig::default() };
     match a.profile {
         ProfileArg::Default => Profile::Default.apply(&mut cfg),
         ProfileArg::Clean => Profile::Clean.apply(&mut cfg),
         ProfileArg::Lossy => Profile::Lossy.apply(&mut cfg),
+        ProfileArg::Shared => Profile::Shared.apply(&mut cfg),
+        ProfileArg::Robots => Profile::Robots.apply(&mut cfg),
+    }
+    if let Some(r) = a.rate {
+        cfg.arrival_rate = r;
+    }
+    if let Some(n) = a.crawlers {
+        cfg.robots.crawlers = n;
+    }
+    if let Some(n) = a.load_generators {
+        cfg.robots.load_generators = n;
+    }
+    if !cfg.robots.is_none() {
+        cfg.robots.load_identities = a.load_identities;
     }
     cfg.cookie_name = match a.cookie {
         CookieArg::Sid => "sid",

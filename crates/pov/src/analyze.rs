@@ -42,6 +42,11 @@ impl AnalyzeSink {
     pub fn set_user_spill(&mut self, dir: &Path, max: usize) {
         self.users.set_user_spill(dir, max);
     }
+
+    /// See [`UserStage::set_include_robots`].
+    pub fn set_include_robots(&mut self, on: bool) {
+        self.users.set_include_robots(on);
+    }
 }
 
 /// Makes, on the shards, both what the transaction writer and what the
@@ -289,6 +294,9 @@ pub struct Summary {
     /// HTML replays written for the most affected users: user -> path
     /// relative to the output folder.
     pub replays: BTreeMap<String, String>,
+    /// Robots and load generators, reported apart (and left out of every
+    /// number above unless `included`).
+    pub robots: crate::users::RobotsReport,
 }
 
 /// A file name for a user's replay: the user's name with anything but
@@ -359,6 +367,7 @@ impl Summary {
                 "warnings": report.warnings,
             }),
             replays: BTreeMap::new(),
+            robots: users.robots.clone(),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use pov_classify::FailuresConfig;
-use pov_sessions::{PageRule, RevenueConfig, SessionsConfig, UsersConfig};
+use pov_sessions::{PageRule, RevenueConfig, RobotsConfig, SessionsConfig, UsersConfig};
 use serde::Deserialize;
 
 /// `[privacy]`: what outputs hide (pov-privacy decides it).
@@ -26,6 +26,8 @@ pub struct PovConfig {
     pub revenue: RevenueConfig,
     /// `[privacy]`.
     pub privacy: PrivacyConfig,
+    /// `[robots]`.
+    pub robots: RobotsConfig,
 }
 
 impl PovConfig {
@@ -64,6 +66,7 @@ impl PovConfig {
             revenue: self.revenue.clone(),
             max_session_txs: 0,
             budget: pov_capture::Budget::default(),
+            robots: self.robots.clone(),
         }
     }
 }
@@ -90,6 +93,33 @@ join_window_secs = 300.0
 # and a new first visit (same address and User-Agent) after one whose cookie
 # never came back joins it.
 retry_window_secs = 60.0
+# Cookies besides the session cookie that name a browser for long (analytics
+# and device ids; `*` is any run of characters; values under 8 characters
+# are ignored): a request without the session cookie that carries one is
+# the user first seen with it, and users of one address and User-Agent with
+# different ones are different people.
+persistent_cookies = ["_ga", "_fbp", "_gcl_au", "_uetvid", "_hjSessionUser_*", "_pk_id.*", "ajs_anonymous_id", "amplitude_id*", "mp_*_mixpanel", "optimizelyEndUserId", "visitor_id", "visitorId", "device_id", "deviceId", "uid", "_shopify_y", "OptanonConsent"]
+
+[robots]
+# Robots and load generators are reported apart (summary.json "robots") and
+# kept out of users, affected users and revenue unless --include-robots.
+# The built-in list of robot User-Agents (crates/sessions/data/robot_agents.txt).
+builtin_agents = true
+# More crawler tokens (case-insensitive, anywhere in the User-Agent).
+agents = []
+# More tool tokens (HTTP libraries): a robot when the session fetched pages
+# and nothing they load.
+tool_agents = []
+# Machine rate: this many page views (0: off) a median gap under
+# machine_gap_ms apart.
+machine_pages = 10
+machine_gap_ms = 1000.0
+# This many pages (0: off) and not one asset or API call.
+assetless_documents = 5
+# This many users (0: off) first seen from one address with one User-Agent
+# within one window of identity_window_secs that holds a session's start.
+identities = 10
+identity_window_secs = 60.0
 
 [sessions]
 # Inactivity that ends a session.

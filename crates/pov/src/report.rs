@@ -178,6 +178,7 @@ pub fn render(s: &Summary) -> String {
             })
             .collect(),
     );
+    robots(&mut h, s);
     table(&mut h, "Failures by page class", &["page", "failures", "users"], counts(&s.by_page_name));
     table(&mut h, "Failures by server", &["server", "failures", "users"], counts(&s.by_server));
     table(
@@ -210,6 +211,47 @@ pub fn render(s: &Summary) -> String {
         script_json(&data)
     );
     h
+}
+
+/// The robots and load generators found, apart from the users.
+fn robots(h: &mut String, s: &Summary) {
+    let r = &s.robots;
+    let _ = writeln!(
+        h,
+        "<h2>Robots and load generators</h2>\n<p class=\"sub\">{} identities in {} sessions, {} requests, {} failures; {}.</p>",
+        r.users,
+        r.sessions,
+        r.requests,
+        r.failures,
+        if r.included {
+            "counted among users, affected users and revenue (--include-robots)"
+        } else {
+            "left out of users, affected users and revenue"
+        }
+    );
+    if r.clients.is_empty() {
+        return;
+    }
+    table(
+        h,
+        "Robots by client",
+        &["client", "User-Agent", "rule", "evidence", "identities", "sessions", "requests", "failures"],
+        r.clients
+            .iter()
+            .map(|c| {
+                vec![
+                    c.client_ip.clone().unwrap_or_else(|| "-".into()),
+                    c.user_agent.clone().unwrap_or_else(|| "-".into()),
+                    c.rule.clone(),
+                    c.evidence.clone(),
+                    c.users.to_string(),
+                    c.sessions.to_string(),
+                    c.requests.to_string(),
+                    c.failures.to_string(),
+                ]
+            })
+            .collect(),
+    );
 }
 
 const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}\

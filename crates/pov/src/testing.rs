@@ -281,8 +281,12 @@ fn finish_stage(stage: UserStage<Vec<u8>>, formats: [Format; 4]) -> (StageRows, 
 fn check_stage(rows: &StageRows, report: &UserStageReport, pushed: u64, max_session_txs: usize) {
     let s = &report.sessions;
     assert_eq!(s.transactions, pushed, "transactions pushed vs counted by the user stage");
-    assert_eq!(rows.sessions.len() as u64, s.sessions, "session records vs counter");
-    assert_eq!(rows.pages.len() as u64, s.pages, "page records vs counter");
+    // (Robots' sessions are counted by the sessionizer, and written only
+    // with --include-robots.)
+    let r = &report.robots;
+    let (r_sessions, r_pages, r_txs) = if r.included { (0, 0, 0) } else { (r.sessions, r.pages, r.requests) };
+    assert_eq!(rows.sessions.len() as u64, s.sessions - r_sessions, "session records vs counter");
+    assert_eq!(rows.pages.len() as u64, s.pages - r_pages, "page records vs counter");
     assert_eq!(rows.users.len() as u64, report.users, "user records vs counter");
     let table = |i: usize| rows.formats[i] == Format::Table;
     if !table(1) {
@@ -294,9 +298,13 @@ fn check_stage(rows: &StageRows, report: &UserStageReport, pushed: u64, max_sess
             assert!(n as usize <= max_session_txs, "a session of {n} transactions, cap {max_session_txs}");
             txs += n;
         }
-        assert_eq!(txs + s.session_tx_cap_drops, s.transactions, "transactions in sessions + dropped vs pushed");
+        assert_eq!(
+            txs + r_txs + s.session_tx_cap_drops,
+            s.transactions,
+            "transactions in sessions (and robots') + dropped vs pushed"
+        );
         let pages: u64 = rows.sessions.iter().map(|r| uint(r, "pages")).sum();
-        assert_eq!(pages, s.pages, "pages of the sessions vs counter");
+        assert_eq!(pages, s.pages - r_pages, "pages of the sessions vs counter");
         if !table(2) {
             let mut pids = HashSet::new();
             for p in &rows.pages {
@@ -318,7 +326,7 @@ fn check_stage(rows: &StageRows, report: &UserStageReport, pushed: u64, max_sess
         assert_eq!(by_kind, report.failures_by_kind, "noticed failures: sessions vs counter");
         if !table(0) {
             let sessions: u64 = rows.users.iter().map(|u| uint(u, "sessions")).sum();
-            assert_eq!(sessions, s.sessions, "sessions of the users vs counter");
+            assert_eq!(sessions, s.sessions - r_sessions, "sessions of the users vs counter");
             let utx: u64 = rows.users.iter().map(|u| uint(u, "transactions")).sum();
             assert_eq!(utx, txs, "transactions of the users vs of the sessions");
             let affected = rows.users.iter().filter(|u| boolean(u, "affected")).count() as u64;
@@ -1180,6 +1188,25 @@ fn fuzz_summary(b: &mut Bytes<'_>) -> crate::analyze::Summary {
         capture_loss_transactions: fuzz_u64(b),
         counters: Value::Null,
         replays,
+        robots: crate::users::RobotsReport {
+            included: b.u8() & 1 == 1,
+            users: fuzz_u64(b),
+            sessions: fuzz_u64(b),
+            pages: fuzz_u64(b),
+            requests: fuzz_u64(b),
+            failures: fuzz_u64(b),
+            by_rule: list(b, |b| (fuzz_text(b), fuzz_u64(b))).into_iter().collect(),
+            clients: list(b, |b| crate::users::RobotClient {
+                client_ip: opt_text(b),
+                user_agent: opt_text(b),
+                rule: fuzz_text(b),
+                evidence: fuzz_text(b),
+                users: fuzz_u64(b),
+                sessions: fuzz_u64(b),
+                requests: fuzz_u64(b),
+                failures: fuzz_u64(b),
+            }),
+        },
     }
 }
 
@@ -1482,6 +1509,8 @@ fn shop_visit() -> Vec<Event> {
                 (&b"Host"[..], &b"shop.example"[..]),
                 (b"Cookie", b"sid=u1"),
                 (b"User-Agent", b"Mozilla/5.0"),
+                // (A customer following the shop's links: not a robot.)
+                (b"Referer", b"http://shop.example/"),
             ]),
         });
         tx.response = Some(ResponseHead {

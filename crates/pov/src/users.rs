@@ -621,6 +621,59 @@ pub enum View {
     Failures,
 }
 
+/// Robots and load generators the `[robots]` rules found: kept out of
+/// users, affected users and revenue unless `--include-robots`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RobotsReport {
+    /// Whether they are also counted among users (`--include-robots`).
+    pub included: bool,
+    /// Identities (user keys) with a robot's session.
+    pub users: u64,
+    /// Robots' sessions.
+    pub sessions: u64,
+    /// Their page views.
+    pub pages: u64,
+    /// Their requests.
+    pub requests: u64,
+    /// Failures on them a person would have noticed.
+    pub failures: u64,
+    /// Sessions by the rule that decided.
+    pub by_rule: BTreeMap<String, u64>,
+    /// By client (address and User-Agent), most requests first (at most
+    /// [`ROBOT_CLIENTS_SHOWN`]).
+    pub clients: Vec<RobotClient>,
+}
+
+/// One robot: a client address and User-Agent, with the evidence.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RobotClient {
+    /// Client address.
+    pub client_ip: Option<String>,
+    /// User-Agent (masked like other text).
+    pub user_agent: Option<String>,
+    /// The rule of its first session judged.
+    pub rule: String,
+    /// What that session showed.
+    pub evidence: String,
+    /// Identities (user keys) it used.
+    pub users: u64,
+    /// Sessions.
+    pub sessions: u64,
+    /// Requests.
+    pub requests: u64,
+    /// Failures a person would have noticed.
+    pub failures: u64,
+}
+
+/// A robot client: its address and (masked) User-Agent.
+type RobotId = (Option<String>, Option<String>);
+
+/// Robot clients listed in [`RobotsReport::clients`].
+pub const ROBOT_CLIENTS_SHOWN: usize = 50;
+
+/// Robot clients tracked one by one (beyond, only the totals count).
+const ROBOT_CLIENTS_HELD: usize = 10_000;
+
 /// Counters of the user stage, for `pov info` and warnings.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct UserStageReport {
@@ -644,6 +697,8 @@ pub struct UserStageReport {
     pub users_spilled: u64,
     /// Sorted runs of users' totals written to disk.
     pub user_spill_runs: u64,
+    /// Robots and load generators.
+    pub robots: RobotsReport,
 }
 
 /// The user stage: takes transactions and connection summaries (a
@@ -664,6 +719,12 @@ pub struct UserStage<W: Write> {
     out: Outputs<W>,
     report: UserStageReport,
     tap: Option<SessionTap>,
+    /// Robots' sessions are written as users' too.
+    include_robots: bool,
+    /// Hashes of the robots' user keys (counted once each).
+    robot_keys: std::collections::HashSet<u64>,
+    /// Robots by (address, User-Agent), with their user keys' hashes.
+    robot_clients: HashMap<RobotId, (RobotClient, std::collections::HashSet<u64>)>,
 }
 
 /// Sees every closed session with its labels, the user's name and the
@@ -706,6 +767,9 @@ impl<W: Write> UserStage<W> {
             out,
             report: UserStageReport::default(),
             tap: None,
+            include_robots: false,
+            robot_keys: std::collections::HashSet::new(),
+            robot_clients: HashMap::new(),
         })
     }
 
@@ -737,6 +801,54 @@ impl<W: Write> UserStage<W> {
         self.report.user_spill_runs += 1;
         self.users_charge.set(0);
         Ok(())
+    }
+
+    /// Keeps robots' sessions among users (`--include-robots`); they are
+    /// still counted in [`UserStageReport::robots`].
+    pub fn set_include_robots(&mut self, on: bool) {
+        self.include_robots = on;
+        self.report.robots.included = on;
+    }
+
+    /// Counts a robot's session.
+    fn note_robot(&mut self, s: &Session, robot: &pov_sessions::Robot, c: &Classified) {
+        let failures = c.failures.iter().filter(|f| f.severity.noticed()).count() as u64;
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            s.user.hash(&mut h);
+            h.finish()
+        };
+        let r = &mut self.report.robots;
+        if self.robot_keys.insert(key) {
+            r.users += 1;
+        }
+        r.sessions += 1;
+        r.pages += s.pages.len() as u64;
+        r.requests += s.txs.len() as u64;
+        r.failures += failures;
+        *r.by_rule.entry(robot.rule.clone()).or_default() += 1;
+        let ua = s.user_agent.as_deref().map(|a| self.masker.text(a).into_owned());
+        let id = (s.client_ip.map(|i| i.to_string()), ua);
+        if !self.robot_clients.contains_key(&id) && self.robot_clients.len() >= ROBOT_CLIENTS_HELD {
+            return;
+        }
+        let (client, keys) = self.robot_clients.entry(id.clone()).or_insert_with(|| {
+            let client = RobotClient {
+                client_ip: id.0.clone(),
+                user_agent: id.1.clone(),
+                rule: robot.rule.clone(),
+                evidence: self.masker.text(&robot.evidence).into_owned(),
+                ..RobotClient::default()
+            };
+            (client, std::collections::HashSet::new())
+        });
+        if keys.insert(key) {
+            client.users += 1;
+        }
+        client.sessions += 1;
+        client.requests += s.txs.len() as u64;
+        client.failures += failures;
     }
 
     /// Calls `tap` with every session as it closes.
@@ -781,6 +893,12 @@ impl<W: Write> UserStage<W> {
     }
 
     fn session_closed(&mut self, s: &Session, c: &Classified) -> io::Result<()> {
+        if let Some(r) = &s.robot {
+            self.note_robot(s, r, c);
+            if !self.include_robots {
+                return Ok(());
+            }
+        }
         let user = self.user_name(&s.user);
         let sid = format!("{user}/{}", s.index);
         if let Some(tap) = self.tap.as_mut() {
@@ -971,6 +1089,12 @@ impl<W: Write> UserStage<W> {
         let closed = self.sessionizer.finish();
         self.handle(closed)?;
         self.report.sessions = self.sessionizer.stats().clone();
+        let mut clients: Vec<RobotClient> = self.robot_clients.drain().map(|(_, (c, _))| c).collect();
+        clients.sort_by(|a, b| {
+            (Reverse(a.requests), &a.client_ip, &a.user_agent).cmp(&(Reverse(b.requests), &b.client_ip, &b.user_agent))
+        });
+        clients.truncate(ROBOT_CLIENTS_SHOWN);
+        self.report.robots.clients = clients;
         if self.spill.runs.is_empty() {
             let mut users: Vec<UserAgg> = self.users.drain().map(|(_, v)| v).collect();
             users.sort_by(|a, b| (a.first, &a.key).cmp(&(b.first, &b.key)));

@@ -34,6 +34,15 @@ pub struct UsersConfig {
     /// User-Agent after one whose cookie never came back (its answer
     /// failed) is the same user trying again.
     pub retry_window_secs: f64,
+    /// Cookies other than the session cookie that a browser keeps for
+    /// long and that name the browser (analytics and device ids, a
+    /// consent or preference id): a request without the session cookie
+    /// that carries one belongs to the user first seen with the same
+    /// value, and two users behind one address and User-Agent with
+    /// different values are two people. A `*` in a name is any run of
+    /// characters (`_pk_id.*`). Values shorter than 8 characters are not
+    /// taken as an identity (`lang=en` names a language, not a browser).
+    pub persistent_cookies: Vec<String>,
 }
 
 impl Default for UsersConfig {
@@ -60,8 +69,55 @@ impl Default for UsersConfig {
             trusted_proxies: Vec::new(),
             join_window_secs: 300.0,
             retry_window_secs: 60.0,
+            persistent_cookies: [
+                "_ga",
+                "_fbp",
+                "_gcl_au",
+                "_uetvid",
+                "_hjSessionUser_*",
+                "_pk_id.*",
+                "ajs_anonymous_id",
+                "amplitude_id*",
+                "mp_*_mixpanel",
+                "optimizelyEndUserId",
+                "visitor_id",
+                "visitorId",
+                "device_id",
+                "deviceId",
+                "uid",
+                "_shopify_y",
+                "OptanonConsent",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
+}
+
+impl UsersConfig {
+    /// The first persistent cookie (see [`UsersConfig::persistent_cookies`])
+    /// among `jar` (name, value pairs as sent), in the order of the
+    /// configured names.
+    pub fn persistent_in(&self, jar: &[(String, String)]) -> Option<(String, String)> {
+        self.persistent_cookies.iter().find_map(|want| {
+            jar.iter().find(|(k, v)| v.len() >= 8 && cookie_name_matches(want, k)).map(|(k, v)| (k.clone(), v.clone()))
+        })
+    }
+}
+
+/// Whether cookie `name` is the configured `want` (`*` is any run of
+/// characters; case-sensitive, as browsers send names). Names longer than
+/// 256 bytes never match (no configured name is that long, and the match
+/// stays cheap on hostile input).
+fn cookie_name_matches(want: &str, name: &str) -> bool {
+    fn glob(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|i| s.get(i..).is_some_and(|t| glob(rest, t))),
+            Some((c, rest)) => s.first() == Some(c) && s.get(1..).is_some_and(|t| glob(rest, t)),
+        }
+    }
+    name.len() <= 256 && glob(want.as_bytes(), name.as_bytes())
 }
 
 /// A trusted proxy: one address or a CIDR block.
@@ -122,6 +178,56 @@ pub struct SessionsConfig {
 impl Default for SessionsConfig {
     fn default() -> SessionsConfig {
         SessionsConfig { timeout_secs: 1800.0, page_window_secs: 10.0 }
+    }
+}
+
+/// `[robots]`: how robots and load generators are told from customers
+/// (see [`crate::robots`]). A robot's sessions are reported apart and kept
+/// out of users and revenue unless asked (`--include-robots`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RobotsConfig {
+    /// Use the built-in list of robot User-Agents
+    /// (`crates/sessions/data/robot_agents.txt`).
+    pub builtin_agents: bool,
+    /// More crawler tokens (matched case-insensitively anywhere in the
+    /// User-Agent): a session whose User-Agent holds one is a robot.
+    pub agents: Vec<String>,
+    /// More tool tokens (HTTP libraries, command-line tools): a robot when
+    /// the session also fetched pages and nothing else.
+    pub tool_agents: Vec<String>,
+    /// Machine rate: a session with at least this many page views whose
+    /// median gap is under `machine_gap_ms` (0: rule off).
+    pub machine_pages: u32,
+    /// Machine rate: the median gap between page views, milliseconds,
+    /// below which no person clicks.
+    pub machine_gap_ms: f64,
+    /// Documents without their assets: a session with at least this many
+    /// HTML pages answered 2xx that no link of the site led to (no Referer
+    /// of the site: a person whose browser has every asset cached still
+    /// follows links), and not one style sheet, script, image, font, media
+    /// file or API call (0: rule off).
+    pub assetless_documents: u32,
+    /// Many identities: at least this many users first seen from one
+    /// address with one User-Agent within one window of
+    /// `identity_window_secs` that holds a session's start (0: rule off).
+    pub identities: u32,
+    /// The window of the identities rule, seconds.
+    pub identity_window_secs: f64,
+}
+
+impl Default for RobotsConfig {
+    fn default() -> RobotsConfig {
+        RobotsConfig {
+            builtin_agents: true,
+            agents: Vec::new(),
+            tool_agents: Vec::new(),
+            machine_pages: 10,
+            machine_gap_ms: 1000.0,
+            assetless_documents: 5,
+            identities: 10,
+            identity_window_secs: 60.0,
+        }
     }
 }
 
@@ -238,5 +344,26 @@ mod tests {
         assert!(Cidr::parse("2001:db8::/32").unwrap().contains("2001:db8:1::5".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("nope").is_err());
+    }
+
+    #[test]
+    fn persistent_cookies_by_name_and_prefix() {
+        let u = UsersConfig::default();
+        let jar = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            u.persistent_in(&jar(&[("sid", "S1"), ("_ga", "GA1.2.1234567.1700000000")])),
+            Some(("_ga".into(), "GA1.2.1234567.1700000000".into()))
+        );
+        assert_eq!(
+            u.persistent_in(&jar(&[("_pk_id.3.abcd", "0123456789abcdef")])),
+            Some(("_pk_id.3.abcd".into(), "0123456789abcdef".into()))
+        );
+        assert_eq!(
+            u.persistent_in(&jar(&[("mp_42abc_mixpanel", "%7B%22distinct_id%22")])).map(|x| x.0),
+            Some("mp_42abc_mixpanel".into())
+        );
+        // Too short to name a browser; not a configured name; a near name.
+        assert_eq!(u.persistent_in(&jar(&[("uid", "7"), ("lang", "en-GB-oxendict"), ("_gax", "123456789")])), None);
+        assert!(!cookie_name_matches("_pk_id.*", &format!("_pk_id.{}", "x".repeat(300))));
     }
 }

@@ -11,20 +11,26 @@
 //! header; a session id in the query or path; for a request sent before the
 //! user had a cookie, the cookie its response set (and then every request
 //! on the same connection, and unclaimed ones from the same address and
-//! User-Agent shortly before); a sign-in name; and last, client address +
-//! User-Agent. Failed connection attempts (refused, unanswered) belong to
-//! the user whose next connection from the same address followed them.
+//! User-Agent shortly before) — a new user unless the same connection, a
+//! sign-in name or a persistent cookie (analytics or device id) ties it to
+//! an earlier one; a sign-in name; a persistent cookie; and last, client
+//! address + User-Agent. Failed connection attempts (refused, unanswered)
+//! belong to the user whose next connection from the same address followed
+//! them. Each closed session is judged by the `[robots]` rules
+//! ([`robots`]).
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod identity;
+pub mod robots;
 pub mod sessionize;
 pub mod tx;
 pub mod values;
 pub mod work;
 
-pub use config::{PageRule, RevenueConfig, SessionsConfig, UsersConfig};
+pub use config::{PageRule, RevenueConfig, RobotsConfig, SessionsConfig, UsersConfig};
 pub use identity::UserKey;
+pub use robots::{Robot, RobotRules};
 pub use sessionize::{
     BROWSER_RETRY, FailedConn, FailedConnKind, PageRules, PageView, Session, SessionStats, Sessionizer,
     SessionizerConfig,

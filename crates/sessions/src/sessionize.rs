@@ -18,8 +18,9 @@ use pov_capture::tcp::{ConnState, ConnSummary};
 use pov_capture::{Budget, Dur, Ts};
 use regex::Regex;
 
-use crate::config::{Cidr, PageRule, RevenueConfig, SessionsConfig, UsersConfig, default_pages};
+use crate::config::{Cidr, PageRule, RevenueConfig, RobotsConfig, SessionsConfig, UsersConfig, default_pages};
 use crate::identity::UserKey;
+use crate::robots::{Robot, RobotRules};
 use crate::tx::{ErrorBody, ResourceClass, Tx};
 
 /// Why a connection carried nothing.
@@ -162,6 +163,9 @@ pub struct Session {
     /// What its transactions hold of the memory budget, given back when
     /// the session is dropped.
     pub charge: Charge,
+    /// A robot's or load generator's session: the rule and its evidence
+    /// (`[robots]`).
+    pub robot: Option<Robot>,
 }
 
 /// Counters of the user stage.
@@ -183,6 +187,20 @@ pub struct SessionStats {
     /// First visits joined to an earlier one from the same address and
     /// User-Agent whose cookie never came back.
     pub retried_first_visits: u64,
+    /// New session cookies (a request without one, answered with one) that
+    /// evidence tied to an earlier user: the same connection.
+    pub births_tied_by_connection: u64,
+    /// ... a sign-in name the earlier user gave.
+    pub births_tied_by_login: u64,
+    /// ... a persistent cookie (analytics or device id) the earlier user's
+    /// browser sent.
+    pub births_tied_by_cookie: u64,
+    /// ... sent before the earlier first visit's answer (with its cookie)
+    /// reached the client: one first visit on several connections.
+    pub births_tied_by_first_visit: u64,
+    /// Requests without a session cookie kept apart from a user of the
+    /// same address and User-Agent because their persistent cookies differ.
+    pub split_by_persistent_cookie: u64,
     /// Failed connection attempts tied to the user whose connection came
     /// next.
     pub failed_conns_attributed: u64,
@@ -419,6 +437,83 @@ impl Waiting {
     }
 }
 
+/// A first visit whose session cookie has not come back yet.
+struct Fresh {
+    user: UserKey,
+    /// Its request start.
+    at: Ts,
+    /// When its answer (with the cookie) reached the client: requests sent
+    /// before then could not carry the cookie.
+    got: Ts,
+    /// Its persistent cookie's hash.
+    persistent: Option<u64>,
+    /// Its request target.
+    target: String,
+    /// Its answer failed (5xx, none, cut short, or an error page): the
+    /// browser may not have kept the cookie.
+    failed: bool,
+}
+
+/// Later first visits that may be a first visit's retry.
+struct Tentative {
+    /// When the first visit's retry window ends.
+    deadline: Ts,
+    /// The later ones, in order, and whether each asked for the same
+    /// target (a reload).
+    followers: Vec<(UserKey, bool)>,
+}
+
+/// Users first seen from one address with one User-Agent, for the robots'
+/// identities rule: the `N` latest first sightings (kept in time order;
+/// they come in about that order), and the spans in which a session start
+/// lies in some window `w` long that holds `N` of them. What it costs is
+/// `N` times a few bytes a bucket, whatever the rate.
+#[derive(Default)]
+struct Births {
+    recent: VecDeque<Ts>,
+    busy: Vec<(Ts, Ts)>,
+}
+
+impl Births {
+    /// A user first seen at `t`.
+    fn add(&mut self, t: Ts, n: usize, w: Dur) {
+        let i = self.recent.partition_point(|x| *x <= t);
+        self.recent.insert(i, t);
+        while self.recent.len() > n {
+            self.recent.pop_front();
+        }
+        if let (true, Some(&first), Some(&last)) = (self.recent.len() == n, self.recent.front(), self.recent.back())
+            && last - first <= w
+        {
+            // Any window `w` long holding these `n` holds a start in here.
+            let span = (last - w, first + w);
+            match self.busy.last_mut() {
+                Some(b) if span.0 <= b.1 && span.1 >= b.0 => *b = (b.0.min(span.0), b.1.max(span.1)),
+                _ => self.busy.push(span),
+            }
+        }
+    }
+
+    /// Whether a session that started at `at` is inside a crowded span.
+    fn crowded(&self, at: Ts) -> bool {
+        self.busy.iter().rev().any(|(a, b)| *a <= at && at <= *b)
+    }
+}
+
+/// A hash of a persistent cookie or sign-in name (the maps keep 8 bytes
+/// of it, not the value).
+fn text_hash(a: &str, b: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    a.hash(&mut h);
+    b.hash(&mut h);
+    h.finish()
+}
+
+/// What an entry of the persistent-cookie, sign-in or births maps costs
+/// the memory budget (hash, key and map overhead).
+const EVIDENCE_COST: usize = 96;
+
 struct OpenSession {
     index: u32,
     /// Transactions, without what only identified them (see
@@ -490,6 +585,8 @@ pub struct SessionizerConfig {
     /// it, and a transaction it has no room for is left out of its session
     /// (counted).
     pub budget: Budget,
+    /// `[robots]`.
+    pub robots: RobotsConfig,
 }
 
 /// What a user seen costs here for the rest of the run, as charged to the
@@ -568,9 +665,24 @@ pub struct Sessionizer {
     pending_failed: Vec<(FailedConn, u64)>,
     /// Per address and User-Agent: the last user made from a Set-Cookie
     /// whose cookie has not come back yet.
-    /// (With when the cookie reached the client: requests sent before then
-    /// could not carry it.)
-    fresh: HashMap<(IpAddr, String), (UserKey, Ts, Ts)>,
+    fresh: HashMap<(IpAddr, String), Fresh>,
+    /// First visits whose cookie has not come back, to the later first
+    /// visits from the same address and User-Agent that may be the same
+    /// person trying again (decided when the window passes: see
+    /// [`Sessionizer::settle`]).
+    tentative: HashMap<UserKey, Tentative>,
+    /// The first visits of `tentative` by deadline (an entry whose cookie
+    /// came back is gone from the map and skipped here).
+    tentative_due: VecDeque<(Ts, UserKey)>,
+    /// A persistent cookie's hash (`[users] persistent_cookies`) to the
+    /// user first seen with it.
+    persistent: HashMap<u64, UserKey>,
+    /// A sign-in name's hash to the user first seen with it.
+    logins: HashMap<u64, UserKey>,
+    /// Per address and User-Agent, the latest users first seen from it
+    /// and the times crowded with them (the robots' identities rule).
+    births: HashMap<(IpAddr, String), Births>,
+    robots: RobotRules,
     /// Per client address, the one user seen from it (`true` once a second
     /// one was): a failed attempt from an address only one user ever used
     /// is theirs, however long after.
@@ -621,6 +733,12 @@ impl Sessionizer {
             recent: HashMap::new(),
             recent_seq: 0,
             fresh: HashMap::new(),
+            tentative: HashMap::new(),
+            tentative_due: VecDeque::new(),
+            persistent: HashMap::new(),
+            logins: HashMap::new(),
+            births: HashMap::new(),
+            robots: RobotRules::new(&cfg.robots),
             activity: HashMap::new(),
             ip_users: HashMap::new(),
             seen: HashMap::new(),
@@ -679,10 +797,18 @@ impl Sessionizer {
         self.watermark = self.watermark.max(tx.start);
         let first_on_conn = !self.conn_user.contains_key(&tx.conn);
         let ua = || tx.user_agent.clone().unwrap_or_default();
+        let pers = tx.persistent.as_ref().map(|(n, v)| text_hash(n, v));
         let key = if let Some((n, v)) = &tx.cookie {
-            let k = self.resolve(UserKey::Cookie(n.clone(), v.clone()));
-            if self.fresh.get(&(tx.client_ip, ua())).is_some_and(|(f, _, _)| *f == k) {
+            let raw = UserKey::Cookie(n.clone(), v.clone());
+            let k = self.resolve(raw.clone());
+            if self.fresh.get(&(tx.client_ip, ua())).is_some_and(|f| f.user == k) {
                 self.fresh.remove(&(tx.client_ip, ua()));
+            }
+            // The cookie came back: the browser kept it, so later first
+            // visits from its address are other people.
+            if !self.tentative.is_empty() {
+                self.tentative.remove(&raw);
+                self.tentative.remove(&k);
             }
             // The server replaced the session cookie (sign-in): the new
             // value is the same user.
@@ -699,39 +825,30 @@ impl Sessionizer {
         } else if let Some((n, v)) = &tx.query_id {
             Some(UserKey::Query(n.clone(), v.clone()))
         } else if let Some((n, v)) = &tx.set_cookie {
-            // The first request, before the user had a cookie.
-            let mut k = self.resolve(UserKey::Cookie(n.clone(), v.clone()));
-            // A first visit right after one whose cookie never came back
-            // (its answer failed, the browser kept no cookie): the same
-            // person trying again.
-            let slot = (tx.client_ip, ua());
-            if let Some((f, t, _)) = self.fresh.get(&slot)
-                && *f != k
-                && tx.start - *t <= self.retry_window
-                && !self.known(&k)
-            {
-                self.aliases.insert(k.clone(), f.clone());
-                self.stats.retried_first_visits += 1;
-                k = f.clone();
-            }
-            self.fresh.insert(slot, (k.clone(), tx.start, tx.resp_start.unwrap_or(tx.start)));
-            self.claim_bucket(&tx, &k);
+            // A request without the session cookie, answered with one: a
+            // new user, unless evidence ties it to an earlier one.
+            let new = UserKey::Cookie(n.clone(), v.clone());
+            let k = if self.aliases.contains_key(&new) || self.known(&new) {
+                self.resolve(new)
+            } else {
+                self.birth(&tx, new, pers)
+            };
+            self.claim_bucket(&tx, &k, pers);
             Some(k)
         } else if let Some((k, _)) = self.conn_user.get(&tx.conn) {
-            Some(k.clone())
-        } else if let Some((f, _, _)) = self
-            .fresh
-            .get(&(tx.client_ip, ua()))
-            .filter(|(_, t, got)| tx.start <= *got && *t - tx.start <= self.join_window)
-        {
-            // Sent on another connection before the first answer, with the
-            // cookie, reached the client (reported late: a request left
-            // unanswered is written when its connection ends).
-            self.stats.joined_before_cookie += 1;
-            Some(f.clone())
+            Some(self.resolve(k.clone()))
+        } else if let Some(k) = tx.login.as_ref().and_then(|l| self.logins.get(&text_hash("", l))) {
+            Some(self.resolve(k.clone()))
+        } else if let Some(k) = pers.and_then(|h| self.persistent.get(&h)) {
+            Some(self.resolve(k.clone()))
+        } else if let Some(k) = self.join_fresh(&tx, pers) {
+            Some(k)
         } else {
             tx.login.as_ref().map(|l| UserKey::Login(l.clone()))
         };
+        if let Some(k) = &key {
+            self.note_evidence(&tx, k, pers);
+        }
         let mut closed = Vec::new();
         match key {
             Some(k) => {
@@ -757,6 +874,184 @@ impl Sessionizer {
         closed
     }
 
+    /// A request without any identifier sent on another connection before
+    /// a first visit's answer (with its cookie) reached the client (reported
+    /// late: a request left unanswered is written when its connection
+    /// ends): that first visit's user, unless their persistent cookies
+    /// differ (another browser).
+    fn join_fresh(&mut self, tx: &Tx, pers: Option<u64>) -> Option<UserKey> {
+        let slot = (tx.client_ip, tx.user_agent.clone().unwrap_or_default());
+        let f = self.fresh.get(&slot).filter(|f| tx.start <= f.got && f.at - tx.start <= self.join_window)?;
+        if f.persistent != pers {
+            self.stats.split_by_persistent_cookie += 1;
+            return None;
+        }
+        self.stats.joined_before_cookie += 1;
+        Some(f.user.clone())
+    }
+
+    /// A request without the session cookie whose answer set a new one
+    /// (`new`, not seen before): whose it is. The rules, in order (see
+    /// docs/failures.md, "Who a request belongs to"):
+    ///
+    /// 1. sent on a connection an earlier user's request used (not one
+    ///    from a trusted proxy, which carries many clients): theirs;
+    /// 2. carrying a sign-in name an earlier user gave: theirs;
+    /// 3. carrying a persistent cookie an earlier user's browser sent:
+    ///    theirs;
+    /// 4. sent from the address and User-Agent of a first visit whose
+    ///    cookie has not come back, with the same persistent cookie (or
+    ///    none on both):
+    ///    - before that visit's answer reached the client: the same first
+    ///      visit on another connection, theirs;
+    ///    - within the retry window after it: perhaps the same person
+    ///      trying again, decided when the window has passed (see
+    ///      [`Sessionizer::settle`]);
+    /// 5. otherwise a new user.
+    fn birth(&mut self, tx: &Tx, new: UserKey, pers: Option<u64>) -> UserKey {
+        let slot = (tx.client_ip, tx.user_agent.clone().unwrap_or_default());
+        // (A connection from a trusted proxy carries many clients.)
+        let own_conn = tx.client.ip() == tx.client_ip;
+        let earlier =
+            if let Some(e) = self.conn_user.get(&tx.conn).filter(|_| own_conn).map(|(e, _)| self.resolve(e.clone())) {
+                self.stats.births_tied_by_connection += 1;
+                Some(e)
+            } else if let Some(e) = tx.login.as_ref().and_then(|l| self.logins.get(&text_hash("", l))).cloned() {
+                self.stats.births_tied_by_login += 1;
+                Some(self.resolve(e))
+            } else if let Some(e) = pers.and_then(|h| self.persistent.get(&h)).cloned() {
+                self.stats.births_tied_by_cookie += 1;
+                Some(self.resolve(e))
+            } else {
+                None
+            };
+        if let Some(e) = earlier.filter(|e| *e != new) {
+            self.aliases.insert(new, e.clone());
+            return e;
+        }
+        if let Some(f) = self.fresh.get(&slot).filter(|f| f.user != new) {
+            if f.persistent != pers {
+                self.stats.split_by_persistent_cookie += 1;
+            } else if tx.start <= f.got && f.at - tx.start <= self.join_window {
+                let e = f.user.clone();
+                self.stats.births_tied_by_first_visit += 1;
+                self.aliases.insert(new, e.clone());
+                return e;
+            } else if tx.start >= f.at && tx.start - f.at <= self.retry_window {
+                let (leader, deadline, target, failed) =
+                    (f.user.clone(), f.at + self.retry_window, f.target.clone(), f.failed);
+                // A reload, a link followed from its page, or any new
+                // visit after a first answer that failed.
+                let from_its_page = tx.referer.as_deref().is_some_and(|r| {
+                    let host = r.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or(""));
+                    host.is_some_and(|h| tx.host.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(h)))
+                        && target_of(r) == target
+                });
+                let likely = failed || tx.target == target || from_its_page;
+                let due = &mut self.tentative_due;
+                let t = self.tentative.entry(leader.clone()).or_insert_with(|| {
+                    due.push_back((deadline, leader));
+                    Tentative { deadline, followers: Vec::new() }
+                });
+                t.followers.push((new.clone(), likely));
+            }
+        }
+        self.fresh.insert(
+            slot,
+            Fresh {
+                user: new.clone(),
+                at: tx.start,
+                got: tx.resp_start.unwrap_or(tx.start),
+                persistent: pers,
+                target: tx.target.clone(),
+                failed: tx.status.is_none_or(|s| s >= 500)
+                    || tx.outcome != pov_capture::http::Outcome::Complete
+                    || tx.error_page.is_some(),
+            },
+        );
+        new
+    }
+
+    /// Later first visits from the address and User-Agent of a first visit
+    /// whose cookie never came back in the retry window: the first of them
+    /// that looks like the same person trying again (a reload, a link
+    /// followed from its page, or any visit after a first answer that
+    /// failed) is that person, and its user joins theirs. The others, and
+    /// all of them when the cookie came back, stay users of their own.
+    /// `now` None: every one (end of input).
+    fn settle(&mut self, now: Option<Ts>, closed: &mut Vec<Session>) {
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.tentative_due.front() {
+            if now.is_some_and(|n| n <= *at) {
+                break;
+            }
+            if let Some((_, k)) = self.tentative_due.pop_front()
+                && let Some(t) = self.tentative.remove(&k)
+            {
+                due.push((k, t));
+            }
+        }
+        // (Deadlines come in about time order: settled in order.)
+        due.sort_by_key(|(_, t)| t.deadline);
+        for (leader, t) in due {
+            crate::work::step(t.followers.len() as u64);
+            if let Some((f, _)) = t.followers.into_iter().find(|(_, likely)| *likely) {
+                self.merge_into(&f, &leader, closed);
+            }
+        }
+    }
+
+    /// Moves `from`'s open session into `into`'s (a retried first visit);
+    /// `from` is no user of its own from now on. Nothing happens if a
+    /// session of `from` has closed already.
+    fn merge_into(&mut self, from: &UserKey, into: &UserKey, closed: &mut Vec<Session>) {
+        let (from, into) = (self.resolve(from.clone()), self.resolve(into.clone()));
+        if from == into || !self.users.get(&from).is_some_and(|u| u.sessions == 1 && u.open.is_some()) {
+            return;
+        }
+        let Some(st) = self.users.remove(&from) else { return };
+        self.open.remove(&from);
+        if let Some(n) = self.stats.users_by_rule.get_mut(from.rule()) {
+            *n = n.saturating_sub(1);
+        }
+        self.users_charge.shrink(USER_COST);
+        self.aliases.insert(from, into.clone());
+        self.stats.retried_first_visits += 1;
+        let Some(o) = st.open else { return };
+        let o = *o;
+        let start = o.txs.iter().map(|t| t.start).min().unwrap_or(o.last);
+        let target = self.session_for(into, start, o.last, closed);
+        target.txs.extend(o.txs);
+        target.spilled.extend(o.spilled);
+        target.failed.extend(o.failed);
+        target.dropped += o.dropped;
+        target.budget_dropped += o.budget_dropped;
+        if let Some((order, ua)) = o.first_ua
+            && target.first_ua.as_ref().is_none_or(|(x, _)| order < *x)
+        {
+            target.first_ua = Some((order, ua));
+        }
+        // (`o.charge` gives its bytes back as it goes.)
+        target.charge.grow(o.charge.bytes());
+    }
+
+    /// Remembers the persistent cookie and sign-in name `tx` shows as
+    /// `k`'s, if no one had them before.
+    fn note_evidence(&mut self, tx: &Tx, k: &UserKey, pers: Option<u64>) {
+        if let Some(h) = pers
+            && let std::collections::hash_map::Entry::Vacant(e) = self.persistent.entry(h)
+        {
+            e.insert(k.clone());
+            self.users_charge.grow(EVIDENCE_COST);
+        }
+        if let Some(l) = &tx.login
+            && let std::collections::hash_map::Entry::Vacant(e) = self.logins.entry(text_hash("", l))
+        {
+            e.insert(k.clone());
+            self.users_charge.grow(EVIDENCE_COST);
+        }
+    }
+
     /// Adds a failed connection attempt.
     pub fn push_failed(&mut self, f: FailedConn) -> Vec<Session> {
         let mut closed = Vec::new();
@@ -773,6 +1068,7 @@ impl Sessionizer {
     /// Closes every session (end of input); returns them by start.
     pub fn finish(&mut self) -> Vec<Session> {
         let mut closed = std::mem::take(&mut self.orphans);
+        self.settle(None, &mut closed);
         let mut pending: Vec<(Bucket, Waiting)> = self.pending.drain().collect();
         self.pending_conns.clear();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
@@ -875,14 +1171,16 @@ impl Sessionizer {
     /// A new user's first answer set their cookie: earlier requests from
     /// the same address and User-Agent that no one claimed (other
     /// connections of the same first visit) are theirs.
-    fn claim_bucket(&mut self, tx: &Tx, k: &UserKey) {
+    fn claim_bucket(&mut self, tx: &Tx, k: &UserKey, pers: Option<u64>) {
         let ua = tx.user_agent.clone().unwrap_or_default();
         let Some(q) = self.pending.get_mut(&(tx.client_ip, ua.clone())) else { return };
         let from = tx.start - self.join_window;
-        let conn_user = &self.conn_user;
+        let (conn_user, aliases) = (&self.conn_user, &self.aliases);
         let claimed = q.take_where(|t| {
-            let other_owner = conn_user.get(&t.conn).is_some_and(|(o, _)| o != k);
-            t.start >= from && !other_owner
+            let other_owner = conn_user.get(&t.conn).is_some_and(|(o, _)| o != k && aliases.get(o) != Some(k));
+            // (Another browser: its persistent cookie differs.)
+            let same_browser = t.persistent.as_ref().map(|(n, v)| text_hash(n, v)) == pers;
+            t.start >= from && !other_owner && same_browser
         });
         if q.is_empty() {
             self.pending.remove(&(tx.client_ip, ua));
@@ -896,15 +1194,26 @@ impl Sessionizer {
         self.orphans.extend(sink);
     }
 
+    /// A request that waited for a cookie in vain: the user of its
+    /// connection; else the user its persistent cookie names (a user of
+    /// its own, keyed by that cookie, if no one had it before); else its
+    /// address and User-Agent.
     fn adopt_anonymous(&mut self, ip: IpAddr, ua: &str, tx: Tx, closed: &mut Vec<Session>) {
-        let k = match self.conn_user.get(&tx.conn) {
-            Some((k, _)) => k.clone(),
-            None => UserKey::Client(ip, ua.to_string()),
+        let pers = tx.persistent.as_ref().map(|(n, v)| text_hash(n, v));
+        let k = match (self.conn_user.get(&tx.conn), &tx.persistent) {
+            (Some((k, _)), _) => k.clone(),
+            (None, Some((n, v))) => match pers.and_then(|h| self.persistent.get(&h)) {
+                Some(k) => k.clone(),
+                None => UserKey::Cookie(n.clone(), v.clone()),
+            },
+            (None, None) => UserKey::Client(ip, ua.to_string()),
         };
+        let k = self.resolve(k);
         if !self.conn_user.contains_key(&tx.conn) {
             self.note_recent(&tx, &k);
             self.conn_user.insert(tx.conn, (k.clone(), tx.start));
         }
+        self.note_evidence(&tx, &k, pers);
         self.add(k, tx, closed);
     }
 
@@ -953,6 +1262,12 @@ impl Sessionizer {
     /// it there; the session keeps the User-Agent it shows.
     fn add(&mut self, k: UserKey, mut tx: Tx, closed: &mut Vec<Session>) {
         self.note_activity(tx.client_ip, tx.start, &k);
+        if self.robots.counts_identities() && !self.known(&k) {
+            // A user first seen: when, from where, with what User-Agent.
+            let (n, w) = (self.robots.identities(), self.robots.identity_window());
+            let b = self.births.entry((tx.client_ip, tx.user_agent.clone().unwrap_or_default())).or_default();
+            b.add(tx.start, n, w);
+        }
         let (start, end) = (tx.start, tx.end());
         let max = self.max_txs;
         // A handle of its own, for while `open` borrows `self`.
@@ -972,6 +1287,7 @@ impl Sessionizer {
             tx.set_cookie = None;
             tx.header_id = None;
             tx.query_id = None;
+            tx.persistent = None;
             if fits {
                 // A transaction is some 660 bytes: grow by a quarter rather
                 // than double (a first one gets room for one, not four), so
@@ -1088,6 +1404,10 @@ impl Sessionizer {
             }
         }
         self.pending_failed = keep;
+        // First visits whose retry window passed.
+        if !self.tentative_due.is_empty() {
+            self.settle(Some(now), closed);
+        }
         // Quiet sessions, and state of connections and addresses gone
         // quiet: once a minute of capture time (a session closes at most a
         // minute late; a user coming back after the timeout starts a new
@@ -1112,7 +1432,16 @@ impl Sessionizer {
         batch.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
         closed.extend(batch);
         let retry = self.retry_window;
-        self.fresh.retain(|_, (_, t, _)| now - *t <= retry);
+        self.fresh.retain(|_, f| now - f.at <= retry);
+        // Crowded spans a closing session may still look at (sessions
+        // close a timeout after their last activity), and births a new one
+        // may still make a crowd with.
+        let w = self.robots.identity_window();
+        let keep_busy = timeout + w + Dur(120_000_000_000);
+        self.births.retain(|_, b| {
+            b.busy.retain(|(_, end)| now - *end <= keep_busy);
+            !b.busy.is_empty() || b.recent.back().is_some_and(|t| now - *t <= w)
+        });
         let (keep_recent, keep_activity) = (Dur(self.timeout.0 / 2), join + join);
         self.recent.retain(|_, q| {
             while q.front().is_some_and(|r| now - r.at > keep_recent) {
@@ -1204,12 +1533,22 @@ impl Sessionizer {
             }
         }
         let first = txs.first();
+        let client_ip = first.map(|t| t.client_ip).or(failed.first().map(|f| f.client.ip()));
+        let user_agent = open.first_ua.and_then(|(_, ua)| ua);
+        let crowded = match (client_ip, self.robots.counts_identities()) {
+            (Some(ip), true) => {
+                self.births.get(&(ip, user_agent.clone().unwrap_or_default())).is_some_and(|b| b.crowded(start))
+            }
+            _ => false,
+        };
+        let robot = self.robots.judge(user_agent.as_deref(), &txs, &pages, crowded);
         Session {
             index: open.index,
             start,
             end,
-            client_ip: first.map(|t| t.client_ip).or(failed.first().map(|f| f.client.ip())),
-            user_agent: open.first_ua.and_then(|(_, ua)| ua),
+            client_ip,
+            user_agent,
+            robot,
             login: txs.iter().find_map(|t| t.login.clone()),
             converted: orders > 0,
             orders,
@@ -2138,5 +2477,308 @@ pub(crate) mod tests {
         assert_eq!(s[0].orders, 1);
         assert_eq!(s[0].order_value, Some(59.9));
         assert_eq!(s[0].cart_value, Some(59.9));
+    }
+
+    fn ga(mut t: Tx, v: &str) -> Tx {
+        t.persistent = Some(("_ga".into(), v.into()));
+        t
+    }
+
+    fn with(mut t: Tx, f: impl FnOnce(&mut Tx)) -> Tx {
+        f(&mut t);
+        t
+    }
+
+    fn run_with(cfg: &SessionizerConfig, txs: Vec<Tx>) -> (Vec<Session>, SessionStats) {
+        let mut s = Sessionizer::new(cfg).unwrap();
+        let mut out = Vec::new();
+        for t in txs {
+            out.extend(s.push(t));
+        }
+        out.extend(s.finish());
+        (out, s.stats().clone())
+    }
+
+    #[test]
+    fn a_newcomer_after_a_first_visit_that_went_well_is_someone_else() {
+        // Two people behind one address with one User-Agent: the first saw
+        // one page (its assets elsewhere) and left; the second came five
+        // seconds later, to another page, from a search engine.
+        let s = run(
+            vec![
+                sets(tx(1, "10.0.0.9:1000", 0, "/"), "A"),
+                with(sets(tx(2, "10.0.0.9:1001", 5000, "/product/3"), "B"), |t| {
+                    t.referer = Some("https://www.search.example/".into())
+                }),
+                cookie(tx(2, "10.0.0.9:1001", 5100, "/cart"), "B"),
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 1), ("cookie:sid=B".into(), 2)]);
+    }
+
+    #[test]
+    fn a_new_visit_after_a_failed_first_answer_or_from_its_page_is_the_same_user() {
+        // The first answer failed (the browser kept no cookie): the next
+        // first visit is the person trying again, whatever the page.
+        let s = run(
+            vec![
+                with(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), |t| t.status = Some(503)),
+                sets(tx(2, "10.0.0.1:1001", 4000, "/product/9"), "B"),
+                cookie(tx(2, "10.0.0.1:1001", 4100, "/a.css"), "B"),
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3)]);
+        // A browser that keeps no cookie, following a link from its page.
+        let s = run(
+            vec![
+                sets(tx(1, "10.0.0.1:1000", 0, "/c/shoes"), "A"),
+                with(sets(tx(2, "10.0.0.1:1001", 9000, "/product/9"), "B"), |t| {
+                    t.referer = Some("http://shop.example/c/shoes".into())
+                }),
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 2)]);
+    }
+
+    #[test]
+    fn a_persistent_cookie_ties_a_new_session_cookie_to_its_browser() {
+        // A customer with an analytics id; hours later the session cookie
+        // has expired, the browser comes back with the same analytics id
+        // and is given a new session cookie.
+        let later = 4 * 3600 * 1000;
+        let (s, st) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                ga(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), "GA1.1.111"),
+                ga(cookie(tx(1, "10.0.0.1:1000", 100, "/p/1"), "A"), "GA1.1.111"),
+                ga(sets(tx(2, "10.0.0.77:1000", later, "/"), "B"), "GA1.1.111"),
+                ga(cookie(tx(2, "10.0.0.77:1000", later + 100, "/p/2"), "B"), "GA1.1.111"),
+            ],
+        );
+        assert_eq!(s.len(), 2, "two sessions");
+        assert!(s.iter().all(|x| x.user.raw() == "cookie:sid=A"), "{:?}", users(&s));
+        assert_eq!(s[1].index, 2);
+        assert_eq!(st.births_tied_by_cookie, 1);
+        assert_eq!(st.users_by_rule.get("cookie"), Some(&1));
+    }
+
+    #[test]
+    fn persistent_cookies_split_users_of_one_address_and_user_agent() {
+        // A first visit whose cookie did not come back, and a reload of the
+        // same page five seconds later: but from another browser.
+        let (s, st) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                ga(sets(tx(1, "10.0.0.9:1000", 0, "/"), "A"), "GA1.1.111"),
+                ga(sets(tx(2, "10.0.0.9:1001", 5000, "/"), "B"), "GA1.1.222"),
+                ga(cookie(tx(2, "10.0.0.9:1001", 5100, "/p/1"), "B"), "GA1.1.222"),
+            ],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 1), ("cookie:sid=B".into(), 2)]);
+        assert_eq!(st.split_by_persistent_cookie, 1);
+        // Without any session cookie: one user per persistent cookie, not
+        // one per address and User-Agent; requests with none share the
+        // address's.
+        let s = run(
+            vec![
+                ga(tx(1, "10.0.0.9:1000", 0, "/"), "GA1.1.111"),
+                ga(tx(2, "10.0.0.9:1001", 10, "/"), "GA1.1.222"),
+                ga(tx(3, "10.0.0.9:1002", 20, "/x"), "GA1.1.111"),
+                tx(4, "10.0.0.9:1003", 30, "/y"),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            users(&s),
+            vec![
+                ("client:10.0.0.9 UA-1".into(), 1),
+                ("cookie:_ga=GA1.1.111".into(), 2),
+                ("cookie:_ga=GA1.1.222".into(), 1)
+            ]
+        );
+        // A request sent before the cookie came joins only the first visit
+        // of its own browser.
+        let s = run(
+            vec![
+                ga(tx(2, "10.0.0.9:1001", 5, "/a.css"), "GA1.1.222"),
+                ga(sets(tx(1, "10.0.0.9:1000", 0, "/"), "A"), "GA1.1.111"),
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:_ga=GA1.1.222".into(), 1), ("cookie:sid=A".into(), 1)]);
+    }
+
+    #[test]
+    fn the_same_connection_or_sign_in_ties_a_new_session_cookie() {
+        // The cookie was dropped (signed out) and the next request on the
+        // same connection was given a new one.
+        let (s, st) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                cookie(tx(1, "10.0.0.1:1000", 0, "/"), "A"),
+                sets(tx(1, "10.0.0.1:1000", 900, "/"), "B"),
+                cookie(tx(1, "10.0.0.1:1000", 1000, "/p/1"), "B"),
+            ],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3)]);
+        assert_eq!(st.births_tied_by_connection, 1);
+        // Not on a trusted proxy's connection (its clients take turns).
+        let proxied = |t: Tx, ip: &str| with(t, |t| t.client_ip = ip.parse().unwrap());
+        let (s, _) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                proxied(cookie(tx(1, "10.0.0.1:1000", 0, "/"), "A"), "203.0.113.5"),
+                proxied(sets(tx(1, "10.0.0.1:1000", 900, "/"), "B"), "203.0.113.5"),
+            ],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 1), ("cookie:sid=B".into(), 1)]);
+        // Signing in without a cookie, under a name a user gave before.
+        let signin = |t: Tx| with(t, |t| t.login = Some("alice".into()));
+        let (s, st) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                signin(cookie(tx(1, "10.0.0.1:1000", 0, "/login"), "A")),
+                signin(sets(tx(2, "10.0.0.2:1000", 2_000_000, "/login"), "B")),
+                cookie(tx(2, "10.0.0.2:1000", 2_000_100, "/cart"), "B"),
+            ],
+        );
+        assert!(s.iter().all(|x| x.user.raw() == "cookie:sid=A"), "{:?}", users(&s));
+        assert_eq!(st.births_tied_by_login, 1);
+    }
+
+    #[test]
+    fn a_first_visit_on_two_connections_before_its_answer_is_one_user() {
+        // Two requests sent before either answer came, each given a cookie.
+        let (s, st) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                with(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), |t| {
+                    t.resp_start = Some(t.start + Dur::from_millis(80))
+                }),
+                sets(tx(2, "10.0.0.1:1001", 30, "/favicon.ico"), "B"),
+                cookie(tx(1, "10.0.0.1:1000", 200, "/p/1"), "A"),
+            ],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3)]);
+        assert_eq!(st.births_tied_by_first_visit, 1);
+    }
+
+    fn page(conn: u64, client: &str, ms: i64, target: &str) -> Vec<Tx> {
+        let asset = |n: &str, c: ResourceClass| {
+            with(tx(conn, client, ms + 40, &format!("/static/{n}")), |t| {
+                t.class = c;
+                t.referer = Some(format!("http://shop.example{target}"));
+            })
+        };
+        vec![tx(conn, client, ms, target), asset("a.css", ResourceClass::Style), asset("b.png", ResourceClass::Image)]
+    }
+
+    fn robot_of(s: &[Session]) -> Vec<Option<String>> {
+        s.iter().map(|x| x.robot.as_ref().map(|r| r.rule.clone())).collect()
+    }
+
+    #[test]
+    fn robots_by_user_agent_and_behaviour() {
+        let cfg = SessionizerConfig::default();
+        let ua = |t: Tx, a: &str| with(t, |t| t.user_agent = Some(a.into()));
+        // A crawler, whatever it does.
+        let (s, _) =
+            run_with(&cfg, vec![ua(tx(1, "10.0.0.1:1000", 0, "/"), "Mozilla/5.0 (compatible; Googlebot/2.1)")]);
+        assert_eq!(robot_of(&s), vec![Some("user_agent".into())]);
+        assert!(s[0].robot.as_ref().unwrap().evidence.contains("googlebot"));
+        // A tool fetching pages only is a robot; one fetching assets is not.
+        let (s, _) = run_with(&cfg, vec![ua(tx(1, "10.0.0.1:1000", 0, "/"), "curl/8.5.0")]);
+        assert_eq!(robot_of(&s), vec![Some("tool_agent".into())]);
+        let (s, _) =
+            run_with(&cfg, page(1, "10.0.0.1:1000", 0, "/").into_iter().map(|t| ua(t, "Wget/1.21.4")).collect());
+        assert_eq!(robot_of(&s), vec![None]);
+        // ... nor is one whose only page failed (nothing to load), even
+        // under a 200 cut short.
+        let (s, _) =
+            run_with(&cfg, vec![with(ua(tx(1, "10.0.0.1:1000", 0, "/"), "Wget/1.21.4"), |t| t.status = Some(500))]);
+        assert_eq!(robot_of(&s), vec![None]);
+        let reset = with(ua(tx(1, "10.0.0.1:1000", 0, "/"), "Wget/1.21.4"), |t| {
+            t.outcome = pov_capture::http::Outcome::ServerReset
+        });
+        assert_eq!(robot_of(&run_with(&cfg, vec![reset]).0), vec![None]);
+        // Machine rate: twelve pages 200 ms apart, assets and all.
+        let fast: Vec<Tx> = (0..12).flat_map(|i| page(1, "10.0.0.1:1000", i * 200, &format!("/p/{i}"))).collect();
+        let (s, _) = run_with(&cfg, fast.into_iter().map(|t| cookie(t, "A")).collect());
+        assert_eq!(robot_of(&s), vec![Some("machine_rate".into())]);
+        // Not a viewer reading one file in ranges, nor reloads.
+        let ranges: Vec<Tx> = (0..12)
+            .map(|i| with(cookie(tx(1, "10.0.0.1:1000", i * 200, "/doc.pdf"), "A"), |t| t.status = Some(206)))
+            .collect();
+        assert_eq!(robot_of(&run_with(&cfg, ranges).0), vec![None]);
+        let reloads: Vec<Tx> =
+            (0..12).flat_map(|i| page(1, "10.0.0.1:1000", i * 300, "/p/1")).map(|t| cookie(t, "A")).collect();
+        assert_eq!(robot_of(&run_with(&cfg, reloads).0), vec![None]);
+        // A person: twelve pages seconds apart.
+        let slow: Vec<Tx> = (0..12).flat_map(|i| page(1, "10.0.0.1:1000", i * 4000, &format!("/p/{i}"))).collect();
+        let (s, _) = run_with(&cfg, slow.into_iter().map(|t| cookie(t, "A")).collect());
+        assert_eq!(robot_of(&s), vec![None]);
+        // Pages without their assets, at a human pace.
+        let bare: Vec<Tx> = (0..6).map(|i| cookie(tx(1, "10.0.0.1:1000", i * 3000, &format!("/p/{i}")), "A")).collect();
+        let (s, _) = run_with(&cfg, bare.clone());
+        assert_eq!(robot_of(&s), vec![Some("no_assets".into())]);
+        // ... but a person with every asset cached follows links.
+        let linked: Vec<Tx> =
+            bare.iter().cloned().map(|t| with(t, |t| t.referer = Some("http://shop.example/".into()))).collect();
+        assert_eq!(robot_of(&run_with(&cfg, linked).0), vec![None]);
+        // Rules can be turned off.
+        let off = SessionizerConfig {
+            robots: RobotsConfig { assetless_documents: 0, ..RobotsConfig::default() },
+            ..SessionizerConfig::default()
+        };
+        assert_eq!(robot_of(&run_with(&off, bare).0), vec![None]);
+    }
+
+    #[test]
+    fn many_identities_from_one_address_and_user_agent_are_a_load_generator() {
+        // 30 session cookies in 30 s from one address with one (browser)
+        // User-Agent, each for a page and its assets; beside them, a person
+        // from another address.
+        let mut txs = Vec::new();
+        for i in 0..30i64 {
+            let mut p = page(100 + i as u64, "10.0.0.50:2000", i * 1000, "/");
+            p[0].set_cookie = Some(("sid".into(), format!("L{i}")));
+            for t in p.iter_mut().skip(1) {
+                t.cookie = Some(("sid".into(), format!("L{i}")));
+            }
+            txs.extend(p);
+        }
+        txs.extend(page(1, "10.0.0.1:1000", 500, "/").into_iter().map(|t| cookie(t, "H")));
+        txs.sort_by_key(|t| t.start);
+        let (s, _) = run_with(&SessionizerConfig::default(), txs);
+        assert_eq!(s.len(), 31);
+        for x in &s {
+            let want = if x.user.raw() == "cookie:sid=H" { None } else { Some("identities".to_string()) };
+            assert_eq!(x.robot.as_ref().map(|r| r.rule.clone()), want, "{}", x.user.raw());
+        }
+    }
+
+    #[test]
+    fn crowds_of_first_sightings_are_kept_in_a_few_bytes() {
+        let (n, w) = (10, Dur::from_secs(60));
+        let at = |s: i64| Ts(1_700_000_000_000_000_000 + s * 1_000_000_000);
+        // Eight new users a minute, for an hour: never ten in a minute.
+        let mut b = Births::default();
+        for i in 0..480 {
+            b.add(Ts(at(0).0 + i * 7_500_000_000), n, w);
+        }
+        assert!(b.busy.is_empty() && b.recent.len() == n);
+        // 100,000 in 1,000 s, a little out of order: one crowded span, ten
+        // times held.
+        let mut b = Births::default();
+        for i in 0..100_000i64 {
+            b.add(Ts(at(5000).0 + (i ^ 1) * 10_000_000), n, w);
+        }
+        assert_eq!(b.recent.len(), n);
+        assert_eq!(b.busy.len(), 1);
+        assert!(b.crowded(at(4950)) && b.crowded(at(5500)) && b.crowded(at(6050)));
+        assert!(!b.crowded(at(4900)) && !b.crowded(at(6100)));
     }
 }

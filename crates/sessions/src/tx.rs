@@ -218,6 +218,12 @@ pub struct Tx {
     /// A session id from a configured query parameter. Read by the sessionizer to tell the user; no
     /// longer set in a [`crate::Session`]'s transactions.
     pub query_id: Option<(String, String)>,
+    /// The first persistent non-session cookie the request carries (an
+    /// analytics or device id: `[users] persistent_cookies`). Read by the
+    /// sessionizer to tell the user; no longer set in a
+    /// [`crate::Session`]'s transactions.
+    #[serde(default)]
+    pub persistent: Option<(String, String)>,
     /// A sign-in name from a configured login field of the request body.
     pub login: Option<String>,
     /// An order value read from the request (or its response).
@@ -351,6 +357,7 @@ impl Tx {
             order_value,
             cart_value,
             error_page: None,
+            persistent: req.and_then(|r| users.persistent_in(&r.headers.cookies())),
         }
     }
 
@@ -393,6 +400,7 @@ impl Tx {
             order_value: None,
             cart_value: None,
             error_page: None,
+            persistent: None,
         }
     }
 

@@ -89,6 +89,54 @@ impl Default for Reactions {
     }
 }
 
+/// Many customers behind a few addresses, all with one User-Agent (a
+/// household, an office, a carrier-grade NAT): only cookies tell them
+/// apart.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SharedAddresses {
+    /// Addresses the customers share (100.64.0.0/24, the carrier-grade NAT
+    /// range).
+    pub addresses: u32,
+    /// Share of customers whose browser sends a persistent analytics
+    /// cookie (`_ga`, from an earlier visit) from its first request.
+    pub analytics_share: f64,
+    /// Seconds between two first visits from one address by customers
+    /// without an analytics cookie. Closer, two such browsers cannot be
+    /// told apart by anything on the wire when the first one's answer
+    /// failed (the second could be the first trying again) or it gave up
+    /// before any answer (its unanswered requests could be either's); a
+    /// customer who would come closer carries an analytics cookie instead.
+    /// pov's windows are 60 s (retry) and 300 s (join): 360 by default.
+    pub bare_spacing_secs: f64,
+}
+
+impl Default for SharedAddresses {
+    fn default() -> SharedAddresses {
+        SharedAddresses { addresses: 6, analytics_share: 0.5, bare_spacing_secs: 360.0 }
+    }
+}
+
+/// Robots beside the customers, keyed in the answer key with `robot`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RobotTraffic {
+    /// Search-engine crawlers: a crawler User-Agent, pages without their
+    /// assets, no cookies kept (every answer gives it a new one).
+    pub crawlers: u32,
+    /// Load generators: one address, a browser's User-Agent, a new session
+    /// cookie every few pages (`load_identities` in all), pages a few
+    /// hundred milliseconds apart without their assets, no orders.
+    pub load_generators: u32,
+    /// Session cookies each load generator goes through.
+    pub load_identities: u32,
+}
+
+impl RobotTraffic {
+    /// No robots (the key then says nothing of them).
+    pub fn is_none(&self) -> bool {
+        self.crawlers == 0 && self.load_generators == 0
+    }
+}
+
 /// Everything the generator needs.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SynthConfig {
@@ -146,6 +194,14 @@ pub struct SynthConfig {
     /// (the first users each get one on their first page or connection; a
     /// soft error goes to the first API call of the run).
     pub guarantee_faults: bool,
+    /// Customers behind a few shared addresses (the `shared` profile).
+    /// Drawn from a random stream of its own: runs without it are as they
+    /// were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedAddresses>,
+    /// Robots beside the customers.
+    #[serde(skip_serializing_if = "RobotTraffic::is_none")]
+    pub robots: RobotTraffic,
 }
 
 impl Default for SynthConfig {
@@ -178,6 +234,8 @@ impl Default for SynthConfig {
             noise: CaptureNoise::default(),
             format: CaptureFormat::Pcap,
             guarantee_faults: true,
+            shared: None,
+            robots: RobotTraffic::default(),
         }
     }
 }
@@ -192,6 +250,12 @@ pub enum Profile {
     /// Faults plus network loss and capture noise (gaps, retransmissions,
     /// reordering, duplicates).
     Lossy,
+    /// Default faults; every customer behind one of a few shared addresses
+    /// with one User-Agent, half of them with a persistent analytics cookie;
+    /// arrivals slowed to one every 20 s.
+    Shared,
+    /// Default traffic plus a crawler and a load generator.
+    Robots,
 }
 
 impl Profile {
@@ -207,6 +271,17 @@ impl Profile {
                 cfg.server_loss = 0.01;
                 cfg.client_loss = 0.01;
                 cfg.noise = CaptureNoise { drop: 0.005, duplicate: 0.004, reorder: 0.02 };
+            }
+            Profile::Shared => {
+                cfg.nat_share = 0.0;
+                cfg.ipv6_share = 0.0;
+                cfg.http10_share = 0.0;
+                cfg.pipelining_share = 0.0;
+                cfg.arrival_rate = 0.05;
+                cfg.shared = Some(SharedAddresses::default());
+            }
+            Profile::Robots => {
+                cfg.robots = RobotTraffic { crawlers: 1, load_generators: 1, load_identities: 200 };
             }
         }
     }

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::config::SharedAddresses;
 use crate::config::SynthConfig;
 use crate::http::{self, Encoding, Framing, Request, Response};
 use crate::key::{ConnTruth, FailureKind, Outcome, PageTruth, Reaction, Step, Totals, TxTruth, UserTruth};
@@ -78,6 +79,18 @@ const AGENTS: &[Agent] = &[
         accept_encoding: Some("gzip, deflate"),
     },
 ];
+/// A search-engine crawler (the robots of [`crate::config::RobotTraffic`]).
+const CRAWLER_AGENT: Agent = Agent {
+    ua: "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    max_conns: 1,
+    accept_encoding: Some("gzip, deflate, br"),
+};
+/// A load generator that passes for a browser.
+const LOAD_AGENT: Agent = Agent {
+    ua: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+    max_conns: 2,
+    accept_encoding: Some("gzip, deflate, br"),
+};
 const HTTP10_AGENT: Agent = Agent { ua: "Wget/1.21.4", max_conns: 1, accept_encoding: None };
 const PIPELINE_AGENT: Agent =
     Agent { ua: "ShopKiosk/2.3 (embedded; pipelining)", max_conns: 2, accept_encoding: Some("gzip") };
@@ -121,6 +134,10 @@ struct World<'a, W: Write> {
     /// A soft error is still owed to the run (`guarantee_faults`): the
     /// first API call answered without another fault gets it.
     soft_error_owed: bool,
+    /// The shared addresses (`cfg.shared`), when each last had a first
+    /// visit without an analytics cookie, and their own random stream.
+    shared_pool: Vec<(IpAddr, Option<i64>)>,
+    shared_rng: Rng,
 }
 
 impl<W: Write> World<'_, W> {
@@ -148,6 +165,37 @@ impl<W: Write> World<'_, W> {
         let p = self.next_port.entry(ip).or_insert_with(|| 32768 + rng.below(20000) as u16);
         *p = if *p >= 60999 { 32768 } else { *p + 1 + rng.below(3) as u16 };
         *p
+    }
+
+    /// A shared address for a customer arriving at `arrival`, and the
+    /// analytics cookie its browser sends (if any): see
+    /// [`SharedAddresses::bare_spacing_secs`].
+    fn shared_choice(&mut self, sh: &SharedAddresses, arrival: i64) -> (IpAddr, Option<String>) {
+        let r = &mut self.shared_rng;
+        let n = self.shared_pool.len().max(1);
+        let mut at = r.below(n as u64) as usize;
+        let mut analytics = r.chance(sh.analytics_share);
+        let spacing = (sh.bare_spacing_secs.max(0.0) * 1e9) as i64;
+        let free = |last: Option<i64>| last.is_none_or(|t| arrival - t >= spacing);
+        if !analytics && !self.shared_pool.get(at).is_some_and(|(_, last)| free(*last)) {
+            // Another address no bare first visit used lately, else an
+            // analytics cookie after all.
+            match self.shared_pool.iter().position(|(_, last)| free(*last)) {
+                Some(i) => at = i,
+                None => analytics = true,
+            }
+        }
+        let ga = analytics.then(|| {
+            let first = arrival / 1_000_000_000 - r.range(86_400, 400 * 86_400) as i64;
+            format!("GA1.1.{}.{first}", r.range(1_000_000_000, 9_999_999_999))
+        });
+        let Some((ip, last)) = self.shared_pool.get_mut(at) else {
+            return (IpAddr::V4(Ipv4Addr::new(100, 64, 0, 2)), ga);
+        };
+        if ga.is_none() {
+            *last = Some(arrival);
+        }
+        (*ip, ga)
     }
 
     fn new_client_ip(&mut self, v6: bool) -> IpAddr {
@@ -182,11 +230,31 @@ pub fn generate<W: Write, K: Write>(cfg: &SynthConfig, capture: W, mut key: K) -
         next_client: 0,
         orders: 0,
         soft_error_owed: cfg.guarantee_faults && cfg.faults.soft_error > 0.0,
+        shared_pool: Vec::new(),
+        shared_rng: Rng::new(cfg.seed ^ 0x5AED_AD05_5AED_AD05),
     };
+    if let Some(sh) = &cfg.shared {
+        for i in 0..sh.addresses.clamp(1, 250) {
+            world.shared_pool.push((IpAddr::V4(Ipv4Addr::new(100, 64, 0, i as u8 + 2)), None));
+        }
+    }
     // NAT addresses: each shared by about four users.
     let nat_n = ((cfg.users as f64 * cfg.nat_share / 4.0).ceil() as usize).max(1);
     for i in 0..nat_n {
         world.nat_pool.push(IpAddr::V4(Ipv4Addr::new(203, 0, 113, (i % 250 + 2) as u8)));
+    }
+    // Robots first (their frames wait in the heap for the customers'),
+    // each from a random stream of its own; written to the key after the
+    // customers.
+    let mut robots = Vec::new();
+    let r = &cfg.robots;
+    let kinds =
+        (0..r.crawlers).map(|i| (RobotKind::Crawler, i)).chain((0..r.load_generators).map(|i| (RobotKind::Load, i)));
+    for (n, (kind, i)) in kinds.enumerate() {
+        let rng = Rng::new(cfg.seed ^ 0x0B07_0B07_0000_0000 ^ n as u64);
+        let start = cfg.start_ns + (20 + 40 * n as i64) * 1000 * MS;
+        let user = UserSim::robot(&mut world, rng, n as u64, i, kind, start).run_robot(&mut world, kind);
+        robots.push(user);
     }
 
     write!(
@@ -212,6 +280,14 @@ pub fn generate<W: Write, K: Write>(cfg: &SynthConfig, capture: W, mut key: K) -
         let user = UserSim::new(&mut world, rng, i, arrival, forced).run(&mut world);
         tally(&mut world.totals, &user);
         if i > 0 {
+            write!(key, ",")?;
+        }
+        writeln!(key)?;
+        serde_json::to_writer(&mut key, &user)?;
+    }
+    for (j, user) in robots.into_iter().enumerate() {
+        tally(&mut world.totals, &user);
+        if cfg.users > 0 || j > 0 {
             write!(key, ",")?;
         }
         writeln!(key)?;
@@ -246,14 +322,19 @@ fn rate_of(cfg: &SynthConfig, k: FailureKind) -> f64 {
 }
 
 fn tally(t: &mut Totals, u: &UserTruth) {
-    t.users += 1;
-    t.users_affected += u64::from(u.affected);
-    t.sessions += u64::from(u.sessions);
-    t.page_views += u.pages.len() as u64;
-    t.connections += u.connections.len() as u64;
-    for (k, n) in &u.failures {
-        *t.failures_by_kind.entry(*k).or_default() += u64::from(*n);
+    let robot = u.robot.is_some();
+    if robot {
+        t.robots += 1;
+    } else {
+        t.users += 1;
+        t.users_affected += u64::from(u.affected);
+        t.sessions += u64::from(u.sessions);
+        t.page_views += u.pages.len() as u64;
+        for (k, n) in &u.failures {
+            *t.failures_by_kind.entry(*k).or_default() += u64::from(*n);
+        }
     }
+    t.connections += u.connections.len() as u64;
     for c in &u.connections {
         t.transactions += c.transactions.len() as u64;
         t.gap_bytes += c.c2s.gap_bytes + c.s2c.gap_bytes;
@@ -270,6 +351,9 @@ fn tally(t: &mut Totals, u: &UserTruth) {
         if c.kind == "unanswered" {
             *t.faults_by_kind.entry(FailureKind::Unanswered).or_default() += 1;
         }
+    }
+    if robot {
+        return;
     }
     t.gave_up += u64::from(u.gave_up);
     if u.converted {
@@ -344,7 +428,16 @@ struct Lane {
     http10: bool,
 }
 
+/// The robots the generator makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RobotKind {
+    Crawler,
+    Load,
+}
+
 struct UserSim {
+    /// The persistent analytics cookie the browser sends (`_ga` value).
+    analytics: Option<String>,
     rng: Rng,
     /// Draws soft errors and their bodies, apart from `rng`: the rest of a
     /// user's visit is the same whatever the soft-error rate, until one
@@ -388,6 +481,16 @@ impl UserSim {
             rng.pick(AGENTS)
         };
         let rtt = ((rng.lognormal(cfg.rtt_ms, 0.6)).clamp(1.0, 400.0) * MS as f64) as i64;
+        // Behind a shared address, with one User-Agent (drawn from the
+        // world's own stream: `rng` draws as it did).
+        let (mut ip, mut agent, mut analytics) = (ip, agent, None);
+        if let Some(sh) = &cfg.shared {
+            let (a, ga) = world.shared_choice(sh, arrival);
+            ip = a;
+            agent = &AGENTS[0];
+            analytics = ga;
+        }
+        let nat = nat || cfg.shared.is_some();
         let truth = UserTruth {
             user: format!("u{:06}", i + 1),
             cookie_name: cfg.cookie_name.clone(),
@@ -395,6 +498,9 @@ impl UserSim {
             client_ip: ip.to_string(),
             nat_shared: nat,
             user_agent: agent.ua.to_string(),
+            analytics_cookie: analytics.clone(),
+            robot: None,
+            robot_cookies: Vec::new(),
             http10,
             pipelining,
             username: None,
@@ -418,6 +524,7 @@ impl UserSim {
         // Derived from the user's generator without drawing from it.
         let soft_rng = rng.clone().fork(0x50F7_E440);
         UserSim {
+            analytics,
             rng,
             soft_rng,
             truth,
@@ -435,6 +542,117 @@ impl UserSim {
             forced,
             finished: Vec::new(),
         }
+    }
+
+    /// A robot: `n`-th of the run, `i`-th of its kind, starting at `start`.
+    fn robot<W: Write>(world: &mut World<'_, W>, rng: Rng, n: u64, i: u32, kind: RobotKind, start: i64) -> UserSim {
+        let mut sim = UserSim::new(world, rng, n, start, None);
+        let (ip, agent, name) = match kind {
+            RobotKind::Crawler => (Ipv4Addr::new(198, 51, 100, 100 + i as u8 % 100), &CRAWLER_AGENT, "crawler"),
+            RobotKind::Load => (Ipv4Addr::new(198, 51, 100, 10 + i as u8 % 80), &LOAD_AGENT, "load_generator"),
+        };
+        sim.ip = IpAddr::V4(ip);
+        sim.agent = agent;
+        sim.http10 = false;
+        sim.pipelining = false;
+        sim.analytics = None;
+        sim.truth.user = format!("r{:04}", n + 1);
+        sim.truth.client_ip = sim.ip.to_string();
+        sim.truth.nat_shared = false;
+        sim.truth.user_agent = agent.ua.to_string();
+        sim.truth.analytics_cookie = None;
+        sim.truth.http10 = false;
+        sim.truth.pipelining = false;
+        sim.truth.robot = Some(name);
+        sim
+    }
+
+    /// A robot's whole run: pages only, none of their assets. A crawler
+    /// keeps no cookie and walks the catalog a few seconds a page; a load
+    /// generator takes a new session cookie (and new connections) every
+    /// few pages, a few hundred milliseconds a page.
+    fn run_robot<W: Write>(mut self, world: &mut World<'_, W>, kind: RobotKind) -> UserTruth {
+        let cfg = world.cfg;
+        let n_cat = world.site.categories.len();
+        let n_products = world.site.products.len();
+        let pick = |me: &mut UserSim, world: &World<'_, W>| -> (Step, PageRef, String) {
+            if me.rng.chance(0.3) {
+                let c = me.rng.below(n_cat as u64) as usize;
+                (Step::Category, PageRef::Category(c), world.site.category_url(c))
+            } else {
+                let p = me.rng.below(n_products as u64) as usize;
+                (Step::Product, PageRef::Product(p), world.site.product_url(p))
+            }
+        };
+        match kind {
+            RobotKind::Crawler => {
+                let pages = self.rng.range(40, 80);
+                for j in 0..pages {
+                    let (step, page, url) =
+                        if j == 0 { (Step::Home, PageRef::Home, "/".to_string()) } else { pick(&mut self, world) };
+                    self.robot_page(world, step, page, url);
+                    // (It keeps no cookie.)
+                    self.cookie = None;
+                    self.now += (self.rng.range(1500, 6000) as i64) * MS;
+                }
+            }
+            RobotKind::Load => {
+                for _ in 0..cfg.robots.load_identities.max(1) {
+                    self.cookie = None;
+                    self.close_all(world, self.now);
+                    let pages = self.rng.range(3, 8);
+                    for j in 0..pages {
+                        let (step, page, url) =
+                            if j == 0 { (Step::Home, PageRef::Home, "/".to_string()) } else { pick(&mut self, world) };
+                        self.robot_page(world, step, page, url);
+                        self.now += (self.rng.range(150, 400) as i64) * MS;
+                    }
+                    self.now += (self.rng.range(300, 1500) as i64) * MS;
+                }
+            }
+        }
+        self.close_all(world, self.now + KEEPALIVE);
+        self.truth.affected = !self.truth.failures.is_empty();
+        self.finished.sort_by(|a, b| a.start.total_cmp(&b.start));
+        self.truth.connections = std::mem::take(&mut self.finished);
+        self.truth
+    }
+
+    /// One page of a robot: the document alone (no assets, no retries).
+    fn robot_page<W: Write>(&mut self, world: &mut World<'_, W>, step: Step, page: PageRef, url: String) {
+        let start = self.now;
+        self.truth.pages.push(PageTruth {
+            session: 1,
+            ts: secs(start),
+            url: url.clone(),
+            step,
+            failures: Vec::new(),
+            minor_failures: 0,
+            reaction: None,
+            retry: false,
+            load_ms: 0.0,
+            requests: 0,
+        });
+        let page_idx = (self.truth.pages.len() - 1) as u32;
+        let doc = ReqSpec {
+            method: "GET",
+            uri: url,
+            kind: ResourceKind::Document,
+            body: Vec::new(),
+            content_type: None,
+            referer: None,
+            answer: Answer::Page(page),
+            forced: None,
+            redirect_target: false,
+        };
+        let r = self.fetch(world, vec![doc], page_idx, start, true).pop().unwrap_or_else(|| TxResult::none(start));
+        if let Some(f) = r.failure {
+            self.note_failure(f, true);
+        }
+        if let Some(p) = self.truth.pages.last_mut() {
+            p.load_ms = (r.done - start) as f64 / 1e6;
+        }
+        self.now = r.done.max(self.now);
     }
 
     /// Simulates the whole visit (or two) and returns the truth.
@@ -1571,12 +1789,19 @@ impl UserSim {
         if let Some(r) = &spec.referer {
             h.push(("Referer".into(), r.clone()));
         }
+        let mut jar = Vec::new();
         if let Some(c) = &self.cookie {
             let mut v = format!("{}={c}", self.truth.cookie_name);
             if let Some(u) = &self.truth.username {
                 v.push_str(&format!("; auth={}", auth_token(u)));
             }
-            h.push(("Cookie".into(), v));
+            jar.push(v);
+        }
+        if let Some(g) = &self.analytics {
+            jar.push(format!("_ga={g}"));
+        }
+        if !jar.is_empty() {
+            h.push(("Cookie".into(), jar.join("; ")));
         }
         if let Answer::NotModified(path) = &spec.answer
             && let Some(a) = site.assets.get(path)
@@ -1634,6 +1859,9 @@ impl UserSim {
         // A new visitor gets the session cookie on the first answer.
         let set_cookie = self.cookie.is_none();
         let cookie_value = if set_cookie { Some(self.rng.hex(32)) } else { None };
+        if let (Some(v), Some(_)) = (&cookie_value, self.truth.robot) {
+            self.truth.robot_cookies.push(v.clone());
+        }
         let add_cookie = |h: &mut Vec<(String, String)>| {
             if let Some(v) = &cookie_value {
                 h.push(("Set-Cookie".into(), format!("{}={v}; Path=/; HttpOnly", cfg.cookie_name)));
@@ -2063,6 +2291,66 @@ mod tests {
                 }
             }
             assert_eq!(frames, t.packets, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn shared_addresses_and_robots_are_keyed_and_leave_other_runs_alone() {
+        // A run without them is the same whatever the new settings'
+        // streams would draw (they are not drawn).
+        let plain = small(30, 11);
+        let (cap, key, _) = run(&plain);
+        let mut again = plain.clone();
+        again.robots = crate::config::RobotTraffic::default();
+        again.shared = None;
+        assert_eq!(run(&again).0, cap);
+        assert!(!String::from_utf8_lossy(&key).contains("robot") && !String::from_utf8_lossy(&key).contains("_ga"));
+        // Shared: a few addresses, one User-Agent, some with _ga, bare ones
+        // of one address spaced.
+        let mut cfg = small(60, 12);
+        Profile::Shared.apply(&mut cfg);
+        let (cap, key, t) = run(&cfg);
+        let v: serde_json::Value = serde_json::from_slice(&key).unwrap();
+        let users = v["users"].as_array().unwrap();
+        let ips: HashSet<&str> = users.iter().map(|u| u["client_ip"].as_str().unwrap()).collect();
+        assert!(ips.len() <= 6 && ips.iter().all(|i| i.starts_with("100.64.0.")), "{ips:?}");
+        assert!(users.iter().all(|u| u["user_agent"] == users[0]["user_agent"] && u["nat_shared"] == true));
+        let ga: Vec<&str> = users.iter().filter_map(|u| u["analytics_cookie"].as_str()).collect();
+        assert!(ga.len() > 10 && ga.len() < 60, "{} with _ga", ga.len());
+        assert_eq!(ga.iter().collect::<HashSet<_>>().len(), ga.len(), "one _ga per browser");
+        let text = String::from_utf8_lossy(&cap);
+        assert!(text.contains(&format!("_ga={}", ga[0])), "the browser sends it");
+        let mut bare: Vec<(&str, f64)> = users
+            .iter()
+            .filter(|u| u["analytics_cookie"].is_null())
+            .map(|u| (u["client_ip"].as_str().unwrap(), u["arrival"].as_f64().unwrap()))
+            .collect();
+        bare.sort_by(|a, b| a.0.cmp(b.0).then(a.1.total_cmp(&b.1)));
+        for w in bare.windows(2) {
+            assert!(w[0].0 != w[1].0 || w[1].1 - w[0].1 >= 360.0, "{w:?}");
+        }
+        assert_eq!(t.users, 60);
+        // Robots: listed with `robot`, counted apart.
+        let mut cfg = small(20, 13);
+        Profile::Robots.apply(&mut cfg);
+        cfg.robots.load_identities = 30;
+        let (_, key, t) = run(&cfg);
+        let v: serde_json::Value = serde_json::from_slice(&key).unwrap();
+        let users = v["users"].as_array().unwrap();
+        let robots: Vec<&serde_json::Value> = users.iter().filter(|u| u["robot"].is_string()).collect();
+        assert_eq!((users.len(), robots.len(), t.users, t.robots), (22, 2, 20, 2));
+        let load = robots.iter().find(|r| r["robot"] == "load_generator").unwrap();
+        assert_eq!(load["robot_cookies"].as_array().unwrap().len(), 30, "a cookie an identity");
+        assert_eq!(load["converted"], false);
+        let crawler = robots.iter().find(|r| r["robot"] == "crawler").unwrap();
+        assert!(crawler["user_agent"].as_str().unwrap().contains("Googlebot"));
+        // Pages only: no asset, no API call.
+        for r in &robots {
+            for c in r["connections"].as_array().unwrap() {
+                for tx in c["transactions"].as_array().unwrap() {
+                    assert_eq!(tx["kind"], "document", "{tx}");
+                }
+            }
         }
     }
 }

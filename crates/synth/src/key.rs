@@ -256,6 +256,17 @@ pub struct UserTruth {
     pub nat_shared: bool,
     /// User-Agent.
     pub user_agent: String,
+    /// The persistent analytics cookie (`_ga` value) the browser sent from
+    /// its first request on (the `shared` profile), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analytics_cookie: Option<String>,
+    /// Not a customer but a robot: `crawler` or `load_generator`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub robot: Option<&'static str>,
+    /// Every session cookie the shop gave the robot, in order (a crawler
+    /// keeps none, a load generator rotates them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub robot_cookies: Vec<String>,
     /// HTTP/1.0 client.
     pub http10: bool,
     /// Pipelines requests.
@@ -334,4 +345,12 @@ pub struct Totals {
     pub missing_bytes: u64,
     /// Transactions with bytes missing from the capture.
     pub transactions_with_capture_loss: u64,
+    /// Robots (listed among `users` with `robot` set, counted in no other
+    /// user total; their connections and transactions are counted).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub robots: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
