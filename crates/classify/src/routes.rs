@@ -109,7 +109,13 @@ pub fn infer(path: &str) -> String {
                         out.push('.');
                     }
                     let number = j == 0 && is_number(piece);
-                    out.push_str(if number { "{id}" } else if is_hex(piece) { "{hex}" } else { piece });
+                    out.push_str(if number {
+                        "{id}"
+                    } else if is_hex(piece) {
+                        "{hex}"
+                    } else {
+                        piece
+                    });
                 }
             }
             None => out.push_str(seg),
