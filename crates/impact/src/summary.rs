@@ -415,8 +415,15 @@ fn revenue(
         col("name").fill_null(none()),
         col("step").fill_null(none()),
     ]);
-    let views =
-        pages.clone().group_by([col("name"), col("step")]).agg([len().alias("views")]).collect().map_err(err)?;
+    // (Sorted, here and below: sums of floats in a fixed order give the
+    // same summary from run to run.)
+    let views = pages
+        .clone()
+        .group_by([col("name"), col("step")])
+        .agg([len().alias("views")])
+        .sort_by_exprs([col("name"), col("step")], SortMultipleOptions::default())
+        .collect()
+        .map_err(err)?;
     let hit = scan(&dir.join("failures.parquet"))?
         .filter(col("severity").eq(lit("critical")).or(col("severity").eq(lit("major"))).and(col("page").is_not_null()))
         .group_by([col("session"), col("page")])
@@ -447,30 +454,36 @@ fn revenue(
             s.1 += h * vv[i] / v;
         }
     }
-    // ln(1 / P(escaping)) of one page view of each class; a session's is
-    // their sum, capped (MAX_WEIGHT). polars here has no exp or product:
-    // sessions are grouped by that sum in steps of 1/1000 (a weight off by
-    // 0.05 % at most) and the weights applied per group.
-    let (names, lam): (Vec<String>, Vec<f64>) = by_name
+    // ln(1 / P(escaping)) of one page view of each class, in millionths
+    // (integers add up alike in any order); a session's is their sum,
+    // capped (MAX_WEIGHT). polars here has no exp or product: sessions are
+    // grouped by that sum in steps of 1/1000 (a weight off by 0.05 % at
+    // most) and the weights applied per group.
+    let (names, lam): (Vec<String>, Vec<i64>) = by_name
         .iter()
-        .map(|(n, (v, h))| (n.clone(), -(1.0 - if *v > 0.0 { (h / v).min(MAX_HAZARD) } else { 0.0 }).ln()))
+        .map(|(n, (v, h))| {
+            let l = -(1.0 - if *v > 0.0 { (h / v).min(MAX_HAZARD) } else { 0.0 }).ln();
+            (n.clone(), (l * 1e6).round() as i64)
+        })
         .unzip();
     let factors = DataFrame::new(
         names.len(),
         vec![Series::new("name".into(), names).into(), Series::new("lam".into(), lam).into()],
     )
     .map_err(err)?;
-    let cap = MAX_WEIGHT.ln();
+    let cap = (MAX_WEIGHT.ln() * 1e6).round() as i64;
     let weights = pages
         .clone()
         .join(factors.lazy(), [col("name")], [col("name")], JoinArgs::new(JoinType::Left))
         .group_by([col("session")])
-        .agg([col("lam").fill_null(lit(0.0)).sum().alias("ls")])
+        .agg([col("lam").fill_null(lit(0i64)).sum().alias("ls")])
         .select([
             col("session"),
-            ((when(col("ls").gt(lit(cap))).then(lit(cap)).otherwise(col("ls")) * lit(WEIGHT_STEPS)) + lit(0.5))
-                .cast(DataType::Int64)
-                .alias("bucket"),
+            ((when(col("ls").gt(lit(cap))).then(lit(cap)).otherwise(col("ls")).cast(DataType::Float64)
+                * lit(WEIGHT_STEPS / 1e6))
+                + lit(0.5))
+            .cast(DataType::Int64)
+            .alias("bucket"),
         ]);
 
     // Baselines: of the page views at each step in sessions without a
@@ -483,7 +496,8 @@ fn revenue(
         col("session"),
         col("affected"),
         col("converted"),
-        col("order_value").fill_null(lit(0.0)).alias("order"),
+        // In cents: integers add up alike in any order.
+        ((col("order_value").fill_null(lit(0.0)) * lit(100.0)) + lit(0.5)).cast(DataType::Int64).alias("order"),
     ]);
     let base = pages
         .select([col("session"), col("step")])
@@ -496,8 +510,9 @@ fn revenue(
             len().alias("views"),
             col("converted").cast(DataType::UInt64).sum().alias("converted_views"),
             col("session").n_unique().alias("sessions"),
-            (col("converted").cast(DataType::Float64) * col("order")).sum().alias("orders"),
+            (col("converted").cast(DataType::Int64) * col("order")).sum().alias("orders"),
         ])
+        .sort_by_exprs([col("step"), col("bucket")], SortMultipleOptions::default())
         .collect()
         .map_err(err)?;
     let affected_by_exit = sessions
@@ -536,7 +551,7 @@ fn revenue(
     for i in 0..bs.len() {
         let w = (bk[i] / WEIGHT_STEPS).exp();
         let e = sums.entry(bs[i].clone()).or_default();
-        for (j, v) in [bv[i], bc[i], bn[i], w * bv[i], w * bc[i], w * bo[i]].into_iter().enumerate() {
+        for (j, v) in [bv[i], bc[i], bn[i], w * bv[i], w * bc[i], w * bo[i] / 100.0].into_iter().enumerate() {
             e[j] += v;
         }
     }
