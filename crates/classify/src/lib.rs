@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod routes;
 mod soft;
 
 use std::collections::{HashMap, HashSet};

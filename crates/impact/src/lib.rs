@@ -18,4 +18,6 @@ mod row;
 pub mod summary;
 
 pub use parquet::{Kind, ParquetWriter};
-pub use summary::{Estimate, FunnelRow, HourImpact, Impact, PageApdex, RevenueModel, StepImpact, TopUser, impact};
+pub use summary::{
+    Estimate, FunnelRow, HourImpact, Impact, PageApdex, RevenueModel, RouteImpact, StepImpact, TopUser, impact,
+};

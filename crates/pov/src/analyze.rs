@@ -261,8 +261,11 @@ pub struct Summary {
     pub average_order_value: f64,
     /// The revenue model's inputs, step by step.
     pub funnel: Vec<pov_impact::StepImpact>,
-    /// Pages with the most noticed failures (url, failures, users).
+    /// Routes with the most noticed failures (route, failures, users).
     pub top_failing_pages: Vec<(String, u64, u64)>,
+    /// Noticed failures by route, with their kinds, page views and revenue
+    /// lost.
+    pub by_route: Vec<pov_impact::RouteImpact>,
     /// Noticed failures and affected users per hour.
     pub by_hour: Vec<pov_impact::HourImpact>,
     /// Noticed failures and affected users per server (server, failures,
@@ -279,7 +282,7 @@ pub struct Summary {
     pub top_affected_users: Vec<pov_impact::TopUser>,
     /// Revenue lost by the kind of failure users left after.
     pub lost_by_kind: BTreeMap<String, f64>,
-    /// Revenue lost by the page users left from (url, lost, sessions).
+    /// Revenue lost by the page users left from (route, lost, sessions).
     pub lost_by_page: Vec<(String, f64, u64)>,
     /// Earlier runs (from `--history`) and this one, by capture start.
     pub history: Vec<HistoryPoint>,
@@ -345,6 +348,7 @@ impl Summary {
             average_order_value: round2(imp.average_order_value),
             funnel: imp.funnel,
             top_failing_pages: imp.top_failing_pages,
+            by_route: imp.by_route.into_iter().map(|r| pov_impact::RouteImpact { lost: round2(r.lost), ..r }).collect(),
             by_hour: imp.by_hour,
             by_server: imp.by_server,
             by_page_name: imp.by_page_name,

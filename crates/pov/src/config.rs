@@ -28,6 +28,9 @@ pub struct PovConfig {
     pub privacy: PrivacyConfig,
     /// `[robots]`.
     pub robots: RobotsConfig,
+    /// `[[routes]]`: URL patterns and their route templates, tried before
+    /// pov's own inference (docs/schema.md).
+    pub routes: Vec<pov_classify::routes::RouteRule>,
 }
 
 impl PovConfig {
@@ -51,6 +54,7 @@ impl PovConfig {
         pov_sessions::Sessionizer::new(&self.sessionizer())?;
         pov_sessions::Sessionizer::proxies(&self.users)?;
         pov_classify::Classifier::new(&self.failures)?;
+        pov_classify::routes::Routes::new(&self.routes)?;
         if let Some(p) = &self.revenue.pattern {
             regex::Regex::new(p).map_err(|e| format!("[revenue] pattern: {e}"))?;
         }
@@ -282,6 +286,20 @@ mask_params = ["sessid", "cvc", "cc", "ccnum", "iban", "signature", "sig", "cred
 # Unset, a random key is drawn for each run, so a mask cannot be checked
 # against a guessed value; set, masks stay the same from run to run.
 # mask_key = "a long random secret"
+
+# [[routes]]: how URLs group into routes in pages, failures, the summary and
+# the report. Without a rule, pov infers the route from the path: numbers
+# become {id}, UUIDs {uuid}, hex runs {hex}, long opaque tokens {token},
+# masked values {masked}; the query string is dropped. Rules come first, in
+# order: `pattern` (regular expression on the path), `template` (the route;
+# $1 or ${name} for the pattern's groups; unset: the inferred one) and
+# `keep_query` (query parameters kept, with their values). For example:
+# [[routes]]
+# pattern = '^/shop/([a-z]+)/item/'
+# template = '/shop/$1/item/{sku}'
+# [[routes]]
+# pattern = '^/search$'
+# keep_query = ["sort"]
 "#;
 
 #[cfg(test)]

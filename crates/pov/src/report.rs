@@ -137,10 +137,29 @@ pub fn render(s: &Summary) -> String {
     table(
         &mut h,
         "Revenue lost by the page users left from",
-        &["page", "lost", "sessions"],
+        &["route", "lost", "sessions"],
         s.lost_by_page.iter().map(|(u, l, n)| vec![u.clone(), money(*l), n.to_string()]).collect(),
     );
-    table(&mut h, "Top failing pages", &["page", "failures", "users"], counts(&s.top_failing_pages));
+    table(&mut h, "Top failing pages", &["route", "failures", "users"], counts(&s.top_failing_pages));
+    table(
+        &mut h,
+        "Failures by route",
+        &["route", "failures", "users", "kinds", "page views", "lost"],
+        s.by_route
+            .iter()
+            .map(|r| {
+                let kinds: Vec<String> = r.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                vec![
+                    r.route.clone(),
+                    r.failures.to_string(),
+                    r.users.to_string(),
+                    kinds.join(", "),
+                    r.views.to_string(),
+                    money(r.lost),
+                ]
+            })
+            .collect(),
+    );
     let links: Vec<Option<String>> = s.top_affected_users.iter().map(|u| s.replays.get(&u.user).cloned()).collect();
     linked_table(
         &mut h,
@@ -184,14 +203,16 @@ pub fn render(s: &Summary) -> String {
     table(
         &mut h,
         "How revenue lost was estimated",
-        &["step", "baseline", "interval", "lost sessions", "their value", "lost"],
+        &["step", "failed views", "baseline", "interval", "order value", "lost sessions", "their value", "lost"],
         s.funnel
             .iter()
             .map(|f| {
                 vec![
                     f.step.clone(),
+                    format!("{:.1} %", 100.0 * f.hazard),
                     format!("{:.3}", f.baseline),
                     format!("{:.3} to {:.3}", f.baseline_low, f.baseline_high),
+                    money(f.order_value),
                     f.lost_sessions.to_string(),
                     money(f.lost_value),
                     money(f.lost),
@@ -201,7 +222,7 @@ pub fn render(s: &Summary) -> String {
     );
     let _ = writeln!(
         h,
-        "</table>\n<p class=\"sub\">Average order value used where no cart was visible: {} {}. Method: docs/revenue.md.</p>",
+        "</table>\n<p class=\"sub\">A lost session is valued at its cart, or where none was visible at the order value of its step (the mean order of the sessions that bought: {} {} over all). Method: docs/revenue.md.</p>",
         money(s.average_order_value),
         esc(&s.currency)
     );

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use pov_capture::Ts;
 use pov_capture::http::HttpTransaction;
 use pov_capture::tcp::ConnSummary;
+use pov_classify::routes::Routes;
 use pov_classify::{Classified, Classifier, FailureKind, Severity};
 use pov_sessions::{FailedConn, Session, SessionStats, Sessionizer, Tx, UserKey};
 
@@ -175,6 +176,8 @@ pub struct SessionRecord {
     pub exit_failure: Option<String>,
     /// The last page view's path and query (sensitive values masked).
     pub exit_url: Option<String>,
+    /// Its route (`/product/{id}`: docs/schema.md).
+    pub exit_route: Option<String>,
     /// Noticed failures by kind.
     pub failures: BTreeMap<String, u64>,
     /// Minor failures.
@@ -216,6 +219,7 @@ const SESSION_FIELDS: &[(&str, Kind)] = &[
     ("left_after_failure", Kind::Bool),
     ("exit_failure", Kind::Str),
     ("exit_url", Kind::Str),
+    ("exit_route", Kind::Str),
     ("failures", Kind::Str),
     ("minor_failures", Kind::U64),
     ("struggles", Kind::U64),
@@ -263,6 +267,8 @@ pub struct PageRecord {
     pub host: Option<String>,
     /// Path and query of the final document (sensitive values masked).
     pub url: String,
+    /// Its route (`/product/{id}`: docs/schema.md).
+    pub route: String,
     /// `[[pages]]` rule name.
     pub name: Option<String>,
     /// Funnel step.
@@ -292,6 +298,7 @@ const PAGE_FIELDS: &[(&str, Kind)] = &[
     ("ts", Kind::F64),
     ("host", Kind::Str),
     ("url", Kind::Str),
+    ("route", Kind::Str),
     ("name", Kind::Str),
     ("step", Kind::Str),
     ("status", Kind::U64),
@@ -359,6 +366,8 @@ pub struct FailureRecord {
     pub page_name: Option<String>,
     /// Path and query (sensitive values masked).
     pub url: String,
+    /// Its route (`/api/stock/{id}`: docs/schema.md).
+    pub route: String,
     /// Status.
     pub status: Option<u16>,
     /// The evidence in words.
@@ -382,6 +391,7 @@ const FAILURE_FIELDS: &[(&str, Kind)] = &[
     ("host", Kind::Str),
     ("page_name", Kind::Str),
     ("url", Kind::Str),
+    ("route", Kind::Str),
     ("status", Kind::U64),
     ("detail", Kind::Str),
 ];
@@ -710,6 +720,7 @@ pub struct UserStage<W: Write> {
     sessionizer: Sessionizer,
     /// Makes the sessions' transactions, and classifies sessions.
     txs: Arc<SessionTxs>,
+    routes: Routes,
     users: HashMap<UserKey, UserAgg>,
     /// What `users` holds of the memory budget.
     users_charge: pov_capture::budget::Charge,
@@ -757,6 +768,7 @@ impl<W: Write> UserStage<W> {
                 users: cfg.users.clone(),
                 revenue: cfg.revenue.clone(),
             }),
+            routes: Routes::new(&cfg.routes)?,
             cfg: cfg.clone(),
             mask: mask && cfg.privacy.mask,
             masker: Masker::new(&cfg.privacy, mask),
@@ -921,8 +933,10 @@ impl<W: Write> UserStage<W> {
         }
         let m = &self.masker;
         let text = |s: &Option<String>| s.as_deref().map(|s| m.text(s).into_owned());
+        let routes = &self.routes;
         if let Some(w) = self.out.failures.as_mut() {
             for f in &c.failures {
+                let url = m.url(&f.url);
                 w.write(&FailureRecord {
                     ts: secs(f.ts),
                     user: user.clone(),
@@ -942,7 +956,8 @@ impl<W: Write> UserStage<W> {
                         .page
                         .and_then(|i| s.pages.get((i as usize).checked_sub(1)?))
                         .and_then(|p| p.name.clone()),
-                    url: m.url(&f.url),
+                    route: routes.route(&url),
+                    url,
                     status: f.status,
                     detail: m.text(&f.detail).into_owned(),
                 })?;
@@ -953,13 +968,15 @@ impl<W: Write> UserStage<W> {
             for (pi, p) in s.pages.iter().enumerate() {
                 let kinds: Vec<String> =
                     by_page.get(&p.index).into_iter().flatten().map(|f| f.kind.as_str().to_string()).collect();
+                let url = m.url(&p.url);
                 w.write(&PageRecord {
                     page: format!("{sid}/{}", p.index),
                     session: sid.clone(),
                     user: user.clone(),
                     ts: secs(p.start),
                     host: text(&p.host),
-                    url: m.url(&p.url),
+                    route: routes.route(&url),
+                    url,
                     name: p.name.clone(),
                     step: p.step.clone(),
                     status: p.status,
@@ -1018,6 +1035,7 @@ impl<W: Write> UserStage<W> {
                 exit_step: s.pages.last().and_then(|p| p.step.clone()),
                 left_after_failure: exit_failure.is_some(),
                 exit_failure: exit_failure.map(|k| k.as_str().to_string()),
+                exit_route: s.pages.last().map(|p| routes.route(&m.url(&p.url))),
                 exit_url: s.pages.last().map(|p| m.url(&p.url)),
                 steps,
                 failures: noticed.clone(),

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::config::SharedAddresses;
 use crate::config::SynthConfig;
 use crate::http::{self, Encoding, Framing, Request, Response};
-use crate::key::{ConnTruth, FailureKind, Outcome, PageTruth, Reaction, Step, Totals, TxTruth, UserTruth};
+use crate::key::{BasketItem, ConnTruth, FailureKind, Outcome, PageTruth, Reaction, Step, Totals, TxTruth, UserTruth};
 use crate::rng::Rng;
 use crate::site::{PageRef, ResourceKind, Site, money};
 use crate::tcp::{Endpoint, MS, PathLoss, TcpConn, US, frame};
@@ -508,6 +508,7 @@ impl UserSim {
             sessions: 1,
             intends_to_buy: false,
             intended_order_cents: 0,
+            intended_basket: Vec::new(),
             cart_cents: 0,
             converted: false,
             order_cents: 0,
@@ -674,6 +675,7 @@ impl UserSim {
             }
             self.truth.intended_order_cents =
                 plan.iter().map(|(p, q)| world.site.products[*p].price_cents * u64::from(*q)).sum();
+            self.truth.intended_basket = intended_basket(&world.site, &plan);
         }
 
         let gave_up = self.visit(world, buyer, login, &plan);
@@ -2018,6 +2020,14 @@ fn recommendations(site: &Site, i: usize) -> String {
     format!("{{\"product\":{},\"recommended\":[{}]}}", p.id, ids.join(","))
 }
 
+/// A buyer's plan as the key's basket (no random draw: the traffic is the
+/// same with or without it).
+fn intended_basket(site: &Site, plan: &[(usize, u32)]) -> Vec<BasketItem> {
+    plan.iter()
+        .map(|(p, q)| BasketItem { product: site.products[*p].id, qty: *q, price_cents: site.products[*p].price_cents })
+        .collect()
+}
+
 fn cart_json(site: &Site, cart: &[(usize, u32)]) -> String {
     let total: u64 = cart.iter().map(|(p, q)| site.products[*p].price_cents * u64::from(*q)).sum();
     let items: Vec<String> =
@@ -2201,6 +2211,39 @@ mod tests {
         assert_eq!(t.gap_bytes, gap);
         assert!(t.gap_bytes > 0, "the lossy profile loses bytes in the capture");
         assert!(t.transactions_with_capture_loss > 0);
+    }
+
+    /// Revenue lost is the basket a buyer who gave up meant to order, not
+    /// the cart they left: the basket is the plan (what buyers who met no
+    /// failure ordered), and those who left mid-way had less in the cart.
+    #[test]
+    fn revenue_lost_is_the_intended_basket_not_the_cart() {
+        let mut cfg = small(400, 11);
+        cfg.faults.server_error *= 4.0;
+        let (_, key, t) = run(&cfg);
+        let v: serde_json::Value = serde_json::from_slice(&key).unwrap();
+        let (mut lost, mut partial, mut ordered_plan) = (0, 0, 0);
+        for u in v["users"].as_array().unwrap() {
+            let basket = u["intended_basket"].as_array().unwrap();
+            let value: u64 =
+                basket.iter().map(|b| b["qty"].as_u64().unwrap() * b["price_cents"].as_u64().unwrap()).sum();
+            assert_eq!(value, u["intended_order_cents"].as_u64().unwrap(), "{}", u["user"]);
+            assert_eq!(!basket.is_empty(), u["intends_to_buy"].as_bool().unwrap(), "{}", u["user"]);
+            let gave_up = u["gave_up"].as_bool().unwrap() && !u["converted"].as_bool().unwrap();
+            if u["intends_to_buy"].as_bool().unwrap() && gave_up {
+                assert_eq!(u["lost_cents"].as_u64().unwrap(), value);
+                lost += value;
+                partial += u64::from(u["cart_cents"].as_u64().unwrap() < value);
+            } else {
+                assert_eq!(u["lost_cents"], 0);
+            }
+            if u["converted"].as_bool().unwrap() && !u["affected"].as_bool().unwrap() {
+                assert_eq!(u["order_cents"].as_u64().unwrap(), value, "{}", u["user"]);
+                ordered_plan += 1;
+            }
+        }
+        assert_eq!(t.revenue_lost_cents, lost);
+        assert!(lost > 0 && partial > 0 && ordered_plan > 0, "{lost} {partial} {ordered_plan}");
     }
 
     /// Soft errors: API calls answered 200 with a body that says the call

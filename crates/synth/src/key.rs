@@ -241,6 +241,17 @@ pub struct PageTruth {
     pub requests: u32,
 }
 
+/// One line of a basket.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BasketItem {
+    /// Product id (as in the shop's URLs and cart JSON).
+    pub product: u32,
+    /// Quantity.
+    pub qty: u32,
+    /// Unit price, cents.
+    pub price_cents: u64,
+}
+
 /// One user.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct UserTruth {
@@ -281,6 +292,10 @@ pub struct UserTruth {
     pub intends_to_buy: bool,
     /// Value of the order the user meant to place, in cents (0 if none).
     pub intended_order_cents: u64,
+    /// The basket the user meant to order (empty unless a buyer): what a
+    /// buyer who gave up would have bought, whatever was in the cart when
+    /// they left. `intended_order_cents` is its value.
+    pub intended_basket: Vec<BasketItem>,
     /// Value of the cart at the end, in cents.
     pub cart_cents: u64,
     /// Placed an order.
@@ -293,7 +308,8 @@ pub struct UserTruth {
     pub gave_up: bool,
     /// Funnel step where the user gave up.
     pub gave_up_at: Option<Step>,
-    /// Revenue lost: the intended order of a buyer who gave up, in cents.
+    /// Revenue lost: the intended order of a buyer who gave up, in cents
+    /// (the value of `intended_basket`, not of the cart when they left).
     pub lost_cents: u64,
     /// Noticed failures by kind.
     pub failures: BTreeMap<FailureKind, u32>,
