@@ -622,18 +622,7 @@ impl UserSim {
     /// One page of a robot: the document alone (no assets, no retries).
     fn robot_page<W: Write>(&mut self, world: &mut World<'_, W>, step: Step, page: PageRef, url: String) {
         let start = self.now;
-        self.truth.pages.push(PageTruth {
-            session: 1,
-            ts: secs(start),
-            url: url.clone(),
-            step,
-            failures: Vec::new(),
-            minor_failures: 0,
-            reaction: None,
-            retry: false,
-            load_ms: 0.0,
-            requests: 0,
-        });
+        self.truth.pages.push(PageTruth::start(1, secs(start), url.clone(), step, false));
         let page_idx = (self.truth.pages.len() - 1) as u32;
         let doc = ReqSpec {
             method: "GET",
@@ -926,18 +915,7 @@ impl UserSim {
         retry: bool,
     ) -> (bool, Option<u16>) {
         let start = self.now;
-        self.truth.pages.push(PageTruth {
-            session: self.session,
-            ts: secs(start),
-            url: url.to_string(),
-            step,
-            failures: Vec::new(),
-            minor_failures: 0,
-            reaction: None,
-            retry,
-            load_ms: 0.0,
-            requests: 0,
-        });
+        self.truth.pages.push(PageTruth::start(self.session, secs(start), url.to_string(), step, retry));
         let page_idx = (self.truth.pages.len() - 1) as u32;
         // A fault forced on this user goes on its first document (the
         // connection faults are forced where the connection opens).
@@ -1149,18 +1127,13 @@ impl UserSim {
         };
         // The page view the POST belongs to is the checkout's; the
         // submission is its own funnel step.
-        self.truth.pages.push(PageTruth {
-            session: self.session,
-            ts: secs(self.now),
-            url: "/checkout/submit".into(),
-            step: Step::OrderSubmit,
-            failures: Vec::new(),
-            minor_failures: 0,
-            reaction: None,
-            retry: false,
-            load_ms: 0.0,
-            requests: 0,
-        });
+        self.truth.pages.push(PageTruth::start(
+            self.session,
+            secs(self.now),
+            "/checkout/submit".into(),
+            Step::OrderSubmit,
+            false,
+        ));
         let mut tries = 0;
         loop {
             let idx = (self.truth.pages.len() - 1) as u32;
@@ -1209,18 +1182,13 @@ impl UserSim {
             }
             tries += 1;
             self.now += (self.rng.range(3, 8) as i64) * 1000 * MS;
-            self.truth.pages.push(PageTruth {
-                session: self.session,
-                ts: secs(self.now),
-                url: "/checkout/submit".into(),
-                step: Step::OrderSubmit,
-                failures: Vec::new(),
-                minor_failures: 0,
-                reaction: None,
-                retry: true,
-                load_ms: 0.0,
-                requests: 0,
-            });
+            self.truth.pages.push(PageTruth::start(
+                self.session,
+                secs(self.now),
+                "/checkout/submit".into(),
+                Step::OrderSubmit,
+                true,
+            ));
         }
     }
 

@@ -241,6 +241,25 @@ pub struct PageTruth {
     pub requests: u32,
 }
 
+impl PageTruth {
+    /// A page view as it starts: no failure, reaction, load time or
+    /// request counted yet.
+    pub fn start(session: u32, ts: f64, url: String, step: Step, retry: bool) -> PageTruth {
+        PageTruth {
+            session,
+            ts,
+            url,
+            step,
+            failures: Vec::new(),
+            minor_failures: 0,
+            reaction: None,
+            retry,
+            load_ms: 0.0,
+            requests: 0,
+        }
+    }
+}
+
 /// One line of a basket.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BasketItem {
