@@ -59,7 +59,7 @@ pub struct AnalyzePrep {
 impl Prepare for AnalyzePrep {
     type Item = (TxRecord, pov_sessions::tx::Tx);
     fn prepare(&self, t: HttpTransaction) -> Self::Item {
-        (self.records.prepare_ref(&t), self.txs.tx(&t))
+        (self.records.record(&t), self.txs.tx(&t))
     }
 }
 

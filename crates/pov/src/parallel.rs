@@ -524,9 +524,7 @@ impl<T> Merge<T> {
         self.peak = self.peak.max(self.held.len());
         GO_ON
     }
-}
 
-impl<T> Merge<T> {
     /// A transaction that started at `start` is handed on.
     fn note(&mut self, start: Ts) {
         match self.latest {

@@ -291,11 +291,6 @@ impl<W: Write> TxWriter<W> {
         self.out.finish()
     }
 
-    /// Writes one transaction.
-    pub fn write(&mut self, tx: &HttpTransaction) -> io::Result<()> {
-        self.out.write(&TxRecord::new(tx, &self.mask))
-    }
-
     /// Writes one record (made by [`TxWriter::preparer`]).
     pub fn write_record(&mut self, r: &TxRecord) -> io::Result<()> {
         self.out.write(r)
@@ -313,7 +308,7 @@ pub struct Records(Masker);
 
 impl Records {
     /// The record of `tx`.
-    pub fn prepare_ref(&self, tx: &HttpTransaction) -> TxRecord {
+    pub fn record(&self, tx: &HttpTransaction) -> TxRecord {
         TxRecord::new(tx, &self.0)
     }
 }
@@ -321,7 +316,7 @@ impl Records {
 impl Prepare for Records {
     type Item = TxRecord;
     fn prepare(&self, tx: HttpTransaction) -> TxRecord {
-        self.prepare_ref(&tx)
+        self.record(&tx)
     }
 }
 

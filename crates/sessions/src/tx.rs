@@ -275,12 +275,13 @@ impl Tx {
         let method = req.map(|r| r.method.clone());
         let class = ResourceClass::of(method.as_deref(), path, accept.as_deref(), content_type.as_deref(), status);
 
-        let cookie = req.and_then(|r| {
-            let jar = r.headers.cookies();
-            users.cookies.iter().find_map(|name| {
-                jar.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(k, v)| (k.clone(), v.clone()))
-            })
-        });
+        // The Cookie header, parsed once for the session cookie and the
+        // persistent one.
+        let jar = req.map(|r| r.headers.cookies()).unwrap_or_default();
+        let cookie = users
+            .cookies
+            .iter()
+            .find_map(|name| jar.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())));
         let set_cookie = resp.and_then(|r| {
             let set = r.headers.set_cookies();
             users.cookies.iter().find_map(|name| {
@@ -357,7 +358,7 @@ impl Tx {
             order_value,
             cart_value,
             error_page: None,
-            persistent: req.and_then(|r| users.persistent_in(&r.headers.cookies())),
+            persistent: users.persistent_in(&jar),
         }
     }
 
