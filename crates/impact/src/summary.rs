@@ -130,9 +130,6 @@ pub struct Impact {
     /// Revenue lost by the page users left from (top 10: route, lost,
     /// sessions).
     pub lost_by_page: Vec<(String, f64, u64)>,
-    /// The same for every route users left from (for `by_route`).
-    #[serde(skip)]
-    pub lost_by_route: Vec<(String, f64, u64)>,
 }
 
 /// Noticed failures of one route.
@@ -278,7 +275,7 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
         0.0
     });
 
-    let (mut rows, mut estimate, variance) = revenue(dir, model, &sessions, &mut out)?;
+    let Revenue { mut rows, mut estimate, variance, lost_by_route } = revenue(dir, model, &sessions, &mut out)?;
     let half = Z95 * variance.sqrt();
     estimate.low = (estimate.value - half).max(0.0);
     estimate.high = estimate.value + half;
@@ -304,7 +301,7 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
             out.failures_by_kind.insert(k.to_string(), n);
         }
     }
-    routes(dir, failures, &mut out)?;
+    routes(dir, failures, &lost_by_route, &mut out)?;
     breakdowns(dir, model, &mut out)?;
     Ok(out)
 }
@@ -315,7 +312,7 @@ const ROUTES_LISTED: u32 = 50;
 /// Failures by route: the top failing pages, and per route the failures
 /// by kind, the users they struck, the route's page views and the revenue
 /// lost by sessions that left from it.
-fn routes(dir: &Path, noticed: LazyFrame, out: &mut Impact) -> io::Result<()> {
+fn routes(dir: &Path, noticed: LazyFrame, lost_by_route: &[RouteLost], out: &mut Impact) -> io::Result<()> {
     let by = noticed
         .clone()
         .filter(col("route").neq(lit("")))
@@ -343,7 +340,7 @@ fn routes(dir: &Path, noticed: LazyFrame, out: &mut Impact) -> io::Result<()> {
         .collect()
         .map_err(err)?;
     let views: BTreeMap<String, u64> = texts(&views, "route")?.into_iter().zip(counts(&views, "views")?).collect();
-    let lost: BTreeMap<&str, f64> = out.lost_by_route.iter().map(|(r, l, _)| (r.as_str(), *l)).collect();
+    let lost: BTreeMap<&str, f64> = lost_by_route.iter().map(|(r, l, _)| (r.as_str(), *l)).collect();
     out.by_route = (0..by.height())
         .map(|i| RouteImpact {
             route: rt[i].clone(),
@@ -393,15 +390,24 @@ fn empty_step(step: &str) -> StepImpact {
     }
 }
 
+/// Revenue lost by a route users left from: route, lost, sessions.
+type RouteLost = (String, f64, u64);
+
+/// What the revenue model gives besides what it fills in [`Impact`].
+struct Revenue {
+    /// Per step, the rows of `funnel`.
+    rows: BTreeMap<String, StepImpact>,
+    estimate: Estimate,
+    variance: f64,
+    /// Every route users left from, most lost first.
+    lost_by_route: Vec<RouteLost>,
+}
+
 /// The revenue model (docs/revenue.md): per step, the rows of `funnel`;
-/// the estimate and its variance; and `lost_by_kind`, `lost_by_page` in
-/// `out`.
-fn revenue(
-    dir: &Path,
-    model: &RevenueModel,
-    sessions: &LazyFrame,
-    out: &mut Impact,
-) -> io::Result<(BTreeMap<String, StepImpact>, Estimate, f64)> {
+/// the estimate and its variance; revenue lost by every route users left
+/// from (route, lost, sessions), most first; and `lost_by_kind`,
+/// `lost_by_page` (the first ten routes) in `out`.
+fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Impact) -> io::Result<Revenue> {
     let none = || lit("(none)");
     // How likely a page view of each class is to meet a noticed failure,
     // over every session: an unaffected session escaped that at each of
@@ -634,12 +640,10 @@ fn revenue(
         e.0 += lost;
         e.1 += 1;
     }
-    let mut pages: Vec<(String, f64, u64)> = by_page.into_iter().map(|(u, (l, n))| (u, l, n)).collect();
+    let mut pages: Vec<RouteLost> = by_page.into_iter().map(|(u, (l, n))| (u, l, n)).collect();
     pages.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    out.lost_by_route = pages.clone();
-    pages.truncate(10);
-    out.lost_by_page = pages;
-    Ok((rows, estimate, variance))
+    out.lost_by_page = pages.iter().take(10).cloned().collect();
+    Ok(Revenue { rows, estimate, variance, lost_by_route: pages })
 }
 
 fn nums(df: &DataFrame, c: &str) -> io::Result<Vec<f64>> {
