@@ -29,7 +29,9 @@
 //! connection, depth). The shards share half of [`HttpConfig::max_held`]
 //! (and of `max_held_bytes`) for their own ordering, the merge holds at
 //! most the other halves; beyond, the earliest go on early
-//! (counted in `held_cap_releases`), as in one analyzer.
+//! (counted in `held_cap_releases`), as in one analyzer. What the merge
+//! holds (the prepared items, whole) is charged to the run's budget as
+//! `ordering`.
 //!
 //! The memory budget is one for all threads. Its peaks are taken between
 //! batches ([`pov_capture::Budget::sample_peaks`]), so that the reports are
@@ -39,14 +41,17 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::ControlFlow;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use pov_capture::budget::Charge;
 use pov_capture::decode::Decoder;
 use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction};
 use pov_capture::pcap::{CaptureFile, PacketReader, ReadError, ReadWarning};
 use pov_capture::tcp::{
     Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
 };
-use pov_capture::{Budget, TcpSegment, Ts};
+use pov_capture::{Budget, Holder, TcpSegment, Ts};
 
 use crate::pipeline::{PipelineConfig, Progress, RunReport};
 
@@ -101,8 +106,9 @@ pub trait Prepare: Sync {
     type Item: Send;
     /// Makes it.
     fn prepare(&self, tx: HttpTransaction) -> Self::Item;
-    /// Bytes the item holds beyond its own size, as the merge counts
-    /// them against its cap on held bytes (`max_held_bytes`).
+    /// Bytes the item holds beyond its own size. The merge counts both
+    /// against its cap on held bytes (`max_held_bytes`) and charges them
+    /// to the run's memory budget (as `ordering`).
     fn held_bytes(_item: &Self::Item) -> usize {
         0
     }
@@ -147,9 +153,10 @@ impl Downstream for Vec<HttpTransaction> {
 /// How a run is split.
 #[derive(Clone, Copy, Debug)]
 pub struct Threads {
-    /// Threads that read, reassemble and parse (the calling thread runs
-    /// the stage behind the merge besides). 1: everything on the calling
-    /// thread, in the same steps.
+    /// Threads that read, reassemble and parse, the calling thread among
+    /// them: it runs the stage behind the merge, then steps the shards
+    /// that are left (so `threads - 1` more are started). 1: everything
+    /// on the calling thread, in the same steps.
     pub threads: usize,
     /// Shards connections are spread over.
     pub shards: usize,
@@ -250,6 +257,10 @@ impl StreamSink for ShardSink {
         self.summaries.push(summary.clone());
     }
 }
+
+/// A shard's step of a batch, to be claimed by one thread: the shard, its
+/// part of the batch, and where its output goes.
+type Job<'a, T> = (&'a mut Shard, &'a Vec<Seg>, &'a mut Out<T>);
 
 /// One shard: its connections' reassembly and HTTP.
 struct Shard {
@@ -425,6 +436,8 @@ struct Merge<T> {
     /// Most kept body bytes held.
     max_held_bytes: usize,
     held_bytes: usize,
+    /// What is held, charged to the run's budget (the stage's part).
+    charge: Charge,
     cap_releases: u64,
     peak: usize,
     /// The latest request start handed on.
@@ -491,7 +504,7 @@ impl<T> Merge<T> {
                         let start = e.key().0;
                         let tx = e.remove();
                         self.note(start);
-                        self.held_bytes -= D::Prep::held_bytes(&tx);
+                        self.unhold(Self::cost::<D::Prep>(&tx));
                         if down.on_transaction(*tx)?.is_break() {
                             return BREAK;
                         }
@@ -501,7 +514,9 @@ impl<T> Merge<T> {
             }
         }
         for (k, tx) in new {
-            self.held_bytes += D::Prep::held_bytes(&tx);
+            let cost = Self::cost::<D::Prep>(&tx);
+            self.held_bytes += cost;
+            self.charge.grow(cost);
             self.held.insert(k, tx);
         }
         txs.clear();
@@ -512,7 +527,7 @@ impl<T> Merge<T> {
             while self.held.len() > self.max_held / 2 || self.held_bytes > self.max_held_bytes / 2 {
                 let Some((k, tx)) = self.held.pop_first() else { break };
                 self.note(k.0);
-                self.held_bytes -= D::Prep::held_bytes(&tx);
+                self.unhold(Self::cost::<D::Prep>(&tx));
                 self.cap_releases += 1;
                 if down.on_transaction(*tx)?.is_break() {
                     return BREAK;
@@ -523,6 +538,17 @@ impl<T> Merge<T> {
         // through it at once).
         self.peak = self.peak.max(self.held.len());
         GO_ON
+    }
+
+    /// What holding an item costs: its box and what it points to.
+    fn cost<P: Prepare<Item = T>>(item: &T) -> usize {
+        std::mem::size_of::<T>() + P::held_bytes(item)
+    }
+
+    /// An item that cost `cost` is no longer held.
+    fn unhold(&mut self, cost: usize) {
+        self.held_bytes -= cost;
+        let _ = self.charge.shrink(cost);
     }
 
     /// A transaction that started at `start` is handed on.
@@ -577,6 +603,7 @@ pub fn run<D: Downstream + ?Sized>(
         max_held: http.map_or(usize::MAX, |h| (h.max_held / 2).max(1)),
         max_held_bytes: http.map_or(usize::MAX, |h| (h.max_held_bytes / 2).max(1)),
         held_bytes: 0,
+        charge: cfg.budget().empty(Holder::Ordering),
         cap_releases: 0,
         peak: 0,
         latest: None,
@@ -588,7 +615,13 @@ pub fn run<D: Downstream + ?Sized>(
     let mut prev: Vec<Out<D::Item>> = Vec::new();
     let mut outs: Vec<Out<D::Item>> = (0..n).map(|_| Out::default()).collect();
     let pool = if threads.threads > 1 {
-        rayon::ThreadPoolBuilder::new().num_threads(threads.threads).thread_name(|i| format!("pov-{i}")).build().ok()
+        // The calling thread is one of them (it steps shards once the
+        // merge is done).
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.threads - 1)
+            .thread_name(|i| format!("pov-{i}"))
+            .build()
+            .ok()
     } else {
         None
     };
@@ -607,17 +640,38 @@ pub fn run<D: Downstream + ?Sized>(
         }
         let (now, last) = (cur.now, cur.last);
         flow = match &pool {
-            Some(pool) => pool.in_place_scope(|s| {
-                if !last {
-                    let (reading, next) = (&mut reading, &mut next);
-                    s.spawn(move |_| reading.read(next));
-                }
+            Some(pool) => {
+                // The shards' steps are claimed one at a time, by the pool
+                // and, once the merge is done, by this thread too: it never
+                // waits idle while shards are left to step.
                 let (data, prep) = (&cur.data, &prep);
-                for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
-                    s.spawn(move |_| *out = shard.step(part, data, now, last, prep));
-                }
-                merge.feed(&mut prev, down, false)
-            }),
+                let jobs: Vec<Mutex<Option<Job<'_, D::Item>>>> = shards
+                    .iter_mut()
+                    .zip(&cur.parts)
+                    .zip(outs.iter_mut())
+                    .map(|((shard, part), out)| Mutex::new(Some((shard, part, out))))
+                    .collect();
+                let claimed = AtomicUsize::new(0);
+                let work = || {
+                    while let Some(job) = jobs.get(claimed.fetch_add(1, Ordering::Relaxed)) {
+                        if let Some((shard, part, out)) = job.lock().ok().and_then(|mut j| j.take()) {
+                            *out = shard.step(part, data, now, last, prep);
+                        }
+                    }
+                };
+                pool.in_place_scope(|s| {
+                    if !last {
+                        let (reading, next) = (&mut reading, &mut next);
+                        s.spawn(move |_| reading.read(next));
+                    }
+                    for _ in 0..pool.current_num_threads() {
+                        s.spawn(|_| work());
+                    }
+                    let flow = merge.feed(&mut prev, down, false);
+                    work();
+                    flow
+                })
+            }
             None => {
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
                     *out = shard.step(part, &cur.data, now, last, &prep);
