@@ -448,7 +448,9 @@ impl Classifier {
         };
         // The first rule that matches names the failure.
         let first = match &self.error_set {
-            Some(set) => set.matches(&text).iter().next(),
+            // Most bodies match no rule: a yes/no search first, which is
+            // cheaper than finding every rule that matches.
+            Some(set) => set.is_match(&text).then(|| set.matches(&text).iter().next()).flatten(),
             None => self.error_pages.iter().position(|(_, re)| re.is_match(&text)),
         };
         first.and_then(|i| self.error_pages.get(i)).map(|(n, _)| ErrorBody::rule(format!("error_page:{n}")))
