@@ -61,6 +61,9 @@ impl Prepare for AnalyzePrep {
     fn prepare(&self, t: HttpTransaction) -> Self::Item {
         (self.records.record(&t), self.txs.tx(&t))
     }
+    fn held_bytes((record, tx): &Self::Item) -> usize {
+        record.heap_bytes() + tx.heap_bytes()
+    }
 }
 
 impl Downstream for AnalyzeSink {

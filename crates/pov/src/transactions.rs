@@ -187,6 +187,35 @@ impl TxRecord {
     }
 }
 
+impl TxRecord {
+    /// Heap bytes its texts hold (for memory accounting; the record itself
+    /// is `size_of::<TxRecord>()`).
+    pub fn heap_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        [&self.uid, &self.orig_h, &self.resp_h, &self.outcome].iter().map(|s| s.capacity()).sum::<usize>()
+            + [
+                &self.method,
+                &self.host,
+                &self.uri,
+                &self.uri_raw,
+                &self.referrer,
+                &self.version,
+                &self.user_agent,
+                &self.status_msg,
+                &self.content_encoding,
+                &self.content_type,
+                &self.cookie,
+                &self.set_cookie,
+                &self.authorization,
+                &self.x_forwarded_for,
+            ]
+            .into_iter()
+            .map(opt)
+            .sum::<usize>()
+            + self.anomalies.iter().map(|a| a.capacity() + std::mem::size_of::<String>()).sum::<usize>()
+    }
+}
+
 /// Columns in record order, with their types (JSON keys, CSV and Parquet
 /// columns).
 const FIELDS: &[(&str, Kind)] = &[
@@ -317,6 +346,9 @@ impl Prepare for Records {
     type Item = TxRecord;
     fn prepare(&self, tx: HttpTransaction) -> TxRecord {
         self.record(&tx)
+    }
+    fn held_bytes(r: &TxRecord) -> usize {
+        r.heap_bytes()
     }
 }
 

@@ -1190,6 +1190,9 @@ impl Prepare for Arc<SessionTxs> {
     fn prepare(&self, t: HttpTransaction) -> Tx {
         self.tx(&t)
     }
+    fn held_bytes(t: &Tx) -> usize {
+        t.heap_bytes()
+    }
 }
 
 impl<W: Write> Downstream for UserStage<W> {

@@ -262,6 +262,26 @@ impl ErrorBody {
 }
 
 impl Tx {
+    /// Heap bytes its strings hold (for memory accounting; the record
+    /// itself is `size_of::<Tx>()`).
+    pub fn heap_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        let pair = |p: &Option<(String, String)>| p.as_ref().map_or(0, |(a, b)| a.capacity() + b.capacity());
+        self.target.capacity()
+            + opt(&self.method)
+            + opt(&self.host)
+            + opt(&self.referer)
+            + opt(&self.user_agent)
+            + opt(&self.location)
+            + opt(&self.header_id)
+            + opt(&self.login)
+            + pair(&self.cookie)
+            + pair(&self.set_cookie)
+            + pair(&self.query_id)
+            + pair(&self.persistent)
+            + self.error_page.as_ref().map_or(0, ErrorBody::capacity)
+    }
+
     /// Reduces `t`, reading identity and money as `users` and `revenue`
     /// say. `proxies` are the parsed `users.trusted_proxies`.
     pub fn from_http(t: &HttpTransaction, users: &UsersConfig, proxies: &[Cidr], revenue: &RevenueConfig) -> Tx {
