@@ -810,7 +810,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // without holding them.
     let mask = !a.no_mask && pov_cfg.privacy.mask;
     let spill = if a.replays > 0 {
-        let spill = pov::replay::Spill::create(&run.staging().join("replay-candidates.jsonl"))?;
+        let spill = pov::replay::Spill::create(&run.staging().join(pov::schema::files::REPLAY_CANDIDATES))?;
         let spill = std::rc::Rc::new(std::cell::RefCell::new(spill));
         let limits = pov::replay::SelectLimits {
             masker: pov::replay::Masker::new(&pov_cfg.privacy, mask),
@@ -860,8 +860,8 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     summary.write_report(&run)?;
     check_stop(NOTHING_WRITTEN)?;
     let mut names: Vec<String> = summary.replays.values().cloned().collect();
-    names.extend(pov::analyze::FILES.iter().map(|f| f.to_string()));
-    names.extend(["summary.json".to_string(), "report.html".to_string()]);
+    let files = pov::schema::files::RECORDS.iter().chain(&pov::schema::files::SUMMARIES);
+    names.extend(files.map(|f| f.to_string()));
     run.publish(&names)?;
     check_stop(|| format!("the run was done: every output was written to {}", a.out.display()))?;
     let stdout = io::stdout();
@@ -911,7 +911,7 @@ fn write_replays(
         }
         let name = pov::analyze::replay_file_name(u, &taken);
         taken.insert(name.clone());
-        let rel = format!("replays/{name}");
+        let rel = pov::schema::files::replay(&name);
         let mut f = run.file(&rel)?;
         pov::replay::write_html(&keep, &sessions, masker, &mut f)?;
         f.commit()?;
@@ -961,9 +961,11 @@ fn print_summary(w: &mut dyn Write, s: &pov::analyze::Summary, out: &Path) -> io
             d.since, d.users_affected, d.users_affected_pct, d.failures, d.revenue_lost
         )?;
     }
-    writeln!(w, "outputs: {}/{{{}, summary.json, report.html}}", out.display(), pov::analyze::FILES.join(", "))?;
+    let files = pov::schema::files::RECORDS.iter().chain(&pov::schema::files::SUMMARIES);
+    writeln!(w, "outputs: {}/{{{}}}", out.display(), files.copied().collect::<Vec<_>>().join(", "))?;
     if !s.replays.is_empty() {
-        writeln!(w, "replays of the {} most affected users: {}/replays/", s.replays.len(), out.display())?;
+        let dir = pov::schema::files::REPLAYS;
+        writeln!(w, "replays of the {} most affected users: {}/{dir}/", s.replays.len(), out.display())?;
     }
     Ok(())
 }
@@ -1263,7 +1265,7 @@ fn cmd_replay_send(a: ReplaySendArgs) -> anyhow::Result<ExitCode> {
     let differing: Vec<&pov::resend::SendRecord> =
         records.iter().filter(|r| r.status_differs || r.length_differs).collect();
     if !differing.is_empty() {
-        let mut t = output::Table::new(<pov::resend::SendRecord as output::Record>::COLUMNS);
+        let mut t = output::Table::new(<pov::resend::SendRecord as output::Record>::HEADER);
         for r in differing.iter().take(50) {
             t.row(output::Record::cells(*r));
         }

@@ -36,3 +36,7 @@ pub mod store;
 pub mod testing;
 pub mod transactions;
 pub mod users;
+
+/// What pov writes: the files of a `pov analyze` run, and every record
+/// type with its columns (pov-impact owns it).
+pub use pov_impact::schema;

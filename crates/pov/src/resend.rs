@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use pov_capture::http::{HttpTransaction, Outcome};
 use pov_classify::Classifier;
-use pov_impact::Kind;
 use pov_replay::send::{SendOutcome, SendRequest, SendResult};
 use pov_sessions::ResourceClass;
 
@@ -113,75 +112,58 @@ pub fn requests<'a>(
     (reqs, txs, lost)
 }
 
-/// One request of `pov replay send`: the capture's answer and today's.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct SendRecord {
-    /// Session id.
-    pub session: String,
-    /// Captured request start, seconds since the epoch.
-    pub ts: f64,
-    /// Method.
-    pub method: String,
-    /// Path and query (secrets masked).
-    pub url: String,
-    /// Captured status.
-    pub captured_status: Option<u16>,
-    /// Captured decoded body length.
-    pub captured_body_len: u64,
-    /// Captured outcome (`complete`, `server_reset` ...).
-    pub captured_outcome: String,
-    /// Replay outcome (`answered`, `refused`, `reset`, `timeout`, `closed`,
-    /// `error`, `skipped`, `withheld`).
-    pub outcome: String,
-    /// Why it was skipped, withheld or failed, if it was.
-    pub note: Option<String>,
-    /// Captured headers kept from the target by the safety rules
-    /// (lower-case names; `cookie` when captured cookie values were left
-    /// out).
-    pub stripped: Vec<String>,
-    /// Status now.
-    pub status: Option<u16>,
-    /// Body length now.
-    pub body_len: Option<u64>,
-    /// Time to first byte now, ms.
-    pub ttfb_ms: Option<f64>,
-    /// The status differs from the capture's.
-    pub status_differs: bool,
-    /// The body length differs from the capture's.
-    pub length_differs: bool,
-    /// Failures the capture shows on this request.
-    pub failures: Vec<String>,
-    /// Of those, the ones that happened again.
-    pub reproduced: Vec<String>,
+pov_impact::record! {
+    /// One request of `pov replay send`: the capture's answer and today's.
+    #[derive(Clone, Debug, Default)]
+    pub struct SendRecord {
+        /// Session id.
+        pub session: String,
+        /// Captured request start, seconds since the epoch.
+        pub ts: f64,
+        /// Method.
+        pub method: String,
+        /// Path and query (secrets masked).
+        pub url: String,
+        /// Captured status.
+        pub captured_status: Option<u16>,
+        /// Captured decoded body length.
+        pub captured_body_len: u64,
+        /// Captured outcome (`complete`, `server_reset` ...).
+        pub captured_outcome: String,
+        /// Replay outcome (`answered`, `refused`, `reset`, `timeout`, `closed`,
+        /// `error`, `skipped`, `withheld`).
+        pub outcome: String,
+        /// Why it was skipped, withheld or failed, if it was.
+        pub note: Option<String>,
+        /// Captured headers kept from the target by the safety rules
+        /// (lower-case names; `cookie` when captured cookie values were left
+        /// out).
+        pub stripped: Vec<String>,
+        /// Status now.
+        pub status: Option<u16>,
+        /// Body length now.
+        pub body_len: Option<u64>,
+        /// Time to first byte now, ms.
+        pub ttfb_ms: Option<f64>,
+        /// The status differs from the capture's.
+        pub status_differs: bool,
+        /// The body length differs from the capture's.
+        pub length_differs: bool,
+        /// Failures the capture shows on this request.
+        pub failures: Vec<String>,
+        /// Of those, the ones that happened again.
+        pub reproduced: Vec<String>,
+    }
+    /// The column names of [`SendRecord`].
+    pub columns SendColumns;
 }
-
-const SEND_FIELDS: &[(&str, Kind)] = &[
-    ("session", Kind::Str),
-    ("ts", Kind::F64),
-    ("method", Kind::Str),
-    ("url", Kind::Str),
-    ("captured_status", Kind::U64),
-    ("captured_body_len", Kind::U64),
-    ("captured_outcome", Kind::Str),
-    ("outcome", Kind::Str),
-    ("note", Kind::Str),
-    ("stripped", Kind::StrList),
-    ("status", Kind::U64),
-    ("body_len", Kind::U64),
-    ("ttfb_ms", Kind::F64),
-    ("status_differs", Kind::Bool),
-    ("length_differs", Kind::Bool),
-    ("failures", Kind::StrList),
-    ("reproduced", Kind::StrList),
-];
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
 impl Record for SendRecord {
-    const FIELDS: &'static [(&'static str, Kind)] = SEND_FIELDS;
-    const COLUMNS: &'static [&'static str] =
+    const HEADER: &'static [&'static str] =
         &["session", "method", "url", "then", "now", "bytes then", "bytes now", "outcome", "failures", "again"];
     fn cells(&self) -> Vec<String> {
         vec![

@@ -1113,7 +1113,10 @@ fn fuzz_summary(b: &mut Bytes<'_>) -> crate::analyze::Summary {
         converted: b.u8() & 1 == 1,
         cart_value: (b.u8() & 1 == 1).then(|| fuzz_f64(b)),
     });
-    let replays = top_affected_users.iter().map(|u| (u.user.clone(), format!("replays/{}.html", u.user))).collect();
+    let replays = top_affected_users
+        .iter()
+        .map(|u| (u.user.clone(), crate::schema::files::replay(&format!("{}.html", u.user))))
+        .collect();
     crate::analyze::Summary {
         inputs: list(b, fuzz_text),
         capture_start: (b.u8() & 1 == 1).then(|| fuzz_f64(b)),
