@@ -678,15 +678,12 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<pov::config::PovConfig> {
 }
 
 fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
-    let mut pov_cfg = load_config(a.config.as_deref())?;
+    let pov_cfg = load_config(a.config.as_deref())?;
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
     let format = Format::from(a.format);
     let mask = !a.no_mask;
     let max_txs = a.max_session_transactions.max(1);
-    if pov_cfg.pages.is_empty() {
-        pov_cfg.pages = pov_sessions::config::default_pages();
-    }
     let mut stage_report = None;
     let mut inputs = Inputs::once(a.files.clone());
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
@@ -784,10 +781,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|c| pov::analyze::Condition::parse(c).and_then(|c| c.check().map(|()| c)).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<_>>()?;
-    let mut pov_cfg = load_config(a.config.as_deref())?;
-    if pov_cfg.pages.is_empty() {
-        pov_cfg.pages = pov_sessions::config::default_pages();
-    }
+    let pov_cfg = load_config(a.config.as_deref())?;
     let files = expand_inputs(&a.inputs)?;
     // Earlier runs are read first: a bad one stops before the long part.
     let history = a.history.as_ref().map(|h| pov::analyze::read_history(h, &a.out)).transpose()?;
@@ -1074,10 +1068,7 @@ fn select_sessions_spooling_in(
         (_, _, true) => pov::replay::Selector::Failed,
         _ => anyhow::bail!("say which sessions: --user U, --session S or --failed"),
     };
-    let mut pov_cfg = load_config(a.config.as_deref())?;
-    if pov_cfg.pages.is_empty() {
-        pov_cfg.pages = pov_sessions::config::default_pages();
-    }
+    let pov_cfg = load_config(a.config.as_deref())?;
     let mut inputs = Inputs::once(expand_inputs(&a.inputs)?);
     let mut cfg = a.common.config();
     a.http.apply(&mut cfg);
@@ -1287,7 +1278,7 @@ fn cmd_config(a: ConfigArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}: ok ({} page rules, {} error-page rules, {} soft-error rules)",
             p.display(),
-            if cfg.pages.is_empty() { pov_sessions::config::default_pages().len() } else { cfg.pages.len() },
+            cfg.pages.len(),
             cfg.failures.error_pages.len(),
             cfg.failures.soft_error.len()
         );

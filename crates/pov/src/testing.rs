@@ -448,7 +448,7 @@ fn tapped_stage(cfg: &PovConfig, formats: [Format; 4], max_txs: usize) -> (UserS
 /// classification paths are the same with any rule (`check_config` runs the
 /// default file whole).
 fn fuzz_config() -> PovConfig {
-    let mut cfg = PovConfig { pages: pov_sessions::config::default_pages(), ..PovConfig::default() };
+    let mut cfg = PovConfig::default();
     cfg.failures.error_pages = vec![
         pov_classify::ErrorPageRule {
             name: "generic_error_text".into(),
@@ -1553,10 +1553,7 @@ fn shop_visit() -> Vec<Event> {
 /// checked. The default file must give the defaults back.
 pub fn check_config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(mut cfg) = PovConfig::parse(text) else { return };
-    if cfg.pages.is_empty() {
-        cfg.pages = pov_sessions::config::default_pages();
-    }
+    let Ok(cfg) = PovConfig::parse(text) else { return };
     run_stage(&cfg, shop_visit(), [Format::Csv, Format::Jsonl, Format::Json, Format::Csv], 100_000);
 }
 
