@@ -387,6 +387,64 @@ impl Summary {
         f.commit()
     }
 
+    /// What `pov analyze` prints: the headline numbers, the top failing
+    /// pages, the change since the last run, and where the outputs are
+    /// (`out`, the output folder).
+    pub fn write_text(&self, w: &mut dyn Write, out: &Path) -> io::Result<()> {
+        let span = match (self.capture_start, self.capture_end) {
+            (Some(a), Some(b)) => format!("{:.0} s of traffic", b - a),
+            _ => "no packets".into(),
+        };
+        writeln!(
+            w,
+            "{span}, {} HTTP transactions, {} bytes missing from the capture",
+            self.transactions, self.capture_loss_bytes
+        )?;
+        writeln!(
+            w,
+            "users: {} ({} affected, {:.1} %); sessions: {} ({} affected)",
+            self.users_total, self.users_affected, self.users_affected_pct, self.sessions_total, self.sessions_affected
+        )?;
+        let kinds: Vec<String> = self.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(w, "failures: {}", if kinds.is_empty() { "none".into() } else { kinds.join(", ") })?;
+        writeln!(
+            w,
+            "orders: {} worth {:.2} {}; revenue lost: {:.2} {} (95 % interval {:.2} to {:.2})",
+            self.orders,
+            self.revenue_realised,
+            self.currency,
+            self.revenue_lost.value,
+            self.currency,
+            self.revenue_lost.low,
+            self.revenue_lost.high
+        )?;
+        if !self.top_failing_pages.is_empty() {
+            writeln!(w, "top failing pages:")?;
+            for (url, n, users) in self.top_failing_pages.iter().take(5) {
+                writeln!(w, "  {n:>5} failures, {users:>4} users  {url}")?;
+            }
+        }
+        if let Some(d) = &self.delta {
+            writeln!(
+                w,
+                "since {}: affected users {:+} ({:+.2} points), failures {:+}, revenue lost {:+.2}",
+                d.since, d.users_affected, d.users_affected_pct, d.failures, d.revenue_lost
+            )?;
+        }
+        let written: Vec<&str> = files::RECORDS.iter().chain(&files::SUMMARIES).copied().collect();
+        writeln!(w, "outputs: {}/{{{}}}", out.display(), written.join(", "))?;
+        if !self.replays.is_empty() {
+            writeln!(
+                w,
+                "replays of the {} most affected users: {}/{}/",
+                self.replays.len(),
+                out.display(),
+                files::REPLAYS
+            )?;
+        }
+        Ok(())
+    }
+
     /// Puts the input problems of `report` (errors and warnings) in the
     /// counters again, after a later pass added some.
     pub fn set_problems(&mut self, report: &RunReport) {
