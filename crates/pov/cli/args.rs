@@ -71,7 +71,7 @@ pub struct UserArgs {
     pub no_mask: bool,
     /// Most transactions kept per session; beyond, they are counted and
     /// left out.
-    #[arg(long, default_value_t = pov::run::MAX_SESSION_TXS, value_name = "N")]
+    #[arg(long, default_value_t = pov::users::MAX_SESSION_TXS, value_name = "N")]
     pub max_session_transactions: usize,
     /// Most users' totals held in memory; beyond, they are written to
     /// sorted runs in the temporary folder and merged at the end (users
@@ -104,7 +104,7 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub no_mask: bool,
     /// Most transactions kept per session.
-    #[arg(long, default_value_t = pov::run::MAX_SESSION_TXS, value_name = "N")]
+    #[arg(long, default_value_t = pov::users::MAX_SESSION_TXS, value_name = "N")]
     pub max_session_transactions: usize,
     /// Most users' totals held in memory; beyond, they are written to
     /// sorted runs in the staging folder and merged at the end (users.parquet

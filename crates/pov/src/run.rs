@@ -217,10 +217,6 @@ pub fn info(inputs: &Inputs, reading: &mut Reading) -> io::Result<RunReport> {
     Ok(report)
 }
 
-/// Most transactions kept per session by default
-/// (`--max-session-transactions`).
-pub const MAX_SESSION_TXS: usize = 100_000;
-
 /// How the user stage runs.
 #[derive(Clone, Debug)]
 pub struct StageOptions {
@@ -238,7 +234,7 @@ impl Default for StageOptions {
     fn default() -> StageOptions {
         StageOptions {
             mask: true,
-            max_session_txs: MAX_SESSION_TXS,
+            max_session_txs: crate::users::MAX_SESSION_TXS,
             max_users_held: crate::users::MAX_USERS_HELD,
             include_robots: false,
         }

@@ -281,6 +281,10 @@ impl Drop for UserSpill {
 /// (`--max-users-held`).
 pub const MAX_USERS_HELD: usize = 100_000;
 
+/// Transactions kept per session by default
+/// (`--max-session-transactions`); beyond, they are counted and left out.
+pub const MAX_SESSION_TXS: usize = 100_000;
+
 /// Where the user stage writes (any subset).
 pub struct Outputs<W: Write> {
     /// `users` records (written at the end, by first activity).
@@ -453,7 +457,7 @@ pub type SessionTap = Box<dyn FnMut(&Session, &Classified, &str, &str)>;
 impl<W: Write> UserStage<W> {
     /// A stage with `cfg`; `mask` false shows raw keys and values.
     pub fn new(cfg: &PovConfig, mask: bool, out: Outputs<W>) -> Result<UserStage<W>, String> {
-        UserStage::with_limits(cfg, mask, out, 100_000)
+        UserStage::with_limits(cfg, mask, out, MAX_SESSION_TXS)
     }
 
     /// As [`UserStage::new`], keeping at most `max_session_txs`
