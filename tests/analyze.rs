@@ -724,7 +724,7 @@ fn a_full_disk_is_an_error_naming_the_file_and_leaves_the_folder_as_it_was() {
     let size = |name: &str| before[name].len() as u64;
     let largest_replay = before.iter().filter(|(k, _)| k.starts_with("replays/")).map(|(_, v)| v.len() as u64).max();
     let largest_replay = largest_replay.unwrap();
-    let parquet = pov::analyze::FILES.iter().map(|f| size(f)).max().unwrap();
+    let parquet = pov::schema::files::RECORDS.iter().map(|f| size(f)).max().unwrap();
     // Sizes that make the file named fail first (each limit is rounded down
     // to whole ulimit units, so they keep a margin of 1 KB).
     assert!(parquet + 2048 < largest_replay && largest_replay + 2048 < size("report.html"), "sizes changed");
@@ -766,7 +766,7 @@ fn a_full_disk_is_an_error_naming_the_file_and_leaves_the_folder_as_it_was() {
     let args = ["analyze", "--quiet", "--replays", "0", "--history", s(&hist), "--out", s(&out), s(&local)];
     util::pov_ok(&args);
     let big = tree(&out);
-    let parquet = pov::analyze::FILES.iter().map(|f| big[*f].len() as u64).max().unwrap();
+    let parquet = pov::schema::files::RECORDS.iter().map(|f| big[*f].len() as u64).max().unwrap();
     assert!(parquet + 2048 < big["summary.json"].len() as u64, "summary.json is the largest before report.html");
     let res = pov_with_file_limit(parquet + 2048, &args);
     let err = String::from_utf8_lossy(&res.stderr);

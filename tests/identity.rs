@@ -37,7 +37,7 @@ struct Seen {
 /// Runs the user stage over `cap` (raw keys), seeing every session written.
 fn sessions(cap: &[u8], include_robots: bool) -> (Vec<Seen>, UserStageReport) {
     let file = pov_capture::pcap::CaptureFile::from_read("gen", std::io::Cursor::new(cap.to_vec())).expect("pcap");
-    let cfg = PovConfig { pages: pov_sessions::config::default_pages(), ..PovConfig::default() };
+    let cfg = PovConfig::default();
     let outputs = Outputs { users: None, sessions: None, pages: None, failures: None };
     let mut stage: UserStage<Vec<u8>> = UserStage::with_limits(&cfg, false, outputs, 100_000).expect("stage");
     stage.set_include_robots(include_robots);

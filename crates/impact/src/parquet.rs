@@ -40,6 +40,20 @@ impl Kind {
             Kind::StrList => DataType::List(Box::new(DataType::String)),
         }
     }
+
+    /// Whether a value fits a column of this type.
+    pub(crate) fn fits(self, c: &Cell) -> bool {
+        matches!(
+            (self, c),
+            (_, Cell::Null)
+                | (Kind::Str, Cell::Str(_) | Cell::Json(_))
+                | (Kind::U64, Cell::U64(_))
+                | (Kind::I64, Cell::I64(_))
+                | (Kind::F64, Cell::F64(_) | Cell::U64(_) | Cell::I64(_))
+                | (Kind::Bool, Cell::Bool(_))
+                | (Kind::StrList, Cell::List(_))
+        ) || matches!((self, c), (Kind::I64, Cell::U64(n)) if i64::try_from(*n).is_ok())
+    }
 }
 
 /// Rows per row group: what the writer holds at most.
@@ -97,21 +111,8 @@ impl Buffer {
         }
     }
 
-    /// Whether `c` fits the column's type.
-    fn fits_cell(&self, c: &Cell) -> bool {
-        matches!(
-            (self, c),
-            (_, Cell::Null)
-                | (Buffer::Str(_), Cell::Str(_) | Cell::Json(_))
-                | (Buffer::U64(_), Cell::U64(_))
-                | (Buffer::I64(_), Cell::I64(_))
-                | (Buffer::F64(_), Cell::F64(_) | Cell::U64(_) | Cell::I64(_))
-                | (Buffer::Bool(_), Cell::Bool(_))
-                | (Buffer::StrList(_), Cell::List(_))
-        ) || matches!((self, c), (Buffer::I64(_), Cell::U64(n)) if i64::try_from(*n).is_ok())
-    }
-
-    /// Appends `c` (which [`Buffer::fits_cell`]; its text is in `text`).
+    /// Appends `c` (which [`Kind::fits`] the column; its text is in
+    /// `text`).
     fn push_cell(&mut self, c: Cell, text: &str) {
         match (self, c) {
             (Buffer::Str(b), Cell::Str(r) | Cell::Json(r)) => b.push(Some(text.get(r).unwrap_or(""))),
@@ -268,18 +269,14 @@ impl<W: Write> ParquetWriter<W> {
         });
         let misfit = match taken {
             Err(e) => Some(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}"))),
-            Ok(()) => self
-                .columns
-                .iter()
-                .zip(&self.buffers)
-                .zip(&self.cells)
-                .find(|((_, buf), cell)| !buf.fits_cell(cell))
-                .map(|(((name, kind), _), cell)| {
+            Ok(()) => self.columns.iter().zip(&self.cells).find(|((_, kind), cell)| !kind.fits(cell)).map(
+                |((name, kind), cell)| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("parquet: column {name} is {kind:?}, the record has {}", cell.show(&self.text)),
                     )
-                }),
+                },
+            ),
         };
         if let Some(e) = misfit {
             self.cells.iter_mut().for_each(|c| *c = Cell::Null);

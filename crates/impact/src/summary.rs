@@ -16,6 +16,15 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+use crate::schema::{FailureColumns, FailureRecord, PageColumns, PageRecord, SessionColumns, SessionRecord};
+use crate::schema::{UserColumns, UserRecord, files};
+
+/// The columns read, by file.
+const USER: UserColumns = UserRecord::COLUMN;
+const SESSION: SessionColumns = SessionRecord::COLUMN;
+const PAGE: PageColumns = PageRecord::COLUMN;
+const FAILURE: FailureColumns = FailureRecord::COLUMN;
+
 /// Settings of the revenue model.
 #[derive(Clone, Debug, Default)]
 pub struct RevenueModel {
@@ -245,8 +254,8 @@ pub fn wilson(k: u64, n: u64) -> (f64, f64) {
 pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     let mut out = Impact::default();
 
-    let users = scan(&dir.join("users.parquet"))?
-        .select([len().alias("n"), col("affected").cast(DataType::UInt64).sum().alias("affected")])
+    let users = scan(&dir.join(files::USERS))?
+        .select([len().alias("n"), col(USER.affected).cast(DataType::UInt64).sum().alias("affected")])
         .collect()
         .map_err(err)?;
     out.users_total = u64_at(&users, "n")?;
@@ -254,14 +263,14 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     out.users_affected_pct =
         if out.users_total == 0 { 0.0 } else { 100.0 * out.users_affected as f64 / out.users_total as f64 };
 
-    let sessions = scan(&dir.join("sessions.parquet"))?;
+    let sessions = scan(&dir.join(files::SESSIONS))?;
     let totals = sessions
         .clone()
         .select([
             len().alias("n"),
-            col("affected").cast(DataType::UInt64).sum().alias("affected"),
-            col("orders").sum().alias("orders"),
-            col("order_value").fill_null(lit(0.0)).sum().alias("realised"),
+            col(SESSION.affected).cast(DataType::UInt64).sum().alias("affected"),
+            col(SESSION.orders).sum().alias("orders"),
+            col(SESSION.order_value).fill_null(lit(0.0)).sum().alias("realised"),
         ])
         .collect()
         .map_err(err)?;
@@ -290,10 +299,10 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     ordered.extend(rows.into_values());
     out.funnel = ordered;
 
-    let failures = scan(&dir.join("failures.parquet"))?
-        .filter(col("severity").eq(lit("critical")).or(col("severity").eq(lit("major"))));
-    let by_kind = failures.clone().group_by([col("kind")]).agg([len().alias("n")]).collect().map_err(err)?;
-    let kinds = by_kind.column("kind").map_err(err)?.str().map_err(err)?.clone();
+    let failures = scan(&dir.join(files::FAILURES))?
+        .filter(col(FAILURE.severity).eq(lit("critical")).or(col(FAILURE.severity).eq(lit("major"))));
+    let by_kind = failures.clone().group_by([col(FAILURE.kind)]).agg([len().alias("n")]).collect().map_err(err)?;
+    let kinds = by_kind.column(FAILURE.kind).map_err(err)?.str().map_err(err)?.clone();
     let counts = by_kind.column("n").map_err(err)?.cast(&DataType::UInt64).map_err(err)?;
     let counts = counts.u64().map_err(err)?;
     for i in 0..by_kind.height() {
@@ -315,31 +324,31 @@ const ROUTES_LISTED: u32 = 50;
 fn routes(dir: &Path, noticed: LazyFrame, lost_by_route: &[RouteLost], out: &mut Impact) -> io::Result<()> {
     let by = noticed
         .clone()
-        .filter(col("route").neq(lit("")))
-        .group_by([col("route")])
-        .agg([len().alias("failures"), col("user").n_unique().alias("users")])
+        .filter(col(FAILURE.route).neq(lit("")))
+        .group_by([col(FAILURE.route)])
+        .agg([len().alias("failures"), col(FAILURE.user).n_unique().alias("users")])
         .sort_by_exprs(
-            [col("failures"), col("route")],
+            [col("failures"), col(FAILURE.route)],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
         .limit(ROUTES_LISTED)
         .collect()
         .map_err(err)?;
-    let (rt, f, u) = (texts(&by, "route")?, counts(&by, "failures")?, counts(&by, "users")?);
+    let (rt, f, u) = (texts(&by, FAILURE.route)?, counts(&by, "failures")?, counts(&by, "users")?);
     out.top_failing_pages = (0..by.height().min(10)).map(|i| (rt[i].clone(), f[i], u[i])).collect();
     let kinds = noticed
-        .filter(col("route").neq(lit("")))
-        .group_by([col("route"), col("kind")])
+        .filter(col(FAILURE.route).neq(lit("")))
+        .group_by([col(FAILURE.route), col(FAILURE.kind)])
         .agg([len().alias("n")])
         .collect()
         .map_err(err)?;
-    let (kr, kk, kn) = (texts(&kinds, "route")?, texts(&kinds, "kind")?, counts(&kinds, "n")?);
-    let views = scan(&dir.join("pages.parquet"))?
-        .group_by([col("route")])
+    let (kr, kk, kn) = (texts(&kinds, FAILURE.route)?, texts(&kinds, FAILURE.kind)?, counts(&kinds, "n")?);
+    let views = scan(&dir.join(files::PAGES))?
+        .group_by([col(PAGE.route)])
         .agg([len().alias("views")])
         .collect()
         .map_err(err)?;
-    let views: BTreeMap<String, u64> = texts(&views, "route")?.into_iter().zip(counts(&views, "views")?).collect();
+    let views: BTreeMap<String, u64> = texts(&views, PAGE.route)?.into_iter().zip(counts(&views, "views")?).collect();
     let lost: BTreeMap<&str, f64> = lost_by_route.iter().map(|(r, l, _)| (r.as_str(), *l)).collect();
     out.by_route = (0..by.height())
         .map(|i| RouteImpact {
@@ -415,31 +424,36 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     // than browsers. Each unaffected session stands for 1 / P(escaping)
     // sessions like it, so the baselines are not biased towards short
     // visits.
-    let pages = scan(&dir.join("pages.parquet"))?.select([
-        col("page"),
-        col("session"),
-        col("name").fill_null(none()),
-        col("step").fill_null(none()),
+    let pages = scan(&dir.join(files::PAGES))?.select([
+        col(PAGE.page),
+        col(PAGE.session),
+        col(PAGE.name).fill_null(none()),
+        col(PAGE.step).fill_null(none()),
     ]);
     // (Sorted, here and below: sums of floats in a fixed order give the
     // same summary from run to run.)
     let views = pages
         .clone()
-        .group_by([col("name"), col("step")])
+        .group_by([col(PAGE.name), col(PAGE.step)])
         .agg([len().alias("views")])
-        .sort_by_exprs([col("name"), col("step")], SortMultipleOptions::default())
+        .sort_by_exprs([col(PAGE.name), col(PAGE.step)], SortMultipleOptions::default())
         .collect()
         .map_err(err)?;
-    let hit = scan(&dir.join("failures.parquet"))?
-        .filter(col("severity").eq(lit("critical")).or(col("severity").eq(lit("major"))).and(col("page").is_not_null()))
-        .group_by([col("session"), col("page")])
-        .agg([col("page_name").first().fill_null(none()).alias("name")])
+    let hit = scan(&dir.join(files::FAILURES))?
+        .filter(
+            col(FAILURE.severity)
+                .eq(lit("critical"))
+                .or(col(FAILURE.severity).eq(lit("major")))
+                .and(col(FAILURE.page).is_not_null()),
+        )
+        .group_by([col(FAILURE.session), col(FAILURE.page)])
+        .agg([col(FAILURE.page_name).first().fill_null(none()).alias("name")])
         .group_by([col("name")])
         .agg([len().alias("hit")])
         .collect()
         .map_err(err)?;
     let hits: BTreeMap<String, f64> = texts(&hit, "name")?.into_iter().zip(nums(&hit, "hit")?).collect();
-    let (vn, vs, vv) = (texts(&views, "name")?, texts(&views, "step")?, nums(&views, "views")?);
+    let (vn, vs, vv) = (texts(&views, PAGE.name)?, texts(&views, PAGE.step)?, nums(&views, "views")?);
     let mut by_name: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     let mut by_step: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for i in 0..vn.len() {
@@ -474,17 +488,17 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         .unzip();
     let factors = DataFrame::new(
         names.len(),
-        vec![Series::new("name".into(), names).into(), Series::new("lam".into(), lam).into()],
+        vec![Series::new(PAGE.name.into(), names).into(), Series::new("lam".into(), lam).into()],
     )
     .map_err(err)?;
     let cap = (MAX_WEIGHT.ln() * 1e6).round() as i64;
     let weights = pages
         .clone()
-        .join(factors.lazy(), [col("name")], [col("name")], JoinArgs::new(JoinType::Left))
-        .group_by([col("session")])
+        .join(factors.lazy(), [col(PAGE.name)], [col(PAGE.name)], JoinArgs::new(JoinType::Left))
+        .group_by([col(PAGE.session)])
         .agg([col("lam").fill_null(lit(0i64)).sum().alias("ls")])
         .select([
-            col("session"),
+            col(PAGE.session),
             ((when(col("ls").gt(lit(cap))).then(lit(cap)).otherwise(col("ls")).cast(DataType::Float64)
                 * lit(WEIGHT_STEPS / 1e6))
                 + lit(0.5))
@@ -499,46 +513,46 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     // or one with a larger basket) is more likely to meet one: weighting by
     // page views keeps that from biasing the estimate.
     let flags = sessions.clone().select([
-        col("session"),
-        col("affected"),
-        col("converted"),
+        col(SESSION.session),
+        col(SESSION.affected),
+        col(SESSION.converted),
         // In cents: integers add up alike in any order.
-        ((col("order_value").fill_null(lit(0.0)) * lit(100.0)) + lit(0.5)).cast(DataType::Int64).alias("order"),
+        ((col(SESSION.order_value).fill_null(lit(0.0)) * lit(100.0)) + lit(0.5)).cast(DataType::Int64).alias("order"),
     ]);
     let base = pages
-        .select([col("session"), col("step")])
-        .join(flags, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
-        .filter(col("affected").not())
-        .join(weights, [col("session")], [col("session")], JoinArgs::new(JoinType::Left))
+        .select([col(PAGE.session), col(PAGE.step)])
+        .join(flags, [col(PAGE.session)], [col(PAGE.session)], JoinArgs::new(JoinType::Inner))
+        .filter(col(SESSION.affected).not())
+        .join(weights, [col(PAGE.session)], [col(PAGE.session)], JoinArgs::new(JoinType::Left))
         .with_column(col("bucket").fill_null(lit(0i64)))
-        .group_by([col("step"), col("bucket")])
+        .group_by([col(PAGE.step), col("bucket")])
         .agg([
             len().alias("views"),
-            col("converted").cast(DataType::UInt64).sum().alias("converted_views"),
-            col("session").n_unique().alias("sessions"),
-            (col("converted").cast(DataType::Int64) * col("order")).sum().alias("orders"),
+            col(SESSION.converted).cast(DataType::UInt64).sum().alias("converted_views"),
+            col(PAGE.session).n_unique().alias("sessions"),
+            (col(SESSION.converted).cast(DataType::Int64) * col("order")).sum().alias("orders"),
         ])
-        .sort_by_exprs([col("step"), col("bucket")], SortMultipleOptions::default())
+        .sort_by_exprs([col(PAGE.step), col("bucket")], SortMultipleOptions::default())
         .collect()
         .map_err(err)?;
     let affected_by_exit = sessions
         .clone()
-        .filter(col("affected"))
-        .select([col("exit_step").fill_null(none()).alias("step"), col("converted")])
+        .filter(col(SESSION.affected))
+        .select([col(SESSION.exit_step).fill_null(none()).alias("step"), col(SESSION.converted)])
         .group_by([col("step")])
-        .agg([len().alias("affected"), col("converted").cast(DataType::UInt64).sum().alias("converted")])
+        .agg([len().alias("affected"), col(SESSION.converted).cast(DataType::UInt64).sum().alias("converted")])
         .collect()
         .map_err(err)?;
     // The sessions counted as lost: hurt, not converted, and gone right
     // after the failure.
     let each = sessions
         .clone()
-        .filter(col("affected").and(col("converted").not()).and(col("left_after_failure")))
+        .filter(col(SESSION.affected).and(col(SESSION.converted).not()).and(col(SESSION.left_after_failure)))
         .select([
-            col("exit_step").fill_null(none()).alias("step"),
-            col("exit_failure").fill_null(none()).alias("kind"),
-            col("exit_route").fill_null(lit("")).alias("url"),
-            col("cart_value").fill_null(lit(0.0)).alias("cart"),
+            col(SESSION.exit_step).fill_null(none()).alias("step"),
+            col(SESSION.exit_failure).fill_null(none()).alias("kind"),
+            col(SESSION.exit_route).fill_null(lit("")).alias("url"),
+            col(SESSION.cart_value).fill_null(lit(0.0)).alias("cart"),
         ])
         .collect()
         .map_err(err)?;
@@ -550,7 +564,7 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     }
     // Per step: views, converted views, sessions (each session is in one
     // bucket), and the weighted sums.
-    let (bs, bk) = (texts(&base, "step")?, nums(&base, "bucket")?);
+    let (bs, bk) = (texts(&base, PAGE.step)?, nums(&base, "bucket")?);
     let (bv, bc, bn, bo) =
         (nums(&base, "views")?, nums(&base, "converted_views")?, nums(&base, "sessions")?, nums(&base, "orders")?);
     let mut sums: BTreeMap<String, [f64; 6]> = BTreeMap::new();
@@ -671,14 +685,14 @@ fn floats(df: &DataFrame, c: &str) -> io::Result<Vec<Option<f64>>> {
 /// Failures by hour and by server, Apdex by page class, the funnel of
 /// affected and unaffected sessions, and the most affected users.
 fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<()> {
-    let noticed = scan(&dir.join("failures.parquet"))?
-        .filter(col("severity").eq(lit("critical")).or(col("severity").eq(lit("major"))));
+    let noticed = scan(&dir.join(files::FAILURES))?
+        .filter(col(FAILURE.severity).eq(lit("critical")).or(col(FAILURE.severity).eq(lit("major"))));
     let hours = noticed
         .clone()
-        .with_column(col("ts").cast(DataType::Int64).alias("t"))
+        .with_column(col(FAILURE.ts).cast(DataType::Int64).alias("t"))
         .with_column((col("t") - col("t") % lit(3600i64)).alias("hour"))
         .group_by([col("hour")])
-        .agg([len().alias("failures"), col("user").n_unique().alias("users")])
+        .agg([len().alias("failures"), col(FAILURE.user).n_unique().alias("users")])
         .sort(["hour"], SortMultipleOptions::default())
         .collect()
         .map_err(err)?;
@@ -689,45 +703,45 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
 
     let names = noticed
         .clone()
-        .group_by([col("page_name").fill_null(lit("(none)"))])
-        .agg([len().alias("failures"), col("user").n_unique().alias("users")])
+        .group_by([col(FAILURE.page_name).fill_null(lit("(none)"))])
+        .agg([len().alias("failures"), col(FAILURE.user).n_unique().alias("users")])
         .sort_by_exprs(
-            [col("failures"), col("page_name")],
+            [col("failures"), col(FAILURE.page_name)],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
         .collect()
         .map_err(err)?;
-    let (pn, f, u) = (texts(&names, "page_name")?, counts(&names, "failures")?, counts(&names, "users")?);
+    let (pn, f, u) = (texts(&names, FAILURE.page_name)?, counts(&names, "failures")?, counts(&names, "users")?);
     out.by_page_name = (0..names.height()).map(|i| (pn[i].clone(), f[i], u[i])).collect();
 
     let servers = noticed
-        .group_by([col("server").fill_null(lit("(none)"))])
-        .agg([len().alias("failures"), col("user").n_unique().alias("users")])
+        .group_by([col(FAILURE.server).fill_null(lit("(none)"))])
+        .agg([len().alias("failures"), col(FAILURE.user).n_unique().alias("users")])
         .sort_by_exprs(
-            [col("failures"), col("server")],
+            [col("failures"), col(FAILURE.server)],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
         .limit(20)
         .collect()
         .map_err(err)?;
-    let (sv, f, u) = (texts(&servers, "server")?, counts(&servers, "failures")?, counts(&servers, "users")?);
+    let (sv, f, u) = (texts(&servers, FAILURE.server)?, counts(&servers, "failures")?, counts(&servers, "users")?);
     out.by_server = (0..servers.height()).map(|i| (sv[i].clone(), f[i], u[i])).collect();
 
-    let pages = scan(&dir.join("pages.parquet"))?;
+    let pages = scan(&dir.join(files::PAGES))?;
     let apdex = pages
         .clone()
-        .group_by([col("name").fill_null(lit("(none)"))])
+        .group_by([col(PAGE.name).fill_null(lit("(none)"))])
         .agg([
             len().alias("views"),
-            col("apdex").eq(lit("satisfied")).cast(DataType::UInt64).sum().alias("satisfied"),
-            col("apdex").eq(lit("tolerating")).cast(DataType::UInt64).sum().alias("tolerating"),
-            col("apdex").eq(lit("frustrated")).cast(DataType::UInt64).sum().alias("frustrated"),
+            col(PAGE.apdex).eq(lit("satisfied")).cast(DataType::UInt64).sum().alias("satisfied"),
+            col(PAGE.apdex).eq(lit("tolerating")).cast(DataType::UInt64).sum().alias("tolerating"),
+            col(PAGE.apdex).eq(lit("frustrated")).cast(DataType::UInt64).sum().alias("frustrated"),
         ])
-        .sort(["name"], SortMultipleOptions::default())
+        .sort([PAGE.name], SortMultipleOptions::default())
         .collect()
         .map_err(err)?;
     let (nm, v, sa, to, fr) = (
-        texts(&apdex, "name")?,
+        texts(&apdex, PAGE.name)?,
         counts(&apdex, "views")?,
         counts(&apdex, "satisfied")?,
         counts(&apdex, "tolerating")?,
@@ -744,19 +758,20 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
         })
         .collect();
 
-    let flags = scan(&dir.join("sessions.parquet"))?.select([col("session"), col("affected"), col("converted")]);
+    let flags =
+        scan(&dir.join(files::SESSIONS))?.select([col(SESSION.session), col(SESSION.affected), col(SESSION.converted)]);
     let funnel = pages
-        .select([col("session"), col("step").fill_null(lit("(none)"))])
-        .join(flags, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
-        .group_by([col("step"), col("affected")])
+        .select([col(PAGE.session), col(PAGE.step).fill_null(lit("(none)"))])
+        .join(flags, [col(PAGE.session)], [col(PAGE.session)], JoinArgs::new(JoinType::Inner))
+        .group_by([col(PAGE.step), col(SESSION.affected)])
         .agg([
-            col("session").n_unique().alias("reached"),
-            col("session").filter(col("converted")).n_unique().alias("converted"),
+            col(PAGE.session).n_unique().alias("reached"),
+            col(PAGE.session).filter(col(SESSION.converted)).n_unique().alias("converted"),
         ])
         .collect()
         .map_err(err)?;
-    let (st, re, co) = (texts(&funnel, "step")?, counts(&funnel, "reached")?, counts(&funnel, "converted")?);
-    let af = funnel.column("affected").map_err(err)?.cast(&DataType::Boolean).map_err(err)?;
+    let (st, re, co) = (texts(&funnel, PAGE.step)?, counts(&funnel, "reached")?, counts(&funnel, "converted")?);
+    let af = funnel.column(SESSION.affected).map_err(err)?.cast(&DataType::Boolean).map_err(err)?;
     let af = af.bool().map_err(err)?.clone();
     let mut rows: BTreeMap<String, FunnelRow> = BTreeMap::new();
     for i in 0..funnel.height() {
@@ -782,23 +797,29 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
     }
     out.funnel_comparison.extend(rows.into_values());
 
-    let users = scan(&dir.join("users.parquet"))?
-        .filter(col("failures_total").gt(lit(0u64)))
+    let users = scan(&dir.join(files::USERS))?
+        .filter(col(USER.failures_total).gt(lit(0u64)))
         .sort_by_exprs(
-            [col("failures_total"), col("user")],
+            [col(USER.failures_total), col(USER.user)],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
         .limit(20)
-        .select([col("user"), col("failures_total"), col("sessions"), col("converted"), col("cart_value")])
+        .select([
+            col(USER.user),
+            col(USER.failures_total),
+            col(USER.sessions),
+            col(USER.converted),
+            col(USER.cart_value),
+        ])
         .collect()
         .map_err(err)?;
     let (us, ft, se, cv) = (
-        texts(&users, "user")?,
-        counts(&users, "failures_total")?,
-        counts(&users, "sessions")?,
-        floats(&users, "cart_value")?,
+        texts(&users, USER.user)?,
+        counts(&users, USER.failures_total)?,
+        counts(&users, USER.sessions)?,
+        floats(&users, USER.cart_value)?,
     );
-    let conv = users.column("converted").map_err(err)?.cast(&DataType::Boolean).map_err(err)?;
+    let conv = users.column(USER.converted).map_err(err)?.cast(&DataType::Boolean).map_err(err)?;
     let conv = conv.bool().map_err(err)?.clone();
     out.top_affected_users = (0..users.height())
         .map(|i| TopUser {
@@ -815,6 +836,7 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::Fields;
     use crate::{Kind, ParquetWriter};
     use serde_json::{Value, json};
 
@@ -861,67 +883,13 @@ mod tests {
         fn write(&self) -> &Path {
             type File<'a> = (&'a str, &'a [Value], &'a [(&'a str, Kind)]);
             let files: [File<'_>; 4] = [
-                (
-                    "users",
-                    &self.users,
-                    &[
-                        ("user", Kind::Str),
-                        ("affected", Kind::Bool),
-                        ("failures_total", Kind::U64),
-                        ("sessions", Kind::U64),
-                        ("converted", Kind::Bool),
-                        ("cart_value", Kind::F64),
-                    ],
-                ),
-                (
-                    "sessions",
-                    &self.sessions,
-                    &[
-                        ("session", Kind::Str),
-                        ("affected", Kind::Bool),
-                        ("converted", Kind::Bool),
-                        ("orders", Kind::U64),
-                        ("order_value", Kind::F64),
-                        ("exit_step", Kind::Str),
-                        ("left_after_failure", Kind::Bool),
-                        ("exit_failure", Kind::Str),
-                        ("exit_url", Kind::Str),
-                        ("exit_route", Kind::Str),
-                        ("cart_value", Kind::F64),
-                    ],
-                ),
-                (
-                    "pages",
-                    &self.pages,
-                    &[
-                        ("page", Kind::Str),
-                        ("session", Kind::Str),
-                        ("name", Kind::Str),
-                        ("step", Kind::Str),
-                        ("apdex", Kind::Str),
-                        ("url", Kind::Str),
-                        ("route", Kind::Str),
-                    ],
-                ),
-                (
-                    "failures",
-                    &self.failures,
-                    &[
-                        ("ts", Kind::F64),
-                        ("user", Kind::Str),
-                        ("session", Kind::Str),
-                        ("page", Kind::U64),
-                        ("kind", Kind::Str),
-                        ("severity", Kind::Str),
-                        ("page_name", Kind::Str),
-                        ("url", Kind::Str),
-                        ("route", Kind::Str),
-                        ("server", Kind::Str),
-                    ],
-                ),
+                (files::USERS, &self.users, UserRecord::FIELDS),
+                (files::SESSIONS, &self.sessions, SessionRecord::FIELDS),
+                (files::PAGES, &self.pages, PageRecord::FIELDS),
+                (files::FAILURES, &self.failures, FailureRecord::FIELDS),
             ];
             for (name, rows, cols) in files {
-                let f = std::fs::File::create(self.dir.join(format!("{name}.parquet"))).unwrap();
+                let f = std::fs::File::create(self.dir.join(name)).unwrap();
                 let mut w = ParquetWriter::new(std::io::BufWriter::new(f), cols).unwrap();
                 for r in rows {
                     w.push(r).unwrap();

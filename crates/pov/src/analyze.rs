@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use pov_capture::http::HttpTransaction;
+use pov_impact::schema::files;
 use pov_impact::{Impact, RevenueModel};
 
 use crate::config::PovConfig;
@@ -18,10 +19,6 @@ use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 use crate::pipeline::RunReport;
 use crate::transactions::{Masker, TxRecord, TxWriter};
 use crate::users::{Outputs, UserStage, UserStageReport};
-
-/// The record files of a run, in its output folder.
-pub const FILES: [&str; 5] =
-    ["transactions.parquet", "pages.parquet", "sessions.parquet", "users.parquet", "failures.parquet"];
 
 /// Transactions go both to their Parquet file and to the user stage.
 pub struct AnalyzeSink {
@@ -164,7 +161,7 @@ impl RunDir {
     /// (perhaps unmasked), and report.html no longer links them. pov owns
     /// `OUT/replays/`; only `.html` files there are touched.
     fn remove_stale_replays(&self, published: &[PathBuf]) {
-        let Ok(entries) = fs::read_dir(self.out.join("replays")) else { return };
+        let Ok(entries) = fs::read_dir(self.out.join(files::REPLAYS)) else { return };
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "html") && p.is_file() && !published.contains(&p) {
@@ -195,12 +192,12 @@ impl AnalyzePipeline {
         max_session_txs: usize,
     ) -> io::Result<AnalyzePipeline> {
         let open = |name: &str| run.file(name);
-        let tx = TxWriter::new(open(FILES[0])?, Format::Parquet, Masker::new(&cfg.privacy, mask))?;
+        let tx = TxWriter::new(open(files::TRANSACTIONS)?, Format::Parquet, Masker::new(&cfg.privacy, mask))?;
         let outputs = Outputs {
-            pages: Some(RecordWriter::new(open(FILES[1])?, Format::Parquet)?),
-            sessions: Some(RecordWriter::new(open(FILES[2])?, Format::Parquet)?),
-            users: Some(RecordWriter::new(open(FILES[3])?, Format::Parquet)?),
-            failures: Some(RecordWriter::new(open(FILES[4])?, Format::Parquet)?),
+            pages: Some(RecordWriter::new(open(files::PAGES)?, Format::Parquet)?),
+            sessions: Some(RecordWriter::new(open(files::SESSIONS)?, Format::Parquet)?),
+            users: Some(RecordWriter::new(open(files::USERS)?, Format::Parquet)?),
+            failures: Some(RecordWriter::new(open(files::FAILURES)?, Format::Parquet)?),
         };
         let mut users = UserStage::with_limits(cfg, mask, outputs, max_session_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -380,17 +377,75 @@ impl Summary {
 
     /// Writes `report.html` into the run's folder atomically.
     pub fn write_report(&self, run: &RunDir) -> io::Result<()> {
-        let mut f = run.file("report.html")?;
+        let mut f = run.file(files::REPORT)?;
         f.write_all(crate::report::render(self).as_bytes())?;
         f.commit()
     }
 
     /// Writes `summary.json` into the run's folder atomically.
     pub fn write(&self, run: &RunDir) -> io::Result<()> {
-        let mut f = run.file("summary.json")?;
+        let mut f = run.file(files::SUMMARY)?;
         serde_json::to_writer_pretty(&mut f, self).map_err(io::Error::other)?;
         writeln!(f)?;
         f.commit()
+    }
+
+    /// What `pov analyze` prints: the headline numbers, the top failing
+    /// pages, the change since the last run, and where the outputs are
+    /// (`out`, the output folder).
+    pub fn write_text(&self, w: &mut dyn Write, out: &Path) -> io::Result<()> {
+        let span = match (self.capture_start, self.capture_end) {
+            (Some(a), Some(b)) => format!("{:.0} s of traffic", b - a),
+            _ => "no packets".into(),
+        };
+        writeln!(
+            w,
+            "{span}, {} HTTP transactions, {} bytes missing from the capture",
+            self.transactions, self.capture_loss_bytes
+        )?;
+        writeln!(
+            w,
+            "users: {} ({} affected, {:.1} %); sessions: {} ({} affected)",
+            self.users_total, self.users_affected, self.users_affected_pct, self.sessions_total, self.sessions_affected
+        )?;
+        let kinds: Vec<String> = self.failures_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(w, "failures: {}", if kinds.is_empty() { "none".into() } else { kinds.join(", ") })?;
+        writeln!(
+            w,
+            "orders: {} worth {:.2} {}; revenue lost: {:.2} {} (95 % interval {:.2} to {:.2})",
+            self.orders,
+            self.revenue_realised,
+            self.currency,
+            self.revenue_lost.value,
+            self.currency,
+            self.revenue_lost.low,
+            self.revenue_lost.high
+        )?;
+        if !self.top_failing_pages.is_empty() {
+            writeln!(w, "top failing pages:")?;
+            for (url, n, users) in self.top_failing_pages.iter().take(5) {
+                writeln!(w, "  {n:>5} failures, {users:>4} users  {url}")?;
+            }
+        }
+        if let Some(d) = &self.delta {
+            writeln!(
+                w,
+                "since {}: affected users {:+} ({:+.2} points), failures {:+}, revenue lost {:+.2}",
+                d.since, d.users_affected, d.users_affected_pct, d.failures, d.revenue_lost
+            )?;
+        }
+        let written: Vec<&str> = files::RECORDS.iter().chain(&files::SUMMARIES).copied().collect();
+        writeln!(w, "outputs: {}/{{{}}}", out.display(), written.join(", "))?;
+        if !self.replays.is_empty() {
+            writeln!(
+                w,
+                "replays of the {} most affected users: {}/{}/",
+                self.replays.len(),
+                out.display(),
+                files::REPLAYS
+            )?;
+        }
+        Ok(())
     }
 
     /// Puts the input problems of `report` (errors and warnings) in the
@@ -489,20 +544,20 @@ impl HistoryPoint {
 /// A file that is not a summary is an error naming it.
 pub fn read_history(dir: &Path, exclude: &Path) -> io::Result<Vec<HistoryPoint>> {
     let named = |e: io::Error, p: &Path| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
-    let mut files = Vec::new();
-    let direct = dir.join("summary.json");
+    let mut found = Vec::new();
+    let direct = dir.join(files::SUMMARY);
     if direct.is_file() {
-        files.push(direct);
+        found.push(direct);
     }
     for e in fs::read_dir(dir).map_err(|e| named(e, dir))? {
-        let p = e.map_err(|e| named(e, dir))?.path();
-        if p.is_dir() && p.join("summary.json").is_file() {
-            files.push(p.join("summary.json"));
+        let p = e.map_err(|e| named(e, dir))?.path().join(files::SUMMARY);
+        if p.is_file() {
+            found.push(p);
         }
     }
     let skip = fs::canonicalize(exclude).ok();
     let mut out = Vec::new();
-    for f in files {
+    for f in found {
         if skip.is_some() && f.parent().and_then(|d| fs::canonicalize(d).ok()) == skip {
             continue;
         }

@@ -11,14 +11,14 @@ use serde::Deserialize;
 pub use pov_privacy::PrivacyConfig;
 
 /// The whole file.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PovConfig {
     /// `[users]`.
     pub users: UsersConfig,
     /// `[sessions]`.
     pub sessions: SessionsConfig,
-    /// `[[pages]]` (empty: the built-in shop pages).
+    /// `[[pages]]`: the built-in shop pages when the file gives none.
     pub pages: Vec<PageRule>,
     /// `[failures]`.
     pub failures: FailuresConfig,
@@ -33,6 +33,23 @@ pub struct PovConfig {
     pub routes: Vec<pov_classify::routes::RouteRule>,
 }
 
+impl Default for PovConfig {
+    /// Every section's defaults, the built-in `[[pages]]` included (what
+    /// an empty file gives).
+    fn default() -> PovConfig {
+        PovConfig {
+            users: UsersConfig::default(),
+            sessions: SessionsConfig::default(),
+            pages: pov_sessions::config::default_pages(),
+            failures: FailuresConfig::default(),
+            revenue: RevenueConfig::default(),
+            privacy: PrivacyConfig::default(),
+            robots: RobotsConfig::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
 impl PovConfig {
     /// Reads and checks a file. Errors name the file, and for a bad key or
     /// value its line and column.
@@ -43,7 +60,11 @@ impl PovConfig {
 
     /// Parses and checks TOML text.
     pub fn parse(text: &str) -> Result<PovConfig, String> {
-        let cfg: PovConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let mut cfg: PovConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        if cfg.pages.is_empty() {
+            // `pages = []` gives none: the built-in ones, as no `[[pages]]`.
+            cfg.pages = PovConfig::default().pages;
+        }
         cfg.check()?;
         Ok(cfg)
     }
@@ -309,13 +330,17 @@ mod tests {
     #[test]
     fn printed_defaults_are_the_defaults() {
         let printed = PovConfig::parse(DEFAULT_TOML).unwrap();
-        let expected = PovConfig { pages: pov_sessions::config::default_pages(), ..PovConfig::default() };
-        assert_eq!(printed, expected);
+        assert_eq!(printed, PovConfig::default());
+        assert_eq!(printed.pages, pov_sessions::config::default_pages());
     }
 
     #[test]
     fn empty_file_and_partial_sections() {
         assert_eq!(PovConfig::parse("").unwrap(), PovConfig::default());
+        // No page rule is the built-in ones; any replaces them all.
+        assert_eq!(PovConfig::parse("pages = []\n").unwrap().pages.len(), 9);
+        let one = PovConfig::parse("[[pages]]\nname = \"x\"\npattern = \"^/x\"\n").unwrap();
+        assert_eq!(one.pages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["x"]);
         let c = PovConfig::parse("[sessions]\ntimeout_secs = 600\n").unwrap();
         assert_eq!(c.sessions.timeout_secs, 600.0);
         assert_eq!(c.sessions.page_window_secs, 10.0);

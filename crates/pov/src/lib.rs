@@ -13,7 +13,9 @@
 //! atomically. [`config`] reads `pov.toml`; [`users`] is the user stage
 //! behind `pov users`, `pov sessions`, `pov pages` and `pov failures`
 //! (pov-sessions ties transactions to users, sessions and page views;
-//! pov-classify labels the failures).
+//! pov-classify labels the failures). [`run`] is what each command does,
+//! from its settings to its outputs (`pov analyze` and the replay pass
+//! included); [`schema`] names every file and column pov writes.
 //!
 //! [`testing`] holds the invariant checks the fuzz targets (`fuzz/`) and
 //! the corpus-replay tests (`tests/fuzz_corpus.rs`) share.
@@ -32,7 +34,12 @@ pub mod pipeline;
 pub mod replay;
 pub mod report;
 pub mod resend;
+pub mod run;
 pub mod store;
 pub mod testing;
 pub mod transactions;
 pub mod users;
+
+/// What pov writes: the files of a `pov analyze` run, and every record
+/// type with its columns (pov-impact owns it).
+pub use pov_impact::schema;

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use pov_impact::Kind;
+pub use pov_impact::schema::Fields;
 
 use pov_capture::tcp::ConnSummary;
 
@@ -23,49 +24,53 @@ pub enum Format {
     Parquet,
 }
 
-/// One row of `pov flows`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct FlowRow {
-    /// Connection id.
-    pub id: u64,
-    /// Capture time of the first packet (epoch seconds).
-    pub ts: f64,
-    /// Seconds from the first to the last packet.
-    pub duration: f64,
-    /// Client `address:port`.
-    pub client: String,
-    /// Server `address:port`.
-    pub server: String,
-    /// Packets client to server.
-    pub c2s_packets: u64,
-    /// Payload bytes client to server, retransmissions included.
-    pub c2s_bytes: u64,
-    /// Packets server to client.
-    pub s2c_packets: u64,
-    /// Payload bytes server to client, retransmissions included.
-    pub s2c_bytes: u64,
-    /// Distinct stream bytes delivered, client to server.
-    pub c2s_stream_bytes: u64,
-    /// Distinct stream bytes delivered, server to client.
-    pub s2c_stream_bytes: u64,
-    /// Bytes missing from the capture, client to server.
-    pub c2s_gap_bytes: u64,
-    /// Bytes missing from the capture, server to client.
-    pub s2c_gap_bytes: u64,
-    /// Handshake round trip in milliseconds (SYN to ACK), when seen.
-    pub handshake_rtt_ms: Option<f64>,
-    /// How the connection ended, e.g. `fin by server`, `rst by client`.
-    pub close: String,
-    /// Zeek-style connection state (SF, S0, REJ, RSTO, RSTR, OTH ...).
-    pub state: String,
-    /// How client and server were told apart.
-    pub roles: String,
-    /// First frame number.
-    pub first_frame: u64,
-    /// Last frame number.
-    pub last_frame: u64,
-    /// Anomalies, prefixed by direction (`c2s:retransmission` ...).
-    pub anomalies: Vec<String>,
+pov_impact::record! {
+    /// One row of `pov flows`.
+    #[derive(Clone, Debug, Default)]
+    pub struct FlowRow {
+        /// Connection id.
+        pub id: u64,
+        /// Capture time of the first packet (epoch seconds).
+        pub ts: f64,
+        /// Seconds from the first to the last packet.
+        pub duration: f64,
+        /// Client `address:port`.
+        pub client: String,
+        /// Server `address:port`.
+        pub server: String,
+        /// Packets client to server.
+        pub c2s_packets: u64,
+        /// Payload bytes client to server, retransmissions included.
+        pub c2s_bytes: u64,
+        /// Packets server to client.
+        pub s2c_packets: u64,
+        /// Payload bytes server to client, retransmissions included.
+        pub s2c_bytes: u64,
+        /// Distinct stream bytes delivered, client to server.
+        pub c2s_stream_bytes: u64,
+        /// Distinct stream bytes delivered, server to client.
+        pub s2c_stream_bytes: u64,
+        /// Bytes missing from the capture, client to server.
+        pub c2s_gap_bytes: u64,
+        /// Bytes missing from the capture, server to client.
+        pub s2c_gap_bytes: u64,
+        /// Handshake round trip in milliseconds (SYN to ACK), when seen.
+        pub handshake_rtt_ms: Option<f64>,
+        /// How the connection ended, e.g. `fin by server`, `rst by client`.
+        pub close: String,
+        /// Zeek-style connection state (SF, S0, REJ, RSTO, RSTR, OTH ...).
+        pub state: String,
+        /// How client and server were told apart.
+        pub roles: String,
+        /// First frame number.
+        pub first_frame: u64,
+        /// Last frame number.
+        pub last_frame: u64,
+        /// Anomalies, prefixed by direction (`c2s:retransmission` ...).
+        pub anomalies: Vec<String>,
+    }
+    /// The column names of [`FlowRow`].
+    pub columns FlowColumns;
 }
 
 impl FlowRow {
@@ -96,33 +101,8 @@ impl FlowRow {
     }
 }
 
-/// Columns of `pov flows` records, with their types.
-const FLOW_FIELDS: &[(&str, Kind)] = &[
-    ("id", Kind::U64),
-    ("ts", Kind::F64),
-    ("duration", Kind::F64),
-    ("client", Kind::Str),
-    ("server", Kind::Str),
-    ("c2s_packets", Kind::U64),
-    ("c2s_bytes", Kind::U64),
-    ("s2c_packets", Kind::U64),
-    ("s2c_bytes", Kind::U64),
-    ("c2s_stream_bytes", Kind::U64),
-    ("s2c_stream_bytes", Kind::U64),
-    ("c2s_gap_bytes", Kind::U64),
-    ("s2c_gap_bytes", Kind::U64),
-    ("handshake_rtt_ms", Kind::F64),
-    ("close", Kind::Str),
-    ("state", Kind::Str),
-    ("roles", Kind::Str),
-    ("first_frame", Kind::U64),
-    ("last_frame", Kind::U64),
-    ("anomalies", Kind::StrList),
-];
-
 impl Record for FlowRow {
-    const FIELDS: &'static [(&'static str, Kind)] = FLOW_FIELDS;
-    const COLUMNS: &'static [&'static str] = &[
+    const HEADER: &'static [&'static str] = &[
         "#",
         "ts",
         "duration",
@@ -159,13 +139,14 @@ impl Record for FlowRow {
     }
 }
 
-/// A record that [`RecordWriter`] can write in every [`Format`].
-pub trait Record: serde::Serialize {
-    /// JSON keys in column order, with their types (CSV and Parquet).
-    const FIELDS: &'static [(&'static str, Kind)];
+/// A record that [`RecordWriter`] can write in every [`Format`]: a type
+/// declared with [`pov_impact::record!`] (its columns, [`Fields::FIELDS`],
+/// are the JSON keys and the CSV and Parquet columns), and its table for
+/// people.
+pub trait Record: Fields {
     /// Column names of the table (a readable subset).
-    const COLUMNS: &'static [&'static str];
-    /// The table cells, one per column.
+    const HEADER: &'static [&'static str];
+    /// The table cells, one per column of [`Record::HEADER`].
     fn cells(&self) -> Vec<String>;
 }
 
@@ -252,7 +233,7 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
 
     fn flush_sample(&mut self) -> io::Result<()> {
         let Out::Text(out) = &mut self.out else { return Ok(()) };
-        let header: Vec<String> = R::COLUMNS.iter().map(|s| s.to_string()).collect();
+        let header: Vec<String> = R::HEADER.iter().map(|s| s.to_string()).collect();
         let layout = Layout::of(&header, &self.sample);
         layout.line(out, &header)?;
         for r in self.sample.drain(..) {
@@ -548,13 +529,15 @@ mod tests {
         let mut out = Vec::new();
         t.write(&mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "host                     n\na\\x1b[31mred\\x0ax\\x9b2J  1\n");
-        #[derive(serde::Serialize)]
-        struct Cell {
-            close: String,
+        pov_impact::record! {
+            #[derive(Default)]
+            struct Cell {
+                close: String,
+            }
+            columns CellColumns;
         }
         impl Record for Cell {
-            const FIELDS: &'static [(&'static str, Kind)] = &[("close", Kind::Str)];
-            const COLUMNS: &'static [&'static str] = &["close"];
+            const HEADER: &'static [&'static str] = &["close"];
             fn cells(&self) -> Vec<String> {
                 vec![self.close.clone()]
             }
@@ -563,6 +546,101 @@ mod tests {
         w.write(&Cell { close: "fin\r\u{7}".into() }).unwrap();
         let text = String::from_utf8(w.finish().unwrap()).unwrap();
         assert_eq!(text, "close\nfin\\x0d\\x07\n");
+    }
+
+    /// Every record type's JSON keys are its columns (for the user stage's
+    /// records, pov-impact's own tests check them).
+    #[test]
+    fn every_record_writes_its_columns() {
+        use pov_impact::schema::check;
+        check::<FlowRow>().unwrap();
+        check::<crate::transactions::TxRecord>().unwrap();
+        check::<crate::resend::SendRecord>().unwrap();
+    }
+
+    /// The columns docs/schema.md lists under `heading`, in order: a
+    /// table whose rows name one or more columns in backticks, with their
+    /// type (`text`, `u64`, `f64`, `bool`, `list`, `kind -> count` for a
+    /// map kept as text; `, optional` when it may be absent) when the table
+    /// has a type column.
+    fn documented(doc: &str, heading: &str) -> (Vec<(String, Option<String>)>, bool) {
+        let mut lines = doc.lines().skip_while(|l| *l != heading).skip(1).take_while(|l| !l.starts_with("## "));
+        let mut typed = false;
+        let mut out = Vec::new();
+        for l in lines.by_ref() {
+            typed |= l.starts_with("| field | type |");
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            if !l.starts_with("| `") || cells.len() < 3 {
+                continue;
+            }
+            let ty = typed.then(|| cells[2].to_string());
+            for name in cells[1].split('`').skip(1).step_by(2) {
+                out.push((name.to_string(), ty.clone()));
+            }
+        }
+        (out, typed)
+    }
+
+    /// Whether `doc` documents every column of `R` under `heading`, and
+    /// nothing else: in a typed table one column a row, in order, each
+    /// with its type and whether it is optional; otherwise the same names.
+    fn documents<R: Fields>(doc: &str, heading: &str) -> Result<(), String> {
+        let (rows, typed) = documented(doc, heading);
+        let mut names: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+        let mut want = R::names();
+        if !typed {
+            names.sort_unstable();
+            want.sort_unstable();
+            return if names == want { Ok(()) } else { Err(format!("{heading}: {names:?}, the columns {want:?}")) };
+        }
+        if names != want {
+            return Err(format!("{heading}: {names:?}, the columns {want:?}"));
+        }
+        for (((name, ty), (_, kind)), optional) in rows.iter().zip(R::FIELDS).zip(R::OPTIONAL) {
+            let ty = ty.as_deref().unwrap_or("");
+            let (base, opt) = ty.strip_suffix(", optional").map_or((ty, false), |b| (b, true));
+            let kind_of = match base {
+                "text" | "kind -> count" => Kind::Str,
+                "u64" => Kind::U64,
+                "i64" => Kind::I64,
+                "f64" => Kind::F64,
+                "bool" => Kind::Bool,
+                "list" => Kind::StrList,
+                other => return Err(format!("{heading}: `{name}` has no type: {other:?}")),
+            };
+            if (kind_of, opt) != (*kind, *optional) {
+                return Err(format!(
+                    "{heading}: `{name}` is documented as {ty:?}, the column is {kind:?}{}",
+                    if *optional { ", optional" } else { "" }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// docs/schema.md documents the columns of every record type, with
+    /// their types, and no column that is not written.
+    #[test]
+    fn the_docs_list_every_column() {
+        let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/schema.md")).unwrap();
+        documents::<crate::transactions::TxRecord>(&doc, "## pov transactions").unwrap();
+        documents::<FlowRow>(&doc, "## pov flows").unwrap();
+        documents::<crate::users::UserRecord>(&doc, "## pov users").unwrap();
+        documents::<crate::users::SessionRecord>(&doc, "## pov sessions").unwrap();
+        documents::<crate::users::PageRecord>(&doc, "## pov pages").unwrap();
+        documents::<crate::users::FailureRecord>(&doc, "## pov failures").unwrap();
+        documents::<crate::resend::SendRecord>(&doc, "## pov replay send").unwrap();
+        // A column missing, one too many, one of another type: each found.
+        let pages = doc.split("## pov pages").nth(1).and_then(|s| s.split("\n## ").next()).unwrap();
+        let without = doc.replace("| `redirects` | u64 | redirects followed |\n", "");
+        assert!(without.len() < doc.len() && pages.contains("| `redirects` | u64 |"));
+        let e = documents::<crate::users::PageRecord>(&without, "## pov pages").unwrap_err();
+        assert!(e.starts_with("## pov pages: [") && e.contains("\"requests\", \"load_ms\""), "{e}");
+        let extra = doc.replace("| `close` | `fin by client`", "| `closed`, `close` | `fin by client`");
+        assert!(documents::<FlowRow>(&extra, "## pov flows").unwrap_err().contains("\"closed\""));
+        let retyped = doc.replace("| `redirects` | u64 |", "| `redirects` | u64, optional |");
+        let e = documents::<crate::users::PageRecord>(&retyped, "## pov pages").unwrap_err();
+        assert_eq!(e, "## pov pages: `redirects` is documented as \"u64, optional\", the column is U64");
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! `pov replay har|html`: the selected sessions as HAR 1.2 or as an HTML
-//! replay. Two passes over the captures: the first finds the sessions (the
-//! user stage) and which transactions they hold; the second keeps those
-//! transactions whole (headers and bodies) for pov-replay to write.
+//! `pov replay har|html|send` and the replays of `pov analyze`: the
+//! selected sessions as HAR 1.2 or as an HTML replay. One pass over the
+//! captures ([`crate::run::replay`]): the user stage finds the sessions and
+//! which transactions they hold while every transaction is stored whole
+//! ([`crate::store`]); the selected ones are then read back ([`read_kept`])
+//! for pov-replay to write.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -18,9 +20,90 @@ use pov_replay::{HarEntry, HarPage};
 use pov_classify::Classified;
 use pov_sessions::Session;
 
+use crate::pipeline::RunReport;
+use crate::run::Watch;
+use crate::store::{StoreStats, TxStore};
 use crate::users::SessionTap;
 
 pub use pov_privacy::Masker;
+
+/// Most sessions replayed by default (`--max-sessions`; also the cap of
+/// `pov analyze`'s replays).
+pub const MAX_SESSIONS: usize = 1000;
+
+/// Most response body bytes held for a replay by default
+/// (`--max-replay-bytes`; also the cap of `pov analyze`'s replays).
+pub const MAX_BODY_BYTES: usize = 128 << 20;
+
+/// How much a replay holds.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayLimits {
+    /// Most sessions (their transactions are held whole until the output
+    /// is written); later matches are counted and left out.
+    pub max_sessions: usize,
+    /// Most response body bytes held in all; later bodies are left out.
+    pub max_body_bytes: usize,
+    /// Most bytes of transactions kept on disk while the captures are read.
+    pub max_store_bytes: u64,
+}
+
+impl Default for ReplayLimits {
+    fn default() -> ReplayLimits {
+        ReplayLimits {
+            max_sessions: MAX_SESSIONS,
+            max_body_bytes: MAX_BODY_BYTES,
+            max_store_bytes: crate::store::MAX_STORE_BYTES,
+        }
+    }
+}
+
+/// The selected sessions and their transactions, whole.
+pub struct Replay {
+    /// The sessions selected (none: nothing matched).
+    pub selection: Selection,
+    /// Their transactions.
+    pub keep: Keep,
+    /// The pass over the captures.
+    pub report: RunReport,
+    /// Whether what was kept is masked (user keys and secrets).
+    pub mask: bool,
+}
+
+/// The transactions of `sel`, whole, from the run's `store`, charged to
+/// `budget`, with at most `max_body_bytes` of response bodies; and what
+/// the store held. What was left out is told to `watch`.
+pub fn read_kept(
+    store: &TxStore,
+    sel: &Selection,
+    max_body_bytes: usize,
+    budget: &pov_capture::Budget,
+    watch: &mut dyn Watch,
+) -> io::Result<(Keep, StoreStats)> {
+    let mut keep = Keep::new(sel.txs.clone(), max_body_bytes).with_budget(budget);
+    let wanted = sel.txs.keys().copied().collect();
+    let stats = store
+        .read(&wanted, |tx| keep.keep(tx))
+        .map_err(|e| io::Error::new(e.kind(), format!("the transactions kept for replays: {e}")))?;
+    if stats.bodies_left_out > 0 {
+        watch.warning(format!(
+            "{} transactions were kept for replays without their bodies, the store being full ({} bytes; raise --max-store-bytes)",
+            stats.bodies_left_out, stats.bytes
+        ));
+    }
+    if keep.bodies_dropped > 0 {
+        watch.warning(format!(
+            "{} response bodies left out of the replay over --max-replay-bytes ({} bytes kept)",
+            keep.bodies_dropped, keep.body_bytes
+        ));
+    }
+    if keep.txs_dropped > 0 {
+        watch.warning(format!(
+            "{} transactions left out of the replay: the memory budget was full (raise --memory-budget)",
+            keep.txs_dropped
+        ));
+    }
+    Ok((keep, stats))
+}
 
 /// A transaction's place: (connection, position in it).
 pub type TxKey = (u64, u32);

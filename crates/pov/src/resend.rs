@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use pov_capture::http::{HttpTransaction, Outcome};
 use pov_classify::Classifier;
-use pov_impact::Kind;
 use pov_replay::send::{SendOutcome, SendRequest, SendResult};
 use pov_sessions::ResourceClass;
 
@@ -113,75 +112,58 @@ pub fn requests<'a>(
     (reqs, txs, lost)
 }
 
-/// One request of `pov replay send`: the capture's answer and today's.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct SendRecord {
-    /// Session id.
-    pub session: String,
-    /// Captured request start, seconds since the epoch.
-    pub ts: f64,
-    /// Method.
-    pub method: String,
-    /// Path and query (secrets masked).
-    pub url: String,
-    /// Captured status.
-    pub captured_status: Option<u16>,
-    /// Captured decoded body length.
-    pub captured_body_len: u64,
-    /// Captured outcome (`complete`, `server_reset` ...).
-    pub captured_outcome: String,
-    /// Replay outcome (`answered`, `refused`, `reset`, `timeout`, `closed`,
-    /// `error`, `skipped`, `withheld`).
-    pub outcome: String,
-    /// Why it was skipped, withheld or failed, if it was.
-    pub note: Option<String>,
-    /// Captured headers kept from the target by the safety rules
-    /// (lower-case names; `cookie` when captured cookie values were left
-    /// out).
-    pub stripped: Vec<String>,
-    /// Status now.
-    pub status: Option<u16>,
-    /// Body length now.
-    pub body_len: Option<u64>,
-    /// Time to first byte now, ms.
-    pub ttfb_ms: Option<f64>,
-    /// The status differs from the capture's.
-    pub status_differs: bool,
-    /// The body length differs from the capture's.
-    pub length_differs: bool,
-    /// Failures the capture shows on this request.
-    pub failures: Vec<String>,
-    /// Of those, the ones that happened again.
-    pub reproduced: Vec<String>,
+pov_impact::record! {
+    /// One request of `pov replay send`: the capture's answer and today's.
+    #[derive(Clone, Debug, Default)]
+    pub struct SendRecord {
+        /// Session id.
+        pub session: String,
+        /// Captured request start, seconds since the epoch.
+        pub ts: f64,
+        /// Method.
+        pub method: String,
+        /// Path and query (secrets masked).
+        pub url: String,
+        /// Captured status.
+        pub captured_status: Option<u16>,
+        /// Captured decoded body length.
+        pub captured_body_len: u64,
+        /// Captured outcome (`complete`, `server_reset` ...).
+        pub captured_outcome: String,
+        /// Replay outcome (`answered`, `refused`, `reset`, `timeout`, `closed`,
+        /// `error`, `skipped`, `withheld`).
+        pub outcome: String,
+        /// Why it was skipped, withheld or failed, if it was.
+        pub note: Option<String>,
+        /// Captured headers kept from the target by the safety rules
+        /// (lower-case names; `cookie` when captured cookie values were left
+        /// out).
+        pub stripped: Vec<String>,
+        /// Status now.
+        pub status: Option<u16>,
+        /// Body length now.
+        pub body_len: Option<u64>,
+        /// Time to first byte now, ms.
+        pub ttfb_ms: Option<f64>,
+        /// The status differs from the capture's.
+        pub status_differs: bool,
+        /// The body length differs from the capture's.
+        pub length_differs: bool,
+        /// Failures the capture shows on this request.
+        pub failures: Vec<String>,
+        /// Of those, the ones that happened again.
+        pub reproduced: Vec<String>,
+    }
+    /// The column names of [`SendRecord`].
+    pub columns SendColumns;
 }
-
-const SEND_FIELDS: &[(&str, Kind)] = &[
-    ("session", Kind::Str),
-    ("ts", Kind::F64),
-    ("method", Kind::Str),
-    ("url", Kind::Str),
-    ("captured_status", Kind::U64),
-    ("captured_body_len", Kind::U64),
-    ("captured_outcome", Kind::Str),
-    ("outcome", Kind::Str),
-    ("note", Kind::Str),
-    ("stripped", Kind::StrList),
-    ("status", Kind::U64),
-    ("body_len", Kind::U64),
-    ("ttfb_ms", Kind::F64),
-    ("status_differs", Kind::Bool),
-    ("length_differs", Kind::Bool),
-    ("failures", Kind::StrList),
-    ("reproduced", Kind::StrList),
-];
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
 impl Record for SendRecord {
-    const FIELDS: &'static [(&'static str, Kind)] = SEND_FIELDS;
-    const COLUMNS: &'static [&'static str] =
+    const HEADER: &'static [&'static str] =
         &["session", "method", "url", "then", "now", "bytes then", "bytes now", "outcome", "failures", "again"];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -388,9 +370,150 @@ pub fn resend(
     Ok((records, sum))
 }
 
+/// `http://HOST:PORT` (`--target`) -> (socket address, Host header
+/// value). Requests go to the target's own paths, so a path, query or user
+/// name in it is refused rather than silently dropped.
+pub fn parse_target(t: &str) -> Result<(std::net::SocketAddr, String), String> {
+    use std::net::ToSocketAddrs;
+    if t.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
+        return Err(format!("--target {t}: pov re-sends plain HTTP/1.1; point it at an http:// listener"));
+    }
+    let rest = t.get(..7).filter(|p| p.eq_ignore_ascii_case("http://")).and_then(|_| t.get(7..)).unwrap_or(t);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#']) {
+        return Err(format!("--target {t}: only http://HOST:PORT; the captured paths are sent as they are"));
+    }
+    if rest.contains('@') || rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!("--target {t}: only http://HOST:PORT (no user name, no blanks)"));
+    }
+    let authority = rest;
+    if authority.is_empty() {
+        return Err(format!("--target {t}: no host"));
+    }
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("--target {t}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--target {t}: no address"))?;
+    Ok((addr, authority.to_string()))
+}
+
+/// Checks a `--keep-header` name: a header name (RFC 9110 token), and not
+/// one pov always rewrites or never forwards.
+pub fn check_keep_header(h: &str) -> Result<(), String> {
+    if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        return Err(format!("--keep-header {h:?}: not a header name"));
+    }
+    if never_forwarded(h) {
+        return Err(format!(
+            "--keep-header {h}: pov always rewrites Host and Accept-Encoding, rebuilds the framing and never \
+             forwards hop-by-hop headers"
+        ));
+    }
+    Ok(())
+}
+
+/// Rows of a table printed by [`write_text`]; the rest are in the `-o`
+/// file.
+const ROWS_SHOWN: usize = 50;
+
+/// What `pov replay send` prints: the counts, the failures that happened
+/// again, what the safety rules withheld or kept back, and the requests
+/// whose answer differs (`sessions` replayed against `target`).
+pub fn write_text(
+    w: &mut dyn std::io::Write,
+    (sessions, target): (usize, &str),
+    records: &[SendRecord],
+    sum: &SendSummary,
+) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "{} sessions, {} requests to {}: {} sent ({} answered), {} skipped, {} withheld, {} not sendable (request \
+         head lost)",
+        sessions, sum.requests, target, sum.sent, sum.answered, sum.skipped, sum.withheld, sum.head_lost
+    )?;
+    writeln!(
+        w,
+        "compared with the capture: {} same, {} with another status, {} with another body length",
+        sum.same, sum.status_differs, sum.length_differs
+    )?;
+    for (kind, (seen, again)) in &sum.failures {
+        writeln!(w, "  {kind}: {again} of {seen} happened again")?;
+    }
+    if sum.not_replayable > 0 {
+        writeln!(
+            w,
+            "  {} failures re-sending cannot show (user gave up, page or connection level, not sent)",
+            sum.not_replayable
+        )?;
+    }
+    if sum.withheld > 0 {
+        writeln!(w, "withheld by the safety rules (docs/replay.md, \"What is sent and what is not\"):")?;
+        for (why, n) in &sum.withheld_by {
+            writeln!(w, "  {why} ({n})")?;
+        }
+        let mut t = crate::output::Table::new(&["session", "method", "url", "why"]);
+        let withheld: Vec<&SendRecord> = records.iter().filter(|r| r.outcome == "withheld").collect();
+        for r in withheld.iter().take(ROWS_SHOWN) {
+            t.row(vec![r.session.clone(), r.method.clone(), r.url.clone(), r.note.clone().unwrap_or_default()]);
+        }
+        t.write(w)?;
+        if withheld.len() > ROWS_SHOWN {
+            writeln!(w, "... {} more (all in -o FILE)", withheld.len() - ROWS_SHOWN)?;
+        }
+    }
+    if !sum.stripped.is_empty() {
+        let list: Vec<String> = sum.stripped.iter().map(|(h, n)| format!("{h} ({n})")).collect();
+        writeln!(w, "kept back from the requests sent (--keep-header NAME, --with-credentials): {}", list.join(", "))?;
+    }
+    let differing: Vec<&SendRecord> = differing(records).collect();
+    if !differing.is_empty() {
+        let mut t = crate::output::Table::new(SendRecord::HEADER);
+        for r in differing.iter().take(ROWS_SHOWN) {
+            t.row(r.cells());
+        }
+        t.write(w)?;
+        if differing.len() > ROWS_SHOWN {
+            writeln!(w, "... {} more (all in -o FILE)", differing.len() - ROWS_SHOWN)?;
+        }
+    }
+    Ok(())
+}
+
+/// The requests whose answer differs from the capture's (status or body
+/// length).
+pub fn differing(records: &[SendRecord]) -> impl Iterator<Item = &SendRecord> {
+    records.iter().filter(|r| r.status_differs || r.length_differs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_host_and_port_only() {
+        let (addr, host) = parse_target("http://127.0.0.1:8080/").unwrap();
+        assert_eq!((addr.to_string().as_str(), host.as_str()), ("127.0.0.1:8080", "127.0.0.1:8080"));
+        let (addr, host) = parse_target("127.0.0.1").unwrap();
+        assert_eq!((addr.port(), host.as_str()), (80, "127.0.0.1"));
+        for (bad, why) in [
+            ("https://127.0.0.1:8443", "plain HTTP/1.1"),
+            ("http://127.0.0.1:8080/shop", "only http://HOST:PORT;"),
+            ("http://user@127.0.0.1", "no user name"),
+            ("http://", "no host"),
+        ] {
+            let e = parse_target(bad).unwrap_err();
+            assert!(e.starts_with(&format!("--target {bad}: ")) && e.contains(why), "{e}");
+        }
+        assert_eq!(check_keep_header("X-Forwarded-For"), Ok(()));
+        assert!(check_keep_header("X Forwarded").unwrap_err().contains("not a header name"));
+        assert!(check_keep_header("host").unwrap_err().contains("always rewrites Host"));
+    }
 
     #[test]
     fn credentials_in_the_query_path_and_body_are_found() {

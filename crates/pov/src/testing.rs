@@ -448,7 +448,7 @@ fn tapped_stage(cfg: &PovConfig, formats: [Format; 4], max_txs: usize) -> (UserS
 /// classification paths are the same with any rule (`check_config` runs the
 /// default file whole).
 fn fuzz_config() -> PovConfig {
-    let mut cfg = PovConfig { pages: pov_sessions::config::default_pages(), ..PovConfig::default() };
+    let mut cfg = PovConfig::default();
     cfg.failures.error_pages = vec![
         pov_classify::ErrorPageRule {
             name: "generic_error_text".into(),
@@ -1113,7 +1113,10 @@ fn fuzz_summary(b: &mut Bytes<'_>) -> crate::analyze::Summary {
         converted: b.u8() & 1 == 1,
         cart_value: (b.u8() & 1 == 1).then(|| fuzz_f64(b)),
     });
-    let replays = top_affected_users.iter().map(|u| (u.user.clone(), format!("replays/{}.html", u.user))).collect();
+    let replays = top_affected_users
+        .iter()
+        .map(|u| (u.user.clone(), crate::schema::files::replay(&format!("{}.html", u.user))))
+        .collect();
     crate::analyze::Summary {
         inputs: list(b, fuzz_text),
         capture_start: (b.u8() & 1 == 1).then(|| fuzz_f64(b)),
@@ -1550,10 +1553,7 @@ fn shop_visit() -> Vec<Event> {
 /// checked. The default file must give the defaults back.
 pub fn check_config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(mut cfg) = PovConfig::parse(text) else { return };
-    if cfg.pages.is_empty() {
-        cfg.pages = pov_sessions::config::default_pages();
-    }
+    let Ok(cfg) = PovConfig::parse(text) else { return };
     run_stage(&cfg, shop_visit(), [Format::Csv, Format::Jsonl, Format::Json, Format::Csv], 100_000);
 }
 

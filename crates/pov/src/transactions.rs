@@ -8,103 +8,107 @@ use pov_capture::http::{HttpTransaction, uri};
 
 pub use pov_privacy::Masker;
 
-use crate::output::{Format, Kind, Record, RecordWriter};
+use crate::output::{Format, Record, RecordWriter};
 use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 
-/// One output record (field order is the JSON and CSV column order).
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TxRecord {
-    /// Request start (epoch seconds); response start for a response without
-    /// request.
-    pub ts: f64,
-    /// Connection id (`C` + pov's connection number).
-    pub uid: String,
-    /// Client address.
-    #[serde(rename = "id.orig_h")]
-    pub orig_h: String,
-    /// Client port.
-    #[serde(rename = "id.orig_p")]
-    pub orig_p: u16,
-    /// Server address.
-    #[serde(rename = "id.resp_h")]
-    pub resp_h: String,
-    /// Server port.
-    #[serde(rename = "id.resp_p")]
-    pub resp_p: u16,
-    /// Position of the transaction in its connection, from 1.
-    pub trans_depth: u32,
-    /// Request method.
-    pub method: Option<String>,
-    /// Host header.
-    pub host: Option<String>,
-    /// Request target, percent-decoded (non-printable bytes as `\xNN`),
-    /// secrets masked.
-    pub uri: Option<String>,
-    /// Request target as sent, secrets masked.
-    pub uri_raw: Option<String>,
-    /// Referer header, secrets masked.
-    pub referrer: Option<String>,
-    /// HTTP version of the response (of the request when there is none).
-    pub version: Option<String>,
-    /// User-Agent header.
-    pub user_agent: Option<String>,
-    /// Request body bytes, decoded.
-    pub request_body_len: u64,
-    /// Response body bytes, decoded.
-    pub response_body_len: u64,
-    /// Final status code.
-    pub status_code: Option<u16>,
-    /// Final reason phrase.
-    pub status_msg: Option<String>,
-    /// Last interim (1xx) status code.
-    pub info_code: Option<u16>,
-    /// Capture time of the request's first byte.
-    pub req_start: Option<f64>,
-    /// Capture time of the request's last byte.
-    pub req_end: Option<f64>,
-    /// Capture time of the response's first byte.
-    pub resp_start: Option<f64>,
-    /// Capture time of the response's last byte.
-    pub resp_end: Option<f64>,
-    /// Request end to response start (server time), milliseconds.
-    pub ttfb_ms: Option<f64>,
-    /// Response start to end, milliseconds.
-    pub transfer_ms: Option<f64>,
-    /// The connection's handshake round trip, milliseconds.
-    pub handshake_rtt_ms: Option<f64>,
-    /// How the transaction ended.
-    pub outcome: String,
-    /// For a client abort or no response: how long the client waited, ms.
-    pub waited_ms: Option<f64>,
-    /// Bytes of the transaction missing from the capture.
-    pub missing_bytes: u64,
-    /// Response Content-Encoding.
-    pub content_encoding: Option<String>,
-    /// Response Content-Type.
-    pub content_type: Option<String>,
-    /// Response body bytes on the wire (de-chunked, not decoded).
-    pub wire_body_len: u64,
-    /// Request body bytes on the wire (de-chunked, not decoded).
-    pub request_wire_body_len: u64,
-    /// Cookies sent (`name=value; ...`, values masked; a cookie without
-    /// `=` is a masked value).
-    pub cookie: Option<String>,
-    /// Cookies set by the response (`name=value; ...`, values masked).
-    pub set_cookie: Option<String>,
-    /// Authorization header (credentials masked).
-    pub authorization: Option<String>,
-    /// X-Forwarded-For addresses.
-    pub x_forwarded_for: Option<String>,
-    /// First frame of the request.
-    pub req_first_frame: Option<u64>,
-    /// Last frame of the request.
-    pub req_last_frame: Option<u64>,
-    /// First frame of the response.
-    pub resp_first_frame: Option<u64>,
-    /// Last frame of the response.
-    pub resp_last_frame: Option<u64>,
-    /// Unusual things about the transaction.
-    pub anomalies: Vec<String>,
+pov_impact::record! {
+    /// One output record (field order is the JSON and CSV column order).
+    #[derive(Clone, Debug, Default)]
+    pub struct TxRecord {
+        /// Request start (epoch seconds); response start for a response without
+        /// request.
+        pub ts: f64,
+        /// Connection id (`C` + pov's connection number).
+        pub uid: String,
+        /// Client address.
+        #[serde(rename = "id.orig_h")]
+        pub orig_h: String,
+        /// Client port.
+        #[serde(rename = "id.orig_p")]
+        pub orig_p: u16,
+        /// Server address.
+        #[serde(rename = "id.resp_h")]
+        pub resp_h: String,
+        /// Server port.
+        #[serde(rename = "id.resp_p")]
+        pub resp_p: u16,
+        /// Position of the transaction in its connection, from 1.
+        pub trans_depth: u32,
+        /// Request method.
+        pub method: Option<String>,
+        /// Host header.
+        pub host: Option<String>,
+        /// Request target, percent-decoded (non-printable bytes as `\xNN`),
+        /// secrets masked.
+        pub uri: Option<String>,
+        /// Request target as sent, secrets masked.
+        pub uri_raw: Option<String>,
+        /// Referer header, secrets masked.
+        pub referrer: Option<String>,
+        /// HTTP version of the response (of the request when there is none).
+        pub version: Option<String>,
+        /// User-Agent header.
+        pub user_agent: Option<String>,
+        /// Request body bytes, decoded.
+        pub request_body_len: u64,
+        /// Response body bytes, decoded.
+        pub response_body_len: u64,
+        /// Final status code.
+        pub status_code: Option<u16>,
+        /// Final reason phrase.
+        pub status_msg: Option<String>,
+        /// Last interim (1xx) status code.
+        pub info_code: Option<u16>,
+        /// Capture time of the request's first byte.
+        pub req_start: Option<f64>,
+        /// Capture time of the request's last byte.
+        pub req_end: Option<f64>,
+        /// Capture time of the response's first byte.
+        pub resp_start: Option<f64>,
+        /// Capture time of the response's last byte.
+        pub resp_end: Option<f64>,
+        /// Request end to response start (server time), milliseconds.
+        pub ttfb_ms: Option<f64>,
+        /// Response start to end, milliseconds.
+        pub transfer_ms: Option<f64>,
+        /// The connection's handshake round trip, milliseconds.
+        pub handshake_rtt_ms: Option<f64>,
+        /// How the transaction ended.
+        pub outcome: String,
+        /// For a client abort or no response: how long the client waited, ms.
+        pub waited_ms: Option<f64>,
+        /// Bytes of the transaction missing from the capture.
+        pub missing_bytes: u64,
+        /// Response Content-Encoding.
+        pub content_encoding: Option<String>,
+        /// Response Content-Type.
+        pub content_type: Option<String>,
+        /// Response body bytes on the wire (de-chunked, not decoded).
+        pub wire_body_len: u64,
+        /// Request body bytes on the wire (de-chunked, not decoded).
+        pub request_wire_body_len: u64,
+        /// Cookies sent (`name=value; ...`, values masked; a cookie without
+        /// `=` is a masked value).
+        pub cookie: Option<String>,
+        /// Cookies set by the response (`name=value; ...`, values masked).
+        pub set_cookie: Option<String>,
+        /// Authorization header (credentials masked).
+        pub authorization: Option<String>,
+        /// X-Forwarded-For addresses.
+        pub x_forwarded_for: Option<String>,
+        /// First frame of the request.
+        pub req_first_frame: Option<u64>,
+        /// Last frame of the request.
+        pub req_last_frame: Option<u64>,
+        /// First frame of the response.
+        pub resp_first_frame: Option<u64>,
+        /// Last frame of the response.
+        pub resp_last_frame: Option<u64>,
+        /// Unusual things about the transaction.
+        pub anomalies: Vec<String>,
+    }
+    /// The column names of [`TxRecord`].
+    pub columns TxColumns;
 }
 
 /// `a; b; ...` of non-empty parts, or nothing.
@@ -216,56 +220,8 @@ impl TxRecord {
     }
 }
 
-/// Columns in record order, with their types (JSON keys, CSV and Parquet
-/// columns).
-const FIELDS: &[(&str, Kind)] = &[
-    ("ts", Kind::F64),
-    ("uid", Kind::Str),
-    ("id.orig_h", Kind::Str),
-    ("id.orig_p", Kind::U64),
-    ("id.resp_h", Kind::Str),
-    ("id.resp_p", Kind::U64),
-    ("trans_depth", Kind::U64),
-    ("method", Kind::Str),
-    ("host", Kind::Str),
-    ("uri", Kind::Str),
-    ("uri_raw", Kind::Str),
-    ("referrer", Kind::Str),
-    ("version", Kind::Str),
-    ("user_agent", Kind::Str),
-    ("request_body_len", Kind::U64),
-    ("response_body_len", Kind::U64),
-    ("status_code", Kind::U64),
-    ("status_msg", Kind::Str),
-    ("info_code", Kind::U64),
-    ("req_start", Kind::F64),
-    ("req_end", Kind::F64),
-    ("resp_start", Kind::F64),
-    ("resp_end", Kind::F64),
-    ("ttfb_ms", Kind::F64),
-    ("transfer_ms", Kind::F64),
-    ("handshake_rtt_ms", Kind::F64),
-    ("outcome", Kind::Str),
-    ("waited_ms", Kind::F64),
-    ("missing_bytes", Kind::U64),
-    ("content_encoding", Kind::Str),
-    ("content_type", Kind::Str),
-    ("wire_body_len", Kind::U64),
-    ("request_wire_body_len", Kind::U64),
-    ("cookie", Kind::Str),
-    ("set_cookie", Kind::Str),
-    ("authorization", Kind::Str),
-    ("x_forwarded_for", Kind::Str),
-    ("req_first_frame", Kind::U64),
-    ("req_last_frame", Kind::U64),
-    ("resp_first_frame", Kind::U64),
-    ("resp_last_frame", Kind::U64),
-    ("anomalies", Kind::StrList),
-];
-
 impl Record for TxRecord {
-    const FIELDS: &'static [(&'static str, Kind)] = FIELDS;
-    const COLUMNS: &'static [&'static str] = &[
+    const HEADER: &'static [&'static str] = &[
         "ts",
         "client",
         "server",

@@ -16,7 +16,7 @@ use pov_classify::{Classified, Classifier, FailureKind, Severity};
 use pov_sessions::{FailedConn, Session, SessionStats, Sessionizer, Tx, UserKey};
 
 use crate::config::PovConfig;
-use crate::output::{Format, Kind, Record, RecordWriter};
+use crate::output::{Format, Record, RecordWriter};
 use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 use pov_privacy::Masker;
 use std::sync::Arc;
@@ -29,74 +29,8 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// One row of `pov users`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct UserRecord {
-    /// Pseudonym (hash of the identity key), or the raw key with `--no-mask`.
-    pub user: String,
-    /// Rule that identified the user: cookie, header, query, login, client,
-    /// address.
-    pub id_rule: String,
-    /// First activity (epoch seconds).
-    pub first_ts: f64,
-    /// Last activity.
-    pub last_ts: f64,
-    /// Client address of the first request.
-    pub client_ip: Option<String>,
-    /// User-Agent of the first request.
-    pub user_agent: Option<String>,
-    /// Sign-in name (hashed unless `--no-mask`).
-    pub login: Option<String>,
-    /// Sessions.
-    pub sessions: u64,
-    /// Page views.
-    pub pages: u64,
-    /// Transactions.
-    pub transactions: u64,
-    /// Noticed failures by kind.
-    pub failures: BTreeMap<String, u64>,
-    /// Noticed failures in all.
-    pub failures_total: u64,
-    /// Failures on resources users rarely notice (images).
-    pub minor_failures: u64,
-    /// Pages requested again right after they failed.
-    pub struggles: u64,
-    /// Transactions with bytes missing from the capture (never failures).
-    pub capture_loss: u64,
-    /// At least one noticed failure.
-    pub affected: bool,
-    /// Placed an order (or reached a conversion page).
-    pub converted: bool,
-    /// Orders placed.
-    pub orders: u64,
-    /// Last cart value seen.
-    pub cart_value: Option<f64>,
-    /// Value of the orders placed.
-    pub order_value: Option<f64>,
-}
-
-const USER_FIELDS: &[(&str, Kind)] = &[
-    ("user", Kind::Str),
-    ("id_rule", Kind::Str),
-    ("first_ts", Kind::F64),
-    ("last_ts", Kind::F64),
-    ("client_ip", Kind::Str),
-    ("user_agent", Kind::Str),
-    ("login", Kind::Str),
-    ("sessions", Kind::U64),
-    ("pages", Kind::U64),
-    ("transactions", Kind::U64),
-    ("failures", Kind::Str),
-    ("failures_total", Kind::U64),
-    ("minor_failures", Kind::U64),
-    ("struggles", Kind::U64),
-    ("capture_loss", Kind::U64),
-    ("affected", Kind::Bool),
-    ("converted", Kind::Bool),
-    ("orders", Kind::U64),
-    ("cart_value", Kind::F64),
-    ("order_value", Kind::F64),
-];
+/// The records of the user stage (their columns are pov-impact's schema).
+pub use pov_impact::schema::{FailureRecord, PageRecord, SessionRecord, UserRecord};
 
 fn kinds_text(m: &BTreeMap<String, u64>) -> String {
     if m.is_empty() {
@@ -110,8 +44,7 @@ fn opt_money(v: Option<f64>) -> String {
 }
 
 impl Record for UserRecord {
-    const FIELDS: &'static [(&'static str, Kind)] = USER_FIELDS;
-    const COLUMNS: &'static [&'static str] = &[
+    const HEADER: &'static [&'static str] = &[
         "user", "rule", "first", "client", "sessions", "pages", "tx", "failures", "minor", "loss", "conv", "cart",
         "order",
     ];
@@ -134,107 +67,8 @@ impl Record for UserRecord {
     }
 }
 
-/// One row of `pov sessions`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct SessionRecord {
-    /// `user/index`.
-    pub session: String,
-    /// The user's pseudonym.
-    pub user: String,
-    /// Position among the user's sessions, from 1.
-    pub index: u32,
-    /// Start (epoch seconds).
-    pub start: f64,
-    /// End.
-    pub end: f64,
-    /// Seconds from start to end.
-    pub duration_s: f64,
-    /// Client address.
-    pub client_ip: Option<String>,
-    /// User-Agent.
-    pub user_agent: Option<String>,
-    /// Page views.
-    pub pages: u64,
-    /// Transactions.
-    pub transactions: u64,
-    /// Transactions left out of the session (over
-    /// `--max-session-transactions`, or the memory budget was full): its
-    /// pages and failures are what the others show.
-    pub transactions_left_out: u64,
-    /// Funnel steps reached, in order of first reach.
-    pub steps: Vec<String>,
-    /// The last funnel step reached.
-    pub last_step: Option<String>,
-    /// The furthest step of `[revenue] funnel` reached.
-    pub funnel_step: Option<String>,
-    /// The step of the session's last page view.
-    pub exit_step: Option<String>,
-    /// The session ended on a page view with a noticed failure (the user
-    /// left right after being hurt).
-    pub left_after_failure: bool,
-    /// The kind of that failure (the first noticed one on the last page).
-    pub exit_failure: Option<String>,
-    /// The last page view's path and query (sensitive values masked).
-    pub exit_url: Option<String>,
-    /// Its route (`/product/{id}`: docs/schema.md).
-    pub exit_route: Option<String>,
-    /// Noticed failures by kind.
-    pub failures: BTreeMap<String, u64>,
-    /// Minor failures.
-    pub minor_failures: u64,
-    /// Struggles.
-    pub struggles: u64,
-    /// Transactions with capture loss.
-    pub capture_loss: u64,
-    /// At least one noticed failure.
-    pub affected: bool,
-    /// Apdex score of its page views: (satisfied + tolerating / 2) / pages.
-    pub apdex: Option<f64>,
-    /// Converted.
-    pub converted: bool,
-    /// Orders.
-    pub orders: u64,
-    /// Last cart value seen.
-    pub cart_value: Option<f64>,
-    /// Order value.
-    pub order_value: Option<f64>,
-}
-
-const SESSION_FIELDS: &[(&str, Kind)] = &[
-    ("session", Kind::Str),
-    ("user", Kind::Str),
-    ("index", Kind::U64),
-    ("start", Kind::F64),
-    ("end", Kind::F64),
-    ("duration_s", Kind::F64),
-    ("client_ip", Kind::Str),
-    ("user_agent", Kind::Str),
-    ("pages", Kind::U64),
-    ("transactions", Kind::U64),
-    ("transactions_left_out", Kind::U64),
-    ("steps", Kind::StrList),
-    ("last_step", Kind::Str),
-    ("funnel_step", Kind::Str),
-    ("exit_step", Kind::Str),
-    ("left_after_failure", Kind::Bool),
-    ("exit_failure", Kind::Str),
-    ("exit_url", Kind::Str),
-    ("exit_route", Kind::Str),
-    ("failures", Kind::Str),
-    ("minor_failures", Kind::U64),
-    ("struggles", Kind::U64),
-    ("capture_loss", Kind::U64),
-    ("affected", Kind::Bool),
-    ("apdex", Kind::F64),
-    ("converted", Kind::Bool),
-    ("orders", Kind::U64),
-    ("cart_value", Kind::F64),
-    ("order_value", Kind::F64),
-];
-
 impl Record for SessionRecord {
-    const FIELDS: &'static [(&'static str, Kind)] = SESSION_FIELDS;
-    const COLUMNS: &'static [&'static str] =
+    const HEADER: &'static [&'static str] =
         &["session", "start", "secs", "pages", "tx", "last step", "failures", "apdex", "conv", "order"];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -252,68 +86,8 @@ impl Record for SessionRecord {
     }
 }
 
-/// One row of `pov pages`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct PageRecord {
-    /// `user/session/index`.
-    pub page: String,
-    /// `user/session`.
-    pub session: String,
-    /// The user's pseudonym.
-    pub user: String,
-    /// Start (epoch seconds).
-    pub ts: f64,
-    /// Host.
-    pub host: Option<String>,
-    /// Path and query of the final document (sensitive values masked).
-    pub url: String,
-    /// Its route (`/product/{id}`: docs/schema.md).
-    pub route: String,
-    /// `[[pages]]` rule name.
-    pub name: Option<String>,
-    /// Funnel step.
-    pub step: Option<String>,
-    /// Status of the final document.
-    pub status: Option<u16>,
-    /// Redirects followed.
-    pub redirects: u64,
-    /// Requests (documents included).
-    pub requests: u64,
-    /// Document request to the last response byte, ms.
-    pub load_ms: f64,
-    /// Of that, ms some request waited for the server.
-    pub server_ms: f64,
-    /// The rest, ms.
-    pub network_ms: f64,
-    /// Apdex zone.
-    pub apdex: String,
-    /// Failure kinds met on it (noticed and minor).
-    pub failures: Vec<String>,
-}
-
-const PAGE_FIELDS: &[(&str, Kind)] = &[
-    ("page", Kind::Str),
-    ("session", Kind::Str),
-    ("user", Kind::Str),
-    ("ts", Kind::F64),
-    ("host", Kind::Str),
-    ("url", Kind::Str),
-    ("route", Kind::Str),
-    ("name", Kind::Str),
-    ("step", Kind::Str),
-    ("status", Kind::U64),
-    ("redirects", Kind::U64),
-    ("requests", Kind::U64),
-    ("load_ms", Kind::F64),
-    ("server_ms", Kind::F64),
-    ("network_ms", Kind::F64),
-    ("apdex", Kind::Str),
-    ("failures", Kind::StrList),
-];
-
 impl Record for PageRecord {
-    const FIELDS: &'static [(&'static str, Kind)] = PAGE_FIELDS;
-    const COLUMNS: &'static [&'static str] =
+    const HEADER: &'static [&'static str] =
         &["page", "ts", "url", "step", "status", "reqs", "load ms", "server ms", "apdex", "failures"];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -331,74 +105,8 @@ impl Record for PageRecord {
     }
 }
 
-/// One row of `pov failures`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct FailureRecord {
-    /// When (epoch seconds).
-    pub ts: f64,
-    /// The user's pseudonym.
-    pub user: String,
-    /// `user/session`.
-    pub session: String,
-    /// Page view index in the session.
-    pub page: Option<u32>,
-    /// Kind.
-    pub kind: String,
-    /// Rule that decided.
-    pub rule: String,
-    /// critical, major, minor or info.
-    pub severity: String,
-    /// Connection (`C` + id, as in `pov transactions`).
-    pub uid: String,
-    /// Client `address:port` of the connection.
-    pub client: Option<String>,
-    /// Server `address:port`.
-    pub server: Option<String>,
-    /// Position of the transaction in its connection.
-    pub trans_depth: Option<u32>,
-    /// First frame of the evidence.
-    pub first_frame: Option<u64>,
-    /// Last frame of the evidence.
-    pub last_frame: Option<u64>,
-    /// Host.
-    pub host: Option<String>,
-    /// The `[[pages]]` name of its page view.
-    pub page_name: Option<String>,
-    /// Path and query (sensitive values masked).
-    pub url: String,
-    /// Its route (`/api/stock/{id}`: docs/schema.md).
-    pub route: String,
-    /// Status.
-    pub status: Option<u16>,
-    /// The evidence in words.
-    pub detail: String,
-}
-
-const FAILURE_FIELDS: &[(&str, Kind)] = &[
-    ("ts", Kind::F64),
-    ("user", Kind::Str),
-    ("session", Kind::Str),
-    ("page", Kind::U64),
-    ("kind", Kind::Str),
-    ("rule", Kind::Str),
-    ("severity", Kind::Str),
-    ("uid", Kind::Str),
-    ("client", Kind::Str),
-    ("server", Kind::Str),
-    ("trans_depth", Kind::U64),
-    ("first_frame", Kind::U64),
-    ("last_frame", Kind::U64),
-    ("host", Kind::Str),
-    ("page_name", Kind::Str),
-    ("url", Kind::Str),
-    ("route", Kind::Str),
-    ("status", Kind::U64),
-    ("detail", Kind::Str),
-];
-
 impl Record for FailureRecord {
-    const FIELDS: &'static [(&'static str, Kind)] = FAILURE_FIELDS;
-    const COLUMNS: &'static [&'static str] =
+    const HEADER: &'static [&'static str] =
         &["ts", "user", "kind", "severity", "rule", "uid", "frames", "url", "status", "detail"];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -573,6 +281,10 @@ impl Drop for UserSpill {
 /// (`--max-users-held`).
 pub const MAX_USERS_HELD: usize = 100_000;
 
+/// Transactions kept per session by default
+/// (`--max-session-transactions`); beyond, they are counted and left out.
+pub const MAX_SESSION_TXS: usize = 100_000;
+
 /// Where the user stage writes (any subset).
 pub struct Outputs<W: Write> {
     /// `users` records (written at the end, by first activity).
@@ -745,7 +457,7 @@ pub type SessionTap = Box<dyn FnMut(&Session, &Classified, &str, &str)>;
 impl<W: Write> UserStage<W> {
     /// A stage with `cfg`; `mask` false shows raw keys and values.
     pub fn new(cfg: &PovConfig, mask: bool, out: Outputs<W>) -> Result<UserStage<W>, String> {
-        UserStage::with_limits(cfg, mask, out, 100_000)
+        UserStage::with_limits(cfg, mask, out, MAX_SESSION_TXS)
     }
 
     /// As [`UserStage::new`], keeping at most `max_session_txs`
