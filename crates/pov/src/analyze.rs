@@ -448,15 +448,6 @@ impl Summary {
         Ok(())
     }
 
-    /// Puts the input problems of `report` (errors and warnings) in the
-    /// counters again, after a later pass added some.
-    pub fn set_problems(&mut self, report: &RunReport) {
-        if let Some(c) = self.counters.as_object_mut() {
-            c.insert("errors".into(), serde_json::json!(report.errors));
-            c.insert("warnings".into(), serde_json::json!(report.warnings));
-        }
-    }
-
     /// A summary with every part present (zero or empty), to check the
     /// fields a `--fail-if` condition names against.
     fn template() -> Summary {
