@@ -22,6 +22,7 @@ use pov::pipeline::{Inputs, PipelineConfig, Progress, RunReport};
 use pov_capture::Dur;
 
 mod info;
+mod live;
 mod signals;
 mod synth;
 
@@ -63,6 +64,9 @@ enum Command {
     Replay(ReplayCommand),
     /// Generate synthetic web-shop traffic with an exact answer key.
     Synth(synth::SynthArgs),
+    /// Capture from an interface into rotated pcapng files (needs the
+    /// `live` feature; docs/live.md).
+    Live(live::LiveArgs),
 }
 
 #[derive(Args)]
@@ -460,6 +464,10 @@ struct CommonArgs {
     /// connections; tunnel identifiers always count.
     #[arg(long)]
     ignore_vlans: bool,
+    /// Read only the packets this BPF expression keeps, as `tcpdump -r
+    /// FILE EXPR` (needs the `live` feature: libpcap compiles it).
+    #[arg(long, value_name = "BPF", value_parser = live::parse_filter)]
+    filter: Option<live::Filter>,
 }
 
 impl CommonArgs {
@@ -483,6 +491,7 @@ impl CommonArgs {
         cfg.decode.vlan_in_flow_key = !self.ignore_vlans;
         cfg.set_budget(pov_capture::Budget::new(self.memory_budget.max(1 << 20)));
         cfg.stop = signals::stop();
+        cfg.filter = self.filter.clone();
         cfg
     }
 }
@@ -513,6 +522,7 @@ fn main() -> ExitCode {
         Command::Replay(ReplayCommand::Html(a)) => cmd_replay(a, true),
         Command::Replay(ReplayCommand::Send(a)) => cmd_replay_send(a),
         Command::Synth(a) => synth::run(a),
+        Command::Live(a) => live::run(a),
     };
     match (result, signals::requested()) {
         (Err(e), _) if e.is::<Interrupted>() => {

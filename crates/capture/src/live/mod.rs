@@ -222,6 +222,8 @@ impl PacketSource for LiveCapture {
             Ok(p) => {
                 let h = *p.header;
                 // Nanosecond precision: `tv_usec` holds nanoseconds.
+                // (`time_t` and `suseconds_t` are 32 bits on some targets.)
+                #[allow(clippy::useless_conversion)]
                 let ts = Ts::from_secs_nanos(i64::from(h.ts.tv_sec), i64::from(h.ts.tv_usec));
                 self.frame += 1;
                 self.stats.count_packet(ts, self.linktype.0, h.caplen, h.len);

@@ -359,13 +359,19 @@ pub struct Recording<S> {
     error: Option<io::Error>,
     /// The input's name, for errors.
     name: String,
+    /// Packets since the capture loss was last read.
+    since_loss: u64,
 }
+
+/// Packets between two reads of the capture loss counters (they are also
+/// read whenever the source is idle, and when a file is closed at the end).
+const LOSS_EVERY: u64 = 65_536;
 
 impl<S: PacketSource> Recording<S> {
     /// Records what `inner` reads into `writer`.
     pub fn new(inner: S, writer: RotatingWriter) -> Recording<S> {
         let name = inner.files().first().map_or_else(String::new, |f| f.name.clone());
-        Recording { inner, writer: Some(writer), error: None, name }
+        Recording { inner, writer: Some(writer), error: None, name, since_loss: LOSS_EVERY }
     }
 
     /// Closes the last file: the complete files, in order, or the first
@@ -402,8 +408,15 @@ impl<S: PacketSource> PacketSource for Recording<S> {
         if self.error.is_some() {
             return Ok(None);
         }
-        let Recording { inner, writer, error, name } = self;
+        if self.since_loss >= LOSS_EVERY {
+            // Each file's statistics block gets the losses up to here.
+            self.since_loss = 0;
+            self.capture_loss();
+        }
+        let Recording { inner, writer, error, name, since_loss } = self;
         let pkt = inner.next_packet()?;
+        // An idle moment (no packet) is a good time to read the counters.
+        *since_loss = if pkt.is_some() { *since_loss + 1 } else { LOSS_EVERY };
         if let (Some(p), Some(w)) = (&pkt, writer.as_mut())
             && let Err(e) = w.write(p)
         {
