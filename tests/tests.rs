@@ -14,6 +14,7 @@ mod flows;
 mod fuzz_corpus;
 mod http;
 mod identity;
+mod live;
 mod netem;
 mod parallel;
 mod privacy;

@@ -27,8 +27,11 @@
 pub mod budget;
 pub mod decode;
 pub mod http;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod packet;
 pub mod pcap;
+pub mod source;
 pub mod tcp;
 #[doc(hidden)]
 pub mod testing;
@@ -36,4 +39,5 @@ pub mod time;
 
 pub use budget::{Budget, BudgetReport, Holder};
 pub use packet::{Domain, Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
+pub use source::{CaptureLoss, PacketFilter, PacketSource};
 pub use time::{Dur, Ts};

@@ -8,7 +8,7 @@ use pov::output::Format;
 use pov::pipeline::PipelineConfig;
 use pov_capture::Dur;
 
-use crate::{signals, synth};
+use crate::{live, signals, synth};
 
 /// pov: the customer's point of view, from the wire.
 #[derive(Parser)]
@@ -48,6 +48,9 @@ pub enum Command {
     Replay(ReplayCommand),
     /// Generate synthetic web-shop traffic with an exact answer key.
     Synth(synth::SynthArgs),
+    /// Capture from an interface into rotated pcapng files (needs the
+    /// `live` feature; docs/live.md).
+    Live(live::LiveArgs),
 }
 
 #[derive(Args)]
@@ -449,6 +452,10 @@ pub struct CommonArgs {
     /// connections; tunnel identifiers always count.
     #[arg(long)]
     pub ignore_vlans: bool,
+    /// Read only the packets this BPF expression keeps, as `tcpdump -r
+    /// FILE EXPR` (needs the `live` feature: libpcap compiles it).
+    #[arg(long, value_name = "BPF", value_parser = live::parse_filter)]
+    pub filter: Option<live::Filter>,
 }
 
 impl CommonArgs {
@@ -472,6 +479,7 @@ impl CommonArgs {
         cfg.decode.vlan_in_flow_key = !self.ignore_vlans;
         cfg.set_budget(pov_capture::Budget::new(self.memory_budget.max(1 << 20)));
         cfg.stop = signals::stop();
+        cfg.filter = self.filter.clone();
         cfg
     }
 }

@@ -27,6 +27,7 @@ use pov::run::{Reading, StageOptions};
 mod args;
 mod console;
 mod info;
+mod live;
 mod signals;
 mod synth;
 
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         Command::Replay(ReplayCommand::Html(a)) => cmd_replay(a, true),
         Command::Replay(ReplayCommand::Send(a)) => cmd_replay_send(a),
         Command::Synth(a) => synth::run(a),
+        Command::Live(a) => live::run(a),
     };
     match (result, signals::requested()) {
         (Err(e), _) if e.is::<Interrupted>() => {

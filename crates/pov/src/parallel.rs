@@ -47,11 +47,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pov_capture::budget::Charge;
 use pov_capture::decode::Decoder;
 use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction};
-use pov_capture::pcap::{CaptureFile, PacketReader, ReadError, ReadWarning};
+use pov_capture::pcap::{CaptureFile, PacketReader, ReadError};
 use pov_capture::tcp::{
     Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
 };
-use pov_capture::{Budget, Holder, TcpSegment, Ts};
+use pov_capture::{Budget, Holder, PacketSource, TcpSegment, Ts};
 
 use crate::pipeline::{PipelineConfig, Progress, RunReport};
 
@@ -360,13 +360,15 @@ struct ReadState {
     first_ts: Option<Ts>,
     last_ts: Option<Ts>,
     errors: Vec<String>,
+    /// Packets the run's filter left out.
+    filtered_out: u64,
     done: bool,
     stopped: bool,
 }
 
 /// The reader and decoder, run as one task.
 struct Reading<'c> {
-    reader: PacketReader,
+    reader: &'c mut dyn PacketSource,
     decoder: Decoder,
     state: ReadState,
     cfg: &'c PipelineConfig,
@@ -387,6 +389,12 @@ impl Reading<'_> {
             }
             match self.reader.next_packet() {
                 Ok(Some(pkt)) => {
+                    if let Some(f) = &self.cfg.filter
+                        && !f.matches(&pkt)
+                    {
+                        self.state.filtered_out += 1;
+                        continue;
+                    }
                     packets += 1;
                     let st = &mut self.state;
                     st.packets += 1;
@@ -402,8 +410,10 @@ impl Reading<'_> {
                         batch.push(i, &seg);
                     }
                 }
+                // A live source has nothing for now: work on what was
+                // read. The input is over only when the source says so.
                 Ok(None) => {
-                    self.state.done = true;
+                    self.state.done = self.reader.ended();
                     break;
                 }
                 Err(e) => self.state.errors.push(e.to_string()),
@@ -583,6 +593,26 @@ pub fn run<D: Downstream + ?Sized>(
     down: &mut D,
     progress: &mut dyn FnMut(Progress),
 ) -> io::Result<RunReport> {
+    let mut reader = PacketReader::new(files);
+    run_source(&mut reader, open_errors, cfg, http, threads, bytes_total, down, progress)
+}
+
+/// As [`run`], reading `source` (a live capture, or files) instead of
+/// files. The run ends when the source has [`PacketSource::ended`] (a live
+/// capture: once its stop flag is set), with every open connection
+/// flushed, or on `cfg.stop` (abandoned, as for files). The source's
+/// capture loss is in [`RunReport::capture_loss`].
+#[allow(clippy::too_many_arguments)]
+pub fn run_source<D: Downstream + ?Sized>(
+    source: &mut dyn PacketSource,
+    open_errors: Vec<ReadError>,
+    cfg: &PipelineConfig,
+    http: Option<&HttpConfig>,
+    threads: Threads,
+    bytes_total: Option<u64>,
+    down: &mut D,
+    progress: &mut dyn FnMut(Progress),
+) -> io::Result<RunReport> {
     let mut report = RunReport { errors: open_errors.iter().map(|e| e.to_string()).collect(), ..RunReport::default() };
     let n = threads.shards.max(1);
     // Half the memory budget is shared out to the reader and the shards,
@@ -593,8 +623,7 @@ pub fn run<D: Downstream + ?Sized>(
     let mut shards: Vec<Shard> = parts.iter().skip(1).map(|b| Shard::new(cfg, http, n, b.clone())).collect();
     let mut decode = cfg.decode.clone();
     decode.budget = parts.first().cloned().unwrap_or_else(|| cfg.budget().clone());
-    let mut reading =
-        Reading { reader: PacketReader::new(files), decoder: Decoder::new(decode), state: ReadState::default(), cfg };
+    let mut reading = Reading { reader: source, decoder: Decoder::new(decode), state: ReadState::default(), cfg };
     let new_batch = || Batch { data: Vec::new(), parts: (0..n).map(|_| Vec::new()).collect(), now: None, last: false };
     let (mut cur, mut next) = (new_batch(), new_batch());
     let mut merge = Merge {
@@ -708,8 +737,10 @@ pub fn run<D: Downstream + ?Sized>(
     report.packets = st.packets;
     report.first_ts = st.first_ts;
     report.last_ts = st.last_ts;
-    report.files = reading.reader.files().cloned().collect();
-    report.warnings = reading.reader.warnings().iter().map(|w: &&ReadWarning| w.to_string()).collect();
+    report.files = reading.reader.files();
+    report.warnings = reading.reader.warnings();
+    report.filtered_out = st.filtered_out;
+    report.capture_loss = reading.reader.capture_loss();
     report.decode = reading.decoder.stats().clone();
     let mut tcp = TcpStats::default();
     for s in &shards {

@@ -11,7 +11,7 @@ use pov_capture::decode::{DecodeConfig, DecodeStats};
 use pov_capture::http::{HttpConfig, HttpStats};
 use pov_capture::pcap::{CaptureFile, FileStats, ReadError};
 use pov_capture::tcp::{TcpConfig, TcpStats};
-use pov_capture::{Budget, BudgetReport, Dur, Ts};
+use pov_capture::{Budget, BudgetReport, CaptureLoss, Dur, PacketFilter, Ts};
 
 /// Limits and timeouts for every stage.
 #[derive(Clone, Debug)]
@@ -27,6 +27,9 @@ pub struct PipelineConfig {
     /// Where every transaction is kept whole as it finishes (for replays
     /// chosen at the end of the run), if anywhere.
     pub store: Option<crate::store::TxStore>,
+    /// Which packets the run reads (`--filter`); the others are skipped
+    /// before decoding and counted in [`RunReport::filtered_out`].
+    pub filter: Option<Arc<dyn PacketFilter>>,
 }
 
 /// A request to stop a run early, shared with whoever may ask for it (a
@@ -71,6 +74,7 @@ impl Default for PipelineConfig {
             http: HttpConfig::default(),
             stop: Stop::default(),
             store: None,
+            filter: None,
         };
         cfg.set_budget(Budget::default());
         cfg
@@ -121,8 +125,15 @@ pub struct RunReport {
     pub first_ts: Option<Ts>,
     /// Capture time of the last packet.
     pub last_ts: Option<Ts>,
-    /// Packets read over all inputs.
+    /// Packets read over all inputs (those the filter kept, with one).
     pub packets: u64,
+    /// Packets the run's filter (`--filter`) left out.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub filtered_out: u64,
+    /// What a live capture lost before pov read it (libpcap's kernel and
+    /// interface drop counters): capture loss, not failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_loss: Option<CaptureLoss>,
     /// What the memory budget saw: its limit, peak, and what it refused.
     pub budget: Option<BudgetReport>,
     /// The shares of the budget carved out for parts of the run (the
@@ -210,6 +221,10 @@ impl RunReport {
     pub fn span(&self) -> Option<Dur> {
         Some(self.last_ts? - self.first_ts?)
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Opens every input (`-` is stdin). Inputs that cannot be opened, or are

@@ -65,7 +65,7 @@ pub struct FileStats {
 }
 
 impl FileStats {
-    pub(super) fn new(name: String, format: Format, gzip: bool) -> FileStats {
+    pub(crate) fn new(name: String, format: Format, gzip: bool) -> FileStats {
         FileStats {
             name,
             format,
@@ -89,7 +89,7 @@ impl FileStats {
 
     /// Counts one frame. Kept small: it runs for every packet.
     #[inline]
-    pub(super) fn count_packet(&mut self, ts: Ts, linktype: u32, caplen: u32, orig_len: u32) {
+    pub(crate) fn count_packet(&mut self, ts: Ts, linktype: u32, caplen: u32, orig_len: u32) {
         self.packets += 1;
         self.captured_bytes += u64::from(caplen);
         self.wire_bytes += u64::from(orig_len);

@@ -1,0 +1,167 @@
+//! `pov live` and `--filter`: capture through libpcap (the `live` feature).
+//!
+//! Without the feature both are still parsed, and say which feature they
+//! need (exit code 2).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use pov_capture::PacketFilter;
+
+/// What `--filter` holds: a compiled BPF expression.
+pub type Filter = Arc<dyn PacketFilter>;
+
+/// `--filter EXPR` on commands that read files: compiled by libpcap, as
+/// `tcpdump -r FILE EXPR`.
+pub fn parse_filter(expr: &str) -> Result<Filter, String> {
+    #[cfg(feature = "live")]
+    {
+        pov_capture::live::BpfFilter::new(expr).map(|f| Arc::new(f) as Filter).map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "live"))]
+    {
+        let _ = expr;
+        Err(NEEDS_FEATURE.to_string())
+    }
+}
+
+#[cfg(not(feature = "live"))]
+const NEEDS_FEATURE: &str = "BPF filters and live capture need pov built with the `live` feature (libpcap; \
+                             apt-get install libpcap-dev, then cargo build --release --features live)";
+
+/// Capture from an interface into rotated pcapng files.
+#[derive(Args)]
+pub struct LiveArgs {
+    /// The interface to capture on (as `ip link` names it).
+    #[arg(short, long, value_name = "IFACE")]
+    interface: String,
+    /// A BPF expression (tcpdump's syntax) the kernel applies: only what
+    /// it keeps is written and analysed.
+    #[arg(long, value_name = "BPF")]
+    filter: Option<String>,
+    /// Bytes kept of each frame (0: 262,144, every frame whole).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    snaplen: u32,
+    /// The kernel's capture buffer, in MiB: what absorbs a burst. Packets
+    /// dropped when it is full are reported as capture loss.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    buffer_mb: usize,
+    /// Start a new file every span of capture time, aligned (`1h`: one
+    /// file per clock hour, UTC; units s, m, h, d).
+    #[arg(long, value_name = "SPAN")]
+    rotate: Option<String>,
+    /// Start a new file before one would grow beyond this size (such as
+    /// `1GiB`, `512MiB`).
+    #[arg(long, value_name = "SIZE")]
+    rotate_size: Option<String>,
+    /// Keep at most N complete files in DIR, removing the oldest.
+    #[arg(long, value_name = "N")]
+    keep: Option<usize>,
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    no_promisc: bool,
+    /// Threads that reassemble and parse (0: one per core).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    threads: usize,
+    /// The folder the capture files go into (`pov-<UTC time>.pcapng`) and,
+    /// once stopped, `live-info.json` (every counter, the capture loss
+    /// among them).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Runs `pov live`.
+#[cfg(not(feature = "live"))]
+pub fn run(_a: LiveArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("{NEEDS_FEATURE}")
+}
+
+/// Runs `pov live`: captures until SIGINT or SIGTERM, writing rotated
+/// pcapng files while the pipeline parses what it reads; then closes the
+/// last file, writes `live-info.json` and prints what was captured and
+/// lost.
+#[cfg(feature = "live")]
+pub fn run(a: LiveArgs) -> anyhow::Result<ExitCode> {
+    use pov_capture::live::{LiveCapture, LiveConfig, Recording, RotatingWriter, Rotation, parse_size, parse_span};
+
+    let rotation = Rotation {
+        every: a.rotate.as_deref().map(parse_span).transpose().map_err(anyhow::Error::msg)?,
+        size: a.rotate_size.as_deref().map(parse_size).transpose().map_err(anyhow::Error::msg)?,
+        keep: a.keep,
+    };
+    let mut lc = LiveConfig::new(&a.interface);
+    lc.snaplen = a.snaplen;
+    lc.buffer_bytes = a.buffer_mb.max(1) << 20;
+    lc.filter = a.filter.clone();
+    lc.promiscuous = !a.no_promisc;
+    // The signals end the capture (the source's flag); the pipeline then
+    // finishes as at the end of a file, every connection flushed. Its own
+    // stop flag is never set.
+    let signals = crate::signals::stop();
+    let cap = LiveCapture::open(&lc, Arc::clone(signals.flag()))?;
+    let writer = RotatingWriter::new(&a.out, cap.linktype(), cap.snaplen(), rotation)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
+    eprintln!("pov live: capturing on {} into {} (SIGINT or SIGTERM stops)", a.interface, a.out.display());
+    let mut rec = Recording::new(cap, writer);
+    let cfg = pov::pipeline::PipelineConfig::default();
+    let mut threads = pov::parallel::Threads::default();
+    if a.threads > 0 {
+        threads.threads = a.threads;
+    }
+    let mut count = Count::default();
+    let report =
+        pov::parallel::run_source(&mut rec, Vec::new(), &cfg, Some(&cfg.http), threads, None, &mut count, &mut |_| {})?;
+    let (files, _) = rec.finish().map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
+    let info = a.out.join("live-info.json");
+    pov::output::write_atomic(&info, |w| {
+        serde_json::to_writer_pretty(&mut *w, &report)?;
+        writeln!(w)
+    })?;
+    let why = crate::signals::requested().map(crate::signals::name);
+    eprintln!(
+        "pov live: {} on {}: {} packets, {} connections, {} HTTP transactions; {} files written into {}",
+        why.map_or_else(|| "capture ended".to_string(), |s| format!("stopped by {s}")),
+        a.interface,
+        report.packets,
+        count.connections,
+        count.transactions,
+        files.len(),
+        a.out.display()
+    );
+    if let Some(loss) = report.capture_loss {
+        eprintln!("pov live: capture loss: {loss}");
+    }
+    for e in &report.errors {
+        eprintln!("pov: error: {e}");
+    }
+    // A signal is how a capture is meant to end: it ended cleanly.
+    signals.flag().store(0, std::sync::atomic::Ordering::SeqCst);
+    Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// Counts what the pipeline finds.
+#[cfg(feature = "live")]
+#[derive(Default)]
+struct Count {
+    transactions: u64,
+    connections: u64,
+}
+
+#[cfg(feature = "live")]
+impl pov::parallel::Downstream for Count {
+    type Item = ();
+    type Prep = pov::parallel::Discard;
+    fn preparer(&self) -> pov::parallel::Discard {
+        pov::parallel::Discard
+    }
+    fn on_transaction(&mut self, _tx: ()) -> pov::parallel::Flow {
+        self.transactions += 1;
+        pov::parallel::GO_ON
+    }
+    fn on_summary(&mut self, _s: &pov_capture::tcp::ConnSummary) -> pov::parallel::Flow {
+        self.connections += 1;
+        pov::parallel::GO_ON
+    }
+}
