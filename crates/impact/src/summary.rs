@@ -1088,22 +1088,42 @@ mod tests {
         /// converted (with an order of 100), which page views met a noticed
         /// failure, and whether it left right after the last.
         fn session(&mut self, pages: &[(&str, Option<&str>)], converted: bool, failed: &[usize], left: bool) {
+            let pages: Vec<(&str, Option<&str>, &str)> = pages.iter().map(|&(n, s)| (n, s, "/x")).collect();
+            let failed: Vec<(usize, &str)> = failed.iter().map(|&i| (i, "server_error")).collect();
+            self.visit(&pages, converted, &failed, left);
+        }
+
+        /// A session of one user: its page views (name, step, URL: empty
+        /// for a page known only by a failed connection attempt), whether
+        /// it converted (with an order of 100), the page views (from 0)
+        /// that met a noticed failure with its kind, and whether it left
+        /// right after the last.
+        fn visit(
+            &mut self,
+            pages: &[(&str, Option<&str>, &str)],
+            converted: bool,
+            failed: &[(usize, &str)],
+            left: bool,
+        ) {
             let n = self.sessions.len();
             let (user, sid) = (format!("u{n}"), format!("u{n}/1"));
             let affected = !failed.is_empty();
             let last = pages.last().and_then(|p| p.1);
+            let exit = pages.last().map_or("", |p| p.2);
+            let exit_failure = failed.iter().find(|f| f.0 + 1 == pages.len()).map(|f| f.1).filter(|_| left);
             self.users.push(json!({"user": user, "affected": affected, "failures_total": failed.len() as u64,
                 "sessions": 1u64, "converted": converted, "cart_value": null}));
             self.sessions.push(json!({"session": sid, "affected": affected, "converted": converted,
                 "orders": u64::from(converted), "order_value": if converted { Some(100.0) } else { None },
-                "exit_step": last, "left_after_failure": left, "exit_failure": if left { Some("server_error") } else { None },
-                "exit_url": "/x", "exit_route": "/x", "cart_value": null}));
-            for (i, (name, step)) in pages.iter().enumerate() {
-                self.pages.push(json!({"page": format!("{sid}/{i}"), "session": sid, "name": name, "step": step,
-                    "apdex": "satisfied", "url": "/x", "route": "/x"}));
-                if failed.contains(&i) {
-                    self.failures.push(json!({"ts": 0.0, "user": user, "session": sid, "page": i as u64,
-                        "kind": "server_error", "severity": "major", "page_name": name, "url": "/x", "route": "/x", "server": "s"}));
+                "exit_step": last, "left_after_failure": left, "exit_failure": exit_failure,
+                "exit_url": exit, "exit_route": exit, "cart_value": null}));
+            // Positions from 1, as the user stage numbers page views.
+            for (i, (name, step, url)) in pages.iter().enumerate() {
+                self.pages.push(json!({"page": format!("{sid}/{}", i + 1), "session": sid, "name": name, "step": step,
+                    "apdex": "satisfied", "url": url, "route": url}));
+                for (_, kind) in failed.iter().filter(|f| f.0 == i) {
+                    self.failures.push(json!({"ts": 0.0, "user": user, "session": sid, "page": i as u64 + 1,
+                        "kind": kind, "severity": "major", "page_name": name, "url": url, "route": url, "server": "s"}));
                 }
             }
         }
@@ -1274,6 +1294,91 @@ mod tests {
         let x = &imp.by_route[0];
         assert_eq!((x.route.as_str(), x.failures, x.views), ("/x", 7002, 69_995));
         assert!((x.lost - home.lost).abs() < 1e-9);
+    }
+
+    /// Visits that end on a page struck by a kind of failure after which
+    /// visitors leave no more often than they leave that step anyway (here
+    /// slow pages: 30 of 100 ended their visit where 40 would have) are
+    /// not counted as lost; a kind that makes them leave (server errors:
+    /// 40 of 50, where 20 would have) is. A failed page view reloaded right
+    /// after is judged by its reload, not counted among the page views
+    /// the kind struck. And a page the model knows nothing of (no URL) is
+    /// priced as a visitor going on from the page before it, or, for the
+    /// first page of a visit, as a visit starting.
+    #[test]
+    fn exits_a_failure_did_not_cause_are_not_lost_and_unknown_pages_go_on_from_the_last_known() {
+        let mut r = Records::new("exits");
+        let home = ("home", Some("home"), "/");
+        let product = |id: &'static str| ("product", Some("product"), id);
+        let checkout = ("checkout", Some("checkout"), "/checkout");
+        let category = ("category", Some("category"), "/c/1");
+        let unknown = ("(none)", None, "");
+        // Unhurt: 400 buyers, 400 browsers who leave from a product page,
+        // 200 who go on to a category: at the product step 400 of 1,000
+        // views end their visit (exit rate 0.4), 400 of 1,000 are of
+        // buyers (baseline 0.4) and 400 of the 600 that went on (2/3).
+        for _ in 0..400 {
+            r.visit(&[home, product("/p/1"), checkout], true, &[], false);
+            r.visit(&[home, product("/p/2")], false, &[], false);
+        }
+        for _ in 0..200 {
+            r.visit(&[home, product("/p/3"), category], false, &[], false);
+        }
+        // Slow product pages: 30 visits end there, 70 go on and buy.
+        for _ in 0..30 {
+            r.visit(&[home, product("/p/4")], false, &[(1, "slow")], true);
+        }
+        for _ in 0..70 {
+            r.visit(&[home, product("/p/4"), checkout], true, &[(1, "slow")], false);
+        }
+        // Server errors: 40 visits end there, 10 go on and buy, and 20
+        // reload the page and buy.
+        for _ in 0..40 {
+            r.visit(&[home, product("/p/5")], false, &[(1, "server_error")], true);
+        }
+        for _ in 0..10 {
+            r.visit(&[home, product("/p/5"), checkout], true, &[(1, "server_error")], false);
+        }
+        for _ in 0..20 {
+            r.visit(&[home, product("/p/5"), product("/p/5"), checkout], true, &[(1, "server_error")], false);
+        }
+        // Connection attempts refused: 6 after a product page, 5 on the
+        // first page of a visit.
+        for _ in 0..6 {
+            r.visit(&[home, product("/p/6"), unknown], false, &[(2, "refused")], true);
+        }
+        for _ in 0..5 {
+            r.visit(&[unknown], false, &[(0, "refused")], true);
+        }
+        let funnel = ["home", "product", "checkout", "category"].map(String::from).to_vec();
+        let imp = impact(r.write(), &RevenueModel { funnel, average_order_value: None }).unwrap();
+        let step = |s: &str| imp.funnel.iter().find(|f| f.step == s).unwrap().clone();
+        let p = step("product");
+        assert!((p.exit_rate - 0.4).abs() < 1e-9 && (p.baseline - 0.4).abs() < 1e-9, "{p:?}");
+        assert!((p.go_on_rate - 2.0 / 3.0).abs() < 1e-9, "{p:?}");
+        let kind = |k: &str| imp.exits_by_kind.get(k).cloned().unwrap();
+        let slow = kind("slow");
+        assert_eq!((slow.views, slow.exits, slow.counted), (100, 30, false), "{slow:?}");
+        assert!((slow.expected_exits - 40.0).abs() < 1e-9, "{slow:?}");
+        let errors = kind("server_error");
+        assert_eq!((errors.views, errors.exits, errors.counted), (50, 40, true), "{errors:?}");
+        assert!((errors.expected_exits - 20.0).abs() < 1e-9, "{errors:?}");
+        // 40 lost at the product step (the 30 slow ones left anyway), 0.4
+        // × 100 each.
+        assert_eq!((p.lost_sessions, p.left_anyway, p.went_on_sessions), (40, 30, 6), "{p:?}");
+        assert!((p.lost - (0.4 * 4000.0 + 2.0 / 3.0 * 600.0)).abs() < 1e-6, "{p:?}");
+        // The first page of 5 visits failed: a visit starting converts 400
+        // times in 1,000.
+        let entry = step("(entry)");
+        assert_eq!(entry.went_on_sessions, 5, "{entry:?}");
+        assert!((entry.go_on_rate - 0.4).abs() < 1e-9 && (entry.lost - 200.0).abs() < 1e-6, "{entry:?}");
+        assert!((imp.revenue_lost.value - 2200.0).abs() < 1e-6, "{:?}", imp.revenue_lost);
+        assert!(imp.revenue_lost.low < 2200.0 && 2200.0 < imp.revenue_lost.high);
+        assert!(
+            (imp.lost_by_kind["server_error"] - 1600.0).abs() < 1e-6
+                && (imp.lost_by_kind["refused"] - 600.0).abs() < 1e-6
+        );
+        assert!(!imp.lost_by_kind.contains_key("slow"), "{:?}", imp.lost_by_kind);
     }
 
     #[test]
