@@ -106,7 +106,11 @@ pub struct KindExits {
     /// How many would have been the last anyway: each page view at its
     /// step's `exit_rate`.
     pub expected_exits: f64,
-    /// `exits > expected_exits`: the kind makes visitors leave, and visits
+    /// What chance alone would rarely exceed: `expected_exits` plus 1.645
+    /// standard deviations of that count (each page view a coin at its
+    /// step's exit rate; one-sided 95 %).
+    pub threshold: f64,
+    /// `exits > threshold`: the kind makes visitors leave, and visits
     /// that ended on it count as lost.
     pub counted: bool,
 }
@@ -401,6 +405,9 @@ fn routes(dir: &Path, noticed: LazyFrame, lost_by_route: &[RouteLost], out: &mut
 
 /// 95 % two-sided normal quantile.
 const Z95: f64 = 1.959_963_984_540_054;
+
+/// 95 % one-sided normal quantile.
+const Z95_ONE_SIDED: f64 = 1.644_853_626_951_472_7;
 
 /// Largest weight one unaffected session gets for the failures it escaped
 /// (docs/revenue.md): a session so long that it would need more is rare,
@@ -755,13 +762,16 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         (texts(&by_kind, "kind")?, texts(&by_kind, "step")?, nums(&by_kind, "views")?, nums(&by_kind, "exits")?);
     for i in 0..kk.len() {
         let Some(r) = rows.get(&ks[i]).filter(|r| r.unaffected_views > 0) else { continue };
-        let e = out.exits_by_kind.entry(kk[i].clone()).or_insert_with(KindExits::default);
+        let e = out.exits_by_kind.entry(kk[i].clone()).or_default();
         e.views += kv[i] as u64;
         e.exits += kx[i] as u64;
         e.expected_exits += kv[i] * r.exit_rate;
+        // (The variance, kept in `threshold` until it is one.)
+        e.threshold += kv[i] * r.exit_rate * (1.0 - r.exit_rate);
     }
     for e in out.exits_by_kind.values_mut() {
-        e.counted = e.exits as f64 > e.expected_exits;
+        e.threshold = e.expected_exits + Z95_ONE_SIDED * e.threshold.sqrt();
+        e.counted = e.exits as f64 > e.threshold;
     }
     let counted = |kind: &str| out.exits_by_kind.get(kind).is_none_or(|e| e.counted);
 
@@ -1297,10 +1307,10 @@ mod tests {
     }
 
     /// Visits that end on a page struck by a kind of failure after which
-    /// visitors leave no more often than they leave that step anyway (here
-    /// slow pages: 30 of 100 ended their visit where 40 would have) are
-    /// not counted as lost; a kind that makes them leave (server errors:
-    /// 40 of 50, where 20 would have) is. A failed page view reloaded right
+    /// visitors leave no more often than chance would have them leave that
+    /// step anyway (here slow pages: 30 of 100 ended their visit where 40
+    /// would have) are not counted as lost; a kind that makes them leave
+    /// (server errors: 40 of 50, where 20 would have) is. A failed page view reloaded right
     /// after is judged by its reload, not counted among the page views
     /// the kind struck. And a page the model knows nothing of (no URL) is
     /// priced as a visitor going on from the page before it, or, for the
@@ -1357,12 +1367,15 @@ mod tests {
         assert!((p.exit_rate - 0.4).abs() < 1e-9 && (p.baseline - 0.4).abs() < 1e-9, "{p:?}");
         assert!((p.go_on_rate - 2.0 / 3.0).abs() < 1e-9, "{p:?}");
         let kind = |k: &str| imp.exits_by_kind.get(k).cloned().unwrap();
+        // Chance alone would rarely make more than 40 + 1.645 × √(100 ×
+        // 0.4 × 0.6) = 48.06 of 100 page views the last of their visit,
+        // and 20 + 1.645 × √12 = 25.70 of 50.
         let slow = kind("slow");
         assert_eq!((slow.views, slow.exits, slow.counted), (100, 30, false), "{slow:?}");
-        assert!((slow.expected_exits - 40.0).abs() < 1e-9, "{slow:?}");
+        assert!((slow.expected_exits - 40.0).abs() < 1e-9 && (slow.threshold - 48.058).abs() < 1e-3, "{slow:?}");
         let errors = kind("server_error");
         assert_eq!((errors.views, errors.exits, errors.counted), (50, 40, true), "{errors:?}");
-        assert!((errors.expected_exits - 20.0).abs() < 1e-9, "{errors:?}");
+        assert!((errors.expected_exits - 20.0).abs() < 1e-9 && (errors.threshold - 25.698).abs() < 1e-3, "{errors:?}");
         // 40 lost at the product step (the 30 slow ones left anyway), 0.4
         // × 100 each.
         assert_eq!((p.lost_sessions, p.left_anyway, p.went_on_sessions), (40, 30, 6), "{p:?}");

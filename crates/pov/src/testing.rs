@@ -1190,6 +1190,7 @@ fn fuzz_summary(b: &mut Bytes<'_>) -> crate::analyze::Summary {
                 views: fuzz_u64(b),
                 exits: fuzz_u64(b),
                 expected_exits: fuzz_f64(b),
+                threshold: fuzz_f64(b),
                 counted: b.u8() & 1 == 1,
             };
             (fuzz_text(b), kind)
