@@ -7,8 +7,14 @@
 //! session weighted by 1 / P(escaping the failures of its page views). An
 //! affected session that did not convert and left right after a failure
 //! counts that baseline times its visible cart value, or the step's mean
-//! order where none is visible. The 95 % interval combines whether each would have
-//! bought (binomial) with the baselines' own uncertainty (Wilson).
+//! order where none is visible. Not counted: a session whose last page
+//! view was struck only by kinds of failure whose struck page views end
+//! their visit no more often than chance would have them end it anyway
+//! (`exits_by_kind`). A session whose last page the model knows nothing of
+//! (no URL, or a step no unaffected session viewed) counts the rate of
+//! unaffected visitors who went on from the page before it. The 95 %
+//! interval combines whether each would have bought (binomial) with the
+//! rates' own uncertainty (Wilson).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -56,6 +62,10 @@ pub struct StepImpact {
     /// (weighted) mean order of the converting page views at this step
     /// (`[revenue] average_order_value` when set).
     pub order_value: f64,
+    /// How far those orders spread around their mean (weighted standard
+    /// deviation): what a lost session without a visible cart would have
+    /// ordered is uncertain by that much too.
+    pub order_spread: f64,
     /// Affected sessions whose last page view was at this step.
     pub affected_sessions: u64,
     /// Of those, converted anyway.
@@ -434,6 +444,7 @@ fn empty_step(step: &str) -> StepImpact {
         baseline_low: 0.0,
         baseline_high: 1.0,
         order_value: 0.0,
+        order_spread: 0.0,
         affected_sessions: 0,
         affected_converted: 0,
         exit_rate: 0.0,
@@ -600,6 +611,8 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         col("converted"),
         // In cents: integers add up alike in any order.
         ((col("order_value").fill_null(lit(0.0)) * lit(100.0)) + lit(0.5)).cast(DataType::Int64).alias("order"),
+        // In whole units, to be squared (cents squared could overflow).
+        (col("order_value").fill_null(lit(0.0)) + lit(0.5)).cast(DataType::Int64).alias("units"),
     ]);
     let unaffected = flags
         .clone()
@@ -616,6 +629,7 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             col("converted").cast(DataType::UInt64).sum().alias("converted_views"),
             col("session").n_unique().alias("sessions"),
             (col("converted").cast(DataType::Int64) * col("order")).sum().alias("orders"),
+            (col("converted").cast(DataType::Int64) * col("units") * col("units")).sum().alias("orders_sq"),
             col("last").cast(DataType::UInt64).sum().alias("last_views"),
             col("last").and(col("converted")).cast(DataType::UInt64).sum().alias("converted_last_views"),
         ])
@@ -630,6 +644,7 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             len().alias("sessions"),
             col("converted").cast(DataType::UInt64).sum().alias("converted"),
             (col("converted").cast(DataType::Int64) * col("order")).sum().alias("orders"),
+            (col("converted").cast(DataType::Int64) * col("units") * col("units")).sum().alias("orders_sq"),
         ])
         .sort(["bucket"], SortMultipleOptions::default())
         .collect()
@@ -692,12 +707,12 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     let (bs, bk) = (texts(&base, "step")?, nums(&base, "bucket")?);
     let (bv, bc, bn, bo) =
         (nums(&base, "views")?, nums(&base, "converted_views")?, nums(&base, "sessions")?, nums(&base, "orders")?);
-    let (bl, bcl) = (nums(&base, "last_views")?, nums(&base, "converted_last_views")?);
-    let mut sums: BTreeMap<String, [f64; 8]> = BTreeMap::new();
+    let (bl, bcl, bq) = (nums(&base, "last_views")?, nums(&base, "converted_last_views")?, nums(&base, "orders_sq")?);
+    let mut sums: BTreeMap<String, [f64; 9]> = BTreeMap::new();
     for i in 0..bs.len() {
         let w = (bk[i] / WEIGHT_STEPS).exp();
         let e = sums.entry(bs[i].clone()).or_default();
-        let add = [bv[i], bc[i], bn[i], w * bv[i], w * bc[i], w * bo[i] / 100.0, w * bl[i], w * bcl[i]];
+        let add = [bv[i], bc[i], bn[i], w * bv[i], w * bc[i], w * bo[i] / 100.0, w * bl[i], w * bcl[i], w * bq[i]];
         for (j, v) in add.into_iter().enumerate() {
             e[j] += v;
         }
@@ -706,7 +721,10 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     // A stated average order value is what the user wants used where no
     // cart is visible; else the mean order of the step's converting views.
     let mean_order = |wc: f64, wo: f64| model.average_order_value.unwrap_or(if wc > 0.0 { wo / wc } else { aov });
-    for (step, [v, c, n, wv, wc, wo, wl, wcl]) in &sums {
+    // The spread of the orders, from their (weighted) sum and sum of
+    // squares.
+    let spread = |wc: f64, wo: f64, wq: f64| if wc > 0.0 { (wq / wc - (wo / wc).powi(2)).max(0.0).sqrt() } else { 0.0 };
+    for (step, [v, c, n, wv, wc, wo, wl, wcl, wq]) in &sums {
         let r = rows.entry(step.clone()).or_insert_with(|| empty_step(step));
         r.unaffected_views = *v as u64;
         r.unaffected_converted_views = *c as u64;
@@ -715,6 +733,7 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         r.weighted_converted_views = *wc;
         r.baseline = if *wv > 0.0 { (wc / wv).clamp(0.0, 1.0) } else { 0.0 };
         r.order_value = mean_order(*wc, *wo);
+        r.order_spread = spread(*wc, *wo, *wq);
         r.exit_rate = if *wv > 0.0 { (wl / wv).clamp(0.0, 1.0) } else { 0.0 };
         r.go_on_rate = if wv - wl > 0.0 { ((wc - wcl) / (wv - wl)).clamp(0.0, 1.0) } else { 0.0 };
         // Page views of one session are not independent: the intervals
@@ -735,16 +754,18 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             nums(&visits, "converted")?,
             nums(&visits, "orders")?,
         );
-        let (mut wn, mut wc, mut wo) = (0.0, 0.0, 0.0);
+        let vq = nums(&visits, "orders_sq")?;
+        let (mut wn, mut wc, mut wo, mut wq) = (0.0, 0.0, 0.0, 0.0);
         for i in 0..vb.len() {
             let w = (vb[i] / WEIGHT_STEPS).exp();
-            (wn, wc, wo) = (wn + w * vn[i], wc + w * vc[i], wo + w * vo[i] / 100.0);
+            (wn, wc, wo, wq) = (wn + w * vn[i], wc + w * vc[i], wo + w * vo[i] / 100.0, wq + w * vq[i]);
         }
         let r = rows.entry(ENTRY.to_string()).or_insert_with(|| empty_step(ENTRY));
         let n = vn.iter().sum::<f64>();
         r.unaffected_sessions = n as u64;
         r.go_on_rate = if wn > 0.0 { (wc / wn).clamp(0.0, 1.0) } else { 0.0 };
         r.order_value = mean_order(wc, wo);
+        r.order_spread = spread(wc, wo, wq);
         let n = n.max(1.0) as u64;
         let (lo, hi) = wilson((r.go_on_rate * n as f64).round() as u64, n);
         (r.go_on_low, r.go_on_high) = (lo.min(r.go_on_rate), hi.max(r.go_on_rate));
@@ -814,8 +835,9 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         texts(&each, "url")?,
         nums(&each, "cart")?,
     );
-    // (step, went on from it, value) of each session counted as lost.
-    let mut priced: Vec<Option<(String, bool, f64)>> = Vec::with_capacity(eid.len());
+    // (step, went on from it, value, no cart seen) of each session counted
+    // as lost.
+    let mut priced: Vec<Option<(String, bool, f64, bool)>> = Vec::with_capacity(eid.len());
     for i in 0..eid.len() {
         let pages = visit.get(eid[i]).map(Vec::as_slice).unwrap_or(&[]);
         let Some(&(last, url, step)) = pages.last() else {
@@ -838,7 +860,7 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             let value = if cart > 0.0 { cart } else { r.order_value };
             r.lost_sessions += 1;
             r.lost_value += value;
-            priced.push(Some((es[i].clone(), false, value)));
+            priced.push(Some((es[i].clone(), false, value, cart <= 0.0)));
         } else {
             // A page the model knows nothing of (no URL: a failed
             // connection attempt; or a class no unaffected session
@@ -854,18 +876,22 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             let value = if cart > 0.0 { cart } else { r.order_value };
             r.went_on_sessions += 1;
             r.went_on_value += value;
-            priced.push(Some((from, true, value)));
+            priced.push(Some((from, true, value, cart <= 0.0)));
         }
     }
     // ... and the chance it would have bought: the step's baseline, or
     // the rate of those who went on from it.
-    let mut sq: BTreeMap<(String, bool), f64> = BTreeMap::new();
-    for (step, went_on, value) in priced.iter().flatten() {
-        *sq.entry((step.clone(), *went_on)).or_default() += value * value;
+    // Per (step, went on): the sum of the values squared, and how many
+    // were valued at the step's mean order (no cart seen).
+    let mut sq: BTreeMap<(String, bool), (f64, f64)> = BTreeMap::new();
+    for (step, went_on, value, unseen) in priced.iter().flatten() {
+        let e = sq.entry((step.clone(), *went_on)).or_default();
+        e.0 += value * value;
+        e.1 += f64::from(u8::from(*unseen));
     }
     let mut estimate = Estimate::default();
     let mut variance = 0.0;
-    for ((step, went_on), sq) in &sq {
+    for ((step, went_on), (sq, unseen)) in &sq {
         let Some(r) = rows.get_mut(step) else { continue };
         let (p, lo, hi, value) = if *went_on {
             (r.go_on_rate, r.go_on_low, r.go_on_high, r.went_on_value)
@@ -875,13 +901,14 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         r.lost += p * value;
         estimate.value += p * value;
         // Whether each lost session would have bought is a coin with the
-        // rate's odds; and the rate itself is uncertain.
+        // rate's odds; what one without a visible cart would have ordered
+        // spreads around the mean order; and the rate itself is uncertain.
         let se = (hi - lo) / (2.0 * Z95);
-        variance += p * (1.0 - p) * sq + (value * se).powi(2);
+        variance += p * (1.0 - p) * sq + p * unseen * r.order_spread.powi(2) + (value * se).powi(2);
     }
     let mut by_page: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     for (i, pr) in priced.iter().enumerate() {
-        let Some((step, went_on, value)) = pr else { continue };
+        let Some((step, went_on, value, _)) = pr else { continue };
         let rate = rows.get(step).map_or(0.0, |r| if *went_on { r.go_on_rate } else { r.baseline });
         let lost = rate * value;
         *out.lost_by_kind.entry(ek[i].clone()).or_default() += lost;
@@ -1085,13 +1112,22 @@ mod tests {
         sessions: Vec<Value>,
         pages: Vec<Value>,
         failures: Vec<Value>,
+        /// The value of the next orders.
+        order: f64,
     }
 
     impl Records {
         fn new(name: &str) -> Records {
             let dir = std::env::temp_dir().join(format!("pov-impact-{name}-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
-            Records { dir, users: Vec::new(), sessions: Vec::new(), pages: Vec::new(), failures: Vec::new() }
+            Records {
+                dir,
+                users: Vec::new(),
+                sessions: Vec::new(),
+                pages: Vec::new(),
+                failures: Vec::new(),
+                order: 100.0,
+            }
         }
 
         /// A session of one user: its page views (name, step), whether it
@@ -1105,7 +1141,7 @@ mod tests {
 
         /// A session of one user: its page views (name, step, URL: empty
         /// for a page known only by a failed connection attempt), whether
-        /// it converted (with an order of 100), the page views (from 0)
+        /// it converted (with an order of `order`), the page views (from 0)
         /// that met a noticed failure with its kind, and whether it left
         /// right after the last.
         fn visit(
@@ -1124,7 +1160,7 @@ mod tests {
             self.users.push(json!({"user": user, "affected": affected, "failures_total": failed.len() as u64,
                 "sessions": 1u64, "converted": converted, "cart_value": null}));
             self.sessions.push(json!({"session": sid, "affected": affected, "converted": converted,
-                "orders": u64::from(converted), "order_value": if converted { Some(100.0) } else { None },
+                "orders": u64::from(converted), "order_value": if converted { Some(self.order) } else { None },
                 "exit_step": last, "left_after_failure": left, "exit_failure": exit_failure,
                 "exit_url": exit, "exit_route": exit, "cart_value": null}));
             // Positions from 1, as the user stage numbers page views.
@@ -1326,11 +1362,14 @@ mod tests {
         // Unhurt: 400 buyers, 400 browsers who leave from a product page,
         // 200 who go on to a category: at the product step 400 of 1,000
         // views end their visit (exit rate 0.4), 400 of 1,000 are of
-        // buyers (baseline 0.4) and 400 of the 600 that went on (2/3).
-        for _ in 0..400 {
+        // buyers (baseline 0.4) and 400 of the 600 that went on (2/3). The
+        // buyers' orders are 50 or 150: 100 on average, give or take 50.
+        for i in 0..400 {
+            r.order = if i % 2 == 0 { 50.0 } else { 150.0 };
             r.visit(&[home, product("/p/1"), checkout], true, &[], false);
             r.visit(&[home, product("/p/2")], false, &[], false);
         }
+        r.order = 100.0;
         for _ in 0..200 {
             r.visit(&[home, product("/p/3"), category], false, &[], false);
         }
@@ -1386,7 +1425,22 @@ mod tests {
         assert_eq!(entry.went_on_sessions, 5, "{entry:?}");
         assert!((entry.go_on_rate - 0.4).abs() < 1e-9 && (entry.lost - 200.0).abs() < 1e-6, "{entry:?}");
         assert!((imp.revenue_lost.value - 2200.0).abs() < 1e-6, "{:?}", imp.revenue_lost);
-        assert!(imp.revenue_lost.low < 2200.0 && 2200.0 < imp.revenue_lost.high);
+        // The interval: per group of sessions priced alike (n, rate,
+        // sessions valued at 100 with no cart seen), whether each would
+        // have bought, what it would have ordered (100 give or take 50) and
+        // the rate's own uncertainty (1,000 unaffected sessions).
+        assert!((p.order_spread - 50.0).abs() < 1e-9 && (entry.order_spread - 50.0).abs() < 1e-9, "{p:?}");
+        let variance: f64 = [(40.0, 0.4), (6.0, 2.0 / 3.0), (5.0, 0.4)]
+            .iter()
+            .map(|&(n, q): &(f64, f64)| {
+                let (lo, hi) = wilson((q * 1000.0).round() as u64, 1000);
+                let se = (hi - lo) / (2.0 * Z95);
+                q * (1.0 - q) * n * 100.0 * 100.0 + q * n * 50.0 * 50.0 + (n * 100.0 * se).powi(2)
+            })
+            .sum();
+        let half = Z95 * variance.sqrt();
+        let (low, high) = (imp.revenue_lost.low, imp.revenue_lost.high);
+        assert!((low - (2200.0 - half)).abs() < 1e-6 && (high - (2200.0 + half)).abs() < 1e-6, "{low} {high} ±{half}");
         assert!(
             (imp.lost_by_kind["server_error"] - 1600.0).abs() < 1e-6
                 && (imp.lost_by_kind["refused"] - 600.0).abs() < 1e-6

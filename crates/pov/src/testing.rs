@@ -1142,6 +1142,7 @@ fn fuzz_summary(b: &mut Bytes<'_>) -> crate::analyze::Summary {
             baseline_low: fuzz_f64(b),
             baseline_high: fuzz_f64(b),
             order_value: fuzz_f64(b),
+            order_spread: fuzz_f64(b),
             affected_sessions: fuzz_u64(b),
             affected_converted: fuzz_u64(b),
             exit_rate: fuzz_f64(b),
