@@ -428,6 +428,12 @@ const MAX_WEIGHT: f64 = 10.0;
 /// whose views all failed says nothing about the sessions that got through.
 const MAX_HAZARD: f64 = 0.9;
 
+/// Largest order, in whole units of money, that the spread of orders
+/// (`order_spread`) takes as it is: its squares are summed in 64-bit
+/// integers (the same in any order), and a hostile order value must not
+/// overflow them.
+const MAX_ORDER_UNITS: f64 = 1e6;
+
 /// Steps per unit of a session's log weight (see `revenue`).
 const WEIGHT_STEPS: f64 = 1000.0;
 
@@ -611,8 +617,14 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         col("converted"),
         // In cents: integers add up alike in any order.
         ((col("order_value").fill_null(lit(0.0)) * lit(100.0)) + lit(0.5)).cast(DataType::Int64).alias("order"),
-        // In whole units, to be squared (cents squared could overflow).
-        (col("order_value").fill_null(lit(0.0)) + lit(0.5)).cast(DataType::Int64).alias("units"),
+        // In whole units, to be squared (cents squared could overflow),
+        // at most MAX_ORDER_UNITS.
+        (when(col("order_value").gt(lit(MAX_ORDER_UNITS)).or(col("order_value").lt(lit(-MAX_ORDER_UNITS))))
+            .then(lit(MAX_ORDER_UNITS))
+            .otherwise(col("order_value").fill_null(lit(0.0)))
+            + lit(0.5))
+        .cast(DataType::Int64)
+        .alias("units"),
     ]);
     let unaffected = flags
         .clone()
