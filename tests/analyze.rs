@@ -189,18 +189,24 @@ fn analyze_reads_folders_and_globs_and_counts_capture_loss_apart() {
     assert_eq!(a["users_affected"].as_u64().unwrap(), t["users_affected"].as_u64().unwrap() - 2);
 }
 
-/// The revenue estimate on large runs: the interval holds the key's revenue
-/// lost and the estimate is within 10 % of it. Not run by default (about a
-/// minute and 3.5 GB per run); `cargo test --release --test integration --
-/// --ignored revenue --nocapture`.
+/// The revenue estimate on large runs, as issue 14 sets it: on five
+/// 5,000-user runs each estimate is within 20 % of the key's revenue lost
+/// (the intended baskets of the buyers who gave up) and the interval holds
+/// the key in at least four. Who was hurt, and by what, is checked on each
+/// run too. Not run by default (about 80 s and 3.5 GB per run, 7 minutes in
+/// all on 2 cores); `cargo test --release --test integration -- --ignored
+/// revenue_lost_on_large --nocapture`. benches/revenue-seeds.sh makes the
+/// same comparison on other seeds for docs/revenue.md.
 #[test]
 #[ignore]
 fn revenue_lost_on_large_generated_runs() {
     let d = TempDir::new("analyze-large");
-    for (seed, profile) in [("31", "default"), ("32", "lossy"), ("33", "lossy"), ("34", "default")] {
+    let runs = [("31", "default"), ("32", "lossy"), ("33", "lossy"), ("34", "default"), ("35", "default")];
+    let mut held = 0;
+    for (seed, profile) in runs {
         let (pcap, key, out) = (d.path("run.pcap"), d.path("run.json"), d.path("report"));
         util::synth(&["--users", "5000", "--seed", seed, "--profile", profile], &pcap, &key);
-        util::pov_ok(&["analyze", "--quiet", "--out", s(&out), s(&pcap)]);
+        util::pov_ok(&["analyze", "--quiet", "--replays", "0", "--out", s(&out), s(&pcap)]);
         let (sm, t) = (summary(&out), key_totals(&key));
         let truth = t["revenue_lost_cents"].as_f64().unwrap() / 100.0;
         let l = &sm["revenue_lost"];
@@ -209,7 +215,8 @@ fn revenue_lost_on_large_generated_runs() {
             "seed {seed} {profile}: revenue lost {v:.2} ({lo:.2} to {hi:.2}), key {truth:.2}, ratio {:.3}",
             v / truth
         );
-        assert!(lo <= truth && truth <= hi, "seed {seed}: {truth} outside {lo}..{hi}");
+        assert!(truth > 0.0 && (v - truth).abs() <= 0.2 * truth, "seed {seed}: {v} vs {truth}");
+        held += usize::from(lo <= truth && truth <= hi);
         // Who was hurt, and by what: exact on clean captures; on lossy ones
         // never more than the key (what the capture lost is unknown).
         let kinds: BTreeMap<String, u64> =
@@ -226,8 +233,8 @@ fn revenue_lost_on_large_generated_runs() {
                 assert!(got <= n && n - got <= 1 + n / 50, "seed {seed} {k}: {got} vs {n}");
             }
         }
-        assert!((v - truth).abs() <= 0.1 * truth, "seed {seed}: {v} vs {truth}");
     }
+    assert!(held >= 4, "the interval held the key in {held} of {} runs", runs.len());
 }
 
 /// The revenue estimate against the key's revenue lost (the intended

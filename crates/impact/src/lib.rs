@@ -22,5 +22,6 @@ pub mod summary;
 
 pub use parquet::{Kind, ParquetWriter};
 pub use summary::{
-    Estimate, FunnelRow, HourImpact, Impact, PageApdex, RevenueModel, RouteImpact, StepImpact, TopUser, impact,
+    Estimate, FunnelRow, HourImpact, Impact, KindExits, PageApdex, RevenueModel, RouteImpact, StepImpact, TopUser,
+    impact,
 };

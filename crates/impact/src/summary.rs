@@ -7,8 +7,14 @@
 //! session weighted by 1 / P(escaping the failures of its page views). An
 //! affected session that did not convert and left right after a failure
 //! counts that baseline times its visible cart value, or the step's mean
-//! order where none is visible. The 95 % interval combines whether each would have
-//! bought (binomial) with the baselines' own uncertainty (Wilson).
+//! order where none is visible. Not counted: a session whose last page
+//! view was struck only by kinds of failure whose struck page views end
+//! their visit no more often than chance would have them end it anyway
+//! (`exits_by_kind`). A session whose last page the model knows nothing of
+//! (no URL, or a step no unaffected session viewed) counts the rate of
+//! unaffected visitors who went on from the page before it. The 95 %
+//! interval combines whether each would have bought (binomial) with the
+//! rates' own uncertainty (Wilson).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -65,17 +71,67 @@ pub struct StepImpact {
     /// (weighted) mean order of the converting page views at this step
     /// (`[revenue] average_order_value` when set).
     pub order_value: f64,
+    /// How far those orders spread around their mean (weighted standard
+    /// deviation): what a lost session without a visible cart would have
+    /// ordered is uncertain by that much too.
+    pub order_spread: f64,
     /// Affected sessions whose last page view was at this step.
     pub affected_sessions: u64,
     /// Of those, converted anyway.
     pub affected_converted: u64,
+    /// Share of the (weighted) unaffected page views at this step that
+    /// ended their visit: how often a visit ends here anyway.
+    pub exit_rate: f64,
+    /// Of the (weighted) unaffected page views at this step that did not
+    /// end their visit, the share in sessions that converted: what a
+    /// visitor who went on from this step would have bought. For
+    /// `(entry)`, the share of unaffected visits that converted.
+    pub go_on_rate: f64,
+    /// Lower end of its 95 % interval.
+    pub go_on_low: f64,
+    /// Upper end.
+    pub go_on_high: f64,
     /// Affected sessions that did not convert and left right after a
     /// failure at this step: the ones counted as lost.
     pub lost_sessions: u64,
-    /// Their value: each the larger of its cart and `order_value`.
+    /// Their value: each its cart, or `order_value` where none is visible.
     pub lost_value: f64,
-    /// Revenue lost at this step: baseline times that value.
+    /// Sessions that left right after a failure at this step but are not
+    /// counted: every failure on their last page view was of a kind after
+    /// which visitors leave no more often than they do anyway
+    /// (`exits_by_kind`).
+    pub left_anyway: u64,
+    /// Sessions that left after a failure on a page the model knows
+    /// nothing of (no URL, or a class no unaffected session viewed) right
+    /// after a page of this step (`(entry)`: their first page): they were
+    /// going on from here.
+    pub went_on_sessions: u64,
+    /// Their value: each its cart, or `order_value`.
+    pub went_on_value: f64,
+    /// Revenue lost at this step: `baseline × lost_value + go_on_rate ×
+    /// went_on_value`.
     pub lost: f64,
+}
+
+/// How often the page views a kind of failure struck ended their visit,
+/// against how often they would have anyway.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct KindExits {
+    /// Page views it struck (at a step unaffected sessions viewed, not
+    /// reloaded right after).
+    pub views: u64,
+    /// Of those, the last of a visit that did not convert.
+    pub exits: u64,
+    /// How many would have been the last anyway: each page view at its
+    /// step's `exit_rate`.
+    pub expected_exits: f64,
+    /// What chance alone would rarely exceed: `expected_exits` plus 1.645
+    /// standard deviations of that count (each page view a coin at its
+    /// step's exit rate; one-sided 95 %).
+    pub threshold: f64,
+    /// `exits > threshold`: the kind makes visitors leave, and visits
+    /// that ended on it count as lost.
+    pub counted: bool,
 }
 
 /// An estimate with its interval.
@@ -139,6 +195,9 @@ pub struct Impact {
     /// Revenue lost by the page users left from (top 10: route, lost,
     /// sessions).
     pub lost_by_page: Vec<(String, f64, u64)>,
+    /// Per kind of noticed failure: how often the page views it struck
+    /// ended their visit, against how often they would have anyway.
+    pub exits_by_kind: BTreeMap<String, KindExits>,
 }
 
 /// Noticed failures of one route.
@@ -291,7 +350,7 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     out.revenue_lost = estimate;
     // In funnel order, then any other step.
     let mut ordered = Vec::new();
-    for f in model.funnel.iter().map(String::as_str).chain(["(none)"]) {
+    for f in [ENTRY].into_iter().chain(model.funnel.iter().map(String::as_str)).chain(["(none)"]) {
         if let Some(r) = rows.remove(f) {
             ordered.push(r);
         }
@@ -366,6 +425,9 @@ fn routes(dir: &Path, noticed: LazyFrame, lost_by_route: &[RouteLost], out: &mut
 /// 95 % two-sided normal quantile.
 const Z95: f64 = 1.959_963_984_540_054;
 
+/// 95 % one-sided normal quantile.
+const Z95_ONE_SIDED: f64 = 1.644_853_626_951_472_7;
+
 /// Largest weight one unaffected session gets for the failures it escaped
 /// (docs/revenue.md): a session so long that it would need more is rare,
 /// and must not outweigh the many ordinary ones.
@@ -374,6 +436,12 @@ const MAX_WEIGHT: f64 = 10.0;
 /// Largest share of failed page views used in the weights: a page class
 /// whose views all failed says nothing about the sessions that got through.
 const MAX_HAZARD: f64 = 0.9;
+
+/// Largest order, in whole units of money, that the spread of orders
+/// (`order_spread`) takes as it is: its squares are summed in 64-bit
+/// integers (the same in any order), and a hostile order value must not
+/// overflow them.
+const MAX_ORDER_UNITS: f64 = 1e6;
 
 /// Steps per unit of a session's log weight (see `revenue`).
 const WEIGHT_STEPS: f64 = 1000.0;
@@ -391,13 +459,24 @@ fn empty_step(step: &str) -> StepImpact {
         baseline_low: 0.0,
         baseline_high: 1.0,
         order_value: 0.0,
+        order_spread: 0.0,
         affected_sessions: 0,
         affected_converted: 0,
+        exit_rate: 0.0,
+        go_on_rate: 0.0,
+        go_on_low: 0.0,
+        go_on_high: 1.0,
         lost_sessions: 0,
         lost_value: 0.0,
+        left_anyway: 0,
+        went_on_sessions: 0,
+        went_on_value: 0.0,
         lost: 0.0,
     }
 }
+
+/// The row of visitors whose first page failed (docs/revenue.md).
+const ENTRY: &str = "(entry)";
 
 /// Revenue lost by a route users left from: route, lost, sessions.
 type RouteLost = (String, f64, u64);
@@ -415,21 +494,53 @@ struct Revenue {
 /// The revenue model (docs/revenue.md): per step, the rows of `funnel`;
 /// the estimate and its variance; revenue lost by every route users left
 /// from (route, lost, sessions), most first; and `lost_by_kind`,
-/// `lost_by_page` (the first ten routes) in `out`.
+/// `lost_by_page` (the first ten routes) and `exits_by_kind` in `out`.
 fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Impact) -> io::Result<Revenue> {
     let none = || lit("(none)");
+    let noticed = || col("severity").eq(lit("critical")).or(col("severity").eq(lit("major")));
+    // Page views in the order pages.parquet holds them: a session's page
+    // views are written together, in page order. So the next row tells
+    // whether a page view is its session's last, and whether the visitor
+    // opened the same URL again right after it (a reload); a row's number
+    // less its session's first is its position (`page` in
+    // failures.parquet, from 1).
+    let rows = scan(&dir.join(files::PAGES))?
+        .select([
+            col("session"),
+            col("url").fill_null(lit("")),
+            col("name").fill_null(none()),
+            col("step").fill_null(none()),
+        ])
+        .with_row_index("row", None)
+        .with_columns([
+            col("session").shift(lit(-1i64)).alias("next_session"),
+            col("url").shift(lit(-1i64)).alias("next_url"),
+        ])
+        .with_columns([col("next_session").is_null().or(col("next_session").neq(col("session"))).alias("last")])
+        .with_columns([col("last")
+            .not()
+            .and(col("next_url").eq(col("url")))
+            .and(col("url").neq(lit("")))
+            .alias("reloaded")]);
+    let first = rows.clone().group_by([col("session")]).agg([col("row").min().alias("first")]);
+    let pages = rows
+        .join(first, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
+        .with_column((col("row").cast(DataType::Int64) - col("first").cast(DataType::Int64) + lit(1i64)).alias("idx"))
+        .select([col("session"), col("idx"), col("url"), col("name"), col("step"), col("last"), col("reloaded")]);
+    // The kinds of noticed failure that struck each page view.
+    let struck = scan(&dir.join(files::FAILURES))?
+        .filter(noticed().and(col("page").is_not_null()))
+        .select([col("session"), col("page").cast(DataType::Int64).alias("idx"), col("kind")])
+        .group_by([col("session"), col("idx"), col("kind")])
+        .agg([len().alias("n")])
+        .select([col("session"), col("idx"), col("kind")]);
+
     // How likely a page view of each class is to meet a noticed failure,
     // over every session: an unaffected session escaped that at each of
     // its page views, and buyers (who view more pages) escape less often
     // than browsers. Each unaffected session stands for 1 / P(escaping)
     // sessions like it, so the baselines are not biased towards short
     // visits.
-    let pages = scan(&dir.join(files::PAGES))?.select([
-        col(PAGE.page),
-        col(PAGE.session),
-        col(PAGE.name).fill_null(none()),
-        col(PAGE.step).fill_null(none()),
-    ]);
     // (Sorted, here and below: sums of floats in a fixed order give the
     // same summary from run to run.)
     let views = pages
@@ -440,14 +551,9 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         .collect()
         .map_err(err)?;
     let hit = scan(&dir.join(files::FAILURES))?
-        .filter(
-            col(FAILURE.severity)
-                .eq(lit("critical"))
-                .or(col(FAILURE.severity).eq(lit("major")))
-                .and(col(FAILURE.page).is_not_null()),
-        )
-        .group_by([col(FAILURE.session), col(FAILURE.page)])
-        .agg([col(FAILURE.page_name).first().fill_null(none()).alias("name")])
+        .filter(noticed().and(col("page").is_not_null()))
+        .group_by([col("session"), col("page")])
+        .agg([col("page_name").first().fill_null(none()).alias("name")])
         .group_by([col("name")])
         .agg([len().alias("hit")])
         .collect()
@@ -511,28 +617,57 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     // converted, and the mean order of those. Failures strike page views,
     // so a session with more page views (a buyer going through the funnel,
     // or one with a larger basket) is more likely to meet one: weighting by
-    // page views keeps that from biasing the estimate.
+    // page views keeps that from biasing the estimate. And how many of
+    // them end their visit: a visitor hurt on a page where visits end
+    // anyway may have been leaving.
     let flags = sessions.clone().select([
         col(SESSION.session),
         col(SESSION.affected),
         col(SESSION.converted),
         // In cents: integers add up alike in any order.
-        ((col(SESSION.order_value).fill_null(lit(0.0)) * lit(100.0)) + lit(0.5)).cast(DataType::Int64).alias("order"),
+        ((col("order_value").fill_null(lit(0.0)) * lit(100.0)) + lit(0.5)).cast(DataType::Int64).alias("order"),
+        // In whole units, to be squared (cents squared could overflow),
+        // at most MAX_ORDER_UNITS.
+        (when(col("order_value").gt(lit(MAX_ORDER_UNITS)).or(col("order_value").lt(lit(-MAX_ORDER_UNITS))))
+            .then(lit(MAX_ORDER_UNITS))
+            .otherwise(col("order_value").fill_null(lit(0.0)))
+            + lit(0.5))
+        .cast(DataType::Int64)
+        .alias("units"),
     ]);
+    let unaffected = flags
+        .clone()
+        .filter(col("affected").not())
+        .join(weights, [col("session")], [col("session")], JoinArgs::new(JoinType::Left))
+        .with_column(col("bucket").fill_null(lit(0i64)));
     let base = pages
-        .select([col(PAGE.session), col(PAGE.step)])
-        .join(flags, [col(PAGE.session)], [col(PAGE.session)], JoinArgs::new(JoinType::Inner))
-        .filter(col(SESSION.affected).not())
-        .join(weights, [col(PAGE.session)], [col(PAGE.session)], JoinArgs::new(JoinType::Left))
-        .with_column(col("bucket").fill_null(lit(0i64)))
-        .group_by([col(PAGE.step), col("bucket")])
+        .clone()
+        .select([col("session"), col("step"), col("last")])
+        .join(unaffected.clone(), [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
+        .group_by([col("step"), col("bucket")])
         .agg([
             len().alias("views"),
-            col(SESSION.converted).cast(DataType::UInt64).sum().alias("converted_views"),
-            col(PAGE.session).n_unique().alias("sessions"),
-            (col(SESSION.converted).cast(DataType::Int64) * col("order")).sum().alias("orders"),
+            col("converted").cast(DataType::UInt64).sum().alias("converted_views"),
+            col("session").n_unique().alias("sessions"),
+            (col("converted").cast(DataType::Int64) * col("order")).sum().alias("orders"),
+            (col("converted").cast(DataType::Int64) * col("units") * col("units")).sum().alias("orders_sq"),
+            col("last").cast(DataType::UInt64).sum().alias("last_views"),
+            col("last").and(col("converted")).cast(DataType::UInt64).sum().alias("converted_last_views"),
         ])
         .sort_by_exprs([col(PAGE.step), col("bucket")], SortMultipleOptions::default())
+        .collect()
+        .map_err(err)?;
+    // Visits as a whole: how many unaffected ones converted (weighted), for
+    // a visitor whose very first page failed.
+    let visits = unaffected
+        .group_by([col("bucket")])
+        .agg([
+            len().alias("sessions"),
+            col("converted").cast(DataType::UInt64).sum().alias("converted"),
+            (col("converted").cast(DataType::Int64) * col("order")).sum().alias("orders"),
+            (col("converted").cast(DataType::Int64) * col("units") * col("units")).sum().alias("orders_sq"),
+        ])
+        .sort(["bucket"], SortMultipleOptions::default())
         .collect()
         .map_err(err)?;
     let affected_by_exit = sessions
@@ -543,17 +678,43 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         .agg([len().alias("affected"), col(SESSION.converted).cast(DataType::UInt64).sum().alias("converted")])
         .collect()
         .map_err(err)?;
-    // The sessions counted as lost: hurt, not converted, and gone right
-    // after the failure.
-    let each = sessions
+    // The sessions that left right after a failure: hurt, not converted,
+    // gone with a failure on their last page view.
+    let lost =
+        sessions.clone().filter(col("affected").and(col("converted").not()).and(col("left_after_failure"))).select([
+            col("session"),
+            col("exit_step").fill_null(none()).alias("step"),
+            col("exit_failure").fill_null(none()).alias("kind"),
+            col("exit_route").fill_null(lit("")).alias("url"),
+            col("cart_value").fill_null(lit(0.0)).alias("cart"),
+        ]);
+    let each = lost.clone().sort(["session"], SortMultipleOptions::default()).collect().map_err(err)?;
+    // Their page views, and the kinds that struck them.
+    let lost_ids = lost.select([col("session")]);
+    let their_pages = pages
         .clone()
-        .filter(col(SESSION.affected).and(col(SESSION.converted).not()).and(col(SESSION.left_after_failure)))
-        .select([
-            col(SESSION.exit_step).fill_null(none()).alias("step"),
-            col(SESSION.exit_failure).fill_null(none()).alias("kind"),
-            col(SESSION.exit_route).fill_null(lit("")).alias("url"),
-            col(SESSION.cart_value).fill_null(lit(0.0)).alias("cart"),
+        .join(lost_ids.clone(), [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
+        .select([col("session"), col("idx"), col("url"), col("step")])
+        .collect()
+        .map_err(err)?;
+    let their_struck = struck
+        .clone()
+        .join(lost_ids, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
+        .collect()
+        .map_err(err)?;
+    // Per kind of failure and step: the page views it struck that the
+    // visitor did not simply reload (the reload stands for them), and how
+    // many of those ended a visit that did not convert.
+    let by_kind = struck
+        .join(pages, [col("session"), col("idx")], [col("session"), col("idx")], JoinArgs::new(JoinType::Inner))
+        .filter(col("reloaded").not().and(col("url").neq(lit(""))))
+        .join(flags, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
+        .group_by([col("kind"), col("step")])
+        .agg([
+            len().alias("views"),
+            col("last").and(col("converted").not()).cast(DataType::UInt64).sum().alias("exits"),
         ])
+        .sort_by_exprs([col("kind"), col("step")], SortMultipleOptions::default())
         .collect()
         .map_err(err)?;
 
@@ -567,11 +728,13 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     let (bs, bk) = (texts(&base, PAGE.step)?, nums(&base, "bucket")?);
     let (bv, bc, bn, bo) =
         (nums(&base, "views")?, nums(&base, "converted_views")?, nums(&base, "sessions")?, nums(&base, "orders")?);
-    let mut sums: BTreeMap<String, [f64; 6]> = BTreeMap::new();
+    let (bl, bcl, bq) = (nums(&base, "last_views")?, nums(&base, "converted_last_views")?, nums(&base, "orders_sq")?);
+    let mut sums: BTreeMap<String, [f64; 9]> = BTreeMap::new();
     for i in 0..bs.len() {
         let w = (bk[i] / WEIGHT_STEPS).exp();
         let e = sums.entry(bs[i].clone()).or_default();
-        for (j, v) in [bv[i], bc[i], bn[i], w * bv[i], w * bc[i], w * bo[i] / 100.0].into_iter().enumerate() {
+        let add = [bv[i], bc[i], bn[i], w * bv[i], w * bc[i], w * bo[i] / 100.0, w * bl[i], w * bcl[i], w * bq[i]];
+        for (j, v) in add.into_iter().enumerate() {
             e[j] += v;
         }
     }
@@ -579,8 +742,10 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     // A stated average order value is what the user wants used where no
     // cart is visible; else the mean order of the step's converting views.
     let mean_order = |wc: f64, wo: f64| model.average_order_value.unwrap_or(if wc > 0.0 { wo / wc } else { aov });
-    let (mut pool_wv, mut pool_wc, mut pool_wo) = (0.0, 0.0, 0.0);
-    for (step, [v, c, n, wv, wc, wo]) in &sums {
+    // The spread of the orders, from their (weighted) sum and sum of
+    // squares.
+    let spread = |wc: f64, wo: f64, wq: f64| if wc > 0.0 { (wq / wc - (wo / wc).powi(2)).max(0.0).sqrt() } else { 0.0 };
+    for (step, [v, c, n, wv, wc, wo, wl, wcl, wq]) in &sums {
         let r = rows.entry(step.clone()).or_insert_with(|| empty_step(step));
         r.unaffected_views = *v as u64;
         r.unaffected_converted_views = *c as u64;
@@ -589,21 +754,69 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         r.weighted_converted_views = *wc;
         r.baseline = if *wv > 0.0 { (wc / wv).clamp(0.0, 1.0) } else { 0.0 };
         r.order_value = mean_order(*wc, *wo);
-        (pool_wv, pool_wc, pool_wo) = (pool_wv + wv, pool_wc + wc, pool_wo + wo);
-        // Page views of one session are not independent: the interval
-        // counts sessions, at the page-view rate.
+        r.order_spread = spread(*wc, *wo, *wq);
+        r.exit_rate = if *wv > 0.0 { (wl / wv).clamp(0.0, 1.0) } else { 0.0 };
+        r.go_on_rate = if wv - wl > 0.0 { ((wc - wcl) / (wv - wl)).clamp(0.0, 1.0) } else { 0.0 };
+        // Page views of one session are not independent: the intervals
+        // count sessions, at the page-view rates.
         let n = n.max(1.0) as u64;
         let (lo, hi) = wilson((r.baseline * n as f64).round() as u64, n);
         r.baseline_low = lo.min(r.baseline);
         r.baseline_high = hi.max(r.baseline);
+        let (lo, hi) = wilson((r.go_on_rate * n as f64).round() as u64, n);
+        (r.go_on_low, r.go_on_high) = (lo.min(r.go_on_rate), hi.max(r.go_on_rate));
     }
-    // A step no unaffected session viewed (a page known only by a failed
-    // connection attempt, whose URL the SYN does not say) takes the rate
-    // over every step: there is nothing else to go by.
-    let pool_sessions = out.sessions_total.saturating_sub(out.sessions_affected).max(1);
-    let pooled = if pool_wv > 0.0 { (pool_wc / pool_wv).clamp(0.0, 1.0) } else { 0.0 };
-    let (pool_lo, pool_hi) = wilson((pooled * pool_sessions as f64).round() as u64, pool_sessions);
-    let pool_order = mean_order(pool_wc, pool_wo);
+    // A visit that starts: the (weighted) share of unaffected visits that
+    // converted, and their mean order.
+    {
+        let (vb, vn, vc, vo) = (
+            nums(&visits, "bucket")?,
+            nums(&visits, "sessions")?,
+            nums(&visits, "converted")?,
+            nums(&visits, "orders")?,
+        );
+        let vq = nums(&visits, "orders_sq")?;
+        let (mut wn, mut wc, mut wo, mut wq) = (0.0, 0.0, 0.0, 0.0);
+        for i in 0..vb.len() {
+            let w = (vb[i] / WEIGHT_STEPS).exp();
+            (wn, wc, wo, wq) = (wn + w * vn[i], wc + w * vc[i], wo + w * vo[i] / 100.0, wq + w * vq[i]);
+        }
+        let r = rows.entry(ENTRY.to_string()).or_insert_with(|| empty_step(ENTRY));
+        let n = vn.iter().sum::<f64>();
+        r.unaffected_sessions = n as u64;
+        r.go_on_rate = if wn > 0.0 { (wc / wn).clamp(0.0, 1.0) } else { 0.0 };
+        r.order_value = mean_order(wc, wo);
+        r.order_spread = spread(wc, wo, wq);
+        let n = n.max(1.0) as u64;
+        let (lo, hi) = wilson((r.go_on_rate * n as f64).round() as u64, n);
+        (r.go_on_low, r.go_on_high) = (lo.min(r.go_on_rate), hi.max(r.go_on_rate));
+    }
+    // A page is known to the model if it has a URL and a step some
+    // unaffected session viewed.
+    let known = |rows: &BTreeMap<String, StepImpact>, url: &str, step: &str| {
+        !url.is_empty() && rows.get(step).is_some_and(|r| r.unaffected_views > 0)
+    };
+
+    // Failures that do not make visitors leave: per kind, the page views
+    // it struck (on known pages) that ended a visit, against how many
+    // would have ended there anyway (each at its step's exit rate).
+    let (kk, ks, kv, kx) =
+        (texts(&by_kind, "kind")?, texts(&by_kind, "step")?, nums(&by_kind, "views")?, nums(&by_kind, "exits")?);
+    for i in 0..kk.len() {
+        let Some(r) = rows.get(&ks[i]).filter(|r| r.unaffected_views > 0) else { continue };
+        let e = out.exits_by_kind.entry(kk[i].clone()).or_default();
+        e.views += kv[i] as u64;
+        e.exits += kx[i] as u64;
+        e.expected_exits += kv[i] * r.exit_rate;
+        // (The variance, kept in `threshold` until it is one.)
+        e.threshold += kv[i] * r.exit_rate * (1.0 - r.exit_rate);
+    }
+    for e in out.exits_by_kind.values_mut() {
+        e.threshold = e.expected_exits + Z95_ONE_SIDED * e.threshold.sqrt();
+        e.counted = e.exits as f64 > e.threshold;
+    }
+    let counted = |kind: &str| out.exits_by_kind.get(kind).is_none_or(|e| e.counted);
+
     let (as_, an, ac) = (
         texts(&affected_by_exit, "step")?,
         nums(&affected_by_exit, "affected")?,
@@ -614,41 +827,111 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         r.affected_sessions = an[i] as u64;
         r.affected_converted = ac[i] as u64;
     }
-    // Each lost session: what it would have ordered (its cart, else the
-    // step's mean order: docs/revenue.md) ...
-    let (es, ek, eu, ec) = (texts(&each, "step")?, texts(&each, "kind")?, texts(&each, "url")?, nums(&each, "cart")?);
-    let mut value_sq: BTreeMap<String, f64> = BTreeMap::new();
-    let mut values = Vec::with_capacity(es.len());
-    for i in 0..es.len() {
-        let r = rows.entry(es[i].clone()).or_insert_with(|| empty_step(&es[i]));
-        if r.unaffected_views == 0 {
-            r.baseline = pooled;
-            r.baseline_low = pool_lo.min(pooled);
-            r.baseline_high = pool_hi.max(pooled);
-            r.order_value = pool_order;
-        }
-        let value = if ec[i] > 0.0 { ec[i] } else { r.order_value };
-        values.push(value);
-        r.lost_sessions += 1;
-        r.lost_value += value;
-        *value_sq.entry(es[i].clone()).or_default() += value * value;
+    // Each lost session's page views (position, URL, step) and the kinds
+    // that struck its pages.
+    let mut visit: BTreeMap<&str, Vec<(i64, &str, &str)>> = BTreeMap::new();
+    let (ps, pi, pu, pst) = (
+        strs(&their_pages, "session")?,
+        ints(&their_pages, "idx")?,
+        strs(&their_pages, "url")?,
+        strs(&their_pages, "step")?,
+    );
+    for i in 0..ps.len() {
+        visit.entry(ps[i]).or_default().push((pi[i], pu[i], pst[i]));
     }
-    // ... and the chance it would have bought: the baseline.
+    for v in visit.values_mut() {
+        v.sort_unstable();
+    }
+    let mut kinds_on: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
+    let (ss, si, sk) = (strs(&their_struck, "session")?, ints(&their_struck, "idx")?, strs(&their_struck, "kind")?);
+    for i in 0..ss.len() {
+        kinds_on.entry((ss[i], si[i])).or_default().push(sk[i]);
+    }
+    // Each session that left after a failure: where it is priced and what
+    // it would have ordered (docs/revenue.md).
+    let (eid, es, ek, eu, ec) = (
+        strs(&each, "session")?,
+        texts(&each, "step")?,
+        texts(&each, "kind")?,
+        texts(&each, "url")?,
+        nums(&each, "cart")?,
+    );
+    // (step, went on from it, value, no cart seen) of each session counted
+    // as lost.
+    let mut priced: Vec<Option<(String, bool, f64, bool)>> = Vec::with_capacity(eid.len());
+    for i in 0..eid.len() {
+        let pages = visit.get(eid[i]).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(&(last, url, step)) = pages.last() else {
+            priced.push(None);
+            continue;
+        };
+        let cart = ec[i];
+        if known(&rows, url, step) {
+            // Struck only by kinds that do not make visitors leave: the
+            // visit ended there as visits do.
+            let kinds = kinds_on.get(&(eid[i], last)).map(Vec::as_slice).unwrap_or(&[]);
+            if !kinds.is_empty() && !kinds.iter().any(|k| counted(k)) {
+                if let Some(r) = rows.get_mut(step) {
+                    r.left_anyway += 1;
+                }
+                priced.push(None);
+                continue;
+            }
+            let r = rows.entry(es[i].clone()).or_insert_with(|| empty_step(&es[i]));
+            let value = if cart > 0.0 { cart } else { r.order_value };
+            r.lost_sessions += 1;
+            r.lost_value += value;
+            priced.push(Some((es[i].clone(), false, value, cart <= 0.0)));
+        } else {
+            // A page the model knows nothing of (no URL: a failed
+            // connection attempt; or a class no unaffected session
+            // viewed): the visitor was going on from the page before it.
+            let from = pages
+                .iter()
+                .rev()
+                .skip(1)
+                .find(|(_, u, s)| known(&rows, u, s))
+                .map_or(ENTRY, |(_, _, s)| s)
+                .to_string();
+            let r = rows.entry(from.clone()).or_insert_with(|| empty_step(&from));
+            let value = if cart > 0.0 { cart } else { r.order_value };
+            r.went_on_sessions += 1;
+            r.went_on_value += value;
+            priced.push(Some((from, true, value, cart <= 0.0)));
+        }
+    }
+    // ... and the chance it would have bought: the step's baseline, or
+    // the rate of those who went on from it.
+    // Per (step, went on): the sum of the values squared, and how many
+    // were valued at the step's mean order (no cart seen).
+    let mut sq: BTreeMap<(String, bool), (f64, f64)> = BTreeMap::new();
+    for (step, went_on, value, unseen) in priced.iter().flatten() {
+        let e = sq.entry((step.clone(), *went_on)).or_default();
+        e.0 += value * value;
+        e.1 += f64::from(u8::from(*unseen));
+    }
     let mut estimate = Estimate::default();
     let mut variance = 0.0;
-    for (step, sq) in &value_sq {
+    for ((step, went_on), (sq, unseen)) in &sq {
         let Some(r) = rows.get_mut(step) else { continue };
-        r.lost = r.baseline * r.lost_value;
-        estimate.value += r.lost;
+        let (p, lo, hi, value) = if *went_on {
+            (r.go_on_rate, r.go_on_low, r.go_on_high, r.went_on_value)
+        } else {
+            (r.baseline, r.baseline_low, r.baseline_high, r.lost_value)
+        };
+        r.lost += p * value;
+        estimate.value += p * value;
         // Whether each lost session would have bought is a coin with the
-        // baseline's odds; and the baseline itself is uncertain.
-        let p = r.baseline;
-        let se = (r.baseline_high - r.baseline_low) / (2.0 * Z95);
-        variance += p * (1.0 - p) * sq + (r.lost_value * se).powi(2);
+        // rate's odds; what one without a visible cart would have ordered
+        // spreads around the mean order; and the rate itself is uncertain.
+        let se = (hi - lo) / (2.0 * Z95);
+        variance += p * (1.0 - p) * sq + p * unseen * r.order_spread.powi(2) + (value * se).powi(2);
     }
     let mut by_page: BTreeMap<String, (f64, u64)> = BTreeMap::new();
-    for i in 0..es.len() {
-        let lost = rows.get(&es[i]).map_or(0.0, |r| r.baseline) * values[i];
+    for (i, pr) in priced.iter().enumerate() {
+        let Some((step, went_on, value, _)) = pr else { continue };
+        let rate = rows.get(step).map_or(0.0, |r| if *went_on { r.go_on_rate } else { r.baseline });
+        let lost = rate * value;
         *out.lost_by_kind.entry(ek[i].clone()).or_default() += lost;
         let e = by_page.entry(eu[i].clone()).or_default();
         e.0 += lost;
@@ -658,6 +941,17 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     pages.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     out.lost_by_page = pages.iter().take(10).cloned().collect();
     Ok(Revenue { rows, estimate, variance, lost_by_route: pages })
+}
+
+fn strs<'a>(df: &'a DataFrame, c: &str) -> io::Result<Vec<&'a str>> {
+    let s = df.column(c).map_err(err)?.str().map_err(err)?;
+    Ok((0..df.height()).map(|i| s.get(i).unwrap_or("")).collect())
+}
+
+fn ints(df: &DataFrame, c: &str) -> io::Result<Vec<i64>> {
+    let s = df.column(c).map_err(err)?.cast(&DataType::Int64).map_err(err)?;
+    let s = s.i64().map_err(err)?.clone();
+    Ok((0..df.height()).map(|i| s.get(i).unwrap_or(0)).collect())
 }
 
 fn nums(df: &DataFrame, c: &str) -> io::Result<Vec<f64>> {
@@ -847,35 +1141,64 @@ mod tests {
         sessions: Vec<Value>,
         pages: Vec<Value>,
         failures: Vec<Value>,
+        /// The value of the next orders.
+        order: f64,
     }
 
     impl Records {
         fn new(name: &str) -> Records {
             let dir = std::env::temp_dir().join(format!("pov-impact-{name}-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
-            Records { dir, users: Vec::new(), sessions: Vec::new(), pages: Vec::new(), failures: Vec::new() }
+            Records {
+                dir,
+                users: Vec::new(),
+                sessions: Vec::new(),
+                pages: Vec::new(),
+                failures: Vec::new(),
+                order: 100.0,
+            }
         }
 
         /// A session of one user: its page views (name, step), whether it
         /// converted (with an order of 100), which page views met a noticed
         /// failure, and whether it left right after the last.
         fn session(&mut self, pages: &[(&str, Option<&str>)], converted: bool, failed: &[usize], left: bool) {
+            let pages: Vec<(&str, Option<&str>, &str)> = pages.iter().map(|&(n, s)| (n, s, "/x")).collect();
+            let failed: Vec<(usize, &str)> = failed.iter().map(|&i| (i, "server_error")).collect();
+            self.visit(&pages, converted, &failed, left);
+        }
+
+        /// A session of one user: its page views (name, step, URL: empty
+        /// for a page known only by a failed connection attempt), whether
+        /// it converted (with an order of `order`), the page views (from 0)
+        /// that met a noticed failure with its kind, and whether it left
+        /// right after the last.
+        fn visit(
+            &mut self,
+            pages: &[(&str, Option<&str>, &str)],
+            converted: bool,
+            failed: &[(usize, &str)],
+            left: bool,
+        ) {
             let n = self.sessions.len();
             let (user, sid) = (format!("u{n}"), format!("u{n}/1"));
             let affected = !failed.is_empty();
             let last = pages.last().and_then(|p| p.1);
+            let exit = pages.last().map_or("", |p| p.2);
+            let exit_failure = failed.iter().find(|f| f.0 + 1 == pages.len()).map(|f| f.1).filter(|_| left);
             self.users.push(json!({"user": user, "affected": affected, "failures_total": failed.len() as u64,
                 "sessions": 1u64, "converted": converted, "cart_value": null}));
             self.sessions.push(json!({"session": sid, "affected": affected, "converted": converted,
-                "orders": u64::from(converted), "order_value": if converted { Some(100.0) } else { None },
-                "exit_step": last, "left_after_failure": left, "exit_failure": if left { Some("server_error") } else { None },
-                "exit_url": "/x", "exit_route": "/x", "cart_value": null}));
-            for (i, (name, step)) in pages.iter().enumerate() {
-                self.pages.push(json!({"page": format!("{sid}/{i}"), "session": sid, "name": name, "step": step,
-                    "apdex": "satisfied", "url": "/x", "route": "/x"}));
-                if failed.contains(&i) {
-                    self.failures.push(json!({"ts": 0.0, "user": user, "session": sid, "page": i as u64,
-                        "kind": "server_error", "severity": "major", "page_name": name, "url": "/x", "route": "/x", "server": "s"}));
+                "orders": u64::from(converted), "order_value": if converted { Some(self.order) } else { None },
+                "exit_step": last, "left_after_failure": left, "exit_failure": exit_failure,
+                "exit_url": exit, "exit_route": exit, "cart_value": null}));
+            // Positions from 1, as the user stage numbers page views.
+            for (i, (name, step, url)) in pages.iter().enumerate() {
+                self.pages.push(json!({"page": format!("{sid}/{}", i + 1), "session": sid, "name": name, "step": step,
+                    "apdex": "satisfied", "url": url, "route": url}));
+                for (_, kind) in failed.iter().filter(|f| f.0 == i) {
+                    self.failures.push(json!({"ts": 0.0, "user": user, "session": sid, "page": i as u64 + 1,
+                        "kind": kind, "severity": "major", "page_name": name, "url": url, "route": url, "server": "s"}));
                 }
             }
         }
@@ -992,6 +1315,112 @@ mod tests {
         let x = &imp.by_route[0];
         assert_eq!((x.route.as_str(), x.failures, x.views), ("/x", 7002, 69_995));
         assert!((x.lost - home.lost).abs() < 1e-9);
+    }
+
+    /// Visits that end on a page struck by a kind of failure after which
+    /// visitors leave no more often than chance would have them leave that
+    /// step anyway (here slow pages: 30 of 100 ended their visit where 40
+    /// would have) are not counted as lost; a kind that makes them leave
+    /// (server errors: 40 of 50, where 20 would have) is. A failed page view reloaded right
+    /// after is judged by its reload, not counted among the page views
+    /// the kind struck. And a page the model knows nothing of (no URL) is
+    /// priced as a visitor going on from the page before it, or, for the
+    /// first page of a visit, as a visit starting.
+    #[test]
+    fn exits_a_failure_did_not_cause_are_not_lost_and_unknown_pages_go_on_from_the_last_known() {
+        let mut r = Records::new("exits");
+        let home = ("home", Some("home"), "/");
+        let product = |id: &'static str| ("product", Some("product"), id);
+        let checkout = ("checkout", Some("checkout"), "/checkout");
+        let category = ("category", Some("category"), "/c/1");
+        let unknown = ("(none)", None, "");
+        // Unhurt: 400 buyers, 400 browsers who leave from a product page,
+        // 200 who go on to a category: at the product step 400 of 1,000
+        // views end their visit (exit rate 0.4), 400 of 1,000 are of
+        // buyers (baseline 0.4) and 400 of the 600 that went on (2/3). The
+        // buyers' orders are 50 or 150: 100 on average, give or take 50.
+        for i in 0..400 {
+            r.order = if i % 2 == 0 { 50.0 } else { 150.0 };
+            r.visit(&[home, product("/p/1"), checkout], true, &[], false);
+            r.visit(&[home, product("/p/2")], false, &[], false);
+        }
+        r.order = 100.0;
+        for _ in 0..200 {
+            r.visit(&[home, product("/p/3"), category], false, &[], false);
+        }
+        // Slow product pages: 30 visits end there, 70 go on and buy.
+        for _ in 0..30 {
+            r.visit(&[home, product("/p/4")], false, &[(1, "slow")], true);
+        }
+        for _ in 0..70 {
+            r.visit(&[home, product("/p/4"), checkout], true, &[(1, "slow")], false);
+        }
+        // Server errors: 40 visits end there, 10 go on and buy, and 20
+        // reload the page and buy.
+        for _ in 0..40 {
+            r.visit(&[home, product("/p/5")], false, &[(1, "server_error")], true);
+        }
+        for _ in 0..10 {
+            r.visit(&[home, product("/p/5"), checkout], true, &[(1, "server_error")], false);
+        }
+        for _ in 0..20 {
+            r.visit(&[home, product("/p/5"), product("/p/5"), checkout], true, &[(1, "server_error")], false);
+        }
+        // Connection attempts refused: 6 after a product page, 5 on the
+        // first page of a visit.
+        for _ in 0..6 {
+            r.visit(&[home, product("/p/6"), unknown], false, &[(2, "refused")], true);
+        }
+        for _ in 0..5 {
+            r.visit(&[unknown], false, &[(0, "refused")], true);
+        }
+        let funnel = ["home", "product", "checkout", "category"].map(String::from).to_vec();
+        let imp = impact(r.write(), &RevenueModel { funnel, average_order_value: None }).unwrap();
+        let step = |s: &str| imp.funnel.iter().find(|f| f.step == s).unwrap().clone();
+        let p = step("product");
+        assert!((p.exit_rate - 0.4).abs() < 1e-9 && (p.baseline - 0.4).abs() < 1e-9, "{p:?}");
+        assert!((p.go_on_rate - 2.0 / 3.0).abs() < 1e-9, "{p:?}");
+        let kind = |k: &str| imp.exits_by_kind.get(k).cloned().unwrap();
+        // Chance alone would rarely make more than 40 + 1.645 × √(100 ×
+        // 0.4 × 0.6) = 48.06 of 100 page views the last of their visit,
+        // and 20 + 1.645 × √12 = 25.70 of 50.
+        let slow = kind("slow");
+        assert_eq!((slow.views, slow.exits, slow.counted), (100, 30, false), "{slow:?}");
+        assert!((slow.expected_exits - 40.0).abs() < 1e-9 && (slow.threshold - 48.058).abs() < 1e-3, "{slow:?}");
+        let errors = kind("server_error");
+        assert_eq!((errors.views, errors.exits, errors.counted), (50, 40, true), "{errors:?}");
+        assert!((errors.expected_exits - 20.0).abs() < 1e-9 && (errors.threshold - 25.698).abs() < 1e-3, "{errors:?}");
+        // 40 lost at the product step (the 30 slow ones left anyway), 0.4
+        // × 100 each.
+        assert_eq!((p.lost_sessions, p.left_anyway, p.went_on_sessions), (40, 30, 6), "{p:?}");
+        assert!((p.lost - (0.4 * 4000.0 + 2.0 / 3.0 * 600.0)).abs() < 1e-6, "{p:?}");
+        // The first page of 5 visits failed: a visit starting converts 400
+        // times in 1,000.
+        let entry = step("(entry)");
+        assert_eq!(entry.went_on_sessions, 5, "{entry:?}");
+        assert!((entry.go_on_rate - 0.4).abs() < 1e-9 && (entry.lost - 200.0).abs() < 1e-6, "{entry:?}");
+        assert!((imp.revenue_lost.value - 2200.0).abs() < 1e-6, "{:?}", imp.revenue_lost);
+        // The interval: per group of sessions priced alike (n, rate,
+        // sessions valued at 100 with no cart seen), whether each would
+        // have bought, what it would have ordered (100 give or take 50) and
+        // the rate's own uncertainty (1,000 unaffected sessions).
+        assert!((p.order_spread - 50.0).abs() < 1e-9 && (entry.order_spread - 50.0).abs() < 1e-9, "{p:?}");
+        let variance: f64 = [(40.0, 0.4), (6.0, 2.0 / 3.0), (5.0, 0.4)]
+            .iter()
+            .map(|&(n, q): &(f64, f64)| {
+                let (lo, hi) = wilson((q * 1000.0).round() as u64, 1000);
+                let se = (hi - lo) / (2.0 * Z95);
+                q * (1.0 - q) * n * 100.0 * 100.0 + q * n * 50.0 * 50.0 + (n * 100.0 * se).powi(2)
+            })
+            .sum();
+        let half = Z95 * variance.sqrt();
+        let (low, high) = (imp.revenue_lost.low, imp.revenue_lost.high);
+        assert!((low - (2200.0 - half)).abs() < 1e-6 && (high - (2200.0 + half)).abs() < 1e-6, "{low} {high} ±{half}");
+        assert!(
+            (imp.lost_by_kind["server_error"] - 1600.0).abs() < 1e-6
+                && (imp.lost_by_kind["refused"] - 600.0).abs() < 1e-6
+        );
+        assert!(!imp.lost_by_kind.contains_key("slow"), "{:?}", imp.lost_by_kind);
     }
 
     #[test]

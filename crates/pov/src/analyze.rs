@@ -284,6 +284,10 @@ pub struct Summary {
     pub lost_by_kind: BTreeMap<String, f64>,
     /// Revenue lost by the page users left from (route, lost, sessions).
     pub lost_by_page: Vec<(String, f64, u64)>,
+    /// Per kind of noticed failure: the page views it struck that ended
+    /// their visit against those that would have anyway, and whether
+    /// visits that ended on it count as lost (docs/revenue.md).
+    pub exits_by_kind: BTreeMap<String, pov_impact::KindExits>,
     /// Earlier runs (from `--history`) and this one, by capture start.
     pub history: Vec<HistoryPoint>,
     /// This run minus the latest earlier one, for the headline numbers.
@@ -357,6 +361,7 @@ impl Summary {
             top_affected_users: imp.top_affected_users,
             lost_by_kind: imp.lost_by_kind.into_iter().map(|(k, v)| (k, round2(v))).collect(),
             lost_by_page: imp.lost_by_page.into_iter().map(|(u, v, n)| (u, round2(v), n)).collect(),
+            exits_by_kind: imp.exits_by_kind,
             history: Vec::new(),
             delta: None,
             capture_loss_bytes: gaps,

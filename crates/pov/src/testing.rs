@@ -1145,10 +1145,18 @@ fn fuzz_summary(b: &mut Bytes<'_>) -> crate::analyze::Summary {
             baseline_low: fuzz_f64(b),
             baseline_high: fuzz_f64(b),
             order_value: fuzz_f64(b),
+            order_spread: fuzz_f64(b),
             affected_sessions: fuzz_u64(b),
             affected_converted: fuzz_u64(b),
+            exit_rate: fuzz_f64(b),
+            go_on_rate: fuzz_f64(b),
+            go_on_low: fuzz_f64(b),
+            go_on_high: fuzz_f64(b),
             lost_sessions: fuzz_u64(b),
             lost_value: fuzz_f64(b),
+            left_anyway: fuzz_u64(b),
+            went_on_sessions: fuzz_u64(b),
+            went_on_value: fuzz_f64(b),
             lost: fuzz_f64(b),
         }),
         top_failing_pages: list(b, triple),
@@ -1181,6 +1189,18 @@ fn fuzz_summary(b: &mut Bytes<'_>) -> crate::analyze::Summary {
         top_affected_users,
         lost_by_kind: list(b, |b| (fuzz_text(b), fuzz_f64(b))).into_iter().collect(),
         lost_by_page: list(b, |b| (fuzz_text(b), fuzz_f64(b), fuzz_u64(b))),
+        exits_by_kind: list(b, |b| {
+            let kind = pov_impact::KindExits {
+                views: fuzz_u64(b),
+                exits: fuzz_u64(b),
+                expected_exits: fuzz_f64(b),
+                threshold: fuzz_f64(b),
+                counted: b.u8() & 1 == 1,
+            };
+            (fuzz_text(b), kind)
+        })
+        .into_iter()
+        .collect(),
         history: list(b, |b| crate::analyze::HistoryPoint {
             run: fuzz_text(b),
             capture_start: Some(fuzz_f64(b)),
