@@ -20,6 +20,25 @@ pub struct Ts(pub i64);
 pub struct Dur(pub i64);
 
 impl Ts {
+    /// The UTC calendar date and time of day: (year, month, day, seconds
+    /// of the day, nanoseconds of the second), proleptic Gregorian (Howard
+    /// Hinnant's days-to-civil algorithm).
+    pub fn civil(self) -> (i64, i64, i64, i64, i64) {
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000);
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        (y, m, d, rem, nanos)
+    }
+
     /// Builds an instant from whole seconds and nanoseconds.
     pub fn from_secs_nanos(secs: i64, nanos: i64) -> Ts {
         Ts(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
@@ -125,5 +144,17 @@ mod tests {
         assert_eq!((t - u).to_string(), "-1.500000");
         assert_eq!(Ts(-1).to_string(), "-1.999999999");
         assert_eq!(Dur(3) + Dur(4) - Dur(10), Dur(-3));
+    }
+
+    #[test]
+    fn civil_dates_across_leap_days_centuries_and_the_epoch() {
+        let at = |secs: i64, nanos: i64| Ts(secs * 1_000_000_000 + nanos).civil();
+        assert_eq!(at(0, 0), (1970, 1, 1, 0, 0));
+        assert_eq!(at(-1, 999_999_999), (1969, 12, 31, 86_399, 999_999_999));
+        // 2000-02-29 12:34:56 (a leap day of a century divisible by 400).
+        assert_eq!(at(951_827_696, 5), (2000, 2, 29, 45_296, 5));
+        // 2100-03-01 (2100 is not a leap year).
+        assert_eq!(at(4_107_542_400, 0), (2100, 3, 1, 0, 0));
+        assert_eq!(at(1_796_256_000, 0), (2026, 12, 3, 0, 0));
     }
 }

@@ -68,20 +68,7 @@ pub fn parse_span(s: &str) -> Result<Dur, String> {
 /// `ts` as `YYYYMMDDTHHMMSS.nnnnnnnnnZ` (UTC): file names sort in time
 /// order.
 fn stamp(ts: Ts) -> String {
-    let secs = ts.0.div_euclid(1_000_000_000);
-    let nanos = ts.0.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d, rem, nanos) = ts.civil();
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{nanos:09}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
