@@ -386,3 +386,34 @@ fn a_missing_interface_is_one_line_and_exit_code_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the filter 'tcp prot 80' does not compile"), "{err}");
 }
+
+/// `--filter` on a file (no root needed): what it leaves out is counted in
+/// `summary.json` (`counters.input.filtered_out`) and in `pov info`'s
+/// table, and equals the packets the unfiltered run read less the filtered
+/// run's; a run without a filter has no such counter.
+#[test]
+fn packets_a_filter_leaves_out_are_counted_in_the_summary_and_info() {
+    let sample = util::root().join("samples/shop.pcap");
+    let d = TempDir::new("live-filter-counters");
+    let packets = |extra: &[&str]| -> u64 {
+        let mut args = vec!["info", "--format", "json", s(&sample)];
+        args.extend_from_slice(extra);
+        let v: serde_json::Value = serde_json::from_str(&util::pov_ok(&args)).expect("info json");
+        v["packets"].as_u64().expect("packets")
+    };
+    let (all, kept) = (packets(&[]), packets(&["--filter", "greater 100"]));
+    assert!(kept > 0 && kept < all, "the filter keeps some packets: {kept} of {all}");
+    let summary = |out: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["analyze", "--quiet", "--replays", "0", s(&sample), "--out", s(out)];
+        args.extend_from_slice(extra);
+        util::pov_ok(&args);
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json")
+    };
+    let plain = summary(&d.path("plain"), &[]);
+    assert!(plain["counters"].get("input").is_none(), "no filter, no input counters");
+    let filtered = summary(&d.path("filtered"), &["--filter", "greater 100"]);
+    assert_eq!(filtered["counters"]["input"]["filtered_out"].as_u64(), Some(all - kept));
+    let table = util::pov_ok(&["info", s(&sample), "--filter", "greater 100"]);
+    let row = table.lines().find(|l| l.contains("input.filtered_out")).expect("a filtered_out row in pov info");
+    assert!(row.split_whitespace().any(|w| w == (all - kept).to_string()), "{row}");
+}

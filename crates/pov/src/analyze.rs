@@ -320,6 +320,34 @@ pub fn replay_file_name(user: &str, taken: &std::collections::HashSet<String>) -
     name
 }
 
+/// The counters of `summary.json`: the run's, the user stage's, and (only
+/// when there are any) the packets a `--filter` left out and a live
+/// capture's drops, which are capture loss, never failures.
+fn counters(report: &RunReport, users: &UserStageReport) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "decode": report.decode,
+        "tcp": report.tcp,
+        "http": report.http,
+        "users": users,
+        "budget": report.budget,
+        "errors": report.errors,
+        "warnings": report.warnings,
+    });
+    if let Some(m) = c.as_object_mut() {
+        let mut input = serde_json::Map::new();
+        if report.filtered_out > 0 {
+            input.insert("filtered_out".into(), report.filtered_out.into());
+        }
+        if let Some(l) = &report.capture_loss {
+            input.insert("capture_loss".into(), serde_json::to_value(l).unwrap_or_default());
+        }
+        if !input.is_empty() {
+            m.insert("input".into(), input.into());
+        }
+    }
+    c
+}
+
 impl Summary {
     /// Puts the run's counters and the impact together.
     pub fn new(
@@ -366,15 +394,7 @@ impl Summary {
             delta: None,
             capture_loss_bytes: gaps,
             capture_loss_transactions: users.capture_loss,
-            counters: serde_json::json!({
-                "decode": report.decode,
-                "tcp": report.tcp,
-                "http": report.http,
-                "users": users,
-                "budget": report.budget,
-                "errors": report.errors,
-                "warnings": report.warnings,
-            }),
+            counters: counters(report, users),
             replays: BTreeMap::new(),
             robots: users.robots.clone(),
         }
