@@ -423,3 +423,22 @@ fn synth_stopped_by_sigint_exits_130_and_leaves_no_temporary() {
     assert_eq!(String::from_utf8_lossy(&res.stderr), "pov: interrupted by SIGINT; nothing written\n");
     assert!(names_in(&d.0).is_empty(), "no temporary, no half-written file: {:?}", names_in(&d.0));
 }
+
+/// Every byte-count flag takes a unit (powers of 1024) as well as a plain
+/// number, and says what is wrong with one it cannot read.
+#[test]
+fn byte_flags_take_units() {
+    let f = sample();
+    let limit = |v: &str| -> u64 {
+        let out = util::pov_ok(&["info", "--format", "json", "--memory-budget", v, s(&f)]);
+        let j: serde_json::Value = serde_json::from_str(&out).expect("json");
+        j["budget"]["limit"].as_u64().expect("limit")
+    };
+    assert_eq!(limit("64MiB"), 64 << 20);
+    assert_eq!(limit("64m"), limit("67108864"));
+    let out = util::pov(&["transactions", "--max-held-bytes", "1GiB", "--body-keep-bytes", "4KiB", s(&f)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = util::pov(&["info", "--memory-budget", "64XB", s(&f)]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown size unit 'XB'"));
+}

@@ -36,6 +36,7 @@ pub mod tcp;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;
+pub mod units;
 
 pub use budget::{Budget, BudgetReport, Holder};
 pub use packet::{Domain, Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};

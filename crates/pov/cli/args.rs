@@ -117,7 +117,7 @@ pub struct AnalyzeArgs {
     /// Most bytes of transactions kept on disk for the replays while the
     /// captures are read (4 GiB); beyond, transactions are kept without
     /// their bodies, with a warning and `counters.replay_store`.
-    #[arg(long, default_value_t = pov::store::MAX_STORE_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = pov::store::MAX_STORE_BYTES, value_name = "BYTES", value_parser = bytes_u64)]
     pub max_store_bytes: u64,
     /// Exit with code 3 when a summary field passes a threshold, e.g.
     /// `users_affected_pct > 2` or `failures_by_kind.server_error >= 10`
@@ -192,12 +192,12 @@ pub struct SelectArgs {
     pub max_sessions: usize,
     /// Most response body bytes held for the replay in all (128 MiB);
     /// later bodies are left out (heads and timings stay), with a warning.
-    #[arg(long, default_value_t = pov::replay::MAX_BODY_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = pov::replay::MAX_BODY_BYTES, value_name = "BYTES", value_parser = bytes_usize)]
     pub max_replay_bytes: usize,
     /// Most bytes of transactions kept on disk for the replays while the
     /// captures are read (4 GiB); beyond, transactions are kept without
     /// their bodies, with a warning and `counters.replay_store`.
-    #[arg(long, default_value_t = pov::store::MAX_STORE_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = pov::store::MAX_STORE_BYTES, value_name = "BYTES", value_parser = bytes_u64)]
     pub max_store_bytes: u64,
     /// Settings file.
     #[arg(short, long, value_name = "POV.TOML")]
@@ -324,13 +324,13 @@ fn secs(d: Dur) -> i64 {
 #[derive(Args)]
 pub struct HttpArgs {
     /// Decoded body bytes kept per message.
-    #[arg(long, default_value_t = defaults().http.body_keep_bytes, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults().http.body_keep_bytes, value_name = "BYTES", value_parser = bytes_usize)]
     pub body_keep_bytes: usize,
     /// Largest request or response head.
-    #[arg(long, default_value_t = defaults().http.max_head_bytes, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults().http.max_head_bytes, value_name = "BYTES", value_parser = bytes_usize)]
     pub max_head_bytes: usize,
     /// Most decoded bytes counted per body (decompression stops beyond).
-    #[arg(long, default_value_t = defaults().http.max_decoded_bytes, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults().http.max_decoded_bytes, value_name = "BYTES", value_parser = bytes_u64)]
     pub max_decoded_bytes: u64,
     /// Largest decoded/wire ratio of a body (decompression bombs stop).
     #[arg(long, default_value_t = defaults().http.max_decode_ratio, value_name = "RATIO")]
@@ -349,7 +349,7 @@ pub struct HttpArgs {
     pub max_held_transactions: usize,
     /// Most bytes (kept bodies, heads) of finished transactions held for
     /// ordering; beyond, the earliest are written early.
-    #[arg(long, default_value_t = defaults().http.max_held_bytes, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults().http.max_held_bytes, value_name = "BYTES", value_parser = bytes_usize)]
     pub max_held_bytes: usize,
 }
 
@@ -418,16 +418,16 @@ pub struct CommonArgs {
     #[arg(long, default_value_t = defaults().tcp.max_connections, value_name = "N")]
     pub max_connections: usize,
     /// Most out-of-order bytes held per connection direction.
-    #[arg(long, default_value_t = defaults().tcp.max_ooo_bytes, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults().tcp.max_ooo_bytes, value_name = "BYTES", value_parser = bytes_usize)]
     pub max_ooo_bytes: usize,
     /// Most out-of-order bytes held over all connections.
-    #[arg(long, default_value_t = defaults().tcp.max_ooo_total, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults().tcp.max_ooo_total, value_name = "BYTES", value_parser = bytes_usize)]
     pub max_ooo_total: usize,
     /// Seconds without a packet after which a connection is closed.
     #[arg(long, default_value_t = secs(defaults().tcp.idle_timeout), value_name = "SECS")]
     pub idle_timeout: i64,
     /// Most bytes of IP fragments pending reassembly.
-    #[arg(long, default_value_t = defaults().decode.max_frag_bytes, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults().decode.max_frag_bytes, value_name = "BYTES", value_parser = bytes_usize)]
     pub max_frag_bytes: usize,
     /// Most IP datagrams pending reassembly.
     #[arg(long, default_value_t = defaults().decode.max_frag_datagrams, value_name = "N")]
@@ -440,7 +440,7 @@ pub struct CommonArgs {
     /// waiting requests, transactions held for ordering, open sessions,
     /// replays); when full, each holder lets go as its own cap does and
     /// the records that lost something say `memory_budget`.
-    #[arg(long, default_value_t = pov_capture::budget::DEFAULT_BUDGET, value_name = "BYTES")]
+    #[arg(long, default_value_t = pov_capture::budget::DEFAULT_BUDGET, value_name = "BYTES", value_parser = bytes_usize)]
     pub memory_budget: usize,
     /// Threads that read, reassemble and parse (0: one per core). The
     /// outputs are the same whatever the number.
@@ -482,4 +482,15 @@ impl CommonArgs {
         cfg.filter = self.filter.clone();
         cfg
     }
+}
+
+/// A byte count given as a number with an optional unit (`4096`, `64KiB`,
+/// `512MiB`, `1GiB`: powers of 1024), for every `BYTES` flag.
+fn bytes_u64(s: &str) -> Result<u64, String> {
+    pov_capture::units::parse_bytes(s)
+}
+
+/// As [`bytes_u64`], for a count kept as `usize`.
+fn bytes_usize(s: &str) -> Result<usize, String> {
+    usize::try_from(bytes_u64(s)?).map_err(|_| format!("'{s}' is too large here"))
 }

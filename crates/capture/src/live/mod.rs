@@ -32,8 +32,9 @@ use crate::pcap::{FileStats, Format, ReadError, ReadErrorKind};
 use crate::source::{CaptureLoss, PacketSource};
 use crate::time::Ts;
 
+pub use crate::units::parse_size;
 pub use filter::{BpfFilter, FilterError};
-pub use rotate::{Recording, RotatingWriter, Rotation, parse_size, parse_span};
+pub use rotate::{Recording, RotatingWriter, Rotation, parse_span};
 
 /// How to open an interface.
 #[derive(Clone, Debug)]

@@ -31,24 +31,6 @@ pub struct Rotation {
     pub keep: Option<usize>,
 }
 
-/// Parses a size: a number with an optional unit (`k`, `M`, `G`, `T`, or
-/// `KiB`, `MiB`, `GiB`, `TiB`; all powers of 1024; `B` alone is bytes).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size (such as 512MiB or 1GiB)"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(format!("'{s}': unknown size unit '{unit}' (use KiB, MiB, GiB or TiB)")),
-    };
-    n.checked_mul(1u64 << shift).filter(|&n| n > 0).ok_or_else(|| format!("'{s}' is not a usable size"))
-}
-
 /// Parses a span of time: a number and a unit (`s`, `m`, `h`, `d`).
 pub fn parse_span(s: &str) -> Result<Dur, String> {
     let s = s.trim();
@@ -448,6 +430,7 @@ impl<S: PacketSource> PacketSource for Recording<S> {
 mod tests {
     use super::*;
     use crate::pcap::{CaptureFile, PacketReader};
+    use crate::units::parse_size;
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("pov-rotate-{name}-{}", std::process::id()));
