@@ -21,7 +21,7 @@ use regex::Regex;
 use crate::config::{Cidr, PageRule, RevenueConfig, RobotsConfig, SessionsConfig, UsersConfig, default_pages};
 use crate::identity::UserKey;
 use crate::robots::{Robot, RobotRules};
-use crate::tx::{ErrorBody, ResourceClass, Tx};
+use crate::tx::{ResourceClass, Tx};
 
 /// Why a connection carried nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -597,21 +597,13 @@ pub struct SessionizerConfig {
 /// in the user stage are that stage's to charge (and it spills them).
 pub const USER_COST: usize = 176;
 
-/// What a transaction held in an open session costs the memory budget:
-/// the record and its strings (identity fields are dropped by then), and
+/// What a transaction held in an open session costs the memory budget,
+/// once its identity fields are dropped: the record and its strings, and
 /// about as much again for its page view and failure records when the
-/// session closes (measured: some 1.3 KiB a transaction with its page).
+/// session closes (the page view's URL among them; measured: some 1.3 KiB
+/// a transaction with its page).
 fn tx_weight(t: &Tx) -> usize {
-    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-    2 * std::mem::size_of::<Tx>()
-        + t.target.capacity()
-        + opt(&t.method)
-        + opt(&t.host)
-        + opt(&t.referer)
-        + opt(&t.location)
-        + opt(&t.login)
-        + t.error_page.as_ref().map_or(0, ErrorBody::capacity)
-        + t.target.capacity()
+    2 * std::mem::size_of::<Tx>() + t.heap_bytes() + t.target.capacity()
 }
 
 /// A user key's hash for [`Sessionizer`]'s closed users: SipHash with
@@ -1277,7 +1269,6 @@ impl Sessionizer {
             open.dropped += 1;
             self.stats.session_tx_cap_drops += 1;
         } else {
-            let fits = open.charge.try_grow(tx_weight(&tx));
             let order = (tx.start, tx.conn, tx.depth);
             let ua = tx.user_agent.take();
             if open.first_ua.as_ref().is_none_or(|(o, _)| order < *o) {
@@ -1288,6 +1279,7 @@ impl Sessionizer {
             tx.header_id = None;
             tx.query_id = None;
             tx.persistent = None;
+            let fits = open.charge.try_grow(tx_weight(&tx));
             if fits {
                 // A transaction is some 660 bytes: grow by a quarter rather
                 // than double (a first one gets room for one, not four), so
