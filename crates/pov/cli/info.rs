@@ -50,13 +50,8 @@ pub fn write_table(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     if let Some(b) = &r.budget {
         add("budget", serde_json::to_value(b).unwrap_or_default());
     }
-    // What never reached the analysis: packets a --filter left out, and
-    // a live capture's drops (capture loss, not failures).
-    if r.filtered_out > 0 {
-        add("input.filtered_out", r.filtered_out.into());
-    }
-    if let Some(l) = &r.capture_loss {
-        add("input.capture_loss", serde_json::to_value(l).unwrap_or_default());
+    if let Some(input) = r.input_counters() {
+        add("input", input);
     }
     c.write(w)?;
     for e in &r.errors {

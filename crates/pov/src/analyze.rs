@@ -333,17 +333,8 @@ fn counters(report: &RunReport, users: &UserStageReport) -> serde_json::Value {
         "errors": report.errors,
         "warnings": report.warnings,
     });
-    if let Some(m) = c.as_object_mut() {
-        let mut input = serde_json::Map::new();
-        if report.filtered_out > 0 {
-            input.insert("filtered_out".into(), report.filtered_out.into());
-        }
-        if let Some(l) = &report.capture_loss {
-            input.insert("capture_loss".into(), serde_json::to_value(l).unwrap_or_default());
-        }
-        if !input.is_empty() {
-            m.insert("input".into(), input.into());
-        }
+    if let (Some(m), Some(input)) = (c.as_object_mut(), report.input_counters()) {
+        m.insert("input".into(), input);
     }
     c
 }

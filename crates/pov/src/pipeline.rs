@@ -152,6 +152,21 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// What never reached the analysis, only when there is any: packets a
+    /// `--filter` left out (`filtered_out`) and a live capture's drops
+    /// (`capture_loss`: capture loss, never failures). `summary.json` and
+    /// `pov info` show it as `input`.
+    pub fn input_counters(&self) -> Option<serde_json::Value> {
+        let mut input = serde_json::Map::new();
+        if self.filtered_out > 0 {
+            input.insert("filtered_out".into(), self.filtered_out.into());
+        }
+        if let Some(l) = &self.capture_loss {
+            input.insert("capture_loss".into(), serde_json::to_value(l).unwrap_or_default());
+        }
+        (!input.is_empty()).then(|| input.into())
+    }
+
     /// One line per cap that acted during the run, naming its flag, so a
     /// user knows the output is limited and how to lift the limit.
     pub fn cap_warnings(&self) -> Vec<String> {
