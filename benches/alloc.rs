@@ -166,11 +166,20 @@ fn main() {
     }
     if tables {
         println!();
-        println!("| users seen (sessions closed) | totals held at most | bytes held per user |");
-        println!("|---:|---:|---:|");
-        for (n, held) in [(200_000, 1000), (200_000, pov::users::MAX_USERS_HELD), (200_000, usize::MAX)] {
+        println!(
+            "| users seen (sessions closed) | users held at most (`--max-users-held`) | bytes held per user | MiB held |"
+        );
+        println!("|---:|---:|---:|---:|");
+        let rows = [
+            (200_000, 1000),
+            (200_000, pov::users::MAX_USERS_HELD),
+            (1_000_000, pov::users::MAX_USERS_HELD),
+            (200_000, usize::MAX),
+        ];
+        for (n, held) in rows {
             let held_text = if held == usize::MAX { "all".to_string() } else { held.to_string() };
-            println!("| {n} | {held_text} | {:.0} |", per_user(n, held));
+            let per = per_user(n, held);
+            println!("| {n} | {held_text} | {per:.0} | {:.1} |", per * n as f64 / (1 << 20) as f64);
         }
     }
 }

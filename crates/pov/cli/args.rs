@@ -76,9 +76,11 @@ pub struct UserArgs {
     /// left out.
     #[arg(long, default_value_t = pov::users::MAX_SESSION_TXS, value_name = "N")]
     pub max_session_transactions: usize,
-    /// Most users' totals held in memory; beyond, they are written to
-    /// sorted runs in the temporary folder and merged at the end (users
-    /// then come out in order of their key).
+    /// Most users held in memory: their totals, and each map of what is
+    /// remembered of users seen (session counts, each address's user,
+    /// persistent cookies, sign-in names, replaced cookies). Beyond, they
+    /// are written to sorted runs in the temporary folder (totals are
+    /// merged at the end, and users then come out in order of their key).
     #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
     pub max_users_held: usize,
     /// Keep robots and load generators (the `[robots]` rules) among users;
@@ -109,9 +111,12 @@ pub struct AnalyzeArgs {
     /// Most transactions kept per session.
     #[arg(long, default_value_t = pov::users::MAX_SESSION_TXS, value_name = "N")]
     pub max_session_transactions: usize,
-    /// Most users' totals held in memory; beyond, they are written to
-    /// sorted runs in the staging folder and merged at the end (users.parquet
-    /// then lists users in order of their key).
+    /// Most users held in memory: their totals, and each map of what is
+    /// remembered of users seen (session counts, each address's user,
+    /// persistent cookies, sign-in names, replaced cookies). Beyond, they
+    /// are written to sorted runs in the staging folder (totals are merged
+    /// at the end, and users.parquet then lists users in order of their
+    /// key).
     #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
     pub max_users_held: usize,
     /// Most bytes of transactions kept on disk for the replays while the

@@ -513,8 +513,10 @@ impl<W: Write> UserStage<W> {
         self.spill.dir = dir.to_path_buf();
         self.max_users_held = max.max(1);
         // Open sessions' transactions the budget has no room for wait
-        // there too.
+        // there too, and what the sessionizer remembers of users seen
+        // beyond as many entries per map.
         self.sessionizer.set_spill_dir(dir);
+        self.sessionizer.set_max_remembered(self.max_users_held);
     }
 
     /// Writes every user's totals held to a sorted run on disk.
@@ -818,7 +820,7 @@ impl<W: Write> UserStage<W> {
     pub fn finish(mut self) -> io::Result<(Outputs<W>, UserStageReport)> {
         let closed = self.sessionizer.finish();
         self.handle(closed)?;
-        self.report.sessions = self.sessionizer.stats().clone();
+        self.report.sessions = self.sessionizer.stats();
         let mut clients: Vec<RobotClient> = self.robot_clients.drain().map(|(_, (c, _))| c).collect();
         clients.sort_by(|a, b| {
             (Reverse(a.requests), &a.client_ip, &a.user_agent).cmp(&(Reverse(b.requests), &b.client_ip, &b.user_agent))

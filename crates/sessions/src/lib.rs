@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod identity;
+pub mod remember;
 pub mod robots;
 pub mod sessionize;
 pub mod tx;

@@ -20,6 +20,7 @@ use regex::Regex;
 
 use crate::config::{Cidr, PageRule, RevenueConfig, RobotsConfig, SessionsConfig, UsersConfig, default_pages};
 use crate::identity::UserKey;
+use crate::remember::{RememberStats, SpillMap};
 use crate::robots::{Robot, RobotRules};
 use crate::tx::{ResourceClass, Tx};
 
@@ -216,6 +217,10 @@ pub struct SessionStats {
     /// Transactions of open sessions written to the spill file because the
     /// memory budget was full, and read back when their session closed.
     pub session_txs_spilled: u64,
+    /// Users seen kept on disk (session counts, addresses' users,
+    /// persistent cookies, sign-in names and replaced cookies past
+    /// `--max-users-held` entries each in memory).
+    pub remembered: RememberStats,
 }
 
 /// Transactions of open sessions kept on disk when the memory budget has
@@ -510,9 +515,13 @@ fn text_hash(a: &str, b: &str) -> u64 {
     h.finish()
 }
 
-/// What an entry of the persistent-cookie, sign-in or births maps costs
-/// the memory budget (hash, key and map overhead).
-const EVIDENCE_COST: usize = 96;
+/// What an entry of the persistent-cookie or sign-in maps costs the memory
+/// budget while in memory (hash, key, last use and map overhead).
+const EVIDENCE_COST: usize = 104;
+
+/// What an entry of the replaced-cookie map costs the memory budget while
+/// in memory (two keys and map overhead).
+const ALIAS_COST: usize = 200;
 
 struct OpenSession {
     index: u32,
@@ -589,13 +598,30 @@ pub struct SessionizerConfig {
     pub robots: RobotsConfig,
 }
 
-/// What a user seen costs here for the rest of the run, as charged to the
-/// memory budget: its session count under its key's hash, and the user
-/// last seen from its address (for failed attempts from it). Measured by
-/// `cargo bench --bench alloc`: 176 bytes per user seen when each has an
-/// address of its own. An open session is charged apart; the user's totals
-/// in the user stage are that stage's to charge (and it spills them).
-pub const USER_COST: usize = 176;
+/// What a user seen costs here once its sessions closed, while its
+/// entries are in memory, as charged to the memory budget: its session
+/// count under its key's hash ([`SEEN_COST`]), and the user seen from its
+/// address ([`ADDR_COST`], for failed attempts from it) when it has an
+/// address of its own. Past [`MAX_REMEMBERED`] entries a map keeps the
+/// older half on disk (see [`crate::remember`]), where an entry costs
+/// about 1.3 bytes of memory. An open session is charged apart; the
+/// user's totals in the user stage are that stage's to charge (and it
+/// spills them).
+pub const USER_COST: usize = SEEN_COST + ADDR_COST;
+
+/// What a closed user's session count costs in memory (a 64-bit hash,
+/// the count, its last use and map overhead).
+pub const SEEN_COST: usize = 40;
+
+/// What an address's user costs in memory (the address, the user's key
+/// and its strings, its last use and map overhead).
+pub const ADDR_COST: usize = 160;
+
+/// Entries each map of users seen (session counts, the user of each
+/// address, persistent cookies, sign-in names, replaced cookies) keeps in
+/// memory by default when it has a folder to spill to; the user stage sets
+/// it to `--max-users-held`.
+pub const MAX_REMEMBERED: usize = 100_000;
 
 /// What a transaction held in an open session costs the memory budget,
 /// once its identity fields are dropped: the record and its strings, and
@@ -635,14 +661,14 @@ pub struct Sessionizer {
     /// not its key. Two keys of one hash (odds of about 10^-6 over 10
     /// million users) would only number the second one's sessions on from
     /// the first's.
-    seen: HashMap<u64, u32>,
+    seen: SpillMap<u64, u32>,
     /// Where transactions wait when the budget is full (if anywhere).
     /// Shared so that `add` can write to it while it holds a session.
     spill: Option<std::sync::Arc<std::sync::Mutex<TxSpill>>>,
     /// Users with an open session (the ones a sweep looks at).
     open: HashSet<UserKey>,
     /// A session cookie replaced by the server, to the one it replaced.
-    aliases: HashMap<UserKey, UserKey>,
+    aliases: SpillMap<UserKey, UserKey>,
     conn_user: HashMap<u64, (UserKey, Ts)>,
     /// Requests with no identifier, waiting for a Set-Cookie answer from
     /// the same client and User-Agent.
@@ -668,9 +694,9 @@ pub struct Sessionizer {
     tentative_due: VecDeque<(Ts, UserKey)>,
     /// A persistent cookie's hash (`[users] persistent_cookies`) to the
     /// user first seen with it.
-    persistent: HashMap<u64, UserKey>,
+    persistent: SpillMap<u64, UserKey>,
     /// A sign-in name's hash to the user first seen with it.
-    logins: HashMap<u64, UserKey>,
+    logins: SpillMap<u64, UserKey>,
     /// Per address and User-Agent, the latest users first seen from it
     /// and the times crowded with them (the robots' identities rule).
     births: HashMap<(IpAddr, String), Births>,
@@ -678,7 +704,7 @@ pub struct Sessionizer {
     /// Per client address, the one user seen from it (`true` once a second
     /// one was): a failed attempt from an address only one user ever used
     /// is theirs, however long after.
-    ip_users: HashMap<IpAddr, (UserKey, bool)>,
+    ip_users: SpillMap<IpAddr, (UserKey, bool)>,
     /// Recent activity per client address (request start, user), for
     /// failed attempts that no new connection followed.
     activity: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
@@ -717,7 +743,7 @@ impl Sessionizer {
             conversion_post,
             users: HashMap::new(),
             open: HashSet::new(),
-            aliases: HashMap::new(),
+            aliases: SpillMap::new(MAX_REMEMBERED, ALIAS_COST),
             conn_user: HashMap::new(),
             pending: HashMap::new(),
             pending_conns: HashMap::new(),
@@ -727,13 +753,13 @@ impl Sessionizer {
             fresh: HashMap::new(),
             tentative: HashMap::new(),
             tentative_due: VecDeque::new(),
-            persistent: HashMap::new(),
-            logins: HashMap::new(),
+            persistent: SpillMap::new(MAX_REMEMBERED, EVIDENCE_COST),
+            logins: SpillMap::new(MAX_REMEMBERED, EVIDENCE_COST),
             births: HashMap::new(),
             robots: RobotRules::new(&cfg.robots),
             activity: HashMap::new(),
-            ip_users: HashMap::new(),
-            seen: HashMap::new(),
+            ip_users: SpillMap::new(MAX_REMEMBERED, ADDR_COST),
+            seen: SpillMap::new(MAX_REMEMBERED, SEEN_COST),
             spill: None,
             orphans: Vec::new(),
             watermark: Ts(i64::MIN),
@@ -757,11 +783,26 @@ impl Sessionizer {
     /// instead of being left out.
     pub fn set_spill_dir(&mut self, dir: &Path) {
         self.spill = Some(std::sync::Arc::new(std::sync::Mutex::new(TxSpill::new(dir))));
+        self.seen.set_dir(dir);
+        self.ip_users.set_dir(dir);
+        self.persistent.set_dir(dir);
+        self.logins.set_dir(dir);
+        self.aliases.set_dir(dir);
+    }
+
+    /// Keeps at most `max` entries of each map of users seen in memory
+    /// (the rest in sorted runs in the spill folder, if there is one).
+    pub fn set_max_remembered(&mut self, max: usize) {
+        self.seen.set_max(max);
+        self.ip_users.set_max(max);
+        self.persistent.set_max(max);
+        self.logins.set_max(max);
+        self.aliases.set_max(max);
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> &SessionStats {
-        &self.stats
+    pub fn stats(&self) -> SessionStats {
+        SessionStats { remembered: self.remembered(), ..self.stats.clone() }
     }
 
     /// Parses `users.trusted_proxies`.
@@ -776,7 +817,7 @@ impl Sessionizer {
         let mut k = k;
         for _ in 0..8 {
             match self.aliases.get(&k) {
-                Some(a) => k = a.clone(),
+                Some(a) => k = a,
                 None => break,
             }
         }
@@ -806,8 +847,8 @@ impl Sessionizer {
             // value is the same user.
             if let Some((sn, sv)) = &tx.set_cookie {
                 let new = UserKey::Cookie(sn.clone(), sv.clone());
-                if new != k && !self.aliases.contains_key(&new) && !self.known(&new) {
-                    self.aliases.insert(new, k.clone());
+                if new != k && !self.aliases.contains(&new) && !self.known(&new) {
+                    self.remember_alias(new, k.clone(), tx.start);
                     self.stats.cookie_rotations += 1;
                 }
             }
@@ -820,7 +861,7 @@ impl Sessionizer {
             // A request without the session cookie, answered with one: a
             // new user, unless evidence ties it to an earlier one.
             let new = UserKey::Cookie(n.clone(), v.clone());
-            let k = if self.aliases.contains_key(&new) || self.known(&new) {
+            let k = if self.aliases.contains(&new) || self.known(&new) {
                 self.resolve(new)
             } else {
                 self.birth(&tx, new, pers)
@@ -830,9 +871,9 @@ impl Sessionizer {
         } else if let Some((k, _)) = self.conn_user.get(&tx.conn) {
             Some(self.resolve(k.clone()))
         } else if let Some(k) = tx.login.as_ref().and_then(|l| self.logins.get(&text_hash("", l))) {
-            Some(self.resolve(k.clone()))
+            Some(self.resolve(k))
         } else if let Some(k) = pers.and_then(|h| self.persistent.get(&h)) {
-            Some(self.resolve(k.clone()))
+            Some(self.resolve(k))
         } else if let Some(k) = self.join_fresh(&tx, pers) {
             Some(k)
         } else {
@@ -908,17 +949,17 @@ impl Sessionizer {
             if let Some(e) = self.conn_user.get(&tx.conn).filter(|_| own_conn).map(|(e, _)| self.resolve(e.clone())) {
                 self.stats.births_tied_by_connection += 1;
                 Some(e)
-            } else if let Some(e) = tx.login.as_ref().and_then(|l| self.logins.get(&text_hash("", l))).cloned() {
+            } else if let Some(e) = tx.login.as_ref().and_then(|l| self.logins.get(&text_hash("", l))) {
                 self.stats.births_tied_by_login += 1;
                 Some(self.resolve(e))
-            } else if let Some(e) = pers.and_then(|h| self.persistent.get(&h)).cloned() {
+            } else if let Some(e) = pers.and_then(|h| self.persistent.get(&h)) {
                 self.stats.births_tied_by_cookie += 1;
                 Some(self.resolve(e))
             } else {
                 None
             };
         if let Some(e) = earlier.filter(|e| *e != new) {
-            self.aliases.insert(new, e.clone());
+            self.remember_alias(new, e.clone(), tx.start);
             return e;
         }
         if let Some(f) = self.fresh.get(&slot).filter(|f| f.user != new) {
@@ -927,7 +968,7 @@ impl Sessionizer {
             } else if tx.start <= f.got && f.at - tx.start <= self.join_window {
                 let e = f.user.clone();
                 self.stats.births_tied_by_first_visit += 1;
-                self.aliases.insert(new, e.clone());
+                self.remember_alias(new, e.clone(), tx.start);
                 return e;
             } else if tx.start >= f.at && tx.start - f.at <= self.retry_window {
                 let (leader, deadline, target, failed) =
@@ -1006,8 +1047,8 @@ impl Sessionizer {
         if let Some(n) = self.stats.users_by_rule.get_mut(from.rule()) {
             *n = n.saturating_sub(1);
         }
-        self.users_charge.shrink(USER_COST);
-        self.aliases.insert(from, into.clone());
+        let at = self.watermark;
+        self.remember_alias(from, into.clone(), at);
         self.stats.retried_first_visits += 1;
         let Some(o) = st.open else { return };
         let o = *o;
@@ -1030,18 +1071,46 @@ impl Sessionizer {
     /// Remembers the persistent cookie and sign-in name `tx` shows as
     /// `k`'s, if no one had them before.
     fn note_evidence(&mut self, tx: &Tx, k: &UserKey, pers: Option<u64>) {
+        // (Found on disk, an entry comes back to memory: the user is
+        // active again.)
         if let Some(h) = pers
-            && let std::collections::hash_map::Entry::Vacant(e) = self.persistent.entry(h)
+            && self.persistent.get_promote(&h, tx.start).0.is_none()
         {
-            e.insert(k.clone());
-            self.users_charge.grow(EVIDENCE_COST);
+            self.persistent.insert(h, k.clone(), tx.start);
+            self.recharge();
         }
-        if let Some(l) = &tx.login
-            && let std::collections::hash_map::Entry::Vacant(e) = self.logins.entry(text_hash("", l))
-        {
-            e.insert(k.clone());
-            self.users_charge.grow(EVIDENCE_COST);
+        if let Some(l) = &tx.login {
+            let h = text_hash("", l);
+            if self.logins.get_promote(&h, tx.start).0.is_none() {
+                self.logins.insert(h, k.clone(), tx.start);
+                self.recharge();
+            }
         }
+    }
+
+    /// Remembers that the session cookie `from` is `into`'s.
+    fn remember_alias(&mut self, from: UserKey, into: UserKey, at: Ts) {
+        self.aliases.insert(from, into, at);
+        self.recharge();
+    }
+
+    /// Charges the budget what the maps of [`crate::remember`] hold.
+    fn recharge(&mut self) {
+        let held = self.seen.held_bytes()
+            + self.ip_users.held_bytes()
+            + self.persistent.held_bytes()
+            + self.logins.held_bytes()
+            + self.aliases.held_bytes();
+        self.users_charge.set(held);
+    }
+
+    /// What the maps of users seen wrote to disk and read back.
+    fn remembered(&self) -> RememberStats {
+        let mut r = self.seen.stats();
+        for s in [self.ip_users.stats(), self.persistent.stats(), self.logins.stats(), self.aliases.stats()] {
+            r.add(&s);
+        }
+        r
     }
 
     /// Adds a failed connection attempt.
@@ -1169,7 +1238,7 @@ impl Sessionizer {
         let from = tx.start - self.join_window;
         let (conn_user, aliases) = (&self.conn_user, &self.aliases);
         let claimed = q.take_where(|t| {
-            let other_owner = conn_user.get(&t.conn).is_some_and(|(o, _)| o != k && aliases.get(o) != Some(k));
+            let other_owner = conn_user.get(&t.conn).is_some_and(|(o, _)| o != k && aliases.get(o).as_ref() != Some(k));
             // (Another browser: its persistent cookie differs.)
             let same_browser = t.persistent.as_ref().map(|(n, v)| text_hash(n, v)) == pers;
             t.start >= from && !other_owner && same_browser
@@ -1210,15 +1279,21 @@ impl Sessionizer {
     }
 
     fn note_activity(&mut self, ip: IpAddr, at: Ts, k: &UserKey) {
-        match self.ip_users.get_mut(&ip) {
-            Some((only, shared)) => {
-                if !*shared && only != k {
-                    *shared = true;
+        if let Some(((only, shared), last)) = self.ip_users.get_hot_mut(&ip) {
+            if !*shared && only != k {
+                *shared = true;
+            }
+            *last = (*last).max(at);
+        } else {
+            let v = match self.ip_users.get(&ip) {
+                Some((only, shared)) => {
+                    let shared = shared || only != *k;
+                    (only, shared)
                 }
-            }
-            None => {
-                self.ip_users.insert(ip, (k.clone(), false));
-            }
+                None => (k.clone(), false),
+            };
+            self.ip_users.insert(ip, v, at);
+            self.recharge();
         }
         let keep = self.join_window;
         let q = self.activity.entry(ip).or_insert_with(|| VecDeque::with_capacity(1));
@@ -1242,7 +1317,7 @@ impl Sessionizer {
             q.iter().rev().find(|(t, _)| *t <= f.start && f.start - *t <= self.join_window).map(|(_, k)| k.clone())
         });
         let only = || match self.ip_users.get(&f.client.ip()) {
-            Some((k, false)) if !matches!(k, UserKey::Address(_)) => Some(k.clone()),
+            Some((k, false)) if !matches!(k, UserKey::Address(_)) => Some(k),
             _ => None,
         };
         recent.or_else(only).map(|k| self.resolve(k))
@@ -1327,13 +1402,9 @@ impl Sessionizer {
         let st = self
             .users
             .entry(k.clone())
-            .or_insert_with(|| UserState { open: None, sessions: seen.remove(&key_hash(&k)).unwrap_or(0) });
+            .or_insert_with(|| UserState { open: None, sessions: seen.take(&key_hash(&k)).unwrap_or(0) });
         if st.sessions == 0 && st.open.is_none() {
             *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
-            // What a user seen costs for the rest of the run (its entry
-            // here and its totals in the user stage): charged whatever the
-            // limit, so that holders that can let go do.
-            self.users_charge.grow(USER_COST);
         }
         if st.open.is_none() {
             self.open.insert(k.clone());
@@ -1460,14 +1531,15 @@ impl Sessionizer {
         self.open.remove(k);
         let st = self.users.remove(k)?;
         // From now on the user is a count under its key's hash.
-        self.seen.insert(key_hash(k), st.sessions);
+        self.seen.insert(key_hash(k), st.sessions, self.watermark);
+        self.recharge();
         let open = st.open?;
         Some(self.build(k.clone(), *open))
     }
 
     /// Whether `k` was seen (with a session open or closed).
     fn known(&self, k: &UserKey) -> bool {
-        self.users.contains_key(k) || self.seen.contains_key(&key_hash(k))
+        self.users.contains_key(k) || self.seen.contains(&key_hash(k))
     }
 
     fn build(&mut self, user: UserKey, open: OpenSession) -> Session {
