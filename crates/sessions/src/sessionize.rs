@@ -6,7 +6,8 @@
 //! closed, cut into page views and handed back. Memory holds the open
 //! sessions and short-lived joining state, never the whole capture.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -665,8 +666,12 @@ pub struct Sessionizer {
     /// Where transactions wait when the budget is full (if anywhere).
     /// Shared so that `add` can write to it while it holds a session.
     spill: Option<std::sync::Arc<std::sync::Mutex<TxSpill>>>,
-    /// Users with an open session (the ones a sweep looks at).
-    open: HashSet<UserKey>,
+    /// Users with an open session, by the time it may have gone quiet: at
+    /// most its last activity plus the timeout (a sweep takes those due,
+    /// closes the quiet ones and puts the others back with their present
+    /// due time; an entry whose user has no open session is let go). A
+    /// sweep so looks at the sessions due, not at every open one.
+    due: BinaryHeap<Reverse<(Ts, UserKey)>>,
     /// A session cookie replaced by the server, to the one it replaced.
     aliases: SpillMap<UserKey, UserKey>,
     conn_user: HashMap<u64, (UserKey, Ts)>,
@@ -742,7 +747,7 @@ impl Sessionizer {
             pages,
             conversion_post,
             users: HashMap::new(),
-            open: HashSet::new(),
+            due: BinaryHeap::new(),
             aliases: SpillMap::new(MAX_REMEMBERED, ALIAS_COST),
             conn_user: HashMap::new(),
             pending: HashMap::new(),
@@ -1043,7 +1048,6 @@ impl Sessionizer {
             return;
         }
         let Some(st) = self.users.remove(&from) else { return };
-        self.open.remove(&from);
         if let Some(n) = self.stats.users_by_rule.get_mut(from.rule()) {
             *n = n.saturating_sub(1);
         }
@@ -1407,7 +1411,7 @@ impl Sessionizer {
             *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
         }
         if st.open.is_none() {
-            self.open.insert(k.clone());
+            self.due.push(Reverse((start + timeout, k.clone())));
         }
         let budget = &self.budget;
         let open = st.open.get_or_insert_with(|| {
@@ -1480,12 +1484,23 @@ impl Sessionizer {
         }
         self.last_prune = now;
         let timeout = self.timeout;
-        let quiet: Vec<UserKey> = self
-            .open
-            .iter()
-            .filter(|k| self.users.get(*k).and_then(|u| u.open.as_ref()).is_some_and(|o| now - o.last > timeout))
-            .cloned()
-            .collect();
+        let mut quiet: Vec<UserKey> = Vec::new();
+        let mut again = Vec::new();
+        while self.due.peek().is_some_and(|Reverse((d, _))| now > *d) {
+            let Some(Reverse((_, k))) = self.due.pop() else { break };
+            match self.users.get(&k).and_then(|u| u.open.as_ref()) {
+                Some(o) if now - o.last > timeout => quiet.push(k),
+                Some(o) => again.push(Reverse((o.last + timeout, k))),
+                None => {}
+            }
+        }
+        // (A user whose session was closed and opened again between two
+        // sweeps has two entries; put back once.)
+        again.sort_unstable();
+        again.dedup();
+        self.due.extend(again);
+        quiet.sort_unstable();
+        quiet.dedup();
         let mut batch = Vec::new();
         for k in quiet {
             if let Some(s) = self.close_user(&k) {
@@ -1528,7 +1543,6 @@ impl Sessionizer {
     }
 
     fn close_user(&mut self, k: &UserKey) -> Option<Session> {
-        self.open.remove(k);
         let st = self.users.remove(k)?;
         // From now on the user is a count under its key's hash.
         self.seen.insert(key_hash(k), st.sessions, self.watermark);
