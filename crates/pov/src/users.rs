@@ -818,8 +818,11 @@ impl<W: Write> UserStage<W> {
     /// Closes every session, writes the users, and returns the outputs and
     /// counters.
     pub fn finish(mut self) -> io::Result<(Outputs<W>, UserStageReport)> {
-        let closed = self.sessionizer.finish();
-        self.handle(closed)?;
+        // One at a time: the sessions still open are built as they go out.
+        while let Some(s) = self.sessionizer.finish_next() {
+            let c = self.txs.classifier.classify(&s);
+            self.session_closed(&s, &c)?;
+        }
         self.report.sessions = self.sessionizer.stats();
         let mut clients: Vec<RobotClient> = self.robot_clients.drain().map(|(_, (c, _))| c).collect();
         clients.sort_by(|a, b| {

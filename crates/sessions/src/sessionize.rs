@@ -524,6 +524,13 @@ const EVIDENCE_COST: usize = 104;
 /// in memory (two keys and map overhead).
 const ALIAS_COST: usize = 200;
 
+/// The sessions left to hand out at the end of input: those closed while
+/// settling, and the users still open, each by start.
+struct Finishing {
+    closed: VecDeque<Session>,
+    open: VecDeque<(Ts, UserKey)>,
+}
+
 struct OpenSession {
     index: u32,
     /// Transactions, without what only identified them (see
@@ -535,6 +542,10 @@ struct OpenSession {
     first_ua: Option<((Ts, u64, u32), Option<String>)>,
     failed: Vec<FailedConn>,
     last: Ts,
+    /// The earliest start of what it holds (transactions, in memory or
+    /// spilled, and failed attempts): its start once built, known before
+    /// (`i64::MAX` while it holds nothing).
+    first: Ts,
     dropped: u64,
     budget_dropped: u64,
     /// Its transactions in the spill file (offset and length).
@@ -720,6 +731,8 @@ pub struct Sessionizer {
     /// Sessions closed while requests were being claimed, handed out with
     /// the next batch.
     orphans: Vec<Session>,
+    /// Once the input ended: what is left to hand out.
+    finishing: Option<Finishing>,
     watermark: Ts,
     last_sweep: Ts,
     last_prune: Ts,
@@ -767,6 +780,7 @@ impl Sessionizer {
             seen: SpillMap::new(MAX_REMEMBERED, SEEN_COST),
             spill: None,
             orphans: Vec::new(),
+            finishing: None,
             watermark: Ts(i64::MIN),
             last_sweep: Ts(i64::MIN),
             last_prune: Ts(i64::MIN),
@@ -1061,6 +1075,7 @@ impl Sessionizer {
         target.txs.extend(o.txs);
         target.spilled.extend(o.spilled);
         target.failed.extend(o.failed);
+        target.first = target.first.min(o.first);
         target.dropped += o.dropped;
         target.budget_dropped += o.budget_dropped;
         if let Some((order, ua)) = o.first_ua
@@ -1130,8 +1145,46 @@ impl Sessionizer {
         closed
     }
 
-    /// Closes every session (end of input); returns them by start.
+    /// Closes every session (end of input); returns them by start (see
+    /// [`Sessionizer::finish_next`], which hands them out one at a time).
     pub fn finish(&mut self) -> Vec<Session> {
+        let mut out = Vec::new();
+        while let Some(s) = self.finish_next() {
+            out.push(s);
+        }
+        out
+    }
+
+    /// At the end of input, the next session by start (then user), or
+    /// `None` once all are out. Each is built when it is handed out, so
+    /// that the sessions still open at the end (as many as the users of
+    /// the last half hour) are never all built at once.
+    pub fn finish_next(&mut self) -> Option<Session> {
+        if self.finishing.is_none() {
+            let f = self.start_finish();
+            self.finishing = Some(f);
+        }
+        loop {
+            let f = self.finishing.as_mut()?;
+            let closed_first = match (f.closed.front(), f.open.front()) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(c), Some((t, k))) => (c.start, &c.user) <= (*t, k),
+            };
+            if closed_first {
+                return f.closed.pop_front();
+            }
+            let (_, k) = f.open.pop_front()?;
+            if let Some(s) = self.close_user(&k) {
+                return Some(s);
+            }
+        }
+    }
+
+    /// Settles what waits (first visits, requests without a user, failed
+    /// attempts) and lists the users still open by their session's start.
+    fn start_finish(&mut self) -> Finishing {
         let mut closed = std::mem::take(&mut self.orphans);
         self.settle(None, &mut closed);
         let mut pending: Vec<(Bucket, Waiting)> = self.pending.drain().collect();
@@ -1157,14 +1210,21 @@ impl Sessionizer {
                 }
             }
         }
-        let keys: Vec<UserKey> = self.users.keys().cloned().collect();
-        for k in keys {
-            if let Some(s) = self.close_user(&k) {
-                closed.push(s);
+        // (A session that holds nothing starts, once built, at 0.)
+        let mut open: Vec<(Ts, UserKey)> = Vec::with_capacity(self.users.len());
+        let mut idle = Vec::new();
+        for (k, u) in &self.users {
+            match &u.open {
+                Some(o) => open.push((if o.first.0 == i64::MAX { Ts(0) } else { o.first }, k.clone())),
+                None => idle.push(k.clone()),
             }
         }
+        for k in idle {
+            self.close_user(&k);
+        }
+        open.sort_unstable();
         closed.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
-        closed
+        Finishing { closed: closed.into(), open: open.into() }
     }
 
     fn note_recent(&mut self, tx: &Tx, k: &UserKey) {
@@ -1368,6 +1428,7 @@ impl Sessionizer {
                 if open.txs.len() == open.txs.capacity() {
                     open.txs.reserve_exact(open.txs.len() / 4 + 1);
                 }
+                open.first = open.first.min(tx.start);
                 open.txs.push(tx);
             } else {
                 // The memory budget has no room for it: it waits on disk
@@ -1375,6 +1436,7 @@ impl Sessionizer {
                 // session goes on without it, and says so.
                 match spill.as_ref().and_then(|s| s.lock().ok()?.write(&tx)) {
                     Some(at) => {
+                        open.first = open.first.min(tx.start);
                         open.spilled.push(at);
                         self.stats.session_txs_spilled += 1;
                     }
@@ -1390,7 +1452,9 @@ impl Sessionizer {
 
     fn add_failed(&mut self, k: UserKey, f: FailedConn, closed: &mut Vec<Session>) {
         let (start, end) = (f.start, f.end);
-        self.session_for(k, start, end, closed).failed.push(f);
+        let open = self.session_for(k, start, end, closed);
+        open.first = open.first.min(start);
+        open.failed.push(f);
     }
 
     /// The user's open session for activity from `start` to `end`: the
@@ -1422,6 +1486,7 @@ impl Sessionizer {
                 first_ua: None,
                 failed: Vec::new(),
                 last: start,
+                first: Ts(i64::MAX),
                 dropped: 0,
                 budget_dropped: 0,
                 spilled: Vec::new(),
