@@ -136,6 +136,9 @@ pub struct LiveCapture {
     stats: FileStats,
     /// The counters at the last read of them (they only grow).
     loss: CaptureLoss,
+    /// When a read last found nothing to read (see
+    /// [`PacketSource::clock`]).
+    idle_at: Option<Ts>,
 }
 
 impl fmt::Debug for LiveCapture {
@@ -177,7 +180,17 @@ impl LiveCapture {
         stats.interfaces = 1;
         stats.sections = 1;
         stats.snaplen = Some(if cfg.snaplen == 0 { 262_144 } else { cfg.snaplen });
-        Ok(LiveCapture { cap, linktype, name, stop, ended: false, frame: 0, stats, loss: CaptureLoss::default() })
+        Ok(LiveCapture {
+            cap,
+            linktype,
+            name,
+            stop,
+            ended: false,
+            frame: 0,
+            stats,
+            loss: CaptureLoss::default(),
+            idle_at: None,
+        })
     }
 
     /// The interface's link type.
@@ -238,7 +251,11 @@ impl PacketSource for LiveCapture {
                     orig_len: h.len,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(None),
+            Err(pcap::Error::TimeoutExpired) => {
+                // Nothing in the buffer: every packet up to now was read.
+                self.idle_at = Some(wall_clock());
+                Ok(None)
+            }
             Err(e) => {
                 // The interface went away or failed: the capture ends here.
                 // (Fields, not methods: `p` above borrows `self.cap`.)
@@ -274,4 +291,16 @@ impl PacketSource for LiveCapture {
     fn capture_loss(&mut self) -> Option<CaptureLoss> {
         Some(self.loss())
     }
+
+    fn clock(&self) -> Option<Ts> {
+        self.idle_at
+    }
+}
+
+/// The system's clock now, as a capture time (the kernel stamps captured
+/// packets with the same clock). Only a live capture reads it: a file's
+/// time is its packets'.
+pub fn wall_clock() -> Ts {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Ts::from_secs_nanos(i64::try_from(now.as_secs()).unwrap_or(i64::MAX), i64::from(now.subsec_nanos()))
 }
