@@ -51,8 +51,9 @@ pub struct LiveConfig {
     pub filter: Option<String>,
     /// Put the interface in promiscuous mode (a SPAN port needs it).
     pub promiscuous: bool,
-    /// How long a read waits for packets before the pipeline is given
-    /// what it has (milliseconds).
+    /// How long a read that finds no packet waits before the pipeline is
+    /// given what it has (milliseconds): what a quiet interface costs is
+    /// one look at the buffer per wait.
     pub timeout_ms: u32,
 }
 
@@ -139,6 +140,8 @@ pub struct LiveCapture {
     /// When a read last found nothing to read (see
     /// [`PacketSource::clock`]).
     idle_at: Option<Ts>,
+    /// How long a read that found nothing waits before it says so.
+    idle_wait: std::time::Duration,
 }
 
 impl fmt::Debug for LiveCapture {
@@ -169,7 +172,12 @@ impl LiveCapture {
         if cfg.snaplen > 0 {
             inactive = inactive.snaplen(i32::try_from(cfg.snaplen).unwrap_or(i32::MAX));
         }
-        let mut cap = inactive.open().map_err(err)?;
+        // Non-blocking: libpcap's timeout (TPACKET_V3's block timeout)
+        // only fires once a packet came, so a blocking read on a quiet
+        // interface would wait for the next packet, and time (rotation,
+        // intervals) would stand still. A read that finds nothing waits
+        // `timeout_ms` itself.
+        let mut cap = inactive.open().map_err(err)?.setnonblock().map_err(err)?;
         if let Some(expr) = &cfg.filter {
             cap.filter(expr, true)
                 .map_err(|e| LiveError::Filter(FilterError { expr: expr.clone(), message: e.to_string() }))?;
@@ -190,6 +198,7 @@ impl LiveCapture {
             stats,
             loss: CaptureLoss::default(),
             idle_at: None,
+            idle_wait: std::time::Duration::from_millis(u64::from(cfg.timeout_ms.max(1))),
         })
     }
 
@@ -253,7 +262,9 @@ impl PacketSource for LiveCapture {
             }
             Err(pcap::Error::TimeoutExpired) => {
                 // Nothing in the buffer: every packet up to now was read.
+                // Wait a moment for more (the buffer holds what comes).
                 self.idle_at = Some(wall_clock());
+                std::thread::sleep(self.idle_wait);
                 Ok(None)
             }
             Err(e) => {
