@@ -611,3 +611,50 @@ fn live_analyze_writes_each_interval_with_exactly_its_transactions_users_and_fai
     assert_eq!(info["capture_loss"]["received"].as_u64(), Some(received));
     assert!(text.contains("intervals analysed into"), "{text}");
 }
+
+/// On a quiet interface, time still moves on: the capture file of an
+/// interval is closed and renamed, and its analysis written, by the clock,
+/// while `pov live` runs and no packet comes (the kernel filter keeps the
+/// interface's own chatter out).
+#[test]
+fn a_quiet_interface_closes_its_file_and_interval_on_the_clock() {
+    if !can_run() {
+        return;
+    }
+    let d = TempDir::new("live-quiet");
+    let mut net = Net::new();
+    net.serve();
+    let out = d.path("out");
+    let (pid, err) = net.live(&["--out", s(&out), "--rotate", "2s", "--analyze", "--filter", "tcp port 8080"]);
+    let span = 2.0;
+    let start = (epoch() / span).floor() * span + span;
+    sleep_until(start + 0.3);
+    net.run_clients("get(2, 'alice', ['/n/100'])");
+    // The interval ends 2 s after its start, and the pipeline holds
+    // transactions 10 s for their order: 14 s later, both are written,
+    // with no packet since.
+    sleep_until(start + span + 12.0);
+    // (The interval being written now is a hidden folder.)
+    let names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.ends_with(".pcapng.part")), "a capture file still open: {names:?}");
+    let mut files: Vec<PathBuf> = names.iter().filter(|n| n.ends_with(".pcapng")).map(|n| out.join(n)).collect();
+    files.sort();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(transactions(&files, &[]).values().sum::<u32>(), 1);
+    let ivs: Vec<PathBuf> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let with_tx: Vec<u64> = ivs
+        .iter()
+        .filter(|p| !s(p).rsplit('/').next().unwrap().starts_with('.'))
+        .map(|p| {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(p.join("summary.json")).unwrap()).unwrap();
+            v["transactions"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(with_tx.iter().sum::<u64>(), 1, "written while running: {ivs:?}");
+    let (code, text) = net.stop(pid, "INT", err);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(captures(&out), files, "no file after the quiet time");
+}
