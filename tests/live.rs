@@ -613,6 +613,16 @@ fn live_analyze_writes_each_interval_with_exactly_its_transactions_users_and_fai
         serde_json::from_str(&std::fs::read_to_string(out.join("live-info.json")).unwrap()).unwrap();
     assert_eq!(info["capture_loss"]["received"].as_u64(), Some(received));
     assert!(text.contains("intervals analysed into"), "{text}");
+    // A line per interval as it was written, I1's among them.
+    let (_, i1) = dirs
+        .iter()
+        .map(|p| (p, s(p).rsplit('/').next().unwrap()))
+        .find(|(p, _)| {
+            p.is_dir() && std::fs::read_to_string(p.join("summary.json")).unwrap().contains("\"client_error\": 1")
+        })
+        .unwrap();
+    assert!(text.contains(&format!("pov live: interval {i1} analysed into ")), "{text}");
+    assert!(text.contains("3 HTTP transactions; 1 users, 1 sessions, 1 failures"), "{text}");
 }
 
 /// On a quiet interface, time still moves on: the capture file of an

@@ -211,8 +211,22 @@ fn analyze<S: pov_capture::PacketSource>(
     let opts = pov::run::StageOptions { mask: !a.no_mask, ..pov::run::StageOptions::default() };
     let tally = Tally::shared(every);
     let name = PathBuf::from(format!("live:{}", a.interface));
-    let stage = IntervalAnalysis::new(&a.out, &pov_cfg, &opts, cfg.budget(), Arc::clone(&tally), vec![name])
+    let mut stage = IntervalAnalysis::new(&a.out, &pov_cfg, &opts, cfg.budget(), Arc::clone(&tally), vec![name])
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
+    // One line per interval as it is written (for the journal).
+    stage.set_on_written(Box::new(|w| {
+        let failures: u64 = w.failures_by_kind.values().sum();
+        eprintln!(
+            "pov live: interval {} analysed into {}: {} packets, {} HTTP transactions; {} users, {} sessions, {} failures",
+            w.name,
+            w.dir.display(),
+            w.packets,
+            w.transactions,
+            w.users,
+            w.sessions,
+            failures
+        );
+    }));
     let mut down: Analysis = Intervals::new(stage, every, Some(wall_clock())).with_grace(GRACE, wall_clock);
     let mut src = Tallied::new(rec, Arc::clone(&tally));
     let report =

@@ -508,6 +508,8 @@ pub struct IntervalAnalysis {
     written: Vec<Written>,
     /// Spill files of the user stage (removed with it).
     work: PathBuf,
+    /// Told of each interval once written.
+    on_written: Option<Box<dyn FnMut(&Written)>>,
 }
 
 impl IntervalAnalysis {
@@ -552,7 +554,14 @@ impl IntervalAnalysis {
             inputs,
             written: Vec::new(),
             work,
+            on_written: None,
         })
+    }
+
+    /// Calls `f` with each interval once it is written (the binary prints
+    /// a line).
+    pub fn set_on_written(&mut self, f: Box<dyn FnMut(&Written)>) {
+        self.on_written = Some(f);
     }
 
     /// The intervals written so far, in order.
@@ -703,6 +712,9 @@ impl Cut for IntervalAnalysis {
             sessions: summary.sessions_total,
             failures_by_kind: summary.failures_by_kind.clone(),
         });
+        if let (Some(f), Some(w)) = (self.on_written.as_mut(), self.written.last()) {
+            f(w);
+        }
         Ok(())
     }
 }
