@@ -476,6 +476,9 @@ pub struct Written {
     pub failures_by_kind: BTreeMap<String, u64>,
 }
 
+/// What is told of each interval written ([`IntervalAnalysis::set_on_written`]).
+pub type OnWritten = Box<dyn FnMut(&Written)>;
+
 /// The interval being written: its folder (written whole, then renamed
 /// into place) and its transaction file.
 struct Open {
@@ -509,7 +512,7 @@ pub struct IntervalAnalysis {
     /// Spill files of the user stage (removed with it).
     work: PathBuf,
     /// Told of each interval once written.
-    on_written: Option<Box<dyn FnMut(&Written)>>,
+    on_written: Option<OnWritten>,
 }
 
 impl IntervalAnalysis {
@@ -560,7 +563,7 @@ impl IntervalAnalysis {
 
     /// Calls `f` with each interval once it is written (the binary prints
     /// a line).
-    pub fn set_on_written(&mut self, f: Box<dyn FnMut(&Written)>) {
+    pub fn set_on_written(&mut self, f: OnWritten) {
         self.on_written = Some(f);
     }
 
