@@ -95,19 +95,34 @@ impl Net {
 
     /// Starts the HTTP server: every path answers 200 with a body of
     /// `len=N` bytes named in it (`/n/123` gives 123 bytes), `/missing`
-    /// answers 404. Waits until it accepts connections.
+    /// answers 404, `/boom` 500, `/slow` 200 after a second, and `/reset`
+    /// resets the connection without an answer. Waits until it accepts
+    /// connections.
     fn serve(&mut self) {
         let script = r#"
-import sys, http.server
+import sys, socket, struct, time, http.server
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.path == "/reset":
+            # A reset and nothing else (no FIN first): linger 0, closed now.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()
+            self.wfile.close()
+            self.connection.close()
+            self.close_connection = True
+            return
+        if self.path == "/slow":
+            time.sleep(1.0)
         if self.path == "/missing":
             body, code = b"no such page\n", 404
+        elif self.path == "/boom":
+            body, code = b"boom\n", 500
         else:
             n = int(self.path.rsplit("/", 1)[-1] or 0) if self.path.startswith("/n/") else 10
             body, code = b"x" * n, 200
         self.send_response(code)
+        self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -416,4 +431,243 @@ fn packets_a_filter_leaves_out_are_counted_in_the_summary_and_info() {
     let table = util::pov_ok(&["info", s(&sample), "--filter", "greater 100"]);
     let row = table.lines().find(|l| l.contains("input.filtered_out")).expect("a filtered_out row in pov info");
     assert!(row.split_whitespace().any(|w| w == (all - kept).to_string()), "{row}");
+}
+
+/// The clients' helpers: `get(host, user, paths)` sends the requests on one
+/// keep-alive connection from address `.host` with the session cookie
+/// `sid=user` and a browser's User-Agent (a new connection after one the
+/// server reset); `abort(host, user, path, secs)` sends one request and
+/// closes the connection `secs` later, before the answer.
+const CLIENTS: &str = r#"
+import http.client, socket, sys, time
+SRV, NET = sys.argv[1], sys.argv[2]
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+def conn(host):
+    return http.client.HTTPConnection(SRV, 8080, source_address=(NET + "." + str(host), 0), timeout=10)
+def get(host, user, paths):
+    c = conn(host)
+    for p in paths:
+        try:
+            c.request("GET", p, headers={"Cookie": "sid=" + user, "User-Agent": UA, "Accept": "text/html"})
+            c.getresponse().read()
+        except (ConnectionError, http.client.HTTPException):
+            c.close()
+            c = conn(host)
+    c.close()
+def abort(host, user, path, secs):
+    s = socket.create_connection((SRV, 8080), source_address=(NET + "." + str(host), 0))
+    head = "GET %s HTTP/1.1\r\nHost: %s:8080\r\nCookie: sid=%s\r\nUser-Agent: %s\r\nAccept: text/html\r\n\r\n"
+    s.sendall((head % (path, SRV, user, UA)).encode())
+    time.sleep(secs)
+    s.close()
+"#;
+
+impl Net {
+    /// Runs `code` after [`CLIENTS`] in the clients' namespace.
+    fn run_clients(&self, code: &str) {
+        let py = format!("{CLIENTS}\n{code}\n");
+        let out = self.exec(&self.cli, &["python3", "-c", &py, &self.ip(1), &self.subnet]).output().expect("clients");
+        assert!(out.status.success(), "clients: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// Seconds since the epoch now.
+fn epoch() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Sleeps until `at` (seconds since the epoch).
+fn sleep_until(at: f64) {
+    let now = epoch();
+    if at > now {
+        std::thread::sleep(Duration::from_secs_f64(at - now));
+    }
+}
+
+/// One interval folder of `pov live --analyze`, as its summary.json says.
+#[derive(Debug, PartialEq)]
+struct Iv {
+    transactions: u64,
+    users: u64,
+    sessions: u64,
+    failures: BTreeMap<String, u64>,
+}
+
+#[test]
+fn live_analyze_writes_each_interval_with_exactly_its_transactions_users_and_failures() {
+    if !can_run() {
+        return;
+    }
+    let d = TempDir::new("live-analyze");
+    let mut net = Net::new();
+    net.serve();
+    // Sessions end after 3 s without a request (a user coming back later
+    // starts a new one, and the old one closes then); a transaction over
+    // 400 ms is slow.
+    let config = d.path("pov.toml");
+    std::fs::write(&config, "[sessions]\ntimeout_secs = 3.0\n[failures]\napdex_t_ms = 100.0\n").unwrap();
+    let out = d.path("out");
+    let span = 5.0;
+    let (pid, err) = net.live(&["--out", s(&out), "--rotate", "5s", "--analyze", "--config", s(&config)]);
+    // Four intervals of 5 s, I0 to I3, each phase of requests 0.6 s into
+    // its interval (the intervals are aligned to the clock, as pov's).
+    let i0 = (epoch() / span).floor() * span + span;
+    let at = |k: f64| i0 + k * span + 0.6;
+    // Each phase runs inside its interval (else the machine was too slow
+    // for this test, which says so).
+    let phase = |k: f64, code: &str| {
+        sleep_until(at(k));
+        net.run_clients(code);
+        assert!(epoch() < i0 + (k + 1.0) * span - 0.2, "phase {k} ran past its interval: too slow a machine");
+    };
+    // I0: alice, a page and a 404; bob, a 500.
+    phase(0.0, "get(2, 'alice', ['/n/100', '/missing'])\nget(2, 'bob', ['/boom'])");
+    // I1: alice comes back (5 s later: a new session, and her first one
+    // closes); carol, a slow answer, then a request the server resets.
+    phase(1.0, "get(2, 'alice', ['/n/5'])\nget(3, 'carol', ['/slow', '/reset'])");
+    // I2: bob comes back (his first session closes); dave gives up on a
+    // slow answer after 0.2 s.
+    phase(2.0, "get(2, 'bob', ['/n/7'])\nabort(3, 'dave', '/slow', 0.2)");
+    // Stopped in I3: the sessions still open are finished there.
+    sleep_until(at(3.0));
+    let (code, text) = net.stop(pid, "TERM", err);
+    eprintln!("{text}");
+    assert_eq!(code, Some(0), "{text}");
+
+    // Every interval folder, by its start; nothing partial left.
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    let hidden: Vec<&PathBuf> = dirs.iter().filter(|p| s(p).rsplit('/').next().unwrap().starts_with('.')).collect();
+    assert!(hidden.is_empty(), "left behind: {hidden:?}");
+    let mut got: BTreeMap<i64, Iv> = BTreeMap::new();
+    let mut received = 0;
+    for dir in dirs.iter().filter(|p| p.is_dir()) {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json")).unwrap();
+        for f in ["transactions", "pages", "sessions", "users", "failures"] {
+            assert!(dir.join(format!("{f}.parquet")).is_file(), "{}: no {f}.parquet", dir.display());
+        }
+        assert!(dir.join("report.html").is_file());
+        let start = v["counters"]["interval"]["start"].as_f64().unwrap();
+        let k = ((start - i0) / span).round() as i64;
+        // Each interval's capture loss: received, none dropped.
+        let loss = &v["counters"]["input"]["capture_loss"];
+        assert_eq!(loss["dropped_kernel"].as_u64(), Some(0), "{}: {loss}", dir.display());
+        received += loss["received"].as_u64().unwrap();
+        let failures = v["failures_by_kind"].as_object().unwrap().iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap()));
+        got.insert(
+            k,
+            Iv {
+                transactions: v["transactions"].as_u64().unwrap(),
+                users: v["users_total"].as_u64().unwrap(),
+                sessions: v["sessions_total"].as_u64().unwrap(),
+                failures: failures.collect(),
+            },
+        );
+    }
+    let iv = |transactions, users, failures: &[(&str, u64)]| Iv {
+        transactions,
+        users,
+        sessions: users,
+        failures: failures.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+    };
+    let mut want = BTreeMap::new();
+    // (The interval pov live started in, before I0, if it began early
+    // enough to be its own: nothing in it.)
+    if got.contains_key(&-1) {
+        want.insert(-1, iv(0, 0, &[]));
+    }
+    // Transactions where their request started; sessions, their users and
+    // failures where the session closed.
+    want.insert(0, iv(3, 0, &[]));
+    want.insert(1, iv(3, 1, &[("client_error", 1)]));
+    want.insert(2, iv(2, 1, &[("server_error", 1)]));
+    want.insert(3, iv(0, 4, &[("client_abort", 1), ("server_reset", 1), ("slow", 1)]));
+    assert_eq!(got, want);
+
+    // The rotated files alongside: one per interval with packets, and
+    // `pov analyze` of them finds the same transactions, sessions and
+    // failures in all.
+    let files = captures(&out);
+    assert!((3..=5).contains(&files.len()), "{files:?}");
+    let whole = d.path("whole");
+    let mut args = vec!["analyze", "--quiet", "--replays", "0", "--config", s(&config), "--out", s(&whole)];
+    args.extend(files.iter().map(|p| s(p)));
+    util::pov_ok(&args);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["transactions"].as_u64(), Some(got.values().map(|i| i.transactions).sum()));
+    assert_eq!(v["sessions_total"].as_u64(), Some(got.values().map(|i| i.sessions).sum()));
+    assert_eq!(v["users_total"].as_u64(), Some(4));
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for i in got.values() {
+        for (k, n) in &i.failures {
+            *kinds.entry(k.clone()).or_default() += n;
+        }
+    }
+    let whole_kinds: BTreeMap<String, u64> =
+        v["failures_by_kind"].as_object().unwrap().iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap())).collect();
+    assert_eq!(whole_kinds, kinds);
+    // What the capture received over the intervals is what it received.
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("live-info.json")).unwrap()).unwrap();
+    assert_eq!(info["capture_loss"]["received"].as_u64(), Some(received));
+    assert!(text.contains("intervals analysed into"), "{text}");
+    // A line per interval as it was written, I1's among them.
+    let (_, i1) = dirs
+        .iter()
+        .map(|p| (p, s(p).rsplit('/').next().unwrap()))
+        .find(|(p, _)| {
+            p.is_dir() && std::fs::read_to_string(p.join("summary.json")).unwrap().contains("\"client_error\": 1")
+        })
+        .unwrap();
+    assert!(text.contains(&format!("pov live: interval {i1} analysed into ")), "{text}");
+    assert!(text.contains("3 HTTP transactions; 1 users, 1 sessions, 1 failures"), "{text}");
+}
+
+/// On a quiet interface, time still moves on: the capture file of an
+/// interval is closed and renamed, and its analysis written, by the clock,
+/// while `pov live` runs and no packet comes (the kernel filter keeps the
+/// interface's own chatter out).
+#[test]
+fn a_quiet_interface_closes_its_file_and_interval_on_the_clock() {
+    if !can_run() {
+        return;
+    }
+    let d = TempDir::new("live-quiet");
+    let mut net = Net::new();
+    net.serve();
+    let out = d.path("out");
+    let (pid, err) = net.live(&["--out", s(&out), "--rotate", "2s", "--analyze", "--filter", "tcp port 8080"]);
+    let span = 2.0;
+    let start = (epoch() / span).floor() * span + span;
+    sleep_until(start + 0.3);
+    net.run_clients("get(2, 'alice', ['/n/100'])");
+    // The interval ends 2 s after its start, and the pipeline holds
+    // transactions 10 s for their order: 14 s later, both are written,
+    // with no packet since.
+    sleep_until(start + span + 12.0);
+    // (The interval being written now is a hidden folder.)
+    let names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.ends_with(".pcapng.part")), "a capture file still open: {names:?}");
+    let mut files: Vec<PathBuf> = names.iter().filter(|n| n.ends_with(".pcapng")).map(|n| out.join(n)).collect();
+    files.sort();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(transactions(&files, &[]).values().sum::<u32>(), 1);
+    let ivs: Vec<PathBuf> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let with_tx: Vec<u64> = ivs
+        .iter()
+        .filter(|p| !s(p).rsplit('/').next().unwrap().starts_with('.'))
+        .map(|p| {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(p.join("summary.json")).unwrap()).unwrap();
+            v["transactions"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(with_tx.iter().sum::<u64>(), 1, "written while running: {ivs:?}");
+    let (code, text) = net.stop(pid, "INT", err);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(captures(&out), files, "no file after the quiet time");
 }

@@ -41,6 +41,15 @@ pub trait PacketSource: Send {
     fn capture_loss(&mut self) -> Option<CaptureLoss> {
         None
     }
+    /// A time no packet still to come can precede: a live capture that
+    /// found nothing to read (its buffer is empty) gives the clock's time
+    /// at that moment, so that the pipeline's time moves on while the
+    /// interface is quiet (idle connections close, what was parsed is
+    /// handed on, a time interval ends). `None` for files, whose time is
+    /// their packets'.
+    fn clock(&self) -> Option<crate::time::Ts> {
+        None
+    }
 }
 
 impl PacketSource for PacketReader {

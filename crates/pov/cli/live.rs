@@ -62,6 +62,21 @@ pub struct LiveArgs {
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
     no_promisc: bool,
+    /// Also analyse what is captured, as `pov analyze` does, and write each
+    /// interval's outputs (the `--rotate` span; without it, one interval
+    /// until stopped) into `DIR/<interval start>/`: transactions, pages,
+    /// sessions, users and failures as Parquet, summary.json and
+    /// report.html. A session is written in the interval in which it ends
+    /// (docs/live.md).
+    #[arg(long)]
+    analyze: bool,
+    /// Settings file for `--analyze` (users, sessions, pages, failures,
+    /// revenue, privacy).
+    #[arg(short, long, value_name = "POV.TOML", requires = "analyze")]
+    config: Option<PathBuf>,
+    /// With `--analyze`: show raw user keys and secrets in the outputs.
+    #[arg(long, requires = "analyze")]
+    no_mask: bool,
     /// Threads that reassemble and parse (0: one per core).
     #[arg(long, default_value_t = 0, value_name = "N")]
     threads: usize,
@@ -111,9 +126,31 @@ pub fn run(a: LiveArgs) -> anyhow::Result<ExitCode> {
         threads.threads = a.threads;
     }
     let mut count = Count::default();
-    let report =
-        pov::parallel::run_source(&mut rec, Vec::new(), &cfg, Some(&cfg.http), threads, None, &mut count, &mut |_| {})?;
+    let (report, rec, intervals) = if a.analyze {
+        let (report, rec, intervals) = analyze(&a, rec, rotation.every, &cfg, threads)?;
+        if let Ok(r) = &report {
+            count.transactions = r.http.as_ref().map_or(0, |h| h.transactions);
+            count.connections = r.tcp.connections;
+        }
+        (report, rec, Some(intervals))
+    } else {
+        let report = pov::parallel::run_source(
+            &mut rec,
+            Vec::new(),
+            &cfg,
+            Some(&cfg.http),
+            threads,
+            None,
+            &mut count,
+            &mut |_| {},
+        );
+        (report, rec, None)
+    };
+    // The current file is closed and renamed whatever happened to the
+    // pipeline.
     let (files, _) = rec.finish().map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
+    let report = report?;
+    let intervals = intervals.transpose()?;
     let info = a.out.join("live-info.json");
     pov::output::write_atomic(&info, |w| {
         serde_json::to_writer_pretty(&mut *w, &report)?;
@@ -133,12 +170,79 @@ pub fn run(a: LiveArgs) -> anyhow::Result<ExitCode> {
     if let Some(loss) = report.capture_loss {
         eprintln!("pov live: capture loss: {loss}");
     }
+    if let Some(written) = &intervals {
+        let names: Vec<&str> = written.iter().map(|w| w.name.as_str()).collect();
+        eprintln!("pov live: {} intervals analysed into {}: {}", written.len(), a.out.display(), names.join(" "));
+    }
     for e in &report.errors {
         eprintln!("pov: error: {e}");
     }
     // A signal is how a capture is meant to end: it ended cleanly.
     signals.flag().store(0, std::sync::atomic::Ordering::SeqCst);
     Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// What the pipeline feeds with `--analyze`: the intervals' analysis.
+#[cfg(feature = "live")]
+type Analysis = pov::interval::Intervals<pov::interval::IntervalAnalysis>;
+
+/// A request that started in an interval and is still unanswered this long
+/// after its end no longer holds the interval's outputs back.
+#[cfg(feature = "live")]
+const GRACE: pov_capture::Dur = pov_capture::Dur::from_secs(60);
+
+/// Runs the pipeline over `rec` into the intervals' analysis (`--analyze`):
+/// the run's report (or the error that ended it: the capture file is
+/// closed all the same), the recording, and the intervals written (or the
+/// error writing the last ones).
+#[cfg(feature = "live")]
+#[allow(clippy::type_complexity)]
+fn analyze<S: pov_capture::PacketSource>(
+    a: &LiveArgs,
+    rec: S,
+    every: Option<pov_capture::Dur>,
+    cfg: &pov::pipeline::PipelineConfig,
+    threads: pov::parallel::Threads,
+) -> anyhow::Result<(std::io::Result<pov::pipeline::RunReport>, S, std::io::Result<Vec<pov::interval::Written>>)> {
+    use pov::interval::{IntervalAnalysis, Intervals, Tallied, Tally};
+    use pov_capture::live::wall_clock;
+
+    let pov_cfg = crate::load_config(a.config.as_deref())?;
+    let opts = pov::run::StageOptions { mask: !a.no_mask, ..pov::run::StageOptions::default() };
+    let tally = Tally::shared(every);
+    let name = PathBuf::from(format!("live:{}", a.interface));
+    let mut stage = IntervalAnalysis::new(&a.out, &pov_cfg, &opts, cfg.budget(), Arc::clone(&tally), vec![name])
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
+    // One line per interval as it is written (for the journal).
+    stage.set_on_written(Box::new(|w| {
+        let failures: u64 = w.failures_by_kind.values().sum();
+        eprintln!(
+            "pov live: interval {} analysed into {}: {} packets, {} HTTP transactions; {} users, {} sessions, {} failures",
+            w.name,
+            w.dir.display(),
+            w.packets,
+            w.transactions,
+            w.users,
+            w.sessions,
+            failures
+        );
+    }));
+    let mut down: Analysis = Intervals::new(stage, every, Some(wall_clock())).with_grace(GRACE, wall_clock);
+    let mut src = Tallied::new(rec, Arc::clone(&tally));
+    let report =
+        pov::parallel::run_source(&mut src, Vec::new(), cfg, Some(&cfg.http), threads, None, &mut down, &mut |_| {});
+    let written = match &report {
+        Ok(r) => {
+            if let Ok(mut t) = tally.lock() {
+                t.close(r.capture_loss);
+            }
+            // What is still open is finished in the interval of the stop.
+            let end = wall_clock().max(r.last_ts.unwrap_or(pov_capture::Ts(i64::MIN)));
+            down.finish(end).map(|stage| stage.written().to_vec())
+        }
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+    };
+    Ok((report, src.into_inner(), written))
 }
 
 /// Counts what the pipeline finds.

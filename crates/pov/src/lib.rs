@@ -28,6 +28,7 @@
 pub mod analyze;
 pub mod config;
 pub mod flows;
+pub mod interval;
 pub mod output;
 pub mod parallel;
 pub mod pipeline;

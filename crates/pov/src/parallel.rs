@@ -97,6 +97,15 @@ pub trait Downstream {
     fn on_summary(&mut self, _summary: &ConnSummary) -> Flow {
         GO_ON
     }
+    /// After each batch but the last, once what it released was handed
+    /// on: every transaction handed on from now on started at or after
+    /// `frontier` (but those the ordering caps release early and late
+    /// ones, counted in `held_cap_releases` and `written_out_of_order`).
+    /// A live source that had nothing to read still makes batches, so a
+    /// stage hears of time passing on a quiet interface too.
+    fn on_batch(&mut self, _frontier: Ts) -> Flow {
+        GO_ON
+    }
 }
 
 /// Turns a finished transaction into what a stage takes, on the shard
@@ -362,6 +371,9 @@ struct ReadState {
     errors: Vec<String>,
     /// Packets the run's filter left out.
     filtered_out: u64,
+    /// The source's clock when it last had nothing to read (a live
+    /// capture: [`PacketSource::clock`]).
+    clock: Option<Ts>,
     done: bool,
     stopped: bool,
 }
@@ -414,6 +426,7 @@ impl Reading<'_> {
                 // read. The input is over only when the source says so.
                 Ok(None) => {
                     self.state.done = self.reader.ended();
+                    self.state.clock = self.state.clock.max(self.reader.clock());
                     break;
                 }
                 Err(e) => self.state.errors.push(e.to_string()),
@@ -424,7 +437,8 @@ impl Reading<'_> {
         if self.state.done && !self.state.stopped {
             self.decoder.finish();
         }
-        batch.now = self.state.last_ts;
+        // A quiet live source moves time on by its clock.
+        batch.now = self.state.last_ts.max(self.state.clock);
         batch.last = self.state.done || self.state.stopped;
     }
 }
@@ -454,6 +468,9 @@ struct Merge<T> {
     latest: Option<Ts>,
     /// Handed on after one that started later.
     out_of_order: u64,
+    /// What the shards promised at the last batch: nothing handed on
+    /// later starts before it.
+    bound: Ts,
 }
 
 impl<T> Merge<T> {
@@ -489,6 +506,9 @@ impl<T> Merge<T> {
         }
         keys.sort_unstable();
         let bound = if last { None } else { Some(outs.iter().map(|o| o.frontier.unwrap_or(Ts(i64::MIN))).min()) };
+        if let Some(b) = bound {
+            self.bound = b.unwrap_or(Ts(i64::MIN));
+        }
         let below = |k: &Key| bound.is_none_or(|b| b.is_some_and(|b| k.0 < b));
         let mut new = keys.drain(..).filter_map(|(k, i)| Some((k, txs.get_mut(i)?.take()?))).peekable();
         loop {
@@ -637,6 +657,7 @@ pub fn run_source<D: Downstream + ?Sized>(
         peak: 0,
         latest: None,
         out_of_order: 0,
+        bound: Ts(i64::MIN),
         txs: Vec::new(),
         keys: Vec::new(),
     };
@@ -714,6 +735,12 @@ pub fn run_source<D: Downstream + ?Sized>(
         };
         if !matches!(flow, Ok(ControlFlow::Continue(()))) {
             break;
+        }
+        if !last {
+            flow = down.on_batch(merge.bound);
+            if !matches!(flow, Ok(ControlFlow::Continue(()))) {
+                break;
+            }
         }
         peak_active = peak_active.max(shards.iter().map(|s| s.tcp.active_connections() as u64).sum());
         for b in &everyone {

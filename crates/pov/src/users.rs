@@ -601,6 +601,13 @@ impl<W: Write> UserStage<W> {
         self.handle(closed)
     }
 
+    /// Moves time on to `now` (see [`Sessionizer::advance`]): sessions
+    /// that went quiet by then are written.
+    pub fn advance(&mut self, now: pov_capture::Ts) -> io::Result<()> {
+        let closed = self.sessionizer.advance(now);
+        self.handle(closed)
+    }
+
     /// What makes the sessions' view of transactions, on the shards.
     pub fn preparer(&self) -> Arc<SessionTxs> {
         self.txs.clone()
@@ -823,6 +830,29 @@ impl<W: Write> UserStage<W> {
             let c = self.txs.classifier.classify(&s);
             self.session_closed(&s, &c)?;
         }
+        self.write_users()?;
+        Ok((self.out, self.report))
+    }
+
+    /// Ends one interval of a continuous run (`pov live --analyze`):
+    /// writes the totals of the users whose sessions closed since the last
+    /// cut into the current outputs, and returns those outputs with the
+    /// interval's counters (the sessionizer's are since the start); `next`
+    /// takes what comes after. Open sessions stay open: a session is
+    /// written in the interval in which it closes.
+    pub fn cut(&mut self, next: Outputs<W>) -> io::Result<(Outputs<W>, UserStageReport)> {
+        self.write_users()?;
+        let included = self.report.robots.included;
+        let report = std::mem::take(&mut self.report);
+        self.report.robots.included = included;
+        self.robot_keys.clear();
+        self.users_charge.set(0);
+        Ok((std::mem::replace(&mut self.out, next), report))
+    }
+
+    /// Writes the users held (and spilled) and the robots' clients, and
+    /// forgets them.
+    fn write_users(&mut self) -> io::Result<()> {
         self.report.sessions = self.sessionizer.stats();
         let mut clients: Vec<RobotClient> = self.robot_clients.drain().map(|(_, (c, _))| c).collect();
         clients.sort_by(|a, b| {
@@ -840,10 +870,11 @@ impl<W: Write> UserStage<W> {
             // Too many users for memory: the rest join the runs on disk,
             // and the runs are merged (in key order).
             self.spill_users()?;
-            let spill = std::mem::replace(&mut self.spill, UserSpill { dir: PathBuf::new(), runs: Vec::new() });
+            let dir = self.spill.dir.clone();
+            let spill = std::mem::replace(&mut self.spill, UserSpill { dir, runs: Vec::new() });
             spill.merge(|u| self.write_user(&u))?;
         }
-        Ok((self.out, self.report))
+        Ok(())
     }
 
     /// Counts a user and writes its record.

@@ -1141,6 +1141,21 @@ impl Sessionizer {
         r
     }
 
+    /// Moves time on to `now` without a transaction (a quiet live
+    /// interface): returns the sessions that went quiet by then. `now`
+    /// must not be past the start of a transaction still to come (the
+    /// merge's frontier qualifies).
+    pub fn advance(&mut self, now: Ts) -> Vec<Session> {
+        let mut closed = Vec::new();
+        if now > self.watermark {
+            self.watermark = now;
+            if self.watermark.0 >= self.last_sweep.0.saturating_add(1_000_000_000) {
+                self.sweep(&mut closed);
+            }
+        }
+        closed
+    }
+
     /// Adds a failed connection attempt.
     pub fn push_failed(&mut self, f: FailedConn) -> Vec<Session> {
         let mut closed = Vec::new();
@@ -2051,6 +2066,33 @@ pub(crate) mod tests {
     fn sets(mut t: Tx, v: &str) -> Tx {
         t.set_cookie = Some(("sid".into(), v.into()));
         t
+    }
+
+    /// Time moved on without transactions (a quiet live interface)
+    /// closes a session once it has been quiet for the timeout, and not
+    /// before; what comes after starts a new session.
+    #[test]
+    fn a_session_closes_when_time_moves_on_without_transactions() {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let t0 = tx(1, "10.0.0.1:1000", 0, "/");
+        let at = t0.start;
+        assert!(s.push(cookie(t0, "A")).is_empty());
+        assert!(s.push(cookie(tx(1, "10.0.0.1:1000", 1000, "/p/1"), "A")).is_empty());
+        let min = |m: i64| Ts(at.0 + m * 60_000_000_000);
+        // The timeout is 30 minutes: still open at 30, closed by 32 (the
+        // sweep looks once a minute).
+        assert!(s.advance(min(30)).is_empty());
+        let closed = s.advance(min(32));
+        assert_eq!(closed.len(), 1);
+        assert_eq!((closed[0].txs.len(), closed[0].index), (2, 1));
+        // Going back in time does nothing.
+        assert!(s.advance(min(1)).is_empty());
+        let mut t = cookie(tx(2, "10.0.0.1:1001", 0, "/again"), "A");
+        t.start = min(40);
+        assert!(s.push(t).is_empty());
+        let rest = s.finish();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].index, 2);
     }
 
     fn run(txs: Vec<Tx>, failed: Vec<FailedConn>) -> Vec<Session> {

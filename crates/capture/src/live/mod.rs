@@ -51,8 +51,9 @@ pub struct LiveConfig {
     pub filter: Option<String>,
     /// Put the interface in promiscuous mode (a SPAN port needs it).
     pub promiscuous: bool,
-    /// How long a read waits for packets before the pipeline is given
-    /// what it has (milliseconds).
+    /// How long a read that finds no packet waits before the pipeline is
+    /// given what it has (milliseconds): what a quiet interface costs is
+    /// one look at the buffer per wait.
     pub timeout_ms: u32,
 }
 
@@ -136,6 +137,11 @@ pub struct LiveCapture {
     stats: FileStats,
     /// The counters at the last read of them (they only grow).
     loss: CaptureLoss,
+    /// When a read last found nothing to read (see
+    /// [`PacketSource::clock`]).
+    idle_at: Option<Ts>,
+    /// How long a read that found nothing waits before it says so.
+    idle_wait: std::time::Duration,
 }
 
 impl fmt::Debug for LiveCapture {
@@ -166,7 +172,12 @@ impl LiveCapture {
         if cfg.snaplen > 0 {
             inactive = inactive.snaplen(i32::try_from(cfg.snaplen).unwrap_or(i32::MAX));
         }
-        let mut cap = inactive.open().map_err(err)?;
+        // Non-blocking: libpcap's timeout (TPACKET_V3's block timeout)
+        // only fires once a packet came, so a blocking read on a quiet
+        // interface would wait for the next packet, and time (rotation,
+        // intervals) would stand still. A read that finds nothing waits
+        // `timeout_ms` itself.
+        let mut cap = inactive.open().map_err(err)?.setnonblock().map_err(err)?;
         if let Some(expr) = &cfg.filter {
             cap.filter(expr, true)
                 .map_err(|e| LiveError::Filter(FilterError { expr: expr.clone(), message: e.to_string() }))?;
@@ -177,7 +188,18 @@ impl LiveCapture {
         stats.interfaces = 1;
         stats.sections = 1;
         stats.snaplen = Some(if cfg.snaplen == 0 { 262_144 } else { cfg.snaplen });
-        Ok(LiveCapture { cap, linktype, name, stop, ended: false, frame: 0, stats, loss: CaptureLoss::default() })
+        Ok(LiveCapture {
+            cap,
+            linktype,
+            name,
+            stop,
+            ended: false,
+            frame: 0,
+            stats,
+            loss: CaptureLoss::default(),
+            idle_at: None,
+            idle_wait: std::time::Duration::from_millis(u64::from(cfg.timeout_ms.max(1))),
+        })
     }
 
     /// The interface's link type.
@@ -238,7 +260,13 @@ impl PacketSource for LiveCapture {
                     orig_len: h.len,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(None),
+            Err(pcap::Error::TimeoutExpired) => {
+                // Nothing in the buffer: every packet up to now was read.
+                // Wait a moment for more (the buffer holds what comes).
+                self.idle_at = Some(wall_clock());
+                std::thread::sleep(self.idle_wait);
+                Ok(None)
+            }
             Err(e) => {
                 // The interface went away or failed: the capture ends here.
                 // (Fields, not methods: `p` above borrows `self.cap`.)
@@ -274,4 +302,16 @@ impl PacketSource for LiveCapture {
     fn capture_loss(&mut self) -> Option<CaptureLoss> {
         Some(self.loss())
     }
+
+    fn clock(&self) -> Option<Ts> {
+        self.idle_at
+    }
+}
+
+/// The system's clock now, as a capture time (the kernel stamps captured
+/// packets with the same clock). Only a live capture reads it: a file's
+/// time is its packets'.
+pub fn wall_clock() -> Ts {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Ts::from_secs_nanos(i64::try_from(now.as_secs()).unwrap_or(i64::MAX), i64::from(now.subsec_nanos()))
 }

@@ -139,6 +139,20 @@ impl RotatingWriter {
         Ok(())
     }
 
+    /// Time has reached `now` without a packet (a quiet interface): the
+    /// current file is closed if its span is over, rather than when the
+    /// next packet comes.
+    ///
+    /// # Errors
+    ///
+    /// As [`RotatingWriter::close`].
+    pub fn tick(&mut self, now: Ts) -> io::Result<()> {
+        if self.current.as_ref().is_some_and(|c| c.until.is_some_and(|u| now >= u)) {
+            self.close()?;
+        }
+        Ok(())
+    }
+
     /// Closes the file being written (if any): statistics block, flush,
     /// sync, rename; then removes the oldest files beyond `keep`.
     ///
@@ -332,6 +346,16 @@ pub struct Recording<S> {
     since_loss: u64,
 }
 
+/// A failure to write the capture, as the read error that ends the source.
+fn write_error(name: &str, e: &io::Error) -> ReadError {
+    ReadError {
+        file: name.to_string(),
+        offset: 0,
+        decompressed: false,
+        kind: crate::pcap::ReadErrorKind::Io(io::Error::new(e.kind(), format!("writing the capture: {e}"))),
+    }
+}
+
 /// Packets between two reads of the capture loss counters (they are also
 /// read whenever the source is idle, and when a file is closed at the end).
 const LOSS_EVERY: u64 = 65_536;
@@ -383,18 +407,22 @@ impl<S: PacketSource> PacketSource for Recording<S> {
             self.capture_loss();
         }
         let Recording { inner, writer, error, name, since_loss } = self;
+        // After a quiet moment, a file whose span is over on the clock is
+        // closed now, not when the next packet comes.
+        if let (Some(w), Some(now)) = (writer.as_mut(), inner.clock())
+            && let Err(e) = w.tick(now)
+        {
+            let err = write_error(name, &e);
+            *error = Some(e);
+            return Err(err);
+        }
         let pkt = inner.next_packet()?;
         // An idle moment (no packet) is a good time to read the counters.
         *since_loss = if pkt.is_some() { *since_loss + 1 } else { LOSS_EVERY };
         if let (Some(p), Some(w)) = (&pkt, writer.as_mut())
             && let Err(e) = w.write(p)
         {
-            let err = ReadError {
-                file: name.clone(),
-                offset: 0,
-                decompressed: false,
-                kind: crate::pcap::ReadErrorKind::Io(io::Error::new(e.kind(), format!("writing the capture: {e}"))),
-            };
+            let err = write_error(name, &e);
             *error = Some(e);
             return Err(err);
         }
@@ -415,6 +443,10 @@ impl<S: PacketSource> PacketSource for Recording<S> {
 
     fn warnings(&self) -> Vec<String> {
         self.inner.warnings()
+    }
+
+    fn clock(&self) -> Option<Ts> {
+        self.inner.clock()
     }
 
     fn capture_loss(&mut self) -> Option<CaptureLoss> {
@@ -545,6 +577,96 @@ mod tests {
             .collect();
         want.sort();
         assert_eq!(left, want);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A source of some packets of `shop.pcap`, then quiet moments at
+    /// the given clock times (a live capture with nothing to read).
+    struct Quiet {
+        packets: Vec<(Ts, Vec<u8>, u32)>,
+        next: usize,
+        idle: Vec<Ts>,
+        clock: Option<Ts>,
+    }
+
+    impl PacketSource for Quiet {
+        fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+            if let Some((ts, data, len)) = self.packets.get(self.next) {
+                self.next += 1;
+                let pkt = Packet {
+                    frame: self.next as u64,
+                    source: 0,
+                    ts: *ts,
+                    linktype: Linktype::ETHERNET,
+                    data,
+                    orig_len: *len,
+                };
+                return Ok(Some(pkt));
+            }
+            if !self.idle.is_empty() {
+                self.clock = Some(self.idle.remove(0));
+            }
+            Ok(None)
+        }
+        fn ended(&self) -> bool {
+            self.next >= self.packets.len() && self.idle.is_empty()
+        }
+        fn bytes_read(&self) -> u64 {
+            0
+        }
+        fn files(&self) -> Vec<FileStats> {
+            Vec::new()
+        }
+        fn warnings(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn clock(&self) -> Option<Ts> {
+            self.clock
+        }
+    }
+
+    #[test]
+    fn a_quiet_source_closes_its_file_when_the_span_ends_on_the_clock() {
+        let all = frames(&[sample("shop.pcap")]);
+        let first = all[0].0;
+        // Ten packets, all in the first second of its span.
+        let every = Dur::from_secs(3600);
+        let end = Ts((first.0.div_euclid(every.0) + 1) * every.0);
+        let packets: Vec<(Ts, Vec<u8>, u32)> = all.iter().take(10).map(|f| (f.0, f.2.clone(), f.3)).collect();
+        let dir = tmp("quiet");
+        let w = RotatingWriter::new(
+            &dir,
+            Linktype::ETHERNET,
+            65535,
+            Rotation { every: Some(every), ..Rotation::default() },
+        )
+        .unwrap();
+        // Quiet until one nanosecond before the span ends, then at its end.
+        let idle = vec![Ts(end.0 - 1), end];
+        let mut rec = Recording::new(Quiet { packets, next: 0, idle, clock: None }, w);
+        let visible = |dir: &Path| -> Vec<String> {
+            let mut v: Vec<String> =
+                fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            v.sort();
+            v
+        };
+        for _ in 0..10 {
+            assert!(rec.next_packet().unwrap().is_some());
+        }
+        // The first quiet moment is still inside the span: the file stays open.
+        assert!(rec.next_packet().unwrap().is_none());
+        let names = visible(&dir);
+        assert!(names.len() == 1 && names[0].ends_with(".part"), "{names:?}");
+        // The span is over on the clock: closed and renamed at the next
+        // read, with no packet.
+        assert!(rec.next_packet().unwrap().is_none());
+        assert!(visible(&dir)[0].ends_with(".part"));
+        assert!(rec.next_packet().unwrap().is_none());
+        let names = visible(&dir);
+        assert_eq!(names, vec![format!("pov-{}.pcapng", stamp(first))]);
+        let (files, _) = rec.finish().unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(frames(&files).len(), 10);
         fs::remove_dir_all(&dir).unwrap();
     }
 
