@@ -95,8 +95,15 @@ pub struct UserArgs {
 pub struct AnalyzeArgs {
     /// Capture files, folders (every file in them) or globs (`*` and `?` in
     /// the file name); all are read as one capture, merged by timestamp.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "from_transactions")]
     pub inputs: Vec<PathBuf>,
+    /// Run only the customer stage (users, sessions, failures, impact,
+    /// report) on the transaction records of the packet stage (`pov
+    /// transactions --format parquet`, with `--failed-connections`): files,
+    /// folders or globs (`parts/*.parquet`), merged by capture time
+    /// (repeatable; docs/fleet.md).
+    #[arg(long, value_name = "GLOB", conflicts_with = "inputs")]
+    pub from_transactions: Vec<PathBuf>,
     /// Output folder (created if needed; files are replaced atomically).
     #[arg(long, default_value = "pov-report")]
     pub out: PathBuf,
@@ -124,10 +131,24 @@ pub struct AnalyzeArgs {
     /// (repeatable: any one is enough). For cron alerting.
     #[arg(long, value_name = "CONDITION")]
     pub fail_if: Vec<String>,
-    /// Folder of earlier runs (each a folder with its summary.json): adds
-    /// their numbers and the change since the latest one.
+    /// Folder of earlier runs (each a folder with its summary.json), or a
+    /// dataset (`--dataset`): adds their numbers and the change since the
+    /// latest one; from a dataset, also the trend per day over every probe
+    /// (docs/fleet.md).
     #[arg(long, value_name = "DIR")]
     pub history: Option<PathBuf>,
+    /// Days of trend drawn from a dataset given as `--history`.
+    #[arg(long, default_value_t = pov::dataset::TREND_DAYS, value_name = "N")]
+    pub history_days: usize,
+    /// Also add the run to this dataset: Parquet tables partitioned by day
+    /// and probe (`DIR/TABLE/date=YYYY-MM-DD/probe=NAME/part-0.parquet`),
+    /// the night's summary and report, and a manifest of its captures; a
+    /// night run again replaces its partitions (docs/fleet.md).
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<PathBuf>,
+    /// The probe the run is filed under in the dataset.
+    #[arg(long, value_name = "NAME", default_value = pov::dataset::DEFAULT_PROBE)]
+    pub probe: String,
     /// Write an HTML replay (replays/USER.html, linked from report.html)
     /// for this many of the most affected users; 0 writes none. Costs one
     /// more pass over the captures.
@@ -301,9 +322,15 @@ pub struct TransactionsArgs {
     /// masking them.
     #[arg(long)]
     pub no_mask: bool,
-    /// Settings file (its [privacy] section says what is masked).
+    /// Settings file (its [privacy] section says what is masked; its
+    /// [users] and [revenue] sections what the customer stage's columns
+    /// read: use the same file for `pov analyze --from-transactions`).
     #[arg(short, long, value_name = "POV.TOML")]
     pub config: Option<PathBuf>,
+    /// Also write the connection attempts that failed before any HTTP to
+    /// this Parquet file, for `pov analyze --from-transactions`.
+    #[arg(long, value_name = "FILE")]
+    pub failed_connections: Option<PathBuf>,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]

@@ -197,8 +197,10 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
     let inputs = Inputs::once(a.files.clone());
     let mut console = Console::new(a.common.quiet);
     let mut reading = reading(&a.common, Some(&a.http), &mut console);
+    let customer = pov::transactions::Customer::new(&pov_cfg, &a.files).map_err(anyhow::Error::msg)?;
+    let failed = a.failed_connections.as_deref();
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
-        pov::run::transactions(&inputs, out, format, mask, &mut reading)
+        pov::run::packet_stage(&inputs, out, format, mask, customer, failed, &mut reading)
     })?;
     Ok(finish_run(&report, a.common.quiet))
 }
@@ -253,7 +255,19 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<_>>()?;
     let job = pov::run::AnalyzeJob {
         config: load_config(a.config.as_deref())?,
-        inputs: pov::run::expand_inputs(&a.inputs)?,
+        inputs: if a.from_transactions.is_empty() {
+            pov::run::expand_inputs(&a.inputs)?
+        } else {
+            pov::run::expand_inputs(&a.from_transactions)?
+        },
+        from_transactions: !a.from_transactions.is_empty(),
+        dataset: a
+            .dataset
+            .as_ref()
+            .map(|d| pov::dataset::Target::new(d, &a.probe))
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        history_days: a.history_days,
         out: a.out.clone(),
         stage: StageOptions {
             mask: !a.no_mask,

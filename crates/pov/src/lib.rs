@@ -27,6 +27,7 @@
 
 pub mod analyze;
 pub mod config;
+pub mod dataset;
 pub mod flows;
 pub mod output;
 pub mod parallel;
@@ -35,6 +36,7 @@ pub mod replay;
 pub mod report;
 pub mod resend;
 pub mod run;
+pub mod stages;
 pub mod store;
 pub mod testing;
 pub mod transactions;
