@@ -399,3 +399,104 @@ fn a_bad_probe_name_is_refused_before_reading() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("probe name \"../x\""));
     assert!(!d.path("ds").exists() && !d.path("o").exists());
 }
+
+/// `pov find` with `args` (`--json`), its exit code and what it found.
+fn find(ds: &Path, cfg: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["find", s(ds), "-c", s(cfg), "--json"];
+    all.extend_from_slice(args);
+    let out = util::pov(&all);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn find_tells_what_happened_to_one_customer() {
+    let d = TempDir::new("fleet-find");
+    let cfg = util::root().join("samples/pov.toml");
+    // The night's capture where the probe keeps it.
+    let pcap = d.path("night.pcap");
+    std::fs::copy(util::root().join("samples/shop.pcap"), &pcap).unwrap();
+    let ds = d.path("ds");
+    util::pov_ok(&[
+        "analyze",
+        "--quiet",
+        "-c",
+        s(&cfg),
+        "--replays",
+        "0",
+        "--out",
+        s(&d.path("o")),
+        "--dataset",
+        s(&ds),
+        "--probe",
+        "edge-1",
+        s(&pcap),
+    ]);
+    let key: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(util::root().join("samples/shop.truth.json")).unwrap()).unwrap();
+    let users = key["users"].as_array().unwrap();
+    // A customer who ordered after two slow pages: by the session cookie
+    // their browser sent, by their order id, by their address.
+    let u = users.iter().find(|u| u["order_id"] == "ORD-7000002").unwrap();
+    let cookie = format!("{}={}", u["cookie_name"].as_str().unwrap(), u["cookie"].as_str().unwrap());
+    let (code, by_cookie) = find(&ds, &cfg, &["--cookie", &cookie]);
+    assert_eq!(code, 0);
+    let found = by_cookie["sessions"].as_array().unwrap();
+    assert_eq!(found.len(), 1);
+    let f = &found[0];
+    assert_eq!((f["date"].as_str(), f["probe"].as_str()), (Some("2026-11-02"), Some("edge-1")));
+    assert_eq!(f["matched"], serde_json::json!(["cookie"]));
+    assert_eq!(f["session"]["client_ip"], u["client_ip"]);
+    assert_eq!(f["pages"].as_array().unwrap().len(), u["pages"].as_array().unwrap().len());
+    let kinds: Vec<&str> = f["failures"].as_array().unwrap().iter().map(|x| x["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["slow"; 2], "the key: {}", u["failures"]);
+    assert_eq!(u["failures"], serde_json::json!({"slow": 2}));
+    assert_eq!(f["session"]["order_value"].as_f64(), Some(u["order_cents"].as_f64().unwrap() / 100.0));
+    let url = |p: &serde_json::Value| p["url"].as_str().unwrap().to_string();
+    let pages: Vec<String> = f["pages"].as_array().unwrap().iter().map(url).collect();
+    assert_eq!(pages.last().unwrap(), "/order/confirm?order=ORD-7000002");
+    let cap = &f["captures"][0];
+    assert_eq!((cap["name"].as_str(), cap["present"].as_bool()), (Some("night.pcap"), Some(true)));
+    let user = f["session"]["user"].as_str().unwrap().to_string();
+    assert_eq!(by_cookie["pseudonyms"], serde_json::json!([user]), "the cookie hashes to the user's name");
+
+    let (_, by_order) = find(&ds, &cfg, &["--order", "ORD-7000002"]);
+    assert_eq!(by_order["sessions"][0]["session"], f["session"]);
+    assert_eq!(by_order["sessions"].as_array().unwrap().len(), 1);
+    let (_, by_user) = find(&ds, &cfg, &["--user", &user]);
+    assert_eq!(by_user["sessions"][0]["session"], f["session"]);
+    let (_, by_client) = find(&ds, &cfg, &["--client", u["client_ip"].as_str().unwrap()]);
+    let sessions = by_client["sessions"].as_array().unwrap();
+    let sharing = users.iter().filter(|x| x["client_ip"] == u["client_ip"]).count();
+    assert_eq!(sessions.len(), sharing, "one session per customer of that address");
+
+    // A customer who signed in, by the name they typed.
+    let signed = users.iter().find(|u| u["username"].is_string()).unwrap();
+    let (code, by_login) = find(&ds, &cfg, &["--login", signed["username"].as_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert_eq!(by_login["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(by_login["sessions"][0]["session"]["client_ip"], signed["client_ip"]);
+    assert_eq!(by_login["sessions"][0]["matched"], serde_json::json!(["login"]));
+
+    // Outside the time range, or a cookie no one had: nothing, exit 1.
+    let (code, none) = find(&ds, &cfg, &["--cookie", &cookie, "--to", "2026-11-01"]);
+    assert_eq!((code, none["sessions"].as_array().unwrap().len()), (1, 0));
+    assert!(none["nights"].as_array().unwrap().is_empty(), "the night is not opened");
+    let (code, _) = find(&ds, &cfg, &["--cookie", "sid=nobody", "--from", "2026-11-02T02:00"]);
+    assert_eq!(code, 1);
+
+    // The capture moved away: said gone.
+    std::fs::remove_file(&pcap).unwrap();
+    let out = util::pov(&["find", s(&ds), "-c", s(&cfg), "--cookie", &cookie]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("capture night.pcap (2026-11-02 02:00:00 to 02:03:37): gone from {}", s(&pcap))),
+        "{text}"
+    );
+    assert!(text.contains("7 pages, 2 failures, converted: yes, orders worth 42.00"), "{text}");
+    // Not a dataset, or no customer named: an error.
+    let out = util::pov(&["find", s(&d.path("o")), "--user", &user]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pov dataset"));
+    assert_eq!(util::pov(&["find", s(&ds)]).status.code(), Some(2));
+}

@@ -46,11 +46,57 @@ pub enum Command {
     /// See what a customer saw: export their sessions (HAR).
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// What happened to one customer: their sessions, pages and failures
+    /// across a dataset (`pov analyze --dataset`), found by pseudonym,
+    /// session cookie, sign-in name, address, order id or URL (docs/fleet.md).
+    Find(FindArgs),
     /// Generate synthetic web-shop traffic with an exact answer key.
     Synth(synth::SynthArgs),
     /// Capture from an interface into rotated pcapng files (needs the
     /// `live` feature; docs/live.md).
     Live(live::LiveArgs),
+}
+
+#[derive(Args)]
+pub struct FindArgs {
+    /// The dataset (`pov analyze --dataset DIR`).
+    pub dataset: PathBuf,
+    /// The user's pseudonym, as the outputs show it.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A session or persistent cookie as the browser sent it,
+    /// `NAME=VALUE` (hashed as the runs hashed it: pov.toml's `[privacy]
+    /// hash_salt`).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub cookie: Option<String>,
+    /// A sign-in name (hashed likewise).
+    #[arg(long)]
+    pub login: Option<String>,
+    /// A client address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub client: Option<String>,
+    /// An order id: text in a request's URL, referrer or redirect.
+    #[arg(long, value_name = "TEXT")]
+    pub order: Option<String>,
+    /// Text in a request's URL, referrer or redirect, or a page's URL.
+    #[arg(long, value_name = "TEXT")]
+    pub url: Option<String>,
+    /// From this time: epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (UTC).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// To this time (a date alone: its end).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// The runs' settings file (its `[privacy] hash_salt` hashes
+    /// `--cookie` and `--login`).
+    #[arg(short, long, value_name = "POV.TOML")]
+    pub config: Option<PathBuf>,
+    /// The runs were `--no-mask`: names are raw keys.
+    #[arg(long)]
+    pub no_mask: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

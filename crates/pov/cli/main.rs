@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         Command::Replay(ReplayCommand::Har(a)) => cmd_replay(a, false),
         Command::Replay(ReplayCommand::Html(a)) => cmd_replay(a, true),
         Command::Replay(ReplayCommand::Send(a)) => cmd_replay_send(a),
+        Command::Find(a) => cmd_find(a),
         Command::Synth(a) => synth::run(a),
         Command::Live(a) => live::run(a),
     };
@@ -203,6 +204,46 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
         pov::run::packet_stage(&inputs, out, format, mask, customer, failed, &mut reading)
     })?;
     Ok(finish_run(&report, a.common.quiet))
+}
+
+fn cmd_find(a: FindArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(a.config.as_deref())?;
+    let time = |t: &Option<String>, end: bool| t.as_deref().map(|t| pov::find::parse_time(t, end)).transpose();
+    let cookie = match a.cookie.as_deref() {
+        Some(c) => match c.split_once('=') {
+            Some((n, v)) if !n.is_empty() && !v.is_empty() => Some((n.to_string(), v.to_string())),
+            _ => anyhow::bail!("--cookie {c:?}: give it as NAME=VALUE"),
+        },
+        None => None,
+    };
+    let url = match (a.order, a.url) {
+        (Some(_), Some(_)) => anyhow::bail!("--order and --url both search URLs: give one"),
+        (o, u) => o.or(u),
+    };
+    let q = pov::find::Query {
+        user: a.user,
+        cookie,
+        login: a.login,
+        client: a.client,
+        url,
+        from: time(&a.from, false).map_err(anyhow::Error::msg)?,
+        to: time(&a.to, true).map_err(anyhow::Error::msg)?,
+    };
+    if !q.names_someone() {
+        anyhow::bail!("name the customer: --user, --cookie, --login, --client, --order or --url");
+    }
+    let found = pov::find::find(&a.dataset, &q, &cfg.privacy.hash_salt, !a.no_mask && cfg.privacy.mask)?;
+    let stdout = io::stdout();
+    let mut w = io::BufWriter::new(stdout.lock());
+    if a.json {
+        serde_json::to_writer_pretty(&mut w, &found)?;
+        writeln!(w)?;
+    } else {
+        pov::find::write_text(&found, &mut w)?;
+    }
+    w.flush()?;
+    // 1 when nothing was found, as grep does.
+    Ok(if found.sessions.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<PovConfig> {

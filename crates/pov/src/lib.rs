@@ -28,6 +28,7 @@
 pub mod analyze;
 pub mod config;
 pub mod dataset;
+pub mod find;
 pub mod flows;
 pub mod output;
 pub mod parallel;
