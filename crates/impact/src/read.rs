@@ -3,11 +3,11 @@
 //! [`RowReader`] reads a Parquet file written by
 //! [`ParquetWriter`](crate::ParquetWriter) (or any file of the same column
 //! types) as JSON objects, [`BATCH_ROWS`] rows at a time: memory holds one
-//! slice of the file, never the whole of it, so the customer stage can
+//! slice of the file in columns (a row is made when it is read), never the
+//! whole of it, so the customer stage can
 //! merge the transactions of many files by time (`pov analyze
 //! --from-transactions`) holding one slice of each.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,10 @@ pub struct RowReader {
     batch: usize,
     /// Only these columns (those of them the file has), when set.
     columns: Option<Vec<String>>,
-    rows: VecDeque<Map<String, Value>>,
+    /// The slice read, kept in columns; its rows are made one at a time.
+    slice: Option<DataFrame>,
+    /// The next row of `slice`.
+    at: usize,
 }
 
 impl RowReader {
@@ -64,7 +67,8 @@ impl RowReader {
             next: 0,
             batch: batch.max(1),
             columns: None,
-            rows: VecDeque::new(),
+            slice: None,
+            at: 0,
         })
     }
 
@@ -96,7 +100,8 @@ impl RowReader {
             .finish()
             .map_err(|e| named(&self.path, e))?;
         self.next += len;
-        self.rows.extend(rows(&df).map_err(|e| named(&self.path, e))?);
+        self.slice = Some(df);
+        self.at = 0;
         Ok(())
     }
 }
@@ -105,18 +110,24 @@ impl Iterator for RowReader {
     type Item = io::Result<Map<String, Value>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rows.is_empty() && self.next < self.total {
-            let before = self.next;
+        loop {
+            if let Some(df) = &self.slice {
+                if self.at < df.height() {
+                    let row = row(df, self.at).map_err(|e| named(&self.path, e));
+                    self.at += 1;
+                    return Some(row);
+                }
+                self.slice = None;
+            }
+            if self.next >= self.total {
+                return None;
+            }
             if let Err(e) = self.fill() {
                 // No row comes after an error.
                 self.next = self.total;
                 return Some(Err(e));
             }
-            if self.rows.is_empty() && self.next == before {
-                return None;
-            }
         }
-        self.rows.pop_front().map(Ok)
     }
 }
 
@@ -142,18 +153,14 @@ fn json(v: AnyValue) -> Value {
     }
 }
 
-/// Every row of `df` as a JSON object.
-fn rows(df: &DataFrame) -> Result<Vec<Map<String, Value>>, polars::prelude::PolarsError> {
+/// Row `i` of `df` as a JSON object.
+fn row(df: &DataFrame, i: usize) -> Result<Map<String, Value>, polars::prelude::PolarsError> {
     let cols = df.columns();
-    let mut out = Vec::with_capacity(df.height());
-    for i in 0..df.height() {
-        let mut m = Map::with_capacity(cols.len());
-        for c in cols {
-            m.insert(c.name().to_string(), json(c.get(i)?));
-        }
-        out.push(m);
+    let mut m = Map::with_capacity(cols.len());
+    for c in cols {
+        m.insert(c.name().to_string(), json(c.get(i)?));
     }
-    Ok(out)
+    Ok(m)
 }
 
 #[cfg(test)]
