@@ -485,8 +485,26 @@ fn find_tells_what_happened_to_one_customer() {
     let (code, _) = find(&ds, &cfg, &["--cookie", "sid=nobody", "--from", "2026-11-02T02:00"]);
     assert_eq!(code, 1);
 
+    // The replay, read from the capture the manifest names: the key's pages
+    // and requests of that customer.
+    let har = d.path("customer.har");
+    util::pov_ok(&["find", s(&ds), "-c", s(&cfg), "--order", "ORD-7000002", "--replay", "har", "-o", s(&har)]);
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let requests: usize =
+        u["connections"].as_array().unwrap().iter().map(|c| c["transactions"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!(h["log"]["pages"].as_array().unwrap().len(), u["pages"].as_array().unwrap().len());
+    assert_eq!(h["log"]["entries"].as_array().unwrap().len(), requests);
+    assert!(requests > 20, "{requests}");
+
     // The capture moved away: said gone.
     std::fs::remove_file(&pcap).unwrap();
+    let html = d.path("customer.html");
+    let out = util::pov(&["find", s(&ds), "-c", s(&cfg), "--order", "ORD-7000002", "--replay", "html", "-o", s(&html)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("the capture {} is gone", s(&pcap))), "{err}");
+    assert!(err.contains("no capture holding these sessions is left: no replay written"), "{err}");
+    assert!(!html.exists());
     let out = util::pov(&["find", s(&ds), "-c", s(&cfg), "--cookie", &cookie]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

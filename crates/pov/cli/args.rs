@@ -97,6 +97,27 @@ pub struct FindArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the sessions found as a replay (`html` or `har`), read
+    /// from the capture files of the nights' manifests that hold them (and
+    /// only those); a capture that is gone is named.
+    #[arg(long, value_name = "html|har", requires = "output")]
+    pub replay: Option<ReplayKind>,
+    /// The replay's file (written atomically).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A replay's format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReplayKind {
+    /// One self-contained HTML page.
+    Html,
+    /// A HAR 1.2 file.
+    Har,
 }
 
 #[derive(Args)]

@@ -242,8 +242,88 @@ fn cmd_find(a: FindArgs) -> anyhow::Result<ExitCode> {
         pov::find::write_text(&found, &mut w)?;
     }
     w.flush()?;
+    if let (Some(kind), Some(out)) = (a.replay, a.output.as_deref()) {
+        find_replay(&found, kind, out, &cfg, !a.no_mask, &a.common, &a.http)?;
+    }
     // 1 when nothing was found, as grep does.
     Ok(if found.sessions.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The replay of what `pov find` found, from the captures that hold it.
+fn find_replay(
+    found: &pov::find::Found,
+    kind: ReplayKind,
+    out: &Path,
+    cfg: &PovConfig,
+    mask: bool,
+    common: &CommonArgs,
+    http: &HttpArgs,
+) -> anyhow::Result<()> {
+    let users: std::collections::BTreeSet<String> = found
+        .sessions
+        .iter()
+        .filter_map(|s| s.session.get("user").and_then(|u| u.as_str()).map(str::to_owned))
+        .collect();
+    if users.is_empty() {
+        anyhow::bail!("no session found: no replay written");
+    }
+    let mut present: Vec<PathBuf> = Vec::new();
+    let mut gone: Vec<String> = Vec::new();
+    for c in found.sessions.iter().flat_map(|s| &s.captures) {
+        if c.present {
+            present.push(PathBuf::from(&c.capture.path));
+        } else {
+            let where_ = if c.capture.path.is_empty() { c.capture.name.clone() } else { c.capture.path.clone() };
+            gone.push(where_);
+        }
+    }
+    present.sort();
+    present.dedup();
+    gone.sort();
+    gone.dedup();
+    for g in &gone {
+        eprintln!("pov: the capture {g} is gone: what it held of these sessions cannot be replayed");
+    }
+    if present.is_empty() {
+        anyhow::bail!("no capture holding these sessions is left: no replay written");
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let limits = pov::replay::ReplayLimits {
+        max_sessions: pov::replay::MAX_SESSIONS,
+        max_body_bytes: pov::replay::MAX_BODY_BYTES,
+        max_store_bytes: pov::store::MAX_STORE_BYTES,
+    };
+    let mut console = Console::new(common.quiet);
+    let mut reading = reading(common, Some(http), &mut console);
+    let inputs = Inputs::once(present);
+    let selector = pov::replay::Selector::Users(users.into_iter().collect());
+    let r = obey(pov::run::replay(&inputs, &dir, selector, cfg, mask, &limits, &mut reading), NOTHING_WRITTEN)?;
+    if r.selection.sessions.is_empty() {
+        anyhow::bail!("the captures were read but hold none of these sessions (another pov.toml?)");
+    }
+    let masking = pov::replay::Masker::new(&cfg.privacy, r.mask);
+    let mut f = output::AtomicFile::create(out)?;
+    match kind {
+        ReplayKind::Html => {
+            pov::replay::write_html(&r.keep, &r.selection.sessions.iter().collect::<Vec<_>>(), &masking, &mut f)?
+        }
+        ReplayKind::Har => serde_json::to_writer_pretty(&mut f, &pov::replay::har(&r.keep, &r.selection, &masking))?,
+    }
+    check_stop(NOTHING_WRITTEN)?;
+    f.commit()?;
+    if !common.quiet {
+        eprintln!(
+            "pov: {} sessions, {} transactions, read from {} captures -> {}",
+            r.selection.sessions.len(),
+            r.keep.kept.len(),
+            inputs.paths().len(),
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<PovConfig> {
