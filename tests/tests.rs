@@ -10,6 +10,7 @@ mod util;
 mod analyze;
 mod cli;
 mod edges;
+mod fleet;
 mod flows;
 mod fuzz_corpus;
 mod http;

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod parquet;
+pub mod read;
 mod row;
 pub mod schema;
 pub mod summary;

@@ -426,6 +426,49 @@ record! {
     pub columns FailureColumns;
 }
 
+record! {
+    /// One row of `pov transactions --failed-connections FILE`: a
+    /// connection attempt that failed before any HTTP (refused, or its SYN
+    /// never answered), which the customer stage counts as a failure of
+    /// the user behind it (`pov analyze --from-transactions`).
+    #[derive(Clone, Debug, Default, serde::Deserialize)]
+    pub struct FailedConnRecord {
+        /// First SYN (epoch seconds).
+        pub ts: f64,
+        /// Last packet.
+        pub end: f64,
+        /// The start of the last transaction the packet stage had written
+        /// when it saw the attempt end (the customer stage reads it there).
+        pub seen_after: Option<f64>,
+        /// Connection (`C` + id, as in `pov transactions`).
+        pub uid: String,
+        /// Client address.
+        #[serde(rename = "id.orig_h")]
+        pub orig_h: String,
+        /// Client port.
+        #[serde(rename = "id.orig_p")]
+        pub orig_p: u16,
+        /// Server address.
+        #[serde(rename = "id.resp_h")]
+        pub resp_h: String,
+        /// Server port.
+        #[serde(rename = "id.resp_p")]
+        pub resp_p: u16,
+        /// `refused` or `unanswered`.
+        pub kind: String,
+        /// SYNs the client sent.
+        pub syns: u64,
+        /// First frame.
+        pub first_frame: u64,
+        /// Last frame.
+        pub last_frame: u64,
+        /// The capture file it was read from (when the run read one file).
+        pub capture: Option<String>,
+    }
+    /// The column names of [`FailedConnRecord`].
+    pub columns FailedConnColumns;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +479,7 @@ mod tests {
         check::<SessionRecord>().unwrap();
         check::<PageRecord>().unwrap();
         check::<FailureRecord>().unwrap();
+        check::<FailedConnRecord>().unwrap();
     }
 
     /// What [`record!`](crate::record) makes impossible, written by hand:

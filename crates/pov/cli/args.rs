@@ -46,11 +46,78 @@ pub enum Command {
     /// See what a customer saw: export their sessions (HAR).
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// What happened to one customer: their sessions, pages and failures
+    /// across a dataset (`pov analyze --dataset`), found by pseudonym,
+    /// session cookie, sign-in name, address, order id or URL (docs/fleet.md).
+    Find(FindArgs),
     /// Generate synthetic web-shop traffic with an exact answer key.
     Synth(synth::SynthArgs),
     /// Capture from an interface into rotated pcapng files (needs the
     /// `live` feature; docs/live.md).
     Live(live::LiveArgs),
+}
+
+#[derive(Args)]
+pub struct FindArgs {
+    /// The dataset (`pov analyze --dataset DIR`).
+    pub dataset: PathBuf,
+    /// The user's pseudonym, as the outputs show it.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A session or persistent cookie as the browser sent it,
+    /// `NAME=VALUE` (hashed as the runs hashed it: pov.toml's `[privacy]
+    /// hash_salt`).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub cookie: Option<String>,
+    /// A sign-in name (hashed likewise).
+    #[arg(long)]
+    pub login: Option<String>,
+    /// A client address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub client: Option<String>,
+    /// An order id: text in a request's URL, referrer or redirect.
+    #[arg(long, value_name = "TEXT")]
+    pub order: Option<String>,
+    /// Text in a request's URL, referrer or redirect, or a page's URL.
+    #[arg(long, value_name = "TEXT")]
+    pub url: Option<String>,
+    /// From this time: epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (UTC).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// To this time (a date alone: its end).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// The runs' settings file (its `[privacy] hash_salt` hashes
+    /// `--cookie` and `--login`).
+    #[arg(short, long, value_name = "POV.TOML")]
+    pub config: Option<PathBuf>,
+    /// The runs were `--no-mask`: names are raw keys.
+    #[arg(long)]
+    pub no_mask: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the sessions found as a replay (`html` or `har`), read
+    /// from the capture files of the nights' manifests that hold them (and
+    /// only those); a capture that is gone is named.
+    #[arg(long, value_name = "html|har", requires = "output")]
+    pub replay: Option<ReplayKind>,
+    /// The replay's file (written atomically).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A replay's format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReplayKind {
+    /// One self-contained HTML page.
+    Html,
+    /// A HAR 1.2 file.
+    Har,
 }
 
 #[derive(Args)]
@@ -97,8 +164,15 @@ pub struct UserArgs {
 pub struct AnalyzeArgs {
     /// Capture files, folders (every file in them) or globs (`*` and `?` in
     /// the file name); all are read as one capture, merged by timestamp.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "from_transactions")]
     pub inputs: Vec<PathBuf>,
+    /// Run only the customer stage (users, sessions, failures, impact,
+    /// report) on the transaction records of the packet stage (`pov
+    /// transactions --format parquet`, with `--failed-connections`): files,
+    /// folders or globs (`parts/*.parquet`), merged by capture time
+    /// (repeatable; docs/fleet.md).
+    #[arg(long, value_name = "GLOB", conflicts_with = "inputs")]
+    pub from_transactions: Vec<PathBuf>,
     /// Output folder (created if needed; files are replaced atomically).
     #[arg(long, default_value = "pov-report")]
     pub out: PathBuf,
@@ -129,10 +203,24 @@ pub struct AnalyzeArgs {
     /// (repeatable: any one is enough). For cron alerting.
     #[arg(long, value_name = "CONDITION")]
     pub fail_if: Vec<String>,
-    /// Folder of earlier runs (each a folder with its summary.json): adds
-    /// their numbers and the change since the latest one.
+    /// Folder of earlier runs (each a folder with its summary.json), or a
+    /// dataset (`--dataset`): adds their numbers and the change since the
+    /// latest one; from a dataset, also the trend per day over every probe
+    /// (docs/fleet.md).
     #[arg(long, value_name = "DIR")]
     pub history: Option<PathBuf>,
+    /// Days of trend drawn from a dataset given as `--history`.
+    #[arg(long, default_value_t = pov::dataset::TREND_DAYS, value_name = "N")]
+    pub history_days: usize,
+    /// Also add the run to this dataset: Parquet tables partitioned by day
+    /// and probe (`DIR/TABLE/date=YYYY-MM-DD/probe=NAME/part-0.parquet`),
+    /// the night's summary and report, and a manifest of its captures; a
+    /// night run again replaces its partitions (docs/fleet.md).
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<PathBuf>,
+    /// The probe the run is filed under in the dataset.
+    #[arg(long, value_name = "NAME", default_value = pov::dataset::DEFAULT_PROBE)]
+    pub probe: String,
     /// Write an HTML replay (replays/USER.html, linked from report.html)
     /// for this many of the most affected users; 0 writes none. Costs one
     /// more pass over the captures.
@@ -306,9 +394,15 @@ pub struct TransactionsArgs {
     /// masking them.
     #[arg(long)]
     pub no_mask: bool,
-    /// Settings file (its [privacy] section says what is masked).
+    /// Settings file (its [privacy] section says what is masked; its
+    /// [users] and [revenue] sections what the customer stage's columns
+    /// read: use the same file for `pov analyze --from-transactions`).
     #[arg(short, long, value_name = "POV.TOML")]
     pub config: Option<PathBuf>,
+    /// Also write the connection attempts that failed before any HTTP to
+    /// this Parquet file, for `pov analyze --from-transactions`.
+    #[arg(long, value_name = "FILE")]
+    pub failed_connections: Option<PathBuf>,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]

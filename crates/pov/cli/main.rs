@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         Command::Replay(ReplayCommand::Har(a)) => cmd_replay(a, false),
         Command::Replay(ReplayCommand::Html(a)) => cmd_replay(a, true),
         Command::Replay(ReplayCommand::Send(a)) => cmd_replay_send(a),
+        Command::Find(a) => cmd_find(a),
         Command::Synth(a) => synth::run(a),
         Command::Live(a) => live::run(a),
     };
@@ -197,10 +198,132 @@ fn cmd_transactions(a: TransactionsArgs) -> anyhow::Result<ExitCode> {
     let inputs = Inputs::once(a.files.clone());
     let mut console = Console::new(a.common.quiet);
     let mut reading = reading(&a.common, Some(&a.http), &mut console);
+    let customer = pov::transactions::Customer::new(&pov_cfg, &a.files).map_err(anyhow::Error::msg)?;
+    let failed = a.failed_connections.as_deref();
     let report = write_output(a.output.as_deref(), format == Format::Parquet, |out| {
-        pov::run::transactions(&inputs, out, format, mask, &mut reading)
+        pov::run::packet_stage(&inputs, out, format, mask, customer, failed, &mut reading)
     })?;
     Ok(finish_run(&report, a.common.quiet))
+}
+
+fn cmd_find(a: FindArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(a.config.as_deref())?;
+    let time = |t: &Option<String>, end: bool| t.as_deref().map(|t| pov::find::parse_time(t, end)).transpose();
+    let cookie = match a.cookie.as_deref() {
+        Some(c) => match c.split_once('=') {
+            Some((n, v)) if !n.is_empty() && !v.is_empty() => Some((n.to_string(), v.to_string())),
+            _ => anyhow::bail!("--cookie {c:?}: give it as NAME=VALUE"),
+        },
+        None => None,
+    };
+    let url = match (a.order, a.url) {
+        (Some(_), Some(_)) => anyhow::bail!("--order and --url both search URLs: give one"),
+        (o, u) => o.or(u),
+    };
+    let q = pov::find::Query {
+        user: a.user,
+        cookie,
+        login: a.login,
+        client: a.client,
+        url,
+        from: time(&a.from, false).map_err(anyhow::Error::msg)?,
+        to: time(&a.to, true).map_err(anyhow::Error::msg)?,
+    };
+    if !q.names_someone() {
+        anyhow::bail!("name the customer: --user, --cookie, --login, --client, --order or --url");
+    }
+    let found = pov::find::find(&a.dataset, &q, &cfg.privacy.hash_salt, !a.no_mask && cfg.privacy.mask)?;
+    let stdout = io::stdout();
+    let mut w = io::BufWriter::new(stdout.lock());
+    if a.json {
+        serde_json::to_writer_pretty(&mut w, &found)?;
+        writeln!(w)?;
+    } else {
+        pov::find::write_text(&found, &mut w)?;
+    }
+    w.flush()?;
+    if let (Some(kind), Some(out)) = (a.replay, a.output.as_deref()) {
+        find_replay(&found, kind, out, &cfg, !a.no_mask, &a.common, &a.http)?;
+    }
+    // 1 when nothing was found, as grep does.
+    Ok(if found.sessions.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The replay of what `pov find` found, from the captures that hold it.
+fn find_replay(
+    found: &pov::find::Found,
+    kind: ReplayKind,
+    out: &Path,
+    cfg: &PovConfig,
+    mask: bool,
+    common: &CommonArgs,
+    http: &HttpArgs,
+) -> anyhow::Result<()> {
+    let users: std::collections::BTreeSet<String> = found
+        .sessions
+        .iter()
+        .filter_map(|s| s.session.get("user").and_then(|u| u.as_str()).map(str::to_owned))
+        .collect();
+    if users.is_empty() {
+        anyhow::bail!("no session found: no replay written");
+    }
+    let mut present: Vec<PathBuf> = Vec::new();
+    let mut gone: Vec<String> = Vec::new();
+    for c in found.sessions.iter().flat_map(|s| &s.captures) {
+        if c.present {
+            present.push(PathBuf::from(&c.capture.path));
+        } else {
+            let where_ = if c.capture.path.is_empty() { c.capture.name.clone() } else { c.capture.path.clone() };
+            gone.push(where_);
+        }
+    }
+    present.sort();
+    present.dedup();
+    gone.sort();
+    gone.dedup();
+    for g in &gone {
+        eprintln!("pov: the capture {g} is gone: what it held of these sessions cannot be replayed");
+    }
+    if present.is_empty() {
+        anyhow::bail!("no capture holding these sessions is left: no replay written");
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let limits = pov::replay::ReplayLimits {
+        max_sessions: pov::replay::MAX_SESSIONS,
+        max_body_bytes: pov::replay::MAX_BODY_BYTES,
+        max_store_bytes: pov::store::MAX_STORE_BYTES,
+    };
+    let mut console = Console::new(common.quiet);
+    let mut reading = reading(common, Some(http), &mut console);
+    let inputs = Inputs::once(present);
+    let selector = pov::replay::Selector::Users(users.into_iter().collect());
+    let r = obey(pov::run::replay(&inputs, &dir, selector, cfg, mask, &limits, &mut reading), NOTHING_WRITTEN)?;
+    if r.selection.sessions.is_empty() {
+        anyhow::bail!("the captures were read but hold none of these sessions (another pov.toml?)");
+    }
+    let masking = pov::replay::Masker::new(&cfg.privacy, r.mask);
+    let mut f = output::AtomicFile::create(out)?;
+    match kind {
+        ReplayKind::Html => {
+            pov::replay::write_html(&r.keep, &r.selection.sessions.iter().collect::<Vec<_>>(), &masking, &mut f)?
+        }
+        ReplayKind::Har => serde_json::to_writer_pretty(&mut f, &pov::replay::har(&r.keep, &r.selection, &masking))?,
+    }
+    check_stop(NOTHING_WRITTEN)?;
+    f.commit()?;
+    if !common.quiet {
+        eprintln!(
+            "pov: {} sessions, {} transactions, read from {} captures -> {}",
+            r.selection.sessions.len(),
+            r.keep.kept.len(),
+            inputs.paths().len(),
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<PovConfig> {
@@ -253,7 +376,19 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<_>>()?;
     let job = pov::run::AnalyzeJob {
         config: load_config(a.config.as_deref())?,
-        inputs: pov::run::expand_inputs(&a.inputs)?,
+        inputs: if a.from_transactions.is_empty() {
+            pov::run::expand_inputs(&a.inputs)?
+        } else {
+            pov::run::expand_inputs(&a.from_transactions)?
+        },
+        from_transactions: !a.from_transactions.is_empty(),
+        dataset: a
+            .dataset
+            .as_ref()
+            .map(|d| pov::dataset::Target::new(d, &a.probe))
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        history_days: a.history_days,
         out: a.out.clone(),
         stage: StageOptions {
             mask: !a.no_mask,

@@ -34,7 +34,21 @@ impl AnalyzeSink {
     }
 }
 
+fn invalid(e: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
 impl AnalyzeSink {
+    /// See [`UserStage::set_prehashed`].
+    pub fn set_prehashed(&mut self) {
+        self.users.set_prehashed();
+    }
+
+    /// Adds a failed connection attempt (read back from records).
+    pub fn failed_connection(&mut self, f: pov_sessions::FailedConn) -> io::Result<()> {
+        self.users.failed_connection(f)
+    }
+
     /// See [`UserStage::set_user_spill`].
     pub fn set_user_spill(&mut self, dir: &Path, max: usize) {
         self.users.set_user_spill(dir, max);
@@ -56,7 +70,8 @@ pub struct AnalyzePrep {
 impl Prepare for AnalyzePrep {
     type Item = (TxRecord, pov_sessions::tx::Tx);
     fn prepare(&self, t: HttpTransaction) -> Self::Item {
-        (self.records.record(&t), self.txs.tx(&t))
+        let tx = self.txs.tx(&t);
+        (self.records.record_with(&t, &tx), tx)
     }
     fn held_bytes((record, tx): &Self::Item) -> usize {
         record.heap_bytes() + tx.heap_bytes()
@@ -193,6 +208,7 @@ impl AnalyzePipeline {
     ) -> io::Result<AnalyzePipeline> {
         let open = |name: &str| run.file(name);
         let tx = TxWriter::new(open(files::TRANSACTIONS)?, Format::Parquet, Masker::new(&cfg.privacy, mask))?;
+        let tx = tx.with_customer(crate::transactions::Customer::new(cfg, &[]).map_err(invalid)?);
         let outputs = Outputs {
             pages: Some(RecordWriter::new(open(files::PAGES)?, Format::Parquet)?),
             sessions: Some(RecordWriter::new(open(files::SESSIONS)?, Format::Parquet)?),
@@ -292,6 +308,9 @@ pub struct Summary {
     pub history: Vec<HistoryPoint>,
     /// This run minus the latest earlier one, for the headline numbers.
     pub delta: Option<HistoryDelta>,
+    /// With `--history` on a dataset: per day, over every probe, the last
+    /// `--history-days` days (crate::dataset).
+    pub trend: Vec<crate::dataset::Day>,
     /// Bytes missing from the capture (never blamed on the application).
     pub capture_loss_bytes: u64,
     /// Transactions with bytes missing from the capture.
@@ -383,6 +402,7 @@ impl Summary {
             exits_by_kind: imp.exits_by_kind,
             history: Vec::new(),
             delta: None,
+            trend: Vec::new(),
             capture_loss_bytes: gaps,
             capture_loss_transactions: users.capture_loss,
             counters: counters(report, users),
@@ -558,6 +578,13 @@ pub fn read_history(dir: &Path, exclude: &Path) -> io::Result<Vec<HistoryPoint>>
     }
     for e in fs::read_dir(dir).map_err(|e| named(e, dir))? {
         let p = e.map_err(|e| named(e, dir))?.path().join(files::SUMMARY);
+        if p.is_file() {
+            found.push(p);
+        }
+    }
+    // A dataset's nights (crate::dataset).
+    for (_, _, folder) in crate::dataset::partitions(dir, crate::dataset::SUMMARY_TABLE)? {
+        let p = folder.join(files::SUMMARY);
         if p.is_file() {
             found.push(p);
         }

@@ -27,6 +27,8 @@
 
 pub mod analyze;
 pub mod config;
+pub mod dataset;
+pub mod find;
 pub mod flows;
 pub mod interval;
 pub mod output;
@@ -36,6 +38,7 @@ pub mod replay;
 pub mod report;
 pub mod resend;
 pub mod run;
+pub mod stages;
 pub mod store;
 pub mod testing;
 pub mod transactions;

@@ -630,6 +630,7 @@ mod tests {
         documents::<crate::users::PageRecord>(&doc, "## pov pages").unwrap();
         documents::<crate::users::FailureRecord>(&doc, "## pov failures").unwrap();
         documents::<crate::resend::SendRecord>(&doc, "## pov replay send").unwrap();
+        documents::<pov_impact::schema::FailedConnRecord>(&doc, "## pov transactions --failed-connections").unwrap();
         // A column missing, one too many, one of another type: each found.
         let pages = doc.split("## pov pages").nth(1).and_then(|s| s.split("\n## ").next()).unwrap();
         let without = doc.replace("| `redirects` | u64 | redirects followed |\n", "");

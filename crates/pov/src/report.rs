@@ -69,6 +69,8 @@ pub fn render(s: &Summary) -> String {
         "lost": s.funnel.iter().map(|f| serde_json::json!({"step": f.step, "lost": f.lost})).collect::<Vec<_>>(),
         "history": s.history,
         "lost_by_kind": s.lost_by_kind,
+        "trend": s.trend,
+        "trend_routes": trend_routes(s),
     });
     let mut h = String::new();
     let _ = write!(
@@ -131,6 +133,9 @@ pub fn render(s: &Summary) -> String {
         h.push_str("<figure><figcaption>Night over night: affected users (%) and revenue lost</figcaption><canvas id=\"trend\"></canvas></figure>");
     }
     h.push_str("</div>\n");
+    if !s.trend.is_empty() {
+        trend(&mut h, s);
+    }
     let counts = |v: &[(String, u64, u64)]| -> Vec<Vec<String>> {
         v.iter().map(|(a, n, u)| vec![a.clone(), n.to_string(), u.to_string()]).collect()
     };
@@ -235,6 +240,65 @@ pub fn render(s: &Summary) -> String {
 }
 
 /// The robots and load generators found, apart from the users.
+/// The routes with the most failures over the trend's days (up to 8).
+fn trend_routes(s: &Summary) -> Vec<String> {
+    let mut total: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for d in &s.trend {
+        for (r, n) in &d.failures_by_route {
+            *total.entry(r.as_str()).or_default() += n;
+        }
+    }
+    let mut v: Vec<(&str, u64)> = total.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.into_iter().take(8).map(|(r, _)| r.to_string()).collect()
+}
+
+/// The trend per day of a dataset (`--history DIR` on a dataset).
+fn trend(h: &mut String, s: &Summary) {
+    let (first, last) = match (s.trend.first(), s.trend.last()) {
+        (Some(a), Some(b)) => (a.date.as_str(), b.date.as_str()),
+        _ => return,
+    };
+    let _ = write!(
+        h,
+        "<h2 id=\"trend-days\">Per day, every probe: {} to {} ({} days)</h2>\n<div class=\"grid\">\
+         <figure><figcaption>Users and affected users per day</figcaption><canvas id=\"dayusers\"></canvas></figure>\
+         <figure><figcaption>Revenue lost per day</figcaption><canvas id=\"daylost\"></canvas></figure>\
+         <figure><figcaption>Failures by kind per day</figcaption><canvas id=\"daykinds\"></canvas></figure>\
+         <figure><figcaption>Failures by route per day (the routes with the most)</figcaption><canvas id=\"dayroutes\"></canvas></figure>\
+         </div>\n",
+        esc(first),
+        esc(last),
+        s.trend.len()
+    );
+    let rows = s
+        .trend
+        .iter()
+        .rev()
+        .map(|d| {
+            vec![
+                d.date.clone(),
+                d.probes.join(" "),
+                d.users_total.to_string(),
+                d.users_affected.to_string(),
+                d.failures.to_string(),
+                money(d.revenue_lost),
+            ]
+        })
+        .collect();
+    table(h, "Days, latest first", &["date", "probes", "users", "affected", "failures", "revenue lost"], rows);
+    let routes = trend_routes(s);
+    let rows = routes
+        .iter()
+        .map(|r| {
+            let per: Vec<u64> = s.trend.iter().map(|d| d.failures_by_route.get(r).copied().unwrap_or(0)).collect();
+            let prev = if per.len() > 1 { per[per.len() - 2].to_string() } else { "-".into() };
+            vec![r.clone(), per.iter().sum::<u64>().to_string(), per.last().copied().unwrap_or(0).to_string(), prev]
+        })
+        .collect();
+    table(h, "Failing routes over the days", &["route", "failures", "latest day", "day before"], rows);
+}
+
 fn robots(h: &mut String, s: &Summary) {
     let r = &s.robots;
     let _ = writeln!(
@@ -317,6 +381,21 @@ const SCRIPT: &str = r#"
       { label: 'affected users, %', data: POV.history.map(p => p.users_affected_pct), borderColor: '#c0392b', yAxisID: 'y' },
       { label: 'revenue lost', data: POV.history.map(p => p.revenue_lost), borderColor: '#8e44ad', yAxisID: 'y1' } ] },
       options: { animation: false, scales: { y: { beginAtZero: true, position: 'left' }, y1: { beginAtZero: true, position: 'right' } } } });
+  }
+  if (POV.trend.length > 0) {
+    const days = POV.trend.map(d => d.date);
+    chart('dayusers', { type: 'line', data: { labels: days, datasets: [
+      { label: 'users', data: POV.trend.map(d => d.users_total), borderColor: '#2980b9' },
+      { label: 'affected users', data: POV.trend.map(d => d.users_affected), borderColor: '#c0392b' } ] } });
+    chart('daylost', { type: 'bar', data: { labels: days, datasets: [
+      { label: 'revenue lost', data: POV.trend.map(d => d.revenue_lost), backgroundColor: '#8e44ad' } ] } });
+    const palette = ['#e67e22', '#c0392b', '#2980b9', '#27ae60', '#8e44ad', '#16a085', '#7f8c8d', '#d35400', '#2c3e50', '#f1c40f'];
+    const dk = [...new Set(POV.trend.flatMap(d => Object.keys(d.failures_by_kind)))].sort();
+    chart('daykinds', { type: 'bar', data: { labels: days, datasets: dk.map((k, i) => (
+      { label: k, data: POV.trend.map(d => d.failures_by_kind[k] || 0), backgroundColor: palette[i % palette.length] })) },
+      options: { animation: false, scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } } });
+    chart('dayroutes', { type: 'line', data: { labels: days, datasets: POV.trend_routes.map((r, i) => (
+      { label: r, data: POV.trend.map(d => d.failures_by_route[r] || 0), borderColor: palette[i % palette.length] })) } });
   }
   document.body.dataset.charts = String(drawn);
 })();

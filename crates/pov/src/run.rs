@@ -196,6 +196,33 @@ pub fn transactions<W: Write>(
     Ok(report)
 }
 
+/// `pov transactions` as the packet stage: the records carry the customer
+/// stage's columns (`customer`), and the failed connection attempts go to
+/// `failed` (Parquet) when given (crate::stages).
+pub fn packet_stage<W: Write>(
+    inputs: &Inputs,
+    out: W,
+    format: Format,
+    mask: Masker,
+    customer: crate::transactions::Customer,
+    failed: Option<&Path>,
+    reading: &mut Reading,
+) -> io::Result<RunReport> {
+    let capture = customer.capture.clone();
+    let writer = crate::transactions::TxWriter::new(out, format, mask)?.with_customer(customer);
+    let failed_out = match failed {
+        Some(p) => Some(crate::output::RecordWriter::new(crate::output::AtomicFile::create(p)?, Format::Parquet)?),
+        None => None,
+    };
+    let mut stage = crate::stages::PacketStage::new(writer, failed_out, capture);
+    let report = finished(reading.pass(inputs, true, &mut stage)?)?;
+    let (_, failed) = stage.finish()?;
+    if let Some(f) = failed {
+        f.commit()?;
+    }
+    Ok(report)
+}
+
 /// Counts transactions without keeping them.
 struct CountTx;
 
@@ -286,6 +313,37 @@ pub struct AnalyzeJob {
     pub history: Option<PathBuf>,
     /// HTML replays for this many of the most affected users.
     pub replays: usize,
+    /// The inputs are transaction records of the packet stage (`pov
+    /// transactions --format parquet`), not captures: only the customer
+    /// stage runs ([`crate::stages::analyze_transactions`]).
+    pub from_transactions: bool,
+    /// Add the run to this dataset (`--dataset`, `--probe`).
+    pub dataset: Option<crate::dataset::Target>,
+    /// Days of trend drawn from a dataset given as `--history`.
+    pub history_days: usize,
+}
+
+impl AnalyzeJob {
+    /// The probe the run is filed under.
+    pub fn probe(&self) -> &str {
+        self.dataset.as_ref().map_or(crate::dataset::DEFAULT_PROBE, |t| t.probe.as_str())
+    }
+
+    /// Adds the earlier runs (`history`, read before the run) and, when
+    /// `--history` is a dataset, its trend per day.
+    pub fn add_history(
+        &self,
+        mut summary: Summary,
+        history: Option<Vec<crate::analyze::HistoryPoint>>,
+    ) -> io::Result<Summary> {
+        if let Some(h) = history {
+            summary = summary.with_history(h);
+        }
+        if let Some(dir) = self.history.as_ref().filter(|d| crate::dataset::is_dataset(d)) {
+            crate::dataset::add_trend(&mut summary, dir, self.probe(), self.history_days)?;
+        }
+        Ok(summary)
+    }
 }
 
 /// What `pov analyze` did: every file is in the output folder.
@@ -297,6 +355,10 @@ pub struct Analyzed {
     /// Writing the replays failed (told to the [`Watch`]): the analysis
     /// stands without them, summary.json and report.html were written.
     pub replays_failed: bool,
+    /// The capture files read, with their time spans.
+    pub captures: Vec<crate::dataset::Capture>,
+    /// The dataset's manifest of this run (`--dataset`).
+    pub manifest: Option<crate::dataset::Manifest>,
 }
 
 /// `pov analyze`: one pass over the captures writes every record file,
@@ -304,6 +366,18 @@ pub struct Analyzed {
 /// replays of the most affected users are written; the files are moved
 /// into the output folder together at the end.
 pub fn analyze(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analyzed> {
+    let mut done = if job.from_transactions {
+        crate::stages::analyze_transactions(job, reading)?
+    } else {
+        analyze_captures(job, reading)?
+    };
+    if let Some(t) = &job.dataset {
+        done.manifest = Some(crate::dataset::add_run(t, &job.out, &done.summary, done.captures.clone())?);
+    }
+    Ok(done)
+}
+
+fn analyze_captures(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analyzed> {
     let pov_cfg = &job.config;
     // Earlier runs are read first: a bad one stops before the long part.
     let history = job.history.as_ref().map(|h| crate::analyze::read_history(h, &job.out)).transpose()?;
@@ -341,10 +415,8 @@ pub fn analyze(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analyzed> 
     reading.check_stop()?;
     let imp = crate::analyze::impact(run.staging(), pov_cfg)?;
     reading.check_stop()?;
-    let mut summary = Summary::new(inputs.paths(), &report, &users, imp, &pov_cfg.revenue.currency);
-    if let Some(h) = history {
-        summary = summary.with_history(h);
-    }
+    let summary = Summary::new(inputs.paths(), &report, &users, imp, &pov_cfg.revenue.currency);
+    let mut summary = job.add_history(summary, history)?;
     let mut replays_failed = false;
     // The store and the spill go with `replaying`, before the summaries
     // are written.
@@ -371,7 +443,8 @@ pub fn analyze(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analyzed> 
     let mut names: Vec<String> = summary.replays.values().cloned().collect();
     names.extend(files::RECORDS.iter().chain(&files::SUMMARIES).map(|f| f.to_string()));
     run.publish(&names)?;
-    Ok(Analyzed { report, summary, replays_failed })
+    let captures = crate::dataset::captures_of(&report);
+    Ok(Analyzed { report, summary, replays_failed, captures, manifest: None })
 }
 
 /// HTML replays of `users` in the run's replays folder, their

@@ -13,7 +13,13 @@ use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 
 pov_impact::record! {
     /// One output record (field order is the JSON and CSV column order).
-    #[derive(Clone, Debug, Default)]
+    ///
+    /// The columns after `anomalies` carry what the customer stage (users,
+    /// sessions, failures: `pov analyze --from-transactions`) takes of a
+    /// transaction beyond the others: its identifiers as pseudonyms, the
+    /// values read from its bodies, the error page found in them, and the
+    /// capture file it came from (crate::stages).
+    #[derive(Clone, Debug, Default, serde::Deserialize)]
     pub struct TxRecord {
         /// Request start (epoch seconds); response start for a response without
         /// request.
@@ -106,6 +112,47 @@ pov_impact::record! {
         pub resp_last_frame: Option<u64>,
         /// Unusual things about the transaction.
         pub anomalies: Vec<String>,
+        /// The capture file it was read from, its file name (`pov
+        /// transactions` of one file; absent otherwise: `pov analyze`
+        /// names its captures in the dataset's manifest, with their time
+        /// spans).
+        pub capture: Option<String>,
+        /// The client's address after trusted X-Forwarded-For.
+        pub client_ip: Option<String>,
+        /// The last time the client sent the request again before the
+        /// answer began.
+        pub req_resent: Option<f64>,
+        /// Location header of a redirect, secrets masked.
+        pub location: Option<String>,
+        /// What it fetched: document, api, style, script, image, font,
+        /// media, other.
+        pub resource_class: Option<String>,
+        /// The first configured session cookie sent, `name=value`: the
+        /// value is the user's pseudonym for that cookie (raw with
+        /// `--no-mask`).
+        pub session_cookie: Option<String>,
+        /// The first configured session cookie set, likewise.
+        pub session_set_cookie: Option<String>,
+        /// The configured identity header's value, likewise.
+        pub id_header: Option<String>,
+        /// A session id from a configured query parameter, `name=value`,
+        /// likewise.
+        pub id_query: Option<String>,
+        /// The first persistent cookie sent, `name=value`, likewise.
+        pub persistent_cookie: Option<String>,
+        /// The sign-in name the request's body carries, likewise.
+        pub login: Option<String>,
+        /// Order value read from the request or its answer.
+        pub order_value: Option<f64>,
+        /// Cart value read from the answer or the request.
+        pub cart_value: Option<f64>,
+        /// The error-page or API-error rule its 2xx body matched.
+        pub error_rule: Option<String>,
+        /// That rule's evidence, masked.
+        pub error_evidence: Option<String>,
+        /// Whether the identifiers above are pseudonyms (false with
+        /// `--no-mask`).
+        pub pseudonyms: Option<bool>,
     }
     /// The column names of [`TxRecord`].
     pub columns TxColumns;
@@ -187,7 +234,41 @@ impl TxRecord {
             resp_first_frame: tx.resp_frames.map(|f| f.first),
             resp_last_frame: tx.resp_frames.map(|f| f.last),
             anomalies,
+            ..TxRecord::default()
         }
+    }
+
+    /// Fills the customer stage's columns from the sessions' view of the
+    /// transaction: identifiers as the pseudonyms of the user keys they
+    /// make (`salt`: `[privacy] hash_salt`) when `mask`, texts masked by
+    /// `masker`.
+    pub fn set_customer(&mut self, tx: &pov_sessions::Tx, masker: &Masker, salt: &str, capture: Option<&str>) {
+        use pov_sessions::UserKey;
+        let mask = masker.is_on();
+        let key = |k: UserKey, raw: &str| if mask { k.hashed(salt) } else { raw.to_string() };
+        let pair = |p: &Option<(String, String)>, query: bool| {
+            p.as_ref().map(|(n, v)| {
+                let k =
+                    if query { UserKey::Query(n.clone(), v.clone()) } else { UserKey::Cookie(n.clone(), v.clone()) };
+                format!("{n}={}", key(k, v))
+            })
+        };
+        self.capture = capture.map(str::to_owned);
+        self.client_ip = Some(tx.client_ip.to_string());
+        self.req_resent = secs(tx.req_resent);
+        self.location = tx.location.as_deref().map(|l| masker.header_value("location", l.as_bytes()));
+        self.resource_class = Some(tx.class.as_str().to_owned());
+        self.session_cookie = pair(&tx.cookie, false);
+        self.session_set_cookie = pair(&tx.set_cookie, false);
+        self.id_header = tx.header_id.as_ref().map(|h| key(UserKey::Header(h.clone()), h));
+        self.id_query = pair(&tx.query_id, true);
+        self.persistent_cookie = pair(&tx.persistent, false);
+        self.login = tx.login.as_ref().map(|l| key(UserKey::Login(l.clone()), l));
+        self.order_value = tx.order_value;
+        self.cart_value = tx.cart_value;
+        self.error_rule = tx.error_page.as_ref().map(|e| e.rule.clone());
+        self.error_evidence = tx.error_page.as_ref().map(|e| masker.text(&e.evidence).into_owned());
+        self.pseudonyms = Some(mask);
     }
 }
 
@@ -212,6 +293,18 @@ impl TxRecord {
                 &self.set_cookie,
                 &self.authorization,
                 &self.x_forwarded_for,
+                &self.capture,
+                &self.client_ip,
+                &self.location,
+                &self.resource_class,
+                &self.session_cookie,
+                &self.session_set_cookie,
+                &self.id_header,
+                &self.id_query,
+                &self.persistent_cookie,
+                &self.login,
+                &self.error_rule,
+                &self.error_evidence,
             ]
             .into_iter()
             .map(opt)
@@ -258,12 +351,13 @@ impl Record for TxRecord {
 pub struct TxWriter<W: Write> {
     out: RecordWriter<W, TxRecord>,
     mask: Masker,
+    customer: Option<Customer>,
 }
 
 impl<W: Write> TxWriter<W> {
     /// A writer in `format`.
     pub fn new(out: W, format: Format, mask: Masker) -> io::Result<TxWriter<W>> {
-        Ok(TxWriter { out: RecordWriter::new(out, format)?, mask })
+        Ok(TxWriter { out: RecordWriter::new(out, format)?, mask, customer: None })
     }
 
     /// Transactions written.
@@ -283,18 +377,67 @@ impl<W: Write> TxWriter<W> {
 
     /// What makes this writer's records from transactions, on the shards.
     pub fn preparer(&self) -> Records {
-        Records(self.mask.clone())
+        Records(self.mask.clone(), self.customer.clone())
+    }
+
+    /// Fills the customer stage's columns of every record
+    /// ([`TxRecord::set_customer`]).
+    pub fn with_customer(mut self, c: Customer) -> TxWriter<W> {
+        self.customer = Some(c);
+        self
+    }
+}
+
+/// What fills the customer stage's columns of transaction records: the
+/// user stage's view of a transaction, the salt of the pseudonyms, and the
+/// capture file's name when the run reads one.
+#[derive(Clone)]
+pub struct Customer {
+    /// The sessions' view of transactions.
+    pub txs: std::sync::Arc<crate::users::SessionTxs>,
+    /// `[privacy] hash_salt`.
+    pub salt: String,
+    /// The capture file's name.
+    pub capture: Option<String>,
+}
+
+impl Customer {
+    /// For `cfg`; `inputs` are the capture files of the run.
+    pub fn new(cfg: &crate::config::PovConfig, inputs: &[std::path::PathBuf]) -> Result<Customer, String> {
+        // Not for stdin ("-"), whose name says nothing of the capture.
+        let capture = match inputs {
+            [one] if one.as_os_str() != "-" => one.file_name().map(|n| n.to_string_lossy().into_owned()),
+            _ => None,
+        };
+        Ok(Customer {
+            txs: std::sync::Arc::new(crate::users::SessionTxs::new(cfg)?),
+            salt: cfg.privacy.hash_salt.clone(),
+            capture,
+        })
     }
 }
 
 /// Makes transaction records, masked as the writer masks them.
-#[derive(Clone, Debug)]
-pub struct Records(Masker);
+#[derive(Clone)]
+pub struct Records(Masker, Option<Customer>);
 
 impl Records {
     /// The record of `tx`.
     pub fn record(&self, tx: &HttpTransaction) -> TxRecord {
-        TxRecord::new(tx, &self.0)
+        let mut r = TxRecord::new(tx, &self.0);
+        if let Some(c) = &self.1 {
+            r.set_customer(&c.txs.tx(tx), &self.0, &c.salt, c.capture.as_deref());
+        }
+        r
+    }
+
+    /// The record of `http`, whose sessions' view is `tx`.
+    pub fn record_with(&self, http: &HttpTransaction, tx: &pov_sessions::Tx) -> TxRecord {
+        let mut r = TxRecord::new(http, &self.0);
+        if let Some(c) = &self.1 {
+            r.set_customer(tx, &self.0, &c.salt, c.capture.as_deref());
+        }
+        r
     }
 }
 

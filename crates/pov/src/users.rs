@@ -448,6 +448,8 @@ pub struct UserStage<W: Write> {
     robot_keys: std::collections::HashSet<u64>,
     /// Robots by (address, User-Agent), with their user keys' hashes.
     robot_clients: HashMap<RobotId, (RobotClient, std::collections::HashSet<u64>)>,
+    /// Identifiers are pseudonyms already ([`UserStage::set_prehashed`]).
+    prehashed: bool,
 }
 
 /// Sees every closed session with its labels, the user's name and the
@@ -474,12 +476,7 @@ impl<W: Write> UserStage<W> {
         sessionizer.set_spill_dir(&std::env::temp_dir());
         Ok(UserStage {
             sessionizer,
-            txs: Arc::new(SessionTxs {
-                classifier: Classifier::new(&cfg.failures)?,
-                proxies: Sessionizer::proxies(&cfg.users)?,
-                users: cfg.users.clone(),
-                revenue: cfg.revenue.clone(),
-            }),
+            txs: Arc::new(SessionTxs::new(cfg)?),
             routes: Routes::new(&cfg.routes)?,
             cfg: cfg.clone(),
             mask: mask && cfg.privacy.mask,
@@ -494,6 +491,7 @@ impl<W: Write> UserStage<W> {
             include_robots: false,
             robot_keys: std::collections::HashSet::new(),
             robot_clients: HashMap::new(),
+            prehashed: false,
         })
     }
 
@@ -614,7 +612,26 @@ impl<W: Write> UserStage<W> {
     }
 
     fn user_name(&self, k: &UserKey) -> String {
+        if self.prehashed {
+            // Transactions read back from records: their identifiers are
+            // already the pseudonyms the packet stage made of the keys
+            // (crate::from_tx), only address keys are hashed here.
+            if let UserKey::Cookie(_, v) | UserKey::Header(v) | UserKey::Query(_, v) | UserKey::Login(v) = k {
+                return v.clone();
+            }
+            return k.hashed(&self.cfg.privacy.hash_salt);
+        }
         if self.mask { k.hashed(&self.cfg.privacy.hash_salt) } else { k.raw() }
+    }
+
+    /// The transactions come from records whose identifiers (session
+    /// cookies, identity header, query id, sign-in name) are already
+    /// pseudonyms and whose texts are already masked (`pov analyze
+    /// --from-transactions`): users are named by those pseudonyms, texts
+    /// are not masked twice.
+    pub fn set_prehashed(&mut self) {
+        self.prehashed = true;
+        self.masker = Masker::off();
     }
 
     fn handle(&mut self, closed: Vec<Session>) -> io::Result<()> {
@@ -883,12 +900,17 @@ impl<W: Write> UserStage<W> {
         if !u.failures.is_empty() {
             self.report.users_affected += 1;
         }
+        let user = self.user_name(&u.key);
         if let Some(w) = self.out.users.as_mut() {
             let login = u.login.as_ref().map(|l| {
-                if self.mask { UserKey::Login(l.clone()).hashed(&self.cfg.privacy.hash_salt) } else { l.clone() }
+                if self.mask && !self.prehashed {
+                    UserKey::Login(l.clone()).hashed(&self.cfg.privacy.hash_salt)
+                } else {
+                    l.clone()
+                }
             });
             w.write(&UserRecord {
-                user: if self.mask { u.key.hashed(&self.cfg.privacy.hash_salt) } else { u.key.raw() },
+                user,
                 id_rule: u.key.rule().into(),
                 first_ts: secs(u.first),
                 last_ts: secs(u.last),
@@ -925,6 +947,16 @@ pub struct SessionTxs {
 }
 
 impl SessionTxs {
+    /// What a user stage with `cfg` takes of transactions.
+    pub fn new(cfg: &PovConfig) -> Result<SessionTxs, String> {
+        Ok(SessionTxs {
+            classifier: Classifier::new(&cfg.failures)?,
+            proxies: Sessionizer::proxies(&cfg.users)?,
+            users: cfg.users.clone(),
+            revenue: cfg.revenue.clone(),
+        })
+    }
+
     /// The sessions' view of `t`.
     pub fn tx(&self, t: &HttpTransaction) -> Tx {
         let mut tx = Tx::from_http(t, &self.users, &self.proxies, &self.revenue);
