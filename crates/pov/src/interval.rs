@@ -833,6 +833,9 @@ mod tests {
             max_store_bytes: 1 << 30,
             history: None,
             replays: 0,
+            from_transactions: false,
+            dataset: None,
+            history_days: 30,
         };
         let pipe = PipelineConfig::default();
         let mut watch = Unwatched;
