@@ -160,8 +160,9 @@ impl RunWriter {
 
     fn finish(self) -> io::Result<Run> {
         let RunWriter { path, out, at, entries, hashes, index, .. } = self;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_data().ok();
+        // (Flushed to the page cache, where lookups read it: a run is
+        // scratch, never synced.)
+        drop(out.into_inner().map_err(|e| e.into_error())?);
         let bits = (hashes.len() * BLOOM_BITS).max(64) as u64;
         let mut bloom = vec![0u64; bits.div_ceil(64) as usize];
         let bits = bloom.len() as u64 * 64;
@@ -264,6 +265,8 @@ pub struct SpillMap<K, V> {
     /// Memory an entry in the hash map costs (for the budget).
     entry_cost: usize,
     failed: bool,
+    /// Entries set (see [`SpillMap::changes`]).
+    changes: u64,
     written: u64,
     disk_reads: AtomicU64,
     errors: AtomicU64,
@@ -285,6 +288,7 @@ where
             max_hot: max_hot.max(2),
             entry_cost,
             failed: false,
+            changes: 0,
             written: 0,
             disk_reads: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -349,32 +353,31 @@ where
     }
 
     /// `k`'s value; if it came from disk it is in memory again, last used
-    /// at `at`. Returns also the bytes the budget gives back (see
-    /// [`SpillMap::insert`]).
-    pub fn get_promote(&mut self, k: &K, at: Ts) -> (Option<V>, isize) {
+    /// at `at`.
+    pub fn get_promote(&mut self, k: &K, at: Ts) -> Option<V> {
         if let Some((v, t)) = self.hot.get_mut(k) {
             *t = (*t).max(at);
-            return (Some(v.clone()), 0);
+            return Some(v.clone());
         }
-        match self.on_disk(k) {
-            Some(v) => {
-                let d = self.insert(k.clone(), v.clone(), at);
-                (Some(v), d)
-            }
-            None => (None, 0),
-        }
+        let v = self.on_disk(k)?;
+        self.insert(k.clone(), v.clone(), at);
+        Some(v)
     }
 
-    /// Sets `k`'s value, last used at `at`. Returns the change in what the
-    /// map holds by the budget's measure (bytes; negative when a spill
-    /// wrote more to disk than this entry adds).
-    pub fn insert(&mut self, k: K, v: V, at: Ts) -> isize {
-        let before = self.held_bytes() as isize;
+    /// Sets `k`'s value, last used at `at` (past the cap, the older half
+    /// goes to disk).
+    pub fn insert(&mut self, k: K, v: V, at: Ts) {
         self.hot.insert(k, (v, at));
+        self.changes += 1;
         if self.hot.len() > self.max_hot && self.dir.is_some() && !self.failed {
             self.spill_older_half();
         }
-        self.held_bytes() as isize - before
+    }
+
+    /// Entries set so far: what the map holds can have changed only when
+    /// this has.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     fn on_disk(&self, k: &K) -> Option<V> {
@@ -407,10 +410,9 @@ where
         let cut = *cut;
         // Strictly older than the median, then as many of the median's
         // ties as make half.
-        let mut quota = mid;
         let mut out: Vec<(u64, K, V)> = Vec::with_capacity(mid + 1);
         let older: Vec<K> = self.hot.iter().filter(|(_, (_, t))| *t < cut).map(|(k, _)| k.clone()).collect();
-        quota = quota.saturating_sub(older.len());
+        let quota = mid.saturating_sub(older.len());
         let ties: Vec<K> =
             self.hot.iter().filter(|(_, (_, t))| *t == cut).take(quota).map(|(k, _)| k.clone()).collect();
         for k in older.into_iter().chain(ties) {
@@ -605,8 +607,7 @@ mod tests {
             m.insert(format!("k{i}"), i, Ts(i as i64 + 2000));
         }
         assert_eq!(m.get(&"k0".to_string()), Some(5000));
-        let (v, _) = m.get_promote(&"k1".to_string(), Ts(10_000));
-        assert_eq!(v, Some(1));
+        assert_eq!(m.get_promote(&"k1".to_string(), Ts(10_000)), Some(1));
         assert!(m.get_hot_mut(&"k1".to_string()).is_some());
         drop(m);
         std::fs::remove_dir_all(&d).unwrap();

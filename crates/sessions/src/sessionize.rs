@@ -640,7 +640,8 @@ pub const MAX_REMEMBERED: usize = 100_000;
 /// the sweep's heap, its connections' entries (each with a copy of the
 /// user's key). Measured with heaptrack on `synth hostile --class
 /// many-users` (180,000 sessions open at once, one page each): about 600
-/// bytes in the maps and records and 150 in the copies of the key.
+/// bytes in the maps and records; the copies of the key's strings add an
+/// estimated 150.
 pub const OPEN_SESSION_COST: usize = 768;
 
 /// What a transaction held in an open session costs the memory budget,
@@ -928,9 +929,7 @@ impl Sessionizer {
                 e.1.push(((ip, ua), seq));
             }
         }
-        if self.watermark.0 >= self.last_sweep.0.saturating_add(1_000_000_000) {
-            self.sweep(&mut closed);
-        }
+        self.sweep_if_due(&mut closed);
         closed
     }
 
@@ -1101,18 +1100,20 @@ impl Sessionizer {
     fn note_evidence(&mut self, tx: &Tx, k: &UserKey, pers: Option<u64>) {
         // (Found on disk, an entry comes back to memory: the user is
         // active again.)
+        let changes = self.persistent.changes() + self.logins.changes();
         if let Some(h) = pers
-            && self.persistent.get_promote(&h, tx.start).0.is_none()
+            && self.persistent.get_promote(&h, tx.start).is_none()
         {
             self.persistent.insert(h, k.clone(), tx.start);
-            self.recharge();
         }
         if let Some(l) = &tx.login {
             let h = text_hash("", l);
-            if self.logins.get_promote(&h, tx.start).0.is_none() {
+            if self.logins.get_promote(&h, tx.start).is_none() {
                 self.logins.insert(h, k.clone(), tx.start);
-                self.recharge();
             }
+        }
+        if self.persistent.changes() + self.logins.changes() != changes {
+            self.recharge();
         }
     }
 
@@ -1149,11 +1150,16 @@ impl Sessionizer {
         let mut closed = Vec::new();
         if now > self.watermark {
             self.watermark = now;
-            if self.watermark.0 >= self.last_sweep.0.saturating_add(1_000_000_000) {
-                self.sweep(&mut closed);
-            }
+            self.sweep_if_due(&mut closed);
         }
         closed
+    }
+
+    /// Sweeps once a second of capture time.
+    fn sweep_if_due(&mut self, closed: &mut Vec<Session>) {
+        if self.watermark.0 >= self.last_sweep.0.saturating_add(1_000_000_000) {
+            self.sweep(closed);
+        }
     }
 
     /// Adds a failed connection attempt.
