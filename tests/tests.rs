@@ -21,5 +21,6 @@ mod parallel;
 mod privacy;
 mod reassembly;
 mod replay;
+mod spark;
 mod synth;
 mod users;
