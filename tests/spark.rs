@@ -334,7 +334,8 @@ fn a_night_on_a_spark_cluster_gives_the_summary_of_one_analyze() {
             w.display()
         );
     }
-    assert_eq!(r["date"], "2026-11-02");
+    let night = &r["nights"][0];
+    assert_eq!((night["date"].as_str(), night["probe"].as_str()), (Some("2026-11-02"), Some("edge-1")));
     for p in &parts {
         let stem = p.file_stem().unwrap().to_str().unwrap();
         let f = ds.join(format!("tx_records/date=2026-11-02/probe=edge-1/part-{stem}.parquet"));
@@ -396,7 +397,39 @@ fn a_night_on_a_spark_cluster_gives_the_summary_of_one_analyze() {
     assert_eq!(names, ["night-0.pcap", "night-1.pcap", "night-2.pcap", "night-3.pcap"]);
     let n: u64 = recs.iter().map(|r| r["transactions"].as_u64().unwrap()).sum();
     assert_eq!(Some(n), t["transactions"].as_u64());
+    assert_eq!(night["records"]["tx_records"], t["transactions"]);
     assert!(recs.iter().all(|r| r["transactions"].as_u64().unwrap() > 100), "{recs:?}");
+
+    // A capture pov cannot read: the task fails (tried twice), the run
+    // says which file and why, exits 1, and leaves the dataset as it was.
+    let bad = d.path("captures/edge-2-0300.pcap");
+    std::fs::write(&bad, b"not a capture\n").unwrap();
+    let before: Vec<_> = std::fs::read_dir(ds.join("tx_records/date=2026-11-02/probe=edge-1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut cmd = Command::new("python3");
+    cmd.arg(util::root().join("crates/pov/spark/pov_spark.py"))
+        .args(["--master", &cluster.master_url, "--pov", env!("CARGO_BIN_EXE_pov"), "--dataset", s(&ds)])
+        .args(["--driver-host", "127.0.0.1", "--conf", "spark.executor.memory=512m"])
+        .args(["--conf", "spark.task.maxFailures=2", "--night", &format!("edge-2={}", s(&bad))]);
+    spark_env(&mut cmd, &home, &d.path("spark"));
+    let mut driver = Group::spawn("pov_spark.py (bad capture)", &mut cmd, d.path("driver-bad.log"));
+    let status = driver.wait(300);
+    let printed = driver.log();
+    assert_eq!(status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains(&format!("pov_spark: the packet stage failed: RuntimeError: pov transactions {}", s(&bad))),
+        "{printed}"
+    );
+    drop(driver);
+    assert!(std::fs::read_dir(&ds).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+    assert!(!ds.join("summary/date=2026-11-02/probe=edge-2").exists());
+    let after: Vec<_> = std::fs::read_dir(ds.join("tx_records/date=2026-11-02/probe=edge-1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(after, before);
 
     drop(cluster);
     eprintln!(

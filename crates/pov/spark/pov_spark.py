@@ -5,12 +5,14 @@
         --dataset /data/pov-ds --probe edge-1 -c /etc/pov/pov.toml \\
         '/captures/edge-1/*.pcap'
 
+Several probes' nights go in one run with `--night PROBE=GLOB` (repeated).
+
 1. The packet stage: one Spark task per capture file, each running
    `pov transactions --format parquet --failed-connections ...` on its file.
    Their records go into the dataset as two tables of their own,
    `tx_records` and `failed_connections`, under the night's partition
    (`DIR/tx_records/date=YYYY-MM-DD/probe=NAME/part-<capture>.parquet`).
-2. The customer stage, once, on the driver: `pov analyze --from-transactions`
+2. The customer stage, once per probe, on the driver: `pov analyze --from-transactions`
    over those records with `--dataset DIR --probe NAME` (pov files the
    night's transactions, pages, sessions, users, failures, summary and
    manifest in the dataset itself).
@@ -209,7 +211,11 @@ def main():
     ap.add_argument("--master", required=True, help="spark://HOST:PORT (or local[N] to try it on one machine)")
     ap.add_argument("--pov", required=True, help="the pov binary, at the same path on every node")
     ap.add_argument("--dataset", required=True, help="the dataset folder (shared by every node)")
-    ap.add_argument("--probe", default="default", help="the probe the night is filed under")
+    ap.add_argument("--probe", default="default", help="the probe the captures given are filed under")
+    ap.add_argument("--night", action="append", default=[], metavar="PROBE=GLOB",
+                    help="also the captures GLOB names, filed under PROBE (repeat for several probes)")
+    ap.add_argument("--customer-jobs", type=int, default=1,
+                    help="customer stages run at once on the driver (one per probe)")
     ap.add_argument("-c", "--config", help="pov.toml, for both stages")
     ap.add_argument("--out", help="also keep the customer stage's output folder here")
     ap.add_argument("--threads", type=int, default=1, help="threads of each packet-stage run (one Spark core each)")
@@ -234,9 +240,25 @@ def main():
     config = os.path.abspath(a.config) if a.config else None
     if config and not os.path.isfile(config):
         fail(f"{a.config}: no such file", 2)
-    files = [] if a.queries_only else captures_of(a.captures)
-    if not a.queries_only and not files:
-        fail("no capture given", 2)
+    nights = {}
+    if not a.queries_only:
+        if a.captures:
+            nights[a.probe] = list(a.captures)
+        for n in a.night:
+            probe, _, pattern = n.partition("=")
+            if not pattern:
+                fail(f"--night {n}: give PROBE=GLOB", 2)
+            nights.setdefault(probe, []).append(pattern)
+        if not nights:
+            fail("no capture given", 2)
+        for probe in nights:
+            # The name pov accepts (crates/pov/src/dataset.rs).
+            ok = 0 < len(probe) <= 64 and not probe.startswith(".") and all(
+                c.isascii() and (c.isalnum() or c in "._-") for c in probe)
+            if not ok:
+                fail(f"probe name {probe!r}: use 1 to 64 ASCII letters, digits, '.', '_' or '-', "
+                     "not starting with '.'", 2)
+            nights[probe] = captures_of(nights[probe])
     queries = a.query or ["all"]
     chosen = "all" not in queries
     if not chosen:
@@ -249,7 +271,7 @@ def main():
     from pyspark.sql import SparkSession
 
     t_start = time.monotonic()
-    b = (SparkSession.builder.master(a.master).appName(f"pov night {a.probe}")
+    b = (SparkSession.builder.master(a.master).appName("pov night " + " ".join(sorted(nights)))
          .config("spark.pyspark.python", sys.executable)
          .config("spark.pyspark.driver.python", sys.executable)
          .config("spark.ui.showConsoleProgress", "false")
@@ -263,13 +285,13 @@ def main():
         b = b.config(k, v)
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    report = {"probe": a.probe, "dataset": dataset, "master": a.master,
+    report = {"dataset": dataset, "master": a.master,
               "spark_version": spark.version, "startup_s": round(time.monotonic() - t_start, 3)}
     staging = os.path.join(dataset, f".spark-staging-{os.getpid()}")
     code = 0
     try:
-        if files:
-            night(spark, a, pov, config, dataset, staging, files, report)
+        if nights:
+            night(spark, a, pov, config, dataset, staging, nights, report)
         t0 = time.monotonic()
         report["tables"] = register(spark, dataset, a.merge_schema)
         missing = {q: [t for t in NEEDS[q] if t not in report["tables"]] for q in queries}
@@ -305,80 +327,106 @@ class StageFailed(Exception):
     pass
 
 
-def night(spark, a, pov, config, dataset, staging, files, report):
-    """The packet stage on the cluster, the records into the dataset, the
-    customer stage once."""
+def night(spark, a, pov, config, dataset, staging, nights, report):
+    """The packet stage on the cluster (every probe's captures in one job),
+    the records into the dataset, the customer stage once per probe."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from pyspark.sql import functions as F
 
-    for t in ("tx_records", "failed_connections"):
-        os.makedirs(os.path.join(staging, t))
-    jobs = [{
-        "pov": pov, "config": config, "capture": f, "threads": a.threads,
-        "tx": os.path.join(staging, "tx_records", f"part-{stem(f)}.parquet"),
-        "failed": os.path.join(staging, "failed_connections", f"part-{stem(f)}.parquet"),
-    } for f in files]
+    jobs = []
+    for probe, files in nights.items():
+        for t in ("tx_records", "failed_connections"):
+            os.makedirs(os.path.join(staging, t, f"probe={probe}"))
+        jobs += [{
+            "pov": pov, "config": config, "capture": f, "threads": a.threads, "probe": probe,
+            "tx": os.path.join(staging, "tx_records", f"probe={probe}", f"part-{stem(f)}.parquet"),
+            "failed": os.path.join(staging, "failed_connections", f"probe={probe}", f"part-{stem(f)}.parquet"),
+        } for f in files]
     t0 = time.monotonic()
     try:
         # One partition per capture: one task each.
         tasks = spark.sparkContext.parallelize(jobs, len(jobs)).map(packet_stage).collect()
     except Exception as e:  # py4j's error carries the task's message
-        msg = str(e).strip().splitlines()
-        raise StageFailed("the packet stage failed: " + next((m for m in msg if "pov transactions" in m), msg[0]))
+        lines = [m.strip() for m in str(e).strip().splitlines()] or ["?"]
+        why = next((m for m in lines if m.startswith("RuntimeError: pov transactions")), lines[0])
+        raise StageFailed("the packet stage failed: " + why)
     report["packet_stage_s"] = round(time.monotonic() - t0, 3)
     report["tasks"] = tasks
 
-    # The night's date: the UTC day of its first record, as pov files it.
+    # Each night's date: the UTC day of its first record, as pov files it.
     t0 = time.monotonic()
-    tx = spark.read.parquet(os.path.join(staging, "tx_records"))
-    failed = spark.read.parquet(os.path.join(staging, "failed_connections"))
-    firsts = [r[0] for r in (tx.agg(F.min("ts")).collect() + failed.agg(F.min("ts")).collect()) if r[0] is not None]
-    if not firsts:
-        raise StageFailed("the captures hold no transaction and no failed connection attempt: no night to file")
-    first = min(firsts)
-    date = datetime.datetime.fromtimestamp(first, datetime.timezone.utc).strftime("%Y-%m-%d")
-    report["date"] = date
-    report["records"] = {"transactions": tx.count(), "failed_connections": failed.count()}
+    firsts, counts = {}, {}
+    for t in ("tx_records", "failed_connections"):
+        df = spark.read.parquet(os.path.join(staging, t))
+        for r in df.groupBy("probe").agg(F.min("ts").alias("first"), F.count("*").alias("n")).collect():
+            if r["first"] is not None:
+                firsts[r["probe"]] = min(firsts.get(r["probe"], r["first"]), r["first"])
+            counts.setdefault(r["probe"], {})[t] = r["n"]
     report["date_s"] = round(time.monotonic() - t0, 3)
+    empty = [p for p in nights if p not in firsts]
+    if empty:
+        raise StageFailed(f"the captures of {', '.join(empty)} hold no transaction and no failed connection "
+                          "attempt: no night to file")
+    dates = {p: datetime.datetime.fromtimestamp(firsts[p], datetime.timezone.utc).strftime("%Y-%m-%d")
+             for p in nights}
 
-    # Into the night's partition, one rename per file; then what an earlier
-    # run left there goes.
-    for t in ("tx_records", "failed_connections"):
-        part = os.path.join(dataset, t, f"date={date}", f"probe={a.probe}")
-        os.makedirs(part, exist_ok=True)
-        mine = set()
-        for n in sorted(os.listdir(os.path.join(staging, t))):
-            os.replace(os.path.join(staging, t, n), os.path.join(part, n))
-            mine.add(n)
-        for n in os.listdir(part):
-            if n.startswith("part-") and n not in mine:
-                os.remove(os.path.join(part, n))
-    report["move_s"] = round(time.monotonic() - t0, 3)
+    # Into each night's partition, one rename per file; then what an
+    # earlier run left there goes.
+    for probe in nights:
+        for t in ("tx_records", "failed_connections"):
+            part = os.path.join(dataset, t, f"date={dates[probe]}", f"probe={probe}")
+            os.makedirs(part, exist_ok=True)
+            mine = set()
+            src = os.path.join(staging, t, f"probe={probe}")
+            for n in sorted(os.listdir(src)):
+                os.replace(os.path.join(src, n), os.path.join(part, n))
+                mine.add(n)
+            for n in os.listdir(part):
+                if n.startswith("part-") and n not in mine:
+                    os.remove(os.path.join(part, n))
 
-    # The customer stage, once.
-    out = os.path.abspath(a.out) if a.out else os.path.join(staging, "out")
-    argv = [pov, "analyze", "--quiet", "--out", out, "--dataset", dataset, "--probe", a.probe]
-    if config:
-        argv += ["-c", config]
-    for t in ("tx_records", "failed_connections"):
-        argv += ["--from-transactions", os.path.join(dataset, t, f"date={date}", f"probe={a.probe}", "part-*.parquet")]
-    argv += a.analyze_arg
+    def customer(probe):
+        date = dates[probe]
+        out = os.path.abspath(a.out) if a.out and len(nights) == 1 else os.path.join(staging, f"out-{probe}")
+        argv = [pov, "analyze", "--quiet", "--out", out, "--dataset", dataset, "--probe", probe]
+        if config:
+            argv += ["-c", config]
+        for t in ("tx_records", "failed_connections"):
+            argv += ["--from-transactions", os.path.join(dataset, t, f"date={date}", f"probe={probe}", "part-*.parquet")]
+        argv += a.analyze_arg
+        t0 = time.monotonic()
+        run = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+        took = round(time.monotonic() - t0, 3)
+        if run.returncode != 0:
+            return probe, took, f"exit {run.returncode}: " + run.stderr.decode("utf-8", "replace").strip()[-2000:]
+        if not os.path.isfile(os.path.join(dataset, "manifest", f"date={date}", f"probe={probe}", "manifest.json")):
+            return probe, took, f"the night was not filed under {date} (see {dataset}/manifest)"
+        return probe, took, None
+
     t0 = time.monotonic()
-    run = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+    with ThreadPoolExecutor(max_workers=max(1, a.customer_jobs)) as pool:
+        done = list(pool.map(customer, sorted(nights)))
     report["customer_stage_s"] = round(time.monotonic() - t0, 3)
-    if run.returncode != 0:
-        raise StageFailed(f"the customer stage failed (exit {run.returncode}): "
-                          + run.stderr.decode("utf-8", "replace").strip()[-2000:])
-    summary_dir = os.path.join(dataset, "summary", f"date={date}", f"probe={a.probe}")
-    if not os.path.isfile(os.path.join(dataset, "manifest", f"date={date}", f"probe={a.probe}", "manifest.json")):
-        raise StageFailed(f"the customer stage did not file the night under {date} (see {dataset}/manifest)")
-    with open(os.path.join(summary_dir, "summary.json")) as f:
-        s = json.load(f)
-    report["summary"] = os.path.join(summary_dir, "summary.json")
-    print(f"{len(files)} captures, {sum(t['capture_bytes'] for t in tasks):,} bytes: packet stage "
+    failed = [f"{p}: {err}" for p, _, err in done if err]
+    report["nights"] = []
+    for probe, took, err in done:
+        date = dates[probe]
+        n = {"probe": probe, "date": date, "captures": len(nights[probe]), "records": counts.get(probe, {}),
+             "customer_stage_s": took}
+        if not err:
+            n["summary"] = os.path.join(dataset, "summary", f"date={date}", f"probe={probe}", "summary.json")
+            with open(n["summary"]) as f:
+                s = json.load(f)
+            print(f"{date} {probe}: {len(nights[probe])} captures; users: {s['users_total']} "
+                  f"({s['users_affected']} affected), transactions: {s['transactions']}, "
+                  f"revenue lost: {s['revenue_lost']['value']:.2f}; customer stage {took:.1f} s")
+        report["nights"].append(n)
+    print(f"{len(tasks)} captures, {sum(t['capture_bytes'] for t in tasks):,} bytes: packet stage "
           f"{report['packet_stage_s']:.1f} s on {len({t['executor_dir'] for t in tasks})} executors, "
-          f"customer stage {report['customer_stage_s']:.1f} s; night {date} probe {a.probe}")
-    print(f"users: {s['users_total']} ({s['users_affected']} affected), transactions: {s['transactions']}, "
-          f"revenue lost: {s['revenue_lost']['value']:.2f}")
+          f"customer stages {report['customer_stage_s']:.1f} s")
+    if failed:
+        raise StageFailed("the customer stage failed: " + "; ".join(failed))
 
 
 if __name__ == "__main__":
