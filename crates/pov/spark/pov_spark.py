@@ -102,36 +102,47 @@ def packet_stage(job):
     """One Spark task: `pov transactions` on one capture file (runs on an
     executor). Returns what it did; raises when pov fails, so that Spark
     tries the task again (spark.task.maxFailures) and then fails the job."""
-    import resource
     import socket
 
     from pyspark import TaskContext
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     argv = [job["pov"], "transactions", "--quiet", "--format", "parquet", "--threads", str(job["threads"]),
             "-o", job["tx"], "--failed-connections", job["failed"]]
     if job["config"]:
         argv += ["-c", job["config"]]
     argv.append(job["capture"])
-    run = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    code, err, use = run_measured(argv)
     wall = time.monotonic() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if run.returncode != 0:
-        err = run.stderr.decode("utf-8", "replace").strip()[-2000:]
-        raise RuntimeError(f"pov transactions {job['capture']}: exit {run.returncode}: {err}")
+    if code != 0:
+        raise RuntimeError(f"pov transactions {job['capture']}: exit {code}: {err}")
     ctx = TaskContext.get()
     return {
         "capture": job["capture"],
         "capture_bytes": os.path.getsize(job["capture"]),
         "records_bytes": os.path.getsize(job["tx"]) + os.path.getsize(job["failed"]),
         "wall_s": round(wall, 3),
-        "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 3),
+        "cpu_s": round(use.ru_utime + use.ru_stime, 3),
+        "max_rss_kib": use.ru_maxrss,
         "host": socket.gethostname(),
         # In standalone mode an executor runs in WORKDIR/APP-ID/EXECUTOR-ID.
         "executor_dir": os.getcwd(),
         "attempt": ctx.attemptNumber() if ctx else 0,
     }
+
+
+def run_measured(argv):
+    """Runs a command; returns its exit code, the end of its stderr, and
+    its own resource use (CPU time, peak RSS in KiB)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, use = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode("utf-8", "replace").strip()[-2000:]
+    return p.returncode, text, use
 
 
 def fail(msg, code=1):
@@ -396,10 +407,11 @@ def night(spark, a, pov, config, dataset, staging, nights, report):
             argv += ["--from-transactions", os.path.join(dataset, t, f"date={date}", f"probe={probe}", "part-*.parquet")]
         argv += a.analyze_arg
         t0 = time.monotonic()
-        run = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
-        took = round(time.monotonic() - t0, 3)
-        if run.returncode != 0:
-            return probe, took, f"exit {run.returncode}: " + run.stderr.decode("utf-8", "replace").strip()[-2000:]
+        code, err, use = run_measured(argv)
+        took = {"wall_s": round(time.monotonic() - t0, 3), "cpu_s": round(use.ru_utime + use.ru_stime, 3),
+                "max_rss_kib": use.ru_maxrss}
+        if code != 0:
+            return probe, took, f"exit {code}: {err}"
         if not os.path.isfile(os.path.join(dataset, "manifest", f"date={date}", f"probe={probe}", "manifest.json")):
             return probe, took, f"the night was not filed under {date} (see {dataset}/manifest)"
         return probe, took, None
@@ -413,14 +425,14 @@ def night(spark, a, pov, config, dataset, staging, nights, report):
     for probe, took, err in done:
         date = dates[probe]
         n = {"probe": probe, "date": date, "captures": len(nights[probe]), "records": counts.get(probe, {}),
-             "customer_stage_s": took}
+             "customer_stage": took}
         if not err:
             n["summary"] = os.path.join(dataset, "summary", f"date={date}", f"probe={probe}", "summary.json")
             with open(n["summary"]) as f:
                 s = json.load(f)
             print(f"{date} {probe}: {len(nights[probe])} captures; users: {s['users_total']} "
                   f"({s['users_affected']} affected), transactions: {s['transactions']}, "
-                  f"revenue lost: {s['revenue_lost']['value']:.2f}; customer stage {took:.1f} s")
+                  f"revenue lost: {s['revenue_lost']['value']:.2f}; customer stage {took['wall_s']:.1f} s")
         report["nights"].append(n)
     print(f"{len(tasks)} captures, {sum(t['capture_bytes'] for t in tasks):,} bytes: packet stage "
           f"{report['packet_stage_s']:.1f} s on {len({t['executor_dir'] for t in tasks})} executors, "
