@@ -114,6 +114,13 @@ print(f"records (tx_records + failed_connections, Parquet): {recs / 1e6:.1f} MB 
       f"{recs / tx:.0f} bytes per transaction")
 print(f"packet stage per task: {min(t['wall_s'] for t in tasks):.2f} to {max(t['wall_s'] for t in tasks):.2f} s wall; "
       f"executors: {len({t['executor_dir'] for t in tasks})}")
+same = 0
+for n in r["nights"]:
+    a = json.load(open(f"{d}/one/ds/summary/date={n['date']}/probe={n['probe']}/summary.json"))
+    b = json.load(open(n["summary"]))
+    drop = ("inputs", "capture_start", "capture_end", "counters")
+    same += {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+print(f"summaries equal to the one-machine run's (all but inputs, span, counters): {same} of {len(r['nights'])} probes")
 print(f"customer stage per probe: {min(c['wall_s'] for c in cs):.2f} to {max(c['wall_s'] for c in cs):.2f} s wall, "
       f"{sum(c['cpu_s'] for c in cs) / tx * 1e6:.1f} CPU s per million transactions, "
       f"peak RSS {min(c['max_rss_kib'] for c in cs) / 1024:.0f} to {max(c['max_rss_kib'] for c in cs) / 1024:.0f} MiB")

@@ -175,13 +175,31 @@ impl Cluster {
             w.wait_for("Successfully registered with master", 90);
         }
         // Nothing listens beyond loopback.
-        for p in &procs {
-            let log = p.log();
-            assert!(!log.contains("0.0.0.0"), "{} bound beyond loopback:\n{log}", p.name);
-        }
+        let pids: Vec<u32> = procs.iter().map(|p| p.child.id()).collect();
+        let beyond = listening_beyond_loopback(&pids);
+        assert!(beyond.is_empty(), "listening beyond loopback: {beyond:?}");
         procs.reverse();
         Cluster { master_url, worker_dirs, _procs: procs }
     }
+}
+
+/// The listening TCP sockets of processes `pids` bound to anything but
+/// 127.0.0.1 (`ss -ltnp`); every process must listen on something.
+fn listening_beyond_loopback(pids: &[u32]) -> Vec<String> {
+    let out = Command::new("ss").args(["-H", "-l", "-t", "-n", "-p"]).output().expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut beyond = Vec::new();
+    for pid in pids {
+        let mine: Vec<&str> = text.lines().filter(|l| l.contains(&format!("pid={pid},"))).collect();
+        assert!(!mine.is_empty(), "process {pid} listens on nothing:\n{text}");
+        for l in mine {
+            let local = l.split_whitespace().nth(3).unwrap_or("");
+            if !local.starts_with("127.0.0.1:") && !local.starts_with("[::ffff:127.0.0.1]:") {
+                beyond.push(l.to_string());
+            }
+        }
+    }
+    beyond
 }
 
 /// Instants to cut a capture at into `n` files of about as many requests
