@@ -55,7 +55,10 @@ spark_home=$(python3 -c 'import os, pyspark; print(os.path.dirname(pyspark.__fil
 rm -rf "$dir/spark" && mkdir -p "$dir/spark/local" "$dir/spark/w1" "$dir/spark/w2"
 export SPARK_HOME=$spark_home SPARK_LOCAL_IP=127.0.0.1 SPARK_LOCAL_DIRS=$dir/spark/local
 pids=()
-stop() { for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done; }
+stop() {
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+    wait "${pids[@]}" 2>/dev/null || true
+}
 trap stop EXIT
 setsid "$spark_home/bin/spark-class" org.apache.spark.deploy.master.Master --host 127.0.0.1 --port 0 \
     --webui-port 0 >"$dir/spark/master.log" 2>&1 &

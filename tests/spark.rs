@@ -326,6 +326,7 @@ fn a_night_on_a_spark_cluster_gives_the_summary_of_one_analyze() {
         .args(["--conf", "spark.sql.shuffle.partitions=4"])
         // Both executors up before the first task: one task each at once.
         .args(["--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0"])
+        .args(["--conf", "spark.scheduler.maxRegisteredResourcesWaitingTime=120s"])
         .args(["--conf", &format!("spark.local.dir={}", s(&d.path("spark/local")))])
         .args(["--query", "affected_users_per_day", "--query", "failures_by_kind_per_day"])
         .args(["--query", "failures_by_route_week_over_week", "--query", "records_per_capture"])
