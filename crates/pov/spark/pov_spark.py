@@ -78,6 +78,14 @@ QUERIES = {
                round(percentile_approx(load_ms, 0.95), 1) AS p95_ms
         FROM pages GROUP BY date, route HAVING count(*) >= 10
         ORDER BY date, p95_ms DESC""",
+    # Session cookies seen from more than one client address, per night and
+    # probe: the customers a run partitioned by address would have to
+    # reconcile (docs/scale.md).
+    "cookies_from_several_addresses": """
+        SELECT date, probe, count(*) AS cookies, count_if(addresses > 1) AS from_several_addresses
+        FROM (SELECT date, probe, session_cookie, count(DISTINCT client_ip) AS addresses
+              FROM tx_records WHERE session_cookie IS NOT NULL GROUP BY date, probe, session_cookie)
+        GROUP BY date, probe ORDER BY date, probe""",
     # The packet stage's records per capture file of each night.
     "records_per_capture": """
         SELECT date, probe, capture, count(*) AS transactions,
@@ -92,6 +100,7 @@ NEEDS = {
     "failures_by_kind_per_day": ["failures"],
     "failures_by_route_week_over_week": ["failures"],
     "page_load_by_route_per_day": ["pages"],
+    "cookies_from_several_addresses": ["tx_records"],
     "records_per_capture": ["tx_records"],
 }
 
