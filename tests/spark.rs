@@ -373,6 +373,25 @@ fn a_night_on_a_spark_cluster_gives_the_summary_of_one_analyze() {
     assert_eq!(c["captures"], serde_json::json!(["night-0.pcap", "night-1.pcap", "night-2.pcap", "night-3.pcap"]));
     assert!(printed.contains(&format!("users: {} ({} affected)", t["users_total"], t["users_affected"])), "{printed}");
 
+    // The manifest names the captures where they are, so `pov find` replays
+    // a customer's sessions from the night's files: the key's pages and
+    // requests of a customer who ordered.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ds.join("manifest/date=2026-11-02/probe=edge-1/manifest.json")).unwrap())
+            .unwrap();
+    let paths: Vec<&str> = m["captures"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, parts.iter().map(|p| s(p)).collect::<Vec<_>>());
+    let u =
+        key["users"].as_array().unwrap().iter().find(|u| u["order_id"].is_string()).expect("a customer who ordered");
+    let har = d.path("customer.har");
+    let order = u["order_id"].as_str().unwrap();
+    util::pov_ok(&["find", s(&ds), "-c", s(&cfg), "--order", order, "--replay", "har", "-o", s(&har)]);
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let requests: usize =
+        u["connections"].as_array().unwrap().iter().map(|c| c["transactions"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!(h["log"]["pages"].as_array().unwrap().len(), u["pages"].as_array().unwrap().len(), "{order}");
+    assert_eq!(h["log"]["entries"].as_array().unwrap().len(), requests, "{order}");
+
     // Spark SQL on the dataset, both nights: what each night's summary says.
     let q = &r["queries"];
     let rows = |name: &str| q[name].as_array().unwrap_or_else(|| panic!("{name}: {q}")).clone();

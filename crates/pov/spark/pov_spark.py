@@ -154,6 +154,20 @@ def run_measured(argv):
     return p.returncode, text, use
 
 
+def record_capture_paths(manifest, files):
+    """Adds each capture's path to a night's manifest: the customer stage,
+    reading records, knows the captures' names and time spans only, and
+    `pov find --replay` reads the captures at the paths the manifest gives
+    (the names are unique within a night: captures_of)."""
+    with open(manifest) as f:
+        m = json.load(f)
+    by_name = {os.path.basename(p): p for p in files}
+    for c in m.get("captures", []):
+        if not c.get("path") and c.get("name") in by_name:
+            c["path"] = by_name[c["name"]]
+    write_atomically(manifest, json.dumps(m, indent=2) + "\n")
+
+
 def fail(msg, code=1):
     print(f"pov_spark: {msg}", file=sys.stderr)
     sys.exit(code)
@@ -421,8 +435,10 @@ def night(spark, a, pov, config, dataset, staging, nights, report):
                 "max_rss_kib": use.ru_maxrss}
         if code != 0:
             return probe, took, f"exit {code}: {err}"
-        if not os.path.isfile(os.path.join(dataset, "manifest", f"date={date}", f"probe={probe}", "manifest.json")):
+        manifest = os.path.join(dataset, "manifest", f"date={date}", f"probe={probe}", "manifest.json")
+        if not os.path.isfile(manifest):
             return probe, took, f"the night was not filed under {date} (see {dataset}/manifest)"
+        record_capture_paths(manifest, nights[probe])
         return probe, took, None
 
     t0 = time.monotonic()
