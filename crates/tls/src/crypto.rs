@@ -6,9 +6,9 @@
 //! decrypts from the received bytes straight into a reused output buffer,
 //! with no allocation per record.
 
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::aead::{AeadInOut, Nonce, Tag};
-use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit};
+use aes_gcm::aead::generic_array::GenericArray;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha384};
@@ -145,8 +145,8 @@ pub fn prf(hash: HashKind, secret: &[u8], label: &[u8], seed: &[&[u8]], out: &mu
     }
 }
 
-fn p_hash<M: Mac + KeyInit + Clone>(secret: &[u8], label: &[u8], seed: &[&[u8]], out: &mut [u8]) {
-    let Ok(base) = <M as KeyInit>::new_from_slice(secret) else {
+fn p_hash<M: Mac + hmac::digest::KeyInit + Clone>(secret: &[u8], label: &[u8], seed: &[&[u8]], out: &mut [u8]) {
+    let Ok(base) = <M as Mac>::new_from_slice(secret) else {
         // HMAC takes keys of every length; nothing to do if it did not.
         return;
     };
@@ -326,6 +326,8 @@ impl RecordKey {
                 &aad
             }
         };
+        // Reuses the buffer's capacity: no allocation once it has grown to
+        // a record's size.
         out.clear();
         out.resize(ct_len, 0);
         let ok = match &*self.cipher {
@@ -337,14 +339,16 @@ impl RecordKey {
     }
 }
 
-fn open_with<A: AeadInOut>(a: &A, nonce: &[u8; 12], aad: &[u8], ct: &[u8], tag: &[u8], out: &mut [u8]) -> bool {
-    let (Ok(nonce), Ok(tag)) = (Nonce::<A>::try_from(&nonce[..]), Tag::<A>::try_from(tag)) else {
+/// Copies the ciphertext into `out` and decrypts it there (the AEAD
+/// crates of this line work in place); `ct` stays intact for a retry.
+fn open_with<A: AeadInPlace>(a: &A, nonce: &[u8; 12], aad: &[u8], ct: &[u8], tag: &[u8], out: &mut [u8]) -> bool {
+    if nonce.len() != 12 || tag.len() != 16 || out.len() != ct.len() {
         return false;
-    };
-    let Ok(buf) = InOutBuf::new(ct, out) else {
-        return false;
-    };
-    a.decrypt_inout_detached(&nonce, aad, buf, &tag).is_ok()
+    }
+    out.copy_from_slice(ct);
+    let nonce = GenericArray::from_slice(nonce);
+    let tag = GenericArray::from_slice(tag);
+    a.decrypt_in_place_detached(nonce, aad, out, tag).is_ok()
 }
 
 /// The next TLS 1.3 application traffic secret after a KeyUpdate (RFC

@@ -2,9 +2,9 @@
 //! [`TlsConn`] (every split of the streams), and capture loss on streams
 //! of records sealed here with the RFC's keys.
 
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::aead::{AeadInOut, Nonce};
-use aes_gcm::{Aes128Gcm, KeyInit};
+use aes_gcm::Aes128Gcm;
+use aes_gcm::aead::generic_array::GenericArray;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
 
 use crate::crypto::tests::{h, rfc8448};
 use crate::wire::Alert;
@@ -192,8 +192,7 @@ fn sealed_stream(sizes: &[usize], first: u64) -> (Vec<u8>, Vec<std::ops::Range<u
         for (b, s) in nonce[4..].iter_mut().zip((first + i as u64).to_be_bytes()) {
             *b ^= s;
         }
-        let nonce = Nonce::<Aes128Gcm>::try_from(&nonce[..]).expect("nonce");
-        let tag = key.encrypt_inout_detached(&nonce, &hdr, InOutBuf::from(&mut buf[..])).expect("seal");
+        let tag = key.encrypt_in_place_detached(GenericArray::from_slice(&nonce), &hdr, &mut buf).expect("seal");
         let start = out.len();
         out.extend_from_slice(&hdr);
         out.extend_from_slice(&buf);
