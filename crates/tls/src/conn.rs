@@ -542,7 +542,10 @@ impl TlsConn {
         match h.ctype {
             content::CHANGE_CIPHER_SPEC => {
                 self.facts.ccs[s] = true;
-                if !tls13 {
+                // TLS 1.2 turns protection on here. A ChangeCipherSpec
+                // before any ServerHello is TLS 1.3's middlebox
+                // compatibility one (after a HelloRetryRequest): ignored.
+                if !tls13 && self.facts.server_hello.is_some() {
                     let d = &mut self.dirs[s];
                     d.protected = true;
                     d.epoch = Epoch::Application;

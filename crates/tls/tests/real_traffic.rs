@@ -100,17 +100,21 @@ struct Case {
     suite: u16,
     /// curl verifies the certificate (and so refuses the connection).
     verify: bool,
+    /// curl offers a key share the server does not take: a
+    /// HelloRetryRequest.
+    retry: bool,
 }
 
 const CASES: &[Case] = &[
-    Case { tls13: false, cipher: "ECDHE-RSA-AES128-GCM-SHA256", suite: 0xc02f, verify: false },
-    Case { tls13: false, cipher: "ECDHE-RSA-AES256-GCM-SHA384", suite: 0xc030, verify: false },
-    Case { tls13: false, cipher: "ECDHE-RSA-CHACHA20-POLY1305", suite: 0xcca8, verify: false },
-    Case { tls13: true, cipher: "TLS_AES_128_GCM_SHA256", suite: 0x1301, verify: false },
-    Case { tls13: true, cipher: "TLS_AES_256_GCM_SHA384", suite: 0x1302, verify: false },
-    Case { tls13: true, cipher: "TLS_CHACHA20_POLY1305_SHA256", suite: 0x1303, verify: false },
-    Case { tls13: false, cipher: "ECDHE-RSA-AES128-GCM-SHA256", suite: 0xc02f, verify: true },
-    Case { tls13: true, cipher: "TLS_AES_128_GCM_SHA256", suite: 0x1301, verify: true },
+    Case { tls13: false, cipher: "ECDHE-RSA-AES128-GCM-SHA256", suite: 0xc02f, verify: false, retry: false },
+    Case { tls13: false, cipher: "ECDHE-RSA-AES256-GCM-SHA384", suite: 0xc030, verify: false, retry: false },
+    Case { tls13: false, cipher: "ECDHE-RSA-CHACHA20-POLY1305", suite: 0xcca8, verify: false, retry: false },
+    Case { tls13: true, cipher: "TLS_AES_128_GCM_SHA256", suite: 0x1301, verify: false, retry: false },
+    Case { tls13: true, cipher: "TLS_AES_256_GCM_SHA384", suite: 0x1302, verify: false, retry: false },
+    Case { tls13: true, cipher: "TLS_CHACHA20_POLY1305_SHA256", suite: 0x1303, verify: false, retry: false },
+    Case { tls13: true, cipher: "TLS_AES_256_GCM_SHA384", suite: 0x1302, verify: false, retry: true },
+    Case { tls13: false, cipher: "ECDHE-RSA-AES128-GCM-SHA256", suite: 0xc02f, verify: true, retry: false },
+    Case { tls13: true, cipher: "TLS_AES_128_GCM_SHA256", suite: 0x1301, verify: true, retry: false },
 ];
 
 const PATHS: [&str; 3] = ["/page.html", "/big.bin", "/missing"];
@@ -141,7 +145,8 @@ fn record() -> (Lab, PathBuf, PathBuf, Vec<Responses>) {
            uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5; default_type application/octet-stream;\n\
            server {{ listen 127.0.0.1:8443 ssl; server_name pov.test; root {d}/www;\n\
              ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;\n\
-             ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ALL; ssl_session_tickets off; }} }}\n"
+             ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ALL; ssl_session_tickets off;\n\
+             ssl_ecdh_curve X25519; }} }}\n"
     );
     std::fs::write(lab.path("nginx.conf"), conf).expect("conf");
     let nginx = lab
@@ -197,6 +202,10 @@ fn record() -> (Lab, PathBuf, PathBuf, Vec<Responses>) {
         args.extend(["--resolve".into(), "pov.test:8443:127.0.0.1".into()]);
         if !case.verify {
             args.push("-k".into());
+        }
+        if case.retry {
+            // A P-256 key share first; the server only takes X25519.
+            args.extend(["--curves".into(), "P-256:X25519".into()]);
         }
         if case.tls13 {
             args.extend(["--tlsv1.3".into(), "--tls13-ciphers".into(), case.cipher.into()]);
@@ -439,6 +448,23 @@ fn tshark_alerts(pcap: &Path) -> BTreeMap<u32, u8> {
     map
 }
 
+/// The bodies of the blocks of one type in a little-endian pcapng.
+fn pcapng_blocks(file: &[u8], kind: u32) -> Vec<Vec<u8>> {
+    let word = |p: usize| u32::from_le_bytes([file[p], file[p + 1], file[p + 2], file[p + 3]]);
+    assert_eq!(word(8), 0x1a2b_3c4d, "editcap writes little-endian here");
+    let mut out = Vec::new();
+    let mut p = 0;
+    while p + 12 <= file.len() {
+        let (t, len) = (word(p), word(p + 4) as usize);
+        assert!(len >= 12 && p + len <= file.len(), "pcapng block at {p}");
+        if t == kind {
+            out.push(file[p + 8..p + len - 4].to_vec());
+        }
+        p += len;
+    }
+    out
+}
+
 /// Record spans (start, end) of one side's stream.
 fn record_spans(events: &Events, side: Side) -> Vec<(u64, u64)> {
     let stream: Vec<u8> = events.iter().filter(|e| e.0 == side).flat_map(|e| e.2.clone()).collect();
@@ -466,6 +492,20 @@ fn nginx_and_curl_every_suite_decrypted_like_curl_and_tshark_saw_it() {
     let shark = tshark(&pcap, &keylog);
     let alerts = tshark_alerts(&pcap);
     let no_keys = KeyStore::new();
+    // The same secrets from a pcapng's Decryption Secrets Block, as
+    // editcap writes it.
+    let with_dsb = pcap.with_extension("pcapng");
+    run(Command::new("editcap")
+        .arg("--inject-secrets")
+        .arg(format!("tls,{}", keylog.to_string_lossy()))
+        .args([pcap.to_string_lossy().as_ref(), with_dsb.to_string_lossy().as_ref()]));
+    let mut dsb_keys = KeyStore::new();
+    for body in pcapng_blocks(&std::fs::read(&with_dsb).expect("pcapng"), 0x0000_000a) {
+        dsb_keys.load_dsb_body(&body, false);
+    }
+    assert_eq!((dsb_keys.stats().dsb_blocks, dsb_keys.stats().dsb_refused), (1, 0));
+    assert_eq!(dsb_keys.stats().secrets, keys.stats().secrets);
+    assert_eq!(dsb_keys.len(), keys.len());
     for (i, (case, events)) in CASES.iter().zip(&conns).enumerate() {
         let (conn, seen) = decode(&keys, events, None);
         let f = conn.facts();
@@ -473,6 +513,7 @@ fn nginx_and_curl_every_suite_decrypted_like_curl_and_tshark_saw_it() {
         assert_eq!(f.version(), Some(if case.tls13 { Version::TLS13 } else { Version::TLS12 }), "{what}");
         assert_eq!(f.cipher_suite(), Some(case.suite), "{what}");
         assert_eq!(f.sni(), Some("pov.test"), "{what}");
+        assert_eq!(f.hello_retry, case.retry, "{what}");
         assert_eq!(f.client_hello.as_ref().map(|c| c.alpn.clone()), Some(vec!["http/1.1".to_string()]), "{what}");
         let (blind_conn, blind) = decode(&no_keys, events, None);
         assert!(blind.plain.iter().all(Vec::is_empty));
@@ -493,6 +534,8 @@ fn nginx_and_curl_every_suite_decrypted_like_curl_and_tshark_saw_it() {
             continue;
         }
         assert_eq!(f.outcome, Some(Outcome::Decrypted), "{what}");
+        let (_, from_dsb) = decode(&dsb_keys, events, None);
+        assert_eq!(from_dsb.plain, seen.plain, "{what}: keys from the pcapng");
         assert_eq!(blind_conn.facts().outcome, Some(Outcome::EncryptedNoKeys), "{what}");
         assert_eq!(f.alpn.as_deref(), Some("http/1.1"), "{what}");
         for st in &f.sides {
