@@ -326,29 +326,26 @@ impl RecordKey {
                 &aad
             }
         };
-        // Reuses the buffer's capacity: no allocation once it has grown to
-        // a record's size.
+        // The ciphertext is copied into the reused buffer (no allocation
+        // once it has grown to a record's size) and decrypted there: the
+        // AEAD crates of this line work in place, and `body` stays intact
+        // for another attempt.
         out.clear();
-        out.resize(ct_len, 0);
+        out.extend_from_slice(ct);
         let ok = match &*self.cipher {
-            Cipher::Aes128(c) => open_with(c, &nonce, aad, ct, tag, out),
-            Cipher::Aes256(c) => open_with(c, &nonce, aad, ct, tag, out),
-            Cipher::ChaCha(c) => open_with(c, &nonce, aad, ct, tag, out),
+            Cipher::Aes128(c) => open_with(c, &nonce, aad, tag, out),
+            Cipher::Aes256(c) => open_with(c, &nonce, aad, tag, out),
+            Cipher::ChaCha(c) => open_with(c, &nonce, aad, tag, out),
         };
         if ok { Ok(ct_len) } else { Err(OpenError::BadTag) }
     }
 }
 
-/// Copies the ciphertext into `out` and decrypts it there (the AEAD
-/// crates of this line work in place); `ct` stays intact for a retry.
-fn open_with<A: AeadInPlace>(a: &A, nonce: &[u8; 12], aad: &[u8], ct: &[u8], tag: &[u8], out: &mut [u8]) -> bool {
-    if nonce.len() != 12 || tag.len() != 16 || out.len() != ct.len() {
+fn open_with<A: AeadInPlace>(a: &A, nonce: &[u8; 12], aad: &[u8], tag: &[u8], buf: &mut [u8]) -> bool {
+    if tag.len() != 16 {
         return false;
     }
-    out.copy_from_slice(ct);
-    let nonce = GenericArray::from_slice(nonce);
-    let tag = GenericArray::from_slice(tag);
-    a.decrypt_in_place_detached(nonce, aad, out, tag).is_ok()
+    a.decrypt_in_place_detached(GenericArray::from_slice(nonce), aad, buf, GenericArray::from_slice(tag)).is_ok()
 }
 
 /// The next TLS 1.3 application traffic secret after a KeyUpdate (RFC
