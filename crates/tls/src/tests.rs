@@ -7,6 +7,7 @@ use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 
 use crate::crypto::tests::{h, rfc8448};
+use crate::crypto::{HashKind, hkdf_expand_label};
 use crate::wire::Alert;
 use crate::{Decoder, KeyStatus, KeyStore, Outcome, Side, TlsConn, TlsSink, Version};
 
@@ -176,19 +177,28 @@ fn closed_after_client_hello_is_incomplete_and_alert_fails_handshake() {
 /// Seals TLS 1.3 application data records with the RFC's client
 /// application key, sequence numbers from `first`.
 fn sealed_stream(sizes: &[usize], first: u64) -> (Vec<u8>, Vec<std::ops::Range<usize>>, Vec<Vec<u8>>) {
-    let key = Aes128Gcm::new_from_slice(&h(rfc8448::C_AP_KEY)).expect("key");
-    let iv = h(rfc8448::C_AP_IV);
+    let records: Vec<(u8, Vec<u8>)> =
+        sizes.iter().enumerate().map(|(i, &n)| (23, (0..n).map(|j| (i * 31 + j) as u8).collect())).collect();
+    let (out, spans) = seal(&h(rfc8448::C_AP), &records, first);
+    (out, spans, records.into_iter().map(|r| r.1).collect())
+}
+
+/// Seals TLS 1.3 records (inner content type, content) with the
+/// AES-128-GCM key and IV of a traffic secret.
+fn seal(secret: &[u8], records: &[(u8, Vec<u8>)], first: u64) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+    let mut k = [0u8; 16];
+    let mut iv = [0u8; 12];
+    assert!(hkdf_expand_label(HashKind::Sha256, secret, b"key", b"", &mut k));
+    assert!(hkdf_expand_label(HashKind::Sha256, secret, b"iv", b"", &mut iv));
+    let key = Aes128Gcm::new_from_slice(&k).expect("key");
     let mut out = Vec::new();
     let mut spans = Vec::new();
-    let mut plains = Vec::new();
-    for (i, &n) in sizes.iter().enumerate() {
-        let plain: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
-        let mut buf = plain.clone();
-        buf.push(23);
+    for (i, (ctype, content)) in records.iter().enumerate() {
+        let mut buf = content.clone();
+        buf.push(*ctype);
         let len = buf.len() + 16;
         let hdr = [23, 3, 3, (len >> 8) as u8, len as u8];
-        let mut nonce = [0u8; 12];
-        nonce.copy_from_slice(&iv);
+        let mut nonce = iv;
         for (b, s) in nonce[4..].iter_mut().zip((first + i as u64).to_be_bytes()) {
             *b ^= s;
         }
@@ -198,9 +208,39 @@ fn sealed_stream(sizes: &[usize], first: u64) -> (Vec<u8>, Vec<std::ops::Range<u
         out.extend_from_slice(&buf);
         out.extend_from_slice(&tag);
         spans.push(start..out.len());
-        plains.push(plain);
     }
-    (out, spans, plains)
+    (out, spans)
+}
+
+#[test]
+fn key_updates_are_followed_even_when_lost() {
+    let keys = all_secrets();
+    // RFC 8446 section 7.2: the next secret is HKDF-Expand-Label(secret,
+    // "traffic upd", "", Hash.length).
+    let mut next = [0u8; 32];
+    assert!(hkdf_expand_label(HashKind::Sha256, &h(rfc8448::C_AP), b"traffic upd", b"", &mut next));
+    let before: Vec<(u8, Vec<u8>)> = vec![(23, b"one".to_vec()), (23, b"two".to_vec()), (22, vec![24, 0, 0, 1, 0])];
+    let after: Vec<(u8, Vec<u8>)> = vec![(23, b"three".to_vec()), (23, b"four".to_vec())];
+    let (mut stream, spans) = seal(&h(rfc8448::C_AP), &before, 1);
+    let (tail, _) = seal(&next, &after, 0);
+    stream.extend_from_slice(&tail);
+    for lose_update in [false, true] {
+        let mut cx = Decoder::new(&keys);
+        let mut seen = Seen::default();
+        let mut conn = after_handshake(&mut cx, &mut seen);
+        if lose_update {
+            conn.data(&mut cx, Side::Client, 1, &stream[..spans[2].start], &mut seen);
+            conn.gap(Side::Client, spans[2].len() as u64);
+            conn.data(&mut cx, Side::Client, 2, &stream[spans[2].end..], &mut seen);
+        } else {
+            conn.data(&mut cx, Side::Client, 1, &stream, &mut seen);
+        }
+        conn.finish(&mut cx, 3, &mut seen);
+        assert_eq!(seen.plain[0], b"onetwothreefour", "KeyUpdate lost: {lose_update}");
+        let st = &conn.facts().sides[0];
+        assert_eq!(st.key_updates, 1);
+        assert_eq!((st.lost_records, st.decrypt_failures), (u64::from(lose_update), 0));
+    }
 }
 
 /// A decrypting connection after the RFC 8448 handshake, the client's
