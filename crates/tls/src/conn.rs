@@ -518,11 +518,11 @@ impl TlsConn {
         let body = &rec[HEADER_LEN..];
         let first = !self.dirs.iter().any(|d| d.seen_record);
         self.dirs[s].seen_record = true;
-        self.facts.sides[s].records += 1;
         if first && h.ctype != content::HANDSHAKE {
             self.facts.not_tls = true;
             return;
         }
+        self.facts.sides[s].records += 1;
         if self.dirs[s].rec_version.is_none() && self.facts.server_hello.is_some() {
             self.dirs[s].rec_version = Some(h.version);
         }

@@ -348,3 +348,56 @@ fn not_tls_and_garbage_after_the_handshake() {
     assert_eq!(st.resyncs, 1);
     assert_eq!(seen.plain[0], plains.concat());
 }
+
+/// A small deterministic generator (xorshift), for damage that does not
+/// depend on the code under test.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn damaged_streams_never_panic_and_every_record_is_accounted() {
+    let keys = all_secrets();
+    let (stream, _, _) = sealed_stream(&[100, 2000, 300, 16000, 50, 700, 4000, 10, 9000, 1], 1);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..300u32 {
+        let mut cx = Decoder::new(&keys);
+        let mut seen = Seen::default();
+        let mut conn = if round.is_multiple_of(3) { TlsConn::new() } else { after_handshake(&mut cx, &mut seen) };
+        let mut s = stream.clone();
+        // Flip bytes, then cut the stream into random chunks and gaps.
+        for _ in 0..rng.next() % 4 {
+            let i = (rng.next() as usize) % s.len();
+            s[i] ^= 1 << (rng.next() % 8);
+        }
+        let mut p = 0;
+        while p < s.len() {
+            let n = 1 + (rng.next() as usize) % 3000;
+            let end = (p + n).min(s.len());
+            if rng.next().is_multiple_of(5) {
+                conn.gap(Side::Client, (end - p) as u64);
+            } else {
+                conn.data(&mut cx, Side::Client, p as i64, &s[p..end], &mut seen);
+            }
+            if rng.next().is_multiple_of(7) {
+                let junk: Vec<u8> = (0..rng.next() % 64).map(|_| rng.next() as u8).collect();
+                conn.data(&mut cx, Side::Server, p as i64, &junk, &mut seen);
+            }
+            p = end;
+        }
+        conn.finish(&mut cx, 0, &mut seen);
+        let st = &conn.facts().sides[0];
+        // Every record read is in exactly one bucket.
+        assert_eq!(
+            st.records,
+            st.plaintext_records + st.decrypted_records + st.undecrypted_records + st.decrypt_failures,
+            "round {round}: {st:?}"
+        );
+    }
+}
