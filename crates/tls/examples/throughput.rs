@@ -37,7 +37,7 @@ fn main() {
         let mut keys = KeyStore::new();
         let line = format!("CLIENT_TRAFFIC_SECRET_0 {} {}\n", hex(&random), hex(&secret));
         keys.load(line.as_bytes());
-        let mut key = vec![0u8; suite.aead.key_len()];
+        let mut key = vec![0u8; suite.cipher.key_len()];
         let mut iv = [0u8; 12];
         hkdf_expand_label(suite.hash, &secret, b"key", b"", &mut key);
         hkdf_expand_label(suite.hash, &secret, b"iv", b"", &mut iv);
@@ -74,16 +74,17 @@ fn main() {
                 *b ^= s;
             }
             let nonce = GenericArray::from_slice(&nonce);
-            let tag = match suite.aead {
-                pov_tls::crypto::AeadKind::Aes128Gcm => Aes128Gcm::new_from_slice(&key)
+            let tag = match suite.cipher {
+                pov_tls::crypto::CipherKind::Aes128Gcm => Aes128Gcm::new_from_slice(&key)
                     .ok()
                     .and_then(|c| c.encrypt_in_place_detached(nonce, &hdr, &mut buf).ok()),
-                pov_tls::crypto::AeadKind::Aes256Gcm => Aes256Gcm::new_from_slice(&key)
+                pov_tls::crypto::CipherKind::Aes256Gcm => Aes256Gcm::new_from_slice(&key)
                     .ok()
                     .and_then(|c| c.encrypt_in_place_detached(nonce, &hdr, &mut buf).ok()),
-                pov_tls::crypto::AeadKind::ChaCha20Poly1305 => ChaCha20Poly1305::new_from_slice(&key)
+                pov_tls::crypto::CipherKind::ChaCha20Poly1305 => ChaCha20Poly1305::new_from_slice(&key)
                     .ok()
                     .and_then(|c| c.encrypt_in_place_detached(nonce, &hdr, &mut buf).ok()),
+                _ => None,
             };
             let Some(tag) = tag else { return };
             stream.extend_from_slice(&hdr);
@@ -108,13 +109,14 @@ fn main() {
                 *b ^= s;
             }
             let (nonce, tag) = (GenericArray::from_slice(&nonce), GenericArray::from_slice(tag));
-            let ok = match suite.aead {
-                pov_tls::crypto::AeadKind::Aes128Gcm => Aes128Gcm::new_from_slice(&key)
+            let ok = match suite.cipher {
+                pov_tls::crypto::CipherKind::Aes128Gcm => Aes128Gcm::new_from_slice(&key)
                     .is_ok_and(|c| c.decrypt_in_place_detached(nonce, hdr, &mut buf, tag).is_ok()),
-                pov_tls::crypto::AeadKind::Aes256Gcm => Aes256Gcm::new_from_slice(&key)
+                pov_tls::crypto::CipherKind::Aes256Gcm => Aes256Gcm::new_from_slice(&key)
                     .is_ok_and(|c| c.decrypt_in_place_detached(nonce, hdr, &mut buf, tag).is_ok()),
-                pov_tls::crypto::AeadKind::ChaCha20Poly1305 => ChaCha20Poly1305::new_from_slice(&key)
+                pov_tls::crypto::CipherKind::ChaCha20Poly1305 => ChaCha20Poly1305::new_from_slice(&key)
                     .is_ok_and(|c| c.decrypt_in_place_detached(nonce, hdr, &mut buf, tag).is_ok()),
+                _ => false,
             };
             opened += ok as u64;
             p += 5 + len;

@@ -695,7 +695,10 @@ impl TlsConn {
             }
             self.facts.keys = if any_app > 0 { KeyStatus::Found } else { KeyStatus::Missing };
         } else {
-            match keys.get(KeyKind::MasterSecret).and_then(|m| RecordKey::tls12(&suite, m, &ch.random, &sh.random)) {
+            match keys
+                .get(KeyKind::MasterSecret)
+                .and_then(|m| RecordKey::tls12(&suite, m, &ch.random, &sh.random, sh.encrypt_then_mac))
+            {
                 Some((c, s)) => {
                     self.dirs[0].next = Some(c);
                     self.dirs[1].next = Some(s);

@@ -10,8 +10,9 @@
 //!   SNI, ALPN, offered versions and suites, selected version and suite,
 //!   HelloRetryRequest), alerts.
 //! - [`crypto`]: the suites pov decrypts (AES-128-GCM, AES-256-GCM,
-//!   ChaCha20-Poly1305, TLS 1.2 and 1.3), HKDF-Expand-Label, the TLS 1.2
-//!   PRF, and opening records without allocating.
+//!   ChaCha20-Poly1305 for TLS 1.2 and 1.3; TLS 1.2 AES-CBC with HMAC),
+//!   HKDF-Expand-Label, the TLS 1.2 PRF, and opening records without
+//!   allocating.
 //! - [`conn`]: [`TlsConn`], one connection: push each side's bytes and
 //!   gaps in stream order; decrypted application data goes to a
 //!   [`TlsSink`] with gap markers (ready for an HTTP parser), and

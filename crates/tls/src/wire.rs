@@ -135,6 +135,9 @@ pub struct ServerHello {
     pub alpn: Option<String>,
     /// A HelloRetryRequest (RFC 8446 section 4.1.3: the special random).
     pub hello_retry: bool,
+    /// encrypt_then_mac (RFC 7366) accepted: TLS 1.2 CBC records carry
+    /// their MAC after the ciphertext.
+    pub encrypt_then_mac: bool,
 }
 
 impl ServerHello {
@@ -184,6 +187,7 @@ impl<'a> Cur<'a> {
 /// Extension numbers.
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ALPN: u16 = 16;
+const EXT_ENCRYPT_THEN_MAC: u16 = 22;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
 
 /// Parses a ClientHello body (after the 4-byte handshake header).
@@ -251,6 +255,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
         match kind {
             EXT_SUPPORTED_VERSIONS => sh.selected_version = Some(data.u16()?),
             EXT_ALPN => sh.alpn = alpn_list(&mut data)?.into_iter().next(),
+            EXT_ENCRYPT_THEN_MAC => sh.encrypt_then_mac = true,
             _ => {}
         }
     }
