@@ -554,7 +554,7 @@ impl TlsConn {
                 }
             }
             content::ALERT => self.alert_bytes(side, ts, off, body, false, sink),
-            content::HANDSHAKE => self.handshake_bytes(cx, side, ts, off, body, sink),
+            content::HANDSHAKE => self.handshake_bytes(cx, side, body),
             _ => {}
         }
     }
@@ -581,15 +581,7 @@ impl TlsConn {
     }
 
     /// Handshake bytes (plaintext or decrypted): reassembles messages.
-    fn handshake_bytes(
-        &mut self,
-        cx: &mut Decoder<'_>,
-        side: Side,
-        ts: i64,
-        off: u64,
-        data: &[u8],
-        sink: &mut dyn TlsSink,
-    ) {
+    fn handshake_bytes(&mut self, cx: &mut Decoder<'_>, side: Side, data: &[u8]) {
         let s = side.idx();
         let mut hs = mem::take(&mut self.dirs[s].hs);
         hs.extend_from_slice(data);
@@ -605,7 +597,7 @@ impl TlsConn {
             if hs.len() - p - 4 < len {
                 break;
             }
-            self.message(cx, side, ts, off, typ, &hs[p + 4..p + 4 + len], sink);
+            self.message(cx, side, typ, &hs[p + 4..p + 4 + len]);
             p += 4 + len;
         }
         hs.drain(..p);
@@ -613,20 +605,19 @@ impl TlsConn {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn message(
-        &mut self,
-        cx: &mut Decoder<'_>,
-        side: Side,
-        _ts: i64,
-        _off: u64,
-        typ: u8,
-        body: &[u8],
-        _sink: &mut dyn TlsSink,
-    ) {
+    /// One handshake message.
+    fn message(&mut self, cx: &mut Decoder<'_>, side: Side, typ: u8, body: &[u8]) {
         let s = side.idx();
         match (side, typ) {
             (Side::Client, handshake::CLIENT_HELLO) => match wire::parse_client_hello(body) {
-                Some(ch) => self.facts.client_hello = Some(ch),
+                Some(ch) => {
+                    self.facts.client_hello = Some(ch);
+                    // The capture may deliver the ServerHello first (the
+                    // two directions are merged by capture time).
+                    if self.facts.server_hello.is_some() && self.facts.keys != KeyStatus::Found {
+                        self.setup_keys(cx);
+                    }
+                }
                 None => self.facts.sides[s].bad_handshake += 1,
             },
             (Side::Server, handshake::SERVER_HELLO) => match wire::parse_server_hello(body) {
@@ -661,18 +652,19 @@ impl TlsConn {
 
     /// Looks the connection's keys up at the ServerHello.
     fn setup_keys(&mut self, cx: &mut Decoder<'_>) {
-        let (Some(ch), Some(sh)) = (&self.facts.client_hello, &self.facts.server_hello) else {
-            self.facts.keys = KeyStatus::Missing;
-            return;
-        };
+        let Some(sh) = &self.facts.server_hello else { return };
         let tls13 = sh.version() == Version::TLS13;
-        if tls13 {
+        if tls13 && !self.dirs.iter().any(|d| d.protected) {
             // From here both sides protect their records (content type 23).
             for d in &mut self.dirs {
                 d.protected = true;
                 d.epoch = Epoch::Handshake;
             }
         }
+        let Some(ch) = &self.facts.client_hello else {
+            self.facts.keys = KeyStatus::Missing;
+            return;
+        };
         let Some(suite) = suite_info(sh.cipher_suite).filter(|s| s.tls13 == tls13) else {
             self.facts.keys = KeyStatus::UnsupportedSuite;
             return;
@@ -832,7 +824,7 @@ impl TlsConn {
                 self.facts.sides[s].plaintext_bytes += len as u64;
                 sink.plaintext(side, ts, &out[..len]);
             }
-            content::HANDSHAKE => self.handshake_bytes(cx, side, ts, off, &out[..len], sink),
+            content::HANDSHAKE => self.handshake_bytes(cx, side, &out[..len]),
             content::ALERT => self.alert_bytes(side, ts, off, &out[..len], true, sink),
             _ => self.facts.sides[s].bad_handshake += 1,
         }
