@@ -2,10 +2,13 @@
 //! SSLKEYLOGFILE in a network namespace this test creates, captured with
 //! tcpdump; pov-tls decrypts the capture with curl's key log and must find
 //! exactly what curl received (statuses, bodies byte for byte) and what
-//! tshark decrypts from the same capture with the same key log. Every
-//! suite pov supports is used, with TLS 1.2 and 1.3; certificate
-//! rejections are visible without keys; a record dropped from a recorded
-//! stream is a counted loss and the records after it still decrypt.
+//! tshark decrypts from the same capture with the same key log. Eleven
+//! suites (the three of TLS 1.3; TLS 1.2 ECDHE-RSA and ECDHE-ECDSA with
+//! AES-GCM and ChaCha20-Poly1305, AES-CBC with SHA-1 and SHA-384 MACs, with
+//! and without encrypt-then-MAC), a HelloRetryRequest, keys from the key
+//! log and from a pcapng Decryption Secrets Block; certificate rejections
+//! are visible without keys; a record dropped from a recorded stream is a
+//! counted loss and the records after it still decrypt.
 //!
 //! Needs root, ip, nginx, openssl, curl, tcpdump and tshark: without them
 //! the test says so and skips; with CI=true it fails instead. The
@@ -24,7 +27,7 @@ fn can_run() -> bool {
         .ok()
         .and_then(|st| st.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false);
-    let tools = ["ip", "nginx", "openssl", "curl", "tcpdump", "tshark"];
+    let tools = ["ip", "nginx", "openssl", "curl", "tcpdump", "tshark", "editcap"];
     let missing: Vec<&str> = tools
         .iter()
         .copied()
@@ -134,6 +137,22 @@ const CASES: &[Case] = &[
         port: 8443,
     },
     Case { tls13: true, cipher: "TLS_AES_128_GCM_SHA256", suite: 0x1301, verify: false, retry: false, port: 8443 },
+    Case {
+        tls13: false,
+        cipher: "ECDHE-ECDSA-AES128-GCM-SHA256",
+        suite: 0xc02b,
+        verify: false,
+        retry: false,
+        port: 8443,
+    },
+    Case {
+        tls13: false,
+        cipher: "ECDHE-ECDSA-CHACHA20-POLY1305",
+        suite: 0xcca9,
+        verify: false,
+        retry: false,
+        port: 8443,
+    },
     Case { tls13: false, cipher: "ECDHE-RSA-AES128-SHA", suite: 0xc013, verify: false, retry: false, port: 8443 },
     Case { tls13: false, cipher: "ECDHE-RSA-AES256-SHA384", suite: 0xc028, verify: false, retry: false, port: 8443 },
     Case { tls13: false, cipher: "ECDHE-RSA-AES256-SHA", suite: 0xc014, verify: false, retry: false, port: 8444 },
@@ -171,6 +190,16 @@ fn record() -> (Lab, PathBuf, PathBuf, Vec<Responses>) {
     run(Command::new("openssl")
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
         .args(["-keyout", &lab.path("key.pem").to_string_lossy(), "-out", &lab.path("cert.pem").to_string_lossy()]));
+    // An ECDSA certificate too, for the ECDHE-ECDSA suites.
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=pov.test"])
+        .args([
+            "-keyout",
+            &lab.path("eckey.pem").to_string_lossy(),
+            "-out",
+            &lab.path("eccert.pem").to_string_lossy(),
+        ]));
     let d = lab.dir.to_string_lossy().to_string();
     let conf = format!(
         "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
@@ -179,6 +208,7 @@ fn record() -> (Lab, PathBuf, PathBuf, Vec<Responses>) {
            uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5; default_type application/octet-stream;\n\
            server {{ listen 127.0.0.1:8443 ssl; server_name pov.test; root {d}/www;\n\
              ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;\n\
+             ssl_certificate {d}/eccert.pem; ssl_certificate_key {d}/eckey.pem;\n\
              ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ALL; ssl_session_tickets off;\n\
              ssl_ecdh_curve X25519; }}\n\
            server {{ listen 127.0.0.1:8444 ssl; server_name pov.test; root {d}/www;\n\
@@ -636,7 +666,7 @@ fn nginx_and_curl_every_suite_decrypted_like_curl_and_tshark_saw_it() {
                 // AEAD: exactly the dropped record's plaintext.
                 let overhead = if case.tls13 {
                     17
-                } else if case.suite == 0xcca8 {
+                } else if matches!(case.suite, 0xcca8 | 0xcca9) {
                     16
                 } else {
                     24
