@@ -205,6 +205,13 @@ impl TlsConn {
         &self.facts
     }
 
+    /// Heap bytes the connection holds for records and handshake messages
+    /// in progress (capacity, both sides): what a caller's memory budget
+    /// should charge it besides its size.
+    pub fn buffered(&self) -> usize {
+        self.dirs.iter().map(|d| d.pending.capacity() + d.hs.capacity()).sum()
+    }
+
     /// Bytes of `side`'s stream, in order. `ts` is their capture time in
     /// nanoseconds.
     pub fn data(&mut self, cx: &mut Decoder<'_>, side: Side, ts: i64, bytes: &[u8], sink: &mut dyn TlsSink) {
@@ -239,6 +246,18 @@ impl TlsConn {
         let start_off = base + (bytes.len() - input.len()) as u64;
         self.in_step(cx, side, ts, input, start_off, sink);
         self.drive(cx, side, ts, false, sink);
+        // Between records (the end of a response, say) a side holds no
+        // buffer: memory goes with records in progress, not with open
+        // connections. A transfer in full flow always has part of a record
+        // pending, so this frees (and later allocates) once per burst, not
+        // per record.
+        let d = &mut self.dirs[s];
+        if d.pending.is_empty() && d.pending.capacity() > 0 {
+            d.pending = Vec::new();
+        }
+        if d.hs.is_empty() && d.hs.capacity() > 0 {
+            d.hs = Vec::new();
+        }
     }
 
     /// While a side is searching for a record boundary: search, and

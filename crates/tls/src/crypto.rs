@@ -247,8 +247,8 @@ enum Mode {
     },
 }
 
-// Always boxed (RecordKey holds a Box<Cipher>): the variants' sizes differ
-// but a connection pays one pointer per key.
+// Always boxed (in a RecordKey's KeyInner): the variants' sizes differ but
+// a connection pays one pointer per key.
 #[allow(clippy::large_enum_variant)]
 enum Cipher {
     Aes128(Aes128Gcm),
@@ -270,8 +270,12 @@ pub enum OpenError {
 
 /// The key of one direction of one epoch: an AEAD with its IV, ready to
 /// open records. Holds expanded key material: it has no `Debug`.
-pub struct RecordKey {
-    cipher: Box<Cipher>,
+pub struct RecordKey(Box<KeyInner>);
+
+/// A key's parts, boxed so that a connection holding several keys (both
+/// sides, this epoch and the next) stays small.
+struct KeyInner {
+    cipher: Cipher,
     iv: [u8; 12],
     mode: Mode,
     /// CBC suites' MAC key (its first `mac.len()` bytes).
@@ -337,14 +341,14 @@ impl RecordKey {
         };
         let mut mk = [0u8; 48];
         mk.get_mut(..mac_key.len())?.copy_from_slice(mac_key);
-        Some(RecordKey { cipher: Box::new(cipher), iv, mode, mac_key: mk })
+        Some(RecordKey(Box::new(KeyInner { cipher, iv, mode, mac_key: mk })))
     }
 
     /// Bytes a record carries besides its plaintext (explicit nonce and
     /// tag; for TLS 1.3 also the inner content type, padding not
     /// counted).
     pub fn overhead(&self) -> usize {
-        match self.mode {
+        match self.0.mode {
             Mode::Tls13 => 17,
             Mode::Tls12Gcm => 24,
             Mode::Tls12ChaCha => 16,
@@ -357,7 +361,7 @@ impl RecordKey {
     /// (most implementations send the sequence number there), for
     /// resynchronising after a loss.
     pub fn seq_hint(&self, body: &[u8]) -> Option<u64> {
-        if self.mode != Mode::Tls12Gcm {
+        if self.0.mode != Mode::Tls12Gcm {
             return None;
         }
         Some(u64::from_be_bytes(body.get(..8)?.try_into().ok()?))
@@ -370,12 +374,12 @@ impl RecordKey {
     /// modified, so a failed attempt can be retried with another sequence
     /// number or key.
     pub fn open(&self, seq: u64, header: &[u8; 5], body: &[u8], out: &mut Vec<u8>) -> Result<usize, OpenError> {
-        if let Mode::Tls12Cbc { mac, etm } = self.mode {
+        if let Mode::Tls12Cbc { mac, etm } = self.0.mode {
             return self.open_cbc(mac, etm, seq, header, body, out);
         }
-        let (ct, nonce) = match self.mode {
+        let (ct, nonce) = match self.0.mode {
             Mode::Tls13 | Mode::Tls12ChaCha => {
-                let mut nonce = self.iv;
+                let mut nonce = self.0.iv;
                 for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
                     *n ^= s;
                 }
@@ -385,7 +389,7 @@ impl RecordKey {
                 if body.len() < 8 {
                     return Err(OpenError::TooShort);
                 }
-                let mut nonce = self.iv;
+                let mut nonce = self.0.iv;
                 nonce[4..].copy_from_slice(&body[..8]);
                 (&body[8..], nonce)
             }
@@ -395,7 +399,7 @@ impl RecordKey {
         };
         let (ct, tag) = ct.split_at(ct_len);
         let mut aad = [0u8; 13];
-        let aad: &[u8] = match self.mode {
+        let aad: &[u8] = match self.0.mode {
             Mode::Tls13 => header,
             Mode::Tls12Gcm | Mode::Tls12ChaCha | Mode::Tls12Cbc { .. } => {
                 aad[..8].copy_from_slice(&seq.to_be_bytes());
@@ -410,7 +414,7 @@ impl RecordKey {
         // for another attempt.
         out.clear();
         out.extend_from_slice(ct);
-        let ok = match &*self.cipher {
+        let ok = match &self.0.cipher {
             Cipher::Aes128(c) => open_with(c, &nonce, aad, tag, out),
             Cipher::Aes256(c) => open_with(c, &nonce, aad, tag, out),
             Cipher::ChaCha(c) => open_with(c, &nonce, aad, tag, out),
@@ -434,7 +438,7 @@ impl RecordKey {
         out: &mut Vec<u8>,
     ) -> Result<usize, OpenError> {
         let ml = mac.len();
-        let mac_key = &self.mac_key[..ml];
+        let mac_key = &self.0.mac_key[..ml];
         let mac_input = |len: usize| {
             let mut pre = [0u8; 13];
             pre[..8].copy_from_slice(&seq.to_be_bytes());
@@ -458,7 +462,7 @@ impl RecordKey {
         let (iv, ct) = iv_ct.split_at(16);
         out.clear();
         out.resize(ct.len(), 0);
-        let ok = match &*self.cipher {
+        let ok = match &self.0.cipher {
             Cipher::Aes128Cbc(c) => cbc::Decryptor::inner_iv_slice_init(c.clone(), iv)
                 .is_ok_and(|d| d.decrypt_padded_b2b_mut::<NoPadding>(ct, out).is_ok()),
             Cipher::Aes256Cbc(c) => cbc::Decryptor::inner_iv_slice_init(c.clone(), iv)

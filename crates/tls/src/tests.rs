@@ -401,3 +401,22 @@ fn damaged_streams_never_panic_and_every_record_is_accounted() {
         );
     }
 }
+
+#[test]
+fn a_connection_is_small() {
+    // What a connection costs before its buffers grow: the caller keeps
+    // one per open TLS connection.
+    let size = std::mem::size_of::<TlsConn>();
+    assert!(size <= 1200, "{size}");
+    // Between records a connection holds no buffer of its own.
+    let keys = all_secrets();
+    let mut cx = Decoder::new(&keys);
+    let mut seen = Seen::default();
+    let mut conn = after_handshake(&mut cx, &mut seen);
+    let (stream, spans, _) = sealed_stream(&[16000, 16000], 1);
+    conn.data(&mut cx, Side::Client, 1, &stream[..spans[0].end + 100], &mut seen);
+    assert!(conn.buffered() >= 100);
+    conn.data(&mut cx, Side::Client, 1, &stream[spans[0].end + 100..], &mut seen);
+    assert_eq!(conn.buffered(), 0);
+    assert_eq!(seen.plain[0].len(), 32000);
+}
