@@ -22,8 +22,11 @@
 //! TLS 1.2 binds it in the additional data, so the first record after such
 //! a loss is opened with seq+1, seq+2, ... (at most [`MAX_SEQ_TRIES`]
 //! numbers, starting from the fewest records the lost bytes can hold): the
-//! AEAD tag says which count is right, and then the plaintext lost is known
-//! exactly (but for TLS 1.3 padding). TLS 1.2 GCM records carry an explicit
+//! AEAD tag (or the CBC suites' MAC) says which count is right, and then the
+//! plaintext lost is known exactly (but for TLS 1.3 padding and CBC
+//! padding). Only losses in the application epoch reach the sink as gaps:
+//! lost handshake records are counted, not reported as missing data. TLS
+//! 1.2 GCM records carry an explicit
 //! nonce that implementations fill with the sequence number; it is tried
 //! first. When no number fits, the record is counted as undecryptable and
 //! the next record is tried the same way; after [`MAX_FAILS_IN_ROW`]
@@ -558,6 +561,16 @@ impl TlsConn {
             return;
         }
         self.facts.sides[s].plaintext_records += 1;
+        // A loss before this record held records in the clear: they used
+        // no sequence number, and none of them was application data.
+        if let Some(loss) = self.dirs[s].loss.take() {
+            let st = &mut self.facts.sides[s];
+            if loss.exact {
+                st.lost_records += loss.min;
+            } else {
+                st.unknown_losses += 1;
+            }
+        }
         match h.ctype {
             content::CHANGE_CIPHER_SPEC => {
                 self.facts.ccs[s] = true;
@@ -801,14 +814,19 @@ impl TlsConn {
                 // This record used a sequence number too.
                 None => {
                     d.seq += 1;
-                    let overhead = d.key.as_ref().or(d.next.as_ref()).map_or(17, RecordKey::overhead) as u64;
-                    sink.gap(side, ts, (body.len() as u64).saturating_sub(overhead));
+                    // Only application data records are data for the sink.
+                    if d.epoch == Epoch::Application {
+                        let overhead = d.key.as_ref().or(d.next.as_ref()).map_or(17, RecordKey::overhead) as u64;
+                        sink.gap(side, ts, (body.len() as u64).saturating_sub(overhead));
+                    }
                 }
             }
             return;
         };
         let d = &mut self.dirs[s];
         d.fails_in_row = 0;
+        // Records lost in the handshake epoch held no application data.
+        let data_epoch = d.epoch == Epoch::Application;
         if opened.used_next {
             // The epoch's end (server Finished, or a KeyUpdate) was not
             // seen: the next key opened the record.
@@ -824,7 +842,9 @@ impl TlsConn {
         if let Some(loss) = d.loss.take() {
             let k = opened.lost.unwrap_or(loss.min);
             self.facts.sides[s].lost_records += k;
-            sink.gap(side, ts, loss.wire.saturating_sub(k * (HEADER_LEN as u64 + overhead)));
+            if data_epoch {
+                sink.gap(side, ts, loss.wire.saturating_sub(k * (HEADER_LEN as u64 + overhead)));
+            }
         }
         self.facts.sides[s].decrypted_records += 1;
         let n = opened.len;

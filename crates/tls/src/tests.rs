@@ -420,3 +420,30 @@ fn a_connection_is_small() {
     assert_eq!(conn.buffered(), 0);
     assert_eq!(seen.plain[0].len(), 32000);
 }
+
+#[test]
+fn a_lost_handshake_record_is_no_gap_in_the_data() {
+    // RFC 8448: the server's encrypted flight (EncryptedExtensions ..
+    // Finished) loses 300 bytes in its middle. Its NewSessionTicket then
+    // opens with the application key (sequence number 0), and the data
+    // after it is whole: no gap reaches the sink.
+    let keys = all_secrets();
+    let mut cx = Decoder::new(&keys);
+    let mut seen = Seen::default();
+    let mut conn = TlsConn::new();
+    let f = flights();
+    conn.data(&mut cx, Side::Client, 0, &f[0].1, &mut seen);
+    let server = &f[1].1;
+    let sh_len = h(rfc8448::SERVER_HELLO_RECORD).len();
+    conn.data(&mut cx, Side::Server, 1, &server[..sh_len + 200], &mut seen);
+    conn.gap(Side::Server, 300);
+    conn.data(&mut cx, Side::Server, 1, &server[sh_len + 500..], &mut seen);
+    for (i, (side, bytes)) in f.iter().enumerate().skip(2) {
+        conn.data(&mut cx, *side, i as i64, bytes, &mut seen);
+    }
+    assert_eq!(conn.finish(&mut cx, 9, &mut seen), Outcome::Decrypted);
+    assert_eq!(seen.events[1], vec![Ev::Data(50)]);
+    assert_eq!(seen.plain[0], (0u8..50).collect::<Vec<u8>>());
+    let st = &conn.facts().sides[1];
+    assert_eq!((st.lost_records, st.decrypt_failures, st.decrypted_records), (1, 0, 3));
+}
