@@ -15,8 +15,9 @@
 //! length says where the next one starts, and the next record's sequence
 //! number is known (one more). A gap that swallows a record header loses an
 //! unknown number of records: pov scans the following bytes for a
-//! plausible header (content type 20-23, version 0x0301-0x0304, length at
-//! most 2^14+256, the same record version as before when known), confirmed
+//! plausible header (content type 20-23, only 23 once TLS 1.3 application
+//! data flows; version 0x0301-0x0304, the same record version as before
+//! when known; length at most 2^14+256), confirmed
 //! by the header that follows it when those bytes are there. The nonces of
 //! TLS 1.3 and of TLS 1.2 ChaCha20 come from the record sequence number, and
 //! TLS 1.2 binds it in the additional data, so the first record after such
@@ -477,9 +478,18 @@ impl TlsConn {
     /// at the end.
     fn hunt(&mut self, side: Side, at_end: bool) -> bool {
         let s = side.idx();
+        let tls13 = self.facts.tls13();
         let d = &mut self.dirs[s];
         let version = d.rec_version;
-        let ok = |h: &Header| h.plausible(MAX_BODY_RESYNC) && version.is_none_or(|v| h.version == v);
+        // Once application data flows, TLS 1.3 sends only content type 23,
+        // and TLS 1.2 no more ChangeCipherSpec: fewer false boundaries.
+        let ctype_ok = |t: u8| match (d.epoch, tls13) {
+            (Epoch::Application, true) => t == content::APPLICATION_DATA,
+            (Epoch::Application, false) => t != content::CHANGE_CIPHER_SPEC,
+            _ => true,
+        };
+        let ok =
+            |h: &Header| h.plausible(MAX_BODY_RESYNC) && version.is_none_or(|v| h.version == v) && ctype_ok(h.ctype);
         let buf = &d.pending;
         let mut found = None;
         let mut p = 0;
