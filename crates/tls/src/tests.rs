@@ -447,3 +447,41 @@ fn a_lost_handshake_record_is_no_gap_in_the_data() {
     let st = &conn.facts().sides[1];
     assert_eq!((st.lost_records, st.decrypt_failures, st.decrypted_records), (1, 0, 3));
 }
+
+#[test]
+fn wrong_keys_and_unknown_suites_are_told_apart_from_missing_keys() {
+    // Secrets of another connection under this client random.
+    let wrong = keylog(&[
+        ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", rfc8448::S_AP),
+        ("SERVER_HANDSHAKE_TRAFFIC_SECRET", rfc8448::C_AP),
+        ("CLIENT_TRAFFIC_SECRET_0", rfc8448::S_HS),
+        ("SERVER_TRAFFIC_SECRET_0", rfc8448::C_HS),
+    ]);
+    let (conn, seen) = run(&wrong, 100);
+    assert_eq!(conn.facts().outcome, Some(Outcome::KeysMismatch));
+    assert!(seen.plain.iter().all(Vec::is_empty));
+
+    // The same ServerHello choosing TLS_AES_128_CCM_SHA256 (0x1304).
+    let keys = all_secrets();
+    let mut cx = Decoder::new(&keys);
+    let mut seen = Seen::default();
+    let mut conn = TlsConn::new();
+    for (i, (side, mut bytes)) in flights().into_iter().enumerate() {
+        if i == 1 {
+            // The suite follows version (2), random (32), session id (1).
+            assert_eq!(&bytes[9 + 35..9 + 37], &[0x13, 0x01]);
+            bytes[9 + 36] = 0x04;
+        }
+        conn.data(&mut cx, side, 0, &bytes, &mut seen);
+    }
+    assert_eq!(conn.finish(&mut cx, 1, &mut seen), Outcome::UnsupportedSuite);
+    assert_eq!(conn.facts().cipher_suite(), Some(0x1304));
+}
+
+#[test]
+fn connections_move_between_threads_and_keys_are_shared() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<TlsConn>();
+    sync::<KeyStore>();
+}
