@@ -204,6 +204,23 @@ impl TlsConn {
         TlsConn { facts: TlsFacts::default(), dirs: [Dir::new(), Dir::new()], suite: None }
     }
 
+    /// A connection the capture joined after it started (no SYN seen) that
+    /// the caller takes for TLS (by its port, say): each side starts by
+    /// searching for a record boundary, and every record is protected.
+    /// Nothing can be decrypted (the ClientHello, and so the client
+    /// random, was not seen): the outcome is [`Outcome::NoClientHello`],
+    /// with the records counted.
+    pub fn new_midstream() -> TlsConn {
+        let mut c = TlsConn::new();
+        for d in &mut c.dirs {
+            d.seen_record = true;
+            d.sync = Sync::Hunting;
+            d.protected = true;
+            d.epoch = Epoch::Application;
+        }
+        c
+    }
+
     /// What is known so far.
     pub fn facts(&self) -> &TlsFacts {
         &self.facts

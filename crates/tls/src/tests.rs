@@ -485,3 +485,25 @@ fn connections_move_between_threads_and_keys_are_shared() {
     send::<TlsConn>();
     sync::<KeyStore>();
 }
+
+#[test]
+fn a_connection_joined_midstream_is_counted_not_guessed() {
+    let keys = all_secrets();
+    let mut cx = Decoder::new(&keys);
+    let mut seen = Seen::default();
+    let (stream, spans, _) = sealed_stream(&[100, 2000, 300, 16000, 50], 1);
+    let mut conn = TlsConn::new_midstream();
+    // The capture starts 700 bytes into record 1.
+    for piece in stream[spans[1].start + 700..].chunks(1448) {
+        conn.data(&mut cx, Side::Client, 1, piece, &mut seen);
+    }
+    assert_eq!(conn.finish(&mut cx, 2, &mut seen), Outcome::NoClientHello);
+    let st = &conn.facts().sides[0];
+    assert_eq!((st.resyncs, st.undecrypted_records, st.decrypted_records), (1, 3, 0));
+    assert_eq!(st.skipped_bytes as usize, spans[1].len() - 700);
+    assert!(seen.plain[0].is_empty());
+    // The same bytes on a connection taken from its start are no TLS.
+    let mut conn = TlsConn::new();
+    conn.data(&mut cx, Side::Client, 1, &stream[spans[1].start + 700..], &mut seen);
+    assert_eq!(conn.finish(&mut cx, 2, &mut seen), Outcome::NotTls);
+}
