@@ -424,6 +424,12 @@ impl H2Conn {
                 s.malformed = true;
             }
         }
+        if h.kind == FrameType::Headers && h.stream != 0 {
+            // The stream opens with its HEADERS frame, so that a block
+            // lost, too large or broken before its end still leaves a
+            // transaction.
+            let _ = self.stream_for_frame(side, h.stream, true);
+        }
         let mut damaged = false;
         if h.kind != FrameType::Data && h.len as usize > self.cfg.max_frame_buffer {
             // Never buffered: skipped and counted.
@@ -486,11 +492,7 @@ impl H2Conn {
         let ts = self.dirs[d].now;
         let payload = std::mem::take(&mut self.dirs[d].buf);
         match h.kind {
-            FrameType::Data => {
-                if h.has(frame::END_STREAM) {
-                    self.end_side(h.stream, side, ts);
-                }
-            }
+            FrameType::Data if h.has(frame::END_STREAM) => self.end_side(h.stream, side, ts),
             FrameType::Headers | FrameType::PushPromise => {
                 self.header_frame(side, &h, &payload, damaged);
             }
@@ -802,7 +804,7 @@ impl H2Conn {
                         s.tx.method = dec.method;
                         s.tx.scheme = dec.scheme;
                         s.tx.path = dec.path;
-                        s.tx.authority = dec.authority.or_else(|| dec.fields.get("host").map(|h| lossy(h)));
+                        s.tx.authority = dec.authority.or_else(|| dec.fields.get("host").map(lossy));
                         s.tx.request_headers = dec.fields;
                     }
                 }
@@ -993,11 +995,11 @@ impl H2Conn {
 
     /// RST_STREAM from `side` on `id` with `code`.
     fn reset(&mut self, id: u32, side: Side, code: u32, at: i64) {
+        self.stats.resets[side.index()] += 1;
         let Some(s) = self.streams.get_mut(&id) else {
             self.stats.late_resets += 1;
             return;
         };
-        self.stats.resets[side.index()] += 1;
         s.tx.reset = Some(Reset { by: side, code, at });
         s.tx.note(Anomaly::StreamReset);
         let outcome = match side {
@@ -1099,3 +1101,6 @@ fn take_field(dec: &mut Decoded, n: &[u8], v: &[u8]) {
         _ => dec.fields.push(n, v),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -137,7 +137,7 @@ pub mod settings {
 /// The (identifier, value) pairs of a SETTINGS payload; `None` if its
 /// length is not a multiple of 6.
 pub fn parse_settings(payload: &[u8]) -> Option<impl Iterator<Item = (u16, u32)> + '_> {
-    if payload.len() % 6 != 0 {
+    if !payload.len().is_multiple_of(6) {
         return None;
     }
     Some(
