@@ -1,0 +1,608 @@
+//! Real HTTP/2 traffic: nginx serving h2c with prior knowledge inside a
+//! network namespace the test creates (loopback only), clients nghttp
+//! (several streams multiplexed on one connection, a POST) and curl (one
+//! request per connection), recorded with tcpdump. The capture is
+//! reassembled here with a minimal in-order TCP reader (pcap-parser,
+//! etherparse) and fed to [`pov_http2::H2Conn`]; the transactions must
+//! equal what the clients printed (status, body size, path) and what
+//! tshark decodes from the same capture.
+//!
+//! The loss tests cut bytes out of the recorded streams at places found by
+//! walking the frames (inside a HEADERS payload, inside a DATA payload)
+//! and report them as gaps, as a reassembler does for a lost segment.
+//!
+//! They need root, ip, nginx (with http_v2), nghttp, curl, tcpdump and
+//! tshark. Without them the tests say so and pass, unless CI=true, where
+//! they fail. The namespace and every process are removed on drop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use pov_http2::{Chunk, CloseHow, H2Config, H2Conn, H2Stats, H2Transaction, Outcome, Side, Start};
+
+const PORT: u16 = 8080;
+const BIG: usize = 300_000;
+
+fn tool(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    Some(s)
+}
+
+/// Root and the tools, or a skip (a failure under CI).
+fn can_run() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| st.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    let mut missing = Vec::new();
+    if !root {
+        missing.push("root".to_string());
+    }
+    for (cmd, arg) in [("ip", "-V"), ("curl", "--version"), ("nghttp", "--version"), ("tcpdump", "--version")] {
+        if tool(cmd, &[arg]).is_none() {
+            missing.push(cmd.to_string());
+        }
+    }
+    if tool("tshark", &["--version"]).is_none() {
+        missing.push("tshark".into());
+    }
+    match tool("nginx", &["-V"]) {
+        Some(v) if v.contains("http_v2_module") => {}
+        _ => missing.push("nginx with http_v2".into()),
+    }
+    let ok = missing.is_empty();
+    assert!(ok || std::env::var_os("CI").is_none(), "the HTTP/2 traffic tests need {missing:?}; CI has them");
+    if !ok {
+        eprintln!("HTTP/2 traffic tests skipped: missing {missing:?}");
+    }
+    ok
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("run a command");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A namespace with loopback up, a folder, and processes; all removed on
+/// drop.
+struct Lab {
+    ns: String,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("pov-h2-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let lab = Lab { ns: format!("povh2-{id}"), dir, children: Vec::new() };
+        sh(&["ip", "netns", "add", &lab.ns]);
+        sh(&["ip", "-n", &lab.ns, "link", "set", "lo", "up"]);
+        lab
+    }
+
+    fn exec(&self, cmd: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns]).args(cmd);
+        c
+    }
+
+    fn run(&self, cmd: &[&str]) -> String {
+        let out = self.exec(cmd).output().expect("run in the namespace");
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.dir.join(p).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The pages nginx serves: their paths and bodies (the answer key for
+/// sizes).
+fn pages() -> Vec<(&'static str, Vec<u8>)> {
+    // A body with no short period (a linear congruential sequence).
+    let mut x = 12345u32;
+    let big: Vec<u8> = (0..BIG)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    vec![("index.html", b"<html>hello</html>\n".to_vec()), ("big.bin", big)]
+}
+
+/// What one client said about one request.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Truth {
+    method: String,
+    path: String,
+    status: u16,
+    size: u64,
+}
+
+/// The recorded capture and the clients' own reports.
+struct Recorded {
+    pcap: Vec<u8>,
+    /// nghttp's table rows: (stream id, truth) per connection, in order.
+    nghttp: Vec<Vec<(u32, Truth)>>,
+    curl: Vec<Truth>,
+    /// tshark's decoding of the capture.
+    tshark: BTreeMap<(u16, u32), Truth>,
+}
+
+fn recorded() -> Option<&'static Recorded> {
+    static R: OnceLock<Option<Recorded>> = OnceLock::new();
+    R.get_or_init(|| can_run().then(record)).as_ref()
+}
+
+/// Records until tcpdump kept every packet (on two busy cores, a burst on
+/// loopback can overrun it; such a capture is no truth to test against).
+fn record() -> Recorded {
+    for attempt in 1..=5 {
+        match record_once() {
+            Ok(r) => return r,
+            Err(why) => eprintln!("recording {attempt}: {why}; again"),
+        }
+    }
+    panic!("tcpdump dropped packets in five recordings");
+}
+
+fn record_once() -> Result<Recorded, String> {
+    let mut lab = Lab::new();
+    for (name, body) in pages() {
+        std::fs::write(lab.dir.join("www").join(name), body).unwrap();
+    }
+    std::fs::write(lab.dir.join("post.txt"), vec![b'p'; 1000]).unwrap();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nuser root root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n\
+         fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  gzip off;\n\
+         server {{\n    listen 127.0.0.1:{PORT} http2;\n    root {d}/www;\n    location = /boom {{ return 500; }}\n  }}\n}}\n",
+        d = lab.dir.display()
+    );
+    std::fs::write(lab.dir.join("nginx.conf"), conf).unwrap();
+    let conf = lab.path("nginx.conf");
+    let nginx = lab.exec(&["nginx", "-c", &conf]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    lab.children.push(nginx);
+    let url = |p: &str| format!("http://127.0.0.1:{PORT}{p}");
+    // Ready when it answers.
+    let probe = url("/index.html");
+    let ready = (0..100).any(|_| {
+        let ok = lab
+            .exec(&["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge", &probe])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(ready, "nginx did not start: {}", std::fs::read_to_string(lab.dir.join("error.log")).unwrap_or_default());
+
+    let pcap_path = lab.path("h2.pcap");
+    let mut td = lab
+        .exec(&[
+            "tcpdump",
+            "-i",
+            "lo",
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-w",
+            &pcap_path,
+            "tcp",
+            "port",
+            &PORT.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut td_err = BufReader::new(td.stderr.take().unwrap());
+    td_err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "tcpdump said: {line}");
+    let td_pid = td.id();
+    lab.children.push(td);
+
+    // One connection, five streams at once (nghttp also sends PRIORITY
+    // frames for idle streams), then a POST on a second connection.
+    let gets = ["/index.html", "/missing", "/boom", "/big.bin", "/index.html?x=1"];
+    let urls: Vec<String> = gets.iter().map(|p| url(p)).collect();
+    let mut args = vec!["nghttp", "-n", "-s"];
+    args.extend(urls.iter().map(String::as_str));
+    let a = parse_nghttp(&lab.run(&args), "GET");
+    let post = lab.path("post.txt");
+    let index = url("/index.html");
+    let b = parse_nghttp(&lab.run(&["nghttp", "-n", "-s", "-d", &post, &index]), "POST");
+    // curl: four connections, one GET each.
+    let curl_paths = ["/index.html", "/missing", "/boom", "/big.bin"];
+    let curl_urls: Vec<String> = curl_paths.iter().map(|p| url(p)).collect();
+    let mut args = vec![
+        "curl",
+        "-s",
+        "--http2-prior-knowledge",
+        "--parallel",
+        "--parallel-immediate",
+        "-w",
+        "%{method} %{http_code} %{size_download} %{url_effective}\\n",
+    ];
+    for u in &curl_urls {
+        args.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    let curl = lab
+        .run(&args)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let path = f[3].trim_start_matches(&format!("http://127.0.0.1:{PORT}")).to_string();
+            Truth { method: f[0].into(), status: f[1].parse().unwrap(), size: f[2].parse().unwrap(), path }
+        })
+        .collect::<Vec<_>>();
+    // tcpdump hands packets on in blocks retired at the latest after a
+    // second: wait for the last one before stopping it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    sh(&["kill", "-INT", &td_pid.to_string()]);
+    let i = lab.children.iter().position(|c| c.id() == td_pid).unwrap();
+    let mut td = lab.children.remove(i);
+    td.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut td_err, &mut rest).unwrap();
+    // Loopback bursts can outrun tcpdump: none may be dropped.
+    let count =
+        |what: &str| rest.lines().find(|l| l.ends_with(what)).and_then(|l| l.split(' ').next()?.parse::<u64>().ok());
+    if count("packets dropped by kernel") != Some(0) {
+        return Err(format!("tcpdump said {rest:?}"));
+    }
+    let pcap = std::fs::read(&pcap_path).unwrap();
+    let tshark = tshark(Path::new(&pcap_path));
+    Ok(Recorded { pcap, nghttp: vec![a, b], curl, tshark })
+}
+
+/// nghttp's statistics table: `id responseEnd requestStart process code
+/// size path`. Sizes of 1 KiB and more are printed rounded ("292K"): they
+/// are checked against the page and the page's size is the truth.
+fn parse_nghttp(out: &str, method: &str) -> Vec<(u32, Truth)> {
+    let mut rows = Vec::new();
+    let mut table = false;
+    for l in out.lines() {
+        if l.starts_with("id ") {
+            table = true;
+            continue;
+        }
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if !table || f.len() < 7 {
+            continue;
+        }
+        let path = f[6].to_string();
+        let size = match f[5].strip_suffix('K') {
+            None => f[5].parse().unwrap(),
+            Some(k) => {
+                let page = pages().into_iter().find(|(n, _)| path.trim_start_matches('/') == *n).unwrap().1.len();
+                assert_eq!(k.parse::<usize>().unwrap(), page / 1024, "nghttp's rounded size for {path}");
+                page as u64
+            }
+        };
+        rows.push((f[0].parse().unwrap(), Truth { method: method.into(), path, status: f[4].parse().unwrap(), size }));
+    }
+    rows.sort();
+    assert!(!rows.is_empty(), "nghttp printed no statistics: {out}");
+    rows
+}
+
+/// One event of a reassembled connection, in capture order.
+#[derive(Clone, Debug)]
+enum Ev {
+    Data(Side, Vec<u8>, i64, u64),
+    Gap(Side, u64, i64),
+    Close(CloseHow, i64),
+}
+
+/// The capture's TCP connections to the server, by client port: in-order
+/// bytes per side (retransmitted copies trimmed), FIN/RST as closes.
+fn connections(pcap: &[u8]) -> BTreeMap<u16, Vec<Ev>> {
+    let cap = pcap_parser::PcapCapture::from_file(pcap).expect("a pcap file");
+    let mut next: BTreeMap<(u16, usize), u32> = BTreeMap::new();
+    let mut out: BTreeMap<u16, Vec<Ev>> = BTreeMap::new();
+    for (i, b) in cap.blocks.iter().enumerate() {
+        let ts = i64::from(b.ts_sec) * 1_000_000_000 + i64::from(b.ts_usec) * 1000;
+        let Ok(p) = etherparse::SlicedPacket::from_ethernet(b.data) else { continue };
+        let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { continue };
+        let (side, client) = if t.destination_port() == PORT {
+            (Side::Client, t.source_port())
+        } else if t.source_port() == PORT {
+            (Side::Server, t.destination_port())
+        } else {
+            continue;
+        };
+        let key = (client, side.index());
+        let evs = out.entry(client).or_default();
+        if t.syn() {
+            next.insert(key, t.sequence_number().wrapping_add(1));
+            continue;
+        }
+        let Some(&want) = next.get(&key) else { continue };
+        let payload = t.payload();
+        let seq = t.sequence_number();
+        // Skip what was already delivered (on loopback nothing is lost).
+        let skip = want.wrapping_sub(seq) as usize;
+        if skip < payload.len() && seq.wrapping_sub(want) as i32 <= 0 {
+            let fresh = &payload[skip..];
+            evs.push(Ev::Data(side, fresh.to_vec(), ts, i as u64 + 1));
+            next.insert(key, want.wrapping_add(fresh.len() as u32));
+        }
+        if t.rst() {
+            evs.push(Ev::Close(CloseHow::Rst(side), ts));
+        }
+    }
+    for evs in out.values_mut() {
+        let end = evs.iter().rev().find_map(|e| if let Ev::Data(_, _, t, _) = e { Some(*t) } else { None });
+        if !evs.iter().any(|e| matches!(e, Ev::Close(..))) {
+            evs.push(Ev::Close(CloseHow::Fin, end.unwrap_or(0)));
+        }
+    }
+    out.retain(|_, evs| evs.iter().any(|e| matches!(e, Ev::Data(..))));
+    out
+}
+
+/// The bytes `side` sent on a connection.
+fn stream_of(evs: &[Ev], side: Side) -> Vec<u8> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Ev::Data(s, b, _, _) if *s == side => Some(b.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The same events with `side`'s octets `[at, at + len)` missing (a gap
+/// in their place).
+fn cut(evs: &[Ev], side: Side, at: usize, len: usize) -> Vec<Ev> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    for e in evs {
+        match e {
+            Ev::Data(s, b, ts, f) if *s == side => {
+                let (start, end) = (off, off + b.len());
+                off = end;
+                let (lo, hi) = (at.max(start), (at + len).min(end));
+                if lo >= hi {
+                    out.push(e.clone());
+                    continue;
+                }
+                if lo > start {
+                    out.push(Ev::Data(side, b[..lo - start].to_vec(), *ts, *f));
+                }
+                if lo == at {
+                    out.push(Ev::Gap(side, len as u64, *ts));
+                }
+                if hi < end {
+                    out.push(Ev::Data(side, b[hi - start..].to_vec(), *ts, *f));
+                }
+            }
+            _ => out.push(e.clone()),
+        }
+    }
+    out
+}
+
+/// Frames of one direction, walked independently of the crate: (offset
+/// of the header, payload length, type, flags, stream).
+fn walk(bytes: &[u8], preface: bool) -> Vec<(usize, usize, u8, u8, u32)> {
+    let mut at = if preface { 24 } else { 0 };
+    let mut out = Vec::new();
+    while at + 9 <= bytes.len() {
+        let h = &bytes[at..at + 9];
+        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        out.push((at, len, h[3], h[4], stream));
+        at += 9 + len;
+    }
+    out
+}
+
+fn analyze(evs: &[Ev]) -> (Vec<H2Transaction>, H2Stats) {
+    let mut c = H2Conn::new(H2Config::default(), Start::Preface);
+    for e in evs {
+        match e {
+            Ev::Data(side, b, ts, f) => {
+                c.data(*side, &Chunk { bytes: b, first_ts: *ts, last_ts: *ts, first_frame: *f, last_frame: *f })
+            }
+            Ev::Gap(side, n, ts) => c.gap(*side, *n, *ts),
+            Ev::Close(how, ts) => c.close(*how, *ts),
+        }
+    }
+    let mut txs = c.take();
+    txs.sort_by_key(|t| t.stream);
+    (txs, c.stats().clone())
+}
+
+fn truth_of(t: &H2Transaction) -> Truth {
+    Truth {
+        method: t.method.clone().unwrap_or_default(),
+        path: String::from_utf8_lossy(t.path.as_deref().unwrap_or_default()).into_owned(),
+        status: t.status.unwrap_or(0),
+        size: t.response_body.wire_bytes,
+    }
+}
+
+/// tshark's view: (client port, stream) -> method, path, status, DATA
+/// octets from the server.
+fn tshark(pcap: &Path) -> BTreeMap<(u16, u32), Truth> {
+    let out = Command::new("tshark")
+        .args(["-r", &pcap.to_string_lossy(), "-d", &format!("tcp.port=={PORT},http2"), "-Y", "http2"])
+        .args(["-T", "fields", "-E", "separator=|", "-e", "tcp.srcport", "-e", "tcp.dstport"])
+        .args(["-e", "http2.streamid", "-e", "http2.type", "-e", "http2.length", "-e", "http2.flags"])
+        .args(["-e", "http2.headers.method", "-e", "http2.headers.path", "-e", "http2.headers.status"])
+        .output()
+        .expect("tshark");
+    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    let mut m: BTreeMap<(u16, u32), Truth> = BTreeMap::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = l.split('|').collect();
+        let list = |i: usize| -> Vec<&str> { f[i].split(',').filter(|s| !s.is_empty()).collect() };
+        let (src, dst): (u16, u16) = (f[0].parse().unwrap(), f[1].parse().unwrap());
+        let from_server = src == PORT;
+        let client = if from_server { dst } else { src };
+        let (ids, types, lens, flags) = (list(2), list(3), list(4), list(5));
+        let (mut methods, mut paths, mut statuses) = (list(6).into_iter(), list(7).into_iter(), list(8).into_iter());
+        for (k, ty) in types.iter().enumerate() {
+            let id: u32 = ids[k].parse().unwrap();
+            let e = m.entry((client, id)).or_insert(Truth {
+                method: String::new(),
+                path: String::new(),
+                status: 0,
+                size: 0,
+            });
+            match (*ty, from_server) {
+                ("1", false) => {
+                    e.method = methods.next().unwrap_or_default().to_string();
+                    e.path = paths.next().unwrap_or_default().to_string();
+                }
+                ("1", true) => e.status = statuses.next().unwrap_or("0").parse().unwrap(),
+                ("0", true) => {
+                    let fl = u8::from_str_radix(flags[k].trim_start_matches("0x"), 16).unwrap();
+                    assert_eq!(fl & 0x8, 0, "nginx does not pad");
+                    e.size += lens[k].parse::<u64>().unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+    // Stream 0 (connection frames) and idle streams nghttp only
+    // prioritised carry no request.
+    m.retain(|_, t| !t.method.is_empty());
+    m
+}
+
+#[test]
+fn transactions_equal_the_clients_and_tshark() {
+    let Some(rec) = recorded() else { return };
+    let conns = connections(&rec.pcap);
+    assert_eq!(conns.len(), 6, "two nghttp connections and four curl ones");
+    let mut mine: BTreeMap<(u16, u32), Truth> = BTreeMap::new();
+    let mut all = H2Stats::default();
+    for (&port, evs) in &conns {
+        let (txs, st) = analyze(evs);
+        for t in &txs {
+            assert_eq!(
+                (t.outcome, t.response_body.wire_bytes),
+                (Outcome::Complete, t.response_body.wire_bytes),
+                "port {port} stream {} ({:?} {:?})",
+                t.stream,
+                t.method,
+                t.status
+            );
+            assert_eq!(t.response_body.lost_bytes, 0);
+            assert!(t.timing.req_start <= t.timing.resp_start && t.timing.resp_start <= t.timing.resp_end);
+            assert_eq!(t.authority.as_deref(), Some("127.0.0.1:8080"));
+            mine.insert((port, t.stream), truth_of(t));
+        }
+        all.merge(&st);
+    }
+    // The clients: nghttp's rows (stream ids included) and curl's.
+    let mut clients: Vec<Truth> = rec.nghttp.iter().flatten().map(|(_, t)| t.clone()).collect();
+    clients.extend(rec.curl.iter().cloned());
+    clients.sort();
+    let mut got: Vec<Truth> = mine.values().cloned().collect();
+    got.sort();
+    assert_eq!(got, clients);
+    let nghttp_ids: BTreeSet<u32> = rec.nghttp[0].iter().map(|(id, _)| *id).collect();
+    let first = conns.keys().copied().find(|p| mine.keys().filter(|(q, _)| q == p).count() == 5).unwrap();
+    let my_ids: BTreeSet<u32> = mine.keys().filter(|(p, _)| *p == first).map(|(_, id)| *id).collect();
+    assert_eq!(my_ids, nghttp_ids, "stream ids of the multiplexed connection");
+    // tshark on the same capture.
+    assert_eq!(mine, rec.tshark);
+    // The statuses and sizes are the pages' and nginx's error pages.
+    let statuses: BTreeSet<u16> = got.iter().map(|t| t.status).collect();
+    assert_eq!(statuses, BTreeSet::from([200, 404, 405, 500]));
+    assert!(got.iter().any(|t| t.size == BIG as u64));
+    assert_eq!(all.transactions(), 10);
+    assert_eq!((all.hpack_errors, all.bad_frames, all.continuation_errors, all.not_h2), (0, 0, 0, 0));
+    assert!(all.frames[2] > 0, "nghttp's PRIORITY frames were seen");
+    eprintln!("frames by type: {:?}", all.frames);
+}
+
+/// The multiplexed nghttp connection (five GETs).
+fn multiplexed(rec: &Recorded) -> Vec<Ev> {
+    connections(&rec.pcap)
+        .into_values()
+        .find(|evs| walk(&stream_of(evs, Side::Client), true).iter().filter(|f| f.2 == 1).count() == 5)
+        .unwrap()
+}
+
+#[test]
+fn gap_in_a_request_header_block_labels_later_streams_capture_gap() {
+    let Some(rec) = recorded() else { return };
+    let evs = multiplexed(rec);
+    let (whole, _) = analyze(&evs);
+    let client = stream_of(&evs, Side::Client);
+    // The second request's HEADERS frame: lose 3 octets of its payload.
+    let headers: Vec<_> = walk(&client, true).into_iter().filter(|f| f.2 == 1).collect();
+    let (at, len, _, _, second) = headers[1];
+    assert!(len > 6);
+    let (txs, st) = analyze(&cut(&evs, Side::Client, at + 9 + 2, 3));
+    assert_eq!(txs.len(), 5);
+    assert_eq!(st.hpack_desyncs, 1);
+    for (t, w) in txs.iter().zip(&whole) {
+        assert_eq!((t.stream, t.status, t.response_body.wire_bytes), (w.stream, w.status, w.response_body.wire_bytes));
+        if t.stream < second {
+            assert_eq!((t.outcome, t.method.as_deref()), (Outcome::Complete, Some("GET")));
+        } else {
+            // The lost block and every later one of the client: not
+            // decoded, not guessed.
+            assert_eq!((t.outcome, t.method.as_deref(), t.path.as_deref()), (Outcome::CaptureGap, None, None));
+        }
+    }
+    assert_eq!(txs.iter().find(|t| t.stream == second).unwrap().missing_bytes, 3);
+    assert!(txs.last().unwrap().anomalies.contains(&pov_http2::Anomaly::HpackDesync));
+}
+
+#[test]
+fn gap_in_data_loses_only_body_bytes() {
+    let Some(rec) = recorded() else { return };
+    let evs = multiplexed(rec);
+    let (whole, _) = analyze(&evs);
+    let server = stream_of(&evs, Side::Server);
+    // A DATA frame of the large body with room for the cut.
+    let big = whole.iter().find(|t| t.response_body.wire_bytes == BIG as u64).unwrap().stream;
+    let (at, _, _, _, _) =
+        walk(&server, false).into_iter().find(|f| f.2 == 0 && f.4 == big && f.1 >= 2000).expect("a DATA frame");
+    let (txs, st) = analyze(&cut(&evs, Side::Server, at + 9 + 500, 1000));
+    assert_eq!(txs.len(), whole.len());
+    for (t, w) in txs.iter().zip(&whole) {
+        assert_eq!(truth_of(t), truth_of(w), "stream {}", t.stream);
+        if t.stream == big {
+            assert_eq!(t.outcome, Outcome::CaptureGap);
+            assert_eq!((t.response_body.lost_bytes, t.missing_bytes), (1000, 1000));
+            assert_eq!(t.response_body.wire_bytes, BIG as u64);
+        } else {
+            assert_eq!(t.outcome, Outcome::Complete);
+        }
+    }
+    assert_eq!((st.lost_body_bytes, st.hpack_desyncs, st.lost_directions), (1000, 0, 0));
+}
