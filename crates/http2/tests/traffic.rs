@@ -11,14 +11,20 @@
 //! walking the frames (inside a HEADERS payload, inside a DATA payload)
 //! and report them as gaps, as a reassembler does for a lost segment.
 //!
-//! They need root, ip, nginx (with http_v2), nghttp, curl, tcpdump and
-//! tshark. Without them the tests say so and pass, unless CI=true, where
+//! h2c by Upgrade, which nginx does not offer, is recorded the same way
+//! with Apache's mod_http2 and `curl --http2`: the test parses the
+//! HTTP/1.1 request and the 101 answer itself, checks them with
+//! `detect::h2c_upgrade_request` and `h2c_upgrade_accepted`, and hands the
+//! rest of the connection to an upgraded [`pov_http2::H2Conn`].
+//!
+//! They need root, ip, nginx (with http_v2), nghttp, curl, tcpdump,
+//! tshark and apache2. Without them the tests say so and pass, unless CI=true, where
 //! they fail. The namespace and every process are removed on drop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::OnceLock;
 
 use pov_http2::{Chunk, CloseHow, H2Config, H2Conn, H2Stats, H2Transaction, Outcome, Side, Start};
@@ -202,32 +208,7 @@ fn record_once() -> Result<Recorded, String> {
     });
     assert!(ready, "nginx did not start: {}", std::fs::read_to_string(lab.dir.join("error.log")).unwrap_or_default());
 
-    let pcap_path = lab.path("h2.pcap");
-    let mut td = lab
-        .exec(&[
-            "tcpdump",
-            "-i",
-            "lo",
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-w",
-            &pcap_path,
-            "tcp",
-            "port",
-            &PORT.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut td_err = BufReader::new(td.stderr.take().unwrap());
-    td_err.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "tcpdump said: {line}");
-    let td_pid = td.id();
-    lab.children.push(td);
-
+    let cap = Capture::start(&mut lab, PORT);
     // One connection, five streams at once (nghttp also sends PRIORITY
     // frames for idle streams), then a POST on a second connection.
     let gets = ["/index.html", "/missing", "/boom", "/big.bin", "/index.html?x=1"];
@@ -262,24 +243,73 @@ fn record_once() -> Result<Recorded, String> {
             Truth { method: f[0].into(), status: f[1].parse().unwrap(), size: f[2].parse().unwrap(), path }
         })
         .collect::<Vec<_>>();
-    // tcpdump hands packets on in blocks retired at the latest after a
-    // second: wait for the last one before stopping it.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    sh(&["kill", "-INT", &td_pid.to_string()]);
-    let i = lab.children.iter().position(|c| c.id() == td_pid).unwrap();
-    let mut td = lab.children.remove(i);
-    td.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut td_err, &mut rest).unwrap();
-    // Loopback bursts can outrun tcpdump: none may be dropped.
-    let count =
-        |what: &str| rest.lines().find(|l| l.ends_with(what)).and_then(|l| l.split(' ').next()?.parse::<u64>().ok());
-    if count("packets dropped by kernel") != Some(0) {
-        return Err(format!("tcpdump said {rest:?}"));
-    }
-    let pcap = std::fs::read(&pcap_path).unwrap();
-    let tshark = tshark(Path::new(&pcap_path));
+    let pcap_path = cap.path.clone();
+    let pcap = cap.stop(&mut lab)?;
+    let tshark = tshark(Path::new(&pcap_path), PORT);
     Ok(Recorded { pcap, nghttp: vec![a, b], curl, tshark })
+}
+
+/// tcpdump on the namespace's loopback, writing to a file in the lab.
+struct Capture {
+    pid: u32,
+    err: BufReader<ChildStderr>,
+    path: String,
+}
+
+impl Capture {
+    /// Starts tcpdump for TCP port `port` and waits until it listens.
+    fn start(lab: &mut Lab, port: u16) -> Capture {
+        let path = lab.path("h2.pcap");
+        let port = port.to_string();
+        let mut td = lab
+            .exec(&[
+                "tcpdump",
+                "-i",
+                "lo",
+                "--immediate-mode",
+                "-B",
+                "65536",
+                "-U",
+                "-n",
+                "-w",
+                &path,
+                "tcp",
+                "port",
+                &port,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut err = BufReader::new(td.stderr.take().unwrap());
+        err.read_line(&mut line).unwrap();
+        assert!(line.contains("listening on"), "tcpdump said: {line}");
+        let pid = td.id();
+        lab.children.push(td);
+        Capture { pid, err, path }
+    }
+
+    /// Stops it; the capture, or why it is no truth to test against.
+    fn stop(mut self, lab: &mut Lab) -> Result<Vec<u8>, String> {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        sh(&["kill", "-INT", &self.pid.to_string()]);
+        let i = lab.children.iter().position(|c| c.id() == self.pid).unwrap();
+        let mut td = lab.children.remove(i);
+        td.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.err, &mut rest).unwrap();
+        // On two busy cores a loopback burst can overrun tcpdump: a
+        // capture with drops is recorded again.
+        let dropped = rest
+            .lines()
+            .find(|l| l.ends_with("packets dropped by kernel"))
+            .and_then(|l| l.split(' ').next()?.parse::<u64>().ok());
+        if dropped != Some(0) {
+            return Err(format!("tcpdump said {rest:?}"));
+        }
+        Ok(std::fs::read(&self.path).unwrap())
+    }
 }
 
 /// nghttp's statistics table: `id responseEnd requestStart process code
@@ -323,7 +353,7 @@ enum Ev {
 
 /// The capture's TCP connections to the server, by client port: in-order
 /// bytes per side (retransmitted copies trimmed), FIN/RST as closes.
-fn connections(pcap: &[u8]) -> BTreeMap<u16, Vec<Ev>> {
+fn connections(pcap: &[u8], port: u16) -> BTreeMap<u16, Vec<Ev>> {
     let cap = pcap_parser::PcapCapture::from_file(pcap).expect("a pcap file");
     let mut next: BTreeMap<(u16, usize), u32> = BTreeMap::new();
     let mut out: BTreeMap<u16, Vec<Ev>> = BTreeMap::new();
@@ -331,9 +361,9 @@ fn connections(pcap: &[u8]) -> BTreeMap<u16, Vec<Ev>> {
         let ts = i64::from(b.ts_sec) * 1_000_000_000 + i64::from(b.ts_usec) * 1000;
         let Ok(p) = etherparse::SlicedPacket::from_ethernet(b.data) else { continue };
         let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { continue };
-        let (side, client) = if t.destination_port() == PORT {
+        let (side, client) = if t.destination_port() == port {
             (Side::Client, t.source_port())
-        } else if t.source_port() == PORT {
+        } else if t.source_port() == port {
             (Side::Server, t.destination_port())
         } else {
             continue;
@@ -382,6 +412,15 @@ fn stream_of(evs: &[Ev], side: Side) -> Vec<u8> {
 /// The same events with `side`'s octets `[at, at + len)` missing (a gap
 /// in their place).
 fn cut(evs: &[Ev], side: Side, at: usize, len: usize) -> Vec<Ev> {
+    cut_with(evs, side, at, len, true)
+}
+
+/// The same events without `side`'s first `len` octets.
+fn skip(evs: &[Ev], side: Side, len: usize) -> Vec<Ev> {
+    cut_with(evs, side, 0, len, false)
+}
+
+fn cut_with(evs: &[Ev], side: Side, at: usize, len: usize, gap: bool) -> Vec<Ev> {
     let mut out = Vec::new();
     let mut off = 0usize;
     for e in evs {
@@ -397,7 +436,7 @@ fn cut(evs: &[Ev], side: Side, at: usize, len: usize) -> Vec<Ev> {
                 if lo > start {
                     out.push(Ev::Data(side, b[..lo - start].to_vec(), *ts, *f));
                 }
-                if lo == at {
+                if lo == at && gap {
                     out.push(Ev::Gap(side, len as u64, *ts));
                 }
                 if hi < end {
@@ -426,7 +465,11 @@ fn walk(bytes: &[u8], preface: bool) -> Vec<(usize, usize, u8, u8, u32)> {
 }
 
 fn analyze(evs: &[Ev]) -> (Vec<H2Transaction>, H2Stats) {
-    let mut c = H2Conn::new(H2Config::default(), Start::Preface);
+    analyze_as(evs, Start::Preface).0
+}
+
+fn analyze_as(evs: &[Ev], start: Start) -> ((Vec<H2Transaction>, H2Stats), Option<bool>) {
+    let mut c = H2Conn::new(H2Config::default(), start);
     for e in evs {
         match e {
             Ev::Data(side, b, ts, f) => {
@@ -438,7 +481,7 @@ fn analyze(evs: &[Ev]) -> (Vec<H2Transaction>, H2Stats) {
     }
     let mut txs = c.take();
     txs.sort_by_key(|t| t.stream);
-    (txs, c.stats().clone())
+    ((txs, c.stats().clone()), c.is_h2())
 }
 
 fn truth_of(t: &H2Transaction) -> Truth {
@@ -452,9 +495,9 @@ fn truth_of(t: &H2Transaction) -> Truth {
 
 /// tshark's view: (client port, stream) -> method, path, status, DATA
 /// octets from the server.
-fn tshark(pcap: &Path) -> BTreeMap<(u16, u32), Truth> {
+fn tshark(pcap: &Path, port: u16) -> BTreeMap<(u16, u32), Truth> {
     let out = Command::new("tshark")
-        .args(["-r", &pcap.to_string_lossy(), "-d", &format!("tcp.port=={PORT},http2"), "-Y", "http2"])
+        .args(["-r", &pcap.to_string_lossy(), "-d", &format!("tcp.port=={port},http2"), "-Y", "http2"])
         .args(["-T", "fields", "-E", "separator=|", "-e", "tcp.srcport", "-e", "tcp.dstport"])
         .args(["-e", "http2.streamid", "-e", "http2.type", "-e", "http2.length", "-e", "http2.flags"])
         .args(["-e", "http2.headers.method", "-e", "http2.headers.path", "-e", "http2.headers.status"])
@@ -466,7 +509,7 @@ fn tshark(pcap: &Path) -> BTreeMap<(u16, u32), Truth> {
         let f: Vec<&str> = l.split('|').collect();
         let list = |i: usize| -> Vec<&str> { f[i].split(',').filter(|s| !s.is_empty()).collect() };
         let (src, dst): (u16, u16) = (f[0].parse().unwrap(), f[1].parse().unwrap());
-        let from_server = src == PORT;
+        let from_server = src == port;
         let client = if from_server { dst } else { src };
         let (ids, types, lens, flags) = (list(2), list(3), list(4), list(5));
         let (mut methods, mut paths, mut statuses) = (list(6).into_iter(), list(7).into_iter(), list(8).into_iter());
@@ -494,15 +537,15 @@ fn tshark(pcap: &Path) -> BTreeMap<(u16, u32), Truth> {
         }
     }
     // Stream 0 (connection frames) and idle streams nghttp only
-    // prioritised carry no request.
-    m.retain(|_, t| !t.method.is_empty());
+    // prioritised carry no request and no response.
+    m.retain(|_, t| !t.method.is_empty() || t.status != 0);
     m
 }
 
 #[test]
 fn transactions_equal_the_clients_and_tshark() {
     let Some(rec) = recorded() else { return };
-    let conns = connections(&rec.pcap);
+    let conns = connections(&rec.pcap, PORT);
     assert_eq!(conns.len(), 6, "two nghttp connections and four curl ones");
     let mut mine: BTreeMap<(u16, u32), Truth> = BTreeMap::new();
     let mut all = H2Stats::default();
@@ -549,7 +592,7 @@ fn transactions_equal_the_clients_and_tshark() {
 
 /// The multiplexed nghttp connection (five GETs).
 fn multiplexed(rec: &Recorded) -> Vec<Ev> {
-    connections(&rec.pcap)
+    connections(&rec.pcap, PORT)
         .into_values()
         .find(|evs| walk(&stream_of(evs, Side::Client), true).iter().filter(|f| f.2 == 1).count() == 5)
         .unwrap()
@@ -605,4 +648,206 @@ fn gap_in_data_loses_only_body_bytes() {
         }
     }
     assert_eq!((st.lost_body_bytes, st.hpack_desyncs, st.lost_directions), (1000, 0, 0));
+}
+
+const UP_PORT: u16 = 8081;
+
+/// Apache with mod_http2 (h2c by Upgrade, which nginx does not do).
+fn can_run_apache() -> bool {
+    if !can_run() {
+        return false;
+    }
+    let ok = tool("apache2", &["-v"]).is_some() && Path::new("/usr/lib/apache2/modules/mod_http2.so").exists();
+    assert!(ok || std::env::var_os("CI").is_none(), "the h2c upgrade test needs apache2 with mod_http2; CI has it");
+    if !ok {
+        eprintln!("h2c upgrade test skipped: no apache2 with mod_http2");
+    }
+    ok
+}
+
+/// Apache answering curl's `--http2` (Upgrade: h2c) on three
+/// connections; the capture, curl's lines, tshark's view.
+/// A capture, curl's reports, tshark's (client port, stream) -> truth.
+type Upgraded = (Vec<u8>, Vec<Truth>, BTreeMap<(u16, u32), Truth>);
+
+fn record_upgrade() -> Result<Upgraded, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new();
+    for (name, body) in pages() {
+        std::fs::write(lab.dir.join("www").join(name), body).unwrap();
+    }
+    // Its workers run as nobody.
+    for p in [lab.dir.clone(), lab.dir.join("www")] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for (name, _) in pages() {
+        std::fs::set_permissions(lab.dir.join("www").join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let conf = format!(
+        "ServerRoot {d}\nServerName localhost\n\
+         LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so\n\
+         LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
+         LoadModule http2_module /usr/lib/apache2/modules/mod_http2.so\n\
+         Listen 127.0.0.1:{UP_PORT}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nDocumentRoot {d}/www\n\
+         User nobody\nGroup nogroup\nProtocols h2c http/1.1\n\
+         <Directory {d}/www>\n  Require all granted\n</Directory>\n",
+        d = lab.dir.display()
+    );
+    std::fs::write(lab.dir.join("httpd.conf"), conf).unwrap();
+    let conf = lab.path("httpd.conf");
+    let httpd = lab.exec(&["apache2", "-X", "-f", &conf]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    lab.children.push(httpd);
+    let url = |p: &str| format!("http://127.0.0.1:{UP_PORT}{p}");
+    let probe = url("/index.html");
+    let ready = (0..100).any(|_| {
+        let ok = lab.exec(&["curl", "-s", "-o", "/dev/null", "-f", &probe]).status().is_ok_and(|s| s.success());
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(ready, "apache did not start: {}", std::fs::read_to_string(lab.dir.join("error.log")).unwrap_or_default());
+    let cap = Capture::start(&mut lab, UP_PORT);
+    let urls: Vec<String> = ["/index.html", "/missing", "/big.bin"].iter().map(|p| url(p)).collect();
+    let mut args = vec![
+        "curl",
+        "-s",
+        "--http2",
+        "--parallel",
+        "--parallel-immediate",
+        "-w",
+        "%{method} %{http_code} %{size_download} %{http_version} %{url_effective}\\n",
+    ];
+    for u in &urls {
+        args.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    let curl: Vec<Truth> = lab
+        .run(&args)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[3], "2", "curl upgraded to HTTP/2: {l}");
+            let path = f[4].trim_start_matches(&format!("http://127.0.0.1:{UP_PORT}")).to_string();
+            Truth { method: f[0].into(), status: f[1].parse().unwrap(), size: f[2].parse().unwrap(), path }
+        })
+        .collect();
+    let path = cap.path.clone();
+    let pcap = cap.stop(&mut lab)?;
+    // tshark follows the upgrade from its HTTP dissector.
+    let out = Command::new("tshark")
+        .args(["-r", &path, "-d", &format!("tcp.port=={UP_PORT},http"), "-Y", "http2"])
+        .args(["-T", "fields", "-E", "separator=|", "-e", "tcp.srcport", "-e", "tcp.dstport"])
+        .args(["-e", "http2.streamid", "-e", "http2.type", "-e", "http2.length", "-e", "http2.headers.status"])
+        .output()
+        .expect("tshark");
+    let mut ts: BTreeMap<(u16, u32), Truth> = BTreeMap::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = l.split('|').collect();
+        if f[0].parse::<u16>() != Ok(UP_PORT) {
+            continue;
+        }
+        let client: u16 = f[1].parse().unwrap();
+        let list = |i: usize| -> Vec<&str> { f[i].split(',').filter(|s| !s.is_empty()).collect() };
+        let (ids, types, lens) = (list(2), list(3), list(4));
+        let mut statuses = list(5).into_iter();
+        for (k, ty) in types.iter().enumerate() {
+            let e = ts.entry((client, ids[k].parse().unwrap())).or_insert(Truth {
+                method: String::new(),
+                path: String::new(),
+                status: 0,
+                size: 0,
+            });
+            match *ty {
+                "1" => e.status = statuses.next().unwrap_or("0").parse().unwrap(),
+                "0" => e.size += lens[k].parse::<u64>().unwrap(),
+                _ => {}
+            }
+        }
+    }
+    ts.retain(|_, t| t.status != 0);
+    Ok((pcap, curl, ts))
+}
+
+fn head_end(b: &[u8]) -> usize {
+    b.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP/1 head") + 4
+}
+
+/// (first line, fields) of an HTTP/1 head.
+type Field = (Vec<u8>, Vec<u8>);
+
+fn head(b: &[u8]) -> (String, Vec<Field>) {
+    let text = String::from_utf8_lossy(b).into_owned();
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap().to_string();
+    let fields = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().as_bytes().to_vec(), v.trim().as_bytes().to_vec()))
+        .collect();
+    (first, fields)
+}
+
+#[test]
+fn h2c_upgrade_by_http1_request() {
+    if !can_run_apache() {
+        return;
+    }
+    let mut rec = None;
+    for attempt in 1..=5 {
+        match record_upgrade() {
+            Ok(r) => {
+                rec = Some(r);
+                break;
+            }
+            Err(why) => eprintln!("recording {attempt}: {why}; again"),
+        }
+    }
+    let (pcap, curl, tshark) = rec.expect("a capture without drops in five recordings");
+    let conns = connections(&pcap, UP_PORT);
+    // The readiness probe was not recorded: three connections.
+    assert_eq!(conns.len(), 3);
+    let mut got = Vec::new();
+    for (&port, evs) in &conns {
+        let client = stream_of(evs, Side::Client);
+        let server = stream_of(evs, Side::Server);
+        let (c_end, s_end) = (head_end(&client), head_end(&server));
+        let (line, fields) = head(&client[..c_end]);
+        let settings =
+            pov_http2::detect::h2c_upgrade_request(fields.iter().map(|(n, v)| (&n[..], &v[..]))).expect("Upgrade: h2c");
+        assert!(!settings.is_empty());
+        let (status, s_fields) = head(&server[..s_end]);
+        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        assert!(pov_http2::detect::h2c_upgrade_accepted(101, s_fields.iter().map(|(n, v)| (&n[..], &v[..]))));
+        let mut parts = line.split(' ');
+        let (method, path) = (parts.next().unwrap().to_string(), parts.next().unwrap().as_bytes().to_vec());
+        let mut headers = pov_http2::HeaderList::default();
+        for (n, v) in &fields {
+            headers.push(n, v);
+        }
+        let first_ts = evs.iter().find_map(|e| if let Ev::Data(Side::Client, _, t, _) = e { Some(*t) } else { None });
+        let req = pov_http2::UpgradeRequest {
+            method,
+            path,
+            authority: headers.get("host").map(|h| String::from_utf8_lossy(h).into_owned()),
+            headers,
+            req_start: first_ts.unwrap(),
+            req_end: first_ts.unwrap(),
+            ..Default::default()
+        };
+        let rest = skip(&skip(evs, Side::Client, c_end), Side::Server, s_end);
+        let ((txs, st), is_h2) = analyze_as(&rest, Start::Upgraded(Box::new(req)));
+        assert_eq!(is_h2, Some(true), "the client sent the preface after the upgrade");
+        assert_eq!((st.upgrades, st.hpack_errors, st.bad_frames), (1, 0, 0));
+        assert_eq!(txs.len(), 1, "one request per connection");
+        let t = &txs[0];
+        assert_eq!((t.stream, t.outcome), (1, Outcome::Complete));
+        assert!(t.anomalies.contains(&pov_http2::Anomaly::Upgraded));
+        let ts = &tshark[&(port, 1)];
+        assert_eq!((t.status, t.response_body.wire_bytes), (Some(ts.status), ts.size), "tshark, port {port}");
+        got.push(truth_of(t));
+    }
+    got.sort();
+    let mut want = curl;
+    want.sort();
+    assert_eq!(got, want);
+    assert!(got.iter().any(|t| t.status == 404) && got.iter().any(|t| t.size == BIG as u64));
 }
