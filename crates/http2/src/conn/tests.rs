@@ -639,3 +639,96 @@ fn client_direction_lost_then_responses_open_streams() {
         ]
     );
 }
+
+/// A small seeded generator (no dependency, reproducible).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[test]
+fn damaged_input_never_panics_and_every_stream_is_accounted_for() {
+    let mut rng = Lcg(17);
+    let (lc, _) = lossy_client();
+    let bases = [(two_requests(), two_responses()), (lc, lossy_server())];
+    let mut all = H2Stats::default();
+    for round in 0..3000 {
+        let (mut c, mut s) = bases[round % 2].clone();
+        // Flip, insert and drop bytes; frame headers are hit often since
+        // the frames are short.
+        for buf in [&mut c, &mut s] {
+            for _ in 0..rng.below(6) {
+                let at = rng.below(buf.len());
+                match rng.below(3) {
+                    0 => buf[at] ^= 1 << rng.below(8),
+                    1 => buf.insert(at, rng.next() as u8),
+                    _ => {
+                        buf.remove(at);
+                    }
+                }
+            }
+        }
+        let cfg = H2Config { max_frame_buffer: 64, max_header_block: 128, max_streams: 3, ..H2Config::default() };
+        let mut conn = H2Conn::new(cfg, Start::Preface);
+        let mut taken = 0;
+        let (mut ci, mut si) = (0, 0);
+        while ci < c.len() || si < s.len() {
+            let side = if si >= s.len() || (ci < c.len() && rng.below(2) == 0) { Side::Client } else { Side::Server };
+            let (buf, i) = if side == Side::Client { (&c, &mut ci) } else { (&s, &mut si) };
+            let n = 1 + rng.below(40);
+            let end = (*i + n).min(buf.len());
+            if rng.below(25) == 0 {
+                conn.gap(side, (end - *i) as u64, 0);
+            } else {
+                conn.data(side, &ch(&buf[*i..end]));
+            }
+            *i = end;
+            taken += conn.take().len();
+        }
+        let how = [CloseHow::Fin, CloseHow::EndOfCapture, CloseHow::Rst(Side::Server)][rng.below(3)];
+        conn.close(how, 1);
+        taken += conn.take().len();
+        assert_eq!(conn.open_streams(), 0, "round {round}");
+        assert_eq!(conn.stats().transactions(), taken as u64, "round {round}");
+        assert_eq!(conn.stats().streams, taken as u64, "round {round}: every stream opened was emitted once");
+        all.merge(conn.stats());
+    }
+    // The damage reached every part of the reader.
+    for (what, n) in [
+        ("not_h2", all.not_h2),
+        ("hpack_errors", all.hpack_errors),
+        ("lost_directions", all.lost_directions),
+        ("oversized_frames", all.oversized_frames),
+        ("unknown_frames", all.unknown_frames),
+        ("continuation_errors", all.continuation_errors),
+        ("stream_overflows", all.stream_overflows),
+        ("complete", all.outcome(Outcome::Complete)),
+        ("capture_gap", all.outcome(Outcome::CaptureGap)),
+        ("malformed", all.outcome(Outcome::Malformed)),
+    ] {
+        assert!(n > 0, "{what} never happened: {all:?}");
+    }
+}
+
+#[test]
+fn random_header_blocks_never_panic() {
+    let mut rng = Lcg(5);
+    let mut d = Decoder::new(4096);
+    for _ in 0..20_000 {
+        let n = rng.below(40);
+        let block: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+        let mut fields = 0;
+        if d.decode(&block, |_, _, _| fields += 1).is_err() {
+            // A failed block leaves the table untrustworthy: start afresh.
+            d = Decoder::new(4096);
+        }
+        assert!(d.table_size() <= d.table_capacity() && d.table_capacity() <= 4096);
+    }
+}
