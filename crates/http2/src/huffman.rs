@@ -3,7 +3,7 @@
 //! The code is canonical: within one length, codes follow symbol order,
 //! and each length starts where the previous one ended (shifted left by
 //! the difference in length). So the RFC's table is fully described by
-//! the code length of each of its 257 symbols ([`LENGTHS`]); the codes are
+//! the code length of each of its 257 symbols (`LENGTHS`); the codes are
 //! rebuilt from them once, and a test checks them against codes printed
 //! in the RFC and checks that the code is complete (Kraft sum exactly 1).
 //!

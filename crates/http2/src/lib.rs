@@ -95,6 +95,32 @@
 //! (gzip, br ...) are not decoded here: the first `body_keep_bytes` wire
 //! octets are kept and the caller decodes them as it does for HTTP/1.
 //!
+//! # Mapping onto pov-capture's records
+//!
+//! Made to map one to one when pov-capture feeds this crate:
+//! `DataChunk { dir, bytes, first_ts, last_ts, first_frame, last_frame }`
+//! is a [`Chunk`] for [`Side`] `ClientToServer`/`ServerToClient` (`Ts.0`
+//! is the nanoseconds used here); `Gap { dir, len, ts }` is
+//! [`H2Conn::gap`]; `Close { how }` is [`CloseHow`]. An
+//! [`H2Transaction`] becomes an `HttpTransaction` with `depth` = the
+//! stream's order in the connection, `request` = method + path as `uri` +
+//! `request_headers` (with `host` from `authority`) and version "2",
+//! `response` = `status` + `response_headers`, `interim`, `timing`
+//! (`req_start`, `req_end`, `resp_start`, `resp_end`), `req_frames`,
+//! `resp_frames`, body sizes from [`Body`] (decoding the kept octets as
+//! for HTTP/1), `missing_bytes`, and the outcome: `Refused` and
+//! `RefusedByGoaway` have no HTTP/1 counterpart (they are not failures of
+//! the application; the closest HTTP/1 reading would be `NoResponse`,
+//! which is one), so the record needs them as values of its own.
+//!
+//! # Known limits
+//!
+//! - Frames of one direction are read in order of that direction only: a
+//!   server HEADERS for a stream the client's bytes have not opened yet
+//!   (a reassembler that delivers the request after the response) is
+//!   counted in [`H2Stats::frames_on_closed_streams`] and dropped.
+//! - Stream dependencies and weights (PRIORITY) are read past, not kept.
+//!
 //! # Example
 //!
 //! ```
