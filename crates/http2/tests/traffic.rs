@@ -851,3 +851,61 @@ fn h2c_upgrade_by_http1_request() {
     assert_eq!(got, want);
     assert!(got.iter().any(|t| t.status == 404) && got.iter().any(|t| t.size == BIG as u64));
 }
+
+#[test]
+fn a_lost_server_segment_across_frames_ends_what_was_open() {
+    let Some(rec) = recorded() else { return };
+    let evs = multiplexed(rec);
+    let (whole, _) = analyze(&evs);
+    let big = whole.iter().find(|t| t.response_body.wire_bytes == BIG as u64).unwrap();
+    // A real segment of the large body from its middle (on loopback one
+    // segment carries several DATA frames: its loss takes frame
+    // boundaries with it), reported as a gap of its length.
+    let frames = big.resp_frames.unwrap();
+    let server: Vec<usize> = evs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Ev::Data(Side::Server, b, _, f) if *f > frames.first && *f < frames.last && b.len() > 16_384 + 18 => {
+                Some(i)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!server.is_empty(), "a segment larger than a DATA frame inside the body");
+    let drop = server[server.len() / 2];
+    let Ev::Data(_, bytes, ts, lost_frame) = &evs[drop] else { unreachable!() };
+    let mut lossy = evs.clone();
+    lossy[drop] = Ev::Gap(Side::Server, bytes.len() as u64, *ts);
+    let (txs, st) = analyze(&lossy);
+    assert_eq!((st.lost_directions, st.hpack_desyncs), (1, 1));
+    assert_eq!(
+        st.unparsed_bytes,
+        (stream_of(&evs, Side::Server).len() - stream_of(&evs[..drop], Side::Server).len()) as u64
+    );
+    assert_eq!(txs.len(), whole.len());
+    for (t, w) in txs.iter().zip(&whole) {
+        let done_before = w.resp_frames.is_some_and(|f| f.last < *lost_frame);
+        if done_before {
+            assert_eq!((t.outcome, truth_of(t)), (Outcome::Complete, truth_of(w)), "stream {}", t.stream);
+        } else {
+            // Open when the segment was lost: the request is known, the
+            // rest cannot be.
+            assert_eq!(
+                (t.outcome, &t.method, &t.path),
+                (Outcome::CaptureGap, &w.method, &w.path),
+                "stream {}",
+                t.stream
+            );
+            assert!(t.anomalies.contains(&pov_http2::Anomaly::ResponseGap));
+        }
+    }
+    let count = |o: Outcome| txs.iter().filter(|t| t.outcome == o).count();
+    assert!(count(Outcome::CaptureGap) > 0 && count(Outcome::Complete) > 0);
+    eprintln!(
+        "segment of {} octets lost: {} complete before it, {} capture_gap",
+        bytes.len(),
+        count(Outcome::Complete),
+        count(Outcome::CaptureGap)
+    );
+}
