@@ -732,3 +732,34 @@ fn random_header_blocks_never_panic() {
         assert!(d.table_size() <= d.table_capacity() && d.table_capacity() <= 4096);
     }
 }
+
+#[test]
+fn gap_in_a_response_header_block_keeps_the_requests() {
+    let (c, _) = lossy_client();
+    let s = lossy_server();
+    // Lose 4 octets of stream 3's response HEADERS payload (the second
+    // HEADERS frame of the server, after stream 1's HEADERS and DATA).
+    let hdr = 9 + status(200).len();
+    let cut = hdr + 9 + 100 + 9 + 3;
+    let (txs, st) = run(&[C(c), S(s[..cut].to_vec()), SGap(4), S(s[cut + 4..].to_vec())]);
+    assert_eq!(
+        summary(&txs),
+        vec![
+            row(1, Some("GET"), Some("/1"), Some(200), 100, Outcome::Complete),
+            row(3, Some("GET"), Some("/3"), None, 100, Outcome::CaptureGap),
+            row(5, Some("GET"), Some("/5"), None, 100, Outcome::CaptureGap),
+            row(7, Some("GET"), Some("/7"), None, 100, Outcome::CaptureGap),
+        ]
+    );
+    assert!(txs[1].anomalies.contains(&Anomaly::ResponseGap));
+    assert!(txs[3].anomalies.contains(&Anomaly::HpackDesync));
+    assert_eq!((st.hpack_desyncs, st.lost_directions), (1, 0));
+}
+
+#[test]
+fn gap_inside_the_preface_keeps_the_frames() {
+    let (c, _) = lossy_client();
+    let (txs, st) = run(&[C(c[..5].to_vec()), CGap(10), C(c[15..].to_vec()), S(lossy_server())]);
+    assert_eq!(txs.iter().filter(|t| t.outcome == Outcome::Complete).count(), 4);
+    assert_eq!((st.gaps, st.lost_directions), (1, 0));
+}
