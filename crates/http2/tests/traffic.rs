@@ -31,6 +31,7 @@ use pov_http2::{Chunk, CloseHow, H2Config, H2Conn, H2Stats, H2Transaction, Outco
 
 const PORT: u16 = 8080;
 const BIG: usize = 300_000;
+const MID: usize = 20_000;
 
 fn tool(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
@@ -136,7 +137,9 @@ fn pages() -> Vec<(&'static str, Vec<u8>)> {
             (x >> 16) as u8
         })
         .collect();
-    vec![("index.html", b"<html>hello</html>\n".to_vec()), ("big.bin", big)]
+    // Two DATA frames, under the 32 KiB curl 7.88 takes after a 101.
+    let mid = big[..MID].to_vec();
+    vec![("index.html", b"<html>hello</html>\n".to_vec()), ("big.bin", big), ("mid.bin", mid)]
 }
 
 /// What one client said about one request.
@@ -708,7 +711,11 @@ fn record_upgrade() -> Result<Upgraded, String> {
     });
     assert!(ready, "apache did not start: {}", std::fs::read_to_string(lab.dir.join("error.log")).unwrap_or_default());
     let cap = Capture::start(&mut lab, UP_PORT);
-    let urls: Vec<String> = ["/index.html", "/missing", "/big.bin"].iter().map(|p| url(p)).collect();
+    // Not the large page: curl 7.88 fails an upgrade when more than 32 KiB
+    // follow the 101 in one read ("connection buffer size is too small to
+    // store data following HTTP Upgrade response header"), which Apache's
+    // prompt answer on stream 1 makes likely.
+    let urls: Vec<String> = ["/index.html", "/missing", "/mid.bin"].iter().map(|p| url(p)).collect();
     let mut args = vec![
         "curl",
         "-s",
@@ -849,7 +856,7 @@ fn h2c_upgrade_by_http1_request() {
     let mut want = curl;
     want.sort();
     assert_eq!(got, want);
-    assert!(got.iter().any(|t| t.status == 404) && got.iter().any(|t| t.size == BIG as u64));
+    assert!(got.iter().any(|t| t.status == 404) && got.iter().any(|t| t.size == MID as u64));
 }
 
 #[test]
