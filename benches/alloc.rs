@@ -62,6 +62,32 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
     (r, ALLOCS.load(Ordering::Relaxed) - a, BYTES.load(Ordering::Relaxed) - b)
 }
 
+/// (allocations, bytes) of what `pov analyze`'s shards make of each
+/// transaction once parsed (`AnalyzePrep`: the sessions' view of it and its
+/// record with the customer columns), over the transactions of `bytes`.
+fn prepare(bytes: &Arc<[u8]>, path: &Path) -> (u64, u64) {
+    use pov::output::Format;
+    use pov::transactions::{Customer, TxWriter};
+    let txs = stages::http_transactions(bytes);
+    let cfg = pov::config::PovConfig::default();
+    let masker = pov_privacy::Masker::new(&cfg.privacy, true);
+    let customer = Customer::new(&cfg, &[path.to_path_buf()]).unwrap_or_else(|e| panic!("{e}"));
+    let sessions = customer.txs.clone();
+    let writer = TxWriter::new(std::io::sink(), Format::Jsonl, masker).unwrap_or_else(|e| panic!("{e}"));
+    let records = writer.with_customer(customer).preparer();
+    // Once untimed (the classifier's regex caches fill), then counted.
+    let run = || {
+        for t in &txs {
+            let tx = sessions.tx(t);
+            std::hint::black_box(records.record_with(t, &tx));
+            std::hint::black_box(tx);
+        }
+    };
+    run();
+    let ((), a, b) = counted(run);
+    (a, b)
+}
+
 /// (stage, allocations, bytes) for each stage, and (packets, transactions).
 fn stages(bytes: &Arc<[u8]>) -> (Vec<(&'static str, u64, u64)>, u64, u64) {
     let (packets, a, b) = counted(|| stages::read(bytes));
@@ -152,7 +178,9 @@ fn main() {
             continue;
         };
         let bytes: Arc<[u8]> = bytes.into();
-        let (rows, packets, txs) = stages(&bytes);
+        let (mut rows, packets, txs) = stages(&bytes);
+        let (a, b) = prepare(&bytes, &path);
+        rows.push(("prepare (alone)", a, b));
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         for (stage, a, b) in rows {
             let per = |n: u64, d: u64| if d == 0 { "-".to_string() } else { format!("{:.2}", n as f64 / d as f64) };

@@ -70,6 +70,11 @@ pub fn reassemble(bytes: &Arc<[u8]>) -> u64 {
 
 /// Reads, decodes, reassembles and parses HTTP: the transactions.
 pub fn http(bytes: &Arc<[u8]>) -> u64 {
+    http_transactions(bytes).len() as u64
+}
+
+/// The transactions of a capture, in order.
+pub fn http_transactions(bytes: &Arc<[u8]>) -> Vec<HttpTransaction> {
     let mut f = open(bytes);
     let mut d = Decoder::new(DecodeConfig::default());
     let mut r = Reassembler::new(TcpConfig::default());
@@ -80,5 +85,5 @@ pub fn http(bytes: &Arc<[u8]>) -> u64 {
         }
     }
     r.finish(&mut http);
-    http.finish().0.len() as u64
+    http.finish().0
 }

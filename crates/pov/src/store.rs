@@ -8,8 +8,10 @@
 //! every media type up to the keep cap, so a replay shows images and style
 //! sheets; then the transaction goes on as without a store (the bodies no
 //! failure rule reads are dropped). At the end [`TxStore::read`] scans the
-//! record headers, seeks past what is not wanted, and decodes the rest in
-//! request order. The files are removed when the store is dropped.
+//! parts' indexes (each record's header and where it is, 48 bytes a
+//! record: a few MB where the records are hundreds), reads the wanted
+//! records only, and decodes them in request order. The files are removed
+//! when the store is dropped.
 //!
 //! A record is a 40-byte header (payload length `u32`, raw body bytes that
 //! follow `u32`, connection `u64`, depth `u32`, request start `i64`, where
@@ -18,7 +20,8 @@
 //! form, and the response body if no earlier record holds the same one
 //! (bodies of 1 KiB and more are matched by hash and length). Disk use is
 //! about the distinct HTTP bytes kept (heads, and bodies up to the keep
-//! cap).
+//! cap). The index of a part is a file beside it (`.idx`): each record's
+//! header followed by its offset in the part (`u64`).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -32,6 +35,9 @@ use pov_capture::http::{HttpTransaction, Tap, codec};
 use crate::replay::TxKey;
 
 const HEADER: usize = 40;
+
+/// An index entry: a record's header and its offset.
+const ENTRY: usize = HEADER + 8;
 
 /// Response bodies from this size on are stored once per content.
 const DEDUP_MIN_BYTES: usize = 1024;
@@ -67,6 +73,9 @@ pub const MAX_STORE_BYTES: u64 = 4 << 30;
 struct Part {
     path: PathBuf,
     out: Option<BufWriter<File>>,
+    /// The index beside the part (see the module's documentation).
+    index_path: PathBuf,
+    index: Option<BufWriter<File>>,
     buf: Vec<u8>,
     error: Option<io::Error>,
     records: u64,
@@ -141,6 +150,16 @@ impl Part {
             self.out = None;
             return;
         }
+        let mut entry = [0u8; ENTRY];
+        entry[..HEADER].copy_from_slice(&head);
+        entry[HEADER..].copy_from_slice(&self.bytes.to_le_bytes());
+        if let Some(index) = self.index.as_mut()
+            && let Err(e) = index.write_all(&entry)
+        {
+            self.error = Some(named(e, &self.index_path));
+            self.out = None;
+            return;
+        }
         self.records += 1;
         self.bytes += self.buf.len() as u64;
     }
@@ -151,6 +170,9 @@ impl Part {
         }
         if let Some(out) = self.out.as_mut() {
             out.flush().map_err(|e| named(e, &self.path))?;
+        }
+        if let Some(index) = self.index.as_mut() {
+            index.flush().map_err(|e| named(e, &self.index_path))?;
         }
         Ok(())
     }
@@ -166,7 +188,9 @@ impl Drop for Inner {
         for p in parts {
             if let Ok(mut p) = p.lock() {
                 p.out = None;
+                p.index = None;
                 let _ = fs::remove_file(&p.path);
+                let _ = fs::remove_file(&p.index_path);
             }
         }
     }
@@ -208,15 +232,22 @@ impl TxStore {
         let max_bytes = self.0.max_bytes / parts_in_all.max(1) as u64;
         let mut parts = self.0.parts.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.0.dir.join(format!(".pov-store-{}-{}", std::process::id(), parts.len()));
-        let (out, error) = match File::create(&path) {
+        let index_path = path.with_extension("idx");
+        let (out, index, error) = match (File::create(&path), File::create(&index_path)) {
             // One part per shard: 128 KiB each writes in large enough
-            // pieces (1 MiB each was 16 MiB held for nothing).
-            Ok(f) => (Some(BufWriter::with_capacity(128 << 10, f)), None),
-            Err(e) => (None, Some(named(e, &path))),
+            // pieces (1 MiB each was 16 MiB held for nothing); its index
+            // is some 20 times smaller.
+            (Ok(f), Ok(i)) => {
+                (Some(BufWriter::with_capacity(128 << 10, f)), Some(BufWriter::with_capacity(8 << 10, i)), None)
+            }
+            (Err(e), _) => (None, None, Some(named(e, &path))),
+            (_, Err(e)) => (None, None, Some(named(e, &index_path))),
         };
         let part = Arc::new(Mutex::new(Part {
             path,
             out,
+            index_path,
+            index,
             buf: Vec::new(),
             error,
             records: 0,
@@ -250,22 +281,19 @@ impl TxStore {
             if p.records == 0 || wanted.is_empty() {
                 continue;
             }
-            let mut r = BufReader::new(File::open(&p.path).map_err(|e| named(e, &p.path))?);
-            let mut at = 0u64;
-            let mut head = [0u8; HEADER];
+            let mut r = BufReader::new(File::open(&p.index_path).map_err(|e| named(e, &p.index_path))?);
+            let mut entry = [0u8; ENTRY];
             for _ in 0..p.records {
-                r.read_exact(&mut head).map_err(|e| named(e, &p.path))?;
-                let word = |a: usize, b: usize| head.get(a..b).unwrap_or_default();
+                r.read_exact(&mut entry).map_err(|e| named(e, &p.index_path))?;
+                let word = |a: usize, b: usize| entry.get(a..b).unwrap_or_default();
                 let u32_at = |a: usize| u32::from_le_bytes(word(a, a + 4).try_into().unwrap_or_default());
                 let u64_at = |a: usize| u64::from_le_bytes(word(a, a + 8).try_into().unwrap_or_default());
-                let (len, raw) = (u32_at(0) as usize, u32_at(4) as usize);
+                let len = u32_at(0) as usize;
                 let (conn, depth, start) = (u64_at(8), u32_at(16), u64_at(20) as i64);
-                let (body_at, body_len) = (u64_at(28), u32_at(36));
+                let (body_at, body_len, at) = (u64_at(28), u32_at(36), u64_at(HEADER));
                 if wanted.contains(&(conn, depth)) {
                     found.push(((Ts(start), conn, depth), i, at + HEADER as u64, len, body_at, body_len));
                 }
-                r.seek_relative((len + raw) as i64).map_err(|e| named(e, &p.path))?;
-                at += (HEADER + len + raw) as u64;
             }
         }
         found.sort_unstable_by_key(|(k, ..)| *k);
@@ -356,8 +384,22 @@ mod tests {
         // Whole: the image's body too.
         assert_eq!(got[2].response_body.kept, b"body of 1/1");
         assert_eq!(format!("{:?}", got[1]), format!("{:?}", tx(2, 2, 40, "application/json")));
-        let files = fs::read_dir(&d).expect("dir").count();
-        assert_eq!(files, 2);
+        // A part per shard and its index.
+        let mut files: Vec<String> = fs::read_dir(&d)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let pid = std::process::id();
+        assert_eq!(
+            files,
+            [
+                format!(".pov-store-{pid}-0"),
+                format!(".pov-store-{pid}-0.idx"),
+                format!(".pov-store-{pid}-1"),
+                format!(".pov-store-{pid}-1.idx")
+            ]
+        );
         drop(taps);
         drop(store);
         assert_eq!(fs::read_dir(&d).expect("dir").count(), 0, "the store's files are removed with it");
