@@ -35,6 +35,7 @@ pub mod source;
 pub mod tcp;
 #[doc(hidden)]
 pub mod testing;
+pub mod text;
 pub mod time;
 pub mod units;
 

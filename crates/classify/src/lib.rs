@@ -394,7 +394,7 @@ impl Classifier {
     pub fn error_page(&self, t: &HttpTransaction, class: ResourceClass) -> Option<ErrorBody> {
         let resp = t.response.as_ref()?;
         let ct = resp.headers.text("content-type").unwrap_or_default();
-        let target = t.request.as_ref().map(|r| String::from_utf8_lossy(&r.uri)).unwrap_or_default();
+        let target = t.request.as_ref().map(|r| pov_capture::text::lossy(&r.uri)).unwrap_or_default();
         self.error_body(&target, resp.status, &ct, &t.response_body.kept, class)
     }
 
@@ -422,7 +422,7 @@ impl Classifier {
         if !matches!(class, ResourceClass::Document | ResourceClass::Api | ResourceClass::Other) {
             return None;
         }
-        let body = String::from_utf8_lossy(body);
+        let body = pov_capture::text::lossy(body);
         let ct = content_type.to_ascii_lowercase();
         let trimmed = body.trim_start();
         let looks_json =

@@ -89,7 +89,7 @@ macro_rules! kinds {
 }
 
 kinds! {
-    Str: String, &str;
+    Str: String, &str, std::borrow::Cow<'static, str>;
     U64: u8, u16, u32, u64, usize;
     I64: i8, i16, i32, i64;
     F64: f32, f64;

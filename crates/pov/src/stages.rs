@@ -159,8 +159,8 @@ pub fn tx_of(r: &TxRecord, base: u64) -> Result<Tx, String> {
     let class = r.resource_class.as_deref().ok_or("a record without the customer columns (resource_class)")?;
     let class: ResourceClass =
         serde_json::from_value(serde_json::Value::String(class.into())).map_err(|_| bad("resource class", class))?;
-    let outcome: Outcome =
-        serde_json::from_value(serde_json::Value::String(r.outcome.clone())).map_err(|_| bad("outcome", &r.outcome))?;
+    let outcome: Outcome = serde_json::from_value(serde_json::Value::String(r.outcome.to_string()))
+        .map_err(|_| bad("outcome", &r.outcome))?;
     let client = addr(&r.orig_h, r.orig_p)?;
     let client_ip = match r.client_ip.as_deref() {
         Some(a) => a.parse().map_err(|_| bad("address", a))?,
@@ -178,7 +178,7 @@ pub fn tx_of(r: &TxRecord, base: u64) -> Result<Tx, String> {
         req_resent: r.req_resent.map(ts),
         resp_start: r.resp_start.map(ts),
         resp_end: r.resp_end.map(ts),
-        method: r.method.clone(),
+        method: r.method.as_deref().map(str::to_owned),
         host: r.host.clone(),
         target: r.uri_raw.clone().unwrap_or_default(),
         referer: r.referrer.clone(),

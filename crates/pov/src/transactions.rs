@@ -1,6 +1,7 @@
 //! `pov transactions`: one record per HTTP transaction, with Zeek http.log
 //! field names where Zeek has the field, and pov's own beside them.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use pov_capture::Ts;
@@ -41,7 +42,7 @@ pov_impact::record! {
         /// Position of the transaction in its connection, from 1.
         pub trans_depth: u32,
         /// Request method.
-        pub method: Option<String>,
+        pub method: Option<Cow<'static, str>>,
         /// Host header.
         pub host: Option<String>,
         /// Request target, percent-decoded (non-printable bytes as `\xNN`),
@@ -52,7 +53,7 @@ pov_impact::record! {
         /// Referer header, secrets masked.
         pub referrer: Option<String>,
         /// HTTP version of the response (of the request when there is none).
-        pub version: Option<String>,
+        pub version: Option<Cow<'static, str>>,
         /// User-Agent header.
         pub user_agent: Option<String>,
         /// Request body bytes, decoded.
@@ -80,7 +81,7 @@ pov_impact::record! {
         /// The connection's handshake round trip, milliseconds.
         pub handshake_rtt_ms: Option<f64>,
         /// How the transaction ended.
-        pub outcome: String,
+        pub outcome: Cow<'static, str>,
         /// For a client abort or no response: how long the client waited, ms.
         pub waited_ms: Option<f64>,
         /// Bytes of the transaction missing from the capture.
@@ -126,7 +127,7 @@ pov_impact::record! {
         pub location: Option<String>,
         /// What it fetched: document, api, style, script, image, font,
         /// media, other.
-        pub resource_class: Option<String>,
+        pub resource_class: Option<Cow<'static, str>>,
         /// The first configured session cookie sent, `name=value`: the
         /// value is the user's pseudonym for that cookie (raw with
         /// `--no-mask`).
@@ -164,12 +165,21 @@ fn joined(parts: impl Iterator<Item = String>) -> Option<String> {
     (!v.is_empty()).then(|| v.join("; "))
 }
 
+/// A method's text: the common ones are static (no allocation a record).
+fn method(m: &str) -> Cow<'static, str> {
+    const COMMON: [&str; 7] = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"];
+    match COMMON.iter().find(|c| **c == m) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(m.to_owned()),
+    }
+}
+
 fn secs(t: Option<Ts>) -> Option<f64> {
     t.map(Ts::as_secs_f64)
 }
 
 fn ip(a: std::net::SocketAddr) -> String {
-    a.ip().to_string()
+    pov_capture::text::ip_text(a.ip())
 }
 
 impl TxRecord {
@@ -183,7 +193,7 @@ impl TxRecord {
         let anomalies = tx.anomalies.iter().map(|a| a.as_str().to_owned()).collect();
         // Header text, masked: one allocation (the masked text borrows the
         // lossy text, which borrows the header when it is UTF-8).
-        let masked = |v: &[u8]| mask.text(&String::from_utf8_lossy(v)).into_owned();
+        let masked = |v: &[u8]| mask.text(&pov_capture::text::lossy(v)).into_owned();
         TxRecord {
             ts: tx.timing.start().as_secs_f64(),
             uid: format!("C{}", tx.conn),
@@ -192,12 +202,12 @@ impl TxRecord {
             resp_h: ip(tx.server),
             resp_p: tx.server.port(),
             trans_depth: tx.depth,
-            method: req.map(|r| r.method.clone()).filter(|m| !m.is_empty()),
+            method: req.map(|r| method(&r.method)).filter(|m| !m.is_empty()),
             host: req.and_then(|r| r.headers.get("host")).map(masked),
             uri: target.as_deref().map(uri::zeek_decode).filter(|u| !u.is_empty()),
             uri_raw: target.as_deref().map(uri::escape).filter(|u| !u.is_empty()),
             referrer: req.and_then(|r| r.headers.get("referer")).map(|v| mask.header_value("referer", v)),
-            version: resp.map(|r| r.version_text()).or(req.map(|r| r.version_text())).map(str::to_owned),
+            version: resp.map(|r| r.version_text()).or(req.map(|r| r.version_text())).map(Cow::Borrowed),
             user_agent: req.and_then(|r| r.headers.get("user-agent")).map(masked),
             request_body_len: tx.request_body.decoded_len,
             response_body_len: tx.response_body.decoded_len,
@@ -211,7 +221,7 @@ impl TxRecord {
             ttfb_ms: tx.timing.ttfb().map(|d| d.as_millis_f64()),
             transfer_ms: tx.timing.transfer().map(|d| d.as_millis_f64()),
             handshake_rtt_ms: tx.timing.handshake_rtt.map(|d| d.as_millis_f64()),
-            outcome: tx.outcome.as_str().to_string(),
+            outcome: Cow::Borrowed(tx.outcome.as_str()),
             waited_ms: tx.waited.map(|d| d.as_millis_f64()),
             missing_bytes: tx.missing_bytes,
             content_encoding: resp.and_then(|r| r.headers.text("content-encoding")),
@@ -254,10 +264,10 @@ impl TxRecord {
             })
         };
         self.capture = capture.map(str::to_owned);
-        self.client_ip = Some(tx.client_ip.to_string());
+        self.client_ip = Some(pov_capture::text::ip_text(tx.client_ip));
         self.req_resent = secs(tx.req_resent);
         self.location = tx.location.as_deref().map(|l| masker.header_value("location", l.as_bytes()));
-        self.resource_class = Some(tx.class.as_str().to_owned());
+        self.resource_class = Some(Cow::Borrowed(tx.class.as_str()));
         self.session_cookie = pair(&tx.cookie, false);
         self.session_set_cookie = pair(&tx.set_cookie, false);
         self.id_header = tx.header_id.as_ref().map(|h| key(UserKey::Header(h.clone()), h));
@@ -277,14 +287,21 @@ impl TxRecord {
     /// is `size_of::<TxRecord>()`).
     pub fn heap_bytes(&self) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        [&self.uid, &self.orig_h, &self.resp_h, &self.outcome].iter().map(|s| s.capacity()).sum::<usize>()
+        // A closed set's text (outcome, version, class) is static: no heap.
+        let cow = |s: &Cow<'static, str>| match s {
+            Cow::Owned(s) => s.capacity(),
+            Cow::Borrowed(_) => 0,
+        };
+        [&self.uid, &self.orig_h, &self.resp_h].iter().map(|s| s.capacity()).sum::<usize>()
+            + cow(&self.outcome)
+            + self.version.as_ref().map_or(0, cow)
+            + self.method.as_ref().map_or(0, cow)
+            + self.resource_class.as_ref().map_or(0, cow)
             + [
-                &self.method,
                 &self.host,
                 &self.uri,
                 &self.uri_raw,
                 &self.referrer,
-                &self.version,
                 &self.user_agent,
                 &self.status_msg,
                 &self.content_encoding,
@@ -296,7 +313,6 @@ impl TxRecord {
                 &self.capture,
                 &self.client_ip,
                 &self.location,
-                &self.resource_class,
                 &self.session_cookie,
                 &self.session_set_cookie,
                 &self.id_header,
@@ -335,13 +351,13 @@ impl Record for TxRecord {
             format!("{}:{}", self.orig_h, self.orig_p),
             format!("{}:{}", self.resp_h, self.resp_p),
             self.trans_depth.to_string(),
-            self.method.clone().unwrap_or_else(|| "-".into()),
+            self.method.as_deref().unwrap_or("-").to_string(),
             self.host.clone().unwrap_or_else(|| "-".into()),
             self.uri.clone().unwrap_or_else(|| "-".into()),
             self.status_code.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             self.response_body_len.to_string(),
             self.ttfb_ms.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into()),
-            self.outcome.clone(),
+            self.outcome.to_string(),
             self.missing_bytes.to_string(),
         ]
     }

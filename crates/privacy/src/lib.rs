@@ -480,8 +480,14 @@ fn maybe_secret(s: &[u8]) -> bool {
     s.iter().any(|c| matches!(c, b'=' | b'"')) || s.iter().filter(|c| c.is_ascii_digit()).count() >= 13
 }
 
+/// Text of bytes, invalid UTF-8 replaced as `String::from_utf8_lossy`
+/// does; valid text (nearly all of it) is checked a word at a time rather
+/// than by the lossy scan's byte by byte.
 fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 fn lossy_cards(mut b: Vec<u8>) -> String {

@@ -287,7 +287,7 @@ impl Tx {
     pub fn from_http(t: &HttpTransaction, users: &UsersConfig, proxies: &[Cidr], revenue: &RevenueConfig) -> Tx {
         let req = t.request.as_ref();
         let resp = t.response.as_ref();
-        let target = req.map(|r| String::from_utf8_lossy(&r.uri).into_owned()).unwrap_or_default();
+        let target = req.map(|r| pov_capture::text::lossy(&r.uri).into_owned()).unwrap_or_default();
         let path = target.split(['?', '#']).next().unwrap_or("");
         let accept = req.and_then(|r| r.headers.text("accept"));
         let content_type = resp.and_then(|r| r.headers.text("content-type"));

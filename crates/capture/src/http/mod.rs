@@ -166,7 +166,7 @@ impl Headers {
 
     /// The first value of `name` as (lossy) text.
     pub fn text(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.get(name).map(|v| crate::text::lossy(v).into_owned())
     }
 
     /// Cookie names and values from every `Cookie` field.
@@ -174,7 +174,7 @@ impl Headers {
         let mut out = Vec::new();
         for v in self.get_all("cookie") {
             for part in v.split(|b| *b == b';') {
-                let part = String::from_utf8_lossy(part);
+                let part = crate::text::lossy(part);
                 let part = part.trim();
                 if part.is_empty() {
                     continue;
@@ -193,7 +193,7 @@ impl Headers {
     pub fn set_cookies(&self) -> Vec<(String, String)> {
         self.get_all("set-cookie")
             .filter_map(|v| {
-                let v = String::from_utf8_lossy(v);
+                let v = crate::text::lossy(v);
                 let first = v.split(';').next()?.trim().to_string();
                 let (k, val) = first.split_once('=')?;
                 Some((k.trim().to_string(), val.trim().to_string()))
@@ -223,7 +223,7 @@ impl RequestHead {
     }
     /// The request target as (lossy) text.
     pub fn uri_text(&self) -> String {
-        String::from_utf8_lossy(&self.uri).into_owned()
+        crate::text::lossy(&self.uri).into_owned()
     }
     /// The query string (after `?`), if any.
     pub fn query(&self) -> Option<String> {
@@ -246,7 +246,7 @@ impl RequestHead {
     pub fn x_forwarded_for(&self) -> Vec<String> {
         self.headers
             .get_all("x-forwarded-for")
-            .flat_map(|v| String::from_utf8_lossy(v).split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
+            .flat_map(|v| crate::text::lossy(v).split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
             .filter(|s| !s.is_empty())
             .collect()
     }
