@@ -258,9 +258,15 @@ impl TxRecord {
         let key = |k: UserKey, raw: &str| if mask { k.hashed(salt) } else { raw.to_string() };
         let pair = |p: &Option<(String, String)>, query: bool| {
             p.as_ref().map(|(n, v)| {
-                let k =
-                    if query { UserKey::Query(n.clone(), v.clone()) } else { UserKey::Cookie(n.clone(), v.clone()) };
-                format!("{n}={}", key(k, v))
+                let mut out = String::with_capacity(n.len() + 1 + if mask { 16 } else { v.len() });
+                out.push_str(n);
+                out.push('=');
+                if mask {
+                    out.push_str(&UserKey::pair_hashed(query, n, v, salt));
+                } else {
+                    out.push_str(v);
+                }
+                out
             })
         };
         self.capture = capture.map(str::to_owned);

@@ -61,18 +61,30 @@ impl UserKey {
                 [b"address:", ip.as_bytes(), b"", b""]
             }
         };
-        let raw = || parts.iter().flat_map(|p| p.iter());
-        let a = fnv1a(0xcbf2_9ce4_8422_2325, salt.as_bytes().iter().chain(&[0u8]).chain(raw()));
-        let b = fnv1a(0x8422_2325_cbf2_9ce4 ^ a, raw().chain(&[0u8]).chain(salt.as_bytes()));
-        let mut out = String::with_capacity(16);
-        for word in [(a >> 32) as u32 ^ a as u32, (b >> 32) as u32 ^ b as u32] {
-            for shift in (0..8).rev() {
-                let d = (word >> (shift * 4)) & 0xf;
-                out.push(char::from_digit(d, 16).unwrap_or('0'));
-            }
-        }
-        out
+        hash_parts(&parts, salt)
     }
+
+    /// [`UserKey::hashed`] of `UserKey::Cookie(name, value)`, or of
+    /// `UserKey::Query(name, value)` when `query`, without making the key.
+    pub fn pair_hashed(query: bool, name: &str, value: &str, salt: &str) -> String {
+        let kind: &[u8] = if query { b"query:" } else { b"cookie:" };
+        hash_parts(&[kind, name.as_bytes(), b"=", value.as_bytes()], salt)
+    }
+}
+
+/// The pseudonym of the raw key that `parts` make one after another.
+fn hash_parts(parts: &[&[u8]; 4], salt: &str) -> String {
+    let raw = || parts.iter().flat_map(|p| p.iter());
+    let a = fnv1a(0xcbf2_9ce4_8422_2325, salt.as_bytes().iter().chain(&[0u8]).chain(raw()));
+    let b = fnv1a(0x8422_2325_cbf2_9ce4 ^ a, raw().chain(&[0u8]).chain(salt.as_bytes()));
+    let mut out = String::with_capacity(16);
+    for word in [(a >> 32) as u32 ^ a as u32, (b >> 32) as u32 ^ b as u32] {
+        for shift in (0..8).rev() {
+            let d = (word >> (shift * 4)) & 0xf;
+            out.push(char::from_digit(d, 16).unwrap_or('0'));
+        }
+    }
+    out
 }
 
 fn fnv1a<'a>(seed: u64, bytes: impl Iterator<Item = &'a u8>) -> u64 {
@@ -132,6 +144,10 @@ mod tests {
         for k in &keys {
             for salt in ["", "pepper"] {
                 assert_eq!(k.hashed(salt), hashed_as_defined(k, salt), "{k}");
+                if let UserKey::Cookie(n, v) | UserKey::Query(n, v) = k {
+                    let query = matches!(k, UserKey::Query(..));
+                    assert_eq!(UserKey::pair_hashed(query, n, v, salt), k.hashed(salt), "{k}");
+                }
             }
         }
         // A pinned value: the pseudonym of a known key as every earlier run
