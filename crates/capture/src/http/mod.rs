@@ -25,14 +25,19 @@ mod body;
 pub mod codec;
 mod conn;
 mod framing;
+mod h2;
 mod order;
 mod pairing;
+mod route;
 pub mod uri;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use body::{BodyInfo, ContentEncoding, DecodeStop};
+pub use pov_tls::KeyStore;
+pub use route::{H2Counters, TlsEnd, TlsStats};
 
 use crate::budget::{Budget, Holder};
 use crate::tcp::{Close, ConnId, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, StreamSink};
@@ -74,6 +79,10 @@ pub struct HttpConfig {
     /// The run's memory budget: heads, kept bodies, decompressors, waiting
     /// requests and transactions held for ordering are charged to it.
     pub budget: Budget,
+    /// TLS secrets (`--keylog`, pcapng Decryption Secrets Blocks), shared
+    /// by the threads of a run. Empty: TLS connections are counted and
+    /// their handshakes read, not decrypted.
+    pub keys: Arc<KeyStore>,
 }
 
 impl Default for HttpConfig {
@@ -89,6 +98,7 @@ impl Default for HttpConfig {
             max_held_bytes: 128 << 20,
             client_timeout: Dur::from_secs(30),
             budget: Budget::default(),
+            keys: Arc::new(KeyStore::new()),
         }
     }
 }
@@ -310,6 +320,15 @@ pub enum Outcome {
     CaptureGap,
     /// The request or response could not be parsed.
     Malformed,
+    /// HTTP/2: the server refused the stream (RST_STREAM REFUSED_STREAM)
+    /// before doing any work on it; the client may send it again (RFC
+    /// 9113 8.7). Not a failure of the application: a browser retries
+    /// it, and the retry is a transaction of its own.
+    Refused,
+    /// HTTP/2: the stream was above the last stream id of the server's
+    /// GOAWAY, so it was never processed (RFC 9113 6.8); the client
+    /// retries it on a new connection. Not a failure of the application.
+    RefusedByGoaway,
 }
 
 impl Outcome {
@@ -323,6 +342,8 @@ impl Outcome {
             Outcome::Truncated => "truncated",
             Outcome::CaptureGap => "capture_gap",
             Outcome::Malformed => "malformed",
+            Outcome::Refused => "refused",
+            Outcome::RefusedByGoaway => "refused_by_goaway",
         }
     }
 }
@@ -379,11 +400,18 @@ pub enum Anomaly {
     /// the connection outlived (its receiver ignored it: the stream went
     /// on in sequence). Zeek calls it `data_after_reset`.
     DataAfterRst,
+    /// HTTP/2: a header block of this stream was not decoded because its
+    /// direction's HPACK table was lost to a gap earlier (never guessed).
+    HpackDesync,
+    /// HTTP/2: the stream was reset with RST_STREAM.
+    StreamReset,
+    /// HTTP/2: the stream was pushed by the server (PUSH_PROMISE).
+    Pushed,
 }
 
 impl Anomaly {
     /// Every anomaly, in declaration order.
-    pub const ALL: [Anomaly; 20] = [
+    pub const ALL: [Anomaly; 23] = [
         Anomaly::RequestGap,
         Anomaly::ResponseGap,
         Anomaly::PartialRequestHead,
@@ -404,6 +432,9 @@ impl Anomaly {
         Anomaly::PendingOverflow,
         Anomaly::MemoryBudget,
         Anomaly::DataAfterRst,
+        Anomaly::HpackDesync,
+        Anomaly::StreamReset,
+        Anomaly::Pushed,
     ];
 
     /// Snake-case name (as serialized).
@@ -429,6 +460,9 @@ impl Anomaly {
             Anomaly::PendingOverflow => "pending_overflow",
             Anomaly::MemoryBudget => "memory_budget",
             Anomaly::DataAfterRst => "data_after_rst",
+            Anomaly::HpackDesync => "hpack_desync",
+            Anomaly::StreamReset => "stream_reset",
+            Anomaly::Pushed => "pushed",
         }
     }
 }
@@ -486,8 +520,11 @@ pub struct HttpTransaction {
     pub client: SocketAddr,
     /// Server address.
     pub server: SocketAddr,
-    /// Position in the connection, from 1 (Zeek's `trans_depth`).
+    /// Position in the connection, from 1 (Zeek's `trans_depth`; for
+    /// HTTP/2, in the order the streams finished).
     pub depth: u32,
+    /// HTTP/2 stream id (`None` for HTTP/1.x).
+    pub stream: Option<u32>,
     /// The request, if the capture has it.
     pub request: Option<RequestHead>,
     /// The final response, if any.
@@ -516,6 +553,15 @@ pub struct HttpTransaction {
 }
 
 impl HttpTransaction {
+    /// `2` for an HTTP/2 stream, else the HTTP/1 version of the response
+    /// (of the request when there is none): `1.1`, `1.0`, `0.9`.
+    pub fn version_text(&self) -> Option<&'static str> {
+        if self.stream.is_some() {
+            return Some("2");
+        }
+        self.response.as_ref().map(|r| r.version_text()).or(self.request.as_ref().map(|r| r.version_text()))
+    }
+
     /// Gives back the memory budget charges of its kept bodies (the bytes
     /// stay): for a transaction handed from one part of a run to another,
     /// which charges what it keeps to its own budget.
@@ -550,6 +596,7 @@ impl HttpTransaction {
             client,
             server,
             depth,
+            stream: None,
             request: None,
             response: None,
             interim: Vec::new(),
@@ -599,6 +646,10 @@ pub struct HttpStats {
     pub capture_gap: u64,
     /// Malformed transactions.
     pub malformed: u64,
+    /// HTTP/2 streams the server refused (REFUSED_STREAM).
+    pub refused: u64,
+    /// HTTP/2 streams above a GOAWAY's last stream id.
+    pub refused_by_goaway: u64,
     /// Responses without a request.
     pub orphan_responses: u64,
     /// Interim (1xx) responses.
@@ -640,6 +691,10 @@ pub struct HttpStats {
     /// was full: a body not kept or not decoded, a head not held whole, a
     /// request given up while waiting (anomaly `memory_budget`).
     pub budget_cuts: u64,
+    /// TLS connections by outcome (with or without keys).
+    pub tls: TlsStats,
+    /// HTTP/2 connections and streams.
+    pub h2: H2Counters,
 }
 
 impl HttpStats {
@@ -672,6 +727,10 @@ impl HttpStats {
         self.peak_held_bytes += o.peak_held_bytes;
         self.budget_releases += o.budget_releases;
         self.budget_cuts += o.budget_cuts;
+        self.refused += o.refused;
+        self.refused_by_goaway += o.refused_by_goaway;
+        self.tls.merge(&o.tls);
+        self.h2.merge(&o.h2);
     }
 }
 
@@ -680,7 +739,8 @@ pub struct HttpAnalyzer<S: TxSink> {
     cfg: HttpConfig,
     /// Each connection, and the start time under which it is in `open`.
     /// (Boxed, so that the map's spare capacity costs a pointer a slot.)
-    conns: HashMap<ConnId, Box<(conn::ConnHttp, Option<Ts>)>>,
+    /// And what the connection speaks (`route.rs`).
+    conns: HashMap<ConnId, Box<(conn::ConnHttp, Option<Ts>, route::Route)>>,
     /// The connections with an unfinished transaction, by its start time:
     /// the earliest bounds what can be released in order, without a scan
     /// of every connection.
@@ -694,6 +754,10 @@ pub struct HttpAnalyzer<S: TxSink> {
     pairing_steps: u64,
     /// Sees every transaction as it finishes.
     tap: Option<Tap>,
+    /// Decrypts TLS records with the run's keys (this thread's buffer).
+    tls: pov_tls::Decoder<'static>,
+    /// How each TLS connection ended, for the customer stage.
+    tls_ends: Vec<TlsEnd>,
 }
 
 /// Sees every transaction as it finishes, before it is held for ordering
@@ -709,7 +773,6 @@ impl<S: TxSink> HttpAnalyzer<S> {
     pub fn new(cfg: HttpConfig, sink: S) -> HttpAnalyzer<S> {
         let order = order::Orderer::new(&cfg.budget);
         HttpAnalyzer {
-            cfg,
             conns: HashMap::new(),
             open: BTreeSet::new(),
             order,
@@ -719,6 +782,9 @@ impl<S: TxSink> HttpAnalyzer<S> {
             last_release: Ts(i64::MIN),
             pairing_steps: 0,
             tap: None,
+            tls: route::decoder(&cfg.keys),
+            cfg,
+            tls_ends: Vec::new(),
         }
     }
 
@@ -731,6 +797,12 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// Counters so far.
     pub fn stats(&self) -> &HttpStats {
         &self.stats
+    }
+
+    /// How the TLS connections closed since the last call ended (every
+    /// one: the failures among them are [`TlsEnd::is_failure`]).
+    pub fn take_tls_ends(&mut self) -> Vec<TlsEnd> {
+        std::mem::take(&mut self.tls_ends)
     }
 
     /// The sink.
@@ -768,6 +840,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 Outcome::Truncated => self.stats.truncated += 1,
                 Outcome::CaptureGap => self.stats.capture_gap += 1,
                 Outcome::Malformed => self.stats.malformed += 1,
+                Outcome::Refused => self.stats.refused += 1,
+                Outcome::RefusedByGoaway => self.stats.refused_by_goaway += 1,
             }
             if tx.request.is_none() {
                 self.stats.orphan_responses += 1;
@@ -806,8 +880,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// transaction.
     fn reindex(&mut self, id: ConnId) {
         let Some(e) = self.conns.get_mut(&id) else { return };
-        let (c, indexed) = &mut **e;
-        let now = c.earliest_open();
+        let (c, indexed, r) = &mut **e;
+        let now = route::h2_earliest(r).unwrap_or_else(|| c.earliest_open());
         if now == *indexed {
             return;
         }
@@ -886,8 +960,9 @@ impl<S: TxSink> HttpAnalyzer<S> {
 impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_open(&mut self, meta: &ConnMeta) {
         self.stats.connections += 1;
-        if let Some(old) = self.conns.insert(meta.id, Box::new((conn::ConnHttp::new(meta, &self.cfg), None)))
-            && let (_, Some(t)) = *old
+        let entry = Box::new((conn::ConnHttp::new(meta, &self.cfg), None, route::Route::Unknown));
+        if let Some(old) = self.conns.insert(meta.id, entry)
+            && let (_, Some(t), _) = *old
         {
             self.open.remove(&(t, meta.id));
         }
@@ -895,8 +970,15 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_data(&mut self, chunk: &DataChunk<'_>) {
         let Some(e) = self.conns.get_mut(&chunk.conn) else { return };
-        let c = &mut e.0;
-        let mut done = c.data(chunk, &self.cfg, &mut self.stats);
+        let (c, _, r) = &mut **e;
+        let mut done = Vec::new();
+        // One look at the first client bytes; plaintext HTTP/1 goes on as
+        // before.
+        if matches!(r, route::Route::Http1)
+            || !route::data(r, c, chunk, &self.cfg, &mut self.stats, &mut self.tls, &mut done)
+        {
+            done = c.data(chunk, &self.cfg, &mut self.stats);
+        }
         c.label_after_rst(&mut done);
         self.reindex(chunk.conn);
         self.emit(done);
@@ -905,8 +987,11 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_gap(&mut self, gap: &Gap) {
         let Some(e) = self.conns.get_mut(&gap.conn) else { return };
-        let c = &mut e.0;
-        let mut done = c.gap(gap, &self.cfg, &mut self.stats);
+        let (c, _, r) = &mut **e;
+        let mut done = Vec::new();
+        if !route::gap(r, gap, &self.cfg, &mut done) {
+            done = c.gap(gap, &self.cfg, &mut self.stats);
+        }
         c.label_after_rst(&mut done);
         self.reindex(gap.conn);
         self.emit(done);
@@ -914,6 +999,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     }
 
     fn on_retransmission(&mut self, r: &crate::tcp::Retransmission) {
+        // (Offsets of TLS connections are not the plaintext's; the
+        // retransmission's time is what `ConnHttp` reads.)
         if let Some(e) = self.conns.get_mut(&r.conn) {
             e.0.retransmission(r);
         }
@@ -921,7 +1008,10 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_half_close(&mut self, hc: &HalfClose) {
         let Some(e) = self.conns.get_mut(&hc.conn) else { return };
-        let c = &mut e.0;
+        let (c, _, r) = &mut **e;
+        if !route::half_close_is_http1(r) {
+            return;
+        }
         let mut done = c.half_close(hc, &self.cfg, &mut self.stats);
         c.label_after_rst(&mut done);
         self.reindex(hc.conn);
@@ -931,11 +1021,16 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_close(&mut self, close: &Close) {
         let Some(e) = self.conns.remove(&close.conn) else { return };
-        let (mut c, indexed) = *e;
+        let (mut c, indexed, mut r) = *e;
         if let Some(t) = indexed {
             self.open.remove(&(t, close.conn));
         }
-        let mut done = c.close(close, &self.cfg, &mut self.stats);
+        let mut done = Vec::new();
+        let (closed, end) = route::close(&mut r, &mut c, close, &self.cfg, &mut self.stats, &mut self.tls, &mut done);
+        if !closed {
+            done.extend(c.close(close, &self.cfg, &mut self.stats));
+        }
+        self.tls_ends.extend(end);
         c.label_after_rst(&mut done);
         self.pairing_steps += c.pairing_steps();
         self.emit(done);
