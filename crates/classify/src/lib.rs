@@ -573,6 +573,12 @@ impl Classifier {
                     continue;
                 }
                 Outcome::ServerReset | Outcome::Truncated | Outcome::ClientAbort | Outcome::NoResponse => continue,
+                // An HTTP/2 stream the server refused (REFUSED_STREAM, or
+                // above its GOAWAY's last stream id) was never processed,
+                // and clients send it again (RFC 9113 8.7): the retry is a
+                // transaction of its own, judged on its own. The refusal
+                // is no failure the customer met.
+                Outcome::Refused | Outcome::RefusedByGoaway => continue,
                 Outcome::Complete | Outcome::Malformed => {}
             }
             if let Some(st) = t.status {
@@ -867,6 +873,25 @@ mod tests {
         );
         let err = with(tx(1, 1, 0, "/"), |t| t.error_page = Some(ErrorBody::rule("error_page:generic_error_text")));
         assert_eq!(kinds(vec![err]), vec![pair("error_page", "critical")]);
+    }
+
+    #[test]
+    fn refused_http2_streams_are_not_failures_their_retries_are_judged() {
+        // The server refused stream 1 (REFUSED_STREAM) and stream 3 was
+        // above its GOAWAY; the browser sent both again on connection 2,
+        // where one failed.
+        let refused = with(tx(1, 1, 0, "/"), |t| {
+            t.outcome = Outcome::Refused;
+            t.status = None;
+        });
+        let goaway = with(tx(1, 2, 1, "/a.css"), |t| {
+            t.outcome = Outcome::RefusedByGoaway;
+            t.status = None;
+        });
+        assert_eq!(kinds(vec![refused.clone(), goaway.clone()]), vec![]);
+        let retry = tx(2, 1, 5, "/");
+        let failed_retry = with(tx(2, 2, 6, "/a.css"), |t| t.status = Some(503));
+        assert_eq!(kinds(vec![refused, goaway, retry, failed_retry]), vec![pair("server_error", "critical")]);
     }
 
     #[test]
@@ -1211,6 +1236,7 @@ mod tests {
                         continue;
                     }
                     Outcome::ServerReset | Outcome::Truncated | Outcome::ClientAbort | Outcome::NoResponse => continue,
+                    Outcome::Refused | Outcome::RefusedByGoaway => continue,
                     Outcome::Complete | Outcome::Malformed => {}
                 }
                 if let Some(st) = t.status {

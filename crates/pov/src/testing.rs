@@ -812,6 +812,7 @@ impl Gen {
             client: Gen::client(conn),
             server: SocketAddr::from(([10, 0, 0, 100], if flags & 8192 != 0 { 8080 } else { 80 })),
             depth,
+            stream: None,
             request,
             response,
             interim: if flags & 16384 != 0 { vec![100] } else { Vec::new() },

@@ -1,0 +1,290 @@
+//! HTTPS end to end through the `pov` binary: nginx (self-signed
+//! certificate, HTTP/1.1 and HTTP/2) in a network namespace this test
+//! creates, curl with SSLKEYLOGFILE (HTTP/1.1 over TLS 1.2, HTTP/2 over
+//! TLS 1.3, a reset, a refused certificate), captured with tcpdump. pov's
+//! transactions, decrypted with the key log (`--keylog`, or a pcapng
+//! Decryption Secrets Block written by editcap), equal what curl received
+//! (statuses, body sizes, versions) and what tshark decrypts from the same
+//! capture with the same key log (methods, URIs, statuses). Without keys,
+//! every connection is counted (encrypted_no_keys, handshake_failed) and
+//! no transaction is made up. No secret of the key log reaches an output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::netns::{Lab, can_record, run};
+use crate::util::{pov, pov_ok, s};
+
+const PORT: u16 = 8443;
+const PATHS: [&str; 5] = ["/page.html", "/missing", "/boom", "/api/cart", "/big.bin"];
+
+/// What curl said of each URL: (HTTP version, path, status, body bytes).
+type Truth = Vec<(String, String, u16, u64)>;
+
+struct Recorded {
+    lab: Lab,
+    pcap: PathBuf,
+    keylog: PathBuf,
+    truth: Truth,
+}
+
+fn big_body() -> Vec<u8> {
+    (0..150_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
+fn record() -> Recorded {
+    let mut lab = Lab::new("https");
+    let www = lab.path("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("page.html"), "<html><body>pov sees HTTPS</body></html>\n").expect("page");
+    std::fs::write(www.join("big.bin"), big_body()).expect("big");
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
+        .args(["-keyout", s(&lab.path("key.pem")), "-out", s(&lab.path("cert.pem"))]));
+    let d = lab.d();
+    let conf = format!(
+        "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}/t1; proxy_temp_path {d}/t2; fastcgi_temp_path {d}/t3;\n\
+           uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5; default_type application/octet-stream;\n\
+           server {{ listen 127.0.0.1:{PORT} ssl http2; server_name pov.test; root {d}/www;\n\
+             ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;\n\
+             ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets off;\n\
+             location = /boom {{ return 500 \"server error\\n\"; }}\n\
+             location = /api/cart {{ default_type application/json; return 200 '{{\"error\":\"out of stock\"}}'; }}\n\
+             location = /reset {{ return 444; }} }} }}\n"
+    );
+    std::fs::write(lab.path("nginx.conf"), conf).expect("conf");
+    lab.spawn(&["nginx", "-p", &d, "-c", &format!("{d}/nginx.conf")]);
+    lab.wait_port(PORT);
+    let cap = lab.tcpdump("https.pcap", &format!("tcp port {PORT}"));
+    let keylog = lab.path("keys.log");
+    let mut truth = Vec::new();
+    let resolve = format!("pov.test:{PORT}:127.0.0.1");
+    let url = |p: &str| format!("https://pov.test:{PORT}{p}");
+    let curl = |opts: &[&str], paths: &[&str]| {
+        let mut args: Vec<String> = ["curl", "-s", "--resolve", &resolve].iter().map(|a| a.to_string()).collect();
+        args.extend(opts.iter().map(|a| a.to_string()));
+        args.extend(["-w".into(), "%{http_code} %{size_download} %{http_version}\\n".into()]);
+        for p in paths {
+            args.extend([url(p), "-o".into(), "/dev/null".into()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.exec(&refs).env("SSLKEYLOGFILE", &keylog).output().expect("curl")
+    };
+    // HTTP/1.1 over TLS 1.2, HTTP/2 over TLS 1.3: one connection each.
+    for (opts, version) in
+        [(&["-k", "--http1.1", "--tlsv1.2", "--tls-max", "1.2"][..], "1.1"), (&["-k", "--http2", "--tlsv1.3"][..], "2")]
+    {
+        let out = curl(opts, &PATHS);
+        assert!(out.status.success(), "curl: {out:?}");
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), PATHS.len(), "{lines:?}");
+        for (p, l) in PATHS.iter().zip(&lines) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[2], version, "{l}");
+            truth.push((version.to_string(), p.to_string(), f[0].parse().expect("code"), f[1].parse().expect("size")));
+        }
+    }
+    // The server closes without answering (nginx's 444) on a connection
+    // of its own: curl gets nothing.
+    let out = curl(&["-k", "--http1.1", "--tlsv1.3"], &["/reset"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "000 0 0", "{out:?}");
+    // curl refuses the self-signed certificate.
+    let out = curl(&["--http2"], &["/page.html"]);
+    assert_eq!(out.status.code(), Some(60), "curl refuses the certificate: {out:?}");
+    let pcap = cap.stop();
+    Recorded { lab, pcap, keylog, truth }
+}
+
+/// pov's transactions as (version, path, status, body bytes), with their
+/// outcomes, per connection in order.
+fn pov_records(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["transactions", "-q", "--format", "jsonl"];
+    all.extend_from_slice(args);
+    pov_ok(&all).lines().map(|l| serde_json::from_str(l).expect("jsonl")).collect()
+}
+
+fn projection(records: &[Value]) -> Truth {
+    let mut v: Truth = records
+        .iter()
+        .filter(|r| r["status_code"].is_u64())
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap_or("").to_string(),
+                r["uri"].as_str().unwrap_or("").to_string(),
+                r["status_code"].as_u64().unwrap_or(0) as u16,
+                r["response_body_len"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// tshark's decryption of the same capture: (version, method, path,
+/// status) per answered request.
+fn tshark(pcap: &Path, keylog: &Path) -> Vec<(String, String, String, u16)> {
+    let kl = format!("tls.keylog_file:{}", keylog.display());
+    let fields = |filter: &str, f: &[&str]| -> Vec<Vec<String>> {
+        let mut c = Command::new("tshark");
+        c.args(["-r", s(pcap), "-o", &kl, "-Y", filter, "-T", "fields", "-E", "separator=\t"]);
+        for x in f {
+            c.args(["-e", x]);
+        }
+        let out = run(&mut c);
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+    };
+    let mut v = Vec::new();
+    // HTTP/1.1: requests and responses, paired in order per connection.
+    let mut reqs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for f in fields("http.request", &["tcp.stream", "http.request.method", "http.request.uri"]) {
+        reqs.entry(f[0].clone()).or_default().push((f[1].clone(), f[2].clone()));
+    }
+    let mut answered: BTreeMap<String, usize> = BTreeMap::new();
+    for f in fields("http.response", &["tcp.stream", "http.response.code"]) {
+        let n = answered.entry(f[0].clone()).or_default();
+        let (m, u) = reqs[&f[0]][*n].clone();
+        *n += 1;
+        v.push(("1.1".to_string(), m, u, f[1].parse().expect("code")));
+    }
+    // HTTP/2: HEADERS frames with :method/:path, then :status, per stream.
+    // A packet may carry several frames: their stream ids and types come
+    // as lists, the pseudo-header fields as lists of the HEADERS frames'.
+    let mut streams: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for f in fields(
+        "http2.type == 1",
+        &[
+            "tcp.stream",
+            "http2.streamid",
+            "http2.type",
+            "http2.headers.method",
+            "http2.headers.path",
+            "http2.headers.status",
+        ],
+    ) {
+        let list = |i: usize| -> Vec<String> { f[i].split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect() };
+        let (ids, types) = (list(1), list(2));
+        let headers: Vec<String> = ids.iter().zip(&types).filter(|(_, t)| *t == "1").map(|(i, _)| i.clone()).collect();
+        if !f[3].is_empty() {
+            for ((id, m), p) in headers.iter().zip(list(3)).zip(list(4)) {
+                streams.insert((f[0].clone(), id.clone()), (m, p));
+            }
+        } else {
+            for (id, st) in headers.iter().zip(list(5)) {
+                let (m, p) = streams[&(f[0].clone(), id.clone())].clone();
+                v.push(("2".to_string(), m, p, st.parse().expect("status")));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn info_json(args: &[&str]) -> Value {
+    let mut all = vec!["info", "-q", "--format", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&pov_ok(&all)).expect("info json")
+}
+
+/// Every secret of the key log (hex), to look for in outputs.
+fn secrets(keylog: &Path) -> Vec<String> {
+    std::fs::read_to_string(keylog)
+        .expect("key log")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_lowercase))
+        .collect()
+}
+
+#[test]
+fn https_h1_and_h2_decrypted_equal_curl_and_tshark() {
+    if !can_record("HTTPS tests", &["ip", "nginx", "openssl", "curl", "tcpdump", "tshark", "editcap"]) {
+        return;
+    }
+    let rec = record();
+    let (pcap, keylog) = (s(&rec.pcap), s(&rec.keylog));
+
+    // With the key log: every answered request, as curl saw it.
+    let records = pov_records(&["--keylog", keylog, pcap]);
+    let mut truth = rec.truth.clone();
+    truth.sort();
+    assert_eq!(projection(&records), truth);
+    // ... and as tshark decrypts it.
+    let mine: Vec<(String, String, String, u16)> = {
+        let mut v: Vec<_> = records
+            .iter()
+            .filter(|r| r["status_code"].is_u64())
+            .map(|r| {
+                (
+                    r["version"].as_str().unwrap_or("").to_string(),
+                    r["method"].as_str().unwrap_or("").to_string(),
+                    r["uri"].as_str().unwrap_or("").to_string(),
+                    r["status_code"].as_u64().unwrap_or(0) as u16,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(mine, tshark(&rec.pcap, &rec.keylog));
+    // HTTP/2 streams carry their ids (1, 3, 5 ... in order); HTTP/1.1 none.
+    let h2: Vec<u64> = records.iter().filter(|r| r["version"] == "2").filter_map(|r| r["stream_id"].as_u64()).collect();
+    assert_eq!(h2, [1, 3, 5, 7, 9]);
+    assert!(records.iter().filter(|r| r["version"] == "1.1").all(|r| r["stream_id"].is_null()));
+    // The connection the server closed unanswered is a reset, not silence.
+    let reset: Vec<&Value> = records.iter().filter(|r| r["uri"] == "/reset").collect();
+    assert_eq!(reset.len(), 1, "{records:?}");
+    assert!(reset[0]["status_code"].is_null());
+    assert_eq!(reset[0]["outcome"], "server_reset");
+    // Counters: four TLS connections, three decrypted (one HTTP/2), the
+    // refused certificate a failed handshake.
+    let info = info_json(&["--keylog", keylog, pcap]);
+    let tls = &info["http"]["tls"];
+    assert_eq!(
+        (&tls["connections"], &tls["decrypted"], &tls["handshake_failed"], &tls["h2"]),
+        (&Value::from(4), &Value::from(3), &Value::from(1), &Value::from(1)),
+        "{tls}"
+    );
+    assert_eq!(info["http"]["h2"]["streams"], 5);
+    assert_eq!(info["keys"]["client_randoms"], 4, "{}", info["keys"]);
+
+    // Without keys: counted, nothing made up.
+    let bare = info_json(&[pcap]);
+    let tls = &bare["http"]["tls"];
+    assert_eq!(
+        (&tls["connections"], &tls["encrypted_no_keys"], &tls["handshake_failed"], &tls["decrypted"]),
+        (&Value::from(4), &Value::from(3), &Value::from(1), &Value::from(0)),
+        "{tls}"
+    );
+    assert_eq!(bare["http"]["transactions"], 0);
+    let warned = pov(&["transactions", "--format", "jsonl", "-o", s(&rec.lab.path("bare.jsonl")), pcap]);
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert!(stderr.contains("3 of 4 TLS connections were not decrypted (3 without keys"), "{stderr}");
+
+    // The key log inside the capture (a Decryption Secrets Block): the same.
+    let ng = rec.lab.path("https.pcapng");
+    run(Command::new("editcap").args(["--inject-secrets", &format!("tls,{keylog}"), pcap, s(&ng)]));
+    assert_eq!(projection(&pov_records(&[s(&ng)])), truth);
+    let info_ng = info_json(&[s(&ng)]);
+    assert_eq!(info_ng["keys"]["capture_blocks"], 1);
+    assert_eq!(info_ng["http"]["tls"]["decrypted"], 3);
+
+    // No secret reaches an output; a missing key log is named, nothing more.
+    let outputs = [
+        serde_json::to_string(&records).expect("json"),
+        info.to_string(),
+        info_ng.to_string(),
+        pov_ok(&["transactions", "-q", "--format", "csv", "--keylog", keylog, pcap]),
+    ];
+    for secret in secrets(&rec.keylog) {
+        for o in &outputs {
+            assert!(!o.to_lowercase().contains(&secret), "a secret reached an output");
+        }
+    }
+    let missing = pov(&["transactions", "--keylog", s(&rec.lab.path("nope.log")), pcap]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.log"));
+}
