@@ -478,6 +478,7 @@ mod tests {
             client: "10.0.0.1:40000".parse().unwrap(),
             server: "10.0.0.2:80".parse().unwrap(),
             depth: 1,
+            stream: None,
             request: Some(RequestHead {
                 method: "GET".into(),
                 uri: uri.to_vec(),

@@ -346,6 +346,7 @@ mod tests {
             ..BodyInfo::default()
         };
         tx.outcome = OUTCOMES[i % OUTCOMES.len()];
+        tx.stream = (i % 3 == 1).then_some(2 * i as u32 + 1);
         tx.waited = Some(Dur(42));
         tx.missing_bytes = 17;
         tx.anomalies = Anomaly::ALL.iter().copied().skip(i % Anomaly::ALL.len()).collect();
