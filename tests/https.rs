@@ -264,6 +264,34 @@ fn https_h1_and_h2_decrypted_equal_curl_and_tshark() {
     let stderr = String::from_utf8_lossy(&warned.stderr);
     assert!(stderr.contains("3 of 4 TLS connections were not decrypted (3 without keys"), "{stderr}");
 
+    // The refused certificate is the customer's failure, keys or not,
+    // with its evidence; with keys, the HTTP failures inside TLS too.
+    let failures = |args: &[&str]| -> Vec<Value> {
+        let mut all = vec!["failures", "-q", "--format", "jsonl"];
+        all.extend_from_slice(args);
+        pov_ok(&all).lines().map(|l| serde_json::from_str(l).expect("jsonl")).collect()
+    };
+    let tls_failure = |f: &Value| {
+        f["kind"] == "tls_handshake"
+            && f["host"] == "pov.test"
+            && f["client"].as_str().is_some_and(|c| c.starts_with("127.0.0.1:"))
+            && f["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("alert unknown_ca (certificate refused) from the client"))
+    };
+    let without = failures(&[pcap]);
+    assert_eq!(without.len(), 1, "{without:?}");
+    assert!(tls_failure(&without[0]), "{without:?}");
+    let with = failures(&["--keylog", keylog, pcap]);
+    let mut kinds: Vec<(&str, &str)> =
+        with.iter().map(|f| (f["kind"].as_str().unwrap_or(""), f["url"].as_str().unwrap_or(""))).collect();
+    kinds.sort();
+    assert!(with.iter().any(tls_failure), "{with:?}");
+    for want in [("client_error", "/missing"), ("server_error", "/boom"), ("error_page", "/api/cart")] {
+        let n = kinds.iter().filter(|(k, u)| *k == want.0 && u.ends_with(want.1)).count();
+        assert_eq!(n, 2, "{want:?} once over HTTP/1.1 and once over HTTP/2: {kinds:?}");
+    }
+
     // The key log inside the capture (a Decryption Secrets Block): the same.
     let ng = rec.lab.path("https.pcapng");
     run(Command::new("editcap").args(["--inject-secrets", &format!("tls,{keylog}"), pcap, s(&ng)]));

@@ -709,6 +709,8 @@ impl Gen {
             kind: if b.u8() & 1 == 0 { FailedConnKind::Refused } else { FailedConnKind::Unanswered },
             syns: 1 + u64::from(b.u8() % 4),
             frames: FrameSpan { first: self.frame - 1, last: self.frame },
+            sni: None,
+            evidence: None,
         }
     }
 

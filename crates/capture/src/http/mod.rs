@@ -756,8 +756,10 @@ pub struct HttpAnalyzer<S: TxSink> {
     tap: Option<Tap>,
     /// Decrypts TLS records with the run's keys (this thread's buffer).
     tls: pov_tls::Decoder<'static>,
-    /// How each TLS connection ended, for the customer stage.
-    tls_ends: Vec<TlsEnd>,
+    /// How each TLS connection ended, until its summary comes.
+    tls_ends: HashMap<ConnId, TlsEnd>,
+    /// That of the last summary seen.
+    last_tls_end: Option<TlsEnd>,
 }
 
 /// Sees every transaction as it finishes, before it is held for ordering
@@ -784,7 +786,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
             tap: None,
             tls: route::decoder(&cfg.keys),
             cfg,
-            tls_ends: Vec::new(),
+            tls_ends: HashMap::new(),
+            last_tls_end: None,
         }
     }
 
@@ -799,10 +802,12 @@ impl<S: TxSink> HttpAnalyzer<S> {
         &self.stats
     }
 
-    /// How the TLS connections closed since the last call ended (every
-    /// one: the failures among them are [`TlsEnd::is_failure`]).
-    pub fn take_tls_ends(&mut self) -> Vec<TlsEnd> {
-        std::mem::take(&mut self.tls_ends)
+    /// How the TLS handshake of the connection whose summary
+    /// ([`StreamSink::on_summary`]) came last went, if it was TLS: call
+    /// after passing the summary on, to put it in
+    /// [`crate::tcp::ConnSummary::tls`].
+    pub fn take_tls_end(&mut self) -> Option<TlsEnd> {
+        self.last_tls_end.take()
     }
 
     /// The sink.
@@ -1030,14 +1035,21 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         if !closed {
             done.extend(c.close(close, &self.cfg, &mut self.stats));
         }
-        self.tls_ends.extend(end);
+        if let Some(end) = end {
+            self.tls_ends.insert(close.conn, end);
+        }
         c.label_after_rst(&mut done);
         self.pairing_steps += c.pairing_steps();
         self.emit(done);
         self.release(close.ts);
     }
 
-    fn on_summary(&mut self, _summary: &ConnSummary) {}
+    fn on_summary(&mut self, summary: &ConnSummary) {
+        // Summaries come after their close (the reassembler lets closed
+        // connections linger): the TLS end waits for it, then for
+        // `take_tls_end`.
+        self.last_tls_end = self.tls_ends.remove(&summary.id);
+    }
 }
 
 #[cfg(test)]

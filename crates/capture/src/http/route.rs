@@ -238,6 +238,35 @@ impl TlsEnd {
     pub fn is_failure(&self) -> bool {
         matches!(self.outcome, "handshake_failed" | "incomplete")
     }
+
+    /// What the capture shows of it, in words: the alert (its name, or
+    /// that it was encrypted; a certificate refusal named so), who sent
+    /// it, when, at what offset of the sender's stream; or that the
+    /// connection closed first.
+    pub fn evidence(&self) -> String {
+        let sni = self.sni.as_deref().map(|s| format!(" (server name {s})")).unwrap_or_default();
+        match &self.alert {
+            Some(a) => {
+                let who = match a.side {
+                    Side::Client => "client",
+                    Side::Server => "server",
+                };
+                let what = match a.alert {
+                    Some(al) if pov_tls::wire::is_certificate_alert(al.description) => {
+                        format!("alert {} (certificate refused)", al.name())
+                    }
+                    Some(al) => format!("alert {}", al.name()),
+                    None => "an encrypted alert".to_string(),
+                };
+                format!(
+                    "TLS handshake failed{sni}: {what} from the {who} at capture time {:.6} s, offset {} of its stream",
+                    a.ts as f64 / 1e9,
+                    a.offset
+                )
+            }
+            None => format!("TLS connection closed before its handshake completed{sni}"),
+        }
+    }
 }
 
 /// The per-thread decoding state of a run: a decoder over the run's keys.
