@@ -316,3 +316,100 @@ fn https_h1_and_h2_decrypted_equal_curl_and_tshark() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.log"));
 }
+
+/// samples/https.answers.tsv: what curl said of each answered URL.
+fn answers() -> Truth {
+    let text = std::fs::read_to_string(crate::util::root().join("samples/https.answers.tsv")).expect("answer key");
+    let mut v: Truth = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].parse().expect("status"), f[3].parse().expect("bytes"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn committed_https_sample_matches_its_answer_key_and_replays() {
+    let root = crate::util::root();
+    let ng = root.join("samples/https.pcapng");
+    let keys = root.join("samples/https.keys");
+    let dir = crate::util::TempDir::new("https-sample");
+    // The key log is in the capture (a Decryption Secrets Block).
+    let records = pov_records(&[s(&ng)]);
+    assert_eq!(projection(&records), answers());
+    let reset: Vec<&Value> = records.iter().filter(|r| r["uri"] == "/reset").collect();
+    assert_eq!((reset.len(), &reset[0]["outcome"]), (1, &Value::from("server_reset")), "{records:?}");
+    // The same with the key log given as well (its lines repeat the block's).
+    assert_eq!(projection(&pov_records(&["--keylog", s(&keys), s(&ng)])), answers());
+    let info = info_json(&["--keylog", s(&keys), s(&ng)]);
+    assert_eq!(info["keys"]["capture_blocks"], 1);
+    assert_eq!(info["keys"]["client_randoms"], 4);
+    let tls = &info["http"]["tls"];
+    assert_eq!((&tls["decrypted"], &tls["handshake_failed"], &tls["h2"]), (&3.into(), &1.into(), &1.into()), "{tls}");
+
+    // The failures the sample was made with, each once.
+    let out = pov_ok(&["failures", "-q", "--format", "jsonl", s(&ng)]);
+    let mut kinds: Vec<(String, String)> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("jsonl"))
+        .map(|f| (f["kind"].as_str().unwrap_or("").to_string(), f["url"].as_str().unwrap_or("").to_string()))
+        .map(|(k, u)| (k, u.rsplit_once(":8443").map_or(u.clone(), |(_, p)| p.to_string())))
+        .collect();
+    kinds.sort();
+    let want: Vec<(String, String)> = [
+        ("client_error", "/missing"),
+        ("error_page", "/api/cart"),
+        ("server_error", "/boom"),
+        ("server_reset", "/reset"),
+        ("tls_handshake", ""),
+    ]
+    .iter()
+    .map(|(k, u)| (k.to_string(), u.to_string()))
+    .collect();
+    assert_eq!(kinds, want);
+
+    // HAR and HTML replays of the decrypted session.
+    let har = dir.path("s.har");
+    pov_ok(&["replay", "har", "--failed", "-o", s(&har), s(&ng)]);
+    let har: Value = serde_json::from_slice(&std::fs::read(&har).expect("har")).expect("har json");
+    let mut seen: Truth = har["log"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["response"]["status"].as_u64().is_some_and(|s| s > 0))
+        .map(|e| {
+            let url = e["request"]["url"].as_str().unwrap_or("");
+            assert!(url.starts_with("https://pov.test:8443/"), "{url}");
+            let v = match e["response"]["httpVersion"].as_str() {
+                Some("HTTP/2.0") => "2",
+                Some("HTTP/1.1") => "1.1",
+                v => panic!("{v:?}"),
+            };
+            let path = url.trim_start_matches("https://pov.test:8443").to_string();
+            (
+                v.to_string(),
+                path,
+                e["response"]["status"].as_u64().unwrap_or(0) as u16,
+                e["response"]["content"]["size"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, answers());
+    let page = har["log"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["request"]["url"].as_str().is_some_and(|u| u.ends_with("/index.html")))
+        .expect("the page");
+    assert!(page["response"]["content"]["text"].as_str().is_some_and(|t| t.contains("pov sees HTTPS")));
+    let html = dir.path("s.html");
+    pov_ok(&["replay", "html", "--failed", "-o", s(&html), s(&ng)]);
+    let html = std::fs::read_to_string(&html).expect("html");
+    assert!(html.contains("pov sees HTTPS"), "the decrypted page is in the replay");
+    assert!(html.contains("https://pov.test:8443/api/cart"), "the failed API call is in the replay");
+}

@@ -815,6 +815,7 @@ impl Gen {
             server: SocketAddr::from(([10, 0, 0, 100], if flags & 8192 != 0 { 8080 } else { 80 })),
             depth,
             stream: None,
+            tls: false,
             request,
             response,
             interim: if flags & 16384 != 0 { vec![100] } else { Vec::new() },

@@ -479,6 +479,7 @@ mod tests {
             server: "10.0.0.2:80".parse().unwrap(),
             depth: 1,
             stream: None,
+            tls: false,
             request: Some(RequestHead {
                 method: "GET".into(),
                 uri: uri.to_vec(),

@@ -39,6 +39,7 @@ pub fn encode(tx: &HttpTransaction, out: &mut Vec<u8>) {
     w.addr(&tx.server);
     w.u32(tx.depth);
     w.opt(tx.stream.as_ref(), |w, s| w.u32(*s));
+    w.u8(u8::from(tx.tls));
     w.opt(tx.request.as_ref(), |w, r| {
         w.bytes(r.method.as_bytes());
         w.bytes(&r.uri);
@@ -86,6 +87,7 @@ pub fn decode(b: &[u8]) -> Result<HttpTransaction, CodecError> {
     let depth = r.u32()?;
     let mut tx = HttpTransaction::new(conn, client, server, depth);
     tx.stream = r.opt(R::u32)?;
+    tx.tls = r.u8()? != 0;
     tx.request = r.opt(|r| {
         Ok(RequestHead {
             method: String::from_utf8(r.bytes()?.to_vec()).map_err(|_| r.err())?,
@@ -347,6 +349,7 @@ mod tests {
         };
         tx.outcome = OUTCOMES[i % OUTCOMES.len()];
         tx.stream = (i % 3 == 1).then_some(2 * i as u32 + 1);
+        tx.tls = i % 2 == 0;
         tx.waited = Some(Dur(42));
         tx.missing_bytes = 17;
         tx.anomalies = Anomaly::ALL.iter().copied().skip(i % Anomaly::ALL.len()).collect();

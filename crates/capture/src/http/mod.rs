@@ -525,6 +525,8 @@ pub struct HttpTransaction {
     pub depth: u32,
     /// HTTP/2 stream id (`None` for HTTP/1.x).
     pub stream: Option<u32>,
+    /// Decrypted from TLS (HTTPS).
+    pub tls: bool,
     /// The request, if the capture has it.
     pub request: Option<RequestHead>,
     /// The final response, if any.
@@ -562,6 +564,11 @@ impl HttpTransaction {
         self.response.as_ref().map(|r| r.version_text()).or(self.request.as_ref().map(|r| r.version_text()))
     }
 
+    /// `https` for a transaction decrypted from TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
     /// Gives back the memory budget charges of its kept bodies (the bytes
     /// stay): for a transaction handed from one part of a run to another,
     /// which charges what it keeps to its own budget.
@@ -597,6 +604,7 @@ impl HttpTransaction {
             server,
             depth,
             stream: None,
+            tls: false,
             request: None,
             response: None,
             interim: Vec::new(),
@@ -984,6 +992,7 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         {
             done = c.data(chunk, &self.cfg, &mut self.stats);
         }
+        route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
         self.reindex(chunk.conn);
         self.emit(done);
@@ -997,6 +1006,7 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         if !route::gap(r, gap, &self.cfg, &mut done) {
             done = c.gap(gap, &self.cfg, &mut self.stats);
         }
+        route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
         self.reindex(gap.conn);
         self.emit(done);
@@ -1018,6 +1028,7 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
             return;
         }
         let mut done = c.half_close(hc, &self.cfg, &mut self.stats);
+        route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
         self.reindex(hc.conn);
         self.emit(done);
@@ -1035,6 +1046,7 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         if !closed {
             done.extend(c.close(close, &self.cfg, &mut self.stats));
         }
+        route::label_tls(&r, &mut done);
         if let Some(end) = end {
             self.tls_ends.insert(close.conn, end);
         }

@@ -372,6 +372,15 @@ pub(super) fn gap(route: &mut Route, g: &Gap, cfg: &HttpConfig, done: &mut Vec<H
     }
 }
 
+/// Marks transactions of a TLS connection as such.
+pub(super) fn label_tls(route: &Route, done: &mut [HttpTransaction]) {
+    if let Route::Tls(_) = route {
+        for t in done {
+            t.tls = true;
+        }
+    }
+}
+
 /// Whether a half close is for `ConnHttp` (plaintext or TLS-wrapped
 /// HTTP/1: a close-delimited body ends there).
 pub(super) fn half_close_is_http1(route: &Route) -> bool {
