@@ -349,7 +349,7 @@ mod tests {
         };
         tx.outcome = OUTCOMES[i % OUTCOMES.len()];
         tx.stream = (i % 3 == 1).then_some(2 * i as u32 + 1);
-        tx.tls = i % 2 == 0;
+        tx.tls = i.is_multiple_of(2);
         tx.waited = Some(Dur(42));
         tx.missing_bytes = 17;
         tx.anomalies = Anomaly::ALL.iter().copied().skip(i % Anomaly::ALL.len()).collect();
