@@ -19,7 +19,10 @@ use crate::netns::{Lab, can_record, run};
 use crate::util::{pov, pov_ok, s};
 
 const PORT: u16 = 8443;
-const PATHS: [&str; 5] = ["/page.html", "/missing", "/boom", "/api/cart", "/big.bin"];
+/// h2c (HTTP/2 in the clear, prior knowledge).
+const H2C_PORT: u16 = 8080;
+/// The big body second: what a loss in it costs shows on those after it.
+const PATHS: [&str; 5] = ["/page.html", "/big.bin", "/missing", "/boom", "/api/cart"];
 
 /// What curl said of each URL: (HTTP version, path, status, body bytes).
 type Truth = Vec<(String, String, u16, u64)>;
@@ -29,6 +32,9 @@ struct Recorded {
     pcap: PathBuf,
     keylog: PathBuf,
     truth: Truth,
+    /// The same URLs over h2c, and what curl said of them.
+    h2c: PathBuf,
+    h2c_truth: Truth,
 }
 
 fn big_body() -> Vec<u8> {
@@ -45,6 +51,9 @@ fn record() -> Recorded {
         .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
         .args(["-keyout", s(&lab.path("key.pem")), "-out", s(&lab.path("cert.pem"))]));
     let d = lab.d();
+    let faults = "location = /boom { return 500 \"server error\\n\"; }\n\
+         location = /api/cart { default_type application/json; return 200 '{\"error\":\"out of stock\"}'; }\n\
+         location = /reset { return 444; }";
     let conf = format!(
         "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
          events {{ worker_connections 64; }}\n\
@@ -53,9 +62,8 @@ fn record() -> Recorded {
            server {{ listen 127.0.0.1:{PORT} ssl http2; server_name pov.test; root {d}/www;\n\
              ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;\n\
              ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets off;\n\
-             location = /boom {{ return 500 \"server error\\n\"; }}\n\
-             location = /api/cart {{ default_type application/json; return 200 '{{\"error\":\"out of stock\"}}'; }}\n\
-             location = /reset {{ return 444; }} }} }}\n"
+             {faults} }}\n\
+           server {{ listen 127.0.0.1:{H2C_PORT} http2; root {d}/www; {faults} }} }}\n"
     );
     std::fs::write(lab.path("nginx.conf"), conf).expect("conf");
     lab.spawn(&["nginx", "-p", &d, "-c", &format!("{d}/nginx.conf")]);
@@ -97,7 +105,33 @@ fn record() -> Recorded {
     let out = curl(&["--http2"], &["/page.html"]);
     assert_eq!(out.status.code(), Some(60), "curl refuses the certificate: {out:?}");
     let pcap = cap.stop();
-    Recorded { lab, pcap, keylog, truth }
+    // The same URLs over h2c with prior knowledge, one connection each
+    // (curl 7.88 does not reuse a prior-knowledge connection).
+    let cap = lab.tcpdump("h2c.pcap", &format!("tcp port {H2C_PORT}"));
+    let mut h2c_truth = Vec::new();
+    for p in PATHS {
+        let url = format!("http://127.0.0.1:{H2C_PORT}{p}");
+        let out = lab
+            .exec(&[
+                "curl",
+                "-s",
+                "--http2-prior-knowledge",
+                "-w",
+                "%{http_code} %{size_download}",
+                &url,
+                "-o",
+                "/dev/null",
+            ])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "curl: {out:?}");
+        let l = String::from_utf8_lossy(&out.stdout).to_string();
+        let f: Vec<&str> = l.split_whitespace().collect();
+        h2c_truth.push(("2".to_string(), p.to_string(), f[0].parse().expect("code"), f[1].parse().expect("size")));
+    }
+    h2c_truth.sort();
+    let h2c = cap.stop();
+    Recorded { lab, pcap, keylog, truth, h2c, h2c_truth }
 }
 
 /// pov's transactions as (version, path, status, body bytes), with their
@@ -315,6 +349,59 @@ fn https_h1_and_h2_decrypted_equal_curl_and_tshark() {
     let missing = pov(&["transactions", "--keylog", s(&rec.lab.path("nope.log")), pcap]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.log"));
+
+    // h2c with prior knowledge: HTTP/2 in the clear, as curl saw it.
+    let h2c = pov_records(&[s(&rec.h2c)]);
+    assert_eq!(projection(&h2c), rec.h2c_truth);
+    assert_eq!(h2c.iter().filter_map(|r| r["stream_id"].as_u64()).collect::<Vec<_>>(), [1, 1, 1, 1, 1]);
+    let info = info_json(&[s(&rec.h2c)]);
+    assert_eq!((&info["http"]["h2"]["connections"], &info["http"]["h2"]["cleartext"]), (&5.into(), &5.into()));
+    assert_eq!(info["http"]["tls"]["connections"], 0);
+
+    // A packet lost in the middle of the HTTP/1.1 big body: its TLS
+    // records are a gap in the plaintext; that transaction is capture_gap
+    // (its head was seen), and every one after it on the connection is as
+    // curl saw it.
+    let data_frames = run(Command::new("tshark").args([
+        "-r",
+        pcap,
+        "-Y",
+        &format!("tcp.stream == 0 && tcp.srcport == {PORT} && tcp.len > 0"),
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    ]));
+    let frames: Vec<String> = String::from_utf8_lossy(&data_frames.stdout).lines().map(str::to_owned).collect();
+    let lost = &frames[frames.len() / 2];
+    let lossy = rec.lab.path("lossy.pcap");
+    run(Command::new("editcap").args([pcap, s(&lossy), lost]));
+    let records = pov_records(&["--keylog", keylog, s(&lossy)]);
+    let h1: Vec<&Value> = records.iter().filter(|r| r["version"] == "1.1" && r["uri"] != "/reset").collect();
+    let got: Vec<(String, Option<u64>, &str)> = h1
+        .iter()
+        .map(|r| {
+            (
+                r["uri"].as_str().unwrap_or("").to_string(),
+                r["status_code"].as_u64(),
+                r["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/page.html".to_string(), Some(200), "complete"),
+            ("/big.bin".to_string(), Some(200), "capture_gap"),
+            ("/missing".to_string(), Some(404), "complete"),
+            ("/boom".to_string(), Some(500), "complete"),
+            ("/api/cart".to_string(), Some(200), "complete"),
+        ],
+        "frame {lost} of {frames:?} lost"
+    );
+    assert!(h1[1]["missing_bytes"].as_u64().is_some_and(|m| m > 0));
+    let tls = &info_json(&["--keylog", keylog, s(&lossy)])["http"]["tls"];
+    assert!(tls["lost_records"].as_u64().unwrap_or(0) + tls["unknown_losses"].as_u64().unwrap_or(0) > 0, "{tls}");
 }
 
 /// samples/https.answers.tsv: what curl said of each answered URL.

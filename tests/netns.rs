@@ -92,34 +92,31 @@ impl Lab {
     }
 
     /// Starts tcpdump on the loopback into `file` with `filter`, once it
-    /// captures.
+    /// captures (its messages go to `file`.log: a pipe it could write to
+    /// after the reader is gone would kill it).
     pub fn tcpdump(&self, file: &str, filter: &str) -> Capture {
         let pcap = self.path(file);
-        let mut child = self
+        let log = self.path(&format!("{file}.log"));
+        let child = self
             .exec(&["tcpdump", "-i", "lo", "--immediate-mode", "-B", "65536", "-U", "-s", "0", "-w"])
             .arg(&pcap)
             .arg(filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("tcpdump log"))
             .spawn()
             .expect("tcpdump");
-        // tcpdump says "listening on lo" once it captures.
-        let mut err = child.stderr.take().expect("tcpdump stderr");
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !String::from_utf8_lossy(&seen).contains("listening on") {
-            match std::io::Read::read(&mut err, &mut byte) {
-                Ok(1) => seen.push(byte[0]),
-                _ => panic!("tcpdump did not start: {}", String::from_utf8_lossy(&seen)),
-            }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("listening on") {
+            assert!(Instant::now() < deadline, "tcpdump did not start: {:?}", std::fs::read_to_string(&log));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Capture { child, pcap }
+        Capture { child: Some(child), pcap }
     }
 }
 
-/// A running tcpdump.
+/// A running tcpdump (stopped on drop too).
 pub struct Capture {
-    child: Child,
+    child: Option<Child>,
     /// The file it writes.
     pub pcap: PathBuf,
 }
@@ -129,9 +126,21 @@ impl Capture {
     /// the file.
     pub fn stop(mut self) -> PathBuf {
         std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-        self.pcap
+        self.end();
+        self.pcap.clone()
+    }
+
+    fn end(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -142,6 +151,9 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // POV_KEEP_LAB=1 keeps the files, to look at a failure.
+        if std::env::var_os("POV_KEEP_LAB").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
