@@ -500,3 +500,134 @@ fn committed_https_sample_matches_its_answer_key_and_replays() {
     assert!(html.contains("pov sees HTTPS"), "the decrypted page is in the replay");
     assert!(html.contains("https://pov.test:8443/api/cart"), "the failed API call is in the replay");
 }
+
+/// What Chromium's own net log says it did over HTTP/2: per stream id,
+/// (method, path, status, body bytes received).
+fn netlog_streams(netlog: &Path) -> BTreeMap<u64, (String, String, u16, u64)> {
+    let log: Value = serde_json::from_slice(&std::fs::read(netlog).expect("net log")).expect("net log json");
+    let names: BTreeMap<u64, String> = log["constants"]["logEventTypes"]
+        .as_object()
+        .expect("event types")
+        .iter()
+        .filter_map(|(k, v)| Some((v.as_u64()?, k.clone())))
+        .collect();
+    let mut streams: BTreeMap<u64, (String, String, u16, u64)> = BTreeMap::new();
+    for e in log["events"].as_array().expect("events") {
+        let Some(name) = e["type"].as_u64().and_then(|t| names.get(&t)) else { continue };
+        let p = &e["params"];
+        // (Stream 0 is the connection's own: settings, window updates.)
+        let Some(id) = p["stream_id"].as_u64().filter(|&id| id > 0) else { continue };
+        let pseudo = |key: &str| -> Option<String> {
+            p["headers"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .find_map(|h| h.strip_prefix(key))
+                .map(str::to_owned)
+        };
+        let s = streams.entry(id).or_default();
+        match name.as_str() {
+            "HTTP2_SESSION_SEND_HEADERS" => {
+                s.0 = pseudo(":method: ").unwrap_or_default();
+                s.1 = pseudo(":path: ").unwrap_or_default();
+            }
+            "HTTP2_SESSION_RECV_HEADERS" => s.2 = pseudo(":status: ").and_then(|v| v.parse().ok()).unwrap_or(0),
+            "HTTP2_SESSION_RECV_DATA" => s.3 += p["size"].as_u64().unwrap_or(0),
+            _ => {}
+        }
+    }
+    streams
+}
+
+#[test]
+fn chromium_page_with_subresources_over_h2_equals_its_net_log() {
+    if !can_record("the Chromium HTTPS test", &["ip", "nginx", "openssl", "chromium", "tcpdump"]) {
+        return;
+    }
+    let mut lab = Lab::new("chrome");
+    let d = lab.d();
+    let shop = lab.path("www/shop");
+    std::fs::create_dir_all(&shop).expect("www");
+    std::fs::write(
+        shop.join("index.html"),
+        "<!DOCTYPE html>\n<html><head><title>shop</title><link rel=\"stylesheet\" href=\"style.css\">\
+         <script src=\"app.js\"></script></head>\n<body><h1>pov shop over h2</h1><img src=\"logo.svg\">\
+         <img src=\"missing.png\"></body></html>\n",
+    )
+    .expect("page");
+    std::fs::write(shop.join("style.css"), "body { color: #123; }\n").expect("css");
+    std::fs::write(shop.join("app.js"), "fetch(\"/api/cart\").then(r => r.text()).then(t => console.log(t));\n")
+        .expect("js");
+    std::fs::write(
+        shop.join("logo.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><rect width=\"10\" height=\"10\"/></svg>\n",
+    )
+    .expect("svg");
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
+        .args(["-keyout", s(&lab.path("key.pem")), "-out", s(&lab.path("cert.pem"))]));
+    let conf = format!(
+        "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}/t1; proxy_temp_path {d}/t2; fastcgi_temp_path {d}/t3;\n\
+           uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5; default_type application/octet-stream;\n\
+           types {{ text/html html; text/css css; application/javascript js; image/svg+xml svg; }}\n\
+           server {{ listen 127.0.0.1:{PORT} ssl http2; server_name pov.test; root {d}/www;\n\
+             ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;\n\
+             location = /api/cart {{ default_type application/json; return 200 '{{\"error\":\"out of stock\"}}'; }} }} }}\n"
+    );
+    std::fs::write(lab.path("nginx.conf"), conf).expect("conf");
+    lab.spawn(&["nginx", "-p", &d, "-c", &format!("{d}/nginx.conf")]);
+    lab.wait_port(PORT);
+    let cap = lab.tcpdump("chrome.pcap", &format!("tcp port {PORT}"));
+    let (keys, netlog, profile) = (lab.path("keys.log"), lab.path("netlog.json"), lab.path("profile"));
+    let out = lab
+        .exec(&[
+            "timeout",
+            "-k",
+            "5",
+            "90",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--ignore-certificate-errors",
+            "--host-resolver-rules=MAP pov.test 127.0.0.1",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--ssl-key-log-file={}", keys.display()))
+        .arg(format!("--log-net-log={}", netlog.display()))
+        .arg(format!("https://pov.test:{PORT}/shop/index.html"))
+        .output()
+        .expect("chromium");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pov shop over h2"), "{out:?}");
+    let pcap = cap.stop();
+
+    let truth = netlog_streams(&netlog);
+    // The page, its style sheet, script, image, the missing image, the
+    // script's API call (and the browser's favicon).
+    for p in ["/shop/index.html", "/shop/style.css", "/shop/app.js", "/shop/logo.svg", "/shop/missing.png", "/api/cart"]
+    {
+        assert!(truth.values().any(|t| t.1 == p), "{p} not in the net log: {truth:?}");
+    }
+    let records = pov_records(&["--keylog", s(&keys), s(&pcap)]);
+    let mine: BTreeMap<u64, (String, String, u16, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["stream_id"].as_u64().expect("an HTTP/2 stream"),
+                (
+                    r["method"].as_str().unwrap_or("").to_string(),
+                    r["uri"].as_str().unwrap_or("").to_string(),
+                    r["status_code"].as_u64().unwrap_or(0) as u16,
+                    r["response_body_len"].as_u64().unwrap_or(0),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(mine, truth);
+    assert!(records.iter().all(|r| r["version"] == "2" && r["outcome"] == "complete"), "{records:?}");
+}

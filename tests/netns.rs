@@ -85,7 +85,7 @@ impl Lab {
     pub fn wait_port(&self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
-        while !self.exec(&["bash", "-c", &probe]).status().is_ok_and(|s| s.success()) {
+        while !self.exec(&["bash", "-c", &probe]).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
             assert!(Instant::now() < deadline, "nothing listens on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
