@@ -1,6 +1,9 @@
 //! A network namespace for recording real traffic: the namespace, the
 //! processes started in it and a temporary directory, removed on drop;
-//! tcpdump started and stopped so that the capture is whole.
+//! tcpdump started and stopped so that the capture is whole. Shared by the
+//! end-to-end tests and crates/tls/tests/real_traffic.rs (`#[path]`), each
+//! of which uses part of it.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

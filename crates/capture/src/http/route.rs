@@ -432,21 +432,7 @@ pub(super) fn close(
         }
         Route::Tls(t) => {
             let meta = &t.meta;
-            let mut sink = Plain {
-                t: &mut t.inner,
-                offsets: &mut t.offsets,
-                early: &mut t.early,
-                early_bytes: &mut t.early_bytes,
-                http,
-                meta,
-                chunk: None,
-                cfg,
-                stats,
-                done,
-            };
-            t.tls.finish(cx, c.ts.0, &mut sink);
-            // Server plaintext still waiting for the client's: HTTP/1.
-            if matches!(t.inner, Inner::Undecided) && !t.early.is_empty() {
+            {
                 let mut sink = Plain {
                     t: &mut t.inner,
                     offsets: &mut t.offsets,
@@ -456,10 +442,14 @@ pub(super) fn close(
                     meta,
                     chunk: None,
                     cfg,
-                    stats,
-                    done,
+                    stats: &mut *stats,
+                    done: &mut *done,
                 };
-                sink.choose(false);
+                t.tls.finish(cx, c.ts.0, &mut sink);
+                // Server plaintext still waiting for the client's: HTTP/1.
+                if matches!(sink.t, Inner::Undecided) && !sink.early.is_empty() {
+                    sink.choose(false);
+                }
             }
             let facts = t.tls.facts();
             let is_h2 = matches!(t.inner, Inner::H2(_));
