@@ -47,9 +47,7 @@ fn record() -> Recorded {
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("page.html"), "<html><body>pov sees HTTPS</body></html>\n").expect("page");
     std::fs::write(www.join("big.bin"), big_body()).expect("big");
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
-        .args(["-keyout", s(&lab.path("key.pem")), "-out", s(&lab.path("cert.pem"))]));
+    lab.self_signed();
     let d = lab.d();
     let faults = "location = /boom { return 500 \"server error\\n\"; }\n\
          location = /api/cart { default_type application/json; return 200 '{\"error\":\"out of stock\"}'; }\n\
@@ -563,9 +561,7 @@ fn chromium_page_with_subresources_over_h2_equals_its_net_log() {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><rect width=\"10\" height=\"10\"/></svg>\n",
     )
     .expect("svg");
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
-        .args(["-keyout", s(&lab.path("key.pem")), "-out", s(&lab.path("cert.pem"))]));
+    lab.self_signed();
     let conf = format!(
         "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
          events {{ worker_connections 64; }}\n\

@@ -68,6 +68,17 @@ impl Lab {
         c
     }
 
+    /// A self-signed RSA certificate for `pov.test` in the directory:
+    /// `cert.pem` and `key.pem`.
+    pub fn self_signed(&self) {
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
+            .arg("-keyout")
+            .arg(self.path("key.pem"))
+            .arg("-out")
+            .arg(self.path("cert.pem")));
+    }
+
     /// A path in the directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)

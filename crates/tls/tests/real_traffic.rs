@@ -124,9 +124,7 @@ fn record() -> (Lab, PathBuf, PathBuf, Vec<Responses>) {
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("page.html"), "<html><body>pov sees HTTPS</body></html>\n").expect("page");
     std::fs::write(www.join("big.bin"), big_body()).expect("big");
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
-        .args(["-keyout", &lab.path("key.pem").to_string_lossy(), "-out", &lab.path("cert.pem").to_string_lossy()]));
+    lab.self_signed();
     // An ECDSA certificate too, for the ECDHE-ECDSA suites.
     run(Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])

@@ -507,13 +507,19 @@ impl Plain<'_, '_> {
         *self.early_bytes = 0;
     }
 
-    fn deliver(&mut self, side: Side, ts: Ts, data: &[u8]) {
+    /// Where `side`'s next `len` plaintext bytes start; moves past them.
+    fn advance(&mut self, side: Side, len: u64) -> u64 {
         let s = match side {
             Side::Client => 0,
             Side::Server => 1,
         };
         let offset = self.offsets[s];
-        self.offsets[s] += data.len() as u64;
+        self.offsets[s] += len;
+        offset
+    }
+
+    fn deliver(&mut self, side: Side, ts: Ts, data: &[u8]) {
+        let offset = self.advance(side, data.len() as u64);
         let (frames, after_rst) = match self.chunk {
             Some(c) => ((c.first_frame, c.last_frame), c.after_rst),
             None => ((0, 0), false),
@@ -570,12 +576,7 @@ impl TlsSink for Plain<'_, '_> {
             // starting after a gap; HTTP/2's could not find its frames.
             self.choose(false);
         }
-        let s = match side {
-            Side::Client => 0,
-            Side::Server => 1,
-        };
-        let offset = self.offsets[s];
-        self.offsets[s] += len;
+        let offset = self.advance(side, len);
         match self.t {
             Inner::H2(h) => {
                 h.gap(dir_of(side), len, Ts(ts));
