@@ -307,9 +307,9 @@ const BAD_LINES_NAMED: usize = 20;
 
 /// The TLS keys of a pass: every key log of `keylogs`, then the
 /// Decryption Secrets Blocks found before the first packet of each pcapng
-/// input of `captures` (in file order; standard input is not looked at
-/// ahead of the run). `None` when there are no key logs and no blocks (the
-/// run uses an empty store).
+/// input of `captures` (in file order; standard input and named pipes are
+/// not looked at ahead of the run). `None` when there are no key logs and
+/// no blocks (the run uses an empty store).
 ///
 /// # Errors
 ///
@@ -332,7 +332,9 @@ pub fn load_keys(keylogs: &[PathBuf], captures: &[PathBuf]) -> Result<Option<(Ke
         report.keylog_files.push(name);
     }
     for c in captures {
-        if c == Path::new("-") {
+        // Only regular files are looked at ahead of the run: what a pipe
+        // (standard input, a named pipe) holds is read once, by the run.
+        if regular_size(c).is_none() {
             continue;
         }
         let Ok(blocks) = CaptureFile::leading_secrets(c) else { continue };

@@ -1241,6 +1241,40 @@ mod tests {
         (m.into(), u.into(), s, len, o)
     }
 
+    #[test]
+    fn h2c_by_prior_knowledge_becomes_transactions_per_stream() {
+        // The preface, then HEADERS (END_STREAM | END_HEADERS) on stream 1:
+        // GET http://a/ (static entries 2, 6, 4; :authority "a" added to the
+        // table), and on stream 3 the same with "a" from the table (62).
+        let mut client = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        client.extend_from_slice(&[0, 0, 6, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 1, b'a']);
+        client.extend_from_slice(&[0, 0, 4, 1, 5, 0, 0, 0, 3, 0x82, 0x86, 0x84, 0xbe]);
+        // Stream 1: HEADERS :status 404 (static 13), DATA "no!" with
+        // END_STREAM. Stream 3: RST_STREAM REFUSED_STREAM (7).
+        let answer = [0, 0, 1, 1, 4, 0, 0, 0, 1, 0x8d, 0, 0, 3, 0, 1, 0, 0, 0, 1, b'n', b'o', b'!'];
+        let refusal = [0, 0, 4, 3, 0, 0, 0, 0, 3, 0, 0, 0, 7];
+        let (txs, stats, _) = run_counted(HttpConfig::default(), &[C(&client), S(&answer), S(&refusal)]);
+        assert_eq!(
+            views(&txs),
+            [v("GET", "/", Some(404), 3, Outcome::Complete), v("GET", "/", None, 0, Outcome::Refused)]
+        );
+        assert_eq!(
+            txs.iter().map(|t| (t.stream, t.depth, t.tls)).collect::<Vec<_>>(),
+            [(Some(1), 1, false), (Some(3), 2, false)]
+        );
+        assert_eq!(txs[0].version_text(), Some("2"));
+        // :authority is the Host the records and rules read.
+        assert_eq!(txs[1].request.as_ref().and_then(|r| r.host()).as_deref(), Some("a"));
+        assert_eq!(
+            (stats.h2.connections, stats.h2.cleartext, stats.h2.streams, stats.refused, stats.tls.connections),
+            (1, 1, 2, 1, 0)
+        );
+        // A client that is not HTTP/2 stays with the HTTP/1 parser.
+        let (txs, stats, _) =
+            run_counted(HttpConfig::default(), &[C(GET_A), S(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
+        assert_eq!((txs.len(), txs[0].stream, stats.h2.connections), (1, None, 0));
+    }
+
     const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
     const GET_B: &[u8] = b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
     const OK_5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
