@@ -5,6 +5,7 @@
 //! from tshark and committed under `tests/corpus/`.
 #![forbid(unsafe_code)]
 
+mod netns;
 mod util;
 
 mod analyze;
@@ -14,6 +15,7 @@ mod fleet;
 mod flows;
 mod fuzz_corpus;
 mod http;
+mod https;
 mod identity;
 mod live;
 mod netem;

@@ -48,6 +48,11 @@ pub enum FailureKind {
     Refused,
     /// A connection attempt never answered.
     Unanswered,
+    /// A TLS handshake that failed (an alert: a certificate refused, no
+    /// common protocol), seen without keys.
+    TlsHandshake,
+    /// A TLS connection closed before its handshake completed.
+    TlsIncomplete,
     /// A page view that kept being redirected.
     RedirectLoop,
     /// The same page again right after it failed (a signal, not a new
@@ -57,7 +62,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FailureKind; 13] = [
+    pub const ALL: [FailureKind; 15] = [
         FailureKind::ServerError,
         FailureKind::ClientError,
         FailureKind::ErrorPage,
@@ -69,6 +74,8 @@ impl FailureKind {
         FailureKind::Truncated,
         FailureKind::Refused,
         FailureKind::Unanswered,
+        FailureKind::TlsHandshake,
+        FailureKind::TlsIncomplete,
         FailureKind::RedirectLoop,
         FailureKind::Struggle,
     ];
@@ -87,6 +94,8 @@ impl FailureKind {
             FailureKind::Truncated => "truncated",
             FailureKind::Refused => "refused",
             FailureKind::Unanswered => "unanswered",
+            FailureKind::TlsHandshake => "tls_handshake",
+            FailureKind::TlsIncomplete => "tls_incomplete",
             FailureKind::RedirectLoop => "redirect_loop",
             FailureKind::Struggle => "struggle",
         }
@@ -573,6 +582,12 @@ impl Classifier {
                     continue;
                 }
                 Outcome::ServerReset | Outcome::Truncated | Outcome::ClientAbort | Outcome::NoResponse => continue,
+                // An HTTP/2 stream the server refused (REFUSED_STREAM, or
+                // above its GOAWAY's last stream id) was never processed,
+                // and clients send it again (RFC 9113 8.7): the retry is a
+                // transaction of its own, judged on its own. The refusal
+                // is no failure the customer met.
+                Outcome::Refused | Outcome::RefusedByGoaway => continue,
                 Outcome::Complete | Outcome::Malformed => {}
             }
             if let Some(st) = t.status {
@@ -637,6 +652,10 @@ impl Classifier {
                     FailureKind::Unanswered,
                     format!("{} SYN, no answer in {:.1} s", f.syns, (f.end - f.start).as_secs_f64()),
                 ),
+                FailedConnKind::TlsHandshakeFailed => {
+                    (FailureKind::TlsHandshake, f.evidence.clone().unwrap_or_default())
+                }
+                FailedConnKind::TlsIncomplete => (FailureKind::TlsIncomplete, f.evidence.clone().unwrap_or_default()),
             };
             if let Some(p) = page {
                 noticed.insert(p);
@@ -653,7 +672,7 @@ impl Classifier {
                 server: Some(f.server),
                 depth: None,
                 frames: Some(f.frames),
-                host: None,
+                host: f.sni.clone(),
                 url: String::new(),
                 status: None,
                 detail,
@@ -867,6 +886,25 @@ mod tests {
         );
         let err = with(tx(1, 1, 0, "/"), |t| t.error_page = Some(ErrorBody::rule("error_page:generic_error_text")));
         assert_eq!(kinds(vec![err]), vec![pair("error_page", "critical")]);
+    }
+
+    #[test]
+    fn refused_http2_streams_are_not_failures_their_retries_are_judged() {
+        // The server refused stream 1 (REFUSED_STREAM) and stream 3 was
+        // above its GOAWAY; the browser sent both again on connection 2,
+        // where one failed.
+        let refused = with(tx(1, 1, 0, "/"), |t| {
+            t.outcome = Outcome::Refused;
+            t.status = None;
+        });
+        let goaway = with(tx(1, 2, 1, "/a.css"), |t| {
+            t.outcome = Outcome::RefusedByGoaway;
+            t.status = None;
+        });
+        assert_eq!(kinds(vec![refused.clone(), goaway.clone()]), vec![]);
+        let retry = tx(2, 1, 5, "/");
+        let failed_retry = with(tx(2, 2, 6, "/a.css"), |t| t.status = Some(503));
+        assert_eq!(kinds(vec![refused, goaway, retry, failed_retry]), vec![pair("server_error", "critical")]);
     }
 
     #[test]
@@ -1211,6 +1249,7 @@ mod tests {
                         continue;
                     }
                     Outcome::ServerReset | Outcome::Truncated | Outcome::ClientAbort | Outcome::NoResponse => continue,
+                    Outcome::Refused | Outcome::RefusedByGoaway => continue,
                     Outcome::Complete | Outcome::Malformed => {}
                 }
                 if let Some(st) = t.status {
@@ -1267,6 +1306,12 @@ mod tests {
                         FailureKind::Unanswered,
                         format!("{} SYN, no answer in {:.1} s", f.syns, (f.end - f.start).as_secs_f64()),
                     ),
+                    FailedConnKind::TlsHandshakeFailed => {
+                        (FailureKind::TlsHandshake, f.evidence.clone().unwrap_or_default())
+                    }
+                    FailedConnKind::TlsIncomplete => {
+                        (FailureKind::TlsIncomplete, f.evidence.clone().unwrap_or_default())
+                    }
                 };
                 out.failures.push(Failure {
                     kind,
@@ -1280,7 +1325,7 @@ mod tests {
                     server: Some(f.server),
                     depth: None,
                     frames: Some(f.frames),
-                    host: None,
+                    host: f.sni.clone(),
                     url: String::new(),
                     status: None,
                     detail,
@@ -1433,9 +1478,12 @@ mod tests {
                 server: "192.0.2.10:80".parse().unwrap(),
                 start,
                 end: start + Dur::from_millis(1),
-                kind: FailedConnKind::Refused,
+                kind: [FailedConnKind::Refused, FailedConnKind::TlsHandshakeFailed, FailedConnKind::TlsIncomplete]
+                    [r.below(3) as usize],
                 syns: 1,
                 frames: FrameSpan { first: 1, last: 2 },
+                sni: Some("shop.example".into()),
+                evidence: Some("TLS handshake failed: alert unknown_ca (certificate refused) from the client".into()),
             }));
         }
         out.extend(s.finish());

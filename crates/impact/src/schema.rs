@@ -454,7 +454,8 @@ record! {
         /// Server port.
         #[serde(rename = "id.resp_p")]
         pub resp_p: u16,
-        /// `refused` or `unanswered`.
+        /// `refused`, `unanswered`, `tls_handshake_failed` or
+        /// `tls_incomplete`.
         pub kind: String,
         /// SYNs the client sent.
         pub syns: u64,
@@ -464,6 +465,10 @@ record! {
         pub last_frame: u64,
         /// The capture file it was read from (when the run read one file).
         pub capture: Option<String>,
+        /// For a TLS failure: the server name the client asked for.
+        pub sni: Option<String>,
+        /// For a TLS failure: the alert, who sent it, when, at what offset.
+        pub evidence: Option<String>,
     }
     /// The column names of [`FailedConnRecord`].
     pub columns FailedConnColumns;

@@ -450,6 +450,12 @@ pub struct HttpArgs {
     /// ordering; beyond, the earliest are written early.
     #[arg(long, default_value_t = defaults().http.max_held_bytes, value_name = "BYTES", value_parser = bytes_usize)]
     pub max_held_bytes: usize,
+    /// TLS key log (NSS format, as SSLKEYLOGFILE writes it) to decrypt
+    /// HTTPS with; repeatable. pcapng Decryption Secrets Blocks in the
+    /// inputs are used too. A key log is a secret: nothing of it is
+    /// written to any output.
+    #[arg(long, value_name = "FILE")]
+    pub keylog: Vec<PathBuf>,
 }
 
 impl HttpArgs {
@@ -462,6 +468,7 @@ impl HttpArgs {
         cfg.http.max_pending = self.max_pending_requests.max(1);
         cfg.http.max_held = self.max_held_transactions.max(1);
         cfg.http.max_held_bytes = self.max_held_bytes;
+        cfg.keylogs = self.keylog.clone();
     }
 }
 

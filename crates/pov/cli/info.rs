@@ -47,6 +47,9 @@ pub fn write_table(w: &mut dyn Write, r: &RunReport) -> io::Result<()> {
     if let Some(h) = &r.http {
         add("http", serde_json::to_value(h).unwrap_or_default());
     }
+    if let Some(k) = &r.keys {
+        add("keys", serde_json::to_value(k).unwrap_or_default());
+    }
     if let Some(b) = &r.budget {
         add("budget", serde_json::to_value(b).unwrap_or_default());
     }

@@ -476,6 +476,7 @@ fn counters(report: &RunReport, users: &UserStageReport) -> serde_json::Value {
         "decode": report.decode,
         "tcp": report.tcp,
         "http": report.http,
+        "keys": report.keys,
         "users": users,
         "budget": report.budget,
         "errors": report.errors,

@@ -101,6 +101,7 @@ mod tests {
             close_ts: Ts(start as i64 * 1000 + 5000),
             state: ConnState::S0,
             vlan: None,
+            tls: None,
         }
     }
 

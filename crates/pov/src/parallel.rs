@@ -260,10 +260,13 @@ impl StreamSink for ShardSink {
         }
     }
     fn on_summary(&mut self, summary: &ConnSummary) {
+        let mut s = summary.clone();
         if let Some(h) = &mut self.http {
             h.on_summary(summary);
+            // How its TLS handshake went (for failures without keys).
+            s.tls = h.take_tls_end().map(Box::new);
         }
-        self.summaries.push(summary.clone());
+        self.summaries.push(s);
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pov_capture::decode::{DecodeConfig, DecodeStats};
-use pov_capture::http::{HttpConfig, HttpStats};
+use pov_capture::http::{HttpConfig, HttpStats, KeyStore};
 use pov_capture::pcap::{CaptureFile, FileStats, ReadError};
 use pov_capture::tcp::{TcpConfig, TcpStats};
 use pov_capture::{Budget, BudgetReport, CaptureLoss, Dur, PacketFilter, Ts};
@@ -30,6 +30,11 @@ pub struct PipelineConfig {
     /// Which packets the run reads (`--filter`); the others are skipped
     /// before decoding and counted in [`RunReport::filtered_out`].
     pub filter: Option<Arc<dyn PacketFilter>>,
+    /// TLS key logs (`--keylog`, NSS format): loaded with the Decryption
+    /// Secrets Blocks of the inputs at the start of each pass that parses
+    /// HTTP ([`load_keys`]). They are secrets: nothing of them but their
+    /// names and line numbers reaches any output.
+    pub keylogs: Vec<PathBuf>,
 }
 
 /// A request to stop a run early, shared with whoever may ask for it (a
@@ -75,6 +80,7 @@ impl Default for PipelineConfig {
             stop: Stop::default(),
             store: None,
             filter: None,
+            keylogs: Vec::new(),
         };
         cfg.set_budget(Budget::default());
         cfg
@@ -117,6 +123,10 @@ pub struct RunReport {
     pub tcp: TcpStats,
     /// HTTP counters (when the run parsed HTTP).
     pub http: Option<HttpStats>,
+    /// Where the TLS keys came from and what they held (when any were
+    /// given or found in the inputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeysReport>,
     /// Inputs that could not be read, or stopped early, with byte offsets.
     pub errors: Vec<String>,
     /// Inputs that ended early but were read up to that point.
@@ -207,6 +217,28 @@ impl RunReport {
                 "--max-held-transactions/--max-held-bytes",
             );
         }
+        // Encrypted traffic pov could not read is said, so that its
+        // silence is not taken for health.
+        if let Some(t) = self.http.as_ref().map(|h| &h.tls) {
+            let unread = t.encrypted_no_keys + t.keys_mismatch + t.unsupported_suite + t.no_client_hello;
+            if unread > 0 {
+                w.push(format!(
+                    "{unread} of {} TLS connections were not decrypted ({} without keys, {} with keys that did not \
+                     fit, {} with a suite pov does not decrypt, {} joined after their handshake): their HTTP is not \
+                     in the outputs (give their key log with --keylog)",
+                    t.connections, t.encrypted_no_keys, t.keys_mismatch, t.unsupported_suite, t.no_client_hello
+                ));
+            }
+        }
+        if let Some(k) = &self.keys
+            && k.bad_lines > 0
+        {
+            w.push(format!(
+                "{} key log lines were not key log lines and were skipped ({})",
+                k.bad_lines,
+                k.bad_line_examples.join(", ")
+            ));
+        }
         if let Some(b) = &self.budget
             && b.refusals() > 0
         {
@@ -240,6 +272,90 @@ impl RunReport {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// What a run's TLS keys came from: counts, file names and the numbers of
+/// bad lines; never a secret or a line's content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeysReport {
+    /// Key log files read (`--keylog`).
+    pub keylog_files: Vec<String>,
+    /// Decryption Secrets Blocks read from the inputs (before their first
+    /// packet).
+    pub capture_blocks: u64,
+    /// Of those, blocks of other secrets than a TLS key log, or broken.
+    pub capture_blocks_refused: u64,
+    /// Connections (client randoms) with at least one secret.
+    pub client_randoms: u64,
+    /// Secrets kept.
+    pub secrets: u64,
+    /// Lines with a known label that pov does not use (early traffic,
+    /// exporter secrets).
+    pub ignored_lines: u64,
+    /// Lines repeating a known secret.
+    pub duplicate_lines: u64,
+    /// Lines giving another value for a known secret (the first is kept).
+    pub conflicting_lines: u64,
+    /// Lines that are not key log lines.
+    pub bad_lines: u64,
+    /// The first of them: `FILE:LINE: what is wrong`.
+    pub bad_line_examples: Vec<String>,
+}
+
+/// Most bad key log lines named in a report.
+const BAD_LINES_NAMED: usize = 20;
+
+/// The TLS keys of a pass: every key log of `keylogs`, then the
+/// Decryption Secrets Blocks found before the first packet of each pcapng
+/// input of `captures` (in file order; standard input and named pipes are
+/// not looked at ahead of the run). `None` when there are no key logs and
+/// no blocks (the run uses an empty store).
+///
+/// # Errors
+///
+/// A key log that cannot be read (its name and the reason). A capture
+/// whose first blocks do not read is left to the run, which reports it.
+pub fn load_keys(keylogs: &[PathBuf], captures: &[PathBuf]) -> Result<Option<(KeyStore, KeysReport)>, String> {
+    let mut store = KeyStore::new();
+    let mut report = KeysReport::default();
+    let mut named = Vec::new();
+    for k in keylogs {
+        let text = fs::read(k).map_err(|e| format!("--keylog {}: {e}", k.display()))?;
+        let before = store.stats().bad_lines.len();
+        store.load(&text);
+        let name = k.display().to_string();
+        for b in store.stats().bad_lines.iter().skip(before) {
+            if named.len() < BAD_LINES_NAMED {
+                named.push(format!("{name}:{}: {}", b.line, b.kind));
+            }
+        }
+        report.keylog_files.push(name);
+    }
+    for c in captures {
+        // Only regular files are looked at ahead of the run: what a pipe
+        // (standard input, a named pipe) holds is read once, by the run.
+        if regular_size(c).is_none() {
+            continue;
+        }
+        let Ok(blocks) = CaptureFile::leading_secrets(c) else { continue };
+        for (body, big) in blocks {
+            store.load_dsb_body(&body, big);
+        }
+    }
+    let st = store.stats();
+    if keylogs.is_empty() && st.dsb_blocks == 0 {
+        return Ok(None);
+    }
+    report.capture_blocks = st.dsb_blocks;
+    report.capture_blocks_refused = st.dsb_refused;
+    report.client_randoms = store.len() as u64;
+    report.secrets = st.kept();
+    report.ignored_lines = st.ignored;
+    report.duplicate_lines = st.duplicates;
+    report.conflicting_lines = st.conflicts;
+    report.bad_lines = st.bad;
+    report.bad_line_examples = named;
+    Ok(Some((store, report)))
 }
 
 /// Opens every input (`-` is stdin). Inputs that cannot be opened, or are

@@ -67,12 +67,32 @@ impl Reading<'_> {
     /// error is `down`'s (an output it could not write), which ended the
     /// pass.
     pub fn pass<D: Downstream + ?Sized>(&mut self, inputs: &Inputs, http: bool, down: &mut D) -> io::Result<RunReport> {
+        // TLS keys: the key logs and the inputs' Decryption Secrets
+        // Blocks, loaded before any packet is read.
+        let keys = if http {
+            crate::pipeline::load_keys(&self.cfg.keylogs, inputs.paths())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+        } else {
+            None
+        };
         let (files, open_errors, total) = inputs.open();
-        let http = if http { Some(&self.cfg.http) } else { None };
+        let keyed;
+        let (http, keys_report) = match (http, keys) {
+            (false, _) => (None, None),
+            (true, None) => (Some(&self.cfg.http), None),
+            (true, Some((store, report))) => {
+                keyed = pov_capture::http::HttpConfig { keys: std::sync::Arc::new(store), ..self.cfg.http.clone() };
+                (Some(&keyed), Some(report))
+            }
+        };
         let watch = &mut *self.watch;
-        let report = crate::parallel::run(files, open_errors, &self.cfg, http, self.threads, total, down, &mut |p| {
-            watch.progress(p)
-        });
+        let mut report =
+            crate::parallel::run(files, open_errors, &self.cfg, http, self.threads, total, down, &mut |p| {
+                watch.progress(p)
+            });
+        if let Ok(r) = &mut report {
+            r.keys = keys_report;
+        }
         watch.pass_done(report.as_ref().ok());
         report
     }

@@ -56,6 +56,8 @@ fn kind_text(k: FailedConnKind) -> &'static str {
     match k {
         FailedConnKind::Refused => "refused",
         FailedConnKind::Unanswered => "unanswered",
+        FailedConnKind::TlsHandshakeFailed => "tls_handshake_failed",
+        FailedConnKind::TlsIncomplete => "tls_incomplete",
     }
 }
 
@@ -111,6 +113,8 @@ impl<W: Write, F: Write> Downstream for PacketStage<W, F> {
                 first_frame: f.frames.first,
                 last_frame: f.frames.last,
                 capture: self.capture.clone(),
+                sni: f.sni.clone(),
+                evidence: f.evidence.clone(),
             })?;
         }
         GO_ON
@@ -220,10 +224,14 @@ pub fn failed_of(r: &FailedConnRecord, base: u64) -> Result<FailedConn, String> 
         kind: match r.kind.as_str() {
             "refused" => FailedConnKind::Refused,
             "unanswered" => FailedConnKind::Unanswered,
+            "tls_handshake_failed" => FailedConnKind::TlsHandshakeFailed,
+            "tls_incomplete" => FailedConnKind::TlsIncomplete,
             k => return Err(bad("failed connection kind", k)),
         },
         syns: r.syns,
         frames: FrameSpan { first: r.first_frame, last: r.last_frame },
+        sni: r.sni.clone(),
+        evidence: r.evidence.clone(),
     })
 }
 

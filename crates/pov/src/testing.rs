@@ -709,6 +709,8 @@ impl Gen {
             kind: if b.u8() & 1 == 0 { FailedConnKind::Refused } else { FailedConnKind::Unanswered },
             syns: 1 + u64::from(b.u8() % 4),
             frames: FrameSpan { first: self.frame - 1, last: self.frame },
+            sni: None,
+            evidence: None,
         }
     }
 
@@ -812,6 +814,8 @@ impl Gen {
             client: Gen::client(conn),
             server: SocketAddr::from(([10, 0, 0, 100], if flags & 8192 != 0 { 8080 } else { 80 })),
             depth,
+            stream: None,
+            tls: false,
             request,
             response,
             interim: if flags & 16384 != 0 { vec![100] } else { Vec::new() },

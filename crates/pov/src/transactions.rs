@@ -52,8 +52,11 @@ pov_impact::record! {
         pub uri_raw: Option<String>,
         /// Referer header, secrets masked.
         pub referrer: Option<String>,
-        /// HTTP version of the response (of the request when there is none).
+        /// HTTP version of the response (of the request when there is none);
+        /// `2` for an HTTP/2 stream.
         pub version: Option<Cow<'static, str>>,
+        /// HTTP/2 stream id (absent for HTTP/1.x).
+        pub stream_id: Option<u32>,
         /// User-Agent header.
         pub user_agent: Option<String>,
         /// Request body bytes, decoded.
@@ -207,7 +210,8 @@ impl TxRecord {
             uri: target.as_deref().map(uri::zeek_decode).filter(|u| !u.is_empty()),
             uri_raw: target.as_deref().map(uri::escape).filter(|u| !u.is_empty()),
             referrer: req.and_then(|r| r.headers.get("referer")).map(|v| mask.header_value("referer", v)),
-            version: resp.map(|r| r.version_text()).or(req.map(|r| r.version_text())).map(Cow::Borrowed),
+            version: tx.version_text().map(Cow::Borrowed),
+            stream_id: tx.stream,
             user_agent: req.and_then(|r| r.headers.get("user-agent")).map(masked),
             request_body_len: tx.request_body.decoded_len,
             response_body_len: tx.response_body.decoded_len,
@@ -502,6 +506,8 @@ mod tests {
             client: "10.0.0.1:40000".parse().unwrap(),
             server: "10.0.0.2:80".parse().unwrap(),
             depth: 1,
+            stream: None,
+            tls: false,
             request: Some(RequestHead {
                 method: "GET".into(),
                 uri: uri.to_vec(),

@@ -109,7 +109,7 @@ struct Resources<'a> {
 fn url_of(t: &HttpTransaction) -> Option<String> {
     let r = t.request.as_ref()?;
     let host = r.host().unwrap_or_else(|| t.server.to_string());
-    Some(format!("http://{}{}", host.to_ascii_lowercase(), r.uri_text()))
+    Some(format!("{}://{}{}", t.scheme(), host.to_ascii_lowercase(), r.uri_text()))
 }
 
 fn mime_of(t: &HttpTransaction) -> String {

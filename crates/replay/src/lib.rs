@@ -97,6 +97,7 @@ pub(crate) fn entry(e: &HarEntry<'_>, m: &Masker) -> Value {
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
     let query = query.split_once('#').map_or(query, |(q, _)| q);
     let version = |v: Option<u8>| match v {
+        _ if t.stream.is_some() => "HTTP/2.0",
         Some(1) => "HTTP/1.1",
         Some(0) => "HTTP/1.0",
         Some(_) => "HTTP/1.x",
@@ -108,7 +109,7 @@ pub(crate) fn entry(e: &HarEntry<'_>, m: &Masker) -> Value {
         .unwrap_or_default();
     let mut request = json!({
         "method": req.map(|r| r.method.as_str()).unwrap_or("GET"),
-        "url": m.url(&format!("http://{host}{target}")),
+        "url": m.url(&format!("{}://{host}{target}", t.scheme())),
         "httpVersion": version(req.and_then(|r| r.version)),
         "cookies": pairs(cookies),
         "headers": req.map(|r| headers(&r.headers, m)).unwrap_or_default(),

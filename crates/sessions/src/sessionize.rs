@@ -33,6 +33,13 @@ pub enum FailedConnKind {
     Refused,
     /// The SYN was never answered (the client tried again, or gave up).
     Unanswered,
+    /// The TLS handshake failed: an error alert before it completed (a
+    /// certificate the client refused, no common protocol or suite), seen
+    /// without keys.
+    TlsHandshakeFailed,
+    /// The TLS connection closed before its handshake completed, without
+    /// an alert.
+    TlsIncomplete,
 }
 
 /// A connection attempt that failed before any HTTP.
@@ -54,6 +61,12 @@ pub struct FailedConn {
     pub syns: u64,
     /// Frames.
     pub frames: FrameSpan,
+    /// For a TLS failure: the server name the client asked for (what
+    /// tells sites apart when no cookie can be seen).
+    pub sni: Option<String>,
+    /// For a TLS failure: what the capture shows (the alert, who sent it,
+    /// when, at what offset).
+    pub evidence: Option<String>,
 }
 
 impl FailedConn {
@@ -71,8 +84,18 @@ impl FailedConn {
             {
                 FailedConnKind::Unanswered
             }
-            _ => return None,
+            // A TLS connection whose handshake failed or never completed:
+            // the customer got nothing from it, keys or not.
+            _ => match s.tls.as_deref() {
+                Some(t) if t.outcome == "handshake_failed" => FailedConnKind::TlsHandshakeFailed,
+                Some(t) if t.outcome == "incomplete" => FailedConnKind::TlsIncomplete,
+                _ => return None,
+            },
         };
+        let tls = s
+            .tls
+            .as_deref()
+            .filter(|_| matches!(kind, FailedConnKind::TlsHandshakeFailed | FailedConnKind::TlsIncomplete));
         Some(FailedConn {
             conn: s.id,
             client: s.client,
@@ -82,6 +105,8 @@ impl FailedConn {
             kind,
             syns: s.to_server.packets,
             frames: FrameSpan { first: s.first_frame, last: s.last_frame },
+            sni: tls.and_then(|t| t.sni.clone()),
+            evidence: tls.map(|t| t.evidence()),
         })
     }
 }
@@ -2292,6 +2317,8 @@ pub(crate) mod tests {
             kind: FailedConnKind::Refused,
             syns: 1,
             frames: FrameSpan { first: 1, last: 2 },
+            sni: None,
+            evidence: None,
         }
     }
 

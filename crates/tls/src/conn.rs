@@ -34,6 +34,7 @@
 //! failures in a row the side stops trying (every later record is counted).
 
 use std::mem;
+use std::sync::Arc;
 
 use crate::crypto::{RecordKey, SuiteInfo, next_traffic_secret, suite_info};
 use crate::facts::is_alert_sized;
@@ -86,14 +87,38 @@ pub trait TlsSink {
 /// and the buffer records are decrypted into (so a connection holds no
 /// buffer for plaintext).
 pub struct Decoder<'k> {
-    keys: &'k KeyStore,
+    keys: Keys<'k>,
     out: Vec<u8>,
+}
+
+/// The key store a decoder reads: borrowed, or shared by the threads of a
+/// run (which keep their decoder as long as their connections).
+enum Keys<'k> {
+    Borrowed(&'k KeyStore),
+    Shared(Arc<KeyStore>),
+}
+
+impl Keys<'_> {
+    fn store(&self) -> &KeyStore {
+        match self {
+            Keys::Borrowed(k) => k,
+            Keys::Shared(k) => k,
+        }
+    }
 }
 
 impl<'k> Decoder<'k> {
     /// A decoder over a key store (which may be empty).
     pub fn new(keys: &'k KeyStore) -> Decoder<'k> {
-        Decoder { keys, out: Vec::with_capacity(MAX_BODY) }
+        Decoder { keys: Keys::Borrowed(keys), out: Vec::with_capacity(MAX_BODY) }
+    }
+}
+
+impl Decoder<'static> {
+    /// A decoder over a key store shared with other threads: one a
+    /// long-lived analyzer can own.
+    pub fn shared(keys: Arc<KeyStore>) -> Decoder<'static> {
+        Decoder { keys: Keys::Shared(keys), out: Vec::new() }
     }
 }
 
@@ -729,7 +754,7 @@ impl TlsConn {
             return;
         };
         self.suite = Some(suite);
-        let Some(keys) = cx.keys.get(&ch.random) else {
+        let Some(keys) = cx.keys.store().get(&ch.random) else {
             self.facts.keys = KeyStatus::Missing;
             return;
         };

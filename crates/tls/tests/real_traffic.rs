@@ -16,82 +16,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use pov_tls::wire::{HEADER_LEN, Header, is_certificate_alert};
 use pov_tls::{Decoder, KeyStore, Outcome, Side, TlsConn, TlsSink, Version};
 
+// The namespace, tcpdump and their clean-up, shared with the end-to-end
+// tests of the workspace.
+#[path = "../../../tests/netns.rs"]
+mod netns;
+use netns::{Lab, run};
+
 fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|st| st.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false);
-    let tools = ["ip", "nginx", "openssl", "curl", "tcpdump", "tshark", "editcap"];
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| {
-            !Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
-        })
-        .collect();
-    let ok = root && missing.is_empty();
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "TLS capture tests need root ({root}) and {missing:?}; CI has them"
-    );
-    if !ok {
-        eprintln!("TLS capture tests need root ({root}) and {missing:?}: skipping");
-    }
-    ok
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().expect("run a command");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-/// The namespace, its processes and the temporary directory; removed on
-/// drop.
-struct Lab {
-    ns: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let id = std::process::id();
-        let dir = std::env::temp_dir().join(format!("pov-tls-test-{id}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let lab = Lab { ns: format!("povtls{id}"), dir, children: Vec::new() };
-        run(Command::new("ip").args(["netns", "add", &lab.ns]));
-        run(Command::new("ip").args(["-n", &lab.ns, "link", "set", "lo", "up"]));
-        lab
-    }
-
-    fn exec(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns]).args(args);
-        c
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    netns::can_record("TLS capture tests", &["ip", "nginx", "openssl", "curl", "tcpdump", "tshark", "editcap"])
 }
 
 /// One curl run (one TLS connection).
@@ -182,14 +119,12 @@ fn big_body() -> Vec<u8> {
 type Responses = Vec<(u16, Vec<u8>)>;
 
 fn record() -> (Lab, PathBuf, PathBuf, Vec<Responses>) {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("tls");
     let www = lab.path("www");
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("page.html"), "<html><body>pov sees HTTPS</body></html>\n").expect("page");
     std::fs::write(www.join("big.bin"), big_body()).expect("big");
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pov.test"])
-        .args(["-keyout", &lab.path("key.pem").to_string_lossy(), "-out", &lab.path("cert.pem").to_string_lossy()]));
+    lab.self_signed();
     // An ECDSA certificate too, for the ECDHE-ECDSA suites.
     run(Command::new("openssl")
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
@@ -216,52 +151,9 @@ fn record() -> (Lab, PathBuf, PathBuf, Vec<Responses>) {
              ssl_conf_command Options -EncryptThenMac; }} }}\n"
     );
     std::fs::write(lab.path("nginx.conf"), conf).expect("conf");
-    let nginx = lab
-        .exec(&["nginx", "-p", &d, "-c", &format!("{d}/nginx.conf")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx");
-    lab.children.push(nginx);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lab.exec(&["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8443"]).status().is_ok_and(|s| s.success()) {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen: {:?}",
-            std::fs::read_to_string(lab.path("error.log"))
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pcap = lab.path("tls.pcap");
-    let mut tcpdump = lab
-        .exec(&[
-            "tcpdump",
-            "-i",
-            "lo",
-            "--immediate-mode",
-            "-B",
-            "65536",
-            "-U",
-            "-s",
-            "0",
-            "-w",
-            &pcap.to_string_lossy(),
-            "tcp port 8443 or tcp port 8444",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    // tcpdump says "listening on lo" once it captures.
-    let mut err = tcpdump.stderr.take().expect("tcpdump stderr");
-    let mut seen = Vec::new();
-    let mut byte = [0u8; 1];
-    while !String::from_utf8_lossy(&seen).contains("listening on") {
-        match std::io::Read::read(&mut err, &mut byte) {
-            Ok(1) => seen.push(byte[0]),
-            _ => panic!("tcpdump did not start: {}", String::from_utf8_lossy(&seen)),
-        }
-    }
+    lab.spawn(&["nginx", "-p", &d, "-c", &format!("{d}/nginx.conf")]);
+    lab.wait_port(8443);
+    let cap = lab.tcpdump("tls.pcap", "tcp port 8443 or tcp port 8444");
     let keylog = lab.path("keys.log");
     let mut truth = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
@@ -307,10 +199,7 @@ fn record() -> (Lab, PathBuf, PathBuf, Vec<Responses>) {
             .collect();
         truth.push(got);
     }
-    // Let the last packets reach the file, then stop tcpdump.
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill").args(["-TERM", &tcpdump.id().to_string()]).status();
-    let _ = tcpdump.wait();
+    let pcap = cap.stop();
     (lab, pcap, keylog, truth)
 }
 

@@ -38,6 +38,8 @@ pub fn encode(tx: &HttpTransaction, out: &mut Vec<u8>) {
     w.addr(&tx.client);
     w.addr(&tx.server);
     w.u32(tx.depth);
+    w.opt(tx.stream.as_ref(), |w, s| w.u32(*s));
+    w.u8(u8::from(tx.tls));
     w.opt(tx.request.as_ref(), |w, r| {
         w.bytes(r.method.as_bytes());
         w.bytes(&r.uri);
@@ -84,6 +86,8 @@ pub fn decode(b: &[u8]) -> Result<HttpTransaction, CodecError> {
     let server = r.addr()?;
     let depth = r.u32()?;
     let mut tx = HttpTransaction::new(conn, client, server, depth);
+    tx.stream = r.opt(R::u32)?;
+    tx.tls = r.u8()? != 0;
     tx.request = r.opt(|r| {
         Ok(RequestHead {
             method: String::from_utf8(r.bytes()?.to_vec()).map_err(|_| r.err())?,
@@ -129,7 +133,7 @@ pub fn decode(b: &[u8]) -> Result<HttpTransaction, CodecError> {
 // The enums are stored as their place in declaration order (`v as u8`);
 // these tables, in that order, turn it back (a test checks the order).
 
-const OUTCOMES: [Outcome; 7] = [
+const OUTCOMES: [Outcome; 9] = [
     Outcome::Complete,
     Outcome::ClientAbort,
     Outcome::ServerReset,
@@ -137,6 +141,8 @@ const OUTCOMES: [Outcome; 7] = [
     Outcome::Truncated,
     Outcome::CaptureGap,
     Outcome::Malformed,
+    Outcome::Refused,
+    Outcome::RefusedByGoaway,
 ];
 
 const ENCODINGS: [ContentEncoding; 4] =
@@ -342,6 +348,8 @@ mod tests {
             ..BodyInfo::default()
         };
         tx.outcome = OUTCOMES[i % OUTCOMES.len()];
+        tx.stream = (i % 3 == 1).then_some(2 * i as u32 + 1);
+        tx.tls = i.is_multiple_of(2);
         tx.waited = Some(Dur(42));
         tx.missing_bytes = 17;
         tx.anomalies = Anomaly::ALL.iter().copied().skip(i % Anomaly::ALL.len()).collect();

@@ -102,6 +102,11 @@ impl ConnHttp {
         }
     }
 
+    /// The connection.
+    pub(super) fn meta(&self) -> &ConnMeta {
+        &self.meta
+    }
+
     /// Marks transactions that end after the connection outlived a RST:
     /// they were still open at the RST, or began after it.
     pub(super) fn label_after_rst(&self, done: &mut [HttpTransaction]) {

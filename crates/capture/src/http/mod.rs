@@ -25,14 +25,19 @@ mod body;
 pub mod codec;
 mod conn;
 mod framing;
+mod h2;
 mod order;
 mod pairing;
+mod route;
 pub mod uri;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use body::{BodyInfo, ContentEncoding, DecodeStop};
+pub use pov_tls::KeyStore;
+pub use route::{H2Counters, TlsEnd, TlsStats};
 
 use crate::budget::{Budget, Holder};
 use crate::tcp::{Close, ConnId, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, StreamSink};
@@ -74,6 +79,10 @@ pub struct HttpConfig {
     /// The run's memory budget: heads, kept bodies, decompressors, waiting
     /// requests and transactions held for ordering are charged to it.
     pub budget: Budget,
+    /// TLS secrets (`--keylog`, pcapng Decryption Secrets Blocks), shared
+    /// by the threads of a run. Empty: TLS connections are counted and
+    /// their handshakes read, not decrypted.
+    pub keys: Arc<KeyStore>,
 }
 
 impl Default for HttpConfig {
@@ -89,6 +98,7 @@ impl Default for HttpConfig {
             max_held_bytes: 128 << 20,
             client_timeout: Dur::from_secs(30),
             budget: Budget::default(),
+            keys: Arc::new(KeyStore::new()),
         }
     }
 }
@@ -310,6 +320,15 @@ pub enum Outcome {
     CaptureGap,
     /// The request or response could not be parsed.
     Malformed,
+    /// HTTP/2: the server refused the stream (RST_STREAM REFUSED_STREAM)
+    /// before doing any work on it; the client may send it again (RFC
+    /// 9113 8.7). Not a failure of the application: a browser retries
+    /// it, and the retry is a transaction of its own.
+    Refused,
+    /// HTTP/2: the stream was above the last stream id of the server's
+    /// GOAWAY, so it was never processed (RFC 9113 6.8); the client
+    /// retries it on a new connection. Not a failure of the application.
+    RefusedByGoaway,
 }
 
 impl Outcome {
@@ -323,6 +342,8 @@ impl Outcome {
             Outcome::Truncated => "truncated",
             Outcome::CaptureGap => "capture_gap",
             Outcome::Malformed => "malformed",
+            Outcome::Refused => "refused",
+            Outcome::RefusedByGoaway => "refused_by_goaway",
         }
     }
 }
@@ -379,11 +400,18 @@ pub enum Anomaly {
     /// the connection outlived (its receiver ignored it: the stream went
     /// on in sequence). Zeek calls it `data_after_reset`.
     DataAfterRst,
+    /// HTTP/2: a header block of this stream was not decoded because its
+    /// direction's HPACK table was lost to a gap earlier (never guessed).
+    HpackDesync,
+    /// HTTP/2: the stream was reset with RST_STREAM.
+    StreamReset,
+    /// HTTP/2: the stream was pushed by the server (PUSH_PROMISE).
+    Pushed,
 }
 
 impl Anomaly {
     /// Every anomaly, in declaration order.
-    pub const ALL: [Anomaly; 20] = [
+    pub const ALL: [Anomaly; 23] = [
         Anomaly::RequestGap,
         Anomaly::ResponseGap,
         Anomaly::PartialRequestHead,
@@ -404,6 +432,9 @@ impl Anomaly {
         Anomaly::PendingOverflow,
         Anomaly::MemoryBudget,
         Anomaly::DataAfterRst,
+        Anomaly::HpackDesync,
+        Anomaly::StreamReset,
+        Anomaly::Pushed,
     ];
 
     /// Snake-case name (as serialized).
@@ -429,6 +460,9 @@ impl Anomaly {
             Anomaly::PendingOverflow => "pending_overflow",
             Anomaly::MemoryBudget => "memory_budget",
             Anomaly::DataAfterRst => "data_after_rst",
+            Anomaly::HpackDesync => "hpack_desync",
+            Anomaly::StreamReset => "stream_reset",
+            Anomaly::Pushed => "pushed",
         }
     }
 }
@@ -486,8 +520,13 @@ pub struct HttpTransaction {
     pub client: SocketAddr,
     /// Server address.
     pub server: SocketAddr,
-    /// Position in the connection, from 1 (Zeek's `trans_depth`).
+    /// Position in the connection, from 1 (Zeek's `trans_depth`; for
+    /// HTTP/2, in the order the streams finished).
     pub depth: u32,
+    /// HTTP/2 stream id (`None` for HTTP/1.x).
+    pub stream: Option<u32>,
+    /// Decrypted from TLS (HTTPS).
+    pub tls: bool,
     /// The request, if the capture has it.
     pub request: Option<RequestHead>,
     /// The final response, if any.
@@ -516,6 +555,20 @@ pub struct HttpTransaction {
 }
 
 impl HttpTransaction {
+    /// `2` for an HTTP/2 stream, else the HTTP/1 version of the response
+    /// (of the request when there is none): `1.1`, `1.0`, `0.9`.
+    pub fn version_text(&self) -> Option<&'static str> {
+        if self.stream.is_some() {
+            return Some("2");
+        }
+        self.response.as_ref().map(|r| r.version_text()).or(self.request.as_ref().map(|r| r.version_text()))
+    }
+
+    /// `https` for a transaction decrypted from TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
     /// Gives back the memory budget charges of its kept bodies (the bytes
     /// stay): for a transaction handed from one part of a run to another,
     /// which charges what it keeps to its own budget.
@@ -550,6 +603,8 @@ impl HttpTransaction {
             client,
             server,
             depth,
+            stream: None,
+            tls: false,
             request: None,
             response: None,
             interim: Vec::new(),
@@ -599,6 +654,10 @@ pub struct HttpStats {
     pub capture_gap: u64,
     /// Malformed transactions.
     pub malformed: u64,
+    /// HTTP/2 streams the server refused (REFUSED_STREAM).
+    pub refused: u64,
+    /// HTTP/2 streams above a GOAWAY's last stream id.
+    pub refused_by_goaway: u64,
     /// Responses without a request.
     pub orphan_responses: u64,
     /// Interim (1xx) responses.
@@ -640,6 +699,10 @@ pub struct HttpStats {
     /// was full: a body not kept or not decoded, a head not held whole, a
     /// request given up while waiting (anomaly `memory_budget`).
     pub budget_cuts: u64,
+    /// TLS connections by outcome (with or without keys).
+    pub tls: TlsStats,
+    /// HTTP/2 connections and streams.
+    pub h2: H2Counters,
 }
 
 impl HttpStats {
@@ -672,6 +735,10 @@ impl HttpStats {
         self.peak_held_bytes += o.peak_held_bytes;
         self.budget_releases += o.budget_releases;
         self.budget_cuts += o.budget_cuts;
+        self.refused += o.refused;
+        self.refused_by_goaway += o.refused_by_goaway;
+        self.tls.merge(&o.tls);
+        self.h2.merge(&o.h2);
     }
 }
 
@@ -680,7 +747,8 @@ pub struct HttpAnalyzer<S: TxSink> {
     cfg: HttpConfig,
     /// Each connection, and the start time under which it is in `open`.
     /// (Boxed, so that the map's spare capacity costs a pointer a slot.)
-    conns: HashMap<ConnId, Box<(conn::ConnHttp, Option<Ts>)>>,
+    /// And what the connection speaks (`route.rs`).
+    conns: HashMap<ConnId, Box<(conn::ConnHttp, Option<Ts>, route::Route)>>,
     /// The connections with an unfinished transaction, by its start time:
     /// the earliest bounds what can be released in order, without a scan
     /// of every connection.
@@ -694,6 +762,12 @@ pub struct HttpAnalyzer<S: TxSink> {
     pairing_steps: u64,
     /// Sees every transaction as it finishes.
     tap: Option<Tap>,
+    /// Decrypts TLS records with the run's keys (this thread's buffer).
+    tls: pov_tls::Decoder<'static>,
+    /// How each TLS connection ended, until its summary comes.
+    tls_ends: HashMap<ConnId, TlsEnd>,
+    /// That of the last summary seen.
+    last_tls_end: Option<TlsEnd>,
 }
 
 /// Sees every transaction as it finishes, before it is held for ordering
@@ -709,7 +783,6 @@ impl<S: TxSink> HttpAnalyzer<S> {
     pub fn new(cfg: HttpConfig, sink: S) -> HttpAnalyzer<S> {
         let order = order::Orderer::new(&cfg.budget);
         HttpAnalyzer {
-            cfg,
             conns: HashMap::new(),
             open: BTreeSet::new(),
             order,
@@ -719,6 +792,10 @@ impl<S: TxSink> HttpAnalyzer<S> {
             last_release: Ts(i64::MIN),
             pairing_steps: 0,
             tap: None,
+            tls: route::decoder(&cfg.keys),
+            cfg,
+            tls_ends: HashMap::new(),
+            last_tls_end: None,
         }
     }
 
@@ -731,6 +808,14 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// Counters so far.
     pub fn stats(&self) -> &HttpStats {
         &self.stats
+    }
+
+    /// How the TLS handshake of the connection whose summary
+    /// ([`StreamSink::on_summary`]) came last went, if it was TLS: call
+    /// after passing the summary on, to put it in
+    /// [`crate::tcp::ConnSummary::tls`].
+    pub fn take_tls_end(&mut self) -> Option<TlsEnd> {
+        self.last_tls_end.take()
     }
 
     /// The sink.
@@ -768,6 +853,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 Outcome::Truncated => self.stats.truncated += 1,
                 Outcome::CaptureGap => self.stats.capture_gap += 1,
                 Outcome::Malformed => self.stats.malformed += 1,
+                Outcome::Refused => self.stats.refused += 1,
+                Outcome::RefusedByGoaway => self.stats.refused_by_goaway += 1,
             }
             if tx.request.is_none() {
                 self.stats.orphan_responses += 1;
@@ -806,8 +893,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// transaction.
     fn reindex(&mut self, id: ConnId) {
         let Some(e) = self.conns.get_mut(&id) else { return };
-        let (c, indexed) = &mut **e;
-        let now = c.earliest_open();
+        let (c, indexed, r) = &mut **e;
+        let now = route::h2_earliest(r).unwrap_or_else(|| c.earliest_open());
         if now == *indexed {
             return;
         }
@@ -886,8 +973,9 @@ impl<S: TxSink> HttpAnalyzer<S> {
 impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_open(&mut self, meta: &ConnMeta) {
         self.stats.connections += 1;
-        if let Some(old) = self.conns.insert(meta.id, Box::new((conn::ConnHttp::new(meta, &self.cfg), None)))
-            && let (_, Some(t)) = *old
+        let entry = Box::new((conn::ConnHttp::new(meta, &self.cfg), None, route::Route::Unknown));
+        if let Some(old) = self.conns.insert(meta.id, entry)
+            && let (_, Some(t), _) = *old
         {
             self.open.remove(&(t, meta.id));
         }
@@ -895,8 +983,16 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_data(&mut self, chunk: &DataChunk<'_>) {
         let Some(e) = self.conns.get_mut(&chunk.conn) else { return };
-        let c = &mut e.0;
-        let mut done = c.data(chunk, &self.cfg, &mut self.stats);
+        let (c, _, r) = &mut **e;
+        let mut done = Vec::new();
+        // One look at the first client bytes; plaintext HTTP/1 goes on as
+        // before.
+        if matches!(r, route::Route::Http1)
+            || !route::data(r, c, chunk, &self.cfg, &mut self.stats, &mut self.tls, &mut done)
+        {
+            done = c.data(chunk, &self.cfg, &mut self.stats);
+        }
+        route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
         self.reindex(chunk.conn);
         self.emit(done);
@@ -905,8 +1001,12 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_gap(&mut self, gap: &Gap) {
         let Some(e) = self.conns.get_mut(&gap.conn) else { return };
-        let c = &mut e.0;
-        let mut done = c.gap(gap, &self.cfg, &mut self.stats);
+        let (c, _, r) = &mut **e;
+        let mut done = Vec::new();
+        if !route::gap(r, gap, &self.cfg, &mut done) {
+            done = c.gap(gap, &self.cfg, &mut self.stats);
+        }
+        route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
         self.reindex(gap.conn);
         self.emit(done);
@@ -914,6 +1014,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     }
 
     fn on_retransmission(&mut self, r: &crate::tcp::Retransmission) {
+        // (Offsets of TLS connections are not the plaintext's; the
+        // retransmission's time is what `ConnHttp` reads.)
         if let Some(e) = self.conns.get_mut(&r.conn) {
             e.0.retransmission(r);
         }
@@ -921,8 +1023,12 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_half_close(&mut self, hc: &HalfClose) {
         let Some(e) = self.conns.get_mut(&hc.conn) else { return };
-        let c = &mut e.0;
+        let (c, _, r) = &mut **e;
+        if !route::half_close_is_http1(r) {
+            return;
+        }
         let mut done = c.half_close(hc, &self.cfg, &mut self.stats);
+        route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
         self.reindex(hc.conn);
         self.emit(done);
@@ -931,18 +1037,31 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
     fn on_close(&mut self, close: &Close) {
         let Some(e) = self.conns.remove(&close.conn) else { return };
-        let (mut c, indexed) = *e;
+        let (mut c, indexed, mut r) = *e;
         if let Some(t) = indexed {
             self.open.remove(&(t, close.conn));
         }
-        let mut done = c.close(close, &self.cfg, &mut self.stats);
+        let mut done = Vec::new();
+        let (closed, end) = route::close(&mut r, &mut c, close, &self.cfg, &mut self.stats, &mut self.tls, &mut done);
+        if !closed {
+            done.extend(c.close(close, &self.cfg, &mut self.stats));
+        }
+        route::label_tls(&r, &mut done);
+        if let Some(end) = end {
+            self.tls_ends.insert(close.conn, end);
+        }
         c.label_after_rst(&mut done);
         self.pairing_steps += c.pairing_steps();
         self.emit(done);
         self.release(close.ts);
     }
 
-    fn on_summary(&mut self, _summary: &ConnSummary) {}
+    fn on_summary(&mut self, summary: &ConnSummary) {
+        // Summaries come after their close (the reassembler lets closed
+        // connections linger): the TLS end waits for it, then for
+        // `take_tls_end`.
+        self.last_tls_end = self.tls_ends.remove(&summary.id);
+    }
 }
 
 #[cfg(test)]
@@ -1120,6 +1239,40 @@ mod tests {
 
     fn v(m: &str, u: &str, s: Option<u16>, len: u64, o: Outcome) -> (String, String, Option<u16>, u64, Outcome) {
         (m.into(), u.into(), s, len, o)
+    }
+
+    #[test]
+    fn h2c_by_prior_knowledge_becomes_transactions_per_stream() {
+        // The preface, then HEADERS (END_STREAM | END_HEADERS) on stream 1:
+        // GET http://a/ (static entries 2, 6, 4; :authority "a" added to the
+        // table), and on stream 3 the same with "a" from the table (62).
+        let mut client = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        client.extend_from_slice(&[0, 0, 6, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 1, b'a']);
+        client.extend_from_slice(&[0, 0, 4, 1, 5, 0, 0, 0, 3, 0x82, 0x86, 0x84, 0xbe]);
+        // Stream 1: HEADERS :status 404 (static 13), DATA "no!" with
+        // END_STREAM. Stream 3: RST_STREAM REFUSED_STREAM (7).
+        let answer = [0, 0, 1, 1, 4, 0, 0, 0, 1, 0x8d, 0, 0, 3, 0, 1, 0, 0, 0, 1, b'n', b'o', b'!'];
+        let refusal = [0, 0, 4, 3, 0, 0, 0, 0, 3, 0, 0, 0, 7];
+        let (txs, stats, _) = run_counted(HttpConfig::default(), &[C(&client), S(&answer), S(&refusal)]);
+        assert_eq!(
+            views(&txs),
+            [v("GET", "/", Some(404), 3, Outcome::Complete), v("GET", "/", None, 0, Outcome::Refused)]
+        );
+        assert_eq!(
+            txs.iter().map(|t| (t.stream, t.depth, t.tls)).collect::<Vec<_>>(),
+            [(Some(1), 1, false), (Some(3), 2, false)]
+        );
+        assert_eq!(txs[0].version_text(), Some("2"));
+        // :authority is the Host the records and rules read.
+        assert_eq!(txs[1].request.as_ref().and_then(|r| r.host()).as_deref(), Some("a"));
+        assert_eq!(
+            (stats.h2.connections, stats.h2.cleartext, stats.h2.streams, stats.refused, stats.tls.connections),
+            (1, 1, 2, 1, 0)
+        );
+        // A client that is not HTTP/2 stays with the HTTP/1 parser.
+        let (txs, stats, _) =
+            run_counted(HttpConfig::default(), &[C(GET_A), S(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
+        assert_eq!((txs.len(), txs[0].stream, stats.h2.connections), (1, None, 0));
     }
 
     const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";

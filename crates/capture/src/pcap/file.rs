@@ -27,6 +27,9 @@ const PCAP_FILE_HEADER: usize = 24;
 /// declares a smaller snapshot length (libpcap's and Wireshark's usual
 /// maximum, 256 KiB). Anything larger is taken as corruption.
 const PCAP_MAX_CAPLEN: u32 = 262_144;
+/// pcapng Decryption Secrets Block.
+const DSB_TYPE: u32 = 0x0000_000A;
+
 /// Smallest pcapng block: type, length, trailing length.
 const NG_MIN_BLOCK: usize = 12;
 /// Smallest section header block.
@@ -139,6 +142,9 @@ pub struct CaptureFile {
     ifaces: Vec<Iface>,
     done: bool,
     size_hint: Option<u64>,
+    /// Bodies of the Decryption Secrets Blocks before the first packet,
+    /// with their section's byte order.
+    secrets: Vec<(Vec<u8>, bool)>,
 }
 
 impl std::fmt::Debug for CaptureFile {
@@ -282,7 +288,28 @@ impl CaptureFile {
             ifaces: Vec::new(),
             done: false,
             size_hint: None,
+            secrets: Vec::new(),
         })
+    }
+
+    /// The bodies of the pcapng Decryption Secrets Blocks that come
+    /// before the first packet of the file at `path` (block contents
+    /// between the length fields, with the section's byte order: what
+    /// `pov_tls::KeyStore::load_dsb_body` reads), reading no further than
+    /// that packet. Tools that write them (`editcap --inject-secrets`)
+    /// put them there; a block after the first packet is counted in
+    /// [`FileStats::decryption_secrets`] and not used.
+    ///
+    /// # Errors
+    ///
+    /// As for [`CaptureFile::open`], and a broken block before the first
+    /// packet.
+    pub fn leading_secrets(path: &Path) -> Result<Vec<(Vec<u8>, bool)>, ReadError> {
+        let mut f = CaptureFile::open(path)?;
+        if matches!(f.kind, Kind::Pcapng) {
+            f.next_packet()?;
+        }
+        Ok(std::mem::take(&mut f.secrets))
     }
 
     /// Reads the next frame. Its `frame` is its number in this file (from
@@ -668,6 +695,17 @@ impl CaptureFile {
                         pos: pos + DATA,
                         len: caplen as usize,
                     })
+                }
+                DSB_TYPE => {
+                    self.stats.skipped_blocks += 1;
+                    self.stats.decryption_secrets += 1;
+                    // Kept until the first packet only: those are the ones
+                    // a run loads before it decrypts anything.
+                    if self.stats.packets == 0 {
+                        let body = block.get(8..len - 4).unwrap_or_default().to_vec();
+                        self.secrets.push((body, big));
+                    }
+                    None
                 }
                 _ => {
                     self.stats.skipped_blocks += 1;

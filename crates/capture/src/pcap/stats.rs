@@ -58,6 +58,10 @@ pub struct FileStats {
     /// pcapng blocks read but not used (statistics, name resolution,
     /// decryption secrets, custom and unknown blocks).
     pub skipped_blocks: u64,
+    /// Of those, Decryption Secrets Blocks (TLS key logs carried in the
+    /// file; those before the first packet are loaded, see
+    /// [`super::CaptureFile::leading_secrets`]).
+    pub decryption_secrets: u64,
     /// Bytes of the capture stream consumed (decompressed, for gzip input).
     pub bytes: u64,
     /// Why reading stopped early, if it did (the error's text).
@@ -82,6 +86,7 @@ impl FileStats {
             interfaces: 0,
             sections: 0,
             skipped_blocks: 0,
+            decryption_secrets: 0,
             bytes: 0,
             error: None,
         }

@@ -765,6 +765,7 @@ impl Conn {
                 close_ts: ts,
                 state,
                 vlan: head.vlan,
+                tls: None,
             },
         })
     }

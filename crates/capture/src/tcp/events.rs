@@ -443,6 +443,11 @@ pub struct ConnSummary {
     pub state: ConnState,
     /// The outermost VLAN id, as in [`ConnMeta::vlan`].
     pub vlan: Option<u16>,
+    /// How its TLS handshake went, when the connection was TLS: not known
+    /// to this layer, filled in by whoever ran the HTTP layer on it
+    /// ([`crate::http::HttpAnalyzer::take_tls_end`]).
+    #[serde(skip)]
+    pub tls: Option<Box<crate::http::TlsEnd>>,
 }
 
 impl ConnSummary {

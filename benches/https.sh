@@ -1,0 +1,123 @@
+#!/bin/bash
+# https.sh - decrypted HTTPS against the same traffic in plaintext, and
+# against tshark decrypting it with the same key log, in one run.
+#
+#   sudo benches/https.sh [POV] [REQUESTS] [KIB]   # defaults: target/release/pov 1000 100
+#
+# Needs root (a network namespace, tcpdump), ip, nginx, openssl, curl,
+# tcpdump and tshark. In a namespace it creates, nginx serves one file of
+# KIB KiB over http://127.0.0.1:8080 and https://127.0.0.1:8443 (TLS 1.3,
+# AES-128-GCM; HTTP/1.1, and HTTP/2 on the same port); curl fetches it
+# REQUESTS times over each of: plaintext HTTP/1.1, HTTPS HTTP/1.1, HTTPS
+# HTTP/2 (one keep-alive connection each, SSLKEYLOGFILE set), captured by
+# tcpdump into plain.pcap, h1.pcap and h2.pcap. Then, three times each
+# (the best is printed, files in the page cache), it times
+#   pov transactions --format jsonl FILE > /dev/null         (plaintext)
+#   pov transactions --keylog KEYS --format jsonl FILE       (HTTPS)
+#   pov analyze --keylog KEYS --out DIR FILE                 (HTTPS)
+#   tshark -r FILE -o tls.keylog_file:KEYS -Y http|http2 -T fields ...
+# and prints one line per run: what, file size, seconds, MB/s, records.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+POV=${1:-$HERE/target/release/pov}
+N=${2:-1000}
+KIB=${3:-100}
+NS=povbench$$
+
+[ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 1; }
+for tool in ip nginx openssl curl tcpdump tshark; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+[ -x "$POV" ] || { echo "no pov at $POV" >&2; exit 1; }
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill "${PIDS[i]}" 2>/dev/null || true
+        wait "${PIDS[i]}" 2>/dev/null || true
+    done
+    ip netns del "$NS" 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$TMP/www"
+head -c $((KIB * 1024)) /dev/urandom > "$TMP/www/f.bin"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pov.test \
+    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+cat > "$TMP/nginx.conf" <<EOF
+daemon off; master_process off; pid $TMP/nginx.pid; error_log $TMP/error.log;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path $TMP/t1; proxy_temp_path $TMP/t2; fastcgi_temp_path $TMP/t3;
+  uwsgi_temp_path $TMP/t4; scgi_temp_path $TMP/t5; default_type application/octet-stream;
+  keepalive_requests 100000;
+  server { listen 127.0.0.1:8080; root $TMP/www; }
+  server { listen 127.0.0.1:8443 ssl http2; server_name pov.test; root $TMP/www;
+    ssl_certificate $TMP/cert.pem; ssl_certificate_key $TMP/key.pem;
+    ssl_protocols TLSv1.3; ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256; } }
+EOF
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip netns exec "$NS" nginx -p "$TMP" -c "$TMP/nginx.conf" &
+PIDS+=($!)
+for _ in $(seq 100); do
+    ip netns exec "$NS" bash -c "exec 3<>/dev/tcp/127.0.0.1/8443" 2>/dev/null && break
+    sleep 0.1
+done
+
+record() { # record FILE PORT CURL-ARGS...
+    local file=$1 port=$2
+    shift 2
+    ip netns exec "$NS" tcpdump -i lo --immediate-mode -B 262144 -U -s 0 -w "$TMP/$file" "tcp port $port" \
+        2>"$TMP/$file.log" &
+    local pid=$!
+    for _ in $(seq 100); do grep -q "listening on" "$TMP/$file.log" && break; sleep 0.1; done
+    # Paced, so that tcpdump keeps up on the loopback (no kernel drops).
+    ip netns exec "$NS" env SSLKEYLOGFILE="$TMP/keys.log" curl -s --limit-rate 100M \
+        --resolve pov.test:8443:127.0.0.1 "$@" >/dev/null
+    sleep 0.5
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    grep -h "dropped by kernel" "$TMP/$file.log" | sed "s/^/$file: /" >&2 || true
+}
+record plain.pcap 8080 --http1.1 "http://127.0.0.1:8080/f.bin?i=[1-$N]"
+record h1.pcap 8443 -k --http1.1 "https://pov.test:8443/f.bin?i=[1-$N]"
+record h2.pcap 8443 -k --http2 "https://pov.test:8443/f.bin?i=[1-$N]"
+
+best() { # best LABEL FILE COUNT-CMD -- CMD...: the fastest of three runs
+    local label=$1 file=$2 count=$3
+    shift 4
+    local b=""
+    for _ in 1 2 3; do
+        local t0 t1
+        t0=$(date +%s.%N)
+        "$@" > "$TMP/out" 2>/dev/null
+        t1=$(date +%s.%N)
+        local t
+        t=$(echo "$t1 - $t0" | bc -l)
+        if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
+    done
+    local size records
+    size=$(stat -c %s "$TMP/$file")
+    records=$(eval "$count" < "$TMP/out")
+    printf '%-44s %8.1f MB %8.3f s %9.1f MB/s %7s records\n' "$label" "$(echo "$size / 1000000" | bc -l)" "$b" \
+        "$(echo "$size / 1000000 / $b" | bc -l)" "$records"
+}
+cat "$TMP"/*.pcap > /dev/null
+echo "pov $($POV --version | awk '{print $2}') at $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo '?'); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $N requests of $KIB KiB"
+K="$TMP/keys.log"
+best "pov transactions, plaintext HTTP/1.1" plain.pcap "wc -l" -- "$POV" transactions -q --format jsonl "$TMP/plain.pcap"
+best "pov transactions, HTTPS HTTP/1.1 decrypted" h1.pcap "wc -l" -- "$POV" transactions -q --keylog "$K" --format jsonl "$TMP/h1.pcap"
+best "pov transactions, HTTPS HTTP/2 decrypted" h2.pcap "wc -l" -- "$POV" transactions -q --keylog "$K" --format jsonl "$TMP/h2.pcap"
+best "pov analyze, plaintext HTTP/1.1" plain.pcap "echo -" -- "$POV" analyze -q --out "$TMP/rep0" "$TMP/plain.pcap"
+best "pov analyze, HTTPS HTTP/1.1 decrypted" h1.pcap "echo -" -- "$POV" analyze -q --keylog "$K" --out "$TMP/rep1" "$TMP/h1.pcap"
+best "pov analyze, HTTPS HTTP/2 decrypted" h2.pcap "echo -" -- "$POV" analyze -q --keylog "$K" --out "$TMP/rep2" "$TMP/h2.pcap"
+best "tshark -Y http, plaintext HTTP/1.1" plain.pcap "grep -c ." -- tshark -r "$TMP/plain.pcap" -Y http.response \
+    -T fields -e http.response.code
+best "tshark -Y http, HTTPS HTTP/1.1 decrypted" h1.pcap "grep -c ." -- tshark -r "$TMP/h1.pcap" -o "tls.keylog_file:$K" \
+    -Y http.response -T fields -e http.response.code
+best "tshark -Y http2, HTTPS HTTP/2 decrypted" h2.pcap "grep -c ." -- tshark -r "$TMP/h2.pcap" -o "tls.keylog_file:$K" \
+    -Y "http2.headers.status" -T fields -e http2.headers.status

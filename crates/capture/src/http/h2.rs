@@ -1,0 +1,239 @@
+//! HTTP/2 connections (h2 inside TLS, h2c with prior knowledge) through
+//! pov-http2, and its streams as [`HttpTransaction`]s: the same records
+//! as HTTP/1, with the stream id in [`HttpTransaction::stream`].
+
+use pov_http2::{self as h2, H2Config, H2Conn, H2Transaction, Side, Start};
+
+use super::body::{self, BodyDecoder, BodyInfo, ContentEncoding, DecodeStop};
+use super::{Anomaly, FrameSpan, Headers, HttpConfig, HttpTransaction, Outcome, RequestHead, ResponseHead, TxTiming};
+use crate::tcp::{CloseHow, ConnMeta, Direction};
+use crate::time::Ts;
+
+/// The pov-http2 limits that follow the HTTP layer's (`--max-head-bytes`
+/// bounds a header block as it bounds an HTTP/1 head).
+pub(super) fn h2_config(cfg: &HttpConfig) -> H2Config {
+    H2Config {
+        max_header_block: cfg.max_head_bytes.max(16 << 10),
+        max_header_list: cfg.max_head_bytes.max(16 << 10),
+        body_keep_bytes: cfg.body_keep_bytes,
+        ..H2Config::default()
+    }
+}
+
+/// One HTTP/2 connection and what its streams become.
+pub(super) struct H2Route {
+    conn: H2Conn,
+    next_depth: u32,
+    /// Since when at least one stream has been open (for ordering: no
+    /// stream still open started before it).
+    open_since: Option<Ts>,
+    /// Counted into the analyzer's stats once, at the close.
+    counted: bool,
+}
+
+/// The side of a TCP direction.
+pub(super) fn side(dir: Direction) -> Side {
+    match dir {
+        Direction::ClientToServer => Side::Client,
+        Direction::ServerToClient => Side::Server,
+    }
+}
+
+impl H2Route {
+    /// A connection whose client starts with the preface.
+    pub(super) fn new(cfg: &HttpConfig) -> H2Route {
+        H2Route { conn: H2Conn::new(h2_config(cfg), Start::Preface), next_depth: 1, open_since: None, counted: false }
+    }
+
+    /// Bytes of one side, in stream order, with where they came from.
+    pub(super) fn data(&mut self, dir: Direction, bytes: &[u8], ts: (Ts, Ts), frames: (u64, u64)) {
+        let chunk = h2::Chunk { bytes, first_ts: ts.0.0, last_ts: ts.1.0, first_frame: frames.0, last_frame: frames.1 };
+        self.conn.data(side(dir), &chunk);
+        self.track(ts.0);
+    }
+
+    /// `len` bytes of one side lost.
+    pub(super) fn gap(&mut self, dir: Direction, len: u64, ts: Ts) {
+        self.conn.gap(side(dir), len, ts.0);
+        self.track(ts);
+    }
+
+    fn track(&mut self, ts: Ts) {
+        if self.conn.open_streams() == 0 {
+            self.open_since = None;
+        } else if self.open_since.is_none() {
+            self.open_since = Some(ts);
+        }
+    }
+
+    /// The connection ended.
+    pub(super) fn close(&mut self, how: CloseHow, ts: Ts) {
+        let how = match how {
+            CloseHow::Fin { .. } => h2::CloseHow::Fin,
+            CloseHow::Rst { from } => h2::CloseHow::Rst(side(from)),
+            CloseHow::IdleTimeout => h2::CloseHow::Timeout,
+            CloseHow::EndOfCapture | CloseHow::Evicted | CloseHow::Superseded => h2::CloseHow::EndOfCapture,
+        };
+        self.conn.close(how, ts.0);
+        self.open_since = None;
+    }
+
+    /// Start of the earliest stream still open (a bound from below).
+    pub(super) fn earliest_open(&self) -> Option<Ts> {
+        self.open_since
+    }
+
+    /// Whether the client's first bytes were the preface (`None`: not
+    /// known yet).
+    pub(super) fn is_h2(&self) -> Option<bool> {
+        self.conn.is_h2()
+    }
+
+    /// The connection's counters, once (at its close).
+    pub(super) fn take_stats(&mut self) -> Option<h2::H2Stats> {
+        if self.counted {
+            return None;
+        }
+        self.counted = true;
+        Some(self.conn.stats().clone())
+    }
+
+    /// Streams finished since the last call, as transactions.
+    pub(super) fn take(&mut self, meta: &ConnMeta, cfg: &HttpConfig, done: &mut Vec<HttpTransaction>) {
+        for s in self.conn.take() {
+            let depth = self.next_depth;
+            self.next_depth += 1;
+            done.push(transaction(s, meta, depth, cfg));
+        }
+    }
+}
+
+fn frames(f: Option<h2::FrameSpan>) -> Option<FrameSpan> {
+    f.map(|f| FrameSpan { first: f.first, last: f.last })
+}
+
+fn headers(list: &h2::HeaderList, extra: usize) -> Headers {
+    let mut h = Headers::default();
+    h.reserve(list.len() + extra, list.heap_bytes());
+    for (n, v) in list.iter() {
+        h.push(n, v);
+    }
+    h
+}
+
+/// A body's sizes and kept bytes, decoded with its content encoding as
+/// HTTP/1 bodies are. When fewer octets were kept than sent (the keep
+/// cap, or loss), the decoded length is what the kept octets gave and
+/// the decoding is marked stopped.
+fn body_info(b: h2::Body, ct: Option<&[u8]>, enc: Option<&[u8]>, cfg: &HttpConfig) -> BodyInfo {
+    let enc = enc.and_then(ContentEncoding::from_header).unwrap_or(ContentEncoding::Identity);
+    let keep = if body::worth_keeping(ct) || (cfg.keep_every_body && body::replay_renders(ct)) {
+        cfg.body_keep_bytes
+    } else {
+        0
+    };
+    let whole = b.kept.len() as u64 == b.wire_bytes;
+    if enc == ContentEncoding::Identity {
+        let mut kept = b.kept;
+        kept.truncate(keep);
+        return BodyInfo {
+            wire_len: b.wire_bytes,
+            decoded_len: b.wire_bytes,
+            kept,
+            decode_stop: (b.lost_bytes > 0).then_some(DecodeStop::Gap),
+            ..BodyInfo::default()
+        };
+    }
+    let mut d = BodyDecoder::new(enc, keep, cfg.max_decoded_bytes, cfg.max_decode_ratio);
+    d.push(&b.kept);
+    let mut info = d.finish();
+    info.wire_len = b.wire_bytes;
+    if !whole && info.decode_stop.is_none() {
+        info.decode_stop = Some(if b.lost_bytes > 0 { DecodeStop::Gap } else { DecodeStop::SizeCap });
+    }
+    info
+}
+
+/// One stream as a transaction of connection `meta`, `depth`-th in it.
+fn transaction(s: H2Transaction, meta: &ConnMeta, depth: u32, cfg: &HttpConfig) -> HttpTransaction {
+    let mut tx = HttpTransaction::new(meta.id, meta.client, meta.server, depth);
+    tx.stream = Some(s.stream);
+    let ct = s.response_headers.get("content-type").map(<[u8]>::to_vec);
+    let resp_enc = s.response_headers.get("content-encoding").map(<[u8]>::to_vec);
+    let req_ct = s.request_headers.get("content-type").map(<[u8]>::to_vec);
+    let req_enc = s.request_headers.get("content-encoding").map(<[u8]>::to_vec);
+    if s.has_request {
+        let has_host = s.request_headers.get("host").is_some();
+        let mut h = headers(&s.request_headers, 1);
+        // `:authority` is HTTP/1's Host (RFC 9113 8.3.1): records and
+        // rules read it there.
+        if let (false, Some(a)) = (has_host, s.authority.as_deref()) {
+            h.push(b"host", a.as_bytes());
+        }
+        tx.request = Some(RequestHead {
+            method: s.method.clone().unwrap_or_default(),
+            uri: s.path.clone().unwrap_or_default(),
+            // HTTP/2 carries HTTP/1.1's semantics (RFC 9113 8.1); the
+            // stream id says it was HTTP/2.
+            version: Some(1),
+            headers: h,
+        });
+    }
+    if let (true, Some(status)) = (s.has_response, s.status) {
+        tx.response = Some(ResponseHead {
+            version: Some(1),
+            status,
+            reason: Vec::new(),
+            headers: headers(&s.response_headers, 0),
+        });
+    }
+    tx.interim = s.interim.clone();
+    tx.timing = TxTiming {
+        req_start: s.timing.req_start.map(Ts),
+        req_end: s.timing.req_end.map(Ts),
+        resp_start: s.timing.resp_start.map(Ts),
+        resp_end: s.timing.resp_end.map(Ts),
+        handshake_rtt: meta.handshake.map(|h| h.rtt()),
+        req_resent: None,
+    };
+    tx.req_frames = frames(s.req_frames);
+    tx.resp_frames = frames(s.resp_frames);
+    tx.request_body = body_info(s.request_body, req_ct.as_deref(), req_enc.as_deref(), cfg);
+    tx.response_body = body_info(s.response_body, ct.as_deref(), resp_enc.as_deref(), cfg);
+    tx.outcome = match s.outcome {
+        h2::Outcome::Complete => Outcome::Complete,
+        h2::Outcome::ClientAbort => Outcome::ClientAbort,
+        h2::Outcome::ServerReset => Outcome::ServerReset,
+        h2::Outcome::Refused => Outcome::Refused,
+        h2::Outcome::RefusedByGoaway => Outcome::RefusedByGoaway,
+        h2::Outcome::NoResponse => Outcome::NoResponse,
+        h2::Outcome::Truncated => Outcome::Truncated,
+        h2::Outcome::CaptureGap => Outcome::CaptureGap,
+        h2::Outcome::Malformed => Outcome::Malformed,
+    };
+    tx.missing_bytes = s.missing_bytes;
+    for a in &s.anomalies {
+        let mine = match a {
+            h2::Anomaly::RequestGap => Some(Anomaly::RequestGap),
+            h2::Anomaly::ResponseGap => Some(Anomaly::ResponseGap),
+            h2::Anomaly::HpackDesync => Some(Anomaly::HpackDesync),
+            h2::Anomaly::NoRequest => Some(Anomaly::NoRequest),
+            h2::Anomaly::CaptureEnded => Some(Anomaly::CaptureEnded),
+            h2::Anomaly::HeaderListTooLarge | h2::Anomaly::HeaderBlockTooLarge => Some(Anomaly::HeadTooLarge),
+            h2::Anomaly::Interim => Some(Anomaly::Interim),
+            h2::Anomaly::BadPadding => Some(Anomaly::BadHead),
+            h2::Anomaly::StreamReset => Some(Anomaly::StreamReset),
+            h2::Anomaly::StreamOverflow => Some(Anomaly::PendingOverflow),
+            h2::Anomaly::Pushed => Some(Anomaly::Pushed),
+            // Said by the outcome, the reset, or nothing a record reads.
+            h2::Anomaly::Trailers | h2::Anomaly::LateReset | h2::Anomaly::GoawayError | h2::Anomaly::Upgraded => None,
+        };
+        if let Some(m) = mine
+            && !tx.anomalies.contains(&m)
+        {
+            tx.anomalies.push(m);
+        }
+    }
+    tx.anomalies.sort_unstable();
+    tx
+}
