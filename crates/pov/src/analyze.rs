@@ -22,114 +22,8 @@ use crate::users::{Outputs, UserStage, UserStageReport};
 
 /// Transactions go both to their Parquet file and to the user stage.
 pub struct AnalyzeSink {
-    tx: TxOut,
-    records: crate::transactions::Records,
+    tx: TxWriter<AtomicFile>,
     users: UserStage<AtomicFile>,
-}
-
-/// Where the transaction records are written: on the calling thread, or
-/// on a thread of their own.
-enum TxOut {
-    Here(TxWriter<AtomicFile>),
-    Thread(TxThread<AtomicFile>),
-}
-
-/// Records per hand-over to the writer's thread.
-const TX_BATCH: usize = 256;
-
-/// Hand-overs waiting at most: the records between the merge and the file
-/// are at most `(TX_BATCH_QUEUE + 2) * TX_BATCH` (about 2 MB at some
-/// 1.5 KB a record), whatever the capture.
-const TX_BATCH_QUEUE: usize = 4;
-
-/// `transactions.parquet` written by a thread of its own: its rows and
-/// polars' encoding are about a seventh of `pov analyze`'s instructions,
-/// and the calling thread, which also runs the merge and the user stage,
-/// is the one that bounds the run on two cores. The records go over in
-/// batches, in order; the file is the same as when written here.
-struct TxThread<W> {
-    send: Option<std::sync::mpsc::SyncSender<Vec<TxRecord>>>,
-    batch: Vec<TxRecord>,
-    thread: Option<std::thread::JoinHandle<io::Result<W>>>,
-}
-
-impl<W: Write + Send + 'static> TxThread<W> {
-    fn start(file: W, mask: Masker) -> io::Result<TxThread<W>> {
-        let (send, recv) = std::sync::mpsc::sync_channel::<Vec<TxRecord>>(TX_BATCH_QUEUE);
-        // The Parquet writer is made on its thread (it is not `Send`).
-        let thread = std::thread::Builder::new().name("pov-tx-writer".to_string()).spawn(move || {
-            let mut w = TxWriter::new(file, Format::Parquet, mask)?;
-            for batch in recv {
-                for r in &batch {
-                    w.write_record(r)?;
-                }
-            }
-            w.finish()
-        })?;
-        Ok(TxThread { send: Some(send), batch: Vec::with_capacity(TX_BATCH), thread: Some(thread) })
-    }
-
-    fn write(&mut self, r: TxRecord) -> io::Result<()> {
-        self.batch.push(r);
-        if self.batch.len() >= TX_BATCH {
-            self.hand_over()?;
-        }
-        Ok(())
-    }
-
-    fn hand_over(&mut self) -> io::Result<()> {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(TX_BATCH));
-        let sent = self.send.as_ref().is_some_and(|s| s.send(batch).is_ok());
-        if sent {
-            Ok(())
-        } else {
-            Err(self.join().err().unwrap_or_else(|| io::Error::other("the transaction writer stopped")))
-        }
-    }
-
-    /// The writer's outcome: its file, or the error that stopped it.
-    fn join(&mut self) -> io::Result<W> {
-        self.send = None;
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err(io::Error::other("the transaction writer's thread panicked")),
-            None => Err(io::Error::other("the transaction writer stopped")),
-        }
-    }
-
-    fn finish(mut self) -> io::Result<W> {
-        if !self.batch.is_empty() {
-            self.hand_over()?;
-        }
-        self.join()
-    }
-}
-
-impl<W> Drop for TxThread<W> {
-    /// A run that stops early still waits for the thread, so that nothing
-    /// writes into the staging folder once the run has let go of it.
-    fn drop(&mut self) {
-        self.send = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl TxOut {
-    fn write(&mut self, r: TxRecord) -> io::Result<()> {
-        match self {
-            TxOut::Here(w) => w.write_record(&r),
-            TxOut::Thread(t) => t.write(r),
-        }
-    }
-
-    fn finish(self) -> io::Result<AtomicFile> {
-        match self {
-            TxOut::Here(w) => w.finish(),
-            TxOut::Thread(t) => t.finish(),
-        }
-    }
 }
 
 impl AnalyzeSink {
@@ -188,10 +82,10 @@ impl Downstream for AnalyzeSink {
     type Item = (TxRecord, pov_sessions::tx::Tx);
     type Prep = AnalyzePrep;
     fn preparer(&self) -> AnalyzePrep {
-        AnalyzePrep { records: self.records.clone(), txs: self.users.preparer() }
+        AnalyzePrep { records: self.tx.preparer(), txs: self.users.preparer() }
     }
     fn on_transaction(&mut self, (record, tx): Self::Item) -> Flow {
-        self.tx.write(record)?;
+        self.tx.write_record(&record)?;
         self.users.session_tx(tx)?;
         GO_ON
     }
@@ -312,32 +206,9 @@ impl AnalyzePipeline {
         mask: bool,
         max_session_txs: usize,
     ) -> io::Result<AnalyzePipeline> {
-        AnalyzePipeline::with_writer_thread(run, cfg, http, mask, max_session_txs, false)
-    }
-
-    /// [`AnalyzePipeline::new`], with `transactions.parquet` written on a
-    /// thread of its own when `threaded` (for runs on more than one
-    /// thread; the file is the same).
-    pub fn with_writer_thread(
-        run: &RunDir,
-        cfg: &PovConfig,
-        http: &pov_capture::http::HttpConfig,
-        mask: bool,
-        max_session_txs: usize,
-        threaded: bool,
-    ) -> io::Result<AnalyzePipeline> {
         let open = |name: &str| run.file(name);
-        let masker = Masker::new(&cfg.privacy, mask);
-        let records = crate::transactions::Records::new(
-            masker.clone(),
-            Some(crate::transactions::Customer::new(cfg, &[]).map_err(invalid)?),
-        );
-        let file = open(files::TRANSACTIONS)?;
-        let tx = if threaded {
-            TxOut::Thread(TxThread::start(file, masker)?)
-        } else {
-            TxOut::Here(TxWriter::new(file, Format::Parquet, masker)?)
-        };
+        let tx = TxWriter::new(open(files::TRANSACTIONS)?, Format::Parquet, Masker::new(&cfg.privacy, mask))?;
+        let tx = tx.with_customer(crate::transactions::Customer::new(cfg, &[]).map_err(invalid)?);
         let outputs = Outputs {
             pages: Some(RecordWriter::new(open(files::PAGES)?, Format::Parquet)?),
             sessions: Some(RecordWriter::new(open(files::SESSIONS)?, Format::Parquet)?),
@@ -347,7 +218,7 @@ impl AnalyzePipeline {
         let mut users = UserStage::with_limits(cfg, mask, outputs, max_session_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         users.set_budget(&http.budget);
-        Ok(AnalyzePipeline { sink: AnalyzeSink { tx, records, users } })
+        Ok(AnalyzePipeline { sink: AnalyzeSink { tx, users } })
     }
 
     /// Flushes everything, renames the record files into place (in the
@@ -951,82 +822,6 @@ impl Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn records(n: usize) -> Vec<TxRecord> {
-        (0..n)
-            .map(|i| TxRecord {
-                ts: 1_700_000_000.0 + i as f64 / 7.0,
-                uid: format!("C{}", i % 37),
-                orig_h: format!("10.0.{}.{}", i / 250, i % 250),
-                trans_depth: (i % 5) as u32 + 1,
-                method: Some(if i % 3 == 0 { "POST".into() } else { "GET".into() }),
-                uri: Some(format!("/p/{i}?q={}", i * 31)),
-                status_code: Some(if i % 11 == 0 { 500 } else { 200 }),
-                response_body_len: (i * 97) as u64,
-                outcome: "complete".into(),
-                ..TxRecord::default()
-            })
-            .collect()
-    }
-
-    /// A writer that takes `left` bytes and then fails as a full disk does.
-    struct FullAfter {
-        left: usize,
-    }
-
-    impl Write for FullAfter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.left == 0 {
-                return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
-            }
-            let n = buf.len().min(self.left);
-            self.left -= n;
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn records_written_on_their_own_thread_make_the_same_file() {
-        let mask = Masker::new(&PovConfig::default().privacy, true);
-        // Several hand-overs and a last partial one; two row groups.
-        let all = records(2 * pov_impact::parquet::ROW_GROUP_ROWS + 3 * TX_BATCH + 17);
-        let mut here = TxWriter::new(Vec::new(), Format::Parquet, mask.clone()).unwrap();
-        for r in &all {
-            here.write_record(r).unwrap();
-        }
-        let here = here.finish().unwrap();
-        let mut there = TxThread::start(Vec::new(), mask).unwrap();
-        for r in all {
-            there.write(r).unwrap();
-        }
-        let there = there.finish().unwrap();
-        assert!(here.len() > 100_000, "{} bytes", here.len());
-        assert_eq!(here, there);
-    }
-
-    #[test]
-    fn a_writer_thread_that_fails_says_why() {
-        let mask = Masker::new(&PovConfig::default().privacy, true);
-        let mut t = TxThread::start(FullAfter { left: 10_000 }, mask).unwrap();
-        // The failure comes back from a later hand-over or from the end,
-        // with the writer's own error.
-        let mut err = None;
-        for r in records(3 * pov_impact::parquet::ROW_GROUP_ROWS) {
-            if let Err(e) = t.write(r) {
-                err = Some(e);
-                break;
-            }
-        }
-        let e = match err {
-            Some(e) => e,
-            None => t.finish().err().expect("the end says the write failed"),
-        };
-        // (polars wraps the writer's error in its own words.)
-        assert!(e.to_string().contains("no space left on device"), "{e}");
-    }
 
     #[test]
     fn fail_if_conditions() {

@@ -405,14 +405,8 @@ fn analyze_captures(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analy
     // into place at the end: an error or a stop leaves OUT as it was.
     let mut run = RunDir::create(&job.out)?;
     let inputs = Inputs::once(job.inputs.clone());
-    let mut pipe = AnalyzePipeline::with_writer_thread(
-        &run,
-        pov_cfg,
-        &reading.cfg.http,
-        job.stage.mask,
-        job.stage.max_session_txs.max(1),
-        reading.threads.threads > 1,
-    )?;
+    let mut pipe =
+        AnalyzePipeline::new(&run, pov_cfg, &reading.cfg.http, job.stage.mask, job.stage.max_session_txs.max(1))?;
     pipe.sink.set_user_spill(run.staging(), job.stage.max_users_held);
     pipe.sink.set_include_robots(job.stage.include_robots);
     let mask = job.stage.mask && pov_cfg.privacy.mask;

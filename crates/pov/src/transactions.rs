@@ -448,12 +448,6 @@ impl Customer {
 pub struct Records(Masker, Option<Customer>);
 
 impl Records {
-    /// Records masked by `mask`, with the customer stage's columns when
-    /// `customer` is given (what [`TxWriter::preparer`] gives).
-    pub fn new(mask: Masker, customer: Option<Customer>) -> Records {
-        Records(mask, customer)
-    }
-
     /// The record of `tx`.
     pub fn record(&self, tx: &HttpTransaction) -> TxRecord {
         let mut r = TxRecord::new(tx, &self.0);
