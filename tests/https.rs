@@ -627,3 +627,111 @@ fn chromium_page_with_subresources_over_h2_equals_its_net_log() {
     assert_eq!(mine, truth);
     assert!(records.iter().all(|r| r["version"] == "2" && r["outcome"] == "complete"), "{records:?}");
 }
+
+/// h2c by Upgrade, which nginx does not offer: Apache's mod_http2 answers
+/// curl's `--http2` on `http://`. The first request asks for the switch
+/// on each connection (stream 1, answered over HTTP/2 after the 101, in the
+/// same segment as the server's first frames); pov's transactions equal
+/// what curl said.
+#[test]
+fn h2c_by_upgrade_equals_curl() {
+    const PORT: u16 = 8081;
+    let module = Path::new("/usr/lib/apache2/modules/mod_http2.so");
+    if !can_record("the h2c upgrade test", &["apache2", "curl", "tcpdump", "ip"]) {
+        return;
+    }
+    assert!(module.exists() || std::env::var_os("CI").is_none(), "the h2c upgrade test needs mod_http2; CI has it");
+    if !module.exists() {
+        eprintln!("the h2c upgrade test needs apache2's mod_http2: skipping");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new("h2cup");
+    let www = lab.path("www");
+    std::fs::create_dir_all(&www).expect("www");
+    // Under 32 KiB each: curl 7.88 fails an upgrade when more follow the
+    // 101 in one read.
+    let pages: [(&str, Vec<u8>); 2] =
+        [("page.html", b"<html><body>h2c</body></html>".to_vec()), ("mid.bin", vec![b'x'; 20_000])];
+    for (name, body) in &pages {
+        std::fs::write(www.join(name), body).expect("page");
+        std::fs::set_permissions(www.join(name), std::fs::Permissions::from_mode(0o644)).expect("mode");
+    }
+    // Its worker runs as nobody.
+    for p in [lab.dir.clone(), www.clone()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    }
+    let conf = format!(
+        "ServerRoot {d}\nServerName localhost\n\
+         LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so\n\
+         LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
+         LoadModule http2_module {m}\n\
+         Listen 127.0.0.1:{PORT}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nDocumentRoot {d}/www\n\
+         User nobody\nGroup nogroup\nProtocols h2c http/1.1\n\
+         <Directory {d}/www>\n  Require all granted\n</Directory>\n",
+        d = lab.d(),
+        m = module.display()
+    );
+    std::fs::write(lab.path("httpd.conf"), conf).expect("conf");
+    let conf = lab.path("httpd.conf").to_string_lossy().into_owned();
+    lab.spawn(&["apache2", "-X", "-f", &conf]);
+    lab.wait_port(PORT);
+    let cap = lab.tcpdump("upgrade.pcap", &format!("tcp port {PORT}"));
+    let paths = ["/page.html", "/missing", "/mid.bin"];
+    let urls: Vec<String> = paths.iter().map(|p| format!("http://127.0.0.1:{PORT}{p}")).collect();
+    // In parallel, a connection each: curl 7.88 sometimes fails a request
+    // that reuses an upgraded connection ("000").
+    let mut args = vec![
+        "curl",
+        "-s",
+        "--http2",
+        "--parallel",
+        "--parallel-immediate",
+        "-w",
+        "%{http_code} %{size_download} %{http_version} %{url_effective}\\n",
+    ];
+    for u in &urls {
+        args.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    let out = run(&mut lab.exec(&args));
+    let pcap = cap.stop();
+    let base = format!("http://127.0.0.1:{PORT}");
+    let mut truth: Truth = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[2], "2", "curl upgraded to HTTP/2: {l}");
+            let path = f[3].trim_start_matches(&base).to_string();
+            ("2".to_string(), path, f[0].parse().expect("code"), f[1].parse().expect("size"))
+        })
+        .collect();
+    truth.sort();
+    assert_eq!(truth.len(), 3, "{out:?}");
+    let records = pov_records(&[s(&pcap)]);
+    assert_eq!(projection(&records), truth);
+    // Each connection's upgrading request is its stream 1 and the ones
+    // after it go on as 3, 5 ... (curl reuses a connection or opens
+    // another as its timing goes); the 101 is no transaction.
+    assert_eq!(records.len(), 3, "{records:?}");
+    let mut by_conn: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in &records {
+        by_conn
+            .entry(r["uid"].as_str().unwrap_or("").to_string())
+            .or_default()
+            .push(r["stream_id"].as_u64().unwrap_or(0));
+    }
+    for ids in by_conn.values_mut() {
+        ids.sort_unstable();
+        let want: Vec<u64> = (0..ids.len() as u64).map(|i| 1 + 2 * i).collect();
+        assert_eq!(*ids, want, "{records:?}");
+    }
+    assert!(records.iter().all(|r| r["anomalies"].as_array().is_some_and(|a| a.is_empty())), "{records:?}");
+    let info = info_json(&[s(&pcap)]);
+    assert_eq!(info["http"]["tunnels"], 0, "{info}");
+    let conns = by_conn.len() as u64;
+    assert_eq!(
+        (&info["http"]["h2"]["connections"], &info["http"]["h2"]["upgrades"]),
+        (&conns.into(), &conns.into()),
+        "{info}"
+    );
+}

@@ -53,6 +53,20 @@ pub(super) struct ConnHttp {
     /// The connection outlived a RST; every transaction that ends from
     /// then on had bytes after it.
     after_rst: bool,
+    /// The request that switched the connection to HTTP/2 by `Upgrade:
+    /// h2c` and its 101 (the route takes it, with the server's bytes after
+    /// the 101's head, and HTTP/2 goes on: [`ConnHttp::take_h2c`]).
+    h2c: Option<H2cSwitch>,
+}
+
+/// A connection that switched to HTTP/2 by `Upgrade: h2c`.
+pub(super) struct H2cSwitch {
+    /// The request that asked for it (its response comes on stream 1).
+    pub(super) tx: HttpTransaction,
+    /// The server's bytes after the 101's head in the chunk that held it,
+    /// with that chunk's time and frame.
+    pub(super) rest: Vec<u8>,
+    pub(super) at: (Ts, u64),
 }
 
 fn content_length(h: &Headers) -> Option<u64> {
@@ -68,6 +82,14 @@ fn is_chunked(h: &Headers) -> bool {
         let last = v.rsplit(|b| *b == b',').next().unwrap_or(v);
         String::from_utf8_lossy(last).trim().eq_ignore_ascii_case("chunked")
     })
+}
+
+/// Whether `tx` asked for h2c (`Upgrade: h2c` with `HTTP2-Settings`) and
+/// its 101 answer accepted it.
+fn h2c_accepted(tx: &HttpTransaction) -> bool {
+    let (Some(req), Some(resp)) = (tx.request.as_ref(), tx.response.as_ref()) else { return false };
+    pov_http2::detect::h2c_upgrade_request(req.headers.iter()).is_some()
+        && pov_http2::detect::h2c_upgrade_accepted(resp.status, resp.headers.iter())
 }
 
 fn encoding(h: &Headers) -> ContentEncoding {
@@ -99,6 +121,7 @@ impl ConnHttp {
             resp_gap_unclaimed: 0,
             held: None,
             after_rst: false,
+            h2c: None,
         }
     }
 
@@ -167,6 +190,11 @@ impl ConnHttp {
             self.set_off();
             stats.not_http += 1;
         }
+    }
+
+    /// The switch to HTTP/2 by `Upgrade: h2c`, once its 101 was read.
+    pub(super) fn take_h2c(&mut self) -> Option<H2cSwitch> {
+        self.h2c.take()
     }
 
     fn set_off(&mut self) {
@@ -460,6 +488,10 @@ impl ConnHttp {
                         Some(head) => {
                             self.response_head(head, at, cfg, stats, done);
                             self.accounted_end = head_end;
+                            if let Some(up) = self.h2c.as_mut() {
+                                up.rest = b.to_vec();
+                                return;
+                            }
                         }
                         None => {
                             // A broken status line: the response is lost;
@@ -767,6 +799,16 @@ impl ConnHttp {
             0
         };
         p.tx.response = Some(head);
+        if status == 101 && h2c_accepted(&p.tx) {
+            // HTTP/2 from here on (RFC 7540 3.2): this request is stream 1,
+            // answered over HTTP/2; the route takes it and the bytes after
+            // this head (see `resp_bytes`).
+            if let Some(p) = self.queue.remove(idx) {
+                self.h2c = Some(H2cSwitch { tx: p.tx, rest: Vec::new(), at });
+            }
+            self.set_off();
+            return;
+        }
         if upgrade {
             p.tx.anomalies.push(Anomaly::Tunnel);
             stats.tunnels += 1;

@@ -45,6 +45,34 @@ impl H2Route {
         H2Route { conn: H2Conn::new(h2_config(cfg), Start::Preface), next_depth: 1, open_since: None, counted: false }
     }
 
+    /// A connection switched by `Upgrade: h2c`: `up`'s request is stream
+    /// 1, the `depth`-th transaction of the connection, and the streams
+    /// after it number on.
+    pub(super) fn upgraded(cfg: &HttpConfig, up: &HttpTransaction) -> H2Route {
+        let req = up.request.as_ref();
+        let mut list = h2::HeaderList::default();
+        for (n, v) in req.map(|r| r.headers.iter()).into_iter().flatten() {
+            list.push(n, v);
+        }
+        let start = up.timing.req_start.unwrap_or(up.timing.start());
+        let request = h2::UpgradeRequest {
+            method: req.map(|r| r.method.clone()).unwrap_or_default(),
+            path: req.map(|r| r.uri.clone()).unwrap_or_default(),
+            authority: req.and_then(|r| r.host()),
+            headers: list,
+            body_bytes: up.request_body.wire_len,
+            req_start: start.0,
+            req_end: up.timing.req_end.unwrap_or(start).0,
+            frames: up.req_frames.map(|f| h2::FrameSpan { first: f.first, last: f.last }),
+        };
+        H2Route {
+            conn: H2Conn::new(h2_config(cfg), Start::Upgraded(Box::new(request))),
+            next_depth: up.depth,
+            open_since: Some(start),
+            counted: false,
+        }
+    }
+
     /// Bytes of one side, in stream order, with where they came from.
     pub(super) fn data(&mut self, dir: Direction, bytes: &[u8], ts: (Ts, Ts), frames: (u64, u64)) {
         let chunk = h2::Chunk { bytes, first_ts: ts.0.0, last_ts: ts.1.0, first_frame: frames.0, last_frame: frames.1 };

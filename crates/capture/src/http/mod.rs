@@ -991,6 +991,10 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
             || !route::data(r, c, chunk, &self.cfg, &mut self.stats, &mut self.tls, &mut done)
         {
             done = c.data(chunk, &self.cfg, &mut self.stats);
+            if let Some(up) = c.take_h2c() {
+                let meta = c.meta().clone();
+                route::upgrade_h2c(r, up, &meta, &self.cfg, &mut done);
+            }
         }
         route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
@@ -1273,6 +1277,53 @@ mod tests {
         let (txs, stats, _) =
             run_counted(HttpConfig::default(), &[C(GET_A), S(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]);
         assert_eq!((txs.len(), txs[0].stream, stats.h2.connections), (1, None, 0));
+    }
+
+    #[test]
+    fn h2c_by_upgrade_goes_on_as_http2_from_the_101() {
+        // An HTTP/1.1 exchange, then a request asking for h2c.
+        let upgrade = b"GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                        Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+        // The 101 and, in the same segment, the server's SETTINGS and the
+        // answer to the upgrading request on stream 1: HEADERS :status 200
+        // (static 8), DATA "ok" with END_STREAM.
+        let mut switched = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+        switched.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        switched.extend_from_slice(&[0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88]);
+        switched.extend_from_slice(&[0, 0, 2, 0, 1, 0, 0, 0, 1, b'o', b'k']);
+        // The client's preface and SETTINGS, then stream 3: GET /b on a
+        // (:path and :authority literal, indexed names 4 and 1).
+        let mut client = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        client.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        client.extend_from_slice(&[0, 0, 9, 1, 5, 0, 0, 0, 3, 0x82, 0x86, 0x44, 2, b'/', b'b', 0x41, 1, b'a']);
+        // Stream 3: HEADERS :status 404 (static 13), DATA "no" END_STREAM.
+        let answer = [0, 0, 1, 1, 4, 0, 0, 0, 3, 0x8d, 0, 0, 2, 0, 1, 0, 0, 0, 3, b'n', b'o'];
+        let (txs, stats, _) =
+            run_counted(HttpConfig::default(), &[C(GET_A), S(OK_5), C(upgrade), S(&switched), C(&client), S(&answer)]);
+        assert_eq!(
+            views(&txs),
+            [
+                v("GET", "/a", Some(200), 5, Outcome::Complete),
+                v("GET", "/up", Some(200), 2, Outcome::Complete),
+                v("GET", "/b", Some(404), 2, Outcome::Complete),
+            ]
+        );
+        // The upgrading request is stream 1 and keeps its place in the
+        // connection; the 101 is not a transaction of its own.
+        assert_eq!(
+            txs.iter().map(|t| (t.stream, t.depth, t.version_text())).collect::<Vec<_>>(),
+            [(None, 1, Some("1.1")), (Some(1), 2, Some("2")), (Some(3), 3, Some("2"))]
+        );
+        assert_eq!(txs[2].request.as_ref().and_then(|r| r.host()).as_deref(), Some("a"));
+        assert_eq!((stats.tunnels, stats.h2.connections, stats.h2.streams), (0, 1, 2));
+        // An Upgrade to something else is still a tunnel.
+        let ws = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let (txs, stats, _) = run_counted(
+            HttpConfig::default(),
+            &[C(ws), S(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi")],
+        );
+        assert_eq!((txs.len(), txs[0].stream, stats.tunnels, stats.h2.connections), (1, None, 1, 0));
+        assert!(txs[0].anomalies.contains(&Anomaly::Tunnel));
     }
 
     const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";

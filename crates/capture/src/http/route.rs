@@ -155,8 +155,10 @@ impl TlsStats {
 pub struct H2Counters {
     /// HTTP/2 connections.
     pub connections: u64,
-    /// Of those, h2c by prior knowledge (no TLS).
+    /// Of those, h2c (no TLS), by prior knowledge or by Upgrade.
     pub cleartext: u64,
+    /// Of those, h2c by `Upgrade: h2c` (the request that asked is stream 1).
+    pub upgrades: u64,
     /// Streams.
     pub streams: u64,
     /// Streams pushed by servers.
@@ -182,6 +184,7 @@ impl H2Counters {
     pub fn merge(&mut self, o: &H2Counters) {
         self.connections += o.connections;
         self.cleartext += o.cleartext;
+        self.upgrades += o.upgrades;
         self.streams += o.streams;
         self.pushes += o.pushes;
         self.client_resets += o.client_resets;
@@ -196,6 +199,7 @@ impl H2Counters {
     fn count(&mut self, s: &pov_http2::H2Stats, cleartext: bool) {
         self.connections += 1;
         self.cleartext += u64::from(cleartext);
+        self.upgrades += s.upgrades;
         self.streams += s.streams;
         self.pushes += s.pushes;
         self.client_resets += s.resets[0];
@@ -315,6 +319,26 @@ pub(super) fn data(
             true
         }
     }
+}
+
+/// HTTP/2 from here on for a connection that `ConnHttp` saw switch by
+/// `Upgrade: h2c`: the request that asked is stream 1, and the server's
+/// bytes after the 101 are its first HTTP/2 bytes. Client bytes that came
+/// after that request but before the 101 (a client may not send its
+/// preface before it) were `ConnHttp`'s and are not seen again.
+pub(super) fn upgrade_h2c(
+    route: &mut Route,
+    up: super::conn::H2cSwitch,
+    meta: &ConnMeta,
+    cfg: &HttpConfig,
+    done: &mut Vec<HttpTransaction>,
+) {
+    let mut h = H2Route::upgraded(cfg, &up.tx);
+    if !up.rest.is_empty() {
+        h.data(Direction::ServerToClient, &up.rest, (up.at.0, up.at.0), (up.at.1, up.at.1));
+    }
+    h.take(meta, cfg, done);
+    *route = Route::H2(Box::new((meta.clone(), h)));
 }
 
 fn decide(chunk: &DataChunk<'_>, meta: &ConnMeta, cfg: &HttpConfig) -> Route {
