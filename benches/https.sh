@@ -2,14 +2,15 @@
 # https.sh - decrypted HTTPS against the same traffic in plaintext, and
 # against tshark decrypting it with the same key log, in one run.
 #
-#   sudo benches/https.sh [POV] [REQUESTS] [KIB]   # defaults: target/release/pov 1000 100
+#   sudo benches/https.sh [POV] [REQUESTS] [KIB] [CONNS]   # defaults: target/release/pov 1000 100 1
 #
 # Needs root (a network namespace, tcpdump), ip, nginx, openssl, curl,
 # tcpdump and tshark. In a namespace it creates, nginx serves one file of
 # KIB KiB over http://127.0.0.1:8080 and https://127.0.0.1:8443 (TLS 1.3,
 # AES-128-GCM; HTTP/1.1, and HTTP/2 on the same port); curl fetches it
 # REQUESTS times over each of: plaintext HTTP/1.1, HTTPS HTTP/1.1, HTTPS
-# HTTP/2 (one keep-alive connection each, SSLKEYLOGFILE set), captured by
+# HTTP/2 (CONNS keep-alive connections each, from as many curl processes
+# at once, the requests shared out; SSLKEYLOGFILE set), captured by
 # tcpdump into plain.pcap, h1.pcap and h2.pcap. Then, three times each
 # (the best is printed, files in the page cache), it times
 #   pov transactions --format jsonl FILE > /dev/null         (plaintext)
@@ -23,6 +24,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 POV=${1:-$HERE/target/release/pov}
 N=${2:-1000}
 KIB=${3:-100}
+CONNS=${4:-1}
 NS=povbench$$
 
 [ "$(id -u)" -eq 0 ] || { echo "needs root" >&2; exit 1; }
@@ -75,17 +77,26 @@ record() { # record FILE PORT CURL-ARGS...
         2>"$TMP/$file.log" &
     local pid=$!
     for _ in $(seq 100); do grep -q "listening on" "$TMP/$file.log" && break; sleep 0.1; done
-    # Paced, so that tcpdump keeps up on the loopback (no kernel drops).
-    ip netns exec "$NS" env SSLKEYLOGFILE="$TMP/keys.log" curl -s --limit-rate 100M \
-        --resolve pov.test:8443:127.0.0.1 "$@" >/dev/null
+    # Paced, so that tcpdump keeps up on the loopback (no kernel drops):
+    # 100 MB/s in all, shared by the connections. URL is last, with
+    # @FROM and @TO for each connection's share of the requests.
+    local url=${*: -1} args=("${@:1:$#-1}") curls=() c
+    for ((c = 0; c < CONNS; c++)); do
+        local from=$((c * N / CONNS + 1)) to=$(((c + 1) * N / CONNS))
+        local u=${url//@FROM/$from}
+        ip netns exec "$NS" env SSLKEYLOGFILE="$TMP/keys.log" curl -s --limit-rate "$((100 / CONNS))M" \
+            --resolve pov.test:8443:127.0.0.1 "${args[@]}" "${u//@TO/$to}" >/dev/null &
+        curls+=($!)
+    done
+    wait "${curls[@]}"
     sleep 0.5
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     grep -h "dropped by kernel" "$TMP/$file.log" | sed "s/^/$file: /" >&2 || true
 }
-record plain.pcap 8080 --http1.1 "http://127.0.0.1:8080/f.bin?i=[1-$N]"
-record h1.pcap 8443 -k --http1.1 "https://pov.test:8443/f.bin?i=[1-$N]"
-record h2.pcap 8443 -k --http2 "https://pov.test:8443/f.bin?i=[1-$N]"
+record plain.pcap 8080 --http1.1 "http://127.0.0.1:8080/f.bin?i=[@FROM-@TO]"
+record h1.pcap 8443 -k --http1.1 "https://pov.test:8443/f.bin?i=[@FROM-@TO]"
+record h2.pcap 8443 -k --http2 "https://pov.test:8443/f.bin?i=[@FROM-@TO]"
 
 best() { # best LABEL FILE COUNT-CMD -- CMD...: the fastest of three runs
     local label=$1 file=$2 count=$3
@@ -107,7 +118,7 @@ best() { # best LABEL FILE COUNT-CMD -- CMD...: the fastest of three runs
         "$(echo "$size / 1000000 / $b" | bc -l)" "$records"
 }
 cat "$TMP"/*.pcap > /dev/null
-echo "pov $($POV --version | awk '{print $2}') at $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo '?'); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $N requests of $KIB KiB"
+echo "pov $($POV --version | awk '{print $2}') at $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo '?'); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $N requests of $KIB KiB on $CONNS connections"
 K="$TMP/keys.log"
 best "pov transactions, plaintext HTTP/1.1" plain.pcap "wc -l" -- "$POV" transactions -q --format jsonl "$TMP/plain.pcap"
 best "pov transactions, HTTPS HTTP/1.1 decrypted" h1.pcap "wc -l" -- "$POV" transactions -q --keylog "$K" --format jsonl "$TMP/h1.pcap"
