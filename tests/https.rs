@@ -636,7 +636,7 @@ fn chromium_page_with_subresources_over_h2_equals_its_net_log() {
 #[test]
 fn h2c_by_upgrade_equals_curl() {
     const PORT: u16 = 8081;
-    let module = Path::new("/usr/lib/apache2/modules/mod_http2.so");
+    let module = Path::new(crate::netns::APACHE_HTTP2);
     if !can_record("the h2c upgrade test", &["apache2", "curl", "tcpdump", "ip"]) {
         return;
     }
@@ -661,17 +661,7 @@ fn h2c_by_upgrade_equals_curl() {
     for p in [lab.dir.clone(), www.clone()] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("mode");
     }
-    let conf = format!(
-        "ServerRoot {d}\nServerName localhost\n\
-         LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so\n\
-         LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
-         LoadModule http2_module {m}\n\
-         Listen 127.0.0.1:{PORT}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nDocumentRoot {d}/www\n\
-         User nobody\nGroup nogroup\nProtocols h2c http/1.1\n\
-         <Directory {d}/www>\n  Require all granted\n</Directory>\n",
-        d = lab.d(),
-        m = module.display()
-    );
+    let conf = crate::netns::apache_h2c_conf(&lab.dir, PORT);
     std::fs::write(lab.path("httpd.conf"), conf).expect("conf");
     let conf = lab.path("httpd.conf").to_string_lossy().into_owned();
     lab.spawn(&["apache2", "-X", "-f", &conf]);
@@ -679,20 +669,8 @@ fn h2c_by_upgrade_equals_curl() {
     let cap = lab.tcpdump("upgrade.pcap", &format!("tcp port {PORT}"));
     let paths = ["/page.html", "/missing", "/mid.bin"];
     let urls: Vec<String> = paths.iter().map(|p| format!("http://127.0.0.1:{PORT}{p}")).collect();
-    // In parallel, a connection each: curl 7.88 sometimes fails a request
-    // that reuses an upgraded connection ("000").
-    let mut args = vec![
-        "curl",
-        "-s",
-        "--http2",
-        "--parallel",
-        "--parallel-immediate",
-        "-w",
-        "%{http_code} %{size_download} %{http_version} %{url_effective}\\n",
-    ];
-    for u in &urls {
-        args.extend(["-o", "/dev/null", u.as_str()]);
-    }
+    let args = crate::netns::curl_h2c_upgrade(&urls);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(&mut lab.exec(&args));
     let pcap = cap.stop();
     let base = format!("http://127.0.0.1:{PORT}");
@@ -700,9 +678,9 @@ fn h2c_by_upgrade_equals_curl() {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f[2], "2", "curl upgraded to HTTP/2: {l}");
-            let path = f[3].trim_start_matches(&base).to_string();
-            ("2".to_string(), path, f[0].parse().expect("code"), f[1].parse().expect("size"))
+            assert_eq!(f[3], "2", "curl upgraded to HTTP/2: {l}");
+            let path = f[4].trim_start_matches(&base).to_string();
+            ("2".to_string(), path, f[1].parse().expect("code"), f[2].parse().expect("size"))
         })
         .collect();
     truth.sort();

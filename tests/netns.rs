@@ -171,3 +171,38 @@ impl Drop for Lab {
         }
     }
 }
+
+/// An Apache configuration (Debian's modules) serving `dir`/www on
+/// 127.0.0.1:`port` with mod_http2 offering h2c by Upgrade, which nginx
+/// does not; run as `apache2 -X -f` in a namespace. Its worker runs as
+/// nobody, so `dir` and `dir`/www must be readable by all.
+pub fn apache_h2c_conf(dir: &std::path::Path, port: u16) -> String {
+    format!(
+        "ServerRoot {d}\nServerName localhost\n\
+         LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so\n\
+         LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
+         LoadModule http2_module {m}\n\
+         Listen 127.0.0.1:{port}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nDocumentRoot {d}/www\n\
+         User nobody\nGroup nogroup\nProtocols h2c http/1.1\n\
+         <Directory {d}/www>\n  Require all granted\n</Directory>\n",
+        d = dir.display(),
+        m = APACHE_HTTP2,
+    )
+}
+
+/// Debian's mod_http2.
+pub const APACHE_HTTP2: &str = "/usr/lib/apache2/modules/mod_http2.so";
+
+/// curl fetching `urls` with `--http2` on `http://` (Upgrade: h2c), in
+/// parallel, a connection each (curl 7.88 sometimes fails a request that
+/// reuses an upgraded connection: "000"), one line per URL: method,
+/// status, body bytes, HTTP version, URL.
+pub fn curl_h2c_upgrade(urls: &[String]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["curl", "-s", "--http2", "--parallel", "--parallel-immediate", "-w"].iter().map(|a| a.to_string()).collect();
+    args.push("%{method} %{http_code} %{size_download} %{http_version} %{url_effective}\\n".to_string());
+    for u in urls {
+        args.extend(["-o".to_string(), "/dev/null".to_string(), u.clone()]);
+    }
+    args
+}

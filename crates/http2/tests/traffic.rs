@@ -29,6 +29,11 @@ use std::sync::OnceLock;
 
 use pov_http2::{Chunk, CloseHow, H2Config, H2Conn, H2Stats, H2Transaction, Outcome, Side, Start};
 
+// Only its Apache configuration and curl's upgrade command: this test has
+// its own lab.
+#[path = "../../../tests/netns.rs"]
+mod netns;
+
 const PORT: u16 = 8080;
 const BIG: usize = 300_000;
 const MID: usize = 20_000;
@@ -660,7 +665,7 @@ fn can_run_apache() -> bool {
     if !can_run() {
         return false;
     }
-    let ok = tool("apache2", &["-v"]).is_some() && Path::new("/usr/lib/apache2/modules/mod_http2.so").exists();
+    let ok = tool("apache2", &["-v"]).is_some() && Path::new(netns::APACHE_HTTP2).exists();
     assert!(ok || std::env::var_os("CI").is_none(), "the h2c upgrade test needs apache2 with mod_http2; CI has it");
     if !ok {
         eprintln!("h2c upgrade test skipped: no apache2 with mod_http2");
@@ -686,16 +691,7 @@ fn record_upgrade() -> Result<Upgraded, String> {
     for (name, _) in pages() {
         std::fs::set_permissions(lab.dir.join("www").join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let conf = format!(
-        "ServerRoot {d}\nServerName localhost\n\
-         LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so\n\
-         LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
-         LoadModule http2_module /usr/lib/apache2/modules/mod_http2.so\n\
-         Listen 127.0.0.1:{UP_PORT}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nDocumentRoot {d}/www\n\
-         User nobody\nGroup nogroup\nProtocols h2c http/1.1\n\
-         <Directory {d}/www>\n  Require all granted\n</Directory>\n",
-        d = lab.dir.display()
-    );
+    let conf = netns::apache_h2c_conf(&lab.dir, UP_PORT);
     std::fs::write(lab.dir.join("httpd.conf"), conf).unwrap();
     let conf = lab.path("httpd.conf");
     let httpd = lab.exec(&["apache2", "-X", "-f", &conf]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -716,18 +712,8 @@ fn record_upgrade() -> Result<Upgraded, String> {
     // store data following HTTP Upgrade response header"), which Apache's
     // prompt answer on stream 1 makes likely.
     let urls: Vec<String> = ["/index.html", "/missing", "/mid.bin"].iter().map(|p| url(p)).collect();
-    let mut args = vec![
-        "curl",
-        "-s",
-        "--http2",
-        "--parallel",
-        "--parallel-immediate",
-        "-w",
-        "%{method} %{http_code} %{size_download} %{http_version} %{url_effective}\\n",
-    ];
-    for u in &urls {
-        args.extend(["-o", "/dev/null", u.as_str()]);
-    }
+    let args = netns::curl_h2c_upgrade(&urls);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let curl: Vec<Truth> = lab
         .run(&args)
         .lines()
