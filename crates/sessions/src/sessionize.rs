@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use pov_capture::budget::{Charge, Holder};
-use pov_capture::http::FrameSpan;
+use pov_capture::http::{FrameSpan, TlsOutcome};
 use pov_capture::tcp::{ConnState, ConnSummary};
 use pov_capture::{Budget, Dur, Ts};
 use regex::Regex;
@@ -86,16 +86,13 @@ impl FailedConn {
             }
             // A TLS connection whose handshake failed or never completed:
             // the customer got nothing from it, keys or not.
-            _ => match s.tls.as_deref() {
-                Some(t) if t.outcome == "handshake_failed" => FailedConnKind::TlsHandshakeFailed,
-                Some(t) if t.outcome == "incomplete" => FailedConnKind::TlsIncomplete,
+            _ => match s.tls.as_deref().map(|t| t.outcome) {
+                Some(TlsOutcome::HandshakeFailed) => FailedConnKind::TlsHandshakeFailed,
+                Some(TlsOutcome::Incomplete) => FailedConnKind::TlsIncomplete,
                 _ => return None,
             },
         };
-        let tls = s
-            .tls
-            .as_deref()
-            .filter(|_| matches!(kind, FailedConnKind::TlsHandshakeFailed | FailedConnKind::TlsIncomplete));
+        let tls = s.tls.as_deref().filter(|t| t.is_failure());
         Some(FailedConn {
             conn: s.id,
             client: s.client,

@@ -54,7 +54,7 @@ impl H2Route {
         for (n, v) in req.map(|r| r.headers.iter()).into_iter().flatten() {
             list.push(n, v);
         }
-        let start = up.timing.req_start.unwrap_or(up.timing.start());
+        let start = up.timing.start();
         let request = h2::UpgradeRequest {
             method: req.map(|r| r.method.clone()).unwrap_or_default(),
             path: req.map(|r| r.uri.clone()).unwrap_or_default(),

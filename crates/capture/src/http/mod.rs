@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use body::{BodyInfo, ContentEncoding, DecodeStop};
-pub use pov_tls::KeyStore;
+pub use pov_tls::{KeyStore, Outcome as TlsOutcome};
 pub use route::{H2Counters, TlsEnd, TlsStats};
 
 use crate::budget::{Budget, Holder};

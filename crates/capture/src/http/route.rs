@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use pov_http2::detect::{Sniff, sniff_preface};
-use pov_tls::{AlertEvent, Decoder, KeyStore, Side, TlsConn, TlsFacts, TlsSink, looks_like_tls};
+use pov_tls::{AlertEvent, Decoder, KeyStore, Outcome as TlsOutcome, Side, TlsConn, TlsFacts, TlsSink, looks_like_tls};
 
 use super::conn::ConnHttp;
 use super::h2::H2Route;
@@ -38,12 +38,17 @@ pub(super) enum Route {
 pub(super) struct TlsRoute {
     meta: ConnMeta,
     tls: TlsConn,
+    plain: PlainState,
+}
+
+/// Where a TLS connection's plaintext stands.
+struct PlainState {
     inner: Inner,
     /// Plaintext offsets per direction (client, server).
     offsets: [u64; 2],
-    /// Server plaintext before the inner protocol is known.
+    /// Server plaintext before the inner protocol is known (at most
+    /// [`MAX_EARLY_SERVER`] bytes).
     early: Vec<(Ts, Vec<u8>)>,
-    early_bytes: usize,
 }
 
 enum Inner {
@@ -226,8 +231,8 @@ pub struct TlsEnd {
     pub ts: Ts,
     /// First frame of the connection.
     pub first_frame: u64,
-    /// pov-tls's outcome name (`handshake_failed`, `incomplete` ...).
-    pub outcome: &'static str,
+    /// How it ended (pov-tls's outcome; `name()` gives its text).
+    pub outcome: TlsOutcome,
     /// Server name the client asked for.
     pub sni: Option<String>,
     /// The first error alert: its name, who sent it, when, at what
@@ -240,7 +245,7 @@ impl TlsEnd {
     /// alert, a certificate refused) or the connection closed before it
     /// completed.
     pub fn is_failure(&self) -> bool {
-        matches!(self.outcome, "handshake_failed" | "incomplete")
+        matches!(self.outcome, TlsOutcome::HandshakeFailed | TlsOutcome::Incomplete)
     }
 
     /// What the capture shows of it, in words: the alert (its name, or
@@ -303,18 +308,7 @@ pub(super) fn data(
         }
         Route::Tls(t) => {
             let side = tls_side(chunk.dir);
-            let mut sink = Plain {
-                t: &mut t.inner,
-                offsets: &mut t.offsets,
-                early: &mut t.early,
-                early_bytes: &mut t.early_bytes,
-                http,
-                meta: &t.meta,
-                chunk: Some(chunk),
-                cfg,
-                stats,
-                done,
-            };
+            let mut sink = Plain { st: &mut t.plain, http, meta: &t.meta, chunk: Some(chunk), cfg, stats, done };
             t.tls.data(cx, side, chunk.last_ts.0, chunk.bytes, &mut sink);
             true
         }
@@ -351,10 +345,7 @@ fn decide(chunk: &DataChunk<'_>, meta: &ConnMeta, cfg: &HttpConfig) -> Route {
         return Route::Tls(Box::new(TlsRoute {
             meta: meta.clone(),
             tls: TlsConn::new(),
-            inner: Inner::Undecided,
-            offsets: [0; 2],
-            early: Vec::new(),
-            early_bytes: 0,
+            plain: PlainState { inner: Inner::Undecided, offsets: [0; 2], early: Vec::new() },
         }));
     }
     if sniff_preface(chunk.bytes) == Sniff::H2 {
@@ -411,7 +402,7 @@ pub(super) fn half_close_is_http1(route: &Route) -> bool {
     match route {
         Route::Unknown | Route::Http1 => true,
         Route::H2(_) => false,
-        Route::Tls(t) => matches!(t.inner, Inner::Http1),
+        Route::Tls(t) => matches!(t.plain.inner, Inner::Http1),
     }
 }
 
@@ -420,7 +411,7 @@ pub(super) fn half_close_is_http1(route: &Route) -> bool {
 pub(super) fn h2_earliest(route: &Route) -> Option<Option<Ts>> {
     match route {
         Route::H2(b) => Some(b.1.earliest_open()),
-        Route::Tls(t) => match &t.inner {
+        Route::Tls(t) => match &t.plain.inner {
             Inner::H2(h) => Some(h.earliest_open()),
             _ => None,
         },
@@ -457,26 +448,16 @@ pub(super) fn close(
         Route::Tls(t) => {
             let meta = &t.meta;
             {
-                let mut sink = Plain {
-                    t: &mut t.inner,
-                    offsets: &mut t.offsets,
-                    early: &mut t.early,
-                    early_bytes: &mut t.early_bytes,
-                    http,
-                    meta,
-                    chunk: None,
-                    cfg,
-                    stats: &mut *stats,
-                    done: &mut *done,
-                };
+                let mut sink =
+                    Plain { st: &mut t.plain, http, meta, chunk: None, cfg, stats: &mut *stats, done: &mut *done };
                 t.tls.finish(cx, c.ts.0, &mut sink);
                 // Server plaintext still waiting for the client's: HTTP/1.
-                if matches!(sink.t, Inner::Undecided) && !sink.early.is_empty() {
+                if matches!(sink.st.inner, Inner::Undecided) && !sink.st.early.is_empty() {
                     sink.choose(false);
                 }
             }
             let facts = t.tls.facts();
-            let is_h2 = matches!(t.inner, Inner::H2(_));
+            let is_h2 = matches!(t.plain.inner, Inner::H2(_));
             stats.tls.count(facts, is_h2);
             let end = TlsEnd {
                 conn: meta.id,
@@ -484,11 +465,11 @@ pub(super) fn close(
                 server: meta.server,
                 ts: c.ts,
                 first_frame: meta.first_frame,
-                outcome: facts.outcome().name(),
+                outcome: facts.outcome(),
                 sni: facts.sni().map(str::to_owned),
                 alert: facts.first_error_alert().cloned(),
             };
-            match &mut t.inner {
+            match &mut t.plain.inner {
                 Inner::H2(h) => {
                     h.close(c.how, c.ts);
                     h.take(meta, cfg, done);
@@ -507,10 +488,7 @@ pub(super) fn close(
 
 /// Where a TLS connection's plaintext goes.
 struct Plain<'a, 'c> {
-    t: &'a mut Inner,
-    offsets: &'a mut [u64; 2],
-    early: &'a mut Vec<(Ts, Vec<u8>)>,
-    early_bytes: &'a mut usize,
+    st: &'a mut PlainState,
     http: &'a mut ConnHttp,
     meta: &'a ConnMeta,
     /// The TCP chunk being decrypted (its frames and flags), if any.
@@ -524,11 +502,10 @@ impl Plain<'_, '_> {
     /// Decides the inner protocol and hands it the server's early
     /// plaintext.
     fn choose(&mut self, h2: bool) {
-        *self.t = if h2 { Inner::H2(Box::new(H2Route::new(self.cfg))) } else { Inner::Http1 };
-        for (ts, bytes) in std::mem::take(self.early) {
+        self.st.inner = if h2 { Inner::H2(Box::new(H2Route::new(self.cfg))) } else { Inner::Http1 };
+        for (ts, bytes) in std::mem::take(&mut self.st.early) {
             self.deliver(Side::Server, ts, &bytes);
         }
-        *self.early_bytes = 0;
     }
 
     /// Where `side`'s next `len` plaintext bytes start; moves past them.
@@ -537,8 +514,8 @@ impl Plain<'_, '_> {
             Side::Client => 0,
             Side::Server => 1,
         };
-        let offset = self.offsets[s];
-        self.offsets[s] += len;
+        let offset = self.st.offsets[s];
+        self.st.offsets[s] += len;
         offset
     }
 
@@ -548,7 +525,7 @@ impl Plain<'_, '_> {
             Some(c) => ((c.first_frame, c.last_frame), c.after_rst),
             None => ((0, 0), false),
         };
-        match self.t {
+        match &mut self.st.inner {
             Inner::H2(h) => {
                 h.data(dir_of(side), data, (ts, ts), frames);
                 h.take(self.meta, self.cfg, self.done);
@@ -578,14 +555,15 @@ impl TlsSink for Plain<'_, '_> {
         if data.is_empty() {
             return;
         }
-        if matches!(self.t, Inner::Undecided) {
+        if matches!(self.st.inner, Inner::Undecided) {
             match side {
                 // The client's first plaintext says HTTP/2 with the
                 // preface (whatever ALPN said).
                 Side::Client => self.choose(sniff_preface(data) != Sniff::NotH2),
-                Side::Server if *self.early_bytes + data.len() <= MAX_EARLY_SERVER => {
-                    *self.early_bytes += data.len();
-                    self.early.push((Ts(ts), data.to_vec()));
+                Side::Server
+                    if self.st.early.iter().map(|(_, b)| b.len()).sum::<usize>() + data.len() <= MAX_EARLY_SERVER =>
+                {
+                    self.st.early.push((Ts(ts), data.to_vec()));
                     return;
                 }
                 Side::Server => self.choose(false),
@@ -595,13 +573,13 @@ impl TlsSink for Plain<'_, '_> {
     }
 
     fn gap(&mut self, side: Side, ts: i64, len: u64) {
-        if matches!(self.t, Inner::Undecided) {
+        if matches!(self.st.inner, Inner::Undecided) {
             // Loss before the first plaintext: HTTP/1's parser copes with
             // starting after a gap; HTTP/2's could not find its frames.
             self.choose(false);
         }
         let offset = self.advance(side, len);
-        match self.t {
+        match &mut self.st.inner {
             Inner::H2(h) => {
                 h.gap(dir_of(side), len, Ts(ts));
                 h.take(self.meta, self.cfg, self.done);
