@@ -480,6 +480,11 @@ struct Fresh {
     /// Its answer failed (5xx, none, cut short, or an error page): the
     /// browser may not have kept the cookie.
     failed: bool,
+    /// The cookie came back. Later first visits are then other people's,
+    /// but a request sent before the answer that comes late (one left
+    /// unanswered is written when it ends) is still this visit's: the
+    /// entry is kept for that, for the join window.
+    returned: bool,
 }
 
 /// Later first visits that may be a first visit's retry.
@@ -884,8 +889,8 @@ impl Sessionizer {
         let key = if let Some((n, v)) = &tx.cookie {
             let raw = UserKey::Cookie(n.clone(), v.clone());
             let k = self.resolve(raw.clone());
-            if self.fresh.get(&(tx.client_ip, ua())).is_some_and(|f| f.user == k) {
-                self.fresh.remove(&(tx.client_ip, ua()));
+            if let Some(f) = self.fresh.get_mut(&(tx.client_ip, ua())).filter(|f| f.user == k) {
+                f.returned = true;
             }
             // The cookie came back: the browser kept it, so later first
             // visits from its address are other people.
@@ -1010,7 +1015,8 @@ impl Sessionizer {
             self.remember_alias(new, e.clone(), tx.start);
             return e;
         }
-        if let Some(f) = self.fresh.get(&slot).filter(|f| f.user != new) {
+        let (now, retry) = (self.watermark, self.retry_window);
+        if let Some(f) = self.fresh.get(&slot).filter(|f| f.user != new && !f.returned && now - f.at <= retry) {
             if f.persistent != pers {
                 self.stats.split_by_persistent_cookie += 1;
             } else if tx.start <= f.got && f.at - tx.start <= self.join_window {
@@ -1048,6 +1054,7 @@ impl Sessionizer {
                 failed: tx.status.is_none_or(|s| s >= 500)
                     || tx.outcome != pov_capture::http::Outcome::Complete
                     || tx.error_page.is_some(),
+                returned: false,
             },
         );
         new
@@ -1626,8 +1633,10 @@ impl Sessionizer {
         }
         batch.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
         closed.extend(batch);
-        let retry = self.retry_window;
-        self.fresh.retain(|_, f| now - f.at <= retry);
+        // (Kept past the retry window for requests that come late, which
+        // join a first visit they were sent before: `join_fresh`.)
+        let keep_fresh = self.retry_window.max(join);
+        self.fresh.retain(|_, f| now - f.at <= keep_fresh);
         // Crowded spans a closing session may still look at (sessions
         // close a timeout after their last activity), and births a new one
         // may still make a crowd with.
@@ -2888,6 +2897,48 @@ pub(crate) mod tests {
         );
         assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3)]);
         assert_eq!(st.births_tied_by_first_visit, 1);
+    }
+
+    /// A first request that got no answer is written when its connection
+    /// ends, minutes after the visit went on with the cookie its retry was
+    /// given (and after the cookie came back): it is still that visit's.
+    #[test]
+    fn a_request_sent_before_the_first_answer_that_comes_late_is_that_visits() {
+        let unanswered = with(tx(2, "10.0.0.1:1001", 0, "/"), |t| {
+            (t.status, t.resp_start, t.resp_end) = (None, None, None);
+            t.outcome = pov_capture::http::Outcome::NoResponse;
+        });
+        let (s, st) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                with(sets(tx(1, "10.0.0.1:1000", 35_000, "/"), "A"), |t| {
+                    t.resp_start = Some(t.start + Dur::from_millis(80))
+                }),
+                cookie(tx(1, "10.0.0.1:1000", 40_000, "/p/1"), "A"),
+                cookie(tx(1, "10.0.0.1:1000", 200_000, "/p/2"), "A"),
+                unanswered,
+            ],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 4)]);
+        assert_eq!(st.joined_before_cookie, 1);
+        // Sent after that answer reached the client, it would not be.
+        let late_and_after = with(tx(2, "10.0.0.1:1001", 36_000, "/"), |t| {
+            (t.status, t.resp_start, t.resp_end) = (None, None, None);
+            t.outcome = pov_capture::http::Outcome::NoResponse;
+        });
+        let (s, st) = run_with(
+            &SessionizerConfig::default(),
+            vec![
+                with(sets(tx(1, "10.0.0.1:1000", 35_000, "/"), "A"), |t| {
+                    t.resp_start = Some(t.start + Dur::from_millis(80))
+                }),
+                cookie(tx(1, "10.0.0.1:1000", 40_000, "/p/1"), "A"),
+                cookie(tx(1, "10.0.0.1:1000", 200_000, "/p/2"), "A"),
+                late_and_after,
+            ],
+        );
+        assert_eq!(users(&s).len(), 2, "{:?}", users(&s));
+        assert_eq!(st.joined_before_cookie, 0);
     }
 
     fn page(conn: u64, client: &str, ms: i64, target: &str) -> Vec<Tx> {
