@@ -450,6 +450,11 @@ pub struct HttpArgs {
     /// ordering; beyond, the earliest are written early.
     #[arg(long, default_value_t = defaults().http.max_held_bytes, value_name = "BYTES", value_parser = bytes_usize)]
     pub max_held_bytes: usize,
+    /// Seconds an unfinished transaction holds later ones back from being
+    /// written in request time order; beyond, they are written without it
+    /// and it comes out late (`http.order_wait_lapses`).
+    #[arg(long, default_value_t = secs(defaults().http.max_order_wait), value_name = "SECS")]
+    pub max_order_wait: i64,
     /// TLS key log (NSS format, as SSLKEYLOGFILE writes it) to decrypt
     /// HTTPS with; repeatable. pcapng Decryption Secrets Blocks in the
     /// inputs are used too. A key log is a secret: nothing of it is
@@ -468,6 +473,7 @@ impl HttpArgs {
         cfg.http.max_pending = self.max_pending_requests.max(1);
         cfg.http.max_held = self.max_held_transactions.max(1);
         cfg.http.max_held_bytes = self.max_held_bytes;
+        cfg.http.max_order_wait = Dur::from_secs(self.max_order_wait.max(0));
         cfg.keylogs = self.keylog.clone();
     }
 }

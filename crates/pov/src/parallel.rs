@@ -555,9 +555,12 @@ impl<T> Merge<T> {
         txs.clear();
         (self.txs, self.keys) = (txs, keys);
         // A shard whose connection waits long for an answer holds the
-        // others back; memory must not grow with the capture for it.
+        // others back; memory must not grow with the capture for it. Only
+        // what is over the caps goes: released down to half, the merge
+        // would hand on thousands at once every few batches, with the
+        // shards' threads idle until the stage behind it is done.
         if self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
-            while self.held.len() > self.max_held / 2 || self.held_bytes > self.max_held_bytes / 2 {
+            while self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
                 let Some((k, tx)) = self.held.pop_first() else { break };
                 self.note(k.0);
                 self.unhold(Self::cost::<D::Prep>(&tx));

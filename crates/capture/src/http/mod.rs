@@ -72,6 +72,14 @@ pub struct HttpConfig {
     /// Most bytes (kept bodies, heads) of finished transactions held for
     /// ordering; beyond, the earliest held are released early.
     pub max_held_bytes: usize,
+    /// Longest an unfinished transaction holds the others back: once its
+    /// request started this long ago (in capture time), what started after
+    /// it is released without waiting for it, and it comes out late when
+    /// it finishes (a long download, a long poll, a request never
+    /// answered on a connection that stays open; counted in
+    /// [`HttpStats::order_wait_lapses`]). Without it, one such request
+    /// makes every later transaction wait in memory.
+    pub max_order_wait: Dur,
     /// A client that closes after waiting at least this long with no
     /// response byte timed out (`NoResponse`); sooner, it gave up
     /// (`ClientAbort`).
@@ -96,6 +104,7 @@ impl Default for HttpConfig {
             max_pending: 1024,
             max_held: 65536,
             max_held_bytes: 128 << 20,
+            max_order_wait: Dur::from_secs(60),
             client_timeout: Dur::from_secs(30),
             budget: Budget::default(),
             keys: Arc::new(KeyStore::new()),
@@ -684,6 +693,10 @@ pub struct HttpStats {
     /// Transactions released early because [`HttpConfig::max_held`] or
     /// [`HttpConfig::max_held_bytes`] were held.
     pub held_cap_releases: u64,
+    /// Transactions still unfinished [`HttpConfig::max_order_wait`] after
+    /// their request started: the others stopped waiting for them, and
+    /// they come out after later-starting ones.
+    pub order_wait_lapses: u64,
     /// Transactions written after one that started later: the disorder
     /// the outputs show, once every cap and late arrival is accounted for
     /// (counted where the transactions are finally written in order; a
@@ -731,6 +744,7 @@ impl HttpStats {
         self.peak_order_buffer += o.peak_order_buffer;
         self.late_order += o.late_order;
         self.held_cap_releases += o.held_cap_releases;
+        self.order_wait_lapses += o.order_wait_lapses;
         self.written_out_of_order += o.written_out_of_order;
         self.peak_held_bytes += o.peak_held_bytes;
         self.budget_releases += o.budget_releases;
@@ -863,6 +877,9 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 self.stats.budget_cuts += 1;
             }
             self.stats.missing_bytes += tx.missing_bytes;
+            if tx.timing.start() < self.now - self.cfg.max_order_wait {
+                self.stats.order_wait_lapses += 1;
+            }
             // Held for ordering within the memory budget: without room, the
             // earliest held go out now.
             let w = order::record_weight(&tx);
@@ -925,7 +942,10 @@ impl<S: TxSink> HttpAnalyzer<S> {
             self.now = ts;
         }
         let guard = self.now - ORDER_GUARD;
-        let watermark = self.open.first().map_or(guard, |(t, _)| (*t).min(guard));
+        // The earliest unfinished transaction holds the others back, for
+        // `max_order_wait` at most.
+        let lapse = self.now - self.cfg.max_order_wait;
+        let watermark = self.open.range((lapse, 0)..).next().map_or(guard, |(t, _)| (*t).min(guard));
         // Finding what to release costs a look at the ordering buffer: do
         // it at most once per second of capture time, or when many are
         // waiting.
@@ -1324,6 +1344,74 @@ mod tests {
         );
         assert_eq!((txs.len(), txs[0].stream, stats.tunnels, stats.h2.connections), (1, None, 1, 0));
         assert!(txs[0].anomalies.contains(&Anomaly::Tunnel));
+    }
+
+    /// A request left unanswered holds later transactions back for
+    /// `max_order_wait` of capture time, not for as long as its connection
+    /// stays open: after that they go on in order, it comes out late when
+    /// its connection ends, and the lapse is counted.
+    #[test]
+    fn an_unanswered_request_holds_the_order_for_the_wait_bound_only() {
+        let secs = |s: i64| Ts(s * 1_000_000_000);
+        let chunk = |conn: u64, dir: Direction, offset: u64, bytes: &'static [u8], at: Ts| DataChunk {
+            conn,
+            dir,
+            offset,
+            bytes,
+            first_ts: at,
+            last_ts: at,
+            first_frame: 1,
+            last_frame: 1,
+            peer_ack: None,
+            after_rst: false,
+        };
+        let cfg = HttpConfig { max_order_wait: Dur::from_secs(60), ..HttpConfig::default() };
+        let mut a = HttpAnalyzer::new(cfg, Vec::new());
+        // Connection 7 asks at 1 s and is never answered.
+        a.on_open(&ConnMeta { start: secs(1), ..meta(RoleSource::Syn) });
+        a.on_data(&chunk(7, Direction::ClientToServer, 0, GET_A, secs(1)));
+        // Connection 8 gets an answer every 10 s.
+        a.on_open(&ConnMeta { id: 8, client: "10.0.0.1:40001".parse().unwrap(), ..meta(RoleSource::Syn) });
+        let mut off = [0u64; 2];
+        let mut released = Vec::new();
+        for i in 0..30i64 {
+            let at = secs(2 + 10 * i);
+            a.on_data(&chunk(8, Direction::ClientToServer, off[0], GET_B, at));
+            a.on_data(&chunk(8, Direction::ServerToClient, off[1], OK_5, at + Dur::from_millis(5)));
+            (off[0], off[1]) = (off[0] + GET_B.len() as u64, off[1] + OK_5.len() as u64);
+            a.advance(at + Dur::from_millis(10));
+            released.push((at, a.sink_mut().len()));
+        }
+        // Until 61 s nothing goes on (all wait behind the request of 1 s);
+        // from then on, what started 10 s (the guard for late bytes) before
+        // each answer has gone on.
+        for (at, n) in &released {
+            let expect = if *at < secs(62) { 0 } else { ((at.0 - secs(10).0 - secs(2).0) / secs(10).0 + 1) as usize };
+            assert_eq!(*n, expect, "at {at:?}");
+        }
+        a.on_close(&Close { conn: 7, ts: secs(400), how: CloseHow::Fin { first: Direction::ClientToServer } });
+        a.on_close(&Close { conn: 8, ts: secs(400), how: CloseHow::Fin { first: Direction::ServerToClient } });
+        let (txs, stats) = a.finish();
+        assert_eq!(txs.len(), 31);
+        // The unanswered one comes after the 29 that had gone on, all of
+        // which started later, and before the two still held.
+        let (_, gone) = released[29];
+        assert_eq!(gone, 29);
+        assert_eq!((txs[gone].conn, txs[gone].response.is_none()), (7, true));
+        let others: Vec<&HttpTransaction> = txs.iter().filter(|t| t.conn == 8).collect();
+        assert!(others.iter().all(|t| t.outcome == Outcome::Complete && t.timing.start() > txs[gone].timing.start()));
+        assert!(others.windows(2).all(|w| w[0].timing.start() < w[1].timing.start()));
+        assert_eq!((stats.order_wait_lapses, stats.late_order, stats.held_cap_releases), (1, 1, 0));
+        // Without the bound, everything waits for it.
+        let cfg = HttpConfig { max_order_wait: Dur::from_secs(100_000), ..HttpConfig::default() };
+        let mut a = HttpAnalyzer::new(cfg, Vec::new());
+        a.on_open(&ConnMeta { start: secs(1), ..meta(RoleSource::Syn) });
+        a.on_data(&chunk(7, Direction::ClientToServer, 0, GET_A, secs(1)));
+        a.on_open(&ConnMeta { id: 8, client: "10.0.0.1:40001".parse().unwrap(), ..meta(RoleSource::Syn) });
+        a.on_data(&chunk(8, Direction::ClientToServer, 0, GET_B, secs(2)));
+        a.on_data(&chunk(8, Direction::ServerToClient, 0, OK_5, secs(2)));
+        a.advance(secs(3_000));
+        assert!(a.sink_mut().is_empty());
     }
 
     const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
