@@ -85,7 +85,7 @@ record() { # record FILE PORT CURL-ARGS...
     ip netns exec "$NS" tcpdump -i lo --immediate-mode -B 262144 -U -s 0 -w "$TMP/$file" "tcp port $port" \
         2>"$TMP/$file.log" &
     local pid=$!
-    for _ in $(seq 100); do grep -q "listening on" "$TMP/$file.log" && break; sleep 0.1; done
+    for _ in $(seq 100); do grep -qs "listening on" "$TMP/$file.log" && break; sleep 0.1; done
     # Paced, so that tcpdump keeps up on the loopback (no kernel drops):
     # 100 MB/s in all, shared by the connections. URL is last, with
     # @FROM and @TO for each connection's share of the requests.
