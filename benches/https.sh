@@ -2,7 +2,13 @@
 # https.sh - decrypted HTTPS against the same traffic in plaintext, and
 # against tshark decrypting it with the same key log, in one run.
 #
-#   sudo benches/https.sh [POV] [REQUESTS] [KIB] [CONNS]   # defaults: target/release/pov 1000 100 1
+#   sudo benches/https.sh [POV[,POV2...]] [REQUESTS] [KIB] [CONNS]   # defaults: target/release/pov 1000 100 1
+#
+# Several pov binaries separated by commas (an old build and a new one,
+# say) are timed on the same captures, taking turns within each of the
+# three rounds, one line each, labelled by their position (pov#1, pov#2).
+# TSHARK=0 in the environment skips the tshark lines; KEEP=DIR copies
+# the three captures and the key log there (for profiling).
 #
 # Needs root (a network namespace, tcpdump), ip, nginx, openssl, curl,
 # tcpdump and tshark. In a namespace it creates, nginx serves one file of
@@ -21,7 +27,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-POV=${1:-$HERE/target/release/pov}
+IFS=, read -r -a POVS <<< "${1:-$HERE/target/release/pov}"
+POV=${POVS[0]}
 N=${2:-1000}
 KIB=${3:-100}
 CONNS=${4:-1}
@@ -31,7 +38,9 @@ NS=povbench$$
 for tool in ip nginx openssl curl tcpdump tshark; do
     command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done
-[ -x "$POV" ] || { echo "no pov at $POV" >&2; exit 1; }
+for p in "${POVS[@]}"; do
+    [ -x "$p" ] || { echo "no pov at $p" >&2; exit 1; }
+done
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -76,7 +85,7 @@ record() { # record FILE PORT CURL-ARGS...
     ip netns exec "$NS" tcpdump -i lo --immediate-mode -B 262144 -U -s 0 -w "$TMP/$file" "tcp port $port" \
         2>"$TMP/$file.log" &
     local pid=$!
-    for _ in $(seq 100); do grep -q "listening on" "$TMP/$file.log" && break; sleep 0.1; done
+    for _ in $(seq 100); do grep -qs "listening on" "$TMP/$file.log" && break; sleep 0.1; done
     # Paced, so that tcpdump keeps up on the loopback (no kernel drops):
     # 100 MB/s in all, shared by the connections. URL is last, with
     # @FROM and @TO for each connection's share of the requests.
@@ -98,34 +107,66 @@ record plain.pcap 8080 --http1.1 "http://127.0.0.1:8080/f.bin?i=[@FROM-@TO]"
 record h1.pcap 8443 -k --http1.1 "https://pov.test:8443/f.bin?i=[@FROM-@TO]"
 record h2.pcap 8443 -k --http2 "https://pov.test:8443/f.bin?i=[@FROM-@TO]"
 
+timed() { # timed CMD...: seconds it took, output in $TMP/out
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@" > "$TMP/out" 2>/dev/null
+    t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc -l
+}
+report() { # report LABEL FILE RECORDS SECONDS
+    local size records=$3
+    size=$(stat -c %s "$TMP/$2")
+    printf '%-44s %8.1f MB %8.3f s %9.1f MB/s %7s records\n' "$1" "$(echo "$size / 1000000" | bc -l)" "$4" \
+        "$(echo "$size / 1000000 / $4" | bc -l)" "$records"
+}
 best() { # best LABEL FILE COUNT-CMD -- CMD...: the fastest of three runs
     local label=$1 file=$2 count=$3
     shift 4
-    local b=""
+    local b="" t
     for _ in 1 2 3; do
-        local t0 t1
-        t0=$(date +%s.%N)
-        "$@" > "$TMP/out" 2>/dev/null
-        t1=$(date +%s.%N)
-        local t
-        t=$(echo "$t1 - $t0" | bc -l)
+        t=$(timed "$@")
         if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
     done
-    local size records
-    size=$(stat -c %s "$TMP/$file")
-    records=$(eval "$count" < "$TMP/out")
-    printf '%-44s %8.1f MB %8.3f s %9.1f MB/s %7s records\n' "$label" "$(echo "$size / 1000000" | bc -l)" "$b" \
-        "$(echo "$size / 1000000 / $b" | bc -l)" "$records"
+    report "$label" "$file" "$(eval "$count" < "$TMP/out")" "$b"
+}
+bestpov() { # bestpov LABEL FILE COUNT-CMD -- POV-ARGS...: each pov's fastest of three, taking turns
+    local label=$1 file=$2 count=$3
+    shift 4
+    local n=${#POVS[@]} i t
+    local -a b=() r=()
+    for _ in 1 2 3; do
+        for ((i = 0; i < n; i++)); do
+            t=$(timed "${POVS[i]}" "$@")
+            r[i]=$(eval "$count" < "$TMP/out")
+            if [ -z "${b[i]:-}" ] || [ "$(echo "$t < ${b[i]}" | bc -l)" = 1 ]; then b[i]=$t; fi
+        done
+    done
+    for ((i = 0; i < n; i++)); do
+        if [ "$n" -gt 1 ]; then
+            report "pov#$((i + 1)) ${label#pov }" "$file" "${r[i]}" "${b[i]}"
+        else
+            report "$label" "$file" "${r[i]}" "${b[i]}"
+        fi
+    done
 }
 cat "$TMP"/*.pcap > /dev/null
-echo "pov $($POV --version | awk '{print $2}') at $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo '?'); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $N requests of $KIB KiB on $CONNS connections"
+if [ -n "${KEEP:-}" ]; then
+    mkdir -p "$KEEP"
+    cp "$TMP"/plain.pcap "$TMP"/h1.pcap "$TMP"/h2.pcap "$TMP"/keys.log "$KEEP"/
+fi
+for ((i = 0; i < ${#POVS[@]}; i++)); do
+    echo "pov#$((i + 1)): ${POVS[i]}, $(${POVS[i]} --version)"
+done
+echo "tree at $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo '?'); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $N requests of $KIB KiB on $CONNS connections"
 K="$TMP/keys.log"
-best "pov transactions, plaintext HTTP/1.1" plain.pcap "wc -l" -- "$POV" transactions -q --format jsonl "$TMP/plain.pcap"
-best "pov transactions, HTTPS HTTP/1.1 decrypted" h1.pcap "wc -l" -- "$POV" transactions -q --keylog "$K" --format jsonl "$TMP/h1.pcap"
-best "pov transactions, HTTPS HTTP/2 decrypted" h2.pcap "wc -l" -- "$POV" transactions -q --keylog "$K" --format jsonl "$TMP/h2.pcap"
-best "pov analyze, plaintext HTTP/1.1" plain.pcap "echo -" -- "$POV" analyze -q --out "$TMP/rep0" "$TMP/plain.pcap"
-best "pov analyze, HTTPS HTTP/1.1 decrypted" h1.pcap "echo -" -- "$POV" analyze -q --keylog "$K" --out "$TMP/rep1" "$TMP/h1.pcap"
-best "pov analyze, HTTPS HTTP/2 decrypted" h2.pcap "echo -" -- "$POV" analyze -q --keylog "$K" --out "$TMP/rep2" "$TMP/h2.pcap"
+bestpov "pov transactions, plaintext HTTP/1.1" plain.pcap "wc -l" -- transactions -q --format jsonl "$TMP/plain.pcap"
+bestpov "pov transactions, HTTPS HTTP/1.1 decrypted" h1.pcap "wc -l" -- transactions -q --keylog "$K" --format jsonl "$TMP/h1.pcap"
+bestpov "pov transactions, HTTPS HTTP/2 decrypted" h2.pcap "wc -l" -- transactions -q --keylog "$K" --format jsonl "$TMP/h2.pcap"
+bestpov "pov analyze, plaintext HTTP/1.1" plain.pcap "echo -" -- analyze -q --out "$TMP/rep0" "$TMP/plain.pcap"
+bestpov "pov analyze, HTTPS HTTP/1.1 decrypted" h1.pcap "echo -" -- analyze -q --keylog "$K" --out "$TMP/rep1" "$TMP/h1.pcap"
+bestpov "pov analyze, HTTPS HTTP/2 decrypted" h2.pcap "echo -" -- analyze -q --keylog "$K" --out "$TMP/rep2" "$TMP/h2.pcap"
+[ "${TSHARK:-1}" = 0 ] && exit 0
 best "tshark -Y http, plaintext HTTP/1.1" plain.pcap "grep -c ." -- tshark -r "$TMP/plain.pcap" -Y http.response \
     -T fields -e http.response.code
 best "tshark -Y http, HTTPS HTTP/1.1 decrypted" h1.pcap "grep -c ." -- tshark -r "$TMP/h1.pcap" -o "tls.keylog_file:$K" \

@@ -167,6 +167,9 @@ struct Stream {
     malformed: bool,
     /// Opened above the server's GOAWAY last-stream-id.
     refused: bool,
+    /// Body octets to keep per side, as the keep rule said from the
+    /// message's header fields (`None`: `body_keep_bytes`).
+    keep: [Option<usize>; 2],
 }
 
 /// Pseudo-header fields and regular fields of one decoded block.
@@ -603,13 +606,13 @@ impl H2Conn {
             return;
         }
         let count = u64::from(hi - lo);
-        let keep_cap = self.cfg.body_keep_bytes;
         let Some(s) = self.streams.get_mut(&h.stream) else {
             if bytes.is_none() {
                 self.stats.lost_body_bytes += count;
             }
             return;
         };
+        let keep_cap = s.keep[d].unwrap_or(self.cfg.body_keep_bytes);
         let body = body_of(s, side);
         body.wire_bytes += count;
         match bytes {
@@ -779,6 +782,12 @@ impl H2Conn {
         start: (i64, u64),
         end: (i64, u64),
     ) {
+        // The caller's rule for the body that follows (applied below when
+        // this block starts the message, not for trailers).
+        let keep = match (&self.cfg.keep_rule, failed) {
+            (Some(rule), None) => Some((rule.0)(side, &dec.fields).min(self.cfg.body_keep_bytes)),
+            _ => None,
+        };
         let Some(s) = self.stream_for_frame(side, id, true) else { return };
         if let Some(why) = failed {
             s.tx.note(Anomaly::HpackDesync);
@@ -799,6 +808,7 @@ impl H2Conn {
                 } else {
                     s.tx.timing.req_start = Some(start.0);
                     s.tx.req_frames = Some(FrameSpan { first: start.1, last: end.1 });
+                    s.keep[side.index()] = keep;
                     if failed.is_none() {
                         s.tx.has_request = true;
                         s.tx.method = dec.method;
@@ -820,6 +830,7 @@ impl H2Conn {
                 } else {
                     s.resp_started = true;
                     s.tx.timing.resp_start = Some(start.0);
+                    s.keep[side.index()] = keep;
                     if failed.is_none() {
                         s.tx.has_response = true;
                         s.tx.status = dec.status;

@@ -93,7 +93,11 @@
 //!
 //! Body sizes are DATA payload octets without padding. Content encodings
 //! (gzip, br ...) are not decoded here: the first `body_keep_bytes` wire
-//! octets are kept and the caller decodes them as it does for HTTP/1.
+//! octets are kept and the caller decodes them as it does for HTTP/1. A
+//! caller that keeps only some bodies (by content type, say) gives a
+//! [`KeepRule`]: it sees each message's header fields and says how many
+//! octets of its body to keep, so the bodies it would throw away are never
+//! copied.
 //!
 //! # Mapping onto pov-capture's records
 //!
@@ -149,6 +153,8 @@ pub mod hpack;
 pub mod huffman;
 mod tx;
 
+use std::sync::Arc;
+
 pub use conn::{Chunk, CloseHow, H2Conn, Start, UpgradeRequest};
 pub use tx::{Anomaly, Body, FrameSpan, H2Transaction, HeaderList, Outcome, Reset, Side, Timing};
 
@@ -175,6 +181,26 @@ pub struct H2Config {
     /// Body octets kept per message (wire bytes, before any content
     /// decoding).
     pub body_keep_bytes: usize,
+    /// How many body octets to keep of each message, from its header
+    /// fields (at most `body_keep_bytes`); `None`: `body_keep_bytes` of
+    /// every body. A message whose header block was not decoded keeps
+    /// `body_keep_bytes`.
+    pub keep_rule: Option<KeepRule>,
+}
+
+/// A caller's rule for how many body octets of a message to keep, given
+/// who sent it and its header fields (content type and encoding, say).
+#[derive(Clone)]
+pub struct KeepRule(pub Arc<KeepFn>);
+
+/// The function a [`KeepRule`] holds: body octets to keep for a message
+/// from `Side` with these header fields.
+pub type KeepFn = dyn Fn(Side, &HeaderList) -> usize + Send + Sync;
+
+impl std::fmt::Debug for KeepRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeepRule(..)")
+    }
 }
 
 impl Default for H2Config {
@@ -186,6 +212,7 @@ impl Default for H2Config {
             max_table_size: 1 << 20,
             max_streams: 4096,
             body_keep_bytes: 256 << 10,
+            keep_rule: None,
         }
     }
 }

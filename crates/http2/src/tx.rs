@@ -236,7 +236,8 @@ pub struct Body {
     pub lost_bytes: u64,
     /// DATA frames.
     pub frames: u32,
-    /// The first `H2Config::body_keep_bytes` octets (lost ones left out).
+    /// The first `H2Config::body_keep_bytes` octets, or fewer as the
+    /// config's `keep_rule` said (lost ones left out).
     pub kept: Vec<u8>,
 }
 

@@ -438,6 +438,9 @@ impl TlsConn {
             let d = &mut self.dirs[s];
             let total = HEADER_LEN + h.len;
             let k = (total - d.pending.len()).min(input.len());
+            // Room for the whole record at once (it is at most 5 + 2^14 +
+            // 2048 bytes, `header_ok`), not a chain of doublings.
+            d.pending.reserve(total - d.pending.len());
             d.pending.extend_from_slice(&input[..k]);
             input = &input[k..];
             off += k as u64;
@@ -472,7 +475,13 @@ impl TlsConn {
             input = &input[total..];
             off += total as u64;
         }
-        self.dirs[s].pending.extend_from_slice(input);
+        // A record begun here: room for all of it (its header was found
+        // plausible above, so its length is bounded).
+        let d = &mut self.dirs[s];
+        if let Some(h) = Header::read(input) {
+            d.pending.reserve(HEADER_LEN + h.len);
+        }
+        d.pending.extend_from_slice(input);
     }
 
     /// Whether a header read in step is acceptable; the first header of

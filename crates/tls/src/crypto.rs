@@ -10,7 +10,6 @@
 use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::aes::{Aes128, Aes256};
-use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockDecryptMut, InnerIvInit};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -18,6 +17,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Sha256, Sha384};
 
+use crate::gcm::GcmKey;
 use crate::keylog::Secret;
 
 /// The cipher a suite protects records with.
@@ -251,8 +251,8 @@ enum Mode {
 // a connection pays one pointer per key.
 #[allow(clippy::large_enum_variant)]
 enum Cipher {
-    Aes128(Aes128Gcm),
-    Aes256(Aes256Gcm),
+    /// AES-128-GCM or AES-256-GCM.
+    Gcm(GcmKey),
     ChaCha(ChaCha20Poly1305),
     Aes128Cbc(Aes128),
     Aes256Cbc(Aes256),
@@ -333,8 +333,7 @@ impl RecordKey {
 
     fn from_parts(kind: CipherKind, key: &[u8], iv: [u8; 12], mode: Mode, mac_key: &[u8]) -> Option<RecordKey> {
         let cipher = match kind {
-            CipherKind::Aes128Gcm => Cipher::Aes128(Aes128Gcm::new_from_slice(key).ok()?),
-            CipherKind::Aes256Gcm => Cipher::Aes256(Aes256Gcm::new_from_slice(key).ok()?),
+            CipherKind::Aes128Gcm | CipherKind::Aes256Gcm => Cipher::Gcm(GcmKey::new(key)?),
             CipherKind::ChaCha20Poly1305 => Cipher::ChaCha(ChaCha20Poly1305::new_from_slice(key).ok()?),
             CipherKind::Aes128Cbc(_) => Cipher::Aes128Cbc(Aes128::new_from_slice(key).ok()?),
             CipherKind::Aes256Cbc(_) => Cipher::Aes256Cbc(Aes256::new_from_slice(key).ok()?),
@@ -368,8 +367,9 @@ impl RecordKey {
     }
 
     /// Opens one record: `header` is its 5 bytes, `body` what follows.
-    /// The plaintext goes to `out` (cleared first; its capacity is reused)
-    /// and its length is returned. For TLS 1.3 that is the inner
+    /// The plaintext goes to the start of `out` and its length `n` is
+    /// returned: the plaintext is `out[..n]` (the buffer is reused and
+    /// only grows; bytes after `n` are left from earlier records). For TLS 1.3 that is the inner
     /// plaintext: content, content type, zero padding. `body` is never
     /// modified, so a failed attempt can be retried with another sequence
     /// number or key.
@@ -408,16 +408,23 @@ impl RecordKey {
                 &aad
             }
         };
-        // The ciphertext is copied into the reused buffer (no allocation
-        // once it has grown to a record's size) and decrypted there: the
-        // AEAD crates of this line work in place, and `body` stays intact
-        // for another attempt.
-        out.clear();
-        out.extend_from_slice(ct);
+        // The reused buffer only grows (once, to a record's size): never
+        // shrunk, so that a short record between long ones costs no zeroing
+        // of the next long one's room.
+        if out.len() < ct_len {
+            out.resize(ct_len, 0);
+        }
+        let out = &mut out[..ct_len];
         let ok = match &self.0.cipher {
-            Cipher::Aes128(c) => open_with(c, &nonce, aad, tag, out),
-            Cipher::Aes256(c) => open_with(c, &nonce, aad, tag, out),
-            Cipher::ChaCha(c) => open_with(c, &nonce, aad, tag, out),
+            // Out of place, from `body` into the buffer: one pass writes
+            // the plaintext, and `body` stays intact for another attempt.
+            Cipher::Gcm(k) => k.open(&nonce, aad, ct, tag, out),
+            // The ChaCha20-Poly1305 crate works in place: the ciphertext
+            // is copied first.
+            Cipher::ChaCha(c) => {
+                out.copy_from_slice(ct);
+                open_with(c, &nonce, aad, tag, out)
+            }
             Cipher::Aes128Cbc(_) | Cipher::Aes256Cbc(_) => false,
         };
         if ok { Ok(ct_len) } else { Err(OpenError::BadTag) }
@@ -667,10 +674,12 @@ pub(crate) mod tests {
             // The server's app record follows its NewSessionTicket (seq 0).
             let seq = if sec == rfc8448::S_AP { 1 } else { 0 };
             assert_eq!(key.open(seq, &hdr, &body, &mut out), Ok(51));
-            assert_eq!(out, want);
+            assert_eq!(out[..51], want);
             // Another sequence number fails the tag, leaving the input intact.
+            out.fill(0);
             assert_eq!(key.open(seq + 1, &hdr, &body, &mut out), Err(OpenError::BadTag));
             assert_eq!(key.open(seq, &hdr, &body, &mut out), Ok(51));
+            assert_eq!(out[..51], want);
         }
         // close_notify alerts: inner plaintext 01 00 15.
         for (sec, rec, seq) in
@@ -679,7 +688,7 @@ pub(crate) mod tests {
             let key = RecordKey::tls13(&suite, &secret(sec)).expect("key");
             let (hdr, body) = split(rec);
             assert_eq!(key.open(seq, &hdr, &body, &mut out), Ok(3));
-            assert_eq!(out, [1, 0, 21]);
+            assert_eq!(out[..3], [1, 0, 21]);
         }
     }
 

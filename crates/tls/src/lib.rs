@@ -47,6 +47,7 @@
 pub mod conn;
 pub mod crypto;
 pub mod facts;
+mod gcm;
 pub mod keylog;
 pub mod wire;
 

@@ -2,7 +2,9 @@
 //! pov-http2, and its streams as [`HttpTransaction`]s: the same records
 //! as HTTP/1, with the stream id in [`HttpTransaction::stream`].
 
-use pov_http2::{self as h2, H2Config, H2Conn, H2Transaction, Side, Start};
+use std::sync::Arc;
+
+use pov_http2::{self as h2, H2Config, H2Conn, H2Transaction, KeepRule, Side, Start};
 
 use super::body::{self, BodyDecoder, BodyInfo, ContentEncoding, DecodeStop};
 use super::{Anomaly, FrameSpan, Headers, HttpConfig, HttpTransaction, Outcome, RequestHead, ResponseHead, TxTiming};
@@ -10,14 +12,32 @@ use crate::tcp::{CloseHow, ConnMeta, Direction};
 use crate::time::Ts;
 
 /// The pov-http2 limits that follow the HTTP layer's (`--max-head-bytes`
-/// bounds a header block as it bounds an HTTP/1 head).
+/// bounds a header block as it bounds an HTTP/1 head), and the rule that
+/// keeps only the body octets [`body_info`] will use: pov-http2 copies
+/// no octet of a body that is not kept (a download's bulk), as the HTTP/1
+/// parser skips them.
 pub(super) fn h2_config(cfg: &HttpConfig) -> H2Config {
+    let (every, cap) = (cfg.keep_every_body, cfg.body_keep_bytes);
     H2Config {
         max_header_block: cfg.max_head_bytes.max(16 << 10),
         max_header_list: cfg.max_head_bytes.max(16 << 10),
         body_keep_bytes: cfg.body_keep_bytes,
+        keep_rule: Some(KeepRule(Arc::new(move |_, h: &h2::HeaderList| {
+            match h.get("content-encoding").and_then(ContentEncoding::from_header) {
+                // An encoded body is decoded from the kept octets (its
+                // decoded length too): all of them, up to the cap.
+                Some(enc) if enc != ContentEncoding::Identity => cap,
+                _ => keep_octets(h.get("content-type"), every, cap),
+            }
+        }))),
         ..H2Config::default()
     }
+}
+
+/// Body octets a message keeps, from its content type (`every`:
+/// `--keep-bodies`-style keeping of what a replay renders).
+fn keep_octets(ct: Option<&[u8]>, every: bool, cap: usize) -> usize {
+    if body::worth_keeping(ct) || (every && body::replay_renders(ct)) { cap } else { 0 }
 }
 
 /// One HTTP/2 connection and what its streams become.
@@ -155,11 +175,7 @@ fn headers(list: &h2::HeaderList, extra: usize) -> Headers {
 /// the decoding is marked stopped.
 fn body_info(b: h2::Body, ct: Option<&[u8]>, enc: Option<&[u8]>, cfg: &HttpConfig) -> BodyInfo {
     let enc = enc.and_then(ContentEncoding::from_header).unwrap_or(ContentEncoding::Identity);
-    let keep = if body::worth_keeping(ct) || (cfg.keep_every_body && body::replay_renders(ct)) {
-        cfg.body_keep_bytes
-    } else {
-        0
-    };
+    let keep = keep_octets(ct, cfg.keep_every_body, cfg.body_keep_bytes);
     let whole = b.kept.len() as u64 == b.wire_bytes;
     if enc == ContentEncoding::Identity {
         let mut kept = b.kept;
@@ -264,4 +280,59 @@ fn transaction(s: H2Transaction, meta: &ConnMeta, depth: u32, cfg: &HttpConfig) 
     }
     tx.anomalies.sort_unstable();
     tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(fields: &[(&str, &str)]) -> h2::HeaderList {
+        let mut l = h2::HeaderList::default();
+        for (n, v) in fields {
+            l.push(n.as_bytes(), v.as_bytes());
+        }
+        l
+    }
+
+    /// pov-http2 keeps only what `body_info` uses: for each kind of
+    /// message, the record made from the octets the rule keeps equals the
+    /// record made from every octet up to the cap.
+    #[test]
+    fn keep_rule_keeps_what_the_record_uses() {
+        let body: Vec<u8> = (0..3000u32).map(|i| b"<p>ok</p>\n"[i as usize % 10]).collect();
+        let gzipped = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&body).expect("gzip");
+            e.finish().expect("gzip")
+        };
+        for every in [false, true] {
+            let cfg = HttpConfig { body_keep_bytes: 1000, keep_every_body: every, ..HttpConfig::default() };
+            let rule = h2_config(&cfg).keep_rule.expect("a keep rule");
+            for (fields, wire, want_keep) in [
+                (list(&[("content-type", "text/html")]), &body, 1000),
+                (list(&[]), &body, 1000),
+                (list(&[("content-type", "application/octet-stream")]), &body, 0),
+                (list(&[("content-type", "image/png")]), &body, if every { 1000 } else { 0 }),
+                (list(&[("content-type", "image/png"), ("content-encoding", "gzip")]), &gzipped, 1000),
+                (list(&[("content-type", "text/html"), ("content-encoding", "identity")]), &body, 1000),
+            ] {
+                let keep = (rule.0)(Side::Server, &fields);
+                assert_eq!(keep, want_keep, "{fields:?} every={every}");
+                let full = h2::Body {
+                    wire_bytes: wire.len() as u64,
+                    kept: wire[..wire.len().min(cfg.body_keep_bytes)].to_vec(),
+                    ..h2::Body::default()
+                };
+                let ruled = h2::Body { kept: wire[..wire.len().min(keep)].to_vec(), ..full.clone() };
+                let (ct, enc) = (fields.get("content-type"), fields.get("content-encoding"));
+                let a = body_info(full, ct, enc, &cfg);
+                let b = body_info(ruled, ct, enc, &cfg);
+                assert_eq!(
+                    (a.wire_len, a.decoded_len, &a.kept, a.decode_stop),
+                    (b.wire_len, b.decoded_len, &b.kept, b.decode_stop)
+                );
+            }
+        }
+    }
 }

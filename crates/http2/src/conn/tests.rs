@@ -2,6 +2,7 @@
 //! CONTINUATION, caps, resets, GOAWAY, push, closes and loss.
 
 use super::*;
+use crate::KeepRule;
 use crate::frame::{ACK, END_HEADERS, END_STREAM, PADDED, PRIORITY};
 
 const DATA: u8 = 0;
@@ -762,4 +763,47 @@ fn gap_inside_the_preface_keeps_the_frames() {
     let (txs, st) = run(&[C(c[..5].to_vec()), CGap(10), C(c[15..].to_vec()), S(lossy_server())]);
     assert_eq!(txs.iter().filter(|t| t.outcome == Outcome::Complete).count(), 4);
     assert_eq!((st.gaps, st.lost_directions), (1, 0));
+}
+
+/// A keep rule sees each message's header fields and bounds what its body
+/// keeps (below `body_keep_bytes`, never above); sizes are counted all the
+/// same, and a block that failed to decode keeps the default.
+#[test]
+fn keep_rule_bounds_kept_octets_per_message() {
+    let rule = KeepRule(std::sync::Arc::new(|side: Side, h: &HeaderList| match (side, h.get("content-type")) {
+        // Responses: HTML kept up to 1 MB (more than the cap), the rest 3.
+        (Side::Server, Some(b"text/html")) => 1 << 20,
+        (Side::Server, _) => 3,
+        // Requests: none.
+        (Side::Client, _) => 0,
+    }));
+    let cfg = H2Config { body_keep_bytes: 12, keep_rule: Some(rule), ..H2Config::default() };
+    let mut s = settings_frame();
+    s.extend(fr(HEADERS, END_HEADERS, 1, &status(200)));
+    s.extend(fr(DATA, 0, 1, b"0123456789"));
+    let mut other = Vec::new();
+    lit(&mut other, ":status", "404");
+    lit(&mut other, "content-type", "application/octet-stream");
+    s.extend(fr(HEADERS, END_HEADERS, 3, &other));
+    s.extend(fr(DATA, END_STREAM, 3, b"qwertyuiop"));
+    s.extend(fr(DATA, END_STREAM, 1, b"abcde"));
+    let (txs, _) = run_with(cfg, Start::Preface, &[C(two_requests()), S(s)]);
+    assert_eq!(
+        summary(&txs),
+        vec![
+            row(1, Some("GET"), Some("/a"), Some(200), 15, Outcome::Complete),
+            row(3, Some("POST"), Some("/cart"), Some(404), 10, Outcome::Complete),
+        ]
+    );
+    // The cap (12) bounds the rule's 1 MB; the other type keeps 3.
+    assert_eq!(txs[0].response_body.kept, b"0123456789ab");
+    assert_eq!(txs[1].response_body.kept, b"qwe");
+    // The request body: counted, not kept.
+    assert_eq!(txs[1].request_body.wire_bytes, 5);
+    assert!(txs[1].request_body.kept.is_empty());
+    // Without a rule every body keeps up to the cap.
+    let cfg = H2Config { body_keep_bytes: 12, ..H2Config::default() };
+    let (txs, _) = run_with(cfg, Start::Preface, &[C(two_requests()), S(two_responses())]);
+    assert_eq!(txs[0].response_body.kept, b"0123456789ab");
+    assert_eq!(txs[1].request_body.kept, b"qty=2");
 }
