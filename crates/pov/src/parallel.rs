@@ -509,12 +509,19 @@ impl<T> Merge<T> {
         }
         keys.sort_unstable();
         let bound = if last { None } else { Some(outs.iter().map(|o| o.frontier.unwrap_or(Ts(i64::MIN))).min()) };
-        if let Some(b) = bound {
-            self.bound = b.unwrap_or(Ts(i64::MIN));
-        }
         let below = |k: &Key| bound.is_none_or(|b| b.is_some_and(|b| k.0 < b));
+        // What one batch hands on is bounded by what came in with it (and
+        // a half more): when a frontier moves far at once, what it frees
+        // goes on over the next batches, while the shards work on them,
+        // rather than in one go with the shards' threads idle until the
+        // stage behind is done.
+        let mut quota = if last { usize::MAX } else { keys.len() + keys.len() / 2 + 256 };
         let mut new = keys.drain(..).filter_map(|(k, i)| Some((k, txs.get_mut(i)?.take()?))).peekable();
         loop {
+            if quota == 0 {
+                break;
+            }
+            quota -= 1;
             let from_new = match (new.peek(), self.held.first_key_value()) {
                 (Some((a, _)), Some((b, _))) => a < b,
                 (Some(_), None) => true,
@@ -551,6 +558,12 @@ impl<T> Merge<T> {
             self.held_bytes += cost;
             self.charge.grow(cost);
             self.held.insert(k, tx);
+        }
+        // The promise to the stage: what is handed on later starts at or
+        // after the shards' frontier, or after what waits for its turn.
+        if let Some(b) = bound {
+            let waiting = self.held.first_key_value().map_or(Ts(i64::MAX), |(k, _)| k.0);
+            self.bound = b.unwrap_or(Ts(i64::MIN)).min(waiting);
         }
         txs.clear();
         (self.txs, self.keys) = (txs, keys);
