@@ -973,7 +973,10 @@ impl Sessionizer {
             return None;
         }
         self.stats.joined_before_cookie += 1;
-        Some(f.user.clone())
+        // (That visit's user may since have joined another: a retry of an
+        // earlier first visit, settled.)
+        let user = f.user.clone();
+        Some(self.resolve(user))
     }
 
     /// A request without the session cookie whose answer set a new one
@@ -2287,6 +2290,34 @@ pub(crate) mod tests {
         assert_eq!(users(&s), vec![("cookie:sid=A".into(), 2), ("cookie:sid=B".into(), 1)]);
     }
 
+    /// A request sent between a failed first visit and its retry, left
+    /// unanswered and so written late, after the retry joined the first
+    /// visit: the first visit's user, not the retry's cookie alone.
+    #[test]
+    fn a_late_request_before_a_retry_that_joined_a_first_visit_is_that_users() {
+        let unanswered = with(tx(3, "10.0.0.1:1002", 2_000, "/"), |t| {
+            (t.status, t.resp_start, t.resp_end) = (None, None, None);
+            t.outcome = pov_capture::http::Outcome::NoResponse;
+        });
+        let s = run(
+            vec![
+                with(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), |t| {
+                    t.status = Some(502);
+                    t.resp_start = Some(t.start + Dur::from_millis(80));
+                }),
+                with(sets(tx(2, "10.0.0.1:1001", 37_000, "/"), "B"), |t| {
+                    t.resp_start = Some(t.start + Dur::from_millis(80))
+                }),
+                cookie(tx(2, "10.0.0.1:1001", 40_000, "/p/1"), "B"),
+                // Past the retry window: B has joined A.
+                cookie(tx(2, "10.0.0.1:1001", 150_000, "/p/2"), "B"),
+                unanswered,
+            ],
+            vec![],
+        );
+        assert_eq!(users(&s), vec![("cookie:sid=A".into(), 5)]);
+    }
+
     #[test]
     fn without_identifiers_the_client_and_user_agent_decide() {
         let mut other = tx(2, "10.0.0.1:1001", 10, "/");
@@ -2904,39 +2935,31 @@ pub(crate) mod tests {
     /// given (and after the cookie came back): it is still that visit's.
     #[test]
     fn a_request_sent_before_the_first_answer_that_comes_late_is_that_visits() {
-        let unanswered = with(tx(2, "10.0.0.1:1001", 0, "/"), |t| {
-            (t.status, t.resp_start, t.resp_end) = (None, None, None);
-            t.outcome = pov_capture::http::Outcome::NoResponse;
-        });
-        let (s, st) = run_with(
-            &SessionizerConfig::default(),
-            vec![
-                with(sets(tx(1, "10.0.0.1:1000", 35_000, "/"), "A"), |t| {
-                    t.resp_start = Some(t.start + Dur::from_millis(80))
-                }),
-                cookie(tx(1, "10.0.0.1:1000", 40_000, "/p/1"), "A"),
-                cookie(tx(1, "10.0.0.1:1000", 200_000, "/p/2"), "A"),
-                unanswered,
-            ],
-        );
+        // A first visit whose answer set cookie A at 35 s, the cookie back
+        // at 40 s and 200 s, then a request without cookie and never
+        // answered, sent at `ms`, written last.
+        let visit = |ms: i64| {
+            let unanswered = with(tx(2, "10.0.0.1:1001", ms, "/"), |t| {
+                (t.status, t.resp_start, t.resp_end) = (None, None, None);
+                t.outcome = pov_capture::http::Outcome::NoResponse;
+            });
+            run_with(
+                &SessionizerConfig::default(),
+                vec![
+                    with(sets(tx(1, "10.0.0.1:1000", 35_000, "/"), "A"), |t| {
+                        t.resp_start = Some(t.start + Dur::from_millis(80))
+                    }),
+                    cookie(tx(1, "10.0.0.1:1000", 40_000, "/p/1"), "A"),
+                    cookie(tx(1, "10.0.0.1:1000", 200_000, "/p/2"), "A"),
+                    unanswered,
+                ],
+            )
+        };
+        let (s, st) = visit(0);
         assert_eq!(users(&s), vec![("cookie:sid=A".into(), 4)]);
         assert_eq!(st.joined_before_cookie, 1);
         // Sent after that answer reached the client, it would not be.
-        let late_and_after = with(tx(2, "10.0.0.1:1001", 36_000, "/"), |t| {
-            (t.status, t.resp_start, t.resp_end) = (None, None, None);
-            t.outcome = pov_capture::http::Outcome::NoResponse;
-        });
-        let (s, st) = run_with(
-            &SessionizerConfig::default(),
-            vec![
-                with(sets(tx(1, "10.0.0.1:1000", 35_000, "/"), "A"), |t| {
-                    t.resp_start = Some(t.start + Dur::from_millis(80))
-                }),
-                cookie(tx(1, "10.0.0.1:1000", 40_000, "/p/1"), "A"),
-                cookie(tx(1, "10.0.0.1:1000", 200_000, "/p/2"), "A"),
-                late_and_after,
-            ],
-        );
+        let (s, st) = visit(36_000);
         assert_eq!(users(&s).len(), 2, "{:?}", users(&s));
         assert_eq!(st.joined_before_cookie, 0);
     }
