@@ -26,10 +26,13 @@
 //! *frontier* (the earliest start time anything it releases later can
 //! have) bounds what the merge may hand on: a transaction goes on once it
 //! started before every shard's frontier, in order of (request start,
-//! connection, depth). The shards share half of [`HttpConfig::max_held`]
-//! (and of `max_held_bytes`) for their own ordering, the merge holds at
-//! most the other halves; beyond, the earliest go on early
-//! (counted in `held_cap_releases`), as in one analyzer. What the merge
+//! connection, depth), at most about one batch's worth and a half per
+//! batch (the rest waits its turn, so that the stage behind never takes
+//! a burst while the other threads idle). The shards share half of
+//! [`HttpConfig::max_held`] (and of `max_held_bytes`) for their own
+//! ordering, the merge holds at most the other halves; beyond, the
+//! earliest go on early (counted in `held_cap_releases`), as in one
+//! analyzer. What the merge
 //! holds (the prepared items, whole) is charged to the run's budget as
 //! `ordering`.
 //!
