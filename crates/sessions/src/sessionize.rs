@@ -2295,23 +2295,17 @@ pub(crate) mod tests {
     /// visit: the first visit's user, not the retry's cookie alone.
     #[test]
     fn a_late_request_before_a_retry_that_joined_a_first_visit_is_that_users() {
-        let unanswered = with(tx(3, "10.0.0.1:1002", 2_000, "/"), |t| {
-            (t.status, t.resp_start, t.resp_end) = (None, None, None);
-            t.outcome = pov_capture::http::Outcome::NoResponse;
-        });
         let s = run(
             vec![
                 with(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), |t| {
                     t.status = Some(502);
                     t.resp_start = Some(t.start + Dur::from_millis(80));
                 }),
-                with(sets(tx(2, "10.0.0.1:1001", 37_000, "/"), "B"), |t| {
-                    t.resp_start = Some(t.start + Dur::from_millis(80))
-                }),
+                answered_in(sets(tx(2, "10.0.0.1:1001", 37_000, "/"), "B"), 80),
                 cookie(tx(2, "10.0.0.1:1001", 40_000, "/p/1"), "B"),
                 // Past the retry window: B has joined A.
                 cookie(tx(2, "10.0.0.1:1001", 150_000, "/p/2"), "B"),
-                unanswered,
+                unanswered(tx(3, "10.0.0.1:1002", 2_000, "/")),
             ],
             vec![],
         );
@@ -2919,15 +2913,26 @@ pub(crate) mod tests {
         let (s, st) = run_with(
             &SessionizerConfig::default(),
             vec![
-                with(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), |t| {
-                    t.resp_start = Some(t.start + Dur::from_millis(80))
-                }),
+                answered_in(sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), 80),
                 sets(tx(2, "10.0.0.1:1001", 30, "/favicon.ico"), "B"),
                 cookie(tx(1, "10.0.0.1:1000", 200, "/p/1"), "A"),
             ],
         );
         assert_eq!(users(&s), vec![("cookie:sid=A".into(), 3)]);
         assert_eq!(st.births_tied_by_first_visit, 1);
+    }
+
+    /// `t` with its answer reaching the client `ms` after it was sent.
+    fn answered_in(t: Tx, ms: i64) -> Tx {
+        with(t, |t| t.resp_start = Some(t.start + Dur::from_millis(ms)))
+    }
+
+    /// `t` never answered (written when its connection ends).
+    fn unanswered(t: Tx) -> Tx {
+        with(t, |t| {
+            (t.status, t.resp_start, t.resp_end) = (None, None, None);
+            t.outcome = pov_capture::http::Outcome::NoResponse;
+        })
     }
 
     /// A first request that got no answer is written when its connection
@@ -2939,19 +2944,13 @@ pub(crate) mod tests {
         // at 40 s and 200 s, then a request without cookie and never
         // answered, sent at `ms`, written last.
         let visit = |ms: i64| {
-            let unanswered = with(tx(2, "10.0.0.1:1001", ms, "/"), |t| {
-                (t.status, t.resp_start, t.resp_end) = (None, None, None);
-                t.outcome = pov_capture::http::Outcome::NoResponse;
-            });
             run_with(
                 &SessionizerConfig::default(),
                 vec![
-                    with(sets(tx(1, "10.0.0.1:1000", 35_000, "/"), "A"), |t| {
-                        t.resp_start = Some(t.start + Dur::from_millis(80))
-                    }),
+                    answered_in(sets(tx(1, "10.0.0.1:1000", 35_000, "/"), "A"), 80),
                     cookie(tx(1, "10.0.0.1:1000", 40_000, "/p/1"), "A"),
                     cookie(tx(1, "10.0.0.1:1000", 200_000, "/p/2"), "A"),
-                    unanswered,
+                    unanswered(tx(2, "10.0.0.1:1001", ms, "/")),
                 ],
             )
         };
