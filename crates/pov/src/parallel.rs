@@ -292,6 +292,11 @@ struct Ready<T> {
     /// Boxed: what a stage prepares can be a kilobyte, moved three times
     /// on its way through the merge.
     item: Box<T>,
+    /// What holding it costs (its box and what it points to), reckoned by
+    /// the shard that made it, so that the merge, on the thread everything
+    /// waits for, does not walk its strings to hold it and again to let
+    /// it go.
+    cost: usize,
 }
 
 /// What a shard hands to the merge after a batch.
@@ -360,7 +365,10 @@ impl Shard {
                 // What they keep is the stage's to charge: the shard's
                 // budget is its own.
                 tx.uncharge();
-                Ready { key: (tx.timing.start(), tx.conn, tx.depth), item: Box::new(prep.prepare(tx)) }
+                let key = (tx.timing.start(), tx.conn, tx.depth);
+                let item = Box::new(prep.prepare(tx));
+                let cost = std::mem::size_of::<P::Item>() + P::held_bytes(&item);
+                Ready { key, item, cost }
             })
             .collect();
         out.summaries = std::mem::take(&mut self.sink.summaries);
@@ -457,9 +465,9 @@ type Key = (Ts, u64, u32, u64);
 struct Merge<T> {
     /// Boxed: a transaction is some 600 bytes, which the tree's nodes
     /// would otherwise shift on every insert.
-    held: BTreeMap<Key, Box<T>>,
+    held: BTreeMap<Key, (Box<T>, usize)>,
     /// A batch's items and their sorted keys (room kept between batches).
-    txs: Vec<Option<Box<T>>>,
+    txs: Vec<Option<(Box<T>, usize)>>,
     keys: Vec<(Key, usize)>,
     seq: u64,
     max_held: usize,
@@ -507,7 +515,7 @@ impl<T> Merge<T> {
                 self.seq += 1;
                 let (start, conn, depth) = r.key;
                 keys.push(((start, conn, depth, self.seq), txs.len()));
-                txs.push(Some(r.item));
+                txs.push(Some((r.item, r.cost)));
             }
         }
         keys.sort_unstable();
@@ -533,7 +541,7 @@ impl<T> Merge<T> {
             };
             if from_new {
                 match new.next_if(|(k, _)| below(k)) {
-                    Some((k, tx)) => {
+                    Some((k, (tx, _))) => {
                         self.note(k.0);
                         if down.on_transaction(*tx)?.is_break() {
                             return BREAK;
@@ -545,9 +553,9 @@ impl<T> Merge<T> {
                 match self.held.first_entry() {
                     Some(e) if below(e.key()) => {
                         let start = e.key().0;
-                        let tx = e.remove();
+                        let (tx, cost) = e.remove();
                         self.note(start);
-                        self.unhold(Self::cost::<D::Prep>(&tx));
+                        self.unhold(cost);
                         if down.on_transaction(*tx)?.is_break() {
                             return BREAK;
                         }
@@ -556,11 +564,10 @@ impl<T> Merge<T> {
                 }
             }
         }
-        for (k, tx) in new {
-            let cost = Self::cost::<D::Prep>(&tx);
+        for (k, (tx, cost)) in new {
             self.held_bytes += cost;
             self.charge.grow(cost);
-            self.held.insert(k, tx);
+            self.held.insert(k, (tx, cost));
         }
         // The promise to the stage: what is handed on later starts at or
         // after the shards' frontier, or after what waits for its turn.
@@ -577,9 +584,9 @@ impl<T> Merge<T> {
         // shards' threads idle until the stage behind it is done.
         if self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
             while self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
-                let Some((k, tx)) = self.held.pop_first() else { break };
+                let Some((k, (tx, cost))) = self.held.pop_first() else { break };
                 self.note(k.0);
-                self.unhold(Self::cost::<D::Prep>(&tx));
+                self.unhold(cost);
                 self.cap_releases += 1;
                 if down.on_transaction(*tx)?.is_break() {
                     return BREAK;
@@ -590,11 +597,6 @@ impl<T> Merge<T> {
         // through it at once).
         self.peak = self.peak.max(self.held.len());
         GO_ON
-    }
-
-    /// What holding an item costs: its box and what it points to.
-    fn cost<P: Prepare<Item = T>>(item: &T) -> usize {
-        std::mem::size_of::<T>() + P::held_bytes(item)
     }
 
     /// An item that cost `cost` is no longer held.
