@@ -4,6 +4,24 @@
 //! separators stay, so the text around them is unchanged).
 
 /// Masks the card numbers in `b` in place; returns whether any was found.
+/// Whether `b` holds a run of 13 digits or more, joined by single spaces
+/// or dashes: what [`mask_in_place`] looks for (false: it masks nothing).
+/// A cheap test, without the Luhn check.
+pub(crate) fn may_hold(b: &[u8]) -> bool {
+    let mut digits = 0;
+    for (i, c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits >= 13 {
+                return true;
+            }
+        } else if !(digits > 0 && matches!(c, b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            digits = 0;
+        }
+    }
+    false
+}
+
 pub(crate) fn mask_in_place(b: &mut [u8]) -> bool {
     let mut found = false;
     let mut i = 0;

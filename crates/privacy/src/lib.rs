@@ -184,8 +184,13 @@ impl Masker {
     }
 
     fn tag(&self, value: &[u8]) -> String {
-        let h = key::siphash(self.inner.key, value);
-        format!("***{:06x}", h >> 40)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // `***` and the hash's top 24 bits as six hex digits.
+        let h = key::siphash(self.inner.key, value) >> 40;
+        let mut out = String::with_capacity(9);
+        out.push_str("***");
+        out.extend((0..6).rev().map(|k| char::from(HEX[(h >> (4 * k)) as usize & 15])));
+        out
     }
 
     /// A header's value as outputs show it: cookies with their values
@@ -273,20 +278,30 @@ impl Masker {
     /// A `Cookie` header with every value masked (`a=***1f2e3d; b=***...`);
     /// a cookie without `=` is a bare value and is masked as one.
     pub fn cookie_header(&self, value: &[u8]) -> String {
-        self.cookie_pairs(value)
-            .into_iter()
-            .map(|(k, v)| if k.is_empty() { v } else { format!("{k}={v}") })
-            .collect::<Vec<_>>()
-            .join("; ")
+        let mut out = String::with_capacity(value.len() + 8);
+        for (i, p) in cookies(value).enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            match p.iter().position(|c| *c == b'=') {
+                Some(eq) => {
+                    let k = trim(&p[..eq]);
+                    if !k.is_empty() {
+                        push_lossy(&mut out, k);
+                        out.push('=');
+                    }
+                    out.push_str(&self.cookie_value(trim(&p[eq + 1..])));
+                }
+                None => out.push_str(&self.cookie_value(p)),
+            }
+        }
+        out
     }
 
     /// The cookies of a `Cookie` header as (name, value), values masked; a
     /// cookie without `=` has an empty name and its text as value.
     pub fn cookie_pairs(&self, value: &[u8]) -> Vec<(String, String)> {
-        value
-            .split(|c| *c == b';')
-            .map(trim)
-            .filter(|p| !p.is_empty())
+        cookies(value)
             .map(|p| match p.iter().position(|c| *c == b'=') {
                 Some(eq) => (lossy(trim(&p[..eq])), self.cookie_value(trim(&p[eq + 1..]))),
                 None => (String::new(), self.cookie_value(p)),
@@ -475,9 +490,11 @@ impl Masker {
 }
 
 /// Whether text may hold something [`Masker::text`] masks (a cheap test
-/// that spares most header values and names a pass).
+/// that spares most header values and names a pass): a parameter, a JSON
+/// pair or an HTML attribute needs `=` or `"`, a card number a run of 13
+/// digits (a User-Agent has more digits than that, never in one run).
 fn maybe_secret(s: &[u8]) -> bool {
-    s.iter().any(|c| matches!(c, b'=' | b'"')) || s.iter().filter(|c| c.is_ascii_digit()).count() >= 13
+    s.iter().any(|c| matches!(c, b'=' | b'"')) || cards::may_hold(s)
 }
 
 /// Text of bytes, invalid UTF-8 replaced as `String::from_utf8_lossy`
@@ -488,6 +505,20 @@ fn lossy(b: &[u8]) -> String {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(b).into_owned(),
     }
+}
+
+/// Appends `b` to `out` as [`lossy`] text.
+fn push_lossy(out: &mut String, b: &[u8]) {
+    match std::str::from_utf8(b) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(b)),
+    }
+}
+
+/// The cookies of a `Cookie` header: its `;`-separated pieces, trimmed,
+/// empty ones left out.
+fn cookies(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|c| *c == b';').map(trim).filter(|p| !p.is_empty())
 }
 
 fn lossy_cards(mut b: Vec<u8>) -> String {

@@ -138,10 +138,10 @@ fn param(m: &Masker, piece: &[u8], plus: bool, out: &mut Vec<u8>, depth: u8) {
 /// A value that is not secret by its name: card numbers in it are masked
 /// (also when percent-encoded), and so are the secrets of a URL in it.
 fn component(m: &Masker, raw: &[u8], plus: bool, out: &mut Vec<u8>, depth: u8) {
-    let digits = raw.iter().filter(|c| c.is_ascii_digit()).count();
+    let card = cards::may_hold(raw);
     let encoded = memchr(b'%', raw).is_some() || (plus && memchr(b'+', raw).is_some());
     let nested = depth < NESTED && looks_like_url(raw);
-    if digits < 13 && !encoded && !nested {
+    if !card && !encoded && !nested {
         out.extend_from_slice(raw);
         return;
     }
@@ -163,8 +163,8 @@ fn component(m: &Masker, raw: &[u8], plus: bool, out: &mut Vec<u8>, depth: u8) {
 
 /// A value that holds a URL with something to mask in it.
 fn looks_like_url(s: &[u8]) -> bool {
-    let lower: Vec<u8> = s.iter().take(8).map(u8::to_ascii_lowercase).collect();
-    (lower.starts_with(b"http://") || lower.starts_with(b"https://") || lower.starts_with(b"/"))
+    let starts = |p: &[u8]| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    (starts(b"http://") || starts(b"https://") || starts(b"/"))
         && s.iter().any(|c| matches!(c, b'?' | b';' | b'#' | b'@'))
 }
 
