@@ -393,7 +393,7 @@ impl Gen {
         let mut out = Vec::with_capacity(len + 16);
         while out.len() < len {
             let r = self.next();
-            if r % 4 == 0 && !words.is_empty() {
+            if r.is_multiple_of(4) && !words.is_empty() {
                 out.extend_from_slice(words[(r >> 8) as usize % words.len()].as_bytes());
             } else {
                 out.push(alphabet[(r >> 8) as usize % alphabet.len()]);
