@@ -4,6 +4,7 @@ use crate::row::Cell;
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -115,7 +116,7 @@ impl Buffer {
     /// `text`).
     fn push_cell(&mut self, c: Cell, text: &str) {
         match (self, c) {
-            (Buffer::Str(b), Cell::Str(r) | Cell::Json(r)) => b.push(Some(text.get(r).unwrap_or(""))),
+            (Buffer::Str(b), Cell::Str(r) | Cell::Json(r)) => b.push(Some(r.of(text))),
             (Buffer::U64(b), Cell::U64(n)) => b.push(Some(n)),
             (Buffer::I64(b), Cell::I64(n)) => b.push(Some(n)),
             (Buffer::I64(b), Cell::U64(n)) => b.push(i64::try_from(n).ok()),
@@ -123,7 +124,7 @@ impl Buffer {
             (Buffer::F64(b), Cell::U64(n)) => b.push(Some(n as f64)),
             (Buffer::F64(b), Cell::I64(n)) => b.push(Some(n as f64)),
             (Buffer::Bool(b), Cell::Bool(x)) => b.push(Some(x)),
-            (Buffer::StrList(b), Cell::List(items)) => b.push(Some(items)),
+            (Buffer::StrList(b), Cell::List(items)) => b.push(Some(*items)),
             (Buffer::Str(b), _) => b.push(None::<&str>),
             (Buffer::U64(b), _) => b.push(None),
             (Buffer::I64(b), _) => b.push(None),
@@ -159,6 +160,89 @@ impl Buffer {
     }
 }
 
+/// A record taken apart for the columns of a [`RowShape`]: its cells in
+/// column order and its texts. Made ahead of the writer, on another
+/// thread, so that the writer only appends it
+/// ([`ParquetWriter::push_row`]).
+#[derive(Debug)]
+pub struct Row {
+    cells: Vec<Cell>,
+    text: String,
+}
+
+impl Row {
+    /// Heap bytes it holds (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        let lists: usize = self
+            .cells
+            .iter()
+            .map(|c| match c {
+                Cell::List(items) => 24 + items.capacity() * 24 + items.iter().map(String::capacity).sum::<usize>(),
+                _ => 0,
+            })
+            .sum();
+        self.cells.capacity() * std::mem::size_of::<Cell>() + self.text.capacity() + lists
+    }
+}
+
+/// Where a record's fields go among a writer's columns, and their types:
+/// what takes records apart, on any thread ([`RowShape::row`]). Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct RowShape {
+    columns: Arc<[(String, Kind)]>,
+    /// Column indices in the order of their names, to find a key's column
+    /// by binary search.
+    by_name: Arc<[usize]>,
+}
+
+impl RowShape {
+    /// The shape of rows of these columns.
+    pub fn new(columns: &[(&str, Kind)]) -> RowShape {
+        let mut by_name: Vec<usize> = (0..columns.len()).collect();
+        by_name.sort_by_key(|&i| columns[i].0);
+        RowShape { columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(), by_name: by_name.into() }
+    }
+
+    /// `record` (a struct, or a JSON object) taken apart into cells; an
+    /// error names the column when a value does not fit it.
+    pub fn row<T: ?Sized + Serialize>(&self, record: &T) -> io::Result<Row> {
+        let mut cells: Vec<Cell> = self.columns.iter().map(|_| Cell::Null).collect();
+        let mut text = String::new();
+        self.take_apart(record, &mut cells, &mut text)?;
+        Ok(Row { cells, text })
+    }
+
+    /// Takes `record` apart into `cells` (one a column, all `Null`) and
+    /// `text`; checks that every value fits its column.
+    fn take_apart<T: ?Sized + Serialize>(&self, record: &T, cells: &mut [Cell], text: &mut String) -> io::Result<()> {
+        let (columns, by_name) = (&self.columns, &self.by_name);
+        // A struct's fields come in the columns' order: the next column is
+        // tried first, the binary search by name is for the rest.
+        let mut next = 0;
+        let taken = crate::row::cells(record, text, |key, cell| {
+            let at = match columns.get(next) {
+                Some((name, _)) if name == key => Some(next),
+                _ => by_name.binary_search_by(|&i| columns[i].0.as_str().cmp(key)).ok().map(|at| by_name[at]),
+            };
+            if let Some(i) = at {
+                cells[i] = cell;
+                next = i + 1;
+            }
+        });
+        if let Err(e) = taken {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}")));
+        }
+        match columns.iter().zip(cells.iter()).find(|((_, kind), cell)| !kind.fits(cell)) {
+            Some(((name, kind), cell)) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("parquet: column {name} is {kind:?}, the record has {}", cell.show(text)),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A writer shared between the caller and polars, so the caller gets it
 /// back when the file is done.
 struct Shared<W>(Rc<RefCell<W>>);
@@ -186,10 +270,7 @@ fn polars_err(e: impl std::fmt::Display) -> io::Error {
 pub struct ParquetWriter<W: Write> {
     out: Rc<RefCell<W>>,
     writer: polars::io::parquet::write::BatchedWriter<Shared<W>>,
-    columns: Vec<(String, Kind)>,
-    /// Column indices in the order of their names, to find a key's column
-    /// by binary search.
-    by_name: Vec<usize>,
+    shape: RowShape,
     buffers: Vec<Buffer>,
     /// The record being taken apart: its cells by column (all `Null`
     /// between records) and its texts, kept from record to record so a
@@ -216,12 +297,7 @@ impl<W: Write> ParquetWriter<W> {
         Ok(ParquetWriter {
             out,
             writer,
-            columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
-            by_name: {
-                let mut v: Vec<usize> = (0..columns.len()).collect();
-                v.sort_by_key(|&i| columns[i].0);
-                v
-            },
+            shape: RowShape::new(columns),
             buffers: columns.iter().map(|(_, k)| Buffer::new(*k)).collect(),
             cells: columns.iter().map(|_| Cell::Null).collect(),
             text: String::new(),
@@ -253,44 +329,47 @@ impl<W: Write> ParquetWriter<W> {
     /// of it when a value does not fit its column.
     pub fn push_record<T: ?Sized + Serialize>(&mut self, record: &T) -> io::Result<()> {
         self.text.clear();
-        let (columns, by_name, cells) = (&self.columns, &self.by_name, &mut self.cells);
-        // A struct's fields come in the columns' order: the next column is
-        // tried first, the binary search by name is for the rest.
-        let mut next = 0;
-        let taken = crate::row::cells(record, &mut self.text, |key, cell| {
-            let at = match columns.get(next) {
-                Some((name, _)) if name == key => Some(next),
-                _ => by_name.binary_search_by(|&i| columns[i].0.as_str().cmp(key)).ok().map(|at| by_name[at]),
-            };
-            if let Some(i) = at {
-                cells[i] = cell;
-                next = i + 1;
-            }
-        });
-        let misfit = match taken {
-            Err(e) => Some(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}"))),
-            Ok(()) => self.columns.iter().zip(&self.cells).find(|((_, kind), cell)| !kind.fits(cell)).map(
-                |((name, kind), cell)| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("parquet: column {name} is {kind:?}, the record has {}", cell.show(&self.text)),
-                    )
-                },
-            ),
-        };
-        if let Some(e) = misfit {
+        if let Err(e) = self.shape.take_apart(record, &mut self.cells, &mut self.text) {
             self.cells.iter_mut().for_each(|c| *c = Cell::Null);
             return Err(e);
         }
-        for (buf, cell) in self.buffers.iter_mut().zip(self.cells.iter_mut()) {
-            let cell = std::mem::take(cell);
-            self.bytes += cell.text_bytes();
-            buf.push_cell(cell, &self.text);
-        }
+        let (mut cells, text) = (std::mem::take(&mut self.cells), std::mem::take(&mut self.text));
+        self.push_cells(&mut cells, &text);
+        (self.cells, self.text) = (cells, text);
         if self.text.capacity() > ROW_TEXT_KEPT {
             // A record of very long texts does not keep its room.
             self.text = String::new();
         }
+        self.row_done()
+    }
+
+    /// Appends a record taken apart ahead of time by [`RowShape::row`]
+    /// (for the columns this writer was made with).
+    pub fn push_row(&mut self, mut row: Row) -> io::Result<()> {
+        let columns = &self.shape.columns;
+        if row.cells.len() != columns.len() || columns.iter().zip(&row.cells).any(|((_, k), c)| !k.fits(c)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "parquet: a row taken apart for other columns"));
+        }
+        self.push_cells(&mut row.cells, &row.text);
+        self.row_done()
+    }
+
+    /// The shape of this writer's rows, to take records apart elsewhere.
+    pub fn shape(&self) -> RowShape {
+        self.shape.clone()
+    }
+
+    /// Moves one record's cells (which fit their columns) into the
+    /// buffers, leaving them `Null`.
+    fn push_cells(&mut self, cells: &mut [Cell], text: &str) {
+        for (buf, cell) in self.buffers.iter_mut().zip(cells.iter_mut()) {
+            let cell = std::mem::take(cell);
+            self.bytes += cell.text_bytes();
+            buf.push_cell(cell, text);
+        }
+    }
+
+    fn row_done(&mut self) -> io::Result<()> {
         self.rows += 1;
         self.total += 1;
         if self.rows >= ROW_GROUP_ROWS || self.bytes >= ROW_GROUP_BYTES {
@@ -303,7 +382,8 @@ impl<W: Write> ParquetWriter<W> {
         if self.rows == 0 {
             return Ok(());
         }
-        let cols: Vec<Column> = self.columns.iter().zip(self.buffers.iter_mut()).map(|((n, _), b)| b.take(n)).collect();
+        let cols: Vec<Column> =
+            self.shape.columns.iter().zip(self.buffers.iter_mut()).map(|((n, _), b)| b.take(n)).collect();
         let df = DataFrame::new(self.rows, cols).map_err(polars_err)?;
         self.writer.write_batch(&df).map_err(polars_err)?;
         self.rows = 0;
@@ -450,13 +530,25 @@ mod tests {
                 unused: "y",
             },
         ];
-        let (mut a, mut b) =
-            (ParquetWriter::new(Vec::new(), &cols).unwrap(), ParquetWriter::new(Vec::new(), &cols).unwrap());
-        for r in &recs {
+        let (mut a, mut b, mut c) = (
+            ParquetWriter::new(Vec::new(), &cols).unwrap(),
+            ParquetWriter::new(Vec::new(), &cols).unwrap(),
+            ParquetWriter::new(Vec::new(), &cols).unwrap(),
+        );
+        // Rows taken apart elsewhere, by a shape made from the same columns
+        // (as the shards make them), write the same file.
+        let shape = RowShape::new(&cols);
+        let rows: Vec<Row> =
+            std::thread::scope(|s| s.spawn(|| recs.iter().map(|r| shape.row(r).unwrap()).collect()).join().unwrap());
+        for (r, row) in recs.iter().zip(rows) {
             a.push(&serde_json::to_value(r).unwrap()).unwrap();
             b.push_record(r).unwrap();
+            assert!(row.heap_bytes() >= cols.len() * 16);
+            c.push_row(row).unwrap();
         }
-        let (a, b) = (read(a.finish().unwrap()), read(b.finish().unwrap()));
+        let (a, b, c) = (a.finish().unwrap(), b.finish().unwrap(), c.finish().unwrap());
+        assert_eq!(b, c, "rows and records: the same bytes");
+        let (a, b) = (read(a), read(b));
         assert!(a.equals_missing(&b), "{a}\n{b}");
         assert_eq!(b.column("by_kind").unwrap().str().unwrap().get(0), Some(r#"{"slow":2}"#));
         assert_eq!(b.column("d").unwrap().i64().unwrap().get(1), Some(9));
@@ -469,6 +561,11 @@ mod tests {
         let mut w = ParquetWriter::new(Vec::new(), COLS).unwrap();
         let e = w.push_record(&Bad { n: "seven" }).unwrap_err();
         assert!(e.to_string().contains("column n"), "{e}");
+        let e = RowShape::new(COLS).row(&Bad { n: "seven" }).unwrap_err();
+        assert!(e.to_string().contains("column n"), "{e}");
+        // A row taken apart for other columns is refused whole.
+        let other = RowShape::new(&cols).row(&recs[0]).unwrap();
+        assert!(w.push_row(other).is_err());
         assert_eq!(w.rows(), 0);
     }
 }

@@ -5,26 +5,51 @@
 //! buffer the writer keeps from record to record (a cell holds where its
 //! text is), so a row of text cells costs no allocation.
 
-use std::ops::Range;
-
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
-/// One value of a record, as the columns take it. Texts are ranges of the
-/// record's text buffer (see [`cells`]).
+/// Where a cell's text is in the record's text buffer (a record's texts
+/// are well under 4 GiB: header and body caps bound them).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span(u32, u32);
+
+impl Span {
+    /// The span of `text[at..]`.
+    fn from(at: usize, text: &str) -> Result<Span, Error> {
+        let fit = |n: usize| u32::try_from(n).map_err(|_| Error("a record's texts exceed 4 GiB".into()));
+        Ok(Span(fit(at)?, fit(text.len())?))
+    }
+
+    /// Its text in `text`.
+    pub(crate) fn of(self, text: &str) -> &str {
+        text.get(self.0 as usize..self.1 as usize).unwrap_or("")
+    }
+
+    fn len(self) -> usize {
+        self.1.saturating_sub(self.0) as usize
+    }
+}
+
+/// One value of a record, as the columns take it. Texts are spans of the
+/// record's text buffer (see [`cells`]). Sixteen bytes: a record taken
+/// apart ahead of its writer holds one a column.
 #[derive(Debug, Default)]
 pub(crate) enum Cell {
     #[default]
     Null,
-    Str(Range<usize>),
+    Str(Span),
     U64(u64),
     I64(i64),
     F64(f64),
     Bool(bool),
-    List(Vec<String>),
+    /// Boxed, so that a cell is two words (lists are rare).
+    #[allow(clippy::box_collection)]
+    List(Box<Vec<String>>),
     /// A map (counts by kind), kept as its JSON text.
-    Json(Range<usize>),
+    Json(Span),
 }
+
+const _: () = assert!(std::mem::size_of::<Cell>() == 16);
 
 impl Cell {
     /// Text bytes it holds, as the row group's size cap counts them.
@@ -38,7 +63,7 @@ impl Cell {
 
     /// The cell as error messages show it (`text`: the record's texts).
     pub(crate) fn show(&self, text: &str) -> String {
-        let part = |r: &Range<usize>| text.get(r.clone()).unwrap_or("");
+        let part = |r: &Span| r.of(text);
         match self {
             Cell::Null => "null".to_string(),
             Cell::Str(r) => format!("{:?}", part(r)),
@@ -206,7 +231,7 @@ impl<F: FnMut(&str, Cell)> ser::SerializeMap for RowMap<'_, F> {
         let r = match cell {
             Cell::Str(k) => {
                 self.key.clear();
-                self.key.push_str(self.text.get(k).unwrap_or(""));
+                self.key.push_str(k.of(self.text));
                 Ok(())
             }
             other => Err(Error(format!("a record's key is {}, not text", other.show(self.text)))),
@@ -233,10 +258,10 @@ struct CellSer<'t> {
 }
 
 impl CellSer<'_> {
-    fn str(self, v: &str) -> Cell {
+    fn str(self, v: &str) -> Result<Cell, Error> {
         let at = self.text.len();
         self.text.push_str(v);
-        Cell::Str(at..self.text.len())
+        Ok(Cell::Str(Span::from(at, self.text)?))
     }
 }
 
@@ -287,10 +312,10 @@ impl<'t> ser::Serializer for CellSer<'t> {
         Ok(if v.is_finite() { Cell::F64(v) } else { Cell::Null })
     }
     fn serialize_char(self, v: char) -> Result<Cell, Error> {
-        Ok(self.str(v.encode_utf8(&mut [0; 4])))
+        self.str(v.encode_utf8(&mut [0; 4]))
     }
     fn serialize_str(self, v: &str) -> Result<Cell, Error> {
-        Ok(self.str(v))
+        self.str(v)
     }
     fn serialize_bytes(self, _: &[u8]) -> Result<Cell, Error> {
         Err(unsupported("bytes"))
@@ -308,7 +333,7 @@ impl<'t> ser::Serializer for CellSer<'t> {
         Ok(Cell::Null)
     }
     fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<Cell, Error> {
-        Ok(self.str(variant))
+        self.str(variant)
     }
     fn serialize_newtype_struct<T: ?Sized + Serialize>(self, _: &'static str, v: &T) -> Result<Cell, Error> {
         v.serialize(self)
@@ -369,7 +394,7 @@ impl ser::SerializeSeq for ListSer<'_> {
         let at = self.1.len();
         let r = match v.serialize(CellSer { text: self.1 })? {
             Cell::Str(s) => {
-                self.0.push(self.1.get(s).unwrap_or("").to_string());
+                self.0.push(s.of(self.1).to_string());
                 Ok(())
             }
             other => Err(Error(format!("a list holds {}, not text", other.show(self.1)))),
@@ -379,7 +404,7 @@ impl ser::SerializeSeq for ListSer<'_> {
     }
 
     fn end(self) -> Result<Cell, Error> {
-        Ok(Cell::List(self.0))
+        Ok(Cell::List(Box::new(self.0)))
     }
 }
 
@@ -409,6 +434,6 @@ impl ser::SerializeMap for MapSer<'_> {
         let json = serde_json::Value::Object(self.0).to_string();
         let at = self.2.len();
         self.2.push_str(&json);
-        Ok(Cell::Json(at..self.2.len()))
+        Ok(Cell::Json(Span::from(at, self.2)?))
     }
 }

@@ -17,7 +17,7 @@ use crate::config::PovConfig;
 use crate::output::{AtomicFile, Format, RecordWriter};
 use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 use crate::pipeline::RunReport;
-use crate::transactions::{Masker, TxRecord, TxWriter};
+use crate::transactions::{Masker, Prepared, TxWriter};
 use crate::users::{Outputs, UserStage, UserStageReport};
 
 /// Transactions go both to their Parquet file and to the user stage.
@@ -68,10 +68,10 @@ pub struct AnalyzePrep {
 }
 
 impl Prepare for AnalyzePrep {
-    type Item = (TxRecord, pov_sessions::tx::Tx);
+    type Item = (Prepared, pov_sessions::tx::Tx);
     fn prepare(&self, t: HttpTransaction) -> Self::Item {
         let tx = self.txs.tx(&t);
-        (self.records.record_with(&t, &tx), tx)
+        (self.records.prepared(self.records.record_with(&t, &tx)), tx)
     }
     fn held_bytes((record, tx): &Self::Item) -> usize {
         record.heap_bytes() + tx.heap_bytes()
@@ -79,13 +79,13 @@ impl Prepare for AnalyzePrep {
 }
 
 impl Downstream for AnalyzeSink {
-    type Item = (TxRecord, pov_sessions::tx::Tx);
+    type Item = (Prepared, pov_sessions::tx::Tx);
     type Prep = AnalyzePrep;
     fn preparer(&self) -> AnalyzePrep {
         AnalyzePrep { records: self.tx.preparer(), txs: self.users.preparer() }
     }
     fn on_transaction(&mut self, (record, tx): Self::Item) -> Flow {
-        self.tx.write_record(&record)?;
+        self.tx.write_prepared(record)?;
         self.users.session_tx(tx)?;
         GO_ON
     }

@@ -48,7 +48,7 @@ use crate::parallel::{Downstream, Flow, GO_ON, Prepare};
 use crate::pipeline::RunReport;
 use crate::run::StageOptions;
 use crate::schema::files;
-use crate::transactions::{Masker, Records, TxRecord, TxWriter};
+use crate::transactions::{Masker, Prepared, Records, TxWriter};
 use crate::users::{Outputs, SessionTxs, UserStage};
 
 /// One interval: `[start, end)`, `start` aligned to its length.
@@ -452,9 +452,9 @@ pub struct AnalysisPrep {
 }
 
 impl Prepare for AnalysisPrep {
-    type Item = (TxRecord, pov_sessions::tx::Tx);
+    type Item = (Prepared, pov_sessions::tx::Tx);
     fn prepare(&self, t: HttpTransaction) -> Self::Item {
-        (self.records.record(&t), self.txs.tx(&t))
+        (self.records.prepared(self.records.record(&t)), self.txs.tx(&t))
     }
     fn held_bytes((record, tx): &Self::Item) -> usize {
         record.heap_bytes() + tx.heap_bytes()
@@ -611,7 +611,7 @@ impl Drop for IntervalAnalysis {
 }
 
 impl Downstream for IntervalAnalysis {
-    type Item = (TxRecord, pov_sessions::tx::Tx);
+    type Item = (Prepared, pov_sessions::tx::Tx);
     type Prep = AnalysisPrep;
     fn preparer(&self) -> AnalysisPrep {
         AnalysisPrep { records: self.prep_records.clone(), txs: Arc::clone(&self.txs) }
@@ -619,9 +619,9 @@ impl Downstream for IntervalAnalysis {
 
     fn on_transaction(&mut self, (record, tx): Self::Item) -> Flow {
         let open = self.open()?;
-        open.tx.write_record(&record)?;
+        open.missing_bytes += record.missing_bytes();
+        open.tx.write_prepared(record)?;
         open.transactions += 1;
-        open.missing_bytes += record.missing_bytes;
         self.stage()?.session_tx(tx)?;
         GO_ON
     }

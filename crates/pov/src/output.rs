@@ -186,6 +186,29 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
         self.count
     }
 
+    /// The shape of this writer's Parquet rows, to take records apart on
+    /// other threads ([`RecordWriter::write_row`]); `None` for the other
+    /// formats.
+    pub fn row_shape(&self) -> Option<pov_impact::RowShape> {
+        match &self.out {
+            Out::Parquet(p) => Some(p.shape()),
+            Out::Text(_) => None,
+        }
+    }
+
+    /// Writes one record taken apart by [`RecordWriter::row_shape`]'s
+    /// shape (an error for a format other than Parquet).
+    pub fn write_row(&mut self, row: pov_impact::Row) -> io::Result<()> {
+        match &mut self.out {
+            Out::Parquet(p) => {
+                p.push_row(row)?;
+                self.count += 1;
+                Ok(())
+            }
+            Out::Text(_) => Err(io::Error::other("a row taken apart for Parquet, written as text")),
+        }
+    }
+
     /// Writes one record.
     pub fn write(&mut self, r: &R) -> io::Result<()> {
         let out = match &mut self.out {

@@ -36,7 +36,7 @@ use pov_sessions::{ErrorBody, FailedConn, FailedConnKind, ResourceClass, Tx};
 
 use crate::output::{Record, RecordWriter};
 use crate::parallel::{Downstream, Flow, GO_ON};
-use crate::transactions::{Records, TxRecord, TxWriter};
+use crate::transactions::{Prepared, Records, TxRecord, TxWriter};
 
 impl Record for FailedConnRecord {
     const HEADER: &'static [&'static str] = &["ts", "client", "server", "kind", "syns", "frames"];
@@ -87,14 +87,15 @@ impl<W: Write, F: Write> PacketStage<W, F> {
 }
 
 impl<W: Write, F: Write> Downstream for PacketStage<W, F> {
-    type Item = TxRecord;
+    type Item = Prepared;
     type Prep = Records;
     fn preparer(&self) -> Records {
         self.tx.preparer()
     }
-    fn on_transaction(&mut self, r: TxRecord) -> Flow {
-        self.last_ts = Some(self.last_ts.map_or(r.ts, |t| t.max(r.ts)));
-        self.tx.write_record(&r)?;
+    fn on_transaction(&mut self, r: Prepared) -> Flow {
+        let ts = r.ts();
+        self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));
+        self.tx.write_prepared(r)?;
         GO_ON
     }
     fn on_summary(&mut self, s: &ConnSummary) -> Flow {
@@ -516,7 +517,7 @@ pub fn analyze_transactions(job: &crate::run::AnalyzeJob, reading: &mut crate::r
                     span(t);
                 }
                 transactions += 1;
-                let _ = pipe.sink.on_transaction((record, tx))?;
+                let _ = pipe.sink.on_transaction((Prepared::whole(record), tx))?;
             }
             Item::Failed(f) => {
                 span(f.start);

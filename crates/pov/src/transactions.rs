@@ -396,14 +396,23 @@ impl<W: Write> TxWriter<W> {
         self.out.finish()
     }
 
-    /// Writes one record (made by [`TxWriter::preparer`]).
+    /// Writes one record.
     pub fn write_record(&mut self, r: &TxRecord) -> io::Result<()> {
         self.out.write(r)
     }
 
-    /// What makes this writer's records from transactions, on the shards.
+    /// Writes one record made by [`TxWriter::preparer`].
+    pub fn write_prepared(&mut self, r: Prepared) -> io::Result<()> {
+        match r.0 {
+            Made::Record(r) => self.out.write(&r),
+            Made::Row(row, _) => self.out.write_row(row?),
+        }
+    }
+
+    /// What makes this writer's records from transactions, on the shards:
+    /// for Parquet, taken apart into the file's cells there too.
     pub fn preparer(&self) -> Records {
-        Records(self.mask.clone(), self.customer.clone())
+        Records(self.mask.clone(), self.customer.clone(), self.out.row_shape())
     }
 
     /// Fills the customer stage's columns of every record
@@ -443,9 +452,54 @@ impl Customer {
     }
 }
 
-/// Makes transaction records, masked as the writer masks them.
+/// Makes transaction records, masked as the writer masks them (and taken
+/// apart for its Parquet file, when it writes one).
 #[derive(Clone)]
-pub struct Records(Masker, Option<Customer>);
+pub struct Records(Masker, Option<Customer>, Option<pov_impact::RowShape>);
+
+/// A transaction's record as [`Records`] makes it on the shards, for
+/// [`TxWriter::write_prepared`]: whole, or already taken apart into the
+/// cells of the writer's Parquet file (so that the thread that writes it
+/// in order only appends them).
+pub struct Prepared(Made);
+
+enum Made {
+    Record(Box<TxRecord>),
+    /// The cells, and the record's start and missing bytes.
+    Row(io::Result<pov_impact::Row>, (f64, u64)),
+}
+
+impl Prepared {
+    /// A record as it is (read back from a file, say).
+    pub fn whole(r: TxRecord) -> Prepared {
+        Prepared(Made::Record(Box::new(r)))
+    }
+
+    /// The transaction's start (the record's `ts`).
+    pub fn ts(&self) -> f64 {
+        match &self.0 {
+            Made::Record(r) => r.ts,
+            Made::Row(_, (ts, _)) => *ts,
+        }
+    }
+
+    /// Bytes missing from the capture in the transaction.
+    pub fn missing_bytes(&self) -> u64 {
+        match &self.0 {
+            Made::Record(r) => r.missing_bytes,
+            Made::Row(_, (_, missing)) => *missing,
+        }
+    }
+
+    /// Heap bytes held (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Made::Record(r) => std::mem::size_of::<TxRecord>() + r.heap_bytes(),
+            Made::Row(Ok(row), _) => row.heap_bytes(),
+            Made::Row(Err(_), _) => 0,
+        }
+    }
+}
 
 impl Records {
     /// The record of `tx`.
@@ -465,26 +519,34 @@ impl Records {
         }
         r
     }
+
+    /// `r` as the writer takes it: taken apart now for a Parquet file.
+    pub fn prepared(&self, r: TxRecord) -> Prepared {
+        Prepared(match &self.2 {
+            Some(shape) => Made::Row(shape.row(&r), (r.ts, r.missing_bytes)),
+            None => Made::Record(Box::new(r)),
+        })
+    }
 }
 
 impl Prepare for Records {
-    type Item = TxRecord;
-    fn prepare(&self, tx: HttpTransaction) -> TxRecord {
-        self.record(&tx)
+    type Item = Prepared;
+    fn prepare(&self, tx: HttpTransaction) -> Prepared {
+        self.prepared(self.record(&tx))
     }
-    fn held_bytes(r: &TxRecord) -> usize {
+    fn held_bytes(r: &Prepared) -> usize {
         r.heap_bytes()
     }
 }
 
 impl<W: Write> Downstream for TxWriter<W> {
-    type Item = TxRecord;
+    type Item = Prepared;
     type Prep = Records;
     fn preparer(&self) -> Records {
         TxWriter::preparer(self)
     }
-    fn on_transaction(&mut self, r: TxRecord) -> Flow {
-        self.write_record(&r)?;
+    fn on_transaction(&mut self, r: Prepared) -> Flow {
+        self.write_prepared(r)?;
         GO_ON
     }
 }
