@@ -198,6 +198,9 @@ pub struct H2Conn {
     /// Last-stream-id of the GOAWAY each side sent.
     goaway: [Option<(u32, u32)>; 2],
     stats: H2Stats,
+    /// Streams opened and finished so far (the set of open streams has
+    /// changed when this has).
+    changes: u64,
     closed: bool,
 }
 
@@ -212,6 +215,7 @@ impl H2Conn {
             last_opened: [0; 2],
             goaway: [None; 2],
             stats: H2Stats { connections: 1, ..H2Stats::default() },
+            changes: 0,
             closed: false,
         };
         if let Start::Upgraded(req) = start {
@@ -246,6 +250,19 @@ impl H2Conn {
     /// Streams open now.
     pub fn open_streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Streams opened and finished so far: when it has not moved, the
+    /// open streams are the same.
+    pub fn stream_changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// When each open stream began, in nanoseconds (its request's first
+    /// byte, or its response's when the request is not in the capture;
+    /// `None` while neither has come), in no particular order.
+    pub fn open_starts(&self) -> impl Iterator<Item = Option<i64>> + '_ {
+        self.streams.values().map(|s| s.tx.timing.req_start.or(s.tx.timing.resp_start))
     }
 
     /// Takes the streams finished so far, in the order they finished.

@@ -45,10 +45,16 @@ pub(super) struct H2Route {
     conn: H2Conn,
     next_depth: u32,
     /// Since when at least one stream has been open (for ordering: no
-    /// stream still open started before it).
+    /// stream still open started before it; the start of a stream whose
+    /// first bytes have not come yet).
     open_since: Option<Ts>,
     /// Counted into the analyzer's stats once, at the close.
     counted: bool,
+    /// The last answer of [`H2Route::earliest_open`]: (the connection's
+    /// stream changes, `after`, the answer). Asked after every segment,
+    /// it is worked out again only when streams opened or finished, or
+    /// when `after` passed it (a connection may have thousands open).
+    earliest: std::cell::Cell<Option<(u64, Ts, Option<Ts>)>>,
 }
 
 /// The side of a TCP direction.
@@ -62,7 +68,13 @@ pub(super) fn side(dir: Direction) -> Side {
 impl H2Route {
     /// A connection whose client starts with the preface.
     pub(super) fn new(cfg: &HttpConfig) -> H2Route {
-        H2Route { conn: H2Conn::new(h2_config(cfg), Start::Preface), next_depth: 1, open_since: None, counted: false }
+        H2Route {
+            conn: H2Conn::new(h2_config(cfg), Start::Preface),
+            next_depth: 1,
+            open_since: None,
+            counted: false,
+            earliest: std::cell::Cell::new(None),
+        }
     }
 
     /// A connection switched by `Upgrade: h2c`: `up`'s request is stream
@@ -90,6 +102,7 @@ impl H2Route {
             next_depth: up.depth,
             open_since: Some(start),
             counted: false,
+            earliest: std::cell::Cell::new(None),
         }
     }
 
@@ -126,9 +139,28 @@ impl H2Route {
         self.open_since = None;
     }
 
-    /// Start of the earliest stream still open (a bound from below).
-    pub(super) fn earliest_open(&self) -> Option<Ts> {
-        self.open_since
+    /// Start of the earliest stream still open that began at or after
+    /// `after` (a bound from below of what this connection finishes
+    /// later, leaving out the streams that began earlier: a long-lived
+    /// stream, once it has held the order for `max_order_wait`, no longer
+    /// hides the streams that began after it).
+    pub(super) fn earliest_open(&self, after: Ts) -> Option<Ts> {
+        let since = self.open_since?;
+        let changes = self.conn.stream_changes();
+        // The earliest at or after an earlier `after` is the earliest at or
+        // after this one too, if it is not before it. (A stream whose
+        // start was unknown counts from `open_since`, earlier than its
+        // start: an answer kept across its start is lower, never higher.)
+        if let Some((c, a, found)) = self.earliest.get()
+            && c == changes
+            && a <= after
+            && found.is_none_or(|f| f >= after)
+        {
+            return found;
+        }
+        let found = self.conn.open_starts().map(|s| s.map_or(since, Ts)).filter(|s| *s >= after).min();
+        self.earliest.set(Some((changes, after, found)));
+        found
     }
 
     /// Whether the client's first bytes were the preface (`None`: not

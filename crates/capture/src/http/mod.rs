@@ -779,6 +779,11 @@ pub struct HttpAnalyzer<S: TxSink> {
     /// the earliest bounds what can be released in order, without a scan
     /// of every connection.
     open: BTreeSet<(Ts, ConnId)>,
+    /// The HTTP/2 connections among them: each is keyed by its earliest
+    /// open stream that has not held the order for `max_order_wait` yet,
+    /// and keyed again when that one does (a connection may carry a
+    /// long-lived stream and short ones beside it).
+    open_h2: BTreeSet<(Ts, ConnId)>,
     order: order::Orderer,
     stats: HttpStats,
     sink: S,
@@ -811,6 +816,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
         HttpAnalyzer {
             conns: HashMap::new(),
             open: BTreeSet::new(),
+            open_h2: BTreeSet::new(),
             order,
             stats: HttpStats::default(),
             sink,
@@ -923,15 +929,20 @@ impl<S: TxSink> HttpAnalyzer<S> {
     fn reindex(&mut self, id: ConnId) {
         let Some(e) = self.conns.get_mut(&id) else { return };
         let (c, indexed, r) = &mut **e;
-        let now = route::h2_earliest(r).unwrap_or_else(|| c.earliest_open());
+        let h2 = route::h2_earliest(r, self.now - self.cfg.max_order_wait);
+        let now = h2.unwrap_or_else(|| c.earliest_open());
         if now == *indexed {
             return;
         }
         if let Some(t) = std::mem::replace(indexed, now) {
             self.open.remove(&(t, id));
+            self.open_h2.remove(&(t, id));
         }
         if let Some(t) = now {
             self.open.insert((t, id));
+            if h2.is_some() {
+                self.open_h2.insert((t, id));
+            }
         }
     }
 
@@ -957,6 +968,18 @@ impl<S: TxSink> HttpAnalyzer<S> {
         // The earliest unfinished transaction holds the others back, for
         // `max_order_wait` at most.
         let lapse = self.now - self.cfg.max_order_wait;
+        // An HTTP/2 connection whose earliest open stream lapsed is keyed
+        // by the next one (each pass moves its key past the lapse, or
+        // takes it out).
+        while let Some(&(t, id)) = self.open_h2.first()
+            && t < lapse
+        {
+            self.reindex(id);
+            if self.open_h2.first() == Some(&(t, id)) {
+                // Not re-keyed (no longer HTTP/2): it stays among `open`.
+                self.open_h2.remove(&(t, id));
+            }
+        }
         let watermark = self.open.range((lapse, 0)..).next().map_or(guard, |(t, _)| (*t).min(guard));
         // Finding what to release costs a look at the ordering buffer: do
         // it at most once per second of capture time, or when many are
@@ -1010,6 +1033,7 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
             && let (_, Some(t), _) = *old
         {
             self.open.remove(&(t, meta.id));
+            self.open_h2.remove(&(t, meta.id));
         }
     }
 
@@ -1076,6 +1100,7 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         let (mut c, indexed, mut r) = *e;
         if let Some(t) = indexed {
             self.open.remove(&(t, close.conn));
+            self.open_h2.remove(&(t, close.conn));
         }
         let mut done = Vec::new();
         let (closed, end) = route::close(&mut r, &mut c, close, &self.cfg, &mut self.stats, &mut self.tls, &mut done);
@@ -1424,6 +1449,85 @@ mod tests {
         a.on_data(&chunk(8, Direction::ServerToClient, 0, OK_5, secs(2)));
         a.advance(secs(3_000));
         assert!(a.sink_mut().is_empty());
+    }
+
+    /// An HTTP/2 connection with a long-lived stream (a server push
+    /// channel, a gRPC stream) and short ones beside it: once the long one
+    /// has held the order for `max_order_wait`, the short ones still hold
+    /// it while they are open, so nothing is written before them.
+    #[test]
+    fn a_long_lived_http2_stream_lapses_alone() {
+        let ms = |m: i64| Ts(m * 1_000_000);
+        let cfg = HttpConfig { max_order_wait: Dur::from_secs(60), ..HttpConfig::default() };
+        let mut a = HttpAnalyzer::new(cfg, Vec::new());
+        // Every event: (time, connection, direction, bytes, the short
+        // stream it ends).
+        type Event = (Ts, u64, Direction, Vec<u8>, Option<i64>);
+        let mut ev: Vec<Event> = Vec::new();
+        let (c2s, s2c) = (Direction::ClientToServer, Direction::ServerToClient);
+        // Connection 7, HTTP/2: stream 1 asks at 1 s and its answer, begun
+        // at once, ends at 300 s.
+        let mut first = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        first.extend_from_slice(&[0, 0, 6, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 1, b'a']);
+        ev.push((ms(1_000), 7, c2s, first, None));
+        ev.push((ms(1_100), 7, s2c, vec![0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88], None));
+        ev.push((ms(300_000), 7, s2c, vec![0, 0, 2, 0, 1, 0, 0, 0, 1, b'o', b'k'], None));
+        // Stream 3 + 2i asks at 2 + 10i s; each answer takes 20 s (its head
+        // at once, its end 20 s later). Connection 8, HTTP/1.1, has a quick
+        // exchange 3 s after each ask.
+        for i in 0..25u8 {
+            let (sid, at) = (3 + 2 * i, 2_000 + 10_000 * i64::from(i));
+            ev.push((ms(at), 7, c2s, vec![0, 0, 4, 1, 5, 0, 0, 0, sid, 0x82, 0x86, 0x84, 0xbe], None));
+            ev.push((ms(at + 100), 7, s2c, vec![0, 0, 1, 1, 4, 0, 0, 0, sid, 0x88], None));
+            ev.push((ms(at + 20_000), 7, s2c, vec![0, 0, 2, 0, 1, 0, 0, 0, sid, b'o', b'k'], Some(i64::from(i))));
+            ev.push((ms(at + 3_000), 8, c2s, GET_B.to_vec(), None));
+            ev.push((ms(at + 3_005), 8, s2c, OK_5.to_vec(), None));
+        }
+        ev.sort_by_key(|e| e.0);
+        a.on_open(&ConnMeta { start: ms(1_000), ..meta(RoleSource::Syn) });
+        a.on_open(&ConnMeta { id: 8, client: "10.0.0.1:40001".parse().unwrap(), ..meta(RoleSource::Syn) });
+        let mut off = std::collections::HashMap::new();
+        for (at, conn, dir, bytes, ends) in &ev {
+            let o = off.entry((*conn, *dir == c2s)).or_insert(0u64);
+            a.on_data(&DataChunk {
+                conn: *conn,
+                dir: *dir,
+                offset: *o,
+                bytes,
+                first_ts: *at,
+                last_ts: *at,
+                first_frame: 1,
+                last_frame: 1,
+                peer_ack: None,
+                after_rst: false,
+            });
+            *o += bytes.len() as u64;
+            a.advance(*at);
+            // Once stream 1 has held the order for 60 s (from the fifth
+            // short stream's end), the end of short stream i lets out
+            // everything that began before the next one: short streams 0
+            // to i and the exchanges after them (the next short stream,
+            // open, holds the rest back).
+            if let Some(i) = ends {
+                let expect = if *i >= 4 { 2 * (*i as usize + 1) } else { 0 };
+                assert_eq!(a.sink_mut().len(), expect, "after short stream {i}");
+            }
+        }
+        a.on_close(&Close { conn: 7, ts: ms(301_000), how: CloseHow::Fin { first: c2s } });
+        a.on_close(&Close { conn: 8, ts: ms(301_000), how: CloseHow::Fin { first: c2s } });
+        let (txs, stats) = a.finish();
+        assert_eq!(txs.len(), 1 + 25 + 25);
+        assert!(txs.iter().all(|t| t.outcome == Outcome::Complete));
+        // Only the long stream comes out of order (after everything that
+        // began later and ended before it).
+        assert_eq!((stats.order_wait_lapses, stats.late_order, stats.held_cap_releases), (1, 1, 0));
+        let late: Vec<Option<u32>> =
+            txs.windows(2).filter(|w| w[1].timing.start() < w[0].timing.start()).map(|w| w[1].stream).collect();
+        assert_eq!(late, [Some(1)]);
+        // The short streams are written in the order they began.
+        let short: Vec<Ts> = txs.iter().filter(|t| t.stream.is_some_and(|s| s > 1)).map(|t| t.timing.start()).collect();
+        assert_eq!(short.len(), 25);
+        assert!(short.windows(2).all(|w| w[0] < w[1]));
     }
 
     const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -406,13 +406,14 @@ pub(super) fn half_close_is_http1(route: &Route) -> bool {
     }
 }
 
-/// Start of the earliest unfinished HTTP/2 stream, when the connection is
-/// HTTP/2 (`None` for HTTP/1, which `ConnHttp` answers).
-pub(super) fn h2_earliest(route: &Route) -> Option<Option<Ts>> {
+/// Start of the earliest unfinished HTTP/2 stream that began at or after
+/// `after`, when the connection is HTTP/2 (`None` for HTTP/1, which
+/// `ConnHttp` answers).
+pub(super) fn h2_earliest(route: &Route, after: Ts) -> Option<Option<Ts>> {
     match route {
-        Route::H2(b) => Some(b.1.earliest_open()),
+        Route::H2(b) => Some(b.1.earliest_open(after)),
         Route::Tls(t) => match &t.plain.inner {
-            Inner::H2(h) => Some(h.earliest_open()),
+            Inner::H2(h) => Some(h.earliest_open(after)),
             _ => None,
         },
         _ => None,

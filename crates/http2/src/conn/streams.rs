@@ -41,6 +41,7 @@ impl H2Conn {
 
     pub(super) fn insert_stream(&mut self, id: u32, s: Stream) {
         self.stats.streams += 1;
+        self.changes += 1;
         self.streams.insert(id, s);
         if self.streams.len() > self.cfg.max_streams {
             // The oldest goes: its end may never come.
@@ -180,6 +181,7 @@ impl H2Conn {
     /// Stream `id` is over: moves it to the finished list.
     pub(super) fn finish(&mut self, id: u32, outcome: Outcome, _at: i64) {
         let Some(mut s) = self.streams.remove(&id) else { return };
+        self.changes += 1;
         let outcome = if s.gap && outcome != Outcome::RefusedByGoaway {
             Outcome::CaptureGap
         } else if s.malformed && outcome == Outcome::Complete {
