@@ -3,7 +3,6 @@
 //! check. All but the last four digits become `*` (the length and the
 //! separators stay, so the text around them is unchanged).
 
-/// Masks the card numbers in `b` in place; returns whether any was found.
 /// Whether `b` holds a run of 13 digits or more, joined by single spaces
 /// or dashes: what [`mask_in_place`] looks for (false: it masks nothing).
 /// A cheap test, without the Luhn check.
@@ -22,6 +21,7 @@ pub(crate) fn may_hold(b: &[u8]) -> bool {
     false
 }
 
+/// Masks the card numbers in `b` in place; returns whether any was found.
 pub(crate) fn mask_in_place(b: &mut [u8]) -> bool {
     let mut found = false;
     let mut i = 0;
