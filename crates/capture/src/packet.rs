@@ -329,9 +329,3 @@ pub(crate) fn mix(h: u64, v: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
-
-/// A hash of an address and port (see [`mix`]).
-pub(crate) fn mix_addr(h: u64, a: SocketAddr) -> u64 {
-    let (x, y) = ip_words(a.ip());
-    mix(mix(mix(h, x), y), u64::from(a.port()))
-}

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use hashlink::LinkedHashMap;
 
 use crate::budget::{Budget, Charge, Holder};
-use crate::packet::{Domain, TcpSegment, mix_addr};
+use crate::packet::{Domain, TcpSegment, mix};
 use crate::time::{Dur, Ts};
 
 use super::connection::Conn;
@@ -72,8 +72,24 @@ pub const TOMB_COST: usize = std::mem::size_of::<Tomb>() + 128;
 /// What names a connection: its addresses in a canonical order (lower
 /// first), so both directions find the same entry, and the VLANs and
 /// tunnels it was found in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowKey(SocketAddr, SocketAddr, Domain);
+
+/// Hashed as packed words (every packet looks its connection up): equal
+/// keys pack alike (an IPv6 end's flow label and scope, which the packing
+/// leaves out, only make keys that differ by them share a hash).
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (a, b) = (end_words(self.0), end_words(self.1));
+        h.write_u64(a.0);
+        h.write_u64(b.0);
+        if a.1 != 0 || b.1 != 0 {
+            h.write_u64(a.1);
+            h.write_u64(b.1);
+        }
+        h.write_u64(self.2.id);
+    }
+}
 
 impl FlowKey {
     fn of(seg: &TcpSegment<'_>) -> FlowKey {
@@ -86,10 +102,26 @@ impl FlowKey {
 /// the same for both directions, and for every run on every platform (a
 /// fixed mixing function, no random seed). Segments of one connection
 /// always hash alike, so `shard_hash(seg) % n` can spread connections over
-/// `n` reassemblers.
+/// `n` reassemblers. The reader asks it of every packet: each end is
+/// packed into two words (an IPv4 end into one) and the two ends, lower
+/// first, are mixed in twice, without ordering the addresses themselves.
 pub fn shard_hash(seg: &TcpSegment<'_>) -> u64 {
-    let FlowKey(lo, hi, domain) = FlowKey::of(seg);
-    mix_addr(mix_addr(domain.id, lo), hi)
+    let (a, b) = (end_words(seg.src), end_words(seg.dst));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    mix(mix(seg.domain.id ^ lo.1, lo.0), hi.0 ^ hi.1.rotate_left(32))
+}
+
+/// A connection's end as two words: an IPv4 address and port in the first
+/// (tagged, so that it never equals an IPv6 end's), an IPv6 one's address
+/// folded with its port.
+fn end_words(a: SocketAddr) -> (u64, u64) {
+    match a {
+        SocketAddr::V4(v4) => (1 << 48 | u64::from(v4.ip().to_bits()) << 16 | u64::from(v4.port()), 0),
+        SocketAddr::V6(v6) => {
+            let n = v6.ip().to_bits();
+            ((n >> 64) as u64, n as u64 ^ u64::from(v6.port()) << 48)
+        }
+    }
 }
 
 /// What remains of a closed connection while stray packets may still come.

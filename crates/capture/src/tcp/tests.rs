@@ -1308,7 +1308,7 @@ fn shard_hash_is_symmetric_fixed_and_spreads() {
     // Both directions alike.
     assert_eq!(there, shard_hash(&seg(s, c, Domain::default())));
     // The same value on every run and platform (no random seed).
-    assert_eq!(there, 0xa0f5_e7c7_3d8d_7b47);
+    assert_eq!(there, 0x5253_bd45_6fe0_02d8);
     // The domain is part of it, both directions alike too.
     let d = Domain { id: 42, vlan: Some(10) };
     assert_ne!(shard_hash(&seg(c, s, d)), there);
@@ -1322,4 +1322,22 @@ fn shard_hash_is_symmetric_fixed_and_spreads() {
         shards[(h % 4) as usize] += 1;
     }
     assert!(shards.iter().all(|n| (850..=1150).contains(n)), "{shards:?}");
+    // So do different clients on one port of one server, over 16 shards,
+    // in IPv4 and in IPv6; and an IPv6 end never hashes as an IPv4 one.
+    for base in ["10.1.0.0", "2001:db8::"] {
+        let base: std::net::IpAddr = base.parse().unwrap();
+        let at = |i: u32| match base {
+            std::net::IpAddr::V4(v4) => std::net::IpAddr::V4((v4.to_bits() + i).into()),
+            std::net::IpAddr::V6(v6) => std::net::IpAddr::V6((v6.to_bits() + u128::from(i)).into()),
+        };
+        let mut shards = [0u32; 16];
+        for i in 0..16_000 {
+            let h = shard_hash(&seg(SocketAddr::new(at(i), 40000), s, Domain::default()));
+            shards[(h % 16) as usize] += 1;
+        }
+        assert!(shards.iter().all(|n| (850..=1150).contains(n)), "{base}: {shards:?}");
+    }
+    let v4: SocketAddr = "10.0.0.1:80".parse().unwrap();
+    let v6: SocketAddr = "[::ffff:10.0.0.1]:80".parse().unwrap();
+    assert_ne!(shard_hash(&seg(v4, s, Domain::default())), shard_hash(&seg(v6, s, Domain::default())));
 }
