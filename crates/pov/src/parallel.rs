@@ -582,15 +582,13 @@ impl<T> Merge<T> {
         // what is over the caps goes: released down to half, the merge
         // would hand on thousands at once every few batches, with the
         // shards' threads idle until the stage behind it is done.
-        if self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
-            while self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
-                let Some((k, (tx, cost))) = self.held.pop_first() else { break };
-                self.note(k.0);
-                self.unhold(cost);
-                self.cap_releases += 1;
-                if down.on_transaction(*tx)?.is_break() {
-                    return BREAK;
-                }
+        while self.held.len() > self.max_held || self.held_bytes > self.max_held_bytes {
+            let Some((k, (tx, cost))) = self.held.pop_first() else { break };
+            self.note(k.0);
+            self.unhold(cost);
+            self.cap_releases += 1;
+            if down.on_transaction(*tx)?.is_break() {
+                return BREAK;
             }
         }
         // What stays held between batches (a batch's own transactions pass

@@ -377,18 +377,18 @@ fn html_form_fields_and_meta_tags() {
 }
 
 /// A small deterministic generator (xorshift64*), so the generated inputs
-/// below are the same in every run.
-struct Gen(u64);
+/// of the crate's tests are the same in every run.
+pub(crate) struct Gen(pub(crate) u64);
 
 impl Gen {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     /// A text of up to `max` bytes from `alphabet` and `words`.
-    fn text(&mut self, alphabet: &[u8], words: &[&str], max: usize) -> Vec<u8> {
+    pub(crate) fn text(&mut self, alphabet: &[u8], words: &[&str], max: usize) -> Vec<u8> {
         let len = (self.next() % (max as u64 + 1)) as usize;
         let mut out = Vec::with_capacity(len + 16);
         while out.len() < len {

@@ -1383,14 +1383,10 @@ mod tests {
         assert!(txs[0].anomalies.contains(&Anomaly::Tunnel));
     }
 
-    /// A request left unanswered holds later transactions back for
-    /// `max_order_wait` of capture time, not for as long as its connection
-    /// stays open: after that they go on in order, it comes out late when
-    /// its connection ends, and the lapse is counted.
-    #[test]
-    fn an_unanswered_request_holds_the_order_for_the_wait_bound_only() {
-        let secs = |s: i64| Ts(s * 1_000_000_000);
-        let chunk = |conn: u64, dir: Direction, offset: u64, bytes: &'static [u8], at: Ts| DataChunk {
+    /// `bytes` at `offset` of one direction of connection `conn`, all at
+    /// `at`, in frame 1.
+    fn chunk_at(conn: u64, dir: Direction, offset: u64, bytes: &[u8], at: Ts) -> DataChunk<'_> {
+        DataChunk {
             conn,
             dir,
             offset,
@@ -1401,20 +1397,29 @@ mod tests {
             last_frame: 1,
             peer_ack: None,
             after_rst: false,
-        };
+        }
+    }
+
+    /// A request left unanswered holds later transactions back for
+    /// `max_order_wait` of capture time, not for as long as its connection
+    /// stays open: after that they go on in order, it comes out late when
+    /// its connection ends, and the lapse is counted.
+    #[test]
+    fn an_unanswered_request_holds_the_order_for_the_wait_bound_only() {
+        let secs = |s: i64| Ts(s * 1_000_000_000);
         let cfg = HttpConfig { max_order_wait: Dur::from_secs(60), ..HttpConfig::default() };
         let mut a = HttpAnalyzer::new(cfg, Vec::new());
         // Connection 7 asks at 1 s and is never answered.
         a.on_open(&ConnMeta { start: secs(1), ..meta(RoleSource::Syn) });
-        a.on_data(&chunk(7, Direction::ClientToServer, 0, GET_A, secs(1)));
+        a.on_data(&chunk_at(7, Direction::ClientToServer, 0, GET_A, secs(1)));
         // Connection 8 gets an answer every 10 s.
         a.on_open(&ConnMeta { id: 8, client: "10.0.0.1:40001".parse().unwrap(), ..meta(RoleSource::Syn) });
         let mut off = [0u64; 2];
         let mut released = Vec::new();
         for i in 0..30i64 {
             let at = secs(2 + 10 * i);
-            a.on_data(&chunk(8, Direction::ClientToServer, off[0], GET_B, at));
-            a.on_data(&chunk(8, Direction::ServerToClient, off[1], OK_5, at + Dur::from_millis(5)));
+            a.on_data(&chunk_at(8, Direction::ClientToServer, off[0], GET_B, at));
+            a.on_data(&chunk_at(8, Direction::ServerToClient, off[1], OK_5, at + Dur::from_millis(5)));
             (off[0], off[1]) = (off[0] + GET_B.len() as u64, off[1] + OK_5.len() as u64);
             a.advance(at + Dur::from_millis(10));
             released.push((at, a.sink_mut().len()));
@@ -1443,10 +1448,10 @@ mod tests {
         let cfg = HttpConfig { max_order_wait: Dur::from_secs(100_000), ..HttpConfig::default() };
         let mut a = HttpAnalyzer::new(cfg, Vec::new());
         a.on_open(&ConnMeta { start: secs(1), ..meta(RoleSource::Syn) });
-        a.on_data(&chunk(7, Direction::ClientToServer, 0, GET_A, secs(1)));
+        a.on_data(&chunk_at(7, Direction::ClientToServer, 0, GET_A, secs(1)));
         a.on_open(&ConnMeta { id: 8, client: "10.0.0.1:40001".parse().unwrap(), ..meta(RoleSource::Syn) });
-        a.on_data(&chunk(8, Direction::ClientToServer, 0, GET_B, secs(2)));
-        a.on_data(&chunk(8, Direction::ServerToClient, 0, OK_5, secs(2)));
+        a.on_data(&chunk_at(8, Direction::ClientToServer, 0, GET_B, secs(2)));
+        a.on_data(&chunk_at(8, Direction::ServerToClient, 0, OK_5, secs(2)));
         a.advance(secs(3_000));
         assert!(a.sink_mut().is_empty());
     }
@@ -1489,18 +1494,7 @@ mod tests {
         let mut off = std::collections::HashMap::new();
         for (at, conn, dir, bytes, ends) in &ev {
             let o = off.entry((*conn, *dir == c2s)).or_insert(0u64);
-            a.on_data(&DataChunk {
-                conn: *conn,
-                dir: *dir,
-                offset: *o,
-                bytes,
-                first_ts: *at,
-                last_ts: *at,
-                first_frame: 1,
-                last_frame: 1,
-                peer_ack: None,
-                after_rst: false,
-            });
+            a.on_data(&chunk_at(*conn, *dir, *o, bytes, *at));
             *o += bytes.len() as u64;
             a.advance(*at);
             // Once stream 1 has held the order for 60 s (from the fifth
