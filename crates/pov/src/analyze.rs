@@ -58,6 +58,11 @@ impl AnalyzeSink {
     pub fn set_include_robots(&mut self, on: bool) {
         self.users.set_include_robots(on);
     }
+
+    /// See [`UserStage::set_parallel`].
+    pub fn set_parallel(&mut self, on: bool) {
+        self.users.set_parallel(on);
+    }
 }
 
 /// Makes, on the shards, both what the transaction writer and what the

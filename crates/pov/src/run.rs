@@ -308,6 +308,7 @@ pub fn users<W: Write>(
     stage.set_budget(reading.budget());
     stage.set_user_spill(&std::env::temp_dir(), opts.max_users_held);
     stage.set_include_robots(opts.include_robots);
+    stage.set_parallel(reading.threads.threads > 1);
     let mut report = finished(reading.pass(inputs, true, &mut stage)?)?;
     let (outputs, stage_report) = stage.finish()?;
     outputs.finish()?;
@@ -409,6 +410,7 @@ fn analyze_captures(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analy
         AnalyzePipeline::new(&run, pov_cfg, &reading.cfg.http, job.stage.mask, job.stage.max_session_txs.max(1))?;
     pipe.sink.set_user_spill(run.staging(), job.stage.max_users_held);
     pipe.sink.set_include_robots(job.stage.include_robots);
+    pipe.sink.set_parallel(reading.threads.threads > 1);
     let mask = job.stage.mask && pov_cfg.privacy.mask;
     let masker = Masker::new(&pov_cfg.privacy, mask);
     // For the replays, every transaction is kept whole in the staging

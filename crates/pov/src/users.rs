@@ -396,6 +396,10 @@ pub const ROBOT_CLIENTS_SHOWN: usize = 50;
 /// Robot clients tracked one by one (beyond, only the totals count).
 const ROBOT_CLIENTS_HELD: usize = 10_000;
 
+/// Sessions taken at a time at the end of the input when they are
+/// classified side by side (what they hold is in memory together).
+const FINISH_CHUNK: usize = 256;
+
 /// Counters of the user stage, for `pov info` and warnings.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct UserStageReport {
@@ -444,6 +448,8 @@ pub struct UserStage<W: Write> {
     tap: Option<SessionTap>,
     /// Robots' sessions are written as users' too.
     include_robots: bool,
+    /// Sessions closing together are built and classified side by side.
+    parallel: bool,
     /// Hashes of the robots' user keys (counted once each).
     robot_keys: std::collections::HashSet<u64>,
     /// Robots by (address, User-Agent), with their user keys' hashes.
@@ -489,6 +495,7 @@ impl<W: Write> UserStage<W> {
             report: UserStageReport::default(),
             tap: None,
             include_robots: false,
+            parallel: false,
             robot_keys: std::collections::HashSet::new(),
             robot_clients: HashMap::new(),
             prehashed: false,
@@ -525,6 +532,14 @@ impl<W: Write> UserStage<W> {
         self.report.user_spill_runs += 1;
         self.users_charge.set(0);
         Ok(())
+    }
+
+    /// Builds sessions that close together side by side on rayon's
+    /// threads (for a run on more than one thread; see
+    /// [`Sessionizer::set_parallel`]). The outputs are the same.
+    pub fn set_parallel(&mut self, on: bool) {
+        self.parallel = on;
+        self.sessionizer.set_parallel(on);
     }
 
     /// Keeps robots' sessions among users (`--include-robots`); they are
@@ -635,11 +650,22 @@ impl<W: Write> UserStage<W> {
     }
 
     fn handle(&mut self, closed: Vec<Session>) -> io::Result<()> {
-        for s in closed {
-            let c = self.txs.classifier.classify(&s);
+        for (s, c) in self.classify(closed) {
             self.session_closed(&s, &c)?;
         }
         Ok(())
+    }
+
+    /// Classifies sessions closed together, side by side when the stage
+    /// runs on several threads (see [`UserStage::set_parallel`]).
+    fn classify(&self, closed: Vec<Session>) -> Vec<(Session, Classified)> {
+        let classifier = &self.txs.classifier;
+        if self.parallel && closed.len() > 1 {
+            use rayon::iter::{IntoParallelIterator, ParallelIterator};
+            closed.into_par_iter().map(|s| (classifier.classify(&s), s)).map(|(c, s)| (s, c)).collect()
+        } else {
+            closed.into_iter().map(|s| (classifier.classify(&s), s)).map(|(c, s)| (s, c)).collect()
+        }
     }
 
     fn session_closed(&mut self, s: &Session, c: &Classified) -> io::Result<()> {
@@ -842,10 +868,17 @@ impl<W: Write> UserStage<W> {
     /// Closes every session, writes the users, and returns the outputs and
     /// counters.
     pub fn finish(mut self) -> io::Result<(Outputs<W>, UserStageReport)> {
-        // One at a time: the sessions still open are built as they go out.
-        while let Some(s) = self.sessionizer.finish_next() {
-            let c = self.txs.classifier.classify(&s);
-            self.session_closed(&s, &c)?;
+        // A few at a time (one on one thread): the sessions still open are
+        // built as they go out.
+        let chunk = if self.parallel { FINISH_CHUNK } else { 1 };
+        loop {
+            let closed: Vec<Session> = std::iter::from_fn(|| self.sessionizer.finish_next()).take(chunk).collect();
+            if closed.is_empty() {
+                break;
+            }
+            for (s, c) in self.classify(closed) {
+                self.session_closed(&s, &c)?;
+            }
         }
         self.write_users()?;
         Ok((self.out, self.report))

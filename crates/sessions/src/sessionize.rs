@@ -312,8 +312,9 @@ impl TxSpill {
         Some((at, self.buf.len() as u32))
     }
 
-    /// The transaction written at `at`.
-    fn read(&mut self, (at, len): (u64, u32)) -> Option<Tx> {
+    /// A handle to read back what was written, from any thread
+    /// ([`read_spilled`]): everything written so far is flushed first.
+    fn reader(&mut self) -> Option<File> {
         if self.dirty {
             self.dirty = false;
             if self.out.as_mut().is_none_or(|w| w.flush().is_err()) {
@@ -324,19 +325,13 @@ impl TxSpill {
         if self.reader.is_none() {
             self.reader = File::open(self.path.as_ref()?).ok();
         }
-        let r = self.reader.as_mut()?;
-        self.buf.resize(len as usize, 0);
-        if read_at(r, &mut self.buf, at).is_err() {
-            self.failed = true;
-            return None;
-        }
-        postcard::from_bytes(&self.buf).ok()
+        self.reader.as_ref()?.try_clone().ok()
     }
 }
 
 /// Fills `buf` from `at` in `f` (one system call where the platform has
 /// positioned reads).
-fn read_at(f: &mut File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::read_exact_at(f, buf, at)
@@ -344,9 +339,18 @@ fn read_at(f: &mut File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
     #[cfg(not(unix))]
     {
         use std::io::{Read, Seek};
+        let mut f = f;
         f.seek(std::io::SeekFrom::Start(at))?;
         f.read_exact(buf)
     }
+}
+
+/// The transaction a [`TxSpill`] wrote at `at`, read through `f` (its
+/// [`TxSpill::reader`]); `None` if it cannot be read.
+fn read_spilled(f: &File, (at, len): (u64, u32), buf: &mut Vec<u8>) -> Option<Tx> {
+    buf.resize(len as usize, 0);
+    read_at(f, buf, at).ok()?;
+    postcard::from_bytes(buf).ok()
 }
 
 impl Drop for TxSpill {
@@ -556,7 +560,15 @@ const ALIAS_COST: usize = 200;
 struct Finishing {
     closed: VecDeque<Session>,
     open: VecDeque<(Ts, UserKey)>,
+    /// Taken from `open` and closed (a few at a time, to be built side by
+    /// side), in the same order: their place, and the session if the user
+    /// had one open.
+    built: VecDeque<(Ts, UserKey, Option<Session>)>,
 }
+
+/// Users closed at a time at the end of the input when sessions are built
+/// side by side (what they hold is in memory together).
+const FINISH_CHUNK: usize = 256;
 
 struct OpenSession {
     index: u32,
@@ -753,6 +765,8 @@ pub struct Sessionizer {
     /// and the times crowded with them (the robots' identities rule).
     births: HashMap<(IpAddr, String), Births>,
     robots: RobotRules,
+    /// Sessions closing together are built side by side.
+    parallel: bool,
     /// Per client address, the one user seen from it (`true` once a second
     /// one was): a failed attempt from an address only one user ever used
     /// is theirs, however long after.
@@ -811,6 +825,7 @@ impl Sessionizer {
             logins: SpillMap::new(MAX_REMEMBERED, EVIDENCE_COST),
             births: HashMap::new(),
             robots: RobotRules::new(&cfg.robots),
+            parallel: false,
             activity: HashMap::new(),
             ip_users: SpillMap::new(MAX_REMEMBERED, ADDR_COST),
             seen: SpillMap::new(MAX_REMEMBERED, SEEN_COST),
@@ -853,6 +868,13 @@ impl Sessionizer {
         self.persistent.set_max(max);
         self.logins.set_max(max);
         self.aliases.set_max(max);
+    }
+
+    /// Builds sessions that close together (a sweep's, and the last ones
+    /// at the end of the input) side by side on rayon's threads. The
+    /// sessions are the same, in the same order.
+    pub fn set_parallel(&mut self, on: bool) {
+        self.parallel = on;
     }
 
     /// Counters so far.
@@ -1226,19 +1248,27 @@ impl Sessionizer {
             let f = self.start_finish();
             self.finishing = Some(f);
         }
+        let chunk = if self.parallel { FINISH_CHUNK } else { 1 };
         loop {
             let f = self.finishing.as_mut()?;
-            let closed_first = match (f.closed.front(), f.open.front()) {
+            if f.built.is_empty() && !f.open.is_empty() {
+                let next: Vec<(Ts, UserKey)> = f.open.drain(..chunk.min(f.open.len())).collect();
+                let keys: Vec<UserKey> = next.iter().map(|(_, k)| k.clone()).collect();
+                let sessions = self.close_users(&keys);
+                let f = self.finishing.as_mut()?;
+                f.built.extend(next.into_iter().zip(sessions).map(|((t, k), s)| (t, k, s)));
+                continue;
+            }
+            let closed_first = match (f.closed.front(), f.built.front()) {
                 (None, None) => return None,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (Some(c), Some((t, k))) => (c.start, &c.user) <= (*t, k),
+                (Some(c), Some((t, k, _))) => (c.start, &c.user) <= (*t, k),
             };
             if closed_first {
                 return f.closed.pop_front();
             }
-            let (_, k) = f.open.pop_front()?;
-            if let Some(s) = self.close_user(&k) {
+            if let Some((_, _, Some(s))) = f.built.pop_front() {
                 return Some(s);
             }
         }
@@ -1286,7 +1316,7 @@ impl Sessionizer {
         }
         open.sort_unstable();
         closed.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
-        Finishing { closed: closed.into(), open: open.into() }
+        Finishing { closed: closed.into(), open: open.into(), built: VecDeque::new() }
     }
 
     fn note_recent(&mut self, tx: &Tx, k: &UserKey) {
@@ -1628,12 +1658,7 @@ impl Sessionizer {
         self.due.extend(again);
         quiet.sort_unstable();
         quiet.dedup();
-        let mut batch = Vec::new();
-        for k in quiet {
-            if let Some(s) = self.close_user(&k) {
-                batch.push(s);
-            }
-        }
+        let mut batch: Vec<Session> = self.close_users(&quiet).into_iter().flatten().collect();
         batch.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
         closed.extend(batch);
         // (Kept past the retry window for requests that come late, which
@@ -1672,27 +1697,94 @@ impl Sessionizer {
     }
 
     fn close_user(&mut self, k: &UserKey) -> Option<Session> {
-        let st = self.users.remove(k)?;
-        // From now on the user is a count under its key's hash.
-        self.seen.insert(key_hash(k), st.sessions, self.watermark);
+        self.close_users(std::slice::from_ref(k)).pop().flatten()
+    }
+
+    /// Closes the users `keys` (those with a session open), in order: each
+    /// one's session, built (on rayon's threads when
+    /// [`Sessionizer::set_parallel`] is on and there are several).
+    fn close_users(&mut self, keys: &[UserKey]) -> Vec<Option<Session>> {
+        let mut opens = Vec::with_capacity(keys.len());
+        for k in keys {
+            let open = self.users.remove(k).and_then(|st| {
+                // From now on the user is a count under its key's hash.
+                self.seen.insert(key_hash(k), st.sessions, self.watermark);
+                st.open
+            });
+            opens.push(open.map(|o| (k.clone(), *o)));
+        }
         self.recharge();
-        let open = st.open?;
-        Some(self.build(k.clone(), *open))
+        // Those that waited on disk come back through a handle of their
+        // own, so that sessions are built side by side.
+        let spilled = opens.iter().flatten().any(|(_, o)| !o.spilled.is_empty());
+        let reader = if spilled { self.spill.as_ref().and_then(|s| s.lock().ok()?.reader()) } else { None };
+        let builder = Builder {
+            pages: &self.pages,
+            page_window: self.page_window,
+            conversion_post: self.conversion_post.as_ref(),
+            births: &self.births,
+            robots: &self.robots,
+            spill: reader.as_ref(),
+        };
+        let built: Vec<Option<(Session, u64)>> = if self.parallel && opens.len() > 1 {
+            use rayon::iter::{IntoParallelIterator, ParallelIterator};
+            opens.into_par_iter().map(|o| o.map(|(k, o)| builder.build(k, o))).collect()
+        } else {
+            opens.into_iter().map(|o| o.map(|(k, o)| builder.build(k, o))).collect()
+        };
+        let mut lost = 0;
+        let sessions = built
+            .into_iter()
+            .map(|b| {
+                b.map(|(s, unread)| {
+                    self.stats.sessions += 1;
+                    self.stats.pages += s.pages.len() as u64;
+                    lost += unread;
+                    s
+                })
+            })
+            .collect();
+        if lost > 0 {
+            self.stats.session_budget_drops += lost;
+            // As for a failed write: no more spilling.
+            if let Some(mut s) = self.spill.as_ref().and_then(|s| s.lock().ok()) {
+                s.failed = true;
+            }
+        }
+        sessions
     }
 
     /// Whether `k` was seen (with a session open or closed).
     fn known(&self, k: &UserKey) -> bool {
         self.users.contains_key(k) || self.seen.contains(&key_hash(k))
     }
+}
 
-    fn build(&mut self, user: UserKey, open: OpenSession) -> Session {
+/// What building a closed session reads of the sessionizer (shared by the
+/// threads that build sessions side by side).
+struct Builder<'a> {
+    pages: &'a PageRules,
+    page_window: Dur,
+    conversion_post: Option<&'a Regex>,
+    births: &'a HashMap<(IpAddr, String), Births>,
+    robots: &'a RobotRules,
+    /// Where spilled transactions are read back from.
+    spill: Option<&'a File>,
+}
+
+impl Builder<'_> {
+    /// The session `open` of `user`, and how many of its spilled
+    /// transactions could not be read back.
+    fn build(&self, user: UserKey, open: OpenSession) -> (Session, u64) {
         let mut txs = open.txs;
         // Those that waited on disk come back (memory the budget did not
         // have room for, held for as long as the session is built).
+        let mut unread = 0;
+        let mut buf = Vec::new();
         for at in open.spilled {
-            match self.spill.as_ref().and_then(|s| s.lock().ok()?.read(at)) {
+            match self.spill.and_then(|f| read_spilled(f, at, &mut buf)) {
                 Some(t) => txs.push(t),
-                None => self.stats.session_budget_drops += 1,
+                None => unread += 1,
             }
         }
         // Usually in order already; sorting would take a buffer of half
@@ -1705,9 +1797,7 @@ impl Sessionizer {
         let start =
             txs.first().map(|t| t.start).into_iter().chain(failed.first().map(|f| f.start)).min().unwrap_or(Ts(0));
         let end = txs.iter().map(Tx::end).chain(failed.iter().map(|f| f.end)).max().unwrap_or(start);
-        let pages = build_pages(&txs, &failed, &self.pages, self.page_window, self.conversion_post.as_ref());
-        self.stats.sessions += 1;
-        self.stats.pages += pages.len() as u64;
+        let pages = build_pages(&txs, &failed, self.pages, self.page_window, self.conversion_post);
 
         // Conversion and money.
         let mut orders = 0u32;
@@ -1720,7 +1810,7 @@ impl Sessionizer {
             // (A 2xx whose body says it failed placed nothing.)
             let ok = t.status.is_some_and(|s| (200..400).contains(&s)) && t.error_page.is_none();
             let post = t.method.as_deref() == Some("POST");
-            if post && ok && self.conversion_post.as_ref().is_some_and(|re| re.is_match(&t.target)) {
+            if post && ok && self.conversion_post.is_some_and(|re| re.is_match(&t.target)) {
                 orders += 1;
                 if let Some(v) = t.order_value {
                     *order_value.get_or_insert(0.0) += v;
@@ -1749,7 +1839,7 @@ impl Sessionizer {
             _ => false,
         };
         let robot = self.robots.judge(user_agent.as_deref(), &txs, &pages, crowded);
-        Session {
+        let session = Session {
             index: open.index,
             start,
             end,
@@ -1768,7 +1858,8 @@ impl Sessionizer {
             txs,
             failed,
             pages,
-        }
+        };
+        (session, unread)
     }
 }
 
@@ -2224,6 +2315,58 @@ pub(crate) mod tests {
         assert!(view(&whole) == view(&spilled), "the sessions differ once spilled");
         assert_eq!(spilled[0].txs.len(), 20_000);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the spill file is removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Sessions that close together (600 in one sweep, 300 more at the
+    /// end, past one chunk) are the same built side by side as one by
+    /// one, spilled transactions included, and so are the counters.
+    #[test]
+    fn sessions_built_side_by_side_are_the_ones_built_one_by_one() {
+        let dir = std::env::temp_dir().join(format!("pov-session-par-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sessions = |parallel: bool| {
+            let cfg = SessionizerConfig { budget: Budget::new(1 << 20), ..SessionizerConfig::default() };
+            let mut s = Sessionizer::new(&cfg).unwrap();
+            s.set_spill_dir(&dir);
+            s.set_parallel(parallel);
+            let mut out = Vec::new();
+            // 600 users, 20 requests each; the first 300 stop, the others
+            // come back three hours later (the sweep then closes the 600
+            // quiet sessions at once), and the finish closes their second
+            // ones.
+            for j in 0..40i64 {
+                for u in 0..600u64 {
+                    if j >= 20 && u < 300 {
+                        continue;
+                    }
+                    let at = if j < 20 { j * 1000 } else { 10_800_000 + j * 1000 } + u as i64;
+                    let mut t =
+                        cookie(tx(u + 1, &format!("10.0.{}.{}:1000", u / 250, u % 250), at, "/p"), &format!("U{u}"));
+                    t.status = Some(if (u + j as u64).is_multiple_of(97) { 500 } else { 200 });
+                    out.extend(s.push(t));
+                }
+            }
+            let swept = out.len();
+            out.extend(s.finish());
+            let st = s.stats();
+            let view: Vec<String> = out
+                .iter()
+                .map(|x| {
+                    format!("{:?} {} {:?} {:?} {:?} {:?}", x.user, x.index, x.txs, x.pages, x.robot, x.dropped_txs)
+                })
+                .collect();
+            (view, swept, (st.sessions, st.pages, st.session_txs_spilled, st.session_budget_drops))
+        };
+        let (one, swept, stats) = sessions(false);
+        assert_eq!((one.len(), swept), (900, 600), "600 sessions close in the sweep, 300 at the end");
+        assert!(stats.2 > 1000, "{} transactions spilled", stats.2);
+        assert_eq!(stats.3, 0);
+        let (many, swept_many, stats_many) = sessions(true);
+        assert_eq!(swept_many, swept);
+        assert_eq!(stats_many, stats);
+        assert!(one == many, "the sessions differ when built side by side");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
