@@ -396,8 +396,10 @@ pub const ROBOT_CLIENTS_SHOWN: usize = 50;
 /// Robot clients tracked one by one (beyond, only the totals count).
 const ROBOT_CLIENTS_HELD: usize = 10_000;
 
-/// Sessions taken at a time at the end of the input when they are
-/// classified side by side (what they hold is in memory together).
+/// Sessions taken at a time at the end of the input (classified side by
+/// side on several threads; what they hold is in memory together). The
+/// same on one thread, so that the memory budget's peaks do not depend on
+/// the threads.
 const FINISH_CHUNK: usize = 256;
 
 /// Counters of the user stage, for `pov info` and warnings.
@@ -660,11 +662,15 @@ impl<W: Write> UserStage<W> {
     /// runs on several threads (see [`UserStage::set_parallel`]).
     fn classify(&self, closed: Vec<Session>) -> Vec<(Session, Classified)> {
         let classifier = &self.txs.classifier;
+        let classified = |s: Session| {
+            let c = classifier.classify(&s);
+            (s, c)
+        };
         if self.parallel && closed.len() > 1 {
             use rayon::iter::{IntoParallelIterator, ParallelIterator};
-            closed.into_par_iter().map(|s| (classifier.classify(&s), s)).map(|(c, s)| (s, c)).collect()
+            closed.into_par_iter().map(classified).collect()
         } else {
-            closed.into_iter().map(|s| (classifier.classify(&s), s)).map(|(c, s)| (s, c)).collect()
+            closed.into_iter().map(classified).collect()
         }
     }
 
@@ -868,11 +874,11 @@ impl<W: Write> UserStage<W> {
     /// Closes every session, writes the users, and returns the outputs and
     /// counters.
     pub fn finish(mut self) -> io::Result<(Outputs<W>, UserStageReport)> {
-        // A few at a time (one on one thread): the sessions still open are
-        // built as they go out.
-        let chunk = if self.parallel { FINISH_CHUNK } else { 1 };
+        // A few at a time: the sessions still open are built as they go
+        // out.
         loop {
-            let closed: Vec<Session> = std::iter::from_fn(|| self.sessionizer.finish_next()).take(chunk).collect();
+            let closed: Vec<Session> =
+                std::iter::from_fn(|| self.sessionizer.finish_next()).take(FINISH_CHUNK).collect();
             if closed.is_empty() {
                 break;
             }

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use pov_capture::budget::{Charge, Holder};
 use pov_capture::http::{FrameSpan, TlsOutcome};
@@ -254,7 +255,9 @@ struct TxSpill {
     dir: PathBuf,
     path: Option<PathBuf>,
     out: Option<BufWriter<File>>,
-    reader: Option<File>,
+    /// Opened once, shared with the threads that read back (positioned
+    /// reads need no `&mut`).
+    reader: Option<Arc<File>>,
     /// Bytes written so far (the next record's offset).
     at: u64,
     /// Written since the last flush.
@@ -314,7 +317,7 @@ impl TxSpill {
 
     /// A handle to read back what was written, from any thread
     /// ([`read_spilled`]): everything written so far is flushed first.
-    fn reader(&mut self) -> Option<File> {
+    fn reader(&mut self) -> Option<Arc<File>> {
         if self.dirty {
             self.dirty = false;
             if self.out.as_mut().is_none_or(|w| w.flush().is_err()) {
@@ -323,9 +326,9 @@ impl TxSpill {
             }
         }
         if self.reader.is_none() {
-            self.reader = File::open(self.path.as_ref()?).ok();
+            self.reader = File::open(self.path.as_ref()?).ok().map(Arc::new);
         }
-        self.reader.as_ref()?.try_clone().ok()
+        self.reader.clone()
     }
 }
 
@@ -566,8 +569,10 @@ struct Finishing {
     built: VecDeque<(Ts, UserKey, Option<Session>)>,
 }
 
-/// Users closed at a time at the end of the input when sessions are built
-/// side by side (what they hold is in memory together).
+/// Users closed at a time at the end of the input (their sessions are built
+/// side by side when [`Sessionizer::set_parallel`] is on; what they hold is
+/// in memory together). The same on one thread, so that what the memory
+/// budget sees, and its peaks, do not depend on the threads.
 const FINISH_CHUNK: usize = 256;
 
 struct OpenSession {
@@ -724,7 +729,7 @@ pub struct Sessionizer {
     seen: SpillMap<u64, u32>,
     /// Where transactions wait when the budget is full (if anywhere).
     /// Shared so that `add` can write to it while it holds a session.
-    spill: Option<std::sync::Arc<std::sync::Mutex<TxSpill>>>,
+    spill: Option<Arc<std::sync::Mutex<TxSpill>>>,
     /// Users with an open session, by the time it may have gone quiet: at
     /// most its last activity plus the timeout (a sweep takes those due,
     /// closes the quiet ones and puts the others back with their present
@@ -852,7 +857,7 @@ impl Sessionizer {
     /// session's close in a file in `dir` (removed with the sessionizer),
     /// instead of being left out.
     pub fn set_spill_dir(&mut self, dir: &Path) {
-        self.spill = Some(std::sync::Arc::new(std::sync::Mutex::new(TxSpill::new(dir))));
+        self.spill = Some(Arc::new(std::sync::Mutex::new(TxSpill::new(dir))));
         self.seen.set_dir(dir);
         self.ip_users.set_dir(dir);
         self.persistent.set_dir(dir);
@@ -1248,11 +1253,10 @@ impl Sessionizer {
             let f = self.start_finish();
             self.finishing = Some(f);
         }
-        let chunk = if self.parallel { FINISH_CHUNK } else { 1 };
         loop {
             let f = self.finishing.as_mut()?;
             if f.built.is_empty() && !f.open.is_empty() {
-                let next: Vec<(Ts, UserKey)> = f.open.drain(..chunk.min(f.open.len())).collect();
+                let next: Vec<(Ts, UserKey)> = f.open.drain(..FINISH_CHUNK.min(f.open.len())).collect();
                 let keys: Vec<UserKey> = next.iter().map(|(_, k)| k.clone()).collect();
                 let sessions = self.close_users(&keys);
                 let f = self.finishing.as_mut()?;
@@ -1724,7 +1728,7 @@ impl Sessionizer {
             conversion_post: self.conversion_post.as_ref(),
             births: &self.births,
             robots: &self.robots,
-            spill: reader.as_ref(),
+            spill: reader.as_deref(),
         };
         let built: Vec<Option<(Session, u64)>> = if self.parallel && opens.len() > 1 {
             use rayon::iter::{IntoParallelIterator, ParallelIterator};
