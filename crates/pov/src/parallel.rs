@@ -65,7 +65,7 @@ pub const SHARDS: usize = 16;
 /// Packets per batch.
 const BATCH_PACKETS: usize = 8192;
 
-/// Payload bytes per batch (a batch also ends here). 8 MiB was 7 to 9 %
+/// Payload bytes per batch (a batch also ends here). 8 MiB was 8 to 10 %
 /// slower on a server-side capture of large responses, on one thread and
 /// on two (with smaller batches, the batches in flight may stay in the
 /// shared cache between the reader and the shards: not measured).

@@ -396,12 +396,6 @@ pub const ROBOT_CLIENTS_SHOWN: usize = 50;
 /// Robot clients tracked one by one (beyond, only the totals count).
 const ROBOT_CLIENTS_HELD: usize = 10_000;
 
-/// Sessions taken at a time at the end of the input (classified side by
-/// side on several threads; what they hold is in memory together). The
-/// same on one thread, so that the memory budget's peaks do not depend on
-/// the threads.
-const FINISH_CHUNK: usize = 256;
-
 /// Counters of the user stage, for `pov info` and warnings.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct UserStageReport {
@@ -878,7 +872,7 @@ impl<W: Write> UserStage<W> {
         // out.
         loop {
             let closed: Vec<Session> =
-                std::iter::from_fn(|| self.sessionizer.finish_next()).take(FINISH_CHUNK).collect();
+                std::iter::from_fn(|| self.sessionizer.finish_next()).take(pov_sessions::FINISH_CHUNK).collect();
             if closed.is_empty() {
                 break;
             }

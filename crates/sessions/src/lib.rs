@@ -33,7 +33,7 @@ pub use config::{PageRule, RevenueConfig, RobotsConfig, SessionsConfig, UsersCon
 pub use identity::UserKey;
 pub use robots::{Robot, RobotRules};
 pub use sessionize::{
-    BROWSER_RETRY, FailedConn, FailedConnKind, PageRules, PageView, Session, SessionStats, Sessionizer,
+    BROWSER_RETRY, FINISH_CHUNK, FailedConn, FailedConnKind, PageRules, PageView, Session, SessionStats, Sessionizer,
     SessionizerConfig,
 };
 pub use tx::{ErrorBody, ResourceClass, Tx};

@@ -571,9 +571,11 @@ struct Finishing {
 
 /// Users closed at a time at the end of the input (their sessions are built
 /// side by side when [`Sessionizer::set_parallel`] is on; what they hold is
-/// in memory together). The same on one thread, so that what the memory
-/// budget sees, and its peaks, do not depend on the threads.
-const FINISH_CHUNK: usize = 256;
+/// in memory together), and the sessions a caller of
+/// [`Sessionizer::finish_next`] may take at a time to classify them side by
+/// side. The same on one thread, so that what the memory budget sees, and
+/// its peaks, do not depend on the threads.
+pub const FINISH_CHUNK: usize = 256;
 
 struct OpenSession {
     index: u32,
@@ -1257,8 +1259,7 @@ impl Sessionizer {
             let f = self.finishing.as_mut()?;
             if f.built.is_empty() && !f.open.is_empty() {
                 let next: Vec<(Ts, UserKey)> = f.open.drain(..FINISH_CHUNK.min(f.open.len())).collect();
-                let keys: Vec<UserKey> = next.iter().map(|(_, k)| k.clone()).collect();
-                let sessions = self.close_users(&keys);
+                let sessions = self.close_users(next.iter().map(|(_, k)| k));
                 let f = self.finishing.as_mut()?;
                 f.built.extend(next.into_iter().zip(sessions).map(|((t, k), s)| (t, k, s)));
                 continue;
@@ -1701,14 +1702,14 @@ impl Sessionizer {
     }
 
     fn close_user(&mut self, k: &UserKey) -> Option<Session> {
-        self.close_users(std::slice::from_ref(k)).pop().flatten()
+        self.close_users([k]).pop().flatten()
     }
 
     /// Closes the users `keys` (those with a session open), in order: each
     /// one's session, built (on rayon's threads when
     /// [`Sessionizer::set_parallel`] is on and there are several).
-    fn close_users(&mut self, keys: &[UserKey]) -> Vec<Option<Session>> {
-        let mut opens = Vec::with_capacity(keys.len());
+    fn close_users<'k>(&mut self, keys: impl IntoIterator<Item = &'k UserKey>) -> Vec<Option<Session>> {
+        let mut opens = Vec::new();
         for k in keys {
             let open = self.users.remove(k).and_then(|st| {
                 // From now on the user is a count under its key's hash.
