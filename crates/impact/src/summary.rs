@@ -526,7 +526,12 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     let pages = rows
         .join(first, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
         .with_column((col("row").cast(DataType::Int64) - col("first").cast(DataType::Int64) + lit(1i64)).alias("idx"))
-        .select([col("session"), col("idx"), col("url"), col("name"), col("step"), col("last"), col("reloaded")]);
+        .select([col("session"), col("idx"), col("url"), col("name"), col("step"), col("last"), col("reloaded")])
+        // Computed once: six queries below start from it, and each would
+        // read pages.parquet and join it again.
+        .collect()
+        .map_err(err)?
+        .lazy();
     // The kinds of noticed failure that struck each page view.
     let struck = scan(&dir.join(files::FAILURES))?
         .filter(noticed().and(col("page").is_not_null()))
@@ -639,7 +644,12 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         .clone()
         .filter(col("affected").not())
         .join(weights, [col("session")], [col("session")], JoinArgs::new(JoinType::Left))
-        .with_column(col("bucket").fill_null(lit(0i64)));
+        .with_column(col("bucket").fill_null(lit(0i64)))
+        // Once, for the two queries that start from it (it holds the
+        // weights, another pass over the page views).
+        .collect()
+        .map_err(err)?
+        .lazy();
     let base = pages
         .clone()
         .select([col("session"), col("step"), col("last")])
