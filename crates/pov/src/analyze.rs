@@ -34,10 +34,6 @@ impl AnalyzeSink {
     }
 }
 
-fn invalid(e: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, e)
-}
-
 impl AnalyzeSink {
     /// See [`UserStage::set_prehashed`].
     pub fn set_prehashed(&mut self) {
@@ -213,7 +209,6 @@ impl AnalyzePipeline {
     ) -> io::Result<AnalyzePipeline> {
         let open = |name: &str| run.file(name);
         let tx = TxWriter::new(open(files::TRANSACTIONS)?, Format::Parquet, Masker::new(&cfg.privacy, mask))?;
-        let tx = tx.with_customer(crate::transactions::Customer::new(cfg, &[]).map_err(invalid)?);
         let outputs = Outputs {
             pages: Some(RecordWriter::new(open(files::PAGES)?, Format::Parquet)?),
             sessions: Some(RecordWriter::new(open(files::SESSIONS)?, Format::Parquet)?),
@@ -223,6 +218,9 @@ impl AnalyzePipeline {
         let mut users = UserStage::with_limits(cfg, mask, outputs, max_session_txs)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         users.set_budget(&http.budget);
+        // The records' customer columns take the user stage's view of each
+        // transaction: one set of compiled failure rules for both.
+        let tx = tx.with_customer(crate::transactions::Customer::with_txs(cfg, &[], users.session_txs()));
         Ok(AnalyzePipeline { sink: AnalyzeSink { tx, users } })
     }
 

@@ -439,16 +439,22 @@ pub struct Customer {
 impl Customer {
     /// For `cfg`; `inputs` are the capture files of the run.
     pub fn new(cfg: &crate::config::PovConfig, inputs: &[std::path::PathBuf]) -> Result<Customer, String> {
+        Ok(Customer::with_txs(cfg, inputs, std::sync::Arc::new(crate::users::SessionTxs::new(cfg)?)))
+    }
+
+    /// As [`Customer::new`], sharing `txs` (a user stage's, built from the
+    /// same `cfg`: its patterns are compiled once).
+    pub fn with_txs(
+        cfg: &crate::config::PovConfig,
+        inputs: &[std::path::PathBuf],
+        txs: std::sync::Arc<crate::users::SessionTxs>,
+    ) -> Customer {
         // Not for stdin ("-"), whose name says nothing of the capture.
         let capture = match inputs {
             [one] if one.as_os_str() != "-" => one.file_name().map(|n| n.to_string_lossy().into_owned()),
             _ => None,
         };
-        Ok(Customer {
-            txs: std::sync::Arc::new(crate::users::SessionTxs::new(cfg)?),
-            salt: cfg.privacy.hash_salt.clone(),
-            capture,
-        })
+        Customer { txs, salt: cfg.privacy.hash_salt.clone(), capture }
     }
 }
 

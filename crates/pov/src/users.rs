@@ -530,6 +530,12 @@ impl<W: Write> UserStage<W> {
         Ok(())
     }
 
+    /// What this stage takes of transactions (to share: its patterns are
+    /// compiled).
+    pub fn session_txs(&self) -> Arc<SessionTxs> {
+        Arc::clone(&self.txs)
+    }
+
     /// Builds sessions that close together side by side on rayon's
     /// threads (for a run on more than one thread; see
     /// [`Sessionizer::set_parallel`]). The outputs are the same.
