@@ -792,6 +792,10 @@ pub struct Sessionizer {
     finishing: Option<Finishing>,
     watermark: Ts,
     last_sweep: Ts,
+    /// While the requests that waited for a cookie are adopted at the end
+    /// of the input: how many more of the same address and browser follow
+    /// the one being adopted (see [`Sessionizer::add`]).
+    adopting: usize,
     last_prune: Ts,
     stats: SessionStats,
 }
@@ -841,6 +845,7 @@ impl Sessionizer {
             finishing: None,
             watermark: Ts(i64::MIN),
             last_sweep: Ts(i64::MIN),
+            adopting: 0,
             last_prune: Ts(i64::MIN),
             stats: SessionStats::default(),
         })
@@ -1288,10 +1293,14 @@ impl Sessionizer {
         self.pending_conns.clear();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for ((ip, ua), txs) in pending {
+            let mut left = txs.live;
             for tx in txs.into_txs() {
+                left = left.saturating_sub(1);
+                self.adopting = left;
                 self.adopt_anonymous(ip, &ua, tx, &mut closed);
             }
         }
+        self.adopting = 0;
         for (f, seen) in std::mem::take(&mut self.pending_failed) {
             match self.recent_user_after(&f, seen).0 {
                 Some(k) => {
@@ -1497,7 +1506,7 @@ impl Sessionizer {
             b.add(tx.start, n, w);
         }
         let (start, end) = (tx.start, tx.end());
-        let max = self.max_txs;
+        let (max, adopting) = (self.max_txs, self.adopting);
         // A handle of its own, for while `open` borrows `self`.
         let spill = self.spill.clone();
         let open = self.session_for(k, start, end, closed);
@@ -1520,10 +1529,14 @@ impl Sessionizer {
                 // A transaction is some 660 bytes: grow by a quarter rather
                 // than double (a first one gets room for one, not four), so
                 // a session holds at most a quarter more than it needs.
-                // (Large buffers are remapped in place, so growing copies
-                // little.)
+                // But at the end of the input, when the requests that
+                // waited for a cookie join their sessions (thousands of a
+                // robot's at once, to be built right after), room is made
+                // for those that follow (up to double), not a quarter at a
+                // time, each growth a copy of all.
                 if open.txs.len() == open.txs.capacity() {
-                    open.txs.reserve_exact(open.txs.len() / 4 + 1);
+                    let more = (open.txs.len() / 4 + 1).max(adopting.min(open.txs.len()));
+                    open.txs.reserve_exact(more);
                 }
                 open.first = open.first.min(tx.start);
                 open.txs.push(tx);
