@@ -285,6 +285,15 @@ fn scan(path: &Path) -> io::Result<LazyFrame> {
     LazyFrame::scan_parquet(PlRefPath::from(p), ScanArgsParquet::default()).map_err(err)
 }
 
+/// Runs `frames` as one query (what they share is computed once) and
+/// returns their results in order.
+fn collect_all<const N: usize>(frames: [LazyFrame; N]) -> io::Result<[DataFrame; N]> {
+    let opt = frames.first().map(LazyFrame::get_current_optimizations).unwrap_or_default();
+    let plans = frames.into_iter().map(|f| f.logical_plan).collect();
+    let dfs = LazyFrame::collect_all_with_engine(plans, Engine::InMemory, opt).map_err(err)?;
+    dfs.try_into().map_err(|_| io::Error::other("a query of the impact stage gave no result"))
+}
+
 fn u64_at(df: &DataFrame, col: &str) -> io::Result<u64> {
     let c = df.column(col).map_err(err)?.cast(&DataType::UInt64).map_err(err)?;
     Ok(c.u64().map_err(err)?.get(0).unwrap_or(0))
@@ -314,25 +323,20 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     let mut out = Impact::default();
 
     let users = scan(&dir.join(files::USERS))?
-        .select([len().alias("n"), col(USER.affected).cast(DataType::UInt64).sum().alias("affected")])
-        .collect()
-        .map_err(err)?;
+        .select([len().alias("n"), col(USER.affected).cast(DataType::UInt64).sum().alias("affected")]);
+    let sessions = scan(&dir.join(files::SESSIONS))?;
+    let totals = sessions.clone().select([
+        len().alias("n"),
+        col(SESSION.affected).cast(DataType::UInt64).sum().alias("affected"),
+        col(SESSION.orders).sum().alias("orders"),
+        col(SESSION.order_value).fill_null(lit(0.0)).sum().alias("realised"),
+    ]);
+    let [users, totals] = collect_all([users, totals])?;
     out.users_total = u64_at(&users, "n")?;
     out.users_affected = u64_at(&users, "affected")?;
     out.users_affected_pct =
         if out.users_total == 0 { 0.0 } else { 100.0 * out.users_affected as f64 / out.users_total as f64 };
 
-    let sessions = scan(&dir.join(files::SESSIONS))?;
-    let totals = sessions
-        .clone()
-        .select([
-            len().alias("n"),
-            col(SESSION.affected).cast(DataType::UInt64).sum().alias("affected"),
-            col(SESSION.orders).sum().alias("orders"),
-            col(SESSION.order_value).fill_null(lit(0.0)).sum().alias("realised"),
-        ])
-        .collect()
-        .map_err(err)?;
     out.sessions_total = u64_at(&totals, "n")?;
     out.sessions_affected = u64_at(&totals, "affected")?;
     out.orders = u64_at(&totals, "orders")?;
@@ -390,23 +394,16 @@ fn routes(dir: &Path, noticed: LazyFrame, lost_by_route: &[RouteLost], out: &mut
             [col("failures"), col(FAILURE.route)],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
-        .limit(ROUTES_LISTED)
-        .collect()
-        .map_err(err)?;
-    let (rt, f, u) = (texts(&by, FAILURE.route)?, counts(&by, "failures")?, counts(&by, "users")?);
-    out.top_failing_pages = (0..by.height().min(10)).map(|i| (rt[i].clone(), f[i], u[i])).collect();
+        .limit(ROUTES_LISTED);
     let kinds = noticed
         .filter(col(FAILURE.route).neq(lit("")))
         .group_by([col(FAILURE.route), col(FAILURE.kind)])
-        .agg([len().alias("n")])
-        .collect()
-        .map_err(err)?;
+        .agg([len().alias("n")]);
+    let views = scan(&dir.join(files::PAGES))?.group_by([col(PAGE.route)]).agg([len().alias("views")]);
+    let [by, kinds, views] = collect_all([by, kinds, views])?;
+    let (rt, f, u) = (texts(&by, FAILURE.route)?, counts(&by, "failures")?, counts(&by, "users")?);
+    out.top_failing_pages = (0..by.height().min(10)).map(|i| (rt[i].clone(), f[i], u[i])).collect();
     let (kr, kk, kn) = (texts(&kinds, FAILURE.route)?, texts(&kinds, FAILURE.kind)?, counts(&kinds, "n")?);
-    let views = scan(&dir.join(files::PAGES))?
-        .group_by([col(PAGE.route)])
-        .agg([len().alias("views")])
-        .collect()
-        .map_err(err)?;
     let views: BTreeMap<String, u64> = texts(&views, PAGE.route)?.into_iter().zip(counts(&views, "views")?).collect();
     let lost: BTreeMap<&str, f64> = lost_by_route.iter().map(|(r, l, _)| (r.as_str(), *l)).collect();
     out.by_route = (0..by.height())
@@ -552,17 +549,14 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         .clone()
         .group_by([col(PAGE.name), col(PAGE.step)])
         .agg([len().alias("views")])
-        .sort_by_exprs([col(PAGE.name), col(PAGE.step)], SortMultipleOptions::default())
-        .collect()
-        .map_err(err)?;
+        .sort_by_exprs([col(PAGE.name), col(PAGE.step)], SortMultipleOptions::default());
     let hit = scan(&dir.join(files::FAILURES))?
         .filter(noticed().and(col("page").is_not_null()))
         .group_by([col("session"), col("page")])
         .agg([col("page_name").first().fill_null(none()).alias("name")])
         .group_by([col("name")])
-        .agg([len().alias("hit")])
-        .collect()
-        .map_err(err)?;
+        .agg([len().alias("hit")]);
+    let [views, hit] = collect_all([views, hit])?;
     let hits: BTreeMap<String, f64> = texts(&hit, "name")?.into_iter().zip(nums(&hit, "hit")?).collect();
     let (vn, vs, vv) = (texts(&views, PAGE.name)?, texts(&views, PAGE.step)?, nums(&views, "views")?);
     let mut by_name: BTreeMap<String, (f64, f64)> = BTreeMap::new();
@@ -664,9 +658,7 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             col("last").cast(DataType::UInt64).sum().alias("last_views"),
             col("last").and(col("converted")).cast(DataType::UInt64).sum().alias("converted_last_views"),
         ])
-        .sort_by_exprs([col(PAGE.step), col("bucket")], SortMultipleOptions::default())
-        .collect()
-        .map_err(err)?;
+        .sort_by_exprs([col(PAGE.step), col("bucket")], SortMultipleOptions::default());
     // Visits as a whole: how many unaffected ones converted (weighted), for
     // a visitor whose very first page failed.
     let visits = unaffected
@@ -677,17 +669,13 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             (col("converted").cast(DataType::Int64) * col("order")).sum().alias("orders"),
             (col("converted").cast(DataType::Int64) * col("units") * col("units")).sum().alias("orders_sq"),
         ])
-        .sort(["bucket"], SortMultipleOptions::default())
-        .collect()
-        .map_err(err)?;
+        .sort(["bucket"], SortMultipleOptions::default());
     let affected_by_exit = sessions
         .clone()
         .filter(col(SESSION.affected))
         .select([col(SESSION.exit_step).fill_null(none()).alias("step"), col(SESSION.converted)])
         .group_by([col("step")])
-        .agg([len().alias("affected"), col(SESSION.converted).cast(DataType::UInt64).sum().alias("converted")])
-        .collect()
-        .map_err(err)?;
+        .agg([len().alias("affected"), col(SESSION.converted).cast(DataType::UInt64).sum().alias("converted")]);
     // The sessions that left right after a failure: hurt, not converted,
     // gone with a failure on their last page view.
     let lost =
@@ -698,20 +686,15 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             col("exit_route").fill_null(lit("")).alias("url"),
             col("cart_value").fill_null(lit(0.0)).alias("cart"),
         ]);
-    let each = lost.clone().sort(["session"], SortMultipleOptions::default()).collect().map_err(err)?;
+    let each = lost.clone().sort(["session"], SortMultipleOptions::default());
     // Their page views, and the kinds that struck them.
     let lost_ids = lost.select([col("session")]);
     let their_pages = pages
         .clone()
         .join(lost_ids.clone(), [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
-        .select([col("session"), col("idx"), col("url"), col("step")])
-        .collect()
-        .map_err(err)?;
-    let their_struck = struck
-        .clone()
-        .join(lost_ids, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner))
-        .collect()
-        .map_err(err)?;
+        .select([col("session"), col("idx"), col("url"), col("step")]);
+    let their_struck =
+        struck.clone().join(lost_ids, [col("session")], [col("session")], JoinArgs::new(JoinType::Inner));
     // Per kind of failure and step: the page views it struck that the
     // visitor did not simply reload (the reload stands for them), and how
     // many of those ended a visit that did not convert.
@@ -724,9 +707,10 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
             len().alias("views"),
             col("last").and(col("converted").not()).cast(DataType::UInt64).sum().alias("exits"),
         ])
-        .sort_by_exprs([col("kind"), col("step")], SortMultipleOptions::default())
-        .collect()
-        .map_err(err)?;
+        .sort_by_exprs([col("kind"), col("step")], SortMultipleOptions::default());
+    // One query for the seven: the inputs they share are read once.
+    let [base, visits, affected_by_exit, each, their_pages, their_struck, by_kind] =
+        collect_all([base, visits, affected_by_exit, each, their_pages, their_struck, by_kind])?;
 
     let mut rows: BTreeMap<String, StepImpact> = BTreeMap::new();
     for (step, (v, h)) in &by_step {
@@ -997,14 +981,7 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
         .with_column((col("t") - col("t") % lit(3600i64)).alias("hour"))
         .group_by([col("hour")])
         .agg([len().alias("failures"), col(FAILURE.user).n_unique().alias("users")])
-        .sort(["hour"], SortMultipleOptions::default())
-        .collect()
-        .map_err(err)?;
-    let (h, f, u) = (floats(&hours, "hour")?, counts(&hours, "failures")?, counts(&hours, "users")?);
-    out.by_hour = (0..hours.height())
-        .map(|i| HourImpact { hour: h[i].unwrap_or(0.0), failures: f[i], users_affected: u[i] })
-        .collect();
-
+        .sort(["hour"], SortMultipleOptions::default());
     let names = noticed
         .clone()
         .group_by([col(FAILURE.page_name).fill_null(lit("(none)"))])
@@ -1012,12 +989,7 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
         .sort_by_exprs(
             [col("failures"), col(FAILURE.page_name)],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
-        )
-        .collect()
-        .map_err(err)?;
-    let (pn, f, u) = (texts(&names, FAILURE.page_name)?, counts(&names, "failures")?, counts(&names, "users")?);
-    out.by_page_name = (0..names.height()).map(|i| (pn[i].clone(), f[i], u[i])).collect();
-
+        );
     let servers = noticed
         .group_by([col(FAILURE.server).fill_null(lit("(none)"))])
         .agg([len().alias("failures"), col(FAILURE.user).n_unique().alias("users")])
@@ -1025,12 +997,7 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
             [col("failures"), col(FAILURE.server)],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
-        .limit(20)
-        .collect()
-        .map_err(err)?;
-    let (sv, f, u) = (texts(&servers, FAILURE.server)?, counts(&servers, "failures")?, counts(&servers, "users")?);
-    out.by_server = (0..servers.height()).map(|i| (sv[i].clone(), f[i], u[i])).collect();
-
+        .limit(20);
     let pages = scan(&dir.join(files::PAGES))?;
     let apdex = pages
         .clone()
@@ -1041,9 +1008,44 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
             col(PAGE.apdex).eq(lit("tolerating")).cast(DataType::UInt64).sum().alias("tolerating"),
             col(PAGE.apdex).eq(lit("frustrated")).cast(DataType::UInt64).sum().alias("frustrated"),
         ])
-        .sort([PAGE.name], SortMultipleOptions::default())
-        .collect()
-        .map_err(err)?;
+        .sort([PAGE.name], SortMultipleOptions::default());
+    let flags =
+        scan(&dir.join(files::SESSIONS))?.select([col(SESSION.session), col(SESSION.affected), col(SESSION.converted)]);
+    let funnel = pages
+        .select([col(PAGE.session), col(PAGE.step).fill_null(lit("(none)"))])
+        .join(flags, [col(PAGE.session)], [col(PAGE.session)], JoinArgs::new(JoinType::Inner))
+        .group_by([col(PAGE.step), col(SESSION.affected)])
+        .agg([
+            col(PAGE.session).n_unique().alias("reached"),
+            col(PAGE.session).filter(col(SESSION.converted)).n_unique().alias("converted"),
+        ]);
+    let users = scan(&dir.join(files::USERS))?
+        .filter(col(USER.failures_total).gt(lit(0u64)))
+        .sort_by_exprs(
+            [col(USER.failures_total), col(USER.user)],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .limit(20)
+        .select([
+            col(USER.user),
+            col(USER.failures_total),
+            col(USER.sessions),
+            col(USER.converted),
+            col(USER.cart_value),
+        ]);
+    // One query for the six: the files they share are read once.
+    let [hours, names, servers, apdex, funnel, users] = collect_all([hours, names, servers, apdex, funnel, users])?;
+    let (h, f, u) = (floats(&hours, "hour")?, counts(&hours, "failures")?, counts(&hours, "users")?);
+    out.by_hour = (0..hours.height())
+        .map(|i| HourImpact { hour: h[i].unwrap_or(0.0), failures: f[i], users_affected: u[i] })
+        .collect();
+
+    let (pn, f, u) = (texts(&names, FAILURE.page_name)?, counts(&names, "failures")?, counts(&names, "users")?);
+    out.by_page_name = (0..names.height()).map(|i| (pn[i].clone(), f[i], u[i])).collect();
+
+    let (sv, f, u) = (texts(&servers, FAILURE.server)?, counts(&servers, "failures")?, counts(&servers, "users")?);
+    out.by_server = (0..servers.height()).map(|i| (sv[i].clone(), f[i], u[i])).collect();
+
     let (nm, v, sa, to, fr) = (
         texts(&apdex, PAGE.name)?,
         counts(&apdex, "views")?,
@@ -1062,18 +1064,6 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
         })
         .collect();
 
-    let flags =
-        scan(&dir.join(files::SESSIONS))?.select([col(SESSION.session), col(SESSION.affected), col(SESSION.converted)]);
-    let funnel = pages
-        .select([col(PAGE.session), col(PAGE.step).fill_null(lit("(none)"))])
-        .join(flags, [col(PAGE.session)], [col(PAGE.session)], JoinArgs::new(JoinType::Inner))
-        .group_by([col(PAGE.step), col(SESSION.affected)])
-        .agg([
-            col(PAGE.session).n_unique().alias("reached"),
-            col(PAGE.session).filter(col(SESSION.converted)).n_unique().alias("converted"),
-        ])
-        .collect()
-        .map_err(err)?;
     let (st, re, co) = (texts(&funnel, PAGE.step)?, counts(&funnel, "reached")?, counts(&funnel, "converted")?);
     let af = funnel.column(SESSION.affected).map_err(err)?.cast(&DataType::Boolean).map_err(err)?;
     let af = af.bool().map_err(err)?.clone();
@@ -1101,22 +1091,6 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
     }
     out.funnel_comparison.extend(rows.into_values());
 
-    let users = scan(&dir.join(files::USERS))?
-        .filter(col(USER.failures_total).gt(lit(0u64)))
-        .sort_by_exprs(
-            [col(USER.failures_total), col(USER.user)],
-            SortMultipleOptions::default().with_order_descending_multi([true, false]),
-        )
-        .limit(20)
-        .select([
-            col(USER.user),
-            col(USER.failures_total),
-            col(USER.sessions),
-            col(USER.converted),
-            col(USER.cart_value),
-        ])
-        .collect()
-        .map_err(err)?;
     let (us, ft, se, cv) = (
         texts(&users, USER.user)?,
         counts(&users, USER.failures_total)?,
