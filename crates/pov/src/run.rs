@@ -486,8 +486,11 @@ fn write_replays(
         .map_err(|e| io::Error::new(e.kind(), format!("replay candidates: {e}")))?;
     let (keep, read) = replay::read_kept(store, &sel, replay::MAX_BODY_BYTES, reading.cfg.budget(), reading.watch)?;
     *stats = Some(read);
+    // Names first (they depend on those taken before), then the files,
+    // side by side on more than one thread (each is rendered, written and
+    // synced on its own).
     let mut taken = HashSet::new();
-    let mut out = BTreeMap::new();
+    let mut todo = Vec::new();
     for u in users {
         let sessions: Vec<&replay::SelSession> = sel.sessions.iter().filter(|s| &s.user == u).collect();
         if sessions.is_empty() {
@@ -495,13 +498,21 @@ fn write_replays(
         }
         let name = crate::analyze::replay_file_name(u, &taken);
         taken.insert(name.clone());
-        let rel = files::replay(&name);
+        todo.push((u, files::replay(&name), sessions));
+    }
+    let write = |(u, rel, sessions): (&String, String, Vec<&replay::SelSession>)| -> io::Result<(String, String)> {
         let mut f = run.file(&rel)?;
         replay::write_html(&keep, &sessions, masker, &mut f)?;
         f.commit()?;
-        out.insert(u.clone(), rel);
+        Ok((u.clone(), rel))
+    };
+    if reading.threads.threads > 1 {
+        use rayon::iter::{IntoParallelIterator, ParallelIterator};
+        let written: Vec<io::Result<(String, String)>> = todo.into_par_iter().map(write).collect();
+        written.into_iter().collect()
+    } else {
+        todo.into_iter().map(write).collect()
     }
-    Ok(out)
 }
 
 /// The sessions `selector` picks from one pass over `inputs`, with their
