@@ -1,10 +1,8 @@
 //! Records to Parquet, one row group at a time.
 
 use crate::row::Cell;
-use std::cell::RefCell;
 use std::io::{self, Write};
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -244,16 +242,23 @@ impl RowShape {
 }
 
 /// A writer shared between the caller and polars, so the caller gets it
-/// back when the file is done.
-struct Shared<W>(Rc<RefCell<W>>);
+/// back when the file is done (behind a lock, never contended, so that a
+/// writer can be finished on another thread).
+struct Shared<W>(Arc<Mutex<W>>);
+
+impl<W: Write> Shared<W> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, W> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 impl<W: Write> Write for Shared<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().write(buf)
+        self.lock().write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.borrow_mut().flush()
+        self.lock().flush()
     }
 }
 
@@ -268,7 +273,7 @@ fn polars_err(e: impl std::fmt::Display) -> io::Error {
 /// name, in order (a missing key is null). A value of the wrong type is an
 /// error naming the column: the declared schema and the records must agree.
 pub struct ParquetWriter<W: Write> {
-    out: Rc<RefCell<W>>,
+    out: Arc<Mutex<W>>,
     writer: polars::io::parquet::write::BatchedWriter<Shared<W>>,
     shape: RowShape,
     buffers: Vec<Buffer>,
@@ -289,8 +294,8 @@ impl<W: Write> ParquetWriter<W> {
     pub fn new(out: W, columns: &[(&str, Kind)]) -> io::Result<ParquetWriter<W>> {
         let schema: Schema =
             columns.iter().map(|(n, k)| Field::new(PlSmallStr::from(*n), k.dtype())).collect::<Schema>();
-        let out = Rc::new(RefCell::new(out));
-        let writer = polars::io::parquet::write::ParquetWriter::new(Shared(Rc::clone(&out)))
+        let out = Arc::new(Mutex::new(out));
+        let writer = polars::io::parquet::write::ParquetWriter::new(Shared(Arc::clone(&out)))
             .with_compression(ParquetCompression::Zstd(None))
             .batched(&schema)
             .map_err(polars_err)?;
@@ -398,8 +403,8 @@ impl<W: Write> ParquetWriter<W> {
         self.writer.finish().map_err(polars_err)?;
         let ParquetWriter { out, writer, .. } = self;
         drop(writer);
-        let out = Rc::try_unwrap(out).map_err(|_| io::Error::other("parquet: writer still shared"))?;
-        let mut out = out.into_inner();
+        let out = Arc::try_unwrap(out).map_err(|_| io::Error::other("parquet: writer still shared"))?;
+        let mut out = out.into_inner().unwrap_or_else(|e| e.into_inner());
         out.flush()?;
         Ok(out)
     }

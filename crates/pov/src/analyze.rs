@@ -24,6 +24,8 @@ use crate::users::{Outputs, UserStage, UserStageReport};
 pub struct AnalyzeSink {
     tx: TxWriter<AtomicFile>,
     users: UserStage<AtomicFile>,
+    /// More than one thread: the record files are finished side by side.
+    parallel: bool,
 }
 
 impl AnalyzeSink {
@@ -55,9 +57,11 @@ impl AnalyzeSink {
         self.users.set_include_robots(on);
     }
 
-    /// See [`UserStage::set_parallel`].
+    /// See [`UserStage::set_parallel`]; on, the record files are also
+    /// finished side by side.
     pub fn set_parallel(&mut self, on: bool) {
         self.users.set_parallel(on);
+        self.parallel = on;
     }
 }
 
@@ -221,25 +225,48 @@ impl AnalyzePipeline {
         // The records' customer columns take the user stage's view of each
         // transaction: one set of compiled failure rules for both.
         let tx = tx.with_customer(crate::transactions::Customer::with_txs(cfg, &[], users.session_txs()));
-        Ok(AnalyzePipeline { sink: AnalyzeSink { tx, users } })
+        Ok(AnalyzePipeline { sink: AnalyzeSink { tx, users, parallel: false } })
     }
 
     /// Flushes everything, renames the record files into place (in the
     /// staging folder), and returns the user-stage counters.
     pub fn finish(self) -> io::Result<UserStageReport> {
-        let sink = self.sink;
-        let tx = sink.tx.finish()?;
-        let (outputs, report) = sink.users.finish()?;
+        let AnalyzeSink { tx, users, parallel } = self.sink;
         let missing = || io::Error::other("an output of the user stage was not open");
-        let files = [
-            tx,
-            outputs.pages.ok_or_else(missing)?.finish()?,
-            outputs.sessions.ok_or_else(missing)?.finish()?,
-            outputs.users.ok_or_else(missing)?.finish()?,
-            outputs.failures.ok_or_else(missing)?.finish()?,
-        ];
-        for f in files {
-            f.commit()?;
+        if !parallel {
+            let tx = tx.finish()?;
+            let (outputs, report) = users.finish()?;
+            let files = [
+                tx,
+                outputs.pages.ok_or_else(missing)?.finish()?,
+                outputs.sessions.ok_or_else(missing)?.finish()?,
+                outputs.users.ok_or_else(missing)?.finish()?,
+                outputs.failures.ok_or_else(missing)?.finish()?,
+            ];
+            for f in files {
+                f.commit()?;
+            }
+            return Ok(report);
+        }
+        // The transaction records are finished (their last rows encoded,
+        // the file synced) while the user stage closes its sessions, then
+        // the user stage's four files side by side.
+        let mut tx_done = None;
+        let closed = rayon::in_place_scope(|s| {
+            s.spawn(|_| tx_done = Some(tx.finish().and_then(AtomicFile::commit)));
+            users.finish()
+        });
+        let (outputs, report) = closed?;
+        let mut done: [Option<io::Result<()>>; 4] = Default::default();
+        let [pages, sessions, users, failures] = &mut done;
+        rayon::in_place_scope(|s| {
+            s.spawn(|_| *pages = Some(outputs.pages.ok_or_else(missing).and_then(|w| w.finish()?.commit())));
+            s.spawn(|_| *sessions = Some(outputs.sessions.ok_or_else(missing).and_then(|w| w.finish()?.commit())));
+            s.spawn(|_| *users = Some(outputs.users.ok_or_else(missing).and_then(|w| w.finish()?.commit())));
+            *failures = Some(outputs.failures.ok_or_else(missing).and_then(|w| w.finish()?.commit()));
+        });
+        for r in std::iter::once(tx_done).chain(done) {
+            r.unwrap_or_else(|| Err(io::Error::other("a record file was not finished")))?;
         }
         Ok(report)
     }
