@@ -236,16 +236,7 @@ impl AnalyzePipeline {
         if !parallel {
             let tx = tx.finish()?;
             let (outputs, report) = users.finish()?;
-            let files = [
-                tx,
-                outputs.pages.ok_or_else(missing)?.finish()?,
-                outputs.sessions.ok_or_else(missing)?.finish()?,
-                outputs.users.ok_or_else(missing)?.finish()?,
-                outputs.failures.ok_or_else(missing)?.finish()?,
-            ];
-            for f in files {
-                f.commit()?;
-            }
+            commit_records(tx, outputs)?;
             return Ok(report);
         }
         // The transaction records are finished (their last rows encoded,
@@ -270,6 +261,23 @@ impl AnalyzePipeline {
         }
         Ok(report)
     }
+}
+
+/// Finishes the user stage's four record files and commits them (in the
+/// staging folder) with the transaction records `tx`, finished already.
+pub(crate) fn commit_records(tx: AtomicFile, outputs: Outputs<AtomicFile>) -> io::Result<()> {
+    let missing = || io::Error::other("an output of the user stage was not open");
+    let files = [
+        tx,
+        outputs.pages.ok_or_else(missing)?.finish()?,
+        outputs.sessions.ok_or_else(missing)?.finish()?,
+        outputs.users.ok_or_else(missing)?.finish()?,
+        outputs.failures.ok_or_else(missing)?.finish()?,
+    ];
+    for f in files {
+        f.commit()?;
+    }
+    Ok(())
 }
 
 /// `summary.json`.

@@ -670,17 +670,7 @@ impl Cut for IntervalAnalysis {
         };
         let Open { part, mut run, tx, transactions, missing_bytes } =
             self.open.take().ok_or_else(|| io::Error::other("no interval begun"))?;
-        let missing = || io::Error::other("an output of the user stage was not open");
-        let done = [
-            tx.finish()?,
-            outputs.pages.ok_or_else(missing)?.finish()?,
-            outputs.sessions.ok_or_else(missing)?.finish()?,
-            outputs.users.ok_or_else(missing)?.finish()?,
-            outputs.failures.ok_or_else(missing)?.finish()?,
-        ];
-        for f in done {
-            f.commit()?;
-        }
+        crate::analyze::commit_records(tx.finish()?, outputs)?;
         let counts = self.tally.lock().map(|mut t| t.take(iv)).unwrap_or_default();
         let imp = crate::analyze::impact(run.staging(), &self.cfg)?;
         let mut tcp = TcpStats::default();
