@@ -24,8 +24,6 @@ use crate::users::{Outputs, UserStage, UserStageReport};
 pub struct AnalyzeSink {
     tx: TxWriter<AtomicFile>,
     users: UserStage<AtomicFile>,
-    /// More than one thread: the record files are finished side by side.
-    parallel: bool,
 }
 
 impl AnalyzeSink {
@@ -61,7 +59,6 @@ impl AnalyzeSink {
     /// finished side by side.
     pub fn set_parallel(&mut self, on: bool) {
         self.users.set_parallel(on);
-        self.parallel = on;
     }
 }
 
@@ -225,15 +222,14 @@ impl AnalyzePipeline {
         // The records' customer columns take the user stage's view of each
         // transaction: one set of compiled failure rules for both.
         let tx = tx.with_customer(crate::transactions::Customer::with_txs(cfg, &[], users.session_txs()));
-        Ok(AnalyzePipeline { sink: AnalyzeSink { tx, users, parallel: false } })
+        Ok(AnalyzePipeline { sink: AnalyzeSink { tx, users } })
     }
 
     /// Flushes everything, renames the record files into place (in the
     /// staging folder), and returns the user-stage counters.
     pub fn finish(self) -> io::Result<UserStageReport> {
-        let AnalyzeSink { tx, users, parallel } = self.sink;
-        let missing = || io::Error::other("an output of the user stage was not open");
-        if !parallel {
+        let AnalyzeSink { tx, users } = self.sink;
+        if !users.parallel() {
             let tx = tx.finish()?;
             let (outputs, report) = users.finish()?;
             commit_records(tx, outputs)?;
@@ -251,10 +247,10 @@ impl AnalyzePipeline {
         let mut done: [Option<io::Result<()>>; 4] = Default::default();
         let [pages, sessions, users, failures] = &mut done;
         rayon::in_place_scope(|s| {
-            s.spawn(|_| *pages = Some(outputs.pages.ok_or_else(missing).and_then(|w| w.finish()?.commit())));
-            s.spawn(|_| *sessions = Some(outputs.sessions.ok_or_else(missing).and_then(|w| w.finish()?.commit())));
-            s.spawn(|_| *users = Some(outputs.users.ok_or_else(missing).and_then(|w| w.finish()?.commit())));
-            *failures = Some(outputs.failures.ok_or_else(missing).and_then(|w| w.finish()?.commit()));
+            s.spawn(|_| *pages = Some(commit_record(outputs.pages)));
+            s.spawn(|_| *sessions = Some(commit_record(outputs.sessions)));
+            s.spawn(|_| *users = Some(commit_record(outputs.users)));
+            *failures = Some(commit_record(outputs.failures));
         });
         for r in std::iter::once(tx_done).chain(done) {
             r.unwrap_or_else(|| Err(io::Error::other("a record file was not finished")))?;
@@ -266,18 +262,16 @@ impl AnalyzePipeline {
 /// Finishes the user stage's four record files and commits them (in the
 /// staging folder) with the transaction records `tx`, finished already.
 pub(crate) fn commit_records(tx: AtomicFile, outputs: Outputs<AtomicFile>) -> io::Result<()> {
-    let missing = || io::Error::other("an output of the user stage was not open");
-    let files = [
-        tx,
-        outputs.pages.ok_or_else(missing)?.finish()?,
-        outputs.sessions.ok_or_else(missing)?.finish()?,
-        outputs.users.ok_or_else(missing)?.finish()?,
-        outputs.failures.ok_or_else(missing)?.finish()?,
-    ];
-    for f in files {
-        f.commit()?;
-    }
-    Ok(())
+    tx.commit()?;
+    commit_record(outputs.pages)?;
+    commit_record(outputs.sessions)?;
+    commit_record(outputs.users)?;
+    commit_record(outputs.failures)
+}
+
+/// Finishes one of the user stage's record files and commits it.
+fn commit_record<R: crate::output::Record>(w: Option<RecordWriter<AtomicFile, R>>) -> io::Result<()> {
+    w.ok_or_else(|| io::Error::other("an output of the user stage was not open"))?.finish()?.commit()
 }
 
 /// `summary.json`.

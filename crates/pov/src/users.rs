@@ -444,8 +444,6 @@ pub struct UserStage<W: Write> {
     tap: Option<SessionTap>,
     /// Robots' sessions are written as users' too.
     include_robots: bool,
-    /// Sessions closing together are built and classified side by side.
-    parallel: bool,
     /// Hashes of the robots' user keys (counted once each).
     robot_keys: std::collections::HashSet<u64>,
     /// Robots by (address, User-Agent), with their user keys' hashes.
@@ -491,7 +489,6 @@ impl<W: Write> UserStage<W> {
             report: UserStageReport::default(),
             tap: None,
             include_robots: false,
-            parallel: false,
             robot_keys: std::collections::HashSet::new(),
             robot_clients: HashMap::new(),
             prehashed: false,
@@ -540,8 +537,12 @@ impl<W: Write> UserStage<W> {
     /// threads (for a run on more than one thread; see
     /// [`Sessionizer::set_parallel`]). The outputs are the same.
     pub fn set_parallel(&mut self, on: bool) {
-        self.parallel = on;
         self.sessionizer.set_parallel(on);
+    }
+
+    /// Whether [`UserStage::set_parallel`] is on.
+    pub fn parallel(&self) -> bool {
+        self.sessionizer.parallel()
     }
 
     /// Keeps robots' sessions among users (`--include-robots`); they are
@@ -666,7 +667,7 @@ impl<W: Write> UserStage<W> {
             let c = classifier.classify(&s);
             (s, c)
         };
-        if self.parallel && closed.len() > 1 {
+        if self.parallel() && closed.len() > 1 {
             use rayon::iter::{IntoParallelIterator, ParallelIterator};
             closed.into_par_iter().map(classified).collect()
         } else {

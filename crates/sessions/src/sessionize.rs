@@ -889,6 +889,11 @@ impl Sessionizer {
         self.parallel = on;
     }
 
+    /// Whether [`Sessionizer::set_parallel`] is on.
+    pub fn parallel(&self) -> bool {
+        self.parallel
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> SessionStats {
         SessionStats { remembered: self.remembered(), ..self.stats.clone() }
