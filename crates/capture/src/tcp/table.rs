@@ -58,11 +58,12 @@ impl Default for TcpConfig {
 }
 
 /// What one tracked connection costs the memory budget: its record here
-/// (about 1 KiB) and in the HTTP layer (about 1.4 KiB), its first waiting
+/// (about 1 KiB) and in the HTTP layer (about 0.8 KiB), its first waiting
 /// request (about 0.7 KiB), and their map entries: an estimate, measured
-/// on x86-64. Buffers, further waiting requests and kept bodies are
-/// charged on their own. At the default budget, about 40,000 connections
-/// can be open at once; beyond, the longest idle is evicted.
+/// on x86-64 and rounded up (the allocator's own overhead is not
+/// counted elsewhere). Buffers, further waiting requests and kept bodies
+/// are charged on their own. At the default budget, about 40,000
+/// connections can be open at once; beyond, the longest idle is evicted.
 pub const CONN_COST: usize = std::mem::size_of::<Conn>() + 3072;
 
 /// What a closed connection remembered for stray packets costs the memory
