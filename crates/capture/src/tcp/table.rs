@@ -6,7 +6,10 @@
 
 use std::net::SocketAddr;
 
-use hashlink::LinkedHashMap;
+use std::hash::BuildHasher;
+
+use hashlink::linked_hash_map::RawEntryMut;
+use hashlink::{DefaultHashBuilder, LinkedHashMap};
 
 use crate::budget::{Budget, Charge, Holder};
 use crate::packet::{Domain, TcpSegment, mix};
@@ -158,6 +161,9 @@ pub struct Reassembler {
     /// RST said, at its time) when a tomb would be forgotten.
     held: LinkedHashMap<FlowKey, Box<Conn>>,
     closed: LinkedHashMap<FlowKey, Box<Tomb>>,
+    /// The three maps' hasher (one seed for all), so that a packet's key
+    /// is hashed once for every lookup it needs.
+    hasher: DefaultHashBuilder,
     next_id: ConnId,
     now: Ts,
     ooo_total: usize,
@@ -167,11 +173,13 @@ pub struct Reassembler {
 impl Reassembler {
     /// A reassembler with the given limits.
     pub fn new(cfg: TcpConfig) -> Reassembler {
+        let hasher = DefaultHashBuilder::default();
         Reassembler {
             cfg,
-            active: LinkedHashMap::new(),
-            held: LinkedHashMap::new(),
-            closed: LinkedHashMap::new(),
+            active: LinkedHashMap::with_hasher(hasher.clone()),
+            held: LinkedHashMap::with_hasher(hasher.clone()),
+            closed: LinkedHashMap::with_hasher(hasher.clone()),
+            hasher,
             next_id: 1,
             now: Ts(i64::MIN),
             ooo_total: 0,
@@ -199,9 +207,13 @@ impl Reassembler {
         self.stats.segments += 1;
         self.advance(seg.ts, sink);
         let key = FlowKey::of(seg);
+        let hash = self.hasher.hash_one(key);
         let syn_only = seg.flags.syn() && !seg.flags.ack();
 
-        if let Some(conn) = self.held.get_mut(&key) {
+        if !self.held.is_empty()
+            && let RawEntryMut::Occupied(mut entry) = self.held.raw_entry_mut().from_key_hashed_nocheck(hash, &key)
+        {
+            let conn = entry.get_mut();
             if conn.continues_after_rst(seg) {
                 // The RST was dropped: the connection goes on.
                 if let Some(mut conn) = self.held.remove(&key) {
@@ -221,13 +233,15 @@ impl Reassembler {
             } else {
                 conn.absorb(seg);
                 self.stats.packets_after_close += 1;
-                self.held.to_back(&key);
+                entry.to_back();
                 return;
             }
         }
 
-        if !self.active.contains_key(&key) {
-            if let Some(tomb) = self.closed.get_mut(&key) {
+        if !self.is_active(hash, &key) {
+            if !self.closed.is_empty()
+                && let Some(tomb) = self.closed.get_mut(&key)
+            {
                 let reuse = syn_only && tomb.client_isn != Some(seg.seq);
                 if !reuse {
                     absorb(tomb, seg);
@@ -253,7 +267,7 @@ impl Reassembler {
             }
         }
 
-        if !self.active.contains_key(&key) {
+        if !self.is_active(hash, &key) {
             if self.active.len() >= self.cfg.max_connections.max(1) {
                 self.evict_one(sink);
             }
@@ -283,8 +297,12 @@ impl Reassembler {
         }
 
         let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
-        let Some(conn) = self.active.to_back(&key) else {
-            return;
+        let conn = match self.active.raw_entry_mut().from_key_hashed_nocheck(hash, &key) {
+            RawEntryMut::Occupied(mut entry) => {
+                entry.to_back();
+                entry.into_mut()
+            }
+            RawEntryMut::Vacant(_) => return,
         };
         let closed = conn.segment(seg, &mut ctx, sink);
         if ctx.stats.ooo_peak_bytes < *ctx.ooo_total as u64 {
@@ -305,6 +323,11 @@ impl Reassembler {
             }
             self.held.insert(key, conn);
         }
+    }
+
+    /// `key` (whose hash is `hash`) names an open connection.
+    fn is_active(&self, hash: u64, key: &FlowKey) -> bool {
+        self.active.raw_entry().from_key_hashed_nocheck(hash, key).is_some()
     }
 
     /// Keeps a closed connection's tomb for stray packets.
