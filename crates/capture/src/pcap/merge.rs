@@ -59,6 +59,14 @@ impl PacketReader {
     /// delivered and counted, and `e` is noted in its [`FileStats::error`]).
     /// Calling again continues with the other inputs.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+        if self.files.len() == 1 {
+            // One input, the usual case: nothing to merge, and no queue
+            // to keep for every frame.
+            let Some(file) = self.files.first_mut() else { return Ok(None) };
+            let Some(head) = file.advance()? else { return Ok(None) };
+            self.frame += 1;
+            return Ok(Some(file.packet(&head, self.frame, 0)));
+        }
         while self.primed < self.files.len() {
             let i = self.primed;
             self.primed += 1;
