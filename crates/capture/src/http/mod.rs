@@ -768,6 +768,10 @@ impl HttpStats {
     }
 }
 
+/// A connection's HTTP state, the start time under which it is in
+/// `HttpAnalyzer::open`, and what it speaks.
+type ConnEntry = (conn::ConnHttp, Option<Ts>, route::Route);
+
 /// Parses HTTP from reassembled streams; see the module docs.
 pub struct HttpAnalyzer<S: TxSink> {
     cfg: HttpConfig,
@@ -776,7 +780,7 @@ pub struct HttpAnalyzer<S: TxSink> {
     /// And what the connection speaks (`route.rs`). Looked up twice for
     /// every chunk of data: hashed with hashbrown's seeded hasher rather
     /// than SipHash, which cost some 140 instructions a lookup.
-    conns: HashMap<ConnId, Box<(conn::ConnHttp, Option<Ts>, route::Route)>, hashlink::DefaultHashBuilder>,
+    conns: HashMap<ConnId, Box<ConnEntry>, hashlink::DefaultHashBuilder>,
     /// The connections with an unfinished transaction, by its start time:
     /// the earliest bounds what can be released in order, without a scan
     /// of every connection.
