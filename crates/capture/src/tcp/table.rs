@@ -4,9 +4,8 @@
 //! A connection whose RST its receiver may have dropped waits apart, as
 //! long as a tomb would be kept, for the packet that says which it was.
 
-use std::net::SocketAddr;
-
 use std::hash::BuildHasher;
+use std::net::SocketAddr;
 
 use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::{DefaultHashBuilder, LinkedHashMap};
