@@ -212,25 +212,22 @@ impl Reassembler {
         if !self.held.is_empty()
             && let RawEntryMut::Occupied(mut entry) = self.held.raw_entry_mut().from_key_hashed_nocheck(hash, &key)
         {
-            let conn = entry.get_mut();
-            if conn.continues_after_rst(seg) {
+            if entry.get_mut().continues_after_rst(seg) {
                 // The RST was dropped: the connection goes on.
-                if let Some(mut conn) = self.held.remove(&key) {
-                    conn.outlive_rst();
-                    if self.active.len() >= self.cfg.max_connections.max(1) {
-                        self.evict_one(sink);
-                    }
-                    self.active.insert(key, conn);
+                let mut conn = entry.remove();
+                conn.outlive_rst();
+                if self.active.len() >= self.cfg.max_connections.max(1) {
+                    self.evict_one(sink);
                 }
+                self.active.insert(key, conn);
             } else if syn_only {
                 // A SYN after the RST: the RST stands, and the SYN is what
                 // it would be after any close (a retransmission, or a new
                 // connection on these addresses).
-                if let Some(conn) = self.held.remove(&key) {
-                    self.settle(key, conn, sink);
-                }
+                let conn = entry.remove();
+                self.settle(key, conn, sink);
             } else {
-                conn.absorb(seg);
+                entry.get_mut().absorb(seg);
                 self.stats.packets_after_close += 1;
                 entry.to_back();
                 return;
