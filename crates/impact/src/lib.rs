@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod file;
 pub mod parquet;
 pub mod read;
 mod row;

@@ -1,14 +1,15 @@
 //! Records to Parquet, one row group at a time.
 
+use crate::file::{ParquetFile, polars_err};
 use crate::row::Cell;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use polars::prelude::{
-    Column, DataFrame, DataType, Field, IntoSeries, ListBuilderTrait, ListStringChunkedBuilder, NamedFrom,
-    ParquetCompression, PlSmallStr, Schema, Series, StringChunkedBuilder,
+    Column, DataFrame, DataType, Field, IntoSeries, ListBuilderTrait, ListStringChunkedBuilder, NamedFrom, PlSmallStr,
+    Schema, Series, StringChunkedBuilder,
 };
 
 /// The type of a column.
@@ -241,31 +242,6 @@ impl RowShape {
     }
 }
 
-/// A writer shared between the caller and polars, so the caller gets it
-/// back when the file is done (behind a lock, never contended, so that a
-/// writer can be finished on another thread).
-struct Shared<W>(Arc<Mutex<W>>);
-
-impl<W: Write> Shared<W> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, W> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl<W: Write> Write for Shared<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.lock().flush()
-    }
-}
-
-fn polars_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(format!("parquet: {e}"))
-}
-
 /// Streams records into a Parquet file (zstd-compressed row groups of
 /// [`ROW_GROUP_ROWS`] rows).
 ///
@@ -273,8 +249,7 @@ fn polars_err(e: impl std::fmt::Display) -> io::Error {
 /// name, in order (a missing key is null). A value of the wrong type is an
 /// error naming the column: the declared schema and the records must agree.
 pub struct ParquetWriter<W: Write> {
-    out: Arc<Mutex<W>>,
-    writer: polars::io::parquet::write::BatchedWriter<Shared<W>>,
+    file: ParquetFile<W>,
     shape: RowShape,
     buffers: Vec<Buffer>,
     /// The record being taken apart: its cells by column (all `Null`
@@ -294,14 +269,8 @@ impl<W: Write> ParquetWriter<W> {
     pub fn new(out: W, columns: &[(&str, Kind)]) -> io::Result<ParquetWriter<W>> {
         let schema: Schema =
             columns.iter().map(|(n, k)| Field::new(PlSmallStr::from(*n), k.dtype())).collect::<Schema>();
-        let out = Arc::new(Mutex::new(out));
-        let writer = polars::io::parquet::write::ParquetWriter::new(Shared(Arc::clone(&out)))
-            .with_compression(ParquetCompression::Zstd(None))
-            .batched(&schema)
-            .map_err(polars_err)?;
         Ok(ParquetWriter {
-            out,
-            writer,
+            file: ParquetFile::new(out, schema)?,
             shape: RowShape::new(columns),
             buffers: columns.iter().map(|(_, k)| Buffer::new(*k)).collect(),
             cells: columns.iter().map(|_| Cell::Null).collect(),
@@ -390,7 +359,7 @@ impl<W: Write> ParquetWriter<W> {
         let cols: Vec<Column> =
             self.shape.columns.iter().zip(self.buffers.iter_mut()).map(|((n, _), b)| b.take(n)).collect();
         let df = DataFrame::new(self.rows, cols).map_err(polars_err)?;
-        self.writer.write_batch(&df).map_err(polars_err)?;
+        self.file.write(&df)?;
         self.rows = 0;
         self.bytes = 0;
         self.groups += 1;
@@ -400,13 +369,7 @@ impl<W: Write> ParquetWriter<W> {
     /// Writes the last row group and the footer; returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.flush_rows()?;
-        self.writer.finish().map_err(polars_err)?;
-        let ParquetWriter { out, writer, .. } = self;
-        drop(writer);
-        let out = Arc::try_unwrap(out).map_err(|_| io::Error::other("parquet: writer still shared"))?;
-        let mut out = out.into_inner().unwrap_or_else(|e| e.into_inner());
-        out.flush()?;
-        Ok(out)
+        self.file.finish()
     }
 }
 
