@@ -22,7 +22,7 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 pub use config::{ErrorPageRule, FailuresConfig, SoftErrorRule};
 
 /// Kinds of failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// A 5xx answer.

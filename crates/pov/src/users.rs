@@ -127,19 +127,19 @@ impl Record for FailureRecord {
     }
 }
 
-/// A user's totals over their sessions.
+/// A user's totals over their sessions (the user's key is the map's).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct UserAgg {
-    key: UserKey,
     first: Ts,
     last: Ts,
-    client_ip: Option<String>,
+    client_ip: Option<std::net::IpAddr>,
     user_agent: Option<String>,
     login: Option<String>,
     sessions: u64,
     pages: u64,
     txs: u64,
-    failures: BTreeMap<String, u64>,
+    /// Noticed failures by kind, in kind order (a few at most).
+    failures: Vec<(FailureKind, u64)>,
     minor: u64,
     struggles: u64,
     loss: u64,
@@ -166,7 +166,7 @@ impl UserAgg {
         self.pages += later.pages;
         self.txs += later.txs;
         for (k, n) in later.failures {
-            *self.failures.entry(k).or_default() += n;
+            self.add_failures(k, n);
         }
         self.minor += later.minor;
         self.struggles += later.struggles;
@@ -180,22 +180,29 @@ impl UserAgg {
         }
     }
 
-    /// What it holds, for the memory budget.
-    fn weight(&self) -> usize {
+    /// Counts `n` more noticed failures of kind `k`.
+    fn add_failures(&mut self, k: FailureKind, n: u64) {
+        match self.failures.binary_search_by_key(&k, |(k, _)| *k) {
+            Ok(i) => self.failures[i].1 += n,
+            Err(i) => self.failures.insert(i, (k, n)),
+        }
+    }
+
+    /// What it holds with its key `key`, for the memory budget.
+    fn weight(&self, key: &UserKey) -> usize {
         let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        let key = match &self.key {
+        let key = match key {
             UserKey::Cookie(a, b) | UserKey::Query(a, b) => a.capacity() + b.capacity(),
             UserKey::Header(a) | UserKey::Login(a) | UserKey::Client(_, a) => a.capacity(),
             UserKey::Address(_) => 0,
         };
-        // The map's entry (key and value), its strings, and a tree node
-        // per failure kind.
-        2 * std::mem::size_of::<UserAgg>()
+        // The map's entry (key and value, and the map's room to spare for
+        // it), its strings and its failure counts.
+        2 * (std::mem::size_of::<UserKey>() + std::mem::size_of::<UserAgg>())
             + key
-            + text(&self.client_ip)
             + text(&self.user_agent)
             + text(&self.login)
-            + self.failures.keys().map(|k| 64 + k.capacity()).sum::<usize>()
+            + self.failures.capacity() * std::mem::size_of::<(FailureKind, u64)>()
     }
 }
 
@@ -208,8 +215,8 @@ struct UserSpill {
 
 impl UserSpill {
     /// Writes `users` (sorted here by key) as the next run.
-    fn write(&mut self, mut users: Vec<UserAgg>) -> io::Result<()> {
-        users.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    fn write(&mut self, mut users: Vec<(UserKey, UserAgg)>) -> io::Result<()> {
+        users.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let path = self.dir.join(format!(".pov-users-{}-{}", std::process::id(), self.runs.len()));
         let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
         let mut w = io::BufWriter::new(std::fs::File::create(&path).map_err(named)?);
@@ -222,13 +229,13 @@ impl UserSpill {
     }
 
     /// Every user's totals, merged across the runs, in key order.
-    fn merge(&self, mut each: impl FnMut(UserAgg) -> io::Result<()>) -> io::Result<()> {
+    fn merge(&self, mut each: impl FnMut(UserKey, UserAgg) -> io::Result<()>) -> io::Result<()> {
         let mut runs = Vec::new();
         for p in &self.runs {
             let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
             runs.push((p, io::BufReader::new(std::fs::File::open(p).map_err(named)?).lines()));
         }
-        let mut next = |i: usize| -> io::Result<Option<UserAgg>> {
+        let mut next = |i: usize| -> io::Result<Option<(UserKey, UserAgg)>> {
             let Some((p, lines)) = runs.get_mut(i) else { return Ok(None) };
             let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
             match lines.next() {
@@ -238,16 +245,16 @@ impl UserSpill {
         };
         // The head of each run; the smallest key next, and for a key in
         // several runs, the earlier run's first (sessions close in run order).
-        let mut heads: Vec<Option<UserAgg>> = Vec::new();
+        let mut heads: Vec<Option<(UserKey, UserAgg)>> = Vec::new();
         for i in 0..self.runs.len() {
             heads.push(next(i)?);
         }
         let mut heap: BinaryHeap<Reverse<(UserKey, usize)>> =
-            heads.iter().enumerate().filter_map(|(i, h)| h.as_ref().map(|u| Reverse((u.key.clone(), i)))).collect();
+            heads.iter().enumerate().filter_map(|(i, h)| h.as_ref().map(|u| Reverse((u.0.clone(), i)))).collect();
         while let Some(Reverse((key, i))) = heap.pop() {
-            let Some(mut user) = heads.get_mut(i).and_then(Option::take) else { continue };
+            let Some((_, mut user)) = heads.get_mut(i).and_then(Option::take) else { continue };
             if let Some(n) = next(i)? {
-                heap.push(Reverse((n.key.clone(), i)));
+                heap.push(Reverse((n.0.clone(), i)));
                 heads[i] = Some(n);
             }
             while let Some(Reverse((k, j))) = heap.peek().cloned() {
@@ -255,15 +262,15 @@ impl UserSpill {
                     break;
                 }
                 heap.pop();
-                if let Some(later) = heads.get_mut(j).and_then(Option::take) {
+                if let Some((_, later)) = heads.get_mut(j).and_then(Option::take) {
                     user.absorb(later);
                 }
                 if let Some(n) = next(j)? {
-                    heap.push(Reverse((n.key.clone(), j)));
+                    heap.push(Reverse((n.0.clone(), j)));
                     heads[j] = Some(n);
                 }
             }
-            each(user)?;
+            each(key, user)?;
         }
         Ok(())
     }
@@ -519,7 +526,7 @@ impl<W: Write> UserStage<W> {
 
     /// Writes every user's totals held to a sorted run on disk.
     fn spill_users(&mut self) -> io::Result<()> {
-        let users: Vec<UserAgg> = self.users.drain().map(|(_, v)| v).collect();
+        let users: Vec<(UserKey, UserAgg)> = self.users.drain().collect();
         self.report.users_spilled += users.len() as u64;
         self.spill.write(users)?;
         self.report.user_spill_runs += 1;
@@ -824,18 +831,17 @@ impl<W: Write> UserStage<W> {
         if !self.users.contains_key(&s.user) && self.users.len() >= self.max_users_held {
             self.spill_users()?;
         }
-        let before = self.users.get(&s.user).map_or(0, UserAgg::weight);
+        let before = self.users.get(&s.user).map_or(0, |a| a.weight(&s.user));
         let agg = self.users.entry(s.user.clone()).or_insert_with(|| UserAgg {
-            key: s.user.clone(),
             first: s.start,
             last: s.end,
-            client_ip: s.client_ip.map(|i| i.to_string()),
+            client_ip: s.client_ip,
             user_agent: s.user_agent.clone(),
             login: None,
             sessions: 0,
             pages: 0,
             txs: 0,
-            failures: BTreeMap::new(),
+            failures: Vec::new(),
             minor: 0,
             struggles: 0,
             loss: 0,
@@ -854,8 +860,8 @@ impl<W: Write> UserStage<W> {
         agg.sessions += 1;
         agg.pages += s.pages.len() as u64;
         agg.txs += s.txs.len() as u64;
-        for (k, n) in noticed {
-            *agg.failures.entry(k).or_default() += n;
+        for f in c.failures.iter().filter(|f| f.severity.noticed()) {
+            agg.add_failures(f.kind, 1);
         }
         agg.minor += minor;
         agg.struggles += struggles;
@@ -867,7 +873,7 @@ impl<W: Write> UserStage<W> {
         if let Some(v) = s.order_value {
             *agg.order.get_or_insert(0.0) += v;
         }
-        let after = agg.weight();
+        let after = agg.weight(&s.user);
         self.users_charge.grow(after.saturating_sub(before));
         Ok(())
     }
@@ -918,10 +924,10 @@ impl<W: Write> UserStage<W> {
         clients.truncate(ROBOT_CLIENTS_SHOWN);
         self.report.robots.clients = clients;
         if self.spill.runs.is_empty() {
-            let mut users: Vec<UserAgg> = self.users.drain().map(|(_, v)| v).collect();
-            users.sort_by(|a, b| (a.first, &a.key).cmp(&(b.first, &b.key)));
-            for u in &users {
-                self.write_user(u)?;
+            let mut users: Vec<(UserKey, UserAgg)> = self.users.drain().collect();
+            users.sort_by(|(ka, a), (kb, b)| (a.first, ka).cmp(&(b.first, kb)));
+            for (k, u) in &users {
+                self.write_user(k, u)?;
             }
         } else {
             // Too many users for memory: the rest join the runs on disk,
@@ -929,18 +935,18 @@ impl<W: Write> UserStage<W> {
             self.spill_users()?;
             let dir = self.spill.dir.clone();
             let spill = std::mem::replace(&mut self.spill, UserSpill { dir, runs: Vec::new() });
-            spill.merge(|u| self.write_user(&u))?;
+            spill.merge(|k, u| self.write_user(&k, &u))?;
         }
         Ok(())
     }
 
     /// Counts a user and writes its record.
-    fn write_user(&mut self, u: &UserAgg) -> io::Result<()> {
+    fn write_user(&mut self, key: &UserKey, u: &UserAgg) -> io::Result<()> {
         self.report.users += 1;
         if !u.failures.is_empty() {
             self.report.users_affected += 1;
         }
-        let user = self.user_name(&u.key);
+        let user = self.user_name(key);
         if let Some(w) = self.out.users.as_mut() {
             let login = u.login.as_ref().map(|l| {
                 if self.mask && !self.prehashed {
@@ -951,18 +957,18 @@ impl<W: Write> UserStage<W> {
             });
             w.write(&UserRecord {
                 user,
-                id_rule: u.key.rule().into(),
+                id_rule: key.rule().into(),
                 first_ts: secs(u.first),
                 last_ts: secs(u.last),
-                client_ip: u.client_ip.clone(),
+                client_ip: u.client_ip.map(|i| i.to_string()),
                 user_agent: u.user_agent.as_deref().map(|a| self.masker.text(a).into_owned()),
                 login,
                 sessions: u.sessions,
                 pages: u.pages,
                 transactions: u.txs,
-                failures_total: u.failures.values().sum(),
+                failures_total: u.failures.iter().map(|(_, n)| n).sum(),
                 affected: !u.failures.is_empty(),
-                failures: u.failures.clone(),
+                failures: u.failures.iter().map(|(k, n)| (k.as_str().to_string(), *n)).collect(),
                 minor_failures: u.minor,
                 struggles: u.struggles,
                 capture_loss: u.loss,
