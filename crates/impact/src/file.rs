@@ -270,13 +270,7 @@ fn write_footer<T: Write>(
     o.write_field_begin(&TFieldIdentifier::new("version", TType::I32, 1))?;
     o.write_i32(meta.version)?;
     o.write_field_end()?;
-    o.write_field_begin(&TFieldIdentifier::new("schema", TType::List, 2))?;
-    o.write_list_begin(&TListIdentifier::new(TType::Struct, meta.schema.len().try_into()?))?;
-    for e in &meta.schema {
-        e.write_to_out_protocol(o)?;
-    }
-    o.write_list_end()?;
-    o.write_field_end()?;
+    struct_list(o, "schema", 2, &meta.schema, |e, o| e.write_to_out_protocol(o))?;
     o.write_field_begin(&TFieldIdentifier::new("num_rows", TType::I64, 3))?;
     o.write_i64(rows)?;
     o.write_field_end()?;
@@ -289,13 +283,7 @@ fn write_footer<T: Write>(
     o.write_list_end()?;
     o.write_field_end()?;
     if let Some(kv) = &meta.key_value_metadata {
-        o.write_field_begin(&TFieldIdentifier::new("key_value_metadata", TType::List, 5))?;
-        o.write_list_begin(&TListIdentifier::new(TType::Struct, kv.len().try_into()?))?;
-        for e in kv {
-            e.write_to_out_protocol(o)?;
-        }
-        o.write_list_end()?;
-        o.write_field_end()?;
+        struct_list(o, "key_value_metadata", 5, kv, |e, o| e.write_to_out_protocol(o))?;
     }
     if let Some(by) = &meta.created_by {
         o.write_field_begin(&TFieldIdentifier::new("created_by", TType::String, 6))?;
@@ -303,17 +291,30 @@ fn write_footer<T: Write>(
         o.write_field_end()?;
     }
     if let Some(orders) = &meta.column_orders {
-        o.write_field_begin(&TFieldIdentifier::new("column_orders", TType::List, 7))?;
-        o.write_list_begin(&TListIdentifier::new(TType::Struct, orders.len().try_into()?))?;
-        for e in orders {
-            e.write_to_out_protocol(o)?;
-        }
-        o.write_list_end()?;
-        o.write_field_end()?;
+        struct_list(o, "column_orders", 7, orders, |e, o| e.write_to_out_protocol(o))?;
     }
     o.write_field_stop()?;
     o.write_struct_end()?;
     o.flush()
+}
+
+/// Writes field `id` (`name`) of a struct: a list of `items`, each written
+/// by `write`.
+fn struct_list<T: Write, E>(
+    o: &mut TCompactOutputProtocol<T>,
+    name: &'static str,
+    id: i16,
+    items: &[E],
+    write: impl Fn(&E, &mut TCompactOutputProtocol<T>) -> polars_parquet_format::thrift::Result<usize>,
+) -> polars_parquet_format::thrift::Result<()> {
+    o.write_field_begin(&TFieldIdentifier::new(name, TType::List, id))?;
+    o.write_list_begin(&TListIdentifier::new(TType::Struct, items.len().try_into()?))?;
+    for e in items {
+        write(e, o)?;
+    }
+    o.write_list_end()?;
+    o.write_field_end()?;
+    Ok(())
 }
 
 /// Counts the bytes written through it.
