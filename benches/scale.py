@@ -3,19 +3,25 @@
 
     benches/scale.py --pov target/release/pov --dir /path/to/scratch \
         [--users 1250,2500,5000,10000] [--threads 1,2] [--runs 3] \
+        [--synth "--seed 11 --body-scale 0.02 --rate 5"] \
         [--capture FILE ...] [--svg docs/scale.svg] [--md OUT.md]
 
 1. Generates request-heavy synthetic nights with `pov synth --seed 11
    --body-scale 0.02 --rate 5 --users N` for each N (the capture of the
    issue's 300,000 transactions/s target is N = 5000), into --dir, unless
-   they are there already. Any --capture files (a server-side recording of
-   benches/record-load.sh, say) are measured too.
+   they are there already. --synth replaces those arguments: the nights of
+   the flatness target (peak RSS within 20 % from 1 to 8 GB) are
+   `--synth "--seed 21 --rate 0.5" --users 1360,10880` (1.03 and 8.2 GB).
+   Any --capture files (a server-side recording of benches/record-load.sh,
+   say) are measured too.
 2. Times `pov analyze` (default outputs, replays included),
    `pov transactions` and `pov flows` on each, with `--threads T` for each
    T, RUNS times, under GNU time: median wall seconds and peak RSS. The
    page cache is warmed with one untimed read of each capture first.
 3. Prints a Markdown table (capture, MB, packets, transactions, command,
-   threads, wall s, MB/s, transactions/s, peak RSS MiB) and writes one SVG
+   threads, wall s, MB/s, transactions/s, peak RSS MiB), the growth of
+   peak RSS from the smallest synthetic night to each larger one (the
+   flatness target's figure), and writes one SVG
    with two panels: throughput and peak RSS against capture size (one line
    per command and thread count), and the speed-up from 1 thread to the
    others for each capture.
@@ -26,6 +32,7 @@ Needs GNU time (/usr/bin/time); nothing outside the Python standard library.
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -54,13 +61,19 @@ def counts(pov, capture):
     return info.get("packets", 0), (info.get("http") or {}).get("transactions", 0)
 
 
-def synth(pov, d, users):
-    path = os.path.join(d, f"scale-{users}.pcap")
+DEFAULT_SYNTH = "--seed 11 --body-scale 0.02 --rate 5"
+
+
+def synth(pov, d, users, args=DEFAULT_SYNTH):
+    """The night of `users` made with `pov synth ARGS` (named after ARGS
+    unless they are the default)."""
+    tag = "" if args == DEFAULT_SYNTH else "-" + "_".join(re.findall(r"[A-Za-z0-9.]+", args))
+    path = os.path.join(d, f"scale-{users}{tag}.pcap")
     if not os.path.exists(path):
         print(f"generating {path}", file=sys.stderr)
         subprocess.run(
-            [pov, "synth", "--quiet", "--users", str(users), "--seed", "11", "--body-scale", "0.02", "--rate", "5",
-             "--out", path, "--truth", path + ".truth.json"],
+            [pov, "synth", "--quiet", "--users", str(users)] + args.split()
+            + ["--out", path, "--truth", path + ".truth.json"],
             check=True,
         )
     return path
@@ -79,7 +92,7 @@ def measure(pov, capture, command, threads, runs, out_dir):
         walls.append(w)
         rss.append(r)
         print(f"  {command} --threads {threads} {os.path.basename(capture)}: {w:.2f} s, {r // 1024} MiB", file=sys.stderr)
-    return statistics.median(walls), max(rss)
+    return statistics.median(walls), max(rss), statistics.median(rss)
 
 
 def svg(rows, path):
@@ -130,6 +143,7 @@ def main():
     ap.add_argument("--pov", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "pov"))
     ap.add_argument("--dir", required=True, help="where synthetic captures are made and outputs written")
     ap.add_argument("--users", default="1250,2500,5000,10000")
+    ap.add_argument("--synth", default=DEFAULT_SYNTH, help="pov synth's arguments for the nights but --users")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--commands", default="analyze,transactions,flows")
     ap.add_argument("--runs", type=int, default=3)
@@ -138,7 +152,8 @@ def main():
     ap.add_argument("--md", default=None)
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    captures = [synth(a.pov, a.dir, int(u)) for u in a.users.split(",") if u] + a.capture
+    nights = [synth(a.pov, a.dir, int(u), a.synth) for u in a.users.split(",") if u]
+    captures = nights + a.capture
     threads = [int(t) for t in a.threads.split(",")]
     rows = []
     out_dir = os.path.join(a.dir, "scale-out")
@@ -150,11 +165,11 @@ def main():
         packets, txs = counts(a.pov, c)
         for command in a.commands.split(","):
             for t in threads:
-                wall, rss = measure(a.pov, c, command, t, a.runs, out_dir)
+                wall, rss, rss_median = measure(a.pov, c, command, t, a.runs, out_dir)
                 rows.append({
                     "capture": os.path.basename(c), "mb": mb, "packets": packets, "transactions": txs,
                     "command": command, "threads": t, "wall": wall, "mbps": mb / wall,
-                    "txps": txs / wall, "rss": rss / 1024,
+                    "txps": txs / wall, "rss": rss / 1024, "rss_median": rss_median / 1024,
                 })
     lines = ["| capture | MB | packets | transactions | command | threads | wall s | MB/s | transactions/s | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -170,6 +185,20 @@ def main():
             for r in rows:
                 if base and r["capture"] == os.path.basename(c) and r["command"] == command and r["threads"] > 1:
                     lines.append(f'- {r["capture"]} {command}: {r["threads"]} threads {base[0]["wall"] / r["wall"]:.2f}x')
+    if len(nights) > 1:
+        lines.append("")
+        lines.append(f"Peak RSS against the smallest night, medians of {a.runs} runs (the flatness target: within 20 % from 1 to 8 GB):")
+        lines.append("")
+        first = os.path.basename(nights[0])
+        for command in a.commands.split(","):
+            for t in threads:
+                base = [r for r in rows if r["capture"] == first and r["command"] == command and r["threads"] == t]
+                for n in nights[1:]:
+                    for r in rows:
+                        if base and r["capture"] == os.path.basename(n) and r["command"] == command and r["threads"] == t:
+                            b, x = base[0]["rss_median"], r["rss_median"]
+                            lines.append(f'- {command}, {t} thread{"s" if t > 1 else ""}: {b:.0f} MiB at '
+                                         f'{base[0]["mb"]:.0f} MB, {x:.0f} MiB at {r["mb"]:.0f} MB ({(x / b - 1) * 100:+.0f} %)')
     text = "\n".join(lines) + "\n"
     print(text)
     if a.md:
