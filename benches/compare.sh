@@ -43,7 +43,8 @@
 # also parses HTTP since 1950c45).
 #
 # Output: Markdown on stdout; progress and each single run on stderr.
-# Needs: GNU time (Debian package `time`), tshark, tcpflow, capinfos.
+# Needs: GNU time (Debian package `time`), tshark, capinfos, and tcpflow
+# when it is timed.
 set -euo pipefail
 
 [[ $# -ge 1 ]] || { echo "usage: $0 CAPTURE..." >&2; exit 2; }
@@ -55,7 +56,11 @@ MAX_BUSY=${COMPARE_MAX_BUSY:-30}
 TOOLS=${COMPARE_TOOLS:-pov,tshark,tcpflow}
 [[ -x $POV ]] || { echo "$0: $POV not found: run cargo build --release" >&2; exit 2; }
 [[ -x /usr/bin/time ]] || { echo "$0: /usr/bin/time not found: apt-get install time" >&2; exit 2; }
-for t in tshark tcpflow capinfos; do
+# tcpflow only when it is timed; tshark and capinfos count packets and
+# connections for every row.
+needed="tshark capinfos"
+[[ ,$TOOLS, == *,tcpflow,* ]] && needed="$needed tcpflow"
+for t in $needed; do
     command -v "$t" >/dev/null || { echo "$0: $t not found" >&2; exit 2; }
 done
 for c in "$@"; do
@@ -166,7 +171,7 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
 echo "- pov: $("$POV" --version) ($POV)"
 echo "- tshark: $(tshark --version 2>/dev/null | head -1)"
-echo "- tcpflow: $(tcpflow -V 2>&1 | head -1)"
+if want tcpflow; then echo "- tcpflow: $(tcpflow -V 2>&1 | head -1)"; fi
 echo "- runs: $RUNS per tool after one warm-up read of the capture; medians"
 echo
 
