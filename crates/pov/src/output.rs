@@ -146,6 +146,8 @@ impl Record for FlowRow {
 pub trait Record: Fields {
     /// Column names of the table (a readable subset).
     const HEADER: &'static [&'static str];
+    /// Text bytes that end a Parquet row group of these records.
+    const ROW_GROUP_BYTES: usize = pov_impact::parquet::ROW_GROUP_BYTES;
     /// The table cells, one per column of [`Record::HEADER`].
     fn cells(&self) -> Vec<String>;
 }
@@ -175,7 +177,11 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
     /// A writer of `format` into `out`.
     pub fn new(out: W, format: Format) -> io::Result<RecordWriter<W, R>> {
         let out = match format {
-            Format::Parquet => Out::Parquet(Box::new(pov_impact::ParquetWriter::new(out, R::FIELDS)?)),
+            Format::Parquet => {
+                let mut w = pov_impact::ParquetWriter::new(out, R::FIELDS)?;
+                w.set_row_group_bytes(R::ROW_GROUP_BYTES);
+                Out::Parquet(Box::new(w))
+            }
             _ => Out::Text(out),
         };
         Ok(RecordWriter { out, format, count: 0, sample: Vec::new(), layout: None, _record: std::marker::PhantomData })

@@ -44,6 +44,7 @@ fn opt_money(v: Option<f64>) -> String {
 }
 
 impl Record for UserRecord {
+    const ROW_GROUP_BYTES: usize = pov_impact::parquet::SIDE_TABLE_ROW_GROUP_BYTES;
     const HEADER: &'static [&'static str] = &[
         "user", "rule", "first", "client", "sessions", "pages", "tx", "failures", "minor", "loss", "conv", "cart",
         "order",
@@ -68,6 +69,7 @@ impl Record for UserRecord {
 }
 
 impl Record for SessionRecord {
+    const ROW_GROUP_BYTES: usize = pov_impact::parquet::SIDE_TABLE_ROW_GROUP_BYTES;
     const HEADER: &'static [&'static str] =
         &["session", "start", "secs", "pages", "tx", "last step", "failures", "apdex", "conv", "order"];
     fn cells(&self) -> Vec<String> {
@@ -87,6 +89,7 @@ impl Record for SessionRecord {
 }
 
 impl Record for PageRecord {
+    const ROW_GROUP_BYTES: usize = pov_impact::parquet::SIDE_TABLE_ROW_GROUP_BYTES;
     const HEADER: &'static [&'static str] =
         &["page", "ts", "url", "step", "status", "reqs", "load ms", "server ms", "apdex", "failures"];
     fn cells(&self) -> Vec<String> {
@@ -106,6 +109,7 @@ impl Record for PageRecord {
 }
 
 impl Record for FailureRecord {
+    const ROW_GROUP_BYTES: usize = pov_impact::parquet::SIDE_TABLE_ROW_GROUP_BYTES;
     const HEADER: &'static [&'static str] =
         &["ts", "user", "kind", "severity", "rule", "uid", "frames", "url", "status", "detail"];
     fn cells(&self) -> Vec<String> {
