@@ -236,31 +236,30 @@ impl Reassembler {
 
         if !self.is_active(hash, &key) {
             if !self.closed.is_empty()
-                && let Some(tomb) = self.closed.get_mut(&key)
+                && let RawEntryMut::Occupied(mut entry) =
+                    self.closed.raw_entry_mut().from_key_hashed_nocheck(hash, &key)
             {
-                let reuse = syn_only && tomb.client_isn != Some(seg.seq);
+                let reuse = syn_only && entry.get().client_isn != Some(seg.seq);
                 if !reuse {
-                    absorb(tomb, seg);
+                    absorb(entry.get_mut(), seg);
                     self.stats.packets_after_close += 1;
-                    self.closed.to_back(&key);
+                    entry.to_back();
                     return;
                 }
-                if let Some(t) = self.closed.remove(&key) {
-                    self.finish_tomb(t, sink);
-                }
+                let tomb = entry.remove();
+                self.finish_tomb(tomb, sink);
                 self.stats.port_reuse += 1;
             }
-        } else if syn_only {
-            let supersede = self.active.get(&key).is_some_and(|c| c.is_new_connection_syn(c.side_of(seg.src), seg.seq));
-            if supersede {
-                if let Some(conn) = self.active.remove(&key) {
-                    self.stats.superseded += 1;
-                    let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
-                    let tomb = conn.close(CloseHow::Superseded, seg.ts, &mut ctx, sink);
-                    self.finish_tomb(tomb, sink);
-                }
-                self.stats.port_reuse += 1;
-            }
+        } else if syn_only
+            && let RawEntryMut::Occupied(entry) = self.active.raw_entry_mut().from_key_hashed_nocheck(hash, &key)
+            && entry.get().is_new_connection_syn(entry.get().side_of(seg.src), seg.seq)
+        {
+            let conn = entry.remove();
+            self.stats.superseded += 1;
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+            let tomb = conn.close(CloseHow::Superseded, seg.ts, &mut ctx, sink);
+            self.finish_tomb(tomb, sink);
+            self.stats.port_reuse += 1;
         }
 
         if !self.is_active(hash, &key) {
