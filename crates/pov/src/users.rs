@@ -186,10 +186,7 @@ impl UserAgg {
 
     /// Counts `n` more noticed failures of kind `k`.
     fn add_failures(&mut self, k: FailureKind, n: u64) {
-        match self.failures.binary_search_by_key(&k, |(k, _)| *k) {
-            Ok(i) => self.failures[i].1 += n,
-            Err(i) => self.failures.insert(i, (k, n)),
-        }
+        count_kind(&mut self.failures, k, n);
     }
 
     /// What it holds with its key `key`, for the memory budget.
@@ -207,6 +204,14 @@ impl UserAgg {
             + text(&self.user_agent)
             + text(&self.login)
             + self.failures.capacity() * std::mem::size_of::<(FailureKind, u64)>()
+    }
+}
+
+/// Counts `n` more of kind `k` in `counts` (by kind, in kind order).
+fn count_kind(counts: &mut Vec<(FailureKind, u64)>, k: FailureKind, n: u64) {
+    match counts.binary_search_by_key(&k, |(k, _)| *k) {
+        Ok(i) => counts[i].1 += n,
+        Err(i) => counts.insert(i, (k, n)),
     }
 }
 
@@ -698,15 +703,16 @@ impl<W: Write> UserStage<W> {
         if let Some(tap) = self.tap.as_mut() {
             tap(s, c, &user, &sid);
         }
-        let mut noticed: BTreeMap<String, u64> = BTreeMap::new();
+        let mut kinds: Vec<(FailureKind, u64)> = Vec::new();
         let (mut minor, mut struggles) = (0u64, 0u64);
         for f in &c.failures {
             match f.severity {
                 Severity::Info => struggles += 1,
                 Severity::Minor => minor += 1,
-                _ => *noticed.entry(f.kind.as_str().to_string()).or_default() += 1,
+                _ => count_kind(&mut kinds, f.kind, 1),
             }
         }
+        let noticed: BTreeMap<String, u64> = kinds.iter().map(|(k, n)| (k.as_str().to_string(), *n)).collect();
         self.report.capture_loss += c.capture_loss;
         self.report.silent_retries += c.silent_retries;
         self.report.unknown += c.unknown;
@@ -820,7 +826,7 @@ impl<W: Write> UserStage<W> {
                 exit_route: s.pages.last().map(|p| routes.route(&m.url(&p.url))),
                 exit_url: s.pages.last().map(|p| m.url(&p.url)),
                 steps,
-                failures: noticed.clone(),
+                failures: noticed,
                 minor_failures: minor,
                 struggles,
                 capture_loss: c.capture_loss,
@@ -864,8 +870,8 @@ impl<W: Write> UserStage<W> {
         agg.sessions += 1;
         agg.pages += s.pages.len() as u64;
         agg.txs += s.txs.len() as u64;
-        for f in c.failures.iter().filter(|f| f.severity.noticed()) {
-            agg.add_failures(f.kind, 1);
+        for (k, n) in kinds {
+            agg.add_failures(k, n);
         }
         agg.minor += minor;
         agg.struggles += struggles;
