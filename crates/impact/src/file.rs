@@ -13,7 +13,7 @@
 //! chunk's metadata (which polars writes after the chunk's pages too, and
 //! in the footer) with its offsets moved to where the pages now sit, and
 //! the row group's entry in the footer is kept in Thrift's compact form,
-//! about 100 bytes a column chunk, until the footer is written. So the file
+//! 75 to 100 bytes a column chunk, until the footer is written. So the file
 //! is byte for byte the one polars writes in one go, up to the page index
 //! (the column and offset indexes), which is left out: the row groups'
 //! metadata keeps its statistics, and readers do without it. With row
@@ -127,7 +127,6 @@ impl<W: Write> ParquetFile<W> {
     }
 
     /// Row groups written so far.
-    #[cfg(test)]
     pub(crate) fn row_groups(&self) -> usize {
         self.n_groups
     }

@@ -267,7 +267,6 @@ pub struct ParquetWriter<W: Write> {
     /// Text bytes of the buffered rows.
     bytes: usize,
     total: u64,
-    groups: u64,
     /// Text bytes that end a row group ([`ROW_GROUP_BYTES`] unless set).
     max_bytes: usize,
 }
@@ -286,7 +285,6 @@ impl<W: Write> ParquetWriter<W> {
             rows: 0,
             bytes: 0,
             total: 0,
-            groups: 0,
             max_bytes: ROW_GROUP_BYTES,
         })
     }
@@ -303,7 +301,7 @@ impl<W: Write> ParquetWriter<W> {
 
     /// Row groups written so far.
     pub fn row_groups(&self) -> u64 {
-        self.groups
+        self.file.row_groups() as u64
     }
 
     /// Appends one record given as a JSON object (nothing of it when a
@@ -376,7 +374,6 @@ impl<W: Write> ParquetWriter<W> {
         self.file.write(&df)?;
         self.rows = 0;
         self.bytes = 0;
-        self.groups += 1;
         Ok(())
     }
 
