@@ -158,8 +158,12 @@ impl<W: Write> ParquetFile<W> {
 fn encode(schema: &Schema, df: Option<&DataFrame>, mut scratch: Vec<u8>) -> io::Result<Vec<u8>> {
     scratch.clear();
     let shared = Arc::new(Mutex::new(scratch));
+    // On the calling thread: polars' own pool would take the columns side
+    // by side while this thread waits, on threads that the pipeline's
+    // shards and the sessions need (a run chooses its threads).
     let mut w = polars::io::parquet::write::ParquetWriter::new(Shared(Arc::clone(&shared)))
         .with_compression(ParquetCompression::Zstd(None))
+        .set_parallel(false)
         .batched(schema)
         .map_err(polars_err)?;
     if let Some(df) = df {
