@@ -248,8 +248,8 @@ impl RowShape {
     }
 }
 
-/// Streams records into a Parquet file (zstd-compressed row groups of
-/// [`ROW_GROUP_ROWS`] rows).
+/// Streams records into a Parquet file (row groups of [`ROW_GROUP_ROWS`]
+/// rows, compressed with zstd at level 1).
 ///
 /// Each record is a JSON object; the declared columns are read from it by
 /// name, in order (a missing key is null). A value of the wrong type is an
