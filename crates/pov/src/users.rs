@@ -207,6 +207,11 @@ impl UserAgg {
     }
 }
 
+/// Counts by kind as the records show them: by the kinds' names.
+fn kind_names(counts: &[(FailureKind, u64)]) -> BTreeMap<String, u64> {
+    counts.iter().map(|(k, n)| (k.as_str().to_string(), *n)).collect()
+}
+
 /// Counts `n` more of kind `k` in `counts` (by kind, in kind order).
 fn count_kind(counts: &mut Vec<(FailureKind, u64)>, k: FailureKind, n: u64) {
     match counts.binary_search_by_key(&k, |(k, _)| *k) {
@@ -712,7 +717,7 @@ impl<W: Write> UserStage<W> {
                 _ => count_kind(&mut kinds, f.kind, 1),
             }
         }
-        let noticed: BTreeMap<String, u64> = kinds.iter().map(|(k, n)| (k.as_str().to_string(), *n)).collect();
+        let noticed = kind_names(&kinds);
         self.report.capture_loss += c.capture_loss;
         self.report.silent_retries += c.silent_retries;
         self.report.unknown += c.unknown;
@@ -978,7 +983,7 @@ impl<W: Write> UserStage<W> {
                 transactions: u.txs,
                 failures_total: u.failures.iter().map(|(_, n)| n).sum(),
                 affected: !u.failures.is_empty(),
-                failures: u.failures.iter().map(|(k, n)| (k.as_str().to_string(), *n)).collect(),
+                failures: kind_names(&u.failures),
                 minor_failures: u.minor,
                 struggles: u.struggles,
                 capture_loss: u.loss,
