@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod hidden;
 pub mod routes;
 mod soft;
 
@@ -17,7 +18,8 @@ use std::collections::{HashMap, HashSet};
 use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
 use pov_capture::{Dur, Ts};
 use pov_sessions::{BROWSER_RETRY, ErrorBody, FailedConnKind, ResourceClass, Session, Tx};
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind, PatternSet, meta};
 
 pub use config::{ErrorPageRule, FailuresConfig, SoftErrorRule};
 
@@ -346,6 +348,14 @@ fn answered_retry(txs: &[Tx], i: usize, index: &RetryIndex<'_>) -> bool {
     l < r && g.query(l, r).other_conn_by(t.conn, deadline)
 }
 
+/// The first of `set`'s rules (in the order given) that matches `text`
+/// anywhere.
+fn first_rule(set: &meta::Regex, text: &str) -> Option<usize> {
+    let mut found = PatternSet::new(set.pattern_len());
+    set.which_overlapping_matches(&Input::new(text), &mut found);
+    found.iter().next().map(|p| p.as_usize())
+}
+
 /// Compiled failure rules.
 pub struct Classifier {
     cfg: FailuresConfig,
@@ -353,14 +363,37 @@ pub struct Classifier {
     error_pages: Vec<String>,
     /// The same rules as one set: a body is scanned once, not once per
     /// rule (`None` if the set is too large to compile; then rule by rule).
-    error_set: Option<RegexSet>,
+    error_set: Option<meta::Regex>,
     /// Each rule alone, compiled only when the set could not be (to name
     /// a bad pattern's rule, or to go rule by rule).
-    error_singles: Vec<Regex>,
+    error_singles: Vec<meta::Regex>,
     /// API answers that say the call failed.
     soft: soft::SoftRules,
     minor: HashSet<String>,
-    strip: Regex,
+}
+
+/// Error-page patterns compiled as one set, case ignored (as a
+/// `regex::RegexSet` would be), and with no literal prefilter: the default
+/// rules' literals, in every case, make a prefilter that stops at nearly
+/// every word and costs four times the lazy DFA's scan of the whole body.
+fn page_rules(patterns: &[&str]) -> Result<meta::Regex, String> {
+    meta::Regex::builder()
+        .syntax(syntax::Config::new().case_insensitive(true))
+        .configure(
+            meta::Config::new()
+                .match_kind(MatchKind::All)
+                .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
+                .auto_prefilter(false)
+                .nfa_size_limit(Some((1 << 22) * patterns.len().max(1)))
+                .hybrid_cache_capacity(2 << 20),
+        )
+        .build_many(patterns)
+        .map_err(|e| match (e.syntax_error(), e.size_limit()) {
+            // What is wrong with the pattern, as `regex` would say it.
+            (Some(syntax), _) => syntax.to_string(),
+            (None, Some(limit)) => format!("the compiled pattern exceeds the size limit of {limit} bytes"),
+            (None, None) => e.to_string(),
+        })
 }
 
 fn ms(x: f64) -> Dur {
@@ -370,25 +403,17 @@ fn ms(x: f64) -> Dur {
 impl Classifier {
     /// Compiles the rules; a bad pattern is an error naming its rule.
     pub fn new(cfg: &FailuresConfig) -> Result<Classifier, String> {
-        let error_set = RegexSetBuilder::new(cfg.error_pages.iter().map(|r| &r.pattern))
-            .case_insensitive(true)
-            .size_limit((1 << 22) * cfg.error_pages.len().max(1))
-            .build()
-            .ok();
+        let patterns: Vec<&str> = cfg.error_pages.iter().map(|r| r.pattern.as_str()).collect();
+        let error_set = page_rules(&patterns).ok();
         // (Compiling the rules twice took half of the classifier's start.)
         let mut error_singles = Vec::new();
         if error_set.is_none() {
             for r in &cfg.error_pages {
-                let re = RegexBuilder::new(&r.pattern)
-                    .case_insensitive(true)
-                    .size_limit(1 << 22)
-                    .build()
+                let re = page_rules(&[r.pattern.as_str()])
                     .map_err(|e| format!("[failures] error page rule `{}`: {e}", r.name))?;
                 error_singles.push(re);
             }
         }
-        let strip = Regex::new(r"(?is)<script\b.*?</script\s*>|<style\b.*?</style\s*>|<!--.*?-->")
-            .map_err(|e| e.to_string())?;
         Ok(Classifier {
             cfg: cfg.clone(),
             error_pages: cfg.error_pages.iter().map(|r| r.name.clone()).collect(),
@@ -396,7 +421,6 @@ impl Classifier {
             error_singles,
             soft: soft::SoftRules::new(cfg)?,
             minor: cfg.minor_classes.iter().map(|c| c.to_ascii_lowercase()).collect(),
-            strip,
         })
     }
 
@@ -458,17 +482,13 @@ impl Classifier {
         if json.is_some() || cut_short {
             return None;
         }
-        let text = if ct.contains("html") || trimmed.starts_with('<') {
-            self.strip.replace_all(&body, " ")
-        } else {
-            body.clone()
-        };
+        let text = if ct.contains("html") || trimmed.starts_with('<') { hidden::strip(&body) } else { body.clone() };
         // The first rule that matches names the failure.
         let first = match &self.error_set {
             // Most bodies match no rule: a yes/no search first, which is
             // cheaper than finding every rule that matches.
-            Some(set) => set.is_match(&text).then(|| set.matches(&text).iter().next()).flatten(),
-            None => self.error_singles.iter().position(|re| re.is_match(&text)),
+            Some(set) => set.is_match(text.as_ref()).then(|| first_rule(set, &text)).flatten(),
+            None => self.error_singles.iter().position(|re| re.is_match(text.as_ref())),
         };
         first.and_then(|i| self.error_pages.get(i)).map(|n| ErrorBody::rule(format!("error_page:{n}")))
     }
@@ -861,7 +881,7 @@ mod tests {
             ..FailuresConfig::default()
         };
         let err = Classifier::new(&bad).err().unwrap_or_default();
-        assert!(err.starts_with("[failures] error page rule `broken`:"), "{err}");
+        assert!(err.starts_with("[failures] error page rule `broken`:") && err.contains("unclosed group"), "{err}");
     }
 
     fn tx(conn: u64, depth: u32, ms: i64, target: &str) -> Tx {
