@@ -126,7 +126,7 @@ impl Default for FailuresConfig {
                 ),
                 rule(
                     "stack_trace",
-                    r"traceback \(most recent call last\)|java\.lang\.[a-z]+(exception|error)|exception in thread|whitelabel error page|server error in '/' application|(fatal|parse) error: .{0,200} on line \d+|stack trace:|sqlstate\[|ora-\d{5}|unhandled exception",
+                    r"traceback \(most recent call last\)|java\.lang\.[a-z]+(exception|error)|exception in thread|whitelabel error page|server error in '/' application|(fatal|parse) error(</b>)?: [^\n]*? in \S+ on line (<b>)?\d+|stack trace:|sqlstate\[|ora-\d{5}|unhandled exception",
                 ),
                 rule("maintenance", r"(down|closed) for maintenance|under maintenance|maintenance mode"),
                 rule(

@@ -884,6 +884,32 @@ mod tests {
         assert!(err.starts_with("[failures] error page rule `broken`:") && err.contains("unclosed group"), "{err}");
     }
 
+    /// PHP's fatal and parse errors, as text or as HTML, are the default
+    /// `stack_trace` rule's; what lies between `error:` and `on line` stays
+    /// on one line.
+    #[test]
+    fn php_errors_are_stack_traces_in_text_or_html_within_one_line() {
+        let c = Classifier::new(&FailuresConfig::default()).unwrap();
+        let rule_of =
+            |body: &str| c.error_body("/", 200, "text/html", body.as_bytes(), ResourceClass::Document).map(|e| e.rule);
+        for page in [
+            "Parse error: syntax error, unexpected '}' in /var/www/html/index.php on line 12",
+            "<p>PHP Fatal error:  Call to undefined function f() in /srv/app/a.php on line 3</p>",
+            "<br />\n<b>Parse error</b>:  syntax error, unexpected end of file in <b>/var/www/x.php</b> on line <b>4</b><br />",
+            "<b>Fatal error</b>:  Allowed memory size of 134217728 bytes exhausted in <b>/var/www/y.php</b> on line <b>88</b>",
+            "Fatal error: Uncaught Exception: no stock in /app/cart.php:7\nStack trace:\n#0 {main}",
+        ] {
+            assert_eq!(rule_of(page).as_deref(), Some("error_page:stack_trace"), "{page}");
+        }
+        for page in [
+            "<p>Fatal error: see the log.</p>\n<p>Listed in /faq on line 3 of the table.</p>",
+            "<p>What does \"fatal error: \" mean in a game? Read on, line by line.</p>",
+            "<pre>Fatal error: in x on line</pre>",
+        ] {
+            assert_eq!(rule_of(page), None, "{page}");
+        }
+    }
+
     fn tx(conn: u64, depth: u32, ms: i64, target: &str) -> Tx {
         let client = "10.0.0.1:1000".parse().unwrap();
         Tx { depth, cookie: Some(("sid".into(), "A".into())), ..Tx::sample(conn, client, ms, target) }

@@ -228,7 +228,7 @@ pattern = '''something went wrong|an (unexpected |internal )?error (has )?occurr
 
 [[failures.error_pages]]
 name = "stack_trace"
-pattern = '''traceback \(most recent call last\)|java\.lang\.[a-z]+(exception|error)|exception in thread|whitelabel error page|server error in '/' application|(fatal|parse) error: .{0,200} on line \d+|stack trace:|sqlstate\[|ora-\d{5}|unhandled exception'''
+pattern = '''traceback \(most recent call last\)|java\.lang\.[a-z]+(exception|error)|exception in thread|whitelabel error page|server error in '/' application|(fatal|parse) error(</b>)?: [^\n]*? in \S+ on line (<b>)?\d+|stack trace:|sqlstate\[|ora-\d{5}|unhandled exception'''
 
 [[failures.error_pages]]
 name = "maintenance"

@@ -87,11 +87,16 @@ pub enum HostileClass {
     /// has no cookie, then the cookie on every one of them; scale:
     /// connections.
     CookielessClaims,
+    /// Pages answered `200` whose 250 KB of text repeats the start of an
+    /// error message (`Fatal error: ` and a few words) without ever
+    /// finishing one, as a log viewer or a page echoing its query can: a
+    /// test of the error-page rules' automaton; scale: pages.
+    ErrorText,
 }
 
 impl HostileClass {
     /// Every class, in the order the benchmark runs them.
-    pub const ALL: [HostileClass; 21] = [
+    pub const ALL: [HostileClass; 22] = [
         HostileClass::MalformedBurstReq,
         HostileClass::MalformedBurstResp,
         HostileClass::GzipPending,
@@ -113,6 +118,7 @@ impl HostileClass {
         HostileClass::RefusedFlood,
         HostileClass::OrphanResources,
         HostileClass::CookielessClaims,
+        HostileClass::ErrorText,
     ];
 
     /// The class's name on the command line (kebab-case).
@@ -139,6 +145,7 @@ impl HostileClass {
             HostileClass::RefusedFlood => "refused-flood",
             HostileClass::OrphanResources => "orphan-resources",
             HostileClass::CookielessClaims => "cookieless-claims",
+            HostileClass::ErrorText => "error-text",
         }
     }
 
@@ -170,6 +177,7 @@ impl HostileClass {
             HostileClass::RefusedFlood => 5_000,
             HostileClass::OrphanResources => 5_000,
             HostileClass::CookielessClaims => 5_000,
+            HostileClass::ErrorText => 100,
         }
     }
 
@@ -402,6 +410,27 @@ const PAGE_ACCEPT: (&str, &str) = ("Accept", "text/html,application/xhtml+xml,ap
 const ERROR_PAGE: &[u8] =
     b"<html><head><title>500 Internal Server Error</title></head><body><h1>Internal Server Error</h1></body></html>";
 const OK_PAGE: &[u8] = b"<html><head><title>Shop</title></head><body><h1>Welcome</h1><p>Products</p></body></html>";
+
+/// The page of [`HostileClass::ErrorText`]: about 250 KB (within pov's
+/// default body cap) of `Fatal error: ` each followed by up to 50 words,
+/// ASCII and not, that never make ` in FILE on line N`.
+fn error_text_page() -> Vec<u8> {
+    const WORDS: [&str; 8] = ["ab", "é", "ß", "ж", "中", " on", " in", "x"];
+    let mut page = b"<html><body><pre>".to_vec();
+    let mut seed: u32 = 1;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (seed >> 16) as usize
+    };
+    while page.len() < 250_000 {
+        page.extend_from_slice(b"Fatal error: ");
+        for _ in 0..next() % 51 {
+            page.extend_from_slice(WORDS[next() % WORDS.len()].as_bytes());
+        }
+    }
+    page.extend_from_slice(b"</pre></body></html>");
+    page
+}
 
 /// Writes `class` at `scale` as a capture in `format` to `out`.
 pub fn generate_hostile<W: Write>(
@@ -712,6 +741,17 @@ pub fn generate_hostile<W: Write>(
                 t = f.send(&mut o, t + 100 * US, true, &req, MSS)?;
                 t = f.send(&mut o, t + 100 * US, false, &response(200, "OK", "text/javascript", &[], b"1"), MSS)?;
             }
+        }
+        HostileClass::ErrorText => {
+            let mut f = Flow::new(client_ip(1), 40_000, 1);
+            let mut t = f.open(&mut o, t)?;
+            let resp = response(200, "OK", "text/html; charset=utf-8", &[], &error_text_page());
+            for i in 0..n {
+                let req = request("GET", &format!("/log/{i}"), &[PAGE_ACCEPT, ("Cookie", "sid=hostile-text")], b"");
+                t = f.send(&mut o, t + 100 * MS, true, &req, MSS)?;
+                t = f.send(&mut o, t + MS, false, &resp, MSS)?;
+            }
+            f.close(&mut o, t + 100 * MS)?;
         }
     }
     let totals = HostileTotals { frames: o.w.frames(), bytes: o.w.bytes() };
