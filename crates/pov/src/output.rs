@@ -215,6 +215,28 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
         }
     }
 
+    /// How this writer's records become text on other threads
+    /// ([`RecordWriter::write_text`]): for JSON, JSON lines and CSV, whose
+    /// record's text depends on that record alone; `None` for a table
+    /// (its widths come from the first rows) and Parquet.
+    pub fn text_shape(&self) -> Option<TextShape> {
+        matches!(self.format, Format::Jsonl | Format::Json | Format::Csv).then_some(TextShape(self.format))
+    }
+
+    /// Writes one record made text by [`RecordWriter::text_shape`]'s shape
+    /// (an error for a table or Parquet).
+    pub fn write_text(&mut self, text: &[u8]) -> io::Result<()> {
+        let Out::Text(out) = &mut self.out else {
+            return Err(io::Error::other("a record made text, written as Parquet"));
+        };
+        if self.format == Format::Table {
+            return Err(io::Error::other("a record made text, written as a table"));
+        }
+        framed::<W, R>(out, self.format, self.count, |out| out.write_all(text))?;
+        self.count += 1;
+        Ok(())
+    }
+
     /// Writes one record.
     pub fn write(&mut self, r: &R) -> io::Result<()> {
         let out = match &mut self.out {
@@ -226,21 +248,9 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
             Out::Text(out) => out,
         };
         match self.format {
-            Format::Jsonl => {
-                serde_json::to_writer(&mut *out, r)?;
-                writeln!(out)?;
-            }
-            Format::Json => {
-                out.write_all(if self.count == 0 { b"[\n" } else { b",\n" })?;
-                serde_json::to_writer(&mut *out, r)?;
-            }
-            Format::Csv => {
-                if self.count == 0 {
-                    writeln!(out, "{}", csv_header::<R>())?;
-                }
-                let v = serde_json::to_value(r).map_err(io::Error::other)?;
-                let cells: Vec<String> = R::FIELDS.iter().map(|(k, _)| csv_value(&v[*k])).collect();
-                writeln!(out, "{}", cells.join(","))?;
+            Format::Jsonl | Format::Json | Format::Csv => {
+                let format = self.format;
+                framed::<W, R>(out, format, self.count, |out| TextShape(format).write(out, r))?;
             }
             Format::Table => {
                 let cells: Vec<String> = r.cells().iter().map(|c| printable(c)).collect();
@@ -290,6 +300,55 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
         }
         out.flush()?;
         Ok(out)
+    }
+}
+
+/// A record's text, as a JSON, JSON lines or CSV [`RecordWriter`] writes
+/// it, made where the record is (a shard) rather than where it is written.
+#[derive(Clone, Copy, Debug)]
+pub struct TextShape(Format);
+
+impl TextShape {
+    /// `r` as text (without what separates records).
+    pub fn text<R: Record>(&self, r: &R) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(1024);
+        self.write(&mut out, r)?;
+        Ok(out)
+    }
+
+    fn write<R: Record>(&self, out: &mut impl Write, r: &R) -> io::Result<()> {
+        match self.0 {
+            Format::Csv => {
+                let v = serde_json::to_value(r).map_err(io::Error::other)?;
+                let cells: Vec<String> = R::FIELDS.iter().map(|(k, _)| csv_value(&v[*k])).collect();
+                out.write_all(cells.join(",").as_bytes())
+            }
+            _ => Ok(serde_json::to_writer(out, r)?),
+        }
+    }
+}
+
+/// One record's text in `format` (JSON, JSON lines or CSV), written by
+/// `body`, with what goes before and after it: the CSV header before the
+/// first, a JSON array's opening or comma, a line's end.
+fn framed<W: Write, R: Record>(
+    out: &mut W,
+    format: Format,
+    count: u64,
+    body: impl FnOnce(&mut W) -> io::Result<()>,
+) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            out.write_all(if count == 0 { b"[\n" } else { b",\n" })?;
+            body(out)
+        }
+        _ => {
+            if format == Format::Csv && count == 0 {
+                writeln!(out, "{}", csv_header::<R>())?;
+            }
+            body(out)?;
+            out.write_all(b"\n")
+        }
     }
 }
 
@@ -523,6 +582,42 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records made text elsewhere and written with `write_text` come out
+    /// as the same bytes as records written whole, in every format that
+    /// has a text shape; a table and Parquet have none and refuse text.
+    #[test]
+    fn records_made_text_elsewhere_are_written_as_whole_ones() {
+        let rows: Vec<FlowRow> = (0..3)
+            .map(|i| FlowRow {
+                id: i,
+                ts: 1.5 + i as f64,
+                client: format!("10.0.0.{i}:1000"),
+                server: "=x,\"y\"".into(),
+                anomalies: vec!["a".into(), "b,c".into()],
+                ..FlowRow::default()
+            })
+            .collect();
+        for format in [Format::Jsonl, Format::Json, Format::Csv] {
+            for n in [0, 1, 3] {
+                let mut whole = RecordWriter::<Vec<u8>, FlowRow>::new(Vec::new(), format).unwrap();
+                let mut text = RecordWriter::<Vec<u8>, FlowRow>::new(Vec::new(), format).unwrap();
+                let shape = text.text_shape().unwrap();
+                for r in &rows[..n] {
+                    whole.write(r).unwrap();
+                    text.write_text(&shape.text(r).unwrap()).unwrap();
+                }
+                let (whole, text) = (whole.finish().unwrap(), text.finish().unwrap());
+                assert!(n == 0 || !whole.is_empty());
+                assert_eq!(String::from_utf8(text).unwrap(), String::from_utf8(whole).unwrap(), "{format:?} {n}");
+            }
+        }
+        for format in [Format::Table, Format::Parquet] {
+            let mut w = RecordWriter::<Vec<u8>, FlowRow>::new(Vec::new(), format).unwrap();
+            assert!(w.text_shape().is_none());
+            assert!(w.write_text(b"{}").is_err());
+        }
+    }
 
     #[test]
     fn csv_quoting() {

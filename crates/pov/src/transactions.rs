@@ -406,13 +406,19 @@ impl<W: Write> TxWriter<W> {
         match r.0 {
             Made::Record(r) => self.out.write(&r),
             Made::Row(row, _) => self.out.write_row(row?),
+            Made::Text(text, _) => self.out.write_text(&text?),
         }
     }
 
     /// What makes this writer's records from transactions, on the shards:
     /// for Parquet, taken apart into the file's cells there too.
     pub fn preparer(&self) -> Records {
-        Records(self.mask.clone(), self.customer.clone(), self.out.row_shape())
+        let shape = match (self.out.row_shape(), self.out.text_shape()) {
+            (Some(row), _) => Some(Shape::Row(row)),
+            (None, Some(text)) => Some(Shape::Text(text)),
+            (None, None) => None,
+        };
+        Records(self.mask.clone(), self.customer.clone(), shape)
     }
 
     /// Fills the customer stage's columns of every record
@@ -459,20 +465,30 @@ impl Customer {
 }
 
 /// Makes transaction records, masked as the writer masks them (and taken
-/// apart for its Parquet file, when it writes one).
+/// apart for its Parquet file, or made text for its JSON or CSV, when it
+/// writes one).
 #[derive(Clone)]
-pub struct Records(Masker, Option<Customer>, Option<pov_impact::RowShape>);
+pub struct Records(Masker, Option<Customer>, Option<Shape>);
+
+/// What the writer takes of a record, when not the record itself.
+#[derive(Clone)]
+enum Shape {
+    Row(pov_impact::RowShape),
+    Text(crate::output::TextShape),
+}
 
 /// A transaction's record as [`Records`] makes it on the shards, for
 /// [`TxWriter::write_prepared`]: whole, or already taken apart into the
-/// cells of the writer's Parquet file (so that the thread that writes it
-/// in order only appends them).
+/// cells of the writer's Parquet file, or already text (so that the thread
+/// that writes it in order only appends it).
 pub struct Prepared(Made);
 
 enum Made {
     Record(Box<TxRecord>),
     /// The cells, and the record's start and missing bytes.
     Row(io::Result<pov_impact::Row>, (f64, u64)),
+    /// The text, and the record's start and missing bytes.
+    Text(io::Result<Vec<u8>>, (f64, u64)),
 }
 
 impl Prepared {
@@ -485,7 +501,7 @@ impl Prepared {
     pub fn ts(&self) -> f64 {
         match &self.0 {
             Made::Record(r) => r.ts,
-            Made::Row(_, (ts, _)) => *ts,
+            Made::Row(_, (ts, _)) | Made::Text(_, (ts, _)) => *ts,
         }
     }
 
@@ -493,7 +509,7 @@ impl Prepared {
     pub fn missing_bytes(&self) -> u64 {
         match &self.0 {
             Made::Record(r) => r.missing_bytes,
-            Made::Row(_, (_, missing)) => *missing,
+            Made::Row(_, (_, missing)) | Made::Text(_, (_, missing)) => *missing,
         }
     }
 
@@ -502,7 +518,8 @@ impl Prepared {
         match &self.0 {
             Made::Record(r) => std::mem::size_of::<TxRecord>() + r.heap_bytes(),
             Made::Row(Ok(row), _) => row.heap_bytes(),
-            Made::Row(Err(_), _) => 0,
+            Made::Text(Ok(text), _) => text.capacity(),
+            Made::Row(Err(_), _) | Made::Text(Err(_), _) => 0,
         }
     }
 }
@@ -526,10 +543,12 @@ impl Records {
         r
     }
 
-    /// `r` as the writer takes it: taken apart now for a Parquet file.
+    /// `r` as the writer takes it: taken apart now for a Parquet file,
+    /// made text now for JSON or CSV.
     pub fn prepared(&self, r: TxRecord) -> Prepared {
         Prepared(match &self.2 {
-            Some(shape) => Made::Row(shape.row(&r), (r.ts, r.missing_bytes)),
+            Some(Shape::Row(shape)) => Made::Row(shape.row(&r), (r.ts, r.missing_bytes)),
+            Some(Shape::Text(shape)) => Made::Text(shape.text(&r), (r.ts, r.missing_bytes)),
             None => Made::Record(Box::new(r)),
         })
     }
