@@ -987,15 +987,21 @@ impl Sessionizer {
         let pers = tx.persistent.as_ref().map(|(n, v)| text_hash(n, v));
         let key = if let Some((n, v)) = &tx.cookie {
             let raw = UserKey::Cookie(n.clone(), v.clone());
-            let k = self.resolve(raw.clone());
-            if let Some(f) = self.fresh.get_mut(&(tx.client_ip, ua())).filter(|f| f.user == k) {
-                f.returned = true;
-            }
             // The cookie came back: the browser kept it, so later first
-            // visits from its address are other people.
-            if !self.tentative.is_empty() {
+            // visits from its address are other people. (Most of the
+            // time no visit is tentative, and the raw key is not kept.)
+            let k = if self.tentative.is_empty() {
+                self.resolve(raw)
+            } else {
+                let k = self.resolve(raw.clone());
                 self.tentative.remove(&raw);
                 self.tentative.remove(&k);
+                k
+            };
+            if !self.fresh.is_empty()
+                && let Some(f) = self.fresh.get_mut(&(tx.client_ip, ua())).filter(|f| f.user == k)
+            {
+                f.returned = true;
             }
             // The server replaced the session cookie (sign-in): the new
             // value is the same user.
@@ -1042,7 +1048,14 @@ impl Sessionizer {
                 if first_on_conn {
                     self.note_recent(&tx, &k);
                 }
-                self.conn_user.insert(tx.conn, (k.clone(), tx.start));
+                // The connection's user again, most of the time: the key
+                // is not copied for that.
+                match self.conn_user.get_mut(&tx.conn) {
+                    Some(e) if e.0 == k => e.1 = tx.start,
+                    _ => {
+                        self.conn_user.insert(tx.conn, (k.clone(), tx.start));
+                    }
+                }
                 self.claim_conn(tx.conn, tx.client_ip, &k);
                 self.add(k, tx, &mut closed);
             }
@@ -1634,20 +1647,26 @@ impl Sessionizer {
     /// (the old one goes to `closed`).
     fn session_for(&mut self, k: UserKey, start: Ts, end: Ts, closed: &mut Vec<Session>) -> &mut OpenSession {
         let timeout = self.timeout;
-        let stale = self.users.get(&k).and_then(|u| u.open.as_ref()).is_some_and(|o| start - o.last > timeout);
+        let open_last = self.users.get(&k).and_then(|u| u.open.as_ref()).map(|o| o.last);
+        let stale = open_last.is_some_and(|last| start - last > timeout);
         if stale && let Some(s) = self.close_user(&k) {
             closed.push(s);
         }
+        // The key is copied only for a session that opens (its due entry),
+        // not for every transaction of an open one. (Closing a user takes
+        // it out of `users`.)
+        let rule = k.rule();
+        let due = (stale || open_last.is_none()).then(|| k.clone());
         let seen = &mut self.seen;
         let st = self
             .users
-            .entry(k.clone())
-            .or_insert_with(|| UserState { open: None, sessions: seen.take(&key_hash(&k)).unwrap_or(0) });
+            .entry(k)
+            .or_insert_with_key(|k| UserState { open: None, sessions: seen.take(&key_hash(k)).unwrap_or(0) });
         if st.sessions == 0 && st.open.is_none() {
-            *self.stats.users_by_rule.entry(k.rule().to_string()).or_default() += 1;
+            *self.stats.users_by_rule.entry(rule.to_string()).or_default() += 1;
         }
-        if st.open.is_none() {
-            self.due.push(Reverse((start + timeout, k.clone())));
+        if let Some(k) = due {
+            self.due.push(Reverse((start + timeout, k)));
         }
         let budget = &self.budget;
         let open = st.open.get_or_insert_with(|| {
