@@ -577,71 +577,11 @@ struct Finishing {
 /// its peaks, do not depend on the threads.
 pub const FINISH_CHUNK: usize = 256;
 
-/// An open session's transactions, in chunks that are never moved once
-/// made: a session that grows is not copied each time it outgrows its room
-/// (a transaction is some 660 bytes; growing one vector a quarter at a
-/// time copied each transaction about four times), and is copied once,
-/// into one vector, when it is built.
-#[derive(Default)]
-struct Chunks {
-    chunks: Vec<Vec<Tx>>,
-    len: usize,
-}
-
-impl Chunks {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Appends `tx`; a new chunk, when the last is full, has room for
-    /// `room()` (at least one).
-    fn push(&mut self, tx: Tx, room: impl FnOnce() -> usize) {
-        match self.chunks.last_mut() {
-            Some(c) if c.len() < c.capacity() => c.push(tx),
-            _ => {
-                let mut c = Vec::with_capacity(room().max(1));
-                c.push(tx);
-                self.chunks.push(c);
-            }
-        }
-        self.len += 1;
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Tx> {
-        self.chunks.iter().flatten()
-    }
-
-    /// Appends every transaction of `other`, its chunks as they are.
-    fn append(&mut self, other: Chunks) {
-        self.len += other.len;
-        self.chunks.extend(other.chunks);
-    }
-
-    /// Every transaction in one vector, with room for `more`; each chunk is
-    /// freed as soon as it is moved.
-    fn into_vec(self, more: usize) -> Vec<Tx> {
-        let mut chunks = self.chunks.into_iter();
-        let mut out = match chunks.next() {
-            Some(c) if c.len() >= self.len => c,
-            first => {
-                let mut out = Vec::with_capacity(self.len + more);
-                out.extend(first.into_iter().flatten());
-                out
-            }
-        };
-        for c in chunks {
-            out.extend(c);
-        }
-        out.reserve_exact(more);
-        out
-    }
-}
-
 struct OpenSession {
     index: u32,
     /// Transactions, without what only identified them (see
     /// [`Sessionizer::add`]).
-    txs: Chunks,
+    txs: Vec<Tx>,
     /// The User-Agent of the first transaction in session order (request
     /// start, connection, depth; the first added among equals), the one
     /// the session shows.
@@ -1223,7 +1163,7 @@ impl Sessionizer {
         let o = *o;
         let start = o.txs.iter().map(|t| t.start).min().unwrap_or(o.last);
         let target = self.session_for(into, start, o.last, closed);
-        target.txs.append(o.txs);
+        target.txs.extend(o.txs);
         target.spilled.extend(o.spilled);
         target.failed.extend(o.failed);
         target.first = target.first.min(o.first);
@@ -1604,17 +1544,20 @@ impl Sessionizer {
             tx.persistent = None;
             let fits = open.charge.try_grow(tx_weight(&tx));
             if fits {
-                // A transaction is some 660 bytes: room for a quarter more
-                // at a time rather than double (a first one gets room for
-                // one, not four), so a session holds at most a quarter more
-                // than it needs. But at the end of the input, when the
-                // requests that waited for a cookie join their sessions
-                // (thousands of a robot's at once, to be built right
-                // after), room is made for those that follow (up to
-                // double), not a quarter at a time.
-                let len = open.txs.len();
+                // A transaction is some 660 bytes: grow by a quarter rather
+                // than double (a first one gets room for one, not four), so
+                // a session holds at most a quarter more than it needs.
+                // But at the end of the input, when the requests that
+                // waited for a cookie join their sessions (thousands of a
+                // robot's at once, to be built right after), room is made
+                // for those that follow (up to double), not a quarter at a
+                // time, each growth a copy of all.
+                if open.txs.len() == open.txs.capacity() {
+                    let more = (open.txs.len() / 4 + 1).max(adopting.min(open.txs.len()));
+                    open.txs.reserve_exact(more);
+                }
                 open.first = open.first.min(tx.start);
-                open.txs.push(tx, || (len / 4 + 1).max(adopting.min(len)));
+                open.txs.push(tx);
             } else {
                 // The memory budget has no room for it: it waits on disk
                 // for its session to close; without a spill file, the
@@ -1673,7 +1616,7 @@ impl Sessionizer {
             st.sessions += 1;
             Box::new(OpenSession {
                 index: st.sessions,
-                txs: Chunks::default(),
+                txs: Vec::new(),
                 first_ua: None,
                 failed: Vec::new(),
                 last: start,
@@ -1875,7 +1818,7 @@ impl Builder<'_> {
     /// The session `open` of `user`, and how many of its spilled
     /// transactions could not be read back.
     fn build(&self, user: UserKey, open: OpenSession) -> (Session, u64) {
-        let mut txs = open.txs.into_vec(open.spilled.len());
+        let mut txs = open.txs;
         // Those that waited on disk come back (memory the budget did not
         // have room for, held for as long as the session is built).
         let mut unread = 0;
@@ -2291,40 +2234,6 @@ pub(crate) mod tests {
     fn cookie(mut t: Tx, v: &str) -> Tx {
         t.cookie = Some(("sid".into(), v.into()));
         t
-    }
-
-    /// An open session's chunks keep every transaction in the order added,
-    /// grow without moving what they hold, and become one vector with the
-    /// room asked for.
-    #[test]
-    fn chunks_keep_order_and_become_one_vector() {
-        let mut a = Chunks::default();
-        for i in 0..100 {
-            let len = a.len();
-            a.push(tx(i, "10.0.0.1:1000", i as i64, "/"), || len / 4 + 1);
-        }
-        // Room a quarter at a time: 1, 1, 1, 1, 2 (at 4), 2 (at 6), 3 (at 8), 3 (at 11), ...
-        assert_eq!(a.chunks.iter().map(Vec::capacity).take(8).collect::<Vec<_>>(), vec![1, 1, 1, 1, 2, 2, 3, 3]);
-        assert!(a.chunks.iter().all(|c| c.len() == c.capacity() || std::ptr::eq(c, a.chunks.last().unwrap())));
-        let first = a.chunks[10].as_ptr();
-        let mut b = Chunks::default();
-        for i in 100..103 {
-            b.push(tx(i, "10.0.0.1:1000", i as i64, "/"), || 8);
-        }
-        a.append(b);
-        // Adopted chunks are not moved either.
-        assert_eq!(a.chunks[10].as_ptr(), first);
-        assert_eq!(a.len(), 103);
-        let all = a.into_vec(5);
-        assert_eq!(all.iter().map(|t| t.conn).collect::<Vec<_>>(), (0..103).collect::<Vec<_>>());
-        assert!(all.capacity() >= 108, "{}", all.capacity());
-        // One chunk is returned as it is, with the room asked for.
-        let mut one = Chunks::default();
-        one.push(tx(7, "10.0.0.1:1000", 0, "/"), || 4);
-        let v = one.into_vec(2);
-        assert_eq!((v.len(), v[0].conn), (1, 7));
-        assert!(v.capacity() >= 3);
-        assert!(Chunks::default().into_vec(0).is_empty());
     }
 
     fn sets(mut t: Tx, v: &str) -> Tx {
