@@ -551,8 +551,10 @@ impl IntervalAnalysis {
         users.set_user_spill(&work, opts.max_users_held);
         users.set_include_robots(opts.include_robots);
         let masker = Masker::new(&cfg.privacy, opts.mask);
-        // The transactions' preparer does not depend on the file they go to.
-        let prep_records = TxWriter::new(std::io::sink(), Format::Jsonl, masker.clone())?.preparer();
+        // The transactions' preparer does not depend on the file they go
+        // to: every interval's records are Parquet of the same columns, so
+        // the shards take them apart for any of them.
+        let prep_records = TxWriter::new(std::io::sink(), Format::Parquet, masker.clone())?.preparer();
         Ok(IntervalAnalysis {
             dir: dir.to_path_buf(),
             cfg: cfg.clone(),
