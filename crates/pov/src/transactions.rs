@@ -411,7 +411,8 @@ impl<W: Write> TxWriter<W> {
     }
 
     /// What makes this writer's records from transactions, on the shards:
-    /// for Parquet, taken apart into the file's cells there too.
+    /// for Parquet, taken apart into the file's cells there too; for JSON,
+    /// JSON lines and CSV, made text there.
     pub fn preparer(&self) -> Records {
         let shape = match (self.out.row_shape(), self.out.text_shape()) {
             (Some(row), _) => Some(Shape::Row(row)),
