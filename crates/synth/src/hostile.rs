@@ -92,11 +92,16 @@ pub enum HostileClass {
     /// finishing one, as a log viewer or a page echoing its query can: a
     /// test of the error-page rules' automaton; scale: pages.
     ErrorText,
+    /// Pages answered `200` whose 250 KB open `<script`, `<style` and
+    /// `<!--` again and again and never close them: a test of the scan that
+    /// takes scripts, styles and comments out before the rules read a
+    /// page; scale: pages.
+    UnclosedTags,
 }
 
 impl HostileClass {
     /// Every class, in the order the benchmark runs them.
-    pub const ALL: [HostileClass; 22] = [
+    pub const ALL: [HostileClass; 23] = [
         HostileClass::MalformedBurstReq,
         HostileClass::MalformedBurstResp,
         HostileClass::GzipPending,
@@ -119,6 +124,7 @@ impl HostileClass {
         HostileClass::OrphanResources,
         HostileClass::CookielessClaims,
         HostileClass::ErrorText,
+        HostileClass::UnclosedTags,
     ];
 
     /// The class's name on the command line (kebab-case).
@@ -146,6 +152,7 @@ impl HostileClass {
             HostileClass::OrphanResources => "orphan-resources",
             HostileClass::CookielessClaims => "cookieless-claims",
             HostileClass::ErrorText => "error-text",
+            HostileClass::UnclosedTags => "unclosed-tags",
         }
     }
 
@@ -177,7 +184,7 @@ impl HostileClass {
             HostileClass::RefusedFlood => 5_000,
             HostileClass::OrphanResources => 5_000,
             HostileClass::CookielessClaims => 5_000,
-            HostileClass::ErrorText => 100,
+            HostileClass::ErrorText | HostileClass::UnclosedTags => 100,
         }
     }
 
@@ -429,6 +436,22 @@ fn error_text_page() -> Vec<u8> {
         }
     }
     page.extend_from_slice(b"</pre></body></html>");
+    page
+}
+
+/// The page of [`HostileClass::UnclosedTags`]: about 250 KB (within pov's
+/// default body cap) of `<script `, `<style>` and `<!-- ` in turn, each
+/// followed by a few letters, none ever closed.
+fn unclosed_page() -> Vec<u8> {
+    const OPENINGS: [&str; 3] = ["<script ", "<style>", "<!-- "];
+    let mut page = b"<html><body>".to_vec();
+    let mut i = 0;
+    while page.len() < 250_000 {
+        page.extend_from_slice(OPENINGS[i % OPENINGS.len()].as_bytes());
+        page.extend_from_slice(b"x y z ");
+        i += 1;
+    }
+    page.extend_from_slice(b"</body></html>");
     page
 }
 
@@ -742,10 +765,11 @@ pub fn generate_hostile<W: Write>(
                 t = f.send(&mut o, t + 100 * US, false, &response(200, "OK", "text/javascript", &[], b"1"), MSS)?;
             }
         }
-        HostileClass::ErrorText => {
+        HostileClass::ErrorText | HostileClass::UnclosedTags => {
             let mut f = Flow::new(client_ip(1), 40_000, 1);
             let mut t = f.open(&mut o, t)?;
-            let resp = response(200, "OK", "text/html; charset=utf-8", &[], &error_text_page());
+            let page = if class == HostileClass::ErrorText { error_text_page() } else { unclosed_page() };
+            let resp = response(200, "OK", "text/html; charset=utf-8", &[], &page);
             for i in 0..n {
                 let req = request("GET", &format!("/log/{i}"), &[PAGE_ACCEPT, ("Cookie", "sid=hostile-text")], b"");
                 t = f.send(&mut o, t + 100 * MS, true, &req, MSS)?;
