@@ -226,12 +226,9 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
     /// Writes one record made text by [`RecordWriter::text_shape`]'s shape
     /// (an error for a table or Parquet).
     pub fn write_text(&mut self, text: &[u8]) -> io::Result<()> {
-        let Out::Text(out) = &mut self.out else {
-            return Err(io::Error::other("a record made text, written as Parquet"));
+        let (Some(_), Out::Text(out)) = (self.text_shape(), &mut self.out) else {
+            return Err(io::Error::other("a record made text, written as a table or as Parquet"));
         };
-        if self.format == Format::Table {
-            return Err(io::Error::other("a record made text, written as a table"));
-        }
         framed::<W, R>(out, self.format, self.count, |out| out.write_all(text))?;
         self.count += 1;
         Ok(())
