@@ -492,12 +492,19 @@ impl Layout {
 /// run never leaves a half-written file. Dropping it uncommitted (an error,
 /// an interrupted run) removes the temporary file, also when the commit
 /// itself failed. Every error it returns names the file.
+///
+/// A path that already is something other than a file or a folder (a
+/// device such as `/dev/null`, a named pipe, a socket) is written to
+/// directly: renaming over it would replace it with a file.
 pub struct AtomicFile {
     path: PathBuf,
+    /// Where the bytes go: the temporary file, or `path` itself when it is
+    /// written to directly.
     tmp: PathBuf,
     shown: PathBuf,
     file: Option<io::BufWriter<fs::File>>,
     committed: bool,
+    direct: bool,
 }
 
 impl AtomicFile {
@@ -514,21 +521,34 @@ impl AtomicFile {
             _ => PathBuf::from("."),
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let file = fs::File::create(&tmp).map_err(|e| named(e, shown))?;
+        let direct = fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
+        let (tmp, file) = if direct {
+            (path.to_path_buf(), fs::OpenOptions::new().write(true).open(path))
+        } else {
+            let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+            let file = fs::File::create(&tmp);
+            (tmp, file)
+        };
+        let file = file.map_err(|e| named(e, shown))?;
         Ok(AtomicFile {
             path: path.to_path_buf(),
             tmp,
             shown: shown.to_path_buf(),
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
             committed: false,
+            direct,
         })
     }
 
-    /// Flushes, syncs and renames the file into place.
+    /// Flushes, syncs and renames the file into place (flushes only, for a
+    /// path written to directly).
     pub fn commit(mut self) -> io::Result<()> {
         let Some(w) = self.file.take() else { return Ok(()) };
         let f = w.into_inner().map_err(|e| named(e.into_error(), &self.shown))?;
+        if self.direct {
+            self.committed = true;
+            return Ok(());
+        }
         f.sync_all().map_err(|e| named(e, &self.shown))?;
         drop(f);
         fs::rename(&self.tmp, &self.path).map_err(|e| named(e, &self.shown))?;
@@ -563,7 +583,7 @@ impl Drop for AtomicFile {
             // Not flushed: the file is thrown away.
             drop(w.into_parts());
         }
-        if !self.committed {
+        if !self.committed && !self.direct {
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -787,6 +807,37 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"two", "a failed write leaves the old file");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temporary left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A named pipe (as a device such as `/dev/null` would be) is written
+    /// to, not replaced by a file; dropped uncommitted, it stays too.
+    #[test]
+    fn a_path_that_is_not_a_file_is_written_to_and_kept() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = std::env::temp_dir().join(format!("pov-atomic-fifo-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (coreutils)");
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write_atomic(&fifo, |w| w.write_all(b"through the pipe")).unwrap();
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo(), "still a pipe");
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        drop(AtomicFile::create(&fifo).unwrap());
+        assert_eq!(reader.join().unwrap(), b"");
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo(), "still a pipe");
+        let names: Vec<String> =
+            fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["pipe"], "no temporary beside it");
         fs::remove_dir_all(&dir).unwrap();
     }
 
