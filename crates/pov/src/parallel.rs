@@ -71,6 +71,9 @@ const BATCH_PACKETS: usize = 8192;
 /// shared cache between the reader and the shards: not measured).
 const BATCH_BYTES: usize = 2 << 20;
 
+/// Most transactions a shard's list keeps room for from batch to batch.
+const KEPT_TXS: usize = 64;
+
 /// What a stage answers for each item it takes: go on, stop the run
 /// (`Break`: it has all it wants), or an error, which stops the run too
 /// (a full disk, a closed pipe). The idea is ripgrep's `Sink`.
@@ -363,7 +366,7 @@ impl Shard {
             txs = std::mem::take(h.sink_mut());
         }
         out.txs = txs
-            .into_iter()
+            .drain(..)
             .map(|mut tx| {
                 // What they keep is the stage's to charge: the shard's
                 // budget is its own.
@@ -374,6 +377,15 @@ impl Shard {
                 Ready { key, item, cost }
             })
             .collect();
+        // Its room is the shard's for the next batch (a transaction is
+        // some 600 bytes, and the list would grow from nothing each time),
+        // unless a burst made it large (256 saved 0.4 % more instructions
+        // on a 500-user night, for four times the room).
+        if txs.capacity() <= KEPT_TXS
+            && let Some(h) = &mut self.sink.http
+        {
+            *h.sink_mut() = txs;
+        }
         out.summaries = std::mem::take(&mut self.sink.summaries);
         out
     }
