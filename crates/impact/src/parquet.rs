@@ -3,8 +3,8 @@
 use crate::file::{ParquetFile, polars_err};
 use crate::row::Cell;
 use std::io::{self, Write};
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -200,35 +200,37 @@ pub struct RowShape {
     /// Column indices in the order of their names, to find a key's column
     /// by binary search.
     by_name: Arc<[usize]>,
-    /// Text bytes of the last row taken apart (by any clone): room made at
-    /// once for the next, which would otherwise grow its text five or six
-    /// times.
-    text_hint: Arc<AtomicUsize>,
 }
 
-/// Most room [`RowShape::row`] makes ahead for a row's text (a row of long
-/// texts does not make every later one hold as much).
-const ROW_TEXT_HINT_MAX: usize = 4 << 10;
+thread_local! {
+    /// Where [`RowShape::row`] gathers a row's text, kept from row to row:
+    /// the row then gets it at its size in one allocation, where growing
+    /// it from nothing took five or six. (Room made from the last row's
+    /// size instead would depend on which thread took apart which row,
+    /// and so would what the rows are reckoned to hold.)
+    static ROW_TEXT: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+}
 
 impl RowShape {
     /// The shape of rows of these columns.
     pub fn new(columns: &[(&str, Kind)]) -> RowShape {
         let mut by_name: Vec<usize> = (0..columns.len()).collect();
         by_name.sort_by_key(|&i| columns[i].0);
-        RowShape {
-            columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
-            by_name: by_name.into(),
-            text_hint: Arc::new(AtomicUsize::new(0)),
-        }
+        RowShape { columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(), by_name: by_name.into() }
     }
 
     /// `record` (a struct, or a JSON object) taken apart into cells; an
     /// error names the column when a value does not fit it.
     pub fn row<T: ?Sized + Serialize>(&self, record: &T) -> io::Result<Row> {
         let mut cells: Vec<Cell> = self.columns.iter().map(|_| Cell::Null).collect();
-        let mut text = String::with_capacity(self.text_hint.load(Ordering::Relaxed));
-        self.take_apart(record, &mut cells, &mut text)?;
-        self.text_hint.store(text.len().min(ROW_TEXT_HINT_MAX), Ordering::Relaxed);
+        let mut scratch = ROW_TEXT.take();
+        scratch.clear();
+        let taken = self.take_apart(record, &mut cells, &mut scratch);
+        let text = scratch.as_str().to_owned();
+        if scratch.capacity() <= ROW_TEXT_KEPT {
+            ROW_TEXT.set(scratch);
+        }
+        taken?;
         Ok(Row { cells, text })
     }
 
