@@ -912,7 +912,9 @@ mod tests {
 
     fn tx(conn: u64, depth: u32, ms: i64, target: &str) -> Tx {
         let client = "10.0.0.1:1000".parse().unwrap();
-        Tx { depth, cookie: Some(("sid".into(), "A".into())), ..Tx::sample(conn, client, ms, target) }
+        let mut t = Tx { depth, ..Tx::sample(conn, client, ms, target) };
+        t.evidence_mut().cookie = Some(("sid".into(), "A".into()));
+        t
     }
 
     fn failures(txs: Vec<Tx>) -> Vec<Failure> {

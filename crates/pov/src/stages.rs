@@ -32,7 +32,7 @@ use pov_capture::tcp::ConnSummary;
 use pov_capture::time::Dur;
 use pov_impact::read::{RowReader, columns};
 use pov_impact::schema::FailedConnRecord;
-use pov_sessions::{ErrorBody, FailedConn, FailedConnKind, ResourceClass, Tx};
+use pov_sessions::{ErrorBody, Evidence, FailedConn, FailedConnKind, ResourceClass, Tx};
 
 use crate::output::{Record, RecordWriter};
 use crate::parallel::{Downstream, Flow, GO_ON};
@@ -198,11 +198,14 @@ pub fn tx_of(r: &TxRecord, base: u64) -> Result<Tx, String> {
         resp_frames: frames(r.resp_first_frame, r.resp_last_frame),
         missing_bytes: r.missing_bytes,
         response_body_len: r.response_body_len,
-        cookie: pair(&r.session_cookie),
-        set_cookie: pair(&r.session_set_cookie),
-        header_id: r.id_header.clone(),
-        query_id: pair(&r.id_query),
-        persistent: pair(&r.persistent_cookie),
+        evidence: Evidence {
+            cookie: pair(&r.session_cookie),
+            set_cookie: pair(&r.session_set_cookie),
+            header_id: r.id_header.clone(),
+            query_id: pair(&r.id_query),
+            persistent: pair(&r.persistent_cookie),
+        }
+        .boxed(),
         login: r.login.clone(),
         order_value: r.order_value,
         cart_value: r.cart_value,

@@ -278,11 +278,12 @@ impl TxRecord {
         self.req_resent = secs(tx.req_resent);
         self.location = tx.location.as_deref().map(|l| masker.header_value("location", l.as_bytes()));
         self.resource_class = Some(Cow::Borrowed(tx.class.as_str()));
-        self.session_cookie = pair(&tx.cookie, false);
-        self.session_set_cookie = pair(&tx.set_cookie, false);
-        self.id_header = tx.header_id.as_ref().map(|h| key(UserKey::Header(h.clone()), h));
-        self.id_query = pair(&tx.query_id, true);
-        self.persistent_cookie = pair(&tx.persistent, false);
+        let ev = tx.evidence();
+        self.session_cookie = pair(&ev.cookie, false);
+        self.session_set_cookie = pair(&ev.set_cookie, false);
+        self.id_header = ev.header_id.as_ref().map(|h| key(UserKey::Header(h.clone()), h));
+        self.id_query = pair(&ev.query_id, true);
+        self.persistent_cookie = pair(&ev.persistent, false);
         self.login = tx.login.as_ref().map(|l| key(UserKey::Login(l.clone()), l));
         self.order_value = tx.order_value;
         self.cart_value = tx.cart_value;

@@ -36,4 +36,4 @@ pub use sessionize::{
     BROWSER_RETRY, FINISH_CHUNK, FailedConn, FailedConnKind, PageRules, PageView, Session, SessionStats, Sessionizer,
     SessionizerConfig,
 };
-pub use tx::{ErrorBody, ResourceClass, Tx};
+pub use tx::{ErrorBody, Evidence, ResourceClass, Tx};

@@ -924,8 +924,8 @@ impl Sessionizer {
         self.watermark = self.watermark.max(tx.start);
         let first_on_conn = !self.conn_user.contains_key(&tx.conn);
         let ua = || tx.user_agent.clone().unwrap_or_default();
-        let pers = tx.persistent.as_ref().map(|(n, v)| text_hash(n, v));
-        let key = if let Some((n, v)) = &tx.cookie {
+        let pers = tx.evidence().persistent.as_ref().map(|(n, v)| text_hash(n, v));
+        let key = if let Some((n, v)) = &tx.evidence().cookie {
             let raw = UserKey::Cookie(n.clone(), v.clone());
             // The cookie came back: the browser kept it, so later first
             // visits from its address are other people. (Most of the
@@ -945,7 +945,7 @@ impl Sessionizer {
             }
             // The server replaced the session cookie (sign-in): the new
             // value is the same user.
-            if let Some((sn, sv)) = &tx.set_cookie {
+            if let Some((sn, sv)) = &tx.evidence().set_cookie {
                 let new = UserKey::Cookie(sn.clone(), sv.clone());
                 if new != k && !self.aliases.contains(&new) && !self.known(&new) {
                     self.remember_alias(new, k.clone(), tx.start);
@@ -953,11 +953,11 @@ impl Sessionizer {
                 }
             }
             Some(k)
-        } else if let Some(h) = &tx.header_id {
+        } else if let Some(h) = &tx.evidence().header_id {
             Some(UserKey::Header(h.clone()))
-        } else if let Some((n, v)) = &tx.query_id {
+        } else if let Some((n, v)) = &tx.evidence().query_id {
             Some(UserKey::Query(n.clone(), v.clone()))
-        } else if let Some((n, v)) = &tx.set_cookie {
+        } else if let Some((n, v)) = &tx.evidence().set_cookie {
             // A request without the session cookie, answered with one: a
             // new user, unless evidence ties it to an earlier one.
             let new = UserKey::Cookie(n.clone(), v.clone());
@@ -1428,7 +1428,7 @@ impl Sessionizer {
         let claimed = q.take_where(|t| {
             let other_owner = conn_user.get(&t.conn).is_some_and(|(o, _)| o != k && aliases.get(o).as_ref() != Some(k));
             // (Another browser: its persistent cookie differs.)
-            let same_browser = t.persistent.as_ref().map(|(n, v)| text_hash(n, v)) == pers;
+            let same_browser = t.evidence().persistent.as_ref().map(|(n, v)| text_hash(n, v)) == pers;
             t.start >= from && !other_owner && same_browser
         });
         if q.is_empty() {
@@ -1448,8 +1448,8 @@ impl Sessionizer {
     /// its own, keyed by that cookie, if no one had it before); else its
     /// address and User-Agent.
     fn adopt_anonymous(&mut self, ip: IpAddr, ua: &str, tx: Tx, closed: &mut Vec<Session>) {
-        let pers = tx.persistent.as_ref().map(|(n, v)| text_hash(n, v));
-        let k = match (self.conn_user.get(&tx.conn), &tx.persistent) {
+        let pers = tx.evidence().persistent.as_ref().map(|(n, v)| text_hash(n, v));
+        let k = match (self.conn_user.get(&tx.conn), &tx.evidence().persistent) {
             (Some((k, _)), _) => k.clone(),
             (None, Some((n, v))) => match pers.and_then(|h| self.persistent.get(&h)) {
                 Some(k) => k.clone(),
@@ -1537,14 +1537,10 @@ impl Sessionizer {
             if open.first_ua.as_ref().is_none_or(|(o, _)| order < *o) {
                 open.first_ua = Some((order, ua));
             }
-            tx.cookie = None;
-            tx.set_cookie = None;
-            tx.header_id = None;
-            tx.query_id = None;
-            tx.persistent = None;
+            tx.evidence = None;
             let fits = open.charge.try_grow(tx_weight(&tx));
             if fits {
-                // A transaction is some 660 bytes: grow by a quarter rather
+                // A transaction is some 530 bytes: grow by a quarter rather
                 // than double (a first one gets room for one, not four), so
                 // a session holds at most a quarter more than it needs.
                 // But at the end of the input, when the requests that
@@ -2232,12 +2228,12 @@ pub(crate) mod tests {
     }
 
     fn cookie(mut t: Tx, v: &str) -> Tx {
-        t.cookie = Some(("sid".into(), v.into()));
+        t.evidence_mut().cookie = Some(("sid".into(), v.into()));
         t
     }
 
     fn sets(mut t: Tx, v: &str) -> Tx {
-        t.set_cookie = Some(("sid".into(), v.into()));
+        t.evidence_mut().set_cookie = Some(("sid".into(), v.into()));
         t
     }
 
@@ -2515,9 +2511,9 @@ pub(crate) mod tests {
     #[test]
     fn header_and_query_identifiers() {
         let mut h = tx(1, "10.0.0.1:1000", 0, "/");
-        h.header_id = Some("u-42".into());
+        h.evidence_mut().header_id = Some("u-42".into());
         let mut q = tx(2, "10.0.0.1:1001", 10, "/a;jsessionid=Q1");
-        q.query_id = Some(("jsessionid".into(), "Q1".into()));
+        q.evidence_mut().query_id = Some(("jsessionid".into(), "Q1".into()));
         let s = run(vec![h, q], vec![]);
         assert_eq!(users(&s), vec![("header:u-42".into(), 1), ("query:jsessionid=Q1".into(), 1)]);
     }
@@ -2583,7 +2579,7 @@ pub(crate) mod tests {
         css.class = ResourceClass::Style;
         css.referer = Some("http://shop.example/".into());
         let mut late = tx(1, "10.0.0.1:1000", 31 * 60 * 1000, "/again");
-        late.cookie = Some(("sid".into(), "A".into()));
+        late.evidence_mut().cookie = Some(("sid".into(), "A".into()));
         let s = run(vec![sets(tx(1, "10.0.0.1:1000", 0, "/"), "A"), cookie(css, "A"), late], vec![]);
         assert_eq!(s.len(), 2);
         assert_eq!((s[0].index, s[1].index), (1, 2));
@@ -2869,7 +2865,7 @@ pub(crate) mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].user_agent.as_deref(), Some("UA-first"));
         assert_eq!(s[0].txs.len(), 3);
-        assert!(s[0].txs.iter().all(|t| t.user_agent.is_none() && t.cookie.is_none() && t.set_cookie.is_none()));
+        assert!(s[0].txs.iter().all(|t| t.user_agent.is_none() && t.evidence.is_none()));
     }
 
     #[test]
@@ -2923,7 +2919,7 @@ pub(crate) mod tests {
     }
 
     fn ga(mut t: Tx, v: &str) -> Tx {
-        t.persistent = Some(("_ga".into(), v.into()));
+        t.evidence_mut().persistent = Some(("_ga".into(), v.into()));
         t
     }
 
@@ -3226,9 +3222,9 @@ pub(crate) mod tests {
         let mut txs = Vec::new();
         for i in 0..30i64 {
             let mut p = page(100 + i as u64, "10.0.0.50:2000", i * 1000, "/");
-            p[0].set_cookie = Some(("sid".into(), format!("L{i}")));
+            p[0].evidence_mut().set_cookie = Some(("sid".into(), format!("L{i}")));
             for t in p.iter_mut().skip(1) {
-                t.cookie = Some(("sid".into(), format!("L{i}")));
+                t.evidence_mut().cookie = Some(("sid".into(), format!("L{i}")));
             }
             txs.extend(p);
         }

@@ -206,24 +206,12 @@ pub struct Tx {
     pub missing_bytes: u64,
     /// Response body bytes (decoded).
     pub response_body_len: u64,
-    /// The first configured session cookie the request carries. Read by the sessionizer to tell the user; no
-    /// longer set in a [`crate::Session`]'s transactions.
-    pub cookie: Option<(String, String)>,
-    /// The first configured session cookie the response sets. Read by the sessionizer to tell the user; no
-    /// longer set in a [`crate::Session`]'s transactions.
-    pub set_cookie: Option<(String, String)>,
-    /// The configured identity header's value. Read by the sessionizer to tell the user; no
-    /// longer set in a [`crate::Session`]'s transactions.
-    pub header_id: Option<String>,
-    /// A session id from a configured query parameter. Read by the sessionizer to tell the user; no
-    /// longer set in a [`crate::Session`]'s transactions.
-    pub query_id: Option<(String, String)>,
-    /// The first persistent non-session cookie the request carries (an
-    /// analytics or device id: `[users] persistent_cookies`). Read by the
-    /// sessionizer to tell the user; no longer set in a
-    /// [`crate::Session`]'s transactions.
+    /// What the request says of who sent it (cookies, identity header,
+    /// query id), when it says anything. Read by the sessionizer to tell
+    /// the user; no longer set in a [`crate::Session`]'s transactions.
+    /// Read it with [`Tx::evidence`].
     #[serde(default)]
-    pub persistent: Option<(String, String)>,
+    pub evidence: Option<Box<Evidence>>,
     /// A sign-in name from a configured login field of the request body.
     pub login: Option<String>,
     /// An order value read from the request (or its response).
@@ -234,6 +222,52 @@ pub struct Tx {
     /// page, or a JSON answer that says the call failed. Set by the
     /// classifier when the transaction is built.
     pub error_page: Option<ErrorBody>,
+}
+
+/// What a request says of who sent it, read by the sessionizer and then
+/// let go. Boxed in a [`Tx`], and only when there is any: its five fields
+/// would otherwise be 216 of a held transaction's bytes, every one of them
+/// empty once the sessionizer has read them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Evidence {
+    /// The first configured session cookie the request carries.
+    pub cookie: Option<(String, String)>,
+    /// The first configured session cookie the response sets.
+    pub set_cookie: Option<(String, String)>,
+    /// The configured identity header's value.
+    pub header_id: Option<String>,
+    /// A session id from a configured query parameter.
+    pub query_id: Option<(String, String)>,
+    /// The first persistent non-session cookie the request carries (an
+    /// analytics or device id: `[users] persistent_cookies`).
+    #[serde(default)]
+    pub persistent: Option<(String, String)>,
+}
+
+/// The evidence of a transaction that has none.
+static NO_EVIDENCE: Evidence =
+    Evidence { cookie: None, set_cookie: None, header_id: None, query_id: None, persistent: None };
+
+impl Evidence {
+    /// It says nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &NO_EVIDENCE
+    }
+
+    /// Boxed for a [`Tx`], unless it says nothing.
+    pub fn boxed(self) -> Option<Box<Evidence>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
+
+    /// Bytes its strings hold.
+    fn heap_bytes(&self) -> usize {
+        let pair = |p: &Option<(String, String)>| p.as_ref().map_or(0, |(a, b)| a.capacity() + b.capacity());
+        pair(&self.cookie)
+            + pair(&self.set_cookie)
+            + self.header_id.as_ref().map_or(0, String::capacity)
+            + pair(&self.query_id)
+            + pair(&self.persistent)
+    }
 }
 
 /// A 2xx answer whose body says it failed: the rule that decided and what
@@ -262,23 +296,18 @@ impl ErrorBody {
 }
 
 impl Tx {
-    /// Heap bytes its strings hold (for memory accounting; the record
-    /// itself is `size_of::<Tx>()`).
+    /// Heap bytes its strings and its boxed evidence hold (for memory
+    /// accounting; the record itself is `size_of::<Tx>()`).
     pub fn heap_bytes(&self) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        let pair = |p: &Option<(String, String)>| p.as_ref().map_or(0, |(a, b)| a.capacity() + b.capacity());
         self.target.capacity()
             + opt(&self.method)
             + opt(&self.host)
             + opt(&self.referer)
             + opt(&self.user_agent)
             + opt(&self.location)
-            + opt(&self.header_id)
             + opt(&self.login)
-            + pair(&self.cookie)
-            + pair(&self.set_cookie)
-            + pair(&self.query_id)
-            + pair(&self.persistent)
+            + self.evidence.as_ref().map_or(0, |e| std::mem::size_of::<Evidence>() + e.heap_bytes())
             + self.error_page.as_ref().map_or(0, ErrorBody::capacity)
     }
 
@@ -370,16 +399,23 @@ impl Tx {
             resp_frames: t.resp_frames,
             missing_bytes: t.missing_bytes,
             response_body_len: t.response_body.decoded_len,
-            cookie,
-            set_cookie,
-            header_id,
-            query_id,
+            evidence: Evidence { cookie, set_cookie, header_id, query_id, persistent: users.persistent_in(&jar) }
+                .boxed(),
             login,
             order_value,
             cart_value,
             error_page: None,
-            persistent: users.persistent_in(&jar),
         }
+    }
+
+    /// What the request says of who sent it (nothing, when it has none).
+    pub fn evidence(&self) -> &Evidence {
+        self.evidence.as_deref().unwrap_or(&NO_EVIDENCE)
+    }
+
+    /// Its evidence, to be changed (made, empty, when it has none).
+    pub fn evidence_mut(&mut self) -> &mut Evidence {
+        self.evidence.get_or_insert_with(Box::default)
     }
 
     /// A hand-made transaction for tests and examples: a GET of `target`
@@ -413,15 +449,11 @@ impl Tx {
             resp_frames: None,
             missing_bytes: 0,
             response_body_len: 100,
-            cookie: None,
-            set_cookie: None,
-            header_id: None,
-            query_id: None,
+            evidence: None,
             login: None,
             order_value: None,
             cart_value: None,
             error_page: None,
-            persistent: None,
         }
     }
 
@@ -519,6 +551,39 @@ mod tests {
         // No request in the capture: never a new page view on a guess.
         assert_eq!(ResourceClass::of(None, "", None, None, Some(304)), Other);
         assert_eq!(ResourceClass::of(None, "", None, Some("text/html"), Some(200)), Other);
+    }
+
+    #[test]
+    fn evidence_is_boxed_only_when_the_request_has_some() {
+        use pov_capture::http::{Headers, HttpTransaction, RequestHead};
+        let (client, server) = ("10.0.0.1:1000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+        let with = |fields: &[(&str, &str)]| {
+            let mut t = HttpTransaction::new(7, client, server, 1);
+            t.request = Some(RequestHead {
+                method: "GET".into(),
+                uri: b"/cart".to_vec(),
+                version: Some(1),
+                headers: Headers::from_pairs(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))),
+            });
+            Tx::from_http(&t, &UsersConfig::default(), &[], &crate::RevenueConfig::default())
+        };
+        let bare = with(&[("Host", "shop.example"), ("Cookie", "theme=dark")]);
+        assert!(bare.evidence.is_none(), "{:?}", bare.evidence);
+        assert_eq!(bare.evidence(), &Evidence::default());
+        let named = with(&[("Host", "shop.example"), ("Cookie", "theme=dark; sid=abc")]);
+        let ev = named.evidence.as_deref().expect("a session cookie is evidence");
+        assert_eq!(ev.cookie, Some(("sid".into(), "abc".into())));
+        assert_eq!(named.evidence().cookie, ev.cookie);
+        // The box and its strings are reckoned with the rest.
+        let boxed = std::mem::size_of::<Evidence>() + "sid".len() + "abc".len();
+        assert!(named.heap_bytes() >= bare.heap_bytes() + boxed, "{} {}", named.heap_bytes(), bare.heap_bytes());
+        // Held, a transaction carries a pointer, not the room for what it
+        // says of its sender (it was 736 bytes on 64-bit targets).
+        assert!(
+            std::mem::size_of::<Tx>() <= 736 - std::mem::size_of::<Evidence>() + 8,
+            "{}",
+            std::mem::size_of::<Tx>()
+        );
     }
 
     #[test]
