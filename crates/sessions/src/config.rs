@@ -98,9 +98,11 @@ impl UsersConfig {
     /// The first persistent cookie (see [`UsersConfig::persistent_cookies`])
     /// among `jar` (name, value pairs as sent), in the order of the
     /// configured names.
-    pub fn persistent_in(&self, jar: &[(String, String)]) -> Option<(String, String)> {
+    pub fn persistent_in<K: AsRef<str>, V: AsRef<str>>(&self, jar: &[(K, V)]) -> Option<(String, String)> {
         self.persistent_cookies.iter().find_map(|want| {
-            jar.iter().find(|(k, v)| v.len() >= 8 && cookie_name_matches(want, k)).map(|(k, v)| (k.clone(), v.clone()))
+            jar.iter()
+                .find(|(k, v)| v.as_ref().len() >= 8 && cookie_name_matches(want, k.as_ref()))
+                .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
         })
     }
 }

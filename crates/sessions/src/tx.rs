@@ -330,7 +330,8 @@ impl Tx {
         let cookie = users
             .cookies
             .iter()
-            .find_map(|name| jar.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())));
+            .find_map(|name| jar.iter().find(|(k, v)| k == name && !v.is_empty()))
+            .map(|(k, v)| (k.to_string(), v.to_string()));
         let set_cookie = resp.and_then(|r| {
             let set = r.headers.set_cookies();
             users.cookies.iter().find_map(|name| {

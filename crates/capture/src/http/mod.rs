@@ -31,6 +31,7 @@ mod pairing;
 mod route;
 pub mod uri;
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -200,19 +201,32 @@ impl Headers {
         self.get(name).map(|v| crate::text::lossy(v).into_owned())
     }
 
-    /// Cookie names and values from every `Cookie` field.
-    pub fn cookies(&self) -> Vec<(String, String)> {
+    /// Cookie names and values from every `Cookie` field, borrowed from
+    /// the head where its bytes are UTF-8 (most requests carry a dozen
+    /// cookies, of which one or two are read).
+    pub fn cookies(&self) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+        /// `part` (trimmed) split at its first `=`, each side trimmed.
+        fn pair(part: &str) -> Option<(&str, &str)> {
+            let part = part.trim();
+            if part.is_empty() {
+                return None;
+            }
+            Some(match part.split_once('=') {
+                Some((k, v)) => (k.trim(), v.trim()),
+                None => (part, ""),
+            })
+        }
         let mut out = Vec::new();
         for v in self.get_all("cookie") {
             for part in v.split(|b| *b == b';') {
-                let part = crate::text::lossy(part);
-                let part = part.trim();
-                if part.is_empty() {
-                    continue;
-                }
-                match part.split_once('=') {
-                    Some((k, v)) => out.push((k.trim().to_string(), v.trim().to_string())),
-                    None => out.push((part.to_string(), String::new())),
+                match crate::text::lossy(part) {
+                    Cow::Borrowed(part) => {
+                        out.extend(pair(part).map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v))));
+                    }
+                    Cow::Owned(part) => {
+                        let owned = |s: &str| Cow::Owned(s.to_owned());
+                        out.extend(pair(&part).map(|(k, v)| (owned(k), owned(v))));
+                    }
                 }
             }
         }
@@ -1133,6 +1147,52 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cookies_are_split_and_trimmed_as_text_whether_borrowed_or_not() {
+        use super::Headers;
+        use std::borrow::Cow;
+        // What `cookies` gave when it made two strings a cookie: the part
+        // as lossy text, trimmed, split at its first `=`, each side trimmed.
+        fn owned(h: &Headers) -> Vec<(String, String)> {
+            let mut out = Vec::new();
+            for v in h.get_all("cookie") {
+                for part in v.split(|b| *b == b';') {
+                    let part = crate::text::lossy(part);
+                    let part = part.trim();
+                    if part.is_empty() {
+                        continue;
+                    }
+                    match part.split_once('=') {
+                        Some((k, v)) => out.push((k.trim().to_string(), v.trim().to_string())),
+                        None => out.push((part.to_string(), String::new())),
+                    }
+                }
+            }
+            out
+        }
+        let fields: [&[u8]; 6] = [
+            b"sid=abc; theme = dark ;;lonely; a=b=c",
+            b" =v; k= ; \xc2\xa0nb\xc2\xa0=\xc2\xa0sp\xc2\xa0",
+            b"bad\xff=\xfe\xfdv; ok=1; cut\xe2\x82=x",
+            b"",
+            b";;; ",
+            b"=; ==; x",
+        ];
+        let mut all = Headers::default();
+        for (i, f) in fields.iter().enumerate() {
+            let one = Headers::from_pairs([(&b"Cookie"[..], *f)]);
+            let got: Vec<(String, String)> = one.cookies().into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+            assert_eq!(got, owned(&one), "field {i}");
+            all.push(if i % 2 == 0 { b"cookie" } else { b"COOKIE" }, f);
+        }
+        let got: Vec<(String, String)> = all.cookies().into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        assert_eq!(got, owned(&all));
+        assert_eq!(got.first(), Some(&("sid".to_string(), "abc".to_string())));
+        assert!(got.contains(&("nb".to_string(), "sp".to_string())), "{got:?}");
+        // UTF-8 parts are not copied.
+        assert!(matches!(all.cookies().first(), Some((Cow::Borrowed(_), Cow::Borrowed(_)))));
+    }
 
     #[test]
     fn anomaly_names_are_their_serialized_names() {
