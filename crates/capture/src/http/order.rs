@@ -79,21 +79,20 @@ impl Orderer {
         self.late
     }
 
-    /// Transactions that started before `watermark`, in order.
-    pub(super) fn release(&mut self, watermark: Ts) -> Vec<HttpTransaction> {
-        let mut out = Vec::new();
+    /// Hands `to` the transactions that started before `watermark`, in
+    /// order.
+    pub(super) fn release(&mut self, watermark: Ts, mut to: impl FnMut(HttpTransaction)) {
         while let Some(e) = self.ready.first_entry() {
             if e.key().0 >= watermark {
                 break;
             }
             let tx = e.remove();
             self.take(&tx);
-            out.push(*tx);
+            to(*tx);
         }
         if self.released_up_to.is_none_or(|w| watermark > w) {
             self.released_up_to = Some(watermark);
         }
-        out
     }
 
     /// The earliest held, in order, whatever the watermark, until at most
