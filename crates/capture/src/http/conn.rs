@@ -231,25 +231,29 @@ impl ConnHttp {
         self.queue.steps()
     }
 
-    pub(super) fn data(&mut self, c: &DataChunk<'_>, cfg: &HttpConfig, stats: &mut HttpStats) -> Vec<HttpTransaction> {
-        let mut done = Vec::new();
+    pub(super) fn data(
+        &mut self,
+        c: &DataChunk<'_>,
+        cfg: &HttpConfig,
+        stats: &mut HttpStats,
+        done: &mut Vec<HttpTransaction>,
+    ) {
         self.after_rst |= c.after_rst;
         if self.off {
-            return done;
+            return;
         }
         let at = (c.first_ts, c.first_frame);
         let end = c.offset + c.bytes.len() as u64;
         match c.dir {
             Direction::ClientToServer => {
                 self.req.chunk(end, c.peer_ack, at);
-                self.req_bytes(c.bytes, at, cfg, stats, &mut done);
+                self.req_bytes(c.bytes, at, cfg, stats, done);
             }
             Direction::ServerToClient => {
                 self.resp.chunk(end, c.peer_ack, at);
-                self.resp_bytes(c.bytes, at, cfg, stats, &mut done);
+                self.resp_bytes(c.bytes, at, cfg, stats, done);
             }
         }
-        done
     }
 
     // ----- requests -------------------------------------------------------

@@ -819,7 +819,14 @@ pub struct HttpAnalyzer<S: TxSink> {
     tls_ends: HashMap<ConnId, TlsEnd>,
     /// That of the last summary seen.
     last_tls_end: Option<TlsEnd>,
+    /// The transactions a chunk of data finished, on their way to the
+    /// ordering (kept from chunk to chunk, up to [`KEPT_DONE`]).
+    done: Vec<HttpTransaction>,
 }
+
+/// Most transactions whose room [`HttpAnalyzer`]'s list of those a chunk
+/// finished keeps (a burst of pipelined answers does not keep its room).
+const KEPT_DONE: usize = 16;
 
 /// Sees every transaction as it finishes, before it is held for ordering
 /// (it may store it and trim it).
@@ -848,6 +855,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
             cfg,
             tls_ends: HashMap::new(),
             last_tls_end: None,
+            done: Vec::new(),
         }
     }
 
@@ -891,7 +899,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
         (self.sink, self.stats)
     }
 
-    fn emit(&mut self, done: Vec<HttpTransaction>) {
+    fn emit(&mut self, done: impl IntoIterator<Item = HttpTransaction>) {
         for mut tx in done {
             if let Some(tap) = &mut self.tap {
                 tap(&mut tx);
@@ -1061,13 +1069,16 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_data(&mut self, chunk: &DataChunk<'_>) {
         let Some(e) = self.conns.get_mut(&chunk.conn) else { return };
         let (c, _, r) = &mut **e;
-        let mut done = Vec::new();
+        // The list is the analyzer's, kept from chunk to chunk (most chunks
+        // finish no transaction, some one or two).
+        let mut done = std::mem::take(&mut self.done);
         // One look at the first client bytes; plaintext HTTP/1 goes on as
         // before.
         if matches!(r, route::Route::Http1)
             || !route::data(r, c, chunk, &self.cfg, &mut self.stats, &mut self.tls, &mut done)
         {
-            done = c.data(chunk, &self.cfg, &mut self.stats);
+            done.clear();
+            c.data(chunk, &self.cfg, &mut self.stats, &mut done);
             if let Some(up) = c.take_h2c() {
                 let meta = c.meta().clone();
                 route::upgrade_h2c(r, up, &meta, &self.cfg, &mut done);
@@ -1076,7 +1087,10 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
         self.reindex(chunk.conn);
-        self.emit(done);
+        self.emit(done.drain(..));
+        if done.capacity() <= KEPT_DONE {
+            self.done = done;
+        }
         self.release(chunk.last_ts);
     }
 

@@ -545,7 +545,7 @@ impl Plain<'_, '_> {
                     peer_ack: None,
                     after_rst,
                 };
-                self.done.extend(self.http.data(&c, self.cfg, self.stats));
+                self.http.data(&c, self.cfg, self.stats, self.done);
             }
         }
     }
