@@ -924,8 +924,9 @@ impl Sessionizer {
         self.watermark = self.watermark.max(tx.start);
         let first_on_conn = !self.conn_user.contains_key(&tx.conn);
         let ua = || tx.user_agent.clone().unwrap_or_default();
-        let pers = tx.evidence().persistent.as_ref().map(|(n, v)| text_hash(n, v));
-        let key = if let Some((n, v)) = &tx.evidence().cookie {
+        let ev = tx.evidence();
+        let pers = ev.persistent.as_ref().map(|(n, v)| text_hash(n, v));
+        let key = if let Some((n, v)) = &ev.cookie {
             let raw = UserKey::Cookie(n.clone(), v.clone());
             // The cookie came back: the browser kept it, so later first
             // visits from its address are other people. (Most of the
@@ -945,7 +946,7 @@ impl Sessionizer {
             }
             // The server replaced the session cookie (sign-in): the new
             // value is the same user.
-            if let Some((sn, sv)) = &tx.evidence().set_cookie {
+            if let Some((sn, sv)) = &ev.set_cookie {
                 let new = UserKey::Cookie(sn.clone(), sv.clone());
                 if new != k && !self.aliases.contains(&new) && !self.known(&new) {
                     self.remember_alias(new, k.clone(), tx.start);
@@ -953,11 +954,11 @@ impl Sessionizer {
                 }
             }
             Some(k)
-        } else if let Some(h) = &tx.evidence().header_id {
+        } else if let Some(h) = &ev.header_id {
             Some(UserKey::Header(h.clone()))
-        } else if let Some((n, v)) = &tx.evidence().query_id {
+        } else if let Some((n, v)) = &ev.query_id {
             Some(UserKey::Query(n.clone(), v.clone()))
-        } else if let Some((n, v)) = &tx.evidence().set_cookie {
+        } else if let Some((n, v)) = &ev.set_cookie {
             // A request without the session cookie, answered with one: a
             // new user, unless evidence ties it to an earlier one.
             let new = UserKey::Cookie(n.clone(), v.clone());
@@ -1448,8 +1449,9 @@ impl Sessionizer {
     /// its own, keyed by that cookie, if no one had it before); else its
     /// address and User-Agent.
     fn adopt_anonymous(&mut self, ip: IpAddr, ua: &str, tx: Tx, closed: &mut Vec<Session>) {
-        let pers = tx.evidence().persistent.as_ref().map(|(n, v)| text_hash(n, v));
-        let k = match (self.conn_user.get(&tx.conn), &tx.evidence().persistent) {
+        let persistent = &tx.evidence().persistent;
+        let pers = persistent.as_ref().map(|(n, v)| text_hash(n, v));
+        let k = match (self.conn_user.get(&tx.conn), persistent) {
             (Some((k, _)), _) => k.clone(),
             (None, Some((n, v))) => match pers.and_then(|h| self.persistent.get(&h)) {
                 Some(k) => k.clone(),

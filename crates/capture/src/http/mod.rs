@@ -202,8 +202,8 @@ impl Headers {
     }
 
     /// Cookie names and values from every `Cookie` field, borrowed from
-    /// the head where its bytes are UTF-8 (most requests carry a dozen
-    /// cookies, of which one or two are read).
+    /// the head where its bytes are UTF-8 (of all a request's cookies, the
+    /// sessions' view keeps one or two).
     pub fn cookies(&self) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
         /// `part` (trimmed) split at its first `=`, each side trimmed.
         fn pair(part: &str) -> Option<(&str, &str)> {
@@ -825,7 +825,8 @@ pub struct HttpAnalyzer<S: TxSink> {
 }
 
 /// Most transactions whose room [`HttpAnalyzer`]'s list of those a chunk
-/// finished keeps (a burst of pipelined answers does not keep its room).
+/// finished keeps (a chunk of pipelined answers may finish many; the list
+/// does not keep that room).
 const KEPT_DONE: usize = 16;
 
 /// Sees every transaction as it finishes, before it is held for ordering
@@ -1069,8 +1070,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
     fn on_data(&mut self, chunk: &DataChunk<'_>) {
         let Some(e) = self.conns.get_mut(&chunk.conn) else { return };
         let (c, _, r) = &mut **e;
-        // The list is the analyzer's, kept from chunk to chunk (most chunks
-        // finish no transaction, some one or two).
+        // The list is the analyzer's, kept from chunk to chunk rather than
+        // made for each.
         let mut done = std::mem::take(&mut self.done);
         // One look at the first client bytes; plaintext HTTP/1 goes on as
         // before.
