@@ -43,3 +43,12 @@ pub use budget::{Budget, BudgetReport, Holder};
 pub use packet::{Domain, Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
 pub use source::{CaptureLoss, PacketFilter, PacketSource};
 pub use time::{Dur, Ts};
+
+/// A hash map for keys that traffic carries (addresses, connection ids,
+/// user keys): hashed as the connection table hashes its flows (foldhash,
+/// through hashbrown, seeded anew in every process), not with the
+/// standard library's SipHash, which cost several times more a key.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, hashlink::DefaultHashBuilder>;
+
+/// A hash set hashed as [`FastMap`].
+pub type FastSet<K> = std::collections::HashSet<K, hashlink::DefaultHashBuilder>;

@@ -16,7 +16,7 @@ mod soft;
 use std::collections::{HashMap, HashSet};
 
 use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
-use pov_capture::{Dur, Ts};
+use pov_capture::{Dur, FastMap, FastSet, Ts};
 use pov_sessions::{BROWSER_RETRY, ErrorBody, FailedConnKind, ResourceClass, Session, Tx};
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet, meta};
@@ -296,12 +296,12 @@ impl RetryGroup {
 /// Answered requests by method and target, so that a dead request's retry
 /// is found in O(log n) rather than by looking at every later request.
 struct RetryIndex<'a> {
-    groups: HashMap<(&'a str, &'a str), RetryGroup>,
+    groups: FastMap<(&'a str, &'a str), RetryGroup>,
 }
 
 impl<'a> RetryIndex<'a> {
     fn new(txs: &'a [Tx]) -> RetryIndex<'a> {
-        let mut groups: HashMap<(&str, &str), (RetryGroup, Vec<Earliest2>)> = HashMap::new();
+        let mut groups: FastMap<(&str, &str), (RetryGroup, Vec<Earliest2>)> = FastMap::default();
         for (j, r) in txs.iter().enumerate() {
             pov_sessions::work::step(1);
             let (Some(m), Some(_)) = (r.method.as_deref(), r.status) else { continue };
@@ -501,13 +501,13 @@ impl Classifier {
     pub fn classify(&self, s: &Session) -> Classified {
         let mut out = Classified::default();
         let page_of = page_index(s);
-        let mut dead_conns: HashSet<u64> = HashSet::new();
-        let mut aborted_pages: HashSet<u32> = HashSet::new();
+        let mut dead_conns: FastSet<u64> = FastSet::default();
+        let mut aborted_pages: FastSet<u32> = FastSet::default();
         // A page's document tried again by the browser and failing the same
         // way is one failure the user met, not two.
-        let mut doc_failures: HashSet<(u32, String, FailureKind)> = HashSet::new();
+        let mut doc_failures: FastSet<(u32, String, FailureKind)> = FastSet::default();
         // Pages with a noticed failure so far.
-        let mut noticed: HashSet<u32> = HashSet::new();
+        let mut noticed: FastSet<u32> = FastSet::default();
         let mut retry: Option<RetryIndex<'_>> = None;
         let t_tx = ms(self.cfg.apdex_t_ms);
         for (i, t) in s.txs.iter().enumerate() {
@@ -665,7 +665,7 @@ impl Classifier {
             }
         }
         // The first page each failed attempt belongs to.
-        let mut failed_page: HashMap<usize, u32> = HashMap::new();
+        let mut failed_page: FastMap<usize, u32> = FastMap::default();
         for p in &s.pages {
             pov_sessions::work::step(1 + p.failed.len() as u64);
             for fi in &p.failed {
@@ -709,7 +709,7 @@ impl Classifier {
         // Page-level rules.
         let struggle = Dur((self.cfg.struggle_window_secs.max(0.0) * 1e9) as i64);
         // The latest page so far with each URL.
-        let mut last_by_url: HashMap<&str, &pov_sessions::PageView> = HashMap::new();
+        let mut last_by_url: FastMap<&str, &pov_sessions::PageView> = FastMap::default();
         for p in &s.pages {
             pov_sessions::work::step(1);
             let t_page = ms(p.apdex_t_ms.unwrap_or(self.cfg.page_apdex_t_ms));
@@ -726,7 +726,7 @@ impl Classifier {
             if let Some(d) = first_doc {
                 let redirects =
                     p.documents.iter().filter(|i| s.txs[**i].status.is_some_and(|x| (300..400).contains(&x))).count();
-                let mut seen = HashSet::new();
+                let mut seen = FastSet::default();
                 let revisits = p.documents.iter().any(|i| !seen.insert(s.txs[*i].target.as_str()));
                 let still_redirected = p.status.is_some_and(|x| (300..400).contains(&x));
                 if still_redirected && (revisits || redirects as u32 > self.cfg.redirect_limit) {
@@ -1230,11 +1230,11 @@ mod tests {
         fn classify_reference(&self, s: &Session) -> Classified {
             let mut out = Classified::default();
             let page_of = page_index(s);
-            let mut dead_conns: HashSet<u64> = HashSet::new();
-            let mut aborted_pages: HashSet<u32> = HashSet::new();
+            let mut dead_conns: FastSet<u64> = FastSet::default();
+            let mut aborted_pages: FastSet<u32> = FastSet::default();
             // A page's document tried again by the browser and failing the same
             // way is one failure the user met, not two.
-            let mut doc_failures: HashSet<(u32, String, FailureKind)> = HashSet::new();
+            let mut doc_failures: FastSet<(u32, String, FailureKind)> = FastSet::default();
             let t_tx = ms(self.cfg.apdex_t_ms);
             for (i, t) in s.txs.iter().enumerate() {
                 if t.capture_loss() {

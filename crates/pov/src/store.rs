@@ -23,14 +23,13 @@
 //! cap). The index of a part is a file beside it (`.idx`): each record's
 //! header followed by its offset in the part (`u64`).
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use pov_capture::Ts;
 use pov_capture::http::{HttpTransaction, Tap, codec};
+use pov_capture::{FastSet, Ts};
 
 use crate::replay::TxKey;
 
@@ -85,7 +84,7 @@ struct Part {
     /// Transactions stored without their bodies, over the cap.
     bodies_left_out: u64,
     /// Response bodies stored, by (hash, length), to where they are.
-    bodies: std::collections::HashMap<(u64, u32), u64>,
+    bodies: pov_capture::FastMap<(u64, u32), u64>,
 }
 
 impl Part {
@@ -254,7 +253,7 @@ impl TxStore {
             bytes: 0,
             max_bytes,
             bodies_left_out: 0,
-            bodies: std::collections::HashMap::new(),
+            bodies: pov_capture::FastMap::default(),
         }));
         parts.push(Arc::clone(&part));
         Box::new(move |tx: &mut HttpTransaction| {
@@ -268,7 +267,7 @@ impl TxStore {
     /// The stored transactions whose keys are in `wanted`, handed to `f` in
     /// order of (request start, connection, depth); the first error of the
     /// store's writing or reading.
-    pub fn read(&self, wanted: &HashSet<TxKey>, mut f: impl FnMut(HttpTransaction)) -> io::Result<StoreStats> {
+    pub fn read(&self, wanted: &FastSet<TxKey>, mut f: impl FnMut(HttpTransaction)) -> io::Result<StoreStats> {
         let parts: Vec<Arc<Mutex<Part>>> = self.0.parts.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut stats = StoreStats::default();
         let mut found: Vec<Found> = Vec::new();
@@ -375,7 +374,7 @@ mod tests {
         // What goes on keeps only the bodies a failure rule reads.
         let kept: Vec<bool> = handed_on.iter().map(|t| !t.response_body.kept.is_empty()).collect();
         assert_eq!(kept, [false, true, false, true, true]);
-        let wanted: HashSet<TxKey> = [(1, 1), (2, 2), (1, 2), (9, 9)].into();
+        let wanted: FastSet<TxKey> = [(1, 1), (2, 2), (1, 2), (9, 9)].into_iter().collect();
         let mut got = Vec::new();
         let stats = store.read(&wanted, |t| got.push(t)).expect("read");
         assert_eq!((stats.records, stats.read), (5, 3));
@@ -415,7 +414,7 @@ mod tests {
         tap(&mut t);
         // The transaction goes on all the same.
         assert_eq!(t.response_body.kept, b"body of 1/1");
-        let e = store.read(&[(1, 1)].into(), |_| {}).expect_err("no folder");
+        let e = store.read(&[(1, 1)].into_iter().collect(), |_| {}).expect_err("no folder");
         assert!(e.to_string().contains(&d.display().to_string()), "{e}");
     }
 
@@ -433,7 +432,7 @@ mod tests {
             // What goes on is whole either way.
             assert_eq!(t.response_body.kept.len(), 60);
         }
-        let wanted: HashSet<TxKey> = (0..6u32).map(|i| (u64::from(i % 2) + 1, i)).collect();
+        let wanted: FastSet<TxKey> = (0..6u32).map(|i| (u64::from(i % 2) + 1, i)).collect();
         let mut got = Vec::new();
         let stats = store.read(&wanted, |t| got.push(t)).expect("read");
         assert_eq!((stats.records, stats.read, stats.bodies_left_out), (6, 6, 4));
@@ -458,7 +457,7 @@ mod tests {
             t.response_body = BodyInfo::plain(body.clone());
             tap(&mut t);
         }
-        let wanted: HashSet<TxKey> = (1..=4).map(|c| (c, 1)).collect();
+        let wanted: FastSet<TxKey> = (1..=4).map(|c| (c, 1)).collect();
         let mut got = Vec::new();
         let stats = store.read(&wanted, |t| got.push(t)).expect("read");
         assert_eq!(stats.read, 4);
@@ -477,7 +476,9 @@ mod tests {
             t.response_body = BodyInfo::plain(logo.clone());
             tap(&mut t);
         }
-        let stats = store.read(&[(1, 1), (2, 1)].into(), |t| assert_eq!(t.response_body.kept, logo)).expect("read");
+        let stats = store
+            .read(&[(1, 1), (2, 1)].into_iter().collect(), |t| assert_eq!(t.response_body.kept, logo))
+            .expect("read");
         assert!(stats.bytes > 2 * 5000, "{} bytes stored", stats.bytes);
         drop(tap);
         drop(store);

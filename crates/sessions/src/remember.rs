@@ -20,14 +20,13 @@
 //! of one hash stay apart). If the disk fails, the map stops spilling and
 //! keeps everything in memory from then on (counted).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasher, Hash};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pov_capture::Ts;
+use pov_capture::{FastMap, Ts};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -257,7 +256,7 @@ impl Records {
 /// A map that keeps its recently used entries in memory and the rest in
 /// sorted runs on disk (see the module's documentation).
 pub struct SpillMap<K, V> {
-    hot: HashMap<K, (V, Ts)>,
+    hot: FastMap<K, (V, Ts)>,
     /// Oldest first.
     runs: Vec<Run>,
     dir: Option<PathBuf>,
@@ -282,7 +281,7 @@ where
     /// `entry_cost`.
     pub fn new(max_hot: usize, entry_cost: usize) -> SpillMap<K, V> {
         SpillMap {
-            hot: HashMap::new(),
+            hot: FastMap::default(),
             runs: Vec::new(),
             dir: None,
             max_hot: max_hot.max(2),

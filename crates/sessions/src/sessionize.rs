@@ -7,7 +7,7 @@
 //! sessions and short-lived joining state, never the whole capture.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use pov_capture::budget::{Charge, Holder};
 use pov_capture::http::{FrameSpan, TlsOutcome};
 use pov_capture::tcp::{ConnState, ConnSummary};
-use pov_capture::{Budget, Dur, Ts};
+use pov_capture::{Budget, Dur, FastMap, FastSet, Ts};
 use regex::Regex;
 
 use crate::config::{Cidr, PageRule, RevenueConfig, RobotsConfig, SessionsConfig, UsersConfig, default_pages};
@@ -721,7 +721,7 @@ pub struct Sessionizer {
     pages: PageRules,
     conversion_post: Option<Regex>,
     /// Users with an open session, by key.
-    users: HashMap<UserKey, UserState>,
+    users: FastMap<UserKey, UserState>,
     /// Users whose sessions all closed: a 64-bit hash of their key to the
     /// number of sessions they had (their next one is numbered on), so
     /// that what a user seen costs to the end of the run is a few bytes,
@@ -740,26 +740,26 @@ pub struct Sessionizer {
     due: BinaryHeap<Reverse<(Ts, UserKey)>>,
     /// A session cookie replaced by the server, to the one it replaced.
     aliases: SpillMap<UserKey, UserKey>,
-    conn_user: HashMap<u64, (UserKey, Ts)>,
+    conn_user: FastMap<u64, (UserKey, Ts)>,
     /// Requests with no identifier, waiting for a Set-Cookie answer from
     /// the same client and User-Agent.
-    pending: HashMap<Bucket, Waiting>,
+    pending: FastMap<Bucket, Waiting>,
     /// Where the requests of each connection wait (bucket and sequence
     /// number), so that a claim takes them without searching; and whether
     /// a claim looks (not after one took the connection's requests from
     /// its address, until another request waits on it).
-    pending_conns: HashMap<u64, (bool, Vec<(Bucket, u64)>)>,
+    pending_conns: FastMap<u64, (bool, Vec<(Bucket, u64)>)>,
     /// Failed attempts waiting for a connection to follow them, each with
     /// the last [`Recent::seq`] already looked at for it.
     pending_failed: Vec<(FailedConn, u64)>,
     /// Per address and User-Agent: the last user made from a Set-Cookie
     /// whose cookie has not come back yet.
-    fresh: HashMap<(IpAddr, String), Fresh>,
+    fresh: FastMap<(IpAddr, String), Fresh>,
     /// First visits whose cookie has not come back, to the later first
     /// visits from the same address and User-Agent that may be the same
     /// person trying again (decided when the window passes: see
     /// [`Sessionizer::settle`]).
-    tentative: HashMap<UserKey, Tentative>,
+    tentative: FastMap<UserKey, Tentative>,
     /// The first visits of `tentative` by deadline (an entry whose cookie
     /// came back is gone from the map and skipped here).
     tentative_due: VecDeque<(Ts, UserKey)>,
@@ -770,7 +770,7 @@ pub struct Sessionizer {
     logins: SpillMap<u64, UserKey>,
     /// Per address and User-Agent, the latest users first seen from it
     /// and the times crowded with them (the robots' identities rule).
-    births: HashMap<(IpAddr, String), Births>,
+    births: FastMap<(IpAddr, String), Births>,
     robots: RobotRules,
     /// Sessions closing together are built side by side.
     parallel: bool,
@@ -780,9 +780,9 @@ pub struct Sessionizer {
     ip_users: SpillMap<IpAddr, (UserKey, bool)>,
     /// Recent activity per client address (request start, user), for
     /// failed attempts that no new connection followed.
-    activity: HashMap<IpAddr, VecDeque<(Ts, UserKey)>>,
+    activity: FastMap<IpAddr, VecDeque<(Ts, UserKey)>>,
     /// The first transaction of each recent connection, per client address.
-    recent: HashMap<IpAddr, VecDeque<Recent>>,
+    recent: FastMap<IpAddr, VecDeque<Recent>>,
     /// Entries ever added to `recent`.
     recent_seq: u64,
     /// Sessions closed while requests were being claimed, handed out with
@@ -820,24 +820,24 @@ impl Sessionizer {
             users_charge: cfg.budget.empty(Holder::Sessions),
             pages,
             conversion_post,
-            users: HashMap::new(),
+            users: FastMap::default(),
             due: BinaryHeap::new(),
             aliases: SpillMap::new(MAX_REMEMBERED, ALIAS_COST),
-            conn_user: HashMap::new(),
-            pending: HashMap::new(),
-            pending_conns: HashMap::new(),
+            conn_user: FastMap::default(),
+            pending: FastMap::default(),
+            pending_conns: FastMap::default(),
             pending_failed: Vec::new(),
-            recent: HashMap::new(),
+            recent: FastMap::default(),
             recent_seq: 0,
-            fresh: HashMap::new(),
-            tentative: HashMap::new(),
+            fresh: FastMap::default(),
+            tentative: FastMap::default(),
             tentative_due: VecDeque::new(),
             persistent: SpillMap::new(MAX_REMEMBERED, EVIDENCE_COST),
             logins: SpillMap::new(MAX_REMEMBERED, EVIDENCE_COST),
-            births: HashMap::new(),
+            births: FastMap::default(),
             robots: RobotRules::new(&cfg.robots),
             parallel: false,
-            activity: HashMap::new(),
+            activity: FastMap::default(),
             ip_users: SpillMap::new(MAX_REMEMBERED, ADDR_COST),
             seen: SpillMap::new(MAX_REMEMBERED, SEEN_COST),
             spill: None,
@@ -1728,7 +1728,7 @@ impl Sessionizer {
             !q.is_empty()
         });
         self.conn_user.retain(|_, (_, t)| now - *t <= timeout);
-        let waiting: HashSet<u64> = self.pending.values().flat_map(Waiting::conns).collect();
+        let waiting: FastSet<u64> = self.pending.values().flat_map(Waiting::conns).collect();
         let pending = &self.pending;
         self.pending_conns.retain(|c, (_, places)| {
             places.retain(|(key, seq)| pending.get(key).is_some_and(|q| q.is_live(*seq)));
@@ -1806,7 +1806,7 @@ struct Builder<'a> {
     pages: &'a PageRules,
     page_window: Dur,
     conversion_post: Option<&'a Regex>,
-    births: &'a HashMap<(IpAddr, String), Births>,
+    births: &'a FastMap<(IpAddr, String), Births>,
     robots: &'a RobotRules,
     /// Where spilled transactions are read back from.
     spill: Option<&'a File>,
@@ -2000,7 +2000,7 @@ fn place(txs: &[Tx], failed: &[FailedConn], window: Dur, order_post: Option<&Reg
     // documents: each such target, to the latest page that has it (pages
     // are made in request order, so the latest page is the last made, and
     // every page started at or before the transaction at hand).
-    let mut by_target: HashMap<&str, usize> = HashMap::new();
+    let mut by_target: FastMap<&str, usize> = FastMap::default();
     // A resource without a page by Referer joins the latest page started
     // within the page window before it (or still loading its first
     // request): a page's reach is how long after its start that holds.

@@ -816,7 +816,7 @@ pub struct HttpAnalyzer<S: TxSink> {
     /// Decrypts TLS records with the run's keys (this thread's buffer).
     tls: pov_tls::Decoder<'static>,
     /// How each TLS connection ended, until its summary comes.
-    tls_ends: HashMap<ConnId, TlsEnd>,
+    tls_ends: crate::FastMap<ConnId, TlsEnd>,
     /// That of the last summary seen.
     last_tls_end: Option<TlsEnd>,
     /// The transactions a chunk of data finished, on their way to the
@@ -854,7 +854,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
             tap: None,
             tls: route::decoder(&cfg.keys),
             cfg,
-            tls_ends: HashMap::new(),
+            tls_ends: crate::FastMap::default(),
             last_tls_end: None,
             done: Vec::new(),
         }
