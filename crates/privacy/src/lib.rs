@@ -494,7 +494,11 @@ impl Masker {
 /// pair or an HTML attribute needs `=` or `"`, a card number a run of 13
 /// digits (a User-Agent has more digits than that, never in one run).
 fn maybe_secret(s: &[u8]) -> bool {
-    s.iter().any(|c| matches!(c, b'=' | b'"')) || cards::may_hold(s)
+    // Every byte looked at, without a branch a byte, so that the loop is
+    // vectorised (on bytes: a fold of `bool`s was not): for header values
+    // of a hundred bytes, cheaper than stopping at the first hit.
+    let quote_or_eq = s.iter().fold(0u8, |hit, c| hit | u8::from(*c == b'=') | u8::from(*c == b'"'));
+    quote_or_eq != 0 || cards::may_hold(s)
 }
 
 /// Text of bytes, invalid UTF-8 replaced as `String::from_utf8_lossy`
