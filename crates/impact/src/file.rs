@@ -21,9 +21,9 @@
 //! the row group's statistics do not.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
 
 use polars::prelude::{DataFrame, ParquetCompression, Schema};
+use polars_parquet::write::Encoding;
 use polars_parquet_format::thrift::protocol::{
     TCompactInputProtocol, TCompactOutputProtocol, TFieldIdentifier, TListIdentifier, TOutputProtocol,
     TStructIdentifier, TType,
@@ -165,25 +165,55 @@ fn compression() -> ParquetCompression {
 }
 
 /// `df` (or no row at all) as a whole Parquet file, written by polars into
-/// `scratch` (cleared first).
+/// `scratch` (cleared first), page by page as polars' batched writer
+/// writes it, but for the encodings of [`encodings_of`].
 fn encode(schema: &Schema, df: Option<&DataFrame>, mut scratch: Vec<u8>) -> io::Result<Vec<u8>> {
+    use polars::prelude::{CompatLevel, PolarsError};
+    use polars_parquet::read::ParquetError;
+    use polars_parquet::write::{
+        Compressor, DynIter, DynStreamingIterator, FallibleStreamingIterator, FileWriter, StatisticsOptions, Version,
+        WriteOptions, array_to_columns, to_parquet_schema,
+    };
     scratch.clear();
-    let shared = Arc::new(Mutex::new(scratch));
-    // On the calling thread: polars' own pool would take the columns side
-    // by side while this thread waits, on threads that the pipeline's
-    // shards and the sessions need (a run chooses its threads).
-    let mut w = polars::io::parquet::write::ParquetWriter::new(Shared(Arc::clone(&shared)))
-        .with_compression(compression())
-        .set_parallel(false)
-        .batched(schema)
-        .map_err(polars_err)?;
-    if let Some(df) = df {
-        w.write_batch(df).map_err(polars_err)?;
+    let arrow = polars::io::schema_to_arrow_checked(schema, CompatLevel::newest(), "parquet").map_err(polars_err)?;
+    let fields = to_parquet_schema(&arrow).map_err(polars_err)?;
+    let encodings: Vec<Vec<Encoding>> = arrow.iter_values().map(|f| encodings_of(&f.dtype)).collect();
+    let options = WriteOptions {
+        statistics: StatisticsOptions::default(),
+        compression: compression().into(),
+        version: Version::V1,
+        data_page_size: None,
+    };
+    // On the calling thread: the pipeline's shards and the sessions need
+    // the others (a run chooses its threads).
+    let mut w = FileWriter::try_new(scratch, arrow, options).map_err(polars_err)?;
+    for batch in df.into_iter().flat_map(|df| df.iter_chunks(CompatLevel::newest(), false)) {
+        if batch.len() == 0 {
+            continue;
+        }
+        let mut columns = Vec::with_capacity(fields.fields().len());
+        for ((array, field), encoding) in batch.columns().iter().zip(fields.fields()).zip(&encodings) {
+            for pages in array_to_columns(array, field.clone(), options, encoding).map_err(polars_err)? {
+                let pages = pages.map(|p| p.map_err(|e| ParquetError::FeatureNotSupported(format!("{e}"))));
+                let compressed = Compressor::new_from_vec(pages, options.compression, Vec::new());
+                columns.push(Ok(DynStreamingIterator::new(compressed.map_err(PolarsError::from))));
+            }
+        }
+        w.write(batch.len() as u64, DynIter::new(columns.into_iter())).map_err(polars_err)?;
     }
-    w.finish().map_err(polars_err)?;
-    drop(w);
-    let shared = Arc::try_unwrap(shared).map_err(|_| io::Error::other("parquet: writer still shared"))?;
-    Ok(shared.into_inner().unwrap_or_else(|e| e.into_inner()))
+    w.end(None).map_err(polars_err)?;
+    Ok(w.into_inner())
+}
+
+/// How a column of `dtype` is encoded: as polars chooses, but that
+/// floating-point columns (times, durations, amounts: nearly every value
+/// its own) are written plain, not first sized up for a dictionary.
+fn encodings_of(dtype: &polars::prelude::ArrowDataType) -> Vec<Encoding> {
+    use polars::prelude::ArrowDataType as A;
+    match dtype {
+        A::Float64 | A::Float32 => vec![Encoding::Plain],
+        _ => polars_parquet::write::get_dtype_encoding(dtype),
+    }
 }
 
 /// The metadata in a whole Parquet file's footer.
@@ -349,20 +379,6 @@ impl<W: Write> Write for Counted<'_, W> {
     }
 }
 
-/// A writer shared between the caller and polars, so the caller gets it
-/// back when the file is done.
-struct Shared<W>(Arc<Mutex<W>>);
-
-impl<W: Write> Write for Shared<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 fn layout_err(what: &str) -> io::Error {
     io::Error::other(format!("parquet: polars wrote {what}"))
 }
@@ -378,6 +394,8 @@ pub(crate) fn polars_err(e: impl std::fmt::Display) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
     use polars::prelude::{Column, DataType, Field, NamedFrom, ParquetReader, PlSmallStr, SerReader, Series};
 
     fn schema() -> Schema {
@@ -401,8 +419,23 @@ mod tests {
         DataFrame::new(rows, cols).unwrap()
     }
 
-    /// The same row groups written by polars as one file, the way
-    /// `ParquetWriter` wrote them before.
+    /// A writer shared between the test and polars, so the test gets it
+    /// back when the file is done.
+    struct Shared<W>(Arc<Mutex<W>>);
+
+    impl<W: Write> Write for Shared<W> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The same row groups written by polars' own batched writer as one
+    /// file (which `encode` writes row group by row group, as polars does
+    /// but for the floats' encoding).
     fn by_polars(frames: &[DataFrame]) -> Vec<u8> {
         let shared = Arc::new(Mutex::new(Vec::new()));
         let mut w = polars::io::parquet::write::ParquetWriter::new(Shared(Arc::clone(&shared)))
@@ -463,6 +496,35 @@ mod tests {
         let len = u32::from_le_bytes(ours[ours.len() - 8..ours.len() - 4].try_into().unwrap()) as usize;
         assert_eq!(&ours[ours.len() - 8 - len..ours.len() - 8], &whole[..]);
         assert_eq!(ours.len(), data_end + len + 8);
+    }
+
+    /// Floating-point columns are written plain, even when their values
+    /// repeat (polars would size them up for a dictionary first); the
+    /// others as polars chooses, and every value reads back.
+    #[test]
+    fn floats_are_written_plain_and_the_rest_as_polars_chooses() {
+        let rows = 4000;
+        let ms: Vec<Option<f64>> = (0..rows).map(|i| Some([1.5, 2.5, 7.0][i % 3])).collect();
+        let status: Vec<u64> = (0..rows).map(|i| [200, 404][i % 2]).collect();
+        let urls: Vec<Option<String>> = (0..rows).map(|i| Some(format!("/p{}", i % 4))).collect();
+        let df = DataFrame::new(
+            rows,
+            vec![
+                Column::from(Series::new("url".into(), urls)),
+                Column::from(Series::new("status".into(), status)),
+                Column::from(Series::new("ms".into(), ms)),
+            ],
+        )
+        .unwrap();
+        let bytes = ours(std::slice::from_ref(&df));
+        assert!(read(&bytes).equals_missing(&df));
+        let meta = footer(&bytes).unwrap();
+        let dictionary = |c: usize| {
+            let m = meta.row_groups[0].columns[c].meta_data.as_ref().unwrap();
+            m.encodings.contains(&polars_parquet_format::Encoding::RLE_DICTIONARY)
+        };
+        assert!(dictionary(0) && dictionary(1), "texts and integers of few values get a dictionary");
+        assert!(!dictionary(2), "floats are plain");
     }
 
     /// An empty output is a file of the columns and no row group; a frame
