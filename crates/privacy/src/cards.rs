@@ -7,9 +7,12 @@
 /// or dashes: what [`mask_in_place`] looks for (false: it masks nothing).
 /// A cheap test, without the Luhn check.
 pub(crate) fn may_hold(b: &[u8]) -> bool {
-    // Fewer than 13 digits in all: no run of 13 (a count the compiler
-    // vectorises, before the byte-by-byte walk).
-    if b.iter().filter(|c| c.is_ascii_digit()).count() < 13 {
+    // Fewer than 13 digits in all: no run of 13 (counted sixteen bytes at
+    // a time, which the compiler vectorises, before the byte-by-byte walk).
+    let mut blocks = b.chunks_exact(16);
+    let in_blocks: usize =
+        blocks.by_ref().map(|block| usize::from(block.iter().map(|c| u8::from(c.is_ascii_digit())).sum::<u8>())).sum();
+    if in_blocks + blocks.remainder().iter().filter(|c| c.is_ascii_digit()).count() < 13 {
         return false;
     }
     let mut digits = 0;

@@ -494,11 +494,18 @@ impl Masker {
 /// pair or an HTML attribute needs `=` or `"`, a card number a run of 13
 /// digits (a User-Agent has more digits than that, never in one run).
 fn maybe_secret(s: &[u8]) -> bool {
-    // Every byte looked at, without a branch a byte, so that the loop is
-    // vectorised (on bytes: a fold of `bool`s was not): for header values
-    // of a hundred bytes, cheaper than stopping at the first hit.
-    let quote_or_eq = s.iter().fold(0u8, |hit, c| hit | u8::from(*c == b'=') | u8::from(*c == b'"'));
-    quote_or_eq != 0 || cards::may_hold(s)
+    any_byte(s, |b| (b == b'=') | (b == b'"')) || cards::may_hold(s)
+}
+
+/// Whether any byte of `s` is `hit`: sixteen bytes at a time, without a
+/// branch a byte, so that the compiler vectorises the loop (a plain `any`
+/// over the slice, or a fold over all of it, was not: byte by byte, the
+/// tests before masking were 1.6 % of a request-heavy night's
+/// instructions).
+fn any_byte(s: &[u8], hit: impl Fn(u8) -> bool) -> bool {
+    let mut blocks = s.chunks_exact(16);
+    blocks.by_ref().any(|block| block.iter().fold(0u8, |h, b| h | u8::from(hit(*b))) != 0)
+        || blocks.remainder().iter().any(|b| hit(*b))
 }
 
 /// Text of bytes, invalid UTF-8 replaced as `String::from_utf8_lossy`
