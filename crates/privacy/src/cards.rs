@@ -15,16 +15,34 @@ pub(crate) fn may_hold(b: &[u8]) -> bool {
     if in_blocks + blocks.remainder().iter().filter(|c| c.is_ascii_digit()).count() < 13 {
         return false;
     }
-    let mut digits = 0;
-    for (i, c) in b.iter().enumerate() {
-        if c.is_ascii_digit() {
-            digits += 1;
-            if digits >= 13 {
-                return true;
-            }
-        } else if !(digits > 0 && matches!(c, b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
-            digits = 0;
+    // A run spans 13 bytes or more, none of them one that no run holds
+    // (not a digit, space or dash). Where the 13th byte from a fresh start
+    // is such a byte, no run starts before it: the walk jumps past it, so
+    // that text (a User-Agent's letters) is passed over 13 bytes a step.
+    let breaks = |c: u8| !c.is_ascii_digit() && c != b' ' && c != b'-';
+    let mut from = 0;
+    while from + 13 <= b.len() {
+        if breaks(b[from + 12]) {
+            from += 13;
+            continue;
         }
+        let mut digits = 0;
+        let mut i = from;
+        while let Some(&c) = b.get(i) {
+            if c.is_ascii_digit() {
+                digits += 1;
+                if digits >= 13 {
+                    return true;
+                }
+            } else if breaks(c) && i >= from + 12 {
+                // A fresh start after it, as at `from`.
+                break;
+            } else if !(digits > 0 && matches!(c, b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+                digits = 0;
+            }
+            i += 1;
+        }
+        from = i + 1;
     }
     false
 }
@@ -81,6 +99,54 @@ pub(crate) fn luhn(run: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`may_hold`] as it was first written: one byte at a time.
+    fn may_hold_bytewise(b: &[u8]) -> bool {
+        let mut digits = 0;
+        for (i, c) in b.iter().enumerate() {
+            if c.is_ascii_digit() {
+                digits += 1;
+                if digits >= 13 {
+                    return true;
+                }
+            } else if !(digits > 0 && matches!(c, b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+                digits = 0;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn the_quick_test_answers_as_the_byte_by_byte_walk() {
+        const BYTES: &[u8] = b"0123456789012345 - a/.";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let (mut yes, mut no) = (0, 0);
+        for n in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (n % 60) as usize;
+            // Mostly digits in some strings, mostly other bytes in others.
+            let digits_only = x % 4 == 0;
+            let b: Vec<u8> = (0..len)
+                .map(|i| {
+                    let r = (x >> (i % 48)) as usize ^ i.wrapping_mul(0x9e37);
+                    if digits_only { BYTES[r % 16] } else { BYTES[r % BYTES.len()] }
+                })
+                .collect();
+            let want = may_hold_bytewise(&b);
+            assert_eq!(may_hold(&b), want, "{}", String::from_utf8_lossy(&b));
+            if want { yes += 1 } else { no += 1 }
+        }
+        assert!(yes > 10_000 && no > 10_000, "{yes} with a run, {no} without");
+        for s in [
+            "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
+            "4111 1111 1111 1111",
+            "x4111-1111-1111-1",
+        ] {
+            assert_eq!(may_hold(s.as_bytes()), may_hold_bytewise(s.as_bytes()), "{s}");
+        }
+    }
 
     fn masked(s: &str) -> String {
         let mut b = s.as_bytes().to_vec();
