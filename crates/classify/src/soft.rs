@@ -66,8 +66,10 @@ struct Rule {
     url: Option<Regex>,
     /// Lowercased.
     content_type: Option<String>,
-    /// JSON pointer, for `AnyOf` and `NonEmpty` (empty for a pattern).
-    pointer: String,
+    /// The JSON pointer's keys, unescaped (RFC 6901), for `AnyOf` and
+    /// `NonEmpty` (none for a pattern; `None`: a pointer that points at
+    /// nothing).
+    path: Option<Vec<String>>,
     /// The field as shown in the evidence: the pointer without its leading
     /// `/`, or the key.
     label: String,
@@ -172,7 +174,7 @@ impl SoftRules {
                 rule: format!("api_error:{k}"),
                 url: None,
                 content_type: None,
-                pointer: format!("/{}", k.replace('~', "~0").replace('/', "~1")),
+                path: Some(vec![k.clone()]),
                 label: k.clone(),
                 test: Test::NonEmpty,
             });
@@ -208,7 +210,7 @@ impl Rule {
     /// The evidence (`"field": value`) when the rule's field is in `json`
     /// and `hit` says it failed.
     fn field(&self, json: Option<&Value>, hit: impl Fn(&Value) -> bool) -> Option<String> {
-        let v = json?.pointer(&self.pointer).filter(|v| hit(v))?;
+        let v = at(json?, self.path.as_deref()?).filter(|v| hit(v))?;
         let label = serde_json::to_string(&self.label).unwrap_or_default();
         Some(format!("{label}: {}", shown(v)))
     }
@@ -231,12 +233,12 @@ fn compile(r: &SoftErrorRule) -> Result<Rule, String> {
         Some(c) => Some(c.trim().to_ascii_lowercase()),
         None => None,
     };
-    let (pointer, label, test) = match (&r.pointer, &r.value, &r.pattern) {
+    let (path, label, test) = match (&r.pointer, &r.value, &r.pattern) {
         (Some(_), _, Some(_)) => return Err("give `pointer` (with `value`) or `pattern`, not both".into()),
         (Some(_), None, None) => return Err("`pointer` needs a `value` (or `value = \"non-empty\"`)".into()),
         (None, Some(_), _) => return Err("`value` goes with a `pointer`".into()),
         (None, None, None) => return Err("needs a `pointer` with a `value`, or a `pattern`".into()),
-        (None, None, Some(p)) => (String::new(), String::new(), Test::Pattern(regex("pattern", p)?)),
+        (None, None, Some(p)) => (Some(Vec::new()), String::new(), Test::Pattern(regex("pattern", p)?)),
         (Some(p), Some(v), None) => {
             check_pointer(p)?;
             let bad =
@@ -248,10 +250,38 @@ fn compile(r: &SoftErrorRule) -> Result<Rule, String> {
                 }
                 other => Test::AnyOf(vec![Scalar::of(other).ok_or_else(bad)?]),
             };
-            (p.clone(), p.strip_prefix('/').unwrap_or(p).to_string(), test)
+            (path(p), p.strip_prefix('/').unwrap_or(p).to_string(), test)
         }
     };
-    Ok(Rule { rule: format!("api_error:{}", r.name.trim()), url, content_type, pointer, label, test })
+    Ok(Rule { rule: format!("api_error:{}", r.name.trim()), url, content_type, path, label, test })
+}
+
+/// The keys of JSON pointer `p`, unescaped (RFC 6901), as
+/// `serde_json::Value::pointer` reads them: none for the empty pointer,
+/// `None` for one that does not start with `/`.
+fn path(p: &str) -> Option<Vec<String>> {
+    if p.is_empty() {
+        return Some(Vec::new());
+    }
+    let rest = p.strip_prefix('/')?;
+    Some(rest.split('/').map(|k| k.replace("~1", "/").replace("~0", "~")).collect())
+}
+
+/// What `path` points at in `v`, as `serde_json::Value::pointer` finds
+/// it, without unescaping the pointer (an allocation a key) for every
+/// answer.
+fn at<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, key| match v {
+        Value::Object(map) => map.get(key),
+        Value::Array(list) => {
+            // An index as RFC 6901 writes it: no sign, no leading zero.
+            if key.starts_with('+') || (key.starts_with('0') && key.len() != 1) {
+                return None;
+            }
+            list.get(key.parse::<usize>().ok()?)
+        }
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -263,6 +293,48 @@ mod tests {
     use crate::config::{FailuresConfig, SoftErrorRule};
 
     const JSON: &str = "application/json; charset=utf-8";
+
+    /// Pointers are followed as serde_json's `Value::pointer` follows them:
+    /// escapes, array indexes (no sign, no leading zero), the empty
+    /// pointer, and one without its leading `/`.
+    #[test]
+    fn pointers_find_what_serde_json_finds() {
+        let docs = [
+            json!({"a": {"b/c": [10, {"~d": true}], "": {"": 3}}, "e": [[1, 2], [3]], "0": "zero", "01": "one"}),
+            json!([{"error": "x"}, null, [1, [2, [3]]]]),
+            json!("text"),
+        ];
+        let pointers = [
+            "",
+            "/",
+            "//",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/0",
+            "/a/b~1c/1/~0d",
+            "/a/b~1c/01",
+            "/a/b~1c/+1",
+            "/a/b~1c/2",
+            "/e/0/1",
+            "/e/1/0",
+            "/e/-",
+            "/0",
+            "/01",
+            "/0/error",
+            "/2/1/1/0",
+            "a",
+            "a/b",
+            "/a/~01",
+            "/a/b~1c/00",
+            "/e/18446744073709551616",
+        ];
+        for doc in &docs {
+            for p in pointers {
+                let ours = super::path(p).and_then(|path| super::at(doc, &path));
+                assert_eq!(ours, doc.pointer(p), "{p} in {doc}");
+            }
+        }
+    }
 
     fn judge_with(
         c: &Classifier,
