@@ -188,7 +188,7 @@ fn encode(schema: &Schema, df: Option<&DataFrame>, mut scratch: Vec<u8>) -> io::
     // the others (a run chooses its threads).
     let mut w = FileWriter::try_new(scratch, arrow, options).map_err(polars_err)?;
     for batch in df.into_iter().flat_map(|df| df.iter_chunks(CompatLevel::newest(), false)) {
-        if batch.len() == 0 {
+        if batch.is_empty() {
             continue;
         }
         let mut columns = Vec::with_capacity(fields.fields().len());

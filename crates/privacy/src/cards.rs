@@ -127,7 +127,7 @@ mod tests {
             x ^= x << 17;
             let len = (n % 60) as usize;
             // Mostly digits in some strings, mostly other bytes in others.
-            let digits_only = x % 4 == 0;
+            let digits_only = x.is_multiple_of(4);
             let b: Vec<u8> = (0..len)
                 .map(|i| {
                     let r = (x >> (i % 48)) as usize ^ i.wrapping_mul(0x9e37);

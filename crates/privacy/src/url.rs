@@ -210,10 +210,10 @@ mod tests {
             x ^= x << 17;
             let len = (x % 40) as usize;
             let mut u: Vec<u8> = (0..len).map(|i| BYTES[((x >> (i % 50)) as usize + i * 7) % BYTES.len()]).collect();
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 u.splice(0..0, b"https://shop.example/".iter().copied());
             }
-            if x % 5 == 0 {
+            if x.is_multiple_of(5) {
                 u.extend_from_slice(b"/4111 1111 1111 1111");
             }
             let (mut fast, mut parts) = (Vec::new(), Vec::new());
