@@ -39,6 +39,27 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// A connection's uid as the records name it: `C` and its id in decimal,
+/// as `format!("C{id}")` writes it, without the formatting machinery
+/// (600 instructions a record).
+pub fn conn_uid(id: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = id;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(1 + digits.len() - at);
+    s.push('C');
+    s.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    s
+}
+
 /// `ip` as its `Display` writes it.
 pub fn ip_text(ip: IpAddr) -> String {
     let mut s = String::with_capacity(15);
@@ -60,6 +81,20 @@ fn push_u8(out: &mut String, n: u8) {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn uids_read_as_format_writes_them() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let edges = [0, 1, 9, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX - 1, u64::MAX];
+        for id in edges.into_iter().chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        })) {
+            assert_eq!(conn_uid(id), format!("C{id}"));
+        }
+    }
 
     #[test]
     fn addresses_read_as_display_writes_them() {

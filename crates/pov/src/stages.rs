@@ -104,7 +104,7 @@ impl<W: Write, F: Write> Downstream for PacketStage<W, F> {
                 ts: f.start.as_secs_f64(),
                 end: f.end.as_secs_f64(),
                 seen_after: self.last_ts,
-                uid: format!("C{}", f.conn),
+                uid: pov_capture::text::conn_uid(f.conn),
                 orig_h: f.client.ip().to_string(),
                 orig_p: f.client.port(),
                 resp_h: f.server.ip().to_string(),
@@ -378,7 +378,7 @@ impl Merged {
                 self.note_cut(&r, i);
                 let end = [r.resp_end, r.req_end, r.resp_start].into_iter().flatten().fold(r.ts, f64::max);
                 self.note_span(base, r.ts, end);
-                r.uid = format!("C{}", tx.conn);
+                r.uid = pov_capture::text::conn_uid(tx.conn);
                 ((tx.start.0, 0, i, seq), Item::Tx(Box::new((r, tx))))
             }
             InputKind::FailedConnections => {

@@ -199,7 +199,7 @@ impl TxRecord {
         let masked = |v: &[u8]| mask.text(&pov_capture::text::lossy(v)).into_owned();
         TxRecord {
             ts: tx.timing.start().as_secs_f64(),
-            uid: format!("C{}", tx.conn),
+            uid: pov_capture::text::conn_uid(tx.conn),
             orig_h: ip(tx.client),
             orig_p: tx.client.port(),
             resp_h: ip(tx.server),

@@ -738,7 +738,7 @@ impl<W: Write> UserStage<W> {
                     kind: f.kind.as_str().into(),
                     rule: f.rule.clone(),
                     severity: f.severity.as_str().into(),
-                    uid: format!("C{}", f.conn),
+                    uid: pov_capture::text::conn_uid(f.conn),
                     client: f.client.map(|a| a.to_string()),
                     server: f.server.map(|a| a.to_string()),
                     trans_depth: f.depth,
