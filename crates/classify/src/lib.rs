@@ -434,7 +434,7 @@ impl Classifier {
     /// failed, `error_page:NAME` for an error page).
     pub fn error_page(&self, t: &HttpTransaction, class: ResourceClass) -> Option<ErrorBody> {
         let resp = t.response.as_ref()?;
-        let ct = resp.headers.text("content-type").unwrap_or_default();
+        let ct = resp.headers.text_ref("content-type").unwrap_or_default();
         let target = t.request.as_ref().map(|r| pov_capture::text::lossy(&r.uri)).unwrap_or_default();
         self.error_body(&target, resp.status, &ct, &t.response_body.kept, class)
     }

@@ -318,8 +318,8 @@ impl Tx {
         let resp = t.response.as_ref();
         let target = req.map(|r| pov_capture::text::lossy(&r.uri).into_owned()).unwrap_or_default();
         let path = target.split(['?', '#']).next().unwrap_or("");
-        let accept = req.and_then(|r| r.headers.text("accept"));
-        let content_type = resp.and_then(|r| r.headers.text("content-type"));
+        let accept = req.and_then(|r| r.headers.text_ref("accept"));
+        let content_type = resp.and_then(|r| r.headers.text_ref("content-type"));
         let status = resp.map(|r| r.status).filter(|s| *s != 0);
         let method = req.map(|r| r.method.clone());
         let class = ResourceClass::of(method.as_deref(), path, accept.as_deref(), content_type.as_deref(), status);
@@ -354,7 +354,7 @@ impl Tx {
             _ => t.client.ip(),
         };
 
-        let req_ct = req.and_then(|r| r.headers.text("content-type"));
+        let req_ct = req.and_then(|r| r.headers.text_ref("content-type"));
         let req_body = &t.request_body.kept;
         let resp_body = &t.response_body.kept;
         let is_post = method.as_deref().is_some_and(|m| m != "GET" && m != "HEAD");

@@ -201,6 +201,12 @@ impl Headers {
         self.get(name).map(|v| crate::text::lossy(v).into_owned())
     }
 
+    /// [`Headers::text`] borrowed from the head when its bytes are UTF-8,
+    /// for a value read and let go (no copy made to be dropped).
+    pub fn text_ref(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.get(name).map(crate::text::lossy)
+    }
+
     /// Cookie names and values from every `Cookie` field, borrowed from
     /// the head where its bytes are UTF-8 (of all a request's cookies, the
     /// sessions' view keeps one or two).
