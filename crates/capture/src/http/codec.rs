@@ -196,12 +196,19 @@ impl W<'_> {
         }
         self.u16(a.port());
     }
+    /// The fields' count, each field's name and value lengths, then all
+    /// their bytes in one piece (a head's buffer is its fields' bytes one
+    /// after another): one copy a head, not two a field, in as many bytes
+    /// as a length before each name and value took.
     fn headers(&mut self, h: &Headers) {
-        self.u32(h.len() as u32);
-        for (n, v) in h.iter() {
-            self.bytes(n);
-            self.bytes(v);
+        self.0.reserve(4 + 8 * h.fields.len() + h.buf.len());
+        self.u32(h.fields.len() as u32);
+        for &(a, b, c) in &h.fields {
+            self.u32(b.wrapping_sub(a));
+            self.u32(c.wrapping_sub(b));
         }
+        // Their length is the lengths' sum.
+        self.0.extend_from_slice(&h.buf);
     }
     fn body(&mut self, b: &BodyInfo) {
         self.u64(b.wire_len);
@@ -276,11 +283,20 @@ impl<'a> R<'a> {
     }
     fn headers(&mut self) -> Result<Headers, CodecError> {
         let n = self.len(8)?;
-        let mut h = Headers::default();
+        let mut fields = Vec::with_capacity(n);
+        let mut end = 0u32;
         for _ in 0..n {
-            let name = self.bytes()?;
-            let value = self.bytes()?;
-            h.push(name, value);
+            let start = end;
+            let mid = start.checked_add(self.u32()?).ok_or_else(|| self.err())?;
+            end = mid.checked_add(self.u32()?).ok_or_else(|| self.err())?;
+            fields.push((start, mid, end));
+        }
+        let buf = self.take(end as usize)?;
+        let mut h = Headers::default();
+        h.reserve(n, buf.len());
+        for (a, b, c) in fields {
+            let (a, b, c) = (a as usize, b as usize, c as usize);
+            h.push(&buf[a..b], &buf[b..c]);
         }
         Ok(h)
     }
