@@ -123,24 +123,13 @@ mod tests {
     use super::*;
 
     /// The definition the pseudonyms of earlier nights were made with:
-    /// the hash of the formatted raw key. Datasets join across nights by
-    /// pseudonym, so it must never change.
+    /// the hash of the formatted raw key, salted on both sides. Datasets
+    /// join across nights by pseudonym, so it must never change (the hash
+    /// itself is pinned by a known value below).
     fn hashed_as_defined(k: &UserKey, salt: &str) -> String {
-        fn fnv1a<'a>(seed: u64, bytes: impl Iterator<Item = &'a u8>) -> u64 {
-            let mut h = seed;
-            for x in bytes {
-                h ^= u64::from(*x);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            h ^= h >> 30;
-            h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            h ^= h >> 27;
-            h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-            h ^ (h >> 31)
-        }
-        let raw = k.raw();
-        let a = fnv1a(0xcbf2_9ce4_8422_2325, salt.as_bytes().iter().chain(&[0u8]).chain(raw.as_bytes()));
-        let b = fnv1a(0x8422_2325_cbf2_9ce4 ^ a, raw.as_bytes().iter().chain(&[0u8]).chain(salt.as_bytes()));
+        let (raw, salt) = (k.raw(), salt.as_bytes());
+        let a = fnv1a(0xcbf2_9ce4_8422_2325, &[&[salt, &[0], raw.as_bytes()].concat()]);
+        let b = fnv1a(0x8422_2325_cbf2_9ce4 ^ a, &[&[raw.as_bytes(), &[0], salt].concat()]);
         format!("{:08x}{:08x}", (a >> 32) as u32 ^ a as u32, (b >> 32) as u32 ^ b as u32)
     }
 
