@@ -151,6 +151,11 @@ struct Sink {
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.hit.is_some() {
+            // Past a cap: nothing more is counted or kept (what the
+            // decoder flushes as it closes included).
+            return Err(std::io::Error::other("decoding stopped at a cap"));
+        }
         let room = self.keep.saturating_sub(self.kept.len());
         let n = buf.len().min(room);
         if n > 0 {
@@ -405,18 +410,9 @@ impl BodyDecoder {
         let dec = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink()));
         let (sink, err) = match dec {
             Decoder::Identity(s) | Decoder::Stopped(s) => (s, false),
-            Decoder::Gzip(d) => match d.finish() {
-                Ok(s) => (s, false),
-                Err(_) => (empty_sink(), true),
-            },
-            Decoder::Zlib(d) => match d.finish() {
-                Ok(s) => (s, false),
-                Err(_) => (empty_sink(), true),
-            },
-            Decoder::Raw(d) => match d.finish() {
-                Ok(s) => (s, false),
-                Err(_) => (empty_sink(), true),
-            },
+            Decoder::Gzip(mut d) => close(d.try_finish(), d.as_mut()),
+            Decoder::Zlib(mut d) => close(d.try_finish(), d.as_mut()),
+            Decoder::Raw(mut d) => close(d.try_finish(), d.as_mut()),
             Decoder::Br(mut d) => {
                 let _ = d.flush();
                 match d.into_inner() {
@@ -445,10 +441,44 @@ fn empty_sink() -> Sink {
 fn into_sink(d: Decoder) -> Sink {
     match d {
         Decoder::Identity(s) | Decoder::Stopped(s) => s,
-        Decoder::Gzip(d) => d.finish().unwrap_or_else(|_| empty_sink()),
-        Decoder::Zlib(d) => d.finish().unwrap_or_else(|_| empty_sink()),
-        Decoder::Raw(d) => d.finish().unwrap_or_else(|_| empty_sink()),
+        Decoder::Gzip(mut d) => close(d.try_finish(), d.as_mut()).0,
+        Decoder::Zlib(mut d) => close(d.try_finish(), d.as_mut()).0,
+        Decoder::Raw(mut d) => close(d.try_finish(), d.as_mut()).0,
         Decoder::Br(d) => d.into_inner().unwrap_or_else(|s| s),
+    }
+}
+
+/// An inflate decoder's sink once its stream is closed (`finished`: its
+/// `try_finish`), and whether it ended in error. A stream that stops
+/// short (a gap, a cap, corrupt or cut data) keeps what was decoded
+/// before: what the decoder still buffers is flushed to the sink first.
+fn close<D: InflateWriter>(finished: std::io::Result<()>, d: &mut D) -> (Sink, bool) {
+    if finished.is_err() {
+        let _ = d.flush();
+    }
+    (std::mem::replace(d.sink(), empty_sink()), finished.is_err())
+}
+
+/// flate2's write-side decoders, for [`close`].
+trait InflateWriter: Write {
+    fn sink(&mut self) -> &mut Sink;
+}
+
+impl InflateWriter for flate2::write::MultiGzDecoder<Sink> {
+    fn sink(&mut self) -> &mut Sink {
+        self.get_mut()
+    }
+}
+
+impl InflateWriter for flate2::write::ZlibDecoder<Sink> {
+    fn sink(&mut self) -> &mut Sink {
+        self.get_mut()
+    }
+}
+
+impl InflateWriter for flate2::write::DeflateDecoder<Sink> {
+    fn sink(&mut self) -> &mut Sink {
+        self.get_mut()
     }
 }
 
@@ -534,6 +564,8 @@ mod tests {
         let info = d.finish();
         assert_eq!(info.decode_stop, Some(DecodeStop::RatioCap));
         assert!(info.decoded_len <= (bomb.len() as u64 * 100).max(1 << 20) + (64 << 10));
+        // Counted up to the cap (not lost when the decoder closes).
+        assert!(info.decoded_len > (bomb.len() as u64 * 100).max(1 << 20), "{}", info.decoded_len);
         let mut d = BodyDecoder::new(ContentEncoding::Gzip, 0, 1 << 20, 1 << 20);
         d.push(&bomb);
         let info = d.finish();
@@ -544,5 +576,58 @@ mod tests {
         assert_eq!(ContentEncoding::from_header(b" x-gzip "), Some(ContentEncoding::Gzip));
         assert_eq!(ContentEncoding::from_header(b"gzip, br"), Some(ContentEncoding::Br));
         assert_eq!(ContentEncoding::from_header(b"compress"), None);
+    }
+
+    /// A compressed body that stops short keeps what was decoded before:
+    /// cut by a gap in the capture, by its end, or by the size cap.
+    #[test]
+    fn a_compressed_body_cut_short_keeps_what_was_decoded() {
+        let page: Vec<u8> = b"<html><title>Error 500</title><p>Try again later</p></html>\n".repeat(4000);
+        let zlib = |raw: bool| {
+            let mut out = Vec::new();
+            if raw {
+                let mut e = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::default());
+                e.write_all(&page).unwrap();
+                e.finish().unwrap();
+            } else {
+                let mut e = flate2::write::ZlibEncoder::new(&mut out, flate2::Compression::default());
+                e.write_all(&page).unwrap();
+                e.finish().unwrap();
+            }
+            out
+        };
+        for (enc, wire) in [
+            (ContentEncoding::Gzip, gz(&page)),
+            (ContentEncoding::Deflate, zlib(false)),
+            (ContentEncoding::Deflate, zlib(true)),
+        ] {
+            for (how, stop) in [("gap", DecodeStop::Gap), ("end", DecodeStop::Corrupt)] {
+                let mut d = BodyDecoder::new(enc, 64 << 10, 1 << 30, 1000);
+                d.push(&wire[..wire.len() / 2]);
+                if how == "gap" {
+                    d.gap(100);
+                }
+                let info = d.finish();
+                assert_eq!(info.decode_stop, Some(stop), "{enc:?} {how}");
+                assert!(
+                    info.decoded_len > 10_000 && info.decoded_len < page.len() as u64,
+                    "{enc:?} {how}: {}",
+                    info.decoded_len
+                );
+                assert_eq!(info.kept.len() as u64, info.decoded_len.min(64 << 10), "{enc:?} {how}");
+                assert_eq!(info.kept[..], page[..info.kept.len()], "{enc:?} {how}: the page's first bytes");
+            }
+            let mut d = BodyDecoder::new(enc, 64 << 10, 1 << 30, 1000);
+            d.push(&wire);
+            let info = d.finish();
+            assert_eq!((info.decode_stop, info.decoded_len), (None, page.len() as u64), "{enc:?} whole");
+        }
+        // Past the size cap: counted up to where it stopped, first bytes kept.
+        let mut d = BodyDecoder::new(ContentEncoding::Gzip, 1024, 100_000, 1000);
+        d.push(&gz(&page));
+        let info = d.finish();
+        assert_eq!(info.decode_stop, Some(DecodeStop::SizeCap));
+        assert!(info.decoded_len > 100_000, "{}", info.decoded_len);
+        assert_eq!(info.kept[..], page[..1024]);
     }
 }
