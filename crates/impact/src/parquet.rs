@@ -3,7 +3,6 @@
 use crate::file::{ParquetFile, polars_err};
 use crate::row::Cell;
 use std::io::{self, Write};
-
 use std::sync::Arc;
 
 use serde::Serialize;

@@ -410,9 +410,9 @@ impl BodyDecoder {
         let dec = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink()));
         let (sink, err) = match dec {
             Decoder::Identity(s) | Decoder::Stopped(s) => (s, false),
-            Decoder::Gzip(mut d) => close(d.try_finish(), d.as_mut()),
-            Decoder::Zlib(mut d) => close(d.try_finish(), d.as_mut()),
-            Decoder::Raw(mut d) => close(d.try_finish(), d.as_mut()),
+            Decoder::Gzip(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()),
+            Decoder::Zlib(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()),
+            Decoder::Raw(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()),
             Decoder::Br(mut d) => {
                 let _ = d.flush();
                 match d.into_inner() {
@@ -441,45 +441,23 @@ fn empty_sink() -> Sink {
 fn into_sink(d: Decoder) -> Sink {
     match d {
         Decoder::Identity(s) | Decoder::Stopped(s) => s,
-        Decoder::Gzip(mut d) => close(d.try_finish(), d.as_mut()).0,
-        Decoder::Zlib(mut d) => close(d.try_finish(), d.as_mut()).0,
-        Decoder::Raw(mut d) => close(d.try_finish(), d.as_mut()).0,
+        Decoder::Gzip(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()).0,
+        Decoder::Zlib(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()).0,
+        Decoder::Raw(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()).0,
         Decoder::Br(d) => d.into_inner().unwrap_or_else(|s| s),
     }
 }
 
-/// An inflate decoder's sink once its stream is closed (`finished`: its
-/// `try_finish`), and whether it ended in error. A stream that stops
-/// short (a gap, a cap, corrupt or cut data) keeps what was decoded
-/// before: what the decoder still buffers is flushed to the sink first.
-fn close<D: InflateWriter>(finished: std::io::Result<()>, d: &mut D) -> (Sink, bool) {
+/// An inflate decoder's sink (reached by `sink`) once its stream is
+/// closed (`finished`: its `try_finish`), and whether it ended in error. A
+/// stream that stops short (a gap, a cap, corrupt or cut data) keeps what
+/// was decoded before: what the decoder still buffers is flushed to the
+/// sink first.
+fn close<D: Write>(finished: std::io::Result<()>, d: &mut D, sink: fn(&mut D) -> &mut Sink) -> (Sink, bool) {
     if finished.is_err() {
         let _ = d.flush();
     }
-    (std::mem::replace(d.sink(), empty_sink()), finished.is_err())
-}
-
-/// flate2's write-side decoders, for [`close`].
-trait InflateWriter: Write {
-    fn sink(&mut self) -> &mut Sink;
-}
-
-impl InflateWriter for flate2::write::MultiGzDecoder<Sink> {
-    fn sink(&mut self) -> &mut Sink {
-        self.get_mut()
-    }
-}
-
-impl InflateWriter for flate2::write::ZlibDecoder<Sink> {
-    fn sink(&mut self) -> &mut Sink {
-        self.get_mut()
-    }
-}
-
-impl InflateWriter for flate2::write::DeflateDecoder<Sink> {
-    fn sink(&mut self) -> &mut Sink {
-        self.get_mut()
-    }
+    (std::mem::replace(sink(d), empty_sink()), finished.is_err())
 }
 
 #[cfg(test)]

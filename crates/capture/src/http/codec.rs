@@ -291,14 +291,8 @@ impl<'a> R<'a> {
             end = mid.checked_add(self.u32()?).ok_or_else(|| self.err())?;
             fields.push((start, mid, end));
         }
-        let buf = self.take(end as usize)?;
-        let mut h = Headers::default();
-        h.reserve(n, buf.len());
-        for (a, b, c) in fields {
-            let (a, b, c) = (a as usize, b as usize, c as usize);
-            h.push(&buf[a..b], &buf[b..c]);
-        }
-        Ok(h)
+        // The fields' bytes, one after another, as a head holds them.
+        Ok(Headers { buf: self.take(end as usize)?.to_vec(), fields })
     }
     fn body(&mut self) -> Result<BodyInfo, CodecError> {
         Ok(BodyInfo {

@@ -118,6 +118,8 @@ impl Default for HttpConfig {
 /// two allocations per message, whatever its number of fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers {
+    /// The fields' names and values, one after another (the replay
+    /// store's codec writes and reads it whole).
     buf: Vec<u8>,
     /// Per field: where its name starts, where its value starts (the name
     /// ends there), where its value ends.
