@@ -1,9 +1,10 @@
 //! Records to Parquet, one row group at a time.
 
 use crate::file::{ParquetFile, polars_err};
-use crate::row::Cell;
+use crate::row::{Cell, Key};
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -199,6 +200,12 @@ pub struct RowShape {
     /// Column indices in the order of their names, to find a key's column
     /// by binary search.
     by_name: Arc<[usize]>,
+    /// For each column, the address of the struct field name last found to
+    /// be its name (0: none yet). A struct's field names are `'static`
+    /// texts: one at the same address and of the same length is the same
+    /// name, so a record's fields are matched to their columns without
+    /// comparing texts.
+    fields: Arc<[AtomicUsize]>,
 }
 
 thread_local! {
@@ -215,7 +222,11 @@ impl RowShape {
     pub fn new(columns: &[(&str, Kind)]) -> RowShape {
         let mut by_name: Vec<usize> = (0..columns.len()).collect();
         by_name.sort_by_key(|&i| columns[i].0);
-        RowShape { columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(), by_name: by_name.into() }
+        RowShape {
+            columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
+            by_name: by_name.into(),
+            fields: columns.iter().map(|_| AtomicUsize::new(0)).collect(),
+        }
     }
 
     /// `record` (a struct, or a JSON object) taken apart into cells; an
@@ -236,15 +247,28 @@ impl RowShape {
     /// Takes `record` apart into `cells` (one a column, all `Null`) and
     /// `text`; checks that every value fits its column.
     fn take_apart<T: ?Sized + Serialize>(&self, record: &T, cells: &mut [Cell], text: &mut String) -> io::Result<()> {
-        let (columns, by_name) = (&self.columns, &self.by_name);
+        let (columns, by_name, fields) = (&self.columns, &self.by_name, &self.fields);
         // A struct's fields come in the columns' order: the next column is
-        // tried first, the binary search by name is for the rest.
+        // tried first (by the field name's address once it is known), the
+        // binary search by name is for the rest.
         let mut next = 0;
         let taken = crate::row::cells(record, text, |key, cell| {
-            let at = match columns.get(next) {
-                Some((name, _)) if name == key => Some(next),
-                _ => by_name.binary_search_by(|&i| columns[i].0.as_str().cmp(key)).ok().map(|at| by_name[at]),
+            let known = match (key, columns.get(next), fields.get(next)) {
+                (Key::Field(k), Some((name, _)), Some(seen)) => {
+                    seen.load(Ordering::Relaxed) == k.as_ptr() as usize && name.len() == k.len()
+                }
+                _ => false,
             };
+            let at = match columns.get(next) {
+                _ if known => Some(next),
+                Some((name, _)) if name == key.text() => Some(next),
+                _ => by_name.binary_search_by(|&i| columns[i].0.as_str().cmp(key.text())).ok().map(|at| by_name[at]),
+            };
+            if let (Some(i), Key::Field(k), false) = (at, key, known) {
+                if let Some(seen) = fields.get(i) {
+                    seen.store(k.as_ptr() as usize, Ordering::Relaxed);
+                }
+            }
             if let Some(i) = at {
                 cells[i] = cell;
                 next = i + 1;

@@ -99,10 +99,30 @@ fn unsupported(what: &str) -> Error {
     Error(format!("a record field cannot be {what}"))
 }
 
+/// A field's name as the record gives it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Key<'a> {
+    /// A struct field's name: the same `'static` text every time, so that
+    /// its address and length identify it.
+    Field(&'static str),
+    /// A map key: text that lasts only for the call.
+    Named(&'a str),
+}
+
+impl<'a> Key<'a> {
+    /// The name.
+    pub(crate) fn text(self) -> &'a str {
+        match self {
+            Key::Field(k) => k,
+            Key::Named(k) => k,
+        }
+    }
+}
+
 /// Serializes a record (a struct or a map) into `(field name, cell)`
 /// pairs, in field order, handed to `put`; the cells' texts are appended to
 /// `text`.
-pub(crate) fn cells<T: ?Sized + Serialize, F: FnMut(&str, Cell)>(
+pub(crate) fn cells<T: ?Sized + Serialize, F: FnMut(Key<'_>, Cell)>(
     record: &T,
     text: &mut String,
     put: F,
@@ -123,7 +143,7 @@ macro_rules! not_a_struct {
     )*};
 }
 
-impl<'t, F: FnMut(&str, Cell)> ser::Serializer for RowSer<'t, F> {
+impl<'t, F: FnMut(Key<'_>, Cell)> ser::Serializer for RowSer<'t, F> {
     type Ok = ();
     type Error = Error;
     type SerializeSeq = Impossible<(), Error>;
@@ -198,13 +218,13 @@ impl<'t, F: FnMut(&str, Cell)> ser::Serializer for RowSer<'t, F> {
     }
 }
 
-impl<F: FnMut(&str, Cell)> ser::SerializeStruct for RowSer<'_, F> {
+impl<F: FnMut(Key<'_>, Cell)> ser::SerializeStruct for RowSer<'_, F> {
     type Ok = ();
     type Error = Error;
 
     fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
         let cell = value.serialize(CellSer { text: self.text })?;
-        (self.put)(key, cell);
+        (self.put)(Key::Field(key), cell);
         Ok(())
     }
 
@@ -221,7 +241,7 @@ struct RowMap<'t, F> {
     key: String,
 }
 
-impl<F: FnMut(&str, Cell)> ser::SerializeMap for RowMap<'_, F> {
+impl<F: FnMut(Key<'_>, Cell)> ser::SerializeMap for RowMap<'_, F> {
     type Ok = ();
     type Error = Error;
 
@@ -243,7 +263,7 @@ impl<F: FnMut(&str, Cell)> ser::SerializeMap for RowMap<'_, F> {
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
         let key = std::mem::take(&mut self.key);
         let cell = value.serialize(CellSer { text: self.text })?;
-        (self.put)(&key, cell);
+        (self.put)(Key::Named(&key), cell);
         Ok(())
     }
 

@@ -197,7 +197,7 @@ macro_rules! record {
 pub fn check<T: Fields + Default>() -> Result<(), String> {
     let mut text = String::new();
     let mut written: Vec<(String, Cell)> = Vec::new();
-    row::cells(&T::default(), &mut text, |k, c| written.push((k.to_string(), c))).map_err(|e| e.to_string())?;
+    row::cells(&T::default(), &mut text, |k, c| written.push((k.text().to_string(), c))).map_err(|e| e.to_string())?;
     let name = std::any::type_name::<T>();
     for (i, (key, cell)) in written.iter().enumerate() {
         match T::FIELDS.get(i) {
