@@ -22,7 +22,9 @@
 
 use std::io::{self, Write};
 
-use polars::prelude::{DataFrame, ParquetCompression, Schema};
+#[cfg(test)]
+use polars::prelude::DataFrame;
+use polars::prelude::{ArrayRef, CompatLevel, ParquetCompression, Schema};
 use polars_parquet::write::Encoding;
 use polars_parquet_format::thrift::protocol::{
     TCompactInputProtocol, TCompactOutputProtocol, TFieldIdentifier, TListIdentifier, TOutputProtocol,
@@ -59,7 +61,7 @@ pub(crate) struct ParquetFile<W: Write> {
 impl<W: Write> ParquetFile<W> {
     /// A file of these columns written into `out`.
     pub(crate) fn new(out: W, schema: Schema) -> io::Result<ParquetFile<W>> {
-        let empty = encode(&schema, None, Vec::new())?;
+        let empty = encode(&schema, Vec::new(), Vec::new())?;
         let (meta, _) = footer_at(&empty)?;
         if !meta.row_groups.is_empty() {
             return Err(layout_err("an empty file with row groups"));
@@ -81,9 +83,17 @@ impl<W: Write> ParquetFile<W> {
         })
     }
 
-    /// Encodes `df` (one row group per chunk of its columns) and writes it.
+    /// Encodes `df` (one row group per chunk of its columns, encoded as
+    /// [`encodings_of`] says) and writes it.
+    #[cfg(test)]
     pub(crate) fn write(&mut self, df: &DataFrame) -> io::Result<()> {
-        let mut bytes = encode(&self.schema, Some(df), std::mem::take(&mut self.scratch))?;
+        self.write_groups(groups_of(df))
+    }
+
+    /// Encodes these row groups (of this file's columns, in order) and
+    /// writes them.
+    pub(crate) fn write_groups(&mut self, groups: Vec<Group>) -> io::Result<()> {
+        let mut bytes = encode(&self.schema, groups, std::mem::take(&mut self.scratch))?;
         let (meta, footer_at) = footer_at(&bytes)?;
         let layout = chunks(&meta.row_groups, footer_at)?;
         if self.offset == 0 {
@@ -160,15 +170,34 @@ impl<W: Write> ParquetFile<W> {
 const ZSTD_LEVEL: i32 = 1;
 
 /// How pages are compressed.
-fn compression() -> ParquetCompression {
+pub(crate) fn compression() -> ParquetCompression {
     ParquetCompression::Zstd(polars_parquet::write::ZstdLevel::try_new(ZSTD_LEVEL).ok())
 }
 
-/// `df` (or no row at all) as a whole Parquet file, written by polars into
+/// One row group: its columns as arrow arrays, in the file's order, each
+/// with the encoding of each of its leaves.
+pub(crate) struct Group {
+    pub(crate) rows: usize,
+    pub(crate) columns: Vec<(ArrayRef, Vec<Encoding>)>,
+}
+
+/// `df`'s row groups (one per chunk of its columns), as polars' batched
+/// writer takes them apart, with the encodings of [`encodings_of`].
+#[cfg(test)]
+fn groups_of(df: &DataFrame) -> Vec<Group> {
+    df.iter_chunks(CompatLevel::newest(), false)
+        .map(|batch| Group {
+            rows: batch.len(),
+            columns: batch.columns().iter().map(|a| (a.clone(), encodings_of(a.dtype()))).collect(),
+        })
+        .collect()
+}
+
+/// `groups` (maybe none) as a whole Parquet file, written by polars into
 /// `scratch` (cleared first), page by page as polars' batched writer
-/// writes it, but for the encodings of [`encodings_of`].
-fn encode(schema: &Schema, df: Option<&DataFrame>, mut scratch: Vec<u8>) -> io::Result<Vec<u8>> {
-    use polars::prelude::{CompatLevel, PolarsError};
+/// writes it, with the groups' encodings.
+fn encode(schema: &Schema, groups: Vec<Group>, mut scratch: Vec<u8>) -> io::Result<Vec<u8>> {
+    use polars::prelude::PolarsError;
     use polars_parquet::read::ParquetError;
     use polars_parquet::write::{
         Compressor, DynIter, DynStreamingIterator, FallibleStreamingIterator, FileWriter, StatisticsOptions, Version,
@@ -177,7 +206,6 @@ fn encode(schema: &Schema, df: Option<&DataFrame>, mut scratch: Vec<u8>) -> io::
     scratch.clear();
     let arrow = polars::io::schema_to_arrow_checked(schema, CompatLevel::newest(), "parquet").map_err(polars_err)?;
     let fields = to_parquet_schema(&arrow).map_err(polars_err)?;
-    let encodings: Vec<Vec<Encoding>> = arrow.iter_values().map(|f| encodings_of(&f.dtype)).collect();
     let options = WriteOptions {
         statistics: StatisticsOptions::default(),
         compression: compression().into(),
@@ -187,19 +215,22 @@ fn encode(schema: &Schema, df: Option<&DataFrame>, mut scratch: Vec<u8>) -> io::
     // On the calling thread: the pipeline's shards and the sessions need
     // the others (a run chooses its threads).
     let mut w = FileWriter::try_new(scratch, arrow, options).map_err(polars_err)?;
-    for batch in df.into_iter().flat_map(|df| df.iter_chunks(CompatLevel::newest(), false)) {
-        if batch.is_empty() {
+    for group in groups {
+        if group.rows == 0 {
             continue;
         }
+        if group.columns.len() != fields.fields().len() {
+            return Err(layout_err("a row group of other columns"));
+        }
         let mut columns = Vec::with_capacity(fields.fields().len());
-        for ((array, field), encoding) in batch.columns().iter().zip(fields.fields()).zip(&encodings) {
+        for ((array, encoding), field) in group.columns.iter().zip(fields.fields()) {
             for pages in array_to_columns(array, field.clone(), options, encoding).map_err(polars_err)? {
                 let pages = pages.map(|p| p.map_err(|e| ParquetError::FeatureNotSupported(format!("{e}"))));
                 let compressed = Compressor::new_from_vec(pages, options.compression, Vec::new());
                 columns.push(Ok(DynStreamingIterator::new(compressed.map_err(PolarsError::from))));
             }
         }
-        w.write(batch.len() as u64, DynIter::new(columns.into_iter())).map_err(polars_err)?;
+        w.write(group.rows as u64, DynIter::new(columns.into_iter())).map_err(polars_err)?;
     }
     w.end(None).map_err(polars_err)?;
     Ok(w.into_inner())
@@ -208,7 +239,7 @@ fn encode(schema: &Schema, df: Option<&DataFrame>, mut scratch: Vec<u8>) -> io::
 /// How a column of `dtype` is encoded: as polars chooses, but that
 /// floating-point columns (times, durations, amounts: nearly every value
 /// its own) are written plain, not first sized up for a dictionary.
-fn encodings_of(dtype: &polars::prelude::ArrowDataType) -> Vec<Encoding> {
+pub(crate) fn encodings_of(dtype: &polars::prelude::ArrowDataType) -> Vec<Encoding> {
     use polars::prelude::ArrowDataType as A;
     match dtype {
         A::Float64 | A::Float32 => vec![Encoding::Plain],
@@ -218,7 +249,7 @@ fn encodings_of(dtype: &polars::prelude::ArrowDataType) -> Vec<Encoding> {
 
 /// The metadata in a whole Parquet file's footer.
 #[cfg(test)]
-fn footer(file: &[u8]) -> io::Result<FileMetaData> {
+pub(crate) fn footer(file: &[u8]) -> io::Result<FileMetaData> {
     footer_at(file).map(|(meta, _)| meta)
 }
 

@@ -1,7 +1,8 @@
 //! Records to Parquet, one row group at a time.
 
-use crate::file::{ParquetFile, polars_err};
+use crate::file::{Group, ParquetFile, encodings_of, polars_err};
 use crate::row::{Cell, Key};
+use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,9 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use polars::prelude::{
-    Column, DataFrame, DataType, Field, IntoSeries, ListBuilderTrait, ListStringChunkedBuilder, NamedFrom, PlSmallStr,
-    Schema, Series, StringChunkedBuilder,
+    ArrayRef, CompatLevel, DataType, Field, IntoSeries, ListBuilderTrait, ListStringChunkedBuilder, NamedFrom,
+    PlRandomState, PlSmallStr, Schema, Series,
 };
+use polars_arrow::array::{DictionaryArray, MutableBinaryViewArray, PrimitiveArray};
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use polars_arrow::datatypes::ArrowDataType;
+use polars_parquet::write::Encoding;
 
 /// The type of a column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,30 +80,135 @@ pub const SIDE_TABLE_ROW_GROUP_BYTES: usize = 2 << 20;
 /// Room for a record's texts kept from one record to the next.
 const ROW_TEXT_KEPT: usize = 64 << 10;
 
-/// A text column's values for the rows not yet written, appended to
-/// polars' own buffer as they come (no `String` kept per value).
-struct StrCol(StringChunkedBuilder);
+/// Above this share of distinct values among its rows, a text column of
+/// more than [`DICTIONARY_MIN_ROWS`] rows is written plain, not as a
+/// dictionary: polars' rule, which polars applies to an estimate of the
+/// count (a null counts as the empty text, as in polars' estimate).
+const DICTIONARY_MAX_SHARE: f64 = 0.75;
+
+/// Rows up to which a text column is always written as a dictionary.
+const DICTIONARY_MIN_ROWS: usize = 128;
+
+/// A free slot of [`StrCol`]'s index.
+const FREE: u32 = u32::MAX;
+
+/// A text column's values for the rows not yet written, kept as a
+/// dictionary as they come: each distinct text once, in the order of its
+/// first row, and each row as its text's index. Parquet writes a text
+/// column as such a dictionary (or plain, when most values differ), so
+/// polars neither estimates how many values differ nor hashes every value
+/// again to build it; the pages are the ones polars writes from the whole
+/// column.
+struct StrCol {
+    /// Each row's index into `values` (0 for a null row).
+    keys: Vec<u32>,
+    /// Which rows have a text.
+    valid: MutableBitmap,
+    nulls: usize,
+    /// The distinct texts, in the order of their first rows.
+    values: MutableBinaryViewArray<str>,
+    /// Whether the empty text is among them.
+    empty: bool,
+    /// Each distinct text's hash.
+    hashes: Vec<u64>,
+    /// Open addressing over the distinct texts by hash: their indices, or
+    /// [`FREE`]. A power of two long, at most half full.
+    slots: Vec<u32>,
+    state: PlRandomState,
+}
 
 impl StrCol {
-    fn new() -> StrCol {
-        StrCol(StringChunkedBuilder::new(PlSmallStr::EMPTY, 1024))
-    }
-
-    fn push<S: AsRef<str>>(&mut self, v: Option<S>) {
-        match v {
-            Some(s) => self.0.append_value(s),
-            None => self.0.append_null(),
+    /// An empty column with room for `rows` rows.
+    fn new(rows: usize) -> StrCol {
+        StrCol {
+            keys: Vec::with_capacity(rows),
+            valid: MutableBitmap::with_capacity(rows),
+            nulls: 0,
+            values: MutableBinaryViewArray::new(),
+            empty: false,
+            hashes: Vec::new(),
+            slots: Vec::new(),
+            state: PlRandomState::default(),
         }
     }
 
-    fn take(&mut self, name: PlSmallStr) -> Series {
-        std::mem::replace(self, StrCol::new()).0.finish().with_name(name).into_series()
+    fn push(&mut self, v: Option<&str>) {
+        let Some(text) = v else {
+            self.keys.push(0);
+            self.valid.push(false);
+            self.nulls += 1;
+            return;
+        };
+        let hash = self.state.hash_one(text);
+        if self.slots.len() < 2 * (self.hashes.len() + 1) {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        let key = loop {
+            let k = self.slots[at];
+            if k == FREE {
+                // Fewer distinct texts than rows in a group (at most
+                // ROW_GROUP_ROWS), so an index fits.
+                let k = u32::try_from(self.hashes.len()).unwrap_or(FREE - 1);
+                self.slots[at] = k;
+                self.hashes.push(hash);
+                self.values.push_value(text);
+                self.empty |= text.is_empty();
+                break k;
+            }
+            if self.hashes[k as usize] == hash && self.values.value(k as usize) == text {
+                break k;
+            }
+            at = (at + 1) & mask;
+        };
+        self.keys.push(key);
+        self.valid.push(true);
+    }
+
+    /// Twice the slots (64 at first), the distinct texts placed again.
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).max(64);
+        self.slots.clear();
+        self.slots.resize(n, FREE);
+        for (k, &hash) in self.hashes.iter().enumerate() {
+            let mut at = hash as usize & (n - 1);
+            while self.slots[at] != FREE {
+                at = (at + 1) & (n - 1);
+            }
+            self.slots[at] = k as u32;
+        }
+    }
+
+    /// The rows as an arrow array and its encoding (a dictionary, or
+    /// plain when most texts differ), leaving the column empty with room
+    /// for as many rows.
+    fn take(&mut self) -> io::Result<(ArrayRef, Vec<Encoding>)> {
+        let rows = self.keys.len();
+        let col = std::mem::replace(self, StrCol::new(rows));
+        let distinct = col.hashes.len() + usize::from(col.nulls > 0 && !col.empty);
+        let validity: Option<Bitmap> = (col.nulls > 0).then(|| col.valid.into());
+        if rows > DICTIONARY_MIN_ROWS && distinct as f64 / rows as f64 > DICTIONARY_MAX_SHARE {
+            let mut plain = MutableBinaryViewArray::<str>::with_capacity(rows);
+            for (i, &k) in col.keys.iter().enumerate() {
+                match &validity {
+                    Some(v) if !v.get_bit(i) => plain.push_null(),
+                    _ => plain.push_value(col.values.value(k as usize)),
+                }
+            }
+            return Ok((plain.freeze().boxed(), vec![Encoding::Plain]));
+        }
+        let keys = PrimitiveArray::<u32>::new(ArrowDataType::UInt32, col.keys.into(), validity);
+        let dictionary =
+            DictionaryArray::try_from_keys(keys, col.values.freeze().boxed(), false).map_err(polars_err)?;
+        Ok((dictionary.boxed(), vec![Encoding::RleDictionary]))
     }
 }
 
 /// Values of one column for the rows not yet written.
 enum Buffer {
-    Str(StrCol),
+    /// Boxed: a text column's dictionary is larger than a vector.
+    Str(Box<StrCol>),
     U64(Vec<Option<u64>>),
     I64(Vec<Option<i64>>),
     F64(Vec<Option<f64>>),
@@ -109,7 +219,7 @@ enum Buffer {
 impl Buffer {
     fn new(kind: Kind) -> Buffer {
         match kind {
-            Kind::Str => Buffer::Str(StrCol::new()),
+            Kind::Str => Buffer::Str(Box::new(StrCol::new(0))),
             Kind::U64 => Buffer::U64(Vec::new()),
             Kind::I64 => Buffer::I64(Vec::new()),
             Kind::F64 => Buffer::F64(Vec::new()),
@@ -131,7 +241,7 @@ impl Buffer {
             (Buffer::F64(b), Cell::I64(n)) => b.push(Some(n as f64)),
             (Buffer::Bool(b), Cell::Bool(x)) => b.push(Some(x)),
             (Buffer::StrList(b), Cell::List(items)) => b.push(Some(*items)),
-            (Buffer::Str(b), _) => b.push(None::<&str>),
+            (Buffer::Str(b), _) => b.push(None),
             (Buffer::U64(b), _) => b.push(None),
             (Buffer::I64(b), _) => b.push(None),
             (Buffer::F64(b), _) => b.push(None),
@@ -140,15 +250,25 @@ impl Buffer {
         }
     }
 
-    /// The buffered values as a column, leaving the buffer empty.
-    fn take(&mut self, name: &str) -> Column {
+    /// The buffered values as an arrow array with its encoding, leaving
+    /// the buffer empty (with room for as many: row groups are mostly of
+    /// one size).
+    fn take(&mut self, name: &str) -> io::Result<(ArrayRef, Vec<Encoding>)> {
+        fn series<T>(name: PlSmallStr, b: &mut Vec<Option<T>>) -> Series
+        where
+            Series: for<'a> NamedFrom<&'a [Option<T>], [Option<T>]>,
+        {
+            let s = Series::new(name, b.as_slice());
+            b.clear();
+            s
+        }
         let name = PlSmallStr::from(name);
         let series = match self {
-            Buffer::Str(b) => b.take(name),
-            Buffer::U64(b) => Series::new(name, std::mem::take(b)),
-            Buffer::I64(b) => Series::new(name, std::mem::take(b)),
-            Buffer::F64(b) => Series::new(name, std::mem::take(b)),
-            Buffer::Bool(b) => Series::new(name, std::mem::take(b)),
+            Buffer::Str(b) => return b.take(),
+            Buffer::U64(b) => series(name, b),
+            Buffer::I64(b) => series(name, b),
+            Buffer::F64(b) => series(name, b),
+            Buffer::Bool(b) => series(name, b),
             Buffer::StrList(b) => {
                 let rows = std::mem::take(b);
                 let values: usize = rows.iter().flatten().map(Vec::len).sum();
@@ -162,7 +282,10 @@ impl Buffer {
                 lb.finish().into_series()
             }
         };
-        series.into()
+        // One chunk: each buffer is built as one.
+        let array = series.rechunk().to_arrow(0, CompatLevel::newest());
+        let encodings = encodings_of(array.dtype());
+        Ok((array, encodings))
     }
 }
 
@@ -264,10 +387,10 @@ impl RowShape {
                 Some((name, _)) if name == key.text() => Some(next),
                 _ => by_name.binary_search_by(|&i| columns[i].0.as_str().cmp(key.text())).ok().map(|at| by_name[at]),
             };
-            if let (Some(i), Key::Field(k), false) = (at, key, known) {
-                if let Some(seen) = fields.get(i) {
-                    seen.store(k.as_ptr() as usize, Ordering::Relaxed);
-                }
+            if let (Some(i), Key::Field(k), false) = (at, key, known)
+                && let Some(seen) = fields.get(i)
+            {
+                seen.store(k.as_ptr() as usize, Ordering::Relaxed);
             }
             if let Some(i) = at {
                 cells[i] = cell;
@@ -407,10 +530,14 @@ impl<W: Write> ParquetWriter<W> {
         if self.rows == 0 {
             return Ok(());
         }
-        let cols: Vec<Column> =
-            self.shape.columns.iter().zip(self.buffers.iter_mut()).map(|((n, _), b)| b.take(n)).collect();
-        let df = DataFrame::new(self.rows, cols).map_err(polars_err)?;
-        self.file.write(&df)?;
+        let columns = self
+            .shape
+            .columns
+            .iter()
+            .zip(self.buffers.iter_mut())
+            .map(|((n, _), b)| b.take(n))
+            .collect::<io::Result<Vec<_>>>()?;
+        self.file.write_groups(vec![Group { rows: self.rows, columns }])?;
         self.rows = 0;
         self.bytes = 0;
         Ok(())
@@ -426,7 +553,7 @@ impl<W: Write> ParquetWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use polars::prelude::{ParquetReader, SerReader};
+    use polars::prelude::{DataFrame, ParquetReader, SerReader};
 
     const COLS: &[(&str, Kind)] = &[
         ("name", Kind::Str),
@@ -495,6 +622,107 @@ mod tests {
         let t2 = t2.str().unwrap();
         assert_eq!((0..t2.len()).map(|i| t2.get(i)).collect::<Vec<_>>(), vec![Some("a"), Some("t2")]);
         assert_eq!(tags.get_as_series(1).unwrap().len(), 0);
+    }
+
+    /// `texts` written by polars' own writer as one row group of text
+    /// columns `c0`, `c1`, ... (`None`: null).
+    fn texts_by_polars(texts: &[Vec<Option<String>>]) -> Vec<u8> {
+        use polars::prelude::Column;
+        let rows = texts[0].len();
+        let cols: Vec<Column> =
+            texts.iter().enumerate().map(|(i, t)| Column::from(Series::new(format!("c{i}").into(), t))).collect();
+        let mut df = DataFrame::new(rows, cols).unwrap();
+        let mut out = Vec::new();
+        polars::io::parquet::write::ParquetWriter::new(&mut out)
+            .with_compression(crate::file::compression())
+            .finish(&mut df)
+            .unwrap();
+        out
+    }
+
+    /// The same through [`ParquetWriter`], one record a row.
+    fn texts_by_us(texts: &[Vec<Option<String>>]) -> Vec<u8> {
+        let names: Vec<String> = (0..texts.len()).map(|i| format!("c{i}")).collect();
+        let cols: Vec<(&str, Kind)> = names.iter().map(|n| (n.as_str(), Kind::Str)).collect();
+        let mut w = ParquetWriter::new(Vec::new(), &cols).unwrap();
+        for r in 0..texts[0].len() {
+            let rec: serde_json::Map<String, serde_json::Value> =
+                names.iter().zip(texts).map(|(n, t)| (n.clone(), serde_json::json!(t[r]))).collect();
+            w.push(&serde_json::Value::Object(rec)).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    /// Whether column `c` of the first row group has a dictionary.
+    fn has_dictionary(file: &[u8], c: usize) -> bool {
+        let meta = crate::file::footer(file).unwrap();
+        let m = meta.row_groups[0].columns[c].meta_data.as_ref().unwrap();
+        m.encodings.contains(&polars_parquet_format::Encoding::RLE_DICTIONARY)
+    }
+
+    /// Text columns, kept as dictionaries while their rows come, are
+    /// written as the pages polars writes from the whole column: a
+    /// dictionary of the texts in the order of their first rows when few
+    /// differ, plain when most do.
+    #[test]
+    fn text_columns_are_the_pages_polars_writes() {
+        let rows = 3000;
+        let texts: Vec<Vec<Option<String>>> = vec![
+            // Five texts and nulls: a dictionary.
+            (0..rows).map(|i| (i % 11 != 0).then(|| ["a", "bb", "", "zz", "é"][i % 5].to_string())).collect(),
+            // Every text its own, some longer than a view holds inline.
+            (0..rows).map(|i| Some(format!("/item/{i}/{}", "x".repeat(i % 40)))).collect(),
+            // Half of them repeated (0.5 of the rows distinct).
+            (0..rows).map(|i| Some(format!("user-{}", i / 2))).collect(),
+            // All null.
+            (0..rows).map(|_| None).collect(),
+            // Long texts of few values, with nulls and the empty text.
+            (0..rows)
+                .map(|i| (i % 3 != 0).then(|| ["", &"q".repeat(200), "ünïcödé text"][i % 3].to_string()))
+                .collect(),
+        ];
+        let (theirs, ours) = (texts_by_polars(&texts), texts_by_us(&texts));
+        let (a, b) = (read(theirs.clone()), read(ours.clone()));
+        assert!(a.equals_missing(&b), "{a}\n{b}");
+        assert_eq!(
+            (0..texts.len()).map(|c| has_dictionary(&ours, c)).collect::<Vec<_>>(),
+            [true, false, true, true, true]
+        );
+        // polars' page index starts where the last row group ends; up to
+        // there the files are the same bytes.
+        let meta = crate::file::footer(&theirs).unwrap();
+        let data_end =
+            meta.row_groups.iter().flat_map(|g| &g.columns).filter_map(|c| c.column_index_offset).min().unwrap();
+        assert!(theirs[..data_end as usize] == ours[..data_end as usize], "the same pages");
+    }
+
+    /// The rule between a dictionary and plain texts: at most 128 rows, a
+    /// dictionary; above, plain once more than three in four rows differ
+    /// (a null counting as the empty text).
+    #[test]
+    fn most_texts_distinct_are_written_plain() {
+        let distinct = |rows: usize, share: f64| -> Vec<Option<String>> {
+            let n = ((rows as f64 * share) as usize).max(1);
+            (0..rows).map(|i| Some(format!("v{}", i % n))).collect()
+        };
+        for (rows, share, dictionary) in
+            [(128, 1.0, true), (129, 1.0, false), (1000, 0.74, true), (1000, 0.76, false), (1000, 0.75, true)]
+        {
+            let file = texts_by_us(&[distinct(rows, share)]);
+            assert_eq!(has_dictionary(&file, 0), dictionary, "{rows} rows, {share} distinct");
+            let back = read(file);
+            let col = back.column("c0").unwrap().str().unwrap();
+            assert_eq!(col.get(rows - 1), distinct(rows, share)[rows - 1].as_deref());
+        }
+        // 750 texts and nulls in 1000 rows: the nulls are one more value.
+        let mut t = distinct(1000, 0.75);
+        t[999] = None;
+        t[998] = None;
+        assert!(!has_dictionary(&texts_by_us(&[t.clone()]), 0), "750 texts and a null: 751 values");
+        for v in t.iter_mut().filter(|v| v.as_deref() == Some("v0")) {
+            *v = Some(String::new());
+        }
+        assert!(has_dictionary(&texts_by_us(&[t]), 0), "the empty text among the 750: 750 values");
     }
 
     #[test]
