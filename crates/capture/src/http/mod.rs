@@ -177,6 +177,7 @@ impl Headers {
     }
 
     /// The first value of `name` (case-insensitive).
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.fields.iter().find_map(|&f| self.value_if(f, name.as_bytes()))
     }
@@ -190,6 +191,7 @@ impl Headers {
     /// Lookups are many (the record and the sessions' view each ask for a
     /// dozen fields): a name of another length is passed over on its
     /// offsets alone, without slicing the buffer.
+    #[inline]
     fn value_if(&self, (a, b, c): (u32, u32, u32), name: &[u8]) -> Option<&[u8]> {
         let (a, b, c) = (a as usize, b as usize, c as usize);
         if b.wrapping_sub(a) != name.len() || !self.buf.get(a..b)?.eq_ignore_ascii_case(name) {
