@@ -46,8 +46,13 @@ pub fn query_param(target: &str, names: &[String]) -> Option<(String, String)> {
         return None;
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let path_params = path.split(';').skip(1).collect::<Vec<_>>().join("&");
-    for src in [query, path_params.as_str()] {
+    // Path parameters: all after the path's first `;` (pairs split at `;`
+    // and `&` alike).
+    let path_params = path.split_once(';').map_or("", |(_, p)| p);
+    for src in [query, path_params] {
+        if src.is_empty() {
+            continue;
+        }
         let pairs: Vec<(String, String)> = form_pairs(src).collect();
         for n in names {
             if let Some((k, v)) = pairs.iter().find(|(k, v)| k.eq_ignore_ascii_case(n) && !v.is_empty()) {
@@ -253,6 +258,15 @@ mod tests {
         );
         assert_eq!(query_param("/a?SessionId=Z%20Y", &names(&["sessionid"])), Some(("SessionId".into(), "Z Y".into())));
         assert_eq!(query_param("/a?x=1", &names(&["sessionid"])), None);
+        // The query first, then every path parameter, at `;` or `&`.
+        let sid = names(&["sid"]);
+        let found = |t: &str| query_param(t, &sid).map(|(_, v)| v);
+        assert_eq!(found("/a;x=1;sid=P?sid=Q").as_deref(), Some("Q"));
+        assert_eq!(found("/a;x=1;sid=P?y=2").as_deref(), Some("P"));
+        assert_eq!(found("/a;x=1&sid=R").as_deref(), Some("R"));
+        assert_eq!(found("/a;b/c;sid=S").as_deref(), Some("S"));
+        assert_eq!(found("/a;sid=?sid=").as_deref(), None, "an empty value is no value");
+        assert_eq!(found("/a/b").as_deref(), None);
     }
 
     #[test]
