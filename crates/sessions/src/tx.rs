@@ -1,6 +1,7 @@
 //! A transaction as the user-level stages need it: small, owned, without
 //! bodies (what the bodies say is read once, when it is built).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use pov_capture::http::{FrameSpan, HttpTransaction, Outcome};
@@ -54,7 +55,8 @@ impl ResourceClass {
         content_type: Option<&str>,
         status: Option<u16>,
     ) -> ResourceClass {
-        let ct = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let mut room = [0u8; 64];
+        let ct = content_type.map(|c| lower(c.split(';').next().unwrap_or("").trim(), &mut room));
         // Without the request, only the answer's type can tell; a page view
         // is never started on a guess.
         if method.is_none() {
@@ -65,10 +67,9 @@ impl ResourceClass {
         }
         // A navigation asks for HTML first: a page view, whatever came back
         // (a JSON error shown in the window is still what the user saw).
-        if accept.is_some_and(|a| {
-            let a = a.trim_start().to_ascii_lowercase();
-            a.starts_with("text/html") || a.starts_with("application/xhtml")
-        }) {
+        let accept = accept.map(str::trim_start);
+        let asks = |prefix: &str| accept.is_some_and(|a| starts_ci(a, prefix));
+        if asks("text/html") || asks("application/xhtml") {
             return ResourceClass::Document;
         }
         // A redirect's or error's body type says little: decide those by
@@ -79,20 +80,14 @@ impl ResourceClass {
         {
             return c;
         }
-        if let Some(a) = accept {
-            let a = a.trim_start().to_ascii_lowercase();
-            if a.starts_with("text/html") || a.starts_with("application/xhtml") {
-                return ResourceClass::Document;
-            }
-            if a.starts_with("application/json") || a.starts_with("application/xml") {
-                return ResourceClass::Api;
-            }
-            if a.starts_with("text/css") {
-                return ResourceClass::Style;
-            }
-            if a.starts_with("image/") {
-                return ResourceClass::Image;
-            }
+        if asks("application/json") || asks("application/xml") {
+            return ResourceClass::Api;
+        }
+        if asks("text/css") {
+            return ResourceClass::Style;
+        }
+        if asks("image/") {
+            return ResourceClass::Image;
         }
         if let Some(c) = by_extension(path) {
             return c;
@@ -110,6 +105,28 @@ impl ResourceClass {
     /// images): counted, but minor.
     pub fn minor_by_default(self) -> bool {
         matches!(self, ResourceClass::Image | ResourceClass::Media)
+    }
+}
+
+/// Whether `s` starts with `prefix` (lowercase ASCII), in any case.
+fn starts_ci(s: &str, prefix: &str) -> bool {
+    s.as_bytes().get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+/// `s` with its ASCII letters lowercased: in `room` when it fits (the
+/// usual media type or extension), else on the heap.
+fn lower<'r>(s: &str, room: &'r mut [u8; 64]) -> Cow<'r, str> {
+    match room.get_mut(..s.len()) {
+        Some(r) => {
+            r.copy_from_slice(s.as_bytes());
+            r.make_ascii_lowercase();
+            // Lowercasing ASCII letters keeps UTF-8 valid.
+            match std::str::from_utf8(r) {
+                Ok(t) => Cow::Borrowed(t),
+                Err(_) => Cow::Owned(s.to_ascii_lowercase()),
+            }
+        }
+        None => Cow::Owned(s.to_ascii_lowercase()),
     }
 }
 
@@ -134,8 +151,9 @@ fn by_content_type(ct: &str) -> Option<ResourceClass> {
 fn by_extension(path: &str) -> Option<ResourceClass> {
     let p = path.split(['?', '#', ';']).next().unwrap_or("");
     let last = p.rsplit('/').next().unwrap_or("");
-    let ext = last.rsplit_once('.')?.1.to_ascii_lowercase();
-    Some(match ext.as_str() {
+    let mut room = [0u8; 64];
+    let ext = lower(last.rsplit_once('.')?.1, &mut room);
+    Some(match &*ext {
         "html" | "htm" | "php" | "asp" | "aspx" | "jsp" | "cfm" | "shtml" => ResourceClass::Document,
         "css" => ResourceClass::Style,
         "js" | "mjs" => ResourceClass::Script,
@@ -552,6 +570,15 @@ mod tests {
         // No request in the capture: never a new page view on a guess.
         assert_eq!(ResourceClass::of(None, "", None, None, Some(304)), Other);
         assert_eq!(ResourceClass::of(None, "", None, Some("text/html"), Some(200)), Other);
+        // Types, asks and extensions in any case; a type longer than the
+        // room on the stack, and one not ASCII, as well.
+        assert_eq!(c("GET", "/a", Some("  TEXT/HTML,*/*"), None, None), Document);
+        assert_eq!(c("GET", "/a", None, Some("Application/JSON; charset=UTF-8"), Some(200)), Api);
+        assert_eq!(c("GET", "/IMG/A.PNG", None, None, None), Image);
+        let long = format!("application/vnd.{}+json", "x".repeat(80));
+        assert_eq!(c("GET", "/a", None, Some(&long.to_uppercase()), Some(200)), Api);
+        assert_eq!(c("GET", "/a.Ĵs", None, Some("tëxt/css"), Some(200)), Document);
+        assert_eq!(c("GET", "/a", Some("Image/webp"), None, None), Image);
     }
 
     #[test]
