@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use super::inflate::{Framing, Inflater};
 use crate::budget::{Budget, Charge, Holder};
 
 /// Content encodings pov decodes.
@@ -185,9 +186,8 @@ impl Write for Sink {
 
 enum Decoder {
     Identity(Sink),
-    Gzip(Box<flate2::write::MultiGzDecoder<Sink>>),
-    Zlib(Box<flate2::write::ZlibDecoder<Sink>>),
-    Raw(Box<flate2::write::DeflateDecoder<Sink>>),
+    /// gzip, zlib or raw deflate.
+    Inflate(Box<Inflater<Sink>>),
     Br(Box<brotli::DecompressorWriter<Sink>>),
     /// Decoding stopped (cap, ratio or corrupt data); the sink survives.
     Stopped(Sink),
@@ -280,7 +280,7 @@ impl BodyDecoder {
         };
         let dec = match enc {
             ContentEncoding::Identity => Decoder::Identity(sink),
-            ContentEncoding::Gzip => Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink))),
+            ContentEncoding::Gzip => Decoder::Inflate(Box::new(Inflater::new(Framing::Gzip, sink))),
             // Decided on the first two bytes (zlib header or raw deflate).
             ContentEncoding::Deflate => Decoder::Stopped(sink),
             ContentEncoding::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(sink, 4096))),
@@ -333,11 +333,8 @@ impl BodyDecoder {
             // A zlib header: CMF with method 8, and (CMF*256+FLG) % 31 == 0.
             let zlib =
                 self.sniff[0] & 0x0F == 8 && (u16::from(self.sniff[0]) * 256 + u16::from(self.sniff[1])) % 31 == 0;
-            self.dec = if zlib {
-                Decoder::Zlib(Box::new(flate2::write::ZlibDecoder::new(sink)))
-            } else {
-                Decoder::Raw(Box::new(flate2::write::DeflateDecoder::new(sink)))
-            };
+            let framing = if zlib { Framing::Zlib } else { Framing::Raw };
+            self.dec = Decoder::Inflate(Box::new(Inflater::new(framing, sink)));
             let sniffed = std::mem::take(&mut self.sniff);
             self.feed(&sniffed);
             self.sniff = sniffed;
@@ -363,9 +360,7 @@ impl BodyDecoder {
         }
         let res = match &mut self.dec {
             Decoder::Identity(s) => s.write_all(bytes),
-            Decoder::Gzip(d) => d.write_all(bytes),
-            Decoder::Zlib(d) => d.write_all(bytes),
-            Decoder::Raw(d) => d.write_all(bytes),
+            Decoder::Inflate(d) => d.write_all(bytes),
             Decoder::Br(d) => d.write_all(bytes),
             Decoder::Stopped(_) => Ok(()),
         };
@@ -378,9 +373,7 @@ impl BodyDecoder {
     fn sink_mut(&mut self) -> Option<&mut Sink> {
         match &mut self.dec {
             Decoder::Identity(s) | Decoder::Stopped(s) => Some(s),
-            Decoder::Gzip(d) => Some(d.get_mut()),
-            Decoder::Zlib(d) => Some(d.get_mut()),
-            Decoder::Raw(d) => Some(d.get_mut()),
+            Decoder::Inflate(d) => Some(d.get_mut()),
             Decoder::Br(d) => Some(d.get_mut()),
         }
     }
@@ -410,9 +403,7 @@ impl BodyDecoder {
         let dec = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink()));
         let (sink, err) = match dec {
             Decoder::Identity(s) | Decoder::Stopped(s) => (s, false),
-            Decoder::Gzip(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()),
-            Decoder::Zlib(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()),
-            Decoder::Raw(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()),
+            Decoder::Inflate(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()),
             Decoder::Br(mut d) => {
                 let _ = d.flush();
                 match d.into_inner() {
@@ -441,9 +432,7 @@ fn empty_sink() -> Sink {
 fn into_sink(d: Decoder) -> Sink {
     match d {
         Decoder::Identity(s) | Decoder::Stopped(s) => s,
-        Decoder::Gzip(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()).0,
-        Decoder::Zlib(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()).0,
-        Decoder::Raw(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()).0,
+        Decoder::Inflate(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()).0,
         Decoder::Br(d) => d.into_inner().unwrap_or_else(|s| s),
     }
 }

@@ -26,6 +26,7 @@ pub mod codec;
 mod conn;
 mod framing;
 mod h2;
+mod inflate;
 mod order;
 mod pairing;
 mod route;
