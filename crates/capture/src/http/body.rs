@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::inflate::{Framing, Inflater};
+use super::decompress::{BrotliWriter, Framing, Inflater, brotli_writer};
 use crate::budget::{Budget, Charge, Holder};
 
 /// Content encodings pov decodes.
@@ -188,7 +188,7 @@ enum Decoder {
     Identity(Sink),
     /// gzip, zlib or raw deflate.
     Inflate(Box<Inflater<Sink>>),
-    Br(Box<brotli::DecompressorWriter<Sink>>),
+    Br(Box<BrotliWriter<Sink>>),
     /// Decoding stopped (cap, ratio or corrupt data); the sink survives.
     Stopped(Sink),
 }
@@ -283,7 +283,7 @@ impl BodyDecoder {
             ContentEncoding::Gzip => Decoder::Inflate(Box::new(Inflater::new(Framing::Gzip, sink))),
             // Decided on the first two bytes (zlib header or raw deflate).
             ContentEncoding::Deflate => Decoder::Stopped(sink),
-            ContentEncoding::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(sink, 4096))),
+            ContentEncoding::Br => Decoder::Br(Box::new(brotli_writer(sink))),
         };
         BodyDecoder {
             enc,

@@ -24,9 +24,9 @@
 mod body;
 pub mod codec;
 mod conn;
+mod decompress;
 mod framing;
 mod h2;
-mod inflate;
 mod order;
 mod pairing;
 mod route;

@@ -1,3 +1,5 @@
+//! Decompressors for bodies, kept per thread from one body to the next.
+//!
 //! Inflate (RFC 1951) bodies in their three framings, gzip (RFC 1952,
 //! members one after another), zlib (RFC 1950) and raw deflate, written to
 //! a sink as flate2's write-side decoders write them, over a decompressor
@@ -16,6 +18,10 @@
 //! the next write, flush or finish, so the caps of the sink trip at the
 //! same counts. A test compares the two on whole, cut, corrupt and
 //! multi-member streams fed in random pieces.
+//!
+//! brotli's writer zeroes a new 4 KiB output buffer for every body (4,400
+//! instructions); [`brotli_writer`] gives it one kept from an earlier body
+//! (the decoder writes a byte of it before it reads it).
 
 use std::cell::RefCell;
 use std::io::{self, Write};
@@ -59,6 +65,75 @@ fn give_back(d: Box<Decompress>, mut buf: Vec<u8>) {
             p.push((d, buf));
         }
     });
+}
+
+/// Output buffers of brotli writers kept per thread.
+const BROTLI_POOL: usize = 8;
+
+/// A brotli writer's output size: what `brotli::DecompressorWriter::new`
+/// is given.
+const BROTLI_BUF: usize = 4096;
+
+thread_local! {
+    static BROTLI_BUFS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A brotli writer's output buffer, back to its thread's pool when the
+/// writer is dropped.
+pub(super) struct BrotliBuf(Box<[u8]>);
+
+impl BrotliBuf {
+    fn take() -> BrotliBuf {
+        let kept = BROTLI_BUFS.try_with(|p| p.try_borrow_mut().ok()?.pop()).ok().flatten();
+        BrotliBuf(kept.unwrap_or_else(|| vec![0; BROTLI_BUF].into_boxed_slice()))
+    }
+}
+
+impl Drop for BrotliBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        let _ = BROTLI_BUFS.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut()
+                && p.len() < BROTLI_POOL
+            {
+                p.push(buf);
+            }
+        });
+    }
+}
+
+impl brotli::writer::SliceWrapper<u8> for BrotliBuf {
+    fn slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl brotli::writer::SliceWrapperMut<u8> for BrotliBuf {
+    fn slice_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+/// brotli's writer over a kept output buffer.
+pub(super) type BrotliWriter<W> = brotli::writer::DecompressorWriterCustomAlloc<
+    W,
+    BrotliBuf,
+    brotli::writer::StandardAlloc,
+    brotli::writer::StandardAlloc,
+    brotli::writer::StandardAlloc,
+>;
+
+/// A brotli decoder writing into `sink`: `brotli::DecompressorWriter::new(
+/// sink, 4096)` but for where its output buffer comes from.
+pub(super) fn brotli_writer<W: Write>(sink: W) -> BrotliWriter<W> {
+    use brotli::writer::StandardAlloc;
+    BrotliWriter::new(
+        sink,
+        BrotliBuf::take(),
+        StandardAlloc::default(),
+        StandardAlloc::default(),
+        StandardAlloc::default(),
+    )
 }
 
 /// The framing of a stream.
@@ -684,6 +759,58 @@ mod tests {
             }
         }
         assert!(compared > 400, "{compared}");
+    }
+
+    /// brotli bodies decode as with brotli's own writer (a new zeroed
+    /// buffer each): the same pieces to the sink, the same errors, with
+    /// buffers used by earlier bodies.
+    #[test]
+    fn brotli_decodes_as_its_own_writer_does() {
+        let mut next = rng(0xb0);
+        let mut compared = 0;
+        for &n in &[0usize, 10, 3_000, 40_000] {
+            let data = text(&mut next, n);
+            let mut whole = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut whole, 4096, 5, 20);
+                w.write_all(&data).unwrap();
+            }
+            let mut bad = whole.clone();
+            let at = (next() as usize) % bad.len();
+            bad[at] ^= 0x55;
+            let cut = whole[..whole.len() / 2].to_vec();
+            for input in [whole, bad, cut] {
+                for split in [input.len().max(1), 1, 700] {
+                    let pieces = vec![split; input.len() / split + 1];
+                    for max in [u64::MAX, 20_000] {
+                        // As the body decoder ends one: a flush, then the
+                        // stream closed (what `into_inner` does).
+                        let ours = |d: &mut BrotliWriter<Capped>| {
+                            let _ = d.flush();
+                            d.close()
+                        };
+                        let theirs = |d: &mut brotli::DecompressorWriter<Capped>| {
+                            let _ = d.flush();
+                            d.close()
+                        };
+                        let a = run(brotli_writer(Capped { max, ..Capped::default() }), &input, &pieces, ours, |d| {
+                            d.get_mut()
+                        });
+                        let b = run(
+                            brotli::DecompressorWriter::new(Capped { max, ..Capped::default() }, 4096),
+                            &input,
+                            &pieces,
+                            theirs,
+                            |d| d.get_mut(),
+                        );
+                        assert_eq!(a, b, "{n} bytes, pieces of {split}, cap {max}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 4 * 3 * 3 * 2);
+        assert!(BROTLI_BUFS.with(|p| p.borrow().len()) >= 1, "buffers are kept");
     }
 
     /// A state given back is reset for the next body, whatever its framing
