@@ -684,7 +684,16 @@ pub fn run_source<D: Downstream + ?Sized>(
     let mut decode = cfg.decode.clone();
     decode.budget = parts.first().cloned().unwrap_or_else(|| cfg.budget().clone());
     let mut reading = Reading { reader: source, decoder: Decoder::new(decode), state: ReadState::default(), cfg };
-    let new_batch = || Batch { data: Vec::new(), parts: (0..n).map(|_| Vec::new()).collect(), now: None, last: false };
+    // Room for a batch's bytes and a fair share of its packets from the
+    // start: the first batches do not grow their buffers by copying them
+    // (12 M instructions on a 23 MB night). Memory not written to is not
+    // resident.
+    let new_batch = || Batch {
+        data: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
+        parts: (0..n).map(|_| Vec::with_capacity(BATCH_PACKETS * 2 / n.max(1))).collect(),
+        now: None,
+        last: false,
+    };
     let (mut cur, mut next) = (new_batch(), new_batch());
     let mut merge = Merge {
         held: BTreeMap::new(),
