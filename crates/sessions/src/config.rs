@@ -99,6 +99,22 @@ impl UsersConfig {
     /// among `jar` (name, value pairs as sent), in the order of the
     /// configured names.
     pub fn persistent_in<K: AsRef<str>, V: AsRef<str>>(&self, jar: &[(K, V)]) -> Option<(String, String)> {
+        // A name matches a pattern only if their first bytes agree (but for
+        // a pattern that starts with `*`, or is empty): a jar none of whose
+        // cookies could match is ruled out in one pass, not one a pattern.
+        let (mut firsts, mut any) = ([0u64; 4], false);
+        for want in &self.persistent_cookies {
+            match want.as_bytes().first() {
+                Some(b'*') | None => any = true,
+                Some(&b) => firsts[usize::from(b >> 6)] |= 1 << (b & 63),
+            }
+        }
+        let may = |name: &str| {
+            any || name.as_bytes().first().is_some_and(|&b| firsts[usize::from(b >> 6)] >> (b & 63) & 1 == 1)
+        };
+        if !jar.iter().any(|(k, v)| v.as_ref().len() >= 8 && may(k.as_ref())) {
+            return None;
+        }
         self.persistent_cookies.iter().find_map(|want| {
             jar.iter()
                 .find(|(k, v)| v.as_ref().len() >= 8 && cookie_name_matches(want, k.as_ref()))
@@ -376,5 +392,22 @@ mod tests {
         // Too short to name a browser; not a configured name; a near name.
         assert_eq!(u.persistent_in(&jar(&[("uid", "7"), ("lang", "en-GB-oxendict"), ("_gax", "123456789")])), None);
         assert!(!cookie_name_matches("_pk_id.*", &format!("_pk_id.{}", "x".repeat(300))));
+        // Patterns that start with `*`, or are empty, take any first byte;
+        // bytes past ASCII are ruled in and out like the others.
+        let mut v =
+            UsersConfig { persistent_cookies: vec!["*_visitor".into(), "ß*".into()], ..UsersConfig::default() };
+        assert_eq!(
+            v.persistent_in(&jar(&[("x", "12345678"), ("shop_visitor", "12345678")])).map(|x| x.0).as_deref(),
+            Some("shop_visitor")
+        );
+        assert_eq!(v.persistent_in(&jar(&[("ßid", "12345678")])).map(|x| x.0).as_deref(), Some("ßid"));
+        assert_eq!(v.persistent_in(&jar(&[("öid", "12345678")])), None);
+        v.persistent_cookies = vec![String::new()];
+        assert_eq!(v.persistent_in(&jar(&[("", "12345678")])).map(|x| x.0).as_deref(), Some(""));
+        assert_eq!(v.persistent_in(&jar(&[("a", "12345678")])), None);
+        // The first pattern that matches wins, then the first cookie.
+        v.persistent_cookies = vec!["b*".into(), "a*".into()];
+        let both = jar(&[("a1", "12345678"), ("b1", "12345678"), ("b2", "12345678")]);
+        assert_eq!(v.persistent_in(&both).map(|x| x.0).as_deref(), Some("b1"));
     }
 }
