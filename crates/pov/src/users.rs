@@ -1005,6 +1005,9 @@ pub struct SessionTxs {
     proxies: Vec<pov_sessions::config::Cidr>,
     users: pov_sessions::config::UsersConfig,
     revenue: pov_sessions::config::RevenueConfig,
+    /// The `[revenue]` rules compiled once (its pattern is a regular
+    /// expression).
+    rx: pov_sessions::values::Extractor,
 }
 
 impl SessionTxs {
@@ -1015,12 +1018,13 @@ impl SessionTxs {
             proxies: Sessionizer::proxies(&cfg.users)?,
             users: cfg.users.clone(),
             revenue: cfg.revenue.clone(),
+            rx: pov_sessions::values::Extractor::new(&cfg.revenue),
         })
     }
 
     /// The sessions' view of `t`.
     pub fn tx(&self, t: &HttpTransaction) -> Tx {
-        let mut tx = Tx::from_http(t, &self.users, &self.proxies, &self.revenue);
+        let mut tx = Tx::from_http(t, &self.users, &self.proxies, &self.revenue, &self.rx);
         tx.error_page = self.classifier.error_page(t, tx.class);
         tx
     }

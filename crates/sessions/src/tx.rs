@@ -330,8 +330,16 @@ impl Tx {
     }
 
     /// Reduces `t`, reading identity and money as `users` and `revenue`
-    /// say. `proxies` are the parsed `users.trusted_proxies`.
-    pub fn from_http(t: &HttpTransaction, users: &UsersConfig, proxies: &[Cidr], revenue: &RevenueConfig) -> Tx {
+    /// say. `proxies` are the parsed `users.trusted_proxies`, `rx` the
+    /// compiled `revenue` rules ([`values::Extractor::new`], made once: its
+    /// pattern is a regular expression).
+    pub fn from_http(
+        t: &HttpTransaction,
+        users: &UsersConfig,
+        proxies: &[Cidr],
+        revenue: &RevenueConfig,
+        rx: &values::Extractor,
+    ) -> Tx {
         let req = t.request.as_ref();
         let resp = t.response.as_ref();
         let target = req.map(|r| pov_capture::text::lossy(&r.uri).into_owned()).unwrap_or_default();
@@ -381,16 +389,18 @@ impl Tx {
         } else {
             None
         };
-        let rx = values::Extractor::new(revenue);
+        // Each body's JSON is parsed once for the order's and the cart's
+        // fields.
+        let (req_doc, resp_doc) =
+            (values::Body::new(req_body, req_ct.as_deref()), values::Body::new(resp_body, content_type.as_deref()));
         let order_value = if is_post {
-            rx.value(req_body, req_ct.as_deref(), &revenue.order_fields)
-                .or_else(|| rx.value(resp_body, content_type.as_deref(), &revenue.order_fields))
+            rx.value_in(&req_doc, &revenue.order_fields).or_else(|| rx.value_in(&resp_doc, &revenue.order_fields))
         } else {
             None
         };
         let cart_value = rx
-            .value(resp_body, content_type.as_deref(), &revenue.cart_fields)
-            .or_else(|| if is_post { rx.value(req_body, req_ct.as_deref(), &revenue.cart_fields) } else { None });
+            .value_in(&resp_doc, &revenue.cart_fields)
+            .or_else(|| if is_post { rx.value_in(&req_doc, &revenue.cart_fields) } else { None });
 
         Tx {
             conn: t.conn,
@@ -593,7 +603,8 @@ mod tests {
                 version: Some(1),
                 headers: Headers::from_pairs(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))),
             });
-            Tx::from_http(&t, &UsersConfig::default(), &[], &crate::RevenueConfig::default())
+            let revenue = crate::RevenueConfig::default();
+            Tx::from_http(&t, &UsersConfig::default(), &[], &revenue, &values::Extractor::new(&revenue))
         };
         let bare = with(&[("Host", "shop.example"), ("Cookie", "theme=dark")]);
         assert!(bare.evidence.is_none(), "{:?}", bare.evidence);

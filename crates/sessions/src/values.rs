@@ -171,13 +171,19 @@ impl Extractor {
     /// The value in `body` by the JSON path, then the first of `fields`,
     /// then the pattern.
     pub fn value(&self, body: &[u8], ct: Option<&str>, fields: &[String]) -> Option<f64> {
-        if body.is_empty() {
+        self.value_in(&Body::new(body, ct), fields)
+    }
+
+    /// [`Extractor::value`] of a body that may be asked again (its JSON is
+    /// parsed once, whatever fields are asked of it).
+    pub fn value_in(&self, b: &Body<'_>, fields: &[String]) -> Option<f64> {
+        if b.bytes.is_empty() {
             return None;
         }
-        if is_json(ct, body) {
-            if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        if is_json(b.ct, b.bytes) {
+            if let Some(v) = b.json() {
                 if let Some(path) = &self.json_path {
-                    let mut at = &v;
+                    let mut at = v;
                     let mut ok = true;
                     for seg in path {
                         match at.get(seg.as_str()) {
@@ -192,19 +198,39 @@ impl Extractor {
                         return Some(x);
                     }
                 }
-                if let Some(x) = json_field(&v, fields).and_then(money_of) {
+                if let Some(x) = json_field(v, fields).and_then(money_of) {
                     return Some(x);
                 }
             }
-        } else if let Some(t) = field_text(body, ct, fields)
+        } else if let Some(t) = field_text(b.bytes, b.ct, fields)
             && let Some(x) = parse_money(&t)
         {
             return Some(x);
         }
         let re = self.pattern.as_ref()?;
-        let text = String::from_utf8_lossy(body);
+        let text = String::from_utf8_lossy(b.bytes);
         let caps = re.captures(&text)?;
         parse_money(caps.get(1).or_else(|| caps.get(0))?.as_str())
+    }
+}
+
+/// A request or response body whose values are read, with its
+/// Content-Type: its JSON (when it is JSON) parsed at most once, however
+/// many fields are looked for in it.
+pub struct Body<'a> {
+    bytes: &'a [u8],
+    ct: Option<&'a str>,
+    json: std::cell::OnceCell<Option<Value>>,
+}
+
+impl<'a> Body<'a> {
+    /// `bytes` sent with Content-Type `ct`.
+    pub fn new(bytes: &'a [u8], ct: Option<&'a str>) -> Body<'a> {
+        Body { bytes, ct, json: std::cell::OnceCell::new() }
+    }
+
+    fn json(&self) -> Option<&Value> {
+        self.json.get_or_init(|| serde_json::from_slice::<Value>(self.bytes).ok()).as_ref()
     }
 }
 
@@ -222,6 +248,40 @@ mod tests {
 
     fn names(n: &[&str]) -> Vec<String> {
         n.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A body read for several sets of fields gives what reading it anew
+    /// for each gives: JSON (by path, by field), forms, and the pattern.
+    #[test]
+    fn a_body_read_twice_reads_as_two_reads() {
+        let cfg = RevenueConfig {
+            pattern: Some(r"grand total: ([0-9.]+)".into()),
+            json_path: Some("$.order.total".into()),
+            ..RevenueConfig::default()
+        };
+        let rx = Extractor::new(&cfg);
+        let (order, cart) = (cfg.order_fields.clone(), cfg.cart_fields.clone());
+        let bodies: [(&[u8], Option<&str>); 6] = [
+            (br#"{"order":{"total":"12.50"},"cart_total":3}"#, Some("application/json")),
+            (br#"{"subtotal": 8.25, "lines": [{"total": 1}]}"#, None),
+            (b"grand_total=99.90&cart_value=5", Some("application/x-www-form-urlencoded")),
+            (b"<p>grand total: 41.00</p>", Some("text/html")),
+            (b"{not json", Some("application/json")),
+            (b"", None),
+        ];
+        for (bytes, ct) in bodies {
+            let body = Body::new(bytes, ct);
+            for fields in [&order, &cart, &order] {
+                assert_eq!(
+                    rx.value_in(&body, fields),
+                    rx.value(bytes, ct, fields),
+                    "{:?}",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+        assert_eq!(rx.value(bodies[0].0, bodies[0].1, &cart), Some(12.5), "the path first");
+        assert_eq!(rx.value(bodies[3].0, bodies[3].1, &order), Some(41.0), "then the pattern");
     }
 
     #[test]
