@@ -27,6 +27,7 @@
 
 pub mod analyze;
 pub mod config;
+mod csv;
 pub mod dataset;
 pub mod find;
 pub mod flows;

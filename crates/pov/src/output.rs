@@ -315,14 +315,23 @@ impl TextShape {
 
     fn write<R: Record>(&self, out: &mut impl Write, r: &R) -> io::Result<()> {
         match self.0 {
-            Format::Csv => {
-                let v = serde_json::to_value(r).map_err(io::Error::other)?;
-                let cells: Vec<String> = R::FIELDS.iter().map(|(k, _)| csv_value(&v[*k])).collect();
-                out.write_all(cells.join(",").as_bytes())
-            }
+            Format::Csv => match crate::csv::line(r, R::FIELDS) {
+                Some(line) => out.write_all(line.as_bytes()),
+                None => out.write_all(csv_by_value(r)?.as_bytes()),
+            },
             _ => Ok(serde_json::to_writer(out, r)?),
         }
     }
+}
+
+/// `r`'s CSV line made from its JSON value: each column looked up in it by
+/// name ([`csv_value`]). What [`crate::csv::line`] writes without the
+/// tree, and what a record whose fields come in another order than its
+/// columns is written by.
+pub(crate) fn csv_by_value<R: Record>(r: &R) -> io::Result<String> {
+    let v = serde_json::to_value(r).map_err(io::Error::other)?;
+    let cells: Vec<String> = R::FIELDS.iter().map(|(k, _)| csv_value(&v[*k])).collect();
+    Ok(cells.join(","))
 }
 
 /// One record's text in `format` (JSON, JSON lines or CSV), written by
@@ -357,7 +366,7 @@ fn csv_header<R: Record>() -> String {
 /// Text (strings and lists) is neutralised against formula injection
 /// ([`csv_text`]); numbers and booleans are written as they are (a
 /// negative number is a number, and no spreadsheet runs it).
-fn csv_value(v: &serde_json::Value) -> String {
+pub(crate) fn csv_value(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => csv_text(s),
