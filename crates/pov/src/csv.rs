@@ -170,14 +170,14 @@ struct Cell<'o> {
 
 impl Cell<'_> {
     fn text(self, s: &str) -> Result<(), Other> {
-        self.out.push_str(&crate::output::csv_text(s));
+        crate::output::push_csv_text(self.out, s);
         Ok(())
     }
 
     fn number(self, n: serde_json::Number) -> Result<(), Other> {
         // Digits, `-`, `.`, `e`: nothing a CSV field quotes.
-        self.out.push_str(&n.to_string());
-        Ok(())
+        use std::fmt::Write as _;
+        write!(self.out, "{n}").map_err(|_| Other)
     }
 }
 

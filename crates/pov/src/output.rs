@@ -390,16 +390,48 @@ pub(crate) fn csv_value(v: &serde_json::Value) -> String {
 /// and is quoted, so it reads as text (`'=cmd|' /C calc'!A0`). Other cells
 /// as [`csv_field`].
 pub fn csv_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_csv_text(&mut out, s);
+    out
+}
+
+/// Appends [`csv_text`]`(s)` to `out`.
+pub(crate) fn push_csv_text(out: &mut String, s: &str) {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("\"'{}\"", s.replace('"', "\"\""))
+        out.push_str("\"'");
+        push_doubled_quotes(out, s);
+        out.push('"');
     } else {
-        csv_field(s)
+        push_csv_field(out, s);
     }
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    let mut out = String::with_capacity(s.len());
+    push_csv_field(&mut out, s);
+    out
+}
+
+/// Appends [`csv_field`]`(s)` to `out`.
+pub(crate) fn push_csv_field(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        push_doubled_quotes(out, s);
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// Appends `s` with each `"` doubled.
+fn push_doubled_quotes(out: &mut String, s: &str) {
+    for (i, part) in s.split('"').enumerate() {
+        if i > 0 {
+            out.push_str("\"\"");
+        }
+        out.push_str(part);
+    }
 }
 
 /// A table cell safe to print on a terminal: control characters (C0, DEL
