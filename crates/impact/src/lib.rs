@@ -22,7 +22,7 @@ mod row;
 pub mod schema;
 pub mod summary;
 
-pub use parquet::{Kind, ParquetWriter, Row, RowShape};
+pub use parquet::{CellView, Kind, ParquetWriter, Row, RowShape};
 pub use summary::{
     Estimate, FunnelRow, HourImpact, Impact, KindExits, PageApdex, RevenueModel, RouteImpact, StepImpact, TopUser,
     impact,

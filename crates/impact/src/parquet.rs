@@ -299,7 +299,43 @@ pub struct Row {
     text: String,
 }
 
+/// A cell of a [`Row`], borrowed: what its column takes of a record's
+/// field.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CellView<'r> {
+    /// No value (none, unit, or a float that is not finite).
+    Null,
+    /// Text (a string, a character, an enum's unit variant).
+    Text(&'r str),
+    /// A non-negative integer.
+    U64(u64),
+    /// A negative integer.
+    I64(i64),
+    /// A finite float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A list of texts.
+    List(&'r [String]),
+    /// A map, as its JSON text (serde_json's, keys in its map's order).
+    Json(&'r str),
+}
+
 impl Row {
+    /// Its cells, in column order.
+    pub fn cells(&self) -> impl Iterator<Item = CellView<'_>> + '_ {
+        self.cells.iter().map(|c| match c {
+            Cell::Null => CellView::Null,
+            Cell::Str(r) => CellView::Text(r.of(&self.text)),
+            Cell::U64(n) => CellView::U64(*n),
+            Cell::I64(n) => CellView::I64(*n),
+            Cell::F64(x) => CellView::F64(*x),
+            Cell::Bool(b) => CellView::Bool(*b),
+            Cell::List(items) => CellView::List(items),
+            Cell::Json(r) => CellView::Json(r.of(&self.text)),
+        })
+    }
+
     /// Heap bytes it holds (for memory accounting).
     pub fn heap_bytes(&self) -> usize {
         let lists: usize = self

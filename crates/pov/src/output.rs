@@ -165,6 +165,8 @@ pub struct RecordWriter<W: Write, R: Record> {
     count: u64,
     sample: Vec<Vec<String>>,
     layout: Option<Layout>,
+    /// How records become text (JSON, JSON lines, CSV).
+    text: Option<TextShape>,
     _record: std::marker::PhantomData<fn(&R)>,
 }
 
@@ -184,7 +186,19 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
             }
             _ => Out::Text(out),
         };
-        Ok(RecordWriter { out, format, count: 0, sample: Vec::new(), layout: None, _record: std::marker::PhantomData })
+        let text = matches!(format, Format::Jsonl | Format::Json | Format::Csv).then(|| TextShape {
+            format,
+            cells: (format == Format::Csv).then(|| pov_impact::RowShape::new(R::FIELDS)),
+        });
+        Ok(RecordWriter {
+            out,
+            format,
+            count: 0,
+            sample: Vec::new(),
+            layout: None,
+            text,
+            _record: std::marker::PhantomData,
+        })
     }
 
     /// Records written so far.
@@ -220,7 +234,7 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
     /// record's text depends on that record alone; `None` for a table
     /// (its widths come from the first rows) and Parquet.
     pub fn text_shape(&self) -> Option<TextShape> {
-        matches!(self.format, Format::Jsonl | Format::Json | Format::Csv).then_some(TextShape(self.format))
+        self.text.clone()
     }
 
     /// Writes one record made text by [`RecordWriter::text_shape`]'s shape
@@ -246,8 +260,9 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
         };
         match self.format {
             Format::Jsonl | Format::Json | Format::Csv => {
-                let format = self.format;
-                framed::<W, R>(out, format, self.count, |out| TextShape(format).write(out, r))?;
+                if let Some(shape) = &self.text {
+                    framed::<W, R>(out, self.format, self.count, |out| shape.write(out, r))?;
+                }
             }
             Format::Table => {
                 let cells: Vec<String> = r.cells().iter().map(|c| printable(c)).collect();
@@ -302,8 +317,12 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
 
 /// A record's text, as a JSON, JSON lines or CSV [`RecordWriter`] writes
 /// it, made where the record is (a shard) rather than where it is written.
-#[derive(Clone, Copy, Debug)]
-pub struct TextShape(Format);
+#[derive(Clone, Debug)]
+pub struct TextShape {
+    format: Format,
+    /// For CSV: how a record is taken apart into its cells.
+    cells: Option<pov_impact::RowShape>,
+}
 
 impl TextShape {
     /// `r` as text (without what separates records).
@@ -314,8 +333,8 @@ impl TextShape {
     }
 
     fn write<R: Record>(&self, out: &mut impl Write, r: &R) -> io::Result<()> {
-        match self.0 {
-            Format::Csv => match crate::csv::line(r, R::FIELDS) {
+        match self.format {
+            Format::Csv => match self.cells.as_ref().and_then(|shape| crate::csv::line(shape, r)) {
                 Some(line) => out.write_all(line.as_bytes()),
                 None => out.write_all(csv_by_value(r)?.as_bytes()),
             },
