@@ -344,9 +344,9 @@ impl TextShape {
 }
 
 /// `r`'s CSV line made from its JSON value: each column looked up in it by
-/// name ([`csv_value`]). What [`crate::csv::line`] writes without the
-/// tree, and what a record whose fields come in another order than its
-/// columns is written by.
+/// name ([`csv_value`]). What [`crate::csv::line`] writes from the
+/// record's cells without the tree, and what a record the row shape
+/// refuses (a field of another kind than its column) is written by.
 pub(crate) fn csv_by_value<R: Record>(r: &R) -> io::Result<String> {
     let v = serde_json::to_value(r).map_err(io::Error::other)?;
     let cells: Vec<String> = R::FIELDS.iter().map(|(k, _)| csv_value(&v[*k])).collect();
