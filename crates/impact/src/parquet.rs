@@ -282,7 +282,8 @@ impl Buffer {
                 lb.finish().into_series()
             }
         };
-        // One chunk: each buffer is built as one.
+        // Each buffer is built as one chunk; rechunked all the same, as
+        // `to_arrow` takes one.
         let array = series.rechunk().to_arrow(0, CompatLevel::newest());
         let encodings = encodings_of(array.dtype());
         Ok((array, encodings))

@@ -186,10 +186,11 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
             }
             _ => Out::Text(out),
         };
-        let text = matches!(format, Format::Jsonl | Format::Json | Format::Csv).then(|| TextShape {
-            format,
-            cells: (format == Format::Csv).then(|| pov_impact::RowShape::new(R::FIELDS)),
-        });
+        let text = match format {
+            Format::Jsonl | Format::Json => Some(TextShape::Json),
+            Format::Csv => Some(TextShape::Csv(pov_impact::RowShape::new(R::FIELDS))),
+            Format::Table | Format::Parquet => None,
+        };
         Ok(RecordWriter {
             out,
             format,
@@ -258,13 +259,9 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
             }
             Out::Text(out) => out,
         };
-        match self.format {
-            Format::Jsonl | Format::Json | Format::Csv => {
-                if let Some(shape) = &self.text {
-                    framed::<W, R>(out, self.format, self.count, |out| shape.write(out, r))?;
-                }
-            }
-            Format::Table => {
+        match (&self.text, self.format) {
+            (Some(shape), format) => framed::<W, R>(out, format, self.count, |out| shape.write(out, r))?,
+            (None, Format::Table) => {
                 let cells: Vec<String> = r.cells().iter().map(|c| printable(c)).collect();
                 match &self.layout {
                     Some(l) => l.line(out, &cells)?,
@@ -276,7 +273,7 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
                     }
                 }
             }
-            Format::Parquet => {}
+            (None, _) => {}
         }
         self.count += 1;
         Ok(())
@@ -318,10 +315,11 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
 /// A record's text, as a JSON, JSON lines or CSV [`RecordWriter`] writes
 /// it, made where the record is (a shard) rather than where it is written.
 #[derive(Clone, Debug)]
-pub struct TextShape {
-    format: Format,
-    /// For CSV: how a record is taken apart into its cells.
-    cells: Option<pov_impact::RowShape>,
+pub enum TextShape {
+    /// JSON and JSON lines: the record as serde_json writes it.
+    Json,
+    /// CSV: a line of the cells the record is taken apart into.
+    Csv(pov_impact::RowShape),
 }
 
 impl TextShape {
@@ -333,12 +331,12 @@ impl TextShape {
     }
 
     fn write<R: Record>(&self, out: &mut impl Write, r: &R) -> io::Result<()> {
-        match self.format {
-            Format::Csv => match self.cells.as_ref().and_then(|shape| crate::csv::line(shape, r)) {
+        match self {
+            TextShape::Csv(shape) => match crate::csv::line(shape, r) {
                 Some(line) => out.write_all(line.as_bytes()),
                 None => out.write_all(csv_by_value(r)?.as_bytes()),
             },
-            _ => Ok(serde_json::to_writer(out, r)?),
+            TextShape::Json => Ok(serde_json::to_writer(out, r)?),
         }
     }
 }

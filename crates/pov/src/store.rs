@@ -98,7 +98,7 @@ impl Part {
         let body = std::mem::take(&mut tx.response_body.kept);
         let request = tx.request_body.kept.len() as u64;
         // foldhash, seeded for the run (SipHash took 3,500 instructions a
-        // body of a few kilobytes).
+        // stored body on a request-heavy night).
         let known = (body.len() >= DEDUP_MIN_BYTES && tx.shared_asset())
             .then(|| (std::hash::BuildHasher::hash_one(self.bodies.hasher(), body.as_slice()), body.len() as u32));
         let earlier = known.and_then(|k| self.bodies.get(&k).copied());

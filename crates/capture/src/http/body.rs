@@ -403,7 +403,7 @@ impl BodyDecoder {
         let dec = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink()));
         let (sink, err) = match dec {
             Decoder::Identity(s) | Decoder::Stopped(s) => (s, false),
-            Decoder::Inflate(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()),
+            Decoder::Inflate(mut d) => close(&mut d),
             Decoder::Br(mut d) => {
                 let _ = d.flush();
                 match d.into_inner() {
@@ -432,21 +432,21 @@ fn empty_sink() -> Sink {
 fn into_sink(d: Decoder) -> Sink {
     match d {
         Decoder::Identity(s) | Decoder::Stopped(s) => s,
-        Decoder::Inflate(mut d) => close(d.try_finish(), d.as_mut(), |d| d.get_mut()).0,
+        Decoder::Inflate(mut d) => close(&mut d).0,
         Decoder::Br(d) => d.into_inner().unwrap_or_else(|s| s),
     }
 }
 
-/// An inflate decoder's sink (reached by `sink`) once its stream is
-/// closed (`finished`: its `try_finish`), and whether it ended in error. A
-/// stream that stops short (a gap, a cap, corrupt or cut data) keeps what
-/// was decoded before: what the decoder still buffers is flushed to the
-/// sink first.
-fn close<D: Write>(finished: std::io::Result<()>, d: &mut D, sink: fn(&mut D) -> &mut Sink) -> (Sink, bool) {
+/// An inflate decoder's sink once its stream is closed, and whether it
+/// ended in error. A stream that stops short (a gap, a cap, corrupt or cut
+/// data) keeps what was decoded before: what the decoder still buffers is
+/// flushed to the sink first.
+fn close(d: &mut Inflater<Sink>) -> (Sink, bool) {
+    let finished = d.try_finish();
     if finished.is_err() {
         let _ = d.flush();
     }
-    (std::mem::replace(sink(d), empty_sink()), finished.is_err())
+    (std::mem::replace(d.get_mut(), empty_sink()), finished.is_err())
 }
 
 #[cfg(test)]
