@@ -2,10 +2,12 @@
 
 use crate::file::{Group, ParquetFile, encodings_of, polars_err};
 use crate::row::{Cell, Key};
+use crate::schema::{FieldValues, Fields};
+use std::any::TypeId;
 use std::hash::BuildHasher;
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
@@ -366,6 +368,10 @@ pub struct RowShape {
     /// name, so a record's fields are matched to their columns without
     /// comparing texts.
     fields: Arc<[AtomicUsize]>,
+    /// The record type found to have exactly these columns
+    /// ([`RowShape::record_row`]): its rows are taken apart by their
+    /// values, in order, with no name to match.
+    typed: Arc<OnceLock<TypeId>>,
 }
 
 thread_local! {
@@ -386,7 +392,50 @@ impl RowShape {
             columns: columns.iter().map(|(n, k)| (n.to_string(), *k)).collect(),
             by_name: by_name.into(),
             fields: columns.iter().map(|_| AtomicUsize::new(0)).collect(),
+            typed: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Whether `T`'s columns are these, in this order: its values then go
+    /// to the columns one after another. Found once per shape.
+    fn takes<T: Fields + 'static>(&self) -> bool {
+        let id = TypeId::of::<T>();
+        if self.typed.get() == Some(&id) {
+            return true;
+        }
+        let same = self.columns.len() == T::FIELDS.len()
+            && self.columns.iter().zip(T::FIELDS).all(|((n, k), (m, j))| n == m && k == j);
+        same && *self.typed.get_or_init(|| id) == id
+    }
+
+    /// `record` taken apart into cells, as [`RowShape::row`] does, but by
+    /// its values in field order when its type's columns are this shape's
+    /// (what [`record!`](crate::record) declares): no field name is
+    /// matched to its column. The same cells, the same errors.
+    pub fn record_row<T: FieldValues + 'static>(&self, record: &T) -> io::Result<Row> {
+        if !self.takes::<T>() {
+            return self.row(record);
+        }
+        let mut cells: Vec<Cell> = self.columns.iter().map(|_| Cell::Null).collect();
+        let mut scratch = ROW_TEXT.take();
+        scratch.clear();
+        let taken = self.take_values(record, &mut cells, &mut scratch);
+        let text = scratch.as_str().to_owned();
+        if scratch.capacity() <= ROW_TEXT_KEPT {
+            ROW_TEXT.set(scratch);
+        }
+        taken?;
+        Ok(Row { cells, text })
+    }
+
+    /// Takes `record`, whose columns are this shape's, apart into `cells`
+    /// (one a column, all `Null`) and `text`; checks that every value fits
+    /// its column.
+    fn take_values<T: FieldValues>(&self, record: &T, cells: &mut [Cell], text: &mut String) -> io::Result<()> {
+        if let Err(e) = crate::row::values(record, cells, text) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}")));
+        }
+        self.fits(cells, text)
     }
 
     /// `record` (a struct, or a JSON object) taken apart into cells; an
@@ -437,7 +486,12 @@ impl RowShape {
         if let Err(e) = taken {
             return Err(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}")));
         }
-        match columns.iter().zip(cells.iter()).find(|((_, kind), cell)| !kind.fits(cell)) {
+        self.fits(cells, text)
+    }
+
+    /// An error naming the first cell that does not fit its column.
+    fn fits(&self, cells: &[Cell], text: &str) -> io::Result<()> {
+        match self.columns.iter().zip(cells.iter()).find(|((_, kind), cell)| !kind.fits(cell)) {
             Some(((name, kind), cell)) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("parquet: column {name} is {kind:?}, the record has {}", cell.show(text)),
@@ -518,6 +572,11 @@ impl<W: Write> ParquetWriter<W> {
             self.cells.iter_mut().for_each(|c| *c = Cell::Null);
             return Err(e);
         }
+        self.push_taken()
+    }
+
+    /// Appends the record taken apart into `self.cells` and `self.text`.
+    fn push_taken(&mut self) -> io::Result<()> {
         let (mut cells, text) = (std::mem::take(&mut self.cells), std::mem::take(&mut self.text));
         self.push_cells(&mut cells, &text);
         (self.cells, self.text) = (cells, text);
@@ -526,6 +585,21 @@ impl<W: Write> ParquetWriter<W> {
             self.text = String::new();
         }
         self.row_done()
+    }
+
+    /// Appends one record as [`ParquetWriter::push_record`] does, taken
+    /// apart by its values in field order when its type's columns are this
+    /// writer's ([`RowShape::record_row`]).
+    pub fn push_values<T: FieldValues + 'static>(&mut self, record: &T) -> io::Result<()> {
+        if !self.shape.takes::<T>() {
+            return self.push_record(record);
+        }
+        self.text.clear();
+        if let Err(e) = self.shape.take_values(record, &mut self.cells, &mut self.text) {
+            self.cells.iter_mut().for_each(|c| *c = Cell::Null);
+            return Err(e);
+        }
+        self.push_taken()
     }
 
     /// Appends a record taken apart ahead of time by [`RowShape::row`]
@@ -859,5 +933,77 @@ mod tests {
         let other = RowShape::new(&cols).row(&recs[0]).unwrap();
         assert!(w.push_row(other).is_err());
         assert_eq!(w.rows(), 0);
+    }
+
+    crate::record! {
+        #[derive(Clone)]
+        struct Declared {
+            name: Option<String>,
+            n: u32,
+            #[serde(rename = "d.signed")]
+            d: i64,
+            x: f64,
+            ok: Option<bool>,
+            tags: Vec<String>,
+            by_kind: std::collections::BTreeMap<String, u64>,
+            word: std::borrow::Cow<'static, str>,
+        }
+        columns DeclaredColumns;
+    }
+
+    /// A record taken apart by its values in field order gives the cells
+    /// its fields matched to columns by name give, and writes the same
+    /// file; a shape of other columns takes it apart by name.
+    #[test]
+    fn records_taken_apart_by_their_values_are_taken_apart_by_name() {
+        let recs = [
+            Declared {
+                name: Some("r0".into()),
+                n: 7,
+                d: -3,
+                x: 0.25,
+                ok: Some(true),
+                tags: vec!["a".into(), "b".into()],
+                by_kind: [("slow".to_string(), 2), ("error".to_string(), 1)].into(),
+                word: "page".into(),
+            },
+            Declared {
+                name: None,
+                n: u32::MAX,
+                d: 9,
+                x: f64::INFINITY,
+                ok: None,
+                tags: vec![],
+                by_kind: Default::default(),
+                word: String::from("é\u{0}\"").into(),
+            },
+        ];
+        let shape = RowShape::new(Declared::FIELDS);
+        let (mut by_name, mut by_values) = (
+            ParquetWriter::new(Vec::new(), Declared::FIELDS).unwrap(),
+            ParquetWriter::new(Vec::new(), Declared::FIELDS).unwrap(),
+        );
+        for r in &recs {
+            let (a, b) = (shape.row(r).unwrap(), shape.record_row(r).unwrap());
+            assert_eq!(a.cells().collect::<Vec<_>>(), b.cells().collect::<Vec<_>>());
+            assert_eq!(a.heap_bytes(), b.heap_bytes());
+            by_name.push_record(r).unwrap();
+            by_values.push_values(r).unwrap();
+        }
+        assert!(shape.takes::<Declared>());
+        assert_eq!(by_name.finish().unwrap(), by_values.finish().unwrap(), "the same bytes");
+        // Other columns (fewer, or the same names in another order): taken
+        // apart by name.
+        let fewer: Vec<(&str, Kind)> = Declared::FIELDS.iter().copied().filter(|(n, _)| *n != "x").collect();
+        let mut turned = Declared::FIELDS.to_vec();
+        turned.swap(0, 1);
+        for cols in [fewer, turned] {
+            let other = RowShape::new(&cols);
+            for r in &recs {
+                let (a, b) = (other.row(r).unwrap(), other.record_row(r).unwrap());
+                assert_eq!(a.cells().collect::<Vec<_>>(), b.cells().collect::<Vec<_>>());
+            }
+            assert!(!other.takes::<Declared>());
+        }
     }
 }

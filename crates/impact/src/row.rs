@@ -8,6 +8,8 @@
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
+use crate::schema::{FieldValues, ValueVisitor};
+
 /// Where a cell's text is in the record's text buffer (a record's texts
 /// are well under 4 GiB: header and body caps bound them).
 #[derive(Clone, Copy, Debug)]
@@ -128,6 +130,32 @@ pub(crate) fn cells<T: ?Sized + Serialize, F: FnMut(Key<'_>, Cell)>(
     put: F,
 ) -> Result<(), Error> {
     record.serialize(RowSer { put, text })
+}
+
+/// Takes a record apart through its [`FieldValues`]: the `i`-th field's
+/// cell into `cells[i]`, its text appended to `text`. Each value becomes
+/// the cell [`cells`] makes of it (the same serializer), without matching
+/// field names to columns.
+pub(crate) fn values<T: ?Sized + FieldValues>(record: &T, cells: &mut [Cell], text: &mut String) -> Result<(), Error> {
+    struct Fill<'a> {
+        cells: std::slice::IterMut<'a, Cell>,
+        text: &'a mut String,
+    }
+    impl ValueVisitor for Fill<'_> {
+        type Error = Error;
+        #[inline]
+        fn value<V: ?Sized + Serialize>(&mut self, v: &V) -> Result<(), Error> {
+            let cell = v.serialize(CellSer { text: self.text })?;
+            match self.cells.next() {
+                Some(slot) => {
+                    *slot = cell;
+                    Ok(())
+                }
+                None => Err(Error("a record with more fields than columns".to_string())),
+            }
+        }
+    }
+    record.visit_values(&mut Fill { cells: cells.iter_mut(), text })
 }
 
 struct RowSer<'t, F> {

@@ -72,6 +72,26 @@ pub trait Fields: Serialize {
     }
 }
 
+/// A record's field values, in field order: what takes a record apart for
+/// its columns without serde's struct machinery (matching each field's
+/// name to a column). Declared by [`record!`](crate::record) with
+/// [`Fields`], never by hand: each value is the field serde's `Serialize`
+/// writes, in the order it writes them, which is [`Fields::FIELDS`]' order
+/// ([`check`] proves it).
+pub trait FieldValues: Fields {
+    /// Hands each field's value to `visit`, in field order; stops at the
+    /// first error.
+    fn visit_values<V: ValueVisitor>(&self, visit: &mut V) -> Result<(), V::Error>;
+}
+
+/// What [`FieldValues::visit_values`] hands a record's values to.
+pub trait ValueVisitor {
+    /// Why a value was refused.
+    type Error;
+    /// Takes the next field's value.
+    fn value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error>;
+}
+
 /// The column type of a field's Rust type.
 pub trait ColumnType {
     /// Its column type.
@@ -109,8 +129,9 @@ impl<T: ColumnType> ColumnType for Option<T> {
 }
 
 /// Declares a record type: the struct (with serde's `Serialize`), its
-/// columns ([`schema::Fields`](crate::schema::Fields)) and a struct of its
-/// column names, from one field list.
+/// columns ([`schema::Fields`](crate::schema::Fields)), its values in
+/// column order ([`schema::FieldValues`](crate::schema::FieldValues)) and a
+/// struct of its column names, from one field list.
 ///
 /// ```
 /// pov_impact::record! {
@@ -180,6 +201,13 @@ macro_rules! record {
                 $(($crate::record!(@name $field $($col)?), <$ty as $crate::schema::ColumnType>::KIND),)*
             ];
             const OPTIONAL: &'static [bool] = &[$(<$ty as $crate::schema::ColumnType>::OPTIONAL,)*];
+        }
+
+        impl $crate::schema::FieldValues for $name {
+            fn visit_values<V: $crate::schema::ValueVisitor>(&self, visit: &mut V) -> ::std::result::Result<(), V::Error> {
+                $(visit.value(&self.$field)?;)*
+                ::std::result::Result::Ok(())
+            }
         }
     };
     (@name $field:ident) => {

@@ -14,15 +14,15 @@
 
 use std::fmt::Write as _;
 
+use pov_impact::schema::FieldValues;
 use pov_impact::{CellView, RowShape};
-use serde::Serialize;
 
 use crate::output::{push_csv_field, push_csv_text};
 
 /// `r`'s CSV line (its cells, without the line's end) in the order of
 /// `shape`'s columns, or `None` when the shape does not take `r`.
-pub(crate) fn line<R: Serialize + ?Sized>(shape: &RowShape, r: &R) -> Option<String> {
-    let row = shape.row(r).ok()?;
+pub(crate) fn line<R: FieldValues + 'static>(shape: &RowShape, r: &R) -> Option<String> {
+    let row = shape.record_row(r).ok()?;
     let mut out = String::with_capacity(512);
     for (i, cell) in row.cells().enumerate() {
         if i > 0 {

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use pov_impact::Kind;
-pub use pov_impact::schema::Fields;
+pub use pov_impact::schema::{FieldValues, Fields};
 
 use pov_capture::tcp::ConnSummary;
 
@@ -143,7 +143,7 @@ impl Record for FlowRow {
 /// declared with [`pov_impact::record!`] (its columns, [`Fields::FIELDS`],
 /// are the JSON keys and the CSV and Parquet columns), and its table for
 /// people.
-pub trait Record: Fields {
+pub trait Record: FieldValues + 'static {
     /// Column names of the table (a readable subset).
     const HEADER: &'static [&'static str];
     /// Text bytes that end a Parquet row group of these records.
@@ -253,7 +253,7 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
     pub fn write(&mut self, r: &R) -> io::Result<()> {
         let out = match &mut self.out {
             Out::Parquet(p) => {
-                p.push_record(r)?;
+                p.push_values(r)?;
                 self.count += 1;
                 return Ok(());
             }

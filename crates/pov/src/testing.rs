@@ -1334,6 +1334,11 @@ fn round_trip<R: Record>(records: &[R]) {
     // JSON value.
     let shape = pov_impact::RowShape::new(R::FIELDS);
     for r in records {
+        // Taken apart by its values in order, a record's cells are the
+        // ones its fields matched to columns by name give.
+        let by_values = shape.record_row(r).expect("fits its columns");
+        let by_names = shape.row(r).expect("fits its columns");
+        assert_eq!(by_values.cells().collect::<Vec<_>>(), by_names.cells().collect::<Vec<_>>());
         let by_value = crate::output::csv_by_value(r).expect("serialises");
         assert_eq!(crate::csv::line(&shape, r).as_deref(), Some(by_value.as_str()), "a CSV line as its JSON value's");
     }

@@ -549,7 +549,7 @@ impl Records {
     /// made text now for JSON or CSV.
     pub fn prepared(&self, r: TxRecord) -> Prepared {
         Prepared(match &self.2 {
-            Some(Shape::Row(shape)) => Made::Row(shape.row(&r), (r.ts, r.missing_bytes)),
+            Some(Shape::Row(shape)) => Made::Row(shape.record_row(&r), (r.ts, r.missing_bytes)),
             Some(Shape::Text(shape)) => Made::Text(shape.text(&r), (r.ts, r.missing_bytes)),
             None => Made::Record(Box::new(r)),
         })
