@@ -429,13 +429,15 @@ impl RowShape {
     }
 
     /// Takes `record`, whose columns are this shape's, apart into `cells`
-    /// (one a column, all `Null`) and `text`; checks that every value fits
-    /// its column.
+    /// (one a column, all `Null`) and `text`. Every value fits its column
+    /// without a check: each field's cell is made by its type's
+    /// [`ColumnType`](crate::schema::ColumnType), of the type's column kind
+    /// (or null), and the shape's kinds are the type's.
     fn take_values<T: FieldValues>(&self, record: &T, cells: &mut [Cell], text: &mut String) -> io::Result<()> {
-        if let Err(e) = crate::row::values(record, cells, text) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}")));
+        match crate::row::values(record, cells, text) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}"))),
         }
-        self.fits(cells, text)
     }
 
     /// `record` (a struct, or a JSON object) taken apart into cells; an
@@ -947,6 +949,10 @@ mod tests {
             tags: Vec<String>,
             by_kind: std::collections::BTreeMap<String, u64>,
             word: std::borrow::Cow<'static, str>,
+            small: i8,
+            ratio: f32,
+            count: usize,
+            label: &'static str,
         }
         columns DeclaredColumns;
     }
@@ -966,6 +972,10 @@ mod tests {
                 tags: vec!["a".into(), "b".into()],
                 by_kind: [("slow".to_string(), 2), ("error".to_string(), 1)].into(),
                 word: "page".into(),
+                small: -128,
+                ratio: f32::NAN,
+                count: usize::MAX,
+                label: "",
             },
             Declared {
                 name: None,
@@ -976,6 +986,10 @@ mod tests {
                 tags: vec![],
                 by_kind: Default::default(),
                 word: String::from("é\u{0}\"").into(),
+                small: 7,
+                ratio: 0.5,
+                count: 0,
+                label: "a\nb",
             },
         ];
         let shape = RowShape::new(Declared::FIELDS);

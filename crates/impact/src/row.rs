@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
-use crate::schema::{FieldValues, ValueVisitor};
+use crate::schema::{ColumnType, FieldValues, ValueVisitor};
 
 /// Where a cell's text is in the record's text buffer (a record's texts
 /// are well under 4 GiB: header and body caps bound them).
@@ -144,8 +144,8 @@ pub(crate) fn values<T: ?Sized + FieldValues>(record: &T, cells: &mut [Cell], te
     impl ValueVisitor for Fill<'_> {
         type Error = Error;
         #[inline]
-        fn value<V: ?Sized + Serialize>(&mut self, v: &V) -> Result<(), Error> {
-            let cell = v.serialize(CellSer { text: self.text })?;
+        fn value<V: ColumnType + Serialize>(&mut self, v: &V) -> Result<(), Error> {
+            let cell = v.cell(self.text).0?;
             match self.cells.next() {
                 Some(slot) => {
                     *slot = cell;
@@ -300,6 +300,33 @@ impl<F: FnMut(Key<'_>, Cell)> ser::SerializeMap for RowMap<'_, F> {
     }
 }
 
+/// A text's cell (the text appended to `text`), as [`CellSer`] makes it.
+#[inline]
+pub(crate) fn text_cell(v: &str, text: &mut String) -> Result<Cell, Error> {
+    let at = text.len();
+    text.push_str(v);
+    Ok(Cell::Str(Span::from(at, text)?))
+}
+
+/// A signed integer's cell, as [`CellSer`] makes it: as JSON numbers are,
+/// a non-negative integer is unsigned.
+#[inline]
+pub(crate) fn int_cell(v: i64) -> Cell {
+    u64::try_from(v).map_or(Cell::I64(v), Cell::U64)
+}
+
+/// A float's cell, as [`CellSer`] makes it: as serde_json, a float that is
+/// not finite is null.
+#[inline]
+pub(crate) fn float_cell(v: f64) -> Cell {
+    if v.is_finite() { Cell::F64(v) } else { Cell::Null }
+}
+
+/// The cell serde makes of `v` (through [`CellSer`]).
+pub(crate) fn serialized_cell<T: ?Sized + Serialize>(v: &T, text: &mut String) -> Result<Cell, Error> {
+    v.serialize(CellSer { text })
+}
+
 /// One field's value into a [`Cell`] (its text appended to `text`).
 struct CellSer<'t> {
     text: &'t mut String,
@@ -307,9 +334,7 @@ struct CellSer<'t> {
 
 impl CellSer<'_> {
     fn str(self, v: &str) -> Result<Cell, Error> {
-        let at = self.text.len();
-        self.text.push_str(v);
-        Ok(Cell::Str(Span::from(at, self.text)?))
+        text_cell(v, self.text)
     }
 }
 
@@ -337,8 +362,7 @@ impl<'t> ser::Serializer for CellSer<'t> {
         self.serialize_i64(v.into())
     }
     fn serialize_i64(self, v: i64) -> Result<Cell, Error> {
-        // As JSON numbers are: a non-negative integer is unsigned.
-        Ok(u64::try_from(v).map_or(Cell::I64(v), Cell::U64))
+        Ok(int_cell(v))
     }
     fn serialize_u8(self, v: u8) -> Result<Cell, Error> {
         Ok(Cell::U64(v.into()))
@@ -356,8 +380,7 @@ impl<'t> ser::Serializer for CellSer<'t> {
         self.serialize_f64(v.into())
     }
     fn serialize_f64(self, v: f64) -> Result<Cell, Error> {
-        // As serde_json: a float that is not finite is null.
-        Ok(if v.is_finite() { Cell::F64(v) } else { Cell::Null })
+        Ok(float_cell(v))
     }
     fn serialize_char(self, v: char) -> Result<Cell, Error> {
         self.str(v.encode_utf8(&mut [0; 4]))

@@ -89,43 +89,72 @@ pub trait ValueVisitor {
     /// Why a value was refused.
     type Error;
     /// Takes the next field's value.
-    fn value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Self::Error>;
+    fn value<T: ColumnType + Serialize>(&mut self, value: &T) -> Result<(), Self::Error>;
 }
 
-/// The column type of a field's Rust type.
+/// The column type of a field's Rust type, and the cell a value of it
+/// makes.
 pub trait ColumnType {
     /// Its column type.
     const KIND: Kind;
     /// Whether the column may be null.
     const OPTIONAL: bool = false;
+    /// The cell of this value (its text appended to `text`): the one its
+    /// `Serialize` makes ([`row::cells`]), without serde's calls.
+    #[doc(hidden)]
+    fn cell(&self, text: &mut String) -> CellOf;
 }
 
+/// A value's cell, as [`ColumnType::cell`] makes it (for the Parquet
+/// rows; nothing outside this crate reads or makes one).
+#[doc(hidden)]
+pub struct CellOf(pub(crate) Result<Cell, row::Error>);
+
 macro_rules! kinds {
-    ($($kind:ident: $($t:ty),*;)*) => {$($(
+    ($($kind:ident [$($t:ty),*] ($v:ident, $text:ident) => $cell:expr;)*) => {$($(
         impl ColumnType for $t {
             const KIND: Kind = Kind::$kind;
+            #[inline]
+            // (`u64::from` of a `u64`: one rule for each kind's types.)
+            #[allow(clippy::useless_conversion)]
+            fn cell(&self, $text: &mut String) -> CellOf {
+                let $v = self;
+                CellOf($cell)
+            }
         }
     )*)*};
 }
 
 kinds! {
-    Str: String, &str, std::borrow::Cow<'static, str>;
-    U64: u8, u16, u32, u64, usize;
-    I64: i8, i16, i32, i64;
-    F64: f32, f64;
-    Bool: bool;
-    StrList: Vec<String>;
+    Str [String, &str, std::borrow::Cow<'static, str>] (v, text) => row::text_cell(v, text);
+    U64 [u8, u16, u32, u64] (v, _text) => Ok(Cell::U64(u64::from(*v)));
+    U64 [usize] (v, _text) => Ok(Cell::U64(*v as u64));
+    I64 [i8, i16, i32, i64] (v, _text) => Ok(row::int_cell(i64::from(*v)));
+    F64 [f32, f64] (v, _text) => Ok(row::float_cell(f64::from(*v)));
+    Bool [bool] (v, _text) => Ok(Cell::Bool(*v));
+    StrList [Vec<String>] (v, _text) => Ok(Cell::List(Box::new(v.clone())));
 }
 
-/// A map (failure kind -> count) is kept as its JSON text.
-impl<V> ColumnType for BTreeMap<String, V> {
+/// A map (failure kind -> count) is kept as its JSON text (made by serde,
+/// as [`row::cells`] makes it).
+impl<V: Serialize> ColumnType for BTreeMap<String, V> {
     const KIND: Kind = Kind::Str;
+    fn cell(&self, text: &mut String) -> CellOf {
+        CellOf(row::serialized_cell(self, text))
+    }
 }
 
 /// An absent value is a null of the value's type.
 impl<T: ColumnType> ColumnType for Option<T> {
     const KIND: Kind = T::KIND;
     const OPTIONAL: bool = true;
+    #[inline]
+    fn cell(&self, text: &mut String) -> CellOf {
+        match self {
+            Some(v) => v.cell(text),
+            None => CellOf(Ok(Cell::Null)),
+        }
+    }
 }
 
 /// Declares a record type: the struct (with serde's `Serialize`), its
