@@ -133,9 +133,16 @@ impl Default for Masker {
 /// key, session, csrf, xsrf or password. (The same rule decides what
 /// outputs mask and what `pov replay send` keeps back.)
 pub fn is_secret_header_name(name: &str) -> bool {
-    let n = name.trim().to_ascii_lowercase();
-    matches!(n.as_str(), "cookie" | "set-cookie" | "authorization" | "proxy-authorization")
+    let n = trimmed_lower(name);
+    matches!(&*n, "cookie" | "set-cookie" | "authorization" | "proxy-authorization")
         || HEADER_WORDS.iter().any(|w| n.contains(w))
+}
+
+/// `name` trimmed and lower-cased (ASCII), copied only when it has an
+/// upper-case letter (a name asked about is often lower-cased already).
+fn trimmed_lower(name: &str) -> std::borrow::Cow<'_, str> {
+    let t = name.trim();
+    if t.bytes().any(|b| b.is_ascii_uppercase()) { t.to_ascii_lowercase().into() } else { t.into() }
 }
 
 impl Masker {
@@ -174,7 +181,7 @@ impl Masker {
     /// [`is_secret_header_name`], or a secret name by the parameter rule
     /// (`X-Card-Number`).
     pub fn is_secret_header(&self, name: &str) -> bool {
-        is_secret_header_name(name) || self.secret_name(name.trim().to_ascii_lowercase().as_bytes())
+        is_secret_header_name(name) || self.secret_name(trimmed_lower(name).as_bytes())
     }
 
     /// The mask of a secret value: `***` and a keyed hash of it (the same

@@ -474,3 +474,16 @@ fn cookie_headers_are_written_as_their_pairs_joined() {
         assert_eq!(m.cookie_header(v), joined, "{}", String::from_utf8_lossy(v));
     }
 }
+
+#[test]
+fn secret_header_names_are_found_in_any_case_and_spacing() {
+    for name in ["Cookie", " set-COOKIE ", "Authorization", "X-Auth-Token", "x-csrftoken", "X-API-KEY", "MySessionId"] {
+        assert!(is_secret_header_name(name), "{name}");
+        assert!(m().is_secret_header(name), "{name}");
+    }
+    for name in ["Accept", "user-agent", " Host", "X-Request-Id", ""] {
+        assert!(!is_secret_header_name(name), "{name}");
+    }
+    // By the parameter rule, in any case.
+    assert!(m().is_secret_header("X-Card-Number") && m().is_secret_header("x-card-number"));
+}
