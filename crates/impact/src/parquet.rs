@@ -416,10 +416,16 @@ impl RowShape {
         if !self.takes::<T>() {
             return self.row(record);
         }
+        self.row_by(|cells, text| self.take_values(record, cells, text))
+    }
+
+    /// A row whose cells and text `take` fills (its text gathered in the
+    /// thread's [`ROW_TEXT`]).
+    fn row_by(&self, take: impl FnOnce(&mut [Cell], &mut String) -> io::Result<()>) -> io::Result<Row> {
         let mut cells: Vec<Cell> = self.columns.iter().map(|_| Cell::Null).collect();
         let mut scratch = ROW_TEXT.take();
         scratch.clear();
-        let taken = self.take_values(record, &mut cells, &mut scratch);
+        let taken = take(&mut cells, &mut scratch);
         let text = scratch.as_str().to_owned();
         if scratch.capacity() <= ROW_TEXT_KEPT {
             ROW_TEXT.set(scratch);
@@ -443,16 +449,7 @@ impl RowShape {
     /// `record` (a struct, or a JSON object) taken apart into cells; an
     /// error names the column when a value does not fit it.
     pub fn row<T: ?Sized + Serialize>(&self, record: &T) -> io::Result<Row> {
-        let mut cells: Vec<Cell> = self.columns.iter().map(|_| Cell::Null).collect();
-        let mut scratch = ROW_TEXT.take();
-        scratch.clear();
-        let taken = self.take_apart(record, &mut cells, &mut scratch);
-        let text = scratch.as_str().to_owned();
-        if scratch.capacity() <= ROW_TEXT_KEPT {
-            ROW_TEXT.set(scratch);
-        }
-        taken?;
-        Ok(Row { cells, text })
+        self.row_by(|cells, text| self.take_apart(record, cells, text))
     }
 
     /// Takes `record` apart into `cells` (one a column, all `Null`) and

@@ -107,7 +107,7 @@ mod tests {
                     x ^= x >> 7;
                     x ^= x << 17;
                     // Mostly printable, some of every other byte.
-                    if x % 4 == 0 { (x >> 8) as u8 } else { b' ' + (x >> 8) as u8 % 95 }
+                    if x.is_multiple_of(4) { (x >> 8) as u8 } else { b' ' + (x >> 8) as u8 % 95 }
                 })
                 .collect();
             assert_eq!(escape(&bytes), escape_bytewise(&bytes), "{bytes:?}");
