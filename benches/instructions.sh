@@ -56,8 +56,9 @@ stages = [
     ("the sessions' view (`SessionTxs::tx`)", inclusive("pov::users::SessionTxs::tx")),
     ("of which the error-page and API-error rules", inclusive("Classifier::error_page")),
     ("the transaction record (`TxRecord::new`)", inclusive("pov::transactions::TxRecord::new")),
-    ("its Parquet row, taken apart on the shards (`RowShape::row`)", inclusive("RowShape::row")),
-    ("its Parquet row appended and encoded (`push_row`)", inclusive("ParquetWriter<W>::push_row")),
+    ("its Parquet row, taken apart on the shards (`RowShape::record_row`)", inclusive("RowShape::record_row")),
+    # (`push_row` is inlined into the writer's `write_row`.)
+    ("its Parquet row appended and encoded (`write_row`)", inclusive("RecordWriter<W,R>::write_row")),
     ("of which polars' encoding (`flush_rows`)", inclusive("ParquetWriter<W>::flush_rows")),
     ("the user stage (`Sessionizer::push`, `UserStage::handle`)", inclusive("Sessionizer::push") + inclusive("UserStage<W>::handle")),
     ("of which the sessionizer (`Sessionizer::push`)", inclusive("Sessionizer::push")),
