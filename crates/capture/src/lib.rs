@@ -11,7 +11,7 @@
 //!    [`TcpSegment`] for every TCP packet. Everything else is counted by
 //!    reason in [`decode::DecodeStats`], never silently dropped.
 //! 3. [`tcp`] rebuilds each connection's two byte streams exactly and pushes
-//!    [`tcp::StreamEvent`]s (open, data, gap, half-close, close) into a
+//!    stream events (open, data, gap, half-close, close) into a
 //!    [`tcp::StreamSink`], in capture-time order.
 //! 4. [`http`] parses each connection's streams into HTTP/1.x transactions
 //!    ([`http::HttpTransaction`]) and hands them out in request-time order.

@@ -100,7 +100,7 @@ pub trait ColumnType {
     /// Whether the column may be null.
     const OPTIONAL: bool = false;
     /// The cell of this value (its text appended to `text`): the one its
-    /// `Serialize` makes ([`row::cells`]), without serde's calls.
+    /// `Serialize` makes (serde's cell serializer), without serde's calls.
     #[doc(hidden)]
     fn cell(&self, text: &mut String) -> CellOf;
 }
@@ -135,8 +135,7 @@ kinds! {
     StrList [Vec<String>] (v, _text) => Ok(Cell::List(Box::new(v.clone())));
 }
 
-/// A map (failure kind -> count) is kept as its JSON text (made by serde,
-/// as [`row::cells`] makes it).
+/// A map (failure kind -> count) is kept as its JSON text, made by serde.
 impl<V: Serialize> ColumnType for BTreeMap<String, V> {
     const KIND: Kind = Kind::Str;
     fn cell(&self, text: &mut String) -> CellOf {

@@ -1425,7 +1425,7 @@ fn opt_f64(b: &mut Bytes<'_>) -> Option<f64> {
 /// Decodes records of every type from `data` (transactions as the HTTP
 /// layer could give them, users, sessions, pages and failures with any
 /// text and any number) and checks that each format gives them back
-/// ([`round_trip`]).
+/// (`round_trip`).
 pub fn check_csv(data: &[u8]) {
     let mut b = Bytes(data);
     let mut g = Gen::new();

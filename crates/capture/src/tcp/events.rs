@@ -227,11 +227,11 @@ pub enum CloseHow {
         /// The direction of the RST (`ClientToServer`: sent by the client).
         from: Direction,
     },
-    /// No packet for [`TcpConfig::idle_timeout`].
+    /// No packet for [`TcpConfig::idle_timeout`](super::TcpConfig::idle_timeout).
     IdleTimeout,
     /// The capture ended with the connection open.
     EndOfCapture,
-    /// Dropped to stay under [`TcpConfig::max_connections`].
+    /// Dropped to stay under [`TcpConfig::max_connections`](super::TcpConfig::max_connections).
     Evicted,
     /// A new SYN on the same addresses and ports started a new connection.
     Superseded,
@@ -299,7 +299,7 @@ pub struct HalfStats {
     /// Payload bytes received after the connection closed (ignored).
     pub after_close_bytes: u64,
     /// Segments dropped because their sequence number jumped implausibly
-    /// far ahead ([`TcpConfig::max_seq_jump`]).
+    /// far ahead ([`TcpConfig::max_seq_jump`](super::TcpConfig::max_seq_jump)).
     pub seq_jump_segments: u64,
     /// Acknowledgments that jumped implausibly far ahead (ignored).
     pub bogus_acks: u64,

@@ -2,7 +2,7 @@
 //!
 //! # Brief overview
 //!
-//! [`Reassembler::process`] takes decoded [`TcpSegment`]s in capture order
+//! [`Reassembler::process`] takes decoded [`TcpSegment`](crate::TcpSegment)s in capture order
 //! and rebuilds, per connection and direction, the byte stream each side
 //! sent. It pushes what it learns into a [`StreamSink`]:
 //!
