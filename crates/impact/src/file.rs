@@ -214,6 +214,7 @@ fn encode(schema: &Schema, groups: Vec<Group>, mut scratch: Vec<u8>) -> io::Resu
     // On the calling thread: the pipeline's shards and the sessions need
     // the others (a run chooses its threads).
     let mut w = FileWriter::try_new(scratch, arrow, options).map_err(polars_err)?;
+    let zstd = Zstd::default();
     for group in groups {
         if group.rows == 0 {
             continue;
@@ -224,12 +225,13 @@ fn encode(schema: &Schema, groups: Vec<Group>, mut scratch: Vec<u8>) -> io::Resu
         let mut columns = Vec::with_capacity(fields.fields().len());
         for ((array, encoding), field) in group.columns.iter().zip(fields.fields()) {
             for pages in array_to_columns(array, field.clone(), options, encoding).map_err(polars_err)? {
-                // Compressed here, with this thread's zstd context, as
+                // Compressed here, with one zstd context for the call, as
                 // polars' `Compressor` would (which makes a context and
                 // zero-fills the output's room for every page).
                 let pages = pages.map(|p| {
-                    p.map_err(|e| ParquetError::FeatureNotSupported(format!("{e}")))
-                        .and_then(|p| compress_page(p).map_err(|e| ParquetError::FeatureNotSupported(format!("{e}"))))
+                    p.map_err(|e| ParquetError::FeatureNotSupported(format!("{e}"))).and_then(|p| {
+                        compress_page(&zstd, p).map_err(|e| ParquetError::FeatureNotSupported(format!("{e}")))
+                    })
                 });
                 columns.push(Ok(DynStreamingIterator::new(Compressed { pages, current: None })));
             }
@@ -240,29 +242,31 @@ fn encode(schema: &Schema, groups: Vec<Group>, mut scratch: Vec<u8>) -> io::Resu
     Ok(w.into_inner())
 }
 
-thread_local! {
-    /// This thread's zstd context, for every page it compresses.
-    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
-}
+/// A zstd context for the pages of one `encode` call (made at its first
+/// page). Kept across calls, one a thread, it held 16 MiB more at the peak
+/// of a request-heavy run.
+/// (A mutex, never contended: polars' writer wants its page iterators
+/// `Send`.)
+type Zstd = std::sync::Mutex<Option<zstd::bulk::Compressor<'static>>>;
 
 /// `input` compressed by zstd at [`ZSTD_LEVEL`], appended to `out`: the
-/// bytes `zstd::bulk::compress_to_buffer` gives polars, from a context kept
-/// by the thread (one made for every page cost 21,000 instructions, most
-/// of them zeroing its tables, and polars zero-fills the output's room).
-fn zstd_into(input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+/// bytes `zstd::bulk::compress_to_buffer` gives polars, from one context
+/// for a row group's pages (one made for every page cost 21,000
+/// instructions, most of them zeroing its tables, and polars zero-fills the
+/// output's room).
+fn zstd_into(zstd: &Zstd, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     out.reserve(zstd::zstd_safe::compress_bound(input.len()));
-    ZSTD.with(|z| {
-        let mut z = z.try_borrow_mut().map_err(|_| io::Error::other("parquet: zstd's context is in use"))?;
-        let c = match z.as_mut() {
-            Some(c) => c,
-            None => z.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
-        };
-        c.compress_to_buffer(input, out).map(|_| ())
-    })
+    let mut z = zstd.lock().map_err(|_| io::Error::other("parquet: zstd's context was left broken"))?;
+    let c = match z.as_mut() {
+        Some(c) => c,
+        None => z.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+    };
+    c.compress_to_buffer(input, out).map(|_| ())
 }
 
 /// A page compressed as polars' `Compressor` compresses it with zstd.
 fn compress_page(
+    zstd: &Zstd,
     page: polars_parquet::parquet::page::Page,
 ) -> io::Result<polars_parquet::parquet::page::CompressedPage> {
     use polars_parquet::parquet::CowBuffer;
@@ -276,7 +280,7 @@ fn compress_page(
                 return Err(layout_err("a version 2 data page"));
             }
             let mut out = Vec::new();
-            zstd_into(p.buffer(), &mut out)?;
+            zstd_into(zstd, p.buffer(), &mut out)?;
             let uncompressed = p.buffer().len();
             let rows = p.num_rows.ok_or_else(|| layout_err("a data page without its number of rows"))?;
             Ok(CompressedPage::Data(CompressedDataPage::new(
@@ -290,7 +294,7 @@ fn compress_page(
         }
         Page::Dict(d) => {
             let mut out = Vec::new();
-            zstd_into(&d.buffer, &mut out)?;
+            zstd_into(zstd, &d.buffer, &mut out)?;
             Ok(CompressedPage::Dict(CompressedDictPage::new(
                 CowBuffer::Owned(out),
                 Compression::Zstd,
