@@ -228,10 +228,10 @@ fn encode(schema: &Schema, groups: Vec<Group>, mut scratch: Vec<u8>) -> io::Resu
                 // Compressed here, with one zstd context for the call, as
                 // polars' `Compressor` would (which makes a context and
                 // zero-fills the output's room for every page).
+                // (A compression error reads as polars' own does: an I/O error.)
                 let pages = pages.map(|p| {
-                    p.map_err(|e| ParquetError::FeatureNotSupported(format!("{e}"))).and_then(|p| {
-                        compress_page(&zstd, p).map_err(|e| ParquetError::FeatureNotSupported(format!("{e}")))
-                    })
+                    p.map_err(|e| ParquetError::FeatureNotSupported(format!("{e}")))
+                        .and_then(|p| compress_page(&zstd, p).map_err(ParquetError::from))
                 });
                 columns.push(Ok(DynStreamingIterator::new(Compressed { pages, current: None })));
             }

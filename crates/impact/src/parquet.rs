@@ -440,10 +440,8 @@ impl RowShape {
     /// [`ColumnType`](crate::schema::ColumnType), of the type's column kind
     /// (or null), and the shape's kinds are the type's.
     fn take_values<T: FieldValues>(&self, record: &T, cells: &mut [Cell], text: &mut String) -> io::Result<()> {
-        match crate::row::values(record, cells, text) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}"))),
-        }
+        crate::row::values(record, cells, text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("parquet: {e}")))
     }
 
     /// `record` (a struct, or a JSON object) taken apart into cells; an

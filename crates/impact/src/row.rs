@@ -134,8 +134,9 @@ pub(crate) fn cells<T: ?Sized + Serialize, F: FnMut(Key<'_>, Cell)>(
 
 /// Takes a record apart through its [`FieldValues`]: the `i`-th field's
 /// cell into `cells[i]`, its text appended to `text`. Each value becomes
-/// the cell [`cells`] makes of it (the same serializer), without matching
-/// field names to columns.
+/// the cell its type's [`ColumnType::cell`] makes, the one [`cells`] makes
+/// of it (by the same rules: [`text_cell`], [`int_cell`], [`float_cell`]),
+/// without matching field names to columns.
 pub(crate) fn values<T: ?Sized + FieldValues>(record: &T, cells: &mut [Cell], text: &mut String) -> Result<(), Error> {
     struct Fill<'a> {
         cells: std::slice::IterMut<'a, Cell>,

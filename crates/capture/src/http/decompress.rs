@@ -157,11 +157,11 @@ impl PooledCell for brotli::HuffmanCode {
 
 /// brotli's allocator for its ring buffer, context maps and Huffman
 /// tables: a cell of the length asked for kept by this thread from an
-/// earlier body if there is one. brotli's standard allocator fills a new
-/// cell with default values, 31,000 instructions a body on small bodies
-/// (13 M of them filling Huffman tables on a 500-user night); the decoder
-/// writes a cell before it reads it, as the C decoder it was ported from
-/// does with memory from `malloc`.
+/// earlier body if there is one. brotli's standard allocator fills each
+/// new cell with default values and frees it with the body: on a 500-user
+/// night, 56 M instructions over its 2,023 small bodies (13 M of them
+/// filling Huffman tables). The decoder writes a cell before it reads it,
+/// as the C decoder it was ported from does with memory from `malloc`.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct CellPool;
 
