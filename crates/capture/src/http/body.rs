@@ -4,7 +4,8 @@
 
 use std::io::Write;
 
-use super::decompress::{BrotliWriter, Framing, Inflater, brotli_writer};
+use super::brotli_c::BrotliWriter;
+use super::decompress::{Framing, Inflater};
 use crate::budget::{Budget, Charge, Holder};
 
 /// Content encodings pov decodes.
@@ -283,7 +284,7 @@ impl BodyDecoder {
             ContentEncoding::Gzip => Decoder::Inflate(Box::new(Inflater::new(Framing::Gzip, sink))),
             // Decided on the first two bytes (zlib header or raw deflate).
             ContentEncoding::Deflate => Decoder::Stopped(sink),
-            ContentEncoding::Br => Decoder::Br(Box::new(brotli_writer(sink))),
+            ContentEncoding::Br => Decoder::Br(Box::new(BrotliWriter::new(sink))),
         };
         BodyDecoder {
             enc,

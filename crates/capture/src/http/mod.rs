@@ -22,6 +22,7 @@
 //! [`Outcome::CaptureGap`] with the count, never blamed on the application.
 
 mod body;
+mod brotli_c;
 pub mod codec;
 mod conn;
 mod decompress;
