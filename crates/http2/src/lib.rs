@@ -145,6 +145,7 @@
 //! c.close(CloseHow::Fin, 0);
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod conn;
 pub mod detect;

@@ -75,6 +75,7 @@ impl fmt::Debug for Secret {
 }
 
 impl Drop for Secret {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         for b in self.bytes.iter_mut() {
             // SAFETY: `b` is a valid, aligned, exclusive reference; a
