@@ -228,10 +228,6 @@ pub struct BodyDecoder {
 /// charged to the memory budget.
 const INFLATE_STATE: usize = 48 << 10;
 
-/// What a brotli decompressor holds, as charged to the memory budget (its
-/// ring buffer grows with the stream's window; this is a typical size).
-const BROTLI_STATE: usize = 256 << 10;
-
 /// What is known of a finished body.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BodyInfo {
@@ -304,10 +300,15 @@ impl BodyDecoder {
         if let Some(s) = self.sink_mut() {
             s.charge = budget.empty(Holder::Bodies);
         }
-        let state = match self.enc {
-            ContentEncoding::Identity => 0,
-            ContentEncoding::Gzip | ContentEncoding::Deflate => INFLATE_STATE,
-            ContentEncoding::Br => BROTLI_STATE,
+        let state = match &mut self.dec {
+            // What the brotli decoder allocates is charged as it allocates
+            // (its ring buffer follows the stream's declared sizes).
+            Decoder::Br(d) => {
+                d.charge_to(budget.empty(Holder::Bodies));
+                return self;
+            }
+            _ if self.enc == ContentEncoding::Identity => 0,
+            _ => INFLATE_STATE,
         };
         match budget.try_charge(Holder::Bodies, state) {
             Some(c) => self.state = c,
@@ -366,8 +367,9 @@ impl BodyDecoder {
             Decoder::Stopped(_) => Ok(()),
         };
         if res.is_err() {
-            let why = self.sink_mut().and_then(|s| s.hit).unwrap_or(DecodeStop::Corrupt);
-            self.halt(why);
+            let refused = matches!(&self.dec, Decoder::Br(d) if d.refused());
+            let why = self.sink_mut().and_then(|s| s.hit);
+            self.halt(why.unwrap_or(if refused { DecodeStop::Budget } else { DecodeStop::Corrupt }));
         }
     }
 
@@ -403,17 +405,21 @@ impl BodyDecoder {
         let stop = self.stop;
         let dec = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink()));
         let (sink, err) = match dec {
-            Decoder::Identity(s) | Decoder::Stopped(s) => (s, false),
-            Decoder::Inflate(mut d) => close(&mut d),
+            Decoder::Identity(s) | Decoder::Stopped(s) => (s, None),
+            Decoder::Inflate(mut d) => match close(&mut d) {
+                (s, true) => (s, Some(DecodeStop::Corrupt)),
+                (s, false) => (s, None),
+            },
             Decoder::Br(mut d) => {
                 let _ = d.flush();
                 match d.into_inner() {
-                    Ok(s) => (s, false),
-                    Err(s) => (s, true),
+                    Ok(s) => (s, None),
+                    Err((s, true)) => (s, Some(DecodeStop::Budget)),
+                    Err((s, false)) => (s, Some(DecodeStop::Corrupt)),
                 }
             }
         };
-        let stop = stop.or(if err { Some(DecodeStop::Corrupt) } else { None });
+        let stop = stop.or(err);
         BodyInfo {
             wire_len: self.wire,
             decoded_len: if enc == ContentEncoding::Identity { self.wire } else { sink.total },
@@ -434,7 +440,7 @@ fn into_sink(d: Decoder) -> Sink {
     match d {
         Decoder::Identity(s) | Decoder::Stopped(s) => s,
         Decoder::Inflate(mut d) => close(&mut d).0,
-        Decoder::Br(d) => d.into_inner().unwrap_or_else(|s| s),
+        Decoder::Br(d) => d.into_inner().unwrap_or_else(|(s, _)| s),
     }
 }
 
@@ -453,6 +459,75 @@ fn close(d: &mut Inflater<Sink>) -> (Sink, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 4 MiB of noise, brotli at a 16 MiB window: its first meta-block
+    /// declares megabytes, and the decoder sizes its ring buffer from that
+    /// before those bytes arrive.
+    fn declares_megabytes() -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..4 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut enc = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut enc, 4096, 4, 24);
+            w.write_all(&noise).unwrap();
+        }
+        enc
+    }
+
+    /// The budget is charged what the brotli decoder holds, not a fixed
+    /// guess: 16 bytes of such a stream hold megabytes, all given back
+    /// when the body ends (but its kept bytes, which the body keeps).
+    #[test]
+    fn a_brotli_body_is_charged_what_its_decoder_holds() {
+        let enc = declares_megabytes();
+        let budget = Budget::new(64 << 20);
+        let mut d = BodyDecoder::new(ContentEncoding::Br, 1024, 1 << 30, 1000).budgeted(&budget);
+        d.push(&enc[..16]);
+        let held = budget.held(Holder::Bodies);
+        assert!(held >= 4 << 20, "16 bytes in, {held} bytes charged");
+        let info = d.finish();
+        assert_eq!(info.decode_stop, Some(DecodeStop::Corrupt), "a cut stream");
+        assert_eq!(budget.held(Holder::Bodies), info.kept.len(), "only the kept bytes stay charged");
+        drop(info);
+        assert_eq!(budget.held(Holder::Bodies), 0);
+        // The whole stream decodes in that budget.
+        let mut d = BodyDecoder::new(ContentEncoding::Br, 1024, 1 << 30, 1000).budgeted(&budget);
+        d.push(&enc);
+        let info = d.finish();
+        assert_eq!((info.decoded_len, info.decode_stop), (4 << 20, None));
+        assert_eq!(budget.report().refusals(), 0);
+    }
+
+    /// A brotli body whose decoder would hold more than the budget has
+    /// room for stops as refused by the budget (counted), holding no more.
+    #[test]
+    fn a_brotli_body_the_budget_cannot_hold_stops_for_the_budget() {
+        let enc = declares_megabytes();
+        let budget = Budget::new(1 << 20);
+        let mut d = BodyDecoder::new(ContentEncoding::Br, 1024, 1 << 30, 1000).budgeted(&budget);
+        d.push(&enc[..16]);
+        d.push(&enc[16..4096]);
+        let info = d.finish();
+        assert_eq!(info.decode_stop, Some(DecodeStop::Budget));
+        let report = budget.report();
+        assert!(report.peak_bytes <= 1 << 20, "peak {}", report.peak_bytes);
+        assert!(report.refusals() >= 1);
+        drop(info);
+        assert_eq!(budget.held(Holder::Bodies), 0);
+        // Without a budget the same body is decoded as far as it goes.
+        let mut d = BodyDecoder::new(ContentEncoding::Br, 1024, 1 << 30, 1000);
+        d.push(&enc[..4096]);
+        let info = d.finish();
+        assert_eq!(info.decode_stop, Some(DecodeStop::Corrupt));
+        assert!(info.decoded_len > 3000, "{}", info.decoded_len);
+    }
 
     #[test]
     fn keeps_pages_data_and_unknown_types_only() {
