@@ -34,6 +34,11 @@ pub enum HostileClass {
     /// gzip-encoded POST bodies of 256 KiB of zeros (about 300 bytes on the
     /// wire each) on three connections, never answered; scale: requests.
     GzipPending,
+    /// Connections each answered with a brotli body (16 MiB window) whose
+    /// first meta-block declares megabytes, of which the first 256 bytes
+    /// come, and then nothing (the connections stay open); scale:
+    /// connections.
+    BrotliPending,
     /// Malformed requests, each in its own segment, then as many `400`
     /// answers, on one connection; scale: pairs.
     MalformedPairs,
@@ -101,10 +106,11 @@ pub enum HostileClass {
 
 impl HostileClass {
     /// Every class, in the order the benchmark runs them.
-    pub const ALL: [HostileClass; 23] = [
+    pub const ALL: [HostileClass; 24] = [
         HostileClass::MalformedBurstReq,
         HostileClass::MalformedBurstResp,
         HostileClass::GzipPending,
+        HostileClass::BrotliPending,
         HostileClass::MalformedPairs,
         HostileClass::FailedSession,
         HostileClass::LongSession,
@@ -133,6 +139,7 @@ impl HostileClass {
             HostileClass::MalformedBurstReq => "malformed-burst-req",
             HostileClass::MalformedBurstResp => "malformed-burst-resp",
             HostileClass::GzipPending => "gzip-pending",
+            HostileClass::BrotliPending => "brotli-pending",
             HostileClass::MalformedPairs => "malformed-pairs",
             HostileClass::FailedSession => "failed-session",
             HostileClass::LongSession => "long-session",
@@ -167,6 +174,7 @@ impl HostileClass {
         match self {
             HostileClass::MalformedBurstReq | HostileClass::MalformedBurstResp => 5_000,
             HostileClass::GzipPending => 750,
+            HostileClass::BrotliPending => 200,
             HostileClass::MalformedPairs => 10_000,
             HostileClass::FailedSession | HostileClass::LongSession => 10_000,
             HostileClass::StyleUrls => 10_000,
@@ -413,6 +421,27 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap_or_default()
 }
 
+/// 4 MiB of noise as brotli at a 16 MiB window: its first meta-block
+/// declares megabytes, and a decoder sizes its ring buffer from that
+/// before they arrive.
+fn brotli_declaring_megabytes() -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut out = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 4, 24);
+        let _ = w.write_all(&noise);
+    }
+    out
+}
+
 const PAGE_ACCEPT: (&str, &str) = ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8");
 const ERROR_PAGE: &[u8] =
     b"<html><head><title>500 Internal Server Error</title></head><body><h1>Internal Server Error</h1></body></html>";
@@ -492,6 +521,19 @@ pub fn generate_hostile<W: Write>(
             for i in 0..n {
                 let f = &mut flows[(i % 3) as usize];
                 t = f.send(&mut o, t + 100 * US, true, &req, MSS)?;
+            }
+        }
+        HostileClass::BrotliPending => {
+            let body = brotli_declaring_megabytes();
+            let resp = response(200, "OK", "text/html", &[("Content-Encoding", "br")], &body);
+            let cut = resp.len() - body.len() + 256;
+            let req = request("GET", "/", &[PAGE_ACCEPT, ("Accept-Encoding", "br")], b"");
+            let mut t = t;
+            for i in 0..n {
+                let mut f = Flow::new(client_ip(1), 20_000 + (i % 40_000) as u16, i);
+                t = f.open(&mut o, t + 100 * US)?;
+                t = f.send(&mut o, t, true, &req, MSS)?;
+                t = f.send(&mut o, t + MS, false, &resp[..cut], MSS)?;
             }
         }
         HostileClass::MalformedPairs => {
