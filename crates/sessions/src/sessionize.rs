@@ -926,15 +926,18 @@ impl Sessionizer {
     }
 
     /// Adds a transaction; returns the sessions that closed.
-    pub fn push(&mut self, tx: Tx) -> Vec<Session> {
+    pub fn push(&mut self, mut tx: Tx) -> Vec<Session> {
         self.stats.transactions += 1;
         self.watermark = self.watermark.max(tx.start);
         let first_on_conn = !self.conn_user.contains_key(&tx.conn);
+        // The session cookie names the user here and is read nowhere
+        // after: it becomes the key, and the session keeps no copy.
+        let cookie = tx.take_cookie();
         let ua = || tx.user_agent.clone().unwrap_or_default();
         let ev = tx.evidence();
         let pers = ev.persistent.as_ref().map(|(n, v)| text_hash(n, v));
-        let key = if let Some((n, v)) = &ev.cookie {
-            let raw = UserKey::Cookie(n.clone(), v.clone());
+        let key = if let Some((n, v)) = cookie {
+            let raw = UserKey::Cookie(n, v);
             // The cookie came back: the browser kept it, so later first
             // visits from its address are other people. (Most of the
             // time no visit is tentative, and the raw key is not kept.)

@@ -442,6 +442,17 @@ impl Tx {
         self.evidence.as_deref().unwrap_or(&NO_EVIDENCE)
     }
 
+    /// Takes its session cookie (name, value) out of its evidence, which
+    /// is let go if nothing else is left in it.
+    pub fn take_cookie(&mut self) -> Option<(String, String)> {
+        let ev = self.evidence.as_deref_mut()?;
+        let cookie = ev.cookie.take();
+        if ev.is_empty() {
+            self.evidence = None;
+        }
+        cookie
+    }
+
     /// Its evidence, to be changed (made, empty, when it has none).
     pub fn evidence_mut(&mut self) -> &mut Evidence {
         self.evidence.get_or_insert_with(Box::default)
@@ -623,6 +634,19 @@ mod tests {
             "{}",
             std::mem::size_of::<Tx>()
         );
+        // The cookie taken out (as the sessionizer does): evidence with
+        // nothing else in it is let go; with more, the rest stays.
+        let mut only = named.clone();
+        assert_eq!(only.take_cookie(), Some(("sid".into(), "abc".into())));
+        assert!(only.evidence.is_none());
+        assert_eq!(only.take_cookie(), None);
+        let mut more = with(&[("Host", "shop.example"), ("Cookie", "sid=abc"), ("X-Forwarded-For", "1.2.3.4")]);
+        more.evidence_mut().header_id = Some("u-7".into());
+        assert_eq!(more.take_cookie(), Some(("sid".into(), "abc".into())));
+        assert_eq!(more.evidence().header_id.as_deref(), Some("u-7"));
+        assert_eq!(more.evidence().cookie, None);
+        let mut bare = bare;
+        assert_eq!(bare.take_cookie(), None);
     }
 
     #[test]
