@@ -353,7 +353,6 @@ impl ConnHttp {
     ) {
         // Keep what the request line says, for the record.
         let req = framing::salvage_request(head);
-        let method = req.method.clone();
         tx.request = Some(req);
         let start = self.req.start().unwrap_or(at);
         let last = self.req.last();
@@ -365,7 +364,7 @@ impl ConnHttp {
         // Its response (if the server answers a bad request, it usually
         // does with 400) still pairs with it; it counts against the cap on
         // waiting requests like any other.
-        let mut p = Pending::new(tx, &method, self.req.msg_peer_ack());
+        let mut p = Pending::new(tx, self.req.msg_peer_ack());
         p.req_done = true;
         self.push(p, cfg, stats, done);
         self.req.lose_track();
@@ -393,7 +392,6 @@ impl ConnHttp {
             tx.anomalies.push(Anomaly::Pipelined);
         }
         let http09 = head.version.is_none();
-        let method = head.method.clone();
         tx.request = Some(head);
         let lost_before = std::mem::take(&mut self.req_gap_unclaimed);
         let framing = if chunked { Some(Framing::Chunked) } else { len.filter(|l| *l > 0).map(Framing::Length) };
@@ -406,7 +404,7 @@ impl ConnHttp {
         } else {
             None
         };
-        let mut p = Pending::new(tx, &method, self.req.msg_peer_ack());
+        let mut p = Pending::new(tx, self.req.msg_peer_ack());
         p.lost_before = lost_before;
         p.lost_depth = lost_depth;
         self.push(p, cfg, stats, done);
@@ -887,7 +885,7 @@ impl ConnHttp {
         }
         // Its start time is its answer's: set before it is queued.
         tx.timing.resp_start = Some(start);
-        let mut p = Pending::new(tx, "", None);
+        let mut p = Pending::new(tx, None);
         p.req_done = true;
         self.push(p, cfg, stats, done);
         self.queue.len() - 1
@@ -970,7 +968,6 @@ impl ConnHttp {
                 // A head cut by the gap: keep what its request line said.
                 let mut tx = self.new_tx();
                 let req = framing::partial_request(&buf);
-                let method = req.method.clone();
                 tx.request = Some(req);
                 let start = self.req.start().unwrap_or(at);
                 let last = self.req.last();
@@ -980,7 +977,7 @@ impl ConnHttp {
                 tx.anomalies.push(Anomaly::PartialRequestHead);
                 tx.anomalies.push(Anomaly::RequestGap);
                 tx.missing_bytes += len;
-                let mut p = Pending::new(tx, &method, self.req.msg_peer_ack());
+                let mut p = Pending::new(tx, self.req.msg_peer_ack());
                 p.req_done = true;
                 self.push(p, cfg, stats, done);
             }

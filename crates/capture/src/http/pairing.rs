@@ -47,14 +47,16 @@ pub(super) struct Pending {
 
 impl Pending {
     /// A request (or an answer without one) entering the queue.
-    pub(super) fn new(tx: HttpTransaction, method: &str, peer_ack: Option<u64>) -> Pending {
+    pub(super) fn new(tx: HttpTransaction, peer_ack: Option<u64>) -> Pending {
+        let method = tx.request.as_ref().map_or("", |r| r.method.as_str());
+        let (head, connect) = (method.eq_ignore_ascii_case("HEAD"), method.eq_ignore_ascii_case("CONNECT"));
         Pending {
             tx,
             req_done: false,
             resp_head: false,
             resp_done: false,
-            head: method.eq_ignore_ascii_case("HEAD"),
-            connect: method.eq_ignore_ascii_case("CONNECT"),
+            head,
+            connect,
             lost_before: 0,
             lost_depth: None,
             peer_ack,
@@ -306,7 +308,7 @@ mod tests {
             match rnd() % 6 {
                 0 | 1 => {
                     t += (rnd() % 3) as i64;
-                    let mut p = Pending::new(tx(t), "GET", None);
+                    let mut p = Pending::new(tx(t), None);
                     p.req_done = true;
                     q.push(p, 64);
                 }
@@ -351,7 +353,7 @@ mod tests {
     fn the_cap_gives_up_the_oldest() {
         let mut q = Queue::default();
         for i in 0..5 {
-            let out = q.push(Pending::new(tx(i), "GET", None), 3);
+            let out = q.push(Pending::new(tx(i), None), 3);
             assert_eq!(out.map(|p| p.tx.timing.start()), (i >= 3).then_some(Ts(i - 3)));
         }
         assert_eq!(q.len(), 3);
