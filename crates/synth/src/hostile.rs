@@ -423,17 +423,10 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// 4 MiB of noise as brotli at a 16 MiB window: its first meta-block
 /// declares megabytes, and a decoder sizes its ring buffer from that
-/// before they arrive.
-fn brotli_declaring_megabytes() -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..4 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+/// before they arrive (the body of [`HostileClass::BrotliPending`]).
+pub fn brotli_declaring_megabytes() -> Vec<u8> {
+    let mut rng = crate::rng::Rng::new(0xb207);
+    let noise: Vec<u8> = (0..4 << 20).map(|_| rng.next_u32() as u8).collect();
     let mut out = Vec::new();
     {
         let mut w = brotli::CompressorWriter::new(&mut out, 4096, 4, 24);

@@ -460,33 +460,14 @@ fn close(d: &mut Inflater<Sink>) -> (Sink, bool) {
 mod tests {
     use super::*;
 
-    /// 4 MiB of noise, brotli at a 16 MiB window: its first meta-block
-    /// declares megabytes, and the decoder sizes its ring buffer from that
-    /// before those bytes arrive.
-    fn declares_megabytes() -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..4 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        let mut enc = Vec::new();
-        {
-            let mut w = brotli::CompressorWriter::new(&mut enc, 4096, 4, 24);
-            w.write_all(&noise).unwrap();
-        }
-        enc
-    }
-
     /// The budget is charged what the brotli decoder holds, not a fixed
     /// guess: 16 bytes of such a stream hold megabytes, all given back
     /// when the body ends (but its kept bytes, which the body keeps).
     #[test]
     fn a_brotli_body_is_charged_what_its_decoder_holds() {
-        let enc = declares_megabytes();
+        // The body of the hostile class `brotli-pending`: 4 MiB of noise
+        // at a 16 MiB window, its first meta-block declaring megabytes.
+        let enc = pov_synth::hostile::brotli_declaring_megabytes();
         let budget = Budget::new(64 << 20);
         let mut d = BodyDecoder::new(ContentEncoding::Br, 1024, 1 << 30, 1000).budgeted(&budget);
         d.push(&enc[..16]);
@@ -509,7 +490,9 @@ mod tests {
     /// room for stops as refused by the budget (counted), holding no more.
     #[test]
     fn a_brotli_body_the_budget_cannot_hold_stops_for_the_budget() {
-        let enc = declares_megabytes();
+        // The body of the hostile class `brotli-pending`: 4 MiB of noise
+        // at a 16 MiB window, its first meta-block declaring megabytes.
+        let enc = pov_synth::hostile::brotli_declaring_megabytes();
         let budget = Budget::new(1 << 20);
         let mut d = BodyDecoder::new(ContentEncoding::Br, 1024, 1 << 30, 1000).budgeted(&budget);
         d.push(&enc[..16]);
