@@ -22,7 +22,8 @@
 //! offset.
 
 #![deny(missing_docs)]
-// Only `http::brotli_c` (the calls into the C brotli decoder) allows it.
+// Only `http::brotli_c` (the calls into the C brotli decoder) allows it,
+// and the test build's counting allocator (`counting`).
 #![deny(unsafe_code)]
 
 pub mod budget;
@@ -39,6 +40,9 @@ pub mod testing;
 pub mod text;
 pub mod time;
 pub mod units;
+
+#[cfg(test)]
+pub(crate) mod counting;
 
 pub use budget::{Budget, BudgetReport, Holder};
 pub use packet::{Domain, Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};

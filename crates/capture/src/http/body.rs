@@ -224,9 +224,17 @@ pub struct BodyDecoder {
     state: Charge,
 }
 
-/// What an inflate decompressor holds (its 32 KiB window and state), as
-/// charged to the memory budget.
-const INFLATE_STATE: usize = 48 << 10;
+/// What an inflate decompressor holds, as charged to the memory budget:
+/// zlib-rs's state with its 32 KiB window (47,704 bytes, measured), the
+/// output buffer beside it ([`super::decompress::BUF`], 32 KiB) and the
+/// box around them.
+const INFLATE_STATE: usize = (47 << 10) + super::decompress::BUF + std::mem::size_of::<Inflater<Sink>>();
+
+/// What a brotli decompressor holds besides its decoder's allocations
+/// (charged as they happen): its output buffer, the box around it, and
+/// the box of what the allocations are charged to.
+const BROTLI_WRITER: usize =
+    super::decompress::BROTLI_BUF + std::mem::size_of::<BrotliWriter<Sink>>() + super::brotli_c::HELD_BYTES;
 
 /// What is known of a finished body.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -300,18 +308,21 @@ impl BodyDecoder {
         if let Some(s) = self.sink_mut() {
             s.charge = budget.empty(Holder::Bodies);
         }
-        let state = match &mut self.dec {
-            // What the brotli decoder allocates is charged as it allocates
-            // (its ring buffer follows the stream's declared sizes).
-            Decoder::Br(d) => {
-                d.charge_to(budget.empty(Holder::Bodies));
-                return self;
-            }
+        let state = match &self.dec {
+            Decoder::Br(_) => BROTLI_WRITER,
             _ if self.enc == ContentEncoding::Identity => 0,
             _ => INFLATE_STATE,
         };
         match budget.try_charge(Holder::Bodies, state) {
-            Some(c) => self.state = c,
+            Some(c) => {
+                self.state = c;
+                // What the brotli decoder allocates is charged as it
+                // allocates (its ring buffer follows the stream's declared
+                // sizes).
+                if let Decoder::Br(d) = &mut self.dec {
+                    d.charge_to(budget.empty(Holder::Bodies));
+                }
+            }
             None => self.halt(DecodeStop::Budget),
         }
         self
@@ -459,6 +470,49 @@ fn close(d: &mut Inflater<Sink>) -> (Sink, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Making a decoder and starting a body allocates no more than the
+    /// body is charged for it: an inflate state with its window and
+    /// output buffer (three framings), a brotli decoder as it allocates.
+    /// (On a fresh thread: no state is kept from an earlier body.)
+    #[test]
+    fn a_decoder_is_charged_at_least_what_it_allocates() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | b'a').collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&data).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zl.write_all(&data).unwrap();
+        let zl = zl.finish().unwrap();
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(&data).unwrap();
+        let raw = raw.finish().unwrap();
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
+            w.write_all(&data).unwrap();
+        }
+        for (enc, stream) in [
+            (ContentEncoding::Gzip, gz),
+            (ContentEncoding::Deflate, zl),
+            (ContentEncoding::Deflate, raw),
+            (ContentEncoding::Br, br),
+        ] {
+            std::thread::spawn(move || {
+                let budget = Budget::new(64 << 20);
+                let before = crate::counting::held();
+                let mut d = BodyDecoder::new(enc, 0, 1 << 30, 1000).budgeted(&budget);
+                d.push(&stream[..200]);
+                let held = crate::counting::held() - before;
+                let charged = budget.held(Holder::Bodies) as isize;
+                assert!(held > 40_000, "{enc:?}: {held} bytes held");
+                assert!(charged >= held, "{enc:?}: {held} bytes held, {charged} charged");
+                drop(d);
+            })
+            .join()
+            .unwrap();
+        }
+    }
 
     /// The budget is charged what the brotli decoder holds, not a fixed
     /// guess: 16 bytes of such a stream hold megabytes, all given back

@@ -43,6 +43,10 @@ struct Held {
     refused: bool,
 }
 
+/// What a writer holds beside its decoder's allocations: the box of what
+/// they are charged to.
+pub(super) const HELD_BYTES: usize = std::mem::size_of::<Held>();
+
 /// A C decoder instance and what its memory is charged to, both given
 /// back when dropped.
 struct State {

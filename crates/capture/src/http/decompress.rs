@@ -34,7 +34,7 @@ use flate2::{Crc, Decompress, FlushDecompress, Status};
 const POOL: usize = 8;
 
 /// Decoded bytes held between writes: flate2's buffer.
-const BUF: usize = 32 * 1024;
+pub(super) const BUF: usize = 32 * 1024;
 
 /// The longest file name or comment of a gzip header: flate2's limit.
 const MAX_HEADER_FIELD: usize = 65535;
@@ -76,7 +76,7 @@ fn keep<T: 'static>(pool: &'static Kept<T>, item: T) {
 
 /// A brotli writer's output size: what `brotli::DecompressorWriter::new`
 /// is given.
-const BROTLI_BUF: usize = 4096;
+pub(super) const BROTLI_BUF: usize = 4096;
 
 thread_local! {
     static BROTLI_BUFS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
