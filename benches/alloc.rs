@@ -7,9 +7,9 @@
 //! each capture and stage, allocations per packet, per transaction, and
 //! bytes allocated per packet. The stages are cumulative, as in
 //! `benches/capture.rs`.
-// The one unsafe item of the repository: a GlobalAlloc can only be
-// implemented unsafely. It forwards every call to the system allocator
-// unchanged and only counts.
+// A GlobalAlloc can only be implemented unsafely (the repository's other
+// unsafe code is listed in docs/SECURITY.md). It forwards every call to
+// the system allocator unchanged and only counts.
 #![deny(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -478,26 +478,7 @@ mod tests {
     #[test]
     fn a_decoder_is_charged_at_least_what_it_allocates() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | b'a').collect();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&data).unwrap();
-        let gz = gz.finish().unwrap();
-        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        zl.write_all(&data).unwrap();
-        let zl = zl.finish().unwrap();
-        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        raw.write_all(&data).unwrap();
-        let raw = raw.finish().unwrap();
-        let mut br = Vec::new();
-        {
-            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
-            w.write_all(&data).unwrap();
-        }
-        for (enc, stream) in [
-            (ContentEncoding::Gzip, gz),
-            (ContentEncoding::Deflate, zl),
-            (ContentEncoding::Deflate, raw),
-            (ContentEncoding::Br, br),
-        ] {
+        for (enc, stream) in encoded(&data, 22) {
             std::thread::spawn(move || {
                 let budget = Budget::new(64 << 20);
                 let before = crate::counting::held();
@@ -602,27 +583,30 @@ mod tests {
         e.finish().unwrap()
     }
 
+    /// `data` encoded four ways: gzip, zlib and raw deflate (each as
+    /// `Content-Encoding: deflate` may be), brotli at a 2^`window` window.
+    fn encoded(data: &[u8], window: u32) -> [(ContentEncoding, Vec<u8>); 4] {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(data).unwrap();
+        let mut r = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        r.write_all(data).unwrap();
+        let mut br = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, window);
+            w.write_all(data).unwrap();
+        }
+        [
+            (ContentEncoding::Gzip, gz(data)),
+            (ContentEncoding::Deflate, z.finish().unwrap()),
+            (ContentEncoding::Deflate, r.finish().unwrap()),
+            (ContentEncoding::Br, br),
+        ]
+    }
+
     #[test]
     fn encodings_decode_in_pieces() {
         let body = b"hello world, hello world, hello world".repeat(100);
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        z.write_all(&body).unwrap();
-        let zlib = z.finish().unwrap();
-        let mut r = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        r.write_all(&body).unwrap();
-        let raw = r.finish().unwrap();
-        let mut br = Vec::new();
-        {
-            let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 20);
-            w.write_all(&body).unwrap();
-        }
-        for (enc, data) in [
-            (ContentEncoding::Gzip, gz(&body)),
-            (ContentEncoding::Deflate, zlib),
-            (ContentEncoding::Deflate, raw),
-            (ContentEncoding::Br, br),
-            (ContentEncoding::Identity, body.clone()),
-        ] {
+        for (enc, data) in encoded(&body, 20).into_iter().chain([(ContentEncoding::Identity, body.clone())]) {
             let mut d = BodyDecoder::new(enc, 16, 1 << 30, 1000);
             for piece in data.chunks(7) {
                 d.push(piece);
