@@ -1341,3 +1341,53 @@ fn shard_hash_is_symmetric_fixed_and_spreads() {
     let v6: SocketAddr = "[::ffff:10.0.0.1]:80".parse().unwrap();
     assert_ne!(shard_hash(&seg(v4, s, Domain::default())), shard_hash(&seg(v6, s, Domain::default())));
 }
+
+/// A connection open and waiting on its first request (its records in the
+/// TCP and HTTP layers, the request's record and head, the maps' entries)
+/// holds no more than the budget is charged for it, counted by the test
+/// build's allocator on a thread of its own.
+#[test]
+fn an_open_connection_with_a_waiting_request_holds_no_more_than_it_is_charged() {
+    std::thread::spawn(|| {
+        let budget = Budget::new(1 << 30);
+        let before = crate::counting::held();
+        let mut r = Reassembler::new(TcpConfig { budget: budget.clone(), ..TcpConfig::default() });
+        let hcfg = crate::http::HttpConfig { budget: budget.clone(), ..crate::http::HttpConfig::default() };
+        let mut a = crate::http::HttpAnalyzer::new(hcfg, Vec::new());
+        let req: &[u8] = b"GET /product/17?ref=home HTTP/1.1\r\nHost: shop.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0\r\nAccept: text/html\r\nCookie: sid=0123456789abcdef\r\n\r\n";
+        let n = 3000u32;
+        let mut frame = 0;
+        for i in 0..n {
+            let client = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 40000));
+            let server = SocketAddr::from(([10, 0, 0, 2], 80));
+            for (from_client, seq, ack, flags, payload) in
+                [(true, 7, 0, SY, &[][..]), (false, 900, 8, SY | A, &[][..]), (true, 8, 901, A | P, req)]
+            {
+                frame += 1;
+                let (src, dst) = if from_client { (client, server) } else { (server, client) };
+                let seg = TcpSegment {
+                    frame,
+                    ts: Ts(i64::from(i) * 1_000_000),
+                    src,
+                    dst,
+                    seq,
+                    ack,
+                    flags: TcpFlags(flags),
+                    window: 1000,
+                    options: TcpOptions::default(),
+                    payload,
+                    payload_len: payload.len() as u32,
+                    domain: Domain::default(),
+                };
+                r.process(&seg, &mut a);
+            }
+        }
+        assert_eq!(r.active_connections(), n as usize);
+        let held = crate::counting::held() - before;
+        let charged = budget.used() as isize;
+        let per = |b: isize| b / isize::try_from(n).unwrap();
+        assert!(held <= charged, "{} bytes held a connection, {} charged", per(held), per(charged));
+    })
+    .join()
+    .unwrap();
+}
