@@ -612,8 +612,8 @@ struct UserState {
 /// matches none of the built-in ones: 2,000 instructions a page).
 pub struct PageRules {
     rules: Vec<PageRule>,
-    /// `None` without rules.
-    set: Option<RegexSet>,
+    /// Their patterns, in the same order.
+    set: RegexSet,
 }
 
 impl PageRules {
@@ -622,23 +622,20 @@ impl PageRules {
         for r in rules {
             Regex::new(&r.pattern).map_err(|e| format!("[[pages]] `{}`: bad pattern: {e}", r.name))?;
         }
-        let set = match rules {
-            [] => None,
-            _ => Some(RegexSet::new(rules.iter().map(|r| &r.pattern)).map_err(|e| format!("[[pages]]: {e}"))?),
-        };
+        let set = RegexSet::new(rules.iter().map(|r| &r.pattern)).map_err(|e| format!("[[pages]]: {e}"))?;
         Ok(PageRules { rules: rules.to_vec(), set })
     }
 
     /// The first rule that matches `target` (path and query).
     pub fn matching(&self, target: &str) -> Option<&PageRule> {
-        let first = self.set.as_ref()?.matches(target).iter().next()?;
+        let first = self.set.matches(target).iter().next()?;
         self.rules.get(first)
     }
 }
 
 impl Default for PageRules {
     fn default() -> PageRules {
-        PageRules::new(&default_pages()).unwrap_or(PageRules { rules: Vec::new(), set: None })
+        PageRules::new(&default_pages()).unwrap_or(PageRules { rules: Vec::new(), set: RegexSet::empty() })
     }
 }
 

@@ -417,10 +417,10 @@ impl BodyDecoder {
         let dec = std::mem::replace(&mut self.dec, Decoder::Stopped(empty_sink()));
         let (sink, err) = match dec {
             Decoder::Identity(s) | Decoder::Stopped(s) => (s, None),
-            Decoder::Inflate(mut d) => match close(&mut d) {
-                (s, true) => (s, Some(DecodeStop::Corrupt)),
-                (s, false) => (s, None),
-            },
+            Decoder::Inflate(mut d) => {
+                let (s, bad) = close(&mut d);
+                (s, bad.then_some(DecodeStop::Corrupt))
+            }
             Decoder::Br(mut d) => {
                 let _ = d.flush();
                 match d.into_inner() {

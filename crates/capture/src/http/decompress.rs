@@ -556,6 +556,14 @@ mod tests {
         }
     }
 
+    /// `whole` with one bit flipped at a place `next` picks (not empty).
+    fn flipped(whole: &[u8], next: &mut impl FnMut() -> u64) -> Vec<u8> {
+        let mut bad = whole.to_vec();
+        let at = (next() as usize) % bad.len();
+        bad[at] ^= 1 << (next() % 8);
+        bad
+    }
+
     /// What a decoder leaves: the sink, whether a write failed (and the
     /// byte where), whether finishing failed.
     type Outcome = (Capped, Option<usize>, bool);
@@ -676,10 +684,7 @@ mod tests {
             if !whole.is_empty() {
                 let cut = (next() as usize) % whole.len();
                 out.push(whole[..cut].to_vec());
-                let mut bad = whole.clone();
-                let at = (next() as usize) % bad.len();
-                bad[at] ^= 1 << (next() % 8);
-                out.push(bad);
+                out.push(flipped(&whole, next));
                 let mut tail = whole.clone();
                 tail.extend_from_slice(b"trailing bytes");
                 out.push(tail);
@@ -755,10 +760,7 @@ mod tests {
             let mut inputs = vec![whole.clone(), whole[..whole.len() / 2].to_vec()];
             // Flipped bytes, one at a time, across the stream.
             for _ in 0..6 {
-                let mut bad = whole.clone();
-                let at = (next() as usize) % bad.len();
-                bad[at] ^= 1 << (next() % 8);
-                inputs.push(bad);
+                inputs.push(flipped(&whole, &mut next));
             }
             let mut overlong = whole.clone();
             overlong.extend_from_slice(b"\x00more");

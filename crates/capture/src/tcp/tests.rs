@@ -222,6 +222,32 @@ impl Sim {
 
 use Direction::{ClientToServer as C2S, ServerToClient as S2C};
 
+/// A segment of `payload` from `src` to `dst`, window 1000, no options.
+fn segment(
+    frame: u64,
+    ts: Ts,
+    (src, dst): (SocketAddr, SocketAddr),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> TcpSegment<'_> {
+    TcpSegment {
+        frame,
+        ts,
+        src,
+        dst,
+        seq,
+        ack,
+        flags: TcpFlags(flags),
+        window: 1000,
+        options: TcpOptions::default(),
+        payload,
+        payload_len: payload.len() as u32,
+        domain: Domain::default(),
+    }
+}
+
 #[test]
 fn handshake_roles_rtt_and_clean_close() {
     let mut m = Sim::new();
@@ -1198,21 +1224,7 @@ fn differential_against_byte_map_model() {
         // Start with the SYN so offset 0 is the first byte.
         let send =
             |r: &mut Reassembler, rec: &mut Rec, src, dst, seq: u32, ack: u32, flags: u8, p: &[u8], frame: u64| {
-                let seg = TcpSegment {
-                    frame,
-                    ts: Ts(frame as i64 * 1000),
-                    src,
-                    dst,
-                    seq,
-                    ack,
-                    flags: TcpFlags(flags),
-                    window: 1000,
-                    options: TcpOptions::default(),
-                    payload: p,
-                    payload_len: p.len() as u32,
-                    domain: Domain::default(),
-                };
-                r.process(&seg, rec);
+                r.process(&segment(frame, Ts(frame as i64 * 1000), (src, dst), seq, ack, flags, p), rec);
             };
         frame += 1;
         send(&mut r, &mut rec, server, client, isn, 0, SY, b"", frame);
@@ -1365,21 +1377,7 @@ fn an_open_connection_with_a_waiting_request_holds_no_more_than_it_is_charged() 
             {
                 frame += 1;
                 let (src, dst) = if from_client { (client, server) } else { (server, client) };
-                let seg = TcpSegment {
-                    frame,
-                    ts: Ts(i64::from(i) * 1_000_000),
-                    src,
-                    dst,
-                    seq,
-                    ack,
-                    flags: TcpFlags(flags),
-                    window: 1000,
-                    options: TcpOptions::default(),
-                    payload,
-                    payload_len: payload.len() as u32,
-                    domain: Domain::default(),
-                };
-                r.process(&seg, &mut a);
+                r.process(&segment(frame, Ts(i64::from(i) * 1_000_000), (src, dst), seq, ack, flags, payload), &mut a);
             }
         }
         assert_eq!(r.active_connections(), n as usize);
