@@ -20,7 +20,7 @@ use pov_capture::http::HttpTransaction;
 use serde_json::{Value, json};
 
 use crate::rewrite::{Resolver, Use, rewrite_css, rewrite_html};
-use crate::{HarEntry, Masker, base64, entry, is_text};
+use crate::{HarEntry, Masker, base64, entry_with, is_text};
 
 /// A failure the user met, as the replay shows it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -299,7 +299,7 @@ fn script_json_into(json: &[u8], out: &mut Vec<u8>) {
 
 /// A HAR-style entry for the details panel, with its body cut to a preview.
 fn details(t: &HttpTransaction, session_start: Ts, m: &Masker) -> Value {
-    let mut e = entry(&HarEntry { page: None, session: None, tx: t }, m);
+    let mut e = entry_with(&HarEntry { page: None, session: None, tx: t }, m, false);
     let content = &mut e["response"]["content"];
     let mime = content["mimeType"].as_str().unwrap_or("").to_string();
     let preview = if is_text(&mime) {
@@ -315,10 +315,6 @@ fn details(t: &HttpTransaction, session_start: Ts, m: &Masker) -> Value {
     } else {
         None
     };
-    if let Some(o) = content.as_object_mut() {
-        o.remove("text");
-        o.remove("encoding");
-    }
     if let Some(p) = preview {
         content["preview"] = json!(p);
     }
@@ -657,5 +653,43 @@ mod tests {
         // The page says what it left out.
         let one = html(std::slice::from_ref(&s), &[], &Masker::default(), "0");
         assert!(one.contains(&format!("1500 page views left out: at most {MAX_PAGES} per session")), "title");
+    }
+
+    #[test]
+    fn the_details_panel_shows_a_masked_preview_of_text_and_nothing_of_binary() {
+        use pov_capture::http::{Headers, ResponseHead};
+        let cfg = pov_privacy::PrivacyConfig { mask_key: Some("t".into()), ..Default::default() };
+        let m = Masker::new(&cfg, true);
+        let answer = |mime: &[u8], body: Vec<u8>| {
+            let mut tx = HttpTransaction::new(1, "10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), 1);
+            tx.response = Some(ResponseHead {
+                version: Some(1),
+                status: 200,
+                reason: b"OK".to_vec(),
+                headers: Headers::from_pairs([(&b"Content-Type"[..], mime)]),
+            });
+            tx.response_body.decoded_len = body.len() as u64;
+            tx.response_body.kept = body;
+            tx
+        };
+        // A page whose first bytes hold a card number and whose end, past
+        // the preview, a token.
+        let mut page = b"<p>card 4111 1111 1111 1111</p>".to_vec();
+        page.resize(3 * PREVIEW_BYTES, b'x');
+        page.extend_from_slice(b"token=T41L");
+        let text = details(&answer(b"text/html", page), Ts(0), &m);
+        let content = &text["response"]["content"];
+        let preview = content["preview"].as_str().unwrap();
+        assert!(preview.len() <= PREVIEW_BYTES + 64, "{} bytes", preview.len());
+        assert!(preview.starts_with("<p>card ") && !preview.contains("4111 1111 1111 1111"), "masked");
+        assert_eq!(content["size"], 3 * PREVIEW_BYTES + 10);
+        assert!(content.get("text").is_none() && content.get("encoding").is_none(), "{content}");
+        assert!(!text.to_string().contains("T41L"));
+        let image = details(&answer(b"image/png", vec![0x89, b'P', b'N', b'G', 0, 1, 2, 3]), Ts(0), &m);
+        let content = &image["response"]["content"];
+        for key in ["text", "encoding", "preview"] {
+            assert!(content.get(key).is_none(), "{key} in {content}");
+        }
+        assert_eq!(content["mimeType"], "image/png");
     }
 }

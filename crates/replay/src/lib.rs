@@ -89,6 +89,14 @@ fn ms(d: Option<pov_capture::Dur>) -> f64 {
 }
 
 pub(crate) fn entry(e: &HarEntry<'_>, m: &Masker) -> Value {
+    entry_with(e, m, true)
+}
+
+/// [`entry`], with the response body's text (masked, or in base64) only
+/// when `body` is set: the replay's details panel shows a preview of its
+/// own, and masking a whole body to drop it was a tenth of the cost of an
+/// entry.
+pub(crate) fn entry_with(e: &HarEntry<'_>, m: &Masker, body: bool) -> Value {
     let t = e.tx;
     let req = t.request.as_ref();
     let resp = t.response.as_ref();
@@ -121,9 +129,9 @@ pub(crate) fn entry(e: &HarEntry<'_>, m: &Masker) -> Value {
         request["postData"] = json!({"mimeType": req_ct, "text": m.body(&req_ct, &t.request_body.kept)});
     }
     let mime = resp.and_then(|r| r.headers.text("content-type")).unwrap_or_default();
-    let body = &t.response_body.kept;
+    let kept = &t.response_body.kept;
     let mut content = json!({"size": t.response_body.decoded_len, "mimeType": mime});
-    if !body.is_empty() {
+    if let Some(body) = Some(kept).filter(|b| body && !b.is_empty()) {
         if is_text(&mime) {
             content["text"] = json!(m.body(&mime, body));
         } else {
