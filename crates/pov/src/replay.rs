@@ -306,18 +306,28 @@ impl Spill {
         }
         let mut sel = Selection::default();
         for line in io::BufReader::new(fs::File::open(&self.path)?).lines() {
-            let s: SelSession = serde_json::from_str(&line?).map_err(io::Error::other)?;
-            if !users.contains(&s.user) {
+            let line = line?;
+            // Whose it is, read first: the other users' sessions (most of
+            // them) are only checked as JSON, not built.
+            let whose: Whose<'_> = serde_json::from_str(&line).map_err(io::Error::other)?;
+            if !users.contains(whose.user.as_ref()) {
                 continue;
             }
             if sel.sessions.len() >= max {
                 sel.over_cap += 1;
                 continue;
             }
-            sel.add(s);
+            sel.add(serde_json::from_str(&line).map_err(io::Error::other)?);
         }
         Ok(sel)
     }
+}
+
+/// The user of a spilled session.
+#[derive(serde::Deserialize)]
+struct Whose<'a> {
+    #[serde(borrow)]
+    user: std::borrow::Cow<'a, str>,
 }
 
 impl Drop for Spill {
