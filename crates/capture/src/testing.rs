@@ -17,6 +17,17 @@ use crate::tcp::{
 };
 use crate::time::{Dur, Ts};
 
+/// The package folder of the test that runs: the one `cargo test` names
+/// when it starts the test, else the one the test was built in. A test
+/// binary built in another checkout and reused from a shared target folder
+/// (cargo does not rebuild it for a moved checkout) then still reads this
+/// checkout's samples.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Small caps so that fuzzing reaches the cap paths.
 fn small_tcp() -> TcpConfig {
     TcpConfig {
@@ -526,9 +537,9 @@ mod tests {
     use super::*;
 
     fn corpus_file(name: &str) -> Vec<u8> {
-        let dir = std::env::var_os("POV_CORPUS").map(std::path::PathBuf::from).unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"))
-        });
+        let dir = std::env::var_os("POV_CORPUS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| manifest_dir().join("../../../shared/corpus"));
         let p = dir.join("pcaps").join(name);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (set POV_CORPUS)", p.display()))
     }

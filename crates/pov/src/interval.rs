@@ -740,7 +740,7 @@ mod tests {
     use pov_capture::pcap::{CaptureFile, PacketReader};
 
     fn sample(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples").join(name)
+        pov_capture::testing::manifest_dir().join("../../samples").join(name)
     }
 
     fn tmp(name: &str) -> PathBuf {

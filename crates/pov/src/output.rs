@@ -821,7 +821,7 @@ mod tests {
     /// their types, and no column that is not written.
     #[test]
     fn the_docs_list_every_column() {
-        let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/schema.md")).unwrap();
+        let doc = fs::read_to_string(pov_capture::testing::manifest_dir().join("../../docs/schema.md")).unwrap();
         documents::<crate::transactions::TxRecord>(&doc, "## pov transactions").unwrap();
         documents::<FlowRow>(&doc, "## pov flows").unwrap();
         documents::<crate::users::UserRecord>(&doc, "## pov users").unwrap();

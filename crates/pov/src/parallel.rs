@@ -846,10 +846,10 @@ pub fn run_source<D: Downstream + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     fn sample(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples").join(name)
+        pov_capture::testing::manifest_dir().join("../../samples").join(name)
     }
 
     /// Every transaction of `name` (request start, connection, depth,

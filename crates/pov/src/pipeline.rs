@@ -427,7 +427,7 @@ mod tests {
     use pov_capture::tcp::ConnSummary;
 
     fn sample() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/local-curl.pcap")
+        pov_capture::testing::manifest_dir().join("../../samples/local-curl.pcap")
     }
 
     /// Counts connections (from their summaries) and stream bytes.

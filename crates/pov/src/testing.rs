@@ -1644,7 +1644,7 @@ mod tests {
 
     #[test]
     fn a_sample_capture_passes_the_pipeline_checks() {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/local-curl.pcap");
+        let p = pov_capture::testing::manifest_dir().join("../../samples/local-curl.pcap");
         check_pipeline(&std::fs::read(p).expect("samples/local-curl.pcap"));
     }
 }

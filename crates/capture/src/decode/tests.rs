@@ -1528,7 +1528,7 @@ fn corpus() -> PathBuf {
     if let Some(dir) = std::env::var_os("POV_CORPUS") {
         return PathBuf::from(dir);
     }
-    let near = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"));
+    let near = crate::testing::manifest_dir().join("../../../shared/corpus");
     if near.is_dir() {
         return near;
     }

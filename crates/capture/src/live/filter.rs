@@ -124,7 +124,7 @@ mod tests {
     use std::process::Command;
 
     fn sample(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples").join(name)
+        crate::testing::manifest_dir().join("../../samples").join(name)
     }
 
     /// (time in microseconds, as tcpdump writes it; bytes) of every frame

@@ -471,7 +471,7 @@ mod tests {
     }
 
     fn sample(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples").join(name)
+        crate::testing::manifest_dir().join("../../samples").join(name)
     }
 
     /// (time, linktype, captured bytes, wire length) of every frame.

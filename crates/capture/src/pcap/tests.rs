@@ -206,9 +206,9 @@ fn ts(secs: i64, nanos: i64) -> Ts {
 /// The shared corpus, from the real crate (crates/capture) or from a
 /// scratch copy elsewhere.
 fn corpus(name: &str) -> PathBuf {
-    let bases = [concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"), "/work/shared/corpus"];
-    for base in bases {
-        let p = PathBuf::from(base).join("pcaps").join(name);
+    let bases = [crate::testing::manifest_dir().join("../../../shared/corpus"), PathBuf::from("/work/shared/corpus")];
+    for base in &bases {
+        let p = base.join("pcaps").join(name);
         if p.exists() {
             return p;
         }
