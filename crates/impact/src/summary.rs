@@ -280,6 +280,28 @@ fn err(e: PolarsError) -> io::Error {
     io::Error::other(format!("impact stage: {e}"))
 }
 
+/// The four record files the impact stage reads, each scanned once: every
+/// query starts from a clone, and the clones share what polars learns of
+/// the file when the first one is planned (its footer and schema), which
+/// a scan of its own per query read again each time.
+struct Scans {
+    users: LazyFrame,
+    sessions: LazyFrame,
+    failures: LazyFrame,
+    pages: LazyFrame,
+}
+
+impl Scans {
+    fn open(dir: &Path) -> io::Result<Scans> {
+        Ok(Scans {
+            users: scan(&dir.join(files::USERS))?,
+            sessions: scan(&dir.join(files::SESSIONS))?,
+            failures: scan(&dir.join(files::FAILURES))?,
+            pages: scan(&dir.join(files::PAGES))?,
+        })
+    }
+}
+
 fn scan(path: &Path) -> io::Result<LazyFrame> {
     let p = path.to_str().ok_or_else(|| io::Error::other(format!("{}: not UTF-8", path.display())))?;
     LazyFrame::scan_parquet(PlRefPath::from(p), ScanArgsParquet::default()).map_err(err)
@@ -322,9 +344,12 @@ pub fn wilson(k: u64, n: u64) -> (f64, f64) {
 pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     let mut out = Impact::default();
 
-    let users = scan(&dir.join(files::USERS))?
+    let scans = Scans::open(dir)?;
+    let users = scans
+        .users
+        .clone()
         .select([len().alias("n"), col(USER.affected).cast(DataType::UInt64).sum().alias("affected")]);
-    let sessions = scan(&dir.join(files::SESSIONS))?;
+    let sessions = scans.sessions.clone();
     let totals = sessions.clone().select([
         len().alias("n"),
         col(SESSION.affected).cast(DataType::UInt64).sum().alias("affected"),
@@ -347,7 +372,7 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
         0.0
     });
 
-    let Revenue { mut rows, mut estimate, variance, lost_by_route } = revenue(dir, model, &sessions, &mut out)?;
+    let Revenue { mut rows, mut estimate, variance, lost_by_route } = revenue(&scans, model, &sessions, &mut out)?;
     let half = Z95 * variance.sqrt();
     estimate.low = (estimate.value - half).max(0.0);
     estimate.high = estimate.value + half;
@@ -362,7 +387,9 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     ordered.extend(rows.into_values());
     out.funnel = ordered;
 
-    let failures = scan(&dir.join(files::FAILURES))?
+    let failures = scans
+        .failures
+        .clone()
         .filter(col(FAILURE.severity).eq(lit("critical")).or(col(FAILURE.severity).eq(lit("major"))));
     let by_kind = failures.clone().group_by([col(FAILURE.kind)]).agg([len().alias("n")]).collect().map_err(err)?;
     let kinds = by_kind.column(FAILURE.kind).map_err(err)?.str().map_err(err)?.clone();
@@ -373,8 +400,8 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
             out.failures_by_kind.insert(k.to_string(), n);
         }
     }
-    routes(dir, failures, &lost_by_route, &mut out)?;
-    breakdowns(dir, model, &mut out)?;
+    routes(&scans, failures, &lost_by_route, &mut out)?;
+    breakdowns(&scans, model, &mut out)?;
     Ok(out)
 }
 
@@ -384,7 +411,7 @@ const ROUTES_LISTED: u32 = 50;
 /// Failures by route: the top failing pages, and per route the failures
 /// by kind, the users they struck, the route's page views and the revenue
 /// lost by sessions that left from it.
-fn routes(dir: &Path, noticed: LazyFrame, lost_by_route: &[RouteLost], out: &mut Impact) -> io::Result<()> {
+fn routes(scans: &Scans, noticed: LazyFrame, lost_by_route: &[RouteLost], out: &mut Impact) -> io::Result<()> {
     let by = noticed
         .clone()
         .filter(col(FAILURE.route).neq(lit("")))
@@ -399,7 +426,7 @@ fn routes(dir: &Path, noticed: LazyFrame, lost_by_route: &[RouteLost], out: &mut
         .filter(col(FAILURE.route).neq(lit("")))
         .group_by([col(FAILURE.route), col(FAILURE.kind)])
         .agg([len().alias("n")]);
-    let views = scan(&dir.join(files::PAGES))?.group_by([col(PAGE.route)]).agg([len().alias("views")]);
+    let views = scans.pages.clone().group_by([col(PAGE.route)]).agg([len().alias("views")]);
     let [by, kinds, views] = collect_all([by, kinds, views])?;
     let (rt, f, u) = (texts(&by, FAILURE.route)?, counts(&by, "failures")?, counts(&by, "users")?);
     out.top_failing_pages = (0..by.height().min(10)).map(|i| (rt[i].clone(), f[i], u[i])).collect();
@@ -492,7 +519,7 @@ struct Revenue {
 /// the estimate and its variance; revenue lost by every route users left
 /// from (route, lost, sessions), most first; and `lost_by_kind`,
 /// `lost_by_page` (the first ten routes) and `exits_by_kind` in `out`.
-fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Impact) -> io::Result<Revenue> {
+fn revenue(scans: &Scans, model: &RevenueModel, sessions: &LazyFrame, out: &mut Impact) -> io::Result<Revenue> {
     let none = || lit("(none)");
     let noticed = || col("severity").eq(lit("critical")).or(col("severity").eq(lit("major")));
     // Page views in the order pages.parquet holds them: a session's page
@@ -501,7 +528,9 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
     // opened the same URL again right after it (a reload); a row's number
     // less its session's first is its position (`page` in
     // failures.parquet, from 1).
-    let rows = scan(&dir.join(files::PAGES))?
+    let rows = scans
+        .pages
+        .clone()
         .select([
             col("session"),
             col("url").fill_null(lit("")),
@@ -530,7 +559,9 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         .map_err(err)?
         .lazy();
     // The kinds of noticed failure that struck each page view.
-    let struck = scan(&dir.join(files::FAILURES))?
+    let struck = scans
+        .failures
+        .clone()
         .filter(noticed().and(col("page").is_not_null()))
         .select([col("session"), col("page").cast(DataType::Int64).alias("idx"), col("kind")])
         .group_by([col("session"), col("idx"), col("kind")])
@@ -550,7 +581,9 @@ fn revenue(dir: &Path, model: &RevenueModel, sessions: &LazyFrame, out: &mut Imp
         .group_by([col(PAGE.name), col(PAGE.step)])
         .agg([len().alias("views")])
         .sort_by_exprs([col(PAGE.name), col(PAGE.step)], SortMultipleOptions::default());
-    let hit = scan(&dir.join(files::FAILURES))?
+    let hit = scans
+        .failures
+        .clone()
         .filter(noticed().and(col("page").is_not_null()))
         .group_by([col("session"), col("page")])
         .agg([col("page_name").first().fill_null(none()).alias("name")])
@@ -972,8 +1005,10 @@ fn floats(df: &DataFrame, c: &str) -> io::Result<Vec<Option<f64>>> {
 
 /// Failures by hour and by server, Apdex by page class, the funnel of
 /// affected and unaffected sessions, and the most affected users.
-fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<()> {
-    let noticed = scan(&dir.join(files::FAILURES))?
+fn breakdowns(scans: &Scans, model: &RevenueModel, out: &mut Impact) -> io::Result<()> {
+    let noticed = scans
+        .failures
+        .clone()
         .filter(col(FAILURE.severity).eq(lit("critical")).or(col(FAILURE.severity).eq(lit("major"))));
     let hours = noticed
         .clone()
@@ -998,7 +1033,7 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
         .limit(20);
-    let pages = scan(&dir.join(files::PAGES))?;
+    let pages = scans.pages.clone();
     let apdex = pages
         .clone()
         .group_by([col(PAGE.name).fill_null(lit("(none)"))])
@@ -1009,8 +1044,7 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
             col(PAGE.apdex).eq(lit("frustrated")).cast(DataType::UInt64).sum().alias("frustrated"),
         ])
         .sort([PAGE.name], SortMultipleOptions::default());
-    let flags =
-        scan(&dir.join(files::SESSIONS))?.select([col(SESSION.session), col(SESSION.affected), col(SESSION.converted)]);
+    let flags = scans.sessions.clone().select([col(SESSION.session), col(SESSION.affected), col(SESSION.converted)]);
     let funnel = pages
         .select([col(PAGE.session), col(PAGE.step).fill_null(lit("(none)"))])
         .join(flags, [col(PAGE.session)], [col(PAGE.session)], JoinArgs::new(JoinType::Inner))
@@ -1019,7 +1053,9 @@ fn breakdowns(dir: &Path, model: &RevenueModel, out: &mut Impact) -> io::Result<
             col(PAGE.session).n_unique().alias("reached"),
             col(PAGE.session).filter(col(SESSION.converted)).n_unique().alias("converted"),
         ]);
-    let users = scan(&dir.join(files::USERS))?
+    let users = scans
+        .users
+        .clone()
         .filter(col(USER.failures_total).gt(lit(0u64)))
         .sort_by_exprs(
             [col(USER.failures_total), col(USER.user)],
