@@ -630,3 +630,28 @@ fn cmd_info(a: InfoArgs) -> anyhow::Result<ExitCode> {
     w.flush()?;
     Ok(finish_run(&report, a.common.quiet))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn mimalloc_options_are_set_by_the_numbers_of_the_mimalloc_built_in() {
+        // A newer mimalloc may number its options otherwise: this fails
+        // first, and MIMALLOC_MINOR changes once the numbers are checked
+        // against its mimalloc.h.
+        // SAFETY: no argument, an integer out.
+        assert_eq!(unsafe { libmimalloc_sys::mi_version() } / 100, MIMALLOC_MINOR);
+        tune_allocator();
+        for (name, option, value) in [
+            ("MIMALLOC_PURGE_DELAY", PURGE_DELAY, PURGE_DELAY_MS),
+            ("MIMALLOC_DESTROY_ON_EXIT", DESTROY_ON_EXIT, SKIP_EXIT_HANDLER),
+        ] {
+            if std::env::var_os(name).is_none() {
+                // SAFETY: an option number in, an integer out.
+                assert_eq!(unsafe { libmimalloc_sys::mi_option_get(option) }, value, "{name}");
+            }
+        }
+    }
+}
