@@ -241,6 +241,10 @@ pub struct SessionStats {
     /// Transactions of open sessions written to the spill file because the
     /// memory budget was full, and read back when their session closed.
     pub session_txs_spilled: u64,
+    /// Requests without an identifier that found `--max-waiting-requests`
+    /// others already waiting for a cookie, and were taken at once as their
+    /// address and User-Agent's (as one whose wait ran out).
+    pub waits_refused: u64,
     /// Users seen kept on disk (session counts, addresses' users,
     /// persistent cookies, sign-in names and replaced cookies past
     /// `--max-users-held` entries each in memory).
@@ -685,6 +689,17 @@ pub const ADDR_COST: usize = 160;
 /// it to `--max-users-held`.
 pub const MAX_REMEMBERED: usize = 100_000;
 
+/// Most requests without an identifier that wait at once for a cookie
+/// (`--max-waiting-requests`): each holds its transaction, some 830 bytes
+/// (13.6 MB at this cap), for up to `join_window_secs`, which the memory
+/// budget does not see; a client that sends none at a high rate (an API
+/// client, a load generator) would otherwise make that the requests of the
+/// whole window. Beyond, a request is taken at once as its address and
+/// User-Agent's, counted in [`SessionStats::waits_refused`]. A new
+/// visitor's first requests wait a second or two for the cookie: the
+/// 5,000-user night never has more than 1,024 waiting.
+pub const MAX_WAITING: usize = 16_384;
+
 /// What an open session costs the memory budget besides its transactions:
 /// the user's entry among open users and its session record, its entry in
 /// the sweep's heap, its connections' entries (each with a copy of the
@@ -753,6 +768,10 @@ pub struct Sessionizer {
     /// a claim looks (not after one took the connection's requests from
     /// its address, until another request waits on it).
     pending_conns: FastMap<u64, (bool, Vec<(Bucket, u64)>)>,
+    /// Requests waiting in `pending`.
+    waiting: usize,
+    /// Most requests waiting at once ([`MAX_WAITING`]).
+    max_waiting: usize,
     /// Failed attempts waiting for a connection to follow them, each with
     /// the last [`Recent::seq`] already looked at for it.
     pending_failed: Vec<(FailedConn, u64)>,
@@ -831,6 +850,8 @@ impl Sessionizer {
             pending: FastMap::default(),
             pending_conns: FastMap::default(),
             pending_failed: Vec::new(),
+            waiting: 0,
+            max_waiting: MAX_WAITING,
             recent: FastMap::default(),
             recent_seq: 0,
             fresh: FastMap::default(),
@@ -874,6 +895,12 @@ impl Sessionizer {
         self.persistent.set_dir(dir);
         self.logins.set_dir(dir);
         self.aliases.set_dir(dir);
+    }
+
+    /// Lets at most `max` requests without an identifier wait at once for
+    /// a cookie (see [`MAX_WAITING`]).
+    pub fn set_max_waiting(&mut self, max: usize) {
+        self.max_waiting = max;
     }
 
     /// Keeps at most `max` entries of each map of users seen in memory
@@ -1008,12 +1035,22 @@ impl Sessionizer {
                 self.add(k, tx, &mut closed);
             }
             None => {
+                if self.waiting >= self.max_waiting {
+                    // Waits that ran out give their places first.
+                    self.sweep_if_due(&mut closed);
+                }
                 let ua = tx.user_agent.clone().unwrap_or_default();
-                let (conn, ip) = (tx.conn, tx.client_ip);
-                let seq = self.pending.entry((ip, ua.clone())).or_default().push(tx);
-                let e = self.pending_conns.entry(conn).or_default();
-                e.0 = true;
-                e.1.push(((ip, ua), seq));
+                if self.waiting >= self.max_waiting {
+                    self.stats.waits_refused += 1;
+                    self.adopt_anonymous(tx.client_ip, &ua, tx, &mut closed);
+                } else {
+                    let (conn, ip) = (tx.conn, tx.client_ip);
+                    let seq = self.pending.entry((ip, ua.clone())).or_default().push(tx);
+                    self.waiting += 1;
+                    let e = self.pending_conns.entry(conn).or_default();
+                    e.0 = true;
+                    e.1.push(((ip, ua), seq));
+                }
             }
         }
         self.sweep_if_due(&mut closed);
@@ -1317,6 +1354,7 @@ impl Sessionizer {
         self.settle(None, &mut closed);
         let mut pending: Vec<(Bucket, Waiting)> = self.pending.drain().collect();
         self.pending_conns.clear();
+        self.waiting = 0;
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for ((ip, ua), txs) in pending {
             let mut left = txs.live;
@@ -1417,6 +1455,7 @@ impl Sessionizer {
         if !elsewhere.is_empty() {
             self.pending_conns.insert(conn, (false, elsewhere));
         }
+        self.waiting -= claimed.len();
         let mut sink = Vec::new();
         for t in claimed {
             self.stats.joined_before_cookie += 1;
@@ -1442,6 +1481,7 @@ impl Sessionizer {
         if q.is_empty() {
             self.pending.remove(&(tx.client_ip, ua));
         }
+        self.waiting -= claimed.len();
         let mut sink = Vec::new();
         for t in claimed {
             self.stats.joined_before_cookie += 1;
@@ -1652,6 +1692,7 @@ impl Sessionizer {
             }
         }
         self.pending.retain(|_, q| !q.is_empty());
+        self.waiting -= expired.len();
         for (ip, ua, t) in expired {
             self.adopt_anonymous(ip, &ua, t, closed);
         }
@@ -2351,6 +2392,46 @@ pub(crate) mod tests {
     fn sets(mut t: Tx, v: &str) -> Tx {
         t.evidence_mut().set_cookie = Some(("sid".into(), v.into()));
         t
+    }
+
+    /// Requests without an identifier wait for a cookie at most
+    /// `max_waiting` at once; the others are taken at once as their
+    /// address and User-Agent's, counted, and none is lost. A claim, a
+    /// wait that runs out and the end of the input each give their places
+    /// back.
+    #[test]
+    fn requests_waiting_for_a_cookie_are_capped_and_none_is_lost() {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        s.set_max_waiting(3);
+        let mut closed = Vec::new();
+        for i in 0..5 {
+            closed.extend(s.push(tx(10 + i, "10.0.0.9:2000", i as i64, &format!("/api/items/{i}"))));
+        }
+        assert_eq!((s.waiting, s.stats().waits_refused), (3, 2));
+        // A cookie on the first waiting request's connection claims it.
+        closed.extend(s.push(cookie(tx(10, "10.0.0.9:2000", 10, "/account"), "A")));
+        assert_eq!(s.waiting, 2);
+        closed.extend(s.push(tx(20, "10.0.0.9:2001", 11, "/api/more")));
+        assert_eq!((s.waiting, s.stats().waits_refused), (3, 2), "the claimed place is free again");
+        closed.extend(s.finish());
+        assert_eq!(s.waiting, 0);
+        let txs: usize = closed.iter().map(|x| x.txs.len()).sum();
+        assert_eq!(txs, 7, "every request is in a session");
+        let mut by_user: Vec<(String, usize)> =
+            closed.iter().map(|x| (x.user.rule().to_string(), x.txs.len())).collect();
+        by_user.sort();
+        assert_eq!(by_user, [("client".to_string(), 5), ("cookie".to_string(), 2)]);
+
+        // Waits that run out give their places back too.
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        s.set_max_waiting(2);
+        for i in 0..2 {
+            s.push(tx(30 + i, "10.0.0.9:3000", i as i64, "/api/a"));
+        }
+        assert_eq!(s.waiting, 2);
+        let later = 1_000 * (SessionizerConfig::default().users.join_window_secs as i64 + 5);
+        s.push(tx(40, "10.0.0.9:3001", later, "/api/b"));
+        assert_eq!((s.waiting, s.stats().waits_refused), (1, 0), "the two waits ran out before the third");
     }
 
     /// Time moved on without transactions (a quiet live interface)
