@@ -619,3 +619,33 @@ fn user_records_in_parquet_match_json_lines() {
         }
     }
 }
+
+/// `--max-waiting-requests` bounds the requests without an identifier that
+/// wait for a cookie: beyond it they are taken at once, the run says so
+/// (counter and warning naming the flag), and who the users are does not
+/// change (local-curl.pcap's requests are curl's, with no cookie, so
+/// every one is its address and User-Agent's either way).
+#[test]
+fn requests_past_the_waiting_cap_are_taken_at_once_counted_and_warned() {
+    let root = util::root();
+    let cap = root.join("samples/local-curl.pcap");
+    let base = util::pov_ok(&["users", s(&cap), "-q"]);
+    let out = util::pov(&["users", s(&cap), "--max-waiting-requests", "0"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("9 requests without an identifier") && stderr.contains("--max-waiting-requests"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), base, "the same users");
+    let dir = TempDir::new("waiting-cap");
+    util::pov_ok(&["analyze", s(&cap), "--out", s(&dir.0), "-q", "--max-waiting-requests", "0"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["counters"]["users"]["sessions"]["waits_refused"], 9);
+    let dir = TempDir::new("waiting-default");
+    util::pov_ok(&["analyze", s(&cap), "--out", s(&dir.0), "-q"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["counters"]["users"]["sessions"]["waits_refused"], 0);
+}

@@ -150,6 +150,13 @@ pub struct UserArgs {
     /// merged at the end, and users then come out in order of their key).
     #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
     pub max_users_held: usize,
+    /// Most requests without an identifier (no session cookie, header,
+    /// query id or sign-in) waiting at once for a cookie from their
+    /// address and User-Agent, each holding its transaction for up to
+    /// `join_window_secs`. Beyond, a request is taken at once as that
+    /// address and User-Agent's (`users.sessions.waits_refused`).
+    #[arg(long, default_value_t = pov_sessions::MAX_WAITING, value_name = "N")]
+    pub max_waiting_requests: usize,
     /// Keep robots and load generators (the `[robots]` rules) among users;
     /// by default their sessions are left out.
     #[arg(long)]
@@ -193,6 +200,13 @@ pub struct AnalyzeArgs {
     /// key).
     #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
     pub max_users_held: usize,
+    /// Most requests without an identifier (no session cookie, header,
+    /// query id or sign-in) waiting at once for a cookie from their
+    /// address and User-Agent, each holding its transaction for up to
+    /// `join_window_secs`. Beyond, a request is taken at once as that
+    /// address and User-Agent's (`users.sessions.waits_refused`).
+    #[arg(long, default_value_t = pov_sessions::MAX_WAITING, value_name = "N")]
+    pub max_waiting_requests: usize,
     /// Most bytes of transactions kept on disk for the replays while the
     /// captures are read (4 GiB); beyond, transactions are kept without
     /// their bodies, with a warning and `counters.replay_store`.

@@ -359,6 +359,7 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         mask: !a.no_mask,
         max_session_txs: a.max_session_transactions,
         max_users_held: a.max_users_held,
+        max_waiting_requests: a.max_waiting_requests,
         include_robots: a.include_robots,
     };
     let inputs = Inputs::once(a.files.clone());
@@ -371,11 +372,8 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         Ok(report)
     })?;
     if let (Some(r), false) = (&stage_report, a.common.quiet) {
-        if r.sessions.session_tx_cap_drops > 0 {
-            eprintln!(
-                "pov: warning: {} transactions left out of sessions over the per-session cap (raise --max-session-transactions)",
-                r.sessions.session_tx_cap_drops
-            );
+        for w in stage_warnings(&serde_json::to_value(&r.sessions)?) {
+            eprintln!("pov: warning: {w}");
         }
         eprintln!(
             "pov: {} users ({} affected), {} sessions, {} pages; {} transactions with capture loss (never counted as failures)",
@@ -413,6 +411,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             mask: !a.no_mask,
             max_session_txs: a.max_session_transactions,
             max_users_held: a.max_users_held,
+            max_waiting_requests: a.max_waiting_requests,
             include_robots: a.include_robots,
         },
         max_store_bytes: a.max_store_bytes,
@@ -428,6 +427,11 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     w.flush()?;
     let mut code = finish_run(&done.report, a.common.quiet);
     let json = serde_json::to_value(&done.summary)?;
+    if !a.common.quiet {
+        for w in stage_warnings(&json["counters"]["users"]["sessions"]) {
+            eprintln!("pov: warning: {w}");
+        }
+    }
     let mut alert = false;
     for c in &conditions {
         if c.holds(&json).map_err(anyhow::Error::msg)? {
@@ -605,6 +609,27 @@ fn write_output(
 }
 
 /// Warns about every cap that acted, and picks the exit code.
+/// The user stage's caps that acted, from its sessionizer's counters
+/// (`users.sessions` of summary.json), each naming its flag.
+fn stage_warnings(sessions: &serde_json::Value) -> Vec<String> {
+    let n = |k: &str| sessions[k].as_u64().unwrap_or(0);
+    let mut w = Vec::new();
+    if n("session_tx_cap_drops") > 0 {
+        w.push(format!(
+            "{} transactions left out of sessions over the per-session cap (raise --max-session-transactions)",
+            n("session_tx_cap_drops")
+        ));
+    }
+    if n("waits_refused") > 0 {
+        w.push(format!(
+            "{} requests without an identifier were not let wait for a cookie, with too many waiting already, and \
+             were taken as their address and User-Agent's (raise --max-waiting-requests)",
+            n("waits_refused")
+        ));
+    }
+    w
+}
+
 fn finish_run(report: &RunReport, quiet: bool) -> ExitCode {
     if !quiet {
         for w in report.cap_warnings() {

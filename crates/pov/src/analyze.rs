@@ -50,6 +50,11 @@ impl AnalyzeSink {
         self.users.set_user_spill(dir, max);
     }
 
+    /// See [`UserStage::set_max_waiting`].
+    pub fn set_max_waiting(&mut self, max: usize) {
+        self.users.set_max_waiting(max);
+    }
+
     /// See [`UserStage::set_include_robots`].
     pub fn set_include_robots(&mut self, on: bool) {
         self.users.set_include_robots(on);

@@ -538,6 +538,12 @@ impl<W: Write> UserStage<W> {
         self.sessionizer.set_max_remembered(self.max_users_held);
     }
 
+    /// Lets at most `max` requests without an identifier wait at once for
+    /// a cookie (`--max-waiting-requests`, see [`pov_sessions::MAX_WAITING`]).
+    pub fn set_max_waiting(&mut self, max: usize) {
+        self.sessionizer.set_max_waiting(max);
+    }
+
     /// Writes every user's totals held to a sorted run on disk.
     fn spill_users(&mut self) -> io::Result<()> {
         let users: Vec<(UserKey, UserAgg)> = self.users.drain().collect();
