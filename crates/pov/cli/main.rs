@@ -34,6 +34,12 @@ const DESTROY_ON_EXIT: std::ffi::c_int = 22;
 /// process gone, a run on the 1.5 GB server-side capture took 8.5 to 18.1
 /// ms with it and 5.9 to 9.4 ms without (docs/PERFORMANCE.md).
 const SKIP_EXIT_HANDLER: std::ffi::c_long = 2;
+/// What the CLI sets, unless the variable named is set: (variable,
+/// option, value).
+const OPTIONS: [(&str, std::ffi::c_int, std::ffi::c_long); 2] = [
+    ("MIMALLOC_PURGE_DELAY", PURGE_DELAY, PURGE_DELAY_MS),
+    ("MIMALLOC_DESTROY_ON_EXIT", DESTROY_ON_EXIT, SKIP_EXIT_HANDLER),
+];
 
 /// Gives memory back sooner than mimalloc's default does, and not once
 /// more at exit. `MIMALLOC_PURGE_DELAY` and `MIMALLOC_DESTROY_ON_EXIT`
@@ -44,10 +50,7 @@ fn tune_allocator() {
     if unsafe { libmimalloc_sys::mi_version() } / 100 != MIMALLOC_MINOR {
         return;
     }
-    for (name, option, value) in [
-        ("MIMALLOC_PURGE_DELAY", PURGE_DELAY, PURGE_DELAY_MS),
-        ("MIMALLOC_DESTROY_ON_EXIT", DESTROY_ON_EXIT, SKIP_EXIT_HANDLER),
-    ] {
+    for (name, option, value) in OPTIONS {
         if std::env::var_os(name).is_none() {
             #[allow(unsafe_code)]
             // SAFETY: the call takes an option number and an integer, no
@@ -608,7 +611,6 @@ fn write_output(
     }
 }
 
-/// Warns about every cap that acted, and picks the exit code.
 /// The user stage's caps that acted, from its sessionizer's counters
 /// (`users.sessions` of summary.json), each naming its flag.
 fn stage_warnings(sessions: &serde_json::Value) -> Vec<String> {
@@ -630,6 +632,7 @@ fn stage_warnings(sessions: &serde_json::Value) -> Vec<String> {
     w
 }
 
+/// Warns about every cap that acted, and picks the exit code.
 fn finish_run(report: &RunReport, quiet: bool) -> ExitCode {
     if !quiet {
         for w in report.cap_warnings() {
@@ -669,10 +672,7 @@ mod tests {
         // SAFETY: no argument, an integer out.
         assert_eq!(unsafe { libmimalloc_sys::mi_version() } / 100, MIMALLOC_MINOR);
         tune_allocator();
-        for (name, option, value) in [
-            ("MIMALLOC_PURGE_DELAY", PURGE_DELAY, PURGE_DELAY_MS),
-            ("MIMALLOC_DESTROY_ON_EXIT", DESTROY_ON_EXIT, SKIP_EXIT_HANDLER),
-        ] {
+        for (name, option, value) in OPTIONS {
             if std::env::var_os(name).is_none() {
                 // SAFETY: an option number in, an integer out.
                 assert_eq!(unsafe { libmimalloc_sys::mi_option_get(option) }, value, "{name}");
