@@ -623,11 +623,16 @@ pub struct PageRules {
 impl PageRules {
     /// Compiles rules; an invalid pattern is an error naming it.
     pub fn new(rules: &[PageRule]) -> Result<PageRules, String> {
-        for r in rules {
-            Regex::new(&r.pattern).map_err(|e| format!("[[pages]] `{}`: bad pattern: {e}", r.name))?;
+        match RegexSet::new(rules.iter().map(|r| &r.pattern)) {
+            Ok(set) => Ok(PageRules { rules: rules.to_vec(), set }),
+            Err(e) => {
+                // The set names no pattern: the first bad one is found alone.
+                for r in rules {
+                    Regex::new(&r.pattern).map_err(|e| format!("[[pages]] `{}`: bad pattern: {e}", r.name))?;
+                }
+                Err(format!("[[pages]]: {e}"))
+            }
         }
-        let set = RegexSet::new(rules.iter().map(|r| &r.pattern)).map_err(|e| format!("[[pages]]: {e}"))?;
-        Ok(PageRules { rules: rules.to_vec(), set })
     }
 
     /// The first rule that matches `target` (path and query).
@@ -2342,6 +2347,11 @@ pub(crate) mod tests {
         assert_eq!(compared, 2 * 27 * 5);
         assert!(named > 100 && named < compared - 50, "{named} of {compared} named");
         assert!(PageRules::new(&[]).unwrap().matching("/").is_none());
+        // A bad pattern is named by its rule.
+        let mut rules = default_pages();
+        rules.push(PageRule { name: "broken".into(), pattern: "/(x".into(), ..rules[0].clone() });
+        let err = PageRules::new(&rules).err().unwrap_or_default();
+        assert!(err.contains("[[pages]] `broken`: bad pattern"), "{err}");
     }
 
     #[test]
