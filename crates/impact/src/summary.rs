@@ -349,8 +349,7 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
         .users
         .clone()
         .select([len().alias("n"), col(USER.affected).cast(DataType::UInt64).sum().alias("affected")]);
-    let sessions = scans.sessions.clone();
-    let totals = sessions.clone().select([
+    let totals = scans.sessions.clone().select([
         len().alias("n"),
         col(SESSION.affected).cast(DataType::UInt64).sum().alias("affected"),
         col(SESSION.orders).sum().alias("orders"),
@@ -372,7 +371,7 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
         0.0
     });
 
-    let Revenue { mut rows, mut estimate, variance, lost_by_route } = revenue(&scans, model, &sessions, &mut out)?;
+    let Revenue { mut rows, mut estimate, variance, lost_by_route } = revenue(&scans, model, &mut out)?;
     let half = Z95 * variance.sqrt();
     estimate.low = (estimate.value - half).max(0.0);
     estimate.high = estimate.value + half;
@@ -519,7 +518,8 @@ struct Revenue {
 /// the estimate and its variance; revenue lost by every route users left
 /// from (route, lost, sessions), most first; and `lost_by_kind`,
 /// `lost_by_page` (the first ten routes) and `exits_by_kind` in `out`.
-fn revenue(scans: &Scans, model: &RevenueModel, sessions: &LazyFrame, out: &mut Impact) -> io::Result<Revenue> {
+fn revenue(scans: &Scans, model: &RevenueModel, out: &mut Impact) -> io::Result<Revenue> {
+    let sessions = &scans.sessions;
     let none = || lit("(none)");
     let noticed = || col("severity").eq(lit("critical")).or(col("severity").eq(lit("major")));
     // Page views in the order pages.parquet holds them: a session's page
