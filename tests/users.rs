@@ -649,3 +649,40 @@ fn requests_past_the_waiting_cap_are_taken_at_once_counted_and_warned() {
         serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["counters"]["users"]["sessions"]["waits_refused"], 0);
 }
+
+/// `--max-recent-per-address` bounds what attributes failed connection
+/// attempts: at 0, shop-lossy.pcapng's two attempts (one refused, one
+/// unanswered) find no connection of their address to follow, the run
+/// says so (counter and warning naming the flag), and one of them becomes
+/// a user known by address alone; at the default nothing is forgotten and
+/// both go to the user whose connection followed.
+#[test]
+fn what_attributes_failed_attempts_is_capped_counted_and_warned() {
+    let root = util::root();
+    let cap = root.join("samples/shop-lossy.pcapng");
+    let out = util::pov(&["users", s(&cap), "--max-recent-per-address", "0"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("were forgotten") && stderr.contains("--max-recent-per-address"), "{stderr}");
+    let counters = |extra: &[&str]| {
+        let dir = TempDir::new("recent-cap");
+        let mut args = vec!["analyze", s(&cap), "--out", s(&dir.0), "-q"];
+        args.extend_from_slice(extra);
+        util::pov_ok(&args);
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
+        let c = &summary["counters"]["users"]["sessions"];
+        let n = |k: &str| c[k].as_u64().unwrap();
+        (
+            n("recent_forgotten"),
+            n("failed_conns_attributed"),
+            n("failed_conns_alone"),
+            summary["users_total"].as_u64().unwrap(),
+        )
+    };
+    let (forgotten, attributed, alone, users) = counters(&[]);
+    assert_eq!((forgotten, attributed, alone), (0, 2, 0));
+    let (forgotten0, attributed0, alone0, users0) = counters(&["--max-recent-per-address", "0"]);
+    assert!(forgotten0 > 700, "every connection's entry forgotten: {forgotten0}");
+    assert_eq!((attributed0, alone0, users0), (0, 1, users + 1));
+}

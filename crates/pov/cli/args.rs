@@ -157,6 +157,12 @@ pub struct UserArgs {
     /// address and User-Agent's (`users.sessions.waits_refused`).
     #[arg(long, default_value_t = pov_sessions::MAX_WAITING, value_name = "N")]
     pub max_waiting_requests: usize,
+    /// Most entries kept per client address of what attributes failed
+    /// connection attempts to users (the first request of each recent
+    /// connection, the users recently active). Beyond, the oldest is
+    /// forgotten (`users.sessions.recent_forgotten`).
+    #[arg(long, default_value_t = pov_sessions::MAX_RECENT_PER_ADDRESS, value_name = "N")]
+    pub max_recent_per_address: usize,
     /// Keep robots and load generators (the `[robots]` rules) among users;
     /// by default their sessions are left out.
     #[arg(long)]
@@ -207,6 +213,12 @@ pub struct AnalyzeArgs {
     /// address and User-Agent's (`users.sessions.waits_refused`).
     #[arg(long, default_value_t = pov_sessions::MAX_WAITING, value_name = "N")]
     pub max_waiting_requests: usize,
+    /// Most entries kept per client address of what attributes failed
+    /// connection attempts to users (the first request of each recent
+    /// connection, the users recently active). Beyond, the oldest is
+    /// forgotten (`users.sessions.recent_forgotten`).
+    #[arg(long, default_value_t = pov_sessions::MAX_RECENT_PER_ADDRESS, value_name = "N")]
+    pub max_recent_per_address: usize,
     /// Most bytes of transactions kept on disk for the replays while the
     /// captures are read (4 GiB); beyond, transactions are kept without
     /// their bodies, with a warning and `counters.replay_store`.

@@ -362,7 +362,10 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         mask: !a.no_mask,
         max_session_txs: a.max_session_transactions,
         max_users_held: a.max_users_held,
-        max_waiting_requests: a.max_waiting_requests,
+        identity: pov_sessions::IdentityCaps {
+            max_waiting: a.max_waiting_requests,
+            max_recent_per_address: a.max_recent_per_address,
+        },
         include_robots: a.include_robots,
     };
     let inputs = Inputs::once(a.files.clone());
@@ -414,7 +417,10 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             mask: !a.no_mask,
             max_session_txs: a.max_session_transactions,
             max_users_held: a.max_users_held,
-            max_waiting_requests: a.max_waiting_requests,
+            identity: pov_sessions::IdentityCaps {
+                max_waiting: a.max_waiting_requests,
+                max_recent_per_address: a.max_recent_per_address,
+            },
             include_robots: a.include_robots,
         },
         max_store_bytes: a.max_store_bytes,
@@ -627,6 +633,14 @@ fn stage_warnings(sessions: &serde_json::Value) -> Vec<String> {
             "{} requests without an identifier were not let wait for a cookie, with too many waiting already, and \
              were taken as their address and User-Agent's (raise --max-waiting-requests)",
             n("waits_refused")
+        ));
+    }
+    if n("recent_forgotten") > 0 {
+        w.push(format!(
+            "{} entries of what attributes failed connection attempts were forgotten, over the per-address cap; \
+             attempts reported late from those addresses may go to a later connection's user or to the address alone \
+             (raise --max-recent-per-address)",
+            n("recent_forgotten")
         ));
     }
     w

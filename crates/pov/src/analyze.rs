@@ -50,9 +50,9 @@ impl AnalyzeSink {
         self.users.set_user_spill(dir, max);
     }
 
-    /// See [`UserStage::set_max_waiting`].
-    pub fn set_max_waiting(&mut self, max: usize) {
-        self.users.set_max_waiting(max);
+    /// See [`UserStage::set_identity_caps`].
+    pub fn set_identity_caps(&mut self, caps: pov_sessions::IdentityCaps) {
+        self.users.set_identity_caps(caps);
     }
 
     /// See [`UserStage::set_include_robots`].

@@ -549,7 +549,7 @@ impl IntervalAnalysis {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         users.set_budget(budget);
         users.set_user_spill(&work, opts.max_users_held);
-        users.set_max_waiting(opts.max_waiting_requests);
+        users.set_identity_caps(opts.identity);
         users.set_include_robots(opts.include_robots);
         let masker = Masker::new(&cfg.privacy, opts.mask);
         // The transactions' preparer does not depend on the file they go

@@ -273,9 +273,9 @@ pub struct StageOptions {
     pub max_session_txs: usize,
     /// Most users' totals held in memory (`--max-users-held`).
     pub max_users_held: usize,
-    /// Most requests without an identifier waiting at once for a cookie
-    /// (`--max-waiting-requests`).
-    pub max_waiting_requests: usize,
+    /// Caps on what identifies users outside the memory budget
+    /// (`--max-waiting-requests`, `--max-recent-per-address`).
+    pub identity: pov_sessions::IdentityCaps,
     /// Keep robots and load generators among users (`--include-robots`).
     pub include_robots: bool,
 }
@@ -286,7 +286,7 @@ impl Default for StageOptions {
             mask: true,
             max_session_txs: crate::users::MAX_SESSION_TXS,
             max_users_held: crate::users::MAX_USERS_HELD,
-            max_waiting_requests: pov_sessions::MAX_WAITING,
+            identity: pov_sessions::IdentityCaps::default(),
             include_robots: false,
         }
     }
@@ -311,7 +311,7 @@ pub fn users<W: Write>(
     let mut stage = UserStage::with_limits(cfg, opts.mask, outputs, opts.max_session_txs.max(1)).map_err(invalid)?;
     stage.set_budget(reading.budget());
     stage.set_user_spill(&std::env::temp_dir(), opts.max_users_held);
-    stage.set_max_waiting(opts.max_waiting_requests);
+    stage.set_identity_caps(opts.identity);
     stage.set_include_robots(opts.include_robots);
     stage.set_parallel(reading.threads.threads > 1);
     let mut report = finished(reading.pass(inputs, true, &mut stage)?)?;
@@ -414,7 +414,7 @@ fn analyze_captures(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analy
     let mut pipe =
         AnalyzePipeline::new(&run, pov_cfg, &reading.cfg.http, job.stage.mask, job.stage.max_session_txs.max(1))?;
     pipe.sink.set_user_spill(run.staging(), job.stage.max_users_held);
-    pipe.sink.set_max_waiting(job.stage.max_waiting_requests);
+    pipe.sink.set_identity_caps(job.stage.identity);
     pipe.sink.set_include_robots(job.stage.include_robots);
     pipe.sink.set_parallel(reading.threads.threads > 1);
     let mask = job.stage.mask && pov_cfg.privacy.mask;

@@ -483,7 +483,7 @@ pub fn analyze_transactions(job: &crate::run::AnalyzeJob, reading: &mut crate::r
     let mut pipe =
         AnalyzePipeline::new(&run, cfg, &reading.cfg.http, job.stage.mask, job.stage.max_session_txs.max(1))?;
     pipe.sink.set_user_spill(run.staging(), job.stage.max_users_held);
-    pipe.sink.set_max_waiting(job.stage.max_waiting_requests);
+    pipe.sink.set_identity_caps(job.stage.identity);
     pipe.sink.set_include_robots(job.stage.include_robots);
     pipe.sink.set_parallel(reading.threads.threads > 1);
     let mut pseudonyms: Option<bool> = None;

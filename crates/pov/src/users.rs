@@ -538,10 +538,12 @@ impl<W: Write> UserStage<W> {
         self.sessionizer.set_max_remembered(self.max_users_held);
     }
 
-    /// Lets at most `max` requests without an identifier wait at once for
-    /// a cookie (`--max-waiting-requests`, see [`pov_sessions::MAX_WAITING`]).
-    pub fn set_max_waiting(&mut self, max: usize) {
-        self.sessionizer.set_max_waiting(max);
+    /// Caps what identifies users outside the memory budget: requests
+    /// waiting for a cookie (`--max-waiting-requests`) and what attributes
+    /// failed attempts per address (`--max-recent-per-address`); see
+    /// [`pov_sessions::IdentityCaps`].
+    pub fn set_identity_caps(&mut self, caps: pov_sessions::IdentityCaps) {
+        self.sessionizer.set_identity_caps(caps);
     }
 
     /// Writes every user's totals held to a sorted run on disk.

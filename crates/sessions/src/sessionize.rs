@@ -245,6 +245,12 @@ pub struct SessionStats {
     /// others already waiting for a cookie, and were taken at once as their
     /// address and User-Agent's (as one whose wait ran out).
     pub waits_refused: u64,
+    /// Entries forgotten at `--max-recent-per-address` (the first
+    /// transaction of a recent connection, or a user recently active, of
+    /// an address with that many already): a failed attempt from it
+    /// reported late may be attributed by a later connection, or to the
+    /// address alone.
+    pub recent_forgotten: u64,
     /// Users seen kept on disk (session counts, addresses' users,
     /// persistent cookies, sign-in names and replaced cookies past
     /// `--max-users-held` entries each in memory).
@@ -705,6 +711,38 @@ pub const MAX_REMEMBERED: usize = 100_000;
 /// 5,000-user night never has more than 1,024 waiting.
 pub const MAX_WAITING: usize = 16_384;
 
+/// Most entries kept per client address of what attributes failed
+/// connection attempts (`--max-recent-per-address`): the first
+/// transaction of each connection of the last half session timeout, and
+/// the users active in the last two join windows. Each is some 80 bytes
+/// and a copy of the user's key; a client opening connections at a high
+/// rate from one address (a load generator, a flood) would otherwise make
+/// them all of its connections of a quarter of an hour (at this cap, about
+/// 0.6 MB an address). Beyond, the oldest is forgotten, counted in
+/// [`SessionStats::recent_forgotten`]: at 4,096, only an address opening
+/// more than 4 connections a second for 15 minutes loses any, and the
+/// entries it loses are older than the TCP idle timeout after which an
+/// unanswered attempt is reported.
+pub const MAX_RECENT_PER_ADDRESS: usize = 4_096;
+
+/// The caps on what identifies users that the memory budget does not see
+/// (see [`MAX_WAITING`] and [`MAX_RECENT_PER_ADDRESS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityCaps {
+    /// Most requests without an identifier waiting at once for a cookie
+    /// (`--max-waiting-requests`).
+    pub max_waiting: usize,
+    /// Most entries per client address of what attributes failed
+    /// connection attempts (`--max-recent-per-address`).
+    pub max_recent_per_address: usize,
+}
+
+impl Default for IdentityCaps {
+    fn default() -> IdentityCaps {
+        IdentityCaps { max_waiting: MAX_WAITING, max_recent_per_address: MAX_RECENT_PER_ADDRESS }
+    }
+}
+
 /// What an open session costs the memory budget besides its transactions:
 /// the user's entry among open users and its session record, its entry in
 /// the sweep's heap, its connections' entries (each with a copy of the
@@ -813,6 +851,9 @@ pub struct Sessionizer {
     recent: FastMap<IpAddr, VecDeque<Recent>>,
     /// Entries ever added to `recent`.
     recent_seq: u64,
+    /// Most entries of `recent` and of `activity` per address
+    /// ([`MAX_RECENT_PER_ADDRESS`]).
+    max_recent: usize,
     /// Sessions closed while requests were being claimed, handed out with
     /// the next batch.
     orphans: Vec<Session>,
@@ -859,6 +900,7 @@ impl Sessionizer {
             max_waiting: MAX_WAITING,
             recent: FastMap::default(),
             recent_seq: 0,
+            max_recent: MAX_RECENT_PER_ADDRESS,
             fresh: FastMap::default(),
             tentative: FastMap::default(),
             tentative_due: VecDeque::new(),
@@ -906,6 +948,18 @@ impl Sessionizer {
     /// a cookie (see [`MAX_WAITING`]).
     pub fn set_max_waiting(&mut self, max: usize) {
         self.max_waiting = max;
+    }
+
+    /// Keeps at most `max` entries per client address of what attributes
+    /// failed connection attempts (see [`MAX_RECENT_PER_ADDRESS`]).
+    pub fn set_max_recent(&mut self, max: usize) {
+        self.max_recent = max;
+    }
+
+    /// Sets both caps of `caps`.
+    pub fn set_identity_caps(&mut self, caps: IdentityCaps) {
+        self.set_max_waiting(caps.max_waiting);
+        self.set_max_recent(caps.max_recent_per_address);
     }
 
     /// Keeps at most `max` entries of each map of users seen in memory
@@ -1414,6 +1468,11 @@ impl Sessionizer {
         while q.front().is_some_and(|r| r.at.0 < tx.start.0.saturating_sub(keep)) {
             q.pop_front();
         }
+        // (An entry's `reach` covers those dropped before it.)
+        while q.len() > self.max_recent {
+            q.pop_front();
+            self.stats.recent_forgotten += 1;
+        }
     }
 
     /// The user whose first new connection from the same address (in the
@@ -1548,6 +1607,10 @@ impl Sessionizer {
         }
         while q.front().is_some_and(|(t, _)| at - *t > keep + keep) {
             q.pop_front();
+        }
+        while q.len() > self.max_recent {
+            q.pop_front();
+            self.stats.recent_forgotten += 1;
         }
     }
 
@@ -2402,6 +2465,51 @@ pub(crate) mod tests {
     fn sets(mut t: Tx, v: &str) -> Tx {
         t.evidence_mut().set_cookie = Some(("sid".into(), v.into()));
         t
+    }
+
+    /// What attributes failed attempts is kept for at most
+    /// `max_recent` connections (and active users) per address: an
+    /// attempt reported after its follower was forgotten goes to a later
+    /// connection's user; one whose follower is among those kept is
+    /// attributed as without the cap; forgotten entries are counted.
+    #[test]
+    fn what_attributes_failed_attempts_is_capped_per_address() {
+        let run_with = |max: Option<usize>| {
+            let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+            if let Some(m) = max {
+                s.set_max_recent(m);
+            }
+            let mut out = Vec::new();
+            // A's connection follows the first attempt; then four of B's.
+            out.extend(s.push(cookie(tx(10, "10.0.0.1:1010", 1_500, "/"), "A")));
+            for i in 0..4 {
+                out.extend(s.push(cookie(tx(11 + i, "10.0.0.1:1011", 2_000 + 100 * i as i64, "/"), "B")));
+            }
+            let ip: IpAddr = "10.0.0.1".parse().unwrap();
+            let held = (s.recent[&ip].len(), s.activity[&ip].len());
+            // Both attempts reported late (an unanswered SYN is reported at
+            // the TCP idle timeout).
+            out.extend(s.push_failed(failed(1, "10.0.0.1:2001", 1_000)));
+            out.extend(s.push_failed(failed(2, "10.0.0.1:2002", 2_250)));
+            out.extend(s.finish());
+            let whose = |conn: u64| {
+                out.iter().find(|x| x.failed.iter().any(|f| f.conn == conn)).map(|x| x.user.raw()).unwrap_or_default()
+            };
+            (whose(1), whose(2), held, s.stats().recent_forgotten)
+        };
+        assert_eq!(
+            run_with(None),
+            ("cookie:sid=A".into(), "cookie:sid=B".into(), (5, 2), 0),
+            "without the cap: the connection that followed each attempt"
+        );
+        assert_eq!(
+            run_with(Some(3)),
+            ("cookie:sid=B".into(), "cookie:sid=B".into(), (3, 2), 2),
+            "A's connection forgotten: the first attempt goes to the next one kept"
+        );
+        // Activity is capped too: at 1, only B's is kept.
+        let (_, _, held, forgotten) = run_with(Some(1));
+        assert_eq!((held, forgotten), ((1, 1), 4 + 1));
     }
 
     /// Requests without an identifier wait for a cookie at most
