@@ -1008,3 +1008,30 @@ fn replay_send_sends_paths_only_withholds_tunnels_and_keeps_credentials_home() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A user judged a robot (pages and nothing else, every 10 s) whose
+/// connection attempts are refused in between: `replay --failed` leaves
+/// its session out as users do, says so, names the flag and exits 1 (as
+/// grep does when nothing is found) without writing; with
+/// `--include-robots` the session is replayed with every transaction.
+#[test]
+fn replays_leave_robots_out_say_so_and_include_them_when_asked() {
+    let d = TempDir::new("replay-robots");
+    let pcap = d.0.join("refused-flood.pcap");
+    util::pov_ok(&["synth", "hostile", "--class", "refused-flood", "--scale", "300", "--out", s(&pcap)]);
+    let har = d.0.join("failed.har");
+    let out = util::pov(&["replay", "har", "--failed", "-o", s(&har), s(&pcap)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no session matches; 1 session of robots and load generators (300 failures) was left out")
+            && stderr.contains("--include-robots"),
+        "{stderr}"
+    );
+    assert!(!har.exists(), "nothing written");
+    util::pov_ok(&["replay", "har", "--failed", "--include-robots", "--quiet", "-o", s(&har), s(&pcap)]);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&har).unwrap()).unwrap();
+    let txs = util::pov_ok(&["transactions", "--format", "jsonl", "--quiet", s(&pcap)]).lines().count();
+    assert!(txs > 10, "{txs} transactions");
+    assert_eq!(v["log"]["entries"].as_array().unwrap().len(), txs, "every transaction of the robot's session");
+}

@@ -318,6 +318,10 @@ pub struct SelectArgs {
     /// their bodies, with a warning and `counters.replay_store`.
     #[arg(long, default_value_t = pov::store::MAX_STORE_BYTES, value_name = "BYTES", value_parser = bytes_u64)]
     pub max_store_bytes: u64,
+    /// Robots' and load generators' sessions (the `[robots]` rules) may be
+    /// replayed too; by default they are left out, as from users.
+    #[arg(long)]
+    pub include_robots: bool,
     /// Settings file.
     #[arg(short, long, value_name = "POV.TOML")]
     pub config: Option<PathBuf>,

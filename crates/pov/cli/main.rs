@@ -317,6 +317,7 @@ fn find_replay(
         max_sessions: pov::replay::MAX_SESSIONS,
         max_body_bytes: pov::replay::MAX_BODY_BYTES,
         max_store_bytes: pov::store::MAX_STORE_BYTES,
+        include_robots: false,
     };
     let mut console = Console::new(common.quiet);
     let mut reading = reading(common, Some(http), &mut console);
@@ -474,15 +475,39 @@ fn select_sessions(a: &SelectArgs, store_dir: &Path) -> anyhow::Result<(pov::rep
         max_sessions: a.max_sessions,
         max_body_bytes: a.max_replay_bytes,
         max_store_bytes: a.max_store_bytes,
+        include_robots: a.include_robots,
     };
     let mut console = Console::new(a.common.quiet);
     let mut reading = reading(&a.common, Some(&a.http), &mut console);
     let replay = pov::run::replay(&inputs, store_dir, selector, &pov_cfg, !a.no_mask, &limits, &mut reading);
     let replay = obey(replay, NOTHING_WRITTEN)?;
-    if replay.selection.sessions.is_empty() {
-        anyhow::bail!("no session matches");
-    }
     Ok((replay, pov_cfg))
+}
+
+/// The exit code of a replay that selected nothing: the run's (2) when an
+/// input could not be read, else [`nothing_matched`]'s.
+fn unmatched(r: &pov::replay::Replay, quiet: bool) -> ExitCode {
+    let code = finish_run(&r.report, quiet);
+    if r.report.errors.is_empty() { nothing_matched(r, quiet) } else { code }
+}
+
+/// Says that no session matched (and how many robots' sessions were left
+/// out, if any); the exit code is 1, as grep's when nothing is found.
+fn nothing_matched(r: &pov::replay::Replay, quiet: bool) -> ExitCode {
+    if !quiet {
+        let robots = &r.robots;
+        if robots.sessions > 0 && !robots.included {
+            let (n, were) = if robots.sessions == 1 { ("session", "was") } else { ("sessions", "were") };
+            eprintln!(
+                "pov: no session matches; {} {n} of robots and load generators ({} failures) {were} left out \
+                 (--include-robots replays them too)",
+                robots.sessions, robots.failures
+            );
+        } else {
+            eprintln!("pov: no session matches");
+        }
+    }
+    ExitCode::from(1)
 }
 
 fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
@@ -493,6 +518,9 @@ fn cmd_replay(a: ReplayArgs, html: bool) -> anyhow::Result<ExitCode> {
         _ => PathBuf::from("."),
     };
     let (r, pov_cfg) = select_sessions(&a.select, &dir)?;
+    if r.selection.sessions.is_empty() {
+        return Ok(unmatched(&r, a.select.common.quiet));
+    }
     let masking = pov::replay::Masker::new(&pov_cfg.privacy, r.mask);
     let mut f = output::AtomicFile::create(&a.output)?;
     if html {
@@ -524,6 +552,9 @@ fn cmd_replay_send(a: ReplaySendArgs) -> anyhow::Result<ExitCode> {
         pov::resend::check_keep_header(h).map_err(anyhow::Error::msg)?;
     }
     let (r, pov_cfg) = select_sessions(&a.select, &std::env::temp_dir())?;
+    if r.selection.sessions.is_empty() {
+        return Ok(unmatched(&r, a.select.common.quiet));
+    }
     let cfg = pov::resend::SendConfig {
         host,
         speed: a.speed,

@@ -35,7 +35,7 @@ pub const MAX_SESSIONS: usize = 1000;
 /// (`--max-replay-bytes`; also the cap of `pov analyze`'s replays).
 pub const MAX_BODY_BYTES: usize = 128 << 20;
 
-/// How much a replay holds.
+/// How much a replay holds, and whether robots' sessions may be picked.
 #[derive(Clone, Copy, Debug)]
 pub struct ReplayLimits {
     /// Most sessions (their transactions are held whole until the output
@@ -45,6 +45,9 @@ pub struct ReplayLimits {
     pub max_body_bytes: usize,
     /// Most bytes of transactions kept on disk while the captures are read.
     pub max_store_bytes: u64,
+    /// Robots' and load generators' sessions may be picked too
+    /// (`--include-robots`); by default they are left out, as from users.
+    pub include_robots: bool,
 }
 
 impl Default for ReplayLimits {
@@ -53,6 +56,7 @@ impl Default for ReplayLimits {
             max_sessions: MAX_SESSIONS,
             max_body_bytes: MAX_BODY_BYTES,
             max_store_bytes: crate::store::MAX_STORE_BYTES,
+            include_robots: false,
         }
     }
 }
@@ -67,6 +71,9 @@ pub struct Replay {
     pub report: RunReport,
     /// Whether what was kept is masked (user keys and secrets).
     pub mask: bool,
+    /// The robots' and load generators' sessions seen (left out of the
+    /// selection unless [`ReplayLimits::include_robots`]).
+    pub robots: crate::users::RobotsReport,
 }
 
 /// The transactions of `sel`, whole, from the run's `store`, charged to

@@ -539,12 +539,13 @@ pub fn replay(
     let outputs = Outputs::<io::Sink> { users: None, sessions: None, pages: None, failures: None };
     let mut stage = UserStage::new(cfg, mask, outputs).map_err(invalid)?;
     stage.set_budget(reading.budget());
+    stage.set_include_robots(limits.include_robots);
     let select = replay::SelectLimits { masker: Masker::new(&cfg.privacy, mask), max_sessions: limits.max_sessions };
     stage.set_tap(replay::selecting_tap(selector, std::rc::Rc::clone(&selection), select));
     let store = TxStore::with_cap(store_dir, limits.max_store_bytes);
     let report = reading.pass_storing(inputs, &store, &mut stage)?;
     reading.check_stop()?;
-    stage.finish()?;
+    let (_, stage_report) = stage.finish()?;
     let selection = std::mem::take(&mut *selection.borrow_mut());
     if selection.over_cap > 0 {
         reading.watch.warning(format!(
@@ -557,5 +558,5 @@ pub fn replay(
     } else {
         replay::read_kept(&store, &selection, limits.max_body_bytes, reading.cfg.budget(), reading.watch)?.0
     };
-    Ok(replay::Replay { selection, keep, report, mask })
+    Ok(replay::Replay { selection, keep, report, mask, robots: stage_report.robots })
 }
