@@ -7,7 +7,10 @@ at 4 S, then runs, one at a time:
 
     pov analyze CAPTURE --out DIR          (default settings, replays on)
     pov transactions CAPTURE > /dev/null
-    pov replay html --failed CAPTURE -o F  (classes with a failed session)
+    pov replay html --failed --include-robots CAPTURE -o F
+                                           (classes with a failed session;
+                                           robots' too: refused-flood's one
+                                           client is judged a load generator)
 
 and prints a Markdown table: input bytes, wall seconds, CPU seconds, peak
 RSS and exit status at both scales, and the growth from S to 4 S. A command
@@ -131,7 +134,8 @@ def main():
             cmds.append(("transactions", lambda cap, out: [a.pov, "transactions", cap]))
         if "replay" in commands and failed:
             cmds.append(("replay html --failed",
-                         lambda cap, out: [a.pov, "replay", "html", "--failed", cap, "-o", out + ".html"]))
+                         lambda cap, out: [a.pov, "replay", "html", "--failed", "--include-robots", cap,
+                                           "-o", out + ".html"]))
         for label, mk in cmds:
             res = []
             for s, cap, size in caps:
