@@ -813,6 +813,10 @@ pub struct Sessionizer {
     pending_conns: FastMap<u64, (bool, Vec<(Bucket, u64)>)>,
     /// Requests waiting in `pending`.
     waiting: usize,
+    /// What they hold, charged to the budget (never refused: the cap
+    /// bounds them, and a new visitor's first requests must wait for
+    /// their cookie whatever else fills the budget).
+    waiting_charge: Charge,
     /// Most requests waiting at once ([`MAX_WAITING`]).
     max_waiting: usize,
     /// Failed attempts waiting for a connection to follow them, each with
@@ -897,6 +901,7 @@ impl Sessionizer {
             pending_conns: FastMap::default(),
             pending_failed: Vec::new(),
             waiting: 0,
+            waiting_charge: cfg.budget.empty(Holder::Sessions),
             max_waiting: MAX_WAITING,
             recent: FastMap::default(),
             recent_seq: 0,
@@ -929,6 +934,9 @@ impl Sessionizer {
         let held = self.users_charge.bytes();
         self.users_charge = budget.empty(Holder::Sessions);
         self.users_charge.grow(held);
+        let waiting = self.waiting_charge.bytes();
+        self.waiting_charge = budget.empty(Holder::Sessions);
+        self.waiting_charge.grow(waiting);
         self.budget = budget.clone();
     }
 
@@ -1104,6 +1112,7 @@ impl Sessionizer {
                     self.adopt_anonymous(tx.client_ip, &ua, tx, &mut closed);
                 } else {
                     let (conn, ip) = (tx.conn, tx.client_ip);
+                    self.waiting_charge.grow(tx_weight(&tx));
                     let seq = self.pending.entry((ip, ua.clone())).or_default().push(tx);
                     self.waiting += 1;
                     let e = self.pending_conns.entry(conn).or_default();
@@ -1414,6 +1423,7 @@ impl Sessionizer {
         let mut pending: Vec<(Bucket, Waiting)> = self.pending.drain().collect();
         self.pending_conns.clear();
         self.waiting = 0;
+        self.waiting_charge.set(0);
         pending.sort_by(|a, b| a.0.cmp(&b.0));
         for ((ip, ua), txs) in pending {
             let mut left = txs.live;
@@ -1519,13 +1529,19 @@ impl Sessionizer {
         if !elsewhere.is_empty() {
             self.pending_conns.insert(conn, (false, elsewhere));
         }
-        self.waiting -= claimed.len();
+        self.unwait(&claimed);
         let mut sink = Vec::new();
         for t in claimed {
             self.stats.joined_before_cookie += 1;
             self.add(k.clone(), t, &mut sink);
         }
         self.orphans.extend(sink);
+    }
+
+    /// `txs` no longer wait.
+    fn unwait(&mut self, txs: &[Tx]) {
+        self.waiting -= txs.len();
+        self.waiting_charge.shrink(txs.iter().map(tx_weight).sum());
     }
 
     /// A new user's first answer set their cookie: earlier requests from
@@ -1545,7 +1561,7 @@ impl Sessionizer {
         if q.is_empty() {
             self.pending.remove(&(tx.client_ip, ua));
         }
-        self.waiting -= claimed.len();
+        self.unwait(&claimed);
         let mut sink = Vec::new();
         for t in claimed {
             self.stats.joined_before_cookie += 1;
@@ -1761,6 +1777,7 @@ impl Sessionizer {
         }
         self.pending.retain(|_, q| !q.is_empty());
         self.waiting -= expired.len();
+        self.waiting_charge.shrink(expired.iter().map(|(_, _, t)| tx_weight(t)).sum());
         for (ip, ua, t) in expired {
             self.adopt_anonymous(ip, &ua, t, closed);
         }
@@ -2520,19 +2537,27 @@ pub(crate) mod tests {
     #[test]
     fn requests_waiting_for_a_cookie_are_capped_and_none_is_lost() {
         let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        let budget = Budget::new(1 << 30);
+        s.set_budget(&budget);
         s.set_max_waiting(3);
+        let item = |i: u64| tx(10 + i, "10.0.0.9:2000", i as i64, &format!("/api/items/{i}"));
+        let weights = |from: u64, to: u64| (from..to).map(|i| tx_weight(&item(i))).sum::<usize>();
         let mut closed = Vec::new();
         for i in 0..5 {
-            closed.extend(s.push(tx(10 + i, "10.0.0.9:2000", i as i64, &format!("/api/items/{i}"))));
+            closed.extend(s.push(item(i)));
         }
         assert_eq!((s.waiting, s.stats().waits_refused), (3, 2));
+        // What waits is charged to the budget (the two refused are in a
+        // session, which charges them).
+        assert_eq!(s.waiting_charge.bytes(), weights(0, 3));
+        assert!(budget.held(Holder::Sessions) >= weights(0, 3));
         // A cookie on the first waiting request's connection claims it.
         closed.extend(s.push(cookie(tx(10, "10.0.0.9:2000", 10, "/account"), "A")));
-        assert_eq!(s.waiting, 2);
+        assert_eq!((s.waiting, s.waiting_charge.bytes()), (2, weights(1, 3)));
         closed.extend(s.push(tx(20, "10.0.0.9:2001", 11, "/api/more")));
         assert_eq!((s.waiting, s.stats().waits_refused), (3, 2), "the claimed place is free again");
         closed.extend(s.finish());
-        assert_eq!(s.waiting, 0);
+        assert_eq!((s.waiting, s.waiting_charge.bytes()), (0, 0));
         let txs: usize = closed.iter().map(|x| x.txs.len()).sum();
         assert_eq!(txs, 7, "every request is in a session");
         let mut by_user: Vec<(String, usize)> =
@@ -2548,8 +2573,11 @@ pub(crate) mod tests {
         }
         assert_eq!(s.waiting, 2);
         let later = 1_000 * (SessionizerConfig::default().users.join_window_secs as i64 + 5);
-        s.push(tx(40, "10.0.0.9:3001", later, "/api/b"));
+        let third = tx(40, "10.0.0.9:3001", later, "/api/b");
+        let weight = tx_weight(&third);
+        s.push(third);
         assert_eq!((s.waiting, s.stats().waits_refused), (1, 0), "the two waits ran out before the third");
+        assert_eq!(s.waiting_charge.bytes(), weight);
     }
 
     /// Time moved on without transactions (a quiet live interface)
