@@ -24,6 +24,6 @@ pub mod summary;
 
 pub use parquet::{CellView, Kind, ParquetWriter, Row, RowShape};
 pub use summary::{
-    Estimate, FunnelRow, HourImpact, Impact, KindExits, PageApdex, RevenueModel, RouteImpact, StepImpact, TopUser,
-    impact,
+    Estimate, FunnelRow, HourImpact, Impact, KindExits, PageApdex, RevenueModel, RouteImpact, StepImpact, TOP_USERS,
+    TopUser, impact,
 };

@@ -404,6 +404,10 @@ pub fn impact(dir: &Path, model: &RevenueModel) -> io::Result<Impact> {
     Ok(out)
 }
 
+/// Users listed in [`Impact::top_affected_users`]: those with a noticed
+/// failure, most failures first, then by name (bytes).
+pub const TOP_USERS: usize = 20;
+
 /// Most routes listed in `by_route`.
 const ROUTES_LISTED: u32 = 50;
 
@@ -1061,7 +1065,7 @@ fn breakdowns(scans: &Scans, model: &RevenueModel, out: &mut Impact) -> io::Resu
             [col(USER.failures_total), col(USER.user)],
             SortMultipleOptions::default().with_order_descending_multi([true, false]),
         )
-        .limit(20)
+        .limit(TOP_USERS as IdxSize)
         .select([
             col(USER.user),
             col(USER.failures_total),

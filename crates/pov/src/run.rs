@@ -441,19 +441,43 @@ fn analyze_captures(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analy
     let users = pipe.finish()?;
     report.budget = Some(report.budget_report(reading.budget()));
     reading.check_stop()?;
-    let imp = crate::analyze::impact(run.staging(), pov_cfg)?;
+    // The replays' users are the impact stage's top affected users, which
+    // the user stage already knows (it wrote the records the impact stage
+    // ranks them from): on more than one thread the replays are written
+    // while the impact stage runs. The store and the spill go with
+    // `replaying`, before the summaries are written.
+    let top: Vec<String> = users.top_affected.iter().take(job.replays).cloned().collect();
+    let mut replayed = None;
+    let mut replays = |reading: &mut Reading| {
+        if let Some((store, spill)) = replaying.take()
+            && !top.is_empty()
+        {
+            let mut stats = None;
+            let written = write_replays(&run, &top, (&store, &mut stats), &mut spill.borrow_mut(), &masker, reading);
+            replayed = Some((written, stats));
+        }
+    };
+    let mut imp = None;
+    if reading.threads.threads > 1 {
+        let (staging, imp) = (run.staging(), &mut imp);
+        rayon::in_place_scope(|s| {
+            s.spawn(move |_| *imp = Some(crate::analyze::impact(staging, pov_cfg)));
+            replays(reading);
+        });
+    } else {
+        imp = Some(crate::analyze::impact(run.staging(), pov_cfg));
+        replays(reading);
+    }
+    let imp = imp.unwrap_or_else(|| Err(io::Error::other("the impact stage did not run")))?;
     reading.check_stop()?;
     let summary = Summary::new(inputs.paths(), &report, &users, imp, &pov_cfg.revenue.currency);
+    debug_assert!(
+        summary.top_affected_users.iter().map(|u| &u.user).take(job.replays).eq(top.iter()),
+        "the user stage's top affected users are the impact stage's"
+    );
     let mut summary = job.add_history(summary, history)?;
     let mut replays_failed = false;
-    // The store and the spill go with `replaying`, before the summaries
-    // are written.
-    if let Some((store, spill)) = replaying
-        && !summary.top_affected_users.is_empty()
-    {
-        let top: Vec<String> = summary.top_affected_users.iter().take(job.replays).map(|u| u.user.clone()).collect();
-        let mut stats = None;
-        let written = write_replays(&run, &top, (&store, &mut stats), &mut spill.borrow_mut(), &masker, reading);
+    if let Some((written, stats)) = replayed {
         if let (Some(s), Some(c)) = (stats, summary.counters.as_object_mut()) {
             c.insert("replay_store".into(), serde_json::to_value(s).map_err(io::Error::other)?);
         }

@@ -442,6 +442,12 @@ pub struct UserStageReport {
     pub user_spill_runs: u64,
     /// Robots and load generators.
     pub robots: RobotsReport,
+    /// The names of the users written with a noticed failure, most
+    /// failures first, then by name: at most [`pov_impact::TOP_USERS`],
+    /// the impact stage's `top_affected_users` as it will read them from
+    /// the users' records (so that the replays need not wait for it).
+    #[serde(skip)]
+    pub top_affected: Vec<String>,
 }
 
 /// The user stage: takes transactions and connection summaries (a
@@ -471,6 +477,9 @@ pub struct UserStage<W: Write> {
     robot_clients: HashMap<RobotId, (RobotClient, std::collections::HashSet<u64>)>,
     /// Identifiers are pseudonyms already ([`UserStage::set_prehashed`]).
     prehashed: bool,
+    /// The most affected users written so far (failures, name), most
+    /// first ([`UserStageReport::top_affected`]).
+    top: Vec<(u64, String)>,
 }
 
 /// Sees every closed session with its labels, the user's name and the
@@ -513,6 +522,7 @@ impl<W: Write> UserStage<W> {
             robot_keys: std::collections::HashSet::new(),
             robot_clients: HashMap::new(),
             prehashed: false,
+            top: Vec::new(),
         })
     }
 
@@ -960,7 +970,22 @@ impl<W: Write> UserStage<W> {
             let spill = std::mem::replace(&mut self.spill, UserSpill { dir, runs: Vec::new() });
             spill.merge(|k, u| self.write_user(&k, &u))?;
         }
+        self.report.top_affected = std::mem::take(&mut self.top).into_iter().map(|(_, u)| u).collect();
         Ok(())
+    }
+
+    /// Counts `user` among the most affected if it is one.
+    fn note_top(&mut self, failures: u64, user: &str) {
+        if failures == 0 {
+            return;
+        }
+        let rank = |a: &(u64, String)| (Reverse(a.0), a.1.clone());
+        let at = self.top.partition_point(|x| (Reverse(x.0), x.1.as_str()) < (Reverse(failures), user));
+        if at < pov_impact::TOP_USERS {
+            self.top.insert(at, (failures, user.to_string()));
+            self.top.truncate(pov_impact::TOP_USERS);
+        }
+        debug_assert!(self.top.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])));
     }
 
     /// Counts a user and writes its record.
@@ -970,6 +995,7 @@ impl<W: Write> UserStage<W> {
             self.report.users_affected += 1;
         }
         let user = self.user_name(key);
+        self.note_top(u.failures.iter().map(|(_, n)| n).sum(), &user);
         if let Some(w) = self.out.users.as_mut() {
             let login = u.login.as_ref().map(|l| {
                 if self.mask && !self.prehashed {
