@@ -163,6 +163,11 @@ pub struct UserArgs {
     /// forgotten (`users.sessions.recent_forgotten`).
     #[arg(long, default_value_t = pov_sessions::MAX_RECENT_PER_ADDRESS, value_name = "N")]
     pub max_recent_per_address: usize,
+    /// Most connections whose user is remembered (for their later
+    /// requests, kept for the session timeout). Beyond, the quarter used
+    /// least recently is forgotten (`users.sessions.connections_forgotten`).
+    #[arg(long, default_value_t = pov_sessions::MAX_REMEMBERED_CONNECTIONS, value_name = "N")]
+    pub max_remembered_connections: usize,
     /// Keep robots and load generators (the `[robots]` rules) among users;
     /// by default their sessions are left out.
     #[arg(long)]
@@ -219,6 +224,11 @@ pub struct AnalyzeArgs {
     /// forgotten (`users.sessions.recent_forgotten`).
     #[arg(long, default_value_t = pov_sessions::MAX_RECENT_PER_ADDRESS, value_name = "N")]
     pub max_recent_per_address: usize,
+    /// Most connections whose user is remembered (for their later
+    /// requests, kept for the session timeout). Beyond, the quarter used
+    /// least recently is forgotten (`users.sessions.connections_forgotten`).
+    #[arg(long, default_value_t = pov_sessions::MAX_REMEMBERED_CONNECTIONS, value_name = "N")]
+    pub max_remembered_connections: usize,
     /// Most bytes of transactions kept on disk for the replays while the
     /// captures are read (4 GiB); beyond, transactions are kept without
     /// their bodies, with a warning and `counters.replay_store`.

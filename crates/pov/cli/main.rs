@@ -366,6 +366,7 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         identity: pov_sessions::IdentityCaps {
             max_waiting: a.max_waiting_requests,
             max_recent_per_address: a.max_recent_per_address,
+            max_remembered_connections: a.max_remembered_connections,
         },
         include_robots: a.include_robots,
     };
@@ -421,6 +422,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             identity: pov_sessions::IdentityCaps {
                 max_waiting: a.max_waiting_requests,
                 max_recent_per_address: a.max_recent_per_address,
+                max_remembered_connections: a.max_remembered_connections,
             },
             include_robots: a.include_robots,
         },
@@ -672,6 +674,13 @@ fn stage_warnings(sessions: &serde_json::Value) -> Vec<String> {
              attempts reported late from those addresses may go to a later connection's user or to the address alone \
              (raise --max-recent-per-address)",
             n("recent_forgotten")
+        ));
+    }
+    if n("connections_forgotten") > 0 {
+        w.push(format!(
+            "the users of {} connections were forgotten, over the cap; later requests on them are identified as on \
+             new connections (raise --max-remembered-connections)",
+            n("connections_forgotten")
         ));
     }
     w

@@ -251,6 +251,11 @@ pub struct SessionStats {
     /// reported late may be attributed by a later connection, or to the
     /// address alone.
     pub recent_forgotten: u64,
+    /// Connections whose user was forgotten at
+    /// `--max-remembered-connections` (those used least recently): a later
+    /// request on one is identified by its own evidence, as on a new
+    /// connection.
+    pub connections_forgotten: u64,
     /// Users seen kept on disk (session counts, addresses' users,
     /// persistent cookies, sign-in names and replaced cookies past
     /// `--max-users-held` entries each in memory).
@@ -725,8 +730,25 @@ pub const MAX_WAITING: usize = 16_384;
 /// unanswered attempt is reported.
 pub const MAX_RECENT_PER_ADDRESS: usize = 4_096;
 
+/// Most connections whose user is remembered
+/// (`--max-remembered-connections`): each entry is the connection's id,
+/// a copy of its user's key and when it was last used, some 130 bytes
+/// (8.5 MB at this cap), kept for the session timeout and outside the
+/// memory budget. Connections opened at a high rate (a flood of short
+/// ones, a night of many users) would otherwise make that every
+/// connection of half an hour (`synth hostile --class many-users` at
+/// 200,000 users: about 28 MB). Beyond, the quarter used least recently
+/// is forgotten at once, counted in
+/// [`SessionStats::connections_forgotten`]: unless 36 connections a second
+/// are opened, nothing is forgotten within the session timeout; at 360 a
+/// second, those idle for 2 to 3 minutes, which servers and browsers
+/// have mostly closed by then. A request on a forgotten connection is
+/// identified by its own evidence, as on a new connection.
+pub const MAX_REMEMBERED_CONNECTIONS: usize = 65_536;
+
 /// The caps on what identifies users that the memory budget does not see
-/// (see [`MAX_WAITING`] and [`MAX_RECENT_PER_ADDRESS`]).
+/// (see [`MAX_WAITING`], [`MAX_RECENT_PER_ADDRESS`] and
+/// [`MAX_REMEMBERED_CONNECTIONS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdentityCaps {
     /// Most requests without an identifier waiting at once for a cookie
@@ -735,11 +757,18 @@ pub struct IdentityCaps {
     /// Most entries per client address of what attributes failed
     /// connection attempts (`--max-recent-per-address`).
     pub max_recent_per_address: usize,
+    /// Most connections whose user is remembered
+    /// (`--max-remembered-connections`).
+    pub max_remembered_connections: usize,
 }
 
 impl Default for IdentityCaps {
     fn default() -> IdentityCaps {
-        IdentityCaps { max_waiting: MAX_WAITING, max_recent_per_address: MAX_RECENT_PER_ADDRESS }
+        IdentityCaps {
+            max_waiting: MAX_WAITING,
+            max_recent_per_address: MAX_RECENT_PER_ADDRESS,
+            max_remembered_connections: MAX_REMEMBERED_CONNECTIONS,
+        }
     }
 }
 
@@ -802,7 +831,10 @@ pub struct Sessionizer {
     due: BinaryHeap<Reverse<(Ts, UserKey)>>,
     /// A session cookie replaced by the server, to the one it replaced.
     aliases: SpillMap<UserKey, UserKey>,
+    /// Each connection's user, and when the connection was last used.
     conn_user: FastMap<u64, (UserKey, Ts)>,
+    /// Most entries of `conn_user` ([`MAX_REMEMBERED_CONNECTIONS`]).
+    max_conn_users: usize,
     /// Requests with no identifier, waiting for a Set-Cookie answer from
     /// the same client and User-Agent.
     pending: FastMap<Bucket, Waiting>,
@@ -897,6 +929,7 @@ impl Sessionizer {
             due: BinaryHeap::new(),
             aliases: SpillMap::new(MAX_REMEMBERED, ALIAS_COST),
             conn_user: FastMap::default(),
+            max_conn_users: MAX_REMEMBERED_CONNECTIONS,
             pending: FastMap::default(),
             pending_conns: FastMap::default(),
             pending_failed: Vec::new(),
@@ -964,10 +997,37 @@ impl Sessionizer {
         self.max_recent = max;
     }
 
-    /// Sets both caps of `caps`.
+    /// Remembers the users of at most `max` connections (see
+    /// [`MAX_REMEMBERED_CONNECTIONS`]).
+    pub fn set_max_remembered_connections(&mut self, max: usize) {
+        self.max_conn_users = max;
+    }
+
+    /// Sets every cap of `caps`.
     pub fn set_identity_caps(&mut self, caps: IdentityCaps) {
         self.set_max_waiting(caps.max_waiting);
         self.set_max_recent(caps.max_recent_per_address);
+        self.set_max_remembered_connections(caps.max_remembered_connections);
+    }
+
+    /// Notes that connection `conn` (used at `at`) is `k`'s, unless its
+    /// user is known already; beyond [`MAX_REMEMBERED_CONNECTIONS`], the
+    /// quarter used least recently is forgotten (ties by connection id, so
+    /// that which ones does not depend on the map's order).
+    fn remember_conn(&mut self, conn: u64, k: &UserKey, at: Ts) {
+        if self.conn_user.contains_key(&conn) {
+            return;
+        }
+        self.conn_user.insert(conn, (k.clone(), at));
+        if self.conn_user.len() <= self.max_conn_users {
+            return;
+        }
+        let keep = self.max_conn_users - self.max_conn_users / 4;
+        let drop = self.conn_user.len() - keep;
+        let mut used: Vec<(Ts, u64)> = self.conn_user.iter().map(|(c, (_, t))| (*t, *c)).collect();
+        let (_, &mut last, _) = used.select_nth_unstable(drop - 1);
+        self.conn_user.retain(|c, (_, t)| (*t, *c) > last);
+        self.stats.connections_forgotten += drop as u64;
     }
 
     /// Keeps at most `max` entries of each map of users seen in memory
@@ -1094,9 +1154,8 @@ impl Sessionizer {
                 // is not copied for that.
                 match self.conn_user.get_mut(&tx.conn) {
                     Some(e) if e.0 == k => e.1 = tx.start,
-                    _ => {
-                        self.conn_user.insert(tx.conn, (k.clone(), tx.start));
-                    }
+                    Some(e) => *e = (k.clone(), tx.start),
+                    None => self.remember_conn(tx.conn, &k, tx.start),
                 }
                 self.claim_conn(tx.conn, tx.client_ip, &k);
                 self.add(k, tx, &mut closed);
@@ -1565,7 +1624,7 @@ impl Sessionizer {
         let mut sink = Vec::new();
         for t in claimed {
             self.stats.joined_before_cookie += 1;
-            self.conn_user.entry(t.conn).or_insert((k.clone(), t.start));
+            self.remember_conn(t.conn, k, t.start);
             self.add(k.clone(), t, &mut sink);
         }
         self.orphans.extend(sink);
@@ -1589,7 +1648,7 @@ impl Sessionizer {
         let k = self.resolve(k);
         if !self.conn_user.contains_key(&tx.conn) {
             self.note_recent(&tx, &k);
-            self.conn_user.insert(tx.conn, (k.clone(), tx.start));
+            self.remember_conn(tx.conn, &k, tx.start);
         }
         self.note_evidence(&tx, &k, pers);
         self.add(k, tx, closed);
@@ -2482,6 +2541,38 @@ pub(crate) mod tests {
     fn sets(mut t: Tx, v: &str) -> Tx {
         t.evidence_mut().set_cookie = Some(("sid".into(), v.into()));
         t
+    }
+
+    /// At most `max_conn_users` connections' users are remembered: beyond,
+    /// the quarter used least recently is forgotten and counted, and a
+    /// later request without a cookie on one of them is no longer its
+    /// user's (it waits for a cookie and is its address and User-Agent's).
+    #[test]
+    fn connections_users_are_capped_and_the_least_recently_used_forgotten() {
+        let run_with = |max: Option<usize>| {
+            let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+            if let Some(m) = max {
+                s.set_max_remembered_connections(m);
+            }
+            let mut out = Vec::new();
+            for i in 0..6u64 {
+                let client = format!("10.0.1.{i}:1000");
+                out.extend(s.push(cookie(tx(1 + i, &client, 1_000 * i as i64, "/"), &format!("U{i}"))));
+            }
+            let mut held: Vec<u64> = s.conn_user.keys().copied().collect();
+            held.sort();
+            // The first connection again, without its cookie.
+            out.extend(s.push(tx(1, "10.0.1.0:1000", 10_000, "/again")));
+            out.extend(s.finish());
+            let whose = out.iter().find(|x| x.txs.iter().any(|t| t.target == "/again")).map(|x| x.user.raw());
+            (held, whose.unwrap_or_default(), s.stats().connections_forgotten)
+        };
+        assert_eq!(run_with(None), (vec![1, 2, 3, 4, 5, 6], "cookie:sid=U0".to_string(), 0));
+        // At 4: the fifth made five, the two used least recently went;
+        // the request on the first, adopted at the end, makes five again.
+        let (held, whose, forgotten) = run_with(Some(4));
+        assert_eq!((held, forgotten), (vec![3, 4, 5, 6], 2 + 2));
+        assert!(whose.starts_with("client:10.0.1.0"), "{whose}");
     }
 
     /// What attributes failed attempts is kept for at most
