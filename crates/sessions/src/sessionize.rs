@@ -736,8 +736,9 @@ pub const MAX_RECENT_PER_ADDRESS: usize = 4_096;
 /// (8.5 MB at this cap), kept for the session timeout and outside the
 /// memory budget. Connections opened at a high rate (a flood of short
 /// ones, a night of many users) would otherwise make that every
-/// connection of half an hour (`synth hostile --class many-users` at
-/// 200,000 users: about 28 MB). Beyond, the quarter used least recently
+/// connection of half an hour (`synth hostile --class many-users`, a
+/// user every 10 ms: 180,000 connections, some 23 MB). Beyond, the
+/// quarter used least recently
 /// is forgotten at once, counted in
 /// [`SessionStats::connections_forgotten`]: unless 36 connections a second
 /// are opened, nothing is forgotten within the session timeout; at 360 a
@@ -2543,6 +2544,16 @@ pub(crate) mod tests {
         t
     }
 
+    /// A sessionizer with the default settings, and `cap` set by `set` when
+    /// given.
+    fn capped(cap: Option<usize>, set: fn(&mut Sessionizer, usize)) -> Sessionizer {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        if let Some(m) = cap {
+            set(&mut s, m);
+        }
+        s
+    }
+
     /// At most `max_conn_users` connections' users are remembered: beyond,
     /// the quarter used least recently is forgotten and counted, and a
     /// later request without a cookie on one of them is no longer its
@@ -2550,10 +2561,7 @@ pub(crate) mod tests {
     #[test]
     fn connections_users_are_capped_and_the_least_recently_used_forgotten() {
         let run_with = |max: Option<usize>| {
-            let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
-            if let Some(m) = max {
-                s.set_max_remembered_connections(m);
-            }
+            let mut s = capped(max, Sessionizer::set_max_remembered_connections);
             let mut out = Vec::new();
             for i in 0..6u64 {
                 let client = format!("10.0.1.{i}:1000");
@@ -2583,10 +2591,7 @@ pub(crate) mod tests {
     #[test]
     fn what_attributes_failed_attempts_is_capped_per_address() {
         let run_with = |max: Option<usize>| {
-            let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
-            if let Some(m) = max {
-                s.set_max_recent(m);
-            }
+            let mut s = capped(max, Sessionizer::set_max_recent);
             let mut out = Vec::new();
             // A's connection follows the first attempt; then four of B's.
             out.extend(s.push(cookie(tx(10, "10.0.0.1:1010", 1_500, "/"), "A")));
