@@ -686,3 +686,33 @@ fn what_attributes_failed_attempts_is_capped_counted_and_warned() {
     assert!(forgotten0 > 700, "every connection's entry forgotten: {forgotten0}");
     assert_eq!((attributed0, alone0, users0), (0, 1, users + 1));
 }
+
+/// `--max-remembered-connections` bounds the connections whose user is
+/// remembered: at 0 every one is forgotten, the run says so (counter and
+/// warning naming the flag), and shop.pcap's users, whose every request
+/// carries its session cookie, are the same.
+#[test]
+fn connections_past_the_remembered_cap_are_forgotten_counted_and_warned() {
+    let root = util::root();
+    let cap = root.join("samples/shop.pcap");
+    let base = util::pov_ok(&["users", s(&cap), "-q"]);
+    let out = util::pov(&["users", s(&cap), "--max-remembered-connections", "0"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connections were forgotten") && stderr.contains("--max-remembered-connections"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), base, "the same users");
+    let forgotten = |extra: &[&str]| {
+        let dir = TempDir::new("conn-cap");
+        let mut args = vec!["analyze", s(&cap), "--out", s(&dir.0), "-q", "--replays", "0"];
+        args.extend_from_slice(extra);
+        util::pov_ok(&args);
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
+        summary["counters"]["users"]["sessions"]["connections_forgotten"].as_u64().unwrap()
+    };
+    assert_eq!(forgotten(&[]), 0);
+    assert!(forgotten(&["--max-remembered-connections", "0"]) > 100);
+}
