@@ -17,20 +17,29 @@ profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 flags="--headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars --run-all-compositor-stages-before-draw --user-data-dir=$profile --virtual-time-budget=5000"
 # Headless Chromium now and then never exits after its work (seen once in
-# a while on a loaded machine, the page already drawn): each run gets 90 s,
-# and one that ran out of time is run once more, so a stuck browser neither
-# hangs the test suite nor fails a test that has nothing wrong.
+# a while on a loaded machine, the page already drawn), or exits with an
+# error while other tests load the machine: each run gets 90 s, and one that
+# ran out of time or failed is run once more, so a stuck or crashed browser
+# neither hangs the test suite nor fails a test that has nothing wrong. A
+# failure says how Chromium ended and shows the end of its log.
+#
+#   run LOG OUT COMMAND...   (COMMAND's stderr into LOG, stdout into OUT)
 run() {
+    log=$1
+    dest=$2
+    shift 2
     for try in 1 2; do
-        timeout -k 5 90 "$@" && return 0
+        timeout -k 5 90 "$@" 2>"$log" >"$dest" && return 0
         status=$?
-        if [ "$status" != 124 ] && [ "$status" != 137 ]; then
-            return "$status"
+        if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+            echo "in_chromium.sh: chromium did not exit within 90 s (try $try)" >&2
+        else
+            echo "in_chromium.sh: chromium exited with status $status (try $try); the end of its log:" >&2
+            tail -n 20 "$log" >&2
         fi
-        echo "in_chromium.sh: chromium did not exit within 90 s (try $try)" >&2
     done
-    return 124
+    return "$status"
 }
-run chromium $flags --enable-logging=stderr --v=0 --window-size="$size" \
-    --screenshot="$out/shot.png" "file://$html" 2>"$out/console.log" >/dev/null
-run chromium $flags --dump-dom "file://$html" >"$out/dom.html" 2>/dev/null
+run "$out/console.log" /dev/null chromium $flags --enable-logging=stderr --v=0 --window-size="$size" \
+    --screenshot="$out/shot.png" "file://$html"
+run "$out/dom.log" "$out/dom.html" chromium $flags --dump-dom "file://$html"
