@@ -629,25 +629,31 @@ fn user_records_in_parquet_match_json_lines() {
 fn requests_past_the_waiting_cap_are_taken_at_once_counted_and_warned() {
     let root = util::root();
     let cap = root.join("samples/local-curl.pcap");
-    let base = util::pov_ok(&["users", s(&cap), "-q"]);
-    let out = util::pov(&["users", s(&cap), "--max-waiting-requests", "0"]);
+    same_users_warned(&cap, "--max-waiting-requests", "9 requests without an identifier");
+    let summary = analyzed(&cap, &["--max-waiting-requests", "0"]);
+    assert_eq!(summary["counters"]["users"]["sessions"]["waits_refused"], 9);
+    let summary = analyzed(&cap, &[]);
+    assert_eq!(summary["counters"]["users"]["sessions"]["waits_refused"], 0);
+}
+
+/// `pov users CAPTURE FLAG 0` succeeds, says `said` and names the flag on
+/// stderr, and lists the same users as without the flag.
+fn same_users_warned(cap: &std::path::Path, flag: &str, said: &str) {
+    let base = util::pov_ok(&["users", s(cap), "-q"]);
+    let out = util::pov(&["users", s(cap), flag, "0"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("9 requests without an identifier") && stderr.contains("--max-waiting-requests"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(said) && stderr.contains(flag), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), base, "the same users");
-    let dir = TempDir::new("waiting-cap");
-    util::pov_ok(&["analyze", s(&cap), "--out", s(&dir.0), "-q", "--max-waiting-requests", "0"]);
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["counters"]["users"]["sessions"]["waits_refused"], 9);
-    let dir = TempDir::new("waiting-default");
-    util::pov_ok(&["analyze", s(&cap), "--out", s(&dir.0), "-q"]);
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["counters"]["users"]["sessions"]["waits_refused"], 0);
+}
+
+/// summary.json of `pov analyze CAPTURE EXTRA...` (no replays).
+fn analyzed(cap: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let dir = TempDir::new("analyzed");
+    let mut args = vec!["analyze", s(cap), "--out", s(&dir.0), "-q", "--replays", "0"];
+    args.extend_from_slice(extra);
+    util::pov_ok(&args);
+    serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap()
 }
 
 /// `--max-recent-per-address` bounds what attributes failed connection
@@ -665,12 +671,7 @@ fn what_attributes_failed_attempts_is_capped_counted_and_warned() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("were forgotten") && stderr.contains("--max-recent-per-address"), "{stderr}");
     let counters = |extra: &[&str]| {
-        let dir = TempDir::new("recent-cap");
-        let mut args = vec!["analyze", s(&cap), "--out", s(&dir.0), "-q"];
-        args.extend_from_slice(extra);
-        util::pov_ok(&args);
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
+        let summary = analyzed(&cap, extra);
         let c = &summary["counters"]["users"]["sessions"];
         let n = |k: &str| c[k].as_u64().unwrap();
         (
@@ -695,23 +696,9 @@ fn what_attributes_failed_attempts_is_capped_counted_and_warned() {
 fn connections_past_the_remembered_cap_are_forgotten_counted_and_warned() {
     let root = util::root();
     let cap = root.join("samples/shop.pcap");
-    let base = util::pov_ok(&["users", s(&cap), "-q"]);
-    let out = util::pov(&["users", s(&cap), "--max-remembered-connections", "0"]);
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("connections were forgotten") && stderr.contains("--max-remembered-connections"),
-        "{stderr}"
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), base, "the same users");
+    same_users_warned(&cap, "--max-remembered-connections", "connections were forgotten");
     let forgotten = |extra: &[&str]| {
-        let dir = TempDir::new("conn-cap");
-        let mut args = vec!["analyze", s(&cap), "--out", s(&dir.0), "-q", "--replays", "0"];
-        args.extend_from_slice(extra);
-        util::pov_ok(&args);
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.0.join("summary.json")).unwrap()).unwrap();
-        summary["counters"]["users"]["sessions"]["connections_forgotten"].as_u64().unwrap()
+        analyzed(&cap, extra)["counters"]["users"]["sessions"]["connections_forgotten"].as_u64().unwrap()
     };
     assert_eq!(forgotten(&[]), 0);
     assert!(forgotten(&["--max-remembered-connections", "0"]) > 100);

@@ -81,7 +81,8 @@ pub struct FindArgs {
     /// Text in a request's URL, referrer or redirect, or a page's URL.
     #[arg(long, value_name = "TEXT")]
     pub url: Option<String>,
-    /// From this time: epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (UTC).
+    /// From this time: epoch seconds, YYYY-MM-DD, YYYY-MM-DDTHH:MM or
+    /// YYYY-MM-DDTHH:MM:SS (UTC).
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
     /// To this time (a date alone: its end).
@@ -434,8 +435,8 @@ pub struct TransactionsArgs {
     /// masking them.
     #[arg(long)]
     pub no_mask: bool,
-    /// Settings file (its [privacy] section says what is masked; its
-    /// [users] and [revenue] sections what the customer stage's columns
+    /// Settings file (its `[privacy]` section says what is masked; its
+    /// `[users]` and `[revenue]` sections what the customer stage's columns
     /// read: use the same file for `pov analyze --from-transactions`).
     #[arg(short, long, value_name = "POV.TOML")]
     pub config: Option<PathBuf>,
