@@ -151,24 +151,8 @@ pub struct UserArgs {
     /// merged at the end, and users then come out in order of their key).
     #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
     pub max_users_held: usize,
-    /// Most requests without an identifier (no session cookie, header,
-    /// query id or sign-in) waiting at once for a cookie from their
-    /// address and User-Agent, each holding its transaction for up to
-    /// `join_window_secs`. Beyond, a request is taken at once as that
-    /// address and User-Agent's (`users.sessions.waits_refused`).
-    #[arg(long, default_value_t = pov_sessions::MAX_WAITING, value_name = "N")]
-    pub max_waiting_requests: usize,
-    /// Most entries kept per client address of what attributes failed
-    /// connection attempts to users (the first request of each recent
-    /// connection, the users recently active). Beyond, the oldest is
-    /// forgotten (`users.sessions.recent_forgotten`).
-    #[arg(long, default_value_t = pov_sessions::MAX_RECENT_PER_ADDRESS, value_name = "N")]
-    pub max_recent_per_address: usize,
-    /// Most connections whose user is remembered (for their later
-    /// requests, kept for the session timeout). Beyond, the quarter used
-    /// least recently is forgotten (`users.sessions.connections_forgotten`).
-    #[arg(long, default_value_t = pov_sessions::MAX_REMEMBERED_CONNECTIONS, value_name = "N")]
-    pub max_remembered_connections: usize,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Keep robots and load generators (the `[robots]` rules) among users;
     /// by default their sessions are left out.
     #[arg(long)]
@@ -212,24 +196,8 @@ pub struct AnalyzeArgs {
     /// key).
     #[arg(long, default_value_t = pov::users::MAX_USERS_HELD, value_name = "N")]
     pub max_users_held: usize,
-    /// Most requests without an identifier (no session cookie, header,
-    /// query id or sign-in) waiting at once for a cookie from their
-    /// address and User-Agent, each holding its transaction for up to
-    /// `join_window_secs`. Beyond, a request is taken at once as that
-    /// address and User-Agent's (`users.sessions.waits_refused`).
-    #[arg(long, default_value_t = pov_sessions::MAX_WAITING, value_name = "N")]
-    pub max_waiting_requests: usize,
-    /// Most entries kept per client address of what attributes failed
-    /// connection attempts to users (the first request of each recent
-    /// connection, the users recently active). Beyond, the oldest is
-    /// forgotten (`users.sessions.recent_forgotten`).
-    #[arg(long, default_value_t = pov_sessions::MAX_RECENT_PER_ADDRESS, value_name = "N")]
-    pub max_recent_per_address: usize,
-    /// Most connections whose user is remembered (for their later
-    /// requests, kept for the session timeout). Beyond, the quarter used
-    /// least recently is forgotten (`users.sessions.connections_forgotten`).
-    #[arg(long, default_value_t = pov_sessions::MAX_REMEMBERED_CONNECTIONS, value_name = "N")]
-    pub max_remembered_connections: usize,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Most bytes of transactions kept on disk for the replays while the
     /// captures are read (4 GiB); beyond, transactions are kept without
     /// their bodies, with a warning and `counters.replay_store`.
@@ -458,6 +426,41 @@ fn defaults() -> PipelineConfig {
 /// Whole seconds of `d`.
 fn secs(d: Dur) -> i64 {
     d.as_secs_f64() as i64
+}
+
+/// The user stage's caps on what identifies users outside the memory
+/// budget.
+#[derive(Args)]
+pub struct IdentityArgs {
+    /// Most requests without an identifier (no session cookie, header,
+    /// query id or sign-in) waiting at once for a cookie from their
+    /// address and User-Agent, each holding its transaction for up to
+    /// `join_window_secs`. Beyond, a request is taken at once as that
+    /// address and User-Agent's (`users.sessions.waits_refused`).
+    #[arg(long, default_value_t = pov_sessions::MAX_WAITING, value_name = "N")]
+    pub max_waiting_requests: usize,
+    /// Most entries kept per client address of what attributes failed
+    /// connection attempts to users (the first request of each recent
+    /// connection, the users recently active). Beyond, the oldest is
+    /// forgotten (`users.sessions.recent_forgotten`).
+    #[arg(long, default_value_t = pov_sessions::MAX_RECENT_PER_ADDRESS, value_name = "N")]
+    pub max_recent_per_address: usize,
+    /// Most connections whose user is remembered (for their later
+    /// requests, kept for the session timeout). Beyond, the quarter used
+    /// least recently is forgotten (`users.sessions.connections_forgotten`).
+    #[arg(long, default_value_t = pov_sessions::MAX_REMEMBERED_CONNECTIONS, value_name = "N")]
+    pub max_remembered_connections: usize,
+}
+
+impl IdentityArgs {
+    /// The caps as the sessionizer takes them.
+    pub fn caps(&self) -> pov_sessions::IdentityCaps {
+        pov_sessions::IdentityCaps {
+            max_waiting: self.max_waiting_requests,
+            max_recent_per_address: self.max_recent_per_address,
+            max_remembered_connections: self.max_remembered_connections,
+        }
+    }
 }
 
 /// Limits of the HTTP layer.

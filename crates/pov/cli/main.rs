@@ -363,11 +363,7 @@ fn cmd_users(a: UserArgs, view: pov::users::View) -> anyhow::Result<ExitCode> {
         mask: !a.no_mask,
         max_session_txs: a.max_session_transactions,
         max_users_held: a.max_users_held,
-        identity: pov_sessions::IdentityCaps {
-            max_waiting: a.max_waiting_requests,
-            max_recent_per_address: a.max_recent_per_address,
-            max_remembered_connections: a.max_remembered_connections,
-        },
+        identity: a.identity.caps(),
         include_robots: a.include_robots,
     };
     let inputs = Inputs::once(a.files.clone());
@@ -419,11 +415,7 @@ fn cmd_analyze(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             mask: !a.no_mask,
             max_session_txs: a.max_session_transactions,
             max_users_held: a.max_users_held,
-            identity: pov_sessions::IdentityCaps {
-                max_waiting: a.max_waiting_requests,
-                max_recent_per_address: a.max_recent_per_address,
-                max_remembered_connections: a.max_remembered_connections,
-            },
+            identity: a.identity.caps(),
             include_robots: a.include_robots,
         },
         max_store_bytes: a.max_store_bytes,

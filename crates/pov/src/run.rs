@@ -274,7 +274,8 @@ pub struct StageOptions {
     /// Most users' totals held in memory (`--max-users-held`).
     pub max_users_held: usize,
     /// Caps on what identifies users outside the memory budget
-    /// (`--max-waiting-requests`, `--max-recent-per-address`).
+    /// (`--max-waiting-requests`, `--max-recent-per-address`,
+    /// `--max-remembered-connections`).
     pub identity: pov_sessions::IdentityCaps,
     /// Keep robots and load generators among users (`--include-robots`).
     pub include_robots: bool,

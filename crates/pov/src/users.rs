@@ -549,9 +549,9 @@ impl<W: Write> UserStage<W> {
     }
 
     /// Caps what identifies users outside the memory budget: requests
-    /// waiting for a cookie (`--max-waiting-requests`) and what attributes
-    /// failed attempts per address (`--max-recent-per-address`); see
-    /// [`pov_sessions::IdentityCaps`].
+    /// waiting for a cookie, what attributes failed attempts per address,
+    /// the connections whose user is remembered (see
+    /// [`pov_sessions::IdentityCaps`]).
     pub fn set_identity_caps(&mut self, caps: pov_sessions::IdentityCaps) {
         self.sessionizer.set_identity_caps(caps);
     }
