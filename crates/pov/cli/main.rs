@@ -478,16 +478,14 @@ fn select_sessions(a: &SelectArgs, store_dir: &Path) -> anyhow::Result<(pov::rep
     Ok((replay, pov_cfg))
 }
 
-/// The exit code of a replay that selected nothing: the run's (2) when an
-/// input could not be read, else [`nothing_matched`]'s.
+/// A replay that selected nothing: says so (and how many robots'
+/// sessions were left out, if any). The exit code is the run's (2) when an
+/// input could not be read, else 1, as grep's when nothing is found.
 fn unmatched(r: &pov::replay::Replay, quiet: bool) -> ExitCode {
     let code = finish_run(&r.report, quiet);
-    if r.report.errors.is_empty() { nothing_matched(r, quiet) } else { code }
-}
-
-/// Says that no session matched (and how many robots' sessions were left
-/// out, if any); the exit code is 1, as grep's when nothing is found.
-fn nothing_matched(r: &pov::replay::Replay, quiet: bool) -> ExitCode {
+    if !r.report.errors.is_empty() {
+        return code;
+    }
     if !quiet {
         let robots = &r.robots;
         if robots.sessions > 0 && !robots.included {

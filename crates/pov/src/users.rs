@@ -979,13 +979,11 @@ impl<W: Write> UserStage<W> {
         if failures == 0 {
             return;
         }
-        let rank = |a: &(u64, String)| (Reverse(a.0), a.1.clone());
         let at = self.top.partition_point(|x| (Reverse(x.0), x.1.as_str()) < (Reverse(failures), user));
         if at < pov_impact::TOP_USERS {
             self.top.insert(at, (failures, user.to_string()));
             self.top.truncate(pov_impact::TOP_USERS);
         }
-        debug_assert!(self.top.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])));
     }
 
     /// Counts a user and writes its record.

@@ -791,6 +791,13 @@ fn tx_weight(t: &Tx) -> usize {
     2 * std::mem::size_of::<Tx>() + t.heap_bytes() + t.target.capacity()
 }
 
+/// Drops the oldest entries of `q` beyond its `max` last; how many.
+fn keep_last<T>(q: &mut VecDeque<T>, max: usize) -> u64 {
+    let over = q.len().saturating_sub(max);
+    q.drain(..over);
+    over as u64
+}
+
 /// A user key's hash for [`Sessionizer`]'s closed users: SipHash with
 /// fixed keys, the same in every run.
 fn key_hash(k: &UserKey) -> u64 {
@@ -1539,10 +1546,7 @@ impl Sessionizer {
             q.pop_front();
         }
         // (An entry's `reach` covers those dropped before it.)
-        while q.len() > self.max_recent {
-            q.pop_front();
-            self.stats.recent_forgotten += 1;
-        }
+        self.stats.recent_forgotten += keep_last(q, self.max_recent);
     }
 
     /// The user whose first new connection from the same address (in the
@@ -1599,9 +1603,10 @@ impl Sessionizer {
     }
 
     /// `txs` no longer wait.
-    fn unwait(&mut self, txs: &[Tx]) {
-        self.waiting -= txs.len();
-        self.waiting_charge.shrink(txs.iter().map(tx_weight).sum());
+    fn unwait<'t>(&mut self, txs: impl IntoIterator<Item = &'t Tx>) {
+        let (n, bytes) = txs.into_iter().fold((0, 0), |(n, b), t| (n + 1, b + tx_weight(t)));
+        self.waiting -= n;
+        self.waiting_charge.shrink(bytes);
     }
 
     /// A new user's first answer set their cookie: earlier requests from
@@ -1684,10 +1689,7 @@ impl Sessionizer {
         while q.front().is_some_and(|(t, _)| at - *t > keep + keep) {
             q.pop_front();
         }
-        while q.len() > self.max_recent {
-            q.pop_front();
-            self.stats.recent_forgotten += 1;
-        }
+        self.stats.recent_forgotten += keep_last(q, self.max_recent);
     }
 
     /// The user last active from the attempt's address in the join window
@@ -1836,8 +1838,7 @@ impl Sessionizer {
             }
         }
         self.pending.retain(|_, q| !q.is_empty());
-        self.waiting -= expired.len();
-        self.waiting_charge.shrink(expired.iter().map(|(_, _, t)| tx_weight(t)).sum());
+        self.unwait(expired.iter().map(|(_, _, t)| t));
         for (ip, ua, t) in expired {
             self.adopt_anonymous(ip, &ua, t, closed);
         }
