@@ -719,11 +719,11 @@ pub const MAX_WAITING: usize = 16_384;
 /// Most entries kept per client address of what attributes failed
 /// connection attempts (`--max-recent-per-address`): the first
 /// transaction of each connection of the last half session timeout, and
-/// the users active in the last two join windows. Each is some 80 bytes
-/// and a copy of the user's key; a client opening connections at a high
-/// rate from one address (a load generator, a flood) would otherwise make
-/// them all of its connections of a quarter of an hour (at this cap, about
-/// 0.6 MB an address). Beyond, the oldest is forgotten, counted in
+/// the users active in the last two join windows. Each is 80 bytes in its
+/// queue and a copy of the user's key; a client opening connections at a
+/// high rate from one address (a load generator, a flood) would otherwise
+/// make them all of its connections of a quarter of an hour (at this cap,
+/// 328 KB an address and the keys). Beyond, the oldest is forgotten, counted in
 /// [`SessionStats::recent_forgotten`]: at 4,096, only an address opening
 /// more than 4 connections a second for 15 minutes loses any, and the
 /// entries it loses are older than the TCP idle timeout after which an
@@ -732,14 +732,14 @@ pub const MAX_RECENT_PER_ADDRESS: usize = 4_096;
 
 /// Most connections whose user is remembered
 /// (`--max-remembered-connections`): each entry is the connection's id,
-/// a copy of its user's key and when it was last used, some 130 bytes
-/// (8.5 MB at this cap), kept for the session timeout and outside the
-/// memory budget. Connections opened at a high rate (a flood of short
-/// ones, a night of many users) would otherwise make that every
-/// connection of half an hour (`synth hostile --class many-users`, a
-/// user every 10 ms: 180,000 connections, some 23 MB). Beyond, the
-/// quarter used least recently
-/// is forgotten at once, counted in
+/// a copy of its user's key and when it was last used, 72 bytes in the
+/// map (4.7 MB at this cap, before the map's free slots) and the key's
+/// text, kept for the session timeout and outside the memory budget.
+/// Connections opened at a high rate (a flood of short ones, a night of
+/// many users) would otherwise make that every connection of half an
+/// hour (`synth hostile --class many-users` at 1,000,000 users peaked at
+/// 542 MB without the cap, 509 MB with it, one run each). Beyond, the quarter used least recently is
+/// forgotten at once, counted in
 /// [`SessionStats::connections_forgotten`]: unless 36 connections a second
 /// are opened, nothing is forgotten within the session timeout; at 360 a
 /// second, those idle for 2 to 3 minutes, which servers and browsers
