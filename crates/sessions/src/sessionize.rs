@@ -738,8 +738,8 @@ pub const MAX_RECENT_PER_ADDRESS: usize = 4_096;
 /// Connections opened at a high rate (a flood of short ones, a night of
 /// many users) would otherwise make that every connection of half an
 /// hour (`synth hostile --class many-users` at 1,000,000 users peaked at
-/// 542 MB without the cap, 509 MB with it, one run each). Beyond, the quarter used least recently is
-/// forgotten at once, counted in
+/// 542 MB without the cap, 509 MB with it, one run each). Beyond, the
+/// quarter used least recently is forgotten at once, counted in
 /// [`SessionStats::connections_forgotten`]: unless 36 connections a second
 /// are opened, nothing is forgotten within the session timeout; at 360 a
 /// second, those idle for 2 to 3 minutes, which servers and browsers
