@@ -85,6 +85,11 @@ pub struct RotatingWriter {
     loss: Option<CaptureLoss>,
     done: Vec<PathBuf>,
     removed: Vec<PathBuf>,
+    /// End of the latest time span closed. A packet stamped before it
+    /// (the kernel hands packets on in batches, so one can arrive after
+    /// the clock closed its span) goes into the next span's file, rather
+    /// than into a file of its own that the clock closes at once.
+    closed_to: Option<Ts>,
 }
 
 impl RotatingWriter {
@@ -104,6 +109,7 @@ impl RotatingWriter {
             loss: None,
             done: Vec::new(),
             removed: Vec::new(),
+            closed_to: None,
         })
     }
 
@@ -121,11 +127,12 @@ impl RotatingWriter {
     /// Writing, renaming or removing failed.
     pub fn write(&mut self, pkt: &Packet<'_>) -> io::Result<()> {
         let len = epb_len(pkt.data.len()) as u64;
-        let rotate = self.current.as_ref().is_some_and(|c| {
-            c.until.is_some_and(|u| pkt.ts >= u)
-                || self.rotation.size.is_some_and(|max| c.packets > 0 && c.bytes + len + ISB_LEN > max)
-        });
-        if rotate {
+        self.span_over(pkt.ts)?;
+        let full = self
+            .current
+            .as_ref()
+            .is_some_and(|c| self.rotation.size.is_some_and(|max| c.packets > 0 && c.bytes + len + ISB_LEN > max));
+        if full {
             self.close()?;
         }
         if self.current.is_none() {
@@ -147,10 +154,16 @@ impl RotatingWriter {
     ///
     /// As [`RotatingWriter::close`].
     pub fn tick(&mut self, now: Ts) -> io::Result<()> {
-        if self.current.as_ref().is_some_and(|c| c.until.is_some_and(|u| now >= u)) {
-            self.close()?;
-        }
-        Ok(())
+        self.span_over(now)
+    }
+
+    /// Closes the current file if its time span ends at or before `now`.
+    fn span_over(&mut self, now: Ts) -> io::Result<()> {
+        let Some(until) = self.current.as_ref().and_then(|c| c.until).filter(|u| now >= *u) else {
+            return Ok(());
+        };
+        self.closed_to = self.closed_to.max(Some(until));
+        self.close()
     }
 
     /// Closes the file being written (if any): statistics block, flush,
@@ -206,7 +219,10 @@ impl RotatingWriter {
         let part = self.dir.join(format!(".{name}{PART}"));
         let mut file = BufWriter::with_capacity(1 << 20, File::create(&part)?);
         let head = write_head(&mut file, self.linktype, self.snaplen)?;
-        let until = self.rotation.every.filter(|d| d.0 > 0).map(|d| Ts((ts.0.div_euclid(d.0) + 1).saturating_mul(d.0)));
+        // A late packet's file spans the next span not yet closed.
+        let from = self.closed_to.map_or(ts, |c| c.max(ts));
+        let until =
+            self.rotation.every.filter(|d| d.0 > 0).map(|d| Ts((from.0.div_euclid(d.0) + 1).saturating_mul(d.0)));
         self.current = Some(Current { file, part, done, bytes: head, packets: 0, until, loss_at_start: self.loss });
         Ok(())
     }
@@ -667,6 +683,57 @@ mod tests {
         let (files, _) = rec.finish().unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(frames(&files).len(), 10);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The kernel hands packets on in batches: one stamped just before a
+    /// span's end can come after the clock closed that span. It goes into
+    /// the next span's file (as do others like it), not into a file of its
+    /// own that the clock closes at once.
+    #[test]
+    fn packets_stamped_before_a_span_the_clock_closed_go_into_the_next_file() {
+        let all = frames(&[sample("shop.pcap")]);
+        let every = Dur::from_secs(5);
+        let end = Ts((all[0].0.0.div_euclid(every.0) + 1) * every.0);
+        let dir = tmp("late");
+        let mut w = RotatingWriter::new(
+            &dir,
+            Linktype::ETHERNET,
+            65535,
+            Rotation { every: Some(every), ..Rotation::default() },
+        )
+        .unwrap();
+        let write = |w: &mut RotatingWriter, i: usize, ts: Ts| {
+            let (_, _, data, len) = &all[i];
+            w.write(&Packet { frame: i as u64 + 1, source: 0, ts, linktype: Linktype::ETHERNET, data, orig_len: *len })
+                .unwrap();
+        };
+        write(&mut w, 0, Ts(end.0 - 2_000_000));
+        // The clock passes the span's end: its file is closed.
+        w.tick(Ts(end.0 + 200_000)).unwrap();
+        assert_eq!(w.files().len(), 1);
+        // Two packets stamped before the end, handed on after it; the
+        // clock moves on between them.
+        write(&mut w, 1, Ts(end.0 - 31_000));
+        w.tick(Ts(end.0 + 300_000)).unwrap();
+        write(&mut w, 2, Ts(end.0 - 1_000));
+        w.tick(Ts(end.0 + 400_000)).unwrap();
+        assert_eq!(w.files().len(), 1, "{:?}", w.files());
+        // Then the next span's packets, in the same file until it ends.
+        write(&mut w, 3, Ts(end.0 + 500_000));
+        w.tick(Ts(end.0 + every.0 - 1)).unwrap();
+        write(&mut w, 4, Ts(end.0 + every.0));
+        let files = w.finish().unwrap();
+        let times = |f: &PathBuf| frames(std::slice::from_ref(f)).iter().map(|x| x.0.0 - end.0).collect::<Vec<_>>();
+        assert_eq!(
+            files.iter().map(times).collect::<Vec<_>>(),
+            vec![vec![-2_000_000], vec![-31_000, -1_000, 500_000], vec![every.0]]
+        );
+        // Named by their first packet's time, so they still sort in order.
+        assert_eq!(
+            files[1].file_name().unwrap().to_str().unwrap(),
+            format!("pov-{}.pcapng", stamp(Ts(end.0 - 31_000)))
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
