@@ -5,20 +5,29 @@
 //! decoding is split by connection:
 //!
 //! ```text
-//!  reader task           shard tasks (rayon)                 calling thread
-//!  read + decode  ──▶  Reassembler + HttpAnalyzer, one   ──▶  merge by request start,
-//!  a batch of          per shard (a symmetric hash of         then the stage behind
-//!  packets, split      the connection's addresses and         (writers, user stage)
-//!  by shard            ports picks the shard)
+//!  reader task      decoding           shard steps (rayon)             calling thread
+//!  frame packets ─▶ decode, split  ─▶  Reassembler + HttpAnalyzer, ─▶ merge by request start,
+//!  into a batch's   by shard (a        one per shard                  then the stage behind
+//!  buffer           symmetric hash of                                 (writers, user stage)
+//!                   the connection's
+//!                   addresses, ports)
 //! ```
 //!
-//! The three steps overlap: while the shards work on batch *k*, the reader
-//! reads batch *k + 1* and the calling thread hands on what the shards
-//! released from batch *k − 1*. A batch ends after a fixed number of
-//! packets or payload bytes, so what each shard sees, and when, depends on
-//! the capture only: the number of shards is fixed ([`SHARDS`]) and the
-//! number of threads only decides who does the work. The outputs are the
-//! same whatever `--threads` is (a test checks it).
+//! The steps overlap: while the shards work on batch *k*, the decoding
+//! splits batch *k + 1*, the reader frames batch *k + 2*, and the calling
+//! thread hands on what the shards released from batch *k − 1*. The
+//! decoding is claimed like a shard's step, by whichever thread comes to
+//! it first (the calling thread, after the merge, cannot take the pool's
+//! tasks): on a server-side capture of large responses the reader alone
+//! was what every batch waited for. Payloads stay in the frames' buffer,
+//! which the batch takes over (a payload the decoder put together, from
+//! IP fragments, is copied into the batch). On one thread a batch is read
+//! and decoded in one go, each packet's headers still in cache. A batch
+//! ends after a fixed number of frames or frame bytes, so what each shard
+//! sees, and when, depends on the capture only: the number of shards is
+//! fixed ([`SHARDS`]) and the number of threads only decides who does the
+//! work. The outputs are the same whatever `--threads` is (a test checks
+//! it).
 //!
 //! After each batch every shard moves its capture time on to the batch's
 //! last packet (idle connections close as they would have) and releases
@@ -65,7 +74,7 @@ pub const SHARDS: usize = 16;
 /// Packets per batch.
 const BATCH_PACKETS: usize = 8192;
 
-/// Payload bytes per batch (a batch also ends here). 8 MiB was 8 to 10 %
+/// Frame bytes per batch (a batch also ends here). 8 MiB was 8 to 10 %
 /// slower on a server-side capture of large responses, on one thread and
 /// on two (with smaller batches, the batches in flight may stay in the
 /// shared cache between the reader and the shards: not measured).
@@ -197,18 +206,23 @@ pub fn available() -> usize {
 }
 
 /// A decoded segment kept in a batch: its payload is `start..end` of the
-/// batch's byte buffer (the segment itself holds none).
+/// batch's frames, or of its other bytes (`own`: a payload the decoder
+/// put together, such as a reassembled IP datagram's); the segment itself
+/// holds none.
 #[derive(Clone, Copy)]
 struct Seg {
     seg: TcpSegment<'static>,
     start: usize,
     end: usize,
+    own: bool,
 }
 
-/// A batch of packets: every payload in one buffer (reused from batch to
-/// batch, so it is at most a batch's bytes), the segments split by shard.
+/// A batch of packets: the frames' bytes as read (reused from batch to
+/// batch, so at most a batch's bytes), payloads not in them, and the
+/// segments split by shard.
 struct Batch {
-    data: Vec<u8>,
+    frames: Vec<u8>,
+    own: Vec<u8>,
     parts: Vec<Vec<Seg>>,
     /// Capture time of its last packet (the latest so far).
     now: Option<Ts>,
@@ -217,20 +231,70 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, shard: usize, seg: &TcpSegment<'_>) {
-        let start = self.data.len();
-        self.data.extend_from_slice(seg.payload);
-        let seg = Seg { seg: seg.with_payload(&[]), start, end: self.data.len() };
+    /// Adds `seg`, whose payload lies in `frames` (the batch's frames, not
+    /// yet its own) or is copied.
+    fn push(&mut self, shard: usize, seg: &TcpSegment<'_>, frames: &[u8]) {
+        let (at, len) = (seg.payload.as_ptr() as usize, seg.payload.len());
+        let base = frames.as_ptr() as usize;
+        let seg = if at >= base && at + len <= base + frames.len() {
+            Seg { seg: seg.with_payload(&[]), start: at - base, end: at - base + len, own: false }
+        } else {
+            let start = self.own.len();
+            self.own.extend_from_slice(seg.payload);
+            Seg { seg: seg.with_payload(&[]), start, end: self.own.len(), own: true }
+        };
         if let Some(part) = self.parts.get_mut(shard) {
             part.push(seg);
         }
     }
 
+    /// The payload of `s`, one of this batch's segments.
+    fn payload(&self, s: &Seg) -> &[u8] {
+        let bytes = if s.own { &self.own } else { &self.frames };
+        bytes.get(s.start..s.end).unwrap_or_default()
+    }
+
     fn clear(&mut self) {
-        self.data.clear();
+        self.frames.clear();
+        self.own.clear();
         for p in &mut self.parts {
             p.clear();
         }
+    }
+}
+
+/// Frames read and not yet decoded: their bytes in one buffer.
+#[derive(Default)]
+struct Frames {
+    bytes: Vec<u8>,
+    frames: Vec<Frame>,
+    /// The source's clock when it last had nothing to read.
+    clock: Option<Ts>,
+    /// The input is read to its end.
+    done: bool,
+    /// Reading was stopped.
+    stopped: bool,
+}
+
+/// A frame in [`Frames`]: a [`Packet`](pov_capture::Packet) whose bytes
+/// are `start..end` of the buffer.
+#[derive(Clone, Copy)]
+struct Frame {
+    frame: u64,
+    source: u16,
+    ts: Ts,
+    linktype: pov_capture::Linktype,
+    orig_len: u32,
+    start: usize,
+    end: usize,
+}
+
+impl Frames {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames.clear();
+        self.done = false;
+        self.stopped = false;
     }
 }
 
@@ -349,9 +413,9 @@ impl Shard {
 
     /// Reassembles and parses this shard's part of a batch; after the
     /// last, ends every connection and releases everything held.
-    fn step<P: Prepare>(&mut self, segs: &[Seg], data: &[u8], now: Option<Ts>, last: bool, prep: &P) -> Out<P::Item> {
+    fn step<P: Prepare>(&mut self, segs: &[Seg], batch: &Batch, now: Option<Ts>, last: bool, prep: &P) -> Out<P::Item> {
         for s in segs {
-            self.tcp.process(&s.seg.with_payload(data.get(s.start..s.end).unwrap_or_default()), &mut self.sink);
+            self.tcp.process(&s.seg.with_payload(batch.payload(s)), &mut self.sink);
         }
         if let Some(now) = now {
             self.tcp.advance(now, &mut self.sink);
@@ -397,12 +461,7 @@ impl Shard {
 /// Where the reading stands.
 #[derive(Default)]
 struct ReadState {
-    packets: u64,
-    first_ts: Option<Ts>,
-    last_ts: Option<Ts>,
     errors: Vec<String>,
-    /// Packets the run's filter left out.
-    filtered_out: u64,
     /// The source's clock when it last had nothing to read (a live
     /// capture: [`PacketSource::clock`]).
     clock: Option<Ts>,
@@ -410,21 +469,19 @@ struct ReadState {
     stopped: bool,
 }
 
-/// The reader and decoder, run as one task.
+/// The reader, run as one task: it frames packets and copies them into a
+/// batch's buffer, a batch ahead of the decoding.
 struct Reading<'c> {
     reader: &'c mut dyn PacketSource,
-    decoder: Decoder,
     state: ReadState,
     cfg: &'c PipelineConfig,
 }
 
 impl Reading<'_> {
-    /// Reads the next batch into `batch` (emptied first).
-    fn read(&mut self, batch: &mut Batch) {
-        batch.clear();
-        let shards = batch.parts.len() as u64;
-        let (mut packets, mut bytes) = (0, 0);
-        while packets < BATCH_PACKETS && bytes < BATCH_BYTES {
+    /// Reads the next batch's frames into `frames` (emptied first).
+    fn read(&mut self, frames: &mut Frames) {
+        frames.clear();
+        while frames.frames.len() < BATCH_PACKETS && frames.bytes.len() < BATCH_BYTES {
             if self.cfg.stop.requested().is_some() {
                 // Stop where we are: no flush of open connections, whose
                 // transactions would only be thrown away.
@@ -433,26 +490,17 @@ impl Reading<'_> {
             }
             match self.reader.next_packet() {
                 Ok(Some(pkt)) => {
-                    if let Some(f) = &self.cfg.filter
-                        && !f.matches(&pkt)
-                    {
-                        self.state.filtered_out += 1;
-                        continue;
-                    }
-                    packets += 1;
-                    let st = &mut self.state;
-                    st.packets += 1;
-                    if st.first_ts.is_none_or(|t| pkt.ts < t) {
-                        st.first_ts = Some(pkt.ts);
-                    }
-                    if st.last_ts.is_none_or(|t| pkt.ts > t) {
-                        st.last_ts = Some(pkt.ts);
-                    }
-                    if let Some(seg) = self.decoder.decode(&pkt) {
-                        bytes += seg.payload.len();
-                        let i = (pov_capture::tcp::shard_hash(&seg) % shards) as usize;
-                        batch.push(i, &seg);
-                    }
+                    let start = frames.bytes.len();
+                    frames.bytes.extend_from_slice(pkt.data);
+                    frames.frames.push(Frame {
+                        frame: pkt.frame,
+                        source: pkt.source,
+                        ts: pkt.ts,
+                        linktype: pkt.linktype,
+                        orig_len: pkt.orig_len,
+                        start,
+                        end: frames.bytes.len(),
+                    });
                 }
                 // A live source has nothing for now: work on what was
                 // read. The input is over only when the source says so.
@@ -466,12 +514,114 @@ impl Reading<'_> {
         }
         // Asked while the last read was waiting (a pipe): stopped all the same.
         self.state.stopped |= self.cfg.stop.requested().is_some();
-        if self.state.done && !self.state.stopped {
+        frames.clock = self.state.clock;
+        frames.done = self.state.done;
+        frames.stopped = self.state.stopped;
+    }
+}
+
+/// Where the decoding stands.
+#[derive(Default)]
+struct DecodeState {
+    packets: u64,
+    first_ts: Option<Ts>,
+    last_ts: Option<Ts>,
+    /// Packets the run's filter left out.
+    filtered_out: u64,
+}
+
+/// The decoder, run as one task (a batch behind the reader, a batch ahead
+/// of the shards): the run's filter, decoding, and the split by shard.
+struct Decoding<'c> {
+    decoder: Decoder,
+    state: DecodeState,
+    cfg: &'c PipelineConfig,
+}
+
+impl Decoding<'_> {
+    /// Decodes `frames` into `batch`, which takes their buffer (and gives
+    /// its own, emptied, in exchange).
+    fn decode(&mut self, frames: &mut Frames, batch: &mut Batch) {
+        batch.clear();
+        for f in &frames.frames {
+            let pkt = pov_capture::Packet {
+                frame: f.frame,
+                source: f.source,
+                ts: f.ts,
+                linktype: f.linktype,
+                data: frames.bytes.get(f.start..f.end).unwrap_or_default(),
+                orig_len: f.orig_len,
+            };
+            self.packet(&pkt, batch, &frames.bytes);
+        }
+        std::mem::swap(&mut batch.frames, &mut frames.bytes);
+        self.end(frames, batch);
+    }
+
+    /// Reads and decodes the next batch into `batch` in one go, as
+    /// [`Reading::read`] then [`Decoding::decode`] would (the same
+    /// batches), with each packet's headers still in cache: on one thread.
+    fn read_and_decode(&mut self, reading: &mut Reading<'_>, batch: &mut Batch) {
+        batch.clear();
+        let (mut packets, mut bytes) = (0, 0);
+        let stopped = loop {
+            if packets >= BATCH_PACKETS || bytes >= BATCH_BYTES {
+                break false;
+            }
+            if self.cfg.stop.requested().is_some() {
+                break true;
+            }
+            match reading.reader.next_packet() {
+                Ok(Some(pkt)) => {
+                    packets += 1;
+                    bytes += pkt.data.len();
+                    self.packet(&pkt, batch, &[]);
+                }
+                Ok(None) => {
+                    reading.state.done = reading.reader.ended();
+                    reading.state.clock = reading.state.clock.max(reading.reader.clock());
+                    break false;
+                }
+                Err(e) => reading.state.errors.push(e.to_string()),
+            }
+        };
+        reading.state.stopped |= stopped || self.cfg.stop.requested().is_some();
+        let st = &reading.state;
+        let frames = Frames { clock: st.clock, done: st.done, stopped: st.stopped, ..Frames::default() };
+        self.end(&frames, batch);
+    }
+
+    /// One packet: filtered, counted, decoded, its segment put in its
+    /// shard's part (its payload is in `frames` or copied).
+    fn packet(&mut self, pkt: &pov_capture::Packet<'_>, batch: &mut Batch, frames: &[u8]) {
+        if let Some(filter) = &self.cfg.filter
+            && !filter.matches(pkt)
+        {
+            self.state.filtered_out += 1;
+            return;
+        }
+        let st = &mut self.state;
+        st.packets += 1;
+        if st.first_ts.is_none_or(|t| pkt.ts < t) {
+            st.first_ts = Some(pkt.ts);
+        }
+        if st.last_ts.is_none_or(|t| pkt.ts > t) {
+            st.last_ts = Some(pkt.ts);
+        }
+        if let Some(seg) = self.decoder.decode(pkt) {
+            let i = (pov_capture::tcp::shard_hash(&seg) % batch.parts.len() as u64) as usize;
+            batch.push(i, &seg, frames);
+        }
+    }
+
+    /// The batch's time and whether it is the last.
+    fn end(&mut self, frames: &Frames, batch: &mut Batch) {
+        if frames.done && !frames.stopped {
             self.decoder.finish();
         }
         // A quiet live source moves time on by its clock.
-        batch.now = self.state.last_ts.max(self.state.clock);
-        batch.last = self.state.done || self.state.stopped;
+        batch.now = self.state.last_ts.max(frames.clock);
+        batch.last = frames.done || frames.stopped;
     }
 }
 
@@ -683,18 +833,27 @@ pub fn run_source<D: Downstream + ?Sized>(
     let mut shards: Vec<Shard> = parts.iter().skip(1).map(|b| Shard::new(cfg, http, n, b.clone())).collect();
     let mut decode = cfg.decode.clone();
     decode.budget = parts.first().cloned().unwrap_or_else(|| cfg.budget().clone());
-    let mut reading = Reading { reader: source, decoder: Decoder::new(decode), state: ReadState::default(), cfg };
+    let mut reading = Reading { reader: source, state: ReadState::default(), cfg };
+    let mut decoding = Decoding { decoder: Decoder::new(decode), state: DecodeState::default(), cfg };
     // Room for a batch's bytes and a fair share of its packets from the
     // start: the first batches do not grow their buffers by copying them
     // (12 M instructions on a 23 MB night). Memory not written to is not
     // resident.
+    let new_frames = || Frames {
+        bytes: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
+        frames: Vec::with_capacity(BATCH_PACKETS),
+        ..Frames::default()
+    };
     let new_batch = || Batch {
-        data: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
+        frames: Vec::new(),
+        own: Vec::new(),
         parts: (0..n).map(|_| Vec::with_capacity(BATCH_PACKETS * 2 / n.max(1))).collect(),
         now: None,
         last: false,
     };
     let (mut cur, mut next) = (new_batch(), new_batch());
+    // Frames read and waiting to be decoded, and those being read.
+    let (mut read, mut reading_into) = (new_frames(), new_frames());
     let mut merge = Merge {
         held: BTreeMap::new(),
         seq: 0,
@@ -731,19 +890,32 @@ pub fn run_source<D: Downstream + ?Sized>(
     for b in &everyone {
         b.sample_peaks(true);
     }
-    reading.read(&mut cur);
+    // On several threads, three stages a batch apart: the reader frames
+    // batch k + 2 while the decoder splits batch k + 1 by shard and the
+    // shards step batch k. On one, a batch is read and decoded in one go.
+    if pool.is_some() {
+        reading.read(&mut read);
+        decoding.decode(&mut read, &mut cur);
+        if !cur.last {
+            reading.read(&mut read);
+        }
+    } else {
+        decoding.read_and_decode(&mut reading, &mut cur);
+    }
     let mut flow = GO_ON;
     loop {
         if reading.state.stopped {
             break;
         }
         let (now, last) = (cur.now, cur.last);
+        // Whether the reader goes on (the frames read last are not the end).
+        let more = !last && !read.done && !read.stopped;
         flow = match &pool {
             Some(pool) => {
                 // The shards' steps are claimed one at a time, by the pool
                 // and, once the merge is done, by this thread too: it never
                 // waits idle while shards are left to step.
-                let (data, prep) = (&cur.data, &prep);
+                let (batch, prep) = (&cur, &prep);
                 let jobs: Vec<Mutex<Option<Job<'_, D::Item>>>> = shards
                     .iter_mut()
                     .zip(&cur.parts)
@@ -751,17 +923,24 @@ pub fn run_source<D: Downstream + ?Sized>(
                     .map(|((shard, part), out)| Mutex::new(Some((shard, part, out))))
                     .collect();
                 let claimed = AtomicUsize::new(0);
+                // The next batch's decoding is claimed first, by whichever
+                // thread comes to work first (the calling thread, which
+                // cannot take the pool's tasks, after the merge).
+                let decode = Mutex::new((!last).then_some((&mut decoding, &mut read, &mut next)));
                 let work = || {
+                    if let Some((decoding, read, next)) = decode.lock().ok().and_then(|mut d| d.take()) {
+                        decoding.decode(read, next);
+                    }
                     while let Some(job) = jobs.get(claimed.fetch_add(1, Ordering::Relaxed)) {
                         if let Some((shard, part, out)) = job.lock().ok().and_then(|mut j| j.take()) {
-                            *out = shard.step(part, data, now, last, prep);
+                            *out = shard.step(part, batch, now, last, prep);
                         }
                     }
                 };
                 pool.in_place_scope(|s| {
-                    if !last {
-                        let (reading, next) = (&mut reading, &mut next);
-                        s.spawn(move |_| reading.read(next));
+                    if more {
+                        let (reading, into) = (&mut reading, &mut reading_into);
+                        s.spawn(move |_| reading.read(into));
                     }
                     for _ in 0..pool.current_num_threads() {
                         s.spawn(|_| work());
@@ -773,11 +952,11 @@ pub fn run_source<D: Downstream + ?Sized>(
             }
             None => {
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
-                    *out = shard.step(part, &cur.data, now, last, &prep);
+                    *out = shard.step(part, &cur, now, last, &prep);
                 }
                 let flow = merge.feed(&mut prev, down, false);
                 if !last && matches!(flow, Ok(ControlFlow::Continue(()))) {
-                    reading.read(&mut next);
+                    decoding.read_and_decode(&mut reading, &mut next);
                 }
                 flow
             }
@@ -796,28 +975,31 @@ pub fn run_source<D: Downstream + ?Sized>(
             b.sample();
         }
         prev = std::mem::replace(&mut outs, (0..n).map(|_| Out::default()).collect());
-        progress(Progress { bytes_read: reading.reader.bytes_read(), bytes_total, packets: reading.state.packets });
+        progress(Progress { bytes_read: reading.reader.bytes_read(), bytes_total, packets: decoding.state.packets });
         if last {
             flow = merge.feed(&mut prev, down, true);
             break;
         }
         std::mem::swap(&mut cur, &mut next);
+        if more && pool.is_some() {
+            std::mem::swap(&mut read, &mut reading_into);
+        }
     }
     for b in &everyone {
         b.sample_peaks(false);
     }
     report.halted = flow?.is_break();
-    let st = reading.state;
+    let (st, dec) = (reading.state, decoding.state);
     report.stopped = st.stopped;
     report.errors.extend(st.errors);
-    report.packets = st.packets;
-    report.first_ts = st.first_ts;
-    report.last_ts = st.last_ts;
+    report.packets = dec.packets;
+    report.first_ts = dec.first_ts;
+    report.last_ts = dec.last_ts;
     report.files = reading.reader.files();
     report.warnings = reading.reader.warnings();
-    report.filtered_out = st.filtered_out;
+    report.filtered_out = dec.filtered_out;
     report.capture_loss = reading.reader.capture_loss();
-    report.decode = reading.decoder.stats().clone();
+    report.decode = decoding.decoder.stats().clone();
     let mut tcp = TcpStats::default();
     for s in &shards {
         tcp.merge(s.tcp.stats());
@@ -846,7 +1028,7 @@ pub fn run_source<D: Downstream + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     fn sample(name: &str) -> PathBuf {
         pov_capture::testing::manifest_dir().join("../../samples").join(name)
@@ -856,6 +1038,10 @@ mod tests {
     /// method, URI, status, body sizes) and connection summary (id, first
     /// frame, bytes), through `shards` shards on `threads` threads.
     fn through(name: &str, threads: usize, shards: usize) -> (Vec<String>, Vec<String>, Vec<Ts>, RunReport) {
+        through_path(&sample(name), threads, shards)
+    }
+
+    fn through_path(path: &Path, threads: usize, shards: usize) -> (Vec<String>, Vec<String>, Vec<Ts>, RunReport) {
         struct Rec(Vec<String>, Vec<String>, Vec<Ts>);
         impl Downstream for Rec {
             type Item = HttpTransaction;
@@ -890,7 +1076,7 @@ mod tests {
             }
         }
         let cfg = PipelineConfig::default();
-        let (files, errors) = crate::pipeline::open_inputs(&[sample(name)]);
+        let (files, errors) = crate::pipeline::open_inputs(&[path.to_path_buf()]);
         let mut rec = Rec(Vec::new(), Vec::new(), Vec::new());
         let report =
             run(files, errors, &cfg, Some(&cfg.http), Threads { threads, shards }, None, &mut rec, &mut |_| {})
@@ -920,6 +1106,81 @@ mod tests {
                 assert_eq!((http.complete, http.missing_bytes), (h2.complete, h2.missing_bytes));
             }
         }
+    }
+
+    /// `shop.pcap` with every IPv4 packet of more than 64 bytes of TCP
+    /// sent as two IP fragments, as a pcap file.
+    fn fragmented_shop(path: &Path) {
+        let mut r = PacketReader::new(vec![CaptureFile::open(&sample("shop.pcap")).unwrap()]);
+        let mut out: Vec<u8> = Vec::new();
+        for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        // (The version's two halves as two little-endian u16s: 2, then 4.)
+        out[4..8].copy_from_slice(&[2, 0, 4, 0]);
+        let mut record = |ts: Ts, frame: &[u8]| {
+            let (sec, usec) = (ts.0.div_euclid(1_000_000_000), ts.0.rem_euclid(1_000_000_000) / 1000);
+            for v in [sec as u32, usec as u32, frame.len() as u32, frame.len() as u32] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(frame);
+        };
+        let checksum = |h: &mut [u8]| {
+            h[10..12].fill(0);
+            let sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+            let sum = (sum & 0xffff) + (sum >> 16);
+            h[10..12].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
+        };
+        let mut id = 0u16;
+        while let Some(p) = r.next_packet().unwrap() {
+            let d = p.data;
+            let ipv4 = d.len() > 34 && d[12..14] == [8, 0] && d[14] == 0x45 && d[23] == 6;
+            let body = d.get(34..).unwrap_or_default();
+            if !ipv4 || body.len() <= 20 + 64 {
+                record(p.ts, d);
+                continue;
+            }
+            id = id.wrapping_add(1);
+            let cut = (body.len() / 2) & !7;
+            for (part, offset, more) in [(&body[..cut], 0, true), (&body[cut..], cut, false)] {
+                let mut f = d[..34].to_vec();
+                f[16..18].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+                f[18..20].copy_from_slice(&id.to_be_bytes());
+                f[20..22].copy_from_slice(&(((offset / 8) as u16) | if more { 0x2000 } else { 0 }).to_be_bytes());
+                checksum(&mut f[14..34]);
+                f.extend_from_slice(part);
+                record(p.ts, &f);
+            }
+        }
+        std::fs::write(path, out).unwrap();
+    }
+
+    /// A reassembled IP datagram's payload is not in the batch's frames:
+    /// the decoder's copy is kept in the batch, and the transactions are
+    /// those of the capture unfragmented, on any number of threads.
+    #[test]
+    fn payloads_put_together_from_ip_fragments_reach_the_shards() {
+        let path = std::env::temp_dir().join(format!("pov-parallel-frag-{}.pcap", std::process::id()));
+        fragmented_shop(&path);
+        // Transactions without their connection ids (the first frame's
+        // number, which the extra frames move on).
+        let strip = |txs: Vec<String>| -> Vec<String> {
+            txs.iter()
+                .map(|t| {
+                    let mut w: Vec<&str> = t.split(' ').collect();
+                    w.remove(1);
+                    w.join(" ")
+                })
+                .collect()
+        };
+        let (want, _, _, whole) = through("shop.pcap", 1, 1);
+        for (threads, shards) in [(1, 16), (2, 16), (2, 3)] {
+            let (got, _, _, report) = through_path(&path, threads, shards);
+            assert!(report.decode.fragments.reassembled > 1000, "{:?}", report.decode.fragments);
+            assert_eq!(report.packets, whole.packets + report.decode.fragments.reassembled);
+            assert_eq!(strip(got), strip(want.clone()), "{threads} threads, {shards} shards");
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 
     /// Takes transactions until it has `n`, then says stop, or fails.
