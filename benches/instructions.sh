@@ -50,7 +50,8 @@ if n == 0:
     sys.exit("no transaction count in the run's summary.json")
 stages = [
     ("the whole run", total),
-    ("reading and decoding (`Reading::read`)", inclusive("pov::parallel::Reading::read")),
+    # (On one thread a batch is read and decoded in one go.)
+    ("reading and decoding (`Decoding::read_and_decode`)", inclusive("pov::parallel::Decoding::read_and_decode")),
     ("reassembly and HTTP (`Reassembler::process`)", inclusive("Reassembler::process")),
     ("of which HTTP (`HttpAnalyzer::on_data`)", inclusive("HttpAnalyzer<S> as pov_capture::tcp::events::StreamSink>::on_data")),
     ("the sessions' view (`SessionTxs::tx`)", inclusive("pov::users::SessionTxs::tx")),

@@ -503,7 +503,9 @@ fn analyze_captures(job: &AnalyzeJob, reading: &mut Reading) -> io::Result<Analy
 /// HTML replays of `users` in the run's replays folder, their
 /// transactions read from the run's store: user -> path relative to the
 /// output folder. Written into the staging folder; `stats` is what the
-/// store held, once it was read.
+/// store held, once it was read. (Not inlined: `benches/instructions.sh`
+/// counts the replays' instructions by this name.)
+#[inline(never)]
 fn write_replays(
     run: &RunDir,
     users: &[String],
