@@ -268,12 +268,28 @@ impl Batch {
 struct Frames {
     bytes: Vec<u8>,
     frames: Vec<Frame>,
-    /// The source's clock when it last had nothing to read.
+    /// Where the input stood once they were read.
+    edge: Edge,
+}
+
+/// Where the input stands after a batch was read: what its decoding,
+/// which may come a batch later, needs to know of it.
+#[derive(Clone, Copy, Default)]
+struct Edge {
+    /// The source's clock when it last had nothing to read (a live
+    /// capture: [`PacketSource::clock`]).
     clock: Option<Ts>,
     /// The input is read to its end.
     done: bool,
     /// Reading was stopped.
     stopped: bool,
+}
+
+impl Edge {
+    /// Nothing comes after this batch.
+    fn last(self) -> bool {
+        self.done || self.stopped
+    }
 }
 
 /// A frame in [`Frames`]: a [`Packet`](pov_capture::Packet) whose bytes
@@ -287,15 +303,6 @@ struct Frame {
     orig_len: u32,
     start: usize,
     end: usize,
-}
-
-impl Frames {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.frames.clear();
-        self.done = false;
-        self.stopped = false;
-    }
 }
 
 /// The stream events of one shard's connections: HTTP parsed (when asked)
@@ -462,11 +469,7 @@ impl Shard {
 #[derive(Default)]
 struct ReadState {
     errors: Vec<String>,
-    /// The source's clock when it last had nothing to read (a live
-    /// capture: [`PacketSource::clock`]).
-    clock: Option<Ts>,
-    done: bool,
-    stopped: bool,
+    edge: Edge,
 }
 
 /// The reader, run as one task: it frames packets and copies them into a
@@ -480,43 +483,55 @@ struct Reading<'c> {
 impl Reading<'_> {
     /// Reads the next batch's frames into `frames` (emptied first).
     fn read(&mut self, frames: &mut Frames) {
-        frames.clear();
-        while frames.frames.len() < BATCH_PACKETS && frames.bytes.len() < BATCH_BYTES {
+        frames.bytes.clear();
+        frames.frames.clear();
+        frames.edge = self.fill(|pkt| {
+            let start = frames.bytes.len();
+            frames.bytes.extend_from_slice(pkt.data);
+            frames.frames.push(Frame {
+                frame: pkt.frame,
+                source: pkt.source,
+                ts: pkt.ts,
+                linktype: pkt.linktype,
+                orig_len: pkt.orig_len,
+                start,
+                end: frames.bytes.len(),
+            });
+            frames.frames.len() < BATCH_PACKETS && frames.bytes.len() < BATCH_BYTES
+        });
+    }
+
+    /// Hands the packets of one batch to `take`, which says whether the
+    /// batch has room for more, until it has none, a stop is asked, or the
+    /// source has nothing for now or is over; then where the input stands.
+    /// Read errors are noted and reading goes on.
+    fn fill(&mut self, mut take: impl FnMut(&pov_capture::Packet<'_>) -> bool) -> Edge {
+        loop {
             if self.cfg.stop.requested().is_some() {
                 // Stop where we are: no flush of open connections, whose
                 // transactions would only be thrown away.
-                self.state.stopped = true;
+                self.state.edge.stopped = true;
                 break;
             }
             match self.reader.next_packet() {
                 Ok(Some(pkt)) => {
-                    let start = frames.bytes.len();
-                    frames.bytes.extend_from_slice(pkt.data);
-                    frames.frames.push(Frame {
-                        frame: pkt.frame,
-                        source: pkt.source,
-                        ts: pkt.ts,
-                        linktype: pkt.linktype,
-                        orig_len: pkt.orig_len,
-                        start,
-                        end: frames.bytes.len(),
-                    });
+                    if !take(&pkt) {
+                        break;
+                    }
                 }
                 // A live source has nothing for now: work on what was
                 // read. The input is over only when the source says so.
                 Ok(None) => {
-                    self.state.done = self.reader.ended();
-                    self.state.clock = self.state.clock.max(self.reader.clock());
+                    self.state.edge.done = self.reader.ended();
+                    self.state.edge.clock = self.state.edge.clock.max(self.reader.clock());
                     break;
                 }
                 Err(e) => self.state.errors.push(e.to_string()),
             }
         }
         // Asked while the last read was waiting (a pipe): stopped all the same.
-        self.state.stopped |= self.cfg.stop.requested().is_some();
-        frames.clock = self.state.clock;
-        frames.done = self.state.done;
-        frames.stopped = self.state.stopped;
+        self.state.edge.stopped |= self.cfg.stop.requested().is_some();
+        self.state.edge
     }
 }
 
@@ -555,7 +570,7 @@ impl Decoding<'_> {
             self.packet(&pkt, batch, &frames.bytes);
         }
         std::mem::swap(&mut batch.frames, &mut frames.bytes);
-        self.end(frames, batch);
+        self.end(frames.edge, batch);
     }
 
     /// Reads and decodes the next batch into `batch` in one go, as
@@ -564,31 +579,13 @@ impl Decoding<'_> {
     fn read_and_decode(&mut self, reading: &mut Reading<'_>, batch: &mut Batch) {
         batch.clear();
         let (mut packets, mut bytes) = (0, 0);
-        let stopped = loop {
-            if packets >= BATCH_PACKETS || bytes >= BATCH_BYTES {
-                break false;
-            }
-            if self.cfg.stop.requested().is_some() {
-                break true;
-            }
-            match reading.reader.next_packet() {
-                Ok(Some(pkt)) => {
-                    packets += 1;
-                    bytes += pkt.data.len();
-                    self.packet(&pkt, batch, &[]);
-                }
-                Ok(None) => {
-                    reading.state.done = reading.reader.ended();
-                    reading.state.clock = reading.state.clock.max(reading.reader.clock());
-                    break false;
-                }
-                Err(e) => reading.state.errors.push(e.to_string()),
-            }
-        };
-        reading.state.stopped |= stopped || self.cfg.stop.requested().is_some();
-        let st = &reading.state;
-        let frames = Frames { clock: st.clock, done: st.done, stopped: st.stopped, ..Frames::default() };
-        self.end(&frames, batch);
+        let edge = reading.fill(|pkt| {
+            packets += 1;
+            bytes += pkt.data.len();
+            self.packet(pkt, batch, &[]);
+            packets < BATCH_PACKETS && bytes < BATCH_BYTES
+        });
+        self.end(edge, batch);
     }
 
     /// One packet: filtered, counted, decoded, its segment put in its
@@ -615,13 +612,13 @@ impl Decoding<'_> {
     }
 
     /// The batch's time and whether it is the last.
-    fn end(&mut self, frames: &Frames, batch: &mut Batch) {
-        if frames.done && !frames.stopped {
+    fn end(&mut self, edge: Edge, batch: &mut Batch) {
+        if edge.done && !edge.stopped {
             self.decoder.finish();
         }
         // A quiet live source moves time on by its clock.
-        batch.now = self.state.last_ts.max(frames.clock);
-        batch.last = frames.done || frames.stopped;
+        batch.now = self.state.last_ts.max(edge.clock);
+        batch.last = edge.last();
     }
 }
 
@@ -904,12 +901,12 @@ pub fn run_source<D: Downstream + ?Sized>(
     }
     let mut flow = GO_ON;
     loop {
-        if reading.state.stopped {
+        if reading.state.edge.stopped {
             break;
         }
         let (now, last) = (cur.now, cur.last);
         // Whether the reader goes on (the frames read last are not the end).
-        let more = !last && !read.done && !read.stopped;
+        let more = !last && !read.edge.last();
         flow = match &pool {
             Some(pool) => {
                 // The shards' steps are claimed one at a time, by the pool
@@ -990,7 +987,7 @@ pub fn run_source<D: Downstream + ?Sized>(
     }
     report.halted = flow?.is_break();
     let (st, dec) = (reading.state, decoding.state);
-    report.stopped = st.stopped;
+    report.stopped = st.edge.stopped;
     report.errors.extend(st.errors);
     report.packets = dec.packets;
     report.first_ts = dec.first_ts;

@@ -972,12 +972,14 @@ impl Sessionizer {
     /// Charges open sessions and users to `budget` (the run's) from now
     /// on.
     pub fn set_budget(&mut self, budget: &Budget) {
-        let held = self.users_charge.bytes();
-        self.users_charge = budget.empty(Holder::Sessions);
-        self.users_charge.grow(held);
-        let waiting = self.waiting_charge.bytes();
-        self.waiting_charge = budget.empty(Holder::Sessions);
-        self.waiting_charge.grow(waiting);
+        // What is held already moves to the new budget.
+        let moved = |c: &Charge| {
+            let mut to = budget.empty(Holder::Sessions);
+            to.grow(c.bytes());
+            to
+        };
+        self.users_charge = moved(&self.users_charge);
+        self.waiting_charge = moved(&self.waiting_charge);
         self.budget = budget.clone();
     }
 
@@ -1018,14 +1020,11 @@ impl Sessionizer {
         self.set_max_remembered_connections(caps.max_remembered_connections);
     }
 
-    /// Notes that connection `conn` (used at `at`) is `k`'s, unless its
-    /// user is known already; beyond [`MAX_REMEMBERED_CONNECTIONS`], the
-    /// quarter used least recently is forgotten (ties by connection id, so
-    /// that which ones does not depend on the map's order).
+    /// Notes that connection `conn` (used at `at`, its user not known yet)
+    /// is `k`'s; beyond [`MAX_REMEMBERED_CONNECTIONS`], the quarter used
+    /// least recently is forgotten (ties by connection id, so that which
+    /// ones does not depend on the map's order).
     fn remember_conn(&mut self, conn: u64, k: &UserKey, at: Ts) {
-        if self.conn_user.contains_key(&conn) {
-            return;
-        }
         self.conn_user.insert(conn, (k.clone(), at));
         if self.conn_user.len() <= self.max_conn_users {
             return;
@@ -1630,7 +1629,9 @@ impl Sessionizer {
         let mut sink = Vec::new();
         for t in claimed {
             self.stats.joined_before_cookie += 1;
-            self.remember_conn(t.conn, k, t.start);
+            if !self.conn_user.contains_key(&t.conn) {
+                self.remember_conn(t.conn, k, t.start);
+            }
             self.add(k.clone(), t, &mut sink);
         }
         self.orphans.extend(sink);
