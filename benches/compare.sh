@@ -4,8 +4,7 @@
 #
 #   benches/compare.sh CAPTURE...
 #
-# For each capture: one warm-up read of the file (so every tool finds it in
-# the page cache), then RUNS (default 3) runs of each of
+# For each capture, RUNS (default 3) runs of each of
 #
 #   pov flows --quiet --format csv CAPTURE > /dev/null
 #   tshark -n -q -z conv,tcp -r CAPTURE > /dev/null
@@ -15,7 +14,11 @@
 #
 # under /usr/bin/time (GNU time: user, sys, peak RSS); wall time is taken
 # with nanosecond clocks around the same call. Each run starts after a
-# `sync` (untimed), so no run pays for the writeback of the one before;
+# read of the capture (untimed), so that every tool finds it in the page
+# cache (this machine's VM drops cached pages at about 1 MB/s even with
+# most of its memory free, docs/PERFORMANCE.md "The benchmark's page
+# cache"), and after a `sync` (untimed), so no run pays for the writeback
+# of the one before;
 # tcpflow's time is thus writing its files into the page cache (and
 # whatever writeback throttling that triggers), not flushing them to disk. It reports the median of
 # each measure and MB/s = capture size (10^6 bytes) / median wall. It also
@@ -131,9 +134,10 @@ run_tool() {
         fi
         local cmd=("$@")
         cmd=("${cmd[@]//@TFDIR@/$TFDIR}")
-        # Start each run with no dirty pages pending (tcpflow's previous
-        # run wrote gigabytes): what a run writes is its own cost, not the
-        # writeback of the one before.
+        # Start each run with the capture cached, and no dirty pages
+        # pending (tcpflow's previous run wrote gigabytes): what a run
+        # writes is its own cost, not the writeback of the one before.
+        cat "$cap" >/dev/null
         sync
         t0=$(date +%s%N)
         if ! /usr/bin/time -o "$WORK/time" -f '%U %S %M' "${cmd[@]}" >/dev/null 2>"$WORK/stderr"; then
@@ -172,7 +176,7 @@ echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: 
 echo "- pov: $("$POV" --version) ($POV)"
 echo "- tshark: $(tshark --version 2>/dev/null | head -1)"
 if want tcpflow; then echo "- tcpflow: $(tcpflow -V 2>&1 | head -1)"; fi
-echo "- runs: $RUNS per tool after one warm-up read of the capture; medians"
+echo "- runs: $RUNS per tool, each after a read of the capture; medians"
 echo
 
 : >"$ROWS"
