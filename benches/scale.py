@@ -16,8 +16,10 @@
    say) are measured too.
 2. Times `pov analyze` (default outputs, replays included),
    `pov transactions` and `pov flows` on each, with `--threads T` for each
-   T, RUNS times, under GNU time: median wall seconds and peak RSS. The
-   page cache is warmed with one untimed read of each capture first.
+   T, RUNS times, under GNU time: median wall seconds and peak RSS. Each
+   run starts after an untimed read of the capture: this machine's VM
+   drops cached pages at about 1 MB/s even with most of its memory free
+   (docs/PERFORMANCE.md, "The benchmark's page cache").
 3. Prints a Markdown table (capture, MB, packets, transactions, command,
    threads, wall s, MB/s, transactions/s, peak RSS MiB), the growth of
    peak RSS from the smallest synthetic night to each larger one (the
@@ -79,6 +81,13 @@ def synth(pov, d, users, args=DEFAULT_SYNTH):
     return path
 
 
+def warm(capture):
+    """Reads `capture` once, so that the run after finds it cached."""
+    with open(capture, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
 def measure(pov, capture, command, threads, runs, out_dir):
     cmd = [pov, command, "--quiet", "--threads", str(threads)]
     if command == "analyze":
@@ -88,6 +97,7 @@ def measure(pov, capture, command, threads, runs, out_dir):
     cmd.append(capture)
     walls, rss = [], []
     for _ in range(runs):
+        warm(capture)
         w, r, _ = run_timed(cmd)
         walls.append(w)
         rss.append(r)
@@ -158,9 +168,6 @@ def main():
     rows = []
     out_dir = os.path.join(a.dir, "scale-out")
     for c in captures:
-        with open(c, "rb") as f:
-            while f.read(1 << 24):
-                pass
         mb = os.path.getsize(c) / 1e6
         packets, txs = counts(a.pov, c)
         for command in a.commands.split(","):
