@@ -341,6 +341,14 @@ impl Charge {
         if n > self.bytes { self.try_grow(n - self.bytes) } else { self.shrink(self.bytes - n) }
     }
 
+    /// Moves what it holds to `budget`, as held by `h` (whatever the
+    /// limit): the budget it was charged to, if any, gets the bytes back.
+    pub fn move_to(&mut self, budget: &Budget, h: Holder) {
+        let mut to = budget.empty(h);
+        to.grow(self.bytes);
+        *self = to;
+    }
+
     /// Charges exactly `n` bytes from now on, whatever the limit.
     pub fn set(&mut self, n: usize) {
         if n > self.bytes {
@@ -493,6 +501,22 @@ mod tests {
         b.sample_peaks(false);
         drop(b.charge(Holder::Heads, 700));
         assert_eq!(b.report().peak_bytes, 700, "followed again on every charge");
+    }
+
+    #[test]
+    fn a_charge_moved_to_another_budget_leaves_the_first() {
+        let (first, second) = (Budget::new(1000), Budget::new(100));
+        let mut c = first.charge(Holder::Sessions, 300);
+        c.move_to(&second, Holder::Sessions);
+        assert_eq!((first.used(), second.used(), c.bytes()), (0, 300, 300), "moved whatever the limit");
+        assert_eq!(second.held(Holder::Sessions), 300);
+        // From no budget: the bytes are charged from now on.
+        let mut free = Charge::none();
+        free.grow(40);
+        free.move_to(&first, Holder::Pending);
+        assert_eq!((first.used(), first.held(Holder::Pending)), (40, 40));
+        drop((c, free));
+        assert_eq!((first.used(), second.used()), (0, 0));
     }
 
     #[test]

@@ -529,9 +529,7 @@ impl<W: Write> UserStage<W> {
     /// Charges open sessions and users to the run's memory budget.
     pub fn set_budget(&mut self, budget: &pov_capture::Budget) {
         self.sessionizer.set_budget(budget);
-        let held = self.users_charge.bytes();
-        self.users_charge = budget.empty(pov_capture::Holder::Sessions);
-        self.users_charge.grow(held);
+        self.users_charge.move_to(budget, pov_capture::Holder::Sessions);
     }
 
     /// Holds at most `max` users' totals in memory; beyond, they are

@@ -972,14 +972,8 @@ impl Sessionizer {
     /// Charges open sessions and users to `budget` (the run's) from now
     /// on.
     pub fn set_budget(&mut self, budget: &Budget) {
-        // What is held already moves to the new budget.
-        let moved = |c: &Charge| {
-            let mut to = budget.empty(Holder::Sessions);
-            to.grow(c.bytes());
-            to
-        };
-        self.users_charge = moved(&self.users_charge);
-        self.waiting_charge = moved(&self.waiting_charge);
+        self.users_charge.move_to(budget, Holder::Sessions);
+        self.waiting_charge.move_to(budget, Holder::Sessions);
         self.budget = budget.clone();
     }
 
