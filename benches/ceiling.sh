@@ -19,9 +19,9 @@
 # speed-up, alone / --threads 2 (issue #13's target 3 asks 1.8).
 #
 # The read before each run keeps the capture in the page cache: on this
-# machine's VM, cached pages go at about 1 MB/s even with most of the
+# machine's VM, cached pages go at about 1 MB/s even idle with most of the
 # memory free (`fincore` shows it), and every page gone is read from disk
-# again by the next run, 0.1 to 0.3 s more on the 1.5 GB capture.
+# again by the next run.
 #
 # Settings (environment): POV (default $CARGO_TARGET_DIR/release/pov, else
 # target/release/pov of this repo; build it first), RUNS.
