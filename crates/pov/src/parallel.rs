@@ -61,7 +61,7 @@ use pov_capture::decode::Decoder;
 use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction};
 use pov_capture::pcap::{CaptureFile, PacketReader, ReadError};
 use pov_capture::tcp::{
-    Close, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
+    Close, ConnId, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
 };
 use pov_capture::{Budget, Holder, PacketSource, TcpSegment, Ts};
 
@@ -634,6 +634,9 @@ struct Merge<T> {
     /// A batch's items and their sorted keys (room kept between batches).
     txs: Vec<Option<(Box<T>, usize)>>,
     keys: Vec<(Key, usize)>,
+    /// A batch's summaries' order: last packet, connection, shard, place
+    /// (room kept between batches).
+    sums: Vec<(Ts, ConnId, usize, usize)>,
     seq: u64,
     max_held: usize,
     /// Most kept body bytes held.
@@ -656,15 +659,26 @@ impl<T> Merge<T> {
     /// Takes what the shards released from one batch and hands on what no
     /// shard can still precede (everything, after the last batch).
     fn feed<D: Downstream<Item = T> + ?Sized>(&mut self, outs: &mut [Out<T>], down: &mut D, last: bool) -> Flow {
-        let mut sums: Vec<ConnSummary> = Vec::new();
-        for o in outs.iter_mut() {
-            sums.append(&mut o.summaries);
+        // The summaries in order of their last packet: their keys are
+        // sorted, not the summaries (some 450 bytes each; a capture shorter
+        // than the tombs' linger has every one of them in its last batch).
+        // Ties keep the shards' order, as a stable sort of them all would.
+        let mut sums = std::mem::take(&mut self.sums);
+        for (i, o) in outs.iter().enumerate() {
+            sums.extend(o.summaries.iter().enumerate().map(|(j, s)| (s.last_ts, s.id, i, j)));
         }
-        sums.sort_by_key(|s| (s.last_ts, s.id));
-        for s in &sums {
-            if down.on_summary(s)?.is_break() {
+        sums.sort_unstable();
+        for &(_, _, i, j) in &sums {
+            if let Some(s) = outs.get(i).and_then(|o| o.summaries.get(j))
+                && down.on_summary(s)?.is_break()
+            {
                 return BREAK;
             }
+        }
+        sums.clear();
+        self.sums = sums;
+        for o in outs.iter_mut() {
+            o.summaries.clear();
         }
         // This batch's transactions, in order, merged with those held
         // from earlier ones: what starts before every shard's frontier goes
@@ -865,6 +879,7 @@ pub fn run_source<D: Downstream + ?Sized>(
         bound: Ts(i64::MIN),
         txs: Vec::new(),
         keys: Vec::new(),
+        sums: Vec::new(),
     };
     let prep = down.preparer();
     let mut prev: Vec<Out<D::Item>> = Vec::new();
