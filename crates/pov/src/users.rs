@@ -712,6 +712,17 @@ impl<W: Write> UserStage<W> {
         }
     }
 
+    /// Lets sessions written at the end of the input go. On more than one
+    /// thread their memory is freed on rayon's while this thread goes on:
+    /// freeing a long session (a client's thousands of transactions, each
+    /// with its text) takes milliseconds, and the other cores have little
+    /// else to do at the end.
+    fn let_go(&self, done: Vec<(Session, Classified)>) {
+        if self.parallel() {
+            rayon::spawn(move || drop(done));
+        }
+    }
+
     fn session_closed(&mut self, s: &Session, c: &Classified) -> io::Result<()> {
         if let Some(r) = &s.robot {
             self.note_robot(s, r, c);
@@ -920,9 +931,13 @@ impl<W: Write> UserStage<W> {
             if closed.is_empty() {
                 break;
             }
-            for (s, c) in self.classify(closed) {
-                self.session_closed(&s, &c)?;
+            let mut done = self.classify(closed);
+            for (s, c) in &mut done {
+                self.session_closed(s, c)?;
+                // The budget sees it go now, as it would on one thread.
+                s.charge.set(0);
             }
+            self.let_go(done);
         }
         self.write_users()?;
         Ok((self.out, self.report))
