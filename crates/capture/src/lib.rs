@@ -22,12 +22,14 @@
 //! offset.
 
 #![deny(missing_docs)]
-// Only `http::brotli_c` (the calls into the C brotli decoder) allows it,
-// and the test build's counting allocator (`counting`).
+// Only `http::brotli_c` (the calls into the C brotli decoder), `hint`
+// (the prefetch instruction) and the test build's counting allocator
+// (`counting`) allow it.
 #![deny(unsafe_code)]
 
 pub mod budget;
 pub mod decode;
+pub mod hint;
 pub mod http;
 #[cfg(feature = "live")]
 pub mod live;

@@ -535,6 +535,12 @@ impl Reading<'_> {
     }
 }
 
+/// How many frames ahead the decoding asks for the headers of the frame it
+/// will decode (see [`pov_capture::hint`]). On the 1.5 GB server-side
+/// capture with two threads, the decoding's share of the samples went from
+/// 17 to 20 % to 13 % with 8 or 16 (16 a little lower); 4 did less.
+const PREFETCH_FRAMES: usize = 16;
+
 /// Where the decoding stands.
 #[derive(Default)]
 struct DecodeState {
@@ -558,7 +564,13 @@ impl Decoding<'_> {
     /// its own, emptied, in exchange).
     fn decode(&mut self, frames: &mut Frames, batch: &mut Batch) {
         batch.clear();
-        for f in &frames.frames {
+        // The frames were copied on another core (most of the time): the
+        // headers of the frame some way ahead are asked for now, so that
+        // they are in this core's cache when its turn comes.
+        for (i, f) in frames.frames.iter().enumerate() {
+            if let Some(next) = frames.frames.get(i + PREFETCH_FRAMES) {
+                pov_capture::hint::prefetch(&frames.bytes, next.start);
+            }
             let pkt = pov_capture::Packet {
                 frame: f.frame,
                 source: f.source,
