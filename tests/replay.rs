@@ -210,28 +210,47 @@ fn html_replay_of_an_error_page_session_shows_the_captured_error_page() {
         let (x0, y0, w, h) = (rect[0], rect[1], rect[2], rect[3]);
         let alone = d.path(&format!("alone{n}.html"));
         std::fs::write(&alone, &doc).unwrap();
-        let (console, _, alone_png) = util::in_chromium(&alone, &d.path(&format!("alone{n}")), &format!("{w},{h}"));
-        assert!(console.is_empty(), "{console:?}");
-        let (sw, sh, shot) = util::png_rgba(&png);
-        let (aw, ah, solo) = util::png_rgba(&alone_png);
-        assert!(x0 + w <= sw && y0 + h <= sh && (aw, ah) == (w, h), "frame {rect:?} in {sw}x{sh}, alone {aw}x{ah}");
-        let (mut same, mut inked) = (0, 0);
-        let (mut lo, mut hi) = ((usize::MAX, usize::MAX), (0, 0));
-        for y in 0..h {
-            for x in 0..w {
-                let a = &shot[((y0 + y) * sw + x0 + x) * 4..][..4];
-                let b = &solo[(y * w + x) * 4..][..4];
-                same += usize::from(a == b);
-                if a != b {
-                    lo = (lo.0.min(x), lo.1.min(y));
-                    hi = (hi.0.max(x), hi.1.max(y));
+        // Under a full suite's load Chromium has drawn one of the two
+        // before the frame's content was all in: 736,921 and 737,027 of the
+        // 747,600 pixels matched, in a block of the frame, in two of the
+        // last five full runs of the suite on this machine, and the test
+        // passed on its own each time after. A shot that does not match is
+        // taken again, the replay's and the page's alone, up to twice; the
+        // bar stays where it is.
+        let (mut sw, mut sh, mut shot) = util::png_rgba(&png);
+        let mut tries = 0;
+        let (same, lo, hi, inked) = loop {
+            tries += 1;
+            let (console, _, alone_png) =
+                util::in_chromium(&alone, &d.path(&format!("alone{n}-{tries}")), &format!("{w},{h}"));
+            assert!(console.is_empty(), "{console:?}");
+            let (aw, ah, solo) = util::png_rgba(&alone_png);
+            assert!(x0 + w <= sw && y0 + h <= sh && (aw, ah) == (w, h), "frame {rect:?} in {sw}x{sh}, alone {aw}x{ah}");
+            let (mut same, mut inked) = (0, 0);
+            let (mut lo, mut hi) = ((usize::MAX, usize::MAX), (0, 0));
+            for y in 0..h {
+                for x in 0..w {
+                    let a = &shot[((y0 + y) * sw + x0 + x) * 4..][..4];
+                    let b = &solo[(y * w + x) * 4..][..4];
+                    same += usize::from(a == b);
+                    if a != b {
+                        lo = (lo.0.min(x), lo.1.min(y));
+                        hi = (hi.0.max(x), hi.1.max(y));
+                    }
+                    inked += usize::from(a[..3].iter().any(|c| *c < 128));
                 }
-                inked += usize::from(a[..3].iter().any(|c| *c < 128));
             }
-        }
+            if same * 10_000 >= w * h * 9_990 || tries == 3 {
+                break (same, lo, hi, inked);
+            }
+            eprintln!("try {tries}: {same} of {} pixels match; both drawn again", w * h);
+            let again = d.path(&format!("chromium{n}-{tries}"));
+            let (_, _, png) = util::in_chromium(&html, &again, "1280,1400");
+            (sw, sh, shot) = util::png_rgba(&png);
+        };
         assert!(
             same * 10_000 >= w * h * 9_990,
-            "only {same} of {} pixels match the page drawn alone; they differ within {lo:?}-{hi:?} ({})",
+            "only {same} of {} pixels match the page drawn alone after {tries} tries; they differ within {lo:?}-{hi:?} ({})",
             w * h,
             d.path(&format!("chromium{n}")).display()
         );
