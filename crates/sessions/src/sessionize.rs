@@ -909,6 +909,10 @@ pub struct Sessionizer {
     /// of the input: how many more of the same address and browser follow
     /// the one being adopted (see [`Sessionizer::add`]).
     adopting: usize,
+    /// The one being adopted goes to its address and browser's own user
+    /// (not to its connection's, nor to its persistent cookie's): the user
+    /// most of those that follow go to.
+    adopting_own: bool,
     last_prune: Ts,
     stats: SessionStats,
 }
@@ -964,6 +968,7 @@ impl Sessionizer {
             watermark: Ts(i64::MIN),
             last_sweep: Ts(i64::MIN),
             adopting: 0,
+            adopting_own: false,
             last_prune: Ts(i64::MIN),
             stats: SessionStats::default(),
         })
@@ -1493,7 +1498,7 @@ impl Sessionizer {
                 self.adopt_anonymous(ip, &ua, tx, &mut closed);
             }
         }
-        self.adopting = 0;
+        (self.adopting, self.adopting_own) = (0, false);
         for (f, seen) in std::mem::take(&mut self.pending_failed) {
             match self.recent_user_after(&f, seen).0 {
                 Some(k) => {
@@ -1638,14 +1643,15 @@ impl Sessionizer {
     fn adopt_anonymous(&mut self, ip: IpAddr, ua: &str, tx: Tx, closed: &mut Vec<Session>) {
         let persistent = &tx.evidence().persistent;
         let pers = persistent.as_ref().map(|(n, v)| text_hash(n, v));
-        let k = match (self.conn_user.get(&tx.conn), persistent) {
-            (Some((k, _)), _) => k.clone(),
+        let (k, own) = match (self.conn_user.get(&tx.conn), persistent) {
+            (Some((k, _)), _) => (k.clone(), false),
             (None, Some((n, v))) => match pers.and_then(|h| self.persistent.get(&h)) {
-                Some(k) => k.clone(),
-                None => UserKey::Cookie(n.clone(), v.clone()),
+                Some(k) => (k.clone(), false),
+                None => (UserKey::Cookie(n.clone(), v.clone()), false),
             },
-            (None, None) => UserKey::Client(ip, ua.to_string()),
+            (None, None) => (UserKey::Client(ip, ua.to_string()), true),
         };
+        self.adopting_own = own;
         let k = self.resolve(k);
         if !self.conn_user.contains_key(&tx.conn) {
             self.note_recent(&tx, &k);
@@ -1714,7 +1720,7 @@ impl Sessionizer {
             b.add(tx.start, n, w);
         }
         let (start, end) = (tx.start, tx.end());
-        let (max, adopting) = (self.max_txs, self.adopting);
+        let (max, adopting, own) = (self.max_txs, self.adopting, self.adopting_own);
         // A handle of its own, for while `open` borrows `self`.
         let spill = self.spill.clone();
         let open = self.session_for(k, start, end, closed);
@@ -1736,11 +1742,15 @@ impl Sessionizer {
                 // But at the end of the input, when the requests that
                 // waited for a cookie join their sessions (thousands of a
                 // robot's at once, to be built right after), room is made
-                // for those that follow (up to double), not a quarter at a
-                // time, each growth a copy of all.
+                // for those that follow, not a quarter at a time, each
+                // growth a copy of all: in one go in the session of their
+                // address and browser, where all go but those whose
+                // connection or persistent cookie names another user (at
+                // most that many too many, once a bucket: the waiting
+                // requests are capped); up to double in any other.
                 if open.txs.len() == open.txs.capacity() {
-                    let more = (open.txs.len() / 4 + 1).max(adopting.min(open.txs.len()));
-                    open.txs.reserve_exact(more);
+                    let ahead = if own { adopting + 1 } else { adopting.min(open.txs.len()) };
+                    open.txs.reserve_exact((open.txs.len() / 4 + 1).max(ahead));
                 }
                 open.first = open.first.min(tx.start);
                 open.txs.push(tx);
