@@ -12,7 +12,9 @@ end), for instance:
         analyze --threads 2 --quiet --out {out}
 
 Prints, per build: the median and lowest wall time, the median CPU time
-(user + system, from the children's resource usage) and peak RSS, and
+(user + system) and peak RSS, each run's own (wait4; the RSS has a floor
+at this Python process's size, some 17 MiB, which the child has between
+fork and exec), and
 against the first build the median of the paired differences (each round's
 run minus the first build's run of the same round) and in how many rounds
 it was faster.
@@ -34,13 +36,7 @@ import sys
 import tempfile
 import time
 
-
-def warm(path):
-    """Reads the capture once, untimed, so that the run finds it cached."""
-    subprocess.run(["sync"], check=False)
-    with open(path, "rb") as f:
-        while f.read(1 << 22):
-            pass
+from scale import warm  # the same read of the capture as scale.py's runs
 
 
 def run(binary, args, capture, out):
@@ -52,9 +48,9 @@ def run(binary, args, capture, out):
     err = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed ({child.returncode}): {err.decode(errors='replace')[-2000:]}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{' '.join(argv)} failed ({code}): {err.decode(errors='replace')[-2000:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
@@ -79,6 +75,7 @@ def main():
         results = {b: [] for b in opts.bins}
         for r in range(opts.runs):
             for i, b in enumerate(opts.bins):
+                subprocess.run(["sync"], check=False)
                 warm(opts.capture)
                 out = os.path.join(work, f"{i}-{r}")
                 results[b].append(run(b, args, opts.capture, out))
