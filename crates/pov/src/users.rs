@@ -690,9 +690,16 @@ impl<W: Write> UserStage<W> {
     }
 
     fn handle(&mut self, closed: Vec<Session>) -> io::Result<()> {
-        for (s, c) in self.classify(closed) {
-            self.session_closed(&s, &c)?;
+        if closed.is_empty() {
+            return Ok(());
         }
+        let mut done = self.classify(closed);
+        for (s, c) in &mut done {
+            self.session_closed(s, c)?;
+            // The budget sees it go now, as when it was dropped here.
+            s.charge.set(0);
+        }
+        self.let_go(done);
         Ok(())
     }
 
@@ -712,11 +719,12 @@ impl<W: Write> UserStage<W> {
         }
     }
 
-    /// Lets sessions written at the end of the input go. On more than one
-    /// thread their memory is freed on rayon's while this thread goes on:
-    /// freeing a long session (a client's thousands of transactions, each
-    /// with its text) takes milliseconds, and the other cores have little
-    /// else to do at the end.
+    /// Lets written sessions go. On more than one thread their memory is
+    /// freed on rayon's while this thread goes on: freeing a long session
+    /// (a client's thousands of transactions, each with its text) takes
+    /// milliseconds, and when many sessions close at once (the end of the
+    /// input, or a quiet spell that ends a crowd's sessions together) the
+    /// other cores wait for this one.
     fn let_go(&self, done: Vec<(Session, Classified)>) {
         if self.parallel() {
             rayon::spawn(move || drop(done));
