@@ -227,8 +227,9 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "NAME", default_value = pov::dataset::DEFAULT_PROBE)]
     pub probe: String,
     /// Write an HTML replay (replays/USER.html, linked from report.html)
-    /// for this many of the most affected users; 0 writes none. Costs one
-    /// more pass over the captures.
+    /// for this many of the most affected users; 0 writes none. The
+    /// captures are still read once: transactions are kept on disk while
+    /// they are read (`--max-store-bytes`).
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub replays: usize,
     /// Keep robots and load generators (the `[robots]` rules) among users,
