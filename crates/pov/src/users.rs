@@ -726,7 +726,9 @@ impl<W: Write> UserStage<W> {
     /// input, or a quiet spell that ends a crowd's sessions together) the
     /// other cores wait for this one.
     fn let_go(&self, done: Vec<(Session, Classified)>) {
-        if self.parallel() {
+        // A few sessions are freed here: handing them over would wake a
+        // thread for less than its waking costs.
+        if self.parallel() && done.iter().map(|(s, _)| s.txs.len()).sum::<usize>() >= LET_GO_TXS {
             rayon::spawn(move || drop(done));
         }
     }
@@ -1111,6 +1113,10 @@ impl<W: Write> Downstream for UserStage<W> {
         GO_ON
     }
 }
+
+/// Transactions in sessions written together from which they are freed
+/// on rayon's threads ([`UserStage::let_go`]).
+const LET_GO_TXS: usize = 1024;
 
 /// Every noticed failure kind name, for documentation and tests.
 pub fn failure_kinds() -> Vec<&'static str> {
