@@ -689,6 +689,8 @@ impl<W: Write> UserStage<W> {
         self.masker = Masker::off();
     }
 
+    /// Classifies and writes sessions closed together, in order, then lets
+    /// them go ([`UserStage::let_go`]).
     fn handle(&mut self, closed: Vec<Session>) -> io::Result<()> {
         if closed.is_empty() {
             return Ok(());
@@ -696,7 +698,8 @@ impl<W: Write> UserStage<W> {
         let mut done = self.classify(closed);
         for (s, c) in &mut done {
             self.session_closed(s, c)?;
-            // The budget sees it go now, as when it was dropped here.
+            // The budget sees it go now, where it was dropped before it
+            // could be freed on another thread.
             s.charge.set(0);
         }
         self.let_go(done);
@@ -941,13 +944,7 @@ impl<W: Write> UserStage<W> {
             if closed.is_empty() {
                 break;
             }
-            let mut done = self.classify(closed);
-            for (s, c) in &mut done {
-                self.session_closed(s, c)?;
-                // The budget sees it go now, as it would on one thread.
-                s.charge.set(0);
-            }
-            self.let_go(done);
+            self.handle(closed)?;
         }
         self.write_users()?;
         Ok((self.out, self.report))

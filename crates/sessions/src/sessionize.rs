@@ -392,44 +392,38 @@ fn read_spilled_many(f: &File, wants: &[&[(u64, u32)]], parallel: bool) -> Vec<V
         all.extend(w.iter().enumerate().map(|(j, &(at, len))| (at, len, i, j)));
     }
     all.sort_unstable();
-    // Runs of records read in one go.
+    // Runs of records read in one go: a run ends where the next record
+    // is more than the gap past the last, or would make it too long.
     let mut runs: Vec<&[(u64, u32, usize, usize)]> = Vec::new();
     let mut first = 0;
-    for k in 1..=all.len() {
-        let ends = match (all.get(k), all.get(first)) {
-            (Some(&(at, len, ..)), Some(&(start, ..))) => {
-                let (prev_at, prev_len, ..) = all[k - 1];
-                let prev_end = prev_at.saturating_add(u64::from(prev_len));
-                at > prev_end.saturating_add(SPILL_READ_GAP)
-                    || at.saturating_add(u64::from(len)).saturating_sub(start) > SPILL_READ_MAX
-            }
-            _ => true,
-        };
-        if ends {
-            if let Some(run) = all.get(first..k).filter(|r| !r.is_empty()) {
-                runs.push(run);
-            }
-            first = k;
+    for (k, pair) in all.windows(2).enumerate() {
+        let [(prev_at, prev_len, ..), (at, len, ..)] = *pair else { continue };
+        let run_at = all.get(first).map_or(at, |r| r.0);
+        let far = at > prev_at.saturating_add(u64::from(prev_len)).saturating_add(SPILL_READ_GAP);
+        if far || at.saturating_add(u64::from(len)).saturating_sub(run_at) > SPILL_READ_MAX {
+            runs.extend(all.get(first..=k));
+            first = k + 1;
         }
     }
+    runs.extend(all.get(first..).filter(|r| !r.is_empty()));
     let read_run = |run: &[(u64, u32, usize, usize)]| -> Vec<(usize, usize, Option<Tx>)> {
-        let (Some(&(start, ..)), Some(end)) = (run.first(), run.iter().map(|&(at, len, ..)| at + u64::from(len)).max())
-        else {
-            return Vec::new();
-        };
-        let mut buf = vec![0u8; (end - start) as usize];
-        if run.len() > 1 && read_at(f, &mut buf, start).is_ok() {
-            run.iter()
-                .map(|&(at, len, i, j)| {
-                    let from = (at - start) as usize;
-                    let tx = buf.get(from..from + len as usize).and_then(|b| postcard::from_bytes(b).ok());
-                    (i, j, tx)
-                })
-                .collect()
-        } else {
-            // One record, or the run could not be read whole: each on its own.
-            run.iter().map(|&(at, len, i, j)| (i, j, read_spilled(f, (at, len), &mut buf))).collect()
+        let mut buf = Vec::new();
+        if let [(start, ..), _, ..] = *run {
+            let end = run.iter().map(|&(at, len, ..)| at + u64::from(len)).max().unwrap_or(start);
+            buf.resize((end - start) as usize, 0);
+            if read_at(f, &mut buf, start).is_ok() {
+                return run
+                    .iter()
+                    .map(|&(at, len, i, j)| {
+                        let from = (at - start) as usize;
+                        let tx = buf.get(from..from + len as usize).and_then(|b| postcard::from_bytes(b).ok());
+                        (i, j, tx)
+                    })
+                    .collect();
+            }
         }
+        // One record, or a run that could not be read whole: each on its own.
+        run.iter().map(|&(at, len, i, j)| (i, j, read_spilled(f, (at, len), &mut buf))).collect()
     };
     let read: Vec<Vec<(usize, usize, Option<Tx>)>> = if parallel && runs.len() > 1 {
         use rayon::iter::{IntoParallelIterator, ParallelIterator};
