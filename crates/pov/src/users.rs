@@ -13,7 +13,7 @@ use pov_capture::http::HttpTransaction;
 use pov_capture::tcp::ConnSummary;
 use pov_classify::routes::Routes;
 use pov_classify::{Classified, Classifier, FailureKind, Severity};
-use pov_sessions::{FailedConn, Session, SessionStats, Sessionizer, Tx, UserKey};
+use pov_sessions::{Closing, ClosingPart, FailedConn, Session, SessionStats, Sessionizer, Tx, UserKey};
 
 use crate::config::PovConfig;
 use crate::output::{Format, Record, RecordWriter};
@@ -650,15 +650,15 @@ impl<W: Write> UserStage<W> {
 
     /// Adds a transaction made by [`UserStage::preparer`].
     pub fn session_tx(&mut self, tx: Tx) -> io::Result<()> {
-        let closed = self.sessionizer.push(tx);
-        self.handle(closed)
+        let split = self.sessionizer.push_split(tx);
+        self.handle_split(split)
     }
 
     /// Moves time on to `now` (see [`Sessionizer::advance`]): sessions
     /// that went quiet by then are written.
     pub fn advance(&mut self, now: pov_capture::Ts) -> io::Result<()> {
-        let closed = self.sessionizer.advance(now);
-        self.handle(closed)
+        let split = self.sessionizer.advance_split(now);
+        self.handle_split(split)
     }
 
     /// What makes the sessions' view of transactions, on the shards.
@@ -695,7 +695,12 @@ impl<W: Write> UserStage<W> {
         if closed.is_empty() {
             return Ok(());
         }
-        let mut done = self.classify(closed);
+        let done = self.classify(closed);
+        self.write_closed(done)
+    }
+
+    /// Writes classified sessions, in order, then lets them go.
+    fn write_closed(&mut self, mut done: Vec<(Session, Classified)>) -> io::Result<()> {
         for (s, c) in &mut done {
             self.session_closed(s, c)?;
             // The budget sees it go now, where it was dropped before it
@@ -704,6 +709,53 @@ impl<W: Write> UserStage<W> {
         }
         self.let_go(done);
         Ok(())
+    }
+
+    /// Handles what a call of the sessionizer closed: the sessions before
+    /// its sweep's, the sweep's (built here), then those after.
+    fn handle_split(&mut self, (mut closed, closing): (Vec<Session>, Option<Closing>)) -> io::Result<()> {
+        let Some(closing) = closing else { return self.handle(closed) };
+        let after = closed.split_off(closing.at().min(closed.len()));
+        self.handle(closed)?;
+        self.handle_closing(closing)?;
+        self.handle(after)
+    }
+
+    /// Builds, classifies and writes a sweep's sessions. On more than one
+    /// thread, in parts: the next part is built and classified on rayon's
+    /// threads while this one writes the part before, where building all
+    /// and then writing all kept the other cores waiting on this one (a
+    /// quiet spell ends thousands of sessions in a few sweeps).
+    fn handle_closing(&mut self, mut closing: Closing) -> io::Result<()> {
+        let txs = Arc::clone(&self.txs);
+        let make = move |part: ClosingPart| {
+            part.build_with(|s| {
+                let c = txs.classifier.classify(&s);
+                (s, c)
+            })
+        };
+        if !self.parallel() {
+            let (done, built) = make(closing.next(usize::MAX));
+            self.sessionizer.count_built(built);
+            return self.write_closed(done);
+        }
+        let (mut done, built) = make(closing.next(CLOSE_PART_TXS));
+        self.sessionizer.count_built(built);
+        while !closing.is_empty() {
+            let part = closing.next(CLOSE_PART_TXS);
+            let mut next = None;
+            let mut wrote = Ok(());
+            let (make, slot) = (&make, &mut next);
+            rayon::in_place_scope(|scope| {
+                scope.spawn(move |_| *slot = Some(make(part)));
+                wrote = self.write_closed(std::mem::take(&mut done));
+            });
+            wrote?;
+            let Some((made, built)) = next else { break };
+            self.sessionizer.count_built(built);
+            done = made;
+        }
+        self.write_closed(done)
     }
 
     /// Classifies sessions closed together, side by side when the stage
@@ -1114,6 +1166,10 @@ impl<W: Write> Downstream for UserStage<W> {
 /// Transactions in sessions written together from which they are freed
 /// on rayon's threads ([`UserStage::let_go`]).
 const LET_GO_TXS: usize = 1024;
+
+/// Transactions in a part of a sweep's sessions built while the part
+/// before is written ([`UserStage::handle_closing`]).
+const CLOSE_PART_TXS: usize = 2048;
 
 /// Every noticed failure kind name, for documentation and tests.
 pub fn failure_kinds() -> Vec<&'static str> {

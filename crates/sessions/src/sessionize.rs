@@ -667,10 +667,9 @@ struct OpenSession {
     /// Transactions, without what only identified them (see
     /// [`Sessionizer::add`]).
     txs: Vec<Tx>,
-    /// The User-Agent of the first transaction in session order (request
-    /// start, connection, depth; the first added among equals), the one
-    /// the session shows.
-    first_ua: Option<((Ts, u64, u32), Option<String>)>,
+    /// The first transaction in session order (the first added among
+    /// equals), as far as the session shows it.
+    first_tx: Option<FirstTx>,
     failed: Vec<FailedConn>,
     last: Ts,
     /// The earliest start of what it holds (transactions, in memory or
@@ -683,6 +682,17 @@ struct OpenSession {
     spilled: Vec<(u64, u32)>,
     /// What its transactions hold of the memory budget.
     charge: Charge,
+}
+
+/// What a session shows of its first transaction.
+struct FirstTx {
+    /// Request start, connection, depth: the session's order.
+    order: (Ts, u64, u32),
+    /// The User-Agent the session shows.
+    user_agent: Option<String>,
+    /// The client address the session shows (and the robots' identities
+    /// rule looks up when it closes).
+    client_ip: IpAddr,
 }
 
 #[derive(Default)]
@@ -882,13 +892,13 @@ pub struct Sessionizer {
     timeout: Dur,
     join_window: Dur,
     retry_window: Dur,
-    page_window: Dur,
     max_txs: usize,
     budget: Budget,
     /// What the users seen hold of the budget.
     users_charge: Charge,
-    pages: PageRules,
-    conversion_post: Option<Regex>,
+    /// What building a closed session reads (pages, conversions, robots),
+    /// shared with the threads that build.
+    rules: Arc<SessionRules>,
     /// Users with an open session, by key.
     users: FastMap<UserKey, UserState>,
     /// Users whose sessions all closed: a 64-bit hash of their key to the
@@ -951,7 +961,6 @@ pub struct Sessionizer {
     /// Per address and User-Agent, the latest users first seen from it
     /// and the times crowded with them (the robots' identities rule).
     births: FastMap<(IpAddr, String), Births>,
-    robots: RobotRules,
     /// Sessions closing together are built side by side.
     parallel: bool,
     /// Per client address, the one user seen from it (`true` once a second
@@ -984,6 +993,9 @@ pub struct Sessionizer {
     /// most of those that follow go to.
     adopting_own: bool,
     last_prune: Ts,
+    /// Sessions the last sweep closed together, not built yet (see
+    /// [`Sessionizer::push_split`]).
+    closing: Option<Closing>,
     stats: SessionStats,
 }
 
@@ -1001,12 +1013,15 @@ impl Sessionizer {
             timeout: secs(cfg.sessions.timeout_secs),
             join_window: secs(cfg.users.join_window_secs),
             retry_window: secs(cfg.users.retry_window_secs),
-            page_window: secs(cfg.sessions.page_window_secs),
             max_txs: if cfg.max_session_txs == 0 { 100_000 } else { cfg.max_session_txs },
             budget: cfg.budget.clone(),
             users_charge: cfg.budget.empty(Holder::Sessions),
-            pages,
-            conversion_post,
+            rules: Arc::new(SessionRules {
+                pages,
+                page_window: secs(cfg.sessions.page_window_secs),
+                conversion_post,
+                robots: RobotRules::new(&cfg.robots),
+            }),
             users: FastMap::default(),
             due: BinaryHeap::new(),
             aliases: SpillMap::new(MAX_REMEMBERED, ALIAS_COST),
@@ -1027,7 +1042,6 @@ impl Sessionizer {
             persistent: SpillMap::new(MAX_REMEMBERED, EVIDENCE_COST),
             logins: SpillMap::new(MAX_REMEMBERED, EVIDENCE_COST),
             births: FastMap::default(),
-            robots: RobotRules::new(&cfg.robots),
             parallel: false,
             activity: FastMap::default(),
             ip_users: SpillMap::new(MAX_REMEMBERED, ADDR_COST),
@@ -1040,6 +1054,7 @@ impl Sessionizer {
             adopting: 0,
             adopting_own: false,
             last_prune: Ts(i64::MIN),
+            closing: None,
             stats: SessionStats::default(),
         })
     }
@@ -1153,7 +1168,18 @@ impl Sessionizer {
     }
 
     /// Adds a transaction; returns the sessions that closed.
-    pub fn push(&mut self, mut tx: Tx) -> Vec<Session> {
+    pub fn push(&mut self, tx: Tx) -> Vec<Session> {
+        let split = self.push_split(tx);
+        self.joined(split)
+    }
+
+    /// As [`Sessionizer::push`], but the sessions a sweep closed together
+    /// (users quiet for the timeout) come unbuilt, as a [`Closing`] whose
+    /// sessions go at [`Closing::at`] among the others; the caller builds
+    /// them ([`Closing::next`], [`ClosingPart::build_with`]) and hands
+    /// back what they count ([`Sessionizer::count_built`]) before the next
+    /// call.
+    pub fn push_split(&mut self, mut tx: Tx) -> (Vec<Session>, Option<Closing>) {
         self.stats.transactions += 1;
         self.watermark = self.watermark.max(tx.start);
         let first_on_conn = !self.conn_user.contains_key(&tx.conn);
@@ -1257,6 +1283,13 @@ impl Sessionizer {
             }
         }
         self.sweep_if_due(&mut closed);
+        (closed, self.closing.take())
+    }
+
+    /// Builds `closing` into `closed`, in its place.
+    fn joined(&mut self, (mut closed, closing): (Vec<Session>, Option<Closing>)) -> Vec<Session> {
+        self.closing = closing;
+        self.settle_closing(&mut closed);
         closed
     }
 
@@ -1417,10 +1450,10 @@ impl Sessionizer {
         target.first = target.first.min(o.first);
         target.dropped += o.dropped;
         target.budget_dropped += o.budget_dropped;
-        if let Some((order, ua)) = o.first_ua
-            && target.first_ua.as_ref().is_none_or(|(x, _)| order < *x)
+        if let Some(first) = o.first_tx
+            && target.first_tx.as_ref().is_none_or(|x| first.order < x.order)
         {
-            target.first_ua = Some((order, ua));
+            target.first_tx = Some(first);
         }
         // (`o.charge` gives its bytes back as it goes; `target` is one
         // open session.)
@@ -1479,12 +1512,19 @@ impl Sessionizer {
     /// must not be past the start of a transaction still to come (the
     /// merge's frontier qualifies).
     pub fn advance(&mut self, now: Ts) -> Vec<Session> {
+        let split = self.advance_split(now);
+        self.joined(split)
+    }
+
+    /// As [`Sessionizer::advance`], with the sessions a sweep closed
+    /// together unbuilt (see [`Sessionizer::push_split`]).
+    pub fn advance_split(&mut self, now: Ts) -> (Vec<Session>, Option<Closing>) {
         let mut closed = Vec::new();
         if now > self.watermark {
             self.watermark = now;
             self.sweep_if_due(&mut closed);
         }
-        closed
+        (closed, self.closing.take())
     }
 
     /// Sweeps once a second of capture time.
@@ -1554,6 +1594,7 @@ impl Sessionizer {
     /// attempts) and lists the users still open by their session's start.
     fn start_finish(&mut self) -> Finishing {
         let mut closed = std::mem::take(&mut self.orphans);
+        self.settle_closing(&mut closed);
         self.settle(None, &mut closed);
         let mut pending: Vec<(Bucket, Waiting)> = self.pending.drain().collect();
         self.pending_conns.clear();
@@ -1783,9 +1824,9 @@ impl Sessionizer {
     /// it there; the session keeps the User-Agent it shows.
     fn add(&mut self, k: UserKey, mut tx: Tx, closed: &mut Vec<Session>) {
         self.note_activity(tx.client_ip, tx.start, &k);
-        if self.robots.counts_identities() && !self.known(&k) {
+        if self.rules.robots.counts_identities() && !self.known(&k) {
             // A user first seen: when, from where, with what User-Agent.
-            let (n, w) = (self.robots.identities(), self.robots.identity_window());
+            let (n, w) = (self.rules.robots.identities(), self.rules.robots.identity_window());
             let b = self.births.entry((tx.client_ip, tx.user_agent.clone().unwrap_or_default())).or_default();
             b.add(tx.start, n, w);
         }
@@ -1799,9 +1840,9 @@ impl Sessionizer {
             self.stats.session_tx_cap_drops += 1;
         } else {
             let order = (tx.start, tx.conn, tx.depth);
-            let ua = tx.user_agent.take();
-            if open.first_ua.as_ref().is_none_or(|(o, _)| order < *o) {
-                open.first_ua = Some((order, ua));
+            let user_agent = tx.user_agent.take();
+            if open.first_tx.as_ref().is_none_or(|x| order < x.order) {
+                open.first_tx = Some(FirstTx { order, user_agent, client_ip: tx.client_ip });
             }
             tx.evidence = None;
             let fits = open.charge.try_grow(tx_weight(&tx));
@@ -1883,7 +1924,7 @@ impl Sessionizer {
             Box::new(OpenSession {
                 index: st.sessions,
                 txs: Vec::new(),
-                first_ua: None,
+                first_tx: None,
                 failed: Vec::new(),
                 last: start,
                 first: Ts(i64::MAX),
@@ -1967,9 +2008,16 @@ impl Sessionizer {
         self.due.extend(again);
         quiet.sort_unstable();
         quiet.dedup();
-        let mut batch: Vec<Session> = self.close_users(&quiet).into_iter().flatten().collect();
-        batch.sort_by(|a, b| (a.start, &a.user).cmp(&(b.start, &b.user)));
-        closed.extend(batch);
+        // They are built by whoever takes them (`push_split`), or in their
+        // place in `closed` before the call returns.
+        self.settle_closing(closed);
+        let mut batch: Vec<Unbuilt> = self.take_open(&quiet).into_iter().flatten().collect();
+        batch.sort_by(|a, b| (a.open.start(), &a.user).cmp(&(b.open.start(), &b.user)));
+        if !batch.is_empty() {
+            let reader = self.spill_reader(batch.iter());
+            let (rules, parallel) = (Arc::clone(&self.rules), self.parallel);
+            self.closing = Some(Closing { at: closed.len(), items: batch.into(), reader, rules, parallel });
+        }
         // (Kept past the retry window for requests that come late, which
         // join a first visit they were sent before: `join_fresh`.)
         let keep_fresh = self.retry_window.max(join);
@@ -1977,7 +2025,7 @@ impl Sessionizer {
         // Crowded spans a closing session may still look at (sessions
         // close a timeout after their last activity), and births a new one
         // may still make a crowd with.
-        let w = self.robots.identity_window();
+        let w = self.rules.robots.identity_window();
         let keep_busy = timeout + w + Dur(120_000_000_000);
         self.births.retain(|_, b| {
             b.busy.retain(|(_, end)| now - *end <= keep_busy);
@@ -2013,6 +2061,16 @@ impl Sessionizer {
     /// one's session, built (on rayon's threads when
     /// [`Sessionizer::set_parallel`] is on and there are several).
     fn close_users<'k>(&mut self, keys: impl IntoIterator<Item = &'k UserKey>) -> Vec<Option<Session>> {
+        let unbuilt = self.take_open(keys);
+        let reader = self.spill_reader(unbuilt.iter().flatten());
+        let (sessions, built) = build_all(unbuilt, reader.as_deref(), &self.rules, self.parallel, |s| s);
+        self.count_built(built);
+        sessions
+    }
+
+    /// Takes the users `keys` out (those with a session open), in order:
+    /// each one's session, closed but not built.
+    fn take_open<'k>(&mut self, keys: impl IntoIterator<Item = &'k UserKey>) -> Vec<Option<Unbuilt>> {
         let mut opens = Vec::new();
         for k in keys {
             let open = self.users.remove(k).and_then(|st| {
@@ -2020,54 +2078,55 @@ impl Sessionizer {
                 self.seen.insert(key_hash(k), st.sessions, self.watermark);
                 st.open
             });
-            opens.push(open.map(|o| (k.clone(), *o)));
+            opens.push(open.map(|o| {
+                self.stats.sessions += 1;
+                // Whether it started in a crowd of users new to its address
+                // and browser is looked up now: the crowds are forgotten as
+                // time goes on, and it may be built after.
+                let crowded = self.rules.robots.counts_identities()
+                    && o.first_ip().is_some_and(|ip| {
+                        let ua = o.first_tx.as_ref().and_then(|x| x.user_agent.clone()).unwrap_or_default();
+                        self.births.get(&(ip, ua)).is_some_and(|b| b.crowded(o.start()))
+                    });
+                Unbuilt { user: k.clone(), open: *o, crowded }
+            }));
         }
         self.recharge();
-        // Those that waited on disk come back through a handle of their
-        // own, so that sessions are built side by side.
-        let spilled = opens.iter().flatten().any(|(_, o)| !o.spilled.is_empty());
-        let reader = if spilled { self.spill.as_ref().and_then(|s| s.lock().ok()?.reader()) } else { None };
-        let back: Vec<Vec<Option<Tx>>> = match reader.as_deref() {
-            Some(f) => {
-                let wants: Vec<&[(u64, u32)]> =
-                    opens.iter().map(|o| o.as_ref().map_or(&[][..], |(_, o)| o.spilled.as_slice())).collect();
-                read_spilled_many(f, &wants, self.parallel)
-            }
-            None => opens.iter().map(|_| Vec::new()).collect(),
-        };
-        let builder = Builder {
-            pages: &self.pages,
-            page_window: self.page_window,
-            conversion_post: self.conversion_post.as_ref(),
-            births: &self.births,
-            robots: &self.robots,
-        };
-        let built: Vec<Option<(Session, u64)>> = if self.parallel && opens.len() > 1 {
-            use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
-            opens.into_par_iter().zip(back).map(|(o, back)| o.map(|(k, o)| builder.build(k, o, back))).collect()
-        } else {
-            opens.into_iter().zip(back).map(|(o, back)| o.map(|(k, o)| builder.build(k, o, back))).collect()
-        };
-        let mut lost = 0;
-        let sessions = built
-            .into_iter()
-            .map(|b| {
-                b.map(|(s, unread)| {
-                    self.stats.sessions += 1;
-                    self.stats.pages += s.pages.len() as u64;
-                    lost += unread;
-                    s
-                })
-            })
-            .collect();
-        if lost > 0 {
-            self.stats.session_budget_drops += lost;
+        opens
+    }
+
+    /// A handle to read back the spilled transactions of `unbuilt`, if
+    /// any has some (a handle of its own, so that sessions are built side
+    /// by side).
+    fn spill_reader<'u>(&self, mut unbuilt: impl Iterator<Item = &'u Unbuilt>) -> Option<Arc<File>> {
+        if !unbuilt.any(|u| !u.open.spilled.is_empty()) {
+            return None;
+        }
+        self.spill.as_ref().and_then(|s| s.lock().ok()?.reader())
+    }
+
+    /// Counts what building closed sessions made and lost (what
+    /// [`ClosingPart::build_with`] returned).
+    pub fn count_built(&mut self, built: Built) {
+        self.stats.pages += built.pages;
+        if built.lost > 0 {
+            self.stats.session_budget_drops += built.lost;
             // As for a failed write: no more spilling.
             if let Some(mut s) = self.spill.as_ref().and_then(|s| s.lock().ok()) {
                 s.failed = true;
             }
         }
-        sessions
+    }
+
+    /// Builds a sweep's closing sessions into `closed`, where they go, if
+    /// one is waiting.
+    fn settle_closing(&mut self, closed: &mut Vec<Session>) {
+        if let Some(mut c) = self.closing.take() {
+            let at = c.at.min(closed.len());
+            let (sessions, built) = c.next(usize::MAX).build_with(|s| s);
+            self.count_built(built);
+            closed.splice(at..at, sessions);
+        }
     }
 
     /// Whether `k` was seen (with a session open or closed).
@@ -2076,21 +2135,174 @@ impl Sessionizer {
     }
 }
 
-/// What building a closed session reads of the sessionizer (shared by the
-/// threads that build sessions side by side).
-struct Builder<'a> {
-    pages: &'a PageRules,
+/// What building a closed session reads of the sessionizer's settings
+/// (shared with the threads that build sessions side by side).
+struct SessionRules {
+    pages: PageRules,
     page_window: Dur,
-    conversion_post: Option<&'a Regex>,
-    births: &'a FastMap<(IpAddr, String), Births>,
-    robots: &'a RobotRules,
+    conversion_post: Option<Regex>,
+    robots: RobotRules,
 }
 
-impl Builder<'_> {
-    /// The session `open` of `user`, whose spilled transactions were read
-    /// back as `back` (in order; `None` for one that could not be read),
-    /// and how many of them could not be.
-    fn build(&self, user: UserKey, open: OpenSession, back: Vec<Option<Tx>>) -> (Session, u64) {
+/// A session closed but not built yet.
+struct Unbuilt {
+    user: UserKey,
+    open: OpenSession,
+    /// It started in a crowd of users new to its address and browser (the
+    /// robots' identities rule), looked up when it closed.
+    crowded: bool,
+}
+
+impl Unbuilt {
+    /// Its transactions, in memory and spilled.
+    fn txs(&self) -> usize {
+        self.open.txs.len() + self.open.spilled.len()
+    }
+}
+
+impl OpenSession {
+    /// Its start once built (0 when it holds nothing).
+    fn start(&self) -> Ts {
+        if self.first.0 == i64::MAX { Ts(0) } else { self.first }
+    }
+
+    /// The client address it shows once built: its first transaction's,
+    /// or without one its first failed attempt's.
+    fn first_ip(&self) -> Option<IpAddr> {
+        match &self.first_tx {
+            Some(x) => Some(x.client_ip),
+            None => self.failed.iter().min_by_key(|f| (f.start, f.conn)).map(|f| f.client.ip()),
+        }
+    }
+}
+
+/// What building closed sessions made and lost, for the sessionizer's
+/// counts: hand it back with [`Sessionizer::count_built`].
+#[derive(Debug, Default, Clone, Copy)]
+#[must_use]
+pub struct Built {
+    pages: u64,
+    lost: u64,
+}
+
+/// The sessions a sweep closed together (users quiet for the session
+/// timeout), taken out of the sessionizer but not built yet, by start then
+/// user ([`Sessionizer::push_split`]). Whoever writes them builds them in
+/// parts ([`Closing::next`]), so that one part can be built while the one
+/// before is written: when a quiet spell closes thousands of sessions at
+/// once, building them all and then writing them all leaves the other
+/// cores waiting on the writer.
+pub struct Closing {
+    at: usize,
+    items: VecDeque<Unbuilt>,
+    reader: Option<Arc<File>>,
+    rules: Arc<SessionRules>,
+    parallel: bool,
+}
+
+impl Closing {
+    /// Where these sessions go among those returned with them: before the
+    /// one at this index.
+    pub fn at(&self) -> usize {
+        self.at
+    }
+
+    /// Sessions not handed out yet.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether all were handed out.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next sessions, in order, up to `txs` transactions (at least one
+    /// session while any is left).
+    pub fn next(&mut self, txs: usize) -> ClosingPart {
+        let (mut n, mut held) = (0, 0);
+        for u in &self.items {
+            if n > 0 && held + u.txs() > txs {
+                break;
+            }
+            held += u.txs();
+            n += 1;
+        }
+        let items = self.items.drain(..n).collect();
+        ClosingPart { items, reader: self.reader.clone(), rules: Arc::clone(&self.rules), parallel: self.parallel }
+    }
+}
+
+/// Sessions of a [`Closing`] to build (on any thread).
+pub struct ClosingPart {
+    items: Vec<Unbuilt>,
+    reader: Option<Arc<File>>,
+    rules: Arc<SessionRules>,
+    parallel: bool,
+}
+
+impl ClosingPart {
+    /// Builds the sessions (side by side on rayon's threads when the
+    /// sessionizer runs on several), each handed to `f`, in order; and
+    /// what the sessionizer counts of them.
+    pub fn build_with<T: Send>(self, f: impl Fn(Session) -> T + Sync) -> (Vec<T>, Built) {
+        let items = self.items.into_iter().map(Some).collect();
+        let (made, built) = build_all(items, self.reader.as_deref(), &self.rules, self.parallel, f);
+        (made.into_iter().flatten().collect(), built)
+    }
+}
+
+/// Builds `items` (reading back their spilled transactions through
+/// `reader`), each handed to `f`; side by side when `parallel` and there
+/// are several.
+fn build_all<T: Send>(
+    items: Vec<Option<Unbuilt>>,
+    reader: Option<&File>,
+    rules: &SessionRules,
+    parallel: bool,
+    f: impl Fn(Session) -> T + Sync,
+) -> (Vec<Option<T>>, Built) {
+    let back: Vec<Vec<Option<Tx>>> = match reader {
+        Some(r) => {
+            let wants: Vec<&[(u64, u32)]> =
+                items.iter().map(|u| u.as_ref().map_or(&[][..], |u| u.open.spilled.as_slice())).collect();
+            read_spilled_many(r, &wants, parallel)
+        }
+        None => items.iter().map(|_| Vec::new()).collect(),
+    };
+    let one = |(u, back): (Option<Unbuilt>, Vec<Option<Tx>>)| {
+        u.map(|u| {
+            let (s, unread) = rules.build(u, back);
+            let pages = s.pages.len() as u64;
+            (f(s), pages, unread)
+        })
+    };
+    let made: Vec<Option<(T, u64, u64)>> = if parallel && items.len() > 1 {
+        use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
+        items.into_par_iter().zip(back).map(one).collect()
+    } else {
+        items.into_iter().zip(back).map(one).collect()
+    };
+    let mut built = Built::default();
+    let made = made
+        .into_iter()
+        .map(|m| {
+            m.map(|(t, pages, unread)| {
+                built.pages += pages;
+                built.lost += unread;
+                t
+            })
+        })
+        .collect();
+    (made, built)
+}
+
+impl SessionRules {
+    /// The session `u`, whose spilled transactions were read back as
+    /// `back` (in order; `None` for one that could not be read), and how
+    /// many of them could not be.
+    fn build(&self, u: Unbuilt, back: Vec<Option<Tx>>) -> (Session, u64) {
+        let Unbuilt { user, open, crowded } = u;
         let mut txs = open.txs;
         // Those that waited on disk come back, read for it as `back`
         // (memory the budget did not have room for, held for as long as
@@ -2113,7 +2325,7 @@ impl Builder<'_> {
         let start =
             txs.first().map(|t| t.start).into_iter().chain(failed.first().map(|f| f.start)).min().unwrap_or(Ts(0));
         let end = txs.iter().map(Tx::end).chain(failed.iter().map(|f| f.end)).max().unwrap_or(start);
-        let pages = build_pages(&txs, &failed, self.pages, self.page_window, self.conversion_post);
+        let pages = build_pages(&txs, &failed, &self.pages, self.page_window, self.conversion_post.as_ref());
 
         // Conversion and money.
         let mut orders = 0u32;
@@ -2126,7 +2338,7 @@ impl Builder<'_> {
             // (A 2xx whose body says it failed placed nothing.)
             let ok = t.status.is_some_and(|s| (200..400).contains(&s)) && t.error_page.is_none();
             let post = t.method.as_deref() == Some("POST");
-            if post && ok && self.conversion_post.is_some_and(|re| re.is_match(&t.target)) {
+            if post && ok && self.conversion_post.as_ref().is_some_and(|re| re.is_match(&t.target)) {
                 orders += 1;
                 if let Some(v) = t.order_value {
                     *order_value.get_or_insert(0.0) += v;
@@ -2147,13 +2359,7 @@ impl Builder<'_> {
         }
         let first = txs.first();
         let client_ip = first.map(|t| t.client_ip).or(failed.first().map(|f| f.client.ip()));
-        let user_agent = open.first_ua.and_then(|(_, ua)| ua);
-        let crowded = match (client_ip, self.robots.counts_identities()) {
-            (Some(ip), true) => {
-                self.births.get(&(ip, user_agent.clone().unwrap_or_default())).is_some_and(|b| b.crowded(start))
-            }
-            _ => false,
-        };
+        let user_agent = open.first_tx.and_then(|x| x.user_agent);
         let robot = self.robots.judge(user_agent.as_deref(), &txs, &pages, crowded);
         let session = Session {
             index: open.index,
@@ -2922,34 +3128,73 @@ pub(crate) mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Sessions that close together (600 in one sweep, 300 more at the
+    /// How [`Sessionizer`] hands out the sessions a sweep closes.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Hand {
+        /// Built one by one, in `push`.
+        OneByOne,
+        /// Built side by side, in `push`.
+        SideBySide,
+        /// Unbuilt (`push_split`), then built side by side in parts of
+        /// about this many transactions.
+        InParts(usize),
+    }
+
+    /// Sessions that close together (630 in one sweep, 330 more at the
     /// end, past one chunk) are the same built side by side as one by
-    /// one, spilled transactions included, and so are the counters.
+    /// one, and handed out unbuilt and built in parts, spilled
+    /// transactions and the robots' crowds included, and so are the
+    /// counters.
     #[test]
     fn sessions_built_side_by_side_are_the_ones_built_one_by_one() {
         let dir = std::env::temp_dir().join(format!("pov-session-par-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let sessions = |parallel: bool| {
+        let sessions = |hand: Hand| {
             let cfg = SessionizerConfig { budget: Budget::new(1 << 20), ..SessionizerConfig::default() };
             let mut s = Sessionizer::new(&cfg).unwrap();
             s.set_spill_dir(&dir);
-            s.set_parallel(parallel);
+            s.set_parallel(hand != Hand::OneByOne);
             let mut out = Vec::new();
-            // 600 users, 20 requests each; the first 300 stop, the others
-            // come back three hours later (the sweep then closes the 600
+            let mut parts = 0;
+            // 630 users, 20 requests each; the first 300 stop, the others
+            // come back three hours later (the sweep then closes the 630
             // quiet sessions at once), and the finish closes their second
-            // ones.
+            // ones. The last 30 are first seen within a second from one
+            // address and browser: a crowd, which the robots' identities
+            // rule judges when their sessions close.
             for j in 0..40i64 {
-                for u in 0..600u64 {
+                for u in 0..630u64 {
                     if j >= 20 && u < 300 {
                         continue;
                     }
                     let at = if j < 20 { j * 1000 } else { 10_800_000 + j * 1000 } + u as i64;
-                    let mut t =
-                        cookie(tx(u + 1, &format!("10.0.{}.{}:1000", u / 250, u % 250), at, "/p"), &format!("U{u}"));
+                    let client = if u >= 600 {
+                        "10.9.9.9:1000".to_string()
+                    } else {
+                        format!("10.0.{}.{}:1000", u / 250, u % 250)
+                    };
+                    let mut t = cookie(tx(u + 1, &client, at, "/p"), &format!("U{u}"));
                     t.status = Some(if (u + j as u64).is_multiple_of(97) { 500 } else { 200 });
-                    out.extend(s.push(t));
+                    match hand {
+                        Hand::InParts(txs) => {
+                            let (closed, closing) = s.push_split(t);
+                            let Some(mut closing) = closing else {
+                                out.extend(closed);
+                                continue;
+                            };
+                            let mut closed = closed.into_iter();
+                            out.extend(closed.by_ref().take(closing.at()));
+                            while !closing.is_empty() {
+                                let (built, counts) = closing.next(txs).build_with(|s| s);
+                                s.count_built(counts);
+                                out.extend(built);
+                                parts += 1;
+                            }
+                            out.extend(closed);
+                        }
+                        _ => out.extend(s.push(t)),
+                    }
                 }
             }
             let swept = out.len();
@@ -2961,16 +3206,27 @@ pub(crate) mod tests {
                     format!("{:?} {} {:?} {:?} {:?} {:?}", x.user, x.index, x.txs, x.pages, x.robot, x.dropped_txs)
                 })
                 .collect();
-            (view, swept, (st.sessions, st.pages, st.session_txs_spilled, st.session_budget_drops))
+            let robots =
+                out[..swept].iter().filter(|x| x.robot.as_ref().is_some_and(|r| r.rule == "identities")).count();
+            (view, swept, robots, parts, (st.sessions, st.pages, st.session_txs_spilled, st.session_budget_drops))
         };
-        let (one, swept, stats) = sessions(false);
-        assert_eq!((one.len(), swept), (900, 600), "600 sessions close in the sweep, 300 at the end");
+        let (one, swept, robots, _, stats) = sessions(Hand::OneByOne);
+        assert_eq!((one.len(), swept), (960, 630), "630 sessions close in the sweep, 330 at the end");
+        assert_eq!(robots, 30, "the crowd's sessions are robots'");
         assert!(stats.2 > 1000, "{} transactions spilled", stats.2);
         assert_eq!(stats.3, 0);
-        let (many, swept_many, stats_many) = sessions(true);
-        assert_eq!(swept_many, swept);
-        assert_eq!(stats_many, stats);
-        assert!(one == many, "the sessions differ when built side by side");
+        for hand in [Hand::SideBySide, Hand::InParts(1), Hand::InParts(300)] {
+            let (many, swept_many, robots_many, parts, stats_many) = sessions(hand);
+            assert_eq!((swept_many, robots_many), (swept, robots));
+            assert_eq!(stats_many, stats);
+            assert!(one == many, "the sessions differ when built side by side or in parts");
+            if let Hand::InParts(txs) = hand {
+                // The first user back closes their own session; the sweep
+                // the 629 others, of 20 transactions each: one a part, or
+                // 15 a part.
+                assert_eq!(parts, if txs == 1 { 629 } else { 42 }, "parts of {txs} transactions");
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
