@@ -2062,10 +2062,13 @@ impl Sessionizer {
     /// [`Sessionizer::set_parallel`] is on and there are several).
     fn close_users<'k>(&mut self, keys: impl IntoIterator<Item = &'k UserKey>) -> Vec<Option<Session>> {
         let unbuilt = self.take_open(keys);
-        let reader = self.spill_reader(unbuilt.iter().flatten());
+        let open: Vec<bool> = unbuilt.iter().map(Option::is_some).collect();
+        let unbuilt: Vec<Unbuilt> = unbuilt.into_iter().flatten().collect();
+        let reader = self.spill_reader(unbuilt.iter());
         let (sessions, built) = build_all(unbuilt, reader.as_deref(), &self.rules, self.parallel, |s| s);
         self.count_built(built);
-        sessions
+        let mut sessions = sessions.into_iter();
+        open.into_iter().map(|o| if o { sessions.next() } else { None }).collect()
     }
 
     /// Takes the users `keys` out (those with a session open), in order:
@@ -2246,9 +2249,7 @@ impl ClosingPart {
     /// sessionizer runs on several), each handed to `f`, in order; and
     /// what the sessionizer counts of them.
     pub fn build_with<T: Send>(self, f: impl Fn(Session) -> T + Sync) -> (Vec<T>, Built) {
-        let items = self.items.into_iter().map(Some).collect();
-        let (made, built) = build_all(items, self.reader.as_deref(), &self.rules, self.parallel, f);
-        (made.into_iter().flatten().collect(), built)
+        build_all(self.items, self.reader.as_deref(), &self.rules, self.parallel, f)
     }
 }
 
@@ -2256,45 +2257,34 @@ impl ClosingPart {
 /// `reader`), each handed to `f`; side by side when `parallel` and there
 /// are several.
 fn build_all<T: Send>(
-    items: Vec<Option<Unbuilt>>,
+    items: Vec<Unbuilt>,
     reader: Option<&File>,
     rules: &SessionRules,
     parallel: bool,
     f: impl Fn(Session) -> T + Sync,
-) -> (Vec<Option<T>>, Built) {
+) -> (Vec<T>, Built) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     let back: Vec<Vec<Option<Tx>>> = match reader {
         Some(r) => {
-            let wants: Vec<&[(u64, u32)]> =
-                items.iter().map(|u| u.as_ref().map_or(&[][..], |u| u.open.spilled.as_slice())).collect();
+            let wants: Vec<&[(u64, u32)]> = items.iter().map(|u| u.open.spilled.as_slice()).collect();
             read_spilled_many(r, &wants, parallel)
         }
         None => items.iter().map(|_| Vec::new()).collect(),
     };
-    let one = |(u, back): (Option<Unbuilt>, Vec<Option<Tx>>)| {
-        u.map(|u| {
-            let (s, unread) = rules.build(u, back);
-            let pages = s.pages.len() as u64;
-            (f(s), pages, unread)
-        })
+    let (pages, lost) = (AtomicU64::new(0), AtomicU64::new(0));
+    let one = |(u, back): (Unbuilt, Vec<Option<Tx>>)| {
+        let (s, unread) = rules.build(u, back);
+        pages.fetch_add(s.pages.len() as u64, Relaxed);
+        lost.fetch_add(unread, Relaxed);
+        f(s)
     };
-    let made: Vec<Option<(T, u64, u64)>> = if parallel && items.len() > 1 {
+    let made: Vec<T> = if parallel && items.len() > 1 {
         use rayon::iter::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
         items.into_par_iter().zip(back).map(one).collect()
     } else {
         items.into_iter().zip(back).map(one).collect()
     };
-    let mut built = Built::default();
-    let made = made
-        .into_iter()
-        .map(|m| {
-            m.map(|(t, pages, unread)| {
-                built.pages += pages;
-                built.lost += unread;
-                t
-            })
-        })
-        .collect();
-    (made, built)
+    (made, Built { pages: pages.into_inner(), lost: lost.into_inner() })
 }
 
 impl SessionRules {
