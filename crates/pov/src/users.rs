@@ -480,7 +480,12 @@ pub struct UserStage<W: Write> {
     /// The most affected users written so far (failures, name), most
     /// first ([`UserStageReport::top_affected`]).
     top: Vec<(u64, String)>,
+    /// Makes the closed sessions' records (shared with rayon's threads).
+    rows: Arc<RowMaker>,
 }
+
+/// A closed session, classified, with its records (see [`RowMaker`]).
+type Done = (Session, Classified, Option<SessionRows>);
 
 /// Sees every closed session with its labels, the user's name and the
 /// session's id as the outputs show them (for `pov replay`).
@@ -504,7 +509,7 @@ impl<W: Write> UserStage<W> {
         scfg.max_session_txs = max_session_txs;
         let mut sessionizer = Sessionizer::new(&scfg)?;
         sessionizer.set_spill_dir(&std::env::temp_dir());
-        Ok(UserStage {
+        let mut stage = UserStage {
             sessionizer,
             txs: Arc::new(SessionTxs::new(cfg)?),
             routes: Routes::new(&cfg.routes)?,
@@ -523,7 +528,10 @@ impl<W: Write> UserStage<W> {
             robot_clients: HashMap::new(),
             prehashed: false,
             top: Vec::new(),
-        })
+            rows: Arc::new(RowMaker::default()),
+        };
+        stage.rows = stage.row_maker();
+        Ok(stage)
     }
 
     /// Charges open sessions and users to the run's memory budget.
@@ -587,6 +595,7 @@ impl<W: Write> UserStage<W> {
     pub fn set_include_robots(&mut self, on: bool) {
         self.include_robots = on;
         self.report.robots.included = on;
+        self.rows = self.row_maker();
     }
 
     /// Counts a robot's session.
@@ -667,16 +676,24 @@ impl<W: Write> UserStage<W> {
     }
 
     fn user_name(&self, k: &UserKey) -> String {
-        if self.prehashed {
-            // Transactions read back from records: their identifiers are
-            // already the pseudonyms the packet stage made of the keys
-            // (crate::from_tx), only address keys are hashed here.
-            if let UserKey::Cookie(_, v) | UserKey::Header(v) | UserKey::Query(_, v) | UserKey::Login(v) = k {
-                return v.clone();
-            }
-            return k.hashed(&self.cfg.privacy.hash_salt);
-        }
-        if self.mask { k.hashed(&self.cfg.privacy.hash_salt) } else { k.raw() }
+        self.rows.user_name(k)
+    }
+
+    /// What makes the closed sessions' records, as the stage is set now.
+    fn row_maker(&self) -> Arc<RowMaker> {
+        let o = &self.out;
+        Arc::new(RowMaker {
+            salt: self.cfg.privacy.hash_salt.clone(),
+            funnel: self.cfg.revenue.funnel.clone(),
+            masker: self.masker.clone(),
+            routes: self.routes.clone(),
+            prehashed: self.prehashed,
+            mask: self.mask,
+            include_robots: self.include_robots,
+            failures: o.failures.is_some(),
+            pages: o.pages.is_some(),
+            sessions: o.sessions.is_some(),
+        })
     }
 
     /// The transactions come from records whose identifiers (session
@@ -687,6 +704,7 @@ impl<W: Write> UserStage<W> {
     pub fn set_prehashed(&mut self) {
         self.prehashed = true;
         self.masker = Masker::off();
+        self.rows = self.row_maker();
     }
 
     /// Classifies and writes sessions closed together, in order, then lets
@@ -700,9 +718,9 @@ impl<W: Write> UserStage<W> {
     }
 
     /// Writes classified sessions, in order, then lets them go.
-    fn write_closed(&mut self, mut done: Vec<(Session, Classified)>) -> io::Result<()> {
-        for (s, c) in &mut done {
-            self.session_closed(s, c)?;
+    fn write_closed(&mut self, mut done: Vec<Done>) -> io::Result<()> {
+        for (s, c, rows) in &mut done {
+            self.session_closed(s, c, rows.take())?;
             // The budget sees it go now, where it was dropped before it
             // could be freed on another thread.
             s.charge.set(0);
@@ -727,11 +745,12 @@ impl<W: Write> UserStage<W> {
     /// and then writing all kept the other cores waiting on this one (a
     /// quiet spell ends thousands of sessions in a few sweeps).
     fn handle_closing(&mut self, mut closing: Closing) -> io::Result<()> {
-        let txs = Arc::clone(&self.txs);
+        let (txs, rows) = (Arc::clone(&self.txs), Arc::clone(&self.rows));
         let make = move |part: ClosingPart| {
             part.build_with(|s| {
                 let c = txs.classifier.classify(&s);
-                (s, c)
+                let r = rows.rows(&s, &c);
+                (s, c, r)
             })
         };
         if !self.parallel() {
@@ -760,11 +779,12 @@ impl<W: Write> UserStage<W> {
 
     /// Classifies sessions closed together, side by side when the stage
     /// runs on several threads (see [`UserStage::set_parallel`]).
-    fn classify(&self, closed: Vec<Session>) -> Vec<(Session, Classified)> {
-        let classifier = &self.txs.classifier;
+    fn classify(&self, closed: Vec<Session>) -> Vec<Done> {
+        let (classifier, rows) = (&self.txs.classifier, &self.rows);
         let classified = |s: Session| {
             let c = classifier.classify(&s);
-            (s, c)
+            let r = rows.rows(&s, &c);
+            (s, c, r)
         };
         if self.parallel() && closed.len() > 1 {
             use rayon::iter::{IntoParallelIterator, ParallelIterator};
@@ -780,160 +800,44 @@ impl<W: Write> UserStage<W> {
     /// milliseconds, and when many sessions close at once (the end of the
     /// input, or a quiet spell that ends a crowd's sessions together) the
     /// other cores wait for this one.
-    fn let_go(&self, done: Vec<(Session, Classified)>) {
+    fn let_go(&self, done: Vec<Done>) {
         // A few sessions are freed here: handing them over would wake a
         // thread for less than its waking costs.
-        if self.parallel() && done.iter().map(|(s, _)| s.txs.len()).sum::<usize>() >= LET_GO_TXS {
+        if self.parallel() && done.iter().map(|(s, ..)| s.txs.len()).sum::<usize>() >= LET_GO_TXS {
             rayon::spawn(move || drop(done));
         }
     }
 
-    fn session_closed(&mut self, s: &Session, c: &Classified) -> io::Result<()> {
+    /// Writes a closed session's records (made by [`RowMaker::rows`]) and
+    /// counts it in its user's totals; a robot's is only counted, unless
+    /// robots are included.
+    fn session_closed(&mut self, s: &Session, c: &Classified, rows: Option<SessionRows>) -> io::Result<()> {
         if let Some(r) = &s.robot {
             self.note_robot(s, r, c);
-            if !self.include_robots {
-                return Ok(());
-            }
         }
-        let user = self.user_name(&s.user);
-        let sid = format!("{user}/{}", s.index);
+        let Some(rows) = rows else { return Ok(()) };
+        let SessionRows { user, sid, kinds, minor, struggles, failures, pages, session } = rows;
         if let Some(tap) = self.tap.as_mut() {
             tap(s, c, &user, &sid);
         }
-        let mut kinds: Vec<(FailureKind, u64)> = Vec::new();
-        let (mut minor, mut struggles) = (0u64, 0u64);
-        for f in &c.failures {
-            match f.severity {
-                Severity::Info => struggles += 1,
-                Severity::Minor => minor += 1,
-                _ => count_kind(&mut kinds, f.kind, 1),
-            }
-        }
-        let noticed = kind_names(&kinds);
         self.report.capture_loss += c.capture_loss;
         self.report.silent_retries += c.silent_retries;
         self.report.unknown += c.unknown;
-        for (k, n) in &noticed {
-            *self.report.failures_by_kind.entry(k.clone()).or_default() += n;
+        for (k, n) in &kinds {
+            *self.report.failures_by_kind.entry(k.as_str().to_string()).or_default() += n;
         }
-        let m = &self.masker;
-        let text = |s: &Option<String>| s.as_deref().map(|s| m.text(s).into_owned());
-        let routes = &self.routes;
         if let Some(w) = self.out.failures.as_mut() {
-            for f in &c.failures {
-                let url = m.url(&f.url);
-                w.write(&FailureRecord {
-                    ts: secs(f.ts),
-                    user: user.clone(),
-                    session: sid.clone(),
-                    page: f.page,
-                    kind: f.kind.as_str().into(),
-                    rule: f.rule.clone(),
-                    severity: f.severity.as_str().into(),
-                    uid: pov_capture::text::conn_uid(f.conn),
-                    client: f.client.map(|a| a.to_string()),
-                    server: f.server.map(|a| a.to_string()),
-                    trans_depth: f.depth,
-                    first_frame: f.frames.map(|x| x.first),
-                    last_frame: f.frames.map(|x| x.last),
-                    host: text(&f.host),
-                    page_name: f
-                        .page
-                        .and_then(|i| s.pages.get((i as usize).checked_sub(1)?))
-                        .and_then(|p| p.name.clone()),
-                    route: routes.route(&url),
-                    url,
-                    status: f.status,
-                    detail: m.text(&f.detail).into_owned(),
-                })?;
+            for r in &failures {
+                w.write(r)?;
             }
         }
         if let Some(w) = self.out.pages.as_mut() {
-            let by_page = c.by_page();
-            for (pi, p) in s.pages.iter().enumerate() {
-                let kinds: Vec<String> =
-                    by_page.get(&p.index).into_iter().flatten().map(|f| f.kind.as_str().to_string()).collect();
-                let url = m.url(&p.url);
-                w.write(&PageRecord {
-                    page: format!("{sid}/{}", p.index),
-                    session: sid.clone(),
-                    user: user.clone(),
-                    ts: secs(p.start),
-                    host: text(&p.host),
-                    route: routes.route(&url),
-                    url,
-                    name: p.name.clone(),
-                    step: p.step.clone(),
-                    status: p.status,
-                    redirects: p.documents.len().saturating_sub(1) as u64,
-                    requests: p.txs.len() as u64,
-                    load_ms: round2(p.load.as_millis_f64()),
-                    server_ms: round2(p.server.as_millis_f64()),
-                    network_ms: round2(p.network.as_millis_f64()),
-                    apdex: c.apdex.get(pi).map(|a| a.as_str()).unwrap_or("satisfied").into(),
-                    failures: kinds,
-                })?;
+            for r in &pages {
+                w.write(r)?;
             }
         }
-        let mut steps: Vec<String> = Vec::new();
-        for p in &s.pages {
-            if let Some(st) = &p.step
-                && !steps.contains(st)
-            {
-                steps.push(st.clone());
-            }
-        }
-        let apdex = if c.apdex.is_empty() {
-            None
-        } else {
-            let score: f64 = c
-                .apdex
-                .iter()
-                .map(|a| match a {
-                    pov_classify::Apdex::Satisfied => 1.0,
-                    pov_classify::Apdex::Tolerating => 0.5,
-                    pov_classify::Apdex::Frustrated => 0.0,
-                })
-                .sum();
-            Some(round2(score / c.apdex.len() as f64))
-        };
-        let affected = !noticed.is_empty();
-        let exit_failure = s
-            .pages
-            .last()
-            .and_then(|p| c.failures.iter().find(|f| f.page == Some(p.index) && f.severity.noticed()).map(|f| f.kind));
-        if let Some(w) = self.out.sessions.as_mut() {
-            w.write(&SessionRecord {
-                session: sid.clone(),
-                user: user.clone(),
-                index: s.index,
-                start: secs(s.start),
-                end: secs(s.end),
-                duration_s: round2((s.end - s.start).as_secs_f64()),
-                client_ip: s.client_ip.map(|i| i.to_string()),
-                user_agent: text(&s.user_agent),
-                pages: s.pages.len() as u64,
-                transactions: s.txs.len() as u64,
-                transactions_left_out: s.dropped_txs,
-                last_step: s.pages.iter().rev().find_map(|p| p.step.clone()),
-                funnel_step: self.cfg.revenue.funnel.iter().rev().find(|f| steps.iter().any(|s| s == *f)).cloned(),
-                exit_step: s.pages.last().and_then(|p| p.step.clone()),
-                left_after_failure: exit_failure.is_some(),
-                exit_failure: exit_failure.map(|k| k.as_str().to_string()),
-                exit_route: s.pages.last().map(|p| routes.route(&m.url(&p.url))),
-                exit_url: s.pages.last().map(|p| m.url(&p.url)),
-                steps,
-                failures: noticed,
-                minor_failures: minor,
-                struggles,
-                capture_loss: c.capture_loss,
-                affected,
-                apdex,
-                converted: s.converted,
-                orders: u64::from(s.orders),
-                cart_value: s.cart_value,
-                order_value: s.order_value,
-            })?;
+        if let (Some(w), Some(r)) = (self.out.sessions.as_mut(), &session) {
+            w.write(r)?;
         }
         if !self.users.contains_key(&s.user) && self.users.len() >= self.max_users_held {
             self.spill_users()?;
@@ -1015,7 +919,9 @@ impl<W: Write> UserStage<W> {
         self.report.robots.included = included;
         self.robot_keys.clear();
         self.users_charge.set(0);
-        Ok((std::mem::replace(&mut self.out, next), report))
+        let last = std::mem::replace(&mut self.out, next);
+        self.rows = self.row_maker();
+        Ok((last, report))
     }
 
     /// Writes the users held (and spilled) and the robots' clients, and
@@ -1166,6 +1072,209 @@ impl<W: Write> Downstream for UserStage<W> {
 /// Transactions in sessions written together from which they are freed
 /// on rayon's threads ([`UserStage::let_go`]).
 const LET_GO_TXS: usize = 1024;
+
+/// Makes a closed session's records from what the user stage shares (its
+/// settings, masker and routes, which outputs it writes), on any thread:
+/// sessions that close together get theirs side by side, and the thread
+/// that writes them in order only appends them.
+#[derive(Default)]
+struct RowMaker {
+    salt: String,
+    funnel: Vec<String>,
+    masker: Masker,
+    routes: Routes,
+    prehashed: bool,
+    mask: bool,
+    include_robots: bool,
+    /// Which records are written.
+    failures: bool,
+    pages: bool,
+    sessions: bool,
+}
+
+/// A closed session's records, and what its user's totals take of it.
+struct SessionRows {
+    user: String,
+    sid: String,
+    /// Noticed failures by kind.
+    kinds: Vec<(FailureKind, u64)>,
+    minor: u64,
+    struggles: u64,
+    failures: Vec<FailureRecord>,
+    pages: Vec<PageRecord>,
+    session: Option<SessionRecord>,
+}
+
+impl RowMaker {
+    /// A user as the outputs name it.
+    fn user_name(&self, k: &UserKey) -> String {
+        if self.prehashed {
+            // Transactions read back from records: their identifiers are
+            // already the pseudonyms the packet stage made of the keys
+            // (crate::from_tx), only address keys are hashed here.
+            if let UserKey::Cookie(_, v) | UserKey::Header(v) | UserKey::Query(_, v) | UserKey::Login(v) = k {
+                return v.clone();
+            }
+            return k.hashed(&self.salt);
+        }
+        if self.mask { k.hashed(&self.salt) } else { k.raw() }
+    }
+
+    /// The records of `s`, classified `c`; `None` for a robot's session
+    /// when robots are only counted.
+    fn rows(&self, s: &Session, c: &Classified) -> Option<SessionRows> {
+        if s.robot.is_some() && !self.include_robots {
+            return None;
+        }
+        let user = self.user_name(&s.user);
+        let sid = format!("{user}/{}", s.index);
+        let mut kinds: Vec<(FailureKind, u64)> = Vec::new();
+        let (mut minor, mut struggles) = (0u64, 0u64);
+        for f in &c.failures {
+            match f.severity {
+                Severity::Info => struggles += 1,
+                Severity::Minor => minor += 1,
+                _ => count_kind(&mut kinds, f.kind, 1),
+            }
+        }
+        let m = &self.masker;
+        let text = |s: &Option<String>| s.as_deref().map(|s| m.text(s).into_owned());
+        let routes = &self.routes;
+        let mut failures = Vec::new();
+        if self.failures {
+            for f in &c.failures {
+                let url = m.url(&f.url);
+                failures.push(FailureRecord {
+                    ts: secs(f.ts),
+                    user: user.clone(),
+                    session: sid.clone(),
+                    page: f.page,
+                    kind: f.kind.as_str().into(),
+                    rule: f.rule.clone(),
+                    severity: f.severity.as_str().into(),
+                    uid: pov_capture::text::conn_uid(f.conn),
+                    client: f.client.map(|a| a.to_string()),
+                    server: f.server.map(|a| a.to_string()),
+                    trans_depth: f.depth,
+                    first_frame: f.frames.map(|x| x.first),
+                    last_frame: f.frames.map(|x| x.last),
+                    host: text(&f.host),
+                    page_name: f
+                        .page
+                        .and_then(|i| s.pages.get((i as usize).checked_sub(1)?))
+                        .and_then(|p| p.name.clone()),
+                    route: routes.route(&url),
+                    url,
+                    status: f.status,
+                    detail: m.text(&f.detail).into_owned(),
+                });
+            }
+        }
+        let mut pages = Vec::new();
+        if self.pages {
+            let by_page = c.by_page();
+            for (pi, p) in s.pages.iter().enumerate() {
+                let kinds: Vec<String> =
+                    by_page.get(&p.index).into_iter().flatten().map(|f| f.kind.as_str().to_string()).collect();
+                let url = m.url(&p.url);
+                pages.push(PageRecord {
+                    page: format!("{sid}/{}", p.index),
+                    session: sid.clone(),
+                    user: user.clone(),
+                    ts: secs(p.start),
+                    host: text(&p.host),
+                    route: routes.route(&url),
+                    url,
+                    name: p.name.clone(),
+                    step: p.step.clone(),
+                    status: p.status,
+                    redirects: p.documents.len().saturating_sub(1) as u64,
+                    requests: p.txs.len() as u64,
+                    load_ms: round2(p.load.as_millis_f64()),
+                    server_ms: round2(p.server.as_millis_f64()),
+                    network_ms: round2(p.network.as_millis_f64()),
+                    apdex: c.apdex.get(pi).map(|a| a.as_str()).unwrap_or("satisfied").into(),
+                    failures: kinds,
+                });
+            }
+        }
+        let session = self.sessions.then(|| self.session_record(s, c, &user, &sid, &kinds, minor, struggles));
+        Some(SessionRows { user, sid, kinds, minor, struggles, failures, pages, session })
+    }
+
+    /// The session record of `s`, classified `c`, of `user`, with `kinds`
+    /// of noticed failures.
+    #[allow(clippy::too_many_arguments)]
+    fn session_record(
+        &self,
+        s: &Session,
+        c: &Classified,
+        user: &str,
+        sid: &str,
+        kinds: &[(FailureKind, u64)],
+        minor: u64,
+        struggles: u64,
+    ) -> SessionRecord {
+        let (m, routes) = (&self.masker, &self.routes);
+        let mut steps: Vec<String> = Vec::new();
+        for p in &s.pages {
+            if let Some(st) = &p.step
+                && !steps.contains(st)
+            {
+                steps.push(st.clone());
+            }
+        }
+        let apdex = if c.apdex.is_empty() {
+            None
+        } else {
+            let score: f64 = c
+                .apdex
+                .iter()
+                .map(|a| match a {
+                    pov_classify::Apdex::Satisfied => 1.0,
+                    pov_classify::Apdex::Tolerating => 0.5,
+                    pov_classify::Apdex::Frustrated => 0.0,
+                })
+                .sum();
+            Some(round2(score / c.apdex.len() as f64))
+        };
+        let exit_failure = s
+            .pages
+            .last()
+            .and_then(|p| c.failures.iter().find(|f| f.page == Some(p.index) && f.severity.noticed()).map(|f| f.kind));
+        SessionRecord {
+            session: sid.to_string(),
+            user: user.to_string(),
+            index: s.index,
+            start: secs(s.start),
+            end: secs(s.end),
+            duration_s: round2((s.end - s.start).as_secs_f64()),
+            client_ip: s.client_ip.map(|i| i.to_string()),
+            user_agent: s.user_agent.as_deref().map(|a| m.text(a).into_owned()),
+            pages: s.pages.len() as u64,
+            transactions: s.txs.len() as u64,
+            transactions_left_out: s.dropped_txs,
+            last_step: s.pages.iter().rev().find_map(|p| p.step.clone()),
+            funnel_step: self.funnel.iter().rev().find(|f| steps.iter().any(|s| s == *f)).cloned(),
+            exit_step: s.pages.last().and_then(|p| p.step.clone()),
+            left_after_failure: exit_failure.is_some(),
+            exit_failure: exit_failure.map(|k| k.as_str().to_string()),
+            exit_route: s.pages.last().map(|p| routes.route(&m.url(&p.url))),
+            exit_url: s.pages.last().map(|p| m.url(&p.url)),
+            steps,
+            failures: kind_names(kinds),
+            minor_failures: minor,
+            struggles,
+            capture_loss: c.capture_loss,
+            affected: !kinds.is_empty(),
+            apdex,
+            converted: s.converted,
+            orders: u64::from(s.orders),
+            cart_value: s.cart_value,
+            order_value: s.order_value,
+        }
+    }
+}
 
 /// Transactions in a part of a sweep's sessions built while the part
 /// before is written ([`UserStage::handle_closing`]).
