@@ -739,11 +739,14 @@ impl<W: Write> UserStage<W> {
         self.handle(after)
     }
 
-    /// Builds, classifies and writes a sweep's sessions. On more than one
-    /// thread, in parts: the next part is built and classified on rayon's
-    /// threads while this one writes the part before, where building all
-    /// and then writing all kept the other cores waiting on this one (a
-    /// quiet spell ends thousands of sessions in a few sweeps).
+    /// Builds, classifies and writes a sweep's sessions, in parts of about
+    /// [`CLOSE_PART_TXS`] transactions, so that what is built at once
+    /// (their spilled transactions read back included, which the budget
+    /// does not see) is a part's, not a sweep's. On more than one thread
+    /// the next part is built and classified on rayon's threads while this
+    /// one writes the part before, where building all and then writing all
+    /// kept the other cores waiting on this one (a quiet spell ends
+    /// thousands of sessions in a few sweeps).
     fn handle_closing(&mut self, mut closing: Closing) -> io::Result<()> {
         let (txs, rows) = (Arc::clone(&self.txs), Arc::clone(&self.rows));
         let make = move |part: ClosingPart| {
@@ -754,9 +757,12 @@ impl<W: Write> UserStage<W> {
             })
         };
         if !self.parallel() {
-            let (done, built) = make(closing.next(usize::MAX));
-            self.sessionizer.count_built(built);
-            return self.write_closed(done);
+            while !closing.is_empty() {
+                let (done, built) = make(closing.next(CLOSE_PART_TXS));
+                self.sessionizer.count_built(built);
+                self.write_closed(done)?;
+            }
+            return Ok(());
         }
         let (mut done, built) = make(closing.next(CLOSE_PART_TXS));
         self.sessionizer.count_built(built);
