@@ -454,12 +454,9 @@ pub struct UserStageReport {
 /// [`Downstream`]), and writes sessions, pages, failures and users.
 pub struct UserStage<W: Write> {
     cfg: PovConfig,
-    mask: bool,
-    masker: Masker,
     sessionizer: Sessionizer,
     /// Makes the sessions' transactions, and classifies sessions.
     txs: Arc<SessionTxs>,
-    routes: Routes,
     users: HashMap<UserKey, UserAgg>,
     /// What `users` holds of the memory budget.
     users_charge: pov_capture::budget::Charge,
@@ -469,18 +466,16 @@ pub struct UserStage<W: Write> {
     out: Outputs<W>,
     report: UserStageReport,
     tap: Option<SessionTap>,
-    /// Robots' sessions are written as users' too.
-    include_robots: bool,
     /// Hashes of the robots' user keys (counted once each).
     robot_keys: std::collections::HashSet<u64>,
     /// Robots by (address, User-Agent), with their user keys' hashes.
     robot_clients: HashMap<RobotId, (RobotClient, std::collections::HashSet<u64>)>,
-    /// Identifiers are pseudonyms already ([`UserStage::set_prehashed`]).
-    prehashed: bool,
     /// The most affected users written so far (failures, name), most
     /// first ([`UserStageReport::top_affected`]).
     top: Vec<(u64, String)>,
-    /// Makes the closed sessions' records (shared with rayon's threads).
+    /// Makes the closed sessions' records (shared with rayon's threads);
+    /// holds the masking, routes and naming settings the stage writes
+    /// with.
     rows: Arc<RowMaker>,
 }
 
@@ -509,13 +504,11 @@ impl<W: Write> UserStage<W> {
         scfg.max_session_txs = max_session_txs;
         let mut sessionizer = Sessionizer::new(&scfg)?;
         sessionizer.set_spill_dir(&std::env::temp_dir());
-        let mut stage = UserStage {
+        let rows = Arc::new(RowMaker::new(cfg, mask, &out)?);
+        Ok(UserStage {
             sessionizer,
             txs: Arc::new(SessionTxs::new(cfg)?),
-            routes: Routes::new(&cfg.routes)?,
             cfg: cfg.clone(),
-            mask: mask && cfg.privacy.mask,
-            masker: Masker::new(&cfg.privacy, mask),
             users: HashMap::new(),
             users_charge: pov_capture::budget::Charge::none(),
             max_users_held: MAX_USERS_HELD,
@@ -523,15 +516,11 @@ impl<W: Write> UserStage<W> {
             out,
             report: UserStageReport::default(),
             tap: None,
-            include_robots: false,
             robot_keys: std::collections::HashSet::new(),
             robot_clients: HashMap::new(),
-            prehashed: false,
             top: Vec::new(),
-            rows: Arc::new(RowMaker::default()),
-        };
-        stage.rows = stage.row_maker();
-        Ok(stage)
+            rows,
+        })
     }
 
     /// Charges open sessions and users to the run's memory budget.
@@ -593,9 +582,8 @@ impl<W: Write> UserStage<W> {
     /// Keeps robots' sessions among users (`--include-robots`); they are
     /// still counted in [`UserStageReport::robots`].
     pub fn set_include_robots(&mut self, on: bool) {
-        self.include_robots = on;
+        Arc::make_mut(&mut self.rows).include_robots = on;
         self.report.robots.included = on;
-        self.rows = self.row_maker();
     }
 
     /// Counts a robot's session.
@@ -616,7 +604,7 @@ impl<W: Write> UserStage<W> {
         r.requests += s.txs.len() as u64;
         r.failures += failures;
         *r.by_rule.entry(robot.rule.clone()).or_default() += 1;
-        let ua = s.user_agent.as_deref().map(|a| self.masker.text(a).into_owned());
+        let ua = s.user_agent.as_deref().map(|a| self.rows.masker.text(a).into_owned());
         let id = (s.client_ip.map(|i| i.to_string()), ua);
         if !self.robot_clients.contains_key(&id) && self.robot_clients.len() >= ROBOT_CLIENTS_HELD {
             return;
@@ -626,7 +614,7 @@ impl<W: Write> UserStage<W> {
                 client_ip: id.0.clone(),
                 user_agent: id.1.clone(),
                 rule: robot.rule.clone(),
-                evidence: self.masker.text(&robot.evidence).into_owned(),
+                evidence: self.rows.masker.text(&robot.evidence).into_owned(),
                 ..RobotClient::default()
             };
             (client, std::collections::HashSet::new())
@@ -679,32 +667,15 @@ impl<W: Write> UserStage<W> {
         self.rows.user_name(k)
     }
 
-    /// What makes the closed sessions' records, as the stage is set now.
-    fn row_maker(&self) -> Arc<RowMaker> {
-        let o = &self.out;
-        Arc::new(RowMaker {
-            salt: self.cfg.privacy.hash_salt.clone(),
-            funnel: self.cfg.revenue.funnel.clone(),
-            masker: self.masker.clone(),
-            routes: self.routes.clone(),
-            prehashed: self.prehashed,
-            mask: self.mask,
-            include_robots: self.include_robots,
-            failures: o.failures.is_some(),
-            pages: o.pages.is_some(),
-            sessions: o.sessions.is_some(),
-        })
-    }
-
     /// The transactions come from records whose identifiers (session
     /// cookies, identity header, query id, sign-in name) are already
     /// pseudonyms and whose texts are already masked (`pov analyze
     /// --from-transactions`): users are named by those pseudonyms, texts
     /// are not masked twice.
     pub fn set_prehashed(&mut self) {
-        self.prehashed = true;
-        self.masker = Masker::off();
-        self.rows = self.row_maker();
+        let rows = Arc::make_mut(&mut self.rows);
+        rows.prehashed = true;
+        rows.masker = Masker::off();
     }
 
     /// Classifies and writes sessions closed together, in order, then lets
@@ -925,9 +896,8 @@ impl<W: Write> UserStage<W> {
         self.report.robots.included = included;
         self.robot_keys.clear();
         self.users_charge.set(0);
-        let last = std::mem::replace(&mut self.out, next);
-        self.rows = self.row_maker();
-        Ok((last, report))
+        Arc::make_mut(&mut self.rows).writes(&next);
+        Ok((std::mem::replace(&mut self.out, next), report))
     }
 
     /// Writes the users held (and spilled) and the robots' clients, and
@@ -980,7 +950,7 @@ impl<W: Write> UserStage<W> {
         self.note_top(u.failures.iter().map(|(_, n)| n).sum(), &user);
         if let Some(w) = self.out.users.as_mut() {
             let login = u.login.as_ref().map(|l| {
-                if self.mask && !self.prehashed {
+                if self.rows.mask && !self.rows.prehashed {
                     UserKey::Login(l.clone()).hashed(&self.cfg.privacy.hash_salt)
                 } else {
                     l.clone()
@@ -992,7 +962,7 @@ impl<W: Write> UserStage<W> {
                 first_ts: secs(u.first),
                 last_ts: secs(u.last),
                 client_ip: u.client_ip.map(|i| i.to_string()),
-                user_agent: u.user_agent.as_deref().map(|a| self.masker.text(a).into_owned()),
+                user_agent: u.user_agent.as_deref().map(|a| self.rows.masker.text(a).into_owned()),
                 login,
                 sessions: u.sessions,
                 pages: u.pages,
@@ -1083,14 +1053,17 @@ const LET_GO_TXS: usize = 1024;
 /// settings, masker and routes, which outputs it writes), on any thread:
 /// sessions that close together get theirs side by side, and the thread
 /// that writes them in order only appends them.
-#[derive(Default)]
+#[derive(Clone)]
 struct RowMaker {
     salt: String,
     funnel: Vec<String>,
     masker: Masker,
     routes: Routes,
+    /// Identifiers are pseudonyms already ([`UserStage::set_prehashed`]).
     prehashed: bool,
+    /// Keys are shown as pseudonyms.
     mask: bool,
+    /// Robots' sessions are written as users' too.
     include_robots: bool,
     /// Which records are written.
     failures: bool,
@@ -1112,6 +1085,31 @@ struct SessionRows {
 }
 
 impl RowMaker {
+    /// With `cfg`'s settings, for what `out` writes; `mask` false shows
+    /// raw keys and values.
+    fn new<W: Write>(cfg: &PovConfig, mask: bool, out: &Outputs<W>) -> Result<RowMaker, String> {
+        let mut rows = RowMaker {
+            salt: cfg.privacy.hash_salt.clone(),
+            funnel: cfg.revenue.funnel.clone(),
+            masker: Masker::new(&cfg.privacy, mask),
+            routes: Routes::new(&cfg.routes)?,
+            prehashed: false,
+            mask: mask && cfg.privacy.mask,
+            include_robots: false,
+            failures: false,
+            pages: false,
+            sessions: false,
+        };
+        rows.writes(out);
+        Ok(rows)
+    }
+
+    /// Makes the records `out` writes, and no others.
+    fn writes<W: Write>(&mut self, out: &Outputs<W>) {
+        (self.failures, self.pages, self.sessions) =
+            (out.failures.is_some(), out.pages.is_some(), out.sessions.is_some());
+    }
+
     /// A user as the outputs name it.
     fn user_name(&self, k: &UserKey) -> String {
         if self.prehashed {

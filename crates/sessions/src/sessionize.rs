@@ -1630,7 +1630,7 @@ impl Sessionizer {
         let mut idle = Vec::new();
         for (k, u) in &self.users {
             match &u.open {
-                Some(o) => open.push((if o.first.0 == i64::MAX { Ts(0) } else { o.first }, k.clone())),
+                Some(o) => open.push((o.start(), k.clone())),
                 None => idle.push(k.clone()),
             }
         }
