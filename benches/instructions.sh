@@ -56,7 +56,9 @@ stages = [
     ("of which HTTP (`HttpAnalyzer::on_data`)", inclusive("HttpAnalyzer<S> as pov_capture::tcp::events::StreamSink>::on_data")),
     ("the sessions' view (`SessionTxs::tx`)", inclusive("pov::users::SessionTxs::tx")),
     ("of which the error-page and API-error rules", inclusive("Classifier::error_page")),
-    ("the transaction record (`TxRecord::new`)", inclusive("pov::transactions::TxRecord::new")),
+    # (Filled in place on the shards since the record is kept: `fill`, then
+    # `fill_customer`.)
+    ("the transaction record (`TxRecord::fill`, `fill_customer`)", inclusive("pov::transactions::TxRecord::fill ") + inclusive("pov::transactions::TxRecord::fill_customer")),
     ("its Parquet row, taken apart on the shards (`RowShape::record_row`)", inclusive("RowShape::record_row")),
     # (`push_row` is inlined into the writer's `write_row`.)
     ("its Parquet row appended and encoded (`write_row`)", inclusive("RecordWriter<W,R>::write_row")),

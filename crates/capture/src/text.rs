@@ -43,6 +43,13 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
 /// as `format!("C{id}")` writes it, without the formatting machinery
 /// (600 instructions a record).
 pub fn conn_uid(id: u64) -> String {
+    let mut s = String::with_capacity(21);
+    push_conn_uid(&mut s, id);
+    s
+}
+
+/// Appends [`conn_uid`]`(id)` to `out`.
+pub fn push_conn_uid(out: &mut String, id: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut n = id;
@@ -54,10 +61,8 @@ pub fn conn_uid(id: u64) -> String {
             break;
         }
     }
-    let mut s = String::with_capacity(1 + digits.len() - at);
-    s.push('C');
-    s.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
-    s
+    out.push('C');
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// `ip` as its `Display` writes it.

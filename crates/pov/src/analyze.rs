@@ -78,7 +78,7 @@ impl Prepare for AnalyzePrep {
     type Item = (Prepared, pov_sessions::tx::Tx);
     fn prepare(&self, t: HttpTransaction) -> Self::Item {
         let tx = self.txs.tx(&t);
-        (self.records.prepared(self.records.record_with(&t, &tx)), tx)
+        (self.records.prepare_from(&t, Some(&tx)), tx)
     }
     fn held_bytes((record, tx): &Self::Item) -> usize {
         record.heap_bytes() + tx.heap_bytes()

@@ -162,10 +162,18 @@ pov_impact::record! {
     pub columns TxColumns;
 }
 
-/// `a; b; ...` of non-empty parts, or nothing.
-fn joined(parts: impl Iterator<Item = String>) -> Option<String> {
-    let v: Vec<String> = parts.filter(|p| !p.is_empty()).collect();
-    (!v.is_empty()).then(|| v.join("; "))
+/// Appends `part` to `out` after a `; ` when both are not empty; a part
+/// that `part` leaves empty adds nothing.
+fn push_part(out: &mut String, part: impl FnOnce(&mut String)) {
+    let before = out.len();
+    if before > 0 {
+        out.push_str("; ");
+    }
+    let at = out.len();
+    part(out);
+    if out.len() == at {
+        out.truncate(before);
+    }
 }
 
 /// A method's text: the common ones are static (no allocation a record).
@@ -181,75 +189,252 @@ fn secs(t: Option<Ts>) -> Option<f64> {
     t.map(Ts::as_secs_f64)
 }
 
-fn ip(a: std::net::SocketAddr) -> String {
-    pov_capture::text::ip_text(a.ip())
+/// Room for the texts of the next record filled in place
+/// ([`TxRecord::fill`]): the strings of fields left empty, and a buffer for
+/// masked targets. A record filled again and again (one a shard's thread,
+/// [`Records`]) allocates only for texts longer than it has held.
+#[derive(Default)]
+pub struct Room {
+    strings: Vec<String>,
+    target: Vec<u8>,
 }
+
+impl Room {
+    /// Sets `slot` to the text `write` appends to an empty string, or to
+    /// `None` when `write` says `false` (its string kept for another field).
+    fn set(&mut self, slot: &mut Option<String>, write: impl FnOnce(&mut String) -> bool) {
+        let mut s = match slot.take() {
+            Some(mut s) => {
+                s.clear();
+                s
+            }
+            None => self.strings.pop().unwrap_or_default(),
+        };
+        if write(&mut s) {
+            *slot = Some(s);
+        } else {
+            self.keep(s);
+        }
+    }
+
+    /// Sets `slot` to `text`, copied into a string it or the room holds.
+    fn set_text(&mut self, slot: &mut Option<String>, text: Option<&str>) {
+        self.set(slot, |s| text.map(|t| s.push_str(t)).is_some());
+    }
+
+    /// Sets `slot` to a text made elsewhere (its old string kept).
+    fn set_made(&mut self, slot: &mut Option<String>, text: Option<String>) {
+        if let Some(old) = std::mem::replace(slot, text) {
+            self.keep(old);
+        }
+    }
+
+    /// Empties `slot`, keeping its string.
+    fn clear(&mut self, slot: &mut Option<String>) {
+        if let Some(old) = slot.take() {
+            self.keep(old);
+        }
+    }
+
+    fn keep(&mut self, mut s: String) {
+        // Few fields are empty at once; a string grown by a rare long text
+        // is let go.
+        if s.capacity() > 0 && s.capacity() <= ROOM_STRING_KEPT && self.strings.len() < ROOM_STRINGS {
+            s.clear();
+            self.strings.push(s);
+        }
+    }
+}
+
+/// Strings a [`Room`] keeps at most.
+const ROOM_STRINGS: usize = 64;
+
+/// The longest string a [`Room`] keeps.
+const ROOM_STRING_KEPT: usize = 4096;
 
 impl TxRecord {
     /// The record of a transaction.
     pub fn new(tx: &HttpTransaction, mask: &Masker) -> TxRecord {
+        let mut r = TxRecord::default();
+        r.fill(tx, mask, &mut Room::default());
+        r
+    }
+
+    /// Makes this record the record of `tx` ([`TxRecord::new`]), in place:
+    /// its strings and those in `room` hold the texts. Every field is set;
+    /// the customer stage's columns are emptied.
+    pub fn fill(&mut self, tx: &HttpTransaction, mask: &Masker, room: &mut Room) {
+        // Every field named, so that a field added to the record cannot be
+        // left holding the last transaction's value.
+        let TxRecord {
+            ts,
+            uid,
+            orig_h,
+            orig_p,
+            resp_h,
+            resp_p,
+            trans_depth,
+            method: method_text,
+            host,
+            uri,
+            uri_raw,
+            referrer,
+            version,
+            stream_id,
+            user_agent,
+            request_body_len,
+            response_body_len,
+            status_code,
+            status_msg,
+            info_code,
+            req_start,
+            req_end,
+            resp_start,
+            resp_end,
+            ttfb_ms,
+            transfer_ms,
+            handshake_rtt_ms,
+            outcome,
+            waited_ms,
+            missing_bytes,
+            content_encoding,
+            content_type,
+            wire_body_len,
+            request_wire_body_len,
+            cookie,
+            set_cookie,
+            authorization,
+            x_forwarded_for,
+            req_first_frame,
+            req_last_frame,
+            resp_first_frame,
+            resp_last_frame,
+            anomalies,
+            capture,
+            client_ip,
+            req_resent,
+            location,
+            resource_class,
+            session_cookie,
+            session_set_cookie,
+            id_header,
+            id_query,
+            persistent_cookie,
+            login,
+            order_value,
+            cart_value,
+            error_rule,
+            error_evidence,
+            pseudonyms,
+        } = self;
         let req = tx.request.as_ref();
         let resp = tx.response.as_ref();
+        // Header text, masked: copied once (the masked text borrows the
+        // lossy text, which borrows the header when it is UTF-8).
+        let masked = |s: &mut String, v: Option<&[u8]>| {
+            v.map(|v| s.push_str(&mask.text(&pov_capture::text::lossy(v)))).is_some()
+        };
+        *ts = tx.timing.start().as_secs_f64();
+        uid.clear();
+        pov_capture::text::push_conn_uid(uid, tx.conn);
+        orig_h.clear();
+        pov_capture::text::push_ip(orig_h, tx.client.ip());
+        *orig_p = tx.client.port();
+        resp_h.clear();
+        pov_capture::text::push_ip(resp_h, tx.server.ip());
+        *resp_p = tx.server.port();
+        *trans_depth = tx.depth;
+        *method_text = req.map(|r| method(&r.method)).filter(|m| !m.is_empty());
+        room.set(host, |s| masked(s, req.and_then(|r| r.headers.get("host"))));
         // Masked as sent, then decoded: a secret is masked however it was
         // encoded.
-        let target = req.map(|r| mask.url_raw(&r.uri));
-        let anomalies = tx.anomalies.iter().map(|a| a.as_str().to_owned()).collect();
-        // Header text, masked: one allocation (the masked text borrows the
-        // lossy text, which borrows the header when it is UTF-8).
-        let masked = |v: &[u8]| mask.text(&pov_capture::text::lossy(v)).into_owned();
-        TxRecord {
-            ts: tx.timing.start().as_secs_f64(),
-            uid: pov_capture::text::conn_uid(tx.conn),
-            orig_h: ip(tx.client),
-            orig_p: tx.client.port(),
-            resp_h: ip(tx.server),
-            resp_p: tx.server.port(),
-            trans_depth: tx.depth,
-            method: req.map(|r| method(&r.method)).filter(|m| !m.is_empty()),
-            host: req.and_then(|r| r.headers.get("host")).map(masked),
-            uri: target.as_deref().map(uri::zeek_decode).filter(|u| !u.is_empty()),
-            uri_raw: target.as_deref().map(uri::escape).filter(|u| !u.is_empty()),
-            referrer: req.and_then(|r| r.headers.get("referer")).map(|v| mask.header_value("referer", v)),
-            version: tx.version_text().map(Cow::Borrowed),
-            stream_id: tx.stream,
-            user_agent: req.and_then(|r| r.headers.get("user-agent")).map(masked),
-            request_body_len: tx.request_body.decoded_len,
-            response_body_len: tx.response_body.decoded_len,
-            status_code: resp.map(|r| r.status),
-            status_msg: resp.map(|r| masked(&r.reason)),
-            info_code: tx.interim.last().copied(),
-            req_start: secs(tx.timing.req_start),
-            req_end: secs(tx.timing.req_end),
-            resp_start: secs(tx.timing.resp_start),
-            resp_end: secs(tx.timing.resp_end),
-            ttfb_ms: tx.timing.ttfb().map(|d| d.as_millis_f64()),
-            transfer_ms: tx.timing.transfer().map(|d| d.as_millis_f64()),
-            handshake_rtt_ms: tx.timing.handshake_rtt.map(|d| d.as_millis_f64()),
-            outcome: Cow::Borrowed(tx.outcome.as_str()),
-            waited_ms: tx.waited.map(|d| d.as_millis_f64()),
-            missing_bytes: tx.missing_bytes,
-            content_encoding: resp.and_then(|r| r.headers.text("content-encoding")),
-            content_type: resp.and_then(|r| r.content_type()),
-            wire_body_len: tx.response_body.wire_len,
-            request_wire_body_len: tx.request_body.wire_len,
-            cookie: req.and_then(|r| joined(r.headers.get_all("cookie").map(|v| mask.cookie_header(v)))),
-            set_cookie: resp.and_then(|r| {
-                joined(r.headers.get_all("set-cookie").map(|v| {
+        let mut target_room = std::mem::take(&mut room.target);
+        let target = req.map(|r| mask.url_raw_in(&r.uri, &mut target_room));
+        room.set(uri, |s| target.map(|t| uri::zeek_decode_into(t, s)).is_some() && !s.is_empty());
+        room.set(uri_raw, |s| target.map(|t| uri::escape_into(t, s)).is_some() && !s.is_empty());
+        room.target = target_room;
+        room.set_made(referrer, req.and_then(|r| r.headers.get("referer")).map(|v| mask.header_value("referer", v)));
+        *version = tx.version_text().map(Cow::Borrowed);
+        *stream_id = tx.stream;
+        room.set(user_agent, |s| masked(s, req.and_then(|r| r.headers.get("user-agent"))));
+        *request_body_len = tx.request_body.decoded_len;
+        *response_body_len = tx.response_body.decoded_len;
+        *status_code = resp.map(|r| r.status);
+        room.set(status_msg, |s| masked(s, resp.map(|r| r.reason.as_slice())));
+        *info_code = tx.interim.last().copied();
+        *req_start = secs(tx.timing.req_start);
+        *req_end = secs(tx.timing.req_end);
+        *resp_start = secs(tx.timing.resp_start);
+        *resp_end = secs(tx.timing.resp_end);
+        *ttfb_ms = tx.timing.ttfb().map(|d| d.as_millis_f64());
+        *transfer_ms = tx.timing.transfer().map(|d| d.as_millis_f64());
+        *handshake_rtt_ms = tx.timing.handshake_rtt.map(|d| d.as_millis_f64());
+        *outcome = Cow::Borrowed(tx.outcome.as_str());
+        *waited_ms = tx.waited.map(|d| d.as_millis_f64());
+        *missing_bytes = tx.missing_bytes;
+        room.set_text(content_encoding, resp.and_then(|r| r.headers.text_ref("content-encoding")).as_deref());
+        room.set_text(content_type, resp.and_then(|r| r.headers.text_ref("content-type")).as_deref());
+        *wire_body_len = tx.response_body.wire_len;
+        *request_wire_body_len = tx.request_body.wire_len;
+        room.set(cookie, |s| {
+            for v in req.into_iter().flat_map(|r| r.headers.get_all("cookie")) {
+                push_part(s, |s| mask.push_cookie_header(v, s));
+            }
+            !s.is_empty()
+        });
+        room.set(set_cookie, |s| {
+            for v in resp.into_iter().flat_map(|r| r.headers.get_all("set-cookie")) {
+                push_part(s, |s| {
                     let (k, v) = mask.set_cookie_pair(v);
-                    if k.is_empty() { v } else { format!("{k}={v}") }
-                }))
-            }),
-            authorization: req
-                .and_then(|r| r.headers.get("authorization"))
-                .map(|a| mask.header_value("authorization", a)),
-            x_forwarded_for: req.map(|r| r.x_forwarded_for().join(", ")).filter(|s| !s.is_empty()),
-            req_first_frame: tx.req_frames.map(|f| f.first),
-            req_last_frame: tx.req_frames.map(|f| f.last),
-            resp_first_frame: tx.resp_frames.map(|f| f.first),
-            resp_last_frame: tx.resp_frames.map(|f| f.last),
-            anomalies,
-            ..TxRecord::default()
+                    if !k.is_empty() {
+                        s.push_str(&k);
+                        s.push('=');
+                    }
+                    s.push_str(&v);
+                });
+            }
+            !s.is_empty()
+        });
+        room.set_made(
+            authorization,
+            req.and_then(|r| r.headers.get("authorization")).map(|a| mask.header_value("authorization", a)),
+        );
+        room.set(x_forwarded_for, |s| {
+            for (i, a) in req.map(|r| r.x_forwarded_for()).unwrap_or_default().iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                s.push_str(a);
+            }
+            !s.is_empty()
+        });
+        *req_first_frame = tx.req_frames.map(|f| f.first);
+        *req_last_frame = tx.req_frames.map(|f| f.last);
+        *resp_first_frame = tx.resp_frames.map(|f| f.first);
+        *resp_last_frame = tx.resp_frames.map(|f| f.last);
+        anomalies.clear();
+        anomalies.extend(tx.anomalies.iter().map(|a| a.as_str().to_owned()));
+        // The customer stage's columns ([`TxRecord::set_customer`]).
+        for slot in [
+            capture,
+            client_ip,
+            location,
+            session_cookie,
+            session_set_cookie,
+            id_header,
+            id_query,
+            persistent_cookie,
+            login,
+            error_rule,
+            error_evidence,
+        ] {
+            room.clear(slot);
         }
+        *req_resent = None;
+        *resource_class = None;
+        *order_value = None;
+        *cart_value = None;
+        *pseudonyms = None;
     }
 
     /// Fills the customer stage's columns from the sessions' view of the
@@ -257,38 +442,58 @@ impl TxRecord {
     /// make (`salt`: `[privacy] hash_salt`) when `mask`, texts masked by
     /// `masker`.
     pub fn set_customer(&mut self, tx: &pov_sessions::Tx, masker: &Masker, salt: &str, capture: Option<&str>) {
+        self.fill_customer(tx, masker, salt, capture, &mut Room::default());
+    }
+
+    /// [`TxRecord::set_customer`] in place, as [`TxRecord::fill`].
+    pub fn fill_customer(
+        &mut self,
+        tx: &pov_sessions::Tx,
+        masker: &Masker,
+        salt: &str,
+        capture: Option<&str>,
+        room: &mut Room,
+    ) {
         use pov_sessions::UserKey;
         let mask = masker.is_on();
         let key = |k: UserKey, raw: &str| if mask { k.hashed(salt) } else { raw.to_string() };
-        let pair = |p: &Option<(String, String)>, query: bool| {
-            p.as_ref().map(|(n, v)| {
-                let mut out = String::with_capacity(n.len() + 1 + if mask { 16 } else { v.len() });
-                out.push_str(n);
-                out.push('=');
-                if mask {
-                    out.push_str(&UserKey::pair_hashed(query, n, v, salt));
-                } else {
-                    out.push_str(v);
-                }
-                out
-            })
+        let pair = |s: &mut String, p: &Option<(String, String)>, query: bool| {
+            p.as_ref()
+                .map(|(n, v)| {
+                    s.push_str(n);
+                    s.push('=');
+                    if mask {
+                        s.push_str(&UserKey::pair_hashed(query, n, v, salt));
+                    } else {
+                        s.push_str(v);
+                    }
+                })
+                .is_some()
         };
-        self.capture = capture.map(str::to_owned);
-        self.client_ip = Some(pov_capture::text::ip_text(tx.client_ip));
+        room.set_text(&mut self.capture, capture);
+        room.set(&mut self.client_ip, |s| {
+            pov_capture::text::push_ip(s, tx.client_ip);
+            true
+        });
         self.req_resent = secs(tx.req_resent);
-        self.location = tx.location.as_deref().map(|l| masker.header_value("location", l.as_bytes()));
+        room.set_made(
+            &mut self.location,
+            tx.location.as_deref().map(|l| masker.header_value("location", l.as_bytes())),
+        );
         self.resource_class = Some(Cow::Borrowed(tx.class.as_str()));
         let ev = tx.evidence();
-        self.session_cookie = pair(&ev.cookie, false);
-        self.session_set_cookie = pair(&ev.set_cookie, false);
-        self.id_header = ev.header_id.as_ref().map(|h| key(UserKey::Header(h.clone()), h));
-        self.id_query = pair(&ev.query_id, true);
-        self.persistent_cookie = pair(&ev.persistent, false);
-        self.login = tx.login.as_ref().map(|l| key(UserKey::Login(l.clone()), l));
+        room.set(&mut self.session_cookie, |s| pair(s, &ev.cookie, false));
+        room.set(&mut self.session_set_cookie, |s| pair(s, &ev.set_cookie, false));
+        room.set_made(&mut self.id_header, ev.header_id.as_ref().map(|h| key(UserKey::Header(h.clone()), h)));
+        room.set(&mut self.id_query, |s| pair(s, &ev.query_id, true));
+        room.set(&mut self.persistent_cookie, |s| pair(s, &ev.persistent, false));
+        room.set_made(&mut self.login, tx.login.as_ref().map(|l| key(UserKey::Login(l.clone()), l)));
         self.order_value = tx.order_value;
         self.cart_value = tx.cart_value;
-        self.error_rule = tx.error_page.as_ref().map(|e| e.rule.clone());
-        self.error_evidence = tx.error_page.as_ref().map(|e| masker.text(&e.evidence).into_owned());
+        room.set_text(&mut self.error_rule, tx.error_page.as_ref().map(|e| e.rule.as_str()));
+        room.set(&mut self.error_evidence, |s| {
+            tx.error_page.as_ref().map(|e| s.push_str(&masker.text(&e.evidence))).is_some()
+        });
         self.pseudonyms = Some(mask);
     }
 }
@@ -479,6 +684,16 @@ enum Shape {
     Text(crate::output::TextShape),
 }
 
+impl Shape {
+    /// `r` taken apart, or made text.
+    fn made(&self, r: &TxRecord) -> Made {
+        match self {
+            Shape::Row(shape) => Made::Row(shape.record_row(r), (r.ts, r.missing_bytes)),
+            Shape::Text(shape) => Made::Text(shape.text(r), (r.ts, r.missing_bytes)),
+        }
+    }
+}
+
 /// A transaction's record as [`Records`] makes it on the shards, for
 /// [`TxWriter::write_prepared`]: whole, or already taken apart into the
 /// cells of the writer's Parquet file, or already text (so that the thread
@@ -549,17 +764,59 @@ impl Records {
     /// made text now for JSON or CSV.
     pub fn prepared(&self, r: TxRecord) -> Prepared {
         Prepared(match &self.2 {
-            Some(Shape::Row(shape)) => Made::Row(shape.record_row(&r), (r.ts, r.missing_bytes)),
-            Some(Shape::Text(shape)) => Made::Text(shape.text(&r), (r.ts, r.missing_bytes)),
+            Some(shape) => shape.made(&r),
             None => Made::Record(Box::new(r)),
         })
     }
+
+    /// The record of `http` as the writer takes it ([`Records::prepared`]
+    /// of [`Records::record_with`], or of [`Records::record`] when `tx` is
+    /// `None`). A record taken apart or made text is filled in this
+    /// thread's record of the last transaction, whose strings hold its
+    /// texts: no allocation a field.
+    pub fn prepare_from(&self, http: &HttpTransaction, tx: Option<&pov_sessions::Tx>) -> Prepared {
+        let Some(shape) = &self.2 else {
+            return self.prepared(match tx {
+                Some(tx) => self.record_with(http, tx),
+                None => self.record(http),
+            });
+        };
+        let mut kept = KEPT_RECORD.take().unwrap_or_default();
+        let (record, room) = &mut *kept;
+        record.fill(http, &self.0, room);
+        if let Some(c) = &self.1 {
+            let view;
+            let tx = match tx {
+                Some(tx) => tx,
+                None => {
+                    view = c.txs.tx(http);
+                    &view
+                }
+            };
+            record.fill_customer(tx, &self.0, &c.salt, c.capture.as_deref(), room);
+        }
+        let made = shape.made(record);
+        // A record that held a rare long text lets it go.
+        if record.heap_bytes() <= KEPT_RECORD_BYTES {
+            KEPT_RECORD.set(Some(kept));
+        }
+        Prepared(made)
+    }
 }
+
+thread_local! {
+    /// The record [`Records::prepare_from`] filled last on this thread, and
+    /// the room for its texts.
+    static KEPT_RECORD: std::cell::Cell<Option<Box<(TxRecord, Room)>>> = const { std::cell::Cell::new(None) };
+}
+
+/// The most text a kept record may hold.
+const KEPT_RECORD_BYTES: usize = 64 << 10;
 
 impl Prepare for Records {
     type Item = Prepared;
     fn prepare(&self, tx: HttpTransaction) -> Prepared {
-        self.prepared(self.record(&tx))
+        self.prepare_from(&tx, None)
     }
     fn held_bytes(r: &Prepared) -> usize {
         r.heap_bytes()
@@ -644,5 +901,48 @@ mod tests {
         assert_eq!(open.cookie.unwrap(), "sid=abc; b4re; theme=dark");
         assert_eq!(open.set_cookie.unwrap(), "sid=n3w; lonely");
         assert_eq!(open.authorization.unwrap(), "Basic dXNlcjpwYXNz");
+    }
+
+    /// Every transaction of two real captures (cookies sent and set,
+    /// redirects, sign-ins, error pages, losses), filled one after
+    /// another into one record (forwards, then backwards, so that each
+    /// field goes from set to empty and back) with the customer columns
+    /// on every other one, is the record made new, masked and not.
+    #[test]
+    fn a_record_filled_again_is_the_record_made_new() {
+        let samples = pov_capture::testing::manifest_dir().join("../../samples");
+        let cfg = crate::config::PovConfig::load(&samples.join("pov.toml")).unwrap();
+        let views = crate::users::SessionTxs::new(&cfg).unwrap();
+        let pipe = crate::pipeline::PipelineConfig::default();
+        let mut txs: Vec<HttpTransaction> = Vec::new();
+        let (files, errors) =
+            crate::pipeline::open_inputs(&[samples.join("shop.pcap"), samples.join("shop-lossy.pcapng")]);
+        let threads = crate::parallel::Threads::default();
+        crate::parallel::run(files, errors, &pipe, Some(&pipe.http), threads, None, &mut txs, &mut |_| {}).unwrap();
+        assert!(txs.len() > 1500, "{} transactions", txs.len());
+        let order: Vec<&HttpTransaction> = txs.iter().chain(txs.iter().rev()).collect();
+        let privacy = pov_privacy::PrivacyConfig { mask_key: Some("t".into()), ..Default::default() };
+        let (mut filled, mut room) = (TxRecord::default(), Room::default());
+        let mut seen = [0usize; 6];
+        for mask in [Masker::new(&privacy, true), Masker::off()] {
+            for (i, t) in order.iter().enumerate() {
+                let mut new = TxRecord::new(t, &mask);
+                filled.fill(t, &mask, &mut room);
+                if i % 2 == 0 {
+                    let view = views.tx(t);
+                    new.set_customer(&view, &mask, "salt", Some("shop.pcap"));
+                    filled.fill_customer(&view, &mask, "salt", Some("shop.pcap"), &mut room);
+                }
+                let (want, got) = (serde_json::to_value(&new).unwrap(), serde_json::to_value(&filled).unwrap());
+                assert_eq!(got, want, "transaction {i}");
+                let parts =
+                    [&new.cookie, &new.set_cookie, &new.session_cookie, &new.location, &new.error_rule, &new.login];
+                for (n, set) in parts.into_iter().enumerate() {
+                    seen[n] += usize::from(set.is_some());
+                }
+            }
+        }
+        // The texts that are made of parts were there to be made.
+        assert!(seen.iter().all(|n| *n > 10), "{seen:?}");
     }
 }

@@ -286,6 +286,12 @@ impl Masker {
     /// a cookie without `=` is a bare value and is masked as one.
     pub fn cookie_header(&self, value: &[u8]) -> String {
         let mut out = String::with_capacity(value.len() + 8);
+        self.push_cookie_header(value, &mut out);
+        out
+    }
+
+    /// Appends [`Masker::cookie_header`]`(value)` to `out`.
+    pub fn push_cookie_header(&self, value: &[u8], out: &mut String) {
         for (i, p) in cookies(value).enumerate() {
             if i > 0 {
                 out.push_str("; ");
@@ -294,7 +300,7 @@ impl Masker {
                 Some(eq) => {
                     let k = trim(&p[..eq]);
                     if !k.is_empty() {
-                        push_lossy(&mut out, k);
+                        push_lossy(out, k);
                         out.push('=');
                     }
                     out.push_str(&self.cookie_value(trim(&p[eq + 1..])));
@@ -302,7 +308,6 @@ impl Masker {
                 None => out.push_str(&self.cookie_value(p)),
             }
         }
-        out
     }
 
     /// The cookies of a `Cookie` header as (name, value), values masked; a
@@ -364,6 +369,18 @@ impl Masker {
         let mut out = Vec::with_capacity(target.len() + 8);
         url::url(self, target, &mut out, 0);
         Cow::Owned(out)
+    }
+
+    /// [`Masker::url_raw`] made in `room` (emptied first) when masking is
+    /// on: no allocation once `room` is large enough.
+    pub fn url_raw_in<'a>(&self, target: &'a [u8], room: &'a mut Vec<u8>) -> &'a [u8] {
+        if !self.is_on() {
+            return target;
+        }
+        room.clear();
+        room.reserve(target.len() + 8);
+        url::url(self, target, room, 0);
+        room
     }
 
     /// The `name=value` pairs of a query string (or form body), values of

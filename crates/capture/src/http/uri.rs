@@ -4,9 +4,16 @@
 /// Percent-decodes `raw` and escapes non-printable bytes (and backslashes
 /// that would be ambiguous) as `\xNN`, the way Zeek's http.log writes `uri`.
 pub fn zeek_decode(raw: &[u8]) -> String {
+    let mut out = String::new();
+    zeek_decode_into(raw, &mut out);
+    out
+}
+
+/// Appends [`zeek_decode`]`(raw)` to `out`.
+pub fn zeek_decode_into(raw: &[u8], out: &mut String) {
     // Most targets hold no `%`: nothing to decode.
     if memchr::memchr(b'%', raw).is_none() {
-        return escape(raw);
+        return escape_into(raw, out);
     }
     let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -22,13 +29,20 @@ pub fn zeek_decode(raw: &[u8]) -> String {
         bytes.push(b);
         i += 1;
     }
-    escape(&bytes)
+    escape_into(&bytes, out)
 }
 
 /// Escapes bytes outside printable ASCII as `\xNN` (lower-case hex).
 pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    escape_into(bytes, &mut out);
+    out
+}
+
+/// Appends [`escape`]`(bytes)` to `out`.
+pub fn escape_into(bytes: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len());
+    out.reserve(bytes.len());
     let mut rest = bytes;
     while !rest.is_empty() {
         // A run of printable ASCII is copied whole.
@@ -41,7 +55,6 @@ pub fn escape(bytes: &[u8]) -> String {
         }
         rest = rest.get(n + 1..).unwrap_or_default();
     }
-    out
 }
 
 fn hex(c: u8) -> Option<u8> {
