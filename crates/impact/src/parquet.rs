@@ -111,6 +111,9 @@ struct StrCol {
     values: MutableBinaryViewArray<str>,
     /// Whether the empty text is among them.
     empty: bool,
+    /// The last text's index, tried before the hash (neighbouring rows
+    /// often share a method, version, host, type or outcome).
+    last: Option<u32>,
     /// Each distinct text's hash.
     hashes: Vec<u64>,
     /// Open addressing over the distinct texts by hash: their indices, or
@@ -128,6 +131,7 @@ impl StrCol {
             nulls: 0,
             values: MutableBinaryViewArray::new(),
             empty: false,
+            last: None,
             hashes: Vec::new(),
             slots: Vec::new(),
             state: PlRandomState::default(),
@@ -141,6 +145,13 @@ impl StrCol {
             self.nulls += 1;
             return;
         };
+        if let Some(k) = self.last
+            && self.values.value(k as usize) == text
+        {
+            self.keys.push(k);
+            self.valid.push(true);
+            return;
+        }
         let hash = self.state.hash_one(text);
         if self.slots.len() < 2 * (self.hashes.len() + 1) {
             self.grow();
@@ -164,6 +175,7 @@ impl StrCol {
             }
             at = (at + 1) & mask;
         };
+        self.last = Some(key);
         self.keys.push(key);
         self.valid.push(true);
     }
