@@ -366,8 +366,8 @@ impl Masker {
         if !self.is_on() {
             return Cow::Borrowed(target);
         }
-        let mut out = Vec::with_capacity(target.len() + 8);
-        url::url(self, target, &mut out, 0);
+        let mut out = Vec::new();
+        self.url_raw_in(target, &mut out);
         Cow::Owned(out)
     }
 
