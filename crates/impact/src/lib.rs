@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod file;
+pub mod json;
 pub mod parquet;
 pub mod read;
 mod row;

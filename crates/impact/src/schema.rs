@@ -18,6 +18,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use crate::json;
 use crate::row::{self, Cell};
 
 pub use crate::parquet::Kind;
@@ -103,6 +104,11 @@ pub trait ColumnType {
     /// `Serialize` makes (serde's cell serializer), without serde's calls.
     #[doc(hidden)]
     fn cell(&self, text: &mut String) -> CellOf;
+    /// Appends the value's JSON text, the bytes its `Serialize` makes
+    /// serde_json write, without serde's calls ([`crate::json`]); `false`
+    /// where serde_json would refuse it.
+    #[doc(hidden)]
+    fn json(&self, out: &mut Vec<u8>) -> bool;
 }
 
 /// A value's cell, as [`ColumnType::cell`] makes it (for the Parquet
@@ -111,7 +117,7 @@ pub trait ColumnType {
 pub struct CellOf(pub(crate) Result<Cell, row::Error>);
 
 macro_rules! kinds {
-    ($($kind:ident [$($t:ty),*] ($v:ident, $text:ident) => $cell:expr;)*) => {$($(
+    ($($kind:ident [$($t:ty),*] ($v:ident, $text:ident, $out:ident) => $cell:expr, $json:expr;)*) => {$($(
         impl ColumnType for $t {
             const KIND: Kind = Kind::$kind;
             #[inline]
@@ -121,18 +127,27 @@ macro_rules! kinds {
                 let $v = self;
                 CellOf($cell)
             }
+            #[inline]
+            #[allow(clippy::useless_conversion)]
+            fn json(&self, $out: &mut Vec<u8>) -> bool {
+                let $v = self;
+                $json;
+                true
+            }
         }
     )*)*};
 }
 
 kinds! {
-    Str [String, &str, std::borrow::Cow<'static, str>] (v, text) => row::text_cell(v, text);
-    U64 [u8, u16, u32, u64] (v, _text) => Ok(Cell::U64(u64::from(*v)));
-    U64 [usize] (v, _text) => Ok(Cell::U64(*v as u64));
-    I64 [i8, i16, i32, i64] (v, _text) => Ok(row::int_cell(i64::from(*v)));
-    F64 [f32, f64] (v, _text) => Ok(row::float_cell(f64::from(*v)));
-    Bool [bool] (v, _text) => Ok(Cell::Bool(*v));
-    StrList [Vec<String>] (v, _text) => Ok(Cell::List(Box::new(v.clone())));
+    Str [String, &str, std::borrow::Cow<'static, str>] (v, text, out) =>
+        row::text_cell(v, text), json::push_str(out, v);
+    U64 [u8, u16, u32, u64] (v, _text, out) => Ok(Cell::U64(u64::from(*v))), json::push_u64(out, u64::from(*v));
+    U64 [usize] (v, _text, out) => Ok(Cell::U64(*v as u64)), json::push_u64(out, *v as u64);
+    I64 [i8, i16, i32, i64] (v, _text, out) => Ok(row::int_cell(i64::from(*v))), json::push_i64(out, i64::from(*v));
+    // (serde_json writes an `f32` by its own shortest digits.)
+    F64 [f32, f64] (v, _text, out) => Ok(row::float_cell(f64::from(*v))), json::push_float(out, v);
+    Bool [bool] (v, _text, out) => Ok(Cell::Bool(*v)), out.extend_from_slice(if *v { b"true" } else { b"false" });
+    StrList [Vec<String>] (v, _text, out) => Ok(Cell::List(Box::new(v.clone()))), json::push_strs(out, v);
 }
 
 /// A map (failure kind -> count) is kept as its JSON text, made by serde.
@@ -140,6 +155,9 @@ impl<V: Serialize> ColumnType for BTreeMap<String, V> {
     const KIND: Kind = Kind::Str;
     fn cell(&self, text: &mut String) -> CellOf {
         CellOf(row::serialized_cell(self, text))
+    }
+    fn json(&self, out: &mut Vec<u8>) -> bool {
+        json::push_serialized(out, self)
     }
 }
 
@@ -152,6 +170,16 @@ impl<T: ColumnType> ColumnType for Option<T> {
         match self {
             Some(v) => v.cell(text),
             None => CellOf(Ok(Cell::Null)),
+        }
+    }
+    #[inline]
+    fn json(&self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Some(v) => v.json(out),
+            None => {
+                out.extend_from_slice(b"null");
+                true
+            }
         }
     }
 }

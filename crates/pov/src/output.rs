@@ -187,7 +187,7 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
             _ => Out::Text(out),
         };
         let text = match format {
-            Format::Jsonl | Format::Json => Some(TextShape::Json),
+            Format::Jsonl | Format::Json => Some(TextShape::Json(pov_impact::json::JsonShape::of::<R>())),
             Format::Csv => Some(TextShape::Csv(pov_impact::RowShape::new(R::FIELDS))),
             Format::Table | Format::Parquet => None,
         };
@@ -316,8 +316,9 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
 /// it, made where the record is (a shard) rather than where it is written.
 #[derive(Clone, Debug)]
 pub enum TextShape {
-    /// JSON and JSON lines: the record as serde_json writes it.
-    Json,
+    /// JSON and JSON lines: the record as serde_json writes it (made
+    /// from the cells it is taken apart into).
+    Json(pov_impact::json::JsonShape),
     /// CSV: a line of the cells the record is taken apart into.
     Csv(pov_impact::RowShape),
 }
@@ -326,7 +327,10 @@ impl TextShape {
     /// `r` as text (without what separates records).
     pub fn text<R: Record>(&self, r: &R) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(1024);
-        self.write(&mut out, r)?;
+        match self {
+            TextShape::Json(shape) if shape.write(r, &mut out) => {}
+            _ => self.write(&mut out, r)?,
+        }
         Ok(out)
     }
 
@@ -336,7 +340,13 @@ impl TextShape {
                 Some(line) => out.write_all(line.as_bytes()),
                 None => out.write_all(csv_by_value(r)?.as_bytes()),
             },
-            TextShape::Json => Ok(serde_json::to_writer(out, r)?),
+            TextShape::Json(shape) => {
+                let mut text = Vec::with_capacity(1024);
+                if !shape.write(r, &mut text) {
+                    serde_json::to_writer(&mut text, r)?;
+                }
+                out.write_all(&text)
+            }
         }
     }
 }

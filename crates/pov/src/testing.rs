@@ -1333,6 +1333,7 @@ fn round_trip<R: Record>(records: &[R]) {
     // A CSV line made from the record's cells is the one made from its
     // JSON value.
     let shape = pov_impact::RowShape::new(R::FIELDS);
+    let json_shape = pov_impact::json::JsonShape::of::<R>();
     for r in records {
         // Taken apart by its values in order, a record's cells are the
         // ones its fields matched to columns by name give.
@@ -1341,6 +1342,14 @@ fn round_trip<R: Record>(records: &[R]) {
         assert_eq!(by_values.cells().collect::<Vec<_>>(), by_names.cells().collect::<Vec<_>>());
         let by_value = crate::output::csv_by_value(r).expect("serialises");
         assert_eq!(crate::csv::line(&shape, r).as_deref(), Some(by_value.as_str()), "a CSV line as its JSON value's");
+        // Its JSON text made from its cells is serde_json's, byte for byte.
+        let mut json = Vec::new();
+        assert!(json_shape.write(r, &mut json), "a record its JSON shape takes");
+        assert_eq!(
+            String::from_utf8(json).expect("JSON is text"),
+            serde_json::to_string(r).expect("serialises"),
+            "JSON made from the cells as serde_json's"
+        );
     }
     for format in [Format::Csv, Format::Json, Format::Jsonl, Format::Table] {
         let mut w = RecordWriter::<Vec<u8>, R>::new(Vec::new(), format).expect("writer");
