@@ -312,6 +312,15 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
     }
 }
 
+thread_local! {
+    /// Where [`TextShape::text`] makes a record's text.
+    static TEXT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest buffer [`TEXT`] keeps (a record with a rare long text lets
+/// its buffer go).
+const TEXT_KEPT: usize = 64 << 10;
+
 /// A record's text, as a JSON, JSON lines or CSV [`RecordWriter`] writes
 /// it, made where the record is (a shard) rather than where it is written.
 #[derive(Clone, Debug)]
@@ -325,13 +334,24 @@ pub enum TextShape {
 
 impl TextShape {
     /// `r` as text (without what separates records).
+    ///
+    /// Made in the thread's buffer, kept from record to record, and
+    /// copied out at its size: one allocation a record, where a buffer of
+    /// a guessed size was grown (and its bytes copied) for most
+    /// transactions, and a record's held bytes are its text's length
+    /// whichever thread made it.
     pub fn text<R: Record>(&self, r: &R) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(1024);
-        match self {
-            TextShape::Json(shape) if shape.write(r, &mut out) => {}
-            _ => self.write(&mut out, r)?,
+        let mut scratch = TEXT.take();
+        scratch.clear();
+        let made = match self {
+            TextShape::Json(shape) => json_into(shape, r, &mut scratch),
+            TextShape::Csv(_) => self.write(&mut scratch, r),
+        };
+        let text = made.map(|()| scratch.as_slice().to_vec());
+        if scratch.capacity() <= TEXT_KEPT {
+            TEXT.set(scratch);
         }
-        Ok(out)
+        text
     }
 
     fn write<R: Record>(&self, out: &mut impl Write, r: &R) -> io::Result<()> {
@@ -341,14 +361,25 @@ impl TextShape {
                 None => out.write_all(csv_by_value(r)?.as_bytes()),
             },
             TextShape::Json(shape) => {
-                let mut text = Vec::with_capacity(1024);
-                if !shape.write(r, &mut text) {
-                    serde_json::to_writer(&mut text, r)?;
+                let mut scratch = TEXT.take();
+                scratch.clear();
+                let written = json_into(shape, r, &mut scratch).and_then(|()| out.write_all(&scratch));
+                if scratch.capacity() <= TEXT_KEPT {
+                    TEXT.set(scratch);
                 }
-                out.write_all(&text)
+                written
             }
         }
     }
+}
+
+/// Appends `r`'s JSON text to `buf`: made from its values by `shape`, or
+/// by serde_json for a record the shape does not take.
+fn json_into<R: Record>(shape: &pov_impact::json::JsonShape, r: &R, buf: &mut Vec<u8>) -> io::Result<()> {
+    if !shape.write(r, buf) {
+        serde_json::to_writer(&mut *buf, r)?;
+    }
+    Ok(())
 }
 
 /// `r`'s CSV line made from its JSON value: each column looked up in it by
