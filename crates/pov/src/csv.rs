@@ -20,8 +20,23 @@ use crate::output::{push_csv_field, push_csv_text};
 /// `r`'s CSV line (its cells, without the line's end) in the order of
 /// `shape`'s columns, or `None` when the shape does not take `r`.
 pub(crate) fn line<R: FieldValues + 'static>(shape: &RowShape, r: &R) -> Option<String> {
+    let mut out = String::new();
+    line_into(shape, r, &mut out).then_some(out)
+}
+
+/// Appends [`line`]`(shape, r)` to `out`; `false`, with `out` as it was,
+/// when the shape does not take `r`.
+pub(crate) fn line_into<R: FieldValues + 'static>(shape: &RowShape, r: &R, out: &mut String) -> bool {
+    let at = out.len();
+    let done = cells_into(shape, r, out).is_some();
+    if !done {
+        out.truncate(at);
+    }
+    done
+}
+
+fn cells_into<R: FieldValues + 'static>(shape: &RowShape, r: &R, out: &mut String) -> Option<()> {
     let row = shape.record_row(r).ok()?;
-    let mut out = String::with_capacity(512);
     for (i, cell) in row.cells().enumerate() {
         if i > 0 {
             out.push(',');
@@ -30,16 +45,16 @@ pub(crate) fn line<R: FieldValues + 'static>(shape: &RowShape, r: &R) -> Option<
         // a CSV field quotes.
         match cell {
             CellView::Null => {}
-            CellView::Text(s) => push_csv_text(&mut out, s),
-            CellView::U64(n) => push_number(&mut out, &n)?,
-            CellView::I64(n) => push_number(&mut out, &n)?,
-            CellView::F64(x) => push_number(&mut out, &x)?,
+            CellView::Text(s) => push_csv_text(out, s),
+            CellView::U64(n) => push_number(out, &n)?,
+            CellView::I64(n) => push_number(out, &n)?,
+            CellView::F64(x) => push_number(out, &x)?,
             CellView::Bool(b) => out.push_str(if b { "true" } else { "false" }),
-            CellView::List(items) => push_csv_text(&mut out, &items.join(" ")),
-            CellView::Json(text) => push_csv_field(&mut out, text),
+            CellView::List(items) => push_csv_text(out, &items.join(" ")),
+            CellView::Json(text) => push_csv_field(out, text),
         }
     }
-    Some(out)
+    Some(())
 }
 
 /// A number as serde_json writes it (a float by its shortest digits),

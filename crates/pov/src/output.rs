@@ -345,7 +345,18 @@ impl TextShape {
         scratch.clear();
         let made = match self {
             TextShape::Json(shape) => json_into(shape, r, &mut scratch),
-            TextShape::Csv(_) => self.write(&mut scratch, r),
+            TextShape::Csv(shape) => {
+                // The buffer as a string while the line is made in it (it
+                // is empty, so it is text).
+                let mut line = String::from_utf8(std::mem::take(&mut scratch)).unwrap_or_default();
+                let made = if crate::csv::line_into(shape, r, &mut line) {
+                    Ok(())
+                } else {
+                    csv_by_value(r).map(|l| line.push_str(&l))
+                };
+                scratch = line.into_bytes();
+                made
+            }
         };
         let text = made.map(|()| scratch.as_slice().to_vec());
         if scratch.capacity() <= TEXT_KEPT {
