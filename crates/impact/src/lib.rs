@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod csv;
 mod file;
 pub mod json;
 pub mod parquet;

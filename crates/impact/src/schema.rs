@@ -18,8 +18,8 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::json;
 use crate::row::{self, Cell};
+use crate::{csv, json};
 
 pub use crate::parquet::Kind;
 
@@ -109,6 +109,10 @@ pub trait ColumnType {
     /// where serde_json would refuse it.
     #[doc(hidden)]
     fn json(&self, out: &mut Vec<u8>) -> bool;
+    /// Appends the value's CSV cell ([`crate::csv`]); `false` where
+    /// serde_json would refuse the value.
+    #[doc(hidden)]
+    fn csv(&self, line: &mut String) -> bool;
 }
 
 /// A value's cell, as [`ColumnType::cell`] makes it (for the Parquet
@@ -117,7 +121,7 @@ pub trait ColumnType {
 pub struct CellOf(pub(crate) Result<Cell, row::Error>);
 
 macro_rules! kinds {
-    ($($kind:ident [$($t:ty),*] ($v:ident, $text:ident, $out:ident) => $cell:expr, $json:expr;)*) => {$($(
+    ($($kind:ident [$($t:ty),*] ($v:ident, $text:ident, $out:ident, $line:ident) => $cell:expr, $json:expr, $csv:expr;)*) => {$($(
         impl ColumnType for $t {
             const KIND: Kind = Kind::$kind;
             #[inline]
@@ -134,20 +138,31 @@ macro_rules! kinds {
                 $json;
                 true
             }
+            #[inline]
+            #[allow(clippy::useless_conversion)]
+            fn csv(&self, $line: &mut String) -> bool {
+                let $v = self;
+                $csv
+            }
         }
     )*)*};
 }
 
 kinds! {
-    Str [String, &str, std::borrow::Cow<'static, str>] (v, text, out) =>
-        row::text_cell(v, text), json::push_str(out, v);
-    U64 [u8, u16, u32, u64] (v, _text, out) => Ok(Cell::U64(u64::from(*v))), json::push_u64(out, u64::from(*v));
-    U64 [usize] (v, _text, out) => Ok(Cell::U64(*v as u64)), json::push_u64(out, *v as u64);
-    I64 [i8, i16, i32, i64] (v, _text, out) => Ok(row::int_cell(i64::from(*v))), json::push_i64(out, i64::from(*v));
+    Str [String, &str, std::borrow::Cow<'static, str>] (v, text, out, line) =>
+        row::text_cell(v, text), json::push_str(out, v), { csv::push_text(line, v); true };
+    U64 [u8, u16, u32, u64] (v, _text, out, line) =>
+        Ok(Cell::U64(u64::from(*v))), json::push_u64(out, u64::from(*v)), csv::push_number(line, v);
+    U64 [usize] (v, _text, out, line) => Ok(Cell::U64(*v as u64)), json::push_u64(out, *v as u64), csv::push_number(line, v);
+    I64 [i8, i16, i32, i64] (v, _text, out, line) =>
+        Ok(row::int_cell(i64::from(*v))), json::push_i64(out, i64::from(*v)), csv::push_number(line, v);
     // (serde_json writes an `f32` by its own shortest digits.)
-    F64 [f32, f64] (v, _text, out) => Ok(row::float_cell(f64::from(*v))), json::push_float(out, v);
-    Bool [bool] (v, _text, out) => Ok(Cell::Bool(*v)), out.extend_from_slice(if *v { b"true" } else { b"false" });
-    StrList [Vec<String>] (v, _text, out) => Ok(Cell::List(Box::new(v.clone()))), json::push_strs(out, v);
+    F64 [f32, f64] (v, _text, out, line) => Ok(row::float_cell(f64::from(*v))), json::push_float(out, v), csv::push_number(line, v);
+    Bool [bool] (v, _text, out, line) =>
+        Ok(Cell::Bool(*v)), out.extend_from_slice(if *v { b"true" } else { b"false" }),
+        { line.push_str(if *v { "true" } else { "false" }); true };
+    StrList [Vec<String>] (v, _text, out, line) =>
+        Ok(Cell::List(Box::new(v.clone()))), json::push_strs(out, v), { csv::push_texts(line, v); true };
 }
 
 /// A map (failure kind -> count) is kept as its JSON text, made by serde.
@@ -158,6 +173,9 @@ impl<V: Serialize> ColumnType for BTreeMap<String, V> {
     }
     fn json(&self, out: &mut Vec<u8>) -> bool {
         json::push_serialized(out, self)
+    }
+    fn csv(&self, line: &mut String) -> bool {
+        csv::push_serialized(line, self)
     }
 }
 
@@ -180,6 +198,13 @@ impl<T: ColumnType> ColumnType for Option<T> {
                 out.extend_from_slice(b"null");
                 true
             }
+        }
+    }
+    #[inline]
+    fn csv(&self, line: &mut String) -> bool {
+        match self {
+            Some(v) => v.csv(line),
+            None => true,
         }
     }
 }

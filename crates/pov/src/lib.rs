@@ -27,7 +27,6 @@
 
 pub mod analyze;
 pub mod config;
-mod csv;
 pub mod dataset;
 pub mod find;
 pub mod flows;

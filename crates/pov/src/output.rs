@@ -188,7 +188,7 @@ impl<W: Write, R: Record> RecordWriter<W, R> {
         };
         let text = match format {
             Format::Jsonl | Format::Json => Some(TextShape::Json(pov_impact::json::JsonShape::of::<R>())),
-            Format::Csv => Some(TextShape::Csv(pov_impact::RowShape::new(R::FIELDS))),
+            Format::Csv => Some(TextShape::Csv(pov_impact::csv::CsvShape::of::<R>())),
             Format::Table | Format::Parquet => None,
         };
         Ok(RecordWriter {
@@ -326,10 +326,11 @@ const TEXT_KEPT: usize = 64 << 10;
 #[derive(Clone, Debug)]
 pub enum TextShape {
     /// JSON and JSON lines: the record as serde_json writes it (made
-    /// from the cells it is taken apart into).
+    /// from its values, [`pov_impact::json`]).
     Json(pov_impact::json::JsonShape),
-    /// CSV: a line of the cells the record is taken apart into.
-    Csv(pov_impact::RowShape),
+    /// CSV: a line of the record's cells, made from its values
+    /// ([`pov_impact::csv`]).
+    Csv(pov_impact::csv::CsvShape),
 }
 
 impl TextShape {
@@ -349,11 +350,7 @@ impl TextShape {
                 // The buffer as a string while the line is made in it (it
                 // is empty, so it is text).
                 let mut line = String::from_utf8(std::mem::take(&mut scratch)).unwrap_or_default();
-                let made = if crate::csv::line_into(shape, r, &mut line) {
-                    Ok(())
-                } else {
-                    csv_by_value(r).map(|l| line.push_str(&l))
-                };
+                let made = if shape.write(r, &mut line) { Ok(()) } else { csv_by_value(r).map(|l| line.push_str(&l)) };
                 scratch = line.into_bytes();
                 made
             }
@@ -367,10 +364,13 @@ impl TextShape {
 
     fn write<R: Record>(&self, out: &mut impl Write, r: &R) -> io::Result<()> {
         match self {
-            TextShape::Csv(shape) => match crate::csv::line(shape, r) {
-                Some(line) => out.write_all(line.as_bytes()),
-                None => out.write_all(csv_by_value(r)?.as_bytes()),
-            },
+            TextShape::Csv(shape) => {
+                let mut line = String::new();
+                if !shape.write(r, &mut line) {
+                    line = csv_by_value(r)?;
+                }
+                out.write_all(line.as_bytes())
+            }
             TextShape::Json(shape) => {
                 let mut scratch = TEXT.take();
                 scratch.clear();
@@ -394,9 +394,9 @@ fn json_into<R: Record>(shape: &pov_impact::json::JsonShape, r: &R, buf: &mut Ve
 }
 
 /// `r`'s CSV line made from its JSON value: each column looked up in it by
-/// name ([`csv_value`]). What [`crate::csv::line`] writes from the
-/// record's cells without the tree, and what a record the row shape
-/// refuses (a field of another kind than its column) is written by.
+/// name ([`csv_value`]). What [`pov_impact::csv::CsvShape`] writes from
+/// the record's values without the tree, and what a record the shape
+/// refuses (one serde_json refuses) is written by.
 pub(crate) fn csv_by_value<R: Record>(r: &R) -> io::Result<String> {
     let v = serde_json::to_value(r).map_err(io::Error::other)?;
     let cells: Vec<String> = R::FIELDS.iter().map(|(k, _)| csv_value(&v[*k])).collect();
@@ -466,13 +466,7 @@ pub fn csv_text(s: &str) -> String {
 
 /// Appends [`csv_text`]`(s)` to `out`.
 pub(crate) fn push_csv_text(out: &mut String, s: &str) {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        out.push_str("\"'");
-        push_doubled_quotes(out, s);
-        out.push('"');
-    } else {
-        push_csv_field(out, s);
-    }
+    pov_impact::csv::push_text(out, s);
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).
@@ -484,23 +478,7 @@ pub fn csv_field(s: &str) -> String {
 
 /// Appends [`csv_field`]`(s)` to `out`.
 pub(crate) fn push_csv_field(out: &mut String, s: &str) {
-    if s.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        push_doubled_quotes(out, s);
-        out.push('"');
-    } else {
-        out.push_str(s);
-    }
-}
-
-/// Appends `s` with each `"` doubled.
-fn push_doubled_quotes(out: &mut String, s: &str) {
-    for (i, part) in s.split('"').enumerate() {
-        if i > 0 {
-            out.push_str("\"\"");
-        }
-        out.push_str(part);
-    }
+    pov_impact::csv::push_field(out, s);
 }
 
 /// A table cell safe to print on a terminal: control characters (C0, DEL
