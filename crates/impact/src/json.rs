@@ -84,29 +84,18 @@ impl JsonShape {
     }
 }
 
-/// `n` in decimal, as serde_json writes an unsigned integer.
+/// `n` in decimal, as serde_json writes an unsigned integer (by
+/// serde_json itself, which writes two digits at a time).
 #[inline]
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    // (Writing a number into a vector cannot fail.)
+    let _ = serde_json::to_writer(&mut *out, &n);
 }
 
 /// `n` in decimal, as serde_json writes a signed integer.
 #[inline]
 pub(crate) fn push_i64(out: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        out.push(b'-');
-    }
-    push_u64(out, n.unsigned_abs());
+    let _ = serde_json::to_writer(&mut *out, &n);
 }
 
 /// A float as serde_json writes it (its shortest digits; null when it is
