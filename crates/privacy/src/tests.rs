@@ -487,3 +487,41 @@ fn secret_header_names_are_found_in_any_case_and_spacing() {
     // By the parameter rule, in any case.
     assert!(m().is_secret_header("X-Card-Number") && m().is_secret_header("x-card-number"));
 }
+
+/// The common header names' answers, found once, are the full rule's, in
+/// any case and spacing, under the default words and under words that
+/// make some of them secret; the list is sorted and lower-cased (it is
+/// searched by halves).
+#[test]
+fn common_header_names_are_answered_as_the_full_rule_answers() {
+    assert!(COMMON_HEADERS.windows(2).all(|w| w[0] < w[1]), "sorted, without repeats");
+    assert!(COMMON_HEADERS.iter().all(|n| *n == n.trim().to_ascii_lowercase()));
+    let words = PrivacyConfig {
+        secret_words: vec!["accept".into(), "host".into(), "etag".into()],
+        mask_key: Some("unit-tests".into()),
+        ..PrivacyConfig::default()
+    };
+    let others = ["x-card-number", "x-auth-token", "x-request-id", "cookie"];
+    let mut found = Vec::new();
+    for masker in [m(), Masker::new(&words, true)] {
+        let mut secret = Vec::new();
+        for name in COMMON_HEADERS.iter().chain(&others) {
+            let full = secret_header(&masker.inner.words, name);
+            if full {
+                secret.push(*name);
+            }
+            for asked in [name.to_string(), name.to_ascii_uppercase(), format!(" {name}\t")] {
+                assert_eq!(masker.is_secret_header(&asked), full, "{asked:?}");
+            }
+        }
+        found.push(secret);
+    }
+    // The default words make none of the common names secret; the second
+    // words (which replace the default ones, card among them) make accept,
+    // host and etag secret, and the names made from them.
+    assert_eq!(found[0], ["x-card-number", "x-auth-token", "cookie"]);
+    assert_eq!(
+        found[1],
+        ["accept", "accept-encoding", "accept-language", "accept-ranges", "etag", "host", "x-auth-token", "cookie"]
+    );
+}
