@@ -342,55 +342,44 @@ impl TextShape {
     /// transactions, and a record's held bytes are its text's length
     /// whichever thread made it.
     pub fn text<R: Record>(&self, r: &R) -> io::Result<Vec<u8>> {
-        let mut scratch = TEXT.take();
-        scratch.clear();
-        let made = match self {
-            TextShape::Json(shape) => json_into(shape, r, &mut scratch),
-            TextShape::Csv(shape) => {
-                // The buffer as a string while the line is made in it (it
-                // is empty, so it is text).
-                let mut line = String::from_utf8(std::mem::take(&mut scratch)).unwrap_or_default();
-                let made = if shape.write(r, &mut line) { Ok(()) } else { csv_by_value(r).map(|l| line.push_str(&l)) };
-                scratch = line.into_bytes();
-                made
-            }
-        };
-        let text = made.map(|()| scratch.as_slice().to_vec());
-        if scratch.capacity() <= TEXT_KEPT {
-            TEXT.set(scratch);
-        }
-        text
+        self.in_buffer(r, |text| Ok(text.to_vec()))
     }
 
     fn write<R: Record>(&self, out: &mut impl Write, r: &R) -> io::Result<()> {
+        self.in_buffer(r, |text| out.write_all(text))
+    }
+
+    /// `then` of `r`'s text, made in the thread's buffer ([`TEXT`]).
+    fn in_buffer<R: Record, T>(&self, r: &R, then: impl FnOnce(&[u8]) -> io::Result<T>) -> io::Result<T> {
+        let mut buf = TEXT.take();
+        buf.clear();
+        let done = self.make(r, &mut buf).and_then(|()| then(&buf));
+        if buf.capacity() <= TEXT_KEPT {
+            TEXT.set(buf);
+        }
+        done
+    }
+
+    /// Makes `r`'s text in `buf` (empty): from its values by the shape, or
+    /// (for a record the shape does not take) by serde_json.
+    fn make<R: Record>(&self, r: &R, buf: &mut Vec<u8>) -> io::Result<()> {
         match self {
-            TextShape::Csv(shape) => {
-                let mut line = String::new();
-                if !shape.write(r, &mut line) {
-                    line = csv_by_value(r)?;
-                }
-                out.write_all(line.as_bytes())
-            }
             TextShape::Json(shape) => {
-                let mut scratch = TEXT.take();
-                scratch.clear();
-                let written = json_into(shape, r, &mut scratch).and_then(|()| out.write_all(&scratch));
-                if scratch.capacity() <= TEXT_KEPT {
-                    TEXT.set(scratch);
+                if !shape.write(r, buf) {
+                    serde_json::to_writer(&mut *buf, r)?;
                 }
-                written
+                Ok(())
+            }
+            TextShape::Csv(shape) => {
+                // The buffer as a string while the line is made in it (it
+                // is empty, so it is text).
+                let mut line = String::from_utf8(std::mem::take(buf)).unwrap_or_default();
+                let made = if shape.write(r, &mut line) { Ok(()) } else { csv_by_value(r).map(|l| line.push_str(&l)) };
+                *buf = line.into_bytes();
+                made
             }
         }
     }
-}
-
-/// Appends `r`'s JSON text to `buf`: made from its values by `shape`, or
-/// by serde_json for a record the shape does not take.
-fn json_into<R: Record>(shape: &pov_impact::json::JsonShape, r: &R, buf: &mut Vec<u8>) -> io::Result<()> {
-    if !shape.write(r, buf) {
-        serde_json::to_writer(&mut *buf, r)?;
-    }
-    Ok(())
 }
 
 /// `r`'s CSV line made from its JSON value: each column looked up in it by
@@ -460,25 +449,15 @@ pub(crate) fn csv_value(v: &serde_json::Value) -> String {
 /// as [`csv_field`].
 pub fn csv_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    push_csv_text(&mut out, s);
+    pov_impact::csv::push_text(&mut out, s);
     out
-}
-
-/// Appends [`csv_text`]`(s)` to `out`.
-pub(crate) fn push_csv_text(out: &mut String, s: &str) {
-    pov_impact::csv::push_text(out, s);
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).
 pub fn csv_field(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    push_csv_field(&mut out, s);
+    pov_impact::csv::push_field(&mut out, s);
     out
-}
-
-/// Appends [`csv_field`]`(s)` to `out`.
-pub(crate) fn push_csv_field(out: &mut String, s: &str) {
-    pov_impact::csv::push_field(out, s);
 }
 
 /// A table cell safe to print on a terminal: control characters (C0, DEL

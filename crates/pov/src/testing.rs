@@ -1345,13 +1345,13 @@ fn round_trip<R: Record>(records: &[R]) {
         let mut line = String::new();
         assert!(csv_shape.write(r, &mut line), "a record its CSV shape takes");
         assert_eq!(line, by_value, "a CSV line as its JSON value's");
-        // Its JSON text made from its cells is serde_json's, byte for byte.
+        // Its JSON text made from its values is serde_json's, byte for byte.
         let mut json = Vec::new();
         assert!(json_shape.write(r, &mut json), "a record its JSON shape takes");
         assert_eq!(
             String::from_utf8(json).expect("JSON is text"),
             serde_json::to_string(r).expect("serialises"),
-            "JSON made from the cells as serde_json's"
+            "JSON made from the values as serde_json's"
         );
     }
     for format in [Format::Csv, Format::Json, Format::Jsonl, Format::Table] {

@@ -120,7 +120,7 @@ struct Inner {
     key: key::Key,
     /// Whether each of [`COMMON_HEADERS`] is secret, found once by the
     /// full rule ([`Masker::is_secret_header`]).
-    common: Box<[bool]>,
+    common: [bool; COMMON_HEADERS.len()],
 }
 
 /// Header names most requests and answers carry, lower-cased and sorted:
@@ -210,9 +210,8 @@ impl Masker {
             Some(k) => key::from_text(k),
             None => key::run_key(),
         };
-        let mut inner = Inner { on: enabled && cfg.mask, words, key, common: Box::default() };
-        inner.common = COMMON_HEADERS.iter().map(|n| secret_header(&inner.words, n)).collect();
-        Masker { inner: Arc::new(inner) }
+        let common = COMMON_HEADERS.map(|n| secret_header(&words, n));
+        Masker { inner: Arc::new(Inner { on: enabled && cfg.mask, words, key, common }) }
     }
 
     /// A masker that masks nothing (`--no-mask`).
@@ -241,7 +240,8 @@ impl Masker {
     pub fn is_secret_header(&self, name: &str) -> bool {
         let lower = trimmed_lower(name);
         match COMMON_HEADERS.binary_search(&&*lower) {
-            Ok(i) => self.inner.common.get(i).copied().unwrap_or_else(|| secret_header(&self.inner.words, &lower)),
+            // (The table is as long as the list.)
+            Ok(i) => self.inner.common[i],
             Err(_) => secret_header(&self.inner.words, &lower),
         }
     }
