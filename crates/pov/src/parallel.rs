@@ -87,6 +87,15 @@ const BATCH_BYTES: usize = 2 << 20;
 /// was outgrown every batch.
 const KEPT_TXS: usize = 256;
 
+/// Most connection summaries a shard's list keeps room for from batch to
+/// batch (some 450 bytes each: 1.8 MB over the 16 shards at most).
+const KEPT_SUMMARIES: usize = 256;
+
+/// Most prepared transactions a shard's output keeps room for from batch
+/// to batch (40 bytes each, what they point to aside: 2.6 MB over the 16
+/// shards at most).
+const KEPT_READY: usize = 4096;
+
 /// What a stage answers for each item it takes: go on, stop the run
 /// (`Break`: it has all it wants), or an error, which stops the run too
 /// (a full disk, a closed pipe). The idea is ripgrep's `Sink`.
@@ -418,16 +427,28 @@ impl Shard {
         Shard { tcp: Reassembler::new(tcp), sink: ShardSink { http, summaries: Vec::new() }, http_stats: None }
     }
 
-    /// Reassembles and parses this shard's part of a batch; after the
-    /// last, ends every connection and releases everything held.
-    fn step<P: Prepare>(&mut self, segs: &[Seg], batch: &Batch, now: Option<Ts>, last: bool, prep: &P) -> Out<P::Item> {
+    /// Reassembles and parses this shard's part of a batch into `out`
+    /// (emptied by the merge, its room kept); after the last, ends every
+    /// connection and releases everything held.
+    fn step<P: Prepare>(
+        &mut self,
+        segs: &[Seg],
+        batch: &Batch,
+        now: Option<Ts>,
+        last: bool,
+        prep: &P,
+        out: &mut Out<P::Item>,
+    ) {
         for s in segs {
             self.tcp.process(&s.seg.with_payload(batch.payload(s)), &mut self.sink);
         }
         if let Some(now) = now {
             self.tcp.advance(now, &mut self.sink);
         }
-        let mut out = Out::default();
+        out.frontier = None;
+        if out.txs.capacity() > KEPT_READY {
+            out.txs = Vec::new();
+        }
         let mut txs = Vec::new();
         if last {
             self.tcp.finish(&mut self.sink);
@@ -440,18 +461,15 @@ impl Shard {
             out.frontier = now.map(|now| h.advance(now));
             txs = std::mem::take(h.sink_mut());
         }
-        out.txs = txs
-            .drain(..)
-            .map(|mut tx| {
-                // What they keep is the stage's to charge: the shard's
-                // budget is its own.
-                tx.uncharge();
-                let key = (tx.timing.start(), tx.conn, tx.depth);
-                let item = Box::new(prep.prepare(tx));
-                let cost = std::mem::size_of::<P::Item>() + P::held_bytes(&item);
-                Ready { key, item, cost }
-            })
-            .collect();
+        out.txs.extend(txs.drain(..).map(|mut tx| {
+            // What they keep is the stage's to charge: the shard's
+            // budget is its own.
+            tx.uncharge();
+            let key = (tx.timing.start(), tx.conn, tx.depth);
+            let item = Box::new(prep.prepare(tx));
+            let cost = std::mem::size_of::<P::Item>() + P::held_bytes(&item);
+            Ready { key, item, cost }
+        }));
         // Its room is the shard's for the next batch (a transaction is
         // 632 bytes, and the list would grow from nothing each time),
         // unless a burst made it large.
@@ -460,8 +478,13 @@ impl Shard {
         {
             *h.sink_mut() = txs;
         }
-        out.summaries = std::mem::take(&mut self.sink.summaries);
-        out
+        // The summaries go as they are; the merge's emptied vector is the
+        // next batch's (a summary is some 450 bytes: grown from nothing,
+        // a batch's were copied several times).
+        std::mem::swap(&mut out.summaries, &mut self.sink.summaries);
+        if self.sink.summaries.capacity() > KEPT_SUMMARIES {
+            self.sink.summaries = Vec::new();
+        }
     }
 }
 
@@ -894,7 +917,7 @@ pub fn run_source<D: Downstream + ?Sized>(
         sums: Vec::new(),
     };
     let prep = down.preparer();
-    let mut prev: Vec<Out<D::Item>> = Vec::new();
+    let mut prev: Vec<Out<D::Item>> = (0..n).map(|_| Out::default()).collect();
     let mut outs: Vec<Out<D::Item>> = (0..n).map(|_| Out::default()).collect();
     let pool = if threads.threads > 1 {
         // The calling thread is one of them (it steps shards once the
@@ -957,7 +980,7 @@ pub fn run_source<D: Downstream + ?Sized>(
                     }
                     while let Some(job) = jobs.get(claimed.fetch_add(1, Ordering::Relaxed)) {
                         if let Some((shard, part, out)) = job.lock().ok().and_then(|mut j| j.take()) {
-                            *out = shard.step(part, batch, now, last, prep);
+                            shard.step(part, batch, now, last, prep, out);
                         }
                     }
                 };
@@ -976,7 +999,7 @@ pub fn run_source<D: Downstream + ?Sized>(
             }
             None => {
                 for ((shard, part), out) in shards.iter_mut().zip(&cur.parts).zip(outs.iter_mut()) {
-                    *out = shard.step(part, &cur, now, last, &prep);
+                    shard.step(part, &cur, now, last, &prep, out);
                 }
                 let flow = merge.feed(&mut prev, down, false);
                 if !last && matches!(flow, Ok(ControlFlow::Continue(()))) {
@@ -998,7 +1021,9 @@ pub fn run_source<D: Downstream + ?Sized>(
         for b in &everyone {
             b.sample();
         }
-        prev = std::mem::replace(&mut outs, (0..n).map(|_| Out::default()).collect());
+        // The outputs the merge emptied take the next batch's, with their
+        // room.
+        std::mem::swap(&mut prev, &mut outs);
         progress(Progress { bytes_read: reading.reader.bytes_read(), bytes_total, packets: decoding.state.packets });
         if last {
             flow = merge.feed(&mut prev, down, true);
