@@ -154,7 +154,14 @@ impl ConnHttp {
     /// Start time of the earliest unfinished transaction (or message being
     /// received), for ordering.
     pub(super) fn earliest_open(&self) -> Option<Ts> {
-        [self.queue.earliest(), self.req.open_since(), self.resp.open_since()].into_iter().flatten().min()
+        // Asked after every chunk of data: compared by hand (an iterator
+        // over the three took 84 instructions).
+        let min = |a: Option<Ts>, b: Option<Ts>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        min(min(self.queue.earliest(), self.req.open_since()), self.resp.open_since())
     }
 
     fn new_tx(&mut self) -> HttpTransaction {

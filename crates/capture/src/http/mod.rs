@@ -969,22 +969,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// transaction.
     fn reindex(&mut self, id: ConnId) {
         let Some(e) = self.conns.get_mut(&id) else { return };
-        let (c, indexed, r) = &mut **e;
-        let h2 = route::h2_earliest(r, self.now - self.cfg.max_order_wait);
-        let now = h2.unwrap_or_else(|| c.earliest_open());
-        if now == *indexed {
-            return;
-        }
-        if let Some(t) = std::mem::replace(indexed, now) {
-            self.open.remove(&(t, id));
-            self.open_h2.remove(&(t, id));
-        }
-        if let Some(t) = now {
-            self.open.insert((t, id));
-            if h2.is_some() {
-                self.open_h2.insert((t, id));
-            }
-        }
+        reindex(&mut self.open, &mut self.open_h2, self.now - self.cfg.max_order_wait, id, e);
     }
 
     /// Moves capture time on to `now` (for an analyzer that sees only some
@@ -994,18 +979,30 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// unless it comes late (counted in [`HttpStats::late_order`]) or a cap
     /// or the memory budget lets it out early.
     pub fn advance(&mut self, now: Ts) -> Ts {
-        self.release_at(now, true)
+        self.release_at(now, true);
+        self.watermark()
     }
 
     fn release(&mut self, ts: Ts) {
         self.release_at(ts, false);
     }
 
-    fn release_at(&mut self, ts: Ts, force: bool) -> Ts {
+    /// What can be released in order: everything that started before the
+    /// earliest unfinished transaction (one that has held the others back
+    /// for `max_order_wait` no longer counts) and before the guard.
+    fn watermark(&self) -> Ts {
+        let guard = self.now - ORDER_GUARD;
+        let lapse = self.now - self.cfg.max_order_wait;
+        self.open.range((lapse, 0)..).next().map_or(guard, |(t, _)| (*t).min(guard))
+    }
+
+    /// Moves capture time on to `ts` and, when it is due (`force`, a
+    /// second of capture time since the last time, many held, or the
+    /// budget pressed), releases what [`HttpAnalyzer::watermark`] allows.
+    fn release_at(&mut self, ts: Ts, force: bool) {
         if ts > self.now {
             self.now = ts;
         }
-        let guard = self.now - ORDER_GUARD;
         // The earliest unfinished transaction holds the others back, for
         // `max_order_wait` at most.
         let lapse = self.now - self.cfg.max_order_wait;
@@ -1021,10 +1018,10 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 self.open_h2.remove(&(t, id));
             }
         }
-        let watermark = self.open.range((lapse, 0)..).next().map_or(guard, |(t, _)| (*t).min(guard));
         // Finding what to release costs a look at the ordering buffer: do
         // it at most once per second of capture time, or when many are
-        // waiting.
+        // waiting. (Asked after every chunk of data: the watermark is
+        // found only when it is due.)
         let cap = self.cfg.max_held.max(1);
         let cap_bytes = self.cfg.max_held_bytes;
         let pressed = self.cfg.budget.pressed();
@@ -1034,9 +1031,10 @@ impl<S: TxSink> HttpAnalyzer<S> {
             && self.order.bytes() <= cap_bytes
             && !pressed
         {
-            return watermark;
+            return;
         }
         self.last_release = self.now;
+        let watermark = self.watermark();
         // Handed to the sink one by one (a transaction is 632 bytes: no
         // list of them on the way).
         let sink = &mut self.sink;
@@ -1063,7 +1061,34 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 self.sink.on_transaction(tx);
             }
         }
-        watermark
+    }
+}
+
+/// Keeps `open` (and `open_h2`) in step with connection `id`'s earliest
+/// unfinished transaction (HTTP/2: its earliest open stream that started
+/// at or after `lapse`), as `entry` has it now.
+fn reindex(
+    open: &mut BTreeSet<(Ts, ConnId)>,
+    open_h2: &mut BTreeSet<(Ts, ConnId)>,
+    lapse: Ts,
+    id: ConnId,
+    entry: &mut ConnEntry,
+) {
+    let (c, indexed, r) = entry;
+    let h2 = route::h2_earliest(r, lapse);
+    let now = h2.unwrap_or_else(|| c.earliest_open());
+    if now == *indexed {
+        return;
+    }
+    if let Some(t) = std::mem::replace(indexed, now) {
+        open.remove(&(t, id));
+        open_h2.remove(&(t, id));
+    }
+    if let Some(t) = now {
+        open.insert((t, id));
+        if h2.is_some() {
+            open_h2.insert((t, id));
+        }
     }
 }
 
@@ -1099,7 +1124,8 @@ impl<S: TxSink> StreamSink for HttpAnalyzer<S> {
         }
         route::label_tls(r, &mut done);
         c.label_after_rst(&mut done);
-        self.reindex(chunk.conn);
+        // The connection in hand, not looked up again.
+        reindex(&mut self.open, &mut self.open_h2, self.now - self.cfg.max_order_wait, chunk.conn, e);
         self.emit(done.drain(..));
         if done.capacity() <= KEPT_DONE {
             self.done = done;
