@@ -221,6 +221,8 @@ pub fn available() -> usize {
 #[derive(Clone, Copy)]
 struct Seg {
     seg: TcpSegment<'static>,
+    /// Its [`pov_capture::tcp::shard_hash`].
+    flow: u64,
     start: usize,
     end: usize,
     own: bool,
@@ -242,15 +244,15 @@ struct Batch {
 impl Batch {
     /// Adds `seg`, whose payload lies in `frames` (the batch's frames, not
     /// yet its own) or is copied.
-    fn push(&mut self, shard: usize, seg: &TcpSegment<'_>, frames: &[u8]) {
+    fn push(&mut self, shard: usize, seg: &TcpSegment<'_>, flow: u64, frames: &[u8]) {
         let (at, len) = (seg.payload.as_ptr() as usize, seg.payload.len());
         let base = frames.as_ptr() as usize;
         let seg = if at >= base && at + len <= base + frames.len() {
-            Seg { seg: seg.with_payload(&[]), start: at - base, end: at - base + len, own: false }
+            Seg { seg: seg.with_payload(&[]), flow, start: at - base, end: at - base + len, own: false }
         } else {
             let start = self.own.len();
             self.own.extend_from_slice(seg.payload);
-            Seg { seg: seg.with_payload(&[]), start, end: self.own.len(), own: true }
+            Seg { seg: seg.with_payload(&[]), flow, start, end: self.own.len(), own: true }
         };
         if let Some(part) = self.parts.get_mut(shard) {
             part.push(seg);
@@ -440,7 +442,7 @@ impl Shard {
         out: &mut Out<P::Item>,
     ) {
         for s in segs {
-            self.tcp.process(&s.seg.with_payload(batch.payload(s)), &mut self.sink);
+            self.tcp.process_hashed(&s.seg.with_payload(batch.payload(s)), s.flow, &mut self.sink);
         }
         if let Some(now) = now {
             self.tcp.advance(now, &mut self.sink);
@@ -641,8 +643,9 @@ impl Decoding<'_> {
             st.last_ts = Some(pkt.ts);
         }
         if let Some(seg) = self.decoder.decode(pkt) {
-            let i = (pov_capture::tcp::shard_hash(&seg) % batch.parts.len() as u64) as usize;
-            batch.push(i, &seg, frames);
+            let flow = pov_capture::tcp::shard_hash(&seg);
+            let i = (flow % batch.parts.len() as u64) as usize;
+            batch.push(i, &seg, flow, frames);
         }
     }
 

@@ -78,19 +78,14 @@ pub const TOMB_COST: usize = std::mem::size_of::<Tomb>() + 128;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowKey(SocketAddr, SocketAddr, Domain);
 
-/// Hashed as packed words (every packet looks its connection up): equal
-/// keys pack alike (an IPv6 end's flow label and scope, which the packing
-/// leaves out, only make keys that differ by them share a hash).
+/// Hashed as its flow hash, one word ([`shard_hash`]'s, which the decoding
+/// has already found for every packet: [`Reassembler::process_hashed`]
+/// takes it rather than hashing the key again). Equal keys pack alike (an
+/// IPv6 end's flow label and scope, which the packing leaves out, only
+/// make keys that differ by them share a hash).
 impl std::hash::Hash for FlowKey {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let (a, b) = (end_words(self.0), end_words(self.1));
-        h.write_u64(a.0);
-        h.write_u64(b.0);
-        if a.1 != 0 || b.1 != 0 {
-            h.write_u64(a.1);
-            h.write_u64(b.1);
-        }
-        h.write_u64(self.2.id);
+        h.write_u64(flow_hash(self.0, self.1, &self.2));
     }
 }
 
@@ -109,9 +104,15 @@ impl FlowKey {
 /// packed into two words (an IPv4 end into one) and the two ends, lower
 /// first, are mixed in twice, without ordering the addresses themselves.
 pub fn shard_hash(seg: &TcpSegment<'_>) -> u64 {
-    let (a, b) = (end_words(seg.src), end_words(seg.dst));
+    flow_hash(seg.src, seg.dst, &seg.domain)
+}
+
+/// [`shard_hash`] of the connection between `a` and `b` (in either order)
+/// in `domain`.
+fn flow_hash(a: SocketAddr, b: SocketAddr, domain: &Domain) -> u64 {
+    let (a, b) = (end_words(a), end_words(b));
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    mix(mix(seg.domain.id ^ lo.1, lo.0), hi.0 ^ hi.1.rotate_left(32))
+    mix(mix(domain.id ^ lo.1, lo.0), hi.0 ^ hi.1.rotate_left(32))
 }
 
 /// A connection's end as two words: an IPv4 address and port in the first
@@ -203,10 +204,18 @@ impl Reassembler {
 
     /// Processes one segment. Segments must come in capture order.
     pub fn process<S: StreamSink + ?Sized>(&mut self, seg: &TcpSegment<'_>, sink: &mut S) {
+        self.process_hashed(seg, shard_hash(seg), sink);
+    }
+
+    /// [`Reassembler::process`] of a segment whose [`shard_hash`] is
+    /// `flow` (found once, when the packet was decoded and sharded).
+    pub fn process_hashed<S: StreamSink + ?Sized>(&mut self, seg: &TcpSegment<'_>, flow: u64, sink: &mut S) {
+        debug_assert_eq!(flow, shard_hash(seg), "a segment's flow hash");
         self.stats.segments += 1;
         self.advance(seg.ts, sink);
         let key = FlowKey::of(seg);
-        let hash = self.hasher.hash_one(key);
+        // The key hashes as its flow hash does (`Hash for FlowKey`).
+        let hash = self.hasher.hash_one(flow);
         let syn_only = seg.flags.syn() && !seg.flags.ack();
 
         if !self.held.is_empty()
