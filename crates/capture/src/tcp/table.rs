@@ -253,63 +253,9 @@ impl Reassembler {
                 entry.to_back();
                 break 'found entry.into_mut();
             }
-            if !self.is_active(hash, &key) {
-                if !self.closed.is_empty()
-                    && let RawEntryMut::Occupied(mut entry) =
-                        self.closed.raw_entry_mut().from_key_hashed_nocheck(hash, &key)
-                {
-                    let reuse = syn_only && entry.get().client_isn != Some(seg.seq);
-                    if !reuse {
-                        absorb(entry.get_mut(), seg);
-                        self.stats.packets_after_close += 1;
-                        entry.to_back();
-                        return;
-                    }
-                    let tomb = entry.remove();
-                    self.finish_tomb(tomb, sink);
-                    self.stats.port_reuse += 1;
-                }
-            } else if syn_only
-                && let RawEntryMut::Occupied(entry) = self.active.raw_entry_mut().from_key_hashed_nocheck(hash, &key)
-                && entry.get().is_new_connection_syn(entry.get().side_of(seg.src), seg.seq)
-            {
-                let conn = entry.remove();
-                self.stats.superseded += 1;
-                let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
-                let tomb = conn.close(CloseHow::Superseded, seg.ts, &mut ctx, sink);
-                self.finish_tomb(tomb, sink);
-                self.stats.port_reuse += 1;
+            if !self.admit(seg, key, hash, syn_only, sink) {
+                return;
             }
-
-            if !self.is_active(hash, &key) {
-                if self.active.len() >= self.cfg.max_connections.max(1) {
-                    self.evict_one(sink);
-                }
-                // A new connection is always tracked; when the memory budget
-                // has no room for it, the longest idle one makes room.
-                let charge = match self.cfg.budget.try_charge(Holder::Connections, CONN_COST) {
-                    Some(c) => c,
-                    None => {
-                        if !self.active.is_empty() {
-                            self.stats.budget_evictions += 1;
-                            self.evict_one(sink);
-                        }
-                        self.cfg.budget.charge(Holder::Connections, CONN_COST)
-                    }
-                };
-                // Named by the frame that opened it: the same name whichever
-                // reassembler (shard) sees it, and one a user can find in
-                // Wireshark (`frame.number == N`). Frames without numbers (0,
-                // or repeated, as in hand-made segments) get the next free one.
-                let id = seg.frame.max(self.next_id);
-                let mut conn = Conn::new(id, seg);
-                conn.head.charge = charge;
-                self.next_id = id + 1;
-                self.stats.connections += 1;
-                self.active.insert(key, Box::new(conn));
-                self.stats.peak_active = self.stats.peak_active.max(self.active.len() as u64);
-            }
-
             match self.active.raw_entry_mut().from_key_hashed_nocheck(hash, &key) {
                 RawEntryMut::Occupied(mut entry) => {
                     entry.to_back();
@@ -338,6 +284,79 @@ impl Reassembler {
             }
             self.held.insert(key, conn);
         }
+    }
+
+    /// Readies the connection of `seg`, a packet the fast path of
+    /// [`Reassembler::process_hashed`] did not take (a lone SYN, or one of
+    /// no open connection): a packet of a closed connection is counted on
+    /// its tomb (`false`: nothing more to do), a SYN that starts anew on an
+    /// open connection's addresses ends that one, and a connection not
+    /// open is opened.
+    fn admit<S: StreamSink + ?Sized>(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        key: FlowKey,
+        hash: u64,
+        syn_only: bool,
+        sink: &mut S,
+    ) -> bool {
+        if !self.is_active(hash, &key) {
+            if !self.closed.is_empty()
+                && let RawEntryMut::Occupied(mut entry) =
+                    self.closed.raw_entry_mut().from_key_hashed_nocheck(hash, &key)
+            {
+                let reuse = syn_only && entry.get().client_isn != Some(seg.seq);
+                if !reuse {
+                    absorb(entry.get_mut(), seg);
+                    self.stats.packets_after_close += 1;
+                    entry.to_back();
+                    return false;
+                }
+                let tomb = entry.remove();
+                self.finish_tomb(tomb, sink);
+                self.stats.port_reuse += 1;
+            }
+        } else if syn_only
+            && let RawEntryMut::Occupied(entry) = self.active.raw_entry_mut().from_key_hashed_nocheck(hash, &key)
+            && entry.get().is_new_connection_syn(entry.get().side_of(seg.src), seg.seq)
+        {
+            let conn = entry.remove();
+            self.stats.superseded += 1;
+            let mut ctx = Ctx { cfg: &self.cfg, stats: &mut self.stats, ooo_total: &mut self.ooo_total };
+            let tomb = conn.close(CloseHow::Superseded, seg.ts, &mut ctx, sink);
+            self.finish_tomb(tomb, sink);
+            self.stats.port_reuse += 1;
+        }
+
+        if !self.is_active(hash, &key) {
+            if self.active.len() >= self.cfg.max_connections.max(1) {
+                self.evict_one(sink);
+            }
+            // A new connection is always tracked; when the memory budget
+            // has no room for it, the longest idle one makes room.
+            let charge = match self.cfg.budget.try_charge(Holder::Connections, CONN_COST) {
+                Some(c) => c,
+                None => {
+                    if !self.active.is_empty() {
+                        self.stats.budget_evictions += 1;
+                        self.evict_one(sink);
+                    }
+                    self.cfg.budget.charge(Holder::Connections, CONN_COST)
+                }
+            };
+            // Named by the frame that opened it: the same name whichever
+            // reassembler (shard) sees it, and one a user can find in
+            // Wireshark (`frame.number == N`). Frames without numbers (0,
+            // or repeated, as in hand-made segments) get the next free one.
+            let id = seg.frame.max(self.next_id);
+            let mut conn = Conn::new(id, seg);
+            conn.head.charge = charge;
+            self.next_id = id + 1;
+            self.stats.connections += 1;
+            self.active.insert(key, Box::new(conn));
+            self.stats.peak_active = self.stats.peak_active.max(self.active.len() as u64);
+        }
+        true
     }
 
     /// `key` (whose hash is `hash`) names an open connection.
