@@ -1,7 +1,7 @@
 //! Hints to the processor about memory it will read soon.
 //!
-//! With more than one thread, a batch's frames are copied into its buffer
-//! on one core and decoded on another, a little later: each frame's
+//! With more than one thread, a batch's frames are read on one core and
+//! decoded on another, a little later: each frame's
 //! headers are then a load from another core's cache or from memory, which
 //! the decoding waits for: on the 1.5 GB server-side capture the decoding
 //! was 17 to 20 % of a two-thread run's samples, half of them on its first

@@ -47,7 +47,7 @@ pub mod units;
 pub(crate) mod counting;
 
 pub use budget::{Budget, BudgetReport, Holder};
-pub use packet::{Domain, Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
+pub use packet::{Block, Domain, Linktype, Packet, TcpFlags, TcpOptions, TcpSegment};
 pub use source::{CaptureLoss, PacketFilter, PacketSource};
 pub use time::{Dur, Ts};
 

@@ -97,6 +97,38 @@ pub struct Packet<'a> {
     pub orig_len: u32,
 }
 
+/// A reader's buffer, shared with whoever holds packets read from it
+/// instead of having their bytes copied (see
+/// [`PacketSource::next_shared`](crate::PacketSource::next_shared)).
+///
+/// While a `Block` is held, its bytes do not change: the reader that
+/// filled it reads on into another buffer, and takes this one back once
+/// no one holds it.
+#[derive(Clone, Debug)]
+pub struct Block(pub(crate) std::sync::Arc<Vec<u8>>);
+
+impl Block {
+    /// The buffer's bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The same buffer as `other`.
+    #[inline]
+    pub fn same(&self, other: &Block) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Where `data` starts in this block, if it lies wholly within it.
+    #[inline]
+    pub fn position(&self, data: &[u8]) -> Option<usize> {
+        let (base, len) = (self.0.as_ptr() as usize, self.0.len());
+        let at = (data.as_ptr() as usize).checked_sub(base)?;
+        (at.checked_add(data.len())? <= len).then_some(at)
+    }
+}
+
 /// TCP header flags.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct TcpFlags(pub u8);

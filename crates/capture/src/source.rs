@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::packet::Packet;
+use crate::packet::{Block, Packet};
 use crate::pcap::{FileStats, PacketReader, ReadError};
 
 /// A stream of packets the pipeline reads, one at a time.
@@ -25,6 +25,17 @@ pub trait PacketSource: Send {
     /// One input stopped early (it is counted; calling again goes on with
     /// the others).
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError>;
+    /// As [`PacketSource::next_packet`], with the [`Block`] the packet's
+    /// bytes lie in when the source can share its buffer (a capture file):
+    /// whoever holds the block keeps them, where they would otherwise be
+    /// copied before the next call. The default shares nothing.
+    ///
+    /// # Errors
+    ///
+    /// As for [`PacketSource::next_packet`].
+    fn next_shared(&mut self) -> Result<Option<(Packet<'_>, Option<&Block>)>, ReadError> {
+        Ok(self.next_packet()?.map(|p| (p, None)))
+    }
     /// After a `None`: nothing more will come.
     fn ended(&self) -> bool {
         true
@@ -55,6 +66,9 @@ pub trait PacketSource: Send {
 impl PacketSource for PacketReader {
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
         PacketReader::next_packet(self)
+    }
+    fn next_shared(&mut self) -> Result<Option<(Packet<'_>, Option<&Block>)>, ReadError> {
+        PacketReader::next_shared(self)
     }
     fn bytes_read(&self) -> u64 {
         PacketReader::bytes_read(self)

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use pov_capture::http::{HttpStats, HttpTransaction};
 use pov_capture::pcap::{FileStats, ReadError};
 use pov_capture::tcp::{ConnSummary, TcpStats};
-use pov_capture::{CaptureLoss, Dur, Packet, PacketSource, Ts};
+use pov_capture::{Block, CaptureLoss, Dur, Packet, PacketSource, Ts};
 
 use crate::analyze::{RunDir, Summary};
 use crate::config::PovConfig;
@@ -408,6 +408,9 @@ fn reached(tally: &SharedTally, ended: &mut Option<i64>, t: Ts, packet: bool) {
 
 impl<S: PacketSource> PacketSource for Tallied<S> {
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+        Ok(self.next_shared()?.map(|(p, _)| p))
+    }
+    fn next_shared(&mut self) -> Result<Option<(Packet<'_>, Option<&Block>)>, ReadError> {
         if let Some(clock) = self.inner.clock() {
             reached(&self.tally, &mut self.ended, clock, false);
         }
@@ -418,8 +421,8 @@ impl<S: PacketSource> PacketSource for Tallied<S> {
             tally.note_loss(key, loss);
         }
         let Tallied { inner, tally, ended } = self;
-        let pkt = inner.next_packet()?;
-        if let Some(p) = &pkt {
+        let pkt = inner.next_shared()?;
+        if let Some((p, _)) = &pkt {
             reached(tally, ended, p.ts, true);
         }
         Ok(pkt)

@@ -19,9 +19,11 @@
 //! decoding is claimed like a shard's step, by whichever thread comes to
 //! it first (the calling thread, after the merge, cannot take the pool's
 //! tasks): on a server-side capture of large responses the reader alone
-//! was what every batch waited for. Payloads stay in the frames' buffer,
-//! which the batch takes over (a payload the decoder put together, from
-//! IP fragments, is copied into the batch). On one thread a batch is read
+//! was what every batch waited for. Payloads stay where the reader read
+//! them: the batch holds the reader's buffers ([`Block`]s), which the
+//! reader does not write again until they are let go of (a payload the
+//! decoder put together, from IP fragments, is copied into the batch, and
+//! so are the frames of a source that shares no buffer). On one thread a batch is read
 //! and decoded in one go, each packet's headers still in cache. A batch
 //! ends after a fixed number of frames or frame bytes, so what each shard
 //! sees, and when, depends on the capture only: the number of shards is
@@ -63,7 +65,7 @@ use pov_capture::pcap::{CaptureFile, PacketReader, ReadError};
 use pov_capture::tcp::{
     Close, ConnId, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
 };
-use pov_capture::{Budget, Holder, PacketSource, TcpSegment, Ts};
+use pov_capture::{Block, Budget, Holder, PacketSource, TcpSegment, Ts};
 
 use crate::pipeline::{PipelineConfig, Progress, RunReport};
 
@@ -214,10 +216,11 @@ pub fn available() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A decoded segment kept in a batch: its payload is `start..end` of the
-/// batch's frames, or of its other bytes (`own`: a payload the decoder
-/// put together, such as a reassembled IP datagram's); the segment itself
-/// holds none.
+/// A decoded segment kept in a batch: its payload is `start..end` of one
+/// of the reader's blocks the batch holds, of the frames copied into the
+/// batch ([`FRAMES`]), or of its other bytes ([`OWN`]: a payload the
+/// decoder put together, such as a reassembled IP datagram's); the
+/// segment itself holds none.
 #[derive(Clone, Copy)]
 struct Seg {
     seg: TcpSegment<'static>,
@@ -225,13 +228,34 @@ struct Seg {
     flow: u64,
     start: usize,
     end: usize,
-    own: bool,
+    /// Which bytes: an index in [`Batch::blocks`], or [`FRAMES`] or [`OWN`].
+    block: u32,
 }
 
-/// A batch of packets: the frames' bytes as read (reused from batch to
-/// batch, so at most a batch's bytes), payloads not in them, and the
-/// segments split by shard.
+/// Bytes in a batch's own buffer ([`Batch::own`]).
+const OWN: u32 = u32::MAX;
+/// Bytes in the frames copied from a source that shares no buffer
+/// ([`Frames::bytes`], then [`Batch::frames`]).
+const FRAMES: u32 = u32::MAX - 1;
+
+/// The index of `b` in `blocks`, added if it is not there (the last is
+/// looked at first: a file's frames come from one buffer after another).
+fn block_index(blocks: &mut Vec<Block>, b: &Block) -> u32 {
+    match blocks.iter().rposition(|x| x.same(b)) {
+        Some(i) => i as u32,
+        None => {
+            blocks.push(b.clone());
+            (blocks.len() - 1) as u32
+        }
+    }
+}
+
+/// A batch of packets: the reader's buffers its frames lie in (held
+/// until the batch is emptied; the reader reads on into others), or the
+/// frames' bytes as copied (reused from batch to batch, so at most a
+/// batch's bytes), payloads in neither, and the segments split by shard.
 struct Batch {
+    blocks: Vec<Block>,
     frames: Vec<u8>,
     own: Vec<u8>,
     parts: Vec<Vec<Seg>>,
@@ -242,17 +266,17 @@ struct Batch {
 }
 
 impl Batch {
-    /// Adds `seg`, whose payload lies in `frames` (the batch's frames, not
-    /// yet its own) or is copied.
-    fn push(&mut self, shard: usize, seg: &TcpSegment<'_>, flow: u64, frames: &[u8]) {
+    /// Adds `seg`, whose payload lies in `region` (the bytes that `block`
+    /// names, the batch's or soon to be) or is copied.
+    fn push(&mut self, shard: usize, seg: &TcpSegment<'_>, flow: u64, region: &[u8], block: u32) {
         let (at, len) = (seg.payload.as_ptr() as usize, seg.payload.len());
-        let base = frames.as_ptr() as usize;
-        let seg = if at >= base && at + len <= base + frames.len() {
-            Seg { seg: seg.with_payload(&[]), flow, start: at - base, end: at - base + len, own: false }
+        let base = region.as_ptr() as usize;
+        let seg = if at >= base && at + len <= base + region.len() {
+            Seg { seg: seg.with_payload(&[]), flow, start: at - base, end: at - base + len, block }
         } else {
             let start = self.own.len();
             self.own.extend_from_slice(seg.payload);
-            Seg { seg: seg.with_payload(&[]), flow, start, end: self.own.len(), own: true }
+            Seg { seg: seg.with_payload(&[]), flow, start, end: self.own.len(), block: OWN }
         };
         if let Some(part) = self.parts.get_mut(shard) {
             part.push(seg);
@@ -261,11 +285,17 @@ impl Batch {
 
     /// The payload of `s`, one of this batch's segments.
     fn payload(&self, s: &Seg) -> &[u8] {
-        let bytes = if s.own { &self.own } else { &self.frames };
+        let bytes = match s.block {
+            OWN => &self.own[..],
+            FRAMES => &self.frames[..],
+            i => self.blocks.get(i as usize).map_or(&[][..], Block::bytes),
+        };
         bytes.get(s.start..s.end).unwrap_or_default()
     }
 
     fn clear(&mut self) {
+        // The reader takes its buffers back once no batch holds them.
+        self.blocks.clear();
         self.frames.clear();
         self.own.clear();
         for p in &mut self.parts {
@@ -274,9 +304,11 @@ impl Batch {
     }
 }
 
-/// Frames read and not yet decoded: their bytes in one buffer.
+/// Frames read and not yet decoded: the reader's buffers they lie in, or
+/// their bytes copied into one buffer (a source that shares none).
 #[derive(Default)]
 struct Frames {
+    blocks: Vec<Block>,
     bytes: Vec<u8>,
     frames: Vec<Frame>,
     /// Where the input stood once they were read.
@@ -304,7 +336,7 @@ impl Edge {
 }
 
 /// A frame in [`Frames`]: a [`Packet`](pov_capture::Packet) whose bytes
-/// are `start..end` of the buffer.
+/// are `start..end` of one of its blocks, or of its bytes ([`FRAMES`]).
 #[derive(Clone, Copy)]
 struct Frame {
     frame: u64,
@@ -312,8 +344,19 @@ struct Frame {
     ts: Ts,
     linktype: pov_capture::Linktype,
     orig_len: u32,
+    block: u32,
     start: usize,
     end: usize,
+}
+
+impl Frames {
+    /// The bytes that `block` names.
+    fn region(&self, block: u32) -> &[u8] {
+        match block {
+            FRAMES => &self.bytes,
+            i => self.blocks.get(i as usize).map_or(&[], Block::bytes),
+        }
+    }
 }
 
 /// The stream events of one shard's connections: HTTP parsed (when asked)
@@ -497,8 +540,9 @@ struct ReadState {
     edge: Edge,
 }
 
-/// The reader, run as one task: it frames packets and copies them into a
-/// batch's buffer, a batch ahead of the decoding.
+/// The reader, run as one task: it frames packets into a batch (holding
+/// the reader's buffers they lie in, or copying them), a batch ahead of
+/// the decoding.
 struct Reading<'c> {
     reader: &'c mut dyn PacketSource,
     state: ReadState,
@@ -506,23 +550,36 @@ struct Reading<'c> {
 }
 
 impl Reading<'_> {
-    /// Reads the next batch's frames into `frames` (emptied first).
+    /// Reads the next batch's frames into `frames` (emptied first). A
+    /// frame is not copied where the source shares its buffer: the batch
+    /// holds the buffer instead.
     fn read(&mut self, frames: &mut Frames) {
+        frames.blocks.clear();
         frames.bytes.clear();
         frames.frames.clear();
-        frames.edge = self.fill(|pkt| {
-            let start = frames.bytes.len();
-            frames.bytes.extend_from_slice(pkt.data);
+        let mut bytes = 0;
+        frames.edge = self.fill(|pkt, block| {
+            let len = pkt.data.len();
+            let (block, start) = match block.and_then(|b| Some((b, b.position(pkt.data)?))) {
+                Some((b, at)) => (block_index(&mut frames.blocks, b), at),
+                None => {
+                    let start = frames.bytes.len();
+                    frames.bytes.extend_from_slice(pkt.data);
+                    (FRAMES, start)
+                }
+            };
             frames.frames.push(Frame {
                 frame: pkt.frame,
                 source: pkt.source,
                 ts: pkt.ts,
                 linktype: pkt.linktype,
                 orig_len: pkt.orig_len,
+                block,
                 start,
-                end: frames.bytes.len(),
+                end: start + len,
             });
-            frames.frames.len() < BATCH_PACKETS && frames.bytes.len() < BATCH_BYTES
+            bytes += len;
+            frames.frames.len() < BATCH_PACKETS && bytes < BATCH_BYTES
         });
     }
 
@@ -530,7 +587,7 @@ impl Reading<'_> {
     /// batch has room for more, until it has none, a stop is asked, or the
     /// source has nothing for now or is over; then where the input stands.
     /// Read errors are noted and reading goes on.
-    fn fill(&mut self, mut take: impl FnMut(&pov_capture::Packet<'_>) -> bool) -> Edge {
+    fn fill(&mut self, mut take: impl FnMut(&pov_capture::Packet<'_>, Option<&Block>) -> bool) -> Edge {
         loop {
             if self.cfg.stop.requested().is_some() {
                 // Stop where we are: no flush of open connections, whose
@@ -538,9 +595,9 @@ impl Reading<'_> {
                 self.state.edge.stopped = true;
                 break;
             }
-            match self.reader.next_packet() {
-                Ok(Some(pkt)) => {
-                    if !take(&pkt) {
+            match self.reader.next_shared() {
+                Ok(Some((pkt, block))) => {
+                    if !take(&pkt, block) {
                         break;
                     }
                 }
@@ -585,27 +642,31 @@ struct Decoding<'c> {
 }
 
 impl Decoding<'_> {
-    /// Decodes `frames` into `batch`, which takes their buffer (and gives
+    /// Decodes `frames` into `batch`, which takes their buffers (and gives
     /// its own, emptied, in exchange).
     fn decode(&mut self, frames: &mut Frames, batch: &mut Batch) {
         batch.clear();
-        // The frames were copied on another core (most of the time): the
+        // The frames were read on another core (most of the time): the
         // headers of the frame some way ahead are asked for now, so that
         // they are in this core's cache when its turn comes.
         for (i, f) in frames.frames.iter().enumerate() {
             if let Some(next) = frames.frames.get(i + PREFETCH_FRAMES) {
-                pov_capture::hint::prefetch(&frames.bytes, next.start);
+                pov_capture::hint::prefetch(frames.region(next.block), next.start);
             }
+            let region = frames.region(f.block);
             let pkt = pov_capture::Packet {
                 frame: f.frame,
                 source: f.source,
                 ts: f.ts,
                 linktype: f.linktype,
-                data: frames.bytes.get(f.start..f.end).unwrap_or_default(),
+                data: region.get(f.start..f.end).unwrap_or_default(),
                 orig_len: f.orig_len,
             };
-            self.packet(&pkt, batch, &frames.bytes);
+            self.packet(&pkt, batch, region, f.block);
         }
+        // The batch takes the frames' buffers (and gives its own, emptied,
+        // in exchange): the blocks keep their indexes.
+        std::mem::swap(&mut batch.blocks, &mut frames.blocks);
         std::mem::swap(&mut batch.frames, &mut frames.bytes);
         self.end(frames.edge, batch);
     }
@@ -616,18 +677,27 @@ impl Decoding<'_> {
     fn read_and_decode(&mut self, reading: &mut Reading<'_>, batch: &mut Batch) {
         batch.clear();
         let (mut packets, mut bytes) = (0, 0);
-        let edge = reading.fill(|pkt| {
+        let edge = reading.fill(|pkt, block| {
             packets += 1;
             bytes += pkt.data.len();
-            self.packet(pkt, batch, &[]);
+            // The batch holds the reader's buffer rather than a copy of the
+            // payload, where the source shares it.
+            match block.filter(|b| b.position(pkt.data).is_some()) {
+                Some(b) => {
+                    let i = block_index(&mut batch.blocks, b);
+                    self.packet(pkt, batch, b.bytes(), i);
+                }
+                None => self.packet(pkt, batch, &[], OWN),
+            }
             packets < BATCH_PACKETS && bytes < BATCH_BYTES
         });
         self.end(edge, batch);
     }
 
     /// One packet: filtered, counted, decoded, its segment put in its
-    /// shard's part (its payload is in `frames` or copied).
-    fn packet(&mut self, pkt: &pov_capture::Packet<'_>, batch: &mut Batch, frames: &[u8]) {
+    /// shard's part (its payload is in `region`, the bytes `block` names,
+    /// or copied).
+    fn packet(&mut self, pkt: &pov_capture::Packet<'_>, batch: &mut Batch, region: &[u8], block: u32) {
         if let Some(filter) = &self.cfg.filter
             && !filter.matches(pkt)
         {
@@ -645,7 +715,7 @@ impl Decoding<'_> {
         if let Some(seg) = self.decoder.decode(pkt) {
             let flow = pov_capture::tcp::shard_hash(&seg);
             let i = (flow % batch.parts.len() as u64) as usize;
-            batch.push(i, &seg, flow, frames);
+            batch.push(i, &seg, flow, region, block);
         }
     }
 
@@ -894,6 +964,7 @@ pub fn run_source<D: Downstream + ?Sized>(
         ..Frames::default()
     };
     let new_batch = || Batch {
+        blocks: Vec::new(),
         frames: Vec::new(),
         own: Vec::new(),
         parts: (0..n).map(|_| Vec::with_capacity(BATCH_PACKETS * 2 / n.max(1))).collect(),

@@ -357,6 +357,12 @@ impl CaptureFile {
         self.size_hint
     }
 
+    /// The buffer the packets read lately lie in, to be shared.
+    #[inline]
+    pub(super) fn block(&self) -> &crate::packet::Block {
+        self.src.block()
+    }
+
     /// Builds the packet for `head`, which must come from the latest
     /// [`CaptureFile::advance`].
     #[inline]

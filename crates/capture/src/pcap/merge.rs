@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use super::error::{ReadError, ReadWarning};
 use super::file::{CaptureFile, Head};
 use super::stats::FileStats;
-use crate::packet::Packet;
+use crate::packet::{Block, Packet};
 use crate::time::Ts;
 
 /// Reads several [`CaptureFile`]s as one capture, merged by timestamp.
@@ -59,13 +59,25 @@ impl PacketReader {
     /// delivered and counted, and `e` is noted in its [`FileStats::error`]).
     /// Calling again continues with the other inputs.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, ReadError> {
+        Ok(self.next_shared()?.map(|(pkt, _)| pkt))
+    }
+
+    /// As [`PacketReader::next_packet`], with the [`Block`] the frame's
+    /// bytes lie in (always given: it is an `Option` as in
+    /// [`PacketSource::next_shared`](crate::PacketSource::next_shared)):
+    /// holding it keeps them, instead of copying them.
+    ///
+    /// # Errors
+    ///
+    /// As for [`PacketReader::next_packet`].
+    pub fn next_shared(&mut self) -> Result<Option<(Packet<'_>, Option<&Block>)>, ReadError> {
         if self.files.len() == 1 {
             // One input, the usual case: nothing to merge, and no queue
             // to keep for every frame.
             let Some(file) = self.files.first_mut() else { return Ok(None) };
             let Some(head) = file.advance()? else { return Ok(None) };
             self.frame += 1;
-            return Ok(Some(file.packet(&head, self.frame, 0)));
+            return Ok(Some((file.packet(&head, self.frame, 0), Some(file.block()))));
         }
         while self.primed < self.files.len() {
             let i = self.primed;
@@ -84,7 +96,7 @@ impl PacketReader {
         self.last = Some(i);
         self.frame += 1;
         let source = u16::try_from(i).unwrap_or(u16::MAX);
-        Ok(Some(file.packet(head, self.frame, source)))
+        Ok(Some((file.packet(head, self.frame, source), Some(file.block()))))
     }
 
     /// Moves input `i` to its next frame and queues it.

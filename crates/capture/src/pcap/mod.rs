@@ -22,7 +22,10 @@
 //! exact offsets are known) and owns the read buffer: a window over the
 //! input that starts at 1 MiB and grows, only while it is full of one
 //! record, up to a fixed limit. Memory use therefore depends on the largest
-//! record, never on the file size.
+//! record, never on the file size. [`PacketReader::next_shared`] also hands
+//! out the buffer a frame lies in, as a [`Block`](crate::Block): the pipeline
+//! holds it instead of copying the frame, and the reader reads on into
+//! another buffer (one given back, or a new one) while it is held.
 //!
 //! # Example
 //!

@@ -4,7 +4,10 @@
 //! the gzip magic) and one buffer. `fill(n)` makes at least `n` unconsumed
 //! bytes available, moving the unconsumed tail to the front of the buffer
 //! first and growing the buffer only while it is full of a single record.
-//! Bytes handed out stay valid until the next `fill`.
+//! Bytes handed out stay valid until the next `fill`, or for as long as
+//! the [`Block`] of the buffer they lie in is held: a buffer still held
+//! when it is to be written is left to its holders, and the unconsumed
+//! tail moves to another (one of those given back, or a new one).
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -12,10 +15,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 
+use crate::packet::Block;
+
 /// Initial buffer size.
 pub(super) const INITIAL_BUFFER: usize = 1 << 20;
 /// Largest buffer (so the largest record) the reader accepts.
 pub(super) const MAX_BUFFER: usize = 256 << 20;
+/// Most buffers left to their holders that a source keeps an eye on, to
+/// take back once they are let go; past these, a buffer is forgotten (and
+/// freed by its last holder). A pipeline holds a few batches' buffers at
+/// once, some 2 MiB a batch.
+const KEPT_BUFFERS: usize = 16;
 
 /// Counts the raw (possibly compressed) bytes read from the input, for
 /// progress reporting. Shared with [`Source`] through an atomic so the
@@ -35,7 +45,10 @@ impl<R: Read> Read for Counting<R> {
 
 pub(super) struct Source {
     reader: Box<dyn Read + Send>,
-    buf: Vec<u8>,
+    buf: Block,
+    /// Buffers left to their holders, to be written again once they are
+    /// the source's alone.
+    lent: Vec<Block>,
     /// First unconsumed byte in `buf`.
     start: usize,
     /// End of valid data in `buf`.
@@ -80,7 +93,8 @@ impl Source {
             if gzip { Box::new(MultiGzDecoder::new(chained)) } else { Box::new(chained) };
         Ok(Source {
             reader,
-            buf: vec![0; initial.clamp(1, max.max(64))],
+            buf: Block(Arc::new(vec![0; initial.clamp(1, max.max(64))])),
+            lent: Vec::new(),
             start: 0,
             end: 0,
             offset: 0,
@@ -127,13 +141,20 @@ impl Source {
     /// The unconsumed bytes.
     #[inline]
     pub(super) fn data(&self) -> &[u8] {
-        self.buf.get(self.start..self.end).unwrap_or_default()
+        self.buf.bytes().get(self.start..self.end).unwrap_or_default()
     }
 
     /// The whole buffer, for slices handed out by position (see
     /// [`Source::position`]).
     #[inline]
     pub(super) fn buffer(&self) -> &[u8] {
+        self.buf.bytes()
+    }
+
+    /// The buffer, to be shared: its bytes handed out so far stay as they
+    /// are while the block is held.
+    #[inline]
+    pub(super) fn block(&self) -> &Block {
         &self.buf
     }
 
@@ -170,27 +191,31 @@ impl Source {
             if self.eof {
                 return Ok(false);
             }
+            self.take_back();
+            // The source's alone now (`make_mut` copies nothing).
+            let buf = Arc::make_mut(&mut self.buf.0);
             if self.start > 0 {
                 // Move the partial record to the front; it is smaller than
                 // one record, so this costs little next to the read.
-                self.buf.copy_within(self.start..self.end, 0);
+                buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
             }
-            if self.end == self.buf.len() {
+            if self.end == buf.len() {
                 // Full of one incomplete record: grow, but only as data
                 // actually arrives, so that a corrupt length near the end of
                 // a file does not allocate the maximum.
-                if self.buf.len() >= self.max {
+                if buf.len() >= self.max {
                     return Ok(false);
                 }
-                let len = self.buf.len().saturating_mul(2).clamp(1, self.max);
-                self.buf.resize(len, 0);
+                let len = buf.len().saturating_mul(2).clamp(1, self.max);
+                buf.resize(len, 0);
             }
-            let space = self.buf.get_mut(self.end..).unwrap_or_default();
+            let len = buf.len();
+            let space = buf.get_mut(self.end..).unwrap_or_default();
             match self.reader.read(space) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.end += n.min(space_len(self.buf.len(), self.end)),
+                Ok(n) => self.end += n.min(space_len(len, self.end)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if self.gzip && e.kind() == io::ErrorKind::UnexpectedEof => {
                     self.eof = true;
@@ -200,6 +225,35 @@ impl Source {
             }
         }
         Ok(true)
+    }
+
+    /// Makes the buffer the source's alone, to be written. One still held
+    /// elsewhere (a [`Block`] of it) is left as it is: its unconsumed bytes
+    /// move to the front of another, one given back by its holders if
+    /// there is one.
+    fn take_back(&mut self) {
+        if Arc::get_mut(&mut self.buf.0).is_none() {
+            let len = self.buf.bytes().len();
+            let free = self.lent.iter().position(|b| Arc::strong_count(&b.0) == 1 && Arc::weak_count(&b.0) == 0);
+            let mut fresh = match free.map(|i| self.lent.swap_remove(i)) {
+                Some(Block(b)) => Arc::try_unwrap(b).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            // Only the unconsumed tail is copied; the rest of a reused
+            // buffer is overwritten by the reads to come.
+            fresh.resize(len.max(fresh.len()), 0);
+            let tail = self.buf.bytes().get(self.start..self.end).unwrap_or_default();
+            if let Some(front) = fresh.get_mut(..tail.len()) {
+                front.copy_from_slice(tail);
+            }
+            self.end -= self.start;
+            self.start = 0;
+            let old = std::mem::replace(&mut self.buf, Block(Arc::new(fresh)));
+            if self.lent.len() >= KEPT_BUFFERS {
+                self.lent.remove(0);
+            }
+            self.lent.push(old);
+        }
     }
 }
 

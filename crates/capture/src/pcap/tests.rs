@@ -1008,3 +1008,72 @@ fn corpus_captures_match_tshark() {
         assert_eq!(s.bytes, std::fs::metadata(&path).unwrap().len(), "{}", w.file);
     }
 }
+
+// ---------------------------------------------------------------- sharing
+
+/// Packet `i` of the captures below: its length and bytes tell it apart.
+fn numbered(i: u32) -> Vec<u8> {
+    let len = 1 + (i * 37 % 1500) as usize;
+    (0..len).map(|j| (i as usize * 7 + j) as u8).collect()
+}
+
+#[test]
+fn shared_blocks_keep_their_packets_while_held() {
+    // A pcap read through a 4 KiB buffer, and a gzip pcapng merged with it:
+    // a held packet outlives many refills of its reader's buffer.
+    let mut a = pcap_header(false, false, 65535, 1);
+    let mut b = ng_shb(false);
+    b.extend(ng_idb(false, 1, 65535, &[]));
+    for i in 0..3000u32 {
+        let data = numbered(i);
+        if i % 3 == 0 {
+            b.extend(ng_epb(false, 0, u64::from(i) * 1_000_000, &data, data.len() as u32));
+        } else {
+            pcap_record(&mut a, false, i, 0, &data, data.len() as u32);
+        }
+    }
+    for (files, want) in [(1, 2000), (2, 3000)] {
+        let mut inputs =
+            vec![CaptureFile::from_read_limits("a.pcap", io::Cursor::new(a.clone()), 4096, 1 << 20).unwrap()];
+        if files == 2 {
+            inputs
+                .push(CaptureFile::from_read_limits("b.pcapng.gz", io::Cursor::new(gzip(&b)), 4096, 1 << 20).unwrap());
+        }
+        let mut r = PacketReader::new(inputs);
+        // What a pipeline holds: the last 200 packets, by their block.
+        let mut held = std::collections::VecDeque::new();
+        let (mut seen, mut checked) = (0u32, 0u32);
+        let check = |(block, at, i): (crate::packet::Block, usize, u32)| {
+            let data = numbered(i);
+            assert_eq!(block.bytes().get(at..at + data.len()), Some(&data[..]), "packet {i}");
+        };
+        while let Some((p, block)) = r.next_shared().unwrap() {
+            // The packet's time says which it is (seconds, or microseconds
+            // in the pcapng).
+            let i = (p.ts.0 / 1_000_000_000) as u32;
+            assert_eq!(p.data, &numbered(i)[..]);
+            let block = block.expect("a file shares its buffer");
+            let at = block.position(p.data).expect("the packet lies in its block");
+            held.push_back((block.clone(), at, i));
+            seen += 1;
+            if held.len() > 200 {
+                check(held.pop_front().unwrap());
+                checked += 1;
+            }
+        }
+        checked += held.len() as u32;
+        held.into_iter().for_each(check);
+        assert_eq!((seen, checked), (want, want));
+    }
+
+    // Held by no one, the buffer is written in place: one buffer for the
+    // whole file.
+    let mut r =
+        PacketReader::new(vec![CaptureFile::from_read_limits("a.pcap", io::Cursor::new(a), 4096, 1 << 20).unwrap()]);
+    let (mut buffers, mut packets) = (std::collections::BTreeSet::new(), 0);
+    while let Some((_, Some(block))) = r.next_shared().unwrap() {
+        buffers.insert(block.bytes().as_ptr() as usize);
+        packets += 1;
+    }
+    assert_eq!((buffers.len(), packets), (1, 2000));
+}
