@@ -101,25 +101,21 @@ fn push_doubled_quotes(out: &mut String, s: &str) {
     }
 }
 
-/// A number as serde_json writes it (a float by its shortest digits, a
-/// float that is not finite as nothing: JSON's null), without `fmt`'s
-/// machinery.
-pub(crate) fn push_number<T: Serialize>(out: &mut String, n: &T) -> bool {
-    // (An integer has at most 20 digits and a sign; a float's shortest
-    // form at most 24 characters.)
-    let mut buf = [0u8; 40];
-    let mut cur = std::io::Cursor::new(&mut buf[..]);
-    if serde_json::to_writer(&mut cur, n).is_err() {
-        return false;
-    }
-    let len = usize::try_from(cur.position()).unwrap_or(0);
-    match std::str::from_utf8(buf.get(..len).unwrap_or_default()) {
-        Ok("null") => true,
-        Ok(text) => {
-            out.push_str(text);
-            true
-        }
-        Err(_) => false,
+/// An integer as serde_json writes it (with the same `itoa`), without
+/// its serializer: through a cursor, that took some 790 instructions a
+/// number.
+#[inline]
+pub(crate) fn push_int<I: itoa::Integer>(out: &mut String, n: I) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// A float as serde_json writes it (by its shortest digits, with the same
+/// `zmij`; an `f32` by its own), or nothing where it is not finite (JSON's
+/// null).
+#[inline]
+pub(crate) fn push_float<F: zmij::Float>(out: &mut String, n: F, finite: bool) {
+    if finite {
+        out.push_str(zmij::Buffer::new().format_finite(n));
     }
 }
 
@@ -173,14 +169,20 @@ mod tests {
             assert!(f(&mut out));
             out
         };
-        assert_eq!(cell(&|o| push_number(o, &u64::MAX)), "18446744073709551615");
-        assert_eq!(cell(&|o| push_number(o, &i64::MIN)), "-9223372036854775808");
-        assert_eq!(cell(&|o| push_number(o, &-1.5f64)), "-1.5");
-        for x in [1e300f64, -2.5e-8, 0.1, 123_456.789, 1.0] {
-            assert_eq!(cell(&|o| push_number(o, &x)), serde_json::to_string(&x).unwrap());
+        // Through the column types, as the records write them.
+        assert_eq!(cell(&|o| u64::MAX.csv(o)), "18446744073709551615");
+        assert_eq!(cell(&|o| i64::MIN.csv(o)), "-9223372036854775808");
+        assert_eq!(cell(&|o| 0u8.csv(o)), "0");
+        assert_eq!(cell(&|o| usize::MAX.csv(o)), serde_json::to_string(&usize::MAX).unwrap());
+        assert_eq!(cell(&|o| (-1.5f64).csv(o)), "-1.5");
+        for x in [1e300f64, -2.5e-8, 0.1, 123_456.789, 1.0, 5e-324, f64::MAX, -0.0] {
+            assert_eq!(cell(&|o| x.csv(o)), serde_json::to_string(&x).unwrap());
         }
-        assert_eq!(cell(&|o| push_number(o, &0.1f32)), "0.1");
-        assert_eq!(cell(&|o| push_number(o, &f64::NAN)), "");
-        assert_eq!(cell(&|o| push_number(o, &f64::NEG_INFINITY)), "");
+        for x in [0.1f32, 1e-45, f32::MAX, 3.0, -7.25] {
+            assert_eq!(cell(&|o| x.csv(o)), serde_json::to_string(&x).unwrap());
+        }
+        assert_eq!(cell(&|o| f64::NAN.csv(o)), "");
+        assert_eq!(cell(&|o| f64::NEG_INFINITY.csv(o)), "");
+        assert_eq!(cell(&|o| f32::INFINITY.csv(o)), "");
     }
 }

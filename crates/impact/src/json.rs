@@ -84,12 +84,22 @@ impl JsonShape {
     }
 }
 
-/// A number as serde_json writes it: integers two digits at a time,
-/// floats by their shortest digits (an `f32` by its own), null when not
-/// finite. (Writing into a vector cannot fail.)
+/// An integer as serde_json writes it (with the same `itoa`), without its
+/// serializer.
 #[inline]
-pub(crate) fn push_number<N: Serialize>(out: &mut Vec<u8>, n: &N) {
-    let _ = serde_json::to_writer(&mut *out, n);
+pub(crate) fn push_int<I: itoa::Integer>(out: &mut Vec<u8>, n: I) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// A float as serde_json writes it: by its shortest digits (the same
+/// `zmij`; an `f32` by its own), null where it is not finite.
+#[inline]
+pub(crate) fn push_float<F: zmij::Float>(out: &mut Vec<u8>, n: F, finite: bool) {
+    if finite {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(n).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
 }
 
 /// `v` as serde_json writes it; `false`, with `out` as it was, where

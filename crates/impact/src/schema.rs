@@ -152,12 +152,15 @@ kinds! {
     Str [String, &str, std::borrow::Cow<'static, str>] (v, text, out, line) =>
         row::text_cell(v, text), json::push_str(out, v), { csv::push_text(line, v); true };
     U64 [u8, u16, u32, u64] (v, _text, out, line) =>
-        Ok(Cell::U64(u64::from(*v))), json::push_number(out, v), csv::push_number(line, v);
-    U64 [usize] (v, _text, out, line) => Ok(Cell::U64(*v as u64)), json::push_number(out, v), csv::push_number(line, v);
+        Ok(Cell::U64(u64::from(*v))), json::push_int(out, *v), { csv::push_int(line, *v); true };
+    U64 [usize] (v, _text, out, line) =>
+        Ok(Cell::U64(*v as u64)), json::push_int(out, *v), { csv::push_int(line, *v); true };
     I64 [i8, i16, i32, i64] (v, _text, out, line) =>
-        Ok(row::int_cell(i64::from(*v))), json::push_number(out, v), csv::push_number(line, v);
+        Ok(row::int_cell(i64::from(*v))), json::push_int(out, *v), { csv::push_int(line, *v); true };
     // (serde_json writes an `f32` by its own shortest digits.)
-    F64 [f32, f64] (v, _text, out, line) => Ok(row::float_cell(f64::from(*v))), json::push_number(out, v), csv::push_number(line, v);
+    F64 [f32, f64] (v, _text, out, line) =>
+        Ok(row::float_cell(f64::from(*v))), json::push_float(out, *v, v.is_finite()),
+        { csv::push_float(line, *v, v.is_finite()); true };
     Bool [bool] (v, _text, out, line) =>
         Ok(Cell::Bool(*v)), out.extend_from_slice(if *v { b"true" } else { b"false" }),
         { line.push_str(if *v { "true" } else { "false" }); true };
