@@ -82,13 +82,25 @@ pub fn push_text(out: &mut String, s: &str) {
 
 /// A CSV field, quoted when it needs it (RFC 4180).
 pub fn push_field(out: &mut String, s: &str) {
-    if s.contains([',', '"', '\n', '\r']) {
+    if needs_quotes(s.as_bytes()) {
         out.push('"');
         push_doubled_quotes(out, s);
         out.push('"');
     } else {
         out.push_str(s);
     }
+}
+
+/// `b` holds a comma, a quote or a line break. Every byte is looked at,
+/// with no early way out, so that the loop is done many bytes at a time
+/// (cells are short: `memchr`'s searches cost more than they saved, and
+/// `str::contains` of four chars took some 10 instructions a byte).
+#[inline]
+fn needs_quotes(b: &[u8]) -> bool {
+    let hits = b.iter().fold(0u8, |acc, &c| {
+        acc | u8::from(c == b',') | u8::from(c == b'"') | u8::from(c == b'\n') | u8::from(c == b'\r')
+    });
+    hits != 0
 }
 
 /// Appends `s` with each `"` doubled.
@@ -159,7 +171,20 @@ mod tests {
         assert_eq!(text("a,b"), "\"a,b\"");
         assert_eq!(text("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(text("a\nb"), "\"a\nb\"");
+        assert_eq!(text("a\rb"), "\"a\rb\"");
         assert_eq!(text(""), "");
+        // Each special byte anywhere in a long field (past a vector's
+        // width), and none.
+        let long = "x".repeat(70);
+        for c in [',', '"', '\n', '\r'] {
+            for at in [0, 31, 32, 69] {
+                let mut s = long.clone();
+                s.replace_range(at..=at, &c.to_string());
+                let quoted = if c == '"' { s.replace('"', "\"\"") } else { s.clone() };
+                assert_eq!(text(&format!("a{s}")), format!("\"a{quoted}\""), "{c:?} at {at}");
+            }
+        }
+        assert_eq!(text(&long), long);
     }
 
     #[test]
