@@ -1165,6 +1165,17 @@ mod tests {
     }
 
     fn through_path(path: &Path, threads: usize, shards: usize) -> (Vec<String>, Vec<String>, Vec<Ts>, RunReport) {
+        let (files, errors) = crate::pipeline::open_inputs(&[path.to_path_buf()]);
+        through_source(&mut PacketReader::new(files), errors, threads, shards)
+    }
+
+    /// As [`through_path`], reading `source`.
+    fn through_source(
+        source: &mut dyn PacketSource,
+        errors: Vec<ReadError>,
+        threads: usize,
+        shards: usize,
+    ) -> (Vec<String>, Vec<String>, Vec<Ts>, RunReport) {
         struct Rec(Vec<String>, Vec<String>, Vec<Ts>);
         impl Downstream for Rec {
             type Item = HttpTransaction;
@@ -1199,12 +1210,53 @@ mod tests {
             }
         }
         let cfg = PipelineConfig::default();
-        let (files, errors) = crate::pipeline::open_inputs(&[path.to_path_buf()]);
         let mut rec = Rec(Vec::new(), Vec::new(), Vec::new());
         let report =
-            run(files, errors, &cfg, Some(&cfg.http), Threads { threads, shards }, None, &mut rec, &mut |_| {})
+            run_source(source, errors, &cfg, Some(&cfg.http), Threads { threads, shards }, None, &mut rec, &mut |_| {})
                 .unwrap();
         (rec.0, rec.1, rec.2, report)
+    }
+
+    /// A source that shares no buffer (as a live capture): its frames are
+    /// copied into the batches.
+    struct Copying(PacketReader);
+
+    impl PacketSource for Copying {
+        fn next_packet(&mut self) -> Result<Option<pov_capture::Packet<'_>>, ReadError> {
+            self.0.next_packet()
+        }
+        fn bytes_read(&self) -> u64 {
+            self.0.bytes_read()
+        }
+        fn files(&self) -> Vec<pov_capture::pcap::FileStats> {
+            self.0.files().cloned().collect()
+        }
+        fn warnings(&self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn frames_copied_or_held_in_the_readers_buffers_give_the_same_run() {
+        // The fragmented capture too: payloads put together by the
+        // decoder are the batch's own bytes either way.
+        let dir = std::env::temp_dir().join(format!("pov-copying-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fragmented = dir.join("fragmented.pcap");
+        fragmented_shop(&fragmented);
+        for path in [sample("shop.pcap"), sample("shop-lossy.pcapng"), fragmented] {
+            let (txs, mut sums, _, report) = through_path(&path, 1, 16);
+            assert!(!txs.is_empty(), "{path:?}");
+            sums.sort();
+            for threads in [1, 2] {
+                let (files, errors) = crate::pipeline::open_inputs(std::slice::from_ref(&path));
+                let (t2, mut s2, _, r2) = through_source(&mut Copying(PacketReader::new(files)), errors, threads, 16);
+                s2.sort();
+                assert_eq!((&txs, &sums), (&t2, &s2), "{path:?} copied, {threads} threads");
+                assert_eq!((report.packets, report.decode.clone()), (r2.packets, r2.decode), "{path:?}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
