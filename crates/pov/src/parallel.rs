@@ -285,12 +285,7 @@ impl Batch {
 
     /// The payload of `s`, one of this batch's segments.
     fn payload(&self, s: &Seg) -> &[u8] {
-        let bytes = match s.block {
-            OWN => &self.own[..],
-            FRAMES => &self.frames[..],
-            i => self.blocks.get(i as usize).map_or(&[][..], Block::bytes),
-        };
-        bytes.get(s.start..s.end).unwrap_or_default()
+        region(&self.blocks, &self.frames, &self.own, s.block).get(s.start..s.end).unwrap_or_default()
     }
 
     fn clear(&mut self) {
@@ -352,10 +347,17 @@ struct Frame {
 impl Frames {
     /// The bytes that `block` names.
     fn region(&self, block: u32) -> &[u8] {
-        match block {
-            FRAMES => &self.bytes,
-            i => self.blocks.get(i as usize).map_or(&[], Block::bytes),
-        }
+        region(&self.blocks, &self.bytes, &[], block)
+    }
+}
+
+/// The bytes that `block` names: one of `blocks`, the copied `frames`
+/// ([`FRAMES`]) or the `own` bytes ([`OWN`]).
+fn region<'a>(blocks: &'a [Block], frames: &'a [u8], own: &'a [u8], block: u32) -> &'a [u8] {
+    match block {
+        OWN => own,
+        FRAMES => frames,
+        i => blocks.get(i as usize).map_or(&[], Block::bytes),
     }
 }
 
@@ -681,8 +683,9 @@ impl Decoding<'_> {
             packets += 1;
             bytes += pkt.data.len();
             // The batch holds the reader's buffer rather than a copy of the
-            // payload, where the source shares it.
-            match block.filter(|b| b.position(pkt.data).is_some()) {
+            // payload, where the source shares it (a payload elsewhere, put
+            // together by the decoder, is copied by `Batch::push`).
+            match block {
                 Some(b) => {
                     let i = block_index(&mut batch.blocks, b);
                     self.packet(pkt, batch, b.bytes(), i);
@@ -954,10 +957,10 @@ pub fn run_source<D: Downstream + ?Sized>(
     decode.budget = parts.first().cloned().unwrap_or_else(|| cfg.budget().clone());
     let mut reading = Reading { reader: source, state: ReadState::default(), cfg };
     let mut decoding = Decoding { decoder: Decoder::new(decode), state: DecodeState::default(), cfg };
-    // Room for a batch's bytes and a fair share of its packets from the
-    // start: the first batches do not grow their buffers by copying them
-    // (12 M instructions on a 23 MB night). Memory not written to is not
-    // resident.
+    // Room for a batch's bytes (copied only from a source that shares no
+    // buffer) and a fair share of its packets from the start: the first
+    // batches do not grow their buffers by copying them (12 M instructions
+    // on a 23 MB night). Memory not written to is not resident.
     let new_frames = || Frames {
         bytes: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
         frames: Vec::with_capacity(BATCH_PACKETS),
