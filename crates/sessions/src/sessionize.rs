@@ -989,8 +989,8 @@ pub struct Sessionizer {
     /// the one being adopted (see [`Sessionizer::add`]).
     adopting: usize,
     /// The one being adopted goes to its address and browser's own user
-    /// (not to its connection's, nor to its persistent cookie's): the user
-    /// most of those that follow go to.
+    /// (directly, or through a connection an earlier one of them used):
+    /// the user most of those that follow go to.
     adopting_own: bool,
     last_prune: Ts,
     /// Sessions the last sweep closed together, not built yet (see
@@ -1762,8 +1762,13 @@ impl Sessionizer {
             },
             (None, None) => (UserKey::Client(ip, ua.to_string()), true),
         };
-        self.adopting_own = own;
         let k = self.resolve(k);
+        // Through its connection too: the requests that could not wait
+        // (beyond `max_waiting`) were adopted during the pass, and the
+        // connections they used name the same user. (Else the session
+        // of a robot's thousands of waiting requests was grown by
+        // doubling, each growth a copy of all.)
+        self.adopting_own = own || matches!(&k, UserKey::Client(i, u) if *i == ip && u == ua);
         if !self.conn_user.contains_key(&tx.conn) {
             self.note_recent(&tx, &k);
             self.remember_conn(tx.conn, &k, tx.start);
@@ -3000,6 +3005,34 @@ pub(crate) mod tests {
         s.push(third);
         assert_eq!((s.waiting, s.stats().waits_refused), (1, 0), "the two waits ran out before the third");
         assert_eq!(s.waiting_charge.bytes(), weight);
+    }
+
+    /// A robot's requests that waited for a cookie until the end of the
+    /// input join its session in one growth of its list, also when the
+    /// first of them to join comes through a connection that requests
+    /// which could not wait (beyond `max_waiting`) used before: the list
+    /// then holds exactly what it needs. (Grown by doubling, it was
+    /// copied at each growth, and held 1,499 places for 1,200 here.)
+    #[test]
+    fn waiting_requests_join_their_robots_session_in_one_growth() {
+        let mut s = Sessionizer::new(&SessionizerConfig::default()).unwrap();
+        s.set_max_waiting(600);
+        let mut closed = Vec::new();
+        // Two requests on each of 600 connections: the first ones wait,
+        // the second ones cannot (they are the robot's at once, and so
+        // are their connections).
+        for round in 0..2 {
+            for i in 0..600u64 {
+                let at = (round * 600 + i) as i64;
+                closed.extend(s.push(tx(1000 + i, &format!("10.0.0.9:{}", 20_000 + i), at, "/api/items")));
+            }
+        }
+        assert_eq!((s.waiting, s.stats().waits_refused), (600, 600));
+        closed.extend(s.finish());
+        assert_eq!(closed.len(), 1);
+        let txs = &closed[0].txs;
+        assert_eq!(txs.len(), 1_200);
+        assert!(txs.capacity() <= txs.len() + 1, "{} places for {}", txs.capacity(), txs.len());
     }
 
     /// Time moved on without transactions (a quiet live interface)
