@@ -870,10 +870,15 @@ impl<W: Write> UserStage<W> {
     /// counters.
     pub fn finish(mut self) -> io::Result<(Outputs<W>, UserStageReport)> {
         // A few at a time: the sessions still open are built as they go
-        // out.
+        // out; up to FINISH_CHUNK sessions, and until they hold
+        // FINISH_TXS transactions (what the spill held of them read back).
         loop {
-            let closed: Vec<Session> =
-                std::iter::from_fn(|| self.sessionizer.finish_next()).take(pov_sessions::FINISH_CHUNK).collect();
+            let (mut closed, mut held) = (Vec::new(), 0usize);
+            while closed.len() < pov_sessions::FINISH_CHUNK && held < pov_sessions::FINISH_TXS {
+                let Some(s) = self.sessionizer.finish_next() else { break };
+                held += s.txs.len();
+                closed.push(s);
+            }
             if closed.is_empty() {
                 break;
             }

@@ -33,7 +33,7 @@ pub use config::{PageRule, RevenueConfig, RobotsConfig, SessionsConfig, UsersCon
 pub use identity::UserKey;
 pub use robots::{Robot, RobotRules};
 pub use sessionize::{
-    BROWSER_RETRY, Built, Closing, ClosingPart, FINISH_CHUNK, FailedConn, FailedConnKind, IdentityCaps,
+    BROWSER_RETRY, Built, Closing, ClosingPart, FINISH_CHUNK, FINISH_TXS, FailedConn, FailedConnKind, IdentityCaps,
     MAX_RECENT_PER_ADDRESS, MAX_REMEMBERED_CONNECTIONS, MAX_WAITING, PageRules, PageView, Session, SessionStats,
     Sessionizer, SessionizerConfig,
 };

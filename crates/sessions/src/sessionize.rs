@@ -662,6 +662,16 @@ struct Finishing {
 /// its peaks, do not depend on the threads.
 pub const FINISH_CHUNK: usize = 256;
 
+/// Transactions (in memory and spilled) that the users closed at a time at
+/// the end of the input hold together, at most (but always one user): a
+/// chunk ends at [`FINISH_CHUNK`] users or here, whichever comes first.
+/// What the spill holds of them is read back, and their pages made, for
+/// all of them at once, outside the memory budget: 256 long sessions
+/// (a robot's of the 100,000 transactions a session holds at most, or a
+/// crawler's) were 13 GB at once where these are a few MB, plus one long
+/// session.
+pub const FINISH_TXS: usize = 4096;
+
 struct OpenSession {
     index: u32,
     /// Transactions, without what only identified them (see
@@ -1569,7 +1579,10 @@ impl Sessionizer {
         loop {
             let f = self.finishing.as_mut()?;
             if f.built.is_empty() && !f.open.is_empty() {
-                let next: Vec<(Ts, UserKey)> = f.open.drain(..FINISH_CHUNK.min(f.open.len())).collect();
+                let users = &self.users;
+                let held = |k: &UserKey| users.get(k).and_then(|u| u.open.as_ref()).map_or(0, |o| o.txs());
+                let n = chunk_len(f.open.iter().map(|(_, k)| held(k)), FINISH_CHUNK, FINISH_TXS);
+                let next: Vec<(Ts, UserKey)> = f.open.drain(..n).collect();
                 let sessions = self.close_users(next.iter().map(|(_, k)| k));
                 let f = self.finishing.as_mut()?;
                 f.built.extend(next.into_iter().zip(sessions).map(|((t, k), s)| (t, k, s)));
@@ -2164,11 +2177,31 @@ struct Unbuilt {
 impl Unbuilt {
     /// Its transactions, in memory and spilled.
     fn txs(&self) -> usize {
-        self.open.txs.len() + self.open.spilled.len()
+        self.open.txs()
     }
 }
 
+/// How many of the items, each holding so many transactions, go in one
+/// part: up to `max_items`, and while they hold at most `max_txs` together,
+/// but always one.
+fn chunk_len(txs: impl IntoIterator<Item = usize>, max_items: usize, max_txs: usize) -> usize {
+    let (mut n, mut held) = (0, 0usize);
+    for t in txs {
+        if n == max_items || (n > 0 && held.saturating_add(t) > max_txs) {
+            break;
+        }
+        held = held.saturating_add(t);
+        n += 1;
+    }
+    n
+}
+
 impl OpenSession {
+    /// Its transactions, in memory and spilled.
+    fn txs(&self) -> usize {
+        self.txs.len() + self.spilled.len()
+    }
+
     /// Its start once built (0 when it holds nothing).
     fn start(&self) -> Ts {
         if self.first.0 == i64::MAX { Ts(0) } else { self.first }
@@ -2228,14 +2261,7 @@ impl Closing {
     /// The next sessions, in order, up to `txs` transactions (at least one
     /// session while any is left).
     pub fn next(&mut self, txs: usize) -> ClosingPart {
-        let (mut n, mut held) = (0, 0);
-        for u in &self.items {
-            if n > 0 && held + u.txs() > txs {
-                break;
-            }
-            held += u.txs();
-            n += 1;
-        }
+        let n = chunk_len(self.items.iter().map(Unbuilt::txs), usize::MAX, txs);
         let items = self.items.drain(..n).collect();
         ClosingPart { items, reader: self.reader.clone(), rules: Arc::clone(&self.rules), parallel: self.parallel }
     }
@@ -3151,6 +3177,46 @@ pub(crate) mod tests {
         assert!(view(&whole) == view(&spilled), "the sessions differ once spilled");
         assert_eq!(spilled[0].txs.len(), 20_000);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the spill file is removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Long sessions still open at the end of the input are built a few
+    /// at a time: what is built and not yet handed out holds at most
+    /// [`FINISH_TXS`] transactions and one session more (their spilled
+    /// transactions read back among them), not [`FINISH_CHUNK`] sessions
+    /// whatever their length; and every session comes out whole.
+    #[test]
+    fn long_sessions_open_at_the_end_are_built_a_few_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("pov-session-finish-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = SessionizerConfig { budget: Budget::new(1 << 20), ..SessionizerConfig::default() };
+        let mut s = Sessionizer::new(&cfg).unwrap();
+        s.set_spill_dir(&dir);
+        let (users, each) = (300u64, 200u64);
+        let mut out = Vec::new();
+        for j in 0..each {
+            for u in 0..users {
+                let t = tx(1 + u, &format!("10.1.{}.{}:4000", u / 200, u % 200), (j * users + u) as i64, "/p");
+                out.extend(s.push(cookie(t, &format!("u{u}"))));
+            }
+        }
+        assert!(out.is_empty(), "all open at the end");
+        assert!(s.stats().session_txs_spilled > 10_000, "{} spilled", s.stats().session_txs_spilled);
+        let built = |s: &Sessionizer| -> usize {
+            s.finishing
+                .as_ref()
+                .map_or(0, |f| f.built.iter().filter_map(|(_, _, x)| x.as_ref()).map(|x| x.txs.len()).sum())
+        };
+        let mut most = 0;
+        while let Some(x) = s.finish_next() {
+            most = most.max(built(&s) + x.txs.len());
+            out.push(x);
+        }
+        assert_eq!(out.len(), users as usize);
+        assert!(out.iter().all(|x| x.txs.len() == each as usize));
+        assert!(most <= FINISH_TXS + each as usize, "{most} transactions built at once");
+        drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
