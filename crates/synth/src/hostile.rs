@@ -47,6 +47,11 @@ pub enum HostileClass {
     FailedSession,
     /// One user, one session, pages answered `200`; scale: pages.
     LongSession,
+    /// [`OPEN_SESSIONS_USERS`] users, each with a session cookie and an
+    /// address of its own, asking for a page a second on one connection,
+    /// all of them still at it when the capture ends: as many long
+    /// sessions, built at the end of the input; scale: pages.
+    OpenSessions,
     /// A page answered `500` whose style sheet has `url(x)` again and
     /// again; scale: `url(` occurrences.
     StyleUrls,
@@ -106,7 +111,7 @@ pub enum HostileClass {
 
 impl HostileClass {
     /// Every class, in the order the benchmark runs them.
-    pub const ALL: [HostileClass; 24] = [
+    pub const ALL: [HostileClass; 25] = [
         HostileClass::MalformedBurstReq,
         HostileClass::MalformedBurstResp,
         HostileClass::GzipPending,
@@ -114,6 +119,7 @@ impl HostileClass {
         HostileClass::MalformedPairs,
         HostileClass::FailedSession,
         HostileClass::LongSession,
+        HostileClass::OpenSessions,
         HostileClass::StyleUrls,
         HostileClass::ManyUsers,
         HostileClass::ManyConns,
@@ -143,6 +149,7 @@ impl HostileClass {
             HostileClass::MalformedPairs => "malformed-pairs",
             HostileClass::FailedSession => "failed-session",
             HostileClass::LongSession => "long-session",
+            HostileClass::OpenSessions => "open-sessions",
             HostileClass::StyleUrls => "style-urls",
             HostileClass::ManyUsers => "many-users",
             HostileClass::ManyConns => "many-conns",
@@ -177,6 +184,7 @@ impl HostileClass {
             HostileClass::BrotliPending => 200,
             HostileClass::MalformedPairs => 10_000,
             HostileClass::FailedSession | HostileClass::LongSession => 10_000,
+            HostileClass::OpenSessions => 40_000,
             HostileClass::StyleUrls => 10_000,
             HostileClass::ManyUsers => 10_000,
             HostileClass::ManyConns => 25_000,
@@ -228,6 +236,9 @@ const HOST: &str = "shop.example.com";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0";
 /// An Ethernet MSS.
 const MSS: usize = 1460;
+/// Users of [`HostileClass::OpenSessions`]: twice the sessions pov built
+/// together at the end of the input before `FINISH_TXS`.
+pub const OPEN_SESSIONS_USERS: u64 = 512;
 
 /// The `n`th client address (10.x.y.z, never .0 or .255).
 fn client_ip(n: u64) -> IpAddr {
@@ -558,6 +569,30 @@ pub fn generate_hostile<W: Write>(
                 t = f.send(&mut o, t1 + 2 * MS, false, &resp, MSS)?;
             }
             f.close(&mut o, t + 100 * MS)?;
+        }
+        HostileClass::OpenSessions => {
+            // All connections open first; then a round a second: every
+            // user's request, then every answer (frames in time order).
+            let users = OPEN_SESSIONS_USERS;
+            let mut flows: Vec<Flow> = (0..users).map(|u| Flow::new(client_ip(u), 40_000, u)).collect();
+            let mut t = t;
+            for f in &mut flows {
+                t = f.open(&mut o, t + 100 * US)?;
+            }
+            let cookies: Vec<String> = (0..users).map(|u| format!("sid=open-{u:04}")).collect();
+            let resp = response(200, "OK", "text/html", &[], OK_PAGE);
+            for i in 0..n.div_ceil(users) {
+                t = t.max(T0 + (1 + i as i64) * 1_000 * MS);
+                let round = (i * users..n.min((i + 1) * users)).count();
+                for (f, cookie) in flows.iter_mut().zip(&cookies).take(round) {
+                    let req = request("GET", &format!("/product/{i}"), &[PAGE_ACCEPT, ("Cookie", cookie)], b"");
+                    t = f.send(&mut o, t, true, &req, MSS)?;
+                }
+                t += 2 * MS;
+                for f in flows.iter_mut().take(round) {
+                    t = f.send(&mut o, t, false, &resp, MSS)?;
+                }
+            }
         }
         HostileClass::StyleUrls => {
             let mut f = Flow::new(client_ip(1), 40_000, 1);
