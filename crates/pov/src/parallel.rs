@@ -41,9 +41,11 @@
 //! batch (the rest waits its turn, so that the stage behind never takes
 //! a burst while the other threads idle). The shards share half of
 //! [`HttpConfig::max_held`] (and of `max_held_bytes`) for their own
-//! ordering, the merge holds at most the other halves; beyond, the
-//! earliest go on early (counted in `held_cap_releases`), as in one
-//! analyzer. What the merge
+//! ordering, the merge holds at most the other halves, and at most a
+//! quarter of the memory budget's bytes (the shards let go when the budget
+//! is full; the merge, which must not depend on how the threads
+//! interleave, at that fixed share); beyond, the earliest go on early
+//! (counted in `held_cap_releases`), as in one analyzer. What the merge
 //! holds (the prepared items, whole) is charged to the run's budget as
 //! `ordering`.
 //!
@@ -981,7 +983,11 @@ pub fn run_source<D: Downstream + ?Sized>(
         held: BTreeMap::new(),
         seq: 0,
         max_held: http.map_or(usize::MAX, |h| (h.max_held / 2).max(1)),
-        max_held_bytes: http.map_or(usize::MAX, |h| (h.max_held_bytes / 2).max(1)),
+        // (And half of what the stage behind keeps of the memory budget,
+        // a quarter of it, at most: the shards' ordering lets go when the
+        // budget is full, the merge, which must not depend on how the
+        // threads interleave, at this fixed share of it.)
+        max_held_bytes: http.map_or(usize::MAX, |h| (h.max_held_bytes / 2).min(cfg.budget().limit() / 2).max(1)),
         held_bytes: 0,
         charge: cfg.budget().empty(Holder::Ordering),
         cap_releases: 0,
