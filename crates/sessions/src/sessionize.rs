@@ -667,9 +667,9 @@ pub const FINISH_CHUNK: usize = 256;
 /// chunk ends at [`FINISH_CHUNK`] users or here, whichever comes first.
 /// What the spill holds of them is read back, and their pages made, for
 /// all of them at once, outside the memory budget: 256 long sessions
-/// (a robot's of the 100,000 transactions a session holds at most, or a
-/// crawler's) were 13 GB at once where these are a few MB, plus one long
-/// session.
+/// (robots' or crawlers', of up to the 100,000 transactions a session
+/// holds) could come to 13 GB at once, where these are a few MB, plus one
+/// long session.
 pub const FINISH_TXS: usize = 4096;
 
 struct OpenSession {
