@@ -135,16 +135,20 @@ fn http_tx(
     t
 }
 
+/// A user stage with the default settings that writes no records.
+fn user_stage() -> pov::users::UserStage<std::io::Sink> {
+    let outputs = pov::users::Outputs::<std::io::Sink> { users: None, sessions: None, pages: None, failures: None };
+    match pov::users::UserStage::new(&pov::config::PovConfig::default(), true, outputs) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Bytes held, and charged to the memory budget, per transaction of a
 /// session still open: one user asking for `n` pages a second apart (the
 /// session never closes), after a warm-up.
 fn per_open_tx(n: u64) -> (f64, f64) {
-    let outputs = pov::users::Outputs::<std::io::Sink> { users: None, sessions: None, pages: None, failures: None };
-    let cfg = pov::config::PovConfig::default();
-    let mut stage = match pov::users::UserStage::new(&cfg, true, outputs) {
-        Ok(s) => s,
-        Err(e) => panic!("{e}"),
-    };
+    let mut stage = user_stage();
     let budget = pov_capture::Budget::new(1 << 40);
     stage.set_budget(&budget);
     let ip = std::net::Ipv4Addr::new(10, 0, 0, 1);
@@ -173,12 +177,7 @@ fn per_open_tx(n: u64) -> (f64, f64) {
 /// apart), their totals spilled past `max_held`. Bytes still allocated
 /// per user at the end of the pass (before the users are written).
 fn per_user(users: u64, max_held: usize) -> f64 {
-    let outputs = pov::users::Outputs::<std::io::Sink> { users: None, sessions: None, pages: None, failures: None };
-    let cfg = pov::config::PovConfig::default();
-    let mut stage = match pov::users::UserStage::new(&cfg, true, outputs) {
-        Ok(s) => s,
-        Err(e) => panic!("{e}"),
-    };
+    let mut stage = user_stage();
     stage.set_user_spill(&std::env::temp_dir(), max_held);
     let tx = |i: u64| {
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i as u32);

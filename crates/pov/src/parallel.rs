@@ -952,7 +952,8 @@ pub fn run_source<D: Downstream + ?Sized>(
     // Half the memory budget is shared out to the reader and the shards,
     // each deciding on its own share (so that what is refused does not
     // depend on the threads); the stage behind the merge keeps the rest.
-    let share = cfg.budget().limit() / 2 / (n + 1);
+    let whole = cfg.budget().limit();
+    let share = whole / 2 / (n + 1);
     let parts: Vec<Budget> = (0..=n).map(|_| cfg.budget().carve(share)).collect();
     let mut shards: Vec<Shard> = parts.iter().skip(1).map(|b| Shard::new(cfg, http, n, b.clone())).collect();
     let mut decode = cfg.decode.clone();
@@ -983,11 +984,10 @@ pub fn run_source<D: Downstream + ?Sized>(
         held: BTreeMap::new(),
         seq: 0,
         max_held: http.map_or(usize::MAX, |h| (h.max_held / 2).max(1)),
-        // (And half of what the stage behind keeps of the memory budget,
-        // a quarter of it, at most: the shards' ordering lets go when the
-        // budget is full, the merge, which must not depend on how the
-        // threads interleave, at this fixed share of it.)
-        max_held_bytes: http.map_or(usize::MAX, |h| (h.max_held_bytes / 2).min(cfg.budget().limit() / 2).max(1)),
+        // (And a quarter of the memory budget at most: the shards'
+        // ordering lets go when the budget is full, the merge, which must
+        // not depend on how the threads interleave, at this fixed share.)
+        max_held_bytes: http.map_or(usize::MAX, |h| (h.max_held_bytes / 2).min(whole / 4).max(1)),
         held_bytes: 0,
         charge: cfg.budget().empty(Holder::Ordering),
         cap_releases: 0,
@@ -1235,13 +1235,13 @@ mod tests {
             self.0.next_packet()
         }
         fn bytes_read(&self) -> u64 {
-            self.0.bytes_read()
+            PacketSource::bytes_read(&self.0)
         }
         fn files(&self) -> Vec<pov_capture::pcap::FileStats> {
-            self.0.files().cloned().collect()
+            PacketSource::files(&self.0)
         }
         fn warnings(&self) -> Vec<String> {
-            Vec::new()
+            PacketSource::warnings(&self.0)
         }
     }
 

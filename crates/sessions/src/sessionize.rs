@@ -1767,21 +1767,22 @@ impl Sessionizer {
     fn adopt_anonymous(&mut self, ip: IpAddr, ua: &str, tx: Tx, closed: &mut Vec<Session>) {
         let persistent = &tx.evidence().persistent;
         let pers = persistent.as_ref().map(|(n, v)| text_hash(n, v));
-        let (k, own) = match (self.conn_user.get(&tx.conn), persistent) {
-            (Some((k, _)), _) => (k.clone(), false),
+        let k = match (self.conn_user.get(&tx.conn), persistent) {
+            (Some((k, _)), _) => k.clone(),
             (None, Some((n, v))) => match pers.and_then(|h| self.persistent.get(&h)) {
-                Some(k) => (k.clone(), false),
-                None => (UserKey::Cookie(n.clone(), v.clone()), false),
+                Some(k) => k.clone(),
+                None => UserKey::Cookie(n.clone(), v.clone()),
             },
-            (None, None) => (UserKey::Client(ip, ua.to_string()), true),
+            (None, None) => UserKey::Client(ip, ua.to_string()),
         };
+        // Its address and browser's own user, directly or through its
+        // connection: the requests that could not wait (beyond
+        // `max_waiting`) were adopted during the pass, and the connections
+        // they used name the same user. (Through a connection, the session
+        // of a robot's thousands of waiting requests was grown by doubling,
+        // each growth a copy of all.)
+        self.adopting_own = matches!(&k, UserKey::Client(i, u) if *i == ip && u == ua);
         let k = self.resolve(k);
-        // Through its connection too: the requests that could not wait
-        // (beyond `max_waiting`) were adopted during the pass, and the
-        // connections they used name the same user. (Else the session
-        // of a robot's thousands of waiting requests was grown by
-        // doubling, each growth a copy of all.)
-        self.adopting_own = own || matches!(&k, UserKey::Client(i, u) if *i == ip && u == ua);
         if !self.conn_user.contains_key(&tx.conn) {
             self.note_recent(&tx, &k);
             self.remember_conn(tx.conn, &k, tx.start);

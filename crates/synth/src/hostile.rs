@@ -583,7 +583,8 @@ pub fn generate_hostile<W: Write>(
             let resp = response(200, "OK", "text/html", &[], OK_PAGE);
             for i in 0..n.div_ceil(users) {
                 t = t.max(T0 + (1 + i as i64) * 1_000 * MS);
-                let round = (i * users..n.min((i + 1) * users)).count();
+                // (The last round may be short.)
+                let round = (n - i * users).min(users) as usize;
                 for (f, cookie) in flows.iter_mut().zip(&cookies).take(round) {
                     let req = request("GET", &format!("/product/{i}"), &[PAGE_ACCEPT, ("Cookie", cookie)], b"");
                     t = f.send(&mut o, t, true, &req, MSS)?;
