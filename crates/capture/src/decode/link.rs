@@ -4,7 +4,7 @@
 use super::{Next, Reason, Step, Walker, be16, byte};
 use crate::packet::Linktype;
 
-const ETH_HEADER: usize = 14;
+pub(super) const ETH_HEADER: usize = 14;
 /// Largest IEEE 802.3 length; type fields start at 0x0600.
 const MAX_8023_LEN: u16 = 1500;
 const MIN_ETHERTYPE: u16 = 0x0600;

@@ -445,6 +445,17 @@ impl Decoder {
     /// Everything else is counted in [`Decoder::stats`]. Packets must come
     /// in capture order: fragment timeouts run on their timestamps.
     pub fn decode<'a>(&'a mut self, pkt: &Packet<'a>) -> Option<TcpSegment<'a>> {
+        self.decode_with(pkt, true)
+    }
+
+    /// [`Decoder::decode`] without the walk's shortcut for plain
+    /// Ethernet, IP and TCP (which must not change what it gives).
+    #[cfg(test)]
+    fn decode_stepwise<'a>(&'a mut self, pkt: &Packet<'a>) -> Option<TcpSegment<'a>> {
+        self.decode_with(pkt, false)
+    }
+
+    fn decode_with<'a>(&'a mut self, pkt: &Packet<'a>, shortcut: bool) -> Option<TcpSegment<'a>> {
         let Decoder { cfg, stats, defrag, bufs } = self;
         stats.packets = stats.packets.saturating_add(1);
         let cut = u64::try_from(pkt.data.len()).unwrap_or(u64::MAX) < u64::from(pkt.orig_len);
@@ -467,7 +478,7 @@ impl Decoder {
             domain: Domain::default(),
             ends: None,
         };
-        match walk.run(pkt.linktype, pkt.data) {
+        match walk.run(pkt.linktype, pkt.data, shortcut) {
             Ok(seg) => {
                 stats.outcome.tcp_segments = stats.outcome.tcp_segments.saturating_add(1);
                 Some(seg)
@@ -617,8 +628,15 @@ impl<'a> Walker<'a, '_> {
         Some(first)
     }
 
-    /// Walks the whole packet.
-    fn run(&mut self, lt: Linktype, data: &'a [u8]) -> Result<TcpSegment<'a>, Reason> {
+    /// Walks the whole packet (`shortcut`: plain Ethernet, IP and TCP by
+    /// [`Walker::ethernet_ip_tcp`]).
+    fn run(&mut self, lt: Linktype, data: &'a [u8], shortcut: bool) -> Result<TcpSegment<'a>, Reason> {
+        if shortcut
+            && lt == Linktype::ETHERNET
+            && let Some(seg) = self.ethernet_ip_tcp(data)
+        {
+            return seg;
+        }
         let mut next = self.link(lt, data)?;
         // Every step consumes bytes (or hands them to one that does), so
         // this ends.
@@ -635,6 +653,55 @@ impl<'a> Walker<'a, '_> {
                 Next::Ipv6(s) => self.ipv6(s)?,
             };
         }
+    }
+
+    /// Ethernet II, then IPv4 without options or fragments or IPv6
+    /// without extension headers, then TCP: nearly every packet, walked
+    /// as the steps walk it (the same segment, the same counts) but
+    /// without handing a segment-sized step from one to the next, nor
+    /// etherparse's view of the IP header. `None`, having counted
+    /// nothing, for any other packet (or an IP length too short for a TCP
+    /// header), which the steps walk.
+    fn ethernet_ip_tcp(&mut self, s: &'a [u8]) -> Option<Result<TcpSegment<'a>, Reason>> {
+        const IPV4_HEADER: usize = 20;
+        const IPV6_HEADER: usize = 40;
+        const TCP_HEADER: usize = 20;
+        let ip = s.get(link::ETH_HEADER..)?;
+        let (ends, hlen, total) = match be16(s, 12)? {
+            link::ETHERTYPE_IPV4 => {
+                let h = ip.first_chunk::<IPV4_HEADER>()?;
+                let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+                // Version 4 with a 20-byte header, TCP, and no flag but
+                // "don't fragment" (no more fragments, offset 0).
+                if h[0] != 0x45
+                    || h[9] != PROTO_TCP
+                    || h[6] & 0xbf != 0
+                    || h[7] != 0
+                    || total < IPV4_HEADER + TCP_HEADER
+                {
+                    return None;
+                }
+                let addr = |at: usize| IpAddr::V4(Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]));
+                self.stats.layers.ipv4 += 1;
+                (Ends { src: addr(12), dst: addr(16) }, IPV4_HEADER, total)
+            }
+            link::ETHERTYPE_IPV6 => {
+                let h = ip.first_chunk::<IPV6_HEADER>()?;
+                let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
+                if h[0] >> 4 != 6 || h[6] != PROTO_TCP || payload < TCP_HEADER {
+                    return None;
+                }
+                let addr = |at: usize| {
+                    let b: [u8; 16] = h.get(at..at + 16).and_then(|b| b.try_into().ok()).unwrap_or_default();
+                    IpAddr::V6(Ipv6Addr::from(b))
+                };
+                self.stats.layers.ipv6 += 1;
+                (Ends { src: addr(8), dst: addr(24) }, IPV6_HEADER, IPV6_HEADER + payload)
+            }
+            _ => return None,
+        };
+        self.stats.layers.ethernet += 1;
+        Some(self.ip_extent(ip, hlen, total).and_then(|(payload, declared)| self.tcp_segment(ends, payload, declared)))
     }
 
     /// IPv4 or IPv6 by the version nibble.
@@ -843,6 +910,12 @@ impl<'a> Walker<'a, '_> {
 
     /// A TCP header: the segment.
     fn tcp(&mut self, ends: Ends, s: &'a [u8], declared: usize) -> Step<'a> {
+        self.tcp_segment(ends, s, declared).map(Next::Segment)
+    }
+
+    /// The segment of a TCP header and what follows it.
+    #[inline]
+    fn tcp_segment(&mut self, ends: Ends, s: &'a [u8], declared: usize) -> Result<TcpSegment<'a>, Reason> {
         let h = match TcpHeaderSlice::from_slice(s) {
             Ok(h) => h,
             Err(tcp::HeaderSliceError::Len(_)) => return Err(self.short(s, Reason::MalformedTcp)),
@@ -855,7 +928,7 @@ impl<'a> Walker<'a, '_> {
         // Window scale, MSS and SACK-permitted only mean something on a SYN
         // (RFC 7323 2.2: ignore window scale elsewhere).
         let options = if flags.syn() { tcp_options(h.options()) } else { TcpOptions::default() };
-        Ok(Next::Segment(TcpSegment {
+        Ok(TcpSegment {
             frame: self.frame,
             ts: self.ts,
             src: SocketAddr::new(ends.src, h.source_port()),
@@ -868,7 +941,7 @@ impl<'a> Walker<'a, '_> {
             payload,
             payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
             domain: self.domain,
-        }))
+        })
     }
 
     /// A UDP header: a tunnel on a known port (either side), or Teredo

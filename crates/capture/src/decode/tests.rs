@@ -1538,27 +1538,37 @@ fn corpus() -> PathBuf {
 /// Decodes a corpus capture; returns the number of TCP segments and the
 /// stats.
 fn decode_file(name: &str) -> (u64, DecodeStats) {
+    let mut dec = Decoder::new(DecodeConfig::default());
+    let mut frames = 0u64;
+    let mut segs = 0u64;
+    each_packet(&corpus().join("pcaps").join(name), |pkt| {
+        frames += 1;
+        if dec.decode(pkt).is_some() {
+            segs += 1;
+        }
+        assert_eq!(dec.stats().unaccounted(), 0);
+    });
+    assert_eq!(dec.stats().packets, frames);
+    (segs, dec.stats().clone())
+}
+
+/// Hands each packet of a pcap or pcapng file to `one`, numbered from 1.
+fn each_packet(path: &std::path::Path, mut one: impl FnMut(&Packet<'_>)) {
     use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
-    let path = corpus().join("pcaps").join(name);
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let name = path.display();
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut reader = create_reader(1 << 20, file).unwrap();
-    let mut dec = Decoder::new(DecodeConfig::default());
     let mut legacy = Linktype::ETHERNET;
     let mut nanos = false;
     let mut ifaces: Vec<Linktype> = Vec::new();
     let mut frame = 0u64;
-    let mut segs = 0u64;
     loop {
         match reader.next() {
             Ok((offset, block)) => {
                 let mut one = |lt: Linktype, data: &[u8], orig_len: u32, ts: Ts| {
                     frame += 1;
-                    let pkt = Packet { frame, source: 0, ts, linktype: lt, data, orig_len };
-                    if dec.decode(&pkt).is_some() {
-                        segs += 1;
-                    }
-                    assert_eq!(dec.stats().unaccounted(), 0);
+                    one(&Packet { frame, source: 0, ts, linktype: lt, data, orig_len });
                 };
                 match block {
                     PcapBlockOwned::LegacyHeader(hdr) => {
@@ -1592,8 +1602,164 @@ fn decode_file(name: &str) -> (u64, DecodeStats) {
             Err(e) => panic!("{name}: {e:?}"),
         }
     }
-    assert_eq!(dec.stats().packets, frame);
-    (segs, dec.stats().clone())
+}
+
+/// A decoder with the walk's shortcut for plain Ethernet, IP and TCP, and
+/// one without: each packet must give the same segment (or none) and
+/// leave the same counts in both.
+struct Both {
+    fast: Decoder,
+    steps: Decoder,
+    packets: u64,
+    segments: u64,
+}
+
+impl Both {
+    fn new() -> Both {
+        let d = || Decoder::new(DecodeConfig::default());
+        Both { fast: d(), steps: d(), packets: 0, segments: 0 }
+    }
+
+    fn check(&mut self, pkt: &Packet<'_>, what: &dyn std::fmt::Display) {
+        // (Frame, time and domain are not in `Seg`.)
+        let seen = |s: TcpSegment<'_>| (s.frame, s.ts, s.domain, Seg::from(s));
+        let fast = self.fast.decode(pkt).map(seen);
+        let steps = self.steps.decode_stepwise(pkt).map(seen);
+        assert_eq!(fast, steps, "{what}, frame {}", pkt.frame);
+        assert_eq!(self.fast.stats(), self.steps.stats(), "{what}, frame {}", pkt.frame);
+        self.packets += 1;
+        self.segments += u64::from(fast.is_some());
+    }
+
+    /// Checks `data` as a whole frame, then cut to each prefix (by the
+    /// snapshot length, and as sent).
+    fn check_prefixes(&mut self, data: &[u8], what: &str) {
+        for keep in (0..=data.len()).rev() {
+            for orig_len in [data.len(), keep] {
+                let pkt = Packet {
+                    frame: self.packets + 1,
+                    source: 0,
+                    ts: Ts(1),
+                    linktype: ETH,
+                    data: &data[..keep],
+                    orig_len: u32::try_from(orig_len).unwrap(),
+                };
+                self.check(&pkt, &format_args!("{what} cut to {keep} of {orig_len}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_walks_shortcut_gives_what_its_steps_give() {
+    let mut both = Both::new();
+    // Hand-built: plain segments and every way a header may leave the
+    // shortcut (options, fragments, flags, lengths short or long or 0,
+    // extension headers, other protocols), each cut to every prefix.
+    let with_ip4 = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut ip = tcp4(BODY);
+        f(&mut ip);
+        eth(0x0800, &ip)
+    };
+    let with_ip6 = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut ip = tcp6(BODY);
+        f(&mut ip);
+        eth(0x86dd, &ip)
+    };
+    let mut syn = Vec::new();
+    PacketBuilder::ipv4(C4, S4, 64)
+        .tcp(SPORT, DPORT, SEQ, WIN)
+        .syn()
+        .options(&[TcpOptionElement::MaximumSegmentSize(1460), TcpOptionElement::WindowScale(7)])
+        .unwrap()
+        .write(&mut syn, &[])
+        .unwrap();
+    let set = |at: usize, b: u8| move |h: &mut Vec<u8>| h[at] = b;
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        ("ipv4", eth(0x0800, &tcp4(BODY))),
+        ("ipv4 empty", eth(0x0800, &tcp4(&[]))),
+        ("ipv6", eth(0x86dd, &tcp6(BODY))),
+        ("ipv6 empty", eth(0x86dd, &tcp6(&[]))),
+        ("syn with options", eth(0x0800, &syn)),
+        ("padded", cat(&[&eth(0x0800, &tcp4(&[])), &[0; 6]])),
+        ("don't fragment", with_ip4(&set(6, 0x40))),
+        ("reserved flag", with_ip4(&set(6, 0x80))),
+        ("more fragments", with_ip4(&set(6, 0x20))),
+        ("fragment offset", with_ip4(&set(7, 0x01))),
+        (
+            "ipv4 options",
+            with_ip4(&|h: &mut Vec<u8>| {
+                h[0] = 0x46;
+                h.splice(20..20, [1, 1, 1, 0]);
+                let total = u16::from_be_bytes([h[2], h[3]]) + 4;
+                h[2..4].copy_from_slice(&total.to_be_bytes());
+            }),
+        ),
+        ("ipv4 header length 4", with_ip4(&set(0, 0x44))),
+        ("version 6 in an ipv4 frame", with_ip4(&set(0, 0x65))),
+        ("ipv4 total length 0", with_ip4(&|h: &mut Vec<u8>| h[2..4].copy_from_slice(&[0, 0]))),
+        ("ipv4 total length 39", with_ip4(&|h: &mut Vec<u8>| h[2..4].copy_from_slice(&[0, 39]))),
+        ("ipv4 total length 40", with_ip4(&|h: &mut Vec<u8>| h[2..4].copy_from_slice(&[0, 40]))),
+        ("ipv4 total length beyond", with_ip4(&|h: &mut Vec<u8>| h[2..4].copy_from_slice(&[5, 0]))),
+        ("ipv4 udp", with_ip4(&set(9, 17))),
+        ("tcp header length 4", with_ip4(&set(32, 0x40))),
+        ("tcp header length 15", with_ip4(&set(32, 0xf0))),
+        ("ipv6 payload length 0", with_ip6(&|h: &mut Vec<u8>| h[4..6].copy_from_slice(&[0, 0]))),
+        ("ipv6 payload length 19", with_ip6(&|h: &mut Vec<u8>| h[4..6].copy_from_slice(&[0, 19]))),
+        ("ipv6 payload length beyond", with_ip6(&|h: &mut Vec<u8>| h[4..6].copy_from_slice(&[5, 0]))),
+        ("version 4 in an ipv6 frame", with_ip6(&set(0, 0x40))),
+        ("ipv6 hop-by-hop", eth(0x86dd, &ip6(0, &cat(&[&[6, 0, 1, 4, 0, 0, 0, 0], &tcp4(BODY)[20..]])))),
+        ("vlan", eth(0x8100, &cat(&[&tag(7, 0x0800), &tcp4(BODY)]))),
+        ("802.3 length", eth(0x0040, &tcp4(BODY))),
+    ];
+    for (what, data) in &frames {
+        both.check_prefixes(data, what);
+    }
+    // Random bytes changed in the plain ones.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for (what, data) in frames.iter().take(5) {
+        for _ in 0..2_000 {
+            let mut v = data.clone();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % v.len() as u64) as usize;
+                v[at] = next() as u8;
+            }
+            let pkt = Packet {
+                frame: both.packets + 1,
+                source: 0,
+                ts: Ts(2),
+                linktype: ETH,
+                data: &v,
+                orig_len: v.len() as u32,
+            };
+            both.check(&pkt, &format_args!("{what} changed: {v:02x?}"));
+        }
+    }
+    // Every packet of the samples and the corpus, in order (fragments
+    // and all).
+    let mut files: Vec<PathBuf> = ["shop.pcap", "shop-lossy.pcapng", "local-curl.pcap", "https.pcapng"]
+        .iter()
+        .map(|f| crate::testing::manifest_dir().join("../../samples").join(f))
+        .collect();
+    let mut corpus: Vec<PathBuf> =
+        std::fs::read_dir(corpus().join("pcaps")).unwrap().map(|e| e.unwrap().path()).collect();
+    corpus.sort();
+    files.extend(corpus);
+    let before = both.segments;
+    for f in &files {
+        let mut file = Both::new();
+        each_packet(f, |pkt| file.check(pkt, &f.display()));
+        both.segments += file.segments;
+    }
+    // (Most of them took the shortcut.)
+    assert!(both.segments - before > 10_000, "{} segments", both.segments - before);
+    assert!(both.fast.stats().layers.ethernet > 0);
 }
 
 /// TCP segment counts as tshark 4.x reports them:
