@@ -444,6 +444,7 @@ impl Decoder {
     ///
     /// Everything else is counted in [`Decoder::stats`]. Packets must come
     /// in capture order: fragment timeouts run on their timestamps.
+    #[inline]
     pub fn decode<'a>(&'a mut self, pkt: &Packet<'a>) -> Option<TcpSegment<'a>> {
         self.decode_with(pkt, true)
     }
@@ -455,6 +456,9 @@ impl Decoder {
         self.decode_with(pkt, false)
     }
 
+    // (Inlined where a packet is decoded, with the shortcut: the segment
+    // is then made where it goes, not handed back through each call.)
+    #[inline]
     fn decode_with<'a>(&'a mut self, pkt: &Packet<'a>, shortcut: bool) -> Option<TcpSegment<'a>> {
         let Decoder { cfg, stats, defrag, bufs } = self;
         stats.packets = stats.packets.saturating_add(1);
@@ -630,6 +634,7 @@ impl<'a> Walker<'a, '_> {
 
     /// Walks the whole packet (`shortcut`: plain Ethernet, IP and TCP by
     /// [`Walker::ethernet_ip_tcp`]).
+    #[inline]
     fn run(&mut self, lt: Linktype, data: &'a [u8], shortcut: bool) -> Result<TcpSegment<'a>, Reason> {
         if shortcut
             && lt == Linktype::ETHERNET
@@ -637,6 +642,12 @@ impl<'a> Walker<'a, '_> {
         {
             return seg;
         }
+        self.steps(lt, data)
+    }
+
+    /// Walks the packet one header at a time.
+    #[inline(never)]
+    fn steps(&mut self, lt: Linktype, data: &'a [u8]) -> Result<TcpSegment<'a>, Reason> {
         let mut next = self.link(lt, data)?;
         // Every step consumes bytes (or hands them to one that does), so
         // this ends.
@@ -662,6 +673,7 @@ impl<'a> Walker<'a, '_> {
     /// etherparse's view of the IP header. `None`, having counted
     /// nothing, for any other packet (or an IP length too short for a TCP
     /// header), which the steps walk.
+    #[inline]
     fn ethernet_ip_tcp(&mut self, s: &'a [u8]) -> Option<Result<TcpSegment<'a>, Reason>> {
         const IPV4_HEADER: usize = 20;
         const IPV6_HEADER: usize = 40;
@@ -914,7 +926,7 @@ impl<'a> Walker<'a, '_> {
     }
 
     /// The segment of a TCP header and what follows it.
-    #[inline]
+    #[inline(always)]
     fn tcp_segment(&mut self, ends: Ends, s: &'a [u8], declared: usize) -> Result<TcpSegment<'a>, Reason> {
         let h = match TcpHeaderSlice::from_slice(s) {
             Ok(h) => h,
