@@ -103,12 +103,14 @@ impl FlowKey {
 /// `n` reassemblers. The reader asks it of every packet: each end is
 /// packed into two words (an IPv4 end into one) and the two ends, lower
 /// first, are mixed in twice, without ordering the addresses themselves.
+#[inline]
 pub fn shard_hash(seg: &TcpSegment<'_>) -> u64 {
     flow_hash(seg.src, seg.dst, &seg.domain)
 }
 
 /// [`shard_hash`] of the connection between `a` and `b` (in either order)
 /// in `domain`.
+#[inline]
 fn flow_hash(a: SocketAddr, b: SocketAddr, domain: &Domain) -> u64 {
     let (a, b) = (end_words(a), end_words(b));
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
@@ -118,6 +120,7 @@ fn flow_hash(a: SocketAddr, b: SocketAddr, domain: &Domain) -> u64 {
 /// A connection's end as two words: an IPv4 address and port in the first
 /// (tagged, so that it never equals an IPv6 end's), an IPv6 one's address
 /// folded with its port.
+#[inline]
 fn end_words(a: SocketAddr) -> (u64, u64) {
     match a {
         SocketAddr::V4(v4) => (1 << 48 | u64::from(v4.ip().to_bits()) << 16 | u64::from(v4.port()), 0),
