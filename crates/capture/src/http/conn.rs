@@ -238,6 +238,33 @@ impl ConnHttp {
         self.queue.steps()
     }
 
+    /// A chunk that is all body bytes of the message under way and does
+    /// not end it (most chunks of a large body), taken as
+    /// [`ConnHttp::data`] takes it, without its turns: nothing can finish
+    /// or start, and what is open stays open since the same time. `false`,
+    /// having taken nothing, for any other chunk.
+    #[inline]
+    pub(super) fn body_data(&mut self, c: &DataChunk<'_>) -> bool {
+        if self.off || self.h2c.is_some() {
+            return false;
+        }
+        let f = match c.dir {
+            Direction::ClientToServer => &mut self.req,
+            Direction::ServerToClient => &mut self.resp,
+        };
+        // (Only where the chunk is noted: `data` notes the same again
+        // when the bytes are not taken here.)
+        f.chunk(c.offset + c.bytes.len() as u64, c.peer_ack, (c.first_ts, c.first_frame));
+        if !f.body_bytes(c.bytes) {
+            return false;
+        }
+        self.after_rst |= c.after_rst;
+        if c.dir == Direction::ServerToClient {
+            self.accounted_end = self.resp.chunk_end();
+        }
+        true
+    }
+
     pub(super) fn data(
         &mut self,
         c: &DataChunk<'_>,

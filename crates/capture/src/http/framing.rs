@@ -390,6 +390,28 @@ impl Framer {
         self.at = at;
     }
 
+    /// Takes `b` as [`Framer::advance`] would (after [`Framer::chunk`])
+    /// when all of it is body bytes of the message under way and it does
+    /// not end it (a length not reached, a body that ends at the close, a
+    /// chunk's data not reached): most chunks of a large body. `false`,
+    /// having taken nothing, for any other bytes.
+    #[inline]
+    pub(super) fn body_bytes(&mut self, b: &[u8]) -> bool {
+        let St::Body(body) = &mut self.st else { return false };
+        let n = b.len() as u64;
+        let within = match (body.framing, body.chunk) {
+            (Framing::Length(rem), _) | (Framing::Chunked, Chunk::Data(rem)) => rem > n,
+            (Framing::Close, _) => true,
+            (Framing::Chunked, _) => false,
+        };
+        if b.is_empty() || !within {
+            return false;
+        }
+        self.last = self.at;
+        body.take(b);
+        true
+    }
+
     /// Stream offset just past the current chunk.
     pub(super) fn chunk_end(&self) -> u64 {
         self.chunk_end
