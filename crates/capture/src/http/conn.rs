@@ -252,10 +252,8 @@ impl ConnHttp {
             Direction::ClientToServer => &mut self.req,
             Direction::ServerToClient => &mut self.resp,
         };
-        // (Only where the chunk is noted: `data` notes the same again
-        // when the bytes are not taken here.)
-        f.chunk(c.offset + c.bytes.len() as u64, c.peer_ack, (c.first_ts, c.first_frame));
-        if !f.body_bytes(c.bytes) {
+        let end = c.offset + c.bytes.len() as u64;
+        if !f.body_bytes(c.bytes, end, c.peer_ack, (c.first_ts, c.first_frame)) {
             return false;
         }
         self.after_rst |= c.after_rst;

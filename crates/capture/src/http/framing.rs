@@ -390,13 +390,14 @@ impl Framer {
         self.at = at;
     }
 
-    /// Takes `b` as [`Framer::advance`] would (after [`Framer::chunk`])
-    /// when all of it is body bytes of the message under way and it does
-    /// not end it (a length not reached, a body that ends at the close, a
-    /// chunk's data not reached): most chunks of a large body. `false`,
-    /// having taken nothing, for any other bytes.
+    /// Takes `b`, a chunk ending at stream offset `end`, as
+    /// [`Framer::chunk`] and [`Framer::advance`] would when all of it is
+    /// body bytes of the message under way and it does not end it (a
+    /// length not reached, a body that ends at the close, a chunk's data
+    /// not reached): most chunks of a large body. `false`, having done
+    /// nothing, for any other bytes.
     #[inline]
-    pub(super) fn body_bytes(&mut self, b: &[u8]) -> bool {
+    pub(super) fn body_bytes(&mut self, b: &[u8], end: u64, peer_ack: Option<u64>, at: (Ts, u64)) -> bool {
         let St::Body(body) = &mut self.st else { return false };
         let n = b.len() as u64;
         let within = match (body.framing, body.chunk) {
@@ -407,7 +408,7 @@ impl Framer {
         if b.is_empty() || !within {
             return false;
         }
-        self.last = self.at;
+        (self.chunk_end, self.chunk_peer_ack, self.at, self.last) = (end, peer_ack, at, at);
         body.take(b);
         true
     }
