@@ -4,14 +4,12 @@
 //! Header values are nearly always ASCII. [`lossy`] checks them with the
 //! standard library's UTF-8 validation (a word at a time) and borrows
 //! them when valid; only invalid ones take `String::from_utf8_lossy`'s
-//! byte-by-byte scan. [`push_ip`] writes an IPv4 address without the
+//! byte-by-byte scan. [`push_ip`] writes an address without the
 //! formatting machinery (which costs about a thousand instructions an
-//! address); IPv6 goes through `Display`. Both give exactly what the
-//! standard library gives.
+//! address). Both give exactly what the standard library gives.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// `bytes` as text, each invalid UTF-8 sequence replaced by U+FFFD exactly
 /// as `String::from_utf8_lossy` does; borrowed when valid.
@@ -33,8 +31,61 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
                 push_u8(out, o);
             }
         }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
+        IpAddr::V6(v6) => push_ipv6(out, v6),
+    }
+}
+
+/// Appends `a` as its `Display` writes it (RFC 5952: lowercase hex
+/// without leading zeros, the first longest run of two or more zero
+/// groups as `::`, an IPv4-mapped address's last 32 bits as IPv4).
+fn push_ipv6(out: &mut String, a: Ipv6Addr) {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        out.push_str("::ffff:");
+        push_ip(out, IpAddr::V4(v4));
+        return;
+    }
+    let g = a.segments();
+    // The first longest run of zero groups.
+    let (mut run, mut run_len, mut at, mut len) = (0, 0, 0, 0);
+    for (i, &v) in g.iter().enumerate() {
+        if v == 0 {
+            if len == 0 {
+                at = i;
+            }
+            len += 1;
+            if len > run_len {
+                (run, run_len) = (at, len);
+            }
+        } else {
+            len = 0;
+        }
+    }
+    let groups = |out: &mut String, gs: &[u16]| {
+        for (i, &v) in gs.iter().enumerate() {
+            if i > 0 {
+                out.push(':');
+            }
+            push_hex16(out, v);
+        }
+    };
+    if run_len < 2 {
+        groups(out, &g);
+    } else {
+        groups(out, &g[..run]);
+        out.push_str("::");
+        groups(out, &g[run + run_len..]);
+    }
+}
+
+/// Appends `v` in lowercase hex without leading zeros.
+fn push_hex16(out: &mut String, v: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut started = false;
+    for shift in [12, 8, 4, 0] {
+        let d = usize::from((v >> shift) & 0xf);
+        if d != 0 || started || shift == 0 {
+            started = true;
+            out.push(char::from(HEX[d]));
         }
     }
 }
@@ -121,6 +172,22 @@ mod tests {
             assert_eq!(ip_text(a.into()), a.to_string());
         }
         for a in [Ipv6Addr::LOCALHOST, "::ffff:10.1.2.3".parse().unwrap(), "2001:db8::1:0:0:1".parse().unwrap()] {
+            assert_eq!(ip_text(a.into()), a.to_string());
+        }
+        // IPv6: every pattern of zero groups, with values of every width
+        // (and the IPv4-mapped and -compatible forms among them), then
+        // random addresses.
+        let widths = [0x1, 0xa, 0x1f, 0xabc, 0xffff, 0x1000, 0x0100, 0x0010];
+        for zeros in 0u32..256 {
+            for w in 0..widths.len() {
+                let g: [u16; 8] = std::array::from_fn(|i| if zeros >> i & 1 == 1 { 0 } else { widths[(i + w) % 8] });
+                for a in [Ipv6Addr::from(g), Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, g[6], g[7]])] {
+                    assert_eq!(ip_text(a.into()), a.to_string());
+                }
+            }
+        }
+        for _ in 0..20_000 {
+            let a = Ipv6Addr::from(u128::from(next()) << 64 | u128::from(next()));
             assert_eq!(ip_text(a.into()), a.to_string());
         }
         let mut s = String::from("client:");
