@@ -1566,7 +1566,7 @@ fn each_packet(path: &std::path::Path, mut one: impl FnMut(&Packet<'_>)) {
     loop {
         match reader.next() {
             Ok((offset, block)) => {
-                let mut one = |lt: Linktype, data: &[u8], orig_len: u32, ts: Ts| {
+                let mut packet = |lt: Linktype, data: &[u8], orig_len: u32, ts: Ts| {
                     frame += 1;
                     one(&Packet { frame, source: 0, ts, linktype: lt, data, orig_len });
                 };
@@ -1578,7 +1578,7 @@ fn each_packet(path: &std::path::Path, mut one: impl FnMut(&Packet<'_>)) {
                     PcapBlockOwned::Legacy(b) => {
                         let frac = i64::from(b.ts_usec) * if nanos { 1 } else { 1000 };
                         let ts = Ts::from_secs_nanos(i64::from(b.ts_sec), frac);
-                        one(legacy, b.data, b.origlen, ts);
+                        packet(legacy, b.data, b.origlen, ts);
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                         ifaces.push(Linktype(idb.linktype.0 as u32));
@@ -1587,11 +1587,11 @@ fn each_packet(path: &std::path::Path, mut one: impl FnMut(&Packet<'_>)) {
                         let lt = ifaces[epb.if_id as usize];
                         let data = &epb.data[..epb.caplen as usize];
                         let micros = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        one(lt, data, epb.origlen, Ts(micros as i64 * 1000));
+                        packet(lt, data, epb.origlen, Ts(micros as i64 * 1000));
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         let data = &spb.data[..spb.data.len().min(spb.origlen as usize)];
-                        one(ifaces[0], data, spb.origlen, Ts(0));
+                        packet(ifaces[0], data, spb.origlen, Ts(0));
                     }
                     _ => {}
                 }
