@@ -1011,10 +1011,28 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// Moves capture time on to `ts` and, when it is due (`force`, a
     /// second of capture time since the last time, many held, or the
     /// budget pressed), releases what [`HttpAnalyzer::watermark`] allows.
+    #[inline]
     fn release_at(&mut self, ts: Ts, force: bool) {
         if ts > self.now {
             self.now = ts;
         }
+        // Asked after every chunk of data, and nearly always nothing is
+        // due: that is found here, the rest is out of line.
+        if !force
+            && self.open_h2.is_empty()
+            && self.now < self.last_release + Dur::from_secs(1)
+            && self.order.len() < self.cfg.max_held.max(1).min(4096)
+            && self.order.bytes() <= self.cfg.max_held_bytes
+            && !self.cfg.budget.pressed()
+        {
+            return;
+        }
+        self.release_due(force);
+    }
+
+    /// [`HttpAnalyzer::release_at`] when something may be due.
+    #[inline(never)]
+    fn release_due(&mut self, force: bool) {
         // The earliest unfinished transaction holds the others back, for
         // `max_order_wait` at most.
         let lapse = self.now - self.cfg.max_order_wait;
