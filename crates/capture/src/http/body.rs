@@ -334,6 +334,15 @@ impl BodyDecoder {
             return;
         }
         self.wire += bytes.len() as u64;
+        // An identity body (most bytes of large answers) goes to its sink
+        // as `feed` would send it, without its look at every decoder.
+        if let (Decoder::Identity(s), None) = (&mut self.dec, self.stop) {
+            if s.write(bytes).is_err() {
+                let why = s.hit;
+                self.halt(why.unwrap_or(DecodeStop::Corrupt));
+            }
+            return;
+        }
         if self.enc == ContentEncoding::Deflate && self.sniff.len() < 2 && self.stop.is_none() {
             let take = (2 - self.sniff.len()).min(bytes.len());
             self.sniff.extend_from_slice(&bytes[..take]);
