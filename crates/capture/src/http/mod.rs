@@ -1021,7 +1021,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
         if !force
             && self.open_h2.is_empty()
             && self.now < self.last_release + Dur::from_secs(1)
-            && self.order.len() < self.cfg.max_held.max(1).min(4096)
+            && self.order.len() < self.cfg.max_held.clamp(1, 4096)
             && self.order.bytes() <= self.cfg.max_held_bytes
             && !self.cfg.budget.pressed()
         {
