@@ -269,9 +269,9 @@ impl Buffer {
     /// the buffer empty (with room for as many: row groups are mostly of
     /// one size).
     fn take(&mut self, name: &str) -> io::Result<(ArrayRef, Vec<Encoding>)> {
-        // Numbers and booleans become arrow arrays as they are (no series
-        // of options made and rechunked: a fifth of the writing of a
-        // request-heavy night's transactions).
+        // Numbers and booleans become arrow arrays as they are (a series
+        // of options made and rechunked was 208 M instructions of
+        // `rh.pcap`'s `analyze`).
         let array: ArrayRef = match self {
             Buffer::Str(b) => return b.take(),
             Buffer::U64(b) => b.take_primitive(ArrowDataType::UInt64).boxed(),
@@ -307,12 +307,11 @@ impl Buffer {
 struct Prim<T> {
     values: Vec<T>,
     valid: MutableBitmap,
-    nulls: usize,
 }
 
 impl<T> Default for Prim<T> {
     fn default() -> Prim<T> {
-        Prim { values: Vec::new(), valid: MutableBitmap::new(), nulls: 0 }
+        Prim { values: Vec::new(), valid: MutableBitmap::new() }
     }
 }
 
@@ -320,7 +319,6 @@ impl<T: Copy + Default> Prim<T> {
     fn push(&mut self, v: Option<T>) {
         self.values.push(v.unwrap_or_default());
         self.valid.push(v.is_some());
-        self.nulls += usize::from(v.is_none());
     }
 
     /// The values and, if a row is null, which rows are not; leaving the
@@ -329,8 +327,7 @@ impl<T: Copy + Default> Prim<T> {
         let rows = self.values.len();
         let values = std::mem::replace(&mut self.values, Vec::with_capacity(rows));
         let valid = std::mem::replace(&mut self.valid, MutableBitmap::with_capacity(rows));
-        let nulls = std::mem::take(&mut self.nulls);
-        (values, (nulls > 0).then(|| valid.into()))
+        (values, (valid.unset_bits() > 0).then(|| valid.into()))
     }
 }
 

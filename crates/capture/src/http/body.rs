@@ -336,7 +336,8 @@ impl BodyDecoder {
         self.wire += bytes.len() as u64;
         // An identity body (most bytes of large answers) goes to its sink
         // as `feed` would send it, without its look at every decoder.
-        if let (Decoder::Identity(s), None) = (&mut self.dec, self.stop) {
+        // (Stopped, it is no longer `Identity`.)
+        if let Decoder::Identity(s) = &mut self.dec {
             if s.write(bytes).is_err() {
                 let why = s.hit;
                 self.halt(why.unwrap_or(DecodeStop::Corrupt));

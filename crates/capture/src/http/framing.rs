@@ -398,7 +398,7 @@ impl Framer {
     /// nothing, for any other bytes.
     #[inline]
     pub(super) fn body_bytes(&mut self, b: &[u8], end: u64, peer_ack: Option<u64>, at: (Ts, u64)) -> bool {
-        let St::Body(body) = &mut self.st else { return false };
+        let St::Body(body) = &self.st else { return false };
         let n = b.len() as u64;
         let within = match (body.framing, body.chunk) {
             (Framing::Length(rem), _) | (Framing::Chunked, Chunk::Data(rem)) => rem > n,
@@ -408,8 +408,11 @@ impl Framer {
         if b.is_empty() || !within {
             return false;
         }
-        (self.chunk_end, self.chunk_peer_ack, self.at, self.last) = (end, peer_ack, at, at);
-        body.take(b);
+        self.chunk(end, peer_ack, at);
+        self.last = self.at;
+        if let St::Body(body) = &mut self.st {
+            body.take(b);
+        }
         true
     }
 

@@ -1018,16 +1018,21 @@ impl<S: TxSink> HttpAnalyzer<S> {
         }
         // Asked after every chunk of data, and nearly always nothing is
         // due: that is found here, the rest is out of line.
-        if !force
-            && self.open_h2.is_empty()
-            && self.now < self.last_release + Dur::from_secs(1)
-            && self.order.len() < self.cfg.max_held.clamp(1, 4096)
-            && self.order.bytes() <= self.cfg.max_held_bytes
-            && !self.cfg.budget.pressed()
-        {
+        if self.open_h2.is_empty() && !self.release_is_due(force, self.cfg.budget.pressed()) {
             return;
         }
         self.release_due(force);
+    }
+
+    /// Whether finding what to release is due: asked (`force`), a second
+    /// of capture time since the last time, many held, or the budget
+    /// `pressed`. (Finding it costs a look at the ordering buffer.)
+    fn release_is_due(&self, force: bool, pressed: bool) -> bool {
+        force
+            || self.now >= self.last_release + Dur::from_secs(1)
+            || self.order.len() >= self.cfg.max_held.clamp(1, 4096)
+            || self.order.bytes() > self.cfg.max_held_bytes
+            || pressed
     }
 
     /// [`HttpAnalyzer::release_at`] when something may be due.
@@ -1048,19 +1053,10 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 self.open_h2.remove(&(t, id));
             }
         }
-        // Finding what to release costs a look at the ordering buffer: do
-        // it at most once per second of capture time, or when many are
-        // waiting. (Asked after every chunk of data: the watermark is
-        // found only when it is due.)
         let cap = self.cfg.max_held.max(1);
         let cap_bytes = self.cfg.max_held_bytes;
         let pressed = self.cfg.budget.pressed();
-        if !force
-            && self.now < self.last_release + Dur::from_secs(1)
-            && self.order.len() < cap.min(4096)
-            && self.order.bytes() <= cap_bytes
-            && !pressed
-        {
+        if !self.release_is_due(force, pressed) {
             return;
         }
         self.last_release = self.now;
