@@ -8,7 +8,8 @@ use super::body::{self, BodyDecoder, BodyInfo, ContentEncoding, DecodeStop};
 use super::framing::{self, Body, Event, Framer, Framing, GapAt, Role, Status};
 use super::pairing::{Pending, Queue};
 use super::{
-    Anomaly, FrameSpan, Headers, HttpConfig, HttpStats, HttpTransaction, Outcome, RequestHead, ResponseHead, TxTiming,
+    Anomaly, Done, FrameSpan, Headers, HttpConfig, HttpStats, HttpTransaction, Outcome, RequestHead, ResponseHead,
+    TxTiming,
 };
 use crate::budget::{Charge, Holder};
 use crate::tcp::{Close, CloseHow, ConnMeta, DataChunk, Direction, Gap, HalfClose, RoleSource};
@@ -68,7 +69,7 @@ const _: () = assert!(std::mem::size_of::<ConnHttp>() <= 1024);
 /// A connection that switched to HTTP/2 by `Upgrade: h2c`.
 pub(super) struct H2cSwitch {
     /// The request that asked for it (its response comes on stream 1).
-    pub(super) tx: HttpTransaction,
+    pub(super) tx: Box<HttpTransaction>,
     /// The server's bytes after the 101's head in the chunk that held it,
     /// with that chunk's time and frame.
     pub(super) rest: Vec<u8>,
@@ -138,7 +139,7 @@ impl ConnHttp {
 
     /// Marks transactions that end after the connection outlived a RST:
     /// they were still open at the RST, or began after it.
-    pub(super) fn label_after_rst(&self, done: &mut [HttpTransaction]) {
+    pub(super) fn label_after_rst(&self, done: &mut [Box<HttpTransaction>]) {
         if !self.after_rst {
             return;
         }
@@ -164,18 +165,18 @@ impl ConnHttp {
         min(min(self.queue.earliest(), self.req.open_since()), self.resp.open_since())
     }
 
-    fn new_tx(&mut self) -> HttpTransaction {
+    fn new_tx(&mut self) -> Box<HttpTransaction> {
         let depth = self.next_depth;
         self.next_depth += 1;
-        HttpTransaction {
+        Box::new(HttpTransaction {
             timing: TxTiming { handshake_rtt: self.meta.handshake.map(|h| h.rtt()), ..TxTiming::default() },
             ..HttpTransaction::new(self.meta.id, self.meta.client, self.meta.server, depth)
-        }
+        })
     }
 
     /// Queues `p`; past `--max-pending-requests`, or when the memory
     /// budget has no room for it, the oldest is given up.
-    fn push(&mut self, mut p: Pending, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Vec<HttpTransaction>) {
+    fn push(&mut self, mut p: Pending, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Done) {
         let w = p.weight();
         p.charge = match cfg.budget.try_charge(Holder::Pending, w) {
             Some(c) => c,
@@ -263,13 +264,7 @@ impl ConnHttp {
         true
     }
 
-    pub(super) fn data(
-        &mut self,
-        c: &DataChunk<'_>,
-        cfg: &HttpConfig,
-        stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
-    ) {
+    pub(super) fn data(&mut self, c: &DataChunk<'_>, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Done) {
         self.after_rst |= c.after_rst;
         if self.off {
             return;
@@ -290,14 +285,7 @@ impl ConnHttp {
 
     // ----- requests -------------------------------------------------------
 
-    fn req_bytes(
-        &mut self,
-        b: &[u8],
-        at: (Ts, u64),
-        cfg: &HttpConfig,
-        stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
-    ) {
+    fn req_bytes(&mut self, b: &[u8], at: (Ts, u64), cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Done) {
         let mut first: Vec<u8>;
         let mut b = b;
         if self.fresh && self.req.is_idle() {
@@ -375,13 +363,13 @@ impl ConnHttp {
     #[allow(clippy::too_many_arguments)]
     fn malformed_request(
         &mut self,
-        mut tx: HttpTransaction,
+        mut tx: Box<HttpTransaction>,
         head: &[u8],
         why: Anomaly,
         at: (Ts, u64),
         cfg: &HttpConfig,
         stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
+        done: &mut Done,
     ) {
         // Keep what the request line says, for the record.
         let req = framing::salvage_request(head);
@@ -404,12 +392,12 @@ impl ConnHttp {
 
     fn request_head(
         &mut self,
-        mut tx: HttpTransaction,
+        mut tx: Box<HttpTransaction>,
         head: RequestHead,
         at: (Ts, u64),
         cfg: &HttpConfig,
         stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
+        done: &mut Done,
     ) {
         let start = self.req.start().unwrap_or(at);
         tx.timing.req_start = Some(start.0);
@@ -479,7 +467,7 @@ impl ConnHttp {
         }
     }
 
-    fn end_request(&mut self, at: (Ts, u64), done: &mut Vec<HttpTransaction>) {
+    fn end_request(&mut self, at: (Ts, u64), done: &mut Done) {
         if let Some(info) = self.req.finish_body() {
             self.finish_request(Some(info), at);
         }
@@ -488,14 +476,7 @@ impl ConnHttp {
 
     // ----- responses ------------------------------------------------------
 
-    fn resp_bytes(
-        &mut self,
-        b: &[u8],
-        at: (Ts, u64),
-        cfg: &HttpConfig,
-        stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
-    ) {
+    fn resp_bytes(&mut self, b: &[u8], at: (Ts, u64), cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Done) {
         let mut b = b;
         // Each turn consumes bytes or changes the framer's state; a turn
         // that does neither twice in a row would be a bug, never a reason
@@ -570,14 +551,7 @@ impl ConnHttp {
 
     /// The server's bytes at `b` begin a message (or what it sends instead
     /// of one).
-    fn response_start(
-        &mut self,
-        b: &[u8],
-        at: (Ts, u64),
-        cfg: &HttpConfig,
-        stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
-    ) {
+    fn response_start(&mut self, b: &[u8], at: (Ts, u64), cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Done) {
         let status_line = framing::looks_like_response(b);
         if self.fresh {
             // The server speaks first, or decides for the client's unclear
@@ -614,7 +588,7 @@ impl ConnHttp {
     /// waiting for the end of its head when the server answers or the
     /// connection ends: it is over, a malformed request with its method
     /// (and whatever header fields came), in the queue before the answer.
-    fn end_bare_request(&mut self, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Vec<HttpTransaction>) {
+    fn end_bare_request(&mut self, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Done) {
         if let Some(head) = self.req.take_bare_request() {
             let tx = self.new_tx();
             let last = self.req.last();
@@ -672,7 +646,7 @@ impl ConnHttp {
 
     /// Gives up the waiting requests before `owner` (their answers came
     /// before its answer, so in a gap); returns the owner's new index.
-    fn lose_older(&mut self, waiting: &[usize], owner: usize, done: &mut Vec<HttpTransaction>) -> usize {
+    fn lose_older(&mut self, waiting: &[usize], owner: usize, done: &mut Done) -> usize {
         let lost: Vec<usize> =
             waiting.iter().copied().filter(|i| *i < owner && self.queue.get(*i).is_some_and(|p| p.req_done)).collect();
         let n = lost.len();
@@ -689,7 +663,7 @@ impl ConnHttp {
     /// `off`: the request it answered will not get an answer the capture
     /// can show. Until the next message is found, bytes missing belong to
     /// it (it becomes the resynchronisation owner).
-    fn lose_next_response(&mut self, len: u64, off: u64, done: &mut Vec<HttpTransaction>) {
+    fn lose_next_response(&mut self, len: u64, off: u64, done: &mut Done) {
         let first = self.queue.first_waiting();
         // The oldest request may itself have been lost to a gap: then the
         // lost answer was its answer, and neither is in the capture.
@@ -726,19 +700,19 @@ impl ConnHttp {
         }
     }
 
-    fn set_resync_owner(&mut self, tx: HttpTransaction, ack: Option<u64>, done: &mut Vec<HttpTransaction>) {
+    fn set_resync_owner(&mut self, tx: Box<HttpTransaction>, ack: Option<u64>, done: &mut Done) {
         self.resync_owner_ack = ack;
-        if let Some(mut old) = self.resync_owner.replace(Box::new(tx)) {
+        if let Some(mut old) = self.resync_owner.replace(tx) {
             settle(&mut old, None);
-            done.push(*old);
+            done.push(old);
         }
     }
 
     /// Ends the attribution of resynchronisation losses.
-    fn release_resync_owner(&mut self, done: &mut Vec<HttpTransaction>) {
+    fn release_resync_owner(&mut self, done: &mut Done) {
         if let Some(mut tx) = self.resync_owner.take() {
             settle(&mut tx, None);
-            done.push(*tx);
+            done.push(tx);
         }
         self.resync_owner_ack = None;
     }
@@ -746,7 +720,7 @@ impl ConnHttp {
     /// Which queued transaction a final response (first byte at capture
     /// time `resp_start`, server offset `resp_off`) belongs to. `None`: an
     /// answer to a request the capture does not have.
-    fn pair_index(&mut self, resp_start: Ts, resp_off: u64, done: &mut Vec<HttpTransaction>) -> Option<usize> {
+    fn pair_index(&mut self, resp_start: Ts, resp_off: u64, done: &mut Done) -> Option<usize> {
         // A response can only answer a request that began before it; this
         // matters once requests were lost to a gap (the response may be the
         // answer to one of them).
@@ -796,7 +770,7 @@ impl ConnHttp {
         at: (Ts, u64),
         cfg: &HttpConfig,
         stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
+        done: &mut Done,
     ) {
         let start = self.resp.start().unwrap_or(at);
         let interim = (100..200).contains(&head.status) && head.status != 101;
@@ -886,13 +860,7 @@ impl ConnHttp {
 
     /// A response without a request: sent before the capture started, or
     /// its request was lost. Returns its place in the queue.
-    fn orphan_response(
-        &mut self,
-        start: Ts,
-        cfg: &HttpConfig,
-        stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
-    ) -> usize {
+    fn orphan_response(&mut self, start: Ts, cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Done) -> usize {
         // The request bytes lost in a gap were most likely this response's
         // request (and it had the place before the request that followed
         // the gap).
@@ -923,13 +891,7 @@ impl ConnHttp {
         self.queue.len() - 1
     }
 
-    fn end_response(
-        &mut self,
-        at: (Ts, u64),
-        anomaly: Option<Anomaly>,
-        done: &mut Vec<HttpTransaction>,
-        stats: &mut HttpStats,
-    ) {
+    fn end_response(&mut self, at: (Ts, u64), anomaly: Option<Anomaly>, done: &mut Done, stats: &mut HttpStats) {
         let last = self.resp.last().max(at);
         if let Some(info) = self.resp.finish_body()
             && let Some(p) = self.queue.current_mut()
@@ -958,7 +920,7 @@ impl ConnHttp {
     }
 
     /// Emits, in order, the transactions at the front that are complete.
-    fn try_finish(&mut self, done: &mut Vec<HttpTransaction>) {
+    fn try_finish(&mut self, done: &mut Done) {
         while self.queue.front().is_some_and(|p| p.req_done && p.resp_done) {
             let Some(mut p) = self.queue.pop_front() else { break };
             settle(&mut p.tx, None);
@@ -968,7 +930,7 @@ impl ConnHttp {
 
     // ----- loss and endings -------------------------------------------------
 
-    pub(super) fn gap(&mut self, g: &Gap, cfg: &HttpConfig, stats: &mut HttpStats) -> Vec<HttpTransaction> {
+    pub(super) fn gap(&mut self, g: &Gap, cfg: &HttpConfig, stats: &mut HttpStats) -> Done {
         let mut done = Vec::new();
         if self.off {
             return done;
@@ -981,14 +943,7 @@ impl ConnHttp {
         done
     }
 
-    fn req_gap(
-        &mut self,
-        len: u64,
-        at: (Ts, u64),
-        cfg: &HttpConfig,
-        stats: &mut HttpStats,
-        done: &mut Vec<HttpTransaction>,
-    ) {
+    fn req_gap(&mut self, len: u64, at: (Ts, u64), cfg: &HttpConfig, stats: &mut HttpStats, done: &mut Done) {
         match self.req.gap(len) {
             GapAt::Off => {}
             GapAt::Idle | GapAt::Resync => {
@@ -1039,7 +994,7 @@ impl ConnHttp {
         }
     }
 
-    fn resp_gap(&mut self, len: u64, off: u64, at: (Ts, u64), done: &mut Vec<HttpTransaction>, stats: &mut HttpStats) {
+    fn resp_gap(&mut self, len: u64, off: u64, at: (Ts, u64), done: &mut Done, stats: &mut HttpStats) {
         match self.resp.gap(len) {
             GapAt::Off => {}
             GapAt::Resync => {
@@ -1093,12 +1048,7 @@ impl ConnHttp {
         }
     }
 
-    pub(super) fn half_close(
-        &mut self,
-        hc: &HalfClose,
-        _cfg: &HttpConfig,
-        stats: &mut HttpStats,
-    ) -> Vec<HttpTransaction> {
+    pub(super) fn half_close(&mut self, hc: &HalfClose, _cfg: &HttpConfig, stats: &mut HttpStats) -> Done {
         let mut done = Vec::new();
         match hc.dir {
             Direction::ClientToServer => self.client_fin = Some(hc.ts),
@@ -1128,7 +1078,7 @@ impl ConnHttp {
         done
     }
 
-    pub(super) fn close(&mut self, c: &Close, cfg: &HttpConfig, stats: &mut HttpStats) -> Vec<HttpTransaction> {
+    pub(super) fn close(&mut self, c: &Close, cfg: &HttpConfig, stats: &mut HttpStats) -> Done {
         let mut done = Vec::new();
         self.end_bare_request(cfg, stats, &mut done);
         // A body still being received ends with the connection.
@@ -1235,7 +1185,7 @@ impl ConnHttp {
 
 /// A request that stops waiting for its answer: too many were waiting, or
 /// the memory budget was full.
-fn give_up(mut old: Pending, why: Anomaly, stats: &mut HttpStats, done: &mut Vec<HttpTransaction>) {
+fn give_up(mut old: Pending, why: Anomaly, stats: &mut HttpStats, done: &mut Done) {
     stats.pending_overflow += 1;
     old.tx.anomalies.push(Anomaly::PendingOverflow);
     old.tx.anomalies.push(why);

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use pov_http2::{self as h2, H2Config, H2Conn, H2Transaction, KeepRule, Side, Start};
 
 use super::body::{self, BodyDecoder, BodyInfo, ContentEncoding, DecodeStop};
-use super::{Anomaly, FrameSpan, Headers, HttpConfig, HttpTransaction, Outcome, RequestHead, ResponseHead, TxTiming};
+use super::{
+    Anomaly, Done, FrameSpan, Headers, HttpConfig, HttpTransaction, Outcome, RequestHead, ResponseHead, TxTiming,
+};
 use crate::tcp::{CloseHow, ConnMeta, Direction};
 use crate::time::Ts;
 
@@ -179,11 +181,11 @@ impl H2Route {
     }
 
     /// Streams finished since the last call, as transactions.
-    pub(super) fn take(&mut self, meta: &ConnMeta, cfg: &HttpConfig, done: &mut Vec<HttpTransaction>) {
+    pub(super) fn take(&mut self, meta: &ConnMeta, cfg: &HttpConfig, done: &mut Done) {
         for s in self.conn.take() {
             let depth = self.next_depth;
             self.next_depth += 1;
-            done.push(transaction(s, meta, depth, cfg));
+            done.push(Box::new(transaction(s, meta, depth, cfg)));
         }
     }
 }

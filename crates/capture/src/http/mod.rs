@@ -668,10 +668,24 @@ impl HttpTransaction {
     }
 }
 
+/// Transactions finished by a turn, on their way to the ordering buffer.
+/// Each is boxed when its request (or answer) begins: a transaction is
+/// some 600 bytes, and it moves from the parser to the queue of waiting
+/// requests, to this list and into the ordering buffer.
+#[allow(clippy::vec_box)]
+type Done = Vec<Box<HttpTransaction>>;
+
 /// Receives finished transactions.
 pub trait TxSink {
     /// A finished transaction (in order of request time).
     fn on_transaction(&mut self, tx: HttpTransaction);
+
+    /// The same, as the analyzer holds it: a sink that keeps or passes
+    /// transactions on can take the box as it is instead of a copy of
+    /// some 600 bytes.
+    fn on_boxed(&mut self, tx: Box<HttpTransaction>) {
+        self.on_transaction(*tx);
+    }
 }
 
 impl TxSink for Vec<HttpTransaction> {
@@ -833,7 +847,7 @@ pub struct HttpAnalyzer<S: TxSink> {
     last_tls_end: Option<TlsEnd>,
     /// The transactions a chunk of data finished, on their way to the
     /// ordering (kept from chunk to chunk, up to [`KEPT_DONE`]).
-    done: Vec<HttpTransaction>,
+    done: Done,
     /// Chunks of body bytes under way taken by [`ConnHttp::body_data`]
     /// (always, but in the test that compares the two ways).
     body_shortcut: bool,
@@ -918,13 +932,13 @@ impl<S: TxSink> HttpAnalyzer<S> {
     /// reassembler's `finish`) and returns the sink.
     pub fn finish(mut self) -> (S, HttpStats) {
         for tx in self.order.drain() {
-            self.sink.on_transaction(tx);
+            self.sink.on_boxed(tx);
         }
         self.stats.late_order = self.order.late();
         (self.sink, self.stats)
     }
 
-    fn emit(&mut self, done: impl IntoIterator<Item = HttpTransaction>) {
+    fn emit(&mut self, done: impl IntoIterator<Item = Box<HttpTransaction>>) {
         for mut tx in done {
             if let Some(tap) = &mut self.tap {
                 tap(&mut tx);
@@ -962,12 +976,12 @@ impl<S: TxSink> HttpAnalyzer<S> {
                     self.stats.budget_releases += early.len() as u64;
                 }
                 for tx in early {
-                    self.sink.on_transaction(tx);
+                    self.sink.on_boxed(tx);
                 }
                 if !budget.fits(w) {
                     // Nothing held to let go of: this one goes out at once.
                     self.stats.budget_releases += 1;
-                    self.sink.on_transaction(tx);
+                    self.sink.on_boxed(tx);
                     continue;
                 }
             }
@@ -1064,14 +1078,14 @@ impl<S: TxSink> HttpAnalyzer<S> {
         // Handed to the sink one by one (a transaction is 632 bytes: no
         // list of them on the way).
         let sink = &mut self.sink;
-        self.order.release(watermark, |tx| sink.on_transaction(tx));
+        self.order.release(watermark, |tx| sink.on_boxed(tx));
         // A connection that stays open with a request unanswered holds the
         // watermark back; memory must not grow with the capture for it.
         if self.order.len() > cap || self.order.bytes() > cap_bytes {
             let early = self.order.release_oldest(cap / 2, cap_bytes / 2);
             self.stats.held_cap_releases += early.len() as u64;
             for tx in early {
-                self.sink.on_transaction(tx);
+                self.sink.on_boxed(tx);
             }
         }
         // The memory budget is nearly full: what is held for ordering goes
@@ -1084,7 +1098,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
                 self.stats.budget_releases += early.len() as u64;
             }
             for tx in early {
-                self.sink.on_transaction(tx);
+                self.sink.on_boxed(tx);
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::HttpTransaction;
+use super::{Done, HttpTransaction};
 use crate::budget::{Budget, Charge, Holder};
 use crate::time::Ts;
 
@@ -55,7 +55,7 @@ impl Orderer {
         self.charge.shrink(record_weight(tx));
     }
 
-    pub(super) fn push(&mut self, tx: HttpTransaction) {
+    pub(super) fn push(&mut self, tx: Box<HttpTransaction>) {
         self.seq += 1;
         let start = tx.timing.start();
         if self.released_up_to.is_some_and(|w| start < w) {
@@ -63,7 +63,7 @@ impl Orderer {
         }
         self.bytes += weight(&tx);
         self.charge.grow(record_weight(&tx));
-        self.ready.insert((start, tx.conn, tx.depth, self.seq), Box::new(tx));
+        self.ready.insert((start, tx.conn, tx.depth, self.seq), tx);
     }
 
     /// Approximate bytes held.
@@ -81,14 +81,14 @@ impl Orderer {
 
     /// Hands `to` the transactions that started before `watermark`, in
     /// order.
-    pub(super) fn release(&mut self, watermark: Ts, mut to: impl FnMut(HttpTransaction)) {
+    pub(super) fn release(&mut self, watermark: Ts, mut to: impl FnMut(Box<HttpTransaction>)) {
         while let Some(e) = self.ready.first_entry() {
             if e.key().0 >= watermark {
                 break;
             }
             let tx = e.remove();
             self.take(&tx);
-            to(*tx);
+            to(tx);
         }
         if self.released_up_to.is_none_or(|w| watermark > w) {
             self.released_up_to = Some(watermark);
@@ -97,7 +97,7 @@ impl Orderer {
 
     /// The earliest held, in order, whatever the watermark, until at most
     /// `n` transactions and `bytes` bytes are held.
-    pub(super) fn release_oldest(&mut self, n: usize, bytes: usize) -> Vec<HttpTransaction> {
+    pub(super) fn release_oldest(&mut self, n: usize, bytes: usize) -> Done {
         let mut out = Vec::new();
         while self.ready.len() > n || self.bytes > bytes {
             let Some((_, tx)) = self.ready.pop_first() else { break };
@@ -105,13 +105,13 @@ impl Orderer {
             if self.released_up_to.is_none_or(|w| tx.timing.start() > w) {
                 self.released_up_to = Some(tx.timing.start());
             }
-            out.push(*tx);
+            out.push(tx);
         }
         out
     }
 
     /// The earliest held, in order, while `more` says so.
-    pub(super) fn release_while(&mut self, more: impl Fn() -> bool) -> Vec<HttpTransaction> {
+    pub(super) fn release_while(&mut self, more: impl Fn() -> bool) -> Done {
         let mut out = Vec::new();
         while more() {
             let Some((_, tx)) = self.ready.pop_first() else { break };
@@ -119,15 +119,15 @@ impl Orderer {
             if self.released_up_to.is_none_or(|w| tx.timing.start() > w) {
                 self.released_up_to = Some(tx.timing.start());
             }
-            out.push(*tx);
+            out.push(tx);
         }
         out
     }
 
     /// Everything left, in order.
-    pub(super) fn drain(&mut self) -> Vec<HttpTransaction> {
+    pub(super) fn drain(&mut self) -> Done {
         self.bytes = 0;
         self.charge.set(0);
-        std::mem::take(&mut self.ready).into_values().map(|tx| *tx).collect()
+        std::mem::take(&mut self.ready).into_values().collect()
     }
 }

@@ -20,7 +20,9 @@ use crate::time::Ts;
 /// A transaction not yet finished.
 pub(super) struct Pending {
     /// The transaction as known so far.
-    pub tx: HttpTransaction,
+    /// Boxed: it moves from the parser to the queue, then to the list of
+    /// finished ones and the ordering buffer, and is some 600 bytes.
+    pub tx: Box<HttpTransaction>,
     /// Every byte of the request has come (or it was given up).
     pub req_done: bool,
     /// A final response head has been paired with it.
@@ -47,7 +49,7 @@ pub(super) struct Pending {
 
 impl Pending {
     /// A request (or an answer without one) entering the queue.
-    pub(super) fn new(tx: HttpTransaction, peer_ack: Option<u64>) -> Pending {
+    pub(super) fn new(tx: Box<HttpTransaction>, peer_ack: Option<u64>) -> Pending {
         let method = tx.request.as_ref().map_or("", |r| r.method.as_str());
         let (head, connect) = (method.eq_ignore_ascii_case("HEAD"), method.eq_ignore_ascii_case("CONNECT"));
         Pending {
@@ -69,6 +71,7 @@ impl Pending {
     /// charged to the memory budget. Kept bodies carry their own charge.
     pub(super) fn weight(&self) -> usize {
         std::mem::size_of::<Pending>()
+            + std::mem::size_of::<HttpTransaction>()
             + self.tx.request.as_ref().map_or(0, |r| r.uri.len() + r.method.len() + r.headers.heap_bytes())
     }
 
@@ -284,11 +287,11 @@ mod tests {
     use super::*;
     use crate::http::TxTiming;
 
-    fn tx(start: i64) -> HttpTransaction {
-        HttpTransaction {
+    fn tx(start: i64) -> Box<HttpTransaction> {
+        Box::new(HttpTransaction {
             timing: TxTiming { req_start: Some(Ts(start)), ..TxTiming::default() },
             ..HttpTransaction::new(1, "10.0.0.1:1".parse().expect("addr"), "10.0.0.2:80".parse().expect("addr"), 1)
-        }
+        })
     }
 
     /// The queue against a plain scan of the same items, over a long

@@ -13,7 +13,7 @@ use pov_tls::{AlertEvent, Decoder, KeyStore, Outcome as TlsOutcome, Side, TlsCon
 
 use super::conn::ConnHttp;
 use super::h2::H2Route;
-use super::{HttpConfig, HttpStats, HttpTransaction};
+use super::{Done, HttpConfig, HttpStats, HttpTransaction};
 use crate::tcp::{Close, ConnMeta, DataChunk, Direction, Gap, GapReason};
 use crate::time::Ts;
 
@@ -293,7 +293,7 @@ pub(super) fn data(
     cfg: &HttpConfig,
     stats: &mut HttpStats,
     cx: &mut Decoder<'static>,
-    done: &mut Vec<HttpTransaction>,
+    done: &mut Done,
 ) -> bool {
     if let Route::Unknown = route {
         *route = decide(chunk, http.meta(), cfg);
@@ -325,7 +325,7 @@ pub(super) fn upgrade_h2c(
     up: super::conn::H2cSwitch,
     meta: &ConnMeta,
     cfg: &HttpConfig,
-    done: &mut Vec<HttpTransaction>,
+    done: &mut Done,
 ) {
     let mut h = H2Route::upgraded(cfg, &up.tx);
     if !up.rest.is_empty() {
@@ -369,7 +369,7 @@ fn dir_of(side: Side) -> Direction {
 }
 
 /// A gap on a routed connection. Returns `false` for plaintext HTTP/1.
-pub(super) fn gap(route: &mut Route, g: &Gap, cfg: &HttpConfig, done: &mut Vec<HttpTransaction>) -> bool {
+pub(super) fn gap(route: &mut Route, g: &Gap, cfg: &HttpConfig, done: &mut Done) -> bool {
     match route {
         Route::Unknown | Route::Http1 => false,
         Route::H2(b) => {
@@ -388,7 +388,7 @@ pub(super) fn gap(route: &mut Route, g: &Gap, cfg: &HttpConfig, done: &mut Vec<H
 }
 
 /// Marks transactions of a TLS connection as such.
-pub(super) fn label_tls(route: &Route, done: &mut [HttpTransaction]) {
+pub(super) fn label_tls(route: &Route, done: &mut [Box<HttpTransaction>]) {
     if let Route::Tls(_) = route {
         for t in done {
             t.tls = true;
@@ -431,7 +431,7 @@ pub(super) fn close(
     cfg: &HttpConfig,
     stats: &mut HttpStats,
     cx: &mut Decoder<'static>,
-    done: &mut Vec<HttpTransaction>,
+    done: &mut Done,
 ) -> (bool, Option<TlsEnd>) {
     match route {
         Route::Unknown | Route::Http1 => (false, None),
@@ -496,7 +496,7 @@ struct Plain<'a, 'c> {
     chunk: Option<&'a DataChunk<'c>>,
     cfg: &'a HttpConfig,
     stats: &'a mut HttpStats,
-    done: &'a mut Vec<HttpTransaction>,
+    done: &'a mut Done,
 }
 
 impl Plain<'_, '_> {
