@@ -76,7 +76,7 @@ pub struct AnalyzePrep {
 
 impl Prepare for AnalyzePrep {
     type Item = (Prepared, pov_sessions::tx::Tx);
-    fn prepare(&self, t: HttpTransaction) -> Self::Item {
+    fn prepare(&self, t: Box<HttpTransaction>) -> Self::Item {
         let tx = self.txs.tx(&t);
         (self.records.prepare_from(&t, Some(&tx)), tx)
     }

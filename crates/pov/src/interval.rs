@@ -103,7 +103,7 @@ pub struct Stamped<P>(P);
 
 impl<P: Prepare> Prepare for Stamped<P> {
     type Item = (Ts, P::Item);
-    fn prepare(&self, tx: HttpTransaction) -> Self::Item {
+    fn prepare(&self, tx: Box<HttpTransaction>) -> Self::Item {
         (tx.timing.start(), self.0.prepare(tx))
     }
     fn held_bytes((_, item): &Self::Item) -> usize {
@@ -456,7 +456,7 @@ pub struct AnalysisPrep {
 
 impl Prepare for AnalysisPrep {
     type Item = (Prepared, pov_sessions::tx::Tx);
-    fn prepare(&self, t: HttpTransaction) -> Self::Item {
+    fn prepare(&self, t: Box<HttpTransaction>) -> Self::Item {
         (self.records.prepared(self.records.record(&t)), self.txs.tx(&t))
     }
     fn held_bytes((record, tx): &Self::Item) -> usize {

@@ -62,7 +62,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pov_capture::budget::Charge;
 use pov_capture::decode::Decoder;
-use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction};
+use pov_capture::http::{HttpAnalyzer, HttpConfig, HttpStats, HttpTransaction, TxSink};
 use pov_capture::pcap::{CaptureFile, PacketReader, ReadError};
 use pov_capture::tcp::{
     Close, ConnId, ConnMeta, ConnSummary, DataChunk, Gap, HalfClose, Reassembler, Retransmission, StreamSink, TcpStats,
@@ -85,11 +85,26 @@ const BATCH_PACKETS: usize = 8192;
 const BATCH_BYTES: usize = 2 << 20;
 
 /// Most transactions a shard's list keeps room for from batch to batch
-/// (632 bytes each: 2.6 MB over the 16 shards at most). On request-heavy
-/// traffic a shard releases about 100 a batch (`rh.pcap`: 173,405
-/// transactions, 111 batches of 8,192 packets, 16 shards), so room for 64
-/// was outgrown every batch.
+/// (a box each, 8 bytes: 32 KiB over the 16 shards at most). On
+/// request-heavy traffic a shard releases about 100 a batch (`rh.pcap`:
+/// 173,405 transactions, 111 batches of 8,192 packets, 16 shards), so
+/// room for 64 was outgrown every batch.
 const KEPT_TXS: usize = 256;
+
+/// What a shard's HTTP analyzer releases, as the analyzer holds them:
+/// boxed, so a transaction (632 bytes) is not copied on its way to the
+/// stage's preparer.
+#[derive(Default)]
+struct Finished(#[allow(clippy::vec_box)] Vec<Box<HttpTransaction>>);
+
+impl TxSink for Finished {
+    fn on_transaction(&mut self, tx: HttpTransaction) {
+        self.0.push(Box::new(tx));
+    }
+    fn on_boxed(&mut self, tx: Box<HttpTransaction>) {
+        self.0.push(tx);
+    }
+}
 
 /// Most connection summaries a shard's list keeps room for from batch to
 /// batch (some 450 bytes each: 1.8 MB over the 16 shards at most).
@@ -149,7 +164,7 @@ pub trait Prepare: Sync {
     /// What it makes.
     type Item: Send;
     /// Makes it.
-    fn prepare(&self, tx: HttpTransaction) -> Self::Item;
+    fn prepare(&self, tx: Box<HttpTransaction>) -> Self::Item;
     /// Bytes the item holds beyond its own size. The merge counts both
     /// against its cap on held bytes (`max_held_bytes`) and charges them
     /// to the run's memory budget (as `ordering`).
@@ -164,8 +179,8 @@ pub struct AsIs;
 
 impl Prepare for AsIs {
     type Item = HttpTransaction;
-    fn prepare(&self, tx: HttpTransaction) -> HttpTransaction {
-        tx
+    fn prepare(&self, tx: Box<HttpTransaction>) -> HttpTransaction {
+        *tx
     }
     fn held_bytes(tx: &HttpTransaction) -> usize {
         body_bytes(tx)
@@ -179,7 +194,7 @@ pub struct Discard;
 
 impl Prepare for Discard {
     type Item = ();
-    fn prepare(&self, _tx: HttpTransaction) {}
+    fn prepare(&self, _tx: Box<HttpTransaction>) {}
 }
 
 impl Downstream for Vec<HttpTransaction> {
@@ -366,7 +381,7 @@ fn region<'a>(blocks: &'a [Block], frames: &'a [u8], own: &'a [u8], block: u32) 
 /// The stream events of one shard's connections: HTTP parsed (when asked)
 /// into its own ordered output, summaries collected.
 struct ShardSink {
-    http: Option<HttpAnalyzer<Vec<HttpTransaction>>>,
+    http: Option<HttpAnalyzer<Finished>>,
     summaries: Vec<ConnSummary>,
 }
 
@@ -467,7 +482,7 @@ impl Shard {
             h.max_held_bytes = (h.max_held_bytes / 2 / shards).max(1);
             h.budget = budget.clone();
             h.keep_every_body |= cfg.store.is_some();
-            let mut a = HttpAnalyzer::new(h, Vec::new());
+            let mut a = HttpAnalyzer::new(h, Finished::default());
             if let Some(store) = &cfg.store {
                 a.set_tap(store.tap(shards));
             }
@@ -498,7 +513,7 @@ impl Shard {
         if out.txs.capacity() > KEPT_READY {
             out.txs = Vec::new();
         }
-        let mut txs = Vec::new();
+        let mut txs = Finished::default();
         if last {
             self.tcp.finish(&mut self.sink);
             if let Some(h) = self.sink.http.take() {
@@ -510,7 +525,7 @@ impl Shard {
             out.frontier = now.map(|now| h.advance(now));
             txs = std::mem::take(h.sink_mut());
         }
-        out.txs.extend(txs.drain(..).map(|mut tx| {
+        out.txs.extend(txs.0.drain(..).map(|mut tx| {
             // What they keep is the stage's to charge: the shard's
             // budget is its own.
             tx.uncharge();
@@ -519,10 +534,9 @@ impl Shard {
             let cost = std::mem::size_of::<P::Item>() + P::held_bytes(&item);
             Ready { key, item, cost }
         }));
-        // Its room is the shard's for the next batch (a transaction is
-        // 632 bytes, and the list would grow from nothing each time),
-        // unless a burst made it large.
-        if txs.capacity() <= KEPT_TXS
+        // Its room is the shard's for the next batch (the list would grow
+        // from nothing each time), unless a burst made it large.
+        if txs.0.capacity() <= KEPT_TXS
             && let Some(h) = &mut self.sink.http
         {
             *h.sink_mut() = txs;

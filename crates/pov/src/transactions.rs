@@ -815,7 +815,7 @@ const KEPT_RECORD_BYTES: usize = 64 << 10;
 
 impl Prepare for Records {
     type Item = Prepared;
-    fn prepare(&self, tx: HttpTransaction) -> Prepared {
+    fn prepare(&self, tx: Box<HttpTransaction>) -> Prepared {
         self.prepare_from(&tx, None)
     }
     fn held_bytes(r: &Prepared) -> usize {

@@ -1023,7 +1023,7 @@ impl SessionTxs {
 
 impl Prepare for Arc<SessionTxs> {
     type Item = Tx;
-    fn prepare(&self, t: HttpTransaction) -> Tx {
+    fn prepare(&self, t: Box<HttpTransaction>) -> Tx {
         self.tx(&t)
     }
     fn held_bytes(t: &Tx) -> usize {
