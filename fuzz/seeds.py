@@ -16,6 +16,7 @@ import os
 import random
 import struct
 import sys
+import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -117,28 +118,62 @@ def req(method, path, extra=b"", body=b""):
 def scripts():
     s = {}
     cookie = b"Cookie: sid=u1\r\n"
-    s["shop"] = (b"\x00\x07" + data_op(0, 0, req(b"GET", b"/", cookie)) + data_op(0, 1, resp(200, b"text/html", HTML, b"Set-Cookie: sid=u1\r\n"))
+    s["shop"] = (b"\x00" + data_op(0, 0, req(b"GET", b"/", cookie)) + data_op(0, 1, resp(200, b"text/html", HTML, b"Set-Cookie: sid=u1\r\n"))
                  + data_op(1, 0, req(b"GET", b"/static/site.css", cookie)) + data_op(1, 1, resp(200, b"text/css", CSS))
                  + data_op(2, 0, req(b"GET", b"/img/logo.png", cookie)) + data_op(2, 1, resp(200, b"image/png", b"\x89PNG\r\n\x1a\n"))
                  + wait(200) + data_op(0, 0, req(b"POST", b"/checkout/submit", cookie + b"Content-Type: application/x-www-form-urlencoded\r\n", b"order_total=12.50&password=x"))
                  + data_op(0, 1, resp(500, b"text/html", b"<h1>Internal Server Error</h1>")) + close(0, 0))
-    s["chunked"] = (b"\x00\x00" + data_op(0, 0, req(b"GET", b"/api/cart"))
+    s["chunked"] = (b"\x00" + data_op(0, 0, req(b"GET", b"/api/cart"))
                     + small_chunks(0, 1, 3, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n5\r\n{\"a\":\r\n3\r\n1}\n\r\n0\r\n\r\n"))
-    s["gzip"] = (b"\x02\x00" + data_op(0, 0, req(b"GET", b"/"))
+    s["gzip"] = (b"\x02" + data_op(0, 0, req(b"GET", b"/"))
                  + data_op(0, 1, resp(200, b"text/html", bytes.fromhex("1f8b08000000000000ff0bce4fcd48cdcc4b5728cf2fca4b5148cecf2d28cfccc94d5100009c1f0c471a000000"), b"Content-Encoding: gzip\r\n")))
-    s["pipelined"] = (b"\x00\x11" + data_op(0, 0, req(b"GET", b"/a") + req(b"GET", b"/b") + req(b"GET", b"/c"))
+    s["pipelined"] = (b"\x00" + data_op(0, 0, req(b"GET", b"/a") + req(b"GET", b"/b") + req(b"GET", b"/c"))
                       + data_op(0, 1, resp(200, b"text/plain", b"a") + resp(404, b"text/plain", b"b")) + gap(0, 1, 40) + half_close(0, 0))
-    s["continue"] = (b"\x00\x22" + data_op(0, 0, req(b"POST", b"/upload", b"Expect: 100-continue\r\nContent-Length: 4\r\n"))
+    s["continue"] = (b"\x00" + data_op(0, 0, req(b"POST", b"/upload", b"Expect: 100-continue\r\nContent-Length: 4\r\n"))
                      + data_op(0, 1, b"HTTP/1.1 100 Continue\r\n\r\n") + data_op(0, 0, b"abcd") + data_op(0, 1, resp(201, b"text/plain", b"ok")))
-    s["upgrade"] = (b"\x01\x00" + data_op(0, 0, req(b"GET", b"/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"))
+    s["upgrade"] = (b"\x01" + data_op(0, 0, req(b"GET", b"/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"))
                     + data_op(0, 1, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"))
-    s["http10-close"] = b"\x00\x00" + data_op(0, 0, b"GET / HTTP/1.0\r\n\r\n") + data_op(0, 1, b"HTTP/1.0 200 OK\r\n\r\nbody until close") + close(0, 0)
-    s["reset"] = b"\x04\x00" + data_op(0, 0, req(b"GET", b"/slow")) + wait(250) + close(0, 1)
-    s["orphan"] = b"\x01\x00" + data_op(0, 1, resp(200, b"text/html", b"<p>hi</p>")) + data_op(0, 0, req(b"GET", b"/x"))
-    s["garbage-resync"] = b"\x00\x00" + data_op(0, 0, b"\x16\x03\x01garbage\r\n\r\n" + req(b"GET", b"/after")) + gap(0, 0, 100) + data_op(0, 0, b"tail" + req(b"GET", b"/again"))
-    s["many-requests"] = b"\x00\x00" + repeat_op(0, 0, b"GET /p/1 HTTP/1.1\r\nHost: a\r\n\r\n", 3000) + repeat_op(0, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2000)
-    s["big-body"] = b"\x00\x00" + data_op(0, 0, req(b"GET", b"/big")) + data_op(0, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n") + repeat_op(0, 1, b"x" * 200, 1500)
-    s["big-head"] = b"\x00\x00" + data_op(0, 0, b"GET / HTTP/1.1\r\n") + repeat_op(0, 0, b"X-Pad: " + b"a" * 60 + b"\r\n", 1200) + data_op(0, 0, b"\r\n")
+    s["http10-close"] = b"\x00" + data_op(0, 0, b"GET / HTTP/1.0\r\n\r\n") + data_op(0, 1, b"HTTP/1.0 200 OK\r\n\r\nbody until close") + close(0, 0)
+    s["reset"] = b"\x04" + data_op(0, 0, req(b"GET", b"/slow")) + wait(250) + close(0, 1)
+    s["orphan"] = b"\x01" + data_op(0, 1, resp(200, b"text/html", b"<p>hi</p>")) + data_op(0, 0, req(b"GET", b"/x"))
+    s["garbage-resync"] = b"\x00" + data_op(0, 0, b"\x16\x03\x01garbage\r\n\r\n" + req(b"GET", b"/after")) + gap(0, 0, 100) + data_op(0, 0, b"tail" + req(b"GET", b"/again"))
+    s["many-requests"] = b"\x00" + repeat_op(0, 0, b"GET /p/1 HTTP/1.1\r\nHost: a\r\n\r\n", 3000) + repeat_op(0, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2000)
+    s["big-body"] = b"\x00" + data_op(0, 0, req(b"GET", b"/big")) + data_op(0, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n") + repeat_op(0, 1, b"x" * 200, 1500)
+    s["big-head"] = b"\x00" + data_op(0, 0, b"GET / HTTP/1.1\r\n") + repeat_op(0, 0, b"X-Pad: " + b"a" * 60 + b"\r\n", 1200) + data_op(0, 0, b"\r\n")
+    s.update(bodies_in_pieces())
+    return s
+
+
+def bodies_in_pieces():
+    """Long bodies delivered in many chunks: every chunk after the head of a
+    message under way that ends nothing takes the analyzer's shortcut for
+    body bytes (`ConnHttp::body_data`), so these reach it with each framing,
+    both directions, gzip, and a gap, a reset or a half-close in the middle."""
+    body = b"".join(b"line %05d of a long answer\n" % i for i in range(400))
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)
+    gz = z.compress(body * 4) + z.flush()
+
+    def chunked(data, size):
+        return b"".join(b"%x\r\n" % len(data[i:i + size]) + data[i:i + size] + b"\r\n" for i in range(0, len(data), size)) + b"0\r\n\r\n"
+
+    def head(extra):
+        return b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n" + extra + b"\r\n"
+
+    get = data_op(0, 0, req(b"GET", b"/long"))
+    length = head(b"Content-Length: %d\r\n" % len(body))
+    s = {}
+    s["pieces-length"] = b"\x00" + get + data_op(0, 1, length) + small_chunks(0, 1, 97, body) + get + data_op(0, 1, resp(200, b"text/plain", b"next"))
+    s["pieces-chunked"] = (b"\x00" + get + data_op(0, 1, head(b"Transfer-Encoding: chunked\r\n"))
+                           + small_chunks(0, 1, 211, chunked(body, 3000)))
+    s["pieces-close"] = (b"\x00" + data_op(0, 0, b"GET /long HTTP/1.0\r\n\r\n") + data_op(0, 1, b"HTTP/1.0 200 OK\r\n\r\n")
+                         + small_chunks(0, 1, 128, body) + close(0, 0))
+    s["pieces-gzip"] = (b"\x00" + get + data_op(0, 1, head(b"Content-Encoding: gzip\r\nContent-Length: %d\r\n" % len(gz)))
+                        + small_chunks(0, 1, 64, gz))
+    s["pieces-post"] = (b"\x00" + data_op(0, 0, req(b"POST", b"/upload", b"Content-Length: %d\r\n" % len(body)))
+                        + small_chunks(0, 0, 150, body) + data_op(0, 1, resp(201, b"text/plain", b"ok")))
+    s["pieces-gap-reset"] = (b"\x00" + get + data_op(0, 1, length) + small_chunks(0, 1, 200, body[:4000]) + gap(0, 1, 1500)
+                             + small_chunks(0, 1, 200, body[5500:8000]) + wait(30) + close(0, 1))
+    s["pieces-half-close"] = (b"\x00" + get + data_op(0, 1, length) + small_chunks(0, 1, 255, body[:6000]) + half_close(0, 1))
     return s
 
 
