@@ -507,8 +507,9 @@ pub fn check_transactions(
 
 /// Drives the HTTP layer with a script (see [`run_http_script`]) under the
 /// caps its first byte chooses ([`script_http_config`]), then checks the
-/// transactions ([`check_transactions`]) and that request and response
-/// times run forward (the script's clock does).
+/// transactions ([`check_transactions`]), that request and response
+/// times run forward (the script's clock does), and that a second run
+/// without the shortcut for body bytes under way gives the same.
 pub fn check_http(data: &[u8]) {
     check_http_upto(data, SCRIPT_MAX_BYTES);
 }
@@ -520,6 +521,20 @@ fn check_http_upto(data: &[u8], max_bytes: usize) {
     let run = run_http_script_upto(data, &mut a, max_bytes);
     let (txs, stats) = a.finish();
     check_transactions(&txs, &stats, &cfg, run.lost);
+    // The analyzer's shortcut for body bytes under way must give what the
+    // parser's turns give: the same transactions, every field, and the
+    // same counts.
+    let mut turns = HttpAnalyzer::new(cfg.clone(), Vec::new()).without_body_shortcut();
+    run_http_script_upto(data, &mut turns, max_bytes);
+    let (turn_txs, turn_stats) = turns.finish();
+    assert!(
+        format!("{txs:?}") == format!("{turn_txs:?}"),
+        "the shortcut for body bytes gave other transactions than the parser's turns"
+    );
+    assert!(
+        format!("{stats:?}") == format!("{turn_stats:?}"),
+        "the shortcut for body bytes gave other counts than the parser's turns"
+    );
     for t in &txs {
         let tm = &t.timing;
         if let (Some(a), Some(b)) = (tm.req_start, tm.req_end) {

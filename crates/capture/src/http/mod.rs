@@ -891,8 +891,7 @@ impl<S: TxSink> HttpAnalyzer<S> {
     }
 
     /// The analyzer without [`ConnHttp::body_data`] (which must not
-    /// change what it gives).
-    #[cfg(test)]
+    /// change what it gives: the tests and the HTTP fuzz check compare).
     pub(crate) fn without_body_shortcut(mut self) -> HttpAnalyzer<S> {
         self.body_shortcut = false;
         self
