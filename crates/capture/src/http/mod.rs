@@ -670,7 +670,7 @@ impl HttpTransaction {
 
 /// Transactions finished by a turn, on their way to the ordering buffer.
 /// Each is boxed when its request (or answer) begins: a transaction is
-/// some 600 bytes, and it moves from the parser to the queue of waiting
+/// 632 bytes, and it moves from the parser to the queue of waiting
 /// requests, to this list and into the ordering buffer.
 #[allow(clippy::vec_box)]
 type Done = Vec<Box<HttpTransaction>>;
@@ -682,7 +682,7 @@ pub trait TxSink {
 
     /// The same, as the analyzer holds it: a sink that keeps or passes
     /// transactions on can take the box as it is instead of a copy of
-    /// some 600 bytes.
+    /// 632 bytes.
     fn on_boxed(&mut self, tx: Box<HttpTransaction>) {
         self.on_transaction(*tx);
     }
@@ -849,7 +849,7 @@ pub struct HttpAnalyzer<S: TxSink> {
     /// ordering (kept from chunk to chunk, up to [`KEPT_DONE`]).
     done: Done,
     /// Chunks of body bytes under way taken by [`ConnHttp::body_data`]
-    /// (always, but in the test that compares the two ways).
+    /// (always, but in the checks that compare the two ways).
     body_shortcut: bool,
 }
 
@@ -1074,8 +1074,8 @@ impl<S: TxSink> HttpAnalyzer<S> {
         }
         self.last_release = self.now;
         let watermark = self.watermark();
-        // Handed to the sink one by one (a transaction is 632 bytes: no
-        // list of them on the way).
+        // Handed to the sink one by one, in their boxes (no list of them
+        // on the way).
         let sink = &mut self.sink;
         self.order.release(watermark, |tx| sink.on_boxed(tx));
         // A connection that stays open with a request unanswered holds the

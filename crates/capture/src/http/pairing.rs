@@ -21,7 +21,7 @@ use crate::time::Ts;
 pub(super) struct Pending {
     /// The transaction as known so far.
     /// Boxed: it moves from the parser to the queue, then to the list of
-    /// finished ones and the ordering buffer, and is some 600 bytes.
+    /// finished ones and the ordering buffer, and is 632 bytes.
     pub tx: Box<HttpTransaction>,
     /// Every byte of the request has come (or it was given up).
     pub req_done: bool,
