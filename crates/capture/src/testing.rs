@@ -505,6 +505,34 @@ pub fn check_transactions(
     }
 }
 
+/// Runs `drive` over an HTTP analyzer with `cfg`, then over one without
+/// the shortcut for body bytes under way, and panics, naming `what`,
+/// unless both give the same transactions (every field, as `Debug` prints
+/// them) and the same counts. Returns the first run's, and what `drive`
+/// returned for it.
+pub(crate) fn both_ways<R>(
+    cfg: &crate::http::HttpConfig,
+    what: &str,
+    mut drive: impl FnMut(&mut crate::http::HttpAnalyzer<Vec<crate::http::HttpTransaction>>) -> R,
+) -> (Vec<crate::http::HttpTransaction>, crate::http::HttpStats, R) {
+    use crate::http::HttpAnalyzer;
+    let mut fast = HttpAnalyzer::new(cfg.clone(), Vec::new());
+    let got = drive(&mut fast);
+    let (txs, stats) = fast.finish();
+    let mut turns = HttpAnalyzer::new(cfg.clone(), Vec::new()).without_body_shortcut();
+    drive(&mut turns);
+    let (turn_txs, turn_stats) = turns.finish();
+    assert!(
+        format!("{txs:?}") == format!("{turn_txs:?}"),
+        "{what}: the shortcut for body bytes gave other transactions than the parser's turns"
+    );
+    assert!(
+        format!("{stats:?}") == format!("{turn_stats:?}"),
+        "{what}: the shortcut for body bytes gave other counts than the parser's turns"
+    );
+    (txs, stats, got)
+}
+
 /// Drives the HTTP layer with a script (see [`run_http_script`]) under the
 /// caps its first byte chooses ([`script_http_config`]), then checks the
 /// transactions ([`check_transactions`]), that request and response
@@ -515,26 +543,9 @@ pub fn check_http(data: &[u8]) {
 }
 
 fn check_http_upto(data: &[u8], max_bytes: usize) {
-    use crate::http::HttpAnalyzer;
     let cfg = script_http_config(data);
-    let mut a = HttpAnalyzer::new(cfg.clone(), Vec::new());
-    let run = run_http_script_upto(data, &mut a, max_bytes);
-    let (txs, stats) = a.finish();
+    let (txs, stats, run) = both_ways(&cfg, "the script", |a| run_http_script_upto(data, a, max_bytes));
     check_transactions(&txs, &stats, &cfg, run.lost);
-    // The analyzer's shortcut for body bytes under way must give what the
-    // parser's turns give: the same transactions, every field, and the
-    // same counts.
-    let mut turns = HttpAnalyzer::new(cfg.clone(), Vec::new()).without_body_shortcut();
-    run_http_script_upto(data, &mut turns, max_bytes);
-    let (turn_txs, turn_stats) = turns.finish();
-    assert!(
-        format!("{txs:?}") == format!("{turn_txs:?}"),
-        "the shortcut for body bytes gave other transactions than the parser's turns"
-    );
-    assert!(
-        format!("{stats:?}") == format!("{turn_stats:?}"),
-        "the shortcut for body bytes gave other counts than the parser's turns"
-    );
     for t in &txs {
         let tm = &t.timing;
         if let (Some(a), Some(b)) = (tm.req_start, tm.req_end) {
